@@ -1,0 +1,136 @@
+/**
+ * @file envelope.h
+ * @brief Wire-level seal/open of one data envelope (group mode).
+ *
+ * An envelope is the protobuf message `mqe2e.v1.Envelope` (proto/envelope.proto):
+ * a header of epoch, sender id and sequence number, and the AEAD ciphertext
+ * with its 16-byte tag. The nonce is derived (sender base IV XOR sequence
+ * number), never carried. The associated data is rebuilt by the receiver from
+ * format version, suite, mode, topic, group id, epoch, sender id and sequence
+ * (docs/PROTOCOL.md gives every byte), so an envelope moved to another topic,
+ * group, epoch or sender fails authentication.
+ *
+ * These calls are stateless: replay windows, epochs and key caches live in
+ * protect.h. All buffers are the caller's.
+ */
+#ifndef MQE2E_ENVELOPE_H
+#define MQE2E_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqe2e/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MQE2E_GROUP_SECRET_BYTES 32U  /**< group secret per epoch */
+#define MQE2E_SENDER_KEY_BYTES 32U    /**< ChaCha20-Poly1305-IETF key */
+#define MQE2E_SENDER_IV_BYTES 12U     /**< per-sender base IV */
+#define MQE2E_TAG_BYTES 16U           /**< Poly1305 tag */
+/** Largest envelope header (every varint at its maximum). */
+#define MQE2E_ENVELOPE_MAX_HEADER_BYTES 29U
+/** Default largest plaintext accepted by seal and open (1 MiB). */
+#define MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD (1024U * 1024U)
+/** Hard ceiling on plaintext size (MQTT's own maximum packet is 256 MiB). */
+#define MQE2E_ENVELOPE_MAX_PAYLOAD (256U * 1024U * 1024U)
+/** Longest topic name accepted (MQTT's UTF-8 string limit). */
+#define MQE2E_TOPIC_MAX_BYTES 65535U
+/** Longest group id. */
+#define MQE2E_GROUP_ID_MAX_BYTES 255U
+
+/** Envelope modes; the protobuf field number of the sealed body. */
+typedef enum mqe2e_envelope_mode {
+    MQE2E_MODE_GROUP = 1,        /**< group key, unsigned */
+    MQE2E_MODE_CHANNEL = 2,      /**< pairwise channel key */
+    MQE2E_MODE_SIGNED_GROUP = 3, /**< group key plus Ed25519 sender signature */
+} mqe2e_envelope_mode;
+
+/** One sender's traffic key for one (group, epoch). Wipe with mqe2e_sender_key_wipe(). */
+typedef struct mqe2e_sender_key {
+    uint8_t key[MQE2E_SENDER_KEY_BYTES];
+    uint8_t iv[MQE2E_SENDER_IV_BYTES];
+} mqe2e_sender_key;
+
+/** The cleartext header of an envelope. */
+typedef struct mqe2e_envelope_header {
+    mqe2e_envelope_mode mode;
+    uint32_t epoch;
+    uint32_t sender_id;
+    uint64_t seq;
+} mqe2e_envelope_header;
+
+/** A parsed, not yet authenticated envelope; pointers borrow the input buffer. */
+typedef struct mqe2e_envelope_view {
+    mqe2e_envelope_header header;
+    const uint8_t *ciphertext; /**< ciphertext followed by the 16-byte tag */
+    size_t ciphertext_len;     /**< >= MQE2E_TAG_BYTES */
+    const uint8_t *signature;  /**< NULL unless signed mode */
+    size_t signature_len;
+} mqe2e_envelope_view;
+
+/**
+ * @brief Derive one sender's key and base IV from a group secret.
+ *
+ * key = HKDF-SHA256(salt="mqe2e/v1/group", ikm=secret, info=label|group|epoch|sender).
+ * @param out    caller-owned; wipe with mqe2e_sender_key_wipe().
+ * @param secret the epoch's group secret; only read.
+ * @param group_id NUL-terminated, 1..::MQE2E_GROUP_ID_MAX_BYTES bytes.
+ * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_sender_key_derive(mqe2e_sender_key *out,
+                                      const uint8_t secret[MQE2E_GROUP_SECRET_BYTES],
+                                      const char *group_id, uint32_t epoch,
+                                      uint32_t sender_id);
+
+/** @brief Wipe a sender key (sodium_memzero). NULL is a no-op. */
+MQE2E_API void mqe2e_sender_key_wipe(mqe2e_sender_key *key);
+
+/** @brief Upper bound of the sealed size of a plaintext of pt_len bytes. */
+MQE2E_API size_t mqe2e_envelope_sealed_bound(size_t pt_len);
+
+/**
+ * @brief Seal one plaintext into an envelope.
+ * @param out      caller buffer of out_cap bytes (mqe2e_envelope_sealed_bound()).
+ * @param out_len  set to the envelope length on success.
+ * @param key      the sender's key for (group, header->epoch, header->sender_id).
+ * @param topic    NUL-terminated MQTT topic name the envelope is published on.
+ * @param group_id NUL-terminated group id.
+ * @param header   mode must be ::MQE2E_MODE_GROUP in this version.
+ * @param pt       plaintext (may be NULL when pt_len is 0); only read.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_TOO_LARGE,
+ *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_SUITE (mode not supported).
+ */
+MQE2E_API int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len,
+                                  const mqe2e_sender_key *key, const char *topic,
+                                  const char *group_id, const mqe2e_envelope_header *header,
+                                  const uint8_t *pt, size_t pt_len);
+
+/**
+ * @brief Parse an envelope without authenticating it.
+ *
+ * Strict: unknown fields, repeated fields, a missing or second body, a body
+ * shorter than the tag and non-minimal varints are all ::MQE2E_ERR_DECODE; a
+ * body field number this version does not know is ::MQE2E_ERR_SUITE.
+ * @param view  filled on success; borrows @p in, which must outlive it.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_SUITE, ::MQE2E_ERR_TOO_LARGE.
+ */
+MQE2E_API int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
+
+/**
+ * @brief Authenticate and decrypt a parsed envelope.
+ * @param pt      caller buffer of at least view->ciphertext_len - 16 bytes;
+ *                on failure its first pt_cap bytes are wiped.
+ * @param pt_len  set on success.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (any authentication failure),
+ *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_SUITE.
+ */
+MQE2E_API int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len,
+                                  const mqe2e_sender_key *key, const char *topic,
+                                  const char *group_id, const mqe2e_envelope_view *view);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,195 @@
+/**
+ * @file keystore.h
+ * @brief A client's persistent keys and counters: identity, groups with their
+ *        epochs, sequence reservations and replay checkpoints.
+ *
+ * Long-lived secrets are held in sodium_malloc() memory and wiped on close.
+ * Every change that must survive a crash is written through the storage
+ * backend before the call returns. Sequence numbers are reserved ahead in
+ * blocks: the reservation is durable before any number from it is handed out,
+ * and a reopened keystore starts after the last reservation, so a crash can
+ * skip numbers but never reuse one.
+ *
+ * Not thread-safe: callers serialise access (the Paho plugin does).
+ */
+#ifndef MQE2E_KEYSTORE_H
+#define MQE2E_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqe2e/envelope.h"
+#include "mqe2e/export.h"
+#include "mqe2e/replay.h"
+#include "mqe2e/storage.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mqe2e_keystore mqe2e_keystore;
+
+#define MQE2E_CLIENT_ID_MAX_BYTES 255U   /**< longest client id */
+#define MQE2E_SIGN_PUBLIC_BYTES 32U      /**< Ed25519 public key */
+#define MQE2E_DH_PUBLIC_BYTES 32U        /**< X25519 public key */
+#define MQE2E_SEQ_DEFAULT_BLOCK 1024U    /**< default sequence reservation block */
+
+/**
+ * @brief Create a new keystore with a fresh identity and store it.
+ * @param out       new handle; close with mqe2e_keystore_close().
+ * @param storage   taken over by the keystore (destroyed on close or on failure).
+ * @param client_id 1..::MQE2E_CLIENT_ID_MAX_BYTES bytes, printable ASCII.
+ * @param sender_id this client's default sender id in groups; 0 means derive
+ *                  it from the client id (24-bit hash, see docs/PROTOCOL.md).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_EXISTS (storage already holds a keystore),
+ *         ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_create(mqe2e_keystore **out, mqe2e_storage storage,
+                                    const char *client_id, uint32_t sender_id);
+
+/**
+ * @brief Open an existing keystore.
+ * @param storage taken over (destroyed on close or on failure).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_AUTH (wrong key or
+ *         tampered file), ::MQE2E_ERR_DECODE, ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_open(mqe2e_keystore **out, mqe2e_storage storage);
+
+/** @brief Write state if changed, wipe every secret, free. NULL is a no-op. */
+MQE2E_API void mqe2e_keystore_close(mqe2e_keystore *ks);
+
+/** @brief Write the current state now (atomic, durable). */
+MQE2E_API int mqe2e_keystore_flush(mqe2e_keystore *ks);
+
+/**
+ * @brief Default sender id of a client id: the first 3 bytes (little-endian)
+ *        of BLAKE2b-256("mqe2e/v1/sender-id" key, client id), or 1 if that is 0.
+ *        Unique ids are the operator's job in manual provisioning (an id can be
+ *        given explicitly); the authority assigns unique ones.
+ */
+MQE2E_API uint32_t mqe2e_sender_id_from_client_id(const char *client_id);
+
+/** @brief The client id; borrowed, valid until close. */
+MQE2E_API const char *mqe2e_keystore_client_id(const mqe2e_keystore *ks);
+
+/** @brief This client's default sender id. */
+MQE2E_API uint32_t mqe2e_keystore_sender_id(const mqe2e_keystore *ks);
+
+/** @brief Copy out the public identity keys (either pointer may be NULL). */
+MQE2E_API int mqe2e_keystore_identity_public(const mqe2e_keystore *ks,
+                                             uint8_t sign_pk[MQE2E_SIGN_PUBLIC_BYTES],
+                                             uint8_t dh_pk[MQE2E_DH_PUBLIC_BYTES]);
+
+/**
+ * @brief Add a group (with its first epoch) or add a newer epoch to a known group.
+ *
+ * Adding epoch e marks every older epoch retired at @p now (still readable for
+ * the receiver's grace period). Adding an epoch that exists with the same
+ * secret is a no-op; with a different secret it is ::MQE2E_ERR_EXISTS.
+ * @param topic_filter the group's topic filter (required for a new group; may
+ *                     be NULL when adding an epoch).
+ * @param secret only read; the caller wipes its copy.
+ * @param now    caller's clock, seconds.
+ */
+MQE2E_API int mqe2e_keystore_group_add_epoch(mqe2e_keystore *ks, const char *group_id,
+                                             const char *topic_filter, uint32_t epoch,
+                                             const uint8_t secret[MQE2E_GROUP_SECRET_BYTES],
+                                             uint64_t now);
+
+/**
+ * @brief Create a group with a random secret at epoch 1, or if it exists,
+ *        rotate it to a random secret at current epoch + 1.
+ * @param epoch_out may be NULL.
+ */
+MQE2E_API int mqe2e_keystore_group_generate(mqe2e_keystore *ks, const char *group_id,
+                                            const char *topic_filter, uint64_t now,
+                                            uint32_t *epoch_out);
+
+/** @brief Remove a group and all its epochs (wiped). */
+MQE2E_API int mqe2e_keystore_group_remove(mqe2e_keystore *ks, const char *group_id);
+
+/** @brief Number of groups. */
+MQE2E_API size_t mqe2e_keystore_group_count(const mqe2e_keystore *ks);
+
+/** @brief Name of group @p index (0-based); borrowed; NULL when out of range. */
+MQE2E_API const char *mqe2e_keystore_group_name(const mqe2e_keystore *ks, size_t index);
+
+/** @brief Topic filter of a group; borrowed; NULL if unknown. */
+MQE2E_API const char *mqe2e_keystore_group_filter(const mqe2e_keystore *ks, const char *group_id);
+
+/** @brief Current (newest) epoch of a group. @return ::MQE2E_OK or ::MQE2E_ERR_NOT_FOUND. */
+MQE2E_API int mqe2e_keystore_group_current_epoch(const mqe2e_keystore *ks, const char *group_id,
+                                                 uint32_t *epoch);
+
+/** @brief This client's sender id in a group. */
+MQE2E_API int mqe2e_keystore_group_sender_id(const mqe2e_keystore *ks, const char *group_id,
+                                             uint32_t *sender_id);
+
+/** @brief Set this client's sender id in a group (the authority assigns it). */
+MQE2E_API int mqe2e_keystore_group_set_sender_id(mqe2e_keystore *ks, const char *group_id,
+                                                 uint32_t sender_id);
+
+/**
+ * @brief Copy out the secret of one epoch.
+ * @param secret  caller-owned; wipe it. @param retired_at out (0 while current), may be NULL.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (no such group or epoch).
+ */
+MQE2E_API int mqe2e_keystore_group_secret(const mqe2e_keystore *ks, const char *group_id,
+                                          uint32_t epoch,
+                                          uint8_t secret[MQE2E_GROUP_SECRET_BYTES],
+                                          uint64_t *retired_at);
+
+/**
+ * @brief Drop epochs retired before @p cutoff (wiped). @return number removed (>= 0) or error.
+ */
+MQE2E_API int mqe2e_keystore_group_prune(mqe2e_keystore *ks, const char *group_id,
+                                         uint64_t cutoff);
+
+/**
+ * @brief Hand out the next sequence number for sending in a group.
+ *
+ * When the reserved block is used up a new block is reserved and written
+ * durably first. @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_IO,
+ * ::MQE2E_ERR_EXHAUSTED.
+ */
+MQE2E_API int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq);
+
+/** @brief Set the reservation block size (1..2^20) for later reservations. */
+MQE2E_API int mqe2e_keystore_set_seq_block(mqe2e_keystore *ks, uint32_t block);
+
+/**
+ * @brief Store a replay checkpoint for (group, epoch, sender) in memory; it is
+ *        written with the next flush/close.
+ */
+MQE2E_API int mqe2e_keystore_replay_save(mqe2e_keystore *ks, const char *group_id,
+                                         uint32_t epoch, uint32_t sender_id,
+                                         const mqe2e_replay_window *w);
+
+/** @brief Load a replay checkpoint. @return ::MQE2E_OK or ::MQE2E_ERR_NOT_FOUND. */
+MQE2E_API int mqe2e_keystore_replay_load(const mqe2e_keystore *ks, const char *group_id,
+                                         uint32_t epoch, uint32_t sender_id,
+                                         mqe2e_replay_window *w);
+
+/**
+ * @brief Export a group (all its epochs) sealed with a passphrase, for manual
+ *        provisioning. @param out malloc()ed, caller free()s (no clear secret inside).
+ */
+MQE2E_API int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
+                                          const char *passphrase, size_t passphrase_len,
+                                          uint8_t **out, size_t *out_len);
+
+/**
+ * @brief Import a group exported by mqe2e_keystore_group_export().
+ * @param group_id_out optional buffer receiving the group id (NUL-terminated).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (wrong passphrase or tampered),
+ *         ::MQE2E_ERR_DECODE, ::MQE2E_ERR_EXISTS (conflicting epoch secret), ::MQE2E_ERR_IO.
+ */
+MQE2E_API int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sealed,
+                                          size_t sealed_len, const char *passphrase,
+                                          size_t passphrase_len, uint64_t now,
+                                          char *group_id_out, size_t group_id_cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,77 @@
+/**
+ * @file policy.h
+ * @brief Topic policy: which topics are protected, and with which key.
+ *
+ * Rules map MQTT topic filters (with `+` and `#`) to a group, a pairwise
+ * channel or explicit plaintext. Rules are tried in the order added; the first
+ * whose filter matches the topic wins. A topic that no rule matches has no
+ * policy: publishing on it is refused and messages received on it are dropped.
+ */
+#ifndef MQE2E_POLICY_H
+#define MQE2E_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mqe2e/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Opaque rule list. */
+typedef struct mqe2e_policy mqe2e_policy;
+
+/** What a rule does with matching topics. */
+typedef enum mqe2e_policy_kind {
+    MQE2E_POLICY_PLAINTEXT = 1, /**< explicitly unprotected */
+    MQE2E_POLICY_GROUP = 2,     /**< sealed with a group key; target = group id */
+    MQE2E_POLICY_CHANNEL = 3,   /**< sealed with a pairwise channel; target = peer id */
+} mqe2e_policy_kind;
+
+/** @brief New empty policy. *out is the caller's; free with mqe2e_policy_free(). */
+MQE2E_API int mqe2e_policy_new(mqe2e_policy **out);
+
+/** @brief Free a policy. NULL is a no-op. */
+MQE2E_API void mqe2e_policy_free(mqe2e_policy *p);
+
+/**
+ * @brief Append a rule. Strings are copied.
+ * @param filter valid MQTT topic filter.
+ * @param target group id or peer id; NULL for ::MQE2E_POLICY_PLAINTEXT.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (bad filter/kind/target), ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_policy_add(mqe2e_policy *p, const char *filter, mqe2e_policy_kind kind,
+                               const char *target);
+
+/**
+ * @brief Parse and append one rule written as text: `FILTER=group:NAME`,
+ *        `FILTER=channel:PEER` or `FILTER=plaintext`.
+ * @return as mqe2e_policy_add(), ::MQE2E_ERR_DECODE for bad syntax.
+ */
+MQE2E_API int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule);
+
+/**
+ * @brief Find the rule for a topic name.
+ * @param kind   out. @param target out: borrowed from the policy (NULL for plaintext).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NO_POLICY, ::MQE2E_ERR_INVALID_ARG (bad topic name).
+ */
+MQE2E_API int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic,
+                                  mqe2e_policy_kind *kind, const char **target);
+
+/** @brief Number of rules. */
+MQE2E_API size_t mqe2e_policy_count(const mqe2e_policy *p);
+
+/** @brief True if @p topic (a name, no wildcards) matches @p filter per MQTT 3.1.1 §4.7. */
+MQE2E_API bool mqe2e_topic_matches(const char *filter, const char *topic);
+
+/** @brief True if @p filter is a valid MQTT topic filter. */
+MQE2E_API bool mqe2e_topic_filter_valid(const char *filter);
+
+/** @brief True if @p topic is a valid topic name (non-empty, no wildcards, no NUL). */
+MQE2E_API bool mqe2e_topic_name_valid(const char *topic);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,161 @@
+/**
+ * @file protect.h
+ * @brief The two-call API: protect a payload for a topic, unprotect a received
+ *        one. Applies the topic policy, picks the group epoch, derives and
+ *        caches sender keys, enforces replay windows and epoch grace periods,
+ *        and counts every drop by reason.
+ *
+ * The clock is passed in (seconds); nothing here does I/O except through the
+ * keystore's storage backend. Not thread-safe: callers serialise access.
+ */
+#ifndef MQE2E_PROTECT_H
+#define MQE2E_PROTECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqe2e/envelope.h"
+#include "mqe2e/export.h"
+#include "mqe2e/keystore.h"
+#include "mqe2e/policy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mqe2e_protector mqe2e_protector;
+
+/** Options; initialise with ::MQE2E_PROTECTOR_OPTIONS_INIT. */
+typedef struct mqe2e_protector_options {
+    uint32_t struct_version;      /**< 1 */
+    uint32_t replay_width;        /**< replay window width (0 = default 128) */
+    uint64_t epoch_grace_seconds; /**< how long a retired epoch stays readable */
+    size_t max_payload;           /**< largest plaintext (0 = 1 MiB) */
+    uint32_t checkpoint_every;    /**< write replay checkpoints every N accepted (0 = 256) */
+} mqe2e_protector_options;
+
+#define MQE2E_PROTECTOR_OPTIONS_INIT { 1U, 0U, 3600U, 0U, 0U }
+
+/** Drop reasons counted by the receiver, indexed by mqe2e_drop_reason(). */
+typedef enum mqe2e_drop_reason {
+    MQE2E_DROP_DECODE = 0,  /**< malformed, truncated */
+    MQE2E_DROP_TOO_LARGE,   /**< over max_payload */
+    MQE2E_DROP_SUITE,       /**< unknown version / mode / suite */
+    MQE2E_DROP_NO_POLICY,   /**< topic has no policy */
+    MQE2E_DROP_POLICY,      /**< mode does not match the topic's policy */
+    MQE2E_DROP_NO_KEY,      /**< unknown group or epoch */
+    MQE2E_DROP_EXPIRED,     /**< epoch past grace */
+    MQE2E_DROP_REPLAY,      /**< replayed or too old */
+    MQE2E_DROP_AUTH,        /**< failed authentication */
+    MQE2E_DROP_OTHER,       /**< anything else (I/O, memory) */
+    MQE2E_DROP_REASON_COUNT
+} mqe2e_drop_reason;
+
+/** Counters; a plain snapshot copied out by mqe2e_protector_counters(). */
+typedef struct mqe2e_counters {
+    uint64_t sealed;     /**< envelopes produced */
+    uint64_t opened;     /**< envelopes authenticated and delivered */
+    uint64_t plaintext_out; /**< messages sent on explicit plaintext topics */
+    uint64_t plaintext_in;  /**< messages received on explicit plaintext topics */
+    uint64_t dropped[MQE2E_DROP_REASON_COUNT]; /**< by reason */
+} mqe2e_counters;
+
+/** @brief Map a return code to the drop reason it is counted under. */
+MQE2E_API mqe2e_drop_reason mqe2e_drop_reason_of(int code);
+
+/** @brief Stable label of a drop reason ("auth", "replay", ...). */
+MQE2E_API const char *mqe2e_drop_reason_name(mqe2e_drop_reason r);
+
+/**
+ * @brief Create a protector over a keystore and a policy.
+ * @param ks     borrowed; must outlive the protector.
+ * @param policy borrowed; must outlive the protector.
+ * @param opts   may be NULL for defaults; copied.
+ */
+MQE2E_API int mqe2e_protector_new(mqe2e_protector **out, mqe2e_keystore *ks,
+                                  const mqe2e_policy *policy,
+                                  const mqe2e_protector_options *opts);
+
+/** @brief Write replay checkpoints, wipe cached keys, free. NULL is a no-op. */
+MQE2E_API void mqe2e_protector_free(mqe2e_protector *p);
+
+/** @brief Upper bound of the protected size of a payload of pt_len bytes. */
+MQE2E_API size_t mqe2e_protect_bound(size_t pt_len);
+
+/**
+ * @brief Protect a payload for publishing on @p topic.
+ *
+ * Group policy: seals with the group's current epoch and the next reserved
+ * sequence number. Plaintext policy: copies the payload unchanged. No policy:
+ * ::MQE2E_ERR_NO_POLICY and nothing is written (never a clear-text fallback).
+ * @param out caller buffer of at least mqe2e_protect_bound(pt_len) bytes.
+ * @param now seconds.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NO_POLICY, ::MQE2E_ERR_NO_KEY,
+ *         ::MQE2E_ERR_TOO_LARGE, ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_IO,
+ *         ::MQE2E_ERR_POLICY (channel topics need the channel layer),
+ *         ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt,
+                            size_t pt_len, uint64_t now, uint8_t *out, size_t out_cap,
+                            size_t *out_len);
+
+/** A pending replay-window update returned by mqe2e_unprotect_begin(). */
+typedef struct mqe2e_receipt {
+    uint32_t active;    /**< 1 if commit has something to do */
+    uint32_t epoch;
+    uint32_t sender_id;
+    uint64_t seq;
+    char group_id[MQE2E_GROUP_ID_MAX_BYTES + 1];
+} mqe2e_receipt;
+
+/**
+ * @brief Check and decrypt a received payload, without recording it.
+ *
+ * On success the plaintext is in @p out and @p receipt must be passed to
+ * mqe2e_unprotect_commit() once the application accepted the message (or
+ * dropped if it asks for redelivery). Failures are counted by reason; @p out
+ * is wiped on failure.
+ * @param out caller buffer; in_len bytes always suffice.
+ * @return ::MQE2E_OK or the reason the message must be dropped.
+ */
+MQE2E_API int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *in,
+                                    size_t in_len, uint64_t now, uint8_t *out, size_t out_cap,
+                                    size_t *out_len, mqe2e_receipt *receipt);
+
+/**
+ * @brief Record an accepted message in its replay window.
+ * @return ::MQE2E_OK, or ::MQE2E_ERR_REPLAY if the same message was committed
+ *         in between (then it must not be delivered again).
+ */
+MQE2E_API int mqe2e_unprotect_commit(mqe2e_protector *p, const mqe2e_receipt *receipt);
+
+/** @brief mqe2e_unprotect_begin() followed by mqe2e_unprotect_commit(). */
+MQE2E_API int mqe2e_unprotect(mqe2e_protector *p, const char *topic, const uint8_t *in,
+                              size_t in_len, uint64_t now, uint8_t *out, size_t out_cap,
+                              size_t *out_len);
+
+/** @brief Count a drop that happened outside the protector (e.g. in the plugin). */
+MQE2E_API void mqe2e_protector_count_drop(mqe2e_protector *p, int code);
+
+/** @brief Copy out the counters. */
+MQE2E_API void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters *out);
+
+/** @brief Write replay checkpoints to the keystore and flush it. */
+MQE2E_API int mqe2e_protector_checkpoint(mqe2e_protector *p);
+
+/**
+ * @brief Forget cached keys for a group (call after the keystore gained or
+ *        lost epochs of it, e.g. after a rotation).
+ */
+MQE2E_API void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_id);
+
+/**
+ * @brief Build a policy with one group rule per keystore group (its topic filter).
+ * @param p existing policy to append to.
+ */
+MQE2E_API int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,95 @@
+/**
+ * @file storage.h
+ * @brief Where a keystore keeps its serialized state: a small backend interface
+ *        plus the two built-in backends (encrypted file, memory).
+ *
+ * The keystore hands a backend its whole state as one serialized blob, which
+ * contains secrets. A backend must (a) keep it confidential at rest, and
+ * (b) replace the previous blob atomically and durably before store() returns:
+ * after a crash, load() returns either the old or the new blob, never a mix.
+ * A secure element or HSM backend implements the same three calls.
+ */
+#ifndef MQE2E_STORAGE_H
+#define MQE2E_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqe2e/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MQE2E_STORAGE_KEY_BYTES 32U /**< raw key for the file backend */
+
+/** A storage backend (a small vtable). */
+typedef struct mqe2e_storage {
+    /**
+     * Load the last stored blob. On success *data is a buffer allocated with
+     * malloc() that the caller wipes and free()s.
+     * @return MQE2E_OK, MQE2E_ERR_NOT_FOUND (nothing stored yet), MQE2E_ERR_AUTH
+     *         (wrong key or tampered), MQE2E_ERR_IO, MQE2E_ERR_DECODE.
+     */
+    int (*load)(void *ctx, uint8_t **data, size_t *len);
+    /** Atomically and durably replace the stored blob. Only reads @p data. */
+    int (*store)(void *ctx, const uint8_t *data, size_t len);
+    /** Release ctx, wiping any key material. May be NULL. */
+    void (*destroy)(void *ctx);
+    void *ctx;
+} mqe2e_storage;
+
+/**
+ * @brief Encrypted-file backend keyed by a passphrase.
+ *
+ * The file key is Argon2id(passphrase, per-file salt) (libsodium
+ * crypto_pwhash, "interactive" limits); the blob is sealed with
+ * XChaCha20-Poly1305 under a fresh nonce on each write, and replaced by
+ * write-to-temp, fsync, rename, fsync(directory).
+ * @param out        filled; pass it to mqe2e_keystore_create/open, which own it.
+ * @param path       file path; copied.
+ * @param passphrase only read; the caller wipes it. Must not be empty.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path,
+                                            const char *passphrase, size_t passphrase_len);
+
+/**
+ * @brief Encrypted-file backend keyed by a 32-byte raw key (e.g. from a key file).
+ * @param key only read; copied into guarded memory; the caller wipes its copy.
+ */
+MQE2E_API int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
+                                     const uint8_t key[MQE2E_STORAGE_KEY_BYTES]);
+
+/**
+ * @brief Read a key file: exactly 32 raw bytes, or 64 hex digits (optional
+ *        trailing newline). Refuses files readable by group or others.
+ * @param key out, caller-owned (wipe it).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_IO, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_POLICY (permissions).
+ */
+MQE2E_API int mqe2e_storage_read_key_file(uint8_t key[MQE2E_STORAGE_KEY_BYTES], const char *path);
+
+/** @brief In-memory backend (tests, ephemeral clients); the blob lives in sodium_malloc memory. */
+MQE2E_API int mqe2e_storage_memory(mqe2e_storage *out);
+
+/**
+ * @brief Seal a blob with a passphrase into a self-describing buffer
+ *        (same format as the file backend). Used for exported group bundles.
+ * @param out  *out is malloc()ed; the caller free()s it (it holds no secret in clear).
+ */
+MQE2E_API int mqe2e_passphrase_seal(uint8_t **out, size_t *out_len, const uint8_t *data,
+                                    size_t len, const char *passphrase, size_t passphrase_len);
+
+/**
+ * @brief Open what mqe2e_passphrase_seal() made.
+ * @param out *out is malloc()ed and holds secrets: the caller wipes and free()s it.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_AUTH (wrong passphrase or tampered).
+ */
+MQE2E_API int mqe2e_passphrase_open(uint8_t **out, size_t *out_len, const uint8_t *sealed,
+                                    size_t sealed_len, const char *passphrase,
+                                    size_t passphrase_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

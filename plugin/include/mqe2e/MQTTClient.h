@@ -1,0 +1,180 @@
+/**
+ * @file mqe2e/MQTTClient.h
+ * @brief Encrypted drop-in front over Eclipse Paho's synchronous MQTTClient.
+ *
+ * Migration is a rename: `MQTTClient` becomes `mqe2e_MQTTClient` and every
+ * `MQTTClient_xxx(...)` call becomes `mqe2e_MQTTClient_xxx(...)` with the same
+ * arguments, the same callback signatures and the same return-code
+ * conventions. Paho's option and message structs (MQTTClient_connectOptions,
+ * MQTTClient_message, their initializers) are used unchanged. One extra call,
+ * mqe2e_MQTTClient_setSecurity(), attaches the keystore and the topic policy.
+ *
+ * Guarantees: a topic without a policy is never published (the call fails
+ * with ::MQE2E_MQTTCLIENT_NO_POLICY); the application's messageArrived
+ * callback (or receive()) only ever sees authenticated plaintext; every
+ * dropped message is counted by reason and reported to the optional error
+ * callback. As with Paho, never call this client from inside its callbacks.
+ */
+#ifndef MQE2E_PLUGIN_MQTTCLIENT_H
+#define MQE2E_PLUGIN_MQTTCLIENT_H
+
+#include <MQTTClient.h>
+
+#include "mqe2e/mqe2e.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Opaque handle (Paho's is `void *`; ours is typed). */
+typedef struct mqe2e_client *mqe2e_MQTTClient;
+
+/** Return codes the front adds to Paho's (Paho's are -1..-20). */
+#define MQE2E_MQTTCLIENT_ERROR_BASE (-100)
+/** Map an ::mqe2e_error to the plugin's return-code space. */
+#define MQE2E_MQTTCLIENT_ERR(e) (MQE2E_MQTTCLIENT_ERROR_BASE + (e))
+/** Publishing on a topic that no policy rule covers. */
+#define MQE2E_MQTTCLIENT_NO_POLICY MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NO_POLICY)
+/** setSecurity() was not called before connect/publish/subscribe. */
+#define MQE2E_MQTTCLIENT_NOT_CONFIGURED MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE)
+
+/**
+ * Called for every received message that is dropped.
+ * @param context the context given to setSecurity().
+ * @param topic   the topic it arrived on (borrowed for the call).
+ * @param code    the ::mqe2e_error reason.
+ */
+typedef void mqe2e_MQTTClient_dropped(void *context, const char *topic, int code);
+
+/** Log levels for the log callback. */
+typedef enum mqe2e_log_level {
+    MQE2E_LOG_ERROR = 1,
+    MQE2E_LOG_WARNING = 2,
+    MQE2E_LOG_INFO = 3,
+    MQE2E_LOG_DEBUG = 4,
+} mqe2e_log_level;
+
+/** Log sink; messages never hold keys or plaintext. */
+typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const char *message);
+
+/** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
+typedef struct mqe2e_MQTTClient_securityOptions {
+    char struct_id[4];   /**< "MQES" */
+    int struct_version;  /**< 0 */
+    /** Keystore (borrowed; must outlive the client). Required. */
+    mqe2e_keystore *keystore;
+    /**
+     * Topic policy (borrowed; must outlive the client). NULL: one group rule
+     * per keystore group, on that group's topic filter.
+     */
+    const mqe2e_policy *policy;
+    /** Protector options; NULL for defaults. Copied. */
+    const mqe2e_protector_options *protector;
+    mqe2e_MQTTClient_dropped *onDropped; /**< optional */
+    mqe2e_MQTTClient_log *onLog;         /**< optional */
+    mqe2e_log_level logLevel;            /**< most verbose level passed to onLog */
+    void *context;                       /**< given to onDropped and onLog */
+} mqe2e_MQTTClient_securityOptions;
+
+#define mqe2e_MQTTClient_securityOptions_initializer \
+    { {'M', 'Q', 'E', 'S'}, 0, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL }
+
+/** @brief As MQTTClient_create(). */
+MQE2E_API int mqe2e_MQTTClient_create(mqe2e_MQTTClient *handle, const char *serverURI,
+                                      const char *clientId, int persistence_type,
+                                      void *persistence_context);
+
+/** @brief As MQTTClient_createWithOptions(). */
+MQE2E_API int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *serverURI,
+                                                 const char *clientId, int persistence_type,
+                                                 void *persistence_context,
+                                                 MQTTClient_createOptions *options);
+
+/**
+ * @brief Attach keystore and policy. Call once, after create and before connect.
+ * @return MQTTCLIENT_SUCCESS, MQTTCLIENT_NULL_PARAMETER, MQTTCLIENT_BAD_STRUCTURE,
+ *         or MQE2E_MQTTCLIENT_ERR(code) for a library failure.
+ */
+MQE2E_API int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
+                                           const mqe2e_MQTTClient_securityOptions *options);
+
+/** @brief As MQTTClient_setCallbacks(); the callbacks receive decrypted messages. */
+MQE2E_API int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,
+                                            MQTTClient_connectionLost *cl,
+                                            MQTTClient_messageArrived *ma,
+                                            MQTTClient_deliveryComplete *dc);
+
+/** @brief As MQTTClient_connect(). */
+MQE2E_API int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle,
+                                       MQTTClient_connectOptions *options);
+
+/** @brief As MQTTClient_disconnect(); also checkpoints replay state. */
+MQE2E_API int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout);
+
+/** @brief As MQTTClient_isConnected(). */
+MQE2E_API int mqe2e_MQTTClient_isConnected(mqe2e_MQTTClient handle);
+
+/** @brief As MQTTClient_subscribe(). The filter must be covered by the policy. */
+MQE2E_API int mqe2e_MQTTClient_subscribe(mqe2e_MQTTClient handle, const char *topic, int qos);
+
+/** @brief As MQTTClient_subscribeMany(). */
+MQE2E_API int mqe2e_MQTTClient_subscribeMany(mqe2e_MQTTClient handle, int count,
+                                             char *const *topic, int *qos);
+
+/** @brief As MQTTClient_unsubscribe(). */
+MQE2E_API int mqe2e_MQTTClient_unsubscribe(mqe2e_MQTTClient handle, const char *topic);
+
+/** @brief As MQTTClient_unsubscribeMany(). */
+MQE2E_API int mqe2e_MQTTClient_unsubscribeMany(mqe2e_MQTTClient handle, int count,
+                                               char *const *topic);
+
+/**
+ * @brief As MQTTClient_publish(): the payload is protected per the topic's
+ *        policy first. @return Paho's codes, or ::MQE2E_MQTTCLIENT_NO_POLICY,
+ *        MQE2E_MQTTCLIENT_ERR(code).
+ */
+MQE2E_API int mqe2e_MQTTClient_publish(mqe2e_MQTTClient handle, const char *topicName,
+                                       int payloadlen, const void *payload, int qos,
+                                       int retained, MQTTClient_deliveryToken *dt);
+
+/** @brief As MQTTClient_publishMessage(); @p msg is only read. */
+MQE2E_API int mqe2e_MQTTClient_publishMessage(mqe2e_MQTTClient handle, const char *topicName,
+                                              MQTTClient_message *msg,
+                                              MQTTClient_deliveryToken *dt);
+
+/** @brief As MQTTClient_waitForCompletion(). */
+MQE2E_API int mqe2e_MQTTClient_waitForCompletion(mqe2e_MQTTClient handle,
+                                                 MQTTClient_deliveryToken dt,
+                                                 unsigned long timeout);
+
+/**
+ * @brief As MQTTClient_receive() (single-threaded use without callbacks):
+ *        returns the next authenticated message, silently dropping (and
+ *        counting) bad ones; *message is NULL on timeout.
+ */
+MQE2E_API int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName,
+                                       int *topicLen, MQTTClient_message **message,
+                                       unsigned long timeout);
+
+/** @brief As MQTTClient_yield(). */
+MQE2E_API void mqe2e_MQTTClient_yield(void);
+
+/** @brief As MQTTClient_freeMessage(): wipes the decrypted payload, then frees. */
+MQE2E_API void mqe2e_MQTTClient_freeMessage(MQTTClient_message **msg);
+
+/** @brief As MQTTClient_free() (for topic names given to the application). */
+MQE2E_API void mqe2e_MQTTClient_free(void *ptr);
+
+/** @brief As MQTTClient_destroy(); checkpoints replay state; *handle set to NULL. */
+MQE2E_API void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle);
+
+/** @brief As MQTTClient_strerror(), also for the MQE2E_MQTTCLIENT_* codes. */
+MQE2E_API const char *mqe2e_MQTTClient_strerror(int code);
+
+/** @brief Copy out this client's counters (sealed, opened, dropped by reason). */
+MQE2E_API int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

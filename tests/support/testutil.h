@@ -1,0 +1,24 @@
+/* Small helpers shared by the test programs (not part of the library). */
+#ifndef MQE2E_TESTUTIL_H
+#define MQE2E_TESTUTIL_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decode a hex string into a malloc()ed buffer; *len set. NULL on bad hex. */
+uint8_t *tu_hex_decode(const char *hex, size_t *len);
+
+/* Read a whole file into a malloc()ed NUL-terminated buffer. NULL on error. */
+char *tu_read_file(const char *path, size_t *len);
+
+/* Parse a JSON vector file from MQE2E_VECTORS_DIR. Caller cJSON_Delete()s. */
+cJSON *tu_load_vectors(const char *file_name);
+
+/* Make a fresh temporary directory; returns a malloc()ed path. */
+char *tu_tempdir(void);
+
+/* rm -rf a directory made by tu_tempdir(). */
+void tu_rmtree(const char *path);
+
+#endif

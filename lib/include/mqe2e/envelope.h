@@ -100,7 +100,8 @@ MQE2E_API size_t mqe2e_envelope_sealed_bound(size_t pt_len);
  * @param header   mode must be ::MQE2E_MODE_GROUP in this version.
  * @param pt       plaintext (may be NULL when pt_len is 0); only read.
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_TOO_LARGE,
- *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_SUITE (mode not supported).
+ *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_SUITE (mode not supported),
+ *         ::MQE2E_ERR_NOMEM (topics over ~520 bytes build the AD on the heap).
  */
 MQE2E_API int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len,
                                   const mqe2e_sender_key *key, const char *topic,

@@ -1,0 +1,183 @@
+/* Strict protobuf codec of mqe2e.v1.Envelope; see docs/PROTOCOL.md. */
+#include "internal_envelope_codec.h"
+
+#include <string.h>
+
+#include "mqe2e/error.h"
+
+size_t mqe2e__varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80U) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t mqe2e__varint_put(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80U) {
+        out[n++] = (uint8_t)((v & 0x7FU) | 0x80U);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+size_t mqe2e__varint_get(uint64_t *v, const uint8_t *in, size_t in_len)
+{
+    uint64_t acc = 0;
+    size_t i;
+
+    for (i = 0; i < in_len && i < MQE2E__VARINT_MAX_BYTES; i++) {
+        uint8_t b = in[i];
+        /* The 10th byte may carry only the 64th bit. */
+        if (i == MQE2E__VARINT_MAX_BYTES - 1U && b > 1U) {
+            return 0;
+        }
+        acc |= (uint64_t)(b & 0x7FU) << (7U * i);
+        if ((b & 0x80U) == 0) {
+            /* A zero final byte after a continuation adds nothing: non-minimal. */
+            if (i > 0 && b == 0) {
+                return 0;
+            }
+            *v = acc;
+            return i + 1;
+        }
+    }
+    return 0; /* truncated or longer than 10 bytes */
+}
+
+static size_t key_len(uint32_t field)
+{
+    return mqe2e__varint_len((uint64_t)field << 3);
+}
+
+size_t mqe2e__envelope_header_len(const mqe2e_envelope_header *h, size_t body_len)
+{
+    size_t n = 0;
+    if (h->epoch != 0) {
+        n += key_len(MQE2E__FIELD_EPOCH) + mqe2e__varint_len(h->epoch);
+    }
+    if (h->sender_id != 0) {
+        n += key_len(MQE2E__FIELD_SENDER) + mqe2e__varint_len(h->sender_id);
+    }
+    if (h->seq != 0) {
+        n += key_len(MQE2E__FIELD_SEQ) + mqe2e__varint_len(h->seq);
+    }
+    n += key_len((uint32_t)h->mode) + mqe2e__varint_len((uint64_t)body_len);
+    return n;
+}
+
+static size_t put_key(uint8_t *out, uint32_t field, uint32_t wire)
+{
+    return mqe2e__varint_put(out, ((uint64_t)field << 3) | wire);
+}
+
+size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, size_t body_len)
+{
+    size_t n = 0;
+    /* proto3: zero-valued scalars are not written at all. */
+    if (h->epoch != 0) {
+        n += put_key(out + n, MQE2E__FIELD_EPOCH, MQE2E__WIRE_VARINT);
+        n += mqe2e__varint_put(out + n, h->epoch);
+    }
+    if (h->sender_id != 0) {
+        n += put_key(out + n, MQE2E__FIELD_SENDER, MQE2E__WIRE_VARINT);
+        n += mqe2e__varint_put(out + n, h->sender_id);
+    }
+    if (h->seq != 0) {
+        n += put_key(out + n, MQE2E__FIELD_SEQ, MQE2E__WIRE_VARINT);
+        n += mqe2e__varint_put(out + n, h->seq);
+    }
+    n += put_key(out + n, (uint32_t)h->mode, MQE2E__WIRE_LEN);
+    n += mqe2e__varint_put(out + n, (uint64_t)body_len);
+    return n;
+}
+
+int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len)
+{
+    enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8 };
+    unsigned seen = 0;
+    size_t pos = 0;
+    mqe2e_envelope_view v;
+
+    memset(&v, 0, sizeof v);
+    while (pos < in_len) {
+        uint64_t key, val;
+        uint64_t field;
+        uint32_t wire;
+        size_t n = mqe2e__varint_get(&key, in + pos, in_len - pos);
+        unsigned bit;
+
+        if (n == 0 || key > UINT32_MAX) {
+            return MQE2E_ERR_DECODE;
+        }
+        pos += n;
+        field = key >> 3;
+        wire = (uint32_t)(key & 7U);
+
+        switch (field) {
+        case MQE2E__FIELD_BODY_CHANNEL:
+        case MQE2E__FIELD_BODY_SIGNED_GROUP:
+            /* A body of a mode this version knows of but does not implement. */
+            return MQE2E_ERR_SUITE;
+        case MQE2E__FIELD_BODY_GROUP:
+            if (wire != MQE2E__WIRE_LEN || (seen & SEEN_BODY) != 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            n = mqe2e__varint_get(&val, in + pos, in_len - pos);
+            if (n == 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            pos += n;
+            if (val > (uint64_t)(in_len - pos)) {
+                return MQE2E_ERR_DECODE;
+            }
+            v.header.mode = MQE2E_MODE_GROUP;
+            v.ciphertext = in + pos;
+            v.ciphertext_len = (size_t)val;
+            pos += (size_t)val;
+            seen |= SEEN_BODY;
+            break;
+        case MQE2E__FIELD_EPOCH:
+        case MQE2E__FIELD_SENDER:
+        case MQE2E__FIELD_SEQ:
+            bit = field == MQE2E__FIELD_EPOCH    ? SEEN_EPOCH
+                  : field == MQE2E__FIELD_SENDER ? SEEN_SENDER
+                                                 : SEEN_SEQ;
+            if (wire != MQE2E__WIRE_VARINT || (seen & bit) != 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            n = mqe2e__varint_get(&val, in + pos, in_len - pos);
+            if (n == 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            pos += n;
+            if (field == MQE2E__FIELD_SEQ) {
+                v.header.seq = val;
+            } else if (val > UINT32_MAX) {
+                return MQE2E_ERR_DECODE;
+            } else if (field == MQE2E__FIELD_EPOCH) {
+                v.header.epoch = (uint32_t)val;
+            } else {
+                v.header.sender_id = (uint32_t)val;
+            }
+            seen |= bit;
+            break;
+        default:
+            /* Includes the signature (7): only legal in the signed mode. */
+            return MQE2E_ERR_DECODE;
+        }
+    }
+    if ((seen & SEEN_BODY) == 0 || v.ciphertext_len < MQE2E_TAG_BYTES) {
+        return MQE2E_ERR_DECODE;
+    }
+    if (v.ciphertext_len - MQE2E_TAG_BYTES > MQE2E_ENVELOPE_MAX_PAYLOAD) {
+        return MQE2E_ERR_TOO_LARGE;
+    }
+    *view = v;
+    return MQE2E_OK;
+}

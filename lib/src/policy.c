@@ -1,0 +1,280 @@
+/* Topic policy: ordered MQTT filter rules, first match wins (MQTT 3.1.1 section 4.7). */
+#include "mqe2e/policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqe2e/envelope.h"
+#include "mqe2e/error.h"
+#include "mqe2e/keystore.h"
+
+struct policy_rule {
+    char *filter;
+    char *target; /* NULL for plaintext */
+    mqe2e_policy_kind kind;
+};
+
+struct mqe2e_policy {
+    struct policy_rule *rules;
+    size_t count;
+    size_t cap;
+};
+
+/* strlen bounded by max; SIZE_MAX when longer. */
+static size_t bounded_len(const char *s, size_t max)
+{
+    size_t n = 0;
+    while (s[n] != '\0') {
+        if (n == max) {
+            return SIZE_MAX;
+        }
+        n++;
+    }
+    return n;
+}
+
+bool mqe2e_topic_name_valid(const char *topic)
+{
+    size_t n;
+    if (topic == NULL) {
+        return false;
+    }
+    n = bounded_len(topic, MQE2E_TOPIC_MAX_BYTES);
+    if (n == 0 || n == SIZE_MAX) {
+        return false;
+    }
+    return strpbrk(topic, "+#") == NULL;
+}
+
+bool mqe2e_topic_filter_valid(const char *filter)
+{
+    size_t n;
+    if (filter == NULL) {
+        return false;
+    }
+    n = bounded_len(filter, MQE2E_TOPIC_MAX_BYTES);
+    if (n == 0 || n == SIZE_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const bool starts_level = i == 0 || filter[i - 1] == '/';
+        const bool ends_level = i + 1 == n || filter[i + 1] == '/';
+        if (filter[i] == '+' && (!starts_level || !ends_level)) {
+            return false;
+        }
+        /* '#' must be a whole level and the last one. */
+        if (filter[i] == '#' && (!starts_level || i + 1 != n)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool mqe2e_topic_matches(const char *filter, const char *topic)
+{
+    const char *f = filter, *t = topic;
+
+    if (!mqe2e_topic_filter_valid(filter) || !mqe2e_topic_name_valid(topic)) {
+        return false;
+    }
+    /* MQTT 4.7.2: '$' topics are not reached through a leading wildcard. */
+    if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) {
+        return false;
+    }
+    for (;;) {
+        /* Here f and t both point at the start of a level. */
+        if (f[0] == '#') {
+            return true; /* matches this level and all below, including none */
+        }
+        if (f[0] == '+') {
+            f++;
+            while (*t != '\0' && *t != '/') {
+                t++;
+            }
+        } else {
+            while (*f != '\0' && *f != '/' && *f == *t) {
+                f++;
+                t++;
+            }
+            if ((*f != '\0' && *f != '/') || (*t != '\0' && *t != '/')) {
+                return false;
+            }
+        }
+        /* Both at the end of a level. */
+        if (*f == '\0' && *t == '\0') {
+            return true;
+        }
+        if (*f == '\0') {
+            return false; /* topic is deeper than the filter */
+        }
+        if (*t == '\0') {
+            /* "a/#" also matches the parent level "a". */
+            return f[0] == '/' && f[1] == '#';
+        }
+        f++;
+        t++;
+    }
+}
+
+int mqe2e_policy_new(mqe2e_policy **out)
+{
+    mqe2e_policy *p;
+    if (out == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    *out = p;
+    return MQE2E_OK;
+}
+
+void mqe2e_policy_free(mqe2e_policy *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < p->count; i++) {
+        free(p->rules[i].filter);
+        free(p->rules[i].target);
+    }
+    free(p->rules);
+    free(p);
+}
+
+static char *dup_str(const char *s, size_t n)
+{
+    char *d = malloc(n + 1U);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Shared by add and add_text: the target is given as (pointer, length). */
+static int policy_add_n(mqe2e_policy *p, const char *filter, size_t filter_len,
+                        mqe2e_policy_kind kind, const char *target, size_t target_len)
+{
+    struct policy_rule r = {NULL, NULL, kind};
+
+    switch (kind) {
+    case MQE2E_POLICY_PLAINTEXT:
+        if (target != NULL) {
+            return MQE2E_ERR_INVALID_ARG;
+        }
+        break;
+    case MQE2E_POLICY_GROUP:
+        if (target == NULL || target_len == 0 || target_len > MQE2E_GROUP_ID_MAX_BYTES ||
+            memchr(target, '\0', target_len) != NULL) {
+            return MQE2E_ERR_INVALID_ARG;
+        }
+        break;
+    case MQE2E_POLICY_CHANNEL:
+        if (target == NULL || target_len == 0 || target_len > MQE2E_CLIENT_ID_MAX_BYTES ||
+            memchr(target, '\0', target_len) != NULL) {
+            return MQE2E_ERR_INVALID_ARG;
+        }
+        break;
+    default:
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    if (p->count == p->cap) {
+        size_t ncap = p->cap == 0 ? 8U : p->cap * 2U;
+        struct policy_rule *nr;
+        if (ncap > SIZE_MAX / sizeof *nr) {
+            return MQE2E_ERR_NOMEM;
+        }
+        nr = realloc(p->rules, ncap * sizeof *nr);
+        if (nr == NULL) {
+            return MQE2E_ERR_NOMEM;
+        }
+        p->rules = nr;
+        p->cap = ncap;
+    }
+    r.filter = dup_str(filter, filter_len);
+    if (target != NULL) {
+        r.target = dup_str(target, target_len);
+    }
+    if (r.filter == NULL || (target != NULL && r.target == NULL)) {
+        free(r.filter);
+        free(r.target);
+        return MQE2E_ERR_NOMEM;
+    }
+    p->rules[p->count++] = r;
+    return MQE2E_OK;
+}
+
+int mqe2e_policy_add(mqe2e_policy *p, const char *filter, mqe2e_policy_kind kind,
+                     const char *target)
+{
+    if (p == NULL || !mqe2e_topic_filter_valid(filter)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    return policy_add_n(p, filter, strlen(filter), kind, target,
+                        target != NULL ? strlen(target) : 0);
+}
+
+int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
+{
+    static const char group_prefix[] = "group:";
+    static const char channel_prefix[] = "channel:";
+    const char *eq, *action;
+    size_t filter_len;
+    char *filter;
+    int rc;
+
+    if (p == NULL || rule == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    /* Split at the LAST '=': a topic filter may contain '=', a target may not. */
+    eq = strrchr(rule, '=');
+    if (eq == NULL || eq == rule) {
+        return MQE2E_ERR_DECODE;
+    }
+    filter_len = (size_t)(eq - rule);
+    action = eq + 1;
+    filter = dup_str(rule, filter_len);
+    if (filter == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    if (!mqe2e_topic_filter_valid(filter)) {
+        rc = MQE2E_ERR_INVALID_ARG;
+    } else if (strcmp(action, "plaintext") == 0) {
+        rc = policy_add_n(p, filter, filter_len, MQE2E_POLICY_PLAINTEXT, NULL, 0);
+    } else if (strncmp(action, group_prefix, sizeof group_prefix - 1U) == 0) {
+        const char *t = action + sizeof group_prefix - 1U;
+        rc = *t == '\0' ? MQE2E_ERR_DECODE
+                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_GROUP, t, strlen(t));
+    } else if (strncmp(action, channel_prefix, sizeof channel_prefix - 1U) == 0) {
+        const char *t = action + sizeof channel_prefix - 1U;
+        rc = *t == '\0' ? MQE2E_ERR_DECODE
+                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_CHANNEL, t, strlen(t));
+    } else {
+        rc = MQE2E_ERR_DECODE;
+    }
+    free(filter);
+    return rc;
+}
+
+int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                        const char **target)
+{
+    if (p == NULL || kind == NULL || target == NULL || !mqe2e_topic_name_valid(topic)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < p->count; i++) {
+        if (mqe2e_topic_matches(p->rules[i].filter, topic)) {
+            *kind = p->rules[i].kind;
+            *target = p->rules[i].target;
+            return MQE2E_OK;
+        }
+    }
+    return MQE2E_ERR_NO_POLICY;
+}
+
+size_t mqe2e_policy_count(const mqe2e_policy *p)
+{
+    return p != NULL ? p->count : 0;
+}

@@ -1,0 +1,265 @@
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal_cred.h"
+#include "mqe2e/credential.h"
+#include "mqe2e/error.h"
+#include "proto/credential.pb-c.h"
+
+#define REVOCATION_FORMAT 1u
+
+typedef struct rev_entry {
+    char *client_id;
+    uint64_t serial;
+    uint64_t revoked_at;
+} rev_entry;
+
+struct mqe2e_revocation_list {
+    uint64_t version;
+    uint64_t issued_at;
+    uint8_t authority_public[32];
+    rev_entry *entries; /* sorted by client id, then serial */
+    size_t n;
+};
+
+int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
+                               const uint8_t authority_sign_secret[64], uint64_t version,
+                               uint64_t issued_at, const mqe2e_revocation_entry *entries, size_t n)
+{
+    Mqe2e__V1__RevocationListBody body;
+    Mqe2e__V1__RevocationList list;
+    Mqe2e__V1__RevocationEntry *es = NULL;
+    Mqe2e__V1__RevocationEntry **ep = NULL;
+    uint8_t authority_public[32];
+    uint8_t sig[64];
+    uint8_t *body_buf = NULL;
+    uint8_t *list_buf = NULL;
+    size_t body_len = 0;
+    size_t list_len = 0;
+    int rc;
+
+    mqe2e__v1__revocation_list_body__init(&body);
+    mqe2e__v1__revocation_list__init(&list);
+    if (out == NULL || out_len == NULL || authority_sign_secret == NULL || version == 0 ||
+        (n > 0 && entries == NULL))
+        return MQE2E_ERR_INVALID_ARG;
+    if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
+    /* Each entry costs at least four bytes on the wire. */
+    if (n > MQE2E_REVOCATION_MAX_BYTES / 4) return MQE2E_ERR_TOO_LARGE;
+    for (size_t i = 0; i < n; i++) {
+        if (!mqe2e_client_id_valid(entries[i].client_id)) return MQE2E_ERR_INVALID_ARG;
+    }
+    if ((rc = mqe2e__cred_secret_public(authority_public, authority_sign_secret)) != MQE2E_OK)
+        goto out;
+    if (n > 0) {
+        es = calloc(n, sizeof *es);
+        ep = calloc(n, sizeof *ep);
+        if (es == NULL || ep == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            mqe2e__v1__revocation_entry__init(&es[i]);
+            /* protobuf-c only reads through this pointer while packing. */
+            es[i].client_id = (char *)(uintptr_t)entries[i].client_id;
+            es[i].serial = entries[i].serial;
+            es[i].revoked_at = entries[i].revoked_at;
+            ep[i] = &es[i];
+        }
+    }
+    body.format = REVOCATION_FORMAT;
+    body.version = version;
+    body.issued_at = issued_at;
+    body.n_entries = n;
+    body.entries = ep;
+    body.authority_public.data = authority_public;
+    body.authority_public.len = sizeof authority_public;
+
+    body_len = mqe2e__v1__revocation_list_body__get_packed_size(&body);
+    if (body_len > MQE2E_REVOCATION_MAX_BYTES) {
+        rc = MQE2E_ERR_TOO_LARGE;
+        goto out;
+    }
+    if ((body_buf = malloc(body_len)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    mqe2e__v1__revocation_list_body__pack(&body, body_buf);
+    if ((rc = mqe2e__cred_sign(sig, MQE2E_REVOCATION_DOMAIN, body_buf, body_len,
+                               authority_sign_secret)) != MQE2E_OK)
+        goto out;
+    list.body.data = body_buf;
+    list.body.len = body_len;
+    list.signature.data = sig;
+    list.signature.len = sizeof sig;
+    list_len = mqe2e__v1__revocation_list__get_packed_size(&list);
+    if (list_len > MQE2E_REVOCATION_MAX_BYTES) {
+        rc = MQE2E_ERR_TOO_LARGE;
+        goto out;
+    }
+    if ((list_buf = malloc(list_len)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    mqe2e__v1__revocation_list__pack(&list, list_buf);
+    *out = list_buf;
+    *out_len = list_len;
+    list_buf = NULL;
+    rc = MQE2E_OK;
+out:
+    free(list_buf);
+    free(body_buf);
+    free(es);
+    free(ep);
+    return rc;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const rev_entry *x = a;
+    const rev_entry *y = b;
+    int c = strcmp(x->client_id, y->client_id);
+    if (c != 0) return c;
+    return (x->serial > y->serial) - (x->serial < y->serial);
+}
+
+void mqe2e_revocation_list_free(mqe2e_revocation_list *l)
+{
+    if (l == NULL) return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->entries[i].client_id);
+    free(l->entries);
+    sodium_memzero(l, sizeof *l);
+    free(l);
+}
+
+int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in, size_t len,
+                                 const uint8_t authority_sign_public[32])
+{
+    Mqe2e__V1__RevocationList *list = NULL;
+    Mqe2e__V1__RevocationListBody *b = NULL;
+    mqe2e_revocation_list *l = NULL;
+    int rc;
+
+    if (out == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = NULL;
+    if (in == NULL || authority_sign_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
+    if (len > MQE2E_REVOCATION_MAX_BYTES) return MQE2E_ERR_TOO_LARGE;
+
+    list = mqe2e__v1__revocation_list__unpack(&mqe2e__cred_allocator, len, in);
+    if (list == NULL || list->base.n_unknown_fields != 0 ||
+        list->signature.len != MQE2E_CREDENTIAL_SIGNATURE_BYTES ||
+        !mqe2e__cred_canonical(&list->base, in, len)) {
+        rc = MQE2E_ERR_DECODE;
+        goto out;
+    }
+    if ((rc = mqe2e__cred_verify(list->signature.data, MQE2E_REVOCATION_DOMAIN, list->body.data,
+                                 list->body.len, authority_sign_public)) != MQE2E_OK)
+        goto out;
+    b = mqe2e__v1__revocation_list_body__unpack(&mqe2e__cred_allocator, list->body.len,
+                                                list->body.data);
+    if (b == NULL || b->base.n_unknown_fields != 0 ||
+        !mqe2e__cred_canonical(&b->base, list->body.data, list->body.len)) {
+        rc = MQE2E_ERR_DECODE;
+        goto out;
+    }
+    if (b->authority_public.len != 32 ||
+        sodium_memcmp(b->authority_public.data, authority_sign_public, 32) != 0) {
+        rc = MQE2E_ERR_AUTH;
+        goto out;
+    }
+    if (b->format != REVOCATION_FORMAT) {
+        rc = MQE2E_ERR_SUITE;
+        goto out;
+    }
+    if (b->version == 0) {
+        rc = MQE2E_ERR_DECODE;
+        goto out;
+    }
+    for (size_t i = 0; i < b->n_entries; i++) {
+        if (b->entries[i]->base.n_unknown_fields != 0 ||
+            !mqe2e_client_id_valid(b->entries[i]->client_id)) {
+            rc = MQE2E_ERR_DECODE;
+            goto out;
+        }
+    }
+
+    if ((l = calloc(1, sizeof *l)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    l->version = b->version;
+    l->issued_at = b->issued_at;
+    memcpy(l->authority_public, b->authority_public.data, 32);
+    if (b->n_entries > 0) {
+        if ((l->entries = calloc(b->n_entries, sizeof *l->entries)) == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < b->n_entries; i++) {
+            l->entries[i].client_id = strdup(b->entries[i]->client_id);
+            l->entries[i].serial = b->entries[i]->serial;
+            l->entries[i].revoked_at = b->entries[i]->revoked_at;
+            l->n = i + 1;
+            if (l->entries[i].client_id == NULL) {
+                rc = MQE2E_ERR_NOMEM;
+                goto out;
+            }
+        }
+        qsort(l->entries, l->n, sizeof *l->entries, entry_cmp);
+    }
+    *out = l;
+    l = NULL;
+    rc = MQE2E_OK;
+out:
+    mqe2e_revocation_list_free(l);
+    if (b != NULL) mqe2e__v1__revocation_list_body__free_unpacked(b, &mqe2e__cred_allocator);
+    if (list != NULL) mqe2e__v1__revocation_list__free_unpacked(list, &mqe2e__cred_allocator);
+    return rc;
+}
+
+uint64_t mqe2e_revocation_list_version(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->version : 0;
+}
+
+uint64_t mqe2e_revocation_list_issued_at(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->issued_at : 0;
+}
+
+size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->n : 0;
+}
+
+int mqe2e_revocation_list_entry(const mqe2e_revocation_list *l, size_t i, mqe2e_revocation_entry *e)
+{
+    if (l == NULL || e == NULL || i >= l->n) return MQE2E_ERR_INVALID_ARG;
+    e->client_id = l->entries[i].client_id;
+    e->serial = l->entries[i].serial;
+    e->revoked_at = l->entries[i].revoked_at;
+    return MQE2E_OK;
+}
+
+bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l, const char *client_id,
+                                      uint64_t serial)
+{
+    if (l == NULL || client_id == NULL) return false;
+    /* Lower bound of client_id in the sorted entries. */
+    size_t lo = 0;
+    size_t hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(l->entries[mid].client_id, client_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < l->n && strcmp(l->entries[i].client_id, client_id) == 0; i++) {
+        if (serial == 0 || l->entries[i].serial == 0 || l->entries[i].serial == serial) return true;
+    }
+    return false;
+}

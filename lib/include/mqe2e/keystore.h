@@ -189,6 +189,21 @@ MQE2E_API int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sea
                                           size_t passphrase_len, uint64_t now,
                                           char *group_id_out, size_t group_id_cap);
 
+/**
+ * @brief Copy out the identity X25519 secret key (for Noise handshakes).
+ * @param dh_sk caller-owned; the caller wipes it (sodium_memzero) after use.
+ * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_dh_secret(const mqe2e_keystore *ks, uint8_t dh_sk[32]);
+
+/**
+ * @brief Ed25519-sign @p msg with the identity key (detached 64-byte signature).
+ *        The secret key never leaves the keystore.
+ * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], const uint8_t *msg,
+                                  size_t msg_len);
+
 #ifdef __cplusplus
 }
 #endif

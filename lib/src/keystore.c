@@ -1,0 +1,1010 @@
+/*
+ * The keystore: identity keys, groups with their epochs, sequence
+ * reservations and replay checkpoints, persisted as the protobuf
+ * mqe2e.v1.KeystoreState through a storage backend (docs/KEYSTORE.md).
+ *
+ * Secrets (identity secret keys, epoch secrets) live in sodium_malloc()
+ * memory. Serialized state is packed into sodium_malloc() memory, and
+ * unpacked with an allocator that wipes every block it frees, so no secret
+ * lingers in freed heap memory.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal_keystore.h"
+#include "mqe2e/error.h"
+#include "mqe2e/keystore.h"
+#include "mqe2e/policy.h"
+#include "mqe2e/storage.h"
+#include "proto/keystore.pb-c.h"
+
+#define KS_FORMAT 1U
+#define KS_SIGN_SECRET_BYTES crypto_sign_SECRETKEYBYTES
+#define KS_DH_SECRET_BYTES crypto_box_SECRETKEYBYTES
+#define KS_SEQ_BLOCK_MAX (1U << 20)
+#define KS_SENDER_ID_KEY "mqe2e/v1/sender-id"
+
+typedef struct ks_secret {
+    uint8_t b[MQE2E_GROUP_SECRET_BYTES];
+} ks_secret;
+
+typedef struct ks_epoch {
+    uint32_t epoch;
+    uint64_t created_at;
+    uint64_t retired_at; /* 0 while current */
+    ks_secret *secret;   /* sodium_malloc() */
+} ks_epoch;
+
+typedef struct ks_checkpoint {
+    uint32_t epoch;
+    uint32_t sender;
+    mqe2e_replay_window w;
+} ks_checkpoint;
+
+typedef struct ks_group {
+    char *name;
+    char *filter;
+    uint32_t sender;
+    ks_epoch *epochs; /* sorted by epoch, ascending, never empty */
+    size_t n_epochs;
+    uint64_t seq_reserved; /* durable: every number handed out is below it */
+    uint64_t next;         /* next number to hand out; <= seq_reserved */
+    ks_checkpoint *cps;
+    size_t n_cps;
+} ks_group;
+
+typedef struct ks_identity {
+    uint8_t sign_sk[KS_SIGN_SECRET_BYTES];
+    uint8_t dh_sk[KS_DH_SECRET_BYTES];
+} ks_identity;
+
+struct mqe2e_keystore {
+    mqe2e_storage storage;
+    char *client_id;
+    uint32_t sender;
+    uint8_t sign_pk[MQE2E_SIGN_PUBLIC_BYTES];
+    uint8_t dh_pk[MQE2E_DH_PUBLIC_BYTES];
+    ks_identity *id; /* sodium_malloc() */
+    ks_group **groups; /* sorted by name */
+    size_t n_groups;
+    uint32_t seq_block;
+    int dirty; /* in-memory state newer than the stored one */
+};
+
+/* ------------------------------------------------------------------ */
+/* Wiping allocator for protobuf-c unpack: every block is wiped before it is
+ * freed, so secrets from unpacked messages do not linger in the heap. */
+
+#define WIPE_HDR sizeof(max_align_t)
+
+static void *wipe_alloc(void *data, size_t size)
+{
+    (void)data;
+    if (size > SIZE_MAX - WIPE_HDR) return NULL;
+    unsigned char *p = malloc(size + WIPE_HDR);
+    if (p == NULL) return NULL;
+    memcpy(p, &size, sizeof size);
+    return p + WIPE_HDR;
+}
+
+static void wipe_free(void *data, void *ptr)
+{
+    (void)data;
+    if (ptr == NULL) return;
+    unsigned char *p = (unsigned char *)ptr - WIPE_HDR;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    sodium_memzero(p, size + WIPE_HDR);
+    free(p);
+}
+
+static ProtobufCAllocator wipe_allocator = {wipe_alloc, wipe_free, NULL};
+
+/* ------------------------------------------------------------------ */
+
+static int printable(const char *s, size_t max)
+{
+    if (s == NULL) return 0;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        if (n >= max) return 0;
+        if ((unsigned char)s[n] < 0x20U || (unsigned char)s[n] > 0x7eU) return 0;
+    }
+    return n > 0;
+}
+
+static int valid_group_name(const char *s) { return printable(s, MQE2E_GROUP_ID_MAX_BYTES); }
+
+static int valid_filter(const char *s) { return s != NULL && mqe2e_topic_filter_valid(s); }
+
+/* A retirement time of 0 would read as "current": clamp a zero clock. */
+static uint64_t stamp(uint64_t now) { return now != 0 ? now : 1U; }
+
+static void group_free(ks_group *g)
+{
+    if (g == NULL) return;
+    for (size_t i = 0; i < g->n_epochs; i++) sodium_free(g->epochs[i].secret);
+    free(g->epochs);
+    free(g->cps);
+    free(g->name);
+    free(g->filter);
+    free(g);
+}
+
+static ks_group *group_new(const char *name, const char *filter, uint32_t sender)
+{
+    ks_group *g = calloc(1, sizeof *g);
+    if (g == NULL) return NULL;
+    g->name = strdup(name);
+    g->filter = strdup(filter);
+    if (g->name == NULL || g->filter == NULL) {
+        group_free(g);
+        return NULL;
+    }
+    g->sender = sender;
+    g->seq_reserved = 1; /* 0 is never used */
+    g->next = 1;
+    return g;
+}
+
+static size_t group_pos(const mqe2e_keystore *ks, const char *name, int *found)
+{
+    size_t lo = 0, hi = ks->n_groups;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ks->groups[mid]->name, name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static ks_group *group_find(const mqe2e_keystore *ks, const char *name)
+{
+    if (ks == NULL || name == NULL) return NULL;
+    int found;
+    size_t i = group_pos(ks, name, &found);
+    return found ? ks->groups[i] : NULL;
+}
+
+/* Insert a group (its name must be new); takes it over on success. */
+static int group_insert(mqe2e_keystore *ks, ks_group *g)
+{
+    int found;
+    size_t i = group_pos(ks, g->name, &found);
+    if (found) return MQE2E_ERR_EXISTS;
+    ks_group **n = realloc(ks->groups, (ks->n_groups + 1) * sizeof *n);
+    if (n == NULL) return MQE2E_ERR_NOMEM;
+    ks->groups = n;
+    memmove(&n[i + 1], &n[i], (ks->n_groups - i) * sizeof *n);
+    n[i] = g;
+    ks->n_groups++;
+    return MQE2E_OK;
+}
+
+static ks_epoch *epoch_find(const ks_group *g, uint32_t epoch)
+{
+    size_t lo = 0, hi = g->n_epochs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->epochs[mid].epoch == epoch) return &g->epochs[mid];
+        if (g->epochs[mid].epoch < epoch)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Insert a new epoch (must not exist) keeping the list sorted, and apply the
+ * retirement rule: a newer epoch retires every older current one; an epoch
+ * older than the newest arrives already retired. */
+static int epoch_insert(ks_group *g, uint32_t epoch, const uint8_t *secret, uint64_t created_at,
+                        uint64_t now)
+{
+    ks_secret *s = sodium_malloc(sizeof *s);
+    if (s == NULL) return MQE2E_ERR_NOMEM;
+    ks_epoch *n = realloc(g->epochs, (g->n_epochs + 1) * sizeof *n);
+    if (n == NULL) {
+        sodium_free(s);
+        return MQE2E_ERR_NOMEM;
+    }
+    g->epochs = n;
+    memcpy(s->b, secret, sizeof s->b);
+    size_t i = 0;
+    while (i < g->n_epochs && n[i].epoch < epoch) i++;
+    int newest = (i == g->n_epochs);
+    memmove(&n[i + 1], &n[i], (g->n_epochs - i) * sizeof *n);
+    n[i].epoch = epoch;
+    n[i].created_at = created_at;
+    n[i].retired_at = newest ? 0 : stamp(now);
+    n[i].secret = s;
+    g->n_epochs++;
+    if (newest)
+        for (size_t j = 0; j < i; j++)
+            if (n[j].retired_at == 0) n[j].retired_at = stamp(now);
+    return MQE2E_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Serialization */
+
+typedef struct pb_epochs {
+    Mqe2e__V1__KeystoreEpoch *msgs;
+    Mqe2e__V1__KeystoreEpoch **ptrs;
+} pb_epochs;
+
+typedef struct pb_checkpoint {
+    Mqe2e__V1__ReplayCheckpoint msg;
+    uint8_t bitmap[MQE2E_REPLAY_MAX_WIDTH / 8];
+} pb_checkpoint;
+
+typedef struct pb_group {
+    Mqe2e__V1__KeystoreGroup msg;
+    pb_epochs ep;
+    pb_checkpoint *cps;
+    Mqe2e__V1__ReplayCheckpoint **cp_ptrs;
+} pb_group;
+
+/* The messages point at the secrets in place: nothing secret is copied. */
+static int epochs_to_pb(pb_epochs *out, const ks_group *g)
+{
+    out->msgs = calloc(g->n_epochs + 1, sizeof *out->msgs);
+    out->ptrs = calloc(g->n_epochs + 1, sizeof *out->ptrs);
+    if (out->msgs == NULL || out->ptrs == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < g->n_epochs; i++) {
+        mqe2e__v1__keystore_epoch__init(&out->msgs[i]);
+        out->msgs[i].epoch = g->epochs[i].epoch;
+        out->msgs[i].secret.data = g->epochs[i].secret->b;
+        out->msgs[i].secret.len = MQE2E_GROUP_SECRET_BYTES;
+        out->msgs[i].created_at = g->epochs[i].created_at;
+        out->msgs[i].retired_at = g->epochs[i].retired_at;
+        out->ptrs[i] = &out->msgs[i];
+    }
+    return MQE2E_OK;
+}
+
+static void pb_epochs_free(pb_epochs *e)
+{
+    free(e->msgs);
+    free(e->ptrs);
+}
+
+static void checkpoint_to_pb(pb_checkpoint *out, const ks_checkpoint *cp)
+{
+    mqe2e__v1__replay_checkpoint__init(&out->msg);
+    out->msg.epoch = cp->epoch;
+    out->msg.sender = cp->sender;
+    out->msg.top = cp->w.any ? cp->w.top : 0;
+    out->msg.width = cp->w.width;
+    size_t words = cp->w.width / 64U;
+    for (size_t i = 0; i < words; i++)
+        for (size_t b = 0; b < 8; b++)
+            out->bitmap[i * 8 + b] = (uint8_t)(cp->w.bits[i] >> (8 * b));
+    out->msg.bitmap.data = out->bitmap;
+    out->msg.bitmap.len = words * 8U;
+}
+
+static int checkpoint_from_pb(ks_checkpoint *out, const Mqe2e__V1__ReplayCheckpoint *m)
+{
+    if (m->width < 64U || m->width > MQE2E_REPLAY_MAX_WIDTH || m->width % 64U != 0 ||
+        m->bitmap.len != m->width / 8U)
+        return MQE2E_ERR_DECODE;
+    memset(out, 0, sizeof *out);
+    out->epoch = m->epoch;
+    out->sender = m->sender;
+    out->w.width = m->width;
+    out->w.top = m->top;
+    int anybit = 0;
+    for (size_t i = 0; i < m->width / 64U; i++) {
+        uint64_t v = 0;
+        for (size_t b = 0; b < 8; b++) v |= (uint64_t)m->bitmap.data[i * 8 + b] << (8 * b);
+        out->w.bits[i] = v;
+        anybit |= v != 0;
+    }
+    /* Sequence numbers start at 1, so top 0 with no bit set is an empty window. */
+    out->w.any = m->top != 0 || anybit;
+    return MQE2E_OK;
+}
+
+static void pb_groups_free(pb_group *pg, size_t n)
+{
+    if (pg == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        pb_epochs_free(&pg[i].ep);
+        free(pg[i].cps);
+        free(pg[i].cp_ptrs);
+    }
+    free(pg);
+}
+
+/* Pack the whole state into sodium_malloc() memory (*out; sodium_free it). */
+static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
+{
+    int rc = MQE2E_ERR_NOMEM;
+    Mqe2e__V1__KeystoreState st;
+    mqe2e__v1__keystore_state__init(&st);
+    pb_group *pg = calloc(ks->n_groups + 1, sizeof *pg);
+    Mqe2e__V1__KeystoreGroup **gptrs = calloc(ks->n_groups + 1, sizeof *gptrs);
+    if (pg == NULL || gptrs == NULL) goto out;
+    for (size_t i = 0; i < ks->n_groups; i++) {
+        const ks_group *g = ks->groups[i];
+        mqe2e__v1__keystore_group__init(&pg[i].msg);
+        pg[i].msg.name = g->name;
+        pg[i].msg.topic_filter = g->filter;
+        pg[i].msg.seq_reserved = g->seq_reserved;
+        pg[i].msg.sender = g->sender;
+        if (epochs_to_pb(&pg[i].ep, g) != MQE2E_OK) goto out;
+        pg[i].msg.n_epochs = g->n_epochs;
+        pg[i].msg.epochs = pg[i].ep.ptrs;
+        pg[i].cps = calloc(g->n_cps + 1, sizeof *pg[i].cps);
+        pg[i].cp_ptrs = calloc(g->n_cps + 1, sizeof *pg[i].cp_ptrs);
+        if (pg[i].cps == NULL || pg[i].cp_ptrs == NULL) goto out;
+        for (size_t j = 0; j < g->n_cps; j++) {
+            checkpoint_to_pb(&pg[i].cps[j], &g->cps[j]);
+            pg[i].cp_ptrs[j] = &pg[i].cps[j].msg;
+        }
+        pg[i].msg.n_replay = g->n_cps;
+        pg[i].msg.replay = pg[i].cp_ptrs;
+        gptrs[i] = &pg[i].msg;
+    }
+    st.format = KS_FORMAT;
+    st.client_id = ks->client_id;
+    st.sign_secret.data = ks->id->sign_sk;
+    st.sign_secret.len = sizeof ks->id->sign_sk;
+    st.sign_public.data = ks->sign_pk;
+    st.sign_public.len = sizeof ks->sign_pk;
+    st.dh_secret.data = ks->id->dh_sk;
+    st.dh_secret.len = sizeof ks->id->dh_sk;
+    st.dh_public.data = ks->dh_pk;
+    st.dh_public.len = sizeof ks->dh_pk;
+    st.sender = ks->sender;
+    st.n_groups = ks->n_groups;
+    st.groups = gptrs;
+    size_t len = mqe2e__v1__keystore_state__get_packed_size(&st);
+    uint8_t *buf = sodium_malloc(len > 0 ? len : 1U);
+    if (buf == NULL) goto out;
+    *out_len = mqe2e__v1__keystore_state__pack(&st, buf);
+    *out = buf;
+    rc = MQE2E_OK;
+out:
+    pb_groups_free(pg, ks->n_groups);
+    free(gptrs);
+    return rc;
+}
+
+/* Write the whole state through the backend. On failure the change stays in
+ * memory (dirty) and is written by the next successful store. */
+static int ks_store(mqe2e_keystore *ks)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = ks_pack(ks, &buf, &len);
+    if (rc == MQE2E_OK) rc = ks->storage.store(ks->storage.ctx, buf, len);
+    sodium_free(buf);
+    ks->dirty = rc != MQE2E_OK;
+    return rc;
+}
+
+static void ks_free(mqe2e_keystore *ks)
+{
+    if (ks == NULL) return;
+    for (size_t i = 0; i < ks->n_groups; i++) group_free(ks->groups[i]);
+    free(ks->groups);
+    free(ks->client_id);
+    sodium_free(ks->id);
+    if (ks->storage.destroy != NULL) ks->storage.destroy(ks->storage.ctx);
+    sodium_memzero(ks, sizeof *ks);
+    free(ks);
+}
+
+static mqe2e_keystore *ks_alloc(mqe2e_storage storage)
+{
+    mqe2e_keystore *ks = calloc(1, sizeof *ks);
+    if (ks == NULL) return NULL;
+    ks->storage = storage;
+    ks->seq_block = MQE2E_SEQ_DEFAULT_BLOCK;
+    ks->id = sodium_malloc(sizeof *ks->id);
+    if (ks->id == NULL) {
+        ks_free(ks);
+        return NULL;
+    }
+    sodium_memzero(ks->id, sizeof *ks->id);
+    return ks;
+}
+
+static void storage_release(mqe2e_storage *s)
+{
+    if (s->destroy != NULL) s->destroy(s->ctx);
+}
+
+/* ------------------------------------------------------------------ */
+
+uint32_t mqe2e_sender_id_from_client_id(const char *client_id)
+{
+    uint8_t h[32];
+    uint32_t id = 1;
+    if (client_id == NULL || sodium_init() < 0) return id;
+    crypto_generichash(h, sizeof h, (const unsigned char *)client_id, strlen(client_id),
+                       (const unsigned char *)KS_SENDER_ID_KEY, sizeof KS_SENDER_ID_KEY - 1U);
+    id = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16;
+    sodium_memzero(h, sizeof h);
+    return id != 0 ? id : 1U;
+}
+
+int mqe2e_keystore_create(mqe2e_keystore **out, mqe2e_storage storage, const char *client_id,
+                          uint32_t sender_id)
+{
+    if (out == NULL || storage.load == NULL || storage.store == NULL ||
+        !printable(client_id, MQE2E_CLIENT_ID_MAX_BYTES)) {
+        storage_release(&storage);
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (mqe2e_init() != MQE2E_OK) {
+        storage_release(&storage);
+        return MQE2E_ERR_CRYPTO;
+    }
+    uint8_t *old = NULL;
+    size_t old_len = 0;
+    int rc = storage.load(storage.ctx, &old, &old_len);
+    if (rc == MQE2E_OK) {
+        sodium_memzero(old, old_len);
+        free(old);
+    }
+    /* Something is stored, even if unreadable with this key: never overwrite it. */
+    if (rc == MQE2E_OK || rc == MQE2E_ERR_AUTH || rc == MQE2E_ERR_DECODE) rc = MQE2E_ERR_EXISTS;
+    if (rc != MQE2E_ERR_NOT_FOUND) {
+        storage_release(&storage);
+        return rc;
+    }
+    mqe2e_keystore *ks = ks_alloc(storage);
+    if (ks == NULL) {
+        storage_release(&storage);
+        return MQE2E_ERR_NOMEM;
+    }
+    ks->client_id = strdup(client_id);
+    if (ks->client_id == NULL) {
+        ks_free(ks);
+        return MQE2E_ERR_NOMEM;
+    }
+    ks->sender = sender_id != 0 ? sender_id : mqe2e_sender_id_from_client_id(client_id);
+    crypto_sign_keypair(ks->sign_pk, ks->id->sign_sk);
+    crypto_box_keypair(ks->dh_pk, ks->id->dh_sk);
+    rc = ks_store(ks);
+    if (rc != MQE2E_OK) {
+        ks_free(ks);
+        return rc;
+    }
+    *out = ks;
+    return MQE2E_OK;
+}
+
+static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
+{
+    if (!valid_group_name(m->name) || !valid_filter(m->topic_filter) || m->n_epochs == 0)
+        return MQE2E_ERR_DECODE;
+    ks_group *g = group_new(m->name, m->topic_filter, m->sender != 0 ? m->sender : ks->sender);
+    if (g == NULL) return MQE2E_ERR_NOMEM;
+    int rc = MQE2E_ERR_DECODE;
+    for (size_t i = 0; i < m->n_epochs; i++) {
+        const Mqe2e__V1__KeystoreEpoch *e = m->epochs[i];
+        if (e->secret.len != MQE2E_GROUP_SECRET_BYTES || epoch_find(g, e->epoch) != NULL) {
+            rc = MQE2E_ERR_DECODE;
+            goto fail;
+        }
+        rc = epoch_insert(g, e->epoch, e->secret.data, e->created_at, 0);
+        if (rc != MQE2E_OK) goto fail;
+    }
+    /* Stored retirement times win over the ones insertion derived. */
+    for (size_t i = 0; i < m->n_epochs; i++)
+        epoch_find(g, m->epochs[i]->epoch)->retired_at = m->epochs[i]->retired_at;
+    /* Skip whatever was left of the last reserved block: those numbers may
+     * have been used before a crash. */
+    g->seq_reserved = m->seq_reserved != 0 ? m->seq_reserved : 1U;
+    g->next = g->seq_reserved;
+    if (m->n_replay > 0) {
+        g->cps = calloc(m->n_replay, sizeof *g->cps);
+        if (g->cps == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < m->n_replay; i++) {
+            rc = checkpoint_from_pb(&g->cps[i], m->replay[i]);
+            if (rc != MQE2E_OK) goto fail;
+            g->n_cps++;
+        }
+    }
+    rc = group_insert(ks, g);
+    if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_ERR_DECODE;
+    if (rc != MQE2E_OK) goto fail;
+    return MQE2E_OK;
+fail:
+    group_free(g);
+    return rc;
+}
+
+int mqe2e_keystore_open(mqe2e_keystore **out, mqe2e_storage storage)
+{
+    if (out == NULL || storage.load == NULL || storage.store == NULL) {
+        storage_release(&storage);
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (mqe2e_init() != MQE2E_OK) {
+        storage_release(&storage);
+        return MQE2E_ERR_CRYPTO;
+    }
+    mqe2e_keystore *ks = ks_alloc(storage);
+    if (ks == NULL) {
+        storage_release(&storage);
+        return MQE2E_ERR_NOMEM;
+    }
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    Mqe2e__V1__KeystoreState *st = NULL;
+    int rc = storage.load(storage.ctx, &blob, &blob_len);
+    if (rc != MQE2E_OK) goto out;
+    st = mqe2e__v1__keystore_state__unpack(&wipe_allocator, blob_len, blob);
+    rc = MQE2E_ERR_DECODE;
+    if (st == NULL || st->format != KS_FORMAT ||
+        !printable(st->client_id, MQE2E_CLIENT_ID_MAX_BYTES) ||
+        st->sign_secret.len != KS_SIGN_SECRET_BYTES ||
+        st->sign_public.len != MQE2E_SIGN_PUBLIC_BYTES ||
+        st->dh_secret.len != KS_DH_SECRET_BYTES || st->dh_public.len != MQE2E_DH_PUBLIC_BYTES ||
+        st->sender == 0)
+        goto out;
+    memcpy(ks->id->sign_sk, st->sign_secret.data, KS_SIGN_SECRET_BYTES);
+    memcpy(ks->id->dh_sk, st->dh_secret.data, KS_DH_SECRET_BYTES);
+    memcpy(ks->sign_pk, st->sign_public.data, MQE2E_SIGN_PUBLIC_BYTES);
+    memcpy(ks->dh_pk, st->dh_public.data, MQE2E_DH_PUBLIC_BYTES);
+    {
+        /* The public keys must belong to the secret ones. */
+        uint8_t pk[32];
+        int bad = crypto_sign_ed25519_sk_to_pk(pk, ks->id->sign_sk) != 0 ||
+                  sodium_memcmp(pk, ks->sign_pk, sizeof pk) != 0 ||
+                  crypto_scalarmult_base(pk, ks->id->dh_sk) != 0 ||
+                  sodium_memcmp(pk, ks->dh_pk, sizeof pk) != 0;
+        sodium_memzero(pk, sizeof pk);
+        if (bad) goto out;
+    }
+    ks->client_id = strdup(st->client_id);
+    if (ks->client_id == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    ks->sender = st->sender;
+    for (size_t i = 0; i < st->n_groups; i++) {
+        rc = load_group(ks, st->groups[i]);
+        if (rc != MQE2E_OK) goto out;
+    }
+    rc = MQE2E_OK;
+out:
+    if (st != NULL) mqe2e__v1__keystore_state__free_unpacked(st, &wipe_allocator);
+    if (blob != NULL) {
+        sodium_memzero(blob, blob_len);
+        free(blob);
+    }
+    if (rc != MQE2E_OK) {
+        ks_free(ks);
+        return rc;
+    }
+    *out = ks;
+    return MQE2E_OK;
+}
+
+void mqe2e_keystore_close(mqe2e_keystore *ks)
+{
+    if (ks == NULL) return;
+    /* Nothing to report to: a failed final write leaves the previous state,
+     * which is consistent (sequence reservations are always durable). */
+    if (ks->dirty) (void)ks_store(ks);
+    ks_free(ks);
+}
+
+void mqe2e__keystore_abandon(mqe2e_keystore *ks) { ks_free(ks); }
+
+int mqe2e_keystore_flush(mqe2e_keystore *ks)
+{
+    if (ks == NULL) return MQE2E_ERR_INVALID_ARG;
+    return ks_store(ks);
+}
+
+const char *mqe2e_keystore_client_id(const mqe2e_keystore *ks)
+{
+    return ks != NULL ? ks->client_id : NULL;
+}
+
+uint32_t mqe2e_keystore_sender_id(const mqe2e_keystore *ks) { return ks != NULL ? ks->sender : 0; }
+
+int mqe2e_keystore_identity_public(const mqe2e_keystore *ks,
+                                   uint8_t sign_pk[MQE2E_SIGN_PUBLIC_BYTES],
+                                   uint8_t dh_pk[MQE2E_DH_PUBLIC_BYTES])
+{
+    if (ks == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (sign_pk != NULL) memcpy(sign_pk, ks->sign_pk, MQE2E_SIGN_PUBLIC_BYTES);
+    if (dh_pk != NULL) memcpy(dh_pk, ks->dh_pk, MQE2E_DH_PUBLIC_BYTES);
+    return MQE2E_OK;
+}
+
+int mqe2e__keystore_dh_secret(const mqe2e_keystore *ks, uint8_t dh_sk[32])
+{
+    if (ks == NULL || dh_sk == NULL) return MQE2E_ERR_INVALID_ARG;
+    memcpy(dh_sk, ks->id->dh_sk, KS_DH_SECRET_BYTES);
+    return MQE2E_OK;
+}
+
+int mqe2e__keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], const uint8_t *msg,
+                         size_t msg_len)
+{
+    if (ks == NULL || sig == NULL || (msg == NULL && msg_len != 0)) return MQE2E_ERR_INVALID_ARG;
+    crypto_sign_detached(sig, NULL, msg, (unsigned long long)msg_len, ks->id->sign_sk);
+    return MQE2E_OK;
+}
+
+/* Replace a group's filter when a new valid one is given. *changed is set. */
+static int group_update_filter(ks_group *g, const char *filter, int *changed)
+{
+    if (filter == NULL || strcmp(filter, g->filter) == 0) return MQE2E_OK;
+    char *f = strdup(filter);
+    if (f == NULL) return MQE2E_ERR_NOMEM;
+    free(g->filter);
+    g->filter = f;
+    *changed = 1;
+    return MQE2E_OK;
+}
+
+/* Create a group holding one epoch, or add an epoch to an existing group,
+ * in memory only. */
+static int add_epoch_mem(mqe2e_keystore *ks, const char *group_id, const char *topic_filter,
+                         uint32_t epoch, const uint8_t *secret, uint64_t now, int *changed)
+{
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) {
+        if (!valid_filter(topic_filter)) return MQE2E_ERR_INVALID_ARG;
+        g = group_new(group_id, topic_filter, ks->sender);
+        if (g == NULL) return MQE2E_ERR_NOMEM;
+        int rc = epoch_insert(g, epoch, secret, now, now);
+        if (rc == MQE2E_OK) rc = group_insert(ks, g);
+        if (rc != MQE2E_OK) {
+            group_free(g);
+            return rc;
+        }
+        *changed = 1;
+        return MQE2E_OK;
+    }
+    if (topic_filter != NULL && !valid_filter(topic_filter)) return MQE2E_ERR_INVALID_ARG;
+    ks_epoch *e = epoch_find(g, epoch);
+    if (e != NULL) {
+        if (sodium_memcmp(e->secret->b, secret, MQE2E_GROUP_SECRET_BYTES) != 0)
+            return MQE2E_ERR_EXISTS;
+    } else {
+        int rc = epoch_insert(g, epoch, secret, now, now);
+        if (rc != MQE2E_OK) return rc;
+        *changed = 1;
+    }
+    return group_update_filter(g, topic_filter, changed);
+}
+
+int mqe2e_keystore_group_add_epoch(mqe2e_keystore *ks, const char *group_id,
+                                   const char *topic_filter, uint32_t epoch,
+                                   const uint8_t secret[MQE2E_GROUP_SECRET_BYTES], uint64_t now)
+{
+    if (ks == NULL || !valid_group_name(group_id) || secret == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    int changed = 0;
+    int rc = add_epoch_mem(ks, group_id, topic_filter, epoch, secret, now, &changed);
+    if (rc != MQE2E_OK) return rc;
+    /* A no-op still retries a write that failed before. */
+    return changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
+}
+
+int mqe2e_keystore_group_generate(mqe2e_keystore *ks, const char *group_id,
+                                  const char *topic_filter, uint64_t now, uint32_t *epoch_out)
+{
+    if (ks == NULL || !valid_group_name(group_id)) return MQE2E_ERR_INVALID_ARG;
+    if (topic_filter != NULL && !valid_filter(topic_filter)) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    uint32_t epoch = 1;
+    if (g == NULL) {
+        if (topic_filter == NULL) return MQE2E_ERR_INVALID_ARG;
+    } else {
+        uint32_t cur = g->epochs[g->n_epochs - 1].epoch;
+        if (cur == UINT32_MAX) return MQE2E_ERR_EXHAUSTED;
+        epoch = cur + 1U;
+    }
+    uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
+    randombytes_buf(secret, sizeof secret);
+    int changed = 0;
+    int rc = add_epoch_mem(ks, group_id, topic_filter, epoch, secret, now, &changed);
+    sodium_memzero(secret, sizeof secret);
+    if (rc != MQE2E_OK) return rc;
+    rc = ks_store(ks);
+    if (rc == MQE2E_OK && epoch_out != NULL) *epoch_out = epoch;
+    return rc;
+}
+
+int mqe2e_keystore_group_remove(mqe2e_keystore *ks, const char *group_id)
+{
+    if (ks == NULL || group_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    int found;
+    size_t i = group_pos(ks, group_id, &found);
+    if (!found) return MQE2E_ERR_NOT_FOUND;
+    group_free(ks->groups[i]);
+    memmove(&ks->groups[i], &ks->groups[i + 1], (ks->n_groups - i - 1) * sizeof *ks->groups);
+    ks->n_groups--;
+    return ks_store(ks);
+}
+
+size_t mqe2e_keystore_group_count(const mqe2e_keystore *ks)
+{
+    return ks != NULL ? ks->n_groups : 0;
+}
+
+const char *mqe2e_keystore_group_name(const mqe2e_keystore *ks, size_t index)
+{
+    if (ks == NULL || index >= ks->n_groups) return NULL;
+    return ks->groups[index]->name;
+}
+
+const char *mqe2e_keystore_group_filter(const mqe2e_keystore *ks, const char *group_id)
+{
+    const ks_group *g = group_find(ks, group_id);
+    return g != NULL ? g->filter : NULL;
+}
+
+int mqe2e_keystore_group_current_epoch(const mqe2e_keystore *ks, const char *group_id,
+                                       uint32_t *epoch)
+{
+    if (ks == NULL || group_id == NULL || epoch == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    *epoch = g->epochs[g->n_epochs - 1].epoch;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_group_sender_id(const mqe2e_keystore *ks, const char *group_id,
+                                   uint32_t *sender_id)
+{
+    if (ks == NULL || group_id == NULL || sender_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    *sender_id = g->sender;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_group_set_sender_id(mqe2e_keystore *ks, const char *group_id,
+                                       uint32_t sender_id)
+{
+    if (ks == NULL || group_id == NULL || sender_id == 0) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    if (g->sender == sender_id && !ks->dirty) return MQE2E_OK;
+    g->sender = sender_id;
+    return ks_store(ks);
+}
+
+int mqe2e_keystore_group_secret(const mqe2e_keystore *ks, const char *group_id, uint32_t epoch,
+                                uint8_t secret[MQE2E_GROUP_SECRET_BYTES], uint64_t *retired_at)
+{
+    if (ks == NULL || group_id == NULL || secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    const ks_epoch *e = g != NULL ? epoch_find(g, epoch) : NULL;
+    if (e == NULL) return MQE2E_ERR_NOT_FOUND;
+    memcpy(secret, e->secret->b, MQE2E_GROUP_SECRET_BYTES);
+    if (retired_at != NULL) *retired_at = e->retired_at;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_group_prune(mqe2e_keystore *ks, const char *group_id, uint64_t cutoff)
+{
+    if (ks == NULL || group_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    size_t kept = 0, removed = 0;
+    for (size_t i = 0; i < g->n_epochs; i++) {
+        ks_epoch *e = &g->epochs[i];
+        if (e->retired_at != 0 && e->retired_at < cutoff) {
+            /* The replay windows of a dropped epoch go with it. */
+            size_t ck = 0;
+            for (size_t j = 0; j < g->n_cps; j++)
+                if (g->cps[j].epoch != e->epoch) g->cps[ck++] = g->cps[j];
+            g->n_cps = ck;
+            sodium_free(e->secret);
+            removed++;
+        } else {
+            g->epochs[kept++] = *e;
+        }
+    }
+    g->n_epochs = kept;
+    if (removed == 0 && !ks->dirty) return 0;
+    int rc = ks_store(ks);
+    if (rc != MQE2E_OK) return rc;
+    return removed > (size_t)INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq)
+{
+    if (ks == NULL || group_id == NULL || seq == NULL) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    if (g->next >= g->seq_reserved) {
+        if (g->seq_reserved == UINT64_MAX) return MQE2E_ERR_EXHAUSTED;
+        uint64_t old = g->seq_reserved;
+        g->seq_reserved = old > UINT64_MAX - ks->seq_block ? UINT64_MAX : old + ks->seq_block;
+        /* The reservation must be durable before any number from it is used. */
+        int rc = ks_store(ks);
+        if (rc != MQE2E_OK) {
+            g->seq_reserved = old;
+            return rc;
+        }
+    }
+    *seq = g->next++;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_set_seq_block(mqe2e_keystore *ks, uint32_t block)
+{
+    if (ks == NULL || block == 0 || block > KS_SEQ_BLOCK_MAX) return MQE2E_ERR_INVALID_ARG;
+    ks->seq_block = block;
+    return MQE2E_OK;
+}
+
+static int window_valid(const mqe2e_replay_window *w)
+{
+    return w != NULL && w->width >= 64U && w->width <= MQE2E_REPLAY_MAX_WIDTH &&
+           w->width % 64U == 0;
+}
+
+int mqe2e_keystore_replay_save(mqe2e_keystore *ks, const char *group_id, uint32_t epoch,
+                               uint32_t sender_id, const mqe2e_replay_window *w)
+{
+    if (ks == NULL || group_id == NULL || !window_valid(w)) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    ks_checkpoint *cp = NULL;
+    for (size_t i = 0; i < g->n_cps && cp == NULL; i++)
+        if (g->cps[i].epoch == epoch && g->cps[i].sender == sender_id) cp = &g->cps[i];
+    if (cp == NULL) {
+        ks_checkpoint *n = realloc(g->cps, (g->n_cps + 1) * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        g->cps = n;
+        cp = &n[g->n_cps++];
+        cp->epoch = epoch;
+        cp->sender = sender_id;
+    }
+    cp->w = *w;
+    ks->dirty = 1;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_replay_load(const mqe2e_keystore *ks, const char *group_id, uint32_t epoch,
+                               uint32_t sender_id, mqe2e_replay_window *w)
+{
+    if (ks == NULL || group_id == NULL || w == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    for (size_t i = 0; i < g->n_cps; i++)
+        if (g->cps[i].epoch == epoch && g->cps[i].sender == sender_id) {
+            *w = g->cps[i].w;
+            return MQE2E_OK;
+        }
+    return MQE2E_ERR_NOT_FOUND;
+}
+
+int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
+                                const char *passphrase, size_t passphrase_len, uint8_t **out,
+                                size_t *out_len)
+{
+    if (ks == NULL || group_id == NULL || passphrase == NULL || passphrase_len == 0 ||
+        out == NULL || out_len == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    pb_epochs ep = {NULL, NULL};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = epochs_to_pb(&ep, g);
+    if (rc != MQE2E_OK) goto out;
+    Mqe2e__V1__GroupBundle b;
+    mqe2e__v1__group_bundle__init(&b);
+    b.format = KS_FORMAT;
+    b.name = g->name;
+    b.topic_filter = g->filter;
+    b.n_epochs = g->n_epochs;
+    b.epochs = ep.ptrs;
+    len = mqe2e__v1__group_bundle__get_packed_size(&b);
+    buf = sodium_malloc(len);
+    rc = MQE2E_ERR_NOMEM;
+    if (buf == NULL) goto out;
+    len = mqe2e__v1__group_bundle__pack(&b, buf);
+    rc = mqe2e_passphrase_seal(out, out_len, buf, len, passphrase, passphrase_len);
+out:
+    sodium_free(buf);
+    pb_epochs_free(&ep);
+    return rc;
+}
+
+static int cmp_epoch_ptr(const void *a, const void *b)
+{
+    const Mqe2e__V1__KeystoreEpoch *x = *(Mqe2e__V1__KeystoreEpoch *const *)a;
+    const Mqe2e__V1__KeystoreEpoch *y = *(Mqe2e__V1__KeystoreEpoch *const *)b;
+    return x->epoch < y->epoch ? -1 : x->epoch > y->epoch;
+}
+
+int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sealed, size_t sealed_len,
+                                const char *passphrase, size_t passphrase_len, uint64_t now,
+                                char *group_id_out, size_t group_id_cap)
+{
+    if (ks == NULL || sealed == NULL || passphrase == NULL || passphrase_len == 0)
+        return MQE2E_ERR_INVALID_ARG;
+    uint8_t *pt = NULL;
+    size_t pt_len = 0;
+    Mqe2e__V1__GroupBundle *b = NULL;
+    int rc = mqe2e_passphrase_open(&pt, &pt_len, sealed, sealed_len, passphrase, passphrase_len);
+    if (rc != MQE2E_OK) return rc;
+    b = mqe2e__v1__group_bundle__unpack(&wipe_allocator, pt_len, pt);
+    rc = MQE2E_ERR_DECODE;
+    if (b == NULL || b->format != KS_FORMAT || !valid_group_name(b->name) ||
+        !valid_filter(b->topic_filter) || b->n_epochs == 0)
+        goto out;
+    qsort(b->epochs, b->n_epochs, sizeof *b->epochs, cmp_epoch_ptr);
+    for (size_t i = 0; i < b->n_epochs; i++) {
+        if (b->epochs[i]->secret.len != MQE2E_GROUP_SECRET_BYTES) goto out;
+        if (i > 0 && b->epochs[i]->epoch == b->epochs[i - 1]->epoch) goto out;
+    }
+    /* Check every conflict before changing anything. */
+    ks_group *g = group_find(ks, b->name);
+    if (g != NULL)
+        for (size_t i = 0; i < b->n_epochs; i++) {
+            const ks_epoch *e = epoch_find(g, b->epochs[i]->epoch);
+            if (e != NULL && sodium_memcmp(e->secret->b, b->epochs[i]->secret.data,
+                                           MQE2E_GROUP_SECRET_BYTES) != 0) {
+                rc = MQE2E_ERR_EXISTS;
+                goto out;
+            }
+        }
+    if (group_id_out != NULL && group_id_cap <= strlen(b->name)) {
+        rc = MQE2E_ERR_BUFFER_TOO_SMALL;
+        goto out;
+    }
+    int changed = 0;
+    for (size_t i = 0; i < b->n_epochs; i++) {
+        rc = add_epoch_mem(ks, b->name, g == NULL ? b->topic_filter : NULL, b->epochs[i]->epoch,
+                           b->epochs[i]->secret.data, now, &changed);
+        if (rc != MQE2E_OK) {
+            /* Only allocation can fail here; keep what was added and have
+             * it written with the next store. */
+            ks->dirty = ks->dirty || changed;
+            goto out;
+        }
+    }
+    rc = changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
+    if (rc == MQE2E_OK && group_id_out != NULL) memcpy(group_id_out, b->name, strlen(b->name) + 1);
+out:
+    if (b != NULL) mqe2e__v1__group_bundle__free_unpacked(b, &wipe_allocator);
+    sodium_memzero(pt, pt_len);
+    free(pt);
+    return rc;
+}
+
+int mqe2e_keystore_dh_secret(const mqe2e_keystore *ks, uint8_t dh_sk[32])
+{
+    return mqe2e__keystore_dh_secret(ks, dh_sk);
+}
+
+int mqe2e_keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], const uint8_t *msg,
+                        size_t msg_len)
+{
+    return mqe2e__keystore_sign(ks, sig, msg, msg_len);
+}

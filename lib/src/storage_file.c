@@ -1,0 +1,298 @@
+/*
+ * Encrypted-file storage backend and key file reader.
+ *
+ * The blob is sealed in the format of docs/KEYSTORE.md and replaced by
+ * write-to-temp, fsync, rename, fsync(directory): after a crash the path
+ * names either the old or the new file, never a mix.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "internal_keystore.h"
+#include "mqe2e/error.h"
+#include "mqe2e/storage.h"
+
+/* A keystore is a few KiB; anything this large is not ours. */
+#define FILE_MAX_BYTES (64U * 1024U * 1024U)
+#define KEY_FILE_MAX_BYTES 128U
+
+/* Key material of one file backend; lives in sodium_malloc() memory. */
+typedef struct file_secret {
+    uint8_t key[MQE2E__SEAL_KEY_BYTES];
+    size_t pass_len;
+    char pass[]; /* passphrase, kept to re-derive if the file's salt changes */
+} file_secret;
+
+typedef struct file_ctx {
+    char *path;
+    unsigned kdf;      /* MQE2E__SEAL_KDF_* */
+    int have_key;      /* key derived (always set for raw keys) */
+    uint8_t salt[MQE2E__SEAL_SALT_BYTES];
+    uint64_t opslimit, memlimit;
+    file_secret *secret;
+} file_ctx;
+
+static void file_destroy(void *vctx)
+{
+    file_ctx *ctx = vctx;
+    if (ctx == NULL) return;
+    sodium_free(ctx->secret); /* wipes */
+    free(ctx->path);
+    free(ctx);
+}
+
+/* Read a whole file. MQE2E_ERR_NOT_FOUND when it does not exist. */
+static int read_all(const char *path, uint8_t **data, size_t *len, size_t max, mode_t *mode)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? MQE2E_ERR_NOT_FOUND : MQE2E_ERR_IO;
+    int rc = MQE2E_ERR_IO;
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) goto out;
+    if (mode != NULL) *mode = st.st_mode;
+    if (st.st_size < 0 || (uintmax_t)st.st_size > (uintmax_t)max) {
+        rc = MQE2E_ERR_DECODE;
+        goto out;
+    }
+    size = (size_t)st.st_size;
+    buf = malloc(size > 0 ? size : 1U);
+    if (buf == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) goto out; /* error, or the file shrank under us */
+        got += (size_t)n;
+    }
+    *data = buf;
+    *len = size;
+    buf = NULL;
+    rc = MQE2E_OK;
+out:
+    if (buf != NULL) {
+        sodium_memzero(buf, size > 0 ? size : 1U);
+        free(buf);
+    }
+    close(fd);
+    return rc;
+}
+
+static int file_load(void *vctx, uint8_t **data, size_t *len)
+{
+    file_ctx *ctx = vctx;
+    if (ctx == NULL || data == NULL || len == NULL) return MQE2E_ERR_INVALID_ARG;
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    int rc = read_all(ctx->path, &sealed, &sealed_len, FILE_MAX_BYTES, NULL);
+    if (rc != MQE2E_OK) return rc;
+    mqe2e__seal_header h;
+    rc = mqe2e__seal_parse(&h, sealed, sealed_len);
+    if (rc != MQE2E_OK) goto out;
+    /* A file sealed for the other kind of key cannot be opened with ours. */
+    if (h.kdf != ctx->kdf) {
+        rc = MQE2E_ERR_AUTH;
+        goto out;
+    }
+    if (h.kdf == MQE2E__SEAL_KDF_PASSPHRASE &&
+        (!ctx->have_key || sodium_memcmp(h.salt, ctx->salt, sizeof h.salt) != 0 ||
+         h.opslimit != ctx->opslimit || h.memlimit != ctx->memlimit)) {
+        ctx->have_key = 0;
+        rc = mqe2e__seal_derive(ctx->secret->key, ctx->secret->pass, ctx->secret->pass_len,
+                                h.salt, h.opslimit, h.memlimit);
+        if (rc != MQE2E_OK) goto out;
+        memcpy(ctx->salt, h.salt, sizeof ctx->salt);
+        ctx->opslimit = h.opslimit;
+        ctx->memlimit = h.memlimit;
+        ctx->have_key = 1;
+    }
+    rc = mqe2e__unseal(data, len, &h, ctx->secret->key, sealed, sealed_len);
+out:
+    free(sealed); /* ciphertext only */
+    return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (slash == NULL) {
+        dir = strdup(".");
+    } else if (slash == path) {
+        dir = strdup("/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        dir = malloc(n + 1);
+        if (dir != NULL) {
+            memcpy(dir, path, n);
+            dir[n] = '\0';
+        }
+    }
+    if (dir == NULL) return MQE2E_ERR_NOMEM;
+    int rc = MQE2E_ERR_IO;
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) == 0) rc = MQE2E_OK;
+        close(fd);
+    }
+    free(dir);
+    return rc;
+}
+
+static int file_store(void *vctx, const uint8_t *data, size_t len)
+{
+    file_ctx *ctx = vctx;
+    if (ctx == NULL || (data == NULL && len != 0)) return MQE2E_ERR_INVALID_ARG;
+    int rc;
+    if (!ctx->have_key) {
+        /* First write of a new file: one derivation, reused for every rewrite. */
+        randombytes_buf(ctx->salt, sizeof ctx->salt);
+        ctx->opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        ctx->memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+        rc = mqe2e__seal_derive(ctx->secret->key, ctx->secret->pass, ctx->secret->pass_len,
+                                ctx->salt, ctx->opslimit, ctx->memlimit);
+        if (rc != MQE2E_OK) return rc;
+        ctx->have_key = 1;
+    }
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    rc = mqe2e__seal(&sealed, &sealed_len, ctx->kdf, ctx->salt, ctx->opslimit, ctx->memlimit,
+                     ctx->secret->key, data, len);
+    if (rc != MQE2E_OK) return rc;
+
+    char *tmp = NULL;
+    int fd = -1;
+    int n = snprintf(NULL, 0, "%s.tmp.%ld", ctx->path, (long)getpid());
+    rc = MQE2E_ERR_NOMEM;
+    if (n < 0 || (tmp = malloc((size_t)n + 1)) == NULL) goto out;
+    snprintf(tmp, (size_t)n + 1, "%s.tmp.%ld", ctx->path, (long)getpid());
+    rc = MQE2E_ERR_IO;
+    /* The name is ours alone (our pid); a leftover from a dead process that
+     * had the same pid would otherwise block every write. */
+    (void)unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) goto out;
+    if (write_all(fd, sealed, sealed_len) != 0 || fsync(fd) != 0) goto fail;
+    int cfd = fd;
+    fd = -1;
+    if (close(cfd) != 0) goto fail;
+    if (rename(tmp, ctx->path) != 0) goto fail;
+    /* The rename is durable only once the directory entry is. */
+    rc = fsync_parent_dir(ctx->path);
+    goto out;
+fail:
+    if (fd >= 0) close(fd);
+    fd = -1;
+    (void)unlink(tmp);
+out:
+    free(tmp);
+    free(sealed); /* ciphertext only */
+    return rc;
+}
+
+static int file_new(mqe2e_storage *out, const char *path, unsigned kdf, const char *pass,
+                    size_t pass_len)
+{
+    if (mqe2e_init() != MQE2E_OK) return MQE2E_ERR_CRYPTO;
+    file_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) return MQE2E_ERR_NOMEM;
+    ctx->kdf = kdf;
+    ctx->path = strdup(path);
+    /* sodium_malloc() places the block against a guard page, so it is only
+     * as aligned as its size: round the size up to keep size_t aligned. */
+    size_t size = sizeof(file_secret) + pass_len + 1U;
+    size = (size + sizeof(max_align_t) - 1U) / sizeof(max_align_t) * sizeof(max_align_t);
+    ctx->secret = sodium_malloc(size);
+    if (ctx->path == NULL || ctx->secret == NULL) {
+        file_destroy(ctx);
+        return MQE2E_ERR_NOMEM;
+    }
+    sodium_memzero(ctx->secret, size);
+    ctx->secret->pass_len = pass_len;
+    if (pass_len > 0) memcpy(ctx->secret->pass, pass, pass_len);
+    out->load = file_load;
+    out->store = file_store;
+    out->destroy = file_destroy;
+    out->ctx = ctx;
+    return MQE2E_OK;
+}
+
+int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path, const char *passphrase,
+                                  size_t passphrase_len)
+{
+    if (out == NULL || path == NULL || path[0] == '\0' || passphrase == NULL ||
+        passphrase_len == 0 || passphrase_len > SIZE_MAX / 2)
+        return MQE2E_ERR_INVALID_ARG;
+    return file_new(out, path, MQE2E__SEAL_KDF_PASSPHRASE, passphrase, passphrase_len);
+}
+
+int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
+                           const uint8_t key[MQE2E_STORAGE_KEY_BYTES])
+{
+    if (out == NULL || path == NULL || path[0] == '\0' || key == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    int rc = file_new(out, path, MQE2E__SEAL_KDF_RAW, NULL, 0);
+    if (rc != MQE2E_OK) return rc;
+    file_ctx *ctx = out->ctx;
+    memcpy(ctx->secret->key, key, MQE2E_STORAGE_KEY_BYTES);
+    ctx->have_key = 1;
+    return MQE2E_OK;
+}
+
+int mqe2e_storage_read_key_file(uint8_t key[MQE2E_STORAGE_KEY_BYTES], const char *path)
+{
+    if (key == NULL || path == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (mqe2e_init() != MQE2E_OK) return MQE2E_ERR_CRYPTO;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    mode_t mode = 0;
+    int rc = read_all(path, &buf, &len, KEY_FILE_MAX_BYTES, &mode);
+    if (rc == MQE2E_ERR_NOT_FOUND) return MQE2E_ERR_IO;
+    if (rc != MQE2E_OK) return rc;
+    if ((mode & (S_IRWXG | S_IRWXO)) != 0) {
+        rc = MQE2E_ERR_POLICY;
+        goto out;
+    }
+    rc = MQE2E_ERR_DECODE;
+    if (len == MQE2E_STORAGE_KEY_BYTES) {
+        memcpy(key, buf, MQE2E_STORAGE_KEY_BYTES);
+        rc = MQE2E_OK;
+    } else if (len == 2U * MQE2E_STORAGE_KEY_BYTES ||
+               (len == 2U * MQE2E_STORAGE_KEY_BYTES + 1U && buf[len - 1] == '\n')) {
+        size_t bin_len = 0;
+        if (sodium_hex2bin(key, MQE2E_STORAGE_KEY_BYTES, (const char *)buf,
+                           2U * MQE2E_STORAGE_KEY_BYTES, NULL, &bin_len, NULL) == 0 &&
+            bin_len == MQE2E_STORAGE_KEY_BYTES)
+            rc = MQE2E_OK;
+    }
+    if (rc != MQE2E_OK) sodium_memzero(key, MQE2E_STORAGE_KEY_BYTES);
+out:
+    sodium_memzero(buf, len > 0 ? len : 1U);
+    free(buf);
+    return rc;
+}

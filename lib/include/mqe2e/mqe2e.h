@@ -9,6 +9,7 @@
 #include "mqe2e/error.h"
 #include "mqe2e/hkdf.h"
 #include "mqe2e/keystore.h"
+#include "mqe2e/noise.h"
 #include "mqe2e/policy.h"
 #include "mqe2e/protect.h"
 #include "mqe2e/replay.h"

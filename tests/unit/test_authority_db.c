@@ -1,0 +1,1028 @@
+/* Authority database: persistence, single-use tokens, sealed secrets, sender
+ * ids, revocation, operator nonces, audit, crash and restart behaviour. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "authority_db.h"
+#include "mqe2e/error.h"
+#include "testutil.h"
+
+static char *dir;
+static char path[4096];
+static uint8_t key[MQE2E_ADB_KEY_BYTES];
+static uint8_t dev_a[MQE2E_ADB_PUBLIC_BYTES];
+static uint8_t dev_b[MQE2E_ADB_PUBLIC_BYTES];
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    dir = tu_tempdir();
+    snprintf(path, sizeof path, "%s/authority.db", dir);
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(0x40 + i);
+    memset(dev_a, 0xA1, sizeof dev_a);
+    memset(dev_b, 0xB2, sizeof dev_b);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(authority_db, .init = setup, .fini = teardown);
+
+static mqe2e_adb *open_db(void)
+{
+    mqe2e_adb *db = NULL;
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);
+    cr_assert_not_null(db);
+    return db;
+}
+
+static void fill(uint8_t *b, size_t n, uint8_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(v + i);
+}
+
+static mqe2e_adb_grant grant(const char *filter, uint32_t rights)
+{
+    mqe2e_adb_grant g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.filter, sizeof g.filter, "%s", filter);
+    g.rights = rights;
+    return g;
+}
+
+static void enroll(mqe2e_adb *db, const char *client_id, uint8_t key_byte)
+{
+    uint8_t sp[32], dh[32];
+    memset(sp, key_byte, sizeof sp);
+    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
+                                                  100, 100000),
+                 MQE2E_OK);
+}
+
+/* Raw SQL on the closed database file, as an attacker with file access would. */
+static void raw_exec(const char *sql)
+{
+    sqlite3 *s = NULL;
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(s, sql, NULL, NULL, &err);
+    cr_assert_eq(rc, SQLITE_OK, "raw sql failed: %s", err ? err : "?");
+    cr_assert_gt(sqlite3_changes(s), 0, "raw sql changed nothing: %s", sql);
+    sqlite3_close(s);
+}
+
+/* Flip one byte of a stored sealed epoch secret. */
+static void raw_flip_epoch_byte(const char *group, int epoch, int offset)
+{
+    sqlite3 *s = NULL;
+    sqlite3_stmt *st = NULL;
+    uint8_t blob[128];
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(s,
+                                    "SELECT secret FROM group_epochs WHERE group_name = ?1"
+                                    " AND epoch = ?2",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, epoch);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_bytes(st, 0);
+    cr_assert(n > offset && n <= (int)sizeof blob);
+    memcpy(blob, sqlite3_column_blob(st, 0), (size_t)n);
+    sqlite3_finalize(st);
+    blob[offset] ^= 0x01;
+    cr_assert_eq(sqlite3_prepare_v2(s,
+                                    "UPDATE group_epochs SET secret = ?3 WHERE group_name = ?1"
+                                    " AND epoch = ?2",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, epoch);
+    sqlite3_bind_blob(st, 3, blob, n, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    cr_assert_eq(sqlite3_changes(s), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+}
+
+static int64_t raw_int(const char *sql)
+{
+    sqlite3 *s = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return v;
+}
+
+static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0) return 1;
+    return 0;
+}
+
+/* Does the database file or its WAL contain these bytes anywhere? */
+static int file_contains(const uint8_t *needle, size_t m)
+{
+    static const char *suffix[] = {"", "-wal"};
+    for (size_t k = 0; k < 2; k++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s", path, suffix[k]);
+        size_t n = 0;
+        char *data = tu_read_file(p, &n);
+        if (data == NULL) continue;
+        int hit = contains((const uint8_t *)data, n, needle, m);
+        free(data);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- callbacks */
+
+typedef struct names {
+    char v[1100][64];
+    uint32_t ids[1100];
+    size_t n;
+} names;
+
+static int collect_name(const char *name, void *user)
+{
+    names *l = user;
+    cr_assert_lt(l->n, 1100);
+    snprintf(l->v[l->n++], sizeof l->v[0], "%s", name);
+    return 0;
+}
+
+static int collect_member(const char *name, uint32_t sender_id, uint64_t added_at, void *user)
+{
+    (void)added_at;
+    names *l = user;
+    cr_assert_lt(l->n, 1100);
+    l->ids[l->n] = sender_id;
+    snprintf(l->v[l->n++], sizeof l->v[0], "%s", name);
+    return 0;
+}
+
+typedef struct epochs {
+    uint32_t epoch[8];
+    uint64_t created[8], retired[8];
+    size_t n;
+} epochs;
+
+static int collect_epoch(uint32_t epoch, uint64_t created_at, uint64_t retired_at, void *user)
+{
+    epochs *e = user;
+    cr_assert_lt(e->n, 8);
+    e->epoch[e->n] = epoch;
+    e->created[e->n] = created_at;
+    e->retired[e->n++] = retired_at;
+    return 0;
+}
+
+typedef struct grants {
+    mqe2e_adb_grant g[8];
+    size_t n;
+} grants;
+
+static int collect_grant(const mqe2e_adb_grant *g, void *user)
+{
+    grants *l = user;
+    cr_assert_lt(l->n, 8);
+    l->g[l->n++] = *g;
+    return 0;
+}
+
+typedef struct revs {
+    char id[8][64];
+    uint64_t serial[8];
+    size_t n;
+} revs;
+
+static int collect_rev(const char *client_id, uint64_t serial, uint64_t at, void *user)
+{
+    (void)at;
+    revs *r = user;
+    cr_assert_lt(r->n, 8);
+    r->serial[r->n] = serial;
+    snprintf(r->id[r->n++], sizeof r->id[0], "%s", client_id);
+    return 0;
+}
+
+typedef struct audit_scan {
+    const uint8_t *secret;
+    size_t rows;
+    int leaked;
+} audit_scan;
+
+static int scan_audit(int64_t id, uint64_t at, const char *actor, const char *action,
+                      const char *subject, void *user)
+{
+    (void)id;
+    (void)at;
+    audit_scan *a = user;
+    const char *f[3] = {actor, action, subject};
+    for (size_t i = 0; i < 3; i++)
+        if (f[i] != NULL &&
+            contains((const uint8_t *)f[i], strlen(f[i]), a->secret, MQE2E_ADB_SECRET_BYTES))
+            a->leaked = 1;
+    a->rows++;
+    return 0;
+}
+
+static int count_clients(const mqe2e_adb_client *c, void *user)
+{
+    (void)c;
+    (*(size_t *)user)++;
+    return 0;
+}
+
+static int count_groups(const mqe2e_adb_group *g, void *user)
+{
+    (void)g;
+    (*(size_t *)user)++;
+    return 0;
+}
+
+static int stop_at_first(const mqe2e_adb_client *c, void *user)
+{
+    (void)c;
+    (void)user;
+    return 7;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+Test(authority_db, schema_created_and_state_survives_reopen)
+{
+    uint8_t tid[16], sec[32], gsec[32], op[32], got[32];
+    fill(tid, sizeof tid, 1);
+    fill(sec, sizeof sec, 0x11);
+    fill(gsec, sizeof gsec, 0x22);
+    fill(op, sizeof op, 0x33);
+    mqe2e_adb_grant g[2] = {grant("sensors/+/temp", MQE2E_ADB_RIGHT_PUBLISH),
+                            grant("cmd/dev1", MQE2E_ADB_RIGHT_SUBSCRIBE)};
+
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "sensor", g, 2, 10, 1000), MQE2E_OK);
+    enroll(db, "dev9", 0x09);
+    mqe2e_adb_group_settings gs = {3600, 1000000, 1};
+    cr_assert_eq(mqe2e_adb_group_create(db, "temps", "sensors/+/temp", &gs, 50, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "temps", "dev9", 60), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "alice", op, 70), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 80, "alice", "token.create", "dev1"), MQE2E_OK);
+    mqe2e_adb_close(db);
+
+    cr_assert_eq(raw_int("PRAGMA user_version"), MQE2E_ADB_SCHEMA_VERSION);
+
+    db = open_db();
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_peek(got, &info, db, tid), MQE2E_OK);
+    cr_assert_arr_eq(got, sec, 32);
+    cr_assert_str_eq(info.client_id, "dev1");
+    cr_assert_str_eq(info.role, "sensor");
+    cr_assert_eq(info.used, 0);
+    cr_assert_eq(info.n_grants, 2);
+    cr_assert_str_eq(info.grants[0].filter, "cmd/dev1"); /* ordered by filter */
+    cr_assert_eq(info.grants[0].rights, MQE2E_ADB_RIGHT_SUBSCRIBE);
+    cr_assert_eq(info.expires_at, 1000);
+
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev9"), MQE2E_OK);
+    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_ACTIVE);
+    cr_assert_eq(c.credential_serial, 1);
+    cr_assert_eq(c.sign_public[0], 0x09);
+
+    mqe2e_adb_group grp;
+    cr_assert_eq(mqe2e_adb_group_get(&grp, db, "temps"), MQE2E_OK);
+    cr_assert_str_eq(grp.topic_filter, "sensors/+/temp");
+    cr_assert_eq(grp.current_epoch, 1);
+    cr_assert_eq(grp.rotate_every_seconds, 3600);
+    cr_assert_eq(grp.rotate_every_messages, 1000000);
+    cr_assert_eq(grp.is_signed, 1);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "temps", 1), MQE2E_OK);
+    cr_assert_arr_eq(got, gsec, 32);
+
+    names m = {0};
+    cr_assert_eq(mqe2e_adb_members_list(db, "temps", collect_member, &m), MQE2E_OK);
+    cr_assert_eq(m.n, 1);
+    cr_assert_str_eq(m.v[0], "dev9");
+    cr_assert_eq(m.ids[0], 1);
+
+    uint8_t opk[32];
+    uint64_t added = 0;
+    cr_assert_eq(mqe2e_adb_operator_get(opk, &added, db, "alice"), MQE2E_OK);
+    cr_assert_arr_eq(opk, op, 32);
+    cr_assert_eq(added, 70);
+
+    audit_scan a = {sec, 0, 0};
+    cr_assert_eq(mqe2e_adb_audit_list(db, 0, scan_audit, &a), MQE2E_OK);
+    cr_assert_eq(a.rows, 1);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, journal_is_wal_and_file_is_private)
+{
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_close(db);
+    sqlite3 *s = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(s, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    cr_assert_eq(sb.st_mode & 077, 0, "database readable by group/others");
+}
+
+Test(authority_db, token_is_single_use_with_idempotent_retry)
+{
+    uint8_t tid[16], sec[32], got[32];
+    fill(tid, sizeof tid, 2);
+    fill(sec, sizeof sec, 0x55);
+    mqe2e_adb_grant g = grant("a/#", MQE2E_ADB_RIGHT_PUBLISH | MQE2E_ADB_RIGHT_SUBSCRIBE);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "sensor", &g, 1, 10, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "sensor", &g, 1, 10, 100),
+                 MQE2E_ERR_EXISTS);
+
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 20), MQE2E_OK);
+    cr_assert_arr_eq(got, sec, 32);
+    cr_assert_str_eq(info.client_id, "dev1");
+    cr_assert_eq(info.n_grants, 1);
+    cr_assert_eq(info.grants[0].rights, 3);
+    cr_assert_eq(info.used, 1);
+
+    /* Another device: refused, nothing returned. */
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 21), MQE2E_ERR_STATE);
+    uint8_t zero[32] = {0};
+    cr_assert_arr_eq(got, zero, 32);
+
+    /* Same device retrying (even after expiry, and after a restart): same answer. */
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 500), MQE2E_OK);
+    cr_assert_arr_eq(got, sec, 32);
+    cr_assert_eq(info.used_at, 20);
+    cr_assert_arr_eq(info.used_by_sign_public, dev_a, 32);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 22), MQE2E_ERR_STATE);
+
+    mqe2e_adb_status s;
+    cr_assert_eq(mqe2e_adb_status_get(&s, db, 30), MQE2E_OK);
+    cr_assert_eq(s.tokens_unused, 0);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, expired_and_unknown_tokens_refused)
+{
+    uint8_t tid[16], other[16], sec[32], got[32];
+    fill(tid, sizeof tid, 3);
+    fill(other, sizeof other, 4);
+    fill(sec, sizeof sec, 0x66);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "r", NULL, 0, 10, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 100), MQE2E_ERR_EXPIRED);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 5000), MQE2E_ERR_EXPIRED);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, other, dev_a, 20), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, other), MQE2E_ERR_NOT_FOUND);
+
+    /* The refusal did not consume it: one second earlier it still works. */
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_peek(got, &info, db, tid), MQE2E_OK);
+    cr_assert_eq(info.used, 0);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 99), MQE2E_OK);
+
+    /* Bad arguments. */
+    cr_assert_eq(mqe2e_adb_token_create(db, other, sec, "dev1", "r", NULL, 0, 100, 100),
+                 MQE2E_ERR_INVALID_ARG);
+    mqe2e_adb_grant bad = grant("x", 4);
+    cr_assert_eq(mqe2e_adb_token_create(db, other, sec, "dev1", "r", &bad, 1, 1, 100),
+                 MQE2E_ERR_INVALID_ARG);
+    mqe2e_adb_grant many[MQE2E_ADB_GRANTS_MAX + 1];
+    for (size_t i = 0; i < MQE2E_ADB_GRANTS_MAX + 1; i++)
+        many[i] = grant("x", 1);
+    cr_assert_eq(
+        mqe2e_adb_token_create(db, other, sec, "dev1", "r", many, MQE2E_ADB_GRANTS_MAX + 1, 1, 100),
+        MQE2E_ERR_TOO_LARGE);
+    char longname[MQE2E_ADB_NAME_MAX + 1];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_assert_eq(mqe2e_adb_token_create(db, other, sec, longname, "r", NULL, 0, 1, 100),
+                 MQE2E_ERR_TOO_LARGE);
+    cr_assert_eq(mqe2e_adb_token_create(db, other, sec, "", "r", NULL, 0, 1, 100),
+                 MQE2E_ERR_INVALID_ARG);
+
+    uint64_t pruned = 0;
+    cr_assert_eq(mqe2e_adb_token_prune(&pruned, db, 100), MQE2E_OK);
+    cr_assert_eq(pruned, 1);
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, tid), MQE2E_ERR_NOT_FOUND);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, secrets_are_sealed_and_bound_to_the_key)
+{
+    uint8_t tid[16], sec[32], gsec[32];
+    fill(tid, sizeof tid, 5);
+    fill(sec, sizeof sec, 0x77);
+    fill(gsec, sizeof gsec, 0x88);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "r", NULL, 0, 1, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, gsec), MQE2E_OK);
+    cr_assert_not(file_contains(sec, sizeof sec), "token secret stored in clear");
+    cr_assert_not(file_contains(gsec, sizeof gsec), "group secret stored in clear");
+    mqe2e_adb_close(db);
+    cr_assert_not(file_contains(sec, sizeof sec));
+    cr_assert_not(file_contains(gsec, sizeof gsec));
+
+    uint8_t wrong[32];
+    memcpy(wrong, key, sizeof wrong);
+    wrong[31] ^= 1;
+    mqe2e_adb *bad = NULL;
+    cr_assert_eq(mqe2e_adb_open(&bad, path, wrong), MQE2E_ERR_AUTH);
+    cr_assert_null(bad);
+
+    /* The right key still opens everything. */
+    uint8_t got[32];
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, tid), MQE2E_OK);
+    cr_assert_arr_eq(got, sec, 32);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, ciphertext_moved_between_rows_fails)
+{
+    uint8_t t1[16], t2[16], s1[32], s2[32], g1[32], g2[32], got[32], zero[32] = {0};
+    fill(t1, sizeof t1, 0x10);
+    fill(t2, sizeof t2, 0x20);
+    fill(s1, sizeof s1, 0x30);
+    fill(s2, sizeof s2, 0x40);
+    fill(g1, sizeof g1, 0x50);
+    fill(g2, sizeof g2, 0x60);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, t1, s1, "dev1", "r", NULL, 0, 1, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, t2, s2, "dev2", "r", NULL, 0, 1, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "ga", "a/#", NULL, 1, g1), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "gb", "b/#", NULL, 1, g2), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_rotate(NULL, db, "ga", g2, 2), MQE2E_OK);
+    mqe2e_adb_close(db);
+
+    /* token t2's sealed secret copied into t1's row */
+    raw_exec("UPDATE tokens SET token_secret = (SELECT token_secret FROM tokens"
+             " WHERE token_id = x'202122232425262728292a2b2c2d2e2f')"
+             " WHERE token_id = x'101112131415161718191a1b1c1d1e1f'");
+    /* ga epoch 2 sealed secret copied over ga epoch 1 (another epoch) */
+    raw_exec("UPDATE group_epochs SET secret = (SELECT secret FROM group_epochs"
+             " WHERE group_name = 'ga' AND epoch = 2) WHERE group_name = 'ga' AND epoch = 1");
+    /* ga epoch 2 copied over gb epoch 1 (another group) */
+    raw_exec("UPDATE group_epochs SET secret = (SELECT secret FROM group_epochs"
+             " WHERE group_name = 'ga' AND epoch = 2) WHERE group_name = 'gb' AND epoch = 1");
+
+    db = open_db();
+    memset(got, 0xEE, sizeof got);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, t1, dev_a, 10), MQE2E_ERR_AUTH);
+    cr_assert_arr_eq(got, zero, 32);
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, t1), MQE2E_ERR_AUTH);
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_peek(got, &info, db, t2), MQE2E_OK);
+    cr_assert_arr_eq(got, s2, 32);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "ga", 1), MQE2E_ERR_AUTH);
+    cr_assert_arr_eq(got, zero, 32);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "gb", 1), MQE2E_ERR_AUTH);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "ga", 2), MQE2E_OK);
+    cr_assert_arr_eq(got, g2, 32);
+    mqe2e_adb_close(db);
+
+    /* A failed consume left the token unused. */
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM tokens WHERE used_at IS NULL"), 2);
+
+    /* One flipped ciphertext byte. */
+    raw_flip_epoch_byte("ga", 2, 40);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "ga", 2), MQE2E_ERR_AUTH);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, group_create_rotate_and_epochs)
+{
+    uint8_t s1[32], s2[32], s3[32], got[32];
+    fill(s1, sizeof s1, 1);
+    fill(s2, sizeof s2, 2);
+    fill(s3, sizeof s3, 3);
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_group_settings gs = {100, 0, 0};
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", &gs, 1000, s1), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", &gs, 1000, s1), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_group_create(db, "never", "n/#", NULL, 1000, s1), MQE2E_OK);
+
+    names due = {0};
+    cr_assert_eq(mqe2e_adb_groups_due_for_rotation(db, 1099, collect_name, &due), MQE2E_OK);
+    cr_assert_eq(due.n, 0);
+    cr_assert_eq(mqe2e_adb_groups_due_for_rotation(db, 1100, collect_name, &due), MQE2E_OK);
+    cr_assert_eq(due.n, 1);
+    cr_assert_str_eq(due.v[0], "g");
+    /* A clock that went backwards is not a reason to rotate. */
+    due.n = 0;
+    cr_assert_eq(mqe2e_adb_groups_due_for_rotation(db, 10, collect_name, &due), MQE2E_OK);
+    cr_assert_eq(due.n, 0);
+
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "g", s2, 1100), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    due.n = 0;
+    cr_assert_eq(mqe2e_adb_groups_due_for_rotation(db, 1150, collect_name, &due), MQE2E_OK);
+    cr_assert_eq(due.n, 0);
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "g", s3, 1200), MQE2E_OK);
+    cr_assert_eq(e, 3);
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "nope", s3, 1200), MQE2E_ERR_NOT_FOUND);
+
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "g"), MQE2E_OK);
+    cr_assert_eq(g.current_epoch, 3);
+    cr_assert_eq(g.last_rotated_at, 1200);
+
+    epochs ep = {0};
+    cr_assert_eq(mqe2e_adb_group_epochs_list(db, "g", collect_epoch, &ep), MQE2E_OK);
+    cr_assert_eq(ep.n, 3);
+    cr_assert_eq(ep.epoch[0], 1);
+    cr_assert_eq(ep.retired[0], 1100);
+    cr_assert_eq(ep.epoch[1], 2);
+    cr_assert_eq(ep.created[1], 1100);
+    cr_assert_eq(ep.retired[1], 1200);
+    cr_assert_eq(ep.epoch[2], 3);
+    cr_assert_eq(ep.retired[2], 0);
+    cr_assert_eq(mqe2e_adb_group_epochs_list(db, "nope", collect_epoch, &ep), MQE2E_ERR_NOT_FOUND);
+
+    const uint8_t *want[3] = {s1, s2, s3};
+    for (uint32_t i = 1; i <= 3; i++) {
+        cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "g", i), MQE2E_OK);
+        cr_assert_arr_eq(got, want[i - 1], 32);
+    }
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "g", 4), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "nope", 1), MQE2E_ERR_NOT_FOUND);
+
+    size_t ngroups = 0;
+    cr_assert_eq(mqe2e_adb_group_list(db, count_groups, &ngroups), MQE2E_OK);
+    cr_assert_eq(ngroups, 2);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, sender_ids_unique_and_smallest_free_reused)
+{
+    uint8_t s[32];
+    fill(s, sizeof s, 9);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "h", "u/#", NULL, 1, s), MQE2E_OK);
+    char id[16];
+    for (int i = 1; i <= 6; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        enroll(db, id, (uint8_t)i);
+    }
+    uint32_t sid = 0;
+    for (uint32_t i = 1; i <= 5; i++) {
+        snprintf(id, sizeof id, "c%u", i);
+        cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", id, 10), MQE2E_OK);
+        cr_assert_eq(sid, i);
+    }
+    /* Ids are per group. */
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "h", "c5", 10), MQE2E_OK);
+    cr_assert_eq(sid, 1);
+
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c3", 10), MQE2E_ERR_EXISTS);
+    cr_assert_eq(sid, 3);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "ghost", 10), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "nope", "c1", 10), MQE2E_ERR_NOT_FOUND);
+
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c4"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c6", 10), MQE2E_OK);
+    cr_assert_eq(sid, 2);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 4);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c4", 10), MQE2E_OK);
+    cr_assert_eq(sid, 6);
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c1"), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db(); /* the free-id search works on persisted state */
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c1", 10), MQE2E_OK);
+    cr_assert_eq(sid, 1);
+
+    names m = {0};
+    cr_assert_eq(mqe2e_adb_members_list(db, "g", collect_member, &m), MQE2E_OK);
+    cr_assert_eq(m.n, 6);
+    for (size_t i = 0; i < m.n; i++)
+        cr_assert_eq(m.ids[i], i + 1); /* ordered, dense, unique */
+
+    names of = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client(db, "c5", collect_member, &of), MQE2E_OK);
+    cr_assert_eq(of.n, 2);
+    cr_assert_str_eq(of.v[0], "g");
+    cr_assert_eq(of.ids[0], 5);
+    cr_assert_str_eq(of.v[1], "h");
+    cr_assert_eq(of.ids[1], 1);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, revoke_removes_memberships_and_is_recorded)
+{
+    uint8_t s[32], tid[16], sec[32], got[32];
+    fill(s, sizeof s, 9);
+    fill(tid, sizeof tid, 0x70);
+    fill(sec, sizeof sec, 0x71);
+    mqe2e_adb *db = open_db();
+    enroll(db, "bad", 1);
+    enroll(db, "good", 2);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g2", "b/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g1", "a/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g3", "c/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g1", "bad", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g2", "bad", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g1", "good", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g3", "good", 5), MQE2E_OK);
+    /* A pending token for the client would let it re-enroll. */
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "bad", "r", NULL, 0, 1, 10000), MQE2E_OK);
+
+    uint64_t v = 99;
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 0);
+    mqe2e_adb_client before;
+    cr_assert_eq(mqe2e_adb_client_get(&before, db, "bad"), MQE2E_OK);
+
+    names affected = {0};
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "bad", 500, collect_name, &affected), MQE2E_OK);
+    cr_assert_eq(affected.n, 2);
+    cr_assert_str_eq(affected.v[0], "g1");
+    cr_assert_str_eq(affected.v[1], "g2");
+
+    mqe2e_adb_close(db);
+    db = open_db();
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "bad"), MQE2E_OK);
+    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_REVOKED);
+    cr_assert_eq(c.revoked_at, 500);
+    names of = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client(db, "bad", collect_member, &of), MQE2E_OK);
+    cr_assert_eq(of.n, 0);
+    names m = {0};
+    cr_assert_eq(mqe2e_adb_members_list(db, "g1", collect_member, &m), MQE2E_OK);
+    cr_assert_eq(m.n, 1);
+    cr_assert_str_eq(m.v[0], "good");
+
+    revs r = {0};
+    cr_assert_eq(mqe2e_adb_revocations_list(&v, db, collect_rev, &r), MQE2E_OK);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(r.n, 1);
+    cr_assert_str_eq(r.id[0], "bad");
+    cr_assert_eq(r.serial[0], before.credential_serial);
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, tid), MQE2E_ERR_NOT_FOUND);
+
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "bad", 600, NULL, NULL), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "ghost", 600, NULL, NULL), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g3", "bad", 700), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 1);
+
+    mqe2e_adb_status st;
+    cr_assert_eq(mqe2e_adb_status_get(&st, db, 700), MQE2E_OK);
+    cr_assert_eq(st.clients_active, 1);
+    cr_assert_eq(st.clients_revoked, 1);
+    cr_assert_eq(st.groups, 3);
+    cr_assert_eq(st.revocation_version, 1);
+
+    /* Re-enrollment (with a new operator-issued token) issues a new serial;
+     * the old one stays revoked. */
+    uint64_t serial = 0;
+    uint8_t sp[32], dh[32];
+    memset(sp, 0x0F, sizeof sp);
+    memset(dh, 0xF0, sizeof dh);
+    cr_assert_eq(
+        mqe2e_adb_client_upsert_enrolled(&serial, db, "bad", "device", sp, dh, NULL, 0, 800, 9000),
+        MQE2E_OK);
+    cr_assert_gt(serial, before.credential_serial);
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "bad"), MQE2E_OK);
+    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_ACTIVE);
+    cr_assert_eq(c.revoked_at, 0);
+    r.n = 0;
+    cr_assert_eq(mqe2e_adb_revocations_list(NULL, db, collect_rev, &r), MQE2E_OK);
+    cr_assert_eq(r.n, 1);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, client_grants_and_listing)
+{
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_grant g[2] = {grant("b/#", MQE2E_ADB_RIGHT_PUBLISH),
+                            grant("a/+", MQE2E_ADB_RIGHT_SUBSCRIBE)};
+    uint8_t sp[32] = {1}, dh[32] = {2};
+    uint64_t s1 = 0, s2 = 0;
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&s1, db, "c", "r", sp, dh, g, 2, 1, 99),
+                 MQE2E_OK);
+    grants l = {0};
+    cr_assert_eq(mqe2e_adb_grant_list(db, "c", collect_grant, &l), MQE2E_OK);
+    cr_assert_eq(l.n, 2);
+    cr_assert_str_eq(l.g[0].filter, "a/+");
+
+    cr_assert_eq(mqe2e_adb_grant_add(db, "c", "a/+", MQE2E_ADB_RIGHT_PUBLISH), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_grant_add(db, "ghost", "a/+", 1), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_grant_add(db, "c", "a/+", 0), MQE2E_ERR_INVALID_ARG);
+    l.n = 0;
+    cr_assert_eq(mqe2e_adb_grant_list(db, "c", collect_grant, &l), MQE2E_OK);
+    cr_assert_eq(l.g[0].rights, 3); /* rights widened, not duplicated */
+    cr_assert_eq(mqe2e_adb_grant_remove(db, "c", "b/#"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_grant_remove(db, "c", "b/#"), MQE2E_ERR_NOT_FOUND);
+
+    /* Re-enrollment replaces grants and issues a fresh serial. */
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&s2, db, "c", "r2", sp, dh, &g[0], 1, 2, 99),
+                 MQE2E_OK);
+    cr_assert_eq(s2, s1 + 1);
+    l.n = 0;
+    cr_assert_eq(mqe2e_adb_grant_list(db, "c", collect_grant, &l), MQE2E_OK);
+    cr_assert_eq(l.n, 1);
+    cr_assert_str_eq(l.g[0].filter, "b/#");
+
+    enroll(db, "d", 4);
+    size_t n = 0;
+    cr_assert_eq(mqe2e_adb_client_list(db, count_clients, &n), MQE2E_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(mqe2e_adb_client_list(db, stop_at_first, NULL), 7);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "ghost"), MQE2E_ERR_NOT_FOUND);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, operator_nonce_replay_refused)
+{
+    uint8_t op[32], nonce[24], other[24];
+    fill(op, sizeof op, 3);
+    fill(nonce, sizeof nonce, 0x90);
+    fill(other, sizeof other, 0xA0);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_operator_add(db, "alice", op, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "alice", op, 1), MQE2E_ERR_EXISTS);
+    uint8_t got[32];
+    cr_assert_eq(mqe2e_adb_operator_get(got, NULL, db, "bob"), MQE2E_ERR_NOT_FOUND);
+
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, nonce, sizeof nonce, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, nonce, sizeof nonce, 101),
+                 MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, other, sizeof other, 200), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, nonce, 8, 100), MQE2E_ERR_INVALID_ARG);
+    mqe2e_adb_close(db);
+
+    db = open_db(); /* replay protection survives a restart */
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, nonce, sizeof nonce, 150),
+                 MQE2E_ERR_EXISTS);
+    uint64_t pruned = 0;
+    cr_assert_eq(mqe2e_adb_op_nonce_prune(&pruned, db, 150), MQE2E_OK);
+    cr_assert_eq(pruned, 1);
+    cr_assert_eq(mqe2e_adb_op_nonce_check_and_store(db, other, sizeof other, 300),
+                 MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_operator_remove(db, "alice"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_remove(db, "alice"), MQE2E_ERR_NOT_FOUND);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, audit_rows_hold_no_secret_bytes)
+{
+    uint8_t tid[16], sec[32], gsec[32], got[32];
+    fill(tid, sizeof tid, 0x31);
+    fill(sec, sizeof sec, 0x41); /* printable bytes: a leak through text would match */
+    fill(gsec, sizeof gsec, 0x61);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "r", NULL, 0, 1, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 1, "alice", "token.create", "dev1"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 2, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 2, "alice", "group.create", "g"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 3, "authority", "enroll", NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 3, "", "x", NULL), MQE2E_ERR_INVALID_ARG);
+
+    audit_scan a = {sec, 0, 0};
+    cr_assert_eq(mqe2e_adb_audit_list(db, 0, scan_audit, &a), MQE2E_OK);
+    cr_assert_eq(a.rows, 3);
+    cr_assert_not(a.leaked);
+    audit_scan b = {gsec, 0, 0};
+    cr_assert_eq(mqe2e_adb_audit_list(db, 0, scan_audit, &b), MQE2E_OK);
+    cr_assert_not(b.leaked);
+    audit_scan c = {sec, 0, 0};
+    cr_assert_eq(mqe2e_adb_audit_list(db, 2, scan_audit, &c), MQE2E_OK);
+    cr_assert_eq(c.rows, 1);
+    mqe2e_adb_close(db);
+    /* Raw scan of the whole table, as stored bytes. */
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM audit WHERE instr(CAST(actor || action ||"
+                         " coalesce(subject, '') AS BLOB), x'4142434445464748') > 0"),
+                 0);
+    cr_assert_not(file_contains(sec, sizeof sec));
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, caller_transaction_commit_rollback_and_savepoints)
+{
+    uint8_t s[32];
+    fill(s, sizeof s, 1);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_rollback(db), MQE2E_OK);
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "g"), MQE2E_ERR_NOT_FOUND);
+
+    /* A failing call inside the transaction undoes only itself. */
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "ghost", 1), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "g"), MQE2E_OK);
+
+    /* Close with an open transaction: rolled back. */
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "h", "u/#", NULL, 1, s), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "h"), MQE2E_ERR_NOT_FOUND);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, killed_mid_transaction_keeps_old_state)
+{
+    uint8_t s1[32], s2[32], got[32];
+    fill(s1, sizeof s1, 1);
+    fill(s2, sizeof s2, 2);
+    mqe2e_adb *db = open_db();
+    enroll(db, "a", 1);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s1), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "a", 1), MQE2E_OK);
+    mqe2e_adb_close(db);
+
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        mqe2e_adb *child = NULL;
+        if (mqe2e_adb_open(&child, path, key) != MQE2E_OK) _exit(2);
+        if (mqe2e_adb_tx_begin(child) != MQE2E_OK) _exit(3);
+        if (mqe2e_adb_group_rotate(NULL, child, "g", s2, 5) != MQE2E_OK) _exit(4);
+        if (mqe2e_adb_client_revoke(child, "a", 5, NULL, NULL) != MQE2E_OK) _exit(5);
+        enroll(child, "b", 2);
+        raise(SIGKILL); /* dies holding the uncommitted transaction */
+        _exit(6);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+
+    db = open_db();
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "g"), MQE2E_OK);
+    cr_assert_eq(g.current_epoch, 1);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "a"), MQE2E_OK);
+    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_ACTIVE);
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "b"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "g", 2), MQE2E_ERR_NOT_FOUND);
+    uint64_t v = 9;
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 0);
+    /* And the database is writable again. */
+    cr_assert_eq(mqe2e_adb_group_rotate(NULL, db, "g", s2, 6), MQE2E_OK);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, reopen_between_every_step_keeps_state)
+{
+    uint8_t tid[16], sec[32], gs[3][32], got[32];
+    fill(tid, sizeof tid, 0x51);
+    fill(sec, sizeof sec, 0x52);
+    for (int i = 0; i < 3; i++)
+        fill(gs[i], 32, (uint8_t)(0x60 + 0x10 * i));
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "sensor", NULL, 0, 10, 1000),
+                 MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 20), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    uint8_t dh[32] = {7};
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, info.client_id, info.role, dev_a, dh,
+                                                  info.grants, info.n_grants, 21, 5000),
+                 MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 30, gs[0]), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "dev1", 31), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_rotate(NULL, db, "g", gs[1], 40), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_group_rotate(NULL, db, "g", gs[2], 50), MQE2E_OK);
+    mqe2e_adb_close(db);
+
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 60), MQE2E_ERR_STATE);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev1"), MQE2E_OK);
+    cr_assert_arr_eq(c.sign_public, dev_a, 32);
+    cr_assert_eq(c.credential_expires, 5000);
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "g"), MQE2E_OK);
+    cr_assert_eq(g.current_epoch, 3);
+    for (uint32_t e = 1; e <= 3; e++) {
+        cr_assert_eq(mqe2e_adb_group_epoch_secret(got, db, "g", e), MQE2E_OK);
+        cr_assert_arr_eq(got, gs[e - 1], 32);
+    }
+    names of = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client(db, "dev1", collect_member, &of), MQE2E_OK);
+    cr_assert_eq(of.n, 1);
+    mqe2e_adb_status st;
+    cr_assert_eq(mqe2e_adb_status_get(&st, db, 60), MQE2E_OK);
+    cr_assert_eq(st.clients_active, 1);
+    cr_assert_eq(st.groups, 1);
+    cr_assert_eq(st.tokens_unused, 0);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, thousand_members_in_one_transaction)
+{
+    uint8_t s[32];
+    fill(s, sizeof s, 1);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "big", "big/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    char id[32];
+    uint8_t sp[32] = {0}, dh[32] = {0};
+    for (uint32_t i = 1; i <= 1000; i++) {
+        snprintf(id, sizeof id, "dev-%04u", i);
+        memcpy(sp, &i, sizeof i);
+        cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, id, "d", sp, dh, NULL, 0, 1, 9),
+                     MQE2E_OK);
+        uint32_t sid = 0;
+        cr_assert_eq(mqe2e_adb_member_add(&sid, db, "big", id, 2), MQE2E_OK);
+        cr_assert_eq(sid, i);
+    }
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    mqe2e_adb_close(db);
+
+    db = open_db();
+    static names m;
+    m.n = 0;
+    cr_assert_eq(mqe2e_adb_members_list(db, "big", collect_member, &m), MQE2E_OK);
+    cr_assert_eq(m.n, 1000);
+    for (size_t i = 0; i < m.n; i++)
+        cr_assert_eq(m.ids[i], i + 1);
+    mqe2e_adb_status st;
+    cr_assert_eq(mqe2e_adb_status_get(&st, db, 3), MQE2E_OK);
+    cr_assert_eq(st.clients_active, 1000);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, newer_schema_refused)
+{
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_close(db);
+    sqlite3 *s = NULL;
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(s, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(s);
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_ERR_SUITE);
+    cr_assert_null(db);
+    cr_assert_eq(mqe2e_adb_open(&db, NULL, key), MQE2E_ERR_INVALID_ARG);
+    mqe2e_adb_close(NULL);
+}

@@ -1,0 +1,1689 @@
+/*
+ * Persistent store of the authority: SQLite in WAL mode, synchronous=FULL,
+ * prepared statements only, one transaction per multi-step change, and
+ * secrets sealed column-wise with XChaCha20-Poly1305.
+ */
+#include "authority_db.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mqe2e/error.h"
+
+#define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define SEALED_BYTES                                                                               \
+    (NONCE_BYTES + MQE2E_ADB_SECRET_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+/* "group_epochs" NUL name NUL epoch(4) is the longest associated data. */
+#define AD_MAX (16U + MQE2E_ADB_NAME_MAX + 1U + 4U)
+
+struct mqe2e_adb {
+    sqlite3 *sql;
+    uint8_t *key; /* sodium_malloc, read-only while open */
+    int user_tx;
+};
+
+/* ------------------------------------------------------------------ schema */
+
+/* Version 1. Tables are STRICT (type-checked) except meta, whose value column
+ * holds integers or blobs. "groups" is quoted: GROUPS is an SQLite keyword. */
+static const char SCHEMA_V1[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB);"
+    "CREATE TABLE clients("
+    " client_id TEXT PRIMARY KEY,"
+    " sign_public BLOB NOT NULL CHECK(length(sign_public) = 32),"
+    " dh_public BLOB NOT NULL CHECK(length(dh_public) = 32),"
+    " role TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('active', 'revoked')),"
+    " enrolled_at INTEGER NOT NULL,"
+    " revoked_at INTEGER,"
+    " credential_serial INTEGER NOT NULL,"
+    " credential_expires INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE tokens("
+    " token_id BLOB PRIMARY KEY CHECK(length(token_id) = 16),"
+    " token_secret BLOB NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " used_at INTEGER,"
+    " used_by_sign_public BLOB CHECK(used_by_sign_public IS NULL"
+    "                                OR length(used_by_sign_public) = 32),"
+    " CHECK((used_at IS NULL) = (used_by_sign_public IS NULL))) STRICT;"
+    "CREATE INDEX tokens_by_client ON tokens(client_id);"
+    "CREATE TABLE token_grants("
+    " token_id BLOB NOT NULL REFERENCES tokens(token_id) ON DELETE CASCADE,"
+    " filter TEXT NOT NULL,"
+    " rights INTEGER NOT NULL CHECK(rights BETWEEN 1 AND 3),"
+    " PRIMARY KEY(token_id, filter)) STRICT;"
+    "CREATE TABLE client_grants("
+    " client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    " filter TEXT NOT NULL,"
+    " rights INTEGER NOT NULL CHECK(rights BETWEEN 1 AND 3),"
+    " PRIMARY KEY(client_id, filter)) STRICT;"
+    "CREATE TABLE \"groups\"("
+    " name TEXT PRIMARY KEY,"
+    " topic_filter TEXT NOT NULL,"
+    " current_epoch INTEGER NOT NULL CHECK(current_epoch >= 1),"
+    " rotate_every_seconds INTEGER NOT NULL CHECK(rotate_every_seconds >= 0),"
+    " rotate_every_messages INTEGER NOT NULL CHECK(rotate_every_messages >= 0),"
+    " last_rotated_at INTEGER NOT NULL,"
+    " signed INTEGER NOT NULL CHECK(signed IN (0, 1))) STRICT;"
+    "CREATE TABLE group_epochs("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " epoch INTEGER NOT NULL CHECK(epoch >= 1),"
+    " secret BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " retired_at INTEGER,"
+    " PRIMARY KEY(group_name, epoch)) STRICT;"
+    "CREATE TABLE group_members("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    " sender_id INTEGER NOT NULL CHECK(sender_id >= 1),"
+    " added_at INTEGER NOT NULL,"
+    " PRIMARY KEY(group_name, client_id),"
+    " UNIQUE(group_name, sender_id)) STRICT;"
+    "CREATE INDEX group_members_by_client ON group_members(client_id);"
+    "CREATE TABLE revocations("
+    " client_id TEXT NOT NULL REFERENCES clients(client_id),"
+    " serial INTEGER NOT NULL,"
+    " revoked_at INTEGER NOT NULL,"
+    " PRIMARY KEY(client_id, serial)) STRICT;"
+    "CREATE TABLE operators("
+    " name TEXT PRIMARY KEY,"
+    " sign_public BLOB NOT NULL CHECK(length(sign_public) = 32),"
+    " added_at INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE op_nonces(nonce BLOB PRIMARY KEY, seen_at INTEGER NOT NULL) STRICT;"
+    "CREATE INDEX op_nonces_by_time ON op_nonces(seen_at);"
+    "CREATE TABLE audit("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " subject TEXT) STRICT;"
+    "INSERT INTO meta(key, value) VALUES ('revocation_version', 0), ('credential_serial', 0);"
+    "PRAGMA user_version = 1;";
+
+static const char KEY_CHECK_NAME[] = "db_key_check";
+
+/* ----------------------------------------------------------------- helpers */
+
+static int sql_rc(int rc)
+{
+    switch (rc) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return MQE2E_OK;
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+        return MQE2E_ERR_EXISTS;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        return MQE2E_ERR_NOT_FOUND;
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_DATATYPE:
+        return MQE2E_ERR_INVALID_ARG;
+    case SQLITE_NOMEM:
+        return MQE2E_ERR_NOMEM;
+    default:
+        return MQE2E_ERR_IO;
+    }
+}
+
+static int prep(mqe2e_adb *db, sqlite3_stmt **st, const char *sql)
+{
+    *st = NULL;
+    return sql_rc(sqlite3_prepare_v2(db->sql, sql, -1, st, NULL));
+}
+
+/* Step a statement that returns no row. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_DONE ? MQE2E_OK : (rc == SQLITE_ROW ? MQE2E_ERR_IO : sql_rc(rc));
+}
+
+/* Step once: 1 for a row, 0 at the end, negative error. */
+static int step_row(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) return 0;
+    return sql_rc(rc) == MQE2E_OK ? MQE2E_ERR_IO : sql_rc(rc);
+}
+
+static int exec_const(mqe2e_adb *db, const char *sql)
+{
+    return sql_rc(sqlite3_exec(db->sql, sql, NULL, NULL, NULL));
+}
+
+static int check_str(const char *s, size_t cap)
+{
+    if (s == NULL || s[0] == '\0') return MQE2E_ERR_INVALID_ARG;
+    if (strnlen(s, cap) >= cap) return MQE2E_ERR_TOO_LARGE;
+    return MQE2E_OK;
+}
+
+/* SQLite integers are signed 64-bit: larger times cannot be stored. */
+static int check_u64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? MQE2E_ERR_INVALID_ARG : MQE2E_OK;
+}
+
+static int check_grants(const mqe2e_adb_grant *g, size_t n, size_t max)
+{
+    if (n > max) return MQE2E_ERR_TOO_LARGE;
+    if (n > 0 && g == NULL) return MQE2E_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_str(g[i].filter, sizeof g[i].filter);
+        if (rc != MQE2E_OK) return rc;
+        if (g[i].rights == 0 ||
+            (g[i].rights & ~(MQE2E_ADB_RIGHT_PUBLISH | MQE2E_ADB_RIGHT_SUBSCRIBE)) != 0)
+            return MQE2E_ERR_INVALID_ARG;
+    }
+    return MQE2E_OK;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return sql_rc(sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC));
+}
+
+static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+    return sql_rc(sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC));
+}
+
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return sql_rc(sqlite3_bind_int64(st, i, (sqlite3_int64)v));
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* Copy a text column; a value longer than the API allows means a file written
+ * by something else, reported as an I/O fault rather than truncated. */
+static int col_text(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    if (s == NULL) {
+        dst[0] = '\0';
+        return MQE2E_OK;
+    }
+    if (n < 0 || (size_t)n >= cap) return MQE2E_ERR_IO;
+    memcpy(dst, s, (size_t)n);
+    dst[n] = '\0';
+    return MQE2E_OK;
+}
+
+static int col_blob(uint8_t *dst, size_t len, sqlite3_stmt *st, int i)
+{
+    const void *p = sqlite3_column_blob(st, i);
+    if (p == NULL || sqlite3_column_bytes(st, i) != (int)len) return MQE2E_ERR_IO;
+    memcpy(dst, p, len);
+    return MQE2E_OK;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+/* Every multi-step call runs between op_begin and op_end. Outside a caller
+ * transaction it is its own IMMEDIATE transaction (the write lock is taken up
+ * front, so it cannot fail half-way on a lock upgrade); inside one it is a
+ * savepoint, so a failed call undoes only itself. */
+static int op_begin(mqe2e_adb *db)
+{
+    return exec_const(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN IMMEDIATE");
+}
+
+/* Read-only snapshot for calls that read several tables. */
+static int read_begin(mqe2e_adb *db)
+{
+    return exec_const(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN");
+}
+
+static void op_abort(mqe2e_adb *db)
+{
+    if (db->user_tx) {
+        (void)exec_const(db, "ROLLBACK TO adb_op");
+        (void)exec_const(db, "RELEASE adb_op");
+    } else if (!sqlite3_get_autocommit(db->sql)) {
+        (void)exec_const(db, "ROLLBACK");
+    }
+}
+
+static int op_end(mqe2e_adb *db, int rc)
+{
+    if (rc == MQE2E_OK) {
+        rc = exec_const(db, db->user_tx ? "RELEASE adb_op" : "COMMIT");
+        if (rc == MQE2E_OK) return MQE2E_OK;
+        rc = MQE2E_ERR_IO;
+    }
+    op_abort(db);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- sealing */
+
+static size_t ad_token(uint8_t ad[AD_MAX], const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
+{
+    static const char t[] = "tokens";
+    memcpy(ad, t, sizeof t); /* with its NUL: table and key cannot run together */
+    memcpy(ad + sizeof t, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    return sizeof t + MQE2E_ADB_TOKEN_ID_BYTES;
+}
+
+static size_t ad_epoch(uint8_t ad[AD_MAX], const char *group, uint32_t epoch)
+{
+    static const char t[] = "group_epochs";
+    size_t n = strlen(group) + 1; /* checked < MQE2E_ADB_NAME_MAX by callers */
+    memcpy(ad, t, sizeof t);
+    memcpy(ad + sizeof t, group, n);
+    uint8_t *e = ad + sizeof t + n;
+    e[0] = (uint8_t)(epoch >> 24);
+    e[1] = (uint8_t)(epoch >> 16);
+    e[2] = (uint8_t)(epoch >> 8);
+    e[3] = (uint8_t)epoch;
+    return sizeof t + n + 4;
+}
+
+static size_t ad_meta(uint8_t ad[AD_MAX], const char *key)
+{
+    static const char t[] = "meta";
+    size_t n = strlen(key) + 1;
+    memcpy(ad, t, sizeof t);
+    memcpy(ad + sizeof t, key, n);
+    return sizeof t + n;
+}
+
+static void seal(const mqe2e_adb *db, uint8_t out[SEALED_BYTES],
+                 const uint8_t secret[MQE2E_ADB_SECRET_BYTES], const uint8_t *ad, size_t ad_len)
+{
+    randombytes_buf(out, NONCE_BYTES);
+    (void)crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out + NONCE_BYTES, NULL, secret, MQE2E_ADB_SECRET_BYTES, ad, ad_len, NULL, out, db->key);
+}
+
+/* Open the sealed blob in column i. Any mismatch (length, tag, AD) is AUTH. */
+static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], sqlite3_stmt *st,
+                      int i, const uint8_t *ad, size_t ad_len)
+{
+    const uint8_t *blob = sqlite3_column_blob(st, i);
+    if (blob == NULL || sqlite3_column_bytes(st, i) != (int)SEALED_BYTES) {
+        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
+        return MQE2E_ERR_AUTH;
+    }
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, blob + NONCE_BYTES,
+                                                   SEALED_BYTES - NONCE_BYTES, ad, ad_len, blob,
+                                                   db->key) != 0) {
+        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
+        return MQE2E_ERR_AUTH;
+    }
+    return MQE2E_OK;
+}
+
+/* ------------------------------------------------------------------- meta */
+
+/* Increment a counter in meta and return its new value. */
+static int meta_bump(uint64_t *out, mqe2e_adb *db, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "UPDATE meta SET value = value + 1 WHERE key = ?1 AND typeof(value) = 'integer'"
+                  " AND value >= 0 AND value < 9223372036854775807 RETURNING value");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = step_done(st);
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_EXHAUSTED;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = MQE2E_OK;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO; /* written at creation: missing means a damaged file */
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- open */
+
+static int user_version(int *out, mqe2e_adb *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "PRAGMA user_version");
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = sqlite3_column_int(st, 0);
+            rc = MQE2E_OK;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int key_check_store(mqe2e_adb *db)
+{
+    uint8_t zero[MQE2E_ADB_SECRET_BYTES] = {0};
+    uint8_t sealed[SEALED_BYTES];
+    uint8_t ad[AD_MAX];
+    size_t ad_len = ad_meta(ad, KEY_CHECK_NAME);
+    sqlite3_stmt *st = NULL;
+    seal(db, sealed, zero, ad, ad_len);
+    int rc = prep(db, &st, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 2, sealed, sizeof sealed);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int key_check_verify(mqe2e_adb *db)
+{
+    uint8_t plain[MQE2E_ADB_SECRET_BYTES];
+    uint8_t ad[AD_MAX];
+    size_t ad_len = ad_meta(ad, KEY_CHECK_NAME);
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1)
+            rc = unseal_col(db, plain, st, 0, ad, ad_len);
+        else if (rc == 0)
+            rc = MQE2E_ERR_IO;
+    }
+    sqlite3_finalize(st);
+    sodium_memzero(plain, sizeof plain);
+    return rc;
+}
+
+/* Bring the schema to MQE2E_ADB_SCHEMA_VERSION. Each step runs in the same
+ * IMMEDIATE transaction as the version check, so two processes opening a new
+ * file cannot both create it, and a crash leaves the previous version. */
+static int migrate(mqe2e_adb *db)
+{
+    int v = 0;
+    int rc = exec_const(db, "BEGIN IMMEDIATE");
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = user_version(&v, db);
+    if (rc == MQE2E_OK && v > MQE2E_ADB_SCHEMA_VERSION) rc = MQE2E_ERR_SUITE;
+    if (rc == MQE2E_OK && v < 1) {
+        rc = exec_const(db, SCHEMA_V1);
+        if (rc == MQE2E_OK) rc = key_check_store(db);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
+    /* Later versions: `if (v < 2) { ALTER ...; PRAGMA user_version = 2; }` */
+    if (rc == MQE2E_OK) rc = key_check_verify(db);
+    return op_end(db, rc);
+}
+
+static int pragma_expect(mqe2e_adb *db, const char *sql, const char *expect)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, sql);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            rc = (t != NULL && strcmp((const char *)t, expect) == 0) ? MQE2E_OK : MQE2E_ERR_IO;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_open(mqe2e_adb **out, const char *path, const uint8_t db_key[MQE2E_ADB_KEY_BYTES])
+{
+    if (out == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = NULL;
+    if (path == NULL || path[0] == '\0' || db_key == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (sodium_init() < 0) return MQE2E_ERR_CRYPTO;
+
+    /* Create the file ourselves so it is private from the first byte; SQLite
+     * gives its -wal and -shm files the same mode. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return MQE2E_ERR_IO;
+    (void)close(fd);
+
+    mqe2e_adb *db = calloc(1, sizeof *db);
+    if (db == NULL) return MQE2E_ERR_NOMEM;
+    int rc = MQE2E_OK;
+    db->key = sodium_malloc(MQE2E_ADB_KEY_BYTES);
+    if (db->key == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    memcpy(db->key, db_key, MQE2E_ADB_KEY_BYTES);
+    (void)sodium_mprotect_readonly(db->key);
+
+    if (sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = MQE2E_ERR_IO;
+        goto out;
+    }
+    (void)sqlite3_extended_result_codes(db->sql, 1);
+    (void)sqlite3_busy_timeout(db->sql, 5000);
+    rc = pragma_expect(db, "PRAGMA journal_mode = WAL", "wal");
+    /* FULL: a commit is on disk (WAL fsync) before it is reported. */
+    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA synchronous = FULL");
+    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA foreign_keys = ON");
+    /* Deleted rows (used tokens, pruned epochs) are overwritten, not left in free pages. */
+    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA secure_delete = ON");
+    if (rc == MQE2E_OK) rc = pragma_expect(db, "PRAGMA foreign_keys", "1");
+    if (rc != MQE2E_OK) {
+        rc = MQE2E_ERR_IO;
+        goto out;
+    }
+    rc = migrate(db);
+
+out:
+    if (rc != MQE2E_OK) {
+        mqe2e_adb_close(db);
+        return rc;
+    }
+    *out = db;
+    return MQE2E_OK;
+}
+
+void mqe2e_adb_close(mqe2e_adb *db)
+{
+    if (db == NULL) return;
+    if (db->sql != NULL) {
+        if (!sqlite3_get_autocommit(db->sql)) (void)exec_const(db, "ROLLBACK");
+        (void)sqlite3_close_v2(db->sql);
+    }
+    if (db->key != NULL) sodium_free(db->key); /* sodium_free wipes */
+    free(db);
+}
+
+int mqe2e_adb_tx_begin(mqe2e_adb *db)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (db->user_tx) return MQE2E_ERR_STATE;
+    int rc = exec_const(db, "BEGIN IMMEDIATE");
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    db->user_tx = 1;
+    return MQE2E_OK;
+}
+
+int mqe2e_adb_tx_commit(mqe2e_adb *db)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!db->user_tx) return MQE2E_ERR_STATE;
+    db->user_tx = 0;
+    if (exec_const(db, "COMMIT") != MQE2E_OK) {
+        if (!sqlite3_get_autocommit(db->sql)) (void)exec_const(db, "ROLLBACK");
+        return MQE2E_ERR_IO;
+    }
+    return MQE2E_OK;
+}
+
+int mqe2e_adb_tx_rollback(mqe2e_adb *db)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!db->user_tx) return MQE2E_ERR_STATE;
+    db->user_tx = 0;
+    if (sqlite3_get_autocommit(db->sql)) return MQE2E_OK;
+    return exec_const(db, "ROLLBACK") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
+}
+
+/* ------------------------------------------------------------------ tokens */
+
+int mqe2e_adb_token_create(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                           const uint8_t secret[MQE2E_ADB_SECRET_BYTES], const char *client_id,
+                           const char *role, const mqe2e_adb_grant *grants, size_t n,
+                           uint64_t created_at, uint64_t expires_at)
+{
+    if (db == NULL || token_id == NULL || secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(role, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_grants(grants, n, MQE2E_ADB_GRANTS_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(expires_at);
+    if (rc != MQE2E_OK) return rc;
+    if (expires_at <= created_at) return MQE2E_ERR_INVALID_ARG;
+
+    uint8_t sealed[SEALED_BYTES];
+    uint8_t ad[AD_MAX];
+    seal(db, sealed, secret, ad, ad_token(ad, token_id));
+
+    sqlite3_stmt *st = NULL;
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st,
+              "INSERT INTO tokens(token_id, token_secret, client_id, role, created_at, expires_at)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 2, sealed, sizeof sealed);
+    if (rc == MQE2E_OK) rc = bind_text(st, 3, client_id);
+    if (rc == MQE2E_OK) rc = bind_text(st, 4, role);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 5, created_at);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 6, expires_at);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO token_grants(token_id, filter, rights) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(token_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+    for (size_t i = 0; rc == MQE2E_OK && i < n; i++) {
+        (void)sqlite3_reset(st);
+        rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+        if (rc == MQE2E_OK) rc = bind_text(st, 2, grants[i].filter);
+        if (rc == MQE2E_OK) rc = bind_u64(st, 3, grants[i].rights);
+        if (rc == MQE2E_OK) rc = step_done(st);
+    }
+    sqlite3_finalize(st);
+    return op_end(db, rc);
+}
+
+/* Load a token's row and grants; the sealed secret is copied out unopened so
+ * that state checks come first. */
+static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, mqe2e_adb *db,
+                      const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
+{
+    sqlite3_stmt *st = NULL;
+    memset(info, 0, sizeof *info);
+    int rc = prep(db, &st,
+                  "SELECT token_secret, client_id, role, created_at, expires_at, used_at,"
+                  " used_by_sign_public FROM tokens WHERE token_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            const void *b = sqlite3_column_blob(st, 0);
+            if (b != NULL && sqlite3_column_bytes(st, 0) == (int)SEALED_BYTES)
+                memcpy(sealed, b, SEALED_BYTES);
+            else
+                memset(sealed, 0, SEALED_BYTES); /* fails to open: AUTH later */
+            rc = col_text(info->client_id, sizeof info->client_id, st, 1);
+            if (rc == MQE2E_OK) rc = col_text(info->role, sizeof info->role, st, 2);
+            info->created_at = col_u64(st, 3);
+            info->expires_at = col_u64(st, 4);
+            if (rc == MQE2E_OK && sqlite3_column_type(st, 5) != SQLITE_NULL) {
+                info->used = 1;
+                info->used_at = col_u64(st, 5);
+                rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT filter, rights FROM token_grants WHERE token_id = ?1 ORDER BY filter");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        if (info->n_grants >= MQE2E_ADB_GRANTS_MAX) {
+            rc = MQE2E_ERR_IO;
+            break;
+        }
+        mqe2e_adb_grant *g = &info->grants[info->n_grants++];
+        rc = col_text(g->filter, sizeof g->filter, st, 0);
+        g->rights = (uint32_t)col_u64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int token_unseal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES],
+                        const uint8_t sealed[SEALED_BYTES],
+                        const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
+{
+    uint8_t ad[AD_MAX];
+    size_t ad_len = ad_token(ad, token_id);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, sealed + NONCE_BYTES,
+                                                   SEALED_BYTES - NONCE_BYTES, ad, ad_len, sealed,
+                                                   db->key) != 0) {
+        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
+        return MQE2E_ERR_AUTH;
+    }
+    return MQE2E_OK;
+}
+
+int mqe2e_adb_token_peek(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe2e_adb_token_info *out_info,
+                         mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
+{
+    if (out_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    if (db == NULL || token_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    mqe2e_adb_token_info local;
+    mqe2e_adb_token_info *info = out_info != NULL ? out_info : &local;
+    uint8_t sealed[SEALED_BYTES];
+    int rc = read_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = token_load(sealed, info, db, token_id);
+    if (rc == MQE2E_OK) rc = token_unseal(db, out_secret, sealed, token_id);
+    rc = op_end(db, rc);
+    if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    return rc;
+}
+
+int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
+                            mqe2e_adb_token_info *out_info, mqe2e_adb *db,
+                            const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                            const uint8_t device_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now)
+{
+    if (out_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    if (db == NULL || token_id == NULL || device_sign_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    mqe2e_adb_token_info local;
+    mqe2e_adb_token_info *info = out_info != NULL ? out_info : &local;
+    uint8_t sealed[SEALED_BYTES];
+    sqlite3_stmt *st = NULL;
+
+    /* Check and mark in one IMMEDIATE transaction: two concurrent consumers
+     * of the same token serialise, and the second one sees it used. */
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = token_load(sealed, info, db, token_id);
+    if (rc == MQE2E_OK && info->used) {
+        if (sodium_memcmp(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES) !=
+            0)
+            rc = MQE2E_ERR_STATE;
+        /* else: the same device retrying after a lost reply */
+    } else if (rc == MQE2E_OK) {
+        if (now >= info->expires_at) rc = MQE2E_ERR_EXPIRED;
+    }
+    /* Open before marking: a secret that does not open leaves the token unused. */
+    if (rc == MQE2E_OK) rc = token_unseal(db, out_secret, sealed, token_id);
+    if (rc == MQE2E_OK && !info->used) {
+        rc = prep(db, &st,
+                  "UPDATE tokens SET used_at = ?2, used_by_sign_public = ?3"
+                  " WHERE token_id = ?1 AND used_at IS NULL");
+        if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+        if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
+        if (rc == MQE2E_OK) rc = bind_blob(st, 3, device_sign_public, MQE2E_ADB_PUBLIC_BYTES);
+        if (rc == MQE2E_OK) rc = step_done(st);
+        if (rc == MQE2E_OK && sqlite3_changes(db->sql) != 1) rc = MQE2E_ERR_STATE;
+        sqlite3_finalize(st);
+        if (rc == MQE2E_OK) {
+            info->used = 1;
+            info->used_at = now;
+            memcpy(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES);
+        }
+    }
+    rc = op_end(db, rc);
+    if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    return rc;
+}
+
+int mqe2e_adb_token_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t now)
+{
+    if (out_deleted != NULL) *out_deleted = 0;
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (check_u64(now) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "DELETE FROM tokens WHERE expires_at <= ?1");
+    if (rc == MQE2E_OK) rc = bind_u64(st, 1, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)sqlite3_changes(db->sql);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- clients */
+
+static int client_grants_insert(mqe2e_adb *db, const char *client_id, const char *filter,
+                                uint32_t rights)
+{
+    sqlite3_stmt *st = NULL;
+    int rc =
+        prep(db, &st,
+             "INSERT INTO client_grants(client_id, filter, rights) VALUES (?1, ?2, ?3)"
+             " ON CONFLICT(client_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, filter);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, rights);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const char *client_id,
+                                     const char *role,
+                                     const uint8_t sign_public[MQE2E_ADB_PUBLIC_BYTES],
+                                     const uint8_t dh_public[MQE2E_ADB_PUBLIC_BYTES],
+                                     const mqe2e_adb_grant *grants, size_t n, uint64_t now,
+                                     uint64_t credential_expires)
+{
+    if (out_serial != NULL) *out_serial = 0;
+    if (db == NULL || sign_public == NULL || dh_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(role, MQE2E_ADB_NAME_MAX);
+    /* Client grants are not bounded by a token's capacity, only by sanity. */
+    if (rc == MQE2E_OK) rc = check_grants(grants, n, 4096);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc == MQE2E_OK) rc = check_u64(credential_expires);
+    if (rc != MQE2E_OK) return rc;
+
+    uint64_t serial = 0;
+    sqlite3_stmt *st = NULL;
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = meta_bump(&serial, db, "credential_serial");
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO clients(client_id, sign_public, dh_public, role, status,"
+                  " enrolled_at, revoked_at, credential_serial, credential_expires)"
+                  " VALUES (?1, ?2, ?3, ?4, 'active', ?5, NULL, ?6, ?7)"
+                  " ON CONFLICT(client_id) DO UPDATE SET sign_public = excluded.sign_public,"
+                  " dh_public = excluded.dh_public, role = excluded.role, status = 'active',"
+                  " enrolled_at = excluded.enrolled_at, revoked_at = NULL,"
+                  " credential_serial = excluded.credential_serial,"
+                  " credential_expires = excluded.credential_expires");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
+    if (rc == MQE2E_OK) rc = bind_text(st, 4, role);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 5, now);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 6, serial);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 7, credential_expires);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK) rc = prep(db, &st, "DELETE FROM client_grants WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == MQE2E_OK && i < n; i++)
+        rc = client_grants_insert(db, client_id, grants[i].filter, grants[i].rights);
+    rc = op_end(db, rc);
+    if (rc == MQE2E_OK && out_serial != NULL) *out_serial = serial;
+    return rc;
+}
+
+#define CLIENT_SELECT                                                                              \
+    "SELECT client_id, sign_public, dh_public, role, status, enrolled_at, revoked_at,"             \
+    " credential_serial, credential_expires FROM clients"
+
+static int client_from_row(mqe2e_adb_client *c, sqlite3_stmt *st)
+{
+    memset(c, 0, sizeof *c);
+    int rc = col_text(c->client_id, sizeof c->client_id, st, 0);
+    if (rc == MQE2E_OK) rc = col_blob(c->sign_public, sizeof c->sign_public, st, 1);
+    if (rc == MQE2E_OK) rc = col_blob(c->dh_public, sizeof c->dh_public, st, 2);
+    if (rc == MQE2E_OK) rc = col_text(c->role, sizeof c->role, st, 3);
+    const unsigned char *status = sqlite3_column_text(st, 4);
+    c->status = (status != NULL && strcmp((const char *)status, "revoked") == 0)
+                    ? MQE2E_ADB_CLIENT_REVOKED
+                    : MQE2E_ADB_CLIENT_ACTIVE;
+    c->enrolled_at = col_u64(st, 5);
+    c->revoked_at = col_u64(st, 6);
+    c->credential_serial = col_u64(st, 7);
+    c->credential_expires = col_u64(st, 8);
+    return rc;
+}
+
+int mqe2e_adb_client_get(mqe2e_adb_client *out, mqe2e_adb *db, const char *client_id)
+{
+    if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, CLIENT_SELECT " WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) rc = client_from_row(out, st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_client_list(mqe2e_adb *db, mqe2e_adb_client_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, CLIENT_SELECT " ORDER BY client_id");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        mqe2e_adb_client c;
+        rc = client_from_row(&c, st);
+        if (rc == MQE2E_OK) rc = cb(&c, user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A growable list of names, for calls that must finish their query (and
+ * their transaction) before handing rows to a callback. */
+typedef struct namelist {
+    char **v;
+    size_t n, cap;
+} namelist;
+
+static int namelist_push(namelist *l, const unsigned char *s)
+{
+    if (s == NULL) return MQE2E_ERR_IO;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) return MQE2E_ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    size_t len = strlen((const char *)s);
+    char *c = malloc(len + 1);
+    if (c == NULL) return MQE2E_ERR_NOMEM;
+    memcpy(c, s, len + 1);
+    l->v[l->n++] = c;
+    return MQE2E_OK;
+}
+
+static void namelist_free(namelist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static int namelist_collect(namelist *l, sqlite3_stmt *st)
+{
+    int rc = MQE2E_OK;
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) return r;
+        rc = namelist_push(l, sqlite3_column_text(st, 0));
+    }
+    return rc;
+}
+
+static int exec_client_stmt(mqe2e_adb *db, const char *sql, const char *client_id, int has_now,
+                            uint64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, sql);
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK && has_now) rc = bind_u64(st, 2, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
+                            mqe2e_adb_name_cb cb, void *user)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    namelist groups = {0};
+    uint64_t serial = 0, version = 0;
+    sqlite3_stmt *st = NULL;
+
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
+            serial = col_u64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = namelist_collect(&groups, st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = exec_client_stmt(db,
+                              "UPDATE clients SET status = 'revoked', revoked_at = ?2"
+                              " WHERE client_id = ?1",
+                              client_id, 1, now);
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    if (rc == MQE2E_OK)
+        rc =
+            exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
+    /* A token issued before the revocation must not bring the client back. */
+    if (rc == MQE2E_OK)
+        rc = exec_client_stmt(db, "DELETE FROM tokens WHERE client_id = ?1 AND used_at IS NULL",
+                              client_id, 0, 0);
+    if (rc == MQE2E_OK) rc = meta_bump(&version, db, "revocation_version");
+    rc = op_end(db, rc);
+    for (size_t i = 0; rc == MQE2E_OK && cb != NULL && i < groups.n; i++)
+        rc = cb(groups.v[i], user);
+    namelist_free(&groups);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ grants */
+
+int mqe2e_adb_grant_add(mqe2e_adb *db, const char *client_id, const char *filter, uint32_t rights)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    mqe2e_adb_grant g;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(filter, MQE2E_ADB_FILTER_MAX);
+    if (rc != MQE2E_OK) return rc;
+    memcpy(g.filter, filter, strlen(filter) + 1);
+    g.rights = rights;
+    rc = check_grants(&g, 1, 1);
+    if (rc != MQE2E_OK) return rc;
+    /* The foreign key turns an unknown client into NOT_FOUND. */
+    return client_grants_insert(db, client_id, filter, rights);
+}
+
+int mqe2e_adb_grant_remove(mqe2e_adb *db, const char *client_id, const char *filter)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(filter, MQE2E_ADB_FILTER_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "DELETE FROM client_grants WHERE client_id = ?1 AND filter = ?2");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, filter);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_grant_list(mqe2e_adb *db, const char *client_id, mqe2e_adb_grant_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT filter, rights FROM client_grants WHERE client_id = ?1 ORDER BY filter");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        mqe2e_adb_grant g;
+        rc = col_text(g.filter, sizeof g.filter, st, 0);
+        g.rights = (uint32_t)col_u64(st, 1);
+        if (rc == MQE2E_OK) rc = cb(&g, user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ groups */
+
+static int epoch_insert(mqe2e_adb *db, const char *name, uint32_t epoch,
+                        const uint8_t secret[MQE2E_ADB_SECRET_BYTES], uint64_t now)
+{
+    uint8_t sealed[SEALED_BYTES];
+    uint8_t ad[AD_MAX];
+    seal(db, sealed, secret, ad, ad_epoch(ad, name, epoch));
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "INSERT INTO group_epochs(group_name, epoch, secret, created_at, retired_at)"
+                  " VALUES (?1, ?2, ?3, ?4, NULL)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 3, sealed, sizeof sealed);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_group_create(mqe2e_adb *db, const char *name, const char *topic_filter,
+                           const mqe2e_adb_group_settings *settings, uint64_t now,
+                           const uint8_t initial_secret[MQE2E_ADB_SECRET_BYTES])
+{
+    if (db == NULL || initial_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    mqe2e_adb_group_settings s = {0, 0, 0};
+    if (settings != NULL) s = *settings;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(topic_filter, MQE2E_ADB_FILTER_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc == MQE2E_OK) rc = check_u64(s.rotate_every_seconds);
+    if (rc == MQE2E_OK) rc = check_u64(s.rotate_every_messages);
+    if (rc != MQE2E_OK) return rc;
+
+    sqlite3_stmt *st = NULL;
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc =
+        prep(db, &st,
+             "INSERT INTO \"groups\"(name, topic_filter, current_epoch, rotate_every_seconds,"
+             " rotate_every_messages, last_rotated_at, signed) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, topic_filter);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, s.rotate_every_seconds);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 4, s.rotate_every_messages);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 5, now);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 6, s.is_signed ? 1U : 0U);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    if (rc == MQE2E_OK) rc = epoch_insert(db, name, 1, initial_secret, now);
+    return op_end(db, rc);
+}
+
+int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
+                           const uint8_t new_secret[MQE2E_ADB_SECRET_BYTES], uint64_t now)
+{
+    if (out_epoch != NULL) *out_epoch = 0;
+    if (db == NULL || new_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    uint64_t cur = 0;
+    sqlite3_stmt *st = NULL;
+
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st, "SELECT current_epoch FROM \"groups\" WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            cur = col_u64(st, 0);
+            rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK && cur >= UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
+    uint32_t next = (uint32_t)(cur + 1);
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "UPDATE group_epochs SET retired_at = ?2"
+                  " WHERE group_name = ?1 AND retired_at IS NULL");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK) rc = epoch_insert(db, name, next, new_secret, now);
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "UPDATE \"groups\" SET current_epoch = ?2, last_rotated_at = ?3 WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, next);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    rc = op_end(db, rc);
+    if (rc == MQE2E_OK && out_epoch != NULL) *out_epoch = next;
+    return rc;
+}
+
+#define GROUP_SELECT                                                                               \
+    "SELECT name, topic_filter, current_epoch, rotate_every_seconds, rotate_every_messages,"       \
+    " last_rotated_at, signed FROM \"groups\""
+
+static int group_from_row(mqe2e_adb_group *g, sqlite3_stmt *st)
+{
+    memset(g, 0, sizeof *g);
+    int rc = col_text(g->name, sizeof g->name, st, 0);
+    if (rc == MQE2E_OK) rc = col_text(g->topic_filter, sizeof g->topic_filter, st, 1);
+    uint64_t e = col_u64(st, 2);
+    if (e > UINT32_MAX) rc = MQE2E_ERR_IO;
+    g->current_epoch = (uint32_t)e;
+    g->rotate_every_seconds = col_u64(st, 3);
+    g->rotate_every_messages = col_u64(st, 4);
+    g->last_rotated_at = col_u64(st, 5);
+    g->is_signed = sqlite3_column_int(st, 6) != 0;
+    return rc;
+}
+
+int mqe2e_adb_group_get(mqe2e_adb_group *out, mqe2e_adb *db, const char *name)
+{
+    if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, GROUP_SELECT " WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) rc = group_from_row(out, st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_group_list(mqe2e_adb *db, mqe2e_adb_group_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, GROUP_SELECT " ORDER BY name");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        mqe2e_adb_group g;
+        rc = group_from_row(&g, st);
+        if (rc == MQE2E_OK) rc = cb(&g, user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_group_epoch_secret(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe2e_adb *db,
+                                 const char *name, uint32_t epoch)
+{
+    if (out_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    uint8_t ad[AD_MAX];
+    size_t ad_len = ad_epoch(ad, name, epoch);
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "SELECT secret FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
+    }
+    sqlite3_finalize(st);
+    if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
+    return rc;
+}
+
+static int group_exists(mqe2e_adb *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT 1 FROM \"groups\" WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) rc = MQE2E_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_group_epochs_list(mqe2e_adb *db, const char *name, mqe2e_adb_epoch_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = group_exists(db, name);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT epoch, created_at, retired_at FROM group_epochs WHERE group_name = ?1"
+              " ORDER BY epoch");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        rc = cb((uint32_t)col_u64(st, 0), col_u64(st, 1), col_u64(st, 2), user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_name_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (check_u64(now) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
+    namelist names = {0};
+    sqlite3_stmt *st = NULL;
+    /* Written as a difference so huge intervals cannot overflow, and a clock
+     * that went backwards (last_rotated_at > now) is not "due". */
+    int rc = prep(db, &st,
+                  "SELECT name FROM \"groups\" WHERE rotate_every_seconds > 0"
+                  " AND last_rotated_at <= ?1 AND rotate_every_seconds <= ?1 - last_rotated_at"
+                  " ORDER BY name");
+    if (rc == MQE2E_OK) rc = bind_u64(st, 1, now);
+    if (rc == MQE2E_OK) rc = namelist_collect(&names, st);
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == MQE2E_OK && i < names.n; i++)
+        rc = cb(names.v[i], user);
+    namelist_free(&names);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- members */
+
+static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            *out_active = s != NULL && strcmp((const char *)s, "active") == 0;
+            rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Smallest sender id >= 1 not used in the group. Ids are usually dense
+ * (count == max): then max + 1 without a gap search. */
+static int free_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
+{
+    sqlite3_stmt *st = NULL;
+    int rc =
+        prep(db, &st,
+             "SELECT CASE"
+             " WHEN COUNT(*) = COALESCE(MAX(sender_id), 0) THEN COALESCE(MAX(sender_id), 0) + 1"
+             " WHEN NOT EXISTS (SELECT 1 FROM group_members WHERE group_name = ?1"
+             "                  AND sender_id = 1) THEN 1"
+             " ELSE (SELECT MIN(a.sender_id) + 1 FROM group_members a"
+             "       WHERE a.group_name = ?1 AND NOT EXISTS ("
+             "         SELECT 1 FROM group_members b"
+             "         WHERE b.group_name = ?1 AND b.sender_id = a.sender_id + 1))"
+             " END FROM group_members WHERE group_name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = *out >= 1 ? MQE2E_OK : MQE2E_ERR_IO;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *group,
+                         const char *client_id, uint64_t now)
+{
+    if (out_sender_id != NULL) *out_sender_id = 0;
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(group, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    int active = 0;
+    uint64_t id = 0;
+    sqlite3_stmt *st = NULL;
+
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = group_exists(db, group);
+    if (rc == MQE2E_OK) rc = client_status(&active, db, client_id);
+    if (rc == MQE2E_OK && !active) rc = MQE2E_ERR_STATE;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT sender_id FROM group_members WHERE group_name = ?1 AND client_id = ?2");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            id = col_u64(st, 0);
+            rc = MQE2E_ERR_EXISTS;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK) rc = free_sender_id(&id, db, group);
+    if (rc == MQE2E_OK && id > UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO group_members(group_name, client_id, sender_id, added_at)"
+                  " VALUES (?1, ?2, ?3, ?4)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, id);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    rc = op_end(db, rc);
+    if ((rc == MQE2E_OK || rc == MQE2E_ERR_EXISTS) && out_sender_id != NULL && id <= UINT32_MAX)
+        *out_sender_id = (uint32_t)id;
+    return rc;
+}
+
+int mqe2e_adb_member_remove(mqe2e_adb *db, const char *group, const char *client_id)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(group, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "DELETE FROM group_members WHERE group_name = ?1 AND client_id = ?2");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int member_rows(sqlite3_stmt *st, mqe2e_adb_member_cb cb, void *user)
+{
+    int rc = MQE2E_OK;
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) return r;
+        const unsigned char *s = sqlite3_column_text(st, 0);
+        if (s == NULL) return MQE2E_ERR_IO;
+        rc = cb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2), user);
+    }
+    return rc;
+}
+
+int mqe2e_adb_members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(group, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = group_exists(db, group);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT client_id, sender_id, added_at FROM group_members WHERE group_name = ?1"
+              " ORDER BY sender_id");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) rc = member_rows(st, cb, user);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_member_cb cb,
+                               void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT group_name, sender_id, added_at FROM group_members WHERE client_id = ?1"
+              " ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = member_rows(st, cb, user);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------- revocations */
+
+int mqe2e_adb_revocation_version(uint64_t *out_version, mqe2e_adb *db)
+{
+    if (out_version == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out_version = 0;
+    return meta_get_u64(out_version, db, "revocation_version");
+}
+
+int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_revocation_cb cb,
+                               void *user)
+{
+    if (out_version != NULL) *out_version = 0;
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    uint64_t version = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = read_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = meta_get_u64(&version, db, "revocation_version");
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT client_id, serial, revoked_at FROM revocations"
+                  " ORDER BY revoked_at, rowid");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        const unsigned char *s = sqlite3_column_text(st, 0);
+        if (s == NULL) {
+            rc = MQE2E_ERR_IO;
+            break;
+        }
+        rc = cb((const char *)s, col_u64(st, 1), col_u64(st, 2), user);
+    }
+    sqlite3_finalize(st);
+    /* A callback's stop value is not a failure of the read: keep its code. */
+    int end = op_end(db, rc < 0 ? rc : MQE2E_OK);
+    if (end != MQE2E_OK) return end;
+    if (out_version != NULL) *out_version = version;
+    return rc;
+}
+
+/* --------------------------------------------------------------- operators */
+
+int mqe2e_adb_operator_add(mqe2e_adb *db, const char *name,
+                           const uint8_t sign_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now)
+{
+    if (db == NULL || sign_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "INSERT INTO operators(name, sign_public, added_at) VALUES (?1, ?2, ?3)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_operator_get(uint8_t out_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t *out_added_at,
+                           mqe2e_adb *db, const char *name)
+{
+    if (out_sign_public == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (out_added_at != NULL) *out_added_at = 0;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "SELECT sign_public, added_at FROM operators WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
+            if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_operator_remove(mqe2e_adb *db, const char *name)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "DELETE FROM operators WHERE name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_op_nonce_check_and_store(mqe2e_adb *db, const uint8_t *nonce, size_t nonce_len,
+                                       uint64_t now)
+{
+    if (db == NULL || nonce == NULL || nonce_len < MQE2E_ADB_NONCE_MIN ||
+        nonce_len > MQE2E_ADB_NONCE_MAX || check_u64(now) != MQE2E_OK)
+        return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    /* One INSERT: the primary key makes check-and-store a single atomic step. */
+    int rc = prep(db, &st, "INSERT INTO op_nonces(nonce, seen_at) VALUES (?1, ?2)");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, nonce, nonce_len);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_op_nonce_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t older_than)
+{
+    if (out_deleted != NULL) *out_deleted = 0;
+    if (db == NULL || check_u64(older_than) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "DELETE FROM op_nonces WHERE seen_at < ?1");
+    if (rc == MQE2E_OK) rc = bind_u64(st, 1, older_than);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)sqlite3_changes(db->sql);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- audit */
+
+int mqe2e_adb_audit_append(mqe2e_adb *db, uint64_t at, const char *actor, const char *action,
+                           const char *subject)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(actor, MQE2E_ADB_TEXT_MAX);
+    if (rc == MQE2E_OK) rc = check_str(action, MQE2E_ADB_TEXT_MAX);
+    if (rc == MQE2E_OK && subject != NULL &&
+        strnlen(subject, MQE2E_ADB_TEXT_MAX) >= MQE2E_ADB_TEXT_MAX)
+        rc = MQE2E_ERR_TOO_LARGE;
+    if (rc == MQE2E_OK) rc = check_u64(at);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "INSERT INTO audit(at, actor, action, subject) VALUES (?1, ?2, ?3, ?4)");
+    if (rc == MQE2E_OK) rc = bind_u64(st, 1, at);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, actor);
+    if (rc == MQE2E_OK) rc = bind_text(st, 3, action);
+    if (rc == MQE2E_OK)
+        rc = subject != NULL ? bind_text(st, 4, subject) : sql_rc(sqlite3_bind_null(st, 4));
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc =
+        prep(db, &st, "SELECT id, at, actor, action, subject FROM audit WHERE id > ?1 ORDER BY id");
+    if (rc == MQE2E_OK) rc = sql_rc(sqlite3_bind_int64(st, 1, (sqlite3_int64)after_id));
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        const unsigned char *actor = sqlite3_column_text(st, 2);
+        const unsigned char *action = sqlite3_column_text(st, 3);
+        const unsigned char *subject = sqlite3_column_text(st, 4);
+        if (actor == NULL || action == NULL) {
+            rc = MQE2E_ERR_IO;
+            break;
+        }
+        rc = cb((int64_t)sqlite3_column_int64(st, 0), col_u64(st, 1), (const char *)actor,
+                (const char *)action, (const char *)subject, user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ status */
+
+static int count_query(uint64_t *out, mqe2e_adb *db, const char *sql, int bind_now, uint64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, sql);
+    if (rc == MQE2E_OK && bind_now) rc = bind_u64(st, 1, now);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = MQE2E_OK;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_status_get(mqe2e_adb_status *out, mqe2e_adb *db, uint64_t now)
+{
+    if (out == NULL || db == NULL || check_u64(now) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    int rc = read_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = count_query(&out->clients_active, db,
+                     "SELECT COUNT(*) FROM clients WHERE status = 'active'", 0, 0);
+    if (rc == MQE2E_OK)
+        rc = count_query(&out->clients_revoked, db,
+                         "SELECT COUNT(*) FROM clients WHERE status = 'revoked'", 0, 0);
+    if (rc == MQE2E_OK)
+        rc = count_query(&out->tokens_unused, db,
+                         "SELECT COUNT(*) FROM tokens WHERE used_at IS NULL AND expires_at > ?1", 1,
+                         now);
+    if (rc == MQE2E_OK) rc = count_query(&out->groups, db, "SELECT COUNT(*) FROM \"groups\"", 0, 0);
+    if (rc == MQE2E_OK) rc = meta_get_u64(&out->revocation_version, db, "revocation_version");
+    rc = op_end(db, rc);
+    if (rc != MQE2E_OK) memset(out, 0, sizeof *out);
+    return rc;
+}

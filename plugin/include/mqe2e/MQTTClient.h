@@ -114,7 +114,11 @@ MQE2E_API int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout);
 /** @brief As MQTTClient_isConnected(). */
 MQE2E_API int mqe2e_MQTTClient_isConnected(mqe2e_MQTTClient handle);
 
-/** @brief As MQTTClient_subscribe(). The filter must be covered by the policy. */
+/**
+ * @brief As MQTTClient_subscribe(). The filter is passed to the broker as is;
+ *        messages that arrive on topics no policy rule covers are dropped
+ *        (counted as `no_policy`), never delivered.
+ */
 MQE2E_API int mqe2e_MQTTClient_subscribe(mqe2e_MQTTClient handle, const char *topic, int qos);
 
 /** @brief As MQTTClient_subscribeMany(). */

@@ -1,0 +1,724 @@
+/*
+ * The encrypted drop-in front over Paho's synchronous MQTTClient.
+ *
+ * Threads: Paho delivers messages, delivery notices and connection loss on
+ * its own threads while the application publishes on others. The protector
+ * and the keystore are not thread-safe, so every call into them is made under
+ * `lock`. Paho is never called with `lock` held, so a Paho call that waits
+ * for its background thread cannot deadlock against our callback taking it.
+ *
+ * Received messages: the envelope is authenticated and decrypted into a copy
+ * owned by the application, and the replay window is only advanced (commit)
+ * once the application accepted the message. An application that returns 0
+ * gets the same message again from Paho, which then authenticates again
+ * because nothing was recorded. A message that fails any check is consumed
+ * (returned as handled to Paho), otherwise Paho would redeliver it forever.
+ *
+ * Subscriptions are passed through unchanged: a filter that overlaps topics
+ * without a policy is allowed, and what arrives on such topics is dropped and
+ * counted on receipt (MQE2E_DROP_NO_POLICY), never delivered.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal_plugin.h"
+#include "mqe2e/MQTTClient.h"
+
+struct mqe2e_client {
+    MQTTClient paho;
+    /* Serialises every protector and keystore call. */
+    pthread_mutex_t lock;
+    /* Held while one of our Paho callbacks runs, so destroy can wait for it. */
+    pthread_mutex_t cb_lock;
+    mqe2e_keystore *keystore;
+    mqe2e_protector *protector;
+    mqe2e_policy *owned_policy;
+    mqe2e_MQTTClient_dropped *on_dropped;
+    mqe2e_MQTTClient_log *on_log;
+    mqe2e_log_level log_level;
+    void *sec_context;
+    void *app_context;
+    MQTTClient_connectionLost *app_cl;
+    MQTTClient_messageArrived *app_ma;
+    MQTTClient_deliveryComplete *app_dc;
+};
+
+/* Handed to the core for empty payloads, which Paho may give as NULL. */
+static const uint8_t client_empty[1] = {0};
+
+__attribute__((format(printf, 3, 4))) static void
+client_log(const struct mqe2e_client *c, mqe2e_log_level level, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (c->on_log == NULL || level > c->log_level) {
+        return;
+    }
+    va_start(ap, fmt);
+    (void)vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->on_log(c->sec_context, level, line);
+}
+
+static int client_map_error(int code)
+{
+    return code == MQE2E_OK ? MQTTCLIENT_SUCCESS : MQE2E_MQTTCLIENT_ERR(code);
+}
+
+static void client_count_drop(struct mqe2e_client *c, int code)
+{
+    if (c->protector == NULL) {
+        return;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    mqe2e_protector_count_drop(c->protector, code);
+    (void)pthread_mutex_unlock(&c->lock);
+}
+
+/* Tell the application a message was dropped: topic and reason only. */
+static void client_report_drop(struct mqe2e_client *c, const char *topic, int code)
+{
+    const char *shown = topic != NULL ? topic : "";
+
+    client_log(c, MQE2E_LOG_WARNING, "dropped message on '%s': %s", shown, mqe2e_error_name(code));
+    if (c->on_dropped != NULL) {
+        c->on_dropped(c->sec_context, shown, code);
+    }
+}
+
+/* Wipe the decrypted payload of one of our messages, then free the block. */
+static void client_message_wipe_free(MQTTClient_message *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (m->payload != NULL && m->payloadlen > 0) {
+        sodium_memzero(m->payload, (size_t)m->payloadlen);
+    }
+    sodium_memzero(m, sizeof *m);
+    free(m);
+}
+
+/*
+ * Authenticate and decrypt one message handed over by Paho.
+ * On success *out_msg (struct and payload in one block, wiped by
+ * mqe2e_MQTTClient_freeMessage) and *out_topic are new, and *receipt must be
+ * committed once the application accepted the message. Paho's message is
+ * left untouched in every case.
+ */
+static int client_open(struct mqe2e_client *c, const char *topic, int topic_len,
+                       const MQTTClient_message *in, MQTTClient_message **out_msg, char **out_topic,
+                       mqe2e_receipt *receipt)
+{
+    MQTTClient_message init = MQTTClient_message_initializer;
+    MQTTClient_message *m = NULL;
+    char *t = NULL;
+    const uint8_t *src;
+    size_t in_len;
+    size_t pt_len = 0;
+    size_t topic_bytes;
+    int rc;
+
+    *out_msg = NULL;
+    *out_topic = NULL;
+    if (c->protector == NULL) {
+        return MQE2E_ERR_STATE;
+    }
+    if (topic == NULL || in == NULL || in->payloadlen < 0 ||
+        (in->payload == NULL && in->payloadlen > 0)) {
+        rc = MQE2E_ERR_DECODE;
+        goto count;
+    }
+    topic_bytes = strlen(topic);
+    /* MQTT forbids NUL in topic names; such a topic can match no policy. */
+    if (topic_len > 0 && (size_t)topic_len != topic_bytes) {
+        rc = MQE2E_ERR_DECODE;
+        goto count;
+    }
+    in_len = (size_t)in->payloadlen;
+    src = in_len > 0 ? (const uint8_t *)in->payload : client_empty;
+
+    /* The plaintext is never longer than what arrived. */
+    m = malloc(sizeof *m + in_len);
+    t = malloc(topic_bytes + 1U);
+    if (m == NULL || t == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto count;
+    }
+    memcpy(t, topic, topic_bytes + 1U);
+    *m = init;
+    m->payload = (uint8_t *)(m + 1);
+
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_unprotect_begin(c->protector, topic, src, in_len, mqe2e__plugin_now(),
+                               (uint8_t *)m->payload, in_len, &pt_len, receipt);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        /* The core counted it already. */
+        goto fail;
+    }
+    if (pt_len > (size_t)INT_MAX) {
+        rc = MQE2E_ERR_TOO_LARGE;
+        goto count;
+    }
+    memcpy(m->struct_id, in->struct_id, sizeof m->struct_id);
+    m->struct_version = in->struct_version;
+    m->payloadlen = (int)pt_len;
+    m->qos = in->qos;
+    m->retained = in->retained;
+    m->dup = in->dup;
+    m->msgid = in->msgid;
+    *out_msg = m;
+    *out_topic = t;
+    return MQE2E_OK;
+
+count:
+    client_count_drop(c, rc);
+fail:
+    if (m != NULL) {
+        /* m->payload may not be set yet: wipe the whole block. */
+        sodium_memzero(m, sizeof *m +
+                              (in != NULL && in->payloadlen > 0 ? (size_t)in->payloadlen : 0U));
+        free(m);
+    }
+    free(t);
+    return rc;
+}
+
+/* Record an accepted message; a replay here means it raced a duplicate. */
+static void client_commit(struct mqe2e_client *c, const mqe2e_receipt *receipt, const char *topic)
+{
+    int rc;
+
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_unprotect_commit(c->protector, receipt);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc == MQE2E_ERR_REPLAY) {
+        client_log(c, MQE2E_LOG_DEBUG, "duplicate accepted twice on '%s'", topic);
+    } else if (rc != MQE2E_OK) {
+        client_log(c, MQE2E_LOG_ERROR, "recording message on '%s' failed: %s", topic,
+                   mqe2e_error_name(rc));
+    }
+}
+
+static int client_message_arrived(void *context, char *topicName, int topicLen,
+                                  MQTTClient_message *message)
+{
+    struct mqe2e_client *c = context;
+    MQTTClient_message *mine = NULL;
+    char *topic = NULL;
+    mqe2e_receipt receipt;
+    int rc;
+    int accepted;
+
+    memset(&receipt, 0, sizeof receipt);
+    (void)pthread_mutex_lock(&c->cb_lock);
+    /* Registered only when the application gave messageArrived; checked anyway. */
+    rc = c->app_ma != NULL ? client_open(c, topicName, topicLen, message, &mine, &topic, &receipt)
+                           : MQE2E_ERR_STATE;
+    if (rc != MQE2E_OK) {
+        client_report_drop(c, topicName, rc);
+        MQTTClient_freeMessage(&message);
+        MQTTClient_free(topicName);
+        (void)pthread_mutex_unlock(&c->cb_lock);
+        return 1;
+    }
+    /* Our copy never holds a NUL inside the topic, so strlen() is exact. */
+    accepted = c->app_ma(c->app_context, topic, 0, mine);
+    if (accepted) {
+        /* The application owns mine and topic now. */
+        client_commit(c, &receipt, topicName);
+        MQTTClient_freeMessage(&message);
+        MQTTClient_free(topicName);
+        rc = 1;
+    } else {
+        client_log(c, MQE2E_LOG_DEBUG, "application asked for redelivery on '%s'", topicName);
+        client_message_wipe_free(mine);
+        free(topic);
+        rc = 0;
+    }
+    sodium_memzero(&receipt, sizeof receipt);
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    return rc;
+}
+
+static void client_connection_lost(void *context, char *cause)
+{
+    struct mqe2e_client *c = context;
+
+    (void)pthread_mutex_lock(&c->cb_lock);
+    client_log(c, MQE2E_LOG_INFO, "connection lost");
+    if (c->app_cl != NULL) {
+        c->app_cl(c->app_context, cause);
+    }
+    (void)pthread_mutex_unlock(&c->cb_lock);
+}
+
+static void client_delivery_complete(void *context, MQTTClient_deliveryToken dt)
+{
+    struct mqe2e_client *c = context;
+
+    (void)pthread_mutex_lock(&c->cb_lock);
+    if (c->app_dc != NULL) {
+        c->app_dc(c->app_context, dt);
+    }
+    (void)pthread_mutex_unlock(&c->cb_lock);
+}
+
+int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *serverURI,
+                                       const char *clientId, int persistence_type,
+                                       void *persistence_context, MQTTClient_createOptions *options)
+{
+    struct mqe2e_client *c;
+    int rc;
+
+    if (handle == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    *handle = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return MQTTCLIENT_FAILURE;
+    }
+    if (pthread_mutex_init(&c->cb_lock, NULL) != 0) {
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return MQTTCLIENT_FAILURE;
+    }
+    c->log_level = MQE2E_LOG_WARNING;
+    if (options != NULL) {
+        rc = MQTTClient_createWithOptions(&c->paho, serverURI, clientId, persistence_type,
+                                          persistence_context, options);
+    } else {
+        rc =
+            MQTTClient_create(&c->paho, serverURI, clientId, persistence_type, persistence_context);
+    }
+    if (rc != MQTTCLIENT_SUCCESS) {
+        (void)pthread_mutex_destroy(&c->cb_lock);
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return rc;
+    }
+    *handle = c;
+    return MQTTCLIENT_SUCCESS;
+}
+
+int mqe2e_MQTTClient_create(mqe2e_MQTTClient *handle, const char *serverURI, const char *clientId,
+                            int persistence_type, void *persistence_context)
+{
+    return mqe2e_MQTTClient_createWithOptions(handle, serverURI, clientId, persistence_type,
+                                              persistence_context, NULL);
+}
+
+int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
+                                 const mqe2e_MQTTClient_securityOptions *options)
+{
+    struct mqe2e_client *c = handle;
+    mqe2e_policy *owned = NULL;
+    const mqe2e_policy *policy;
+    mqe2e_protector *p = NULL;
+    int rc;
+
+    if (c == NULL || options == NULL || options->keystore == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version != 0) {
+        return MQTTCLIENT_BAD_STRUCTURE;
+    }
+    if (c->protector != NULL) {
+        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE);
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    policy = options->policy;
+    if (policy == NULL) {
+        rc = mqe2e_policy_new(&owned);
+        if (rc == MQE2E_OK) {
+            rc = mqe2e_policy_add_keystore_groups(owned, options->keystore);
+        }
+        if (rc != MQE2E_OK) {
+            goto out;
+        }
+        policy = owned;
+    }
+    rc = mqe2e_protector_new(&p, options->keystore, policy, options->protector);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    c->keystore = options->keystore;
+    c->owned_policy = owned;
+    c->on_dropped = options->onDropped;
+    c->on_log = options->onLog;
+    c->log_level = options->logLevel;
+    c->sec_context = options->context;
+    c->protector = p;
+    owned = NULL;
+out:
+    (void)pthread_mutex_unlock(&c->lock);
+    mqe2e_policy_free(owned);
+    if (rc == MQE2E_OK) {
+        client_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
+                   mqe2e_keystore_client_id(c->keystore), mqe2e_policy_count(policy));
+    }
+    return client_map_error(rc);
+}
+
+int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,
+                                  MQTTClient_connectionLost *cl, MQTTClient_messageArrived *ma,
+                                  MQTTClient_deliveryComplete *dc)
+{
+    struct mqe2e_client *c = handle;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    /* Same NULL pattern as the application's, so Paho accepts or refuses alike. */
+    rc = MQTTClient_setCallbacks(c->paho, c, cl != NULL ? client_connection_lost : NULL,
+                                 ma != NULL ? client_message_arrived : NULL,
+                                 dc != NULL ? client_delivery_complete : NULL);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        return rc;
+    }
+    /* Paho only accepts this while disconnected: no callback is running. */
+    (void)pthread_mutex_lock(&c->cb_lock);
+    c->app_context = context;
+    c->app_cl = cl;
+    c->app_ma = ma;
+    c->app_dc = dc;
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    return MQTTCLIENT_SUCCESS;
+}
+
+int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options)
+{
+    struct mqe2e_client *c = handle;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    return MQTTClient_connect(c->paho, options);
+}
+
+/* Persist replay windows; failures are logged and returned. */
+static int client_checkpoint(struct mqe2e_client *c)
+{
+    int rc;
+
+    if (c->protector == NULL) {
+        return MQE2E_OK;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_protector_checkpoint(c->protector);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        client_log(c, MQE2E_LOG_ERROR, "replay checkpoint failed: %s", mqe2e_error_name(rc));
+    }
+    return rc;
+}
+
+int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout)
+{
+    struct mqe2e_client *c = handle;
+    int rc;
+    int crc;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    /* Disconnect first so the checkpoint covers everything delivered. */
+    rc = MQTTClient_disconnect(c->paho, timeout);
+    crc = client_checkpoint(c);
+    if (rc == MQTTCLIENT_SUCCESS && crc != MQE2E_OK) {
+        rc = MQE2E_MQTTCLIENT_ERR(crc);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTClient_isConnected(mqe2e_MQTTClient handle)
+{
+    if (handle == NULL) {
+        return 0;
+    }
+    return MQTTClient_isConnected(handle->paho);
+}
+
+int mqe2e_MQTTClient_subscribe(mqe2e_MQTTClient handle, const char *topic, int qos)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    return MQTTClient_subscribe(handle->paho, topic, qos);
+}
+
+int mqe2e_MQTTClient_subscribeMany(mqe2e_MQTTClient handle, int count, char *const *topic, int *qos)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    return MQTTClient_subscribeMany(handle->paho, count, topic, qos);
+}
+
+int mqe2e_MQTTClient_unsubscribe(mqe2e_MQTTClient handle, const char *topic)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_unsubscribe(handle->paho, topic);
+}
+
+int mqe2e_MQTTClient_unsubscribeMany(mqe2e_MQTTClient handle, int count, char *const *topic)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_unsubscribeMany(handle->paho, count, topic);
+}
+
+/*
+ * Protect @p msg's payload for @p topic and publish a copy of @p msg carrying
+ * the envelope. The envelope buffer is wiped too: on a plaintext topic it
+ * holds the application's payload.
+ */
+static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTClient_message *msg,
+                          MQTTClient_deliveryToken *dt)
+{
+    MQTTClient_message out_msg;
+    const uint8_t *pt;
+    uint8_t *buf = NULL;
+    size_t pt_len;
+    size_t cap;
+    size_t out_len = 0;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    if (topic == NULL || msg == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
+        msg->struct_version > 1) {
+        return MQTTCLIENT_BAD_STRUCTURE;
+    }
+    if (msg->qos < 0 || msg->qos > 2) {
+        return MQTTCLIENT_BAD_QOS;
+    }
+    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    pt_len = (size_t)msg->payloadlen;
+    pt = pt_len > 0 ? (const uint8_t *)msg->payload : client_empty;
+    cap = mqe2e_protect_bound(pt_len);
+    if (cap < pt_len || cap > (size_t)INT_MAX) {
+        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
+    }
+    buf = malloc(cap > 0 ? cap : 1U);
+    if (buf == NULL) {
+        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_protect(c->protector, topic, pt, pt_len, mqe2e__plugin_now(), buf, cap, &out_len);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        if (rc == MQE2E_ERR_NO_POLICY) {
+            client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': no policy", topic);
+        } else {
+            client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': %s", topic,
+                       mqe2e_error_name(rc));
+        }
+        rc = client_map_error(rc);
+        goto out;
+    }
+    out_msg = *msg;
+    out_msg.payload = buf;
+    out_msg.payloadlen = (int)out_len;
+    rc = MQTTClient_publishMessage(c->paho, topic, &out_msg, dt);
+    sodium_memzero(&out_msg, sizeof out_msg);
+out:
+    sodium_memzero(buf, cap > 0 ? cap : 1U);
+    free(buf);
+    return rc;
+}
+
+int mqe2e_MQTTClient_publish(mqe2e_MQTTClient handle, const char *topicName, int payloadlen,
+                             const void *payload, int qos, int retained,
+                             MQTTClient_deliveryToken *dt)
+{
+    MQTTClient_message msg = MQTTClient_message_initializer;
+
+    msg.payload = (void *)(uintptr_t)payload; /* only read: client_publish takes it as const */
+    msg.payloadlen = payloadlen;
+    msg.qos = qos;
+    msg.retained = retained;
+    return client_publish(handle, topicName, &msg, dt);
+}
+
+int mqe2e_MQTTClient_publishMessage(mqe2e_MQTTClient handle, const char *topicName,
+                                    MQTTClient_message *msg, MQTTClient_deliveryToken *dt)
+{
+    return client_publish(handle, topicName, msg, dt);
+}
+
+int mqe2e_MQTTClient_waitForCompletion(mqe2e_MQTTClient handle, MQTTClient_deliveryToken dt,
+                                       unsigned long timeout)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_waitForCompletion(handle->paho, dt, timeout);
+}
+
+int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *topicLen,
+                             MQTTClient_message **message, unsigned long timeout)
+{
+    struct mqe2e_client *c = handle;
+    uint64_t deadline;
+    uint64_t now;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (topicName == NULL || topicLen == NULL || message == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    *topicName = NULL;
+    *topicLen = 0;
+    *message = NULL;
+    if (c->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    deadline = mqe2e__plugin_monotonic_ms() + timeout;
+    for (;;) {
+        MQTTClient_message *in = NULL;
+        MQTTClient_message *mine = NULL;
+        char *in_topic = NULL;
+        char *topic = NULL;
+        int in_topic_len = 0;
+        mqe2e_receipt receipt;
+        int rc;
+
+        now = mqe2e__plugin_monotonic_ms();
+        rc = MQTTClient_receive(c->paho, &in_topic, &in_topic_len, &in,
+                                deadline > now ? (unsigned long)(deadline - now) : 0UL);
+        if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
+            return rc;
+        }
+        if (in == NULL) {
+            if (in_topic != NULL) {
+                MQTTClient_free(in_topic);
+            }
+            if (mqe2e__plugin_monotonic_ms() >= deadline) {
+                return MQTTCLIENT_SUCCESS;
+            }
+            continue;
+        }
+        memset(&receipt, 0, sizeof receipt);
+        /* Paho's receive gives the full length; a NUL inside makes it differ from strlen. */
+        rc = client_open(c, in_topic, in_topic_len, in, &mine, &topic, &receipt);
+        if (rc == MQE2E_OK) {
+            (void)pthread_mutex_lock(&c->lock);
+            rc = mqe2e_unprotect_commit(c->protector, &receipt);
+            (void)pthread_mutex_unlock(&c->lock);
+            sodium_memzero(&receipt, sizeof receipt);
+            if (rc != MQE2E_OK) {
+                client_message_wipe_free(mine);
+                free(topic);
+            }
+        }
+        if (rc != MQE2E_OK) {
+            client_report_drop(c, in_topic, rc);
+            MQTTClient_freeMessage(&in);
+            MQTTClient_free(in_topic);
+            if (mqe2e__plugin_monotonic_ms() >= deadline) {
+                return MQTTCLIENT_SUCCESS;
+            }
+            continue;
+        }
+        MQTTClient_freeMessage(&in);
+        MQTTClient_free(in_topic);
+        *topicName = topic;
+        *topicLen = (int)strlen(topic);
+        *message = mine;
+        return MQTTCLIENT_SUCCESS;
+    }
+}
+
+void mqe2e_MQTTClient_yield(void)
+{
+    MQTTClient_yield();
+}
+
+void mqe2e_MQTTClient_freeMessage(MQTTClient_message **msg)
+{
+    if (msg == NULL || *msg == NULL) {
+        return;
+    }
+    client_message_wipe_free(*msg);
+    *msg = NULL;
+}
+
+void mqe2e_MQTTClient_free(void *ptr)
+{
+    free(ptr);
+}
+
+void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
+{
+    struct mqe2e_client *c;
+
+    if (handle == NULL || *handle == NULL) {
+        return;
+    }
+    c = *handle;
+    MQTTClient_destroy(&c->paho);
+    /* A callback that was already running when Paho let go must finish first. */
+    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)client_checkpoint(c);
+    (void)pthread_mutex_lock(&c->lock);
+    mqe2e_protector_free(c->protector);
+    mqe2e_policy_free(c->owned_policy);
+    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_destroy(&c->cb_lock);
+    (void)pthread_mutex_destroy(&c->lock);
+    sodium_memzero(c, sizeof *c);
+    free(c);
+    *handle = NULL;
+}
+
+int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counters *out)
+{
+    if (handle == NULL || out == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    (void)pthread_mutex_lock(&handle->lock);
+    mqe2e_protector_counters(handle->protector, out);
+    (void)pthread_mutex_unlock(&handle->lock);
+    return MQTTCLIENT_SUCCESS;
+}

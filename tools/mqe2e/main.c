@@ -1,0 +1,53 @@
+/* mqe2e: end-to-end encrypted MQTT from the command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: mqe2e COMMAND [OPTIONS]\n"
+    "\n"
+    "End-to-end encrypted MQTT in the style of mosquitto_pub/mosquitto_sub.\n"
+    "\n"
+    "commands:\n"
+    "  keygen   create a keystore with a new identity\n"
+    "  group    create, rotate, export, import or list group keys\n"
+    "  pub      publish an encrypted message\n"
+    "  sub      subscribe and print decrypted messages\n"
+    "  status   show a keystore's identity and groups (never secrets)\n"
+    "\n"
+    "'mqe2e COMMAND --help' describes each command.\n"
+    "Keystore key: MQE2E_PASSPHRASE, --passphrase-file FILE or --key-file FILE.\n"
+    "Exit codes: 0 ok, 1 usage, 2 keystore/key/policy, 3 connection/broker, 4 timeout.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("mqe2e %s\n", mqe2e_version());
+        return CLI_EXIT_OK;
+    }
+    if (mqe2e_init() != MQE2E_OK) {
+        cli_error("cannot initialise libsodium");
+        return CLI_EXIT_KEY;
+    }
+    /* Keep partial lines from a crashed run out of pipes: stdout is flushed
+     * explicitly after each message by `sub`. */
+    int sub_argc = argc - 1;
+    char **sub_argv = argv + 1;
+    if (strcmp(cmd, "keygen") == 0) return cmd_keygen(sub_argc, sub_argv);
+    if (strcmp(cmd, "group") == 0) return cmd_group(sub_argc, sub_argv);
+    if (strcmp(cmd, "pub") == 0) return cmd_pub(sub_argc, sub_argv);
+    if (strcmp(cmd, "sub") == 0) return cmd_sub(sub_argc, sub_argv);
+    if (strcmp(cmd, "status") == 0) return cmd_status(sub_argc, sub_argv);
+    cli_error("unknown command '%s' (see 'mqe2e --help')", cmd);
+    return CLI_EXIT_USAGE;
+}

@@ -70,6 +70,7 @@ struct mqe2e_protector {
     uint32_t ngroups, groups_cap;
     uint32_t *gindex; /* open addressing over groups */
     uint32_t gindex_cap;
+    uint32_t last_group; /* most recently interned or found, NIL at first */
 
     pentry *ents;
     uint32_t cap, used, limit;
@@ -182,9 +183,16 @@ static int group_intern(mqe2e_protector *p, const char *id, uint32_t *gi_out)
 {
     size_t len = strnlen(id, MQE2E_GROUP_ID_MAX_BYTES + 1U);
     if (len == 0 || len > MQE2E_GROUP_ID_MAX_BYTES) return MQE2E_ERR_INVALID_ARG;
+    /* Most traffic is on one group at a time: skip the hash for a repeat. */
+    if (p->last_group != NIL && p->groups[p->last_group].len == len &&
+        memcmp(p->groups[p->last_group].id, id, len) == 0) {
+        *gi_out = p->last_group;
+        return MQE2E_OK;
+    }
     uint64_t h = group_hash(p, id, len);
     uint32_t gi = group_find(p, id, len, h);
     if (gi != NIL) {
+        p->last_group = gi;
         *gi_out = gi;
         return MQE2E_OK;
     }
@@ -212,6 +220,7 @@ static int group_intern(mqe2e_protector *p, const char *id, uint32_t *gi_out)
     uint32_t j = (uint32_t)h & mask;
     while (p->gindex[j] != NIL) j = (j + 1U) & mask;
     p->gindex[j] = gi;
+    p->last_group = gi;
     *gi_out = gi;
     return MQE2E_OK;
 }
@@ -506,7 +515,7 @@ int mqe2e_protector_new(mqe2e_protector **out, mqe2e_keystore *ks, const mqe2e_p
     crypto_shorthash_keygen(p->hkey);
     randombytes_buf(&p->seed, sizeof p->seed);
     p->limit = MQE2E__PROTECT_CACHE_DEFAULT_LIMIT;
-    p->lru_head = p->lru_tail = p->free_head = NIL;
+    p->lru_head = p->lru_tail = p->free_head = p->last_group = NIL;
     *out = p;
     return MQE2E_OK;
 }

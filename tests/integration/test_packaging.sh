@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix and builds an out-of-tree
+# consumer against it twice: with find_package(mqe2e) and with pkg-config.
+set -euo pipefail
+build="${MQE2E_BUILD_DIR:?}"
+src="${MQE2E_SOURCE_DIR:?}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-pkg-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+pass=0; fail=0
+check() { if "$@"; then pass=$((pass + 1)); else echo "FAILED: $*"; fail=$((fail + 1)); fi; }
+
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+libdir="$(find "$work/prefix" -name 'libmqe2e.so' -printf '%h\n' | head -1)"
+export LD_LIBRARY_PATH="$libdir"
+
+# 1. CMake package
+cmake -S "$src/tests/packaging" -B "$work/cm" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/cm" >/dev/null
+check "$work/cm/consumer"
+
+# 2. pkg-config
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c11 -o "$work/pc-consumer" "$src/tests/packaging/consumer.c" \
+  $(pkg-config --cflags --libs mqe2e-paho)
+check "$work/pc-consumer"
+
+# 3. what a user expects in the prefix
+check test -x "$work/prefix/bin/mqe2e"
+check test -f "$work/prefix/include/mqe2e/mqe2e.h"
+check test -f "$work/prefix/include/mqe2e/MQTTClient.h"
+
+echo "packaging: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

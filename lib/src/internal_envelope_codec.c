@@ -97,7 +97,8 @@ size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, 
     return n;
 }
 
-int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len)
+/* @p channel: also accept a mode-2 (channel) body. */
+static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len, int channel)
 {
     enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8 };
     unsigned seen = 0;
@@ -111,6 +112,7 @@ int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t 
         uint32_t wire;
         size_t n = mqe2e__varint_get(&key, in + pos, in_len - pos);
         unsigned bit;
+        int body_channel;
 
         if (n == 0 || key > UINT32_MAX) {
             return MQE2E_ERR_DECODE;
@@ -118,6 +120,11 @@ int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t 
         pos += n;
         field = key >> 3;
         wire = (uint32_t)(key & 7U);
+        /* A channel body has the group body's layout; only its mode differs. */
+        body_channel = channel && field == MQE2E__FIELD_BODY_CHANNEL;
+        if (body_channel) {
+            field = MQE2E__FIELD_BODY_GROUP;
+        }
 
         switch (field) {
         case MQE2E__FIELD_BODY_CHANNEL:
@@ -136,7 +143,7 @@ int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t 
             if (val > (uint64_t)(in_len - pos)) {
                 return MQE2E_ERR_DECODE;
             }
-            v.header.mode = MQE2E_MODE_GROUP;
+            v.header.mode = body_channel ? MQE2E_MODE_CHANNEL : MQE2E_MODE_GROUP;
             v.ciphertext = in + pos;
             v.ciphertext_len = (size_t)val;
             pos += (size_t)val;
@@ -180,4 +187,14 @@ int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t 
     }
     *view = v;
     return MQE2E_OK;
+}
+
+int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len)
+{
+    return decode_modes(view, in, in_len, 0);
+}
+
+int mqe2e__envelope_decode_channel(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len)
+{
+    return decode_modes(view, in, in_len, 1);
 }

@@ -54,6 +54,12 @@ size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, 
 /** Strict decoder behind mqe2e_envelope_parse() (same return codes). */
 int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
 
+/**
+ * Same strict decoder, also accepting a channel body (field 2, mode
+ * ::MQE2E_MODE_CHANNEL); used by the channel envelopes of channel.c.
+ */
+int mqe2e__envelope_decode_channel(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
+
 /** nonce = iv XOR (4 zero bytes || u64be(seq)). Defined in envelope.c. */
 void mqe2e__envelope_nonce(uint8_t nonce[MQE2E_SENDER_IV_BYTES],
                            const uint8_t iv[MQE2E_SENDER_IV_BYTES], uint64_t seq);

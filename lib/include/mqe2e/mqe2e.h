@@ -4,6 +4,7 @@
  */
 #ifndef MQE2E_MQE2E_H
 #define MQE2E_MQE2E_H
+#include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"

@@ -1,0 +1,287 @@
+/* Control frames: canonical encoding (checked against protobuf-c), strict
+ * decoding, truncation, bit flips and garbage never crash; update payloads. */
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal_control.h"
+#include "mqe2e/control.h"
+#include "mqe2e/error.h"
+#include "proto/control.pb-c.h"
+
+static const uint8_t noise_bytes[48] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+
+static mqe2e_control_frame sample(void)
+{
+    mqe2e_control_frame f;
+    memset(&f, 0, sizeof f);
+    f.kind = MQE2E_CONTROL_CHANNEL;
+    strcpy(f.from, "dev-1");
+    for (unsigned i = 0; i < 16; i++)
+        f.session[i] = (uint8_t)(0xA0 + i);
+    f.step = 3;
+    f.noise = noise_bytes;
+    f.noise_len = sizeof noise_bytes;
+    return f;
+}
+
+static size_t encode_sample(uint8_t *buf, size_t cap)
+{
+    mqe2e_control_frame f = sample();
+    size_t n = 0;
+    cr_assert_eq(mqe2e_control_frame_encode(buf, cap, &n, &f), MQE2E_OK);
+    cr_assert_eq(n, mqe2e_control_frame_encoded_len(&f));
+    return n;
+}
+
+/* Pack with the generated protobuf-c code, the reference encoder. */
+static size_t pb_pack(uint8_t *buf, uint32_t format, uint32_t kind, const char *from,
+                      const uint8_t *session, size_t session_len, uint32_t step,
+                      const uint8_t *noise, size_t noise_len)
+{
+    Mqe2e__V1__ControlFrame m;
+    mqe2e__v1__control_frame__init(&m);
+    m.format = format;
+    m.kind = kind;
+    m.from = (char *)(uintptr_t)from;
+    m.session.data = (uint8_t *)(uintptr_t)session;
+    m.session.len = session_len;
+    m.step = step;
+    m.noise.data = (uint8_t *)(uintptr_t)noise;
+    m.noise.len = noise_len;
+    return mqe2e__v1__control_frame__pack(&m, buf);
+}
+
+Test(control_frame, encoding_matches_protobuf_c)
+{
+    uint8_t a[256], b[256];
+    mqe2e_control_frame f = sample();
+    size_t n = encode_sample(a, sizeof a);
+    size_t m = pb_pack(b, 1, f.kind, f.from, f.session, 16, f.step, f.noise, f.noise_len);
+    cr_assert_eq(n, m);
+    cr_assert_arr_eq(a, b, n);
+}
+
+Test(control_frame, round_trip_borrows_input)
+{
+    uint8_t buf[256];
+    size_t n = encode_sample(buf, sizeof buf);
+    mqe2e_control_frame g;
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_OK);
+    cr_assert_eq(g.kind, MQE2E_CONTROL_CHANNEL);
+    cr_assert_str_eq(g.from, "dev-1");
+    cr_assert_eq(g.step, 3);
+    cr_assert_eq(g.noise_len, sizeof noise_bytes);
+    cr_assert(g.noise >= buf && g.noise < buf + n);
+    cr_assert_arr_eq(g.noise, noise_bytes, sizeof noise_bytes);
+}
+
+Test(control_frame, refuses_bad_fields)
+{
+    uint8_t buf[512];
+    uint8_t s16[16] = {0}, s15[15] = {0};
+    mqe2e_control_frame g;
+    size_t n;
+
+    n = pb_pack(buf, 2, 1, "a", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_SUITE);
+    n = pb_pack(buf, 1, 9, "a", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_SUITE);
+    n = pb_pack(buf, 0, 1, "a", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, 1, "a", s15, 15, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, MQE2E_CONTROL_PUSH, "a", s16, 16, 2, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, MQE2E_CONTROL_CHANNEL, "a", s16, 16, 4, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, 1, "a", s16, 16, 0, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, 1, "a/b", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    {
+        /* Hand-built: protobuf-c would stop at the NUL inside the id. */
+        uint8_t raw[32] = {0x08, 1, 0x10, 1, 0x1a, 3, 'a', 0, 'b', 0x22, 16};
+        raw[27] = 0x28;
+        raw[28] = 1;
+        raw[29] = 0x32;
+        raw[30] = 1;
+        raw[31] = 7;
+        cr_assert_eq(mqe2e_control_frame_decode(&g, raw, 32), MQE2E_ERR_DECODE);
+        raw[7] = 'x'; /* the same frame with a valid id decodes */
+        cr_assert_eq(mqe2e_control_frame_decode(&g, raw, 32), MQE2E_OK);
+    }
+    n = pb_pack(buf, 1, 1, "", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    n = pb_pack(buf, 1, 1, "a", s16, 16, 1, noise_bytes, 0);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_ERR_DECODE);
+    /* A valid frame decodes: the cases above fail for their own reason. */
+    n = pb_pack(buf, 1, 1, "a", s16, 16, 1, noise_bytes, 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, n), MQE2E_OK);
+}
+
+Test(control_frame, refuses_non_canonical)
+{
+    uint8_t buf[256], alt[300];
+    size_t n = encode_sample(buf, sizeof buf);
+    mqe2e_control_frame g;
+
+    /* Trailing unknown field. */
+    memcpy(alt, buf, n);
+    alt[n] = 0x38;
+    alt[n + 1] = 0x01;
+    cr_assert_eq(mqe2e_control_frame_decode(&g, alt, n + 2), MQE2E_ERR_DECODE);
+    /* Repeated last field. */
+    memcpy(alt, buf, n);
+    alt[n] = 0x32;
+    alt[n + 1] = 0x01;
+    alt[n + 2] = 0x00;
+    cr_assert_eq(mqe2e_control_frame_decode(&g, alt, n + 3), MQE2E_ERR_DECODE);
+    /* Non-minimal varint for format: 0x81 0x00. */
+    alt[0] = 0x08;
+    alt[1] = 0x81;
+    alt[2] = 0x00;
+    memcpy(alt + 3, buf + 2, n - 2);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, alt, n + 1), MQE2E_ERR_DECODE);
+    /* Fields swapped (kind before format). */
+    memcpy(alt, buf + 2, 2);
+    memcpy(alt + 2, buf, 2);
+    memcpy(alt + 4, buf + 4, n - 4);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, alt, n), MQE2E_ERR_DECODE);
+}
+
+Test(control_frame, size_cap)
+{
+    size_t big = MQE2E_CONTROL_MAX_FRAME_BYTES + 1U;
+    uint8_t *buf = calloc(1, big);
+    mqe2e_control_frame g;
+    cr_assert_eq(mqe2e_control_frame_decode(&g, buf, big), MQE2E_ERR_TOO_LARGE);
+    /* Encoding refuses a frame that would exceed the cap. */
+    mqe2e_control_frame f = sample();
+    f.noise = buf;
+    f.noise_len = 65535;
+    size_t n;
+    cr_assert_eq(mqe2e_control_frame_encode(buf, big, &n, &f), MQE2E_ERR_TOO_LARGE);
+    free(buf);
+}
+
+Test(control_frame, encode_refuses_invalid)
+{
+    uint8_t buf[256];
+    size_t n;
+    mqe2e_control_frame f = sample();
+    f.step = 4;
+    cr_assert_eq(mqe2e_control_frame_encode(buf, sizeof buf, &n, &f), MQE2E_ERR_INVALID_ARG);
+    f = sample();
+    f.kind = 7;
+    cr_assert_eq(mqe2e_control_frame_encode(buf, sizeof buf, &n, &f), MQE2E_ERR_INVALID_ARG);
+    f = sample();
+    strcpy(f.from, "a#");
+    cr_assert_eq(mqe2e_control_frame_encode(buf, sizeof buf, &n, &f), MQE2E_ERR_INVALID_ARG);
+    f = sample();
+    cr_assert_eq(mqe2e_control_frame_encode(buf, 10, &n, &f), MQE2E_ERR_BUFFER_TOO_SMALL);
+}
+
+Test(control_frame, every_truncation_and_flip_is_safe)
+{
+    uint8_t buf[256], t[256];
+    size_t n = encode_sample(buf, sizeof buf);
+    mqe2e_control_frame g;
+
+    for (size_t k = 0; k < n; k++)
+        cr_assert_neq(mqe2e_control_frame_decode(&g, buf, k), MQE2E_OK, "prefix %zu", k);
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned bit = 0; bit < 8; bit++) {
+            memcpy(t, buf, n);
+            t[i] ^= (uint8_t)(1U << bit);
+            int rc = mqe2e_control_frame_decode(&g, t, n);
+            /* Flips inside the session or noise bytes keep a valid frame. */
+            if (rc == MQE2E_OK) {
+                cr_assert(mqe2e_control_frame_encoded_len(&g) == n);
+            }
+        }
+    }
+}
+
+Test(control_frame, garbage_never_crashes)
+{
+    uint8_t buf[512];
+    mqe2e_control_frame g;
+    int ok = 0;
+    for (unsigned i = 0; i < 20000; i++) {
+        size_t n = randombytes_uniform(sizeof buf);
+        randombytes_buf(buf, n);
+        if (mqe2e_control_frame_decode(&g, buf, n) == MQE2E_OK) ok++;
+    }
+    cr_assert_eq(ok, 0);
+    cr_assert_eq(mqe2e_control_frame_decode(NULL, buf, 1), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_control_frame_decode(&g, NULL, 0), MQE2E_ERR_DECODE);
+}
+
+Test(control_payload, update_round_trip_and_strictness)
+{
+    mqe2e_key_bundle b[2];
+    mqe2e_group_name rm[1];
+    uint8_t cred[5] = {1, 2, 3, 4, 5};
+    mqe2e_control_update in, out;
+    uint8_t *p = NULL;
+    size_t n = 0;
+
+    memset(b, 0, sizeof b);
+    memset(rm, 0, sizeof rm);
+    strcpy(b[0].group, "g1");
+    strcpy(b[0].topic_filter, "a/#");
+    b[0].epoch = 3;
+    memset(b[0].secret, 0x5A, 32);
+    b[0].sender_id = 7;
+    strcpy(b[1].group, "g2");
+    strcpy(b[1].topic_filter, "b/+");
+    b[1].retired_at = 99;
+    strcpy(rm[0].name, "old");
+    memset(&in, 0, sizeof in);
+    in.push_seq = 5;
+    in.bundles = b;
+    in.n_bundles = 2;
+    in.credential = cred;
+    in.credential_len = sizeof cred;
+    in.removed_groups = rm;
+    in.n_removed_groups = 1;
+
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in), MQE2E_OK);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, p, n), MQE2E_OK);
+    cr_assert_eq(out.push_seq, 5);
+    cr_assert_eq(out.n_bundles, 2);
+    cr_assert_str_eq(out.bundles[0].topic_filter, "a/#");
+    cr_assert_arr_eq(out.bundles[0].secret, b[0].secret, 32);
+    cr_assert_eq(out.bundles[1].retired_at, 99);
+    cr_assert_eq(out.n_removed_groups, 1);
+    cr_assert_str_eq(out.removed_groups[0].name, "old");
+    cr_assert_null(out.credential); /* Push carries no credential */
+    mqe2e_control_update_wipe(&out);
+    cr_assert_null(out.bundles);
+
+    /* Trailing junk, and a secret of the wrong size, are refused. */
+    uint8_t *q = malloc(n + 2);
+    memcpy(q, p, n);
+    q[n] = 0x08;
+    q[n + 1] = 0x01; /* a second push_seq */
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, q, n + 2),
+                 MQE2E_ERR_DECODE);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(q, p, n);
+        q[i] ^= 0x80;
+        if (mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, q, n) == MQE2E_OK)
+            mqe2e_control_update_wipe(&out);
+    }
+    free(q);
+    mqe2e__control_free_wiped(p, n);
+
+    in.push_seq = 0;
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in),
+                 MQE2E_ERR_INVALID_ARG);
+    in.push_seq = 1;
+    b[0].group[0] = '\0';
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in),
+                 MQE2E_ERR_INVALID_ARG);
+}

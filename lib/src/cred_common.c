@@ -155,3 +155,29 @@ bool mqe2e_control_prefix_valid(const char *prefix)
     }
     return true;
 }
+
+int mqe2e__cred_signer_public(uint8_t pk[32], const mqe2e__cred_signer *s)
+{
+    if (s->sk != NULL) return mqe2e__cred_secret_public(pk, s->sk);
+    if (s->pk == NULL || s->fn == NULL || !mqe2e__cred_ed25519_public_ok(s->pk))
+        return MQE2E_ERR_INVALID_ARG;
+    memcpy(pk, s->pk, 32);
+    return MQE2E_OK;
+}
+
+int mqe2e__cred_sign_by(uint8_t sig[64], const char *domain, const uint8_t *body, size_t len,
+                        const mqe2e__cred_signer *s)
+{
+    if (s->sk != NULL) return mqe2e__cred_sign(sig, domain, body, len, s->sk);
+    size_t mlen = 0;
+    uint8_t *m = domain_message(domain, body, len, &mlen);
+    if (m == NULL) return MQE2E_ERR_NOMEM;
+    int rc = MQE2E_OK;
+    if (s->fn(s->ctx, sig, m, mlen) != 0)
+        rc = MQE2E_ERR_CRYPTO;
+    else if (crypto_sign_verify_detached(sig, m, mlen, s->pk) != 0)
+        /* The callback holds another key than the one written into the body. */
+        rc = MQE2E_ERR_INVALID_ARG;
+    free(m);
+    return rc;
+}

@@ -37,8 +37,8 @@ static bool rights_valid(uint32_t rights)
     return rights != 0 && (rights & ~(uint32_t)MQE2E_RIGHT_ALL) == 0;
 }
 
-int mqe2e_credential_issue(uint8_t **out, size_t *out_len, const uint8_t authority_sign_secret[64],
-                           const mqe2e_credential_request *req)
+static int issue(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *signer,
+                 const mqe2e_credential_request *req)
 {
     Mqe2e__V1__CredentialBody body;
     Mqe2e__V1__Credential cred;
@@ -54,8 +54,7 @@ int mqe2e_credential_issue(uint8_t **out, size_t *out_len, const uint8_t authori
 
     mqe2e__v1__credential_body__init(&body);
     mqe2e__v1__credential__init(&cred);
-    if (out == NULL || out_len == NULL || authority_sign_secret == NULL || req == NULL)
-        return MQE2E_ERR_INVALID_ARG;
+    if (out == NULL || out_len == NULL || req == NULL) return MQE2E_ERR_INVALID_ARG;
     if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
     if (!mqe2e_client_id_valid(req->client_id) || !role_valid(req->role) || req->serial == 0 ||
         req->expires_at <= req->issued_at || (req->n_grants > 0 && req->grants == NULL) ||
@@ -69,8 +68,7 @@ int mqe2e_credential_issue(uint8_t **out, size_t *out_len, const uint8_t authori
             !rights_valid(req->grants[i].rights))
             return MQE2E_ERR_INVALID_ARG;
     }
-    if ((rc = mqe2e__cred_secret_public(authority_public, authority_sign_secret)) != MQE2E_OK)
-        goto out;
+    if ((rc = mqe2e__cred_signer_public(authority_public, signer)) != MQE2E_OK) goto out;
 
     if (req->n_grants > 0) {
         gs = calloc(req->n_grants, sizeof *gs);
@@ -112,8 +110,8 @@ int mqe2e_credential_issue(uint8_t **out, size_t *out_len, const uint8_t authori
         goto out;
     }
     mqe2e__v1__credential_body__pack(&body, body_buf);
-    if ((rc = mqe2e__cred_sign(sig, MQE2E_CREDENTIAL_DOMAIN, body_buf, body_len,
-                               authority_sign_secret)) != MQE2E_OK)
+    if ((rc = mqe2e__cred_sign_by(sig, MQE2E_CREDENTIAL_DOMAIN, body_buf, body_len, signer)) !=
+        MQE2E_OK)
         goto out;
 
     cred.body.data = body_buf;
@@ -140,6 +138,23 @@ out:
     free(gs);
     free(gp);
     return rc;
+}
+
+int mqe2e_credential_issue(uint8_t **out, size_t *out_len, const uint8_t authority_sign_secret[64],
+                           const mqe2e_credential_request *req)
+{
+    mqe2e__cred_signer s = {authority_sign_secret, NULL, NULL, NULL};
+    if (authority_sign_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    return issue(out, out_len, &s, req);
+}
+
+int mqe2e_credential_issue_with(uint8_t **out, size_t *out_len,
+                                const uint8_t authority_sign_public[32], mqe2e_sign_fn sign,
+                                void *sign_ctx, const mqe2e_credential_request *req)
+{
+    mqe2e__cred_signer s = {NULL, authority_sign_public, sign, sign_ctx};
+    if (authority_sign_public == NULL || sign == NULL) return MQE2E_ERR_INVALID_ARG;
+    return issue(out, out_len, &s, req);
 }
 
 void mqe2e_credential_free(mqe2e_credential *c)

@@ -35,4 +35,22 @@ int mqe2e__cred_sign(uint8_t sig[64], const char *domain, const uint8_t *body, s
 int mqe2e__cred_verify(const uint8_t sig[64], const char *domain, const uint8_t *body, size_t len,
                        const uint8_t pk[32]);
 
+/* Who signs a body: a raw secret key, or a callback whose key is @p pk. */
+typedef struct mqe2e__cred_signer {
+    const uint8_t *sk;            /* 64-byte secret key, or NULL */
+    const uint8_t *pk;            /* public key when sk is NULL */
+    int (*fn)(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len);
+    void *ctx;
+} mqe2e__cred_signer;
+
+/* Public key of a signer (recomputed and checked for a raw key). Returns 0,
+ * MQE2E_ERR_INVALID_ARG or MQE2E_ERR_CRYPTO. */
+int mqe2e__cred_signer_public(uint8_t pk[32], const mqe2e__cred_signer *s);
+
+/* Ed25519 over domain || body by a signer; a callback's signature is verified
+ * against its public key. Returns 0, MQE2E_ERR_NOMEM, MQE2E_ERR_CRYPTO or
+ * MQE2E_ERR_INVALID_ARG (callback signed with another key). */
+int mqe2e__cred_sign_by(uint8_t sig[64], const char *domain, const uint8_t *body, size_t len,
+                        const mqe2e__cred_signer *s);
+
 #endif

@@ -72,6 +72,15 @@ struct mqe2e_keystore {
     size_t n_groups;
     uint32_t seq_block;
     int dirty; /* in-memory state newer than the stored one */
+    /* Control plane; all public data. */
+    int has_pin;
+    mqe2e_authority_pin pin;
+    uint8_t *credential;
+    size_t credential_len;
+    uint8_t *revocations;
+    size_t revocations_len;
+    uint64_t revocation_version;
+    uint64_t push_seq;
 };
 
 /* ------------------------------------------------------------------ */
@@ -371,6 +380,20 @@ static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
     st.sender = ks->sender;
     st.n_groups = ks->n_groups;
     st.groups = gptrs;
+    if (ks->has_pin) {
+        st.authority_id = ks->pin.authority_id;
+        st.control_prefix = ks->pin.control_prefix;
+        st.authority_sign_public.data = ks->pin.sign_public;
+        st.authority_sign_public.len = sizeof ks->pin.sign_public;
+        st.authority_dh_public.data = ks->pin.dh_public;
+        st.authority_dh_public.len = sizeof ks->pin.dh_public;
+    }
+    st.credential.data = ks->credential;
+    st.credential.len = ks->credential_len;
+    st.revocation_list.data = ks->revocations;
+    st.revocation_list.len = ks->revocations_len;
+    st.revocation_version = ks->revocation_version;
+    st.push_seq = ks->push_seq;
     size_t len = mqe2e__v1__keystore_state__get_packed_size(&st);
     uint8_t *buf = sodium_malloc(len > 0 ? len : 1U);
     if (buf == NULL) goto out;
@@ -402,6 +425,8 @@ static void ks_free(mqe2e_keystore *ks)
     for (size_t i = 0; i < ks->n_groups; i++) group_free(ks->groups[i]);
     free(ks->groups);
     free(ks->client_id);
+    free(ks->credential);
+    free(ks->revocations);
     sodium_free(ks->id);
     if (ks->storage.destroy != NULL) ks->storage.destroy(ks->storage.ctx);
     sodium_memzero(ks, sizeof *ks);
@@ -534,6 +559,59 @@ fail:
     return rc;
 }
 
+static int dup_bytes(uint8_t **out, size_t *out_len, const uint8_t *in, size_t len)
+{
+    uint8_t *b = malloc(len > 0 ? len : 1U);
+    if (b == NULL) return MQE2E_ERR_NOMEM;
+    if (len > 0) memcpy(b, in, len);
+    *out = b;
+    *out_len = len;
+    return MQE2E_OK;
+}
+
+static int pin_string_ok(const char *s, size_t max)
+{
+    return s != NULL && printable(s, max);
+}
+
+/* Control-plane fields: all absent (never enrolled) or a consistent pin. */
+static int load_control(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreState *st)
+{
+    int any_pin = (st->authority_id != NULL && st->authority_id[0] != '\0') ||
+                  (st->control_prefix != NULL && st->control_prefix[0] != '\0') ||
+                  st->authority_sign_public.len != 0 || st->authority_dh_public.len != 0;
+    if (any_pin) {
+        if (!pin_string_ok(st->authority_id, MQE2E_AUTHORITY_ID_MAX_BYTES) ||
+            !pin_string_ok(st->control_prefix, MQE2E_KS_PREFIX_MAX_BYTES) ||
+            st->authority_sign_public.len != MQE2E_SIGN_PUBLIC_BYTES ||
+            st->authority_dh_public.len != MQE2E_DH_PUBLIC_BYTES)
+            return MQE2E_ERR_DECODE;
+        memcpy(ks->pin.authority_id, st->authority_id, strlen(st->authority_id) + 1U);
+        memcpy(ks->pin.control_prefix, st->control_prefix, strlen(st->control_prefix) + 1U);
+        memcpy(ks->pin.sign_public, st->authority_sign_public.data, MQE2E_SIGN_PUBLIC_BYTES);
+        memcpy(ks->pin.dh_public, st->authority_dh_public.data, MQE2E_DH_PUBLIC_BYTES);
+        ks->has_pin = 1;
+    }
+    if (st->credential.len > MQE2E_KS_CREDENTIAL_MAX_BYTES ||
+        st->revocation_list.len > MQE2E_KS_REVOCATION_MAX_BYTES ||
+        (st->revocation_list.len > 0) != (st->revocation_version > 0))
+        return MQE2E_ERR_DECODE;
+    int rc;
+    if (st->credential.len > 0) {
+        rc = dup_bytes(&ks->credential, &ks->credential_len, st->credential.data,
+                       st->credential.len);
+        if (rc != MQE2E_OK) return rc;
+    }
+    if (st->revocation_list.len > 0) {
+        rc = dup_bytes(&ks->revocations, &ks->revocations_len, st->revocation_list.data,
+                       st->revocation_list.len);
+        if (rc != MQE2E_OK) return rc;
+    }
+    ks->revocation_version = st->revocation_version;
+    ks->push_seq = st->push_seq;
+    return MQE2E_OK;
+}
+
 int mqe2e_keystore_open(mqe2e_keystore **out, mqe2e_storage storage)
 {
     if (out == NULL || storage.load == NULL || storage.store == NULL) {
@@ -584,6 +662,8 @@ int mqe2e_keystore_open(mqe2e_keystore **out, mqe2e_storage storage)
         goto out;
     }
     ks->sender = st->sender;
+    rc = load_control(ks, st);
+    if (rc != MQE2E_OK) goto out;
     for (size_t i = 0; i < st->n_groups; i++) {
         rc = load_group(ks, st->groups[i]);
         if (rc != MQE2E_OK) goto out;
@@ -1007,4 +1087,144 @@ int mqe2e_keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], const uint8_t
                         size_t msg_len)
 {
     return mqe2e__keystore_sign(ks, sig, msg, msg_len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Control plane */
+
+static int pin_array_ok(const char *s, size_t cap, size_t max)
+{
+    return memchr(s, '\0', cap) != NULL && printable(s, max);
+}
+
+int mqe2e_keystore_set_authority(mqe2e_keystore *ks, const mqe2e_authority_pin *pin)
+{
+    if (ks == NULL || pin == NULL ||
+        !pin_array_ok(pin->authority_id, sizeof pin->authority_id, MQE2E_AUTHORITY_ID_MAX_BYTES) ||
+        !pin_array_ok(pin->control_prefix, sizeof pin->control_prefix, MQE2E_KS_PREFIX_MAX_BYTES))
+        return MQE2E_ERR_INVALID_ARG;
+    if (ks->has_pin) {
+        int same = strcmp(ks->pin.authority_id, pin->authority_id) == 0 &&
+                   strcmp(ks->pin.control_prefix, pin->control_prefix) == 0 &&
+                   sodium_memcmp(ks->pin.sign_public, pin->sign_public, MQE2E_SIGN_PUBLIC_BYTES) == 0 &&
+                   sodium_memcmp(ks->pin.dh_public, pin->dh_public, MQE2E_DH_PUBLIC_BYTES) == 0;
+        if (!same) return MQE2E_ERR_EXISTS;
+        return ks->dirty ? ks_store(ks) : MQE2E_OK;
+    }
+    memset(&ks->pin, 0, sizeof ks->pin);
+    memcpy(ks->pin.authority_id, pin->authority_id, strlen(pin->authority_id) + 1U);
+    memcpy(ks->pin.control_prefix, pin->control_prefix, strlen(pin->control_prefix) + 1U);
+    memcpy(ks->pin.sign_public, pin->sign_public, MQE2E_SIGN_PUBLIC_BYTES);
+    memcpy(ks->pin.dh_public, pin->dh_public, MQE2E_DH_PUBLIC_BYTES);
+    ks->has_pin = 1;
+    int rc = ks_store(ks);
+    if (rc != MQE2E_OK) {
+        /* Not pinned unless durable: a later retry starts clean. */
+        ks->has_pin = 0;
+        memset(&ks->pin, 0, sizeof ks->pin);
+    }
+    return rc;
+}
+
+int mqe2e_keystore_authority(const mqe2e_keystore *ks, mqe2e_authority_pin *pin)
+{
+    if (ks == NULL || pin == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!ks->has_pin) return MQE2E_ERR_NOT_FOUND;
+    *pin = ks->pin;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_set_credential(mqe2e_keystore *ks, const uint8_t *credential, size_t len)
+{
+    if (ks == NULL || credential == NULL || len == 0) return MQE2E_ERR_INVALID_ARG;
+    if (len > MQE2E_KS_CREDENTIAL_MAX_BYTES) return MQE2E_ERR_TOO_LARGE;
+    if (ks->credential != NULL && ks->credential_len == len &&
+        memcmp(ks->credential, credential, len) == 0)
+        return ks->dirty ? ks_store(ks) : MQE2E_OK;
+    uint8_t *b;
+    size_t blen;
+    int rc = dup_bytes(&b, &blen, credential, len);
+    if (rc != MQE2E_OK) return rc;
+    free(ks->credential);
+    ks->credential = b;
+    ks->credential_len = blen;
+    return ks_store(ks);
+}
+
+int mqe2e_keystore_credential(const mqe2e_keystore *ks, const uint8_t **credential, size_t *len)
+{
+    if (ks == NULL || credential == NULL || len == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (ks->credential == NULL) return MQE2E_ERR_NOT_FOUND;
+    *credential = ks->credential;
+    *len = ks->credential_len;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_set_revocation_list(mqe2e_keystore *ks, const uint8_t *list, size_t len,
+                                       uint64_t version)
+{
+    if (ks == NULL || list == NULL || len == 0 || version == 0) return MQE2E_ERR_INVALID_ARG;
+    if (len > MQE2E_KS_REVOCATION_MAX_BYTES) return MQE2E_ERR_TOO_LARGE;
+    if (version < ks->revocation_version) return MQE2E_ERR_REPLAY;
+    if (version == ks->revocation_version) return ks->dirty ? ks_store(ks) : MQE2E_OK;
+    uint8_t *b;
+    size_t blen;
+    int rc = dup_bytes(&b, &blen, list, len);
+    if (rc != MQE2E_OK) return rc;
+    free(ks->revocations);
+    ks->revocations = b;
+    ks->revocations_len = blen;
+    ks->revocation_version = version;
+    return ks_store(ks);
+}
+
+int mqe2e_keystore_revocation_list(const mqe2e_keystore *ks, const uint8_t **list, size_t *len,
+                                   uint64_t *version)
+{
+    if (ks == NULL || list == NULL || len == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (ks->revocations == NULL) return MQE2E_ERR_NOT_FOUND;
+    *list = ks->revocations;
+    *len = ks->revocations_len;
+    if (version != NULL) *version = ks->revocation_version;
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_set_push_seq(mqe2e_keystore *ks, uint64_t push_seq)
+{
+    if (ks == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (push_seq < ks->push_seq) return MQE2E_ERR_REPLAY;
+    if (push_seq == ks->push_seq) return ks->dirty ? ks_store(ks) : MQE2E_OK;
+    uint64_t old = ks->push_seq;
+    ks->push_seq = push_seq;
+    int rc = ks_store(ks);
+    /* Not recorded unless durable: the push will be applied again (idempotent). */
+    if (rc != MQE2E_OK) ks->push_seq = old;
+    return rc;
+}
+
+uint64_t mqe2e_keystore_push_seq(const mqe2e_keystore *ks) { return ks != NULL ? ks->push_seq : 0; }
+
+int mqe2e_keystore_group_apply(mqe2e_keystore *ks, const char *group_id, const char *topic_filter,
+                               uint32_t epoch, const uint8_t secret[MQE2E_GROUP_SECRET_BYTES],
+                               uint32_t sender_id, uint64_t retired_at, uint64_t now)
+{
+    if (ks == NULL || !valid_group_name(group_id) || secret == NULL || sender_id == 0)
+        return MQE2E_ERR_INVALID_ARG;
+    int changed = 0;
+    int rc = add_epoch_mem(ks, group_id, topic_filter, epoch, secret, now, &changed);
+    if (rc != MQE2E_OK) return rc;
+    ks_group *g = group_find(ks, group_id);
+    if (g->sender != sender_id) {
+        g->sender = sender_id;
+        changed = 1;
+    }
+    /* The authority's retirement time starts the grace period, not the
+     * moment this device happened to hear of it. */
+    ks_epoch *e = epoch_find(g, epoch);
+    if (retired_at != 0 && e != NULL && (e->retired_at == 0 || retired_at < e->retired_at) &&
+        e != &g->epochs[g->n_epochs - 1]) {
+        e->retired_at = retired_at;
+        changed = 1;
+    }
+    return changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
 }

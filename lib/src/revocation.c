@@ -23,9 +23,9 @@ struct mqe2e_revocation_list {
     size_t n;
 };
 
-int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
-                               const uint8_t authority_sign_secret[64], uint64_t version,
-                               uint64_t issued_at, const mqe2e_revocation_entry *entries, size_t n)
+static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *signer,
+                     uint64_t version, uint64_t issued_at, const mqe2e_revocation_entry *entries,
+                     size_t n)
 {
     Mqe2e__V1__RevocationListBody body;
     Mqe2e__V1__RevocationList list;
@@ -41,7 +41,7 @@ int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
 
     mqe2e__v1__revocation_list_body__init(&body);
     mqe2e__v1__revocation_list__init(&list);
-    if (out == NULL || out_len == NULL || authority_sign_secret == NULL || version == 0 ||
+    if (out == NULL || out_len == NULL || version == 0 ||
         (n > 0 && entries == NULL))
         return MQE2E_ERR_INVALID_ARG;
     if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
@@ -50,8 +50,7 @@ int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
     for (size_t i = 0; i < n; i++) {
         if (!mqe2e_client_id_valid(entries[i].client_id)) return MQE2E_ERR_INVALID_ARG;
     }
-    if ((rc = mqe2e__cred_secret_public(authority_public, authority_sign_secret)) != MQE2E_OK)
-        goto out;
+    if ((rc = mqe2e__cred_signer_public(authority_public, signer)) != MQE2E_OK) goto out;
     if (n > 0) {
         es = calloc(n, sizeof *es);
         ep = calloc(n, sizeof *ep);
@@ -86,8 +85,8 @@ int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
         goto out;
     }
     mqe2e__v1__revocation_list_body__pack(&body, body_buf);
-    if ((rc = mqe2e__cred_sign(sig, MQE2E_REVOCATION_DOMAIN, body_buf, body_len,
-                               authority_sign_secret)) != MQE2E_OK)
+    if ((rc = mqe2e__cred_sign_by(sig, MQE2E_REVOCATION_DOMAIN, body_buf, body_len, signer)) !=
+        MQE2E_OK)
         goto out;
     list.body.data = body_buf;
     list.body.len = body_len;
@@ -113,6 +112,25 @@ out:
     free(es);
     free(ep);
     return rc;
+}
+
+int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
+                               const uint8_t authority_sign_secret[64], uint64_t version,
+                               uint64_t issued_at, const mqe2e_revocation_entry *entries, size_t n)
+{
+    mqe2e__cred_signer s = {authority_sign_secret, NULL, NULL, NULL};
+    if (authority_sign_secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    return list_sign(out, out_len, &s, version, issued_at, entries, n);
+}
+
+int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
+                                    const uint8_t authority_sign_public[32], mqe2e_sign_fn sign,
+                                    void *sign_ctx, uint64_t version, uint64_t issued_at,
+                                    const mqe2e_revocation_entry *entries, size_t n)
+{
+    mqe2e__cred_signer s = {NULL, authority_sign_public, sign, sign_ctx};
+    if (authority_sign_public == NULL || sign == NULL) return MQE2E_ERR_INVALID_ARG;
+    return list_sign(out, out_len, &s, version, issued_at, entries, n);
 }
 
 static int entry_cmp(const void *a, const void *b)

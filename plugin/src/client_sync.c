@@ -29,6 +29,7 @@
 
 #include "internal_plugin.h"
 #include "mqe2e/MQTTClient.h"
+#include "mqe2e/holdq.h"
 
 struct mqe2e_client {
     MQTTClient paho;
@@ -47,6 +48,8 @@ struct mqe2e_client {
     MQTTClient_connectionLost *app_cl;
     MQTTClient_messageArrived *app_ma;
     MQTTClient_deliveryComplete *app_dc;
+    /* Control plane; NULL when the keystore holds no authority pin. */
+    mqe2e__ctl *ctl;
 };
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
@@ -208,6 +211,123 @@ static void client_commit(struct mqe2e_client *c, const mqe2e_receipt *receipt, 
     }
 }
 
+/* A message of ours carrying already-opened channel plaintext (wiped by freeMessage). */
+static int client_wrap(const MQTTClient_message *in, const char *topic, const uint8_t *pt,
+                       size_t pt_len, MQTTClient_message **out_msg, char **out_topic)
+{
+    MQTTClient_message init = MQTTClient_message_initializer;
+    MQTTClient_message *m;
+    size_t tlen = strlen(topic);
+
+    *out_msg = NULL;
+    *out_topic = NULL;
+    if (pt_len > (size_t)INT_MAX) return MQE2E_ERR_TOO_LARGE;
+    m = malloc(sizeof *m + (pt_len > 0 ? pt_len : 1U));
+    *out_topic = malloc(tlen + 1U);
+    if (m == NULL || *out_topic == NULL) {
+        free(m);
+        free(*out_topic);
+        *out_topic = NULL;
+        return MQE2E_ERR_NOMEM;
+    }
+    memcpy(*out_topic, topic, tlen + 1U);
+    *m = init;
+    m->payload = (uint8_t *)(m + 1);
+    if (pt_len > 0) memcpy(m->payload, pt, pt_len);
+    m->payloadlen = (int)pt_len;
+    m->qos = in->qos;
+    m->retained = in->retained;
+    m->dup = in->dup;
+    m->msgid = in->msgid;
+    *out_msg = m;
+    return MQE2E_OK;
+}
+
+static uint32_t client_tag(const MQTTClient_message *m)
+{
+    return (uint32_t)(m->qos & 3) | (m->retained ? MQE2E__TAG_RETAINED : 0U) |
+           (m->dup ? MQE2E__TAG_DUP : 0U);
+}
+
+/* Control plane: count and report a drop it decided. */
+static void client_ctl_dropped(void *ctx, const char *topic, int code)
+{
+    struct mqe2e_client *c = ctx;
+    client_count_drop(c, code);
+    client_report_drop(c, topic, code);
+}
+
+static void client_ctl_log(void *ctx, int level, const char *msg)
+{
+    client_log(ctx, (mqe2e_log_level)level, "%s", msg);
+}
+
+/* Control plane: a held message whose key arrived goes through the normal
+ * path (authentication, replay window) to the application. cb_lock is held. */
+static int client_ctl_deliver(void *ctx, const char *topic, const uint8_t *data, size_t len,
+                              uint32_t tag)
+{
+    struct mqe2e_client *c = ctx;
+    MQTTClient_message in = MQTTClient_message_initializer;
+    MQTTClient_message *mine = NULL;
+    char *t = NULL;
+    mqe2e_receipt receipt;
+    int rc;
+
+    if (c->app_ma == NULL || len > (size_t)INT_MAX) return 0;
+    in.payload = (void *)(uintptr_t)data; /* only read */
+    in.payloadlen = (int)len;
+    in.qos = MQE2E__TAG_QOS(tag);
+    in.retained = (tag & MQE2E__TAG_RETAINED) != 0;
+    in.dup = (tag & MQE2E__TAG_DUP) != 0;
+    memset(&receipt, 0, sizeof receipt);
+    rc = client_open(c, topic, 0, &in, &mine, &t, &receipt);
+    if (rc != MQE2E_OK) {
+        client_report_drop(c, topic, rc);
+        return 0;
+    }
+    if (c->app_ma(c->app_context, t, 0, mine)) {
+        client_commit(c, &receipt, topic);
+        rc = 1;
+    } else {
+        /* Nothing can redeliver a held message: it is dropped, unrecorded. */
+        client_log(c, MQE2E_LOG_WARNING, "application refused a released message on '%s'", topic);
+        client_message_wipe_free(mine);
+        free(t);
+        rc = 0;
+    }
+    sodium_memzero(&receipt, sizeof receipt);
+    return rc;
+}
+
+/* Give a control-plane verdict on a received message: ROUTE_* result. On
+ * ROUTE_PLAINTEXT, *out_msg and *out_topic are the application's message. */
+static int client_route(struct mqe2e_client *c, const char *topic, const MQTTClient_message *in,
+                        int can_hold, MQTTClient_message **out_msg, char **out_topic)
+{
+    uint8_t *pt = NULL;
+    size_t pt_len = 0;
+    int r;
+
+    *out_msg = NULL;
+    *out_topic = NULL;
+    if (c->ctl == NULL || topic == NULL || in == NULL || in->payloadlen < 0 ||
+        (in->payload == NULL && in->payloadlen > 0))
+        return MQE2E__ROUTE_PASS;
+    r = mqe2e__ctl_route(c->ctl, topic,
+                         in->payloadlen > 0 ? (const uint8_t *)in->payload : client_empty,
+                         (size_t)in->payloadlen, client_tag(in), can_hold, &pt, &pt_len);
+    if (r != MQE2E__ROUTE_PLAINTEXT) return r;
+    int rc = client_wrap(in, topic, pt, pt_len, out_msg, out_topic);
+    sodium_memzero(pt, pt_len > 0 ? pt_len : 1U);
+    free(pt);
+    if (rc != MQE2E_OK) {
+        client_ctl_dropped(c, topic, rc);
+        return MQE2E__ROUTE_CONSUMED;
+    }
+    return MQE2E__ROUTE_PLAINTEXT;
+}
+
 static int client_message_arrived(void *context, char *topicName, int topicLen,
                                   MQTTClient_message *message)
 {
@@ -220,6 +340,28 @@ static int client_message_arrived(void *context, char *topicName, int topicLen,
 
     memset(&receipt, 0, sizeof receipt);
     (void)pthread_mutex_lock(&c->cb_lock);
+    if (c->ctl != NULL && c->app_ma != NULL &&
+        (topicLen <= 0 || (size_t)topicLen == strlen(topicName))) {
+        /* Control frames and held messages never reach the application. */
+        int r = client_route(c, topicName, message, 1, &mine, &topic);
+        if (r == MQE2E__ROUTE_CONSUMED) {
+            MQTTClient_freeMessage(&message);
+            MQTTClient_free(topicName);
+            (void)pthread_mutex_unlock(&c->cb_lock);
+            return 1;
+        }
+        if (r == MQE2E__ROUTE_PLAINTEXT) {
+            /* Channel envelopes are recorded when opened: a refusal here is final. */
+            if (!c->app_ma(c->app_context, topic, 0, mine)) {
+                client_message_wipe_free(mine);
+                free(topic);
+            }
+            MQTTClient_freeMessage(&message);
+            MQTTClient_free(topicName);
+            (void)pthread_mutex_unlock(&c->cb_lock);
+            return 1;
+        }
+    }
     /* Registered only when the application gave messageArrived; checked anyway. */
     rc = c->app_ma != NULL ? client_open(c, topicName, topicLen, message, &mine, &topic, &receipt)
                            : MQE2E_ERR_STATE;
@@ -333,7 +475,8 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     if (c == NULL || options == NULL || options->keystore == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
     }
-    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version != 0) {
+    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
+        options->struct_version > 1) {
         return MQTTCLIENT_BAD_STRUCTURE;
     }
     if (c->protector != NULL) {
@@ -367,6 +510,33 @@ out:
     (void)pthread_mutex_unlock(&c->lock);
     mqe2e_policy_free(owned);
     if (rc == MQE2E_OK) {
+        mqe2e__ctl_host host;
+        memset(&host, 0, sizeof host);
+        host.paho = c->paho;
+        host.lock = &c->lock;
+        host.cb_lock = &c->cb_lock;
+        host.keystore = c->keystore;
+        host.protector = c->protector;
+        host.policy = policy;
+        host.owned_policy = c->owned_policy;
+        host.hold_count = MQE2E_HOLDQ_DEFAULT_COUNT;
+        host.hold_bytes = MQE2E_HOLDQ_DEFAULT_BYTES;
+        host.hold_age = MQE2E_HOLDQ_DEFAULT_AGE;
+        if (options->struct_version >= 1) {
+            if (options->holdMaxCount > 0) host.hold_count = options->holdMaxCount;
+            if (options->holdMaxBytes > 0) host.hold_bytes = options->holdMaxBytes;
+            if (options->holdMaxSeconds > 0) host.hold_age = options->holdMaxSeconds;
+        }
+        host.ctx = c;
+        host.log = client_ctl_log;
+        host.dropped = client_ctl_dropped;
+        host.deliver = client_ctl_deliver;
+        int crc = mqe2e__ctl_new(&c->ctl, &host);
+        if (crc == MQE2E_OK) {
+            client_log(c, MQE2E_LOG_INFO, "control plane enabled");
+        } else if (crc != MQE2E_ERR_NOT_FOUND) {
+            client_log(c, MQE2E_LOG_ERROR, "control plane not started: %s", mqe2e_error_name(crc));
+        }
         client_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
                    mqe2e_keystore_client_id(c->keystore), mqe2e_policy_count(policy));
     }
@@ -410,7 +580,12 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     if (c->protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
-    return MQTTClient_connect(c->paho, options);
+    int rc = MQTTClient_connect(c->paho, options);
+    if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
+        /* Pull on (re)connect: keys rotated while offline arrive now. */
+        (void)mqe2e__ctl_connected(c->ctl);
+    }
+    return rc;
 }
 
 /* Persist replay windows; failures are logged and returned. */
@@ -535,6 +710,18 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     if (cap < pt_len || cap > (size_t)INT_MAX) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
     }
+    if (c->ctl != NULL) {
+        int handled = 0;
+        rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, &handled);
+        if (handled) {
+            /* Sent by the control worker (after the handshake if needed): no token. */
+            if (dt != NULL) *dt = 0;
+            if (rc != MQE2E_OK)
+                client_log(c, MQE2E_LOG_WARNING, "refused to publish on channel topic '%s': %s",
+                           topic, mqe2e_error_name(rc));
+            return client_map_error(rc);
+        }
+    }
     buf = malloc(cap > 0 ? cap : 1U);
     if (buf == NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
@@ -636,6 +823,23 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
             continue;
         }
         memset(&receipt, 0, sizeof receipt);
+        if (c->ctl != NULL && (in_topic_len <= 0 || (size_t)in_topic_len == strlen(in_topic))) {
+            int r = client_route(c, in_topic, in, 0, &mine, &topic);
+            if (r != MQE2E__ROUTE_PASS) {
+                MQTTClient_freeMessage(&in);
+                MQTTClient_free(in_topic);
+                if (r == MQE2E__ROUTE_PLAINTEXT) {
+                    *topicName = topic;
+                    *topicLen = (int)strlen(topic);
+                    *message = mine;
+                    return MQTTCLIENT_SUCCESS;
+                }
+                if (mqe2e__plugin_monotonic_ms() >= deadline) {
+                    return MQTTCLIENT_SUCCESS;
+                }
+                continue;
+            }
+        }
         /* Paho's receive gives the full length; a NUL inside makes it differ from strlen. */
         rc = client_open(c, in_topic, in_topic_len, in, &mine, &topic, &receipt);
         if (rc == MQE2E_OK) {
@@ -693,10 +897,14 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
         return;
     }
     c = *handle;
+    /* The control worker uses the Paho handle: it stops first. */
+    mqe2e__ctl_stop(c->ctl);
     MQTTClient_destroy(&c->paho);
     /* A callback that was already running when Paho let go must finish first. */
     (void)pthread_mutex_lock(&c->cb_lock);
     (void)pthread_mutex_unlock(&c->cb_lock);
+    mqe2e__ctl_free(c->ctl);
+    c->ctl = NULL;
     (void)client_checkpoint(c);
     (void)pthread_mutex_lock(&c->lock);
     mqe2e_protector_free(c->protector);
@@ -720,5 +928,17 @@ int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counters *out)
     (void)pthread_mutex_lock(&handle->lock);
     mqe2e_protector_counters(handle->protector, out);
     (void)pthread_mutex_unlock(&handle->lock);
+    return MQTTCLIENT_SUCCESS;
+}
+
+int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle, mqe2e_control_counters *out)
+{
+    if (handle == NULL || out == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    mqe2e__ctl_counters(handle->ctl, out);
     return MQTTCLIENT_SUCCESS;
 }

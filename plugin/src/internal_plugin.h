@@ -4,12 +4,81 @@
 #ifndef MQE2E_PLUGIN_INTERNAL_PLUGIN_H
 #define MQE2E_PLUGIN_INTERNAL_PLUGIN_H
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <MQTTClient.h>
+
+#include "mqe2e/mqe2e.h"
 
 /* Wall-clock seconds handed to the protector (epoch grace is wall-clock based). */
 uint64_t mqe2e__plugin_now(void);
 
 /* Monotonic milliseconds, for timeouts that must not jump with the wall clock. */
 uint64_t mqe2e__plugin_monotonic_ms(void);
+
+/* ------------------------------------------------------------------ */
+/* Control plane of one encrypted client (control_plane.c).            */
+
+typedef struct mqe2e__ctl mqe2e__ctl;
+struct mqe2e_control_counters;
+
+/* What the control plane borrows from its client. */
+typedef struct mqe2e__ctl_host {
+    MQTTClient paho;
+    pthread_mutex_t *lock;    /* serialises keystore, protector, policy and control state */
+    pthread_mutex_t *cb_lock; /* held while the application's callbacks run */
+    mqe2e_keystore *keystore;
+    mqe2e_protector *protector;
+    const mqe2e_policy *policy;
+    mqe2e_policy *owned_policy; /* grows with new groups; NULL when the application's */
+    size_t hold_count, hold_bytes;
+    uint64_t hold_age;
+    void *ctx;
+    /* Log a line (no secrets). */
+    void (*log)(void *ctx, int level, const char *msg);
+    /* Count and report a drop (takes `lock` itself; called without it). */
+    void (*dropped)(void *ctx, const char *topic, int code);
+    /* Hand a released envelope to the normal receive path; called with
+     * cb_lock held and lock not held. Returns 1 when the application took it. */
+    int (*deliver)(void *ctx, const char *topic, const uint8_t *data, size_t len, uint32_t tag);
+} mqe2e__ctl_host;
+
+/* Tag bits of held messages. */
+#define MQE2E__TAG_QOS(t) ((int)((t) & 3U))
+#define MQE2E__TAG_RETAINED 4U
+#define MQE2E__TAG_DUP 8U
+
+/* Results of mqe2e__ctl_route(). */
+#define MQE2E__ROUTE_PASS 0      /* not for the control plane: normal path */
+#define MQE2E__ROUTE_CONSUMED 1  /* control frame, held, or dropped (counted) */
+#define MQE2E__ROUTE_PLAINTEXT 2 /* channel message opened into *pt */
+
+/* MQE2E_ERR_NOT_FOUND when the keystore holds no authority pin (no control plane). */
+int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
+
+/* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */
+void mqe2e__ctl_stop(mqe2e__ctl *ctl);
+
+/* Stop the worker, wipe and free. NULL is a no-op. */
+void mqe2e__ctl_free(mqe2e__ctl *ctl);
+
+/* After a successful connect (application thread): subscribe the control
+ * topics and start a HELLO. */
+int mqe2e__ctl_connected(mqe2e__ctl *ctl);
+
+/* Route one received message (Paho's callback or receive() thread, cb_lock
+ * held when can_hold). On ROUTE_PLAINTEXT *pt (malloc, wipe+free) holds the
+ * channel plaintext. */
+int mqe2e__ctl_route(mqe2e__ctl *ctl, const char *topic, const uint8_t *data, size_t len,
+                     uint32_t tag, int can_hold, uint8_t **pt, size_t *pt_len);
+
+/* Publish on a topic whose policy is a channel. *handled = 0 when the topic
+ * is not a channel topic (normal path). Returns an mqe2e_error. */
+int mqe2e__ctl_publish(mqe2e__ctl *ctl, const char *topic, const uint8_t *pt, size_t pt_len,
+                       int qos, int retained, int *handled);
+
+void mqe2e__ctl_counters(mqe2e__ctl *ctl, struct mqe2e_control_counters *out);
 
 #endif

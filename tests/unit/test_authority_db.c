@@ -1026,3 +1026,111 @@ Test(authority_db, newer_schema_refused)
     cr_assert_eq(mqe2e_adb_open(&db, NULL, key), MQE2E_ERR_INVALID_ARG);
     mqe2e_adb_close(NULL);
 }
+
+/* ------------------------------------------- schema 2: push counters, token groups */
+
+Test(authority_db, push_seq_grows_and_survives_reopen)
+{
+    mqe2e_adb *db = open_db();
+    uint64_t s = 99;
+    enroll(db, "dev-1", 0x11);
+    cr_assert_eq(mqe2e_adb_client_push_seq(&s, db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(s, 0);
+    for (uint64_t i = 1; i <= 3; i++) {
+        cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
+        cr_assert_eq(s, i);
+    }
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "nobody"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(s, 0);
+    /* Rolled back with the caller transaction: the value is handed out again. */
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(s, 4);
+    cr_assert_eq(mqe2e_adb_tx_rollback(db), MQE2E_OK);
+    /* Re-enrolling keeps the counter: pushes never go backward. */
+    enroll(db, "dev-1", 0x12);
+    mqe2e_adb_close(db);
+    db = open_db();
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(s, 4);
+    mqe2e_adb_close(db);
+}
+
+static int collect_names(const char *name, void *user)
+{
+    char *out = user;
+    strcat(out, name);
+    strcat(out, ";");
+    return 0;
+}
+
+static int count_tokens(const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                        const mqe2e_adb_token_info *info, void *user)
+{
+    (void)token_id;
+    cr_assert_eq(info->n_grants, 0);
+    if (info->used) (*(int *)user) += 100;
+    (*(int *)user)++;
+    return 0;
+}
+
+Test(authority_db, token_groups_and_list)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t tid[16], tid2[16], secret[32], out[32];
+    uint8_t gsec[32];
+    fill(tid, sizeof tid, 1);
+    fill(tid2, sizeof tid2, 2);
+    fill(secret, sizeof secret, 3);
+    fill(gsec, sizeof gsec, 4);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g1", "a/#", NULL, 10, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g2", "b/#", NULL, 10, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev-1", "device", NULL, 0, 10, 1000), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid2, secret, "dev-2", "device", NULL, 0, 10, 1000), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_group_add(db, tid, "g2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_group_add(db, tid, "g1"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_group_add(db, tid, "g1"), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_token_group_add(db, tid, "nope"), MQE2E_ERR_NOT_FOUND);
+    uint8_t unknown[16];
+    fill(unknown, sizeof unknown, 9);
+    cr_assert_eq(mqe2e_adb_token_group_add(db, unknown, "g1"), MQE2E_ERR_NOT_FOUND);
+    char names[256] = "";
+    cr_assert_eq(mqe2e_adb_token_groups_list(db, tid, collect_names, names), MQE2E_OK);
+    cr_assert_str_eq(names, "g1;g2;");
+    names[0] = '\0';
+    cr_assert_eq(mqe2e_adb_token_groups_list(db, tid2, collect_names, names), MQE2E_OK);
+    cr_assert_str_eq(names, "");
+    cr_assert_eq(mqe2e_adb_token_consume(out, NULL, db, tid, dev_a, 20), MQE2E_OK);
+    int n = 0;
+    cr_assert_eq(mqe2e_adb_token_list(db, count_tokens, &n), MQE2E_OK);
+    cr_assert_eq(n, 102, "two tokens, one used");
+    /* Pruning the token removes its group list too. */
+    uint64_t del = 0;
+    cr_assert_eq(mqe2e_adb_token_prune(&del, db, 5000), MQE2E_OK);
+    cr_assert_eq(del, 2);
+    names[0] = '\0';
+    cr_assert_eq(mqe2e_adb_token_groups_list(db, tid, collect_names, names), MQE2E_OK);
+    cr_assert_str_eq(names, "");
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, migrates_a_version_1_file)
+{
+    mqe2e_adb *db = open_db();
+    enroll(db, "dev-1", 0x11);
+    mqe2e_adb_close(db);
+    /* Make it look like a file written by schema 1. */
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
+                              " PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    db = open_db();
+    uint64_t s = 0;
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(s, 1);
+    mqe2e_adb_close(db);
+}

@@ -601,3 +601,144 @@ Test(keystore, null_is_harmless)
     cr_assert_eq(mqe2e_keystore_flush(NULL), MQE2E_ERR_INVALID_ARG);
     cr_assert_neq(mqe2e_sender_id_from_client_id(NULL), 0);
 }
+
+/* ---- control plane: authority pin, credential, revocation list, push_seq ---- */
+
+static mqe2e_authority_pin test_pin(uint8_t fill)
+{
+    mqe2e_authority_pin pin;
+    memset(&pin, 0, sizeof pin);
+    strcpy(pin.authority_id, "authority");
+    strcpy(pin.control_prefix, "mqe2e");
+    memset(pin.sign_public, fill, sizeof pin.sign_public);
+    memset(pin.dh_public, (uint8_t)(fill + 1U), sizeof pin.dh_public);
+    return pin;
+}
+
+Test(keystore, control_state_round_trip)
+{
+    mqe2e_keystore *ks = create_ks("dev-1");
+    mqe2e_authority_pin pin = test_pin(7), got;
+    const uint8_t *b;
+    size_t len;
+    uint64_t ver;
+
+    cr_assert_eq(mqe2e_keystore_authority(ks, &got), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_credential(ks, &b, &len), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_revocation_list(ks, &b, &len, &ver), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_push_seq(ks), 0);
+
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &pin), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &pin), MQE2E_OK, "same pin is a no-op");
+    cr_assert_eq(mqe2e_keystore_set_credential(ks, (const uint8_t *)"cred-bytes", 10), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_revocation_list(ks, (const uint8_t *)"rl-v2", 5, 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 5), MQE2E_OK);
+    mqe2e__keystore_abandon(ks); /* every set is durable on its own: no close needed */
+
+    ks = open_ks();
+    cr_assert_eq(mqe2e_keystore_authority(ks, &got), MQE2E_OK);
+    cr_assert_str_eq(got.authority_id, "authority");
+    cr_assert_str_eq(got.control_prefix, "mqe2e");
+    cr_assert_arr_eq(got.sign_public, pin.sign_public, 32);
+    cr_assert_arr_eq(got.dh_public, pin.dh_public, 32);
+    cr_assert_eq(mqe2e_keystore_credential(ks, &b, &len), MQE2E_OK);
+    cr_assert_eq(len, 10);
+    cr_assert_arr_eq(b, "cred-bytes", 10);
+    cr_assert_eq(mqe2e_keystore_revocation_list(ks, &b, &len, &ver), MQE2E_OK);
+    cr_assert_eq(ver, 2);
+    cr_assert_arr_eq(b, "rl-v2", 5);
+    cr_assert_eq(mqe2e_keystore_push_seq(ks), 5);
+    mqe2e_keystore_close(ks);
+}
+
+Test(keystore, control_state_never_goes_back)
+{
+    mqe2e_keystore *ks = create_ks("dev-1");
+    mqe2e_authority_pin pin = test_pin(7), other = test_pin(9), got;
+    const uint8_t *b;
+    size_t len;
+    uint64_t ver;
+
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &pin), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &other), MQE2E_ERR_EXISTS);
+    other = pin;
+    strcpy(other.control_prefix, "other");
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &other), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_keystore_authority(ks, &got), MQE2E_OK);
+    cr_assert_str_eq(got.control_prefix, "mqe2e");
+
+    cr_assert_eq(mqe2e_keystore_set_revocation_list(ks, (const uint8_t *)"v3", 2, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_revocation_list(ks, (const uint8_t *)"v2", 2, 2),
+                 MQE2E_ERR_REPLAY);
+    cr_assert_eq(mqe2e_keystore_set_revocation_list(ks, (const uint8_t *)"xx", 2, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_revocation_list(ks, &b, &len, &ver), MQE2E_OK);
+    cr_assert_eq(ver, 3);
+    cr_assert_arr_eq(b, "v3", 2, "an equal version keeps the stored list");
+    cr_assert_eq(mqe2e_keystore_set_revocation_list(ks, (const uint8_t *)"v4", 2, 0),
+                 MQE2E_ERR_INVALID_ARG);
+
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 10), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 9), MQE2E_ERR_REPLAY);
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 10), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_push_seq(ks), 10);
+
+    uint8_t big[MQE2E_KS_CREDENTIAL_MAX_BYTES + 1];
+    memset(big, 1, sizeof big);
+    cr_assert_eq(mqe2e_keystore_set_credential(ks, big, sizeof big), MQE2E_ERR_TOO_LARGE);
+    cr_assert_eq(mqe2e_keystore_set_credential(ks, big, 0), MQE2E_ERR_INVALID_ARG);
+    mqe2e_authority_pin bad = pin;
+    bad.authority_id[0] = '\0';
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &bad), MQE2E_ERR_INVALID_ARG);
+    mqe2e_keystore_close(ks);
+}
+
+Test(keystore, control_state_durable_only_on_success)
+{
+    shared_store s = {NULL, 0, 0, 0};
+    mqe2e_keystore *ks = NULL;
+    mqe2e_authority_pin pin = test_pin(3), got;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&s), "dev-2", 0), MQE2E_OK);
+    s.fail = 1;
+    cr_assert_eq(mqe2e_keystore_set_authority(ks, &pin), MQE2E_ERR_IO);
+    cr_assert_eq(mqe2e_keystore_authority(ks, &got), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 4), MQE2E_ERR_IO);
+    cr_assert_eq(mqe2e_keystore_push_seq(ks), 0);
+    s.fail = 0;
+    cr_assert_eq(mqe2e_keystore_set_push_seq(ks, 4), MQE2E_OK);
+    mqe2e_keystore_close(ks);
+    free(s.blob);
+}
+
+Test(keystore, group_apply_bundles)
+{
+    mqe2e_keystore *ks = create_ks("dev-1");
+    uint8_t s1[32], s2[32], out[32];
+    uint32_t e, sid;
+    uint64_t retired;
+    memset(s1, 1, 32);
+    memset(s2, 2, 32);
+
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", "t/#", 1, s1, 42, 0, 1000), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", "t/#", 1, s1, 42, 0, 1001), MQE2E_OK,
+                 "idempotent");
+    cr_assert_eq(mqe2e_keystore_group_sender_id(ks, "g", &sid), MQE2E_OK);
+    cr_assert_eq(sid, 42);
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", "t/#", 1, s2, 42, 0, 1001), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", "t/#", 2, s2, 43, 0, 2000), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "g", &e), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    cr_assert_eq(mqe2e_keystore_group_sender_id(ks, "g", &sid), MQE2E_OK);
+    cr_assert_eq(sid, 43);
+    /* The authority's earlier retirement time wins over the local one. */
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", NULL, 1, s1, 43, 1500, 2001), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g", 1, out, &retired), MQE2E_OK);
+    cr_assert_eq(retired, 1500);
+    /* Never for the current epoch. */
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", NULL, 2, s2, 43, 1700, 2002), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g", 2, out, &retired), MQE2E_OK);
+    cr_assert_eq(retired, 0);
+    cr_assert_eq(mqe2e_keystore_group_apply(ks, "g", NULL, 3, s2, 0, 0, 2002),
+                 MQE2E_ERR_INVALID_ARG);
+    sodium_memzero(out, sizeof out);
+    mqe2e_keystore_close(ks);
+}

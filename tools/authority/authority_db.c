@@ -107,6 +107,16 @@ static const char SCHEMA_V1[] =
     "INSERT INTO meta(key, value) VALUES ('revocation_version', 0), ('credential_serial', 0);"
     "PRAGMA user_version = 1;";
 
+/* Version 2: a per-client push counter (Push.push_seq must grow across
+ * restarts) and the groups a token joins its client to at enrollment. */
+static const char SCHEMA_V2[] =
+    "ALTER TABLE clients ADD COLUMN push_seq INTEGER NOT NULL DEFAULT 0 CHECK(push_seq >= 0);"
+    "CREATE TABLE token_groups("
+    " token_id BLOB NOT NULL REFERENCES tokens(token_id) ON DELETE CASCADE,"
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " PRIMARY KEY(token_id, group_name)) STRICT;"
+    "PRAGMA user_version = 2;";
+
 static const char KEY_CHECK_NAME[] = "db_key_check";
 
 /* ----------------------------------------------------------------- helpers */
@@ -441,7 +451,10 @@ static int migrate(mqe2e_adb *db)
         if (rc == MQE2E_OK) rc = key_check_store(db);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
-    /* Later versions: `if (v < 2) { ALTER ...; PRAGMA user_version = 2; }` */
+    if (rc == MQE2E_OK && v < 2) {
+        rc = exec_const(db, SCHEMA_V2);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
     if (rc == MQE2E_OK) rc = key_check_verify(db);
     return op_end(db, rc);
 }
@@ -1685,5 +1698,128 @@ int mqe2e_adb_status_get(mqe2e_adb_status *out, mqe2e_adb *db, uint64_t now)
     if (rc == MQE2E_OK) rc = meta_get_u64(&out->revocation_version, db, "revocation_version");
     rc = op_end(db, rc);
     if (rc != MQE2E_OK) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* ---------------------------------------------------------- push counters */
+
+int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *client_id)
+{
+    if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = 0;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    if (op_begin(db) != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st,
+              "UPDATE clients SET push_seq = push_seq + 1 WHERE client_id = ?1"
+              " AND push_seq < 9223372036854775807 RETURNING push_seq");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = mqe2e_adb_client_push_seq(out, db, client_id) == MQE2E_OK
+                              ? MQE2E_ERR_EXHAUSTED
+                              : MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = step_row(st) == 0 ? MQE2E_OK : MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    rc = op_end(db, rc);
+    if (rc != MQE2E_OK) *out = 0;
+    return rc;
+}
+
+int mqe2e_adb_client_push_seq(uint64_t *out, mqe2e_adb *db, const char *client_id)
+{
+    if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = 0;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st, "SELECT push_seq FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------ token groups */
+
+int mqe2e_adb_token_group_add(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                              const char *group)
+{
+    if (db == NULL || token_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(group, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    if (op_begin(db) != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st, "INSERT INTO token_groups(token_id, group_name) VALUES (?1, ?2)");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    if (rc == MQE2E_OK) rc = bind_text(st, 2, group);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return op_end(db, rc);
+}
+
+int mqe2e_adb_token_groups_list(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                                mqe2e_adb_name_cb cb, void *user)
+{
+    if (db == NULL || token_id == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "SELECT group_name FROM token_groups WHERE token_id = ?1 ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        char name[MQE2E_ADB_NAME_MAX];
+        rc = col_text(name, sizeof name, st, 0);
+        if (rc == MQE2E_OK) rc = cb(name, user);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "SELECT token_id, client_id, role, created_at, expires_at, used_at,"
+                  " used_by_sign_public FROM tokens ORDER BY created_at, client_id, token_id");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES];
+        mqe2e_adb_token_info info;
+        memset(&info, 0, sizeof info);
+        rc = col_blob(token_id, sizeof token_id, st, 0);
+        if (rc == MQE2E_OK) rc = col_text(info.client_id, sizeof info.client_id, st, 1);
+        if (rc == MQE2E_OK) rc = col_text(info.role, sizeof info.role, st, 2);
+        info.created_at = col_u64(st, 3);
+        info.expires_at = col_u64(st, 4);
+        if (rc == MQE2E_OK && sqlite3_column_type(st, 5) != SQLITE_NULL) {
+            info.used = 1;
+            info.used_at = col_u64(st, 5);
+            rc = col_blob(info.used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
+        }
+        if (rc == MQE2E_OK) rc = cb(token_id, &info, user);
+    }
+    sqlite3_finalize(st);
     return rc;
 }

@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 1   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 2   /**< PRAGMA user_version written by this code */
 
 #define MQE2E_ADB_RIGHT_PUBLISH 1U   /**< grant right: publish under the filter */
 #define MQE2E_ADB_RIGHT_SUBSCRIBE 2U /**< grant right: subscribe to the filter */
@@ -138,6 +138,8 @@ typedef int (*mqe2e_adb_member_cb)(const char *group_or_client, uint32_t sender_
                                    uint64_t added_at, void *user);
 typedef int (*mqe2e_adb_revocation_cb)(const char *client_id, uint64_t serial, uint64_t revoked_at,
                                        void *user);
+typedef int (*mqe2e_adb_token_cb)(const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                                  const mqe2e_adb_token_info *info, void *user);
 typedef int (*mqe2e_adb_audit_cb)(int64_t id, uint64_t at, const char *actor, const char *action,
                                   const char *subject, void *user);
 
@@ -242,6 +244,30 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
  */
 int mqe2e_adb_token_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t now);
 
+/**
+ * @brief Join the token's client to @p group when the token is consumed
+ *        (the authority adds the membership at enrollment).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND (no such token or group);
+ *         ::MQE2E_ERR_EXISTS (already listed); ::MQE2E_ERR_INVALID_ARG;
+ *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_token_group_add(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                              const char *group);
+
+/**
+ * @brief Call cb with every group a token joins its client to, by name.
+ * @return ::MQE2E_OK (also for none), the callback's value, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_token_groups_list(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                                mqe2e_adb_name_cb cb, void *user);
+
+/**
+ * @brief Call cb for every stored token (secret excluded; info->n_grants is
+ *        0: grants are not read), oldest first.
+ * @return ::MQE2E_OK, the callback's value, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user);
+
 /* ------------------------------------------------------------------ clients */
 
 /**
@@ -314,6 +340,22 @@ int mqe2e_adb_grant_remove(mqe2e_adb *db, const char *client_id, const char *fil
  *         ::MQE2E_ERR_IO.
  */
 int mqe2e_adb_grant_list(mqe2e_adb *db, const char *client_id, mqe2e_adb_grant_cb cb, void *user);
+
+/**
+ * @brief Increment and return a client's push counter (Push.push_seq), durably:
+ *        the value is never handed out twice, across restarts. Inside a
+ *        mqe2e_adb_tx_begin() transaction it becomes durable at the commit.
+ * @param out the new value (>= 1); 0 on error.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_EXHAUSTED;
+ *         ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *client_id);
+
+/**
+ * @brief Read a client's push counter (0 before the first push).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_client_push_seq(uint64_t *out, mqe2e_adb *db, const char *client_id);
 
 /* ------------------------------------------------------------------- groups */
 

@@ -194,5 +194,6 @@ int cmd_status(int argc, char **argv);
 int cmd_group(int argc, char **argv);
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
+int cmd_enroll(int argc, char **argv);
 
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_authority.h"
 
 static const char usage[] =
     "usage: mqe2e COMMAND [OPTIONS]\n"
@@ -15,6 +16,13 @@ static const char usage[] =
     "  pub      publish an encrypted message\n"
     "  sub      subscribe and print decrypted messages\n"
     "  status   show a keystore's identity and groups (never secrets)\n"
+    "  enroll   enroll with the authority using a ticket\n"
+    "  authority  create (init), run or administer the authority (operator-add, pin)\n"
+    "  token    ask the authority for enrollment tickets (operator)\n"
+    "  revoke   revoke a client (operator)\n"
+    "  list     list the authority's clients, groups or tokens (operator)\n"
+    "  (group create/grant/ungrant/rotate and status talk to the authority when\n"
+    "   --authority PIN or MQE2E_AUTHORITY is given)\n"
     "\n"
     "'mqe2e COMMAND --help' describes each command.\n"
     "Keystore key: MQE2E_PASSPHRASE, --passphrase-file FILE or --key-file FILE.\n"
@@ -44,10 +52,19 @@ int main(int argc, char **argv)
     int sub_argc = argc - 1;
     char **sub_argv = argv + 1;
     if (strcmp(cmd, "keygen") == 0) return cmd_keygen(sub_argc, sub_argv);
+    if (strcmp(cmd, "group") == 0 && cli_operator_form(sub_argc, sub_argv))
+        return cmd_operator_group(sub_argc, sub_argv);
+    if (strcmp(cmd, "status") == 0 && cli_operator_form(sub_argc, sub_argv))
+        return cmd_operator_status(sub_argc, sub_argv);
+    if (strcmp(cmd, "authority") == 0) return cmd_authority(sub_argc, sub_argv);
+    if (strcmp(cmd, "token") == 0) return cmd_token(sub_argc, sub_argv);
+    if (strcmp(cmd, "revoke") == 0) return cmd_revoke(sub_argc, sub_argv);
+    if (strcmp(cmd, "list") == 0) return cmd_list(sub_argc, sub_argv);
     if (strcmp(cmd, "group") == 0) return cmd_group(sub_argc, sub_argv);
     if (strcmp(cmd, "pub") == 0) return cmd_pub(sub_argc, sub_argv);
     if (strcmp(cmd, "sub") == 0) return cmd_sub(sub_argc, sub_argv);
     if (strcmp(cmd, "status") == 0) return cmd_status(sub_argc, sub_argv);
+    if (strcmp(cmd, "enroll") == 0) return cmd_enroll(sub_argc, sub_argv);
     cli_error("unknown command '%s' (see 'mqe2e --help')", cmd);
     return CLI_EXIT_USAGE;
 }

@@ -115,6 +115,30 @@ MQE2E_API int mqe2e_credential_issue(uint8_t **out, size_t *out_len,
                                      const mqe2e_credential_request *req);
 
 /**
+ * Signing callback for keys that never leave their store (e.g.
+ * mqe2e_keystore_sign()): write the Ed25519 detached signature of @p msg
+ * into @p sig. Return 0 on success, anything else on failure.
+ */
+typedef int (*mqe2e_sign_fn)(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len);
+
+/**
+ * @brief Issue a credential like mqe2e_credential_issue(), signing through
+ *        @p sign instead of reading the secret key.
+ *
+ * The signature is checked against @p authority_sign_public before the
+ * credential is returned, so a callback using another key is caught.
+ * @param authority_sign_public the authority Ed25519 public key written into the body.
+ * @param sign     signing callback; @p sign_ctx is passed through.
+ * @return as mqe2e_credential_issue(); ::MQE2E_ERR_INVALID_ARG also when the
+ *         callback's signature does not verify under @p authority_sign_public;
+ *         ::MQE2E_ERR_CRYPTO when the callback fails.
+ */
+MQE2E_API int mqe2e_credential_issue_with(uint8_t **out, size_t *out_len,
+                                          const uint8_t authority_sign_public[32],
+                                          mqe2e_sign_fn sign, void *sign_ctx,
+                                          const mqe2e_credential_request *req);
+
+/**
  * @brief Decode a credential, check it was issued by the pinned authority and
  *        is valid at @p now.
  *
@@ -323,6 +347,19 @@ MQE2E_API int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
                                          const uint8_t authority_sign_secret[64], uint64_t version,
                                          uint64_t issued_at, const mqe2e_revocation_entry *entries,
                                          size_t n);
+
+/**
+ * @brief Sign a revocation list like mqe2e_revocation_list_sign(), through a
+ *        signing callback (see ::mqe2e_sign_fn); the signature is checked
+ *        against @p authority_sign_public before the list is returned.
+ * @return as mqe2e_revocation_list_sign(); ::MQE2E_ERR_INVALID_ARG also for a
+ *         signature that does not verify; ::MQE2E_ERR_CRYPTO when the callback fails.
+ */
+MQE2E_API int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
+                                              const uint8_t authority_sign_public[32],
+                                              mqe2e_sign_fn sign, void *sign_ctx,
+                                              uint64_t version, uint64_t issued_at,
+                                              const mqe2e_revocation_entry *entries, size_t n);
 
 /**
  * @brief Verify a revocation list against the pinned authority key.

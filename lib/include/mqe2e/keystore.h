@@ -204,6 +204,102 @@ MQE2E_API int mqe2e_keystore_dh_secret(const mqe2e_keystore *ks, uint8_t dh_sk[3
 MQE2E_API int mqe2e_keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], const uint8_t *msg,
                                   size_t msg_len);
 
+/* ------------------------------------------------------------------------ */
+/* Control plane: authority pin, credential, revocation list, push sequence  */
+/* ------------------------------------------------------------------------ */
+
+#define MQE2E_AUTHORITY_ID_MAX_BYTES 255U   /**< longest authority id */
+#define MQE2E_KS_PREFIX_MAX_BYTES 255U      /**< longest control prefix */
+#define MQE2E_KS_CREDENTIAL_MAX_BYTES 16384U /**< largest stored credential */
+#define MQE2E_KS_REVOCATION_MAX_BYTES (1024U * 1024U) /**< largest stored revocation list */
+
+/** The authority a client enrolled with (public data, by value). */
+typedef struct mqe2e_authority_pin {
+    char authority_id[MQE2E_AUTHORITY_ID_MAX_BYTES + 1];  /**< NUL-terminated */
+    char control_prefix[MQE2E_KS_PREFIX_MAX_BYTES + 1];   /**< NUL-terminated */
+    uint8_t sign_public[MQE2E_SIGN_PUBLIC_BYTES];         /**< authority Ed25519 key */
+    uint8_t dh_public[MQE2E_DH_PUBLIC_BYTES];             /**< authority X25519 static key */
+} mqe2e_authority_pin;
+
+/**
+ * @brief Pin the authority (written durably before returning).
+ *
+ * A keystore pins one authority for its whole life: setting the same pin
+ * again is a no-op, a different one is refused (re-enrolling with another
+ * authority takes a new keystore).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, empty or overlong id or
+ *         prefix, strings not NUL-terminated in their arrays);
+ *         ::MQE2E_ERR_EXISTS (another pin is stored); ::MQE2E_ERR_IO; ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_set_authority(mqe2e_keystore *ks, const mqe2e_authority_pin *pin);
+
+/**
+ * @brief Copy out the authority pin.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND (not enrolled); ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_authority(const mqe2e_keystore *ks, mqe2e_authority_pin *pin);
+
+/**
+ * @brief Store this client's encoded credential (copied; written durably).
+ *        The caller verified it against the pinned authority first.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL or empty);
+ *         ::MQE2E_ERR_TOO_LARGE (over ::MQE2E_KS_CREDENTIAL_MAX_BYTES);
+ *         ::MQE2E_ERR_IO; ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_set_credential(mqe2e_keystore *ks, const uint8_t *credential,
+                                            size_t len);
+
+/**
+ * @brief Borrow the stored credential (valid until the next set or close).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_credential(const mqe2e_keystore *ks, const uint8_t **credential,
+                                        size_t *len);
+
+/**
+ * @brief Store the latest verified revocation list and its version.
+ *
+ * Versions never go down: a lower version is refused, the same version is a
+ * no-op (the stored list is kept), so a replayed old list cannot undo a
+ * revocation. The caller verified the list against the pinned authority.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_REPLAY (version lower than the stored one);
+ *         ::MQE2E_ERR_INVALID_ARG (NULL, empty, version 0);
+ *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_IO; ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_set_revocation_list(mqe2e_keystore *ks, const uint8_t *list,
+                                                 size_t len, uint64_t version);
+
+/**
+ * @brief Borrow the stored revocation list (valid until the next set or close).
+ * @param version out, may be NULL.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_revocation_list(const mqe2e_keystore *ks, const uint8_t **list,
+                                             size_t *len, uint64_t *version);
+
+/**
+ * @brief Record the highest applied push sequence number (written durably).
+ * @return ::MQE2E_OK (also for the stored value again); ::MQE2E_ERR_REPLAY
+ *         (lower than the stored one); ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_IO.
+ */
+MQE2E_API int mqe2e_keystore_set_push_seq(mqe2e_keystore *ks, uint64_t push_seq);
+
+/** @brief Highest applied push sequence number (0 if none or NULL). */
+MQE2E_API uint64_t mqe2e_keystore_push_seq(const mqe2e_keystore *ks);
+
+/**
+ * @brief Apply one epoch of a key bundle received from the authority:
+ *        mqe2e_keystore_group_add_epoch(), then the sender id, then the
+ *        bundle's retirement time when it is earlier than the local one.
+ *        Idempotent for an epoch already held with the same secret.
+ * @param retired_at 0 for the group's current epoch.
+ * @return as mqe2e_keystore_group_add_epoch(); ::MQE2E_ERR_INVALID_ARG for sender id 0.
+ */
+MQE2E_API int mqe2e_keystore_group_apply(mqe2e_keystore *ks, const char *group_id,
+                                         const char *topic_filter, uint32_t epoch,
+                                         const uint8_t secret[MQE2E_GROUP_SECRET_BYTES],
+                                         uint32_t sender_id, uint64_t retired_at, uint64_t now);
+
 #ifdef __cplusplus
 }
 #endif

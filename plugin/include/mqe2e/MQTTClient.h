@@ -14,6 +14,13 @@
  * callback (or receive()) only ever sees authenticated plaintext; every
  * dropped message is counted by reason and reported to the optional error
  * callback. As with Paho, never call this client from inside its callbacks.
+ *
+ * Control plane: when the keystore was enrolled (it holds an authority pin,
+ * see `mqe2e enroll`), the client also subscribes P/client/<id> and
+ * P/revocations on every connect, sends a HELLO to fetch current keys, applies
+ * rotation pushes, holds messages of a not-yet-known epoch until their key
+ * arrives, and runs peer channels for `channel:<peer>` policy rules. Control
+ * topics never reach the application. Details: docs/PROTOCOL.md, section 9.
  */
 #ifndef MQE2E_PLUGIN_MQTTCLIENT_H
 #define MQE2E_PLUGIN_MQTTCLIENT_H
@@ -60,7 +67,7 @@ typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const ch
 /** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
 typedef struct mqe2e_MQTTClient_securityOptions {
     char struct_id[4];   /**< "MQES" */
-    int struct_version;  /**< 0 */
+    int struct_version;  /**< 0 or 1 (1 adds the hold limits) */
     /** Keystore (borrowed; must outlive the client). Required. */
     mqe2e_keystore *keystore;
     /**
@@ -74,10 +81,37 @@ typedef struct mqe2e_MQTTClient_securityOptions {
     mqe2e_MQTTClient_log *onLog;         /**< optional */
     mqe2e_log_level logLevel;            /**< most verbose level passed to onLog */
     void *context;                       /**< given to onDropped and onLog */
+    /* struct_version 1 */
+    /**
+     * Control plane (keystores enrolled with an authority): most messages
+     * held while waiting for a newer epoch's key (0 = 256).
+     */
+    size_t holdMaxCount;
+    size_t holdMaxBytes;     /**< most bytes held (0 = 1 MiB) */
+    unsigned holdMaxSeconds; /**< longest a message is held (0 = 30 s) */
 } mqe2e_MQTTClient_securityOptions;
 
 #define mqe2e_MQTTClient_securityOptions_initializer \
-    { {'M', 'Q', 'E', 'S'}, 0, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL }
+    { {'M', 'Q', 'E', 'S'}, 1, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0 }
+
+/**
+ * Control-plane counters (all zero for a keystore without an authority pin).
+ * A plain snapshot copied out by mqe2e_MQTTClient_getControlCounters().
+ */
+typedef struct mqe2e_control_counters {
+    uint64_t handshakes_ok;      /**< HELLO replies and channels completed */
+    uint64_t handshakes_failed;  /**< HELLO/CHANNEL frames that failed authentication or checks */
+    uint64_t hellos_sent;        /**< HELLO step 1 published */
+    uint64_t pushes_applied;     /**< PUSH frames authenticated and applied */
+    uint64_t pushes_refused;     /**< PUSH frames refused (forged, replayed, malformed) */
+    uint64_t held;               /**< messages held waiting for a newer epoch */
+    uint64_t released;           /**< held messages handed to the normal receive path */
+    uint64_t hold_dropped;       /**< held messages dropped (age, count, bytes): also counted no_key */
+    uint64_t revoked_refused;    /**< channel handshakes or messages refused: peer revoked */
+    uint64_t channel_sent;       /**< channel envelopes published */
+    uint64_t channel_opened;     /**< channel envelopes authenticated and delivered */
+    uint64_t control_ignored;    /**< control frames ignored (malformed, unexpected, stale) */
+} mqe2e_control_counters;
 
 /** @brief As MQTTClient_create(). */
 MQE2E_API int mqe2e_MQTTClient_create(mqe2e_MQTTClient *handle, const char *serverURI,
@@ -177,6 +211,14 @@ MQE2E_API const char *mqe2e_MQTTClient_strerror(int code);
 
 /** @brief Copy out this client's counters (sealed, opened, dropped by reason). */
 MQE2E_API int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counters *out);
+
+/**
+ * @brief Copy out this client's control-plane counters (handshakes, pushes,
+ *        held and released messages). Zero when the keystore is not enrolled.
+ * @return MQTTCLIENT_SUCCESS, MQTTCLIENT_NULL_PARAMETER, ::MQE2E_MQTTCLIENT_NOT_CONFIGURED.
+ */
+MQE2E_API int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle,
+                                                  mqe2e_control_counters *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,88 @@
+/**
+ * @file holdq.h
+ * @brief A bounded first-in first-out queue of received envelopes waiting for
+ *        a key (an epoch newer than any the keystore holds).
+ *
+ * Holding instead of dropping lets a device that was offline during a
+ * rotation read what the broker queued for it once the control plane has
+ * fetched the new epoch. The queue is bounded three ways: number of
+ * messages, total bytes (payload plus topic) and age. The clock is passed in
+ * (seconds). Items hold envelopes, which are ciphertext: nothing here is
+ * secret. Not thread-safe: callers serialise access.
+ */
+#ifndef MQE2E_HOLDQ_H
+#define MQE2E_HOLDQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqe2e/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Default limits (used by the Paho front). */
+#define MQE2E_HOLDQ_DEFAULT_COUNT 256U
+#define MQE2E_HOLDQ_DEFAULT_BYTES (1024U * 1024U)
+#define MQE2E_HOLDQ_DEFAULT_AGE 30U
+
+typedef struct mqe2e_holdq mqe2e_holdq;
+
+/** One held message; owned by the caller once taken out (free with mqe2e_held_free()). */
+typedef struct mqe2e_held {
+    char *topic;         /**< NUL-terminated topic name */
+    uint8_t *data;       /**< the envelope as received */
+    size_t len;          /**< its length */
+    uint32_t tag;        /**< caller's flags (e.g. QoS, retained), kept as given */
+    uint64_t arrived_at; /**< seconds, when it was first held */
+} mqe2e_held;
+
+/**
+ * @brief Create a queue.
+ * @param max_count most messages (>= 1); @param max_bytes most bytes (>= 1);
+ * @param max_age seconds a message may wait (>= 1).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_holdq_new(mqe2e_holdq **q, size_t max_count, size_t max_bytes,
+                              uint64_t max_age);
+
+/** @brief Free the queue and everything still in it. NULL is a no-op. */
+MQE2E_API void mqe2e_holdq_free(mqe2e_holdq *q);
+
+/**
+ * @brief Append a copy of a message at the tail.
+ * @param arrived_at when it first arrived (kept when a message is put back).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_TOO_LARGE (alone
+ *         over max_bytes); ::MQE2E_ERR_EXHAUSTED (the queue is full by count
+ *         or bytes: the caller drops the message); ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t *data, size_t len,
+                               uint32_t tag, uint64_t arrived_at);
+
+/**
+ * @brief Take the oldest message out.
+ * @param out receives a new item (caller frees with mqe2e_held_free()); NULL when empty.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (empty), ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_holdq_pop(mqe2e_holdq *q, mqe2e_held **out);
+
+/**
+ * @brief Drop every message that waited max_age seconds or more at @p now.
+ * @return how many were dropped (the caller counts them).
+ */
+MQE2E_API size_t mqe2e_holdq_expire(mqe2e_holdq *q, uint64_t now);
+
+/** @brief Messages held (0 for NULL). */
+MQE2E_API size_t mqe2e_holdq_count(const mqe2e_holdq *q);
+
+/** @brief Bytes held (0 for NULL). */
+MQE2E_API size_t mqe2e_holdq_bytes(const mqe2e_holdq *q);
+
+/** @brief Free an item taken out of a queue. NULL is a no-op. */
+MQE2E_API void mqe2e_held_free(mqe2e_held *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

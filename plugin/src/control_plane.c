@@ -1,0 +1,1038 @@
+/*
+ * The client side of the control plane (docs/PROTOCOL.md, "Client behaviour").
+ *
+ * Threads. Paho forbids calling the sync client from its callbacks, so every
+ * frame this side must publish goes into `outbox`, which a worker thread
+ * drains; the worker also runs the timers (HELLO retries and renewal,
+ * channel handshake retries, hold expiry). Received control frames are
+ * processed where they arrive (Paho's callback thread) under the client's
+ * `lock`: this keeps them ordered with the data messages around them (a
+ * channel's last handshake message is processed before the first envelope
+ * sent on it; keys fetched by HELLO are in place before the messages held
+ * for them are released).
+ *
+ * Every control-plane state change happens under host->lock; Paho is only
+ * called without it.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal_plugin.h"
+#include "mqe2e/MQTTClient.h"
+#include "mqe2e/holdq.h"
+
+/* Most frames/messages waiting for the worker to publish. */
+#define CTL_OUTBOX_MAX 4096U
+/* Most plaintexts waiting for one peer's channel. */
+#define CTL_PENDING_MAX 64U
+/* Retry an unanswered HELLO or channel handshake after this many seconds. */
+#define CTL_RETRY_SECONDS 3U
+/* Give up on a channel's pending messages after this many seconds. */
+#define CTL_PENDING_SECONDS 30U
+/* At most one HELLO triggered by unknown epochs per this many seconds. */
+#define CTL_TRIGGER_SECONDS 2U
+/* Worker tick. */
+#define CTL_TICK_MS 100L
+
+typedef struct ctl_out {
+    struct ctl_out *next;
+    char *topic;
+    uint8_t *data;
+    size_t len;
+    int qos;
+    int retained;
+} ctl_out;
+
+typedef struct ctl_pending {
+    struct ctl_pending *next;
+    char *topic;
+    uint8_t *pt; /* plaintext: wiped before free */
+    size_t len;
+    int qos;
+    int retained;
+} ctl_pending;
+
+typedef struct ctl_peer {
+    struct ctl_peer *next;
+    char id[MQE2E_ID_MAX + 1];
+    mqe2e_channel *ch;
+    int initiator;
+    uint64_t started; /* when the current handshake began */
+    ctl_pending *pending, *pending_tail;
+    size_t n_pending;
+    uint64_t pending_since;
+} ctl_peer;
+
+struct mqe2e__ctl {
+    mqe2e__ctl_host h;
+    mqe2e_authority_pin pin;
+    char id[MQE2E_ID_MAX + 1];
+    char inbox[MQE2E_KS_PREFIX_MAX_BYTES + MQE2E_ID_MAX + 16];
+    char revocations_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
+    char authority_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
+    mqe2e_revocation_list *rl;
+    mqe2e_hello_client *hello;
+    uint64_t hello_started;
+    uint64_t last_trigger;
+    uint64_t last_renewal_check;
+    int hello_done; /* a HELLO succeeded since the last connect */
+    int session_up; /* control topics subscribed on the current connection */
+    mqe2e_holdq *holdq;
+    ctl_peer *peers;
+    ctl_out *out_head, *out_tail;
+    size_t n_out;
+    mqe2e_control_counters k;
+    pthread_t worker;
+    pthread_cond_t cond;
+    int worker_started;
+    int stop;
+};
+
+__attribute__((format(printf, 3, 4))) static void ctl_log(mqe2e__ctl *c, int level, const char *fmt,
+                                                          ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (c->h.log == NULL) return;
+    va_start(ap, fmt);
+    (void)vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->h.log(c->h.ctx, level, line);
+}
+
+static uint64_t ctl_now(void)
+{
+    return mqe2e__plugin_now();
+}
+
+/* ------------------------------------------------------------------ */
+/* Outbox (lock held)                                                   */
+
+static void out_free(ctl_out *o)
+{
+    if (o == NULL) return;
+    if (o->data != NULL) sodium_memzero(o->data, o->len);
+    free(o->data);
+    free(o->topic);
+    free(o);
+}
+
+static int ctl_enqueue(mqe2e__ctl *c, const char *topic, const uint8_t *data, size_t len, int qos,
+                       int retained)
+{
+    if (c->n_out >= CTL_OUTBOX_MAX) return MQE2E_ERR_EXHAUSTED;
+    ctl_out *o = calloc(1, sizeof *o);
+    if (o == NULL) return MQE2E_ERR_NOMEM;
+    o->topic = strdup(topic);
+    o->data = malloc(len > 0 ? len : 1U);
+    if (o->topic == NULL || o->data == NULL) {
+        out_free(o);
+        return MQE2E_ERR_NOMEM;
+    }
+    if (len > 0) memcpy(o->data, data, len);
+    o->len = len;
+    o->qos = qos;
+    o->retained = retained;
+    if (c->out_tail != NULL)
+        c->out_tail->next = o;
+    else
+        c->out_head = o;
+    c->out_tail = o;
+    c->n_out++;
+    (void)pthread_cond_signal(&c->cond);
+    return MQE2E_OK;
+}
+
+static void client_inbox(char *out, size_t cap, const mqe2e__ctl *c, const char *id)
+{
+    (void)snprintf(out, cap, "%s/client/%s", c->pin.control_prefix, id);
+}
+
+/* ------------------------------------------------------------------ */
+/* Revocations (lock held)                                              */
+
+static int peer_revoked(const mqe2e__ctl *c, const char *peer)
+{
+    return c->rl != NULL && mqe2e_revocation_list_is_revoked(c->rl, peer, 0);
+}
+
+static void peer_drop_pending(ctl_peer *p)
+{
+    ctl_pending *q = p->pending;
+    while (q != NULL) {
+        ctl_pending *n = q->next;
+        if (q->pt != NULL) sodium_memzero(q->pt, q->len);
+        free(q->pt);
+        free(q->topic);
+        free(q);
+        q = n;
+    }
+    p->pending = p->pending_tail = NULL;
+    p->n_pending = 0;
+}
+
+static void peer_reset(ctl_peer *p)
+{
+    mqe2e_channel_free(p->ch);
+    p->ch = NULL;
+    p->initiator = 0;
+    p->started = 0;
+}
+
+/* Adopt a revocation list if it verifies and is newer; tear down channels
+ * to peers it revokes. */
+static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len)
+{
+    mqe2e_revocation_list *rl = NULL;
+    int rc;
+
+    if (list == NULL || len == 0) return;
+    rc = mqe2e_revocation_list_verify(&rl, list, len, c->pin.sign_public);
+    if (rc != MQE2E_OK) {
+        c->k.control_ignored++;
+        ctl_log(c, MQE2E_LOG_WARNING, "revocation list refused: %s", mqe2e_error_name(rc));
+        return;
+    }
+    if (c->rl != NULL &&
+        mqe2e_revocation_list_version(rl) <= mqe2e_revocation_list_version(c->rl)) {
+        mqe2e_revocation_list_free(rl);
+        return;
+    }
+    rc = mqe2e_keystore_set_revocation_list(c->h.keystore, list, len,
+                                            mqe2e_revocation_list_version(rl));
+    if (rc != MQE2E_OK && rc != MQE2E_ERR_REPLAY) {
+        ctl_log(c, MQE2E_LOG_ERROR, "cannot store revocation list: %s", mqe2e_error_name(rc));
+    }
+    mqe2e_revocation_list_free(c->rl);
+    c->rl = rl;
+    for (ctl_peer *p = c->peers; p != NULL; p = p->next) {
+        if (p->ch != NULL && peer_revoked(c, p->id)) {
+            ctl_log(c, MQE2E_LOG_WARNING, "channel to '%s' closed: peer revoked", p->id);
+            peer_reset(p);
+            peer_drop_pending(p);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Updates from HELLO replies and PUSH (lock held)                     */
+
+static void ctl_apply_update(mqe2e__ctl *c, const mqe2e_control_update *u, int from_push)
+{
+    uint64_t now = ctl_now();
+    int rc;
+
+    for (size_t i = 0; i < u->n_removed_groups; i++) {
+        rc = mqe2e_keystore_group_remove(c->h.keystore, u->removed_groups[i].name);
+        mqe2e_protector_invalidate(c->h.protector, u->removed_groups[i].name);
+        if (rc == MQE2E_OK)
+            ctl_log(c, MQE2E_LOG_INFO, "left group '%s'", u->removed_groups[i].name);
+    }
+    for (size_t i = 0; i < u->n_bundles; i++) {
+        const mqe2e_key_bundle *b = &u->bundles[i];
+        int known = mqe2e_keystore_group_filter(c->h.keystore, b->group) != NULL;
+        rc = mqe2e_keystore_group_apply(c->h.keystore, b->group, b->topic_filter, b->epoch,
+                                        b->secret, b->sender_id, b->retired_at, now);
+        if (rc != MQE2E_OK) {
+            ctl_log(c, MQE2E_LOG_ERROR, "cannot apply epoch %lu of group '%s': %s",
+                    (unsigned long)b->epoch, b->group, mqe2e_error_name(rc));
+            continue;
+        }
+        mqe2e_protector_invalidate(c->h.protector, b->group);
+        if (!known && c->h.owned_policy != NULL) {
+            /* The default policy follows the keystore's groups. */
+            rc = mqe2e_policy_add(c->h.owned_policy, b->topic_filter, MQE2E_POLICY_GROUP, b->group);
+            if (rc != MQE2E_OK)
+                ctl_log(c, MQE2E_LOG_WARNING, "no policy rule for new group '%s': %s", b->group,
+                        mqe2e_error_name(rc));
+        }
+    }
+    if (u->credential != NULL && u->credential_len > 0) {
+        mqe2e_credential *cred = NULL;
+        uint8_t dh_pk[32];
+        (void)mqe2e_keystore_identity_public(c->h.keystore, NULL, dh_pk);
+        rc = mqe2e_credential_verify(&cred, u->credential, u->credential_len, c->pin.sign_public,
+                                     now);
+        if (rc == MQE2E_OK && (strcmp(mqe2e_credential_client_id(cred), c->id) != 0 ||
+                               sodium_memcmp(mqe2e_credential_dh_public(cred), dh_pk, 32) != 0))
+            rc = MQE2E_ERR_AUTH;
+        if (rc == MQE2E_OK)
+            rc = mqe2e_keystore_set_credential(c->h.keystore, u->credential, u->credential_len);
+        if (rc != MQE2E_OK)
+            ctl_log(c, MQE2E_LOG_WARNING, "renewed credential refused: %s", mqe2e_error_name(rc));
+        mqe2e_credential_free(cred);
+    }
+    ctl_adopt_revocations(c, u->revocation_list, u->revocation_list_len);
+    if (!from_push && u->push_seq > mqe2e_keystore_push_seq(c->h.keystore)) {
+        /* The reply is the state as of that push: older pushes add nothing. */
+        (void)mqe2e_keystore_set_push_seq(c->h.keystore, u->push_seq);
+    }
+    (void)mqe2e_keystore_flush(c->h.keystore);
+}
+
+/* ------------------------------------------------------------------ */
+/* HELLO (lock held)                                                   */
+
+static void ctl_hello_start(mqe2e__ctl *c)
+{
+    uint8_t *frame = malloc(MQE2E_CONTROL_MAX_FRAME_BYTES);
+    uint8_t dh_sk[32];
+    size_t len = 0;
+    uint64_t serial = 0;
+    const uint8_t *cb;
+    size_t cl;
+    int rc;
+
+    if (frame == NULL) return;
+    if (mqe2e_keystore_credential(c->h.keystore, &cb, &cl) == MQE2E_OK) {
+        mqe2e_credential *cred = NULL;
+        /* Expired credentials still name a serial worth reporting. */
+        if (mqe2e_credential_verify(&cred, cb, cl, c->pin.sign_public, ctl_now()) == MQE2E_OK)
+            serial = mqe2e_credential_serial(cred);
+        mqe2e_credential_free(cred);
+    }
+    mqe2e_hello_client_free(c->hello);
+    c->hello = NULL;
+    rc = mqe2e_keystore_dh_secret(c->h.keystore, dh_sk);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_hello_begin(&c->hello, frame, MQE2E_CONTROL_MAX_FRAME_BYTES, &len,
+                               c->pin.control_prefix, c->id, c->pin.authority_id, dh_sk,
+                               c->pin.dh_public, serial);
+    sodium_memzero(dh_sk, sizeof dh_sk);
+    if (rc == MQE2E_OK) rc = ctl_enqueue(c, c->authority_topic, frame, len, 1, 0);
+    if (rc == MQE2E_OK) {
+        c->hello_started = ctl_now();
+        c->k.hellos_sent++;
+        ctl_log(c, MQE2E_LOG_DEBUG, "HELLO sent (%zu bytes)", len);
+    } else {
+        mqe2e_hello_client_free(c->hello);
+        c->hello = NULL;
+        ctl_log(c, MQE2E_LOG_ERROR, "cannot start HELLO: %s", mqe2e_error_name(rc));
+    }
+    free(frame);
+}
+
+static void ctl_on_hello(mqe2e__ctl *c, const uint8_t *data, size_t len)
+{
+    mqe2e_control_update u;
+    int rc;
+
+    if (c->hello == NULL) {
+        c->k.control_ignored++;
+        return;
+    }
+    memset(&u, 0, sizeof u);
+    rc = mqe2e_hello_finish(c->hello, &u, data, len);
+    if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_DECODE) {
+        /* A reply to an earlier HELLO, or someone else's frame. */
+        c->k.control_ignored++;
+        return;
+    }
+    mqe2e_hello_client_free(c->hello);
+    c->hello = NULL;
+    if (rc == MQE2E_ERR_POLICY) {
+        c->hello_done = 1; /* refused: do not hammer the authority */
+        ctl_log(c, MQE2E_LOG_ERROR, "HELLO refused by the authority (status %ld)", (long)u.status);
+        mqe2e_control_update_wipe(&u);
+        return;
+    }
+    if (rc != MQE2E_OK) {
+        c->k.handshakes_failed++;
+        ctl_log(c, MQE2E_LOG_WARNING, "HELLO reply refused: %s", mqe2e_error_name(rc));
+        return;
+    }
+    c->k.handshakes_ok++;
+    c->hello_done = 1;
+    ctl_log(c, MQE2E_LOG_INFO, "HELLO reply (%zu bytes): %zu key bundles", len, u.n_bundles);
+    ctl_apply_update(c, &u, 0);
+    mqe2e_control_update_wipe(&u);
+}
+
+static void ctl_on_push(mqe2e__ctl *c, const uint8_t *data, size_t len)
+{
+    mqe2e_control_update u;
+    uint8_t dh_sk[32];
+    int rc;
+
+    memset(&u, 0, sizeof u);
+    rc = mqe2e_keystore_dh_secret(c->h.keystore, dh_sk);
+    if (rc == MQE2E_OK)
+        rc =
+            mqe2e_push_open(&u, dh_sk, c->pin.dh_public, c->pin.control_prefix, c->pin.authority_id,
+                            data, len, mqe2e_keystore_push_seq(c->h.keystore));
+    sodium_memzero(dh_sk, sizeof dh_sk);
+    if (rc != MQE2E_OK) {
+        c->k.pushes_refused++;
+        ctl_log(c, MQE2E_LOG_WARNING, "PUSH refused: %s", mqe2e_error_name(rc));
+        return;
+    }
+    ctl_apply_update(c, &u, 1);
+    rc = mqe2e_keystore_set_push_seq(c->h.keystore, u.push_seq);
+    if (rc != MQE2E_OK)
+        ctl_log(c, MQE2E_LOG_ERROR, "cannot record push %llu: %s", (unsigned long long)u.push_seq,
+                mqe2e_error_name(rc));
+    c->k.pushes_applied++;
+    ctl_log(c, MQE2E_LOG_INFO, "PUSH %llu applied: %zu bundles, %zu groups removed",
+            (unsigned long long)u.push_seq, u.n_bundles, u.n_removed_groups);
+    mqe2e_control_update_wipe(&u);
+}
+
+/* ------------------------------------------------------------------ */
+/* Channels (lock held)                                                 */
+
+static ctl_peer *peer_find(mqe2e__ctl *c, const char *id, int create)
+{
+    for (ctl_peer *p = c->peers; p != NULL; p = p->next)
+        if (strcmp(p->id, id) == 0) return p;
+    if (!create || strlen(id) > MQE2E_ID_MAX) return NULL;
+    ctl_peer *p = calloc(1, sizeof *p);
+    if (p == NULL) return NULL;
+    memcpy(p->id, id, strlen(id) + 1U);
+    p->next = c->peers;
+    c->peers = p;
+    return p;
+}
+
+static int ctl_channel_config(mqe2e__ctl *c, mqe2e_channel_config *cfg, uint8_t dh_sk[32],
+                              const char *peer)
+{
+    const uint8_t *cred;
+    size_t cred_len;
+    int rc = mqe2e_keystore_credential(c->h.keystore, &cred, &cred_len);
+    if (rc != MQE2E_OK) return MQE2E_ERR_NO_KEY;
+    rc = mqe2e_keystore_dh_secret(c->h.keystore, dh_sk);
+    if (rc != MQE2E_OK) return rc;
+    cfg->prefix = c->pin.control_prefix;
+    cfg->local_id = c->id;
+    cfg->local_dh_secret = dh_sk;
+    cfg->local_credential = cred;
+    cfg->local_credential_len = cred_len;
+    cfg->authority_sign_public = c->pin.sign_public;
+    cfg->peer_id = peer;
+    return MQE2E_OK;
+}
+
+static int ctl_channel_initiate(mqe2e__ctl *c, ctl_peer *p)
+{
+    mqe2e_channel_config cfg;
+    uint8_t dh_sk[32];
+    uint8_t frame[4096];
+    char topic[sizeof c->inbox];
+    size_t len = 0;
+    int rc;
+
+    peer_reset(p);
+    p->started = ctl_now();
+    rc = ctl_channel_config(c, &cfg, dh_sk, p->id);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_channel_initiate(&p->ch, frame, sizeof frame, &len, &cfg, ctl_now());
+    sodium_memzero(dh_sk, sizeof dh_sk);
+    if (rc != MQE2E_OK) return rc;
+    p->initiator = 1;
+    client_inbox(topic, sizeof topic, c, p->id);
+    ctl_log(c, MQE2E_LOG_DEBUG, "CHANNEL step 1 to '%s' (%zu bytes)", p->id, len);
+    return ctl_enqueue(c, topic, frame, len, 1, 0);
+}
+
+static int ctl_channel_send(mqe2e__ctl *c, ctl_peer *p, const char *topic, const uint8_t *pt,
+                            size_t pt_len, int qos, int retained)
+{
+    size_t cap = mqe2e_envelope_sealed_bound(pt_len);
+    uint8_t *buf = malloc(cap > 0 ? cap : 1U);
+    size_t len = 0;
+    int rc;
+
+    if (buf == NULL) return MQE2E_ERR_NOMEM;
+    rc = mqe2e_channel_seal(p->ch, buf, cap, &len, topic, pt, pt_len, ctl_now());
+    if (rc == MQE2E_OK) rc = ctl_enqueue(c, topic, buf, len, qos, retained);
+    if (rc == MQE2E_OK) c->k.channel_sent++;
+    free(buf);
+    return rc;
+}
+
+static void ctl_channel_flush(mqe2e__ctl *c, ctl_peer *p)
+{
+    ctl_pending *q = p->pending;
+    while (q != NULL) {
+        int rc = ctl_channel_send(c, p, q->topic, q->pt, q->len, q->qos, q->retained);
+        if (rc != MQE2E_OK)
+            ctl_log(c, MQE2E_LOG_WARNING, "queued message to '%s' lost: %s", p->id,
+                    mqe2e_error_name(rc));
+        q = q->next;
+    }
+    peer_drop_pending(p);
+}
+
+static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const uint8_t *data,
+                           size_t len)
+{
+    uint8_t out[4096];
+    size_t out_len = 0;
+    char topic[sizeof c->inbox];
+    int rc;
+
+    if (peer_revoked(c, f->from)) {
+        c->k.revoked_refused++;
+        ctl_log(c, MQE2E_LOG_WARNING, "channel from revoked '%s' refused", f->from);
+        return;
+    }
+    if (strcmp(f->from, c->id) == 0) {
+        c->k.control_ignored++;
+        return;
+    }
+    ctl_peer *p = peer_find(c, f->from, f->step == 1);
+    if (p == NULL) {
+        c->k.control_ignored++;
+        return;
+    }
+    client_inbox(topic, sizeof topic, c, f->from);
+    if (f->step == 1) {
+        /* Both sides started at once: the smaller id stays the initiator. */
+        if (p->initiator && p->ch != NULL && !mqe2e_channel_is_established(p->ch) &&
+            strcmp(c->id, f->from) < 0) {
+            c->k.control_ignored++;
+            return;
+        }
+        mqe2e_channel_config cfg;
+        uint8_t dh_sk[32];
+        mqe2e_channel *ch = NULL;
+        rc = ctl_channel_config(c, &cfg, dh_sk, f->from);
+        if (rc == MQE2E_OK)
+            rc = mqe2e_channel_accept(&ch, out, sizeof out, &out_len, &cfg, data, len, ctl_now());
+        sodium_memzero(dh_sk, sizeof dh_sk);
+        if (rc != MQE2E_OK) {
+            c->k.handshakes_failed++;
+            ctl_log(c, MQE2E_LOG_WARNING, "CHANNEL step 1 from '%s' refused: %s", f->from,
+                    mqe2e_error_name(rc));
+            return;
+        }
+        /* A peer that restarted replaces the old channel. */
+        peer_reset(p);
+        p->ch = ch;
+        p->initiator = 0;
+        p->started = ctl_now();
+        (void)ctl_enqueue(c, topic, out, out_len, 1, 0);
+        return;
+    }
+    if (p->ch == NULL) {
+        c->k.control_ignored++;
+        return;
+    }
+    rc = mqe2e_channel_handle(p->ch, out, sizeof out, &out_len, data, len, c->rl, ctl_now());
+    if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_DECODE) {
+        c->k.control_ignored++;
+        return;
+    }
+    if (rc != MQE2E_OK) {
+        c->k.handshakes_failed++;
+        if (peer_revoked(c, f->from)) c->k.revoked_refused++;
+        ctl_log(c, MQE2E_LOG_WARNING, "CHANNEL with '%s' failed: %s", f->from,
+                mqe2e_error_name(rc));
+        peer_reset(p);
+        return;
+    }
+    if (out_len > 0) (void)ctl_enqueue(c, topic, out, out_len, 1, 0);
+    if (mqe2e_channel_is_established(p->ch)) {
+        c->k.handshakes_ok++;
+        ctl_log(c, MQE2E_LOG_INFO, "channel with '%s' established", p->id);
+        ctl_channel_flush(c, p);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Hold queue                                                           */
+
+/* 1 when the envelope on a group topic names an epoch newer than the
+ * keystore's current one for that group. A group the keystore does not hold
+ * at all is not waited for: it may have been left or never joined, and
+ * holding would make every message on it cost a HELLO. Lock held. */
+static int ctl_epoch_unknown(mqe2e__ctl *c, const char *group, const uint8_t *data, size_t len)
+{
+    mqe2e_envelope_view v;
+    uint32_t cur;
+    if (mqe2e_envelope_parse(&v, data, len) != MQE2E_OK) return 0;
+    if (v.header.mode == MQE2E_MODE_CHANNEL) return 0;
+    if (mqe2e_keystore_group_current_epoch(c->h.keystore, group, &cur) != MQE2E_OK) return 0;
+    return v.header.epoch > cur;
+}
+
+static void ctl_maybe_trigger_hello(mqe2e__ctl *c)
+{
+    uint64_t now = ctl_now();
+    if (c->hello != NULL && now - c->hello_started < CTL_RETRY_SECONDS) return;
+    if (c->last_trigger != 0 && now - c->last_trigger < CTL_TRIGGER_SECONDS) return;
+    c->last_trigger = now;
+    ctl_hello_start(c);
+}
+
+/*
+ * Hand every held message whose key is now known to the normal receive path,
+ * in arrival order; the others go back to the tail keeping their arrival
+ * time, so their relative order is kept too. cb_lock held, lock NOT held.
+ */
+static void ctl_release(mqe2e__ctl *c)
+{
+    (void)pthread_mutex_lock(c->h.lock);
+    size_t n = mqe2e_holdq_count(c->holdq);
+    (void)pthread_mutex_unlock(c->h.lock);
+    for (size_t i = 0; i < n; i++) {
+        mqe2e_held *h = NULL;
+        mqe2e_policy_kind kind;
+        const char *target = NULL;
+        int ready = 0;
+
+        (void)pthread_mutex_lock(c->h.lock);
+        if (mqe2e_holdq_pop(c->holdq, &h) != MQE2E_OK) {
+            (void)pthread_mutex_unlock(c->h.lock);
+            break;
+        }
+        if (mqe2e_policy_lookup(c->h.policy, h->topic, &kind, &target) != MQE2E_OK ||
+            kind != MQE2E_POLICY_GROUP || target == NULL ||
+            !ctl_epoch_unknown(c, target, h->data, h->len)) {
+            ready = 1;
+        } else if (mqe2e_holdq_push(c->holdq, h->topic, h->data, h->len, h->tag, h->arrived_at) !=
+                   MQE2E_OK) {
+            ready = 1; /* cannot happen (it fitted before); the normal path counts it */
+        }
+        if (ready) c->k.released++;
+        (void)pthread_mutex_unlock(c->h.lock);
+        if (ready && c->h.deliver != NULL)
+            (void)c->h.deliver(c->h.ctx, h->topic, h->data, h->len, h->tag);
+        mqe2e_held_free(h);
+    }
+}
+
+/* Drop what waited too long (counted as no_key). Lock NOT held. */
+static void ctl_expire(mqe2e__ctl *c)
+{
+    size_t n;
+    (void)pthread_mutex_lock(c->h.lock);
+    n = mqe2e_holdq_expire(c->holdq, ctl_now());
+    c->k.hold_dropped += n;
+    (void)pthread_mutex_unlock(c->h.lock);
+    for (size_t i = 0; i < n; i++)
+        c->h.dropped(c->h.ctx, "(held)", MQE2E_ERR_NO_KEY);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing                                                              */
+
+int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size_t len,
+                     uint32_t tag, int can_hold, uint8_t **pt, size_t *pt_len)
+{
+    mqe2e_policy_kind kind;
+    const char *target = NULL;
+    int released = 0;
+    int rc;
+
+    *pt = NULL;
+    *pt_len = 0;
+    if (c == NULL || topic == NULL) return MQE2E__ROUTE_PASS;
+    if (strcmp(topic, c->inbox) == 0) {
+        mqe2e_control_frame f;
+        (void)pthread_mutex_lock(c->h.lock);
+        rc = mqe2e_control_frame_decode(&f, data, len);
+        if (rc != MQE2E_OK) {
+            c->k.control_ignored++;
+        } else {
+            switch (f.kind) {
+            case MQE2E_CONTROL_HELLO:
+                ctl_on_hello(c, data, len);
+                released = 1;
+                break;
+            case MQE2E_CONTROL_PUSH:
+                ctl_on_push(c, data, len);
+                released = 1;
+                break;
+            case MQE2E_CONTROL_CHANNEL:
+                ctl_on_channel(c, &f, data, len);
+                break;
+            default:
+                c->k.control_ignored++;
+                break;
+            }
+        }
+        (void)pthread_mutex_unlock(c->h.lock);
+        if (released && can_hold) ctl_release(c);
+        return MQE2E__ROUTE_CONSUMED;
+    }
+    if (strcmp(topic, c->revocations_topic) == 0) {
+        (void)pthread_mutex_lock(c->h.lock);
+        ctl_adopt_revocations(c, data, len);
+        (void)pthread_mutex_unlock(c->h.lock);
+        return MQE2E__ROUTE_CONSUMED;
+    }
+    (void)pthread_mutex_lock(c->h.lock);
+    rc = mqe2e_policy_lookup(c->h.policy, topic, &kind, &target);
+    if (rc != MQE2E_OK || target == NULL) {
+        (void)pthread_mutex_unlock(c->h.lock);
+        return MQE2E__ROUTE_PASS;
+    }
+    if (kind == MQE2E_POLICY_CHANNEL) {
+        ctl_peer *p = peer_find(c, target, 0);
+        uint8_t *buf = NULL;
+        size_t out_len = 0;
+        if (peer_revoked(c, target)) {
+            c->k.revoked_refused++;
+            rc = MQE2E_ERR_AUTH;
+        } else if (p == NULL || p->ch == NULL || !mqe2e_channel_is_established(p->ch)) {
+            rc = MQE2E_ERR_NO_KEY;
+        } else if ((buf = malloc(len > 0 ? len : 1U)) == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+        } else {
+            rc = mqe2e_channel_open(p->ch, buf, len, &out_len, topic, data, len, ctl_now());
+        }
+        if (rc == MQE2E_OK) c->k.channel_opened++;
+        (void)pthread_mutex_unlock(c->h.lock);
+        if (rc != MQE2E_OK) {
+            free(buf);
+            c->h.dropped(c->h.ctx, topic, rc);
+            return MQE2E__ROUTE_CONSUMED;
+        }
+        *pt = buf;
+        *pt_len = out_len;
+        return MQE2E__ROUTE_PLAINTEXT;
+    }
+    if (kind != MQE2E_POLICY_GROUP) {
+        (void)pthread_mutex_unlock(c->h.lock);
+        return MQE2E__ROUTE_PASS;
+    }
+    int unknown = ctl_epoch_unknown(c, target, data, len);
+    /* While anything is held, later messages queue behind it so the
+     * application sees them in arrival order. */
+    if (!can_hold || (!unknown && mqe2e_holdq_count(c->holdq) == 0)) {
+        if (unknown) ctl_maybe_trigger_hello(c);
+        (void)pthread_mutex_unlock(c->h.lock);
+        return MQE2E__ROUTE_PASS;
+    }
+    /* Make room from what waited too long before judging the bounds. */
+    size_t expired = mqe2e_holdq_expire(c->holdq, ctl_now());
+    c->k.hold_dropped += expired;
+    rc = mqe2e_holdq_push(c->holdq, topic, data, len, tag, ctl_now());
+    if (rc == MQE2E_OK) {
+        c->k.held++;
+        if (unknown) ctl_maybe_trigger_hello(c);
+    } else {
+        c->k.hold_dropped++;
+    }
+    (void)pthread_mutex_unlock(c->h.lock);
+    for (size_t i = 0; i < expired; i++)
+        c->h.dropped(c->h.ctx, "(held)", MQE2E_ERR_NO_KEY);
+    if (rc != MQE2E_OK) c->h.dropped(c->h.ctx, topic, MQE2E_ERR_NO_KEY);
+    return MQE2E__ROUTE_CONSUMED;
+}
+
+int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size_t pt_len, int qos,
+                       int retained, int *handled)
+{
+    mqe2e_policy_kind kind;
+    const char *target = NULL;
+    int rc;
+
+    *handled = 0;
+    if (c == NULL) return MQE2E_OK;
+    (void)pthread_mutex_lock(c->h.lock);
+    rc = mqe2e_policy_lookup(c->h.policy, topic, &kind, &target);
+    if (rc != MQE2E_OK || kind != MQE2E_POLICY_CHANNEL) {
+        (void)pthread_mutex_unlock(c->h.lock);
+        return MQE2E_OK;
+    }
+    *handled = 1;
+    if (target == NULL || !mqe2e_client_id_valid(target)) {
+        rc = MQE2E_ERR_POLICY;
+        goto out;
+    }
+    if (pt_len > MQE2E_CHANNEL_MAX_PLAINTEXT) {
+        rc = MQE2E_ERR_TOO_LARGE;
+        goto out;
+    }
+    if (peer_revoked(c, target)) {
+        c->k.revoked_refused++;
+        rc = MQE2E_ERR_AUTH;
+        goto out;
+    }
+    ctl_peer *p = peer_find(c, target, 1);
+    if (p == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    if (p->ch != NULL && mqe2e_channel_is_established(p->ch)) {
+        rc = ctl_channel_send(c, p, topic, pt, pt_len, qos, retained);
+        goto out;
+    }
+    if (p->n_pending >= CTL_PENDING_MAX) {
+        rc = MQE2E_ERR_EXHAUSTED;
+        goto out;
+    }
+    ctl_pending *q = calloc(1, sizeof *q);
+    if (q == NULL || (q->topic = strdup(topic)) == NULL ||
+        (q->pt = malloc(pt_len > 0 ? pt_len : 1U)) == NULL) {
+        if (q != NULL) free(q->topic);
+        free(q);
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    if (pt_len > 0) memcpy(q->pt, pt, pt_len);
+    q->len = pt_len;
+    q->qos = qos;
+    q->retained = retained;
+    if (p->pending_tail != NULL)
+        p->pending_tail->next = q;
+    else {
+        p->pending = q;
+        p->pending_since = ctl_now();
+    }
+    p->pending_tail = q;
+    p->n_pending++;
+    rc = MQE2E_OK;
+    if (p->ch == NULL) {
+        rc = ctl_channel_initiate(c, p);
+        if (rc != MQE2E_OK) {
+            /* Reported as failed, so it must not go out later either. */
+            peer_reset(p);
+            peer_drop_pending(p);
+        }
+    }
+out:
+    (void)pthread_mutex_unlock(c->h.lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker                                                               */
+
+/* Timers; lock held. */
+static void ctl_timers(mqe2e__ctl *c, int connected)
+{
+    uint64_t now = ctl_now();
+    if (!connected) return;
+    /* Unanswered or failed: try again, a fresh handshake each time. */
+    if (!c->hello_done && now - c->hello_started >= CTL_RETRY_SECONDS) {
+        ctl_log(c, MQE2E_LOG_DEBUG, "no HELLO reply yet, retrying");
+        ctl_hello_start(c);
+    }
+    if (now - c->last_renewal_check >= 60U) {
+        const uint8_t *cb;
+        size_t cl;
+        c->last_renewal_check = now;
+        if (c->hello == NULL && mqe2e_keystore_credential(c->h.keystore, &cb, &cl) == MQE2E_OK) {
+            mqe2e_credential *cred = NULL;
+            int rc = mqe2e_credential_verify(&cred, cb, cl, c->pin.sign_public, now);
+            if (rc == MQE2E_ERR_EXPIRED ||
+                (rc == MQE2E_OK &&
+                 mqe2e_credential_needs_renewal(cred, now, MQE2E_CREDENTIAL_RENEW_NUM,
+                                                MQE2E_CREDENTIAL_RENEW_DEN))) {
+                ctl_log(c, MQE2E_LOG_INFO, "credential due for renewal: HELLO");
+                ctl_hello_start(c);
+            }
+            mqe2e_credential_free(cred);
+        }
+    }
+    for (ctl_peer *p = c->peers; p != NULL; p = p->next) {
+        if (p->pending != NULL && now - p->pending_since >= CTL_PENDING_SECONDS) {
+            ctl_log(c, MQE2E_LOG_WARNING, "no channel with '%s': %zu queued messages dropped",
+                    p->id, p->n_pending);
+            peer_drop_pending(p);
+            if (p->ch != NULL && !mqe2e_channel_is_established(p->ch)) peer_reset(p);
+            continue;
+        }
+        /* Unanswered, failed or never started: a fresh handshake, paced. */
+        if (p->pending != NULL && (p->ch == NULL || !mqe2e_channel_is_established(p->ch)) &&
+            now - p->started >= CTL_RETRY_SECONDS)
+            (void)ctl_channel_initiate(c, p);
+    }
+}
+
+static void *ctl_worker(void *arg)
+{
+    mqe2e__ctl *c = arg;
+
+    (void)pthread_mutex_lock(c->h.lock);
+    while (!c->stop) {
+        while (c->out_head != NULL && !c->stop) {
+            ctl_out *o = c->out_head;
+            c->out_head = o->next;
+            if (c->out_head == NULL) c->out_tail = NULL;
+            c->n_out--;
+            (void)pthread_mutex_unlock(c->h.lock);
+            if (o->len <= (size_t)INT_MAX) {
+                int rc = MQTTClient_publish(c->h.paho, o->topic, (int)o->len, o->data, o->qos,
+                                            o->retained, NULL);
+                /* Lost frames are not resent: every handshake retries by itself. */
+                if (rc != MQTTCLIENT_SUCCESS)
+                    ctl_log(c, rc == MQTTCLIENT_DISCONNECTED ? MQE2E_LOG_INFO : MQE2E_LOG_WARNING,
+                            "control publish to '%s' failed: %s", o->topic,
+                            MQTTClient_strerror(rc));
+                else
+                    ctl_log(c, MQE2E_LOG_DEBUG, "published %zu bytes to '%s'", o->len, o->topic);
+            }
+            out_free(o);
+            (void)pthread_mutex_lock(c->h.lock);
+        }
+        if (c->stop) break;
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += CTL_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&c->cond, c->h.lock, &ts);
+        if (c->stop) break;
+        if (c->out_head != NULL) continue;
+        int session_up = c->session_up;
+        (void)pthread_mutex_unlock(c->h.lock);
+        /* A reconnect Paho made by itself: do what connect() does. */
+        int connected = MQTTClient_isConnected(c->h.paho);
+        if (connected && !session_up) (void)mqe2e__ctl_connected(c);
+        (void)pthread_mutex_lock(c->h.lock);
+        if (!connected) c->session_up = 0;
+        ctl_timers(c, connected);
+        size_t held = mqe2e_holdq_count(c->holdq);
+        (void)pthread_mutex_unlock(c->h.lock);
+        if (held > 0) {
+            /* The application's callbacks are serialised by cb_lock. */
+            (void)pthread_mutex_lock(c->h.cb_lock);
+            ctl_expire(c);
+            ctl_release(c);
+            (void)pthread_mutex_unlock(c->h.cb_lock);
+        }
+        (void)pthread_mutex_lock(c->h.lock);
+    }
+    (void)pthread_mutex_unlock(c->h.lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host)
+{
+    mqe2e__ctl *c;
+    const uint8_t *rl;
+    size_t rl_len;
+    int rc;
+
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL) return MQE2E_ERR_NOMEM;
+    c->h = *host;
+    rc = mqe2e_keystore_authority(host->keystore, &c->pin);
+    if (rc != MQE2E_OK) {
+        free(c);
+        return rc;
+    }
+    const char *id = mqe2e_keystore_client_id(host->keystore);
+    if (!mqe2e_client_id_valid(id) || !mqe2e_control_prefix_valid(c->pin.control_prefix)) {
+        free(c);
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    memcpy(c->id, id, strlen(id) + 1U);
+    client_inbox(c->inbox, sizeof c->inbox, c, c->id);
+    (void)snprintf(c->revocations_topic, sizeof c->revocations_topic, "%s/revocations",
+                   c->pin.control_prefix);
+    (void)snprintf(c->authority_topic, sizeof c->authority_topic, "%s/authority",
+                   c->pin.control_prefix);
+    if (mqe2e_keystore_revocation_list(host->keystore, &rl, &rl_len, NULL) == MQE2E_OK)
+        (void)mqe2e_revocation_list_verify(&c->rl, rl, rl_len, c->pin.sign_public);
+    rc = mqe2e_holdq_new(&c->holdq, host->hold_count, host->hold_bytes, host->hold_age);
+    if (rc != MQE2E_OK) {
+        mqe2e_revocation_list_free(c->rl);
+        free(c);
+        return rc;
+    }
+    if (pthread_cond_init(&c->cond, NULL) != 0) {
+        mqe2e_holdq_free(c->holdq);
+        mqe2e_revocation_list_free(c->rl);
+        free(c);
+        return MQE2E_ERR_NOMEM;
+    }
+    /* Until connect(), the worker only waits. */
+    c->session_up = 1;
+    c->hello_done = 1;
+    if (pthread_create(&c->worker, NULL, ctl_worker, c) != 0) {
+        (void)pthread_cond_destroy(&c->cond);
+        mqe2e_holdq_free(c->holdq);
+        mqe2e_revocation_list_free(c->rl);
+        free(c);
+        return MQE2E_ERR_NOMEM;
+    }
+    c->worker_started = 1;
+    *out = c;
+    return MQE2E_OK;
+}
+
+void mqe2e__ctl_stop(mqe2e__ctl *c)
+{
+    if (c == NULL || !c->worker_started) return;
+    (void)pthread_mutex_lock(c->h.lock);
+    c->stop = 1;
+    (void)pthread_cond_signal(&c->cond);
+    (void)pthread_mutex_unlock(c->h.lock);
+    (void)pthread_join(c->worker, NULL);
+    c->worker_started = 0;
+}
+
+void mqe2e__ctl_free(mqe2e__ctl *c)
+{
+    if (c == NULL) return;
+    mqe2e__ctl_stop(c);
+    while (c->out_head != NULL) {
+        ctl_out *o = c->out_head;
+        c->out_head = o->next;
+        out_free(o);
+    }
+    while (c->peers != NULL) {
+        ctl_peer *p = c->peers;
+        c->peers = p->next;
+        peer_reset(p);
+        peer_drop_pending(p);
+        free(p);
+    }
+    mqe2e_hello_client_free(c->hello);
+    mqe2e_holdq_free(c->holdq);
+    mqe2e_revocation_list_free(c->rl);
+    (void)pthread_cond_destroy(&c->cond);
+    sodium_memzero(c, sizeof *c);
+    free(c);
+}
+
+int mqe2e__ctl_connected(mqe2e__ctl *c)
+{
+    char *topics[2];
+    int qos[2] = {1, 1};
+    int rc;
+
+    if (c == NULL) return MQE2E_OK;
+    topics[0] = c->inbox;
+    topics[1] = c->revocations_topic;
+    rc = MQTTClient_subscribeMany(c->h.paho, 2, topics, qos);
+    (void)pthread_mutex_lock(c->h.lock);
+    if (rc == MQTTCLIENT_SUCCESS) {
+        c->session_up = 1;
+        c->hello_done = 0;
+        ctl_hello_start(c);
+    } else {
+        ctl_log(c, MQE2E_LOG_ERROR, "cannot subscribe to the control topics: %s",
+                MQTTClient_strerror(rc));
+    }
+    (void)pthread_mutex_unlock(c->h.lock);
+    return rc == MQTTCLIENT_SUCCESS ? MQE2E_OK : MQE2E_ERR_IO;
+}
+
+void mqe2e__ctl_counters(mqe2e__ctl *c, mqe2e_control_counters *out)
+{
+    if (c == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    (void)pthread_mutex_lock(c->h.lock);
+    *out = c->k;
+    (void)pthread_mutex_unlock(c->h.lock);
+}

@@ -1,0 +1,1567 @@
+/*
+ * The client side of the control plane against a real Mosquitto and real
+ * Paho: enrollment through the `mqe2e enroll` command, HELLO on connect,
+ * encrypted pub/sub between enrolled clients, rotation pushes, a device
+ * offline across a rotation (held messages released in order), forged and
+ * replayed pushes, a command channel between two enrolled clients, forged
+ * and replayed channel messages, and a revoked peer.
+ *
+ * The authority here is a small responder built from the core's authority
+ * calls (mqe2e_enroll_accept_*, mqe2e_hello_accept_*, mqe2e_push_seal) on
+ * its own raw Paho connection: a real second MQTT client speaking the
+ * protocol, with its state in memory.
+ */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "mqe2e/MQTTClient.h"
+#include "testutil.h"
+
+#define PREFIX "mqe2e"
+#define AUTH_ID "authority"
+#define WAIT_MS 15000L
+#define MAXMSG 64
+#define TA_MAX 8
+#define TA_EPOCHS 16
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static uint64_t now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static int contains(const uint8_t *buf, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, needle, n) == 0) return 1;
+    return 0;
+}
+
+/* ====================================================================== */
+/* The test authority                                                      */
+
+typedef struct ta_member {
+    char id[64];
+    uint32_t sender;
+} ta_member;
+
+typedef struct ta_group {
+    char name[32];
+    char filter[64];
+    uint32_t epoch; /* current, 1-based */
+    uint8_t secret[TA_EPOCHS + 1][32];
+    uint64_t created[TA_EPOCHS + 1];
+    uint64_t retired[TA_EPOCHS + 1];
+    ta_member members[TA_MAX];
+    int n_members;
+} ta_group;
+
+typedef struct ta_client {
+    char id[64];
+    uint8_t dh[32];
+    uint8_t sign[32];
+    uint64_t push_seq;
+    int revoked;
+    uint8_t last_push[4096];
+    size_t last_push_len;
+} ta_client;
+
+typedef struct ta_token {
+    uint8_t id[16];
+    uint8_t token[32];
+    char client_id[64];
+    char groups[4][32];
+    int n_groups;
+    int used;
+    uint8_t used_by[32];
+} ta_token;
+
+typedef struct ta {
+    pthread_mutex_t m;
+    MQTTClient paho;
+    pthread_t thread;
+    int stop;
+    uint8_t sign_pk[32], sign_sk[64], dh_pk[32], dh_sk[32];
+    ta_client clients[TA_MAX];
+    int n_clients;
+    ta_group groups[4];
+    int n_groups;
+    ta_token tokens[TA_MAX];
+    int n_tokens;
+    uint64_t serial;
+    uint32_t next_sender;
+    uint8_t *rl;
+    size_t rl_len;
+    uint64_t rl_version;
+    /* observations */
+    int enroll_frames;
+    int hello_frames;
+    size_t enroll1_len, enroll2_len, hello1_len, hello2_len, push_len;
+} ta;
+
+static ta_client *ta_client_find(ta *a, const char *id)
+{
+    for (int i = 0; i < a->n_clients; i++)
+        if (strcmp(a->clients[i].id, id) == 0) return &a->clients[i];
+    return NULL;
+}
+
+static ta_group *ta_group_find(ta *a, const char *name)
+{
+    for (int i = 0; i < a->n_groups; i++)
+        if (strcmp(a->groups[i].name, name) == 0) return &a->groups[i];
+    return NULL;
+}
+
+static ta_member *ta_member_find(ta_group *g, const char *id)
+{
+    for (int i = 0; i < g->n_members; i++)
+        if (strcmp(g->members[i].id, id) == 0) return &g->members[i];
+    return NULL;
+}
+
+static void ta_group_add(ta *a, const char *name, const char *filter)
+{
+    ta_group *g = &a->groups[a->n_groups++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    snprintf(g->filter, sizeof g->filter, "%s", filter);
+    g->epoch = 1;
+    randombytes_buf(g->secret[1], 32);
+    g->created[1] = now_s();
+}
+
+/* Current epoch of every group the client is in, plus the previous one (grace). */
+static size_t ta_bundles(ta *a, const char *id, mqe2e_key_bundle *out, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < a->n_groups; i++) {
+        ta_group *g = &a->groups[i];
+        ta_member *mb = ta_member_find(g, id);
+        if (mb == NULL) continue;
+        for (uint32_t e = g->epoch > 1 ? g->epoch - 1 : 1; e <= g->epoch && n < cap; e++) {
+            mqe2e_key_bundle *b = &out[n++];
+            memset(b, 0, sizeof *b);
+            snprintf(b->group, sizeof b->group, "%s", g->name);
+            snprintf(b->topic_filter, sizeof b->topic_filter, "%s", g->filter);
+            b->epoch = e;
+            memcpy(b->secret, g->secret[e], 32);
+            b->created_at = g->created[e];
+            b->sender_id = mb->sender;
+            b->retired_at = g->retired[e];
+        }
+    }
+    return n;
+}
+
+static void ta_publish(ta *a, const char *topic, const uint8_t *data, size_t len, int retained)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(MQTTClient_publish(a->paho, topic, (int)len, data, 1, retained, &dt),
+                 MQTTCLIENT_SUCCESS);
+}
+
+static void ta_publish_to(ta *a, const char *id, const uint8_t *data, size_t len)
+{
+    char topic[128];
+    snprintf(topic, sizeof topic, PREFIX "/client/%s", id);
+    ta_publish(a, topic, data, len, 0);
+}
+
+static void ta_on_enroll(ta *a, const uint8_t *data, size_t len)
+{
+    mqe2e_enroll_authority *st = NULL;
+    mqe2e_enroll_request req;
+    if (mqe2e_enroll_accept_read(&st, &req, a->dh_sk, PREFIX, data, len) != MQE2E_OK) return;
+    pthread_mutex_lock(&a->m);
+    a->enroll_frames++;
+    a->enroll1_len = len;
+    ta_token *t = NULL;
+    for (int i = 0; i < a->n_tokens; i++)
+        if (memcmp(a->tokens[i].id, req.token_id, 16) == 0) t = &a->tokens[i];
+    if (t == NULL || mqe2e_enroll_accept_verify_mac(st, t->token) != MQE2E_OK) {
+        pthread_mutex_unlock(&a->m);
+        mqe2e_enroll_authority_free(st);
+        return;
+    }
+    mqe2e_control_update reply;
+    mqe2e_key_bundle bundles[16];
+    uint8_t *cred = NULL;
+    size_t cred_len = 0;
+    memset(&reply, 0, sizeof reply);
+    if (strcmp(t->client_id, req.client_id) != 0) {
+        reply.status = MQE2E_STATUS_REFUSED;
+    } else if (t->used && memcmp(t->used_by, req.dh_public, 32) != 0) {
+        reply.status = MQE2E_STATUS_TOKEN_USED;
+    } else {
+        t->used = 1;
+        memcpy(t->used_by, req.dh_public, 32);
+        ta_client *c = ta_client_find(a, req.client_id);
+        if (c == NULL) {
+            c = &a->clients[a->n_clients++];
+            memset(c, 0, sizeof *c);
+            snprintf(c->id, sizeof c->id, "%s", req.client_id);
+        }
+        memcpy(c->dh, req.dh_public, 32);
+        memcpy(c->sign, req.sign_public, 32);
+        for (int i = 0; i < t->n_groups; i++) {
+            ta_group *g = ta_group_find(a, t->groups[i]);
+            if (g != NULL && ta_member_find(g, c->id) == NULL) {
+                ta_member *mb = &g->members[g->n_members++];
+                snprintf(mb->id, sizeof mb->id, "%s", c->id);
+                mb->sender = ++a->next_sender;
+            }
+        }
+        mqe2e_grant grant = {"#", MQE2E_RIGHT_ALL};
+        mqe2e_credential_request cr;
+        memset(&cr, 0, sizeof cr);
+        cr.client_id = c->id;
+        cr.role = "device";
+        memcpy(cr.sign_public, c->sign, 32);
+        memcpy(cr.dh_public, c->dh, 32);
+        cr.grants = &grant;
+        cr.n_grants = 1;
+        cr.issued_at = now_s() - 10;
+        cr.expires_at = now_s() + 3600;
+        cr.serial = ++a->serial;
+        cr_assert_eq(mqe2e_credential_issue(&cred, &cred_len, a->sign_sk, &cr), MQE2E_OK);
+        reply.credential = cred;
+        reply.credential_len = cred_len;
+        reply.n_bundles = ta_bundles(a, c->id, bundles, 16);
+        reply.bundles = bundles;
+        reply.revocation_list = a->rl;
+        reply.revocation_list_len = a->rl_len;
+    }
+    uint8_t out[8192];
+    size_t out_len = 0;
+    cr_assert_eq(mqe2e_enroll_accept_write(st, out, sizeof out, &out_len, AUTH_ID, &reply),
+                 MQE2E_OK);
+    a->enroll2_len = out_len;
+    pthread_mutex_unlock(&a->m);
+    ta_publish_to(a, req.client_id, out, out_len);
+    sodium_memzero(bundles, sizeof bundles);
+    free(cred);
+    mqe2e_enroll_authority_free(st);
+}
+
+static void ta_on_hello(ta *a, const uint8_t *data, size_t len)
+{
+    mqe2e_hello_authority *st = NULL;
+    mqe2e_hello_request req;
+    int hrc = mqe2e_hello_accept_read(&st, &req, a->dh_sk, PREFIX, data, len);
+    if (getenv("CP_DEBUG")) printf("  authority: HELLO read: %s\n", mqe2e_error_name(hrc));
+    if (hrc != MQE2E_OK) return;
+    pthread_mutex_lock(&a->m);
+    a->hello_frames++;
+    a->hello1_len = len;
+    ta_client *c = ta_client_find(a, req.client_id);
+    if (c == NULL || mqe2e_hello_accept_check_static(st, c->dh) != MQE2E_OK) {
+        pthread_mutex_unlock(&a->m);
+        mqe2e_hello_authority_free(st);
+        return;
+    }
+    mqe2e_control_update reply;
+    mqe2e_key_bundle bundles[16];
+    memset(&reply, 0, sizeof reply);
+    if (c->revoked) {
+        reply.status = MQE2E_STATUS_REVOKED;
+    } else {
+        reply.n_bundles = ta_bundles(a, c->id, bundles, 16);
+        reply.bundles = bundles;
+        reply.revocation_list = a->rl;
+        reply.revocation_list_len = a->rl_len;
+        reply.push_seq = c->push_seq;
+    }
+    uint8_t out[8192];
+    size_t out_len = 0;
+    cr_assert_eq(mqe2e_hello_accept_write(st, out, sizeof out, &out_len, AUTH_ID, &reply),
+                 MQE2E_OK);
+    a->hello2_len = out_len;
+    char id[64];
+    snprintf(id, sizeof id, "%s", c->id);
+    pthread_mutex_unlock(&a->m);
+    ta_publish_to(a, id, out, out_len);
+    sodium_memzero(bundles, sizeof bundles);
+    mqe2e_hello_authority_free(st);
+}
+
+/* Frames copied out of Paho's callback; handled (and answered) by ta_loop,
+ * because the sync client must not be called from its own callbacks. */
+typedef struct ta_frame {
+    struct ta_frame *next;
+    size_t len;
+    uint8_t data[];
+} ta_frame;
+
+static ta_frame *ta_q_head, *ta_q_tail;
+static pthread_cond_t ta_q_cond = PTHREAD_COND_INITIALIZER;
+
+static int ta_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
+{
+    ta *a = ctx;
+    (void)tl;
+    ta_frame *f = malloc(sizeof *f + (size_t)m->payloadlen + 1);
+    f->next = NULL;
+    f->len = (size_t)m->payloadlen;
+    memcpy(f->data, m->payload, f->len);
+    pthread_mutex_lock(&a->m);
+    if (ta_q_tail != NULL)
+        ta_q_tail->next = f;
+    else
+        ta_q_head = f;
+    ta_q_tail = f;
+    pthread_cond_signal(&ta_q_cond);
+    pthread_mutex_unlock(&a->m);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+static void *ta_loop(void *arg)
+{
+    ta *a = arg;
+    pthread_mutex_lock(&a->m);
+    for (;;) {
+        while (ta_q_head == NULL && !a->stop)
+            pthread_cond_wait(&ta_q_cond, &a->m);
+        if (a->stop) break;
+        ta_frame *fr = ta_q_head;
+        ta_q_head = fr->next;
+        if (ta_q_head == NULL) ta_q_tail = NULL;
+        pthread_mutex_unlock(&a->m);
+        mqe2e_control_frame f;
+        if (fr->len > 0 && mqe2e_control_frame_decode(&f, fr->data, fr->len) == MQE2E_OK) {
+            if (f.kind == MQE2E_CONTROL_ENROLL) ta_on_enroll(a, fr->data, fr->len);
+            if (f.kind == MQE2E_CONTROL_HELLO) ta_on_hello(a, fr->data, fr->len);
+        }
+        free(fr);
+        pthread_mutex_lock(&a->m);
+    }
+    while (ta_q_head != NULL) {
+        ta_frame *fr = ta_q_head;
+        ta_q_head = fr->next;
+        free(fr);
+    }
+    ta_q_tail = NULL;
+    pthread_mutex_unlock(&a->m);
+    return NULL;
+}
+
+static void ta_start(ta *a, const tb_broker *b)
+{
+    memset(a, 0, sizeof *a);
+    pthread_mutex_init(&a->m, NULL);
+    crypto_sign_keypair(a->sign_pk, a->sign_sk);
+    crypto_box_keypair(a->dh_pk, a->dh_sk);
+    cr_assert_eq(MQTTClient_create(&a->paho, tb_broker_uri(b), "test-authority",
+                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    cr_assert_eq(MQTTClient_setCallbacks(a->paho, a, NULL, ta_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_connect(a->paho, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_subscribe(a->paho, PREFIX "/authority", 1), MQTTCLIENT_SUCCESS);
+    pthread_create(&a->thread, NULL, ta_loop, a);
+}
+
+static void ta_stop(ta *a)
+{
+    pthread_mutex_lock(&a->m);
+    a->stop = 1;
+    pthread_cond_signal(&ta_q_cond);
+    pthread_mutex_unlock(&a->m);
+    pthread_join(a->thread, NULL);
+    MQTTClient_disconnect(a->paho, 1000);
+    MQTTClient_destroy(&a->paho);
+    free(a->rl);
+    sodium_memzero(a, sizeof *a);
+}
+
+/* A ticket for @p id joining the given groups; *text is the encoded ticket. */
+static char *ta_ticket(ta *a, const char *id, const char *g1, const char *g2)
+{
+    pthread_mutex_lock(&a->m);
+    ta_token *t = &a->tokens[a->n_tokens++];
+    memset(t, 0, sizeof *t);
+    randombytes_buf(t->id, 16);
+    randombytes_buf(t->token, 32);
+    snprintf(t->client_id, sizeof t->client_id, "%s", id);
+    if (g1 != NULL) snprintf(t->groups[t->n_groups++], 32, "%s", g1);
+    if (g2 != NULL) snprintf(t->groups[t->n_groups++], 32, "%s", g2);
+    mqe2e_ticket tk;
+    memset(&tk, 0, sizeof tk);
+    memcpy(tk.authority_sign_public, a->sign_pk, 32);
+    memcpy(tk.authority_dh_public, a->dh_pk, 32);
+    snprintf(tk.authority_id, sizeof tk.authority_id, AUTH_ID);
+    snprintf(tk.control_prefix, sizeof tk.control_prefix, PREFIX);
+    memcpy(tk.token_id, t->id, 16);
+    memcpy(tk.token, t->token, 32);
+    snprintf(tk.client_id, sizeof tk.client_id, "%s", id);
+    tk.expires_at = now_s() + 600;
+    pthread_mutex_unlock(&a->m);
+    char *text = NULL;
+    cr_assert_eq(mqe2e_ticket_encode(&text, &tk), MQE2E_OK);
+    mqe2e_ticket_wipe(&tk);
+    return text;
+}
+
+/* Seal and publish a push to one client (lock held). */
+static void ta_push_locked(ta *a, ta_client *c, const char *removed)
+{
+    mqe2e_control_update push;
+    mqe2e_key_bundle bundles[16];
+    mqe2e_group_name rg;
+    memset(&push, 0, sizeof push);
+    push.push_seq = ++c->push_seq;
+    push.n_bundles = ta_bundles(a, c->id, bundles, 16);
+    push.bundles = bundles;
+    push.revocation_list = a->rl;
+    push.revocation_list_len = a->rl_len;
+    if (removed != NULL) {
+        snprintf(rg.name, sizeof rg.name, "%s", removed);
+        push.removed_groups = &rg;
+        push.n_removed_groups = 1;
+    }
+    cr_assert_eq(mqe2e_push_seal(c->last_push, sizeof c->last_push, &c->last_push_len, a->dh_sk,
+                                 c->dh, PREFIX, AUTH_ID, &push),
+                 MQE2E_OK);
+    a->push_len = c->last_push_len;
+    sodium_memzero(bundles, sizeof bundles);
+    ta_publish_to(a, c->id, c->last_push, c->last_push_len);
+}
+
+/* New epoch for @p group, pushed to every member except @p skip (NULL: none). */
+static void ta_rotate(ta *a, const char *group, const char *skip)
+{
+    pthread_mutex_lock(&a->m);
+    ta_group *g = ta_group_find(a, group);
+    cr_assert_not_null(g);
+    cr_assert_lt(g->epoch, TA_EPOCHS);
+    g->retired[g->epoch] = now_s();
+    g->epoch++;
+    randombytes_buf(g->secret[g->epoch], 32);
+    g->created[g->epoch] = now_s();
+    for (int i = 0; i < g->n_members; i++) {
+        ta_client *c = ta_client_find(a, g->members[i].id);
+        if (c == NULL || c->revoked || (skip != NULL && strcmp(skip, c->id) == 0)) continue;
+        ta_push_locked(a, c, NULL);
+    }
+    pthread_mutex_unlock(&a->m);
+}
+
+/* Revoke a client: new signed list (retained), out of every group, rotate them. */
+static void ta_revoke(ta *a, const char *id)
+{
+    char rotate[4][32];
+    int n_rotate = 0;
+    pthread_mutex_lock(&a->m);
+    ta_client *c = ta_client_find(a, id);
+    cr_assert_not_null(c);
+    c->revoked = 1;
+    mqe2e_revocation_entry e[TA_MAX];
+    size_t n = 0;
+    for (int i = 0; i < a->n_clients; i++)
+        if (a->clients[i].revoked) {
+            e[n].client_id = a->clients[i].id;
+            e[n].serial = 0;
+            e[n].revoked_at = now_s();
+            n++;
+        }
+    free(a->rl);
+    a->rl = NULL;
+    cr_assert_eq(
+        mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, ++a->rl_version, now_s(), e, n),
+        MQE2E_OK);
+    for (int i = 0; i < a->n_groups; i++) {
+        ta_group *g = &a->groups[i];
+        for (int j = 0; j < g->n_members; j++)
+            if (strcmp(g->members[j].id, id) == 0) {
+                g->members[j] = g->members[--g->n_members];
+                snprintf(rotate[n_rotate++], 32, "%s", g->name);
+                break;
+            }
+    }
+    uint8_t *rl = malloc(a->rl_len);
+    size_t rl_len = a->rl_len;
+    memcpy(rl, a->rl, rl_len);
+    pthread_mutex_unlock(&a->m);
+    ta_publish(a, PREFIX "/revocations", rl, rl_len, 1);
+    free(rl);
+    for (int i = 0; i < n_rotate; i++)
+        ta_rotate(a, rotate[i], NULL);
+}
+
+/* ====================================================================== */
+/* Fixture, CLI and encrypted clients                                     */
+
+static tb_broker broker;
+static ta auth;
+static char *dir;
+static char keyfile[512];
+
+static void setup(void)
+{
+    cr_assert_eq(mqe2e_init(), MQE2E_OK);
+    memset(&broker, 0, sizeof broker);
+    cr_assert_eq(tb_broker_start(&broker), 0);
+    dir = tu_tempdir();
+    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
+    uint8_t k[32];
+    randombytes_buf(k, sizeof k);
+    FILE *f = fopen(keyfile, "wb");
+    cr_assert_not_null(f);
+    fwrite(k, 1, sizeof k, f);
+    fclose(f);
+    chmod(keyfile, 0600);
+    ta_start(&auth, &broker);
+    ta_group_add(&auth, "sensors", "sensors/#");
+}
+
+static void teardown(void)
+{
+    if (getenv("CP_DEBUG")) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "cat %s/mosquitto.log", broker.dir);
+        (void)system(cmd);
+    }
+    ta_stop(&auth);
+    tb_broker_stop(&broker);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(control_plane, .init = setup, .fini = teardown, .timeout = 120);
+
+/* The mqe2e command next to this test binary (BUILD/tests -> BUILD/tools/mqe2e). */
+static void cli_path(char *out, size_t cap)
+{
+    const char *bd = getenv("MQE2E_BUILD_DIR");
+    if (bd != NULL) {
+        snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    slash = strrchr(exe, '/');
+    *slash = '\0';
+    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", exe);
+}
+
+static void ks_path(char *out, size_t cap, const char *id)
+{
+    snprintf(out, cap, "%s/%s.ks", dir, id);
+}
+
+/* Run `mqe2e enroll` with the ticket in MQE2E_TICKET; stdout into *out. Exit code. */
+static int run_enroll(const char *id, const char *ticket, char *out, size_t cap)
+{
+    char cli[PATH_MAX], ks[512], cmd[2048], outfile[512];
+    cli_path(cli, sizeof cli);
+    ks_path(ks, sizeof ks, id);
+    snprintf(outfile, sizeof outfile, "%s/%s.out", dir, id);
+    snprintf(cmd, sizeof cmd,
+             "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d > '%s'", cli, ks,
+             keyfile, broker.port, outfile);
+    setenv("MQE2E_TICKET", ticket, 1);
+    int st = system(cmd);
+    unsetenv("MQE2E_TICKET");
+    if (out != NULL) {
+        out[0] = '\0';
+        FILE *f = fopen(outfile, "r");
+        if (f != NULL) {
+            size_t n = fread(out, 1, cap - 1, f);
+            out[n] = '\0';
+            fclose(f);
+        }
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void enroll(const char *id, const char *g1, const char *g2)
+{
+    char *ticket = ta_ticket(&auth, id, g1, g2);
+    char out[1024];
+    int rc = run_enroll(id, ticket, out, sizeof out);
+    mqe2e_ticket_text_free(ticket);
+    cr_assert_eq(rc, 0, "enroll %s exited %d: %s", id, rc, out);
+}
+
+static mqe2e_keystore *open_ks(const char *id)
+{
+    char path[512];
+    uint8_t k[32];
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    ks_path(path, sizeof path, id);
+    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
+    sodium_memzero(k, sizeof k);
+    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
+    return ks;
+}
+
+typedef struct inbox {
+    pthread_mutex_t m;
+    int n;
+    char topic[MAXMSG][64];
+    char payload[MAXMSG][64];
+    int dropped;
+    int drop_code[MAXMSG];
+} inbox;
+
+static void inbox_init(inbox *ib)
+{
+    memset(ib, 0, sizeof *ib);
+    pthread_mutex_init(&ib->m, NULL);
+}
+
+static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
+{
+    inbox *ib = ctx;
+    (void)topicLen;
+    pthread_mutex_lock(&ib->m);
+    if (ib->n < MAXMSG) {
+        snprintf(ib->topic[ib->n], 64, "%s", topic);
+        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
+        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
+        ib->payload[ib->n][len] = '\0';
+    }
+    ib->n++;
+    pthread_mutex_unlock(&ib->m);
+    mqe2e_MQTTClient_freeMessage(&msg);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
+static void on_dropped(void *ctx, const char *topic, int code)
+{
+    inbox *ib = ctx;
+    (void)topic;
+    pthread_mutex_lock(&ib->m);
+    if (ib->dropped < MAXMSG) ib->drop_code[ib->dropped] = code;
+    ib->dropped++;
+    pthread_mutex_unlock(&ib->m);
+}
+
+static void on_log(void *ctx, mqe2e_log_level level, const char *message)
+{
+    (void)ctx;
+    printf("  log[%d] %s\n", (int)level, message);
+}
+
+static int inbox_count(inbox *ib)
+{
+    pthread_mutex_lock(&ib->m);
+    int n = ib->n;
+    pthread_mutex_unlock(&ib->m);
+    return n;
+}
+
+static int wait_count(inbox *ib, int n)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (inbox_count(ib) < n) {
+        if (now_ms() > deadline) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+static mqe2e_control_counters ctl_counters(mqe2e_MQTTClient c)
+{
+    mqe2e_control_counters k;
+    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
+    return k;
+}
+
+/* Wait until a control counter (selected by offset) reaches n. */
+#define WAIT_CTL(c, field, n)                                                                      \
+    do {                                                                                           \
+        long dl_ = now_ms() + WAIT_MS;                                                             \
+        while (ctl_counters(c).field < (uint64_t)(n)) {                                            \
+            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d", #field, (int)(n));         \
+            sleep_ms(10);                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t drops_total(mqe2e_MQTTClient c)
+{
+    mqe2e_counters k;
+    uint64_t t = 0;
+    cr_assert_eq(mqe2e_MQTTClient_getCounters(c, &k), MQTTCLIENT_SUCCESS);
+    for (int i = 0; i < MQE2E_DROP_REASON_COUNT; i++)
+        t += k.dropped[i];
+    return t;
+}
+
+static uint64_t drops_of(mqe2e_MQTTClient c, mqe2e_drop_reason r)
+{
+    mqe2e_counters k;
+    cr_assert_eq(mqe2e_MQTTClient_getCounters(c, &k), MQTTCLIENT_SUCCESS);
+    return k.dropped[r];
+}
+
+/* An encrypted client with the control plane (the keystore is enrolled). */
+static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks,
+                                   const mqe2e_policy *policy, inbox *ib, int clean)
+{
+    mqe2e_MQTTClient c = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.policy = policy;
+    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onLog = on_log;
+    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
+    so.context = ib;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    if (ib != NULL)
+        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    co.keepAliveInterval = 20;
+    co.cleansession = clean;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+static void close_client(mqe2e_MQTTClient *c)
+{
+    mqe2e_MQTTClient_disconnect(*c, 1000);
+    mqe2e_MQTTClient_destroy(c);
+}
+
+static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text, int qos)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, qos, 0, &dt),
+                 MQTTCLIENT_SUCCESS);
+    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
+}
+
+/* What a raw Paho client saw. Callbacks, not receive(): Paho refuses
+ * receive() in a process where any client runs its callback thread. */
+typedef struct rawbox {
+    pthread_mutex_t m;
+    int n, next;
+    char topic[MAXMSG][128];
+    uint8_t data[MAXMSG][2048];
+    size_t len[MAXMSG];
+} rawbox;
+
+static int raw_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
+{
+    rawbox *rb = ctx;
+    (void)tl;
+    pthread_mutex_lock(&rb->m);
+    if (rb->n < MAXMSG) {
+        snprintf(rb->topic[rb->n], 128, "%s", topic);
+        size_t len = (size_t)m->payloadlen < 2048 ? (size_t)m->payloadlen : 2048;
+        memcpy(rb->data[rb->n], m->payload, len);
+        rb->len[rb->n] = len;
+        rb->n++;
+    }
+    pthread_mutex_unlock(&rb->m);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+/* A raw Paho client (the attacker, or an observer of the wire); rb may be NULL. */
+static MQTTClient raw_client(const char *id, rawbox *rb)
+{
+    MQTTClient r = NULL;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    if (rb != NULL) {
+        memset(rb, 0, sizeof *rb);
+        pthread_mutex_init(&rb->m, NULL);
+        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, raw_on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    }
+    co.cleansession = 1;
+    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
+    return r;
+}
+
+static void raw_close(MQTTClient *r)
+{
+    MQTTClient_disconnect(*r, 1000);
+    MQTTClient_destroy(r);
+}
+
+static void raw_publish(MQTTClient r, const char *topic, const void *data, size_t len)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(MQTTClient_publish(r, topic, (int)len, data, 1, 0, &dt), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_waitForCompletion(r, dt, 5000), MQTTCLIENT_SUCCESS);
+}
+
+/* Next message the raw client saw, waiting up to WAIT_MS; 0 on timeout. */
+static int raw_next(rawbox *rb, char *topic, size_t tcap, uint8_t *buf, size_t cap, size_t *len)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (now_ms() < deadline) {
+        pthread_mutex_lock(&rb->m);
+        if (rb->next < rb->n) {
+            int i = rb->next++;
+            snprintf(topic, tcap, "%s", rb->topic[i]);
+            *len = rb->len[i] < cap ? rb->len[i] : cap;
+            memcpy(buf, rb->data[i], *len);
+            pthread_mutex_unlock(&rb->m);
+            return 1;
+        }
+        pthread_mutex_unlock(&rb->m);
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+static rawbox rb_spy, rb_wire;
+
+/* ====================================================================== */
+/* Tests                                                                  */
+
+Test(control_plane, enroll_via_cli_one_round_trip)
+{
+    char *ticket = ta_ticket(&auth, "dev-1", "sensors", NULL);
+    char out[1024];
+    int rc = run_enroll("dev-1", ticket, out, sizeof out);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, out);
+    cr_assert(strstr(out, "enrolled dev-1 with authority") != NULL, "summary: %s", out);
+    cr_assert(strstr(out, "sensors") != NULL, "summary: %s", out);
+    pthread_mutex_lock(&auth.m);
+    cr_assert_eq(auth.enroll_frames, 1, "one round trip");
+    printf("  ENROLL step 1: %zu bytes, step 2: %zu bytes\n", auth.enroll1_len, auth.enroll2_len);
+    pthread_mutex_unlock(&auth.m);
+
+    mqe2e_keystore *ks = open_ks("dev-1");
+    mqe2e_authority_pin pin;
+    cr_assert_eq(mqe2e_keystore_authority(ks, &pin), MQE2E_OK);
+    cr_assert_str_eq(pin.authority_id, AUTH_ID);
+    cr_assert_str_eq(pin.control_prefix, PREFIX);
+    cr_assert_arr_eq(pin.sign_public, auth.sign_pk, 32);
+    cr_assert_arr_eq(pin.dh_public, auth.dh_pk, 32);
+    const uint8_t *cb;
+    size_t cl;
+    cr_assert_eq(mqe2e_keystore_credential(ks, &cb, &cl), MQE2E_OK);
+    mqe2e_credential *cred = NULL;
+    cr_assert_eq(mqe2e_credential_verify(&cred, cb, cl, auth.sign_pk, now_s()), MQE2E_OK);
+    cr_assert_str_eq(mqe2e_credential_client_id(cred), "dev-1");
+    mqe2e_credential_free(cred);
+    uint32_t epoch = 0, sender = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 1);
+    cr_assert_eq(mqe2e_keystore_group_sender_id(ks, "sensors", &sender), MQE2E_OK);
+    cr_assert_eq(sender, 1, "the authority's sender id");
+    mqe2e_keystore_close(ks);
+
+    /* The same ticket on another device: refused by the authority (exit 2). */
+    char ks2[512];
+    ks_path(ks2, sizeof ks2, "dev-1");
+    unlink(ks2);
+    rc = run_enroll("dev-1", ticket, out, sizeof out);
+    cr_assert_eq(rc, 2, "token used by another device: exit %d", rc);
+    mqe2e_ticket_text_free(ticket);
+
+    /* A ticket whose token the authority does not know gets no answer: timeout. */
+    mqe2e_ticket tk;
+    ticket = ta_ticket(&auth, "dev-2", NULL, NULL);
+    cr_assert_eq(mqe2e_ticket_decode(&tk, ticket), MQE2E_OK);
+    mqe2e_ticket_text_free(ticket);
+    tk.token[0] ^= 1;
+    cr_assert_eq(mqe2e_ticket_encode(&ticket, &tk), MQE2E_OK);
+    mqe2e_ticket_wipe(&tk);
+    char cli[PATH_MAX], cmd[2048], path[512];
+    cli_path(cli, sizeof cli);
+    ks_path(path, sizeof path, "dev-2");
+    snprintf(cmd, sizeof cmd,
+             "MQE2E_TICKET='%s' '%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 3 "
+             ">/dev/null 2>&1",
+             ticket, cli, path, keyfile, broker.port);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4, "wrong token: timeout exit 4");
+    mqe2e_ticket_text_free(ticket);
+    /* No broker: exit 3. */
+    ticket = ta_ticket(&auth, "dev-3", NULL, NULL);
+    ks_path(path, sizeof path, "dev-3");
+    snprintf(cmd, sizeof cmd,
+             "MQE2E_TICKET='%s' '%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p 1 -W 3 "
+             ">/dev/null 2>&1",
+             ticket, cli, path, keyfile);
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "no broker: exit 3");
+    mqe2e_ticket_text_free(ticket);
+}
+
+Test(control_plane, hello_on_connect_fetches_rotated_epoch)
+{
+    enroll("dev-a", "sensors", NULL);
+    /* Rotated while the device was not connected (the push is lost: no session). */
+    ta_rotate(&auth, "sensors", NULL);
+    mqe2e_keystore *ks = open_ks("dev-a");
+    uint32_t epoch = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 1);
+    inbox ib;
+    inbox_init(&ib);
+    mqe2e_MQTTClient c = enc_client("dev-a", ks, NULL, &ib, 1);
+    WAIT_CTL(c, handshakes_ok, 1);
+    mqe2e_control_counters k = ctl_counters(c);
+    cr_assert_geq(k.hellos_sent, 1);
+    pthread_mutex_lock(&auth.m);
+    printf("  HELLO step 1: %zu bytes, step 2: %zu bytes; PUSH: %zu bytes\n", auth.hello1_len,
+           auth.hello2_len, auth.push_len);
+    pthread_mutex_unlock(&auth.m);
+    close_client(&c);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 2, "HELLO brought the new epoch");
+    mqe2e_keystore_close(ks);
+}
+
+Test(control_plane, pubsub_between_enrolled_clients_and_rotation_push)
+{
+    enroll("pub-1", "sensors", NULL);
+    enroll("sub-1", "sensors", NULL);
+    mqe2e_keystore *kp = open_ks("pub-1"), *ks = open_ks("sub-1");
+    inbox ib, ipub;
+    inbox_init(&ib);
+    inbox_init(&ipub);
+    mqe2e_MQTTClient sub = enc_client("sub-1", ks, NULL, &ib, 1);
+    mqe2e_MQTTClient pub = enc_client("pub-1", kp, NULL, &ipub, 1);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+    MQTTClient spy = raw_client("spy", &rb_spy);
+    cr_assert_eq(MQTTClient_subscribe(spy, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+
+    publish_text(pub, "sensors/hr", "hr=61", 1);
+    cr_assert(wait_count(&ib, 1));
+    cr_assert_str_eq(ib.payload[0], "hr=61");
+
+    /* Rotation while both are connected: pushes applied, new epoch on the wire. */
+    ta_rotate(&auth, "sensors", NULL);
+    WAIT_CTL(pub, pushes_applied, 1);
+    WAIT_CTL(sub, pushes_applied, 1);
+    publish_text(pub, "sensors/hr", "hr=62", 1);
+    cr_assert(wait_count(&ib, 2));
+    cr_assert_str_eq(ib.payload[1], "hr=62");
+    char topic[64];
+    uint8_t buf[512];
+    size_t len = 0;
+    mqe2e_envelope_view v;
+    cr_assert(raw_next(&rb_spy, topic, sizeof topic, buf, sizeof buf, &len));
+    cr_assert_eq(mqe2e_envelope_parse(&v, buf, len), MQE2E_OK);
+    cr_assert_eq(v.header.epoch, 1);
+    cr_assert(raw_next(&rb_spy, topic, sizeof topic, buf, sizeof buf, &len));
+    cr_assert_eq(mqe2e_envelope_parse(&v, buf, len), MQE2E_OK);
+    cr_assert_eq(v.header.epoch, 2, "sent under the pushed epoch");
+    cr_assert(!contains(buf, len, "hr=62"), "no plaintext on the wire");
+    cr_assert_eq(drops_total(sub), 0);
+    raw_close(&spy);
+    close_client(&pub);
+    close_client(&sub);
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(ks);
+}
+
+Test(control_plane, offline_device_holds_queued_messages_until_hello)
+{
+    enroll("pub-2", "sensors", NULL);
+    enroll("dev-off", "sensors", NULL);
+    mqe2e_keystore *kp = open_ks("pub-2"), *kd = open_ks("dev-off");
+    inbox ib, ipub;
+    inbox_init(&ib);
+    inbox_init(&ipub);
+    mqe2e_MQTTClient pub = enc_client("pub-2", kp, NULL, &ipub, 1);
+    /* The device's persistent session subscribes, then it goes offline. */
+    mqe2e_MQTTClient dev = enc_client("dev-off", kd, NULL, &ib, 0);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    close_client(&dev);
+
+    publish_text(pub, "sensors/t", "m00", 1);
+    publish_text(pub, "sensors/t", "m01", 1);
+    publish_text(pub, "sensors/t", "m02", 1);
+    /* Rotation; the device misses the push (as if it expired), the publisher gets it. */
+    ta_rotate(&auth, "sensors", "dev-off");
+    WAIT_CTL(pub, pushes_applied, 1);
+    char text[16];
+    for (int i = 3; i < 13; i++) {
+        snprintf(text, sizeof text, "m%02d", i);
+        publish_text(pub, "sensors/t", text, 1);
+    }
+    /* Back online: epoch-1 messages open at once, epoch-2 ones wait for HELLO. */
+    dev = enc_client("dev-off", kd, NULL, &ib, 0);
+    cr_assert(wait_count(&ib, 13), "got %d of 13", inbox_count(&ib));
+    sleep_ms(200);
+    cr_assert_eq(inbox_count(&ib), 13, "no duplicates");
+    for (int i = 0; i < 13; i++) {
+        snprintf(text, sizeof text, "m%02d", i);
+        cr_assert_str_eq(ib.payload[i], text, "in order");
+    }
+    mqe2e_control_counters k = ctl_counters(dev);
+    cr_assert_geq(k.held, 10, "held %llu", (unsigned long long)k.held);
+    cr_assert_eq(k.released, k.held);
+    cr_assert_eq(k.hold_dropped, 0);
+    cr_assert_eq(drops_total(dev), 0, "none dropped");
+    close_client(&dev);
+    close_client(&pub);
+    uint32_t epoch = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kd, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 2);
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(kd);
+}
+
+Test(control_plane, held_messages_expire_as_no_key)
+{
+    enroll("dev-h", "sensors", NULL);
+    mqe2e_keystore *kd = open_ks("dev-h");
+    inbox ib;
+    inbox_init(&ib);
+    mqe2e_MQTTClient dev = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&dev, tb_broker_uri(&broker), "dev-h",
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = kd;
+    so.onDropped = on_dropped;
+    so.context = &ib;
+    so.holdMaxCount = 2;
+    so.holdMaxSeconds = 1;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(dev, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(dev, &ib, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_connect(dev, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(dev, handshakes_ok, 1);
+
+    /* Envelopes claiming epoch 7, which the authority never issued. */
+    uint8_t secret[32], env[256];
+    size_t env_len = 0;
+    mqe2e_sender_key sk;
+    randombytes_buf(secret, sizeof secret);
+    cr_assert_eq(mqe2e_sender_key_derive(&sk, secret, "sensors", 7, 99), MQE2E_OK);
+    MQTTClient r = raw_client("forger", NULL);
+    for (uint64_t s = 1; s <= 3; s++) {
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 7, 99, s};
+        cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &env_len, &sk, "sensors/x", "sensors", &h,
+                                         (const uint8_t *)"x", 1),
+                     MQE2E_OK);
+        raw_publish(r, "sensors/x", env, env_len);
+    }
+    mqe2e_sender_key_wipe(&sk);
+    long deadline = now_ms() + WAIT_MS;
+    while (drops_of(dev, MQE2E_DROP_NO_KEY) < 3) {
+        cr_assert_lt(now_ms(), deadline);
+        sleep_ms(20);
+    }
+    sleep_ms(300);
+    mqe2e_control_counters k = ctl_counters(dev);
+    /* At most two fit; a third fits only once one has expired (1 s). */
+    cr_assert_geq(k.held, 2);
+    cr_assert_leq(k.held, 3);
+    cr_assert_eq(k.hold_dropped, 3, "all three dropped: overflow or age");
+    cr_assert_eq(drops_of(dev, MQE2E_DROP_NO_KEY), 3, "counted as no_key");
+    cr_assert_eq(k.released, 0);
+    cr_assert_eq(inbox_count(&ib), 0);
+    cr_assert_geq(k.hellos_sent, 2, "an unknown epoch asks the authority");
+    raw_close(&r);
+    close_client(&dev);
+    mqe2e_keystore_close(kd);
+}
+
+Test(control_plane, forged_and_replayed_pushes_refused)
+{
+    enroll("dev-p", "sensors", NULL);
+    mqe2e_keystore *kd = open_ks("dev-p");
+    inbox ib;
+    inbox_init(&ib);
+    mqe2e_MQTTClient dev = enc_client("dev-p", kd, NULL, &ib, 1);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    ta_rotate(&auth, "sensors", NULL);
+    WAIT_CTL(dev, pushes_applied, 1);
+
+    MQTTClient r = raw_client("attacker", NULL);
+    pthread_mutex_lock(&auth.m);
+    ta_client *tc = ta_client_find(&auth, "dev-p");
+    uint8_t captured[4096];
+    size_t captured_len = tc->last_push_len;
+    memcpy(captured, tc->last_push, captured_len);
+    uint8_t dev_dh[32];
+    memcpy(dev_dh, tc->dh, 32);
+    pthread_mutex_unlock(&auth.m);
+    /* 1: the same push again. */
+    raw_publish(r, PREFIX "/client/dev-p", captured, captured_len);
+    WAIT_CTL(dev, pushes_refused, 1);
+    /* 2: a push sealed by another key claiming to be the authority. */
+    uint8_t fake_pk[32], fake_sk[32], frame[4096];
+    size_t frame_len = 0;
+    crypto_box_keypair(fake_pk, fake_sk);
+    mqe2e_key_bundle b;
+    memset(&b, 0, sizeof b);
+    snprintf(b.group, sizeof b.group, "sensors");
+    snprintf(b.topic_filter, sizeof b.topic_filter, "sensors/#");
+    b.epoch = 9;
+    b.sender_id = 5;
+    randombytes_buf(b.secret, 32);
+    mqe2e_control_update u;
+    memset(&u, 0, sizeof u);
+    u.push_seq = 1000;
+    u.bundles = &b;
+    u.n_bundles = 1;
+    cr_assert_eq(
+        mqe2e_push_seal(frame, sizeof frame, &frame_len, fake_sk, dev_dh, PREFIX, AUTH_ID, &u),
+        MQE2E_OK);
+    raw_publish(r, PREFIX "/client/dev-p", frame, frame_len);
+    WAIT_CTL(dev, pushes_refused, 2);
+    /* 3: authentic but with an old sequence number. */
+    u.push_seq = 1;
+    cr_assert_eq(
+        mqe2e_push_seal(frame, sizeof frame, &frame_len, auth.dh_sk, dev_dh, PREFIX, AUTH_ID, &u),
+        MQE2E_OK);
+    raw_publish(r, PREFIX "/client/dev-p", frame, frame_len);
+    WAIT_CTL(dev, pushes_refused, 3);
+    /* 4: garbage on the inbox. */
+    raw_publish(r, PREFIX "/client/dev-p", "garbage", 7);
+    WAIT_CTL(dev, control_ignored, 1);
+    mqe2e_control_counters k = ctl_counters(dev);
+    cr_assert_eq(k.pushes_applied, 1);
+    cr_assert_eq(inbox_count(&ib), 0, "control frames never reach the application");
+    raw_close(&r);
+    close_client(&dev);
+    uint32_t epoch = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kd, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 2, "nothing from the refused pushes");
+    cr_assert_eq(mqe2e_keystore_push_seq(kd), 1);
+    sodium_memzero(fake_sk, sizeof fake_sk);
+    sodium_memzero(&b, sizeof b);
+    mqe2e_keystore_close(kd);
+}
+
+static mqe2e_policy *channel_policy(const char *filter, const char *peer)
+{
+    mqe2e_policy *p = NULL;
+    cr_assert_eq(mqe2e_policy_new(&p), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add(p, filter, MQE2E_POLICY_CHANNEL, peer), MQE2E_OK);
+    return p;
+}
+
+Test(control_plane, command_channel_and_forgeries)
+{
+    enroll("backend", NULL, NULL);
+    enroll("switch-1", NULL, NULL);
+    mqe2e_keystore *kb = open_ks("backend"), *kd = open_ks("switch-1");
+    mqe2e_policy *pb = channel_policy("cmd/switch-1", "switch-1");
+    mqe2e_policy *pd = channel_policy("cmd/switch-1", "backend");
+    inbox ib, id;
+    inbox_init(&ib);
+    inbox_init(&id);
+    MQTTClient spy = raw_client("spy", &rb_spy);
+    cr_assert_eq(MQTTClient_subscribe(spy, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient dev = enc_client("switch-1", kd, pd, &id, 1);
+    mqe2e_MQTTClient back = enc_client("backend", kb, pb, &ib, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "cmd/switch-1", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    WAIT_CTL(back, handshakes_ok, 1);
+    MQTTClient wire = raw_client("wire", &rb_wire);
+    cr_assert_eq(MQTTClient_subscribe(wire, "cmd/#", 1), MQTTCLIENT_SUCCESS);
+
+    publish_text(back, "cmd/switch-1", "on", 1);
+    publish_text(back, "cmd/switch-1", "off", 1);
+    publish_text(back, "cmd/switch-1", "on", 1);
+    cr_assert(wait_count(&id, 3), "got %d", inbox_count(&id));
+    cr_assert_str_eq(id.payload[0], "on");
+    cr_assert_str_eq(id.payload[1], "off");
+    cr_assert_str_eq(id.payload[2], "on");
+    WAIT_CTL(dev, handshakes_ok, 2);
+    cr_assert_eq(ctl_counters(back).channel_sent, 3);
+    cr_assert_eq(ctl_counters(dev).channel_opened, 3);
+
+    /* Handshake sizes as seen on the wire (frames of kind CHANNEL). */
+    char topic[128];
+    uint8_t buf[4096];
+    size_t len = 0;
+    int seen = 0;
+    while (seen < 3 && raw_next(&rb_spy, topic, sizeof topic, buf, sizeof buf, &len)) {
+        mqe2e_control_frame f;
+        if (mqe2e_control_frame_decode(&f, buf, len) == MQE2E_OK &&
+            f.kind == MQE2E_CONTROL_CHANNEL) {
+            printf("  CHANNEL step %u: frame %zu bytes (Noise %zu)\n", f.step, len, f.noise_len);
+            seen++;
+        }
+    }
+    cr_assert_eq(seen, 3, "XX: three messages");
+
+    /* The envelopes on the wire: replayed and tampered copies are refused. */
+    uint8_t env[512];
+    size_t env_len = 0;
+    cr_assert(raw_next(&rb_wire, topic, sizeof topic, env, sizeof env, &env_len));
+    cr_assert_str_eq(topic, "cmd/switch-1");
+    cr_assert_gt(env_len, 2 + MQE2E_TAG_BYTES, "an envelope, not the command");
+    MQTTClient r = raw_client("attacker", NULL);
+    uint64_t drops0 = drops_total(dev);
+    raw_publish(r, "cmd/switch-1", env, env_len);
+    long deadline = now_ms() + WAIT_MS;
+    while (drops_of(dev, MQE2E_DROP_REPLAY) < 1) {
+        cr_assert_lt(now_ms(), deadline, "replay not refused");
+        sleep_ms(10);
+    }
+    /* A fresh envelope the device has not seen (it was unsubscribed): a
+     * tampered copy is refused without burning the genuine one. */
+    cr_assert_eq(mqe2e_MQTTClient_unsubscribe(dev, "cmd/switch-1"), MQTTCLIENT_SUCCESS);
+    publish_text(back, "cmd/switch-1", "toggle", 1);
+    /* The wire saw: on (read above), off, on, the replayed copy, toggle. */
+    for (int i = 0; i < 4; i++)
+        cr_assert(raw_next(&rb_wire, topic, sizeof topic, env, sizeof env, &env_len));
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "cmd/switch-1", 1), MQTTCLIENT_SUCCESS);
+    env[env_len - 1] ^= 1;
+    raw_publish(r, "cmd/switch-1", env, env_len);
+    deadline = now_ms() + WAIT_MS;
+    while (drops_of(dev, MQE2E_DROP_AUTH) < 1) {
+        cr_assert_lt(now_ms(), deadline, "tamper not refused");
+        sleep_ms(10);
+    }
+    env[env_len - 1] ^= 1;
+    raw_publish(r, "cmd/switch-1", env, env_len);
+    cr_assert(wait_count(&id, 4));
+    cr_assert_str_eq(id.payload[3], "toggle");
+    raw_publish(r, "cmd/switch-1", "on", 2);
+    deadline = now_ms() + WAIT_MS;
+    while (drops_total(dev) < drops0 + 3) {
+        cr_assert_lt(now_ms(), deadline, "plaintext not refused");
+        sleep_ms(10);
+    }
+    cr_assert_eq(inbox_count(&id), 4, "nothing forged delivered");
+
+    raw_close(&r);
+    raw_close(&wire);
+    raw_close(&spy);
+    close_client(&back);
+    close_client(&dev);
+    mqe2e_policy_free(pb);
+    mqe2e_policy_free(pd);
+    mqe2e_keystore_close(kb);
+    mqe2e_keystore_close(kd);
+}
+
+Test(control_plane, revoked_peer_refused)
+{
+    enroll("switch-2", "sensors", NULL);
+    enroll("mallory", "sensors", NULL);
+    enroll("backend-2", NULL, NULL);
+    ta_revoke(&auth, "mallory");
+    mqe2e_keystore *kd = open_ks("switch-2"), *km = open_ks("mallory"), *kb = open_ks("backend-2");
+    mqe2e_policy *pd = channel_policy("cmd/switch-2", "backend-2");
+    cr_assert_eq(mqe2e_policy_add(pd, "cmd/mallory", MQE2E_POLICY_CHANNEL, "mallory"), MQE2E_OK);
+    mqe2e_policy *pm = channel_policy("cmd/switch-2", "switch-2");
+    mqe2e_policy *pb = channel_policy("cmd/switch-2", "switch-2");
+    inbox id, im, ib;
+    inbox_init(&id);
+    inbox_init(&im);
+    inbox_init(&ib);
+    mqe2e_MQTTClient dev = enc_client("switch-2", kd, pd, &id, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "cmd/switch-2", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(dev, handshakes_ok, 1); /* the HELLO reply carries the revocation list */
+    mqe2e_MQTTClient mal = enc_client("mallory", km, pm, &im, 1);
+    publish_text(mal, "cmd/switch-2", "unlock", 1);
+    WAIT_CTL(dev, revoked_refused, 1);
+    cr_assert_eq(inbox_count(&id), 0, "nothing from the revoked peer");
+
+    /* The device itself refuses to open a channel to a revoked peer. */
+    uint64_t before = ctl_counters(dev).revoked_refused;
+    cr_assert_eq(mqe2e_MQTTClient_publish(dev, "cmd/mallory", 2, "hi", 1, 0, NULL),
+                 MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_AUTH));
+    cr_assert_eq(ctl_counters(dev).revoked_refused, before + 1);
+    /* A legitimate backend still gets through. */
+    mqe2e_MQTTClient back = enc_client("backend-2", kb, pb, &ib, 1);
+    WAIT_CTL(back, handshakes_ok, 1);
+    publish_text(back, "cmd/switch-2", "on", 1);
+    cr_assert(wait_count(&id, 1));
+    cr_assert_str_eq(id.payload[0], "on");
+    cr_assert_eq(inbox_count(&id), 1);
+
+    /* The revoked client's group keys stopped at the rotation. */
+    close_client(&mal);
+    uint32_t em = 0, ed = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(km, "sensors", &em), MQE2E_OK);
+    close_client(&dev);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kd, "sensors", &ed), MQE2E_OK);
+    cr_assert_eq(em, 1);
+    cr_assert_eq(ed, 2, "remaining member got the new epoch");
+    close_client(&back);
+    mqe2e_policy_free(pd);
+    mqe2e_policy_free(pm);
+    mqe2e_policy_free(pb);
+    mqe2e_keystore_close(kd);
+    mqe2e_keystore_close(km);
+    mqe2e_keystore_close(kb);
+}
+
+/* ====================================================================== */
+/* With the real authority service (`mqe2e authority run`)                */
+
+static char ra_auth_ks[512], ra_db[512], ra_op_ks[512], ra_log[512], ra_pin[2048];
+static pid_t ra_pid;
+
+/* Run a shell command line, stdout into out. Exit code. */
+static int sh(char *out, size_t cap, const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = 0;
+    if (out != NULL) {
+        for (;;) {
+            size_t r = fread(out + n, 1, cap - 1 - n, p);
+            if (r == 0) break;
+            n += r;
+        }
+        out[n] = '\0';
+    } else {
+        char sink[512];
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int ra_op(char *out, size_t cap, const char *args)
+{
+    char cli[PATH_MAX], cmd[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+             args, ra_op_ks, keyfile, broker.port, ra_pin);
+    return sh(out, cap, cmd);
+}
+
+static void ra_setup(void)
+{
+    cr_assert_eq(mqe2e_init(), MQE2E_OK);
+    memset(&broker, 0, sizeof broker);
+    cr_assert_eq(tb_broker_start(&broker), 0);
+    dir = tu_tempdir();
+    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
+    FILE *f = fopen(keyfile, "w");
+    cr_assert_not_null(f);
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
+    fclose(f);
+    chmod(keyfile, 0600);
+    snprintf(ra_auth_ks, sizeof ra_auth_ks, "%s/auth.ks", dir);
+    snprintf(ra_db, sizeof ra_db, "%s/auth.db", dir);
+    snprintf(ra_op_ks, sizeof ra_op_ks, "%s/op.ks", dir);
+    snprintf(ra_log, sizeof ra_log, "%s/authority.log", dir);
+
+    char cli[PATH_MAX], cmd[4096], out[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id %s", cli,
+             ra_auth_ks, keyfile, ra_db, AUTH_ID);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(ra_pin, sizeof ra_pin, "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, ra_op_ks,
+             keyfile);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    char *sp = strstr(out, "signing public key: ");
+    cr_assert_not_null(sp);
+    char hex[65];
+    memcpy(hex, sp + strlen("signing public key: "), 64);
+    hex[64] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "--sign-public %s",
+             cli, ra_auth_ks, keyfile, ra_db, hex);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        FILE *lf = freopen(ra_log, "a", stdout);
+        (void)lf;
+        dup2(1, 2);
+        char port[16];
+        snprintf(port, sizeof port, "%d", broker.port);
+        execl(cli, cli, "authority", "run", "-k", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
+              "-h", "127.0.0.1", "-p", port, (char *)NULL);
+        _exit(127);
+    }
+    ra_pid = pid;
+    long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        char *log = tu_read_file(ra_log, NULL);
+        int ready = log != NULL && strstr(log, "serving") != NULL;
+        free(log);
+        if (ready) break;
+        cr_assert_lt(now_ms(), deadline, "authority did not start");
+        sleep_ms(50);
+    }
+}
+
+static void ra_teardown(void)
+{
+    if (ra_pid > 0) {
+        kill(ra_pid, SIGTERM);
+        int st;
+        waitpid(ra_pid, &st, 0);
+        ra_pid = 0;
+    }
+    tb_broker_stop(&broker);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(real_authority, .init = ra_setup, .fini = ra_teardown, .timeout = 180);
+
+static void ra_enroll(const char *id)
+{
+    char args[512], out[8192];
+    snprintf(args, sizeof args, "token create --id %s --group fleet --grant 'fleet/#:pubsub'", id);
+    cr_assert_eq(ra_op(out, sizeof out, args), 0, "token create: %s", out);
+    out[strcspn(out, "\n")] = '\0';
+    int rc = run_enroll(id, out, NULL, 0);
+    cr_assert_eq(rc, 0, "enroll %s: exit %d", id, rc);
+}
+
+static int wait_inbox(inbox *ib, int n)
+{
+    return wait_count(ib, n);
+}
+
+Test(real_authority, enroll_rotate_revoke_three_clients)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("cp-pub");
+    ra_enroll("cp-sub");
+    ra_enroll("cp-bad");
+    mqe2e_keystore *kp = open_ks("cp-pub"), *ks = open_ks("cp-sub"), *kb = open_ks("cp-bad");
+    inbox ip, is, ibad;
+    inbox_init(&ip);
+    inbox_init(&is);
+    inbox_init(&ibad);
+    mqe2e_MQTTClient pub = enc_client("cp-pub", kp, NULL, &ip, 1);
+    mqe2e_MQTTClient sub = enc_client("cp-sub", ks, NULL, &is, 1);
+    mqe2e_MQTTClient bad = enc_client("cp-bad", kb, NULL, &ibad, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(bad, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    WAIT_CTL(bad, handshakes_ok, 1);
+
+    publish_text(pub, "fleet/a", "e1", 1);
+    cr_assert(wait_inbox(&is, 1));
+    cr_assert(wait_inbox(&ibad, 1));
+
+    /* Rotation through the operator command: pushed to the connected members. */
+    cr_assert_eq(ra_op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    WAIT_CTL(pub, pushes_applied, 1);
+    WAIT_CTL(sub, pushes_applied, 1);
+    WAIT_CTL(bad, pushes_applied, 1);
+    publish_text(pub, "fleet/a", "e2", 1);
+    cr_assert(wait_inbox(&is, 2));
+    cr_assert(wait_inbox(&ibad, 2));
+
+    /* Revocation: the two others get the next epoch, the revoked one nothing new. */
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id cp-bad"), 0, "%s", out);
+    WAIT_CTL(pub, pushes_applied, 2);
+    WAIT_CTL(sub, pushes_applied, 2);
+    char text[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof text, "e3-%d", i);
+        publish_text(pub, "fleet/a", text, 1);
+    }
+    cr_assert(wait_inbox(&is, 7), "the remaining member lost messages: %d", inbox_count(&is));
+    cr_assert_str_eq(is.payload[0], "e1");
+    cr_assert_str_eq(is.payload[1], "e2");
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof text, "e3-%d", i);
+        cr_assert_str_eq(is.payload[2 + i], text);
+    }
+    sleep_ms(500);
+    cr_assert_eq(inbox_count(&ibad), 2, "the revoked client decrypted something new");
+    cr_assert_eq(drops_total(sub), 0);
+    close_client(&bad);
+    close_client(&sub);
+    close_client(&pub);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kb, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 2, "the revoked client never saw epoch 3");
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 3);
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(ks);
+    mqe2e_keystore_close(kb);
+}
+
+Test(control_plane, channel_queues_until_peer_answers)
+{
+    enroll("backend-3", NULL, NULL);
+    enroll("switch-3", NULL, NULL);
+    mqe2e_keystore *kb = open_ks("backend-3"), *kd = open_ks("switch-3");
+    mqe2e_policy *pb = channel_policy("cmd/switch-3", "switch-3");
+    mqe2e_policy *pd = channel_policy("cmd/switch-3", "backend-3");
+    inbox ib, id;
+    inbox_init(&ib);
+    inbox_init(&id);
+    mqe2e_MQTTClient back = enc_client("backend-3", kb, pb, &ib, 1);
+    WAIT_CTL(back, handshakes_ok, 1);
+    /* The peer is not there yet: accepted and queued, token 0. */
+    MQTTClient_deliveryToken dt = 99;
+    cr_assert_eq(mqe2e_MQTTClient_publish(back, "cmd/switch-3", 5, "first", 1, 0, &dt),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(dt, 0);
+    cr_assert_eq(mqe2e_MQTTClient_publish(back, "cmd/switch-3", 6, "second", 1, 0, NULL),
+                 MQTTCLIENT_SUCCESS);
+    sleep_ms(500);
+    cr_assert_eq(ctl_counters(back).channel_sent, 0);
+    /* The peer comes online; the handshake is retried and the queue flushed in order. */
+    mqe2e_MQTTClient dev = enc_client("switch-3", kd, pd, &id, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "cmd/switch-3", 1), MQTTCLIENT_SUCCESS);
+    cr_assert(wait_count(&id, 2), "got %d", inbox_count(&id));
+    cr_assert_str_eq(id.payload[0], "first");
+    cr_assert_str_eq(id.payload[1], "second");
+    cr_assert_eq(drops_total(dev), 0);
+    close_client(&dev);
+    close_client(&back);
+    mqe2e_policy_free(pb);
+    mqe2e_policy_free(pd);
+    mqe2e_keystore_close(kb);
+    mqe2e_keystore_close(kd);
+}

@@ -1,0 +1,95 @@
+/* Hold queue: order, the three bounds, expiry, put-back keeping arrival time. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "mqe2e/error.h"
+#include "mqe2e/holdq.h"
+
+static const uint8_t payload[4] = {1, 2, 3, 4};
+
+Test(holdq, fifo_order_and_accounting)
+{
+    mqe2e_holdq *q = NULL;
+    mqe2e_held *h = NULL;
+    cr_assert_eq(mqe2e_holdq_new(&q, 8, 1000, 30), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_ERR_NOT_FOUND);
+    cr_assert_null(h);
+    for (uint32_t i = 0; i < 5; i++)
+        cr_assert_eq(mqe2e_holdq_push(q, "t/a", payload, sizeof payload, i, 100 + i), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_count(q), 5);
+    cr_assert_eq(mqe2e_holdq_bytes(q), 5 * (4 + 3));
+    for (uint32_t i = 0; i < 5; i++) {
+        cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+        cr_assert_eq(h->tag, i);
+        cr_assert_eq(h->arrived_at, 100 + i);
+        cr_assert_str_eq(h->topic, "t/a");
+        cr_assert_arr_eq(h->data, payload, 4);
+        mqe2e_held_free(h);
+    }
+    cr_assert_eq(mqe2e_holdq_count(q), 0);
+    cr_assert_eq(mqe2e_holdq_bytes(q), 0);
+    /* Empty payloads are messages too. */
+    cr_assert_eq(mqe2e_holdq_push(q, "t", NULL, 0, 9, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(h->len, 0);
+    mqe2e_held_free(h);
+    mqe2e_holdq_free(q);
+}
+
+Test(holdq, bounds_refuse_new_messages)
+{
+    mqe2e_holdq *q = NULL;
+    cr_assert_eq(mqe2e_holdq_new(&q, 2, 20, 30), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t", payload, 4, 0, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t", payload, 4, 1, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t", payload, 4, 2, 1), MQE2E_ERR_EXHAUSTED, "count");
+    mqe2e_holdq_free(q);
+
+    uint8_t big[32] = {0};
+    cr_assert_eq(mqe2e_holdq_new(&q, 100, 20, 30), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t", big, 20, 0, 1), MQE2E_ERR_TOO_LARGE, "alone too big");
+    cr_assert_eq(mqe2e_holdq_push(q, "t", big, 10, 0, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t", big, 9, 0, 1), MQE2E_ERR_EXHAUSTED, "bytes");
+    cr_assert_eq(mqe2e_holdq_push(q, "t", big, 8, 0, 1), MQE2E_OK, "exactly full");
+    cr_assert_eq(mqe2e_holdq_bytes(q), 20);
+    mqe2e_holdq_free(q);
+
+    cr_assert_eq(mqe2e_holdq_new(&q, 0, 20, 30), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_holdq_new(&q, 1, 0, 30), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_holdq_new(&q, 1, 1, 0), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_holdq_push(NULL, "t", payload, 4, 0, 1), MQE2E_ERR_INVALID_ARG);
+}
+
+Test(holdq, expiry_by_age_including_put_back)
+{
+    mqe2e_holdq *q = NULL;
+    mqe2e_held *h = NULL;
+    cr_assert_eq(mqe2e_holdq_new(&q, 10, 1000, 30), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "a", payload, 4, 0, 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "b", payload, 4, 1, 110), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "c", payload, 4, 2, 120), MQE2E_OK);
+    /* Put the oldest back: it goes to the tail with its first arrival time. */
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, h->topic, h->data, h->len, h->tag, h->arrived_at), MQE2E_OK);
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_expire(q, 129), 0);
+    cr_assert_eq(mqe2e_holdq_expire(q, 130), 1, "a (at the tail) is 30 s old");
+    cr_assert_eq(mqe2e_holdq_count(q), 2);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_str_eq(h->topic, "b");
+    mqe2e_held_free(h);
+    /* The tail is still right after expiring the last node. */
+    cr_assert_eq(mqe2e_holdq_push(q, "d", payload, 4, 3, 131), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_expire(q, 150), 1);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_str_eq(h->topic, "d");
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_push(q, "e", payload, 4, 4, 151), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_expire(q, 1000), 1);
+    cr_assert_eq(mqe2e_holdq_count(q), 0);
+    cr_assert_eq(mqe2e_holdq_push(q, "f", payload, 4, 5, 1000), MQE2E_OK, "tail reset");
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_str_eq(h->topic, "f");
+    mqe2e_held_free(h);
+    mqe2e_holdq_free(q);
+}

@@ -1,0 +1,1066 @@
+/* The authority service loop: one thread, synchronous Paho without callbacks
+ * (MQTTClient_receive with a short timeout), all state in SQLite. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
+#include <sodium.h>
+
+#include "authority_service.h"
+#include "mqe2e/control.h"
+#include "mqe2e/credential.h"
+#include "mqe2e/envelope.h"
+#include "mqe2e/error.h"
+#include "mqe2e/hkdf.h"
+#include "mqe2e/operator.h"
+#include "mqe2e/policy.h"
+#include "operator_proto.h"
+
+#define FRAME_CAP MQE2E_CONTROL_MAX_FRAME_BYTES
+#define TOPIC_MAX (MQE2E_CONTROL_PREFIX_MAX + 16U + MQE2E_ID_MAX)
+#define RECEIVE_TIMEOUT_MS 200UL
+#define PUBLISH_WAIT_MS 10000UL
+#define SCHEDULE_EVERY_S 1U
+
+static const char *const counter_names[AUTH_C_COUNT] = {
+    "enroll_ok",           "enroll_bad_frame",     "enroll_unknown_token",
+    "enroll_bad_mac",      "enroll_token_used",    "enroll_token_expired",
+    "enroll_wrong_client", "enroll_failed",        "hello_ok",
+    "hello_bad_frame",     "hello_unknown_client", "hello_bad_static",
+    "hello_revoked",       "hello_failed",         "operator_ok",
+    "operator_bad_frame",  "operator_unknown",     "operator_bad_signature",
+    "operator_stale",      "operator_replay",      "frame_unknown",
+    "push_sent",           "push_failed",          "rotations",
+    "envelopes_counted",
+};
+
+const char *authority_counter_name(int i)
+{
+    return i >= 0 && i < AUTH_C_COUNT ? counter_names[i] : "?";
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static uint64_t now_s(void)
+{
+    time_t t = time(NULL);
+    return t > 0 ? (uint64_t)t : 0;
+}
+
+static void alog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void alog(const char *fmt, ...)
+{
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) != NULL)
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    else
+        ts[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s authority: ", ts);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int authority_keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
+{
+    return mqe2e_keystore_sign((const mqe2e_keystore *)ctx, sig, msg, msg_len) == MQE2E_OK ? 0 : -1;
+}
+
+int authority_db_key(uint8_t key[MQE2E_ADB_KEY_BYTES], const mqe2e_keystore *ks)
+{
+    uint8_t dh[32];
+    const char *id = mqe2e_keystore_client_id(ks);
+    if (id == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = mqe2e_keystore_dh_secret(ks, dh);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_hkdf(key, MQE2E_ADB_KEY_BYTES, (const uint8_t *)AUTHORITY_DB_KEY_SALT,
+                        sizeof AUTHORITY_DB_KEY_SALT - 1U, dh, sizeof dh, (const uint8_t *)id,
+                        strlen(id));
+    sodium_memzero(dh, sizeof dh);
+    return rc;
+}
+
+int authority_pin_text(char **out, const mqe2e_keystore *ks, const char *prefix)
+{
+    mqe2e_authority_pin pin;
+    memset(&pin, 0, sizeof pin);
+    const char *id = mqe2e_keystore_client_id(ks);
+    if (id == NULL || prefix == NULL || strlen(id) > MQE2E_ID_MAX ||
+        strlen(prefix) > MQE2E_CONTROL_PREFIX_MAX)
+        return MQE2E_ERR_INVALID_ARG;
+    int rc = mqe2e_keystore_identity_public(ks, pin.sign_public, pin.dh_public);
+    if (rc != MQE2E_OK) return rc;
+    memcpy(pin.authority_id, id, strlen(id) + 1U);
+    memcpy(pin.control_prefix, prefix, strlen(prefix) + 1U);
+    return mqe2e_authority_pin_encode(out, &pin);
+}
+
+static void client_topic(char out[TOPIC_MAX], const char *prefix, const char *client_id)
+{
+    snprintf(out, TOPIC_MAX, "%s/client/%s", prefix, client_id);
+}
+
+/* ---------------------------------------------------------------- publishing */
+
+static int pending_add(authority *a, MQTTClient_deliveryToken tok)
+{
+    if (a->n_pending == a->cap_pending) {
+        size_t cap = a->cap_pending ? a->cap_pending * 2U : 256U;
+        MQTTClient_deliveryToken *n = realloc(a->pending, cap * sizeof *n);
+        if (n == NULL) return -1;
+        a->pending = n;
+        a->cap_pending = cap;
+    }
+    a->pending[a->n_pending++] = tok;
+    return 0;
+}
+
+/* QoS 1 publish without waiting for the PUBACK; authority_flush() waits. */
+static int publish(authority *a, const char *topic, const uint8_t *p, size_t n, int retained)
+{
+    MQTTClient_deliveryToken tok = 0;
+    if (n > (size_t)INT32_MAX) return -1;
+    int rc = MQTTClient_publish(a->mqtt, topic, (int)n, p, 1, retained, &tok);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        alog("publish to %s failed (%d)", topic, rc);
+        return -1;
+    }
+    (void)pending_add(a, tok);
+    return 0;
+}
+
+void authority_flush(authority *a)
+{
+    for (size_t i = 0; i < a->n_pending; i++)
+        (void)MQTTClient_waitForCompletion(a->mqtt, a->pending[i], PUBLISH_WAIT_MS);
+    a->n_pending = 0;
+}
+
+/* ---------------------------------------------------------- revocation list */
+
+typedef struct rev_collect {
+    mqe2e_revocation_entry *e;
+    size_t n, cap;
+} rev_collect;
+
+static int rev_cb(const char *client_id, uint64_t serial, uint64_t revoked_at, void *user)
+{
+    rev_collect *c = user;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2U : 16U;
+        mqe2e_revocation_entry *n = realloc(c->e, cap * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        c->e = n;
+        c->cap = cap;
+    }
+    char *id = strdup(client_id);
+    if (id == NULL) return MQE2E_ERR_NOMEM;
+    c->e[c->n].client_id = id;
+    c->e[c->n].serial = serial;
+    c->e[c->n].revoked_at = revoked_at;
+    c->n++;
+    return 0;
+}
+
+/* Re-sign the list when its version moved; publish it retained if asked. */
+int authority_revocations_refresh(authority *a, int publish_retained)
+{
+    rev_collect c = {NULL, 0, 0};
+    uint64_t version = 0;
+    int rc = mqe2e_adb_revocations_list(&version, a->db, rev_cb, &c);
+    if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version)) {
+        uint8_t *rl = NULL;
+        size_t rl_len = 0;
+        rc = mqe2e_revocation_list_sign_with(&rl, &rl_len, a->sign_public, authority_keystore_sign,
+                                             a->ks, version, now_s(), c.e, c.n);
+        if (rc == MQE2E_OK) {
+            free(a->rl);
+            a->rl = rl;
+            a->rl_len = rl_len;
+            a->rl_version = version;
+        }
+    }
+    for (size_t i = 0; i < c.n; i++)
+        free((char *)(uintptr_t)c.e[i].client_id);
+    free(c.e);
+    if (rc != MQE2E_OK) {
+        alog("cannot build the revocation list: %s", mqe2e_strerror(rc));
+        return rc;
+    }
+    if (publish_retained && a->rl != NULL)
+        (void)publish(a, a->topic_revocations, a->rl, a->rl_len, 1);
+    return MQE2E_OK;
+}
+
+/* ------------------------------------------------------------------ bundles */
+
+typedef struct name_sid {
+    char **names;
+    uint32_t *sids;
+    size_t n, cap;
+} name_sid;
+
+static void name_sid_free(name_sid *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    free(l->sids);
+    memset(l, 0, sizeof *l);
+}
+
+static int name_sid_cb(const char *name, uint32_t sender_id, uint64_t added_at, void *user)
+{
+    (void)added_at;
+    name_sid *l = user;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2U : 16U;
+        char **nn = realloc(l->names, cap * sizeof *nn);
+        if (nn == NULL) return MQE2E_ERR_NOMEM;
+        l->names = nn;
+        uint32_t *ns = realloc(l->sids, cap * sizeof *ns);
+        if (ns == NULL) return MQE2E_ERR_NOMEM;
+        l->sids = ns;
+        l->cap = cap;
+    }
+    if ((l->names[l->n] = strdup(name)) == NULL) return MQE2E_ERR_NOMEM;
+    l->sids[l->n++] = sender_id;
+    return 0;
+}
+
+typedef struct epoch_row {
+    uint32_t epoch;
+    uint64_t created_at, retired_at;
+} epoch_row;
+
+typedef struct epoch_collect {
+    epoch_row rows[MQE2E_CONTROL_MAX_BUNDLES];
+    size_t n;
+    uint64_t now, grace;
+} epoch_collect;
+
+static int epoch_cb(uint32_t epoch, uint64_t created_at, uint64_t retired_at, void *user)
+{
+    epoch_collect *c = user;
+    if (retired_at != 0 && retired_at + c->grace <= c->now) return 0;
+    if (c->n == MQE2E_CONTROL_MAX_BUNDLES) {
+        /* Keep the newest: drop the oldest kept row. */
+        memmove(&c->rows[0], &c->rows[1], (c->n - 1U) * sizeof c->rows[0]);
+        c->n--;
+    }
+    c->rows[c->n].epoch = epoch;
+    c->rows[c->n].created_at = created_at;
+    c->rows[c->n].retired_at = retired_at;
+    c->n++;
+    return 0;
+}
+
+static void bundles_free(mqe2e_key_bundle *b, size_t n)
+{
+    if (b == NULL) return;
+    sodium_memzero(b, n * sizeof *b);
+    free(b);
+}
+
+static int bundle_fill(authority *a, mqe2e_key_bundle *b, const mqe2e_adb_group *g,
+                       uint32_t sender_id, const epoch_row *e)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->group, sizeof b->group, "%s", g->name);
+    snprintf(b->topic_filter, sizeof b->topic_filter, "%s", g->topic_filter);
+    b->epoch = e->epoch;
+    b->created_at = e->created_at;
+    b->retired_at = e->retired_at;
+    b->sender_id = sender_id;
+    return mqe2e_adb_group_epoch_secret(b->secret, a->db, g->name, e->epoch);
+}
+
+/* Every bundle a member gets from HELLO/ENROLL: current epoch of each of its
+ * groups plus retired epochs still within the grace period. */
+static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_out,
+                              const char *client_id, uint64_t now)
+{
+    name_sid groups = {NULL, NULL, 0, 0};
+    mqe2e_key_bundle *b = NULL;
+    size_t n = 0;
+    epoch_collect *ec = NULL;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    rc = mqe2e_adb_groups_of_client(a->db, client_id, name_sid_cb, &groups);
+    if (rc != MQE2E_OK || groups.n == 0) goto out;
+    if ((b = calloc(MQE2E_CONTROL_MAX_BUNDLES, sizeof *b)) == NULL ||
+        (ec = calloc(1, sizeof *ec)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < groups.n && rc == MQE2E_OK; i++) {
+        mqe2e_adb_group g;
+        if ((rc = mqe2e_adb_group_get(&g, a->db, groups.names[i])) != MQE2E_OK) break;
+        memset(ec, 0, sizeof *ec);
+        ec->now = now;
+        ec->grace = a->cfg->grace;
+        if ((rc = mqe2e_adb_group_epochs_list(a->db, g.name, epoch_cb, ec)) != MQE2E_OK) break;
+        for (size_t j = 0; j < ec->n && n < MQE2E_CONTROL_MAX_BUNDLES; j++) {
+            if ((rc = bundle_fill(a, &b[n], &g, groups.sids[i], &ec->rows[j])) != MQE2E_OK) break;
+            n++;
+        }
+    }
+out:
+    name_sid_free(&groups);
+    free(ec);
+    if (rc != MQE2E_OK) {
+        bundles_free(b, MQE2E_CONTROL_MAX_BUNDLES);
+        return rc;
+    }
+    if (n == 0) {
+        free(b);
+        b = NULL;
+    }
+    *out = b;
+    *n_out = n;
+    return MQE2E_OK;
+}
+
+/* ------------------------------------------------------------- credentials */
+
+typedef struct grant_collect {
+    mqe2e_adb_grant *g;
+    size_t n, cap;
+} grant_collect;
+
+static int grant_cb(const mqe2e_adb_grant *grant, void *user)
+{
+    grant_collect *c = user;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2U : 8U;
+        mqe2e_adb_grant *n = realloc(c->g, cap * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        c->g = n;
+        c->cap = cap;
+    }
+    c->g[c->n++] = *grant;
+    return 0;
+}
+
+static int issue_credential(authority *a, uint8_t **cred, size_t *cred_len, const char *client_id,
+                            const char *role, const uint8_t sign_public[32],
+                            const uint8_t dh_public[32], const mqe2e_adb_grant *grants,
+                            size_t n_grants, uint64_t serial, uint64_t now, uint64_t expires)
+{
+    mqe2e_credential_request req;
+    mqe2e_grant *g = NULL;
+    int rc;
+
+    memset(&req, 0, sizeof req);
+    if (n_grants > 0 && (g = calloc(n_grants, sizeof *g)) == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < n_grants; i++) {
+        g[i].filter = grants[i].filter;
+        g[i].rights = grants[i].rights;
+    }
+    req.client_id = client_id;
+    req.role = role;
+    memcpy(req.sign_public, sign_public, 32);
+    memcpy(req.dh_public, dh_public, 32);
+    req.grants = g;
+    req.n_grants = n_grants;
+    req.issued_at = now;
+    req.expires_at = expires;
+    req.serial = serial;
+    rc = mqe2e_credential_issue_with(cred, cred_len, a->sign_public, authority_keystore_sign, a->ks,
+                                     &req);
+    free(g);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- pushes */
+
+/* One sealed push to one client (push_seq taken from the store). */
+static int push_one(authority *a, const char *client_id, const uint8_t dh_public[32],
+                    uint64_t push_seq, const mqe2e_key_bundle *bundles, size_t n_bundles,
+                    const mqe2e_group_name *removed, size_t n_removed, int with_rl)
+{
+    mqe2e_control_update u;
+    char topic[TOPIC_MAX];
+    size_t len = 0;
+    memset(&u, 0, sizeof u);
+    u.push_seq = push_seq;
+    u.bundles = (mqe2e_key_bundle *)(uintptr_t)bundles;
+    u.n_bundles = n_bundles;
+    u.removed_groups = (mqe2e_group_name *)(uintptr_t)removed;
+    u.n_removed_groups = n_removed;
+    if (with_rl && a->rl != NULL) {
+        u.revocation_list = a->rl;
+        u.revocation_list_len = a->rl_len;
+    }
+    int rc = mqe2e_push_seal(a->frame, FRAME_CAP, &len, a->dh_secret, dh_public, a->cfg->prefix,
+                             a->id, &u);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_PUSH_FAILED]++;
+        alog("cannot seal a push for %s: %s", client_id, mqe2e_strerror(rc));
+        return rc;
+    }
+    client_topic(topic, a->cfg->prefix, client_id);
+    if (publish(a, topic, a->frame, len, 0) != 0) {
+        a->counters[AUTH_C_PUSH_FAILED]++;
+        return MQE2E_ERR_IO;
+    }
+    a->counters[AUTH_C_PUSH_SENT]++;
+    a->last_push_bytes = len;
+    return MQE2E_OK;
+}
+
+typedef struct push_target {
+    char client_id[MQE2E_ADB_NAME_MAX];
+    uint8_t dh_public[32];
+    uint64_t push_seq;
+    uint32_t sender_id;
+} push_target;
+
+typedef struct member_collect {
+    push_target *t;
+    size_t n, cap;
+} member_collect;
+
+static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_at, void *user)
+{
+    (void)added_at;
+    member_collect *c = user;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2U : 64U;
+        push_target *n = realloc(c->t, cap * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        c->t = n;
+        c->cap = cap;
+    }
+    memset(&c->t[c->n], 0, sizeof c->t[c->n]);
+    snprintf(c->t[c->n].client_id, sizeof c->t[c->n].client_id, "%s", client_id);
+    c->t[c->n].sender_id = sender_id;
+    c->n++;
+    return 0;
+}
+
+int authority_push_group(authority *a, const char *group, int with_rl)
+{
+    member_collect m = {NULL, 0, 0};
+    mqe2e_adb_group g;
+    epoch_row e;
+    mqe2e_key_bundle *b = NULL;
+    uint64_t now = now_s();
+    int rc;
+
+    if ((rc = mqe2e_adb_group_get(&g, a->db, group)) != MQE2E_OK) return rc;
+    if ((rc = mqe2e_adb_tx_begin(a->db)) != MQE2E_OK) return rc;
+    rc = mqe2e_adb_members_list(a->db, group, member_cb, &m);
+    for (size_t i = 0; rc == MQE2E_OK && i < m.n; i++) {
+        mqe2e_adb_client c;
+        rc = mqe2e_adb_client_get(&c, a->db, m.t[i].client_id);
+        if (rc != MQE2E_OK) break;
+        memcpy(m.t[i].dh_public, c.dh_public, 32);
+        rc = mqe2e_adb_client_push_seq_next(&m.t[i].push_seq, a->db, m.t[i].client_id);
+    }
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_tx_commit(a->db);
+    else
+        (void)mqe2e_adb_tx_rollback(a->db);
+    if (rc != MQE2E_OK) goto out;
+    if ((b = calloc(1, sizeof *b)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    memset(&e, 0, sizeof e);
+    e.epoch = g.current_epoch;
+    e.created_at = g.last_rotated_at;
+    if ((rc = bundle_fill(a, b, &g, 0, &e)) != MQE2E_OK) goto out;
+    /* The DB work is committed: seal and publish back to back, wait at the end. */
+    for (size_t i = 0; i < m.n; i++) {
+        b->sender_id = m.t[i].sender_id;
+        (void)push_one(a, m.t[i].client_id, m.t[i].dh_public, m.t[i].push_seq, b, 1, NULL, 0,
+                       with_rl);
+    }
+    authority_flush(a);
+    (void)now;
+out:
+    bundles_free(b, 1);
+    free(m.t);
+    return rc;
+}
+
+int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch)
+{
+    uint8_t secret[MQE2E_ADB_SECRET_BYTES];
+    uint32_t epoch = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    randombytes_buf(secret, sizeof secret);
+    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, now_s());
+    sodium_memzero(secret, sizeof secret);
+    if (rc != MQE2E_OK) {
+        alog("cannot rotate group %s: %s", group, mqe2e_strerror(rc));
+        return rc;
+    }
+    a->counters[AUTH_C_ROTATIONS]++;
+    if (new_epoch != NULL) *new_epoch = epoch;
+    rc = authority_push_group(a, group, with_rl);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    alog("group %s rotated to epoch %lu, members pushed in %.1f ms", group, (unsigned long)epoch,
+         ms);
+    authority_count_refresh(a);
+    return rc;
+}
+
+/* Push one bundle set (or a removal) to a single client. */
+int authority_push_client(authority *a, const char *client_id, const char *group, int removed)
+{
+    mqe2e_adb_client c;
+    uint64_t seq = 0;
+    mqe2e_key_bundle *b = NULL;
+    size_t n = 0;
+    mqe2e_group_name gn;
+    int rc = mqe2e_adb_client_get(&c, a->db, client_id);
+    if (rc != MQE2E_OK) return rc;
+    if ((rc = mqe2e_adb_client_push_seq_next(&seq, a->db, client_id)) != MQE2E_OK) return rc;
+    if (removed) {
+        memset(&gn, 0, sizeof gn);
+        snprintf(gn.name, sizeof gn.name, "%s", group);
+        rc = push_one(a, client_id, c.dh_public, seq, NULL, 0, &gn, 1, 0);
+    } else {
+        rc = bundles_for_client(a, &b, &n, client_id, now_s());
+        if (rc == MQE2E_OK) rc = push_one(a, client_id, c.dh_public, seq, b, n, NULL, 0, 0);
+        bundles_free(b, MQE2E_CONTROL_MAX_BUNDLES);
+    }
+    authority_flush(a);
+    return rc;
+}
+
+/* ------------------------------------------------------- count-based rotation */
+
+static int count_group_cb(const mqe2e_adb_group *g, void *user)
+{
+    authority *a = user;
+    if (g->rotate_every_messages == 0) return 0;
+    for (size_t i = 0; i < a->n_cg; i++) {
+        if (strcmp(a->cg[i].name, g->name) == 0) {
+            if (a->cg[i].epoch != g->current_epoch) a->cg[i].count = 0;
+            a->cg[i].epoch = g->current_epoch;
+            a->cg[i].threshold = g->rotate_every_messages;
+            a->cg[i].seen = 1;
+            return 0;
+        }
+    }
+    count_group *n = realloc(a->cg, (a->n_cg + 1U) * sizeof *n);
+    if (n == NULL) return MQE2E_ERR_NOMEM;
+    a->cg = n;
+    count_group *c = &a->cg[a->n_cg++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", g->name);
+    snprintf(c->filter, sizeof c->filter, "%s", g->topic_filter);
+    c->epoch = g->current_epoch;
+    c->threshold = g->rotate_every_messages;
+    c->seen = 1;
+    if (a->mqtt != NULL && MQTTClient_isConnected(a->mqtt)) {
+        int rc = MQTTClient_subscribe(a->mqtt, c->filter, 0);
+        if (rc != MQTTCLIENT_SUCCESS) alog("cannot subscribe to %s (%d)", c->filter, rc);
+    }
+    return 0;
+}
+
+void authority_count_refresh(authority *a)
+{
+    (void)mqe2e_adb_group_list(a->db, count_group_cb, a);
+}
+
+static void count_envelope(authority *a, const char *topic, const uint8_t *p, size_t n)
+{
+    mqe2e_envelope_view v;
+    if (mqe2e_envelope_parse(&v, p, n) != MQE2E_OK) return;
+    if (v.header.mode != MQE2E_MODE_GROUP && v.header.mode != MQE2E_MODE_SIGNED_GROUP) return;
+    for (size_t i = 0; i < a->n_cg; i++) {
+        count_group *c = &a->cg[i];
+        if (!mqe2e_topic_matches(c->filter, topic) || v.header.epoch != c->epoch) continue;
+        a->counters[AUTH_C_ENVELOPES]++;
+        if (++c->count >= c->threshold) {
+            char name[MQE2E_ADB_NAME_MAX];
+            snprintf(name, sizeof name, "%s", c->name);
+            c->count = 0;
+            alog("group %s reached %lu messages at epoch %lu: rotating", name,
+                 (unsigned long)c->threshold, (unsigned long)c->epoch);
+            /* Rotation refreshes (and may reallocate) the list. */
+            (void)authority_rotate_group(a, name, 0, NULL);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- enroll */
+
+static int collect_name_cb(const char *name, void *user)
+{
+    name_sid *l = user;
+    return name_sid_cb(name, 0, 0, l);
+}
+
+static void handle_enroll(authority *a, const uint8_t *frame, size_t len)
+{
+    mqe2e_enroll_authority *st = NULL;
+    mqe2e_enroll_request req;
+    mqe2e_adb_token_info info;
+    uint8_t token[MQE2E_ADB_SECRET_BYTES];
+    mqe2e_control_update reply;
+    mqe2e_key_bundle *bundles = NULL;
+    size_t n_bundles = 0, out_len = 0;
+    uint8_t *cred = NULL;
+    size_t cred_len = 0;
+    uint64_t serial = 0, now = now_s();
+    name_sid groups = {NULL, NULL, 0, 0};
+    int rc, in_tx = 0;
+
+    memset(&reply, 0, sizeof reply);
+    rc = mqe2e_enroll_accept_read(&st, &req, a->dh_secret, a->cfg->prefix, frame, len);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_ENROLL_BAD_FRAME]++;
+        alog("enroll refused: unreadable request (%s)", mqe2e_strerror(rc));
+        goto out;
+    }
+    rc = mqe2e_adb_token_peek(token, &info, a->db, req.token_id);
+    if (rc != MQE2E_OK) {
+        /* No reply: whoever sent this did not show a token we know. */
+        a->counters[AUTH_C_ENROLL_UNKNOWN_TOKEN]++;
+        alog("enroll refused for %s: unknown token", req.client_id);
+        goto out;
+    }
+    rc = mqe2e_enroll_accept_verify_mac(st, token);
+    sodium_memzero(token, sizeof token);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_ENROLL_BAD_MAC]++;
+        alog("enroll refused for %s: bad token mac", req.client_id);
+        goto out;
+    }
+    /* From here the sender holds the token: refusals are answered. */
+    if (strcmp(info.client_id, req.client_id) != 0) {
+        a->counters[AUTH_C_ENROLL_WRONG_CLIENT]++;
+        alog("enroll refused for %s: token is for another client id", req.client_id);
+        reply.status = MQE2E_STATUS_REFUSED;
+        goto reply;
+    }
+    if ((rc = mqe2e_adb_tx_begin(a->db)) != MQE2E_OK) goto failed;
+    in_tx = 1;
+    rc = mqe2e_adb_token_consume(token, &info, a->db, req.token_id, req.sign_public, now);
+    sodium_memzero(token, sizeof token);
+    if (rc == MQE2E_ERR_EXPIRED || rc == MQE2E_ERR_STATE) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        in_tx = 0;
+        int used = rc == MQE2E_ERR_STATE;
+        a->counters[used ? AUTH_C_ENROLL_TOKEN_USED : AUTH_C_ENROLL_TOKEN_EXPIRED]++;
+        alog("enroll refused for %s: token %s", req.client_id, used ? "already used" : "expired");
+        reply.status = used ? MQE2E_STATUS_TOKEN_USED : MQE2E_STATUS_TOKEN_EXPIRED;
+        goto reply;
+    }
+    if (rc != MQE2E_OK) goto failed;
+    rc = mqe2e_adb_client_upsert_enrolled(&serial, a->db, req.client_id, info.role, req.sign_public,
+                                          req.dh_public, info.grants, info.n_grants, now,
+                                          now + a->cfg->credential_ttl);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_token_groups_list(a->db, req.token_id, collect_name_cb, &groups);
+    for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++) {
+        rc = mqe2e_adb_member_add(NULL, a->db, groups.names[i], req.client_id, now);
+        if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_OK;
+    }
+    if (rc == MQE2E_OK) rc = mqe2e_adb_audit_append(a->db, now, req.client_id, "enroll", info.role);
+    if (rc != MQE2E_OK) goto failed;
+    if ((rc = mqe2e_adb_tx_commit(a->db)) != MQE2E_OK) goto failed;
+    in_tx = 0;
+    rc = issue_credential(a, &cred, &cred_len, req.client_id, info.role, req.sign_public,
+                          req.dh_public, info.grants, info.n_grants, serial, now,
+                          now + a->cfg->credential_ttl);
+    if (rc == MQE2E_OK) rc = bundles_for_client(a, &bundles, &n_bundles, req.client_id, now);
+    if (rc != MQE2E_OK) goto failed;
+    reply.status = MQE2E_STATUS_OK;
+    reply.credential = cred;
+    reply.credential_len = cred_len;
+    reply.bundles = bundles;
+    reply.n_bundles = n_bundles;
+    reply.revocation_list = a->rl;
+    reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
+    a->counters[AUTH_C_ENROLL_OK]++;
+    alog("enrolled %s (serial %lu, %zu bundles)", req.client_id, (unsigned long)serial, n_bundles);
+    goto reply;
+failed:
+    if (in_tx) (void)mqe2e_adb_tx_rollback(a->db);
+    in_tx = 0;
+    a->counters[AUTH_C_ENROLL_FAILED]++;
+    alog("enroll of %s failed: %s", req.client_id, mqe2e_strerror(rc));
+    memset(&reply, 0, sizeof reply);
+    reply.status = MQE2E_STATUS_REFUSED;
+reply:
+    rc = mqe2e_enroll_accept_write(st, a->frame, FRAME_CAP, &out_len, a->id, &reply);
+    if (rc == MQE2E_OK) {
+        char topic[TOPIC_MAX];
+        client_topic(topic, a->cfg->prefix, req.client_id);
+        a->last_enroll_reply_bytes = out_len;
+        (void)publish(a, topic, a->frame, out_len, 0);
+    } else {
+        alog("cannot write the enroll reply for %s: %s", req.client_id, mqe2e_strerror(rc));
+    }
+out:
+    sodium_memzero(token, sizeof token);
+    sodium_memzero(a->frame, out_len);
+    bundles_free(bundles, MQE2E_CONTROL_MAX_BUNDLES);
+    free(cred);
+    name_sid_free(&groups);
+    mqe2e_enroll_authority_free(st);
+}
+
+/* -------------------------------------------------------------------- hello */
+
+static void handle_hello(authority *a, const uint8_t *frame, size_t len)
+{
+    mqe2e_hello_authority *st = NULL;
+    mqe2e_hello_request req;
+    mqe2e_adb_client c;
+    mqe2e_control_update reply;
+    mqe2e_key_bundle *bundles = NULL;
+    size_t n_bundles = 0, out_len = 0;
+    uint8_t *cred = NULL;
+    size_t cred_len = 0;
+    uint64_t now = now_s();
+    grant_collect gc = {NULL, 0, 0};
+    int rc;
+
+    memset(&reply, 0, sizeof reply);
+    rc = mqe2e_hello_accept_read(&st, &req, a->dh_secret, a->cfg->prefix, frame, len);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_HELLO_BAD_FRAME]++;
+        alog("hello refused: unreadable request (%s)", mqe2e_strerror(rc));
+        goto out;
+    }
+    rc = mqe2e_adb_client_get(&c, a->db, req.client_id);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_HELLO_UNKNOWN_CLIENT]++;
+        alog("hello refused: unknown client %s", req.client_id);
+        goto out;
+    }
+    if (mqe2e_hello_accept_check_static(st, c.dh_public) != MQE2E_OK) {
+        a->counters[AUTH_C_HELLO_BAD_STATIC]++;
+        alog("hello refused for %s: not the enrolled key", req.client_id);
+        goto out;
+    }
+    if (c.status != MQE2E_ADB_CLIENT_ACTIVE) {
+        a->counters[AUTH_C_HELLO_REVOKED]++;
+        alog("hello refused for %s: revoked", req.client_id);
+        reply.status = MQE2E_STATUS_REVOKED;
+        reply.revocation_list = a->rl;
+        reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
+        goto reply;
+    }
+    /* Renew at 2/3 of the lifetime, or when the client lacks the latest one. */
+    if (req.credential_serial != c.credential_serial ||
+        now + a->cfg->credential_ttl / 3U >= c.credential_expires) {
+        uint64_t serial = 0;
+        rc = mqe2e_adb_grant_list(a->db, c.client_id, grant_cb, &gc);
+        if (rc == MQE2E_OK)
+            rc = mqe2e_adb_client_upsert_enrolled(&serial, a->db, c.client_id, c.role,
+                                                  c.sign_public, c.dh_public, gc.g, gc.n, now,
+                                                  now + a->cfg->credential_ttl);
+        if (rc == MQE2E_OK)
+            rc = issue_credential(a, &cred, &cred_len, c.client_id, c.role, c.sign_public,
+                                  c.dh_public, gc.g, gc.n, serial, now,
+                                  now + a->cfg->credential_ttl);
+        if (rc != MQE2E_OK) goto failed;
+    }
+    if ((rc = bundles_for_client(a, &bundles, &n_bundles, c.client_id, now)) != MQE2E_OK ||
+        (rc = mqe2e_adb_client_push_seq(&reply.push_seq, a->db, c.client_id)) != MQE2E_OK)
+        goto failed;
+    reply.status = MQE2E_STATUS_OK;
+    reply.credential = cred;
+    reply.credential_len = cred_len;
+    reply.bundles = bundles;
+    reply.n_bundles = n_bundles;
+    reply.revocation_list = a->rl;
+    reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
+    a->counters[AUTH_C_HELLO_OK]++;
+    if (a->cfg->verbose)
+        alog("hello from %s: %zu bundles%s", c.client_id, n_bundles,
+             cred ? ", renewed credential" : "");
+    goto reply;
+failed:
+    a->counters[AUTH_C_HELLO_FAILED]++;
+    alog("hello of %s failed: %s", req.client_id, mqe2e_strerror(rc));
+    memset(&reply, 0, sizeof reply);
+    reply.status = MQE2E_STATUS_REFUSED;
+reply:
+    rc = mqe2e_hello_accept_write(st, a->frame, FRAME_CAP, &out_len, a->id, &reply);
+    if (rc == MQE2E_OK) {
+        char topic[TOPIC_MAX];
+        client_topic(topic, a->cfg->prefix, req.client_id);
+        a->last_hello_reply_bytes = out_len;
+        (void)publish(a, topic, a->frame, out_len, 0);
+    } else {
+        alog("cannot write the hello reply for %s: %s", req.client_id, mqe2e_strerror(rc));
+    }
+out:
+    sodium_memzero(a->frame, out_len);
+    bundles_free(bundles, MQE2E_CONTROL_MAX_BUNDLES);
+    free(cred);
+    free(gc.g);
+    mqe2e_hello_authority_free(st);
+}
+
+/* ----------------------------------------------------------------- operator */
+
+static void handle_operator(authority *a, const uint8_t *frame, size_t len)
+{
+    mqe2e_operator_authority *st = NULL;
+    mqe2e_operator_request req;
+    mqe2e_operator_reply reply;
+    uint8_t pk[32];
+    size_t out_len = 0;
+    uint64_t now = now_s();
+    op_result res;
+    int rc;
+
+    memset(&reply, 0, sizeof reply);
+    memset(&res, 0, sizeof res);
+    rc = mqe2e_operator_accept_read(&st, &req, a->dh_secret, a->cfg->prefix, frame, len);
+    if (rc != MQE2E_OK) {
+        a->counters[rc == MQE2E_ERR_SUITE || rc == MQE2E_ERR_STATE ? AUTH_C_FRAME_UNKNOWN
+                                                                   : AUTH_C_OP_BAD_FRAME]++;
+        alog("control frame refused: %s", mqe2e_strerror(rc));
+        return;
+    }
+    if (mqe2e_adb_operator_get(pk, NULL, a->db, req.operator_name) != MQE2E_OK) {
+        a->counters[AUTH_C_OP_UNKNOWN]++;
+        alog("operator request refused: unknown operator %s", req.operator_name);
+        goto out;
+    }
+    rc = mqe2e_operator_accept_verify(st, pk, now);
+    if (rc == MQE2E_ERR_AUTH) {
+        a->counters[AUTH_C_OP_BAD_SIGNATURE]++;
+        alog("operator request refused: bad signature (claimed operator %s)", req.operator_name);
+        goto out;
+    }
+    if (rc == MQE2E_ERR_EXPIRED) {
+        a->counters[AUTH_C_OP_STALE]++;
+        alog("operator request from %s refused: issued_at outside the window", req.operator_name);
+        reply.status = MQE2E_OPSTATUS_REFUSED;
+        reply.message =
+            (char *)(uintptr_t) "request time outside the accepted window (check the clocks)";
+    } else if (rc != MQE2E_OK) {
+        goto out;
+    } else if ((rc = mqe2e_adb_op_nonce_check_and_store(a->db, req.nonce, sizeof req.nonce, now)) !=
+               MQE2E_OK) {
+        a->counters[AUTH_C_OP_REPLAY]++;
+        alog("operator request from %s refused: %s", req.operator_name,
+             rc == MQE2E_ERR_EXISTS ? "replayed nonce" : mqe2e_strerror(rc));
+        reply.status = MQE2E_OPSTATUS_REFUSED;
+        reply.message = (char *)(uintptr_t)(rc == MQE2E_ERR_EXISTS ? "replayed request"
+                                                                   : "cannot record the request");
+    } else {
+        a->counters[AUTH_C_OP_OK]++;
+        alog("operator %s: %s", req.operator_name, req.command);
+        operator_execute(a, &res, &req, now);
+        reply.status = res.status;
+        reply.message = (char *)(uintptr_t)res.message;
+        reply.output = res.output != NULL ? res.output : (char *)(uintptr_t) "";
+        char actor[MQE2E_ADB_NAME_MAX + 16];
+        snprintf(actor, sizeof actor, "operator:%s", req.operator_name);
+        (void)mqe2e_adb_audit_append(a->db, now, actor, req.command,
+                                     res.status == 0 ? "ok" : "failed");
+    }
+    rc = mqe2e_operator_accept_write(st, a->frame, FRAME_CAP, &out_len, a->id, &reply);
+    if (rc == MQE2E_OK) {
+        char topic[TOPIC_MAX];
+        client_topic(topic, a->cfg->prefix, mqe2e_operator_accept_from(st));
+        a->last_operator_reply_bytes = out_len;
+        (void)publish(a, topic, a->frame, out_len, 0);
+    } else {
+        alog("cannot write the operator reply: %s", mqe2e_strerror(rc));
+    }
+out:
+    sodium_memzero(a->frame, out_len);
+    op_result_free(&res);
+    mqe2e_operator_request_clear(&req);
+    mqe2e_operator_authority_free(st);
+}
+
+/* ----------------------------------------------------------------- dispatch */
+
+static void handle_control(authority *a, const uint8_t *p, size_t n)
+{
+    mqe2e_control_frame f;
+    int rc = mqe2e_control_frame_decode(&f, p, n);
+    if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_ENROLL && f.step == 1) {
+        a->last_enroll_request_bytes = n;
+        handle_enroll(a, p, n);
+    } else if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_HELLO && f.step == 1) {
+        a->last_hello_request_bytes = n;
+        handle_hello(a, p, n);
+    } else if (rc == MQE2E_ERR_SUITE || rc == MQE2E_ERR_DECODE) {
+        /* Kind 5 frames are outside the generic codec: let the operator decoder judge. */
+        a->last_operator_request_bytes = n;
+        handle_operator(a, p, n);
+    } else {
+        a->counters[AUTH_C_FRAME_UNKNOWN]++;
+        if (a->cfg->verbose) alog("control frame ignored: %s", mqe2e_strerror(rc));
+    }
+}
+
+static void rotate_due_cb_all(authority *a, uint64_t now);
+
+static int due_cb(const char *name, void *user)
+{
+    name_sid *l = user;
+    return name_sid_cb(name, 0, 0, l);
+}
+
+static void rotate_due_cb_all(authority *a, uint64_t now)
+{
+    name_sid due = {NULL, NULL, 0, 0};
+    if (mqe2e_adb_groups_due_for_rotation(a->db, now, due_cb, &due) == MQE2E_OK) {
+        for (size_t i = 0; i < due.n; i++) {
+            alog("group %s is due for rotation", due.names[i]);
+            (void)authority_rotate_group(a, due.names[i], 0, NULL);
+        }
+    }
+    name_sid_free(&due);
+}
+
+static int connect_broker(authority *a)
+{
+    MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
+    o.keepAliveInterval = 30;
+    /* A persistent session keeps P/authority queued while the authority restarts. */
+    o.cleansession = 0;
+    o.maxInflightMessages = 65535;
+    o.reliable = 0;
+    o.username = a->cfg->username;
+    o.password = a->cfg->password;
+    int rc = MQTTClient_connect(a->mqtt, &o);
+    if (rc != MQTTCLIENT_SUCCESS) return rc;
+    rc = MQTTClient_subscribe(a->mqtt, a->topic_authority, 1);
+    if (rc != MQTTCLIENT_SUCCESS) return rc;
+    for (size_t i = 0; i < a->n_cg; i++)
+        (void)MQTTClient_subscribe(a->mqtt, a->cg[i].filter, 0);
+    return MQTTCLIENT_SUCCESS;
+}
+
+int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
+{
+    authority a;
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    a.cfg = cfg;
+    a.ks = ks;
+    a.id = mqe2e_keystore_client_id(ks);
+    a.started_at = now_s();
+    if (a.id == NULL || !mqe2e_control_prefix_valid(cfg->prefix)) return MQE2E_ERR_INVALID_ARG;
+    if ((a.dh_secret = sodium_malloc(32)) == NULL || (a.frame = malloc(FRAME_CAP)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = mqe2e_keystore_dh_secret(ks, a.dh_secret)) != MQE2E_OK ||
+        (rc = mqe2e_keystore_identity_public(ks, a.sign_public, a.dh_public)) != MQE2E_OK)
+        goto out;
+    rc = authority_db_key(key, ks);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_open(&a.db, cfg->db_path, key);
+    sodium_memzero(key, sizeof key);
+    if (rc != MQE2E_OK) {
+        alog("cannot open the database %s: %s", cfg->db_path, mqe2e_strerror(rc));
+        goto out;
+    }
+    snprintf(a.topic_authority, sizeof a.topic_authority, "%s/authority", cfg->prefix);
+    snprintf(a.topic_revocations, sizeof a.topic_revocations, "%s/revocations", cfg->prefix);
+
+    MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
+    if (MQTTClient_createWithOptions(&a.mqtt, cfg->uri, a.id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
+                                     &co) != MQTTCLIENT_SUCCESS) {
+        rc = MQE2E_ERR_INVALID_ARG;
+        goto out;
+    }
+    authority_count_refresh(&a);
+    if ((rc = connect_broker(&a)) != MQTTCLIENT_SUCCESS) {
+        alog("cannot connect to %s (%d)", cfg->uri, rc);
+        rc = MQE2E_ERR_IO;
+        goto out;
+    }
+    alog("%s serving %s/authority on %s", a.id, cfg->prefix, cfg->uri);
+    (void)authority_revocations_refresh(&a, 1);
+    authority_flush(&a);
+
+    while (cfg->stop == NULL || !*cfg->stop) {
+        char *topic = NULL;
+        int topic_len = 0;
+        MQTTClient_message *m = NULL;
+        int r = MQTTClient_receive(a.mqtt, &topic, &topic_len, &m, RECEIVE_TIMEOUT_MS);
+        /* Replies are QoS 1 without waiting: their tokens are collected when idle. */
+        if (a.n_pending > 0 && (m == NULL || a.n_pending >= 1024U)) authority_flush(&a);
+        if (r != MQTTCLIENT_SUCCESS && r != MQTTCLIENT_TOPICNAME_TRUNCATED) {
+            if (m != NULL) MQTTClient_freeMessage(&m);
+            if (topic != NULL) MQTTClient_free(topic);
+            if (!MQTTClient_isConnected(a.mqtt)) {
+                alog("connection lost; reconnecting");
+                while ((cfg->stop == NULL || !*cfg->stop) &&
+                       connect_broker(&a) != MQTTCLIENT_SUCCESS)
+                    sleep(1);
+                if (MQTTClient_isConnected(a.mqtt)) {
+                    alog("reconnected");
+                    (void)authority_revocations_refresh(&a, 1);
+                    authority_flush(&a);
+                }
+            }
+            continue;
+        }
+        if (m != NULL && topic != NULL && m->payloadlen >= 0) {
+            const uint8_t *p = m->payload;
+            size_t n = (size_t)m->payloadlen;
+            if (strcmp(topic, a.topic_authority) == 0) {
+                if (n > 0) handle_control(&a, p, n);
+            } else if (n > 0) {
+                count_envelope(&a, topic, p, n);
+            }
+        }
+        if (m != NULL) MQTTClient_freeMessage(&m);
+        if (topic != NULL) MQTTClient_free(topic);
+
+        uint64_t now = now_s();
+        if (now >= a.last_schedule + SCHEDULE_EVERY_S) {
+            a.last_schedule = now;
+            rotate_due_cb_all(&a, now);
+            if (now >= a.last_prune + 60U) {
+                a.last_prune = now;
+                (void)mqe2e_adb_op_nonce_prune(NULL, a.db, now - 2U * MQE2E_OPERATOR_MAX_SKEW);
+                (void)mqe2e_adb_token_prune(NULL, a.db, now);
+            }
+        }
+    }
+    alog("stopping");
+    rc = MQE2E_OK;
+out:
+    if (a.mqtt != NULL) {
+        authority_flush(&a);
+        if (MQTTClient_isConnected(a.mqtt)) MQTTClient_disconnect(a.mqtt, 1000);
+        MQTTClient_destroy(&a.mqtt);
+    }
+    mqe2e_adb_close(a.db);
+    if (a.dh_secret != NULL) sodium_free(a.dh_secret);
+    if (a.frame != NULL) {
+        sodium_memzero(a.frame, FRAME_CAP);
+        free(a.frame);
+    }
+    free(a.rl);
+    free(a.cg);
+    free(a.pending);
+    return rc;
+}

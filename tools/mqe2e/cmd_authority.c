@@ -1,0 +1,537 @@
+/* `mqe2e authority`: create an authority (keystore + database), register
+ * operators locally, print the pin, run the service. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "authority_db.h"
+#include "authority_service.h"
+#include "cli.h"
+#include "cli_authority.h"
+
+static const char usage[] =
+    "usage: mqe2e authority init -k AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
+    "       mqe2e authority operator-add -k AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
+    "       mqe2e authority pin -k AUTH_KEYSTORE [--prefix P]\n"
+    "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-k AUTH_KEYSTORE]\n"
+    "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
+    "\n"
+    "  init          create the authority keystore (its identity) and the database,\n"
+    "                and print the AUTHORITY PIN (public: give it to operators)\n"
+    "  operator-add  register an operator's Ed25519 key (run on the authority host,\n"
+    "                before or between runs: the keystore is locked while running)\n"
+    "  pin           print the authority pin again\n"
+    "  run           serve P/authority on the broker until SIGINT/SIGTERM\n"
+    "\n"
+    "  -k, --keystore FILE      authority keystore\n"
+    "      --db FILE            authority database (SQLite)\n"
+    "      --id AUTHORITY_ID    authority client id (also its MQTT client id)\n"
+    "      --prefix P           control topic prefix (init: default mqe2e, remembered in\n"
+    "                           the keystore; pin/run: the remembered one)\n"
+    "      --name NAME          operator name (its keystore client id by default)\n"
+    "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
+    "                           'mqe2e status -k OPERATOR_KEYSTORE')\n"
+    "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
+    "                           credential_ttl, grace, passphrase_file, key_file,\n"
+    "                           username, password_file, verbose\n"
+    "  -h, --host HOST          broker host (default localhost)\n"
+    "  -p, --port PORT          broker port (default 1883)\n"
+    "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
+    "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
+    "  -v, --verbose            log every handled message\n"
+    "  -u, --username NAME      broker user name (the ACL grants the authority's rights to it)\n"
+    "      --password-file F    broker password from F's first line (mode 0600)\n"
+    "      --passphrase-file F  keystore passphrase from F's first line\n"
+    "      --key-file F         keystore raw key from F\n"
+    "Flags override the config file. The keystore passphrase otherwise comes from\n"
+    "MQE2E_PASSPHRASE.\n";
+
+enum {
+    OPT_DB = 1,
+    OPT_AID,
+    OPT_PREFIX,
+    OPT_NAME,
+    OPT_SIGN_PUBLIC,
+    OPT_CONFIG,
+    OPT_AHOST,
+    OPT_APORT,
+    OPT_TTL,
+    OPT_GRACE,
+    OPT_VERBOSE,
+    OPT_USERNAME,
+    OPT_PASSWORD_FILE,
+};
+
+static const cli_opt opts[] = {
+    {'k', "keystore", 1, OPT_KEYSTORE},
+    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
+    {0, "key-file", 1, OPT_KEY_FILE},
+    {0, "db", 1, OPT_DB},
+    {0, "id", 1, OPT_AID},
+    {0, "prefix", 1, OPT_PREFIX},
+    {0, "name", 1, OPT_NAME},
+    {0, "sign-public", 1, OPT_SIGN_PUBLIC},
+    {0, "config", 1, OPT_CONFIG},
+    {'h', "host", 1, OPT_AHOST},
+    {'p', "port", 1, OPT_APORT},
+    {0, "credential-ttl", 1, OPT_TTL},
+    {0, "grace", 1, OPT_GRACE},
+    {'v', "verbose", 0, OPT_VERBOSE},
+    {'u', "username", 1, OPT_USERNAME},
+    {0, "password-file", 1, OPT_PASSWORD_FILE},
+    {0, "help", 0, OPT_HELP},
+    {0, NULL, 0, 0},
+};
+
+typedef struct auth_args {
+    cli_keystore_args k;
+    const char *db;
+    const char *id;
+    const char *prefix;
+    const char *name;
+    const char *sign_public;
+    const char *config;
+    const char *host;
+    long port;
+    long ttl;
+    long grace;
+    int verbose;
+    const char *username;
+    const char *password_file;
+} auth_args;
+
+static volatile sig_atomic_t stop_flag = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+/* ------------------------------------------------------------ config file */
+
+/* Config strings live as long as the process (the file is small). */
+static char *dup_trim(const char *s, size_t n)
+{
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        n--;
+    char *d = malloc(n + 1U);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Fill unset fields of @p a from FILE. @return exit code. */
+static int load_config(auth_args *a, const auth_args *flags)
+{
+    FILE *f = fopen(a->config, "r");
+    if (f == NULL) {
+        cli_error("cannot open config %s: %s", a->config, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    char line[4096];
+    int lineno = 0, rc = CLI_EXIT_OK;
+    while (fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\0') continue;
+        char *eq = strchr(p, '=');
+        if (eq == NULL) {
+            cli_error("%s:%d: expected 'key = value'", a->config, lineno);
+            rc = CLI_EXIT_USAGE;
+            break;
+        }
+        char *key = dup_trim(p, (size_t)(eq - p));
+        char *val = dup_trim(eq + 1, strlen(eq + 1));
+        if (key == NULL || val == NULL) {
+            free(key);
+            free(val);
+            rc = CLI_EXIT_USAGE;
+            break;
+        }
+        long x = 0;
+        int used_val = 1;
+        if (strcmp(key, "host") == 0) {
+            if (flags->host == NULL) a->host = val;
+        } else if (strcmp(key, "port") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 1, 65535, "port") != 0)
+                rc = CLI_EXIT_USAGE;
+            else if (flags->port == 0)
+                a->port = x;
+        } else if (strcmp(key, "db") == 0) {
+            if (flags->db == NULL) a->db = val;
+        } else if (strcmp(key, "keystore") == 0) {
+            if (flags->k.path == NULL) a->k.path = val;
+        } else if (strcmp(key, "prefix") == 0) {
+            if (flags->prefix == NULL) a->prefix = val;
+        } else if (strcmp(key, "passphrase_file") == 0) {
+            if (flags->k.passphrase_file == NULL && flags->k.key_file == NULL)
+                a->k.passphrase_file = val;
+        } else if (strcmp(key, "key_file") == 0) {
+            if (flags->k.key_file == NULL && flags->k.passphrase_file == NULL) a->k.key_file = val;
+        } else if (strcmp(key, "credential_ttl") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 60, 0x7FFFFFFFL, "credential_ttl") != 0)
+                rc = CLI_EXIT_USAGE;
+            else if (flags->ttl == 0)
+                a->ttl = x;
+        } else if (strcmp(key, "grace") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 0, 0x7FFFFFFFL, "grace") != 0)
+                rc = CLI_EXIT_USAGE;
+            else if (flags->grace < 0)
+                a->grace = x;
+        } else if (strcmp(key, "username") == 0) {
+            if (flags->username == NULL) a->username = val;
+        } else if (strcmp(key, "password_file") == 0) {
+            if (flags->password_file == NULL) a->password_file = val;
+        } else if (strcmp(key, "verbose") == 0) {
+            used_val = 0;
+            if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
+                a->verbose = 1;
+        } else {
+            cli_error("%s:%d: unknown key '%s'", a->config, lineno, key);
+            rc = CLI_EXIT_USAGE;
+            used_val = 0;
+        }
+        free(key);
+        if (!used_val) free(val);
+        if (rc != CLI_EXIT_OK) break;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------ subcommands */
+
+/* The prefix chosen at init, remembered in the authority keystore's own pin. */
+static const char *choose_prefix(const char *flag, const mqe2e_keystore *ks,
+                                 mqe2e_authority_pin *own)
+{
+    if (flag != NULL) return flag;
+    if (ks != NULL && mqe2e_keystore_authority(ks, own) == MQE2E_OK) return own->control_prefix;
+    return AUTHORITY_DEFAULT_PREFIX;
+}
+
+static int print_pin(const mqe2e_keystore *ks, const char *prefix)
+{
+    char *pin = NULL;
+    int lrc = authority_pin_text(&pin, ks, prefix);
+    if (lrc != MQE2E_OK) {
+        cli_error("cannot build the authority pin: %s", mqe2e_strerror(lrc));
+        return CLI_EXIT_KEY;
+    }
+    printf("%s\n", pin);
+    fflush(stdout);
+    free(pin);
+    return CLI_EXIT_OK;
+}
+
+static int open_db(mqe2e_adb **db, const mqe2e_keystore *ks, const char *path)
+{
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    int lrc = authority_db_key(key, ks);
+    if (lrc == MQE2E_OK) lrc = mqe2e_adb_open(db, path, key);
+    sodium_memzero(key, sizeof key);
+    if (lrc != MQE2E_OK) {
+        cli_error("cannot open database %s: %s", path,
+                  lrc == MQE2E_ERR_AUTH ? "it belongs to another authority keystore"
+                                        : mqe2e_strerror(lrc));
+        return CLI_EXIT_KEY;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int do_init(const auth_args *a)
+{
+    struct stat st;
+    if (a->db == NULL || a->id == NULL) {
+        cli_error("authority init needs --db DB and --id AUTHORITY_ID");
+        return CLI_EXIT_USAGE;
+    }
+    const char *prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
+    if (!mqe2e_control_prefix_valid(prefix)) {
+        cli_error("invalid control prefix '%s'", prefix);
+        return CLI_EXIT_USAGE;
+    }
+    if (!mqe2e_client_id_valid(a->id)) {
+        cli_error("invalid authority id '%s' (1-255 printable characters, no / + #)", a->id);
+        return CLI_EXIT_USAGE;
+    }
+    if (stat(a->db, &st) == 0 || errno != ENOENT) {
+        cli_error("database %s already exists; refusing to overwrite it", a->db);
+        return CLI_EXIT_KEY;
+    }
+    cli_keystore c;
+    int rc = cli_keystore_create(&c, &a->k, a->id, 0);
+    if (rc != CLI_EXIT_OK) return rc;
+    int lrc = mqe2e_keystore_flush(c.ks);
+    if (lrc != MQE2E_OK) {
+        cli_error("cannot write keystore %s: %s", a->k.path, mqe2e_strerror(lrc));
+        cli_keystore_close(&c);
+        return CLI_EXIT_KEY;
+    }
+    mqe2e_authority_pin own;
+    memset(&own, 0, sizeof own);
+    snprintf(own.authority_id, sizeof own.authority_id, "%s", a->id);
+    snprintf(own.control_prefix, sizeof own.control_prefix, "%s", prefix);
+    lrc = mqe2e_keystore_identity_public(c.ks, own.sign_public, own.dh_public);
+    if (lrc == MQE2E_OK) lrc = mqe2e_keystore_set_authority(c.ks, &own);
+    if (lrc != MQE2E_OK) {
+        cli_error("cannot record the authority settings in %s: %s", a->k.path, mqe2e_strerror(lrc));
+        cli_keystore_close(&c);
+        return CLI_EXIT_KEY;
+    }
+    mqe2e_adb *db = NULL;
+    rc = open_db(&db, c.ks, a->db);
+    if (rc == CLI_EXIT_OK) {
+        (void)mqe2e_adb_audit_append(db, cli_now(), "local", "init", a->id);
+        mqe2e_adb_close(db);
+        fprintf(stderr, "authority %s created: keystore %s, database %s, prefix %s\n", a->id,
+                a->k.path, a->db, prefix);
+        fprintf(stderr, "authority pin (public; operators use it as --authority):\n");
+        rc = print_pin(c.ks, prefix);
+    }
+    cli_keystore_close(&c);
+    return rc;
+}
+
+static int do_operator_add(const auth_args *a)
+{
+    uint8_t pk[32];
+    size_t pk_len = 0;
+    if (a->db == NULL || a->name == NULL || a->sign_public == NULL) {
+        cli_error("operator-add needs --db DB, --name NAME and --sign-public HEX");
+        return CLI_EXIT_USAGE;
+    }
+    if (!mqe2e_client_id_valid(a->name)) {
+        cli_error("invalid operator name '%s'", a->name);
+        return CLI_EXIT_USAGE;
+    }
+    if (sodium_hex2bin(pk, sizeof pk, a->sign_public, strlen(a->sign_public), NULL, &pk_len,
+                       NULL) != 0 ||
+        pk_len != sizeof pk || strlen(a->sign_public) != 64U) {
+        cli_error("--sign-public must be 64 hex digits (an Ed25519 public key)");
+        return CLI_EXIT_USAGE;
+    }
+    cli_keystore c;
+    int rc = cli_keystore_open(&c, &a->k);
+    if (rc != CLI_EXIT_OK) return rc;
+    mqe2e_adb *db = NULL;
+    rc = open_db(&db, c.ks, a->db);
+    if (rc == CLI_EXIT_OK) {
+        int lrc = mqe2e_adb_operator_add(db, a->name, pk, cli_now());
+        if (lrc == MQE2E_OK) {
+            (void)mqe2e_adb_audit_append(db, cli_now(), "local", "operator-add", a->name);
+            fprintf(stderr, "operator %s registered\n", a->name);
+        } else {
+            cli_error("cannot register operator %s: %s", a->name,
+                      lrc == MQE2E_ERR_EXISTS ? "already registered" : mqe2e_strerror(lrc));
+            rc = CLI_EXIT_KEY;
+        }
+        mqe2e_adb_close(db);
+    }
+    cli_keystore_close(&c);
+    return rc;
+}
+
+static int do_pin(const auth_args *a)
+{
+    mqe2e_authority_pin own;
+    cli_keystore c;
+    int rc = cli_keystore_open(&c, &a->k);
+    if (rc != CLI_EXIT_OK) return rc;
+    const char *prefix = choose_prefix(a->prefix, c.ks, &own);
+    if (a->id != NULL && strcmp(a->id, mqe2e_keystore_client_id(c.ks)) != 0) {
+        cli_error("keystore %s belongs to authority %s, not %s", a->k.path,
+                  mqe2e_keystore_client_id(c.ks), a->id);
+        rc = CLI_EXIT_KEY;
+    } else {
+        rc = print_pin(c.ks, prefix);
+    }
+    cli_keystore_close(&c);
+    return rc;
+}
+
+/* First line of a file closed to group and others, in guarded memory. */
+static char *read_password(const char *path)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        cli_error("cannot open password file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        cli_error("password file %s is accessible by group or others (chmod 600 it)", path);
+        fclose(f);
+        return NULL;
+    }
+    char *buf = sodium_malloc(1025);
+    if (buf != NULL && fgets(buf, 1025, f) != NULL) {
+        buf[strcspn(buf, "\r\n")] = '\0';
+    } else if (buf != NULL) {
+        sodium_free(buf);
+        buf = NULL;
+        cli_error("password file %s is empty", path);
+    }
+    fclose(f);
+    return buf;
+}
+
+static int do_run(auth_args *a, const auth_args *flags)
+{
+    if (a->config != NULL) {
+        int rc = load_config(a, flags);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
+    if (a->db == NULL) {
+        cli_error("no database given (--db DB or 'db =' in the config)");
+        return CLI_EXIT_USAGE;
+    }
+    authority_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char uri[512];
+    snprintf(uri, sizeof uri, "tcp://%s:%ld", a->host != NULL ? a->host : "localhost",
+             a->port > 0 ? a->port : 1883L);
+    cfg.uri = uri;
+    cfg.db_path = a->db;
+    cfg.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
+    if (a->prefix != NULL && !mqe2e_control_prefix_valid(a->prefix)) {
+        cli_error("invalid control prefix '%s'", a->prefix);
+        return CLI_EXIT_USAGE;
+    }
+    cfg.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
+    cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
+    cfg.verbose = a->verbose;
+    cfg.stop = &stop_flag;
+    cfg.username = a->username;
+    char *password = NULL;
+    if (a->password_file != NULL) {
+        if ((password = read_password(a->password_file)) == NULL) return CLI_EXIT_KEY;
+        cfg.password = password;
+    }
+    cli_keystore c;
+    int rc = cli_keystore_open(&c, &a->k);
+    if (rc != CLI_EXIT_OK) {
+        if (password != NULL) sodium_free(password);
+        return rc;
+    }
+    mqe2e_authority_pin own;
+    cfg.prefix = choose_prefix(a->prefix, c.ks, &own);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int lrc = authority_run(c.ks, &cfg);
+    cli_keystore_close(&c);
+    if (password != NULL) sodium_free(password);
+    if (lrc != MQE2E_OK) {
+        cli_error("authority stopped: %s",
+                  lrc == MQE2E_ERR_IO ? "broker unreachable or database error (see the log above)"
+                                      : mqe2e_strerror(lrc));
+        return lrc == MQE2E_ERR_IO ? CLI_EXIT_BROKER : CLI_EXIT_KEY;
+    }
+    return CLI_EXIT_OK;
+}
+
+int cmd_authority(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    const char *sub = argv[1];
+    auth_args a;
+    memset(&a, 0, sizeof a);
+    a.grace = -1;
+    char command[48];
+    snprintf(command, sizeof command, "authority %s", sub);
+    cli_parser p;
+    cli_parser_init(&p, argc - 1, argv + 1, command);
+    int id = 0, r;
+    const char *v;
+    while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
+        if (r == CLI_NEXT_ERROR) return CLI_EXIT_USAGE;
+        if (r == CLI_NEXT_POSITIONAL) {
+            cli_error("unexpected argument '%s' (see 'mqe2e authority --help')", v);
+            return CLI_EXIT_USAGE;
+        }
+        if (cli_keystore_arg(&a.k, id, v)) continue;
+        switch (id) {
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
+        case OPT_DB:
+            a.db = v;
+            break;
+        case OPT_AID:
+            a.id = v;
+            break;
+        case OPT_PREFIX:
+            a.prefix = v;
+            break;
+        case OPT_NAME:
+            a.name = v;
+            break;
+        case OPT_SIGN_PUBLIC:
+            a.sign_public = v;
+            break;
+        case OPT_CONFIG:
+            a.config = v;
+            break;
+        case OPT_AHOST:
+            a.host = v;
+            break;
+        case OPT_APORT:
+            if (cli_parse_long(&a.port, v, 1, 65535, "-p") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_TTL:
+            if (cli_parse_long(&a.ttl, v, 60, 0x7FFFFFFFL, "--credential-ttl") != 0)
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_GRACE:
+            if (cli_parse_long(&a.grace, v, 0, 0x7FFFFFFFL, "--grace") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_VERBOSE:
+            a.verbose = 1;
+            break;
+        case OPT_USERNAME:
+            a.username = v;
+            break;
+        case OPT_PASSWORD_FILE:
+            a.password_file = v;
+            break;
+        default:
+            break;
+        }
+    }
+    if (strcmp(sub, "run") == 0) {
+        auth_args flags = a;
+        return do_run(&a, &flags);
+    }
+    int rc = cli_keystore_args_check(&a.k);
+    if (rc != CLI_EXIT_OK) return rc;
+    if (strcmp(sub, "init") == 0) return do_init(&a);
+    if (strcmp(sub, "operator-add") == 0) return do_operator_add(&a);
+    if (strcmp(sub, "pin") == 0) return do_pin(&a);
+    cli_error("unknown authority command '%s' (see 'mqe2e authority --help')", sub);
+    return CLI_EXIT_USAGE;
+}

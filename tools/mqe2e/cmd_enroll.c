@@ -1,0 +1,445 @@
+/* mqe2e enroll: one ENROLL round trip with the authority over the broker,
+ * then the pin, the credential, the group keys and the revocation list go
+ * into the keystore.
+ *
+ * A raw Paho client is used (the encrypted front needs what enrollment
+ * produces). No callbacks: a single thread drives MQTTClient_receive(). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
+#include <sodium.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: mqe2e enroll -k KEYSTORE [--ticket-file FILE | --ticket TICKET]\n"
+    "                    [-h HOST] [-p PORT] [-W SECONDS] [-d]\n"
+    "                    [--passphrase-file FILE | --key-file FILE]\n"
+    "\n"
+    "Enroll this device with the authority named in the ticket: one round trip\n"
+    "over the broker (Noise IKpsk2, the ticket's token as the pre-shared key).\n"
+    "Stores the authority pin, the issued credential, the group keys and the\n"
+    "revocation list in the keystore, then prints a one-line summary.\n"
+    "\n"
+    "  -k, --keystore FILE      keystore; created with the ticket's client id if\n"
+    "                           it does not exist yet\n"
+    "      --ticket-file FILE   read the ticket from FILE (first line)\n"
+    "      --ticket TICKET      the ticket itself (visible to other local users\n"
+    "                           through ps: prefer MQE2E_TICKET or --ticket-file)\n"
+    "  -h, --host HOST          broker host (default localhost)\n"
+    "  -p, --port PORT          broker port (default 1883)\n"
+    "  -W, --timeout SECONDS    give up after SECONDS (default 30)\n"
+    "  -d, --debug              print handshake sizes and retries on stderr\n"
+    "      --passphrase-file F  read the keystore passphrase from F's first line\n"
+    "      --key-file F         use a raw 32-byte key (or 64 hex digits) from F\n"
+    "      --help               this text\n"
+    "\n"
+    "Without a ticket option the ticket comes from MQE2E_TICKET.\n"
+    "Exit codes: 0 enrolled, 1 usage, 2 key/ticket error or refused by the\n"
+    "authority, 3 broker, 4 no answer before -W.\n";
+
+enum { OPT_TICKET = 1, OPT_TICKET_FILE, OPT_TIMEOUT };
+
+static const cli_opt opts[] = {
+    {'k', "keystore", 1, OPT_KEYSTORE},
+    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
+    {0, "key-file", 1, OPT_KEY_FILE},
+    {0, "ticket", 1, OPT_TICKET},
+    {0, "ticket-file", 1, OPT_TICKET_FILE},
+    {'h', "host", 1, OPT_HOST},
+    {'p', "port", 1, OPT_PORT},
+    {'W', "timeout", 1, OPT_TIMEOUT},
+    {'d', "debug", 0, OPT_DEBUG},
+    {0, "help", 0, OPT_HELP},
+    {0, NULL, 0, 0},
+};
+
+/* Seconds between fresh ENROLL attempts while no reply arrives. */
+#define ENROLL_RETRY_MS 4000UL
+
+/* Ticket text from --ticket-file, MQE2E_TICKET or --ticket (in that order),
+ * into sodium_malloc() memory with surrounding whitespace removed. */
+static int read_ticket_text(char **out, const char *file, const char *arg)
+{
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    const char *src;
+    size_t len;
+
+    *out = NULL;
+    if (file != NULL) {
+        if (cli_read_file(&raw, &raw_len, file, MQE2E_TICKET_TEXT_MAX + 2U) != 0)
+            return CLI_EXIT_KEY;
+        src = (const char *)raw;
+        len = raw_len;
+    } else if (getenv("MQE2E_TICKET") != NULL) {
+        src = getenv("MQE2E_TICKET");
+        len = strlen(src);
+    } else if (arg != NULL) {
+        src = arg;
+        len = strlen(src);
+    } else {
+        cli_error("no ticket: set MQE2E_TICKET or give --ticket-file FILE (or --ticket TICKET)");
+        return CLI_EXIT_USAGE;
+    }
+    while (len > 0 && (src[len - 1] == '\n' || src[len - 1] == '\r' || src[len - 1] == ' '))
+        len--;
+    while (len > 0 && (*src == ' ' || *src == '\t')) {
+        src++;
+        len--;
+    }
+    char *t = sodium_malloc(len + 1U);
+    if (t == NULL) {
+        if (raw != NULL) sodium_memzero(raw, raw_len);
+        free(raw);
+        cli_error("out of memory");
+        return CLI_EXIT_KEY;
+    }
+    memcpy(t, src, len);
+    t[len] = '\0';
+    if (raw != NULL) sodium_memzero(raw, raw_len);
+    free(raw);
+    *out = t;
+    return CLI_EXIT_OK;
+}
+
+static void print_time(char *buf, size_t cap, uint64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        (void)snprintf(buf, cap, "%llu", (unsigned long long)t);
+}
+
+/* Store everything the reply brought. @return exit code. */
+static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_control_update *r)
+{
+    mqe2e_authority_pin pin;
+    int rc;
+
+    memset(&pin, 0, sizeof pin);
+    memcpy(pin.authority_id, t->authority_id, strlen(t->authority_id) + 1U);
+    memcpy(pin.control_prefix, t->control_prefix, strlen(t->control_prefix) + 1U);
+    memcpy(pin.sign_public, t->authority_sign_public, sizeof pin.sign_public);
+    memcpy(pin.dh_public, t->authority_dh_public, sizeof pin.dh_public);
+    rc = mqe2e_keystore_set_authority(ks, &pin);
+    if (rc == MQE2E_ERR_EXISTS) {
+        cli_error("keystore is already enrolled with another authority");
+        return CLI_EXIT_KEY;
+    }
+    if (rc == MQE2E_OK) rc = mqe2e_keystore_set_credential(ks, r->credential, r->credential_len);
+    for (size_t i = 0; rc == MQE2E_OK && i < r->n_bundles; i++) {
+        const mqe2e_key_bundle *b = &r->bundles[i];
+        rc = mqe2e_keystore_group_apply(ks, b->group, b->topic_filter, b->epoch, b->secret,
+                                        b->sender_id, b->retired_at, cli_now());
+    }
+    if (rc == MQE2E_OK && r->revocation_list != NULL && r->revocation_list_len > 0) {
+        mqe2e_revocation_list *rl = NULL;
+        int vrc = mqe2e_revocation_list_verify(&rl, r->revocation_list, r->revocation_list_len,
+                                               t->authority_sign_public);
+        if (vrc == MQE2E_OK) {
+            vrc = mqe2e_keystore_set_revocation_list(ks, r->revocation_list, r->revocation_list_len,
+                                                     mqe2e_revocation_list_version(rl));
+            if (vrc != MQE2E_OK && vrc != MQE2E_ERR_REPLAY) rc = vrc;
+        } else {
+            /* The credential and keys are authenticated; only the list is bad. */
+            cli_error("ignoring a revocation list that does not verify: %s", mqe2e_strerror(vrc));
+        }
+        mqe2e_revocation_list_free(rl);
+    }
+    if (rc == MQE2E_OK) rc = mqe2e_keystore_flush(ks);
+    if (rc != MQE2E_OK) {
+        cli_error("cannot store the enrollment: %s", mqe2e_strerror(rc));
+        return CLI_EXIT_KEY;
+    }
+    return CLI_EXIT_OK;
+}
+
+static const char *status_text(int32_t s)
+{
+    switch (s) {
+    case MQE2E_STATUS_UNKNOWN_CLIENT:
+        return "unknown client";
+    case MQE2E_STATUS_REVOKED:
+        return "client revoked";
+    case MQE2E_STATUS_TOKEN_USED:
+        return "token already used by another device";
+    case MQE2E_STATUS_TOKEN_EXPIRED:
+        return "token expired";
+    default:
+        return "refused";
+    }
+}
+
+typedef struct enroll_run {
+    const mqe2e_ticket *ticket;
+    mqe2e_keystore *ks;
+    MQTTClient paho;
+    char inbox[MQE2E_CONTROL_PREFIX_MAX + MQE2E_ID_MAX + 16];
+    char authority_topic[MQE2E_CONTROL_PREFIX_MAX + 16];
+    long timeout_s;
+    int debug;
+} enroll_run;
+
+/* Publish a fresh step 1. *st is replaced. @return exit code. */
+static int send_step1(enroll_run *e, mqe2e_enroll_device **st, uint8_t *frame)
+{
+    uint8_t dh_sk[32];
+    uint8_t sign_pk[32];
+    size_t len = 0;
+    int rc;
+
+    mqe2e_enroll_device_free(*st);
+    *st = NULL;
+    (void)mqe2e_keystore_identity_public(e->ks, sign_pk, NULL);
+    rc = mqe2e_keystore_dh_secret(e->ks, dh_sk);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_enroll_begin(st, frame, MQE2E_CONTROL_MAX_FRAME_BYTES, &len, e->ticket, dh_sk,
+                                sign_pk, cli_now());
+    sodium_memzero(dh_sk, sizeof dh_sk);
+    if (rc != MQE2E_OK) {
+        cli_error("cannot start enrollment: %s",
+                  rc == MQE2E_ERR_EXPIRED ? "the ticket expired" : mqe2e_strerror(rc));
+        return CLI_EXIT_KEY;
+    }
+    if (e->debug) fprintf(stderr, "mqe2e: ENROLL step 1: %zu bytes\n", len);
+    MQTTClient_deliveryToken dt = 0;
+    rc = MQTTClient_publish(e->paho, e->authority_topic, (int)len, frame, 1, 0, &dt);
+    if (rc == MQTTCLIENT_SUCCESS) rc = MQTTClient_waitForCompletion(e->paho, dt, 5000UL);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot publish to %s: %s", e->authority_topic, MQTTClient_strerror(rc));
+        return CLI_EXIT_BROKER;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The round trip, with retries. @return exit code. */
+static int enroll_exchange(enroll_run *e)
+{
+    mqe2e_enroll_device *st = NULL;
+    uint8_t *frame = malloc(MQE2E_CONTROL_MAX_FRAME_BYTES);
+    int rc;
+
+    if (frame == NULL) {
+        cli_error("out of memory");
+        return CLI_EXIT_KEY;
+    }
+    uint64_t deadline = cli_now() + (uint64_t)e->timeout_s;
+    rc = send_step1(e, &st, frame);
+    time_t last_send = time(NULL);
+    while (rc == CLI_EXIT_OK) {
+        if (cli_now() >= deadline) {
+            cli_error("no answer from the authority within %ld s", e->timeout_s);
+            rc = CLI_EXIT_TIMEOUT;
+            break;
+        }
+        if (time(NULL) - last_send >= (time_t)(ENROLL_RETRY_MS / 1000UL)) {
+            if (e->debug) fprintf(stderr, "mqe2e: no reply yet, retrying with a new handshake\n");
+            rc = send_step1(e, &st, frame);
+            last_send = time(NULL);
+            continue;
+        }
+        char *topic = NULL;
+        int topic_len = 0;
+        MQTTClient_message *m = NULL;
+        int prc = MQTTClient_receive(e->paho, &topic, &topic_len, &m, 500UL);
+        if (prc != MQTTCLIENT_SUCCESS && prc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
+            cli_error("connection lost: %s", MQTTClient_strerror(prc));
+            rc = CLI_EXIT_BROKER;
+            break;
+        }
+        if (m == NULL) {
+            if (topic != NULL) MQTTClient_free(topic);
+            continue;
+        }
+        int mine = topic != NULL && strcmp(topic, e->inbox) == 0 && m->payloadlen > 0;
+        mqe2e_control_update reply;
+        mqe2e_credential *cred = NULL;
+        int frc = MQE2E_ERR_STATE;
+        memset(&reply, 0, sizeof reply);
+        if (mine) {
+            if (e->debug) fprintf(stderr, "mqe2e: reply: %d bytes\n", m->payloadlen);
+            frc = mqe2e_enroll_finish(st, &reply, &cred, m->payload, (size_t)m->payloadlen,
+                                      cli_now());
+        }
+        MQTTClient_freeMessage(&m);
+        MQTTClient_free(topic);
+        if (frc == MQE2E_ERR_STATE || frc == MQE2E_ERR_DECODE) {
+            /* Someone else's frame, or a stale reply to an earlier attempt. */
+            continue;
+        }
+        if (frc == MQE2E_ERR_POLICY) {
+            cli_error("enrollment refused by the authority: %s", status_text(reply.status));
+            mqe2e_control_update_wipe(&reply);
+            rc = CLI_EXIT_KEY;
+            break;
+        }
+        if (frc == MQE2E_ERR_AUTH) {
+            /* Forged or corrupted: this handshake is dead, start a new one. */
+            if (e->debug) fprintf(stderr, "mqe2e: reply failed authentication; retrying\n");
+            rc = send_step1(e, &st, frame);
+            last_send = time(NULL);
+            continue;
+        }
+        if (frc != MQE2E_OK) {
+            cli_error("enrollment failed: %s", mqe2e_strerror(frc));
+            mqe2e_control_update_wipe(&reply);
+            rc = CLI_EXIT_KEY;
+            break;
+        }
+        rc = store_reply(e->ks, e->ticket, &reply);
+        if (rc == CLI_EXIT_OK) {
+            char exp[32];
+            print_time(exp, sizeof exp, mqe2e_credential_expires_at(cred));
+            printf("enrolled %s with %s: credential serial %llu expires %s; groups (%zu):",
+                   mqe2e_credential_client_id(cred), e->ticket->authority_id,
+                   (unsigned long long)mqe2e_credential_serial(cred), exp,
+                   mqe2e_keystore_group_count(e->ks));
+            for (size_t i = 0; i < mqe2e_keystore_group_count(e->ks); i++)
+                printf(" %s", mqe2e_keystore_group_name(e->ks, i));
+            printf("\n");
+        }
+        mqe2e_credential_free(cred);
+        mqe2e_control_update_wipe(&reply);
+        break;
+    }
+    mqe2e_enroll_device_free(st);
+    free(frame);
+    return rc;
+}
+
+int cmd_enroll(int argc, char **argv)
+{
+    cli_keystore_args k = {NULL, NULL, NULL};
+    cli_conn_args conn = {"localhost", 1883, NULL, NULL, 0, 0};
+    const char *ticket_arg = NULL, *ticket_file = NULL;
+    long timeout_s = 30;
+    cli_parser p;
+    cli_parser_init(&p, argc, argv, "enroll");
+    int id = 0, r;
+    const char *v;
+    while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
+        if (r == CLI_NEXT_ERROR) return CLI_EXIT_USAGE;
+        if (r == CLI_NEXT_POSITIONAL) {
+            cli_error("unexpected argument (see 'mqe2e enroll --help')");
+            return CLI_EXIT_USAGE;
+        }
+        if (cli_keystore_arg(&k, id, v)) continue;
+        switch (id) {
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
+        case OPT_TICKET:
+            ticket_arg = v;
+            break;
+        case OPT_TICKET_FILE:
+            ticket_file = v;
+            break;
+        case OPT_TIMEOUT:
+            if (cli_parse_long(&timeout_s, v, 1, 86400, "-W") != 0) return CLI_EXIT_USAGE;
+            break;
+        default:
+            if (cli_conn_arg(&conn, id, v) < 0) return CLI_EXIT_USAGE;
+            break;
+        }
+    }
+    int rc = cli_keystore_args_check(&k);
+    if (rc != CLI_EXIT_OK) return rc;
+
+    char *text = NULL;
+    mqe2e_ticket *ticket = NULL;
+    cli_keystore ksh = {NULL, -1};
+    MQTTClient paho = NULL;
+    int connected = 0;
+
+    rc = read_ticket_text(&text, ticket_file, ticket_arg);
+    if (rc != CLI_EXIT_OK) goto out;
+    ticket = sodium_malloc(sizeof *ticket);
+    if (ticket == NULL) {
+        cli_error("out of memory");
+        rc = CLI_EXIT_KEY;
+        goto out;
+    }
+    int lrc = mqe2e_ticket_decode(ticket, text);
+    if (lrc != MQE2E_OK) {
+        cli_error("invalid ticket: %s", mqe2e_strerror(lrc));
+        rc = CLI_EXIT_KEY;
+        goto out;
+    }
+    if (ticket->expires_at <= cli_now()) {
+        cli_error("the ticket expired");
+        rc = CLI_EXIT_KEY;
+        goto out;
+    }
+    /* A missing keystore is created with the ticket's client id: the ticket
+     * is bound to that id anyway, so there is nothing else to choose. */
+    struct stat sb;
+    if (stat(k.path, &sb) != 0 && errno == ENOENT)
+        rc = cli_keystore_create(&ksh, &k, ticket->client_id, 0);
+    else
+        rc = cli_keystore_open(&ksh, &k);
+    if (rc != CLI_EXIT_OK) goto out;
+    if (strcmp(mqe2e_keystore_client_id(ksh.ks), ticket->client_id) != 0) {
+        cli_error("the ticket is for client '%s' but the keystore holds '%s'", ticket->client_id,
+                  mqe2e_keystore_client_id(ksh.ks));
+        rc = CLI_EXIT_KEY;
+        goto out;
+    }
+
+    enroll_run e;
+    memset(&e, 0, sizeof e);
+    e.ticket = ticket;
+    e.ks = ksh.ks;
+    e.timeout_s = timeout_s;
+    e.debug = conn.debug;
+    (void)snprintf(e.inbox, sizeof e.inbox, "%s/client/%s", ticket->control_prefix,
+                   ticket->client_id);
+    (void)snprintf(e.authority_topic, sizeof e.authority_topic, "%s/authority",
+                   ticket->control_prefix);
+
+    char uri[512], mqtt_id[MQE2E_ID_MAX + 32];
+    (void)snprintf(uri, sizeof uri, "tcp://%s:%ld", conn.host, conn.port);
+    /* Its own MQTT client id, so a running device session is not kicked off. */
+    (void)snprintf(mqtt_id, sizeof mqtt_id, "%s-enroll-%ld", ticket->client_id, (long)getpid());
+    int prc = MQTTClient_create(&paho, uri, mqtt_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    if (prc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot create MQTT client for %s: %s", uri, MQTTClient_strerror(prc));
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
+    e.paho = paho;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    co.keepAliveInterval = 30;
+    co.connectTimeout = (int)(timeout_s < 10 ? timeout_s : 10);
+    prc = MQTTClient_connect(paho, &co);
+    if (prc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot connect to %s: %s", uri, MQTTClient_strerror(prc));
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
+    connected = 1;
+    prc = MQTTClient_subscribe(paho, e.inbox, 1);
+    if (prc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot subscribe to %s: %s", e.inbox, MQTTClient_strerror(prc));
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
+    rc = enroll_exchange(&e);
+out:
+    if (connected) (void)MQTTClient_disconnect(paho, 1000);
+    if (paho != NULL) MQTTClient_destroy(&paho);
+    if (ksh.ks != NULL) cli_keystore_close(&ksh);
+    if (ticket != NULL) {
+        mqe2e_ticket_wipe(ticket);
+        sodium_free(ticket);
+    }
+    if (text != NULL) sodium_free(text);
+    return rc;
+}

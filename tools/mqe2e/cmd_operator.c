@@ -1,0 +1,659 @@
+/* Operator commands: signed requests to a running authority over the broker
+ * (OPERATOR frames, docs/AUTHORITY.md "Operator protocol"). The operator's
+ * keystore gives the Noise static key and the Ed25519 request signing key;
+ * the authority pin (--authority or MQE2E_AUTHORITY) gives the authority. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
+#include <sodium.h>
+
+#include "cli.h"
+#include "cli_authority.h"
+#include "mqe2e/operator.h"
+
+#define TOKEN_BATCH 100L
+#define ARGS_MAX MQE2E_OPERATOR_MAX_ARGS
+
+enum {
+    OPT_AUTHORITY = 1,
+    OPT_WAIT,
+    OPT_JSON,
+    OPT_OPERATOR,
+    OPT_CID,
+    OPT_ROLE,
+    OPT_GRANT,
+    OPT_GROUPNAME,
+    OPT_TTL,
+    OPT_COUNT,
+    OPT_TOPIC,
+    OPT_ROTATE_EVERY,
+    OPT_ROTATE_MESSAGES,
+    OPT_BROKER_HOST,
+    OPT_BROKER_PORT,
+};
+
+static const cli_opt opts[] = {
+    {'k', "keystore", 1, OPT_KEYSTORE},
+    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
+    {0, "key-file", 1, OPT_KEY_FILE},
+    {0, "authority", 1, OPT_AUTHORITY},
+    {'h', "host", 1, OPT_BROKER_HOST},
+    {'p', "port", 1, OPT_BROKER_PORT},
+    {'W', "timeout", 1, OPT_WAIT},
+    {0, "json", 0, OPT_JSON},
+    {0, "operator", 1, OPT_OPERATOR},
+    {0, "id", 1, OPT_CID},
+    {0, "role", 1, OPT_ROLE},
+    {0, "grant", 1, OPT_GRANT},
+    {0, "group", 1, OPT_GROUPNAME},
+    {0, "ttl", 1, OPT_TTL},
+    {0, "count", 1, OPT_COUNT},
+    {0, "topic", 1, OPT_TOPIC},
+    {0, "rotate-every", 1, OPT_ROTATE_EVERY},
+    {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
+    {0, "help", 0, OPT_HELP},
+    {0, NULL, 0, 0},
+};
+
+static const char common_help[] =
+    "\n"
+    "  -k, --keystore FILE        operator keystore (its identity signs the request)\n"
+    "      --authority PIN        authority pin (default: $MQE2E_AUTHORITY)\n"
+    "  -h, --host HOST            broker host (default localhost)\n"
+    "  -p, --port PORT            broker port (default 1883)\n"
+    "  -W, --timeout SECONDS      wait this long for the reply (default 10)\n"
+    "      --operator NAME        registered operator name (default: keystore client id)\n"
+    "      --json                 structured output (status, list)\n"
+    "      --passphrase-file F    keystore passphrase from F's first line\n"
+    "      --key-file F           keystore raw key from F\n"
+    "Keystore passphrase otherwise from MQE2E_PASSPHRASE.\n"
+    "Exit codes: 0 ok, 1 usage or request refused as invalid, 2 refused or failed,\n"
+    "3 broker, 4 no reply in time.\n";
+
+typedef struct op_args {
+    cli_keystore_args k;
+    const char *pin_text;
+    const char *host;
+    long port;
+    long wait_s;
+    int json;
+    const char *operator_name;
+    /* command options */
+    const char *id;
+    const char *role;
+    const char *grants[16];
+    size_t n_grants;
+    const char *groups[16];
+    size_t n_groups;
+    long ttl;
+    long count;
+    const char *topic;
+    long rotate_every;
+    long rotate_messages;
+    const char *positional;
+} op_args;
+
+/* Parse argv after the subcommand words (argv[skip..]). @return exit code or -1 to go on. */
+static int parse(op_args *o, int argc, char **argv, const char *command, const char *usage)
+{
+    cli_parser p;
+    int id = 0, r;
+    const char *v;
+    long x;
+    memset(o, 0, sizeof *o);
+    o->host = "localhost";
+    o->port = 1883;
+    o->wait_s = 10;
+    o->count = 1;
+    cli_parser_init(&p, argc, argv, command);
+    while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
+        if (r == CLI_NEXT_ERROR) return CLI_EXIT_USAGE;
+        if (r == CLI_NEXT_POSITIONAL) {
+            if (o->positional != NULL) {
+                cli_error("unexpected argument '%s' (see 'mqe2e %s --help')", v, command);
+                return CLI_EXIT_USAGE;
+            }
+            o->positional = v;
+            continue;
+        }
+        if (cli_keystore_arg(&o->k, id, v)) continue;
+        switch (id) {
+        case OPT_HELP:
+            fputs(usage, stdout);
+            fputs(common_help, stdout);
+            return CLI_EXIT_OK;
+        case OPT_AUTHORITY:
+            o->pin_text = v;
+            break;
+        case OPT_BROKER_HOST:
+            o->host = v;
+            break;
+        case OPT_BROKER_PORT:
+            if (cli_parse_long(&o->port, v, 1, 65535, "-p") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_WAIT:
+            if (cli_parse_long(&o->wait_s, v, 1, 86400, "-W") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_OPERATOR:
+            o->operator_name = v;
+            break;
+        case OPT_CID:
+            o->id = v;
+            break;
+        case OPT_ROLE:
+            o->role = v;
+            break;
+        case OPT_GRANT:
+            if (o->n_grants == 16) {
+                cli_error("at most 16 --grant options");
+                return CLI_EXIT_USAGE;
+            }
+            o->grants[o->n_grants++] = v;
+            break;
+        case OPT_GROUPNAME:
+            if (o->n_groups == 16) {
+                cli_error("at most 16 --group options");
+                return CLI_EXIT_USAGE;
+            }
+            o->groups[o->n_groups++] = v;
+            break;
+        case OPT_TTL:
+            if (cli_parse_long(&o->ttl, v, 1, 315360000L, "--ttl") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_COUNT:
+            if (cli_parse_long(&o->count, v, 1, 1000000L, "--count") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_TOPIC:
+            o->topic = v;
+            break;
+        case OPT_ROTATE_EVERY:
+            if (cli_parse_long(&x, v, 0, 0x7FFFFFFFL, "--rotate-every") != 0) return CLI_EXIT_USAGE;
+            o->rotate_every = x;
+            break;
+        case OPT_ROTATE_MESSAGES:
+            if (cli_parse_long(&x, v, 0, 0x7FFFFFFFL, "--rotate-messages") != 0)
+                return CLI_EXIT_USAGE;
+            o->rotate_messages = x;
+            break;
+        default:
+            break;
+        }
+    }
+    if (o->pin_text == NULL) o->pin_text = getenv("MQE2E_AUTHORITY");
+    if (o->pin_text == NULL || o->pin_text[0] == '\0') {
+        cli_error("no authority pin (--authority PIN or MQE2E_AUTHORITY)");
+        return CLI_EXIT_USAGE;
+    }
+    int rc = cli_keystore_args_check(&o->k);
+    return rc != CLI_EXIT_OK ? rc : -1;
+}
+
+/* ------------------------------------------------------------- a session */
+
+typedef struct op_session {
+    cli_keystore ks;
+    mqe2e_authority_pin pin;
+    MQTTClient mqtt;
+    int connected;
+    char inbox[MQE2E_CONTROL_PREFIX_MAX + MQE2E_ID_MAX + 16];
+    char authority_topic[MQE2E_CONTROL_PREFIX_MAX + 16];
+    const op_args *o;
+} op_session;
+
+static void session_close(op_session *s)
+{
+    if (s->mqtt != NULL) {
+        if (s->connected) MQTTClient_disconnect(s->mqtt, 1000);
+        MQTTClient_destroy(&s->mqtt);
+    }
+    cli_keystore_close(&s->ks);
+}
+
+static int session_open(op_session *s, const op_args *o)
+{
+    memset(s, 0, sizeof *s);
+    s->ks.lock_fd = -1;
+    s->o = o;
+    int lrc = mqe2e_authority_pin_decode(&s->pin, o->pin_text);
+    if (lrc != MQE2E_OK) {
+        cli_error("invalid authority pin: %s", mqe2e_strerror(lrc));
+        return CLI_EXIT_USAGE;
+    }
+    int rc = cli_keystore_open(&s->ks, &o->k);
+    if (rc != CLI_EXIT_OK) return rc;
+    const char *cid = mqe2e_keystore_client_id(s->ks.ks);
+    snprintf(s->inbox, sizeof s->inbox, "%s/client/%s", s->pin.control_prefix, cid);
+    snprintf(s->authority_topic, sizeof s->authority_topic, "%s/authority", s->pin.control_prefix);
+    char uri[512];
+    snprintf(uri, sizeof uri, "tcp://%s:%ld", o->host, o->port);
+    /* The MQTT client id is the keystore's: broker ACLs let it read P/client/<its id>. */
+    if (MQTTClient_create(&s->mqtt, uri, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+        MQTTCLIENT_SUCCESS) {
+        cli_error("cannot create an MQTT client for %s", uri);
+        s->mqtt = NULL;
+        session_close(s);
+        return CLI_EXIT_BROKER;
+    }
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    co.keepAliveInterval = 30;
+    int prc = MQTTClient_connect(s->mqtt, &co);
+    if (prc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot connect to %s (%d)", uri, prc);
+        session_close(s);
+        return CLI_EXIT_BROKER;
+    }
+    s->connected = 1;
+    if ((prc = MQTTClient_subscribe(s->mqtt, s->inbox, 1)) != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot subscribe to %s (%d)", s->inbox, prc);
+        session_close(s);
+        return CLI_EXIT_BROKER;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
+{
+    return mqe2e_keystore_sign((const mqe2e_keystore *)ctx, sig, msg, msg_len) == MQE2E_OK ? 0 : -1;
+}
+
+static double mono_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* One request / reply. @return exit code; *reply filled on CLI_EXIT_OK. */
+static int session_call(op_session *s, const char *command, char **args, size_t n_args,
+                        mqe2e_operator_reply *reply)
+{
+    mqe2e_operator_request req;
+    mqe2e_operator_client *st = NULL;
+    uint8_t dh[32];
+    uint8_t *frame = NULL;
+    size_t frame_len = 0;
+    int rc = CLI_EXIT_KEY;
+
+    memset(reply, 0, sizeof *reply);
+    memset(&req, 0, sizeof req);
+    const char *name =
+        s->o->operator_name != NULL ? s->o->operator_name : mqe2e_keystore_client_id(s->ks.ks);
+    if (strlen(name) > MQE2E_ID_MAX || strlen(command) > MQE2E_OPERATOR_COMMAND_MAX) {
+        cli_error("operator name or command too long");
+        return CLI_EXIT_USAGE;
+    }
+    memcpy(req.operator_name, name, strlen(name) + 1U);
+    memcpy(req.command, command, strlen(command) + 1U);
+    randombytes_buf(req.nonce, sizeof req.nonce);
+    req.issued_at = cli_now();
+    req.args = args;
+    req.n_args = n_args;
+    if ((frame = malloc(MQE2E_CONTROL_MAX_FRAME_BYTES)) == NULL) {
+        cli_error("out of memory");
+        return CLI_EXIT_KEY;
+    }
+    int lrc = mqe2e_keystore_dh_secret(s->ks.ks, dh);
+    if (lrc == MQE2E_OK)
+        lrc = mqe2e_operator_begin(&st, frame, MQE2E_CONTROL_MAX_FRAME_BYTES, &frame_len, &s->pin,
+                                   mqe2e_keystore_client_id(s->ks.ks), dh, &req, keystore_sign,
+                                   s->ks.ks);
+    sodium_memzero(dh, sizeof dh);
+    if (lrc != MQE2E_OK) {
+        cli_error("cannot build the request: %s", mqe2e_strerror(lrc));
+        goto out;
+    }
+    if (getenv("MQE2E_DEBUG_SIZES") != NULL)
+        fprintf(stderr, "operator request frame: %zu bytes\n", frame_len);
+    MQTTClient_deliveryToken tok = 0;
+    int prc = MQTTClient_publish(s->mqtt, s->authority_topic, (int)frame_len, frame, 1, 0, &tok);
+    if (prc == MQTTCLIENT_SUCCESS) prc = MQTTClient_waitForCompletion(s->mqtt, tok, 10000);
+    if (prc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot publish to %s (%d)", s->authority_topic, prc);
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
+    double deadline = mono_now() + (double)s->o->wait_s;
+    rc = CLI_EXIT_TIMEOUT;
+    while (mono_now() < deadline) {
+        char *topic = NULL;
+        int topic_len = 0;
+        MQTTClient_message *m = NULL;
+        prc = MQTTClient_receive(s->mqtt, &topic, &topic_len, &m, 200);
+        if (prc != MQTTCLIENT_SUCCESS && prc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
+            if (m != NULL) MQTTClient_freeMessage(&m);
+            if (topic != NULL) MQTTClient_free(topic);
+            if (!MQTTClient_isConnected(s->mqtt)) {
+                cli_error("connection lost");
+                rc = CLI_EXIT_BROKER;
+                break;
+            }
+            continue;
+        }
+        int done = 0;
+        if (m != NULL && topic != NULL && strcmp(topic, s->inbox) == 0 && m->payloadlen > 0) {
+            if (getenv("MQE2E_DEBUG_SIZES") != NULL)
+                fprintf(stderr, "operator reply frame: %d bytes\n", m->payloadlen);
+            lrc = mqe2e_operator_finish(st, reply, m->payload, (size_t)m->payloadlen);
+            if (lrc == MQE2E_OK) {
+                rc = CLI_EXIT_OK;
+                done = 1;
+            } else if (lrc != MQE2E_ERR_STATE && lrc != MQE2E_ERR_DECODE &&
+                       lrc != MQE2E_ERR_SUITE) {
+                cli_error("authority reply refused: %s", mqe2e_strerror(lrc));
+                rc = CLI_EXIT_KEY;
+                done = 1;
+            }
+        }
+        if (m != NULL) MQTTClient_freeMessage(&m);
+        if (topic != NULL) MQTTClient_free(topic);
+        if (done) break;
+    }
+    if (rc == CLI_EXIT_TIMEOUT)
+        cli_error("no reply from the authority within %ld s (is it running, and is this "
+                  "operator registered?)",
+                  s->o->wait_s);
+out:
+    mqe2e_operator_client_free(st);
+    free(frame);
+    return rc;
+}
+
+static int exit_for_status(const mqe2e_operator_reply *r)
+{
+    switch (r->status) {
+    case MQE2E_OPSTATUS_OK:
+        return CLI_EXIT_OK;
+    case MQE2E_OPSTATUS_BAD_REQUEST:
+        return CLI_EXIT_USAGE;
+    default:
+        return CLI_EXIT_KEY;
+    }
+}
+
+/* Print a reply; @return exit code. */
+static int show(const mqe2e_operator_reply *r)
+{
+    if (r->output != NULL && r->output[0] != '\0') {
+        fputs(r->output, stdout);
+        fflush(stdout);
+    }
+    if (r->status != MQE2E_OPSTATUS_OK) cli_error("authority: %s", r->message);
+    return exit_for_status(r);
+}
+
+/* Build "key=value" into a malloc()ed string. */
+static char *kv(const char *key, const char *value)
+{
+    size_t n = strlen(key) + strlen(value) + 2U;
+    char *s = malloc(n);
+    if (s != NULL) snprintf(s, n, "%s=%s", key, value);
+    return s;
+}
+
+static char *kvl(const char *key, long value)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", value);
+    return kv(key, buf);
+}
+
+typedef struct argv_list {
+    char *v[ARGS_MAX];
+    size_t n;
+    int failed;
+} argv_list;
+
+static void add(argv_list *l, char *s)
+{
+    if (s == NULL || l->n == ARGS_MAX) {
+        free(s);
+        l->failed = 1;
+        return;
+    }
+    l->v[l->n++] = s;
+}
+
+static void argv_free(argv_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    l->n = 0;
+}
+
+/* One request with the given args, printed. */
+static int simple(const op_args *o, const char *command, argv_list *l)
+{
+    op_session s;
+    mqe2e_operator_reply reply;
+    if (o->json) add(l, kv("json", "1"));
+    if (l->failed) {
+        cli_error("out of memory or too many arguments");
+        argv_free(l);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = session_open(&s, o);
+    if (rc == CLI_EXIT_OK) {
+        rc = session_call(&s, command, l->v, l->n, &reply);
+        if (rc == CLI_EXIT_OK) rc = show(&reply);
+        mqe2e_operator_reply_clear(&reply);
+        session_close(&s);
+    }
+    argv_free(l);
+    return rc;
+}
+
+/* ------------------------------------------------------------- commands */
+
+static const char token_usage[] =
+    "usage: mqe2e token create -k OPERATOR_KEYSTORE --id CLIENT_ID [--role device|service]\n"
+    "                          [--grant FILTER:pub|sub|pubsub]... [--group NAME]...\n"
+    "                          [--ttl SECONDS] [--count N] [--authority PIN]\n"
+    "\n"
+    "Ask the authority for one-time enrollment tickets. Prints one ticket per line\n"
+    "(\"mqe2e1-...\": give each to one device, it is a secret). --group joins the\n"
+    "device to the group when it enrolls. --ttl: ticket lifetime (default 7 days).\n"
+    "--count N > 1 issues N tickets for the ids CLIENT_ID-1 .. CLIENT_ID-N.\n";
+
+int cmd_token(int argc, char **argv)
+{
+    op_args o;
+    if (argc < 2 || strcmp(argv[1], "create") != 0) {
+        if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+            fputs(token_usage, stdout);
+            fputs(common_help, stdout);
+            return CLI_EXIT_OK;
+        }
+        fputs(token_usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = parse(&o, argc - 1, argv + 1, "token create", token_usage);
+    if (rc >= 0) return rc;
+    if (o.id == NULL) {
+        cli_error("no client id given (--id CLIENT_ID)");
+        return CLI_EXIT_USAGE;
+    }
+    op_session s;
+    if ((rc = session_open(&s, &o)) != CLI_EXIT_OK) return rc;
+    for (long first = 1; first <= o.count && rc == CLI_EXIT_OK; first += TOKEN_BATCH) {
+        long n = o.count - first + 1 < TOKEN_BATCH ? o.count - first + 1 : TOKEN_BATCH;
+        argv_list l;
+        memset(&l, 0, sizeof l);
+        add(&l, kv("id", o.id));
+        if (o.role != NULL) add(&l, kv("role", o.role));
+        for (size_t i = 0; i < o.n_grants; i++)
+            add(&l, kv("grant", o.grants[i]));
+        for (size_t i = 0; i < o.n_groups; i++)
+            add(&l, kv("group", o.groups[i]));
+        if (o.ttl > 0) add(&l, kvl("ttl", o.ttl));
+        add(&l, kvl("count", n));
+        if (o.count > 1) {
+            add(&l, kvl("first", first));
+            add(&l, kv("numbered", "1"));
+        }
+        if (l.failed) {
+            cli_error("out of memory or too many arguments");
+            argv_free(&l);
+            rc = CLI_EXIT_USAGE;
+            break;
+        }
+        mqe2e_operator_reply reply;
+        rc = session_call(&s, "token-create", l.v, l.n, &reply);
+        if (rc == CLI_EXIT_OK) rc = show(&reply);
+        mqe2e_operator_reply_clear(&reply);
+        argv_free(&l);
+        if (o.count > 1 && rc == CLI_EXIT_OK)
+            fprintf(stderr, "tokens: %ld/%ld\n", first + n - 1, o.count);
+    }
+    session_close(&s);
+    return rc;
+}
+
+static const char revoke_usage[] =
+    "usage: mqe2e revoke -k OPERATOR_KEYSTORE --id CLIENT_ID [--authority PIN]\n"
+    "\n"
+    "Revoke a client: it is put on the signed revocation list (retained on\n"
+    "P/revocations), removed from all its groups, and every one of those groups\n"
+    "moves to a new epoch pushed to the remaining members only.\n";
+
+int cmd_revoke(int argc, char **argv)
+{
+    op_args o;
+    int rc = parse(&o, argc, argv, "revoke", revoke_usage);
+    if (rc >= 0) return rc;
+    if (o.id == NULL) {
+        cli_error("no client id given (--id CLIENT_ID)");
+        return CLI_EXIT_USAGE;
+    }
+    argv_list l;
+    memset(&l, 0, sizeof l);
+    add(&l, kv("id", o.id));
+    return simple(&o, "revoke", &l);
+}
+
+static const char list_usage[] =
+    "usage: mqe2e list clients|groups|tokens -k OPERATOR_KEYSTORE [--json] [--authority PIN]\n"
+    "\n"
+    "List what the authority knows. Text output is tab-separated:\n"
+    "  clients: client id, role, active|revoked, credential serial\n"
+    "  groups:  name, topic filter, epoch, member count\n"
+    "  tokens:  token id, client id, role, unused|used|expired, expiry\n";
+
+int cmd_list(int argc, char **argv)
+{
+    op_args o;
+    int rc = parse(&o, argc, argv, "list", list_usage);
+    if (rc >= 0) return rc;
+    const char *w = o.positional;
+    if (w == NULL ||
+        (strcmp(w, "clients") != 0 && strcmp(w, "groups") != 0 && strcmp(w, "tokens") != 0)) {
+        cli_error("say what to list: clients, groups or tokens");
+        return CLI_EXIT_USAGE;
+    }
+    char command[32];
+    snprintf(command, sizeof command, "list-%s", w);
+    argv_list l;
+    memset(&l, 0, sizeof l);
+    return simple(&o, command, &l);
+}
+
+static const char status_usage[] =
+    "usage: mqe2e status -k OPERATOR_KEYSTORE --authority PIN [--json]\n"
+    "\n"
+    "Authority status: client and token counts, groups with epochs and member\n"
+    "counts, refusal counters. Without an authority pin, `mqe2e status -k KS`\n"
+    "shows the local keystore instead.\n";
+
+int cmd_operator_status(int argc, char **argv)
+{
+    op_args o;
+    int rc = parse(&o, argc, argv, "status", status_usage);
+    if (rc >= 0) return rc;
+    argv_list l;
+    memset(&l, 0, sizeof l);
+    return simple(&o, "status", &l);
+}
+
+static const char group_usage[] =
+    "usage: mqe2e group create  -k OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
+    "                           [--rotate-every SECONDS] [--rotate-messages N]\n"
+    "       mqe2e group grant   -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
+    "       mqe2e group ungrant -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
+    "       mqe2e group rotate  -k OPERATOR_KEYSTORE --group NAME\n"
+    "       (with --authority PIN or MQE2E_AUTHORITY; without them, and with\n"
+    "       --out, `group create/rotate` are the manual keystore commands)\n"
+    "\n"
+    "  create   a group at epoch 1 held by the authority; --rotate-every and\n"
+    "           --rotate-messages schedule rotations (0: off)\n"
+    "  grant    add an enrolled client; it gets the group key by push\n"
+    "  ungrant  remove a member, then rotate: the others get the new epoch\n"
+    "  rotate   move the group to a new epoch, pushed to every member\n";
+
+int cmd_operator_group(int argc, char **argv)
+{
+    op_args o;
+    if (argc < 2) {
+        fputs(group_usage, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    char command[48];
+    snprintf(command, sizeof command, "group %s", sub);
+    int rc = parse(&o, argc - 1, argv + 1, command, group_usage);
+    if (rc >= 0) return rc;
+    if (o.groups[0] == NULL || o.n_groups != 1) {
+        cli_error("give one group (--group NAME)");
+        return CLI_EXIT_USAGE;
+    }
+    argv_list l;
+    memset(&l, 0, sizeof l);
+    add(&l, kv("group", o.groups[0]));
+    if (strcmp(sub, "create") == 0) {
+        if (o.topic == NULL) {
+            cli_error("no topic filter given (--topic FILTER)");
+            return CLI_EXIT_USAGE;
+        }
+        add(&l, kv("topic", o.topic));
+        if (o.rotate_every > 0) add(&l, kvl("rotate-seconds", o.rotate_every));
+        if (o.rotate_messages > 0) add(&l, kvl("rotate-messages", o.rotate_messages));
+        return simple(&o, "group-create", &l);
+    }
+    if (strcmp(sub, "grant") == 0 || strcmp(sub, "ungrant") == 0) {
+        if (o.id == NULL) {
+            argv_free(&l);
+            cli_error("no client id given (--id CLIENT_ID)");
+            return CLI_EXIT_USAGE;
+        }
+        add(&l, kv("id", o.id));
+        return simple(&o, strcmp(sub, "grant") == 0 ? "group-grant" : "group-ungrant", &l);
+    }
+    if (strcmp(sub, "rotate") == 0) return simple(&o, "group-rotate", &l);
+    argv_free(&l);
+    cli_error("unknown group command '%s' (see 'mqe2e group --help')", sub);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_operator_form(int argc, char **argv)
+{
+    int has_pin = 0, has_out = 0;
+    const char *e = getenv("MQE2E_AUTHORITY");
+    if (e != NULL && e[0] != '\0') has_pin = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--authority") == 0 || strncmp(argv[i], "--authority=", 12) == 0)
+            has_pin = 1;
+        if (strcmp(argv[i], "--out") == 0 || strncmp(argv[i], "--out=", 6) == 0) has_out = 1;
+    }
+    if (strcmp(argv[0], "group") == 0) {
+        if (argc < 2) return 0;
+        if (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "ungrant") == 0) return 1;
+        if (strcmp(argv[1], "create") != 0 && strcmp(argv[1], "rotate") != 0) return 0;
+    }
+    return has_pin && !has_out;
+}

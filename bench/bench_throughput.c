@@ -1,0 +1,762 @@
+/*
+ * End-to-end throughput through a real Mosquitto: plain Paho MQTTClient
+ * publisher -> plain Paho subscriber, against mqe2e_MQTTClient publisher ->
+ * mqe2e_MQTTClient subscriber sharing one group key, on the same broker, in the
+ * same process, with the same message count per run.
+ *
+ * For each QoS (0, 1) and payload size (16 B, 256 B, 1 KiB, 16 KiB) the plain
+ * and the encrypted runs alternate (the order flips every repetition) so that
+ * machine noise hits both alike. A run's rate is measured at the subscriber:
+ * (messages received - 1) / (time of last receive - time of first receive).
+ * The figure to read is the ratio encrypted / plain: the median of the per-pair
+ * ratios of the repetitions. Loss is 1 - received / published (at QoS 1 it
+ * must be 0; at QoS 0 the broker or TCP may drop under overload).
+ *
+ * Usage: bench_throughput [--uri tcp://127.0.0.1:PORT] [--reps N] [--seconds S]
+ *                         [--budget S] [--json FILE] [--csv FILE] [--smoke]
+ *   --uri      use this broker (default: start a private Mosquitto on a free
+ *              loopback port and stop it at the end)
+ *   --reps     repetitions per cell (default 5)
+ *   --seconds  wanted length of one run (default 1.2); the message count of a
+ *              cell is calibrated from a short plain warm-up run
+ *   --budget   total seconds: once spent, cells run fewer repetitions (default 300)
+ *   --qos Q, --size N  run only that QoS / payload size (profiling)
+ *   --count N  fixed message count per run (no calibration)
+ *   --broker-pid P  the given broker's pid, to report its CPU per message
+ * CPU per message: this process's getrusage() (publisher, subscriber and
+ * Paho's threads) and the broker's /proc/PID/stat, over the publishing and
+ * draining of a run, divided by the messages published.
+ *   --smoke    200 messages, 1 repetition: proves it runs, timings meaningless
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
+#include <sodium.h>
+
+#include "mqe2e/MQTTClient.h"
+#include "mqe2e/mqe2e.h"
+
+#define NQOS 2
+#define NSIZES 4
+#define MAX_REPS 31
+#define TARGET_QOS 0
+#define TARGET_SIZE 256U
+#define TARGET_RATIO 0.95
+/* A publish call this long slept in Paho (its back-offs are 100 ms). */
+#define STALL_NS 50000000LL
+#define GROUP "bench"
+#define GROUP_FILTER "bench/enc/#"
+#define TOPIC_PLAIN "bench/plain/t"
+#define TOPIC_ENC "bench/enc/t"
+#define SEQ_BLOCK (1U << 20)
+/* Paho's sync client sleeps 100 ms in MQTTClient_yield() whenever its QoS 1
+ * window is full, which caps a small window at window/0.1 s whatever the
+ * payload; its largest window keeps the measurement about throughput. */
+#define MAX_INFLIGHT 65535
+
+static const size_t SIZES[NSIZES] = {16U, 256U, 1024U, 16384U};
+
+/* Fixed, public benchmark group secret: protects nothing. */
+static const uint8_t GROUP_SECRET[32] = {
+    0x74, 0x68, 0x72, 0x6f, 0x75, 0x67, 0x68, 0x70, 0x75, 0x74, 0x2d, 0x62, 0x65, 0x6e, 0x63, 0x68,
+    0x2d, 0x67, 0x72, 0x6f, 0x75, 0x70, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x6e, 0x6f, 0x74, 0x2d, 0x21};
+
+/* What the subscriber callback records; written by Paho's receive thread. */
+typedef struct sub_state {
+    atomic_uint run_id;   /* messages of other runs (stragglers) are ignored */
+    atomic_uint received; /* distinct messages of this run */
+    atomic_uint dups;
+    atomic_llong first_ns;
+    atomic_llong last_ns;
+    unsigned char *seen; /* one byte per message index of this run */
+    atomic_uint capacity;
+} sub_state;
+
+typedef struct run_result {
+    double rate;   /* messages/s at the subscriber */
+    double pub_rate; /* messages/s through the publish calls (publisher side) */
+    unsigned sent; /* published */
+    unsigned recv; /* received (distinct) */
+    unsigned stalls; /* publish calls that blocked >= STALL_NS (Paho's back-off) */
+    double client_cpu_us; /* CPU of this process (publisher + subscriber) per message */
+    double broker_cpu_us; /* CPU of the broker per message, when its pid is known */
+} run_result;
+
+typedef struct cell {
+    int qos;
+    size_t size;
+    unsigned count;
+    int reps;
+    run_result plain[MAX_REPS], enc[MAX_REPS];
+    double plain_median, enc_median, ratio, ratio_min, ratio_max;
+    double plain_loss, enc_loss; /* worst run */
+    unsigned plain_stalls, enc_stalls; /* summed over the repetitions */
+    double plain_cpu, enc_cpu, plain_bcpu, enc_bcpu; /* medians, us per message */
+    double plain_pub, enc_pub; /* median publisher-side rates */
+} cell;
+
+typedef struct endpoints {
+    MQTTClient plain_pub, plain_sub;
+    mqe2e_MQTTClient enc_pub, enc_sub;
+    mqe2e_keystore *ks_pub, *ks_sub;
+    sub_state plain_state, enc_state;
+} endpoints;
+
+static pid_t broker_pid = -1;
+static pid_t watched_broker = -1; /* ours, or --broker-pid */
+static char broker_dir[64];
+
+static double cpu_us_self(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+
+/* utime + stime of another process from /proc/PID/stat, in microseconds. */
+static double cpu_us_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long ut = 0, st = 0;
+    if (pid <= 0) return 0.0;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0.0;
+    size_t n = fread(buf, 1, sizeof buf - 1U, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                            &st) != 2) {
+        return 0.0;
+    }
+    return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000L, (us % 1000000L) * 1000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void broker_stop(void)
+{
+    if (broker_pid > 0) {
+        int status;
+        kill(broker_pid, SIGTERM);
+        for (int i = 0; i < 100; i++) {
+            if (waitpid(broker_pid, &status, WNOHANG) == broker_pid) {
+                broker_pid = -1;
+                break;
+            }
+            sleep_us(30000);
+        }
+        if (broker_pid > 0) {
+            kill(broker_pid, SIGKILL);
+            waitpid(broker_pid, &status, 0);
+            broker_pid = -1;
+        }
+    }
+    if (broker_dir[0] != '\0') {
+        char p[128];
+        snprintf(p, sizeof p, "%s/mosquitto.conf", broker_dir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/mosquitto.log", broker_dir);
+        unlink(p);
+        rmdir(broker_dir);
+        broker_dir[0] = '\0';
+    }
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "bench_throughput: %s failed: %d (%s)\n", what, rc,
+            rc < 0 ? mqe2e_MQTTClient_strerror(rc) : "-");
+    broker_stop();
+    exit(2);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+    if (fd < 0) return -1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+static int can_connect(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok;
+    if (fd < 0) return 0;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A private broker. max_queued_messages 0 (unlimited) so that a subscriber
+ * briefly slower than the publisher is not counted as QoS 1 loss. */
+static void broker_start(char *uri, size_t cap)
+{
+    char conf[128], logp[128];
+    int port = free_port();
+    FILE *f;
+    snprintf(broker_dir, sizeof broker_dir, "/tmp/mqe2e-bench-broker.XXXXXX");
+    if (port <= 0 || mkdtemp(broker_dir) == NULL) die("broker setup", -1);
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", broker_dir);
+    snprintf(logp, sizeof logp, "%s/mosquitto.log", broker_dir);
+    f = fopen(conf, "w");
+    if (f == NULL) die("broker config", -1);
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+               "max_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+            port);
+    fclose(f);
+    fflush(NULL);
+    broker_pid = fork();
+    if (broker_pid < 0) die("fork", -1);
+    if (broker_pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        int status;
+        if (waitpid(broker_pid, &status, WNOHANG) == broker_pid) {
+            broker_pid = -1;
+            die("mosquitto (exited early)", -1);
+        }
+        if (can_connect(port)) {
+            snprintf(uri, cap, "tcp://127.0.0.1:%d", port);
+            return;
+        }
+        sleep_us(50000);
+    }
+    die("mosquitto (not listening)", -1);
+}
+
+/* ----------------------------------------------------------- subscriber side */
+
+static void record(sub_state *s, const void *payload, int len)
+{
+    uint32_t run, idx;
+    long long t = now_ns();
+    if (len < 8) return;
+    memcpy(&run, payload, 4);
+    memcpy(&idx, (const uint8_t *)payload + 4, 4);
+    if (run != atomic_load(&s->run_id) || idx >= atomic_load(&s->capacity)) return;
+    if (s->seen[idx]) {
+        atomic_fetch_add(&s->dups, 1U);
+        return;
+    }
+    s->seen[idx] = 1;
+    if (atomic_load(&s->received) == 0) atomic_store(&s->first_ns, t);
+    atomic_store(&s->last_ns, t);
+    /* Published last: the main thread reads the times once this reaches the count. */
+    atomic_fetch_add(&s->received, 1U);
+}
+
+static int on_plain(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
+{
+    (void)topic_len;
+    record(ctx, m->payload, m->payloadlen);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+static int on_enc(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
+{
+    (void)topic_len;
+    record(ctx, m->payload, m->payloadlen);
+    mqe2e_MQTTClient_freeMessage(&m);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
+static void on_lost(void *ctx, char *cause)
+{
+    (void)ctx;
+    fprintf(stderr, "bench_throughput: connection lost: %s\n", cause != NULL ? cause : "?");
+}
+
+static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
+{
+    (void)ctx;
+    (void)dt;
+}
+
+static void on_dropped(void *ctx, const char *topic, int code)
+{
+    (void)ctx;
+    fprintf(stderr, "bench_throughput: dropped on %s: %s\n", topic, mqe2e_strerror(code));
+}
+
+/* ------------------------------------------------------------------- set-up */
+
+static mqe2e_keystore *make_keystore(const char *client)
+{
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    int rc = mqe2e_storage_memory(&st);
+    if (rc == MQE2E_OK) rc = mqe2e_keystore_create(&ks, st, client, 0U);
+    /* Large reservation blocks: the durable write of a new block is rare. */
+    if (rc == MQE2E_OK) rc = mqe2e_keystore_set_seq_block(ks, SEQ_BLOCK);
+    if (rc == MQE2E_OK) {
+        rc = mqe2e_keystore_group_add_epoch(ks, GROUP, GROUP_FILTER, 1U, GROUP_SECRET,
+                                            (uint64_t)time(NULL));
+    }
+    if (rc != MQE2E_OK) die("keystore", MQE2E_MQTTCLIENT_ERR(rc));
+    return ks;
+}
+
+static void conn_opts(MQTTClient_connectOptions *o)
+{
+    MQTTClient_connectOptions init = MQTTClient_connectOptions_initializer;
+    *o = init;
+    o->keepAliveInterval = 30;
+    o->cleansession = 1;
+    /* Paho's default (reliable = 1) allows one QoS 1 message in flight, which
+     * would measure round trips rather than throughput (see MAX_INFLIGHT). */
+    o->reliable = 0;
+    o->maxInflightMessages = MAX_INFLIGHT;
+}
+
+static void endpoints_open(endpoints *e, const char *uri, int qos)
+{
+    MQTTClient_connectOptions co;
+    mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
+    char id[64];
+    int rc;
+    unsigned tag = (unsigned)getpid() ^ randombytes_random();
+
+    memset(e, 0, sizeof *e);
+    /* Version 0 of the options: only keystore and callbacks are used here. */
+    sec.struct_version = 0;
+    conn_opts(&co);
+
+#define CHECK(what, call)                                                                          \
+    do {                                                                                           \
+        if ((rc = (call)) != MQTTCLIENT_SUCCESS) die(what, rc);                                    \
+    } while (0)
+
+    snprintf(id, sizeof id, "bench-plain-sub-%08x", tag);
+    CHECK("plain create", MQTTClient_create(&e->plain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
+                                            NULL));
+    CHECK("plain callbacks",
+          MQTTClient_setCallbacks(e->plain_sub, &e->plain_state, on_lost, on_plain, NULL));
+    CHECK("plain connect", MQTTClient_connect(e->plain_sub, &co));
+    CHECK("plain subscribe", MQTTClient_subscribe(e->plain_sub, TOPIC_PLAIN, qos));
+
+    snprintf(id, sizeof id, "bench-plain-pub-%08x", tag);
+    CHECK("plain create", MQTTClient_create(&e->plain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
+                                            NULL));
+    CHECK("plain callbacks",
+          MQTTClient_setCallbacks(e->plain_pub, NULL, on_lost, on_plain, on_delivered));
+    CHECK("plain connect", MQTTClient_connect(e->plain_pub, &co));
+
+    snprintf(id, sizeof id, "bench-enc-sub-%08x", tag);
+    e->ks_sub = make_keystore(id);
+    CHECK("mqe2e create", mqe2e_MQTTClient_create(&e->enc_sub, uri, id,
+                                                  MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    sec.keystore = e->ks_sub;
+    sec.onDropped = on_dropped;
+    CHECK("mqe2e setSecurity", mqe2e_MQTTClient_setSecurity(e->enc_sub, &sec));
+    CHECK("mqe2e callbacks",
+          mqe2e_MQTTClient_setCallbacks(e->enc_sub, &e->enc_state, on_lost, on_enc, NULL));
+    CHECK("mqe2e connect", mqe2e_MQTTClient_connect(e->enc_sub, &co));
+    CHECK("mqe2e subscribe", mqe2e_MQTTClient_subscribe(e->enc_sub, TOPIC_ENC, qos));
+
+    snprintf(id, sizeof id, "bench-enc-pub-%08x", tag);
+    e->ks_pub = make_keystore(id);
+    CHECK("mqe2e create", mqe2e_MQTTClient_create(&e->enc_pub, uri, id,
+                                                  MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    sec.keystore = e->ks_pub;
+    CHECK("mqe2e setSecurity", mqe2e_MQTTClient_setSecurity(e->enc_pub, &sec));
+    CHECK("mqe2e callbacks",
+          mqe2e_MQTTClient_setCallbacks(e->enc_pub, NULL, on_lost, on_enc, on_delivered));
+    CHECK("mqe2e connect", mqe2e_MQTTClient_connect(e->enc_pub, &co));
+#undef CHECK
+}
+
+static void endpoints_close(endpoints *e)
+{
+    MQTTClient_disconnect(e->plain_pub, 1000);
+    MQTTClient_disconnect(e->plain_sub, 1000);
+    MQTTClient_destroy(&e->plain_pub);
+    MQTTClient_destroy(&e->plain_sub);
+    mqe2e_MQTTClient_disconnect(e->enc_pub, 1000);
+    mqe2e_MQTTClient_disconnect(e->enc_sub, 1000);
+    mqe2e_MQTTClient_destroy(&e->enc_pub);
+    mqe2e_MQTTClient_destroy(&e->enc_sub);
+    mqe2e_keystore_close(e->ks_pub);
+    mqe2e_keystore_close(e->ks_sub);
+    free(e->plain_state.seen);
+    free(e->enc_state.seen);
+}
+
+/* --------------------------------------------------------------------- runs */
+
+static uint32_t next_run_id = 1;
+
+static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, unsigned count)
+{
+    sub_state *s = encrypted ? &e->enc_state : &e->plain_state;
+    uint8_t *payload = malloc(size);
+    run_result r = {0.0, 0.0, count, 0U, 0U, 0.0, 0.0};
+    uint32_t run = next_run_id++;
+    int rc;
+
+    if (payload == NULL) die("malloc", -1);
+    memset(payload, 0xa5, size);
+    free(s->seen);
+    s->seen = calloc(count, 1);
+    if (s->seen == NULL) die("calloc", -1);
+    atomic_store(&s->received, 0U);
+    atomic_store(&s->dups, 0U);
+    atomic_store(&s->first_ns, 0LL);
+    atomic_store(&s->last_ns, 0LL);
+    atomic_store(&s->capacity, count);
+    atomic_store(&s->run_id, run);
+
+    memcpy(payload, &run, 4);
+    double cpu0 = cpu_us_self(), bcpu0 = cpu_us_of(watched_broker);
+    long long pub0 = now_ns();
+    for (uint32_t i = 0; i < count; i++) {
+        MQTTClient_deliveryToken dt;
+        memcpy(payload + 4, &i, 4);
+        long long t0 = now_ns();
+        for (;;) {
+            rc = encrypted ? mqe2e_MQTTClient_publish(e->enc_pub, TOPIC_ENC, (int)size, payload,
+                                                      qos, 0, &dt)
+                           : MQTTClient_publish(e->plain_pub, TOPIC_PLAIN, (int)size, payload,
+                                                qos, 0, &dt);
+            if (rc != MQTTCLIENT_MAX_MESSAGES_INFLIGHT) break;
+            sleep_us(20);
+        }
+        if (rc != MQTTCLIENT_SUCCESS) die(encrypted ? "mqe2e publish" : "plain publish", rc);
+        if (now_ns() - t0 >= STALL_NS) r.stalls++;
+    }
+
+    r.pub_rate = (double)count * 1e9 / (double)(now_ns() - pub0 + 1);
+    /* Wait for the tail: until all arrived, or no progress for a while (loss). */
+    long long idle_limit = qos == 0 ? 1000000000LL : 5000000000LL;
+    long long last_change = now_ns();
+    unsigned prev = atomic_load(&s->received);
+    while (prev < count) {
+        sleep_us(2000);
+        unsigned cur = atomic_load(&s->received);
+        if (cur != prev) {
+            prev = cur;
+            last_change = now_ns();
+        } else if (now_ns() - last_change > idle_limit) {
+            break;
+        }
+    }
+    r.client_cpu_us = (cpu_us_self() - cpu0) / (double)count;
+    r.broker_cpu_us = (cpu_us_of(watched_broker) - bcpu0) / (double)count;
+    /* Stop counting this run before reading its figures. */
+    atomic_store(&s->run_id, 0U);
+    sleep_us(1000);
+    r.recv = atomic_load(&s->received);
+    long long span = atomic_load(&s->last_ns) - atomic_load(&s->first_ns);
+    r.rate = (r.recv > 1U && span > 0) ? (double)(r.recv - 1U) * 1e9 / (double)span : 0.0;
+    free(payload);
+    return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return (n % 2) ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+static void measure_cell(cell *c, const char *uri, int reps, double seconds, int smoke,
+                         unsigned fixed_count, long long deadline)
+{
+    endpoints e;
+    double rp[MAX_REPS], re[MAX_REPS], rr[MAX_REPS], cp[MAX_REPS], ce[MAX_REPS], bp[MAX_REPS],
+        be[MAX_REPS];
+
+    endpoints_open(&e, uri, c->qos);
+    sleep_us(100000); /* subscriptions settle */
+    if (smoke || fixed_count > 0U) {
+        c->count = fixed_count > 0U ? fixed_count : 200U;
+    } else {
+        /* Warm up both paths (the first encrypted message derives keys), then
+         * size the cell from the plain rate so that a run lasts ~seconds. */
+        (void)one_run(&e, 1, c->qos, c->size, 2000U);
+        run_result w = one_run(&e, 0, c->qos, c->size, 4000U);
+        double want = w.rate * seconds;
+        if (want < 2000.0) want = 2000.0;
+        if (want > 400000.0) want = 400000.0;
+        c->count = (unsigned)want;
+    }
+    c->reps = 0;
+    c->plain_loss = c->enc_loss = 0.0;
+    c->plain_stalls = c->enc_stalls = 0U;
+    for (int k = 0; k < reps; k++) {
+        if (k > 0 && now_ns() > deadline) break; /* out of budget: keep what we have */
+        for (int j = 0; j < 2; j++) {
+            int encrypted = (k % 2 == 0) ? j : 1 - j; /* flip the order every repetition */
+            run_result r = one_run(&e, encrypted, c->qos, c->size, c->count);
+            double loss = 1.0 - (double)r.recv / (double)r.sent;
+            if (encrypted) {
+                c->enc[k] = r;
+                c->enc_stalls += r.stalls;
+                if (loss > c->enc_loss) c->enc_loss = loss;
+            } else {
+                c->plain[k] = r;
+                c->plain_stalls += r.stalls;
+                if (loss > c->plain_loss) c->plain_loss = loss;
+            }
+        }
+        c->reps++;
+    }
+    for (int k = 0; k < c->reps; k++) {
+        rp[k] = c->plain[k].rate;
+        re[k] = c->enc[k].rate;
+        rr[k] = c->plain[k].rate > 0.0 ? c->enc[k].rate / c->plain[k].rate : 0.0;
+        bp[k] = c->plain[k].pub_rate;
+        be[k] = c->enc[k].pub_rate;
+    }
+    c->plain_pub = median(bp, c->reps);
+    c->enc_pub = median(be, c->reps);
+    for (int k = 0; k < c->reps; k++) {
+        cp[k] = c->plain[k].client_cpu_us;
+        ce[k] = c->enc[k].client_cpu_us;
+        bp[k] = c->plain[k].broker_cpu_us;
+        be[k] = c->enc[k].broker_cpu_us;
+    }
+    c->plain_cpu = median(cp, c->reps);
+    c->enc_cpu = median(ce, c->reps);
+    c->plain_bcpu = median(bp, c->reps);
+    c->enc_bcpu = median(be, c->reps);
+    c->plain_median = median(rp, c->reps);
+    c->enc_median = median(re, c->reps);
+    c->ratio = median(rr, c->reps);
+    c->ratio_min = rr[0];
+    c->ratio_max = rr[c->reps - 1];
+    endpoints_close(&e);
+}
+
+static int write_json(const char *path, const cell *cells, int ncells, int reps, double seconds,
+                      int smoke)
+{
+    FILE *f = fopen(path, "w");
+    const cell *t = NULL;
+    if (f == NULL) {
+        fprintf(stderr, "bench_throughput: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\n  \"benchmark\": \"throughput\",\n  \"mqe2e_version\": \"%s\",\n",
+            mqe2e_version());
+    fprintf(f, "  \"smoke\": %s,\n  \"repetitions\": %d,\n  \"run_seconds\": %.2f,\n",
+            smoke ? "true" : "false", reps, seconds);
+    fprintf(f, "  \"statistic\": \"messages/s at the subscriber (first to last receive); ratio "
+               "= median of per-pair encrypted/plain\",\n  \"results\": [\n");
+    for (int i = 0; i < ncells; i++) {
+        const cell *c = &cells[i];
+        if (c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
+        fprintf(f,
+                "    {\"qos\": %d, \"payload_bytes\": %zu, \"messages\": %u, \"repetitions\": %d, "
+                "\"plain_msgs_per_s\": %.0f, \"encrypted_msgs_per_s\": %.0f, \"ratio\": %.4f, "
+                "\"ratio_min\": %.4f, \"ratio_max\": %.4f, \"plain_loss\": %.5f, "
+                "\"encrypted_loss\": %.5f, \"plain_publish_stalls\": %u, \"encrypted_publish_stalls\": %u, "
+                "\"plain_client_cpu_us\": %.2f, \"encrypted_client_cpu_us\": %.2f, "
+                "\"plain_broker_cpu_us\": %.2f, \"encrypted_broker_cpu_us\": %.2f, "
+                "\"plain_publish_msgs_per_s\": %.0f, \"encrypted_publish_msgs_per_s\": %.0f}%s\n",
+                c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
+                c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss, c->plain_stalls,
+                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu, c->plain_pub,
+                c->enc_pub, i + 1 < ncells ? "," : "");
+    }
+    fprintf(f, "  ]");
+    if (t != NULL) {
+        fprintf(f,
+                ",\n  \"target\": {\"qos\": %d, \"payload_bytes\": %u, \"min_ratio\": %.2f, "
+                "\"ratio\": %.4f, \"met\": %s}",
+                TARGET_QOS, TARGET_SIZE, TARGET_RATIO, t->ratio,
+                t->ratio >= TARGET_RATIO ? "true" : "false");
+    }
+    fprintf(f, "\n}\n");
+    if (fclose(f) != 0) return -1;
+    return 0;
+}
+
+static int write_csv(const char *path, const cell *cells, int ncells)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "bench_throughput: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "qos,payload_bytes,messages,repetitions,plain_msgs_per_s,encrypted_msgs_per_s,"
+               "ratio,ratio_min,ratio_max,plain_loss,encrypted_loss,plain_publish_stalls,"
+               "encrypted_publish_stalls,plain_client_cpu_us,encrypted_client_cpu_us,"
+               "plain_broker_cpu_us,encrypted_broker_cpu_us\n");
+    for (int i = 0; i < ncells; i++) {
+        const cell *c = &cells[i];
+        fprintf(f, "%d,%zu,%u,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.5f,%.5f,%u,%u,%.2f,%.2f,%.2f,%.2f\n",
+                c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
+                c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss, c->plain_stalls,
+                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_throughput [--uri URI] [--reps N] [--seconds S] [--budget S] "
+                    "[--qos Q] [--size N] [--count N] [--broker-pid P] [--json FILE] [--csv FILE] [--smoke]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *json = NULL, *csv = NULL, *given_uri = NULL;
+    char uri[96];
+    int reps = 5, smoke = 0, only_qos = -1;
+    long only_size = -1;
+    unsigned fixed_count = 0U;
+    double seconds = 1.2, budget = 300.0;
+    static cell cells[NQOS * NSIZES];
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--uri") == 0 && i + 1 < argc) {
+            given_uri = argv[++i];
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc) {
+            budget = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json = argv[++i];
+        } else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
+            csv = argv[++i];
+        } else if (strcmp(argv[i], "--broker-pid") == 0 && i + 1 < argc) {
+            watched_broker = (pid_t)atol(argv[++i]);
+        } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
+            fixed_count = (unsigned)atol(argv[++i]);
+        } else if (strcmp(argv[i], "--qos") == 0 && i + 1 < argc) {
+            only_qos = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+            only_size = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--smoke") == 0) {
+            smoke = 1;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (smoke) reps = 1;
+    if (reps < 1 || reps > MAX_REPS || !(seconds > 0.0) || !(budget > 0.0)) {
+        usage();
+        return 2;
+    }
+    if (sodium_init() < 0) die("sodium_init", -1);
+    signal(SIGPIPE, SIG_IGN);
+    if (given_uri != NULL) {
+        snprintf(uri, sizeof uri, "%s", given_uri);
+    } else {
+        broker_start(uri, sizeof uri);
+        watched_broker = broker_pid;
+    }
+
+    printf("mqe2e %s; broker %s; %s\n", mqe2e_version(), uri,
+           smoke ? "SMOKE: 200 messages x 1, timings meaningless"
+                 : "messages/s at the subscriber, median of alternating plain/encrypted runs");
+    fflush(stdout);
+    long long deadline = now_ns() + (long long)(budget * 1e9);
+    int n = 0;
+    for (int q = 0; q < NQOS; q++) {
+        if (only_qos >= 0 && q != only_qos) continue;
+        for (int s = 0; s < NSIZES; s++) {
+            if (only_size >= 0 && SIZES[s] != (size_t)only_size) continue;
+            cell *c = &cells[n++];
+            c->qos = q;
+            c->size = SIZES[s];
+            measure_cell(c, uri, reps, seconds, smoke, fixed_count, deadline);
+            fprintf(stderr, "  qos %d %5zu B: %u msgs x %d: plain %.0f/s, encrypted %.0f/s, "
+                            "ratio %.3f (publisher side: plain %.0f/s, encrypted %.0f/s)\n",
+                    c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
+                    c->plain_pub, c->enc_pub);
+        }
+    }
+    broker_stop();
+
+    printf("\n| QoS | payload | messages | plain msg/s | encrypted msg/s | encrypted/plain "
+           "| loss plain | loss encrypted | stalls plain | stalls encrypted "
+           "| client CPU us/msg plain, encrypted | broker CPU us/msg plain, encrypted |\n");
+    printf("|----:|--------:|---------:|------------:|----------------:|----------------:"
+           "|-----------:|---------------:|-------------:|-----------------:"
+           "|-----------------------------------:|-----------------------------------:|\n");
+    const cell *t = NULL;
+    for (int i = 0; i < n; i++) {
+        const cell *c = &cells[i];
+        if (c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
+        printf("| %3d | %5zu B | %8u | %11.0f | %15.0f | %14.1f%% | %9.2f%% | %13.2f%% | %12u | "
+               "%16u | %23.2f, %9.2f | %23.2f, %9.2f |\n",
+               c->qos, c->size, c->count, c->plain_median, c->enc_median, c->ratio * 100.0,
+               c->plain_loss * 100.0, c->enc_loss * 100.0, c->plain_stalls, c->enc_stalls,
+               c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
+    }
+    if (t != NULL) {
+        printf("\ntarget: encrypted >= %.0f%% of plain at QoS %d, %u B: %.1f%% -> %s%s\n",
+               TARGET_RATIO * 100.0, TARGET_QOS, TARGET_SIZE, t->ratio * 100.0,
+               t->ratio >= TARGET_RATIO ? "met" : "MISSED",
+               smoke ? " (smoke run: not meaningful)" : "");
+    }
+    if (json != NULL && write_json(json, cells, n, reps, seconds, smoke) != 0) return 2;
+    if (csv != NULL && write_csv(csv, cells, n) != 0) return 2;
+    return 0;
+}

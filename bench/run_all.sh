@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Every benchmark in one go: crypto cost (bench_crypto), end-to-end throughput
+# through Mosquitto (bench_throughput), memory and the many-senders receive
+# path (bench_memory), library sizes, and the peak RSS of the example device
+# and backend next to plain Paho programs of the same shape.
+#
+# Usage: bench/run_all.sh [--smoke] [--out DIR] [BUILD_DIR]
+#   BUILD_DIR  build tree (default: <repo>/build-bench2), configured Release
+#              with the plugin and benchmarks on
+#   --smoke    tiny counts for every part (< 60 s): proves it all builds and
+#              runs; asserts nothing about timing; results go to
+#              BUILD_DIR/bench-results unless --out is given
+#   --out DIR  where to write latest.json, latest.csv, throughput.csv and
+#              throughput.png (default: <repo>/bench/results for a full run)
+# Needs mosquitto; gnuplot for the PNG (skipped with a note when missing).
+# Exit status: non-zero if a build or a benchmark fails. Never on timings.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+smoke=0
+build=""
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) smoke=1; shift ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "run_all.sh: unknown option: $1" >&2; exit 2 ;;
+        *) build="$1"; shift ;;
+    esac
+done
+build="${build:-$repo/build-bench2}"
+mkdir -p "$build"
+build="$(cd "$build" && pwd)"
+if [ -z "$out" ]; then
+    if [ "$smoke" -eq 1 ]; then out="$build/bench-results"; else out="$here/results"; fi
+fi
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || {
+    echo "run_all.sh: mosquitto not found (apt-get install mosquitto)" >&2; exit 2; }
+mosq="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+
+start_s=$SECONDS
+work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-bench.XXXXXX")"
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build -------------------------------------------------------------------
+echo "== build (Release) in $build"
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQE2E_BUILD_BENCH=ON \
+    -DMQE2E_BUILD_PLUGIN=ON >/dev/null
+cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory \
+    hr_device hr_backend mqe2e_cli >/dev/null
+cli="$build/tools/mqe2e/mqe2e"
+bm="$build/bench/bench_memory"
+
+# ---- broker (one for the throughput runs and the examples) ----------------------
+port=""
+for _ in $(seq 50); do
+    p=$(( 20000 + RANDOM % 40000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "run_all.sh: no free port" >&2; exit 2; }
+# Unlimited queues: a subscriber briefly slower than its publisher is not loss.
+cat >"$work/mosquitto.conf" <<CONF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+set_tcp_nodelay true
+log_dest stderr
+CONF
+"$mosq" -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
+broker_pid=$!
+pids+=("$broker_pid")
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$broker_pid" 2>/dev/null || { cat "$work/mosquitto.log" >&2; exit 2; }
+    sleep 0.1
+done
+uri="tcp://127.0.0.1:$port"
+echo "== broker $uri"
+
+# ---- 1. crypto -----------------------------------------------------------------
+echo "== bench_crypto"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_crypto" --smoke --json "$work/crypto.json"
+else
+    "$build/bench/bench_crypto" --reps 5 --min-ms 150 --json "$work/crypto.json"
+fi
+
+# ---- 2. throughput ---------------------------------------------------------------
+echo "== bench_throughput"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --smoke --json "$work/throughput.json" \
+        --csv "$out/throughput.csv"
+else
+    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --reps 7 --seconds 1.5 --budget 330 \
+        --json "$work/throughput.json" --csv "$out/throughput.csv"
+fi
+
+# ---- 3. memory, many senders -------------------------------------------------------
+echo "== bench_memory"
+if [ "$smoke" -eq 1 ]; then
+    "$bm" --smoke --json "$work/memory.json"
+else
+    "$bm" --json "$work/memory.json"
+fi
+
+# ---- 4. library sizes ----------------------------------------------------------------
+lib_json() { # name path
+    local f t d b bytes
+    f="$(readlink -f "$2")"
+    read -r t d b _ < <(size "$f" | awk 'NR == 2 { print $1, $2, $3, $4 }')
+    bytes=$(stat -c %s "$f")
+    printf '"%s": {"file": "%s", "file_bytes": %s, "text": %s, "data": %s, "bss": %s}' \
+        "$1" "$(basename "$f")" "$bytes" "$t" "$d" "$b"
+}
+paho_lib="$(ldd "$build/plugin/libmqe2e_paho.so" | awk '/libpaho-mqtt3c/ { print $3 }')"
+sodium_lib="$(ldd "$build/lib/libmqe2e.so" | awk '/libsodium/ { print $3 }')"
+libs="$(lib_json libmqe2e "$build/lib/libmqe2e.so"), $(lib_json libmqe2e_paho "$build/plugin/libmqe2e_paho.so")"
+[ -n "$paho_lib" ] && libs="$libs, $(lib_json libpaho_mqtt3c "$paho_lib")"
+[ -n "$sodium_lib" ] && libs="$libs, $(lib_json libsodium "$sodium_lib")"
+
+# ---- 5. RSS of the examples vs plain Paho twins ------------------------------------------
+echo "== peak RSS: examples/hr_device, hr_backend vs plain Paho programs of the same shape"
+readings=10
+[ "$smoke" -eq 1 ] && readings=2
+(
+    cd "$work"
+    export MQE2E_EXPORT_PASSPHRASE="bench export passphrase"
+    MQE2E_PASSPHRASE="bench device" "$cli" keygen -k device.ks --id hr-1 >/dev/null
+    MQE2E_PASSPHRASE="bench backend" "$cli" keygen -k backend.ks --id backend >/dev/null
+    MQE2E_PASSPHRASE="bench device" "$cli" group create -k device.ks --group health \
+        --topic 'health/#' --out health.grp >/dev/null
+    MQE2E_PASSPHRASE="bench backend" "$cli" group import -k backend.ks health.grp >/dev/null
+    rm -f health.grp
+)
+wait_for() { # file pattern pid
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+rss_pair() { # label: runs backend then device, prints "backend_kb device_kb"
+    local kind="$1" bpid
+    if [ "$kind" = mqe2e ]; then
+        (cd "$work" && MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="bench backend" \
+            MQE2E_BROKER_PORT="$port" "$bm" --rss-of "$build/examples/hr_backend" "$readings" 30 \
+            >"$work/$kind.backend.out" 2>"$work/$kind.backend.err") &
+    else
+        "$bm" --rss-of "$bm" --plain-backend "$uri" "$readings" 30 \
+            >"$work/$kind.backend.out" 2>"$work/$kind.backend.err" &
+    fi
+    bpid=$!
+    pids+=("$bpid")
+    wait_for "$work/$kind.backend.out" "subscribed" "$bpid" || {
+        cat "$work/$kind.backend.err" >&2; echo "run_all.sh: $kind backend did not start" >&2; exit 1; }
+    if [ "$kind" = mqe2e ]; then
+        (cd "$work" && MQE2E_KEYSTORE=device.ks MQE2E_PASSPHRASE="bench device" \
+            MQE2E_BROKER_PORT="$port" "$bm" --rss-of "$build/examples/hr_device" "$readings" \
+            >"$work/$kind.device.out" 2>"$work/$kind.device.err") || {
+            cat "$work/$kind.device.err" >&2; echo "run_all.sh: $kind device failed" >&2; exit 1; }
+    else
+        "$bm" --rss-of "$bm" --plain-device "$uri" "$readings" \
+            >"$work/$kind.device.out" 2>"$work/$kind.device.err" || {
+            cat "$work/$kind.device.err" >&2; echo "run_all.sh: $kind device failed" >&2; exit 1; }
+    fi
+    wait "$bpid" || { cat "$work/$kind.backend.err" >&2; echo "run_all.sh: $kind backend failed" >&2; exit 1; }
+    local f
+    for f in backend device; do
+        printf '%s %s ' "$(sed -n 's/^maxrss_kb=//p' "$work/$kind.$f.out")" \
+            "$(sed -n 's/^rss_kb=//p' "$work/$kind.$f.out")"
+    done
+    echo
+}
+read -r plain_backend_kb plain_backend_rss plain_device_kb plain_device_rss < <(rss_pair plain)
+read -r mqe2e_backend_kb mqe2e_backend_rss mqe2e_device_kb mqe2e_device_rss < <(rss_pair mqe2e)
+[ -n "$mqe2e_device_kb" ] && [ -n "$plain_device_kb" ] || { echo "run_all.sh: RSS not measured" >&2; exit 1; }
+
+# ---- results ----------------------------------------------------------------------------
+date_s="$(date -u +%Y-%m-%d)"
+machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+{
+    printf '{\n  "date": "%s",\n  "machine": "%s",\n  "smoke": %s,\n' "$date_s" "$machine" \
+        "$([ "$smoke" -eq 1 ] && echo true || echo false)"
+    printf '  "command": "bash bench/run_all.sh%s",\n' "$([ "$smoke" -eq 1 ] && echo ' --smoke')"
+    printf '  "crypto": '; cat "$work/crypto.json"; printf ',\n'
+    printf '  "throughput": '; cat "$work/throughput.json"; printf ',\n'
+    printf '  "memory": '; cat "$work/memory.json"; printf ',\n'
+    printf '  "libraries": {%s},\n' "$libs"
+    printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
+        "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"
+    printf '  "running_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
+        "$mqe2e_device_rss" "$plain_device_rss" "$mqe2e_backend_rss" "$plain_backend_rss"
+    printf '  "rss_readings": %s,\n  "rss_note": "peak includes the Argon2id passphrase KDF of the keystore file (libsodium MEMLIMIT_INTERACTIVE, 64 MiB); running = VmRSS sampled while publishing/receiving"\n}\n' "$readings"
+} >"$out/latest.json"
+
+# Headline figures (each results line of the component JSON files is one object).
+jnum() { # file key [line filter]
+    grep -F -- "${3:-\"$2\"}" "$1" | head -1 | sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p"
+}
+tp_ratio=$(awk -F, '$1 == 0 && $2 == 256 { print $7 }' "$out/throughput.csv")
+cr_ratio=$(jnum "$work/crypto.json" ratio_seal_open_vs_raw '"payload_bytes": 256,')
+cr_full=$(jnum "$work/crypto.json" ratio_protect_unprotect_vs_raw '"payload_bytes": 256,')
+ovh=$(jnum "$work/crypto.json" overhead_bytes '"payload_bytes": 256,')
+ovh32=$(jnum "$work/crypto.json" overhead_bytes_seq_2_32 '"payload_bytes": 256,')
+m="$work/memory.json"
+mem() { jnum "$m" "$2" "\"$1\""; }
+ms_first=$(jnum "$m" first_message_ns)
+ms_steady=$(jnum "$m" steady_ns)
+ms_nockpt=$(jnum "$m" steady_no_checkpoints_ns)
+ms_single=$(jnum "$m" single_sender_ns)
+senders=$(jnum "$m" senders '"senders"')
+libsz() { size "$(readlink -f "$1")" | awk 'NR == 2 { print $1 + $2 + $3 }'; }
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
+    ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "met" : "MISSED" }'; }
+tp_pct=$(awk -v r="$tp_ratio" 'BEGIN { printf "%.1f", r * 100 }')
+{
+    echo "metric,value,unit,target,verdict"
+    echo "throughput_qos0_256B_encrypted_vs_plain,$tp_pct,%,>= 95,$(verdict "$tp_pct" 95 '>=')"
+    echo "seal_open_vs_raw_aead_256B,$cr_ratio,x,<= 2,$(verdict "$cr_ratio" 2 '<=')"
+    echo "protect_unprotect_vs_raw_aead_256B,$cr_full,x,,"
+    echo "overhead_bytes_first_message,$ovh,B,<= 32,$(verdict "$ovh" 32 '<=')"
+    echo "overhead_bytes_seq_2_32,$ovh32,B,<= 32,$(verdict "$ovh32" 32 '<=')"
+    echo "group_keystore_heap,$(mem group_keystore heap_bytes),B,,"
+    echo "group_keystore_guarded_mapped,$(mem group_keystore guarded_mapped_bytes),B,,"
+    echo "group_protector_cache_heap,$(mem group_protector_cache heap_bytes),B,,"
+    echo "sender_receive_cache_heap,$(mem sender_receive_cache heap_bytes),B,,"
+    echo "sender_receive_cache_guarded_mapped,$(mem sender_receive_cache guarded_mapped_bytes),B,,"
+    echo "sender_cache_and_checkpoint_heap,$(mem sender_cache_and_checkpoint heap_bytes),B,,"
+    echo "channel_initiator_heap,$(mem channel_initiator heap_bytes),B,,"
+    echo "channel_initiator_guarded_mapped,$(mem channel_initiator guarded_mapped_bytes),B,,"
+    echo "many_senders_count,$senders,,,"
+    echo "many_senders_first_message,$ms_first,ns,,"
+    echo "many_senders_steady,$ms_steady,ns,,"
+    echo "many_senders_steady_no_checkpoints,$ms_nockpt,ns,,"
+    echo "single_sender_steady,$ms_single,ns,,"
+    echo "libmqe2e_text_data_bss,$(libsz "$build/lib/libmqe2e.so"),B,,"
+    echo "libmqe2e_paho_text_data_bss,$(libsz "$build/plugin/libmqe2e_paho.so"),B,,"
+    echo "peak_rss_hr_device,$mqe2e_device_kb,KiB,,"
+    echo "peak_rss_plain_device,$plain_device_kb,KiB,,"
+    echo "peak_rss_hr_backend,$mqe2e_backend_kb,KiB,,"
+    echo "peak_rss_plain_backend,$plain_backend_kb,KiB,,"
+    echo "running_rss_hr_device,$mqe2e_device_rss,KiB,,"
+    echo "running_rss_plain_device,$plain_device_rss,KiB,,"
+    echo "running_rss_hr_backend,$mqe2e_backend_rss,KiB,,"
+    echo "running_rss_plain_backend,$plain_backend_rss,KiB,,"
+} >"$out/latest.csv"
+
+# ---- plot ----------------------------------------------------------------------------------
+if command -v gnuplot >/dev/null; then
+    awk -F, 'NR > 1 { r[$1, $2] = $7 * 100; if (!($2 in seen)) { seen[$2] = 1; order[n++] = $2 } }
+        END { for (i = 0; i < n; i++) { s = order[i]
+                  l = s >= 1024 ? (s / 1024) " KiB" : s " B"
+                  printf "%d \"%s\" %.1f %.1f\n", i, l, r[0, s], r[1, s] } }' \
+        "$out/throughput.csv" >"$work/ratios.dat"
+    title="mqe2e_MQTTClient vs plain Paho MQTTClient through Mosquitto, $date_s"
+    [ "$smoke" -eq 1 ] && title="$title (SMOKE: not meaningful)"
+    gnuplot -e "data='$work/ratios.dat'; out='$out/throughput.png'; ttl='$title'" \
+        "$here/plot.gp"
+else
+    echo "run_all.sh: gnuplot not installed, throughput.png not drawn"
+fi
+
+# ---- human summary ---------------------------------------------------------------------------
+echo
+echo "== summary ($([ "$smoke" -eq 1 ] && echo 'SMOKE run: timings meaningless' || echo "$machine"))"
+printf '| %-44s | %12s | %-6s | %-8s |\n' "figure" "value" "target" "verdict"
+printf '|----------------------------------------------|-------------:|--------|----------|\n'
+awk -F, 'NR > 1 { printf "| %-44s | %12s | %-6s | %-8s |\n", $1, $2 " " $3, $4, $5 }' \
+    "$out/latest.csv"
+echo
+echo "throughput, encrypted/plain (median of alternating runs):"
+awk -F, 'NR > 1 { printf "  QoS %s %6s B: %6.1f%%  (plain %s msg/s, encrypted %s msg/s, loss %s / %s)\n",
+    $1, $2, $7 * 100, $5, $6, $10, $11 }' "$out/throughput.csv"
+echo
+echo "written: $out/latest.json $out/latest.csv $out/throughput.csv $( [ -f "$out/throughput.png" ] && echo "$out/throughput.png")"
+echo "total time: $(( SECONDS - start_s )) s"

@@ -50,6 +50,8 @@ struct mqe2e_client {
     MQTTClient_deliveryComplete *app_dc;
     /* Control plane; NULL when the keystore holds no authority pin. */
     mqe2e__ctl *ctl;
+    /* Created for MQTT v5: Paho then only accepts its *5 calls. */
+    int mqtt5;
 };
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
@@ -105,6 +107,7 @@ static void client_message_wipe_free(MQTTClient_message *m)
     if (m->payload != NULL && m->payloadlen > 0) {
         sodium_memzero(m->payload, (size_t)m->payloadlen);
     }
+    MQTTProperties_free(&m->properties);
     sodium_memzero(m, sizeof *m);
     free(m);
 }
@@ -178,6 +181,10 @@ static int client_open(struct mqe2e_client *c, const char *topic, int topic_len,
     m->retained = in->retained;
     m->dup = in->dup;
     m->msgid = in->msgid;
+    /* MQTT v5 properties travel outside the envelope: handed on as they came. */
+    if (in->struct_version >= 1) {
+        m->properties = MQTTProperties_copy(&in->properties);
+    }
     *out_msg = m;
     *out_topic = t;
     return MQE2E_OK;
@@ -247,6 +254,52 @@ static uint32_t client_tag(const MQTTClient_message *m)
 {
     return (uint32_t)(m->qos & 3) | (m->retained ? MQE2E__TAG_RETAINED : 0U) |
            (m->dup ? MQE2E__TAG_DUP : 0U);
+}
+
+/* One code out of a v5 response: Paho's negative code, MQTTCLIENT_FAILURE
+ * when the broker refused (a reason code >= 0x80), else success. The
+ * response's allocations are freed. */
+static int client_response_rc(MQTTResponse r)
+{
+    int rc = (int)r.reasonCode;
+
+    for (int i = 0; rc >= 0 && r.reasonCodes != NULL && i < r.reasonCodeCount; i++) {
+        if ((int)r.reasonCodes[i] >= MQTTREASONCODE_UNSPECIFIED_ERROR) rc = MQTTCLIENT_FAILURE;
+    }
+    MQTTResponse_free(r);
+    if (rc >= MQTTREASONCODE_UNSPECIFIED_ERROR) return MQTTCLIENT_FAILURE;
+    return rc < 0 ? rc : MQTTCLIENT_SUCCESS;
+}
+
+/* Control plane transport: Paho's v3 or v5 calls, as the client was created. */
+static int client_ctl_publish(void *ctx, const char *topic, const uint8_t *data, size_t len,
+                              int qos, int retained)
+{
+    struct mqe2e_client *c = ctx;
+
+    if (len > (size_t)INT_MAX) return MQTTCLIENT_FAILURE;
+    if (c->mqtt5) {
+        return client_response_rc(
+            MQTTClient_publish5(c->paho, topic, (int)len, data, qos, retained, NULL, NULL));
+    }
+    return MQTTClient_publish(c->paho, topic, (int)len, data, qos, retained, NULL);
+}
+
+static int client_ctl_subscribe(void *ctx, int count, char *const *topics, int *qos)
+{
+    struct mqe2e_client *c = ctx;
+
+    if (c->mqtt5) {
+        return client_response_rc(
+            MQTTClient_subscribeMany5(c->paho, count, topics, qos, NULL, NULL));
+    }
+    return MQTTClient_subscribeMany(c->paho, count, topics, qos);
+}
+
+static int client_ctl_is_connected(void *ctx)
+{
+    struct mqe2e_client *c = ctx;
+    return MQTTClient_isConnected(c->paho);
 }
 
 /* Control plane: count and report a drop it decided. */
@@ -439,6 +492,7 @@ int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *ser
         return MQTTCLIENT_FAILURE;
     }
     c->log_level = MQE2E_LOG_WARNING;
+    c->mqtt5 = options != NULL && options->MQTTVersion >= MQTTVERSION_5;
     if (options != NULL) {
         rc = MQTTClient_createWithOptions(&c->paho, serverURI, clientId, persistence_type,
                                           persistence_context, options);
@@ -512,7 +566,10 @@ out:
     if (rc == MQE2E_OK) {
         mqe2e__ctl_host host;
         memset(&host, 0, sizeof host);
-        host.paho = c->paho;
+        host.publish = client_ctl_publish;
+        host.subscribe = client_ctl_subscribe;
+        host.is_connected = client_ctl_is_connected;
+        host.strerror = MQTTClient_strerror;
         host.lock = &c->lock;
         host.cb_lock = &c->cb_lock;
         host.keystore = c->keystore;
@@ -675,7 +732,7 @@ int mqe2e_MQTTClient_unsubscribeMany(mqe2e_MQTTClient handle, int count, char *c
  * holds the application's payload.
  */
 static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTClient_message *msg,
-                          MQTTClient_deliveryToken *dt)
+                          MQTTClient_deliveryToken *dt, MQTTResponse *resp)
 {
     MQTTClient_message out_msg;
     const uint8_t *pt;
@@ -742,7 +799,13 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     out_msg = *msg;
     out_msg.payload = buf;
     out_msg.payloadlen = (int)out_len;
-    rc = MQTTClient_publishMessage(c->paho, topic, &out_msg, dt);
+    if (resp != NULL) {
+        /* v5: the message's properties go to Paho unchanged (in clear). */
+        *resp = MQTTClient_publishMessage5(c->paho, topic, &out_msg, dt);
+        rc = (int)resp->reasonCode;
+    } else {
+        rc = MQTTClient_publishMessage(c->paho, topic, &out_msg, dt);
+    }
     sodium_memzero(&out_msg, sizeof out_msg);
 out:
     sodium_memzero(buf, cap > 0 ? cap : 1U);
@@ -760,13 +823,140 @@ int mqe2e_MQTTClient_publish(mqe2e_MQTTClient handle, const char *topicName, int
     msg.payloadlen = payloadlen;
     msg.qos = qos;
     msg.retained = retained;
-    return client_publish(handle, topicName, &msg, dt);
+    return client_publish(handle, topicName, &msg, dt, NULL);
 }
 
 int mqe2e_MQTTClient_publishMessage(mqe2e_MQTTClient handle, const char *topicName,
                                     MQTTClient_message *msg, MQTTClient_deliveryToken *dt)
 {
-    return client_publish(handle, topicName, msg, dt);
+    return client_publish(handle, topicName, msg, dt, NULL);
+}
+
+/* A response carrying only a return code (the v5 calls' failures before Paho). */
+static MQTTResponse client_response(int rc)
+{
+    MQTTResponse r = MQTTResponse_initializer;
+    r.reasonCode = (enum MQTTReasonCodes)rc;
+    return r;
+}
+
+MQTTResponse mqe2e_MQTTClient_publish5(mqe2e_MQTTClient handle, const char *topicName,
+                                       int payloadlen, const void *payload, int qos, int retained,
+                                       MQTTProperties *properties, MQTTClient_deliveryToken *dt)
+{
+    MQTTClient_message msg = MQTTClient_message_initializer;
+    MQTTResponse r = MQTTResponse_initializer;
+    int rc;
+
+    msg.payload = (void *)(uintptr_t)payload; /* only read */
+    msg.payloadlen = payloadlen;
+    msg.qos = qos;
+    msg.retained = retained;
+    if (properties != NULL) {
+        msg.properties = *properties; /* borrowed: Paho only reads it */
+    }
+    rc = client_publish(handle, topicName, &msg, dt, &r);
+    if (rc != (int)r.reasonCode) {
+        /* Refused before Paho was called. */
+        MQTTResponse_free(r);
+        return client_response(rc);
+    }
+    return r;
+}
+
+MQTTResponse mqe2e_MQTTClient_publishMessage5(mqe2e_MQTTClient handle, const char *topicName,
+                                              MQTTClient_message *msg,
+                                              MQTTClient_deliveryToken *dt)
+{
+    MQTTResponse r = MQTTResponse_initializer;
+    int rc = client_publish(handle, topicName, msg, dt, &r);
+
+    if (rc != (int)r.reasonCode) {
+        MQTTResponse_free(r);
+        return client_response(rc);
+    }
+    return r;
+}
+
+MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options,
+                                       MQTTProperties *connectProperties,
+                                       MQTTProperties *willProperties)
+{
+    struct mqe2e_client *c = handle;
+    MQTTResponse r;
+
+    if (c == NULL) {
+        return client_response(MQTTCLIENT_FAILURE);
+    }
+    if (c->protector == NULL) {
+        return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
+    }
+    r = MQTTClient_connect5(c->paho, options, connectProperties, willProperties);
+    if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
+        (void)mqe2e__ctl_connected(c->ctl);
+    }
+    return r;
+}
+
+int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
+                                 enum MQTTReasonCodes reason, MQTTProperties *props)
+{
+    struct mqe2e_client *c = handle;
+    int rc;
+    int crc;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    rc = MQTTClient_disconnect5(c->paho, timeout, reason, props);
+    crc = client_checkpoint(c);
+    if (rc == MQTTCLIENT_SUCCESS && crc != MQE2E_OK) {
+        rc = MQE2E_MQTTCLIENT_ERR(crc);
+    }
+    return rc;
+}
+
+MQTTResponse mqe2e_MQTTClient_subscribe5(mqe2e_MQTTClient handle, const char *topic, int qos,
+                                         MQTTSubscribe_options *opts, MQTTProperties *props)
+{
+    if (handle == NULL) {
+        return client_response(MQTTCLIENT_FAILURE);
+    }
+    if (handle->protector == NULL) {
+        return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
+    }
+    return MQTTClient_subscribe5(handle->paho, topic, qos, opts, props);
+}
+
+MQTTResponse mqe2e_MQTTClient_subscribeMany5(mqe2e_MQTTClient handle, int count,
+                                             char *const *topic, int *qos,
+                                             MQTTSubscribe_options *opts, MQTTProperties *props)
+{
+    if (handle == NULL) {
+        return client_response(MQTTCLIENT_FAILURE);
+    }
+    if (handle->protector == NULL) {
+        return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
+    }
+    return MQTTClient_subscribeMany5(handle->paho, count, topic, qos, opts, props);
+}
+
+MQTTResponse mqe2e_MQTTClient_unsubscribe5(mqe2e_MQTTClient handle, const char *topic,
+                                           MQTTProperties *props)
+{
+    if (handle == NULL) {
+        return client_response(MQTTCLIENT_FAILURE);
+    }
+    return MQTTClient_unsubscribe5(handle->paho, topic, props);
+}
+
+MQTTResponse mqe2e_MQTTClient_unsubscribeMany5(mqe2e_MQTTClient handle, int count,
+                                               char *const *topic, MQTTProperties *props)
+{
+    if (handle == NULL) {
+        return client_response(MQTTCLIENT_FAILURE);
+    }
+    return MQTTClient_unsubscribeMany5(handle->paho, count, topic, props);
 }
 
 int mqe2e_MQTTClient_waitForCompletion(mqe2e_MQTTClient handle, MQTTClient_deliveryToken dt,

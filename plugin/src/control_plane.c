@@ -863,13 +863,12 @@ static void *ctl_worker(void *arg)
             c->n_out--;
             (void)pthread_mutex_unlock(c->h.lock);
             if (o->len <= (size_t)INT_MAX) {
-                int rc = MQTTClient_publish(c->h.paho, o->topic, (int)o->len, o->data, o->qos,
-                                            o->retained, NULL);
+                int rc = c->h.publish(c->h.ctx, o->topic, o->data, o->len, o->qos, o->retained);
                 /* Lost frames are not resent: every handshake retries by itself. */
-                if (rc != MQTTCLIENT_SUCCESS)
+                /* -3 is "disconnected" in both of Paho's code spaces. */
+                if (rc != 0)
                     ctl_log(c, rc == MQTTCLIENT_DISCONNECTED ? MQE2E_LOG_INFO : MQE2E_LOG_WARNING,
-                            "control publish to '%s' failed: %s", o->topic,
-                            MQTTClient_strerror(rc));
+                            "control publish to '%s' failed: %s", o->topic, c->h.strerror(rc));
                 else
                     ctl_log(c, MQE2E_LOG_DEBUG, "published %zu bytes to '%s'", o->len, o->topic);
             }
@@ -890,7 +889,7 @@ static void *ctl_worker(void *arg)
         int session_up = c->session_up;
         (void)pthread_mutex_unlock(c->h.lock);
         /* A reconnect Paho made by itself: do what connect() does. */
-        int connected = MQTTClient_isConnected(c->h.paho);
+        int connected = c->h.is_connected(c->h.ctx);
         if (connected && !session_up) (void)mqe2e__ctl_connected(c);
         (void)pthread_mutex_lock(c->h.lock);
         if (!connected) c->session_up = 0;
@@ -1012,18 +1011,27 @@ int mqe2e__ctl_connected(mqe2e__ctl *c)
     if (c == NULL) return MQE2E_OK;
     topics[0] = c->inbox;
     topics[1] = c->revocations_topic;
-    rc = MQTTClient_subscribeMany(c->h.paho, 2, topics, qos);
+    rc = c->h.subscribe(c->h.ctx, 2, topics, qos);
     (void)pthread_mutex_lock(c->h.lock);
-    if (rc == MQTTCLIENT_SUCCESS) {
+    if (rc == 0) {
         c->session_up = 1;
         c->hello_done = 0;
         ctl_hello_start(c);
     } else {
         ctl_log(c, MQE2E_LOG_ERROR, "cannot subscribe to the control topics: %s",
-                MQTTClient_strerror(rc));
+                c->h.strerror(rc));
     }
     (void)pthread_mutex_unlock(c->h.lock);
-    return rc == MQTTCLIENT_SUCCESS ? MQE2E_OK : MQE2E_ERR_IO;
+    return rc == 0 ? MQE2E_OK : MQE2E_ERR_IO;
+}
+
+void mqe2e__ctl_session_lost(mqe2e__ctl *c)
+{
+    if (c == NULL) return;
+    (void)pthread_mutex_lock(c->h.lock);
+    c->session_up = 0;
+    (void)pthread_cond_signal(&c->cond);
+    (void)pthread_mutex_unlock(c->h.lock);
 }
 
 void mqe2e__ctl_counters(mqe2e__ctl *c, mqe2e_control_counters *out)

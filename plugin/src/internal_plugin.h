@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <MQTTClient.h>
-
 #include "mqe2e/mqe2e.h"
 
 /* Wall-clock seconds handed to the protector (epoch grace is wall-clock based). */
@@ -26,7 +24,13 @@ struct mqe2e_control_counters;
 
 /* What the control plane borrows from its client. */
 typedef struct mqe2e__ctl_host {
-    MQTTClient paho;
+    /* Transport: the front's Paho client (sync or async), called without
+     * `lock`. publish and subscribe return 0 or the front's Paho code. */
+    int (*publish)(void *ctx, const char *topic, const uint8_t *data, size_t len, int qos,
+                   int retained);
+    int (*subscribe)(void *ctx, int count, char *const *topics, int *qos);
+    int (*is_connected)(void *ctx);
+    const char *(*strerror)(int code);
     pthread_mutex_t *lock;    /* serialises keystore, protector, policy and control state */
     pthread_mutex_t *cb_lock; /* held while the application's callbacks run */
     mqe2e_keystore *keystore;
@@ -67,6 +71,10 @@ void mqe2e__ctl_free(mqe2e__ctl *ctl);
 /* After a successful connect (application thread): subscribe the control
  * topics and start a HELLO. */
 int mqe2e__ctl_connected(mqe2e__ctl *ctl);
+
+/* The connection went down or came up by itself (async front's callbacks):
+ * the worker subscribes the control topics and sends a HELLO once connected. */
+void mqe2e__ctl_session_lost(mqe2e__ctl *ctl);
 
 /* Route one received message (Paho's callback or receive() thread, cb_lock
  * held when can_hold). On ROUTE_PLAINTEXT *pt (malloc, wipe+free) holds the

@@ -180,6 +180,63 @@ MQE2E_API int mqe2e_MQTTClient_publishMessage(mqe2e_MQTTClient handle, const cha
                                               MQTTClient_message *msg,
                                               MQTTClient_deliveryToken *dt);
 
+/**
+ * @name MQTT v5 variants
+ * For a client created with MQTTClient_createOptions.MQTTVersion =
+ * MQTTVERSION_5 (Paho then refuses the v3 calls with
+ * MQTTCLIENT_WRONG_MQTT_VERSION). Same arguments and MQTTResponse results as
+ * Paho's; free responses with Paho's MQTTResponse_free(). Properties
+ * (user properties included) are passed to the broker unchanged and are NOT
+ * encrypted: the broker and every subscriber can read them. Received
+ * messages carry the properties they arrived with. A call refused before
+ * Paho is reached returns a response whose reasonCode is the negative code
+ * (e.g. ::MQE2E_MQTTCLIENT_NO_POLICY) and that holds nothing to free.
+ * @{
+ */
+
+/** @brief As MQTTClient_connect5(); also starts the control plane on success. */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle,
+                                                 MQTTClient_connectOptions *options,
+                                                 MQTTProperties *connectProperties,
+                                                 MQTTProperties *willProperties);
+
+/** @brief As MQTTClient_disconnect5(); also checkpoints replay state. */
+MQE2E_API int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
+                                           enum MQTTReasonCodes reason, MQTTProperties *props);
+
+/** @brief As MQTTClient_publish5(): payload protected, @p properties sent in clear. */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_publish5(mqe2e_MQTTClient handle, const char *topicName,
+                                                 int payloadlen, const void *payload, int qos,
+                                                 int retained, MQTTProperties *properties,
+                                                 MQTTClient_deliveryToken *dt);
+
+/** @brief As MQTTClient_publishMessage5(); @p msg (and its properties) only read. */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_publishMessage5(mqe2e_MQTTClient handle,
+                                                        const char *topicName,
+                                                        MQTTClient_message *msg,
+                                                        MQTTClient_deliveryToken *dt);
+
+/** @brief As MQTTClient_subscribe5(). */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_subscribe5(mqe2e_MQTTClient handle, const char *topic,
+                                                   int qos, MQTTSubscribe_options *opts,
+                                                   MQTTProperties *props);
+
+/** @brief As MQTTClient_subscribeMany5(). */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_subscribeMany5(mqe2e_MQTTClient handle, int count,
+                                                       char *const *topic, int *qos,
+                                                       MQTTSubscribe_options *opts,
+                                                       MQTTProperties *props);
+
+/** @brief As MQTTClient_unsubscribe5(). */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_unsubscribe5(mqe2e_MQTTClient handle, const char *topic,
+                                                     MQTTProperties *props);
+
+/** @brief As MQTTClient_unsubscribeMany5(). */
+MQE2E_API MQTTResponse mqe2e_MQTTClient_unsubscribeMany5(mqe2e_MQTTClient handle, int count,
+                                                         char *const *topic,
+                                                         MQTTProperties *props);
+/** @} */
+
 /** @brief As MQTTClient_waitForCompletion(). */
 MQE2E_API int mqe2e_MQTTClient_waitForCompletion(mqe2e_MQTTClient handle,
                                                  MQTTClient_deliveryToken dt,
@@ -197,7 +254,7 @@ MQE2E_API int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName
 /** @brief As MQTTClient_yield(). */
 MQE2E_API void mqe2e_MQTTClient_yield(void);
 
-/** @brief As MQTTClient_freeMessage(): wipes the decrypted payload, then frees. */
+/** @brief As MQTTClient_freeMessage(): wipes the decrypted payload, frees it and its v5 properties. */
 MQE2E_API void mqe2e_MQTTClient_freeMessage(MQTTClient_message **msg);
 
 /** @brief As MQTTClient_free() (for topic names given to the application). */

@@ -1,0 +1,1025 @@
+/*
+ * The encrypted drop-in front over Paho's asynchronous MQTTAsync.
+ *
+ * Same rules as client_sync.c: every protector and keystore call is made
+ * under `lock`, Paho is never called with `lock` held, and `cb_lock` is held
+ * while one of our message callbacks runs (so held messages released by the
+ * control worker and Paho's deliveries never interleave, and destroy can
+ * wait for a running callback).
+ *
+ * Sending seals the payload once, at send() time, and gives Paho the
+ * envelope: Paho copies it into its command queue, where it waits while
+ * disconnected (sendWhileDisconnected) and from where QoS 1/2 retries
+ * resend the same bytes. Nothing here re-seals, so no buffered or retried
+ * message can ever carry a new sequence number or reuse one.
+ *
+ * Paho's own callbacks (connection lost, message arrived, delivery
+ * complete, connected) are always ours: the control plane needs to see its
+ * frames and every (re)connect even when the application registered none.
+ * The application's are called from ours.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal_plugin.h"
+#include "mqe2e/MQTTAsync.h"
+#include "mqe2e/holdq.h"
+
+struct mqe2e_async {
+    MQTTAsync paho;
+    /* Serialises protector, keystore and the application callback pointers. */
+    pthread_mutex_t lock;
+    /* Held while one of our message callbacks runs. */
+    pthread_mutex_t cb_lock;
+    mqe2e_keystore *keystore;
+    mqe2e_protector *protector;
+    mqe2e_policy *owned_policy;
+    mqe2e_MQTTClient_dropped *on_dropped;
+    mqe2e_MQTTClient_log *on_log;
+    mqe2e_log_level log_level;
+    void *sec_context;
+    /* The application's callbacks, each with its own context as in Paho. */
+    void *cl_context, *ma_context, *dc_context, *co_context, *dis_context;
+    MQTTAsync_connectionLost *app_cl;
+    MQTTAsync_messageArrived *app_ma;
+    MQTTAsync_deliveryComplete *app_dc;
+    MQTTAsync_connected *app_co;
+    MQTTAsync_disconnected *app_dis;
+    /* Control plane; NULL when the keystore holds no authority pin. */
+    mqe2e__ctl *ctl;
+};
+
+/* Handed to the core for empty payloads, which Paho may give as NULL. */
+static const uint8_t async_empty[1] = {0};
+
+__attribute__((format(printf, 3, 4))) static void
+async_log(const struct mqe2e_async *c, mqe2e_log_level level, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (c->on_log == NULL || level > c->log_level) {
+        return;
+    }
+    va_start(ap, fmt);
+    (void)vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->on_log(c->sec_context, level, line);
+}
+
+static int async_map_error(int code)
+{
+    return code == MQE2E_OK ? MQTTASYNC_SUCCESS : MQE2E_MQTTASYNC_ERR(code);
+}
+
+static void async_count_drop(struct mqe2e_async *c, int code)
+{
+    if (c->protector == NULL) {
+        return;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    mqe2e_protector_count_drop(c->protector, code);
+    (void)pthread_mutex_unlock(&c->lock);
+}
+
+static void async_report_drop(struct mqe2e_async *c, const char *topic, int code)
+{
+    const char *shown = topic != NULL ? topic : "";
+
+    async_log(c, MQE2E_LOG_WARNING, "dropped message on '%s': %s", shown, mqe2e_error_name(code));
+    if (c->on_dropped != NULL) {
+        c->on_dropped(c->sec_context, shown, code);
+    }
+}
+
+static void async_message_wipe_free(MQTTAsync_message *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (m->payload != NULL && m->payloadlen > 0) {
+        sodium_memzero(m->payload, (size_t)m->payloadlen);
+    }
+    MQTTProperties_free(&m->properties);
+    sodium_memzero(m, sizeof *m);
+    free(m);
+}
+
+/* A message of ours (struct and payload in one block) with @p in's flags and
+ * properties; the payload is left for the caller to fill. */
+static MQTTAsync_message *async_message_new(const MQTTAsync_message *in, size_t cap)
+{
+    MQTTAsync_message init = MQTTAsync_message_initializer;
+    MQTTAsync_message *m = malloc(sizeof *m + (cap > 0 ? cap : 1U));
+
+    if (m == NULL) {
+        return NULL;
+    }
+    *m = init;
+    m->payload = (uint8_t *)(m + 1);
+    m->qos = in->qos;
+    m->retained = in->retained;
+    m->dup = in->dup;
+    m->msgid = in->msgid;
+    return m;
+}
+
+/*
+ * Authenticate and decrypt one message. On success *out_msg and *out_topic
+ * are the application's, and *receipt must be committed once it accepted.
+ */
+static int async_open(struct mqe2e_async *c, const char *topic, const MQTTAsync_message *in,
+                      MQTTAsync_message **out_msg, char **out_topic, mqe2e_receipt *receipt)
+{
+    MQTTAsync_message *m = NULL;
+    char *t = NULL;
+    size_t in_len;
+    size_t pt_len = 0;
+    size_t topic_bytes;
+    int rc;
+
+    *out_msg = NULL;
+    *out_topic = NULL;
+    if (c->protector == NULL) {
+        return MQE2E_ERR_STATE;
+    }
+    if (topic == NULL || in == NULL || in->payloadlen < 0 ||
+        (in->payload == NULL && in->payloadlen > 0)) {
+        rc = MQE2E_ERR_DECODE;
+        goto count;
+    }
+    in_len = (size_t)in->payloadlen;
+    topic_bytes = strlen(topic);
+    m = async_message_new(in, in_len);
+    t = malloc(topic_bytes + 1U);
+    if (m == NULL || t == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto count;
+    }
+    memcpy(t, topic, topic_bytes + 1U);
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_unprotect_begin(
+        c->protector, topic, in_len > 0 ? (const uint8_t *)in->payload : async_empty, in_len,
+        mqe2e__plugin_now(), (uint8_t *)m->payload, in_len, &pt_len, receipt);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        goto fail; /* counted by the core */
+    }
+    if (pt_len > (size_t)INT_MAX) {
+        rc = MQE2E_ERR_TOO_LARGE;
+        goto count;
+    }
+    m->payloadlen = (int)pt_len;
+    /* v5 properties travel outside the envelope: handed on as they came. */
+    if (in->struct_version >= 1) {
+        m->properties = MQTTProperties_copy(&in->properties);
+    }
+    *out_msg = m;
+    *out_topic = t;
+    return MQE2E_OK;
+
+count:
+    async_count_drop(c, rc);
+fail:
+    if (m != NULL) {
+        sodium_memzero(m, sizeof *m +
+                              (in != NULL && in->payloadlen > 0 ? (size_t)in->payloadlen : 1U));
+        free(m);
+    }
+    free(t);
+    return rc;
+}
+
+static void async_commit(struct mqe2e_async *c, const mqe2e_receipt *receipt, const char *topic)
+{
+    int rc;
+
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_unprotect_commit(c->protector, receipt);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc == MQE2E_ERR_REPLAY) {
+        async_log(c, MQE2E_LOG_DEBUG, "duplicate accepted twice on '%s'", topic);
+    } else if (rc != MQE2E_OK) {
+        async_log(c, MQE2E_LOG_ERROR, "recording message on '%s' failed: %s", topic,
+                  mqe2e_error_name(rc));
+    }
+}
+
+static void async_app_ma(struct mqe2e_async *c, MQTTAsync_messageArrived **ma, void **ctx)
+{
+    (void)pthread_mutex_lock(&c->lock);
+    *ma = c->app_ma;
+    *ctx = c->ma_context;
+    (void)pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------- control-plane host ---------- */
+
+static int async_ctl_publish(void *ctx, const char *topic, const uint8_t *data, size_t len, int qos,
+                             int retained)
+{
+    struct mqe2e_async *c = ctx;
+
+    if (len > (size_t)INT_MAX) return MQTTASYNC_FAILURE;
+    return MQTTAsync_send(c->paho, topic, (int)len, data, qos, retained, NULL);
+}
+
+/* Queued, not confirmed: MQTT keeps one connection's packets in order, so
+ * the HELLO the worker sends next reaches the broker after the SUBSCRIBE. */
+static int async_ctl_subscribe(void *ctx, int count, char *const *topics, int *qos)
+{
+    struct mqe2e_async *c = ctx;
+    return MQTTAsync_subscribeMany(c->paho, count, topics, qos, NULL);
+}
+
+static int async_ctl_is_connected(void *ctx)
+{
+    struct mqe2e_async *c = ctx;
+    return MQTTAsync_isConnected(c->paho);
+}
+
+static void async_ctl_dropped(void *ctx, const char *topic, int code)
+{
+    struct mqe2e_async *c = ctx;
+    async_count_drop(c, code);
+    async_report_drop(c, topic, code);
+}
+
+static void async_ctl_log(void *ctx, int level, const char *msg)
+{
+    async_log(ctx, (mqe2e_log_level)level, "%s", msg);
+}
+
+/* A held message whose key arrived: the normal path. cb_lock held. */
+static int async_ctl_deliver(void *ctx, const char *topic, const uint8_t *data, size_t len,
+                             uint32_t tag)
+{
+    struct mqe2e_async *c = ctx;
+    MQTTAsync_message in = MQTTAsync_message_initializer;
+    MQTTAsync_message *mine = NULL;
+    MQTTAsync_messageArrived *ma;
+    void *ma_ctx;
+    char *t = NULL;
+    mqe2e_receipt receipt;
+    int rc;
+
+    async_app_ma(c, &ma, &ma_ctx);
+    if (ma == NULL || len > (size_t)INT_MAX) return 0;
+    in.payload = (void *)(uintptr_t)data; /* only read */
+    in.payloadlen = (int)len;
+    in.qos = MQE2E__TAG_QOS(tag);
+    in.retained = (tag & MQE2E__TAG_RETAINED) != 0;
+    in.dup = (tag & MQE2E__TAG_DUP) != 0;
+    memset(&receipt, 0, sizeof receipt);
+    rc = async_open(c, topic, &in, &mine, &t, &receipt);
+    if (rc != MQE2E_OK) {
+        async_report_drop(c, topic, rc);
+        return 0;
+    }
+    if (ma(ma_ctx, t, 0, mine)) {
+        async_commit(c, &receipt, topic);
+        rc = 1;
+    } else {
+        /* Nothing can redeliver a held message: it is dropped, unrecorded. */
+        async_log(c, MQE2E_LOG_WARNING, "application refused a released message on '%s'", topic);
+        async_message_wipe_free(mine);
+        free(t);
+        rc = 0;
+    }
+    sodium_memzero(&receipt, sizeof receipt);
+    return rc;
+}
+
+static uint32_t async_tag(const MQTTAsync_message *m)
+{
+    return (uint32_t)(m->qos & 3) | (m->retained ? MQE2E__TAG_RETAINED : 0U) |
+           (m->dup ? MQE2E__TAG_DUP : 0U);
+}
+
+/* ---------- Paho's callbacks ---------- */
+
+static int async_message_arrived(void *context, char *topicName, int topicLen,
+                                 MQTTAsync_message *message)
+{
+    struct mqe2e_async *c = context;
+    MQTTAsync_messageArrived *ma;
+    void *ma_ctx;
+    MQTTAsync_message *mine = NULL;
+    char *topic = NULL;
+    mqe2e_receipt receipt;
+    int rc = MQE2E_OK;
+
+    memset(&receipt, 0, sizeof receipt);
+    (void)pthread_mutex_lock(&c->cb_lock);
+    async_app_ma(c, &ma, &ma_ctx);
+    /* MQTT forbids NUL in topic names; such a topic can match no policy. */
+    if (topicName == NULL || (topicLen > 0 && (size_t)topicLen != strlen(topicName))) {
+        rc = MQE2E_ERR_DECODE;
+        async_count_drop(c, rc);
+    } else if (c->ctl != NULL && message != NULL && message->payloadlen >= 0 &&
+               (message->payload != NULL || message->payloadlen == 0)) {
+        uint8_t *pt = NULL;
+        size_t pt_len = 0;
+        /* Control frames and held messages never reach the application. */
+        int r = mqe2e__ctl_route(c->ctl, topicName,
+                                 message->payloadlen > 0 ? (const uint8_t *)message->payload
+                                                         : async_empty,
+                                 (size_t)message->payloadlen, async_tag(message), 1, &pt, &pt_len);
+        if (r == MQE2E__ROUTE_PLAINTEXT) {
+            /* Channel envelopes are recorded when opened: a refusal here is final. */
+            mine = pt_len <= (size_t)INT_MAX ? async_message_new(message, pt_len) : NULL;
+            topic = strdup(topicName);
+            if (mine != NULL && topic != NULL && ma != NULL) {
+                if (pt_len > 0) memcpy(mine->payload, pt, pt_len);
+                mine->payloadlen = (int)pt_len;
+                if (message->struct_version >= 1)
+                    mine->properties = MQTTProperties_copy(&message->properties);
+                if (ma(ma_ctx, topic, 0, mine)) {
+                    mine = NULL; /* the application's now */
+                    topic = NULL;
+                }
+            } else if (ma != NULL) {
+                async_ctl_dropped(c, topicName, MQE2E_ERR_NOMEM);
+            }
+            async_message_wipe_free(mine);
+            free(topic);
+            sodium_memzero(pt, pt_len > 0 ? pt_len : 1U);
+            free(pt);
+        }
+        if (r != MQE2E__ROUTE_PASS) {
+            MQTTAsync_freeMessage(&message);
+            MQTTAsync_free(topicName);
+            (void)pthread_mutex_unlock(&c->cb_lock);
+            return 1;
+        }
+    }
+    if (rc == MQE2E_OK && ma == NULL) {
+        /* Paho would not deliver without messageArrived either. */
+        MQTTAsync_freeMessage(&message);
+        MQTTAsync_free(topicName);
+        (void)pthread_mutex_unlock(&c->cb_lock);
+        return 1;
+    }
+    if (rc == MQE2E_OK) {
+        rc = async_open(c, topicName, message, &mine, &topic, &receipt);
+    }
+    if (rc != MQE2E_OK) {
+        async_report_drop(c, topicName, rc);
+        MQTTAsync_freeMessage(&message);
+        MQTTAsync_free(topicName);
+        (void)pthread_mutex_unlock(&c->cb_lock);
+        return 1;
+    }
+    if (ma(ma_ctx, topic, 0, mine)) {
+        async_commit(c, &receipt, topicName);
+        MQTTAsync_freeMessage(&message);
+        MQTTAsync_free(topicName);
+        rc = 1;
+    } else {
+        /* Not recorded: Paho hands the same envelope back later. */
+        async_log(c, MQE2E_LOG_DEBUG, "application asked for redelivery on '%s'", topicName);
+        async_message_wipe_free(mine);
+        free(topic);
+        rc = 0;
+    }
+    sodium_memzero(&receipt, sizeof receipt);
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    return rc;
+}
+
+static void async_connection_lost(void *context, char *cause)
+{
+    struct mqe2e_async *c = context;
+    MQTTAsync_connectionLost *cl;
+    void *ctx;
+
+    async_log(c, MQE2E_LOG_INFO, "connection lost");
+    mqe2e__ctl_session_lost(c->ctl);
+    (void)pthread_mutex_lock(&c->lock);
+    cl = c->app_cl;
+    ctx = c->cl_context;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (cl != NULL) {
+        cl(ctx, cause);
+    }
+}
+
+static void async_delivery_complete(void *context, MQTTAsync_token token)
+{
+    struct mqe2e_async *c = context;
+    MQTTAsync_deliveryComplete *dc;
+    void *ctx;
+
+    (void)pthread_mutex_lock(&c->lock);
+    dc = c->app_dc;
+    ctx = c->dc_context;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (dc != NULL) {
+        dc(ctx, token);
+    }
+}
+
+static void async_connected(void *context, char *cause)
+{
+    struct mqe2e_async *c = context;
+    MQTTAsync_connected *co;
+    void *ctx;
+
+    /* A new session (automatic reconnects too): the control worker
+     * resubscribes its topics and asks for keys rotated meanwhile. */
+    mqe2e__ctl_session_lost(c->ctl);
+    (void)pthread_mutex_lock(&c->lock);
+    co = c->app_co;
+    ctx = c->co_context;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (co != NULL) {
+        co(ctx, cause);
+    }
+}
+
+static void async_disconnected(void *context, MQTTProperties *properties,
+                               enum MQTTReasonCodes reasonCode)
+{
+    struct mqe2e_async *c = context;
+    MQTTAsync_disconnected *dis;
+    void *ctx;
+
+    mqe2e__ctl_session_lost(c->ctl);
+    (void)pthread_mutex_lock(&c->lock);
+    dis = c->app_dis;
+    ctx = c->dis_context;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (dis != NULL) {
+        dis(ctx, properties, reasonCode);
+    }
+}
+
+/* ---------- lifecycle ---------- */
+
+int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const char *serverURI,
+                                      const char *clientId, int persistence_type,
+                                      void *persistence_context, MQTTAsync_createOptions *options)
+{
+    struct mqe2e_async *c;
+    int rc;
+
+    if (handle == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    *handle = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return MQTTASYNC_FAILURE;
+    }
+    if (pthread_mutex_init(&c->cb_lock, NULL) != 0) {
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return MQTTASYNC_FAILURE;
+    }
+    c->log_level = MQE2E_LOG_WARNING;
+    if (options != NULL) {
+        rc = MQTTAsync_createWithOptions(&c->paho, serverURI, clientId, persistence_type,
+                                         persistence_context, options);
+    } else {
+        rc = MQTTAsync_create(&c->paho, serverURI, clientId, persistence_type, persistence_context);
+    }
+    if (rc == MQTTASYNC_SUCCESS) {
+        rc = MQTTAsync_setCallbacks(c->paho, c, async_connection_lost, async_message_arrived,
+                                    async_delivery_complete);
+    }
+    if (rc == MQTTASYNC_SUCCESS) {
+        rc = MQTTAsync_setConnected(c->paho, c, async_connected);
+    }
+    if (rc == MQTTASYNC_SUCCESS) {
+        rc = MQTTAsync_setDisconnected(c->paho, c, async_disconnected);
+    }
+    if (rc != MQTTASYNC_SUCCESS) {
+        if (c->paho != NULL) {
+            MQTTAsync_destroy(&c->paho);
+        }
+        (void)pthread_mutex_destroy(&c->cb_lock);
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return rc;
+    }
+    *handle = c;
+    return MQTTASYNC_SUCCESS;
+}
+
+int mqe2e_MQTTAsync_create(mqe2e_MQTTAsync *handle, const char *serverURI, const char *clientId,
+                           int persistence_type, void *persistence_context)
+{
+    return mqe2e_MQTTAsync_createWithOptions(handle, serverURI, clientId, persistence_type,
+                                             persistence_context, NULL);
+}
+
+int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
+                                const mqe2e_MQTTAsync_securityOptions *options)
+{
+    struct mqe2e_async *c = handle;
+    mqe2e_policy *owned = NULL;
+    const mqe2e_policy *policy;
+    mqe2e_protector *p = NULL;
+    int rc;
+
+    if (c == NULL || options == NULL || options->keystore == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
+        options->struct_version > 1) {
+        return MQTTASYNC_BAD_STRUCTURE;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    if (c->protector != NULL) {
+        (void)pthread_mutex_unlock(&c->lock);
+        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
+    }
+    policy = options->policy;
+    if (policy == NULL) {
+        rc = mqe2e_policy_new(&owned);
+        if (rc == MQE2E_OK) {
+            rc = mqe2e_policy_add_keystore_groups(owned, options->keystore);
+        }
+        if (rc != MQE2E_OK) {
+            goto out;
+        }
+        policy = owned;
+    }
+    rc = mqe2e_protector_new(&p, options->keystore, policy, options->protector);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    c->keystore = options->keystore;
+    c->owned_policy = owned;
+    c->on_dropped = options->onDropped;
+    c->on_log = options->onLog;
+    c->log_level = options->logLevel;
+    c->sec_context = options->context;
+    c->protector = p;
+    owned = NULL;
+out:
+    (void)pthread_mutex_unlock(&c->lock);
+    mqe2e_policy_free(owned);
+    if (rc == MQE2E_OK) {
+        mqe2e__ctl_host host;
+        memset(&host, 0, sizeof host);
+        host.publish = async_ctl_publish;
+        host.subscribe = async_ctl_subscribe;
+        host.is_connected = async_ctl_is_connected;
+        host.strerror = MQTTAsync_strerror;
+        host.lock = &c->lock;
+        host.cb_lock = &c->cb_lock;
+        host.keystore = c->keystore;
+        host.protector = c->protector;
+        host.policy = policy;
+        host.owned_policy = c->owned_policy;
+        host.hold_count = MQE2E_HOLDQ_DEFAULT_COUNT;
+        host.hold_bytes = MQE2E_HOLDQ_DEFAULT_BYTES;
+        host.hold_age = MQE2E_HOLDQ_DEFAULT_AGE;
+        if (options->struct_version >= 1) {
+            if (options->holdMaxCount > 0) host.hold_count = options->holdMaxCount;
+            if (options->holdMaxBytes > 0) host.hold_bytes = options->holdMaxBytes;
+            if (options->holdMaxSeconds > 0) host.hold_age = options->holdMaxSeconds;
+        }
+        host.ctx = c;
+        host.log = async_ctl_log;
+        host.dropped = async_ctl_dropped;
+        host.deliver = async_ctl_deliver;
+        int crc = mqe2e__ctl_new(&c->ctl, &host);
+        if (crc == MQE2E_OK) {
+            async_log(c, MQE2E_LOG_INFO, "control plane enabled");
+        } else if (crc != MQE2E_ERR_NOT_FOUND) {
+            async_log(c, MQE2E_LOG_ERROR, "control plane not started: %s", mqe2e_error_name(crc));
+        }
+        async_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
+                  mqe2e_keystore_client_id(c->keystore), mqe2e_policy_count(policy));
+    }
+    return async_map_error(rc);
+}
+
+int mqe2e_MQTTAsync_setCallbacks(mqe2e_MQTTAsync handle, void *context,
+                                 MQTTAsync_connectionLost *cl, MQTTAsync_messageArrived *ma,
+                                 MQTTAsync_deliveryComplete *dc)
+{
+    struct mqe2e_async *c = handle;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    /* Paho's checks (disconnected, ma given) decide; ours stay registered. */
+    rc = MQTTAsync_setCallbacks(c->paho, c, async_connection_lost,
+                                ma != NULL ? async_message_arrived : NULL, async_delivery_complete);
+    if (rc != MQTTASYNC_SUCCESS) {
+        if (ma == NULL) {
+            (void)MQTTAsync_setCallbacks(c->paho, c, async_connection_lost, async_message_arrived,
+                                         async_delivery_complete);
+        }
+        return rc;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    c->cl_context = c->ma_context = c->dc_context = context;
+    c->app_cl = cl;
+    c->app_ma = ma;
+    c->app_dc = dc;
+    (void)pthread_mutex_unlock(&c->lock);
+    return MQTTASYNC_SUCCESS;
+}
+
+int mqe2e_MQTTAsync_setConnectionLostCallback(mqe2e_MQTTAsync handle, void *context,
+                                              MQTTAsync_connectionLost *cl)
+{
+    struct mqe2e_async *c = handle;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    rc = MQTTAsync_setConnectionLostCallback(c->paho, c, async_connection_lost);
+    if (rc == MQTTASYNC_SUCCESS) {
+        (void)pthread_mutex_lock(&c->lock);
+        c->cl_context = context;
+        c->app_cl = cl;
+        (void)pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_setMessageArrivedCallback(mqe2e_MQTTAsync handle, void *context,
+                                              MQTTAsync_messageArrived *ma)
+{
+    struct mqe2e_async *c = handle;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    rc = MQTTAsync_setMessageArrivedCallback(c->paho, c, async_message_arrived);
+    if (rc == MQTTASYNC_SUCCESS) {
+        (void)pthread_mutex_lock(&c->lock);
+        c->ma_context = context;
+        c->app_ma = ma;
+        (void)pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_setDeliveryCompleteCallback(mqe2e_MQTTAsync handle, void *context,
+                                                MQTTAsync_deliveryComplete *dc)
+{
+    struct mqe2e_async *c = handle;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    rc = MQTTAsync_setDeliveryCompleteCallback(c->paho, c, async_delivery_complete);
+    if (rc == MQTTASYNC_SUCCESS) {
+        (void)pthread_mutex_lock(&c->lock);
+        c->dc_context = context;
+        c->app_dc = dc;
+        (void)pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_setConnected(mqe2e_MQTTAsync handle, void *context, MQTTAsync_connected *co)
+{
+    struct mqe2e_async *c = handle;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    c->co_context = context;
+    c->app_co = co;
+    (void)pthread_mutex_unlock(&c->lock);
+    return MQTTASYNC_SUCCESS;
+}
+
+int mqe2e_MQTTAsync_setDisconnected(mqe2e_MQTTAsync handle, void *context,
+                                    MQTTAsync_disconnected *co)
+{
+    struct mqe2e_async *c = handle;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    c->dis_context = context;
+    c->app_dis = co;
+    (void)pthread_mutex_unlock(&c->lock);
+    return MQTTASYNC_SUCCESS;
+}
+
+int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptions *options)
+{
+    struct mqe2e_async *c = handle;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    int rc = MQTTAsync_connect(c->paho, options);
+    if (rc == MQTTASYNC_SUCCESS) {
+        /* The control worker subscribes and sends a HELLO once connected. */
+        mqe2e__ctl_session_lost(c->ctl);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_reconnect(mqe2e_MQTTAsync handle)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_reconnect(handle->paho);
+}
+
+static int async_checkpoint(struct mqe2e_async *c)
+{
+    int rc;
+
+    (void)pthread_mutex_lock(&c->lock);
+    rc = c->protector != NULL ? mqe2e_protector_checkpoint(c->protector) : MQE2E_OK;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        async_log(c, MQE2E_LOG_ERROR, "replay checkpoint failed: %s", mqe2e_error_name(rc));
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle, const MQTTAsync_disconnectOptions *options)
+{
+    struct mqe2e_async *c = handle;
+    int rc;
+    int crc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    rc = MQTTAsync_disconnect(c->paho, options);
+    /* Messages delivered after this are checkpointed again by destroy(). */
+    crc = async_checkpoint(c);
+    if (rc == MQTTASYNC_SUCCESS && crc != MQE2E_OK) {
+        rc = MQE2E_MQTTASYNC_ERR(crc);
+    }
+    return rc;
+}
+
+int mqe2e_MQTTAsync_isConnected(mqe2e_MQTTAsync handle)
+{
+    return handle != NULL ? MQTTAsync_isConnected(handle->paho) : 0;
+}
+
+int mqe2e_MQTTAsync_subscribe(mqe2e_MQTTAsync handle, const char *topic, int qos,
+                              MQTTAsync_responseOptions *response)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    return MQTTAsync_subscribe(handle->paho, topic, qos, response);
+}
+
+int mqe2e_MQTTAsync_subscribeMany(mqe2e_MQTTAsync handle, int count, char *const *topic,
+                                  const int *qos, MQTTAsync_responseOptions *response)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    return MQTTAsync_subscribeMany(handle->paho, count, topic, qos, response);
+}
+
+int mqe2e_MQTTAsync_unsubscribe(mqe2e_MQTTAsync handle, const char *topic,
+                                MQTTAsync_responseOptions *response)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_unsubscribe(handle->paho, topic, response);
+}
+
+int mqe2e_MQTTAsync_unsubscribeMany(mqe2e_MQTTAsync handle, int count, char *const *topic,
+                                    MQTTAsync_responseOptions *response)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_unsubscribeMany(handle->paho, count, topic, response);
+}
+
+/* ---------- sending ---------- */
+
+/*
+ * Seal @p msg's payload for @p topic and hand Paho a copy of @p msg carrying
+ * the envelope. Paho copies the envelope; ours is wiped (on a plaintext
+ * topic it holds the application's payload).
+ */
+static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_message *msg,
+                      MQTTAsync_responseOptions *response)
+{
+    MQTTAsync_message out_msg;
+    const uint8_t *pt;
+    uint8_t *buf = NULL;
+    size_t pt_len;
+    size_t cap;
+    size_t out_len = 0;
+    int rc;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    if (topic == NULL || msg == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
+        msg->struct_version > 1) {
+        return MQTTASYNC_BAD_STRUCTURE;
+    }
+    if (msg->qos < 0 || msg->qos > 2) {
+        return MQTTASYNC_BAD_QOS;
+    }
+    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    pt_len = (size_t)msg->payloadlen;
+    pt = pt_len > 0 ? (const uint8_t *)msg->payload : async_empty;
+    cap = mqe2e_protect_bound(pt_len);
+    if (cap < pt_len || cap > (size_t)INT_MAX) {
+        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_TOO_LARGE);
+    }
+    if (c->ctl != NULL) {
+        int handled = 0;
+        rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, &handled);
+        if (handled) {
+            /* Sent by the control worker once the channel is up: no token. */
+            if (response != NULL) response->token = 0;
+            if (rc != MQE2E_OK)
+                async_log(c, MQE2E_LOG_WARNING, "refused to send on channel topic '%s': %s", topic,
+                          mqe2e_error_name(rc));
+            return async_map_error(rc);
+        }
+    }
+    buf = malloc(cap > 0 ? cap : 1U);
+    if (buf == NULL) {
+        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_NOMEM);
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_protect(c->protector, topic, pt, pt_len, mqe2e__plugin_now(), buf, cap, &out_len);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        async_log(c, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
+                  rc == MQE2E_ERR_NO_POLICY ? "no policy" : mqe2e_error_name(rc));
+        rc = async_map_error(rc);
+        goto out;
+    }
+    out_msg = *msg; /* flags and v5 properties as the application gave them */
+    out_msg.payload = buf;
+    out_msg.payloadlen = (int)out_len;
+    rc = MQTTAsync_sendMessage(c->paho, topic, &out_msg, response);
+    sodium_memzero(&out_msg, sizeof out_msg);
+out:
+    sodium_memzero(buf, cap > 0 ? cap : 1U);
+    free(buf);
+    return rc;
+}
+
+int mqe2e_MQTTAsync_send(mqe2e_MQTTAsync handle, const char *destinationName, int payloadlen,
+                         const void *payload, int qos, int retained,
+                         MQTTAsync_responseOptions *response)
+{
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+
+    msg.payload = (void *)(uintptr_t)payload; /* only read */
+    msg.payloadlen = payloadlen;
+    msg.qos = qos;
+    msg.retained = retained;
+    /* Paho's send() takes v5 properties from the response options. */
+    if (response != NULL && response->struct_version >= 1) {
+        msg.properties = response->properties;
+    }
+    return async_send(handle, destinationName, &msg, response);
+}
+
+int mqe2e_MQTTAsync_sendMessage(mqe2e_MQTTAsync handle, const char *destinationName,
+                                const MQTTAsync_message *msg, MQTTAsync_responseOptions *response)
+{
+    return async_send(handle, destinationName, msg, response);
+}
+
+int mqe2e_MQTTAsync_isComplete(mqe2e_MQTTAsync handle, MQTTAsync_token token)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_isComplete(handle->paho, token);
+}
+
+int mqe2e_MQTTAsync_waitForCompletion(mqe2e_MQTTAsync handle, MQTTAsync_token token,
+                                      unsigned long timeout)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_waitForCompletion(handle->paho, token, timeout);
+}
+
+void mqe2e_MQTTAsync_freeMessage(MQTTAsync_message **msg)
+{
+    if (msg == NULL || *msg == NULL) {
+        return;
+    }
+    async_message_wipe_free(*msg);
+    *msg = NULL;
+}
+
+void mqe2e_MQTTAsync_free(void *ptr)
+{
+    free(ptr);
+}
+
+void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
+{
+    struct mqe2e_async *c;
+
+    if (handle == NULL || *handle == NULL) {
+        return;
+    }
+    c = *handle;
+    /* The control worker uses the Paho handle: it stops first. */
+    mqe2e__ctl_stop(c->ctl);
+    MQTTAsync_destroy(&c->paho);
+    /* A callback already running when Paho let go must finish first. */
+    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    mqe2e__ctl_free(c->ctl);
+    c->ctl = NULL;
+    (void)async_checkpoint(c);
+    (void)pthread_mutex_lock(&c->lock);
+    mqe2e_protector_free(c->protector);
+    mqe2e_policy_free(c->owned_policy);
+    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_destroy(&c->cb_lock);
+    (void)pthread_mutex_destroy(&c->lock);
+    sodium_memzero(c, sizeof *c);
+    free(c);
+    *handle = NULL;
+}
+
+const char *mqe2e_MQTTAsync_strerror(int code)
+{
+    int lib_code = code - MQE2E_MQTTASYNC_ERROR_BASE;
+
+    if (lib_code < 0 && lib_code >= MQE2E_ERR_MIN) {
+        /* Same code space and strings as the synchronous front. */
+        return mqe2e_MQTTClient_strerror(code);
+    }
+    return MQTTAsync_strerror(code);
+}
+
+int mqe2e_MQTTAsync_getCounters(mqe2e_MQTTAsync handle, mqe2e_counters *out)
+{
+    if (handle == NULL || out == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    (void)pthread_mutex_lock(&handle->lock);
+    mqe2e_protector_counters(handle->protector, out);
+    (void)pthread_mutex_unlock(&handle->lock);
+    return MQTTASYNC_SUCCESS;
+}
+
+int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle, mqe2e_control_counters *out)
+{
+    if (handle == NULL || out == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    if (handle->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    mqe2e__ctl_counters(handle->ctl, out);
+    return MQTTASYNC_SUCCESS;
+}

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# The encrypted heart-rate demo: a device publishes readings through mqe2e, a
-# backend decrypts them, and a plain mosquitto_sub on '#' shows what the
-# broker actually carried — ciphertext only.
+# The encrypted heart-rate demo, with the authority handing out every key:
+#
+#   1. a Mosquitto with the mqe2e ACL, the authority service, an operator;
+#   2. the operator creates the group "health" and one enrollment ticket per
+#      client (devices hr-1 and hr-2, service backend); each client enrolls in
+#      one round trip over the broker — no key file is ever copied;
+#   3. hr_device (hr-1) and hr-2 publish, hr_backend decrypts, and a plain
+#      mosquitto_sub on '#' shows what the broker carried: ciphertext only;
+#   4. the operator revokes hr-2: the authority moves the group to epoch 2 and
+#      pushes it to hr-1 and the backend only. hr-1 keeps publishing, the
+#      backend keeps decrypting, and hr-2's own keystore reads nothing new.
 #
 #   examples/demo.sh BUILD_DIR
 #
 # Environment: MQE2E_BROKER_PORT (default 18830). Starts its own Mosquitto on
 # 127.0.0.1, works in a temporary folder and removes everything on exit.
+# Exit status 0 only if every check of the final section holds.
 set -euo pipefail
 
 build="${1:-}"
@@ -15,18 +24,24 @@ if [ -z "$build" ] || [ ! -d "$build" ]; then
   exit 1
 fi
 build="$(cd "$build" && pwd)"
+source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cli="$build/tools/mqe2e/mqe2e"
 device="$build/examples/hr_device"
 backend="$build/examples/hr_backend"
+acl_src="$source_dir/docs/mosquitto-acl.conf"
 for b in "$cli" "$device" "$backend"; do
   [ -x "$b" ] || { echo "demo: $b not built (run cmake --build $build)" >&2; exit 1; }
 done
-for t in mosquitto mosquitto_sub mosquitto_pub; do
+[ -r "$acl_src" ] || { echo "demo: $acl_src not found" >&2; exit 1; }
+for t in mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd; do
   command -v "$t" >/dev/null || { echo "demo: $t not found (apt-get install mosquitto mosquitto-clients)" >&2; exit 1; }
 done
 
 port="${MQE2E_BROKER_PORT:-18830}"
-readings=10
+host=127.0.0.1
+readings=50         # hr-1 readings, one every ~200 ms (hr_device)
+revoke_after=10     # revoke hr-2 once hr-1 has published this many
+hr2_readings=3
 work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-demo.XXXXXX")"
 pids=()
 
@@ -39,95 +54,256 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- broker --------------------------------------------------------------
-cat >"$work/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
+section() { printf '\n=== %s ===\n' "$1"; }
+# wait_for SECONDS CMD...: poll every 0.1 s until CMD succeeds.
+wait_for() {
+  local n=$(($1 * 10)); shift
+  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
+  return 1
+}
+# Epoch of a carried envelope: its first field is 0x20 epoch (small varint).
+epoch_of() {
+  awk '{ h = tolower(substr($2, 3, 2)); e = "?"
+         if (substr($2, 1, 2) == "20" && h ~ /^[0-7][0-9a-f]$/)
+           e = (index("0123456789abcdef", substr(h, 1, 1)) - 1) * 16 + index("0123456789abcdef", substr(h, 2, 1)) - 1
+         print e }'
+}
+in_file() { grep -q -- "$1" "$2" 2>/dev/null; }
+die() {
+  echo "demo: $*" >&2
+  local f
+  for f in mosquitto.log authority.log; do
+    [ -s "$work/$f" ] && { echo "--- last lines of $f" >&2; tail -n 15 "$work/$f" >&2; }
+  done
+  exit 1
+}
+
+cd "$work"
+umask 077   # tickets, password files and keystores: owner only
+
+# Demo-only secrets, set here in clear for the demonstration. Every party has
+# its own keystore passphrase; nothing secret is ever passed in argv.
+pass_authority="demo authority passphrase"
+pass_operator="demo operator passphrase"
+pass_hr1="demo hr-1 passphrase"
+pass_hr2="demo hr-2 passphrase"
+pass_backend="demo backend passphrase"
+broker_pw_authority="demo-authority-broker-password"
+broker_pw_eavesdropper="demo-eavesdropper-broker-password"
+
+# ---- broker: the project's ACL, plus a curious reader of '#' --------------
+mosquitto_passwd -c -b passwd mqe2e-authority "$broker_pw_authority" >/dev/null
+mosquitto_passwd -b passwd eavesdropper "$broker_pw_eavesdropper" >/dev/null
+printf '%s\n' "$broker_pw_authority" >authority.pw
+cp "$acl_src" acl.conf
+cat >>acl.conf <<'ACL'
+
+# ---- added by examples/demo.sh: the eavesdropper plays the curious broker ----
+user eavesdropper
+topic read #
+ACL
+cat >mosquitto.conf <<CONF
+per_listener_settings false
+listener $port $host
 allow_anonymous true
+password_file $work/passwd
+acl_file $work/acl.conf
 persistence false
 log_dest stderr
 CONF
-# Logs to stderr, redirected here: run as root, mosquitto drops to its own user
-# and could not write a log file inside this private folder.
-mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
-pids+=($!)
+# Run as root, mosquitto would switch to its own user and could not read this
+# private folder: keep the current user.
+if [ "$(id -u)" -eq 0 ]; then echo "user root" >>mosquitto.conf; fi
+mosquitto -c mosquitto.conf 2>mosquitto.log &
 broker_pid=$!
+pids+=("$broker_pid")
+port_open() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 for _ in $(seq 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  kill -0 "$broker_pid" 2>/dev/null || { echo "demo: mosquitto could not start on port $port (in use? set MQE2E_BROKER_PORT)" >&2; cat "$work/mosquitto.log" >&2 || true; exit 1; }
+  port_open && break
+  kill -0 "$broker_pid" 2>/dev/null || die "mosquitto could not start on port $port (in use? set MQE2E_BROKER_PORT)"
   sleep 0.1
 done
-(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "demo: broker not listening on $port" >&2; exit 1; }
+port_open || die "broker not listening on $port"
 
-# ---- keys: demo-only passphrases, set here in clear for the demonstration ----
-cd "$work"
-export MQE2E_EXPORT_PASSPHRASE="demo export passphrase"
-MQE2E_PASSPHRASE="demo device passphrase" "$cli" keygen -k device.ks --id hr-1 >/dev/null
-MQE2E_PASSPHRASE="demo backend passphrase" "$cli" keygen -k backend.ks --id backend >/dev/null
-MQE2E_PASSPHRASE="demo device passphrase" "$cli" group create -k device.ks --group health \
-  --topic 'health/#' --out health.grp >/dev/null
-MQE2E_PASSPHRASE="demo backend passphrase" "$cli" group import -k backend.ks health.grp >/dev/null
-rm -f health.grp   # a group file is a secret: delete it once imported
-unset MQE2E_EXPORT_PASSPHRASE
+# ---- authority and operator --------------------------------------------------
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority init -k authority.ks --db authority.db \
+  --id authority >pin.txt 2>authority-init.err || die "authority init failed: $(cat authority-init.err)"
+pin="$(head -n 1 pin.txt)"
+MQE2E_PASSPHRASE="$pass_operator" "$cli" keygen -k operator.ks --id operator >operator.txt
+operator_sign="$(sed -n 's/^signing public key: *//p' operator.txt)"
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority operator-add -k authority.ks --db authority.db \
+  --name operator --sign-public "$operator_sign" 2>/dev/null || die "operator-add failed"
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority run -k authority.ks --db authority.db \
+  -h "$host" -p "$port" -u mqe2e-authority --password-file authority.pw 2>authority.log &
+pids+=($!)
+wait_for 10 in_file serving authority.log || die "the authority did not start"
 
-# ---- raw subscriber: what the broker sees (payload as hex) ----------------
-mosquitto_sub -h 127.0.0.1 -p "$port" -t '#' -v -F '%t %x' >raw.txt 2>raw.err &
+# op ARGS...: an operator command, signed with the operator keystore.
+op() {
+  MQE2E_PASSPHRASE="$pass_operator" MQE2E_AUTHORITY="$pin" \
+    "$cli" "$@" -k operator.ks -h "$host" -p "$port" -W 10
+}
+
+echo "authority running on $host:$port; pin (public): ${pin:0:40}..."
+op group create --group health --topic 'health/#' || die "group create failed"
+op token create --id hr-1 --grant 'health/hr-1/#:pub' --group health >hr-1.ticket || die "token hr-1"
+op token create --id hr-2 --grant 'health/hr-2/#:pub' --group health >hr-2.ticket || die "token hr-2"
+op token create --id backend --role service --grant 'health/#:sub' --group health \
+  >backend.ticket || die "token backend"
+
+# ---- enrollment --------------------------------------------------------------
+section "ENROLLMENT (one round trip each over the broker; tickets from files, never argv)"
+enroll() { # enroll ID KEYSTORE PASSPHRASE
+  local rc=0
+  MQE2E_PASSPHRASE="$3" "$cli" enroll -k "$2" --ticket-file "$1.ticket" -h "$host" -p "$port" \
+    -W 20 -d >"enroll-$1.out" 2>"enroll-$1.err" || rc=$?
+  rm -f "$1.ticket"   # single use, and a secret: gone once used
+  [ "$rc" -eq 0 ] || { cat "enroll-$1.err" >&2; die "enrollment of $1 failed (exit $rc)"; }
+  local tries
+  tries=$(grep -c 'ENROLL step 1' "enroll-$1.err" || true)
+  printf '%s\n    (%s ENROLL request(s) sent; MQTT client id for the data session: %s)\n' \
+    "$(cat "enroll-$1.out")" "$tries" "$1"
+}
+enroll hr-1 hr1.ks "$pass_hr1"
+enroll hr-2 hr2.ks "$pass_hr2"
+enroll backend backend.ks "$pass_backend"
+
+# ---- raw subscriber: what the broker sees (payload as hex) -------------------
+mosquitto_sub -h "$host" -p "$port" -u eavesdropper -P "$broker_pw_eavesdropper" \
+  -t '#' -v -F '%t %x' >raw.txt 2>raw.err &
 pids+=($!)
 # Wait until it is subscribed: publish a plain probe until it shows up.
 for _ in $(seq 50); do
-  mosquitto_pub -h 127.0.0.1 -p "$port" -t demo/probe -m probe 2>/dev/null || true
-  grep -q '^demo/probe ' raw.txt 2>/dev/null && break
+  mosquitto_pub -h "$host" -p "$port" -t demo/probe -m probe 2>/dev/null || true
+  in_file '^demo/probe ' raw.txt && break
   sleep 0.1
 done
+in_file '^demo/probe ' raw.txt || die "the raw subscriber did not come up: $(cat raw.err)"
 
-# ---- backend, then device --------------------------------------------------
-MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="demo backend passphrase" MQE2E_BROKER_PORT="$port" \
-  "$backend" "$readings" 30 >backend.out 2>backend.err &
+# ---- backend, then the devices ------------------------------------------------
+expected=$((readings + hr2_readings))
+MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="$pass_backend" MQE2E_BROKER_HOST="$host" \
+  MQE2E_BROKER_PORT="$port" "$backend" "$expected" 40 >backend.out 2>backend.err &
 backend_pid=$!
 pids+=("$backend_pid")
-for _ in $(seq 100); do
-  grep -q '^backend subscribed' backend.out 2>/dev/null && break
-  kill -0 "$backend_pid" 2>/dev/null || break
-  sleep 0.1
-done
+wait_for 10 in_file '^backend subscribed' backend.out || die "hr_backend did not subscribe"
 
-echo "device hr-1 publishes $readings encrypted readings on health/hr-1/heartrate ..."
-MQE2E_KEYSTORE=device.ks MQE2E_PASSPHRASE="demo device passphrase" MQE2E_BROKER_PORT="$port" \
-  "$device" "$readings" >device.out
+echo
+echo "hr-1 (hr_device) publishes $readings readings on health/hr-1/heartrate;"
+echo "hr-2 (mqe2e pub) publishes $hr2_readings readings on health/hr-2/heartrate ..."
+MQE2E_KEYSTORE=hr1.ks MQE2E_PASSPHRASE="$pass_hr1" MQE2E_BROKER_HOST="$host" \
+  MQE2E_BROKER_PORT="$port" "$device" "$readings" >device.out 2>device.err &
+device_pid=$!
+pids+=("$device_pid")
+for i in $(seq "$hr2_readings"); do
+  printf '{"device":"hr-2","bpm":%d,"seq":%d}\n' $((80 + i)) "$i"
+done | MQE2E_PASSPHRASE="$pass_hr2" "$cli" pub -k hr2.ks -i hr-2 -h "$host" -p "$port" -q 1 \
+  -t health/hr-2/heartrate -l 2>hr2-pub.err || die "hr-2 could not publish: $(cat hr2-pub.err)"
+
+published() { grep -c '^device published' device.out 2>/dev/null || true; }
+at_least() { [ "$(published)" -ge "$1" ]; }
+wait_for 20 at_least "$revoke_after" || die "hr_device stalled: $(cat device.err)"
+
+# ---- revocation -----------------------------------------------------------------
+section "REVOCATION (mqe2e revoke --id hr-2)"
+revoked_at_seq=$(published)
+op revoke --id hr-2 >revoke.out || die "revoke failed"
+sed 's/^/operator: /' revoke.out
+echo "hr-1 had published $revoked_at_seq readings when hr-2 was revoked"
+# hr-1 publishes under epoch 2 once the authority's push reached it.
+epoch2_seen() { grep -q '^health/hr-1/heartrate 2002' raw.txt; }
+wait_for 10 epoch2_seen || die "hr-1 never moved to epoch 2"
+grep -E 'revoked|rotated|push' authority.log | sed 's/^[^ ]* authority: /authority log: /' || true
+
+# hr-2's own keystore, with everything it held before the revocation, listens
+# for 5 s: it connects as hr-2, its HELLO is answered REVOKED, and the
+# readings it sees are sealed under epoch 2, which it was never given.
+echo "a subscriber with hr-2's keystore listens on health/# for 5 s ..."
+revoked_rc=0
+MQE2E_PASSPHRASE="$pass_hr2" "$cli" sub -k hr2.ks -i hr-2 -h "$host" -p "$port" -t 'health/#' -v \
+  -W 5 >revoked.out 2>revoked.err || revoked_rc=$?
+
+device_rc=0
+wait "$device_pid" || device_rc=$?
 backend_rc=0
 wait "$backend_pid" || backend_rc=$?
 sleep 0.3   # let the raw subscriber write its last lines
 
-echo
-echo "=== What the backend decrypted (hr_backend, holding the group key) ==="
-grep '^backend decrypted' backend.out || echo "(nothing)"
+revoked_lines=$(grep -c . revoked.out || true)
+revoked_drops=$(grep -c 'dropped message' revoked.err || true)
+echo "hr-2's subscriber decrypted $revoked_lines message(s) and dropped $revoked_drops (exit $revoked_rc: -W expired):"
+if [ -s revoked.err ]; then sed 's/^/    /' revoked.err | head -n 2; fi
+MQE2E_PASSPHRASE="$pass_hr2" "$cli" status -k hr2.ks 2>/dev/null | grep 'group health' \
+  | sed 's/^ */hr-2 keystore still holds only: /' || true
+
+# Which hr-1 reading went out first under epoch 2: hr-1 publishes in order at
+# QoS 1, so the n-th hr-1 envelope on the broker is reading n.
+first_e2=$(grep '^health/hr-1/heartrate ' raw.txt | epoch_of | awk '$1 == 2 { print NR; exit }')
+if [ -n "$first_e2" ]; then
+  e2_decrypted=$(grep '^backend decrypted \[health/hr-1/heartrate\]' backend.out \
+    | sed -n 's/.*"seq":\([0-9]*\).*/\1/p' | awk -v f="$first_e2" '$1 >= f' | wc -l)
+  echo "the backend decrypted $e2_decrypted hr-1 readings sealed under epoch 2 (seq $first_e2 onwards), e.g.:"
+  grep "^backend decrypted \[health/hr-1/heartrate\].*\"seq\":$first_e2}" backend.out | sed 's/^/    /'
+  grep '^backend decrypted \[health/hr-1/heartrate\]' backend.out | tail -n 1 | sed 's/^/    /'
+fi
+
+# ---- what each side saw -----------------------------------------------------------
+
+section "What the backend decrypted (hr_backend, enrolled as 'backend')"
+grep '^backend decrypted' backend.out | sed -n '1,3p'
+echo "    ..."
+grep '^backend decrypted' backend.out | tail -n 3
 grep '^backend counters' backend.out || true
-if [ -s backend.err ]; then sed 's/^/backend stderr: /' backend.err; fi
+if [ -s backend.err ]; then sed 's/^/backend stderr: /' backend.err | head -n 5; fi
 
-echo
-echo "=== What the broker carried (mosquitto_sub -t '#', topic then payload in hex) ==="
-grep -v '^demo/probe ' raw.txt || echo "(nothing)"
+section "What the broker carried (mosquitto_sub -t '#': topic, then payload in hex)"
+grep '^health/' raw.txt | sed -n '1,3p'
+echo "    ..."
+grep '^health/' raw.txt | tail -n 2
+for t in health/hr-1/heartrate health/hr-2/heartrate; do
+  grep "^$t " raw.txt | epoch_of | sort | uniq -c | awk -v t="$t" '{ printf "%s: %d message(s) under epoch %s\n", t, $1, $2 }'
+done
+control=$(grep -c '^mqe2e/' raw.txt || true)
+echo "control plane (mqe2e/authority, mqe2e/client/..., mqe2e/revocations): $control message(s):"
+echo "    Noise handshake frames and the signed revocation list, no key in clear"
 
-echo
-echo "=== Check ==="
-decrypted=$(grep -c '^backend decrypted' backend.out || true)
-carried=$(grep -c '^health/hr-1/heartrate ' raw.txt || true)
-# Look for the JSON marker "bpm": in every carried payload, byte-aligned in the hex.
-marker_hex=$(printf '"bpm":' | od -An -tx1 | tr -d ' \n')
+# ---- check -----------------------------------------------------------------------
+section "Check"
+status=0
+hr1_decrypted=$(grep -c '^backend decrypted \[health/hr-1/heartrate\]' backend.out || true)
+hr1_after=$(grep '^backend decrypted \[health/hr-1/heartrate\]' backend.out \
+  | sed -n 's/.*"seq":\([0-9]*\).*/\1/p' | awk -v r="$revoked_at_seq" '$1 > r' | wc -l)
+hr1_epoch2=$(grep '^health/hr-1/heartrate ' raw.txt | epoch_of | grep -c '^2$' || true)
+marker_hex=$(printf 'bpm' | od -An -tx1 | tr -d ' \n')
 leaks=$(awk -v m="$marker_hex" '
   $1 != "demo/probe" { p = tolower($2); for (i = 1; i + length(m) - 1 <= length(p); i += 2)
                          if (substr(p, i, length(m)) == m) { n++; break } }
   END { print n + 0 }' raw.txt)
-status=0
-if [ "$decrypted" -eq 0 ]; then
-  echo "FAIL: the backend decrypted nothing (exit $backend_rc)"; status=1
+carried=$(grep -c '^health/' raw.txt || true)
+
+if [ "$device_rc" -ne 0 ]; then
+  echo "FAIL: hr_device exited $device_rc: $(head -n 1 device.err)"; status=1
+fi
+if [ "$hr1_decrypted" -eq "$readings" ] && [ "$backend_rc" -eq 0 ]; then
+  echo "ok: the backend decrypted all $readings hr-1 readings ($hr1_after of them after the revocation)"
 else
-  echo "ok: the backend decrypted $decrypted of $readings readings"
+  echo "FAIL: the backend decrypted $hr1_decrypted of $readings hr-1 readings (exit $backend_rc)"; status=1
+fi
+if [ "$hr1_epoch2" -gt 0 ]; then
+  echo "ok: hr-1 moved to epoch 2 after the revocation ($hr1_epoch2 readings under epoch 2)"
+else
+  echo "FAIL: no hr-1 reading under epoch 2"; status=1
 fi
 if [ "$leaks" -ne 0 ]; then
-  echo "FAIL: plaintext marker \"bpm\" seen in $leaks payload(s) on the broker"; status=1
+  echo "FAIL: plaintext \"bpm\" seen in $leaks payload(s) on the broker"; status=1
 elif [ "$carried" -eq 0 ]; then
   echo "FAIL: the raw subscriber saw no heart-rate message"; status=1
 else
   echo "ok: the broker carried $carried heart-rate messages and none holds the plaintext \"bpm\""
+fi
+if [ "$revoked_lines" -eq 0 ]; then
+  echo "ok: the revoked client decrypted 0 messages after its revocation"
+else
+  echo "FAIL: the revoked client decrypted $revoked_lines message(s) after its revocation"; status=1
 fi
 exit $status

@@ -47,6 +47,18 @@ static mqe2e_keystore *open_keystore(const char *path)
     return ks;
 }
 
+/* A publisher subscribes to nothing, but the control plane (key pushes, HELLO
+ * replies) arrives as messages: Paho delivers them only to a client with a
+ * messageArrived callback (or one that calls receive()). */
+static int on_message(void *context, char *topic, int topic_len, MQTTClient_message *msg)
+{
+    (void)context;
+    (void)topic_len;
+    mqe2e_MQTTClient_freeMessage(&msg);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int count = argc > 1 ? atoi(argv[1]) : 10;
@@ -72,6 +84,8 @@ int main(int argc, char **argv)
     mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
     sec.keystore = ks;
     rc = mqe2e_MQTTClient_setSecurity(client, &sec);
+    if (rc == MQTTCLIENT_SUCCESS)
+        rc = mqe2e_MQTTClient_setCallbacks(client, NULL, NULL, on_message, NULL);
     if (rc != MQTTCLIENT_SUCCESS) {
         fprintf(stderr, "hr_device: setSecurity: %s\n", mqe2e_MQTTClient_strerror(rc));
         goto out;

@@ -406,7 +406,7 @@ int cmd_enroll(int argc, char **argv)
     char uri[512], mqtt_id[MQE2E_ID_MAX + 32];
     (void)snprintf(uri, sizeof uri, "tcp://%s:%ld", conn.host, conn.port);
     /* Its own MQTT client id, so a running device session is not kicked off. */
-    (void)snprintf(mqtt_id, sizeof mqtt_id, "%s-enroll-%ld", ticket->client_id, (long)getpid());
+    (void)snprintf(mqtt_id, sizeof mqtt_id, "%s", ticket->client_id);
     int prc = MQTTClient_create(&paho, uri, mqtt_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
     if (prc != MQTTCLIENT_SUCCESS) {
         cli_error("cannot create MQTT client for %s: %s", uri, MQTTClient_strerror(prc));

@@ -29,7 +29,7 @@ static const char usage[] =
     "  -s, --stdin-file      send all of stdin as one message\n"
     "  -q, --qos QOS         0, 1 or 2 (default 0)\n"
     "  -r, --retain          set the retain flag\n"
-    "  -i, --id ID           MQTT client id (default: keystore client id + '-' + pid)\n"
+    "  -i, --id ID           MQTT client id (default: the keystore's client id when it is enrolled, else it + '-' + pid)\n"
     "      --policy RULE     extra rule tried before the keystore's groups:\n"
     "                        FILTER=group:NAME, FILTER=channel:PEER, FILTER=plaintext\n"
     "  -d, --debug           print connection progress on stderr\n"
@@ -155,6 +155,17 @@ static int publish_lines(cli_session *s, const char *topic, int qos, int retain)
     return rc;
 }
 
+/* Data never arrives (pub subscribes to nothing); control frames are consumed
+ * by the front before this is called. */
+static int discard_message(void *context, char *topic, int topic_len, MQTTClient_message *msg)
+{
+    (void)context;
+    (void)topic_len;
+    mqe2e_MQTTClient_freeMessage(&msg);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
 int cmd_pub(int argc, char **argv)
 {
     cli_keystore_args k = {NULL, NULL, NULL};
@@ -264,6 +275,15 @@ int cmd_pub(int argc, char **argv)
         }
     }
 
+    /* A publisher subscribes to nothing, but an enrolled keystore's control
+     * plane (key pushes, HELLO replies) arrives as messages, which Paho only
+     * hands to a client with a messageArrived callback. */
+    if (mqe2e_MQTTClient_setCallbacks(s.client, NULL, NULL, discard_message, NULL) !=
+        MQTTCLIENT_SUCCESS) {
+        cli_error("cannot set callbacks");
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
     rc = cli_session_connect(&s, &c);
     if (rc != CLI_EXIT_OK) goto out;
     if (lines)

@@ -24,7 +24,7 @@ static const char usage[] =
     "  -W, --timeout SECONDS exit with code 4 after SECONDS (unless -C was reached)\n"
     "  -v, --verbose         print 'TOPIC PAYLOAD' instead of 'PAYLOAD'\n"
     "  -q, --qos QOS         subscription QoS 0, 1 or 2 (default 0)\n"
-    "  -i, --id ID           MQTT client id (default: keystore client id + '-' + pid)\n"
+    "  -i, --id ID           MQTT client id (default: the keystore's client id when it is enrolled, else it + '-' + pid)\n"
     "      --policy RULE     extra rule tried before the keystore's groups:\n"
     "                        FILTER=group:NAME, FILTER=channel:PEER, FILTER=plaintext\n"
     "  -d, --debug           print connection progress on stderr\n"

@@ -104,8 +104,13 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
     /* The pid suffix lets several commands of one identity share a broker:
      * MQTT disconnects the older session when a client id is reused. */
     char client_id[MQE2E_CLIENT_ID_MAX_BYTES + 32];
+    mqe2e_authority_pin pin;
     if (c->client_id != NULL)
         n = snprintf(client_id, sizeof client_id, "%s", c->client_id);
+    else if (mqe2e_keystore_authority(s->keystore.ks, &pin) == MQE2E_OK)
+        /* An enrolled client's control inbox is named after its client id, and
+         * the broker ACL (docs/mosquitto-acl.conf) ties it to the MQTT id. */
+        n = snprintf(client_id, sizeof client_id, "%s", mqe2e_keystore_client_id(s->keystore.ks));
     else
         n = snprintf(client_id, sizeof client_id, "%s-%ld",
                      mqe2e_keystore_client_id(s->keystore.ks), (long)getpid());

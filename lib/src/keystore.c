@@ -26,16 +26,33 @@
 #define KS_DH_SECRET_BYTES crypto_box_SECRETKEYBYTES
 #define KS_SEQ_BLOCK_MAX (1U << 20)
 #define KS_SENDER_ID_KEY "mqe2e/v1/sender-id"
+/* Adaptive reservation: a block used up within KS_SEQ_FAST_SECONDS of the
+ * previous reservation doubles the next one, up to KS_SEQ_ADAPTIVE_MAX, so a
+ * fast publisher rarely writes; a slow one falls back to the base block,
+ * which keeps sequence numbers (and their varints) small across restarts. */
+#define KS_SEQ_ADAPTIVE_MAX 65536U
+#define KS_SEQ_FAST_SECONDS 60U
+/* Epoch secrets share sodium_malloc() slabs: one guarded allocation per
+ * 32-byte secret would map 16 KiB and lock a page each. 127 slots of 32
+ * bytes plus libsodium's 16-byte canary fill exactly one 4 KiB page. */
+#define KS_SLAB_SLOTS 127U
+#define KS_NIL UINT32_MAX
 
 typedef struct ks_secret {
     uint8_t b[MQE2E_GROUP_SECRET_BYTES];
 } ks_secret;
 
+typedef struct ks_slab {
+    ks_secret *mem;   /* sodium_malloc(), KS_SLAB_SLOTS secrets */
+    uint64_t used[2]; /* bit i: slot i holds a live secret */
+    uint32_t n_used;
+} ks_slab;
+
 typedef struct ks_epoch {
     uint32_t epoch;
     uint64_t created_at;
     uint64_t retired_at; /* 0 while current */
-    ks_secret *secret;   /* sodium_malloc() */
+    ks_secret *secret;   /* a slot of a ks_slab */
 } ks_epoch;
 
 typedef struct ks_checkpoint {
@@ -52,8 +69,12 @@ typedef struct ks_group {
     size_t n_epochs;
     uint64_t seq_reserved; /* durable: every number handed out is below it */
     uint64_t next;         /* next number to hand out; <= seq_reserved */
-    ks_checkpoint *cps;
-    size_t n_cps;
+    uint32_t seq_adapt;    /* adaptive block of this session, 0 = the base block */
+    uint64_t seq_last_at;  /* clock of the last clocked reservation, 0 = none */
+    ks_checkpoint *cps;    /* unordered */
+    size_t n_cps, cap_cps;
+    uint32_t *cp_index;    /* open addressing over cps by (epoch, sender); KS_NIL = empty */
+    size_t cp_index_cap;   /* power of two, at least twice n_cps; 0 = no index yet */
 } ks_group;
 
 typedef struct ks_identity {
@@ -70,6 +91,9 @@ struct mqe2e_keystore {
     ks_identity *id; /* sodium_malloc() */
     ks_group **groups; /* sorted by name */
     size_t n_groups;
+    ks_slab *slabs;
+    size_t n_slabs, cap_slabs;
+    uint64_t hash_seed; /* random: checkpoint index probes cannot be steered */
     uint32_t seq_block;
     int dirty; /* in-memory state newer than the stored one */
     /* Control plane; all public data. */
@@ -132,12 +156,160 @@ static int valid_filter(const char *s) { return s != NULL && mqe2e_topic_filter_
 /* A retirement time of 0 would read as "current": clamp a zero clock. */
 static uint64_t stamp(uint64_t now) { return now != 0 ? now : 1U; }
 
-static void group_free(ks_group *g)
+/* ------------------------------------------------------------------ */
+/* Secret slabs */
+
+static ks_secret *secret_alloc(mqe2e_keystore *ks)
+{
+    size_t si = 0;
+    while (si < ks->n_slabs && ks->slabs[si].n_used == KS_SLAB_SLOTS) si++;
+    if (si == ks->n_slabs) {
+        if (ks->n_slabs == ks->cap_slabs) {
+            size_t ncap = ks->cap_slabs == 0 ? 4U : ks->cap_slabs * 2U;
+            ks_slab *n = realloc(ks->slabs, ncap * sizeof *n);
+            if (n == NULL) return NULL;
+            ks->slabs = n;
+            ks->cap_slabs = ncap;
+        }
+        ks_secret *mem = sodium_malloc(KS_SLAB_SLOTS * sizeof *mem);
+        if (mem == NULL) return NULL;
+        sodium_memzero(mem, KS_SLAB_SLOTS * sizeof *mem);
+        ks->slabs[si].mem = mem;
+        ks->slabs[si].used[0] = ks->slabs[si].used[1] = 0;
+        ks->slabs[si].n_used = 0;
+        ks->n_slabs++;
+    }
+    ks_slab *sl = &ks->slabs[si];
+    uint32_t slot = 0;
+    while (sl->used[slot / 64U] >> (slot % 64U) & 1U) slot++;
+    sl->used[slot / 64U] |= (uint64_t)1U << (slot % 64U);
+    sl->n_used++;
+    return &sl->mem[slot];
+}
+
+/* Wipe a secret's slot and give it back; an emptied slab is unmapped. */
+static void secret_free(mqe2e_keystore *ks, ks_secret *s)
+{
+    if (s == NULL) return;
+    uintptr_t a = (uintptr_t)s;
+    for (size_t si = 0; si < ks->n_slabs; si++) {
+        ks_slab *sl = &ks->slabs[si];
+        uintptr_t base = (uintptr_t)sl->mem;
+        if (a < base || a >= base + KS_SLAB_SLOTS * sizeof(ks_secret)) continue;
+        size_t slot = (a - base) / sizeof(ks_secret);
+        sodium_memzero(s, sizeof *s);
+        sl->used[slot / 64U] &= ~((uint64_t)1U << (slot % 64U));
+        if (--sl->n_used == 0) {
+            sodium_free(sl->mem);
+            ks->slabs[si] = ks->slabs[--ks->n_slabs];
+        }
+        return;
+    }
+}
+
+static void slabs_free(mqe2e_keystore *ks)
+{
+    for (size_t si = 0; si < ks->n_slabs; si++) {
+        sodium_memzero(ks->slabs[si].mem, KS_SLAB_SLOTS * sizeof(ks_secret));
+        sodium_free(ks->slabs[si].mem);
+    }
+    free(ks->slabs);
+    ks->slabs = NULL;
+    ks->n_slabs = ks->cap_slabs = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replay checkpoint index */
+
+static uint64_t cp_hash(const mqe2e_keystore *ks, uint32_t epoch, uint32_t sender)
+{
+    /* splitmix64 finaliser over a seeded key: cheap, well mixed, and the
+     * random seed keeps a group member from choosing colliding sender ids. */
+    uint64_t z = ((uint64_t)epoch << 32 | sender) ^ ks->hash_seed;
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static ks_checkpoint *cp_find(const mqe2e_keystore *ks, const ks_group *g, uint32_t epoch,
+                              uint32_t sender)
+{
+    if (g->cp_index_cap == 0) return NULL;
+    size_t mask = g->cp_index_cap - 1U;
+    for (size_t i = (size_t)cp_hash(ks, epoch, sender) & mask;; i = (i + 1U) & mask) {
+        uint32_t ci = g->cp_index[i];
+        if (ci == KS_NIL) return NULL;
+        if (g->cps[ci].epoch == epoch && g->cps[ci].sender == sender) return &g->cps[ci];
+    }
+}
+
+static void cp_index_put(const mqe2e_keystore *ks, ks_group *g, uint32_t ci)
+{
+    size_t mask = g->cp_index_cap - 1U;
+    size_t i = (size_t)cp_hash(ks, g->cps[ci].epoch, g->cps[ci].sender) & mask;
+    while (g->cp_index[i] != KS_NIL) i = (i + 1U) & mask;
+    g->cp_index[i] = ci;
+}
+
+/* Rebuild the index for the current cps in a new table that holds at least
+ * `want` checkpoints at a load of one half. */
+static int cp_index_rebuild(const mqe2e_keystore *ks, ks_group *g, size_t want)
+{
+    size_t cap = 16U;
+    while (cap / 2U < want) {
+        if (cap > SIZE_MAX / 2U / sizeof(uint32_t) || cap >= (size_t)KS_NIL) return MQE2E_ERR_NOMEM;
+        cap *= 2U;
+    }
+    uint32_t *idx = malloc(cap * sizeof *idx);
+    if (idx == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++) idx[i] = KS_NIL;
+    free(g->cp_index);
+    g->cp_index = idx;
+    g->cp_index_cap = cap;
+    for (size_t ci = 0; ci < g->n_cps; ci++) cp_index_put(ks, g, (uint32_t)ci);
+    return MQE2E_OK;
+}
+
+/* Re-index every checkpoint in the existing index (after a compaction,
+ * which only shrinks n_cps, so it still fits at no more than half load). */
+static void cp_reindex(const mqe2e_keystore *ks, ks_group *g)
+{
+    for (size_t i = 0; i < g->cp_index_cap; i++) g->cp_index[i] = KS_NIL;
+    for (size_t ci = 0; ci < g->n_cps; ci++) cp_index_put(ks, g, (uint32_t)ci);
+}
+
+/* Append a checkpoint (the caller checked it is new); geometric growth. */
+static ks_checkpoint *cp_append(const mqe2e_keystore *ks, ks_group *g, uint32_t epoch,
+                                uint32_t sender)
+{
+    if (g->n_cps == g->cap_cps) {
+        size_t ncap = g->cap_cps == 0 ? 8U : g->cap_cps * 2U;
+        if (ncap >= (size_t)KS_NIL || ncap > SIZE_MAX / sizeof(ks_checkpoint)) return NULL;
+        ks_checkpoint *n = realloc(g->cps, ncap * sizeof *n);
+        if (n == NULL) return NULL;
+        g->cps = n;
+        g->cap_cps = ncap;
+    }
+    if ((g->n_cps + 1U) * 2U > g->cp_index_cap &&
+        cp_index_rebuild(ks, g, (g->n_cps + 1U) * 2U) != MQE2E_OK)
+        return NULL;
+    ks_checkpoint *cp = &g->cps[g->n_cps];
+    memset(cp, 0, sizeof *cp);
+    cp->epoch = epoch;
+    cp->sender = sender;
+    cp_index_put(ks, g, (uint32_t)g->n_cps++);
+    return cp;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void group_free(mqe2e_keystore *ks, ks_group *g)
 {
     if (g == NULL) return;
-    for (size_t i = 0; i < g->n_epochs; i++) sodium_free(g->epochs[i].secret);
+    for (size_t i = 0; i < g->n_epochs; i++) secret_free(ks, g->epochs[i].secret);
     free(g->epochs);
     free(g->cps);
+    free(g->cp_index);
     free(g->name);
     free(g->filter);
     free(g);
@@ -150,7 +322,9 @@ static ks_group *group_new(const char *name, const char *filter, uint32_t sender
     g->name = strdup(name);
     g->filter = strdup(filter);
     if (g->name == NULL || g->filter == NULL) {
-        group_free(g);
+        free(g->name);
+        free(g->filter);
+        free(g);
         return NULL;
     }
     g->sender = sender;
@@ -218,14 +392,14 @@ static ks_epoch *epoch_find(const ks_group *g, uint32_t epoch)
 /* Insert a new epoch (must not exist) keeping the list sorted, and apply the
  * retirement rule: a newer epoch retires every older current one; an epoch
  * older than the newest arrives already retired. */
-static int epoch_insert(ks_group *g, uint32_t epoch, const uint8_t *secret, uint64_t created_at,
-                        uint64_t now)
+static int epoch_insert(mqe2e_keystore *ks, ks_group *g, uint32_t epoch, const uint8_t *secret,
+                        uint64_t created_at, uint64_t now)
 {
-    ks_secret *s = sodium_malloc(sizeof *s);
+    ks_secret *s = secret_alloc(ks);
     if (s == NULL) return MQE2E_ERR_NOMEM;
     ks_epoch *n = realloc(g->epochs, (g->n_epochs + 1) * sizeof *n);
     if (n == NULL) {
-        sodium_free(s);
+        secret_free(ks, s);
         return MQE2E_ERR_NOMEM;
     }
     g->epochs = n;
@@ -422,8 +596,9 @@ static int ks_store(mqe2e_keystore *ks)
 static void ks_free(mqe2e_keystore *ks)
 {
     if (ks == NULL) return;
-    for (size_t i = 0; i < ks->n_groups; i++) group_free(ks->groups[i]);
+    for (size_t i = 0; i < ks->n_groups; i++) group_free(ks, ks->groups[i]);
     free(ks->groups);
+    slabs_free(ks);
     free(ks->client_id);
     free(ks->credential);
     free(ks->revocations);
@@ -439,6 +614,7 @@ static mqe2e_keystore *ks_alloc(mqe2e_storage storage)
     if (ks == NULL) return NULL;
     ks->storage = storage;
     ks->seq_block = MQE2E_SEQ_DEFAULT_BLOCK;
+    randombytes_buf(&ks->hash_seed, sizeof ks->hash_seed);
     ks->id = sodium_malloc(sizeof *ks->id);
     if (ks->id == NULL) {
         ks_free(ks);
@@ -528,7 +704,7 @@ static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
             rc = MQE2E_ERR_DECODE;
             goto fail;
         }
-        rc = epoch_insert(g, e->epoch, e->secret.data, e->created_at, 0);
+        rc = epoch_insert(ks, g, e->epoch, e->secret.data, e->created_at, 0);
         if (rc != MQE2E_OK) goto fail;
     }
     /* Stored retirement times win over the ones insertion derived. */
@@ -539,15 +715,23 @@ static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
     g->seq_reserved = m->seq_reserved != 0 ? m->seq_reserved : 1U;
     g->next = g->seq_reserved;
     if (m->n_replay > 0) {
+        if (m->n_replay >= (size_t)KS_NIL / 2U) {
+            rc = MQE2E_ERR_DECODE;
+            goto fail;
+        }
         g->cps = calloc(m->n_replay, sizeof *g->cps);
-        if (g->cps == NULL) {
+        if (g->cps == NULL || cp_index_rebuild(ks, g, m->n_replay * 2U) != MQE2E_OK) {
             rc = MQE2E_ERR_NOMEM;
             goto fail;
         }
+        g->cap_cps = m->n_replay;
         for (size_t i = 0; i < m->n_replay; i++) {
-            rc = checkpoint_from_pb(&g->cps[i], m->replay[i]);
+            ks_checkpoint cp;
+            rc = checkpoint_from_pb(&cp, m->replay[i]);
+            if (rc == MQE2E_OK && cp_find(ks, g, cp.epoch, cp.sender) != NULL) rc = MQE2E_ERR_DECODE;
             if (rc != MQE2E_OK) goto fail;
-            g->n_cps++;
+            g->cps[g->n_cps] = cp;
+            cp_index_put(ks, g, (uint32_t)g->n_cps++);
         }
     }
     rc = group_insert(ks, g);
@@ -555,7 +739,7 @@ static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
     if (rc != MQE2E_OK) goto fail;
     return MQE2E_OK;
 fail:
-    group_free(g);
+    group_free(ks, g);
     return rc;
 }
 
@@ -754,10 +938,10 @@ static int add_epoch_mem(mqe2e_keystore *ks, const char *group_id, const char *t
         if (!valid_filter(topic_filter)) return MQE2E_ERR_INVALID_ARG;
         g = group_new(group_id, topic_filter, ks->sender);
         if (g == NULL) return MQE2E_ERR_NOMEM;
-        int rc = epoch_insert(g, epoch, secret, now, now);
+        int rc = epoch_insert(ks, g, epoch, secret, now, now);
         if (rc == MQE2E_OK) rc = group_insert(ks, g);
         if (rc != MQE2E_OK) {
-            group_free(g);
+            group_free(ks, g);
             return rc;
         }
         *changed = 1;
@@ -769,7 +953,7 @@ static int add_epoch_mem(mqe2e_keystore *ks, const char *group_id, const char *t
         if (sodium_memcmp(e->secret->b, secret, MQE2E_GROUP_SECRET_BYTES) != 0)
             return MQE2E_ERR_EXISTS;
     } else {
-        int rc = epoch_insert(g, epoch, secret, now, now);
+        int rc = epoch_insert(ks, g, epoch, secret, now, now);
         if (rc != MQE2E_OK) return rc;
         *changed = 1;
     }
@@ -820,7 +1004,7 @@ int mqe2e_keystore_group_remove(mqe2e_keystore *ks, const char *group_id)
     int found;
     size_t i = group_pos(ks, group_id, &found);
     if (!found) return MQE2E_ERR_NOT_FOUND;
-    group_free(ks->groups[i]);
+    group_free(ks, ks->groups[i]);
     memmove(&ks->groups[i], &ks->groups[i + 1], (ks->n_groups - i - 1) * sizeof *ks->groups);
     ks->n_groups--;
     return ks_store(ks);
@@ -900,20 +1084,39 @@ int mqe2e_keystore_group_prune(mqe2e_keystore *ks, const char *group_id, uint64_
             for (size_t j = 0; j < g->n_cps; j++)
                 if (g->cps[j].epoch != e->epoch) g->cps[ck++] = g->cps[j];
             g->n_cps = ck;
-            sodium_free(e->secret);
+            secret_free(ks, e->secret);
             removed++;
         } else {
             g->epochs[kept++] = *e;
         }
     }
     g->n_epochs = kept;
+    /* Compaction moved checkpoints: re-index them in place. */
+    if (removed > 0) cp_reindex(ks, g);
     if (removed == 0 && !ks->dirty) return 0;
     int rc = ks_store(ks);
     if (rc != MQE2E_OK) return rc;
     return removed > (size_t)INT32_MAX ? INT32_MAX : (int)removed;
 }
 
-int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq)
+static uint64_t seq_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/* The block of g's next reservation at clock now (0 = no clock). */
+static uint32_t seq_next_block(const mqe2e_keystore *ks, ks_group *g, uint64_t now)
+{
+    if (now != 0 && g->seq_last_at != 0 && now >= g->seq_last_at &&
+        now - g->seq_last_at < KS_SEQ_FAST_SECONDS) {
+        uint32_t cur = g->seq_adapt > ks->seq_block ? g->seq_adapt : ks->seq_block;
+        g->seq_adapt = cur >= KS_SEQ_ADAPTIVE_MAX / 2U ? KS_SEQ_ADAPTIVE_MAX : cur * 2U;
+    } else if (now != 0) {
+        g->seq_adapt = 0;
+    }
+    if (now != 0) g->seq_last_at = now;
+    return g->seq_adapt > ks->seq_block ? g->seq_adapt : ks->seq_block;
+}
+
+int mqe2e__keystore_next_seq_at(mqe2e_keystore *ks, const char *group_id, uint64_t now,
+                                uint64_t *seq)
 {
     if (ks == NULL || group_id == NULL || seq == NULL) return MQE2E_ERR_INVALID_ARG;
     ks_group *g = group_find(ks, group_id);
@@ -921,16 +1124,42 @@ int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *
     if (g->next >= g->seq_reserved) {
         if (g->seq_reserved == UINT64_MAX) return MQE2E_ERR_EXHAUSTED;
         uint64_t old = g->seq_reserved;
-        g->seq_reserved = old > UINT64_MAX - ks->seq_block ? UINT64_MAX : old + ks->seq_block;
+        g->seq_reserved = seq_add(old, seq_next_block(ks, g, now));
+        /* The write is paid for anyway: top up every other group that has
+         * nothing reserved (all of them right after open), so the first
+         * message of each of them does not rewrite the keystore again. A
+         * crash skips at most these base blocks; no number is ever reused. */
+        uint64_t *topped = NULL;
+        size_t n_topped = 0;
+        if (ks->n_groups > 1) topped = malloc(ks->n_groups * sizeof *topped);
+        for (size_t i = 0; topped != NULL && i < ks->n_groups; i++) {
+            ks_group *o = ks->groups[i];
+            if (o == g || o->next < o->seq_reserved || o->seq_reserved == UINT64_MAX) continue;
+            topped[n_topped++] = (uint64_t)i;
+            o->seq_reserved = seq_add(o->seq_reserved, ks->seq_block);
+        }
         /* The reservation must be durable before any number from it is used. */
         int rc = ks_store(ks);
         if (rc != MQE2E_OK) {
             g->seq_reserved = old;
+            /* The others' numbers were never handed out: give them back so
+             * their first use still writes before it hands any out. */
+            for (size_t k = 0; k < n_topped; k++) {
+                ks_group *o = ks->groups[topped[k]];
+                o->seq_reserved = o->next;
+            }
+            free(topped);
             return rc;
         }
+        free(topped);
     }
     *seq = g->next++;
     return MQE2E_OK;
+}
+
+int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq)
+{
+    return mqe2e__keystore_next_seq_at(ks, group_id, 0, seq);
 }
 
 int mqe2e_keystore_set_seq_block(mqe2e_keystore *ks, uint32_t block)
@@ -952,16 +1181,12 @@ int mqe2e_keystore_replay_save(mqe2e_keystore *ks, const char *group_id, uint32_
     if (ks == NULL || group_id == NULL || !window_valid(w)) return MQE2E_ERR_INVALID_ARG;
     ks_group *g = group_find(ks, group_id);
     if (g == NULL) return MQE2E_ERR_NOT_FOUND;
-    ks_checkpoint *cp = NULL;
-    for (size_t i = 0; i < g->n_cps && cp == NULL; i++)
-        if (g->cps[i].epoch == epoch && g->cps[i].sender == sender_id) cp = &g->cps[i];
+    ks_checkpoint *cp = cp_find(ks, g, epoch, sender_id);
     if (cp == NULL) {
-        ks_checkpoint *n = realloc(g->cps, (g->n_cps + 1) * sizeof *n);
-        if (n == NULL) return MQE2E_ERR_NOMEM;
-        g->cps = n;
-        cp = &n[g->n_cps++];
-        cp->epoch = epoch;
-        cp->sender = sender_id;
+        cp = cp_append(ks, g, epoch, sender_id);
+        if (cp == NULL) return MQE2E_ERR_NOMEM;
+    } else if (memcmp(&cp->w, w, sizeof *w) == 0) {
+        return MQE2E_OK; /* nothing new to write */
     }
     cp->w = *w;
     ks->dirty = 1;
@@ -974,13 +1199,13 @@ int mqe2e_keystore_replay_load(const mqe2e_keystore *ks, const char *group_id, u
     if (ks == NULL || group_id == NULL || w == NULL) return MQE2E_ERR_INVALID_ARG;
     const ks_group *g = group_find(ks, group_id);
     if (g == NULL) return MQE2E_ERR_NOT_FOUND;
-    for (size_t i = 0; i < g->n_cps; i++)
-        if (g->cps[i].epoch == epoch && g->cps[i].sender == sender_id) {
-            *w = g->cps[i].w;
-            return MQE2E_OK;
-        }
-    return MQE2E_ERR_NOT_FOUND;
+    const ks_checkpoint *cp = cp_find(ks, g, epoch, sender_id);
+    if (cp == NULL) return MQE2E_ERR_NOT_FOUND;
+    *w = cp->w;
+    return MQE2E_OK;
 }
+
+int mqe2e__keystore_dirty(const mqe2e_keystore *ks) { return ks != NULL && ks->dirty; }
 
 int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
                                 const char *passphrase, size_t passphrase_len, uint8_t **out,

@@ -35,15 +35,13 @@ static size_t bounded_len(const char *s, size_t max)
 
 bool mqe2e_topic_name_valid(const char *topic)
 {
-    size_t n;
-    if (topic == NULL) {
+    /* strcspn stops at the first wildcard or at the end, in one vectorised
+     * pass: the topic is checked on every message. */
+    if (topic == NULL || topic[0] == '\0') {
         return false;
     }
-    n = bounded_len(topic, MQE2E_TOPIC_MAX_BYTES);
-    if (n == 0 || n == SIZE_MAX) {
-        return false;
-    }
-    return strpbrk(topic, "+#") == NULL;
+    size_t n = strcspn(topic, "+#");
+    return topic[n] == '\0' && n <= MQE2E_TOPIC_MAX_BYTES;
 }
 
 bool mqe2e_topic_filter_valid(const char *filter)
@@ -70,13 +68,11 @@ bool mqe2e_topic_filter_valid(const char *filter)
     return true;
 }
 
-bool mqe2e_topic_matches(const char *filter, const char *topic)
+/* Match a valid filter against a valid topic name (both checked by the caller). */
+static bool match_valid(const char *filter, const char *topic)
 {
     const char *f = filter, *t = topic;
 
-    if (!mqe2e_topic_filter_valid(filter) || !mqe2e_topic_name_valid(topic)) {
-        return false;
-    }
     /* MQTT 4.7.2: '$' topics are not reached through a leading wildcard. */
     if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) {
         return false;
@@ -114,6 +110,14 @@ bool mqe2e_topic_matches(const char *filter, const char *topic)
         f++;
         t++;
     }
+}
+
+bool mqe2e_topic_matches(const char *filter, const char *topic)
+{
+    if (!mqe2e_topic_filter_valid(filter) || !mqe2e_topic_name_valid(topic)) {
+        return false;
+    }
+    return match_valid(filter, topic);
 }
 
 int mqe2e_policy_new(mqe2e_policy **out)
@@ -264,8 +268,9 @@ int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_k
     if (p == NULL || kind == NULL || target == NULL || !mqe2e_topic_name_valid(topic)) {
         return MQE2E_ERR_INVALID_ARG;
     }
+    /* Stored filters were validated when added, the topic just above. */
     for (size_t i = 0; i < p->count; i++) {
-        if (mqe2e_topic_matches(p->rules[i].filter, topic)) {
+        if (match_valid(p->rules[i].filter, topic)) {
             *kind = p->rules[i].kind;
             *target = p->rules[i].target;
             return MQE2E_OK;

@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "internal_keystore.h"
 #include "internal_protect.h"
 #include "mqe2e/error.h"
 #include "mqe2e/protect.h"
@@ -27,7 +28,6 @@
 /* Sender keys live in sodium_malloc() slabs: one guarded allocation per key
  * would cost several pages and an mmap each. */
 #define SLAB_KEYS 256U
-#define DEFAULT_CHECKPOINT_EVERY 256U
 
 typedef struct pgroup {
     char id[MQE2E_GROUP_ID_MAX_BYTES + 1];
@@ -60,7 +60,11 @@ struct mqe2e_protector {
     uint64_t grace;
     size_t max_payload;
     uint32_t checkpoint_every;
+    uint32_t checkpoint_seconds;
     uint32_t since_checkpoint;
+    bool clock_seen;        /* now and last_checkpoint_at below are set */
+    uint64_t now;           /* latest clock given to unprotect_begin */
+    uint64_t last_checkpoint_at;
     mqe2e_counters counters;
 
     uint8_t hkey[crypto_shorthash_KEYBYTES]; /* keys the hashes: no chosen collisions */
@@ -71,6 +75,10 @@ struct mqe2e_protector {
     uint32_t *gindex; /* open addressing over groups */
     uint32_t gindex_cap;
     uint32_t last_group; /* most recently interned or found, NIL at first */
+    /* The policy's target strings are immutable and live as long as the
+     * policy: the last one seen maps to its group by pointer alone. */
+    const char *last_target;
+    uint32_t last_target_group;
 
     pentry *ents;
     uint32_t cap, used, limit;
@@ -181,6 +189,10 @@ static int group_index_rebuild(mqe2e_protector *p, uint32_t cap)
  * number is bounded by the policy; they are never removed. */
 static int group_intern(mqe2e_protector *p, const char *id, uint32_t *gi_out)
 {
+    if (id == p->last_target && id != NULL) {
+        *gi_out = p->last_target_group;
+        return MQE2E_OK;
+    }
     size_t len = strnlen(id, MQE2E_GROUP_ID_MAX_BYTES + 1U);
     if (len == 0 || len > MQE2E_GROUP_ID_MAX_BYTES) return MQE2E_ERR_INVALID_ARG;
     /* Most traffic is on one group at a time: skip the hash for a repeat. */
@@ -223,6 +235,18 @@ static int group_intern(mqe2e_protector *p, const char *id, uint32_t *gi_out)
     p->last_group = gi;
     *gi_out = gi;
     return MQE2E_OK;
+}
+
+/* group_intern() for a policy target, remembering the pointer for the next
+ * call: the usual case, one group per topic, costs a pointer compare. */
+static int intern_target(mqe2e_protector *p, const char *target, uint32_t *gi_out)
+{
+    int rc = group_intern(p, target, gi_out);
+    if (rc == MQE2E_OK) {
+        p->last_target = target;
+        p->last_target_group = *gi_out;
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- entry cache */
@@ -490,13 +514,19 @@ int mqe2e_protector_new(mqe2e_protector **out, mqe2e_keystore *ks, const mqe2e_p
     mqe2e_protector_options o = MQE2E_PROTECTOR_OPTIONS_INIT;
     if (opts != NULL) {
         if (opts->struct_version < 1U) return MQE2E_ERR_INVALID_ARG;
-        o = *opts;
+        /* A version 1 caller's struct ends before checkpoint_seconds. */
+        o.replay_width = opts->replay_width;
+        o.epoch_grace_seconds = opts->epoch_grace_seconds;
+        o.max_payload = opts->max_payload;
+        o.checkpoint_every = opts->checkpoint_every;
+        if (opts->struct_version >= 2U) o.checkpoint_seconds = opts->checkpoint_seconds;
     }
     mqe2e_replay_window probe;
     if (mqe2e_replay_init(&probe, o.replay_width) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
     if (o.max_payload == 0) o.max_payload = MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD;
     if (o.max_payload > MQE2E_ENVELOPE_MAX_PAYLOAD) return MQE2E_ERR_INVALID_ARG;
-    if (o.checkpoint_every == 0) o.checkpoint_every = DEFAULT_CHECKPOINT_EVERY;
+    if (o.checkpoint_every == 0) o.checkpoint_every = MQE2E_CHECKPOINT_DEFAULT_EVERY;
+    if (o.checkpoint_seconds == 0) o.checkpoint_seconds = MQE2E_CHECKPOINT_DEFAULT_SECONDS;
 
     mqe2e_protector *p = calloc(1, sizeof *p);
     if (p == NULL) return MQE2E_ERR_NOMEM;
@@ -512,6 +542,7 @@ int mqe2e_protector_new(mqe2e_protector **out, mqe2e_keystore *ks, const mqe2e_p
     p->grace = o.epoch_grace_seconds;
     p->max_payload = o.max_payload;
     p->checkpoint_every = o.checkpoint_every;
+    p->checkpoint_seconds = o.checkpoint_seconds;
     crypto_shorthash_keygen(p->hkey);
     randombytes_buf(&p->seed, sizeof p->seed);
     p->limit = MQE2E__PROTECT_CACHE_DEFAULT_LIMIT;
@@ -532,6 +563,9 @@ int mqe2e_protector_checkpoint(mqe2e_protector *p)
         dirty_clear(p, idx);
     }
     p->since_checkpoint = 0;
+    p->last_checkpoint_at = p->now;
+    /* Nothing new to write (no window moved): skip rewriting the keystore. */
+    if (!mqe2e__keystore_dirty(p->ks)) return MQE2E_OK;
     return mqe2e_keystore_flush(p->ks);
 }
 
@@ -584,11 +618,11 @@ size_t mqe2e_protect_bound(size_t pt_len)
 /* ---------------------------------------------------------------- protect */
 
 static int protect_group(mqe2e_protector *p, const char *target, const char *topic,
-                         const uint8_t *pt, size_t pt_len, uint8_t *out, size_t out_cap,
-                         size_t *out_len)
+                         const uint8_t *pt, size_t pt_len, uint64_t now, uint8_t *out,
+                         size_t out_cap, size_t *out_len)
 {
     uint32_t gi;
-    int rc = group_intern(p, target, &gi);
+    int rc = intern_target(p, target, &gi);
     if (rc != MQE2E_OK) return rc;
     /* Checked before a sequence number is taken, so a short buffer burns none. */
     if (out_cap < mqe2e_protect_bound(pt_len)) return MQE2E_ERR_BUFFER_TOO_SMALL;
@@ -618,7 +652,7 @@ static int protect_group(mqe2e_protector *p, const char *target, const char *top
         p->ents[idx].retired_at = retired_at;
     }
     mqe2e_envelope_header hdr = {MQE2E_MODE_GROUP, epoch, sender, 0};
-    rc = mqe2e_keystore_next_seq(p->ks, g->id, &hdr.seq);
+    rc = mqe2e__keystore_next_seq_at(p->ks, g->id, now, &hdr.seq);
     if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_ERR_NO_KEY;
     if (rc != MQE2E_OK) return rc;
     rc = mqe2e_envelope_seal(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr, pt,
@@ -631,7 +665,8 @@ static int protect_group(mqe2e_protector *p, const char *target, const char *top
 int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size_t pt_len,
                   uint64_t now, uint8_t *out, size_t out_cap, size_t *out_len)
 {
-    (void)now; /* the current epoch is whatever the keystore says is newest */
+    /* The current epoch is whatever the keystore says is newest; the clock
+     * only sizes sequence reservations. */
     if (out_len != NULL) *out_len = 0;
     if (p == NULL || topic == NULL || out_len == NULL || (pt == NULL && pt_len != 0) ||
         out == NULL) {
@@ -651,7 +686,7 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
         return MQE2E_OK;
     case MQE2E_POLICY_GROUP:
         if (target == NULL) return MQE2E_ERR_POLICY;
-        return protect_group(p, target, topic, pt, pt_len, out, out_cap, out_len);
+        return protect_group(p, target, topic, pt, pt_len, now, out, out_cap, out_len);
     case MQE2E_POLICY_CHANNEL:
     default:
         /* Pairwise channels are not served here: refusing beats any fallback. */
@@ -667,7 +702,7 @@ static int unprotect_group(mqe2e_protector *p, const char *target, const char *t
 {
     if (in_len > mqe2e_envelope_sealed_bound(p->max_payload)) return MQE2E_ERR_TOO_LARGE;
     uint32_t gi;
-    int rc = group_intern(p, target, &gi);
+    int rc = intern_target(p, target, &gi);
     if (rc != MQE2E_OK) return rc;
     mqe2e_envelope_view view;
     rc = mqe2e_envelope_parse(&view, in, in_len);
@@ -745,6 +780,12 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
     if (receipt != NULL) receipt->active = 0;
     if (out_len != NULL) *out_len = 0;
     if (p == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!p->clock_seen || now < p->now) {
+        /* First clock, or it went backwards: time the next checkpoint from here. */
+        p->last_checkpoint_at = now;
+        p->clock_seen = true;
+    }
+    p->now = now;
     if (topic == NULL || out_len == NULL || receipt == NULL || (in == NULL && in_len != 0) ||
         (out == NULL && out_cap != 0)) {
         rc = MQE2E_ERR_INVALID_ARG;
@@ -786,6 +827,12 @@ fail:
     return rc;
 }
 
+static bool checkpoint_due_by_time(const mqe2e_protector *p)
+{
+    return p->checkpoint_seconds != UINT32_MAX && p->clock_seen &&
+           p->now - p->last_checkpoint_at >= p->checkpoint_seconds;
+}
+
 int mqe2e_unprotect_commit(mqe2e_protector *p, const mqe2e_receipt *receipt)
 {
     if (p == NULL || receipt == NULL) return MQE2E_ERR_INVALID_ARG;
@@ -809,7 +856,8 @@ int mqe2e_unprotect_commit(mqe2e_protector *p, const mqe2e_receipt *receipt)
     if (rc != MQE2E_OK) goto fail;
     dirty_mark(p, idx);
     p->counters.opened++;
-    if (++p->since_checkpoint >= p->checkpoint_every) {
+    p->since_checkpoint++;
+    if (p->since_checkpoint >= p->checkpoint_every || checkpoint_due_by_time(p)) {
         /* The message is recorded in memory either way; a failed checkpoint
          * leaves the windows dirty and is retried at the next one. */
         (void)mqe2e_protector_checkpoint(p);

@@ -742,3 +742,238 @@ Test(keystore, group_apply_bundles)
     sodium_memzero(out, sizeof out);
     mqe2e_keystore_close(ks);
 }
+
+/* ------------------------------------------------------------------ scale */
+
+static void window_of(mqe2e_replay_window *w, uint64_t top)
+{
+    cr_assert_eq(mqe2e_replay_init(w, 128), MQE2E_OK);
+    cr_assert_eq(mqe2e_replay_update(w, top), MQE2E_OK);
+    cr_assert_eq(mqe2e_replay_update(w, top > 3 ? top - 3 : top), MQE2E_OK);
+}
+
+/* Thousands of checkpoints over two epochs: each is found again by
+ * (epoch, sender), after updates, a reopen and a prune of one epoch. */
+Test(keystore, many_replay_checkpoints_indexed)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", "t/#", 10, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", NULL, 20, NULL), MQE2E_OK);
+    mqe2e_replay_window w, got;
+    const uint32_t n = 3000;
+    for (uint32_t s = 1; s <= n; s++)
+        for (uint32_t e = 1; e <= 2; e++) {
+            window_of(&w, 100U + s * e);
+            cr_assert_eq(mqe2e_keystore_replay_save(ks, "g", e, s * 7919U % 16777216U, &w),
+                         MQE2E_OK);
+        }
+    /* Update every third one in place. */
+    for (uint32_t s = 3; s <= n; s += 3) {
+        window_of(&w, 900000U + s);
+        cr_assert_eq(mqe2e_keystore_replay_save(ks, "g", 2, s * 7919U % 16777216U, &w), MQE2E_OK);
+    }
+    cr_assert_eq(mqe2e_keystore_flush(ks), MQE2E_OK);
+    mqe2e__keystore_abandon(ks);
+    cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    for (uint32_t s = 1; s <= n; s++)
+        for (uint32_t e = 1; e <= 2; e++) {
+            uint64_t want = e == 2 && s % 3 == 0 ? 900000U + s : 100U + s * e;
+            cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", e, s * 7919U % 16777216U, &got),
+                         MQE2E_OK);
+            cr_assert_eq(got.top, want, "sender %u epoch %u", s, e);
+        }
+    cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", 3, 7919U, &got), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", 1, 7918U, &got), MQE2E_ERR_NOT_FOUND);
+    /* Epoch 1 retired at 20: pruning it drops its checkpoints only. */
+    cr_assert_eq(mqe2e_keystore_group_prune(ks, "g", 21), 1);
+    for (uint32_t s = 1; s <= n; s++) {
+        cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", 1, s * 7919U % 16777216U, &got),
+                     MQE2E_ERR_NOT_FOUND);
+        cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", 2, s * 7919U % 16777216U, &got),
+                     MQE2E_OK);
+    }
+    /* New checkpoints still go in after the prune. */
+    window_of(&w, 5);
+    cr_assert_eq(mqe2e_keystore_replay_save(ks, "g", 2, 1, &w), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_replay_load(ks, "g", 2, 1, &got), MQE2E_OK);
+    cr_assert_eq(got.top, 5);
+    mqe2e_keystore_close(ks);
+    free(ss.blob);
+}
+
+Test(keystore, unchanged_checkpoint_writes_nothing)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", "t", 1, NULL), MQE2E_OK);
+    mqe2e_replay_window w;
+    window_of(&w, 50);
+    cr_assert_eq(mqe2e_keystore_replay_save(ks, "g", 1, 9, &w), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_dirty(ks), 1);
+    cr_assert_eq(mqe2e_keystore_flush(ks), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_dirty(ks), 0);
+    cr_assert_eq(mqe2e_keystore_replay_save(ks, "g", 1, 9, &w), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_dirty(ks), 0, "same window again is not a change");
+    int stores = ss.stores;
+    mqe2e_keystore_close(ks);
+    cr_assert_eq(ss.stores, stores);
+    free(ss.blob);
+}
+
+/* More groups than one secret slab holds; removing and re-adding groups
+ * reuses slots; every secret stays intact across slabs and a reopen. */
+Test(keystore, secrets_in_slabs)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    char gid[32];
+    uint8_t sec[MQE2E_GROUP_SECRET_BYTES], got[MQE2E_GROUP_SECRET_BYTES];
+    const int n = 300;
+    for (int i = 0; i < n; i++) {
+        snprintf(gid, sizeof gid, "g%03d", i);
+        memset(sec, i & 0xff, sizeof sec);
+        sec[0] = (uint8_t)(i >> 8);
+        cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, gid, "t/#", 1, sec, 1), MQE2E_OK);
+    }
+    for (int i = 0; i < n; i += 2) {
+        snprintf(gid, sizeof gid, "g%03d", i);
+        cr_assert_eq(mqe2e_keystore_group_remove(ks, gid), MQE2E_OK);
+    }
+    for (int i = 0; i < n; i += 4) {
+        snprintf(gid, sizeof gid, "g%03d", i);
+        memset(sec, 0xee, sizeof sec);
+        sec[1] = (uint8_t)i;
+        cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, gid, "t/#", 1, sec, 1), MQE2E_OK);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            snprintf(gid, sizeof gid, "g%03d", i);
+            int rc = mqe2e_keystore_group_secret(ks, gid, 1, got, NULL);
+            if (i % 2 == 0 && i % 4 != 0) {
+                cr_assert_eq(rc, MQE2E_ERR_NOT_FOUND);
+                continue;
+            }
+            cr_assert_eq(rc, MQE2E_OK, "%s", gid);
+            if (i % 4 == 0) {
+                memset(sec, 0xee, sizeof sec);
+                sec[1] = (uint8_t)i;
+            } else {
+                memset(sec, i & 0xff, sizeof sec);
+                sec[0] = (uint8_t)(i >> 8);
+            }
+            cr_assert_arr_eq(got, sec, sizeof sec, "%s pass %d", gid, pass);
+        }
+        mqe2e_keystore_close(ks);
+        cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    }
+    /* Prune frees slots too. */
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g001", NULL, 5, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_prune(ks, "g001", 6), 1);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g001", 1, got, NULL), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g001", 2, got, NULL), MQE2E_OK);
+    mqe2e_keystore_close(ks);
+    free(ss.blob);
+}
+
+/* One durable reservation tops up every group that has nothing reserved, so
+ * the first number of each group after open costs no further write; numbers
+ * never repeat across a crash; a failed write hands out nothing anywhere. */
+Test(keystore, reservation_covers_every_group)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    char gid[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(gid, sizeof gid, "g%d", i);
+        cr_assert_eq(mqe2e_keystore_group_generate(ks, gid, "t", 1, NULL), MQE2E_OK);
+    }
+    uint64_t last[5] = {0}, s = 0;
+    for (int cycle = 0; cycle < 6; cycle++) {
+        if (cycle > 0) cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+        int stores = ss.stores;
+        for (int i = 0; i < 5; i++) {
+            snprintf(gid, sizeof gid, "g%d", (i + cycle) % 5);
+            cr_assert_eq(mqe2e_keystore_next_seq(ks, gid, &s), MQE2E_OK);
+            cr_assert_gt(s, last[(i + cycle) % 5], "cycle %d %s", cycle, gid);
+            last[(i + cycle) % 5] = s;
+        }
+        cr_assert_eq(ss.stores, stores + 1, "cycle %d: one write for five groups", cycle);
+        if (cycle % 2 == 0)
+            mqe2e__keystore_abandon(ks);
+        else
+            mqe2e_keystore_close(ks);
+    }
+    /* A reservation that cannot be written hands out nothing, for the group
+     * asking and for the ones it would have topped up. */
+    cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    ss.fail = 1;
+    cr_assert_eq(mqe2e_keystore_next_seq(ks, "g0", &s), MQE2E_ERR_IO);
+    cr_assert_eq(mqe2e_keystore_next_seq(ks, "g1", &s), MQE2E_ERR_IO);
+    ss.fail = 0;
+    int stores = ss.stores;
+    cr_assert_eq(mqe2e_keystore_next_seq(ks, "g1", &s), MQE2E_OK);
+    cr_assert_gt(s, last[1]);
+    cr_assert_eq(ss.stores, stores + 1);
+    mqe2e__keystore_abandon(ks);
+    cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    for (int i = 0; i < 5; i++) {
+        snprintf(gid, sizeof gid, "g%d", i);
+        cr_assert_eq(mqe2e_keystore_next_seq(ks, gid, &s), MQE2E_OK);
+        cr_assert_gt(s, last[i]);
+    }
+    mqe2e_keystore_close(ks);
+    free(ss.blob);
+}
+
+/* With a clock, a block used up quickly doubles the next one (up to 65,536);
+ * a slow publisher keeps the base block. Numbers stay strictly increasing. */
+Test(keystore, adaptive_reservation_block)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", "t", 1, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_seq_block(ks, 4), MQE2E_OK);
+    uint64_t s = 0, prev = 0;
+    int stores = ss.stores;
+    /* 4 + 8 + 16 + 32 = 60 numbers in the same second: 4 writes, not 15. */
+    for (int i = 0; i < 60; i++) {
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 100, &s), MQE2E_OK);
+        cr_assert_gt(s, prev);
+        prev = s;
+    }
+    cr_assert_eq(ss.stores, stores + 4);
+    /* Keep going fast: the block is capped at 65,536. */
+    stores = ss.stores;
+    for (int i = 0; i < 200000; i++)
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 101, &s), MQE2E_OK);
+    /* 64, 128, ..., 65536 covers 131,008; the rest needs one or two more. */
+    cr_assert_leq(ss.stores - stores, 13);
+    cr_assert_geq(ss.stores - stores, 12);
+    /* Slow: one block per two minutes goes back to the base block. */
+    mqe2e__keystore_abandon(ks);
+    cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_seq_block(ks, 4), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000, &s), MQE2E_OK);
+    cr_assert_gt(s, prev + 200000U - 60U);
+    prev = s;
+    stores = ss.stores;
+    for (int i = 1; i < 40; i++) {
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000U + (uint64_t)(i / 4) * 120U, &s),
+                     MQE2E_OK);
+        cr_assert_eq(s, prev + 1);
+        prev = s;
+    }
+    cr_assert_eq(ss.stores, stores + 9, "base blocks of 4: %d", ss.stores - stores);
+    /* Without a clock the block is exactly the base (the public call). */
+    stores = ss.stores;
+    for (int i = 0; i < 40; i++) cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &s), MQE2E_OK);
+    cr_assert_eq(ss.stores, stores + 10);
+    mqe2e_keystore_close(ks);
+    free(ss.blob);
+}

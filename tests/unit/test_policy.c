@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/policy.h"
 
@@ -244,4 +245,47 @@ Test(policy, text_rules)
     cr_assert_eq(mqe2e_policy_add_text(p, NULL), MQE2E_ERR_INVALID_ARG);
     cr_assert_eq(mqe2e_policy_count(p), 4U, "no refused rule was added");
     mqe2e_policy_free(p);
+}
+
+/* Lookups check the topic once and match against filters checked when they
+ * were added: the outcome must equal mqe2e_topic_matches() rule by rule. */
+Test(policy, lookup_agrees_with_topic_matches)
+{
+    static const char *filters[] = {"a/+/c", "$SYS/#", "a/#", "+/b", "#", "x/y", "+"};
+    static const char *topics[] = {"a/b/c", "$SYS/x", "a", "q/b", "x/y", "z", "$SYS", "a/b/c/d"};
+    for (size_t k = 0; k < sizeof filters / sizeof *filters; k++) {
+        mqe2e_policy *p = NULL;
+        cr_assert_eq(mqe2e_policy_new(&p), MQE2E_OK);
+        /* One rule per policy: found iff it matches. */
+        cr_assert_eq(mqe2e_policy_add(p, filters[k], MQE2E_POLICY_GROUP, "g"), MQE2E_OK);
+        for (size_t t = 0; t < sizeof topics / sizeof *topics; t++) {
+            mqe2e_policy_kind kind;
+            const char *target = NULL;
+            int rc = mqe2e_policy_lookup(p, topics[t], &kind, &target);
+            bool m = mqe2e_topic_matches(filters[k], topics[t]);
+            cr_assert_eq(rc, m ? MQE2E_OK : MQE2E_ERR_NO_POLICY, "%s vs %s", filters[k],
+                         topics[t]);
+        }
+        mqe2e_policy_kind kind;
+        const char *target = NULL;
+        cr_assert_eq(mqe2e_policy_lookup(p, "a/+", &kind, &target), MQE2E_ERR_INVALID_ARG);
+        cr_assert_eq(mqe2e_policy_lookup(p, "a/#", &kind, &target), MQE2E_ERR_INVALID_ARG);
+        cr_assert_eq(mqe2e_policy_lookup(p, "", &kind, &target), MQE2E_ERR_INVALID_ARG);
+        mqe2e_policy_free(p);
+    }
+}
+
+Test(policy, topic_name_length_bound)
+{
+    char *t = malloc(MQE2E_TOPIC_MAX_BYTES + 2U);
+    cr_assert_not_null(t);
+    memset(t, 'a', MQE2E_TOPIC_MAX_BYTES);
+    t[MQE2E_TOPIC_MAX_BYTES] = '\0';
+    cr_assert(mqe2e_topic_name_valid(t));
+    t[MQE2E_TOPIC_MAX_BYTES] = 'a';
+    t[MQE2E_TOPIC_MAX_BYTES + 1U] = '\0';
+    cr_assert_not(mqe2e_topic_name_valid(t));
+    t[5] = '#';
+    cr_assert_not(mqe2e_topic_name_valid(t));
+    free(t);
 }

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "internal_keystore.h"
 #include "internal_protect.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
@@ -877,6 +878,141 @@ Test(protect, periodic_checkpoints_reach_storage)
     peer_free(&alice);
     tu_rmtree(dir);
     free(dir);
+}
+
+/* A reader of bob's file: is m already recorded in the checkpoint on disk? */
+static int replayed_on_disk(const char *path, const uint8_t key[32], const msg *m)
+{
+    peer probe;
+    file_peer(&probe, path, key, 0);
+    uint8_t out[2048];
+    size_t out_len = 0;
+    mqe2e_receipt r;
+    /* Begin only: the probe records nothing, so freeing it writes nothing. */
+    int rc = mqe2e_unprotect_begin(probe.pr, "a/b", m->buf, m->len, T0, out, sizeof out,
+                                   &out_len, &r);
+    mqe2e_protector_free(probe.pr);
+    mqe2e_policy_free(probe.pol);
+    mqe2e__keystore_abandon(probe.ks);
+    return rc;
+}
+
+Test(protect, checkpoints_by_time_reach_storage)
+{
+    char *dir = tu_tempdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bob.keystore", dir);
+    uint8_t key[32];
+    memset(key, 0x18, sizeof key);
+    peer alice, bob;
+    peer_init(&alice, "alice", 1);
+    mqe2e_storage st;
+    cr_assert_eq(mqe2e_storage_file_key(&st, path, key), MQE2E_OK);
+    memset(&bob, 0, sizeof bob);
+    cr_assert_eq(mqe2e_keystore_create(&bob.ks, st, "bob", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(bob.ks, "g1", "a/#", 1, SECRET_A, T0), MQE2E_OK);
+    mqe2e_protector_options o = default_opts();
+    o.checkpoint_every = UINT32_MAX; /* by time only */
+    o.checkpoint_seconds = 5;
+    peer_policy(&bob, &o);
+    msg m[4];
+    for (int i = 0; i < 4; i++) seal(&alice, "a/b", "m", &m[i]);
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[0], T0, NULL), MQE2E_OK);
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[1], T0 + 4, NULL), MQE2E_OK);
+    /* Under 5 s: nothing written yet, a restored reader would accept m[0]. */
+    cr_assert_eq(replayed_on_disk(path, key, &m[0]), MQE2E_OK);
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[2], T0 + 5, NULL), MQE2E_OK);
+    /* 5 s after the first clock: checkpointed with m[0..2]. */
+    cr_assert_eq(replayed_on_disk(path, key, &m[0]), MQE2E_ERR_REPLAY);
+    cr_assert_eq(replayed_on_disk(path, key, &m[2]), MQE2E_ERR_REPLAY);
+    /* A clock that goes back neither checkpoints nor stalls later ones. */
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[3], T0 + 1, NULL), MQE2E_OK);
+    cr_assert_eq(replayed_on_disk(path, key, &m[3]), MQE2E_OK);
+    peer_free(&bob);
+    /* Freeing the protector checkpoints what is left. */
+    cr_assert_eq(replayed_on_disk(path, key, &m[3]), MQE2E_ERR_REPLAY);
+    peer_free(&alice);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+Test(protect, checkpoint_defaults_and_version_1_options)
+{
+    char *dir = tu_tempdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bob.keystore", dir);
+    uint8_t key[32];
+    memset(key, 0x19, sizeof key);
+    peer alice, bob;
+    peer_init(&alice, "alice", 1);
+    mqe2e_storage st;
+    cr_assert_eq(mqe2e_storage_file_key(&st, path, key), MQE2E_OK);
+    memset(&bob, 0, sizeof bob);
+    cr_assert_eq(mqe2e_keystore_create(&bob.ks, st, "bob", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(bob.ks, "g1", "a/#", 1, SECRET_A, T0), MQE2E_OK);
+    /* Version 1 never reads checkpoint_seconds: garbage there is ignored and
+     * the defaults (4096 messages, 5 s) apply. */
+    mqe2e_protector_options o = default_opts();
+    o.struct_version = 1;
+    o.checkpoint_seconds = 1;
+    peer_policy(&bob, &o);
+    msg m[3];
+    for (int i = 0; i < 3; i++) seal(&alice, "a/b", "m", &m[i]);
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[0], T0, NULL), MQE2E_OK);
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[1], T0 + 4, NULL), MQE2E_OK);
+    cr_assert_eq(replayed_on_disk(path, key, &m[0]), MQE2E_OK, "1 s was not the interval");
+    cr_assert_eq(deliver_at(&bob, "a/b", &m[2], T0 + 5, NULL), MQE2E_OK);
+    cr_assert_eq(replayed_on_disk(path, key, &m[1]), MQE2E_ERR_REPLAY, "default 5 s applies");
+    peer_free(&bob);
+    peer_free(&alice);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Many groups: the first message of each after open does not rewrite the
+ * keystore every time (one durable reservation covers them all). */
+static int count_store(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    (*(int *)ctx)++;
+    return MQE2E_OK;
+}
+
+static int count_load(void *ctx, uint8_t **data, size_t *len)
+{
+    (void)ctx;
+    (void)data;
+    (void)len;
+    return MQE2E_ERR_NOT_FOUND;
+}
+
+Test(protect, first_message_of_many_groups_writes_once)
+{
+    int stores = 0;
+    mqe2e_storage st = {count_load, count_store, NULL, &stores};
+    peer pe;
+    memset(&pe, 0, sizeof pe);
+    cr_assert_eq(mqe2e_keystore_create(&pe.ks, st, "many", 7), MQE2E_OK);
+    char gid[32], filter[48], topic[48];
+    for (int i = 0; i < 200; i++) {
+        snprintf(gid, sizeof gid, "g%03d", i);
+        snprintf(filter, sizeof filter, "f/%03d/#", i);
+        cr_assert_eq(mqe2e_keystore_group_add_epoch(pe.ks, gid, filter, 1, SECRET_A, T0),
+                     MQE2E_OK);
+    }
+    mqe2e_protector_options o = default_opts();
+    peer_policy(&pe, &o);
+    int before = stores;
+    msg m;
+    for (int i = 0; i < 200; i++) {
+        snprintf(topic, sizeof topic, "f/%03d/x", i);
+        cr_assert_eq(mqe2e_protect(pe.pr, topic, (const uint8_t *)"v", 1, T0, m.buf,
+                                   sizeof m.buf, &m.len),
+                     MQE2E_OK);
+    }
+    cr_assert_eq(stores, before + 1, "%d writes for 200 first messages", stores - before);
+    peer_free(&pe);
 }
 
 /* ------------------------------------------------------------------ scale */

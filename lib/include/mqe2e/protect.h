@@ -25,16 +25,36 @@ extern "C" {
 
 typedef struct mqe2e_protector mqe2e_protector;
 
-/** Options; initialise with ::MQE2E_PROTECTOR_OPTIONS_INIT. */
+/**
+ * Options; initialise with ::MQE2E_PROTECTOR_OPTIONS_INIT.
+ *
+ * Replay checkpoints (the receive windows) are written to the keystore after
+ * @c checkpoint_every accepted messages or once @c checkpoint_seconds of the
+ * caller's clock passed since the last checkpoint, whichever comes first, and
+ * when the protector is freed. A crash loses only what was accepted since the
+ * last checkpoint: those messages (at most that many, received within that
+ * time) could be accepted once more if replayed to a restarted receiver;
+ * anything accepted before it stays refused (docs/KEYSTORE.md).
+ */
 typedef struct mqe2e_protector_options {
-    uint32_t struct_version;      /**< 1 */
+    uint32_t struct_version;      /**< 1 or 2 (2 adds checkpoint_seconds) */
     uint32_t replay_width;        /**< replay window width (0 = default 128) */
     uint64_t epoch_grace_seconds; /**< how long a retired epoch stays readable */
     size_t max_payload;           /**< largest plaintext (0 = 1 MiB) */
-    uint32_t checkpoint_every;    /**< write replay checkpoints every N accepted (0 = 256) */
+    uint32_t checkpoint_every;    /**< checkpoint after N accepted messages (0 = 4096;
+                                       UINT32_MAX = never by count) */
+    /* struct_version 2 */
+    uint32_t checkpoint_seconds;  /**< checkpoint when this many seconds passed since the
+                                       last one, checked on each accepted message (0 = 5;
+                                       UINT32_MAX = never by time) */
 } mqe2e_protector_options;
 
-#define MQE2E_PROTECTOR_OPTIONS_INIT { 1U, 0U, 3600U, 0U, 0U }
+#define MQE2E_PROTECTOR_OPTIONS_INIT { 2U, 0U, 3600U, 0U, 0U, 0U }
+
+/** Default of mqe2e_protector_options::checkpoint_every. */
+#define MQE2E_CHECKPOINT_DEFAULT_EVERY 4096U
+/** Default of mqe2e_protector_options::checkpoint_seconds. */
+#define MQE2E_CHECKPOINT_DEFAULT_SECONDS 5U
 
 /** Drop reasons counted by the receiver, indexed by mqe2e_drop_reason(). */
 typedef enum mqe2e_drop_reason {
@@ -140,7 +160,10 @@ MQE2E_API void mqe2e_protector_count_drop(mqe2e_protector *p, int code);
 /** @brief Copy out the counters. */
 MQE2E_API void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters *out);
 
-/** @brief Write replay checkpoints to the keystore and flush it. */
+/**
+ * @brief Write replay checkpoints to the keystore and flush it (nothing is
+ *        written when no window and nothing else in the keystore changed).
+ */
 MQE2E_API int mqe2e_protector_checkpoint(mqe2e_protector *p);
 
 /**

@@ -162,6 +162,9 @@ typedef struct cli_session {
     mqe2e_policy *policy;
     mqe2e_MQTTClient client;
     int connected;
+    const char *keystore_path; /**< -k, for KEYSTORE.stats (set by cli_session_prepare) */
+    const char *command;       /**< "pub" or "sub": set once prepared to record counters */
+    long stats_last_ms;        /**< monotonic time of the last periodic counters write */
 } cli_session;
 
 /**
@@ -187,6 +190,33 @@ void cli_print_identity(const mqe2e_keystore *ks);
 
 /** Print one line per group: tab-separated (list) or labelled and indented (status). */
 void cli_print_groups(const mqe2e_keystore *ks, int labelled);
+
+/* ---- counters file and status output (stats.c) ---- */
+
+/** Seconds between two counters writes of a running `sub`. */
+#define CLI_STATS_PERIOD_MS 5000L
+
+/**
+ * Record the session's counters (data and control) in KEYSTORE.stats: JSON,
+ * mode 0600, replaced atomically. Holds counts, the time, the pid and the
+ * command name only — never a topic, payload, argument or key. Does nothing
+ * before the session connected or when s->command is NULL.
+ * @param at_exit 1 for the last write of the process, 0 for a periodic one.
+ * @return 0, or -1 (one warning line printed).
+ */
+int cli_stats_write(cli_session *s, int at_exit);
+
+/** Periodic write from a receive loop: at most once every ::CLI_STATS_PERIOD_MS. */
+void cli_stats_tick(cli_session *s);
+
+/** Print the counters recorded next to @p keystore_path (text form of `status`). */
+void cli_stats_print(const char *keystore_path);
+
+/** Print the authority pin and credential expiry lines of `status` (nothing if not enrolled). */
+void cli_status_print_enrollment(const mqe2e_keystore *ks);
+
+/** Print the whole local status as one JSON object on stdout (`status --json`). */
+void cli_status_print_json(const mqe2e_keystore *ks, const char *keystore_path);
 
 /* ---- subcommands ---- */
 int cmd_keygen(int argc, char **argv);

@@ -244,6 +244,7 @@ int cmd_pub(int argc, char **argv)
 
     rc = cli_session_prepare(&s, &k, &c);
     if (rc != CLI_EXIT_OK) goto out;
+    s.command = "pub"; /* from here on, exit records the counters (KEYSTORE.stats) */
     /* Refuse before connecting: an unprotected topic never reaches the broker. */
     mqe2e_policy_kind kind;
     const char *target = NULL;

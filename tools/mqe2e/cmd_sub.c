@@ -106,6 +106,7 @@ static int receive_loop(cli_session *s, long count, long timeout_s, int verbose)
             mqe2e_MQTTClient_freeMessage(&m);
         }
         if (topic != NULL) mqe2e_MQTTClient_free(topic);
+        cli_stats_tick(s);
         if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
             if (!mqe2e_MQTTClient_isConnected(s->client)) {
                 cli_error("connection to the broker lost");
@@ -206,6 +207,7 @@ int cmd_sub(int argc, char **argv)
 
     rc = cli_session_prepare(&s, &k, &c);
     if (rc != CLI_EXIT_OK) goto out;
+    s.command = "sub"; /* from here on, exit records the counters (KEYSTORE.stats) */
     rc = cli_session_connect(&s, &c);
     if (rc != CLI_EXIT_OK) goto out;
     int prc = mqe2e_MQTTClient_subscribeMany(s.client, nfilters, filters, qoss);

@@ -72,6 +72,7 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
 {
     memset(s, 0, sizeof *s);
     s->keystore.lock_fd = -1;
+    s->keystore_path = k->path;
     int rc = cli_keystore_open(&s->keystore, k);
     if (rc != CLI_EXIT_OK) return rc;
     int lrc = mqe2e_policy_new(&s->policy);
@@ -160,6 +161,8 @@ int cli_session_connect(cli_session *s, const cli_conn_args *c)
 void cli_session_close(cli_session *s)
 {
     if (s->client != NULL) {
+        /* Counters live in the client: record them before it goes. */
+        (void)cli_stats_write(s, 1);
         if (s->connected && mqe2e_MQTTClient_isConnected(s->client))
             (void)mqe2e_MQTTClient_disconnect(s->client, 5000);
         mqe2e_MQTTClient_destroy(&s->client);

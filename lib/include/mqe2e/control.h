@@ -7,7 +7,7 @@
  * Everything here is bytes in / bytes out: no MQTT, no I/O, the clock is the
  * @p now argument (seconds since the Unix epoch), randomness comes from
  * libsodium. The caller moves frames over the control topics under one prefix
- * P (P/authority, P/client/<id>); docs/PROTOCOL.md, section "Control plane",
+ * P (`P/authority`, `P/client/<id>`); docs/PROTOCOL.md, section "Control plane",
  * gives every byte.
  *
  * Ownership: state handles (enroll, hello, channel) live in sodium_malloc()
@@ -94,6 +94,7 @@ MQE2E_API size_t mqe2e_control_frame_encoded_len(const mqe2e_control_frame *f);
 /**
  * @brief Encode a frame (canonical protobuf mqe2e.v1.ControlFrame, format 1).
  * @param out     caller buffer; only written on success.
+ * @param out_cap size of @p out in bytes.
  * @param out_len receives the length.
  * @param f       read only; must satisfy every rule of ::mqe2e_control_frame_decode.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, unknown kind, step out
@@ -111,7 +112,9 @@ MQE2E_API int mqe2e_control_frame_encode(uint8_t *out, size_t out_cap, size_t *o
  * values), unknown fields or wire types, format other than 1, unknown kind,
  * session not exactly 16 bytes, step outside the kind's pattern, from not a
  * valid id (mqe2e_client_id_valid()), empty noise.
- * @param f  receives the frame; f->noise points into @p in. Zeroed on failure.
+ * @param f   receives the frame; f->noise points into @p in. Zeroed on failure.
+ * @param in  encoded frame; borrowed by @p f, so it must outlive f->noise.
+ * @param len length of @p in.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL); ::MQE2E_ERR_TOO_LARGE;
  *         ::MQE2E_ERR_DECODE; ::MQE2E_ERR_SUITE (format other than 1 or unknown kind).
  */
@@ -183,6 +186,8 @@ typedef struct mqe2e_enroll_authority mqe2e_enroll_authority;
  * @param st          out: new state (caller frees with ::mqe2e_enroll_device_free); NULL on
  * failure.
  * @param out         caller buffer for the frame; ::MQE2E_CONTROL_MAX_FRAME_BYTES always suffices.
+ * @param out_cap     size of @p out in bytes.
+ * @param out_len     receives the frame length.
  * @param ticket      decoded ticket; copied (the token too) into wiped state; the caller wipes its
  * copy.
  * @param dh_secret   device X25519 static secret; copied; the caller wipes its copy.
@@ -202,12 +207,16 @@ MQE2E_API int mqe2e_enroll_begin(mqe2e_enroll_device **st, uint8_t *out, size_t 
  *
  * The credential must verify against the ticket's authority sign key at
  * @p now and name this device's client id, X25519 and Ed25519 public keys.
+ * @param st       state from ::mqe2e_enroll_begin; still owned by the caller.
  * @param reply    out: the reply (credential, bundles, revocation list); wipe
  *                 with ::mqe2e_control_update_wipe. Zeroed on failure, except
  *                 for ::MQE2E_ERR_POLICY where only @p reply->status is set.
  *                 The caller verifies and version-checks the revocation list.
  * @param verified out, may be NULL: the verified credential (caller frees
  *                 with mqe2e_credential_free()).
+ * @param frame    the received control frame (read only).
+ * @param len      length of @p frame.
+ * @param now      current time, against which the credential is checked.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE (frame);
  *         ::MQE2E_ERR_STATE (another kind, session, step or sender; the state
  *         stays usable; or already finished); ::MQE2E_ERR_AUTH (Noise failed,
@@ -242,6 +251,8 @@ typedef struct mqe2e_enroll_request {
  * @param authority_dh_secret authority X25519 static secret; copied into the
  *                  wiped state (step 1 is processed again once the psk is known).
  * @param prefix    control prefix (mqe2e_control_prefix_valid()).
+ * @param frame     the received control frame (read only).
+ * @param len       length of @p frame.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE (frame);
  *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_SUITE; ::MQE2E_ERR_STATE (not
  *         ENROLL step 1); ::MQE2E_ERR_AUTH (Noise failed, malformed payload,
@@ -255,6 +266,7 @@ MQE2E_API int mqe2e_enroll_accept_read(mqe2e_enroll_authority **st, mqe2e_enroll
 /**
  * @brief Authority: check token_mac with the looked-up token (constant time)
  *        and bind the token to the state as the psk of step 2.
+ * @param st    state from ::mqe2e_enroll_accept_read.
  * @param token the 32-byte token; copied; the caller wipes its copy.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_AUTH (wrong token:
  *         do not consume it); ::MQE2E_ERR_STATE (called twice or after a
@@ -263,7 +275,11 @@ MQE2E_API int mqe2e_enroll_accept_read(mqe2e_enroll_authority **st, mqe2e_enroll
 MQE2E_API int mqe2e_enroll_accept_verify_mac(mqe2e_enroll_authority *st, const uint8_t token[32]);
 
 /**
- * @brief Authority: write ENROLL step 2 (to P/client/<client_id>).
+ * @brief Authority: write ENROLL step 2 (to `P/client/<client_id>`).
+ * @param st      state whose MAC was verified by ::mqe2e_enroll_accept_verify_mac.
+ * @param out     caller buffer for the frame; only written on success.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the frame length.
  * @param authority_id the authority's id (frame's from).
  * @param reply   status, credential, bundles, revocation list; only read.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, invalid id or bundle);
@@ -290,6 +306,9 @@ typedef struct mqe2e_hello_authority mqe2e_hello_authority;
 /**
  * @brief Client: write HELLO step 1 (to P/authority).
  * @param st        out: new state (free with ::mqe2e_hello_client_free).
+ * @param out       caller buffer for the frame; ::MQE2E_CONTROL_MAX_FRAME_BYTES always suffices.
+ * @param out_cap   size of @p out in bytes.
+ * @param out_len   receives the frame length.
  * @param prefix    control prefix.
  * @param client_id this client's id.
  * @param authority_id expected sender of the reply.
@@ -306,9 +325,12 @@ MQE2E_API int mqe2e_hello_begin(mqe2e_hello_client **st, uint8_t *out, size_t ou
 
 /**
  * @brief Client: read HELLO step 2.
+ * @param st    state from ::mqe2e_hello_begin.
  * @param reply out: wipe with ::mqe2e_control_update_wipe. For
  *              ::MQE2E_ERR_POLICY only reply->status is set. The caller
  *              verifies a renewed credential and the revocation list.
+ * @param frame the received control frame (read only).
+ * @param len   length of @p frame.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE;
  *         ::MQE2E_ERR_STATE (another kind, session, step or sender, or
  *         finished); ::MQE2E_ERR_AUTH; ::MQE2E_ERR_POLICY (status non-zero);
@@ -349,7 +371,7 @@ MQE2E_API int mqe2e_hello_accept_check_static(mqe2e_hello_authority *st,
                                               const uint8_t enrolled_dh_public[32]);
 
 /**
- * @brief Authority: write HELLO step 2 (to P/client/<client_id>).
+ * @brief Authority: write HELLO step 2 (to `P/client/<client_id>`).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (already
  *         written, or the static check failed); ::MQE2E_ERR_TOO_LARGE;
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL; ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_CRYPTO.
@@ -368,7 +390,14 @@ MQE2E_API void mqe2e_hello_authority_free(mqe2e_hello_authority *st);
 /**
  * @brief Authority: seal a Push (push_seq, bundles, revocation list, removed
  *        groups of @p push) for one client. Stateless.
- * @param push read only; push->push_seq must be >= 1.
+ * @param out     caller buffer for the frame; only written on success.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the frame length.
+ * @param authority_dh_secret authority X25519 static secret; only read.
+ * @param client_dh_public the client's enrolled X25519 static key.
+ * @param prefix  control prefix.
+ * @param authority_id the authority's id (frame's from).
+ * @param push    read only; push->push_seq must be >= 1.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_TOO_LARGE;
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL; ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_AUTH
  *         (unusable client key); ::MQE2E_ERR_CRYPTO.
@@ -381,7 +410,12 @@ MQE2E_API int mqe2e_push_seal(uint8_t *out, size_t out_cap, size_t *out_len,
 /**
  * @brief Client: open a Push from the pinned authority.
  * @param push out: wipe with ::mqe2e_control_update_wipe; zeroed on failure.
+ * @param client_dh_secret this client's X25519 static secret; only read.
+ * @param authority_dh_public pinned authority X25519 static key.
+ * @param prefix control prefix.
  * @param authority_id the pinned authority's id: the frame's from must equal it.
+ * @param frame the received control frame (read only).
+ * @param len   length of @p frame.
  * @param last_push_seq highest push_seq already applied (0 if none); the
  *        caller stores push->push_seq once it has applied the push.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE;
@@ -424,8 +458,11 @@ typedef struct mqe2e_channel_config {
 } mqe2e_channel_config;
 
 /**
- * @brief Initiator: write CHANNEL step 1 (to P/client/<peer_id>).
+ * @brief Initiator: write CHANNEL step 1 (to `P/client/<peer_id>`).
  * @param ch  out: new channel (free with ::mqe2e_channel_free).
+ * @param out caller buffer for the frame; ::MQE2E_CONTROL_MAX_FRAME_BYTES always suffices.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the frame length.
  * @param cfg cfg->peer_id is required here.
  * @param now current time (the peer credential is checked at step 2).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_BUFFER_TOO_SMALL;
@@ -437,7 +474,7 @@ MQE2E_API int mqe2e_channel_initiate(mqe2e_channel **ch, uint8_t *out, size_t ou
 
 /**
  * @brief Responder: read CHANNEL step 1 and write step 2 (to
- *        P/client/<frame's from>).
+ *        `P/client/<frame's from>`).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE;
  *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_SUITE; ::MQE2E_ERR_STATE (not
  *         CHANNEL step 1); ::MQE2E_ERR_AUTH (payload id differs from the
@@ -453,13 +490,19 @@ MQE2E_API int mqe2e_channel_accept(mqe2e_channel **ch, uint8_t *out, size_t out_
  *        writes step 3 (*out_len > 0); the responder reads step 3 (*out_len = 0).
  *        Both are established on success.
  *
- * @param out the initiator's buffer for step 3 (::MQE2E_CONTROL_MAX_FRAME_BYTES
- *            always suffices; a buffer too small kills the handshake); may be
- *            NULL on the responder.
- *
  * The peer credential must verify against the pinned key at @p now, not be
  * revoked in @p revocations (may be NULL), name the Noise remote static key
  * and the expected peer id.
+ * @param ch      channel from ::mqe2e_channel_initiate or ::mqe2e_channel_accept.
+ * @param out     the initiator's buffer for step 3 (::MQE2E_CONTROL_MAX_FRAME_BYTES
+ *                always suffices; a buffer too small kills the handshake); may be
+ *                NULL on the responder.
+ * @param out_cap size of @p out in bytes (0 when @p out is NULL).
+ * @param out_len receives the step 3 length, or 0 on the responder.
+ * @param frame   the received control frame (read only).
+ * @param len     length of @p frame.
+ * @param revocations verified revocation list to check the peer against; may be NULL.
+ * @param now     current time, against which the peer credential is checked.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE;
  *         ::MQE2E_ERR_STATE (another kind, session, step or sender: ignored,
  *         state usable; or already established); ::MQE2E_ERR_AUTH (Noise
@@ -503,7 +546,14 @@ MQE2E_API int mqe2e_channel_rekey(mqe2e_channel *ch, uint64_t now);
  *
  * Rekeys first when the generation holds ::MQE2E_CHANNEL_REKEY_MESSAGES
  * messages or is ::MQE2E_CHANNEL_REKEY_SECONDS old.
- * @param out caller buffer of mqe2e_envelope_sealed_bound(pt_len) bytes.
+ * @param ch      an established channel.
+ * @param out     caller buffer of mqe2e_envelope_sealed_bound(pt_len) bytes.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the envelope length.
+ * @param topic   MQTT topic the envelope is bound to.
+ * @param pt      plaintext; only read.
+ * @param pt_len  length of @p pt.
+ * @param now     current time (drives time-based rekeying).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, empty or overlong
  *         topic); ::MQE2E_ERR_STATE (not established); ::MQE2E_ERR_TOO_LARGE
  *         (over ::MQE2E_CHANNEL_MAX_PLAINTEXT); ::MQE2E_ERR_BUFFER_TOO_SMALL;
@@ -519,7 +569,14 @@ MQE2E_API int mqe2e_channel_seal(mqe2e_channel *ch, uint8_t *out, size_t out_cap
  * ::MQE2E_CHANNEL_GRACE_SECONDS after the peer moved on, and up to
  * ::MQE2E_CHANNEL_MAX_GENERATION_SKIP generations ahead; a replay window per
  * generation and direction, updated only after authentication.
+ * @param ch     an established channel.
  * @param pt     caller buffer (ciphertext length - 16 bytes suffice); wiped on failure.
+ * @param pt_cap size of @p pt in bytes.
+ * @param pt_len receives the plaintext length.
+ * @param topic  MQTT topic the envelope arrived on; must match the sealed one.
+ * @param in     the received envelope; only read.
+ * @param in_len length of @p in.
+ * @param now    current time (decides the previous generation's grace).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not
  *         established); ::MQE2E_ERR_DECODE; ::MQE2E_ERR_SUITE (not mode 2);
  *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_EXPIRED (generation too old or

@@ -127,8 +127,12 @@ typedef int (*mqe2e_sign_fn)(void *ctx, uint8_t sig[64], const uint8_t *msg, siz
  *
  * The signature is checked against @p authority_sign_public before the
  * credential is returned, so a callback using another key is caught.
+ * @param out      as in mqe2e_credential_issue().
+ * @param out_len  receives its length.
  * @param authority_sign_public the authority Ed25519 public key written into the body.
  * @param sign     signing callback; @p sign_ctx is passed through.
+ * @param sign_ctx opaque context handed to @p sign, untouched by the library.
+ * @param req      the content to sign.
  * @return as mqe2e_credential_issue(); ::MQE2E_ERR_INVALID_ARG also when the
  *         callback's signature does not verify under @p authority_sign_public;
  *         ::MQE2E_ERR_CRYPTO when the callback fails.
@@ -151,6 +155,7 @@ MQE2E_API int mqe2e_credential_issue_with(uint8_t **out, size_t *out_len,
  * @param out  receives a new handle, the caller's, freed with
  *             mqe2e_credential_free(). Set to NULL on failure.
  * @param in   encoded Credential (untrusted).
+ * @param len  length of @p in.
  * @param authority_sign_public the pinned authority Ed25519 public key.
  * @param now  current time, seconds since the Unix epoch.
  * @return ::MQE2E_OK;
@@ -338,7 +343,9 @@ typedef struct mqe2e_revocation_entry {
  * @param authority_sign_secret authority Ed25519 secret key (read only; every
  *                temporary derived from it is wiped).
  * @param version strictly increasing per authority, >= 1.
+ * @param issued_at issue time written into the list, seconds since the Unix epoch.
  * @param entries @p n entries (may be NULL when @p n is 0); strings borrowed.
+ * @param n       number of @p entries.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, version 0, invalid
  *         client id, inconsistent secret key); ::MQE2E_ERR_TOO_LARGE (over
  *         ::MQE2E_REVOCATION_MAX_BYTES); ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_CRYPTO.
@@ -371,6 +378,9 @@ MQE2E_API int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
  * revocation.
  * @param out receives a new handle (caller's; free with
  *            mqe2e_revocation_list_free()); NULL on failure.
+ * @param in  encoded RevocationList (untrusted).
+ * @param len length of @p in.
+ * @param authority_sign_public the pinned authority Ed25519 public key.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL); ::MQE2E_ERR_TOO_LARGE;
  *         ::MQE2E_ERR_DECODE (malformed, version 0, invalid client id);
  *         ::MQE2E_ERR_AUTH (bad signature or another authority);
@@ -389,6 +399,8 @@ MQE2E_API size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l);
 
 /**
  * @brief Read entry @p i (entries are sorted by client id, then serial).
+ * @param l a verified list.
+ * @param i entry index, below mqe2e_revocation_list_count().
  * @param e receives the entry; its client_id is borrowed from @p l.
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (NULL or @p i out of range).
  */

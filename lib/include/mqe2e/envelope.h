@@ -49,25 +49,25 @@ typedef enum mqe2e_envelope_mode {
 
 /** One sender's traffic key for one (group, epoch). Wipe with mqe2e_sender_key_wipe(). */
 typedef struct mqe2e_sender_key {
-    uint8_t key[MQE2E_SENDER_KEY_BYTES];
-    uint8_t iv[MQE2E_SENDER_IV_BYTES];
+    uint8_t key[MQE2E_SENDER_KEY_BYTES]; /**< AEAD key (secret) */
+    uint8_t iv[MQE2E_SENDER_IV_BYTES];   /**< base IV, combined with seq to form the nonce */
 } mqe2e_sender_key;
 
 /** The cleartext header of an envelope. */
 typedef struct mqe2e_envelope_header {
-    mqe2e_envelope_mode mode;
-    uint32_t epoch;
-    uint32_t sender_id;
-    uint64_t seq;
+    mqe2e_envelope_mode mode; /**< selects the body and the key kind */
+    uint32_t epoch;           /**< group epoch (channel generation in mode 2) */
+    uint32_t sender_id;       /**< sender within the group */
+    uint64_t seq;             /**< per-sender message counter (nonce and replay) */
 } mqe2e_envelope_header;
 
 /** A parsed, not yet authenticated envelope; pointers borrow the input buffer. */
 typedef struct mqe2e_envelope_view {
-    mqe2e_envelope_header header;
+    mqe2e_envelope_header header; /**< cleartext header, not yet authenticated */
     const uint8_t *ciphertext; /**< ciphertext followed by the 16-byte tag */
     size_t ciphertext_len;     /**< >= MQE2E_TAG_BYTES */
     const uint8_t *signature;  /**< NULL unless signed mode */
-    size_t signature_len;
+    size_t signature_len;      /**< 0 unless signed mode */
 } mqe2e_envelope_view;
 
 /**
@@ -77,6 +77,8 @@ typedef struct mqe2e_envelope_view {
  * @param out    caller-owned; wipe with mqe2e_sender_key_wipe().
  * @param secret the epoch's group secret; only read.
  * @param group_id NUL-terminated, 1..::MQE2E_GROUP_ID_MAX_BYTES bytes.
+ * @param epoch  group epoch the secret belongs to.
+ * @param sender_id the sender whose key is derived.
  * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
  */
 MQE2E_API int mqe2e_sender_key_derive(mqe2e_sender_key *out,
@@ -93,12 +95,14 @@ MQE2E_API size_t mqe2e_envelope_sealed_bound(size_t pt_len);
 /**
  * @brief Seal one plaintext into an envelope.
  * @param out      caller buffer of out_cap bytes (mqe2e_envelope_sealed_bound()).
+ * @param out_cap  size of @p out in bytes.
  * @param out_len  set to the envelope length on success.
  * @param key      the sender's key for (group, header->epoch, header->sender_id).
  * @param topic    NUL-terminated MQTT topic name the envelope is published on.
  * @param group_id NUL-terminated group id.
  * @param header   mode must be ::MQE2E_MODE_GROUP in this version.
  * @param pt       plaintext (may be NULL when pt_len is 0); only read.
+ * @param pt_len   length of @p pt.
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_TOO_LARGE,
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_SUITE (mode not supported),
  *         ::MQE2E_ERR_NOMEM (topics over ~520 bytes build the AD on the heap).
@@ -114,7 +118,9 @@ MQE2E_API int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len,
  * Strict: unknown fields, repeated fields, a missing or second body, a body
  * shorter than the tag and non-minimal varints are all ::MQE2E_ERR_DECODE; a
  * body field number this version does not know is ::MQE2E_ERR_SUITE.
- * @param view  filled on success; borrows @p in, which must outlive it.
+ * @param view   filled on success; borrows @p in, which must outlive it.
+ * @param in     received envelope bytes (untrusted).
+ * @param in_len length of @p in.
  * @return ::MQE2E_OK, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_SUITE, ::MQE2E_ERR_TOO_LARGE.
  */
 MQE2E_API int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
@@ -123,7 +129,12 @@ MQE2E_API int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in,
  * @brief Authenticate and decrypt a parsed envelope.
  * @param pt      caller buffer of at least view->ciphertext_len - 16 bytes;
  *                on failure its first pt_cap bytes are wiped.
+ * @param pt_cap  size of @p pt in bytes.
  * @param pt_len  set on success.
+ * @param key     the sender key for the header's (group, epoch, sender_id).
+ * @param topic   NUL-terminated MQTT topic the envelope arrived on.
+ * @param group_id NUL-terminated group id the key belongs to.
+ * @param view    from mqe2e_envelope_parse(); its buffer still alive.
  * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (any authentication failure),
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_SUITE.
  */

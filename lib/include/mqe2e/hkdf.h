@@ -24,6 +24,9 @@ extern "C" {
  * @brief HKDF-Extract: prk = HMAC-SHA256(salt, ikm).
  * @param prk  out, 32 bytes, caller-owned (wipe it).
  * @param salt may be NULL when salt_len is 0 (then 32 zero bytes are used).
+ * @param salt_len length of @p salt.
+ * @param ikm  input keying material; only read (may be NULL when ikm_len is 0).
+ * @param ikm_len length of @p ikm.
  * @return ::MQE2E_OK, or ::MQE2E_ERR_INVALID_ARG.
  */
 MQE2E_API int mqe2e_hkdf_extract(uint8_t prk[MQE2E_HKDF_PRK_BYTES], const uint8_t *salt,
@@ -33,7 +36,9 @@ MQE2E_API int mqe2e_hkdf_extract(uint8_t prk[MQE2E_HKDF_PRK_BYTES], const uint8_
  * @brief HKDF-Expand: out = T(1) | T(2) | ... truncated to out_len.
  * @param out     out_len bytes, caller-owned.
  * @param out_len 1..::MQE2E_HKDF_MAX_OUTPUT_BYTES.
+ * @param prk     pseudorandom key from mqe2e_hkdf_extract(); only read.
  * @param info    may be NULL when info_len is 0.
+ * @param info_len length of @p info.
  * @return ::MQE2E_OK, or ::MQE2E_ERR_INVALID_ARG (bad length).
  */
 MQE2E_API int mqe2e_hkdf_expand(uint8_t *out, size_t out_len,

@@ -22,11 +22,14 @@
 extern "C" {
 #endif
 
-/** Default limits (used by the Paho front). */
+/** Default message count limit (used by the Paho front). */
 #define MQE2E_HOLDQ_DEFAULT_COUNT 256U
+/** Default byte limit, payload plus topic (used by the Paho front). */
 #define MQE2E_HOLDQ_DEFAULT_BYTES (1024U * 1024U)
+/** Default age limit in seconds (used by the Paho front). */
 #define MQE2E_HOLDQ_DEFAULT_AGE 30U
 
+/** Opaque queue handle; created by mqe2e_holdq_new(), freed by mqe2e_holdq_free(). */
 typedef struct mqe2e_holdq mqe2e_holdq;
 
 /** One held message; owned by the caller once taken out (free with mqe2e_held_free()). */
@@ -40,8 +43,10 @@ typedef struct mqe2e_held {
 
 /**
  * @brief Create a queue.
- * @param max_count most messages (>= 1); @param max_bytes most bytes (>= 1);
- * @param max_age seconds a message may wait (>= 1).
+ * @param q         receives the new queue (caller frees with mqe2e_holdq_free()).
+ * @param max_count most messages (>= 1).
+ * @param max_bytes most bytes (>= 1).
+ * @param max_age   seconds a message may wait (>= 1).
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
  */
 MQE2E_API int mqe2e_holdq_new(mqe2e_holdq **q, size_t max_count, size_t max_bytes,
@@ -52,6 +57,11 @@ MQE2E_API void mqe2e_holdq_free(mqe2e_holdq *q);
 
 /**
  * @brief Append a copy of a message at the tail.
+ * @param q     the queue.
+ * @param topic NUL-terminated topic name; copied.
+ * @param data  the envelope; copied.
+ * @param len   length of @p data.
+ * @param tag   caller's flags, returned unchanged in mqe2e_held::tag.
  * @param arrived_at when it first arrived (kept when a message is put back).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_TOO_LARGE (alone
  *         over max_bytes); ::MQE2E_ERR_EXHAUSTED (the queue is full by count
@@ -62,6 +72,7 @@ MQE2E_API int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t 
 
 /**
  * @brief Take the oldest message out.
+ * @param q   the queue.
  * @param out receives a new item (caller frees with mqe2e_held_free()); NULL when empty.
  * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (empty), ::MQE2E_ERR_INVALID_ARG.
  */

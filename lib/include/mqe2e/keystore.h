@@ -27,6 +27,7 @@
 extern "C" {
 #endif
 
+/** Opaque keystore handle; secrets live in sodium_malloc() memory it owns. */
 typedef struct mqe2e_keystore mqe2e_keystore;
 
 #define MQE2E_CLIENT_ID_MAX_BYTES 255U   /**< longest client id */
@@ -49,6 +50,7 @@ MQE2E_API int mqe2e_keystore_create(mqe2e_keystore **out, mqe2e_storage storage,
 
 /**
  * @brief Open an existing keystore.
+ * @param out     new handle; close with mqe2e_keystore_close(). NULL on failure.
  * @param storage taken over (destroyed on close or on failure).
  * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_AUTH (wrong key or
  *         tampered file), ::MQE2E_ERR_DECODE, ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
@@ -86,8 +88,11 @@ MQE2E_API int mqe2e_keystore_identity_public(const mqe2e_keystore *ks,
  * Adding epoch e marks every older epoch retired at @p now (still readable for
  * the receiver's grace period). Adding an epoch that exists with the same
  * secret is a no-op; with a different secret it is ::MQE2E_ERR_EXISTS.
+ * @param ks     the keystore.
+ * @param group_id NUL-terminated group id.
  * @param topic_filter the group's topic filter (required for a new group; may
  *                     be NULL when adding an epoch).
+ * @param epoch  the epoch to add.
  * @param secret only read; the caller wipes its copy.
  * @param now    caller's clock, seconds.
  */
@@ -99,7 +104,11 @@ MQE2E_API int mqe2e_keystore_group_add_epoch(mqe2e_keystore *ks, const char *gro
 /**
  * @brief Create a group with a random secret at epoch 1, or if it exists,
  *        rotate it to a random secret at current epoch + 1.
- * @param epoch_out may be NULL.
+ * @param ks        the keystore.
+ * @param group_id  NUL-terminated group id.
+ * @param topic_filter the group's topic filter (required for a new group).
+ * @param now       caller's clock, seconds (retires the previous epoch).
+ * @param epoch_out receives the new epoch; may be NULL.
  */
 MQE2E_API int mqe2e_keystore_group_generate(mqe2e_keystore *ks, const char *group_id,
                                             const char *topic_filter, uint64_t now,
@@ -131,7 +140,11 @@ MQE2E_API int mqe2e_keystore_group_set_sender_id(mqe2e_keystore *ks, const char 
 
 /**
  * @brief Copy out the secret of one epoch.
- * @param secret  caller-owned; wipe it. @param retired_at out (0 while current), may be NULL.
+ * @param ks         the keystore.
+ * @param group_id   NUL-terminated group id.
+ * @param epoch      the epoch wanted.
+ * @param secret     caller-owned; wipe it.
+ * @param retired_at out (0 while current), may be NULL.
  * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (no such group or epoch).
  */
 MQE2E_API int mqe2e_keystore_group_secret(const mqe2e_keystore *ks, const char *group_id,
@@ -172,7 +185,13 @@ MQE2E_API int mqe2e_keystore_replay_load(const mqe2e_keystore *ks, const char *g
 
 /**
  * @brief Export a group (all its epochs) sealed with a passphrase, for manual
- *        provisioning. @param out malloc()ed, caller free()s (no clear secret inside).
+ *        provisioning.
+ * @param ks         the keystore.
+ * @param group_id   NUL-terminated group id.
+ * @param passphrase only read; the caller wipes its copy.
+ * @param passphrase_len length of @p passphrase.
+ * @param out        malloc()ed, caller free()s (no clear secret inside).
+ * @param out_len    receives the length of @p out.
  */
 MQE2E_API int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
                                           const char *passphrase, size_t passphrase_len,
@@ -180,7 +199,14 @@ MQE2E_API int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *
 
 /**
  * @brief Import a group exported by mqe2e_keystore_group_export().
+ * @param ks           the keystore.
+ * @param sealed       bytes from mqe2e_keystore_group_export() (untrusted).
+ * @param sealed_len   length of @p sealed.
+ * @param passphrase   only read; the caller wipes its copy.
+ * @param passphrase_len length of @p passphrase.
+ * @param now          caller's clock, seconds.
  * @param group_id_out optional buffer receiving the group id (NUL-terminated).
+ * @param group_id_cap size of @p group_id_out in bytes.
  * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (wrong passphrase or tampered),
  *         ::MQE2E_ERR_DECODE, ::MQE2E_ERR_EXISTS (conflicting epoch secret), ::MQE2E_ERR_IO.
  */
@@ -191,6 +217,7 @@ MQE2E_API int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sea
 
 /**
  * @brief Copy out the identity X25519 secret key (for Noise handshakes).
+ * @param ks    the keystore.
  * @param dh_sk caller-owned; the caller wipes it (sodium_memzero) after use.
  * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
  */
@@ -271,6 +298,9 @@ MQE2E_API int mqe2e_keystore_set_revocation_list(mqe2e_keystore *ks, const uint8
 
 /**
  * @brief Borrow the stored revocation list (valid until the next set or close).
+ * @param ks      the keystore.
+ * @param list    receives a pointer to the stored list (borrowed).
+ * @param len     receives its length.
  * @param version out, may be NULL.
  * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_INVALID_ARG.
  */
@@ -292,7 +322,14 @@ MQE2E_API uint64_t mqe2e_keystore_push_seq(const mqe2e_keystore *ks);
  *        mqe2e_keystore_group_add_epoch(), then the sender id, then the
  *        bundle's retirement time when it is earlier than the local one.
  *        Idempotent for an epoch already held with the same secret.
+ * @param ks         the keystore.
+ * @param group_id   NUL-terminated group id.
+ * @param topic_filter the group's topic filter.
+ * @param epoch      the bundle's epoch.
+ * @param secret     the epoch's group secret; only read; the caller wipes its copy.
+ * @param sender_id  this client's sender id in the group (not 0).
  * @param retired_at 0 for the group's current epoch.
+ * @param now        caller's clock, seconds.
  * @return as mqe2e_keystore_group_add_epoch(); ::MQE2E_ERR_INVALID_ARG for sender id 0.
  */
 MQE2E_API int mqe2e_keystore_group_apply(mqe2e_keystore *ks, const char *group_id,

@@ -77,6 +77,7 @@ typedef struct mqe2e_noise_cipher mqe2e_noise_cipher;
  * @param protocol_name full NUL-terminated name, e.g. "Noise_XX_25519_ChaChaPoly_SHA256".
  * @param role          ::MQE2E_NOISE_INITIATOR or ::MQE2E_NOISE_RESPONDER.
  * @param prologue      may be NULL when prologue_len is 0; only read.
+ * @param prologue_len  length of @p prologue.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, bad role);
  *         ::MQE2E_ERR_SUITE (unknown pattern, modifier, DH, cipher or hash);
  *         ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_CRYPTO (libsodium failed to start).
@@ -94,6 +95,7 @@ MQE2E_API void mqe2e_noise_handshake_free(mqe2e_noise_handshake *hs);
  *
  * The public key is derived. Required when the pattern sends or pre-shares the
  * local static key. Only before the first write/read.
+ * @param hs the handshake.
  * @param secret_key 32 bytes, copied; the caller wipes its copy.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (handshake
  *         already started, or the pattern has no local static key);
@@ -105,6 +107,7 @@ MQE2E_API int mqe2e_noise_handshake_set_local_static(mqe2e_noise_handshake *hs,
 /**
  * @brief Set the peer's static public key when the pattern pre-shares it
  *        (the responder key of NK, IK, KK, X, ...; the initiator key of K*, for the responder).
+ * @param hs the handshake.
  * @param public_key 32 bytes, copied. A small-order key is not refused here;
  *        the DH that uses it fails with ::MQE2E_ERR_AUTH.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (already
@@ -117,6 +120,7 @@ MQE2E_API int mqe2e_noise_handshake_set_remote_static(mqe2e_noise_handshake *hs,
  * @brief Add the next pre-shared key, in the order the psk tokens occur.
  *
  * A pattern with k psk modifiers needs exactly k calls before it starts.
+ * @param hs the handshake.
  * @param psk 32 bytes, copied; the caller wipes its copy.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (already
  *         started, pattern has no psk, or more psks than psk tokens).
@@ -128,6 +132,7 @@ MQE2E_API int mqe2e_noise_handshake_set_psk(mqe2e_noise_handshake *hs,
  * @brief Inject the local ephemeral secret key instead of drawing it from
  *        randombytes. For deterministic test vectors only: reusing an
  *        ephemeral key across handshakes destroys their security.
+ * @param hs the handshake.
  * @param secret_key 32 bytes, copied.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (the
  *         ephemeral key was already sent); ::MQE2E_ERR_CRYPTO.
@@ -144,6 +149,8 @@ MQE2E_API int mqe2e_noise_handshake_action(const mqe2e_noise_handshake *hs);
 /**
  * @brief Exact size of the next message this side writes with a payload of
  *        @p payload_len bytes.
+ * @param hs the handshake.
+ * @param payload_len payload size in bytes.
  * @param out_len out: message size in bytes.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not our
  *         turn to write); ::MQE2E_ERR_TOO_LARGE (over 65535 bytes).
@@ -154,12 +161,14 @@ MQE2E_API int mqe2e_noise_handshake_message_len(const mqe2e_noise_handshake *hs,
 /**
  * @brief Write the next handshake message (WriteMessage).
  *
+ * @param hs the handshake.
  * @param out      caller buffer receiving the message; on failure its content
  *                 is undefined (wiped when the handshake dies).
  * @param out_cap  size of @p out (see ::mqe2e_noise_handshake_message_len).
  * @param out_len  out: bytes written.
  * @param payload  may be NULL when payload_len is 0; only read. It is
  *                 encrypted unless no key is established yet (e.g. XX message 1).
+ * @param payload_len length of @p payload.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not our turn,
  *         complete, dead, or a key the pattern needs was not set);
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL; ::MQE2E_ERR_TOO_LARGE (message over
@@ -173,10 +182,12 @@ MQE2E_API int mqe2e_noise_write_message(mqe2e_noise_handshake *hs, uint8_t *out,
 /**
  * @brief Read the next handshake message (ReadMessage).
  *
+ * @param hs the handshake.
  * @param payload_out caller buffer receiving the payload; wiped on failure.
  * @param payload_cap its size (message length minus keys and tags suffices).
  * @param payload_len out: payload bytes.
  * @param msg         the received message; only read; must not overlap payload_out.
+ * @param msg_len     length of @p msg.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not our turn
  *         — e.g. the same message read twice —, complete, dead, missing key);
  *         ::MQE2E_ERR_DECODE (shorter than the pattern's keys and tags);
@@ -196,6 +207,7 @@ MQE2E_API int mqe2e_noise_handshake_is_complete(const mqe2e_noise_handshake *hs)
 
 /**
  * @brief The handshake hash h, for channel binding. Only once complete.
+ * @param hs the handshake.
  * @param out 32 bytes, caller-owned.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE.
  */
@@ -206,6 +218,7 @@ MQE2E_API int mqe2e_noise_handshake_hash(const mqe2e_noise_handshake *hs,
  * @brief The peer's static public key, once known (pre-shared, or received
  *        and decrypted). It is authenticated only when the handshake is
  *        complete: check ::mqe2e_noise_handshake_is_complete before trusting it.
+ * @param hs the handshake.
  * @param out 32 bytes, caller-owned.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not known
  *         yet, or the handshake is dead).
@@ -220,6 +233,7 @@ MQE2E_API int mqe2e_noise_handshake_remote_static(const mqe2e_noise_handshake *h
  * ephemeral secret are wiped; the handshake hash and remote static key stay
  * readable. For one-way patterns only the initiator's send / responder's
  * receive state is meant to be used.
+ * @param hs the handshake.
  * @param send out: encrypts what this side sends; free with ::mqe2e_noise_cipher_free.
  * @param recv out: decrypts what this side receives; free with ::mqe2e_noise_cipher_free.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (not
@@ -231,6 +245,7 @@ MQE2E_API int mqe2e_noise_split(mqe2e_noise_handshake *hs, mqe2e_noise_cipher **
 /**
  * @brief Make a cipher state from a stored key with nonce 0 (e.g. a channel
  *        key restored from the keystore).
+ * @param cs  out: new cipher state, free with ::mqe2e_noise_cipher_free.
  * @param key 32 bytes, copied; the caller wipes its copy.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_NOMEM.
  */
@@ -257,8 +272,14 @@ MQE2E_API int mqe2e_noise_cipher_set_nonce(mqe2e_noise_cipher *cs, uint64_t n);
 
 /**
  * @brief EncryptWithAd with the implicit nonce, then increment it.
+ * @param cs      the cipher state.
  * @param out     receives plaintext_len + 16 bytes; may equal @p plaintext (in place).
+ * @param out_cap size of @p out in bytes.
+ * @param out_len out: ciphertext bytes written.
  * @param ad      may be NULL when ad_len is 0.
+ * @param ad_len  length of @p ad.
+ * @param plaintext only read; may be NULL when plaintext_len is 0.
+ * @param plaintext_len length of @p plaintext.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_BUFFER_TOO_SMALL;
  *         ::MQE2E_ERR_TOO_LARGE (ciphertext over 65535 bytes);
  *         ::MQE2E_ERR_EXHAUSTED (nonce reached 2^64-1: rekey or re-handshake).
@@ -270,7 +291,14 @@ MQE2E_API int mqe2e_noise_cipher_encrypt(mqe2e_noise_cipher *cs, uint8_t *out, s
 /**
  * @brief DecryptWithAd with the implicit nonce; the nonce is incremented only
  *        on success.
- * @param out receives ciphertext_len - 16 bytes; may equal @p ciphertext; wiped on failure.
+ * @param cs      the cipher state.
+ * @param out     receives ciphertext_len - 16 bytes; may equal @p ciphertext; wiped on failure.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len out: plaintext bytes written.
+ * @param ad      must equal the sender's; may be NULL when ad_len is 0.
+ * @param ad_len  length of @p ad.
+ * @param ciphertext ciphertext followed by its 16-byte tag (untrusted).
+ * @param ciphertext_len length of @p ciphertext.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE (shorter
  *         than a tag); ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_BUFFER_TOO_SMALL;
  *         ::MQE2E_ERR_EXHAUSTED; ::MQE2E_ERR_AUTH.

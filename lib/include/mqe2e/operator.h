@@ -76,6 +76,7 @@ typedef enum mqe2e_operator_status {
 /**
  * @brief Encode a pin as "mqe2e-authority1-" || base64url-no-padding(AuthorityPin).
  * @param out receives malloc()ed NUL-terminated text (public); the caller free()s it.
+ * @param pin the pin to encode; only read.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, invalid id or prefix,
  *         unusable key); ::MQE2E_ERR_NOMEM.
  */
@@ -84,7 +85,8 @@ MQE2E_API int mqe2e_authority_pin_encode(char **out, const mqe2e_authority_pin *
 /**
  * @brief Strictly decode pin text (canonical base64url and protobuf, no
  *        unknown fields, 32-byte usable keys, valid id and prefix).
- * @param out zeroed on failure.
+ * @param out  receives the pin; zeroed on failure.
+ * @param text NUL-terminated pin text (untrusted).
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL); ::MQE2E_ERR_TOO_LARGE;
  *         ::MQE2E_ERR_DECODE; ::MQE2E_ERR_NOMEM.
  */
@@ -133,14 +135,17 @@ MQE2E_API void mqe2e_operator_reply_clear(mqe2e_operator_reply *reply);
 typedef struct mqe2e_operator_client mqe2e_operator_client;
 
 /**
- * @brief Operator: sign @p req and write OPERATOR step 1 (to P/authority).
+ * @brief Operator: sign @p req and write OPERATOR step 1 (to `P/authority`).
  * @param st   out: new state (free with ::mqe2e_operator_client_free); NULL on failure.
  * @param out  caller buffer; ::MQE2E_CONTROL_MAX_FRAME_BYTES always suffices.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the frame length.
  * @param pin  the pinned authority (its dh_public, id and prefix are used).
- * @param from the operator's client id (replies go to P/client/<from>).
+ * @param from the operator's client id (replies go to `P/client/<from>`).
  * @param operator_dh_secret X25519 static secret; copied; the caller wipes its copy.
  * @param req  the request; its signature is computed here.
  * @param sign signs with the operator's Ed25519 key (e.g. over mqe2e_keystore_sign).
+ * @param sign_ctx opaque context handed to @p sign, untouched by the library.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL, invalid names, too many
  *         or too long arguments); ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_BUFFER_TOO_SMALL;
  *         ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_AUTH (unusable authority key; the
@@ -154,6 +159,9 @@ MQE2E_API int mqe2e_operator_begin(mqe2e_operator_client **st, uint8_t *out, siz
 
 /**
  * @brief Operator: read OPERATOR step 2.
+ * @param st    state from ::mqe2e_operator_begin.
+ * @param frame the received control frame (read only).
+ * @param len   length of @p frame.
  * @param reply out: release with ::mqe2e_operator_reply_clear; zeroed on failure.
  * @return ::MQE2E_OK (whatever reply->status says); ::MQE2E_ERR_INVALID_ARG;
  *         ::MQE2E_ERR_DECODE; ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_SUITE;
@@ -180,6 +188,10 @@ typedef struct mqe2e_operator_authority mqe2e_operator_authority;
  *        ::mqe2e_operator_accept_verify.
  * @param st  out: new state (free with ::mqe2e_operator_authority_free).
  * @param req out: the request (clear with ::mqe2e_operator_request_clear); zeroed on failure.
+ * @param authority_dh_secret authority X25519 static secret; only read.
+ * @param prefix control prefix.
+ * @param frame the received control frame (read only).
+ * @param len   length of @p frame.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_DECODE;
  *         ::MQE2E_ERR_TOO_LARGE; ::MQE2E_ERR_SUITE; ::MQE2E_ERR_STATE (not
  *         OPERATOR step 1); ::MQE2E_ERR_AUTH (Noise failed, malformed
@@ -200,11 +212,11 @@ MQE2E_API int mqe2e_operator_accept_read(mqe2e_operator_authority **st, mqe2e_op
 MQE2E_API int mqe2e_operator_accept_verify(mqe2e_operator_authority *st,
                                            const uint8_t operator_sign_public[32], uint64_t now);
 
-/** @brief Operator client id the frame came from (borrowed; replies go to P/client/<it>). */
+/** @brief Operator client id the frame came from (borrowed; replies go to `P/client/<it>`). */
 MQE2E_API const char *mqe2e_operator_accept_from(const mqe2e_operator_authority *st);
 
 /**
- * @brief Authority: write OPERATOR step 2 (to P/client/<from>). Only after the
+ * @brief Authority: write OPERATOR step 2 (to `P/client/<from>`). Only after the
  *        signature verified.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_STATE (signature
  *         not verified, or already written); ::MQE2E_ERR_TOO_LARGE;

@@ -37,7 +37,9 @@ MQE2E_API void mqe2e_policy_free(mqe2e_policy *p);
 
 /**
  * @brief Append a rule. Strings are copied.
+ * @param p      the policy.
  * @param filter valid MQTT topic filter.
+ * @param kind   what the rule does with matching topics.
  * @param target group id or peer id; NULL for ::MQE2E_POLICY_PLAINTEXT.
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (bad filter/kind/target), ::MQE2E_ERR_NOMEM.
  */
@@ -53,7 +55,10 @@ MQE2E_API int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule);
 
 /**
  * @brief Find the rule for a topic name.
- * @param kind   out. @param target out: borrowed from the policy (NULL for plaintext).
+ * @param p      the policy.
+ * @param topic  NUL-terminated topic name (no wildcards).
+ * @param kind   out: the matching rule's kind.
+ * @param target out: borrowed from the policy (NULL for plaintext).
  * @return ::MQE2E_OK, ::MQE2E_ERR_NO_POLICY, ::MQE2E_ERR_INVALID_ARG (bad topic name).
  */
 MQE2E_API int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic,

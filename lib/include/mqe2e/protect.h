@@ -23,6 +23,7 @@
 extern "C" {
 #endif
 
+/** Opaque protector: seals and opens payloads per policy; owns its key cache. */
 typedef struct mqe2e_protector mqe2e_protector;
 
 /**
@@ -49,6 +50,7 @@ typedef struct mqe2e_protector_options {
                                        UINT32_MAX = never by time) */
 } mqe2e_protector_options;
 
+/** Initialiser of ::mqe2e_protector_options: struct_version 2, a one-hour epoch grace, defaults elsewhere. */
 #define MQE2E_PROTECTOR_OPTIONS_INIT { 2U, 0U, 3600U, 0U, 0U, 0U }
 
 /** Default of mqe2e_protector_options::checkpoint_every. */
@@ -88,6 +90,7 @@ MQE2E_API const char *mqe2e_drop_reason_name(mqe2e_drop_reason r);
 
 /**
  * @brief Create a protector over a keystore and a policy.
+ * @param out    receives the new protector; free with mqe2e_protector_free().
  * @param ks     borrowed; must outlive the protector.
  * @param policy borrowed; must outlive the protector.
  * @param opts   may be NULL for defaults; copied.
@@ -108,8 +111,14 @@ MQE2E_API size_t mqe2e_protect_bound(size_t pt_len);
  * Group policy: seals with the group's current epoch and the next reserved
  * sequence number. Plaintext policy: copies the payload unchanged. No policy:
  * ::MQE2E_ERR_NO_POLICY and nothing is written (never a clear-text fallback).
- * @param out caller buffer of at least mqe2e_protect_bound(pt_len) bytes.
- * @param now seconds.
+ * @param p       the protector.
+ * @param topic   NUL-terminated topic name the payload is published on.
+ * @param pt      plaintext payload; only read (may be NULL when pt_len is 0).
+ * @param pt_len  length of @p pt.
+ * @param now     caller's clock, seconds.
+ * @param out     caller buffer of at least mqe2e_protect_bound(pt_len) bytes.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the protected payload length.
  * @return ::MQE2E_OK, ::MQE2E_ERR_NO_POLICY, ::MQE2E_ERR_NO_KEY,
  *         ::MQE2E_ERR_TOO_LARGE, ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_IO,
  *         ::MQE2E_ERR_POLICY (channel topics need the channel layer),
@@ -122,10 +131,10 @@ MQE2E_API int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t
 /** A pending replay-window update returned by mqe2e_unprotect_begin(). */
 typedef struct mqe2e_receipt {
     uint32_t active;    /**< 1 if commit has something to do */
-    uint32_t epoch;
-    uint32_t sender_id;
-    uint64_t seq;
-    char group_id[MQE2E_GROUP_ID_MAX_BYTES + 1];
+    uint32_t epoch;     /**< epoch of the opened envelope */
+    uint32_t sender_id; /**< its sender */
+    uint64_t seq;       /**< its sequence number, recorded by the commit */
+    char group_id[MQE2E_GROUP_ID_MAX_BYTES + 1]; /**< its group, NUL-terminated */
 } mqe2e_receipt;
 
 /**
@@ -135,7 +144,15 @@ typedef struct mqe2e_receipt {
  * mqe2e_unprotect_commit() once the application accepted the message (or
  * dropped if it asks for redelivery). Failures are counted by reason; @p out
  * is wiped on failure.
- * @param out caller buffer; in_len bytes always suffice.
+ * @param p       the protector.
+ * @param topic   NUL-terminated topic name the payload arrived on.
+ * @param in      the received payload (untrusted).
+ * @param in_len  length of @p in.
+ * @param now     caller's clock, seconds.
+ * @param out     caller buffer; in_len bytes always suffice.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the plaintext length.
+ * @param receipt out: the pending replay-window update for mqe2e_unprotect_commit().
  * @return ::MQE2E_OK or the reason the message must be dropped.
  */
 MQE2E_API int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *in,
@@ -174,7 +191,8 @@ MQE2E_API void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_
 
 /**
  * @brief Build a policy with one group rule per keystore group (its topic filter).
- * @param p existing policy to append to.
+ * @param p  existing policy to append to.
+ * @param ks the keystore whose groups are read.
  */
 MQE2E_API int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks);
 

@@ -31,6 +31,7 @@ typedef struct mqe2e_replay_window {
 
 /**
  * @brief Initialise an empty window.
+ * @param w     the window to initialise (caller-owned).
  * @param width rounded up to a multiple of 64; 0 means the default.
  * @return ::MQE2E_OK, or ::MQE2E_ERR_INVALID_ARG when width > ::MQE2E_REPLAY_MAX_WIDTH.
  */

@@ -36,7 +36,7 @@ typedef struct mqe2e_storage {
     int (*store)(void *ctx, const uint8_t *data, size_t len);
     /** Release ctx, wiping any key material. May be NULL. */
     void (*destroy)(void *ctx);
-    void *ctx;
+    void *ctx; /**< backend state passed to every callback; owned by the backend */
 } mqe2e_storage;
 
 /**
@@ -49,6 +49,7 @@ typedef struct mqe2e_storage {
  * @param out        filled; pass it to mqe2e_keystore_create/open, which own it.
  * @param path       file path; copied.
  * @param passphrase only read; the caller wipes it. Must not be empty.
+ * @param passphrase_len length of @p passphrase.
  * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
  */
 MQE2E_API int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path,
@@ -56,6 +57,8 @@ MQE2E_API int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path
 
 /**
  * @brief Encrypted-file backend keyed by a 32-byte raw key (e.g. from a key file).
+ * @param out  filled; pass it to mqe2e_keystore_create/open, which own it.
+ * @param path file path; copied.
  * @param key only read; copied into guarded memory; the caller wipes its copy.
  */
 MQE2E_API int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
@@ -64,7 +67,8 @@ MQE2E_API int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
 /**
  * @brief Read a key file: exactly 32 raw bytes, or 64 hex digits (optional
  *        trailing newline). Refuses files readable by group or others.
- * @param key out, caller-owned (wipe it).
+ * @param key  out, caller-owned (wipe it).
+ * @param path key file path.
  * @return ::MQE2E_OK, ::MQE2E_ERR_IO, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_POLICY (permissions).
  */
 MQE2E_API int mqe2e_storage_read_key_file(uint8_t key[MQE2E_STORAGE_KEY_BYTES], const char *path);
@@ -76,6 +80,11 @@ MQE2E_API int mqe2e_storage_memory(mqe2e_storage *out);
  * @brief Seal a blob with a passphrase into a self-describing buffer
  *        (same format as the file backend). Used for exported group bundles.
  * @param out  *out is malloc()ed; the caller free()s it (it holds no secret in clear).
+ * @param out_len receives the length of *out.
+ * @param data the blob to seal; only read.
+ * @param len  length of @p data.
+ * @param passphrase only read; the caller wipes it. Must not be empty.
+ * @param passphrase_len length of @p passphrase.
  */
 MQE2E_API int mqe2e_passphrase_seal(uint8_t **out, size_t *out_len, const uint8_t *data,
                                     size_t len, const char *passphrase, size_t passphrase_len);
@@ -83,6 +92,11 @@ MQE2E_API int mqe2e_passphrase_seal(uint8_t **out, size_t *out_len, const uint8_
 /**
  * @brief Open what mqe2e_passphrase_seal() made.
  * @param out *out is malloc()ed and holds secrets: the caller wipes and free()s it.
+ * @param out_len receives the length of *out.
+ * @param sealed bytes from mqe2e_passphrase_seal() (untrusted).
+ * @param sealed_len length of @p sealed.
+ * @param passphrase only read; the caller wipes it.
+ * @param passphrase_len length of @p passphrase.
  * @return ::MQE2E_OK, ::MQE2E_ERR_DECODE, ::MQE2E_ERR_AUTH (wrong passphrase or tampered).
  */
 MQE2E_API int mqe2e_passphrase_open(uint8_t **out, size_t *out_len, const uint8_t *sealed,

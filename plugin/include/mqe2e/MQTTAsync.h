@@ -54,6 +54,7 @@ typedef struct mqe2e_async *mqe2e_MQTTAsync;
 
 /** Same options as the synchronous front (struct_id "MQES"). */
 typedef mqe2e_MQTTClient_securityOptions mqe2e_MQTTAsync_securityOptions;
+/** Initializer for ::mqe2e_MQTTAsync_securityOptions (same as the sync front's). */
 #define mqe2e_MQTTAsync_securityOptions_initializer mqe2e_MQTTClient_securityOptions_initializer
 
 /** @brief As MQTTAsync_create(). */
@@ -72,6 +73,7 @@ MQE2E_API int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const c
 
 /**
  * @brief Attach keystore and policy. Call once, after create and before connect.
+ * @param handle  the client from mqe2e_MQTTAsync_create().
  * @param options only read; the keystore and policy it names are borrowed
  *        and must outlive the client.
  * @return MQTTASYNC_SUCCESS, MQTTASYNC_NULL_PARAMETER, MQTTASYNC_BAD_STRUCTURE,

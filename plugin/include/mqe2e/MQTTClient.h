@@ -16,7 +16,7 @@
  * callback. As with Paho, never call this client from inside its callbacks.
  *
  * Control plane: when the keystore was enrolled (it holds an authority pin,
- * see `mqe2e enroll`), the client also subscribes P/client/<id> and
+ * see `mqe2e enroll`), the client also subscribes `P/client/<id>` and
  * P/revocations on every connect, sends a HELLO to fetch current keys, applies
  * rotation pushes, holds messages of a not-yet-known epoch until their key
  * arrives, and runs peer channels for `channel:<peer>` policy rules. Control
@@ -91,6 +91,7 @@ typedef struct mqe2e_MQTTClient_securityOptions {
     unsigned holdMaxSeconds; /**< longest a message is held (0 = 30 s) */
 } mqe2e_MQTTClient_securityOptions;
 
+/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 1, defaults). */
 #define mqe2e_MQTTClient_securityOptions_initializer \
     { {'M', 'Q', 'E', 'S'}, 1, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0 }
 

@@ -145,19 +145,16 @@ int main(int argc, char **argv)
         struct timespec pause = {0, 50L * 1000L * 1000L};
         nanosleep(&pause, NULL);
     }
-    /* channel_sent counts envelopes handed to the client's worker thread, which
-     * publishes them a moment later; disconnect() does not wait for that
-     * queue, so leave it time to drain first. */
     if (k.channel_sent >= (uint64_t)sent) {
-        struct timespec drain = {1, 0};
-        nanosleep(&drain, NULL);
         printf("controller %s: sent %d command(s) to %s over the channel\n",
                mqe2e_keystore_client_id(ks), sent, device);
         exit_code = 0;
     } else {
         fprintf(stderr, "switch_controller: %s did not complete the channel handshake\n", device);
     }
-    mqe2e_MQTTClient_disconnect(client, 5000); /* lets the QoS 1 deliveries finish */
+    /* Within its timeout, disconnect() first lets the worker thread publish
+     * the envelopes it still holds, then lets the QoS 1 deliveries finish. */
+    mqe2e_MQTTClient_disconnect(client, 5000);
 out:
     mqe2e_MQTTClient_destroy(&client);
     mqe2e_policy_free(policy);

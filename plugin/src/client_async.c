@@ -55,6 +55,13 @@ struct mqe2e_async {
     mqe2e__ctl *ctl;
 };
 
+/* Where the application's messageArrived runs, for disconnect(): on Paho's
+ * receive thread no handshake reply can arrive meanwhile; on the control
+ * worker (a released held message) not even the outbox can drain. */
+#define ASYNC_IN_PAHO_CALLBACK 1
+#define ASYNC_IN_WORKER_CALLBACK 2
+static _Thread_local int async_callback_thread;
+
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
 static const uint8_t async_empty[1] = {0};
 
@@ -282,7 +289,10 @@ static int async_ctl_deliver(void *ctx, const char *topic, const uint8_t *data, 
         async_report_drop(c, topic, rc);
         return 0;
     }
-    if (ma(ma_ctx, t, 0, mine)) {
+    async_callback_thread = ASYNC_IN_WORKER_CALLBACK;
+    int taken = ma(ma_ctx, t, 0, mine);
+    async_callback_thread = 0;
+    if (taken) {
         async_commit(c, &receipt, topic);
         rc = 1;
     } else {
@@ -317,6 +327,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
 
     memset(&receipt, 0, sizeof receipt);
     (void)pthread_mutex_lock(&c->cb_lock);
+    async_callback_thread = ASYNC_IN_PAHO_CALLBACK;
     async_app_ma(c, &ma, &ma_ctx);
     /* MQTT forbids NUL in topic names; such a topic can match no policy. */
     if (topicName == NULL || (topicLen > 0 && (size_t)topicLen != strlen(topicName))) {
@@ -355,6 +366,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
         if (r != MQE2E__ROUTE_PASS) {
             MQTTAsync_freeMessage(&message);
             MQTTAsync_free(topicName);
+            async_callback_thread = 0;
             (void)pthread_mutex_unlock(&c->cb_lock);
             return 1;
         }
@@ -363,6 +375,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
         /* Paho would not deliver without messageArrived either. */
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topicName);
+        async_callback_thread = 0;
         (void)pthread_mutex_unlock(&c->cb_lock);
         return 1;
     }
@@ -373,6 +386,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
         async_report_drop(c, topicName, rc);
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topicName);
+        async_callback_thread = 0;
         (void)pthread_mutex_unlock(&c->cb_lock);
         return 1;
     }
@@ -389,6 +403,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
         rc = 0;
     }
     sodium_memzero(&receipt, sizeof receipt);
+    async_callback_thread = 0;
     (void)pthread_mutex_unlock(&c->cb_lock);
     return rc;
 }
@@ -769,6 +784,17 @@ int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle, const MQTTAsync_disconnec
 
     if (c == NULL) {
         return MQTTASYNC_FAILURE;
+    }
+    /* Channel envelopes and handshake frames go out through the control
+     * worker: let it hand them to Paho first, within the caller's timeout
+     * (Paho then lets in-flight transfers finish within it as well). */
+    if (c->ctl != NULL && options != NULL && options->timeout > 0 &&
+        async_callback_thread != ASYNC_IN_WORKER_CALLBACK) {
+        int frc = mqe2e__ctl_flush(c->ctl, (uint64_t)options->timeout,
+                                   async_callback_thread != ASYNC_IN_PAHO_CALLBACK);
+        if (frc == MQE2E_ERR_STATE)
+            async_log(c, MQE2E_LOG_WARNING, "disconnect: control frames still queued after %d ms",
+                      options->timeout);
     }
     rc = MQTTAsync_disconnect(c->paho, options);
     /* Messages delivered after this are checkpointed again by destroy(). */

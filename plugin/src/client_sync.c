@@ -662,6 +662,30 @@ static int client_checkpoint(struct mqe2e_client *c)
     return rc;
 }
 
+/*
+ * Channel envelopes and handshake frames go out through the control worker:
+ * let it hand them to Paho before the connection goes, within the caller's
+ * timeout. Returns what is left of that timeout for Paho's own disconnect.
+ */
+static int client_flush(struct mqe2e_client *c, int timeout)
+{
+    uint64_t start;
+    uint64_t spent;
+    int rc;
+
+    if (c->ctl == NULL || timeout <= 0) {
+        return timeout;
+    }
+    start = mqe2e__plugin_monotonic_ms();
+    rc = mqe2e__ctl_flush(c->ctl, (uint64_t)timeout, 1);
+    if (rc == MQE2E_ERR_STATE) {
+        client_log(c, MQE2E_LOG_WARNING, "disconnect: control frames still queued after %d ms",
+                   timeout);
+    }
+    spent = mqe2e__plugin_monotonic_ms() - start;
+    return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
+}
+
 int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout)
 {
     struct mqe2e_client *c = handle;
@@ -671,6 +695,7 @@ int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout)
     if (c == NULL) {
         return MQTTCLIENT_FAILURE;
     }
+    timeout = client_flush(c, timeout);
     /* Disconnect first so the checkpoint covers everything delivered. */
     rc = MQTTClient_disconnect(c->paho, timeout);
     crc = client_checkpoint(c);
@@ -908,6 +933,7 @@ int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
     if (c == NULL) {
         return MQTTCLIENT_FAILURE;
     }
+    timeout = client_flush(c, timeout);
     rc = MQTTClient_disconnect5(c->paho, timeout, reason, props);
     crc = client_checkpoint(c);
     if (rc == MQTTCLIENT_SUCCESS && crc != MQE2E_OK) {

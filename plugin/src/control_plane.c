@@ -90,6 +90,8 @@ struct mqe2e__ctl {
     mqe2e_control_counters k;
     pthread_t worker;
     pthread_cond_t cond;
+    pthread_cond_t drained; /* signalled when the worker finished a publish */
+    int publishing;         /* the worker holds a frame taken off the outbox */
     int worker_started;
     int stop;
 };
@@ -861,6 +863,7 @@ static void *ctl_worker(void *arg)
             c->out_head = o->next;
             if (c->out_head == NULL) c->out_tail = NULL;
             c->n_out--;
+            c->publishing = 1;
             (void)pthread_mutex_unlock(c->h.lock);
             if (o->len <= (size_t)INT_MAX) {
                 int rc = c->h.publish(c->h.ctx, o->topic, o->data, o->len, o->qos, o->retained);
@@ -874,6 +877,8 @@ static void *ctl_worker(void *arg)
             }
             out_free(o);
             (void)pthread_mutex_lock(c->h.lock);
+            c->publishing = 0;
+            (void)pthread_cond_broadcast(&c->drained);
         }
         if (c->stop) break;
         struct timespec ts;
@@ -952,10 +957,18 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host)
         free(c);
         return MQE2E_ERR_NOMEM;
     }
+    if (pthread_cond_init(&c->drained, NULL) != 0) {
+        (void)pthread_cond_destroy(&c->cond);
+        mqe2e_holdq_free(c->holdq);
+        mqe2e_revocation_list_free(c->rl);
+        free(c);
+        return MQE2E_ERR_NOMEM;
+    }
     /* Until connect(), the worker only waits. */
     c->session_up = 1;
     c->hello_done = 1;
     if (pthread_create(&c->worker, NULL, ctl_worker, c) != 0) {
+        (void)pthread_cond_destroy(&c->drained);
         (void)pthread_cond_destroy(&c->cond);
         mqe2e_holdq_free(c->holdq);
         mqe2e_revocation_list_free(c->rl);
@@ -978,6 +991,48 @@ void mqe2e__ctl_stop(mqe2e__ctl *c)
     c->worker_started = 0;
 }
 
+/* Nothing left for the worker to hand to Paho. Lock held. */
+static int ctl_drained(const mqe2e__ctl *c, int wait_pending)
+{
+    if (c->out_head != NULL || c->publishing) return 0;
+    if (wait_pending)
+        for (const ctl_peer *p = c->peers; p != NULL; p = p->next)
+            if (p->pending != NULL) return 0;
+    return 1;
+}
+
+int mqe2e__ctl_flush(mqe2e__ctl *c, uint64_t timeout_ms, int wait_pending)
+{
+    uint64_t deadline = mqe2e__plugin_monotonic_ms() + timeout_ms;
+
+    if (c == NULL) return MQE2E_OK;
+    for (;;) {
+        (void)pthread_mutex_lock(c->h.lock);
+        int done = ctl_drained(c, wait_pending);
+        int running = c->worker_started && !c->stop;
+        (void)pthread_mutex_unlock(c->h.lock);
+        if (done) return MQE2E_OK;
+        if (!running) return MQE2E_ERR_STATE;
+        /* Offline, the worker's publishes fail and handshakes cannot finish. */
+        if (!c->h.is_connected(c->h.ctx)) return MQE2E_ERR_IO;
+        uint64_t now = mqe2e__plugin_monotonic_ms();
+        if (now >= deadline) return MQE2E_ERR_STATE;
+        /* Short waits: handshake progress (pending -> outbox) is not signalled. */
+        long wait_ms = deadline - now < 20U ? (long)(deadline - now) : 20L;
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += wait_ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_mutex_lock(c->h.lock);
+        if (!ctl_drained(c, wait_pending))
+            (void)pthread_cond_timedwait(&c->drained, c->h.lock, &ts);
+        (void)pthread_mutex_unlock(c->h.lock);
+    }
+}
+
 void mqe2e__ctl_free(mqe2e__ctl *c)
 {
     if (c == NULL) return;
@@ -997,6 +1052,7 @@ void mqe2e__ctl_free(mqe2e__ctl *c)
     mqe2e_hello_client_free(c->hello);
     mqe2e_holdq_free(c->holdq);
     mqe2e_revocation_list_free(c->rl);
+    (void)pthread_cond_destroy(&c->drained);
     (void)pthread_cond_destroy(&c->cond);
     sodium_memzero(c, sizeof *c);
     free(c);

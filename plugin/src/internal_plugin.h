@@ -87,6 +87,13 @@ int mqe2e__ctl_route(mqe2e__ctl *ctl, const char *topic, const uint8_t *data, si
 int mqe2e__ctl_publish(mqe2e__ctl *ctl, const char *topic, const uint8_t *pt, size_t pt_len,
                        int qos, int retained, int *handled);
 
+/* Before a disconnect (application thread, neither lock held): wait at most
+ * timeout_ms until the worker's outbox is empty and its last frame was handed
+ * to Paho and, with wait_pending, until no channel message still waits for
+ * its handshake. MQE2E_OK when drained; MQE2E_ERR_IO when not connected;
+ * MQE2E_ERR_STATE on timeout or a stopped worker (what is left is lost). */
+int mqe2e__ctl_flush(mqe2e__ctl *ctl, uint64_t timeout_ms, int wait_pending);
+
 void mqe2e__ctl_counters(mqe2e__ctl *ctl, struct mqe2e_control_counters *out);
 
 #endif

@@ -124,7 +124,11 @@ MQE2E_API int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle,
 /** @brief As MQTTAsync_reconnect(). */
 MQE2E_API int mqe2e_MQTTAsync_reconnect(mqe2e_MQTTAsync handle);
 
-/** @brief As MQTTAsync_disconnect(); also checkpoints replay state. */
+/**
+ * @brief As MQTTAsync_disconnect(); with a non-zero options->timeout it first
+ *        waits (up to that timeout) until the control plane's queued frames are
+ *        sent, so unlike Paho's call it may block; then checkpoints replay state.
+ */
 MQE2E_API int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle,
                                          const MQTTAsync_disconnectOptions *options);
 

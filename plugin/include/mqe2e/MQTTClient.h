@@ -143,7 +143,11 @@ MQE2E_API int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *conte
 MQE2E_API int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle,
                                        MQTTClient_connectOptions *options);
 
-/** @brief As MQTTClient_disconnect(); also checkpoints replay state. */
+/**
+ * @brief As MQTTClient_disconnect(); first sends what the control plane still
+ *        has queued (channel messages, handshake frames), within @p timeout
+ *        milliseconds in total, then checkpoints replay state.
+ */
 MQE2E_API int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout);
 
 /** @brief As MQTTClient_isConnected(). */
@@ -201,7 +205,7 @@ MQE2E_API MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle,
                                                  MQTTProperties *connectProperties,
                                                  MQTTProperties *willProperties);
 
-/** @brief As MQTTClient_disconnect5(); also checkpoints replay state. */
+/** @brief As MQTTClient_disconnect5(); flushes the control plane like mqe2e_MQTTClient_disconnect(). */
 MQE2E_API int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
                                            enum MQTTReasonCodes reason, MQTTProperties *props);
 

@@ -559,18 +559,8 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         (void)pthread_mutex_unlock(&c->lock);
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
     }
-    policy = options->policy;
-    if (policy == NULL) {
-        rc = mqe2e_policy_new(&owned);
-        if (rc == MQE2E_OK) {
-            rc = mqe2e_policy_add_keystore_groups(owned, options->keystore);
-        }
-        if (rc != MQE2E_OK) {
-            goto out;
-        }
-        policy = owned;
-    }
-    rc = mqe2e_protector_new(&p, options->keystore, policy, options->protector);
+    rc = mqe2e__protector_for(options->policy, options->keystore, options->protector, &p, &owned,
+                              &policy);
     if (rc != MQE2E_OK) {
         goto out;
     }
@@ -598,14 +588,8 @@ out:
         host.protector = c->protector;
         host.policy = policy;
         host.owned_policy = c->owned_policy;
-        host.hold_count = MQE2E_HOLDQ_DEFAULT_COUNT;
-        host.hold_bytes = MQE2E_HOLDQ_DEFAULT_BYTES;
-        host.hold_age = MQE2E_HOLDQ_DEFAULT_AGE;
-        if (options->struct_version >= 1) {
-            if (options->holdMaxCount > 0) host.hold_count = options->holdMaxCount;
-            if (options->holdMaxBytes > 0) host.hold_bytes = options->holdMaxBytes;
-            if (options->holdMaxSeconds > 0) host.hold_age = options->holdMaxSeconds;
-        }
+        mqe2e__ctl_host_set_hold(&host, options->struct_version, options->holdMaxCount,
+                                 options->holdMaxBytes, options->holdMaxSeconds);
         host.ctx = c;
         host.log = async_ctl_log;
         host.dropped = async_ctl_dropped;

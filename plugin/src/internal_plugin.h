@@ -60,6 +60,18 @@ typedef struct mqe2e__ctl_host {
 #define MQE2E__ROUTE_PLAINTEXT 2 /* channel message opened into *pt */
 
 /* MQE2E_ERR_NOT_FOUND when the keystore holds no authority pin (no control plane). */
+/* Both fronts' setSecurity: a protector over @p ks with @p given as policy,
+ * or (given NULL) a policy made from the keystore's groups, returned in
+ * *owned for the caller to free. *policy is the one in use. On failure
+ * nothing is left allocated. */
+int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
+                         const mqe2e_protector_options *popts, mqe2e_protector **p,
+                         mqe2e_policy **owned, const mqe2e_policy **policy);
+
+/* Hold-queue limits from the security options (zero = default). */
+void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
+                              size_t max_bytes, unsigned max_seconds);
+
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
 
 /* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */

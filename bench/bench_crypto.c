@@ -8,7 +8,11 @@
  *   (b) low:  mqe2e_envelope_seal + _parse + _open with a pre-derived sender key;
  *   (c) full: mqe2e_protect + mqe2e_unprotect between two protectors over
  *             in-memory keystores sharing a group (policy lookup, key cache,
- *             sequence reservation, replay window, checkpoints included).
+ *             sequence reservation, replay window, checkpoints included);
+ *   (d) signed: mqe2e_envelope_seal_signed + _parse + _open_signed (signed
+ *             group mode: (b) plus one Ed25519 signature and one verification).
+ * It also prints the bytes each envelope mode adds to a payload (group,
+ * channel, signed group) for the same header values.
  * Each figure is the median over repetitions of ns per message; one
  * repetition runs for at least --min-ms milliseconds.
  *
@@ -34,7 +38,7 @@
 #include "mqe2e/version.h"
 
 #define NSIZES 4
-#define NCASES 3
+#define NCASES 4
 #define MAX_REPS 101
 #define TARGET_SIZE 256U
 #define TARGET_RATIO 2.0
@@ -42,7 +46,8 @@
 #define SEQ_BLOCK 65536U
 
 static const size_t SIZES[NSIZES] = {16U, 256U, 1024U, 16384U};
-static const char *const CASE_NAMES[NCASES] = {"raw_aead", "seal_open", "protect_unprotect"};
+static const char *const CASE_NAMES[NCASES] = {"raw_aead", "seal_open", "protect_unprotect",
+                                               "signed_seal_open"};
 
 typedef struct peer {
     mqe2e_keystore *ks;
@@ -60,6 +65,9 @@ typedef struct fixture {
     mqe2e_sender_key skey;
     uint32_t sender_id;
     uint64_t seq; /* (b)'s sequence number; (c) takes its own from the keystore */
+    uint64_t sseq; /* (d)'s */
+    uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES];
+    uint8_t sign_sk[crypto_sign_SECRETKEYBYTES];
     peer tx, rx;
 } fixture;
 
@@ -69,6 +77,8 @@ typedef struct result {
     uint64_t iters[NCASES];
     size_t overhead_first; /* envelope - payload, first message of the full path */
     size_t overhead_seq32; /* envelope - payload at seq 2^32 (long-lived sender) */
+    /* Per mode, same header values (epoch/generation 1, the sender's id, seq 1). */
+    size_t overhead_group, overhead_channel, overhead_signed;
 } result;
 
 static double now_ns(void)
@@ -122,6 +132,35 @@ static int run_low(fixture *f, uint64_t n)
     return 0;
 }
 
+static int bench_sign(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], const uint8_t *msg,
+                      size_t msg_len)
+{
+    const fixture *f = ctx;
+    crypto_sign_detached(sig, NULL, msg, (unsigned long long)msg_len, f->sign_sk);
+    return MQE2E_OK;
+}
+
+static int run_signed(fixture *f, uint64_t n)
+{
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 0U};
+    mqe2e_envelope_view v;
+    size_t elen, plen;
+    int rc;
+
+    for (uint64_t i = 0; i < n; i++) {
+        h.seq = ++f->sseq;
+        rc = mqe2e_envelope_seal_signed(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP,
+                                        &h, f->pt, f->len, bench_sign, f);
+        if (rc == MQE2E_OK) rc = mqe2e_envelope_parse(&v, f->buf, elen);
+        if (rc == MQE2E_OK) {
+            rc = mqe2e_envelope_open_signed(f->dec, f->cap, &plen, &f->skey, f->sign_pk,
+                                            BENCH_TOPIC, BENCH_GROUP, &v);
+        }
+        if (rc != MQE2E_OK || plen != f->len) return rc != MQE2E_OK ? rc : -1;
+    }
+    return 0;
+}
+
 static int run_full(fixture *f, uint64_t n, size_t *first_len)
 {
     size_t elen, plen;
@@ -144,7 +183,8 @@ static int run_case(fixture *f, int c, uint64_t n)
     switch (c) {
     case 0: return run_raw(f, n);
     case 1: return run_low(f, n);
-    default: return run_full(f, n, NULL);
+    case 2: return run_full(f, n, NULL);
+    default: return run_signed(f, n);
     }
 }
 
@@ -188,6 +228,7 @@ static void fixture_init(fixture *f, size_t len)
     f->sender_id = mqe2e_sender_id_from_client_id(BENCH_SENDER_CLIENT);
     rc = mqe2e_sender_key_derive(&f->skey, BENCH_GROUP_SECRET, BENCH_GROUP, 1U, f->sender_id);
     if (rc != MQE2E_OK) die("sender_key_derive", rc);
+    crypto_sign_keypair(f->sign_pk, f->sign_sk);
     peer_init(&f->tx, BENCH_SENDER_CLIENT);
     peer_init(&f->rx, BENCH_RECEIVER_CLIENT);
 }
@@ -197,6 +238,7 @@ static void fixture_free(fixture *f)
     peer_free(&f->tx);
     peer_free(&f->rx);
     mqe2e_sender_key_wipe(&f->skey);
+    sodium_memzero(f->sign_sk, sizeof f->sign_sk);
     free(f->pt);
     free(f->buf);
     free(f->dec);
@@ -211,6 +253,33 @@ static size_t overhead_at(fixture *f, uint64_t seq)
                                  f->pt, f->len);
     if (rc != MQE2E_OK) die("envelope_seal", rc);
     return elen - f->len;
+}
+
+/*
+ * Bytes each mode adds with epoch (channel: generation) 1, the sender's id
+ * (channel: direction 1) and seq 1. A channel envelope is encoded exactly as
+ * a group one with its body under field 2 (docs/PROTOCOL.md 8.7; the key
+ * byte is 0x12 instead of 0x0a), so its size is the group layout's for its
+ * own header values; sealing a real one would take a Noise handshake.
+ */
+static void overhead_modes(fixture *f, result *r)
+{
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, 1U};
+    mqe2e_envelope_header ch = {MQE2E_MODE_GROUP, 1U, 1U, 1U};
+    mqe2e_envelope_header sh = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 1U};
+    size_t elen;
+    int rc = mqe2e_envelope_seal(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP, &h,
+                                 f->pt, f->len);
+    if (rc != MQE2E_OK) die("envelope_seal", rc);
+    r->overhead_group = elen - f->len;
+    rc = mqe2e_envelope_seal(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP, &ch, f->pt,
+                             f->len);
+    if (rc != MQE2E_OK) die("envelope_seal", rc);
+    r->overhead_channel = elen - f->len;
+    rc = mqe2e_envelope_seal_signed(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP, &sh,
+                                    f->pt, f->len, bench_sign, f);
+    if (rc != MQE2E_OK) die("envelope_seal_signed", rc);
+    r->overhead_signed = elen - f->len;
 }
 
 /* Grow the count until one batch lasts min_ns, then size it to ~1.1x that. */
@@ -247,6 +316,7 @@ static void measure(result *r, size_t len, int reps, double min_ns, int smoke)
     if ((rc = run_full(&f, 1, &r->overhead_first)) != 0) die("protect_unprotect", rc);
     r->overhead_first -= len;
     r->overhead_seq32 = overhead_at(&f, UINT64_C(1) << 32);
+    overhead_modes(&f, r);
     for (int c = 0; c < NCASES; c++) {
         r->iters[c] = smoke ? 16U : calibrate(&f, c, min_ns);
     }
@@ -294,9 +364,12 @@ static int write_json(const char *path, const result *res, int reps, double min_
         }
         fprintf(fp,
                 ", \"ratio_seal_open_vs_raw\": %.3f, \"ratio_protect_unprotect_vs_raw\": %.3f"
-                ", \"overhead_bytes\": %zu, \"overhead_bytes_seq_2_32\": %zu}%s\n",
+                ", \"overhead_bytes\": %zu, \"overhead_bytes_seq_2_32\": %zu"
+                ", \"ratio_signed_seal_open_vs_raw\": %.3f, \"overhead_group_bytes\": %zu"
+                ", \"overhead_channel_bytes\": %zu, \"overhead_signed_group_bytes\": %zu}%s\n",
                 r->median[1] / r->median[0], r->median[2] / r->median[0], r->overhead_first,
-                r->overhead_seq32, s + 1 < NSIZES ? "," : "");
+                r->overhead_seq32, r->median[3] / r->median[0], r->overhead_group,
+                r->overhead_channel, r->overhead_signed, s + 1 < NSIZES ? "," : "");
     }
     const result *t = &res[1];
     fprintf(fp,
@@ -370,6 +443,18 @@ int main(int argc, char **argv)
                SIZES[s], r->median[0], r->median[1], r->median[2], r->median[1] / r->median[0],
                r->median[2] / r->median[0], r->overhead_first, r->overhead_seq32);
     }
+    printf("\n| payload | (d) signed seal+open ns | (d)/(a) | overhead B: group | channel "
+           "| signed group |\n");
+    printf("|--------:|------------------------:|--------:|------------------:|--------:"
+           "|-------------:|\n");
+    for (int s = 0; s < NSIZES; s++) {
+        const result *r = &res[s];
+        printf("| %5zu B | %23.0f | %6.2fx | %17zu | %7zu | %12zu |\n", SIZES[s], r->median[3],
+               r->median[3] / r->median[0], r->overhead_group, r->overhead_channel,
+               r->overhead_signed);
+    }
+    printf("\nper-mode overhead at epoch (channel: generation) 1, seq 1; signed group "
+           "target <= 100 B\n");
     double ratio = res[1].median[1] / res[1].median[0];
     int met = ratio <= TARGET_RATIO;
     printf("\noverhead = envelope bytes - payload bytes (first message of a sender, and at "

@@ -325,6 +325,115 @@ static int group_name_ok(const mqe2e_group_name *g)
     return n > 0 && n < sizeof g->name;
 }
 
+/* Signer directories of an update, as protobuf messages pointing into it. */
+typedef struct pb_dirs {
+    Mqe2e__V1__GroupDirectory *d, **dp;
+    Mqe2e__V1__GroupSigner *s, **sp;
+    size_t n;
+} pb_dirs;
+
+static void pb_dirs_free(pb_dirs *p)
+{
+    free(p->d);
+    free(p->dp);
+    free(p->s);
+    free(p->sp);
+}
+
+static int dirs_to_pb(pb_dirs *p, const mqe2e_control_update *u)
+{
+    size_t total = 0, k = 0;
+    memset(p, 0, sizeof *p);
+    if (u->n_directories == 0) return MQE2E_OK;
+    if (u->n_directories > MQE2E_CONTROL_MAX_BUNDLES || u->directories == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    for (size_t i = 0; i < u->n_directories; i++) {
+        const mqe2e_group_directory *d = &u->directories[i];
+        size_t g = strnlen(d->group, sizeof d->group);
+        if (g == 0 || g == sizeof d->group || (d->n_signers > 0 && d->signers == NULL) ||
+            d->n_signers > MQE2E_CONTROL_MAX_SIGNERS - total)
+            return MQE2E_ERR_INVALID_ARG;
+        total += d->n_signers;
+    }
+    p->d = calloc(u->n_directories, sizeof *p->d);
+    p->dp = calloc(u->n_directories, sizeof *p->dp);
+    p->s = calloc(total + 1U, sizeof *p->s);
+    p->sp = calloc(total + 1U, sizeof *p->sp);
+    if (p->d == NULL || p->dp == NULL || p->s == NULL || p->sp == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < u->n_directories; i++) {
+        const mqe2e_group_directory *d = &u->directories[i];
+        mqe2e__v1__group_directory__init(&p->d[i]);
+        p->d[i].group = (char *)(uintptr_t)d->group;
+        p->d[i].n_signers = d->n_signers;
+        p->d[i].signers = &p->sp[k];
+        for (size_t j = 0; j < d->n_signers; j++, k++) {
+            const mqe2e_signer *s = &d->signers[j];
+            size_t c = strnlen(s->client_id, sizeof s->client_id);
+            if (s->sender_id == 0 || c == sizeof s->client_id) return MQE2E_ERR_INVALID_ARG;
+            mqe2e__v1__group_signer__init(&p->s[k]);
+            p->s[k].sender_id = s->sender_id;
+            p->s[k].sign_public.data = (uint8_t *)(uintptr_t)s->sign_public;
+            p->s[k].sign_public.len = sizeof s->sign_public;
+            p->s[k].client_id = (char *)(uintptr_t)s->client_id;
+            p->sp[k] = &p->s[k];
+        }
+        p->dp[i] = &p->d[i];
+    }
+    p->n = u->n_directories;
+    return MQE2E_OK;
+}
+
+/* Client ids end up in logs: printable ASCII only. */
+static int printable_id(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20U || (unsigned char)*s > 0x7eU) return 0;
+    return 1;
+}
+
+/* Copy received directories out; keys are checked for length here and as
+ * Ed25519 points when applied. */
+static int dirs_from_pb(mqe2e_control_update *u, Mqe2e__V1__GroupDirectory *const *d, size_t n)
+{
+    size_t total = 0;
+    if (n == 0) return MQE2E_OK;
+    if (n > MQE2E_CONTROL_MAX_BUNDLES) return MQE2E_ERR_DECODE;
+    u->directories = calloc(n, sizeof *u->directories);
+    if (u->directories == NULL) return MQE2E_ERR_NOMEM;
+    u->n_directories = n;
+    for (size_t i = 0; i < n; i++) {
+        mqe2e_group_directory *o = &u->directories[i];
+        if (d[i]->group == NULL ||
+            !mqe2e__control_copy_id(o->group, d[i]->group, MQE2E_GROUP_ID_MAX_BYTES) ||
+            d[i]->n_signers > MQE2E_CONTROL_MAX_SIGNERS - total)
+            return MQE2E_ERR_DECODE;
+        total += d[i]->n_signers;
+        if (d[i]->n_signers == 0) continue;
+        o->signers = calloc(d[i]->n_signers, sizeof *o->signers);
+        if (o->signers == NULL) return MQE2E_ERR_NOMEM;
+        o->n_signers = d[i]->n_signers;
+        for (size_t j = 0; j < d[i]->n_signers; j++) {
+            const Mqe2e__V1__GroupSigner *s = d[i]->signers[j];
+            mqe2e_signer *t = &o->signers[j];
+            if (s->sender_id == 0 || s->sign_public.len != MQE2E_SIGN_PUBLIC_BYTES ||
+                s->client_id == NULL || !printable_id(s->client_id) ||
+                (s->client_id[0] != '\0' &&
+                 !mqe2e__control_copy_id(t->client_id, s->client_id, MQE2E_CLIENT_ID_MAX_BYTES)))
+                return MQE2E_ERR_DECODE;
+            t->sender_id = s->sender_id;
+            memcpy(t->sign_public, s->sign_public.data, MQE2E_SIGN_PUBLIC_BYTES);
+        }
+    }
+    return MQE2E_OK;
+}
+
+static void dirs_free(mqe2e_group_directory *d, size_t n)
+{
+    if (d == NULL) return;
+    for (size_t i = 0; i < n; i++) free(d[i].signers);
+    free(d);
+}
+
 int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
                                const mqe2e_control_update *u)
 {
@@ -333,6 +442,7 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
     Mqe2e__V1__Push pu;
     Mqe2e__V1__KeyBundle *kb = NULL, **kbp = NULL;
     char **removed = NULL;
+    pb_dirs dirs;
     ProtobufCMessage *m;
     ProtobufCBinaryData cred = {0, NULL}, rl = {0, NULL};
     uint8_t *buf = NULL;
@@ -354,6 +464,8 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         return MQE2E_ERR_INVALID_ARG;
     if (which == MQE2E__PAYLOAD_PUSH && u->push_seq == 0) return MQE2E_ERR_INVALID_ARG;
 
+    rc = dirs_to_pb(&dirs, u);
+    if (rc != MQE2E_OK) goto out;
     if (u->n_bundles > 0) {
         kb = calloc(u->n_bundles, sizeof *kb);
         kbp = calloc(u->n_bundles, sizeof *kbp);
@@ -392,6 +504,8 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         er.n_bundles = u->n_bundles;
         er.bundles = kbp;
         er.revocation_list = rl;
+        er.n_directories = dirs.n;
+        er.directories = dirs.dp;
         m = &er.base;
         break;
     case MQE2E__PAYLOAD_HELLO_REPLY:
@@ -401,6 +515,8 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         hr.bundles = kbp;
         hr.revocation_list = rl;
         hr.push_seq = u->push_seq;
+        hr.n_directories = dirs.n;
+        hr.directories = dirs.dp;
         m = &hr.base;
         break;
     case MQE2E__PAYLOAD_PUSH:
@@ -424,6 +540,8 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         pu.revocation_list = rl;
         pu.n_removed_groups = u->n_removed_groups;
         pu.removed_groups = removed;
+        pu.n_directories = dirs.n;
+        pu.directories = dirs.dp;
         m = &pu.base;
         break;
     default:
@@ -449,6 +567,7 @@ out:
     free(kb);
     free(kbp);
     free(removed);
+    pb_dirs_free(&dirs);
     return rc;
 }
 
@@ -484,7 +603,8 @@ int mqe2e__control_unpack_update(mqe2e_control_update *u, int which, const uint8
     const ProtobufCMessageDescriptor *d;
     ProtobufCMessage *m = NULL;
     Mqe2e__V1__KeyBundle **kb = NULL;
-    size_t n_kb = 0, i;
+    Mqe2e__V1__GroupDirectory **dir = NULL;
+    size_t n_kb = 0, n_dir = 0, i;
     const ProtobufCBinaryData *cred = NULL, *rl = NULL;
     int rc = MQE2E_ERR_DECODE;
 
@@ -513,6 +633,8 @@ int mqe2e__control_unpack_update(mqe2e_control_update *u, int which, const uint8
         kb = r->bundles;
         n_kb = r->n_bundles;
         rl = &r->revocation_list;
+        dir = r->directories;
+        n_dir = r->n_directories;
     } else if (which == MQE2E__PAYLOAD_HELLO_REPLY) {
         Mqe2e__V1__HelloReply *r = (Mqe2e__V1__HelloReply *)m;
         u->status = r->status;
@@ -521,12 +643,16 @@ int mqe2e__control_unpack_update(mqe2e_control_update *u, int which, const uint8
         kb = r->bundles;
         n_kb = r->n_bundles;
         rl = &r->revocation_list;
+        dir = r->directories;
+        n_dir = r->n_directories;
     } else {
         Mqe2e__V1__Push *p = (Mqe2e__V1__Push *)m;
         u->push_seq = p->push_seq;
         kb = p->bundles;
         n_kb = p->n_bundles;
         rl = &p->revocation_list;
+        dir = p->directories;
+        n_dir = p->n_directories;
         if (p->n_removed_groups > MQE2E_CONTROL_MAX_BUNDLES) goto out;
         if (p->n_removed_groups > 0) {
             u->removed_groups = calloc(p->n_removed_groups, sizeof *u->removed_groups);
@@ -554,6 +680,8 @@ int mqe2e__control_unpack_update(mqe2e_control_update *u, int which, const uint8
             if (bundle_from_pb(&u->bundles[i], kb[i]) != MQE2E_OK) goto out;
         }
     }
+    rc = dirs_from_pb(u, dir, n_dir);
+    if (rc != MQE2E_OK) goto out;
     if (cred != NULL) {
         rc = copy_blob(&u->credential, &u->credential_len, cred, MQE2E_CREDENTIAL_MAX_BYTES);
         if (rc != MQE2E_OK) goto out;
@@ -572,5 +700,6 @@ void mqe2e_control_update_wipe(mqe2e_control_update *u)
     mqe2e__control_free_wiped(u->credential, u->credential_len);
     mqe2e__control_free_wiped(u->revocation_list, u->revocation_list_len);
     mqe2e__control_free_wiped(u->removed_groups, u->n_removed_groups * sizeof *u->removed_groups);
+    dirs_free(u->directories, u->n_directories);
     sodium_memzero(u, sizeof *u);
 }

@@ -102,6 +102,7 @@ static uint8_t *domain_message(const char *domain, const uint8_t *body, size_t l
     if (len > SIZE_MAX - dlen) return NULL;
     uint8_t *m = malloc(dlen + len + 1);
     if (m == NULL) return NULL;
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): binary message, length in *mlen */
     memcpy(m, domain, dlen);
     if (len > 0) memcpy(m + dlen, body, len);
     *mlen = dlen + len;

@@ -1,4 +1,5 @@
-/* Group envelope: key schedule, nonce, associated data and AEAD (docs/PROTOCOL.md). */
+/* Group envelope: key schedule, nonce, associated data, AEAD and the signed
+ * group mode's sender signature (docs/PROTOCOL.md). */
 #include "mqe2e/envelope.h"
 
 #include <sodium.h>
@@ -14,6 +15,10 @@
 #define LABEL_KEY "mqe2e/v1/sender-key"
 #define LABEL_IV "mqe2e/v1/sender-iv"
 #define SUITE_CHACHA20POLY1305_IETF 1U
+/* Domain of the sender signature in signed group mode. */
+#define SIGNED_DOMAIN "mqe2e/v1/signed"
+/* Signed strings of small messages stay on the stack; larger ones go to the heap. */
+#define SIG_STACK_BYTES 1536U
 
 /* AD = ver|mode|suite (3) + u16 topic len (2) + u8 group len (1) + epoch, sender (8) + seq (8). */
 #define AD_FIXED_BYTES 22U
@@ -23,6 +28,10 @@
 _Static_assert(crypto_aead_chacha20poly1305_ietf_KEYBYTES == MQE2E_SENDER_KEY_BYTES, "key size");
 _Static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == MQE2E_SENDER_IV_BYTES, "nonce size");
 _Static_assert(crypto_aead_chacha20poly1305_ietf_ABYTES == MQE2E_TAG_BYTES, "tag size");
+_Static_assert(crypto_sign_BYTES == MQE2E_SIGNATURE_BYTES, "signature size");
+_Static_assert(crypto_sign_PUBLICKEYBYTES == MQE2E_SIGNER_PUBLIC_BYTES, "signer key size");
+/* Signature field: key (7 << 3 | 2 = 0x3a), length 0x40, signature. */
+_Static_assert(MQE2E_SIGNATURE_FIELD_BYTES == 2U + MQE2E_SIGNATURE_BYTES, "signature field");
 /* Largest header: epoch 1+5, sender 1+5, seq 1+10, body key 1 + length of a
  * body of MQE2E_ENVELOPE_MAX_PAYLOAD + 16 bytes (2^28 + 16: 5 varint bytes). */
 _Static_assert(MQE2E_ENVELOPE_MAX_HEADER_BYTES == 6U + 6U + 11U + 1U + 5U, "max header");
@@ -235,8 +244,10 @@ int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in, size_t in
     return mqe2e__envelope_decode(view, in, in_len);
 }
 
-int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sender_key *key,
-                        const char *topic, const char *group_id, const mqe2e_envelope_view *view)
+/* AEAD open of a group or signed-group body; @p mode is the one the caller serves. */
+static int open_core(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sender_key *key,
+                     const char *topic, const char *group_id, const mqe2e_envelope_view *view,
+                     mqe2e_envelope_mode mode)
 {
     uint8_t ad_stack[AD_STACK_BYTES];
     uint8_t *ad_heap = NULL;
@@ -254,7 +265,7 @@ int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_
     if (rc != MQE2E_OK) {
         goto out;
     }
-    if (view->header.mode != MQE2E_MODE_GROUP) {
+    if (view->header.mode != mode) {
         rc = MQE2E_ERR_SUITE;
         goto out;
     }
@@ -289,4 +300,182 @@ out:
         sodium_memzero(pt, pt_cap);
     }
     return rc;
+}
+
+int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sender_key *key,
+                        const char *topic, const char *group_id, const mqe2e_envelope_view *view)
+{
+    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_GROUP);
+}
+
+/* ------------------------------------------------------------ signed group mode */
+
+size_t mqe2e_envelope_signed_sealed_bound(size_t pt_len)
+{
+    size_t b = mqe2e_envelope_sealed_bound(pt_len);
+    return b > SIZE_MAX - MQE2E_SIGNATURE_FIELD_BYTES ? SIZE_MAX : b + MQE2E_SIGNATURE_FIELD_BYTES;
+}
+
+/*
+ * The signed string: domain || AD || body. The AD is length-prefixed field by
+ * field and the body comes last, so the concatenation parses one way only.
+ * Built in stack_buf when it fits, else in *heap (caller frees); no secret.
+ */
+static int sig_message(const uint8_t **msg, size_t *msg_len, uint8_t *stack_buf, size_t stack_cap,
+                       uint8_t **heap, const uint8_t *ad, size_t ad_len, const uint8_t *body,
+                       size_t body_len)
+{
+    const size_t dom = sizeof SIGNED_DOMAIN - 1U;
+    size_t n = dom + ad_len + body_len;
+    uint8_t *p = stack_buf;
+
+    *heap = NULL;
+    if (n > stack_cap) {
+        *heap = malloc(n);
+        if (*heap == NULL) {
+            return MQE2E_ERR_NOMEM;
+        }
+        p = *heap;
+    }
+    memcpy(p, SIGNED_DOMAIN, dom);
+    memcpy(p + dom, ad, ad_len);
+    memcpy(p + dom + ad_len, body, body_len);
+    *msg = p;
+    *msg_len = n;
+    return MQE2E_OK;
+}
+
+int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
+                               const mqe2e_sender_key *key, const char *topic,
+                               const char *group_id, const mqe2e_envelope_header *header,
+                               const uint8_t *pt, size_t pt_len, mqe2e_envelope_sign_fn sign,
+                               void *sign_ctx)
+{
+    uint8_t ad_stack[AD_STACK_BYTES];
+    uint8_t msg_stack[SIG_STACK_BYTES];
+    uint8_t sig[MQE2E_SIGNATURE_BYTES];
+    uint8_t nonce[MQE2E_SENDER_IV_BYTES];
+    uint8_t *ad_heap = NULL, *msg_heap = NULL;
+    const uint8_t *ad, *msg;
+    size_t ad_len, msg_len, topic_len, group_len, hlen, body_len;
+    int rc;
+
+    if (out == NULL || out_len == NULL || key == NULL || header == NULL || sign == NULL ||
+        (pt == NULL && pt_len != 0)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    rc = check_names(topic, group_id, &topic_len, &group_len);
+    if (rc != MQE2E_OK) {
+        return rc;
+    }
+    if (header->mode != MQE2E_MODE_SIGNED_GROUP) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    if (pt_len > MQE2E_ENVELOPE_MAX_PAYLOAD) {
+        return MQE2E_ERR_TOO_LARGE;
+    }
+    body_len = pt_len + MQE2E_TAG_BYTES;
+    hlen = mqe2e__envelope_header_len(header, body_len);
+    if (out_cap < hlen || out_cap - hlen < body_len ||
+        out_cap - hlen - body_len < MQE2E_SIGNATURE_FIELD_BYTES) {
+        return MQE2E_ERR_BUFFER_TOO_SMALL;
+    }
+    rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
+                  group_len, header);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    mqe2e__envelope_header_put(out, header, body_len);
+    mqe2e__envelope_nonce(nonce, key->iv, header->seq);
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+        out + hlen, out + hlen + pt_len, NULL, pt, (unsigned long long)pt_len, ad,
+        (unsigned long long)ad_len, NULL, nonce, key->key);
+    rc = sig_message(&msg, &msg_len, msg_stack, sizeof msg_stack, &msg_heap, ad, ad_len,
+                     out + hlen, body_len);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    rc = sign(sign_ctx, sig, msg, msg_len);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    mqe2e__envelope_signature_put(out + hlen + body_len, sig);
+    *out_len = hlen + body_len + MQE2E_SIGNATURE_FIELD_BYTES;
+
+out:
+    sodium_memzero(nonce, sizeof nonce);
+    free(ad_heap);
+    free(msg_heap);
+    if (rc != MQE2E_OK) {
+        /* An unsigned body must not be mistaken for a finished envelope. */
+        sodium_memzero(out, out_cap);
+    }
+    return rc;
+}
+
+int mqe2e_envelope_verify(const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES], const char *topic,
+                          const char *group_id, const mqe2e_envelope_view *view)
+{
+    uint8_t ad_stack[AD_STACK_BYTES];
+    uint8_t msg_stack[SIG_STACK_BYTES];
+    uint8_t *ad_heap = NULL, *msg_heap = NULL;
+    const uint8_t *ad, *msg;
+    size_t ad_len, msg_len, topic_len, group_len;
+    int rc;
+
+    if (signer_pk == NULL || view == NULL || view->ciphertext == NULL ||
+        view->ciphertext_len < MQE2E_TAG_BYTES) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    if (view->header.mode != MQE2E_MODE_SIGNED_GROUP || view->signature == NULL ||
+        view->signature_len != MQE2E_SIGNATURE_BYTES) {
+        return MQE2E_ERR_SUITE;
+    }
+    rc = check_names(topic, group_id, &topic_len, &group_len);
+    if (rc != MQE2E_OK) {
+        return rc;
+    }
+    rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
+                  group_len, &view->header);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    rc = sig_message(&msg, &msg_len, msg_stack, sizeof msg_stack, &msg_heap, ad, ad_len,
+                     view->ciphertext, view->ciphertext_len);
+    if (rc != MQE2E_OK) {
+        goto out;
+    }
+    /* libsodium also refuses small-order and non-canonical keys and signatures. */
+    if (crypto_sign_verify_detached(view->signature, msg, (unsigned long long)msg_len,
+                                    signer_pk) != 0) {
+        rc = MQE2E_ERR_AUTH;
+    }
+
+out:
+    free(ad_heap);
+    free(msg_heap);
+    return rc;
+}
+
+int mqe2e_envelope_open_signed(uint8_t *pt, size_t pt_cap, size_t *pt_len,
+                               const mqe2e_sender_key *key,
+                               const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES],
+                               const char *topic, const char *group_id,
+                               const mqe2e_envelope_view *view)
+{
+    int rc;
+
+    if ((pt == NULL && pt_cap != 0) || pt_len == NULL || key == NULL) {
+        rc = MQE2E_ERR_INVALID_ARG;
+    } else {
+        /* The signature first: a forgery costs no decryption and yields nothing. */
+        rc = mqe2e_envelope_verify(signer_pk, topic, group_id, view);
+    }
+    if (rc != MQE2E_OK) {
+        if (pt != NULL && pt_cap != 0) {
+            sodium_memzero(pt, pt_cap);
+        }
+        return rc;
+    }
+    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_SIGNED_GROUP);
 }

@@ -97,10 +97,18 @@ size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, 
     return n;
 }
 
-/* @p channel: also accept a mode-2 (channel) body. */
+size_t mqe2e__envelope_signature_put(uint8_t *out, const uint8_t sig[MQE2E_SIGNATURE_BYTES])
+{
+    size_t n = put_key(out, MQE2E__FIELD_SIGNATURE, MQE2E__WIRE_LEN);
+    n += mqe2e__varint_put(out + n, MQE2E_SIGNATURE_BYTES);
+    memcpy(out + n, sig, MQE2E_SIGNATURE_BYTES);
+    return n + MQE2E_SIGNATURE_BYTES;
+}
+
+/* @p channel: accept a mode-2 (channel) body instead of the group and signed ones. */
 static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len, int channel)
 {
-    enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8 };
+    enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8, SEEN_SIG = 16 };
     unsigned seen = 0;
     size_t pos = 0;
     mqe2e_envelope_view v;
@@ -112,7 +120,7 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
         uint32_t wire;
         size_t n = mqe2e__varint_get(&key, in + pos, in_len - pos);
         unsigned bit;
-        int body_channel;
+        int body_channel, body_signed;
 
         if (n == 0 || key > UINT32_MAX) {
             return MQE2E_ERR_DECODE;
@@ -126,11 +134,33 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
             field = MQE2E__FIELD_BODY_GROUP;
         }
 
+        /* The signed body has the group body's layout too; channel envelopes
+         * never carry one. */
+        body_signed = !channel && field == MQE2E__FIELD_BODY_SIGNED_GROUP;
+        if (body_signed) {
+            field = MQE2E__FIELD_BODY_GROUP;
+        }
+
         switch (field) {
         case MQE2E__FIELD_BODY_CHANNEL:
         case MQE2E__FIELD_BODY_SIGNED_GROUP:
-            /* A body of a mode this version knows of but does not implement. */
+            /* A body of a mode this decoder does not serve. */
             return MQE2E_ERR_SUITE;
+        case MQE2E__FIELD_SIGNATURE:
+            if (channel || wire != MQE2E__WIRE_LEN || (seen & SEEN_SIG) != 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            n = mqe2e__varint_get(&val, in + pos, in_len - pos);
+            /* Exactly one Ed25519 signature: anything else is malformed. */
+            if (n == 0 || val != MQE2E_SIGNATURE_BYTES || val > (uint64_t)(in_len - pos - n)) {
+                return MQE2E_ERR_DECODE;
+            }
+            pos += n;
+            v.signature = in + pos;
+            v.signature_len = MQE2E_SIGNATURE_BYTES;
+            pos += MQE2E_SIGNATURE_BYTES;
+            seen |= SEEN_SIG;
+            break;
         case MQE2E__FIELD_BODY_GROUP:
             if (wire != MQE2E__WIRE_LEN || (seen & SEEN_BODY) != 0) {
                 return MQE2E_ERR_DECODE;
@@ -143,7 +173,9 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
             if (val > (uint64_t)(in_len - pos)) {
                 return MQE2E_ERR_DECODE;
             }
-            v.header.mode = body_channel ? MQE2E_MODE_CHANNEL : MQE2E_MODE_GROUP;
+            v.header.mode = body_channel  ? MQE2E_MODE_CHANNEL
+                            : body_signed ? MQE2E_MODE_SIGNED_GROUP
+                                          : MQE2E_MODE_GROUP;
             v.ciphertext = in + pos;
             v.ciphertext_len = (size_t)val;
             pos += (size_t)val;
@@ -175,11 +207,14 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
             seen |= bit;
             break;
         default:
-            /* Includes the signature (7): only legal in the signed mode. */
             return MQE2E_ERR_DECODE;
         }
     }
     if ((seen & SEEN_BODY) == 0 || v.ciphertext_len < MQE2E_TAG_BYTES) {
+        return MQE2E_ERR_DECODE;
+    }
+    /* A signature belongs to the signed mode and the signed mode to a signature. */
+    if (((seen & SEEN_SIG) != 0) != (v.header.mode == MQE2E_MODE_SIGNED_GROUP)) {
         return MQE2E_ERR_DECODE;
     }
     if (v.ciphertext_len - MQE2E_TAG_BYTES > MQE2E_ENVELOPE_MAX_PAYLOAD) {

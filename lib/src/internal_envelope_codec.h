@@ -51,12 +51,19 @@ size_t mqe2e__envelope_header_len(const mqe2e_envelope_header *h, size_t body_le
  */
 size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, size_t body_len);
 
-/** Strict decoder behind mqe2e_envelope_parse() (same return codes). */
+/**
+ * Write the signature field (key, length 64, signature): ::MQE2E_SIGNATURE_FIELD_BYTES
+ * bytes. @return bytes written.
+ */
+size_t mqe2e__envelope_signature_put(uint8_t *out, const uint8_t sig[MQE2E_SIGNATURE_BYTES]);
+
+/** Strict decoder behind mqe2e_envelope_parse() (same return codes); group and signed group bodies. */
 int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
 
 /**
  * Same strict decoder, also accepting a channel body (field 2, mode
- * ::MQE2E_MODE_CHANNEL); used by the channel envelopes of channel.c.
+ * ::MQE2E_MODE_CHANNEL) but never a signed one (::MQE2E_ERR_SUITE) nor a
+ * signature; used by the channel envelopes of channel.c.
  */
 int mqe2e__envelope_decode_channel(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
 

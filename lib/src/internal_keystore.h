@@ -24,7 +24,7 @@
 /* Bounds a file's KDF cost must stay under: a hostile file must not make us
  * spend minutes or gigabytes deriving a key. */
 #define MQE2E__SEAL_MAX_OPSLIMIT 16U
-#define MQE2E__SEAL_MAX_MEMLIMIT (1024U * 1024U * 1024U)
+#define MQE2E__SEAL_MAX_MEMLIMIT (1U << 30)
 
 /* Parsed header of a sealed blob; points into the blob. */
 typedef struct mqe2e__seal_header {

@@ -61,10 +61,19 @@ typedef struct ks_checkpoint {
     mqe2e_replay_window w;
 } ks_checkpoint;
 
+typedef struct ks_signer {
+    uint32_t sender;
+    uint8_t pk[MQE2E_SIGN_PUBLIC_BYTES];
+    char *client_id; /* "" when unknown, never NULL */
+} ks_signer;
+
 typedef struct ks_group {
     char *name;
     char *filter;
     uint32_t sender;
+    int signed_mode;       /* topics of the group require signed envelopes */
+    ks_signer *signers;    /* sorted by sender, unique */
+    size_t n_signers;
     ks_epoch *epochs; /* sorted by epoch, ascending, never empty */
     size_t n_epochs;
     uint64_t seq_reserved; /* durable: every number handed out is below it */
@@ -257,6 +266,7 @@ static int cp_index_rebuild(const mqe2e_keystore *ks, ks_group *g, size_t want)
 {
     size_t cap = 16U;
     while (cap / 2U < want) {
+        /* NOLINTNEXTLINE(misc-redundant-expression): needed where size_t has 32 bits */
         if (cap > SIZE_MAX / 2U / sizeof(uint32_t) || cap >= (size_t)KS_NIL) return MQE2E_ERR_NOMEM;
         cap *= 2U;
     }
@@ -284,6 +294,7 @@ static ks_checkpoint *cp_append(const mqe2e_keystore *ks, ks_group *g, uint32_t 
 {
     if (g->n_cps == g->cap_cps) {
         size_t ncap = g->cap_cps == 0 ? 8U : g->cap_cps * 2U;
+        /* NOLINTNEXTLINE(misc-redundant-expression): needed where size_t has 32 bits */
         if (ncap >= (size_t)KS_NIL || ncap > SIZE_MAX / sizeof(ks_checkpoint)) return NULL;
         ks_checkpoint *n = realloc(g->cps, ncap * sizeof *n);
         if (n == NULL) return NULL;
@@ -303,6 +314,13 @@ static ks_checkpoint *cp_append(const mqe2e_keystore *ks, ks_group *g, uint32_t 
 
 /* ------------------------------------------------------------------ */
 
+static void signers_free(ks_signer *v, size_t n)
+{
+    if (v == NULL) return;
+    for (size_t i = 0; i < n; i++) free(v[i].client_id);
+    free(v);
+}
+
 static void group_free(mqe2e_keystore *ks, ks_group *g)
 {
     if (g == NULL) return;
@@ -310,6 +328,7 @@ static void group_free(mqe2e_keystore *ks, ks_group *g)
     free(g->epochs);
     free(g->cps);
     free(g->cp_index);
+    signers_free(g->signers, g->n_signers);
     free(g->name);
     free(g->filter);
     free(g);
@@ -432,9 +451,15 @@ typedef struct pb_checkpoint {
     uint8_t bitmap[MQE2E_REPLAY_MAX_WIDTH / 8];
 } pb_checkpoint;
 
+typedef struct pb_signers {
+    Mqe2e__V1__KeystoreSigner *msgs;
+    Mqe2e__V1__KeystoreSigner **ptrs;
+} pb_signers;
+
 typedef struct pb_group {
     Mqe2e__V1__KeystoreGroup msg;
     pb_epochs ep;
+    pb_signers sg;
     pb_checkpoint *cps;
     Mqe2e__V1__ReplayCheckpoint **cp_ptrs;
 } pb_group;
@@ -458,6 +483,29 @@ static int epochs_to_pb(pb_epochs *out, const ks_group *g)
 }
 
 static void pb_epochs_free(pb_epochs *e)
+{
+    free(e->msgs);
+    free(e->ptrs);
+}
+
+/* Public data only; the messages point at the directory in place. */
+static int signers_to_pb(pb_signers *out, const ks_group *g)
+{
+    out->msgs = calloc(g->n_signers + 1, sizeof *out->msgs);
+    out->ptrs = calloc(g->n_signers + 1, sizeof *out->ptrs);
+    if (out->msgs == NULL || out->ptrs == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < g->n_signers; i++) {
+        mqe2e__v1__keystore_signer__init(&out->msgs[i]);
+        out->msgs[i].sender = g->signers[i].sender;
+        out->msgs[i].sign_public.data = (uint8_t *)g->signers[i].pk;
+        out->msgs[i].sign_public.len = MQE2E_SIGN_PUBLIC_BYTES;
+        out->msgs[i].client_id = g->signers[i].client_id;
+        out->ptrs[i] = &out->msgs[i];
+    }
+    return MQE2E_OK;
+}
+
+static void pb_signers_free(pb_signers *e)
 {
     free(e->msgs);
     free(e->ptrs);
@@ -505,6 +553,7 @@ static void pb_groups_free(pb_group *pg, size_t n)
     if (pg == NULL) return;
     for (size_t i = 0; i < n; i++) {
         pb_epochs_free(&pg[i].ep);
+        pb_signers_free(&pg[i].sg);
         free(pg[i].cps);
         free(pg[i].cp_ptrs);
     }
@@ -530,6 +579,10 @@ static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
         if (epochs_to_pb(&pg[i].ep, g) != MQE2E_OK) goto out;
         pg[i].msg.n_epochs = g->n_epochs;
         pg[i].msg.epochs = pg[i].ep.ptrs;
+        pg[i].msg.signed_mode = g->signed_mode != 0;
+        if (signers_to_pb(&pg[i].sg, g) != MQE2E_OK) goto out;
+        pg[i].msg.n_signers = g->n_signers;
+        pg[i].msg.signers = pg[i].sg.ptrs;
         pg[i].cps = calloc(g->n_cps + 1, sizeof *pg[i].cps);
         pg[i].cp_ptrs = calloc(g->n_cps + 1, sizeof *pg[i].cp_ptrs);
         if (pg[i].cps == NULL || pg[i].cp_ptrs == NULL) goto out;
@@ -691,6 +744,102 @@ int mqe2e_keystore_create(mqe2e_keystore **out, mqe2e_storage storage, const cha
     return MQE2E_OK;
 }
 
+/* ------------------------------------------------------------------ */
+/* Signer directory */
+
+static int signer_valid(const mqe2e_signer *s)
+{
+    size_t n = strnlen(s->client_id, sizeof s->client_id);
+    return s->sender_id != 0 && n < sizeof s->client_id &&
+           (n == 0 || printable(s->client_id, MQE2E_CLIENT_ID_MAX_BYTES)) &&
+           crypto_core_ed25519_is_valid_point(s->sign_public) == 1;
+}
+
+static int cmp_signer(const void *a, const void *b)
+{
+    const ks_signer *x = a, *y = b;
+    return x->sender < y->sender ? -1 : x->sender > y->sender;
+}
+
+/* Build a sorted directory from entries checked with signer_valid(); a sender
+ * id given twice is MQE2E_ERR_INVALID_ARG. */
+static int signers_build(ks_signer **out, size_t *n_out, const mqe2e_signer *in, size_t n)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0) return MQE2E_OK;
+    if (n > MQE2E_SIGNERS_MAX) return MQE2E_ERR_TOO_LARGE;
+    ks_signer *v = calloc(n, sizeof *v);
+    if (v == NULL) return MQE2E_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        v[i].sender = in[i].sender_id;
+        memcpy(v[i].pk, in[i].sign_public, MQE2E_SIGN_PUBLIC_BYTES);
+        v[i].client_id = strdup(in[i].client_id);
+        if (v[i].client_id == NULL) {
+            signers_free(v, n);
+            return MQE2E_ERR_NOMEM;
+        }
+    }
+    qsort(v, n, sizeof *v, cmp_signer);
+    for (size_t i = 1; i < n; i++) {
+        if (v[i].sender == v[i - 1].sender) {
+            signers_free(v, n);
+            return MQE2E_ERR_INVALID_ARG;
+        }
+    }
+    *out = v;
+    *n_out = n;
+    return MQE2E_OK;
+}
+
+/* Decode and check stored/imported entries into mqe2e_signer form. */
+static int signer_from_pb(mqe2e_signer *out, const Mqe2e__V1__KeystoreSigner *m)
+{
+    memset(out, 0, sizeof *out);
+    if (m->sign_public.len != MQE2E_SIGN_PUBLIC_BYTES || m->client_id == NULL ||
+        strlen(m->client_id) > MQE2E_CLIENT_ID_MAX_BYTES)
+        return MQE2E_ERR_DECODE;
+    out->sender_id = m->sender;
+    memcpy(out->sign_public, m->sign_public.data, MQE2E_SIGN_PUBLIC_BYTES);
+    memcpy(out->client_id, m->client_id, strlen(m->client_id) + 1U);
+    return signer_valid(out) ? MQE2E_OK : MQE2E_ERR_DECODE;
+}
+
+static int signers_from_pb(ks_signer **out, size_t *n_out,
+                           Mqe2e__V1__KeystoreSigner *const *m, size_t n)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0) return MQE2E_OK;
+    if (n > MQE2E_SIGNERS_MAX) return MQE2E_ERR_DECODE;
+    mqe2e_signer *tmp = calloc(n, sizeof *tmp);
+    if (tmp == NULL) return MQE2E_ERR_NOMEM;
+    int rc = MQE2E_OK;
+    for (size_t i = 0; i < n && rc == MQE2E_OK; i++) rc = signer_from_pb(&tmp[i], m[i]);
+    if (rc == MQE2E_OK) rc = signers_build(out, n_out, tmp, n);
+    if (rc == MQE2E_ERR_INVALID_ARG) rc = MQE2E_ERR_DECODE;
+    free(tmp);
+    return rc;
+}
+
+static ks_signer *signer_find(const ks_group *g, uint32_t sender, size_t *pos)
+{
+    size_t lo = 0, hi = g->n_signers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->signers[mid].sender == sender) {
+            if (pos != NULL) *pos = mid;
+            return &g->signers[mid];
+        }
+        if (g->signers[mid].sender < sender)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (pos != NULL) *pos = lo;
+    return NULL;
+}
+
 static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
 {
     if (!valid_group_name(m->name) || !valid_filter(m->topic_filter) || m->n_epochs == 0)
@@ -734,6 +883,9 @@ static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
             cp_index_put(ks, g, (uint32_t)g->n_cps++);
         }
     }
+    g->signed_mode = m->signed_mode != 0;
+    rc = signers_from_pb(&g->signers, &g->n_signers, m->signers, m->n_signers);
+    if (rc != MQE2E_OK) goto fail;
     rc = group_insert(ks, g);
     if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_ERR_DECODE;
     if (rc != MQE2E_OK) goto fail;
@@ -1185,7 +1337,9 @@ int mqe2e_keystore_replay_save(mqe2e_keystore *ks, const char *group_id, uint32_
     if (cp == NULL) {
         cp = cp_append(ks, g, epoch, sender_id);
         if (cp == NULL) return MQE2E_ERR_NOMEM;
-    } else if (memcmp(&cp->w, w, sizeof *w) == 0) {
+    } else if (cp->w.top == w->top && cp->w.width == w->width && cp->w.any == w->any &&
+               memcmp(cp->w.bits, w->bits, sizeof w->bits) == 0) {
+        /* Member by member: memcmp over the whole struct would read its padding. */
         return MQE2E_OK; /* nothing new to write */
     }
     cp->w = *w;
@@ -1217,9 +1371,11 @@ int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
     const ks_group *g = group_find(ks, group_id);
     if (g == NULL) return MQE2E_ERR_NOT_FOUND;
     pb_epochs ep = {NULL, NULL};
+    pb_signers sg = {NULL, NULL};
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = epochs_to_pb(&ep, g);
+    if (rc == MQE2E_OK) rc = signers_to_pb(&sg, g);
     if (rc != MQE2E_OK) goto out;
     Mqe2e__V1__GroupBundle b;
     mqe2e__v1__group_bundle__init(&b);
@@ -1228,6 +1384,9 @@ int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
     b.topic_filter = g->filter;
     b.n_epochs = g->n_epochs;
     b.epochs = ep.ptrs;
+    b.signed_mode = g->signed_mode != 0;
+    b.n_signers = g->n_signers;
+    b.signers = sg.ptrs;
     len = mqe2e__v1__group_bundle__get_packed_size(&b);
     buf = sodium_malloc(len);
     rc = MQE2E_ERR_NOMEM;
@@ -1237,7 +1396,53 @@ int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *group_id,
 out:
     sodium_free(buf);
     pb_epochs_free(&ep);
+    pb_signers_free(&sg);
     return rc;
+}
+
+/* Insert or overwrite one entry (by sender id), keeping the order. */
+static int signer_put(ks_group *g, uint32_t sender, const uint8_t pk[MQE2E_SIGN_PUBLIC_BYTES],
+                      const char *client_id, int *changed)
+{
+    size_t pos;
+    ks_signer *e = signer_find(g, sender, &pos);
+    if (e != NULL) {
+        if (sodium_memcmp(e->pk, pk, MQE2E_SIGN_PUBLIC_BYTES) == 0 &&
+            strcmp(e->client_id, client_id) == 0)
+            return MQE2E_OK;
+        char *c = strdup(client_id);
+        if (c == NULL) return MQE2E_ERR_NOMEM;
+        free(e->client_id);
+        e->client_id = c;
+        memcpy(e->pk, pk, MQE2E_SIGN_PUBLIC_BYTES);
+        *changed = 1;
+        return MQE2E_OK;
+    }
+    if (g->n_signers >= MQE2E_SIGNERS_MAX) return MQE2E_ERR_TOO_LARGE;
+    char *c = strdup(client_id);
+    if (c == NULL) return MQE2E_ERR_NOMEM;
+    ks_signer *v = realloc(g->signers, (g->n_signers + 1) * sizeof *v);
+    if (v == NULL) {
+        free(c);
+        return MQE2E_ERR_NOMEM;
+    }
+    g->signers = v;
+    memmove(&v[pos + 1], &v[pos], (g->n_signers - pos) * sizeof *v);
+    v[pos].sender = sender;
+    memcpy(v[pos].pk, pk, MQE2E_SIGN_PUBLIC_BYTES);
+    v[pos].client_id = c;
+    g->n_signers++;
+    *changed = 1;
+    return MQE2E_OK;
+}
+
+static int signers_merge(ks_group *g, const ks_signer *in, size_t n, int *changed)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = signer_put(g, in[i].sender, in[i].pk, in[i].client_id, changed);
+        if (rc != MQE2E_OK) return rc;
+    }
+    return MQE2E_OK;
 }
 
 static int cmp_epoch_ptr(const void *a, const void *b)
@@ -1256,6 +1461,8 @@ int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sealed, size_
     uint8_t *pt = NULL;
     size_t pt_len = 0;
     Mqe2e__V1__GroupBundle *b = NULL;
+    ks_signer *imported = NULL;
+    size_t n_imported = 0;
     int rc = mqe2e_passphrase_open(&pt, &pt_len, sealed, sealed_len, passphrase, passphrase_len);
     if (rc != MQE2E_OK) return rc;
     b = mqe2e__v1__group_bundle__unpack(&wipe_allocator, pt_len, pt);
@@ -1283,6 +1490,8 @@ int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sealed, size_
         rc = MQE2E_ERR_BUFFER_TOO_SMALL;
         goto out;
     }
+    rc = signers_from_pb(&imported, &n_imported, b->signers, b->n_signers);
+    if (rc != MQE2E_OK) goto out;
     int changed = 0;
     for (size_t i = 0; i < b->n_epochs; i++) {
         rc = add_epoch_mem(ks, b->name, g == NULL ? b->topic_filter : NULL, b->epochs[i]->epoch,
@@ -1294,9 +1503,20 @@ int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sealed, size_
             goto out;
         }
     }
+    g = group_find(ks, b->name);
+    if (b->signed_mode && !g->signed_mode) {
+        g->signed_mode = 1;
+        changed = 1;
+    }
+    rc = signers_merge(g, imported, n_imported, &changed);
+    if (rc != MQE2E_OK) {
+        ks->dirty = ks->dirty || changed;
+        goto out;
+    }
     rc = changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
     if (rc == MQE2E_OK && group_id_out != NULL) memcpy(group_id_out, b->name, strlen(b->name) + 1);
 out:
+    signers_free(imported, n_imported);
     if (b != NULL) mqe2e__v1__group_bundle__free_unpacked(b, &wipe_allocator);
     sodium_memzero(pt, pt_len);
     free(pt);
@@ -1452,4 +1672,115 @@ int mqe2e_keystore_group_apply(mqe2e_keystore *ks, const char *group_id, const c
         changed = 1;
     }
     return changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signed group mode */
+
+int mqe2e_keystore_group_set_signed(mqe2e_keystore *ks, const char *group_id, int signed_mode)
+{
+    if (ks == NULL || group_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    int want = signed_mode != 0;
+    if (g->signed_mode == want && !ks->dirty) return MQE2E_OK;
+    g->signed_mode = want;
+    return ks_store(ks);
+}
+
+int mqe2e_keystore_group_is_signed(const mqe2e_keystore *ks, const char *group_id)
+{
+    const ks_group *g = group_find(ks, group_id);
+    return g != NULL && g->signed_mode;
+}
+
+int mqe2e_keystore_signer_add(mqe2e_keystore *ks, const char *group_id, const mqe2e_signer *signer)
+{
+    if (ks == NULL || group_id == NULL || signer == NULL || !signer_valid(signer))
+        return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    const ks_signer *e = signer_find(g, signer->sender_id, NULL);
+    if (e != NULL && sodium_memcmp(e->pk, signer->sign_public, MQE2E_SIGN_PUBLIC_BYTES) != 0)
+        return MQE2E_ERR_EXISTS;
+    int changed = 0;
+    int rc = signer_put(g, signer->sender_id, signer->sign_public, signer->client_id, &changed);
+    if (rc != MQE2E_OK) return rc;
+    return changed || ks->dirty ? ks_store(ks) : MQE2E_OK;
+}
+
+int mqe2e_keystore_signer_remove(mqe2e_keystore *ks, const char *group_id, uint32_t sender_id)
+{
+    if (ks == NULL || group_id == NULL) return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    size_t pos;
+    ks_signer *e = signer_find(g, sender_id, &pos);
+    if (e == NULL) return MQE2E_ERR_NOT_FOUND;
+    free(e->client_id);
+    memmove(&g->signers[pos], &g->signers[pos + 1], (g->n_signers - pos - 1) * sizeof *e);
+    g->n_signers--;
+    return ks_store(ks);
+}
+
+int mqe2e_keystore_signers_replace(mqe2e_keystore *ks, const char *group_id,
+                                   const mqe2e_signer *signers, size_t n)
+{
+    if (ks == NULL || group_id == NULL || (signers == NULL && n != 0))
+        return MQE2E_ERR_INVALID_ARG;
+    ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    for (size_t i = 0; i < n; i++)
+        if (!signer_valid(&signers[i])) return MQE2E_ERR_INVALID_ARG;
+    ks_signer *v = NULL;
+    size_t nv = 0;
+    int rc = signers_build(&v, &nv, signers, n);
+    if (rc != MQE2E_OK) return rc;
+    /* Skip the write when the authority sent the directory we already hold. */
+    int same = nv == g->n_signers;
+    for (size_t i = 0; same && i < nv; i++)
+        same = v[i].sender == g->signers[i].sender &&
+               sodium_memcmp(v[i].pk, g->signers[i].pk, MQE2E_SIGN_PUBLIC_BYTES) == 0 &&
+               strcmp(v[i].client_id, g->signers[i].client_id) == 0;
+    if (same) {
+        signers_free(v, nv);
+        return ks->dirty ? ks_store(ks) : MQE2E_OK;
+    }
+    signers_free(g->signers, g->n_signers);
+    g->signers = v;
+    g->n_signers = nv;
+    return ks_store(ks);
+}
+
+size_t mqe2e_keystore_signer_count(const mqe2e_keystore *ks, const char *group_id)
+{
+    const ks_group *g = group_find(ks, group_id);
+    return g != NULL ? g->n_signers : 0;
+}
+
+int mqe2e_keystore_signer_get(const mqe2e_keystore *ks, const char *group_id, size_t index,
+                              mqe2e_signer *out)
+{
+    if (ks == NULL || group_id == NULL || out == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL || index >= g->n_signers) return MQE2E_ERR_NOT_FOUND;
+    const ks_signer *e = &g->signers[index];
+    memset(out, 0, sizeof *out);
+    out->sender_id = e->sender;
+    memcpy(out->sign_public, e->pk, MQE2E_SIGN_PUBLIC_BYTES);
+    memcpy(out->client_id, e->client_id, strlen(e->client_id) + 1U);
+    return MQE2E_OK;
+}
+
+int mqe2e_keystore_signer_lookup(const mqe2e_keystore *ks, const char *group_id,
+                                 uint32_t sender_id, uint8_t sign_public[MQE2E_SIGN_PUBLIC_BYTES],
+                                 const char **client_id)
+{
+    if (ks == NULL || group_id == NULL || sign_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    const ks_signer *e = g != NULL ? signer_find(g, sender_id, NULL) : NULL;
+    if (e == NULL) return MQE2E_ERR_NOT_FOUND;
+    memcpy(sign_public, e->pk, MQE2E_SIGN_PUBLIC_BYTES);
+    if (client_id != NULL) *client_id = e->client_id;
+    return MQE2E_OK;
 }

@@ -12,6 +12,7 @@ struct policy_rule {
     char *filter;
     char *target; /* NULL for plaintext */
     mqe2e_policy_kind kind;
+    unsigned flags; /* MQE2E_POLICY_FLAG_* */
 };
 
 struct mqe2e_policy {
@@ -41,7 +42,7 @@ bool mqe2e_topic_name_valid(const char *topic)
         return false;
     }
     size_t n = strcspn(topic, "+#");
-    return topic[n] == '\0' && n <= MQE2E_TOPIC_MAX_BYTES;
+    return n <= MQE2E_TOPIC_MAX_BYTES && topic[n] == '\0';
 }
 
 bool mqe2e_topic_filter_valid(const char *filter)
@@ -159,9 +160,15 @@ static char *dup_str(const char *s, size_t n)
 
 /* Shared by add and add_text: the target is given as (pointer, length). */
 static int policy_add_n(mqe2e_policy *p, const char *filter, size_t filter_len,
-                        mqe2e_policy_kind kind, const char *target, size_t target_len)
+                        mqe2e_policy_kind kind, const char *target, size_t target_len,
+                        unsigned flags)
 {
-    struct policy_rule r = {NULL, NULL, kind};
+    struct policy_rule r = {NULL, NULL, kind, flags};
+
+    if ((flags & ~MQE2E_POLICY_FLAG_SIGNED) != 0 ||
+        (flags != 0 && kind != MQE2E_POLICY_GROUP)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
 
     switch (kind) {
     case MQE2E_POLICY_PLAINTEXT:
@@ -169,6 +176,7 @@ static int policy_add_n(mqe2e_policy *p, const char *filter, size_t filter_len,
             return MQE2E_ERR_INVALID_ARG;
         }
         break;
+    /* NOLINTNEXTLINE(bugprone-branch-clone): the two limits only happen to be equal */
     case MQE2E_POLICY_GROUP:
         if (target == NULL || target_len == 0 || target_len > MQE2E_GROUP_ID_MAX_BYTES ||
             memchr(target, '\0', target_len) != NULL) {
@@ -217,13 +225,24 @@ int mqe2e_policy_add(mqe2e_policy *p, const char *filter, mqe2e_policy_kind kind
         return MQE2E_ERR_INVALID_ARG;
     }
     return policy_add_n(p, filter, strlen(filter), kind, target,
-                        target != NULL ? strlen(target) : 0);
+                        target != NULL ? strlen(target) : 0, 0);
+}
+
+int mqe2e_policy_add_flags(mqe2e_policy *p, const char *filter, mqe2e_policy_kind kind,
+                          const char *target, unsigned flags)
+{
+    if (p == NULL || !mqe2e_topic_filter_valid(filter)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    return policy_add_n(p, filter, strlen(filter), kind, target,
+                        target != NULL ? strlen(target) : 0, flags);
 }
 
 int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
 {
     static const char group_prefix[] = "group:";
     static const char channel_prefix[] = "channel:";
+    static const char signed_prefix[] = "signed-group:";
     const char *eq, *action;
     size_t filter_len;
     char *filter;
@@ -246,15 +265,20 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
     if (!mqe2e_topic_filter_valid(filter)) {
         rc = MQE2E_ERR_INVALID_ARG;
     } else if (strcmp(action, "plaintext") == 0) {
-        rc = policy_add_n(p, filter, filter_len, MQE2E_POLICY_PLAINTEXT, NULL, 0);
+        rc = policy_add_n(p, filter, filter_len, MQE2E_POLICY_PLAINTEXT, NULL, 0, 0);
     } else if (strncmp(action, group_prefix, sizeof group_prefix - 1U) == 0) {
         const char *t = action + sizeof group_prefix - 1U;
         rc = *t == '\0' ? MQE2E_ERR_DECODE
-                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_GROUP, t, strlen(t));
+                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_GROUP, t, strlen(t), 0);
+    } else if (strncmp(action, signed_prefix, sizeof signed_prefix - 1U) == 0) {
+        const char *t = action + sizeof signed_prefix - 1U;
+        rc = *t == '\0' ? MQE2E_ERR_DECODE
+                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_GROUP, t, strlen(t),
+                                       MQE2E_POLICY_FLAG_SIGNED);
     } else if (strncmp(action, channel_prefix, sizeof channel_prefix - 1U) == 0) {
         const char *t = action + sizeof channel_prefix - 1U;
         rc = *t == '\0' ? MQE2E_ERR_DECODE
-                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_CHANNEL, t, strlen(t));
+                        : policy_add_n(p, filter, filter_len, MQE2E_POLICY_CHANNEL, t, strlen(t), 0);
     } else {
         rc = MQE2E_ERR_DECODE;
     }
@@ -262,10 +286,11 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
     return rc;
 }
 
-int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
-                        const char **target)
+int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                              const char **target, unsigned *flags)
 {
-    if (p == NULL || kind == NULL || target == NULL || !mqe2e_topic_name_valid(topic)) {
+    if (p == NULL || kind == NULL || target == NULL || flags == NULL ||
+        !mqe2e_topic_name_valid(topic)) {
         return MQE2E_ERR_INVALID_ARG;
     }
     /* Stored filters were validated when added, the topic just above. */
@@ -273,10 +298,18 @@ int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_k
         if (match_valid(p->rules[i].filter, topic)) {
             *kind = p->rules[i].kind;
             *target = p->rules[i].target;
+            *flags = p->rules[i].flags;
             return MQE2E_OK;
         }
     }
     return MQE2E_ERR_NO_POLICY;
+}
+
+int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                        const char **target)
+{
+    unsigned flags;
+    return mqe2e_policy_lookup_flags(p, topic, kind, target, &flags);
 }
 
 size_t mqe2e_policy_count(const mqe2e_policy *p)

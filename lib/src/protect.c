@@ -36,6 +36,8 @@ typedef struct pgroup {
     bool info_valid; /* cur_epoch and my_sender below are current */
     uint32_t cur_epoch;
     uint32_t my_sender;
+    bool signed_valid; /* ks_signed below is current */
+    bool ks_signed;    /* the keystore marks the group signed */
 } pgroup;
 
 typedef struct pentry {
@@ -108,6 +110,7 @@ mqe2e_drop_reason mqe2e_drop_reason_of(int code)
     case MQE2E_ERR_EXPIRED: return MQE2E_DROP_EXPIRED;
     case MQE2E_ERR_REPLAY: return MQE2E_DROP_REPLAY;
     case MQE2E_ERR_AUTH: return MQE2E_DROP_AUTH;
+    case MQE2E_ERR_UNKNOWN_SIGNER: return MQE2E_DROP_UNKNOWN_SIGNER;
     default: return MQE2E_DROP_OTHER;
     }
 }
@@ -124,6 +127,7 @@ const char *mqe2e_drop_reason_name(mqe2e_drop_reason r)
     case MQE2E_DROP_EXPIRED: return "expired";
     case MQE2E_DROP_REPLAY: return "replay";
     case MQE2E_DROP_AUTH: return "auth";
+    case MQE2E_DROP_UNKNOWN_SIGNER: return "unknown_signer";
     case MQE2E_DROP_OTHER:
     case MQE2E_DROP_REASON_COUNT:
     default: return "other";
@@ -189,7 +193,8 @@ static int group_index_rebuild(mqe2e_protector *p, uint32_t cap)
  * number is bounded by the policy; they are never removed. */
 static int group_intern(mqe2e_protector *p, const char *id, uint32_t *gi_out)
 {
-    if (id == p->last_target && id != NULL) {
+    if (id == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (id == p->last_target) {
         *gi_out = p->last_target_group;
         return MQE2E_OK;
     }
@@ -599,8 +604,12 @@ void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_id)
         gi = group_find(p, group_id, len, group_hash(p, group_id, len));
         if (gi == NIL) return; /* nothing cached for it */
         p->groups[gi].info_valid = false;
+        p->groups[gi].signed_valid = false;
     } else {
-        for (uint32_t g = 0; g < p->ngroups; g++) p->groups[g].info_valid = false;
+        for (uint32_t g = 0; g < p->ngroups; g++) {
+            p->groups[g].info_valid = false;
+            p->groups[g].signed_valid = false;
+        }
     }
     /* Windows stay: they are about sequence numbers already seen, which a
      * change of keys does not undo. */
@@ -611,15 +620,36 @@ void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_id)
 
 size_t mqe2e_protect_bound(size_t pt_len)
 {
-    size_t b = mqe2e_envelope_sealed_bound(pt_len);
+    size_t b = mqe2e_envelope_signed_sealed_bound(pt_len);
     return b < pt_len ? pt_len : b;
+}
+
+/* Signed mode on a group topic: the rule asks for it, or the keystore marks
+ * the group signed (e.g. the authority did), whichever policy the caller built. */
+static bool group_signed(mqe2e_protector *p, uint32_t gi, unsigned rule_flags)
+{
+    pgroup *g = &p->groups[gi];
+    if ((rule_flags & MQE2E_POLICY_FLAG_SIGNED) != 0) return true;
+    if (!g->signed_valid) {
+        g->ks_signed = mqe2e_keystore_group_is_signed(p->ks, g->id) != 0;
+        g->signed_valid = true;
+    }
+    return g->ks_signed;
+}
+
+/* The identity key never leaves the keystore: sign through it. */
+static int sign_with_keystore(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], const uint8_t *msg,
+                              size_t msg_len)
+{
+    const mqe2e_keystore *ks = ctx;
+    return mqe2e_keystore_sign(ks, sig, msg, msg_len) == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_STATE;
 }
 
 /* ---------------------------------------------------------------- protect */
 
-static int protect_group(mqe2e_protector *p, const char *target, const char *topic,
-                         const uint8_t *pt, size_t pt_len, uint64_t now, uint8_t *out,
-                         size_t out_cap, size_t *out_len)
+static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
+                         const char *topic, const uint8_t *pt, size_t pt_len, uint64_t now,
+                         uint8_t *out, size_t out_cap, size_t *out_len)
 {
     uint32_t gi;
     int rc = intern_target(p, target, &gi);
@@ -651,12 +681,19 @@ static int protect_group(mqe2e_protector *p, const char *target, const char *top
         p->ents[idx].key_valid = true;
         p->ents[idx].retired_at = retired_at;
     }
-    mqe2e_envelope_header hdr = {MQE2E_MODE_GROUP, epoch, sender, 0};
+    bool sign = group_signed(p, gi, flags);
+    mqe2e_envelope_header hdr = {sign ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP, epoch, sender,
+                                 0};
     rc = mqe2e__keystore_next_seq_at(p->ks, g->id, now, &hdr.seq);
     if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_ERR_NO_KEY;
     if (rc != MQE2E_OK) return rc;
-    rc = mqe2e_envelope_seal(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr, pt,
-                             pt_len);
+    if (sign) {
+        rc = mqe2e_envelope_seal_signed(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr,
+                                        pt, pt_len, sign_with_keystore, p->ks);
+    } else {
+        rc = mqe2e_envelope_seal(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr, pt,
+                                 pt_len);
+    }
     if (rc != MQE2E_OK) return rc;
     p->counters.sealed++;
     return MQE2E_OK;
@@ -674,7 +711,8 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
     }
     mqe2e_policy_kind kind;
     const char *target = NULL;
-    int rc = mqe2e_policy_lookup(p->policy, topic, &kind, &target);
+    unsigned flags = 0;
+    int rc = mqe2e_policy_lookup_flags(p->policy, topic, &kind, &target, &flags);
     if (rc != MQE2E_OK) return rc;
     if (pt_len > p->max_payload) return MQE2E_ERR_TOO_LARGE;
     switch (kind) {
@@ -686,7 +724,7 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
         return MQE2E_OK;
     case MQE2E_POLICY_GROUP:
         if (target == NULL) return MQE2E_ERR_POLICY;
-        return protect_group(p, target, topic, pt, pt_len, now, out, out_cap, out_len);
+        return protect_group(p, target, flags, topic, pt, pt_len, now, out, out_cap, out_len);
     case MQE2E_POLICY_CHANNEL:
     default:
         /* Pairwise channels are not served here: refusing beats any fallback. */
@@ -696,18 +734,35 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
 
 /* ---------------------------------------------------------------- unprotect */
 
-static int unprotect_group(mqe2e_protector *p, const char *target, const char *topic,
-                           const uint8_t *in, size_t in_len, uint64_t now, uint8_t *out,
-                           size_t out_cap, size_t *out_len, mqe2e_receipt *receipt)
+static int unprotect_group(mqe2e_protector *p, const char *target, unsigned flags,
+                           const char *topic, const uint8_t *in, size_t in_len, uint64_t now,
+                           uint8_t *out, size_t out_cap, size_t *out_len, mqe2e_receipt *receipt)
 {
-    if (in_len > mqe2e_envelope_sealed_bound(p->max_payload)) return MQE2E_ERR_TOO_LARGE;
+    if (in_len > mqe2e_envelope_signed_sealed_bound(p->max_payload)) return MQE2E_ERR_TOO_LARGE;
     uint32_t gi;
     int rc = intern_target(p, target, &gi);
     if (rc != MQE2E_OK) return rc;
     mqe2e_envelope_view view;
     rc = mqe2e_envelope_parse(&view, in, in_len);
     if (rc != MQE2E_OK) return rc;
-    if (view.header.mode != MQE2E_MODE_GROUP) return MQE2E_ERR_POLICY;
+    /* Each group topic takes exactly its mode: a signed topic signed
+     * envelopes only (a member re-sealing in group mode could otherwise speak
+     * as anyone), an unsigned one group envelopes only. */
+    bool is_signed = group_signed(p, gi, flags);
+    if (view.header.mode != (is_signed ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP))
+        return MQE2E_ERR_POLICY;
+    uint8_t signer_pk[MQE2E_SIGN_PUBLIC_BYTES];
+    if (is_signed) {
+        rc = mqe2e_keystore_signer_lookup(p->ks, p->groups[gi].id, view.header.sender_id,
+                                          signer_pk, NULL);
+        if (rc == MQE2E_ERR_NOT_FOUND) {
+            /* A group this keystore does not hold is a missing key, not a stranger. */
+            return mqe2e_keystore_group_filter(p->ks, p->groups[gi].id) == NULL
+                       ? MQE2E_ERR_NO_KEY
+                       : MQE2E_ERR_UNKNOWN_SIGNER;
+        }
+        if (rc != MQE2E_OK) return rc;
+    }
     size_t pt_need = view.ciphertext_len - MQE2E_TAG_BYTES;
     if (pt_need > p->max_payload) return MQE2E_ERR_TOO_LARGE;
     if (pt_need > out_cap) return MQE2E_ERR_BUFFER_TOO_SMALL;
@@ -743,7 +798,11 @@ static int unprotect_group(mqe2e_protector *p, const char *target, const char *t
     }
     rc = mqe2e_replay_check(win, seq);
     if (rc != MQE2E_OK) goto out;
-    rc = mqe2e_envelope_open(out, out_cap, out_len, key, topic, p->groups[gi].id, &view);
+    /* Signature before decryption; nothing is cached or recorded before both passed. */
+    rc = is_signed ? mqe2e_envelope_open_signed(out, out_cap, out_len, key, signer_pk, topic,
+                                                p->groups[gi].id, &view)
+                   : mqe2e_envelope_open(out, out_cap, out_len, key, topic, p->groups[gi].id,
+                                         &view);
     if (rc != MQE2E_OK) goto out;
 
     if (idx == NIL && entry_insert(p, gi, epoch, sender, h, &idx) != MQE2E_OK) {
@@ -793,7 +852,8 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
     }
     mqe2e_policy_kind kind;
     const char *target = NULL;
-    rc = mqe2e_policy_lookup(p->policy, topic, &kind, &target);
+    unsigned flags = 0;
+    rc = mqe2e_policy_lookup_flags(p->policy, topic, &kind, &target, &flags);
     if (rc != MQE2E_OK) goto fail;
     switch (kind) {
     case MQE2E_POLICY_PLAINTEXT:
@@ -810,7 +870,8 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
             rc = MQE2E_ERR_POLICY;
             goto fail;
         }
-        rc = unprotect_group(p, target, topic, in, in_len, now, out, out_cap, out_len, receipt);
+        rc = unprotect_group(p, target, flags, topic, in, in_len, now, out, out_cap, out_len,
+                             receipt);
         if (rc == MQE2E_OK) return MQE2E_OK;
         goto fail;
     case MQE2E_POLICY_CHANNEL:
@@ -893,7 +954,8 @@ int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks)
         const char *name = mqe2e_keystore_group_name(ks, i);
         const char *filter = name != NULL ? mqe2e_keystore_group_filter(ks, name) : NULL;
         if (filter == NULL) return MQE2E_ERR_NOT_FOUND;
-        int rc = mqe2e_policy_add(p, filter, MQE2E_POLICY_GROUP, name);
+        unsigned flags = mqe2e_keystore_group_is_signed(ks, name) ? MQE2E_POLICY_FLAG_SIGNED : 0U;
+        int rc = mqe2e_policy_add_flags(p, filter, MQE2E_POLICY_GROUP, name, flags);
         if (rc != MQE2E_OK) return rc;
     }
     return MQE2E_OK;

@@ -22,7 +22,7 @@
 #include "mqe2e/storage.h"
 
 /* A keystore is a few KiB; anything this large is not ours. */
-#define FILE_MAX_BYTES (64U * 1024U * 1024U)
+#define FILE_MAX_BYTES (64U << 20)
 #define KEY_FILE_MAX_BYTES 128U
 
 /* Key material of one file backend; lives in sodium_malloc() memory. */
@@ -190,7 +190,7 @@ static int file_store(void *vctx, const uint8_t *data, size_t len)
     int n = snprintf(NULL, 0, "%s.tmp.%ld", ctx->path, (long)getpid());
     rc = MQE2E_ERR_NOMEM;
     if (n < 0 || (tmp = malloc((size_t)n + 1)) == NULL) goto out;
-    snprintf(tmp, (size_t)n + 1, "%s.tmp.%ld", ctx->path, (long)getpid());
+    (void)snprintf(tmp, (size_t)n + 1, "%s.tmp.%ld", ctx->path, (long)getpid());
     rc = MQE2E_ERR_IO;
     /* The name is ours alone (our pid); a leftover from a dead process that
      * had the same pid would otherwise block every write. */
@@ -207,7 +207,6 @@ static int file_store(void *vctx, const uint8_t *data, size_t len)
     goto out;
 fail:
     if (fd >= 0) close(fd);
-    fd = -1;
     (void)unlink(tmp);
 out:
     free(tmp);
@@ -282,11 +281,11 @@ int mqe2e_storage_read_key_file(uint8_t key[MQE2E_STORAGE_KEY_BYTES], const char
     if (len == MQE2E_STORAGE_KEY_BYTES) {
         memcpy(key, buf, MQE2E_STORAGE_KEY_BYTES);
         rc = MQE2E_OK;
-    } else if (len == 2U * MQE2E_STORAGE_KEY_BYTES ||
-               (len == 2U * MQE2E_STORAGE_KEY_BYTES + 1U && buf[len - 1] == '\n')) {
+    } else if (len == 2 * (size_t)MQE2E_STORAGE_KEY_BYTES ||
+               (len == 2 * (size_t)MQE2E_STORAGE_KEY_BYTES + 1U && buf[len - 1] == '\n')) {
         size_t bin_len = 0;
         if (sodium_hex2bin(key, MQE2E_STORAGE_KEY_BYTES, (const char *)buf,
-                           2U * MQE2E_STORAGE_KEY_BYTES, NULL, &bin_len, NULL) == 0 &&
+                           2 * (size_t)MQE2E_STORAGE_KEY_BYTES, NULL, &bin_len, NULL) == 0 &&
             bin_len == MQE2E_STORAGE_KEY_BYTES)
             rc = MQE2E_OK;
     }

@@ -20,6 +20,7 @@ static const char usage[] =
     "       mqe2e authority pin -k AUTH_KEYSTORE [--prefix P]\n"
     "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-k AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
+    "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
     "                and print the AUTHORITY PIN (public: give it to operators)\n"
@@ -38,12 +39,16 @@ static const char usage[] =
     "                           'mqe2e status -k OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
     "                           credential_ttl, grace, passphrase_file, key_file,\n"
-    "                           username, password_file, verbose\n"
+    "                           username, password_file, verbose, handshake_limits\n"
     "  -h, --host HOST          broker host (default localhost)\n"
     "  -p, --port PORT          broker port (default 1883)\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
     "  -v, --verbose            log every handled message\n"
+    "      --handshake-limits L ENROLL/HELLO handshakes admitted after the cheap checks:\n"
+    "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
+    "                           client id (PER_ID_BURST), IDS ids tracked; 0 turns a\n"
+    "                           bucket off (default 2000,4000,20,10,16384; docs/AUTHORITY.md)\n"
     "  -u, --username NAME      broker user name (the ACL grants the authority's rights to it)\n"
     "      --password-file F    broker password from F's first line (mode 0600)\n"
     "      --passphrase-file F  keystore passphrase from F's first line\n"
@@ -65,6 +70,7 @@ enum {
     OPT_VERBOSE,
     OPT_USERNAME,
     OPT_PASSWORD_FILE,
+    OPT_HS_LIMITS,
 };
 
 static const cli_opt opts[] = {
@@ -84,6 +90,7 @@ static const cli_opt opts[] = {
     {'v', "verbose", 0, OPT_VERBOSE},
     {'u', "username", 1, OPT_USERNAME},
     {0, "password-file", 1, OPT_PASSWORD_FILE},
+    {0, "handshake-limits", 1, OPT_HS_LIMITS},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -103,6 +110,7 @@ typedef struct auth_args {
     int verbose;
     const char *username;
     const char *password_file;
+    const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
 } auth_args;
 
 static volatile sig_atomic_t stop_flag = 0;
@@ -200,6 +208,8 @@ static int load_config(auth_args *a, const auth_args *flags)
             if (flags->username == NULL) a->username = val;
         } else if (strcmp(key, "password_file") == 0) {
             if (flags->password_file == NULL) a->password_file = val;
+        } else if (strcmp(key, "handshake_limits") == 0) {
+            if (flags->hs_limits == NULL) a->hs_limits = val;
         } else if (strcmp(key, "verbose") == 0) {
             used_val = 0;
             if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
@@ -394,6 +404,25 @@ static char *read_password(const char *path)
     return buf;
 }
 
+/* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" over the defaults. @return 0 or -1. */
+static int parse_limits(authority_rl_config *c, const char *text)
+{
+    uint32_t *field[] = {&c->rate, &c->burst, &c->key_per_min, &c->key_burst, &c->keys};
+    const char *p = text;
+    authority_rl_defaults(c);
+    for (size_t i = 0; i < sizeof field / sizeof field[0]; i++) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || errno != 0 || v > 16777216UL || (*end != ',' && *end != '\0') || *p == '-')
+            return -1;
+        *field[i] = (uint32_t)v;
+        if (*end == '\0') return i >= 3 && c->keys >= 4 ? 0 : -1;
+        p = end + 1;
+    }
+    return -1;
+}
+
 static int do_run(auth_args *a, const auth_args *flags)
 {
     if (a->config != NULL) {
@@ -420,6 +449,16 @@ static int do_run(auth_args *a, const auth_args *flags)
     cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
     cfg.verbose = a->verbose;
     cfg.stop = &stop_flag;
+    authority_rl_config limits;
+    if (a->hs_limits != NULL) {
+        if (parse_limits(&limits, a->hs_limits) != 0) {
+            cli_error("--handshake-limits wants RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS] "
+                      "(numbers, IDS >= 4), not '%s'",
+                      a->hs_limits);
+            return CLI_EXIT_USAGE;
+        }
+        cfg.limits = &limits;
+    }
     cfg.username = a->username;
     char *password = NULL;
     if (a->password_file != NULL) {
@@ -518,6 +557,9 @@ int cmd_authority(int argc, char **argv)
             break;
         case OPT_PASSWORD_FILE:
             a.password_file = v;
+            break;
+        case OPT_HS_LIMITS:
+            a.hs_limits = v;
             break;
         default:
             break;

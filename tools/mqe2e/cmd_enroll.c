@@ -139,6 +139,8 @@ static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_co
         rc = mqe2e_keystore_group_apply(ks, b->group, b->topic_filter, b->epoch, b->secret,
                                         b->sender_id, b->retired_at, cli_now());
     }
+    /* Signed groups: mark them and take the authority's signer directories. */
+    if (rc == MQE2E_OK) rc = mqe2e_control_update_apply_directories(ks, r);
     if (rc == MQE2E_OK && r->revocation_list != NULL && r->revocation_list_len > 0) {
         mqe2e_revocation_list *rl = NULL;
         int vrc = mqe2e_revocation_list_verify(&rl, r->revocation_list, r->revocation_list_len,

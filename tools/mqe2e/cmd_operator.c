@@ -34,6 +34,7 @@ enum {
     OPT_ROTATE_MESSAGES,
     OPT_BROKER_HOST,
     OPT_BROKER_PORT,
+    OPT_SIGNED,
 };
 
 static const cli_opt opts[] = {
@@ -55,6 +56,7 @@ static const cli_opt opts[] = {
     {0, "topic", 1, OPT_TOPIC},
     {0, "rotate-every", 1, OPT_ROTATE_EVERY},
     {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
+    {0, "signed", 0, OPT_SIGNED},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -94,6 +96,7 @@ typedef struct op_args {
     const char *topic;
     long rotate_every;
     long rotate_messages;
+    int signed_group;
     const char *positional;
 } op_args;
 
@@ -181,6 +184,9 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             if (cli_parse_long(&x, v, 0, 0x7FFFFFFFL, "--rotate-messages") != 0)
                 return CLI_EXIT_USAGE;
             o->rotate_messages = x;
+            break;
+        case OPT_SIGNED:
+            o->signed_group = 1;
             break;
         default:
             break;
@@ -583,7 +589,7 @@ int cmd_operator_status(int argc, char **argv)
 
 static const char group_usage[] =
     "usage: mqe2e group create  -k OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
-    "                           [--rotate-every SECONDS] [--rotate-messages N]\n"
+    "                           [--signed] [--rotate-every SECONDS] [--rotate-messages N]\n"
     "       mqe2e group grant   -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
     "       mqe2e group ungrant -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
     "       mqe2e group rotate  -k OPERATOR_KEYSTORE --group NAME\n"
@@ -591,7 +597,8 @@ static const char group_usage[] =
     "       --out, `group create/rotate` are the manual keystore commands)\n"
     "\n"
     "  create   a group at epoch 1 held by the authority; --rotate-every and\n"
-    "           --rotate-messages schedule rotations (0: off)\n"
+    "           --rotate-messages schedule rotations (0: off); --signed: members\n"
+    "           sign every message and get the group's signer directory\n"
     "  grant    add an enrolled client; it gets the group key by push\n"
     "  ungrant  remove a member, then rotate: the others get the new epoch\n"
     "  rotate   move the group to a new epoch, pushed to every member\n";
@@ -623,6 +630,7 @@ int cmd_operator_group(int argc, char **argv)
         add(&l, kv("topic", o.topic));
         if (o.rotate_every > 0) add(&l, kvl("rotate-seconds", o.rotate_every));
         if (o.rotate_messages > 0) add(&l, kvl("rotate-messages", o.rotate_messages));
+        if (o.signed_group) add(&l, kvl("signed", 1));
         return simple(&o, "group-create", &l);
     }
     if (strcmp(sub, "grant") == 0 || strcmp(sub, "ungrant") == 0) {

@@ -418,6 +418,9 @@ void cli_status_print_json(const mqe2e_keystore *ks, const char *keystore_path)
             fputs("null", f);
         json_u64(f, "epoch", epoch, 1);
         json_u64(f, "sender_id", sender, 1);
+        fputs(mqe2e_keystore_group_is_signed(ks, name) ? ",\"signed\":true" : ",\"signed\":false",
+              f);
+        json_u64(f, "signers", mqe2e_keystore_signer_count(ks, name), 1);
         fputc('}', f);
     }
     fputc(']', f);

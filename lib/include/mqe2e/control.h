@@ -32,6 +32,7 @@
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/export.h"
+#include "mqe2e/keystore.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -135,6 +136,19 @@ typedef struct mqe2e_key_bundle {
     uint64_t retired_at;                            /**< 0 while current */
 } mqe2e_key_bundle;
 
+/** Most signer entries one update carries, all directories together. */
+#define MQE2E_CONTROL_MAX_SIGNERS 1024u
+
+/**
+ * The signer directory of one signed group (public data), sent with the
+ * group's bundles: its presence marks the group signed for the member.
+ */
+typedef struct mqe2e_group_directory {
+    char group[MQE2E_GROUP_ID_MAX_BYTES + 1]; /**< group id, NUL-terminated */
+    mqe2e_signer *signers;                    /**< n_signers entries or NULL */
+    size_t n_signers;                         /**< may be 0 */
+} mqe2e_group_directory;
+
 /** A group id, as carried in Push.removed_groups. */
 typedef struct mqe2e_group_name {
     char name[MQE2E_GROUP_ID_MAX_BYTES + 1]; /**< NUL-terminated */
@@ -160,6 +174,9 @@ typedef struct mqe2e_control_update {
     size_t revocation_list_len;       /**< its length */
     mqe2e_group_name *removed_groups; /**< Push only */
     size_t n_removed_groups;          /**< at most ::MQE2E_CONTROL_MAX_BUNDLES */
+    mqe2e_group_directory *directories; /**< signer directories of signed groups, or NULL */
+    size_t n_directories;             /**< at most ::MQE2E_CONTROL_MAX_BUNDLES; their signers
+                                           together at most ::MQE2E_CONTROL_MAX_SIGNERS */
 } mqe2e_control_update;
 
 /**
@@ -168,6 +185,20 @@ typedef struct mqe2e_control_update {
  *        whose arrays belong to the caller.
  */
 MQE2E_API void mqe2e_control_update_wipe(mqe2e_control_update *u);
+
+/**
+ * @brief Apply the signer directories of an update to a keystore (after its
+ *        bundles were applied): each listed group that the keystore holds is
+ *        marked signed and its directory replaced by the one received
+ *        (mqe2e_keystore_signers_replace()). Groups the keystore does not hold
+ *        are skipped. The update was authenticated by its handshake.
+ * @param ks the keystore.
+ * @param u  a decoded update; only read.
+ * @return ::MQE2E_OK, or the first error of a keystore call (the remaining
+ *         directories are still applied).
+ */
+MQE2E_API int mqe2e_control_update_apply_directories(mqe2e_keystore *ks,
+                                                     const mqe2e_control_update *u);
 
 /* ------------------------------------------------------------------------ */
 /* Enrollment (Noise_IKpsk2_25519_ChaChaPoly_SHA256)                          */

@@ -323,7 +323,7 @@ MQE2E_API void mqe2e_ticket_text_free(char *text);
 /* ------------------------------------------------------------------------ */
 
 /** Largest encoded revocation list accepted or produced. */
-#define MQE2E_REVOCATION_MAX_BYTES (1024u * 1024u)
+#define MQE2E_REVOCATION_MAX_BYTES (1U << 20)
 
 /** Opaque verified revocation list. */
 typedef struct mqe2e_revocation_list mqe2e_revocation_list;

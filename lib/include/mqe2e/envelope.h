@@ -1,6 +1,6 @@
 /**
  * @file envelope.h
- * @brief Wire-level seal/open of one data envelope (group mode).
+ * @brief Wire-level seal/open of one data envelope (group mode, signed group mode).
  *
  * An envelope is the protobuf message `mqe2e.v1.Envelope` (proto/envelope.proto):
  * a header of epoch, sender id and sequence number, and the AEAD ciphertext
@@ -9,6 +9,12 @@
  * format version, suite, mode, topic, group id, epoch, sender id and sequence
  * (docs/PROTOCOL.md gives every byte), so an envelope moved to another topic,
  * group, epoch or sender fails authentication.
+ *
+ * Signed group mode (::MQE2E_MODE_SIGNED_GROUP) is group mode plus a detached
+ * Ed25519 signature by the sender's identity key over
+ * "mqe2e/v1/signed" || AD || ciphertext || tag, carried in field 7; the
+ * receiver checks it before decrypting, so group members cannot impersonate
+ * each other.
  *
  * These calls are stateless: replay windows, epochs and key caches live in
  * protect.h. All buffers are the caller's.
@@ -32,13 +38,20 @@ extern "C" {
 /** Largest envelope header (every varint at its maximum). */
 #define MQE2E_ENVELOPE_MAX_HEADER_BYTES 29U
 /** Default largest plaintext accepted by seal and open (1 MiB). */
-#define MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD (1024U * 1024U)
+#define MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD (1U << 20)
 /** Hard ceiling on plaintext size (MQTT's own maximum packet is 256 MiB). */
-#define MQE2E_ENVELOPE_MAX_PAYLOAD (256U * 1024U * 1024U)
+#define MQE2E_ENVELOPE_MAX_PAYLOAD (256U << 20)
 /** Longest topic name accepted (MQTT's UTF-8 string limit). */
 #define MQE2E_TOPIC_MAX_BYTES 65535U
 /** Longest group id. */
 #define MQE2E_GROUP_ID_MAX_BYTES 255U
+
+/** Ed25519 detached signature. */
+#define MQE2E_SIGNATURE_BYTES 64U
+/** Ed25519 public key of a signer. */
+#define MQE2E_SIGNER_PUBLIC_BYTES 32U
+/** Bytes the signature field adds to a signed envelope (key 0x3a, length 0x40, 64 bytes). */
+#define MQE2E_SIGNATURE_FIELD_BYTES 66U
 
 /** Envelope modes; the protobuf field number of the sealed body. */
 typedef enum mqe2e_envelope_mode {
@@ -116,7 +129,9 @@ MQE2E_API int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len,
  * @brief Parse an envelope without authenticating it.
  *
  * Strict: unknown fields, repeated fields, a missing or second body, a body
- * shorter than the tag and non-minimal varints are all ::MQE2E_ERR_DECODE; a
+ * shorter than the tag, non-minimal varints, a signature that is not exactly
+ * 64 bytes, a signature next to a group body and a signed body without one
+ * are all ::MQE2E_ERR_DECODE; a
  * body field number this version does not know is ::MQE2E_ERR_SUITE.
  * @param view   filled on success; borrows @p in, which must outlive it.
  * @param in     received envelope bytes (untrusted).
@@ -136,11 +151,90 @@ MQE2E_API int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in,
  * @param group_id NUL-terminated group id the key belongs to.
  * @param view    from mqe2e_envelope_parse(); its buffer still alive.
  * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (any authentication failure),
- *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_SUITE.
+ *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_SUITE
+ *         (also for a signed envelope: those go through mqe2e_envelope_open_signed()).
  */
 MQE2E_API int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len,
                                   const mqe2e_sender_key *key, const char *topic,
                                   const char *group_id, const mqe2e_envelope_view *view);
+
+/**
+ * @brief Signing callback of mqe2e_envelope_seal_signed(): write the detached
+ *        Ed25519 signature of @p msg (msg_len bytes) into @p sig.
+ *
+ * The secret key stays with the callback (e.g. inside a keystore). @p msg
+ * holds no secret; it is valid only for the duration of the call.
+ * @return ::MQE2E_OK or a negative ::mqe2e_error, passed back to the caller.
+ */
+typedef int (*mqe2e_envelope_sign_fn)(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES],
+                                      const uint8_t *msg, size_t msg_len);
+
+/** @brief Upper bound of the signed-mode sealed size of a plaintext of pt_len bytes. */
+MQE2E_API size_t mqe2e_envelope_signed_sealed_bound(size_t pt_len);
+
+/**
+ * @brief Seal one plaintext in signed group mode.
+ *
+ * The body is sealed exactly as in group mode (the AD carries mode 3), then
+ * the signature over "mqe2e/v1/signed" || AD || body is appended as field 7.
+ * @param out      caller buffer of out_cap bytes (mqe2e_envelope_signed_sealed_bound()).
+ * @param out_cap  size of @p out in bytes.
+ * @param out_len  set to the envelope length on success.
+ * @param key      the sender's key for (group, header->epoch, header->sender_id).
+ * @param topic    NUL-terminated MQTT topic name the envelope is published on.
+ * @param group_id NUL-terminated group id.
+ * @param header   mode must be ::MQE2E_MODE_SIGNED_GROUP.
+ * @param pt       plaintext (may be NULL when pt_len is 0); only read.
+ * @param pt_len   length of @p pt.
+ * @param sign     signs with the sender's identity key; must not be NULL.
+ * @param sign_ctx passed to @p sign unchanged.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (also a mode other than 3),
+ *         ::MQE2E_ERR_TOO_LARGE, ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_NOMEM,
+ *         or the callback's error. On failure nothing usable is left in @p out
+ *         (its first out_cap bytes are wiped).
+ */
+MQE2E_API int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
+                                         const mqe2e_sender_key *key, const char *topic,
+                                         const char *group_id,
+                                         const mqe2e_envelope_header *header, const uint8_t *pt,
+                                         size_t pt_len, mqe2e_envelope_sign_fn sign,
+                                         void *sign_ctx);
+
+/**
+ * @brief Check the sender signature of a parsed signed envelope (no decryption).
+ * @param signer_pk the Ed25519 public key the directory holds for the header's
+ *                  (group, sender id); only read.
+ * @param topic    NUL-terminated MQTT topic the envelope arrived on.
+ * @param group_id NUL-terminated group id.
+ * @param view     from mqe2e_envelope_parse(), mode ::MQE2E_MODE_SIGNED_GROUP.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (bad signature, or a key libsodium refuses),
+ *         ::MQE2E_ERR_SUITE (not a signed envelope), ::MQE2E_ERR_INVALID_ARG,
+ *         ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_envelope_verify(const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES],
+                                    const char *topic, const char *group_id,
+                                    const mqe2e_envelope_view *view);
+
+/**
+ * @brief Verify the signature, then authenticate and decrypt a signed envelope.
+ *
+ * Nothing is decrypted unless the signature verifies.
+ * @param pt       caller buffer (as mqe2e_envelope_open()); wiped on failure.
+ * @param pt_cap   size of @p pt in bytes.
+ * @param pt_len   set on success.
+ * @param key      the sender key for the header's (group, epoch, sender_id).
+ * @param signer_pk the sender's Ed25519 public key from the signer directory.
+ * @param topic    NUL-terminated MQTT topic the envelope arrived on.
+ * @param group_id NUL-terminated group id the key belongs to.
+ * @param view     from mqe2e_envelope_parse(), mode ::MQE2E_MODE_SIGNED_GROUP.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_AUTH (signature or AEAD), ::MQE2E_ERR_SUITE,
+ *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_envelope_open_signed(uint8_t *pt, size_t pt_cap, size_t *pt_len,
+                                         const mqe2e_sender_key *key,
+                                         const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES],
+                                         const char *topic, const char *group_id,
+                                         const mqe2e_envelope_view *view);
 
 #ifdef __cplusplus
 }

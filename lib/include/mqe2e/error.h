@@ -37,10 +37,12 @@ typedef enum mqe2e_error {
     MQE2E_ERR_CRYPTO = -16,        /**< libsodium failed to initialise or refused a key */
     MQE2E_ERR_STATE = -17,         /**< call not valid in the object's current state */
     MQE2E_ERR_POLICY = -18,        /**< the policy forbids this (e.g. wrong mode for topic) */
+    MQE2E_ERR_UNKNOWN_SIGNER = -19, /**< signed envelope from a sender id not in the group's
+                                         signer directory */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-18)
+#define MQE2E_ERR_MIN (-19)
 
 /**
  * @brief Human-readable description of a return code.

@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 #define MQE2E_HKDF_PRK_BYTES 32U              /**< size of a pseudorandom key */
-#define MQE2E_HKDF_MAX_OUTPUT_BYTES (255U * 32U) /**< RFC 5869 limit for SHA-256 */
+#define MQE2E_HKDF_MAX_OUTPUT_BYTES 8160U /**< RFC 5869 limit for SHA-256: 255 blocks of 32 bytes */
 
 /**
  * @brief HKDF-Extract: prk = HMAC-SHA256(salt, ikm).

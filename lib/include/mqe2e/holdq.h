@@ -25,7 +25,7 @@ extern "C" {
 /** Default message count limit (used by the Paho front). */
 #define MQE2E_HOLDQ_DEFAULT_COUNT 256U
 /** Default byte limit, payload plus topic (used by the Paho front). */
-#define MQE2E_HOLDQ_DEFAULT_BYTES (1024U * 1024U)
+#define MQE2E_HOLDQ_DEFAULT_BYTES (1U << 20)
 /** Default age limit in seconds (used by the Paho front). */
 #define MQE2E_HOLDQ_DEFAULT_AGE 30U
 

@@ -1,7 +1,7 @@
 /**
  * @file keystore.h
  * @brief A client's persistent keys and counters: identity, groups with their
- *        epochs, sequence reservations and replay checkpoints.
+ *        epochs, signer directories, sequence reservations and replay checkpoints.
  *
  * Long-lived secrets are held in sodium_malloc() memory and wiped on close.
  * Every change that must survive a crash is written through the storage
@@ -184,8 +184,8 @@ MQE2E_API int mqe2e_keystore_replay_load(const mqe2e_keystore *ks, const char *g
                                          mqe2e_replay_window *w);
 
 /**
- * @brief Export a group (all its epochs) sealed with a passphrase, for manual
- *        provisioning.
+ * @brief Export a group (all its epochs, its signed flag and signer directory)
+ *        sealed with a passphrase, for manual provisioning.
  * @param ks         the keystore.
  * @param group_id   NUL-terminated group id.
  * @param passphrase only read; the caller wipes its copy.
@@ -199,6 +199,10 @@ MQE2E_API int mqe2e_keystore_group_export(const mqe2e_keystore *ks, const char *
 
 /**
  * @brief Import a group exported by mqe2e_keystore_group_export().
+ *
+ * A signed bundle marks the group signed (an unsigned one never clears the
+ * flag) and its directory entries are merged in, replacing entries of the
+ * same sender id.
  * @param ks           the keystore.
  * @param sealed       bytes from mqe2e_keystore_group_export() (untrusted).
  * @param sealed_len   length of @p sealed.
@@ -214,6 +218,107 @@ MQE2E_API int mqe2e_keystore_group_import(mqe2e_keystore *ks, const uint8_t *sea
                                           size_t sealed_len, const char *passphrase,
                                           size_t passphrase_len, uint64_t now,
                                           char *group_id_out, size_t group_id_cap);
+
+/* ------------------------------------------------------------------------ */
+/* Signed group mode: per-group flag and signer directory                     */
+/* ------------------------------------------------------------------------ */
+
+/** Most signers one group's directory holds. */
+#define MQE2E_SIGNERS_MAX 65536U
+
+/**
+ * One entry of a group's signer directory: who may sign as a sender id.
+ * Public data, passed by value; the keystore copies what it is given.
+ */
+typedef struct mqe2e_signer {
+    uint32_t sender_id;                           /**< sender id in the group (not 0) */
+    uint8_t sign_public[MQE2E_SIGN_PUBLIC_BYTES]; /**< the member's Ed25519 identity key */
+    char client_id[MQE2E_CLIENT_ID_MAX_BYTES + 1]; /**< NUL-terminated, for logs; may be "" */
+} mqe2e_signer;
+
+/**
+ * @brief Mark a group as signed (its topics then require signed envelopes, in
+ *        both directions) or unsigned. Written durably before returning.
+ * @param ks          the keystore.
+ * @param group_id    NUL-terminated id of a known group.
+ * @param signed_mode nonzero for signed.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_IO.
+ */
+MQE2E_API int mqe2e_keystore_group_set_signed(mqe2e_keystore *ks, const char *group_id,
+                                              int signed_mode);
+
+/** @brief 1 if the group is marked signed, 0 if not or unknown (or NULL arguments). */
+MQE2E_API int mqe2e_keystore_group_is_signed(const mqe2e_keystore *ks, const char *group_id);
+
+/**
+ * @brief Add one signer to a group's directory (written durably).
+ *
+ * Adding an entry that is already there (same sender id and key) is a no-op
+ * that may update the client id; the same sender id with another key is
+ * ::MQE2E_ERR_EXISTS: remove it first, so a key is never replaced by accident.
+ * @param ks       the keystore.
+ * @param group_id NUL-terminated id of a known group.
+ * @param signer   copied; its key must be a valid Ed25519 point, its sender id not 0,
+ *                 its client id printable ASCII or empty.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (group), ::MQE2E_ERR_EXISTS,
+ *         ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_TOO_LARGE (over ::MQE2E_SIGNERS_MAX),
+ *         ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_signer_add(mqe2e_keystore *ks, const char *group_id,
+                                        const mqe2e_signer *signer);
+
+/**
+ * @brief Remove the signer of @p sender_id from a group's directory (written durably).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (group or signer), ::MQE2E_ERR_INVALID_ARG,
+ *         ::MQE2E_ERR_IO.
+ */
+MQE2E_API int mqe2e_keystore_signer_remove(mqe2e_keystore *ks, const char *group_id,
+                                           uint32_t sender_id);
+
+/**
+ * @brief Replace a group's whole directory (e.g. with the one an authority
+ *        sent) and written durably. Entries are validated as by
+ *        mqe2e_keystore_signer_add(); on any invalid entry or a sender id given
+ *        twice nothing changes.
+ * @param ks       the keystore.
+ * @param group_id NUL-terminated id of a known group.
+ * @param signers  @p n entries, only read (may be NULL when n is 0).
+ * @param n        number of entries (0 empties the directory).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_INVALID_ARG,
+ *         ::MQE2E_ERR_TOO_LARGE, ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keystore_signers_replace(mqe2e_keystore *ks, const char *group_id,
+                                             const mqe2e_signer *signers, size_t n);
+
+/** @brief Number of signers in a group's directory (0 for an unknown group). */
+MQE2E_API size_t mqe2e_keystore_signer_count(const mqe2e_keystore *ks, const char *group_id);
+
+/**
+ * @brief Copy out directory entry @p index (0-based, ordered by sender id).
+ * @param ks       the keystore.
+ * @param group_id NUL-terminated group id.
+ * @param index    0 .. mqe2e_keystore_signer_count() - 1.
+ * @param out      caller-owned; filled on success.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (group or index), ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_signer_get(const mqe2e_keystore *ks, const char *group_id,
+                                        size_t index, mqe2e_signer *out);
+
+/**
+ * @brief Look up the key that signs as @p sender_id in a group (hot path of
+ *        signed receive: a binary search, no copy of the client id).
+ * @param ks        the keystore.
+ * @param group_id  NUL-terminated group id.
+ * @param sender_id the envelope's sender id.
+ * @param sign_public out: the signer's Ed25519 key (caller-owned buffer).
+ * @param client_id out, may be NULL: borrowed, valid until the directory changes.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (no such group or signer),
+ *         ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keystore_signer_lookup(const mqe2e_keystore *ks, const char *group_id,
+                                           uint32_t sender_id,
+                                           uint8_t sign_public[MQE2E_SIGN_PUBLIC_BYTES],
+                                           const char **client_id);
 
 /**
  * @brief Copy out the identity X25519 secret key (for Noise handshakes).
@@ -238,7 +343,7 @@ MQE2E_API int mqe2e_keystore_sign(const mqe2e_keystore *ks, uint8_t sig[64], con
 #define MQE2E_AUTHORITY_ID_MAX_BYTES 255U   /**< longest authority id */
 #define MQE2E_KS_PREFIX_MAX_BYTES 255U      /**< longest control prefix */
 #define MQE2E_KS_CREDENTIAL_MAX_BYTES 16384U /**< largest stored credential */
-#define MQE2E_KS_REVOCATION_MAX_BYTES (1024U * 1024U) /**< largest stored revocation list */
+#define MQE2E_KS_REVOCATION_MAX_BYTES (1U << 20) /**< largest stored revocation list */
 
 /** The authority a client enrolled with (public data, by value). */
 typedef struct mqe2e_authority_pin {

@@ -29,6 +29,13 @@ typedef enum mqe2e_policy_kind {
     MQE2E_POLICY_CHANNEL = 3,   /**< sealed with a pairwise channel; target = peer id */
 } mqe2e_policy_kind;
 
+/**
+ * Rule flag: the group's envelopes must be signed (signed group mode). Only
+ * valid with ::MQE2E_POLICY_GROUP. Publishing seals in mode 3; receiving
+ * accepts mode 3 only, from senders in the group's signer directory.
+ */
+#define MQE2E_POLICY_FLAG_SIGNED 0x1U
+
 /** @brief New empty policy. *out is the caller's; free with mqe2e_policy_free(). */
 MQE2E_API int mqe2e_policy_new(mqe2e_policy **out);
 
@@ -47,7 +54,21 @@ MQE2E_API int mqe2e_policy_add(mqe2e_policy *p, const char *filter, mqe2e_policy
                                const char *target);
 
 /**
+ * @brief Append a rule with flags (::MQE2E_POLICY_FLAG_SIGNED). Strings are copied.
+ * @param p      the policy.
+ * @param filter valid MQTT topic filter.
+ * @param kind   what the rule does with matching topics.
+ * @param target group id or peer id; NULL for ::MQE2E_POLICY_PLAINTEXT.
+ * @param flags  0, or ::MQE2E_POLICY_FLAG_SIGNED with ::MQE2E_POLICY_GROUP.
+ * @return as mqe2e_policy_add(); ::MQE2E_ERR_INVALID_ARG for unknown flags or
+ *         a flag the kind does not take.
+ */
+MQE2E_API int mqe2e_policy_add_flags(mqe2e_policy *p, const char *filter, mqe2e_policy_kind kind,
+                                     const char *target, unsigned flags);
+
+/**
  * @brief Parse and append one rule written as text: `FILTER=group:NAME`,
+ *        `FILTER=signed-group:NAME` (a group rule with ::MQE2E_POLICY_FLAG_SIGNED),
  *        `FILTER=channel:PEER` or `FILTER=plaintext`.
  * @return as mqe2e_policy_add(), ::MQE2E_ERR_DECODE for bad syntax.
  */
@@ -63,6 +84,19 @@ MQE2E_API int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule);
  */
 MQE2E_API int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic,
                                   mqe2e_policy_kind *kind, const char **target);
+
+/**
+ * @brief mqe2e_policy_lookup() that also returns the matching rule's flags.
+ * @param p      the policy.
+ * @param topic  NUL-terminated topic name (no wildcards).
+ * @param kind   out: the matching rule's kind.
+ * @param target out: borrowed from the policy (NULL for plaintext).
+ * @param flags  out: the rule's MQE2E_POLICY_FLAG_* bits.
+ * @return as mqe2e_policy_lookup().
+ */
+MQE2E_API int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic,
+                                        mqe2e_policy_kind *kind, const char **target,
+                                        unsigned *flags);
 
 /** @brief Number of rules. */
 MQE2E_API size_t mqe2e_policy_count(const mqe2e_policy *p);

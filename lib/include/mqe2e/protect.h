@@ -70,6 +70,7 @@ typedef enum mqe2e_drop_reason {
     MQE2E_DROP_REPLAY,      /**< replayed or too old */
     MQE2E_DROP_AUTH,        /**< failed authentication */
     MQE2E_DROP_OTHER,       /**< anything else (I/O, memory) */
+    MQE2E_DROP_UNKNOWN_SIGNER, /**< signed envelope from a sender id not in the signer directory */
     MQE2E_DROP_REASON_COUNT
 } mqe2e_drop_reason;
 
@@ -102,15 +103,19 @@ MQE2E_API int mqe2e_protector_new(mqe2e_protector **out, mqe2e_keystore *ks,
 /** @brief Write replay checkpoints, wipe cached keys, free. NULL is a no-op. */
 MQE2E_API void mqe2e_protector_free(mqe2e_protector *p);
 
-/** @brief Upper bound of the protected size of a payload of pt_len bytes. */
+/** @brief Upper bound of the protected size of a payload of pt_len bytes (any mode,
+ *         signed group mode included). */
 MQE2E_API size_t mqe2e_protect_bound(size_t pt_len);
 
 /**
  * @brief Protect a payload for publishing on @p topic.
  *
  * Group policy: seals with the group's current epoch and the next reserved
- * sequence number. Plaintext policy: copies the payload unchanged. No policy:
- * ::MQE2E_ERR_NO_POLICY and nothing is written (never a clear-text fallback).
+ * sequence number; in signed group mode (the rule has ::MQE2E_POLICY_FLAG_SIGNED
+ * or the keystore marks the group signed) the envelope is also signed with
+ * the keystore's identity key. Plaintext policy: copies the payload
+ * unchanged. No policy: ::MQE2E_ERR_NO_POLICY and nothing is written (never a
+ * clear-text fallback).
  * @param p       the protector.
  * @param topic   NUL-terminated topic name the payload is published on.
  * @param pt      plaintext payload; only read (may be NULL when pt_len is 0).
@@ -122,6 +127,7 @@ MQE2E_API size_t mqe2e_protect_bound(size_t pt_len);
  * @return ::MQE2E_OK, ::MQE2E_ERR_NO_POLICY, ::MQE2E_ERR_NO_KEY,
  *         ::MQE2E_ERR_TOO_LARGE, ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_IO,
  *         ::MQE2E_ERR_POLICY (channel topics need the channel layer),
+ *         ::MQE2E_ERR_STATE (signed topic, but the keystore cannot sign),
  *         ::MQE2E_ERR_INVALID_ARG.
  */
 MQE2E_API int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt,
@@ -144,6 +150,13 @@ typedef struct mqe2e_receipt {
  * mqe2e_unprotect_commit() once the application accepted the message (or
  * dropped if it asks for redelivery). Failures are counted by reason; @p out
  * is wiped on failure.
+ *
+ * Signed group topics accept only signed envelopes (a group-mode envelope is
+ * ::MQE2E_ERR_POLICY); the sender id must be in the group's signer directory
+ * (else ::MQE2E_ERR_UNKNOWN_SIGNER) and the signature is checked before
+ * decryption (::MQE2E_ERR_AUTH). Unsigned group topics accept only group-mode
+ * envelopes (a signed one is ::MQE2E_ERR_POLICY): every topic takes exactly
+ * the mode its policy names.
  * @param p       the protector.
  * @param topic   NUL-terminated topic name the payload arrived on.
  * @param in      the received payload (untrusted).
@@ -190,7 +203,8 @@ MQE2E_API int mqe2e_protector_checkpoint(mqe2e_protector *p);
 MQE2E_API void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_id);
 
 /**
- * @brief Build a policy with one group rule per keystore group (its topic filter).
+ * @brief Build a policy with one group rule per keystore group (its topic
+ *        filter), with ::MQE2E_POLICY_FLAG_SIGNED for groups marked signed.
  * @param p  existing policy to append to.
  * @param ks the keystore whose groups are read.
  */

@@ -1,0 +1,555 @@
+/*
+ * Signed group mode end to end with the real authority process (`mqe2e
+ * authority run`) and a real Mosquitto: the operator creates a signed group,
+ * two devices and a backend enroll with tickets granting it, the enrollment
+ * replies carry the signer directory (each member's sender id and identity
+ * key), devices publish signed telemetry through the Paho front and the
+ * backend receives it; a member that forges the other's sender id (signed
+ * with its own key, or unsigned with the group key) is dropped, counted and
+ * never delivered (docs/PROTOCOL.md 2.9).
+ */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "mqe2e/MQTTClient.h"
+#include "testutil.h"
+
+#define WAIT_MS 15000L
+#define MAXMSG 32
+#define GROUP "ward"
+
+static tb_broker broker;
+static char *dir;
+static char keyfile[512];
+static char auth_ks[512], auth_db[512], op_ks[512], auth_log[512], pin[2048];
+static pid_t auth_pid;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* The mqe2e command next to this test binary (BUILD/tests -> BUILD/tools/mqe2e). */
+static void cli_path(char *out, size_t cap)
+{
+    const char *bd = getenv("MQE2E_BUILD_DIR");
+    if (bd != NULL) {
+        snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    slash = strrchr(exe, '/');
+    *slash = '\0';
+    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", exe);
+}
+
+/* Run a shell command line, stdout into out. Exit code. */
+static int sh(char *out, size_t cap, const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = 0;
+    if (out != NULL) {
+        for (;;) {
+            size_t r = fread(out + n, 1, cap - 1 - n, p);
+            if (r == 0) break;
+            n += r;
+        }
+        out[n] = '\0';
+    } else {
+        char sink[512];
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int op(char *out, size_t cap, const char *args)
+{
+    char cli[PATH_MAX], cmd[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+             args, op_ks, keyfile, broker.port, pin);
+    return sh(out, cap, cmd);
+}
+
+static void setup(void)
+{
+    cr_assert_eq(mqe2e_init(), MQE2E_OK);
+    memset(&broker, 0, sizeof broker);
+    cr_assert_eq(tb_broker_start(&broker), 0);
+    dir = tu_tempdir();
+    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
+    FILE *f = fopen(keyfile, "w");
+    cr_assert_not_null(f);
+    fputs("8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677\n", f);
+    fclose(f);
+    chmod(keyfile, 0600);
+    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
+    snprintf(auth_db, sizeof auth_db, "%s/auth.db", dir);
+    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
+    snprintf(auth_log, sizeof auth_log, "%s/authority.log", dir);
+
+    char cli[PATH_MAX], cmd[4096], out[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id authority",
+             cli, auth_ks, keyfile, auth_db);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(pin, sizeof pin, "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    char *sp = strstr(out, "signing public key: ");
+    cr_assert_not_null(sp);
+    char hex[65];
+    memcpy(hex, sp + strlen("signing public key: "), 64);
+    hex[64] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "--sign-public %s",
+             cli, auth_ks, keyfile, auth_db, hex);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        FILE *lf = freopen(auth_log, "a", stdout);
+        (void)lf;
+        dup2(1, 2);
+        char port[16];
+        snprintf(port, sizeof port, "%d", broker.port);
+        execl(cli, cli, "authority", "run", "-k", auth_ks, "--key-file", keyfile, "--db", auth_db,
+              "-h", "127.0.0.1", "-p", port, (char *)NULL);
+        _exit(127);
+    }
+    auth_pid = pid;
+    long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        char *log = tu_read_file(auth_log, NULL);
+        int ready = log != NULL && strstr(log, "serving") != NULL;
+        free(log);
+        if (ready) break;
+        cr_assert_lt(now_ms(), deadline, "authority did not start");
+        sleep_ms(50);
+    }
+}
+
+static void teardown(void)
+{
+    if (auth_pid > 0) {
+        kill(auth_pid, SIGTERM);
+        int st;
+        waitpid(auth_pid, &st, 0);
+        auth_pid = 0;
+    }
+    if (getenv("SIGNED_DEBUG")) {
+        char *log = tu_read_file(auth_log, NULL);
+        if (log != NULL) printf("%s\n", log);
+        free(log);
+    }
+    tb_broker_stop(&broker);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(signed_authority, .init = setup, .fini = teardown, .timeout = 180);
+
+static void ks_path(char *out, size_t cap, const char *id)
+{
+    snprintf(out, cap, "%s/%s.ks", dir, id);
+}
+
+/* Ticket for the signed group, then `mqe2e enroll`. */
+static void enroll(const char *id)
+{
+    char args[512], ticket[8192], cli[PATH_MAX], ks[512], cmd[2048];
+    snprintf(args, sizeof args, "token create --id %s --group " GROUP " --grant 'ward/#:pubsub'",
+             id);
+    cr_assert_eq(op(ticket, sizeof ticket, args), 0, "token create: %s", ticket);
+    ticket[strcspn(ticket, "\n")] = '\0';
+    cli_path(cli, sizeof cli);
+    ks_path(ks, sizeof ks, id);
+    snprintf(cmd, sizeof cmd, "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
+             cli, ks, keyfile, broker.port);
+    setenv("MQE2E_TICKET", ticket, 1);
+    char out[4096];
+    int rc = sh(out, sizeof out, cmd);
+    unsetenv("MQE2E_TICKET");
+    cr_assert_eq(rc, 0, "enroll %s: exit %d: %s", id, rc, out);
+}
+
+static mqe2e_keystore *open_ks(const char *id)
+{
+    char path[512];
+    uint8_t k[32];
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    ks_path(path, sizeof path, id);
+    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
+    sodium_memzero(k, sizeof k);
+    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
+    return ks;
+}
+
+typedef struct inbox {
+    pthread_mutex_t m;
+    int n;
+    char payload[MAXMSG][64];
+    int dropped;
+    int drop_code[MAXMSG];
+} inbox;
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *msg)
+{
+    inbox *ib = ctx;
+    (void)topic_len;
+    pthread_mutex_lock(&ib->m);
+    if (ib->n < MAXMSG) {
+        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
+        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
+        ib->payload[ib->n][len] = '\0';
+    }
+    ib->n++;
+    pthread_mutex_unlock(&ib->m);
+    mqe2e_MQTTClient_freeMessage(&msg);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
+static void on_dropped(void *ctx, const char *topic, int code)
+{
+    inbox *ib = ctx;
+    (void)topic;
+    pthread_mutex_lock(&ib->m);
+    if (ib->dropped < MAXMSG) ib->drop_code[ib->dropped] = code;
+    ib->dropped++;
+    pthread_mutex_unlock(&ib->m);
+}
+
+static void on_log(void *ctx, mqe2e_log_level level, const char *message)
+{
+    (void)ctx;
+    if (getenv("SIGNED_DEBUG")) printf("  log[%d] %s\n", (int)level, message);
+}
+
+static int count_of(inbox *ib, int dropped)
+{
+    pthread_mutex_lock(&ib->m);
+    int n = dropped ? ib->dropped : ib->n;
+    pthread_mutex_unlock(&ib->m);
+    return n;
+}
+
+static int wait_for(inbox *ib, int dropped, int n)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (count_of(ib, dropped) < n) {
+        if (now_ms() > deadline) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib)
+{
+    mqe2e_MQTTClient c = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onLog = on_log;
+    so.logLevel = getenv("SIGNED_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
+    so.context = ib;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    if (ib != NULL)
+        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    co.keepAliveInterval = 20;
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+static void close_client(mqe2e_MQTTClient *c)
+{
+    mqe2e_MQTTClient_disconnect(*c, 1000);
+    mqe2e_MQTTClient_destroy(c);
+}
+
+static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
+}
+
+/* A raw Paho client: the wire observer and the forger's own connection. */
+typedef struct rawbox {
+    pthread_mutex_t m;
+    int n;
+    uint8_t data[MAXMSG][1024];
+    size_t len[MAXMSG];
+} rawbox;
+
+static int raw_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
+{
+    rawbox *rb = ctx;
+    (void)tl;
+    pthread_mutex_lock(&rb->m);
+    if (rb->n < MAXMSG) {
+        size_t len = (size_t)m->payloadlen < 1024 ? (size_t)m->payloadlen : 1024;
+        memcpy(rb->data[rb->n], m->payload, len);
+        rb->len[rb->n] = len;
+        rb->n++;
+    }
+    pthread_mutex_unlock(&rb->m);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+static MQTTClient raw_client(const char *id, rawbox *rb)
+{
+    MQTTClient r = NULL;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    if (rb != NULL) {
+        memset(rb, 0, sizeof *rb);
+        pthread_mutex_init(&rb->m, NULL);
+        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, raw_on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    }
+    co.cleansession = 1;
+    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
+    return r;
+}
+
+static void raw_publish(MQTTClient r, const char *topic, const void *data, size_t len)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(MQTTClient_publish(r, topic, (int)len, data, 1, 0, &dt), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_waitForCompletion(r, dt, 5000), MQTTCLIENT_SUCCESS);
+}
+
+static uint64_t drops_of(mqe2e_MQTTClient c, mqe2e_drop_reason r)
+{
+    mqe2e_counters k;
+    cr_assert_eq(mqe2e_MQTTClient_getCounters(c, &k), MQTTCLIENT_SUCCESS);
+    return k.dropped[r];
+}
+
+/* The forger signs with its own identity key, held in its keystore. */
+static int sign_as_b(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], const uint8_t *msg,
+                     size_t msg_len)
+{
+    return mqe2e_keystore_sign(ctx, sig, msg, msg_len);
+}
+
+/* The directory entry of @p id in @p ks matches @p member's own identity. */
+static void assert_signer(mqe2e_keystore *ks, mqe2e_keystore *member, const char *id)
+{
+    uint32_t sid = 0;
+    uint8_t want[32], got[32];
+    const char *cid = NULL;
+    cr_assert_eq(mqe2e_keystore_group_sender_id(member, GROUP, &sid), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_identity_public(member, want, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_signer_lookup(ks, GROUP, sid, got, &cid), MQE2E_OK,
+                 "%s (sender %lu) not in the directory", id, (unsigned long)sid);
+    cr_assert_eq(memcmp(want, got, 32), 0, "%s: directory key is not its identity key", id);
+    cr_assert_str_eq(cid, id);
+}
+
+Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
+{
+    char out[8192];
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"),
+                 0, "%s", out);
+    cr_assert_not_null(strstr(out, "signed"), "%s", out);
+    /* Enrollment order matters only for who learns whom from its ENROLL reply;
+     * the backend enrolls last and so gets the full directory. */
+    enroll("dev-a");
+    enroll("dev-b");
+    enroll("backend");
+    mqe2e_keystore *ka = open_ks("dev-a"), *kb = open_ks("dev-b"), *kbe = open_ks("backend");
+    cr_assert_eq(mqe2e_keystore_group_is_signed(kbe, GROUP), 1, "the bundle marks it signed");
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 3U);
+    assert_signer(kbe, ka, "dev-a");
+    assert_signer(kbe, kb, "dev-b");
+    assert_signer(kbe, kbe, "backend");
+    cr_assert_eq(mqe2e_keystore_group_is_signed(ka, GROUP), 1);
+    uint32_t sid_a = 0, sid_b = 0;
+    cr_assert_eq(mqe2e_keystore_group_sender_id(ka, GROUP, &sid_a), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_sender_id(kb, GROUP, &sid_b), MQE2E_OK);
+    cr_assert_neq(sid_a, sid_b);
+
+    inbox ibe;
+    memset(&ibe, 0, sizeof ibe);
+    pthread_mutex_init(&ibe.m, NULL);
+    rawbox spy;
+    MQTTClient wire = raw_client("sg-spy", &spy);
+    cr_assert_eq(MQTTClient_subscribe(wire, "ward/#", 1), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient be = enc_client("sg-backend", kbe, &ibe);
+    mqe2e_MQTTClient a = enc_client("sg-dev-a", ka, NULL);
+    mqe2e_MQTTClient b = enc_client("sg-dev-b", kb, NULL);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(be, "ward/#", 1), MQTTCLIENT_SUCCESS);
+
+    publish_text(a, "ward/a/hr", "a-72");
+    publish_text(b, "ward/b/hr", "b-64");
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert_str_eq(ibe.payload[0], "a-72");
+    cr_assert_str_eq(ibe.payload[1], "b-64");
+    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+
+    /* On the wire: signed envelopes, 94-95 bytes over the payload. */
+    long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&spy.m);
+        int seen = spy.n;
+        pthread_mutex_unlock(&spy.m);
+        if (seen >= 2) break;
+        cr_assert_lt(now_ms(), deadline, "spy saw %d", seen);
+        sleep_ms(10);
+    }
+    for (int i = 0; i < 2; i++) {
+        mqe2e_envelope_view v;
+        cr_assert_eq(mqe2e_envelope_parse(&v, spy.data[i], spy.len[i]), MQE2E_OK);
+        cr_assert_eq(v.header.mode, MQE2E_MODE_SIGNED_GROUP);
+        cr_assert_eq(v.signature_len, 64U);
+        size_t overhead = spy.len[i] - 4U;
+        cr_assert_leq(overhead, 100U, "signed overhead %zu B", overhead);
+        printf("signed envelope on the wire: %zu B for a 4-byte payload (overhead %zu B)\n",
+               spy.len[i], overhead);
+    }
+
+    /* dev-b turns forger: it holds the group secret and its own identity key. */
+    close_client(&b);
+    uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
+    uint32_t epoch = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kb, GROUP, &epoch), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_secret(kb, GROUP, epoch, secret, NULL), MQE2E_OK);
+    mqe2e_sender_key victim;
+    cr_assert_eq(mqe2e_sender_key_derive(&victim, secret, GROUP, epoch, sid_a), MQE2E_OK);
+    sodium_memzero(secret, sizeof secret);
+    MQTTClient forger = raw_client("sg-forger", NULL);
+    uint8_t env[512];
+    size_t n = 0;
+    const char *text = "a-open-door";
+
+    /* (1) Unsigned group mode under dev-a's sender id: valid AEAD, no signature. */
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sid_a, 900000};
+    cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &n, &victim, "ward/a/cmd", GROUP, &h,
+                                     (const uint8_t *)text, strlen(text)),
+                 MQE2E_OK);
+    raw_publish(forger, "ward/a/cmd", env, n);
+    cr_assert(wait_for(&ibe, 1, 1), "unsigned forgery not counted");
+    cr_assert_eq(drops_of(be, MQE2E_DROP_POLICY), 1U);
+
+    /* (2) Signed, by dev-b's own identity key (through its keystore), as dev-a. */
+    h.mode = MQE2E_MODE_SIGNED_GROUP;
+    h.seq = 900001;
+    cr_assert_eq(mqe2e_envelope_seal_signed(env, sizeof env, &n, &victim, "ward/a/cmd", GROUP, &h,
+                                            (const uint8_t *)text, strlen(text), sign_as_b,
+                                            kb),
+                 MQE2E_OK);
+    raw_publish(forger, "ward/a/cmd", env, n);
+    cr_assert(wait_for(&ibe, 1, 2), "signed forgery not counted");
+    cr_assert_eq(drops_of(be, MQE2E_DROP_AUTH), 1U);
+
+    /* (3) Through its own protector with dev-a's sender id configured. */
+    cr_assert_eq(mqe2e_keystore_group_set_sender_id(kb, GROUP, sid_a), MQE2E_OK);
+    mqe2e_policy *pol = NULL;
+    mqe2e_protector *pr = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol, kb), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pr, kb, pol, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_protect(pr, "ward/a/cmd", (const uint8_t *)text, strlen(text),
+                               (uint64_t)time(NULL), env, sizeof env, &n),
+                 MQE2E_OK);
+    raw_publish(forger, "ward/a/cmd", env, n);
+    cr_assert(wait_for(&ibe, 1, 3), "protector forgery not counted");
+    cr_assert_eq(drops_of(be, MQE2E_DROP_AUTH), 2U);
+    mqe2e_protector_free(pr);
+    mqe2e_policy_free(pol);
+    mqe2e_sender_key_wipe(&victim);
+
+    /* None was delivered; dev-a itself still gets through. */
+    publish_text(a, "ward/a/hr", "a-73");
+    cr_assert(wait_for(&ibe, 0, 3));
+    sleep_ms(300);
+    cr_assert_eq(count_of(&ibe, 0), 3, "a forgery was delivered");
+    cr_assert_str_eq(ibe.payload[2], "a-73");
+    for (int i = 0; i < 3; i++)
+        cr_assert_neq(strcmp(ibe.payload[i], text), 0, "forged text delivered");
+
+    MQTTClient_disconnect(forger, 1000);
+    MQTTClient_destroy(&forger);
+    MQTTClient_disconnect(wire, 1000);
+    MQTTClient_destroy(&wire);
+    close_client(&a);
+    close_client(&be);
+    mqe2e_keystore_close(ka);
+    mqe2e_keystore_close(kb);
+    mqe2e_keystore_close(kbe);
+}
+
+Test(signed_authority, group_list_shows_signed_and_unsigned_groups_unchanged)
+{
+    char out[8192];
+    cr_assert_eq(op(out, sizeof out, "group create --group plain --topic 'plain/#'"), 0, "%s",
+                 out);
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"),
+                 0, "%s", out);
+    cr_assert_eq(op(out, sizeof out, "list groups"), 0, "%s", out);
+    char *p = strstr(out, "plain\t"), *w = strstr(out, GROUP "\t");
+    cr_assert(p != NULL && w != NULL, "%s", out);
+    cr_assert_eq(strncmp(strchr(w, '\n') - 6, "signed", 6), 0, "%s", out);
+    cr_assert_neq(strncmp(strchr(p, '\n') - 6, "signed", 6), 0, "%s", out);
+    /* An enrolled member of the unsigned group gets no directory and stays unsigned. */
+    char args[512], ticket[8192], cli[PATH_MAX], ks[512], cmd[2048];
+    snprintf(args, sizeof args, "token create --id dev-p --group plain --grant 'plain/#:pubsub'");
+    cr_assert_eq(op(ticket, sizeof ticket, args), 0, "%s", ticket);
+    ticket[strcspn(ticket, "\n")] = '\0';
+    cli_path(cli, sizeof cli);
+    ks_path(ks, sizeof ks, "dev-p");
+    snprintf(cmd, sizeof cmd, "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
+             cli, ks, keyfile, broker.port);
+    setenv("MQE2E_TICKET", ticket, 1);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
+    unsetenv("MQE2E_TICKET");
+    mqe2e_keystore *kp = open_ks("dev-p");
+    cr_assert_eq(mqe2e_keystore_group_is_signed(kp, "plain"), 0);
+    cr_assert_eq(mqe2e_keystore_signer_count(kp, "plain"), 0U);
+    mqe2e_keystore_close(kp);
+}

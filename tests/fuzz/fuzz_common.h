@@ -58,6 +58,15 @@ static inline void fuzz_authority_keys(uint8_t pk[32], uint8_t sk[64])
     sodium_memzero(seed, sizeof seed);
 }
 
+/* Signer (group member) Ed25519 key pair of signed-mode envelopes. */
+static inline void fuzz_signer_keys(uint8_t pk[32], uint8_t sk[64])
+{
+    uint8_t seed[32];
+    fuzz_fill(seed, sizeof seed, 0x5A);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    sodium_memzero(seed, sizeof seed);
+}
+
 /* The epoch group secret every envelope is sealed under. */
 static inline void fuzz_group_secret(uint8_t secret[32])
 {

@@ -4,6 +4,10 @@
  * secret for whatever header was parsed, so inputs made by seal (the seeds)
  * reach the AEAD path and mutations of them exercise every tamper branch.
  *
+ * Signed-mode envelopes (mode 3) are verified against the fixed signer key
+ * and opened with mqe2e_envelope_open_signed(); the same envelope must never
+ * verify under another signer key.
+ *
  * Invariants: a parsed view stays inside the input; an envelope that opens
  * re-seals (seal is deterministic) to an envelope with the same header and
  * the same ciphertext and tag, and never opens under another topic. The
@@ -54,6 +58,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t cap = view.ciphertext_len - MQE2E_TAG_BYTES;
     pt = malloc(cap > 0 ? cap : 1U);
     FUZZ_ASSERT(pt != NULL);
+    const int is_signed = view.header.mode == MQE2E_MODE_SIGNED_GROUP;
+    uint8_t signer_pk[32], signer_sk[64];
+    fuzz_signer_keys(signer_pk, signer_sk);
+    sodium_memzero(signer_sk, sizeof signer_sk);
+    if (is_signed) {
+        rc = mqe2e_envelope_open_signed(pt, cap, &pt_len, &key, signer_pk, FUZZ_TOPIC, FUZZ_GROUP,
+                                        &view);
+        if (rc == MQE2E_OK) {
+            /* Verified and opened: a different signer key never verifies it. */
+            uint8_t other_pk[32], other_sk[64];
+            crypto_sign_keypair(other_pk, other_sk);
+            sodium_memzero(other_sk, sizeof other_sk);
+            FUZZ_ASSERT(mqe2e_envelope_verify(other_pk, FUZZ_TOPIC, FUZZ_GROUP, &view) ==
+                        MQE2E_ERR_AUTH);
+            FUZZ_ASSERT(mqe2e_envelope_verify(signer_pk, "sensors/t2", FUZZ_GROUP, &view) ==
+                        MQE2E_ERR_AUTH);
+            FUZZ_ASSERT(pt_len == cap);
+        } else {
+            FUZZ_ASSERT(rc == MQE2E_ERR_AUTH || rc == MQE2E_ERR_SUITE ||
+                        rc == MQE2E_ERR_TOO_LARGE || rc == MQE2E_ERR_INVALID_ARG);
+        }
+        goto out;
+    }
     rc = mqe2e_envelope_open(pt, cap, &pt_len, &key, FUZZ_TOPIC, FUZZ_GROUP, &view);
     if (rc == MQE2E_OK) {
         FUZZ_ASSERT(pt_len == cap);
@@ -81,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                         &view) == MQE2E_ERR_AUTH);
     }
 
+out:
     mqe2e_sender_key_wipe(&key);
     sodium_memzero(secret, sizeof secret);
     if (pt != NULL) sodium_memzero(pt, cap > 0 ? cap : 1U);

@@ -45,6 +45,17 @@ static void seed(const char *target, const char *name, int mode, const void *dat
     CHECK(fclose(f) == 0);
 }
 
+static int sign_fixed(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], const uint8_t *msg,
+                      size_t msg_len)
+{
+    uint8_t pk[32], sk[64];
+    (void)ctx;
+    fuzz_signer_keys(pk, sk);
+    int rc = crypto_sign_detached(sig, NULL, msg, msg_len, sk);
+    sodium_memzero(sk, sizeof sk);
+    return rc == 0 ? 0 : -1;
+}
+
 static void envelope_seeds(void)
 {
     uint8_t secret[32], out[512], pt[200];
@@ -64,6 +75,12 @@ static void envelope_seeds(void)
         CHECK(mqe2e_envelope_seal(out, sizeof out, &len, &key, FUZZ_TOPIC, FUZZ_GROUP, &h, pt,
                                   v[i].len) == 0);
         snprintf(name, sizeof name, "sealed-%zu", i);
+        seed("envelope", name, -1, out, len);
+        /* The same message in signed group mode, signed by the fixed signer. */
+        h.mode = MQE2E_MODE_SIGNED_GROUP;
+        CHECK(mqe2e_envelope_seal_signed(out, sizeof out, &len, &key, FUZZ_TOPIC, FUZZ_GROUP, &h,
+                                         pt, v[i].len, sign_fixed, NULL) == 0);
+        snprintf(name, sizeof name, "signed-%zu", i);
         seed("envelope", name, -1, out, len);
         mqe2e_sender_key_wipe(&key);
     }

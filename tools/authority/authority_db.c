@@ -20,10 +20,24 @@
 /* "group_epochs" NUL name NUL epoch(4) is the longest associated data. */
 #define AD_MAX (16U + MQE2E_ADB_NAME_MAX + 1U + 4U)
 
+/* Statements kept prepared: every SQL text of this file fits. */
+#define STMT_CACHE 96
+
 struct mqe2e_adb {
     sqlite3 *sql;
     uint8_t *key; /* sodium_malloc, read-only while open */
     int user_tx;
+    /* free_sender_id(): group whose sender ids were found dense 1..dense_max.
+     * Any DELETE may open a gap and drops the hint. */
+    char dense_group[MQE2E_ADB_NAME_MAX];
+    uint64_t dense_max;
+    int dense_valid;
+    /* Prepared statements reused across calls (see prep()). */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+        int busy;
+    } cache[STMT_CACHE];
 };
 
 /* ------------------------------------------------------------------ schema */
@@ -144,11 +158,53 @@ static int sql_rc(int rc)
     }
 }
 
+/* Parsing SQL cost more than running it on the enrollment path, so
+ * statements are kept prepared, keyed by their (literal) text and checked
+ * against it; a statement in use is never handed out twice. Every statement
+ * from prep() goes back through stmt_done(). */
 static int prep(mqe2e_adb *db, sqlite3_stmt **st, const char *sql)
 {
+    size_t free_slot = STMT_CACHE;
     *st = NULL;
-    return sql_rc(sqlite3_prepare_v2(db->sql, sql, -1, st, NULL));
+    if (strncmp(sql, "DELETE", 6) == 0) db->dense_valid = 0;
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].sql == NULL) {
+            if (free_slot == STMT_CACHE) free_slot = i;
+        } else if (db->cache[i].sql == sql && !db->cache[i].busy &&
+                   strcmp(sqlite3_sql(db->cache[i].st), sql) == 0) {
+            db->cache[i].busy = 1;
+            *st = db->cache[i].st;
+            return MQE2E_OK;
+        }
+    }
+    int rc = sql_rc(sqlite3_prepare_v2(db->sql, sql, -1, st, NULL));
+    if (rc == MQE2E_OK && *st != NULL && free_slot < STMT_CACHE) {
+        db->cache[free_slot].sql = sql;
+        db->cache[free_slot].st = *st;
+        db->cache[free_slot].busy = 1;
+    }
+    return rc;
 }
+
+/* Give back a statement: reset (its read lock and bound copies released)
+ * when cached, finalized otherwise. */
+static void stmt_done(mqe2e_adb *db, sqlite3_stmt *st)
+{
+    if (st == NULL) return;
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].st == st) {
+            (void)sqlite3_reset(st);
+            (void)sqlite3_clear_bindings(st);
+            db->cache[i].busy = 0;
+            return;
+        }
+    }
+    (void)(sqlite3_finalize)(st);
+}
+
+/* A cached statement must never be finalized behind the cache's back: in this
+ * file every finalize goes through stmt_done(). */
+#define sqlite3_finalize(st) stmt_done(db, (st))
 
 /* Step a statement that returns no row. */
 static int step_done(sqlite3_stmt *st)
@@ -532,6 +588,8 @@ out:
 void mqe2e_adb_close(mqe2e_adb *db)
 {
     if (db == NULL) return;
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        (void)(sqlite3_finalize)(db->cache[i].st);
     if (db->sql != NULL) {
         if (!sqlite3_get_autocommit(db->sql)) (void)exec_const(db, "ROLLBACK");
         (void)sqlite3_close_v2(db->sql);
@@ -1338,11 +1396,45 @@ static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
     return rc;
 }
 
+/* MAX(sender_id) of a group through its UNIQUE(group_name, sender_id) index. */
+static int max_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "SELECT COALESCE(MAX(sender_id), 0) FROM group_members"
+                  " WHERE group_name = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            *out = col_u64(st, 0);
+            rc = MQE2E_OK;
+        } else if (rc == 0) {
+            rc = MQE2E_ERR_IO;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Smallest sender id >= 1 not used in the group. Ids are usually dense
- * (count == max): then max + 1 without a gap search. */
+ * (count == max): then max + 1 without a gap search. Counting is linear in
+ * the group, so once a group was found dense the handle remembers its max:
+ * while no DELETE ran and the indexed MAX still matches (a rolled back insert
+ * does not), the ids are still dense and max + 1 is the answer. */
 static int free_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
 {
     sqlite3_stmt *st = NULL;
+    uint64_t max = 0;
+    if (db->dense_valid && strcmp(db->dense_group, group) == 0) {
+        int r = max_sender_id(&max, db, group);
+        if (r != MQE2E_OK) return r;
+        if (max == db->dense_max) {
+            *out = max + 1U;
+            return MQE2E_OK;
+        }
+    }
+    db->dense_valid = 0;
     int rc =
         prep(db, &st,
              "SELECT CASE"
@@ -1365,6 +1457,13 @@ static int free_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
         }
     }
     sqlite3_finalize(st);
+    /* max + 1 is the answer only when 1..max are all taken. */
+    if (rc == MQE2E_OK && strlen(group) < sizeof db->dense_group &&
+        max_sender_id(&max, db, group) == MQE2E_OK && *out == max + 1U) {
+        memcpy(db->dense_group, group, strlen(group) + 1U);
+        db->dense_max = max;
+        db->dense_valid = 1;
+    }
     return rc;
 }
 
@@ -1402,6 +1501,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     st = NULL;
     if (rc == MQE2E_OK) rc = free_sender_id(&id, db, group);
     if (rc == MQE2E_OK && id > UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
+
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "INSERT INTO group_members(group_name, client_id, sender_id, added_at)"
@@ -1412,6 +1512,9 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
     if (rc == MQE2E_OK) rc = step_done(st);
     sqlite3_finalize(st);
+    if (rc == MQE2E_OK && db->dense_valid && id == db->dense_max + 1U &&
+        strcmp(db->dense_group, group) == 0)
+        db->dense_max = id;
     rc = op_end(db, rc);
     if ((rc == MQE2E_OK || rc == MQE2E_ERR_EXISTS) && out_sender_id != NULL && id <= UINT32_MAX)
         *out_sender_id = (uint32_t)id;
@@ -1821,5 +1924,50 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
         if (rc == MQE2E_OK) rc = cb(token_id, &info, user);
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* ------------------------------------------------------ pre-handshake checks */
+
+/* One row or none from a statement bound to one text (kept prepared by prep()). */
+static int known(mqe2e_adb *db, const char *sql, const char *text)
+{
+    sqlite3_stmt *st = NULL;
+    if (db == NULL || text == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (check_str(text, MQE2E_ADB_NAME_MAX) != MQE2E_OK) return MQE2E_ERR_NOT_FOUND;
+    int rc = prep(db, &st, sql);
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, text);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        rc = rc == 1 ? MQE2E_OK : (rc == 0 ? MQE2E_ERR_NOT_FOUND : rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_token_known_client(mqe2e_adb *db, const char *client_id)
+{
+    return known(db, "SELECT 1 FROM tokens WHERE client_id = ?1 LIMIT 1", client_id);
+}
+
+int mqe2e_adb_client_known(mqe2e_adb *db, const char *client_id)
+{
+    return known(db, "SELECT 1 FROM clients WHERE client_id = ?1", client_id);
+}
+
+int mqe2e_adb_tx_savepoint(mqe2e_adb *db)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!db->user_tx) return MQE2E_ERR_STATE;
+    return exec_const(db, "SAVEPOINT adb_unit") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
+}
+
+int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
+{
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!db->user_tx) return MQE2E_ERR_STATE;
+    int rc = MQE2E_OK;
+    if (!keep && exec_const(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    if (exec_const(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
     return rc;
 }

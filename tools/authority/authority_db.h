@@ -517,6 +517,38 @@ int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb,
 /** @brief Fill the status counters, read in one snapshot. @return ::MQE2E_OK, ::MQE2E_ERR_IO. */
 int mqe2e_adb_status_get(mqe2e_adb_status *out, mqe2e_adb *db, uint64_t now);
 
+/* ---------------------------------------------------- pre-handshake checks */
+
+/**
+ * @brief Whether any token (used, expired or pending, until pruned) names
+ *        @p client_id. One indexed read on a kept statement: cheap enough to
+ *        run on every ENROLL frame before its handshake.
+ * @return ::MQE2E_OK (some token), ::MQE2E_ERR_NOT_FOUND (none, or an invalid
+ *         id), ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_token_known_client(mqe2e_adb *db, const char *client_id);
+
+/**
+ * @brief Whether @p client_id is enrolled (active or revoked); same cost and
+ *        codes as mqe2e_adb_token_known_client().
+ */
+int mqe2e_adb_client_known(mqe2e_adb *db, const char *client_id);
+
+/**
+ * @brief Open a savepoint inside a mqe2e_adb_tx_begin() transaction, so that
+ *        one unit of several calls (one enrollment of a batch) can be undone
+ *        alone.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_STATE (no transaction), ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_tx_savepoint(mqe2e_adb *db);
+
+/**
+ * @brief Close the savepoint of mqe2e_adb_tx_savepoint(): kept when @p keep
+ *        is non-zero, undone otherwise. Durable only at mqe2e_adb_tx_commit().
+ * @return ::MQE2E_OK, ::MQE2E_ERR_STATE, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,8 +25,12 @@
 #define RECEIVE_TIMEOUT_MS 200UL
 #define PUBLISH_WAIT_MS 10000UL
 #define SCHEDULE_EVERY_S 1U
+/* Longest wait of a queued enrollment for its batch while frames keep coming. */
+#define ENROLL_BATCH_WAIT_MS 20U
+/* Longest gap between two requests of one batch. */
+#define ENROLL_GAP_MS 2UL
 
-static const char *const counter_names[AUTH_C_COUNT] = {
+static const char *const counter_names[] = {
     "enroll_ok",           "enroll_bad_frame",     "enroll_unknown_token",
     "enroll_bad_mac",      "enroll_token_used",    "enroll_token_expired",
     "enroll_wrong_client", "enroll_failed",        "hello_ok",
@@ -35,8 +39,11 @@ static const char *const counter_names[AUTH_C_COUNT] = {
     "operator_bad_frame",  "operator_unknown",     "operator_bad_signature",
     "operator_stale",      "operator_replay",      "frame_unknown",
     "push_sent",           "push_failed",          "rotations",
-    "envelopes_counted",
+    "envelopes_counted",   "enroll_rate_limited",  "hello_rate_limited",
+    "enroll_commits",      "log_suppressed",
 };
+_Static_assert(sizeof counter_names / sizeof counter_names[0] == AUTH_C_COUNT,
+               "one name per counter");
 
 const char *authority_counter_name(int i)
 {
@@ -61,12 +68,20 @@ static void alog(const char *fmt, ...)
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     else
         ts[0] = '\0';
+    /* One write per line: stderr is unbuffered and lines from a busy
+     * authority must neither cost three system calls nor interleave. */
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%s authority: ", ts);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s authority: ", ts);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (n > 0 && (size_t)n < sizeof line) {
+        int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        n = m < 0 ? n : ((size_t)(n + m) >= sizeof line - 1U ? (int)sizeof line - 2 : n + m);
+    }
     va_end(ap);
+    if (n < 0) return;
+    line[n] = '\n';
+    (void)fwrite(line, 1, (size_t)n + 1U, stderr);
 }
 
 int authority_keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
@@ -208,6 +223,9 @@ typedef struct name_sid {
     size_t n, cap;
 } name_sid;
 
+/* Members of a group: client ids and their sender ids (same callback). */
+typedef name_sid member_ids;
+
 static void name_sid_free(name_sid *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -331,6 +349,92 @@ out:
     return MQE2E_OK;
 }
 
+/* ------------------------------------------------------ signer directories */
+
+/* Signed groups (docs/PROTOCOL.md 2.9): with a group's bundles goes its
+ * directory, every active member's sender id, identity key (the one its
+ * credential certifies) and client id. */
+
+static void directories_free(mqe2e_group_directory *d, size_t n)
+{
+    if (d == NULL) return;
+    for (size_t i = 0; i < n; i++) free(d[i].signers);
+    free(d);
+}
+
+static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group,
+                          size_t *budget)
+{
+    member_ids m = {NULL, NULL, 0, 0};
+    int rc;
+
+    memset(d, 0, sizeof *d);
+    snprintf(d->group, sizeof d->group, "%s", group);
+    /* Collected first: no lookups while the member list is being read. */
+    rc = mqe2e_adb_members_list(a->db, group, name_sid_cb, &m);
+    if (rc == MQE2E_OK && m.n > *budget) rc = MQE2E_ERR_TOO_LARGE;
+    if (rc == MQE2E_OK && m.n > 0 && (d->signers = calloc(m.n, sizeof *d->signers)) == NULL)
+        rc = MQE2E_ERR_NOMEM;
+    for (size_t i = 0; rc == MQE2E_OK && i < m.n; i++) {
+        mqe2e_adb_client c;
+        rc = mqe2e_adb_client_get(&c, a->db, m.names[i]);
+        if (rc == MQE2E_ERR_NOT_FOUND) {
+            rc = MQE2E_OK;
+            continue;
+        }
+        if (rc != MQE2E_OK || c.status != MQE2E_ADB_CLIENT_ACTIVE) continue;
+        mqe2e_signer *s = &d->signers[d->n_signers++];
+        s->sender_id = m.sids[i];
+        memcpy(s->sign_public, c.sign_public, sizeof s->sign_public);
+        snprintf(s->client_id, sizeof s->client_id, "%s", c.client_id);
+    }
+    if (rc == MQE2E_OK) *budget -= d->n_signers;
+    name_sid_free(&m);
+    return rc;
+}
+
+/* Directories of the signed groups among @p groups (duplicates skipped). */
+static int directories_for(authority *a, mqe2e_group_directory **out, size_t *n_out,
+                           const char *const *groups, size_t n_groups)
+{
+    mqe2e_group_directory *d = NULL;
+    size_t n = 0, budget = MQE2E_CONTROL_MAX_SIGNERS;
+    int rc = MQE2E_OK;
+
+    *out = NULL;
+    *n_out = 0;
+    for (size_t i = 0; rc == MQE2E_OK && i < n_groups; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(groups[i], groups[j]) == 0;
+        mqe2e_adb_group g;
+        if (seen || mqe2e_adb_group_get(&g, a->db, groups[i]) != MQE2E_OK || !g.is_signed)
+            continue;
+        if (d == NULL && (d = calloc(n_groups, sizeof *d)) == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            break;
+        }
+        rc = directory_fill(a, &d[n], groups[i], &budget);
+        n++;
+    }
+    if (rc != MQE2E_OK) {
+        alog("cannot build the signer directories: %s", mqe2e_strerror(rc));
+        directories_free(d, n);
+        return rc;
+    }
+    *out = d;
+    *n_out = n;
+    return MQE2E_OK;
+}
+
+/* Attach the directories of the bundles' signed groups to an update. */
+static int directories_attach(authority *a, mqe2e_control_update *u)
+{
+    const char *names[MQE2E_CONTROL_MAX_BUNDLES];
+    size_t n = u->n_bundles < MQE2E_CONTROL_MAX_BUNDLES ? u->n_bundles : MQE2E_CONTROL_MAX_BUNDLES;
+    for (size_t i = 0; i < n; i++) names[i] = u->bundles[i].group;
+    return directories_for(a, &u->directories, &u->n_directories, names, n);
+}
+
 /* ------------------------------------------------------------- credentials */
 
 typedef struct grant_collect {
@@ -387,7 +491,8 @@ static int issue_credential(authority *a, uint8_t **cred, size_t *cred_len, cons
 /* One sealed push to one client (push_seq taken from the store). */
 static int push_one(authority *a, const char *client_id, const uint8_t dh_public[32],
                     uint64_t push_seq, const mqe2e_key_bundle *bundles, size_t n_bundles,
-                    const mqe2e_group_name *removed, size_t n_removed, int with_rl)
+                    const mqe2e_group_name *removed, size_t n_removed, int with_rl,
+                    const mqe2e_group_directory *dirs, size_t n_dirs)
 {
     mqe2e_control_update u;
     char topic[TOPIC_MAX];
@@ -398,6 +503,8 @@ static int push_one(authority *a, const char *client_id, const uint8_t dh_public
     u.n_bundles = n_bundles;
     u.removed_groups = (mqe2e_group_name *)(uintptr_t)removed;
     u.n_removed_groups = n_removed;
+    u.directories = (mqe2e_group_directory *)(uintptr_t)dirs;
+    u.n_directories = n_dirs;
     if (with_rl && a->rl != NULL) {
         u.revocation_list = a->rl;
         u.revocation_list_len = a->rl_len;
@@ -455,6 +562,8 @@ int authority_push_group(authority *a, const char *group, int with_rl)
     mqe2e_adb_group g;
     epoch_row e;
     mqe2e_key_bundle *b = NULL;
+    mqe2e_group_directory *dirs = NULL;
+    size_t n_dirs = 0;
     uint64_t now = now_s();
     int rc;
 
@@ -481,16 +590,19 @@ int authority_push_group(authority *a, const char *group, int with_rl)
     e.epoch = g.current_epoch;
     e.created_at = g.last_rotated_at;
     if ((rc = bundle_fill(a, b, &g, 0, &e)) != MQE2E_OK) goto out;
+    /* One directory for every member of a signed group (built once). */
+    if (g.is_signed && (rc = directories_for(a, &dirs, &n_dirs, &group, 1)) != MQE2E_OK) goto out;
     /* The DB work is committed: seal and publish back to back, wait at the end. */
     for (size_t i = 0; i < m.n; i++) {
         b->sender_id = m.t[i].sender_id;
         (void)push_one(a, m.t[i].client_id, m.t[i].dh_public, m.t[i].push_seq, b, 1, NULL, 0,
-                       with_rl);
+                       with_rl, dirs, n_dirs);
     }
     authority_flush(a);
     (void)now;
 out:
     bundles_free(b, 1);
+    directories_free(dirs, n_dirs);
     free(m.t);
     return rc;
 }
@@ -533,10 +645,18 @@ int authority_push_client(authority *a, const char *client_id, const char *group
     if (removed) {
         memset(&gn, 0, sizeof gn);
         snprintf(gn.name, sizeof gn.name, "%s", group);
-        rc = push_one(a, client_id, c.dh_public, seq, NULL, 0, &gn, 1, 0);
+        rc = push_one(a, client_id, c.dh_public, seq, NULL, 0, &gn, 1, 0, NULL, 0);
     } else {
+        mqe2e_control_update u;
+        memset(&u, 0, sizeof u);
         rc = bundles_for_client(a, &b, &n, client_id, now_s());
-        if (rc == MQE2E_OK) rc = push_one(a, client_id, c.dh_public, seq, b, n, NULL, 0, 0);
+        u.bundles = b;
+        u.n_bundles = n;
+        if (rc == MQE2E_OK) rc = directories_attach(a, &u);
+        if (rc == MQE2E_OK)
+            rc = push_one(a, client_id, c.dh_public, seq, b, n, NULL, 0, 0, u.directories,
+                          u.n_directories);
+        directories_free(u.directories, u.n_directories);
         bundles_free(b, MQE2E_CONTROL_MAX_BUNDLES);
     }
     authority_flush(a);
@@ -610,115 +730,298 @@ static int collect_name_cb(const char *name, void *user)
     return name_sid_cb(name, 0, 0, l);
 }
 
-static void handle_enroll(authority *a, const uint8_t *frame, size_t len)
+/* Refusals are logged at most AUTHORITY_REFUSAL_LOG_PER_S times a second: a
+ * flood of bad frames must not become a flood of log lines (or disk). */
+static int refusal_log_ok(authority *a)
 {
-    mqe2e_enroll_authority *st = NULL;
-    mqe2e_enroll_request req;
-    mqe2e_adb_token_info info;
-    uint8_t token[MQE2E_ADB_SECRET_BYTES];
+    uint64_t s = now_s();
+    if (s != a->log_second) {
+        a->log_second = s;
+        a->log_lines = 0;
+    }
+    if (a->log_lines < AUTHORITY_REFUSAL_LOG_PER_S) {
+        a->log_lines++;
+        return 1;
+    }
+    a->counters[AUTH_C_LOG_SUPPRESSED]++;
+    return 0;
+}
+
+#define RLOG(a, ...)                                                                               \
+    do {                                                                                           \
+        if (refusal_log_ok(a)) alog(__VA_ARGS__);                                                  \
+    } while (0)
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000U + (uint64_t)t.tv_nsec / 1000000U;
+}
+
+enum {
+    ENROLL_STEP_NONE,   /* refused before its MAC verified: no reply */
+    ENROLL_STEP_READ,   /* step 1 read (two DH) */
+    ENROLL_STEP_PEEKED, /* its token found */
+    ENROLL_STEP_MAC,    /* MAC verified: the sender holds the token, it is answered */
+    ENROLL_STEP_STORED, /* its writes are in the committed batch */
+};
+
+typedef void (*job_fn)(authority *a, enroll_job *j);
+
+/* One step over every queued job, in arrival order. (Running the read, MAC
+ * and seal steps on a second thread gained nothing on the two-core
+ * development machine, where the devices and the broker share the cores.) */
+static void for_jobs(authority *a, size_t n, job_fn fn)
+{
+    for (size_t i = 0; i < n; i++)
+        fn(a, &a->jobs[i]);
+}
+
+/* Step 1 read: the handshake's first two DH. */
+static void job_read(authority *a, enroll_job *j)
+{
+    j->rc = mqe2e_enroll_accept_read(&j->st, &j->req, a->dh_secret, a->cfg->prefix, j->frame,
+                                     j->frame_len);
+    if (j->rc == MQE2E_OK) j->step = ENROLL_STEP_READ;
+}
+
+/* Token MAC, then step 1 again with the token as psk. */
+static void job_mac(authority *a, enroll_job *j)
+{
+    (void)a;
+    if (j->step != ENROLL_STEP_PEEKED) return;
+    j->rc = mqe2e_enroll_accept_verify_mac(j->st, j->token);
+    sodium_memzero(j->token, sizeof j->token);
+    if (j->rc == MQE2E_OK) j->step = ENROLL_STEP_MAC;
+}
+
+/* Credential for a stored enrollment, then the sealed reply. */
+static void job_seal(authority *a, enroll_job *j)
+{
     mqe2e_control_update reply;
-    mqe2e_key_bundle *bundles = NULL;
-    size_t n_bundles = 0, out_len = 0;
     uint8_t *cred = NULL;
     size_t cred_len = 0;
-    uint64_t serial = 0, now = now_s();
-    name_sid groups = {NULL, NULL, 0, 0};
-    int rc, in_tx = 0;
+    uint64_t now = now_s();
 
+    if (j->step < ENROLL_STEP_MAC) return;
+    j->out = a->job_out + (size_t)(j - a->jobs) * FRAME_CAP;
     memset(&reply, 0, sizeof reply);
-    rc = mqe2e_enroll_accept_read(&st, &req, a->dh_secret, a->cfg->prefix, frame, len);
-    if (rc != MQE2E_OK) {
-        a->counters[AUTH_C_ENROLL_BAD_FRAME]++;
-        alog("enroll refused: unreadable request (%s)", mqe2e_strerror(rc));
-        goto out;
+    reply.status = j->status;
+    if (j->step == ENROLL_STEP_STORED) {
+        j->rc = issue_credential(a, &cred, &cred_len, j->req.client_id, j->info.role,
+                                 j->req.sign_public, j->req.dh_public, j->info.grants,
+                                 j->info.n_grants, j->serial, now, now + a->cfg->credential_ttl);
+        if (j->rc == MQE2E_OK) {
+            reply.bundles = j->bundles;
+            reply.n_bundles = j->n_bundles;
+            j->rc = directories_attach(a, &reply);
+        }
+        if (j->rc == MQE2E_OK) {
+            reply.status = MQE2E_STATUS_OK;
+            reply.credential = cred;
+            reply.credential_len = cred_len;
+            reply.revocation_list = a->rl;
+            reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
+        } else {
+            directories_free(reply.directories, reply.n_directories);
+            memset(&reply, 0, sizeof reply);
+            reply.status = MQE2E_STATUS_REFUSED;
+        }
     }
-    rc = mqe2e_adb_token_peek(token, &info, a->db, req.token_id);
-    if (rc != MQE2E_OK) {
-        /* No reply: whoever sent this did not show a token we know. */
-        a->counters[AUTH_C_ENROLL_UNKNOWN_TOKEN]++;
-        alog("enroll refused for %s: unknown token", req.client_id);
-        goto out;
-    }
-    rc = mqe2e_enroll_accept_verify_mac(st, token);
-    sodium_memzero(token, sizeof token);
-    if (rc != MQE2E_OK) {
-        a->counters[AUTH_C_ENROLL_BAD_MAC]++;
-        alog("enroll refused for %s: bad token mac", req.client_id);
-        goto out;
-    }
-    /* From here the sender holds the token: refusals are answered. */
-    if (strcmp(info.client_id, req.client_id) != 0) {
-        a->counters[AUTH_C_ENROLL_WRONG_CLIENT]++;
-        alog("enroll refused for %s: token is for another client id", req.client_id);
-        reply.status = MQE2E_STATUS_REFUSED;
-        goto reply;
-    }
-    if ((rc = mqe2e_adb_tx_begin(a->db)) != MQE2E_OK) goto failed;
-    in_tx = 1;
-    rc = mqe2e_adb_token_consume(token, &info, a->db, req.token_id, req.sign_public, now);
+    if (mqe2e_enroll_accept_write(j->st, j->out, FRAME_CAP, &j->out_len, a->id, &reply) != MQE2E_OK)
+        j->out_len = 0;
+    j->status = reply.status;
+    if (reply.status == MQE2E_STATUS_OK) directories_free(reply.directories, reply.n_directories);
+    free(cred);
+}
+
+/* Every write of one enrollment, inside the batch transaction. On a refusal
+ * j->status says what the device is told. */
+static int enroll_write(authority *a, enroll_job *j, uint64_t now)
+{
+    uint8_t token[MQE2E_ADB_SECRET_BYTES];
+    name_sid groups = {NULL, NULL, 0, 0};
+    int rc = mqe2e_adb_token_consume(token, &j->info, a->db, j->req.token_id, j->req.sign_public,
+                                     now);
     sodium_memzero(token, sizeof token);
     if (rc == MQE2E_ERR_EXPIRED || rc == MQE2E_ERR_STATE) {
-        (void)mqe2e_adb_tx_rollback(a->db);
-        in_tx = 0;
         int used = rc == MQE2E_ERR_STATE;
         a->counters[used ? AUTH_C_ENROLL_TOKEN_USED : AUTH_C_ENROLL_TOKEN_EXPIRED]++;
-        alog("enroll refused for %s: token %s", req.client_id, used ? "already used" : "expired");
-        reply.status = used ? MQE2E_STATUS_TOKEN_USED : MQE2E_STATUS_TOKEN_EXPIRED;
-        goto reply;
+        RLOG(a, "enroll refused for %s: token %s", j->req.client_id,
+             used ? "already used" : "expired");
+        j->status = used ? MQE2E_STATUS_TOKEN_USED : MQE2E_STATUS_TOKEN_EXPIRED;
+        j->counted = 1;
+        return rc;
     }
-    if (rc != MQE2E_OK) goto failed;
-    rc = mqe2e_adb_client_upsert_enrolled(&serial, a->db, req.client_id, info.role, req.sign_public,
-                                          req.dh_public, info.grants, info.n_grants, now,
-                                          now + a->cfg->credential_ttl);
     if (rc == MQE2E_OK)
-        rc = mqe2e_adb_token_groups_list(a->db, req.token_id, collect_name_cb, &groups);
+        rc = mqe2e_adb_client_upsert_enrolled(&j->serial, a->db, j->req.client_id, j->info.role,
+                                              j->req.sign_public, j->req.dh_public, j->info.grants,
+                                              j->info.n_grants, now, now + a->cfg->credential_ttl);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_token_groups_list(a->db, j->req.token_id, collect_name_cb, &groups);
     for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++) {
-        rc = mqe2e_adb_member_add(NULL, a->db, groups.names[i], req.client_id, now);
+        rc = mqe2e_adb_member_add(NULL, a->db, groups.names[i], j->req.client_id, now);
         if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_OK;
     }
-    if (rc == MQE2E_OK) rc = mqe2e_adb_audit_append(a->db, now, req.client_id, "enroll", info.role);
-    if (rc != MQE2E_OK) goto failed;
-    if ((rc = mqe2e_adb_tx_commit(a->db)) != MQE2E_OK) goto failed;
-    in_tx = 0;
-    rc = issue_credential(a, &cred, &cred_len, req.client_id, info.role, req.sign_public,
-                          req.dh_public, info.grants, info.n_grants, serial, now,
-                          now + a->cfg->credential_ttl);
-    if (rc == MQE2E_OK) rc = bundles_for_client(a, &bundles, &n_bundles, req.client_id, now);
-    if (rc != MQE2E_OK) goto failed;
-    reply.status = MQE2E_STATUS_OK;
-    reply.credential = cred;
-    reply.credential_len = cred_len;
-    reply.bundles = bundles;
-    reply.n_bundles = n_bundles;
-    reply.revocation_list = a->rl;
-    reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
-    a->counters[AUTH_C_ENROLL_OK]++;
-    alog("enrolled %s (serial %lu, %zu bundles)", req.client_id, (unsigned long)serial, n_bundles);
-    goto reply;
-failed:
-    if (in_tx) (void)mqe2e_adb_tx_rollback(a->db);
-    in_tx = 0;
-    a->counters[AUTH_C_ENROLL_FAILED]++;
-    alog("enroll of %s failed: %s", req.client_id, mqe2e_strerror(rc));
-    memset(&reply, 0, sizeof reply);
-    reply.status = MQE2E_STATUS_REFUSED;
-reply:
-    rc = mqe2e_enroll_accept_write(st, a->frame, FRAME_CAP, &out_len, a->id, &reply);
-    if (rc == MQE2E_OK) {
-        char topic[TOPIC_MAX];
-        client_topic(topic, a->cfg->prefix, req.client_id);
-        a->last_enroll_reply_bytes = out_len;
-        (void)publish(a, topic, a->frame, out_len, 0);
-    } else {
-        alog("cannot write the enroll reply for %s: %s", req.client_id, mqe2e_strerror(rc));
-    }
-out:
-    sodium_memzero(token, sizeof token);
-    sodium_memzero(a->frame, out_len);
-    bundles_free(bundles, MQE2E_CONTROL_MAX_BUNDLES);
-    free(cred);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_audit_append(a->db, now, j->req.client_id, "enroll", j->info.role);
     name_sid_free(&groups);
-    mqe2e_enroll_authority_free(st);
+    if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_ENROLL_FAILED]++;
+        alog("enroll of %s failed: %s", j->req.client_id, mqe2e_strerror(rc));
+        j->status = MQE2E_STATUS_REFUSED;
+        j->counted = 1;
+    }
+    return rc;
+}
+
+/* The queued ENROLL frames, in arrival order: handshake reads and MAC checks,
+ * then one transaction for all their writes, each in its own savepoint (a
+ * refused one undoes only itself), one fsync at the commit; then credentials
+ * and sealed replies, published in order. No reply
+ * leaves before the commit returned, so a device is never told it is enrolled
+ * when a crash could still lose it. */
+static void enroll_commit(authority *a)
+{
+    size_t n = a->n_jobs;
+    uint64_t now = now_s();
+    int rc, began;
+    if (n == 0) return;
+
+    for_jobs(a, n, job_read);
+    for (size_t i = 0; i < n; i++) {
+        enroll_job *j = &a->jobs[i];
+        j->status = MQE2E_STATUS_REFUSED;
+        if (j->step != ENROLL_STEP_READ) {
+            a->counters[AUTH_C_ENROLL_BAD_FRAME]++;
+            RLOG(a, "enroll refused: unreadable request (%s)", mqe2e_strerror(j->rc));
+        } else if (mqe2e_adb_token_peek(j->token, &j->info, a->db, j->req.token_id) != MQE2E_OK) {
+            /* No reply: whoever sent this did not show a token we know. */
+            a->counters[AUTH_C_ENROLL_UNKNOWN_TOKEN]++;
+            RLOG(a, "enroll refused for %s: unknown token", j->req.client_id);
+        } else {
+            j->step = ENROLL_STEP_PEEKED;
+        }
+    }
+    for_jobs(a, n, job_mac);
+
+    rc = mqe2e_adb_tx_begin(a->db);
+    began = rc == MQE2E_OK;
+    for (size_t i = 0; i < n; i++) {
+        enroll_job *j = &a->jobs[i];
+        if (j->step == ENROLL_STEP_PEEKED) {
+            a->counters[AUTH_C_ENROLL_BAD_MAC]++;
+            RLOG(a, "enroll refused for %s: bad token mac", j->req.client_id);
+            j->step = ENROLL_STEP_NONE;
+        }
+        if (j->step != ENROLL_STEP_MAC) continue;
+        /* From here the sender holds the token: refusals are answered. */
+        if (strcmp(j->info.client_id, j->req.client_id) != 0) {
+            a->counters[AUTH_C_ENROLL_WRONG_CLIENT]++;
+            RLOG(a, "enroll refused for %s: token is for another client id", j->req.client_id);
+            j->counted = 1;
+            continue;
+        }
+        if (rc != MQE2E_OK) continue;
+        if ((rc = mqe2e_adb_tx_savepoint(a->db)) != MQE2E_OK) continue;
+        int w = enroll_write(a, j, now);
+        rc = mqe2e_adb_tx_savepoint_end(a->db, w == MQE2E_OK);
+        if (rc == MQE2E_OK && w == MQE2E_OK) j->step = ENROLL_STEP_STORED;
+    }
+    if (rc == MQE2E_OK && began) {
+        rc = mqe2e_adb_tx_commit(a->db);
+    } else if (began) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+    }
+    if (rc == MQE2E_OK && began) {
+        a->counters[AUTH_C_ENROLL_COMMITS]++;
+    } else {
+        alog("enroll batch of %zu not committed: %s", n, mqe2e_strerror(rc));
+    }
+    for (size_t i = 0; i < n; i++) {
+        enroll_job *j = &a->jobs[i];
+        if (j->step == ENROLL_STEP_STORED &&
+            (rc != MQE2E_OK || !began ||
+             bundles_for_client(a, &j->bundles, &j->n_bundles, j->req.client_id, now) !=
+                 MQE2E_OK))
+            j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
+    }
+    for_jobs(a, n, job_seal);
+
+    for (size_t i = 0; i < n; i++) {
+        enroll_job *j = &a->jobs[i];
+        /* Every queued frame ends in exactly one counter. */
+        if (j->step == ENROLL_STEP_STORED && j->status == MQE2E_STATUS_OK) {
+            a->counters[AUTH_C_ENROLL_OK]++;
+            alog("enrolled %s (serial %lu, %zu bundles)", j->req.client_id,
+                 (unsigned long)j->serial, j->n_bundles);
+        } else if (j->step >= ENROLL_STEP_MAC && !j->counted) {
+            a->counters[AUTH_C_ENROLL_FAILED]++;
+            alog("enroll of %s failed", j->req.client_id);
+        }
+        if (j->step >= ENROLL_STEP_MAC) {
+            if (j->out_len > 0) {
+                char topic[TOPIC_MAX];
+                client_topic(topic, a->cfg->prefix, j->req.client_id);
+                a->last_enroll_reply_bytes = j->out_len;
+                (void)publish(a, topic, j->out, j->out_len, 0);
+            } else {
+                alog("cannot write the enroll reply for %s", j->req.client_id);
+            }
+        }
+        if (j->out != NULL) sodium_memzero(j->out, j->out_len);
+        bundles_free(j->bundles, MQE2E_CONTROL_MAX_BUNDLES);
+        free(j->frame);
+        mqe2e_enroll_authority_free(j->st);
+        sodium_memzero(j, sizeof *j);
+    }
+    a->n_jobs = 0;
+}
+
+/* An admitted ENROLL frame waits for the batch (enroll_commit()). */
+static void handle_enroll(authority *a, const uint8_t *frame, size_t len)
+{
+    if (a->n_jobs == AUTHORITY_ENROLL_BATCH) enroll_commit(a);
+    enroll_job *j = &a->jobs[a->n_jobs];
+    memset(j, 0, sizeof *j);
+    if ((j->frame = malloc(len)) == NULL) {
+        a->counters[AUTH_C_ENROLL_FAILED]++;
+        return;
+    }
+    memcpy(j->frame, frame, len);
+    j->frame_len = len;
+    if (a->n_jobs == 0) a->jobs_first_ms = mono_ms();
+    a->n_jobs++;
+}
+
+/* Checks before any handshake work, cheapest first (the frame is already
+ * decoded): the claimed id must be one the authority knows (a token names it
+ * for ENROLL, it is enrolled for HELLO), then the limiter must admit it.
+ * @return 1 to go on with the handshake. */
+static int admit_handshake(authority *a, const mqe2e_control_frame *f)
+{
+    int enroll = f->kind == MQE2E_CONTROL_ENROLL;
+    int rc = enroll ? mqe2e_adb_token_known_client(a->db, f->from)
+                    : mqe2e_adb_client_known(a->db, f->from);
+    if (rc != MQE2E_OK) {
+        a->counters[enroll ? AUTH_C_ENROLL_UNKNOWN_TOKEN : AUTH_C_HELLO_UNKNOWN_CLIENT]++;
+        RLOG(a, "%s refused: %s %s", enroll ? "enroll" : "hello",
+             enroll ? "no token for" : "unknown client", f->from);
+        return 0;
+    }
+    uint8_t key[2U + MQE2E_ID_MAX];
+    size_t l = strnlen(f->from, MQE2E_ID_MAX);
+    key[0] = enroll ? 'E' : 'H';
+    memcpy(key + 1, f->from, l);
+    authority_rl_verdict v = authority_rl_admit(a->limiter, key, l + 1U, mono_ms());
+    if (v != AUTHORITY_RL_ADMIT) {
+        a->counters[enroll ? AUTH_C_ENROLL_RATE_LIMITED : AUTH_C_HELLO_RATE_LIMITED]++;
+        RLOG(a, "%s from %s rate limited (%s)", enroll ? "enroll" : "hello", f->from,
+             v == AUTHORITY_RL_KEY ? "this id" : "all handshakes");
+        return 0;
+    }
+    return 1;
 }
 
 /* -------------------------------------------------------------------- hello */
@@ -730,7 +1033,8 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     mqe2e_adb_client c;
     mqe2e_control_update reply;
     mqe2e_key_bundle *bundles = NULL;
-    size_t n_bundles = 0, out_len = 0;
+    mqe2e_group_directory *hello_dirs = NULL;
+    size_t n_bundles = 0, out_len = 0, n_hello_dirs = 0;
     uint8_t *cred = NULL;
     size_t cred_len = 0;
     uint64_t now = now_s();
@@ -741,18 +1045,18 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     rc = mqe2e_hello_accept_read(&st, &req, a->dh_secret, a->cfg->prefix, frame, len);
     if (rc != MQE2E_OK) {
         a->counters[AUTH_C_HELLO_BAD_FRAME]++;
-        alog("hello refused: unreadable request (%s)", mqe2e_strerror(rc));
+        RLOG(a, "hello refused: unreadable request (%s)", mqe2e_strerror(rc));
         goto out;
     }
     rc = mqe2e_adb_client_get(&c, a->db, req.client_id);
     if (rc != MQE2E_OK) {
         a->counters[AUTH_C_HELLO_UNKNOWN_CLIENT]++;
-        alog("hello refused: unknown client %s", req.client_id);
+        RLOG(a, "hello refused: unknown client %s", req.client_id);
         goto out;
     }
     if (mqe2e_hello_accept_check_static(st, c.dh_public) != MQE2E_OK) {
         a->counters[AUTH_C_HELLO_BAD_STATIC]++;
-        alog("hello refused for %s: not the enrolled key", req.client_id);
+        RLOG(a, "hello refused for %s: not the enrolled key", req.client_id);
         goto out;
     }
     if (c.status != MQE2E_ADB_CLIENT_ACTIVE) {
@@ -781,11 +1085,14 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     if ((rc = bundles_for_client(a, &bundles, &n_bundles, c.client_id, now)) != MQE2E_OK ||
         (rc = mqe2e_adb_client_push_seq(&reply.push_seq, a->db, c.client_id)) != MQE2E_OK)
         goto failed;
+    reply.bundles = bundles;
+    reply.n_bundles = n_bundles;
+    if ((rc = directories_attach(a, &reply)) != MQE2E_OK) goto failed;
+    hello_dirs = reply.directories;
+    n_hello_dirs = reply.n_directories;
     reply.status = MQE2E_STATUS_OK;
     reply.credential = cred;
     reply.credential_len = cred_len;
-    reply.bundles = bundles;
-    reply.n_bundles = n_bundles;
     reply.revocation_list = a->rl;
     reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
     a->counters[AUTH_C_HELLO_OK]++;
@@ -811,6 +1118,7 @@ reply:
 out:
     sodium_memzero(a->frame, out_len);
     bundles_free(bundles, MQE2E_CONTROL_MAX_BUNDLES);
+    directories_free(hello_dirs, n_hello_dirs);
     free(cred);
     free(gc.g);
     mqe2e_hello_authority_free(st);
@@ -835,7 +1143,7 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
     if (rc != MQE2E_OK) {
         a->counters[rc == MQE2E_ERR_SUITE || rc == MQE2E_ERR_STATE ? AUTH_C_FRAME_UNKNOWN
                                                                    : AUTH_C_OP_BAD_FRAME]++;
-        alog("control frame refused: %s", mqe2e_strerror(rc));
+        RLOG(a, "control frame refused: %s", mqe2e_strerror(rc));
         return;
     }
     if (mqe2e_adb_operator_get(pk, NULL, a->db, req.operator_name) != MQE2E_OK) {
@@ -856,6 +1164,7 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
         reply.message =
             (char *)(uintptr_t) "request time outside the accepted window (check the clocks)";
     } else if (rc != MQE2E_OK) {
+        a->counters[AUTH_C_OP_BAD_FRAME]++;
         goto out;
     } else if ((rc = mqe2e_adb_op_nonce_check_and_store(a->db, req.nonce, sizeof req.nonce, now)) !=
                MQE2E_OK) {
@@ -900,9 +1209,15 @@ static void handle_control(authority *a, const uint8_t *p, size_t n)
     mqe2e_control_frame f;
     int rc = mqe2e_control_frame_decode(&f, p, n);
     if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_ENROLL && f.step == 1) {
+        if (!admit_handshake(a, &f)) return;
         a->last_enroll_request_bytes = n;
         handle_enroll(a, p, n);
-    } else if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_HELLO && f.step == 1) {
+        return;
+    }
+    /* Anything else sees the queued enrollments done first (arrival order). */
+    enroll_commit(a);
+    if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_HELLO && f.step == 1) {
+        if (!admit_handshake(a, &f)) return;
         a->last_hello_request_bytes = n;
         handle_hello(a, p, n);
     } else if (rc == MQE2E_ERR_SUITE || rc == MQE2E_ERR_DECODE) {
@@ -966,10 +1281,18 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
     a.id = mqe2e_keystore_client_id(ks);
     a.started_at = now_s();
     if (a.id == NULL || !mqe2e_control_prefix_valid(cfg->prefix)) return MQE2E_ERR_INVALID_ARG;
-    if ((a.dh_secret = sodium_malloc(32)) == NULL || (a.frame = malloc(FRAME_CAP)) == NULL) {
+    if ((a.dh_secret = sodium_malloc(32)) == NULL || (a.frame = malloc(FRAME_CAP)) == NULL ||
+        (a.jobs = calloc(AUTHORITY_ENROLL_BATCH, sizeof *a.jobs)) == NULL ||
+        (a.job_out = malloc(AUTHORITY_ENROLL_BATCH * (size_t)FRAME_CAP)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
         goto out;
     }
+    authority_rl_config limits;
+    if (cfg->limits != NULL)
+        limits = *cfg->limits;
+    else
+        authority_rl_defaults(&limits);
+    if ((rc = authority_rl_new(&a.limiter, &limits)) != MQE2E_OK) goto out;
     if ((rc = mqe2e_keystore_dh_secret(ks, a.dh_secret)) != MQE2E_OK ||
         (rc = mqe2e_keystore_identity_public(ks, a.sign_public, a.dh_public)) != MQE2E_OK)
         goto out;
@@ -995,7 +1318,10 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
         rc = MQE2E_ERR_IO;
         goto out;
     }
-    alog("%s serving %s/authority on %s", a.id, cfg->prefix, cfg->uri);
+    alog("%s serving %s/authority on %s (handshakes: %u/s burst %u, per id %u/min burst %u, "
+         "%u ids tracked)",
+         a.id, cfg->prefix, cfg->uri, limits.rate, limits.burst, limits.key_per_min,
+         limits.key_burst, limits.keys);
     (void)authority_revocations_refresh(&a, 1);
     authority_flush(&a);
 
@@ -1003,9 +1329,21 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
         char *topic = NULL;
         int topic_len = 0;
         MQTTClient_message *m = NULL;
-        int r = MQTTClient_receive(a.mqtt, &topic, &topic_len, &m, RECEIVE_TIMEOUT_MS);
-        /* Replies are QoS 1 without waiting: their tokens are collected when idle. */
-        if (a.n_pending > 0 && (m == NULL || a.n_pending >= 1024U)) authority_flush(&a);
+        /* With enrollments queued the loop waits ENROLL_GAP_MS at most for
+         * the next message: the batch is committed when none came, when it is
+         * full, or ENROLL_BATCH_WAIT_MS after its first request. (The broker
+         * sends a QoS 1 session only a window of messages ahead of their
+         * PUBACKs, so "nothing queued right now" comes often mid-burst.) */
+        int batching = a.n_jobs > 0;
+        int r = MQTTClient_receive(a.mqtt, &topic, &topic_len, &m,
+                                   batching ? ENROLL_GAP_MS : RECEIVE_TIMEOUT_MS);
+        if (a.n_jobs > 0 && (m == NULL || mono_ms() - a.jobs_first_ms >= ENROLL_BATCH_WAIT_MS))
+            enroll_commit(&a);
+        /* Replies are QoS 1 without waiting: their tokens are collected when
+         * idle (a whole receive timeout without a message), not in the short
+         * gaps of a burst, where waiting for PUBACKs would stall the burst. */
+        if (a.n_pending > 0 && ((m == NULL && !batching) || a.n_pending >= 1024U))
+            authority_flush(&a);
         if (r != MQTTCLIENT_SUCCESS && r != MQTTCLIENT_TOPICNAME_TRUNCATED) {
             if (m != NULL) MQTTClient_freeMessage(&m);
             if (topic != NULL) MQTTClient_free(topic);
@@ -1026,8 +1364,12 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
             const uint8_t *p = m->payload;
             size_t n = (size_t)m->payloadlen;
             if (strcmp(topic, a.topic_authority) == 0) {
-                if (n > 0) handle_control(&a, p, n);
+                if (n > 0)
+                    handle_control(&a, p, n);
+                else
+                    a.counters[AUTH_C_FRAME_UNKNOWN]++;
             } else if (n > 0) {
+                enroll_commit(&a);
                 count_envelope(&a, topic, p, n);
             }
         }
@@ -1037,6 +1379,7 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
         uint64_t now = now_s();
         if (now >= a.last_schedule + SCHEDULE_EVERY_S) {
             a.last_schedule = now;
+            enroll_commit(&a);
             rotate_due_cb_all(&a, now);
             if (now >= a.last_prune + 60U) {
                 a.last_prune = now;
@@ -1045,6 +1388,7 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
             }
         }
     }
+    enroll_commit(&a);
     alog("stopping");
     rc = MQE2E_OK;
 out:
@@ -1062,5 +1406,11 @@ out:
     free(a.rl);
     free(a.cg);
     free(a.pending);
+    authority_rl_free(a.limiter);
+    if (a.jobs != NULL) {
+        sodium_memzero(a.jobs, AUTHORITY_ENROLL_BATCH * sizeof *a.jobs);
+        free(a.jobs);
+    }
+    free(a.job_out);
     return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "authority_db.h"
 #include "mqe2e/keystore.h"
+#include "ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,11 @@ extern "C" {
 #define AUTHORITY_DEFAULT_CREDENTIAL_TTL (30ULL * 24U * 3600U)
 /** Default grace of retired epochs handed out by HELLO: 1 hour. */
 #define AUTHORITY_DEFAULT_GRACE 3600ULL
+/** Most ENROLL requests made durable by one database commit (group commit). */
+#define AUTHORITY_ENROLL_BATCH 32U
+/** Refusal log lines written per second at most; the rest are only counted. */
+#define AUTHORITY_REFUSAL_LOG_PER_S 20U
+
 /** HKDF salt of the database key. */
 #define AUTHORITY_DB_KEY_SALT "mqe2e/v1/authority-db"
 
@@ -42,6 +48,8 @@ typedef struct authority_config {
     const char *username; /**< broker user name, or NULL (ACLs key the authority's rights on it) */
     const char *password; /**< broker password, or NULL */
     volatile sig_atomic_t *stop; /**< set non-zero (e.g. by a signal handler) to stop */
+    /** Admission of handshake work (ratelimit.h), or NULL for authority_rl_defaults(). */
+    const authority_rl_config *limits;
 } authority_config;
 
 /**

@@ -318,10 +318,12 @@ static int group_row(const mqe2e_adb_group *g, void *user)
         cJSON_AddNumberToObject(o, "rotate_every_seconds", (double)g->rotate_every_seconds);
         cJSON_AddNumberToObject(o, "rotate_every_messages", (double)g->rotate_every_messages);
         cJSON_AddNumberToObject(o, "last_rotated_at", (double)g->last_rotated_at);
+        cJSON_AddBoolToObject(o, "signed", g->is_signed != 0);
         cJSON_AddItemToArray(c->arr, o);
     } else {
-        out_add(c->res, "%s\t%s\tepoch %lu\t%llu members\n", g->name, g->topic_filter,
-                (unsigned long)g->current_epoch, (unsigned long long)members);
+        out_add(c->res, "%s\t%s\tepoch %lu\t%llu members%s\n", g->name, g->topic_filter,
+                (unsigned long)g->current_epoch, (unsigned long long)members,
+                g->is_signed ? "\tsigned" : "");
     }
     return 0;
 }
@@ -406,6 +408,10 @@ static void cmd_group_create(authority *a, op_result *res, const mqe2e_operator_
     if (arg_u64(&s.rotate_every_seconds, req, "rotate-seconds", 0, UINT32_MAX) != 0 ||
         arg_u64(&s.rotate_every_messages, req, "rotate-messages", 0, UINT32_MAX) != 0)
         FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid rotation setting");
+    uint64_t is_signed = 0;
+    if (arg_u64(&is_signed, req, "signed", 0, 1) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid signed setting (0 or 1)");
+    s.is_signed = is_signed != 0;
     randombytes_buf(secret, sizeof secret);
     int rc = mqe2e_adb_group_create(a->db, g, topic, &s, now, secret);
     sodium_memzero(secret, sizeof secret);
@@ -413,7 +419,7 @@ static void cmd_group_create(authority *a, op_result *res, const mqe2e_operator_
         FAIL(res, status_for(rc),
              rc == MQE2E_ERR_EXISTS ? "group exists" : "cannot create the group");
     authority_count_refresh(a);
-    out_add(res, "group %s: topic %s, epoch 1\n", g, topic);
+    out_add(res, "group %s: topic %s, epoch 1%s\n", g, topic, s.is_signed ? ", signed" : "");
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "group created";
 }
@@ -430,6 +436,10 @@ static void cmd_group_grant(authority *a, op_result *res, const mqe2e_operator_r
         FAIL(res, status_for(rc),
              rc == MQE2E_ERR_EXISTS ? "already a member" : "unknown group or client");
     (void)authority_push_client(a, id, g, 0);
+    /* In a signed group the others must learn the newcomer's key. */
+    mqe2e_adb_group grp;
+    if (mqe2e_adb_group_get(&grp, a->db, g) == MQE2E_OK && grp.is_signed)
+        (void)authority_push_group(a, g, 0);
     out_add(res, "%s joined %s with sender id %lu\n", id, g, (unsigned long)sid);
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "granted";

@@ -10,7 +10,9 @@
 
 #include "authority_db.h"
 #include "authority_service.h"
+#include "mqe2e/control.h"
 #include "mqe2e/operator.h"
+#include "ratelimit.h"
 
 /* Counters of handled and refused messages (reported by `status`). */
 enum authority_counter {
@@ -39,8 +41,31 @@ enum authority_counter {
     AUTH_C_PUSH_FAILED,
     AUTH_C_ROTATIONS,
     AUTH_C_ENVELOPES,
+    AUTH_C_ENROLL_RATE_LIMITED, /* admitted by the cheap checks, refused by the limiter */
+    AUTH_C_HELLO_RATE_LIMITED,
+    AUTH_C_ENROLL_COMMITS, /* durable group commits of queued enrollments */
+    AUTH_C_LOG_SUPPRESSED, /* refusal log lines not written (over the per-second budget) */
     AUTH_C_COUNT
 };
+
+/* One admitted ENROLL frame, from its arrival to its reply (enroll_commit()). */
+typedef struct enroll_job {
+    uint8_t *frame; /* copy of the request */
+    size_t frame_len;
+    mqe2e_enroll_authority *st;
+    mqe2e_enroll_request req;
+    mqe2e_adb_token_info info;
+    uint8_t token[MQE2E_ADB_SECRET_BYTES]; /* from the lookup to the MAC check only */
+    int rc;                                /* result of the last step */
+    int step;                              /* last step passed: ENROLL_STEP_* */
+    uint64_t serial;
+    int32_t status;            /* reply status */
+    int counted;               /* its outcome is already counted */
+    mqe2e_key_bundle *bundles; /* for the reply */
+    size_t n_bundles;
+    uint8_t *out; /* sealed reply: the slot's part of job_out */
+    size_t out_len;
+} enroll_job;
 
 /* A group rotated by message count: envelopes of its current epoch seen. */
 typedef struct count_group {
@@ -79,6 +104,13 @@ typedef struct authority {
     size_t last_hello_request_bytes, last_hello_reply_bytes;
     size_t last_operator_request_bytes, last_operator_reply_bytes;
     size_t last_push_bytes;
+    authority_rl *limiter; /* admission of handshake work (ENROLL, HELLO) */
+    enroll_job *jobs;      /* AUTHORITY_ENROLL_BATCH slots */
+    uint8_t *job_out;      /* one FRAME_CAP reply buffer per slot (pages touched as used) */
+    size_t n_jobs;
+    uint64_t jobs_first_ms; /* monotonic ms when the oldest queued job arrived */
+    uint64_t log_second;    /* refusal log budget: the second it counts */
+    uint32_t log_lines;     /* refusal lines written in that second */
 } authority;
 
 /* Result of one operator command; message is static, output malloc()ed. */

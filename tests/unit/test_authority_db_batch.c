@@ -1,0 +1,206 @@
+/* Authority database, the parts the enrollment batch and the flood checks
+ * use: pre-handshake lookups, savepoints inside a caller transaction, sender
+ * ids found without counting the group, and statements kept prepared
+ * (tools/authority/authority_db.h). */
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authority_db.h"
+#include "mqe2e/error.h"
+#include "testutil.h"
+
+static char *dir;
+static char path[4096];
+static uint8_t key[MQE2E_ADB_KEY_BYTES];
+static mqe2e_adb *db;
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    dir = tu_tempdir();
+    snprintf(path, sizeof path, "%s/authority.db", dir);
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(0x21 + i);
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);
+}
+
+static void teardown(void)
+{
+    mqe2e_adb_close(db);
+    db = NULL;
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(authority_db_batch, .init = setup, .fini = teardown);
+
+static void token(const char *client_id, uint8_t id_byte)
+{
+    uint8_t tid[MQE2E_ADB_TOKEN_ID_BYTES], sec[MQE2E_ADB_SECRET_BYTES];
+    memset(tid, id_byte, sizeof tid);
+    memset(sec, (uint8_t)(id_byte ^ 0x5A), sizeof sec);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, client_id, "device", NULL, 0, 100, 10000),
+                 MQE2E_OK);
+}
+
+static void enroll(const char *client_id, uint8_t key_byte)
+{
+    uint8_t sp[32], dh[32];
+    memset(sp, key_byte, sizeof sp);
+    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
+                                                  100, 100000),
+                 MQE2E_OK);
+}
+
+static uint32_t add(const char *group, const char *client_id)
+{
+    uint32_t sid = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, group, client_id, 200), MQE2E_OK, "%s", client_id);
+    return sid;
+}
+
+Test(authority_db_batch, token_known_client)
+{
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-1"), MQE2E_ERR_NOT_FOUND);
+    token("dev-1", 1);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-2"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, ""), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, NULL), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_adb_token_known_client(NULL, "dev-1"), MQE2E_ERR_INVALID_ARG);
+    /* A used token still names its id (a retry is answered TOKEN_USED). */
+    uint8_t tid[MQE2E_ADB_TOKEN_ID_BYTES], sec[MQE2E_ADB_SECRET_BYTES], sp[32];
+    memset(tid, 1, sizeof tid);
+    memset(sp, 7, sizeof sp);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-1"), MQE2E_OK);
+    /* Until pruned after expiry. */
+    cr_assert_eq(mqe2e_adb_token_prune(NULL, db, 20000), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-1"), MQE2E_ERR_NOT_FOUND);
+}
+
+Test(authority_db_batch, client_known)
+{
+    cr_assert_eq(mqe2e_adb_client_known(db, "dev-1"), MQE2E_ERR_NOT_FOUND);
+    enroll("dev-1", 0x11);
+    cr_assert_eq(mqe2e_adb_client_known(db, "dev-1"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_client_known(db, "dev-2"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-1", 300, NULL, NULL), MQE2E_OK);
+    /* Revoked clients are still known: their HELLO is answered REVOKED. */
+    cr_assert_eq(mqe2e_adb_client_known(db, "dev-1"), MQE2E_OK);
+}
+
+Test(authority_db_batch, savepoint_undoes_one_unit_only)
+{
+    uint8_t tid[MQE2E_ADB_TOKEN_ID_BYTES], sec[MQE2E_ADB_SECRET_BYTES], sp[32];
+    mqe2e_adb_token_info info;
+    token("a", 0xA0);
+    token("b", 0xB0);
+    memset(sp, 9, sizeof sp);
+    cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 1), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    /* Unit a: kept. */
+    cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_OK);
+    memset(tid, 0xA0, sizeof tid);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 1), MQE2E_OK);
+    /* Unit b: undone. */
+    cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_OK);
+    memset(tid, 0xB0, sizeof tid);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    /* Durable across a reopen: a used, b not. */
+    mqe2e_adb_close(db);
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);
+    memset(tid, 0xA0, sizeof tid);
+    cr_assert_eq(mqe2e_adb_token_peek(sec, &info, db, tid), MQE2E_OK);
+    cr_assert_eq(info.used, 1);
+    memset(tid, 0xB0, sizeof tid);
+    cr_assert_eq(mqe2e_adb_token_peek(sec, &info, db, tid), MQE2E_OK);
+    cr_assert_eq(info.used, 0);
+}
+
+Test(authority_db_batch, sender_ids_dense_fast_path_keeps_smallest_free)
+{
+    const uint8_t gsec[MQE2E_ADB_SECRET_BYTES] = {1};
+    char id[32];
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "h", "u/#", NULL, 1, gsec), MQE2E_OK);
+    for (int i = 1; i <= 30; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        enroll(id, (uint8_t)i);
+        cr_assert_eq(add("g", id), (uint32_t)i);
+    }
+    /* Another group in between does not confuse the remembered one. */
+    cr_assert_eq(add("h", "c5"), 1);
+    uint32_t sid = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c5", 200), MQE2E_ERR_EXISTS);
+    cr_assert_eq(sid, 5, "already a member keeps its id");
+    /* A gap is reused first, then the ids go on densely. */
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c7"), MQE2E_OK);
+    enroll("n1", 101);
+    enroll("n2", 102);
+    enroll("n3", 103);
+    cr_assert_eq(add("g", "n1"), 7);
+    cr_assert_eq(add("g", "n2"), 31);
+    /* An insert undone by a rollback does not advance the next id. */
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_OK);
+    cr_assert_eq(add("g", "n3"), 32);
+    cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    cr_assert_eq(add("g", "n3"), 32);
+    /* Removing the highest id: the next one takes its place. */
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "n3"), MQE2E_OK);
+    enroll("n4", 104);
+    cr_assert_eq(add("g", "n4"), 32);
+}
+
+static int nested_count;
+
+static int inner_cb(const mqe2e_adb_group *g, void *user)
+{
+    (void)g;
+    (*(int *)user)++;
+    return 0;
+}
+
+/* The same statement asked for again while it is stepping gets a fresh one. */
+static int outer_cb(const mqe2e_adb_group *g, void *user)
+{
+    (void)g;
+    (void)user;
+    int inner = 0;
+    cr_assert_eq(mqe2e_adb_group_list(db, inner_cb, &inner), MQE2E_OK);
+    cr_assert_eq(inner, 3);
+    nested_count++;
+    return 0;
+}
+
+Test(authority_db_batch, statements_reused_and_reentrant)
+{
+    const uint8_t gsec[MQE2E_ADB_SECRET_BYTES] = {2};
+    cr_assert_eq(mqe2e_adb_group_create(db, "a", "a/#", NULL, 1, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "b", "b/#", NULL, 1, gsec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "c", "c/#", NULL, 1, gsec), MQE2E_OK);
+    for (int round = 0; round < 3; round++) {
+        nested_count = 0;
+        cr_assert_eq(mqe2e_adb_group_list(db, outer_cb, NULL), MQE2E_OK);
+        cr_assert_eq(nested_count, 3);
+    }
+    /* One statement run many times with alternating bindings. */
+    for (int i = 0; i < 1000; i++) {
+        mqe2e_adb_group g;
+        cr_assert_eq(mqe2e_adb_group_get(&g, db, i % 2 ? "a" : "c"), MQE2E_OK);
+        cr_assert_str_eq(g.name, i % 2 ? "a" : "c");
+    }
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, db, "zz"), MQE2E_ERR_NOT_FOUND);
+}

@@ -6,7 +6,9 @@
  * key), devices publish signed telemetry through the Paho front and the
  * backend receives it; a member that forges the other's sender id (signed
  * with its own key, or unsigned with the group key) is dropped, counted and
- * never delivered (docs/PROTOCOL.md 2.9).
+ * never delivered (docs/PROTOCOL.md 2.9). A member online while others join
+ * learns their keys by push, without reconnecting; one that leaves (ungrant,
+ * revocation) is gone from the directory the others are pushed.
  */
 #include <criterion/criterion.h>
 #include <limits.h>
@@ -397,8 +399,8 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
     cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"),
                  0, "%s", out);
     cr_assert_not_null(strstr(out, "signed"), "%s", out);
-    /* Enrollment order matters only for who learns whom from its ENROLL reply;
-     * the backend enrolls last and so gets the full directory. */
+    /* The backend enrolls last: its ENROLL reply alone holds the full
+     * directory (a member online while others join learns them by push, below). */
     enroll("dev-a");
     enroll("dev-b");
     enroll("backend");
@@ -552,4 +554,112 @@ Test(signed_authority, group_list_shows_signed_and_unsigned_groups_unchanged)
     cr_assert_eq(mqe2e_keystore_group_is_signed(kp, "plain"), 0);
     cr_assert_eq(mqe2e_keystore_signer_count(kp, "plain"), 0U);
     mqe2e_keystore_close(kp);
+}
+
+static mqe2e_control_counters ctl_of(mqe2e_MQTTClient c)
+{
+    mqe2e_control_counters k;
+    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
+    return k;
+}
+
+/* Wait until @p c applied more than @p seen pushes; the new count. The
+ * keystore is read only after this, when the client is done writing it. */
+static uint64_t wait_push(mqe2e_MQTTClient c, uint64_t seen)
+{
+    long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        uint64_t n = ctl_of(c).pushes_applied;
+        if (n > seen) return n;
+        cr_assert_lt(now_ms(), deadline, "no push applied (still %lu)", (unsigned long)seen);
+        sleep_ms(10);
+    }
+}
+
+static int log_has(const char *needle)
+{
+    char *log = tu_read_file(auth_log, NULL);
+    int has = log != NULL && strstr(log, needle) != NULL;
+    free(log);
+    return has;
+}
+
+Test(signed_authority, newcomer_key_pushed_to_members_leaver_dropped)
+{
+    char out[8192];
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"), 0,
+                 "%s", out);
+    /* The backend enrolls first and is online before anyone else joins. */
+    enroll("backend");
+    mqe2e_keystore *kbe = open_ks("backend");
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 1U);
+    inbox ibe;
+    memset(&ibe, 0, sizeof ibe);
+    pthread_mutex_init(&ibe.m, NULL);
+    mqe2e_MQTTClient be = enc_client("sg-backend", kbe, &ibe);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(be, "ward/#", 1), MQTTCLIENT_SUCCESS);
+    long deadline = now_ms() + WAIT_MS;
+    while (ctl_of(be).handshakes_ok < 1) {
+        cr_assert_lt(now_ms(), deadline, "backend HELLO not answered");
+        sleep_ms(10);
+    }
+    uint64_t hellos = ctl_of(be).hellos_sent, pushes = ctl_of(be).pushes_applied;
+
+    /* dev-a joins: its key reaches the connected backend by push, no reconnect. */
+    enroll("dev-a");
+    pushes = wait_push(be, pushes);
+    mqe2e_keystore *ka = open_ks("dev-a");
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 2U);
+    assert_signer(kbe, ka, "dev-a");
+    assert_signer(kbe, kbe, "backend");
+    cr_assert(log_has("group " GROUP ": directory pushed to 1 members after enrollment"),
+              "one push, to the backend only");
+    mqe2e_MQTTClient a = enc_client("sg-dev-a", ka, NULL);
+    publish_text(a, "ward/a/hr", "a-70");
+    publish_text(a, "ward/a/hr", "a-71");
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert_str_eq(ibe.payload[0], "a-70");
+    cr_assert_str_eq(ibe.payload[1], "a-71");
+    cr_assert_eq(drops_of(be, MQE2E_DROP_UNKNOWN_SIGNER), 0U);
+    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+    cr_assert_eq(ctl_of(be).hellos_sent, hellos, "the backend did not reconnect");
+
+    /* dev-b joins: both online members get one push each. */
+    enroll("dev-b");
+    pushes = wait_push(be, pushes);
+    mqe2e_keystore *kb = open_ks("dev-b");
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 3U);
+    assert_signer(kbe, kb, "dev-b");
+    cr_assert(log_has("group " GROUP ": directory pushed to 2 members after enrollment"));
+    uint32_t sid_a = 0, sid_b = 0;
+    cr_assert_eq(mqe2e_keystore_group_sender_id(ka, GROUP, &sid_a), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_sender_id(kb, GROUP, &sid_b), MQE2E_OK);
+    mqe2e_keystore_close(kb);
+    uint8_t pk[32];
+    uint32_t e0 = 0, e1 = 0, e2 = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kbe, GROUP, &e0), MQE2E_OK);
+
+    /* dev-b is ungranted: the rotation push carries a directory without it. */
+    cr_assert_eq(op(out, sizeof out, "group ungrant --group " GROUP " --id dev-b"), 0, "%s", out);
+    pushes = wait_push(be, pushes);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kbe, GROUP, &e1), MQE2E_OK);
+    cr_assert_gt(e1, e0);
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 2U);
+    cr_assert_eq(mqe2e_keystore_signer_lookup(kbe, GROUP, sid_b, pk, NULL), MQE2E_ERR_NOT_FOUND);
+    assert_signer(kbe, ka, "dev-a");
+
+    /* dev-a is revoked: the same, and only the backend is left. */
+    close_client(&a);
+    cr_assert_eq(op(out, sizeof out, "revoke --id dev-a"), 0, "%s", out);
+    pushes = wait_push(be, pushes);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kbe, GROUP, &e2), MQE2E_OK);
+    cr_assert_gt(e2, e1);
+    cr_assert_eq(mqe2e_keystore_signer_count(kbe, GROUP), 1U);
+    cr_assert_eq(mqe2e_keystore_signer_lookup(kbe, GROUP, sid_a, pk, NULL), MQE2E_ERR_NOT_FOUND);
+    assert_signer(kbe, kbe, "backend");
+    cr_assert_eq(ctl_of(be).hellos_sent, hellos, "the backend did not reconnect");
+
+    close_client(&be);
+    mqe2e_keystore_close(ka);
+    mqe2e_keystore_close(kbe);
 }

@@ -303,12 +303,38 @@ static int bundle_fill(authority *a, mqe2e_key_bundle *b, const mqe2e_adb_group 
 
 /* Every bundle a member gets from HELLO/ENROLL: current epoch of each of its
  * groups plus retired epochs still within the grace period. */
+/* Room for @p need bundles in *b (capacity *cap). The array grows by copying
+ * and wiping the old one (realloc would leave the old secrets behind): a
+ * client's array used to be MQE2E_CONTROL_MAX_BUNDLES (~350 kB) from the
+ * start, whose fresh pages and full wipe cost more than an enrollment's
+ * crypto. Slots past the filled ones stay zero. */
+static int bundles_reserve(mqe2e_key_bundle **b, size_t *cap, size_t need)
+{
+    if (need <= *cap) return MQE2E_OK;
+    size_t c = *cap > 0 ? *cap * 2U : 4U;
+    if (c < need) c = need;
+    if (c > MQE2E_CONTROL_MAX_BUNDLES) c = MQE2E_CONTROL_MAX_BUNDLES;
+    if (need > c) return MQE2E_ERR_TOO_LARGE;
+    mqe2e_key_bundle *nb = calloc(c, sizeof *nb);
+    if (nb == NULL) return MQE2E_ERR_NOMEM;
+    if (*b != NULL) {
+        memcpy(nb, *b, *cap * sizeof *nb);
+        bundles_free(*b, *cap);
+    }
+    *b = nb;
+    *cap = c;
+    return MQE2E_OK;
+}
+
+/* The client's bundles, *n_out of them, in an array of at least *n_out
+ * slots: free it with bundles_free(*out, *n_out) (slots past *n_out are
+ * never filled). */
 static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_out,
                               const char *client_id, uint64_t now)
 {
     name_sid groups = {NULL, NULL, 0, 0};
     mqe2e_key_bundle *b = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     epoch_collect *ec = NULL;
     int rc;
 
@@ -316,8 +342,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
     *n_out = 0;
     rc = mqe2e_adb_groups_of_client(a->db, client_id, name_sid_cb, &groups);
     if (rc != MQE2E_OK || groups.n == 0) goto out;
-    if ((b = calloc(MQE2E_CONTROL_MAX_BUNDLES, sizeof *b)) == NULL ||
-        (ec = calloc(1, sizeof *ec)) == NULL) {
+    if ((ec = calloc(1, sizeof *ec)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
         goto out;
     }
@@ -329,6 +354,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
         ec->grace = a->cfg->grace;
         if ((rc = mqe2e_adb_group_epochs_list(a->db, g.name, epoch_cb, ec)) != MQE2E_OK) break;
         for (size_t j = 0; j < ec->n && n < MQE2E_CONTROL_MAX_BUNDLES; j++) {
+            if ((rc = bundles_reserve(&b, &cap, n + 1U)) != MQE2E_OK) break;
             if ((rc = bundle_fill(a, &b[n], &g, groups.sids[i], &ec->rows[j])) != MQE2E_OK) break;
             n++;
         }
@@ -337,7 +363,7 @@ out:
     name_sid_free(&groups);
     free(ec);
     if (rc != MQE2E_OK) {
-        bundles_free(b, MQE2E_CONTROL_MAX_BUNDLES);
+        bundles_free(b, cap);
         return rc;
     }
     if (n == 0) {
@@ -556,7 +582,23 @@ static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_a
     return 0;
 }
 
-int authority_push_group(authority *a, const char *group, int with_rl)
+/* Drop the targets named in @p skip (members that already hold this state). */
+static size_t targets_skip(push_target *t, size_t n, const char *const *skip, size_t n_skip)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int drop = 0;
+        for (size_t k = 0; k < n_skip && !drop; k++)
+            drop = strcmp(t[i].client_id, skip[k]) == 0;
+        if (!drop) t[kept++] = t[i];
+    }
+    return kept;
+}
+
+/* The group's current bundle (and, for a signed group, its directory) to
+ * every member except those in @p skip. */
+static int push_group_except(authority *a, const char *group, int with_rl, const char *const *skip,
+                             size_t n_skip)
 {
     member_collect m = {NULL, 0, 0};
     mqe2e_adb_group g;
@@ -570,6 +612,7 @@ int authority_push_group(authority *a, const char *group, int with_rl)
     if ((rc = mqe2e_adb_group_get(&g, a->db, group)) != MQE2E_OK) return rc;
     if ((rc = mqe2e_adb_tx_begin(a->db)) != MQE2E_OK) return rc;
     rc = mqe2e_adb_members_list(a->db, group, member_cb, &m);
+    if (rc == MQE2E_OK && n_skip > 0) m.n = targets_skip(m.t, m.n, skip, n_skip);
     for (size_t i = 0; rc == MQE2E_OK && i < m.n; i++) {
         mqe2e_adb_client c;
         rc = mqe2e_adb_client_get(&c, a->db, m.t[i].client_id);
@@ -581,7 +624,7 @@ int authority_push_group(authority *a, const char *group, int with_rl)
         rc = mqe2e_adb_tx_commit(a->db);
     else
         (void)mqe2e_adb_tx_rollback(a->db);
-    if (rc != MQE2E_OK) goto out;
+    if (rc != MQE2E_OK || m.n == 0) goto out;
     if ((b = calloc(1, sizeof *b)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
         goto out;
@@ -605,6 +648,11 @@ out:
     directories_free(dirs, n_dirs);
     free(m.t);
     return rc;
+}
+
+int authority_push_group(authority *a, const char *group, int with_rl)
+{
+    return push_group_except(a, group, with_rl, NULL, 0);
 }
 
 int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch)
@@ -657,7 +705,7 @@ int authority_push_client(authority *a, const char *client_id, const char *group
             rc = push_one(a, client_id, c.dh_public, seq, b, n, NULL, 0, 0, u.directories,
                           u.n_directories);
         directories_free(u.directories, u.n_directories);
-        bundles_free(b, MQE2E_CONTROL_MAX_BUNDLES);
+        bundles_free(b, n);
     }
     authority_flush(a);
     return rc;
@@ -876,6 +924,51 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
     return rc;
 }
 
+/* After a committed batch: the members already in a signed group the batch
+ * joined must learn the newcomers' identity keys (docs/PROTOCOL.md 2.9), or
+ * they would drop the newcomers' messages as unknown_signer until their next
+ * HELLO. One push per member per changed signed group per batch, however
+ * many of the batch joined it; the newcomers themselves are skipped (their
+ * replies, built after the commit, hold the same directory). Called before
+ * the replies go out, so no newcomer is told it is enrolled before the
+ * others were sent its key. Unsigned groups cost one group lookup each. */
+static void enroll_push_directories(authority *a, size_t n)
+{
+    const char *fresh[AUTHORITY_ENROLL_BATCH];
+    const char **groups = NULL;
+    size_t n_fresh = 0, n_groups = 0, cap = 0;
+
+    for (size_t i = 0; i < n && n_fresh < AUTHORITY_ENROLL_BATCH; i++) {
+        const enroll_job *j = &a->jobs[i];
+        if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
+        fresh[n_fresh++] = j->req.client_id;
+        cap += j->n_bundles;
+    }
+    if (n_fresh == 0 || cap == 0 || (groups = calloc(cap, sizeof *groups)) == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        const enroll_job *j = &a->jobs[i];
+        if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
+        for (size_t k = 0; k < j->n_bundles; k++) {
+            int seen = 0;
+            for (size_t g = 0; g < n_groups && !seen; g++)
+                seen = strcmp(groups[g], j->bundles[k].group) == 0;
+            if (!seen) groups[n_groups++] = j->bundles[k].group;
+        }
+    }
+    for (size_t g = 0; g < n_groups; g++) {
+        mqe2e_adb_group grp;
+        if (mqe2e_adb_group_get(&grp, a->db, groups[g]) != MQE2E_OK || !grp.is_signed) continue;
+        uint64_t sent = a->counters[AUTH_C_PUSH_SENT];
+        int rc = push_group_except(a, groups[g], 0, fresh, n_fresh);
+        if (rc != MQE2E_OK)
+            alog("cannot push the directory of %s: %s", groups[g], mqe2e_strerror(rc));
+        else
+            alog("group %s: directory pushed to %lu members after enrollment", groups[g],
+                 (unsigned long)(a->counters[AUTH_C_PUSH_SENT] - sent));
+    }
+    free(groups);
+}
+
 /* The queued ENROLL frames, in arrival order: handshake reads and MAC checks,
  * then one transaction for all their writes, each in its own savepoint (a
  * refused one undoes only itself), one fsync at the commit; then credentials
@@ -948,6 +1041,7 @@ static void enroll_commit(authority *a)
             j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
     }
     for_jobs(a, n, job_seal);
+    enroll_push_directories(a, n);
 
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
@@ -971,7 +1065,7 @@ static void enroll_commit(authority *a)
             }
         }
         if (j->out != NULL) sodium_memzero(j->out, j->out_len);
-        bundles_free(j->bundles, MQE2E_CONTROL_MAX_BUNDLES);
+        bundles_free(j->bundles, j->n_bundles);
         free(j->frame);
         mqe2e_enroll_authority_free(j->st);
         sodium_memzero(j, sizeof *j);
@@ -1117,7 +1211,7 @@ reply:
     }
 out:
     sodium_memzero(a->frame, out_len);
-    bundles_free(bundles, MQE2E_CONTROL_MAX_BUNDLES);
+    bundles_free(bundles, n_bundles);
     directories_free(hello_dirs, n_hello_dirs);
     free(cred);
     free(gc.g);

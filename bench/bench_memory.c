@@ -216,7 +216,7 @@ static void measure_groups(group_result *r, size_t n)
 {
     uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
     char gid[32], filter[48], topic[48];
-    uint8_t pt[PAYLOAD], out[PAYLOAD + 64];
+    uint8_t pt[PAYLOAD], out[PAYLOAD + 256]; /* mqe2e_protect_bound(): room for signed mode */
     size_t olen;
     mqe2e_keystore *ks = new_keystore("mem-groups");
     mqe2e_policy *pol = NULL;
@@ -331,7 +331,7 @@ static void receiver_close(receiver *rx)
 
 static double feed(receiver *rx, const envelopes *e, size_t from, size_t to)
 {
-    uint8_t out[PAYLOAD + 64];
+    uint8_t out[PAYLOAD + 256];
     size_t olen;
     double t0 = now_ns();
     for (size_t i = from; i < to; i++) {

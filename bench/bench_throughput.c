@@ -2,7 +2,12 @@
  * End-to-end throughput through a real Mosquitto: plain Paho MQTTClient
  * publisher -> plain Paho subscriber, against mqe2e_MQTTClient publisher ->
  * mqe2e_MQTTClient subscriber sharing one group key, on the same broker, in the
- * same process, with the same message count per run.
+ * same process, with the same message count per run. The same again over the
+ * asynchronous front: plain MQTTAsync against mqe2e_MQTTAsync (front "async").
+ * An async publisher keeps at most ASYNC_WINDOW sends unconfirmed (onSuccess:
+ * written to the socket at QoS 0, acknowledged at QoS 1), plain and
+ * encrypted alike, so that Paho's unbounded command queue does not grow
+ * without limit.
  *
  * For each QoS (0, 1) and payload size (16 B, 256 B, 1 KiB, 16 KiB) the plain
  * and the encrypted runs alternate (the order flips every repetition) so that
@@ -21,6 +26,8 @@
  *              cell is calibrated from a short plain warm-up run
  *   --budget   total seconds: once spent, cells run fewer repetitions (default 300)
  *   --qos Q, --size N  run only that QoS / payload size (profiling)
+ *   --front F  run only the sync or the async front (default both)
+ *   --kind K   run only the plain or the encrypted side (profiling; no ratio)
  *   --count N  fixed message count per run (no calibration)
  *   --broker-pid P  the given broker's pid, to report its CPU per message
  * CPU per message: this process's getrusage() (publisher, subscriber and
@@ -44,13 +51,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <MQTTAsync.h>
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/mqe2e.h"
 
 #define NQOS 2
+#define NFRONTS 2
+#define FRONT_SYNC 0
+#define FRONT_ASYNC 1
+#define FRONT_NAME(f) ((f) == FRONT_ASYNC ? "async" : "sync")
+/* Most unconfirmed sends of an async publisher. */
+#define ASYNC_WINDOW 2048U
 #define NSIZES 4
 #define MAX_REPS 31
 #define TARGET_QOS 0
@@ -97,6 +112,7 @@ typedef struct run_result {
 } run_result;
 
 typedef struct cell {
+    int front; /* FRONT_SYNC or FRONT_ASYNC */
     int qos;
     size_t size;
     unsigned count;
@@ -110,13 +126,27 @@ typedef struct cell {
 } cell;
 
 typedef struct endpoints {
+    int front;
     MQTTClient plain_pub, plain_sub;
     mqe2e_MQTTClient enc_pub, enc_sub;
+    MQTTAsync aplain_pub, aplain_sub;
+    mqe2e_MQTTAsync aenc_pub, aenc_sub;
     mqe2e_keystore *ks_pub, *ks_sub;
     sub_state plain_state, enc_state;
+    atomic_uint async_done;   /* async sends confirmed (or failed) */
+    atomic_uint async_failed;
 } endpoints;
 
+/* Completion of an async set-up step (connect, subscribe). */
+typedef struct async_wait {
+    atomic_int done; /* 0 pending, 1 success, -1 failure */
+} async_wait;
+
 static pid_t broker_pid = -1;
+/* --front: run only the sync (0) or only the async (1) front. */
+static int only_front = -1;
+/* --kind: run only the plain (0) or only the encrypted (1) side (profiling). */
+static int only_kind = -1;
 static pid_t watched_broker = -1; /* ours, or --broker-pid */
 static char broker_dir[64];
 
@@ -335,6 +365,50 @@ static void on_dropped(void *ctx, const char *topic, int code)
     fprintf(stderr, "bench_throughput: dropped on %s: %s\n", topic, mqe2e_strerror(code));
 }
 
+static int on_aplain(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    (void)topic_len;
+    record(ctx, m->payload, m->payloadlen);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static int on_aenc(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    (void)topic_len;
+    record(ctx, m->payload, m->payloadlen);
+    mqe2e_MQTTAsync_freeMessage(&m);
+    mqe2e_MQTTAsync_free(topic);
+    return 1;
+}
+
+static void on_async_ok(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    atomic_store(&((async_wait *)ctx)->done, 1);
+}
+
+static void on_async_fail(void *ctx, MQTTAsync_failureData *d)
+{
+    fprintf(stderr, "bench_throughput: async request failed: %d\n", d != NULL ? d->code : -1);
+    atomic_store(&((async_wait *)ctx)->done, -1);
+}
+
+static void on_sent(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    atomic_fetch_add(&((endpoints *)ctx)->async_done, 1U);
+}
+
+static void on_send_failed(void *ctx, MQTTAsync_failureData *d)
+{
+    endpoints *e = ctx;
+    (void)d;
+    atomic_fetch_add(&e->async_failed, 1U);
+    atomic_fetch_add(&e->async_done, 1U);
+}
+
 /* ------------------------------------------------------------------- set-up */
 
 static mqe2e_keystore *make_keystore(const char *client)
@@ -365,7 +439,94 @@ static void conn_opts(MQTTClient_connectOptions *o)
     o->maxInflightMessages = MAX_INFLIGHT;
 }
 
-static void endpoints_open(endpoints *e, const char *uri, int qos)
+static void async_await(async_wait *w, const char *what)
+{
+    for (int i = 0; i < 1000 && atomic_load(&w->done) == 0; i++) {
+        sleep_us(10000);
+    }
+    if (atomic_load(&w->done) != 1) die(what, -1);
+    atomic_store(&w->done, 0);
+}
+
+static void async_connect_opts(MQTTAsync_connectOptions *o, async_wait *w)
+{
+    MQTTAsync_connectOptions init = MQTTAsync_connectOptions_initializer;
+    *o = init;
+    o->keepAliveInterval = 30;
+    o->cleansession = 1;
+    o->maxInflight = MAX_INFLIGHT;
+    o->onSuccess = on_async_ok;
+    o->onFailure = on_async_fail;
+    o->context = w;
+}
+
+/* The async twins of endpoints_open's clients (same ids, same topics). */
+static void async_endpoints_open(endpoints *e, const char *uri, int qos, unsigned tag)
+{
+    MQTTAsync_connectOptions co[4];
+    MQTTAsync_responseOptions ro[2] = {MQTTAsync_responseOptions_initializer,
+                                       MQTTAsync_responseOptions_initializer};
+    mqe2e_MQTTAsync_securityOptions sec = mqe2e_MQTTAsync_securityOptions_initializer;
+    async_wait w[4];
+    char id[64];
+    int rc;
+
+    for (int i = 0; i < 4; i++) {
+        atomic_init(&w[i].done, 0);
+        async_connect_opts(&co[i], &w[i]);
+    }
+    sec.struct_version = 0;
+#define CHECK(what, call)                                                                          \
+    do {                                                                                           \
+        if ((rc = (call)) != MQTTASYNC_SUCCESS) die(what, rc);                                     \
+    } while (0)
+
+    snprintf(id, sizeof id, "bench-aplain-sub-%08x", tag);
+    CHECK("async create", MQTTAsync_create(&e->aplain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
+                                           NULL));
+    CHECK("async callbacks",
+          MQTTAsync_setCallbacks(e->aplain_sub, &e->plain_state, on_lost, on_aplain, NULL));
+    snprintf(id, sizeof id, "bench-aplain-pub-%08x", tag);
+    CHECK("async create", MQTTAsync_create(&e->aplain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
+                                           NULL));
+    snprintf(id, sizeof id, "bench-aenc-sub-%08x", tag);
+    e->ks_sub = make_keystore(id);
+    CHECK("mqe2e async create", mqe2e_MQTTAsync_create(&e->aenc_sub, uri, id,
+                                                       MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    sec.keystore = e->ks_sub;
+    sec.onDropped = on_dropped;
+    CHECK("mqe2e async setSecurity", mqe2e_MQTTAsync_setSecurity(e->aenc_sub, &sec));
+    CHECK("mqe2e async callbacks",
+          mqe2e_MQTTAsync_setCallbacks(e->aenc_sub, &e->enc_state, on_lost, on_aenc, NULL));
+    snprintf(id, sizeof id, "bench-aenc-pub-%08x", tag);
+    e->ks_pub = make_keystore(id);
+    CHECK("mqe2e async create", mqe2e_MQTTAsync_create(&e->aenc_pub, uri, id,
+                                                       MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    sec.keystore = e->ks_pub;
+    CHECK("mqe2e async setSecurity", mqe2e_MQTTAsync_setSecurity(e->aenc_pub, &sec));
+
+    /* All at once: Paho's async threads notice a new socket only when their
+     * wait times out, which makes each connect take up to a few seconds. */
+    CHECK("async connect", MQTTAsync_connect(e->aplain_sub, &co[0]));
+    CHECK("async connect", MQTTAsync_connect(e->aplain_pub, &co[1]));
+    CHECK("mqe2e async connect", mqe2e_MQTTAsync_connect(e->aenc_sub, &co[2]));
+    CHECK("mqe2e async connect", mqe2e_MQTTAsync_connect(e->aenc_pub, &co[3]));
+    for (int i = 0; i < 4; i++) {
+        async_await(&w[i], "async connect");
+    }
+    for (int i = 0; i < 2; i++) {
+        ro[i].onSuccess = on_async_ok;
+        ro[i].onFailure = on_async_fail;
+        ro[i].context = &w[i];
+    }
+    CHECK("async subscribe", MQTTAsync_subscribe(e->aplain_sub, TOPIC_PLAIN, qos, &ro[0]));
+    CHECK("mqe2e async subscribe", mqe2e_MQTTAsync_subscribe(e->aenc_sub, TOPIC_ENC, qos, &ro[1]));
+    async_await(&w[0], "async subscribe");
+    async_await(&w[1], "mqe2e async subscribe");
+#undef CHECK
+}
+
+static void endpoints_open(endpoints *e, const char *uri, int qos, int front)
 {
     MQTTClient_connectOptions co;
     mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
@@ -374,6 +535,13 @@ static void endpoints_open(endpoints *e, const char *uri, int qos)
     unsigned tag = (unsigned)getpid() ^ randombytes_random();
 
     memset(e, 0, sizeof *e);
+    e->front = front;
+    atomic_init(&e->async_done, 0U);
+    atomic_init(&e->async_failed, 0U);
+    if (front == FRONT_ASYNC) {
+        async_endpoints_open(e, uri, qos, tag);
+        return;
+    }
     /* Version 0 of the options: only keystore and callbacks are used here. */
     sec.struct_version = 0;
     conn_opts(&co);
@@ -422,8 +590,38 @@ static void endpoints_open(endpoints *e, const char *uri, int qos)
 #undef CHECK
 }
 
+static void async_disconnect_wait(MQTTAsync plain, mqe2e_MQTTAsync enc)
+{
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    async_wait w;
+    atomic_init(&w.done, 0);
+    d.timeout = 1000;
+    d.onSuccess = on_async_ok;
+    d.onFailure = on_async_fail;
+    d.context = &w;
+    int rc = plain != NULL ? MQTTAsync_disconnect(plain, &d) : mqe2e_MQTTAsync_disconnect(enc, &d);
+    for (int i = 0; rc == MQTTASYNC_SUCCESS && i < 300 && atomic_load(&w.done) == 0; i++) {
+        sleep_us(10000);
+    }
+}
+
 static void endpoints_close(endpoints *e)
 {
+    if (e->front == FRONT_ASYNC) {
+        async_disconnect_wait(e->aplain_pub, NULL);
+        async_disconnect_wait(e->aplain_sub, NULL);
+        async_disconnect_wait(NULL, e->aenc_pub);
+        async_disconnect_wait(NULL, e->aenc_sub);
+        MQTTAsync_destroy(&e->aplain_pub);
+        MQTTAsync_destroy(&e->aplain_sub);
+        mqe2e_MQTTAsync_destroy(&e->aenc_pub);
+        mqe2e_MQTTAsync_destroy(&e->aenc_sub);
+        mqe2e_keystore_close(e->ks_pub);
+        mqe2e_keystore_close(e->ks_sub);
+        free(e->plain_state.seen);
+        free(e->enc_state.seen);
+        return;
+    }
     MQTTClient_disconnect(e->plain_pub, 1000);
     MQTTClient_disconnect(e->plain_sub, 1000);
     MQTTClient_destroy(&e->plain_pub);
@@ -463,12 +661,29 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
     atomic_store(&s->run_id, run);
 
     memcpy(payload, &run, 4);
+    atomic_store(&e->async_done, 0U);
     double cpu0 = cpu_us_self(), bcpu0 = cpu_us_of(watched_broker);
     long long pub0 = now_ns();
     for (uint32_t i = 0; i < count; i++) {
         MQTTClient_deliveryToken dt;
         memcpy(payload + 4, &i, 4);
         long long t0 = now_ns();
+        if (e->front == FRONT_ASYNC) {
+            MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+            ro.onSuccess = on_sent;
+            ro.onFailure = on_send_failed;
+            ro.context = e;
+            while (i - atomic_load(&e->async_done) >= ASYNC_WINDOW) {
+                sleep_us(20);
+            }
+            rc = encrypted ? mqe2e_MQTTAsync_send(e->aenc_pub, TOPIC_ENC, (int)size, payload, qos,
+                                                  0, &ro)
+                           : MQTTAsync_send(e->aplain_pub, TOPIC_PLAIN, (int)size, payload, qos, 0,
+                                            &ro);
+            if (rc != MQTTASYNC_SUCCESS) die(encrypted ? "mqe2e async send" : "async send", rc);
+            if (now_ns() - t0 >= STALL_NS) r.stalls++;
+            continue;
+        }
         for (;;) {
             rc = encrypted ? mqe2e_MQTTClient_publish(e->enc_pub, TOPIC_ENC, (int)size, payload,
                                                       qos, 0, &dt)
@@ -481,6 +696,12 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
         if (now_ns() - t0 >= STALL_NS) r.stalls++;
     }
 
+    if (e->front == FRONT_ASYNC) {
+        /* Publisher rate up to the last confirmation, as for a sync publish call. */
+        for (int k = 0; k < 5000 && atomic_load(&e->async_done) < count; k++) {
+            sleep_us(1000);
+        }
+    }
     r.pub_rate = (double)count * 1e9 / (double)(now_ns() - pub0 + 1);
     /* Wait for the tail: until all arrived, or no progress for a while (loss). */
     long long idle_limit = qos == 0 ? 1000000000LL : 5000000000LL;
@@ -520,22 +741,19 @@ static double median(double *v, int n)
     return (n % 2) ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
-static void measure_cell(cell *c, const char *uri, int reps, double seconds, int smoke,
+static void measure_cell(cell *c, endpoints *e, int reps, double seconds, int smoke,
                          unsigned fixed_count, long long deadline)
 {
-    endpoints e;
     double rp[MAX_REPS], re[MAX_REPS], rr[MAX_REPS], cp[MAX_REPS], ce[MAX_REPS], bp[MAX_REPS],
         be[MAX_REPS];
 
-    endpoints_open(&e, uri, c->qos);
-    sleep_us(100000); /* subscriptions settle */
     if (smoke || fixed_count > 0U) {
         c->count = fixed_count > 0U ? fixed_count : 200U;
     } else {
         /* Warm up both paths (the first encrypted message derives keys), then
          * size the cell from the plain rate so that a run lasts ~seconds. */
-        (void)one_run(&e, 1, c->qos, c->size, 2000U);
-        run_result w = one_run(&e, 0, c->qos, c->size, 4000U);
+        (void)one_run(e, 1, c->qos, c->size, 2000U);
+        run_result w = one_run(e, 0, c->qos, c->size, 4000U);
         double want = w.rate * seconds;
         if (want < 2000.0) want = 2000.0;
         if (want > 400000.0) want = 400000.0;
@@ -548,7 +766,8 @@ static void measure_cell(cell *c, const char *uri, int reps, double seconds, int
         if (k > 0 && now_ns() > deadline) break; /* out of budget: keep what we have */
         for (int j = 0; j < 2; j++) {
             int encrypted = (k % 2 == 0) ? j : 1 - j; /* flip the order every repetition */
-            run_result r = one_run(&e, encrypted, c->qos, c->size, c->count);
+            if (only_kind >= 0 && encrypted != only_kind) continue;
+            run_result r = one_run(e, encrypted, c->qos, c->size, c->count);
             double loss = 1.0 - (double)r.recv / (double)r.sent;
             if (encrypted) {
                 c->enc[k] = r;
@@ -586,7 +805,6 @@ static void measure_cell(cell *c, const char *uri, int reps, double seconds, int
     c->ratio = median(rr, c->reps);
     c->ratio_min = rr[0];
     c->ratio_max = rr[c->reps - 1];
-    endpoints_close(&e);
 }
 
 static int write_json(const char *path, const cell *cells, int ncells, int reps, double seconds,
@@ -606,24 +824,24 @@ static int write_json(const char *path, const cell *cells, int ncells, int reps,
                "= median of per-pair encrypted/plain\",\n  \"results\": [\n");
     for (int i = 0; i < ncells; i++) {
         const cell *c = &cells[i];
-        if (c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
+        if (c->front == FRONT_SYNC && c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
         fprintf(f,
-                "    {\"qos\": %d, \"payload_bytes\": %zu, \"messages\": %u, \"repetitions\": %d, "
+                "    {\"front\": \"%s\", \"qos\": %d, \"payload_bytes\": %zu, \"messages\": %u, \"repetitions\": %d, "
                 "\"plain_msgs_per_s\": %.0f, \"encrypted_msgs_per_s\": %.0f, \"ratio\": %.4f, "
                 "\"ratio_min\": %.4f, \"ratio_max\": %.4f, \"plain_loss\": %.5f, "
                 "\"encrypted_loss\": %.5f, \"plain_publish_stalls\": %u, \"encrypted_publish_stalls\": %u, "
                 "\"plain_client_cpu_us\": %.2f, \"encrypted_client_cpu_us\": %.2f, "
                 "\"plain_broker_cpu_us\": %.2f, \"encrypted_broker_cpu_us\": %.2f, "
                 "\"plain_publish_msgs_per_s\": %.0f, \"encrypted_publish_msgs_per_s\": %.0f}%s\n",
-                c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
-                c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss, c->plain_stalls,
-                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu, c->plain_pub,
-                c->enc_pub, i + 1 < ncells ? "," : "");
+                FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median,
+                c->enc_median, c->ratio, c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss,
+                c->plain_stalls, c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu,
+                c->enc_bcpu, c->plain_pub, c->enc_pub, i + 1 < ncells ? "," : "");
     }
     fprintf(f, "  ]");
     if (t != NULL) {
         fprintf(f,
-                ",\n  \"target\": {\"qos\": %d, \"payload_bytes\": %u, \"min_ratio\": %.2f, "
+                ",\n  \"target\": {\"front\": \"sync\", \"qos\": %d, \"payload_bytes\": %u, \"min_ratio\": %.2f, "
                 "\"ratio\": %.4f, \"met\": %s}",
                 TARGET_QOS, TARGET_SIZE, TARGET_RATIO, t->ratio,
                 t->ratio >= TARGET_RATIO ? "true" : "false");
@@ -640,16 +858,18 @@ static int write_csv(const char *path, const cell *cells, int ncells)
         fprintf(stderr, "bench_throughput: cannot write %s: %s\n", path, strerror(errno));
         return -1;
     }
-    fprintf(f, "qos,payload_bytes,messages,repetitions,plain_msgs_per_s,encrypted_msgs_per_s,"
+    fprintf(f, "front,qos,payload_bytes,messages,repetitions,plain_msgs_per_s,encrypted_msgs_per_s,"
                "ratio,ratio_min,ratio_max,plain_loss,encrypted_loss,plain_publish_stalls,"
                "encrypted_publish_stalls,plain_client_cpu_us,encrypted_client_cpu_us,"
-               "plain_broker_cpu_us,encrypted_broker_cpu_us\n");
+               "plain_broker_cpu_us,encrypted_broker_cpu_us,plain_publish_msgs_per_s,"
+               "encrypted_publish_msgs_per_s\n");
     for (int i = 0; i < ncells; i++) {
         const cell *c = &cells[i];
-        fprintf(f, "%d,%zu,%u,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.5f,%.5f,%u,%u,%.2f,%.2f,%.2f,%.2f\n",
-                c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
+        fprintf(f, "%s,%d,%zu,%u,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.5f,%.5f,%u,%u,%.2f,%.2f,%.2f,%.2f,%.0f,%.0f\n",
+                FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
                 c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss, c->plain_stalls,
-                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
+                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu, c->plain_pub,
+                c->enc_pub);
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -657,7 +877,7 @@ static int write_csv(const char *path, const cell *cells, int ncells)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_throughput [--uri URI] [--reps N] [--seconds S] [--budget S] "
-                    "[--qos Q] [--size N] [--count N] [--broker-pid P] [--json FILE] [--csv FILE] [--smoke]\n");
+                    "[--qos Q] [--size N] [--front sync|async] [--kind plain|encrypted] [--count N] [--broker-pid P] [--json FILE] [--csv FILE] [--smoke]\n");
 }
 
 int main(int argc, char **argv)
@@ -668,7 +888,7 @@ int main(int argc, char **argv)
     long only_size = -1;
     unsigned fixed_count = 0U;
     double seconds = 1.2, budget = 300.0;
-    static cell cells[NQOS * NSIZES];
+    static cell cells[NFRONTS * NQOS * NSIZES];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--uri") == 0 && i + 1 < argc) {
@@ -691,6 +911,22 @@ int main(int argc, char **argv)
             only_qos = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
             only_size = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--front") == 0 && i + 1 < argc) {
+            i++;
+            only_front = strcmp(argv[i], "sync") == 0 ? FRONT_SYNC
+                         : strcmp(argv[i], "async") == 0 ? FRONT_ASYNC
+                                                         : -2;
+            if (only_front == -2) {
+                usage();
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--kind") == 0 && i + 1 < argc) {
+            i++;
+            only_kind = strcmp(argv[i], "plain") == 0 ? 0 : strcmp(argv[i], "encrypted") == 0 ? 1 : -2;
+            if (only_kind == -2) {
+                usage();
+                return 2;
+            }
         } else if (strcmp(argv[i], "--smoke") == 0) {
             smoke = 1;
         } else {
@@ -716,37 +952,62 @@ int main(int argc, char **argv)
            smoke ? "SMOKE: 200 messages x 1, timings meaningless"
                  : "messages/s at the subscriber, median of alternating plain/encrypted runs");
     fflush(stdout);
-    long long deadline = now_ns() + (long long)(budget * 1e9);
-    int n = 0;
-    for (int q = 0; q < NQOS; q++) {
-        if (only_qos >= 0 && q != only_qos) continue;
-        for (int s = 0; s < NSIZES; s++) {
-            if (only_size >= 0 && SIZES[s] != (size_t)only_size) continue;
-            cell *c = &cells[n++];
-            c->qos = q;
-            c->size = SIZES[s];
-            measure_cell(c, uri, reps, seconds, smoke, fixed_count, deadline);
-            fprintf(stderr, "  qos %d %5zu B: %u msgs x %d: plain %.0f/s, encrypted %.0f/s, "
-                            "ratio %.3f (publisher side: plain %.0f/s, encrypted %.0f/s)\n",
-                    c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
-                    c->plain_pub, c->enc_pub);
+    long long end = now_ns() + (long long)(budget * 1e9);
+    int n = 0, todo = 0;
+    for (int f = 0; f < NFRONTS; f++) {
+        for (int q = 0; q < NQOS; q++) {
+            for (int s = 0; s < NSIZES; s++) {
+                if ((only_front < 0 || f == only_front) && (only_qos < 0 || q == only_qos) &&
+                    (only_size < 0 || SIZES[s] == (size_t)only_size)) {
+                    todo++;
+                }
+            }
         }
+    }
+    for (int f = 0; f < NFRONTS; f++) {
+        if (only_front >= 0 && f != only_front) continue;
+        /* One set of clients per front for all cells: subscribed at QoS 1,
+         * a message is delivered at the QoS it was published with. */
+        endpoints e;
+        endpoints_open(&e, uri, 1, f);
+        sleep_us(100000); /* subscriptions settle */
+        for (int q = 0; q < NQOS; q++) {
+            if (only_qos >= 0 && q != only_qos) continue;
+            for (int s = 0; s < NSIZES; s++) {
+                if (only_size >= 0 && SIZES[s] != (size_t)only_size) continue;
+                cell *c = &cells[n++];
+                c->front = f;
+                c->qos = q;
+                c->size = SIZES[s];
+                /* An equal share of what is left of the budget: a slow cell
+                 * does not starve the ones after it. */
+                long long left = end - now_ns();
+                long long deadline = now_ns() + (left > 0 ? left / (todo - n + 1) : 0);
+                measure_cell(c, &e, reps, seconds, smoke, fixed_count, deadline);
+                fprintf(stderr, "  %-5s qos %d %5zu B: %u msgs x %d: plain %.0f/s, encrypted %.0f/s, "
+                                "ratio %.3f (publisher side: plain %.0f/s, encrypted %.0f/s)\n",
+                        FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median,
+                        c->enc_median, c->ratio, c->plain_pub, c->enc_pub);
+            }
+        }
+        endpoints_close(&e);
     }
     broker_stop();
 
-    printf("\n| QoS | payload | messages | plain msg/s | encrypted msg/s | encrypted/plain "
+    printf("\n| front | QoS | payload | messages | plain msg/s | encrypted msg/s | encrypted/plain "
            "| loss plain | loss encrypted | stalls plain | stalls encrypted "
            "| client CPU us/msg plain, encrypted | broker CPU us/msg plain, encrypted |\n");
-    printf("|----:|--------:|---------:|------------:|----------------:|----------------:"
+    printf("|-------|----:|--------:|---------:|------------:|----------------:|----------------:"
            "|-----------:|---------------:|-------------:|-----------------:"
            "|-----------------------------------:|-----------------------------------:|\n");
     const cell *t = NULL;
     for (int i = 0; i < n; i++) {
         const cell *c = &cells[i];
-        if (c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
-        printf("| %3d | %5zu B | %8u | %11.0f | %15.0f | %14.1f%% | %9.2f%% | %13.2f%% | %12u | "
+        if (c->front == FRONT_SYNC && c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
+        printf("| %-5s | %3d | %5zu B | %8u | %11.0f | %15.0f | %14.1f%% | %9.2f%% | %13.2f%% | %12u | "
                "%16u | %23.2f, %9.2f | %23.2f, %9.2f |\n",
-               c->qos, c->size, c->count, c->plain_median, c->enc_median, c->ratio * 100.0,
+               FRONT_NAME(c->front), c->qos, c->size, c->count, c->plain_median, c->enc_median,
+               c->ratio * 100.0,
                c->plain_loss * 100.0, c->enc_loss * 100.0, c->plain_stalls, c->enc_stalls,
                c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
     }

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Every benchmark in one go: crypto cost (bench_crypto), end-to-end throughput
-# through Mosquitto (bench_throughput), memory and the many-senders receive
-# path (bench_memory), library sizes, and the peak RSS of the example device
-# and backend next to plain Paho programs of the same shape.
+# through Mosquitto over the sync and the async front (bench_throughput),
+# memory and the many-senders receive path (bench_memory), library sizes, the
+# peak RSS of the example device and backend next to plain Paho programs of
+# the same shape, and handshake latency (channel set-up, enrollment) with the
+# real authority process (bench_handshake).
 #
 # Usage: bench/run_all.sh [--smoke] [--out DIR] [BUILD_DIR]
 #   BUILD_DIR  build tree (default: <repo>/build-bench2), configured Release
 #              with the plugin and benchmarks on
-#   --smoke    tiny counts for every part (< 60 s): proves it all builds and
-#              runs; asserts nothing about timing; results go to
-#              BUILD_DIR/bench-results unless --out is given
+#   --smoke    tiny counts for every part (< 60 s after the build): proves it
+#              all builds and runs; asserts nothing about timing; results go
+#              to BUILD_DIR/bench-results unless --out is given
 #   --out DIR  where to write latest.json, latest.csv, throughput.csv and
 #              throughput.png (default: <repo>/bench/results for a full run)
 # Needs mosquitto; gnuplot for the PNG (skipped with a note when missing).
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1; shift ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run_all.sh: unknown option: $1" >&2; exit 2 ;;
         *) build="$1"; shift ;;
     esac
@@ -58,8 +60,9 @@ trap 'exit 130' INT TERM
 echo "== build (Release) in $build"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQE2E_BUILD_BENCH=ON \
     -DMQE2E_BUILD_PLUGIN=ON >/dev/null
-cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory \
+cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake \
     hr_device hr_backend mqe2e_cli >/dev/null
+run_s=$SECONDS
 cli="$build/tools/mqe2e/mqe2e"
 bm="$build/bench/bench_memory"
 
@@ -104,7 +107,8 @@ if [ "$smoke" -eq 1 ]; then
     "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --smoke --json "$work/throughput.json" \
         --csv "$out/throughput.csv"
 else
-    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --reps 7 --seconds 1.5 --budget 330 \
+    # 16 cells (2 fronts x 2 QoS x 4 sizes), 5 alternating pairs each.
+    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --reps 5 --seconds 1.2 --budget 250 \
         --json "$work/throughput.json" --csv "$out/throughput.csv"
 fi
 
@@ -114,6 +118,14 @@ if [ "$smoke" -eq 1 ]; then
     "$bm" --smoke --json "$work/memory.json"
 else
     "$bm" --json "$work/memory.json"
+fi
+
+# ---- 3b. handshake latency (own broker and authority) ---------------------------------
+echo "== bench_handshake"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_handshake" --smoke --json "$work/handshake.json"
+else
+    "$build/bench/bench_handshake" --channel 200 --enroll 100 --json "$work/handshake.json"
 fi
 
 # ---- 4. library sizes ----------------------------------------------------------------
@@ -199,6 +211,7 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "crypto": '; cat "$work/crypto.json"; printf ',\n'
     printf '  "throughput": '; cat "$work/throughput.json"; printf ',\n'
     printf '  "memory": '; cat "$work/memory.json"; printf ',\n'
+    printf '  "handshake": '; cat "$work/handshake.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
     printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
         "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"
@@ -211,7 +224,18 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
 jnum() { # file key [line filter]
     grep -F -- "${3:-\"$2\"}" "$1" | head -1 | sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p"
 }
-tp_ratio=$(awk -F, '$1 == 0 && $2 == 256 { print $7 }' "$out/throughput.csv")
+# throughput.csv: front,qos,payload_bytes,messages,repetitions,plain,encrypted,ratio,...
+tp_ratio=$(awk -F, '$1 == "sync" && $2 == 0 && $3 == 256 { print $8 }' "$out/throughput.csv")
+tp_async=$(awk -F, '$1 == "async" && $2 == 0 && $3 == 256 { print $8 }' "$out/throughput.csv")
+h="$work/handshake.json"
+hs() { # section key: p50/p99 of a stats object, or a plain number
+    awk -v sec="\"$1\"" -v key="\"$2\"" -v f="${3:-}" '
+        index($0, sec) { in_sec = 1 }
+        in_sec && index($0, key) {
+            s = substr($0, index($0, key) + length(key))
+            if (f != "") s = substr(s, index(s, "\"" f "\"") + length(f) + 2)
+            sub(/^[: ]*/, "", s); sub(/[,} ].*$/, "", s); print s; exit }' "$h"
+}
 cr_ratio=$(jnum "$work/crypto.json" ratio_seal_open_vs_raw '"payload_bytes": 256,')
 cr_full=$(jnum "$work/crypto.json" ratio_protect_unprotect_vs_raw '"payload_bytes": 256,')
 ovh=$(jnum "$work/crypto.json" overhead_bytes '"payload_bytes": 256,')
@@ -227,9 +251,11 @@ libsz() { size "$(readlink -f "$1")" | awk 'NR == 2 { print $1 + $2 + $3 }'; }
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
     ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "met" : "MISSED" }'; }
 tp_pct=$(awk -v r="$tp_ratio" 'BEGIN { printf "%.1f", r * 100 }')
+tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
 {
     echo "metric,value,unit,target,verdict"
     echo "throughput_qos0_256B_encrypted_vs_plain,$tp_pct,%,>= 95,$(verdict "$tp_pct" 95 '>=')"
+    echo "throughput_async_qos0_256B_encrypted_vs_plain,$tp_async_pct,%,>= 95,$(verdict "$tp_async_pct" 95 '>=')"
     echo "seal_open_vs_raw_aead_256B,$cr_ratio,x,<= 2,$(verdict "$cr_ratio" 2 '<=')"
     echo "protect_unprotect_vs_raw_aead_256B,$cr_full,x,,"
     echo "overhead_bytes_first_message,$ovh,B,<= 32,$(verdict "$ovh" 32 '<=')"
@@ -257,16 +283,30 @@ tp_pct=$(awk -v r="$tp_ratio" 'BEGIN { printf "%.1f", r * 100 }')
     echo "running_rss_plain_device,$plain_device_rss,KiB,,"
     echo "running_rss_hr_backend,$mqe2e_backend_rss,KiB,,"
     echo "running_rss_plain_backend,$plain_backend_rss,KiB,,"
+    echo "handshake_channel_first_message_p50,$(hs channel first_message_ms p50),ms,,"
+    echo "handshake_channel_first_message_p99,$(hs channel first_message_ms p99),ms,,"
+    echo "handshake_channel_established_message_p50,$(hs channel established_message_ms p50),ms,,"
+    echo "handshake_channel_established_message_p99,$(hs channel established_message_ms p99),ms,,"
+    echo "handshake_hello_after_connect_p50,$(hs channel hello_ms p50),ms,,"
+    echo "handshake_hello_after_connect_p99,$(hs channel hello_ms p99),ms,,"
+    echo "handshake_channel_bytes_step1_2_3,$(hs channel step1_bytes)/$(hs channel step2_bytes)/$(hs channel step3_bytes),B,,"
+    echo "enroll_round_trip_p50,$(hs enroll round_trip_ms p50),ms,,"
+    echo "enroll_round_trip_p99,$(hs enroll round_trip_ms p99),ms,,"
+    echo "enroll_bytes_request_reply,$(hs enroll request_bytes)/$(hs enroll reply_bytes),B,,"
 } >"$out/latest.csv"
 
 # ---- plot ----------------------------------------------------------------------------------
 if command -v gnuplot >/dev/null; then
-    awk -F, 'NR > 1 { r[$1, $2] = $7 * 100; if (!($2 in seen)) { seen[$2] = 1; order[n++] = $2 } }
+    # index "label" sync-qos0 sync-qos1 async-qos0 async-qos1 (percent; NaN when not run)
+    awk -F, 'NR > 1 { r[$1, $2, $3] = $8 * 100; if (!($3 in seen)) { seen[$3] = 1; order[n++] = $3 } }
+        function v(k) { return (k in r) ? sprintf("%.1f", r[k]) : "NaN" }
         END { for (i = 0; i < n; i++) { s = order[i]
                   l = s >= 1024 ? (s / 1024) " KiB" : s " B"
-                  printf "%d \"%s\" %.1f %.1f\n", i, l, r[0, s], r[1, s] } }' \
+                  printf "%d \"%s\" %s %s %s %s\n", i, l, v("sync" SUBSEP 0 SUBSEP s),
+                      v("sync" SUBSEP 1 SUBSEP s), v("async" SUBSEP 0 SUBSEP s),
+                      v("async" SUBSEP 1 SUBSEP s) } }' \
         "$out/throughput.csv" >"$work/ratios.dat"
-    title="mqe2e_MQTTClient vs plain Paho MQTTClient through Mosquitto, $date_s"
+    title="mqe2e vs plain Paho (MQTTClient and MQTTAsync) through Mosquitto, $date_s"
     [ "$smoke" -eq 1 ] && title="$title (SMOKE: not meaningful)"
     gnuplot -e "data='$work/ratios.dat'; out='$out/throughput.png'; ttl='$title'" \
         "$here/plot.gp"
@@ -283,8 +323,8 @@ awk -F, 'NR > 1 { printf "| %-44s | %12s | %-6s | %-8s |\n", $1, $2 " " $3, $4, 
     "$out/latest.csv"
 echo
 echo "throughput, encrypted/plain (median of alternating runs):"
-awk -F, 'NR > 1 { printf "  QoS %s %6s B: %6.1f%%  (plain %s msg/s, encrypted %s msg/s, loss %s / %s)\n",
-    $1, $2, $7 * 100, $5, $6, $10, $11 }' "$out/throughput.csv"
+awk -F, 'NR > 1 { printf "  %-5s QoS %s %6s B: %6.1f%%  (plain %s msg/s, encrypted %s msg/s, loss %s / %s)\n",
+    $1, $2, $3, $8 * 100, $6, $7, $11, $12 }' "$out/throughput.csv"
 echo
 echo "written: $out/latest.json $out/latest.csv $out/throughput.csv $( [ -f "$out/throughput.png" ] && echo "$out/throughput.png")"
-echo "total time: $(( SECONDS - start_s )) s"
+echo "total time: $(( SECONDS - start_s )) s ($(( SECONDS - run_s )) s after the build)"

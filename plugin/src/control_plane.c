@@ -102,7 +102,7 @@ __attribute__((format(printf, 3, 4))) static void ctl_log(mqe2e__ctl *c, int lev
     char line[512];
     va_list ap;
 
-    if (c->h.log == NULL) return;
+    if (c->h.log == NULL || (c->h.log_wants != NULL && !c->h.log_wants(c->h.ctx, level))) return;
     va_start(ap, fmt);
     /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is just above */
     (void)vsnprintf(line, sizeof line, fmt, ap);

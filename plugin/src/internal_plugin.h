@@ -42,6 +42,10 @@ typedef struct mqe2e__ctl_host {
     void *ctx;
     /* Log a line (no secrets). */
     void (*log)(void *ctx, int level, const char *msg);
+    /* Whether a line of this level would be shown; NULL = always format it.
+     * Saves formatting lines nobody reads (one per control frame and per
+     * channel message sent). */
+    int (*log_wants)(void *ctx, int level);
     /* Count and report a drop (takes `lock` itself; called without it). */
     void (*dropped)(void *ctx, const char *topic, int code);
     /* Hand a released envelope to the normal receive path; called with

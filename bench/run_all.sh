@@ -60,7 +60,7 @@ trap 'exit 130' INT TERM
 echo "== build (Release) in $build"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQE2E_BUILD_BENCH=ON \
     -DMQE2E_BUILD_PLUGIN=ON >/dev/null
-cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake \
+cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake bench_enroll_rate \
     hr_device hr_backend mqe2e_cli >/dev/null
 run_s=$SECONDS
 cli="$build/tools/mqe2e/mqe2e"
@@ -126,6 +126,14 @@ if [ "$smoke" -eq 1 ]; then
     "$build/bench/bench_handshake" --smoke --json "$work/handshake.json"
 else
     "$build/bench/bench_handshake" --channel 200 --enroll 100 --json "$work/handshake.json"
+fi
+
+# ---- 3c. enrollment rate of the authority (own broker and authority) -----------------------
+echo "== bench_enroll_rate"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_enroll_rate" --smoke --json "$work/enroll.json"
+else
+    "$build/bench/bench_enroll_rate" --devices 2000 --json "$work/enroll.json"
 fi
 
 # ---- 4. library sizes ----------------------------------------------------------------
@@ -212,6 +220,7 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "throughput": '; cat "$work/throughput.json"; printf ',\n'
     printf '  "memory": '; cat "$work/memory.json"; printf ',\n'
     printf '  "handshake": '; cat "$work/handshake.json"; printf ',\n'
+    printf '  "enroll_rate": '; cat "$work/enroll.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
     printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
         "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"
@@ -240,6 +249,10 @@ cr_ratio=$(jnum "$work/crypto.json" ratio_seal_open_vs_raw '"payload_bytes": 256
 cr_full=$(jnum "$work/crypto.json" ratio_protect_unprotect_vs_raw '"payload_bytes": 256,')
 ovh=$(jnum "$work/crypto.json" overhead_bytes '"payload_bytes": 256,')
 ovh32=$(jnum "$work/crypto.json" overhead_bytes_seq_2_32 '"payload_bytes": 256,')
+ovh_signed=$(jnum "$work/crypto.json" overhead_signed_group_bytes '"payload_bytes": 256,')
+ovh_channel=$(jnum "$work/crypto.json" overhead_channel_bytes '"payload_bytes": 256,')
+cr_signed=$(jnum "$work/crypto.json" ratio_signed_seal_open_vs_raw '"payload_bytes": 256,')
+enroll_rate=$(jnum "$work/enroll.json" devices_per_s)
 m="$work/memory.json"
 mem() { jnum "$m" "$2" "\"$1\""; }
 ms_first=$(jnum "$m" first_message_ns)
@@ -260,6 +273,9 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "protect_unprotect_vs_raw_aead_256B,$cr_full,x,,"
     echo "overhead_bytes_first_message,$ovh,B,<= 32,$(verdict "$ovh" 32 '<=')"
     echo "overhead_bytes_seq_2_32,$ovh32,B,<= 32,$(verdict "$ovh32" 32 '<=')"
+    echo "overhead_bytes_channel,$ovh_channel,B,,"
+    echo "overhead_bytes_signed_group,$ovh_signed,B,<= 100,$(verdict "$ovh_signed" 100 '<=')"
+    echo "signed_seal_open_vs_raw_aead_256B,$cr_signed,x,,"
     echo "group_keystore_heap,$(mem group_keystore heap_bytes),B,,"
     echo "group_keystore_guarded_mapped,$(mem group_keystore guarded_mapped_bytes),B,,"
     echo "group_protector_cache_heap,$(mem group_protector_cache heap_bytes),B,,"
@@ -293,6 +309,7 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "enroll_round_trip_p50,$(hs enroll round_trip_ms p50),ms,,"
     echo "enroll_round_trip_p99,$(hs enroll round_trip_ms p99),ms,,"
     echo "enroll_bytes_request_reply,$(hs enroll request_bytes)/$(hs enroll reply_bytes),B,,"
+    echo "enroll_rate_authority,$enroll_rate,devices/s,>= 1000,$(verdict "$enroll_rate" 1000 '>=')"
 } >"$out/latest.csv"
 
 # ---- plot ----------------------------------------------------------------------------------

@@ -47,17 +47,55 @@ bool mqe2e__cred_canonical(const ProtobufCMessage *m, const uint8_t *in, size_t 
     return ok;
 }
 
+/* Public keys that already passed a check, per thread. Each check is a pure
+ * function of the 32 key bytes, so remembering a pass is the same check done
+ * once: an enrollment meets the same device keys in the request and again in
+ * the credential issued for it (a batch of up to 32 on the authority), and a
+ * signer's public key on every credential. Only passes are kept, only public
+ * bytes; a miss runs the full check. */
+#define KEY_MEMO_SLOTS 64U
+
+enum { KEY_ED25519 = 1, KEY_X25519 = 2 };
+
+typedef struct key_memo {
+    uint8_t kind[KEY_MEMO_SLOTS];
+    uint8_t pk[KEY_MEMO_SLOTS][32];
+    unsigned next;
+} key_memo;
+
+static _Thread_local key_memo memo;
+
+static bool memo_has(uint8_t kind, const uint8_t pk[32])
+{
+    for (unsigned i = 0; i < KEY_MEMO_SLOTS; i++)
+        if (memo.kind[i] == kind && memcmp(memo.pk[i], pk, 32) == 0) return true;
+    return false;
+}
+
+static void memo_add(uint8_t kind, const uint8_t pk[32])
+{
+    if (memo_has(kind, pk)) return;
+    unsigned i = memo.next;
+    memo.next = (i + 1U) % KEY_MEMO_SLOTS;
+    memo.kind[i] = kind;
+    memcpy(memo.pk[i], pk, 32);
+}
+
 bool mqe2e__cred_ed25519_public_ok(const uint8_t pk[32])
 {
-    uint8_t x[crypto_scalarmult_curve25519_BYTES];
-    /* The conversion refuses non-canonical and small-order points. */
-    bool ok = crypto_sign_ed25519_pk_to_curve25519(x, pk) == 0;
-    sodium_memzero(x, sizeof x);
+    if (memo_has(KEY_ED25519, pk)) return true;
+    /* Canonical encoding, on the curve, not of small order, in the
+     * prime-order subgroup: what crypto_sign_ed25519_pk_to_curve25519()
+     * checked before converting, without the conversion's field inversion
+     * (and it refuses non-canonical encodings outright). */
+    bool ok = crypto_core_ed25519_is_valid_point(pk) == 1;
+    if (ok) memo_add(KEY_ED25519, pk);
     return ok;
 }
 
 bool mqe2e__cred_x25519_public_ok(const uint8_t pk[32])
 {
+    if (memo_has(KEY_X25519, pk)) return true;
     /* Any clamped scalar maps every small-order point to the all-zero output,
      * which crypto_scalarmult() reports as failure. */
     static const uint8_t scalar[crypto_scalarmult_SCALARBYTES] = {
@@ -67,7 +105,13 @@ bool mqe2e__cred_x25519_public_ok(const uint8_t pk[32])
     uint8_t q[crypto_scalarmult_BYTES];
     bool ok = crypto_scalarmult(q, scalar, pk) == 0;
     sodium_memzero(q, sizeof q);
+    if (ok) memo_add(KEY_X25519, pk);
     return ok;
+}
+
+void mqe2e__cred_x25519_public_passed(const uint8_t pk[32])
+{
+    memo_add(KEY_X25519, pk);
 }
 
 int mqe2e__cred_secret_public(uint8_t pk[32], const uint8_t sk[64])
@@ -166,6 +210,46 @@ int mqe2e__cred_signer_public(uint8_t pk[32], const mqe2e__cred_signer *s)
     return MQE2E_OK;
 }
 
+/* Callback signers whose first signature verified against their stated
+ * public key, per thread. That verification answers whether the callback
+ * holds the key written into the bodies; the same callback and context keep
+ * the same key, so it is asked once per signer rather than once per
+ * signature (an Ed25519 verification costs several signatures; an authority
+ * signs one credential per enrollment). Not kept as a per-signature fault
+ * check: the deterministic-nonce fault attacks it would stop need the same
+ * message signed twice, and every credential and revocation list body is
+ * unique (serial, version, times). A context freed and reused for a
+ * keystore holding another key under the same stated key would only yield
+ * signatures nobody accepts: verifiers check against their own pin. */
+#define SIGNER_MEMO_SLOTS 4U
+
+typedef struct signer_memo {
+    int (*fn[SIGNER_MEMO_SLOTS])(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len);
+    void *ctx[SIGNER_MEMO_SLOTS];
+    uint8_t pk[SIGNER_MEMO_SLOTS][32];
+    unsigned next;
+} signer_memo;
+
+static _Thread_local signer_memo signers;
+
+static bool signer_seen(const mqe2e__cred_signer *s)
+{
+    for (unsigned i = 0; i < SIGNER_MEMO_SLOTS; i++)
+        if (signers.fn[i] == s->fn && signers.fn[i] != NULL && signers.ctx[i] == s->ctx &&
+            memcmp(signers.pk[i], s->pk, 32) == 0)
+            return true;
+    return false;
+}
+
+static void signer_add(const mqe2e__cred_signer *s)
+{
+    unsigned i = signers.next;
+    signers.next = (i + 1U) % SIGNER_MEMO_SLOTS;
+    signers.fn[i] = s->fn;
+    signers.ctx[i] = s->ctx;
+    memcpy(signers.pk[i], s->pk, 32);
+}
+
 int mqe2e__cred_sign_by(uint8_t sig[64], const char *domain, const uint8_t *body, size_t len,
                         const mqe2e__cred_signer *s)
 {
@@ -176,9 +260,13 @@ int mqe2e__cred_sign_by(uint8_t sig[64], const char *domain, const uint8_t *body
     int rc = MQE2E_OK;
     if (s->fn(s->ctx, sig, m, mlen) != 0)
         rc = MQE2E_ERR_CRYPTO;
-    else if (crypto_sign_verify_detached(sig, m, mlen, s->pk) != 0)
-        /* The callback holds another key than the one written into the body. */
-        rc = MQE2E_ERR_INVALID_ARG;
+    else if (!signer_seen(s)) {
+        if (crypto_sign_verify_detached(sig, m, mlen, s->pk) == 0)
+            signer_add(s);
+        else
+            /* The callback holds another key than the one written into the body. */
+            rc = MQE2E_ERR_INVALID_ARG;
+    }
     free(m);
     return rc;
 }

@@ -6,11 +6,20 @@
 
 #include "internal_control.h"
 #include "internal_cred.h"
+#include "internal_noise.h"
 #include "mqe2e/error.h"
 #include "proto/control.pb-c.h"
 
 #define MAC_DOMAIN "mqe2e/v1/enroll-mac"
 
+/* Both enrollment states below live for one round trip (one batch on the
+ * authority) and are allocated with plain malloc: sodium_malloc's guard
+ * pages cost an mmap, two mprotect, an mlock and a munmap per state, more
+ * than the enrollment's crypto on a busy authority. What they hold is
+ * ephemeral (session, token MAC, keys of this handshake) or a short-lived
+ * copy of the authority's static DH secret inside the handshake, whose
+ * long-lived copy stays in the caller's sodium_malloc memory; every path wipes the state with
+ * sodium_memzero before free(). */
 struct mqe2e_enroll_device {
     mqe2e_noise_handshake *hs;
     int done;
@@ -23,12 +32,8 @@ struct mqe2e_enroll_device {
 };
 
 struct mqe2e_enroll_authority {
-    mqe2e_noise_handshake *hs; /* the real handshake, once the MAC checked out */
+    mqe2e_noise_handshake *hs; /* step 1 read; its psk is the token once the MAC checked out */
     int state;                 /* 1 read, 2 MAC verified, 3 written, -1 dead */
-    uint8_t authority_dh_secret[32];
-    char prefix[MQE2E_CONTROL_PREFIX_MAX + 1];
-    uint8_t *noise; /* copy of step 1, processed again with the psk */
-    size_t noise_len;
     uint8_t e_pub[32];
     uint8_t token_mac[32];
     mqe2e_enroll_request req;
@@ -80,7 +85,8 @@ int mqe2e_enroll_begin(mqe2e_enroll_device **st, uint8_t *out, size_t out_cap, s
     if (now >= ticket->expires_at) return MQE2E_ERR_EXPIRED;
     if (mqe2e_init() != MQE2E_OK) return MQE2E_ERR_CRYPTO;
 
-    d = sodium_malloc(sizeof *d);
+    /* Per-handshake state: plain malloc, wiped before free (see above). */
+    d = malloc(sizeof *d);
     if (d == NULL) return MQE2E_ERR_NOMEM;
     memset(d, 0, sizeof *d);
     randombytes_buf(d->session, sizeof d->session);
@@ -209,22 +215,23 @@ void mqe2e_enroll_device_free(mqe2e_enroll_device *st)
     if (st == NULL) return;
     mqe2e_noise_handshake_free(st->hs);
     sodium_memzero(st, sizeof *st);
-    sodium_free(st);
+    free(st);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Authority                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Process step 1 with @p psk (the token, or a stand-in: IKpsk2 mixes the psk
- * only in step 2, so step 1 reads the same without it). */
+/* Process step 1 with a stand-in psk: IKpsk2 mixes the psk only in step 2,
+ * so step 1 reads the same without it, and the token (named inside step 1's
+ * payload) replaces the stand-in once its MAC checked out. */
 static int authority_read1(mqe2e_noise_handshake **hs, uint8_t **payload, size_t *cap, size_t *plen,
-                           const mqe2e_enroll_authority *a, const mqe2e_control_frame *f,
-                           const uint8_t psk[32])
+                           const uint8_t authority_dh_secret[32], const char *prefix,
+                           const mqe2e_control_frame *f, const uint8_t psk[32])
 {
-    int rc = mqe2e__control_handshake(hs, MQE2E_CONTROL_ENROLL, MQE2E_NOISE_RESPONDER, a->prefix,
+    int rc = mqe2e__control_handshake(hs, MQE2E_CONTROL_ENROLL, MQE2E_NOISE_RESPONDER, prefix,
                                       f->session);
-    if (rc == MQE2E_OK) rc = mqe2e_noise_handshake_set_local_static(*hs, a->authority_dh_secret);
+    if (rc == MQE2E_OK) rc = mqe2e_noise_handshake_set_local_static(*hs, authority_dh_secret);
     if (rc == MQE2E_OK) rc = mqe2e_noise_handshake_set_psk(*hs, psk);
     if (rc == MQE2E_OK) rc = mqe2e__control_read(payload, cap, plen, *hs, f);
     if (rc != MQE2E_OK) {
@@ -258,20 +265,11 @@ int mqe2e_enroll_accept_read(mqe2e_enroll_authority **st, mqe2e_enroll_request *
     if (f.noise_len < 32) return MQE2E_ERR_DECODE;
     if (mqe2e_init() != MQE2E_OK) return MQE2E_ERR_CRYPTO;
 
-    a = sodium_malloc(sizeof *a);
+    a = malloc(sizeof *a);
     if (a == NULL) return MQE2E_ERR_NOMEM;
     memset(a, 0, sizeof *a);
-    memcpy(a->authority_dh_secret, authority_dh_secret, 32);
-    memcpy(a->prefix, prefix, strlen(prefix) + 1U);
-    a->noise = malloc(f.noise_len);
-    if (a->noise == NULL) {
-        rc = MQE2E_ERR_NOMEM;
-        goto out;
-    }
-    memcpy(a->noise, f.noise, f.noise_len);
-    a->noise_len = f.noise_len;
 
-    rc = authority_read1(&hs, &payload, &cap, &plen, a, &f, no_psk);
+    rc = authority_read1(&hs, &payload, &cap, &plen, authority_dh_secret, prefix, &f, no_psk);
     if (rc != MQE2E_OK) {
         if (rc != MQE2E_ERR_NOMEM && rc != MQE2E_ERR_DECODE && rc != MQE2E_ERR_TOO_LARGE)
             rc = MQE2E_ERR_AUTH;
@@ -285,15 +283,23 @@ int mqe2e_enroll_accept_read(mqe2e_enroll_authority **st, mqe2e_enroll_request *
     if (m == NULL || !mqe2e__cred_canonical(&m->base, payload, plen) ||
         m->token_id.len != MQE2E_CONTROL_TOKEN_ID_BYTES || m->sign_public.len != 32 ||
         m->token_mac.len != 32 || m->client_id == NULL || strcmp(m->client_id, f.from) != 0 ||
-        !mqe2e__cred_ed25519_public_ok(m->sign_public.data) ||
-        !mqe2e__cred_x25519_public_ok(a->req.dh_public))
+        !mqe2e__cred_ed25519_public_ok(m->sign_public.data))
         goto out;
+    /* The ss token's DH with this key already succeeded, and
+     * crypto_scalarmult() refuses the all-zero output every small-order
+     * point gives: that is mqe2e__cred_x25519_public_ok(), done once. It is
+     * recorded so the credential issued for this key does not redo it. */
+    mqe2e__cred_x25519_public_passed(a->req.dh_public);
     memcpy(a->req.token_id, m->token_id.data, MQE2E_CONTROL_TOKEN_ID_BYTES);
     memcpy(a->req.client_id, f.from, sizeof a->req.client_id);
     memcpy(a->req.sign_public, m->sign_public.data, 32);
     memcpy(a->req.session, f.session, MQE2E_CONTROL_SESSION_BYTES);
     memcpy(a->token_mac, m->token_mac.data, 32);
     memcpy(a->e_pub, f.noise, 32);
+    /* Kept for step 2: reading step 1 again once the token is known would
+     * redo its two DHs for the same state. */
+    a->hs = hs;
+    hs = NULL;
     a->state = 1;
     rc = MQE2E_OK;
 out:
@@ -311,10 +317,7 @@ out:
 
 int mqe2e_enroll_accept_verify_mac(mqe2e_enroll_authority *st, const uint8_t token[32])
 {
-    mqe2e_control_frame f;
     uint8_t mac[32];
-    uint8_t *payload = NULL;
-    size_t cap = 0, plen = 0;
     int rc;
 
     if (st == NULL || token == NULL) return MQE2E_ERR_INVALID_ARG;
@@ -325,20 +328,16 @@ int mqe2e_enroll_accept_verify_mac(mqe2e_enroll_authority *st, const uint8_t tok
         rc = MQE2E_ERR_AUTH;
         goto out;
     }
-    /* Step 1 again, now with the psk in place for step 2. */
-    memset(&f, 0, sizeof f);
-    f.kind = MQE2E_CONTROL_ENROLL;
-    f.step = 1;
-    memcpy(f.session, st->req.session, sizeof f.session);
-    f.noise = st->noise;
-    f.noise_len = st->noise_len;
-    rc = authority_read1(&st->hs, &payload, &cap, &plen, st, &f, token);
-    if (rc != MQE2E_OK && rc != MQE2E_ERR_NOMEM) rc = MQE2E_ERR_CRYPTO;
+    /* The token is step 2's psk (slot 0 of IKpsk2), not yet mixed. */
+    rc = mqe2e__noise_handshake_replace_psk(st->hs, 0, token);
+    if (rc != MQE2E_OK) rc = MQE2E_ERR_CRYPTO;
 out:
     sodium_memzero(mac, sizeof mac);
-    mqe2e__control_free_wiped(payload, cap);
-    /* The static secret was only kept for this second pass. */
-    sodium_memzero(st->authority_dh_secret, sizeof st->authority_dh_secret);
+    if (rc != MQE2E_OK) {
+        /* A dead enrollment keeps no handshake keys around. */
+        mqe2e_noise_handshake_free(st->hs);
+        st->hs = NULL;
+    }
     st->state = rc == MQE2E_OK ? 2 : -1;
     return rc;
 }
@@ -368,7 +367,6 @@ void mqe2e_enroll_authority_free(mqe2e_enroll_authority *st)
 {
     if (st == NULL) return;
     mqe2e_noise_handshake_free(st->hs);
-    free(st->noise);
     sodium_memzero(st, sizeof *st);
-    sodium_free(st);
+    free(st);
 }

@@ -16,11 +16,18 @@ extern ProtobufCAllocator mqe2e__cred_allocator;
  * scratch copy is wiped because tickets carry a secret. */
 bool mqe2e__cred_canonical(const ProtobufCMessage *m, const uint8_t *in, size_t len);
 
-/* A usable Ed25519 public key: canonical, on the curve, not of small order. */
+/* A usable Ed25519 public key: canonical, on the curve, not of small order.
+ * Both key checks remember the keys that passed (per thread), so a key met
+ * twice is checked once. */
 bool mqe2e__cred_ed25519_public_ok(const uint8_t pk[32]);
 
 /* A usable X25519 public key: not of small order. */
 bool mqe2e__cred_x25519_public_ok(const uint8_t pk[32]);
+
+/* Record that @p pk passed an equivalent check elsewhere (a DH with a clamped
+ * secret that crypto_scalarmult() did not refuse), so a later
+ * mqe2e__cred_x25519_public_ok() on it in this thread skips the X25519. */
+void mqe2e__cred_x25519_public_passed(const uint8_t pk[32]);
 
 /* Public half of an Ed25519 secret key, recomputed from its seed and checked
  * against the copy stored in the key. Returns 0, MQE2E_ERR_INVALID_ARG or
@@ -47,8 +54,9 @@ typedef struct mqe2e__cred_signer {
  * MQE2E_ERR_INVALID_ARG or MQE2E_ERR_CRYPTO. */
 int mqe2e__cred_signer_public(uint8_t pk[32], const mqe2e__cred_signer *s);
 
-/* Ed25519 over domain || body by a signer; a callback's signature is verified
- * against its public key. Returns 0, MQE2E_ERR_NOMEM, MQE2E_ERR_CRYPTO or
+/* Ed25519 over domain || body by a signer; a callback's first signature (per
+ * thread, callback, context and public key) is verified against its public
+ * key. Returns 0, MQE2E_ERR_NOMEM, MQE2E_ERR_CRYPTO or
  * MQE2E_ERR_INVALID_ARG (callback signed with another key). */
 int mqe2e__cred_sign_by(uint8_t sig[64], const char *domain, const uint8_t *body, size_t len,
                         const mqe2e__cred_signer *s);

@@ -74,4 +74,13 @@ int mqe2e__noise_ss_decrypt_and_hash(mqe2e__noise_ss *ss, uint8_t *out, const ui
 void mqe2e__noise_ss_split(const mqe2e__noise_ss *ss, uint8_t k1[MQE2E_NOISE_KEY_BYTES],
                            uint8_t k2[MQE2E_NOISE_KEY_BYTES]);
 
+/* Replace the psk in slot @p index of a live handshake, before the psk token
+ * that mixes it was processed (mqe2e_noise_handshake_set_psk() only works
+ * before the first message). For a responder that learns which psk to use
+ * from the first message's payload, when that message mixes no psk (IKpsk2):
+ * the state after it does not depend on the psk. Returns 0 or
+ * MQE2E_ERR_STATE / MQE2E_ERR_INVALID_ARG. */
+int mqe2e__noise_handshake_replace_psk(mqe2e_noise_handshake *hs, size_t index,
+                                       const uint8_t psk[MQE2E_NOISE_PSK_BYTES]);
+
 #endif

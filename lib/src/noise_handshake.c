@@ -1,5 +1,6 @@
 /* Noise HandshakeState (revision 34, section 5.3) for 25519_ChaChaPoly_SHA256. */
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal_noise.h"
@@ -82,7 +83,13 @@ int mqe2e_noise_handshake_new(mqe2e_noise_handshake **hs, const char *protocol_n
     int rc = mqe2e__noise_pattern_parse(&pat, protocol_name);
     if (rc != MQE2E_OK) return rc;
 
-    mqe2e_noise_handshake *h = sodium_malloc(sizeof *h);
+    /* Plain malloc, not sodium_malloc: a handshake lives for one round trip,
+     * and sodium_malloc's guard pages (mmap + mprotect + mlock per state)
+     * cost more than the handshake's own DHs on a busy authority. The keys
+     * in it are ephemeral or copies of a static key the caller keeps in
+     * sodium_malloc memory; every exit wipes the state (fail() and
+     * mqe2e_noise_handshake_free() call sodium_memzero before free). */
+    mqe2e_noise_handshake *h = malloc(sizeof *h);
     if (h == NULL) return MQE2E_ERR_NOMEM;
     memset(h, 0, sizeof *h);
     h->pat = pat;
@@ -97,7 +104,7 @@ void mqe2e_noise_handshake_free(mqe2e_noise_handshake *hs)
 {
     if (hs == NULL) return;
     sodium_memzero(hs, sizeof *hs);
-    sodium_free(hs);
+    free(hs);
 }
 
 int mqe2e_noise_handshake_set_local_static(mqe2e_noise_handshake *hs,
@@ -130,6 +137,17 @@ int mqe2e_noise_handshake_set_psk(mqe2e_noise_handshake *hs, const uint8_t psk[M
     if (hs == NULL || psk == NULL) return MQE2E_ERR_INVALID_ARG;
     if (hs->failed || hs->started || hs->n_psks >= hs->pat.n_psks) return MQE2E_ERR_STATE;
     memcpy(hs->psks[hs->n_psks++], psk, MQE2E_NOISE_PSK_BYTES);
+    return MQE2E_OK;
+}
+
+int mqe2e__noise_handshake_replace_psk(mqe2e_noise_handshake *hs, size_t index,
+                                       const uint8_t psk[MQE2E_NOISE_PSK_BYTES])
+{
+    if (hs == NULL || psk == NULL) return MQE2E_ERR_INVALID_ARG;
+    /* A psk already mixed cannot change: both sides' keys derive from it. */
+    if (hs->failed || hs->split_done || index >= hs->n_psks || index < hs->psk_used)
+        return MQE2E_ERR_STATE;
+    memcpy(hs->psks[index], psk, MQE2E_NOISE_PSK_BYTES);
     return MQE2E_OK;
 }
 

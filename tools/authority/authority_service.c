@@ -834,7 +834,7 @@ static void job_read(authority *a, enroll_job *j)
     if (j->rc == MQE2E_OK) j->step = ENROLL_STEP_READ;
 }
 
-/* Token MAC, then step 1 again with the token as psk. */
+/* Token MAC; the token becomes the psk of step 2. */
 static void job_mac(authority *a, enroll_job *j)
 {
     (void)a;

@@ -279,8 +279,9 @@ typedef struct mqe2e_enroll_request {
  * call ::mqe2e_enroll_accept_verify_mac with it BEFORE consuming it.
  * @param st        out: new state (free with ::mqe2e_enroll_authority_free); NULL on failure.
  * @param req       out: the request; zeroed on failure.
- * @param authority_dh_secret authority X25519 static secret; copied into the
- *                  wiped state (step 1 is processed again once the psk is known).
+ * @param authority_dh_secret authority X25519 static secret; only read (the
+ *                  handshake state after step 1 does not depend on the psk, so
+ *                  it is kept and the token is bound to it later).
  * @param prefix    control prefix (mqe2e_control_prefix_valid()).
  * @param frame     the received control frame (read only).
  * @param len       length of @p frame.

@@ -60,7 +60,7 @@ trap 'exit 130' INT TERM
 echo "== build (Release) in $build"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQE2E_BUILD_BENCH=ON \
     -DMQE2E_BUILD_PLUGIN=ON >/dev/null
-cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake bench_enroll_rate \
+cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake bench_enroll_rate bench_rekey \
     hr_device hr_backend mqe2e_cli >/dev/null
 run_s=$SECONDS
 cli="$build/tools/mqe2e/mqe2e"
@@ -134,6 +134,14 @@ if [ "$smoke" -eq 1 ]; then
     "$build/bench/bench_enroll_rate" --smoke --json "$work/enroll.json"
 else
     "$build/bench/bench_enroll_rate" --devices 2000 --json "$work/enroll.json"
+fi
+
+# ---- 3d. rekey after a revocation (own broker and authority) -------------------------------
+echo "== bench_rekey"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_rekey" --smoke --json "$work/rekey.json"
+else
+    "$build/bench/bench_rekey" --members 1000 --rounds 3 --json "$work/rekey.json"
 fi
 
 # ---- 4. library sizes ----------------------------------------------------------------
@@ -221,6 +229,7 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "memory": '; cat "$work/memory.json"; printf ',\n'
     printf '  "handshake": '; cat "$work/handshake.json"; printf ',\n'
     printf '  "enroll_rate": '; cat "$work/enroll.json"; printf ',\n'
+    printf '  "rekey": '; cat "$work/rekey.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
     printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
         "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"
@@ -253,6 +262,10 @@ ovh_signed=$(jnum "$work/crypto.json" overhead_signed_group_bytes '"payload_byte
 ovh_channel=$(jnum "$work/crypto.json" overhead_channel_bytes '"payload_bytes": 256,')
 cr_signed=$(jnum "$work/crypto.json" ratio_signed_seal_open_vs_raw '"payload_bytes": 256,')
 enroll_rate=$(jnum "$work/enroll.json" devices_per_s)
+rekey_p50=$(sed -n 's/.*"revocation_to_all_members_ms": {"p50": \([0-9.]*\), "max": \([0-9.]*\).*/\1/p' "$work/rekey.json")
+rekey_max=$(sed -n 's/.*"revocation_to_all_members_ms": {"p50": \([0-9.]*\), "max": \([0-9.]*\).*/\2/p' "$work/rekey.json")
+rekey_first=$(sed -n 's/.*"first_push_ms": {"p50": \([0-9.]*\).*/\1/p' "$work/rekey.json")
+rekey_members=$(jnum "$work/rekey.json" members)
 m="$work/memory.json"
 mem() { jnum "$m" "$2" "\"$1\""; }
 ms_first=$(jnum "$m" first_message_ns)
@@ -310,6 +323,9 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "enroll_round_trip_p99,$(hs enroll round_trip_ms p99),ms,,"
     echo "enroll_bytes_request_reply,$(hs enroll request_bytes)/$(hs enroll reply_bytes),B,,"
     echo "enroll_rate_authority,$enroll_rate,devices/s,>= 1000,$(verdict "$enroll_rate" 1000 '>=')"
+    echo "rekey_${rekey_members}_members_revocation_to_all_p50,$rekey_p50,ms,,"
+    echo "rekey_${rekey_members}_members_revocation_to_all_max,$rekey_max,ms,<= 2000,$(verdict "$rekey_max" 2000 '<=')"
+    echo "rekey_first_push_p50,$rekey_first,ms,,"
 } >"$out/latest.csv"
 
 # ---- plot ----------------------------------------------------------------------------------

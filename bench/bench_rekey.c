@@ -1,0 +1,686 @@
+/*
+ * Rekey after a revocation: how long until every remaining member of a large
+ * group holds the new epoch, through the real authority process and a real
+ * Mosquitto.
+ *
+ * usage: bench_rekey [--members N] [--rounds R] [--window W] [--cli PATH] [--json FILE] [--smoke]
+ *
+ * N simulated devices (default 1000; --smoke: 50) enroll into group `big`
+ * (topic `big/#`) with tickets from `mqe2e token create`, over one Paho
+ * connection subscribed to P/client/# (replies and pushes are told apart by
+ * topic). Then R times (default 3; --smoke: 1) the operator runs
+ * `mqe2e revoke --id m-K` for one member. The clock starts just before the
+ * CLI is started (its start-up, keystore open and operator round trip are
+ * included) and stops when the push of the last remaining member has been
+ * received and opened with that member's own key (Noise_K push from the
+ * pinned authority) and shows the next epoch of `big`. Pushes are opened as
+ * they arrive, on the single receiving thread, so the figure includes the
+ * devices' decryption work done one after the other.
+ *
+ * Also reported: time to the first such push, the CLI's own run time, and the
+ * authority's time to rotate and push ("group big rotated to epoch E, members
+ * pushed in X ms" in its log). Every revoked member must receive no push that
+ * carries a new epoch of `big`.
+ *
+ * Prints a human summary on stderr and one JSON line on stdout (also written
+ * to FILE with --json). Exit status 0 when every remaining member received
+ * every new epoch and no revoked member did, whatever the times: timings are
+ * reported, not asserted.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTClient.h>
+#include <sodium.h>
+
+#include "mqe2e/control.h"
+#include "mqe2e/credential.h"
+#include "mqe2e/error.h"
+#include "mqe2e/operator.h"
+
+#ifndef MQE2E_BENCH_CLI
+#define MQE2E_BENCH_CLI "mqe2e"
+#endif
+
+#define PREFIX "mqe2e"
+#define AUTH_ID "authority-bench"
+#define GROUP "big"
+#define TARGET_MS 2000.0
+#define MAX_ROUNDS 100
+/* A round that takes longer than this is a functional failure, not a slow one. */
+#define ROUND_LIMIT_S 60.0
+
+typedef struct dev {
+    mqe2e_enroll_device *st;
+    uint8_t dh_sk[32], dh_pk[32], sign_pk[32], sign_sk[64];
+    uint8_t *req;
+    size_t req_len;
+    int enrolled;
+    int revoked;
+    uint64_t last_push;
+    uint32_t epoch;     /* highest epoch of GROUP held */
+    long bad_pushes;    /* pushes that did not open */
+    long leaked_pushes; /* new epochs received after revocation */
+} dev;
+
+static const char *cli = MQE2E_BENCH_CLI;
+static char dir[512];
+static pid_t broker_pid, authority_pid;
+static mqe2e_authority_pin pin;
+
+static double mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+static void stop_child(pid_t *pid)
+{
+    if (*pid <= 0) return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        sleep_ms(50);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+static void cleanup(void)
+{
+    stop_child(&authority_pid);
+    stop_child(&broker_pid);
+    if (dir[0] != '\0') {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "bench_rekey: cannot remove %s\n", dir);
+        dir[0] = '\0';
+    }
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_rekey: %s\n", what);
+    cleanup();
+    exit(2);
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &l) != 0)
+        die("no free port");
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+    if (s >= 0) close(s);
+    return ok;
+}
+
+/* Start the CLI (args NULL-terminated, without the program) with stdout on a
+ * pipe; returns the child, the read end in *fd. */
+static pid_t cli_start(int *fd, const char *const *args)
+{
+    int fds[2];
+    if (pipe(fds) != 0) die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        const char *argv[64];
+        size_t n = 0;
+        argv[n++] = cli;
+        for (; args[n - 1] != NULL && n < 63; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(cli, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *fd = fds[0];
+    return pid;
+}
+
+/* Read the CLI's stdout to the end into a malloc()ed string; close fd. */
+static char *cli_output(int fd)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    if (buf == NULL) die("out of memory");
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap *= 2;
+            char *n = realloc(buf, cap);
+            if (n == NULL) die("out of memory");
+            buf = n;
+        }
+        ssize_t r = read(fd, buf + len, 4096);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+static int exit_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Run the CLI to completion; stdout into a malloc()ed string (or dropped). */
+static int run_cli(char **out, const char *const *args)
+{
+    int fd = -1;
+    pid_t pid = cli_start(&fd, args);
+    char *buf = cli_output(fd);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (out != NULL)
+        *out = buf;
+    else
+        free(buf);
+    return exit_code(st);
+}
+
+static void start_broker(int port)
+{
+    char conf[600], log[600];
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", dir);
+    snprintf(log, sizeof log, "%s/mosquitto.log", dir);
+    FILE *f = fopen(conf, "w");
+    if (f == NULL) die("cannot write mosquitto.conf");
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
+    /* Every simulated device shares one connection: without these the
+     * broker's per-connection limits (20 QoS 1 in flight) would pace the
+     * pushes of all members as if they were one slow client. */
+    fprintf(f, "max_queued_messages 0\nmax_inflight_messages 0\n");
+    fprintf(f, "log_dest file %s\nlog_type error\nlog_type warning\n", log);
+    if (geteuid() == 0) fprintf(f, "user root\n");
+    fclose(f);
+    broker_pid = fork();
+    if (broker_pid < 0) die("fork");
+    if (broker_pid == 0) {
+        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (port_open(port)) return;
+        sleep_ms(50);
+    }
+    die("mosquitto did not start");
+}
+
+static void start_authority(const char *ks, const char *key, const char *db, const char *port,
+                            const char *log)
+{
+    authority_pid = fork();
+    if (authority_pid < 0) die("fork");
+    if (authority_pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execl(cli, cli, "authority", "run", "-k", ks, "--key-file", key, "--db", db, "-h",
+              "127.0.0.1", "-p", port, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(log, "r");
+        char line[1024];
+        int ready = 0;
+        while (f != NULL && fgets(line, sizeof line, f) != NULL)
+            if (strstr(line, "serving") != NULL) ready = 1;
+        if (f != NULL) fclose(f);
+        if (ready) return;
+        sleep_ms(50);
+    }
+    die("the authority did not start");
+}
+
+/* Index of m-K from "P/client/m-K" (K from 1), or -1. */
+static long dev_index(const char *topic, long n)
+{
+    static const char pre[] = PREFIX "/client/m-";
+    if (strncmp(topic, pre, sizeof pre - 1U) != 0) return -1;
+    char *end = NULL;
+    long k = strtol(topic + sizeof pre - 1U, &end, 10);
+    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
+    return k - 1;
+}
+
+static uint32_t bundle_epoch(const mqe2e_control_update *u)
+{
+    uint32_t e = 0;
+    for (size_t i = 0; i < u->n_bundles; i++)
+        if (strcmp(u->bundles[i].group, GROUP) == 0 && u->bundles[i].epoch > e)
+            e = u->bundles[i].epoch;
+    return e;
+}
+
+/* Open a push to d; returns 1 when it carried a newer epoch of GROUP. */
+static int push_take(dev *d, const uint8_t *frame, size_t len)
+{
+    mqe2e_control_update u;
+    int rc =
+        mqe2e_push_open(&u, d->dh_sk, pin.dh_public, PREFIX, AUTH_ID, frame, len, d->last_push);
+    if (rc != MQE2E_OK) {
+        d->bad_pushes++;
+        return 0;
+    }
+    d->last_push = u.push_seq;
+    uint32_t e = bundle_epoch(&u);
+    mqe2e_control_update_wipe(&u);
+    if (e <= d->epoch) return 0;
+    d->epoch = e;
+    if (d->revoked) d->leaked_pushes++;
+    return 1;
+}
+
+/* One message from the shared connection, handed to the device it is for.
+ * Returns 1 when it was a push raising a device's epoch to `want`. */
+static int pump(MQTTClient c, dev *d, long n, uint32_t want, long timeout_ms)
+{
+    char *topic = NULL;
+    int tl = 0, hit = 0;
+    MQTTClient_message *m = NULL;
+    if (MQTTClient_receive(c, &topic, &tl, &m, (unsigned long)timeout_ms) == MQTTCLIENT_SUCCESS &&
+        m != NULL && topic != NULL && m->payloadlen > 0) {
+        long i = dev_index(topic, n);
+        if (i >= 0 && d[i].enrolled &&
+            push_take(&d[i], (const uint8_t *)m->payload, (size_t)m->payloadlen) && !d[i].revoked &&
+            d[i].epoch == want)
+            hit = 1;
+    }
+    if (m != NULL) MQTTClient_freeMessage(&m);
+    if (topic != NULL) MQTTClient_free(topic);
+    return hit;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median (mean of the two middle values for an even count) and maximum. */
+static void stats(const double *v, int n, double *p50, double *max)
+{
+    double s[MAX_ROUNDS];
+    memcpy(s, v, (size_t)n * sizeof *v);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    *p50 = n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2.0;
+    *max = s[n - 1];
+}
+
+/* The authority's "members pushed in X ms" for the rotation of GROUP to epoch e, or -1. */
+static double authority_ms(const char *log, uint32_t e)
+{
+    char want[128], line[1024];
+    double ms = -1;
+    snprintf(want, sizeof want, "group " GROUP " rotated to epoch %lu, members pushed in ",
+             (unsigned long)e);
+    FILE *f = fopen(log, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char *p = strstr(line, want);
+        if (p != NULL) ms = strtod(p + strlen(want), NULL);
+    }
+    if (f != NULL) fclose(f);
+    return ms;
+}
+
+/* Enroll every device (windowed, like bench_enroll_rate) and finish each reply. */
+static void enroll_all(MQTTClient c, dev *d, long n, long window, char *tickets)
+{
+    uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
+    char *save = NULL;
+    long got = 0;
+    for (char *l = strtok_r(tickets, "\n", &save); l != NULL && got < n;
+         l = strtok_r(NULL, "\n", &save)) {
+        mqe2e_ticket t;
+        if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
+        char want[64];
+        snprintf(want, sizeof want, "m-%ld", got + 1);
+        if (strcmp(t.client_id, want) != 0) die("tickets out of order");
+        dev *x = &d[got];
+        crypto_box_keypair(x->dh_pk, x->dh_sk);
+        crypto_sign_keypair(x->sign_pk, x->sign_sk);
+        size_t len = 0;
+        if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
+                               (uint64_t)time(NULL)) != MQE2E_OK)
+            die("enroll_begin failed");
+        mqe2e_ticket_wipe(&t);
+        if ((x->req = malloc(len)) == NULL) die("out of memory");
+        memcpy(x->req, frame, len);
+        x->req_len = len;
+        got++;
+    }
+    if (got != n) die("fewer tickets than devices");
+
+    long sent = 0, done = 0;
+    double t0 = mono(), limit = 60.0 + (double)n / 50.0;
+    while (done < n && mono() - t0 < limit) {
+        while (sent < n && sent - done < window) {
+            MQTTClient_deliveryToken tok;
+            if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].req_len, d[sent].req, 1, 0,
+                                   &tok) != MQTTCLIENT_SUCCESS)
+                die("publish failed");
+            sent++;
+        }
+        char *topic = NULL;
+        int tl = 0;
+        MQTTClient_message *m = NULL;
+        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
+            topic != NULL) {
+            long i = dev_index(topic, n);
+            if (i >= 0 && d[i].st != NULL && m->payloadlen > 0) {
+                mqe2e_control_update r;
+                mqe2e_credential *cred = NULL;
+                if (mqe2e_enroll_finish(d[i].st, &r, &cred, (const uint8_t *)m->payload,
+                                        (size_t)m->payloadlen, (uint64_t)time(NULL)) == MQE2E_OK) {
+                    d[i].enrolled = 1;
+                    d[i].epoch = bundle_epoch(&r);
+                    mqe2e_control_update_wipe(&r);
+                }
+                mqe2e_credential_free(cred);
+                mqe2e_enroll_device_free(d[i].st);
+                d[i].st = NULL;
+                done++;
+            }
+        }
+        if (m != NULL) MQTTClient_freeMessage(&m);
+        if (topic != NULL) MQTTClient_free(topic);
+    }
+    for (long i = 0; i < n; i++) {
+        if (!d[i].enrolled || d[i].epoch == 0) die("a member did not enroll");
+        free(d[i].req);
+        d[i].req = NULL;
+    }
+    fprintf(stderr, "bench_rekey: %ld members enrolled in %.2f s\n", n, mono() - t0);
+}
+
+int main(int argc, char **argv)
+{
+    long n = 1000, window = 512;
+    int rounds = 3, smoke = 0;
+    const char *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--members") == 0 && i + 1 < argc) {
+            n = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            rounds = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
+            window = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--cli") == 0 && i + 1 < argc) {
+            cli = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json = argv[++i];
+        } else if (strcmp(argv[i], "--smoke") == 0) {
+            smoke = 1;
+            n = 50;
+            rounds = 1;
+        } else {
+            fprintf(stderr, "usage: bench_rekey [--members N] [--rounds R] [--window W] "
+                            "[--cli PATH] [--json FILE] [--smoke]\n");
+            return 2;
+        }
+    }
+    if (rounds < 1 || rounds > MAX_ROUNDS || n < rounds + 1 || n > 100000 || window < 1)
+        die("need 1 <= rounds <= 100, rounds < members <= 100000, window >= 1");
+    if (sodium_init() < 0) die("sodium_init");
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/mqe2e-rekey-bench.XXXXXX", tmp != NULL ? tmp : "/tmp");
+    if (mkdtemp(dir) == NULL) {
+        dir[0] = '\0';
+        die("mkdtemp");
+    }
+    char auth_ks[600], op_ks[600], db[600], key[600], alog[600], port[16];
+    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
+    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
+    snprintf(db, sizeof db, "%s/auth.db", dir);
+    snprintf(key, sizeof key, "%s/key", dir);
+    snprintf(alog, sizeof alog, "%s/authority.log", dir);
+    int p = free_port();
+    snprintf(port, sizeof port, "%d", p);
+    FILE *kf = fopen(key, "w");
+    if (kf == NULL) die("cannot write the key file");
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", kf);
+    fclose(kf);
+    chmod(key, 0600);
+    start_broker(p);
+
+    char *out = NULL;
+    const char *init[] = {"authority", "init", "-k",   auth_ks, "--key-file", key,
+                          "--db",      db,     "--id", AUTH_ID, NULL};
+    if (run_cli(&out, init) != 0) die("authority init failed");
+    out[strcspn(out, "\n")] = '\0';
+    char pin_text[1024];
+    snprintf(pin_text, sizeof pin_text, "%s", out);
+    free(out);
+    if (mqe2e_authority_pin_decode(&pin, pin_text) != MQE2E_OK) die("bad pin");
+    const char *keygen[] = {"keygen", "-k", op_ks, "--key-file", key, "--id", "op1", NULL};
+    if (run_cli(&out, keygen) != 0) die("keygen failed");
+    char *sp = strstr(out, "signing public key: ");
+    if (sp == NULL) die("keygen printed no public key");
+    char hex[65];
+    memcpy(hex, sp + strlen("signing public key: "), 64);
+    hex[64] = '\0';
+    free(out);
+    const char *add[] = {
+        "authority", "operator-add", "-k",  auth_ks,         "--key-file", key, "--db",
+        db,          "--name",       "op1", "--sign-public", hex,          NULL};
+    if (run_cli(NULL, add) != 0) die("operator-add failed");
+    start_authority(auth_ks, key, db, port, alog);
+
+    const char *gc[] = {"group",       "create", "--group",    GROUP, "--topic", GROUP "/#",
+                        "-k",          op_ks,    "--key-file", key,   "-p",      port,
+                        "--authority", pin_text, "-W",         "60",  NULL};
+    if (run_cli(NULL, gc) != 0) die("group create failed");
+    char count[32];
+    snprintf(count, sizeof count, "%ld", n);
+    const char *tc[] = {
+        "token",       "create",          "--id", "m",   "--count",    count, "--group", GROUP,
+        "--grant",     GROUP "/#:pubsub", "-k",   op_ks, "--key-file", key,   "-p",      port,
+        "--authority", pin_text,          "-W",   "120", NULL};
+    if (run_cli(&out, tc) != 0) die("token create failed");
+
+    dev *d = calloc((size_t)n, sizeof *d);
+    if (d == NULL) die("out of memory");
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", p);
+    MQTTClient c;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    co.maxInflightMessages = 65535;
+    if (MQTTClient_create(&c, uri, "bench-members", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+            MQTTCLIENT_SUCCESS ||
+        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
+        die("cannot connect the members' connection");
+    enroll_all(c, d, n, window, out);
+    sodium_memzero(out, strlen(out));
+    free(out);
+
+    double total_ms[MAX_ROUNDS], first_ms[MAX_ROUNDS], cmd_ms[MAX_ROUNDS], auth_ms[MAX_ROUNDS];
+    int auth_n = 0, failed = 0;
+    long missing_total = 0;
+    uint32_t epoch = d[0].epoch;
+    for (int r = 0; r < rounds; r++) {
+        /* Revoke members spread over the group, never the same one twice. */
+        long victim = (long)r * (n / rounds);
+        char id[32];
+        snprintf(id, sizeof id, "m-%ld", victim + 1);
+        const char *rv[] = {"revoke", "--id",        id,       "-k", op_ks, "--key-file", key, "-p",
+                            port,     "--authority", pin_text, "-W", "60",  NULL};
+        uint32_t want = epoch + 1U;
+        long remaining = 0, have = 0;
+        for (long i = 0; i < n; i++)
+            if (!d[i].revoked && i != victim) remaining++;
+        d[victim].revoked = 1;
+
+        int fd = -1, st = 0, cli_done = 0;
+        double t0 = mono(), t_first = -1, t_last = -1, t_cli = -1;
+        pid_t pid = cli_start(&fd, rv);
+        /* Receive while the CLI runs: pushes may arrive before it exits. */
+        while ((have < remaining || !cli_done) && mono() - t0 < ROUND_LIMIT_S) {
+            if (have < remaining && pump(c, d, n, want, cli_done ? 100 : 5)) {
+                double now = mono();
+                if (t_first < 0) t_first = now;
+                if (++have == remaining) t_last = now;
+            } else if (have == remaining) {
+                sleep_ms(5);
+            }
+            if (!cli_done) {
+                pid_t w = waitpid(pid, &st, WNOHANG);
+                if (w == pid) {
+                    cli_done = 1;
+                    t_cli = mono();
+                }
+            }
+        }
+        if (!cli_done) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            t_cli = mono();
+        }
+        char *rout = cli_output(fd);
+        if (exit_code(st) != 0) {
+            fprintf(stderr, "bench_rekey: `mqe2e revoke --id %s` failed (exit %d)\n", id,
+                    exit_code(st));
+            failed = 1;
+        }
+        free(rout);
+        /* Late pushes (to the revoked member above all) land before the next round. */
+        double drain = mono();
+        while (mono() - drain < 0.3)
+            (void)pump(c, d, n, want, 50);
+
+        if (t_last < 0) {
+            fprintf(stderr, "bench_rekey: round %d: %ld of %ld members got epoch %lu\n", r + 1,
+                    have, remaining, (unsigned long)want);
+            missing_total += remaining - have;
+            failed = 1;
+            t_last = mono();
+        }
+        total_ms[r] = (t_last - t0) * 1e3;
+        first_ms[r] = t_first >= 0 ? (t_first - t0) * 1e3 : -1;
+        cmd_ms[r] = (t_cli - t0) * 1e3;
+        double a = authority_ms(alog, want);
+        if (a >= 0) auth_ms[auth_n++] = a;
+        fprintf(stderr,
+                "round %d: revoked %s, epoch %lu: %ld members, first push %.1f ms, last push "
+                "opened %.1f ms, CLI exited %.1f ms, authority rotate+push %.1f ms\n",
+                r + 1, id, (unsigned long)want, remaining, first_ms[r], total_ms[r], cmd_ms[r], a);
+        epoch = want;
+    }
+
+    long leaked = 0, bad = 0;
+    for (long i = 0; i < n; i++) {
+        leaked += d[i].leaked_pushes;
+        bad += d[i].bad_pushes;
+        if (!d[i].revoked && d[i].epoch != epoch) failed = 1;
+        mqe2e_enroll_device_free(d[i].st);
+        sodium_memzero(d[i].dh_sk, sizeof d[i].dh_sk);
+        sodium_memzero(d[i].sign_sk, sizeof d[i].sign_sk);
+        free(d[i].req);
+    }
+    free(d);
+    if (leaked != 0) {
+        fprintf(stderr, "bench_rekey: %ld new epochs reached revoked members\n", leaked);
+        failed = 1;
+    }
+    MQTTClient_disconnect(c, 500);
+    MQTTClient_destroy(&c);
+    cleanup();
+
+    double t50, tmax, f50, fmax, c50, cmax, a50 = -1, amax = -1;
+    stats(total_ms, rounds, &t50, &tmax);
+    stats(first_ms, rounds, &f50, &fmax);
+    stats(cmd_ms, rounds, &c50, &cmax);
+    if (auth_n > 0) stats(auth_ms, auth_n, &a50, &amax);
+    char rlist[MAX_ROUNDS * 16] = "";
+    for (int r = 0; r < rounds; r++) {
+        size_t l = strlen(rlist);
+        snprintf(rlist + l, sizeof rlist - l, "%s%.1f", r > 0 ? ", " : "", total_ms[r]);
+    }
+    char auth_json[128];
+    if (auth_n > 0)
+        snprintf(auth_json, sizeof auth_json, "{\"p50\": %.1f, \"max\": %.1f}", a50, amax);
+    else
+        snprintf(auth_json, sizeof auth_json, "null");
+    int met = !failed && tmax <= TARGET_MS;
+    fprintf(stderr,
+            "rekey: %ld members, %d revocations: all remaining members hold the new epoch "
+            "p50 %.1f ms, max %.1f ms (target <= %.0f ms: %s); first push p50 %.1f ms; "
+            "CLI run p50 %.1f ms; authority rotate+push p50 %.1f ms; pushes that failed to open "
+            "%ld; new epochs to revoked members %ld\n",
+            n, rounds, t50, tmax, TARGET_MS, met ? "met" : "not met", f50, c50, a50, bad, leaked);
+    char line[2048];
+    snprintf(line, sizeof line,
+             "{\"benchmark\": \"rekey\", \"smoke\": %s, \"members\": %ld, \"rounds\": %d, "
+             "\"revocation_to_all_members_ms\": {\"p50\": %.1f, \"max\": %.1f, \"each\": [%s]}, "
+             "\"first_push_ms\": {\"p50\": %.1f, \"max\": %.1f}, "
+             "\"command_ms\": {\"p50\": %.1f, \"max\": %.1f}, \"authority_push_ms\": %s, "
+             "\"missing\": %ld, \"revoked_new_epoch_pushes\": %ld, \"unopened_pushes\": %ld, "
+             "\"statistic\": \"from the start of `mqe2e revoke` to the last remaining member's "
+             "push opened showing the new epoch\", "
+             "\"target\": {\"max_ms\": %.0f, \"met\": %s}}",
+             smoke ? "true" : "false", n, rounds, t50, tmax, rlist, f50, fmax, c50, cmax, auth_json,
+             missing_total, leaked, bad, TARGET_MS, met ? "true" : "false");
+    printf("%s\n", line);
+    if (json != NULL) {
+        FILE *f = fopen(json, "w");
+        if (f == NULL || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "bench_rekey: cannot write %s\n", json);
+            return 2;
+        }
+    }
+    return failed ? 1 : 0;
+}

@@ -662,7 +662,7 @@ int main(int argc, char **argv)
             "CLI run p50 %.1f ms; authority rotate+push p50 %.1f ms; pushes that failed to open "
             "%ld; new epochs to revoked members %ld\n",
             n, rounds, t50, tmax, TARGET_MS, met ? "met" : "not met", f50, c50, a50, bad, leaked);
-    char line[2048];
+    char line[8192];
     snprintf(line, sizeof line,
              "{\"benchmark\": \"rekey\", \"smoke\": %s, \"members\": %ld, \"rounds\": %d, "
              "\"revocation_to_all_members_ms\": {\"p50\": %.1f, \"max\": %.1f, \"each\": [%s]}, "

@@ -124,7 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     mqe2e_policy_kind kind;
     const char *target = NULL;
-    int rc = mqe2e_policy_lookup(p, topic, &kind, &target);
+    unsigned flags = 0;
+    int rc = mqe2e_policy_lookup_flags(p, topic, &kind, &target, &flags);
     if (!tv) {
         FUZZ_ASSERT(rc == MQE2E_ERR_INVALID_ARG);
     } else {
@@ -148,11 +149,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const char *action = strrchr(accepted[hit], '=') + 1;
             if (strcmp(action, "plaintext") == 0) {
                 FUZZ_ASSERT(kind == MQE2E_POLICY_PLAINTEXT);
+                FUZZ_ASSERT(flags == 0);
             } else {
+                /* group:NAME, signed-group:NAME (group kind, signed flag) or channel:PEER */
                 const char *colon = strchr(action, ':');
+                const int is_signed = strncmp(action, "signed-group:", 13) == 0;
                 FUZZ_ASSERT(colon != NULL && target != NULL && strcmp(target, colon + 1) == 0);
-                FUZZ_ASSERT(kind == (action[0] == 'g' ? MQE2E_POLICY_GROUP
-                                                      : MQE2E_POLICY_CHANNEL));
+                FUZZ_ASSERT(kind == (action[0] == 'g' || is_signed ? MQE2E_POLICY_GROUP
+                                                                   : MQE2E_POLICY_CHANNEL));
+                FUZZ_ASSERT(((flags & MQE2E_POLICY_FLAG_SIGNED) != 0) == is_signed);
             }
         }
     }

@@ -39,6 +39,24 @@
 #define CTL_TRIGGER_SECONDS 2U
 /* Worker tick. */
 #define CTL_TICK_MS 100L
+/*
+ * CHANNEL step 1 (Noise_XX message 1) carries no identity, so anyone who can
+ * publish to our inbox can make us do DH work and hold handshake state. The
+ * responder therefore keeps at most this many half-open handshakes (the
+ * oldest is dropped; established channels are never touched) ...
+ */
+#define CTL_HALF_OPEN_MAX 64U
+/* ... answers at most this many step 1 frames per second overall ... */
+#define CTL_STEP1_RATE 50U
+/* ... with bursts of up to this many ... */
+#define CTL_STEP1_BURST 100U
+/* ... and replaces the half-open handshake of one claimed peer id only when it
+ * is older than this (ms): a forger cannot churn a legitimate peer's attempt. */
+#define CTL_STEP1_PEER_MS 1000U
+/* ... and not at all while this many frames already wait in the outbox: each
+ * QoS 1 control publish takes a broker round trip, so answers beyond that only
+ * queue up in front of a legitimate peer's. */
+#define CTL_STEP1_BACKLOG 16U
 
 typedef struct ctl_out {
     struct ctl_out *next;
@@ -62,8 +80,13 @@ typedef struct ctl_peer {
     struct ctl_peer *next;
     char id[MQE2E_ID_MAX + 1];
     mqe2e_channel *ch;
+    /* A responder handshake started while ch is established: ch stays in
+     * service until this one completes, so a forged step 1 cannot tear a
+     * working channel down. Non-NULL only while ch is established. */
+    mqe2e_channel *hs;
     int initiator;
     uint64_t started; /* when the current handshake began */
+    uint64_t resp_ms; /* monotonic ms when the half-open responder handshake began */
     ctl_pending *pending, *pending_tail;
     size_t n_pending;
     uint64_t pending_since;
@@ -88,6 +111,8 @@ struct mqe2e__ctl {
     ctl_out *out_head, *out_tail;
     size_t n_out;
     mqe2e_control_counters k;
+    uint64_t step1_tokens; /* CHANNEL step 1 budget, in thousandths of a frame */
+    uint64_t step1_ms;     /* monotonic ms of the last refill (0 = never) */
     pthread_t worker;
     pthread_cond_t cond;
     pthread_cond_t drained; /* signalled when the worker finished a publish */
@@ -183,6 +208,8 @@ static void peer_drop_pending(ctl_peer *p)
 
 static void peer_reset(ctl_peer *p)
 {
+    mqe2e_channel_free(p->hs);
+    p->hs = NULL;
     mqe2e_channel_free(p->ch);
     p->ch = NULL;
     p->initiator = 0;
@@ -491,6 +518,146 @@ static void ctl_channel_flush(mqe2e__ctl *c, ctl_peer *p)
     peer_drop_pending(p);
 }
 
+/* 1 when @p p holds a responder handshake still waiting for step 3. */
+static int peer_half_open(const ctl_peer *p)
+{
+    return p->hs != NULL ||
+           (p->ch != NULL && !p->initiator && !mqe2e_channel_is_established(p->ch));
+}
+
+/* Take one step 1 from the global token bucket; 0 when it is empty. */
+static int ctl_step1_take(mqe2e__ctl *c, uint64_t ms)
+{
+    const uint64_t cap = (uint64_t)CTL_STEP1_BURST * 1000U;
+    if (c->step1_ms == 0) {
+        c->step1_tokens = cap;
+    } else if (ms > c->step1_ms) {
+        uint64_t add = (ms - c->step1_ms) * CTL_STEP1_RATE;
+        c->step1_tokens = (add >= cap || cap - add < c->step1_tokens) ? cap : c->step1_tokens + add;
+    }
+    if (ms > c->step1_ms || c->step1_ms == 0) c->step1_ms = ms;
+    if (c->step1_tokens < 1000U) return 0;
+    c->step1_tokens -= 1000U;
+    return 1;
+}
+
+/* Make room for one more half-open responder handshake by dropping the
+ * oldest one (never @p keep, never an established channel). */
+static void ctl_half_open_make_room(mqe2e__ctl *c, const ctl_peer *keep)
+{
+    size_t n = 0;
+    ctl_peer **victim = NULL;
+    for (ctl_peer **pp = &c->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (!peer_half_open(*pp)) continue;
+        n++;
+        if (*pp != keep && (victim == NULL || (*pp)->resp_ms < (*victim)->resp_ms)) victim = pp;
+    }
+    if (n < CTL_HALF_OPEN_MAX || victim == NULL) return;
+    ctl_peer *v = *victim;
+    ctl_log(c, MQE2E_LOG_DEBUG, "half-open CHANNEL from '%s' dropped: too many", v->id);
+    if (v->hs != NULL) {
+        mqe2e_channel_free(v->hs);
+        v->hs = NULL;
+        return;
+    }
+    peer_reset(v);
+    if (v->pending == NULL) {
+        *victim = v->next;
+        free(v);
+    }
+}
+
+static void ctl_on_channel_step1(mqe2e__ctl *c, const mqe2e_control_frame *f, const uint8_t *data,
+                                 size_t len)
+{
+    uint8_t out[4096];
+    size_t out_len = 0;
+    char topic[sizeof c->inbox];
+    mqe2e_channel_config cfg;
+    uint8_t dh_sk[32];
+    mqe2e_channel *ch = NULL;
+    uint64_t ms = mqe2e__plugin_monotonic_ms();
+    int rc;
+
+    ctl_peer *p = peer_find(c, f->from, 0);
+    /* Both sides started at once: the smaller id stays the initiator. */
+    if (p != NULL && p->initiator && p->ch != NULL && !mqe2e_channel_is_established(p->ch) &&
+        strcmp(c->id, f->from) < 0) {
+        c->k.control_ignored++;
+        return;
+    }
+    /* Refused before any DH work or allocation. */
+    if (p != NULL && peer_half_open(p) && ms - p->resp_ms < CTL_STEP1_PEER_MS) {
+        c->k.channel_rate_limited++;
+        return;
+    }
+    if (c->n_out >= CTL_STEP1_BACKLOG || !ctl_step1_take(c, ms)) {
+        c->k.channel_rate_limited++;
+        return;
+    }
+    rc = ctl_channel_config(c, &cfg, dh_sk, f->from);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_channel_accept(&ch, out, sizeof out, &out_len, &cfg, data, len, ctl_now());
+    sodium_memzero(dh_sk, sizeof dh_sk);
+    if (rc != MQE2E_OK) {
+        c->k.handshakes_failed++;
+        ctl_log(c, MQE2E_LOG_WARNING, "CHANNEL step 1 from '%s' refused: %s", f->from,
+                mqe2e_error_name(rc));
+        return;
+    }
+    if (p == NULL || !peer_half_open(p)) ctl_half_open_make_room(c, p);
+    if (p == NULL) p = peer_find(c, f->from, 1);
+    if (p == NULL) {
+        mqe2e_channel_free(ch);
+        return;
+    }
+    if (p->ch != NULL && mqe2e_channel_is_established(p->ch)) {
+        /* Maybe the peer restarted, maybe a forgery: step 3 decides. */
+        mqe2e_channel_free(p->hs);
+        p->hs = ch;
+    } else {
+        peer_reset(p);
+        p->ch = ch;
+        p->initiator = 0;
+        p->started = ctl_now();
+    }
+    p->resp_ms = ms;
+    client_inbox(topic, sizeof topic, c, f->from);
+    (void)ctl_enqueue(c, topic, out, out_len, 1, 0);
+}
+
+/* Step 3 for a handshake that replaces an established channel. */
+static void ctl_on_channel_replacement(mqe2e__ctl *c, ctl_peer *p, const char *topic,
+                                       const uint8_t *data, size_t len)
+{
+    uint8_t out[4096];
+    size_t out_len = 0;
+    int rc = mqe2e_channel_handle(p->hs, out, sizeof out, &out_len, data, len, c->rl, ctl_now());
+    if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_DECODE) {
+        c->k.control_ignored++;
+        return;
+    }
+    if (rc != MQE2E_OK) {
+        c->k.handshakes_failed++;
+        if (peer_revoked(c, p->id)) c->k.revoked_refused++;
+        ctl_log(c, MQE2E_LOG_WARNING, "CHANNEL with '%s' failed: %s", p->id, mqe2e_error_name(rc));
+        /* The established channel stays. */
+        mqe2e_channel_free(p->hs);
+        p->hs = NULL;
+        return;
+    }
+    if (out_len > 0) (void)ctl_enqueue(c, topic, out, out_len, 1, 0);
+    if (mqe2e_channel_is_established(p->hs)) {
+        mqe2e_channel_free(p->ch);
+        p->ch = p->hs;
+        p->hs = NULL;
+        p->initiator = 0;
+        c->k.handshakes_ok++;
+        ctl_log(c, MQE2E_LOG_INFO, "channel with '%s' established", p->id);
+        ctl_channel_flush(c, p);
+    }
+}
+
 static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const uint8_t *data,
                            size_t len)
 {
@@ -508,38 +675,18 @@ static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const ui
         c->k.control_ignored++;
         return;
     }
-    ctl_peer *p = peer_find(c, f->from, f->step == 1);
+    if (f->step == 1) {
+        ctl_on_channel_step1(c, f, data, len);
+        return;
+    }
+    ctl_peer *p = peer_find(c, f->from, 0);
     if (p == NULL) {
         c->k.control_ignored++;
         return;
     }
     client_inbox(topic, sizeof topic, c, f->from);
-    if (f->step == 1) {
-        /* Both sides started at once: the smaller id stays the initiator. */
-        if (p->initiator && p->ch != NULL && !mqe2e_channel_is_established(p->ch) &&
-            strcmp(c->id, f->from) < 0) {
-            c->k.control_ignored++;
-            return;
-        }
-        mqe2e_channel_config cfg;
-        uint8_t dh_sk[32];
-        mqe2e_channel *ch = NULL;
-        rc = ctl_channel_config(c, &cfg, dh_sk, f->from);
-        if (rc == MQE2E_OK)
-            rc = mqe2e_channel_accept(&ch, out, sizeof out, &out_len, &cfg, data, len, ctl_now());
-        sodium_memzero(dh_sk, sizeof dh_sk);
-        if (rc != MQE2E_OK) {
-            c->k.handshakes_failed++;
-            ctl_log(c, MQE2E_LOG_WARNING, "CHANNEL step 1 from '%s' refused: %s", f->from,
-                    mqe2e_error_name(rc));
-            return;
-        }
-        /* A peer that restarted replaces the old channel. */
-        peer_reset(p);
-        p->ch = ch;
-        p->initiator = 0;
-        p->started = ctl_now();
-        (void)ctl_enqueue(c, topic, out, out_len, 1, 0);
+    if (p->hs != NULL) {
+        ctl_on_channel_replacement(c, p, topic, data, len);
         return;
     }
     if (p->ch == NULL) {

@@ -112,6 +112,14 @@ typedef struct mqe2e_control_counters {
     uint64_t channel_sent;       /**< channel envelopes published */
     uint64_t channel_opened;     /**< channel envelopes authenticated and delivered */
     uint64_t control_ignored;    /**< control frames ignored (malformed, unexpected, stale) */
+    /**
+     * CHANNEL step 1 frames refused before any DH work: the global budget
+     * (50 per second, bursts of 100) was spent, 16 control frames already
+     * waited to be published, or the claimed peer already had a half-open
+     * handshake less than 1 s old. Appended last: the order
+     * of the fields above is part of the ABI.
+     */
+    uint64_t channel_rate_limited;
 } mqe2e_control_counters;
 
 /** @brief As MQTTClient_create(). */

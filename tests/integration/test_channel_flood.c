@@ -1,0 +1,655 @@
+/*
+ * A flood of CHANNEL step 1 frames (Noise_XX message 1) at one client's inbox.
+ * Step 1 carries no identity, so anyone with broker access can send it, and
+ * each one answered costs the responder DH work and handshake state. Real
+ * Mosquitto (unlimited queues), the real `mqe2e authority run` process, two
+ * clients enrolled with `mqe2e enroll` on the encrypted Paho front, and an
+ * attacker that is a plain Paho client: it publishes valid-looking step 1
+ * frames (fresh ephemeral keys, thousands of distinct claimed ids, some
+ * claiming the legitimate peer) as fast as it can while the legitimate peer
+ * opens a channel and sends commands.
+ *
+ * Checked: every command is delivered; the victim stays connected; its RSS
+ * stays bounded; and every step 1 frame the victim received is accounted for
+ * exactly: answered (a step 2 seen on the wire) + channel_rate_limited +
+ * handshakes_failed (the broker runs with unlimited queues, so this is an
+ * equality). Prints "channel flood: injected N ... limited L refused F
+ * answered A delivered D ...".
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "mqe2e/MQTTClient.h"
+#include "mqe2e/control.h"
+#include "mqe2e/credential.h"
+#include "testutil.h"
+
+#define PREFIX "mqe2e"
+#define AUTH_ID "authority"
+#define WAIT_MS 15000L
+#define MAXMSG 64
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+static long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+/* ------------------------------------------------------------ fixture */
+
+static tb_broker broker;
+static char *dir;
+static char keyfile[512], auth_ks[512], db[512], op_ks[512], auth_log[512], pin_text[2048];
+static mqe2e_authority_pin pin;
+static pid_t auth_pid;
+
+static void cli_path(char *out, size_t cap)
+{
+    const char *bd = getenv("MQE2E_BUILD_DIR");
+    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd != NULL ? bd : MQE2E_BUILD_DIR);
+}
+
+/* Run a shell command line, stdout into out. Exit code. */
+static int sh(char *out, size_t cap, const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = 0;
+    char sink[512];
+    for (;;) {
+        size_t r = out != NULL ? fread(out + n, 1, cap - 1 - n, p) : fread(sink, 1, sizeof sink, p);
+        if (r == 0) break;
+        if (out != NULL) n += r;
+    }
+    if (out != NULL) out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* An operator command against the running authority. */
+static int op(char *out, size_t cap, const char *args)
+{
+    char cli[PATH_MAX], cmd[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+             args, op_ks, keyfile, broker.port, pin_text);
+    return sh(out, cap, cmd);
+}
+
+static void authority_start(void)
+{
+    char cli[PATH_MAX];
+    cli_path(cli, sizeof cli);
+    size_t before = 0;
+    char *old = tu_read_file(auth_log, &before);
+    free(old);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(auth_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", broker.port);
+        execl(cli, cli, "authority", "run", "-k", auth_ks, "--key-file", keyfile, "--db", db, "-h",
+              "127.0.0.1", "-p", port, (char *)NULL);
+        _exit(127);
+    }
+    auth_pid = pid;
+    long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        size_t len = 0;
+        char *log = tu_read_file(auth_log, &len);
+        int ready = log != NULL && len > before && strstr(log + before, "serving") != NULL;
+        free(log);
+        if (ready) return;
+        cr_assert_lt(now_ms(), deadline, "authority did not start");
+        sleep_ms(50);
+    }
+}
+
+/* What a raw `#` subscriber saw, in arrival order. */
+typedef struct spy_msg {
+    char topic[128];
+    uint8_t *data;
+    size_t len;
+    int retained;
+} spy_msg;
+
+static pthread_mutex_t spy_m = PTHREAD_MUTEX_INITIALIZER;
+static spy_msg *spy;
+static size_t spy_n, spy_cap;
+static MQTTClient spy_client;
+
+static int spy_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
+{
+    (void)ctx;
+    (void)tl;
+    pthread_mutex_lock(&spy_m);
+    if (spy_n == spy_cap) {
+        spy_cap = spy_cap ? spy_cap * 2U : 256U;
+        spy = realloc(spy, spy_cap * sizeof *spy);
+    }
+    spy_msg *s = &spy[spy_n++];
+    snprintf(s->topic, sizeof s->topic, "%s", topic);
+    s->len = (size_t)m->payloadlen;
+    s->data = malloc(s->len + 1U);
+    memcpy(s->data, m->payload, s->len);
+    s->retained = m->retained;
+    pthread_mutex_unlock(&spy_m);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+static size_t spy_count(void)
+{
+    pthread_mutex_lock(&spy_m);
+    size_t n = spy_n;
+    pthread_mutex_unlock(&spy_m);
+    return n;
+}
+
+/* Copy of message i (caller frees data). */
+static spy_msg spy_get(size_t i)
+{
+    pthread_mutex_lock(&spy_m);
+    spy_msg s = spy[i];
+    s.data = malloc(s.len + 1U);
+    memcpy(s.data, spy[i].data, s.len);
+    pthread_mutex_unlock(&spy_m);
+    return s;
+}
+
+static MQTTClient raw_connect(const char *id, void *ctx, MQTTClient_messageArrived *ma)
+{
+    MQTTClient r = NULL;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    if (ma != NULL)
+        cr_assert_eq(MQTTClient_setCallbacks(r, ctx, NULL, ma, NULL), MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    co.maxInflightMessages = 1000;
+    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
+    return r;
+}
+
+static void setup(void)
+{
+    cr_assert_eq(mqe2e_init(), MQE2E_OK);
+    memset(&broker, 0, sizeof broker);
+    /* Unlimited queues: every frame the attacker publishes reaches the victim,
+     * which makes the accounting below an equality. */
+    broker.extra_conf = "max_queued_messages 0";
+    cr_assert_eq(tb_broker_start(&broker), 0);
+    dir = tu_tempdir();
+    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
+    FILE *f = fopen(keyfile, "w");
+    cr_assert_not_null(f);
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
+    fclose(f);
+    chmod(keyfile, 0600);
+    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
+    snprintf(db, sizeof db, "%s/auth.db", dir);
+    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
+    snprintf(auth_log, sizeof auth_log, "%s/authority.log", dir);
+
+    /* The spy is on '#' before anything happens. */
+    spy_n = 0;
+    spy_client = raw_connect("spy", NULL, spy_on_message);
+    cr_assert_eq(MQTTClient_subscribe(spy_client, "#", 1), MQTTCLIENT_SUCCESS);
+
+    char cli[PATH_MAX], cmd[4096], out[4096];
+    cli_path(cli, sizeof cli);
+    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id %s", cli,
+             auth_ks, keyfile, db, AUTH_ID);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(pin_text, sizeof pin_text, "%s", out);
+    cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
+    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    char *sp = strstr(out, "signing public key: ");
+    cr_assert_not_null(sp);
+    char hex[65];
+    memcpy(hex, sp + strlen("signing public key: "), 64);
+    hex[64] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "--sign-public %s",
+             cli, auth_ks, keyfile, db, hex);
+    cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    authority_start();
+    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
+}
+
+static void teardown(void)
+{
+    if (auth_pid > 0) {
+        kill(auth_pid, SIGCONT);
+        kill(auth_pid, SIGTERM);
+        waitpid(auth_pid, NULL, 0);
+        auth_pid = 0;
+    }
+    if (spy_client != NULL) {
+        MQTTClient_disconnect(spy_client, 500);
+        MQTTClient_destroy(&spy_client);
+    }
+    for (size_t i = 0; i < spy_n; i++)
+        free(spy[i].data);
+    free(spy);
+    spy = NULL;
+    spy_n = spy_cap = 0;
+    tb_broker_stop(&broker);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(channel_flood, .init = setup, .fini = teardown, .timeout = 180);
+
+/* ------------------------------------------------------------ clients */
+
+static void ks_path(char *out, size_t cap, const char *id)
+{
+    snprintf(out, cap, "%s/%s.ks", dir, id);
+}
+
+static void token(char *ticket, size_t cap, const char *id, const char *extra)
+{
+    char args[512];
+    snprintf(args, sizeof args, "token create --id %s --group fleet --grant 'fleet/#:pubsub' %s",
+             id, extra != NULL ? extra : "");
+    cr_assert_eq(op(ticket, cap, args), 0, "token create: %s", ticket);
+    ticket[strcspn(ticket, "\n")] = '\0';
+}
+
+/* `mqe2e enroll` for id; its stderr (-d) into dir/<id>.enroll.err. Exit code. */
+static int enroll_cli(const char *id, const char *ticket)
+{
+    char cli[PATH_MAX], ks[512], cmd[2048];
+    cli_path(cli, sizeof cli);
+    ks_path(ks, sizeof ks, id);
+    snprintf(cmd, sizeof cmd,
+             "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 30 -d >'%s/%s.enroll.out' "
+             "2>'%s/%s.enroll.err'",
+             cli, ks, keyfile, broker.port, dir, id, dir, id);
+    setenv("MQE2E_TICKET", ticket, 1);
+    int st = system(cmd);
+    unsetenv("MQE2E_TICKET");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void enroll(const char *id)
+{
+    char ticket[4096];
+    token(ticket, sizeof ticket, id, NULL);
+    int rc = enroll_cli(id, ticket);
+    cr_assert_eq(rc, 0, "enroll %s exited %d", id, rc);
+}
+
+static mqe2e_keystore *open_ks(const char *id)
+{
+    char path[512];
+    uint8_t k[32];
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    ks_path(path, sizeof path, id);
+    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
+    sodium_memzero(k, sizeof k);
+    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
+    return ks;
+}
+
+typedef struct inbox {
+    pthread_mutex_t m;
+    int n;
+    char payload[MAXMSG][64];
+} inbox;
+
+static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
+{
+    inbox *ib = ctx;
+    (void)topicLen;
+    pthread_mutex_lock(&ib->m);
+    if (ib->n < MAXMSG) {
+        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
+        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
+        ib->payload[ib->n][len] = '\0';
+    }
+    ib->n++;
+    pthread_mutex_unlock(&ib->m);
+    mqe2e_MQTTClient_freeMessage(&msg);
+    mqe2e_MQTTClient_free(topic);
+    return 1;
+}
+
+static int inbox_count(inbox *ib)
+{
+    pthread_mutex_lock(&ib->m);
+    int n = ib->n;
+    pthread_mutex_unlock(&ib->m);
+    return n;
+}
+
+static int wait_count(inbox *ib, int n)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (inbox_count(ib) < n) {
+        if (now_ms() > deadline) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+static void on_log(void *ctx, mqe2e_log_level level, const char *message)
+{
+    (void)ctx;
+    if (getenv("FLOOD_DEBUG"))
+        printf("  %ld log[%d] %s\n", now_ms() % 100000L, (int)level, message);
+}
+
+static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
+{
+    mqe2e_control_counters k;
+    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
+    return k;
+}
+
+#define WAIT_CTL(c, field, n)                                                                      \
+    do {                                                                                           \
+        long dl_ = now_ms() + WAIT_MS;                                                             \
+        while (ctl(c).field < (uint64_t)(n)) {                                                     \
+            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field, (int)(n),  \
+                         (int)ctl(c).field);                                                       \
+            sleep_ms(10);                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *policy,
+                                   inbox *ib)
+{
+    mqe2e_MQTTClient c = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.policy = policy;
+    so.onLog = on_log;
+    so.logLevel = MQE2E_LOG_DEBUG;
+    memset(ib, 0, sizeof *ib);
+    pthread_mutex_init(&ib->m, NULL);
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    co.keepAliveInterval = 20;
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
+{
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
+                 MQTTCLIENT_SUCCESS);
+    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
+}
+
+/* ------------------------------------------------------------ flood */
+
+#define VICTIM "switch-1"
+#define PEER "backend"
+#define INJECT 5000
+#define COMMANDS 20
+#define RSS_SLACK_KIB (16L * 1024L)
+
+static long rss_kib(void)
+{
+    char line[256];
+    long v = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0) v = strtol(line + 6, NULL, 10);
+    fclose(f);
+    cr_assert_gt(v, 0);
+    return v;
+}
+
+static mqe2e_policy *channel_policy(const char *filter, const char *peer)
+{
+    mqe2e_policy *p = NULL;
+    cr_assert_eq(mqe2e_policy_new(&p), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add(p, filter, MQE2E_POLICY_CHANNEL, peer), MQE2E_OK);
+    return p;
+}
+
+/* Spy frames from index `from` on: step 1 on the victim's inbox (anyone) and
+ * step 2 sent by the victim (to any inbox). */
+static void spy_channel_frames(size_t from, size_t *step1, size_t *step2)
+{
+    const char *inbox_topic = PREFIX "/client/" VICTIM;
+    const char *inboxes = PREFIX "/client/";
+    size_t end = spy_count();
+    *step1 = *step2 = 0;
+    for (size_t i = from; i < end; i++) {
+        spy_msg s = spy_get(i);
+        mqe2e_control_frame f;
+        if (strncmp(s.topic, inboxes, strlen(inboxes)) == 0 &&
+            mqe2e_control_frame_decode(&f, s.data, s.len) == MQE2E_OK &&
+            f.kind == MQE2E_CONTROL_CHANNEL) {
+            if (f.step == 1 && strcmp(s.topic, inbox_topic) == 0) (*step1)++;
+            if (f.step == 2 && strcmp(f.from, VICTIM) == 0) (*step2)++;
+        }
+        free(s.data);
+    }
+}
+
+typedef struct flood {
+    pthread_t t;
+    MQTTClient r;
+    int published; /* frames handed to Paho so far */
+    int failed;
+    long done_ms; /* when the broker had acknowledged them all */
+} flood;
+
+static uint8_t frames[INJECT][512];
+static size_t lens[INJECT];
+
+/* A genuine Noise_XX message 1 claiming `from`: built with the core's own
+ * initiator over throwaway keys (step 1 sends no credential). */
+static size_t forged_step1(uint8_t *out, size_t cap, const char *from)
+{
+    uint8_t dh[32], auth_pub[32], cred[8];
+    mqe2e_channel_config cfg;
+    mqe2e_channel *ch = NULL;
+    size_t len = 0;
+    randombytes_buf(dh, sizeof dh);
+    randombytes_buf(auth_pub, sizeof auth_pub);
+    randombytes_buf(cred, sizeof cred);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.prefix = PREFIX;
+    cfg.local_id = from;
+    cfg.local_dh_secret = dh;
+    cfg.local_credential = cred;
+    cfg.local_credential_len = sizeof cred;
+    cfg.authority_sign_public = auth_pub;
+    cfg.peer_id = VICTIM;
+    if (mqe2e_channel_initiate(&ch, out, cap, &len, &cfg, 0) != MQE2E_OK) len = 0;
+    mqe2e_channel_free(ch);
+    return len;
+}
+
+/* Frames and connection made before the RSS baseline: only the victim's
+ * growth is measured (the attacker is in the same process). */
+static void flood_prepare(flood *fl)
+{
+    for (int i = 0; i < INJECT; i++) {
+        char from[32];
+        /* One in ten claims the legitimate peer; the rest are all distinct. */
+        if (i % 10 == 0)
+            snprintf(from, sizeof from, "%s", PEER);
+        else
+            snprintf(from, sizeof from, "ghost-%d", i);
+        lens[i] = forged_step1(frames[i], sizeof frames[i], from);
+        cr_assert_gt(lens[i], 0);
+    }
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(MQTTClient_create(&fl->r, tb_broker_uri(&broker), "attacker",
+                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    co.maxInflightMessages = 65535;
+    cr_assert_eq(MQTTClient_connect(fl->r, &co), MQTTCLIENT_SUCCESS);
+}
+
+static void *flood_run(void *arg)
+{
+    flood *fl = arg;
+    MQTTClient r = fl->r;
+    MQTTClient_deliveryToken dt = 0;
+    for (int i = 0; i < INJECT; i++) {
+        int rc;
+        while ((rc = MQTTClient_publish(r, PREFIX "/client/" VICTIM, (int)lens[i], frames[i], 1, 0,
+                                        &dt)) == MQTTCLIENT_MAX_MESSAGES_INFLIGHT)
+            sleep_ms(1);
+        if (rc != MQTTCLIENT_SUCCESS) fl->failed++;
+        __atomic_store_n(&fl->published, i + 1, __ATOMIC_SEQ_CST);
+    }
+    if (MQTTClient_waitForCompletion(r, dt, 60000) != MQTTCLIENT_SUCCESS) fl->failed++;
+    fl->done_ms = now_ms();
+    return NULL;
+}
+
+Test(channel_flood, step1_flood_during_commands)
+{
+    enroll(PEER);
+    enroll(VICTIM);
+    mqe2e_keystore *kb = open_ks(PEER), *kv = open_ks(VICTIM);
+    mqe2e_policy *pb = channel_policy("cmd/" VICTIM, VICTIM);
+    mqe2e_policy *pv = channel_policy("cmd/" VICTIM, PEER);
+    inbox ib, iv;
+    mqe2e_MQTTClient victim = enc_client(VICTIM, kv, pv, &iv);
+    mqe2e_MQTTClient back = enc_client(PEER, kb, pb, &ib);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(victim, "cmd/" VICTIM, 1), MQTTCLIENT_SUCCESS);
+    /* HELLO done on both sides: no channel yet. */
+    WAIT_CTL(victim, handshakes_ok, 1);
+    WAIT_CTL(back, handshakes_ok, 1);
+
+    flood fl;
+    memset(&fl, 0, sizeof fl);
+    flood_prepare(&fl);
+    mqe2e_control_counters k0 = ctl(victim);
+    size_t s0 = spy_count();
+    long rss0 = rss_kib();
+    long t0 = now_ms();
+    cr_assert_eq(pthread_create(&fl.t, NULL, flood_run, &fl), 0);
+    long dl = now_ms() + WAIT_MS;
+    while (__atomic_load_n(&fl.published, __ATOMIC_SEQ_CST) < INJECT / 10) {
+        cr_assert_lt(now_ms(), dl, "attacker did not start");
+        sleep_ms(1);
+    }
+    /* The legitimate peer opens its channel and sends, in the middle of it. */
+    for (int i = 0; i < COMMANDS; i++) {
+        char cmd[16];
+        snprintf(cmd, sizeof cmd, "cmd-%d", i);
+        publish_text(back, "cmd/" VICTIM, cmd);
+        sleep_ms(20);
+    }
+    long deadline = now_ms() + 30000L;
+    while (inbox_count(&iv) < COMMANDS && now_ms() < deadline)
+        sleep_ms(10);
+    long delivered_ms = now_ms() - t0;
+    cr_assert_eq(pthread_join(fl.t, NULL), 0);
+    MQTTClient_disconnect(fl.r, 1000);
+    MQTTClient_destroy(&fl.r);
+    cr_assert_eq(fl.failed, 0, "attacker: %d failures", fl.failed);
+    cr_assert_eq(inbox_count(&iv), COMMANDS, "delivered %d of %d", inbox_count(&iv), COMMANDS);
+    for (int i = 0; i < COMMANDS; i++) {
+        char cmd[16];
+        int hits = 0;
+        snprintf(cmd, sizeof cmd, "cmd-%d", i);
+        for (int j = 0; j < COMMANDS; j++)
+            hits += strcmp(iv.payload[j], cmd) == 0;
+        cr_assert_eq(hits, 1, "%s delivered %d times", cmd, hits);
+    }
+    cr_assert(mqe2e_MQTTClient_isConnected(victim));
+
+    /* Every step 1 the victim got is either answered (its step 2 is on the
+     * wire), refused by the rate limit, or refused by the handshake. The
+     * spy and the victim see the frames at slightly different times: wait
+     * until both sides agree. */
+    size_t step1 = 0, step2 = 0;
+    uint64_t limited = 0, failed = 0;
+    deadline = now_ms() + 30000L;
+    for (;;) {
+        mqe2e_control_counters k = ctl(victim);
+        limited = k.channel_rate_limited - k0.channel_rate_limited;
+        failed = k.handshakes_failed - k0.handshakes_failed;
+        spy_channel_frames(s0, &step1, &step2);
+        if (step1 >= INJECT && step1 == limited + failed + step2) break;
+        if (now_ms() > deadline) break;
+        sleep_ms(50);
+    }
+    long elapsed = now_ms() - t0;
+    long rss1 = rss_kib();
+    printf("channel flood: injected %d (step 1 on the wire %zu) limited %llu refused %llu "
+           "answered %zu delivered %d (flood acknowledged after %ld ms, commands delivered "
+           "after %ld ms, accounting closed after %ld ms), RSS %ld -> %ld KiB\n",
+           INJECT, step1, (unsigned long long)limited, (unsigned long long)failed, step2,
+           inbox_count(&iv), fl.done_ms - t0, delivered_ms, elapsed, rss0, rss1);
+    fflush(stdout);
+    /* The attacker's frames plus the peer's own step 1 (one or a few retries). */
+    cr_assert_geq(step1, (size_t)INJECT + 1U);
+    cr_assert_eq(step1, limited + failed + step2,
+                 "step 1 %zu != limited %llu + refused %llu + "
+                 "answered %zu",
+                 step1, (unsigned long long)limited, (unsigned long long)failed, step2);
+    /* Every forged frame is a valid message 1: none fails the handshake. */
+    cr_assert_eq(failed, 0);
+    /* The budget: a burst of 100, then 50 per second, over the whole run. */
+    cr_assert_leq(step2, 100U + 50U * (size_t)(elapsed / 1000L + 1L), "answered %zu", step2);
+    cr_assert_gt(limited, (uint64_t)(INJECT / 2));
+    cr_assert_leq(rss1, rss0 + RSS_SLACK_KIB, "RSS %ld -> %ld KiB", rss0, rss1);
+
+    /* The channel still works after the flood. */
+    publish_text(back, "cmd/" VICTIM, "after");
+    cr_assert(wait_count(&iv, COMMANDS + 1));
+    cr_assert(mqe2e_MQTTClient_isConnected(victim));
+
+    mqe2e_MQTTClient_disconnect(back, 1000);
+    mqe2e_MQTTClient_destroy(&back);
+    mqe2e_MQTTClient_disconnect(victim, 1000);
+    mqe2e_MQTTClient_destroy(&victim);
+    mqe2e_policy_free(pb);
+    mqe2e_policy_free(pv);
+    mqe2e_keystore_close(kb);
+    mqe2e_keystore_close(kv);
+}

@@ -28,7 +28,7 @@ struct mqe2e_adb {
     uint8_t *key; /* sodium_malloc, read-only while open */
     int user_tx;
     /* free_sender_id(): group whose sender ids were found dense 1..dense_max.
-     * Any DELETE may open a gap and drops the hint. */
+     * Any DELETE that may remove a member drops the hint (see prep()). */
     char dense_group[MQE2E_ADB_NAME_MAX];
     uint64_t dense_max;
     int dense_valid;
@@ -158,6 +158,22 @@ static int sql_rc(int rc)
     }
 }
 
+/* A DELETE from one of these tables cannot remove a group member, not even
+ * through a cascade (group_members references only clients and groups), so
+ * it leaves free_sender_id()'s density hint valid. Enrollment deletes the
+ * client's old grants every time: dropping the hint there made every
+ * enrollment count the whole group. Any other DELETE drops the hint. */
+static int delete_keeps_members(const char *sql)
+{
+    static const char *const safe[] = {
+        "DELETE FROM client_grants ", "DELETE FROM token_grants ", "DELETE FROM tokens ",
+        "DELETE FROM op_nonces ",     "DELETE FROM operators ",
+    };
+    for (size_t i = 0; i < sizeof safe / sizeof safe[0]; i++)
+        if (strncmp(sql, safe[i], strlen(safe[i])) == 0) return 1;
+    return 0;
+}
+
 /* Parsing SQL cost more than running it on the enrollment path, so
  * statements are kept prepared, keyed by their (literal) text and checked
  * against it; a statement in use is never handed out twice. Every statement
@@ -166,7 +182,7 @@ static int prep(mqe2e_adb *db, sqlite3_stmt **st, const char *sql)
 {
     size_t free_slot = STMT_CACHE;
     *st = NULL;
-    if (strncmp(sql, "DELETE", 6) == 0) db->dense_valid = 0;
+    if (strncmp(sql, "DELETE", 6) == 0 && !delete_keeps_members(sql)) db->dense_valid = 0;
     for (size_t i = 0; i < STMT_CACHE; i++) {
         if (db->cache[i].sql == NULL) {
             if (free_slot == STMT_CACHE) free_slot = i;
@@ -225,6 +241,18 @@ static int step_row(sqlite3_stmt *st)
 static int exec_const(mqe2e_adb *db, const char *sql)
 {
     return sql_rc(sqlite3_exec(db->sql, sql, NULL, NULL, NULL));
+}
+
+/* Transaction control on the enrollment path (a few per call, several calls
+ * per enrollment): kept prepared like any statement instead of parsed anew by
+ * sqlite3_exec() each time. One statement per text only. */
+static int tx_exec(mqe2e_adb *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, sql);
+    if (rc == MQE2E_OK && st != NULL) rc = step_done(st);
+    stmt_done(db, st);
+    return rc;
 }
 
 static int check_str(const char *s, size_t cap)
@@ -307,29 +335,29 @@ static int col_blob(uint8_t *dst, size_t len, sqlite3_stmt *st, int i)
  * savepoint, so a failed call undoes only itself. */
 static int op_begin(mqe2e_adb *db)
 {
-    return exec_const(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN IMMEDIATE");
+    return tx_exec(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN IMMEDIATE");
 }
 
 /* Read-only snapshot for calls that read several tables. */
 static int read_begin(mqe2e_adb *db)
 {
-    return exec_const(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN");
+    return tx_exec(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN");
 }
 
 static void op_abort(mqe2e_adb *db)
 {
     if (db->user_tx) {
-        (void)exec_const(db, "ROLLBACK TO adb_op");
-        (void)exec_const(db, "RELEASE adb_op");
+        (void)tx_exec(db, "ROLLBACK TO adb_op");
+        (void)tx_exec(db, "RELEASE adb_op");
     } else if (!sqlite3_get_autocommit(db->sql)) {
-        (void)exec_const(db, "ROLLBACK");
+        (void)tx_exec(db, "ROLLBACK");
     }
 }
 
 static int op_end(mqe2e_adb *db, int rc)
 {
     if (rc == MQE2E_OK) {
-        rc = exec_const(db, db->user_tx ? "RELEASE adb_op" : "COMMIT");
+        rc = tx_exec(db, db->user_tx ? "RELEASE adb_op" : "COMMIT");
         if (rc == MQE2E_OK) return MQE2E_OK;
         rc = MQE2E_ERR_IO;
     }
@@ -398,27 +426,6 @@ static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], 
 
 /* ------------------------------------------------------------------- meta */
 
-/* Increment a counter in meta and return its new value. */
-static int meta_bump(uint64_t *out, mqe2e_adb *db, const char *key)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = prep(db, &st,
-                  "UPDATE meta SET value = value + 1 WHERE key = ?1 AND typeof(value) = 'integer'"
-                  " AND value >= 0 AND value < 9223372036854775807 RETURNING value");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 1) {
-            *out = col_u64(st, 0);
-            rc = step_done(st);
-        } else if (rc == 0) {
-            rc = MQE2E_ERR_EXHAUSTED;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
 {
     sqlite3_stmt *st = NULL;
@@ -435,6 +442,24 @@ static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+/* Increment a counter in meta and return its new value. */
+static int meta_bump(uint64_t *out, mqe2e_adb *db, const char *key)
+{
+    /* UPDATE then SELECT, both inside the caller's transaction (every caller
+     * holds one), rather than UPDATE ... RETURNING: SQLite stages RETURNING
+     * rows in an ephemeral table, a temporary b-tree opened and closed per
+     * call, which cost more than the update itself on every enrollment. */
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "UPDATE meta SET value = value + 1 WHERE key = ?1 AND typeof(value) = 'integer'"
+                  " AND value >= 0 AND value < 9223372036854775807");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    if (rc == MQE2E_OK && sqlite3_changes(db->sql) != 1) rc = MQE2E_ERR_EXHAUSTED;
+    sqlite3_finalize(st);
+    return rc == MQE2E_OK ? meta_get_u64(out, db, key) : rc;
 }
 
 /* ---------------------------------------------------------------- open */
@@ -570,6 +595,11 @@ int mqe2e_adb_open(mqe2e_adb **out, const char *path, const uint8_t db_key[MQE2E
     /* Deleted rows (used tokens, pruned epochs) are overwritten, not left in free pages. */
     if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA secure_delete = ON");
     if (rc == MQE2E_OK) rc = pragma_expect(db, "PRAGMA foreign_keys", "1");
+    /* Savepoint journals (one per enrollment in a batch) and RETURNING's
+     * staging tables stay in memory instead of spilling to temporary files:
+     * they only ever undo work of a live transaction, so durability is
+     * untouched, and no page copy reaches the temp directory. */
+    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA temp_store = MEMORY");
     if (rc != MQE2E_OK) {
         rc = MQE2E_ERR_IO;
         goto out;
@@ -602,7 +632,7 @@ int mqe2e_adb_tx_begin(mqe2e_adb *db)
 {
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (db->user_tx) return MQE2E_ERR_STATE;
-    int rc = exec_const(db, "BEGIN IMMEDIATE");
+    int rc = tx_exec(db, "BEGIN IMMEDIATE");
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     db->user_tx = 1;
     return MQE2E_OK;
@@ -613,8 +643,8 @@ int mqe2e_adb_tx_commit(mqe2e_adb *db)
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (!db->user_tx) return MQE2E_ERR_STATE;
     db->user_tx = 0;
-    if (exec_const(db, "COMMIT") != MQE2E_OK) {
-        if (!sqlite3_get_autocommit(db->sql)) (void)exec_const(db, "ROLLBACK");
+    if (tx_exec(db, "COMMIT") != MQE2E_OK) {
+        if (!sqlite3_get_autocommit(db->sql)) (void)tx_exec(db, "ROLLBACK");
         return MQE2E_ERR_IO;
     }
     return MQE2E_OK;
@@ -626,7 +656,7 @@ int mqe2e_adb_tx_rollback(mqe2e_adb *db)
     if (!db->user_tx) return MQE2E_ERR_STATE;
     db->user_tx = 0;
     if (sqlite3_get_autocommit(db->sql)) return MQE2E_OK;
-    return exec_const(db, "ROLLBACK") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
+    return tx_exec(db, "ROLLBACK") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
 }
 
 /* ------------------------------------------------------------------ tokens */
@@ -1959,7 +1989,7 @@ int mqe2e_adb_tx_savepoint(mqe2e_adb *db)
 {
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (!db->user_tx) return MQE2E_ERR_STATE;
-    return exec_const(db, "SAVEPOINT adb_unit") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
+    return tx_exec(db, "SAVEPOINT adb_unit") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
 }
 
 int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
@@ -1967,7 +1997,7 @@ int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (!db->user_tx) return MQE2E_ERR_STATE;
     int rc = MQE2E_OK;
-    if (!keep && exec_const(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
-    if (exec_const(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    if (!keep && tx_exec(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    if (tx_exec(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
     return rc;
 }

@@ -969,9 +969,10 @@ static void enroll_push_directories(authority *a, size_t n)
     free(groups);
 }
 
-/* The queued ENROLL frames, in arrival order: handshake reads and MAC checks,
- * then one transaction for all their writes, each in its own savepoint (a
- * refused one undoes only itself), one fsync at the commit; then credentials
+/* The queued ENROLL frames, in arrival order: handshake reads, then one
+ * transaction for the token lookups, MAC checks, all their writes, each in
+ * its own savepoint (a refused one undoes only itself), and the bundles read
+ * back, one fsync at the commit; then credentials
  * and sealed replies, published in order. No reply
  * leaves before the commit returned, so a device is never told it is enrolled
  * when a crash could still lose it. */
@@ -983,6 +984,10 @@ static void enroll_commit(authority *a)
     if (n == 0) return;
 
     for_jobs(a, n, job_read);
+    /* One transaction from the token lookups to the bundles: every read of
+     * the batch shares its snapshot and lock instead of taking its own. */
+    rc = mqe2e_adb_tx_begin(a->db);
+    began = rc == MQE2E_OK;
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
         j->status = MQE2E_STATUS_REFUSED;
@@ -999,8 +1004,6 @@ static void enroll_commit(authority *a)
     }
     for_jobs(a, n, job_mac);
 
-    rc = mqe2e_adb_tx_begin(a->db);
-    began = rc == MQE2E_OK;
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
         if (j->step == ENROLL_STEP_PEEKED) {
@@ -1022,6 +1025,15 @@ static void enroll_commit(authority *a)
         rc = mqe2e_adb_tx_savepoint_end(a->db, w == MQE2E_OK);
         if (rc == MQE2E_OK && w == MQE2E_OK) j->step = ENROLL_STEP_STORED;
     }
+    /* Bundles are read-only: read before the commit, in the same snapshot
+     * (nothing else writes between it and the commit); still sent only
+     * after it. */
+    for (size_t i = 0; i < n && rc == MQE2E_OK && began; i++) {
+        enroll_job *j = &a->jobs[i];
+        if (j->step == ENROLL_STEP_STORED &&
+            bundles_for_client(a, &j->bundles, &j->n_bundles, j->req.client_id, now) != MQE2E_OK)
+            j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
+    }
     if (rc == MQE2E_OK && began) {
         rc = mqe2e_adb_tx_commit(a->db);
     } else if (began) {
@@ -1034,10 +1046,7 @@ static void enroll_commit(authority *a)
     }
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
-        if (j->step == ENROLL_STEP_STORED &&
-            (rc != MQE2E_OK || !began ||
-             bundles_for_client(a, &j->bundles, &j->n_bundles, j->req.client_id, now) !=
-                 MQE2E_OK))
+        if (j->step == ENROLL_STEP_STORED && (rc != MQE2E_OK || !began))
             j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
     }
     for_jobs(a, n, job_seal);

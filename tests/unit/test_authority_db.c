@@ -649,6 +649,48 @@ Test(authority_db, sender_ids_unique_and_smallest_free_reused)
     mqe2e_adb_close(db);
 }
 
+/* The "ids are dense" shortcut must survive deletes that cannot remove a
+ * member (re-enrollment replaces grants) and be dropped by those that can. */
+Test(authority_db, sender_id_hint_follows_member_deletes)
+{
+    uint8_t s[32], sp[32] = {1}, dh[32] = {2};
+    fill(s, sizeof s, 7);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s), MQE2E_OK);
+    char id[16];
+    uint32_t sid = 0;
+    for (uint32_t i = 1; i <= 6; i++) {
+        snprintf(id, sizeof id, "c%u", i);
+        enroll(db, id, (uint8_t)i);
+    }
+    for (uint32_t i = 1; i <= 4; i++) {
+        snprintf(id, sizeof id, "c%u", i);
+        cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", id, 10), MQE2E_OK);
+        cr_assert_eq(sid, i);
+    }
+    /* Re-enrolling c1 deletes and rewrites its grants: ids stay dense. */
+    mqe2e_adb_grant g = grant("t/#", MQE2E_ADB_RIGHT_PUBLISH);
+    uint64_t serial = 0;
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c1", "r", sp, dh, &g, 1, 2, 99),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c5", 10), MQE2E_OK);
+    cr_assert_eq(sid, 5);
+    /* A removed member leaves a gap: the next member must fill it, also
+     * after a later grants-only delete. */
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c3", "r", sp, dh, &g, 1, 3, 99),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c6", 10), MQE2E_OK);
+    cr_assert_eq(sid, 2);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 6);
+    names m = {0};
+    cr_assert_eq(mqe2e_adb_members_list(db, "g", collect_member, &m), MQE2E_OK);
+    cr_assert_eq(m.n, 6);
+    for (size_t i = 0; i < m.n; i++) cr_assert_eq(m.ids[i], i + 1);
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, revoke_removes_memberships_and_is_recorded)
 {
     uint8_t s[32], tid[16], sec[32], got[32];

@@ -21,4 +21,17 @@ char *tu_tempdir(void);
 /* rm -rf a directory made by tu_tempdir(). */
 void tu_rmtree(const char *path);
 
+/* 1 in an AddressSanitizer build. ASan keeps freed memory in quarantine and
+ * maps shadow memory, so resident-size bounds are only checked without it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#ifndef TU_ASAN
+#define TU_ASAN 0
+#endif
+
 #endif

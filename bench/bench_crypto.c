@@ -114,7 +114,7 @@ static int run_raw(fixture *f, uint64_t n)
 
 static int run_low(fixture *f, uint64_t n)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, 0U};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, 0U, 0U};
     mqe2e_envelope_view v;
     size_t elen, plen;
     int rc;
@@ -142,7 +142,7 @@ static int bench_sign(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], const uint8
 
 static int run_signed(fixture *f, uint64_t n)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 0U};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 0U, 0U};
     mqe2e_envelope_view v;
     size_t elen, plen;
     int rc;
@@ -247,7 +247,7 @@ static void fixture_free(fixture *f)
 /* Bytes an envelope adds at a given sequence number (its varint grows with it). */
 static size_t overhead_at(fixture *f, uint64_t seq)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, seq, 0U};
     size_t elen;
     int rc = mqe2e_envelope_seal(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP, &h,
                                  f->pt, f->len);
@@ -264,9 +264,9 @@ static size_t overhead_at(fixture *f, uint64_t seq)
  */
 static void overhead_modes(fixture *f, result *r)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, 1U};
-    mqe2e_envelope_header ch = {MQE2E_MODE_GROUP, 1U, 1U, 1U};
-    mqe2e_envelope_header sh = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 1U};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, f->sender_id, 1U, 0U};
+    mqe2e_envelope_header ch = {MQE2E_MODE_GROUP, 1U, 1U, 1U, 0U};
+    mqe2e_envelope_header sh = {MQE2E_MODE_SIGNED_GROUP, 1U, f->sender_id, 1U, 0U};
     size_t elen;
     int rc = mqe2e_envelope_seal(f->buf, f->cap, &elen, &f->skey, BENCH_TOPIC, BENCH_GROUP, &h,
                                  f->pt, f->len);

@@ -295,7 +295,7 @@ static void make_envelopes(envelopes *e, size_t senders, size_t rounds, int one_
         check("sender_key_derive", mqe2e_sender_key_derive(&k, GROUP_SECRET, MS_GROUP, 1U, sid));
         for (size_t r = 0; r < (one_sender ? e->n : rounds); r++) {
             size_t i = one_sender ? r : r * senders + s;
-            mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, sid, (uint64_t)r + 1U};
+            mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, sid, (uint64_t)r + 1U, 0U};
             check("envelope_seal",
                   mqe2e_envelope_seal(e->buf + i * e->stride, e->stride, &e->len[i], &k,
                                       MS_TOPIC, MS_GROUP, &h, pt, sizeof pt));

@@ -45,7 +45,7 @@ int cg_raw_decrypt_loop(workload *w);
 
 NOINLINE int cg_seal_loop(workload *w, uint64_t first_seq)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, w->sender_id, 0U};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1U, w->sender_id, 0U, 0U};
     for (size_t i = 0; i < w->n; i++) {
         h.seq = first_seq + i;
         int rc = mqe2e_envelope_seal(w->envs + i * ENV_CAP, ENV_CAP, &w->env_lens[i], &w->key,

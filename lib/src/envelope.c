@@ -20,8 +20,9 @@
 /* Signed strings of small messages stay on the stack; larger ones go to the heap. */
 #define SIG_STACK_BYTES 1536U
 
-/* AD = ver|mode|suite (3) + u16 topic len (2) + u8 group len (1) + epoch, sender (8) + seq (8). */
-#define AD_FIXED_BYTES 22U
+/* AD = ver|mode|suite (3) + u16 topic len (2) + u8 group len (1) + epoch, sender (8)
+ * + instance (6) + seq (8). */
+#define AD_FIXED_BYTES 28U
 /* AD of topics up to ~512 bytes stays on the stack; longer ones go to the heap. */
 #define AD_STACK_BYTES 800U
 
@@ -32,9 +33,11 @@ _Static_assert(crypto_sign_BYTES == MQE2E_SIGNATURE_BYTES, "signature size");
 _Static_assert(crypto_sign_PUBLICKEYBYTES == MQE2E_SIGNER_PUBLIC_BYTES, "signer key size");
 /* Signature field: key (7 << 3 | 2 = 0x3a), length 0x40, signature. */
 _Static_assert(MQE2E_SIGNATURE_FIELD_BYTES == 2U + MQE2E_SIGNATURE_BYTES, "signature field");
-/* Largest header: epoch 1+5, sender 1+5, seq 1+10, body key 1 + length of a
- * body of MQE2E_ENVELOPE_MAX_PAYLOAD + 16 bytes (2^28 + 16: 5 varint bytes). */
-_Static_assert(MQE2E_ENVELOPE_MAX_HEADER_BYTES == 6U + 6U + 11U + 1U + 5U, "max header");
+/* Largest header: epoch 1+5, sender 1+5, instance 1+1+6, seq below 2^48 1+7,
+ * body key 1 + length of a body of MQE2E_ENVELOPE_MAX_PAYLOAD + 16 bytes
+ * (2^28 + 16: 5 varint bytes). A channel header (no instance, seq 1+10) is 29. */
+_Static_assert(MQE2E_ENVELOPE_MAX_HEADER_BYTES == 6U + 6U + 8U + 8U + 1U + 5U, "max header");
+_Static_assert(MQE2E_ENVELOPE_MAX_HEADER_BYTES >= 6U + 6U + 11U + 1U + 5U, "channel header");
 
 static void put_u32be(uint8_t *p, uint32_t v)
 {
@@ -141,15 +144,29 @@ size_t mqe2e_envelope_sealed_bound(size_t pt_len)
     return pt_len > SIZE_MAX - extra ? SIZE_MAX : pt_len + extra;
 }
 
-void mqe2e__envelope_nonce(uint8_t nonce[MQE2E_SENDER_IV_BYTES],
-                           const uint8_t iv[MQE2E_SENDER_IV_BYTES], uint64_t seq)
+static void put_u48be(uint8_t *p, uint64_t v)
 {
-    uint8_t s[8];
-    put_u64be(s, seq);
-    memcpy(nonce, iv, 4);
-    for (size_t i = 0; i < 8; i++) {
-        nonce[4 + i] = (uint8_t)(iv[4 + i] ^ s[i]);
+    for (unsigned i = 0; i < 6U; i++) {
+        p[i] = (uint8_t)(v >> (8U * (5U - i)));
     }
+}
+
+void mqe2e__envelope_nonce(uint8_t nonce[MQE2E_SENDER_IV_BYTES],
+                           const uint8_t iv[MQE2E_SENDER_IV_BYTES], uint64_t instance,
+                           uint64_t seq)
+{
+    uint8_t s[MQE2E_SENDER_IV_BYTES];
+    put_u48be(s, instance);
+    put_u48be(s + 6, seq);
+    for (size_t i = 0; i < MQE2E_SENDER_IV_BYTES; i++) {
+        nonce[i] = (uint8_t)(iv[i] ^ s[i]);
+    }
+}
+
+/* Group and signed modes: instance and seq must fit their 48 bits. */
+static int header_in_range(const mqe2e_envelope_header *h)
+{
+    return h->instance <= MQE2E_INSTANCE_MAX && h->seq <= MQE2E_SEQ_MAX;
 }
 
 /*
@@ -181,7 +198,8 @@ static int build_ad(const uint8_t **ad, size_t *ad_len, uint8_t *stack_buf, size
     memcpy(p + 6 + topic_len, group_id, group_len);
     put_u32be(p + 6 + topic_len + group_len, h->epoch);
     put_u32be(p + 10 + topic_len + group_len, h->sender_id);
-    put_u64be(p + 14 + topic_len + group_len, h->seq);
+    put_u48be(p + 14 + topic_len + group_len, h->instance);
+    put_u64be(p + 20 + topic_len + group_len, h->seq);
     *ad = p;
     *ad_len = n;
     return MQE2E_OK;
@@ -211,6 +229,9 @@ int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len, const mqe
                    ? MQE2E_ERR_SUITE
                    : MQE2E_ERR_INVALID_ARG;
     }
+    if (!header_in_range(header)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
     if (pt_len > MQE2E_ENVELOPE_MAX_PAYLOAD) {
         return MQE2E_ERR_TOO_LARGE;
     }
@@ -225,7 +246,7 @@ int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len, const mqe
         return rc;
     }
     mqe2e__envelope_header_put(out, header, body_len);
-    mqe2e__envelope_nonce(nonce, key->iv, header->seq);
+    mqe2e__envelope_nonce(nonce, key->iv, header->instance, header->seq);
     /* Detached so the tag lands right after the ciphertext: body = ct || tag. */
     crypto_aead_chacha20poly1305_ietf_encrypt_detached(
         out + hlen, out + hlen + pt_len, NULL, pt, (unsigned long long)pt_len, ad,
@@ -269,6 +290,10 @@ static int open_core(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sen
         rc = MQE2E_ERR_SUITE;
         goto out;
     }
+    if (!header_in_range(&view->header)) {
+        rc = MQE2E_ERR_AUTH; /* no sender seals it: nothing can authenticate */
+        goto out;
+    }
     m_len = view->ciphertext_len - MQE2E_TAG_BYTES;
     if (m_len > MQE2E_ENVELOPE_MAX_PAYLOAD) {
         rc = MQE2E_ERR_TOO_LARGE;
@@ -283,7 +308,7 @@ static int open_core(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sen
     if (rc != MQE2E_OK) {
         goto out;
     }
-    mqe2e__envelope_nonce(nonce, key->iv, view->header.seq);
+    mqe2e__envelope_nonce(nonce, key->iv, view->header.instance, view->header.seq);
     /* libsodium checks the tag (in constant time) before writing any plaintext. */
     if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(
             pt, NULL, view->ciphertext, (unsigned long long)m_len, view->ciphertext + m_len, ad,
@@ -368,7 +393,7 @@ int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
     if (rc != MQE2E_OK) {
         return rc;
     }
-    if (header->mode != MQE2E_MODE_SIGNED_GROUP) {
+    if (header->mode != MQE2E_MODE_SIGNED_GROUP || !header_in_range(header)) {
         return MQE2E_ERR_INVALID_ARG;
     }
     if (pt_len > MQE2E_ENVELOPE_MAX_PAYLOAD) {
@@ -386,7 +411,7 @@ int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
         goto out;
     }
     mqe2e__envelope_header_put(out, header, body_len);
-    mqe2e__envelope_nonce(nonce, key->iv, header->seq);
+    mqe2e__envelope_nonce(nonce, key->iv, header->instance, header->seq);
     crypto_aead_chacha20poly1305_ietf_encrypt_detached(
         out + hlen, out + hlen + pt_len, NULL, pt, (unsigned long long)pt_len, ad,
         (unsigned long long)ad_len, NULL, nonce, key->key);

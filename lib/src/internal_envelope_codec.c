@@ -64,6 +64,9 @@ size_t mqe2e__envelope_header_len(const mqe2e_envelope_header *h, size_t body_le
     if (h->sender_id != 0) {
         n += key_len(MQE2E__FIELD_SENDER) + mqe2e__varint_len(h->sender_id);
     }
+    if (h->mode != MQE2E_MODE_CHANNEL) {
+        n += key_len(MQE2E__FIELD_INSTANCE) + 1U + MQE2E_INSTANCE_BYTES;
+    }
     if (h->seq != 0) {
         n += key_len(MQE2E__FIELD_SEQ) + mqe2e__varint_len(h->seq);
     }
@@ -88,6 +91,15 @@ size_t mqe2e__envelope_header_put(uint8_t *out, const mqe2e_envelope_header *h, 
         n += put_key(out + n, MQE2E__FIELD_SENDER, MQE2E__WIRE_VARINT);
         n += mqe2e__varint_put(out + n, h->sender_id);
     }
+    /* Group and signed modes always carry the 6-byte instance (its value
+     * may be zero: it is random). */
+    if (h->mode != MQE2E_MODE_CHANNEL) {
+        n += put_key(out + n, MQE2E__FIELD_INSTANCE, MQE2E__WIRE_LEN);
+        out[n++] = (uint8_t)MQE2E_INSTANCE_BYTES;
+        for (unsigned i = 0; i < MQE2E_INSTANCE_BYTES; i++) {
+            out[n++] = (uint8_t)(h->instance >> (8U * (MQE2E_INSTANCE_BYTES - 1U - i)));
+        }
+    }
     if (h->seq != 0) {
         n += put_key(out + n, MQE2E__FIELD_SEQ, MQE2E__WIRE_VARINT);
         n += mqe2e__varint_put(out + n, h->seq);
@@ -108,7 +120,8 @@ size_t mqe2e__envelope_signature_put(uint8_t *out, const uint8_t sig[MQE2E_SIGNA
 /* @p channel: accept a mode-2 (channel) body instead of the group and signed ones. */
 static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len, int channel)
 {
-    enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8, SEEN_SIG = 16 };
+    enum { SEEN_EPOCH = 1, SEEN_SENDER = 2, SEEN_SEQ = 4, SEEN_BODY = 8, SEEN_SIG = 16,
+           SEEN_INSTANCE = 32 };
     unsigned seen = 0;
     size_t pos = 0;
     mqe2e_envelope_view v;
@@ -161,6 +174,23 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
             pos += MQE2E_SIGNATURE_BYTES;
             seen |= SEEN_SIG;
             break;
+        case MQE2E__FIELD_INSTANCE:
+            /* Exactly 6 bytes, big-endian; channel envelopes never carry one. */
+            if (channel || wire != MQE2E__WIRE_LEN || (seen & SEEN_INSTANCE) != 0) {
+                return MQE2E_ERR_DECODE;
+            }
+            n = mqe2e__varint_get(&val, in + pos, in_len - pos);
+            if (n == 0 || val != MQE2E_INSTANCE_BYTES || val > (uint64_t)(in_len - pos - n)) {
+                return MQE2E_ERR_DECODE;
+            }
+            pos += n;
+            v.header.instance = 0;
+            for (unsigned i = 0; i < MQE2E_INSTANCE_BYTES; i++) {
+                v.header.instance = (v.header.instance << 8) | in[pos + i];
+            }
+            pos += MQE2E_INSTANCE_BYTES;
+            seen |= SEEN_INSTANCE;
+            break;
         case MQE2E__FIELD_BODY_GROUP:
             if (wire != MQE2E__WIRE_LEN || (seen & SEEN_BODY) != 0) {
                 return MQE2E_ERR_DECODE;
@@ -211,6 +241,12 @@ static int decode_modes(mqe2e_envelope_view *view, const uint8_t *in, size_t in_
         }
     }
     if ((seen & SEEN_BODY) == 0 || v.ciphertext_len < MQE2E_TAG_BYTES) {
+        return MQE2E_ERR_DECODE;
+    }
+    /* Group and signed envelopes carry an instance and a 48-bit seq (the
+     * nonce is iv XOR (instance || seq)); channel envelopes carry neither
+     * limit (their seq is the Noise nonce). */
+    if (!channel && ((seen & SEEN_INSTANCE) == 0 || v.header.seq > MQE2E_SEQ_MAX)) {
         return MQE2E_ERR_DECODE;
     }
     /* A signature belongs to the signed mode and the signed mode to a signature. */

@@ -19,6 +19,7 @@
 #define MQE2E__FIELD_SENDER 5U
 #define MQE2E__FIELD_SEQ 6U
 #define MQE2E__FIELD_SIGNATURE 7U
+#define MQE2E__FIELD_INSTANCE 8U
 
 #define MQE2E__WIRE_VARINT 0U
 #define MQE2E__WIRE_LEN 2U
@@ -40,8 +41,9 @@ size_t mqe2e__varint_put(uint8_t *out, uint64_t v);
 size_t mqe2e__varint_get(uint64_t *v, const uint8_t *in, size_t in_len);
 
 /**
- * Bytes of the envelope header (epoch, sender, seq, body key and body length)
- * that precedes a body of @p body_len bytes; zero-valued scalars are omitted.
+ * Bytes of the envelope header (epoch, sender, instance, seq, body key and
+ * body length) that precedes a body of @p body_len bytes; zero-valued scalars
+ * are omitted, the instance (6 bytes) is always written except in channel mode.
  */
 size_t mqe2e__envelope_header_len(const mqe2e_envelope_header *h, size_t body_len);
 
@@ -67,8 +69,9 @@ int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t 
  */
 int mqe2e__envelope_decode_channel(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
 
-/** nonce = iv XOR (4 zero bytes || u64be(seq)). Defined in envelope.c. */
+/** nonce = iv XOR (u48be(instance) || u48be(seq)); both below 2^48. Defined in envelope.c. */
 void mqe2e__envelope_nonce(uint8_t nonce[MQE2E_SENDER_IV_BYTES],
-                           const uint8_t iv[MQE2E_SENDER_IV_BYTES], uint64_t seq);
+                           const uint8_t iv[MQE2E_SENDER_IV_BYTES], uint64_t instance,
+                           uint64_t seq);
 
 #endif

@@ -64,12 +64,13 @@ void mqe2e__keystore_abandon(mqe2e_keystore *ks);
  * is newer than the stored one. */
 int mqe2e__keystore_dirty(const mqe2e_keystore *ks);
 
-/* mqe2e_keystore_next_seq() with the caller's clock (seconds; 0 = none):
+/* mqe2e_keystore_next_seq() with the caller's clock (seconds; 0 = none), also
+ * giving the group's instance (may be NULL):
  * a group whose block is used up within a minute of its previous clocked
  * reservation gets twice the block (up to 65,536, never below the base set
  * with mqe2e_keystore_set_seq_block()); a slower one gets the base block. */
 int mqe2e__keystore_next_seq_at(mqe2e_keystore *ks, const char *group_id, uint64_t now,
-                                uint64_t *seq);
+                                uint64_t *seq, uint64_t *instance);
 
 /* Copy out the X25519 static secret key (for handshakes in the core).
  * The caller wipes dh_sk. */

@@ -80,11 +80,18 @@ typedef struct ks_group {
     uint64_t next;         /* next number to hand out; <= seq_reserved */
     uint32_t seq_adapt;    /* adaptive block of this session, 0 = the base block */
     uint64_t seq_last_at;  /* clock of the last clocked reservation, 0 = none */
+    uint64_t instance;     /* random, 48 bits, fresh for each in-memory life of the group */
     ks_checkpoint *cps;    /* unordered */
     size_t n_cps, cap_cps;
     uint32_t *cp_index;    /* open addressing over cps by (epoch, sender); KS_NIL = empty */
     size_t cp_index_cap;   /* power of two, at least twice n_cps; 0 = no index yet */
 } ks_group;
+
+/* What a removed group's sequence had reached; see group_remove(). */
+typedef struct ks_floor {
+    char *name;
+    uint64_t seq_reserved;
+} ks_floor;
 
 typedef struct ks_identity {
     uint8_t sign_sk[KS_SIGN_SECRET_BYTES];
@@ -114,6 +121,8 @@ struct mqe2e_keystore {
     size_t revocations_len;
     uint64_t revocation_version;
     uint64_t push_seq;
+    ks_floor *floors; /* sequence floors of removed groups, unordered */
+    size_t n_floors;
 };
 
 /* ------------------------------------------------------------------ */
@@ -349,6 +358,12 @@ static ks_group *group_new(const char *name, const char *filter, uint32_t sender
     g->sender = sender;
     g->seq_reserved = 1; /* 0 is never used */
     g->next = 1;
+    /* Every in-memory life of a group (each open, each add) sends under a
+     * fresh instance: the nonce is iv XOR (instance || seq), so a restored
+     * or copied file that hands out the same seq again still never repeats
+     * a nonce (docs/PROTOCOL.md, section 2.4). */
+    randombytes_buf(&g->instance, sizeof g->instance);
+    g->instance &= MQE2E_INSTANCE_MAX;
     return g;
 }
 
@@ -392,6 +407,52 @@ static int group_insert(mqe2e_keystore *ks, ks_group *g)
     n[i] = g;
     ks->n_groups++;
     return MQE2E_OK;
+}
+
+static ks_floor *floor_find(const mqe2e_keystore *ks, const char *name)
+{
+    for (size_t i = 0; i < ks->n_floors; i++)
+        if (strcmp(ks->floors[i].name, name) == 0) return &ks->floors[i];
+    return NULL;
+}
+
+static void floors_free(mqe2e_keystore *ks)
+{
+    for (size_t i = 0; i < ks->n_floors; i++) free(ks->floors[i].name);
+    free(ks->floors);
+    ks->floors = NULL;
+    ks->n_floors = 0;
+}
+
+/* Remember (or raise) the floor of a group that is being removed. */
+static int floor_put(mqe2e_keystore *ks, const char *name, uint64_t seq_reserved)
+{
+    ks_floor *f = floor_find(ks, name);
+    if (f != NULL) {
+        if (seq_reserved > f->seq_reserved) f->seq_reserved = seq_reserved;
+        return MQE2E_OK;
+    }
+    ks_floor *n = realloc(ks->floors, (ks->n_floors + 1) * sizeof *n);
+    if (n == NULL) return MQE2E_ERR_NOMEM;
+    ks->floors = n;
+    n[ks->n_floors].name = strdup(name);
+    if (n[ks->n_floors].name == NULL) return MQE2E_ERR_NOMEM;
+    n[ks->n_floors].seq_reserved = seq_reserved;
+    ks->n_floors++;
+    return MQE2E_OK;
+}
+
+/* A group that is created again starts above its floor, which it then carries. */
+static void floor_take(mqe2e_keystore *ks, ks_group *g)
+{
+    ks_floor *f = floor_find(ks, g->name);
+    if (f == NULL) return;
+    if (f->seq_reserved > g->seq_reserved) {
+        g->seq_reserved = f->seq_reserved;
+        g->next = f->seq_reserved;
+    }
+    free(f->name);
+    *f = ks->floors[--ks->n_floors];
 }
 
 static ks_epoch *epoch_find(const ks_group *g, uint32_t epoch)
@@ -565,6 +626,7 @@ static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
 {
     int rc = MQE2E_ERR_NOMEM;
     Mqe2e__V1__KeystoreState st;
+    Mqe2e__V1__SeqFloor *fl = NULL, **fl_ptrs = NULL;
     mqe2e__v1__keystore_state__init(&st);
     pb_group *pg = calloc(ks->n_groups + 1, sizeof *pg);
     Mqe2e__V1__KeystoreGroup **gptrs = calloc(ks->n_groups + 1, sizeof *gptrs);
@@ -621,6 +683,17 @@ static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
     st.revocation_list.len = ks->revocations_len;
     st.revocation_version = ks->revocation_version;
     st.push_seq = ks->push_seq;
+    fl = calloc(ks->n_floors + 1, sizeof *fl);
+    fl_ptrs = calloc(ks->n_floors + 1, sizeof *fl_ptrs);
+    if (fl == NULL || fl_ptrs == NULL) goto out;
+    for (size_t i = 0; i < ks->n_floors; i++) {
+        mqe2e__v1__seq_floor__init(&fl[i]);
+        fl[i].group = ks->floors[i].name;
+        fl[i].seq_reserved = ks->floors[i].seq_reserved;
+        fl_ptrs[i] = &fl[i];
+    }
+    st.n_seq_floors = ks->n_floors;
+    st.seq_floors = fl_ptrs;
     size_t len = mqe2e__v1__keystore_state__get_packed_size(&st);
     uint8_t *buf = sodium_malloc(len > 0 ? len : 1U);
     if (buf == NULL) goto out;
@@ -630,6 +703,8 @@ static int ks_pack(mqe2e_keystore *ks, uint8_t **out, size_t *out_len)
 out:
     pb_groups_free(pg, ks->n_groups);
     free(gptrs);
+    free(fl);
+    free(fl_ptrs);
     return rc;
 }
 
@@ -651,6 +726,7 @@ static void ks_free(mqe2e_keystore *ks)
     if (ks == NULL) return;
     for (size_t i = 0; i < ks->n_groups; i++) group_free(ks, ks->groups[i]);
     free(ks->groups);
+    floors_free(ks);
     slabs_free(ks);
     free(ks->client_id);
     free(ks->credential);
@@ -863,6 +939,7 @@ static int load_group(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreGroup *m)
      * have been used before a crash. */
     g->seq_reserved = m->seq_reserved != 0 ? m->seq_reserved : 1U;
     g->next = g->seq_reserved;
+    floor_take(ks, g);
     if (m->n_replay > 0) {
         if (m->n_replay >= (size_t)KS_NIL / 2U) {
             rc = MQE2E_ERR_DECODE;
@@ -945,6 +1022,13 @@ static int load_control(mqe2e_keystore *ks, const Mqe2e__V1__KeystoreState *st)
     }
     ks->revocation_version = st->revocation_version;
     ks->push_seq = st->push_seq;
+    for (size_t i = 0; i < st->n_seq_floors; i++) {
+        const Mqe2e__V1__SeqFloor *f = st->seq_floors[i];
+        if (!valid_group_name(f->group) || floor_find(ks, f->group) != NULL)
+            return MQE2E_ERR_DECODE;
+        rc = floor_put(ks, f->group, f->seq_reserved);
+        if (rc != MQE2E_OK) return rc;
+    }
     return MQE2E_OK;
 }
 
@@ -1096,6 +1180,9 @@ static int add_epoch_mem(mqe2e_keystore *ks, const char *group_id, const char *t
             group_free(ks, g);
             return rc;
         }
+        /* Removed before: continue above what it had reserved, so no
+         * (epoch, sender, seq) of its earlier life is handed out again. */
+        floor_take(ks, g);
         *changed = 1;
         return MQE2E_OK;
     }
@@ -1156,6 +1243,10 @@ int mqe2e_keystore_group_remove(mqe2e_keystore *ks, const char *group_id)
     int found;
     size_t i = group_pos(ks, group_id, &found);
     if (!found) return MQE2E_ERR_NOT_FOUND;
+    /* The group's sequence position outlives it (a tombstone), so adding it
+     * again never restarts its numbers. */
+    int rc = floor_put(ks, group_id, ks->groups[i]->seq_reserved);
+    if (rc != MQE2E_OK) return rc;
     group_free(ks, ks->groups[i]);
     memmove(&ks->groups[i], &ks->groups[i + 1], (ks->n_groups - i - 1) * sizeof *ks->groups);
     ks->n_groups--;
@@ -1268,11 +1359,13 @@ static uint32_t seq_next_block(const mqe2e_keystore *ks, ks_group *g, uint64_t n
 }
 
 int mqe2e__keystore_next_seq_at(mqe2e_keystore *ks, const char *group_id, uint64_t now,
-                                uint64_t *seq)
+                                uint64_t *seq, uint64_t *instance)
 {
     if (ks == NULL || group_id == NULL || seq == NULL) return MQE2E_ERR_INVALID_ARG;
     ks_group *g = group_find(ks, group_id);
     if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    /* Envelopes carry 48-bit sequence numbers (the nonce's other half is the instance). */
+    if (g->next > MQE2E_SEQ_MAX) return MQE2E_ERR_EXHAUSTED;
     if (g->next >= g->seq_reserved) {
         if (g->seq_reserved == UINT64_MAX) return MQE2E_ERR_EXHAUSTED;
         uint64_t old = g->seq_reserved;
@@ -1306,12 +1399,23 @@ int mqe2e__keystore_next_seq_at(mqe2e_keystore *ks, const char *group_id, uint64
         free(topped);
     }
     *seq = g->next++;
+    if (instance != NULL) *instance = g->instance;
     return MQE2E_OK;
 }
 
 int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq)
 {
-    return mqe2e__keystore_next_seq_at(ks, group_id, 0, seq);
+    return mqe2e__keystore_next_seq_at(ks, group_id, 0, seq, NULL);
+}
+
+int mqe2e_keystore_group_instance(const mqe2e_keystore *ks, const char *group_id,
+                                  uint64_t *instance)
+{
+    if (ks == NULL || group_id == NULL || instance == NULL) return MQE2E_ERR_INVALID_ARG;
+    const ks_group *g = group_find(ks, group_id);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    *instance = g->instance;
+    return MQE2E_OK;
 }
 
 int mqe2e_keystore_set_seq_block(mqe2e_keystore *ks, uint32_t block)

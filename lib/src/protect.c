@@ -682,9 +682,9 @@ static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
         p->ents[idx].retired_at = retired_at;
     }
     bool sign = group_signed(p, gi, flags);
-    mqe2e_envelope_header hdr = {sign ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP, epoch, sender,
-                                 0};
-    rc = mqe2e__keystore_next_seq_at(p->ks, g->id, now, &hdr.seq);
+    mqe2e_envelope_header hdr = {.mode = sign ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP,
+                                 .epoch = epoch, .sender_id = sender};
+    rc = mqe2e__keystore_next_seq_at(p->ks, g->id, now, &hdr.seq, &hdr.instance);
     if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_ERR_NO_KEY;
     if (rc != MQE2E_OK) return rc;
     if (sign) {

@@ -68,7 +68,7 @@ static void envelope_seeds(void)
     for (size_t i = 0; i < sizeof pt; i++) pt[i] = (uint8_t)i;
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         mqe2e_sender_key key;
-        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, v[i].epoch, v[i].sender, v[i].seq};
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, v[i].epoch, v[i].sender, v[i].seq, 0U};
         size_t len = 0;
         char name[32];
         CHECK(mqe2e_sender_key_derive(&key, secret, FUZZ_GROUP, v[i].epoch, v[i].sender) == 0);

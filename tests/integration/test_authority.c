@@ -882,7 +882,7 @@ Test(authority, rotation_by_message_count)
     for (uint64_t seq = 1; seq <= 3; seq++) {
         uint8_t env[256];
         size_t len = 0;
-        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, b.epoch, b.sender_id, seq};
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, b.epoch, b.sender_id, seq, 0U};
         cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &len, &k, "meter/1/kwh", "meter", &h,
                                          (const uint8_t *)"42", 2),
                      MQE2E_OK);

@@ -1080,7 +1080,7 @@ Test(control_plane, held_messages_expire_as_no_key)
     cr_assert_eq(mqe2e_sender_key_derive(&sk, secret, "sensors", 7, 99), MQE2E_OK);
     MQTTClient r = raw_client("forger", NULL);
     for (uint64_t s = 1; s <= 3; s++) {
-        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 7, 99, s};
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 7, 99, s, 0U};
         cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &env_len, &sk, "sensors/x", "sensors", &h,
                                          (const uint8_t *)"x", 1),
                      MQE2E_OK);

@@ -470,7 +470,7 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
     const char *text = "a-open-door";
 
     /* (1) Unsigned group mode under dev-a's sender id: valid AEAD, no signature. */
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sid_a, 900000};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sid_a, 900000, 0U};
     cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &n, &victim, "ward/a/cmd", GROUP, &h,
                                      (const uint8_t *)text, strlen(text)),
                  MQE2E_OK);

@@ -12,7 +12,7 @@ int main(void)
     uint8_t secret[MQE2E_GROUP_SECRET_BYTES] = {1, 2, 3};
     mqe2e_sender_key key;
     if (mqe2e_sender_key_derive(&key, secret, "g", 1, 7) != MQE2E_OK) return 1;
-    const mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 7, 42};
+    const mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 7, 42, 0U};
     uint8_t env[128], pt[64];
     size_t env_len = 0, pt_len = 0;
     mqe2e_envelope_view view;

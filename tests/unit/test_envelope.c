@@ -21,11 +21,13 @@
 #define EX_EPOCH 7U
 #define EX_SENDER 0xC0FFEEU
 #define EX_SEQ 1000U
+#define EX_INSTANCE UINT64_C(0x5eed1234abcd)
 #define EX_PAYLOAD "{\"bpm\":72}"
 #define EX_KEY "01d18f6d14c623466f942d6ed9471719361406b04d8a2e04cfd0b61b8449fa5f"
 #define EX_IV "925cb03b1766ee5d22cfc772"
-#define EX_NONCE "925cb03b1766ee5d22cfc49a"
-#define EX_ENVELOPE "200728eeff830630e8070a1a432497b070624f44f3badcf211e3e46987d1db47b5400132b545"
+#define EX_NONCE "ccb1a20fbcabee5d22cfc49a"
+#define EX_ENVELOPE                                                                               \
+    "200728eeff830642065eed1234abcd30e8070a1aa3e507f7342f6cf10c17ae8181dfecb0156bc7fca857c7ec09ff"
 
 static void ex_secret(uint8_t s[MQE2E_GROUP_SECRET_BYTES])
 {
@@ -45,7 +47,7 @@ static mqe2e_sender_key ex_key(void)
 
 static mqe2e_envelope_header ex_header(void)
 {
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, EX_EPOCH, EX_SENDER, EX_SEQ};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, EX_EPOCH, EX_SENDER, EX_SEQ, EX_INSTANCE};
     return h;
 }
 
@@ -117,7 +119,7 @@ Test(envelope, golden_vector)
 
     assert_hex(k.key, sizeof k.key, EX_KEY, "sender key");
     assert_hex(k.iv, sizeof k.iv, EX_IV, "sender iv");
-    mqe2e__envelope_nonce(nonce, k.iv, EX_SEQ);
+    mqe2e__envelope_nonce(nonce, k.iv, EX_INSTANCE, EX_SEQ);
     assert_hex(nonce, sizeof nonce, EX_NONCE, "nonce");
 
     n = ex_seal(env, sizeof env);
@@ -128,6 +130,7 @@ Test(envelope, golden_vector)
     cr_assert_eq(v.header.epoch, EX_EPOCH);
     cr_assert_eq(v.header.sender_id, EX_SENDER);
     cr_assert_eq(v.header.seq, EX_SEQ);
+    cr_assert_eq(v.header.instance, EX_INSTANCE);
     cr_assert_eq(v.ciphertext_len, strlen(EX_PAYLOAD) + MQE2E_TAG_BYTES);
     cr_assert_null(v.signature);
     cr_assert_eq(mqe2e_envelope_open(pt, sizeof pt, &pt_len, &k, EX_TOPIC, EX_GROUP, &v), MQE2E_OK);
@@ -138,11 +141,12 @@ Test(envelope, golden_vector)
     mqe2e_sender_key_wipe(NULL);
 }
 
-static void round_trip(size_t len, uint32_t epoch, uint32_t sender, uint64_t seq, const char *topic)
+static void round_trip_inst(size_t len, uint32_t epoch, uint32_t sender, uint64_t seq,
+                            uint64_t instance, const char *topic)
 {
     uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq, instance};
     mqe2e_envelope_view v;
     uint8_t *pt = malloc(len + 1), *out = malloc(len + 1);
     size_t cap = mqe2e_envelope_sealed_bound(len);
@@ -161,6 +165,7 @@ static void round_trip(size_t len, uint32_t epoch, uint32_t sender, uint64_t seq
     cr_assert_eq(v.header.epoch, epoch);
     cr_assert_eq(v.header.sender_id, sender);
     cr_assert_eq(v.header.seq, seq);
+    cr_assert_eq(v.header.instance, instance);
     cr_assert_eq(mqe2e_envelope_open(out, len, &out_len, &k, topic, "g", &v), MQE2E_OK,
                  "open of %zu bytes", len);
     cr_assert_eq(out_len, len);
@@ -169,6 +174,11 @@ static void round_trip(size_t len, uint32_t epoch, uint32_t sender, uint64_t seq
     free(pt);
     free(out);
     free(env);
+}
+
+static void round_trip(size_t len, uint32_t epoch, uint32_t sender, uint64_t seq, const char *topic)
+{
+    round_trip_inst(len, epoch, sender, seq, 0x0A0B0C0D0E0FU, topic);
 }
 
 /* The worked example printed in docs/PROTOCOL.md is the one tested above. */
@@ -193,8 +203,11 @@ Test(envelope, round_trips)
     }
     /* Zero scalars are omitted on the wire and still round-trip. */
     round_trip(10, 0, 0, 0, "a/b");
-    round_trip(10, UINT32_MAX, UINT32_MAX, UINT64_MAX, "a/b");
+    round_trip(10, UINT32_MAX, UINT32_MAX, MQE2E_SEQ_MAX, "a/b");
     round_trip(1, 1, 1, 1, "x");
+    /* Instances at both ends of their 48 bits. */
+    round_trip_inst(10, 1, 1, 1, 0, "x");
+    round_trip_inst(10, 1, 1, 1, MQE2E_INSTANCE_MAX, "x");
 }
 
 Test(envelope, long_topics_use_heap_ad)
@@ -290,9 +303,14 @@ Test(envelope, argument_checks)
 Test(envelope, max_header_is_reachable)
 {
     /* Every header field at its widest plus the longest body length. */
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, UINT32_MAX, UINT32_MAX, UINT64_MAX};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, UINT32_MAX, UINT32_MAX, MQE2E_SEQ_MAX,
+                               MQE2E_INSTANCE_MAX};
     cr_assert_eq(mqe2e__envelope_header_len(&h, (size_t)MQE2E_ENVELOPE_MAX_PAYLOAD + 16U),
                  MQE2E_ENVELOPE_MAX_HEADER_BYTES);
+    /* A channel header (no instance, 64-bit seq) stays within it. */
+    mqe2e_envelope_header c = {MQE2E_MODE_CHANNEL, UINT32_MAX, UINT32_MAX, UINT64_MAX, 0U};
+    cr_assert_leq(mqe2e__envelope_header_len(&c, (size_t)MQE2E_ENVELOPE_MAX_PAYLOAD + 16U),
+                  MQE2E_ENVELOPE_MAX_HEADER_BYTES);
 }
 
 Test(envelope, tamper_every_byte_and_bit)
@@ -412,6 +430,79 @@ Test(envelope, header_rewritten)
     h = ex_header();
     h.seq = EX_SEQ | (1ULL << 40);
     expect_auth_with_header(&h);
+    /* The instance is half of the nonce and part of the AD. */
+    h = ex_header();
+    h.instance = EX_INSTANCE ^ 1U;
+    expect_auth_with_header(&h);
+    h = ex_header();
+    h.instance = 0;
+    expect_auth_with_header(&h);
+    h = ex_header();
+    h.instance = EX_INSTANCE ^ (UINT64_C(1) << 47);
+    expect_auth_with_header(&h);
+}
+
+/* Group envelopes without their instance, with one of another size, or with
+ * a seq beyond 48 bits are malformed; channel envelopes must not carry one. */
+Test(envelope, instance_and_seq_range)
+{
+    uint8_t env[128], bad[160], pt[64];
+    size_t n = ex_seal(env, sizeof env), pt_len;
+    mqe2e_envelope_view v;
+
+    /* The instance field is bytes 7..14 of the example: 42 06 + 6 bytes. */
+    cr_assert_eq(env[7], 0x42);
+    cr_assert_eq(env[8], 0x06);
+    memcpy(bad, env, 7);
+    memcpy(bad + 7, env + 15, n - 15);
+    cr_assert_eq(ex_receive(bad, n - 8, pt, sizeof pt, &pt_len), MQE2E_ERR_DECODE);
+    /* Five or seven bytes. */
+    memcpy(bad, env, 9);
+    bad[8] = 0x05;
+    memcpy(bad + 9, env + 10, n - 10);
+    cr_assert_eq(ex_receive(bad, n - 1, pt, sizeof pt, &pt_len), MQE2E_ERR_DECODE);
+    memcpy(bad, env, 15);
+    bad[8] = 0x07;
+    bad[15] = 0x00;
+    memcpy(bad + 16, env + 15, n - 15);
+    cr_assert_eq(ex_receive(bad, n + 1, pt, sizeof pt, &pt_len), MQE2E_ERR_DECODE);
+    /* Twice. */
+    memcpy(bad, env, 15);
+    memcpy(bad + 15, env + 7, 8);
+    memcpy(bad + 23, env + 15, n - 15);
+    cr_assert_eq(ex_receive(bad, n + 8, pt, sizeof pt, &pt_len), MQE2E_ERR_DECODE);
+    /* As a varint. */
+    memcpy(bad, env, n);
+    bad[7] = 0x40;
+    cr_assert_eq(ex_receive(bad, n, pt, sizeof pt, &pt_len), MQE2E_ERR_DECODE);
+
+    /* seq 2^48 does not parse; 2^48 - 1 does (and fails only the AEAD). */
+    mqe2e_envelope_header h = ex_header();
+    h.seq = MQE2E_SEQ_MAX + 1U;
+    size_t m = rewrap(bad, &h);
+    cr_assert_eq(mqe2e_envelope_parse(&v, bad, m), MQE2E_ERR_DECODE);
+    h.seq = MQE2E_SEQ_MAX;
+    m = rewrap(bad, &h);
+    cr_assert_eq(mqe2e_envelope_parse(&v, bad, m), MQE2E_OK);
+    cr_assert_eq(v.header.seq, MQE2E_SEQ_MAX);
+
+    /* The sealer refuses values it could not put in the nonce. */
+    mqe2e_sender_key k = ex_key();
+    h = ex_header();
+    h.seq = MQE2E_SEQ_MAX + 1U;
+    cr_assert_eq(mqe2e_envelope_seal(bad, sizeof bad, &m, &k, EX_TOPIC, EX_GROUP, &h, NULL, 0),
+                 MQE2E_ERR_INVALID_ARG);
+    h = ex_header();
+    h.instance = MQE2E_INSTANCE_MAX + 1U;
+    cr_assert_eq(mqe2e_envelope_seal(bad, sizeof bad, &m, &k, EX_TOPIC, EX_GROUP, &h, NULL, 0),
+                 MQE2E_ERR_INVALID_ARG);
+
+    /* A channel envelope carrying an instance is malformed. */
+    cr_assert_eq(mqe2e__envelope_decode_channel(&v, env, n), MQE2E_ERR_DECODE);
+    mqe2e_envelope_header ch = {MQE2E_MODE_CHANNEL, 1, 0, 5, 0U};
+    m = mqe2e__envelope_header_put(bad, &ch, 16);
+    memset(bad + m, 0, 16);
+    cr_assert_eq(mqe2e__envelope_decode_channel(&v, bad, m + 16), MQE2E_OK);
 }
 
 Test(envelope, truncated_and_extended)
@@ -433,7 +524,9 @@ Test(envelope, truncated_and_extended)
     }
 }
 
-/* Appends the example's ciphertext after a hand-made prefix. */
+static const uint8_t F_INSTANCE[] = {0x42, 0x06, 0x5e, 0xed, 0x12, 0x34, 0xab, 0xcd};
+
+/* Appends the example's instance and ciphertext after a hand-made prefix. */
 static size_t craft(uint8_t *out, const uint8_t *prefix, size_t prefix_len, bool with_body)
 {
     uint8_t env[128];
@@ -444,6 +537,9 @@ static size_t craft(uint8_t *out, const uint8_t *prefix, size_t prefix_len, bool
     if (!with_body) {
         return prefix_len;
     }
+    /* The example's instance, then its body. */
+    memcpy(out + prefix_len, F_INSTANCE, sizeof F_INSTANCE);
+    prefix_len += sizeof F_INSTANCE;
     out[prefix_len] = 0x0a;
     out[prefix_len + 1] = (uint8_t)v.ciphertext_len;
     memcpy(out + prefix_len + 2, v.ciphertext, v.ciphertext_len);
@@ -507,8 +603,13 @@ Test(envelope, crafted_headers)
         static const uint8_t body16[] = {0x0a, 0x10, 0, 0, 0, 0, 0, 0, 0,
                                          0,    0,    0, 0, 0, 0, 0, 0, 0};
         cr_assert_eq(parse_crafted(body16, sizeof body16, true), MQE2E_ERR_DECODE, "second body");
-        cr_assert_eq(parse_crafted(body16, sizeof body16, false), MQE2E_OK,
-                     "a 16-byte body alone is well formed");
+        cr_assert_eq(parse_crafted(body16, sizeof body16, false), MQE2E_ERR_DECODE,
+                     "a body without its instance");
+        uint8_t with_inst[sizeof body16 + sizeof F_INSTANCE];
+        memcpy(with_inst, F_INSTANCE, sizeof F_INSTANCE);
+        memcpy(with_inst + sizeof F_INSTANCE, body16, sizeof body16);
+        cr_assert_eq(parse_crafted(with_inst, sizeof with_inst, false), MQE2E_OK,
+                     "an instance and a 16-byte body alone are well formed");
         uint8_t short_body[17];
         memcpy(short_body, body16, 17);
         short_body[1] = 0x0f;
@@ -575,6 +676,8 @@ Test(envelope, crafted_headers)
                                                   0xff, 0xff, 0xff, 0xff, 0x02};
         static const uint8_t seq_max[] = {0x30, 0xff, 0xff, 0xff, 0xff, 0xff,
                                           0xff, 0xff, 0xff, 0xff, 0x01};
+        static const uint8_t seq_48[] = {0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f};
+        static const uint8_t seq_2_48[] = {0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40};
         static const uint8_t epoch_2_32[] = {0x20, 0x80, 0x80, 0x80, 0x80, 0x10};
         static const uint8_t epoch_max[] = {0x20, 0xff, 0xff, 0xff, 0xff, 0x0f};
         static const uint8_t sender_2_32[] = {0x28, 0x80, 0x80, 0x80, 0x80, 0x10};
@@ -587,7 +690,10 @@ Test(envelope, crafted_headers)
         cr_assert_eq(parse_crafted(seq_11, sizeof seq_11, true), MQE2E_ERR_DECODE);
         cr_assert_eq(parse_crafted(seq_10_overflow, sizeof seq_10_overflow, true),
                      MQE2E_ERR_DECODE);
-        cr_assert_eq(parse_crafted(seq_max, sizeof seq_max, true), MQE2E_OK);
+        /* Group envelopes carry 48-bit sequence numbers. */
+        cr_assert_eq(parse_crafted(seq_max, sizeof seq_max, true), MQE2E_ERR_DECODE);
+        cr_assert_eq(parse_crafted(seq_48, sizeof seq_48, true), MQE2E_OK);
+        cr_assert_eq(parse_crafted(seq_2_48, sizeof seq_2_48, true), MQE2E_ERR_DECODE);
         cr_assert_eq(parse_crafted(epoch_2_32, sizeof epoch_2_32, true), MQE2E_ERR_DECODE);
         cr_assert_eq(parse_crafted(epoch_max, sizeof epoch_max, true), MQE2E_OK);
         cr_assert_eq(parse_crafted(sender_2_32, sizeof sender_2_32, true), MQE2E_ERR_DECODE);
@@ -640,7 +746,7 @@ Test(envelope, body_over_hard_ceiling_too_large)
     uint8_t *buf = calloc(1, body + 8);
     mqe2e_envelope_view v;
     cr_assert_not_null(buf);
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 0, 0, 0};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 0, 0, 0, 0U};
     size_t hl = mqe2e__envelope_header_put(buf, &h, body);
     cr_assert_eq(mqe2e_envelope_parse(&v, buf, hl + body), MQE2E_ERR_TOO_LARGE);
     hl = mqe2e__envelope_header_put(buf, &h, body - 1U);
@@ -659,10 +765,15 @@ Test(envelope, random_garbage)
         randombytes_buf(buf, len);
         /* Half the time start with a plausible header so the parser goes deeper. */
         if (i % 2 == 0 && len > 2) {
-            static const uint8_t starts[] = {0x0a, 0x20, 0x28, 0x30};
+            static const uint8_t starts[] = {0x0a, 0x20, 0x28, 0x30, 0x42};
             buf[0] = starts[randombytes_uniform(sizeof starts)];
             if (buf[0] == 0x0a) {
                 buf[1] = (uint8_t)(len - 2 < 0x80 ? len - 2 : buf[1]);
+            } else if (buf[0] == 0x42 && len > 10) {
+                /* An instance, then a body running to the end. */
+                buf[1] = 0x06;
+                buf[8] = 0x0a;
+                buf[9] = (uint8_t)(len - 10 < 0x80 ? len - 10 : buf[9]);
             }
         }
         int rc = ex_receive(buf, len, pt, sizeof pt, &pt_len);
@@ -677,7 +788,7 @@ static size_t overhead_of(size_t pt_len, uint32_t epoch, uint32_t sender, uint64
 {
     uint8_t secret[MQE2E_GROUP_SECRET_BYTES] = {9};
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq, 0U};
     uint8_t *pt = calloc(1, pt_len + 1), *env = malloc(mqe2e_envelope_sealed_bound(pt_len));
     size_t n;
     cr_assert(pt && env);
@@ -703,18 +814,19 @@ Test(envelope, overhead_bound)
            typical, worst);
     fflush(stdout);
     cr_log_info("overhead typical %zu B, worst %zu B", typical, worst);
-    cr_assert_eq(typical, 29U);
-    cr_assert_eq(worst, 32U);
-    cr_assert_eq(overhead_of(256, w_epoch, (1U << 28) - 1U, w_seq), 32U);
+    /* 8 bytes of them are the instance field (docs/PROTOCOL.md 2.4, 2.7). */
+    cr_assert_eq(typical, 37U);
+    cr_assert_eq(worst, 40U);
+    cr_assert_eq(overhead_of(256, w_epoch, (1U << 28) - 1U, w_seq), 40U);
     /* The documented conditions: body (payload + 16) below 2^14 bytes. */
     static const size_t sizes[] = {0, 1, 100, 256, 1000, 16367};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        cr_assert_leq(overhead_of(sizes[i], w_epoch, w_sender, w_seq), 32U, "payload %zu",
+        cr_assert_leq(overhead_of(sizes[i], w_epoch, w_sender, w_seq), 40U, "payload %zu",
                       sizes[i]);
     }
     /* Past the documented conditions the bound is one byte looser, and no more. */
-    cr_assert_eq(overhead_of(16368, w_epoch, w_sender, w_seq), 33U);
-    cr_assert_eq(overhead_of(256, 1U << 14, w_sender, w_seq), 33U);
+    cr_assert_eq(overhead_of(16368, w_epoch, w_sender, w_seq), 41U);
+    cr_assert_eq(overhead_of(256, 1U << 14, w_sender, w_seq), 41U);
 }
 
 Test(envelope, protobuf_c_cross_check)
@@ -731,6 +843,8 @@ Test(envelope, protobuf_c_cross_check)
     cr_assert_eq(m->epoch, EX_EPOCH);
     cr_assert_eq(m->sender, EX_SENDER);
     cr_assert_eq(m->seq, EX_SEQ);
+    cr_assert_eq(m->instance.len, MQE2E_INSTANCE_BYTES);
+    cr_assert_eq(memcmp(m->instance.data, F_INSTANCE + 2, MQE2E_INSTANCE_BYTES), 0);
     cr_assert_eq(m->group_v1_chacha20poly1305.len, v.ciphertext_len);
     cr_assert_eq(memcmp(m->group_v1_chacha20poly1305.data, v.ciphertext, v.ciphertext_len), 0);
     cr_assert_eq(m->signature.len, 0U);
@@ -749,7 +863,11 @@ Test(envelope, protobuf_c_cross_check)
             mqe2e__v1__envelope__init(&e);
             e.epoch = (uint32_t)vals[i];
             e.sender = (uint32_t)vals[j];
-            e.seq = vals[(i + j) % 8] * (j == 7 ? 0xFFFFFFFFULL : 1U) + (i == 7 ? 0 : vals[j]);
+            e.seq = (vals[(i + j) % 8] * (j == 7 ? 0xFFFFFFFFULL : 1U) + (i == 7 ? 0 : vals[j])) &
+                    MQE2E_SEQ_MAX;
+            uint8_t inst[MQE2E_INSTANCE_BYTES] = {(uint8_t)i, 0, 0, 0, (uint8_t)j, 0xff};
+            e.instance.data = inst;
+            e.instance.len = sizeof inst;
             e.sealed_case = MQE2E__V1__ENVELOPE__SEALED_GROUP_V1_CHACHA20POLY1305;
             e.group_v1_chacha20poly1305.data = body;
             e.group_v1_chacha20poly1305.len = 16U + i + j;
@@ -759,6 +877,7 @@ Test(envelope, protobuf_c_cross_check)
             cr_assert_eq(v.header.epoch, e.epoch);
             cr_assert_eq(v.header.sender_id, e.sender);
             cr_assert_eq(v.header.seq, e.seq);
+            cr_assert_eq(v.header.instance, ((uint64_t)i << 40) | ((uint64_t)j << 8) | 0xffU);
             cr_assert_eq(v.ciphertext_len, e.group_v1_chacha20poly1305.len);
             cr_assert_eq(memcmp(v.ciphertext, body, v.ciphertext_len), 0);
             /* Our encoding has the same length (field order differs). */
@@ -839,24 +958,27 @@ Test(envelope, nonces_distinct_across_seqs)
     uint8_t(*nonces)[MQE2E_SENDER_IV_BYTES] = malloc(N * sizeof *nonces);
     cr_assert_not_null(nonces);
 
-    mqe2e__envelope_nonce(nonces[0], k.iv, 0);
-    cr_assert_eq(memcmp(nonces[0], k.iv, sizeof k.iv), 0, "seq 0 uses the base IV");
-    for (uint64_t s = 0; s < N - 64; s++) {
-        mqe2e__envelope_nonce(nonces[s], k.iv, s);
+    mqe2e__envelope_nonce(nonces[0], k.iv, 0, 0);
+    cr_assert_eq(memcmp(nonces[0], k.iv, sizeof k.iv), 0, "instance 0, seq 0 use the base IV");
+    /* Small seqs under two instances, then single-bit patterns of each half. */
+    for (uint64_t s = 0; s < (N - 96) / 2; s++) {
+        mqe2e__envelope_nonce(nonces[2 * s], k.iv, 0, s);
+        mqe2e__envelope_nonce(nonces[2 * s + 1], k.iv, 1, s);
     }
-    for (unsigned b = 0; b < 64; b++) {
-        /* Two-bit patterns, all distinct and above the run of small seqs. */
-        mqe2e__envelope_nonce(nonces[N - 64 + b], k.iv, (1ULL << b) | (1ULL << ((b + 17U) % 64U)));
+    for (unsigned b = 0; b < 48; b++) {
+        mqe2e__envelope_nonce(nonces[N - 96 + b], k.iv, 1ULL << b, 3ULL << 30);
+        mqe2e__envelope_nonce(nonces[N - 48 + b], k.iv, 3ULL << 30, 1ULL << b);
     }
-    mqe2e__envelope_nonce(nonces[N - 1], k.iv, UINT64_MAX);
     qsort(nonces, N, sizeof *nonces, cmp12);
     for (size_t i = 1; i < N; i++) {
         cr_assert_neq(memcmp(nonces[i - 1], nonces[i], sizeof *nonces), 0, "nonce repeats");
     }
-    /* The first 4 IV bytes are never touched by the sequence number. */
+    /* Instance in the first six bytes, seq in the last six. */
     uint8_t n1[12];
-    mqe2e__envelope_nonce(n1, k.iv, UINT64_MAX);
-    cr_assert_eq(memcmp(n1, k.iv, 4), 0);
+    mqe2e__envelope_nonce(n1, k.iv, 0, MQE2E_SEQ_MAX);
+    cr_assert_eq(memcmp(n1, k.iv, 6), 0);
+    mqe2e__envelope_nonce(n1, k.iv, MQE2E_INSTANCE_MAX, 0);
+    cr_assert_eq(memcmp(n1 + 6, k.iv + 6, 6), 0);
     free(nonces);
 }
 

@@ -424,7 +424,8 @@ Test(keystore, next_seq_exhausted)
     mqe2e__keystore_abandon(ks);
     Mqe2e__V1__KeystoreState *st = mqe2e__v1__keystore_state__unpack(NULL, ss.len, ss.blob);
     cr_assert_not_null(st);
-    st->groups[0]->seq_reserved = UINT64_MAX - 2;
+    /* Envelopes carry 48-bit sequence numbers: the last one is MQE2E_SEQ_MAX. */
+    st->groups[0]->seq_reserved = MQE2E_SEQ_MAX - 1U;
     uint8_t buf[4096];
     size_t n = mqe2e__v1__keystore_state__pack(st, buf);
     mqe2e__v1__keystore_state__free_unpacked(st, NULL);
@@ -432,9 +433,9 @@ Test(keystore, next_seq_exhausted)
     cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
     uint64_t s = 0;
     cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &s), MQE2E_OK);
-    cr_assert_eq(s, UINT64_MAX - 2);
+    cr_assert_eq(s, MQE2E_SEQ_MAX - 1U);
     cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &s), MQE2E_OK);
-    cr_assert_eq(s, UINT64_MAX - 1);
+    cr_assert_eq(s, MQE2E_SEQ_MAX);
     cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &s), MQE2E_ERR_EXHAUSTED);
     cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &s), MQE2E_ERR_EXHAUSTED);
     mqe2e_keystore_close(ks);
@@ -943,7 +944,7 @@ Test(keystore, adaptive_reservation_block)
     int stores = ss.stores;
     /* 4 + 8 + 16 + 32 = 60 numbers in the same second: 4 writes, not 15. */
     for (int i = 0; i < 60; i++) {
-        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 100, &s), MQE2E_OK);
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 100, &s, NULL), MQE2E_OK);
         cr_assert_gt(s, prev);
         prev = s;
     }
@@ -951,7 +952,7 @@ Test(keystore, adaptive_reservation_block)
     /* Keep going fast: the block is capped at 65,536. */
     stores = ss.stores;
     for (int i = 0; i < 200000; i++)
-        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 101, &s), MQE2E_OK);
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 101, &s, NULL), MQE2E_OK);
     /* 64, 128, ..., 65536 covers 131,008; the rest needs one or two more. */
     cr_assert_leq(ss.stores - stores, 13);
     cr_assert_geq(ss.stores - stores, 12);
@@ -959,12 +960,12 @@ Test(keystore, adaptive_reservation_block)
     mqe2e__keystore_abandon(ks);
     cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
     cr_assert_eq(mqe2e_keystore_set_seq_block(ks, 4), MQE2E_OK);
-    cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000, &s), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000, &s, NULL), MQE2E_OK);
     cr_assert_gt(s, prev + 200000U - 60U);
     prev = s;
     stores = ss.stores;
     for (int i = 1; i < 40; i++) {
-        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000U + (uint64_t)(i / 4) * 120U, &s),
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 1000U + (uint64_t)(i / 4) * 120U, &s, NULL),
                      MQE2E_OK);
         cr_assert_eq(s, prev + 1);
         prev = s;

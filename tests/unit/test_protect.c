@@ -146,7 +146,7 @@ static void forge(msg *m, const uint8_t *secret, const char *group, uint32_t epo
                   uint32_t sender, uint64_t seq, const char *topic, const char *text)
 {
     mqe2e_sender_key key;
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, epoch, sender, seq, 0U};
     cr_assert_eq(mqe2e_sender_key_derive(&key, secret, group, epoch, sender), MQE2E_OK);
     cr_assert_eq(mqe2e_envelope_seal(m->buf, sizeof m->buf, &m->len, &key, topic, group, &h,
                                      (const uint8_t *)text, strlen(text)),
@@ -551,7 +551,7 @@ Test(protect, sender_id_binding)
     /* Sender 1's key under a header claiming sender 2: a member posing as
      * another must fail. */
     mqe2e_sender_key k1;
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 2, v.header.seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 2, v.header.seq, 0U};
     cr_assert_eq(mqe2e_sender_key_derive(&k1, SECRET_A, "g1", 1, 1), MQE2E_OK);
     msg f;
     cr_assert_eq(mqe2e_envelope_seal(f.buf, sizeof f.buf, &f.len, &k1, "a/b", "g1", &h,

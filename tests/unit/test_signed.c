@@ -62,7 +62,7 @@ static size_t seal_signed(uint8_t *env, size_t cap, const test_signer *key_owner
                           const char *text)
 {
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, epoch, sender, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, epoch, sender, seq, 0U};
     size_t n = 0;
     (void)key_owner;
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, GROUP, epoch, sender), MQE2E_OK);
@@ -146,7 +146,7 @@ Test(signed_envelope, seal_argument_checks)
     test_signer s;
     signer_seeded(&s, 0x11);
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 7, 1};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 7, 1, 0U};
     uint8_t env[256];
     size_t n = 0;
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, GROUP, 1, 7), MQE2E_OK);
@@ -277,7 +277,7 @@ static size_t signed_overhead(size_t pt_len, uint32_t epoch, uint32_t sender, ui
     size_t cap = mqe2e_envelope_signed_sealed_bound(pt_len);
     uint8_t *env = malloc(cap);
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, epoch, sender, seq};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, epoch, sender, seq, 0U};
     size_t n = 0;
     cr_assert(pt && env);
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, "g", epoch, sender), MQE2E_OK);
@@ -294,19 +294,22 @@ Test(signed_envelope, overhead)
 {
     const uint32_t w_epoch = (1U << 14) - 1U, w_sender = 0xFFFFFFU;
     const uint64_t w_seq = (1ULL << 28) - 1U;
-    /* The same conditions as the group-mode figure (29 B typical, 32 B worst). */
+    /* The same conditions as the group-mode figure (37 B typical, 40 B worst):
+     * group mode plus the 66-byte signature field. */
     size_t typical = signed_overhead(256, 1, 0xABCDEF, 1000);
     size_t worst = signed_overhead(256, w_epoch, w_sender, w_seq);
     printf("signed envelope overhead, 256-byte payload: typical %zu B, worst within bound "
            "conditions %zu B\n",
            typical, worst);
     fflush(stdout);
-    cr_assert_eq(typical, 95U);
-    cr_assert_eq(worst, 98U);
-    cr_assert_leq(worst, 100U, "design target: signed overhead <= 100 B");
+    /* The 8-byte instance field (restore-proof nonces, docs/PROTOCOL.md 2.4)
+     * takes the signed mode past the 100-byte design figure it met before
+     * (95/98 B); docs/BENCHMARKS.md records the trade. */
+    cr_assert_eq(typical, 103U);
+    cr_assert_eq(worst, 106U);
     static const size_t sizes[] = {0, 1, 100, 256, 1000, 16367};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        cr_assert_leq(signed_overhead(sizes[i], w_epoch, w_sender, w_seq), 98U, "payload %zu",
+        cr_assert_leq(signed_overhead(sizes[i], w_epoch, w_sender, w_seq), 106U, "payload %zu",
                       sizes[i]);
 }
 
@@ -803,7 +806,7 @@ Test(signed_protect, unsigned_envelope_on_signed_topic_dropped)
     members_init(m, 3, NAMES, SENDERS, IN_DIR, 1, NULL);
     /* Mallory seals a valid group-mode envelope in Alice's name with the group key. */
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 0x111, 500};
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 0x111, 500, 0U};
     wire w;
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, GROUP, 1, 0x111), MQE2E_OK);
     cr_assert_eq(mqe2e_envelope_seal(w.buf, sizeof w.buf, &w.len, &k, TOPIC, GROUP, &h,
@@ -835,7 +838,7 @@ Test(signed_protect, member_signing_as_itself_under_victim_id)
     members_init(m, 3, NAMES, SENDERS, IN_DIR, 1, NULL);
     /* Mallory's own keystore signs (a directory member), but the header says Alice. */
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x111, 900};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x111, 900, 0U};
     wire w;
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, GROUP, 1, 0x111), MQE2E_OK);
     cr_assert_eq(mqe2e_envelope_seal_signed(w.buf, sizeof w.buf, &w.len, &k, TOPIC, GROUP, &h,
@@ -916,7 +919,7 @@ Test(signed_protect, signed_envelope_on_unsigned_topic)
     memcpy(d.sign_public, raw.pk, 32);
     cr_assert_eq(mqe2e_keystore_signer_add(m[1].ks, GROUP, &d), MQE2E_OK);
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x555, 1};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x555, 1, 0U};
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, GROUP, 1, 0x555), MQE2E_OK);
     cr_assert_eq(mqe2e_envelope_seal_signed(w.buf, sizeof w.buf, &w.len, &k, "a/1", GROUP, &h,
                                             (const uint8_t *)"ok", 2, sign_cb, &raw),
@@ -1119,7 +1122,7 @@ Test(signed_protect, group_not_held_is_no_key)
     test_signer raw;
     signer_seeded(&raw, 0x31);
     mqe2e_sender_key k;
-    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x111, 1};
+    mqe2e_envelope_header h = {MQE2E_MODE_SIGNED_GROUP, 1, 0x111, 1, 0U};
     wire w;
     cr_assert_eq(mqe2e_sender_key_derive(&k, SECRET, "absent", 1, 0x111), MQE2E_OK);
     cr_assert_eq(mqe2e_envelope_seal_signed(w.buf, sizeof w.buf, &w.len, &k, "x/1", "absent", &h,

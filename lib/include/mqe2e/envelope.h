@@ -3,10 +3,11 @@
  * @brief Wire-level seal/open of one data envelope (group mode, signed group mode).
  *
  * An envelope is the protobuf message `mqe2e.v1.Envelope` (proto/envelope.proto):
- * a header of epoch, sender id and sequence number, and the AEAD ciphertext
- * with its 16-byte tag. The nonce is derived (sender base IV XOR sequence
- * number), never carried. The associated data is rebuilt by the receiver from
- * format version, suite, mode, topic, group id, epoch, sender id and sequence
+ * a header of epoch, sender id, sender instance and sequence number, and the
+ * AEAD ciphertext with its 16-byte tag. The nonce is derived (sender base IV
+ * XOR (instance || sequence number)), never carried. The associated data is
+ * rebuilt by the receiver from format version, suite, mode, topic, group id,
+ * epoch, sender id, instance and sequence
  * (docs/PROTOCOL.md gives every byte), so an envelope moved to another topic,
  * group, epoch or sender fails authentication.
  *
@@ -35,8 +36,18 @@ extern "C" {
 #define MQE2E_SENDER_KEY_BYTES 32U    /**< ChaCha20-Poly1305-IETF key */
 #define MQE2E_SENDER_IV_BYTES 12U     /**< per-sender base IV */
 #define MQE2E_TAG_BYTES 16U           /**< Poly1305 tag */
-/** Largest envelope header (every varint at its maximum). */
-#define MQE2E_ENVELOPE_MAX_HEADER_BYTES 29U
+/**
+ * Largest envelope header of any mode: a group or signed envelope with every
+ * field at its maximum (epoch, sender 1 + 5 each, instance 8, seq 1 + 7, body
+ * key and length 1 + 5). A channel envelope's is at most 29.
+ */
+#define MQE2E_ENVELOPE_MAX_HEADER_BYTES 34U
+/** Sender instance carried by group and signed envelopes (docs/PROTOCOL.md §2.4). */
+#define MQE2E_INSTANCE_BYTES 6U
+/** Largest sender instance (48 bits). */
+#define MQE2E_INSTANCE_MAX ((UINT64_C(1) << 48) - 1U)
+/** Largest sequence number of a group or signed envelope (48 bits). */
+#define MQE2E_SEQ_MAX ((UINT64_C(1) << 48) - 1U)
 /** Default largest plaintext accepted by seal and open (1 MiB). */
 #define MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD (1U << 20)
 /** Hard ceiling on plaintext size (MQTT's own maximum packet is 256 MiB). */
@@ -71,7 +82,13 @@ typedef struct mqe2e_envelope_header {
     mqe2e_envelope_mode mode; /**< selects the body and the key kind */
     uint32_t epoch;           /**< group epoch (channel generation in mode 2) */
     uint32_t sender_id;       /**< sender within the group */
-    uint64_t seq;             /**< per-sender message counter (nonce and replay) */
+    uint64_t seq;             /**< per-sender message counter (nonce and replay);
+                                   at most ::MQE2E_SEQ_MAX in group and signed modes */
+    /** Random 48-bit value of the sending keystore handle, fresh on every
+     *  open (group and signed modes; ignored in channel mode). Part of the
+     *  nonce: a restored or copied keystore never repeats one. Last, so
+     *  positional initialisers of the first four fields leave it 0. */
+    uint64_t instance;
 } mqe2e_envelope_header;
 
 /** A parsed, not yet authenticated envelope; pointers borrow the input buffer. */
@@ -116,7 +133,8 @@ MQE2E_API size_t mqe2e_envelope_sealed_bound(size_t pt_len);
  * @param header   mode must be ::MQE2E_MODE_GROUP in this version.
  * @param pt       plaintext (may be NULL when pt_len is 0); only read.
  * @param pt_len   length of @p pt.
- * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_TOO_LARGE,
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (also an instance or seq above
+ *         48 bits), ::MQE2E_ERR_TOO_LARGE,
  *         ::MQE2E_ERR_BUFFER_TOO_SMALL, ::MQE2E_ERR_SUITE (mode not supported),
  *         ::MQE2E_ERR_NOMEM (topics over ~520 bytes build the AD on the heap).
  */
@@ -130,8 +148,9 @@ MQE2E_API int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len,
  *
  * Strict: unknown fields, repeated fields, a missing or second body, a body
  * shorter than the tag, non-minimal varints, a signature that is not exactly
- * 64 bytes, a signature next to a group body and a signed body without one
- * are all ::MQE2E_ERR_DECODE; a
+ * 64 bytes, a signature next to a group body and a signed body without one,
+ * a missing instance or one that is not exactly 6 bytes, and a seq above
+ * ::MQE2E_SEQ_MAX are all ::MQE2E_ERR_DECODE; a
  * body field number this version does not know is ::MQE2E_ERR_SUITE.
  * @param view   filled on success; borrows @p in, which must outlive it.
  * @param in     received envelope bytes (untrusted).

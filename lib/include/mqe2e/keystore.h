@@ -162,10 +162,31 @@ MQE2E_API int mqe2e_keystore_group_prune(mqe2e_keystore *ks, const char *group_i
  * @brief Hand out the next sequence number for sending in a group.
  *
  * When the reserved block is used up a new block is reserved and written
- * durably first. @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_IO,
- * ::MQE2E_ERR_EXHAUSTED.
+ * durably first. Numbers continue across epochs, restarts and a removal and
+ * re-adding of the group (the keystore keeps a floor for removed groups);
+ * they stop at ::MQE2E_SEQ_MAX (rotate the group's epoch before). They are
+ * not unique across copies of the file (a restored backup hands out numbers
+ * again): the nonce's other half, the group's instance
+ * (mqe2e_keystore_group_instance()), is what keeps those apart.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_IO, ::MQE2E_ERR_EXHAUSTED.
  */
 MQE2E_API int mqe2e_keystore_next_seq(mqe2e_keystore *ks, const char *group_id, uint64_t *seq);
+
+/**
+ * @brief The sender instance this handle seals the group's envelopes under.
+ *
+ * 48 random bits drawn when the group enters memory (every open of the
+ * keystore, every add of a removed group), never stored: two opens of the
+ * same file, or of two copies of it, send under different instances, so
+ * their (key, nonce) pairs differ even when their sequence numbers repeat
+ * (docs/PROTOCOL.md, section 2.4).
+ * @param ks       an open keystore; only read.
+ * @param group_id NUL-terminated group id.
+ * @param instance out: the instance, at most ::MQE2E_INSTANCE_MAX.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOT_FOUND.
+ */
+MQE2E_API int mqe2e_keystore_group_instance(const mqe2e_keystore *ks, const char *group_id,
+                                            uint64_t *instance);
 
 /** @brief Set the reservation block size (1..2^20) for later reservations. */
 MQE2E_API int mqe2e_keystore_set_seq_block(mqe2e_keystore *ks, uint32_t block);

@@ -4,8 +4,17 @@
  * The blob is sealed in the format of docs/KEYSTORE.md and replaced by
  * write-to-temp, fsync, rename, fsync(directory): after a crash the path
  * names either the old or the new file, never a mix.
+ *
+ * Single writer: the backend resolves the path (symlinks included) and holds
+ * an exclusive flock() on "<real path>.lock" from creation to destroy, so a
+ * second backend on the same file fails with MQE2E_ERR_LOCKED, whichever
+ * path, handle or process it comes from.
  */
+/* flock() is BSD/Linux, outside strict POSIX. */
+#define _DEFAULT_SOURCE
 #include <errno.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,7 +42,8 @@ typedef struct file_secret {
 } file_secret;
 
 typedef struct file_ctx {
-    char *path;
+    char *path;        /* the resolved real path: reads and writes go here */
+    int lock_fd;       /* holds the exclusive flock on path + ".lock" */
     unsigned kdf;      /* MQE2E__SEAL_KDF_* */
     int have_key;      /* key derived (always set for raw keys) */
     uint8_t salt[MQE2E__SEAL_SALT_BYTES];
@@ -45,6 +55,7 @@ static void file_destroy(void *vctx)
 {
     file_ctx *ctx = vctx;
     if (ctx == NULL) return;
+    if (ctx->lock_fd >= 0) close(ctx->lock_fd); /* releases the lock */
     sodium_free(ctx->secret); /* wipes */
     free(ctx->path);
     free(ctx);
@@ -214,6 +225,89 @@ out:
     return rc;
 }
 
+static char *join_path(const char *dir, const char *base)
+{
+    size_t dl = strlen(dir), bl = strlen(base);
+    char *p = malloc(dl + 1U + bl + 1U);
+    if (p == NULL) return NULL;
+    memcpy(p, dir, dl);
+    p[dl] = '/';
+    memcpy(p + dl + 1U, base, bl + 1U);
+    return p;
+}
+
+/*
+ * The file the path names, with every symlink resolved: an existing file by
+ * realpath(); a file still to be created by its real directory and its own
+ * name. A dangling symlink, a directory or a name ending in '/' is refused.
+ */
+static int resolve_path(char **out, const char *path)
+{
+    struct stat st;
+    *out = NULL;
+    if (lstat(path, &st) == 0) {
+        char *r = realpath(path, NULL);
+        if (r == NULL) return errno == ENOMEM ? MQE2E_ERR_NOMEM : MQE2E_ERR_IO;
+        if (stat(r, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(r);
+            return MQE2E_ERR_IO;
+        }
+        *out = r;
+        return MQE2E_OK;
+    }
+    if (errno != ENOENT) return MQE2E_ERR_IO;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return MQE2E_ERR_INVALID_ARG;
+    char *dir;
+    if (slash == NULL) {
+        dir = strdup(".");
+    } else if (slash == path) {
+        dir = strdup("/");
+    } else {
+        dir = strndup(path, (size_t)(slash - path));
+    }
+    if (dir == NULL) return MQE2E_ERR_NOMEM;
+    char *rdir = realpath(dir, NULL);
+    free(dir);
+    if (rdir == NULL) return errno == ENOMEM ? MQE2E_ERR_NOMEM : MQE2E_ERR_IO;
+    *out = join_path(strcmp(rdir, "/") == 0 ? "" : rdir, base);
+    free(rdir);
+    return *out != NULL ? MQE2E_OK : MQE2E_ERR_NOMEM;
+}
+
+/* Take the exclusive lock of a resolved path and note who holds it. */
+static int take_lock(int *fd_out, const char *real_path, const char *opened_as)
+{
+    char *lock_path = malloc(strlen(real_path) + sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    if (lock_path == NULL) return MQE2E_ERR_NOMEM;
+    memcpy(lock_path, real_path, strlen(real_path));
+    memcpy(lock_path + strlen(real_path), MQE2E_STORAGE_LOCK_SUFFIX,
+           sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    free(lock_path);
+    if (fd < 0) return MQE2E_ERR_IO;
+    /* flock() locks belong to the open file description: a second open in
+     * this very process conflicts too, unlike fcntl() record locks. */
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? MQE2E_ERR_LOCKED : MQE2E_ERR_IO;
+    }
+    /* "pid path\n": what mqe2e_storage_file_lock_holder() reports. Best effort. */
+    char line[64];
+    int n = snprintf(line, sizeof line, "%ld ", (long)getpid());
+    if (n > 0 && ftruncate(fd, 0) == 0) {
+        (void)write_all(fd, (const uint8_t *)line, (size_t)n);
+        (void)write_all(fd, (const uint8_t *)opened_as, strlen(opened_as));
+        (void)write_all(fd, (const uint8_t *)"\n", 1);
+    }
+    *fd_out = fd;
+    return MQE2E_OK;
+}
+
 static int file_new(mqe2e_storage *out, const char *path, unsigned kdf, const char *pass,
                     size_t pass_len)
 {
@@ -221,13 +315,19 @@ static int file_new(mqe2e_storage *out, const char *path, unsigned kdf, const ch
     file_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) return MQE2E_ERR_NOMEM;
     ctx->kdf = kdf;
-    ctx->path = strdup(path);
+    ctx->lock_fd = -1;
+    int rc = resolve_path(&ctx->path, path);
+    if (rc == MQE2E_OK) rc = take_lock(&ctx->lock_fd, ctx->path, path);
+    if (rc != MQE2E_OK) {
+        file_destroy(ctx);
+        return rc;
+    }
     /* sodium_malloc() places the block against a guard page, so it is only
      * as aligned as its size: round the size up to keep size_t aligned. */
     size_t size = sizeof(file_secret) + pass_len + 1U;
     size = (size + sizeof(max_align_t) - 1U) / sizeof(max_align_t) * sizeof(max_align_t);
     ctx->secret = sodium_malloc(size);
-    if (ctx->path == NULL || ctx->secret == NULL) {
+    if (ctx->secret == NULL) {
         file_destroy(ctx);
         return MQE2E_ERR_NOMEM;
     }
@@ -294,4 +394,46 @@ out:
     sodium_memzero(buf, len > 0 ? len : 1U);
     free(buf);
     return rc;
+}
+
+int mqe2e_storage_file_lock_holder(const char *path, long *pid, char *opened_as, size_t cap)
+{
+    if (path == NULL || pid == NULL || (opened_as == NULL && cap != 0))
+        return MQE2E_ERR_INVALID_ARG;
+    *pid = 0;
+    if (cap > 0) opened_as[0] = '\0';
+    char *real = NULL;
+    int rc = resolve_path(&real, path);
+    if (rc != MQE2E_OK) return rc;
+    char *lock_path = malloc(strlen(real) + sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    if (lock_path == NULL) {
+        free(real);
+        return MQE2E_ERR_NOMEM;
+    }
+    memcpy(lock_path, real, strlen(real));
+    memcpy(lock_path + strlen(real), MQE2E_STORAGE_LOCK_SUFFIX, sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    free(real);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    rc = read_all(lock_path, &buf, &len, 4096U + 64U, NULL);
+    free(lock_path);
+    if (rc != MQE2E_OK) return rc == MQE2E_ERR_NOT_FOUND ? MQE2E_ERR_NOT_FOUND : rc;
+    size_t i = 0;
+    long v = 0;
+    while (i < len && buf[i] >= '0' && buf[i] <= '9' && v < LONG_MAX / 10) v = v * 10 + (buf[i++] - '0');
+    if (i == 0 || i >= len || buf[i] != ' ') {
+        free(buf);
+        return MQE2E_ERR_NOT_FOUND; /* nobody wrote a holder (an old or foreign lock file) */
+    }
+    *pid = v;
+    i++;
+    size_t end = len;
+    while (end > i && (buf[end - 1] == '\n')) end--;
+    if (cap > 0) {
+        size_t n = end - i < cap - 1U ? end - i : cap - 1U;
+        memcpy(opened_as, buf + i, n);
+        opened_as[n] = '\0';
+    }
+    free(buf);
+    return MQE2E_OK;
 }

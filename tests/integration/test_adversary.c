@@ -204,9 +204,18 @@ static void b_len_field(buf *b, uint32_t field, const uint8_t *p, size_t n)
     b_bytes(b, p, n);
 }
 
-/* The library encoder's layout: non-zero header fields, then the body. */
-static void b_envelope(buf *b, uint32_t body_field, uint32_t epoch, uint32_t sender, uint64_t seq,
-                       const uint8_t *body, size_t body_len)
+static void b_instance(buf *b, uint64_t instance)
+{
+    uint8_t v[MQE2E_INSTANCE_BYTES];
+    for (unsigned i = 0; i < MQE2E_INSTANCE_BYTES; i++)
+        v[i] = (uint8_t)(instance >> (8U * (MQE2E_INSTANCE_BYTES - 1U - i)));
+    b_len_field(b, 8, v, sizeof v);
+}
+
+/* The library encoder's layout: non-zero header fields, the instance (group
+ * bodies), then the body. */
+static void b_envelope(buf *b, uint32_t body_field, uint32_t epoch, uint32_t sender,
+                       uint64_t instance, uint64_t seq, const uint8_t *body, size_t body_len)
 {
     if (epoch != 0) {
         b_key(b, 4, 0);
@@ -216,6 +225,7 @@ static void b_envelope(buf *b, uint32_t body_field, uint32_t epoch, uint32_t sen
         b_key(b, 5, 0);
         b_varint(b, sender);
     }
+    if (body_field != 2) b_instance(b, instance);
     if (seq != 0) {
         b_key(b, 6, 0);
         b_varint(b, seq);
@@ -687,13 +697,13 @@ Test(adversary, rebound_topic_epoch_sender_seq)
     h = &hidden[2].view.header;
     case_begin("epoch rewritten");
     /* 2 -> 1: the subscriber holds epoch 1 (grace), so only the AEAD can refuse. */
-    b_envelope(&b, 1, 1, h->sender_id, h->seq, hidden[2].view.ciphertext,
+    b_envelope(&b, 1, 1, h->sender_id, h->instance, h->seq, hidden[2].view.ciphertext,
                hidden[2].view.ciphertext_len);
     inject_buf(hidden[2].topic, &b);
-    b_envelope(&b, 1, 3, h->sender_id, h->seq, hidden[2].view.ciphertext,
+    b_envelope(&b, 1, 3, h->sender_id, h->instance, h->seq, hidden[2].view.ciphertext,
                hidden[2].view.ciphertext_len);
     inject_buf(hidden[2].topic, &b);
-    b_envelope(&b, 1, 0, h->sender_id, h->seq, hidden[2].view.ciphertext,
+    b_envelope(&b, 1, 0, h->sender_id, h->instance, h->seq, hidden[2].view.ciphertext,
                hidden[2].view.ciphertext_len);
     inject_buf(hidden[2].topic, &b);
     case_end(R(AUTH) | R(NO_KEY));
@@ -705,7 +715,7 @@ Test(adversary, rebound_topic_epoch_sender_seq)
     const uint32_t senders[] = {h->sender_id + 1, h->sender_id ^ 0x800000u, 0, 0xffffffffu,
                                 mqe2e_keystore_sender_id(ks_sub)};
     for (size_t i = 0; i < sizeof senders / sizeof senders[0]; i++) {
-        b_envelope(&b, 1, h->epoch, senders[i], h->seq, hidden[3].view.ciphertext,
+        b_envelope(&b, 1, h->epoch, senders[i], h->instance, h->seq, hidden[3].view.ciphertext,
                    hidden[3].view.ciphertext_len);
         inject_buf(hidden[3].topic, &b);
     }
@@ -714,14 +724,30 @@ Test(adversary, rebound_topic_epoch_sender_seq)
 
     h = &hidden[4].view.header;
     case_begin("seq rewritten");
-    const uint64_t seqs[] = {h->seq + 1, h->seq + 100000, (uint64_t)1 << 63, UINT64_MAX};
+    /* Within 48 bits only the AEAD can refuse; beyond, the decoder does. */
+    const uint64_t seqs[] = {h->seq + 1, h->seq + 100000, MQE2E_SEQ_MAX, MQE2E_SEQ_MAX + 1U,
+                             (uint64_t)1 << 63, UINT64_MAX};
     for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
-        b_envelope(&b, 1, h->epoch, h->sender_id, seqs[i], hidden[4].view.ciphertext,
+        b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, seqs[i], hidden[4].view.ciphertext,
+                   hidden[4].view.ciphertext_len);
+        inject_buf(hidden[4].topic, &b);
+    }
+    case_end(R(AUTH) | R(DECODE));
+    cr_assert_eq(cur.r->dropped[MQE2E_DROP_AUTH], 3);
+    cr_assert_eq(cur.r->dropped[MQE2E_DROP_DECODE], 3);
+
+    /* The instance is half of the nonce: any other value fails the AEAD. */
+    case_begin("instance rewritten");
+    const uint64_t insts[] = {h->instance ^ 1U, h->instance ^ (UINT64_C(1) << 47), 0,
+                              MQE2E_INSTANCE_MAX};
+    for (size_t i = 0; i < sizeof insts / sizeof insts[0]; i++) {
+        if (insts[i] == h->instance) continue;
+        b_envelope(&b, 1, h->epoch, h->sender_id, insts[i], h->seq, hidden[4].view.ciphertext,
                    hidden[4].view.ciphertext_len);
         inject_buf(hidden[4].topic, &b);
     }
     case_end(R(AUTH));
-    cr_assert_eq(cur.r->dropped[MQE2E_DROP_AUTH], 4);
+    cr_assert_geq(cur.r->dropped[MQE2E_DROP_AUTH], 3);
 
     /* The same values re-encoded (body first, as protobuf-c writes it) are
      * still the genuine message: accepted once. Proves the rewrites above
@@ -730,6 +756,7 @@ Test(adversary, rebound_topic_epoch_sender_seq)
     b_len_field(&b, 1, hidden[5].view.ciphertext, hidden[5].view.ciphertext_len);
     b_key(&b, 6, 0);
     b_varint(&b, h->seq);
+    b_instance(&b, h->instance);
     b_key(&b, 5, 0);
     b_varint(&b, h->sender_id);
     b_key(&b, 4, 0);
@@ -753,12 +780,12 @@ Test(adversary, suite_downgrade_and_unknown_fields)
     buf b = {0};
 
     case_begin("suite downgrade (field 2, 3)");
-    b_envelope(&b, 2, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 2, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
-    b_envelope(&b, 3, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 3, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
     /* Signed-mode body with a signature field attached. */
-    b_envelope(&b, 3, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 3, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     uint8_t sig[64];
     memset(sig, 0x5a, sizeof sig);
     b_len_field(&b, 7, sig, sizeof sig);
@@ -769,36 +796,36 @@ Test(adversary, suite_downgrade_and_unknown_fields)
     /* Genuine envelope plus an unknown field (each number once). */
     const uint32_t extra[] = {7, 8, 9, 15, 16, 100, 536870911};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
-        b_envelope(&b, 1, h->epoch, h->sender_id, h->seq, ct, ct_len);
+        b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
         b_len_field(&b, extra[i], (const uint8_t *)"x", 1);
         inject_buf(e->topic, &b);
     }
     /* Unknown varint field, field 0, a second body, a repeated header field,
      * a header field with the wrong wire type, a non-minimal varint. */
-    b_envelope(&b, 1, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     b_key(&b, 12, 0);
     b_varint(&b, 1);
     inject_buf(e->topic, &b);
     b_byte(&b, 0x00);
     b_byte(&b, 0x00);
-    b_envelope(&b, 1, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
-    b_envelope(&b, 1, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     b_len_field(&b, 1, ct, ct_len);
     inject_buf(e->topic, &b);
     b_key(&b, 4, 0);
     b_varint(&b, h->epoch);
-    b_envelope(&b, 1, h->epoch, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
     b_key(&b, 4, 2);
     b_varint(&b, 1);
     b_byte(&b, (uint8_t)h->epoch);
-    b_envelope(&b, 1, 0, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, 0, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
     b_key(&b, 4, 0);
     b_byte(&b, (uint8_t)(0x80 | h->epoch));
     b_byte(&b, 0x00);
-    b_envelope(&b, 1, 0, h->sender_id, h->seq, ct, ct_len);
+    b_envelope(&b, 1, 0, h->sender_id, h->instance, h->seq, ct, ct_len);
     inject_buf(e->topic, &b);
     case_end(R(DECODE) | R(SUITE));
     cr_assert_eq(cur.r->dropped[MQE2E_DROP_DECODE], cur.r->injected);
@@ -824,7 +851,7 @@ Test(adversary, truncated_and_oversized)
         uint8_t *body = malloc(sizes[i]);
         cr_assert_not_null(body);
         randombytes_buf(body, sizes[i]);
-        b_envelope(&b, 1, h->epoch, h->sender_id, h->seq + 1 + i, body, sizes[i]);
+        b_envelope(&b, 1, h->epoch, h->sender_id, h->instance, h->seq + 1 + i, body, sizes[i]);
         inject_buf(e->topic, &b);
         free(body);
     }

@@ -146,8 +146,11 @@ mosquitto_sub -h "$host" -p "$port" -t '#' -v -F '%t %x' --retained-only -W 3 >r
 cat raw.txt retained.txt >all.txt
 
 # ---- the secrets ---------------------------------------------------------------
+# The authority still has its keystore open (and locked: one open at a time),
+# so every keystore is read from a snapshot copy.
 for ks in hr-1 hr-2 backend operator authority; do
-  "$secrets" "$ks.ks" --key-file key >"secrets-$ks.txt" || fatal "cannot read $ks.ks"
+  cp "$ks.ks" "snapshot-$ks.ks"
+  "$secrets" "snapshot-$ks.ks" --key-file key >"secrets-$ks.txt" || fatal "cannot read $ks.ks"
 done
 for id in hr-1 hr-2 backend; do
   MQE2E_TEST_TICKET="$(head -n 1 "$id.ticket")" "$secrets" --ticket-env MQE2E_TEST_TICKET \

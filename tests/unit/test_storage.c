@@ -173,12 +173,16 @@ Test(storage, file_bad_args)
 
 Test(storage, file_missing_is_not_found)
 {
-    char *p = path_in("nope/ks");
+    char *p = path_in("ks-not-yet");
     uint8_t key[32] = {1};
     mqe2e_storage s;
     cr_assert_eq(mqe2e_storage_file_key(&s, p, key), MQE2E_OK);
     cr_assert_eq(load_rc(&s), MQE2E_ERR_NOT_FOUND);
     s.destroy(s.ctx);
+    free(p);
+    /* The directory must exist: the lock file lives next to the keystore. */
+    p = path_in("nope/ks");
+    cr_assert_eq(mqe2e_storage_file_key(&s, p, key), MQE2E_ERR_IO);
     free(p);
 }
 
@@ -335,6 +339,10 @@ Test(storage, store_into_vanished_directory)
     randombytes_buf(key, sizeof key);
     mqe2e_storage s;
     cr_assert_eq(mqe2e_storage_file_key(&s, p, key), MQE2E_OK);
+    /* The lock file (held open) is the only entry; take it away with the directory. */
+    char *lock = path_in("sub/ks" MQE2E_STORAGE_LOCK_SUFFIX);
+    cr_assert_eq(unlink(lock), 0);
+    free(lock);
     cr_assert_eq(rmdir(sub), 0);
     cr_assert_eq(s.store(s.ctx, blob1, sizeof blob1), MQE2E_ERR_IO);
     cr_assert_eq(access(sub, F_OK), -1, "nothing was created");

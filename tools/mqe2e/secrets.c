@@ -135,6 +135,24 @@ int cli_export_passphrase(char **out, size_t *out_len, const char *file, const c
     return rc;
 }
 
+/* The file backend locks the keystore (one open at a time, any path, any
+ * process: docs/KEYSTORE.md); say who holds it. */
+static void storage_error(const char *path, int rc)
+{
+    if (rc != MQE2E_ERR_LOCKED) {
+        cli_error("cannot use keystore %s: %s", path, mqe2e_strerror(rc));
+        return;
+    }
+    long pid = 0;
+    char holder[512];
+    if (mqe2e_storage_file_lock_holder(path, &pid, holder, sizeof holder) == MQE2E_OK)
+        cli_error("keystore %s is in use: process %ld opened it as %s (one open at a time; "
+                  "stop that process or use another keystore)",
+                  path, pid, holder);
+    else
+        cli_error("keystore %s is in use by another process (one open at a time)", path);
+}
+
 /* The storage backend for a keystore path, keyed by the first source given:
  * --key-file, --passphrase-file, then MQE2E_PASSPHRASE. */
 static int make_storage(mqe2e_storage *st, const cli_keystore_args *k)
@@ -150,8 +168,7 @@ static int make_storage(mqe2e_storage *st, const cli_keystore_args *k)
                       k->key_file, mqe2e_strerror(rc));
         } else {
             rc = mqe2e_storage_file_key(st, k->path, key);
-            if (rc != MQE2E_OK)
-                cli_error("cannot use keystore %s: %s", k->path, mqe2e_strerror(rc));
+            if (rc != MQE2E_OK) storage_error(k->path, rc);
         }
         sodium_memzero(key, sizeof key);
         return rc == MQE2E_OK ? CLI_EXIT_OK : CLI_EXIT_KEY;
@@ -172,41 +189,9 @@ static int make_storage(mqe2e_storage *st, const cli_keystore_args *k)
     int lrc = mqe2e_storage_file_passphrase(st, k->path, pass, pass_len);
     cli_secret_free(pass);
     if (lrc != MQE2E_OK) {
-        cli_error("cannot use keystore %s: %s", k->path, mqe2e_strerror(lrc));
+        storage_error(k->path, lrc);
         return CLI_EXIT_KEY;
     }
-    return CLI_EXIT_OK;
-}
-
-/* The keystore is written back whole on close, so two processes sharing one
- * file would overwrite each other's sequence reservations and could reuse
- * nonces. A POSIX lock on a side file keeps each keystore to one process. */
-static int take_lock(int *fd_out, const char *path)
-{
-    char lock_path[4096];
-    int n = snprintf(lock_path, sizeof lock_path, "%s.lock", path);
-    if (n < 0 || (size_t)n >= sizeof lock_path) {
-        cli_error("keystore path too long: %s", path);
-        return CLI_EXIT_USAGE;
-    }
-    int fd = open(lock_path, O_RDWR | O_CREAT, 0600);
-    if (fd < 0) {
-        cli_error("cannot create lock file %s: %s", lock_path, strerror(errno));
-        return CLI_EXIT_KEY;
-    }
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    if (fcntl(fd, F_SETLK, &fl) != 0) {
-        if (errno == EACCES || errno == EAGAIN)
-            cli_error("keystore %s is in use by another process (one process per keystore)", path);
-        else
-            cli_error("cannot lock %s: %s", lock_path, strerror(errno));
-        close(fd);
-        return CLI_EXIT_KEY;
-    }
-    *fd_out = fd;
     return CLI_EXIT_OK;
 }
 
@@ -224,8 +209,6 @@ int cli_keystore_open(cli_keystore *out, const cli_keystore_args *k)
             cli_error("cannot access keystore %s: %s", k->path, strerror(errno));
         return CLI_EXIT_KEY;
     }
-    rc = take_lock(&out->lock_fd, k->path);
-    if (rc != CLI_EXIT_OK) return rc;
     mqe2e_storage storage;
     rc = make_storage(&storage, k);
     if (rc != CLI_EXIT_OK) goto fail;
@@ -243,7 +226,7 @@ int cli_keystore_open(cli_keystore *out, const cli_keystore_args *k)
     }
     return CLI_EXIT_OK;
 fail:
-    close(out->lock_fd);
+    if (out->lock_fd >= 0) close(out->lock_fd);
     out->lock_fd = -1;
     return rc;
 }
@@ -254,8 +237,6 @@ int cli_keystore_create(cli_keystore *out, const cli_keystore_args *k, const cha
     out->ks = NULL;
     out->lock_fd = -1;
     int rc = cli_keystore_args_check(k);
-    if (rc != CLI_EXIT_OK) return rc;
-    rc = take_lock(&out->lock_fd, k->path);
     if (rc != CLI_EXIT_OK) return rc;
     struct stat st;
     if (stat(k->path, &st) == 0 || errno != ENOENT) {
@@ -280,7 +261,7 @@ int cli_keystore_create(cli_keystore *out, const cli_keystore_args *k, const cha
     }
     return CLI_EXIT_OK;
 fail:
-    close(out->lock_fd);
+    if (out->lock_fd >= 0) close(out->lock_fd);
     out->lock_fd = -1;
     return rc;
 }

@@ -39,10 +39,12 @@ typedef enum mqe2e_error {
     MQE2E_ERR_POLICY = -18,        /**< the policy forbids this (e.g. wrong mode for topic) */
     MQE2E_ERR_UNKNOWN_SIGNER = -19, /**< signed envelope from a sender id not in the group's
                                          signer directory */
+    MQE2E_ERR_LOCKED = -20,        /**< the keystore is open elsewhere (another handle or
+                                        process, through any path); see storage.h */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-19)
+#define MQE2E_ERR_MIN (-20)
 
 /**
  * @brief Human-readable description of a return code.

@@ -4,9 +4,17 @@
  *        plus the two built-in backends (encrypted file, memory).
  *
  * The keystore hands a backend its whole state as one serialized blob, which
- * contains secrets. A backend must (a) keep it confidential at rest, and
+ * contains secrets. A backend must (a) keep it confidential at rest,
  * (b) replace the previous blob atomically and durably before store() returns:
- * after a crash, load() returns either the old or the new blob, never a mix.
+ * after a crash, load() returns either the old or the new blob, never a mix,
+ * and (c) serve one keystore handle at a time: while a backend object lives,
+ * no other backend object (in this or any process) may load or store the same
+ * state. The built-in file backend enforces (c) with a lock and refuses a
+ * second one with ::MQE2E_ERR_LOCKED; a user-supplied backend must do the
+ * same (or be the only path to its state). Nonces stay unique even where (c)
+ * fails (each open draws a fresh sender instance, docs/PROTOCOL.md 2.4), but
+ * two writers overwrite each other's sequence reservations and replay
+ * checkpoints, and receivers then drop messages as replays.
  * A secure element or HSM backend implements the same three calls.
  */
 #ifndef MQE2E_STORAGE_H
@@ -22,6 +30,8 @@ extern "C" {
 #endif
 
 #define MQE2E_STORAGE_KEY_BYTES 32U /**< raw key for the file backend */
+/** Appended to the keystore file's real path to name its lock file. */
+#define MQE2E_STORAGE_LOCK_SUFFIX ".lock"
 
 /** A storage backend (a small vtable). */
 typedef struct mqe2e_storage {
@@ -46,23 +56,55 @@ typedef struct mqe2e_storage {
  * crypto_pwhash, "interactive" limits); the blob is sealed with
  * XChaCha20-Poly1305 under a fresh nonce on each write, and replaced by
  * write-to-temp, fsync, rename, fsync(directory).
+ *
+ * **One open at a time.** The path is resolved first (every symlink, so the
+ * file itself is rewritten, never the link) and the backend then holds an
+ * exclusive flock() on "<real path>.lock" until the keystore that owns it is
+ * closed (or the backend is destroyed). A second backend on the same file,
+ * through any path, from this or another process, fails here with
+ * ::MQE2E_ERR_LOCKED; mqe2e_storage_file_lock_holder() tells who holds it.
+ * The lock dies with its process (no stale locks after a crash). flock() is
+ * not reliable on every network file system: keep keystores on local disks.
  * @param out        filled; pass it to mqe2e_keystore_create/open, which own it.
- * @param path       file path; copied.
+ * @param path       file path (it need not exist yet; its directory must); copied.
  * @param passphrase only read; the caller wipes it. Must not be empty.
  * @param passphrase_len length of @p passphrase.
- * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM,
+ *         ::MQE2E_ERR_LOCKED (open elsewhere), ::MQE2E_ERR_IO (the directory
+ *         does not exist, a dangling symlink, not a regular file, or the lock
+ *         file cannot be created).
  */
 MQE2E_API int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path,
                                             const char *passphrase, size_t passphrase_len);
 
 /**
  * @brief Encrypted-file backend keyed by a 32-byte raw key (e.g. from a key file).
+ *
+ * Resolves and locks the path exactly as mqe2e_storage_file_passphrase().
  * @param out  filled; pass it to mqe2e_keystore_create/open, which own it.
  * @param path file path; copied.
  * @param key only read; copied into guarded memory; the caller wipes its copy.
+ * @return as mqe2e_storage_file_passphrase().
  */
 MQE2E_API int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
                                      const uint8_t key[MQE2E_STORAGE_KEY_BYTES]);
+
+/**
+ * @brief Who holds the lock of a keystore file (for error messages).
+ *
+ * Reads what the holder wrote into the lock file: its process id and the path
+ * it opened the keystore through. The answer may be stale (the holder may
+ * have exited since); it is meant for telling the user, never for deciding.
+ * @param path      keystore path, resolved as by the file backends.
+ * @param pid       out: the holder's process id.
+ * @param opened_as out, caller buffer of @p cap bytes: the holder's path
+ *                  (truncated, NUL-terminated); may be NULL when cap is 0.
+ * @param cap       size of @p opened_as.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND (no lock file, or nothing
+ *         written in it), ::MQE2E_ERR_IO, ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_storage_file_lock_holder(const char *path, long *pid, char *opened_as,
+                                             size_t cap);
 
 /**
  * @brief Read a key file: exactly 32 raw bytes, or 64 hex digits (optional

@@ -17,6 +17,7 @@ static const char usage[] =
     "       mqe2e group export -k KEYSTORE --group NAME --out FILE\n"
     "       mqe2e group import -k KEYSTORE FILE [--signed]\n"
     "       mqe2e group list   -k KEYSTORE\n"
+    "       mqe2e group remove -k KEYSTORE --group NAME\n"
     "       mqe2e group signer-add    -k KEYSTORE --group NAME --sender ID --key HEX [--client ID]\n"
     "       mqe2e group signer-remove -k KEYSTORE --group NAME --sender ID\n"
     "       mqe2e group signer-list   -k KEYSTORE --group NAME\n"
@@ -28,6 +29,8 @@ static const char usage[] =
     "  import  add the group (or its new epochs and signers) from FILE to this keystore\n"
     "  list    one line per group: name, topic filter, current epoch, sender id\n"
     "          (and 'signed' for signed groups)\n"
+    "  remove  forget the group and its secrets; its sequence position is kept,\n"
+    "          so importing it again never reuses a sequence number\n"
     "  signer-add     trust KEY (Ed25519, 64 hex digits) as the signer of sender ID\n"
     "  signer-remove  forget the signer of sender ID\n"
     "  signer-list    one line per signer: sender id, key, client id\n"
@@ -242,7 +245,8 @@ static int run(const char *sub, const group_args *a)
     char command[32];
     snprintf(command, sizeof command, "group %s", sub);
 
-    int needs_export = strcmp(sub, "list") != 0 && strncmp(sub, "signer-", 7) != 0;
+    int needs_export = strcmp(sub, "list") != 0 && strcmp(sub, "remove") != 0 &&
+                       strncmp(sub, "signer-", 7) != 0;
     /* Ask for every secret before touching the keystore, so a missing
      * passphrase never leaves a half-done change behind. */
     if (needs_export) {
@@ -254,6 +258,18 @@ static int run(const char *sub, const group_args *a)
 
     if (strcmp(sub, "list") == 0) {
         cli_print_groups(c.ks, 0);
+    } else if (strcmp(sub, "remove") == 0) {
+        int lrc = mqe2e_keystore_group_remove(c.ks, a->group);
+        if (lrc == MQE2E_OK) lrc = mqe2e_keystore_flush(c.ks);
+        if (lrc == MQE2E_ERR_NOT_FOUND) {
+            cli_error("no group %s in %s", a->group, a->k.path);
+            rc = CLI_EXIT_KEY;
+        } else if (lrc != MQE2E_OK) {
+            cli_error("cannot remove group %s: %s", a->group, mqe2e_strerror(lrc));
+            rc = cli_exit_for_lib(lrc);
+        } else {
+            printf("group %s removed\n", a->group);
+        }
     } else if (strncmp(sub, "signer-", 7) == 0) {
         rc = signer_cmd(sub, c.ks, a);
     } else if (strcmp(sub, "create") == 0 || strcmp(sub, "rotate") == 0) {
@@ -358,9 +374,9 @@ int cmd_group(int argc, char **argv)
         fputs(usage, stdout);
         return CLI_EXIT_OK;
     }
-    static const char *const subs[] = {"create",     "rotate",        "export",     "import",
-                                       "list",       "signer-add",    "signer-remove",
-                                       "signer-list"};
+    static const char *const subs[] = {"create",      "rotate",        "export",
+                                       "import",      "list",          "remove",
+                                       "signer-add",  "signer-remove", "signer-list"};
     int known = 0;
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
         known |= strcmp(sub, subs[i]) == 0;
@@ -453,7 +469,7 @@ int cmd_group(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (needs_group && !signer && (a.out == NULL || a.out[0] == '\0')) {
+    if (needs_group && !signer && strcmp(sub, "remove") != 0 && (a.out == NULL || a.out[0] == '\0')) {
         cli_error("group %s needs --out FILE", sub);
         return CLI_EXIT_USAGE;
     }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal_keystore.h"
 #include "mqe2e/error.h"
@@ -977,4 +979,131 @@ Test(keystore, adaptive_reservation_block)
     cr_assert_eq(ss.stores, stores + 10);
     mqe2e_keystore_close(ks);
     free(ss.blob);
+}
+
+/* ------------------------------------------------------------------ */
+/* Nonce uniqueness (docs/PROTOCOL.md 2.4) */
+
+/* Every open draws a fresh 48-bit instance per group; a restored copy of the
+ * file hands out the same sequence numbers again, but under another instance. */
+Test(keystore, instance_fresh_per_open_and_restore)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", "t", 1, NULL), MQE2E_OK);
+    uint64_t inst[8], s1 = 0, s2 = 0, i1 = 0;
+    cr_assert_eq(mqe2e_keystore_group_instance(ks, "g", &inst[0]), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 0, &s1, &i1), MQE2E_OK);
+    cr_assert_eq(i1, inst[0], "next_seq hands out the group's instance");
+    cr_assert_leq(inst[0], MQE2E_INSTANCE_MAX);
+    cr_assert_eq(mqe2e_keystore_group_instance(ks, "nope", &inst[1]), MQE2E_ERR_NOT_FOUND);
+    mqe2e_keystore_close(ks);
+    /* A backup of the file as it is now. */
+    uint8_t *backup = malloc(ss.len);
+    size_t backup_len = ss.len;
+    memcpy(backup, ss.blob, ss.len);
+
+    for (int i = 1; i < 8; i++) {
+        cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+        cr_assert_eq(mqe2e_keystore_group_instance(ks, "g", &inst[i]), MQE2E_OK);
+        mqe2e_keystore_close(ks);
+    }
+    for (int i = 0; i < 8; i++)
+        for (int j = i + 1; j < 8; j++) cr_assert_neq(inst[i], inst[j], "opens %d and %d", i, j);
+
+    /* Restore the backup twice: the same seq comes out both times, under two instances. */
+    uint64_t r_inst[2], r_seq[2];
+    for (int r = 0; r < 2; r++) {
+        free(ss.blob);
+        ss.blob = malloc(backup_len);
+        memcpy(ss.blob, backup, backup_len);
+        ss.len = backup_len;
+        cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 0, &r_seq[r], &r_inst[r]), MQE2E_OK);
+        mqe2e_keystore_close(ks);
+    }
+    cr_assert_eq(r_seq[0], r_seq[1], "the restored file repeats its sequence numbers");
+    cr_assert_neq(r_inst[0], r_inst[1], "but never its instance");
+    (void)s2;
+    free(backup);
+    free(ss.blob);
+}
+
+/* Removing a group and adding it again continues its sequence (a floor kept
+ * in the keystore, across a close and open), under a new instance. */
+Test(keystore, group_readd_never_restarts_seq)
+{
+    shared_store ss = {0};
+    mqe2e_keystore *ks = NULL;
+    uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
+    randombytes_buf(secret, sizeof secret);
+    cr_assert_eq(mqe2e_keystore_create(&ks, shared(&ss), "a", 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, "g", "t/#", 3, secret, 1), MQE2E_OK);
+    uint64_t seq = 0, last = 0, inst_before = 0, inst_after = 0;
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 0, &last, &inst_before), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_remove(ks, "g"), MQE2E_OK);
+    mqe2e_keystore_close(ks);
+    cr_assert_eq(mqe2e_keystore_open(&ks, shared(&ss)), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_count(ks), 0U);
+    /* The same epoch and secret again (an import of the same group file). */
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, "g", "t/#", 3, secret, 2), MQE2E_OK);
+    cr_assert_eq(mqe2e__keystore_next_seq_at(ks, "g", 0, &seq, &inst_after), MQE2E_OK);
+    cr_assert_gt(seq, last, "seq %llu after the re-add, %llu before the removal",
+                 (unsigned long long)seq, (unsigned long long)last);
+    cr_assert_neq(inst_after, inst_before);
+    /* The floor was consumed by the re-added group and is not kept twice. */
+    cr_assert_eq(mqe2e_keystore_group_remove(ks, "g"), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, "g", "t/#", 3, secret, 3), MQE2E_OK);
+    uint64_t seq2 = 0;
+    cr_assert_eq(mqe2e_keystore_next_seq(ks, "g", &seq2), MQE2E_OK);
+    cr_assert_gt(seq2, seq);
+    /* Another group is not affected by g's floor. */
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, "h", "u/#", 1, secret, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_next_seq(ks, "h", &seq), MQE2E_OK);
+    cr_assert_eq(seq, 1U);
+    mqe2e_keystore_close(ks);
+    free(ss.blob);
+}
+
+/* The file backend: one open at a time, whatever the path. */
+Test(keystore, second_open_refused_any_path)
+{
+    mqe2e_keystore *ks = create_ks("a");
+    mqe2e_storage s2;
+    cr_assert_eq(mqe2e_storage_file_key(&s2, path, file_key), MQE2E_ERR_LOCKED);
+    char *dotted = malloc(strlen(dir) + 16);
+    sprintf(dotted, "%s/./ks", dir);
+    cr_assert_eq(mqe2e_storage_file_key(&s2, dotted, file_key), MQE2E_ERR_LOCKED);
+    char *link = malloc(strlen(dir) + 16);
+    sprintf(link, "%s/link", dir);
+    cr_assert_eq(symlink(path, link), 0);
+    cr_assert_eq(mqe2e_storage_file_key(&s2, link, file_key), MQE2E_ERR_LOCKED);
+    long pid = 0;
+    char holder[256];
+    cr_assert_eq(mqe2e_storage_file_lock_holder(link, &pid, holder, sizeof holder), MQE2E_OK);
+    cr_assert_eq(pid, (long)getpid());
+    cr_assert_str_eq(holder, path);
+    cr_assert_str_eq(mqe2e_error_name(MQE2E_ERR_LOCKED), "locked");
+    mqe2e_keystore_close(ks);
+    /* Closed: it opens again, through the link, and the write keeps the link. */
+    cr_assert_eq(mqe2e_storage_file_key(&s2, link, file_key), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_open(&ks, s2), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_generate(ks, "g", "t", 1, NULL), MQE2E_OK);
+    mqe2e_keystore_close(ks);
+    struct stat st;
+    cr_assert_eq(lstat(link, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode), "the symlink was replaced by a file");
+    ks = open_ks();
+    cr_assert_eq(mqe2e_keystore_group_count(ks), 1U, "the write reached the real file");
+    mqe2e_keystore_close(ks);
+    /* A dangling symlink is refused. */
+    char *dangling = malloc(strlen(dir) + 16);
+    sprintf(dangling, "%s/dangling", dir);
+    cr_assert_eq(symlink("nowhere", dangling), 0);
+    cr_assert_eq(mqe2e_storage_file_key(&s2, dangling, file_key), MQE2E_ERR_IO);
+    free(dotted);
+    free(link);
+    free(dangling);
 }

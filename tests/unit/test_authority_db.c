@@ -621,23 +621,26 @@ Test(authority_db, sender_ids_unique_and_smallest_free_reused)
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c4"), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_ERR_NOT_FOUND);
+    /* Ids of departed members are never handed out again (docs/PROTOCOL.md
+     * section 3): a newcomer under an old id would seal under its key. */
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c6", 10), MQE2E_OK);
-    cr_assert_eq(sid, 2);
-    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
-    cr_assert_eq(sid, 4);
-    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c4", 10), MQE2E_OK);
     cr_assert_eq(sid, 6);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 7, "a member that comes back gets a new id");
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c4", 10), MQE2E_OK);
+    cr_assert_eq(sid, 8);
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c1"), MQE2E_OK);
     mqe2e_adb_close(db);
-    db = open_db(); /* the free-id search works on persisted state */
+    db = open_db(); /* the counter is persisted state */
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c1", 10), MQE2E_OK);
-    cr_assert_eq(sid, 1);
+    cr_assert_eq(sid, 9);
 
     names m = {0};
     cr_assert_eq(mqe2e_adb_members_list(db, "g", collect_member, &m), MQE2E_OK);
     cr_assert_eq(m.n, 6);
+    static const uint32_t want[] = {3, 5, 6, 7, 8, 9};
     for (size_t i = 0; i < m.n; i++)
-        cr_assert_eq(m.ids[i], i + 1); /* ordered, dense, unique */
+        cr_assert_eq(m.ids[i], want[i]); /* ordered, unique, none reused */
 
     names of = {0};
     cr_assert_eq(mqe2e_adb_groups_of_client(db, "c5", collect_member, &of), MQE2E_OK);
@@ -649,9 +652,9 @@ Test(authority_db, sender_ids_unique_and_smallest_free_reused)
     mqe2e_adb_close(db);
 }
 
-/* The "ids are dense" shortcut must survive deletes that cannot remove a
- * member (re-enrollment replaces grants) and be dropped by those that can. */
-Test(authority_db, sender_id_hint_follows_member_deletes)
+/* Ids only grow, whatever deletes run in between: grant rewrites at
+ * re-enrollment, member removals, a removal of the highest id. */
+Test(authority_db, sender_ids_never_reused_across_deletes)
 {
     uint8_t s[32], sp[32] = {1}, dh[32] = {2};
     fill(s, sizeof s, 7);
@@ -675,19 +678,23 @@ Test(authority_db, sender_id_hint_follows_member_deletes)
                  MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c5", 10), MQE2E_OK);
     cr_assert_eq(sid, 5);
-    /* A removed member leaves a gap: the next member must fill it, also
-     * after a later grants-only delete. */
+    /* A removed member leaves a gap that stays empty. */
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c3", "r", sp, dh, &g, 1, 3, 99),
                  MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c6", 10), MQE2E_OK);
-    cr_assert_eq(sid, 2);
-    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
     cr_assert_eq(sid, 6);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 7);
+    /* Nor is the highest id reused once its member left. */
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 8);
     names m = {0};
     cr_assert_eq(mqe2e_adb_members_list(db, "g", collect_member, &m), MQE2E_OK);
     cr_assert_eq(m.n, 6);
-    for (size_t i = 0; i < m.n; i++) cr_assert_eq(m.ids[i], i + 1);
+    static const uint32_t want[] = {1, 3, 4, 5, 6, 8};
+    for (size_t i = 0; i < m.n; i++) cr_assert_eq(m.ids[i], want[i]);
     mqe2e_adb_close(db);
 }
 
@@ -1166,6 +1173,7 @@ Test(authority_db, migrates_a_version_1_file)
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
                               "DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
+                              " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));
@@ -1174,5 +1182,39 @@ Test(authority_db, migrates_a_version_1_file)
     uint64_t s = 0;
     cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
     cr_assert_eq(s, 1);
+    mqe2e_adb_close(db);
+}
+
+/* Version 2 files: each group's counter starts above its highest member. */
+Test(authority_db, migrates_a_version_2_file_above_its_members)
+{
+    uint8_t sec[32];
+    fill(sec, sizeof sec, 3);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, sec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "empty", "e/#", NULL, 1, sec), MQE2E_OK);
+    uint32_t sid = 0;
+    for (int i = 1; i <= 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "d%d", i);
+        enroll(db, id, (uint8_t)(0x20 + i));
+        cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", id, 10), MQE2E_OK);
+    }
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "d2"), MQE2E_OK);
+    mqe2e_adb_close(db);
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+                              " PRAGMA user_version = 2;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    db = open_db();
+    cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "d2", 10), MQE2E_OK);
+    cr_assert_eq(sid, 5, "above the highest member (4), never the gap (2)");
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "empty", "d1", 10), MQE2E_OK);
+    cr_assert_eq(sid, 1);
     mqe2e_adb_close(db);
 }

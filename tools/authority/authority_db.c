@@ -27,11 +27,6 @@ struct mqe2e_adb {
     sqlite3 *sql;
     uint8_t *key; /* sodium_malloc, read-only while open */
     int user_tx;
-    /* free_sender_id(): group whose sender ids were found dense 1..dense_max.
-     * Any DELETE that may remove a member drops the hint (see prep()). */
-    char dense_group[MQE2E_ADB_NAME_MAX];
-    uint64_t dense_max;
-    int dense_valid;
     /* Prepared statements reused across calls (see prep()). */
     struct {
         const char *sql;
@@ -131,6 +126,17 @@ static const char SCHEMA_V2[] =
     " PRIMARY KEY(token_id, group_name)) STRICT;"
     "PRAGMA user_version = 2;";
 
+/* Version 3: sender ids are never handed out twice within a group's life
+ * (docs/AUTHORITY.md, "Sender ids"): each group counts its next id. A group
+ * migrated from version 2 starts above its highest current member; ids of
+ * members removed before the migration are not known any more. */
+static const char SCHEMA_V3[] =
+    "ALTER TABLE \"groups\" ADD COLUMN next_sender_id INTEGER NOT NULL DEFAULT 1"
+    " CHECK(next_sender_id >= 1);"
+    "UPDATE \"groups\" SET next_sender_id = 1 + COALESCE("
+    " (SELECT MAX(sender_id) FROM group_members WHERE group_name = \"groups\".name), 0);"
+    "PRAGMA user_version = 3;";
+
 static const char KEY_CHECK_NAME[] = "db_key_check";
 
 /* ----------------------------------------------------------------- helpers */
@@ -158,22 +164,6 @@ static int sql_rc(int rc)
     }
 }
 
-/* A DELETE from one of these tables cannot remove a group member, not even
- * through a cascade (group_members references only clients and groups), so
- * it leaves free_sender_id()'s density hint valid. Enrollment deletes the
- * client's old grants every time: dropping the hint there made every
- * enrollment count the whole group. Any other DELETE drops the hint. */
-static int delete_keeps_members(const char *sql)
-{
-    static const char *const safe[] = {
-        "DELETE FROM client_grants ", "DELETE FROM token_grants ", "DELETE FROM tokens ",
-        "DELETE FROM op_nonces ",     "DELETE FROM operators ",
-    };
-    for (size_t i = 0; i < sizeof safe / sizeof safe[0]; i++)
-        if (strncmp(sql, safe[i], strlen(safe[i])) == 0) return 1;
-    return 0;
-}
-
 /* Parsing SQL cost more than running it on the enrollment path, so
  * statements are kept prepared, keyed by their (literal) text and checked
  * against it; a statement in use is never handed out twice. Every statement
@@ -182,7 +172,6 @@ static int prep(mqe2e_adb *db, sqlite3_stmt **st, const char *sql)
 {
     size_t free_slot = STMT_CACHE;
     *st = NULL;
-    if (strncmp(sql, "DELETE", 6) == 0 && !delete_keeps_members(sql)) db->dense_valid = 0;
     for (size_t i = 0; i < STMT_CACHE; i++) {
         if (db->cache[i].sql == NULL) {
             if (free_slot == STMT_CACHE) free_slot = i;
@@ -534,6 +523,10 @@ static int migrate(mqe2e_adb *db)
     }
     if (rc == MQE2E_OK && v < 2) {
         rc = exec_const(db, SCHEMA_V2);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
+    if (rc == MQE2E_OK && v < 3) {
+        rc = exec_const(db, SCHEMA_V3);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
     if (rc == MQE2E_OK) rc = key_check_verify(db);
@@ -1426,56 +1419,16 @@ static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
     return rc;
 }
 
-/* MAX(sender_id) of a group through its UNIQUE(group_name, sender_id) index. */
-static int max_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
+/* The group's next sender id, taken: ids only grow, so no id is handed out
+ * twice within the group's life, whoever left the group since (a departed
+ * member's id would let a newcomer seal under its key and nonces: docs/PROTOCOL.md
+ * section 3). Runs inside the caller's transaction. */
+static int take_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
 {
     sqlite3_stmt *st = NULL;
     int rc = prep(db, &st,
-                  "SELECT COALESCE(MAX(sender_id), 0) FROM group_members"
-                  " WHERE group_name = ?1");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 1) {
-            *out = col_u64(st, 0);
-            rc = MQE2E_OK;
-        } else if (rc == 0) {
-            rc = MQE2E_ERR_IO;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Smallest sender id >= 1 not used in the group. Ids are usually dense
- * (count == max): then max + 1 without a gap search. Counting is linear in
- * the group, so once a group was found dense the handle remembers its max:
- * while no DELETE ran and the indexed MAX still matches (a rolled back insert
- * does not), the ids are still dense and max + 1 is the answer. */
-static int free_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
-{
-    sqlite3_stmt *st = NULL;
-    uint64_t max = 0;
-    if (db->dense_valid && strcmp(db->dense_group, group) == 0) {
-        int r = max_sender_id(&max, db, group);
-        if (r != MQE2E_OK) return r;
-        if (max == db->dense_max) {
-            *out = max + 1U;
-            return MQE2E_OK;
-        }
-    }
-    db->dense_valid = 0;
-    int rc =
-        prep(db, &st,
-             "SELECT CASE"
-             " WHEN COUNT(*) = COALESCE(MAX(sender_id), 0) THEN COALESCE(MAX(sender_id), 0) + 1"
-             " WHEN NOT EXISTS (SELECT 1 FROM group_members WHERE group_name = ?1"
-             "                  AND sender_id = 1) THEN 1"
-             " ELSE (SELECT MIN(a.sender_id) + 1 FROM group_members a"
-             "       WHERE a.group_name = ?1 AND NOT EXISTS ("
-             "         SELECT 1 FROM group_members b"
-             "         WHERE b.group_name = ?1 AND b.sender_id = a.sender_id + 1))"
-             " END FROM group_members WHERE group_name = ?1");
+                  "UPDATE \"groups\" SET next_sender_id = next_sender_id + 1 WHERE name = ?1"
+                  " RETURNING next_sender_id - 1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
@@ -1483,17 +1436,12 @@ static int free_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
             *out = col_u64(st, 0);
             rc = *out >= 1 ? MQE2E_OK : MQE2E_ERR_IO;
         } else if (rc == 0) {
-            rc = MQE2E_ERR_IO;
+            rc = MQE2E_ERR_NOT_FOUND;
         }
     }
+    /* RETURNING rows are produced before the statement completes: finish it. */
+    if (rc == MQE2E_OK && sqlite3_step(st) != SQLITE_DONE) rc = MQE2E_ERR_IO;
     sqlite3_finalize(st);
-    /* max + 1 is the answer only when 1..max are all taken. */
-    if (rc == MQE2E_OK && strlen(group) < sizeof db->dense_group &&
-        max_sender_id(&max, db, group) == MQE2E_OK && *out == max + 1U) {
-        memcpy(db->dense_group, group, strlen(group) + 1U);
-        db->dense_max = max;
-        db->dense_valid = 1;
-    }
     return rc;
 }
 
@@ -1529,7 +1477,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (rc == MQE2E_OK) rc = free_sender_id(&id, db, group);
+    if (rc == MQE2E_OK) rc = take_sender_id(&id, db, group);
     if (rc == MQE2E_OK && id > UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
 
     if (rc == MQE2E_OK)
@@ -1542,9 +1490,6 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
     if (rc == MQE2E_OK) rc = step_done(st);
     sqlite3_finalize(st);
-    if (rc == MQE2E_OK && db->dense_valid && id == db->dense_max + 1U &&
-        strcmp(db->dense_group, group) == 0)
-        db->dense_max = id;
     rc = op_end(db, rc);
     if ((rc == MQE2E_OK || rc == MQE2E_ERR_EXISTS) && out_sender_id != NULL && id <= UINT32_MAX)
         *out_sender_id = (uint32_t)id;

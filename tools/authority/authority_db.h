@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 2   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 3   /**< PRAGMA user_version written by this code */
 
 #define MQE2E_ADB_RIGHT_PUBLISH 1U   /**< grant right: publish under the filter */
 #define MQE2E_ADB_RIGHT_SUBSCRIBE 2U /**< grant right: subscribe to the filter */

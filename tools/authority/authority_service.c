@@ -655,12 +655,10 @@ int authority_push_group(authority *a, const char *group, int with_rl)
     return push_group_except(a, group, with_rl, NULL, 0);
 }
 
-int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch)
+int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epoch)
 {
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
     uint32_t epoch = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     randombytes_buf(secret, sizeof secret);
     int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, now_s());
     sodium_memzero(secret, sizeof secret);
@@ -670,7 +668,23 @@ int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_
     }
     a->counters[AUTH_C_ROTATIONS]++;
     if (new_epoch != NULL) *new_epoch = epoch;
-    rc = authority_push_group(a, group, with_rl);
+    return MQE2E_OK;
+}
+
+int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch)
+{
+    uint32_t epoch = 0;
+    int rc = authority_rotate_group_db(a, group, &epoch);
+    if (rc != MQE2E_OK) return rc;
+    if (new_epoch != NULL) *new_epoch = epoch;
+    return authority_push_rotated(a, group, with_rl, epoch);
+}
+
+int authority_push_rotated(authority *a, const char *group, int with_rl, uint32_t epoch)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = authority_push_group(a, group, with_rl);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     alog("group %s rotated to epoch %lu, members pushed in %.1f ms", group, (unsigned long)epoch,

@@ -450,12 +450,22 @@ static void cmd_group_ungrant(authority *a, op_result *res, const mqe2e_operator
     const char *g = arg(req, "group"), *id = arg(req, "id");
     uint32_t epoch = 0;
     if (g == NULL || id == NULL) FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "missing group or id");
-    int rc = mqe2e_adb_member_remove(a->db, g, id);
-    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "not a member");
+    /* The removed member knew the secret: everyone else moves on without it.
+     * Removal and rotation commit together, so no crash can leave the member
+     * gone while its epoch stays current (docs/AUTHORITY.md, "Sender ids"). */
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "database busy");
+    rc = mqe2e_adb_member_remove(a->db, g, id);
+    if (rc != MQE2E_OK) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        FAIL(res, status_for(rc), "not a member");
+    }
+    rc = authority_rotate_group_db(a, g, &epoch);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
+    else (void)mqe2e_adb_tx_rollback(a->db);
+    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "the rotation failed: nothing changed");
     (void)authority_push_client(a, id, g, 1);
-    /* The removed member knew the secret: everyone else moves on without it. */
-    rc = authority_rotate_group(a, g, 0, &epoch);
-    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "removed, but the rotation failed");
+    (void)authority_push_rotated(a, g, 0, epoch);
     out_add(res, "%s left %s; group at epoch %lu\n", id, g, (unsigned long)epoch);
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "ungranted";
@@ -495,24 +505,42 @@ static void cmd_revoke(authority *a, op_result *res, const mqe2e_operator_reques
     const char *id = arg(req, "id");
     names groups = {NULL, 0};
     if (id == NULL) FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "missing id");
-    int rc = mqe2e_adb_client_revoke(a->db, id, now, collect_group, &groups);
+    /* Revocation, removal from every group and the rotation of each commit
+     * as one transaction: a crash in between cannot leave the client gone
+     * from a group whose epoch it still holds (docs/AUTHORITY.md). */
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) {
+        fail(res, status_for(rc), "database busy");
+        goto out;
+    }
+    rc = mqe2e_adb_client_revoke(a->db, id, now, collect_group, &groups);
+    uint32_t *epochs = calloc(groups.n + 1U, sizeof *epochs);
+    if (rc == MQE2E_OK && epochs == NULL) rc = MQE2E_ERR_NOMEM;
+    for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++)
+        rc = authority_rotate_group_db(a, groups.v[i], &epochs[i]);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
+    else (void)mqe2e_adb_tx_rollback(a->db);
     if (rc == MQE2E_ERR_STATE) {
         fail(res, MQE2E_OPSTATUS_FAILED, "already revoked");
+        free(epochs);
         goto out;
     }
     if (rc != MQE2E_OK) {
-        fail(res, status_for(rc), "unknown client");
+        fail(res, status_for(rc), rc == MQE2E_ERR_NOT_FOUND ? "unknown client"
+                                                             : "revocation failed: nothing changed");
+        free(epochs);
         goto out;
     }
     (void)authority_revocations_refresh(a, 1);
     authority_flush(a);
     for (size_t i = 0; i < groups.n; i++) {
-        uint32_t epoch = 0;
-        if (authority_rotate_group(a, groups.v[i], 1, &epoch) == MQE2E_OK)
-            out_add(res, "group %s at epoch %lu\n", groups.v[i], (unsigned long)epoch);
+        if (authority_push_rotated(a, groups.v[i], 1, epochs[i]) == MQE2E_OK)
+            out_add(res, "group %s at epoch %lu\n", groups.v[i], (unsigned long)epochs[i]);
         else
-            out_add(res, "group %s: rotation failed\n", groups.v[i]);
+            out_add(res, "group %s at epoch %lu (push incomplete: members pull it by HELLO)\n",
+                    groups.v[i], (unsigned long)epochs[i]);
     }
+    free(epochs);
     out_add(res, "%s revoked; revocation list version %llu\n", id,
             (unsigned long long)a->rl_version);
     res->status = MQE2E_OPSTATUS_OK;

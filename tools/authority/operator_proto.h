@@ -132,6 +132,12 @@ const char *authority_counter_name(int i);
 void authority_flush(authority *a);
 int authority_revocations_refresh(authority *a, int publish_retained);
 int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch);
+/* The database half of authority_rotate_group(): a new epoch with a fresh
+ * secret, written in the caller's transaction if one is open (nothing is
+ * pushed). Push with authority_push_group() after the commit. */
+int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epoch);
+/* Push a group just rotated to @p epoch to its members and log the time taken. */
+int authority_push_rotated(authority *a, const char *group, int with_rl, uint32_t epoch);
 int authority_push_group(authority *a, const char *group, int with_rl);
 int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
 void authority_count_refresh(authority *a);

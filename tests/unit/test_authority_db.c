@@ -591,7 +591,7 @@ Test(authority_db, group_create_rotate_and_epochs)
     sodium_memzero(got, sizeof got);
 }
 
-Test(authority_db, sender_ids_unique_and_smallest_free_reused)
+Test(authority_db, sender_ids_unique_and_never_reused)
 {
     uint8_t s[32];
     fill(s, sizeof s, 9);

@@ -416,8 +416,9 @@ int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_nam
 /* ------------------------------------------------------------------ members */
 
 /**
- * @brief Add an active client to a group with the smallest free sender id
- *        (>= 1) of that group, keeping ids small and unique.
+ * @brief Add an active client to a group with the group's next sender id:
+ *        ids start at 1 and only grow, so no id is ever handed out twice
+ *        within the group's life (not even a departed member's).
  * @param out_sender_id the assigned id; on ::MQE2E_ERR_EXISTS, the id the
  *        client already has (may be NULL).
  * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND (group or client);
@@ -427,8 +428,8 @@ int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_nam
 int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *group,
                          const char *client_id, uint64_t now);
 
-/** @brief Remove a member; its sender id becomes free. @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND,
- * ::MQE2E_ERR_IO. */
+/** @brief Remove a member; its sender id stays retired (never reassigned).
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_IO. */
 int mqe2e_adb_member_remove(mqe2e_adb *db, const char *group, const char *client_id);
 
 /**

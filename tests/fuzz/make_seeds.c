@@ -63,12 +63,17 @@ static void envelope_seeds(void)
         uint32_t epoch, sender;
         uint64_t seq;
         size_t len;
-    } v[] = {{1, 7, 1, 5}, {1, 7, 2, 0}, {2, 9, 300, 200}, {0xffffffffu, 0xffffffffu, UINT64_MAX, 16}};
+        uint64_t instance;
+    } v[] = {{1, 7, 1, 5, 0x123456789abcU},
+             {1, 7, 2, 0, 0},
+             {2, 9, 300, 200, 1},
+             {0xffffffffu, 0xffffffffu, MQE2E_SEQ_MAX, 16, MQE2E_INSTANCE_MAX}};
     fuzz_group_secret(secret);
     for (size_t i = 0; i < sizeof pt; i++) pt[i] = (uint8_t)i;
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         mqe2e_sender_key key;
-        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, v[i].epoch, v[i].sender, v[i].seq, 0U};
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, v[i].epoch, v[i].sender, v[i].seq,
+                                   v[i].instance};
         size_t len = 0;
         char name[32];
         CHECK(mqe2e_sender_key_derive(&key, secret, FUZZ_GROUP, v[i].epoch, v[i].sender) == 0);

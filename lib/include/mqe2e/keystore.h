@@ -52,12 +52,19 @@ MQE2E_API int mqe2e_keystore_create(mqe2e_keystore **out, mqe2e_storage storage,
  * @brief Open an existing keystore.
  * @param out     new handle; close with mqe2e_keystore_close(). NULL on failure.
  * @param storage taken over (destroyed on close or on failure).
+ *
+ * One open at a time: the file backends lock the file when the storage is
+ * made (a second one fails there with ::MQE2E_ERR_LOCKED, storage.h) and
+ * release it when the keystore is closed. Each open draws a fresh random
+ * sender instance per group (mqe2e_keystore_group_instance()), so even a
+ * restored backup or a copy of the file never repeats a nonce.
  * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_AUTH (wrong key or
  *         tampered file), ::MQE2E_ERR_DECODE, ::MQE2E_ERR_IO, ::MQE2E_ERR_NOMEM.
  */
 MQE2E_API int mqe2e_keystore_open(mqe2e_keystore **out, mqe2e_storage storage);
 
-/** @brief Write state if changed, wipe every secret, free. NULL is a no-op. */
+/** @brief Write state if changed, wipe every secret, release the storage
+ *         (and with it the file lock), free. NULL is a no-op. */
 MQE2E_API void mqe2e_keystore_close(mqe2e_keystore *ks);
 
 /** @brief Write the current state now (atomic, durable). */
@@ -114,7 +121,9 @@ MQE2E_API int mqe2e_keystore_group_generate(mqe2e_keystore *ks, const char *grou
                                             const char *topic_filter, uint64_t now,
                                             uint32_t *epoch_out);
 
-/** @brief Remove a group and all its epochs (wiped). */
+/** @brief Remove a group and all its epochs (wiped). Its sequence position is
+ *         kept as a floor, so adding the group again (same name) continues its
+ *         numbers instead of restarting them (docs/KEYSTORE.md). */
 MQE2E_API int mqe2e_keystore_group_remove(mqe2e_keystore *ks, const char *group_id);
 
 /** @brief Number of groups. */

@@ -47,7 +47,7 @@ case "$mode" in
     install_missing
     build_all
     cd "$build"
-    exec ctest --output-on-failure --timeout 900
+    exec ctest -j2 --output-on-failure --timeout 900
     ;;
   *)
     echo "usage: $0 demo|test" >&2

@@ -207,6 +207,14 @@ check "sensor-07570's default sender id is sensor-00023's (11203797)" grep -q $'
 pub c1.ks nonce/collide/sensor-00023 6 || fatal "pub c1"
 pub c2.ks nonce/collide/sensor-07570 6 || fatal "pub c2"
 verdict "colliding sender ids" nonce/collide/ 6
+# In a signed group the directory knows who holds an id: the import is refused.
+"$cli" group create --keystore c1.ks --group sg --topic 'signed/#' --signed --out sg.grp \
+  >/dev/null || fatal "signed group create"
+run "$cli" group import --keystore c2.ks sg.grp
+check "a signed group's import refuses a sender id taken by another key (exit 2)" \
+  test "$rc" -eq 2 -a -n "$(grep 'already in the signer directory' err)"
+"$cli" group list --keystore c2.ks >out
+check "  and the group was not kept" bash -c "! grep -q '^sg' out"
 
 # ---- 1b. backup restore of an enrolled device, with its authority -----------
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >key

@@ -326,8 +326,10 @@ static int run(const char *sub, const group_args *a)
             goto out;
         }
         char group[MQE2E_GROUP_ID_MAX_BYTES + 1];
+        size_t groups_before = mqe2e_keystore_group_count(c.ks);
         int lrc = mqe2e_keystore_group_import(c.ks, sealed, sealed_len, pass, pass_len, cli_now(),
                                               group, sizeof group);
+        int was_new = mqe2e_keystore_group_count(c.ks) > groups_before;
         free(sealed);
         if (lrc == MQE2E_OK) lrc = mqe2e_keystore_flush(c.ks);
         if (lrc != MQE2E_OK) {
@@ -344,7 +346,16 @@ static int run(const char *sub, const group_args *a)
         /* A signed group (from the file or asked for here) trusts our own key. */
         if (a->signed_mode || mqe2e_keystore_group_is_signed(c.ks, group)) {
             rc = make_signed(c.ks, group);
-            if (rc != CLI_EXIT_OK) goto out;
+            if (rc != CLI_EXIT_OK) {
+                /* Our sender id is another member's in the directory: a
+                 * newly imported group is taken out again, so this keystore
+                 * never sends under that id. */
+                if (was_new && mqe2e_keystore_group_remove(c.ks, group) == MQE2E_OK)
+                    cli_error("group %s not imported: give this keystore another sender id "
+                              "(mqe2e keygen --sender-id) or remove the other signer",
+                              group);
+                goto out;
+            }
         }
         uint32_t epoch = 0;
         (void)mqe2e_keystore_group_current_epoch(c.ks, group, &epoch);

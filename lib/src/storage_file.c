@@ -11,6 +11,7 @@
  * path, handle or process it comes from.
  */
 /* flock() is BSD/Linux, outside strict POSIX. */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): glibc feature macro */
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -225,14 +226,12 @@ out:
     return rc;
 }
 
-static char *join_path(const char *dir, const char *base)
+/* a || sep || b in a new malloc()ed string, or NULL. */
+static char *concat3(const char *a, const char *sep, const char *b)
 {
-    size_t dl = strlen(dir), bl = strlen(base);
-    char *p = malloc(dl + 1U + bl + 1U);
-    if (p == NULL) return NULL;
-    memcpy(p, dir, dl);
-    p[dl] = '/';
-    memcpy(p + dl + 1U, base, bl + 1U);
+    size_t n = strlen(a) + strlen(sep) + strlen(b) + 1U;
+    char *p = malloc(n);
+    if (p != NULL) (void)snprintf(p, n, "%s%s%s", a, sep, b);
     return p;
 }
 
@@ -272,7 +271,7 @@ static int resolve_path(char **out, const char *path)
     char *rdir = realpath(dir, NULL);
     free(dir);
     if (rdir == NULL) return errno == ENOMEM ? MQE2E_ERR_NOMEM : MQE2E_ERR_IO;
-    *out = join_path(strcmp(rdir, "/") == 0 ? "" : rdir, base);
+    *out = concat3(strcmp(rdir, "/") == 0 ? "" : rdir, "/", base);
     free(rdir);
     return *out != NULL ? MQE2E_OK : MQE2E_ERR_NOMEM;
 }
@@ -280,11 +279,8 @@ static int resolve_path(char **out, const char *path)
 /* Take the exclusive lock of a resolved path and note who holds it. */
 static int take_lock(int *fd_out, const char *real_path, const char *opened_as)
 {
-    char *lock_path = malloc(strlen(real_path) + sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    char *lock_path = concat3(real_path, "", MQE2E_STORAGE_LOCK_SUFFIX);
     if (lock_path == NULL) return MQE2E_ERR_NOMEM;
-    memcpy(lock_path, real_path, strlen(real_path));
-    memcpy(lock_path + strlen(real_path), MQE2E_STORAGE_LOCK_SUFFIX,
-           sizeof MQE2E_STORAGE_LOCK_SUFFIX);
     int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     free(lock_path);
     if (fd < 0) return MQE2E_ERR_IO;
@@ -405,14 +401,9 @@ int mqe2e_storage_file_lock_holder(const char *path, long *pid, char *opened_as,
     char *real = NULL;
     int rc = resolve_path(&real, path);
     if (rc != MQE2E_OK) return rc;
-    char *lock_path = malloc(strlen(real) + sizeof MQE2E_STORAGE_LOCK_SUFFIX);
-    if (lock_path == NULL) {
-        free(real);
-        return MQE2E_ERR_NOMEM;
-    }
-    memcpy(lock_path, real, strlen(real));
-    memcpy(lock_path + strlen(real), MQE2E_STORAGE_LOCK_SUFFIX, sizeof MQE2E_STORAGE_LOCK_SUFFIX);
+    char *lock_path = concat3(real, "", MQE2E_STORAGE_LOCK_SUFFIX);
     free(real);
+    if (lock_path == NULL) return MQE2E_ERR_NOMEM;
     uint8_t *buf = NULL;
     size_t len = 0;
     rc = read_all(lock_path, &buf, &len, 4096U + 64U, NULL);
@@ -420,7 +411,10 @@ int mqe2e_storage_file_lock_holder(const char *path, long *pid, char *opened_as,
     if (rc != MQE2E_OK) return rc == MQE2E_ERR_NOT_FOUND ? MQE2E_ERR_NOT_FOUND : rc;
     size_t i = 0;
     long v = 0;
-    while (i < len && buf[i] >= '0' && buf[i] <= '9' && v < LONG_MAX / 10) v = v * 10 + (buf[i++] - '0');
+    while (i < len && buf[i] >= '0' && buf[i] <= '9' && v < LONG_MAX / 10) {
+        v = v * 10 + (long)(buf[i] - '0');
+        i++;
+    }
     if (i == 0 || i >= len || buf[i] != ' ') {
         free(buf);
         return MQE2E_ERR_NOT_FOUND; /* nobody wrote a holder (an old or foreign lock file) */

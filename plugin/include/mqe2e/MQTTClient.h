@@ -67,8 +67,11 @@ typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const ch
 /** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
 typedef struct mqe2e_MQTTClient_securityOptions {
     char struct_id[4];   /**< "MQES" */
-    int struct_version;  /**< 0 or 1 (1 adds the hold limits) */
-    /** Keystore (borrowed; must outlive the client). Required. */
+    int struct_version;  /**< 0, 1 (adds the hold limits) or 2 (adds keystorePath...) */
+    /**
+     * Keystore (borrowed; must outlive the client). Required, unless
+     * keystorePath is given (struct_version 2).
+     */
     mqe2e_keystore *keystore;
     /**
      * Topic policy (borrowed; must outlive the client). NULL: one group rule
@@ -89,11 +92,29 @@ typedef struct mqe2e_MQTTClient_securityOptions {
     size_t holdMaxCount;
     size_t holdMaxBytes;     /**< most bytes held (0 = 1 MiB) */
     unsigned holdMaxSeconds; /**< longest a message is held (0 = 30 s) */
+    /* struct_version 2: the one-call form */
+    /**
+     * With keystore NULL: the keystore file setSecurity opens, locks against
+     * other processes (the side file PATH.lock, as the mqe2e command does)
+     * and owns; destroy writes it back, wipes it and releases the lock.
+     */
+    const char *keystorePath;
+    /** Name of the environment variable that holds the passphrase (e.g. "MQE2E_PASSPHRASE"). */
+    const char *passphraseEnv;
+    /**
+     * File whose first line is the passphrase (must not be accessible by
+     * group or others); tried before passphraseEnv. The passphrase is
+     * copied into guarded memory and wiped once the keystore is open.
+     */
+    const char *passphraseFile;
 } mqe2e_MQTTClient_securityOptions;
 
-/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 1, defaults). */
-#define mqe2e_MQTTClient_securityOptions_initializer \
-    { {'M', 'Q', 'E', 'S'}, 1, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0 }
+/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 2, defaults). */
+#define mqe2e_MQTTClient_securityOptions_initializer                                          \
+    {                                                                                          \
+        {'M', 'Q', 'E', 'S'}, 2, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
+            NULL, NULL, NULL                                                                   \
+    }
 
 /**
  * Control-plane counters (all zero for a keystore without an authority pin).
@@ -135,8 +156,18 @@ MQE2E_API int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const
 
 /**
  * @brief Attach keystore and policy. Call once, after create and before connect.
+ *
+ * The one-call form (struct_version 2): leave `keystore` NULL and set
+ * `keystorePath` and `passphraseEnv` (or `passphraseFile`): the client opens,
+ * locks and owns the keystore, and mqe2e_MQTTClient_destroy() closes and
+ * wipes it.
  * @return MQTTCLIENT_SUCCESS, MQTTCLIENT_NULL_PARAMETER, MQTTCLIENT_BAD_STRUCTURE,
- *         or MQE2E_MQTTCLIENT_ERR(code) for a library failure.
+ *         or MQE2E_MQTTCLIENT_ERR(code) for a library failure: with keystorePath,
+ *         MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOT_FOUND) (no passphrase, or no such
+ *         passphrase file), ..._ERR(MQE2E_ERR_POLICY) (passphrase file readable by
+ *         others), ..._ERR(MQE2E_ERR_STATE) (keystore in use by another process),
+ *         ..._ERR(MQE2E_ERR_AUTH) (wrong passphrase or damaged file),
+ *         ..._ERR(MQE2E_ERR_IO) (cannot read the keystore).
  */
 MQE2E_API int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
                                            const mqe2e_MQTTClient_securityOptions *options);
@@ -289,6 +320,45 @@ MQE2E_API int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counte
  */
 MQE2E_API int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle,
                                                   mqe2e_control_counters *out);
+
+/**
+ * @brief Clear the retained message of @p topicName: publishes a zero-length
+ *        message with the retain flag, which the broker takes as "delete the
+ *        retained message". No data leaves the process, so it is allowed on
+ *        any topic (protected or not). The broker also forwards it to current
+ *        subscribers; mqe2e receivers never deliver it (it is dropped and
+ *        counted as `decode`). Who may clear is the broker ACL's decision
+ *        (write access to the topic): see docs/PAHO.md, "Retained messages".
+ * @return Paho's codes, ::MQE2E_MQTTCLIENT_NOT_CONFIGURED.
+ */
+MQE2E_API int mqe2e_MQTTClient_clearRetained(mqe2e_MQTTClient handle, const char *topicName,
+                                             int qos, MQTTClient_deliveryToken *dt);
+
+/** @name Paho calls with nothing to encrypt, forwarded unchanged */
+/**@{*/
+/** @brief As MQTTClient_global_init(). */
+MQE2E_API void mqe2e_MQTTClient_global_init(MQTTClient_init_options *inits);
+/** @brief As MQTTClient_setDisconnected() (MQTT v5 server disconnects). */
+MQE2E_API int mqe2e_MQTTClient_setDisconnected(mqe2e_MQTTClient handle, void *context,
+                                               MQTTClient_disconnected *co);
+/** @brief As MQTTClient_setPublished() (v5 acknowledgements of the sealed messages). */
+MQE2E_API int mqe2e_MQTTClient_setPublished(mqe2e_MQTTClient handle, void *context,
+                                            MQTTClient_published *co);
+/** @brief As MQTTClient_getVersionInfo() (Paho's version, not mqe2e's: see mqe2e_version()). */
+MQE2E_API MQTTClient_nameValue *mqe2e_MQTTClient_getVersionInfo(void);
+/** @brief As MQTTResponse_free(). */
+MQE2E_API void mqe2e_MQTTResponse_free(MQTTResponse response);
+/** @brief As MQTTClient_getPendingDeliveryTokens(); free the array with mqe2e_MQTTClient_free(). */
+MQE2E_API int mqe2e_MQTTClient_getPendingDeliveryTokens(mqe2e_MQTTClient handle,
+                                                        MQTTClient_deliveryToken **tokens);
+/** @brief As MQTTClient_setTraceLevel() (Paho's own trace: topics and sizes, never keys). */
+MQE2E_API void mqe2e_MQTTClient_setTraceLevel(enum MQTTCLIENT_TRACE_LEVELS level);
+/** @brief As MQTTClient_setTraceCallback(). */
+MQE2E_API void mqe2e_MQTTClient_setTraceCallback(MQTTClient_traceCallback *callback);
+/** @brief As MQTTClient_setCommandTimeout(). */
+MQE2E_API int mqe2e_MQTTClient_setCommandTimeout(mqe2e_MQTTClient handle,
+                                                 unsigned long milliSeconds);
+/**@}*/
 
 #ifdef __cplusplus
 }

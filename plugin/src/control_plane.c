@@ -188,7 +188,9 @@ static void client_inbox(char *out, size_t cap, const mqe2e__ctl *c, const char 
 
 static int peer_revoked(const mqe2e__ctl *c, const char *peer)
 {
-    return c->rl != NULL && mqe2e_revocation_list_is_revoked(c->rl, peer, 0);
+    /* The id itself, not a replaced device's old serials (those are refused
+     * by serial when a channel checks the peer's credential). */
+    return c->rl != NULL && mqe2e_revocation_list_client_revoked(c->rl, peer);
 }
 
 static void peer_drop_pending(ctl_peer *p)

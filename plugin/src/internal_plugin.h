@@ -39,6 +39,7 @@ typedef struct mqe2e__ctl_host {
     mqe2e_policy *owned_policy; /* grows with new groups; NULL when the application's */
     size_t hold_count, hold_bytes;
     uint64_t hold_age;
+    uint64_t fresh_max; /* seconds: freshness bound of group sealing */
     void *ctx;
     /* Log a line (no secrets). */
     void (*log)(void *ctx, int level, const char *msg);
@@ -76,7 +77,18 @@ int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
 void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
                               size_t max_bytes, unsigned max_seconds);
 
+/* The freshness bound; freshMaxSeconds arrived with struct_version 2. */
+void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max);
+
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
+
+/* Default freshness bound, seconds (securityOptions.freshMaxSeconds = 0). */
+#define MQE2E__FRESH_MAX_DEFAULT 900U
+
+/* Wait until the authority was heard within the freshness bound.
+ * MQE2E_OK (also for ctl NULL), MQE2E_ERR_EXPIRED (timeout),
+ * MQE2E_ERR_POLICY (the authority refused this client). */
+int mqe2e__ctl_wait_fresh(mqe2e__ctl *ctl, uint64_t timeout_ms);
 
 /* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */
 void mqe2e__ctl_stop(mqe2e__ctl *ctl);

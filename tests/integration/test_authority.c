@@ -22,6 +22,7 @@
 #include "broker.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
+#include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
 #include "mqe2e/operator.h"
@@ -1174,4 +1175,110 @@ Test(authority, replacing_a_device_is_explicit)
     mqe2e_control_update_wipe(&r);
     cr_assert_str_eq(client_status("dev-a"), "active");
     cr_assert_eq(counter("replacements"), 1);
+}
+
+/* ------------------------------------------ freshness (issue 11, item 4) */
+
+/* A raw subscriber on the data topics: what the broker hands out. */
+static MQTTClient spy_start(const char *filter)
+{
+    MQTTClient c;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        MQTTClient_create(&c, tb_broker_uri(&fx.broker), "spy", MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_subscribe(c, filter, 1), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+/* Epoch of the next envelope the spy sees, 0 if none within the timeout. */
+static uint32_t spy_epoch(MQTTClient c, unsigned long timeout_ms)
+{
+    char *topic = NULL;
+    int tl = 0;
+    MQTTClient_message *m = NULL;
+    uint32_t epoch = 0;
+    if (MQTTClient_receive(c, &topic, &tl, &m, timeout_ms) == MQTTCLIENT_SUCCESS && m != NULL) {
+        mqe2e_envelope_view v;
+        cr_assert_eq(mqe2e_envelope_parse(&v, m->payload, (size_t)m->payloadlen), MQE2E_OK);
+        epoch = v.header.epoch;
+    }
+    if (m != NULL) MQTTClient_freeMessage(&m);
+    if (topic != NULL) MQTTClient_free(topic);
+    return epoch;
+}
+
+static int cli_pub(const char *ks, const char *message)
+{
+    const char *a[] = {"pub",
+                       "-k",
+                       ks,
+                       "--key-file",
+                       fx.key,
+                       "-h",
+                       "127.0.0.1",
+                       "-p",
+                       fx.port,
+                       "-t",
+                       "health/hr-1/heartrate",
+                       "-m",
+                       message,
+                       "-q",
+                       "1",
+                       NULL};
+    return run_cli(NULL, 0, a);
+}
+
+/* Item 4: a sender that missed the revocation's push (offline, clean
+ * session) runs a one-shot `pub`. Before: sealed at once under the epoch the
+ * revoked device holds. Now: it waits for its HELLO reply and seals under
+ * the new epoch; with the authority silent it publishes nothing and says so. */
+Test(authority, one_shot_pub_waits_for_the_authority)
+{
+    static char out[OUT_MAX];
+    char t1[2048], t2[2048], ks[600], tf[600];
+    mqe2e_control_update r;
+    device hr2;
+
+    const char *gc[] = {"group", "create", "--group", "health", "--topic", "health/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *k1[] = {"token", "create", "--id", "hr-1", "--group", "health", NULL};
+    const char *k2[] = {"token", "create", "--id", "hr-2", "--group", "health", NULL};
+    ticket_for(t1, sizeof t1, k1);
+    ticket_for(t2, sizeof t2, k2);
+    snprintf(ks, sizeof ks, "%s/hr-1.ks", fx.dir);
+    snprintf(tf, sizeof tf, "%s/hr-1.ticket", fx.dir);
+    FILE *f = fopen(tf, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\n", t1);
+    fclose(f);
+    const char *en[] = {"enroll", "-k", ks,          "--key-file", fx.key,  "--ticket-file",
+                        tf,       "-h", "127.0.0.1", "-p",         fx.port, NULL};
+    cr_assert_eq(run_cli(out, sizeof out, en), 0, "enroll: %s", out);
+    unlink(tf);
+    device_new(&hr2, "hr-2");
+    cr_assert_eq(enroll(&hr2, t2, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(hr2.epoch, 1);
+
+    /* hr-2 revoked while hr-1 is offline: hr-1's push is lost (clean session). */
+    const char *rv[] = {"revoke", "--id", "hr-2", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0);
+    cr_assert_str_eq(client_status("hr-2"), "revoked");
+
+    MQTTClient spy = spy_start("health/#");
+    cr_assert_eq(cli_pub(ks, "72"), 0);
+    uint32_t e = spy_epoch(spy, 10000);
+    cr_assert_neq(e, 0, "nothing was published");
+    cr_assert_gt(e, hr2.epoch, "sealed under epoch %u, which the revoked device holds", e);
+
+    /* The authority silent (stopped): nothing goes out, a clear error. */
+    kill(fx.authority, SIGSTOP);
+    int rc = cli_pub(ks, "73");
+    kill(fx.authority, SIGCONT);
+    cr_assert_eq(rc, 3, "pub without an authority answer must fail (exit 3), got %d", rc);
+    cr_assert_eq(spy_epoch(spy, 500), 0, "a message went out without a HELLO reply");
+    MQTTClient_disconnect(spy, 500);
+    MQTTClient_destroy(&spy);
 }

@@ -138,6 +138,14 @@ static int read_hello(Mqe2e__V1__ChannelHello **out, const uint8_t *payload, siz
     return MQE2E_OK;
 }
 
+int mqe2e__channel_hello_check(const uint8_t *payload, size_t plen, const char *from, int with_cred)
+{
+    Mqe2e__V1__ChannelHello *m = NULL;
+    int rc = read_hello(&m, payload, plen, from, with_cred);
+    if (m != NULL) mqe2e__v1__channel_hello__free_unpacked(m, &mqe2e__cred_allocator);
+    return rc;
+}
+
 int mqe2e_channel_initiate(mqe2e_channel **ch, uint8_t *out, size_t out_cap, size_t *out_len,
                            const mqe2e_channel_config *cfg, uint64_t now)
 {

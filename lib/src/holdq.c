@@ -161,3 +161,17 @@ size_t mqe2e_holdq_bytes(const mqe2e_holdq *q)
 {
     return q != NULL ? q->bytes : 0;
 }
+
+void mqe2e_holdq_topic_usage(const mqe2e_holdq *q, const char *topic, size_t *count, size_t *bytes)
+{
+    size_t c = 0, b = 0;
+    if (q != NULL && topic != NULL) {
+        for (const holdq_node *n = q->head; n != NULL; n = n->next) {
+            if (strcmp(n->item.topic, topic) != 0) continue;
+            c++;
+            b += n->cost;
+        }
+    }
+    if (count != NULL) *count = c;
+    if (bytes != NULL) *bytes = b;
+}

@@ -16,6 +16,13 @@ enum mqe2e__control_payload {
     MQE2E__PAYLOAD_PUSH = 3,
 };
 
+/* The strict decoders of the payloads inside Noise messages, for fuzzing
+ * (tests/fuzz/fuzz_payloads.c) and tests: the same code the handshakes use.
+ * MQE2E_OK or MQE2E_ERR_AUTH. */
+int mqe2e__channel_hello_check(const uint8_t *payload, size_t plen, const char *from,
+                               int with_cred);
+int mqe2e__operator_request_check(const uint8_t *payload, size_t len);
+
 /* Full Noise protocol name of a frame kind, NULL for an unknown kind. */
 const char *mqe2e__control_protocol_name(uint32_t kind);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_control.h"
 #include "internal_cred.h"
 #include "mqe2e/error.h"
 #include "mqe2e/noise.h"
@@ -474,6 +475,31 @@ void mqe2e_operator_client_free(mqe2e_operator_client *st)
 /* Authority side                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* Strict OperatorRequest: canonical, no unknown field at any depth, a
+ * 16-byte nonce, a 64-byte signature, valid names and arguments. */
+static int request_unpack(Mqe2e__V1__OperatorRequest **out, const uint8_t *payload, size_t len)
+{
+    Mqe2e__V1__OperatorRequest *m =
+        mqe2e__v1__operator_request__unpack(&mqe2e__cred_allocator, len, payload);
+    *out = NULL;
+    if (m == NULL || !mqe2e__cred_canonical(&m->base, payload, len) ||
+        m->nonce.len != MQE2E_OPERATOR_NONCE_BYTES || m->signature.len != 64 ||
+        !request_fields_ok(m->operator_, m->command, m->args, m->n_args)) {
+        if (m != NULL) mqe2e__v1__operator_request__free_unpacked(m, &mqe2e__cred_allocator);
+        return MQE2E_ERR_AUTH;
+    }
+    *out = m;
+    return MQE2E_OK;
+}
+
+int mqe2e__operator_request_check(const uint8_t *payload, size_t len)
+{
+    Mqe2e__V1__OperatorRequest *m = NULL;
+    int rc = request_unpack(&m, payload, len);
+    if (m != NULL) mqe2e__v1__operator_request__free_unpacked(m, &mqe2e__cred_allocator);
+    return rc;
+}
+
 int mqe2e_operator_accept_read(mqe2e_operator_authority **st, mqe2e_operator_request *req,
                                const uint8_t authority_dh_secret[32], const char *prefix,
                                const uint8_t *frame, size_t len)
@@ -514,14 +540,7 @@ int mqe2e_operator_accept_read(mqe2e_operator_authority **st, mqe2e_operator_req
     }
     memcpy(s->e_pub, f->noise.data, 32);
     if ((rc = noise_read(&payload, &payload_len, s->hs, f)) != MQE2E_OK) goto out;
-    m = mqe2e__v1__operator_request__unpack(&mqe2e__cred_allocator, payload_len, payload);
-    if (m == NULL || !mqe2e__cred_canonical(&m->base, payload, payload_len) ||
-        m->base.n_unknown_fields != 0 || m->nonce.len != MQE2E_OPERATOR_NONCE_BYTES ||
-        m->signature.len != 64 ||
-        !request_fields_ok(m->operator_, m->command, m->args, m->n_args)) {
-        rc = MQE2E_ERR_AUTH;
-        goto out;
-    }
+    if ((rc = request_unpack(&m, payload, payload_len)) != MQE2E_OK) goto out;
     memcpy(s->signature, m->signature.data, 64);
     s->issued_at = m->issued_at;
     /* The signed body is the same request with the signature field empty. */

@@ -262,11 +262,9 @@ int mqe2e_revocation_list_entry(const mqe2e_revocation_list *l, size_t i, mqe2e_
     return MQE2E_OK;
 }
 
-bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l, const char *client_id,
-                                      uint64_t serial)
+/* Index of the first entry naming client_id (entries are sorted). */
+static size_t lower_bound(const mqe2e_revocation_list *l, const char *client_id)
 {
-    if (l == NULL || client_id == NULL) return false;
-    /* Lower bound of client_id in the sorted entries. */
     size_t lo = 0;
     size_t hi = l->n;
     while (lo < hi) {
@@ -276,8 +274,26 @@ bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l, const char
         else
             hi = mid;
     }
-    for (size_t i = lo; i < l->n && strcmp(l->entries[i].client_id, client_id) == 0; i++) {
-        if (serial == 0 || l->entries[i].serial == 0 || l->entries[i].serial == serial) return true;
+    return lo;
+}
+
+bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l, const char *client_id,
+                                      uint64_t serial)
+{
+    if (l == NULL || client_id == NULL) return false;
+    for (size_t i = lower_bound(l, client_id);
+         i < l->n && strcmp(l->entries[i].client_id, client_id) == 0; i++) {
+        if (serial == 0 || l->entries[i].serial == 0 || serial <= l->entries[i].serial) return true;
+    }
+    return false;
+}
+
+bool mqe2e_revocation_list_client_revoked(const mqe2e_revocation_list *l, const char *client_id)
+{
+    if (l == NULL || client_id == NULL) return false;
+    for (size_t i = lower_bound(l, client_id);
+         i < l->n && strcmp(l->entries[i].client_id, client_id) == 0; i++) {
+        if (l->entries[i].serial == 0) return true;
     }
     return false;
 }

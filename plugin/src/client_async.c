@@ -569,7 +569,7 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         return MQTTASYNC_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 2) {
+        options->struct_version > 3) {
         return MQTTASYNC_BAD_STRUCTURE;
     }
     if (options->keystore == NULL &&
@@ -624,6 +624,8 @@ out:
         host.owned_policy = c->owned_policy;
         mqe2e__ctl_host_set_hold(&host, options->struct_version, options->holdMaxCount,
                                  options->holdMaxBytes, options->holdMaxSeconds);
+        mqe2e__ctl_host_set_fresh(&host, options->struct_version,
+                                  options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
         host.ctx = c;
         host.log = async_ctl_log;
         host.log_wants = async_ctl_log_wants;
@@ -991,7 +993,7 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
             /* Sent by the control worker once the channel is up: no token. */
             if (response != NULL) response->token = 0;
             if (rc != MQE2E_OK)
-                async_log(c, MQE2E_LOG_WARNING, "refused to send on channel topic '%s': %s", topic,
+                async_log(c, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
                           mqe2e_error_name(rc));
             return async_map_error(rc);
         }

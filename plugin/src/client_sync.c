@@ -548,7 +548,7 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
         return MQTTCLIENT_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 2) {
+        options->struct_version > 3) {
         return MQTTCLIENT_BAD_STRUCTURE;
     }
     if (options->keystore == NULL &&
@@ -602,6 +602,8 @@ out:
         host.owned_policy = c->owned_policy;
         mqe2e__ctl_host_set_hold(&host, options->struct_version, options->holdMaxCount,
                                  options->holdMaxBytes, options->holdMaxSeconds);
+        mqe2e__ctl_host_set_fresh(&host, options->struct_version,
+                                  options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
         host.ctx = c;
         host.log = client_ctl_log;
         host.log_wants = client_ctl_log_wants;
@@ -716,6 +718,26 @@ static void client_will_free(uint8_t *buf, size_t cap)
     }
 }
 
+/* In callback mode the HELLO reply is processed on Paho's thread: wait for
+ * it (bounded), so that a program that publishes right after connecting
+ * seals under the authority's current epochs. Without it, group publishes
+ * are refused until the reply (docs/PROTOCOL.md 9.3). */
+static void client_wait_fresh(struct mqe2e_client *c, const MQTTClient_connectOptions *options)
+{
+    (void)pthread_mutex_lock(&c->cb_lock);
+    int callbacks = c->app_ma != NULL;
+    (void)pthread_mutex_unlock(&c->cb_lock);
+    if (!callbacks) return;
+    uint64_t wait_ms = 10000U;
+    if (options != NULL && options->connectTimeout > 0 &&
+        (uint64_t)options->connectTimeout * 1000U < wait_ms)
+        wait_ms = (uint64_t)options->connectTimeout * 1000U;
+    if (mqe2e__ctl_wait_fresh(c->ctl, wait_ms) != MQE2E_OK)
+        client_log(c, MQE2E_LOG_WARNING,
+                   "connected, but no HELLO reply from the authority yet: group publishes are "
+                   "refused until it answers");
+}
+
 int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options)
 {
     struct mqe2e_client *c = handle;
@@ -740,8 +762,18 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
         (void)mqe2e__ctl_connected(c->ctl);
+        client_wait_fresh(c, options);
     }
     return rc;
+}
+
+int mqe2e_MQTTClient_waitForAuthority(mqe2e_MQTTClient handle, unsigned long timeout_ms)
+{
+    struct mqe2e_client *c = handle;
+    if (c == NULL) return MQTTCLIENT_FAILURE;
+    if (c->ctl == NULL) return MQTTCLIENT_SUCCESS;
+    int rc = mqe2e__ctl_wait_fresh(c->ctl, timeout_ms);
+    return rc == MQE2E_OK ? MQTTCLIENT_SUCCESS : client_map_error(rc);
 }
 
 /* Persist replay windows; failures are logged and returned. */
@@ -898,8 +930,8 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
             /* Sent by the control worker (after the handshake if needed): no token. */
             if (dt != NULL) *dt = 0;
             if (rc != MQE2E_OK)
-                client_log(c, MQE2E_LOG_WARNING, "refused to publish on channel topic '%s': %s",
-                           topic, mqe2e_error_name(rc));
+                client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': %s", topic,
+                           mqe2e_error_name(rc));
             return client_map_error(rc);
         }
     }
@@ -1029,6 +1061,7 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
     client_will_free(will_buf, will_cap);
     if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
         (void)mqe2e__ctl_connected(c->ctl);
+        client_wait_fresh(c, options);
     }
     return r;
 }

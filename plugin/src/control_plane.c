@@ -37,6 +37,9 @@
 #define CTL_PENDING_SECONDS 30U
 /* At most one HELLO triggered by unknown epochs per this many seconds. */
 #define CTL_TRIGGER_SECONDS 2U
+/* Held envelopes may name at most this many epochs past the current one: a
+ * device offline across a few rotations sees a few; 0xFFFFFFFF is a forgery. */
+#define CTL_HOLD_EPOCHS_AHEAD 16U
 /* Worker tick. */
 #define CTL_TICK_MS 100L
 /*
@@ -105,6 +108,14 @@ struct mqe2e__ctl {
     uint64_t last_trigger;
     uint64_t last_renewal_check;
     int hello_done; /* a HELLO succeeded since the last connect */
+    /* Freshness (docs/PROTOCOL.md 9.3): monotonic ms of the last
+     * authenticated answer of the authority (HELLO reply, PUSH); 0 = none
+     * since this client was created. Group messages are sealed only while it
+     * is at most fresh_max_ms old. */
+    uint64_t fresh_ms;
+    uint64_t fresh_max_ms;
+    int stale_reported; /* the refusal was logged since the last answer */
+    int refused;        /* the authority refused this client (revoked, unknown) */
     int session_up; /* control topics subscribed on the current connection */
     mqe2e_holdq *holdq;
     ctl_peer *peers;
@@ -138,6 +149,23 @@ __attribute__((format(printf, 3, 4))) static void ctl_log(mqe2e__ctl *c, int lev
 static uint64_t ctl_now(void)
 {
     return mqe2e__plugin_now();
+}
+
+/* lock held */
+static int ctl_fresh(const mqe2e__ctl *c)
+{
+    uint64_t now = mqe2e__plugin_monotonic_ms();
+    return c->fresh_ms != 0 && now >= c->fresh_ms && now - c->fresh_ms <= c->fresh_max_ms;
+}
+
+/* An authenticated answer of the authority arrived (lock held). */
+static void ctl_heard(mqe2e__ctl *c)
+{
+    uint64_t now = mqe2e__plugin_monotonic_ms();
+    c->fresh_ms = now > 0 ? now : 1U;
+    c->stale_reported = 0;
+    c->refused = 0;
+    (void)pthread_cond_broadcast(&c->drained);
 }
 
 /* ------------------------------------------------------------------ */
@@ -188,7 +216,9 @@ static void client_inbox(char *out, size_t cap, const mqe2e__ctl *c, const char 
 
 static int peer_revoked(const mqe2e__ctl *c, const char *peer)
 {
-    return c->rl != NULL && mqe2e_revocation_list_is_revoked(c->rl, peer, 0);
+    /* The id itself, not a replaced device's old serials (those are refused
+     * by serial when a channel checks the peer's credential). */
+    return c->rl != NULL && mqe2e_revocation_list_client_revoked(c->rl, peer);
 }
 
 static void peer_drop_pending(ctl_peer *p)
@@ -393,6 +423,10 @@ static void ctl_on_hello(mqe2e__ctl *c, const uint8_t *data, size_t len)
     c->hello = NULL;
     if (rc == MQE2E_ERR_POLICY) {
         c->hello_done = 1; /* refused: do not hammer the authority */
+        /* Revoked or unknown: nothing is sealed on a group from now on. */
+        c->fresh_ms = 0;
+        c->refused = 1;
+        (void)pthread_cond_broadcast(&c->drained);
         ctl_log(c, MQE2E_LOG_ERROR, "HELLO refused by the authority: %s",
                 u.status == MQE2E_STATUS_REVOKED
                     ? "this client is revoked: it gets no new keys (enroll a new identity with a "
@@ -412,6 +446,7 @@ static void ctl_on_hello(mqe2e__ctl *c, const uint8_t *data, size_t len)
     c->hello_done = 1;
     ctl_log(c, MQE2E_LOG_INFO, "HELLO reply (%zu bytes): %zu key bundles", len, u.n_bundles);
     ctl_apply_update(c, &u, 0);
+    ctl_heard(c);
     mqe2e_control_update_wipe(&u);
 }
 
@@ -439,6 +474,7 @@ static void ctl_on_push(mqe2e__ctl *c, const uint8_t *data, size_t len)
         ctl_log(c, MQE2E_LOG_ERROR, "cannot record push %llu: %s", (unsigned long long)u.push_seq,
                 mqe2e_error_name(rc));
     c->k.pushes_applied++;
+    ctl_heard(c);
     ctl_log(c, MQE2E_LOG_INFO, "PUSH %llu applied: %zu bundles, %zu groups removed",
             (unsigned long long)u.push_seq, u.n_bundles, u.n_removed_groups);
     mqe2e_control_update_wipe(&u);
@@ -733,14 +769,36 @@ static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const ui
  * keystore's current one for that group. A group the keystore does not hold
  * at all is not waited for: it may have been left or never joined, and
  * holding would make every message on it cost a HELLO. Lock held. */
-static int ctl_epoch_unknown(mqe2e__ctl *c, const char *group, const uint8_t *data, size_t len)
+/* What to do with a group envelope (lock held): CTL_EPOCH_KNOWN (the normal
+ * path opens or drops it), CTL_EPOCH_HOLD (a newer epoch within reach:
+ * hold it and ask), CTL_EPOCH_REFUSE (an epoch too far ahead to be a real
+ * rotation: dropped as no_key at once, never held). */
+enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE };
+
+static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const uint8_t *data, size_t len)
 {
     mqe2e_envelope_view v;
     uint32_t cur;
-    if (mqe2e_envelope_parse(&v, data, len) != MQE2E_OK) return 0;
-    if (v.header.mode == MQE2E_MODE_CHANNEL) return 0;
-    if (mqe2e_keystore_group_current_epoch(c->h.keystore, group, &cur) != MQE2E_OK) return 0;
-    return v.header.epoch > cur;
+    if (mqe2e_envelope_parse(&v, data, len) != MQE2E_OK) return CTL_EPOCH_KNOWN;
+    if (v.header.mode == MQE2E_MODE_CHANNEL) return CTL_EPOCH_KNOWN;
+    if (mqe2e_keystore_group_current_epoch(c->h.keystore, group, &cur) != MQE2E_OK)
+        return CTL_EPOCH_KNOWN;
+    if (v.header.epoch <= cur) return CTL_EPOCH_KNOWN;
+    if (v.header.epoch - cur > CTL_HOLD_EPOCHS_AHEAD) return CTL_EPOCH_REFUSE;
+    return CTL_EPOCH_HOLD;
+}
+
+/* Quotas of one held message (lock held): a single message at most 1/8 of
+ * the byte bound, one topic at most 1/8 of the count and 1/4 of the bytes,
+ * so that one client publishing forgeries cannot fill the queue for all. */
+static int ctl_hold_quota_ok(const mqe2e__ctl *c, const char *topic, size_t len)
+{
+    size_t n = 0, b = 0;
+    size_t cost = len + strlen(topic);
+    size_t max_count = c->h.hold_count / 8U > 0 ? c->h.hold_count / 8U : 1U;
+    if (cost > c->h.hold_bytes / 8U) return 0;
+    mqe2e_holdq_topic_usage(c->holdq, topic, &n, &b);
+    return n < max_count && b + cost <= c->h.hold_bytes / 4U;
 }
 
 static void ctl_maybe_trigger_hello(mqe2e__ctl *c)
@@ -776,7 +834,7 @@ static void ctl_release(mqe2e__ctl *c)
         if (mqe2e_policy_lookup(c->h.policy, h->topic, &kind, &target) != MQE2E_OK ||
             kind != MQE2E_POLICY_GROUP || target == NULL ||
             /* NOLINTNEXTLINE(bugprone-branch-clone): same outcome, another reason */
-            !ctl_epoch_unknown(c, target, h->data, h->len)) {
+            ctl_epoch_verdict(c, target, h->data, h->len) != CTL_EPOCH_HOLD) {
             ready = 1;
         } else if (mqe2e_holdq_push(c->holdq, h->topic, h->data, h->len, h->tag, h->arrived_at) !=
                    MQE2E_OK) {
@@ -885,21 +943,25 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_PASS;
     }
-    int unknown = ctl_epoch_unknown(c, target, data, len);
-    /* While anything is held, later messages queue behind it so the
-     * application sees them in arrival order. */
-    if (!can_hold || (!unknown && mqe2e_holdq_count(c->holdq) == 0)) {
-        if (unknown) ctl_maybe_trigger_hello(c);
+    int verdict = ctl_epoch_verdict(c, target, data, len);
+    /* A message of a known epoch is never held, even behind held ones: a
+     * forger's invented epoch must not delay genuine traffic. (Order is kept
+     * per sender: a sender never goes back to an older epoch.) */
+    if (verdict == CTL_EPOCH_KNOWN || (!can_hold && verdict == CTL_EPOCH_HOLD)) {
+        if (verdict == CTL_EPOCH_HOLD) ctl_maybe_trigger_hello(c);
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_PASS;
     }
     /* Make room from what waited too long before judging the bounds. */
     size_t expired = mqe2e_holdq_expire(c->holdq, ctl_now());
     c->k.hold_dropped += expired;
-    rc = mqe2e_holdq_push(c->holdq, topic, data, len, tag, ctl_now());
+    if (verdict == CTL_EPOCH_REFUSE || !ctl_hold_quota_ok(c, topic, len))
+        rc = MQE2E_ERR_EXHAUSTED;
+    else
+        rc = mqe2e_holdq_push(c->holdq, topic, data, len, tag, ctl_now());
     if (rc == MQE2E_OK) {
         c->k.held++;
-        if (unknown) ctl_maybe_trigger_hello(c);
+        ctl_maybe_trigger_hello(c);
     } else {
         c->k.hold_dropped++;
     }
@@ -921,6 +983,26 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
     if (c == NULL) return MQE2E_OK;
     (void)pthread_mutex_lock(c->h.lock);
     rc = mqe2e_policy_lookup(c->h.policy, topic, &kind, &target);
+    if (rc == MQE2E_OK && kind == MQE2E_POLICY_GROUP && !ctl_fresh(c)) {
+        /* Not heard from the authority within the bound: the group may have
+         * rotated away from a revoked member behind a broker that drops our
+         * pushes and replies. Refuse rather than seal under a stale epoch. */
+        *handled = 1;
+        c->k.stale_refused++;
+        if (!c->stale_reported) {
+            c->stale_reported = 1;
+            ctl_log(c, MQE2E_LOG_ERROR,
+                    c->refused ? "the authority refused this client: not sealing on groups"
+                    : c->fresh_ms == 0
+                        ? "no answer from the authority yet: not sealing on groups until its "
+                          "HELLO reply"
+                        : "nothing heard from the authority for over %llu s: not sealing on "
+                          "groups until it answers",
+                    (unsigned long long)(c->fresh_max_ms / 1000U));
+        }
+        rc = MQE2E_ERR_EXPIRED;
+        goto out;
+    }
     if (rc != MQE2E_OK || kind != MQE2E_POLICY_CHANNEL) {
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E_OK;
@@ -997,6 +1079,15 @@ static void ctl_timers(mqe2e__ctl *c, int connected)
     /* Unanswered or failed: try again, a fresh handshake each time. */
     if (!c->hello_done && now - c->hello_started >= CTL_RETRY_SECONDS) {
         ctl_log(c, MQE2E_LOG_DEBUG, "no HELLO reply yet, retrying");
+        ctl_hello_start(c);
+    }
+    /* Periodic HELLO: every third of the freshness bound, so that one lost
+     * reply does not stop sealing. */
+    uint64_t mono = mqe2e__plugin_monotonic_ms();
+    if (c->hello_done && !c->refused && c->hello == NULL && c->fresh_ms != 0 &&
+        mono - c->fresh_ms >= c->fresh_max_ms / 3U) {
+        ctl_log(c, MQE2E_LOG_DEBUG, "periodic HELLO");
+        c->hello_done = 0;
         ctl_hello_start(c);
     }
     if (now - c->last_renewal_check >= 60U) {
@@ -1106,6 +1197,7 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host)
     c = calloc(1, sizeof *c);
     if (c == NULL) return MQE2E_ERR_NOMEM;
     c->h = *host;
+    c->fresh_max_ms = (host->fresh_max > 0 ? host->fresh_max : MQE2E__FRESH_MAX_DEFAULT) * 1000U;
     rc = mqe2e_keystore_authority(host->keystore, &c->pin);
     if (rc != MQE2E_OK) {
         free(c);
@@ -1278,4 +1370,37 @@ void mqe2e__ctl_counters(mqe2e__ctl *c, mqe2e_control_counters *out)
     (void)pthread_mutex_lock(c->h.lock);
     *out = c->k;
     (void)pthread_mutex_unlock(c->h.lock);
+}
+
+int mqe2e__ctl_wait_fresh(mqe2e__ctl *c, uint64_t timeout_ms)
+{
+    uint64_t deadline = mqe2e__plugin_monotonic_ms() + timeout_ms;
+    int rc = MQE2E_ERR_EXPIRED;
+
+    if (c == NULL) return MQE2E_OK;
+    (void)pthread_mutex_lock(c->h.lock);
+    for (;;) {
+        if (ctl_fresh(c)) {
+            rc = MQE2E_OK;
+            break;
+        }
+        if (c->refused) {
+            rc = MQE2E_ERR_POLICY;
+            break;
+        }
+        uint64_t now = mqe2e__plugin_monotonic_ms();
+        if (now >= deadline) break;
+        /* Signalled by ctl_heard(); short waits in case a signal is missed. */
+        long wait_ms = deadline - now < 50U ? (long)(deadline - now) : 50L;
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += wait_ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&c->drained, c->h.lock, &ts);
+    }
+    (void)pthread_mutex_unlock(c->h.lock);
+    return rc;
 }

@@ -39,6 +39,7 @@ typedef struct mqe2e__ctl_host {
     mqe2e_policy *owned_policy; /* grows with new groups; NULL when the application's */
     size_t hold_count, hold_bytes;
     uint64_t hold_age;
+    uint64_t fresh_max; /* seconds: freshness bound of group sealing */
     void *ctx;
     /* Log a line (no secrets). */
     void (*log)(void *ctx, int level, const char *msg);
@@ -77,15 +78,26 @@ void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t 
                               size_t max_bytes, unsigned max_seconds);
 
 /* setSecurity's one-call form: read the passphrase (file first, else the
- * environment variable), lock PATH.lock, open the keystore. On failure
- * nothing is held. */
+ * environment variable), open the keystore (the file backend locks it;
+ * *lock_fd stays -1). On failure nothing is held. */
 int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
                               const char *passphrase_env, const char *passphrase_file);
 
 /* Close (write back, wipe) a keystore from mqe2e__keystore_open_path and drop its lock. */
 void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd);
 
+/* The freshness bound; freshMaxSeconds arrived with struct_version 2. */
+void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max);
+
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
+
+/* Default freshness bound, seconds (securityOptions.freshMaxSeconds = 0). */
+#define MQE2E__FRESH_MAX_DEFAULT 900U
+
+/* Wait until the authority was heard within the freshness bound.
+ * MQE2E_OK (also for ctl NULL), MQE2E_ERR_EXPIRED (timeout),
+ * MQE2E_ERR_POLICY (the authority refused this client). */
+int mqe2e__ctl_wait_fresh(mqe2e__ctl *ctl, uint64_t timeout_ms);
 
 /* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */
 void mqe2e__ctl_stop(mqe2e__ctl *ctl);

@@ -37,6 +37,12 @@ out:
     return rc;
 }
 
+void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max)
+{
+    host->fresh_max = MQE2E__FRESH_MAX_DEFAULT;
+    if (struct_version >= 3 && fresh_max > 0) host->fresh_max = fresh_max;
+}
+
 void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
                               size_t max_bytes, unsigned max_seconds)
 {

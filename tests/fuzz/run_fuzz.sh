@@ -24,6 +24,7 @@ rm -f "$build.configure.log"
 
 all=(envelope credential revocation ticket sealed keystore noise policy)
 [ -f "$root/tests/fuzz/fuzz_control.c" ] && [ -f "$root/lib/include/mqe2e/control.h" ] && all+=(control)
+[ -f "$root/tests/fuzz/fuzz_payloads.c" ] && all+=(payloads)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all[*]}}"
 cmake --build "$build" -j"$jobs" --target fuzz_make_seeds $(printf 'fuzz_%s ' "${targets[@]}")
 

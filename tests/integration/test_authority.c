@@ -22,6 +22,7 @@
 #include "broker.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
+#include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
 #include "mqe2e/operator.h"
@@ -324,6 +325,8 @@ static void device_new(device *d, const char *id)
 }
 
 static size_t last_enroll_req, last_enroll_reply, last_hello_req, last_hello_reply, last_push;
+/* The last ENROLL step 1 sent, as a broker would capture it. */
+static uint8_t last_enroll_frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
 
 static void enroll_send(device *d, const char *ticket_text, uint64_t now, int corrupt_token)
 {
@@ -338,6 +341,7 @@ static void enroll_send(device *d, const char *ticket_text, uint64_t now, int co
         MQE2E_OK);
     mqe2e_ticket_wipe(&t);
     last_enroll_req = len;
+    memcpy(last_enroll_frame, frame, len);
     publish(PREFIX "/authority", frame, len);
 }
 
@@ -896,4 +900,385 @@ Test(authority, rotation_by_message_count)
     cr_assert_eq(push_recv(&d, &r, 10.0), MQE2E_OK, "no rotation after 3 envelopes");
     cr_assert_eq(bundle_epoch(&r, "meter"), 2);
     mqe2e_control_update_wipe(&r);
+}
+
+/* ------------------------------------------ revocation is final (issue 11) */
+
+/* Sum of every enroll_* counter but enroll_commits: each ENROLL frame the
+ * authority handled ends in exactly one of them. */
+static double enroll_outcomes(void)
+{
+    static const char *const names[] = {
+        "enroll_ok",           "enroll_bad_frame",     "enroll_unknown_token", "enroll_bad_mac",
+        "enroll_token_used",   "enroll_token_expired", "enroll_wrong_client",  "enroll_failed",
+        "enroll_rate_limited", "enroll_revoked",       "enroll_id_active"};
+    cJSON *j = status_json();
+    cJSON *c = cJSON_GetObjectItem(j, "counters");
+    double sum = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        cJSON *v = cJSON_GetObjectItem(c, names[i]);
+        cr_assert(cJSON_IsNumber(v), "counter %s missing", names[i]);
+        sum += v->valuedouble;
+    }
+    cJSON_Delete(j);
+    return sum;
+}
+
+/* Wait until the authority has accounted for `more` further ENROLL frames. */
+static void wait_enroll_outcomes(double before, double more)
+{
+    double end = mono() + 20.0;
+    while (enroll_outcomes() < before + more) {
+        cr_assert_lt(mono(), end, "the authority did not account for the ENROLL frames");
+        sleep_ms(100);
+    }
+}
+
+static const char *client_status(const char *id)
+{
+    static char out[OUT_MAX];
+    static char st[32];
+    const char *ls[] = {"list", "clients", "--json", NULL};
+    cr_assert_eq(op(out, sizeof out, ls), 0);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_not_null(j, "list output: %s", out);
+    st[0] = '\0';
+    cJSON *e;
+    cJSON_ArrayForEach(e, j)
+    {
+        cJSON *cid = cJSON_GetObjectItem(e, "client_id");
+        cJSON *s = cJSON_GetObjectItem(e, "status");
+        if (cJSON_IsString(cid) && strcmp(cid->valuestring, id) == 0 && cJSON_IsString(s))
+            snprintf(st, sizeof st, "%s", s->valuestring);
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
+static void ticket_for(char *dst, size_t cap, const char *const *args)
+{
+    static char out[OUT_MAX];
+    cr_assert_eq(op(out, sizeof out, args), 0);
+    out[strcspn(out, "\n")] = '\0';
+    cr_assert_eq(strncmp(out, "mqe2e1-", 7), 0, "no ticket: %s", out);
+    snprintf(dst, cap, "%s", out);
+}
+
+/* Item 1: the used ticket after `revoke`, the same device keys, and the
+ * captured ENROLL step 1 replayed by the broker. Before: enrolled again
+ * (exit 0, client active, group member, new epoch readable). */
+Test(authority, revoked_device_never_enrolls_again)
+{
+    static char out[OUT_MAX];
+    char t1[2048], t2[2048];
+    uint8_t captured[MQE2E_CONTROL_MAX_FRAME_BYTES];
+    size_t captured_len;
+    mqe2e_control_update r;
+    device hr1, hr2;
+
+    const char *gc[] = {"group", "create", "--group", "health", "--topic", "health/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *k1[] = {"token",   "create", "--id",    "hr-1",
+                        "--group", "health", "--grant", "health/hr-1/#:pub",
+                        NULL};
+    const char *k2[] = {"token",   "create", "--id",    "hr-2",
+                        "--group", "health", "--grant", "health/hr-2/#:pub",
+                        NULL};
+    ticket_for(t1, sizeof t1, k1);
+    ticket_for(t2, sizeof t2, k2);
+    device_new(&hr1, "hr-1");
+    device_new(&hr2, "hr-2");
+    cr_assert_eq(enroll(&hr1, t1, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(enroll(&hr2, t2, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    captured_len = last_enroll_req;
+    memcpy(captured, last_enroll_frame, captured_len);
+
+    const char *rv[] = {"revoke", "--id", "hr-2", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0);
+    cr_assert_eq(push_recv(&hr1, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(bundle_epoch(&r, "health"), 2);
+    mqe2e_control_update_wipe(&r);
+    double ok0 = counter("enroll_ok");
+
+    /* 1. The thief re-runs enroll with the used ticket from the same keystore. */
+    double n0 = enroll_outcomes();
+    enroll_send(&hr2, t2, now_s(), 0);
+    wait_enroll_outcomes(n0, 1);
+    int rc = enroll_recv(&hr2, &r, 1.0);
+    cr_assert_neq(rc, MQE2E_OK, "a revoked device enrolled again with its used ticket");
+    cr_assert_null(r.credential);
+    cr_assert_eq(r.n_bundles, 0);
+    mqe2e_control_update_wipe(&r);
+
+    /* 2. The broker replays the captured ENROLL step 1, three times. */
+    n0 = enroll_outcomes();
+    for (int i = 0; i < 3; i++)
+        publish(PREFIX "/authority", captured, captured_len);
+    wait_enroll_outcomes(n0, 3);
+
+    /* 3. A new ticket for the revoked id, plain or --replace: refused. */
+    const char *k3[] = {"token", "create", "--id", "hr-2", "--group", "health", NULL};
+    cr_assert_neq(op(out, sizeof out, k3), 0, "a ticket was issued for a revoked id");
+    cr_assert_null(strstr(out, "mqe2e1-"));
+    const char *k4[] = {"token", "create", "--id", "hr-2", "--replace", NULL};
+    cr_assert_neq(op(out, sizeof out, k4), 0, "a --replace ticket was issued for a revoked id");
+    cr_assert_null(strstr(out, "mqe2e1-"));
+
+    /* Nothing was accepted: no enrollment, still revoked, no key. */
+    cr_assert_eq(counter("enroll_ok"), ok0);
+    cr_assert_str_eq(client_status("hr-2"), "revoked");
+    cr_assert_eq(hello(&hr2, &r, 10.0), MQE2E_ERR_POLICY);
+    cr_assert_eq(r.status, MQE2E_STATUS_REVOKED);
+    cr_assert_eq(r.n_bundles, 0);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(push_recv(&hr2, &r, 0.5), 1, "the revoked device got a push");
+    cr_assert_lt(hr2.epoch, 2);
+    cJSON *j = status_json();
+    cJSON *groups = cJSON_GetObjectItem(j, "groups");
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(groups, 0), "members")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(groups, 0), "epoch")->valueint, 2);
+    cJSON_Delete(j);
+}
+
+/* Item 2: the used ticket with the device's public Ed25519 key and another
+ * X25519 key. Before: enrolled (credential, every epoch in grace), even past
+ * the ticket's expiry. Also: a lost-reply retry gets the same serial, and a
+ * retry after expiry gets nothing. */
+Test(authority, used_ticket_cannot_hijack_the_device)
+{
+    static char out[OUT_MAX];
+    char t[2048], late_t[2048];
+    mqe2e_control_update r;
+    device dev, thief;
+
+    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *k[] = {"token", "create", "--id", "dev", "--group", "fleet", NULL};
+    ticket_for(t, sizeof t, k);
+    device_new(&dev, "dev");
+    cr_assert_eq(enroll(&dev, t, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    uint64_t serial = dev.serial;
+
+    /* The thief knows the ticket and the device's (public) signing key. */
+    device_new(&thief, "dev");
+    memcpy(thief.sign_pk, dev.sign_pk, 32);
+    cr_assert_eq(enroll(&thief, t, &r), MQE2E_ERR_POLICY);
+    cr_assert_eq(r.status, MQE2E_STATUS_TOKEN_USED);
+    cr_assert_null(r.credential);
+    cr_assert_eq(r.n_bundles, 0);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(thief.serial, 0);
+
+    /* The device's own retry (its reply was lost): the same credential serial. */
+    cr_assert_eq(enroll(&dev, t, &r), MQE2E_OK);
+    cr_assert_eq(dev.serial, serial, "a retry minted another credential");
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(counter("enroll_retries"), 1);
+
+    /* The device still owns its id: HELLO answered with its keys. */
+    cr_assert_eq(hello(&dev, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(r.status, MQE2E_STATUS_OK);
+    mqe2e_control_update_wipe(&r);
+
+    /* A used ticket past its expiry: even the same keys get nothing. */
+    const char *kl[] = {"token", "create", "--id", "late", "--ttl", "2", NULL};
+    ticket_for(late_t, sizeof late_t, kl);
+    device late;
+    device_new(&late, "late");
+    cr_assert_eq(enroll(&late, late_t, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    uint64_t deadline = now_s() + 3;
+    while (now_s() < deadline)
+        sleep_ms(200); /* the ticket's lifetime, not a synchronisation */
+    enroll_send(&late, late_t, now_s() - 10, 0);
+    cr_assert_eq(enroll_recv(&late, &r, 10.0), MQE2E_ERR_POLICY);
+    cr_assert_eq(r.status, MQE2E_STATUS_TOKEN_EXPIRED);
+    cr_assert_null(r.credential);
+    mqe2e_control_update_wipe(&r);
+}
+
+/* Item 3: a second device under an active id. Before: both enrolled, no
+ * rotation, the new device's messages dropped as replay. Now: a plain ticket
+ * is refused (at creation, and at enrollment if it predates the first
+ * device); with --replace the old credentials are revoked, the group
+ * rotates, and the old device gets nothing more. */
+Test(authority, replacing_a_device_is_explicit)
+{
+    static char out[OUT_MAX];
+    char ta[2048], tdup[2048], tp[2048], trep[2048];
+    mqe2e_control_update r;
+    device a, a2, b, peer;
+
+    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *ka[] = {"token", "create", "--id", "dev-a", "--group", "fleet", NULL};
+    const char *kp[] = {"token", "create", "--id", "peer", "--group", "fleet", NULL};
+    ticket_for(ta, sizeof ta, ka);
+    ticket_for(tdup, sizeof tdup, ka); /* two tickets before the id is enrolled */
+    ticket_for(tp, sizeof tp, kp);
+    device_new(&a, "dev-a");
+    device_new(&peer, "peer");
+    cr_assert_eq(enroll(&a, ta, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(enroll(&peer, tp, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(a.epoch, 1);
+
+    /* The second early ticket on another device: refused, id active. */
+    device_new(&a2, "dev-a");
+    cr_assert_eq(enroll(&a2, tdup, &r), MQE2E_ERR_POLICY);
+    cr_assert_eq(r.status, MQE2E_STATUS_ID_ACTIVE);
+    cr_assert_null(r.credential);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(counter("enroll_id_active"), 1);
+
+    /* A plain ticket for the active id: refused, no ticket printed. */
+    cr_assert_neq(op(out, sizeof out, ka), 0, "a plain ticket was issued for an active id");
+    cr_assert_null(strstr(out, "mqe2e1-"));
+
+    /* --replace: the new device takes over. */
+    const char *kr[] = {"token", "create", "--id", "dev-a", "--group", "fleet", "--replace", NULL};
+    ticket_for(trep, sizeof trep, kr);
+    device_new(&b, "dev-a");
+    cr_assert_eq(enroll(&b, trep, &r), MQE2E_OK);
+    cr_assert_eq(bundle_epoch(&r, "fleet"), 2, "the replacement must start on a fresh epoch");
+    for (size_t i = 0; i < r.n_bundles; i++)
+        cr_assert_geq(r.bundles[i].epoch, 2, "the replacement got an epoch the old device has");
+    mqe2e_control_update_wipe(&r);
+    cr_assert_gt(b.serial, a.serial);
+
+    /* The remaining member moves to epoch 2 with a list revoking the old
+     * device's credentials, not the new one's. */
+    cr_assert_eq(push_recv(&peer, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(bundle_epoch(&r, "fleet"), 2);
+    cr_assert_not_null(r.revocation_list);
+    mqe2e_revocation_list *l = NULL;
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, r.revocation_list, r.revocation_list_len,
+                                              fx.pin.sign_public),
+                 MQE2E_OK);
+    cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-a", a.serial));
+    cr_assert_not(mqe2e_revocation_list_is_revoked(l, "dev-a", b.serial));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-a"));
+    mqe2e_revocation_list_free(l);
+    mqe2e_control_update_wipe(&r);
+
+    /* The old device: no HELLO answer with keys, no new epoch. */
+    cr_assert_neq(hello(&a, &r, 2.0), MQE2E_OK);
+    cr_assert_eq(r.n_bundles, 0);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(a.epoch, 1);
+    cr_assert_eq(hello(&b, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(bundle_epoch(&r, "fleet"), 2);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_str_eq(client_status("dev-a"), "active");
+    cr_assert_eq(counter("replacements"), 1);
+}
+
+/* ------------------------------------------ freshness (issue 11, item 4) */
+
+/* A raw subscriber on the data topics: what the broker hands out. */
+static MQTTClient spy_start(const char *filter)
+{
+    MQTTClient c;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(
+        MQTTClient_create(&c, tb_broker_uri(&fx.broker), "spy", MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_subscribe(c, filter, 1), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+/* Epoch of the next envelope the spy sees, 0 if none within the timeout. */
+static uint32_t spy_epoch(MQTTClient c, unsigned long timeout_ms)
+{
+    char *topic = NULL;
+    int tl = 0;
+    MQTTClient_message *m = NULL;
+    uint32_t epoch = 0;
+    if (MQTTClient_receive(c, &topic, &tl, &m, timeout_ms) == MQTTCLIENT_SUCCESS && m != NULL) {
+        mqe2e_envelope_view v;
+        cr_assert_eq(mqe2e_envelope_parse(&v, m->payload, (size_t)m->payloadlen), MQE2E_OK);
+        epoch = v.header.epoch;
+    }
+    if (m != NULL) MQTTClient_freeMessage(&m);
+    if (topic != NULL) MQTTClient_free(topic);
+    return epoch;
+}
+
+static int cli_pub(const char *ks, const char *message)
+{
+    const char *a[] = {"pub",
+                       "-k",
+                       ks,
+                       "--key-file",
+                       fx.key,
+                       "-h",
+                       "127.0.0.1",
+                       "-p",
+                       fx.port,
+                       "-t",
+                       "health/hr-1/heartrate",
+                       "-m",
+                       message,
+                       "-q",
+                       "1",
+                       NULL};
+    return run_cli(NULL, 0, a);
+}
+
+/* Item 4: a sender that missed the revocation's push (offline, clean
+ * session) runs a one-shot `pub`. Before: sealed at once under the epoch the
+ * revoked device holds. Now: it waits for its HELLO reply and seals under
+ * the new epoch; with the authority silent it publishes nothing and says so. */
+Test(authority, one_shot_pub_waits_for_the_authority)
+{
+    static char out[OUT_MAX];
+    char t1[2048], t2[2048], ks[600], tf[600];
+    mqe2e_control_update r;
+    device hr2;
+
+    const char *gc[] = {"group", "create", "--group", "health", "--topic", "health/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *k1[] = {"token", "create", "--id", "hr-1", "--group", "health", NULL};
+    const char *k2[] = {"token", "create", "--id", "hr-2", "--group", "health", NULL};
+    ticket_for(t1, sizeof t1, k1);
+    ticket_for(t2, sizeof t2, k2);
+    snprintf(ks, sizeof ks, "%s/hr-1.ks", fx.dir);
+    snprintf(tf, sizeof tf, "%s/hr-1.ticket", fx.dir);
+    FILE *f = fopen(tf, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\n", t1);
+    fclose(f);
+    const char *en[] = {"enroll", "-k", ks,          "--key-file", fx.key,  "--ticket-file",
+                        tf,       "-h", "127.0.0.1", "-p",         fx.port, NULL};
+    cr_assert_eq(run_cli(out, sizeof out, en), 0, "enroll: %s", out);
+    unlink(tf);
+    device_new(&hr2, "hr-2");
+    cr_assert_eq(enroll(&hr2, t2, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(hr2.epoch, 1);
+
+    /* hr-2 revoked while hr-1 is offline: hr-1's push is lost (clean session). */
+    const char *rv[] = {"revoke", "--id", "hr-2", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0);
+    cr_assert_str_eq(client_status("hr-2"), "revoked");
+
+    MQTTClient spy = spy_start("health/#");
+    cr_assert_eq(cli_pub(ks, "72"), 0);
+    uint32_t e = spy_epoch(spy, 10000);
+    cr_assert_neq(e, 0, "nothing was published");
+    cr_assert_gt(e, hr2.epoch, "sealed under epoch %u, which the revoked device holds", e);
+
+    /* The authority silent (stopped): nothing goes out, a clear error. */
+    kill(fx.authority, SIGSTOP);
+    int rc = cli_pub(ks, "73");
+    kill(fx.authority, SIGCONT);
+    cr_assert_eq(rc, 3, "pub without an authority answer must fail (exit 3), got %d", rc);
+    cr_assert_eq(spy_epoch(spy, 500), 0, "a message went out without a HELLO reply");
+    MQTTClient_disconnect(spy, 500);
+    MQTTClient_destroy(&spy);
 }

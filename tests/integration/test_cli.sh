@@ -224,5 +224,15 @@ check "message under the new epoch decrypted" test "$sub2_rc" -eq 0 -a "$(cat su
 check "forged message reported as dropped" grep -q "^mqe2e: dropped message on $topic: " sub2.err
 check "  without its payload" test -z "$(grep -h 'forged' sub2.out sub2.err)"
 
+# ---- hardening (issue 11): no passphrase in the environment, no core ------
+"$cli" sub -k dev.ks -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 20 -d >sub3.out 2>sub3.err &
+sub3_pid=$!
+pids+=("$sub3_pid")
+check "sub with MQE2E_PASSPHRASE subscribed" wait_for 15 grep -q 'subscribed' sub3.err
+check "the passphrase is gone from /proc/PID/environ" \
+  test -z "$(tr '\0' '\n' </proc/$sub3_pid/environ | grep -a 'device pass')"
+check "core files are off" grep -Eq '^Max core file size +0 +0 ' /proc/$sub3_pid/limits
+kill "$sub3_pid" 2>/dev/null; wait "$sub3_pid" 2>/dev/null || true
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

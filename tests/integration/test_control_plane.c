@@ -1063,7 +1063,7 @@ Test(control_plane, held_messages_expire_as_no_key)
     so.keystore = kd;
     so.onDropped = on_dropped;
     so.context = &ib;
-    so.holdMaxCount = 2;
+    so.holdMaxCount = 16; /* one topic may take an eighth: 2 */
     so.holdMaxSeconds = 1;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(dev, &so), MQTTCLIENT_SUCCESS);
     cr_assert_eq(mqe2e_MQTTClient_setCallbacks(dev, &ib, NULL, on_message, NULL),
@@ -1094,7 +1094,8 @@ Test(control_plane, held_messages_expire_as_no_key)
     }
     sleep_ms(300);
     mqe2e_control_counters k = ctl_counters(dev);
-    /* At most two fit; a third fits only once one has expired (1 s). */
+    /* At most two fit (the topic's quota); a third fits only once one has
+     * expired (1 s). */
     cr_assert_geq(k.held, 2);
     cr_assert_leq(k.held, 3);
     cr_assert_eq(k.hold_dropped, 3, "all three dropped: overflow or age");
@@ -1105,6 +1106,88 @@ Test(control_plane, held_messages_expire_as_no_key)
     raw_close(&r);
     close_client(&dev);
     mqe2e_keystore_close(kd);
+}
+
+/* Issue 11, item 8: one client without the key publishes a ~1 MB envelope
+ * naming epoch 0xFFFFFFFF and 100 envelopes of 12 kB naming the next epoch
+ * (1.2 MB: more than the hold queue's 1 MiB), all on one topic. Before: the hold queue was full
+ * (bytes) for 30 s and every genuine message behind it was dropped as no_key. Now: a known epoch is
+ * never held, an epoch that far ahead or a message that large is not held,
+ * one topic gets an eighth of the queue: every genuine message is delivered,
+ * no forged one, and every forged one is accounted for. */
+Test(control_plane, forged_epochs_cannot_silence_a_group)
+{
+    enroll("dev-q", "sensors", NULL);
+    enroll("pub-q", "sensors", NULL);
+    mqe2e_keystore *kd = open_ks("dev-q"), *kp = open_ks("pub-q");
+    inbox ib, ipub;
+    inbox_init(&ib);
+    inbox_init(&ipub);
+    mqe2e_MQTTClient dev = enc_client("dev-q", kd, NULL, &ib, 1);
+    mqe2e_MQTTClient pub = enc_client("pub-q", kp, NULL, &ipub, 1);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+
+    enum { SMALL = 100, GENUINE = 20 };
+    size_t big_len = 1000000U, env_len = 0;
+    uint8_t secret[32];
+    uint8_t *pt = calloc(1, big_len), *env = malloc(big_len + 64U);
+    cr_assert(pt != NULL && env != NULL);
+    mqe2e_sender_key sk;
+    randombytes_buf(secret, sizeof secret);
+    MQTTClient r = raw_client("forger-q", NULL);
+    cr_assert_eq(mqe2e_sender_key_derive(&sk, secret, "sensors", 0xFFFFFFFFU, 99), MQE2E_OK);
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 0xFFFFFFFFU, 99, 1};
+    cr_assert_eq(mqe2e_envelope_seal(env, big_len + 64U, &env_len, &sk, "sensors/x", "sensors", &h,
+                                     pt, big_len - 64U),
+                 MQE2E_OK);
+    mqe2e_sender_key_wipe(&sk);
+    raw_publish(r, "sensors/x", env, env_len);
+    cr_assert_eq(mqe2e_sender_key_derive(&sk, secret, "sensors", 2, 98), MQE2E_OK);
+    for (uint64_t s = 1; s <= SMALL; s++) {
+        mqe2e_envelope_header hs = {MQE2E_MODE_GROUP, 2, 98, s};
+        cr_assert_eq(mqe2e_envelope_seal(env, big_len, &env_len, &sk, "sensors/x", "sensors", &hs,
+                                         pt, 12000),
+                     MQE2E_OK);
+        raw_publish(r, "sensors/x", env, env_len);
+    }
+    mqe2e_sender_key_wipe(&sk);
+    /* The genuine sender, while the forgeries are in the queue. */
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        publish_text(pub, "sensors/hr", text, 1);
+    }
+    cr_assert(wait_count(&ib, GENUINE), "genuine messages were silenced: %d of %d delivered",
+              inbox_count(&ib), GENUINE);
+    /* Every forged frame accounted for: held (then expired) or dropped. */
+    long deadline = now_ms() + WAIT_MS;
+    mqe2e_control_counters k = ctl_counters(dev);
+    while (k.held + k.hold_dropped < 1U + SMALL) {
+        cr_assert_lt(now_ms(), deadline, "forged frames not accounted for");
+        sleep_ms(20);
+        k = ctl_counters(dev);
+    }
+    fprintf(stderr, "forged: %u; held %llu, hold_dropped %llu, no_key %llu\n", 1U + SMALL,
+            (unsigned long long)k.held, (unsigned long long)k.hold_dropped,
+            (unsigned long long)drops_of(dev, MQE2E_DROP_NO_KEY));
+    cr_assert_leq(k.held, 1U + SMALL, "genuine messages (known epoch) were held");
+    cr_assert_leq(k.held, 256U / 8U, "one topic took more than its share of the queue");
+    cr_assert_eq(k.released, 0);
+    cr_assert_eq(inbox_count(&ib), GENUINE, "a forged message was delivered");
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        cr_assert_str_eq(ib.payload[i], text);
+    }
+    free(pt);
+    free(env);
+    raw_close(&r);
+    close_client(&pub);
+    close_client(&dev);
+    mqe2e_keystore_close(kd);
+    mqe2e_keystore_close(kp);
 }
 
 Test(control_plane, forged_and_replayed_pushes_refused)

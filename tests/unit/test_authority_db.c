@@ -369,7 +369,7 @@ Test(authority_db, token_is_single_use_with_idempotent_retry)
                  MQE2E_ERR_EXISTS);
 
     mqe2e_adb_token_info info;
-    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, dev_a, 20), MQE2E_OK);
     cr_assert_arr_eq(got, sec, 32);
     cr_assert_str_eq(info.client_id, "dev1");
     cr_assert_eq(info.n_grants, 1);
@@ -377,22 +377,127 @@ Test(authority_db, token_is_single_use_with_idempotent_retry)
     cr_assert_eq(info.used, 1);
 
     /* Another device: refused, nothing returned. */
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 21), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, dev_b, 21), MQE2E_ERR_STATE);
     uint8_t zero[32] = {0};
     cr_assert_arr_eq(got, zero, 32);
 
-    /* Same device retrying (even after expiry, and after a restart): same answer. */
+    /* The same keys retrying shortly after (and after a restart): same answer. */
     mqe2e_adb_close(db);
     db = open_db();
-    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 500), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, dev_a, 50), MQE2E_OK);
     cr_assert_arr_eq(got, sec, 32);
     cr_assert_eq(info.used_at, 20);
+    cr_assert_eq(info.retry, 1);
     cr_assert_arr_eq(info.used_by_sign_public, dev_a, 32);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 22), MQE2E_ERR_STATE);
+    cr_assert_arr_eq(info.used_by_dh_public, dev_a, 32);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, dev_b, 22), MQE2E_ERR_STATE);
+    /* The device's Ed25519 key is public: with another X25519 key it is a
+     * hijack, refused (issue 11, item 2). */
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_b, 23), MQE2E_ERR_STATE);
+    cr_assert_arr_eq(got, zero, 32);
+    /* Past expiry even the same keys get nothing. */
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_a, 500), MQE2E_ERR_EXPIRED);
 
     mqe2e_adb_status s;
     cr_assert_eq(mqe2e_adb_status_get(&s, db, 30), MQE2E_OK);
     cr_assert_eq(s.tokens_unused, 0);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, used_token_retry_window_is_short)
+{
+    uint8_t tid[16], sec[32], got[32];
+    fill(tid, sizeof tid, 0x21);
+    fill(sec, sizeof sec, 0x22);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "r", NULL, 0, 10, 100000), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_b, 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_b,
+                                         20 + MQE2E_ADB_ENROLL_RETRY_SECONDS),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_b,
+                                         21 + MQE2E_ADB_ENROLL_RETRY_SECONDS),
+                 MQE2E_ERR_STATE);
+    /* A clock that went back does not reopen it either. */
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_b, 19), MQE2E_ERR_STATE);
+    mqe2e_adb_close(db);
+    sodium_memzero(got, sizeof got);
+}
+
+Test(authority_db, tokens_for_active_and_revoked_ids)
+{
+    uint8_t tid[16], sec[32], sp[32], dh[32], sp2[32], dh2[32];
+    fill(tid, sizeof tid, 0x31);
+    fill(sec, sizeof sec, 0x32);
+    memset(sp, 1, sizeof sp);
+    memset(dh, 0xFE, sizeof dh);
+    memset(sp2, 3, sizeof sp2);
+    memset(dh2, 0xFC, sizeof dh2);
+    mqe2e_adb *db = open_db();
+    /* --replace needs an active id. */
+    cr_assert_eq(mqe2e_adb_token_create_flags(db, tid, sec, "c", "r", NULL, 0, 1, 9999,
+                                              MQE2E_ADB_TOKEN_REPLACE),
+                 MQE2E_ERR_NOT_FOUND);
+    enroll(db, "c", 1);
+    /* An active id: a plain token is refused, a --replace one is made. */
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "c", "r", NULL, 0, 1, 9999),
+                 MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_token_create_flags(db, tid, sec, "c", "r", NULL, 0, 1, 9999,
+                                              MQE2E_ADB_TOKEN_REPLACE),
+                 MQE2E_OK);
+    mqe2e_adb_token_info info;
+    uint8_t got[32];
+    cr_assert_eq(mqe2e_adb_token_peek(got, &info, db, tid), MQE2E_OK);
+    cr_assert_eq(info.replaces, 1);
+    /* Other keys for an active id only through client_replace. */
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, "c", "r", sp2, dh2, NULL, 0, 5, 99),
+                 MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "a/#", NULL, 1, sec), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "c", 2), MQE2E_OK);
+    mqe2e_adb_client before, after;
+    cr_assert_eq(mqe2e_adb_client_get(&before, db, "c"), MQE2E_OK);
+    static names affected;
+    memset(&affected, 0, sizeof affected);
+    cr_assert_eq(mqe2e_adb_client_replace(db, "c", sp2, dh2, 10, collect_name, &affected),
+                 MQE2E_OK);
+    cr_assert_eq(affected.n, 1);
+    cr_assert_str_eq(affected.v[0], "g");
+    uint64_t serial = 0;
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c", "r", sp2, dh2, NULL, 0, 10, 99),
+                 MQE2E_OK);
+    cr_assert_gt(serial, before.credential_serial);
+    cr_assert_eq(mqe2e_adb_client_get(&after, db, "c"), MQE2E_OK);
+    cr_assert_eq(after.status, MQE2E_ADB_CLIENT_ACTIVE);
+    cr_assert_arr_eq(after.dh_public, dh2, 32);
+    static names of;
+    memset(&of, 0, sizeof of);
+    cr_assert_eq(mqe2e_adb_groups_of_client(db, "c", collect_member, &of), MQE2E_OK);
+    cr_assert_eq(of.n, 0);
+    /* The old credentials are listed by the serial they reached. */
+    static revs r;
+    memset(&r, 0, sizeof r);
+    uint64_t v = 0;
+    cr_assert_eq(mqe2e_adb_revocations_list(&v, db, collect_rev, &r), MQE2E_OK);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(r.n, 1);
+    cr_assert_eq(r.serial[0], before.credential_serial);
+
+    /* Revoked: final. No token of any kind, no re-enrollment. */
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "c", 20, NULL, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, tid), MQE2E_ERR_NOT_FOUND);
+    uint8_t tid2[16];
+    fill(tid2, sizeof tid2, 0x41);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid2, sec, "c", "r", NULL, 0, 1, 9999),
+                 MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_token_create_flags(db, tid2, sec, "c", "r", NULL, 0, 1, 9999,
+                                              MQE2E_ADB_TOKEN_REPLACE),
+                 MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, "c", "r", sp2, dh2, NULL, 0, 30, 99),
+                 MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_client_replace(db, "c", sp, dh, 30, NULL, NULL), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_client_get(&after, db, "c"), MQE2E_OK);
+    cr_assert_eq(after.status, MQE2E_ADB_CLIENT_REVOKED);
     mqe2e_adb_close(db);
     sodium_memzero(got, sizeof got);
 }
@@ -405,16 +510,18 @@ Test(authority_db, expired_and_unknown_tokens_refused)
     fill(sec, sizeof sec, 0x66);
     mqe2e_adb *db = open_db();
     cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "r", NULL, 0, 10, 100), MQE2E_OK);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 100), MQE2E_ERR_EXPIRED);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 5000), MQE2E_ERR_EXPIRED);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, other, dev_a, 20), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_a, 100), MQE2E_ERR_EXPIRED);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_a, 5000),
+                 MQE2E_ERR_EXPIRED);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, other, dev_a, dev_a, 20),
+                 MQE2E_ERR_NOT_FOUND);
     cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, other), MQE2E_ERR_NOT_FOUND);
 
     /* The refusal did not consume it: one second earlier it still works. */
     mqe2e_adb_token_info info;
     cr_assert_eq(mqe2e_adb_token_peek(got, &info, db, tid), MQE2E_OK);
     cr_assert_eq(info.used, 0);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 99), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_a, 99), MQE2E_OK);
 
     /* Bad arguments. */
     cr_assert_eq(mqe2e_adb_token_create(db, other, sec, "dev1", "r", NULL, 0, 100, 100),
@@ -503,7 +610,7 @@ Test(authority_db, ciphertext_moved_between_rows_fails)
 
     db = open_db();
     memset(got, 0xEE, sizeof got);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, t1, dev_a, 10), MQE2E_ERR_AUTH);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, t1, dev_a, dev_a, 10), MQE2E_ERR_AUTH);
     cr_assert_arr_eq(got, zero, 32);
     cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, t1), MQE2E_ERR_AUTH);
     mqe2e_adb_token_info info;
@@ -671,7 +778,10 @@ Test(authority_db, sender_ids_never_reused_across_deletes)
         cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", id, 10), MQE2E_OK);
         cr_assert_eq(sid, i);
     }
-    /* Re-enrolling c1 deletes and rewrites its grants: ids stay dense. */
+    /* Re-enrolling c1 (a renewal with its keys) deletes and rewrites its
+     * grants: ids stay dense. */
+    memset(sp, 1, sizeof sp);
+    memset(dh, 1 ^ 0xFF, sizeof dh);
     mqe2e_adb_grant g = grant("t/#", MQE2E_ADB_RIGHT_PUBLISH);
     uint64_t serial = 0;
     cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c1", "r", sp, dh, &g, 1, 2, 99),
@@ -680,6 +790,8 @@ Test(authority_db, sender_ids_never_reused_across_deletes)
     cr_assert_eq(sid, 5);
     /* A removed member leaves a gap that stays empty. */
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "c2"), MQE2E_OK);
+    memset(sp, 3, sizeof sp);
+    memset(dh, 3 ^ 0xFF, sizeof dh);
     cr_assert_eq(mqe2e_adb_client_upsert_enrolled(&serial, db, "c3", "r", sp, dh, &g, 1, 3, 99),
                  MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "c6", 10), MQE2E_OK);
@@ -715,7 +827,9 @@ Test(authority_db, revoke_removes_memberships_and_is_recorded)
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g1", "good", 5), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g3", "good", 5), MQE2E_OK);
     /* A pending token for the client would let it re-enroll. */
-    cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "bad", "r", NULL, 0, 1, 10000), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create_flags(db, tid, sec, "bad", "r", NULL, 0, 1, 10000,
+                                              MQE2E_ADB_TOKEN_REPLACE),
+                 MQE2E_OK);
 
     uint64_t v = 99;
     cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
@@ -748,7 +862,8 @@ Test(authority_db, revoke_removes_memberships_and_is_recorded)
     cr_assert_eq(v, 1);
     cr_assert_eq(r.n, 1);
     cr_assert_str_eq(r.id[0], "bad");
-    cr_assert_eq(r.serial[0], before.credential_serial);
+    cr_assert_eq(r.serial[0], 0); /* every credential it ever held */
+    (void)before;
     cr_assert_eq(mqe2e_adb_token_peek(got, NULL, db, tid), MQE2E_ERR_NOT_FOUND);
 
     cr_assert_eq(mqe2e_adb_client_revoke(db, "bad", 600, NULL, NULL), MQE2E_ERR_STATE);
@@ -764,19 +879,16 @@ Test(authority_db, revoke_removes_memberships_and_is_recorded)
     cr_assert_eq(st.groups, 3);
     cr_assert_eq(st.revocation_version, 1);
 
-    /* Re-enrollment (with a new operator-issued token) issues a new serial;
-     * the old one stays revoked. */
+    /* Revocation is final: the client never becomes active again. */
     uint64_t serial = 0;
     uint8_t sp[32], dh[32];
     memset(sp, 0x0F, sizeof sp);
     memset(dh, 0xF0, sizeof dh);
     cr_assert_eq(
         mqe2e_adb_client_upsert_enrolled(&serial, db, "bad", "device", sp, dh, NULL, 0, 800, 9000),
-        MQE2E_OK);
-    cr_assert_gt(serial, before.credential_serial);
+        MQE2E_ERR_STATE);
     cr_assert_eq(mqe2e_adb_client_get(&c, db, "bad"), MQE2E_OK);
-    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_ACTIVE);
-    cr_assert_eq(c.revoked_at, 0);
+    cr_assert_eq(c.status, MQE2E_ADB_CLIENT_REVOKED);
     r.n = 0;
     cr_assert_eq(mqe2e_adb_revocations_list(NULL, db, collect_rev, &r), MQE2E_OK);
     cr_assert_eq(r.n, 1);
@@ -870,7 +982,7 @@ Test(authority_db, audit_rows_hold_no_secret_bytes)
     cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 2, gsec), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_audit_append(db, 2, "alice", "group.create", "g"), MQE2E_OK);
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_a, dev_a, 3), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_audit_append(db, 3, "authority", "enroll", NULL), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_audit_append(db, 3, "", "x", NULL), MQE2E_ERR_INVALID_ARG);
 
@@ -982,7 +1094,7 @@ Test(authority_db, reopen_between_every_step_keeps_state)
     mqe2e_adb_close(db);
     db = open_db();
     mqe2e_adb_token_info info;
-    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(got, &info, db, tid, dev_a, dev_a, 20), MQE2E_OK);
     mqe2e_adb_close(db);
     db = open_db();
     uint8_t dh[32] = {7};
@@ -1004,7 +1116,7 @@ Test(authority_db, reopen_between_every_step_keeps_state)
     mqe2e_adb_close(db);
 
     db = open_db();
-    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, 60), MQE2E_ERR_STATE);
+    cr_assert_eq(mqe2e_adb_token_consume(got, NULL, db, tid, dev_b, dev_b, 60), MQE2E_ERR_STATE);
     mqe2e_adb_client c;
     cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev1"), MQE2E_OK);
     cr_assert_arr_eq(c.sign_public, dev_a, 32);
@@ -1096,8 +1208,8 @@ Test(authority_db, push_seq_grows_and_survives_reopen)
     cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
     cr_assert_eq(s, 4);
     cr_assert_eq(mqe2e_adb_tx_rollback(db), MQE2E_OK);
-    /* Re-enrolling keeps the counter: pushes never go backward. */
-    enroll(db, "dev-1", 0x12);
+    /* Re-enrolling (a renewal, same keys) keeps the counter: pushes never go backward. */
+    enroll(db, "dev-1", 0x11);
     mqe2e_adb_close(db);
     db = open_db();
     cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
@@ -1149,7 +1261,7 @@ Test(authority_db, token_groups_and_list)
     names[0] = '\0';
     cr_assert_eq(mqe2e_adb_token_groups_list(db, tid2, collect_names, names), MQE2E_OK);
     cr_assert_str_eq(names, "");
-    cr_assert_eq(mqe2e_adb_token_consume(out, NULL, db, tid, dev_a, 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(out, NULL, db, tid, dev_a, dev_a, 20), MQE2E_OK);
     int n = 0;
     cr_assert_eq(mqe2e_adb_token_list(db, count_tokens, &n), MQE2E_OK);
     cr_assert_eq(n, 102, "two tokens, one used");
@@ -1174,6 +1286,8 @@ Test(authority_db, migrates_a_version_1_file)
     cr_assert_eq(sqlite3_exec(raw,
                               "DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+                              " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
+                              " ALTER TABLE tokens DROP COLUMN replaces;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));
@@ -1206,12 +1320,14 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
                               "ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+                              " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
+                              " ALTER TABLE tokens DROP COLUMN replaces;"
                               " PRAGMA user_version = 2;",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));
     sqlite3_close(raw);
     db = open_db();
-    cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+    cr_assert_eq(raw_int("PRAGMA user_version"), MQE2E_ADB_SCHEMA_VERSION);
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "d2", 10), MQE2E_OK);
     cr_assert_eq(sid, 5, "above the highest member (4), never the gap (2)");
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "empty", "d1", 10), MQE2E_OK);

@@ -77,7 +77,7 @@ Test(authority_db_batch, token_known_client)
     uint8_t tid[MQE2E_ADB_TOKEN_ID_BYTES], sec[MQE2E_ADB_SECRET_BYTES], sp[32];
     memset(tid, 1, sizeof tid);
     memset(sp, 7, sizeof sp);
-    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, sp, 150), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_token_known_client(db, "dev-1"), MQE2E_OK);
     /* Until pruned after expiry. */
     cr_assert_eq(mqe2e_adb_token_prune(NULL, db, 20000), MQE2E_OK);
@@ -108,12 +108,12 @@ Test(authority_db_batch, savepoint_undoes_one_unit_only)
     /* Unit a: kept. */
     cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_OK);
     memset(tid, 0xA0, sizeof tid);
-    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, sp, 150), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 1), MQE2E_OK);
     /* Unit b: undone. */
     cr_assert_eq(mqe2e_adb_tx_savepoint(db), MQE2E_OK);
     memset(tid, 0xB0, sizeof tid);
-    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, 150), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_consume(sec, NULL, db, tid, sp, sp, 150), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_tx_savepoint_end(db, 0), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
     /* Durable across a reopen: a used, b not. */

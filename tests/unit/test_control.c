@@ -285,3 +285,68 @@ Test(control_payload, update_round_trip_and_strictness)
     cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in),
                  MQE2E_ERR_INVALID_ARG);
 }
+
+/* Issue 11, item 10: unknown fields, at the top or inside a nested message,
+ * are refused by every control payload decoder (protobuf-c keeps them and
+ * packs them again, so re-encoding alone let them through). */
+Test(control_payload, unknown_fields_refused_top_and_nested)
+{
+    static const int kinds[] = {MQE2E__PAYLOAD_ENROLL_REPLY, MQE2E__PAYLOAD_HELLO_REPLY,
+                                MQE2E__PAYLOAD_PUSH};
+    mqe2e_key_bundle b;
+    mqe2e_control_update in, out;
+    uint8_t *p = NULL, q[512];
+    size_t n = 0;
+
+    memset(&b, 0, sizeof b);
+    strcpy(b.group, "g1");
+    strcpy(b.topic_filter, "a/#");
+    b.epoch = 3;
+    b.sender_id = 7;
+    memset(b.secret, 0x5A, 32);
+    memset(&in, 0, sizeof in);
+    in.push_seq = 5;
+    in.bundles = &b;
+    in.n_bundles = 1;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        cr_assert_eq(mqe2e__control_pack_update(&p, &n, kinds[k], &in), MQE2E_OK);
+        cr_assert_lt(n + 4U, sizeof q);
+        cr_assert_eq(mqe2e__control_unpack_update(&out, kinds[k], p, n), MQE2E_OK);
+        mqe2e_control_update_wipe(&out);
+        /* Field 15 (varint 1) at the end: canonical order, unknown number. */
+        memcpy(q, p, n);
+        q[n] = 0x78;
+        q[n + 1] = 0x01;
+        cr_assert_eq(mqe2e__control_unpack_update(&out, kinds[k], q, n + 2), MQE2E_ERR_DECODE,
+                     "payload kind %d took an unknown field", kinds[k]);
+        mqe2e__control_free_wiped(p, n);
+    }
+
+    /* Inside the bundle: a Push whose only bundle carries field 15. */
+    Mqe2e__V1__KeyBundle kb = MQE2E__V1__KEY_BUNDLE__INIT;
+    kb.group = b.group;
+    kb.topic_filter = b.topic_filter;
+    kb.epoch = 3;
+    kb.secret.data = b.secret;
+    kb.secret.len = 32;
+    kb.sender_id = 7;
+    uint8_t inner[256];
+    size_t il = mqe2e__v1__key_bundle__pack(&kb, inner);
+    inner[il++] = 0x78;
+    inner[il++] = 0x01;
+    size_t m = 0;
+    q[m++] = 0x08; /* push_seq = 5 */
+    q[m++] = 0x05;
+    q[m++] = 0x12; /* bundles, length-delimited */
+    q[m++] = (uint8_t)il;
+    memcpy(q + m, inner, il);
+    m += il;
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, q, m), MQE2E_ERR_DECODE,
+                 "a nested unknown field was accepted");
+    /* The same bytes without it decode. */
+    q[3] = (uint8_t)(il - 2U);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, q, m - 2U), MQE2E_OK);
+    mqe2e_control_update_wipe(&out);
+    sodium_memzero(inner, sizeof inner);
+    sodium_memzero(q, sizeof q);
+}

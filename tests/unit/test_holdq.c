@@ -93,3 +93,32 @@ Test(holdq, expiry_by_age_including_put_back)
     mqe2e_held_free(h);
     mqe2e_holdq_free(q);
 }
+
+Test(holdq, topic_usage_for_quotas)
+{
+    mqe2e_holdq *q = NULL;
+    mqe2e_held *h = NULL;
+    size_t n = 99, b = 99;
+    cr_assert_eq(mqe2e_holdq_new(&q, 8, 1000, 30), MQE2E_OK);
+    mqe2e_holdq_topic_usage(q, "t/a", &n, &b);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(b, 0);
+    cr_assert_eq(mqe2e_holdq_push(q, "t/a", payload, sizeof payload, 0, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t/b", payload, 2, 0, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "t/a", payload, 1, 0, 1), MQE2E_OK);
+    mqe2e_holdq_topic_usage(q, "t/a", &n, &b);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(b, (4 + 3) + (1 + 3));
+    mqe2e_holdq_topic_usage(q, "t/b", &n, NULL);
+    cr_assert_eq(n, 1);
+    mqe2e_holdq_topic_usage(q, "t/", &n, &b); /* exact topic, not a prefix */
+    cr_assert_eq(n, 0);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    mqe2e_held_free(h);
+    mqe2e_holdq_topic_usage(q, "t/a", &n, &b);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(b, 1 + 3);
+    mqe2e_holdq_topic_usage(NULL, "t/a", &n, &b);
+    cr_assert_eq(n, 0);
+    mqe2e_holdq_free(q);
+}

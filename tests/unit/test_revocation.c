@@ -143,7 +143,15 @@ Test(revocation, sign_verify_lookup)
 
     cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-1", 7));
     cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-1", 4));
-    cr_assert_not(mqe2e_revocation_list_is_revoked(l, "dev-1", 5));
+    /* An entry with serial s revokes every serial up to s (a replaced
+     * device's renewed credentials), none above it (the new device's). */
+    cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-1", 5));
+    cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-1", 1));
+    cr_assert_not(mqe2e_revocation_list_is_revoked(l, "dev-1", 8));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-1"));
+    cr_assert(mqe2e_revocation_list_client_revoked(l, "stolen"));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-2"));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(NULL, "stolen"));
     cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-1", 0));
     cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-9", 3));
     cr_assert_not(mqe2e_revocation_list_is_revoked(l, "dev-9", 4));

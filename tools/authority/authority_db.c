@@ -126,16 +126,31 @@ static const char SCHEMA_V2[] =
     " PRIMARY KEY(token_id, group_name)) STRICT;"
     "PRAGMA user_version = 2;";
 
-/* Version 3: sender ids are never handed out twice within a group's life
- * (docs/AUTHORITY.md, "Sender ids"): each group counts its next id. A group
- * migrated from version 2 starts above its highest current member; ids of
- * members removed before the migration are not known any more. */
+/* Version 3: revocation is final. A used token remembers both device keys
+ * (a retry must come from the X25519 key the handshake proved, not only the
+ * public Ed25519 one); a token may replace an active client's device; every
+ * revoked client is listed with serial 0 (all its credentials) and its tokens,
+ * used or not, are void. */
 static const char SCHEMA_V3[] =
+    "ALTER TABLE tokens ADD COLUMN used_by_dh_public BLOB CHECK(used_by_dh_public IS NULL"
+    " OR length(used_by_dh_public) = 32);"
+    "ALTER TABLE tokens ADD COLUMN replaces INTEGER NOT NULL DEFAULT 0 CHECK(replaces IN (0, 1));"
+    "INSERT OR IGNORE INTO revocations(client_id, serial, revoked_at)"
+    " SELECT client_id, 0, COALESCE(revoked_at, 0) FROM clients WHERE status = 'revoked';"
+    "DELETE FROM tokens WHERE client_id IN (SELECT client_id FROM clients"
+    " WHERE status = 'revoked');"
+    "PRAGMA user_version = 3;";
+
+/* Version 4: sender ids are never handed out twice within a group's life
+ * (docs/AUTHORITY.md, "Sender ids"): each group counts its next id. A group
+ * migrated from version 3 starts above its highest current member; ids of
+ * members removed before the migration are not known any more. */
+static const char SCHEMA_V4[] =
     "ALTER TABLE \"groups\" ADD COLUMN next_sender_id INTEGER NOT NULL DEFAULT 1"
     " CHECK(next_sender_id >= 1);"
     "UPDATE \"groups\" SET next_sender_id = 1 + COALESCE("
     " (SELECT MAX(sender_id) FROM group_members WHERE group_name = \"groups\".name), 0);"
-    "PRAGMA user_version = 3;";
+    "PRAGMA user_version = 4;";
 
 static const char KEY_CHECK_NAME[] = "db_key_check";
 
@@ -529,6 +544,10 @@ static int migrate(mqe2e_adb *db)
         rc = exec_const(db, SCHEMA_V3);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
+    if (rc == MQE2E_OK && v < 4) {
+        rc = exec_const(db, SCHEMA_V4);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
     if (rc == MQE2E_OK) rc = key_check_verify(db);
     return op_end(db, rc);
 }
@@ -659,7 +678,37 @@ int mqe2e_adb_token_create(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN
                            const char *role, const mqe2e_adb_grant *grants, size_t n,
                            uint64_t created_at, uint64_t expires_at)
 {
+    return mqe2e_adb_token_create_flags(db, token_id, secret, client_id, role, grants, n,
+                                        created_at, expires_at, 0);
+}
+
+/* The status of a client id for a new token: 0 unknown, 1 active, 2 revoked. */
+static int client_state(int *out, mqe2e_adb *db, const char *client_id)
+{
+    sqlite3_stmt *st = NULL;
+    *out = 0;
+    int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            *out = (s != NULL && strcmp((const char *)s, "active") == 0) ? 1 : 2;
+            rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                                 const uint8_t secret[MQE2E_ADB_SECRET_BYTES],
+                                 const char *client_id, const char *role,
+                                 const mqe2e_adb_grant *grants, size_t n, uint64_t created_at,
+                                 uint64_t expires_at, unsigned flags)
+{
     if (db == NULL || token_id == NULL || secret == NULL) return MQE2E_ERR_INVALID_ARG;
+    if ((flags & ~MQE2E_ADB_TOKEN_REPLACE) != 0) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = check_str(role, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = check_grants(grants, n, MQE2E_ADB_GRANTS_MAX);
@@ -672,17 +721,25 @@ int mqe2e_adb_token_create(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN
     seal(db, sealed, secret, ad, ad_token(ad, token_id));
 
     sqlite3_stmt *st = NULL;
+    int state = 0;
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
-    rc = prep(db, &st,
-              "INSERT INTO tokens(token_id, token_secret, client_id, role, created_at, expires_at)"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    rc = client_state(&state, db, client_id);
+    /* Revocation is final; an active id changes device only on purpose. */
+    if (rc == MQE2E_OK && state == 2) rc = MQE2E_ERR_STATE;
+    if (rc == MQE2E_OK && state == 1 && !(flags & MQE2E_ADB_TOKEN_REPLACE)) rc = MQE2E_ERR_EXISTS;
+    if (rc == MQE2E_OK && state == 0 && (flags & MQE2E_ADB_TOKEN_REPLACE)) rc = MQE2E_ERR_NOT_FOUND;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO tokens(token_id, token_secret, client_id, role, created_at,"
+                  " expires_at, replaces) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sealed, sizeof sealed);
     if (rc == MQE2E_OK) rc = bind_text(st, 3, client_id);
     if (rc == MQE2E_OK) rc = bind_text(st, 4, role);
     if (rc == MQE2E_OK) rc = bind_u64(st, 5, created_at);
     if (rc == MQE2E_OK) rc = bind_u64(st, 6, expires_at);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 7, (flags & MQE2E_ADB_TOKEN_REPLACE) ? 1U : 0U);
     if (rc == MQE2E_OK) rc = step_done(st);
     sqlite3_finalize(st);
     st = NULL;
@@ -710,7 +767,8 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
     memset(info, 0, sizeof *info);
     int rc = prep(db, &st,
                   "SELECT token_secret, client_id, role, created_at, expires_at, used_at,"
-                  " used_by_sign_public FROM tokens WHERE token_id = ?1");
+                  " used_by_sign_public, used_by_dh_public, replaces FROM tokens"
+                  " WHERE token_id = ?1");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
@@ -729,7 +787,11 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
                 info->used = 1;
                 info->used_at = col_u64(st, 5);
                 rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
+                /* NULL for a token used before schema 3: no retry matches it. */
+                if (rc == MQE2E_OK && sqlite3_column_type(st, 7) != SQLITE_NULL)
+                    rc = col_blob(info->used_by_dh_public, MQE2E_ADB_PUBLIC_BYTES, st, 7);
             }
+            info->replaces = col_u64(st, 8) != 0;
         }
     }
     sqlite3_finalize(st);
@@ -792,11 +854,13 @@ int mqe2e_adb_token_peek(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe2e_adb_t
 int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
                             mqe2e_adb_token_info *out_info, mqe2e_adb *db,
                             const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
-                            const uint8_t device_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now)
+                            const uint8_t device_sign_public[MQE2E_ADB_PUBLIC_BYTES],
+                            const uint8_t device_dh_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now)
 {
     if (out_secret == NULL) return MQE2E_ERR_INVALID_ARG;
     sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
-    if (db == NULL || token_id == NULL || device_sign_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (db == NULL || token_id == NULL || device_sign_public == NULL || device_dh_public == NULL)
+        return MQE2E_ERR_INVALID_ARG;
     int rc = check_u64(now);
     if (rc != MQE2E_OK) return rc;
     mqe2e_adb_token_info local;
@@ -809,23 +873,31 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = token_load(sealed, info, db, token_id);
+    /* Expiry holds for retries too: a ticket is worth nothing after it. */
+    if (rc == MQE2E_OK && now >= info->expires_at) rc = MQE2E_ERR_EXPIRED;
     if (rc == MQE2E_OK && info->used) {
-        if (sodium_memcmp(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES) !=
-            0)
+        /* A retry after a lost reply: the same X25519 key the handshake proved
+         * (and the same Ed25519 key), shortly after the first use. The
+         * Ed25519 key alone is public and proves nothing. */
+        int same =
+            (sodium_memcmp(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES) ==
+             0) &
+            (sodium_memcmp(info->used_by_dh_public, device_dh_public, MQE2E_ADB_PUBLIC_BYTES) == 0);
+        if (!same || now < info->used_at || now - info->used_at > MQE2E_ADB_ENROLL_RETRY_SECONDS)
             rc = MQE2E_ERR_STATE;
-        /* else: the same device retrying after a lost reply */
-    } else if (rc == MQE2E_OK) {
-        if (now >= info->expires_at) rc = MQE2E_ERR_EXPIRED;
+        else
+            info->retry = 1;
     }
     /* Open before marking: a secret that does not open leaves the token unused. */
     if (rc == MQE2E_OK) rc = token_unseal(db, out_secret, sealed, token_id);
     if (rc == MQE2E_OK && !info->used) {
         rc = prep(db, &st,
-                  "UPDATE tokens SET used_at = ?2, used_by_sign_public = ?3"
+                  "UPDATE tokens SET used_at = ?2, used_by_sign_public = ?3, used_by_dh_public = ?4"
                   " WHERE token_id = ?1 AND used_at IS NULL");
         if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
         if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
         if (rc == MQE2E_OK) rc = bind_blob(st, 3, device_sign_public, MQE2E_ADB_PUBLIC_BYTES);
+        if (rc == MQE2E_OK) rc = bind_blob(st, 4, device_dh_public, MQE2E_ADB_PUBLIC_BYTES);
         if (rc == MQE2E_OK) rc = step_done(st);
         if (rc == MQE2E_OK && sqlite3_changes(db->sql) != 1) rc = MQE2E_ERR_STATE;
         sqlite3_finalize(st);
@@ -833,6 +905,7 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
             info->used = 1;
             info->used_at = now;
             memcpy(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES);
+            memcpy(info->used_by_dh_public, device_dh_public, MQE2E_ADB_PUBLIC_BYTES);
         }
     }
     rc = op_end(db, rc);
@@ -893,17 +966,41 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     sqlite3_stmt *st = NULL;
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
-    rc = meta_bump(&serial, db, "credential_serial");
+    /* Revocation is final; an active client changes keys only through
+     * mqe2e_adb_client_replace(). */
+    rc = prep(db, &st, "SELECT status, sign_public, dh_public FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            const void *sp = sqlite3_column_blob(st, 1);
+            const void *dp = sqlite3_column_blob(st, 2);
+            if (s == NULL || strcmp((const char *)s, "active") != 0)
+                rc = MQE2E_ERR_STATE;
+            else if (sp == NULL || dp == NULL ||
+                     sqlite3_column_bytes(st, 1) != (int)MQE2E_ADB_PUBLIC_BYTES ||
+                     sqlite3_column_bytes(st, 2) != (int)MQE2E_ADB_PUBLIC_BYTES ||
+                     sodium_memcmp(sp, sign_public, MQE2E_ADB_PUBLIC_BYTES) != 0 ||
+                     sodium_memcmp(dp, dh_public, MQE2E_ADB_PUBLIC_BYTES) != 0)
+                rc = MQE2E_ERR_EXISTS;
+            else
+                rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK) rc = meta_bump(&serial, db, "credential_serial");
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "INSERT INTO clients(client_id, sign_public, dh_public, role, status,"
                   " enrolled_at, revoked_at, credential_serial, credential_expires)"
                   " VALUES (?1, ?2, ?3, ?4, 'active', ?5, NULL, ?6, ?7)"
-                  " ON CONFLICT(client_id) DO UPDATE SET sign_public = excluded.sign_public,"
-                  " dh_public = excluded.dh_public, role = excluded.role, status = 'active',"
-                  " enrolled_at = excluded.enrolled_at, revoked_at = NULL,"
+                  " ON CONFLICT(client_id) DO UPDATE SET role = excluded.role,"
+                  " enrolled_at = excluded.enrolled_at,"
                   " credential_serial = excluded.credential_serial,"
-                  " credential_expires = excluded.credential_expires");
+                  " credential_expires = excluded.credential_expires"
+                  " WHERE status = 'active'");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
@@ -1082,21 +1179,89 @@ int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
         rc = prep(db, &st,
                   "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
+    /* Serial 0: every credential the client ever held (retries and renewals
+     * minted several), not only the current one. */
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, 0);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
     if (rc == MQE2E_OK) rc = step_done(st);
     sqlite3_finalize(st);
+    (void)serial;
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
-    /* A token issued before the revocation must not bring the client back. */
+    /* No token issued before the revocation, used or not, brings it back. */
     if (rc == MQE2E_OK)
-        rc = exec_client_stmt(db, "DELETE FROM tokens WHERE client_id = ?1 AND used_at IS NULL",
-                              client_id, 0, 0);
+        rc = exec_client_stmt(db, "DELETE FROM tokens WHERE client_id = ?1", client_id, 0, 0);
     if (rc == MQE2E_OK) rc = meta_bump(&version, db, "revocation_version");
     rc = op_end(db, rc);
     for (size_t i = 0; rc == MQE2E_OK && cb != NULL && i < groups.n; i++)
         rc = cb(groups.v[i], user);
+    namelist_free(&groups);
+    return rc;
+}
+
+int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
+                             const uint8_t sign_public[MQE2E_ADB_PUBLIC_BYTES],
+                             const uint8_t dh_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now,
+                             mqe2e_adb_name_cb cb, void *user)
+{
+    if (db == NULL || sign_public == NULL || dh_public == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc == MQE2E_OK) rc = check_u64(now);
+    if (rc != MQE2E_OK) return rc;
+    namelist groups = {0};
+    uint64_t serial = 0, version = 0;
+    sqlite3_stmt *st = NULL;
+
+    rc = op_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
+            serial = col_u64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = namelist_collect(&groups, st);
+    sqlite3_finalize(st);
+    st = NULL;
+    /* Serials grow across the store: the entry covers every credential the
+     * old device held, none the new one will get. */
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(client_id, serial) DO NOTHING");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc =
+            exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "UPDATE clients SET sign_public = ?2, dh_public = ?3 WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
+    if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    if (rc == MQE2E_OK) rc = meta_bump(&version, db, "revocation_version");
+    for (size_t i = 0; rc == MQE2E_OK && cb != NULL && i < groups.n; i++)
+        rc = cb(groups.v[i], user);
+    rc = op_end(db, rc);
     namelist_free(&groups);
     return rc;
 }

@@ -51,7 +51,15 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 3   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 4   /**< PRAGMA user_version written by this code */
+
+/** How long after its first use a token still serves an enrollment retry (the
+ *  device lost the reply), and only for the same keys: seconds. */
+#define MQE2E_ADB_ENROLL_RETRY_SECONDS 120U
+
+/** Token flag: the token replaces the device of an active client id
+ *  (`token create --replace`); without it such a token does not enroll. */
+#define MQE2E_ADB_TOKEN_REPLACE 1U
 
 #define MQE2E_ADB_RIGHT_PUBLISH 1U   /**< grant right: publish under the filter */
 #define MQE2E_ADB_RIGHT_SUBSCRIBE 2U /**< grant right: subscribe to the filter */
@@ -74,6 +82,9 @@ typedef struct mqe2e_adb_token_info {
     uint64_t used_at;                                    /**< 0 while unused */
     int used;                                            /**< 1 once consumed */
     uint8_t used_by_sign_public[MQE2E_ADB_PUBLIC_BYTES]; /**< zero while unused */
+    uint8_t used_by_dh_public[MQE2E_ADB_PUBLIC_BYTES];   /**< zero while unused */
+    int replaces; /**< 1: made with ::MQE2E_ADB_TOKEN_REPLACE */
+    int retry;    /**< set by mqe2e_adb_token_consume(): this call was a retry */
     size_t n_grants;
     mqe2e_adb_grant grants[MQE2E_ADB_GRANTS_MAX];
 } mqe2e_adb_token_info;
@@ -206,6 +217,20 @@ int mqe2e_adb_token_create(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN
                            uint64_t created_at, uint64_t expires_at);
 
 /**
+ * @brief mqe2e_adb_token_create() with flags (::MQE2E_ADB_TOKEN_REPLACE).
+ *
+ * Refuses a token for a revoked client id (::MQE2E_ERR_STATE: revocation is
+ * final) and, without ::MQE2E_ADB_TOKEN_REPLACE, for an active one
+ * (::MQE2E_ERR_EXISTS); with the flag the client id must be active
+ * (::MQE2E_ERR_NOT_FOUND otherwise).
+ */
+int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
+                                 const uint8_t secret[MQE2E_ADB_SECRET_BYTES],
+                                 const char *client_id, const char *role,
+                                 const mqe2e_adb_grant *grants, size_t n, uint64_t created_at,
+                                 uint64_t expires_at, unsigned flags);
+
+/**
  * @brief Read a token without consuming it: the enrollment handshake needs the
  *        secret (its psk) before the device key is proven.
  * @param out_secret 32 bytes, caller-owned; the caller wipes it. Zeroed on error.
@@ -217,24 +242,29 @@ int mqe2e_adb_token_peek(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe2e_adb_t
                          mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES]);
 
 /**
- * @brief Consume a one-time token for the device whose signing key is given,
+ * @brief Consume a one-time token for the device whose keys are given,
  *        atomically.
  *
  * Succeeds if the token is unused and unexpired (now < expires_at), marking it
- * used by device_sign_public, or if it was already used by the same device key
- * (an idempotent retry after a lost reply, accepted even past expiry).
+ * used by both keys, or, as a retry after a lost reply (out_info->retry set),
+ * if it was used by exactly the same Ed25519 *and* X25519 keys less than
+ * ::MQE2E_ADB_ENROLL_RETRY_SECONDS ago and has not expired. The X25519 key is
+ * the one the enrollment handshake proved; the Ed25519 key alone is public and
+ * proves nothing. A used token is otherwise worthless; mqe2e_adb_client_revoke()
+ * deletes it.
  *
  * @param out_secret 32 bytes, caller-owned; the caller wipes it. Zeroed on error.
- * @param out_info   receives client id, role and grants (may be NULL).
+ * @param out_info   receives client id, role, grants, flags (may be NULL).
  * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND (unknown token);
- *         ::MQE2E_ERR_EXPIRED (unused but expired); ::MQE2E_ERR_STATE (used by
- *         another device key); ::MQE2E_ERR_AUTH (sealed secret does not open:
- *         the token is left unused); ::MQE2E_ERR_IO.
+ *         ::MQE2E_ERR_EXPIRED (past expires_at, used or not); ::MQE2E_ERR_STATE
+ *         (used by other keys, or past the retry window); ::MQE2E_ERR_AUTH
+ *         (sealed secret does not open: the token is left unused); ::MQE2E_ERR_IO.
  */
 int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
                             mqe2e_adb_token_info *out_info, mqe2e_adb *db,
                             const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
-                            const uint8_t device_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now);
+                            const uint8_t device_sign_public[MQE2E_ADB_PUBLIC_BYTES],
+                            const uint8_t device_dh_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now);
 
 /**
  * @brief Delete tokens that expired unused before `now`, and used tokens whose
@@ -275,9 +305,10 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user);
  *        existing one) and issue the next credential serial, replacing its
  *        grants with the given ones, in one transaction.
  *
- * A revoked client id becomes active again: that takes a fresh token, which
- * only an operator can issue, and revocation deletes the client's unused
- * tokens. The earlier serial stays on the revocation list.
+ * Revocation is final: a revoked client id is refused (::MQE2E_ERR_STATE) and
+ * never becomes active again. An active client is only re-keyed through
+ * mqe2e_adb_client_replace(); called with keys other than its enrolled ones it
+ * is refused (::MQE2E_ERR_EXISTS). Same keys: a renewal (new serial).
  *
  * @param out_serial        the new credential serial (>= 1).
  * @param client_id, role   as in the token.
@@ -287,6 +318,7 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user);
  * @param now               enrollment time.
  * @param credential_expires expiry written into the credential.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; ::MQE2E_ERR_TOO_LARGE;
+ *         ::MQE2E_ERR_STATE (revoked); ::MQE2E_ERR_EXISTS (active, other keys);
  *         ::MQE2E_ERR_EXHAUSTED (serial counter); ::MQE2E_ERR_IO.
  */
 int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const char *client_id,
@@ -309,11 +341,28 @@ int mqe2e_adb_client_get(mqe2e_adb_client *out, mqe2e_adb *db, const char *clien
 int mqe2e_adb_client_list(mqe2e_adb *db, mqe2e_adb_client_cb cb, void *user);
 
 /**
- * @brief Revoke a client in one transaction: mark it revoked, record its
- *        credential serial on the revocation list, bump the revocation-list
- *        version, remove all its group memberships and delete its unused
- *        tokens. After the commit, cb is called once per group it was in, so
- *        the caller can rotate each one (cb may call into db).
+ * @brief Replace the device of an active client id (an operator's
+ *        `--replace` ticket), in one transaction: every credential issued so
+ *        far goes on the revocation list (entry with the current serial: it
+ *        covers every serial up to it), the revocation-list version is bumped,
+ *        every membership is removed (the new device gets fresh sender ids) and
+ *        the enrolled keys become the new device's. cb is called, inside the
+ *        transaction, once per group the old device was in (the caller rotates
+ *        each before the new device reads its bundles).
+ * @return ::MQE2E_OK (or the callback's non-zero value); ::MQE2E_ERR_NOT_FOUND;
+ *         ::MQE2E_ERR_STATE (revoked); ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
+                             const uint8_t sign_public[MQE2E_ADB_PUBLIC_BYTES],
+                             const uint8_t dh_public[MQE2E_ADB_PUBLIC_BYTES], uint64_t now,
+                             mqe2e_adb_name_cb cb, void *user);
+
+/**
+ * @brief Revoke a client in one transaction: mark it revoked, put it on the
+ *        revocation list with serial 0 (every credential it ever held), bump
+ *        the revocation-list version, remove all its group memberships and
+ *        delete all its tokens, used or not. After the commit, cb is called once per group it was
+ * in, so the caller can rotate each one (cb may call into db).
  * @param cb may be NULL.
  * @return ::MQE2E_OK (or the callback's non-zero value); ::MQE2E_ERR_NOT_FOUND;
  *         ::MQE2E_ERR_STATE (already revoked); ::MQE2E_ERR_NOMEM; ::MQE2E_ERR_IO.

@@ -40,7 +40,8 @@ static const char *const counter_names[] = {
     "operator_stale",      "operator_replay",      "frame_unknown",
     "push_sent",           "push_failed",          "rotations",
     "envelopes_counted",   "enroll_rate_limited",  "hello_rate_limited",
-    "enroll_commits",      "log_suppressed",
+    "enroll_commits",      "log_suppressed",       "enroll_revoked",
+    "enroll_id_active",    "enroll_retries",       "replacements",
 };
 _Static_assert(sizeof counter_names / sizeof counter_names[0] == AUTH_C_COUNT,
                "one name per counter");
@@ -220,6 +221,7 @@ int authority_revocations_refresh(authority *a, int publish_retained)
 typedef struct name_sid {
     char **names;
     uint32_t *sids;
+    uint64_t *added; /* membership start (added_at) */
     size_t n, cap;
 } name_sid;
 
@@ -232,12 +234,12 @@ static void name_sid_free(name_sid *l)
         free(l->names[i]);
     free(l->names);
     free(l->sids);
+    free(l->added);
     memset(l, 0, sizeof *l);
 }
 
 static int name_sid_cb(const char *name, uint32_t sender_id, uint64_t added_at, void *user)
 {
-    (void)added_at;
     name_sid *l = user;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2U : 16U;
@@ -247,9 +249,13 @@ static int name_sid_cb(const char *name, uint32_t sender_id, uint64_t added_at, 
         uint32_t *ns = realloc(l->sids, cap * sizeof *ns);
         if (ns == NULL) return MQE2E_ERR_NOMEM;
         l->sids = ns;
+        uint64_t *na = realloc(l->added, cap * sizeof *na);
+        if (na == NULL) return MQE2E_ERR_NOMEM;
+        l->added = na;
         l->cap = cap;
     }
     if ((l->names[l->n] = strdup(name)) == NULL) return MQE2E_ERR_NOMEM;
+    l->added[l->n] = added_at;
     l->sids[l->n++] = sender_id;
     return 0;
 }
@@ -263,12 +269,16 @@ typedef struct epoch_collect {
     epoch_row rows[MQE2E_CONTROL_MAX_BUNDLES];
     size_t n;
     uint64_t now, grace;
+    uint64_t member_since; /* 0: every epoch in grace */
 } epoch_collect;
 
 static int epoch_cb(uint32_t epoch, uint64_t created_at, uint64_t retired_at, void *user)
 {
     epoch_collect *c = user;
     if (retired_at != 0 && retired_at + c->grace <= c->now) return 0;
+    /* Backward secrecy: an epoch retired before the client joined (or in
+     * the second it joined) was never its to read. */
+    if (retired_at != 0 && retired_at <= c->member_since) return 0;
     if (c->n == MQE2E_CONTROL_MAX_BUNDLES) {
         /* Keep the newest: drop the oldest kept row. */
         memmove(&c->rows[0], &c->rows[1], (c->n - 1U) * sizeof c->rows[0]);
@@ -302,7 +312,8 @@ static int bundle_fill(authority *a, mqe2e_key_bundle *b, const mqe2e_adb_group 
 }
 
 /* Every bundle a member gets from HELLO/ENROLL: current epoch of each of its
- * groups plus retired epochs still within the grace period. */
+ * groups plus retired epochs still within the grace period that were current
+ * while it was a member (a new member gets only the current epoch). */
 /* Room for @p need bundles in *b (capacity *cap). The array grows by copying
  * and wiping the old one (realloc would leave the old secrets behind): a
  * client's array used to be MQE2E_CONTROL_MAX_BUNDLES (~350 kB) from the
@@ -332,7 +343,7 @@ static int bundles_reserve(mqe2e_key_bundle **b, size_t *cap, size_t need)
 static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_out,
                               const char *client_id, uint64_t now)
 {
-    name_sid groups = {NULL, NULL, 0, 0};
+    name_sid groups = {NULL, NULL, NULL, 0, 0};
     mqe2e_key_bundle *b = NULL;
     size_t n = 0, cap = 0;
     epoch_collect *ec = NULL;
@@ -352,6 +363,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
         memset(ec, 0, sizeof *ec);
         ec->now = now;
         ec->grace = a->cfg->grace;
+        ec->member_since = groups.added[i];
         if ((rc = mqe2e_adb_group_epochs_list(a->db, g.name, epoch_cb, ec)) != MQE2E_OK) break;
         for (size_t j = 0; j < ec->n && n < MQE2E_CONTROL_MAX_BUNDLES; j++) {
             if ((rc = bundles_reserve(&b, &cap, n + 1U)) != MQE2E_OK) break;
@@ -391,7 +403,7 @@ static void directories_free(mqe2e_group_directory *d, size_t n)
 static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group,
                           size_t *budget)
 {
-    member_ids m = {NULL, NULL, 0, 0};
+    member_ids m = {NULL, NULL, NULL, 0, 0};
     int rc;
 
     memset(d, 0, sizeof *d);
@@ -864,7 +876,6 @@ static void job_seal(authority *a, enroll_job *j)
     mqe2e_control_update reply;
     uint8_t *cred = NULL;
     size_t cred_len = 0;
-    uint64_t now = now_s();
 
     if (j->step < ENROLL_STEP_MAC) return;
     j->out = a->job_out + (size_t)(j - a->jobs) * FRAME_CAP;
@@ -873,7 +884,7 @@ static void job_seal(authority *a, enroll_job *j)
     if (j->step == ENROLL_STEP_STORED) {
         j->rc = issue_credential(a, &cred, &cred_len, j->req.client_id, j->info.role,
                                  j->req.sign_public, j->req.dh_public, j->info.grants,
-                                 j->info.n_grants, j->serial, now, now + a->cfg->credential_ttl);
+                                 j->info.n_grants, j->serial, j->issued_at, j->expires_at);
         if (j->rc == MQE2E_OK) {
             reply.bundles = j->bundles;
             reply.n_bundles = j->n_bundles;
@@ -898,28 +909,101 @@ static void job_seal(authority *a, enroll_job *j)
     free(cred);
 }
 
+/* A replaced device's group, rotated inside the batch transaction so that
+ * the new device's reply carries an epoch the old device never held. */
+static int rotate_in_tx_cb(const char *group, void *user)
+{
+    enroll_job *j = user;
+    uint8_t secret[MQE2E_ADB_SECRET_BYTES];
+    char **v = realloc(j->rotated, (j->n_rotated + 1U) * sizeof *v);
+    if (v == NULL) return MQE2E_ERR_NOMEM;
+    j->rotated = v;
+    if ((v[j->n_rotated] = strdup(group)) == NULL) return MQE2E_ERR_NOMEM;
+    j->n_rotated++;
+    randombytes_buf(secret, sizeof secret);
+    int rc = mqe2e_adb_group_rotate(NULL, j->db, group, secret, j->now);
+    sodium_memzero(secret, sizeof secret);
+    return rc;
+}
+
+static void job_rotated_free(enroll_job *j)
+{
+    for (size_t i = 0; i < j->n_rotated; i++)
+        free(j->rotated[i]);
+    free(j->rotated);
+    j->rotated = NULL;
+    j->n_rotated = 0;
+}
+
+/* A refusal the device is told about, counted once. */
+static int enroll_refuse(authority *a, enroll_job *j, int counter, int32_t status, int rc,
+                         const char *why)
+{
+    a->counters[counter]++;
+    RLOG(a, "enroll refused for %s: %s", j->req.client_id, why);
+    j->status = status;
+    j->counted = 1;
+    return rc;
+}
+
 /* Every write of one enrollment, inside the batch transaction. On a refusal
- * j->status says what the device is told. */
+ * j->status says what the device is told. Revocation is final: a revoked id
+ * never enrolls again; an active id takes a new device only from a --replace
+ * ticket; a used ticket serves only a retry from the same keys, shortly after
+ * its first use, with the same credential serial. */
 static int enroll_write(authority *a, enroll_job *j, uint64_t now)
 {
     uint8_t token[MQE2E_ADB_SECRET_BYTES];
-    name_sid groups = {NULL, NULL, 0, 0};
+    name_sid groups = {NULL, NULL, NULL, 0, 0};
+    mqe2e_adb_client c;
+    int known;
     int rc = mqe2e_adb_token_consume(token, &j->info, a->db, j->req.token_id, j->req.sign_public,
-                                     now);
+                                     j->req.dh_public, now);
     sodium_memzero(token, sizeof token);
-    if (rc == MQE2E_ERR_EXPIRED || rc == MQE2E_ERR_STATE) {
-        int used = rc == MQE2E_ERR_STATE;
-        a->counters[used ? AUTH_C_ENROLL_TOKEN_USED : AUTH_C_ENROLL_TOKEN_EXPIRED]++;
-        RLOG(a, "enroll refused for %s: token %s", j->req.client_id,
-             used ? "already used" : "expired");
-        j->status = used ? MQE2E_STATUS_TOKEN_USED : MQE2E_STATUS_TOKEN_EXPIRED;
-        j->counted = 1;
-        return rc;
+    if (rc == MQE2E_ERR_EXPIRED)
+        return enroll_refuse(a, j, AUTH_C_ENROLL_TOKEN_EXPIRED, MQE2E_STATUS_TOKEN_EXPIRED, rc,
+                             "token expired");
+    if (rc == MQE2E_ERR_STATE)
+        return enroll_refuse(a, j, AUTH_C_ENROLL_TOKEN_USED, MQE2E_STATUS_TOKEN_USED, rc,
+                             "token already used (only its device may retry, shortly after)");
+    if (rc != MQE2E_OK) goto failed;
+    rc = mqe2e_adb_client_get(&c, a->db, j->req.client_id);
+    known = rc == MQE2E_OK;
+    if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_OK;
+    if (rc != MQE2E_OK) goto failed;
+    if (known && c.status != MQE2E_ADB_CLIENT_ACTIVE)
+        return enroll_refuse(a, j, AUTH_C_ENROLL_REVOKED, MQE2E_STATUS_REVOKED, MQE2E_ERR_POLICY,
+                             "client id revoked");
+    if (j->info.retry) {
+        /* The reply was lost: the same credential (same serial) again. */
+        if (!known || sodium_memcmp(c.dh_public, j->req.dh_public, 32) != 0 ||
+            sodium_memcmp(c.sign_public, j->req.sign_public, 32) != 0)
+            return enroll_refuse(a, j, AUTH_C_ENROLL_TOKEN_USED, MQE2E_STATUS_TOKEN_USED,
+                                 MQE2E_ERR_STATE, "token already used");
+        j->serial = c.credential_serial;
+        j->issued_at = c.enrolled_at;
+        j->expires_at = c.credential_expires;
+        a->counters[AUTH_C_ENROLL_RETRIES]++;
+        return MQE2E_OK;
     }
+    if (known && !j->info.replaces)
+        return enroll_refuse(a, j, AUTH_C_ENROLL_ID_ACTIVE, MQE2E_STATUS_ID_ACTIVE,
+                             MQE2E_ERR_EXISTS,
+                             "client id is active (replacing its device takes a --replace ticket)");
+    if (known) {
+        /* Old credentials revoked, memberships dropped, groups rotated. */
+        j->db = a->db;
+        j->now = now;
+        rc = mqe2e_adb_client_replace(a->db, j->req.client_id, j->req.sign_public, j->req.dh_public,
+                                      now, rotate_in_tx_cb, j);
+        if (rc == MQE2E_OK) a->counters[AUTH_C_REPLACEMENTS]++;
+    }
+    j->issued_at = now;
+    j->expires_at = now + a->cfg->credential_ttl;
     if (rc == MQE2E_OK)
         rc = mqe2e_adb_client_upsert_enrolled(&j->serial, a->db, j->req.client_id, j->info.role,
                                               j->req.sign_public, j->req.dh_public, j->info.grants,
-                                              j->info.n_grants, now, now + a->cfg->credential_ttl);
+                                              j->info.n_grants, now, j->expires_at);
     if (rc == MQE2E_OK)
         rc = mqe2e_adb_token_groups_list(a->db, j->req.token_id, collect_name_cb, &groups);
     for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++) {
@@ -927,15 +1011,45 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
         if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_OK;
     }
     if (rc == MQE2E_OK)
-        rc = mqe2e_adb_audit_append(a->db, now, j->req.client_id, "enroll", j->info.role);
+        rc = mqe2e_adb_audit_append(a->db, now, j->req.client_id,
+                                    known ? "enroll-replace" : "enroll", j->info.role);
     name_sid_free(&groups);
-    if (rc != MQE2E_OK) {
-        a->counters[AUTH_C_ENROLL_FAILED]++;
-        alog("enroll of %s failed: %s", j->req.client_id, mqe2e_strerror(rc));
-        j->status = MQE2E_STATUS_REFUSED;
-        j->counted = 1;
-    }
+    if (rc == MQE2E_OK) return rc;
+failed:
+    a->counters[AUTH_C_ENROLL_FAILED]++;
+    alog("enroll of %s failed: %s", j->req.client_id, mqe2e_strerror(rc));
+    j->status = MQE2E_STATUS_REFUSED;
+    j->counted = 1;
     return rc;
+}
+
+/* After a committed batch that replaced devices: the new revocation list,
+ * retained, and the rotated groups pushed to their members (the newcomers
+ * have the new epochs in their replies). */
+static void enroll_push_rotations(authority *a, size_t n)
+{
+    const char *fresh[AUTHORITY_ENROLL_BATCH];
+    size_t n_fresh = 0;
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        const enroll_job *j = &a->jobs[i];
+        if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
+        fresh[n_fresh++] = j->req.client_id;
+        any |= j->n_rotated > 0;
+    }
+    if (!any) return;
+    for (size_t i = 0; i < n; i++) {
+        const enroll_job *j = &a->jobs[i];
+        if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
+        for (size_t g = 0; g < j->n_rotated; g++) {
+            a->counters[AUTH_C_ROTATIONS]++;
+            if (push_group_except(a, j->rotated[g], 1, fresh, n_fresh) != MQE2E_OK)
+                alog("cannot push group %s after replacing %s", j->rotated[g], j->req.client_id);
+            else
+                alog("group %s rotated: device of %s replaced", j->rotated[g], j->req.client_id);
+        }
+    }
+    authority_count_refresh(a);
 }
 
 /* After a committed batch: the members already in a signed group the batch
@@ -1036,6 +1150,7 @@ static void enroll_commit(authority *a)
         if (rc != MQE2E_OK) continue;
         if ((rc = mqe2e_adb_tx_savepoint(a->db)) != MQE2E_OK) continue;
         int w = enroll_write(a, j, now);
+        if (w != MQE2E_OK) job_rotated_free(j); /* undone with its savepoint */
         rc = mqe2e_adb_tx_savepoint_end(a->db, w == MQE2E_OK);
         if (rc == MQE2E_OK && w == MQE2E_OK) j->step = ENROLL_STEP_STORED;
     }
@@ -1063,7 +1178,14 @@ static void enroll_commit(authority *a)
         if (j->step == ENROLL_STEP_STORED && (rc != MQE2E_OK || !began))
             j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
     }
+    for (size_t i = 0; i < n; i++) {
+        if (a->jobs[i].step == ENROLL_STEP_STORED && a->jobs[i].n_rotated > 0) {
+            (void)authority_revocations_refresh(a, 1);
+            break;
+        }
+    }
     for_jobs(a, n, job_seal);
+    enroll_push_rotations(a, n);
     enroll_push_directories(a, n);
 
     for (size_t i = 0; i < n; i++) {
@@ -1089,6 +1211,7 @@ static void enroll_commit(authority *a)
         }
         if (j->out != NULL) sodium_memzero(j->out, j->out_len);
         bundles_free(j->bundles, j->n_bundles);
+        job_rotated_free(j);
         free(j->frame);
         mqe2e_enroll_authority_free(j->st);
         sodium_memzero(j, sizeof *j);
@@ -1357,7 +1480,7 @@ static int due_cb(const char *name, void *user)
 
 static void rotate_due_cb_all(authority *a, uint64_t now)
 {
-    name_sid due = {NULL, NULL, 0, 0};
+    name_sid due = {NULL, NULL, NULL, 0, 0};
     if (mqe2e_adb_groups_due_for_rotation(a->db, now, due_cb, &due) == MQE2E_OK) {
         for (size_t i = 0; i < due.n; i++) {
             alog("group %s is due for rotation", due.names[i]);

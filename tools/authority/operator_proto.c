@@ -164,7 +164,7 @@ static void cmd_token_create(authority *a, op_result *res, const mqe2e_operator_
     size_t n_grants = 0;
     const char *id = arg(req, "id");
     const char *role = arg(req, "role");
-    uint64_t ttl, count, first, numbered;
+    uint64_t ttl, count, first, numbered, replace;
     mqe2e_ticket t;
     int rc = MQE2E_OK;
 
@@ -176,8 +176,9 @@ static void cmd_token_create(authority *a, op_result *res, const mqe2e_operator_
     if (arg_u64(&ttl, req, "ttl", TOKEN_TTL_DEFAULT, 10ULL * 365U * 86400U) != 0 || ttl == 0 ||
         arg_u64(&count, req, "count", 1, TOKEN_BATCH_MAX) != 0 || count == 0 ||
         arg_u64(&first, req, "first", 1, 100000000ULL) != 0 ||
-        arg_u64(&numbered, req, "numbered", count > 1, 1) != 0)
-        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid ttl, count, first or numbered");
+        arg_u64(&numbered, req, "numbered", count > 1, 1) != 0 ||
+        arg_u64(&replace, req, "replace", 0, 1) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid ttl, count, first, numbered or replace");
     for (size_t i = 0;; i++) {
         const char *g = arg_n(req, "grant", i);
         if (g == NULL) break;
@@ -212,8 +213,10 @@ static void cmd_token_create(authority *a, op_result *res, const mqe2e_operator_
         snprintf(t.client_id, sizeof t.client_id, "%s", cid);
         randombytes_buf(t.token_id, sizeof t.token_id);
         randombytes_buf(t.token, sizeof t.token);
-        rc = mqe2e_adb_token_create(a->db, t.token_id, t.token, cid, role, grants, n_grants, now,
-                                    t.expires_at);
+        rc =
+            mqe2e_adb_token_create_flags(a->db, t.token_id, t.token, cid, role, grants, n_grants,
+                                         now, t.expires_at, replace ? MQE2E_ADB_TOKEN_REPLACE : 0U);
+        if (rc != MQE2E_OK) break;
         for (size_t i = 0; rc == MQE2E_OK; i++) {
             const char *g = arg_n(req, "group", i);
             if (g == NULL) break;
@@ -228,7 +231,19 @@ static void cmd_token_create(authority *a, op_result *res, const mqe2e_operator_
     if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
     if (rc != MQE2E_OK) {
         (void)mqe2e_adb_tx_rollback(a->db);
-        op_result_free(res);
+        op_result_free(res); /* no ticket of the request is valid */
+        if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_EXISTS ||
+            (rc == MQE2E_ERR_NOT_FOUND && replace)) {
+            res->status = MQE2E_OPSTATUS_REFUSED;
+            res->message =
+                rc == MQE2E_ERR_STATE
+                    ? "client id revoked: a revoked id never enrolls again; use a new id"
+                : rc == MQE2E_ERR_EXISTS
+                    ? "client id active: replacing its device takes --replace (its credentials "
+                      "are revoked, its groups rotate)"
+                    : "client id not enrolled: --replace needs an active client id";
+            return;
+        }
         FAIL(res, status_for(rc), "cannot create the tokens");
     }
     res->status = MQE2E_OPSTATUS_OK;

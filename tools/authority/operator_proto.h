@@ -43,8 +43,12 @@ enum authority_counter {
     AUTH_C_ENVELOPES,
     AUTH_C_ENROLL_RATE_LIMITED, /* admitted by the cheap checks, refused by the limiter */
     AUTH_C_HELLO_RATE_LIMITED,
-    AUTH_C_ENROLL_COMMITS, /* durable group commits of queued enrollments */
-    AUTH_C_LOG_SUPPRESSED, /* refusal log lines not written (over the per-second budget) */
+    AUTH_C_ENROLL_COMMITS,   /* durable group commits of queued enrollments */
+    AUTH_C_LOG_SUPPRESSED,   /* refusal log lines not written (over the per-second budget) */
+    AUTH_C_ENROLL_REVOKED,   /* a ticket or retry for a revoked client id */
+    AUTH_C_ENROLL_ID_ACTIVE, /* a new device for an active id without a --replace ticket */
+    AUTH_C_ENROLL_RETRIES,   /* lost-reply retries served (same keys, same serial) */
+    AUTH_C_REPLACEMENTS,     /* devices replaced under an active id (--replace tickets) */
     AUTH_C_COUNT
 };
 
@@ -65,6 +69,11 @@ typedef struct enroll_job {
     size_t n_bundles;
     uint8_t *out; /* sealed reply: the slot's part of job_out */
     size_t out_len;
+    uint64_t issued_at, expires_at; /* of the credential in the reply */
+    char **rotated;                 /* groups of a replaced device, rotated in the batch */
+    mqe2e_adb *db;                  /* for the rotation callback */
+    uint64_t now;
+    size_t n_rotated;
 } enroll_job;
 
 /* A group rotated by message count: envelopes of its current epoch seen. */

@@ -140,6 +140,10 @@ void cli_keystore_close(cli_keystore *c);
  */
 int cli_export_passphrase(char **out, size_t *out_len, const char *file, const char *command);
 
+/** Move MQE2E_PASSPHRASE and MQE2E_EXPORT_PASSPHRASE out of the environment
+ *  into guarded memory (the variables are wiped and unset). Call once, first. */
+void cli_secrets_from_env(void);
+
 /** Wipe and free a secret string from cli_export_passphrase(). NULL is a no-op. */
 void cli_secret_free(char *secret);
 

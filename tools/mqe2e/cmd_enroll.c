@@ -167,7 +167,10 @@ static const char *status_text(int32_t s)
         return "this client is revoked (a revoked identity cannot enroll again: use a new "
                "client id and ticket)";
     case MQE2E_STATUS_TOKEN_USED:
-        return "token already used by another device";
+        return "token already used (only the device that used it may retry, within 120 s)";
+    case MQE2E_STATUS_ID_ACTIVE:
+        return "this client id is enrolled on another device; replacing it takes a ticket made "
+               "with `mqe2e token create --replace`";
     case MQE2E_STATUS_TOKEN_EXPIRED:
         return "token expired";
     default:

@@ -34,6 +34,7 @@ enum {
     OPT_ROTATE_MESSAGES,
     OPT_SIGNED,
     OPT_REMOTE,
+    OPT_REPLACE,
 };
 
 static const cli_opt opts[] = {
@@ -54,6 +55,7 @@ static const cli_opt opts[] = {
     {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
     {0, "signed", 0, OPT_SIGNED},
     {0, "remote", 0, OPT_REMOTE},
+    {0, "replace", 0, OPT_REPLACE},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -92,6 +94,7 @@ typedef struct op_args {
     long rotate_every;
     long rotate_messages;
     int signed_group;
+    int replace;
     const char *positional;
 } op_args;
 
@@ -185,6 +188,9 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             break;
         case OPT_SIGNED:
             o->signed_group = 1;
+            break;
+        case OPT_REPLACE:
+            o->replace = 1;
             break;
         default:
             break;
@@ -465,12 +471,15 @@ static int simple(const op_args *o, const char *command, argv_list *l)
 static const char token_usage[] =
     "usage: mqe2e token create -K OPERATOR_KEYSTORE --id CLIENT_ID [--role device|service]\n"
     "                          [--grant FILTER:pub|sub|pubsub]... [--group NAME]...\n"
-    "                          [--ttl SECONDS] [--count N] [--authority PIN]\n"
+    "                          [--ttl SECONDS] [--count N] [--replace] [--authority PIN]\n"
     "\n"
     "Ask the authority for one-time enrollment tickets. Prints one ticket per line\n"
     "(\"mqe2e1-...\": give each to one device, it is a secret). --group joins the\n"
     "device to the group when it enrolls. --ttl: ticket lifetime (default 7 days).\n"
-    "--count N > 1 issues N tickets for the ids CLIENT_ID-1 .. CLIENT_ID-N.\n";
+    "--count N > 1 issues N tickets for the ids CLIENT_ID-1 .. CLIENT_ID-N.\n"
+    "A ticket for an enrolled (active) id is refused unless --replace is given: the\n"
+    "new device then takes the id over, the old one's credentials are revoked and\n"
+    "its groups rotate. A revoked id never enrolls again.\n";
 
 int cmd_token(int argc, char **argv)
 {
@@ -503,6 +512,7 @@ int cmd_token(int argc, char **argv)
         for (size_t i = 0; i < o.n_groups; i++)
             add(&l, kv("group", o.groups[i]));
         if (o.ttl > 0) add(&l, kvl("ttl", o.ttl));
+        if (o.replace) add(&l, kv("replace", "1"));
         add(&l, kvl("count", n));
         if (o.count > 1) {
             add(&l, kvl("first", first));

@@ -10,6 +10,9 @@
 
 /* MQTT's largest payload (remaining length limit minus the headers). */
 #define PUB_MAX_BYTES MQE2E_ENVELOPE_MAX_PAYLOAD
+/* How much longer than connect (which waits up to its 10 s timeout) a
+ * one-shot publish waits for the authority's HELLO reply. */
+#define PUB_AUTHORITY_WAIT_MS 2000
 
 static const char usage[] =
     "usage: mqe2e pub -K KEYSTORE -t TOPIC (-m MESSAGE | -f FILE | -l | -s | -n)\n"
@@ -366,6 +369,22 @@ int cmd_pub(int argc, char **argv)
     }
     rc = cli_session_connect(&s, &c);
     if (rc != CLI_EXIT_OK) goto out;
+    /* An enrolled keystore seals on a group only once the authority has
+     * answered this session's HELLO (docs/PROTOCOL.md 9.3): a one-shot
+     * publish must not go out under an epoch a revoked device may hold. */
+    int w = mqe2e_MQTTClient_waitForAuthority(s.client, PUB_AUTHORITY_WAIT_MS);
+    if (w == MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_POLICY)) {
+        cli_error("the authority refused this client (revoked or unknown): not publishing");
+        rc = CLI_EXIT_KEY;
+        goto out;
+    }
+    if (w != MQTTCLIENT_SUCCESS) {
+        cli_error("no answer from the authority within %d s of connecting: not publishing "
+                  "(the group keys may be stale; is the authority running?)",
+                  10 + PUB_AUTHORITY_WAIT_MS / 1000);
+        rc = CLI_EXIT_BROKER;
+        goto out;
+    }
     for (long i = 0; i < repeat && rc == CLI_EXIT_OK; i++) {
         if (i > 0 && repeat_delay > 0) sleep((unsigned)repeat_delay);
         if (lines)

@@ -102,9 +102,37 @@ out:
     return rc;
 }
 
+/* Secrets read from the environment once, at start (cli_secrets_from_env()),
+ * kept in guarded memory; the variables themselves are wiped and removed so
+ * that children, /proc/PID/environ and core files do not carry them. */
+static const char *const env_names[] = {"MQE2E_PASSPHRASE", "MQE2E_EXPORT_PASSPHRASE"};
+static char *env_stash[2];
+
+void cli_secrets_from_env(void)
+{
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) {
+        char *v = getenv(env_names[i]);
+        if (v == NULL) continue;
+        size_t len = strnlen(v, SECRET_MAX_BYTES + 1U);
+        if (v[0] != '\0' && (env_stash[i] = sodium_malloc(len + 1U)) != NULL) {
+            memcpy(env_stash[i], v, len);
+            env_stash[i][len] = '\0';
+        }
+        sodium_memzero(v, strlen(v));
+        (void)unsetenv(env_names[i]);
+    }
+}
+
+static const char *env_secret(const char *name)
+{
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        if (strcmp(env_names[i], name) == 0) return env_stash[i];
+    return NULL;
+}
+
 static int copy_env_secret(char **out, size_t *out_len, const char *name)
 {
-    const char *v = getenv(name);
+    const char *v = env_secret(name);
     if (v == NULL || v[0] == '\0') return 1;
     size_t len = strlen(v);
     if (len > SECRET_MAX_BYTES) {

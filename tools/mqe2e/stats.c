@@ -41,6 +41,7 @@ static const control_field control_fields[] = {
     {"channel_opened", offsetof(mqe2e_control_counters, channel_opened)},
     {"control_ignored", offsetof(mqe2e_control_counters, control_ignored)},
     {"channel_rate_limited", offsetof(mqe2e_control_counters, channel_rate_limited)},
+    {"stale_refused", offsetof(mqe2e_control_counters, stale_refused)},
 };
 #define CONTROL_FIELD_COUNT (sizeof control_fields / sizeof control_fields[0])
 

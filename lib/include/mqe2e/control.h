@@ -71,6 +71,8 @@ typedef enum mqe2e_control_status {
     MQE2E_STATUS_REVOKED = 3,        /**< the client is revoked */
     MQE2E_STATUS_TOKEN_USED = 4,     /**< the token was consumed by another device */
     MQE2E_STATUS_TOKEN_EXPIRED = 5,  /**< the token expired */
+    MQE2E_STATUS_ID_ACTIVE = 6,      /**< the client id is enrolled on another device: replacing
+                                          it takes a ticket made with `token create --replace` */
 } mqe2e_control_status;
 
 /* ------------------------------------------------------------------------ */

@@ -412,11 +412,22 @@ MQE2E_API int mqe2e_revocation_list_entry(const mqe2e_revocation_list *l, size_t
  *
  * True when an entry names @p client_id and either its serial is 0 (the whole
  * client is revoked), or @p serial is 0 (the question is "is any credential
- * of this client revoked"), or the serials are equal.
+ * of this client revoked"), or @p serial is at most the entry's serial: an
+ * entry with serial s revokes every credential of the client up to s
+ * (serials only grow at the authority, so that is every credential the
+ * client held when its device was replaced; docs/CREDENTIALS.md).
  * @return false for NULL arguments.
  */
 MQE2E_API bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l,
                                                 const char *client_id, uint64_t serial);
+
+/**
+ * @brief Is the client id itself revoked (an entry with serial 0), as opposed
+ *        to a replaced device's older credentials?
+ * @return false for NULL arguments.
+ */
+MQE2E_API bool mqe2e_revocation_list_client_revoked(const mqe2e_revocation_list *l,
+                                                    const char *client_id);
 
 /** @brief Free a list handle. NULL is a no-op. */
 MQE2E_API void mqe2e_revocation_list_free(mqe2e_revocation_list *l);

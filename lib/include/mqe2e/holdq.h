@@ -90,6 +90,14 @@ MQE2E_API size_t mqe2e_holdq_count(const mqe2e_holdq *q);
 /** @brief Bytes held (0 for NULL). */
 MQE2E_API size_t mqe2e_holdq_bytes(const mqe2e_holdq *q);
 
+/**
+ * @brief How many messages and bytes (envelope plus topic) are held for one
+ *        topic, for per-topic quotas (one forger must not crowd out others).
+ * @param count, bytes receive the totals (0 for NULL arguments).
+ */
+MQE2E_API void mqe2e_holdq_topic_usage(const mqe2e_holdq *q, const char *topic, size_t *count,
+                                       size_t *bytes);
+
 /** @brief Free an item taken out of a queue. NULL is a no-op. */
 MQE2E_API void mqe2e_held_free(mqe2e_held *h);
 

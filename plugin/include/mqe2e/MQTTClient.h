@@ -67,7 +67,8 @@ typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const ch
 /** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
 typedef struct mqe2e_MQTTClient_securityOptions {
     char struct_id[4];   /**< "MQES" */
-    int struct_version;  /**< 0, 1 (adds the hold limits) or 2 (adds keystorePath...) */
+    int struct_version;  /**< 0, 1 (adds the hold limits), 2 (adds keystorePath...) or 3
+                              (adds freshMaxSeconds) */
     /**
      * Keystore (borrowed; must outlive the client). Required, unless
      * keystorePath is given (struct_version 2).
@@ -94,9 +95,10 @@ typedef struct mqe2e_MQTTClient_securityOptions {
     unsigned holdMaxSeconds; /**< longest a message is held (0 = 30 s) */
     /* struct_version 2: the one-call form */
     /**
-     * With keystore NULL: the keystore file setSecurity opens, locks against
-     * other processes (the side file PATH.lock, as the mqe2e command does)
-     * and owns; destroy writes it back, wipes it and releases the lock.
+     * With keystore NULL: the keystore file setSecurity opens and owns; the
+     * library locks it against every other open (any process, handle or
+     * path: MQE2E_ERR_LOCKED); destroy writes it back, wipes it and
+     * releases the lock.
      */
     const char *keystorePath;
     /** Name of the environment variable that holds the passphrase (e.g. "MQE2E_PASSPHRASE"). */
@@ -107,13 +109,22 @@ typedef struct mqe2e_MQTTClient_securityOptions {
      * copied into guarded memory and wiped once the keystore is open.
      */
     const char *passphraseFile;
+    /* struct_version 3 */
+    /**
+     * Freshness bound (control plane): a group message is sealed only while
+     * the last authenticated answer from the authority (HELLO reply or PUSH)
+     * is at most this old, measured on the monotonic clock; otherwise the
+     * publish is refused (MQE2E_ERR_EXPIRED, counted as stale_refused). A HELLO
+     * is sent every third of it. 0 = 900 s. docs/PROTOCOL.md 9.3.
+     */
+    unsigned freshMaxSeconds;
 } mqe2e_MQTTClient_securityOptions;
 
-/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 2, defaults). */
+/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 3, defaults). */
 #define mqe2e_MQTTClient_securityOptions_initializer                                          \
     {                                                                                          \
-        {'M', 'Q', 'E', 'S'}, 2, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
-            NULL, NULL, NULL                                                                   \
+        {'M', 'Q', 'E', 'S'}, 3, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
+            NULL, NULL, NULL, 0                                                                \
     }
 
 /**
@@ -141,7 +152,30 @@ typedef struct mqe2e_control_counters {
      * of the fields above is part of the ABI.
      */
     uint64_t channel_rate_limited;
+    /**
+     * Group publishes refused because nothing was heard from the authority
+     * within the freshness bound (freshMaxSeconds): the sender might seal
+     * under an epoch a revoked member still holds. Appended last.
+     */
+    uint64_t stale_refused;
 } mqe2e_control_counters;
+
+/**
+ * @brief Wait until the control plane has heard from the authority within
+ *        the freshness bound (a HELLO reply after connect), so that group
+ *        messages can be sealed.
+ *
+ * Needs the callback mode (mqe2e_MQTTClient_setCallbacks() with a
+ * messageArrived), where control frames are processed as they arrive.
+ * mqe2e_MQTTClient_connect() already waits up to 10 s (bounded by the
+ * connect timeout) in that mode; a one-shot publisher calls this to turn a
+ * silent authority into a clear error.
+ * @return MQTTCLIENT_SUCCESS (also without a control plane);
+ *         MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_EXPIRED) when nothing came in time;
+ *         MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_POLICY) when the authority refused
+ *         this client (revoked, unknown); MQTTCLIENT_FAILURE for NULL.
+ */
+MQE2E_API int mqe2e_MQTTClient_waitForAuthority(mqe2e_MQTTClient handle, unsigned long timeout_ms);
 
 /** @brief As MQTTClient_create(). */
 MQE2E_API int mqe2e_MQTTClient_create(mqe2e_MQTTClient *handle, const char *serverURI,

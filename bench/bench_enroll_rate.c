@@ -221,7 +221,7 @@ static void start_authority(const char *ks, const char *key, const char *db, con
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execl(cli, cli, "authority", "run", "-k", ks, "--key-file", key, "--db", db, "-h",
+        execl(cli, cli, "authority", "run", "-K", ks, "--key-file", key, "--db", db, "-h",
               "127.0.0.1", "-p", port, (char *)NULL);
         _exit(127);
     }
@@ -328,7 +328,7 @@ int main(int argc, char **argv)
     start_broker(p);
 
     char *out = NULL;
-    const char *init[] = {"authority", "init", "-k",   auth_ks, "--key-file", key,
+    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", key,
                           "--db",      db,     "--id", AUTH_ID, NULL};
     if (run_cli(&out, init) != 0) die("authority init failed");
     out[strcspn(out, "\n")] = '\0';
@@ -337,7 +337,7 @@ int main(int argc, char **argv)
     free(out);
     mqe2e_authority_pin pin;
     if (mqe2e_authority_pin_decode(&pin, pin_text) != MQE2E_OK) die("bad pin");
-    const char *keygen[] = {"keygen", "-k", op_ks, "--key-file", key, "--id", "op1", NULL};
+    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key, "--id", "op1", NULL};
     if (run_cli(&out, keygen) != 0) die("keygen failed");
     char *sp = strstr(out, "signing public key: ");
     if (sp == NULL) die("keygen printed no public key");
@@ -346,20 +346,20 @@ int main(int argc, char **argv)
     hex[64] = '\0';
     free(out);
     const char *add[] = {
-        "authority", "operator-add", "-k",  auth_ks,         "--key-file", key, "--db",
+        "authority", "operator-add", "-K",  auth_ks,         "--key-file", key, "--db",
         db,          "--name",       "op1", "--sign-public", hex,          NULL};
     if (run_cli(NULL, add) != 0) die("operator-add failed");
     start_authority(auth_ks, key, db, port, alog);
 
     const char *gc[] = {"group",       "create", "--group",    "fleet", "--topic", "fleet/#",
-                        "-k",          op_ks,    "--key-file", key,     "-p",      port,
+                        "-K",          op_ks,    "--key-file", key,     "-p",      port,
                         "--authority", pin_text, "-W",         "60",    NULL};
     if (run_cli(NULL, gc) != 0) die("group create failed");
     char count[32];
     snprintf(count, sizeof count, "%ld", n);
     const char *tc[] = {
         "token", "create",  "--id",           "dev",    "--count", count,        "--group",
-        "fleet", "--grant", "fleet/#:pubsub", "-k",     op_ks,     "--key-file", key,
+        "fleet", "--grant", "fleet/#:pubsub", "-K",     op_ks,     "--key-file", key,
         "-p",    port,      "--authority",    pin_text, "-W",      "120",        NULL};
     if (run_cli(&out, tc) != 0) die("token create failed");
 

@@ -235,7 +235,7 @@ static int op(char **out, const char *const *args)
     size_t n = 0;
     for (; args[n] != NULL; n++)
         all[n] = args[n];
-    const char *common[] = {"-k", op_ks, "--key-file", key_path, "-h", "127.0.0.1", "-p", port_s,
+    const char *common[] = {"-K", op_ks, "--key-file", key_path, "-h", "127.0.0.1", "-p", port_s,
                             "--authority", pin_text, "-W", "30", NULL};
     for (size_t i = 0; common[i] != NULL; i++)
         all[n++] = common[i];
@@ -288,7 +288,7 @@ static void start_authority(void)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl(cli, cli, "authority", "run", "-k", auth_ks, "--key-file", key_path, "--db", db_path,
+        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", key_path, "--db", db_path,
               "-h", "127.0.0.1", "-p", port_s, (char *)NULL);
         _exit(127);
     }
@@ -334,13 +334,13 @@ static void setup(void)
     sodium_memzero(hex, sizeof hex);
 
     start_broker();
-    const char *init[] = {"authority", "init", "-k", auth_ks, "--key-file", key_path,
+    const char *init[] = {"authority", "init", "-K", auth_ks, "--key-file", key_path,
                           "--db", db_path, "--id", AUTH_ID, NULL};
     if (run_cli(&out, init, NULL) != 0) die("authority init failed");
     out[strcspn(out, "\n")] = '\0';
     snprintf(pin_text, sizeof pin_text, "%s", out);
     free(out);
-    const char *keygen[] = {"keygen", "-k", op_ks, "--key-file", key_path, "--id", "op1", NULL};
+    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key_path, "--id", "op1", NULL};
     if (run_cli(&out, keygen, NULL) != 0) die("keygen failed");
     char *sp = strstr(out, "signing public key: ");
     if (sp == NULL) die("keygen printed no signing key");
@@ -348,7 +348,7 @@ static void setup(void)
     memcpy(pk, sp + strlen("signing public key: "), 64);
     pk[64] = '\0';
     free(out);
-    const char *add[] = {"authority", "operator-add", "-k", auth_ks, "--key-file", key_path,
+    const char *add[] = {"authority", "operator-add", "-K", auth_ks, "--key-file", key_path,
                          "--db", db_path, "--name", "op1", "--sign-public", pk, NULL};
     if (run_cli(NULL, add, NULL) != 0) die("operator-add failed");
     start_authority();
@@ -639,7 +639,7 @@ static mqe2e_keystore *enroll_keystore(const char *ticket, const char *name)
 {
     char ks_path[256];
     snprintf(ks_path, sizeof ks_path, "%s/%s.ks", dir, name);
-    const char *args[] = {"enroll", "-k", ks_path, "--key-file", key_path, "-h", "127.0.0.1",
+    const char *args[] = {"enroll", "-K", ks_path, "--key-file", key_path, "-h", "127.0.0.1",
                           "-p", port_s, "-W", "30", NULL};
     if (run_cli(NULL, args, ticket) != 0) die("mqe2e enroll failed");
     uint8_t k[32];

@@ -166,11 +166,11 @@ readings=10
 (
     cd "$work"
     export MQE2E_EXPORT_PASSPHRASE="bench export passphrase"
-    MQE2E_PASSPHRASE="bench device" "$cli" keygen -k device.ks --id hr-1 >/dev/null
-    MQE2E_PASSPHRASE="bench backend" "$cli" keygen -k backend.ks --id backend >/dev/null
-    MQE2E_PASSPHRASE="bench device" "$cli" group create -k device.ks --group health \
+    MQE2E_PASSPHRASE="bench device" "$cli" keygen -K device.ks --id hr-1 >/dev/null
+    MQE2E_PASSPHRASE="bench backend" "$cli" keygen -K backend.ks --id backend >/dev/null
+    MQE2E_PASSPHRASE="bench device" "$cli" group create -K device.ks --group health \
         --topic 'health/#' --out health.grp >/dev/null
-    MQE2E_PASSPHRASE="bench backend" "$cli" group import -k backend.ks health.grp >/dev/null
+    MQE2E_PASSPHRASE="bench backend" "$cli" group import -K backend.ks health.grp >/dev/null
     rm -f health.grp
 )
 wait_for() { # file pattern pid

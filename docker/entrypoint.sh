@@ -107,7 +107,7 @@ write_ticket() { # write_ticket ID ARGS...: ask for one ticket, store it 0600 at
 
 op() {
   MQE2E_PASSPHRASE="${MQE2E_OPERATOR_PASSPHRASE:-$MQE2E_PASSPHRASE}" MQE2E_AUTHORITY="$pin" \
-    mqe2e "$@" -k "$state/operator.ks" -h "$host" -p "$port" -W 10
+    mqe2e "$@" -K "$state/operator.ks" -h "$host" -p "$port" -W 10
 }
 
 run_authority() {
@@ -118,16 +118,16 @@ run_authority() {
   if [ ! -e "$db" ]; then
     log "first start: creating the authority in $state"
     rm -f "$ks" "$state/operator.ks"
-    mqe2e authority init -k "$ks" --db "$db" --id authority >"$state/authority.pin"
+    mqe2e authority init -K "$ks" --db "$db" --id authority >"$state/authority.pin"
     MQE2E_PASSPHRASE="${MQE2E_OPERATOR_PASSPHRASE:-$MQE2E_PASSPHRASE}" \
-      mqe2e keygen -k "$state/operator.ks" --id operator >"$state/operator.txt"
+      mqe2e keygen -K "$state/operator.ks" --id operator >"$state/operator.txt"
     local sign
     sign="$(sed -n 's/^signing public key: *//p' "$state/operator.txt")"
-    mqe2e authority operator-add -k "$ks" --db "$db" --name operator --sign-public "$sign"
+    mqe2e authority operator-add -K "$ks" --db "$db" --name operator --sign-public "$sign"
   fi
   pin="$(head -n 1 "$state/authority.pin")"
   (umask 022; printf '%s\n' "$pin" >"$shared/authority.pin")
-  local auth_args=(authority run -k "$ks" --db "$db" -h "$host" -p "$port")
+  local auth_args=(authority run -K "$ks" --db "$db" -h "$host" -p "$port")
   if [ -n "$pw" ]; then
     printf '%s\n' "$pw" >"$pwfile"
     auth_args+=(-u mqe2e-authority --password-file "$pwfile")
@@ -180,13 +180,13 @@ enroll_client() { # enroll_client ID: keystore in $state/ID.ks, enrolled once
     sleep 0.2
   done
   if [ ! -e "$ks" ]; then
-    mqe2e keygen -k "$ks" --id "$id" >/dev/null
+    mqe2e keygen -K "$ks" --id "$id" >/dev/null
   fi
   wait_broker
   local rc
   while :; do
     rc=0
-    mqe2e enroll -k "$ks" --ticket-file "$shared/$id.ticket" -h "$host" -p "$port" -W 30 >&2 || rc=$?
+    mqe2e enroll -K "$ks" --ticket-file "$shared/$id.ticket" -h "$host" -p "$port" -W 30 >&2 || rc=$?
     case "$rc" in
       0) break ;;
       3 | 4) log "enrollment not answered yet (exit $rc); retrying"; sleep 1 ;;

@@ -126,14 +126,14 @@ done
 port_open || die "broker not listening on $port"
 
 # ---- authority and operator --------------------------------------------------
-MQE2E_PASSPHRASE="$pass_authority" "$cli" authority init -k authority.ks --db authority.db \
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority init -K authority.ks --db authority.db \
   --id authority >pin.txt 2>authority-init.err || die "authority init failed: $(cat authority-init.err)"
 pin="$(head -n 1 pin.txt)"
-MQE2E_PASSPHRASE="$pass_operator" "$cli" keygen -k operator.ks --id operator >operator.txt
+MQE2E_PASSPHRASE="$pass_operator" "$cli" keygen -K operator.ks --id operator >operator.txt
 operator_sign="$(sed -n 's/^signing public key: *//p' operator.txt)"
-MQE2E_PASSPHRASE="$pass_authority" "$cli" authority operator-add -k authority.ks --db authority.db \
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority operator-add -K authority.ks --db authority.db \
   --name operator --sign-public "$operator_sign" 2>/dev/null || die "operator-add failed"
-MQE2E_PASSPHRASE="$pass_authority" "$cli" authority run -k authority.ks --db authority.db \
+MQE2E_PASSPHRASE="$pass_authority" "$cli" authority run -K authority.ks --db authority.db \
   -h "$host" -p "$port" -u mqe2e-authority --password-file authority.pw 2>authority.log &
 pids+=($!)
 wait_for 10 in_file serving authority.log || die "the authority did not start"
@@ -141,7 +141,7 @@ wait_for 10 in_file serving authority.log || die "the authority did not start"
 # op ARGS...: an operator command, signed with the operator keystore.
 op() {
   MQE2E_PASSPHRASE="$pass_operator" MQE2E_AUTHORITY="$pin" \
-    "$cli" "$@" -k operator.ks -h "$host" -p "$port" -W 10
+    "$cli" "$@" -K operator.ks -h "$host" -p "$port" -W 10
 }
 
 echo "authority running on $host:$port; pin (public): ${pin:0:40}..."
@@ -155,7 +155,7 @@ op token create --id backend --role service --grant 'health/#:sub' --group healt
 section "ENROLLMENT (one round trip each over the broker; tickets from files, never argv)"
 enroll() { # enroll ID KEYSTORE PASSPHRASE
   local rc=0
-  MQE2E_PASSPHRASE="$3" "$cli" enroll -k "$2" --ticket-file "$1.ticket" -h "$host" -p "$port" \
+  MQE2E_PASSPHRASE="$3" "$cli" enroll -K "$2" --ticket-file "$1.ticket" -h "$host" -p "$port" \
     -W 20 -d >"enroll-$1.out" 2>"enroll-$1.err" || rc=$?
   rm -f "$1.ticket"   # single use, and a secret: gone once used
   [ "$rc" -eq 0 ] || { cat "enroll-$1.err" >&2; die "enrollment of $1 failed (exit $rc)"; }
@@ -197,7 +197,7 @@ device_pid=$!
 pids+=("$device_pid")
 for i in $(seq "$hr2_readings"); do
   printf '{"device":"hr-2","bpm":%d,"seq":%d}\n' $((80 + i)) "$i"
-done | MQE2E_PASSPHRASE="$pass_hr2" "$cli" pub -k hr2.ks -i hr-2 -h "$host" -p "$port" -q 1 \
+done | MQE2E_PASSPHRASE="$pass_hr2" "$cli" pub -K hr2.ks -i hr-2 -h "$host" -p "$port" -q 1 \
   -t health/hr-2/heartrate -l 2>hr2-pub.err || die "hr-2 could not publish: $(cat hr2-pub.err)"
 
 published() { grep -c '^device published' device.out 2>/dev/null || true; }
@@ -220,7 +220,7 @@ grep -E 'revoked|rotated|push' authority.log | sed 's/^[^ ]* authority: /authori
 # readings it sees are sealed under epoch 2, which it was never given.
 echo "a subscriber with hr-2's keystore listens on health/# for 5 s ..."
 revoked_rc=0
-MQE2E_PASSPHRASE="$pass_hr2" "$cli" sub -k hr2.ks -i hr-2 -h "$host" -p "$port" -t 'health/#' -v \
+MQE2E_PASSPHRASE="$pass_hr2" "$cli" sub -K hr2.ks -i hr-2 -h "$host" -p "$port" -t 'health/#' -v \
   -W 5 >revoked.out 2>revoked.err || revoked_rc=$?
 
 device_rc=0
@@ -233,7 +233,7 @@ revoked_lines=$(grep -c . revoked.out || true)
 revoked_drops=$(grep -c 'dropped message' revoked.err || true)
 echo "hr-2's subscriber decrypted $revoked_lines message(s) and dropped $revoked_drops (exit $revoked_rc: -W expired):"
 if [ -s revoked.err ]; then sed 's/^/    /' revoked.err | head -n 2; fi
-MQE2E_PASSPHRASE="$pass_hr2" "$cli" status -k hr2.ks 2>/dev/null | grep 'group health' \
+MQE2E_PASSPHRASE="$pass_hr2" "$cli" status -K hr2.ks 2>/dev/null | grep 'group health' \
   | sed 's/^ */hr-2 keystore still holds only: /' || true
 
 # Which hr-1 reading went out first under epoch 2: hr-1 publishes in order at

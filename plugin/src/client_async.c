@@ -734,6 +734,63 @@ int mqe2e_MQTTAsync_setDisconnected(mqe2e_MQTTAsync handle, void *context,
     return MQTTASYNC_SUCCESS;
 }
 
+/* The will is sealed at connect like any send (see client_sync.c); Paho
+ * copies it, so the envelope is wiped right after the call. */
+static int async_seal_will(struct mqe2e_async *c, const MQTTAsync_connectOptions *in,
+                           MQTTAsync_connectOptions *copy, MQTTAsync_willOptions *will_copy,
+                           uint8_t **buf, size_t *buf_cap)
+{
+    const MQTTAsync_willOptions *w;
+    const uint8_t *pt;
+    size_t pt_len;
+    size_t out_len = 0;
+    int rc;
+
+    *buf = NULL;
+    *buf_cap = 0;
+    if (in == NULL || in->will == NULL) {
+        return MQE2E_OK;
+    }
+    w = in->will;
+    if (w->topicName == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    if (w->message != NULL) {
+        pt = (const uint8_t *)w->message;
+        pt_len = strlen(w->message);
+    } else {
+        pt = w->payload.data != NULL ? (const uint8_t *)w->payload.data : async_empty;
+        pt_len = w->payload.len > 0 ? (size_t)w->payload.len : 0U;
+    }
+    *buf_cap = mqe2e_protect_bound(pt_len);
+    if (*buf_cap < pt_len || *buf_cap > (size_t)INT_MAX) {
+        return MQE2E_ERR_TOO_LARGE;
+    }
+    *buf = malloc(*buf_cap > 0 ? *buf_cap : 1U);
+    if (*buf == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_protect(c->protector, w->topicName, pt, pt_len, mqe2e__plugin_now(), *buf, *buf_cap,
+                       &out_len);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        async_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
+                  mqe2e_error_name(rc));
+        return rc;
+    }
+    *will_copy = *w;
+    will_copy->message = NULL;
+    if (will_copy->struct_version < 1) {
+        will_copy->struct_version = 1;
+    }
+    will_copy->payload.data = *buf;
+    will_copy->payload.len = (int)out_len;
+    *copy = *in;
+    copy->will = will_copy;
+    return MQE2E_OK;
+}
+
 int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptions *options)
 {
     struct mqe2e_async *c = handle;
@@ -744,7 +801,20 @@ int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptio
     if (c->protector == NULL) {
         return MQE2E_MQTTASYNC_NOT_CONFIGURED;
     }
-    int rc = MQTTAsync_connect(c->paho, options);
+    MQTTAsync_connectOptions copy;
+    MQTTAsync_willOptions will;
+    uint8_t *will_buf = NULL;
+    size_t will_cap = 0;
+    int rc = async_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
+    if (rc != MQE2E_OK) {
+        if (will_buf != NULL) free(will_buf);
+        return async_map_error(rc);
+    }
+    rc = MQTTAsync_connect(c->paho, will_buf != NULL ? &copy : options);
+    if (will_buf != NULL) {
+        sodium_memzero(will_buf, will_cap > 0 ? will_cap : 1U);
+        free(will_buf);
+    }
     if (rc == MQTTASYNC_SUCCESS) {
         /* The control worker subscribes and sends a HELLO once connected. */
         mqe2e__ctl_session_lost(c->ctl);
@@ -1045,4 +1115,66 @@ int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle, mqe2e_control_cou
     }
     mqe2e__ctl_counters(handle->ctl, out);
     return MQTTASYNC_SUCCESS;
+}
+
+/* ---- Paho calls with nothing to encrypt: forwarded ---- */
+
+void mqe2e_MQTTAsync_global_init(MQTTAsync_init_options *inits)
+{
+    MQTTAsync_global_init(inits);
+}
+
+int mqe2e_MQTTAsync_setUpdateConnectOptions(mqe2e_MQTTAsync handle, void *context,
+                                            MQTTAsync_updateConnectOptions *co)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_setUpdateConnectOptions(handle->paho, context, co);
+}
+
+int mqe2e_MQTTAsync_setBeforePersistenceWrite(mqe2e_MQTTAsync handle, void *context,
+                                              MQTTPersistence_beforeWrite *co)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_setBeforePersistenceWrite(handle->paho, context, co);
+}
+
+int mqe2e_MQTTAsync_setAfterPersistenceRead(mqe2e_MQTTAsync handle, void *context,
+                                            MQTTPersistence_afterRead *co)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_setAfterPersistenceRead(handle->paho, context, co);
+}
+
+int mqe2e_MQTTAsync_getPendingTokens(mqe2e_MQTTAsync handle, MQTTAsync_token **tokens)
+{
+    if (handle == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    return MQTTAsync_getPendingTokens(handle->paho, tokens);
+}
+
+void *mqe2e_MQTTAsync_malloc(size_t size)
+{
+    return MQTTAsync_malloc(size);
+}
+
+void mqe2e_MQTTAsync_setTraceLevel(enum MQTTASYNC_TRACE_LEVELS level)
+{
+    MQTTAsync_setTraceLevel(level);
+}
+
+void mqe2e_MQTTAsync_setTraceCallback(MQTTAsync_traceCallback *callback)
+{
+    MQTTAsync_setTraceCallback(callback);
+}
+
+MQTTAsync_nameValue *mqe2e_MQTTAsync_getVersionInfo(void)
+{
+    return MQTTAsync_getVersionInfo();
 }

@@ -624,6 +624,76 @@ int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,
     return MQTTCLIENT_SUCCESS;
 }
 
+/*
+ * A last will is published by the broker on the client's behalf, so it is
+ * sealed here, at connect, like any publish: a will on a protected topic
+ * never reaches the broker in clear, and one on a topic without a policy
+ * refuses the connect. *copy and *will_copy are filled when a will was
+ * sealed; *buf (wipe and free) holds its envelope.
+ */
+static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOptions *in,
+                            MQTTClient_connectOptions *copy, MQTTClient_willOptions *will_copy,
+                            uint8_t **buf, size_t *buf_cap)
+{
+    const MQTTClient_willOptions *w;
+    const uint8_t *pt;
+    size_t pt_len;
+    size_t out_len = 0;
+    int rc;
+
+    *buf = NULL;
+    *buf_cap = 0;
+    if (in == NULL || in->will == NULL) {
+        return MQE2E_OK;
+    }
+    w = in->will;
+    if (w->topicName == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    if (w->message != NULL) {
+        pt = (const uint8_t *)w->message;
+        pt_len = strlen(w->message);
+    } else {
+        pt = w->payload.data != NULL ? (const uint8_t *)w->payload.data : client_empty;
+        pt_len = w->payload.len > 0 ? (size_t)w->payload.len : 0U;
+    }
+    *buf_cap = mqe2e_protect_bound(pt_len);
+    if (*buf_cap < pt_len || *buf_cap > (size_t)INT_MAX) {
+        return MQE2E_ERR_TOO_LARGE;
+    }
+    *buf = malloc(*buf_cap > 0 ? *buf_cap : 1U);
+    if (*buf == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    (void)pthread_mutex_lock(&c->lock);
+    rc = mqe2e_protect(c->protector, w->topicName, pt, pt_len, mqe2e__plugin_now(), *buf, *buf_cap,
+                       &out_len);
+    (void)pthread_mutex_unlock(&c->lock);
+    if (rc != MQE2E_OK) {
+        client_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
+                   mqe2e_error_name(rc));
+        return rc;
+    }
+    *will_copy = *w;
+    will_copy->message = NULL;
+    if (will_copy->struct_version < 1) {
+        will_copy->struct_version = 1; /* the binary payload field */
+    }
+    will_copy->payload.data = *buf;
+    will_copy->payload.len = (int)out_len;
+    *copy = *in;
+    copy->will = will_copy;
+    return MQE2E_OK;
+}
+
+static void client_will_free(uint8_t *buf, size_t cap)
+{
+    if (buf != NULL) {
+        sodium_memzero(buf, cap > 0 ? cap : 1U);
+        free(buf);
+    }
+}
+
 int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options)
 {
     struct mqe2e_client *c = handle;
@@ -634,7 +704,17 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     if (c->protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
-    int rc = MQTTClient_connect(c->paho, options);
+    MQTTClient_connectOptions copy;
+    MQTTClient_willOptions will;
+    uint8_t *will_buf = NULL;
+    size_t will_cap = 0;
+    int rc = client_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
+    if (rc != MQE2E_OK) {
+        client_will_free(will_buf, will_cap);
+        return client_map_error(rc);
+    }
+    rc = MQTTClient_connect(c->paho, will_buf != NULL ? &copy : options);
+    client_will_free(will_buf, will_cap);
     if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
         (void)mqe2e__ctl_connected(c->ctl);
@@ -913,7 +993,18 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
     if (c->protector == NULL) {
         return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
     }
-    r = MQTTClient_connect5(c->paho, options, connectProperties, willProperties);
+    MQTTClient_connectOptions copy;
+    MQTTClient_willOptions will;
+    uint8_t *will_buf = NULL;
+    size_t will_cap = 0;
+    int rc = client_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
+    if (rc != MQE2E_OK) {
+        client_will_free(will_buf, will_cap);
+        return client_response(client_map_error(rc));
+    }
+    r = MQTTClient_connect5(c->paho, will_buf != NULL ? &copy : options, connectProperties,
+                            willProperties);
+    client_will_free(will_buf, will_cap);
     if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
         (void)mqe2e__ctl_connected(c->ctl);
     }
@@ -1154,4 +1245,92 @@ int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle, mqe2e_control_c
     }
     mqe2e__ctl_counters(handle->ctl, out);
     return MQTTCLIENT_SUCCESS;
+}
+
+int mqe2e_MQTTClient_clearRetained(mqe2e_MQTTClient handle, const char *topicName, int qos,
+                                   MQTTClient_deliveryToken *dt)
+{
+    struct mqe2e_client *c = handle;
+
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    if (topicName == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (!mqe2e_topic_name_valid(topicName)) {
+        return MQTTCLIENT_BAD_UTF8_STRING;
+    }
+    /* No data leaves: an empty retained publish is the broker's delete. */
+    if (c->mqtt5) {
+        MQTTResponse r = MQTTClient_publish5(c->paho, topicName, 0, client_empty, qos, 1, NULL, dt);
+        int rc = (int)r.reasonCode;
+        MQTTResponse_free(r);
+        return rc == MQTTREASONCODE_NO_MATCHING_SUBSCRIBERS ? MQTTCLIENT_SUCCESS : rc;
+    }
+    return MQTTClient_publish(c->paho, topicName, 0, client_empty, qos, 1, dt);
+}
+
+/* ---- Paho calls with nothing to encrypt: forwarded ---- */
+
+void mqe2e_MQTTClient_global_init(MQTTClient_init_options *inits)
+{
+    MQTTClient_global_init(inits);
+}
+
+int mqe2e_MQTTClient_setDisconnected(mqe2e_MQTTClient handle, void *context,
+                                     MQTTClient_disconnected *co)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_setDisconnected(handle->paho, context, co);
+}
+
+int mqe2e_MQTTClient_setPublished(mqe2e_MQTTClient handle, void *context, MQTTClient_published *co)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_setPublished(handle->paho, context, co);
+}
+
+MQTTClient_nameValue *mqe2e_MQTTClient_getVersionInfo(void)
+{
+    return MQTTClient_getVersionInfo();
+}
+
+void mqe2e_MQTTResponse_free(MQTTResponse response)
+{
+    MQTTResponse_free(response);
+}
+
+int mqe2e_MQTTClient_getPendingDeliveryTokens(mqe2e_MQTTClient handle,
+                                              MQTTClient_deliveryToken **tokens)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_getPendingDeliveryTokens(handle->paho, tokens);
+}
+
+void mqe2e_MQTTClient_setTraceLevel(enum MQTTCLIENT_TRACE_LEVELS level)
+{
+    MQTTClient_setTraceLevel(level);
+}
+
+void mqe2e_MQTTClient_setTraceCallback(MQTTClient_traceCallback *callback)
+{
+    MQTTClient_setTraceCallback(callback);
+}
+
+int mqe2e_MQTTClient_setCommandTimeout(mqe2e_MQTTClient handle, unsigned long milliSeconds)
+{
+    if (handle == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    return MQTTClient_setCommandTimeout(handle->paho, milliSeconds);
 }

@@ -127,7 +127,7 @@ static int op(char *out, size_t cap, const char *const *args)
     size_t n = 0;
     for (; args[n] != NULL; n++)
         all[n] = args[n];
-    const char *common[] = {"-k", op_ks, "--key-file", key, "-p", port, "--authority", pin_text,
+    const char *common[] = {"-K", op_ks, "--key-file", key, "-p", port, "--authority", pin_text,
                             "-W", "20", NULL};
     for (size_t i = 0; common[i] != NULL; i++)
         all[n++] = common[i];
@@ -148,10 +148,10 @@ static void authority_start(void)
             dup2(fd, 1);
         }
         if (auth_grace != NULL)
-            execl(CLI, CLI, "authority", "run", "-k", auth_ks, "--key-file", key, "--db", db, "-h",
+            execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", key, "--db", db, "-h",
                   "127.0.0.1", "-p", port, "--grace", auth_grace, (char *)NULL);
         else
-            execl(CLI, CLI, "authority", "run", "-k", auth_ks, "--key-file", key, "--db", db, "-h",
+            execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", key, "--db", db, "-h",
                   "127.0.0.1", "-p", port, (char *)NULL);
         _exit(127);
     }
@@ -198,20 +198,20 @@ static void fixture_start(void)
     fclose(f);
     chmod(key, 0600);
     char out[4096];
-    const char *init[] = {"authority", "init", "-k",   auth_ks, "--key-file", key,
+    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", key,
                           "--db",      db,     "--id", AUTH_ID, NULL};
     cr_assert_eq(run_cli(out, sizeof out, init), 0);
     out[strcspn(out, "\n")] = '\0';
     snprintf(pin_text, sizeof pin_text, "%s", out);
     cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    const char *keygen[] = {"keygen", "-k", op_ks, "--key-file", key, "--id", "op1", NULL};
+    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key, "--id", "op1", NULL};
     cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
     char *sp = strstr(out, "signing public key: ");
     cr_assert_not_null(sp);
     char hex[65];
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
-    const char *add[] = {"authority", "operator-add", "-k",     auth_ks, "--key-file",    key,
+    const char *add[] = {"authority", "operator-add", "-K",     auth_ks, "--key-file",    key,
                          "--db",      db,             "--name", "op1",   "--sign-public", hex,
                          NULL};
     cr_assert_eq(run_cli(out, sizeof out, add), 0);
@@ -451,7 +451,7 @@ static pid_t rotate_async(void)
     cr_assert(pid >= 0);
     if (pid == 0) {
         const char *rot[] = {"group", "rotate", "--group", "big", NULL};
-        const char *all[] = {CLI,  rot[0], rot[1], rot[2], rot[3], "-k",          op_ks,
+        const char *all[] = {CLI,  rot[0], rot[1], rot[2], rot[3], "-K",          op_ks,
                              "--key-file", key, "-p",   port,  "--authority", pin_text,
                              "-W", "3",  NULL};
         int devnull = open("/dev/null", O_WRONLY);
@@ -678,7 +678,7 @@ static void enroll_cli(const char *id)
     snprintf(ticket, sizeof ticket, "%s", out);
     snprintf(ks, sizeof ks, "%s/%s.ks", dir, id);
     setenv("MQE2E_TICKET", ticket, 1);
-    const char *en[] = {"enroll", "-k", ks, "--key-file", key, "-h", "127.0.0.1", "-p", port,
+    const char *en[] = {"enroll", "-K", ks, "--key-file", key, "-h", "127.0.0.1", "-p", port,
                         "-W", "20", NULL};
     int rc = run_cli(out, sizeof out, en);
     unsetenv("MQE2E_TICKET");

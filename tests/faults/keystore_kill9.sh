@@ -60,9 +60,9 @@ wait_for 50 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" ||
 # ---- publisher keystore (raw key file: no Argon2id per start) ---------------
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >pub.key
 chmod 600 pub.key
-"$cli" keygen -k pub.ks --id kill9-pub --key-file pub.key >/dev/null 2>err || { cat err >&2; fail keygen; }
+"$cli" keygen -K pub.ks --id kill9-pub --key-file pub.key >/dev/null 2>err || { cat err >&2; fail keygen; }
 MQE2E_EXPORT_PASSPHRASE='kill9 export passphrase' \
-  "$cli" group create -k pub.ks --key-file pub.key --group g --topic 'kill9/#' --out g.grp \
+  "$cli" group create -K pub.ks --key-file pub.key --group g --topic 'kill9/#' --out g.grp \
   >/dev/null 2>err || { cat err >&2; fail "group create"; }
 
 # ---- raw recorder on '#' ------------------------------------------------------
@@ -84,7 +84,7 @@ for ((it = 1; it <= iterations; it++)); do
   mkfifo lines.fifo
   source_lines >lines.fifo 2>/dev/null &
   src=$!
-  "$cli" pub -k pub.ks --key-file pub.key -h 127.0.0.1 -p "$port" -q 0 \
+  "$cli" pub -K pub.ks --key-file pub.key -h 127.0.0.1 -p "$port" -q 0 \
     -t kill9/stream -l <lines.fifo >/dev/null 2>pub.err &
   pub=$!
   # 0 to 299 ms: early kills hit start-up and the keystore open, later ones
@@ -112,7 +112,7 @@ for ((it = 1; it <= iterations; it++)); do
 done
 
 # The keystore still opens after the last kill.
-"$cli" status -k pub.ks --key-file pub.key >status.out 2>status.err ||
+"$cli" status -K pub.ks --key-file pub.key >status.out 2>status.err ||
   { cat status.err >&2; fail "keystore does not open after the last kill"; }
 
 # Let the recorder drain, then stop it.

@@ -115,7 +115,7 @@ static int op(char *out, size_t cap, const char *const *args)
     size_t n = 0;
     for (; args[n] != NULL; n++)
         all[n] = args[n];
-    const char *common[] = {"-k",          fx.op_ks,    "--key-file", fx.key,  "-p", fx.port,
+    const char *common[] = {"-K",          fx.op_ks,    "--key-file", fx.key,  "-p", fx.port,
                             "--authority", fx.pin_text, "-W",         op_wait, NULL};
     for (size_t i = 0; common[i] != NULL; i++)
         all[n++] = common[i];
@@ -133,7 +133,7 @@ static void authority_start(void)
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execl(CLI, CLI, "authority", "run", "-k", fx.auth_ks, "--key-file", fx.key, "--db", fx.db,
+        execl(CLI, CLI, "authority", "run", "-K", fx.auth_ks, "--key-file", fx.key, "--db", fx.db,
               "-h", "127.0.0.1", "-p", fx.port, (char *)NULL);
         _exit(127);
     }
@@ -186,7 +186,7 @@ static void fixture_start(void)
     chmod(fx.key, 0600);
 
     char out[4096];
-    const char *init[] = {"authority", "init", "-k",   fx.auth_ks, "--key-file", fx.key,
+    const char *init[] = {"authority", "init", "-K",   fx.auth_ks, "--key-file", fx.key,
                           "--db",      fx.db,  "--id", AUTH_ID,    NULL};
     cr_assert_eq(run_cli(out, sizeof out, init), 0);
     out[strcspn(out, "\n")] = '\0';
@@ -195,19 +195,19 @@ static void fixture_start(void)
     cr_assert_str_eq(fx.pin.authority_id, AUTH_ID);
     cr_assert_str_eq(fx.pin.control_prefix, PREFIX);
 
-    const char *keygen[] = {"keygen", "-k", fx.op_ks, "--key-file", fx.key, "--id", "op1", NULL};
+    const char *keygen[] = {"keygen", "-K", fx.op_ks, "--key-file", fx.key, "--id", "op1", NULL};
     cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
     char *sp = strstr(out, "signing public key: ");
     cr_assert_not_null(sp);
     char hex[65];
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
-    const char *add[] = {"authority", "operator-add", "-k",     fx.auth_ks, "--key-file",    fx.key,
+    const char *add[] = {"authority", "operator-add", "-K",     fx.auth_ks, "--key-file",    fx.key,
                          "--db",      fx.db,          "--name", "op1",      "--sign-public", hex,
                          NULL};
     cr_assert_eq(run_cli(out, sizeof out, add), 0);
     /* The pin can be printed again. */
-    const char *pin[] = {"authority", "pin", "-k", fx.auth_ks, "--key-file", fx.key, NULL};
+    const char *pin[] = {"authority", "pin", "-K", fx.auth_ks, "--key-file", fx.key, NULL};
     cr_assert_eq(run_cli(out, sizeof out, pin), 0);
     out[strcspn(out, "\n")] = '\0';
     cr_assert_str_eq(out, fx.pin_text);
@@ -794,9 +794,9 @@ Test(authority, forged_operator_requests)
     char out[4096];
     char other[512];
     snprintf(other, sizeof other, "%s/other.ks", fx.dir);
-    const char *kg[] = {"keygen", "-k", other, "--key-file", fx.key, "--id", "intruder", NULL};
+    const char *kg[] = {"keygen", "-K", other, "--key-file", fx.key, "--id", "intruder", NULL};
     cr_assert_eq(run_cli(out, sizeof out, kg), 0);
-    const char *st[] = {"status", "-k",          other,       "--key-file", fx.key, "-p",
+    const char *st[] = {"status", "-K",          other,       "--key-file", fx.key, "-p",
                         fx.port,  "--authority", fx.pin_text, "-W",         "2",    NULL};
     cr_assert_eq(run_cli(out, sizeof out, st), 4);
     cr_assert_eq(counter("operator_unknown"), 1);

@@ -85,19 +85,19 @@ probe() { mosquitto_pub -h "$host" -p "$port" -t blind/probe -m probe 2>/dev/nul
 wait_for 10 probe || fatal "the capture did not come up"
 
 # ---- authority, operator ------------------------------------------------------
-"$cli" authority init -k authority.ks --key-file key --db authority.db --id authority >pin.txt \
+"$cli" authority init -K authority.ks --key-file key --db authority.db --id authority >pin.txt \
   2>init.err || fatal "authority init: $(cat init.err)"
 pin="$(head -n 1 pin.txt)"
-"$cli" keygen -k operator.ks --key-file key --id operator >operator.txt 2>&1 || fatal "keygen"
+"$cli" keygen -K operator.ks --key-file key --id operator >operator.txt 2>&1 || fatal "keygen"
 op_sign="$(sed -n 's/^signing public key: *//p' operator.txt)"
-"$cli" authority operator-add -k authority.ks --key-file key --db authority.db --name operator \
+"$cli" authority operator-add -K authority.ks --key-file key --db authority.db --name operator \
   --sign-public "$op_sign" >/dev/null 2>&1 || fatal "operator-add"
-"$cli" authority run -k authority.ks --key-file key --db authority.db -h "$host" -p "$port" \
+"$cli" authority run -K authority.ks --key-file key --db authority.db -h "$host" -p "$port" \
   >authority.log 2>&1 &
 pids+=($!)
 in_file() { grep -q -- "$1" "$2" 2>/dev/null; }
 wait_for 10 in_file serving authority.log || fatal "the authority did not start"
-op() { MQE2E_AUTHORITY="$pin" "$cli" "$@" -k operator.ks --key-file key -h "$host" -p "$port" -W 10; }
+op() { MQE2E_AUTHORITY="$pin" "$cli" "$@" -K operator.ks --key-file key -h "$host" -p "$port" -W 10; }
 
 op group create --group health --topic 'health/#' >/dev/null || fatal "group create"
 op token create --id hr-1 --grant 'health/hr-1/#:pub' --group health >hr-1.ticket || fatal "token hr-1"
@@ -105,12 +105,12 @@ op token create --id hr-2 --grant 'health/hr-2/#:pub' --group health >hr-2.ticke
 op token create --id backend --role service --grant 'health/#:sub' --group health \
   >backend.ticket || fatal "token backend"
 for id in hr-1 hr-2 backend; do
-  "$cli" enroll -k "$id.ks" --key-file key --ticket-file "$id.ticket" -h "$host" -p "$port" \
+  "$cli" enroll -K "$id.ks" --key-file key --ticket-file "$id.ticket" -h "$host" -p "$port" \
     -W 20 >"enroll-$id.out" 2>"enroll-$id.err" || fatal "enroll $id: $(cat "enroll-$id.err")"
 done
 
 # ---- telemetry, rotate, revoke, telemetry --------------------------------------
-"$cli" sub -k backend.ks --key-file key -i backend -h "$host" -p "$port" -q 1 -t 'health/#' -v \
+"$cli" sub -K backend.ks --key-file key -i backend -h "$host" -p "$port" -q 1 -t 'health/#' -v \
   -W 60 >backend.out 2>backend.err &
 backend_pid=$!
 pids+=("$backend_pid")
@@ -120,7 +120,7 @@ pub_lines() {
   local i
   for i in $(seq "$2"); do
     printf '{"device":"%s","bpm":%d,"marker":"BLINDMARK-%s-%s-%03d"}\n' "$1" $((60 + i)) "$1" "$3" "$i"
-  done | "$cli" pub -k "$1.ks" --key-file key -i "$1" -h "$host" -p "$port" -q 1 \
+  done | "$cli" pub -K "$1.ks" --key-file key -i "$1" -h "$host" -p "$port" -q 1 \
     -t "health/$1/heartrate" -l 2>"pub-$1-$3.err" || fatal "pub $1 $3: $(cat "pub-$1-$3.err")"
 }
 decrypted() { [ "$(grep -c BLINDMARK backend.out)" -ge "$1" ]; }

@@ -91,82 +91,82 @@ check "unknown command exits 1" test "$rc" -eq 1
 
 # ---- keys ------------------------------------------------------------------
 export MQE2E_PASSPHRASE="device pass"
-run "$cli" keygen -k dev.ks --id hr-1
+run "$cli" keygen -K dev.ks --id hr-1
 check "keygen device" test "$rc" -eq 0 -a -n "$(grep '^client id: *hr-1$' out)"
 check "keygen prints public keys in hex" grep -Eq '^signing public key: [0-9a-f]{64}$' out
 check "keystore file is private" test "$(stat -c %a dev.ks)" = 600
 check "keystore is encrypted at rest (no client id in clear)" test -z "$(grep -a 'hr-1' dev.ks)"
 printf 'backend pass\n' >be.pass
 chmod 600 be.pass
-run "$cli" keygen -k be.ks --id backend --passphrase-file be.pass --sender-id 42
+run "$cli" keygen -K be.ks --id backend --passphrase-file be.pass --sender-id 42
 check "keygen backend with --passphrase-file and --sender-id" test "$rc" -eq 0 -a -n "$(grep '^sender id: *42$' out)"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >watch.key
 chmod 600 watch.key
-run "$cli" keygen -k watch.ks --id watcher --key-file watch.key
+run "$cli" keygen -K watch.ks --id watcher --key-file watch.key
 check "keygen with --key-file" test "$rc" -eq 0
 
 sum_before=$(cksum <dev.ks)
-run "$cli" keygen -k dev.ks --id other
+run "$cli" keygen -K dev.ks --id other
 check "keygen refuses an existing keystore (exit 2, one line)" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
 check "existing keystore untouched" test "$(cksum <dev.ks)" = "$sum_before"
 
-run env MQE2E_PASSPHRASE=wrong "$cli" status -k dev.ks
+run env MQE2E_PASSPHRASE=wrong "$cli" status -K dev.ks
 check "wrong passphrase exits 2 with one line" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
-run env -u MQE2E_PASSPHRASE "$cli" status -k dev.ks
+run env -u MQE2E_PASSPHRASE "$cli" status -K dev.ks
 check "missing passphrase exits 2 and names MQE2E_PASSPHRASE" test "$rc" -eq 2 -a -n "$(grep MQE2E_PASSPHRASE err)"
 chmod 644 be.pass
-run "$cli" status -k be.ks --passphrase-file be.pass
+run "$cli" status -K be.ks --passphrase-file be.pass
 check "passphrase file readable by others refused" test "$rc" -eq 2
 chmod 600 be.pass
-run "$cli" status -k nonexistent.ks
+run "$cli" status -K nonexistent.ks
 check "missing keystore exits 2" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
 
 # ---- groups ----------------------------------------------------------------
-run env -u MQE2E_EXPORT_PASSPHRASE "$cli" group create -k dev.ks --group health --topic 'health/#' --out health.grp
+run env -u MQE2E_EXPORT_PASSPHRASE "$cli" group create -K dev.ks --group health --topic 'health/#' --out health.grp
 check "group create without export passphrase refused" test "$rc" -eq 2 -a -n "$(grep MQE2E_EXPORT_PASSPHRASE err)"
 check "  and wrote nothing" test ! -e health.grp
 export MQE2E_EXPORT_PASSPHRASE="group file pass"
-run "$cli" group create -k dev.ks --group health --topic 'health/#' --out health.grp
+run "$cli" group create -K dev.ks --group health --topic 'health/#' --out health.grp
 check "group create" test "$rc" -eq 0 -a -s health.grp
 check "group file mode 0600" test "$(stat -c %a health.grp)" = 600
 check "group file holds no group name in clear" test -z "$(grep -a 'health' health.grp)"
-run "$cli" group create -k dev.ks --group health --topic 'health/#' --out again.grp
+run "$cli" group create -K dev.ks --group health --topic 'health/#' --out again.grp
 check "group create of an existing group refused" test "$rc" -eq 2
-run "$cli" group create -k dev.ks --group bad --topic 'a/#/b' --out bad.grp
+run "$cli" group create -K dev.ks --group bad --topic 'a/#/b' --out bad.grp
 check "invalid topic filter is a usage error" test "$rc" -eq 1
 
-run env MQE2E_EXPORT_PASSPHRASE=wrong "$cli" group import -k be.ks --passphrase-file be.pass health.grp
+run env MQE2E_EXPORT_PASSPHRASE=wrong "$cli" group import -K be.ks --passphrase-file be.pass health.grp
 check "group import with wrong export passphrase refused (exit 2)" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
-run "$cli" group list -k be.ks --passphrase-file be.pass
+run "$cli" group list -K be.ks --passphrase-file be.pass
 check "  and imported nothing" test "$rc" -eq 0 -a ! -s out
 printf '%s\n' "$MQE2E_EXPORT_PASSPHRASE" >export.pass
 chmod 600 export.pass
-run env -u MQE2E_EXPORT_PASSPHRASE "$cli" group import -k be.ks --passphrase-file be.pass --export-passphrase-file export.pass health.grp
+run env -u MQE2E_EXPORT_PASSPHRASE "$cli" group import -K be.ks --passphrase-file be.pass --export-passphrase-file export.pass health.grp
 check "group import with --export-passphrase-file" test "$rc" -eq 0
-run "$cli" group import -k watch.ks --key-file watch.key health.grp
+run "$cli" group import -K watch.ks --key-file watch.key health.grp
 check "group import into a key-file keystore" test "$rc" -eq 0
-run "$cli" group list -k be.ks --passphrase-file be.pass
+run "$cli" group list -K be.ks --passphrase-file be.pass
 check "group list: name, filter, epoch, sender id" test "$(cat out)" = "$(printf 'health\thealth/#\t1\t42')"
-run "$cli" status -k dev.ks
+run "$cli" status -K dev.ks
 check "status lists the group" grep -q 'group health: topic health/#, epoch 1' out
 
 # ---- encrypted pub/sub -----------------------------------------------------
 topic=health/hr-1/heartrate
-"$cli" sub -k be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -q 1 -C 3 -W 20 -d >sub.out 2>sub.err &
+"$cli" sub -K be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -q 1 -C 3 -W 20 -d >sub.out 2>sub.err &
 sub_pid=$!
 pids+=("$sub_pid")
-"$cli" sub -k watch.ks --key-file watch.key -p "$port" -h 127.0.0.1 -t 'health/+/heartrate' -t 'health/other' -q 1 -C 3 -W 20 -v -d >subv.out 2>subv.err &
+"$cli" sub -K watch.ks --key-file watch.key -p "$port" -h 127.0.0.1 -t 'health/+/heartrate' -t 'health/other' -q 1 -C 3 -W 20 -v -d >subv.out 2>subv.err &
 subv_pid=$!
 pids+=("$subv_pid")
 check "sub subscribed" wait_for 15 grep -q 'subscribed to health/#' sub.err
 check "sub -v subscribed to both filters" wait_for 15 grep -q 'subscribed to health/other' subv.err
 
-run "$cli" status -k be.ks --passphrase-file be.pass
+run "$cli" status -K be.ks --passphrase-file be.pass
 check "a keystore in use by another process is refused" test "$rc" -eq 2 -a -n "$(grep 'in use' err)"
 
-run "$cli" pub -k dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -q 1 -m 'reading one bpm=71'
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -q 1 -m 'reading one bpm=71'
 check "pub -m" test "$rc" -eq 0
-run sh -c "printf 'reading two bpm=72\n\nreading three bpm=73\n' | '$cli' pub -k dev.ks -p $port -h 127.0.0.1 -t $topic -q 1 -l"
+run sh -c "printf 'reading two bpm=72\n\nreading three bpm=73\n' | '$cli' pub -K dev.ks -p $port -h 127.0.0.1 -t $topic -q 1 -l"
 check "pub -l (two lines, blank skipped)" test "$rc" -eq 0
 
 sub_rc=0; wait "$sub_pid" || sub_rc=$?
@@ -187,38 +187,38 @@ done
 check "broker saw no plaintext" test "$leaked" -eq 0
 
 # ---- refusals on the wire --------------------------------------------------
-run "$cli" pub -k dev.ks -p "$port" -h 127.0.0.1 -t other/topic -m 'must not leak'
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t other/topic -m 'must not leak'
 check "pub on a topic without policy exits 2 with one line" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
-run env MQE2E_PASSPHRASE=wrong "$cli" pub -k dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -m 'must not leak'
+run env MQE2E_PASSPHRASE=wrong "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -m 'must not leak'
 check "pub with wrong passphrase exits 2" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
 send_probe after-refusals >/dev/null
 check "nothing from refused publishes reached the broker" test -z "$(grep -E '^other/topic ' raw.txt)" -a "$(grep -c "^$topic " raw.txt)" -eq 3
 check "refused plaintext absent from the capture" bash -c "! grep -q '$(hex 'must not leak')' raw.txt"
 
-run "$cli" pub -k dev.ks -p "$port" -h 127.0.0.1 -t public/hello -m 'hi' --policy 'public/#=plaintext'
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t public/hello -m 'hi' --policy 'public/#=plaintext'
 check "--policy plaintext rule publishes in clear" test "$rc" -eq 0
 check "  and the broker sees it as is" wait_for 5 grep -q "^public/hello $(hex hi)$" raw.txt
-run "$cli" pub -k dev.ks -p "$port" -t "$topic" -m x --policy 'bad rule'
+run "$cli" pub -K dev.ks -p "$port" -t "$topic" -m x --policy 'bad rule'
 check "bad --policy rule is a usage error" test "$rc" -eq 1
 
-run "$cli" pub -k dev.ks -p 1 -h 127.0.0.1 -t "$topic" -m 'x'
+run "$cli" pub -K dev.ks -p 1 -h 127.0.0.1 -t "$topic" -m 'x'
 check "unreachable broker exits 3" test "$rc" -eq 3 -a -n "$(one_line_error && echo y)"
-run "$cli" sub -k be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 1
+run "$cli" sub -K be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 1
 check "sub -W expiring before -C exits 4" test "$rc" -eq 4
 
 # ---- rotation ----------------------------------------------------------------
-run "$cli" group rotate -k dev.ks --group health --out health2.grp
+run "$cli" group rotate -K dev.ks --group health --out health2.grp
 check "group rotate" test "$rc" -eq 0 -a -n "$(grep 'epoch 2' out)"
-run "$cli" group import -k be.ks --passphrase-file be.pass health2.grp
+run "$cli" group import -K be.ks --passphrase-file be.pass health2.grp
 check "import the rotated group" test "$rc" -eq 0 -a -n "$(grep 'epoch 2' out)"
-"$cli" sub -k be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 20 -d >sub2.out 2>sub2.err &
+"$cli" sub -K be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 20 -d >sub2.out 2>sub2.err &
 sub2_pid=$!
 pids+=("$sub2_pid")
 check "sub after rotation subscribed" wait_for 15 grep -q 'subscribed' sub2.err
 # A forged message on the protected topic comes first: it must be dropped,
 # reported without its payload, and not counted towards -C.
 mosquitto_pub -h 127.0.0.1 -p "$port" -q 1 -t "$topic" -m 'forged plaintext bpm=999'
-run "$cli" pub -k dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -q 1 -m 'after rotation'
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t "$topic" -q 1 -m 'after rotation'
 sub2_rc=0; wait "$sub2_pid" || sub2_rc=$?
 check "message under the new epoch decrypted" test "$sub2_rc" -eq 0 -a "$(cat sub2.out)" = "after rotation"
 check "forged message reported as dropped" grep -q "^mqe2e: dropped message on $topic: " sub2.err

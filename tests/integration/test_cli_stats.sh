@@ -69,20 +69,20 @@ fi
 # ---- keystores and a shared group (manual provisioning) --------------------
 export MQE2E_PASSPHRASE="stats pass"
 export MQE2E_EXPORT_PASSPHRASE="stats group file pass"
-run "$cli" keygen -k pub.ks --id stats-pub
+run "$cli" keygen -K pub.ks --id stats-pub
 check "keygen publisher" test "$rc" -eq 0
-run "$cli" keygen -k sub.ks --id stats-sub
+run "$cli" keygen -K sub.ks --id stats-sub
 check "keygen subscriber" test "$rc" -eq 0
-run "$cli" group create -k pub.ks --group plant --topic 'plant/#' --out plant.grp
+run "$cli" group create -K pub.ks --group plant --topic 'plant/#' --out plant.grp
 check "group create --out" test "$rc" -eq 0 -a -s plant.grp
-run "$cli" group import -k sub.ks plant.grp
+run "$cli" group import -K sub.ks plant.grp
 check "group import" test "$rc" -eq 0
 
 # ---- before any session ----------------------------------------------------
-run "$cli" status -k sub.ks
+run "$cli" status -K sub.ks
 check "status before any session: no counters recorded yet" \
   test "$rc" -eq 0 -a -n "$(grep 'no counters recorded yet' out)"
-run "$cli" status -k sub.ks --json
+run "$cli" status -K sub.ks --json
 cp out fresh.json
 check "status --json before any session parses" \
   python3 -c 'import json,sys; json.load(sys.stdin)' <fresh.json
@@ -91,7 +91,7 @@ check "  and has counters null and the group" \
 check "  and no authority" test "$(json_get fresh.json 'd["authority"]')" = None
 
 # ---- a running sub records its counters every 5 s ---------------------------
-"$cli" sub -k sub.ks -h 127.0.0.1 -p "$port" -t 'plant/#' -C 1 -W 8 >idle.out 2>idle.err &
+"$cli" sub -K sub.ks -h 127.0.0.1 -p "$port" -t 'plant/#' -C 1 -W 8 >idle.out 2>idle.err &
 idle_pid=$!
 pids+=("$idle_pid")
 check "a running sub writes KEYSTORE.stats (state running)" \
@@ -105,21 +105,21 @@ check "  and records again at exit (state exited)" grep -q '"state":"exited"' su
 secret1="reactor temperature 451"
 secret2="valve 7 opened by operator"
 forged="not an envelope"
-"$cli" sub -k sub.ks -h 127.0.0.1 -p "$port" -t 'plant/#' -q 1 -C 2 -W 20 -d >sub.out 2>sub.err &
+"$cli" sub -K sub.ks -h 127.0.0.1 -p "$port" -t 'plant/#' -q 1 -C 2 -W 20 -d >sub.out 2>sub.err &
 sub_pid=$!
 pids+=("$sub_pid")
 check "sub subscribed" wait_for 15 grep -q 'subscribed to plant/#' sub.err
 mosquitto_pub -h 127.0.0.1 -p "$port" -t plant/line1 -q 1 -m "$forged"
 check "forged message reported as dropped" wait_for 10 grep -q 'dropped message on plant/line1' sub.err
 printf '%s\n%s\n' "$secret1" "$secret2" >lines.txt
-run "$cli" pub -k pub.ks -h 127.0.0.1 -p "$port" -t plant/line1 -q 1 -l <lines.txt
+run "$cli" pub -K pub.ks -h 127.0.0.1 -p "$port" -t plant/line1 -q 1 -l <lines.txt
 check "pub -l two messages" test "$rc" -eq 0
 wait "$sub_pid"
 sub_rc=$?
 check "sub -C 2 exits 0" test "$sub_rc" -eq 0
 check "sub printed both messages" test "$(cat sub.out)" = "$(printf '%s\n%s' "$secret1" "$secret2")"
 
-run "$cli" status -k sub.ks
+run "$cli" status -K sub.ks
 check "status exits 0" test "$rc" -eq 0
 check "status names the writer (mqe2e sub, at exit)" grep -Eq "^counters: +recorded .* by 'mqe2e sub' \(pid [0-9]+, at exit\)$" out
 check "status shows opened 2" status_line opened 2
@@ -128,7 +128,7 @@ check "status shows no auth drop" status_line dropped.auth 0
 check "status shows sealed 0 for the subscriber" status_line sealed 0
 check "status shows control counters" status_line control.handshakes_ok 0
 
-run "$cli" status -k sub.ks --json
+run "$cli" status -K sub.ks --json
 cp out sub.json
 check "status --json parses" python3 -c 'import json,sys; json.load(sys.stdin)' <sub.json
 check "  opened 2" test "$(json_get sub.json 'd["counters"]["opened"]')" = 2
@@ -141,7 +141,7 @@ check "  group with epoch and sender id" \
   test "$(json_get sub.json '(d["groups"][0]["topic"], d["groups"][0]["epoch"] >= 1, d["groups"][0]["sender_id"] > 0)')" = "('plant/#', True, True)"
 check "  control counters present" test "$(json_get sub.json 'd["counters"]["control"]["handshakes_ok"]')" = 0
 
-run "$cli" status -k pub.ks --json
+run "$cli" status -K pub.ks --json
 cp out pub.json
 check "publisher status --json: sealed 2 by pub" \
   test "$(json_get pub.json '(d["counters"]["sealed"], d["counters"]["command"])')" = "(2, 'pub')"
@@ -164,46 +164,46 @@ no_secret() {
 check "stats files hold no payload, topic or passphrase" no_secret
 check "no temporary file left behind" test -z "$(ls | grep '\.stats\.tmp')"
 
-run "$cli" pub -k pub.ks -h 127.0.0.1 -p "$port" -t plant/line1 -m "$secret1"
+run "$cli" pub -K pub.ks -h 127.0.0.1 -p "$port" -t plant/line1 -m "$secret1"
 check "pub -m" test "$rc" -eq 0
 check "  its stats file holds no -m argument" test -z "$(grep -F "$secret1" pub.ks.stats)"
 
 sum_before=$(cksum <pub.ks.stats)
-run "$cli" pub -k pub.ks -h 127.0.0.1 -p 1 -t plant/line1 -m "$secret1"
+run "$cli" pub -K pub.ks -h 127.0.0.1 -p 1 -t plant/line1 -m "$secret1"
 check "a pub that cannot connect fails (exit 3)" test "$rc" -eq 3
 check "  and leaves the last session's record alone" test "$(cksum <pub.ks.stats)" = "$sum_before"
 
 # A damaged file is reported, never echoed.
 printf '{"version":1,"command":"x\\u0000","note":"%s"}\n' "$secret2" >sub.ks.stats
-run "$cli" status -k sub.ks
+run "$cli" status -K sub.ks
 check "damaged stats file: status still exits 0" test "$rc" -eq 0
 check "  and says it cannot read it, without echoing it" \
   test -n "$(grep 'cannot read .*sub.ks.stats' out)" -a -z "$(grep -F "$secret2" out)"
-run "$cli" status -k sub.ks --json
+run "$cli" status -K sub.ks --json
 check "  --json still parses" python3 -c 'import json,sys; json.load(sys.stdin)' <out
 
 # ---- an enrolled keystore: authority pin and credential expiry -------------
-run "$cli" authority init -k authority.ks --db authority.db --id stats-authority
+run "$cli" authority init -K authority.ks --db authority.db --id stats-authority
 pin="$(head -n 1 out)"
 check "authority init" test "$rc" -eq 0 -a -n "$pin"
-run "$cli" keygen -k operator.ks --id operator
+run "$cli" keygen -K operator.ks --id operator
 operator_sign="$(sed -n 's/^signing public key: *//p' out)"
-run "$cli" authority operator-add -k authority.ks --db authority.db --name operator --sign-public "$operator_sign"
+run "$cli" authority operator-add -K authority.ks --db authority.db --name operator --sign-public "$operator_sign"
 check "operator-add" test "$rc" -eq 0
-"$cli" authority run -k authority.ks --db authority.db -h 127.0.0.1 -p "$port" >authority.out 2>authority.log &
+"$cli" authority run -K authority.ks --db authority.db -h 127.0.0.1 -p "$port" >authority.out 2>authority.log &
 pids+=($!)
 check "authority running" wait_for 10 grep -q serving authority.log
-run env MQE2E_AUTHORITY="$pin" "$cli" token create -k operator.ks -h 127.0.0.1 -p "$port" -W 10 \
+run env MQE2E_AUTHORITY="$pin" "$cli" token create -K operator.ks -h 127.0.0.1 -p "$port" -W 10 \
   --id stats-device --grant 'dev/#:pub'
 cp out device.ticket
 chmod 600 device.ticket
 check "token create" test "$rc" -eq 0 -a -s device.ticket
-run "$cli" enroll -k device.ks --ticket-file device.ticket -h 127.0.0.1 -p "$port" -W 20
+run "$cli" enroll -K device.ks --ticket-file device.ticket -h 127.0.0.1 -p "$port" -W 20
 check "enroll" test "$rc" -eq 0
-run "$cli" status -k device.ks
+run "$cli" status -K device.ks
 check "enrolled status names the authority" grep -q '^authority: *stats-authority$' out
 check "  and the credential expiry" grep -Eq '^credential expires: [0-9]{4}-[0-9]{2}-[0-9]{2}T' out
-run "$cli" status -k device.ks --json
+run "$cli" status -K device.ks --json
 cp out device.json
 check "enrolled status --json parses" python3 -c 'import json,sys; json.load(sys.stdin)' <device.json
 check "  authority id and pin key, credential valid with expiry" \

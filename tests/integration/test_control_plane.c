@@ -1417,7 +1417,7 @@ static void ra_setup(void)
         dup2(1, 2);
         char port[16];
         snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-k", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
+        execl(cli, cli, "authority", "run", "-K", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
               "-h", "127.0.0.1", "-p", port, (char *)NULL);
         _exit(127);
     }

@@ -110,22 +110,22 @@ export MQE2E_BROKER_HOST=127.0.0.1
 # =========================================================================
 printf '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n' >auth.key
 chmod 600 auth.key
-pin=$("$cli" authority init -k auth.ks --key-file auth.key --db auth.db --id authority 2>/dev/null |
+pin=$("$cli" authority init -K auth.ks --key-file auth.key --db auth.db --id authority 2>/dev/null |
       head -n 1)
-op_pub=$("$cli" keygen -k op.ks --key-file auth.key --id op1 |
+op_pub=$("$cli" keygen -K op.ks --key-file auth.key --id op1 |
          sed -n 's/.*signing public key: \([0-9a-f]\{64\}\).*/\1/p')
-"$cli" authority operator-add -k auth.ks --key-file auth.key --db auth.db --name op1 \
+"$cli" authority operator-add -K auth.ks --key-file auth.key --db auth.db --name op1 \
   --sign-public "$op_pub" >/dev/null 2>&1
-"$cli" authority run -k auth.ks --key-file auth.key --db auth.db -h 127.0.0.1 -p "$site" \
+"$cli" authority run -K auth.ks --key-file auth.key --db auth.db -h 127.0.0.1 -p "$site" \
   >authority.log 2>&1 &
 pids+=($!)
 check "switch: the authority serves" wait_for authority.log serving 200
 
 enroll() { # enroll ID: a token from the operator, then `mqe2e enroll` into ID.ks
   local ticket
-  ticket=$("$cli" token create -k op.ks --key-file auth.key --authority "$pin" \
+  ticket=$("$cli" token create -K op.ks --key-file auth.key --authority "$pin" \
              -h 127.0.0.1 -p "$site" -W 20 --id "$1" 2>>enroll.err | head -n 1)
-  MQE2E_TICKET="$ticket" "$cli" enroll -k "$1.ks" -h 127.0.0.1 -p "$site" -W 20 \
+  MQE2E_TICKET="$ticket" "$cli" enroll -K "$1.ks" -h 127.0.0.1 -p "$site" -W 20 \
     >>enroll.out 2>>enroll.err
 }
 check "switch: enroll sw-1, ctl-1 and mallory" \
@@ -190,11 +190,11 @@ check "switch: the device printed its counters" grep -q '^switch sw-1: channel m
 # 2. A retained last value read late, across a rotation.
 # =========================================================================
 export MQE2E_EXPORT_PASSPHRASE="examples export passphrase"
-"$cli" keygen -k lv-pub.ks --id boiler >/dev/null
-"$cli" keygen -k lv-read.ks --id dashboard >/dev/null
-"$cli" keygen -k lv-none.ks --id stranger >/dev/null
-"$cli" group create -k lv-pub.ks --group status --topic 'status/#' --out status.grp >/dev/null
-"$cli" group import -k lv-read.ks status.grp >/dev/null
+"$cli" keygen -K lv-pub.ks --id boiler >/dev/null
+"$cli" keygen -K lv-read.ks --id dashboard >/dev/null
+"$cli" keygen -K lv-none.ks --id stranger >/dev/null
+"$cli" group create -K lv-pub.ks --group status --topic 'status/#' --out status.grp >/dev/null
+"$cli" group import -K lv-read.ks status.grp >/dev/null
 lv() { MQE2E_BROKER_PORT=$site "$ex/retained_last_value" "$@"; }
 
 MQE2E_KEYSTORE=lv-pub.ks lv publish status/boiler/last 'setpoint=21.5C' >lv-pub.out 2>lv-pub.err
@@ -205,8 +205,8 @@ check "retained: the broker keeps an envelope, not the value" \
   test "$(count_plain lv-raw.txt status/boiler/last setpoint)" = 0 -a -s lv-raw.txt
 
 # Rotate; the late reader holds epoch 2 and epoch 1 retired (in grace).
-"$cli" group rotate -k lv-pub.ks --group status --out status.grp >/dev/null
-"$cli" group import -k lv-read.ks status.grp >/dev/null
+"$cli" group rotate -K lv-pub.ks --group status --out status.grp >/dev/null
+"$cli" group import -K lv-read.ks status.grp >/dev/null
 rm -f status.grp
 MQE2E_KEYSTORE=lv-read.ks lv read status/boiler/last 5 >lv-read.out 2>lv-read.err
 rc=$?
@@ -230,10 +230,10 @@ check "retained: republished under epoch 2 it is readable again" \
 # =========================================================================
 # 3. A gateway forwarding ciphertext from the site broker to the cloud broker.
 # =========================================================================
-"$cli" keygen -k gw-dev.ks --id plant-sensor >/dev/null
-"$cli" keygen -k gw-back.ks --id cloud-backend >/dev/null
-"$cli" group create -k gw-dev.ks --group site --topic 'site/#' --out site.grp >/dev/null
-"$cli" group import -k gw-back.ks site.grp >/dev/null
+"$cli" keygen -K gw-dev.ks --id plant-sensor >/dev/null
+"$cli" keygen -K gw-back.ks --id cloud-backend >/dev/null
+"$cli" group create -K gw-dev.ks --group site --topic 'site/#' --out site.grp >/dev/null
+"$cli" group import -K gw-back.ks site.grp >/dev/null
 rm -f site.grp
 unset MQE2E_EXPORT_PASSPHRASE
 
@@ -243,13 +243,13 @@ MQE2E_BROKER_PORT=$site MQE2E_CLOUD_PORT=$cloud "$ex/gateway_forwarder" -n 3 \
 gw_pid=$!
 pids+=("$gw_pid")
 wait_for gw.out '^gateway forwarding' 100
-"$cli" sub -k gw-back.ks -h 127.0.0.1 -p "$cloud" -t 'site/#' -v -C 3 -W 30 -d \
+"$cli" sub -K gw-back.ks -h 127.0.0.1 -p "$cloud" -t 'site/#' -v -C 3 -W 30 -d \
   >back.out 2>back.err &
 back_pid=$!
 pids+=("$back_pid")
 wait_for back.err 'subscribed to' 100
 for v in 20 21 22; do
-  "$cli" pub -k gw-dev.ks -h 127.0.0.1 -p "$site" -q 1 -t site/plant1/temp -m "temp=$v" \
+  "$cli" pub -K gw-dev.ks -h 127.0.0.1 -p "$site" -q 1 -t site/plant1/temp -m "temp=$v" \
     2>>dev.err
 done
 back_rc=0
@@ -272,12 +272,12 @@ MQE2E_BROKER_PORT=$site MQE2E_CLOUD_PORT=$cloud "$ex/gateway_forwarder" -n 1 \
 gw_pid=$!
 pids+=("$gw_pid")
 wait_for gw2.out '^gateway forwarding' 100
-"$cli" sub -k gw-back.ks -h 127.0.0.1 -p "$cloud" -t 'site/#' -v -C 1 -W 5 -d \
+"$cli" sub -K gw-back.ks -h 127.0.0.1 -p "$cloud" -t 'site/#' -v -C 1 -W 5 -d \
   >back2.out 2>back2.err &
 back_pid=$!
 pids+=("$back_pid")
 wait_for back2.err 'subscribed to' 100
-"$cli" pub -k gw-dev.ks -h 127.0.0.1 -p "$site" -q 1 -t site/plant1/temp -m "temp=23" 2>>dev.err
+"$cli" pub -K gw-dev.ks -h 127.0.0.1 -p "$site" -q 1 -t site/plant1/temp -m "temp=23" 2>>dev.err
 back_rc=0
 wait "$back_pid" || back_rc=$?
 wait "$gw_pid" 2>/dev/null

@@ -124,7 +124,7 @@ static int op(char *out, size_t cap, const char *const *args)
     size_t n = 0;
     for (; args[n] != NULL; n++)
         all[n] = args[n];
-    const char *common[] = {"-k",          op_ks,    "--key-file", keyf, "-p", port,
+    const char *common[] = {"-K",          op_ks,    "--key-file", keyf, "-p", port,
                             "--authority", pin_text, "-W",         "60", NULL};
     for (size_t i = 0; common[i] != NULL; i++)
         all[n++] = common[i];
@@ -166,13 +166,13 @@ static void setup(void)
     chmod(keyf, 0600);
 
     char out[4096];
-    const char *init[] = {"authority", "init", "-k",   auth_ks, "--key-file", keyf,
+    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", keyf,
                           "--db",      db,     "--id", AUTH_ID, NULL};
     cr_assert_eq(run_cli(out, sizeof out, init), 0);
     out[strcspn(out, "\n")] = '\0';
     snprintf(pin_text, sizeof pin_text, "%s", out);
     cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    const char *keygen[] = {"keygen", "-k", op_ks, "--key-file", keyf, "--id", "op1", NULL};
+    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", keyf, "--id", "op1", NULL};
     cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
     char *sp = strstr(out, "signing public key: ");
     cr_assert_not_null(sp);
@@ -180,7 +180,7 @@ static void setup(void)
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
     const char *add[] = {
-        "authority", "operator-add", "-k",  auth_ks,         "--key-file", keyf, "--db",
+        "authority", "operator-add", "-K",  auth_ks,         "--key-file", keyf, "--db",
         db,          "--name",       "op1", "--sign-public", hex,          NULL};
     cr_assert_eq(run_cli(out, sizeof out, add), 0);
 
@@ -192,7 +192,7 @@ static void setup(void)
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execl(CLI, CLI, "authority", "run", "-k", auth_ks, "--key-file", keyf, "--db", db, "-h",
+        execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", keyf, "--db", db, "-h",
               "127.0.0.1", "-p", port, "--handshake-limits", LIMITS, (char *)NULL);
         _exit(127);
     }

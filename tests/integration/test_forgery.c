@@ -120,7 +120,7 @@ static void authority_start(void)
         }
         char port[16];
         snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-k", auth_ks, "--key-file", keyfile, "--db", db, "-h",
+        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", keyfile, "--db", db, "-h",
               "127.0.0.1", "-p", port, (char *)NULL);
         _exit(127);
     }

@@ -102,10 +102,10 @@ port=$broker_port
 
 cd "$work"
 export MQE2E_PASSPHRASE="migration test passphrase"
-"$cli" keygen -k example.ks --id paho-example >/dev/null
-"$cli" keygen -k nogroup.ks --id paho-example >/dev/null
+"$cli" keygen -K example.ks --id paho-example >/dev/null
+"$cli" keygen -K nogroup.ks --id paho-example >/dev/null
 MQE2E_EXPORT_PASSPHRASE="migration export" \
-  "$cli" group create -k example.ks --group demo --topic 'examples/#' --out demo.grp >/dev/null
+  "$cli" group create -K example.ks --group demo --topic 'examples/#' --out demo.grp >/dev/null
 rm -f demo.grp
 
 pairs=(sync)
@@ -116,8 +116,8 @@ fi
 for kind in "${pairs[@]}"; do
   plain="$src/examples/paho_plain_$kind.c"
   enc="$src/examples/paho_encrypted_$kind.c"
-  api=MQTTClient; lib=paho-mqtt3c
-  [ "$kind" = async ] && { api=MQTTAsync; lib=paho-mqtt3a; }
+  api=MQTTClient; lib=paho-mqtt3cs
+  [ "$kind" = async ] && { api=MQTTAsync; lib=paho-mqtt3as; }
   if [ ! -f "$plain" ] || [ ! -f "$enc" ]; then
     fail "$kind: both paho_plain_$kind.c and paho_encrypted_$kind.c exist"
     continue

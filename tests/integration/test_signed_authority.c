@@ -145,7 +145,7 @@ static void setup(void)
         dup2(1, 2);
         char port[16];
         snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-k", auth_ks, "--key-file", keyfile, "--db", auth_db,
+        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", keyfile, "--db", auth_db,
               "-h", "127.0.0.1", "-p", port, (char *)NULL);
         _exit(127);
     }

@@ -1356,7 +1356,9 @@ static void rotate_due_cb_all(authority *a, uint64_t now)
 static int connect_broker(authority *a)
 {
     MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-    o.keepAliveInterval = 30;
+    o.keepAliveInterval = a->cfg->keepalive > 0 ? a->cfg->keepalive : 30;
+    /* TLS options pass through to Paho unchanged (Paho only reads them). */
+    o.ssl = (MQTTClient_SSLOptions *)(uintptr_t)a->cfg->ssl;
     /* A persistent session keeps P/authority queued while the authority restarts. */
     o.cleansession = 0;
     o.maxInflightMessages = 65535;
@@ -1417,8 +1419,14 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
     }
     authority_count_refresh(&a);
     if ((rc = connect_broker(&a)) != MQTTCLIENT_SUCCESS) {
-        alog("cannot connect to %s (%d)", cfg->uri, rc);
-        rc = MQE2E_ERR_IO;
+        /* MQTT 3.1.1 CONNACK codes 4 and 5: the login, not the network. */
+        alog("cannot connect to %s: %s", cfg->uri,
+             rc == 4   ? "the broker refused the login: bad user name or password"
+             : rc == 5 ? "the broker refused the login: not authorized (user name and password?)"
+             : rc == MQTTCLIENT_FAILURE && cfg->ssl != NULL
+                 ? "connection refused or TLS handshake failed (check the CA file and host name)"
+                 : MQTTClient_strerror(rc));
+        rc = rc == 4 || rc == 5 ? MQE2E_ERR_AUTH : MQE2E_ERR_IO;
         goto out;
     }
     alog("%s serving %s/authority on %s (handshakes: %u/s burst %u, per id %u/min burst %u, "

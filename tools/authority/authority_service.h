@@ -15,6 +15,8 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include <MQTTClient.h>
+
 #include "authority_db.h"
 #include "mqe2e/keystore.h"
 #include "ratelimit.h"
@@ -50,6 +52,9 @@ typedef struct authority_config {
     volatile sig_atomic_t *stop; /**< set non-zero (e.g. by a signal handler) to stop */
     /** Admission of handshake work (ratelimit.h), or NULL for authority_rl_defaults(). */
     const authority_rl_config *limits;
+    /** Paho TLS options (ssl:// URIs), or NULL; borrowed, passed to Paho unchanged. */
+    const MQTTClient_SSLOptions *ssl;
+    int keepalive; /**< MQTT keep-alive in seconds (0: 30) */
 } authority_config;
 
 /**

@@ -82,6 +82,11 @@ int cli_next(cli_parser *p, const cli_opt *opts, int *id, const char **value)
             return take_value(p, arg, value);
         }
         const cli_opt *o = find_short(opts, arg[1]);
+        if (o == NULL && arg[1] == 'k') {
+            cli_error("unknown option '-k': the keystore is -K or --keystore since 0.2 (-k is the "
+                      "keep-alive of the commands that connect, as in mosquitto_pub)");
+            return CLI_NEXT_ERROR;
+        }
         if (o == NULL) {
             cli_error("unknown option '-%c' (see 'mqe2e %s --help')", arg[1], p->command);
             return CLI_NEXT_ERROR;
@@ -101,6 +106,15 @@ int cli_next(cli_parser *p, const cli_opt *opts, int *id, const char **value)
         return take_value(p, arg, value);
     }
     return CLI_NEXT_END;
+}
+
+int cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) return 0;
+        if (strcmp(argv[i], "--help") == 0) return 1;
+    }
+    return 0;
 }
 
 int cli_parse_long(long *out, const char *text, long min, long max, const char *what)

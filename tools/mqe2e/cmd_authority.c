@@ -15,10 +15,10 @@
 #include "cli_authority.h"
 
 static const char usage[] =
-    "usage: mqe2e authority init -k AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
-    "       mqe2e authority operator-add -k AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
-    "       mqe2e authority pin -k AUTH_KEYSTORE [--prefix P]\n"
-    "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-k AUTH_KEYSTORE]\n"
+    "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
+    "       mqe2e authority operator-add -K AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
+    "       mqe2e authority pin -K AUTH_KEYSTORE [--prefix P]\n"
+    "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-K AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
@@ -29,14 +29,14 @@ static const char usage[] =
     "  pin           print the authority pin again\n"
     "  run           serve P/authority on the broker until SIGINT/SIGTERM\n"
     "\n"
-    "  -k, --keystore FILE      authority keystore\n"
+    "  -K, --keystore FILE      authority keystore\n"
     "      --db FILE            authority database (SQLite)\n"
     "      --id AUTHORITY_ID    authority client id (also its MQTT client id)\n"
     "      --prefix P           control topic prefix (init: default mqe2e, remembered in\n"
     "                           the keystore; pin/run: the remembered one)\n"
     "      --name NAME          operator name (its keystore client id by default)\n"
     "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
-    "                           'mqe2e status -k OPERATOR_KEYSTORE')\n"
+    "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
     "                           credential_ttl, grace, passphrase_file, key_file,\n"
     "                           username, password_file, verbose, handshake_limits\n"
@@ -63,33 +63,24 @@ enum {
     OPT_NAME,
     OPT_SIGN_PUBLIC,
     OPT_CONFIG,
-    OPT_AHOST,
-    OPT_APORT,
     OPT_TTL,
     OPT_GRACE,
     OPT_VERBOSE,
-    OPT_USERNAME,
-    OPT_PASSWORD_FILE,
     OPT_HS_LIMITS,
 };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
-    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
-    {0, "key-file", 1, OPT_KEY_FILE},
+    CLI_KEYSTORE_OPTS,
+    CLI_BROKER_OPTS,
     {0, "db", 1, OPT_DB},
     {0, "id", 1, OPT_AID},
     {0, "prefix", 1, OPT_PREFIX},
     {0, "name", 1, OPT_NAME},
     {0, "sign-public", 1, OPT_SIGN_PUBLIC},
     {0, "config", 1, OPT_CONFIG},
-    {'h', "host", 1, OPT_AHOST},
-    {'p', "port", 1, OPT_APORT},
     {0, "credential-ttl", 1, OPT_TTL},
     {0, "grace", 1, OPT_GRACE},
     {'v', "verbose", 0, OPT_VERBOSE},
-    {'u', "username", 1, OPT_USERNAME},
-    {0, "password-file", 1, OPT_PASSWORD_FILE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
@@ -103,13 +94,10 @@ typedef struct auth_args {
     const char *name;
     const char *sign_public;
     const char *config;
-    const char *host;
-    long port;
+    cli_broker_args b;
     long ttl;
     long grace;
     int verbose;
-    const char *username;
-    const char *password_file;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
 } auth_args;
 
@@ -141,7 +129,7 @@ static char *dup_trim(const char *s, size_t n)
 }
 
 /* Fill unset fields of @p a from FILE. @return exit code. */
-static int load_config(auth_args *a, const auth_args *flags)
+static int load_config(auth_args *a)
 {
     FILE *f = fopen(a->config, "r");
     if (f == NULL) {
@@ -173,43 +161,59 @@ static int load_config(auth_args *a, const auth_args *flags)
         }
         long x = 0;
         int used_val = 1;
-        if (strcmp(key, "host") == 0) {
-            if (flags->host == NULL) a->host = val;
-        } else if (strcmp(key, "port") == 0) {
+        static const struct {
+            const char *key;
+            int id;
+        } broker_keys[] = {
+            {"host", OPT_HOST},
+            {"port", OPT_PORT},
+            {"username", OPT_USERNAME},
+            {"password_file", OPT_PASSWORD_FILE},
+            {"cafile", OPT_CAFILE},
+            {"capath", OPT_CAPATH},
+            {"certfile", OPT_CERT},
+            {"keyfile", OPT_TLS_KEY},
+            {"tls_version", OPT_TLS_VERSION},
+            {"keepalive", OPT_KEEPALIVE},
+            {"insecure", OPT_INSECURE},
+            {"tls_use_os_certs", OPT_TLS_OS_CERTS},
+        };
+        int broker_id = 0;
+        for (size_t i = 0; i < sizeof broker_keys / sizeof broker_keys[0]; i++)
+            if (strcmp(key, broker_keys[i].key) == 0) broker_id = broker_keys[i].id;
+        if (broker_id == OPT_INSECURE || broker_id == OPT_TLS_OS_CERTS) {
             used_val = 0;
-            if (cli_parse_long(&x, val, 1, 65535, "port") != 0)
+            if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
+                (void)cli_broker_arg(&a->b, broker_id, NULL);
+        } else if (broker_id != 0) {
+            if (cli_broker_arg(&a->b, broker_id, val) < 0) {
+                cli_error("%s:%d: bad value for '%s'", a->config, lineno, key);
                 rc = CLI_EXIT_USAGE;
-            else if (flags->port == 0)
-                a->port = x;
+            }
         } else if (strcmp(key, "db") == 0) {
-            if (flags->db == NULL) a->db = val;
+            a->db = val;
         } else if (strcmp(key, "keystore") == 0) {
-            if (flags->k.path == NULL) a->k.path = val;
+            a->k.path = val;
         } else if (strcmp(key, "prefix") == 0) {
-            if (flags->prefix == NULL) a->prefix = val;
+            a->prefix = val;
         } else if (strcmp(key, "passphrase_file") == 0) {
-            if (flags->k.passphrase_file == NULL && flags->k.key_file == NULL)
-                a->k.passphrase_file = val;
+            a->k.passphrase_file = val;
         } else if (strcmp(key, "key_file") == 0) {
-            if (flags->k.key_file == NULL && flags->k.passphrase_file == NULL) a->k.key_file = val;
+            a->k.key_file = val;
         } else if (strcmp(key, "credential_ttl") == 0) {
             used_val = 0;
             if (cli_parse_long(&x, val, 60, 0x7FFFFFFFL, "credential_ttl") != 0)
                 rc = CLI_EXIT_USAGE;
-            else if (flags->ttl == 0)
+            else
                 a->ttl = x;
         } else if (strcmp(key, "grace") == 0) {
             used_val = 0;
             if (cli_parse_long(&x, val, 0, 0x7FFFFFFFL, "grace") != 0)
                 rc = CLI_EXIT_USAGE;
-            else if (flags->grace < 0)
+            else
                 a->grace = x;
-        } else if (strcmp(key, "username") == 0) {
-            if (flags->username == NULL) a->username = val;
-        } else if (strcmp(key, "password_file") == 0) {
-            if (flags->password_file == NULL) a->password_file = val;
         } else if (strcmp(key, "handshake_limits") == 0) {
-            if (flags->hs_limits == NULL) a->hs_limits = val;
+            a->hs_limits = val;
         } else if (strcmp(key, "verbose") == 0) {
             used_val = 0;
             if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
@@ -378,32 +382,6 @@ static int do_pin(const auth_args *a)
     return rc;
 }
 
-/* First line of a file closed to group and others, in guarded memory. */
-static char *read_password(const char *path)
-{
-    struct stat st;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        cli_error("cannot open password file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        cli_error("password file %s is accessible by group or others (chmod 600 it)", path);
-        fclose(f);
-        return NULL;
-    }
-    char *buf = sodium_malloc(1025);
-    if (buf != NULL && fgets(buf, 1025, f) != NULL) {
-        buf[strcspn(buf, "\r\n")] = '\0';
-    } else if (buf != NULL) {
-        sodium_free(buf);
-        buf = NULL;
-        cli_error("password file %s is empty", path);
-    }
-    fclose(f);
-    return buf;
-}
-
 /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" over the defaults. @return 0 or -1. */
 static int parse_limits(authority_rl_config *c, const char *text)
 {
@@ -423,22 +401,23 @@ static int parse_limits(authority_rl_config *c, const char *text)
     return -1;
 }
 
-static int do_run(auth_args *a, const auth_args *flags)
+static int do_run(auth_args *a)
 {
-    if (a->config != NULL) {
-        int rc = load_config(a, flags);
-        if (rc != CLI_EXIT_OK) return rc;
-    }
     if (a->db == NULL) {
         cli_error("no database given (--db DB or 'db =' in the config)");
         return CLI_EXIT_USAGE;
     }
     authority_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    char uri[512];
-    snprintf(uri, sizeof uri, "tcp://%s:%ld", a->host != NULL ? a->host : "localhost",
-             a->port > 0 ? a->port : 1883L);
-    cfg.uri = uri;
+    cli_broker_conn conn;
+    /* The authority's MQTT client id is its keystore's id (the ACL's mqe2e-authority). */
+    int brc = cli_broker_prepare(&conn, &a->b, NULL, 30);
+    if (brc != CLI_EXIT_OK) return brc;
+    cfg.uri = conn.uri;
+    cfg.ssl = conn.co.ssl;
+    cfg.keepalive = conn.co.keepAliveInterval;
+    cfg.username = a->b.username;
+    cfg.password = conn.password;
     cfg.db_path = a->db;
     cfg.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
     if (a->prefix != NULL && !mqe2e_control_prefix_valid(a->prefix)) {
@@ -459,16 +438,10 @@ static int do_run(auth_args *a, const auth_args *flags)
         }
         cfg.limits = &limits;
     }
-    cfg.username = a->username;
-    char *password = NULL;
-    if (a->password_file != NULL) {
-        if ((password = read_password(a->password_file)) == NULL) return CLI_EXIT_KEY;
-        cfg.password = password;
-    }
     cli_keystore c;
     int rc = cli_keystore_open(&c, &a->k);
     if (rc != CLI_EXIT_OK) {
-        if (password != NULL) sodium_free(password);
+        cli_broker_conn_free(&conn);
         return rc;
     }
     mqe2e_authority_pin own;
@@ -481,7 +454,11 @@ static int do_run(auth_args *a, const auth_args *flags)
     sigaction(SIGTERM, &sa, NULL);
     int lrc = authority_run(c.ks, &cfg);
     cli_keystore_close(&c);
-    if (password != NULL) sodium_free(password);
+    cli_broker_conn_free(&conn);
+    if (lrc == MQE2E_ERR_AUTH) {
+        cli_error("authority stopped: the broker refused the login (see the log above)");
+        return CLI_EXIT_LOGIN;
+    }
     if (lrc != MQE2E_OK) {
         cli_error("authority stopped: %s",
                   lrc == MQE2E_ERR_IO ? "broker unreachable or database error (see the log above)"
@@ -490,6 +467,8 @@ static int do_run(auth_args *a, const auth_args *flags)
     }
     return CLI_EXIT_OK;
 }
+
+static int authority_main(auth_args *ap, int argc, char **argv, const char *sub);
 
 int cmd_authority(int argc, char **argv)
 {
@@ -501,19 +480,56 @@ int cmd_authority(int argc, char **argv)
     auth_args a;
     memset(&a, 0, sizeof a);
     a.grace = -1;
+    cli_broker_args_init(&a.b);
+    int rc = authority_main(&a, argc, argv, sub);
+    cli_broker_args_free(&a.b);
+    return rc;
+}
+
+/* Options file, then --config, then the command line: each overrides the one before. */
+static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
+{
+    auth_args a = *ap;
     char command[48];
     snprintf(command, sizeof command, "authority %s", sub);
     cli_parser p;
-    cli_parser_init(&p, argc - 1, argv + 1, command);
     int id = 0, r;
     const char *v;
+    int is_run = strcmp(sub, "run") == 0;
+    if (is_run) {
+        if (cli_wants_help(argc, argv)) {
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
+        }
+        int orc = cli_broker_load_options(&a.b, opts);
+        ap->b = a.b;
+        if (orc != CLI_EXIT_OK) return orc;
+        cli_parser_init(&p, argc - 1, argv + 1, command);
+        while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
+            if (r == CLI_NEXT_OPTION && id == OPT_CONFIG) a.config = v;
+        }
+        if (a.config != NULL) {
+            orc = load_config(&a);
+            ap->b = a.b;
+            if (orc != CLI_EXIT_OK) return orc;
+        }
+    }
+    const char *cfg_pass = a.k.passphrase_file, *cfg_key = a.k.key_file;
+    int argv_pass = 0, argv_key = 0;
+    cli_parser_init(&p, argc - 1, argv + 1, command);
     while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
         if (r == CLI_NEXT_ERROR) return CLI_EXIT_USAGE;
         if (r == CLI_NEXT_POSITIONAL) {
             cli_error("unexpected argument '%s' (see 'mqe2e authority --help')", v);
             return CLI_EXIT_USAGE;
         }
+        if (id == OPT_PASSPHRASE_FILE) argv_pass = 1;
+        if (id == OPT_KEY_FILE) argv_key = 1;
         if (cli_keystore_arg(&a.k, id, v)) continue;
+        int br = cli_broker_arg(&a.b, id, v);
+        ap->b = a.b;
+        if (br < 0) return CLI_EXIT_USAGE;
+        if (br > 0) continue;
         switch (id) {
         case OPT_HELP:
             fputs(usage, stdout);
@@ -536,12 +552,6 @@ int cmd_authority(int argc, char **argv)
         case OPT_CONFIG:
             a.config = v;
             break;
-        case OPT_AHOST:
-            a.host = v;
-            break;
-        case OPT_APORT:
-            if (cli_parse_long(&a.port, v, 1, 65535, "-p") != 0) return CLI_EXIT_USAGE;
-            break;
         case OPT_TTL:
             if (cli_parse_long(&a.ttl, v, 60, 0x7FFFFFFFL, "--credential-ttl") != 0)
                 return CLI_EXIT_USAGE;
@@ -552,12 +562,6 @@ int cmd_authority(int argc, char **argv)
         case OPT_VERBOSE:
             a.verbose = 1;
             break;
-        case OPT_USERNAME:
-            a.username = v;
-            break;
-        case OPT_PASSWORD_FILE:
-            a.password_file = v;
-            break;
         case OPT_HS_LIMITS:
             a.hs_limits = v;
             break;
@@ -565,10 +569,11 @@ int cmd_authority(int argc, char **argv)
             break;
         }
     }
-    if (strcmp(sub, "run") == 0) {
-        auth_args flags = a;
-        return do_run(&a, &flags);
-    }
+    /* A key source on the command line replaces the config file's other one. */
+    if (argv_key && !argv_pass && a.k.passphrase_file == cfg_pass) a.k.passphrase_file = NULL;
+    if (argv_pass && !argv_key && a.k.key_file == cfg_key) a.k.key_file = NULL;
+    cli_set_quiet(a.b.quiet);
+    if (is_run) return do_run(&a);
     int rc = cli_keystore_args_check(&a.k);
     if (rc != CLI_EXIT_OK) return rc;
     if (strcmp(sub, "init") == 0) return do_init(&a);

@@ -18,8 +18,8 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: mqe2e enroll -k KEYSTORE [--ticket-file FILE | --ticket TICKET]\n"
-    "                    [-h HOST] [-p PORT] [-W SECONDS] [-d]\n"
+    "usage: mqe2e enroll -K KEYSTORE [--ticket-file FILE | --ticket TICKET]\n"
+    "                    [-h HOST] [-p PORT] [-u USER] [--cafile FILE] [-W SECONDS] [-d]\n"
     "                    [--passphrase-file FILE | --key-file FILE]\n"
     "\n"
     "Enroll this device with the authority named in the ticket: one round trip\n"
@@ -27,35 +27,30 @@ static const char usage[] =
     "Stores the authority pin, the issued credential, the group keys and the\n"
     "revocation list in the keystore, then prints a one-line summary.\n"
     "\n"
-    "  -k, --keystore FILE      keystore; created with the ticket's client id if\n"
+    "  -K, --keystore FILE      keystore; created with the ticket's client id if\n"
     "                           it does not exist yet\n"
     "      --ticket-file FILE   read the ticket from FILE (first line)\n"
     "      --ticket TICKET      the ticket itself (visible to other local users\n"
     "                           through ps: prefer MQE2E_TICKET or --ticket-file)\n"
-    "  -h, --host HOST          broker host (default localhost)\n"
-    "  -p, --port PORT          broker port (default 1883)\n"
     "  -W, --timeout SECONDS    give up after SECONDS (default 30)\n"
-    "  -d, --debug              print handshake sizes and retries on stderr\n"
     "      --passphrase-file F  read the keystore passphrase from F's first line\n"
     "      --key-file F         use a raw 32-byte key (or 64 hex digits) from F\n"
     "      --help               this text\n"
     "\n"
+    "\n" CLI_BROKER_HELP
+    "(-d also prints handshake sizes and retries.)\n"
     "Without a ticket option the ticket comes from MQE2E_TICKET.\n"
     "Exit codes: 0 enrolled, 1 usage, 2 key/ticket error or refused by the\n"
-    "authority, 3 broker, 4 no answer before -W.\n";
+    "authority, 3 broker, 4 no answer before -W, 5 broker login refused, 6 TLS failed.\n";
 
 enum { OPT_TICKET = 1, OPT_TICKET_FILE, OPT_TIMEOUT };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
-    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
-    {0, "key-file", 1, OPT_KEY_FILE},
+    CLI_KEYSTORE_OPTS,
+    CLI_BROKER_OPTS,
     {0, "ticket", 1, OPT_TICKET},
     {0, "ticket-file", 1, OPT_TICKET_FILE},
-    {'h', "host", 1, OPT_HOST},
-    {'p', "port", 1, OPT_PORT},
     {'W', "timeout", 1, OPT_TIMEOUT},
-    {'d', "debug", 0, OPT_DEBUG},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -316,10 +311,9 @@ static int enroll_exchange(enroll_run *e)
     return rc;
 }
 
-int cmd_enroll(int argc, char **argv)
+static int enroll_main(int argc, char **argv, cli_broker_args *b)
 {
     cli_keystore_args k = {NULL, NULL, NULL};
-    cli_conn_args conn = {"localhost", 1883, NULL, NULL, 0, 0};
     const char *ticket_arg = NULL, *ticket_file = NULL;
     long timeout_s = 30;
     cli_parser p;
@@ -347,10 +341,11 @@ int cmd_enroll(int argc, char **argv)
             if (cli_parse_long(&timeout_s, v, 1, 86400, "-W") != 0) return CLI_EXIT_USAGE;
             break;
         default:
-            if (cli_conn_arg(&conn, id, v) < 0) return CLI_EXIT_USAGE;
+            if (cli_broker_arg(b, id, v) < 0) return CLI_EXIT_USAGE;
             break;
         }
     }
+    cli_set_quiet(b->quiet);
     int rc = cli_keystore_args_check(&k);
     if (rc != CLI_EXIT_OK) return rc;
 
@@ -359,6 +354,8 @@ int cmd_enroll(int argc, char **argv)
     cli_keystore ksh = {NULL, -1};
     MQTTClient paho = NULL;
     int connected = 0;
+    cli_broker_conn conn;
+    memset(&conn, 0, sizeof conn);
 
     rc = read_ticket_text(&text, ticket_file, ticket_arg);
     if (rc != CLI_EXIT_OK) goto out;
@@ -399,31 +396,28 @@ int cmd_enroll(int argc, char **argv)
     e.ticket = ticket;
     e.ks = ksh.ks;
     e.timeout_s = timeout_s;
-    e.debug = conn.debug;
+    e.debug = b->debug;
     (void)snprintf(e.inbox, sizeof e.inbox, "%s/client/%s", ticket->control_prefix,
                    ticket->client_id);
     (void)snprintf(e.authority_topic, sizeof e.authority_topic, "%s/authority",
                    ticket->control_prefix);
 
-    char uri[512], mqtt_id[MQE2E_ID_MAX + 32];
-    (void)snprintf(uri, sizeof uri, "tcp://%s:%ld", conn.host, conn.port);
-    /* Its own MQTT client id, so a running device session is not kicked off. */
-    (void)snprintf(mqtt_id, sizeof mqtt_id, "%s", ticket->client_id);
-    int prc = MQTTClient_create(&paho, uri, mqtt_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    /* Its own MQTT client id (the ticket's): the broker ACL ties the inbox to it. */
+    rc = cli_broker_prepare(&conn, b, ticket->client_id, 30);
+    if (rc != CLI_EXIT_OK) goto out;
+    int prc = MQTTClient_create(&paho, conn.uri, ticket->client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                NULL);
     if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot create MQTT client for %s: %s", uri, MQTTClient_strerror(prc));
+        cli_error("cannot create MQTT client for %s: %s", conn.uri, MQTTClient_strerror(prc));
         rc = CLI_EXIT_BROKER;
         goto out;
     }
     e.paho = paho;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.keepAliveInterval = 30;
-    co.connectTimeout = (int)(timeout_s < 10 ? timeout_s : 10);
-    prc = MQTTClient_connect(paho, &co);
+    conn.co.cleansession = 1;
+    conn.co.connectTimeout = (int)(timeout_s < 10 ? timeout_s : 10);
+    prc = MQTTClient_connect(paho, &conn.co);
     if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot connect to %s: %s", uri, MQTTClient_strerror(prc));
-        rc = CLI_EXIT_BROKER;
+        rc = cli_broker_connect_failed(&conn, prc, NULL);
         goto out;
     }
     connected = 1;
@@ -443,5 +437,20 @@ out:
         sodium_free(ticket);
     }
     if (text != NULL) sodium_free(text);
+    cli_broker_conn_free(&conn);
+    return rc;
+}
+
+int cmd_enroll(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    cli_broker_args b;
+    cli_broker_args_init(&b);
+    int rc = cli_broker_load_options(&b, opts);
+    if (rc == CLI_EXIT_OK) rc = enroll_main(argc, argv, &b);
+    cli_broker_args_free(&b);
     return rc;
 }

@@ -12,14 +12,14 @@
 #define GROUP_FILE_MAX_BYTES (16U * 1024U * 1024U)
 
 static const char usage[] =
-    "usage: mqe2e group create -k KEYSTORE --group NAME --topic FILTER --out FILE [--signed]\n"
-    "       mqe2e group rotate -k KEYSTORE --group NAME --out FILE\n"
-    "       mqe2e group export -k KEYSTORE --group NAME --out FILE\n"
-    "       mqe2e group import -k KEYSTORE FILE [--signed]\n"
-    "       mqe2e group list   -k KEYSTORE\n"
-    "       mqe2e group signer-add    -k KEYSTORE --group NAME --sender ID --key HEX [--client ID]\n"
-    "       mqe2e group signer-remove -k KEYSTORE --group NAME --sender ID\n"
-    "       mqe2e group signer-list   -k KEYSTORE --group NAME\n"
+    "usage: mqe2e group create -K KEYSTORE --group NAME --topic FILTER --out FILE [--signed]\n"
+    "       mqe2e group rotate -K KEYSTORE --group NAME --out FILE\n"
+    "       mqe2e group export -K KEYSTORE --group NAME --out FILE\n"
+    "       mqe2e group import -K KEYSTORE FILE [--signed]\n"
+    "       mqe2e group list   -K KEYSTORE\n"
+    "       mqe2e group signer-add    -K KEYSTORE --group NAME --sender ID --key HEX [--client ID]\n"
+    "       mqe2e group signer-remove -K KEYSTORE --group NAME --sender ID\n"
+    "       mqe2e group signer-list   -K KEYSTORE --group NAME\n"
     "\n"
     "  create  make a group with a random secret (epoch 1) for the topic filter\n"
     "          and write it, sealed with the export passphrase, to FILE (mode 0600)\n"
@@ -32,7 +32,7 @@ static const char usage[] =
     "  signer-remove  forget the signer of sender ID\n"
     "  signer-list    one line per signer: sender id, key, client id\n"
     "\n"
-    "  -k, --keystore FILE            keystore\n"
+    "  -K, --keystore FILE            keystore\n"
     "      --group NAME               group name\n"
     "      --topic FILTER             MQTT topic filter the group protects (create)\n"
     "      --out FILE                 group file to write\n"
@@ -65,7 +65,7 @@ enum {
 };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
+    {'K', "keystore", 1, OPT_KEYSTORE},
     {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
     {0, "key-file", 1, OPT_KEY_FILE},
     {0, "group", 1, OPT_GROUP},

@@ -6,13 +6,13 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: mqe2e keygen -k KEYSTORE --id CLIENT_ID [--sender-id N]\n"
+    "usage: mqe2e keygen -K KEYSTORE --id CLIENT_ID [--sender-id N]\n"
     "                    [--passphrase-file FILE | --key-file FILE]\n"
     "\n"
     "Create a keystore holding a new identity (Ed25519 signing key, X25519 key)\n"
     "and print its client id, sender id and public keys. Never overwrites a file.\n"
     "\n"
-    "  -k, --keystore FILE      keystore to create\n"
+    "  -K, --keystore FILE      keystore to create\n"
     "      --id CLIENT_ID       client id (1-255 printable ASCII characters)\n"
     "      --sender-id N        sender id in groups (1-16777215; default: derived\n"
     "                           from the client id)\n"
@@ -25,7 +25,7 @@ static const char usage[] =
 enum { OPT_CLIENT_ID = 1, OPT_SENDER_ID };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
+    {'K', "keystore", 1, OPT_KEYSTORE},
     {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
     {0, "key-file", 1, OPT_KEY_FILE},
     {0, "id", 1, OPT_CLIENT_ID},

@@ -32,18 +32,13 @@ enum {
     OPT_TOPIC,
     OPT_ROTATE_EVERY,
     OPT_ROTATE_MESSAGES,
-    OPT_BROKER_HOST,
-    OPT_BROKER_PORT,
     OPT_SIGNED,
 };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
-    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
-    {0, "key-file", 1, OPT_KEY_FILE},
+    CLI_KEYSTORE_OPTS,
+    CLI_BROKER_OPTS,
     {0, "authority", 1, OPT_AUTHORITY},
-    {'h', "host", 1, OPT_BROKER_HOST},
-    {'p', "port", 1, OPT_BROKER_PORT},
     {'W', "timeout", 1, OPT_WAIT},
     {0, "json", 0, OPT_JSON},
     {0, "operator", 1, OPT_OPERATOR},
@@ -63,24 +58,22 @@ static const cli_opt opts[] = {
 
 static const char common_help[] =
     "\n"
-    "  -k, --keystore FILE        operator keystore (its identity signs the request)\n"
+    "  -K, --keystore FILE        operator keystore (its identity signs the request)\n"
     "      --authority PIN        authority pin (default: $MQE2E_AUTHORITY)\n"
-    "  -h, --host HOST            broker host (default localhost)\n"
-    "  -p, --port PORT            broker port (default 1883)\n"
     "  -W, --timeout SECONDS      wait this long for the reply (default 10)\n"
     "      --operator NAME        registered operator name (default: keystore client id)\n"
     "      --json                 structured output (status, list)\n"
     "      --passphrase-file F    keystore passphrase from F's first line\n"
     "      --key-file F           keystore raw key from F\n"
     "Keystore passphrase otherwise from MQE2E_PASSPHRASE.\n"
+    "\n" CLI_BROKER_HELP
     "Exit codes: 0 ok, 1 usage or request refused as invalid, 2 refused or failed,\n"
-    "3 broker, 4 no reply in time.\n";
+    "3 broker, 4 no reply in time, 5 broker login refused, 6 TLS failed.\n";
 
 typedef struct op_args {
     cli_keystore_args k;
     const char *pin_text;
-    const char *host;
-    long port;
+    cli_broker_args b;
     long wait_s;
     int json;
     const char *operator_name;
@@ -108,10 +101,16 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
     const char *v;
     long x;
     memset(o, 0, sizeof *o);
-    o->host = "localhost";
-    o->port = 1883;
+    cli_broker_args_init(&o->b);
     o->wait_s = 10;
     o->count = 1;
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        fputs(common_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    int orc = cli_broker_load_options(&o->b, opts);
+    if (orc != CLI_EXIT_OK) return orc;
     cli_parser_init(&p, argc, argv, command);
     while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
         if (r == CLI_NEXT_ERROR) return CLI_EXIT_USAGE;
@@ -124,6 +123,9 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             continue;
         }
         if (cli_keystore_arg(&o->k, id, v)) continue;
+        int br = cli_broker_arg(&o->b, id, v);
+        if (br < 0) return CLI_EXIT_USAGE;
+        if (br > 0) continue;
         switch (id) {
         case OPT_HELP:
             fputs(usage, stdout);
@@ -131,12 +133,6 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             return CLI_EXIT_OK;
         case OPT_AUTHORITY:
             o->pin_text = v;
-            break;
-        case OPT_BROKER_HOST:
-            o->host = v;
-            break;
-        case OPT_BROKER_PORT:
-            if (cli_parse_long(&o->port, v, 1, 65535, "-p") != 0) return CLI_EXIT_USAGE;
             break;
         case OPT_WAIT:
             if (cli_parse_long(&o->wait_s, v, 1, 86400, "-W") != 0) return CLI_EXIT_USAGE;
@@ -192,6 +188,7 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             break;
         }
     }
+    cli_set_quiet(o->b.quiet);
     if (o->pin_text == NULL) o->pin_text = getenv("MQE2E_AUTHORITY");
     if (o->pin_text == NULL || o->pin_text[0] == '\0') {
         cli_error("no authority pin (--authority PIN or MQE2E_AUTHORITY)");
@@ -207,6 +204,7 @@ typedef struct op_session {
     cli_keystore ks;
     mqe2e_authority_pin pin;
     MQTTClient mqtt;
+    cli_broker_conn conn;
     int connected;
     char inbox[MQE2E_CONTROL_PREFIX_MAX + MQE2E_ID_MAX + 16];
     char authority_topic[MQE2E_CONTROL_PREFIX_MAX + 16];
@@ -220,6 +218,7 @@ static void session_close(op_session *s)
         MQTTClient_destroy(&s->mqtt);
     }
     cli_keystore_close(&s->ks);
+    cli_broker_conn_free(&s->conn);
 }
 
 static int session_open(op_session *s, const op_args *o)
@@ -237,28 +236,31 @@ static int session_open(op_session *s, const op_args *o)
     const char *cid = mqe2e_keystore_client_id(s->ks.ks);
     snprintf(s->inbox, sizeof s->inbox, "%s/client/%s", s->pin.control_prefix, cid);
     snprintf(s->authority_topic, sizeof s->authority_topic, "%s/authority", s->pin.control_prefix);
-    char uri[512];
-    snprintf(uri, sizeof uri, "tcp://%s:%ld", o->host, o->port);
+    rc = cli_broker_prepare(&s->conn, &o->b, cid, 30);
+    if (rc != CLI_EXIT_OK) {
+        session_close(s);
+        return rc;
+    }
     /* The MQTT client id is the keystore's: broker ACLs let it read P/client/<its id>. */
-    if (MQTTClient_create(&s->mqtt, uri, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+    if (MQTTClient_create(&s->mqtt, s->conn.uri, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
         MQTTCLIENT_SUCCESS) {
-        cli_error("cannot create an MQTT client for %s", uri);
+        cli_error("cannot create an MQTT client for %s", s->conn.uri);
         s->mqtt = NULL;
         session_close(s);
         return CLI_EXIT_BROKER;
     }
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.keepAliveInterval = 30;
-    int prc = MQTTClient_connect(s->mqtt, &co);
+    s->conn.co.cleansession = 1;
+    int prc = MQTTClient_connect(s->mqtt, &s->conn.co);
     if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot connect to %s (%d)", uri, prc);
+        rc = cli_broker_connect_failed(&s->conn, prc, NULL);
         session_close(s);
-        return CLI_EXIT_BROKER;
+        return rc;
     }
     s->connected = 1;
     if ((prc = MQTTClient_subscribe(s->mqtt, s->inbox, 1)) != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot subscribe to %s (%d)", s->inbox, prc);
+        cli_error("cannot subscribe to %s: %s (does the broker ACL give this client id its "
+                  "inbox?)",
+                  s->inbox, MQTTClient_strerror(prc));
         session_close(s);
         return CLI_EXIT_BROKER;
     }
@@ -459,7 +461,7 @@ static int simple(const op_args *o, const char *command, argv_list *l)
 /* ------------------------------------------------------------- commands */
 
 static const char token_usage[] =
-    "usage: mqe2e token create -k OPERATOR_KEYSTORE --id CLIENT_ID [--role device|service]\n"
+    "usage: mqe2e token create -K OPERATOR_KEYSTORE --id CLIENT_ID [--role device|service]\n"
     "                          [--grant FILTER:pub|sub|pubsub]... [--group NAME]...\n"
     "                          [--ttl SECONDS] [--count N] [--authority PIN]\n"
     "\n"
@@ -523,7 +525,7 @@ int cmd_token(int argc, char **argv)
 }
 
 static const char revoke_usage[] =
-    "usage: mqe2e revoke -k OPERATOR_KEYSTORE --id CLIENT_ID [--authority PIN]\n"
+    "usage: mqe2e revoke -K OPERATOR_KEYSTORE --id CLIENT_ID [--authority PIN]\n"
     "\n"
     "Revoke a client: it is put on the signed revocation list (retained on\n"
     "P/revocations), removed from all its groups, and every one of those groups\n"
@@ -545,7 +547,7 @@ int cmd_revoke(int argc, char **argv)
 }
 
 static const char list_usage[] =
-    "usage: mqe2e list clients|groups|tokens -k OPERATOR_KEYSTORE [--json] [--authority PIN]\n"
+    "usage: mqe2e list clients|groups|tokens -K OPERATOR_KEYSTORE [--json] [--authority PIN]\n"
     "\n"
     "List what the authority knows. Text output is tab-separated:\n"
     "  clients: client id, role, active|revoked, credential serial\n"
@@ -571,10 +573,10 @@ int cmd_list(int argc, char **argv)
 }
 
 static const char status_usage[] =
-    "usage: mqe2e status -k OPERATOR_KEYSTORE --authority PIN [--json]\n"
+    "usage: mqe2e status -K OPERATOR_KEYSTORE --authority PIN [--json]\n"
     "\n"
     "Authority status: client and token counts, groups with epochs and member\n"
-    "counts, refusal counters. Without an authority pin, `mqe2e status -k KS`\n"
+    "counts, refusal counters. Without an authority pin, `mqe2e status -K KS`\n"
     "shows the local keystore instead.\n";
 
 int cmd_operator_status(int argc, char **argv)
@@ -588,11 +590,11 @@ int cmd_operator_status(int argc, char **argv)
 }
 
 static const char group_usage[] =
-    "usage: mqe2e group create  -k OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
+    "usage: mqe2e group create  -K OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
     "                           [--signed] [--rotate-every SECONDS] [--rotate-messages N]\n"
-    "       mqe2e group grant   -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
-    "       mqe2e group ungrant -k OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
-    "       mqe2e group rotate  -k OPERATOR_KEYSTORE --group NAME\n"
+    "       mqe2e group grant   -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
+    "       mqe2e group ungrant -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
+    "       mqe2e group rotate  -K OPERATOR_KEYSTORE --group NAME\n"
     "       (with --authority PIN or MQE2E_AUTHORITY; without them, and with\n"
     "       --out, `group create/rotate` are the manual keystore commands)\n"
     "\n"

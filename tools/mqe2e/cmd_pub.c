@@ -2,71 +2,89 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
 #include "cli.h"
 
 /* MQTT's largest payload (remaining length limit minus the headers). */
-#define PUB_MAX_BYTES (256U * 1024U * 1024U)
+#define PUB_MAX_BYTES MQE2E_ENVELOPE_MAX_PAYLOAD
 
 static const char usage[] =
-    "usage: mqe2e pub -k KEYSTORE -t TOPIC (-m MESSAGE | -f FILE | -l | -s)\n"
-    "                 [-h HOST] [-p PORT] [-q QOS] [-r] [-i CLIENT_ID]\n"
-    "                 [--policy RULE]... [-d] [--passphrase-file F | --key-file F]\n"
+    "usage: mqe2e pub -K KEYSTORE -t TOPIC (-m MESSAGE | -f FILE | -l | -s | -n)\n"
+    "                 [-h HOST] [-p PORT] [-q QOS] [-r] [-i CLIENT_ID] [-u USER]\n"
+    "                 [--cafile FILE] [--policy RULE]... [-d] [--passphrase-file F | --key-file F]\n"
     "\n"
     "Publish through the encrypted client: the payload is sealed for the topic's\n"
     "group before it leaves the process. A topic that no policy rule covers is\n"
     "refused (exit 2); nothing is ever sent in clear unless a rule says so.\n"
     "\n"
-    "  -k, --keystore FILE   keystore\n"
-    "  -h, --host HOST       broker host (default localhost)\n"
-    "  -p, --port PORT       broker port (default 1883)\n"
+    "  -K, --keystore FILE   keystore\n"
     "  -t, --topic TOPIC     topic to publish on\n"
-    "  -m, --message MSG     send MSG\n"
+    "  -m, --message MSG     send MSG (-m '' sends an encrypted empty message)\n"
     "  -f, --file FILE       send the contents of FILE as one message\n"
     "  -l, --stdin-line      send each line of stdin as a message (blank lines skipped)\n"
     "  -s, --stdin-file      send all of stdin as one message\n"
-    "  -q, --qos QOS         0, 1 or 2 (default 0)\n"
+    "  -n, --null-message    send a zero-length message in clear; with -r it clears the\n"
+    "                        topic's retained message (receivers never deliver it)\n"
     "  -r, --retain          set the retain flag\n"
-    "  -i, --id ID           MQTT client id (default: the keystore's client id when it is enrolled, else it + '-' + pid)\n"
+    "      --repeat N        publish the message N times\n"
+    "      --repeat-delay S  wait S seconds between repeats\n"
+    "  -q, --qos QOS         0, 1 or 2 (default 0)\n"
+    "      --max-payload N   largest message in bytes (default 1048576, at most 268435456)\n"
     "      --policy RULE     extra rule tried before the keystore's groups:\n"
     "                        FILTER=group:NAME, FILTER=channel:PEER, FILTER=plaintext\n"
-    "  -d, --debug           print connection progress on stderr\n"
     "      --passphrase-file F, --key-file F   keystore key source (see mqe2e --help)\n"
-    "      --help            this text\n";
+    "      --help            this text\n"
+    "\n" CLI_BROKER_HELP CLI_SESSION_HELP;
 
-enum { OPT_TOPIC = 1, OPT_MESSAGE, OPT_FILE, OPT_LINES, OPT_STDIN, OPT_QOS, OPT_RETAIN };
+enum {
+    OPT_TOPIC = 1,
+    OPT_MESSAGE,
+    OPT_FILE,
+    OPT_LINES,
+    OPT_STDIN,
+    OPT_QOS,
+    OPT_RETAIN,
+    OPT_NULL,
+    OPT_REPEAT,
+    OPT_REPEAT_DELAY,
+    OPT_MAX_PAYLOAD,
+};
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
-    {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
-    {0, "key-file", 1, OPT_KEY_FILE},
-    {'h', "host", 1, OPT_HOST},
-    {'p', "port", 1, OPT_PORT},
-    {'i', "id", 1, OPT_ID},
+    CLI_KEYSTORE_OPTS,
+    CLI_BROKER_OPTS,
+    CLI_SESSION_OPTS,
     {0, "policy", 1, OPT_POLICY},
-    {'d', "debug", 0, OPT_DEBUG},
     {'t', "topic", 1, OPT_TOPIC},
     {'m', "message", 1, OPT_MESSAGE},
     {'f', "file", 1, OPT_FILE},
     {'l', "stdin-line", 0, OPT_LINES},
     {'s', "stdin-file", 0, OPT_STDIN},
+    {'n', "null-message", 0, OPT_NULL},
     {'q', "qos", 1, OPT_QOS},
     {'r', "retain", 0, OPT_RETAIN},
+    {0, "repeat", 1, OPT_REPEAT},
+    {0, "repeat-delay", 1, OPT_REPEAT_DELAY},
+    {0, "max-payload", 1, OPT_MAX_PAYLOAD},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
 
+static size_t max_payload = MQE2E_ENVELOPE_DEFAULT_MAX_PAYLOAD;
+
 static int publish_one(cli_session *s, const char *topic, const uint8_t *data, size_t len, int qos,
                        int retain)
 {
-    if (len > (size_t)INT_MAX || len > PUB_MAX_BYTES) {
-        cli_error("message too large (%zu bytes)", len);
+    if (len > (size_t)INT_MAX || len > max_payload) {
+        cli_error("message too large (%zu bytes; the limit is %zu, raise it with --max-payload)",
+                  len, max_payload);
         return CLI_EXIT_USAGE;
     }
     MQTTClient_deliveryToken dt = 0;
-    int rc = mqe2e_MQTTClient_publish(s->client, topic, (int)len, data, qos, retain, &dt);
+    int rc = cli_session_publish(s, topic, data, (int)len, qos, retain, &dt);
     if (rc == MQE2E_MQTTCLIENT_NO_POLICY) {
         cli_error("no policy covers topic %s: refusing to publish", topic);
         return CLI_EXIT_KEY;
@@ -94,9 +112,10 @@ static int read_stdin(uint8_t **out, size_t *out_len)
     for (;;) {
         if (len == cap) {
             size_t ncap = cap == 0 ? 4096 : cap * 2;
-            if (ncap > PUB_MAX_BYTES + 1) ncap = PUB_MAX_BYTES + 1;
+            if (ncap > max_payload + 1) ncap = max_payload + 1;
             if (ncap <= cap) {
-                cli_error("stdin holds more than %u bytes", PUB_MAX_BYTES);
+                cli_error("stdin holds more than %zu bytes (raise the limit with --max-payload)",
+                          max_payload);
                 goto fail;
             }
             /* Grow by copy, not realloc, so no unwiped copy of the message is left behind. */
@@ -166,22 +185,53 @@ static int discard_message(void *context, char *topic, int topic_len, MQTTClient
     return 1;
 }
 
+/* -n: a zero-length message. On an encrypted topic it exists only to clear
+ * the retained value (the broker deletes it on an empty retained publish),
+ * which carries no data; receivers never deliver it. */
+static int publish_null(cli_session *s, const char *topic, int qos, int retain,
+                        mqe2e_policy_kind kind)
+{
+    if (kind == MQE2E_POLICY_PLAINTEXT) return publish_one(s, topic, (const uint8_t *)"", 0, qos, retain);
+    MQTTClient_deliveryToken dt = 0;
+    int rc = mqe2e_MQTTClient_clearRetained(s->client, topic, qos, &dt);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        cli_error("cannot clear the retained message of %s: %s", topic,
+                  mqe2e_MQTTClient_strerror(rc));
+        return cli_exit_for_client(rc);
+    }
+    if (qos > 0 && (rc = mqe2e_MQTTClient_waitForCompletion(s->client, dt, 10000UL)) !=
+                       MQTTCLIENT_SUCCESS) {
+        cli_error("clearing %s not confirmed by the broker: %s", topic,
+                  mqe2e_MQTTClient_strerror(rc));
+        return CLI_EXIT_BROKER;
+    }
+    return CLI_EXIT_OK;
+}
+
 int cmd_pub(int argc, char **argv)
 {
     cli_keystore_args k = {NULL, NULL, NULL};
-    cli_conn_args c = {"localhost", 1883, NULL, NULL, 0, 0};
+    cli_conn_args c;
     const char *topic = NULL, *message = NULL, *file = NULL;
-    int lines = 0, whole_stdin = 0, retain = 0, sources = 0;
-    long qos = 0;
+    int lines = 0, whole_stdin = 0, retain = 0, sources = 0, null_msg = 0;
+    long qos = 0, repeat = 1, repeat_delay = 0, maxp = 0;
     int rc = CLI_EXIT_USAGE;
     uint8_t *payload = NULL;
     size_t payload_len = 0;
     cli_session s;
     memset(&s, 0, sizeof s);
+    memset(&c, 0, sizeof c);
     s.keystore.lock_fd = -1;
+    cli_broker_args_init(&c.b);
 
     cli_parser p;
     cli_parser_init(&p, argc, argv, "pub");
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    if ((rc = cli_broker_load_options(&c.b, opts)) != CLI_EXIT_OK) goto out;
+    rc = CLI_EXIT_USAGE;
     int id = 0, r;
     const char *v;
     while ((r = cli_next(&p, opts, &id, &v)) != CLI_NEXT_END) {
@@ -218,17 +268,34 @@ int cmd_pub(int argc, char **argv)
             whole_stdin = 1;
             sources++;
             break;
+        case OPT_NULL:
+            null_msg = 1;
+            sources++;
+            break;
         case OPT_QOS:
             if (cli_parse_long(&qos, v, 0, 2, "-q") != 0) goto out;
             break;
         case OPT_RETAIN:
             retain = 1;
             break;
+        case OPT_REPEAT:
+            if (cli_parse_long(&repeat, v, 1, 1000000000L, "--repeat") != 0) goto out;
+            break;
+        case OPT_REPEAT_DELAY:
+            if (cli_parse_long(&repeat_delay, v, 0, 86400L, "--repeat-delay") != 0) goto out;
+            break;
+        case OPT_MAX_PAYLOAD:
+            if (cli_parse_long(&maxp, v, 1, (long)MQE2E_ENVELOPE_MAX_PAYLOAD, "--max-payload") != 0)
+                goto out;
+            max_payload = (size_t)maxp;
+            break;
         default:
             break;
         }
     }
+    cli_set_quiet(c.b.quiet);
     if (cli_keystore_args_check(&k) != CLI_EXIT_OK) goto out;
+    if (topic == NULL) topic = c.b.url_topic;
     if (topic == NULL) {
         cli_error("no topic given (-t TOPIC)");
         goto out;
@@ -238,9 +305,14 @@ int cmd_pub(int argc, char **argv)
         goto out;
     }
     if (sources != 1) {
-        cli_error("give exactly one of -m MESSAGE, -f FILE, -l or -s");
+        cli_error("give exactly one of -m MESSAGE, -f FILE, -l, -s or -n");
         goto out;
     }
+    if (lines && repeat > 1) {
+        cli_error("--repeat cannot be combined with -l");
+        goto out;
+    }
+    c.max_payload = max_payload;
 
     rc = cli_session_prepare(&s, &k, &c);
     if (rc != CLI_EXIT_OK) goto out;
@@ -261,11 +333,18 @@ int cmd_pub(int argc, char **argv)
         rc = CLI_EXIT_KEY;
         goto out;
     }
-    if (kind == MQE2E_POLICY_PLAINTEXT && c.debug)
+    if (kind == MQE2E_POLICY_PLAINTEXT && c.b.debug)
         cli_error("topic %s is explicitly plaintext: sending in clear", topic);
+    if (null_msg && kind != MQE2E_POLICY_PLAINTEXT && !retain) {
+        cli_error("-n on the encrypted topic %s only clears its retained message: add -r "
+                  "(an encrypted empty message is -m '')",
+                  topic);
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
 
     if (file != NULL) {
-        if (cli_read_file(&payload, &payload_len, file, PUB_MAX_BYTES) != 0) {
+        if (cli_read_file(&payload, &payload_len, file, max_payload) != 0) {
             rc = CLI_EXIT_USAGE;
             goto out;
         }
@@ -287,12 +366,18 @@ int cmd_pub(int argc, char **argv)
     }
     rc = cli_session_connect(&s, &c);
     if (rc != CLI_EXIT_OK) goto out;
-    if (lines)
-        rc = publish_lines(&s, topic, (int)qos, retain);
-    else if (message != NULL)
-        rc = publish_one(&s, topic, (const uint8_t *)message, strlen(message), (int)qos, retain);
-    else
-        rc = publish_one(&s, topic, payload, payload_len, (int)qos, retain);
+    for (long i = 0; i < repeat && rc == CLI_EXIT_OK; i++) {
+        if (i > 0 && repeat_delay > 0) sleep((unsigned)repeat_delay);
+        if (lines)
+            rc = publish_lines(&s, topic, (int)qos, retain);
+        else if (null_msg)
+            rc = publish_null(&s, topic, (int)qos, retain, kind);
+        else if (message != NULL)
+            rc = publish_one(&s, topic, (const uint8_t *)message, strlen(message), (int)qos,
+                             retain);
+        else
+            rc = publish_one(&s, topic, payload, payload_len, (int)qos, retain);
+    }
 out:
     if (payload != NULL) {
         sodium_memzero(payload, payload_len);

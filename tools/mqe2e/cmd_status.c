@@ -3,7 +3,7 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: mqe2e status -k KEYSTORE [--json] [--passphrase-file FILE | --key-file FILE]\n"
+    "usage: mqe2e status -K KEYSTORE [--json] [--passphrase-file FILE | --key-file FILE]\n"
     "\n"
     "Show the keystore's client id, sender id, public keys and groups (name,\n"
     "topic filter, current epoch, sender id), the authority it is enrolled with\n"
@@ -15,7 +15,7 @@ static const char usage[] =
 enum { OPT_STATUS_JSON = 1 };
 
 static const cli_opt opts[] = {
-    {'k', "keystore", 1, OPT_KEYSTORE},
+    {'K', "keystore", 1, OPT_KEYSTORE},
     {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},
     {0, "key-file", 1, OPT_KEY_FILE},
     {0, "json", 0, OPT_STATUS_JSON},

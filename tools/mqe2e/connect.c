@@ -9,19 +9,7 @@
 
 int cli_conn_arg(cli_conn_args *c, int id, const char *value)
 {
-    switch (id) {
-    case OPT_HOST:
-        c->host = value;
-        return 1;
-    case OPT_PORT:
-        return cli_parse_long(&c->port, value, 1, 65535, "-p") == 0 ? 1 : -1;
-    case OPT_ID:
-        c->client_id = value;
-        return 1;
-    case OPT_DEBUG:
-        c->debug = 1;
-        return 1;
-    case OPT_POLICY: {
+    if (id == OPT_POLICY) {
         const char **n = realloc(c->rules, (c->rule_count + 1) * sizeof *n);
         if (n == NULL) {
             cli_error("out of memory");
@@ -31,9 +19,7 @@ int cli_conn_arg(cli_conn_args *c, int id, const char *value)
         c->rules[c->rule_count++] = value;
         return 1;
     }
-    default:
-        return 0;
-    }
+    return cli_broker_arg(&c->b, id, value);
 }
 
 void cli_conn_args_free(cli_conn_args *c)
@@ -41,6 +27,7 @@ void cli_conn_args_free(cli_conn_args *c)
     free(c->rules);
     c->rules = NULL;
     c->rule_count = 0;
+    cli_broker_args_free(&c->b);
 }
 
 int cli_exit_for_client(int rc)
@@ -96,41 +83,38 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
         return CLI_EXIT_KEY;
     }
 
-    char uri[512];
-    int n = snprintf(uri, sizeof uri, "tcp://%s:%ld", c->host, c->port);
-    if (n < 0 || (size_t)n >= sizeof uri) {
-        cli_error("host name too long");
-        return CLI_EXIT_USAGE;
-    }
     /* The pid suffix lets several commands of one identity share a broker:
-     * MQTT disconnects the older session when a client id is reused. */
+     * MQTT disconnects the older session when a client id is reused. An
+     * enrolled client's control inbox is named after its client id, and the
+     * broker ACL (docs/mosquitto-acl.conf) ties it to the MQTT id. */
     char client_id[MQE2E_CLIENT_ID_MAX_BYTES + 32];
     mqe2e_authority_pin pin;
-    if (c->client_id != NULL)
-        n = snprintf(client_id, sizeof client_id, "%s", c->client_id);
-    else if (mqe2e_keystore_authority(s->keystore.ks, &pin) == MQE2E_OK)
-        /* An enrolled client's control inbox is named after its client id, and
-         * the broker ACL (docs/mosquitto-acl.conf) ties it to the MQTT id. */
-        n = snprintf(client_id, sizeof client_id, "%s", mqe2e_keystore_client_id(s->keystore.ks));
-    else
-        n = snprintf(client_id, sizeof client_id, "%s-%ld",
-                     mqe2e_keystore_client_id(s->keystore.ks), (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof client_id) {
-        cli_error("client id too long");
+    int enrolled = mqe2e_keystore_authority(s->keystore.ks, &pin) == MQE2E_OK;
+    if (cli_broker_client_id(client_id, sizeof client_id, &c->b,
+                             mqe2e_keystore_client_id(s->keystore.ks), !enrolled) != 0)
         return CLI_EXIT_USAGE;
-    }
-    int prc =
-        mqe2e_MQTTClient_create(&s->client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    int rc2 = cli_broker_prepare(&s->conn, &c->b, client_id, 60);
+    if (rc2 != CLI_EXIT_OK) return rc2;
+    s->mqtt5 = c->b.version == MQTTVERSION_5;
+    MQTTClient_createOptions cro = MQTTClient_createOptions_initializer;
+    if (s->mqtt5) cro.MQTTVersion = MQTTVERSION_5;
+    int prc = mqe2e_MQTTClient_createWithOptions(&s->client, s->conn.uri, client_id,
+                                                 MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro);
     if (prc != MQTTCLIENT_SUCCESS) {
         s->client = NULL;
-        cli_error("cannot create client for %s: %s", uri, mqe2e_MQTTClient_strerror(prc));
+        cli_error("cannot create client for %s: %s", s->conn.uri, mqe2e_MQTTClient_strerror(prc));
         return prc == MQTTCLIENT_BAD_PROTOCOL ? CLI_EXIT_USAGE : CLI_EXIT_BROKER;
     }
     mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
     sec.keystore = s->keystore.ks;
+    mqe2e_protector_options popts = MQE2E_PROTECTOR_OPTIONS_INIT;
+    if (c->max_payload > 0) {
+        popts.max_payload = c->max_payload;
+        sec.protector = &popts;
+    }
     sec.policy = s->policy;
     sec.onDropped = on_dropped;
-    if (c->debug) {
+    if (c->b.debug) {
         sec.onLog = on_log;
         sec.logLevel = MQE2E_LOG_DEBUG;
     }
@@ -144,18 +128,57 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
 
 int cli_session_connect(cli_session *s, const cli_conn_args *c)
 {
-    MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
-    opts.keepAliveInterval = 60;
-    opts.cleansession = 1;
-    opts.connectTimeout = 10;
-    int rc = mqe2e_MQTTClient_connect(s->client, &opts);
+    int rc;
+    if (s->mqtt5) {
+        MQTTResponse r = mqe2e_MQTTClient_connect5(s->client, &s->conn.co,
+                                                   s->conn.has_props ? &s->conn.props : NULL, NULL);
+        rc = r.reasonCode == MQTTREASONCODE_SUCCESS ? MQTTCLIENT_SUCCESS : (int)r.reasonCode;
+        MQTTResponse_free(r);
+    } else {
+        rc = mqe2e_MQTTClient_connect(s->client, &s->conn.co);
+    }
+    if (rc == MQE2E_MQTTCLIENT_NO_POLICY) {
+        cli_error("no policy covers the will topic %s: refusing to connect", c->b.will_topic);
+        return CLI_EXIT_KEY;
+    }
     if (rc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot connect to %s:%ld: %s", c->host, c->port, mqe2e_MQTTClient_strerror(rc));
-        return cli_exit_for_client(rc) == CLI_EXIT_KEY ? CLI_EXIT_KEY : CLI_EXIT_BROKER;
+        if (cli_exit_for_client(rc) == CLI_EXIT_KEY) {
+            cli_error("cannot connect to %s: %s", s->conn.uri, mqe2e_MQTTClient_strerror(rc));
+            return CLI_EXIT_KEY;
+        }
+        return cli_broker_connect_failed(&s->conn, rc, NULL);
     }
     s->connected = 1;
-    if (c->debug) cli_error("connected to %s:%ld", c->host, c->port);
+    if (c->b.debug) cli_error("connected to %s", s->conn.uri);
     return CLI_EXIT_OK;
+}
+
+int cli_session_publish(cli_session *s, const char *topic, const void *data, int len, int qos,
+                        int retain, MQTTClient_deliveryToken *dt)
+{
+    if (!s->mqtt5) return mqe2e_MQTTClient_publish(s->client, topic, len, data, qos, retain, dt);
+    MQTTResponse r = mqe2e_MQTTClient_publish5(s->client, topic, len, data, qos, retain, NULL, dt);
+    int rc = (int)r.reasonCode;
+    MQTTResponse_free(r);
+    /* v5 "no matching subscribers" (16) is a success for a publisher. */
+    return rc == 16 ? MQTTCLIENT_SUCCESS : rc;
+}
+
+int cli_session_subscribe(cli_session *s, int count, char *const *filters, int *qos)
+{
+    if (!s->mqtt5) return mqe2e_MQTTClient_subscribeMany(s->client, count, filters, qos);
+    MQTTResponse r = mqe2e_MQTTClient_subscribeMany5(s->client, count, filters, qos, NULL, NULL);
+    int rc = (int)r.reasonCode;
+    if (rc <= 2) {
+        /* Granted QoS per filter, as the v3 call reports it. */
+        for (int i = 0; i < count; i++) {
+            int code = r.reasonCodeCount > i ? (int)r.reasonCodes[i] : rc;
+            qos[i] = code <= 2 ? code : 0x80;
+        }
+        rc = MQTTCLIENT_SUCCESS;
+    }
+    MQTTResponse_free(r);
+    return rc;
 }
 
 void cli_session_close(cli_session *s)
@@ -163,8 +186,12 @@ void cli_session_close(cli_session *s)
     if (s->client != NULL) {
         /* Counters live in the client: record them before it goes. */
         (void)cli_stats_write(s, 1);
-        if (s->connected && mqe2e_MQTTClient_isConnected(s->client))
-            (void)mqe2e_MQTTClient_disconnect(s->client, 5000);
+        if (s->connected && mqe2e_MQTTClient_isConnected(s->client)) {
+            if (s->mqtt5)
+                (void)mqe2e_MQTTClient_disconnect5(s->client, 5000, MQTTREASONCODE_SUCCESS, NULL);
+            else
+                (void)mqe2e_MQTTClient_disconnect(s->client, 5000);
+        }
         mqe2e_MQTTClient_destroy(&s->client);
     }
     s->connected = 0;
@@ -172,4 +199,5 @@ void cli_session_close(cli_session *s)
     mqe2e_policy_free(s->policy);
     s->policy = NULL;
     cli_keystore_close(&s->keystore);
+    cli_broker_conn_free(&s->conn);
 }

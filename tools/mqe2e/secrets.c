@@ -34,7 +34,7 @@ int cli_keystore_arg(cli_keystore_args *k, int id, const char *value)
 int cli_keystore_args_check(const cli_keystore_args *k)
 {
     if (k->path == NULL || k->path[0] == '\0') {
-        cli_error("no keystore given (-k KEYSTORE)");
+        cli_error("no keystore given (-K KEYSTORE)");
         return CLI_EXIT_USAGE;
     }
     if (k->passphrase_file != NULL && k->key_file != NULL) {
@@ -120,6 +120,16 @@ static int copy_env_secret(char **out, size_t *out_len, const char *name)
     *out = buf;
     *out_len = len;
     return CLI_EXIT_OK;
+}
+
+int cli_secret_from_file(char **out, size_t *out_len, const char *path, const char *what)
+{
+    return read_secret_file(out, out_len, path, what);
+}
+
+int cli_secret_from_env(char **out, size_t *out_len, const char *name)
+{
+    return copy_env_secret(out, out_len, name);
 }
 
 int cli_export_passphrase(char **out, size_t *out_len, const char *file, const char *command)

@@ -12,9 +12,17 @@
 
 #include "cli.h"
 
+static int cli_quiet;
+
+void cli_set_quiet(int quiet)
+{
+    cli_quiet = quiet;
+}
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
+    if (cli_quiet) return;
     va_start(ap, fmt);
     fputs("mqe2e: ", stderr);
     vfprintf(stderr, fmt, ap);

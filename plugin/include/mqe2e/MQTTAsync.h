@@ -201,6 +201,34 @@ MQE2E_API int mqe2e_MQTTAsync_getCounters(mqe2e_MQTTAsync handle, mqe2e_counters
 MQE2E_API int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle,
                                                  mqe2e_control_counters *out);
 
+/** @name Paho calls with nothing to encrypt, forwarded unchanged */
+/**@{*/
+/** @brief As MQTTAsync_global_init(). */
+MQE2E_API void mqe2e_MQTTAsync_global_init(MQTTAsync_init_options *inits);
+/** @brief As MQTTAsync_setUpdateConnectOptions(). */
+MQE2E_API int mqe2e_MQTTAsync_setUpdateConnectOptions(mqe2e_MQTTAsync handle, void *context,
+                                                      MQTTAsync_updateConnectOptions *co);
+/**
+ * @brief As MQTTAsync_setBeforePersistenceWrite(). The buffers it sees hold
+ *        the sealed envelope, never the plaintext.
+ */
+MQE2E_API int mqe2e_MQTTAsync_setBeforePersistenceWrite(mqe2e_MQTTAsync handle, void *context,
+                                                        MQTTPersistence_beforeWrite *co);
+/** @brief As MQTTAsync_setAfterPersistenceRead(). */
+MQE2E_API int mqe2e_MQTTAsync_setAfterPersistenceRead(mqe2e_MQTTAsync handle, void *context,
+                                                      MQTTPersistence_afterRead *co);
+/** @brief As MQTTAsync_getPendingTokens(); free the array with mqe2e_MQTTAsync_free(). */
+MQE2E_API int mqe2e_MQTTAsync_getPendingTokens(mqe2e_MQTTAsync handle, MQTTAsync_token **tokens);
+/** @brief As MQTTAsync_malloc(). */
+MQE2E_API void *mqe2e_MQTTAsync_malloc(size_t size);
+/** @brief As MQTTAsync_setTraceLevel() (Paho's own trace: topics and sizes, never keys). */
+MQE2E_API void mqe2e_MQTTAsync_setTraceLevel(enum MQTTASYNC_TRACE_LEVELS level);
+/** @brief As MQTTAsync_setTraceCallback(). */
+MQE2E_API void mqe2e_MQTTAsync_setTraceCallback(MQTTAsync_traceCallback *callback);
+/** @brief As MQTTAsync_getVersionInfo() (Paho's version). */
+MQE2E_API MQTTAsync_nameValue *mqe2e_MQTTAsync_getVersionInfo(void);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

@@ -290,6 +290,45 @@ MQE2E_API int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counte
 MQE2E_API int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle,
                                                   mqe2e_control_counters *out);
 
+/**
+ * @brief Clear the retained message of @p topicName: publishes a zero-length
+ *        message with the retain flag, which the broker takes as "delete the
+ *        retained message". No data leaves the process, so it is allowed on
+ *        any topic (protected or not). The broker also forwards it to current
+ *        subscribers; mqe2e receivers never deliver it (it is dropped and
+ *        counted as `decode`). Who may clear is the broker ACL's decision
+ *        (write access to the topic): see docs/PAHO.md, "Retained messages".
+ * @return Paho's codes, ::MQE2E_MQTTCLIENT_NOT_CONFIGURED.
+ */
+MQE2E_API int mqe2e_MQTTClient_clearRetained(mqe2e_MQTTClient handle, const char *topicName,
+                                             int qos, MQTTClient_deliveryToken *dt);
+
+/** @name Paho calls with nothing to encrypt, forwarded unchanged */
+/**@{*/
+/** @brief As MQTTClient_global_init(). */
+MQE2E_API void mqe2e_MQTTClient_global_init(MQTTClient_init_options *inits);
+/** @brief As MQTTClient_setDisconnected() (MQTT v5 server disconnects). */
+MQE2E_API int mqe2e_MQTTClient_setDisconnected(mqe2e_MQTTClient handle, void *context,
+                                               MQTTClient_disconnected *co);
+/** @brief As MQTTClient_setPublished() (v5 acknowledgements of the sealed messages). */
+MQE2E_API int mqe2e_MQTTClient_setPublished(mqe2e_MQTTClient handle, void *context,
+                                            MQTTClient_published *co);
+/** @brief As MQTTClient_getVersionInfo() (Paho's version, not mqe2e's: see mqe2e_version()). */
+MQE2E_API MQTTClient_nameValue *mqe2e_MQTTClient_getVersionInfo(void);
+/** @brief As MQTTResponse_free(). */
+MQE2E_API void mqe2e_MQTTResponse_free(MQTTResponse response);
+/** @brief As MQTTClient_getPendingDeliveryTokens(); free the array with mqe2e_MQTTClient_free(). */
+MQE2E_API int mqe2e_MQTTClient_getPendingDeliveryTokens(mqe2e_MQTTClient handle,
+                                                        MQTTClient_deliveryToken **tokens);
+/** @brief As MQTTClient_setTraceLevel() (Paho's own trace: topics and sizes, never keys). */
+MQE2E_API void mqe2e_MQTTClient_setTraceLevel(enum MQTTCLIENT_TRACE_LEVELS level);
+/** @brief As MQTTClient_setTraceCallback(). */
+MQE2E_API void mqe2e_MQTTClient_setTraceCallback(MQTTClient_traceCallback *callback);
+/** @brief As MQTTClient_setCommandTimeout(). */
+MQE2E_API int mqe2e_MQTTClient_setCommandTimeout(mqe2e_MQTTClient handle,
+                                                 unsigned long milliSeconds);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

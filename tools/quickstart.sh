@@ -15,7 +15,8 @@ mode="${1:-}"
 
 packages=(build-essential cmake pkg-config libsodium-dev libprotobuf-c-dev
   protobuf-c-compiler libpaho-mqtt-dev mosquitto mosquitto-clients
-  libcriterion-dev libcjson-dev libsqlite3-dev python3)
+  libcriterion-dev libcjson-dev libsqlite3-dev python3
+  libssl-dev openssl bash-completion man-db docker-compose)
 
 install_missing() {
   local missing=()

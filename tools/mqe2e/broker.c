@@ -329,6 +329,17 @@ static int on_ssl_error(const char *str, size_t len, void *u)
     c->ssl_error[len] = '\0';
     while (len > 0 && (c->ssl_error[len - 1] == '\n' || c->ssl_error[len - 1] == '\r'))
         c->ssl_error[--len] = '\0';
+    /* OpenSSL 3: "HEX:error:CODE:LIBRARY:FUNCTION:REASON:FILE:LINE:": keep the reason. */
+    char *f = c->ssl_error;
+    for (int i = 0; i < 5 && f != NULL; i++) {
+        f = strchr(f, ':');
+        if (f != NULL) f++;
+    }
+    if (f != NULL && *f != '\0') {
+        size_t n = strcspn(f, ":");
+        memmove(c->ssl_error, f, n);
+        c->ssl_error[n] = '\0';
+    }
     return 0;
 }
 
@@ -514,8 +525,11 @@ int cli_broker_connect_failed(const cli_broker_conn *c, int rc, const char *what
         break;
     case 5:
     case 135: /* v5 not authorized */
-        reason = "the broker refused the login: not authorized (does it need a user name and "
-                 "password, -u and --password-file?)";
+        reason = c->co.username != NULL
+                     ? "the broker refused the login: not authorized (wrong user name or "
+                       "password, or this user may not connect)"
+                     : "the broker refused the login: not authorized (it needs a user name and "
+                       "password: -u USER and --password-file FILE)";
         exit_code = CLI_EXIT_LOGIN;
         break;
     default:

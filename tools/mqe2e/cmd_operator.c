@@ -33,6 +33,7 @@ enum {
     OPT_ROTATE_EVERY,
     OPT_ROTATE_MESSAGES,
     OPT_SIGNED,
+    OPT_REMOTE,
 };
 
 static const cli_opt opts[] = {
@@ -52,6 +53,7 @@ static const cli_opt opts[] = {
     {0, "rotate-every", 1, OPT_ROTATE_EVERY},
     {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
     {0, "signed", 0, OPT_SIGNED},
+    {0, "remote", 0, OPT_REMOTE},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -573,11 +575,12 @@ int cmd_list(int argc, char **argv)
 }
 
 static const char status_usage[] =
-    "usage: mqe2e status -K OPERATOR_KEYSTORE --authority PIN [--json]\n"
+    "usage: mqe2e status -K OPERATOR_KEYSTORE (--authority PIN | --remote) [--json]\n"
     "\n"
     "Authority status: client and token counts, groups with epochs and member\n"
-    "counts, refusal counters. Without an authority pin, `mqe2e status -K KS`\n"
-    "shows the local keystore instead.\n";
+    "counts, refusal counters. --remote takes the pin from MQE2E_AUTHORITY.\n"
+    "Without either, `mqe2e status -K KS` shows the local keystore (even with\n"
+    "MQE2E_AUTHORITY set).\n";
 
 int cmd_operator_status(int argc, char **argv)
 {
@@ -652,18 +655,25 @@ int cmd_operator_group(int argc, char **argv)
 
 int cli_operator_form(int argc, char **argv)
 {
-    int has_pin = 0, has_out = 0;
+    int env_pin = 0, arg_pin = 0, has_out = 0, remote = 0;
     const char *e = getenv("MQE2E_AUTHORITY");
-    if (e != NULL && e[0] != '\0') has_pin = 1;
+    if (e != NULL && e[0] != '\0') env_pin = 1;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
         if (strcmp(argv[i], "--authority") == 0 || strncmp(argv[i], "--authority=", 12) == 0)
-            has_pin = 1;
+            arg_pin = 1;
+        if (strcmp(argv[i], "--remote") == 0) remote = 1;
         if (strcmp(argv[i], "--out") == 0 || strncmp(argv[i], "--out=", 6) == 0) has_out = 1;
     }
+    /* `status -K KEYSTORE` is a local command: an exported MQE2E_AUTHORITY
+     * alone must not turn it into a network query. The authority's status
+     * is asked for explicitly (--authority PIN, or --remote with the pin
+     * from MQE2E_AUTHORITY). */
+    if (strcmp(argv[0], "status") == 0) return arg_pin || remote;
     if (strcmp(argv[0], "group") == 0) {
         if (argc < 2) return 0;
         if (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "ungrant") == 0) return 1;
         if (strcmp(argv[1], "create") != 0 && strcmp(argv[1], "rotate") != 0) return 0;
     }
-    return has_pin && !has_out;
+    return (env_pin || arg_pin) && !has_out;
 }

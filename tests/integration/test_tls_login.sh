@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# The CLI against a broker as people run it: a real Mosquitto with TLS
+# listeners only (a throwaway CA and server certificate made here with
+# openssl), allow_anonymous false, a password file (mosquitto_passwd, one
+# user per role) and the shipped ACL (docs/mosquitto-acl.conf).
+#
+# Checks: authority run, operator commands (group create, token create, list,
+# status, revoke), enroll, pub/sub through TLS with broker login (password
+# from a file, from MQE2E_BROKER_PASSWORD and from the options file), a
+# client-certificate listener, retained clear with -n, and the failures:
+# wrong CA (exit 6), wrong password and anonymous (exit 5), each with a
+# one-line reason.
+#
+# Needs MQE2E_BUILD_DIR and MQE2E_SOURCE_DIR (ctest sets them).
+set -u
+
+build="${MQE2E_BUILD_DIR:?set MQE2E_BUILD_DIR to the build folder}"
+src="${MQE2E_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+cli="$build/tools/mqe2e/mqe2e"
+[ -x "$cli" ] || { echo "test_tls_login: $cli not built" >&2; exit 1; }
+for t in mosquitto mosquitto_passwd mosquitto_sub openssl; do
+  command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "test_tls_login: $t missing" >&2; exit 1; }
+done
+mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-tls.XXXXXX")"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$work" || exit 1
+umask 077
+# Nothing from the developer's own ~/.config/mqe2e.
+export MQE2E_OPTIONS_FILE=
+unset MQE2E_AUTHORITY MQE2E_BROKER_PASSWORD MQE2E_PASSPHRASE
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+not_ok() {
+  failed=$((failed + 1)); echo "not ok - $1"
+  for f in out err; do [ -s "$f" ] && sed "s/^/    $f: /" "$f" | head -5; done
+  return 0
+}
+check() { local d="$1"; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+run() { "$@" >out 2>err; rc=$?; }
+one_line_error() { [ "$(wc -l <err)" -eq 1 ] && grep -q '^mqe2e: ' err; }
+wait_for() { # wait_for SECONDS CMD...: poll every 0.1 s
+  local n=$(($1 * 10)); shift
+  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
+  return 1
+}
+in_file() { grep -q -- "$1" "$2" 2>/dev/null; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# ---- a throwaway PKI ---------------------------------------------------------
+pki() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=mqe2e test CA" -keyout ca.key -out ca.pem &&
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=some other CA" -keyout other-ca.key -out other-ca.pem &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout server.key -out server.csr &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext &&
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile server.ext -out server.pem &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=hr-1" -keyout client.key -out client.csr &&
+  openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -out client.pem
+}
+pki >pki.log 2>&1 || { cat pki.log; echo "test_tls_login: openssl failed" >&2; exit 1; }
+chmod 644 ca.pem server.pem server.key
+
+# ---- the broker: two TLS listeners, passwords, the shipped ACL ----------------
+for role in authority device backend operator; do
+  printf '%s-pw-%s\n' "$role" "$RANDOM$RANDOM" >"$role.pw"
+done
+: >passwd
+mosquitto_passwd -b passwd mqe2e-authority "$(cat authority.pw)"
+mosquitto_passwd -b passwd mqe2e-device "$(cat device.pw)"
+mosquitto_passwd -b passwd mqe2e-backend "$(cat backend.pw)"
+mosquitto_passwd -b passwd mqe2e-operator "$(cat operator.pw)"
+chmod 644 passwd
+port=$(free_port)
+cport=$(free_port)
+cat >mosquitto.conf <<EOF
+per_listener_settings false
+allow_anonymous false
+password_file $work/passwd
+acl_file $src/docs/mosquitto-acl.conf
+persistence false
+log_dest file $work/mosquitto.log
+listener $port 127.0.0.1
+cafile $work/ca.pem
+certfile $work/server.pem
+keyfile $work/server.key
+listener $cport 127.0.0.1
+cafile $work/ca.pem
+certfile $work/server.pem
+keyfile $work/server.key
+require_certificate true
+EOF
+chmod 755 "$work"
+"$mosquitto_bin" -c mosquitto.conf 2>broker.err &
+pids+=($!)
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; }
+wait_for 10 up || { cat broker.err mosquitto.log; echo "test_tls_login: mosquitto did not start" >&2; exit 1; }
+
+printf '%064x\n' 0 | tr 0 7 >key.hex
+tls=(-h localhost -p "$port" --cafile ca.pem)
+
+# ---- authority and operator ---------------------------------------------------
+run "$cli" authority init -K auth.ks --key-file key.hex --db auth.db --id authority
+check "authority init" test "$rc" -eq 0
+pin=$(grep '^mqe2e-authority1-' out)
+run "$cli" keygen -K op.ks --key-file key.hex --id operator
+check "operator keygen" test "$rc" -eq 0
+sign=$(awk '/signing public key/ { print $NF }' out)
+run "$cli" authority operator-add -K auth.ks --key-file key.hex --db auth.db --name operator --sign-public "$sign"
+check "operator-add" test "$rc" -eq 0
+
+"$cli" authority run -K auth.ks --key-file key.hex --db auth.db "${tls[@]}" \
+  -u mqe2e-authority --password-file authority.pw >authority.log 2>&1 &
+pids+=($!)
+check "authority run logs in over TLS and serves" wait_for 15 in_file serving authority.log
+
+export MQE2E_AUTHORITY="$pin"
+op() { MQE2E_BROKER_PASSWORD="$(cat operator.pw)" "$cli" "$@" -K op.ks --key-file key.hex "${tls[@]}" -u mqe2e-operator; }
+run op group create --group health --topic 'health/#'
+check "operator group create over TLS + login" test "$rc" -eq 0
+run op token create --id hr-1 --group health --grant 'health/hr-1/#:pub'
+check "operator token create (device)" test "$rc" -eq 0
+grep '^mqe2e1-' out >hr-1.ticket
+run op token create --id backend --role service --group health --grant 'health/#:sub'
+check "operator token create (backend)" test "$rc" -eq 0
+grep '^mqe2e1-' out >backend.ticket
+
+# ---- enroll: the device's defaults come from the options file ----------------
+cat >device.options <<EOF
+# broker defaults of the device (mosquitto_pub's option names)
+-h localhost
+--port $port
+--cafile $work/ca.pem
+-u mqe2e-device
+--password-file $work/device.pw
+EOF
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" enroll -K hr-1.ks --key-file key.hex --ticket-file hr-1.ticket
+check "enroll with TLS and login from the options file" test "$rc" -eq 0
+run env MQE2E_BROKER_PASSWORD="$(cat backend.pw)" "$cli" enroll -K backend.ks --key-file key.hex \
+  --ticket-file backend.ticket "${tls[@]}" -u mqe2e-backend
+check "enroll with the password from MQE2E_BROKER_PASSWORD" test "$rc" -eq 0
+
+# ---- pub/sub over TLS ---------------------------------------------------------
+MQE2E_BROKER_PASSWORD="$(cat backend.pw)" "$cli" sub -K backend.ks --key-file key.hex "${tls[@]}" \
+  -u mqe2e-backend -t 'health/#' -v -C 1 -d >sub.out 2>sub.err &
+subpid=$!
+pids+=($subpid)
+check "sub subscribed over TLS" wait_for 15 in_file 'subscribed to health/#' sub.err
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -q 1 \
+  -t health/hr-1/bpm -m 'bpm=72'
+check "pub over TLS with login" test "$rc" -eq 0
+wait "$subpid"
+check "sub printed the decrypted message" grep -qx 'health/hr-1/bpm bpm=72' sub.out
+
+# ---- client certificate listener ---------------------------------------------
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -p "$cport" \
+  --cert client.pem --key client.key -q 1 -t health/hr-1/bpm -m 'bpm=73'
+check "pub with a client certificate" test "$rc" -eq 0
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -p "$cport" \
+  -q 1 -t health/hr-1/bpm -m 'bpm=74'
+check "no client certificate on a require_certificate listener: exit 6" test "$rc" -eq 6
+check "  ... with one line naming TLS" sh -c 'grep -q "^mqe2e: .*TLS" err && [ "$(wc -l <err)" -eq 1 ]'
+
+# ---- failures -----------------------------------------------------------------
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex \
+  --cafile other-ca.pem -t health/hr-1/bpm -m x
+check "wrong CA: exit 6" test "$rc" -eq 6
+sed "s/^/    # /" err
+check "  ... 'certificate verify failed' in one line" sh -c 'grep -q "certificate verify failed" err && [ "$(wc -l <err)" -eq 1 ]'
+printf 'not-the-password\n' >wrong.pw
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex \
+  --password-file wrong.pw -t health/hr-1/bpm -m x
+check "wrong password: exit 5" test "$rc" -eq 5
+sed "s/^/    # /" err
+check "  ... 'refused the login' in one line" sh -c 'grep -q "refused the login" err && [ "$(wc -l <err)" -eq 1 ]'
+run "$cli" pub -K hr-1.ks --key-file key.hex "${tls[@]}" -t health/hr-1/bpm -m x
+check "anonymous on allow_anonymous false: exit 5" test "$rc" -eq 5
+run "$cli" list clients "${tls[@]}" -u mqe2e-operator --password-file wrong.pw -K op.ks --key-file key.hex
+check "operator command with a wrong password: exit 5" test "$rc" -eq 5
+run "$cli" pub -K hr-1.ks --key-file key.hex -h localhost -p "$port" -t health/hr-1/bpm -m x \
+  -u mqe2e-device --password-file device.pw
+check "plain MQTT to a TLS listener: exit 3 or 6, one line" sh -c '{ [ '"$rc"' -eq 3 ] || [ '"$rc"' -eq 6 ]; } && [ "$(wc -l <err)" -eq 1 ]'
+chmod 644 wrong.pw
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex \
+  --password-file wrong.pw -t health/hr-1/bpm -m x
+check "a password file readable by others is refused (exit 2)" test "$rc" -eq 2
+
+# ---- retained clear with -n ---------------------------------------------------
+msub() { mosquitto_sub -h localhost -p "$port" --cafile ca.pem -u mqe2e-backend -P "$(cat backend.pw)" "$@"; }
+mpub() { mosquitto_pub -h localhost -p "$port" --cafile ca.pem -u mqe2e-device -P "$(cat device.pw)" "$@"; }
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -q 1 -r \
+  -t health/hr-1/last -m 'bpm=75'
+check "retained encrypted publish" test "$rc" -eq 0
+run mpub -q 1 -r -t health/hr-1/marker -m marker
+# Mosquitto sends retained messages in the order of the filters of one SUBSCRIBE.
+run msub -t health/hr-1/last -t health/hr-1/marker -C 1 -F '%t %l'
+check "the broker holds the retained envelope" sh -c 'grep -q "^health/hr-1/last [1-9]" out'
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -q 1 \
+  -t health/hr-1/last -n
+check "-n without -r on an encrypted topic is refused (exit 1)" test "$rc" -eq 1
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex -q 1 -r \
+  -t health/hr-1/last -n
+check "-n -r clears the retained message" test "$rc" -eq 0
+run msub -t health/hr-1/last -t health/hr-1/marker -C 1 -F '%t'
+check "  ... the broker holds nothing on it any more" grep -qx 'health/hr-1/marker' out
+
+# ---- the rest of the operator commands ------------------------------------------
+run op list clients
+check "operator list over TLS" sh -c 'test '"$rc"' -eq 0 && grep -q "^hr-1" out && grep -q "^backend" out'
+run op status --remote
+check "operator status over TLS" test "$rc" -eq 0
+run op revoke --id hr-1
+check "operator revoke over TLS" test "$rc" -eq 0
+# A local status stays local even with MQE2E_AUTHORITY exported.
+run "$cli" status -K hr-1.ks --key-file key.hex
+check "status -K KEYSTORE with MQE2E_AUTHORITY set stays local" sh -c 'test '"$rc"' -eq 0 && grep -q "client id" out'
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -10,9 +10,9 @@
  *   - the include line (mqe2e/MQTTClient.h instead of MQTTClient.h),
  *   - the names: the handle type MQTTClient and every MQTTClient_xxx( call
  *     gain the prefix "mqe2e_",
- *   - the blocks between the "mqe2e: begin" and "mqe2e: end" comments: open
- *     the keystore and the policy, make the one added call (setSecurity),
- *     and at the end close what that opened.
+ *   - the block between the "mqe2e: begin" and "mqe2e: end" comments: the
+ *     one added call (setSecurity, which opens the keystore; destroy closes
+ *     it).
  * Paho's structs and initializers (MQTTClient_connectOptions,
  * MQTTClient_message, ...) are used unchanged.
  *
@@ -77,32 +77,18 @@ int main(int argc, char **argv)
     }
 
     /* mqe2e: begin configuration */
-    /* The keystore (made with `mqe2e keygen`, group imported with `mqe2e group
-     * import`) must outlive the client. The policy says which key protects
-     * which topic; a topic no rule covers is refused, never sent in clear. */
-    const char *ks_path = env_or("MQE2E_KEYSTORE", "example.ks");
-    const char *pass = env_or("MQE2E_PASSPHRASE", "");
-    mqe2e_storage storage;
-    mqe2e_keystore *ks = NULL;
-    mqe2e_policy *policy = NULL;
-    rc = mqe2e_storage_file_passphrase(&storage, ks_path, pass, strlen(pass));
-    if (rc == MQE2E_OK) rc = mqe2e_keystore_open(&ks, storage); /* takes over storage */
-    if (rc == MQE2E_OK) rc = mqe2e_policy_new(&policy);
-    if (rc == MQE2E_OK) rc = mqe2e_policy_add_text(policy, "examples/#=group:demo");
-    if (rc != MQE2E_OK) {
-        fprintf(stderr, "keystore %s: %s\n", ks_path, mqe2e_strerror(rc));
-    } else {
-        mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
-        sec.keystore = ks;
-        sec.policy = policy;
-        rc = mqe2e_MQTTClient_setSecurity(client, &sec);
-        if (rc != MQTTCLIENT_SUCCESS)
-            fprintf(stderr, "setSecurity: %s\n", mqe2e_MQTTClient_strerror(rc));
-    }
-    if (rc != 0) {
+    /* The one added call: open and lock the keystore made with `mqe2e keygen`
+     * (group "demo" imported with `mqe2e group import`), its passphrase from
+     * MQE2E_PASSPHRASE. Each group of the keystore protects its topic filter;
+     * a topic no group covers is refused, never sent in clear. destroy()
+     * writes the keystore back and wipes it. */
+    mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
+    sec.keystorePath = env_or("MQE2E_KEYSTORE", "example.ks");
+    sec.passphraseEnv = "MQE2E_PASSPHRASE";
+    rc = mqe2e_MQTTClient_setSecurity(client, &sec);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        fprintf(stderr, "setSecurity: %s\n", mqe2e_MQTTClient_strerror(rc));
         mqe2e_MQTTClient_destroy(&client);
-        mqe2e_policy_free(policy);
-        mqe2e_keystore_close(ks);
         return 1;
     }
     /* mqe2e: end configuration */
@@ -144,9 +130,5 @@ int main(int argc, char **argv)
     mqe2e_MQTTClient_disconnect(client, 5000);
 out:
     mqe2e_MQTTClient_destroy(&client);
-    /* mqe2e: begin cleanup */
-    mqe2e_policy_free(policy);
-    mqe2e_keystore_close(ks); /* writes state, wipes keys */
-    /* mqe2e: end cleanup */
     return exit_code;
 }

@@ -12,9 +12,9 @@
  *   - the include line (mqe2e/MQTTAsync.h instead of MQTTAsync.h),
  *   - the names: the handle type MQTTAsync and every MQTTAsync_xxx( call
  *     gain the prefix "mqe2e_",
- *   - the blocks between the "mqe2e: begin" and "mqe2e: end" comments: open
- *     the keystore and the policy, make the one added call (setSecurity),
- *     and at the end close what that opened.
+ *   - the block between the "mqe2e: begin" and "mqe2e: end" comments: the
+ *     one added call (setSecurity, which opens the keystore; destroy closes
+ *     it).
  * Paho's structs, initializers and callback types (MQTTAsync_connectOptions,
  * MQTTAsync_responseOptions, MQTTAsync_successData, MQTTAsync_message, ...)
  * are used unchanged.

@@ -10,9 +10,9 @@
  *   - the include line (mqe2e/MQTTClient.h instead of MQTTClient.h),
  *   - the names: the handle type MQTTClient and every MQTTClient_xxx( call
  *     gain the prefix "mqe2e_",
- *   - the blocks between the "mqe2e: begin" and "mqe2e: end" comments: open
- *     the keystore and the policy, make the one added call (setSecurity),
- *     and at the end close what that opened.
+ *   - the block between the "mqe2e: begin" and "mqe2e: end" comments: the
+ *     one added call (setSecurity, which opens the keystore; destroy closes
+ *     it).
  * Paho's structs and initializers (MQTTClient_connectOptions,
  * MQTTClient_message, ...) are used unchanged.
  *

@@ -53,6 +53,9 @@ struct mqe2e_async {
     MQTTAsync_disconnected *app_dis;
     /* Control plane; NULL when the keystore holds no authority pin. */
     mqe2e__ctl *ctl;
+    /* setSecurity opened the keystore (keystorePath): destroy closes it. */
+    int owns_keystore;
+    int keystore_lock;
 };
 
 /* Where the application's messageArrived runs, for disconnect(): on Paho's
@@ -559,24 +562,43 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     mqe2e_protector *p = NULL;
     int rc;
 
-    if (c == NULL || options == NULL || options->keystore == NULL) {
+    mqe2e_keystore *ks;
+    int lock_fd = -1;
+
+    if (c == NULL || options == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 1) {
+        options->struct_version > 2) {
         return MQTTASYNC_BAD_STRUCTURE;
+    }
+    if (options->keystore == NULL &&
+        (options->struct_version < 2 || options->keystorePath == NULL)) {
+        return MQTTASYNC_NULL_PARAMETER;
     }
     (void)pthread_mutex_lock(&c->lock);
     if (c->protector != NULL) {
         (void)pthread_mutex_unlock(&c->lock);
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
     }
-    rc = mqe2e__protector_for(options->policy, options->keystore, options->protector, &p, &owned,
-                              &policy);
+    ks = options->keystore;
+    if (ks == NULL) {
+        rc = mqe2e__keystore_open_path(&ks, &lock_fd, options->keystorePath,
+                                       options->passphraseEnv, options->passphraseFile);
+        if (rc != MQE2E_OK) {
+            goto out;
+        }
+    }
+    rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
     if (rc != MQE2E_OK) {
+        if (options->keystore == NULL) {
+            mqe2e__keystore_close_owned(ks, lock_fd);
+        }
         goto out;
     }
-    c->keystore = options->keystore;
+    c->keystore = ks;
+    c->owns_keystore = options->keystore == NULL;
+    c->keystore_lock = lock_fd;
     c->owned_policy = owned;
     c->on_dropped = options->onDropped;
     c->on_log = options->onLog;
@@ -1072,6 +1094,9 @@ void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
     (void)pthread_mutex_lock(&c->lock);
     mqe2e_protector_free(c->protector);
     mqe2e_policy_free(c->owned_policy);
+    if (c->owns_keystore) {
+        mqe2e__keystore_close_owned(c->keystore, c->keystore_lock);
+    }
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);
     (void)pthread_mutex_destroy(&c->lock);

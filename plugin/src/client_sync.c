@@ -52,6 +52,9 @@ struct mqe2e_client {
     mqe2e__ctl *ctl;
     /* Created for MQTT v5: Paho then only accepts its *5 calls. */
     int mqtt5;
+    /* setSecurity opened the keystore (keystorePath): destroy closes it. */
+    int owns_keystore;
+    int keystore_lock;
 };
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
@@ -538,23 +541,42 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     mqe2e_protector *p = NULL;
     int rc;
 
-    if (c == NULL || options == NULL || options->keystore == NULL) {
+    mqe2e_keystore *ks;
+    int lock_fd = -1;
+
+    if (c == NULL || options == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 1) {
+        options->struct_version > 2) {
         return MQTTCLIENT_BAD_STRUCTURE;
+    }
+    if (options->keystore == NULL &&
+        (options->struct_version < 2 || options->keystorePath == NULL)) {
+        return MQTTCLIENT_NULL_PARAMETER;
     }
     if (c->protector != NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE);
     }
+    ks = options->keystore;
+    if (ks == NULL) {
+        rc = mqe2e__keystore_open_path(&ks, &lock_fd, options->keystorePath,
+                                       options->passphraseEnv, options->passphraseFile);
+        if (rc != MQE2E_OK) {
+            return client_map_error(rc);
+        }
+    }
     (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e__protector_for(options->policy, options->keystore, options->protector, &p, &owned,
-                              &policy);
+    rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
     if (rc != MQE2E_OK) {
+        if (options->keystore == NULL) {
+            mqe2e__keystore_close_owned(ks, lock_fd);
+        }
         goto out;
     }
-    c->keystore = options->keystore;
+    c->keystore = ks;
+    c->owns_keystore = options->keystore == NULL;
+    c->keystore_lock = lock_fd;
     c->owned_policy = owned;
     c->on_dropped = options->onDropped;
     c->on_log = options->onLog;
@@ -1213,6 +1235,10 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
     (void)pthread_mutex_lock(&c->lock);
     mqe2e_protector_free(c->protector);
     mqe2e_policy_free(c->owned_policy);
+    if (c->owns_keystore) {
+        /* Nothing borrows it any more: written back, wiped, unlocked. */
+        mqe2e__keystore_close_owned(c->keystore, c->keystore_lock);
+    }
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);
     (void)pthread_mutex_destroy(&c->lock);

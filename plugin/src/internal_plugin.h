@@ -76,6 +76,15 @@ int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
 void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
                               size_t max_bytes, unsigned max_seconds);
 
+/* setSecurity's one-call form: read the passphrase (file first, else the
+ * environment variable), lock PATH.lock, open the keystore. On failure
+ * nothing is held. */
+int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
+                              const char *passphrase_env, const char *passphrase_file);
+
+/* Close (write back, wipe) a keystore from mqe2e__keystore_open_path and drop its lock. */
+void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd);
+
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
 
 /* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */

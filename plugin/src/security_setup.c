@@ -1,6 +1,18 @@
 /* What setSecurity does the same way in both fronts: build the protector (with
  * a policy made from the keystore's groups when the caller gave none) and turn
  * the hold-queue options into control-plane limits. */
+/* F_OFD_SETLK (Linux): a lock per open file, so two clients of one process
+ * on one keystore also exclude each other. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "internal_plugin.h"
 
 int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
@@ -39,5 +51,170 @@ void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t 
         if (max_count > 0) host->hold_count = max_count;
         if (max_bytes > 0) host->hold_bytes = max_bytes;
         if (max_seconds > 0) host->hold_age = max_seconds;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* setSecurity's one-call form: open and lock a keystore file.          */
+
+
+#define SECRET_MAX 1024U
+
+/* First line of a file closed to group and others, into guarded memory. */
+static int read_passphrase_file(char **out, size_t *len, const char *path)
+{
+    struct stat st;
+    int rc = MQE2E_ERR_IO;
+    char *buf = NULL;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return MQE2E_ERR_NOT_FOUND;
+    }
+    if (fstat(fd, &st) != 0) {
+        goto out;
+    }
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        rc = MQE2E_ERR_POLICY;
+        goto out;
+    }
+    buf = sodium_malloc(SECRET_MAX + 1U);
+    if (buf == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    while (n < SECRET_MAX) {
+        ssize_t r = read(fd, buf + n, SECRET_MAX - n);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 0) {
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    n = strcspn(buf, "\r\n");
+    sodium_memzero(buf + n, SECRET_MAX + 1U - n);
+    if (n == 0) {
+        rc = MQE2E_ERR_INVALID_ARG;
+        goto out;
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = MQE2E_OK;
+out:
+    if (buf != NULL) {
+        sodium_free(buf);
+    }
+    (void)close(fd);
+    return rc;
+}
+
+static int read_passphrase_env(char **out, size_t *len, const char *name)
+{
+    const char *v = getenv(name);
+    size_t n;
+
+    if (v == NULL || v[0] == '\0') {
+        return MQE2E_ERR_NOT_FOUND;
+    }
+    n = strlen(v);
+    if (n > SECRET_MAX) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    *out = sodium_malloc(n + 1U);
+    if (*out == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    memcpy(*out, v, n + 1U);
+    *len = n;
+    return MQE2E_OK;
+}
+
+/* The same side file as the mqe2e command (KEYSTORE.lock): open-file locks
+ * conflict with its POSIX record lock, so a program and the CLI never hold
+ * one keystore at once. */
+static int take_lock(int *fd_out, const char *path)
+{
+    char lock_path[4096];
+    struct flock fl;
+    int fd;
+    int n = snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+
+    if (n < 0 || (size_t)n >= sizeof lock_path) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return MQE2E_ERR_IO;
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+#ifdef F_OFD_SETLK
+    if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+#else
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+#endif
+        (void)close(fd);
+        return MQE2E_ERR_STATE;
+    }
+    *fd_out = fd;
+    return MQE2E_OK;
+}
+
+int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
+                              const char *passphrase_env, const char *passphrase_file)
+{
+    mqe2e_storage st;
+    char *pass = NULL;
+    size_t pass_len = 0;
+    int rc;
+
+    *ks = NULL;
+    *lock_fd = -1;
+    if (path == NULL || (passphrase_env == NULL && passphrase_file == NULL)) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    /* Guarded memory needs libsodium initialised; a Paho program never did. */
+    rc = mqe2e_init();
+    if (rc != MQE2E_OK) {
+        return rc;
+    }
+    if (passphrase_file != NULL) {
+        rc = read_passphrase_file(&pass, &pass_len, passphrase_file);
+    } else {
+        rc = read_passphrase_env(&pass, &pass_len, passphrase_env);
+    }
+    if (rc != MQE2E_OK) {
+        return rc;
+    }
+    rc = take_lock(lock_fd, path);
+    if (rc == MQE2E_OK) {
+        rc = mqe2e_storage_file_passphrase(&st, path, pass, pass_len);
+    }
+    sodium_free(pass);
+    if (rc == MQE2E_OK) {
+        rc = mqe2e_keystore_open(ks, st);
+    }
+    if (rc != MQE2E_OK && *lock_fd >= 0) {
+        (void)close(*lock_fd);
+        *lock_fd = -1;
+    }
+    return rc;
+}
+
+void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd)
+{
+    /* Close writes the keystore back and wipes its secrets; the lock goes last. */
+    mqe2e_keystore_close(ks);
+    if (lock_fd >= 0) {
+        (void)close(lock_fd);
     }
 }

@@ -4,9 +4,9 @@
 # program except for
 #   - the include line (mqe2e/MQTTClient.h for MQTTClient.h, MQTTAsync likewise),
 #   - the mqe2e_ prefix on the handle type and the calls,
-#   - the marked blocks /* mqe2e: begin configuration */ ... /* mqe2e: end configuration */
-#     (exactly one, holding the one setSecurity call) and
-#     /* mqe2e: begin cleanup */ ... /* mqe2e: end cleanup */.
+#   - the marked block /* mqe2e: begin configuration */ ... /* mqe2e: end configuration */
+#     (exactly one, holding the one setSecurity call and its error check);
+#     there is no cleanup block: destroy closes the keystore setSecurity opened.
 # Then both are run against a real Mosquitto: the plain one's payload is
 # readable by a raw '#' subscriber, the encrypted one's is not.
 #
@@ -85,7 +85,6 @@ count_topic() { awk -v t="$2" '$1 == t { n++ } END { print n + 0 }' "$1"; }
 # ---- the normalisation ------------------------------------------------------
 normalise() {
   sed -e '/\/\* mqe2e: begin configuration \*\//,/\/\* mqe2e: end configuration \*\//d' \
-      -e '/\/\* mqe2e: begin cleanup \*\//,/\/\* mqe2e: end cleanup \*\//d' \
       -e 's|^#include "mqe2e/MQTTClient.h"$|#include <MQTTClient.h>|' \
       -e 's|^#include "mqe2e/MQTTAsync.h"$|#include <MQTTAsync.h>|' \
       -e 's/mqe2e_MQTTClient/MQTTClient/g' -e 's/mqe2e_MQTTAsync/MQTTAsync/g' "$1" | cat -s
@@ -137,6 +136,10 @@ for kind in "${pairs[@]}"; do
   n_sec_block=$(config_block "$enc" | grep -c "mqe2e_${api}_setSecurity(" || true)
   check "$kind: one configuration block holding the one setSecurity call" \
     test "$n_blocks" = 1 -a "$n_sec" = 1 -a "$n_sec_block" = 1
+  check "$kind: the block calls setSecurity (plus strerror/destroy on failure) only" \
+    test "$(config_block "$enc" | grep -o 'mqe2e_[A-Za-z_]*(' | sort -u | grep -vc "^mqe2e_${api}_\(setSecurity\|strerror\|destroy\)($" || true)" = 0
+  check "$kind: no cleanup block (destroy closes the keystore)" \
+    test "$(grep -c 'mqe2e: begin cleanup' "$enc" || true)" = 0
   check "$kind: the plain program does not include mqe2e" \
     bash -c "! grep -q '^#include.*mqe2e' '$plain'"
   check "$kind: the encrypted twin includes mqe2e/$api.h" \

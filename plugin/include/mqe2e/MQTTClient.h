@@ -67,8 +67,11 @@ typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const ch
 /** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
 typedef struct mqe2e_MQTTClient_securityOptions {
     char struct_id[4];   /**< "MQES" */
-    int struct_version;  /**< 0 or 1 (1 adds the hold limits) */
-    /** Keystore (borrowed; must outlive the client). Required. */
+    int struct_version;  /**< 0, 1 (adds the hold limits) or 2 (adds keystorePath...) */
+    /**
+     * Keystore (borrowed; must outlive the client). Required, unless
+     * keystorePath is given (struct_version 2).
+     */
     mqe2e_keystore *keystore;
     /**
      * Topic policy (borrowed; must outlive the client). NULL: one group rule
@@ -89,11 +92,29 @@ typedef struct mqe2e_MQTTClient_securityOptions {
     size_t holdMaxCount;
     size_t holdMaxBytes;     /**< most bytes held (0 = 1 MiB) */
     unsigned holdMaxSeconds; /**< longest a message is held (0 = 30 s) */
+    /* struct_version 2: the one-call form */
+    /**
+     * With keystore NULL: the keystore file setSecurity opens, locks against
+     * other processes (the side file PATH.lock, as the mqe2e command does)
+     * and owns; destroy writes it back, wipes it and releases the lock.
+     */
+    const char *keystorePath;
+    /** Name of the environment variable that holds the passphrase (e.g. "MQE2E_PASSPHRASE"). */
+    const char *passphraseEnv;
+    /**
+     * File whose first line is the passphrase (must not be accessible by
+     * group or others); tried before passphraseEnv. The passphrase is
+     * copied into guarded memory and wiped once the keystore is open.
+     */
+    const char *passphraseFile;
 } mqe2e_MQTTClient_securityOptions;
 
-/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 1, defaults). */
-#define mqe2e_MQTTClient_securityOptions_initializer \
-    { {'M', 'Q', 'E', 'S'}, 1, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0 }
+/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 2, defaults). */
+#define mqe2e_MQTTClient_securityOptions_initializer                                          \
+    {                                                                                          \
+        {'M', 'Q', 'E', 'S'}, 2, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
+            NULL, NULL, NULL                                                                   \
+    }
 
 /**
  * Control-plane counters (all zero for a keystore without an authority pin).
@@ -135,8 +156,18 @@ MQE2E_API int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const
 
 /**
  * @brief Attach keystore and policy. Call once, after create and before connect.
+ *
+ * The one-call form (struct_version 2): leave `keystore` NULL and set
+ * `keystorePath` and `passphraseEnv` (or `passphraseFile`): the client opens,
+ * locks and owns the keystore, and mqe2e_MQTTClient_destroy() closes and
+ * wipes it.
  * @return MQTTCLIENT_SUCCESS, MQTTCLIENT_NULL_PARAMETER, MQTTCLIENT_BAD_STRUCTURE,
- *         or MQE2E_MQTTCLIENT_ERR(code) for a library failure.
+ *         or MQE2E_MQTTCLIENT_ERR(code) for a library failure: with keystorePath,
+ *         MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOT_FOUND) (no passphrase, or no such
+ *         passphrase file), ..._ERR(MQE2E_ERR_POLICY) (passphrase file readable by
+ *         others), ..._ERR(MQE2E_ERR_STATE) (keystore in use by another process),
+ *         ..._ERR(MQE2E_ERR_AUTH) (wrong passphrase or damaged file),
+ *         ..._ERR(MQE2E_ERR_IO) (cannot read the keystore).
  */
 MQE2E_API int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
                                            const mqe2e_MQTTClient_securityOptions *options);

@@ -27,6 +27,16 @@ check "$work/pc-consumer"
 
 # 3. what a user expects in the prefix
 check test -x "$work/prefix/bin/mqe2e"
+# The installed CLI runs without LD_LIBRARY_PATH (RPATH $ORIGIN/../lib...).
+check env -u LD_LIBRARY_PATH "$work/prefix/bin/mqe2e" --version
+check env -u LD_LIBRARY_PATH MQE2E_OPTIONS_FILE= "$work/prefix/bin/mqe2e" pub --help
+# man mqe2e from the prefix, and the bash completion.
+check test -f "$work/prefix/share/man/man1/mqe2e.1"
+if command -v man >/dev/null; then
+  check sh -c "MANPATH='$work/prefix/share/man' man -P cat mqe2e 2>/dev/null | grep -q 'end-to-end'"
+fi
+check test -f "$work/prefix/share/bash-completion/completions/mqe2e"
+check bash -c "source '$work/prefix/share/bash-completion/completions/mqe2e' && COMP_WORDS=(mqe2e pu) COMP_CWORD=1 && _mqe2e && [ \"\${COMPREPLY[*]}\" = pub ]"
 check test -f "$work/prefix/include/mqe2e/mqe2e.h"
 check test -f "$work/prefix/include/mqe2e/MQTTClient.h"
 

@@ -1142,6 +1142,27 @@ int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle, mqe2e_control_cou
     return MQTTASYNC_SUCCESS;
 }
 
+int mqe2e_MQTTAsync_clearRetained(mqe2e_MQTTAsync handle, const char *topicName, int qos,
+                                  MQTTAsync_responseOptions *response)
+{
+    struct mqe2e_async *c = handle;
+
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    if (c->protector == NULL) {
+        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    }
+    if (topicName == NULL) {
+        return MQTTASYNC_NULL_PARAMETER;
+    }
+    if (!mqe2e_topic_name_valid(topicName)) {
+        return MQTTASYNC_BAD_UTF8_STRING;
+    }
+    /* No data leaves: an empty retained publish is the broker's delete. */
+    return MQTTAsync_send(c->paho, topicName, 0, async_empty, qos, 1, response);
+}
+
 /* ---- Paho calls with nothing to encrypt: forwarded ---- */
 
 void mqe2e_MQTTAsync_global_init(MQTTAsync_init_options *inits)

@@ -201,6 +201,14 @@ MQE2E_API int mqe2e_MQTTAsync_getCounters(mqe2e_MQTTAsync handle, mqe2e_counters
 MQE2E_API int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle,
                                                  mqe2e_control_counters *out);
 
+/**
+ * @brief Clear the retained message of @p topicName (a zero-length retained
+ *        send, no data); as mqe2e_MQTTClient_clearRetained().
+ * @return Paho's codes, ::MQE2E_MQTTASYNC_NOT_CONFIGURED.
+ */
+MQE2E_API int mqe2e_MQTTAsync_clearRetained(mqe2e_MQTTAsync handle, const char *topicName,
+                                            int qos, MQTTAsync_responseOptions *response);
+
 /** @name Paho calls with nothing to encrypt, forwarded unchanged */
 /**@{*/
 /** @brief As MQTTAsync_global_init(). */

@@ -83,7 +83,7 @@ int cli_next(cli_parser *p, const cli_opt *opts, int *id, const char **value)
         }
         const cli_opt *o = find_short(opts, arg[1]);
         if (o == NULL && arg[1] == 'k') {
-            cli_error("unknown option '-k': the keystore is -K or --keystore since 0.2 (-k is the "
+            cli_error("unknown option '-k': the keystore is -K or --keystore (-k is the "
                       "keep-alive of the commands that connect, as in mosquitto_pub)");
             return CLI_NEXT_ERROR;
         }

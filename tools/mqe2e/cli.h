@@ -54,7 +54,7 @@ enum cli_common_opt {
     OPT_KEY_FILE,
 };
 
-/** The keystore options of every keystore command (-K; -k is the keep-alive since 0.2). */
+/** The keystore options of every keystore command (-K; -k is the keep-alive, CHANGELOG). */
 #define CLI_KEYSTORE_OPTS                                                                      \
     {'K', "keystore", 1, OPT_KEYSTORE}, {0, "passphrase-file", 1, OPT_PASSPHRASE_FILE},         \
         {0, "key-file", 1, OPT_KEY_FILE}
@@ -209,7 +209,7 @@ enum cli_broker_opt {
     "      --insecure        TLS: do not check the host name in the broker's certificate\n"     \
     "      --tls-version V   tlsv1.3, tlsv1.2, tlsv1.1 or tlsv1 (lowest accepted)\n"           \
     "      --ciphers LIST    TLS cipher list (OpenSSL syntax)\n"                                 \
-    "  -k, --keepalive S     MQTT keep-alive in seconds (was the keystore before 0.2: use -K)\n" \
+    "  -k, --keepalive S     MQTT keep-alive in seconds (the keystore is -K)\n" \
     "  -d, --debug           connection progress on stderr\n"                                    \
     "      --quiet           no error or warning lines on stderr (exit codes stay)\n"           \
     "Defaults for these come from the options file ~/.config/mqe2e (see docs/CLI.md).\n"

@@ -250,6 +250,12 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
     }
     mqe2e_revocation_list_free(c->rl);
     c->rl = rl;
+    if (mqe2e_revocation_list_is_revoked(c->rl, c->id, 0)) {
+        ctl_log(c, MQE2E_LOG_ERROR,
+                "this client ('%s') is revoked by the authority (revocation list version %llu): "
+                "it gets no new keys; enroll a new identity with a new ticket",
+                c->id, (unsigned long long)mqe2e_revocation_list_version(c->rl));
+    }
     for (ctl_peer *p = c->peers; p != NULL; p = p->next) {
         if (p->ch != NULL && peer_revoked(c, p->id)) {
             ctl_log(c, MQE2E_LOG_WARNING, "channel to '%s' closed: peer revoked", p->id);
@@ -387,7 +393,13 @@ static void ctl_on_hello(mqe2e__ctl *c, const uint8_t *data, size_t len)
     c->hello = NULL;
     if (rc == MQE2E_ERR_POLICY) {
         c->hello_done = 1; /* refused: do not hammer the authority */
-        ctl_log(c, MQE2E_LOG_ERROR, "HELLO refused by the authority (status %ld)", (long)u.status);
+        ctl_log(c, MQE2E_LOG_ERROR, "HELLO refused by the authority: %s",
+                u.status == MQE2E_STATUS_REVOKED
+                    ? "this client is revoked: it gets no new keys (enroll a new identity with a "
+                      "new ticket)"
+                : u.status == MQE2E_STATUS_UNKNOWN_CLIENT
+                    ? "the authority does not know this client (enroll it first)"
+                    : "refused (see the authority's log)");
         mqe2e_control_update_wipe(&u);
         return;
     }

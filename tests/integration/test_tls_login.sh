@@ -223,10 +223,24 @@ check "  ... the broker holds nothing on it any more" grep -qx 'health/hr-1/mark
 # ---- the rest of the operator commands ------------------------------------------
 run op list clients
 check "operator list over TLS" sh -c 'test '"$rc"' -eq 0 && grep -q "^hr-1" out && grep -q "^backend" out'
+run op token create --id fleet --count 250 --group health --grant 'health/fleet/#:pub'
+check "250 tickets in one command" sh -c 'test '"$rc"' -eq 0 && [ "$(grep -c "^mqe2e1-" out)" -eq 250 ]'
+run op list tokens
+check "list tokens is complete past one reply frame (252 rows)" sh -c 'test '"$rc"' -eq 0 && [ "$(wc -l <out)" -eq 252 ]'
+run op list tokens --json
+check "list tokens --json is one complete array" sh -c 'test '"$rc"' -eq 0 && python3 -c "import json,sys; a=json.load(open(\"out\")); sys.exit(0 if len(a)==252 and len({t[\"token_id\"] for t in a})==252 else 1)"'
 run op status --remote
 check "operator status over TLS" test "$rc" -eq 0
 run op revoke --id hr-1
 check "operator revoke over TLS" test "$rc" -eq 0
+# The revoked device is told so (revocation list and HELLO reply), without -d.
+env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" sub -K hr-1.ks --key-file key.hex \
+  -t 'health/hr-1/#' -W 60 >revoked.out 2>revoked.err &
+revpid=$!
+pids+=($revpid)
+check "a revoked client says it is revoked" wait_for 30 in_file 'is revoked' revoked.err
+kill "$revpid" 2>/dev/null; wait "$revpid" 2>/dev/null
+sed 's/^/    # /' revoked.err | head -3
 # A local status stays local even with MQE2E_AUTHORITY exported.
 run "$cli" status -K hr-1.ks --key-file key.hex
 check "status -K KEYSTORE with MQE2E_AUTHORITY set stays local" sh -c 'test '"$rc"' -eq 0 && grep -q "client id" out'

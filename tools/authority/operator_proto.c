@@ -240,7 +240,19 @@ typedef struct list_ctx {
     cJSON *arr;
     authority *a;
     uint64_t now;
+    /* Paging of `list` (offset=, limit=): rows before offset are skipped,
+     * at most limit (0: all) are shown; seen counts every row. */
+    uint64_t offset, limit, seen, shown;
 } list_ctx;
+
+/* Whether the current row belongs to the requested page. */
+static int page_take(list_ctx *c)
+{
+    uint64_t i = c->seen++;
+    if (i < c->offset || (c->limit != 0 && c->shown >= c->limit)) return 0;
+    c->shown++;
+    return 1;
+}
 
 static void hex(char *out, const uint8_t *in, size_t n)
 {
@@ -253,6 +265,7 @@ static int token_row(const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
     list_ctx *c = user;
     char tid[MQE2E_ADB_TOKEN_ID_BYTES * 2U + 1U];
     const char *state = info->used ? "used" : (info->expires_at <= c->now ? "expired" : "unused");
+    if (!page_take(c)) return 0;
     hex(tid, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
     if (c->arr != NULL) {
         cJSON *o = cJSON_CreateObject();
@@ -274,6 +287,7 @@ static int client_row(const mqe2e_adb_client *cl, void *user)
 {
     list_ctx *c = user;
     const char *state = cl->status == MQE2E_ADB_CLIENT_ACTIVE ? "active" : "revoked";
+    if (!page_take(c)) return 0;
     if (c->arr != NULL) {
         char sp[65], dp[65];
         hex(sp, cl->sign_public, 32);
@@ -308,6 +322,7 @@ static int group_row(const mqe2e_adb_group *g, void *user)
 {
     list_ctx *c = user;
     uint64_t members = 0;
+    if (!page_take(c)) return 0;
     (void)mqe2e_adb_members_list(c->a->db, g->name, count_member, &members);
     if (c->arr != NULL) {
         cJSON *o = cJSON_CreateObject();
@@ -331,8 +346,11 @@ static int group_row(const mqe2e_adb_group *g, void *user)
 static void cmd_list(authority *a, op_result *res, const mqe2e_operator_request *req, uint64_t now,
                      const char *what)
 {
-    list_ctx c = {res, NULL, a, now};
+    list_ctx c = {res, NULL, a, now, 0, 0, 0, 0};
     int rc;
+    if (arg_u64(&c.offset, req, "offset", 0, UINT64_MAX) != 0 ||
+        arg_u64(&c.limit, req, "limit", 0, 100000) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid offset or limit");
     if (want_json(req)) c.arr = cJSON_CreateArray();
     if (strcmp(what, "clients") == 0)
         rc = mqe2e_adb_client_list(a->db, client_row, &c);
@@ -345,8 +363,13 @@ static void cmd_list(authority *a, op_result *res, const mqe2e_operator_request 
         cJSON_Delete(c.arr);
     }
     if (rc != MQE2E_OK) FAIL(res, MQE2E_OPSTATUS_FAILED, "cannot read the database");
+    /* Never a silently cut list: a page that does not fit is an error. */
+    if (res->output_len >= OUTPUT_MAX ||
+        (res->output != NULL && strstr(res->output, "\"error\":\"output too large\"") != NULL))
+        FAIL(res, MQE2E_OPSTATUS_FAILED, "output too large: ask for fewer rows (limit)");
     res->status = MQE2E_OPSTATUS_OK;
-    res->message = "ok";
+    /* "more": rows after this page exist; the client asks again from offset + shown. */
+    res->message = c.seen > c.offset + c.shown ? "more" : "ok";
 }
 
 static void cmd_status(authority *a, op_result *res, const mqe2e_operator_request *req,
@@ -355,7 +378,7 @@ static void cmd_status(authority *a, op_result *res, const mqe2e_operator_reques
     mqe2e_adb_status s;
     if (mqe2e_adb_status_get(&s, a->db, now) != MQE2E_OK)
         FAIL(res, MQE2E_OPSTATUS_FAILED, "cannot read the database");
-    list_ctx c = {res, NULL, a, now};
+    list_ctx c = {res, NULL, a, now, 0, 0, 0, 0};
     if (want_json(req)) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "authority_id", a->id);

@@ -164,7 +164,8 @@ static const char *status_text(int32_t s)
     case MQE2E_STATUS_UNKNOWN_CLIENT:
         return "unknown client";
     case MQE2E_STATUS_REVOKED:
-        return "client revoked";
+        return "this client is revoked (a revoked identity cannot enroll again: use a new "
+               "client id and ticket)";
     case MQE2E_STATUS_TOKEN_USED:
         return "token already used by another device";
     case MQE2E_STATUS_TOKEN_EXPIRED:

@@ -556,6 +556,48 @@ static const char list_usage[] =
     "  groups:  name, topic filter, epoch, member count\n"
     "  tokens:  token id, client id, role, unused|used|expired, expiry\n";
 
+/* Rows per `list` request: a page of clients in JSON (~300 B a row) stays
+ * well inside one reply frame. */
+#define LIST_PAGE 100L
+
+/* The lines of a text page (one per row). */
+static long count_lines(const char *t)
+{
+    long n = 0;
+    for (; t != NULL && *t != '\0'; t++)
+        if (*t == '\n') n++;
+    return n;
+}
+
+/* Print a JSON page's elements ("[a,b]\n" -> "a,b"), with a comma before
+ * them unless they are the first. @return the number of elements seen. */
+static long print_json_page(const char *t, int *first)
+{
+    const char *open = t != NULL ? strchr(t, '[') : NULL;
+    const char *close = t != NULL ? strrchr(t, ']') : NULL;
+    long n = 0;
+    int depth = 0, in_str = 0;
+    if (open == NULL || close == NULL || close <= open + 1) return 0;
+    for (const char *p = open + 1; p < close; p++) {
+        if (in_str) {
+            if (*p == '\\' && p + 1 < close)
+                p++;
+            else if (*p == '"')
+                in_str = 0;
+        } else if (*p == '"') {
+            in_str = 1;
+        } else if (*p == '{' || *p == '[') {
+            if (depth++ == 0) n++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+        }
+    }
+    if (!*first) fputc(',', stdout);
+    fwrite(open + 1, 1, (size_t)(close - open - 1), stdout);
+    *first = 0;
+    return n;
+}
+
 int cmd_list(int argc, char **argv)
 {
     op_args o;
@@ -569,9 +611,54 @@ int cmd_list(int argc, char **argv)
     }
     char command[32];
     snprintf(command, sizeof command, "list-%s", w);
-    argv_list l;
-    memset(&l, 0, sizeof l);
-    return simple(&o, command, &l);
+    op_session s;
+    if ((rc = session_open(&s, &o)) != CLI_EXIT_OK) return rc;
+    /* Page by page over one session, so the list is complete at any size;
+     * any failure ends it with a non-zero exit (never a silently cut list). */
+    int first = 1;
+    if (o.json) fputc('[', stdout);
+    for (long offset = 0;;) {
+        argv_list l;
+        mqe2e_operator_reply reply;
+        memset(&l, 0, sizeof l);
+        if (o.json) add(&l, kv("json", "1"));
+        add(&l, kvl("offset", offset));
+        add(&l, kvl("limit", LIST_PAGE));
+        if (l.failed) {
+            cli_error("out of memory");
+            argv_free(&l);
+            rc = CLI_EXIT_USAGE;
+            break;
+        }
+        rc = session_call(&s, command, l.v, l.n, &reply);
+        argv_free(&l);
+        if (rc != CLI_EXIT_OK) break;
+        if (reply.status != MQE2E_OPSTATUS_OK) {
+            rc = show(&reply);
+            mqe2e_operator_reply_clear(&reply);
+            break;
+        }
+        long rows;
+        if (o.json) {
+            rows = print_json_page(reply.output, &first);
+        } else {
+            rows = count_lines(reply.output);
+            if (reply.output != NULL) fputs(reply.output, stdout);
+        }
+        fflush(stdout);
+        int more = reply.message != NULL && strcmp(reply.message, "more") == 0;
+        mqe2e_operator_reply_clear(&reply);
+        if (!more) break;
+        if (rows <= 0) {
+            cli_error("authority: an empty page with more to come; giving up");
+            rc = CLI_EXIT_KEY;
+            break;
+        }
+        offset += rows;
+    }
+    if (o.json) fputs("]\n", stdout);
+    session_close(&s);
+    return rc;
 }
 
 static const char status_usage[] =

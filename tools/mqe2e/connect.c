@@ -114,10 +114,9 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
     }
     sec.policy = s->policy;
     sec.onDropped = on_dropped;
-    if (c->b.debug) {
-        sec.onLog = on_log;
-        sec.logLevel = MQE2E_LOG_DEBUG;
-    }
+    /* Errors (e.g. "this client is revoked") are always shown; -d shows everything. */
+    sec.onLog = on_log;
+    sec.logLevel = c->b.debug ? MQE2E_LOG_DEBUG : MQE2E_LOG_ERROR;
     prc = mqe2e_MQTTClient_setSecurity(s->client, &sec);
     if (prc != MQTTCLIENT_SUCCESS) {
         cli_error("cannot attach keystore and policy: %s", mqe2e_MQTTClient_strerror(prc));

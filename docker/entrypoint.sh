@@ -18,12 +18,22 @@
 #            runs hr_device (readings on health/hr-1/heartrate) forever.
 # backend    the same, then runs hr_backend (decrypts health/+/heartrate).
 #
-# Environment:
+# Environment (every secret X can also come from a file named by X_FILE, e.g.
+# a Docker secret: MQE2E_PASSPHRASE_FILE=/run/secrets/device_passphrase;
+# giving both X and X_FILE is an error):
 #   MQE2E_BROKER_HOST (default broker), MQE2E_BROKER_PORT (default 1883)
 #   MQE2E_BROKER_BIND           broker role: listen address (default: as in the config)
 #   MQE2E_PASSPHRASE            keystore passphrase of this container's keystores
 #   MQE2E_OPERATOR_PASSPHRASE   operator keystore (default: MQE2E_PASSPHRASE)
-#   MQE2E_AUTHORITY_BROKER_PASSWORD  broker password of user mqe2e-authority
+#   MQE2E_BROKER_USERNAME       this role's broker user (default mqe2e-authority,
+#                               mqe2e-device, mqe2e-backend by role)
+#   MQE2E_BROKER_PASSWORD       this role's broker password (authority, device,
+#                               backend); without it the client connects anonymously
+#   MQE2E_OPERATOR_BROKER_PASSWORD  authority role: password of mqe2e-operator
+#   broker role, one per broker user (a user without a password is not created;
+#   with none at all the broker admits anonymous clients, as the demo did):
+#     MQE2E_AUTHORITY_BROKER_PASSWORD, MQE2E_DEVICE_BROKER_PASSWORD,
+#     MQE2E_BACKEND_BROKER_PASSWORD, MQE2E_OPERATOR_BROKER_PASSWORD
 #   MQE2E_DEVICES, MQE2E_BACKENDS    ids to issue tickets for (default hr-1, backend-1)
 #   MQE2E_STATE_DIR (/state), MQE2E_SHARED_DIR (/shared), MQE2E_ETC_DIR (/etc/mqe2e)
 #   MQE2E_DEVICE_COUNT          readings hr_device sends before it starts again
@@ -44,8 +54,32 @@ usage() {
   echo "usage: $0 broker | authority | device ID | backend ID" >&2
   exit 1
 }
+# secret NAME: export NAME from NAME_FILE (first line) when that is given.
+secret() {
+  local name="$1" file_var="${1}_FILE" value
+  local file="${!file_var:-}"
+  [ -n "$file" ] || return 0
+  [ -z "${!name:-}" ] || die "give $name or $file_var, not both"
+  [ -r "$file" ] || die "$file_var: cannot read $file"
+  IFS= read -r value <"$file" || [ -n "$value" ] || die "$file_var: $file is empty"
+  export "$name=$value"
+  unset "$file_var"
+}
+for v in MQE2E_PASSPHRASE MQE2E_OPERATOR_PASSPHRASE MQE2E_BROKER_PASSWORD \
+         MQE2E_AUTHORITY_BROKER_PASSWORD MQE2E_DEVICE_BROKER_PASSWORD \
+         MQE2E_BACKEND_BROKER_PASSWORD MQE2E_OPERATOR_BROKER_PASSWORD; do
+  secret "$v"
+done
 need_passphrase() {
-  [ -n "${MQE2E_PASSPHRASE:-}" ] || die "set MQE2E_PASSPHRASE (keystore passphrase)"
+  [ -n "${MQE2E_PASSPHRASE:-}" ] || die "set MQE2E_PASSPHRASE or MQE2E_PASSPHRASE_FILE (keystore passphrase)"
+}
+# login ROLE_USER: the -u option of this role's mqe2e commands (password via
+# MQE2E_BROKER_PASSWORD, which the CLI reads itself).
+login_args=()
+set_login() {
+  login_args=()
+  [ -n "${MQE2E_BROKER_PASSWORD:-}" ] && login_args=(-u "${MQE2E_BROKER_USERNAME:-$1}")
+  return 0
 }
 valid_id() { [[ "$1" =~ ^[A-Za-z0-9._-]{1,64}$ ]]; }
 broker_up() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
@@ -62,18 +96,32 @@ umask 077
 
 # ------------------------------------------------------------------ broker
 run_broker() {
-  local run="$state/broker" pw="${MQE2E_AUTHORITY_BROKER_PASSWORD:-}"
+  local run="$state/broker" users=0
   [ -r "$etc/mosquitto.conf" ] || die "$etc/mosquitto.conf not found"
   [ -r "$etc/mosquitto-acl.conf" ] || die "$etc/mosquitto-acl.conf not found"
-  [ -n "$pw" ] || die "set MQE2E_AUTHORITY_BROKER_PASSWORD (the authority's broker password)"
+  [ -n "${MQE2E_AUTHORITY_BROKER_PASSWORD:-}" ] ||
+    die "set MQE2E_AUTHORITY_BROKER_PASSWORD(_FILE) (the authority's broker password)"
   mkdir -p "$run"
-  # The effective files are generated at every start: the password comes
-  # from the environment, never from the image.
+  # The effective files are generated at every start: the passwords come
+  # from the environment or secret files, never from the image. One broker
+  # user per role (docs/mosquitto-acl.conf).
   rm -f "$run/mosquitto-passwd"
-  mosquitto_passwd -c -b "$run/mosquitto-passwd" mqe2e-authority "$pw" >/dev/null
+  : >"$run/mosquitto-passwd"
+  local role_user var
+  for role_user in authority:mqe2e-authority device:mqe2e-device backend:mqe2e-backend \
+                   operator:mqe2e-operator; do
+    var="MQE2E_$(printf '%s' "${role_user%%:*}" | tr a-z A-Z)_BROKER_PASSWORD"
+    [ -n "${!var:-}" ] || continue
+    mosquitto_passwd -b "$run/mosquitto-passwd" "${role_user#*:}" "${!var}" >/dev/null
+    users=$((users + 1))
+  done
   cp "$etc/mosquitto-acl.conf" "$run/mosquitto-acl.conf"
+  # With every role's password given, nobody connects anonymously.
+  local anonymous=true
+  [ "$users" -eq 4 ] && anonymous=false
   sed -e "s#^acl_file .*#acl_file $run/mosquitto-acl.conf#" \
       -e "/^password_file /d" \
+      -e "s#^allow_anonymous .*#allow_anonymous $anonymous#" \
       -e "s#^listener [0-9]*#listener $port#" \
       "$etc/mosquitto.conf" >"$run/mosquitto.conf"
   if [ -n "${MQE2E_BROKER_BIND:-}" ]; then
@@ -87,7 +135,7 @@ run_broker() {
   if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1 && ! grep -q '^user ' "$run/mosquitto.conf"; then
     chown mosquitto "$run/mosquitto-passwd"
   fi
-  log "starting mosquitto on port $port"
+  log "starting mosquitto on port $port ($users broker users, allow_anonymous $anonymous)"
   exec mosquitto -c "$run/mosquitto.conf"
 }
 
@@ -106,14 +154,20 @@ write_ticket() { # write_ticket ID ARGS...: ask for one ticket, store it 0600 at
 }
 
 op() {
+  local op_login=()
+  [ -n "${MQE2E_OPERATOR_BROKER_PASSWORD:-}" ] && op_login=(-u mqe2e-operator)
   MQE2E_PASSPHRASE="${MQE2E_OPERATOR_PASSPHRASE:-$MQE2E_PASSPHRASE}" MQE2E_AUTHORITY="$pin" \
-    mqe2e "$@" -K "$state/operator.ks" -h "$host" -p "$port" -W 10
+    MQE2E_BROKER_PASSWORD="${MQE2E_OPERATOR_BROKER_PASSWORD:-}" MQE2E_OPTIONS_FILE= \
+    mqe2e "$@" -K "$state/operator.ks" -h "$host" -p "$port" "${op_login[@]}" -W 10
 }
 
 run_authority() {
   need_passphrase
-  local ks="$state/authority.ks" db="$state/authority.db" pwfile="$state/broker-password"
-  local pw="${MQE2E_AUTHORITY_BROKER_PASSWORD:-}"
+  local ks="$state/authority.ks" db="$state/authority.db"
+  # This role's own broker login (the demo's older name still works).
+  [ -n "${MQE2E_BROKER_PASSWORD:-}" ] || MQE2E_BROKER_PASSWORD="${MQE2E_AUTHORITY_BROKER_PASSWORD:-}"
+  export MQE2E_BROKER_PASSWORD
+  set_login mqe2e-authority
   mkdir -p "$state" "$shared"
   if [ ! -e "$db" ]; then
     log "first start: creating the authority in $state"
@@ -127,18 +181,15 @@ run_authority() {
   fi
   pin="$(head -n 1 "$state/authority.pin")"
   (umask 022; printf '%s\n' "$pin" >"$shared/authority.pin")
-  local auth_args=(authority run -K "$ks" --db "$db" -h "$host" -p "$port")
-  if [ -n "$pw" ]; then
-    printf '%s\n' "$pw" >"$pwfile"
-    auth_args+=(-u mqe2e-authority --password-file "$pwfile")
-  fi
+  rm -f "$state/broker-password"   # written by earlier images; the password stays in memory now
+  local auth_args=(authority run -K "$ks" --db "$db" -h "$host" -p "$port" "${login_args[@]}")
   wait_broker
-  mqe2e "${auth_args[@]}" &
+  MQE2E_OPTIONS_FILE= mqe2e "${auth_args[@]}" &
   authority_pid=$!
   trap 'kill -TERM "$authority_pid" 2>/dev/null || true' TERM INT
   # Ready when an operator request is answered.
   local tries=0
-  until op status >/dev/null 2>&1; do
+  until op status --remote >/dev/null 2>&1; do
     kill -0 "$authority_pid" 2>/dev/null || { wait "$authority_pid" || true; die "the authority stopped"; }
     tries=$((tries + 1))
     [ "$tries" -lt 60 ] || die "the authority does not answer operator requests"
@@ -186,9 +237,11 @@ enroll_client() { # enroll_client ID: keystore in $state/ID.ks, enrolled once
   local rc
   while :; do
     rc=0
-    mqe2e enroll -K "$ks" --ticket-file "$shared/$id.ticket" -h "$host" -p "$port" -W 30 >&2 || rc=$?
+    MQE2E_OPTIONS_FILE= mqe2e enroll -K "$ks" --ticket-file "$shared/$id.ticket" -h "$host" -p "$port" \
+      "${login_args[@]}" -W 30 >&2 || rc=$?
     case "$rc" in
       0) break ;;
+      5) die "the broker refused the login of ${login_args[1]:-an anonymous client} (exit 5)" ;;
       3 | 4) log "enrollment not answered yet (exit $rc); retrying"; sleep 1 ;;
       *) die "enrollment of $id refused (exit $rc)" ;;
     esac
@@ -201,8 +254,12 @@ run_client() { # run_client device|backend ID
   local kind="$1" id="$2"
   need_passphrase
   valid_id "$id" || die "invalid client id '$id'"
+  set_login "mqe2e-$kind"
   enroll_client "$id"
   export MQE2E_KEYSTORE="$state/$id.ks" MQE2E_BROKER_HOST="$host" MQE2E_BROKER_PORT="$port"
+  if [ ${#login_args[@]} -gt 0 ]; then
+    export MQE2E_BROKER_USERNAME="${login_args[1]}" MQE2E_BROKER_PASSWORD
+  fi
   local cmd=(hr_backend 2000000000 2000000)
   [ "$kind" = device ] && cmd=(hr_device "${MQE2E_DEVICE_COUNT:-1000000000}")
   # In the background, so that a stop signal is handled at once (bash as

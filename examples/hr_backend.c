@@ -9,7 +9,8 @@
  * messages arrived, 1 otherwise.
  *
  * Environment: MQE2E_KEYSTORE (default backend.ks), MQE2E_PASSPHRASE,
- * MQE2E_BROKER_HOST (default 127.0.0.1), MQE2E_BROKER_PORT (default 1883).
+ * MQE2E_BROKER_HOST (default 127.0.0.1), MQE2E_BROKER_PORT (default 1883),
+ * MQE2E_BROKER_USERNAME and MQE2E_BROKER_PASSWORD (broker login, optional).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -111,6 +112,10 @@ int main(int argc, char **argv)
     MQTTClient_connectOptions conn = MQTTClient_connectOptions_initializer;
     conn.keepAliveInterval = 20;
     conn.cleansession = 1;
+    /* Broker login (brokers with allow_anonymous false): user name and
+     * password from the environment, never from argv. */
+    conn.username = getenv("MQE2E_BROKER_USERNAME");
+    conn.password = conn.username != NULL ? getenv("MQE2E_BROKER_PASSWORD") : NULL;
     rc = mqe2e_MQTTClient_connect(client, &conn);
     if (rc == MQTTCLIENT_SUCCESS) rc = mqe2e_MQTTClient_subscribe(client, FILTER, 1);
     if (rc != MQTTCLIENT_SUCCESS) {

@@ -9,6 +9,7 @@
  *   MQE2E_PASSPHRASE   the keystore passphrase
  *   MQE2E_BROKER_HOST  broker host (default 127.0.0.1)
  *   MQE2E_BROKER_PORT  broker port (default 1883)
+ *   MQE2E_BROKER_USERNAME, MQE2E_BROKER_PASSWORD  broker login (optional)
  *
  * Compared with a plain Paho program, only the names change (mqe2e_ prefix)
  * and one call is added: mqe2e_MQTTClient_setSecurity().
@@ -94,6 +95,10 @@ int main(int argc, char **argv)
     MQTTClient_connectOptions conn = MQTTClient_connectOptions_initializer;
     conn.keepAliveInterval = 20;
     conn.cleansession = 1;
+    /* Broker login (brokers with allow_anonymous false): user name and
+     * password from the environment, never from argv. */
+    conn.username = getenv("MQE2E_BROKER_USERNAME");
+    conn.password = conn.username != NULL ? getenv("MQE2E_BROKER_PASSWORD") : NULL;
     rc = mqe2e_MQTTClient_connect(client, &conn);
     if (rc != MQTTCLIENT_SUCCESS) {
         fprintf(stderr, "hr_device: connect to %s: %s\n", uri, mqe2e_MQTTClient_strerror(rc));

@@ -1109,7 +1109,7 @@ const char *mqe2e_MQTTAsync_strerror(int code)
 {
     int lib_code = code - MQE2E_MQTTASYNC_ERROR_BASE;
 
-    if (lib_code < 0 && lib_code >= MQE2E_ERR_MIN) {
+    if ((lib_code < 0 && lib_code >= MQE2E_ERR_MIN) || (code >= 1 && code <= 5)) {
         /* Same code space and strings as the synchronous front. */
         return mqe2e_MQTTClient_strerror(code);
     }

@@ -24,9 +24,24 @@ static void plugin_messages_build(void)
     }
 }
 
+/* MQTT 3.1.1 CONNACK return codes, which connect returns as they are and
+ * Paho's strerror calls "Unknown error code N". */
+static const char *const connack_messages[] = {
+    NULL,
+    "Connection refused: unacceptable protocol version",
+    "Connection refused: client identifier rejected",
+    "Connection refused: server unavailable",
+    "Connection refused: bad user name or password",
+    "Connection refused: not authorized",
+};
+
 const char *mqe2e_MQTTClient_strerror(int code)
 {
     int lib_code = code - MQE2E_MQTTCLIENT_ERROR_BASE;
+
+    if (code >= 1 && code <= 5) {
+        return connack_messages[code];
+    }
 
     if (lib_code < 0 && lib_code >= MQE2E_ERR_MIN) {
         (void)pthread_once(&plugin_messages_once, plugin_messages_build);

@@ -153,8 +153,8 @@ for id in hr-1 hr-2 backend; do
   MQE2E_TEST_TICKET="$(head -n 1 "$id.ticket")" "$secrets" --ticket-env MQE2E_TEST_TICKET \
     >"token-$id.txt" || fatal "cannot decode the ticket of $id"
 done
-epoch_now=$(op status --json | python3 -c 'import json,sys; print([g["epoch"] for g in json.load(sys.stdin)["groups"] if g["group"]=="health"][0])' 2>/dev/null \
-  || op status --json | sed -n 's/.*"group": *"health"[^}]*"epoch": *\([0-9]*\).*/\1/p')
+epoch_now=$(op status --remote --json | python3 -c 'import json,sys; print([g["epoch"] for g in json.load(sys.stdin)["groups"] if g["group"]=="health"][0])' 2>/dev/null \
+  || op status --remote --json | sed -n 's/.*"group": *"health"[^}]*"epoch": *\([0-9]*\).*/\1/p')
 epochs_held=$(cat secrets-*.txt | awk '$1 == "group" && $2 == "health" { print $3 }' | sort -un | tr '\n' ' ')
 # Every secret as a hex string, one per line: "label hex".
 {

@@ -72,16 +72,39 @@ chmod 0644 "$work/etc/"*
 [ "$(id -u)" -eq 0 ] && echo "user root" >>"$work/etc/mosquitto.conf"
 ln -s "$build/tools/mqe2e/mqe2e" "$build/examples/hr_device" "$build/examples/hr_backend" "$work/bin/"
 
+# Secrets as files, one per role and credential, as docker-compose.yml mounts them.
+mkdir -p "$work/secrets"
+for name in authority_passphrase operator_passphrase device_passphrase backend_passphrase \
+            authority_broker_password operator_broker_password device_broker_password \
+            backend_broker_password; do
+  printf '%s-%s\n' "$name" "$RANDOM$RANDOM" >"$work/secrets/$name"
+done
+chmod 0444 "$work/secrets/"*   # as Docker mounts them: readable, not 0600
+sec="$work/secrets"
 common_env=(
   "PATH=$work/bin:$PATH"
   "MQE2E_BROKER_HOST=127.0.0.1" "MQE2E_BROKER_PORT=$port" "MQE2E_BROKER_BIND=127.0.0.1"
-  "MQE2E_PASSPHRASE=test passphrase"
-  "MQE2E_AUTHORITY_BROKER_PASSWORD=test broker password"
-  "MQE2E_SHARED_DIR=$work/shared" "MQE2E_ETC_DIR=$work/etc"
+  "MQE2E_SHARED_DIR=$work/shared" "MQE2E_ETC_DIR=$work/etc" "MQE2E_OPTIONS_FILE="
 )
+# Each role gets only its own secrets (docker-compose.yml).
+role_env() {
+  case "$1" in
+    broker) echo "MQE2E_AUTHORITY_BROKER_PASSWORD_FILE=$sec/authority_broker_password" \
+                 "MQE2E_DEVICE_BROKER_PASSWORD_FILE=$sec/device_broker_password" \
+                 "MQE2E_BACKEND_BROKER_PASSWORD_FILE=$sec/backend_broker_password" \
+                 "MQE2E_OPERATOR_BROKER_PASSWORD_FILE=$sec/operator_broker_password" ;;
+    authority) echo "MQE2E_PASSPHRASE_FILE=$sec/authority_passphrase" \
+                    "MQE2E_OPERATOR_PASSPHRASE_FILE=$sec/operator_passphrase" \
+                    "MQE2E_BROKER_PASSWORD_FILE=$sec/authority_broker_password" \
+                    "MQE2E_OPERATOR_BROKER_PASSWORD_FILE=$sec/operator_broker_password" ;;
+    device|backend) echo "MQE2E_PASSPHRASE_FILE=$sec/$1_passphrase" \
+                         "MQE2E_BROKER_PASSWORD_FILE=$sec/$1_broker_password" ;;
+  esac
+}
 start_role() { # start_role NAME ROLE [ARGS]: runs in the background, log in NAME.log
   local name="$1"; shift
-  env "${common_env[@]}" "MQE2E_STATE_DIR=$work/state-$name" bash "$entry" "$@" \
+  # shellcheck disable=SC2046
+  env "${common_env[@]}" $(role_env "$1") "MQE2E_STATE_DIR=$work/state-$name" bash "$entry" "$@" \
     >>"$work/$name.log" 2>&1 &
   pids+=($!)
   last_pid=$!
@@ -99,6 +122,13 @@ start_role broker broker
 check "broker role listens on port $port" wait_for 10 port_open
 check "broker config generated with the port and the ACL" \
   grep -q "^listener $port 127.0.0.1" "$work/state-broker/broker/mosquitto.conf"
+check "broker admits no anonymous client (four role users)" \
+  sh -c "grep -q '^allow_anonymous false' '$work/state-broker/broker/mosquitto.conf' && [ \$(wc -l <'$work/state-broker/broker/mosquitto-passwd') -eq 4 ]"
+mosquitto_pub -h 127.0.0.1 -p "$port" -t health/x -m anonymous >/dev/null 2>&1
+check "an anonymous publish is refused" [ $? -ne 0 ]
+env "${common_env[@]}" "MQE2E_PASSPHRASE=x" "MQE2E_PASSPHRASE_FILE=$sec/device_passphrase" \
+  bash "$entry" device hr-9 >"$work/both.log" 2>&1
+check "X and X_FILE together are refused" sh -c "grep -q 'not both' '$work/both.log'"
 
 # Clients first: they must wait for their tickets.
 start_role device device hr-1
@@ -118,6 +148,7 @@ sleep 2
 n=$(grep -c 'backend decrypted \[health/hr-1/heartrate\]' "$work/backend.log" || true)
 check "backend keeps decrypting ($n readings)" [ "$n" -ge 5 ]
 check "no plaintext reading in the authority log" sh -c "! grep -q bpm '$work/authority.log'"
+check "no secret in any log" sh -c "! cat '$sec/'* | grep -F -f - '$work/'*.log"
 
 # ---- authority restart on its state ----------------------------------------------
 kill -TERM "$authority_pid" 2>/dev/null

@@ -162,4 +162,8 @@ Test(paho_setup, every_mqe2e_code_has_strerror_text)
         cr_assert(strncmp(t, "mqe2e: ", 7) == 0, "code %d: '%s'", MQE2E_MQTTCLIENT_ERR(e), t);
         cr_assert_str_eq(mqe2e_MQTTAsync_strerror(MQE2E_MQTTASYNC_ERR(e)), t);
     }
+    /* MQTT 3.1.1 CONNACK codes, which Paho's strerror calls "Unknown error code N". */
+    cr_assert_str_eq(mqe2e_MQTTClient_strerror(4), "Connection refused: bad user name or password");
+    cr_assert_str_eq(mqe2e_MQTTClient_strerror(5), "Connection refused: not authorized");
+    cr_assert_str_eq(mqe2e_MQTTAsync_strerror(5), "Connection refused: not authorized");
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The encrypted heart-rate demo, with the authority handing out every key:
 #
-#   1. a Mosquitto with the mqe2e ACL, the authority service, an operator;
+#   1. a Mosquitto as deployments run it — TLS only (a throwaway CA made here
+#      with openssl), allow_anonymous false, one broker user per role and the
+#      mqe2e ACL — the authority service, an operator;
 #   2. the operator creates the group "health" and one enrollment ticket per
 #      client (devices hr-1 and hr-2, service backend); each client enrolls in
 #      one round trip over the broker — no key file is ever copied;
@@ -33,8 +35,8 @@ for b in "$cli" "$device" "$backend"; do
   [ -x "$b" ] || { echo "demo: $b not built (run cmake --build $build)" >&2; exit 1; }
 done
 [ -r "$acl_src" ] || { echo "demo: $acl_src not found" >&2; exit 1; }
-for t in mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd; do
-  command -v "$t" >/dev/null || { echo "demo: $t not found (apt-get install mosquitto mosquitto-clients)" >&2; exit 1; }
+for t in mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd openssl; do
+  command -v "$t" >/dev/null || { echo "demo: $t not found (apt-get install mosquitto mosquitto-clients openssl)" >&2; exit 1; }
 done
 
 port="${MQE2E_BROKER_PORT:-18830}"
@@ -89,12 +91,32 @@ pass_hr1="demo hr-1 passphrase"
 pass_hr2="demo hr-2 passphrase"
 pass_backend="demo backend passphrase"
 broker_pw_authority="demo-authority-broker-password"
+broker_pw_operator="demo-operator-broker-password"
+broker_pw_device="demo-device-broker-password"
+broker_pw_backend="demo-backend-broker-password"
 broker_pw_eavesdropper="demo-eavesdropper-broker-password"
 
-# ---- broker: the project's ACL, plus a curious reader of '#' --------------
+# ---- TLS: a throwaway CA and the broker's certificate (localhost) ----------
+{
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj "/CN=mqe2e demo CA" -keyout ca.key -out ca.pem &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout server.key -out server.csr &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext &&
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile server.ext -out server.pem
+} >openssl.log 2>&1 || die "openssl could not make the demo certificates: $(tail -n 3 openssl.log)"
+
+# ---- broker: TLS, logins, the project's ACL, plus a curious reader of '#' ---
 mosquitto_passwd -c -b passwd mqe2e-authority "$broker_pw_authority" >/dev/null
+mosquitto_passwd -b passwd mqe2e-operator "$broker_pw_operator" >/dev/null
+mosquitto_passwd -b passwd mqe2e-device "$broker_pw_device" >/dev/null
+mosquitto_passwd -b passwd mqe2e-backend "$broker_pw_backend" >/dev/null
 mosquitto_passwd -b passwd eavesdropper "$broker_pw_eavesdropper" >/dev/null
-printf '%s\n' "$broker_pw_authority" >authority.pw
+for role in authority operator device backend; do
+  v="broker_pw_$role"
+  printf '%s\n' "${!v}" >"$role.pw"
+done
 cp "$acl_src" acl.conf
 cat >>acl.conf <<'ACL'
 
@@ -105,7 +127,10 @@ ACL
 cat >mosquitto.conf <<CONF
 per_listener_settings false
 listener $port $host
-allow_anonymous true
+cafile $work/ca.pem
+certfile $work/server.pem
+keyfile $work/server.key
+allow_anonymous false
 password_file $work/passwd
 acl_file $work/acl.conf
 persistence false
@@ -125,6 +150,12 @@ for _ in $(seq 50); do
 done
 port_open || die "broker not listening on $port"
 
+# Every mqe2e command reads its broker defaults from this options file (the
+# mosquitto_pub option names); each role adds its own -u and password file.
+printf '%s\n' "-h localhost" "-p $port" "--cafile $work/ca.pem" >broker.options
+export MQE2E_OPTIONS_FILE="$work/broker.options"
+tls_host=localhost   # the name in the broker's certificate
+
 # ---- authority and operator --------------------------------------------------
 MQE2E_PASSPHRASE="$pass_authority" "$cli" authority init -K authority.ks --db authority.db \
   --id authority >pin.txt 2>authority-init.err || die "authority init failed: $(cat authority-init.err)"
@@ -134,17 +165,18 @@ operator_sign="$(sed -n 's/^signing public key: *//p' operator.txt)"
 MQE2E_PASSPHRASE="$pass_authority" "$cli" authority operator-add -K authority.ks --db authority.db \
   --name operator --sign-public "$operator_sign" 2>/dev/null || die "operator-add failed"
 MQE2E_PASSPHRASE="$pass_authority" "$cli" authority run -K authority.ks --db authority.db \
-  -h "$host" -p "$port" -u mqe2e-authority --password-file authority.pw 2>authority.log &
+  -u mqe2e-authority --password-file authority.pw 2>authority.log &
 pids+=($!)
 wait_for 10 in_file serving authority.log || die "the authority did not start"
 
 # op ARGS...: an operator command, signed with the operator keystore.
 op() {
   MQE2E_PASSPHRASE="$pass_operator" MQE2E_AUTHORITY="$pin" \
-    "$cli" "$@" -K operator.ks -h "$host" -p "$port" -W 10
+    "$cli" "$@" -K operator.ks -u mqe2e-operator --password-file operator.pw -W 10
 }
 
-echo "authority running on $host:$port; pin (public): ${pin:0:40}..."
+echo "broker: TLS on $tls_host:$port, allow_anonymous false, one user per role"
+echo "authority running; pin (public): ${pin:0:40}..."
 op group create --group health --topic 'health/#' || die "group create failed"
 op token create --id hr-1 --grant 'health/hr-1/#:pub' --group health >hr-1.ticket || die "token hr-1"
 op token create --id hr-2 --grant 'health/hr-2/#:pub' --group health >hr-2.ticket || die "token hr-2"
@@ -153,10 +185,10 @@ op token create --id backend --role service --grant 'health/#:sub' --group healt
 
 # ---- enrollment --------------------------------------------------------------
 section "ENROLLMENT (one round trip each over the broker; tickets from files, never argv)"
-enroll() { # enroll ID KEYSTORE PASSPHRASE
+enroll() { # enroll ID KEYSTORE PASSPHRASE ROLE
   local rc=0
-  MQE2E_PASSPHRASE="$3" "$cli" enroll -K "$2" --ticket-file "$1.ticket" -h "$host" -p "$port" \
-    -W 20 -d >"enroll-$1.out" 2>"enroll-$1.err" || rc=$?
+  MQE2E_PASSPHRASE="$3" "$cli" enroll -K "$2" --ticket-file "$1.ticket" \
+    -u "mqe2e-$4" --password-file "$4.pw" -W 20 -d >"enroll-$1.out" 2>"enroll-$1.err" || rc=$?
   rm -f "$1.ticket"   # single use, and a secret: gone once used
   [ "$rc" -eq 0 ] || { cat "enroll-$1.err" >&2; die "enrollment of $1 failed (exit $rc)"; }
   local tries
@@ -164,17 +196,18 @@ enroll() { # enroll ID KEYSTORE PASSPHRASE
   printf '%s\n    (%s ENROLL request(s) sent; MQTT client id for the data session: %s)\n' \
     "$(cat "enroll-$1.out")" "$tries" "$1"
 }
-enroll hr-1 hr1.ks "$pass_hr1"
-enroll hr-2 hr2.ks "$pass_hr2"
-enroll backend backend.ks "$pass_backend"
+enroll hr-1 hr1.ks "$pass_hr1" device
+enroll hr-2 hr2.ks "$pass_hr2" device
+enroll backend backend.ks "$pass_backend" backend
 
 # ---- raw subscriber: what the broker sees (payload as hex) -------------------
-mosquitto_sub -h "$host" -p "$port" -u eavesdropper -P "$broker_pw_eavesdropper" \
+mosquitto_sub -h "$tls_host" -p "$port" --cafile ca.pem -u eavesdropper -P "$broker_pw_eavesdropper" \
   -t '#' -v -F '%t %x' >raw.txt 2>raw.err &
 pids+=($!)
 # Wait until it is subscribed: publish a plain probe until it shows up.
 for _ in $(seq 50); do
-  mosquitto_pub -h "$host" -p "$port" -t demo/probe -m probe 2>/dev/null || true
+  mosquitto_pub -h "$tls_host" -p "$port" --cafile ca.pem -u mqe2e-device -P "$broker_pw_device" \
+    -t demo/probe -m probe 2>/dev/null || true
   in_file '^demo/probe ' raw.txt && break
   sleep 0.1
 done
@@ -182,8 +215,9 @@ in_file '^demo/probe ' raw.txt || die "the raw subscriber did not come up: $(cat
 
 # ---- backend, then the devices ------------------------------------------------
 expected=$((readings + hr2_readings))
-MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="$pass_backend" MQE2E_BROKER_HOST="$host" \
-  MQE2E_BROKER_PORT="$port" "$backend" "$expected" 40 >backend.out 2>backend.err &
+MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="$pass_backend" MQE2E_BROKER_HOST="$tls_host" \
+  MQE2E_BROKER_PORT="$port" MQE2E_BROKER_CAFILE=ca.pem MQE2E_BROKER_USERNAME=mqe2e-backend \
+  MQE2E_BROKER_PASSWORD="$broker_pw_backend" "$backend" "$expected" 40 >backend.out 2>backend.err &
 backend_pid=$!
 pids+=("$backend_pid")
 wait_for 10 in_file '^backend subscribed' backend.out || die "hr_backend did not subscribe"
@@ -191,13 +225,14 @@ wait_for 10 in_file '^backend subscribed' backend.out || die "hr_backend did not
 echo
 echo "hr-1 (hr_device) publishes $readings readings on health/hr-1/heartrate;"
 echo "hr-2 (mqe2e pub) publishes $hr2_readings readings on health/hr-2/heartrate ..."
-MQE2E_KEYSTORE=hr1.ks MQE2E_PASSPHRASE="$pass_hr1" MQE2E_BROKER_HOST="$host" \
-  MQE2E_BROKER_PORT="$port" "$device" "$readings" >device.out 2>device.err &
+MQE2E_KEYSTORE=hr1.ks MQE2E_PASSPHRASE="$pass_hr1" MQE2E_BROKER_HOST="$tls_host" \
+  MQE2E_BROKER_PORT="$port" MQE2E_BROKER_CAFILE=ca.pem MQE2E_BROKER_USERNAME=mqe2e-device \
+  MQE2E_BROKER_PASSWORD="$broker_pw_device" "$device" "$readings" >device.out 2>device.err &
 device_pid=$!
 pids+=("$device_pid")
 for i in $(seq "$hr2_readings"); do
   printf '{"device":"hr-2","bpm":%d,"seq":%d}\n' $((80 + i)) "$i"
-done | MQE2E_PASSPHRASE="$pass_hr2" "$cli" pub -K hr2.ks -i hr-2 -h "$host" -p "$port" -q 1 \
+done | MQE2E_PASSPHRASE="$pass_hr2" "$cli" pub -K hr2.ks -i hr-2 -u mqe2e-device --password-file device.pw -q 1 \
   -t health/hr-2/heartrate -l 2>hr2-pub.err || die "hr-2 could not publish: $(cat hr2-pub.err)"
 
 published() { grep -c '^device published' device.out 2>/dev/null || true; }
@@ -220,7 +255,7 @@ grep -E 'revoked|rotated|push' authority.log | sed 's/^[^ ]* authority: /authori
 # readings it sees are sealed under epoch 2, which it was never given.
 echo "a subscriber with hr-2's keystore listens on health/# for 5 s ..."
 revoked_rc=0
-MQE2E_PASSPHRASE="$pass_hr2" "$cli" sub -K hr2.ks -i hr-2 -h "$host" -p "$port" -t 'health/#' -v \
+MQE2E_PASSPHRASE="$pass_hr2" "$cli" sub -K hr2.ks -i hr-2 -u mqe2e-device --password-file device.pw -t 'health/#' -v \
   -W 5 >revoked.out 2>revoked.err || revoked_rc=$?
 
 device_rc=0

@@ -10,7 +10,8 @@
  *
  * Environment: MQE2E_KEYSTORE (default backend.ks), MQE2E_PASSPHRASE,
  * MQE2E_BROKER_HOST (default 127.0.0.1), MQE2E_BROKER_PORT (default 1883),
- * MQE2E_BROKER_USERNAME and MQE2E_BROKER_PASSWORD (broker login, optional).
+ * MQE2E_BROKER_USERNAME and MQE2E_BROKER_PASSWORD (broker login, optional),
+ * MQE2E_BROKER_CAFILE (CA certificates: connect with TLS).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -73,7 +74,10 @@ int main(int argc, char **argv)
     if (count <= 0) count = 10;
     if (timeout_s <= 0) timeout_s = 30;
     char uri[256];
-    snprintf(uri, sizeof uri, "tcp://%s:%s", env_or("MQE2E_BROKER_HOST", "127.0.0.1"),
+    /* TLS when a CA file is given: ssl:// and Paho's SSL options, unchanged. */
+    const char *cafile = getenv("MQE2E_BROKER_CAFILE");
+    snprintf(uri, sizeof uri, "%s://%s:%s", cafile != NULL ? "ssl" : "tcp",
+             env_or("MQE2E_BROKER_HOST", "127.0.0.1"),
              env_or("MQE2E_BROKER_PORT", "1883"));
     const char *path = env_or("MQE2E_KEYSTORE", "backend.ks");
     const char *pass = getenv("MQE2E_PASSPHRASE");
@@ -116,6 +120,11 @@ int main(int argc, char **argv)
      * password from the environment, never from argv. */
     conn.username = getenv("MQE2E_BROKER_USERNAME");
     conn.password = conn.username != NULL ? getenv("MQE2E_BROKER_PASSWORD") : NULL;
+    MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
+    if (cafile != NULL) {
+        ssl.trustStore = cafile;
+        conn.ssl = &ssl;
+    }
     rc = mqe2e_MQTTClient_connect(client, &conn);
     if (rc == MQTTCLIENT_SUCCESS) rc = mqe2e_MQTTClient_subscribe(client, FILTER, 1);
     if (rc != MQTTCLIENT_SUCCESS) {

@@ -10,6 +10,7 @@
  *   MQE2E_BROKER_HOST  broker host (default 127.0.0.1)
  *   MQE2E_BROKER_PORT  broker port (default 1883)
  *   MQE2E_BROKER_USERNAME, MQE2E_BROKER_PASSWORD  broker login (optional)
+ *   MQE2E_BROKER_CAFILE  CA certificates (PEM): connect with TLS (ssl://)
  *
  * Compared with a plain Paho program, only the names change (mqe2e_ prefix)
  * and one call is added: mqe2e_MQTTClient_setSecurity().
@@ -65,7 +66,10 @@ int main(int argc, char **argv)
     int count = argc > 1 ? atoi(argv[1]) : 10;
     if (count <= 0) count = 10;
     char uri[256];
-    snprintf(uri, sizeof uri, "tcp://%s:%s", env_or("MQE2E_BROKER_HOST", "127.0.0.1"),
+    /* TLS when a CA file is given: ssl:// and Paho's SSL options, unchanged. */
+    const char *cafile = getenv("MQE2E_BROKER_CAFILE");
+    snprintf(uri, sizeof uri, "%s://%s:%s", cafile != NULL ? "ssl" : "tcp",
+             env_or("MQE2E_BROKER_HOST", "127.0.0.1"),
              env_or("MQE2E_BROKER_PORT", "1883"));
 
     mqe2e_keystore *ks = open_keystore(env_or("MQE2E_KEYSTORE", "device.ks"));
@@ -99,6 +103,11 @@ int main(int argc, char **argv)
      * password from the environment, never from argv. */
     conn.username = getenv("MQE2E_BROKER_USERNAME");
     conn.password = conn.username != NULL ? getenv("MQE2E_BROKER_PASSWORD") : NULL;
+    MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
+    if (cafile != NULL) {
+        ssl.trustStore = cafile;
+        conn.ssl = &ssl;
+    }
     rc = mqe2e_MQTTClient_connect(client, &conn);
     if (rc != MQTTCLIENT_SUCCESS) {
         fprintf(stderr, "hr_device: connect to %s: %s\n", uri, mqe2e_MQTTClient_strerror(rc));

@@ -18,7 +18,8 @@ static const char usage[] =
     "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
     "       mqe2e authority operator-add -K AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
     "       mqe2e authority pin -K AUTH_KEYSTORE [--prefix P]\n"
-    "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-K AUTH_KEYSTORE]\n"
+    "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [-u USER --password-file F]\n"
+    "                           [--cafile F] [--db DB] [-K AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
@@ -39,9 +40,9 @@ static const char usage[] =
     "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
     "                           credential_ttl, grace, passphrase_file, key_file,\n"
-    "                           username, password_file, verbose, handshake_limits\n"
-    "  -h, --host HOST          broker host (default localhost)\n"
-    "  -p, --port PORT          broker port (default 1883)\n"
+    "                           username, password_file, cafile, capath, certfile,\n"
+    "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
+    "                           keepalive, verbose, handshake_limits\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
     "  -v, --verbose            log every handled message\n"
@@ -49,12 +50,14 @@ static const char usage[] =
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
     "                           client id (PER_ID_BURST), IDS ids tracked; 0 turns a\n"
     "                           bucket off (default 2000,4000,20,10,16384; docs/AUTHORITY.md)\n"
-    "  -u, --username NAME      broker user name (the ACL grants the authority's rights to it)\n"
-    "      --password-file F    broker password from F's first line (mode 0600)\n"
     "      --passphrase-file F  keystore passphrase from F's first line\n"
     "      --key-file F         keystore raw key from F\n"
-    "Flags override the config file. The keystore passphrase otherwise comes from\n"
-    "MQE2E_PASSPHRASE.\n";
+    "\n"
+    "Broker options of run (the ACL grants the authority's rights to the user\n"
+    "mqe2e-authority):\n" CLI_BROKER_HELP
+    "Flags override the config file, which overrides the options file. The keystore\n"
+    "passphrase otherwise comes from MQE2E_PASSPHRASE.\n"
+    "Exit codes: 0 ok, 1 usage, 2 keystore/database, 3 broker, 5 login refused, 6 TLS.\n";
 
 enum {
     OPT_DB = 1,

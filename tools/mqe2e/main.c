@@ -21,12 +21,16 @@ static const char usage[] =
     "  token    ask the authority for enrollment tickets (operator)\n"
     "  revoke   revoke a client (operator)\n"
     "  list     list the authority's clients, groups or tokens (operator)\n"
-    "  (group create/grant/ungrant/rotate and status talk to the authority when\n"
-    "   --authority PIN or MQE2E_AUTHORITY is given)\n"
+    "  (group create/grant/ungrant/rotate talk to the authority when --authority PIN\n"
+    "   or MQE2E_AUTHORITY is given; status only with --remote or --authority PIN)\n"
     "\n"
     "'mqe2e COMMAND --help' describes each command.\n"
     "Keystore key: MQE2E_PASSPHRASE, --passphrase-file FILE or --key-file FILE.\n"
-    "Exit codes: 0 ok, 1 usage, 2 keystore/key/policy, 3 connection/broker, 4 timeout.\n";
+    "Broker options (pub, sub, enroll, authority run, operator commands): -h -p -u\n"
+    "--password-file --cafile --capath --cert --key --insecure -k ..., defaults from\n"
+    "~/.config/mqe2e. The keystore is -K (-k is the keep-alive). man mqe2e.\n"
+    "Exit codes: 0 ok, 1 usage, 2 keystore/key/policy, 3 connection/broker, 4 timeout,\n"
+    "5 broker login refused, 6 TLS handshake failed.\n";
 
 int main(int argc, char **argv)
 {

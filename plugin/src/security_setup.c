@@ -1,9 +1,9 @@
 /* What setSecurity does the same way in both fronts: build the protector (with
  * a policy made from the keystore's groups when the caller gave none) and turn
  * the hold-queue options into control-plane limits. */
-/* F_OFD_SETLK (Linux): a lock per open file, so two clients of one process
- * on one keystore also exclude each other. */
-#define _GNU_SOURCE
+/* F_OFD_SETLK (Linux, _GNU_SOURCE from plugin/CMakeLists.txt): a lock per
+ * open file, so two clients of one process on one keystore also exclude each
+ * other. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>

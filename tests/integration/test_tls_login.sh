@@ -236,6 +236,28 @@ check "  ... and cleared it on the broker" grep -qx 'health/hr-1/marker' out
 run dev sub -t health/hr-1/last -E
 check "sub -E exits once subscribed" sh -c 'test '"$rc"' -eq 0'
 
+# ---- the last will is sealed; MQTT v5 sessions -----------------------------------
+MQE2E_BROKER_PASSWORD="$(cat backend.pw)" "$cli" sub -K backend.ks --key-file key.hex "${tls[@]}" \
+  -u mqe2e-backend -t health/hr-1/status -v -C 1 -V mqttv5 -d >will.out 2>will.err &
+willsub=$!
+pids+=($willsub)
+msub -t health/hr-1/status -C 1 -F '%x' >will.raw 2>/dev/null &
+rawsub=$!
+pids+=($rawsub)
+check "v5 subscriber subscribed" wait_for 15 in_file 'subscribed to health/hr-1/status' will.err
+env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" sub -K hr-1.ks --key-file key.hex \
+  -t health/hr-1/none --will-topic health/hr-1/status --will-payload offline -d >holder.out 2>holder.err &
+holder=$!
+check "will holder connected" wait_for 15 in_file 'subscribed to health/hr-1/none' holder.err
+kill -9 "$holder"; wait "$holder" 2>/dev/null
+wait "$willsub"
+check "the will arrives sealed and is decrypted (v5 subscriber)" grep -qx 'health/hr-1/status offline' will.out
+wait "$rawsub"
+check "  ... the broker only carried ciphertext" sh -c '[ -s will.raw ] && ! grep -q "$(printf offline | od -An -tx1 | tr -d " \n")" will.raw'
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex \
+  -t health/hr-1/x -m x --will-topic elsewhere/x
+check "a will on a topic without policy refuses the connect (exit 2)" test "$rc" -eq 2
+
 # ---- the rest of the operator commands ------------------------------------------
 run op list clients
 check "operator list over TLS" sh -c 'test '"$rc"' -eq 0 && grep -q "^hr-1" out && grep -q "^backend" out'

@@ -171,7 +171,9 @@ int cli_session_subscribe(cli_session *s, int count, char *const *filters, int *
     if (rc <= 2) {
         /* Granted QoS per filter, as the v3 call reports it. */
         for (int i = 0; i < count; i++) {
-            int code = r.reasonCodeCount > i ? (int)r.reasonCodes[i] : rc;
+            /* Paho fills reasonCodes only for more than one filter. */
+            int code =
+                r.reasonCodes != NULL && r.reasonCodeCount > i ? (int)r.reasonCodes[i] : rc;
             qos[i] = code <= 2 ? code : 0x80;
         }
         rc = MQTTCLIENT_SUCCESS;

@@ -92,7 +92,7 @@ static int op(char *out, size_t cap, const char *args)
 {
     char cli[PATH_MAX], cmd[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
              args, op_ks, keyfile, broker.port, pin_text);
     return sh(out, cap, cmd);
 }
@@ -226,13 +226,13 @@ static void setup(void)
 
     char cli[PATH_MAX], cmd[4096], out[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id %s", cli,
+    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id %s", cli,
              auth_ks, keyfile, db, AUTH_ID);
     cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
     out[strcspn(out, "\n")] = '\0';
     snprintf(pin_text, sizeof pin_text, "%s", out);
     cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
     char *sp = strstr(out, "signing public key: ");
     cr_assert_not_null(sp);
@@ -240,7 +240,7 @@ static void setup(void)
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
     snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
              "--sign-public %s",
              cli, auth_ks, keyfile, db, hex);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
@@ -295,7 +295,7 @@ static int enroll_cli(const char *id, const char *ticket)
     cli_path(cli, sizeof cli);
     ks_path(ks, sizeof ks, id);
     snprintf(cmd, sizeof cmd,
-             "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 30 -d >'%s/%s.enroll.out' "
+             "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 30 -d >'%s/%s.enroll.out' "
              "2>'%s/%s.enroll.err'",
              cli, ks, keyfile, broker.port, dir, id, dir, id);
     setenv("MQE2E_TICKET", ticket, 1);

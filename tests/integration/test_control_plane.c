@@ -589,7 +589,7 @@ static int run_enroll(const char *id, const char *ticket, char *out, size_t cap)
     ks_path(ks, sizeof ks, id);
     snprintf(outfile, sizeof outfile, "%s/%s.out", dir, id);
     snprintf(cmd, sizeof cmd,
-             "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d > '%s'", cli, ks,
+             "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d > '%s'", cli, ks,
              keyfile, broker.port, outfile);
     setenv("MQE2E_TICKET", ticket, 1);
     int st = system(cmd);
@@ -909,7 +909,7 @@ Test(control_plane, enroll_via_cli_one_round_trip)
     cli_path(cli, sizeof cli);
     ks_path(path, sizeof path, "dev-2");
     snprintf(cmd, sizeof cmd,
-             "MQE2E_TICKET='%s' '%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 3 "
+             "MQE2E_TICKET='%s' '%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 3 "
              ">/dev/null 2>&1",
              ticket, cli, path, keyfile, broker.port);
     int st = system(cmd);
@@ -919,7 +919,7 @@ Test(control_plane, enroll_via_cli_one_round_trip)
     ticket = ta_ticket(&auth, "dev-3", NULL, NULL);
     ks_path(path, sizeof path, "dev-3");
     snprintf(cmd, sizeof cmd,
-             "MQE2E_TICKET='%s' '%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p 1 -W 3 "
+             "MQE2E_TICKET='%s' '%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p 1 -W 3 "
              ">/dev/null 2>&1",
              ticket, cli, path, keyfile);
     st = system(cmd);
@@ -1449,7 +1449,7 @@ static int ra_op(char *out, size_t cap, const char *args)
 {
     char cli[PATH_MAX], cmd[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
              args, ra_op_ks, keyfile, broker.port, ra_pin);
     return sh(out, cap, cmd);
 }
@@ -1473,12 +1473,12 @@ static void ra_setup(void)
 
     char cli[PATH_MAX], cmd[4096], out[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id %s", cli,
+    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id %s", cli,
              ra_auth_ks, keyfile, ra_db, AUTH_ID);
     cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
     out[strcspn(out, "\n")] = '\0';
     snprintf(ra_pin, sizeof ra_pin, "%s", out);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, ra_op_ks,
+    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, ra_op_ks,
              keyfile);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
     char *sp = strstr(out, "signing public key: ");
@@ -1487,7 +1487,7 @@ static void ra_setup(void)
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
     snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
              "--sign-public %s",
              cli, ra_auth_ks, keyfile, ra_db, hex);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);

@@ -95,7 +95,7 @@ static int op(char *out, size_t cap, const char *args)
 {
     char cli[PATH_MAX], cmd[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -k '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
+    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
              args, op_ks, keyfile, broker.port, pin);
     return sh(out, cap, cmd);
 }
@@ -119,12 +119,12 @@ static void setup(void)
 
     char cli[PATH_MAX], cmd[4096], out[4096];
     cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -k '%s' --key-file '%s' --db '%s' --id authority",
+    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id authority",
              cli, auth_ks, keyfile, auth_db);
     cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
     out[strcspn(out, "\n")] = '\0';
     snprintf(pin, sizeof pin, "%s", out);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -k '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
     char *sp = strstr(out, "signing public key: ");
     cr_assert_not_null(sp);
@@ -132,7 +132,7 @@ static void setup(void)
     memcpy(hex, sp + strlen("signing public key: "), 64);
     hex[64] = '\0';
     snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -k '%s' --key-file '%s' --db '%s' --name op1 "
+             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
              "--sign-public %s",
              cli, auth_ks, keyfile, auth_db, hex);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
@@ -196,7 +196,7 @@ static void enroll(const char *id)
     ticket[strcspn(ticket, "\n")] = '\0';
     cli_path(cli, sizeof cli);
     ks_path(ks, sizeof ks, id);
-    snprintf(cmd, sizeof cmd, "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
+    snprintf(cmd, sizeof cmd, "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
              cli, ks, keyfile, broker.port);
     setenv("MQE2E_TICKET", ticket, 1);
     char out[4096];
@@ -557,7 +557,7 @@ Test(signed_authority, group_list_shows_signed_and_unsigned_groups_unchanged)
     ticket[strcspn(ticket, "\n")] = '\0';
     cli_path(cli, sizeof cli);
     ks_path(ks, sizeof ks, "dev-p");
-    snprintf(cmd, sizeof cmd, "'%s' enroll -k '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
+    snprintf(cmd, sizeof cmd, "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
              cli, ks, keyfile, broker.port);
     setenv("MQE2E_TICKET", ticket, 1);
     cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);

@@ -220,6 +220,44 @@ check "-n -r clears the retained message" test "$rc" -eq 0
 run msub -t health/hr-1/last -t health/hr-1/marker -C 1 -F '%t'
 check "  ... the broker holds nothing on it any more" grep -qx 'health/hr-1/marker' out
 
+# ---- mosquitto_sub habits: --retained-only, -F, -E, --remove-retained ----------
+dev() { env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" "$@" -K hr-1.ks --key-file key.hex; }
+run dev pub -q 1 -r -t health/hr-1/last -m 'bpm=76'
+check "retained encrypted publish again" test "$rc" -eq 0
+# (The backend reads it here: a receiver accepts a message once, so hr-1
+# itself must not have seen it before the --remove-retained check below.)
+run env MQE2E_BROKER_PASSWORD="$(cat backend.pw)" "$cli" sub -K backend.ks --key-file key.hex \
+  "${tls[@]}" -u mqe2e-backend -t health/hr-1/last --retained-only -C 1 -F '%t %l %r %p'
+check "sub --retained-only -F prints the decrypted retained value" grep -qx 'health/hr-1/last 6 1 bpm=76' out
+run dev sub -t health/hr-1/last --retained-only --remove-retained -C 1 -N
+check "sub --remove-retained -N prints it without a newline" sh -c 'test '"$rc"' -eq 0 && [ "$(cat out)" = "bpm=76" ] && [ "$(wc -l <out)" -eq 0 ]'
+run msub -t health/hr-1/last -t health/hr-1/marker -C 1 -F '%t'
+check "  ... and cleared it on the broker" grep -qx 'health/hr-1/marker' out
+run dev sub -t health/hr-1/last -E
+check "sub -E exits once subscribed" sh -c 'test '"$rc"' -eq 0'
+
+# ---- the last will is sealed; MQTT v5 sessions -----------------------------------
+MQE2E_BROKER_PASSWORD="$(cat backend.pw)" "$cli" sub -K backend.ks --key-file key.hex "${tls[@]}" \
+  -u mqe2e-backend -t health/hr-1/status -v -C 1 -V mqttv5 -d >will.out 2>will.err &
+willsub=$!
+pids+=($willsub)
+msub -t health/hr-1/status -C 1 -F '%x' >will.raw 2>/dev/null &
+rawsub=$!
+pids+=($rawsub)
+check "v5 subscriber subscribed" wait_for 15 in_file 'subscribed to health/hr-1/status' will.err
+env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" sub -K hr-1.ks --key-file key.hex \
+  -t health/hr-1/none --will-topic health/hr-1/status --will-payload offline -d >holder.out 2>holder.err &
+holder=$!
+check "will holder connected" wait_for 15 in_file 'subscribed to health/hr-1/none' holder.err
+kill -9 "$holder"; wait "$holder" 2>/dev/null
+wait "$willsub"
+check "the will arrives sealed and is decrypted (v5 subscriber)" grep -qx 'health/hr-1/status offline' will.out
+wait "$rawsub"
+check "  ... the broker only carried ciphertext" sh -c '[ -s will.raw ] && ! grep -q "$(printf offline | od -An -tx1 | tr -d " \n")" will.raw'
+run env MQE2E_OPTIONS_FILE="$work/device.options" "$cli" pub -K hr-1.ks --key-file key.hex \
+  -t health/hr-1/x -m x --will-topic elsewhere/x
+check "a will on a topic without policy refuses the connect (exit 2)" test "$rc" -eq 2
+
 # ---- the rest of the operator commands ------------------------------------------
 run op list clients
 check "operator list over TLS" sh -c 'test '"$rc"' -eq 0 && grep -q "^hr-1" out && grep -q "^backend" out'

@@ -228,6 +228,26 @@ const char *cli_options_file_path(char *buf, size_t cap)
     return n > 0 && (size_t)n < cap ? buf : NULL;
 }
 
+/* Every option the options file may hold, whichever command reads it. */
+static const cli_opt all_file_opts[] = {
+    CLI_BROKER_OPTS,
+    CLI_SESSION_OPTS,
+    {0, NULL, 0, 0},
+};
+
+static const cli_opt *find_file_opt(const cli_opt *opts, const char *s)
+{
+    for (const cli_opt *q = opts; q->id != 0; q++) {
+        if ((s[0] == '-' && s[1] != '-' && q->short_name != 0 && s[1] == q->short_name &&
+             s[2] == '\0') ||
+            (s[0] == '-' && s[1] == '-' && q->long_name != NULL &&
+             strcmp(s + 2, q->long_name) == 0) ||
+            (s[0] != '-' && q->long_name != NULL && strcmp(s, q->long_name) == 0))
+            return q;
+    }
+    return NULL;
+}
+
 int cli_broker_load_options(cli_broker_args *b, const cli_opt *opts)
 {
     char pathbuf[4096];
@@ -263,20 +283,12 @@ int cli_broker_load_options(cli_broker_args *b, const cli_opt *opts)
             while (vl > 0 && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
                 val[--vl] = '\0';
         }
-        const cli_opt *o = NULL;
-        for (const cli_opt *q = opts; q->id != 0; q++) {
-            if ((s[0] == '-' && s[1] != '-' && s[1] == q->short_name && s[2] == '\0' &&
-                 q->short_name != 0) ||
-                (s[0] == '-' && s[1] == '-' && q->long_name != NULL &&
-                 strcmp(s + 2, q->long_name) == 0) ||
-                (s[0] != '-' && q->long_name != NULL && strcmp(s, q->long_name) == 0)) {
-                o = q;
-                break;
-            }
-        }
+        const cli_opt *o = find_file_opt(opts, s);
         if (o == NULL || o->id < OPT_HOST || o->id >= OPT_BROKER_END) {
-            cli_error("options file %s line %u: '%s' is not a broker option of this command",
-                      path, lineno, s);
+            /* A session option (-i, --will-topic, ...) is for pub and sub only:
+             * the commands whose client id the ACL fixes skip it. */
+            if (find_file_opt(all_file_opts, s) != NULL) continue;
+            cli_error("options file %s line %u: '%s' is not a broker option", path, lineno, s);
             rc = CLI_EXIT_USAGE;
             break;
         }
@@ -369,8 +381,7 @@ static int read_password(cli_broker_conn *c, const cli_broker_args *b)
     return rc;
 }
 
-int cli_broker_prepare(cli_broker_conn *c, const cli_broker_args *b, const char *client_id,
-                       int keepalive_default)
+int cli_broker_prepare(cli_broker_conn *c, const cli_broker_args *b, int keepalive_default)
 {
     memset(c, 0, sizeof *c);
     int tls = cli_broker_tls(b);
@@ -407,7 +418,6 @@ int cli_broker_prepare(cli_broker_conn *c, const cli_broker_args *b, const char 
         cli_broker_conn_free(c);
         return CLI_EXIT_USAGE;
     }
-    (void)client_id;
 
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     MQTTClient_connectOptions co5 = MQTTClient_connectOptions_initializer5;

@@ -283,8 +283,7 @@ int cli_broker_tls(const cli_broker_args *b);
 long cli_broker_port(const cli_broker_args *b);
 
 /** Build URI, connect, SSL and will options and read the password. @return exit code. */
-int cli_broker_prepare(cli_broker_conn *c, const cli_broker_args *b, const char *client_id,
-                       int keepalive_default);
+int cli_broker_prepare(cli_broker_conn *c, const cli_broker_args *b, int keepalive_default);
 
 /** Wipe the password and free the properties. */
 void cli_broker_conn_free(cli_broker_conn *c);

@@ -414,7 +414,7 @@ static int do_run(auth_args *a)
     memset(&cfg, 0, sizeof cfg);
     cli_broker_conn conn;
     /* The authority's MQTT client id is its keystore's id (the ACL's mqe2e-authority). */
-    int brc = cli_broker_prepare(&conn, &a->b, NULL, 30);
+    int brc = cli_broker_prepare(&conn, &a->b, 30);
     if (brc != CLI_EXIT_OK) return brc;
     cfg.uri = conn.uri;
     cfg.ssl = conn.co.ssl;

@@ -407,7 +407,7 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
                    ticket->control_prefix);
 
     /* Its own MQTT client id (the ticket's): the broker ACL ties the inbox to it. */
-    rc = cli_broker_prepare(&conn, b, ticket->client_id, 30);
+    rc = cli_broker_prepare(&conn, b, 30);
     if (rc != CLI_EXIT_OK) goto out;
     int prc = MQTTClient_create(&paho, conn.uri, ticket->client_id, MQTTCLIENT_PERSISTENCE_NONE,
                                 NULL);

@@ -244,7 +244,7 @@ static int session_open(op_session *s, const op_args *o)
     const char *cid = mqe2e_keystore_client_id(s->ks.ks);
     snprintf(s->inbox, sizeof s->inbox, "%s/client/%s", s->pin.control_prefix, cid);
     snprintf(s->authority_topic, sizeof s->authority_topic, "%s/authority", s->pin.control_prefix);
-    rc = cli_broker_prepare(&s->conn, &o->b, cid, 30);
+    rc = cli_broker_prepare(&s->conn, &o->b, 30);
     if (rc != CLI_EXIT_OK) {
         session_close(s);
         return rc;

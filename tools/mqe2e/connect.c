@@ -93,7 +93,7 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
     if (cli_broker_client_id(client_id, sizeof client_id, &c->b,
                              mqe2e_keystore_client_id(s->keystore.ks), !enrolled) != 0)
         return CLI_EXIT_USAGE;
-    int rc2 = cli_broker_prepare(&s->conn, &c->b, client_id, 60);
+    int rc2 = cli_broker_prepare(&s->conn, &c->b, 60);
     if (rc2 != CLI_EXIT_OK) return rc2;
     s->mqtt5 = c->b.version == MQTTVERSION_5;
     MQTTClient_createOptions cro = MQTTClient_createOptions_initializer;
@@ -171,7 +171,9 @@ int cli_session_subscribe(cli_session *s, int count, char *const *filters, int *
     if (rc <= 2) {
         /* Granted QoS per filter, as the v3 call reports it. */
         for (int i = 0; i < count; i++) {
-            int code = r.reasonCodeCount > i ? (int)r.reasonCodes[i] : rc;
+            /* Paho fills reasonCodes only for more than one filter. */
+            int code =
+                r.reasonCodes != NULL && r.reasonCodeCount > i ? (int)r.reasonCodes[i] : rc;
             qos[i] = code <= 2 ? code : 0x80;
         }
         rc = MQTTCLIENT_SUCCESS;

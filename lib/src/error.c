@@ -30,6 +30,7 @@ static const struct err_entry err_table[] = {
     {"state", "call not valid in the current state"},
     {"policy", "forbidden by the topic policy"},
     {"unknown_signer", "sender not in the group's signer directory"},
+    {"grant", "sender not granted to publish on this topic"},
 };
 
 _Static_assert(sizeof err_table / sizeof err_table[0] == (size_t)(-MQE2E_ERR_MIN) + 1U,

@@ -469,7 +469,7 @@ static void cmd_group_ungrant(authority *a, op_result *res, const mqe2e_operator
     if (rc != MQE2E_OK) FAIL(res, status_for(rc), "not a member");
     (void)authority_push_client(a, id, g, 1);
     /* The removed member knew the secret: everyone else moves on without it. */
-    rc = authority_rotate_group(a, g, 0, &epoch);
+    rc = authority_rotate_after_removal(a, g, &epoch);
     if (rc != MQE2E_OK) FAIL(res, status_for(rc), "removed, but the rotation failed");
     out_add(res, "%s left %s; group at epoch %lu\n", id, g, (unsigned long)epoch);
     res->status = MQE2E_OPSTATUS_OK;
@@ -523,7 +523,7 @@ static void cmd_revoke(authority *a, op_result *res, const mqe2e_operator_reques
     authority_flush(a);
     for (size_t i = 0; i < groups.n; i++) {
         uint32_t epoch = 0;
-        if (authority_rotate_group(a, groups.v[i], 1, &epoch) == MQE2E_OK)
+        if (authority_rotate_after_removal(a, groups.v[i], &epoch) == MQE2E_OK)
             out_add(res, "group %s at epoch %lu\n", groups.v[i], (unsigned long)epoch);
         else
             out_add(res, "group %s: rotation failed\n", groups.v[i]);

@@ -73,6 +73,7 @@ typedef struct enroll_job {
     char **rotated;                 /* groups of a replaced device, rotated in the batch */
     mqe2e_adb *db;                  /* for the rotation callback */
     uint64_t now;
+    uint32_t revoke_grace;
     size_t n_rotated;
 } enroll_job;
 
@@ -141,6 +142,7 @@ const char *authority_counter_name(int i);
 void authority_flush(authority *a);
 int authority_revocations_refresh(authority *a, int publish_retained);
 int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch);
+int authority_rotate_after_removal(authority *a, const char *group, uint32_t *new_epoch);
 int authority_push_group(authority *a, const char *group, int with_rl);
 int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
 void authority_count_refresh(authority *a);

@@ -19,7 +19,8 @@ static const char usage[] =
     "       mqe2e authority operator-add -k AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
     "       mqe2e authority pin -k AUTH_KEYSTORE [--prefix P]\n"
     "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [--db DB] [-k AUTH_KEYSTORE]\n"
-    "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
+    "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
+    "                           [--revoke-grace SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
@@ -38,12 +39,15 @@ static const char usage[] =
     "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
     "                           'mqe2e status -k OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
-    "                           credential_ttl, grace, passphrase_file, key_file,\n"
+    "                           credential_ttl, grace, revoke_grace, passphrase_file,\n"
+    "                           key_file,\n"
     "                           username, password_file, verbose, handshake_limits\n"
     "  -h, --host HOST          broker host (default localhost)\n"
     "  -p, --port PORT          broker port (default 1883)\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
+    "      --revoke-grace S     after a revocation, removal or device replacement, the\n"
+    "                           group's retired epochs stay readable S seconds (default 30)\n"
     "  -v, --verbose            log every handled message\n"
     "      --handshake-limits L ENROLL/HELLO handshakes admitted after the cheap checks:\n"
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
@@ -67,6 +71,7 @@ enum {
     OPT_APORT,
     OPT_TTL,
     OPT_GRACE,
+    OPT_REVOKE_GRACE,
     OPT_VERBOSE,
     OPT_USERNAME,
     OPT_PASSWORD_FILE,
@@ -87,6 +92,7 @@ static const cli_opt opts[] = {
     {'p', "port", 1, OPT_APORT},
     {0, "credential-ttl", 1, OPT_TTL},
     {0, "grace", 1, OPT_GRACE},
+    {0, "revoke-grace", 1, OPT_REVOKE_GRACE},
     {'v', "verbose", 0, OPT_VERBOSE},
     {'u', "username", 1, OPT_USERNAME},
     {0, "password-file", 1, OPT_PASSWORD_FILE},
@@ -107,6 +113,7 @@ typedef struct auth_args {
     long port;
     long ttl;
     long grace;
+    long revoke_grace;
     int verbose;
     const char *username;
     const char *password_file;
@@ -204,6 +211,12 @@ static int load_config(auth_args *a, const auth_args *flags)
                 rc = CLI_EXIT_USAGE;
             else if (flags->grace < 0)
                 a->grace = x;
+        } else if (strcmp(key, "revoke_grace") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 1, 0x7FFFFFFFL, "revoke_grace") != 0)
+                rc = CLI_EXIT_USAGE;
+            else if (flags->revoke_grace <= 0)
+                a->revoke_grace = x;
         } else if (strcmp(key, "username") == 0) {
             if (flags->username == NULL) a->username = val;
         } else if (strcmp(key, "password_file") == 0) {
@@ -447,6 +460,8 @@ static int do_run(auth_args *a, const auth_args *flags)
     }
     cfg.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
     cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
+    cfg.revoke_grace =
+        a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     cfg.verbose = a->verbose;
     cfg.stop = &stop_flag;
     authority_rl_config limits;
@@ -548,6 +563,10 @@ int cmd_authority(int argc, char **argv)
             break;
         case OPT_GRACE:
             if (cli_parse_long(&a.grace, v, 0, 0x7FFFFFFFL, "--grace") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_REVOKE_GRACE:
+            if (cli_parse_long(&a.revoke_grace, v, 1, 0x7FFFFFFFL, "--revoke-grace") != 0)
+                return CLI_EXIT_USAGE;
             break;
         case OPT_VERBOSE:
             a.verbose = 1;

@@ -18,31 +18,33 @@ extern "C" {
 
 /** Return codes. Values are stable and part of the ABI. */
 typedef enum mqe2e_error {
-    MQE2E_OK = 0,                  /**< success */
-    MQE2E_ERR_INVALID_ARG = -1,    /**< a NULL or out-of-range argument */
-    MQE2E_ERR_NOMEM = -2,          /**< allocation failed */
-    MQE2E_ERR_DECODE = -3,         /**< malformed or truncated input */
-    MQE2E_ERR_TOO_LARGE = -4,      /**< input or output over a configured limit */
+    MQE2E_OK = 0,                    /**< success */
+    MQE2E_ERR_INVALID_ARG = -1,      /**< a NULL or out-of-range argument */
+    MQE2E_ERR_NOMEM = -2,            /**< allocation failed */
+    MQE2E_ERR_DECODE = -3,           /**< malformed or truncated input */
+    MQE2E_ERR_TOO_LARGE = -4,        /**< input or output over a configured limit */
     MQE2E_ERR_BUFFER_TOO_SMALL = -5, /**< caller's output buffer is too small */
-    MQE2E_ERR_SUITE = -6,          /**< unknown format version, mode or suite */
-    MQE2E_ERR_NO_KEY = -7,         /**< no key for this group, epoch or sender */
-    MQE2E_ERR_EXPIRED = -8,        /**< epoch past its grace period, or expired item */
-    MQE2E_ERR_REPLAY = -9,         /**< sequence number already seen or too old */
-    MQE2E_ERR_AUTH = -10,          /**< authentication failed (any cause) */
-    MQE2E_ERR_NO_POLICY = -11,     /**< the topic has no protection policy */
-    MQE2E_ERR_IO = -12,            /**< storage read/write/fsync/rename failed */
-    MQE2E_ERR_EXISTS = -13,        /**< the item already exists */
-    MQE2E_ERR_NOT_FOUND = -14,     /**< the item does not exist */
-    MQE2E_ERR_EXHAUSTED = -15,     /**< sequence space or a counter is used up */
-    MQE2E_ERR_CRYPTO = -16,        /**< libsodium failed to initialise or refused a key */
-    MQE2E_ERR_STATE = -17,         /**< call not valid in the object's current state */
-    MQE2E_ERR_POLICY = -18,        /**< the policy forbids this (e.g. wrong mode for topic) */
-    MQE2E_ERR_UNKNOWN_SIGNER = -19, /**< signed envelope from a sender id not in the group's
-                                         signer directory */
+    MQE2E_ERR_SUITE = -6,            /**< unknown format version, mode or suite */
+    MQE2E_ERR_NO_KEY = -7,           /**< no key for this group, epoch or sender */
+    MQE2E_ERR_EXPIRED = -8,          /**< epoch past its grace period, or expired item */
+    MQE2E_ERR_REPLAY = -9,           /**< sequence number already seen or too old */
+    MQE2E_ERR_AUTH = -10,            /**< authentication failed (any cause) */
+    MQE2E_ERR_NO_POLICY = -11,       /**< the topic has no protection policy */
+    MQE2E_ERR_IO = -12,              /**< storage read/write/fsync/rename failed */
+    MQE2E_ERR_EXISTS = -13,          /**< the item already exists */
+    MQE2E_ERR_NOT_FOUND = -14,       /**< the item does not exist */
+    MQE2E_ERR_EXHAUSTED = -15,       /**< sequence space or a counter is used up */
+    MQE2E_ERR_CRYPTO = -16,          /**< libsodium failed to initialise or refused a key */
+    MQE2E_ERR_STATE = -17,           /**< call not valid in the object's current state */
+    MQE2E_ERR_POLICY = -18,          /**< the policy forbids this (e.g. wrong mode for topic) */
+    MQE2E_ERR_UNKNOWN_SIGNER = -19,  /**< signed envelope from a sender id not in the group's
+                                          signer directory */
+    MQE2E_ERR_GRANT = -20, /**< signed envelope on a topic its signer's credential does not
+                                grant it to publish on */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-19)
+#define MQE2E_ERR_MIN (-20)
 
 /**
  * @brief Human-readable description of a return code.

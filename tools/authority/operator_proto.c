@@ -444,8 +444,14 @@ static void cmd_group_grant(authority *a, op_result *res, const mqe2e_operator_r
 {
     const char *g = arg(req, "group"), *id = arg(req, "id");
     uint32_t sid = 0;
+    uint64_t history = 0;
     if (g == NULL || id == NULL) FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "missing group or id");
-    int rc = mqe2e_adb_member_add(&sid, a->db, g, id, now);
+    if (arg_u64(&history, req, "history", 0, 1) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid history (0 or 1)");
+    /* A new member reads only epochs current since it joined (added_at);
+     * with history the operator backdates the membership, so the retired
+     * epochs still in grace are handed out too. */
+    int rc = mqe2e_adb_member_add(&sid, a->db, g, id, history ? 0U : now);
     if (rc == MQE2E_ERR_STATE) FAIL(res, MQE2E_OPSTATUS_FAILED, "client is revoked");
     if (rc != MQE2E_OK)
         FAIL(res, status_for(rc),

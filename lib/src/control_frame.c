@@ -8,6 +8,7 @@
 #include "internal_cred.h"
 #include "internal_envelope_codec.h"
 #include "mqe2e/error.h"
+#include "mqe2e/policy.h"
 #include "proto/control.pb-c.h"
 
 /* Canonical frames carry all six fields, in order: the keys are fixed bytes. */
@@ -340,6 +341,17 @@ static void pb_dirs_free(pb_dirs *p)
     free(p->sp);
 }
 
+static int grants_valid(const mqe2e_signer_grants *g)
+{
+    if (g->n_pub_filters > MQE2E_CONTROL_MAX_PUB_FILTERS) return 0;
+    if (g->n_pub_filters > 0 && g->pub_filters == NULL) return 0;
+    for (size_t i = 0; i < g->n_pub_filters; i++)
+        if (g->pub_filters[i] == NULL || strlen(g->pub_filters[i]) > MQE2E_BUNDLE_FILTER_MAX ||
+            !mqe2e_topic_filter_valid(g->pub_filters[i]))
+            return 0;
+    return 1;
+}
+
 static int dirs_to_pb(pb_dirs *p, const mqe2e_control_update *u)
 {
     size_t total = 0, k = 0;
@@ -351,8 +363,11 @@ static int dirs_to_pb(pb_dirs *p, const mqe2e_control_update *u)
         const mqe2e_group_directory *d = &u->directories[i];
         size_t g = strnlen(d->group, sizeof d->group);
         if (g == 0 || g == sizeof d->group || (d->n_signers > 0 && d->signers == NULL) ||
-            d->n_signers > MQE2E_CONTROL_MAX_SIGNERS - total)
+            d->n_signers > MQE2E_CONTROL_MAX_SIGNERS - total ||
+            (d->has_grants && d->n_signers > 0 && d->grants == NULL))
             return MQE2E_ERR_INVALID_ARG;
+        for (size_t j = 0; d->has_grants && j < d->n_signers; j++)
+            if (!grants_valid(&d->grants[j])) return MQE2E_ERR_INVALID_ARG;
         total += d->n_signers;
     }
     p->d = calloc(u->n_directories, sizeof *p->d);
@@ -364,6 +379,7 @@ static int dirs_to_pb(pb_dirs *p, const mqe2e_control_update *u)
         const mqe2e_group_directory *d = &u->directories[i];
         mqe2e__v1__group_directory__init(&p->d[i]);
         p->d[i].group = (char *)(uintptr_t)d->group;
+        p->d[i].grants = d->has_grants ? 1 : 0;
         p->d[i].n_signers = d->n_signers;
         p->d[i].signers = &p->sp[k];
         for (size_t j = 0; j < d->n_signers; j++, k++) {
@@ -375,6 +391,10 @@ static int dirs_to_pb(pb_dirs *p, const mqe2e_control_update *u)
             p->s[k].sign_public.data = (uint8_t *)(uintptr_t)s->sign_public;
             p->s[k].sign_public.len = sizeof s->sign_public;
             p->s[k].client_id = (char *)(uintptr_t)s->client_id;
+            if (d->has_grants) {
+                p->s[k].n_pub_filters = d->grants[j].n_pub_filters;
+                p->s[k].pub_filters = d->grants[j].pub_filters;
+            }
             p->sp[k] = &p->s[k];
         }
         p->dp[i] = &p->d[i];
@@ -408,9 +428,12 @@ static int dirs_from_pb(mqe2e_control_update *u, Mqe2e__V1__GroupDirectory *cons
             d[i]->n_signers > MQE2E_CONTROL_MAX_SIGNERS - total)
             return MQE2E_ERR_DECODE;
         total += d[i]->n_signers;
+        o->has_grants = d[i]->grants ? 1 : 0;
         if (d[i]->n_signers == 0) continue;
         o->signers = calloc(d[i]->n_signers, sizeof *o->signers);
         if (o->signers == NULL) return MQE2E_ERR_NOMEM;
+        if (o->has_grants && (o->grants = calloc(d[i]->n_signers, sizeof *o->grants)) == NULL)
+            return MQE2E_ERR_NOMEM;
         o->n_signers = d[i]->n_signers;
         for (size_t j = 0; j < d[i]->n_signers; j++) {
             const Mqe2e__V1__GroupSigner *s = d[i]->signers[j];
@@ -422,6 +445,22 @@ static int dirs_from_pb(mqe2e_control_update *u, Mqe2e__V1__GroupDirectory *cons
                 return MQE2E_ERR_DECODE;
             t->sender_id = s->sender_id;
             memcpy(t->sign_public, s->sign_public.data, MQE2E_SIGN_PUBLIC_BYTES);
+            /* Filters only where the directory says it lists them. */
+            if (s->n_pub_filters > 0 && !o->has_grants) return MQE2E_ERR_DECODE;
+            if (!o->has_grants || s->n_pub_filters == 0) continue;
+            if (s->n_pub_filters > MQE2E_CONTROL_MAX_PUB_FILTERS) return MQE2E_ERR_DECODE;
+            mqe2e_signer_grants *gr = &o->grants[j];
+            if ((gr->pub_filters = calloc(s->n_pub_filters, sizeof *gr->pub_filters)) == NULL)
+                return MQE2E_ERR_NOMEM;
+            for (size_t f = 0; f < s->n_pub_filters; f++) {
+                const char *src = s->pub_filters[f];
+                size_t len = src != NULL ? strlen(src) : 0;
+                if (src == NULL || len > MQE2E_BUNDLE_FILTER_MAX || !mqe2e_topic_filter_valid(src))
+                    return MQE2E_ERR_DECODE;
+                if ((gr->pub_filters[f] = malloc(len + 1U)) == NULL) return MQE2E_ERR_NOMEM;
+                memcpy(gr->pub_filters[f], src, len + 1U);
+                gr->n_pub_filters = f + 1U;
+            }
         }
     }
     return MQE2E_OK;
@@ -430,7 +469,15 @@ static int dirs_from_pb(mqe2e_control_update *u, Mqe2e__V1__GroupDirectory *cons
 static void dirs_free(mqe2e_group_directory *d, size_t n)
 {
     if (d == NULL) return;
-    for (size_t i = 0; i < n; i++) free(d[i].signers);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; d[i].grants != NULL && j < d[i].n_signers; j++) {
+            for (size_t f = 0; f < d[i].grants[j].n_pub_filters; f++)
+                free(d[i].grants[j].pub_filters[f]);
+            free(d[i].grants[j].pub_filters);
+        }
+        free(d[i].grants);
+        free(d[i].signers);
+    }
     free(d);
 }
 
@@ -490,6 +537,7 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         kb[i].created_at = b->created_at;
         kb[i].sender_id = b->sender_id;
         kb[i].retired_at = b->retired_at;
+        kb[i].grace_seconds = b->grace_seconds;
         kbp[i] = &kb[i];
     }
     cred.data = u->credential;
@@ -582,6 +630,9 @@ static int bundle_from_pb(mqe2e_key_bundle *b, const Mqe2e__V1__KeyBundle *k)
     b->created_at = k->created_at;
     b->sender_id = k->sender_id;
     b->retired_at = k->retired_at;
+    b->grace_seconds = k->grace_seconds;
+    /* A grace only means something for a retired epoch. */
+    if (b->grace_seconds != 0 && b->retired_at == 0) return MQE2E_ERR_DECODE;
     return MQE2E_OK;
 }
 

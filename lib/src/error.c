@@ -31,6 +31,7 @@ static const struct err_entry err_table[] = {
     {"policy", "forbidden by the topic policy"},
     {"unknown_signer", "sender not in the group's signer directory"},
     {"locked", "keystore already open in another handle or process"},
+    {"grant", "sender not granted to publish on this topic"},
 };
 
 _Static_assert(sizeof err_table / sizeof err_table[0] == (size_t)(-MQE2E_ERR_MIN) + 1U,

@@ -111,6 +111,8 @@ mqe2e_drop_reason mqe2e_drop_reason_of(int code)
     case MQE2E_ERR_REPLAY: return MQE2E_DROP_REPLAY;
     case MQE2E_ERR_AUTH: return MQE2E_DROP_AUTH;
     case MQE2E_ERR_UNKNOWN_SIGNER: return MQE2E_DROP_UNKNOWN_SIGNER;
+    case MQE2E_ERR_GRANT:
+        return MQE2E_DROP_GRANT;
     default: return MQE2E_DROP_OTHER;
     }
 }
@@ -128,6 +130,8 @@ const char *mqe2e_drop_reason_name(mqe2e_drop_reason r)
     case MQE2E_DROP_REPLAY: return "replay";
     case MQE2E_DROP_AUTH: return "auth";
     case MQE2E_DROP_UNKNOWN_SIGNER: return "unknown_signer";
+    case MQE2E_DROP_GRANT:
+        return "grant";
     case MQE2E_DROP_OTHER:
     case MQE2E_DROP_REASON_COUNT:
     default: return "other";

@@ -40,6 +40,8 @@
 /* Held envelopes may name at most this many epochs past the current one: a
  * device offline across a few rotations sees a few; 0xFFFFFFFF is a forgery. */
 #define CTL_HOLD_EPOCHS_AHEAD 16U
+/* Groups with a scheduled drop of retired epochs (more are dropped at once). */
+#define CTL_PRUNES_MAX 16U
 /* Worker tick. */
 #define CTL_TICK_MS 100L
 /*
@@ -95,6 +97,17 @@ typedef struct ctl_peer {
     uint64_t pending_since;
 } ctl_peer;
 
+/* The `pub` grants of a signed group's signers, from the last directory the
+ * authority sent in this session (docs/PROTOCOL.md 2.9). */
+typedef struct ctl_grant_set {
+    struct ctl_grant_set *next;
+    char group[MQE2E_GROUP_ID_MAX_BYTES + 1];
+    int listed; /* 0: the authority listed no grants (older authority): not checked */
+    size_t n;
+    uint32_t *sids;
+    mqe2e_signer_grants *g;
+} ctl_grant_set;
+
 struct mqe2e__ctl {
     mqe2e__ctl_host h;
     mqe2e_authority_pin pin;
@@ -115,6 +128,15 @@ struct mqe2e__ctl {
     uint64_t fresh_ms;
     uint64_t fresh_max_ms;
     int stale_reported; /* the refusal was logged since the last answer */
+    /* Retired epochs whose grace the authority cut (a member left): dropped
+     * from the keystore at `at` (wall seconds, the authority's clock), every
+     * epoch of the group retired before `cutoff`. One entry per group. */
+    struct {
+        char group[MQE2E_GROUP_ID_MAX_BYTES + 1];
+        uint64_t cutoff, at;
+    } prunes[CTL_PRUNES_MAX];
+    size_t n_prunes;
+    ctl_grant_set *grant_sets;
     int refused;        /* the authority refused this client (revoked, unknown) */
     int session_up; /* control topics subscribed on the current connection */
     mqe2e_holdq *holdq;
@@ -298,6 +320,151 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
 /* ------------------------------------------------------------------ */
 /* Updates from HELLO replies and PUSH (lock held)                     */
 
+static void grant_set_free(ctl_grant_set *s)
+{
+    if (s == NULL) return;
+    for (size_t i = 0; s->g != NULL && i < s->n; i++) {
+        for (size_t f = 0; f < s->g[i].n_pub_filters; f++)
+            free(s->g[i].pub_filters[f]);
+        free(s->g[i].pub_filters);
+    }
+    free(s->g);
+    free(s->sids);
+    free(s);
+}
+
+/* Keep a copy of a directory's grants, replacing the group's previous set
+ * (lock held). On failure the group's set is removed: messages are then
+ * held until the next directory, never let through unchecked. */
+static void ctl_grants_store(mqe2e__ctl *c, const mqe2e_group_directory *d)
+{
+    ctl_grant_set **pp = &c->grant_sets;
+    while (*pp != NULL && strcmp((*pp)->group, d->group) != 0)
+        pp = &(*pp)->next;
+    if (*pp != NULL) {
+        ctl_grant_set *old = *pp;
+        *pp = old->next;
+        grant_set_free(old);
+    }
+    ctl_grant_set *s = calloc(1, sizeof *s);
+    if (s == NULL) return;
+    snprintf(s->group, sizeof s->group, "%s", d->group);
+    s->listed = d->has_grants && d->grants != NULL;
+    if (s->listed && d->n_signers > 0) {
+        if ((s->sids = calloc(d->n_signers, sizeof *s->sids)) == NULL ||
+            (s->g = calloc(d->n_signers, sizeof *s->g)) == NULL) {
+            grant_set_free(s);
+            return;
+        }
+        for (size_t i = 0; i < d->n_signers; i++) {
+            const mqe2e_signer_grants *src = &d->grants[i];
+            s->sids[i] = d->signers[i].sender_id;
+            s->n = i + 1U;
+            if (src->n_pub_filters == 0) continue;
+            if ((s->g[i].pub_filters = calloc(src->n_pub_filters, sizeof(char *))) == NULL) {
+                grant_set_free(s);
+                return;
+            }
+            for (size_t f = 0; f < src->n_pub_filters; f++) {
+                if ((s->g[i].pub_filters[f] = strdup(src->pub_filters[f])) == NULL) {
+                    grant_set_free(s);
+                    return;
+                }
+                s->g[i].n_pub_filters = f + 1U;
+            }
+        }
+    }
+    s->next = c->grant_sets;
+    c->grant_sets = s;
+}
+
+/* Grant check of a signed group's envelope (lock held): MQE2E_OK (granted,
+ * or a sender id not in the directory: the signature check refuses it),
+ * MQE2E_ERR_GRANT, MQE2E_ERR_NO_KEY (no directory seen yet this session). */
+static int ctl_grant_check(const mqe2e__ctl *c, const char *group, const char *topic,
+                           uint32_t sender_id)
+{
+    const ctl_grant_set *s = c->grant_sets;
+    while (s != NULL && strcmp(s->group, group) != 0)
+        s = s->next;
+    if (s == NULL) return MQE2E_ERR_NO_KEY;
+    if (!s->listed) return MQE2E_OK;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->sids[i] != sender_id) continue;
+        for (size_t f = 0; f < s->g[i].n_pub_filters; f++)
+            if (mqe2e_topic_matches(s->g[i].pub_filters[f], topic)) return MQE2E_OK;
+        return MQE2E_ERR_GRANT;
+    }
+    return MQE2E_OK;
+}
+
+/* Whether a signed keystore group's filter covers @p topic (lock held): a
+ * `plaintext` rule matching such a topic is refused both ways
+ * (docs/PROTOCOL.md 6). */
+static int ctl_signed_covers(const mqe2e__ctl *c, const char *topic)
+{
+    size_t n = mqe2e_keystore_group_count(c->h.keystore);
+    for (size_t i = 0; i < n; i++) {
+        const char *g = mqe2e_keystore_group_name(c->h.keystore, i);
+        const char *f = g != NULL ? mqe2e_keystore_group_filter(c->h.keystore, g) : NULL;
+        if (f != NULL && mqe2e_keystore_group_is_signed(c->h.keystore, g) == 1 &&
+            mqe2e_topic_matches(f, topic))
+            return 1;
+    }
+    return 0;
+}
+
+/* Drop every epoch of @p group retired before @p cutoff (lock held). */
+static void ctl_prune_now(mqe2e__ctl *c, const char *group, uint64_t cutoff)
+{
+    int n = mqe2e_keystore_group_prune(c->h.keystore, group, cutoff);
+    mqe2e_protector_invalidate(c->h.protector, group);
+    if (n > 0)
+        ctl_log(c, MQE2E_LOG_INFO,
+                "group '%s': %d retired epoch(s) dropped (grace set by the "
+                "authority after a member left)",
+                group, n);
+}
+
+/* A retired epoch whose grace the authority cut: drop it (and older ones)
+ * when that grace ends, at once if it already did (lock held). */
+static void ctl_schedule_prune(mqe2e__ctl *c, const mqe2e_key_bundle *b, uint64_t now)
+{
+    uint64_t cutoff = b->retired_at + 1U;
+    uint64_t at = b->retired_at + b->grace_seconds;
+    if (now >= at) {
+        ctl_prune_now(c, b->group, cutoff);
+        return;
+    }
+    for (size_t i = 0; i < c->n_prunes; i++) {
+        if (strcmp(c->prunes[i].group, b->group) != 0) continue;
+        /* Merged: the larger cutoff at the earlier time drops no less. */
+        if (cutoff > c->prunes[i].cutoff) c->prunes[i].cutoff = cutoff;
+        if (at < c->prunes[i].at) c->prunes[i].at = at;
+        return;
+    }
+    if (c->n_prunes == CTL_PRUNES_MAX) {
+        ctl_prune_now(c, b->group, cutoff);
+        return;
+    }
+    snprintf(c->prunes[c->n_prunes].group, sizeof c->prunes[0].group, "%s", b->group);
+    c->prunes[c->n_prunes].cutoff = cutoff;
+    c->prunes[c->n_prunes].at = at;
+    c->n_prunes++;
+}
+
+static void ctl_prune_due(mqe2e__ctl *c, uint64_t now)
+{
+    for (size_t i = 0; i < c->n_prunes;) {
+        if (now < c->prunes[i].at) {
+            i++;
+            continue;
+        }
+        ctl_prune_now(c, c->prunes[i].group, c->prunes[i].cutoff);
+        c->prunes[i] = c->prunes[--c->n_prunes];
+    }
+}
+
 static void ctl_apply_update(mqe2e__ctl *c, const mqe2e_control_update *u, int from_push)
 {
     uint64_t now = ctl_now();
@@ -320,6 +487,9 @@ static void ctl_apply_update(mqe2e__ctl *c, const mqe2e_control_update *u, int f
             continue;
         }
         mqe2e_protector_invalidate(c->h.protector, b->group);
+        /* Applied first, so the keystore holds the authority's retirement
+         * time, then dropped when the authority's grace for it ends. */
+        if (b->retired_at != 0 && b->grace_seconds != 0) ctl_schedule_prune(c, b, now);
         if (!known && c->h.owned_policy != NULL) {
             /* The default policy follows the keystore's groups. */
             rc = mqe2e_policy_add(c->h.owned_policy, b->topic_filter, MQE2E_POLICY_GROUP, b->group);
@@ -335,6 +505,8 @@ static void ctl_apply_update(mqe2e__ctl *c, const mqe2e_control_update *u, int f
         if (rc != MQE2E_OK)
             ctl_log(c, MQE2E_LOG_ERROR, "cannot apply signer directories: %s",
                     mqe2e_error_name(rc));
+        for (size_t i = 0; i < u->n_directories; i++)
+            ctl_grants_store(c, &u->directories[i]);
         for (size_t i = 0; i < u->n_directories; i++)
             mqe2e_protector_invalidate(c->h.protector, u->directories[i].group);
     }
@@ -773,9 +945,10 @@ static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const ui
  * path opens or drops it), CTL_EPOCH_HOLD (a newer epoch within reach:
  * hold it and ask), CTL_EPOCH_REFUSE (an epoch too far ahead to be a real
  * rotation: dropped as no_key at once, never held). */
-enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE };
+enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE, CTL_EPOCH_NOT_GRANTED };
 
-static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const uint8_t *data, size_t len)
+static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const char *topic,
+                             const uint8_t *data, size_t len)
 {
     mqe2e_envelope_view v;
     uint32_t cur;
@@ -783,9 +956,17 @@ static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const uint8_t *da
     if (v.header.mode == MQE2E_MODE_CHANNEL) return CTL_EPOCH_KNOWN;
     if (mqe2e_keystore_group_current_epoch(c->h.keystore, group, &cur) != MQE2E_OK)
         return CTL_EPOCH_KNOWN;
-    if (v.header.epoch <= cur) return CTL_EPOCH_KNOWN;
-    if (v.header.epoch - cur > CTL_HOLD_EPOCHS_AHEAD) return CTL_EPOCH_REFUSE;
-    return CTL_EPOCH_HOLD;
+    if (v.header.epoch > cur)
+        return v.header.epoch - cur > CTL_HOLD_EPOCHS_AHEAD ? CTL_EPOCH_REFUSE : CTL_EPOCH_HOLD;
+    /* Signed groups: the signer must be granted `pub` on this topic
+     * (credentials bind grants). Until this session's first directory the
+     * grants are unknown: held like an unknown epoch, not let through. */
+    if (mqe2e_keystore_group_is_signed(c->h.keystore, group) == 1) {
+        int g = ctl_grant_check(c, group, topic, v.header.sender_id);
+        if (g == MQE2E_ERR_GRANT) return CTL_EPOCH_NOT_GRANTED;
+        if (g == MQE2E_ERR_NO_KEY) return CTL_EPOCH_HOLD;
+    }
+    return CTL_EPOCH_KNOWN;
 }
 
 /* Quotas of one held message (lock held): a single message at most 1/8 of
@@ -824,17 +1005,20 @@ static void ctl_release(mqe2e__ctl *c)
         mqe2e_held *h = NULL;
         mqe2e_policy_kind kind;
         const char *target = NULL;
-        int ready = 0;
+        int ready = 0, denied = 0, v = CTL_EPOCH_KNOWN;
 
         (void)pthread_mutex_lock(c->h.lock);
         if (mqe2e_holdq_pop(c->holdq, &h) != MQE2E_OK) {
             (void)pthread_mutex_unlock(c->h.lock);
             break;
         }
-        if (mqe2e_policy_lookup(c->h.policy, h->topic, &kind, &target) != MQE2E_OK ||
-            kind != MQE2E_POLICY_GROUP || target == NULL ||
-            /* NOLINTNEXTLINE(bugprone-branch-clone): same outcome, another reason */
-            ctl_epoch_verdict(c, target, h->data, h->len) != CTL_EPOCH_HOLD) {
+        if (mqe2e_policy_lookup(c->h.policy, h->topic, &kind, &target) == MQE2E_OK &&
+            kind == MQE2E_POLICY_GROUP && target != NULL)
+            v = ctl_epoch_verdict(c, target, h->topic, h->data, h->len);
+        if (v == CTL_EPOCH_NOT_GRANTED) {
+            denied = 1;
+            c->k.hold_dropped++;
+        } else if (v != CTL_EPOCH_HOLD) {
             ready = 1;
         } else if (mqe2e_holdq_push(c->holdq, h->topic, h->data, h->len, h->tag, h->arrived_at) !=
                    MQE2E_OK) {
@@ -842,6 +1026,7 @@ static void ctl_release(mqe2e__ctl *c)
         }
         if (ready) c->k.released++;
         (void)pthread_mutex_unlock(c->h.lock);
+        if (denied) c->h.dropped(c->h.ctx, h->topic, MQE2E_ERR_GRANT);
         if (ready && c->h.deliver != NULL)
             (void)c->h.deliver(c->h.ctx, h->topic, h->data, h->len, h->tag);
         mqe2e_held_free(h);
@@ -910,6 +1095,11 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
     }
     (void)pthread_mutex_lock(c->h.lock);
     rc = mqe2e_policy_lookup(c->h.policy, topic, &kind, &target);
+    if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && ctl_signed_covers(c, topic)) {
+        (void)pthread_mutex_unlock(c->h.lock);
+        c->h.dropped(c->h.ctx, topic, MQE2E_ERR_POLICY);
+        return MQE2E__ROUTE_CONSUMED;
+    }
     if (rc != MQE2E_OK || target == NULL) {
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_PASS;
@@ -943,7 +1133,12 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_PASS;
     }
-    int verdict = ctl_epoch_verdict(c, target, data, len);
+    int verdict = ctl_epoch_verdict(c, target, topic, data, len);
+    if (verdict == CTL_EPOCH_NOT_GRANTED) {
+        (void)pthread_mutex_unlock(c->h.lock);
+        c->h.dropped(c->h.ctx, topic, MQE2E_ERR_GRANT);
+        return MQE2E__ROUTE_CONSUMED;
+    }
     /* A message of a known epoch is never held, even behind held ones: a
      * forger's invented epoch must not delay genuine traffic. (Order is kept
      * per sender: a sender never goes back to an older epoch.) */
@@ -983,6 +1178,16 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
     if (c == NULL) return MQE2E_OK;
     (void)pthread_mutex_lock(c->h.lock);
     rc = mqe2e_policy_lookup(c->h.policy, topic, &kind, &target);
+    if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && ctl_signed_covers(c, topic)) {
+        /* A plaintext rule cannot lift a signed group's protection. */
+        *handled = 1;
+        ctl_log(c, MQE2E_LOG_ERROR,
+                "refused to publish '%s' in clear: a signed group covers it (a plaintext rule "
+                "cannot remove signing)",
+                topic);
+        rc = MQE2E_ERR_POLICY;
+        goto out;
+    }
     if (rc == MQE2E_OK && kind == MQE2E_POLICY_GROUP && !ctl_fresh(c)) {
         /* Not heard from the authority within the bound: the group may have
          * rotated away from a revoked member behind a broker that drops our
@@ -1075,6 +1280,7 @@ out:
 static void ctl_timers(mqe2e__ctl *c, int connected)
 {
     uint64_t now = ctl_now();
+    ctl_prune_due(c, now);
     if (!connected) return;
     /* Unanswered or failed: try again, a fresh handshake each time. */
     if (!c->hello_done && now - c->hello_started >= CTL_RETRY_SECONDS) {
@@ -1323,6 +1529,11 @@ void mqe2e__ctl_free(mqe2e__ctl *c)
     mqe2e_hello_client_free(c->hello);
     mqe2e_holdq_free(c->holdq);
     mqe2e_revocation_list_free(c->rl);
+    while (c->grant_sets != NULL) {
+        ctl_grant_set *s = c->grant_sets;
+        c->grant_sets = s->next;
+        grant_set_free(s);
+    }
     (void)pthread_cond_destroy(&c->drained);
     (void)pthread_cond_destroy(&c->cond);
     sodium_memzero(c, sizeof *c);

@@ -1282,3 +1282,46 @@ Test(authority, one_shot_pub_waits_for_the_authority)
     MQTTClient_disconnect(spy, 500);
     MQTTClient_destroy(&spy);
 }
+
+/* Item 4 (second half): a new member reads only the current epoch, unless
+ * the operator grants it the history. Before: every retired epoch in grace
+ * was handed to a newcomer (traffic from before it joined was readable). */
+Test(authority, new_members_get_history_only_when_asked)
+{
+    static char out[OUT_MAX];
+    char ta[2048], tb[2048];
+    mqe2e_control_update r;
+    device a, b;
+
+    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0);
+    const char *rot[] = {"group", "rotate", "--group", "fleet", NULL};
+    cr_assert_eq(op(out, sizeof out, rot), 0);
+    cr_assert_eq(op(out, sizeof out, rot), 0); /* epochs 1 and 2 retired, 3 current */
+    const char *ka[] = {"token", "create", "--id", "late-a", NULL};
+    const char *kb[] = {"token", "create", "--id", "late-b", NULL};
+    ticket_for(ta, sizeof ta, ka);
+    ticket_for(tb, sizeof tb, kb);
+    device_new(&a, "late-a");
+    device_new(&b, "late-b");
+    cr_assert_eq(enroll(&a, ta, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(enroll(&b, tb, &r), MQE2E_OK);
+    mqe2e_control_update_wipe(&r);
+
+    const char *ga[] = {"group", "grant", "--group", "fleet", "--id", "late-a", NULL};
+    cr_assert_eq(op(out, sizeof out, ga), 0, "%s", out);
+    cr_assert_eq(push_recv(&a, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(r.n_bundles, 1, "a new member got %zu epochs", r.n_bundles);
+    cr_assert_eq(r.bundles[0].epoch, 3);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_eq(hello(&a, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(r.n_bundles, 1, "HELLO handed a new member %zu epochs", r.n_bundles);
+    mqe2e_control_update_wipe(&r);
+
+    const char *gb[] = {"group", "grant", "--group", "fleet", "--id", "late-b", "--history", NULL};
+    cr_assert_eq(op(out, sizeof out, gb), 0, "%s", out);
+    cr_assert_eq(push_recv(&b, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(r.n_bundles, 3, "with --history: %zu epochs", r.n_bundles);
+    mqe2e_control_update_wipe(&r);
+}

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1500,8 +1501,9 @@ static void ra_setup(void)
         dup2(1, 2);
         char port[16];
         snprintf(port, sizeof port, "%d", broker.port);
+        /* A short post-removal grace, so the tests can wait it out. */
         execl(cli, cli, "authority", "run", "-K", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
-              "-h", "127.0.0.1", "-p", port, (char *)NULL);
+              "-h", "127.0.0.1", "-p", port, "--revoke-grace", "2", (char *)NULL);
         _exit(127);
     }
     ra_pid = pid;
@@ -1609,6 +1611,94 @@ Test(real_authority, enroll_rotate_revoke_three_clients)
     cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "fleet", &e), MQE2E_OK);
     cr_assert_eq(e, 3);
     mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(ks);
+    mqe2e_keystore_close(kb);
+}
+
+/* The receiver's log, to learn when it dropped the retired epochs. */
+static atomic_int pruned_logged;
+
+static void on_log_prune(void *ctx, mqe2e_log_level level, const char *message)
+{
+    on_log(ctx, level, message);
+    if (strstr(message, "retired epoch(s) dropped") != NULL) atomic_store(&pruned_logged, 1);
+}
+
+/* Issue 11, item 5: after `revoke`, the revoked device keeps its keystore
+ * (epoch 1, its sender id) and seals messages itself, without the plugin,
+ * straight to the broker. Before: receivers accepted them for their whole
+ * grace period (1 h). Now: the authority cuts the grace of the group's
+ * retired epochs to --revoke-grace (2 s here) and says so in the rotation
+ * push; once it ends the receiver drops those epochs, and every message the
+ * revoked device sends is dropped (no_key), none delivered. */
+Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("rg-sub");
+    ra_enroll("rg-bad");
+    mqe2e_keystore *ks = open_ks("rg-sub"), *kb = open_ks("rg-bad");
+    inbox is;
+    inbox_init(&is);
+    atomic_store(&pruned_logged, 0);
+    mqe2e_MQTTClient sub = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&sub, tb_broker_uri(&broker), "rg-sub",
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.onDropped = on_dropped;
+    so.onLog = on_log_prune;
+    so.logLevel = MQE2E_LOG_INFO;
+    so.context = &is;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id rg-bad"), 0, "%s", out);
+    WAIT_CTL(sub, pushes_applied, 1);
+    long deadline = now_ms() + WAIT_MS;
+    while (!atomic_load(&pruned_logged)) {
+        cr_assert_lt(now_ms(), deadline, "the receiver never dropped the retired epoch");
+        sleep_ms(50);
+    }
+
+    /* The revoked device seals with what it holds and publishes raw. */
+    mqe2e_policy *pol = NULL;
+    mqe2e_protector *prot = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol, kb), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&prot, kb, pol, NULL), MQE2E_OK);
+    MQTTClient r = raw_client("rg-bad-raw", NULL);
+    uint64_t before = drops_total(sub);
+    enum { N = 5 };
+    for (int i = 0; i < N; i++) {
+        uint8_t env[256];
+        size_t len = 0;
+        char text[32];
+        snprintf(text, sizeof text, "UNLOCK %d (revoked device)", i);
+        cr_assert_eq(mqe2e_protect(prot, "fleet/door", (const uint8_t *)text, strlen(text), now_s(),
+                                   env, sizeof env, &len),
+                     MQE2E_OK);
+        raw_publish(r, "fleet/door", env, len);
+    }
+    deadline = now_ms() + WAIT_MS;
+    while (drops_total(sub) < before + N) {
+        cr_assert_lt(now_ms(), deadline, "the revoked device's messages were not all dropped");
+        sleep_ms(20);
+    }
+    cr_assert_eq(inbox_count(&is), 0, "a message of the revoked device was delivered");
+    cr_assert_eq(drops_of(sub, MQE2E_DROP_NO_KEY) + drops_of(sub, MQE2E_DROP_EXPIRED), before + N);
+    raw_close(&r);
+    mqe2e_protector_free(prot);
+    mqe2e_policy_free(pol);
+    close_client(&sub);
     mqe2e_keystore_close(ks);
     mqe2e_keystore_close(kb);
 }

@@ -186,12 +186,11 @@ static void ks_path(char *out, size_t cap, const char *id)
     snprintf(out, cap, "%s/%s.ks", dir, id);
 }
 
-/* Ticket for the signed group, then `mqe2e enroll`. */
-static void enroll(const char *id)
+/* Ticket for the signed group with @p grant, then `mqe2e enroll`. */
+static void enroll_grant(const char *id, const char *grant)
 {
     char args[512], ticket[8192], cli[PATH_MAX], ks[512], cmd[2048];
-    snprintf(args, sizeof args, "token create --id %s --group " GROUP " --grant 'ward/#:pubsub'",
-             id);
+    snprintf(args, sizeof args, "token create --id %s --group " GROUP " --grant '%s'", id, grant);
     cr_assert_eq(op(ticket, sizeof ticket, args), 0, "token create: %s", ticket);
     ticket[strcspn(ticket, "\n")] = '\0';
     cli_path(cli, sizeof cli);
@@ -203,6 +202,11 @@ static void enroll(const char *id)
     int rc = sh(out, sizeof out, cmd);
     unsetenv("MQE2E_TICKET");
     cr_assert_eq(rc, 0, "enroll %s: exit %d: %s", id, rc, out);
+}
+
+static void enroll(const char *id)
+{
+    enroll_grant(id, "ward/#:pubsub");
 }
 
 static mqe2e_keystore *open_ks(const char *id)
@@ -290,7 +294,16 @@ static int on_discard(void *ctx, char *topic, int topic_len, MQTTClient_message 
     return 1;
 }
 
+static mqe2e_MQTTClient enc_client_policy(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib,
+                                          const mqe2e_policy *policy);
+
 static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib)
+{
+    return enc_client_policy(mqtt_id, ks, ib, NULL);
+}
+
+static mqe2e_MQTTClient enc_client_policy(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib,
+                                          const mqe2e_policy *policy)
 {
     mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
@@ -299,6 +312,7 @@ static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks, inbo
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
+    so.policy = policy;
     so.onDropped = ib != NULL ? on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("SIGNED_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
@@ -672,6 +686,98 @@ Test(signed_authority, newcomer_key_pushed_to_members_leaver_dropped)
     cr_assert_eq(ctl_of(be).hellos_sent, hellos, "the backend did not reconnect");
 
     close_client(&be);
+    mqe2e_keystore_close(ka);
+    mqe2e_keystore_close(kbe);
+}
+
+/* Issue 11, item 7: hr-2, granted only `ward/hr-2/#:pub`, publishes on
+ * hr-1's topic in a signed group (it holds the group key and signs as
+ * itself). Before: the backend delivered it as an hr-1 reading. Now: the
+ * directory carries each signer's pub grants and the backend drops it as
+ * `grant`; hr-2's message on its own topic is delivered. */
+Test(signed_authority, receiver_enforces_pub_grants)
+{
+    char out[8192];
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"), 0,
+                 "%s", out);
+    enroll_grant("hr-1", "ward/hr-1/#:pub");
+    enroll_grant("hr-2", "ward/hr-2/#:pub");
+    enroll("backend");
+    mqe2e_keystore *k2 = open_ks("hr-2"), *kbe = open_ks("backend");
+    inbox ibe;
+    memset(&ibe, 0, sizeof ibe);
+    pthread_mutex_init(&ibe.m, NULL);
+    mqe2e_MQTTClient be = enc_client("sg-backend", kbe, &ibe);
+    mqe2e_MQTTClient h2 = enc_client("sg-hr-2", k2, NULL);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(be, "ward/#", 1), MQTTCLIENT_SUCCESS);
+
+    publish_text(h2, "ward/hr-1/heartrate", "hr-1 says 190");
+    publish_text(h2, "ward/hr-2/heartrate", "hr-2 says 64");
+    cr_assert(wait_for(&ibe, 0, 1), "backend received %d", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 1, 1), "the forged reading was neither delivered nor dropped");
+    cr_assert_eq(count_of(&ibe, 0), 1, "the reading on hr-1's topic was delivered");
+    cr_assert_str_eq(ibe.payload[0], "hr-2 says 64");
+    cr_assert_eq(count_of(&ibe, 1), 1);
+    cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_GRANT, "dropped as %d, not grant", ibe.drop_code[0]);
+    mqe2e_counters c;
+    cr_assert_eq(mqe2e_MQTTClient_getCounters(be, &c), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(c.dropped[MQE2E_DROP_GRANT], 1);
+    close_client(&h2);
+    close_client(&be);
+    mqe2e_keystore_close(k2);
+    mqe2e_keystore_close(kbe);
+}
+
+/* Hardening (issue 11): a `plaintext` rule on a topic a signed group covers.
+ * Before: the publisher sent it in clear and the receiver delivered raw
+ * bytes published by anyone. Now: both sides refuse (`policy`). */
+Test(signed_authority, plaintext_rule_cannot_lift_signing)
+{
+    char out[8192];
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"), 0,
+                 "%s", out);
+    enroll("dev-a");
+    enroll("backend");
+    mqe2e_keystore *ka = open_ks("dev-a"), *kbe = open_ks("backend");
+    mqe2e_policy *pa = NULL, *pb = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pa), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(pa, "ward/open=plaintext"), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pa, ka), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&pb), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(pb, "ward/open=plaintext"), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pb, kbe), MQE2E_OK);
+    inbox ibe;
+    memset(&ibe, 0, sizeof ibe);
+    pthread_mutex_init(&ibe.m, NULL);
+    rawbox spy;
+    MQTTClient wire = raw_client("sg-spy-open", &spy);
+    cr_assert_eq(MQTTClient_subscribe(wire, "ward/open", 1), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient be = enc_client_policy("sg-backend", kbe, &ibe, pb);
+    mqe2e_MQTTClient a = enc_client_policy("sg-dev-a", ka, NULL, pa);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(be, "ward/#", 1), MQTTCLIENT_SUCCESS);
+
+    MQTTClient_deliveryToken dt = 0;
+    cr_assert_neq(mqe2e_MQTTClient_publish(a, "ward/open", 4, "open", 1, 0, &dt),
+                  MQTTCLIENT_SUCCESS, "published in clear on a signed group's topic");
+    /* Someone publishes raw bytes there: the backend must not deliver them. */
+    MQTTClient r = raw_client("sg-raw-open", NULL);
+    raw_publish(r, "ward/open", "UNLOCK", 6);
+    cr_assert(wait_for(&ibe, 1, 1), "the raw message was neither delivered nor dropped");
+    cr_assert_eq(count_of(&ibe, 0), 0, "a plaintext message was delivered on a signed topic");
+    cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_POLICY);
+    /* Only the raw publish reached the wire. */
+    pthread_mutex_lock(&spy.m);
+    int seen = spy.n;
+    pthread_mutex_unlock(&spy.m);
+    cr_assert_leq(seen, 1);
+    MQTTClient_disconnect(r, 500);
+    MQTTClient_destroy(&r);
+    MQTTClient_disconnect(wire, 500);
+    MQTTClient_destroy(&wire);
+    close_client(&a);
+    close_client(&be);
+    mqe2e_policy_free(pa);
+    mqe2e_policy_free(pb);
     mqe2e_keystore_close(ka);
     mqe2e_keystore_close(kbe);
 }

@@ -1288,6 +1288,7 @@ Test(authority_db, migrates_a_version_1_file)
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"
+                              " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));
@@ -1332,5 +1333,29 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     cr_assert_eq(sid, 5, "above the highest member (4), never the gap (2)");
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "empty", "d1", 10), MQE2E_OK);
     cr_assert_eq(sid, 1);
+    mqe2e_adb_close(db);
+}
+
+Test(authority_db, limit_grace_cuts_retired_epochs_only)
+{
+    uint8_t s[32];
+    uint32_t g = 99, e = 0;
+    fill(s, sizeof s, 5);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "a/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "g", s, 10), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 1), MQE2E_OK);
+    cr_assert_eq(g, 0);
+    cr_assert_eq(mqe2e_adb_group_limit_grace(db, "g", 30), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 1), MQE2E_OK);
+    cr_assert_eq(g, 30);
+    cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 2), MQE2E_OK);
+    cr_assert_eq(g, 0, "the current epoch keeps its grace");
+    /* Never lengthened. */
+    cr_assert_eq(mqe2e_adb_group_limit_grace(db, "g", 60), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 1), MQE2E_OK);
+    cr_assert_eq(g, 30);
+    cr_assert_eq(mqe2e_adb_group_limit_grace(db, "g", 0), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 7), MQE2E_ERR_NOT_FOUND);
     mqe2e_adb_close(db);
 }

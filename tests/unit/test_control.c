@@ -350,3 +350,111 @@ Test(control_payload, unknown_fields_refused_top_and_nested)
     sodium_memzero(inner, sizeof inner);
     sodium_memzero(q, sizeof q);
 }
+
+/* Issue 11, item 5: a retired epoch's authority-set grace travels in the
+ * bundle; a grace on a current epoch (retired_at 0) is malformed. */
+Test(control_payload, bundle_grace_round_trip)
+{
+    mqe2e_key_bundle b[2];
+    mqe2e_control_update in, out;
+    uint8_t *p = NULL;
+    size_t n = 0;
+    memset(b, 0, sizeof b);
+    memset(&in, 0, sizeof in);
+    strcpy(b[0].group, "g");
+    strcpy(b[0].topic_filter, "a/#");
+    b[0].epoch = 2;
+    b[0].sender_id = 1;
+    strcpy(b[1].group, "g");
+    strcpy(b[1].topic_filter, "a/#");
+    b[1].epoch = 1;
+    b[1].sender_id = 1;
+    b[1].retired_at = 1000;
+    b[1].grace_seconds = 30;
+    in.push_seq = 1;
+    in.bundles = b;
+    in.n_bundles = 2;
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in), MQE2E_OK);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, p, n), MQE2E_OK);
+    cr_assert_eq(out.bundles[0].grace_seconds, 0);
+    cr_assert_eq(out.bundles[1].grace_seconds, 30);
+    cr_assert_eq(out.bundles[1].retired_at, 1000);
+    mqe2e_control_update_wipe(&out);
+    mqe2e__control_free_wiped(p, n);
+    b[0].grace_seconds = 5; /* on the current epoch */
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in), MQE2E_OK);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, p, n), MQE2E_ERR_DECODE);
+    mqe2e__control_free_wiped(p, n);
+}
+
+/* Issue 11, item 7: signer directories carry each signer's pub grants. */
+Test(control_payload, directory_grants_round_trip_and_strictness)
+{
+    mqe2e_signer s[2];
+    mqe2e_signer_grants g[2];
+    char f0[] = "ward/hr-1/#", f1[] = "ward/hr-2/#", bad[] = "ward/#/x";
+    char *l0[] = {f0}, *l1[] = {f1}, *lb[] = {bad};
+    mqe2e_group_directory d;
+    mqe2e_control_update in, out;
+    uint8_t *p = NULL;
+    size_t n = 0;
+    memset(s, 0, sizeof s);
+    memset(g, 0, sizeof g);
+    memset(&d, 0, sizeof d);
+    memset(&in, 0, sizeof in);
+    s[0].sender_id = 1;
+    s[1].sender_id = 2;
+    memset(s[0].sign_public, 1, 32);
+    memset(s[1].sign_public, 2, 32);
+    strcpy(s[0].client_id, "hr-1");
+    strcpy(s[1].client_id, "hr-2");
+    g[0].pub_filters = l0;
+    g[0].n_pub_filters = 1;
+    g[1].pub_filters = l1;
+    g[1].n_pub_filters = 1;
+    strcpy(d.group, "ward");
+    d.signers = s;
+    d.n_signers = 2;
+    d.grants = g;
+    d.has_grants = 1;
+    in.push_seq = 1;
+    in.directories = &d;
+    in.n_directories = 1;
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in), MQE2E_OK);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, p, n), MQE2E_OK);
+    cr_assert_eq(out.n_directories, 1);
+    cr_assert_eq(out.directories[0].has_grants, 1);
+    cr_assert_not_null(out.directories[0].grants);
+    cr_assert_eq(out.directories[0].grants[1].n_pub_filters, 1);
+    cr_assert_str_eq(out.directories[0].grants[1].pub_filters[0], "ward/hr-2/#");
+    mqe2e_control_update_wipe(&out);
+    mqe2e__control_free_wiped(p, n);
+    /* An invalid filter is refused when writing. */
+    g[1].pub_filters = lb;
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in),
+                 MQE2E_ERR_INVALID_ARG);
+    /* Filters in a directory that does not say it lists grants: malformed. */
+    Mqe2e__V1__GroupSigner ps = MQE2E__V1__GROUP_SIGNER__INIT, *psp = &ps;
+    Mqe2e__V1__GroupDirectory pd = MQE2E__V1__GROUP_DIRECTORY__INIT, *pdp = &pd;
+    Mqe2e__V1__Push pu = MQE2E__V1__PUSH__INIT;
+    ps.sender_id = 1;
+    ps.sign_public.data = s[0].sign_public;
+    ps.sign_public.len = 32;
+    ps.client_id = s[0].client_id;
+    ps.n_pub_filters = 1;
+    ps.pub_filters = l0;
+    pd.group = d.group;
+    pd.n_signers = 1;
+    pd.signers = &psp;
+    pu.push_seq = 1;
+    pu.n_directories = 1;
+    pu.directories = &pdp;
+    uint8_t buf[512];
+    size_t bl = mqe2e__v1__push__pack(&pu, buf);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, buf, bl),
+                 MQE2E_ERR_DECODE);
+    pd.grants = 1;
+    bl = mqe2e__v1__push__pack(&pu, buf);
+    cr_assert_eq(mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, buf, bl), MQE2E_OK);
+    mqe2e_control_update_wipe(&out);
+}

@@ -135,6 +135,8 @@ static const char SCHEMA_V3[] =
     "ALTER TABLE tokens ADD COLUMN used_by_dh_public BLOB CHECK(used_by_dh_public IS NULL"
     " OR length(used_by_dh_public) = 32);"
     "ALTER TABLE tokens ADD COLUMN replaces INTEGER NOT NULL DEFAULT 0 CHECK(replaces IN (0, 1));"
+    "ALTER TABLE group_epochs ADD COLUMN grace_seconds INTEGER NOT NULL DEFAULT 0"
+    " CHECK(grace_seconds >= 0);"
     "INSERT OR IGNORE INTO revocations(client_id, serial, revoked_at)"
     " SELECT client_id, 0, COALESCE(revoked_at, 0) FROM clients WHERE status = 'revoked';"
     "DELETE FROM tokens WHERE client_id IN (SELECT client_id FROM clients"
@@ -1424,6 +1426,47 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     sqlite3_finalize(st);
     rc = op_end(db, rc);
     if (rc == MQE2E_OK && out_epoch != NULL) *out_epoch = next;
+    return rc;
+}
+
+int mqe2e_adb_group_limit_grace(mqe2e_adb *db, const char *name, uint32_t grace_seconds)
+{
+    if (db == NULL || grace_seconds == 0) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "UPDATE group_epochs SET grace_seconds = ?2 WHERE group_name = ?1"
+              " AND retired_at IS NOT NULL AND (grace_seconds = 0 OR grace_seconds > ?2)");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, grace_seconds);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, uint32_t epoch)
+{
+    if (out == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = 0;
+    if (db == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(name, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT grace_seconds FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            uint64_t g = col_u64(st, 0);
+            *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
+            rc = MQE2E_OK;
+        }
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 

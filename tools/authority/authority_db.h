@@ -420,6 +420,22 @@ int mqe2e_adb_group_create(mqe2e_adb *db, const char *name, const char *topic_fi
                            const uint8_t initial_secret[MQE2E_ADB_SECRET_BYTES]);
 
 /**
+ * @brief Shorten the grace period of every retired epoch of a group to at
+ *        most @p grace_seconds (after a member was revoked, replaced or
+ *        removed: it held those epochs). Epochs retired later are unaffected.
+ *        Bundles carry the value (mqe2e_key_bundle::grace_seconds).
+ * @return ::MQE2E_OK (also when nothing changed); ::MQE2E_ERR_INVALID_ARG
+ *         (grace 0); ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_group_limit_grace(mqe2e_adb *db, const char *name, uint32_t grace_seconds);
+
+/**
+ * @brief The authority-set grace of one epoch (0: none, the default applies).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, uint32_t epoch);
+
+/**
  * @brief Move a group to a new epoch with a new secret, in one transaction:
  *        older epochs still current get retired_at = now.
  * @param out_epoch the new epoch number (may be NULL).

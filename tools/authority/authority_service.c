@@ -308,6 +308,13 @@ static int bundle_fill(authority *a, mqe2e_key_bundle *b, const mqe2e_adb_group 
     b->created_at = e->created_at;
     b->retired_at = e->retired_at;
     b->sender_id = sender_id;
+    /* A retired epoch whose grace was cut (a member left) says so: members
+     * stop reading it then, even past the point HELLO still hands it out
+     * (a member that restarted prunes it at once). */
+    if (e->retired_at != 0) {
+        int rc = mqe2e_adb_group_epoch_grace(&b->grace_seconds, a->db, g->name, e->epoch);
+        if (rc != MQE2E_OK) return rc;
+    }
     return mqe2e_adb_group_epoch_secret(b->secret, a->db, g->name, e->epoch);
 }
 
@@ -396,8 +403,35 @@ out:
 static void directories_free(mqe2e_group_directory *d, size_t n)
 {
     if (d == NULL) return;
-    for (size_t i = 0; i < n; i++) free(d[i].signers);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; d[i].grants != NULL && j < d[i].n_signers; j++) {
+            for (size_t f = 0; f < d[i].grants[j].n_pub_filters; f++)
+                free(d[i].grants[j].pub_filters[f]);
+            free(d[i].grants[j].pub_filters);
+        }
+        free(d[i].grants);
+        free(d[i].signers);
+    }
     free(d);
+}
+
+/* A signer's `pub` filters, from its grants (receivers enforce them). */
+typedef struct pub_collect {
+    mqe2e_signer_grants *g;
+    int rc;
+} pub_collect;
+
+static int pub_filter_cb(const mqe2e_adb_grant *grant, void *user)
+{
+    pub_collect *c = user;
+    if ((grant->rights & MQE2E_ADB_RIGHT_PUBLISH) == 0) return 0;
+    if (c->g->n_pub_filters == MQE2E_CONTROL_MAX_PUB_FILTERS) return 0; /* tokens hold <= 16 */
+    char **v = realloc(c->g->pub_filters, (c->g->n_pub_filters + 1U) * sizeof *v);
+    if (v == NULL) return MQE2E_ERR_NOMEM;
+    c->g->pub_filters = v;
+    if ((v[c->g->n_pub_filters] = strdup(grant->filter)) == NULL) return MQE2E_ERR_NOMEM;
+    c->g->n_pub_filters++;
+    return 0;
 }
 
 static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group,
@@ -411,8 +445,11 @@ static int directory_fill(authority *a, mqe2e_group_directory *d, const char *gr
     /* Collected first: no lookups while the member list is being read. */
     rc = mqe2e_adb_members_list(a->db, group, name_sid_cb, &m);
     if (rc == MQE2E_OK && m.n > *budget) rc = MQE2E_ERR_TOO_LARGE;
-    if (rc == MQE2E_OK && m.n > 0 && (d->signers = calloc(m.n, sizeof *d->signers)) == NULL)
+    if (rc == MQE2E_OK && m.n > 0 &&
+        ((d->signers = calloc(m.n, sizeof *d->signers)) == NULL ||
+         (d->grants = calloc(m.n, sizeof *d->grants)) == NULL))
         rc = MQE2E_ERR_NOMEM;
+    d->has_grants = 1;
     for (size_t i = 0; rc == MQE2E_OK && i < m.n; i++) {
         mqe2e_adb_client c;
         rc = mqe2e_adb_client_get(&c, a->db, m.names[i]);
@@ -421,10 +458,13 @@ static int directory_fill(authority *a, mqe2e_group_directory *d, const char *gr
             continue;
         }
         if (rc != MQE2E_OK || c.status != MQE2E_ADB_CLIENT_ACTIVE) continue;
-        mqe2e_signer *s = &d->signers[d->n_signers++];
+        mqe2e_signer *s = &d->signers[d->n_signers];
         s->sender_id = m.sids[i];
         memcpy(s->sign_public, c.sign_public, sizeof s->sign_public);
         snprintf(s->client_id, sizeof s->client_id, "%s", c.client_id);
+        pub_collect pc = {&d->grants[d->n_signers], 0};
+        d->n_signers++;
+        rc = mqe2e_adb_grant_list(a->db, c.client_id, pub_filter_cb, &pc);
     }
     if (rc == MQE2E_OK) *budget -= d->n_signers;
     name_sid_free(&m);
@@ -569,6 +609,7 @@ typedef struct push_target {
     uint8_t dh_public[32];
     uint64_t push_seq;
     uint32_t sender_id;
+    uint64_t added_at; /* membership start: older retired epochs are not its */
 } push_target;
 
 typedef struct member_collect {
@@ -578,7 +619,6 @@ typedef struct member_collect {
 
 static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_at, void *user)
 {
-    (void)added_at;
     member_collect *c = user;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2U : 64U;
@@ -590,6 +630,7 @@ static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_a
     memset(&c->t[c->n], 0, sizeof c->t[c->n]);
     snprintf(c->t[c->n].client_id, sizeof c->t[c->n].client_id, "%s", client_id);
     c->t[c->n].sender_id = sender_id;
+    c->t[c->n].added_at = added_at;
     c->n++;
     return 0;
 }
@@ -608,16 +649,18 @@ static size_t targets_skip(push_target *t, size_t n, const char *const *skip, si
 }
 
 /* The group's current bundle (and, for a signed group, its directory) to
- * every member except those in @p skip. */
+ * every member except those in @p skip; with @p with_retired also the
+ * retired epochs within grace that were current while each member was in
+ * the group, with their (cut) grace, so members stop reading them in time. */
 static int push_group_except(authority *a, const char *group, int with_rl, const char *const *skip,
-                             size_t n_skip)
+                             size_t n_skip, int with_retired)
 {
     member_collect m = {NULL, 0, 0};
     mqe2e_adb_group g;
-    epoch_row e;
-    mqe2e_key_bundle *b = NULL;
+    epoch_collect *ec = NULL;
+    mqe2e_key_bundle *b = NULL, *mine = NULL;
     mqe2e_group_directory *dirs = NULL;
-    size_t n_dirs = 0;
+    size_t n_dirs = 0, n_b = 0;
     uint64_t now = now_s();
     int rc;
 
@@ -637,26 +680,47 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
     else
         (void)mqe2e_adb_tx_rollback(a->db);
     if (rc != MQE2E_OK || m.n == 0) goto out;
-    if ((b = calloc(1, sizeof *b)) == NULL) {
+    /* b[0] the current epoch, then (with_retired) the retired ones. */
+    if ((ec = calloc(1, sizeof *ec)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
         goto out;
     }
-    memset(&e, 0, sizeof e);
-    e.epoch = g.current_epoch;
-    e.created_at = g.last_rotated_at;
-    if ((rc = bundle_fill(a, b, &g, 0, &e)) != MQE2E_OK) goto out;
+    ec->now = now;
+    ec->grace = a->cfg->grace;
+    if (with_retired && (rc = mqe2e_adb_group_epochs_list(a->db, group, epoch_cb, ec)) != MQE2E_OK)
+        goto out;
+    if ((b = calloc(1U + ec->n, sizeof *b)) == NULL ||
+        (mine = calloc(1U + ec->n, sizeof *mine)) == NULL) {
+        rc = MQE2E_ERR_NOMEM;
+        goto out;
+    }
+    epoch_row cur;
+    memset(&cur, 0, sizeof cur);
+    cur.epoch = g.current_epoch;
+    cur.created_at = g.last_rotated_at;
+    if ((rc = bundle_fill(a, &b[n_b++], &g, 0, &cur)) != MQE2E_OK) goto out;
+    for (size_t j = 0; j < ec->n; j++) {
+        if (ec->rows[j].retired_at == 0) continue;
+        if ((rc = bundle_fill(a, &b[n_b++], &g, 0, &ec->rows[j])) != MQE2E_OK) goto out;
+    }
     /* One directory for every member of a signed group (built once). */
     if (g.is_signed && (rc = directories_for(a, &dirs, &n_dirs, &group, 1)) != MQE2E_OK) goto out;
     /* The DB work is committed: seal and publish back to back, wait at the end. */
     for (size_t i = 0; i < m.n; i++) {
-        b->sender_id = m.t[i].sender_id;
-        (void)push_one(a, m.t[i].client_id, m.t[i].dh_public, m.t[i].push_seq, b, 1, NULL, 0,
-                       with_rl, dirs, n_dirs);
+        size_t n_mine = 0;
+        for (size_t k = 0; k < n_b; k++) {
+            if (b[k].retired_at != 0 && b[k].retired_at <= m.t[i].added_at) continue;
+            mine[n_mine] = b[k];
+            mine[n_mine++].sender_id = m.t[i].sender_id;
+        }
+        (void)push_one(a, m.t[i].client_id, m.t[i].dh_public, m.t[i].push_seq, mine, n_mine, NULL,
+                       0, with_rl, dirs, n_dirs);
     }
     authority_flush(a);
-    (void)now;
 out:
-    bundles_free(b, 1);
+    if (b != NULL) bundles_free(b, 1U + (ec != NULL ? ec->n : 0U));
+    if (mine != NULL) bundles_free(mine, 1U + (ec != NULL ? ec->n : 0U));
+    free(ec);
     directories_free(dirs, n_dirs);
     free(m.t);
     return rc;
@@ -664,7 +728,61 @@ out:
 
 int authority_push_group(authority *a, const char *group, int with_rl)
 {
-    return push_group_except(a, group, with_rl, NULL, 0);
+    return push_group_except(a, group, with_rl, NULL, 0, 0);
+}
+
+/* After a member left (revoked, replaced, ungranted): a new epoch, the
+ * retired ones' grace cut to revoke_grace, in the caller's transaction if
+ * one is open (nothing is pushed; authority_push_after_removal() does that
+ * once the transaction committed). */
+int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t *new_epoch)
+{
+    uint8_t secret[MQE2E_ADB_SECRET_BYTES];
+    uint32_t epoch = 0;
+    uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
+    randombytes_buf(secret, sizeof secret);
+    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, now_s());
+    sodium_memzero(secret, sizeof secret);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_group_limit_grace(a->db, group, g > UINT32_MAX ? UINT32_MAX : (uint32_t)g);
+    if (rc != MQE2E_OK) {
+        alog("cannot rotate group %s: %s", group, mqe2e_strerror(rc));
+        return rc;
+    }
+    a->counters[AUTH_C_ROTATIONS]++;
+    if (new_epoch != NULL) *new_epoch = epoch;
+    return MQE2E_OK;
+}
+
+/* Push a group rotated by authority_rotate_after_removal_db() (with the list). */
+int authority_push_after_removal(authority *a, const char *group, uint32_t epoch)
+{
+    uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = push_group_except(a, group, 1, NULL, 0, 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    alog("group %s rotated to epoch %lu, members pushed in %.1f ms (a member left; retired "
+         "epochs readable %lu s)",
+         group, (unsigned long)epoch, ms, (unsigned long)g);
+    authority_count_refresh(a);
+    return rc;
+}
+
+int authority_rotate_after_removal(authority *a, const char *group, uint32_t *new_epoch)
+{
+    uint32_t epoch = 0;
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) return rc;
+    rc = authority_rotate_after_removal_db(a, group, &epoch);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_tx_commit(a->db);
+    else
+        (void)mqe2e_adb_tx_rollback(a->db);
+    if (rc != MQE2E_OK) return rc;
+    if (new_epoch != NULL) *new_epoch = epoch;
+    return authority_push_after_removal(a, group, epoch);
 }
 
 int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epoch)
@@ -923,6 +1041,7 @@ static int rotate_in_tx_cb(const char *group, void *user)
     randombytes_buf(secret, sizeof secret);
     int rc = mqe2e_adb_group_rotate(NULL, j->db, group, secret, j->now);
     sodium_memzero(secret, sizeof secret);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_group_limit_grace(j->db, group, j->revoke_grace);
     return rc;
 }
 
@@ -994,6 +1113,9 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
         /* Old credentials revoked, memberships dropped, groups rotated. */
         j->db = a->db;
         j->now = now;
+        j->revoke_grace = (uint32_t)(a->cfg->revoke_grace > 0 && a->cfg->revoke_grace < UINT32_MAX
+                                         ? a->cfg->revoke_grace
+                                         : AUTHORITY_DEFAULT_REVOKE_GRACE);
         rc = mqe2e_adb_client_replace(a->db, j->req.client_id, j->req.sign_public, j->req.dh_public,
                                       now, rotate_in_tx_cb, j);
         if (rc == MQE2E_OK) a->counters[AUTH_C_REPLACEMENTS]++;
@@ -1043,7 +1165,7 @@ static void enroll_push_rotations(authority *a, size_t n)
         if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
         for (size_t g = 0; g < j->n_rotated; g++) {
             a->counters[AUTH_C_ROTATIONS]++;
-            if (push_group_except(a, j->rotated[g], 1, fresh, n_fresh) != MQE2E_OK)
+            if (push_group_except(a, j->rotated[g], 1, fresh, n_fresh, 1) != MQE2E_OK)
                 alog("cannot push group %s after replacing %s", j->rotated[g], j->req.client_id);
             else
                 alog("group %s rotated: device of %s replaced", j->rotated[g], j->req.client_id);
@@ -1087,7 +1209,7 @@ static void enroll_push_directories(authority *a, size_t n)
         mqe2e_adb_group grp;
         if (mqe2e_adb_group_get(&grp, a->db, groups[g]) != MQE2E_OK || !grp.is_signed) continue;
         uint64_t sent = a->counters[AUTH_C_PUSH_SENT];
-        int rc = push_group_except(a, groups[g], 0, fresh, n_fresh);
+        int rc = push_group_except(a, groups[g], 0, fresh, n_fresh, 0);
         if (rc != MQE2E_OK)
             alog("cannot push the directory of %s: %s", groups[g], mqe2e_strerror(rc));
         else

@@ -31,6 +31,9 @@ extern "C" {
 #define AUTHORITY_DEFAULT_CREDENTIAL_TTL (30ULL * 24U * 3600U)
 /** Default grace of retired epochs handed out by HELLO: 1 hour. */
 #define AUTHORITY_DEFAULT_GRACE 3600ULL
+/** Grace of a group's retired epochs after a member left it (revoked,
+ *  replaced, ungranted): they held those epochs. */
+#define AUTHORITY_DEFAULT_REVOKE_GRACE 30ULL
 /** Most ENROLL requests made durable by one database commit (group commit). */
 #define AUTHORITY_ENROLL_BATCH 32U
 /** Refusal log lines written per second at most; the rest are only counted. */
@@ -46,6 +49,7 @@ typedef struct authority_config {
     const char *prefix;      /**< control prefix P */
     uint64_t credential_ttl; /**< seconds */
     uint64_t grace;          /**< seconds a retired epoch is still handed out */
+    uint64_t revoke_grace;   /**< retired epochs' grace after a member left (0 = default) */
     int verbose;             /**< 1: log every handled message */
     const char *username; /**< broker user name, or NULL (ACLs key the authority's rights on it) */
     const char *password; /**< broker password, or NULL */

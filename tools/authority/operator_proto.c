@@ -467,8 +467,14 @@ static void cmd_group_grant(authority *a, op_result *res, const mqe2e_operator_r
 {
     const char *g = arg(req, "group"), *id = arg(req, "id");
     uint32_t sid = 0;
+    uint64_t history = 0;
     if (g == NULL || id == NULL) FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "missing group or id");
-    int rc = mqe2e_adb_member_add(&sid, a->db, g, id, now);
+    if (arg_u64(&history, req, "history", 0, 1) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid history (0 or 1)");
+    /* A new member reads only epochs current since it joined (added_at);
+     * with history the operator backdates the membership, so the retired
+     * epochs still in grace are handed out too. */
+    int rc = mqe2e_adb_member_add(&sid, a->db, g, id, history ? 0U : now);
     if (rc == MQE2E_ERR_STATE) FAIL(res, MQE2E_OPSTATUS_FAILED, "client is revoked");
     if (rc != MQE2E_OK)
         FAIL(res, status_for(rc),
@@ -498,12 +504,12 @@ static void cmd_group_ungrant(authority *a, op_result *res, const mqe2e_operator
         (void)mqe2e_adb_tx_rollback(a->db);
         FAIL(res, status_for(rc), "not a member");
     }
-    rc = authority_rotate_group_db(a, g, &epoch);
+    rc = authority_rotate_after_removal_db(a, g, &epoch);
     if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
     else (void)mqe2e_adb_tx_rollback(a->db);
     if (rc != MQE2E_OK) FAIL(res, status_for(rc), "the rotation failed: nothing changed");
     (void)authority_push_client(a, id, g, 1);
-    (void)authority_push_rotated(a, g, 0, epoch);
+    (void)authority_push_after_removal(a, g, epoch);
     out_add(res, "%s left %s; group at epoch %lu\n", id, g, (unsigned long)epoch);
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "ungranted";
@@ -555,7 +561,7 @@ static void cmd_revoke(authority *a, op_result *res, const mqe2e_operator_reques
     uint32_t *epochs = calloc(groups.n + 1U, sizeof *epochs);
     if (rc == MQE2E_OK && epochs == NULL) rc = MQE2E_ERR_NOMEM;
     for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++)
-        rc = authority_rotate_group_db(a, groups.v[i], &epochs[i]);
+        rc = authority_rotate_after_removal_db(a, groups.v[i], &epochs[i]);
     if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
     else (void)mqe2e_adb_tx_rollback(a->db);
     if (rc == MQE2E_ERR_STATE) {
@@ -572,7 +578,7 @@ static void cmd_revoke(authority *a, op_result *res, const mqe2e_operator_reques
     (void)authority_revocations_refresh(a, 1);
     authority_flush(a);
     for (size_t i = 0; i < groups.n; i++) {
-        if (authority_push_rotated(a, groups.v[i], 1, epochs[i]) == MQE2E_OK)
+        if (authority_push_after_removal(a, groups.v[i], epochs[i]) == MQE2E_OK)
             out_add(res, "group %s at epoch %lu\n", groups.v[i], (unsigned long)epochs[i]);
         else
             out_add(res, "group %s at epoch %lu (push incomplete: members pull it by HELLO)\n",

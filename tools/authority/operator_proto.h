@@ -73,6 +73,7 @@ typedef struct enroll_job {
     char **rotated;                 /* groups of a replaced device, rotated in the batch */
     mqe2e_adb *db;                  /* for the rotation callback */
     uint64_t now;
+    uint32_t revoke_grace;
     size_t n_rotated;
 } enroll_job;
 
@@ -147,6 +148,11 @@ int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_
 int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epoch);
 /* Push a group just rotated to @p epoch to its members and log the time taken. */
 int authority_push_rotated(authority *a, const char *group, int with_rl, uint32_t epoch);
+int authority_rotate_after_removal(authority *a, const char *group, uint32_t *new_epoch);
+/* authority_rotate_after_removal() in two halves: the database part in the
+ * caller's transaction, the push after its commit. */
+int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t *new_epoch);
+int authority_push_after_removal(authority *a, const char *group, uint32_t epoch);
 int authority_push_group(authority *a, const char *group, int with_rl);
 int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
 void authority_count_refresh(authority *a);

@@ -20,7 +20,8 @@ static const char usage[] =
     "       mqe2e authority pin -K AUTH_KEYSTORE [--prefix P]\n"
     "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [-u USER --password-file F]\n"
     "                           [--cafile F] [--db DB] [-K AUTH_KEYSTORE]\n"
-    "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS] [-v]\n"
+    "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
+    "                           [--revoke-grace SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
@@ -39,12 +40,14 @@ static const char usage[] =
     "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
     "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
-    "                           credential_ttl, grace, passphrase_file, key_file,\n"
+    "                           credential_ttl, grace, revoke_grace, passphrase_file, key_file,\n"
     "                           username, password_file, cafile, capath, certfile,\n"
     "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
     "                           keepalive, verbose, handshake_limits\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
+    "      --revoke-grace S     after a revocation, removal or device replacement, the\n"
+    "                           group's retired epochs stay readable S seconds (default 30)\n"
     "  -v, --verbose            log every handled message\n"
     "      --handshake-limits L ENROLL/HELLO handshakes admitted after the cheap checks:\n"
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
@@ -52,12 +55,21 @@ static const char usage[] =
     "                           bucket off (default 2000,4000,20,10,16384; docs/AUTHORITY.md)\n"
     "      --passphrase-file F  keystore passphrase from F's first line\n"
     "      --key-file F         keystore raw key from F\n"
-    "\n"
+    "\n";
+
+/* Second half of the usage text (ISO C bounds one string literal's length). */
+static const char usage_broker[] =
     "Broker options of run (the ACL grants the authority's rights to the user\n"
     "mqe2e-authority):\n" CLI_BROKER_HELP
     "Flags override the config file, which overrides the options file. The keystore\n"
     "passphrase otherwise comes from MQE2E_PASSPHRASE.\n"
     "Exit codes: 0 ok, 1 usage, 2 keystore/database, 3 broker, 5 login refused, 6 TLS.\n";
+
+static void print_usage(FILE *f)
+{
+    fputs(usage, f);
+    fputs(usage_broker, f);
+}
 
 enum {
     OPT_DB = 1,
@@ -68,6 +80,7 @@ enum {
     OPT_CONFIG,
     OPT_TTL,
     OPT_GRACE,
+    OPT_REVOKE_GRACE,
     OPT_VERBOSE,
     OPT_HS_LIMITS,
 };
@@ -83,6 +96,7 @@ static const cli_opt opts[] = {
     {0, "config", 1, OPT_CONFIG},
     {0, "credential-ttl", 1, OPT_TTL},
     {0, "grace", 1, OPT_GRACE},
+    {0, "revoke-grace", 1, OPT_REVOKE_GRACE},
     {'v', "verbose", 0, OPT_VERBOSE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
     {0, "help", 0, OPT_HELP},
@@ -100,6 +114,7 @@ typedef struct auth_args {
     cli_broker_args b;
     long ttl;
     long grace;
+    long revoke_grace;
     int verbose;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
 } auth_args;
@@ -215,6 +230,12 @@ static int load_config(auth_args *a)
                 rc = CLI_EXIT_USAGE;
             else
                 a->grace = x;
+        } else if (strcmp(key, "revoke_grace") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 1, 0x7FFFFFFFL, "revoke_grace") != 0)
+                rc = CLI_EXIT_USAGE;
+            else
+                a->revoke_grace = x;
         } else if (strcmp(key, "handshake_limits") == 0) {
             a->hs_limits = val;
         } else if (strcmp(key, "verbose") == 0) {
@@ -429,6 +450,8 @@ static int do_run(auth_args *a)
     }
     cfg.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
     cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
+    cfg.revoke_grace =
+        a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     cfg.verbose = a->verbose;
     cfg.stop = &stop_flag;
     authority_rl_config limits;
@@ -476,7 +499,7 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
 int cmd_authority(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     const char *sub = argv[1];
@@ -501,7 +524,7 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
     int is_run = strcmp(sub, "run") == 0;
     if (is_run) {
         if (cli_wants_help(argc, argv)) {
-            fputs(usage, stdout);
+            print_usage(stdout);
             return CLI_EXIT_OK;
         }
         int orc = cli_broker_load_options(&a.b, opts);
@@ -535,7 +558,7 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
         if (br > 0) continue;
         switch (id) {
         case OPT_HELP:
-            fputs(usage, stdout);
+            print_usage(stdout);
             return CLI_EXIT_OK;
         case OPT_DB:
             a.db = v;
@@ -561,6 +584,10 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
             break;
         case OPT_GRACE:
             if (cli_parse_long(&a.grace, v, 0, 0x7FFFFFFFL, "--grace") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_REVOKE_GRACE:
+            if (cli_parse_long(&a.revoke_grace, v, 1, 0x7FFFFFFFL, "--revoke-grace") != 0)
+                return CLI_EXIT_USAGE;
             break;
         case OPT_VERBOSE:
             a.verbose = 1;

@@ -35,6 +35,7 @@ enum {
     OPT_SIGNED,
     OPT_REMOTE,
     OPT_REPLACE,
+    OPT_HISTORY,
 };
 
 static const cli_opt opts[] = {
@@ -56,6 +57,7 @@ static const cli_opt opts[] = {
     {0, "signed", 0, OPT_SIGNED},
     {0, "remote", 0, OPT_REMOTE},
     {0, "replace", 0, OPT_REPLACE},
+    {0, "history", 0, OPT_HISTORY},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -95,6 +97,7 @@ typedef struct op_args {
     long rotate_messages;
     int signed_group;
     int replace;
+    int history;
     const char *positional;
 } op_args;
 
@@ -191,6 +194,9 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             break;
         case OPT_REPLACE:
             o->replace = 1;
+            break;
+        case OPT_HISTORY:
+            o->history = 1;
             break;
         default:
             break;
@@ -692,7 +698,7 @@ int cmd_operator_status(int argc, char **argv)
 static const char group_usage[] =
     "usage: mqe2e group create  -K OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
     "                           [--signed] [--rotate-every SECONDS] [--rotate-messages N]\n"
-    "       mqe2e group grant   -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
+    "       mqe2e group grant   -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID [--history]\n"
     "       mqe2e group ungrant -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
     "       mqe2e group rotate  -K OPERATOR_KEYSTORE --group NAME\n"
     "       (with --authority PIN or MQE2E_AUTHORITY; without them, and with\n"
@@ -701,7 +707,8 @@ static const char group_usage[] =
     "  create   a group at epoch 1 held by the authority; --rotate-every and\n"
     "           --rotate-messages schedule rotations (0: off); --signed: members\n"
     "           sign every message and get the group's signer directory\n"
-    "  grant    add an enrolled client; it gets the group key by push\n"
+    "  grant    add an enrolled client; it gets the group key by push (the current\n"
+    "           epoch only; --history: also the retired epochs still in grace)\n"
     "  ungrant  remove a member, then rotate: the others get the new epoch\n"
     "  rotate   move the group to a new epoch, pushed to every member\n";
 
@@ -742,6 +749,7 @@ int cmd_operator_group(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
         add(&l, kv("id", o.id));
+        if (o.history && strcmp(sub, "grant") == 0) add(&l, kvl("history", 1));
         return simple(&o, strcmp(sub, "grant") == 0 ? "group-grant" : "group-ungrant", &l);
     }
     if (strcmp(sub, "rotate") == 0) return simple(&o, "group-rotate", &l);

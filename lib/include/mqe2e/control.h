@@ -136,10 +136,23 @@ typedef struct mqe2e_key_bundle {
     uint64_t created_at;                            /**< seconds since the Unix epoch */
     uint32_t sender_id;                             /**< the member's sender id */
     uint64_t retired_at;                            /**< 0 while current */
+    /** Retired epochs: readable for this many seconds after retired_at, set by
+     *  the authority after a revocation or removal; 0 = the receiver's own
+     *  grace period (docs/PROTOCOL.md 9.5). Appended last. */
+    uint32_t grace_seconds;
 } mqe2e_key_bundle;
 
 /** Most signer entries one update carries, all directories together. */
 #define MQE2E_CONTROL_MAX_SIGNERS 1024u
+
+/** Most `pub` topic filters listed for one signer. */
+#define MQE2E_CONTROL_MAX_PUB_FILTERS 16u
+
+/** The `pub` grants of one signer of a signed group (public data). */
+typedef struct mqe2e_signer_grants {
+    char **pub_filters; /**< n_pub_filters NUL-terminated topic filters, or NULL */
+    size_t n_pub_filters;
+} mqe2e_signer_grants;
 
 /**
  * The signer directory of one signed group (public data), sent with the
@@ -149,6 +162,14 @@ typedef struct mqe2e_group_directory {
     char group[MQE2E_GROUP_ID_MAX_BYTES + 1]; /**< group id, NUL-terminated */
     mqe2e_signer *signers;                    /**< n_signers entries or NULL */
     size_t n_signers;                         /**< may be 0 */
+    /**
+     * With @p has_grants: for each signer (same index), the topic filters
+     * its credential grants `pub` on (at most ::MQE2E_CONTROL_MAX_PUB_FILTERS
+     * each; none: it may publish nothing). Receivers drop its messages on
+     * other topics. NULL without @p has_grants. Appended last.
+     */
+    mqe2e_signer_grants *grants;
+    int has_grants; /**< 1: grants lists every signer's pub filters */
 } mqe2e_group_directory;
 
 /** A group id, as carried in Push.removed_groups. */

@@ -18,11 +18,11 @@ extern "C" {
 
 /** Return codes. Values are stable and part of the ABI. */
 typedef enum mqe2e_error {
-    MQE2E_OK = 0,                  /**< success */
-    MQE2E_ERR_INVALID_ARG = -1,    /**< a NULL or out-of-range argument */
-    MQE2E_ERR_NOMEM = -2,          /**< allocation failed */
-    MQE2E_ERR_DECODE = -3,         /**< malformed or truncated input */
-    MQE2E_ERR_TOO_LARGE = -4,      /**< input or output over a configured limit */
+    MQE2E_OK = 0,                    /**< success */
+    MQE2E_ERR_INVALID_ARG = -1,      /**< a NULL or out-of-range argument */
+    MQE2E_ERR_NOMEM = -2,            /**< allocation failed */
+    MQE2E_ERR_DECODE = -3,           /**< malformed or truncated input */
+    MQE2E_ERR_TOO_LARGE = -4,        /**< input or output over a configured limit */
     MQE2E_ERR_BUFFER_TOO_SMALL = -5, /**< caller's output buffer is too small */
     MQE2E_ERR_SUITE = -6,          /**< unknown format version, mode or suite */
     MQE2E_ERR_NO_KEY = -7,         /**< no key for this group, epoch or sender */
@@ -41,10 +41,12 @@ typedef enum mqe2e_error {
                                          signer directory */
     MQE2E_ERR_LOCKED = -20,        /**< the keystore is open elsewhere (another handle or
                                         process, through any path); see storage.h */
+    MQE2E_ERR_GRANT = -21,         /**< signed envelope on a topic its signer's credential does
+                                        not grant it to publish on */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-20)
+#define MQE2E_ERR_MIN (-21)
 
 /**
  * @brief Human-readable description of a return code.

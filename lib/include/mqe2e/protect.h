@@ -60,17 +60,18 @@ typedef struct mqe2e_protector_options {
 
 /** Drop reasons counted by the receiver, indexed by mqe2e_drop_reason(). */
 typedef enum mqe2e_drop_reason {
-    MQE2E_DROP_DECODE = 0,  /**< malformed, truncated */
-    MQE2E_DROP_TOO_LARGE,   /**< over max_payload */
-    MQE2E_DROP_SUITE,       /**< unknown version / mode / suite */
-    MQE2E_DROP_NO_POLICY,   /**< topic has no policy */
-    MQE2E_DROP_POLICY,      /**< mode does not match the topic's policy */
-    MQE2E_DROP_NO_KEY,      /**< unknown group or epoch */
-    MQE2E_DROP_EXPIRED,     /**< epoch past grace */
-    MQE2E_DROP_REPLAY,      /**< replayed or too old */
-    MQE2E_DROP_AUTH,        /**< failed authentication */
-    MQE2E_DROP_OTHER,       /**< anything else (I/O, memory) */
+    MQE2E_DROP_DECODE = 0,     /**< malformed, truncated */
+    MQE2E_DROP_TOO_LARGE,      /**< over max_payload */
+    MQE2E_DROP_SUITE,          /**< unknown version / mode / suite */
+    MQE2E_DROP_NO_POLICY,      /**< topic has no policy */
+    MQE2E_DROP_POLICY,         /**< mode does not match the topic's policy */
+    MQE2E_DROP_NO_KEY,         /**< unknown group or epoch */
+    MQE2E_DROP_EXPIRED,        /**< epoch past grace */
+    MQE2E_DROP_REPLAY,         /**< replayed or too old */
+    MQE2E_DROP_AUTH,           /**< failed authentication */
+    MQE2E_DROP_OTHER,          /**< anything else (I/O, memory) */
     MQE2E_DROP_UNKNOWN_SIGNER, /**< signed envelope from a sender id not in the signer directory */
+    MQE2E_DROP_GRANT,          /**< signed envelope on a topic its signer may not publish on */
     MQE2E_DROP_REASON_COUNT
 } mqe2e_drop_reason;
 

@@ -1212,7 +1212,7 @@ static uint32_t spy_epoch(MQTTClient c, unsigned long timeout_ms)
 static int cli_pub(const char *ks, const char *message)
 {
     const char *a[] = {"pub",
-                       "-k",
+                       "-K",
                        ks,
                        "--key-file",
                        fx.key,
@@ -1253,7 +1253,7 @@ Test(authority, one_shot_pub_waits_for_the_authority)
     cr_assert_not_null(f);
     fprintf(f, "%s\n", t1);
     fclose(f);
-    const char *en[] = {"enroll", "-k", ks,          "--key-file", fx.key,  "--ticket-file",
+    const char *en[] = {"enroll", "-K", ks,          "--key-file", fx.key,  "--ticket-file",
                         tf,       "-h", "127.0.0.1", "-p",         fx.port, NULL};
     cr_assert_eq(run_cli(out, sizeof out, en), 0, "enroll: %s", out);
     unlink(tf);

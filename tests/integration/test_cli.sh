@@ -225,7 +225,7 @@ check "forged message reported as dropped" grep -q "^mqe2e: dropped message on $
 check "  without its payload" test -z "$(grep -h 'forged' sub2.out sub2.err)"
 
 # ---- hardening (issue 11): no passphrase in the environment, no core ------
-"$cli" sub -k dev.ks -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 20 -d >sub3.out 2>sub3.err &
+"$cli" sub -K dev.ks -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 20 -d >sub3.out 2>sub3.err &
 sub3_pid=$!
 pids+=("$sub3_pid")
 check "sub with MQE2E_PASSPHRASE subscribed" wait_for 15 grep -q 'subscribed' sub3.err

@@ -1323,6 +1323,7 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
                               "ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"
+                              " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
                               " PRAGMA user_version = 2;",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));

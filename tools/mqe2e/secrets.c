@@ -105,8 +105,9 @@ out:
 /* Secrets read from the environment once, at start (cli_secrets_from_env()),
  * kept in guarded memory; the variables themselves are wiped and removed so
  * that children, /proc/PID/environ and core files do not carry them. */
-static const char *const env_names[] = {"MQE2E_PASSPHRASE", "MQE2E_EXPORT_PASSPHRASE"};
-static char *env_stash[2];
+static const char *const env_names[] = {"MQE2E_PASSPHRASE", "MQE2E_EXPORT_PASSPHRASE",
+                                        "MQE2E_BROKER_PASSWORD"};
+static char *env_stash[sizeof env_names / sizeof env_names[0]];
 
 void cli_secrets_from_env(void)
 {

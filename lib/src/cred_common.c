@@ -38,39 +38,64 @@ ProtobufCAllocator mqe2e__cred_allocator = {wipe_alloc, wipe_free, NULL};
  * fields and packs them again, so the re-encoding check alone lets them
  * through: a field the decoder does not understand must be refused, not
  * carried (docs/PROTOCOL.md 1). */
-static bool no_unknown_fields(const ProtobufCMessage *m, unsigned depth)
+/* Room for one more message on the walk's stack. */
+static bool stack_push(const ProtobufCMessage ***st, size_t *n, size_t *cap,
+                       const ProtobufCMessage *m)
 {
     if (m == NULL) return true;
-    if (m->n_unknown_fields != 0 || depth > 16U) return false;
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = 0;
-            ProtobufCMessage *const *v = NULL;
-            memcpy(&n, base + f->quantifier_offset, sizeof n);
-            memcpy(&v, base + f->offset, sizeof v);
-            for (size_t k = 0; k < n && v != NULL; k++)
-                if (!no_unknown_fields(v[k], depth + 1U)) return false;
-            continue;
-        }
-        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
-            uint32_t which = 0;
-            memcpy(&which, base + f->quantifier_offset, sizeof which);
-            if (which != f->id) continue;
-        }
-        const ProtobufCMessage *sub = NULL;
-        memcpy(&sub, base + f->offset, sizeof sub);
-        if (!no_unknown_fields(sub, depth + 1U)) return false;
+    if (*n == *cap) {
+        size_t c = *cap * 2U;
+        const ProtobufCMessage **v = realloc((void *)*st, c * sizeof *v);
+        if (v == NULL) return false;
+        *st = v;
+        *cap = c;
     }
+    (*st)[(*n)++] = m;
     return true;
+}
+
+static bool no_unknown_fields(const ProtobufCMessage *root)
+{
+    size_t n = 0, cap = 16;
+    const ProtobufCMessage **st = malloc(cap * sizeof *st);
+    bool ok = st != NULL && stack_push(&st, &n, &cap, root);
+    while (ok && n > 0) {
+        const ProtobufCMessage *m = st[--n];
+        if (m->n_unknown_fields != 0) {
+            ok = false;
+            break;
+        }
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        const char *base = (const char *)m;
+        for (unsigned i = 0; ok && i < d->n_fields; i++) {
+            const ProtobufCFieldDescriptor *f = &d->fields[i];
+            if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+            if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                size_t k = 0;
+                ProtobufCMessage *const *v = NULL;
+                memcpy(&k, base + f->quantifier_offset, sizeof k);
+                memcpy(&v, base + f->offset, sizeof v);
+                for (size_t j = 0; ok && j < k && v != NULL; j++)
+                    ok = stack_push(&st, &n, &cap, v[j]);
+                continue;
+            }
+            if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
+                uint32_t which = 0;
+                memcpy(&which, base + f->quantifier_offset, sizeof which);
+                if (which != f->id) continue;
+            }
+            const ProtobufCMessage *sub = NULL;
+            memcpy(&sub, base + f->offset, sizeof sub);
+            ok = stack_push(&st, &n, &cap, sub);
+        }
+    }
+    free((void *)st);
+    return ok;
 }
 
 bool mqe2e__cred_canonical(const ProtobufCMessage *m, const uint8_t *in, size_t len)
 {
-    if (!no_unknown_fields(m, 0)) return false;
+    if (!no_unknown_fields(m)) return false;
     size_t n = protobuf_c_message_get_packed_size(m);
     if (n != len) return false;
     if (n == 0) return true;

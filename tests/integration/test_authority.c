@@ -351,7 +351,11 @@ static int enroll_recv(device *d, mqe2e_control_update *reply, double timeout)
     mail m;
     mqe2e_credential *cred = NULL;
     memset(reply, 0, sizeof *reply);
-    if (!take(&m, d->id, timeout)) return 1;
+    if (!take(&m, d->id, timeout)) {
+        mqe2e_enroll_device_free(d->st);
+        d->st = NULL;
+        return 1;
+    }
     last_enroll_reply = m.len;
     int rc = mqe2e_enroll_finish(d->st, reply, &cred, m.data, m.len, now_s());
     mail_free(&m);

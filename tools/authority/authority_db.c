@@ -881,10 +881,11 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
         /* A retry after a lost reply: the same X25519 key the handshake proved
          * (and the same Ed25519 key), shortly after the first use. The
          * Ed25519 key alone is public and proves nothing. */
-        int same =
-            (sodium_memcmp(info->used_by_sign_public, device_sign_public, MQE2E_ADB_PUBLIC_BYTES) ==
-             0) &
-            (sodium_memcmp(info->used_by_dh_public, device_dh_public, MQE2E_ADB_PUBLIC_BYTES) == 0);
+        int same_sign = sodium_memcmp(info->used_by_sign_public, device_sign_public,
+                                      MQE2E_ADB_PUBLIC_BYTES) == 0;
+        int same_dh =
+            sodium_memcmp(info->used_by_dh_public, device_dh_public, MQE2E_ADB_PUBLIC_BYTES) == 0;
+        int same = same_sign && same_dh;
         if (!same || now < info->used_at || now - info->used_at > MQE2E_ADB_ENROLL_RETRY_SECONDS)
             rc = MQE2E_ERR_STATE;
         else

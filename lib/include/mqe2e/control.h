@@ -150,8 +150,8 @@ typedef struct mqe2e_key_bundle {
 
 /** The `pub` grants of one signer of a signed group (public data). */
 typedef struct mqe2e_signer_grants {
-    char **pub_filters; /**< n_pub_filters NUL-terminated topic filters, or NULL */
-    size_t n_pub_filters;
+    char **pub_filters;   /**< n_pub_filters NUL-terminated topic filters, or NULL */
+    size_t n_pub_filters; /**< at most ::MQE2E_CONTROL_MAX_PUB_FILTERS; 0 grants nothing */
 } mqe2e_signer_grants;
 
 /**

@@ -93,7 +93,10 @@ MQE2E_API size_t mqe2e_holdq_bytes(const mqe2e_holdq *q);
 /**
  * @brief How many messages and bytes (envelope plus topic) are held for one
  *        topic, for per-topic quotas (one forger must not crowd out others).
- * @param count, bytes receive the totals (0 for NULL arguments).
+ * @param q     the queue (NULL: nothing held).
+ * @param topic the topic name, compared exactly (not as a filter).
+ * @param count receives the number of messages held for @p topic (may be NULL).
+ * @param bytes receives their bytes (may be NULL); both 0 for NULL arguments.
  */
 MQE2E_API void mqe2e_holdq_topic_usage(const mqe2e_holdq *q, const char *topic, size_t *count,
                                        size_t *bytes);

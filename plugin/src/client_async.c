@@ -765,8 +765,6 @@ static int async_seal_will(struct mqe2e_async *c, const MQTTAsync_connectOptions
                            uint8_t **buf, size_t *buf_cap)
 {
     const MQTTAsync_willOptions *w;
-    const uint8_t *pt;
-    size_t pt_len;
     size_t out_len = 0;
     int rc;
 
@@ -779,25 +777,8 @@ static int async_seal_will(struct mqe2e_async *c, const MQTTAsync_connectOptions
     if (w->topicName == NULL) {
         return MQE2E_ERR_INVALID_ARG;
     }
-    if (w->message != NULL) {
-        pt = (const uint8_t *)w->message;
-        pt_len = strlen(w->message);
-    } else {
-        pt = w->payload.data != NULL ? (const uint8_t *)w->payload.data : async_empty;
-        pt_len = w->payload.len > 0 ? (size_t)w->payload.len : 0U;
-    }
-    *buf_cap = mqe2e_protect_bound(pt_len);
-    if (*buf_cap < pt_len || *buf_cap > (size_t)INT_MAX) {
-        return MQE2E_ERR_TOO_LARGE;
-    }
-    *buf = malloc(*buf_cap > 0 ? *buf_cap : 1U);
-    if (*buf == NULL) {
-        return MQE2E_ERR_NOMEM;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_protect(c->protector, w->topicName, pt, pt_len, mqe2e__plugin_now(), *buf, *buf_cap,
-                       &out_len);
-    (void)pthread_mutex_unlock(&c->lock);
+    rc = mqe2e__will_seal(c->protector, &c->lock, w->topicName, w->message, w->payload.data,
+                          w->payload.len, buf, buf_cap, &out_len);
     if (rc != MQE2E_OK) {
         async_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
                   mqe2e_error_name(rc));
@@ -831,14 +812,11 @@ int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptio
     size_t will_cap = 0;
     int rc = async_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
     if (rc != MQE2E_OK) {
-        if (will_buf != NULL) free(will_buf);
+        mqe2e__will_free(will_buf, will_cap);
         return async_map_error(rc);
     }
     rc = MQTTAsync_connect(c->paho, will_buf != NULL ? &copy : options);
-    if (will_buf != NULL) {
-        sodium_memzero(will_buf, will_cap > 0 ? will_cap : 1U);
-        free(will_buf);
-    }
+    mqe2e__will_free(will_buf, will_cap);
     if (rc == MQTTASYNC_SUCCESS) {
         /* The control worker subscribes and sends a HELLO once connected. */
         mqe2e__ctl_session_lost(c->ctl);

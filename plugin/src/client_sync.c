@@ -660,8 +660,6 @@ static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOpti
                             uint8_t **buf, size_t *buf_cap)
 {
     const MQTTClient_willOptions *w;
-    const uint8_t *pt;
-    size_t pt_len;
     size_t out_len = 0;
     int rc;
 
@@ -674,28 +672,11 @@ static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOpti
     if (w->topicName == NULL) {
         return MQE2E_ERR_INVALID_ARG;
     }
-    if (w->message != NULL) {
-        pt = (const uint8_t *)w->message;
-        pt_len = strlen(w->message);
-    } else {
-        pt = w->payload.data != NULL ? (const uint8_t *)w->payload.data : client_empty;
-        pt_len = w->payload.len > 0 ? (size_t)w->payload.len : 0U;
-    }
-    *buf_cap = mqe2e_protect_bound(pt_len);
-    if (*buf_cap < pt_len || *buf_cap > (size_t)INT_MAX) {
-        return MQE2E_ERR_TOO_LARGE;
-    }
-    *buf = malloc(*buf_cap > 0 ? *buf_cap : 1U);
-    if (*buf == NULL) {
-        return MQE2E_ERR_NOMEM;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_protect(c->protector, w->topicName, pt, pt_len, mqe2e__plugin_now(), *buf, *buf_cap,
-                       &out_len);
-    (void)pthread_mutex_unlock(&c->lock);
+    rc = mqe2e__will_seal(c->protector, &c->lock, w->topicName, w->message, w->payload.data,
+                          w->payload.len, buf, buf_cap, &out_len);
     if (rc != MQE2E_OK) {
         client_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
-                   mqe2e_error_name(rc));
+                  mqe2e_error_name(rc));
         return rc;
     }
     *will_copy = *w;
@@ -708,14 +689,6 @@ static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOpti
     *copy = *in;
     copy->will = will_copy;
     return MQE2E_OK;
-}
-
-static void client_will_free(uint8_t *buf, size_t cap)
-{
-    if (buf != NULL) {
-        sodium_memzero(buf, cap > 0 ? cap : 1U);
-        free(buf);
-    }
 }
 
 /* In callback mode the HELLO reply is processed on Paho's thread: wait for
@@ -754,11 +727,11 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     size_t will_cap = 0;
     int rc = client_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
     if (rc != MQE2E_OK) {
-        client_will_free(will_buf, will_cap);
+        mqe2e__will_free(will_buf, will_cap);
         return client_map_error(rc);
     }
     rc = MQTTClient_connect(c->paho, will_buf != NULL ? &copy : options);
-    client_will_free(will_buf, will_cap);
+    mqe2e__will_free(will_buf, will_cap);
     if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
         (void)mqe2e__ctl_connected(c->ctl);
@@ -1053,12 +1026,12 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
     size_t will_cap = 0;
     int rc = client_seal_will(c, options, &copy, &will, &will_buf, &will_cap);
     if (rc != MQE2E_OK) {
-        client_will_free(will_buf, will_cap);
+        mqe2e__will_free(will_buf, will_cap);
         return client_response(client_map_error(rc));
     }
     r = MQTTClient_connect5(c->paho, will_buf != NULL ? &copy : options, connectProperties,
                             willProperties);
-    client_will_free(will_buf, will_cap);
+    mqe2e__will_free(will_buf, will_cap);
     if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
         (void)mqe2e__ctl_connected(c->ctl);
         client_wait_fresh(c, options);

@@ -83,6 +83,18 @@ void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t 
 int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
                               const char *passphrase_env, const char *passphrase_file);
 
+/* Seal a last will's payload (@p message as text if not NULL, else @p data
+ * of @p data_len bytes) for @p topic under @p lock, into *buf (malloc()ed,
+ * *buf_cap bytes; free with mqe2e__will_free(), also on failure); *out_len
+ * is the envelope's length. A will on a topic without a policy is refused
+ * (MQE2E_ERR_NO_POLICY), so it never reaches the broker in clear. */
+int mqe2e__will_seal(mqe2e_protector *protector, pthread_mutex_t *lock, const char *topic,
+                     const char *message, const void *data, int data_len, uint8_t **buf,
+                     size_t *buf_cap, size_t *out_len);
+
+/* Wipe and free a buffer from mqe2e__will_seal(); NULL is a no-op. */
+void mqe2e__will_free(uint8_t *buf, size_t cap);
+
 /* Close (write back, wipe) a keystore from mqe2e__keystore_open_path and drop its lock. */
 void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd);
 

@@ -3,6 +3,7 @@
  * the hold-queue options into control-plane limits. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,5 +187,49 @@ void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd)
     mqe2e_keystore_close(ks);
     if (lock_fd >= 0) {
         (void)close(lock_fd);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Last will: sealed at connect like any publish (both fronts).         */
+
+int mqe2e__will_seal(mqe2e_protector *protector, pthread_mutex_t *lock, const char *topic,
+                     const char *message, const void *data, int data_len, uint8_t **buf,
+                     size_t *buf_cap, size_t *out_len)
+{
+    static const uint8_t empty[1] = {0};
+    const uint8_t *pt;
+    size_t pt_len;
+    int rc;
+
+    *buf = NULL;
+    *buf_cap = 0;
+    *out_len = 0;
+    if (message != NULL) {
+        pt = (const uint8_t *)message;
+        pt_len = strlen(message);
+    } else {
+        pt = data != NULL ? (const uint8_t *)data : empty;
+        pt_len = data_len > 0 ? (size_t)data_len : 0U;
+    }
+    *buf_cap = mqe2e_protect_bound(pt_len);
+    if (*buf_cap < pt_len || *buf_cap > (size_t)INT_MAX) {
+        return MQE2E_ERR_TOO_LARGE;
+    }
+    *buf = malloc(*buf_cap > 0 ? *buf_cap : 1U);
+    if (*buf == NULL) {
+        return MQE2E_ERR_NOMEM;
+    }
+    (void)pthread_mutex_lock(lock);
+    rc = mqe2e_protect(protector, topic, pt, pt_len, mqe2e__plugin_now(), *buf, *buf_cap, out_len);
+    (void)pthread_mutex_unlock(lock);
+    return rc;
+}
+
+void mqe2e__will_free(uint8_t *buf, size_t cap)
+{
+    if (buf != NULL) {
+        sodium_memzero(buf, cap > 0 ? cap : 1U);
+        free(buf);
     }
 }

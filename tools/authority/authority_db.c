@@ -1140,6 +1140,50 @@ static int exec_client_stmt(mqe2e_adb *db, const char *sql, const char *client_i
     return rc;
 }
 
+/* An active client's current credential serial and its groups (sorted).
+ * MQE2E_ERR_NOT_FOUND for an unknown client, MQE2E_ERR_STATE for a revoked one.
+ * Runs inside the caller's transaction. */
+static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *db,
+                                const char *client_id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) {
+        rc = step_row(st);
+        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
+        if (rc == 1) {
+            const unsigned char *s = sqlite3_column_text(st, 0);
+            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
+            *serial = col_u64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = namelist_collect(groups, st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Put (client, serial) on the revocation list; an entry already there stays. */
+static int revocation_insert(mqe2e_adb *db, const char *client_id, uint64_t serial, uint64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(client_id, serial) DO NOTHING");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
+    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
                             mqe2e_adb_name_cb cb, void *user)
 {
@@ -1149,46 +1193,18 @@ int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
     if (rc != MQE2E_OK) return rc;
     namelist groups = {0};
     uint64_t serial = 0, version = 0;
-    sqlite3_stmt *st = NULL;
 
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
-    rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
-            serial = col_u64(st, 1);
-        }
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (rc == MQE2E_OK)
-        rc = prep(db, &st,
-                  "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) rc = namelist_collect(&groups, st);
-    sqlite3_finalize(st);
-    st = NULL;
+    rc = active_client_groups(&serial, &groups, db, client_id);
     if (rc == MQE2E_OK)
         rc = exec_client_stmt(db,
                               "UPDATE clients SET status = 'revoked', revoked_at = ?2"
                               " WHERE client_id = ?1",
                               client_id, 1, now);
-    if (rc == MQE2E_OK)
-        rc = prep(db, &st,
-                  "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     /* Serial 0: every credential the client ever held (retries and renewals
      * minted several), not only the current one. */
-    if (rc == MQE2E_OK) rc = bind_u64(st, 2, 0);
-    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
-    if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
-    (void)serial;
+    if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, 0, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
@@ -1218,38 +1234,10 @@ int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
 
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
-    rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
-            serial = col_u64(st, 1);
-        }
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (rc == MQE2E_OK)
-        rc = prep(db, &st,
-                  "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) rc = namelist_collect(&groups, st);
-    sqlite3_finalize(st);
-    st = NULL;
+    rc = active_client_groups(&serial, &groups, db, client_id);
     /* Serials grow across the store: the entry covers every credential the
      * old device held, none the new one will get. */
-    if (rc == MQE2E_OK)
-        rc = prep(db, &st,
-                  "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)"
-                  " ON CONFLICT(client_id, serial) DO NOTHING");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
-    if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
-    if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
-    st = NULL;
+    if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, serial, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);

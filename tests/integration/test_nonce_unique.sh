@@ -29,39 +29,16 @@ checker="$src/tests/integration/nonce_check.py"
 for t in "$cli" "$sample"; do [ -x "$t" ] || { echo "test_nonce_unique: $t not built" >&2; exit 1; }; done
 command -v mosquitto >/dev/null || { echo "test_nonce_unique: mosquitto not installed" >&2; exit 1; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-nonce.XXXXXX")"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-cd "$work" || exit 1
+# shellcheck source=../support/scripttest.sh
+. "$src/tests/support/scripttest.sh"
+st_workdir nonce
 umask 077
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-  failed=$((failed + 1)); echo "not ok - $1"
-  for f in out err; do [ -s "$f" ] && sed "s/^/    $f: /" "$f" | head -5; done
-  return 0
-}
-check() { local d="$1"; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-run() { "$@" >out 2>err; rc=$?; }
 fatal() { echo "test_nonce_unique: $*" >&2; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
-wait_for() { # wait_for SECONDS CMD...: poll every 0.1 s
-  local n=$(($1 * 10)); shift
-  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
-  return 1
-}
 
 # ---- broker and raw capture --------------------------------------------------
 host=127.0.0.1
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 printf 'listener %s %s\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$port" "$host" \
   >mosquitto.conf
 [ "$(id -u)" -eq 0 ] && echo "user root" >>mosquitto.conf
@@ -242,5 +219,4 @@ verdict "restore (enrolled, authority reachable)" nonce/fleet/ 6
 
 echo "envelopes checked per scenario:"
 sed 's/^/    /' verdicts.txt
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+st_summary

@@ -23,40 +23,15 @@ for t in mosquitto mosquitto_passwd mosquitto_sub openssl; do
 done
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/mqe2e-tls.XXXXXX")"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-cd "$work" || exit 1
+# shellcheck source=../support/scripttest.sh
+. "$src/tests/support/scripttest.sh"
+st_workdir tls
 umask 077
 # Nothing from the developer's own ~/.config/mqe2e.
 export MQE2E_OPTIONS_FILE=
 unset MQE2E_AUTHORITY MQE2E_BROKER_PASSWORD MQE2E_PASSPHRASE
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-  failed=$((failed + 1)); echo "not ok - $1"
-  for f in out err; do [ -s "$f" ] && sed "s/^/    $f: /" "$f" | head -5; done
-  return 0
-}
-check() { local d="$1"; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-run() { "$@" >out 2>err; rc=$?; }
-one_line_error() { [ "$(wc -l <err)" -eq 1 ] && grep -q '^mqe2e: ' err; }
-wait_for() { # wait_for SECONDS CMD...: poll every 0.1 s
-  local n=$(($1 * 10)); shift
-  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
-  return 1
-}
 in_file() { grep -q -- "$1" "$2" 2>/dev/null; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---- a throwaway PKI ---------------------------------------------------------
 pki() {
@@ -283,5 +258,4 @@ sed 's/^/    # /' revoked.err | head -3
 run "$cli" status -K hr-1.ks --key-file key.hex
 check "status -K KEYSTORE with MQE2E_AUTHORITY set stays local" sh -c 'test '"$rc"' -eq 0 && grep -q "client id" out'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+st_summary

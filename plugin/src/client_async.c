@@ -55,7 +55,6 @@ struct mqe2e_async {
     mqe2e__ctl *ctl;
     /* setSecurity opened the keystore (keystorePath): destroy closes it. */
     int owns_keystore;
-    int keystore_lock;
 };
 
 /* Where the application's messageArrived runs, for disconnect(): on Paho's
@@ -563,7 +562,6 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     int rc;
 
     mqe2e_keystore *ks;
-    int lock_fd = -1;
 
     if (c == NULL || options == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
@@ -583,7 +581,7 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     }
     ks = options->keystore;
     if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, &lock_fd, options->keystorePath,
+        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
                                        options->passphraseEnv, options->passphraseFile);
         if (rc != MQE2E_OK) {
             goto out;
@@ -592,13 +590,12 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
     if (rc != MQE2E_OK) {
         if (options->keystore == NULL) {
-            mqe2e__keystore_close_owned(ks, lock_fd);
+            mqe2e_keystore_close(ks);
         }
         goto out;
     }
     c->keystore = ks;
     c->owns_keystore = options->keystore == NULL;
-    c->keystore_lock = lock_fd;
     c->owned_policy = owned;
     c->on_dropped = options->onDropped;
     c->on_log = options->onLog;
@@ -1075,7 +1072,7 @@ void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
     mqe2e_protector_free(c->protector);
     mqe2e_policy_free(c->owned_policy);
     if (c->owns_keystore) {
-        mqe2e__keystore_close_owned(c->keystore, c->keystore_lock);
+        mqe2e_keystore_close(c->keystore);
     }
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);

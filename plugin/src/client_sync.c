@@ -54,7 +54,6 @@ struct mqe2e_client {
     int mqtt5;
     /* setSecurity opened the keystore (keystorePath): destroy closes it. */
     int owns_keystore;
-    int keystore_lock;
 };
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
@@ -542,7 +541,6 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     int rc;
 
     mqe2e_keystore *ks;
-    int lock_fd = -1;
 
     if (c == NULL || options == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
@@ -560,7 +558,7 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     }
     ks = options->keystore;
     if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, &lock_fd, options->keystorePath,
+        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
                                        options->passphraseEnv, options->passphraseFile);
         if (rc != MQE2E_OK) {
             return client_map_error(rc);
@@ -570,13 +568,12 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
     if (rc != MQE2E_OK) {
         if (options->keystore == NULL) {
-            mqe2e__keystore_close_owned(ks, lock_fd);
+            mqe2e_keystore_close(ks);
         }
         goto out;
     }
     c->keystore = ks;
     c->owns_keystore = options->keystore == NULL;
-    c->keystore_lock = lock_fd;
     c->owned_policy = owned;
     c->on_dropped = options->onDropped;
     c->on_log = options->onLog;
@@ -1243,7 +1240,7 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
     mqe2e_policy_free(c->owned_policy);
     if (c->owns_keystore) {
         /* Nothing borrows it any more: written back, wiped, unlocked. */
-        mqe2e__keystore_close_owned(c->keystore, c->keystore_lock);
+        mqe2e_keystore_close(c->keystore);
     }
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);

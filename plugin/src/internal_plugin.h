@@ -78,10 +78,11 @@ void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t 
                               size_t max_bytes, unsigned max_seconds);
 
 /* setSecurity's one-call form: read the passphrase (file first, else the
- * environment variable), open the keystore (the file backend locks it;
- * *lock_fd stays -1). On failure nothing is held. */
-int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
-                              const char *passphrase_env, const char *passphrase_file);
+ * environment variable), open the keystore; the file backend locks it until
+ * mqe2e_keystore_close() writes it back, wipes it and unlocks it. On
+ * failure nothing is held. */
+int mqe2e__keystore_open_path(mqe2e_keystore **ks, const char *path, const char *passphrase_env,
+                              const char *passphrase_file);
 
 /* Seal a last will's payload (@p message as text if not NULL, else @p data
  * of @p data_len bytes) for @p topic under @p lock, into *buf (malloc()ed,
@@ -95,8 +96,6 @@ int mqe2e__will_seal(mqe2e_protector *protector, pthread_mutex_t *lock, const ch
 /* Wipe and free a buffer from mqe2e__will_seal(); NULL is a no-op. */
 void mqe2e__will_free(uint8_t *buf, size_t cap);
 
-/* Close (write back, wipe) a keystore from mqe2e__keystore_open_path and drop its lock. */
-void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd);
 
 /* The freshness bound; freshMaxSeconds arrived with struct_version 2. */
 void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max);

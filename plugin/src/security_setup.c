@@ -141,8 +141,8 @@ static int read_passphrase_env(char **out, size_t *len, const char *name)
     return MQE2E_OK;
 }
 
-int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *path,
-                              const char *passphrase_env, const char *passphrase_file)
+int mqe2e__keystore_open_path(mqe2e_keystore **ks, const char *path, const char *passphrase_env,
+                              const char *passphrase_file)
 {
     mqe2e_storage st;
     char *pass = NULL;
@@ -150,7 +150,6 @@ int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *pat
     int rc;
 
     *ks = NULL;
-    *lock_fd = -1;
     if (path == NULL || (passphrase_env == NULL && passphrase_file == NULL)) {
         return MQE2E_ERR_INVALID_ARG;
     }
@@ -174,20 +173,7 @@ int mqe2e__keystore_open_path(mqe2e_keystore **ks, int *lock_fd, const char *pat
     if (rc == MQE2E_OK) {
         rc = mqe2e_keystore_open(ks, st);
     }
-    if (rc != MQE2E_OK && *lock_fd >= 0) {
-        (void)close(*lock_fd);
-        *lock_fd = -1;
-    }
     return rc;
-}
-
-void mqe2e__keystore_close_owned(mqe2e_keystore *ks, int lock_fd)
-{
-    /* Close writes the keystore back and wipes its secrets; the lock goes last. */
-    mqe2e_keystore_close(ks);
-    if (lock_fd >= 0) {
-        (void)close(lock_fd);
-    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -81,6 +81,9 @@ certfile $work/server.pem
 keyfile $work/server.key
 require_certificate true
 EOF
+# Started as root, Mosquitto drops to its own user, which may not read a
+# checkout or work folder kept private (mktemp -d makes 0700 folders).
+if [ "$(id -u)" -eq 0 ]; then echo "user root" >>mosquitto.conf; fi
 chmod 755 "$work"
 "$mosquitto_bin" -c mosquitto.conf 2>broker.err &
 pids+=($!)

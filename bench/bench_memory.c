@@ -513,6 +513,11 @@ static long vmrss_kb(pid_t pid)
     return kb;
 }
 
+static long self_rss_kb(void)
+{
+    return vmrss_kb(getpid());
+}
+
 /* Peak RSS from wait4() (the child's VmHWM at exit) and its resident size
  * while running, sampled every 50 ms (the last sample before it exited). */
 static int rss_of(char **argv)
@@ -611,6 +616,157 @@ static int plain_backend(const char *uri, int count, int timeout_s)
 
 /* ---------------------------------------------------------------------- main */
 
+/* --------------------------------------------------- a gateway's sessions */
+
+/* A gateway holds one session per device it fronts: its keystore (identity,
+ * one group), a policy and a protector that has sealed one message. Each
+ * session's first send used to size its key cache at 256 keys (~69 KiB); the
+ * cache now starts at 8 and doubles on demand. Paho's own per-connection
+ * memory is not in this figure (it is the same with or without mqe2e). */
+typedef struct session_result {
+    size_t sessions;
+    per keystore;    /* keystore with identity and one group */
+    per first_send;  /* policy + protector + the first message sealed */
+    double rss_kb;   /* VmRSS growth of this process per session, KiB */
+} session_result;
+
+static long self_rss_kb(void);
+
+static void measure_sessions(session_result *r, size_t n)
+{
+    uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
+    uint8_t pt[PAYLOAD], out[PAYLOAD + 256];
+    size_t olen;
+    char id[32];
+    mqe2e_keystore **ks = calloc(n, sizeof *ks);
+    mqe2e_policy **pol = calloc(n, sizeof *pol);
+    mqe2e_protector **pr = calloc(n, sizeof *pr);
+    if (ks == NULL || pol == NULL || pr == NULL) die("calloc", MQE2E_ERR_NOMEM);
+    r->sessions = n;
+    memset(pt, 0x5a, sizeof pt);
+    randombytes_buf(secret, sizeof secret);
+    long rss0 = self_rss_kb();
+    snap s0 = take();
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "gw-session-%05zu", i);
+        ks[i] = new_keystore(id);
+        check("group_add_epoch",
+              mqe2e_keystore_group_add_epoch(ks[i], "gw", "gw/#", 1U, secret, NOW));
+    }
+    snap s1 = take();
+    for (size_t i = 0; i < n; i++) {
+        check("policy_new", mqe2e_policy_new(&pol[i]));
+        check("policy groups", mqe2e_policy_add_keystore_groups(pol[i], ks[i]));
+        check("protector_new", mqe2e_protector_new(&pr[i], ks[i], pol[i], NULL));
+        check("protect", mqe2e_protect(pr[i], "gw/x", pt, sizeof pt, NOW, out, sizeof out, &olen));
+    }
+    snap s2 = take();
+    r->rss_kb = (double)(self_rss_kb() - rss0) / (double)n;
+    sodium_memzero(secret, sizeof secret);
+    r->keystore = delta(s0, s1, n);
+    r->first_send = delta(s1, s2, n);
+    for (size_t i = 0; i < n; i++) {
+        mqe2e_protector_free(pr[i]);
+        mqe2e_policy_free(pol[i]);
+        mqe2e_keystore_close(ks[i]);
+    }
+    free(pr);
+    free(pol);
+    free(ks);
+}
+
+/* ------------------------------------------------ peak RSS on unlock per KDF */
+
+typedef struct kdf_setting {
+    const char *name;
+    uint64_t opslimit, memlimit; /* 0, 0: raw key file (no KDF), the baseline */
+} kdf_setting;
+
+static const kdf_setting KDF_SETTINGS[] = {
+    {"raw key (no KDF)", 0, 0},
+    {"small: 8 MiB x 5", MQE2E_KDF_OPSLIMIT_SMALL, MQE2E_KDF_MEMLIMIT_SMALL},
+    {"16 MiB x 3", 3, 16U << 20},
+    {"32 MiB x 2", 2, 32U << 20},
+    {"default: 64 MiB x 2", MQE2E_KDF_OPSLIMIT_DEFAULT, MQE2E_KDF_MEMLIMIT_DEFAULT},
+};
+#define N_KDF (sizeof KDF_SETTINGS / sizeof KDF_SETTINGS[0])
+
+typedef struct kdf_result {
+    long maxrss_kb;
+    double unlock_ms;
+} kdf_result;
+
+static int storage_for(mqe2e_storage *st, const char *path, const kdf_setting *k)
+{
+    static const uint8_t raw[MQE2E_STORAGE_KEY_BYTES] = {1};
+    if (k->opslimit == 0) return mqe2e_storage_file_key(st, path, raw);
+    int rc = mqe2e_storage_file_passphrase(st, path, "bench passphrase", 16);
+    if (rc == MQE2E_OK) rc = mqe2e_storage_file_set_kdf(st, k->opslimit, k->memlimit);
+    return rc;
+}
+
+/* bench_memory --unlock-child PATH OPS MEM create|open: one step in a fresh
+ * process (exec'd, so nothing of the parent's heap counts); prints the time. */
+static int unlock_child(const char *path, const char *ops, const char *mem, const char *what)
+{
+    kdf_setting k = {"child", strtoull(ops, NULL, 10), strtoull(mem, NULL, 10)};
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    if (mqe2e_init() != MQE2E_OK || storage_for(&st, path, &k) != MQE2E_OK) return 3;
+    double t0 = now_ns();
+    int rc = strcmp(what, "create") == 0 ? mqe2e_keystore_create(&ks, st, "unlock-bench", 0U)
+                                         : mqe2e_keystore_open(&ks, st);
+    if (rc == MQE2E_OK && strcmp(what, "create") == 0) rc = mqe2e_keystore_flush(ks);
+    double ms = (now_ns() - t0) / 1e6;
+    mqe2e_keystore_close(ks);
+    if (rc != MQE2E_OK) return 4;
+    printf("%.3f\n", ms);
+    return 0;
+}
+
+/* Create the keystore in one fresh process, unlock it in another: the second
+ * one's ru_maxrss is the peak RSS of a process whose only work is the unlock. */
+static void measure_unlock(kdf_result *r, const kdf_setting *k, const char *dir)
+{
+    char path[512], ops[32], mem[32];
+    snprintf(path, sizeof path, "%s/unlock-%u-%u.ks", dir, (unsigned)k->opslimit,
+             (unsigned)(k->memlimit >> 20));
+    snprintf(ops, sizeof ops, "%llu", (unsigned long long)k->opslimit);
+    snprintf(mem, sizeof mem, "%llu", (unsigned long long)k->memlimit);
+    unlink(path);
+    for (int step = 0; step < 2; step++) {
+        int fds[2];
+        if (pipe(fds) != 0) die("pipe", -1);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) die("fork", -1);
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            close(fds[0]);
+            close(fds[1]);
+            execl("/proc/self/exe", "bench_memory", "--unlock-child", path, ops, mem,
+                  step == 0 ? "create" : "open", (char *)NULL);
+            _exit(127);
+        }
+        close(fds[1]);
+        char buf[64] = {0};
+        ssize_t got = read(fds[0], buf, sizeof buf - 1U);
+        close(fds[0]);
+        struct rusage ru;
+        int status = 0;
+        if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            die("unlock child", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        if (step == 1) {
+            r->maxrss_kb = ru.ru_maxrss;
+            r->unlock_ms = got > 0 ? atof(buf) : 0.0;
+        }
+    }
+    unlink(path);
+    char lp[560];
+    snprintf(lp, sizeof lp, "%s.lock", path);
+    unlink(lp);
+}
+
 static void print_per(FILE *f, const char *name, const per *p, const char *end)
 {
     fprintf(f,
@@ -628,10 +784,13 @@ static void row(const char *what, const per *p)
 int main(int argc, char **argv)
 {
     const char *json = NULL;
-    size_t senders = 10000U, rounds = 10U, groups = 1000U, channels = 100U;
+    size_t senders = 10000U, rounds = 10U, groups = 1000U, channels = 100U, sessions = 1000U;
     int smoke = 0;
 
     if (argc > 2 && strcmp(argv[1], "--rss-of") == 0) return rss_of(argv + 2);
+    if (argc == 6 && strcmp(argv[1], "--unlock-child") == 0) {
+        return unlock_child(argv[2], argv[3], argv[4], argv[5]);
+    }
     if (argc > 3 && strcmp(argv[1], "--plain-device") == 0) {
         return plain_device(argv[2], atoi(argv[3]));
     }
@@ -658,10 +817,19 @@ int main(int argc, char **argv)
         rounds = 3U;
         groups = 50U;
         channels = 5U;
+        sessions = 20U;
     }
     if (senders < 2U) senders = 2U;
     if (mqe2e_init() != MQE2E_OK) die("mqe2e_init", -1);
     page_size = (size_t)sysconf(_SC_PAGESIZE);
+
+    /* First, while this process is small: a child's ru_maxrss includes the
+     * resident size it had before exec (Linux keeps the old hiwater mark). */
+    kdf_result kr[N_KDF];
+    char kdir[] = "/tmp/bench_memory_unlock.XXXXXX";
+    if (mkdtemp(kdir) == NULL) die("mkdtemp", -1);
+    for (size_t i = 0; i < N_KDF; i++) measure_unlock(&kr[i], &KDF_SETTINGS[i], kdir);
+    rmdir(kdir);
 
     group_result gr;
     senders_result sr;
@@ -669,6 +837,8 @@ int main(int argc, char **argv)
     measure_groups(&gr, groups);
     measure_channels(&cr, channels);
     measure_senders(&sr, senders, rounds);
+    session_result gw;
+    measure_sessions(&gw, sessions);
     if (guarded_live == 0 && gr.keystore.g_count == 0.0) {
         fprintf(stderr, "bench_memory: warning: sodium_malloc() calls were not observed; "
                         "guarded figures are 0\n");
@@ -695,9 +865,32 @@ int main(int argc, char **argv)
     row(label, &cr.initiator);
     snprintf(label, sizeof label, "channel, responder side (%zu channels)", cr.channels);
     row(label, &cr.responder);
+    snprintf(label, sizeof label, "gateway session: keystore + 1 group (%zu)", gw.sessions);
+    row(label, &gw.keystore);
+    snprintf(label, sizeof label, "gateway session: protector, 1st send (%zu)", gw.sessions);
+    row(label, &gw.first_send);
+    printf("\ngateway with %zu sessions (keystore, policy, protector, one message sealed "
+           "each; Paho not included): %.1f KiB per session, %.2f MiB in all (heap + guarded "
+           "mapped)\n",
+           gw.sessions,
+           (gw.keystore.heap + gw.keystore.g_map + gw.first_send.heap + gw.first_send.g_map) /
+               1024.0,
+           (gw.keystore.heap + gw.keystore.g_map + gw.first_send.heap + gw.first_send.g_map) *
+               (double)gw.sessions / 1048576.0);
+    printf("  resident (VmRSS growth; guard pages are mapped, not resident): %.1f KiB per "
+           "session, %.2f MiB in all\n",
+           gw.rss_kb, gw.rss_kb * (double)gw.sessions / 1024.0);
+    printf("\npeak RSS of a process that only unlocks a keystore file (fresh exec; "
+           "ru_maxrss):\n");
+    printf("| %-22s | %12s | %10s |\n", "Argon2id setting", "peak RSS KiB", "unlock ms");
+    printf("|------------------------|-------------:|-----------:|\n");
+    for (size_t i = 0; i < N_KDF; i++)
+        printf("| %-22s | %12ld | %10.1f |\n", KDF_SETTINGS[i].name, kr[i].maxrss_kb,
+               kr[i].unlock_ms);
     printf("\nsizeof(mqe2e_replay_window) = %zu B (fixed: bitmap for up to %u sequence numbers)\n",
            sizeof(mqe2e_replay_window), (unsigned)MQE2E_REPLAY_MAX_WIDTH);
-    printf("sizeof(mqe2e_sender_key) = %zu B (cached in sodium_malloc slabs of 256 keys)\n",
+    printf("sizeof(mqe2e_sender_key) = %zu B (cached in sodium_malloc slabs: 8 keys, "
+           "then doubling)\n",
            sizeof(mqe2e_sender_key));
     printf("\nreceive path, %zu senders in one group, %u-byte payloads, %zu messages each:\n",
            sr.senders, PAYLOAD, sr.rounds);
@@ -726,8 +919,19 @@ int main(int argc, char **argv)
         print_per(f, "sender_receive_cache", &sr.without_checkpoints, ",");
         print_per(f, "sender_cache_and_checkpoint", &sr.with_checkpoints, ",");
         print_per(f, "channel_initiator", &cr.initiator, ",");
-        print_per(f, "channel_responder", &cr.responder, "");
-        fprintf(f, "  },\n  \"many_senders\": {\"senders\": %zu, \"messages_per_sender\": %zu, "
+        print_per(f, "channel_responder", &cr.responder, ",");
+        print_per(f, "gateway_session_keystore", &gw.keystore, ",");
+        print_per(f, "gateway_session_first_send", &gw.first_send, "");
+        fprintf(f, "  },\n  \"gateway_sessions\": %zu,\n  \"gateway_rss_kb_per_session\": %.1f,\n  \"unlock\": [\n",
+                gw.sessions, gw.rss_kb);
+        for (size_t i = 0; i < N_KDF; i++)
+            fprintf(f,
+                    "    {\"setting\": \"%s\", \"opslimit\": %llu, \"memlimit\": %llu, "
+                    "\"peak_rss_kb\": %ld, \"unlock_ms\": %.1f}%s\n",
+                    KDF_SETTINGS[i].name, (unsigned long long)KDF_SETTINGS[i].opslimit,
+                    (unsigned long long)KDF_SETTINGS[i].memlimit, kr[i].maxrss_kb,
+                    kr[i].unlock_ms, i + 1U < N_KDF ? "," : "");
+        fprintf(f, "  ],\n  \"many_senders\": {\"senders\": %zu, \"messages_per_sender\": %zu, "
                    "\"payload_bytes\": %u, \"first_message_ns\": %.1f, \"steady_ns\": %.1f, "
                    "\"steady_no_checkpoints_ns\": %.1f, \"single_sender_ns\": %.1f}\n}\n",
                 sr.senders, sr.rounds, PAYLOAD, sr.cold_ns, sr.warm_ns, sr.warm_nockpt_ns,

@@ -23,8 +23,8 @@
 #define MQE2E__SEAL_KEY_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 /* Bounds a file's KDF cost must stay under: a hostile file must not make us
  * spend minutes or gigabytes deriving a key. */
-#define MQE2E__SEAL_MAX_OPSLIMIT 16U
-#define MQE2E__SEAL_MAX_MEMLIMIT (1U << 30)
+#define MQE2E__SEAL_MAX_OPSLIMIT MQE2E_KDF_OPSLIMIT_MAX
+#define MQE2E__SEAL_MAX_MEMLIMIT MQE2E_KDF_MEMLIMIT_MAX
 
 /* Parsed header of a sealed blob; points into the blob. */
 typedef struct mqe2e__seal_header {

@@ -22,4 +22,8 @@ int mqe2e__protector_set_cache_limit(mqe2e_protector *p, uint32_t limit);
 /* Number of entries currently cached. */
 size_t mqe2e__protector_cache_size(const mqe2e_protector *p);
 
+/* Number of entries the cache has room for without growing (it starts empty
+ * and doubles from 8 on demand, never past its limit). */
+size_t mqe2e__protector_cache_capacity(const mqe2e_protector *p);
+
 #endif

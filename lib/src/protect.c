@@ -26,8 +26,14 @@
 
 #define NIL UINT32_MAX
 /* Sender keys live in sodium_malloc() slabs: one guarded allocation per key
- * would cost several pages and an mmap each. */
-#define SLAB_KEYS 256U
+ * would cost several pages and an mmap each. The cache starts at FIRST_SLAB
+ * keys and doubles: slab 0 holds FIRST_SLAB keys, slab k >= 1 holds
+ * FIRST_SLAB << (k - 1) keys, slots [FIRST_SLAB << (k - 1), FIRST_SLAB << k).
+ * A client with one group and a handful of peers so pays for a handful of
+ * keys, not for a fixed block sized for a busy receiver. */
+#define FIRST_SLAB 8U
+#define FIRST_SLAB_SHIFT 3
+#define MAX_SLABS 30U /* FIRST_SLAB << 29 > UINT32_MAX */
 
 typedef struct pgroup {
     char id[MQE2E_GROUP_ID_MAX_BYTES + 1];
@@ -275,9 +281,27 @@ static uint64_t entry_hash(const mqe2e_protector *p, uint32_t gi, uint32_t epoch
     return mix64(p->seed ^ (((uint64_t)epoch << 32) | sender)) ^ mix64(p->seed + gi + 1U);
 }
 
+/* Slab holding slot idx: 0 below FIRST_SLAB, else 1 + floor(log2(idx / FIRST_SLAB)). */
+static uint32_t slab_of(uint32_t idx)
+{
+    uint32_t q = idx >> FIRST_SLAB_SHIFT;
+    return q == 0 ? 0U : 32U - (uint32_t)__builtin_clz(q);
+}
+
+static uint32_t slab_start(uint32_t k)
+{
+    return k == 0 ? 0U : FIRST_SLAB << (k - 1U);
+}
+
+static uint32_t slab_keys(uint32_t k)
+{
+    return k == 0 ? FIRST_SLAB : FIRST_SLAB << (k - 1U);
+}
+
 static mqe2e_sender_key *key_of(const mqe2e_protector *p, uint32_t idx)
 {
-    return &p->slabs[idx / SLAB_KEYS][idx % SLAB_KEYS];
+    uint32_t k = slab_of(idx);
+    return &p->slabs[k][idx - slab_start(k)];
 }
 
 static void lru_unlink(mqe2e_protector *p, uint32_t idx)
@@ -378,11 +402,9 @@ static int entry_evict(mqe2e_protector *p, uint32_t idx)
 
 static int cache_grow(mqe2e_protector *p)
 {
-    uint32_t max_cap = p->limit > UINT32_MAX - SLAB_KEYS
-                           ? (UINT32_MAX / SLAB_KEYS) * SLAB_KEYS
-                           : ((p->limit + SLAB_KEYS - 1U) / SLAB_KEYS) * SLAB_KEYS;
-    uint32_t ncap = p->cap == 0 ? SLAB_KEYS : (p->cap > max_cap / 2U ? max_cap : p->cap * 2U);
-    if (ncap > max_cap) ncap = max_cap;
+    /* Capacity doubles from FIRST_SLAB and never passes the limit. */
+    uint32_t ncap = p->cap == 0 ? FIRST_SLAB : (p->cap > UINT32_MAX / 2U ? UINT32_MAX : p->cap * 2U);
+    if (ncap > p->limit) ncap = p->limit > p->cap ? p->limit : p->cap;
     if (ncap <= p->cap) return MQE2E_ERR_EXHAUSTED;
 
     /* Every step below leaves the cache consistent at its old capacity if a
@@ -393,14 +415,16 @@ static int cache_grow(mqe2e_protector *p)
     uint32_t *nd = realloc(p->dirty, (size_t)ncap * sizeof *nd);
     if (nd == NULL) return MQE2E_ERR_NOMEM;
     p->dirty = nd;
-    uint32_t nslabs = ncap / SLAB_KEYS;
+    uint32_t nslabs = slab_of(ncap - 1U) + 1U;
+    if (nslabs > MAX_SLABS) return MQE2E_ERR_EXHAUSTED;
     mqe2e_sender_key **ns = realloc(p->slabs, (size_t)nslabs * sizeof *ns);
     if (ns == NULL) return MQE2E_ERR_NOMEM;
     p->slabs = ns;
     while (p->nslabs < nslabs) {
-        mqe2e_sender_key *slab = sodium_malloc(SLAB_KEYS * sizeof *slab);
+        size_t bytes = (size_t)slab_keys(p->nslabs) * sizeof(mqe2e_sender_key);
+        mqe2e_sender_key *slab = sodium_malloc(bytes);
         if (slab == NULL) return MQE2E_ERR_NOMEM;
-        sodium_memzero(slab, SLAB_KEYS * sizeof *slab);
+        sodium_memzero(slab, bytes);
         p->slabs[p->nslabs++] = slab;
     }
     uint32_t nb = 16U;
@@ -477,6 +501,11 @@ int mqe2e__protector_set_cache_limit(mqe2e_protector *p, uint32_t limit)
 size_t mqe2e__protector_cache_size(const mqe2e_protector *p)
 {
     return p == NULL ? 0U : p->used;
+}
+
+size_t mqe2e__protector_cache_capacity(const mqe2e_protector *p)
+{
+    return p == NULL ? 0U : p->cap;
 }
 
 /* ---------------------------------------------------------------- keys and windows */
@@ -583,7 +612,7 @@ void mqe2e_protector_free(mqe2e_protector *p)
     if (p == NULL) return;
     (void)mqe2e_protector_checkpoint(p);
     for (uint32_t i = 0; i < p->nslabs; i++) {
-        sodium_memzero(p->slabs[i], SLAB_KEYS * sizeof(mqe2e_sender_key));
+        sodium_memzero(p->slabs[i], (size_t)slab_keys(i) * sizeof(mqe2e_sender_key));
         sodium_free(p->slabs[i]);
     }
     sodium_memzero(p->scratch_key, sizeof *p->scratch_key);

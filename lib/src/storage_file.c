@@ -49,6 +49,7 @@ typedef struct file_ctx {
     int have_key;      /* key derived (always set for raw keys) */
     uint8_t salt[MQE2E__SEAL_SALT_BYTES];
     uint64_t opslimit, memlimit;
+    uint64_t new_opslimit, new_memlimit; /* for the file this backend creates */
     file_secret *secret;
 } file_ctx;
 
@@ -184,8 +185,8 @@ static int file_store(void *vctx, const uint8_t *data, size_t len)
     if (!ctx->have_key) {
         /* First write of a new file: one derivation, reused for every rewrite. */
         randombytes_buf(ctx->salt, sizeof ctx->salt);
-        ctx->opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
-        ctx->memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+        ctx->opslimit = ctx->new_opslimit;
+        ctx->memlimit = ctx->new_memlimit;
         rc = mqe2e__seal_derive(ctx->secret->key, ctx->secret->pass, ctx->secret->pass_len,
                                 ctx->salt, ctx->opslimit, ctx->memlimit);
         if (rc != MQE2E_OK) return rc;
@@ -312,6 +313,8 @@ static int file_new(mqe2e_storage *out, const char *path, unsigned kdf, const ch
     if (ctx == NULL) return MQE2E_ERR_NOMEM;
     ctx->kdf = kdf;
     ctx->lock_fd = -1;
+    ctx->new_opslimit = MQE2E_KDF_OPSLIMIT_DEFAULT;
+    ctx->new_memlimit = MQE2E_KDF_MEMLIMIT_DEFAULT;
     int rc = resolve_path(&ctx->path, path);
     if (rc == MQE2E_OK) rc = take_lock(&ctx->lock_fd, ctx->path, path);
     if (rc != MQE2E_OK) {
@@ -356,6 +359,19 @@ int mqe2e_storage_file_key(mqe2e_storage *out, const char *path,
     file_ctx *ctx = out->ctx;
     memcpy(ctx->secret->key, key, MQE2E_STORAGE_KEY_BYTES);
     ctx->have_key = 1;
+    return MQE2E_OK;
+}
+
+int mqe2e_storage_file_set_kdf(mqe2e_storage *st, uint64_t opslimit, uint64_t memlimit)
+{
+    if (st == NULL || st->load != file_load || st->ctx == NULL) return MQE2E_ERR_INVALID_ARG;
+    file_ctx *ctx = st->ctx;
+    if (ctx->kdf != MQE2E__SEAL_KDF_PASSPHRASE || ctx->have_key) return MQE2E_ERR_INVALID_ARG;
+    if (opslimit < 1U || opslimit > MQE2E_KDF_OPSLIMIT_MAX || memlimit < MQE2E_KDF_MEMLIMIT_FLOOR ||
+        memlimit > MQE2E_KDF_MEMLIMIT_MAX || opslimit * memlimit < MQE2E_KDF_COST_FLOOR)
+        return MQE2E_ERR_INVALID_ARG;
+    ctx->new_opslimit = opslimit;
+    ctx->new_memlimit = memlimit;
     return MQE2E_OK;
 }
 

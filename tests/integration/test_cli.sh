@@ -106,6 +106,16 @@ run "$cli" keygen -K watch.ks --id watcher --key-file watch.key
 check "keygen with --key-file" test "$rc" -eq 0
 
 sum_before=$(cksum <dev.ks)
+# Argon2id limits per keystore: recorded in the file header (u64be passes at
+# byte 25, memory at 33); a limit below the floor is refused and creates nothing.
+run "$cli" keygen -K small.ks --id tiny --kdf small
+check "keygen --kdf small" test "$rc" -eq 0
+check "small keystore header: 5 passes, 8 MiB" test "$(od -An -tx1 -j 25 -N 16 small.ks | tr -d ' \n')" = 00000000000000050000000000800000
+check "default keystore header: 2 passes, 64 MiB" test "$(od -An -tx1 -j 25 -N 16 dev.ks | tr -d ' \n')" = 00000000000000020000000004000000
+run "$cli" status -K small.ks
+check "small keystore reopens" test "$rc" -eq 0 -a -n "$(grep '^client id: *tiny$' out)"
+run "$cli" keygen -K weak.ks --id weak --kdf 8:4
+check "keygen --kdf below the floor refused (exit 1, one line, no file)" test "$rc" -eq 1 -a ! -e weak.ks -a -n "$(one_line_error && echo y)"
 run "$cli" keygen -K dev.ks --id other
 check "keygen refuses an existing keystore (exit 2, one line)" test "$rc" -eq 2 -a -n "$(one_line_error && echo y)"
 check "existing keystore untouched" test "$(cksum <dev.ks)" = "$sum_before"

@@ -1060,6 +1060,40 @@ Test(protect, ten_thousand_senders)
     peer_free(&bob);
 }
 
+/* The cache starts small and grows on demand: one sender costs a handful of
+ * slots, not a block sized for a busy receiver; keys cached in every slab of
+ * the grown cache still open later messages (a wrong slot would fail the AEAD). */
+Test(protect, cache_grows_on_demand)
+{
+    peer bob;
+    peer_init(&bob, "bob", 2);
+    cr_assert_eq(mqe2e__protector_cache_capacity(bob.pr), 0);
+    enum { N = 1000 };
+    msg *ms = malloc(N * sizeof *ms);
+    cr_assert_not_null(ms);
+    forge(&ms[0], SECRET_A, "g1", 1, 30000U, 1, "a/x", "r");
+    cr_assert_eq(deliver(&bob, "a/x", &ms[0]), MQE2E_OK);
+    cr_assert_leq(mqe2e__protector_cache_capacity(bob.pr), 8);
+    for (uint32_t s = 1; s < N; s++) forge(&ms[s], SECRET_A, "g1", 1, 30000U + s, 1, "a/x", "r");
+    for (uint32_t s = 1; s < N; s++) cr_assert_eq(deliver(&bob, "a/x", &ms[s]), MQE2E_OK);
+    cr_assert_eq(mqe2e__protector_cache_size(bob.pr), N);
+    cr_assert_leq(mqe2e__protector_cache_capacity(bob.pr), 2 * N);
+    for (uint32_t s = 0; s < N; s++) forge(&ms[s], SECRET_A, "g1", 1, 30000U + s, 2, "a/x", "r");
+    for (uint32_t s = 0; s < N; s++) {
+        cr_assert_eq(deliver(&bob, "a/x", &ms[s]), MQE2E_OK, "sender %u", s);
+    }
+    /* A limit that is not a power of two caps the capacity exactly. */
+    peer carol;
+    peer_init(&carol, "carol", 2);
+    cr_assert_eq(mqe2e__protector_set_cache_limit(carol.pr, 100), MQE2E_OK);
+    for (uint32_t s = 0; s < N; s++) forge(&ms[s], SECRET_A, "g1", 1, 30000U + s, 1, "a/x", "r");
+    for (uint32_t s = 0; s < N; s++) cr_assert_eq(deliver(&carol, "a/x", &ms[s]), MQE2E_OK);
+    cr_assert_eq(mqe2e__protector_cache_capacity(carol.pr), 100);
+    free(ms);
+    peer_free(&carol);
+    peer_free(&bob);
+}
+
 Test(protect, eviction_keeps_replay_windows)
 {
     peer bob;

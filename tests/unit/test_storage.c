@@ -160,6 +160,88 @@ Test(storage, file_passphrase_round_trip_keeps_salt)
     free(p);
 }
 
+static uint64_t header_u64(const char *f, size_t off)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++) v = (v << 8) | (uint8_t)f[off + i];
+    return v;
+}
+
+/* A new file records the chosen Argon2id limits in its header; a file made
+ * with default limits (every file written before the limits were
+ * configurable) records 2 passes, 64 MiB; either reopens through a backend
+ * that asked for other limits, because the file's own header wins. */
+Test(storage, kdf_limits_per_file)
+{
+    char *small = path_in("ks-small");
+    char *dflt = path_in("ks-default");
+    mqe2e_storage s;
+    cr_assert_eq(mqe2e_storage_file_passphrase(&s, small, "pw", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, MQE2E_KDF_OPSLIMIT_SMALL, MQE2E_KDF_MEMLIMIT_SMALL),
+                 MQE2E_OK);
+    cr_assert_eq(s.store(s.ctx, blob1, sizeof blob1), MQE2E_OK);
+    /* Once the key is derived the limits are fixed. */
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 3, 64U << 20), MQE2E_ERR_INVALID_ARG);
+    s.destroy(s.ctx);
+    cr_assert_eq(mqe2e_storage_file_passphrase(&s, dflt, "pw", 2), MQE2E_OK);
+    cr_assert_eq(s.store(s.ctx, blob2, sizeof blob2), MQE2E_OK);
+    s.destroy(s.ctx);
+
+    size_t l = 0;
+    char *f = tu_read_file(small, &l);
+    cr_assert_eq(header_u64(f, 9 + 16), MQE2E_KDF_OPSLIMIT_SMALL);
+    cr_assert_eq(header_u64(f, 9 + 16 + 8), MQE2E_KDF_MEMLIMIT_SMALL);
+    free(f);
+    f = tu_read_file(dflt, &l);
+    cr_assert_eq(header_u64(f, 9 + 16), 2U);
+    cr_assert_eq(header_u64(f, 9 + 16 + 8), 64U << 20);
+    free(f);
+
+    cr_assert_eq(mqe2e_storage_file_passphrase(&s, small, "pw", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 4, 16U << 20), MQE2E_OK);
+    expect_load(&s, blob1, sizeof blob1);
+    cr_assert_eq(s.store(s.ctx, blob2, sizeof blob2), MQE2E_OK);
+    s.destroy(s.ctx);
+    f = tu_read_file(small, &l);
+    cr_assert_eq(header_u64(f, 9 + 16 + 8), MQE2E_KDF_MEMLIMIT_SMALL, "rewrite kept the file's limits");
+    free(f);
+    cr_assert_eq(mqe2e_storage_file_passphrase(&s, dflt, "pw", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, MQE2E_KDF_OPSLIMIT_SMALL, MQE2E_KDF_MEMLIMIT_SMALL),
+                 MQE2E_OK);
+    expect_load(&s, blob2, sizeof blob2);
+    s.destroy(s.ctx);
+    free(small);
+    free(dflt);
+}
+
+/* Below the floor (or above the ceilings), and on the wrong kind of backend,
+ * the limits are refused. */
+Test(storage, kdf_limits_floor_refused)
+{
+    char *p = path_in("ks-weak");
+    mqe2e_storage s;
+    cr_assert_eq(mqe2e_storage_file_passphrase(&s, p, "pw", 2), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 16, 4U << 20), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 1, 8U << 20), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 4, 8U << 20), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 0, 64U << 20), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 17, 64U << 20), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 1, (1ULL << 30) + 1U), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 1, 40U << 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 5, 8U << 20), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(NULL, 5, 8U << 20), MQE2E_ERR_INVALID_ARG);
+    s.destroy(s.ctx);
+    uint8_t key[32] = {0};
+    cr_assert_eq(mqe2e_storage_file_key(&s, p, key), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&s, 5, 8U << 20), MQE2E_ERR_INVALID_ARG);
+    s.destroy(s.ctx);
+    mqe2e_storage m;
+    cr_assert_eq(mqe2e_storage_memory(&m), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_file_set_kdf(&m, 5, 8U << 20), MQE2E_ERR_INVALID_ARG);
+    m.destroy(m.ctx);
+    free(p);
+}
+
 Test(storage, file_bad_args)
 {
     mqe2e_storage s;

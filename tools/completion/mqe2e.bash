@@ -57,8 +57,8 @@ _mqe2e()
         sub) opts="$_mqe2e_key_opts $_mqe2e_broker_opts $_mqe2e_session_opts -t --topic -T --filter-out
               -U --unsubscribe -C --count -W --timeout -E -R --no-retained --retained-only
               --remove-retained -v --verbose -N -F --format -q --qos --max-payload --policy" ;;
-        enroll) opts="$_mqe2e_key_opts $_mqe2e_broker_opts --ticket --ticket-file -W --timeout" ;;
-        keygen) opts="$_mqe2e_key_opts --id --sender-id" ;;
+        enroll) opts="$_mqe2e_key_opts $_mqe2e_broker_opts --ticket --ticket-file -W --timeout --kdf" ;;
+        keygen) opts="$_mqe2e_key_opts --id --sender-id --kdf" ;;
         status) opts="$_mqe2e_key_opts --json $_mqe2e_broker_opts $op" ;;
         group) opts="$_mqe2e_key_opts --group --topic --out --signed --sender --client
               --export-passphrase-file --rotate-every --rotate-messages --id $_mqe2e_broker_opts $op" ;;

@@ -130,6 +130,26 @@ int cli_keystore_open(cli_keystore *out, const cli_keystore_args *k);
 int cli_keystore_create(cli_keystore *out, const cli_keystore_args *k, const char *client_id,
                         uint32_t sender_id);
 
+/** Argon2id limits for a new passphrase keystore (--kdf); 0, 0 = the defaults. */
+typedef struct cli_kdf {
+    uint64_t opslimit;
+    uint64_t memlimit;
+} cli_kdf;
+
+/** The --kdf help line shared by the commands that create keystores. */
+#define CLI_KDF_HELP                                                                     \
+    "      --kdf LIMITS         Argon2id cost of a new passphrase keystore: 'default'\n" \
+    "                           (64 MiB, 2 passes), 'small' (8 MiB, 5 passes) or\n"     \
+    "                           MIB:PASSES (floor: 8 MiB and MIB x PASSES >= 40)\n"
+
+/** Parse --kdf: "default", "small" or "MIB:PASSES"; prints the reason. @return 0 or -1. */
+int cli_parse_kdf(cli_kdf *out, const char *v);
+
+/** cli_keystore_create() with the Argon2id limits of a new passphrase file
+ *  (@p kdf NULL or 0, 0: the defaults). @return exit code. */
+int cli_keystore_create_kdf(cli_keystore *out, const cli_keystore_args *k, const char *client_id,
+                            uint32_t sender_id, const cli_kdf *kdf);
+
 /** Close (writes state, wipes secrets) and release the lock. */
 void cli_keystore_close(cli_keystore *c);
 

@@ -20,7 +20,7 @@
 static const char usage[] =
     "usage: mqe2e enroll -K KEYSTORE [--ticket-file FILE | --ticket TICKET]\n"
     "                    [-h HOST] [-p PORT] [-u USER] [--cafile FILE] [-W SECONDS] [-d]\n"
-    "                    [--passphrase-file FILE | --key-file FILE]\n"
+    "                    [--passphrase-file FILE | --key-file FILE] [--kdf LIMITS]\n"
     "\n"
     "Enroll this device with the authority named in the ticket: one round trip\n"
     "over the broker (Noise IKpsk2, the ticket's token as the pre-shared key).\n"
@@ -35,6 +35,7 @@ static const char usage[] =
     "  -W, --timeout SECONDS    give up after SECONDS (default 30)\n"
     "      --passphrase-file F  read the keystore passphrase from F's first line\n"
     "      --key-file F         use a raw 32-byte key (or 64 hex digits) from F\n"
+    CLI_KDF_HELP
     "      --help               this text\n"
     "\n"
     "\n" CLI_BROKER_HELP
@@ -43,7 +44,7 @@ static const char usage[] =
     "Exit codes: 0 enrolled, 1 usage, 2 key/ticket error or refused by the\n"
     "authority, 3 broker, 4 no answer before -W, 5 broker login refused, 6 TLS failed.\n";
 
-enum { OPT_TICKET = 1, OPT_TICKET_FILE, OPT_TIMEOUT };
+enum { OPT_TICKET = 1, OPT_TICKET_FILE, OPT_TIMEOUT, OPT_KDF };
 
 static const cli_opt opts[] = {
     CLI_KEYSTORE_OPTS,
@@ -51,6 +52,7 @@ static const cli_opt opts[] = {
     {0, "ticket", 1, OPT_TICKET},
     {0, "ticket-file", 1, OPT_TICKET_FILE},
     {'W', "timeout", 1, OPT_TIMEOUT},
+    {0, "kdf", 1, OPT_KDF},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -320,6 +322,7 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
     cli_keystore_args k = {NULL, NULL, NULL};
     const char *ticket_arg = NULL, *ticket_file = NULL;
     long timeout_s = 30;
+    cli_kdf kdf = {0, 0};
     cli_parser p;
     cli_parser_init(&p, argc, argv, "enroll");
     int id = 0, r;
@@ -343,6 +346,9 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
             break;
         case OPT_TIMEOUT:
             if (cli_parse_long(&timeout_s, v, 1, 86400, "-W") != 0) return CLI_EXIT_USAGE;
+            break;
+        case OPT_KDF:
+            if (cli_parse_kdf(&kdf, v) != 0) return CLI_EXIT_USAGE;
             break;
         default:
             if (cli_broker_arg(b, id, v) < 0) return CLI_EXIT_USAGE;
@@ -384,7 +390,7 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
      * is bound to that id anyway, so there is nothing else to choose. */
     struct stat sb;
     if (stat(k.path, &sb) != 0 && errno == ENOENT)
-        rc = cli_keystore_create(&ksh, &k, ticket->client_id, 0);
+        rc = cli_keystore_create_kdf(&ksh, &k, ticket->client_id, 0, &kdf);
     else
         rc = cli_keystore_open(&ksh, &k);
     if (rc != CLI_EXIT_OK) goto out;

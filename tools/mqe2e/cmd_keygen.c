@@ -7,7 +7,7 @@
 
 static const char usage[] =
     "usage: mqe2e keygen -K KEYSTORE --id CLIENT_ID [--sender-id N]\n"
-    "                    [--passphrase-file FILE | --key-file FILE]\n"
+    "                    [--passphrase-file FILE | --key-file FILE] [--kdf LIMITS]\n"
     "\n"
     "Create a keystore holding a new identity (Ed25519 signing key, X25519 key)\n"
     "and print its client id, sender id and public keys. Never overwrites a file.\n"
@@ -18,11 +18,12 @@ static const char usage[] =
     "                           from the client id)\n"
     "      --passphrase-file F  read the keystore passphrase from F's first line\n"
     "      --key-file F         use a raw 32-byte key (or 64 hex digits) from F\n"
+    CLI_KDF_HELP
     "      --help               this text\n"
     "\n"
     "Without a file option the passphrase comes from MQE2E_PASSPHRASE.\n";
 
-enum { OPT_CLIENT_ID = 1, OPT_SENDER_ID };
+enum { OPT_CLIENT_ID = 1, OPT_SENDER_ID, OPT_KDF };
 
 static const cli_opt opts[] = {
     {'K', "keystore", 1, OPT_KEYSTORE},
@@ -30,6 +31,7 @@ static const cli_opt opts[] = {
     {0, "key-file", 1, OPT_KEY_FILE},
     {0, "id", 1, OPT_CLIENT_ID},
     {0, "sender-id", 1, OPT_SENDER_ID},
+    {0, "kdf", 1, OPT_KDF},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -51,6 +53,7 @@ int cmd_keygen(int argc, char **argv)
     cli_keystore_args k = {NULL, NULL, NULL};
     const char *client_id = NULL;
     long sender_id = 0;
+    cli_kdf kdf = {0, 0};
     cli_parser p;
     cli_parser_init(&p, argc, argv, "keygen");
     int id = 0, r;
@@ -73,6 +76,9 @@ int cmd_keygen(int argc, char **argv)
             if (cli_parse_long(&sender_id, v, 1, 0xFFFFFFL, "--sender-id") != 0)
                 return CLI_EXIT_USAGE;
             break;
+        case OPT_KDF:
+            if (cli_parse_kdf(&kdf, v) != 0) return CLI_EXIT_USAGE;
+            break;
         default:
             break;
         }
@@ -82,7 +88,7 @@ int cmd_keygen(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     cli_keystore c;
-    int rc = cli_keystore_create(&c, &k, client_id, (uint32_t)sender_id);
+    int rc = cli_keystore_create_kdf(&c, &k, client_id, (uint32_t)sender_id, &kdf);
     if (rc != CLI_EXIT_OK) return rc;
     int frc = mqe2e_keystore_flush(c.ks);
     if (frc != MQE2E_OK) {

@@ -194,7 +194,7 @@ static void storage_error(const char *path, int rc)
 
 /* The storage backend for a keystore path, keyed by the first source given:
  * --key-file, --passphrase-file, then MQE2E_PASSPHRASE. */
-static int make_storage(mqe2e_storage *st, const cli_keystore_args *k)
+static int make_storage(mqe2e_storage *st, const cli_keystore_args *k, const cli_kdf *kdf)
 {
     int rc;
     if (k->key_file != NULL) {
@@ -231,6 +231,14 @@ static int make_storage(mqe2e_storage *st, const cli_keystore_args *k)
         storage_error(k->path, lrc);
         return CLI_EXIT_KEY;
     }
+    if (kdf != NULL && kdf->opslimit != 0) {
+        lrc = mqe2e_storage_file_set_kdf(st, kdf->opslimit, kdf->memlimit);
+        if (lrc != MQE2E_OK) {
+            cli_error("--kdf: limits refused (floor: 8 MiB and MiB x passes >= 40)");
+            if (st->destroy != NULL) st->destroy(st->ctx);
+            return CLI_EXIT_USAGE;
+        }
+    }
     return CLI_EXIT_OK;
 }
 
@@ -249,7 +257,7 @@ int cli_keystore_open(cli_keystore *out, const cli_keystore_args *k)
         return CLI_EXIT_KEY;
     }
     mqe2e_storage storage;
-    rc = make_storage(&storage, k);
+    rc = make_storage(&storage, k, NULL);
     if (rc != CLI_EXIT_OK) goto fail;
     int lrc = mqe2e_keystore_open(&out->ks, storage);
     if (lrc != MQE2E_OK) {
@@ -270,8 +278,50 @@ fail:
     return rc;
 }
 
+int cli_parse_kdf(cli_kdf *out, const char *v)
+{
+    if (strcmp(v, "default") == 0) {
+        out->opslimit = MQE2E_KDF_OPSLIMIT_DEFAULT;
+        out->memlimit = MQE2E_KDF_MEMLIMIT_DEFAULT;
+        return 0;
+    }
+    if (strcmp(v, "small") == 0) {
+        out->opslimit = MQE2E_KDF_OPSLIMIT_SMALL;
+        out->memlimit = MQE2E_KDF_MEMLIMIT_SMALL;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long mib = strtoul(v, &end, 10);
+    if (errno == 0 && end != v && *end == ':') {
+        const char *q = end + 1;
+        unsigned long passes = strtoul(q, &end, 10);
+        if (errno == 0 && end != q && *end == '\0' && mib >= 1 && mib <= 1024 && passes >= 1 &&
+            passes <= MQE2E_KDF_OPSLIMIT_MAX) {
+            uint64_t mem = (uint64_t)mib << 20;
+            if (mem >= MQE2E_KDF_MEMLIMIT_FLOOR && (uint64_t)passes * mem >= MQE2E_KDF_COST_FLOOR) {
+                out->opslimit = passes;
+                out->memlimit = mem;
+                return 0;
+            }
+            cli_error("--kdf %s is below the floor (at least 8 MiB, and MiB x passes >= 40)", v);
+            return -1;
+        }
+    }
+    cli_error("--kdf wants 'default', 'small' or MIB:PASSES (MIB 8-1024, PASSES 1-16), "
+              "not '%s'",
+              v);
+    return -1;
+}
+
 int cli_keystore_create(cli_keystore *out, const cli_keystore_args *k, const char *client_id,
                         uint32_t sender_id)
+{
+    return cli_keystore_create_kdf(out, k, client_id, sender_id, NULL);
+}
+
+int cli_keystore_create_kdf(cli_keystore *out, const cli_keystore_args *k, const char *client_id,
+                            uint32_t sender_id, const cli_kdf *kdf)
 {
     out->ks = NULL;
     out->lock_fd = -1;
@@ -284,7 +334,7 @@ int cli_keystore_create(cli_keystore *out, const cli_keystore_args *k, const cha
         goto fail;
     }
     mqe2e_storage storage;
-    rc = make_storage(&storage, k);
+    rc = make_storage(&storage, k, kdf);
     if (rc != CLI_EXIT_OK) goto fail;
     int lrc = mqe2e_keystore_create(&out->ks, storage, client_id, sender_id);
     if (lrc != MQE2E_OK) {

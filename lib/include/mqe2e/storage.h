@@ -53,7 +53,9 @@ typedef struct mqe2e_storage {
  * @brief Encrypted-file backend keyed by a passphrase.
  *
  * The file key is Argon2id(passphrase, per-file salt) (libsodium
- * crypto_pwhash, "interactive" limits); the blob is sealed with
+ * crypto_pwhash; a new file gets 2 passes and 64 MiB unless
+ * mqe2e_storage_file_set_kdf() chose otherwise, an existing file the limits in
+ * its header); the blob is sealed with
  * XChaCha20-Poly1305 under a fresh nonce on each write, and replaced by
  * write-to-temp, fsync, rename, fsync(directory).
  *
@@ -76,6 +78,42 @@ typedef struct mqe2e_storage {
  */
 MQE2E_API int mqe2e_storage_file_passphrase(mqe2e_storage *out, const char *path,
                                             const char *passphrase, size_t passphrase_len);
+
+/** Argon2id passes of a new passphrase keystore file by default (libsodium INTERACTIVE). */
+#define MQE2E_KDF_OPSLIMIT_DEFAULT 2U
+/** Argon2id memory of a new passphrase keystore file by default: 64 MiB (libsodium INTERACTIVE). */
+#define MQE2E_KDF_MEMLIMIT_DEFAULT (64U << 20)
+/** The documented choice for small devices: 8 MiB, 5 passes (docs/KEYSTORE.md). */
+#define MQE2E_KDF_OPSLIMIT_SMALL 5U
+/** Memory of the small-device choice: 8 MiB. */
+#define MQE2E_KDF_MEMLIMIT_SMALL (8U << 20)
+/** Floor: never less memory than this (8 MiB)... */
+#define MQE2E_KDF_MEMLIMIT_FLOOR (8U << 20)
+/** ...and passes x memory at least this (40 MiB-passes; docs/KEYSTORE.md). */
+#define MQE2E_KDF_COST_FLOOR (40ULL << 20)
+/** Ceiling on passes a keystore file may ask for (a hostile file must not choose our cost). */
+#define MQE2E_KDF_OPSLIMIT_MAX 16U
+/** Ceiling on memory a keystore file may ask for: 1 GiB. */
+#define MQE2E_KDF_MEMLIMIT_MAX (1U << 30)
+
+/**
+ * @brief Choose the Argon2id limits a passphrase file backend uses when it
+ *        creates its file.
+ *
+ * Call it after mqe2e_storage_file_passphrase() and before the storage is
+ * handed to mqe2e_keystore_create(). The limits are written into the file's
+ * header (docs/KEYSTORE.md, "File format"), so every later open derives the
+ * key with them; an existing file always keeps the limits in its own header
+ * (files created before this call existed keep 2 passes, 64 MiB). Limits
+ * below the floor are refused: memlimit < ::MQE2E_KDF_MEMLIMIT_FLOOR, or
+ * opslimit x memlimit < ::MQE2E_KDF_COST_FLOOR, or above the ceilings.
+ * @param st       a backend from mqe2e_storage_file_passphrase(), not yet used.
+ * @param opslimit Argon2id passes (1..::MQE2E_KDF_OPSLIMIT_MAX).
+ * @param memlimit Argon2id memory in bytes (floor..::MQE2E_KDF_MEMLIMIT_MAX).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG for a NULL or other kind of
+ *         backend, or limits outside the floor and ceilings.
+ */
+MQE2E_API int mqe2e_storage_file_set_kdf(mqe2e_storage *st, uint64_t opslimit, uint64_t memlimit);
 
 /**
  * @brief Encrypted-file backend keyed by a 32-byte raw key (e.g. from a key file).

@@ -54,6 +54,7 @@
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/mqe2e.h"
+#include "mqe2e/tcp.h"
 
 #ifndef MQE2E_BENCH_CLI
 #error "MQE2E_BENCH_CLI (path of the mqe2e CLI) must be defined by the build"
@@ -462,6 +463,8 @@ static MQTTClient raw_client(const char *id, mailbox *box, const char *filter)
         MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
         MQTTClient_subscribe(c, filter, 1) != MQTTCLIENT_SUCCESS)
         die("raw client");
+    /* As `mqe2e enroll` does on its raw Paho connection (docs/PAHO.md). */
+    (void)mqe2e_tcp_nodelay_uri(uri);
     return c;
 }
 

@@ -33,6 +33,7 @@
 
 struct mqe2e_async {
     MQTTAsync paho;
+    mqe2e__nodelay nodelay; /* TCP_NODELAY after each connect, under lock (tcp_nodelay.c) */
     /* Serialises protector, keystore and the application callback pointers. */
     pthread_mutex_t lock;
     /* Held while one of our message callbacks runs. */
@@ -460,6 +461,10 @@ static void async_connected(void *context, char *cause)
     MQTTAsync_connected *co;
     void *ctx;
 
+    /* TCP_NODELAY on the new connection (docs/PAHO.md, "TCP_NODELAY"). */
+    (void)pthread_mutex_lock(&c->lock);
+    mqe2e__nodelay_apply(&c->nodelay);
+    (void)pthread_mutex_unlock(&c->lock);
     /* A new session (automatic reconnects too): the control worker
      * resubscribes its topics and asks for keys rotated meanwhile. */
     mqe2e__ctl_session_lost(c->ctl);
@@ -516,6 +521,12 @@ int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const char *serve
         return MQTTASYNC_FAILURE;
     }
     c->log_level = MQE2E_LOG_WARNING;
+    if (mqe2e__nodelay_init(&c->nodelay, serverURI) != 0) {
+        (void)pthread_mutex_destroy(&c->cb_lock);
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return MQTTASYNC_FAILURE;
+    }
     if (options != NULL) {
         rc = MQTTAsync_createWithOptions(&c->paho, serverURI, clientId, persistence_type,
                                          persistence_context, options);
@@ -536,6 +547,7 @@ int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const char *serve
         if (c->paho != NULL) {
             MQTTAsync_destroy(&c->paho);
         }
+        mqe2e__nodelay_free(&c->nodelay);
         (void)pthread_mutex_destroy(&c->cb_lock);
         (void)pthread_mutex_destroy(&c->lock);
         free(c);
@@ -812,6 +824,12 @@ int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptio
         mqe2e__will_free(will_buf, will_cap);
         return async_map_error(rc);
     }
+    (void)pthread_mutex_lock(&c->lock);
+    if (options != NULL && options->struct_version >= 2 && options->serverURIcount > 0)
+        (void)mqe2e__nodelay_set_uris(&c->nodelay, options->serverURIs, options->serverURIcount);
+    else
+        (void)mqe2e__nodelay_set_uris(&c->nodelay, NULL, 0);
+    (void)pthread_mutex_unlock(&c->lock);
     rc = MQTTAsync_connect(c->paho, will_buf != NULL ? &copy : options);
     mqe2e__will_free(will_buf, will_cap);
     if (rc == MQTTASYNC_SUCCESS) {
@@ -1077,6 +1095,7 @@ void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);
     (void)pthread_mutex_destroy(&c->lock);
+    mqe2e__nodelay_free(&c->nodelay);
     sodium_memzero(c, sizeof *c);
     free(c);
     *handle = NULL;

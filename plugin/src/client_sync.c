@@ -33,6 +33,7 @@
 
 struct mqe2e_client {
     MQTTClient paho;
+    mqe2e__nodelay nodelay; /* TCP_NODELAY after each connect (tcp_nodelay.c) */
     /* Serialises every protector and keystore call. */
     pthread_mutex_t lock;
     /* Held while one of our Paho callbacks runs, so destroy can wait for it. */
@@ -507,6 +508,12 @@ int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *ser
     }
     c->log_level = MQE2E_LOG_WARNING;
     c->mqtt5 = options != NULL && options->MQTTVersion >= MQTTVERSION_5;
+    if (mqe2e__nodelay_init(&c->nodelay, serverURI) != 0) {
+        (void)pthread_mutex_destroy(&c->cb_lock);
+        (void)pthread_mutex_destroy(&c->lock);
+        free(c);
+        return MQTTCLIENT_FAILURE;
+    }
     if (options != NULL) {
         rc = MQTTClient_createWithOptions(&c->paho, serverURI, clientId, persistence_type,
                                           persistence_context, options);
@@ -515,6 +522,7 @@ int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *ser
             MQTTClient_create(&c->paho, serverURI, clientId, persistence_type, persistence_context);
     }
     if (rc != MQTTCLIENT_SUCCESS) {
+        mqe2e__nodelay_free(&c->nodelay);
         (void)pthread_mutex_destroy(&c->cb_lock);
         (void)pthread_mutex_destroy(&c->lock);
         free(c);
@@ -708,6 +716,18 @@ static void client_wait_fresh(struct mqe2e_client *c, const MQTTClient_connectOp
                    "refused until it answers");
 }
 
+/* TCP_NODELAY on the new connection before the control plane's first frames
+ * (docs/PAHO.md, "TCP_NODELAY"). */
+static void client_nodelay(struct mqe2e_client *c, const MQTTClient_connectOptions *o, int ok)
+{
+    if (!ok) return;
+    if (o != NULL && o->struct_version >= 2 && o->serverURIcount > 0)
+        (void)mqe2e__nodelay_set_uris(&c->nodelay, o->serverURIs, o->serverURIcount);
+    else
+        (void)mqe2e__nodelay_set_uris(&c->nodelay, NULL, 0);
+    mqe2e__nodelay_apply(&c->nodelay);
+}
+
 int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options)
 {
     struct mqe2e_client *c = handle;
@@ -729,6 +749,7 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     }
     rc = MQTTClient_connect(c->paho, will_buf != NULL ? &copy : options);
     mqe2e__will_free(will_buf, will_cap);
+    client_nodelay(c, options, rc == MQTTCLIENT_SUCCESS);
     if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
         (void)mqe2e__ctl_connected(c->ctl);
@@ -1029,6 +1050,7 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
     r = MQTTClient_connect5(c->paho, will_buf != NULL ? &copy : options, connectProperties,
                             willProperties);
     mqe2e__will_free(will_buf, will_cap);
+    client_nodelay(c, options, r.reasonCode == MQTTREASONCODE_SUCCESS);
     if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
         (void)mqe2e__ctl_connected(c->ctl);
         client_wait_fresh(c, options);
@@ -1245,6 +1267,7 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_mutex_destroy(&c->cb_lock);
     (void)pthread_mutex_destroy(&c->lock);
+    mqe2e__nodelay_free(&c->nodelay);
     sodium_memzero(c, sizeof *c);
     free(c);
     *handle = NULL;

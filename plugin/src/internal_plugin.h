@@ -144,4 +144,26 @@ int mqe2e__ctl_flush(mqe2e__ctl *ctl, uint64_t timeout_ms, int wait_pending);
 
 void mqe2e__ctl_counters(mqe2e__ctl *ctl, struct mqe2e_control_counters *out);
 
+/* ---- TCP_NODELAY on the front's Paho socket (tcp_nodelay.c) ---- */
+
+/* The broker URIs of one front: the one given at create, and the connect
+ * options' serverURIs when the application gave a list (Paho then uses
+ * those). A front applies it after every successful connect. */
+typedef struct mqe2e__nodelay {
+    char *create_uri;
+    char **uris;
+    int count;
+} mqe2e__nodelay;
+
+/* Copy the create URI (may be NULL). 0, or -1 out of memory. */
+int mqe2e__nodelay_init(mqe2e__nodelay *n, const char *create_uri);
+
+/* Replace the serverURIs list (NULL or count 0: none). 0, or -1 out of memory. */
+int mqe2e__nodelay_set_uris(mqe2e__nodelay *n, char *const *uris, int count);
+
+/* mqe2e_tcp_nodelay_uri() on the list, or on the create URI without one. */
+void mqe2e__nodelay_apply(const mqe2e__nodelay *n);
+
+void mqe2e__nodelay_free(mqe2e__nodelay *n);
+
 #endif

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "authority_service.h"
+#include "mqe2e/tcp.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -1626,6 +1627,8 @@ static int connect_broker(authority *a)
     o.password = a->cfg->password;
     int rc = MQTTClient_connect(a->mqtt, &o);
     if (rc != MQTTCLIENT_SUCCESS) return rc;
+    /* Replies leave at once, not 40 ms later behind a PUBACK (docs/PAHO.md). */
+    (void)mqe2e_tcp_nodelay_uri(a->cfg->uri);
     rc = MQTTClient_subscribe(a->mqtt, a->topic_authority, 1);
     if (rc != MQTTCLIENT_SUCCESS) return rc;
     for (size_t i = 0; i < a->n_cg; i++)

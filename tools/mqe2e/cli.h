@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "mqe2e/MQTTClient.h"
+#include "mqe2e/tcp.h"
 #include "mqe2e/mqe2e.h"
 
 /** Process exit codes (documented in docs/CLI.md). */

@@ -431,6 +431,7 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
         goto out;
     }
     connected = 1;
+    (void)mqe2e_tcp_nodelay_uri(conn.uri); /* docs/PAHO.md, "TCP_NODELAY" */
     prc = MQTTClient_subscribe(paho, e.inbox, 1);
     if (prc != MQTTCLIENT_SUCCESS) {
         cli_error("cannot subscribe to %s: %s", e.inbox, MQTTClient_strerror(prc));

@@ -270,6 +270,7 @@ static int session_open(op_session *s, const op_args *o)
         session_close(s);
         return rc;
     }
+    (void)mqe2e_tcp_nodelay_uri(s->conn.uri); /* docs/PAHO.md, "TCP_NODELAY" */
     s->connected = 1;
     if ((prc = MQTTClient_subscribe(s->mqtt, s->inbox, 1)) != MQTTCLIENT_SUCCESS) {
         cli_error("cannot subscribe to %s: %s (does the broker ACL give this client id its "

@@ -697,8 +697,35 @@ static int wait_handshakes(mqe2e_MQTTClient c, uint64_t n)
     }
 }
 
+static int plain_arrived(void *ctx, char *topic, int len, MQTTClient_message *m)
+{
+    (void)ctx;
+    (void)len;
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+/* A plain Paho client with callbacks (as the front has): connect, subscribe
+ * two topics at QoS 1, disconnect. */
+static void plain_connect_subscribe(MQTTClient_connectOptions *co)
+{
+    MQTTClient c = NULL;
+    char *topics[2] = {"bench/plain/a", "bench/plain/b"};
+    int qos[2] = {1, 1};
+    if (MQTTClient_create(&c, uri, "bench-plain", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+            MQTTCLIENT_SUCCESS ||
+        MQTTClient_setCallbacks(c, NULL, on_lost, plain_arrived, NULL) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_connect(c, co) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_subscribeMany(c, 2, topics, qos) != MQTTCLIENT_SUCCESS)
+        die("plain Paho client");
+    MQTTClient_disconnect(c, 0);
+    MQTTClient_destroy(&c);
+}
+
 typedef struct channel_result {
     stats first, established, hello;
+    stats plain_connect; /* anchor: plain Paho connect + subscribe of two topics */
     size_t step[4];
     size_t envelope_bytes;
     int failed;
@@ -771,8 +798,8 @@ static channel_result bench_channel(int n)
     if (!wait_handshakes(dev, 1)) die("responder HELLO");
 
     double *first = calloc((size_t)n, sizeof *first), *est = calloc((size_t)n, sizeof *est),
-           *hello = calloc((size_t)n, sizeof *hello);
-    if (first == NULL || est == NULL || hello == NULL) die("calloc");
+           *hello = calloc((size_t)n, sizeof *hello), *plain = calloc((size_t)n, sizeof *plain);
+    if (first == NULL || est == NULL || hello == NULL || plain == NULL) die("calloc");
     int got = 0;
     for (int i = 0; i < n; i++) {
         int k = i % pool;
@@ -780,6 +807,11 @@ static channel_result bench_channel(int n)
          * one. messageArrived is set: the front receives control frames
          * through it. */
         snprintf(name, sizeof name, "chan-%d", k + 1);
+        /* The anchor: what Paho alone takes for the same connect options plus
+         * the front's subscription of its two control topics (QoS 1). */
+        double p0 = mono_ms();
+        plain_connect_subscribe(&co);
+        double p1 = mono_ms();
         mqe2e_MQTTClient back = enc_client(name, kb[k], pb[k], &ib_back);
         double h0 = mono_ms();
         if (mqe2e_MQTTClient_connect(back, &co) != MQTTCLIENT_SUCCESS) die("initiator connect");
@@ -800,6 +832,7 @@ static channel_result bench_channel(int n)
         double t2 = mono_ms();
         if (ok) {
             hello[got] = h1 - h0;
+            plain[got] = p1 - p0;
             first[got] = t1 - t0;
             est[got] = t2 - t1;
             got++;
@@ -821,8 +854,10 @@ static channel_result bench_channel(int n)
         mqe2e_MQTTClient_disconnect(back, 0);
         mqe2e_MQTTClient_destroy(&back);
         if (getenv("BENCH_DEBUG") != NULL)
-            fprintf(stderr, "sample %d: connect->HELLO %.1f ms, first %.1f ms, second %.2f ms\n",
-                    i, h1 - h0, t1 - t0, t2 - t1);
+            fprintf(stderr,
+                    "sample %d: connect->HELLO %.1f ms (plain Paho connect+subscribe %.1f ms), "
+                    "first %.1f ms, second %.2f ms\n",
+                    i, h1 - h0, p1 - p0, t1 - t0, t2 - t1);
     }
     for (int s = 1; s <= 3; s++)
         r.step[s] = atomic_load(&chan_step_bytes[s]);
@@ -840,6 +875,8 @@ static channel_result bench_channel(int n)
     r.first = stats_of(first, got);
     r.established = stats_of(est, got);
     r.hello = stats_of(hello, got);
+    r.plain_connect = stats_of(plain, got);
+    free(plain);
     free(first);
     free(est);
     free(hello);
@@ -891,11 +928,12 @@ int main(int argc, char **argv)
     channel_result c = bench_channel(n_channel);
     printf("channel first message (XX handshake + envelope): %d samples, p50 %.2f ms, p99 %.2f ms\n"
            "channel message once established: p50 %.2f ms, p99 %.2f ms\n"
-           "connect -> HELLO done: p50 %.2f ms, p99 %.2f ms\n"
+           "connect -> HELLO done: p50 %.2f ms, p99 %.2f ms (anchor, plain Paho connect + "
+           "subscribe: p50 %.2f ms, p99 %.2f ms)\n"
            "channel frames: step 1 %zu B, step 2 %zu B, step 3 %zu B; envelope %zu B (4-6 B "
            "payload)%s\n",
            c.first.n, c.first.p50, c.first.p99, c.established.p50, c.established.p99, c.hello.p50,
-           c.hello.p99, c.step[1], c.step[2], c.step[3], c.envelope_bytes,
+           c.hello.p99, c.plain_connect.p50, c.plain_connect.p99, c.step[1], c.step[2], c.step[3], c.envelope_bytes,
            c.failed ? " (SOME FAILED)" : "");
     double total_s = (mono_ms() - start) / 1e3;
     printf("total %.1f s\n", total_s);
@@ -914,6 +952,7 @@ int main(int argc, char **argv)
         stats_json(f, "first_message_ms", c.first, ",");
         stats_json(f, "established_message_ms", c.established, ",");
         stats_json(f, "hello_ms", c.hello, ",");
+        stats_json(f, "plain_paho_connect_subscribe_ms", c.plain_connect, ",");
         fprintf(f,
                 "    \"step1_bytes\": %zu, \"step2_bytes\": %zu, \"step3_bytes\": %zu, "
                 "\"handshake_bytes\": %zu, \"envelope_bytes\": %zu, \"failed\": %d\n  },\n",

@@ -318,6 +318,7 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "handshake_channel_established_message_p99,$(hs channel established_message_ms p99),ms,,"
     echo "handshake_hello_after_connect_p50,$(hs channel hello_ms p50),ms,,"
     echo "handshake_hello_after_connect_p99,$(hs channel hello_ms p99),ms,,"
+    echo "handshake_plain_paho_connect_subscribe_p50,$(hs channel plain_paho_connect_subscribe_ms p50),ms,,"
     echo "handshake_channel_bytes_step1_2_3,$(hs channel step1_bytes)/$(hs channel step2_bytes)/$(hs channel step3_bytes),B,,"
     echo "enroll_round_trip_p50,$(hs enroll round_trip_ms p50),ms,,"
     echo "enroll_round_trip_p99,$(hs enroll round_trip_ms p99),ms,,"

@@ -289,6 +289,16 @@ MQE2E_API int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out);
 MQE2E_API size_t mqe2e_session_pending(const mqe2e_session *s);
 
 /**
+ * @brief Tell the session how many publishes the caller still holds for its
+ *        transport (taken as PUBLISH actions, not yet sent). The session
+ *        bounds its own output with it: CHANNEL step 1 answers are refused
+ *        while 16 frames wait, and no more than 4096 publishes are queued.
+ * @param s         the session.
+ * @param publishes the caller's count (0 when it sends every PUBLISH at once).
+ */
+MQE2E_API void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes);
+
+/**
  * @brief Whether the authority was heard within the freshness bound.
  * @return 1 fresh, 0 not (yet), ::MQE2E_ERR_POLICY when the authority
  *         refused this client (revoked or unknown).

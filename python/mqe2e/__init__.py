@@ -38,8 +38,8 @@ def __getattr__(name: str):
         from . import session
 
         return getattr(session, name)
-    if name in ("enroll", "EnrollResult"):
-        from . import enroll
+    if name in ("enroll", "EnrollResult", "EnrollRefused"):
+        from . import enrollment
 
-        return getattr(enroll, name)
+        return getattr(enrollment, name)
     raise AttributeError(name)

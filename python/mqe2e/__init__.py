@@ -18,6 +18,7 @@ from ._lib import LIBRARY_PATH, ffi, lib
 from .errors import Mqe2eError, check, error_for, error_name
 from .errors import *  # noqa: F401,F403 - the per-name exception classes
 from .keystore import AuthorityPin, GroupInfo, Keystore
+from . import wire
 
 __version__ = "0.1.0"
 

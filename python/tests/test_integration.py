@@ -251,3 +251,54 @@ def test_revocation_and_rotation_reach_the_python_backend(authority, tmp_path):
         assert b"after revocation" not in seen, late.stderr
     finally:
         stop(c)
+
+
+def test_python_m_mqe2e_sub_and_decrypt(authority, tmp_path):
+    """``python -m mqe2e sub`` prints C devices' plaintext; ``decrypt`` opens one payload."""
+    import sys
+
+    authority.op("group", "create", "--group", "health", "--topic", "health/#")
+    enroll_c(authority, "hr-1", "--group", "health", "--grant", "health/hr-1/#:pub")
+    ks = str(tmp_path / "script.ks")
+    mqe2e.enroll(ks, ticket=authority.ticket("script", "--role", "service", "--group", "health",
+                                              "--grant", "health/#:sub"),
+                 host="127.0.0.1", port=authority.broker.port, passphrase=PASS)
+    env = dict(os.environ, MQE2E_PASSPHRASE=PASS,
+               PYTHONPATH=os.path.dirname(os.path.dirname(mqe2e.__file__)))
+    sub = subprocess.Popen([sys.executable, "-m", "mqe2e", "sub", "-K", ks, "-h", "127.0.0.1",
+                            "-p", str(authority.broker.port), "-t", "health/#", "-q", "1",
+                            "-C", "2", "-W", "40", "-v"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    errlog = []
+    threading.Thread(target=lambda: errlog.extend(sub.stderr), daemon=True).start()
+    wait_for(lambda: any("subscribed to" in l for l in errlog), 20, "python -m mqe2e sub")
+    raw = raw_client(authority.broker.port)
+    raw.publish("health/hr-1/bpm", b"not an envelope", 1).wait_for_publish(10)
+    sniffed: "queue.Queue" = queue.Queue()
+    raw.on_message = lambda c, u, m: sniffed.put(m.payload)
+    raw.subscribe("health/#", 1)
+    wait_for(lambda: any("dropped message on health/hr-1/bpm: decode" in l for l in errlog), 20,
+             "the drop report")
+    assert c_pub(authority, "hr-1", "health/hr-1/bpm", "bpm=80", "bpm=81").returncode == 0
+    out, _ = sub.communicate(timeout=60)
+    assert sub.returncode == 0, errlog
+    assert out.splitlines() == ["health/hr-1/bpm bpm=80", "health/hr-1/bpm bpm=81"]
+    seen = [sniffed.get(timeout=10) for _ in range(2)]
+    # One more message, which no subscriber of this keystore has taken yet.
+    assert c_pub(authority, "hr-1", "health/hr-1/bpm", "bpm=82").returncode == 0
+    envelope = sniffed.get(timeout=10)
+    raw.disconnect()
+    raw.loop_stop()
+
+    def decrypt(topic, payload):
+        return subprocess.run([sys.executable, "-m", "mqe2e", "decrypt", "-K", ks, "-t", topic],
+                              input=payload, env=env, capture_output=True, timeout=60)
+
+    p = decrypt("health/hr-1/bpm", envelope)
+    assert (p.returncode, p.stdout) == (0, b"bpm=82"), p.stderr
+    p = decrypt("health/hr-9/bpm", envelope)  # moved to another topic
+    assert (p.returncode, p.stdout) == (2, b"")
+    assert b"dropped message on health/hr-9/bpm: auth" in p.stderr
+    p = decrypt("health/hr-1/bpm", seen[0])  # the sub accepted it: a replay now
+    assert (p.returncode, p.stdout) == (2, b"")
+    assert b": replay" in p.stderr

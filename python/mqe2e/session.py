@@ -120,6 +120,13 @@ class Session:
             raise error_for(rc, "session")
         self._s = out[0]
         self._act = ffi.new("mqe2e_session_action *")
+        self._now = ffi.new("mqe2e_session_time *")
+
+    def _clocks(self):
+        t = self._now
+        t.wall_s = int(time.time())
+        t.mono_ms = int(time.monotonic() * 1000)
+        return t[0]
 
     def close(self) -> None:
         """Wipe and free the session (the keystore stays open). Idempotent."""
@@ -150,7 +157,7 @@ class Session:
     # -- events ----------------------------------------------------------
     def connected(self) -> List[Action]:
         """The transport connected: returns the control subscriptions and HELLO."""
-        check(lib.mqe2e_session_connected(self._h, clocks()))
+        check(lib.mqe2e_session_connected(self._h, self._clocks()))
         return self.actions()
 
     def disconnected(self) -> None:
@@ -162,10 +169,13 @@ class Session:
                          no_hold: bool = False) -> List[Action]:
         """A message arrived: returns what to do (deliver, drop, publish...)."""
         t = topic.encode("utf-8") if isinstance(topic, str) else bytes(topic)
+        s = self._s
+        if s is None:
+            raise ValueError("session is closed")
         check(lib.mqe2e_session_message_received(
-            self._h, t, len(t), payload, len(payload), qos, int(retain), int(dup),
-            NO_HOLD if no_hold else 0, clocks()))
-        return self.actions()
+            s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
+            NO_HOLD if no_hold else 0, self._clocks()))
+        return self.actions(t)
 
     def commit(self, delivery: Delivery) -> None:
         """Record a delivered message the application accepted (replay window).
@@ -174,7 +184,9 @@ class Session:
             ReplayError: the same message was committed in between.
         """
         if delivery.receipt is not None:
-            check(lib.mqe2e_session_commit(self._h, delivery.receipt), "commit")
+            rc = lib.mqe2e_session_commit(self._h, delivery.receipt)
+            if rc != 0:
+                raise error_for(rc, "commit")
 
     def publish(self, topic: str, payload: bytes, qos: int = 0,
                 retain: bool = False) -> Optional[bytes]:
@@ -192,7 +204,7 @@ class Session:
         out = ffi.new("uint8_t[]", max(cap, 1))
         n = ffi.new("size_t *")
         rc = lib.mqe2e_session_publish(self._h, topic.encode(), payload, len(payload), qos,
-                                       int(retain), clocks(), out, cap, n)
+                                       int(retain), self._clocks(), out, cap, n)
         try:
             if rc == QUEUED:
                 return None
@@ -203,12 +215,12 @@ class Session:
 
     def tick(self, connected: bool = True) -> List[Action]:
         """Run the timers; returns the resulting actions."""
-        check(lib.mqe2e_session_tick(self._h, int(connected), clocks()))
+        check(lib.mqe2e_session_tick(self._h, int(connected), self._clocks()))
         return self.actions()
 
     def next_timer_ms(self) -> Optional[int]:
         """Monotonic deadline (ms) of the next :meth:`tick`, or None."""
-        t = int(lib.mqe2e_session_next_timer(self._h, clocks()))
+        t = int(lib.mqe2e_session_next_timer(self._h, self._clocks()))
         return None if t == 2**64 - 1 else t
 
     def fresh(self) -> bool:
@@ -217,22 +229,28 @@ class Session:
         Raises:
             PolicyError: the authority refused this client (revoked or unknown).
         """
-        return check(lib.mqe2e_session_fresh(self._h, clocks()), "authority") == 1
+        return check(lib.mqe2e_session_fresh(self._h, self._clocks()), "authority") == 1
 
     # -- actions ---------------------------------------------------------
-    def actions(self) -> List[Action]:
-        """Take every waiting action, copied into Python objects."""
+    def actions(self, current_topic: Optional[bytes] = None) -> List[Action]:
+        """Take every waiting action, copied into Python objects.
+
+        ``current_topic``: the topic of the message just passed in (saves a
+        copy for its own DELIVER/DROP action)."""
         out: List[Action] = []
         a = self._act
-        while lib.mqe2e_session_next(self._h, a) == 1:
-            topic = ffi.string(a.topic).decode("utf-8", "replace") if a.topic != ffi.NULL else ""
-            data = bytes(ffi.buffer(a.data, a.len)) if a.len else b""
-            if a.kind == DELIVER:
-                r = None
-                if a.receipt.active:
-                    r = ffi.new("mqe2e_receipt *")
-                    r[0] = a.receipt
-                out.append(Delivery(topic, data, int(a.qos), bool(a.retained), bool(a.dup),
+        s = self._h
+        nxt = lib.mqe2e_session_next
+        while nxt(s, a) == 1:
+            kind = a.kind
+            if a.current and current_topic is not None:
+                topic = current_topic.decode("utf-8", "replace")
+            else:
+                topic = ffi.string(a.topic).decode("utf-8", "replace") if a.topic != ffi.NULL else ""
+            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
+            if kind == DELIVER:
+                r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
+                out.append(Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
                                     bool(a.current), r))
             elif a.kind == DROP:
                 out.append(Drop(topic, int(a.code), bool(a.current)))

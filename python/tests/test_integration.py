@@ -302,3 +302,85 @@ def test_python_m_mqe2e_sub_and_decrypt(authority, tmp_path):
     p = decrypt("health/hr-1/bpm", seen[0])  # the sub accepted it: a replay now
     assert (p.returncode, p.stdout) == (2, b"")
     assert b": replay" in p.stderr
+
+
+def test_hello_catch_up_after_missing_a_rotation(authority, tmp_path):
+    """A Python backend offline during a rotation learns the new epoch from the
+    HELLO reply on its next connect (no PUSH reached it), then decrypts."""
+    authority.op("group", "create", "--group", "health", "--topic", "health/#")
+    enroll_c(authority, "hr-1", "--group", "health", "--grant", "health/hr-1/#:pub")
+    enroll_c(authority, "hr-2", "--group", "health", "--grant", "health/hr-2/#:pub")
+    ks = str(tmp_path / "backend.ks")
+    mqe2e.enroll(ks, ticket=authority.ticket("backend", "--role", "service", "--group",
+                                              "health", "--grant", "health/#:sub"),
+                 host="127.0.0.1", port=authority.broker.port, passphrase=PASS)
+    with mqe2e.Keystore.open(ks, PASS) as k:
+        (g,) = k.groups()
+        epoch_before = g.current_epoch
+
+    authority.op("revoke", "--id", "hr-1")  # rotates health while the backend is away
+
+    inbox = Inbox()
+    c = py_client(authority, ks, "backend", inbox, "health/#")
+    try:
+        assert inbox.subscribed.wait(20)
+        wait_for(lambda: c.session.fresh(), 20, "the HELLO reply")
+        assert c.counters()["control"]["pushes_applied"] == 0
+        assert c_pub(authority, "hr-2", "health/hr-2/bpm", "new epoch").returncode == 0
+        assert inbox.next_message() == ("health/hr-2/bpm", b"new epoch")
+    finally:
+        stop(c)
+    with mqe2e.Keystore.open(ks, PASS) as k:
+        (g,) = k.groups()
+        assert g.current_epoch > epoch_before
+
+
+def test_channel_between_python_and_c(authority, tmp_path):
+    """A Python controller sends a command over a Noise XX channel to a C
+    device (``mqe2e sub`` with a channel policy): the handshake, the queued
+    message and the channel envelope all go through the session."""
+    import sys  # noqa: F401
+
+    enroll_c(authority, "pump", "--grant", "cmd/pump/#:sub")
+    ks = str(tmp_path / "ctl.ks")
+    mqe2e.enroll(ks, ticket=authority.ticket("ctl", "--role", "service", "--grant",
+                                              "cmd/#:pub"),
+                 host="127.0.0.1", port=authority.broker.port, passphrase=PASS)
+    sub = subprocess.Popen(
+        [authority.cli, "sub", "-K", "pump.ks", "-h", "127.0.0.1", "-p",
+         str(authority.broker.port), "-t", "cmd/pump/#", "-q", "1", "-C", "2", "-W", "40",
+         "--policy", "cmd/pump/#=channel:ctl", "-d"], cwd=authority.dir, env=authority.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errlog = []
+    threading.Thread(target=lambda: errlog.extend(sub.stderr), daemon=True).start()
+    wait_for(lambda: any("subscribed to cmd/pump/#" in l for l in errlog), 20, "mqe2e sub")
+    sniffed: "queue.Queue" = queue.Queue()
+    sniff = raw_client(authority.broker.port)
+    sniff.on_message = lambda cl, u, m: sniffed.put(m.payload)
+    sniff.subscribe("cmd/#", 1)
+    c = mqe2e.Client(client_id="ctl")
+    c.keystore_set(ks, PASS, policy=["cmd/pump/#=channel:pump"])
+    connected = threading.Event()
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", authority.broker.port)
+    c.loop_start()
+    try:
+        assert connected.wait(20)
+        wait_for(lambda: c.session.fresh(), 20, "the HELLO reply")
+        info = c.publish("cmd/pump/speed", b"set 1200 rpm", qos=1)
+        assert info.rc == 0
+        wait_for(lambda: c.counters()["control"]["channel_sent"] >= 1, 30, "the channel")
+        c.publish("cmd/pump/speed", b"stop", qos=1)
+        out, _ = sub.communicate(timeout=60)
+        assert sub.returncode == 0, errlog
+        assert out.splitlines() == ["set 1200 rpm", "stop"]
+        payloads = [sniffed.get(timeout=10) for _ in range(2)]
+        assert all(b"rpm" not in p and b"stop" not in p for p in payloads)
+        with pytest.raises(mqe2e.SuiteError):  # a channel body, not a group envelope
+            mqe2e.wire.parse_envelope(payloads[0])
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+        stop(c)
+        sniff.disconnect()
+        sniff.loop_stop()

@@ -55,7 +55,20 @@ int mqe2e_envelope_open_signed(uint8_t *pt, size_t pt_cap, size_t *pt_len,
                                const char *topic, const char *group_id,
                                const mqe2e_envelope_view *view);
 
-/* noise.h (cipher states only) */
+/* noise.h */
+typedef struct mqe2e_noise_handshake mqe2e_noise_handshake;
+int mqe2e_noise_handshake_new(mqe2e_noise_handshake **hs, const char *protocol_name,
+                              int role, const uint8_t *prologue, size_t prologue_len);
+void mqe2e_noise_handshake_free(mqe2e_noise_handshake *hs);
+int mqe2e_noise_handshake_set_local_static(mqe2e_noise_handshake *hs, const uint8_t sk[32]);
+int mqe2e_noise_handshake_set_remote_static(mqe2e_noise_handshake *hs, const uint8_t pk[32]);
+int mqe2e_noise_handshake_set_psk(mqe2e_noise_handshake *hs, const uint8_t psk[32]);
+int mqe2e_noise_handshake_set_ephemeral(mqe2e_noise_handshake *hs, const uint8_t sk[32]);
+int mqe2e_noise_write_message(mqe2e_noise_handshake *hs, uint8_t *out, size_t out_cap,
+                              size_t *out_len, const uint8_t *payload, size_t payload_len);
+int mqe2e_noise_read_message(mqe2e_noise_handshake *hs, uint8_t *payload_out,
+                             size_t payload_cap, size_t *payload_len,
+                             const uint8_t *msg, size_t msg_len);
 typedef struct mqe2e_noise_cipher mqe2e_noise_cipher;
 int mqe2e_noise_cipher_new(mqe2e_noise_cipher **cs, const uint8_t key[32]);
 void mqe2e_noise_cipher_free(mqe2e_noise_cipher *cs);

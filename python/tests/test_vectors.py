@@ -177,3 +177,41 @@ def test_push_read_by_the_device():
     bad[-1] ^= 1
     with pytest.raises(mqe2e.AuthError):
         wire.open_push(bytes(bad), **args)
+
+
+def test_hello_exchange_replayed_with_the_noise_api():
+    """Rebuild the client's side of HELLO from the spec (prologue of PROTOCOL.md
+    8.1, Noise_IK) with the published ephemeral: step 1 must come out byte for
+    byte, and the authority's step 2 must open to the published reply."""
+    c = load_vectors("control-v1.json")
+    o = c["hello_exchange"]
+    session = h(o["session"])
+    prologue = b"mqe2e/v1/hello\x00" + c["prefix"].encode() + b"\x00" + session
+    assert prologue.hex() == o["prologue"]
+
+    def client(e_sk):
+        hs = ffi.new("mqe2e_noise_handshake **")
+        assert lib.mqe2e_noise_handshake_new(hs, o["protocol"].encode(), 1, prologue, len(prologue)) == 0
+        assert lib.mqe2e_noise_handshake_set_local_static(hs[0], h(c["device_dh_secret"])) == 0
+        assert lib.mqe2e_noise_handshake_set_remote_static(hs[0], h(c["authority_dh_public"])) == 0
+        assert lib.mqe2e_noise_handshake_set_ephemeral(hs[0], e_sk) == 0
+        out, n = ffi.new("uint8_t[1024]"), ffi.new("size_t *")
+        req = h(o["request_payload"])
+        assert lib.mqe2e_noise_write_message(hs[0], out, 1024, n, req, len(req)) == 0
+        return hs[0], bytes(ffi.buffer(out, n[0]))
+
+    hs, msg1 = client(h(o["client_ephemeral_secret"]))
+    f1 = wire.decode_frame(h(o["step1_frame"]))
+    assert (f1.kind, f1.step, f1.sender, f1.session) == (2, 1, "sensor-1", session)
+    assert f1.noise == msg1
+    f2 = wire.decode_frame(h(o["step2_frame"]))
+    assert (f2.kind, f2.step, f2.sender, f2.session) == (2, 2, c["authority_id"], session)
+    buf, n = ffi.new("uint8_t[4096]"), ffi.new("size_t *")
+    assert lib.mqe2e_noise_read_message(hs, buf, 4096, n, f2.noise, len(f2.noise)) == 0
+    assert bytes(ffi.buffer(buf, n[0])).hex() == o["reply_payload"]
+    lib.mqe2e_noise_handshake_free(hs)
+    other = bytearray(h(o["client_ephemeral_secret"]))
+    other[7] ^= 1
+    hs, _ = client(bytes(other))
+    assert lib.mqe2e_noise_read_message(hs, buf, 4096, n, f2.noise, len(f2.noise)) == mqe2e.errors.CODES["auth"]
+    lib.mqe2e_noise_handshake_free(hs)

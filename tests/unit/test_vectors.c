@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_control.h"
 #include "internal_envelope_codec.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -446,5 +447,111 @@ Test(vectors, push)
     free(frame);
     free(dev_sk);
     free(auth_pk);
+    cJSON_Delete(root);
+}
+
+/* The HELLO exchange with a published client ephemeral: replayed with the
+ * public Noise API from the spec's prologue, step 1 must come out byte for
+ * byte, and step 2 (the authority's reply) must open to the published payload. */
+Test(vectors, hello_exchange)
+{
+    cJSON *root = load("control-v1.json");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "hello_exchange");
+    size_t n1, n2, rl, pl, len = 0, plen = 0;
+    uint8_t *f1 = hexf(o, "step1_frame", &n1), *f2 = hexf(o, "step2_frame", &n2);
+    uint8_t *req = hexf(o, "request_payload", &rl), *exp = hexf(o, "reply_payload", &pl);
+    uint8_t *session = hexf(o, "session", NULL), *e_sk = hexf(o, "client_ephemeral_secret", NULL);
+    uint8_t *dev_sk = hexf(root, "device_dh_secret", NULL);
+    uint8_t *auth_pk = hexf(root, "authority_dh_public", NULL);
+    uint8_t *auth_sk = hexf(root, "authority_dh_secret", NULL);
+    uint8_t prologue[64], msg[1024], payload[4096];
+    size_t pr = 0;
+    mqe2e_noise_handshake *hs = NULL;
+    mqe2e_control_frame fr;
+
+    /* "mqe2e/v1/" || "hello" || 0x00 || P || 0x00 || session (PROTOCOL.md 8.1) */
+    memcpy(prologue, "mqe2e/v1/hello", 14);
+    pr = 14;
+    prologue[pr++] = 0;
+    memcpy(prologue + pr, "mqe2e", 5);
+    pr += 5;
+    prologue[pr++] = 0;
+    memcpy(prologue + pr, session, 16);
+    pr += 16;
+    expect_hex(o, "prologue", prologue, pr);
+
+    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
+                                           prologue, pr),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_write_message(hs, msg, sizeof msg, &len, req, rl), MQE2E_OK);
+    cr_assert_eq(mqe2e_control_frame_decode(&fr, f1, n1), MQE2E_OK);
+    cr_assert_eq(memcmp(fr.session, session, 16), 0);
+    cr_assert_eq(fr.noise_len, len);
+    cr_assert_eq(memcmp(fr.noise, msg, len), 0, "step 1 does not replay byte for byte");
+
+    cr_assert_eq(mqe2e_control_frame_decode(&fr, f2, n2), MQE2E_OK);
+    cr_assert_eq(fr.kind, MQE2E_CONTROL_HELLO);
+    cr_assert_eq(fr.step, 2);
+    cr_assert_str_eq(fr.from, strf(root, "authority_id"));
+    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
+                                          fr.noise_len),
+                 MQE2E_OK);
+    cr_assert_eq(plen, pl);
+    cr_assert_eq(memcmp(payload, exp, pl), 0);
+    mqe2e_noise_handshake_free(hs);
+
+    /* The authority side reads step 1 and learns the client's proven key. */
+    mqe2e_hello_authority *as = NULL;
+    mqe2e_hello_request hr;
+    cr_assert_eq(mqe2e_hello_accept_read(&as, &hr, auth_sk, "mqe2e", f1, n1), MQE2E_OK);
+    expect_hex(root, "device_dh_public", hr.dh_public, 32);
+    mqe2e_hello_authority_free(as);
+
+    /* A reader with another ephemeral (any live client) cannot open step 2. */
+    hs = NULL;
+    e_sk[7] ^= 1;
+    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
+                                           prologue, pr),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_write_message(hs, msg, sizeof msg, &len, req, rl), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
+                                          fr.noise_len),
+                 MQE2E_ERR_AUTH);
+    mqe2e_noise_handshake_free(hs);
+    free(f1);
+    free(f2);
+    free(req);
+    free(exp);
+    free(session);
+    free(e_sk);
+    free(dev_sk);
+    free(auth_pk);
+    free(auth_sk);
+    cJSON_Delete(root);
+}
+
+/* The reply payload is a HelloReply carrying the published push_seq and bundle. */
+Test(vectors, hello_reply_payload)
+{
+    cJSON *root = load("control-v1.json");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "hello_exchange");
+    size_t pl;
+    uint8_t *p = hexf(o, "reply_payload", &pl);
+    mqe2e_control_update u;
+    cr_assert_eq(mqe2e__control_unpack_update(&u, MQE2E__PAYLOAD_HELLO_REPLY, p, pl), MQE2E_OK);
+    cr_assert_eq(u.status, 0);
+    cr_assert_eq(u.push_seq, numf(o, "push_seq"));
+    cr_assert_eq(u.n_bundles, 1);
+    cr_assert_str_eq(u.bundles[0].group, strf(o, "bundle_group"));
+    cr_assert_eq(u.bundles[0].epoch, numf(o, "bundle_epoch"));
+    expect_hex(o, "bundle_secret", u.bundles[0].secret, 32);
+    mqe2e_control_update_wipe(&u);
+    free(p);
     cJSON_Delete(root);
 }

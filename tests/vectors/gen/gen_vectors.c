@@ -19,7 +19,9 @@
 #include "mqe2e/error.h"
 #include "mqe2e/hkdf.h"
 #include "mqe2e/noise.h"
+#include "internal_control.h"
 #include "internal_envelope_codec.h"
+#include "proto/control.pb-c.h"
 
 #define CHECK(x)                                                               \
     do {                                                                       \
@@ -303,6 +305,86 @@ static void add_keypair(cJSON *o, const char *pfx, const uint8_t sk[32])
     add_hex(o, name, pk, 32);
 }
 
+/* A whole HELLO exchange whose client side is deterministic: the client's
+ * ephemeral secret and session are published, so a checker can replay step 1
+ * byte for byte and read the authority's step 2 (written by the library's
+ * authority side, with its own random ephemeral). */
+static void gen_hello_exchange(cJSON *root, const uint8_t auth_sk[32], const uint8_t dev_sk[32],
+                               const mqe2e_key_bundle *bundle)
+{
+    uint8_t e_sk[32], session[16], auth_pk[32], dev_pk[32], req[64];
+    uint8_t f1[1024], f2[MQE2E_CONTROL_MAX_FRAME_BYTES], prologue[64];
+    uint8_t *payload = NULL;
+    size_t n1 = 0, n2 = 0, rlen, cap = 0, plen = 0, pl = 0;
+    mqe2e_noise_handshake *hs = NULL;
+    mqe2e_hello_authority *as = NULL;
+    mqe2e_hello_request hr;
+    mqe2e_control_update reply, got;
+    mqe2e_control_frame f;
+    Mqe2e__V1__Hello m;
+    cJSON *o = cJSON_CreateObject();
+
+    fill(e_sk, 32, 0xe0);
+    fill(session, 16, 0x50);
+    crypto_scalarmult_base(auth_pk, auth_sk);
+    crypto_scalarmult_base(dev_pk, dev_sk);
+    CHECK(mqe2e__control_handshake(&hs, MQE2E_CONTROL_HELLO, MQE2E_NOISE_INITIATOR, "mqe2e",
+                                   session));
+    CHECK(mqe2e_noise_handshake_set_local_static(hs, dev_sk));
+    CHECK(mqe2e_noise_handshake_set_remote_static(hs, auth_pk));
+    CHECK(mqe2e_noise_handshake_set_ephemeral(hs, e_sk));
+    mqe2e__v1__hello__init(&m);
+    m.client_id = (char *)(uintptr_t) "sensor-1";
+    m.credential_serial = 17;
+    rlen = mqe2e__v1__hello__get_packed_size(&m);
+    if (rlen > sizeof req) exit(1);
+    mqe2e__v1__hello__pack(&m, req);
+    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_HELLO, "sensor-1", session,
+                               1, req, rlen));
+
+    CHECK(mqe2e_hello_accept_read(&as, &hr, auth_sk, "mqe2e", f1, n1));
+    CHECK(mqe2e_hello_accept_check_static(as, dev_pk));
+    memset(&reply, 0, sizeof reply);
+    reply.status = MQE2E_STATUS_OK;
+    reply.push_seq = 8;
+    reply.bundles = (mqe2e_key_bundle *)(uintptr_t)bundle;
+    reply.n_bundles = 1;
+    CHECK(mqe2e_hello_accept_write(as, f2, sizeof f2, &n2, "authority", &reply));
+    mqe2e_hello_authority_free(as);
+
+    CHECK(mqe2e_control_frame_decode(&f, f2, n2));
+    CHECK(mqe2e__control_read(&payload, &cap, &plen, hs, &f));
+    CHECK(mqe2e__control_unpack_update(&got, MQE2E__PAYLOAD_HELLO_REPLY, payload, plen));
+    if (got.push_seq != 8 || got.n_bundles != 1) exit(1);
+    mqe2e_control_update_wipe(&got);
+
+    memcpy(prologue + pl, "mqe2e/v1/hello", 14);
+    pl += 14;
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, "mqe2e", 5);
+    pl += 5;
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, session, 16);
+    pl += 16;
+    cJSON_AddStringToObject(o, "note", "client side deterministic: ephemeral and session given");
+    cJSON_AddStringToObject(o, "protocol", "Noise_IK_25519_ChaChaPoly_SHA256");
+    add_hex(o, "session", session, 16);
+    add_hex(o, "prologue", prologue, pl);
+    add_hex(o, "client_ephemeral_secret", e_sk, 32);
+    add_hex(o, "request_payload", req, rlen);
+    add_hex(o, "step1_frame", f1, n1);
+    add_hex(o, "step2_frame", f2, n2);
+    add_hex(o, "reply_payload", payload, plen);
+    cJSON_AddNumberToObject(o, "push_seq", 8);
+    cJSON_AddStringToObject(o, "bundle_group", bundle->group);
+    cJSON_AddNumberToObject(o, "bundle_epoch", bundle->epoch);
+    add_hex(o, "bundle_secret", bundle->secret, 32);
+    cJSON_AddItemToObject(root, "hello_exchange", o);
+    mqe2e__control_free_wiped(payload, cap);
+    mqe2e_noise_handshake_free(hs);
+    sodium_memzero(e_sk, sizeof e_sk);
+}
+
 static void gen_control(const char *dir)
 {
     uint8_t auth_sk[32], auth_pk[32], dev_sk[32], sign_seed[32], sign_pk[32], sign_sk[64];
@@ -438,6 +520,7 @@ static void gen_control(const char *dir)
     }
     add_hex(o, "frame", out, n);
     cJSON_AddItemToObject(root, "push", o);
+    gen_hello_exchange(root, auth_sk, dev_sk, b);
     sodium_memzero(sign_sk, sizeof sign_sk);
     mqe2e_ticket_wipe(&t);
     write_json(dir, "control-v1.json", root);

@@ -370,7 +370,12 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore
     c = calloc(1, sizeof *c);
     if (c == NULL) return MQE2E_ERR_NOMEM;
     c->h = *host;
-    rc = mqe2e_session_new(&c->s, ks, policy, opts);
+    mqe2e_session_options so = *opts;
+    /* The session logs through the front (no line is formatted for nobody). */
+    so.log = host->log != NULL && host->log_level > 0 ? host->log : NULL;
+    so.log_ctx = host->ctx;
+    so.log_level = host->log_level;
+    rc = mqe2e_session_new(&c->s, ks, policy, &so);
     if (rc != MQE2E_OK) {
         free(c);
         return rc;

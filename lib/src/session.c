@@ -92,9 +92,8 @@ int mqe2e__sess_enqueue(mqe2e_session *c, const char *topic, const uint8_t *data
 
 void mqe2e__sess_drop(mqe2e_session *c, const char *topic, int code, int current)
 {
+    /* Reported by the caller (the DROP action), not logged twice here. */
     mqe2e_protector_count_drop(c->prot, code);
-    mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "dropped message on '%s': %s",
-                    topic != NULL ? topic : "", mqe2e_error_name(code));
     sess_action *a = act_push(c, MQE2E_SESSION_DROP, topic, NULL, 0);
     if (a == NULL) return; /* counted; only the report is lost */
     a->a.code = code;
@@ -144,8 +143,6 @@ void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, 
     if (rc != MQE2E_OK) {
         free(pt); /* wiped by the protector on failure */
         /* The protector counted it already: report only. */
-        mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "dropped message on '%s': %s", topic,
-                        mqe2e_error_name(rc));
         sess_action *a = act_push(c, MQE2E_SESSION_DROP, topic, NULL, 0);
         if (a != NULL) {
             a->a.code = rc;

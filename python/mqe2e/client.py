@@ -193,13 +193,7 @@ class Client(paho.Client):
             a = acts[0]
             message.payload = a.payload
             super()._handle_on_message(message)
-            if a.receipt is not None:
-                with self._mqe2e_lock:
-                    if self._mqe2e_session is not None:
-                        try:
-                            self._mqe2e_session.commit(a)
-                        except Mqe2eError as e:
-                            self._mqe2e_drop(a.topic, e.name)
+            self._mqe2e_commit(a)
             return
         self._mqe2e_run(acts, message)
 
@@ -223,6 +217,18 @@ class Client(paho.Client):
             with self._in_callback_mutex:
                 cb(self, self._userdata, topic, reason)
 
+    def _mqe2e_commit(self, a: Delivery) -> None:
+        # Reached only if the application's callback did not raise: record
+        # the message in its replay window.
+        if a.receipt is None:
+            return
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not None:
+                try:
+                    self._mqe2e_session.commit(a)
+                except Mqe2eError as e:
+                    self._mqe2e_drop(a.topic, e.name)
+
     def _mqe2e_run(self, acts: list, original: Optional[paho.MQTTMessage]) -> None:
         for a in acts:
             if isinstance(a, Publish):
@@ -238,12 +244,6 @@ class Client(paho.Client):
                 if a.current and original is not None:
                     m.properties = getattr(original, "properties", None)
                 super()._handle_on_message(m)
-                # Reached only if the application did not raise: record it.
-                with self._mqe2e_lock:
-                    if self._mqe2e_session is not None:
-                        try:
-                            self._mqe2e_session.commit(a)
-                        except Mqe2eError as e:
-                            self._mqe2e_drop(a.topic, e.name)
+                self._mqe2e_commit(a)
             elif isinstance(a, Drop):
                 self._mqe2e_drop(a.topic, a.reason)

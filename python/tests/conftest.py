@@ -9,8 +9,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("MQE2E_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
-BUILD_DIR = os.environ.get("MQE2E_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
-os.environ.setdefault("MQE2E_BUILD_DIR", BUILD_DIR)
+BUILD_DIR = os.path.abspath(os.environ.get("MQE2E_BUILD_DIR", os.path.join(SOURCE_DIR, "build")))
+os.environ["MQE2E_BUILD_DIR"] = BUILD_DIR  # the subprocesses run in other folders
 # Test the package of this tree, not an installed one.
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..")))
 

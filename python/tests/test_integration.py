@@ -108,6 +108,19 @@ def reseq(env: bytes, seq: int) -> bytes:
     return hdr + body
 
 
+def fresh_client(authority, ks_path, client_id, policy=None):
+    """A connected mqe2e.Client that has heard the authority (HELLO reply)."""
+    c = mqe2e.Client(client_id=client_id)
+    c.keystore_set(ks_path, PASS, policy=policy)
+    connected = threading.Event()
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", authority.broker.port)
+    c.loop_start()
+    assert connected.wait(20)
+    wait_for(lambda: c.session.fresh(), 20, "the HELLO reply")
+    return c
+
+
 def raw_client(port):
     r = paho.Client(client_id=f"raw-{os.getpid()}")
     r.connect("127.0.0.1", port)
@@ -198,15 +211,8 @@ def test_python_device_enrolls_and_c_backend_reads_it(authority, tmp_path):
     errlog = []
     threading.Thread(target=lambda: errlog.extend(sub.stderr), daemon=True).start()
     wait_for(lambda: any("subscribed to plant/#" in l for l in errlog), 20, "mqe2e sub")
-    c = mqe2e.Client(client_id="py-dev")
-    c.keystore_set(ks, PASS)
-    connected = threading.Event()
-    c.on_connect = lambda *a: connected.set()
-    c.connect("127.0.0.1", authority.broker.port)
-    c.loop_start()
+    c = fresh_client(authority, ks, "py-dev")
     try:
-        assert connected.wait(20)
-        wait_for(lambda: c.session.fresh(), 20, "the HELLO reply")
         c.publish("plant/py-dev/valve", "open 40%", qos=1).wait_for_publish(10)
         c.publish("plant/py-dev/valve", b"closed", qos=1).wait_for_publish(10)
         out, _ = sub.communicate(timeout=60)
@@ -358,15 +364,8 @@ def test_channel_between_python_and_c(authority, tmp_path):
     sniff = raw_client(authority.broker.port)
     sniff.on_message = lambda cl, u, m: sniffed.put(m.payload)
     sniff.subscribe("cmd/#", 1)
-    c = mqe2e.Client(client_id="ctl")
-    c.keystore_set(ks, PASS, policy=["cmd/pump/#=channel:pump"])
-    connected = threading.Event()
-    c.on_connect = lambda *a: connected.set()
-    c.connect("127.0.0.1", authority.broker.port)
-    c.loop_start()
+    c = fresh_client(authority, ks, "ctl", policy=["cmd/pump/#=channel:pump"])
     try:
-        assert connected.wait(20)
-        wait_for(lambda: c.session.fresh(), 20, "the HELLO reply")
         info = c.publish("cmd/pump/speed", b"set 1200 rpm", qos=1)
         assert info.rc == 0
         wait_for(lambda: c.counters()["control"]["channel_sent"] >= 1, 30, "the channel")

@@ -450,6 +450,31 @@ Test(vectors, push)
     cJSON_Delete(root);
 }
 
+/* The client side of the published HELLO, rebuilt with the public Noise API
+ * over @p prologue with ephemeral @p e_sk; writes message 1 into @p msg. */
+static mqe2e_noise_handshake *hello_initiator(const cJSON *root, const cJSON *o,
+                                              const uint8_t *prologue, size_t pr,
+                                              const uint8_t e_sk[32], uint8_t *msg, size_t cap,
+                                              size_t *len)
+{
+    size_t rl;
+    uint8_t *req = hexf(o, "request_payload", &rl);
+    uint8_t *dev_sk = hexf(root, "device_dh_secret", NULL);
+    uint8_t *auth_pk = hexf(root, "authority_dh_public", NULL);
+    mqe2e_noise_handshake *hs = NULL;
+    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
+                                           prologue, pr),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_noise_write_message(hs, msg, cap, len, req, rl), MQE2E_OK);
+    free(req);
+    free(dev_sk);
+    free(auth_pk);
+    return hs;
+}
+
 /* The HELLO exchange with a published client ephemeral: replayed with the
  * public Noise API from the spec's prologue, step 1 must come out byte for
  * byte, and step 2 (the authority's reply) must open to the published payload. */
@@ -457,16 +482,13 @@ Test(vectors, hello_exchange)
 {
     cJSON *root = load("control-v1.json");
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "hello_exchange");
-    size_t n1, n2, rl, pl, len = 0, plen = 0;
+    size_t n1, n2, pl, len = 0, plen = 0, pr = 0;
     uint8_t *f1 = hexf(o, "step1_frame", &n1), *f2 = hexf(o, "step2_frame", &n2);
-    uint8_t *req = hexf(o, "request_payload", &rl), *exp = hexf(o, "reply_payload", &pl);
+    uint8_t *exp = hexf(o, "reply_payload", &pl);
     uint8_t *session = hexf(o, "session", NULL), *e_sk = hexf(o, "client_ephemeral_secret", NULL);
-    uint8_t *dev_sk = hexf(root, "device_dh_secret", NULL);
-    uint8_t *auth_pk = hexf(root, "authority_dh_public", NULL);
     uint8_t *auth_sk = hexf(root, "authority_dh_secret", NULL);
     uint8_t prologue[64], msg[1024], payload[4096];
-    size_t pr = 0;
-    mqe2e_noise_handshake *hs = NULL;
+    mqe2e_noise_handshake *hs;
     mqe2e_control_frame fr;
 
     /* "mqe2e/v1/" || "hello" || 0x00 || P || 0x00 || session (PROTOCOL.md 8.1) */
@@ -480,13 +502,7 @@ Test(vectors, hello_exchange)
     pr += 16;
     expect_hex(o, "prologue", prologue, pr);
 
-    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
-                                           prologue, pr),
-                 MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_write_message(hs, msg, sizeof msg, &len, req, rl), MQE2E_OK);
+    hs = hello_initiator(root, o, prologue, pr, e_sk, msg, sizeof msg, &len);
     cr_assert_eq(mqe2e_control_frame_decode(&fr, f1, n1), MQE2E_OK);
     cr_assert_eq(memcmp(fr.session, session, 16), 0);
     cr_assert_eq(fr.noise_len, len);
@@ -511,27 +527,17 @@ Test(vectors, hello_exchange)
     mqe2e_hello_authority_free(as);
 
     /* A reader with another ephemeral (any live client) cannot open step 2. */
-    hs = NULL;
     e_sk[7] ^= 1;
-    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
-                                           prologue, pr),
-                 MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
-    cr_assert_eq(mqe2e_noise_write_message(hs, msg, sizeof msg, &len, req, rl), MQE2E_OK);
+    hs = hello_initiator(root, o, prologue, pr, e_sk, msg, sizeof msg, &len);
     cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
                                           fr.noise_len),
                  MQE2E_ERR_AUTH);
     mqe2e_noise_handshake_free(hs);
     free(f1);
     free(f2);
-    free(req);
     free(exp);
     free(session);
     free(e_sk);
-    free(dev_sk);
-    free(auth_pk);
     free(auth_sk);
     cJSON_Delete(root);
 }

@@ -288,6 +288,7 @@ typedef struct mqe2e_receipt {
 const char *mqe2e_drop_reason_name(int r);
 int mqe2e_drop_reason_of(int code);
 void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters *out);
+int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks);
 
 /* session.h */
 typedef struct mqe2e_session mqe2e_session;

@@ -96,8 +96,11 @@ class Session:
         keystore: the open keystore; the session changes it (keys, credential,
             replay checkpoints) and must be closed before it.
         policy: extra policy rules in text form (``"FILTER=group:GROUP"``,
-            ``"FILTER=plaintext"``, docs/PROTOCOL.md 6); None: the keystore's
-            groups (growing with what the authority adds).
+            ``"FILTER=channel:PEER"``, ``"FILTER=plaintext"``, docs/PROTOCOL.md
+            6), added before the keystore's groups as they are now. None: the
+            keystore's groups only, growing with the groups the authority
+            adds later (with ``policy``, a group added later is covered after
+            the next start).
     """
 
     def __init__(self, keystore: Keystore, policy: Optional[List[str]] = None) -> None:
@@ -112,6 +115,10 @@ class Session:
                 if rc != 0:
                     lib.mqe2e_policy_free(self._policy)
                     raise error_for(rc, f"policy rule {rule!r}")
+            rc = lib.mqe2e_policy_add_keystore_groups(self._policy, keystore.handle)
+            if rc != 0:
+                lib.mqe2e_policy_free(self._policy)
+                raise error_for(rc, "policy from the keystore's groups")
         out = ffi.new("mqe2e_session **")
         rc = lib.mqe2e_session_new(out, keystore.handle, self._policy, ffi.NULL)
         if rc != 0:

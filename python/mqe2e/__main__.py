@@ -1,6 +1,7 @@
 """``python -m mqe2e``: subscribe/decrypt, status and enrollment for scripts.
 
     python -m mqe2e sub -K KEYSTORE -t FILTER [-t FILTER]... [-h HOST] [-p PORT]
+                        [-u USER --password-file F] [--cafile F]
                         [-C COUNT] [-W SECONDS] [-v] [-q QOS]
     python -m mqe2e decrypt -K KEYSTORE -t TOPIC  < payload   (one envelope on stdin)
     python -m mqe2e status -K KEYSTORE [--json]
@@ -33,6 +34,7 @@ def _broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--port", type=int, default=1883)
     p.add_argument("-u", "--username")
     p.add_argument("--password-file")
+    p.add_argument("--cafile", help="TLS: CA certificate file (as mosquitto_sub)")
     p.add_argument("--help", action="help")
 
 
@@ -50,6 +52,8 @@ def cmd_sub(a) -> int:
     c.keystore_set(a.keystore, passphrase_file=a.passphrase_file, key_file=a.key_file)
     if a.username:
         c.username_pw_set(a.username, _password(a))
+    if a.cafile:
+        c.tls_set(ca_certs=a.cafile)
     done = threading.Event()
     count = [0]
     lock = threading.Lock()
@@ -144,7 +148,8 @@ def cmd_enroll(a) -> int:
 
     r = enroll(a.keystore, ticket_file=a.ticket_file, host=a.host, port=a.port,
                passphrase_file=a.passphrase_file, key_file=a.key_file, username=a.username,
-               password=_password(a), timeout=a.timeout)
+               password=_password(a), timeout=a.timeout,
+               tls={"ca_certs": a.cafile} if a.cafile else None)
     print(f"enrolled {r.client_id}: credential serial {r.credential_serial}, "
           f"groups: {', '.join(r.groups) or 'none'}")
     return 0

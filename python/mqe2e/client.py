@@ -91,6 +91,10 @@ class Client(paho.Client):
             ks.close()
             raise
         self._mqe2e_keystore = ks
+        if not self._client_id:
+            # The control plane's inbox is P/client/<keystore client id>, and
+            # broker ACLs tie it to the MQTT client id: use the keystore's.
+            self._client_id = ks.client_id.encode("utf-8")
 
     def keystore_close(self) -> None:
         """Free the session and close the keystore (writes replay checkpoints).

@@ -139,7 +139,9 @@ def _exchange(ks: Keystore, t, host, port, username, password, tls, timeout) -> 
     inbox = f"{prefix}/client/{client_id}"
     inq: "queue.Queue[Any]" = queue.Queue()
     connected: "queue.Queue[int]" = queue.Queue()
-    c = paho.Client(client_id=f"{client_id}-enroll-{os.getpid()}")
+    # Its own MQTT client id (the ticket's): the broker ACL of docs/
+    # mosquitto-acl.conf lets a client read only P/client/<its client id>.
+    c = paho.Client(client_id=client_id)
     if username is not None:
         c.username_pw_set(username, password)
     if tls is not None:

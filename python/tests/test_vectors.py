@@ -215,3 +215,59 @@ def test_hello_exchange_replayed_with_the_noise_api():
     hs, _ = client(bytes(other))
     assert lib.mqe2e_noise_read_message(hs, buf, 4096, n, f2.noise, len(f2.noise)) == mqe2e.errors.CODES["auth"]
     lib.mqe2e_noise_handshake_free(hs)
+
+
+def _replay_initiator(c, o, prologue, e_sk, psk=None):
+    hs = ffi.new("mqe2e_noise_handshake **")
+    assert lib.mqe2e_noise_handshake_new(hs, o["protocol"].encode(), 1, prologue, len(prologue)) == 0
+    assert lib.mqe2e_noise_handshake_set_local_static(hs[0], h(c["device_dh_secret"])) == 0
+    assert lib.mqe2e_noise_handshake_set_remote_static(hs[0], h(c["authority_dh_public"])) == 0
+    if psk is not None:
+        assert lib.mqe2e_noise_handshake_set_psk(hs[0], psk) == 0
+    assert lib.mqe2e_noise_handshake_set_ephemeral(hs[0], e_sk) == 0
+    out, n = ffi.new("uint8_t[1024]"), ffi.new("size_t *")
+    req = h(o["request_payload"])
+    assert lib.mqe2e_noise_write_message(hs[0], out, 1024, n, req, len(req)) == 0
+    return hs[0], bytes(ffi.buffer(out, n[0]))
+
+
+def test_enroll_exchange_replayed_with_the_noise_api():
+    """ENROLL (PROTOCOL.md 8.3) from the spec: token_mac with Python's own
+    HMAC, step 1 replayed with the token as psk, step 2 opened."""
+    import hashlib
+    import hmac
+
+    c = load_vectors("control-v1.json")
+    o, t = c["enroll_exchange"], c["ticket"]
+    session, token = h(o["session"]), h(t["token"])
+    prologue = b"mqe2e/v1/enroll\x00" + t["control_prefix"].encode() + b"\x00" + session
+    assert prologue.hex() == o["prologue"]
+    mac = hmac.new(token, b"mqe2e/v1/enroll-mac" + session + h(o["device_ephemeral_public"])
+                   + h(c["device_dh_public"]) + h(c["device_sign_public"]) + t["client_id"].encode(),
+                   hashlib.sha256).digest()
+    assert mac.hex() == o["token_mac"]
+    assert mac in h(o["request_payload"])
+    hs, msg1 = _replay_initiator(c, o, prologue, h(o["device_ephemeral_secret"]), token)
+    f1 = wire.decode_frame(h(o["step1_frame"]))
+    assert (f1.kind, f1.step, f1.sender, f1.session) == (1, 1, t["client_id"], session)
+    assert f1.noise == msg1
+    f2 = wire.decode_frame(h(o["step2_frame"]))
+    assert (f2.kind, f2.step, f2.sender) == (1, 2, t["authority_id"])
+    buf, n = ffi.new("uint8_t[4096]"), ffi.new("size_t *")
+    assert lib.mqe2e_noise_read_message(hs, buf, 4096, n, f2.noise, len(f2.noise)) == 0
+    reply = bytes(ffi.buffer(buf, n[0]))
+    assert reply.hex() == o["reply_payload"]
+    assert h(o["credential"]) in reply
+    lib.mqe2e_noise_handshake_free(hs)
+    cred = ffi.new("mqe2e_credential **")
+    credential = h(o["credential"])
+    assert lib.mqe2e_credential_verify(cred, credential, len(credential),
+                                       h(t["authority_sign_public"]), 1700000001) == 0
+    assert lib.mqe2e_credential_serial(cred[0]) == o["credential_serial"]
+    assert ffi.string(lib.mqe2e_credential_client_id(cred[0])).decode() == t["client_id"]
+    lib.mqe2e_credential_free(cred[0])
+    wrong = bytearray(token)
+    wrong[3] ^= 1
+    hs, _ = _replay_initiator(c, o, prologue, h(o["device_ephemeral_secret"]), bytes(wrong))
+    assert lib.mqe2e_noise_read_message(hs, buf, 4096, n, f2.noise, len(f2.noise)) == mqe2e.errors.CODES["auth"]
+    lib.mqe2e_noise_handshake_free(hs)

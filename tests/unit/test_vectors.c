@@ -450,12 +450,13 @@ Test(vectors, push)
     cJSON_Delete(root);
 }
 
-/* The client side of the published HELLO, rebuilt with the public Noise API
- * over @p prologue with ephemeral @p e_sk; writes message 1 into @p msg. */
-static mqe2e_noise_handshake *hello_initiator(const cJSON *root, const cJSON *o,
-                                              const uint8_t *prologue, size_t pr,
-                                              const uint8_t e_sk[32], uint8_t *msg, size_t cap,
-                                              size_t *len)
+/* The client side of a published exchange (HELLO, or ENROLL with @p psk),
+ * rebuilt with the public Noise API over @p prologue with ephemeral @p e_sk;
+ * writes message 1 into @p msg. */
+static mqe2e_noise_handshake *replay_initiator(const cJSON *root, const cJSON *o,
+                                               const uint8_t *prologue, size_t pr,
+                                               const uint8_t e_sk[32], const uint8_t *psk,
+                                               uint8_t *msg, size_t cap, size_t *len)
 {
     size_t rl;
     uint8_t *req = hexf(o, "request_payload", &rl);
@@ -467,6 +468,7 @@ static mqe2e_noise_handshake *hello_initiator(const cJSON *root, const cJSON *o,
                  MQE2E_OK);
     cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
     cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
+    if (psk != NULL) cr_assert_eq(mqe2e_noise_handshake_set_psk(hs, psk), MQE2E_OK);
     cr_assert_eq(mqe2e_noise_handshake_set_ephemeral(hs, e_sk), MQE2E_OK);
     cr_assert_eq(mqe2e_noise_write_message(hs, msg, cap, len, req, rl), MQE2E_OK);
     free(req);
@@ -502,7 +504,7 @@ Test(vectors, hello_exchange)
     pr += 16;
     expect_hex(o, "prologue", prologue, pr);
 
-    hs = hello_initiator(root, o, prologue, pr, e_sk, msg, sizeof msg, &len);
+    hs = replay_initiator(root, o, prologue, pr, e_sk, NULL, msg, sizeof msg, &len);
     cr_assert_eq(mqe2e_control_frame_decode(&fr, f1, n1), MQE2E_OK);
     cr_assert_eq(memcmp(fr.session, session, 16), 0);
     cr_assert_eq(fr.noise_len, len);
@@ -528,7 +530,7 @@ Test(vectors, hello_exchange)
 
     /* A reader with another ephemeral (any live client) cannot open step 2. */
     e_sk[7] ^= 1;
-    hs = hello_initiator(root, o, prologue, pr, e_sk, msg, sizeof msg, &len);
+    hs = replay_initiator(root, o, prologue, pr, e_sk, NULL, msg, sizeof msg, &len);
     cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
                                           fr.noise_len),
                  MQE2E_ERR_AUTH);
@@ -559,5 +561,109 @@ Test(vectors, hello_reply_payload)
     expect_hex(o, "bundle_secret", u.bundles[0].secret, 32);
     mqe2e_control_update_wipe(&u);
     free(p);
+    cJSON_Delete(root);
+}
+
+/* The ENROLL exchange with a published device ephemeral (PROTOCOL.md 8.3):
+ * token_mac recomputed from the spec, step 1 replayed byte for byte with the
+ * token as psk, step 2 opened to the published EnrollReply, whose credential
+ * verifies under the ticket's authority key and names the device's keys. */
+Test(vectors, enroll_exchange)
+{
+    cJSON *root = load("control-v1.json");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "enroll_exchange");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "ticket");
+    size_t n1, n2, pl, len = 0, plen = 0, pr = 0;
+    uint8_t *f1 = hexf(o, "step1_frame", &n1), *f2 = hexf(o, "step2_frame", &n2);
+    uint8_t *exp = hexf(o, "reply_payload", &pl), *session = hexf(o, "session", NULL);
+    uint8_t *e_sk = hexf(o, "device_ephemeral_secret", NULL), *token = hexf(t, "token", NULL);
+    uint8_t *auth_sk = hexf(root, "authority_dh_secret", NULL);
+    uint8_t *a_sign = hexf(t, "authority_sign_public", NULL);
+    uint8_t *dev_pk = hexf(root, "device_dh_public", NULL);
+    uint8_t *sign_pk = hexf(root, "device_sign_public", NULL);
+    uint8_t prologue[64], msg[1024], payload[4096], e_pk[32], mac[32];
+    const char *prefix = strf(t, "control_prefix"), *cid = strf(t, "client_id");
+    crypto_auth_hmacsha256_state st;
+    mqe2e_noise_handshake *hs;
+    mqe2e_control_frame fr;
+    mqe2e_control_update u;
+    mqe2e_credential *cred = NULL;
+
+    memcpy(prologue, "mqe2e/v1/enroll", 15);
+    pr = 15;
+    prologue[pr++] = 0;
+    memcpy(prologue + pr, prefix, strlen(prefix));
+    pr += strlen(prefix);
+    prologue[pr++] = 0;
+    memcpy(prologue + pr, session, 16);
+    pr += 16;
+    expect_hex(o, "prologue", prologue, pr);
+
+    crypto_scalarmult_base(e_pk, e_sk);
+    expect_hex(o, "device_ephemeral_public", e_pk, 32);
+    crypto_auth_hmacsha256_init(&st, token, 32);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)"mqe2e/v1/enroll-mac", 19);
+    crypto_auth_hmacsha256_update(&st, session, 16);
+    crypto_auth_hmacsha256_update(&st, e_pk, 32);
+    crypto_auth_hmacsha256_update(&st, dev_pk, 32);
+    crypto_auth_hmacsha256_update(&st, sign_pk, 32);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)cid, strlen(cid));
+    crypto_auth_hmacsha256_final(&st, mac);
+    expect_hex(o, "token_mac", mac, 32);
+
+    hs = replay_initiator(root, o, prologue, pr, e_sk, token, msg, sizeof msg, &len);
+    cr_assert_eq(mqe2e_control_frame_decode(&fr, f1, n1), MQE2E_OK);
+    cr_assert_eq(fr.kind, MQE2E_CONTROL_ENROLL);
+    cr_assert_eq(fr.noise_len, len);
+    cr_assert_eq(memcmp(fr.noise, msg, len), 0, "step 1 does not replay byte for byte");
+    cr_assert_eq(mqe2e_control_frame_decode(&fr, f2, n2), MQE2E_OK);
+    cr_assert_eq(fr.step, 2);
+    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
+                                          fr.noise_len),
+                 MQE2E_OK);
+    cr_assert_eq(plen, pl);
+    cr_assert_eq(memcmp(payload, exp, pl), 0);
+    mqe2e_noise_handshake_free(hs);
+
+    cr_assert_eq(mqe2e__control_unpack_update(&u, MQE2E__PAYLOAD_ENROLL_REPLY, payload, plen),
+                 MQE2E_OK);
+    expect_hex(o, "credential", u.credential, u.credential_len);
+    cr_assert_eq(mqe2e_credential_verify(&cred, u.credential, u.credential_len, a_sign,
+                                         1700000001),
+                 MQE2E_OK);
+    cr_assert_str_eq(mqe2e_credential_client_id(cred), cid);
+    cr_assert_eq(mqe2e_credential_serial(cred), numf(o, "credential_serial"));
+    cr_assert_eq(memcmp(mqe2e_credential_dh_public(cred), dev_pk, 32), 0);
+    cr_assert_eq(memcmp(mqe2e_credential_sign_public(cred), sign_pk, 32), 0);
+    mqe2e_credential_free(cred);
+    cr_assert_eq(u.n_bundles, 1);
+    cr_assert_str_eq(u.bundles[0].group, strf(o, "bundle_group"));
+    mqe2e_control_update_wipe(&u);
+
+    /* The authority reads step 1 and the MAC verifies with the token. */
+    mqe2e_enroll_authority *as = NULL;
+    mqe2e_enroll_request er;
+    cr_assert_eq(mqe2e_enroll_accept_read(&as, &er, auth_sk, prefix, f1, n1), MQE2E_OK);
+    cr_assert_eq(mqe2e_enroll_accept_verify_mac(as, token), MQE2E_OK);
+    mqe2e_enroll_authority_free(as);
+
+    /* Without the token (another psk) step 2 does not open. */
+    token[3] ^= 1;
+    hs = replay_initiator(root, o, prologue, pr, e_sk, token, msg, sizeof msg, &len);
+    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
+                                          fr.noise_len),
+                 MQE2E_ERR_AUTH);
+    mqe2e_noise_handshake_free(hs);
+    free(f1);
+    free(f2);
+    free(exp);
+    free(session);
+    free(e_sk);
+    sodium_memzero(token, 32);
+    free(token);
+    free(auth_sk);
+    free(a_sign);
+    free(dev_pk);
+    free(sign_pk);
     cJSON_Delete(root);
 }

@@ -385,9 +385,126 @@ static void gen_hello_exchange(cJSON *root, const uint8_t auth_sk[32], const uin
     sodium_memzero(e_sk, sizeof e_sk);
 }
 
+/* A whole ENROLL exchange whose device side is reproducible (ephemeral and
+ * session published): token_mac as PROTOCOL.md 8.3 states it, step 1 written
+ * over the Noise state, step 2 by the library's authority side with a real
+ * credential signed by the ticket's authority key. */
+static void gen_enroll_exchange(cJSON *root, const mqe2e_ticket *t, const uint8_t auth_sk[32],
+                                const uint8_t a_sign_sk[64], const uint8_t dev_sk[32],
+                                const uint8_t sign_pk[32], const mqe2e_key_bundle *bundle)
+{
+    static const char domain[] = "mqe2e/v1/enroll-mac";
+    uint8_t e_sk[32], e_pk[32], session[16], dev_pk[32], mac[32], req[512];
+    uint8_t f1[1024], f2[MQE2E_CONTROL_MAX_FRAME_BYTES], prologue[64];
+    uint8_t *payload = NULL, *cred = NULL;
+    size_t n1 = 0, n2 = 0, rlen, cap = 0, plen = 0, pl = 0, cred_len = 0;
+    mqe2e_noise_handshake *hs = NULL;
+    mqe2e_enroll_authority *as = NULL;
+    mqe2e_enroll_request er;
+    mqe2e_control_update reply, got;
+    mqe2e_control_frame f;
+    crypto_auth_hmacsha256_state st;
+    Mqe2e__V1__EnrollRequest m;
+    mqe2e_grant grant = {"sensors/sensor-1/#", MQE2E_RIGHT_PUBLISH};
+    mqe2e_credential_request cr;
+    cJSON *o = cJSON_CreateObject();
+
+    fill(e_sk, 32, 0xd0);
+    fill(session, 16, 0x70);
+    crypto_scalarmult_base(e_pk, e_sk);
+    crypto_scalarmult_base(dev_pk, dev_sk);
+    crypto_auth_hmacsha256_init(&st, t->token, 32);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, sizeof domain - 1U);
+    crypto_auth_hmacsha256_update(&st, session, 16);
+    crypto_auth_hmacsha256_update(&st, e_pk, 32);
+    crypto_auth_hmacsha256_update(&st, dev_pk, 32);
+    crypto_auth_hmacsha256_update(&st, sign_pk, 32);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)t->client_id, strlen(t->client_id));
+    crypto_auth_hmacsha256_final(&st, mac);
+
+    CHECK(mqe2e__control_handshake(&hs, MQE2E_CONTROL_ENROLL, MQE2E_NOISE_INITIATOR,
+                                   t->control_prefix, session));
+    CHECK(mqe2e_noise_handshake_set_local_static(hs, dev_sk));
+    CHECK(mqe2e_noise_handshake_set_remote_static(hs, t->authority_dh_public));
+    CHECK(mqe2e_noise_handshake_set_psk(hs, t->token));
+    CHECK(mqe2e_noise_handshake_set_ephemeral(hs, e_sk));
+    mqe2e__v1__enroll_request__init(&m);
+    m.token_id.data = (uint8_t *)(uintptr_t)t->token_id;
+    m.token_id.len = 16;
+    m.client_id = (char *)(uintptr_t)t->client_id;
+    m.sign_public.data = (uint8_t *)(uintptr_t)sign_pk;
+    m.sign_public.len = 32;
+    m.token_mac.data = mac;
+    m.token_mac.len = 32;
+    rlen = mqe2e__v1__enroll_request__get_packed_size(&m);
+    if (rlen > sizeof req) exit(1);
+    mqe2e__v1__enroll_request__pack(&m, req);
+    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_ENROLL, t->client_id,
+                               session, 1, req, rlen));
+
+    CHECK(mqe2e_enroll_accept_read(&as, &er, auth_sk, t->control_prefix, f1, n1));
+    CHECK(mqe2e_enroll_accept_verify_mac(as, t->token));
+    memset(&cr, 0, sizeof cr);
+    cr.client_id = t->client_id;
+    cr.role = "device";
+    memcpy(cr.sign_public, sign_pk, 32);
+    memcpy(cr.dh_public, dev_pk, 32);
+    cr.grants = &grant;
+    cr.n_grants = 1;
+    cr.issued_at = 1700000000;
+    cr.expires_at = 4102444800; /* 2100-01-01 */
+    cr.serial = 42;
+    CHECK(mqe2e_credential_issue(&cred, &cred_len, a_sign_sk, &cr));
+    memset(&reply, 0, sizeof reply);
+    reply.status = MQE2E_STATUS_OK;
+    reply.credential = cred;
+    reply.credential_len = cred_len;
+    reply.bundles = (mqe2e_key_bundle *)(uintptr_t)bundle;
+    reply.n_bundles = 1;
+    CHECK(mqe2e_enroll_accept_write(as, f2, sizeof f2, &n2, t->authority_id, &reply));
+    mqe2e_enroll_authority_free(as);
+
+    CHECK(mqe2e_control_frame_decode(&f, f2, n2));
+    CHECK(mqe2e__control_read(&payload, &cap, &plen, hs, &f));
+    CHECK(mqe2e__control_unpack_update(&got, MQE2E__PAYLOAD_ENROLL_REPLY, payload, plen));
+    if (got.credential_len != cred_len || got.n_bundles != 1) exit(1);
+    mqe2e_control_update_wipe(&got);
+
+    memcpy(prologue + pl, "mqe2e/v1/enroll", 15);
+    pl += 15;
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, t->control_prefix, strlen(t->control_prefix));
+    pl += strlen(t->control_prefix);
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, session, 16);
+    pl += 16;
+    cJSON_AddStringToObject(o, "note", "device side deterministic: ephemeral and session given; "
+                                       "psk = the ticket's token");
+    cJSON_AddStringToObject(o, "protocol", "Noise_IKpsk2_25519_ChaChaPoly_SHA256");
+    add_hex(o, "session", session, 16);
+    add_hex(o, "prologue", prologue, pl);
+    add_hex(o, "device_ephemeral_secret", e_sk, 32);
+    add_hex(o, "device_ephemeral_public", e_pk, 32);
+    add_hex(o, "token_mac", mac, 32);
+    add_hex(o, "request_payload", req, rlen);
+    add_hex(o, "step1_frame", f1, n1);
+    add_hex(o, "step2_frame", f2, n2);
+    add_hex(o, "reply_payload", payload, plen);
+    add_hex(o, "credential", cred, cred_len);
+    cJSON_AddNumberToObject(o, "credential_serial", 42);
+    cJSON_AddStringToObject(o, "bundle_group", bundle->group);
+    cJSON_AddNumberToObject(o, "bundle_epoch", bundle->epoch);
+    cJSON_AddItemToObject(root, "enroll_exchange", o);
+    free(cred);
+    mqe2e__control_free_wiped(payload, cap);
+    mqe2e_noise_handshake_free(hs);
+    sodium_memzero(e_sk, sizeof e_sk);
+}
+
 static void gen_control(const char *dir)
 {
     uint8_t auth_sk[32], auth_pk[32], dev_sk[32], sign_seed[32], sign_pk[32], sign_sk[64];
+    uint8_t a_sign_sk[64];
     uint8_t out[MQE2E_CONTROL_MAX_FRAME_BYTES];
     size_t n = 0;
     mqe2e_ticket t;
@@ -416,10 +533,9 @@ static void gen_control(const char *dir)
     memset(&t, 0, sizeof t);
     fill(t.authority_sign_public, 32, 0); /* replaced below by a real key */
     {
-        uint8_t a_seed[32], a_sk[64];
+        uint8_t a_seed[32];
         fill(a_seed, 32, 0x60);
-        crypto_sign_seed_keypair(t.authority_sign_public, a_sk, a_seed);
-        sodium_memzero(a_sk, sizeof a_sk);
+        crypto_sign_seed_keypair(t.authority_sign_public, a_sign_sk, a_seed);
     }
     memcpy(t.authority_dh_public, auth_pk, 32);
     strcpy(t.authority_id, "authority");
@@ -521,7 +637,9 @@ static void gen_control(const char *dir)
     add_hex(o, "frame", out, n);
     cJSON_AddItemToObject(root, "push", o);
     gen_hello_exchange(root, auth_sk, dev_sk, b);
+    gen_enroll_exchange(root, &t, auth_sk, a_sign_sk, dev_sk, sign_pk, b);
     sodium_memzero(sign_sk, sizeof sign_sk);
+    sodium_memzero(a_sign_sk, sizeof a_sign_sk);
     mqe2e_ticket_wipe(&t);
     write_json(dir, "control-v1.json", root);
 }

@@ -14,7 +14,7 @@
 
 static int first;
 #define S(T)                                                                                       \
-    printf("%s\n \"%s\": {\"size\": %zu, \"fields\": {", first ? "" : ",", #T, sizeof(T));        \
+    printf("%s\n \"%s\": {\"size\": %zu, \"fields\": {", first ? "" : ",", #T, sizeof(T));         \
     first = 0;                                                                                     \
     {                                                                                              \
         int f_ = 1;                                                                                \
@@ -27,6 +27,7 @@ static int first;
     printf("}}");                                                                                  \
     }
 
+// clang-format off
 int main(void)
 {
     first = 1;
@@ -66,3 +67,4 @@ int main(void)
     printf("\n}\n");
     return 0;
 }
+// clang-format on

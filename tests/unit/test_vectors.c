@@ -53,7 +53,8 @@ static void expect_hex(const cJSON *v, const char *name, const uint8_t *got, siz
 static uint64_t u48(const uint8_t b[6])
 {
     uint64_t x = 0;
-    for (int i = 0; i < 6; i++) x = (x << 8) | b[i];
+    for (int i = 0; i < 6; i++)
+        x = (x << 8) | b[i];
     return x;
 }
 
@@ -173,8 +174,8 @@ Test(vectors, envelopes)
         mqe2e__envelope_nonce(nonce, k.iv, view.header.instance, view.header.seq);
         expect_hex(v, "nonce", nonce, 12);
 
-        cr_assert_eq(open_vector(v, strf(v, "topic"), env, env_len, pt, &pt_len), MQE2E_OK,
-                     "%s", strf(v, "note"));
+        cr_assert_eq(open_vector(v, strf(v, "topic"), env, env_len, pt, &pt_len), MQE2E_OK, "%s",
+                     strf(v, "note"));
         cr_assert_eq(pt_len, exp_len);
         cr_assert_eq(memcmp(pt, exp_pt, pt_len), 0);
 
@@ -191,8 +192,7 @@ Test(vectors, envelopes)
             /* The signer key is not in the file: a seal must get it from its callback. */
             cr_assert_eq(mqe2e_envelope_seal_signed(again, sizeof again, &again_len, &k,
                                                     strf(v, "topic"), strf(v, "group_id"),
-                                                    &view.header, exp_pt, exp_len, sign_with,
-                                                    NULL),
+                                                    &view.header, exp_pt, exp_len, sign_with, NULL),
                          MQE2E_ERR_CRYPTO);
         }
         mqe2e_sender_key_wipe(&k);
@@ -279,9 +279,12 @@ Test(vectors, channel_envelopes)
         r += tl;
         memcpy(rebuilt + r, session, 16);
         r += 16;
-        for (int i = 3; i >= 0; i--) rebuilt[r++] = (uint8_t)(view.header.epoch >> (8 * i));
-        for (int i = 3; i >= 0; i--) rebuilt[r++] = (uint8_t)(view.header.sender_id >> (8 * i));
-        for (int i = 7; i >= 0; i--) rebuilt[r++] = (uint8_t)(view.header.seq >> (8 * i));
+        for (int i = 3; i >= 0; i--)
+            rebuilt[r++] = (uint8_t)(view.header.epoch >> (8 * i));
+        for (int i = 3; i >= 0; i--)
+            rebuilt[r++] = (uint8_t)(view.header.sender_id >> (8 * i));
+        for (int i = 7; i >= 0; i--)
+            rebuilt[r++] = (uint8_t)(view.header.seq >> (8 * i));
         cr_assert_eq(r, ad_len);
         cr_assert_eq(memcmp(rebuilt, ad, r), 0);
 
@@ -292,8 +295,7 @@ Test(vectors, channel_envelopes)
         cr_assert_eq(memcmp(pt, exp_pt, pt_len), 0);
         /* Another seq (nonce) or another AD byte fails. */
         cr_assert_eq(mqe2e_noise_cipher_decrypt_n(cs, view.header.seq + 1, pt, sizeof pt, &pt_len,
-                                                  ad, ad_len, view.ciphertext,
-                                                  view.ciphertext_len),
+                                                  ad, ad_len, view.ciphertext, view.ciphertext_len),
                      MQE2E_ERR_AUTH);
         ad[5] ^= 1;
         cr_assert_eq(mqe2e_noise_cipher_decrypt_n(cs, view.header.seq, pt, sizeof pt, &pt_len, ad,
@@ -366,8 +368,7 @@ Test(vectors, enroll_step1)
     mqe2e_enroll_authority_free(st);
     st = NULL;
     /* Another prefix is another prologue. */
-    cr_assert_eq(mqe2e_enroll_accept_read(&st, &req, auth_sk, "other", frame, len),
-                 MQE2E_ERR_AUTH);
+    cr_assert_eq(mqe2e_enroll_accept_read(&st, &req, auth_sk, "other", frame, len), MQE2E_ERR_AUTH);
     free(frame);
     free(auth_sk);
     sodium_memzero(token, 32);
@@ -418,7 +419,8 @@ Test(vectors, push)
     check_frame(o, frame, len);
     cr_assert_eq(mqe2e_push_open(&u, dev_sk, auth_pk, "mqe2e", aid, frame, len, 0), MQE2E_OK);
     cr_assert_eq(u.push_seq, numf(o, "push_seq"));
-    cr_assert_eq(u.n_bundles, (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "bundles")));
+    cr_assert_eq(u.n_bundles,
+                 (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "bundles")));
     cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(o, "bundles"))
     {
         const mqe2e_key_bundle *k = &u.bundles[i++];
@@ -435,9 +437,9 @@ Test(vectors, push)
     cr_assert_str_eq(u.removed_groups[0].name, "old-group");
     mqe2e_control_update_wipe(&u);
     /* Replayed: refused after authentication. */
-    cr_assert_eq(mqe2e_push_open(&u, dev_sk, auth_pk, "mqe2e", aid, frame, len,
-                                 numf(o, "push_seq")),
-                 MQE2E_ERR_REPLAY);
+    cr_assert_eq(
+        mqe2e_push_open(&u, dev_sk, auth_pk, "mqe2e", aid, frame, len, numf(o, "push_seq")),
+        MQE2E_ERR_REPLAY);
     /* From someone else, or under another prefix. */
     cr_assert_eq(mqe2e_push_open(&u, dev_sk, auth_pk, "mqe2e", "mallory", frame, len, 0),
                  MQE2E_ERR_STATE);
@@ -463,9 +465,9 @@ static mqe2e_noise_handshake *replay_initiator(const cJSON *root, const cJSON *o
     uint8_t *dev_sk = hexf(root, "device_dh_secret", NULL);
     uint8_t *auth_pk = hexf(root, "authority_dh_public", NULL);
     mqe2e_noise_handshake *hs = NULL;
-    cr_assert_eq(mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR,
-                                           prologue, pr),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_noise_handshake_new(&hs, strf(o, "protocol"), MQE2E_NOISE_INITIATOR, prologue, pr),
+        MQE2E_OK);
     cr_assert_eq(mqe2e_noise_handshake_set_local_static(hs, dev_sk), MQE2E_OK);
     cr_assert_eq(mqe2e_noise_handshake_set_remote_static(hs, auth_pk), MQE2E_OK);
     if (psk != NULL) cr_assert_eq(mqe2e_noise_handshake_set_psk(hs, psk), MQE2E_OK);
@@ -514,9 +516,9 @@ Test(vectors, hello_exchange)
     cr_assert_eq(fr.kind, MQE2E_CONTROL_HELLO);
     cr_assert_eq(fr.step, 2);
     cr_assert_str_eq(fr.from, strf(root, "authority_id"));
-    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
-                                          fr.noise_len),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise, fr.noise_len),
+        MQE2E_OK);
     cr_assert_eq(plen, pl);
     cr_assert_eq(memcmp(payload, exp, pl), 0);
     mqe2e_noise_handshake_free(hs);
@@ -531,9 +533,9 @@ Test(vectors, hello_exchange)
     /* A reader with another ephemeral (any live client) cannot open step 2. */
     e_sk[7] ^= 1;
     hs = replay_initiator(root, o, prologue, pr, e_sk, NULL, msg, sizeof msg, &len);
-    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
-                                          fr.noise_len),
-                 MQE2E_ERR_AUTH);
+    cr_assert_eq(
+        mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise, fr.noise_len),
+        MQE2E_ERR_AUTH);
     mqe2e_noise_handshake_free(hs);
     free(f1);
     free(f2);
@@ -618,9 +620,9 @@ Test(vectors, enroll_exchange)
     cr_assert_eq(memcmp(fr.noise, msg, len), 0, "step 1 does not replay byte for byte");
     cr_assert_eq(mqe2e_control_frame_decode(&fr, f2, n2), MQE2E_OK);
     cr_assert_eq(fr.step, 2);
-    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
-                                          fr.noise_len),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise, fr.noise_len),
+        MQE2E_OK);
     cr_assert_eq(plen, pl);
     cr_assert_eq(memcmp(payload, exp, pl), 0);
     mqe2e_noise_handshake_free(hs);
@@ -628,8 +630,7 @@ Test(vectors, enroll_exchange)
     cr_assert_eq(mqe2e__control_unpack_update(&u, MQE2E__PAYLOAD_ENROLL_REPLY, payload, plen),
                  MQE2E_OK);
     expect_hex(o, "credential", u.credential, u.credential_len);
-    cr_assert_eq(mqe2e_credential_verify(&cred, u.credential, u.credential_len, a_sign,
-                                         1700000001),
+    cr_assert_eq(mqe2e_credential_verify(&cred, u.credential, u.credential_len, a_sign, 1700000001),
                  MQE2E_OK);
     cr_assert_str_eq(mqe2e_credential_client_id(cred), cid);
     cr_assert_eq(mqe2e_credential_serial(cred), numf(o, "credential_serial"));
@@ -650,9 +651,9 @@ Test(vectors, enroll_exchange)
     /* Without the token (another psk) step 2 does not open. */
     token[3] ^= 1;
     hs = replay_initiator(root, o, prologue, pr, e_sk, token, msg, sizeof msg, &len);
-    cr_assert_eq(mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise,
-                                          fr.noise_len),
-                 MQE2E_ERR_AUTH);
+    cr_assert_eq(
+        mqe2e_noise_read_message(hs, payload, sizeof payload, &plen, fr.noise, fr.noise_len),
+        MQE2E_ERR_AUTH);
     mqe2e_noise_handshake_free(hs);
     free(f1);
     free(f2);

@@ -13,24 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_control.h"
+#include "internal_envelope_codec.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/hkdf.h"
 #include "mqe2e/noise.h"
-#include "internal_control.h"
-#include "internal_envelope_codec.h"
 #include "proto/control.pb-c.h"
 
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        int rc_ = (x);                                                         \
-        if (rc_ != MQE2E_OK) {                                                 \
-            fprintf(stderr, "%s:%d: %s -> %s\n", __FILE__, __LINE__, #x,      \
-                    mqe2e_error_name(rc_));                                    \
-            exit(1);                                                           \
-        }                                                                      \
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (x);                                                                             \
+        if (rc_ != MQE2E_OK) {                                                                     \
+            fprintf(stderr, "%s:%d: %s -> %s\n", __FILE__, __LINE__, #x, mqe2e_error_name(rc_));   \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void add_hex(cJSON *o, const char *name, const uint8_t *b, size_t n)
@@ -44,7 +43,8 @@ static void add_hex(cJSON *o, const char *name, const uint8_t *b, size_t n)
 
 static void fill(uint8_t *b, size_t n, uint8_t start)
 {
-    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(start + i);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(start + i);
 }
 
 static void write_json(const char *dir, const char *name, cJSON *root)
@@ -95,7 +95,8 @@ static void gen_key_schedule(const char *dir)
     memset(secret2, 0xa5, 32);
     memset(long_group, 'g', 255);
     long_group[255] = '\0';
-    cJSON_AddStringToObject(root, "source", "docs/PROTOCOL.md 2.3 (sender key and IV), 8.7 (channel generations)");
+    cJSON_AddStringToObject(root, "source",
+                            "docs/PROTOCOL.md 2.3 (sender key and IV), 8.7 (channel generations)");
     ks_vector(arr, "worked example of docs/PROTOCOL.md 2.8", secret, "hr-monitors", 7, 0xC0FFEE);
     ks_vector(arr, "epoch 0, sender 0, one-byte group id", secret2, "g", 0, 0);
     ks_vector(arr, "largest values: 255-byte group id, epoch and sender 2^32-1", secret2,
@@ -142,7 +143,7 @@ static cJSON *env_vector(const char *note, const uint8_t secret[32], const char 
     if (h->mode == MQE2E_MODE_SIGNED_GROUP)
         CHECK(mqe2e_envelope_seal_signed(env, cap, env_len, &k, topic, group, h,
                                          (const uint8_t *)pt, strlen(pt), sign_cb,
-                                         (void *)sign_sk));
+                                         (void *)(uintptr_t)sign_sk));
     else
         CHECK(mqe2e_envelope_seal(env, cap, env_len, &k, topic, group, h, (const uint8_t *)pt,
                                   strlen(pt)));
@@ -156,7 +157,8 @@ static cJSON *env_vector(const char *note, const uint8_t secret[32], const char 
     cJSON_AddNumberToObject(v, "sender_id", h->sender_id);
     {
         uint8_t inst[6];
-        for (int i = 0; i < 6; i++) inst[i] = (uint8_t)(h->instance >> (8 * (5 - i)));
+        for (int i = 0; i < 6; i++)
+            inst[i] = (uint8_t)(h->instance >> (8 * (5 - i)));
         add_hex(v, "instance", inst, 6);
     }
     cJSON_AddNumberToObject(v, "seq", (double)h->seq);
@@ -182,8 +184,8 @@ static void add_bad(cJSON *arr, const char *note, const char *of, const char *to
     cJSON_AddItemToArray(arr, b);
 }
 
-static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t dir,
-                           uint64_t seq, const char *topic, const char *pt)
+static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t dir, uint64_t seq,
+                           const char *topic, const char *pt)
 {
     uint8_t k[32], session[16], ad[512], env[512];
     size_t tlen = strlen(topic), adl = 0, hl, ctl = 0;
@@ -194,7 +196,8 @@ static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t 
     fill(k, 32, 0x40);
     fill(session, 16, 0xe0);
     CHECK(mqe2e_noise_cipher_new(&cs, k));
-    for (uint32_t g = 0; g < gen; g++) CHECK(mqe2e_noise_cipher_rekey(cs));
+    for (uint32_t g = 0; g < gen; g++)
+        CHECK(mqe2e_noise_cipher_rekey(cs));
     /* AD of docs/PROTOCOL.md 8.7, written out here as the spec gives it. */
     ad[adl++] = 1;
     ad[adl++] = 2;
@@ -205,9 +208,12 @@ static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t 
     adl += tlen;
     memcpy(ad + adl, session, 16);
     adl += 16;
-    for (int i = 3; i >= 0; i--) ad[adl++] = (uint8_t)(gen >> (8 * i));
-    for (int i = 3; i >= 0; i--) ad[adl++] = (uint8_t)(dir >> (8 * i));
-    for (int i = 7; i >= 0; i--) ad[adl++] = (uint8_t)(seq >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        ad[adl++] = (uint8_t)(gen >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        ad[adl++] = (uint8_t)(dir >> (8 * i));
+    for (int i = 7; i >= 0; i--)
+        ad[adl++] = (uint8_t)(seq >> (8 * i));
     hl = mqe2e__envelope_header_len(&h, strlen(pt) + 16);
     CHECK(mqe2e_noise_cipher_encrypt_n(cs, seq, env + hl, sizeof env - hl, &ctl, ad, adl,
                                        (const uint8_t *)pt, strlen(pt)));
@@ -237,17 +243,19 @@ static void gen_envelopes(const char *dir)
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *bads = cJSON_CreateArray();
     mqe2e_envelope_header ex = {MQE2E_MODE_GROUP, 7, 0xC0FFEE, 1000, UINT64_C(0x5eed1234abcd)};
     mqe2e_envelope_header zero = {MQE2E_MODE_GROUP, 0, 0, 0, 0};
-    mqe2e_envelope_header sg = {MQE2E_MODE_SIGNED_GROUP, 3, 0x00abcdef, 42, UINT64_C(0x010203040506)};
+    mqe2e_envelope_header sg = {MQE2E_MODE_SIGNED_GROUP, 3, 0x00abcdef, 42,
+                                UINT64_C(0x010203040506)};
 
     fill(secret, 32, 0);
     memset(secret2, 0xa5, 32);
     fill(seed, 32, 0x20);
     crypto_sign_seed_keypair(pk, sk, seed);
-    cJSON_AddStringToObject(root, "source", "docs/PROTOCOL.md 2 (group), 2.9 (signed), 8.7 (channel)");
+    cJSON_AddStringToObject(root, "source",
+                            "docs/PROTOCOL.md 2 (group), 2.9 (signed), 8.7 (channel)");
 
-    cJSON_AddItemToArray(arr, env_vector("worked example of docs/PROTOCOL.md 2.8", secret,
-                                         "hr-monitors", "fleet/device-42/hr", &ex,
-                                         "{\"bpm\":72}", NULL, env, &n));
+    cJSON_AddItemToArray(arr,
+                         env_vector("worked example of docs/PROTOCOL.md 2.8", secret, "hr-monitors",
+                                    "fleet/device-42/hr", &ex, "{\"bpm\":72}", NULL, env, &n));
     /* Negative vectors derived from the worked example. */
     memcpy(bad, env, n);
     bad[n - 1] ^= 0x01;
@@ -339,8 +347,8 @@ static void gen_hello_exchange(cJSON *root, const uint8_t auth_sk[32], const uin
     rlen = mqe2e__v1__hello__get_packed_size(&m);
     if (rlen > sizeof req) exit(1);
     mqe2e__v1__hello__pack(&m, req);
-    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_HELLO, "sensor-1", session,
-                               1, req, rlen));
+    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_HELLO, "sensor-1", session, 1,
+                               req, rlen));
 
     CHECK(mqe2e_hello_accept_read(&as, &hr, auth_sk, "mqe2e", f1, n1));
     CHECK(mqe2e_hello_accept_check_static(as, dev_pk));
@@ -439,8 +447,8 @@ static void gen_enroll_exchange(cJSON *root, const mqe2e_ticket *t, const uint8_
     rlen = mqe2e__v1__enroll_request__get_packed_size(&m);
     if (rlen > sizeof req) exit(1);
     mqe2e__v1__enroll_request__pack(&m, req);
-    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_ENROLL, t->client_id,
-                               session, 1, req, rlen));
+    CHECK(mqe2e__control_write(f1, sizeof f1, &n1, hs, MQE2E_CONTROL_ENROLL, t->client_id, session,
+                               1, req, rlen));
 
     CHECK(mqe2e_enroll_accept_read(&as, &er, auth_sk, t->control_prefix, f1, n1));
     CHECK(mqe2e_enroll_accept_verify_mac(as, t->token));
@@ -478,8 +486,9 @@ static void gen_enroll_exchange(cJSON *root, const mqe2e_ticket *t, const uint8_
     prologue[pl++] = 0;
     memcpy(prologue + pl, session, 16);
     pl += 16;
-    cJSON_AddStringToObject(o, "note", "device side deterministic: ephemeral and session given; "
-                                       "psk = the ticket's token");
+    cJSON_AddStringToObject(o, "note",
+                            "device side deterministic: ephemeral and session given; "
+                            "psk = the ticket's token");
     cJSON_AddStringToObject(o, "protocol", "Noise_IKpsk2_25519_ChaChaPoly_SHA256");
     add_hex(o, "session", session, 16);
     add_hex(o, "prologue", prologue, pl);
@@ -521,8 +530,10 @@ static void gen_control(const char *dir)
     fill(sign_seed, 32, 0xc0);
     crypto_scalarmult_base(auth_pk, auth_sk);
     crypto_sign_seed_keypair(sign_pk, sign_sk, sign_seed);
-    cJSON_AddStringToObject(root, "source", "docs/PROTOCOL.md 8.1 (frame), 8.3 (ENROLL), 8.4 (HELLO), 8.5 (PUSH); "
-                            "Noise ephemerals are random, so the receiving side is what is checked");
+    cJSON_AddStringToObject(
+        root, "source",
+        "docs/PROTOCOL.md 8.1 (frame), 8.3 (ENROLL), 8.4 (HELLO), 8.5 (PUSH); "
+        "Noise ephemerals are random, so the receiving side is what is checked");
     cJSON_AddStringToObject(root, "prefix", "mqe2e");
     cJSON_AddStringToObject(root, "authority_id", "authority");
     add_keypair(root, "authority", auth_sk);

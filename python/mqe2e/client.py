@@ -164,33 +164,33 @@ class Client(paho.Client):
 
     # -- paho's internal hooks ---------------------------------------------
     def _handle_connack(self):  # noqa: D401 - paho hook
-        s = self._mqe2e_session
         acts: list = []
         pkt = self._in_packet.get("packet", b"")
-        if s is not None and len(pkt) >= 2 and pkt[1] == 0:
+        if len(pkt) >= 2 and pkt[1] == 0:
             with self._mqe2e_lock:
-                acts = s.connected()
+                if self._mqe2e_session is not None:
+                    acts = self._mqe2e_session.connected()
         if acts:
             # Before the user's on_connect: the HELLO leaves first.
             self._mqe2e_run(acts, None)
         return super()._handle_connack()
 
     def _do_on_disconnect(self, rc, properties=None):
-        s = self._mqe2e_session
-        if s is not None:
-            with self._mqe2e_lock:
-                s.disconnected()
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not None:
+                self._mqe2e_session.disconnected()
         return super()._do_on_disconnect(rc, properties)
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        s = self._mqe2e_session
-        if s is None:
-            # Not configured: nothing is delivered, never clear text.
-            self._mqe2e_drop(message.topic, error_for(-11).name)
-            return
         with self._mqe2e_lock:
-            acts = s.message_received(message._topic, message.payload, message.qos,
-                                      bool(message.retain), bool(message.dup))
+            s = self._mqe2e_session
+            acts = None if s is None else s.message_received(
+                message._topic, message.payload, message.qos, bool(message.retain),
+                bool(message.dup))
+        if acts is None:
+            # Not configured (or closed): nothing is delivered, never clear text.
+            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            return
         if len(acts) == 1 and type(acts[0]) is Delivery and acts[0].current:
             # The common case: this message, decrypted. Reuse paho's object
             # (mid, properties, timestamp) with the plaintext in it.
@@ -203,13 +203,15 @@ class Client(paho.Client):
 
     def loop_misc(self) -> int:
         rc = super().loop_misc()
-        s = self._mqe2e_session
         now = int(time.monotonic() * 1000)
-        if s is not None and now >= self._mqe2e_next_tick:
+        if now >= self._mqe2e_next_tick:
+            acts: list = []
             with self._mqe2e_lock:
-                acts = s.tick(self.is_connected())
-                nt = s.next_timer_ms()
-            self._mqe2e_next_tick = nt if nt is not None else now + 1000
+                s = self._mqe2e_session
+                if s is not None:
+                    acts = s.tick(self.is_connected())
+                    nt = s.next_timer_ms()
+                    self._mqe2e_next_tick = nt if nt is not None else now + 1000
             self._mqe2e_run(acts, None)
         return rc
 

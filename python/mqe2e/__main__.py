@@ -182,7 +182,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--ticket-file")
     p.add_argument("-W", "--timeout", type=float, default=30)
     p.set_defaults(fn=cmd_enroll)
-    a = ap.parse_args(argv)
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:  # argparse: --help is 0, a usage error 2 -> 1
+        return 0 if e.code in (0, None) else 1
     try:
         return a.fn(a)
     except Mqe2eError as e:

@@ -60,9 +60,11 @@ static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, c
     sess_action *a = calloc(1, sizeof *a);
     if (a == NULL) return NULL;
     a->topic = strdup(topic != NULL ? topic : "");
-    a->cap = len > 0 ? len : 1U;
-    a->data = malloc(a->cap);
-    if (a->topic == NULL || a->data == NULL) {
+    if (data != NULL) {
+        a->cap = len > 0 ? len : 1U;
+        a->data = malloc(a->cap);
+    }
+    if (a->topic == NULL || (data != NULL && a->data == NULL)) {
         act_free(a);
         return NULL;
     }
@@ -111,8 +113,6 @@ static int sess_deliver(mqe2e_session *c, const char *topic, uint8_t *pt, size_t
         free(pt);
         return MQE2E_ERR_NOMEM;
     }
-    sodium_memzero(a->data, a->cap);
-    free(a->data);
     a->data = pt;
     a->cap = cap;
     a->a.len = pt_len;
@@ -150,7 +150,7 @@ void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, 
         }
         return;
     }
-    if (rc == MQE2E_OK && pt_len > (size_t)INT_MAX) {
+    if (pt_len > (size_t)INT_MAX) {
         /* Bindings hand lengths to int APIs (Paho): refused, never truncated. */
         sodium_memzero(pt, cap);
         free(pt);

@@ -123,33 +123,13 @@ static void *async_wrap(void *ctx, const void *in_, const mqe2e_session_action *
 {
     const MQTTAsync_message *in = in_;
     MQTTAsync_message init = MQTTAsync_message_initializer;
-    MQTTAsync_message *m;
-    size_t tlen = strlen(a->topic);
+    void *payload;
+    MQTTAsync_message *m = mqe2e__wrap_block(sizeof *m, a, topic, &payload);
 
     (void)ctx;
-    m = malloc(sizeof *m + (a->len > 0 ? a->len : 1U));
-    *topic = malloc(tlen + 1U);
-    if (m == NULL || *topic == NULL || a->len > (size_t)INT_MAX) {
-        free(m);
-        free(*topic);
-        *topic = NULL;
-        return NULL;
-    }
-    memcpy(*topic, a->topic, tlen + 1U);
+    if (m == NULL) return NULL;
     *m = init;
-    m->payload = (uint8_t *)(m + 1);
-    if (a->len > 0) memcpy(m->payload, a->data, a->len);
-    m->payloadlen = (int)a->len;
-    m->qos = a->qos;
-    m->retained = a->retained;
-    m->dup = a->dup;
-    if (in != NULL) {
-        m->msgid = in->msgid;
-        /* v5 properties travel outside the envelope: handed on as they came
-         * (none is the initializer's empty set, without Paho's copy call). */
-        if (in->struct_version >= 1 && in->properties.count > 0)
-            m->properties = MQTTProperties_copy(&in->properties);
-    }
+    MQE2E__WRAP_FILL(m, in, a, payload);
     return m;
 }
 
@@ -388,8 +368,6 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     struct mqe2e_async *c = handle;
     int rc;
 
-    mqe2e_keystore *ks;
-
     if (c == NULL || options == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
     }
@@ -406,60 +384,21 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         (void)pthread_mutex_unlock(&c->lock);
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
     }
-    ks = options->keystore;
-    if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
-                                       options->passphraseEnv, options->passphraseFile);
-        if (rc != MQE2E_OK) {
-            goto out;
-        }
-    }
-    mqe2e__ctl_host host;
-    mqe2e_session_options so;
-    memset(&host, 0, sizeof host);
-    host.publish = async_ctl_publish;
-    host.subscribe = async_ctl_subscribe;
-    host.is_connected = async_ctl_is_connected;
-    host.strerror = MQTTAsync_strerror;
-    host.lock = &c->lock;
-    host.cb_lock = &c->cb_lock;
-    host.ctx = c;
-    host.log = async_ctl_log;
-    host.log_level = options->onLog != NULL ? (int)options->logLevel : 0;
-    host.dropped = async_ctl_dropped;
-    host.wrap = async_wrap;
-    host.unwrap = async_unwrap;
-    host.hand = async_hand_released;
-    mqe2e__session_options_from(&so, options->struct_version, options->holdMaxCount,
-                                options->holdMaxBytes, options->holdMaxSeconds,
-                                options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
-    so.protector = options->protector;
+    mqe2e__ctl_host host = {async_ctl_publish, async_ctl_subscribe, async_ctl_is_connected,
+                            MQTTAsync_strerror, &c->lock, &c->cb_lock, c, async_ctl_log, 0,
+                            async_ctl_dropped, async_wrap, async_unwrap, async_hand_released};
     /* The session logs through the front from its first call on. */
     c->on_log = options->onLog;
     c->log_level = options->logLevel;
     c->sec_context = options->context;
-    rc = mqe2e__ctl_new(&c->ctl, &host, ks, options->policy, &so);
-    if (rc != MQE2E_OK) {
-        c->on_log = NULL;
-        if (options->keystore == NULL) {
-            mqe2e_keystore_close(ks);
-        }
-        goto out;
-    }
-    c->keystore = ks;
-    c->owns_keystore = options->keystore == NULL;
-    c->on_dropped = options->onDropped;
-    c->protector = mqe2e__ctl_protector(c->ctl);
-out:
-    (void)pthread_mutex_unlock(&c->lock);
+    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
     if (rc == MQE2E_OK) {
-        if (mqe2e__ctl_has_control(c->ctl)) {
-            async_log(c, MQE2E_LOG_INFO, "control plane enabled");
-        }
-        async_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
-                  mqe2e_keystore_client_id(c->keystore),
-                  mqe2e_policy_count(mqe2e__ctl_policy(c->ctl)));
+        c->on_dropped = options->onDropped;
+        c->protector = mqe2e__ctl_protector(c->ctl);
+    } else {
+        c->on_log = NULL;
     }
+    (void)pthread_mutex_unlock(&c->lock);
     return async_map_error(rc);
 }
 

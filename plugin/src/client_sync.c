@@ -118,36 +118,17 @@ static void *client_wrap(void *ctx, const void *in_, const mqe2e_session_action 
 {
     const MQTTClient_message *in = in_;
     MQTTClient_message init = MQTTClient_message_initializer;
-    MQTTClient_message *m;
-    size_t tlen = strlen(a->topic);
+    void *payload;
+    MQTTClient_message *m = mqe2e__wrap_block(sizeof *m, a, topic, &payload);
 
     (void)ctx;
-    *topic = NULL;
-    m = malloc(sizeof *m + (a->len > 0 ? a->len : 1U));
-    *topic = malloc(tlen + 1U);
-    if (m == NULL || *topic == NULL || a->len > (size_t)INT_MAX) {
-        free(m);
-        free(*topic);
-        *topic = NULL;
-        return NULL;
-    }
-    memcpy(*topic, a->topic, tlen + 1U);
+    if (m == NULL) return NULL;
     *m = init;
-    m->payload = (uint8_t *)(m + 1);
-    if (a->len > 0) memcpy(m->payload, a->data, a->len);
-    m->payloadlen = (int)a->len;
-    m->qos = a->qos;
-    m->retained = a->retained;
-    m->dup = a->dup;
     if (in != NULL) {
         memcpy(m->struct_id, in->struct_id, sizeof m->struct_id);
         m->struct_version = in->struct_version;
-        m->msgid = in->msgid;
-        /* MQTT v5 properties travel outside the envelope: handed on as they
-         * came (none is the initializer's empty set, without Paho's copy call). */
-        if (in->struct_version >= 1 && in->properties.count > 0)
-            m->properties = MQTTProperties_copy(&in->properties);
     }
+    MQE2E__WRAP_FILL(m, in, a, payload);
     return m;
 }
 
@@ -323,8 +304,6 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     struct mqe2e_client *c = handle;
     int rc;
 
-    mqe2e_keystore *ks;
-
     if (c == NULL || options == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
     }
@@ -339,59 +318,22 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     if (c->protector != NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE);
     }
-    ks = options->keystore;
-    if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
-                                       options->passphraseEnv, options->passphraseFile);
-        if (rc != MQE2E_OK) {
-            return client_map_error(rc);
-        }
-    }
-    mqe2e__ctl_host host;
-    mqe2e_session_options so;
-    memset(&host, 0, sizeof host);
-    host.publish = client_ctl_publish;
-    host.subscribe = client_ctl_subscribe;
-    host.is_connected = client_ctl_is_connected;
-    host.strerror = MQTTClient_strerror;
-    host.lock = &c->lock;
-    host.cb_lock = &c->cb_lock;
-    host.ctx = c;
-    host.log = client_ctl_log;
-    host.log_level = options->onLog != NULL ? (int)options->logLevel : 0;
-    host.dropped = client_ctl_dropped;
-    host.wrap = client_wrap;
-    host.unwrap = client_unwrap;
-    host.hand = client_hand;
-    mqe2e__session_options_from(&so, options->struct_version, options->holdMaxCount,
-                                options->holdMaxBytes, options->holdMaxSeconds,
-                                options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
-    so.protector = options->protector;
+    mqe2e__ctl_host host = {client_ctl_publish, client_ctl_subscribe, client_ctl_is_connected,
+                            MQTTClient_strerror, &c->lock, &c->cb_lock, c, client_ctl_log, 0,
+                            client_ctl_dropped, client_wrap, client_unwrap, client_hand};
     (void)pthread_mutex_lock(&c->lock);
     /* The session logs through the front from its first call on. */
     c->on_log = options->onLog;
     c->log_level = options->logLevel;
     c->sec_context = options->context;
-    rc = mqe2e__ctl_new(&c->ctl, &host, ks, options->policy, &so);
-    if (rc != MQE2E_OK) {
+    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
+    if (rc == MQE2E_OK) {
+        c->on_dropped = options->onDropped;
+        c->protector = mqe2e__ctl_protector(c->ctl);
+    } else {
         c->on_log = NULL;
-        (void)pthread_mutex_unlock(&c->lock);
-        if (options->keystore == NULL) {
-            mqe2e_keystore_close(ks);
-        }
-        return client_map_error(rc);
     }
-    c->keystore = ks;
-    c->owns_keystore = options->keystore == NULL;
-    c->on_dropped = options->onDropped;
-    c->protector = mqe2e__ctl_protector(c->ctl);
     (void)pthread_mutex_unlock(&c->lock);
-    if (mqe2e__ctl_has_control(c->ctl)) {
-        client_log(c, MQE2E_LOG_INFO, "control plane enabled");
-    }
-    client_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
-               mqe2e_keystore_client_id(c->keystore),
-               mqe2e_policy_count(mqe2e__ctl_policy(c->ctl)));
     return client_map_error(rc);
 }
 

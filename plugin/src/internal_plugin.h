@@ -80,6 +80,42 @@ void mqe2e__will_free(uint8_t *buf, size_t cap);
 void mqe2e__session_options_from(mqe2e_session_options *o, int struct_version, size_t max_count,
                                  size_t max_bytes, unsigned max_seconds, unsigned fresh_max);
 
+/* Both fronts' setSecurity once the options passed their checks (its
+ * options type is shared): open the keystore when only a path is given,
+ * then the session and its glue over @p host (the front's transport and
+ * callbacks; log_level is set here from the options). On success *ks is the
+ * keystore and *owns_ks whether it was opened here; on failure nothing is
+ * held. Called with the front's lock held. */
+struct mqe2e_MQTTClient_securityOptions;
+int mqe2e__ctl_setup(mqe2e__ctl **out, mqe2e__ctl_host *host,
+                     const struct mqe2e_MQTTClient_securityOptions *o, mqe2e_keystore **ks,
+                     int *owns_ks);
+
+/* The common part of a front's wrap: one malloc()ed block of @p struct_size
+ * bytes followed by a copy of the action's plaintext (*payload points at
+ * it), and in *topic a malloc()ed copy of its topic. NULL (nothing held)
+ * when out of memory or too long for Paho's int lengths. */
+void *mqe2e__wrap_block(size_t struct_size, const mqe2e_session_action *a, char **topic,
+                        void **payload);
+
+/* A front's message (Paho's sync or async type, same field names) filled
+ * for a DELIVER action @p a: flags from the action, packet id and v5
+ * properties from the transport's message @p in (NULL for a released one). */
+#define MQE2E__WRAP_FILL(m, in, a, data)                                                   \
+    do {                                                                                   \
+        (m)->payload = (data);                                                             \
+        (m)->payloadlen = (int)(a)->len;                                                   \
+        (m)->qos = (a)->qos;                                                               \
+        (m)->retained = (a)->retained;                                                     \
+        (m)->dup = (a)->dup;                                                               \
+        if ((in) != NULL) {                                                                \
+            (m)->msgid = (in)->msgid;                                                      \
+            /* v5 properties travel outside the envelope: handed on as they came. */      \
+            if ((in)->struct_version >= 1 && (in)->properties.count > 0)                   \
+                (m)->properties = MQTTProperties_copy(&(in)->properties);                  \
+        }                                                                                  \
+    } while (0)
+
 /* A session over @p ks (@p policy NULL: the keystore's groups) with its
  * glue; the worker thread runs only when the keystore holds an authority
  * pin. On failure nothing is left allocated. */

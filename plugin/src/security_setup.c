@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal_plugin.h"
+#include "mqe2e/MQTTClient.h"
 
 void mqe2e__session_options_from(mqe2e_session_options *o, int struct_version, size_t max_count,
                                  size_t max_bytes, unsigned max_seconds, unsigned fresh_max)
@@ -26,6 +27,40 @@ void mqe2e__session_options_from(mqe2e_session_options *o, int struct_version, s
     }
     /* freshMaxSeconds arrived with struct_version 3. */
     if (struct_version >= 3) o->fresh_max_seconds = fresh_max;
+}
+
+int mqe2e__ctl_setup(mqe2e__ctl **out, mqe2e__ctl_host *host,
+                     const mqe2e_MQTTClient_securityOptions *o, mqe2e_keystore **ks,
+                     int *owns_ks)
+{
+    mqe2e_session_options so;
+    mqe2e_keystore *k = o->keystore;
+    int rc;
+
+    if (k == NULL) {
+        rc = mqe2e__keystore_open_path(&k, o->keystorePath, o->passphraseEnv, o->passphraseFile);
+        if (rc != MQE2E_OK) return rc;
+    }
+    host->log_level = o->onLog != NULL ? (int)o->logLevel : 0;
+    mqe2e__session_options_from(&so, o->struct_version, o->holdMaxCount, o->holdMaxBytes,
+                                o->holdMaxSeconds,
+                                o->struct_version >= 3 ? o->freshMaxSeconds : 0U);
+    so.protector = o->protector;
+    rc = mqe2e__ctl_new(out, host, k, o->policy, &so);
+    if (rc != MQE2E_OK) {
+        if (o->keystore == NULL) mqe2e_keystore_close(k);
+        return rc;
+    }
+    *ks = k;
+    *owns_ks = o->keystore == NULL;
+    if (host->log != NULL && host->log_level >= MQE2E_LOG_INFO) {
+        char line[400];
+        if (mqe2e__ctl_has_control(*out)) host->log(host->ctx, MQE2E_LOG_INFO, "control plane enabled");
+        (void)snprintf(line, sizeof line, "security configured for '%s' (%zu policy rules)",
+                       mqe2e_keystore_client_id(k), mqe2e_policy_count(mqe2e__ctl_policy(*out)));
+        host->log(host->ctx, MQE2E_LOG_INFO, line);
+    }
+    return MQE2E_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -248,6 +248,29 @@ static int ctl_handle(mqe2e__ctl *c, ctl_item *list, mqe2e__ctl_hand_fn *hand, v
 /* ------------------------------------------------------------------ */
 /* Receive                                                              */
 
+void *mqe2e__wrap_block(size_t struct_size, const mqe2e_session_action *a, char **topic,
+                        void **payload)
+{
+    size_t tlen = strlen(a->topic);
+    uint8_t *m;
+
+    *topic = NULL;
+    *payload = NULL;
+    if (a->len > (size_t)INT_MAX) return NULL;
+    m = malloc(struct_size + (a->len > 0 ? a->len : 1U));
+    *topic = malloc(tlen + 1U);
+    if (m == NULL || *topic == NULL) {
+        free(m);
+        free(*topic);
+        *topic = NULL;
+        return NULL;
+    }
+    memcpy(*topic, a->topic, tlen + 1U);
+    *payload = m + struct_size;
+    if (a->len > 0) memcpy(*payload, a->data, a->len);
+    return m;
+}
+
 int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const void *payload,
                        int payload_len, int qos, int retained, int dup, unsigned flags,
                        const void *in, mqe2e__ctl_hand_fn *hand, void *hand_ctx)
@@ -290,6 +313,19 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
 /* ------------------------------------------------------------------ */
 /* Worker                                                               */
 
+/* Wait on @p cond at most @p wait_ms (lock held). */
+static void ctl_wait(mqe2e__ctl *c, pthread_cond_t *cond, long wait_ms)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += wait_ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(cond, c->h.lock, &ts);
+}
+
 static void *ctl_worker(void *arg)
 {
     mqe2e__ctl *c = arg;
@@ -321,14 +357,7 @@ static void *ctl_worker(void *arg)
             (void)pthread_cond_broadcast(&c->drained);
         }
         if (c->stop) break;
-        struct timespec ts;
-        (void)clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += CTL_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        (void)pthread_cond_timedwait(&c->cond, c->h.lock, &ts);
+        ctl_wait(c, &c->cond, CTL_TICK_MS);
         if (c->stop) break;
         if (c->out_head != NULL) continue;
         int session_up = c->session_up;
@@ -440,19 +469,6 @@ static int ctl_drained(const mqe2e__ctl *c, int wait_pending)
 {
     if (c->out_head != NULL || c->publishing) return 0;
     return !wait_pending || mqe2e_session_channel_waiting(c->s) == 0;
-}
-
-/* Wait on @p cond at most @p wait_ms (lock held). */
-static void ctl_wait(mqe2e__ctl *c, pthread_cond_t *cond, long wait_ms)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += wait_ms * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    (void)pthread_cond_timedwait(cond, c->h.lock, &ts);
 }
 
 int mqe2e__ctl_flush(mqe2e__ctl *c, uint64_t timeout_ms, int wait_pending)

@@ -513,3 +513,209 @@ Test(session_control, actions_stay_valid_until_the_next_call)
     receive("a/x", &m, 0, at(T0, 2));
     cr_assert_eq(mqe2e_session_pending(sess), 3);
 }
+
+/* ------------------------------------------------------------------ */
+/* Channels: two sessions, frames carried by hand                       */
+
+static mqe2e_session *sess_b;
+static mqe2e_policy *pol_for_b;
+
+/* The test authority issues @p ks its credential. */
+static void give_credential(mqe2e_keystore *ks, const char *id, uint64_t serial)
+{
+    static const mqe2e_grant g[] = {{"chan/#", MQE2E_RIGHT_ALL}};
+    mqe2e_credential_request r;
+    uint8_t *cred = NULL;
+    size_t len = 0;
+    memset(&r, 0, sizeof r);
+    r.client_id = id;
+    r.role = "device";
+    cr_assert_eq(mqe2e_keystore_identity_public(ks, r.sign_public, r.dh_public), MQE2E_OK);
+    r.grants = g;
+    r.n_grants = 1;
+    r.issued_at = T0 - 10;
+    r.expires_at = T0 + 86400;
+    r.serial = serial;
+    cr_assert_eq(mqe2e_credential_issue(&cred, &len, auth_sign_sk, &r), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_credential(ks, cred, len), MQE2E_OK);
+    free(cred);
+}
+
+/* dev-a and dev-b, both enrolled, each with a channel rule to the other. */
+static void setup_channel(void)
+{
+    mqe2e_authority_pin pin;
+    setup_fleet(1, NULL);
+    cr_assert_eq(mqe2e_keystore_authority(ks_a, &pin), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_authority(ks_b, &pin), MQE2E_OK);
+    give_credential(ks_a, "dev-a", 1);
+    give_credential(ks_b, "dev-b", 2);
+    mqe2e_session_free(sess);
+    mqe2e_policy_free(pol_b);
+    mqe2e_protector_free(pr_b);
+    pr_b = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol_b), MQE2E_OK);
+    /* pol_b is dev-a's policy here; dev-b's session gets its own below. */
+    cr_assert_eq(mqe2e_policy_add(pol_b, "chan/ab/#", MQE2E_POLICY_CHANNEL, "dev-b"), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pr_b, ks_b, pol_b, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, pol_b, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&pol_for_b), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add(pol_for_b, "chan/ab/#", MQE2E_POLICY_CHANNEL, "dev-a"), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess_b, ks_b, pol_for_b, NULL), MQE2E_OK);
+}
+
+static void teardown_channel(void)
+{
+    mqe2e_session_free(sess_b);
+    sess_b = NULL;
+    mqe2e_policy_free(pol_for_b);
+    pol_for_b = NULL;
+    teardown_fleet();
+}
+
+/* Carry every PUBLISH of @p from to @p to (as the broker would), until
+ * neither has anything left; DELIVERs land in @p got (text). */
+static void carry(mqe2e_session *from, mqe2e_session *to, uint64_t mono, char *got, size_t cap)
+{
+    for (int round = 0; round < 8; round++) {
+        int moved = 0;
+        mqe2e_session *src = (round % 2 == 0) ? from : to;
+        mqe2e_session *dst = (round % 2 == 0) ? to : from;
+        mqe2e_session_action a;
+        /* Copy first: actions are only valid until the next call on src. */
+        struct {
+            char topic[256];
+            uint8_t data[1024];
+            size_t len;
+        } q[8];
+        size_t nq = 0;
+        while (mqe2e_session_next(src, &a)) {
+            if (a.kind == MQE2E_SESSION_DELIVER && got != NULL) {
+                cr_assert_lt(a.len, cap);
+                memcpy(got, a.data, a.len);
+                got[a.len] = '\0';
+            }
+            cr_assert_neq(a.kind, MQE2E_SESSION_DROP, "dropped: %d", a.code);
+            if (a.kind != MQE2E_SESSION_PUBLISH) continue;
+            cr_assert_lt(nq, 8);
+            cr_assert_leq(a.len, sizeof q[0].data);
+            (void)snprintf(q[nq].topic, sizeof q[nq].topic, "%s", a.topic);
+            memcpy(q[nq].data, a.data, a.len);
+            q[nq].len = a.len;
+            nq++;
+        }
+        for (size_t i = 0; i < nq; i++) {
+            cr_assert_eq(mqe2e_session_message_received(dst, q[i].topic, 0, q[i].data, q[i].len, 1,
+                                                        0, 0, 0, at(T0, mono)),
+                         MQE2E_OK);
+            moved = 1;
+        }
+        if (!moved && round > 0) {
+            /* Drain what the last receiver produced (deliveries). */
+            while (mqe2e_session_next(dst, &a))
+                if (a.kind == MQE2E_SESSION_DELIVER && got != NULL) {
+                    memcpy(got, a.data, a.len);
+                    got[a.len] = '\0';
+                }
+            return;
+        }
+    }
+}
+
+TestSuite(session_channel, .init = setup_channel, .fini = teardown_channel);
+
+Test(session_channel, handshake_then_delivery_then_revocation_closes_it)
+{
+    uint8_t out[1024];
+    size_t out_len = 99;
+    char got[128] = "";
+
+    /* Queued until the channel is up; step 1 goes to dev-b's inbox. */
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"hi b", 4, 1, 0,
+                                       at(T0, 10), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    cr_assert_eq(out_len, 0);
+    cr_assert_eq(mqe2e_session_channel_waiting(sess), 1);
+    carry(sess, sess_b, 20, got, sizeof got);
+    cr_assert_str_eq(got, "hi b");
+    cr_assert_eq(mqe2e_session_channel_waiting(sess), 0);
+    mqe2e_session_counters ka, kb;
+    mqe2e_session_get_counters(sess, &ka);
+    mqe2e_session_get_counters(sess_b, &kb);
+    cr_assert_eq(ka.handshakes_ok, 1);
+    cr_assert_eq(kb.handshakes_ok, 1);
+    cr_assert_eq(ka.channel_sent, 1);
+    cr_assert_eq(kb.channel_opened, 1);
+
+    /* Established: the next one goes out at once. */
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"again", 5, 1, 0,
+                                       at(T0, 30), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    mqe2e_session_action a = {0};
+    cr_assert_eq(mqe2e_session_next(sess, &a), 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_PUBLISH);
+    cr_assert_str_eq(a.topic, "chan/ab/x");
+    msg env;
+    memcpy(env.buf, a.data, a.len);
+    env.len = a.len;
+    mqe2e_session *keep = sess;
+    sess = sess_b;
+    receive("chan/ab/x", &env, 0, at(T0, 40));
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, 5);
+    cr_assert_eq(a.receipt.active, 0, "channel envelopes are recorded as they are opened");
+    /* The same envelope again: refused, never delivered twice. */
+    receive("chan/ab/x", &env, 0, at(T0, 41));
+    cr_assert_lt(expect(MQE2E_SESSION_DROP).code, 0);
+
+    /* The authority revokes dev-a: dev-b closes the channel and refuses it. */
+    mqe2e_revocation_entry e = {"dev-a", 0, T0 + 1};
+    uint8_t *rl = NULL;
+    size_t rl_len = 0;
+    cr_assert_eq(mqe2e_revocation_list_sign(&rl, &rl_len, auth_sign_sk, 1, T0 + 1, &e, 1),
+                 MQE2E_OK);
+    cr_assert_lt(rl_len, sizeof env.buf);
+    msg rm;
+    memcpy(rm.buf, rl, rl_len);
+    rm.len = rl_len;
+    free(rl);
+    receive(PREFIX "/revocations", &rm, 0, at(T0 + 1, 50));
+    expect_none();
+    receive("chan/ab/x", &env, 0, at(T0 + 1, 60));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    mqe2e_session_get_counters(sess_b, &kb);
+    cr_assert_geq(kb.revoked_refused, 1);
+    /* And dev-b will not send to a revoked peer either. */
+    cr_assert_eq(mqe2e_session_publish(sess_b, "chan/ab/y", (const uint8_t *)"no", 2, 1, 0,
+                                       at(T0 + 1, 70), out, sizeof out, &out_len),
+                 MQE2E_ERR_AUTH);
+    sess = keep;
+}
+
+Test(session_channel, forged_step1_flood_is_rate_limited)
+{
+    /* dev-a's genuine step 1, replayed many times with other claimed ids,
+     * costs dev-b at most the burst, never more. */
+    uint8_t out[1024];
+    size_t out_len = 0;
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"x", 1, 1, 0,
+                                       at(T0, 10), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    mqe2e_session_action a;
+    cr_assert_eq(mqe2e_session_next(sess, &a), 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_PUBLISH);
+    msg step1;
+    memcpy(step1.buf, a.data, a.len);
+    step1.len = a.len;
+    for (int i = 0; i < 300; i++) {
+        cr_assert_eq(mqe2e_session_message_received(sess_b, PREFIX "/client/dev-b", 0, step1.buf,
+                                                    step1.len, 1, 0, 0, 0, at(T0, 11)),
+                     MQE2E_OK);
+        while (mqe2e_session_next(sess_b, &a))
+            cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+    }
+    mqe2e_session_counters kb;
+    mqe2e_session_get_counters(sess_b, &kb);
+    /* One claimed peer: one half-open handshake, the rest refused before DH. */
+    cr_assert_geq(kb.channel_rate_limited, 290);
+}

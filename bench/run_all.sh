@@ -144,6 +144,16 @@ else
     "$build/bench/bench_rekey" --members 1000 --rounds 3 --json "$work/rekey.json"
 fi
 
+# ---- 3e. Python subscriber: mqe2e.Client vs plain paho-mqtt (own broker) -------------------
+echo "== bench_python"
+py=/usr/bin/python3
+"$py" -c 'import cffi, paho.mqtt.client' 2>/dev/null || py=python3
+if [ "$smoke" -eq 1 ]; then
+    "$py" "$here/bench_python.py" --build "$build" --smoke --json "$work/python.json"
+else
+    "$py" "$here/bench_python.py" --build "$build" --messages 20000 --reps 5 --json "$work/python.json"
+fi
+
 # ---- 4. library sizes ----------------------------------------------------------------
 lib_json() { # name path
     local f t d b bytes
@@ -230,6 +240,7 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "handshake": '; cat "$work/handshake.json"; printf ',\n'
     printf '  "enroll_rate": '; cat "$work/enroll.json"; printf ',\n'
     printf '  "rekey": '; cat "$work/rekey.json"; printf ',\n'
+    printf '  "python_subscriber": '; cat "$work/python.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
     printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
         "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"

@@ -5,9 +5,11 @@
 #      with openssl), allow_anonymous false, one broker user per role and the
 #      mqe2e ACL — the authority service, an operator;
 #   2. the operator creates the group "health" and one enrollment ticket per
-#      client (devices hr-1 and hr-2, service backend); each client enrolls in
-#      one round trip over the broker — no key file is ever copied;
-#   3. hr_device (hr-1) and hr-2 publish, hr_backend decrypts, and a plain
+#      client (devices hr-1 and hr-2, services backend and py-backend); each
+#      client enrolls in one round trip over the broker — no key file is ever
+#      copied (py-backend through `python -m mqe2e enroll`);
+#   3. hr_device (hr-1) and hr-2 publish, hr_backend (C) and a Python backend
+#      (`python -m mqe2e sub`, mqe2e.Client) decrypt, and a plain
 #      mosquitto_sub on '#' shows what the broker carried: ciphertext only;
 #   4. the operator revokes hr-2: the authority moves the group to epoch 2 and
 #      pushes it to hr-1 and the backend only. hr-1 keeps publishing, the
@@ -15,7 +17,8 @@
 #
 #   examples/demo.sh BUILD_DIR
 #
-# Environment: MQE2E_BROKER_PORT (default 18830). Starts its own Mosquitto on
+# Environment: MQE2E_BROKER_PORT (default 18830); MQE2E_DEMO_PYTHON (default
+# /usr/bin/python3, with python3-cffi and python3-paho-mqtt). Starts its own Mosquitto on
 # 127.0.0.1, works in a temporary folder and removes everything on exit.
 # Exit status 0 only if every check of the final section holds.
 set -euo pipefail
@@ -182,6 +185,8 @@ op token create --id hr-1 --grant 'health/hr-1/#:pub' --group health >hr-1.ticke
 op token create --id hr-2 --grant 'health/hr-2/#:pub' --group health >hr-2.ticket || die "token hr-2"
 op token create --id backend --role service --grant 'health/#:sub' --group health \
   >backend.ticket || die "token backend"
+op token create --id py-backend --role service --grant 'health/#:sub' --group health \
+  >py-backend.ticket || die "token py-backend"
 
 # ---- enrollment --------------------------------------------------------------
 section "ENROLLMENT (one round trip each over the broker; tickets from files, never argv)"
@@ -199,6 +204,19 @@ enroll() { # enroll ID KEYSTORE PASSPHRASE ROLE
 enroll hr-1 hr1.ks "$pass_hr1" device
 enroll hr-2 hr2.ks "$pass_hr2" device
 enroll backend backend.ks "$pass_backend" backend
+# A Python backend next to the C one (python/, docs/PYTHON.md): same ticket
+# flow, through `python -m mqe2e` and the mqe2e package over libmqe2e.
+py="${MQE2E_DEMO_PYTHON:-/usr/bin/python3}"
+pyrun() {
+  MQE2E_PASSPHRASE="$pass_backend" PYTHONPATH="$source_dir/python" MQE2E_BUILD_DIR="$build" \
+    PYTHONDONTWRITEBYTECODE=1 "$py" -m mqe2e "$@"
+}
+pyrun enroll -K py-backend.ks --ticket-file py-backend.ticket -h "$tls_host" -p "$port" \
+  --cafile ca.pem -u mqe2e-backend --password-file backend.pw -W 20 \
+  >enroll-py-backend.out 2>enroll-py-backend.err ||
+  die "enrollment of py-backend (python -m mqe2e enroll) failed: $(cat enroll-py-backend.err)"
+rm -f py-backend.ticket
+printf '%s\n    (python -m mqe2e enroll)\n' "$(cat enroll-py-backend.out)"
 
 # ---- raw subscriber: what the broker sees (payload as hex) -------------------
 mosquitto_sub -h "$tls_host" -p "$port" --cafile ca.pem -u eavesdropper -P "$broker_pw_eavesdropper" \
@@ -221,6 +239,11 @@ MQE2E_KEYSTORE=backend.ks MQE2E_PASSPHRASE="$pass_backend" MQE2E_BROKER_HOST="$t
 backend_pid=$!
 pids+=("$backend_pid")
 wait_for 10 in_file '^backend subscribed' backend.out || die "hr_backend did not subscribe"
+pyrun sub -K py-backend.ks -h "$tls_host" -p "$port" --cafile ca.pem -u mqe2e-backend \
+  --password-file backend.pw -t 'health/#' -q 1 -v -C "$expected" -W 40 >py-backend.out 2>py-backend.err &
+py_pid=$!
+pids+=("$py_pid")
+wait_for 10 in_file 'subscribed to' py-backend.err || die "the Python backend did not subscribe: $(cat py-backend.err)"
 
 echo
 echo "hr-1 (hr_device) publishes $readings readings on health/hr-1/heartrate;"
@@ -262,6 +285,8 @@ device_rc=0
 wait "$device_pid" || device_rc=$?
 backend_rc=0
 wait "$backend_pid" || backend_rc=$?
+py_rc=0
+wait "$py_pid" || py_rc=$?
 sleep 0.3   # let the raw subscriber write its last lines
 
 revoked_lines=$(grep -c . revoked.out || true)
@@ -290,6 +315,12 @@ echo "    ..."
 grep '^backend decrypted' backend.out | tail -n 3
 grep '^backend counters' backend.out || true
 if [ -s backend.err ]; then sed 's/^/backend stderr: /' backend.err | head -n 5; fi
+
+section "What the Python backend printed (python -m mqe2e sub, enrolled as 'py-backend')"
+sed -n '1,3p' py-backend.out
+echo "    ..."
+tail -n 2 py-backend.out
+{ grep -v 'subscribed to' py-backend.err || true; } | sed 's/^/python backend stderr: /' | head -n 5
 
 section "What the broker carried (mosquitto_sub -t '#': topic, then payload in hex)"
 grep '^health/' raw.txt | sed -n '1,3p'
@@ -323,6 +354,12 @@ if [ "$hr1_decrypted" -eq "$readings" ] && [ "$backend_rc" -eq 0 ]; then
   echo "ok: the backend decrypted all $readings hr-1 readings ($hr1_after of them after the revocation)"
 else
   echo "FAIL: the backend decrypted $hr1_decrypted of $readings hr-1 readings (exit $backend_rc)"; status=1
+fi
+py_hr1=$(grep -c '^health/hr-1/heartrate {' py-backend.out || true)
+if [ "$py_hr1" -eq "$readings" ] && [ "$py_rc" -eq 0 ]; then
+  echo "ok: the Python backend (mqe2e.Client) decrypted all $readings hr-1 readings"
+else
+  echo "FAIL: the Python backend decrypted $py_hr1 of $readings hr-1 readings (exit $py_rc)"; status=1
 fi
 if [ "$hr1_epoch2" -gt 0 ]; then
   echo "ok: hr-1 moved to epoch 2 after the revocation ($hr1_epoch2 readings under epoch 2)"

@@ -40,7 +40,6 @@ struct mqe2e_async {
     pthread_mutex_t cb_lock;
     mqe2e_keystore *keystore;
     mqe2e_protector *protector;
-    mqe2e_policy *owned_policy;
     mqe2e_MQTTClient_dropped *on_dropped;
     mqe2e_MQTTClient_log *on_log;
     mqe2e_log_level log_level;
@@ -89,16 +88,6 @@ static int async_map_error(int code)
     return code == MQE2E_OK ? MQTTASYNC_SUCCESS : MQE2E_MQTTASYNC_ERR(code);
 }
 
-static void async_count_drop(struct mqe2e_async *c, int code)
-{
-    if (c->protector == NULL) {
-        return;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    mqe2e_protector_count_drop(c->protector, code);
-    (void)pthread_mutex_unlock(&c->lock);
-}
-
 static void async_report_drop(struct mqe2e_async *c, const char *topic, int code)
 {
     const char *shown = topic != NULL ? topic : "";
@@ -126,105 +115,29 @@ static void async_message_wipe_free(MQTTAsync_message *m)
     free(m);
 }
 
-/* A message of ours (struct and payload in one block) with @p in's flags and
- * properties; the payload is left for the caller to fill. */
-static MQTTAsync_message *async_message_new(const MQTTAsync_message *in, size_t cap)
+/*
+ * The session's DELIVER action as a message of ours (struct and payload in
+ * one block) with the flags, packet id and v5 properties of @p in_ (Paho's
+ * message; NULL for a released one). Called with `lock` held.
+ */
+static void *async_wrap(void *ctx, const void *in_, const mqe2e_session_action *a, char **topic)
 {
+    const MQTTAsync_message *in = in_;
     MQTTAsync_message init = MQTTAsync_message_initializer;
-    MQTTAsync_message *m = malloc(sizeof *m + (cap > 0 ? cap : 1U));
+    void *payload;
+    MQTTAsync_message *m = mqe2e__wrap_block(sizeof *m, a, topic, &payload);
 
-    if (m == NULL) {
-        return NULL;
-    }
+    (void)ctx;
+    if (m == NULL) return NULL;
     *m = init;
-    m->payload = (uint8_t *)(m + 1);
-    m->qos = in->qos;
-    m->retained = in->retained;
-    m->dup = in->dup;
-    m->msgid = in->msgid;
+    MQE2E__WRAP_FILL(m, in, a, payload);
     return m;
 }
 
-/*
- * Authenticate and decrypt one message. On success *out_msg and *out_topic
- * are the application's, and *receipt must be committed once it accepted.
- */
-static int async_open(struct mqe2e_async *c, const char *topic, const MQTTAsync_message *in,
-                      MQTTAsync_message **out_msg, char **out_topic, mqe2e_receipt *receipt)
+static void async_unwrap(void *msg, char *topic)
 {
-    MQTTAsync_message *m = NULL;
-    char *t = NULL;
-    size_t in_len;
-    size_t pt_len = 0;
-    size_t topic_bytes;
-    int rc;
-
-    *out_msg = NULL;
-    *out_topic = NULL;
-    if (c->protector == NULL) {
-        return MQE2E_ERR_STATE;
-    }
-    if (topic == NULL || in == NULL || in->payloadlen < 0 ||
-        (in->payload == NULL && in->payloadlen > 0)) {
-        rc = MQE2E_ERR_DECODE;
-        goto count;
-    }
-    in_len = (size_t)in->payloadlen;
-    topic_bytes = strlen(topic);
-    m = async_message_new(in, in_len);
-    t = malloc(topic_bytes + 1U);
-    if (m == NULL || t == NULL) {
-        rc = MQE2E_ERR_NOMEM;
-        goto count;
-    }
-    memcpy(t, topic, topic_bytes + 1U);
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_unprotect_begin(
-        c->protector, topic, in_len > 0 ? (const uint8_t *)in->payload : async_empty, in_len,
-        mqe2e__plugin_now(), (uint8_t *)m->payload, in_len, &pt_len, receipt);
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc != MQE2E_OK) {
-        goto fail; /* counted by the core */
-    }
-    if (pt_len > (size_t)INT_MAX) {
-        rc = MQE2E_ERR_TOO_LARGE;
-        goto count;
-    }
-    m->payloadlen = (int)pt_len;
-    /* v5 properties travel outside the envelope: handed on as they came
-     * (none is the initializer's empty set, without Paho's copy call). */
-    if (in->struct_version >= 1 && in->properties.count > 0) {
-        m->properties = MQTTProperties_copy(&in->properties);
-    }
-    *out_msg = m;
-    *out_topic = t;
-    return MQE2E_OK;
-
-count:
-    async_count_drop(c, rc);
-fail:
-    if (m != NULL) {
-        sodium_memzero(m, sizeof *m +
-                              (in != NULL && in->payloadlen > 0 ? (size_t)in->payloadlen : 1U));
-        free(m);
-    }
-    free(t);
-    return rc;
-}
-
-static void async_commit(struct mqe2e_async *c, const mqe2e_receipt *receipt, const char *topic)
-{
-    int rc;
-
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_unprotect_commit(c->protector, receipt);
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc == MQE2E_ERR_REPLAY) {
-        async_log(c, MQE2E_LOG_DEBUG, "duplicate accepted twice on '%s'", topic);
-    } else if (rc != MQE2E_OK) {
-        async_log(c, MQE2E_LOG_ERROR, "recording message on '%s' failed: %s", topic,
-                  mqe2e_error_name(rc));
-    }
+    async_message_wipe_free(msg);
+    free(topic);
 }
 
 static void async_app_ma(struct mqe2e_async *c, MQTTAsync_messageArrived **ma, void **ctx)
@@ -260,17 +173,10 @@ static int async_ctl_is_connected(void *ctx)
     return MQTTAsync_isConnected(c->paho);
 }
 
+/* The session dropped (and counted) a message: tell the application. */
 static void async_ctl_dropped(void *ctx, const char *topic, int code)
 {
-    struct mqe2e_async *c = ctx;
-    async_count_drop(c, code);
-    async_report_drop(c, topic, code);
-}
-
-static int async_ctl_log_wants(void *ctx, int level)
-{
-    const struct mqe2e_async *c = ctx;
-    return c->on_log != NULL && (mqe2e_log_level)level <= c->log_level;
+    async_report_drop(ctx, topic, code);
 }
 
 static void async_ctl_log(void *ctx, int level, const char *msg)
@@ -278,53 +184,26 @@ static void async_ctl_log(void *ctx, int level, const char *msg)
     async_log(ctx, (mqe2e_log_level)level, "%s", msg);
 }
 
-/* A held message whose key arrived: the normal path. cb_lock held. */
-static int async_ctl_deliver(void *ctx, const char *topic, const uint8_t *data, size_t len,
-                             uint32_t tag)
+/* The application's messageArrived for the message Paho just gave (cb_lock held). */
+static int async_hand_current(void *ctx, void *msg, char *topic)
 {
     struct mqe2e_async *c = ctx;
-    MQTTAsync_message in = MQTTAsync_message_initializer;
-    MQTTAsync_message *mine = NULL;
     MQTTAsync_messageArrived *ma;
     void *ma_ctx;
-    char *t = NULL;
-    mqe2e_receipt receipt;
-    int rc;
 
     async_app_ma(c, &ma, &ma_ctx);
-    if (ma == NULL || len > (size_t)INT_MAX) return 0;
-    in.payload = (void *)(uintptr_t)data; /* only read */
-    in.payloadlen = (int)len;
-    in.qos = MQE2E__TAG_QOS(tag);
-    in.retained = (tag & MQE2E__TAG_RETAINED) != 0;
-    in.dup = (tag & MQE2E__TAG_DUP) != 0;
-    memset(&receipt, 0, sizeof receipt);
-    rc = async_open(c, topic, &in, &mine, &t, &receipt);
-    if (rc != MQE2E_OK) {
-        async_report_drop(c, topic, rc);
-        return 0;
-    }
-    async_callback_thread = ASYNC_IN_WORKER_CALLBACK;
-    int taken = ma(ma_ctx, t, 0, mine);
-    async_callback_thread = 0;
-    if (taken) {
-        async_commit(c, &receipt, topic);
-        rc = 1;
-    } else {
-        /* Nothing can redeliver a held message: it is dropped, unrecorded. */
-        async_log(c, MQE2E_LOG_WARNING, "application refused a released message on '%s'", topic);
-        async_message_wipe_free(mine);
-        free(t);
-        rc = 0;
-    }
-    sodium_memzero(&receipt, sizeof receipt);
-    return rc;
+    return ma != NULL && ma(ma_ctx, topic, 0, msg);
 }
 
-static uint32_t async_tag(const MQTTAsync_message *m)
+/* A held message whose key arrived (cb_lock held): on the worker's thread
+ * when its timers released it, else on Paho's. */
+static int async_hand_released(void *ctx, void *msg, char *topic)
 {
-    return (uint32_t)(m->qos & 3) | (m->retained ? MQE2E__TAG_RETAINED : 0U) |
-           (m->dup ? MQE2E__TAG_DUP : 0U);
+    int prev = async_callback_thread;
+    if (prev == 0) async_callback_thread = ASYNC_IN_WORKER_CALLBACK;
+    int taken = async_hand_current(ctx, msg, topic);
+    async_callback_thread = prev;
+    return taken;
 }
 
 /* ---------- Paho's callbacks ---------- */
@@ -335,89 +214,20 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
     struct mqe2e_async *c = context;
     MQTTAsync_messageArrived *ma;
     void *ma_ctx;
-    MQTTAsync_message *mine = NULL;
-    char *topic = NULL;
-    mqe2e_receipt receipt;
-    int rc = MQE2E_OK;
+    int rc = 1;
 
-    memset(&receipt, 0, sizeof receipt);
     (void)pthread_mutex_lock(&c->cb_lock);
     async_callback_thread = ASYNC_IN_PAHO_CALLBACK;
     async_app_ma(c, &ma, &ma_ctx);
-    /* MQTT forbids NUL in topic names; such a topic can match no policy. */
-    if (topicName == NULL || (topicLen > 0 && (size_t)topicLen != strlen(topicName))) {
-        rc = MQE2E_ERR_DECODE;
-        async_count_drop(c, rc);
-    } else if (c->ctl != NULL && message != NULL && message->payloadlen >= 0 &&
-               (message->payload != NULL || message->payloadlen == 0)) {
-        uint8_t *pt = NULL;
-        size_t pt_len = 0;
-        /* Control frames and held messages never reach the application. */
-        int r = mqe2e__ctl_route(c->ctl, topicName,
-                                 message->payloadlen > 0 ? (const uint8_t *)message->payload
-                                                         : async_empty,
-                                 (size_t)message->payloadlen, async_tag(message), 1, &pt, &pt_len);
-        if (r == MQE2E__ROUTE_PLAINTEXT) {
-            /* Channel envelopes are recorded when opened: a refusal here is final. */
-            mine = pt_len <= (size_t)INT_MAX ? async_message_new(message, pt_len) : NULL;
-            topic = strdup(topicName);
-            if (mine != NULL && topic != NULL && ma != NULL) {
-                if (pt_len > 0) memcpy(mine->payload, pt, pt_len);
-                mine->payloadlen = (int)pt_len;
-                if (message->struct_version >= 1 && message->properties.count > 0)
-                    mine->properties = MQTTProperties_copy(&message->properties);
-                if (ma(ma_ctx, topic, 0, mine)) {
-                    mine = NULL; /* the application's now */
-                    topic = NULL;
-                }
-            } else if (ma != NULL) {
-                async_ctl_dropped(c, topicName, MQE2E_ERR_NOMEM);
-            }
-            async_message_wipe_free(mine);
-            free(topic);
-            sodium_memzero(pt, pt_len > 0 ? pt_len : 1U);
-            free(pt);
-        }
-        if (r != MQE2E__ROUTE_PASS) {
-            MQTTAsync_freeMessage(&message);
-            MQTTAsync_free(topicName);
-            async_callback_thread = 0;
-            (void)pthread_mutex_unlock(&c->cb_lock);
-            return 1;
-        }
-    }
-    if (rc == MQE2E_OK && ma == NULL) {
-        /* Paho would not deliver without messageArrived either. */
+    /* Paho would not deliver without messageArrived either. */
+    if (ma != NULL && c->ctl != NULL && message != NULL)
+        rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
+                                message->payloadlen, message->qos, message->retained, message->dup,
+                                0, message, async_hand_current, c);
+    if (rc) {
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topicName);
-        async_callback_thread = 0;
-        (void)pthread_mutex_unlock(&c->cb_lock);
-        return 1;
     }
-    if (rc == MQE2E_OK) {
-        rc = async_open(c, topicName, message, &mine, &topic, &receipt);
-    }
-    if (rc != MQE2E_OK) {
-        async_report_drop(c, topicName, rc);
-        MQTTAsync_freeMessage(&message);
-        MQTTAsync_free(topicName);
-        async_callback_thread = 0;
-        (void)pthread_mutex_unlock(&c->cb_lock);
-        return 1;
-    }
-    if (ma(ma_ctx, topic, 0, mine)) {
-        async_commit(c, &receipt, topicName);
-        MQTTAsync_freeMessage(&message);
-        MQTTAsync_free(topicName);
-        rc = 1;
-    } else {
-        /* Not recorded: Paho hands the same envelope back later. */
-        async_log(c, MQE2E_LOG_DEBUG, "application asked for redelivery on '%s'", topicName);
-        async_message_wipe_free(mine);
-        free(topic);
-        rc = 0;
-    }
-    sodium_memzero(&receipt, sizeof receipt);
     async_callback_thread = 0;
     (void)pthread_mutex_unlock(&c->cb_lock);
     return rc;
@@ -568,12 +378,7 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
                                 const mqe2e_MQTTAsync_securityOptions *options)
 {
     struct mqe2e_async *c = handle;
-    mqe2e_policy *owned = NULL;
-    const mqe2e_policy *policy;
-    mqe2e_protector *p = NULL;
     int rc;
-
-    mqe2e_keystore *ks;
 
     if (c == NULL || options == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
@@ -591,64 +396,21 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         (void)pthread_mutex_unlock(&c->lock);
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
     }
-    ks = options->keystore;
-    if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
-                                       options->passphraseEnv, options->passphraseFile);
-        if (rc != MQE2E_OK) {
-            goto out;
-        }
-    }
-    rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
-    if (rc != MQE2E_OK) {
-        if (options->keystore == NULL) {
-            mqe2e_keystore_close(ks);
-        }
-        goto out;
-    }
-    c->keystore = ks;
-    c->owns_keystore = options->keystore == NULL;
-    c->owned_policy = owned;
-    c->on_dropped = options->onDropped;
+    mqe2e__ctl_host host = {async_ctl_publish, async_ctl_subscribe, async_ctl_is_connected,
+                            MQTTAsync_strerror, &c->lock, &c->cb_lock, c, async_ctl_log, 0,
+                            async_ctl_dropped, async_wrap, async_unwrap, async_hand_released};
+    /* The session logs through the front from its first call on. */
     c->on_log = options->onLog;
     c->log_level = options->logLevel;
     c->sec_context = options->context;
-    c->protector = p;
-    owned = NULL;
-out:
-    (void)pthread_mutex_unlock(&c->lock);
-    mqe2e_policy_free(owned);
+    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
     if (rc == MQE2E_OK) {
-        mqe2e__ctl_host host;
-        memset(&host, 0, sizeof host);
-        host.publish = async_ctl_publish;
-        host.subscribe = async_ctl_subscribe;
-        host.is_connected = async_ctl_is_connected;
-        host.strerror = MQTTAsync_strerror;
-        host.lock = &c->lock;
-        host.cb_lock = &c->cb_lock;
-        host.keystore = c->keystore;
-        host.protector = c->protector;
-        host.policy = policy;
-        host.owned_policy = c->owned_policy;
-        mqe2e__ctl_host_set_hold(&host, options->struct_version, options->holdMaxCount,
-                                 options->holdMaxBytes, options->holdMaxSeconds);
-        mqe2e__ctl_host_set_fresh(&host, options->struct_version,
-                                  options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
-        host.ctx = c;
-        host.log = async_ctl_log;
-        host.log_wants = async_ctl_log_wants;
-        host.dropped = async_ctl_dropped;
-        host.deliver = async_ctl_deliver;
-        int crc = mqe2e__ctl_new(&c->ctl, &host);
-        if (crc == MQE2E_OK) {
-            async_log(c, MQE2E_LOG_INFO, "control plane enabled");
-        } else if (crc != MQE2E_ERR_NOT_FOUND) {
-            async_log(c, MQE2E_LOG_ERROR, "control plane not started: %s", mqe2e_error_name(crc));
-        }
-        async_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
-                  mqe2e_keystore_client_id(c->keystore), mqe2e_policy_count(policy));
+        c->on_dropped = options->onDropped;
+        c->protector = mqe2e__ctl_protector(c->ctl);
+    } else {
+        c->on_log = NULL;
     }
+    (void)pthread_mutex_unlock(&c->lock);
     return async_map_error(rc);
 }
 
@@ -872,7 +634,7 @@ int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle, const MQTTAsync_disconnec
     /* Channel envelopes and handshake frames go out through the control
      * worker: let it hand them to Paho first, within the caller's timeout
      * (Paho then lets in-flight transfers finish within it as well). */
-    if (c->ctl != NULL && options != NULL && options->timeout > 0 &&
+    if (mqe2e__ctl_has_control(c->ctl) && options != NULL && options->timeout > 0 &&
         async_callback_thread != ASYNC_IN_WORKER_CALLBACK) {
         int frc = mqe2e__ctl_flush(c->ctl, (uint64_t)options->timeout,
                                    async_callback_thread != ASYNC_IN_PAHO_CALLBACK);
@@ -975,29 +737,22 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
     }
     pt_len = (size_t)msg->payloadlen;
     pt = pt_len > 0 ? (const uint8_t *)msg->payload : async_empty;
-    cap = mqe2e_protect_bound(pt_len);
+    cap = mqe2e_session_publish_bound(pt_len);
     if (cap < pt_len || cap > (size_t)INT_MAX) {
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    if (c->ctl != NULL) {
-        int handled = 0;
-        rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, &handled);
-        if (handled) {
-            /* Sent by the control worker once the channel is up: no token. */
-            if (response != NULL) response->token = 0;
-            if (rc != MQE2E_OK)
-                async_log(c, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
-                          mqe2e_error_name(rc));
-            return async_map_error(rc);
-        }
     }
     buf = malloc(cap > 0 ? cap : 1U);
     if (buf == NULL) {
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_NOMEM);
     }
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_protect(c->protector, topic, pt, pt_len, mqe2e__plugin_now(), buf, cap, &out_len);
-    (void)pthread_mutex_unlock(&c->lock);
+    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, buf, cap,
+                            &out_len);
+    if (rc == MQE2E_SESSION_QUEUED) {
+        /* Sent by the control worker once the channel is up: no token. */
+        if (response != NULL) response->token = 0;
+        rc = MQTTASYNC_SUCCESS;
+        goto out;
+    }
     if (rc != MQE2E_OK) {
         async_log(c, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
                   rc == MQE2E_ERR_NO_POLICY ? "no policy" : mqe2e_error_name(rc));
@@ -1083,12 +838,12 @@ void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
     /* A callback already running when Paho let go must finish first. */
     (void)pthread_mutex_lock(&c->cb_lock);
     (void)pthread_mutex_unlock(&c->cb_lock);
-    mqe2e__ctl_free(c->ctl);
-    c->ctl = NULL;
     (void)async_checkpoint(c);
     (void)pthread_mutex_lock(&c->lock);
-    mqe2e_protector_free(c->protector);
-    mqe2e_policy_free(c->owned_policy);
+    /* The session owns the protector and its own policy. */
+    mqe2e__ctl_free(c->ctl);
+    c->ctl = NULL;
+    c->protector = NULL;
     if (c->owns_keystore) {
         mqe2e_keystore_close(c->keystore);
     }

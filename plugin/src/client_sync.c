@@ -40,7 +40,6 @@ struct mqe2e_client {
     pthread_mutex_t cb_lock;
     mqe2e_keystore *keystore;
     mqe2e_protector *protector;
-    mqe2e_policy *owned_policy;
     mqe2e_MQTTClient_dropped *on_dropped;
     mqe2e_MQTTClient_log *on_log;
     mqe2e_log_level log_level;
@@ -81,16 +80,6 @@ static int client_map_error(int code)
     return code == MQE2E_OK ? MQTTCLIENT_SUCCESS : MQE2E_MQTTCLIENT_ERR(code);
 }
 
-static void client_count_drop(struct mqe2e_client *c, int code)
-{
-    if (c->protector == NULL) {
-        return;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    mqe2e_protector_count_drop(c->protector, code);
-    (void)pthread_mutex_unlock(&c->lock);
-}
-
 /* Tell the application a message was dropped: topic and reason only. */
 static void client_report_drop(struct mqe2e_client *c, const char *topic, int code)
 {
@@ -121,148 +110,41 @@ static void client_message_wipe_free(MQTTClient_message *m)
 }
 
 /*
- * Authenticate and decrypt one message handed over by Paho.
- * On success *out_msg (struct and payload in one block, wiped by
- * mqe2e_MQTTClient_freeMessage) and *out_topic are new, and *receipt must be
- * committed once the application accepted the message. Paho's message is
- * left untouched in every case.
+ * The session's DELIVER action as a message of ours (struct and payload in
+ * one block, wiped by mqe2e_MQTTClient_freeMessage) with the flags, packet id
+ * and v5 properties of @p in_ (Paho's message; NULL for a released one).
+ * Called with `lock` held.
  */
-static int client_open(struct mqe2e_client *c, const char *topic, int topic_len,
-                       const MQTTClient_message *in, MQTTClient_message **out_msg, char **out_topic,
-                       mqe2e_receipt *receipt)
+static void *client_wrap(void *ctx, const void *in_, const mqe2e_session_action *a, char **topic)
 {
+    const MQTTClient_message *in = in_;
     MQTTClient_message init = MQTTClient_message_initializer;
-    MQTTClient_message *m = NULL;
-    char *t = NULL;
-    const uint8_t *src;
-    size_t in_len;
-    size_t pt_len = 0;
-    size_t topic_bytes;
-    int rc;
+    void *payload;
+    MQTTClient_message *m = mqe2e__wrap_block(sizeof *m, a, topic, &payload);
 
-    *out_msg = NULL;
-    *out_topic = NULL;
-    if (c->protector == NULL) {
-        return MQE2E_ERR_STATE;
-    }
-    if (topic == NULL || in == NULL || in->payloadlen < 0 ||
-        (in->payload == NULL && in->payloadlen > 0)) {
-        rc = MQE2E_ERR_DECODE;
-        goto count;
-    }
-    topic_bytes = strlen(topic);
-    /* MQTT forbids NUL in topic names; such a topic can match no policy. */
-    if (topic_len > 0 && (size_t)topic_len != topic_bytes) {
-        rc = MQE2E_ERR_DECODE;
-        goto count;
-    }
-    in_len = (size_t)in->payloadlen;
-    src = in_len > 0 ? (const uint8_t *)in->payload : client_empty;
-
-    /* The plaintext is never longer than what arrived. */
-    m = malloc(sizeof *m + in_len);
-    t = malloc(topic_bytes + 1U);
-    if (m == NULL || t == NULL) {
-        rc = MQE2E_ERR_NOMEM;
-        goto count;
-    }
-    memcpy(t, topic, topic_bytes + 1U);
+    (void)ctx;
+    if (m == NULL) return NULL;
     *m = init;
-    m->payload = (uint8_t *)(m + 1);
-
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_unprotect_begin(c->protector, topic, src, in_len, mqe2e__plugin_now(),
-                               (uint8_t *)m->payload, in_len, &pt_len, receipt);
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc != MQE2E_OK) {
-        /* The core counted it already. */
-        goto fail;
+    if (in != NULL) {
+        memcpy(m->struct_id, in->struct_id, sizeof m->struct_id);
+        m->struct_version = in->struct_version;
     }
-    if (pt_len > (size_t)INT_MAX) {
-        rc = MQE2E_ERR_TOO_LARGE;
-        goto count;
-    }
-    memcpy(m->struct_id, in->struct_id, sizeof m->struct_id);
-    m->struct_version = in->struct_version;
-    m->payloadlen = (int)pt_len;
-    m->qos = in->qos;
-    m->retained = in->retained;
-    m->dup = in->dup;
-    m->msgid = in->msgid;
-    /* MQTT v5 properties travel outside the envelope: handed on as they came
-     * (none is the initializer's empty set, without Paho's copy call). */
-    if (in->struct_version >= 1 && in->properties.count > 0) {
-        m->properties = MQTTProperties_copy(&in->properties);
-    }
-    *out_msg = m;
-    *out_topic = t;
-    return MQE2E_OK;
-
-count:
-    client_count_drop(c, rc);
-fail:
-    if (m != NULL) {
-        /* m->payload may not be set yet: wipe the whole block. */
-        sodium_memzero(m, sizeof *m +
-                              (in != NULL && in->payloadlen > 0 ? (size_t)in->payloadlen : 0U));
-        free(m);
-    }
-    free(t);
-    return rc;
+    MQE2E__WRAP_FILL(m, in, a, payload);
+    return m;
 }
 
-/* Record an accepted message; a replay here means it raced a duplicate. */
-static void client_commit(struct mqe2e_client *c, const mqe2e_receipt *receipt, const char *topic)
+static void client_unwrap(void *msg, char *topic)
 {
-    int rc;
-
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_unprotect_commit(c->protector, receipt);
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc == MQE2E_ERR_REPLAY) {
-        client_log(c, MQE2E_LOG_DEBUG, "duplicate accepted twice on '%s'", topic);
-    } else if (rc != MQE2E_OK) {
-        client_log(c, MQE2E_LOG_ERROR, "recording message on '%s' failed: %s", topic,
-                   mqe2e_error_name(rc));
-    }
+    client_message_wipe_free(msg);
+    free(topic);
 }
 
-/* A message of ours carrying already-opened channel plaintext (wiped by freeMessage). */
-static int client_wrap(const MQTTClient_message *in, const char *topic, const uint8_t *pt,
-                       size_t pt_len, MQTTClient_message **out_msg, char **out_topic)
+/* The application's messageArrived (cb_lock held): 1 when it took the message. */
+static int client_hand(void *ctx, void *msg, char *topic)
 {
-    MQTTClient_message init = MQTTClient_message_initializer;
-    MQTTClient_message *m;
-    size_t tlen = strlen(topic);
-
-    *out_msg = NULL;
-    *out_topic = NULL;
-    if (pt_len > (size_t)INT_MAX) return MQE2E_ERR_TOO_LARGE;
-    m = malloc(sizeof *m + (pt_len > 0 ? pt_len : 1U));
-    *out_topic = malloc(tlen + 1U);
-    if (m == NULL || *out_topic == NULL) {
-        free(m);
-        free(*out_topic);
-        *out_topic = NULL;
-        return MQE2E_ERR_NOMEM;
-    }
-    memcpy(*out_topic, topic, tlen + 1U);
-    *m = init;
-    m->payload = (uint8_t *)(m + 1);
-    if (pt_len > 0) memcpy(m->payload, pt, pt_len);
-    m->payloadlen = (int)pt_len;
-    m->qos = in->qos;
-    m->retained = in->retained;
-    m->dup = in->dup;
-    m->msgid = in->msgid;
-    *out_msg = m;
-    return MQE2E_OK;
-}
-
-static uint32_t client_tag(const MQTTClient_message *m)
-{
-    return (uint32_t)(m->qos & 3) | (m->retained ? MQE2E__TAG_RETAINED : 0U) |
-           (m->dup ? MQE2E__TAG_DUP : 0U);
+    struct mqe2e_client *c = ctx;
+    /* Our copy never holds a NUL inside the topic, so strlen() is exact. */
+    return c->app_ma != NULL && c->app_ma(c->app_context, topic, 0, msg);
 }
 
 /* One code out of a v5 response: Paho's negative code, MQTTCLIENT_FAILURE
@@ -311,18 +193,10 @@ static int client_ctl_is_connected(void *ctx)
     return MQTTClient_isConnected(c->paho);
 }
 
-/* Control plane: count and report a drop it decided. */
+/* The session dropped (and counted) a message: tell the application. */
 static void client_ctl_dropped(void *ctx, const char *topic, int code)
 {
-    struct mqe2e_client *c = ctx;
-    client_count_drop(c, code);
-    client_report_drop(c, topic, code);
-}
-
-static int client_ctl_log_wants(void *ctx, int level)
-{
-    const struct mqe2e_client *c = ctx;
-    return c->on_log != NULL && (mqe2e_log_level)level <= c->log_level;
+    client_report_drop(ctx, topic, code);
 }
 
 static void client_ctl_log(void *ctx, int level, const char *msg)
@@ -330,131 +204,24 @@ static void client_ctl_log(void *ctx, int level, const char *msg)
     client_log(ctx, (mqe2e_log_level)level, "%s", msg);
 }
 
-/* Control plane: a held message whose key arrived goes through the normal
- * path (authentication, replay window) to the application. cb_lock is held. */
-static int client_ctl_deliver(void *ctx, const char *topic, const uint8_t *data, size_t len,
-                              uint32_t tag)
-{
-    struct mqe2e_client *c = ctx;
-    MQTTClient_message in = MQTTClient_message_initializer;
-    MQTTClient_message *mine = NULL;
-    char *t = NULL;
-    mqe2e_receipt receipt;
-    int rc;
-
-    if (c->app_ma == NULL || len > (size_t)INT_MAX) return 0;
-    in.payload = (void *)(uintptr_t)data; /* only read */
-    in.payloadlen = (int)len;
-    in.qos = MQE2E__TAG_QOS(tag);
-    in.retained = (tag & MQE2E__TAG_RETAINED) != 0;
-    in.dup = (tag & MQE2E__TAG_DUP) != 0;
-    memset(&receipt, 0, sizeof receipt);
-    rc = client_open(c, topic, 0, &in, &mine, &t, &receipt);
-    if (rc != MQE2E_OK) {
-        client_report_drop(c, topic, rc);
-        return 0;
-    }
-    if (c->app_ma(c->app_context, t, 0, mine)) {
-        client_commit(c, &receipt, topic);
-        rc = 1;
-    } else {
-        /* Nothing can redeliver a held message: it is dropped, unrecorded. */
-        client_log(c, MQE2E_LOG_WARNING, "application refused a released message on '%s'", topic);
-        client_message_wipe_free(mine);
-        free(t);
-        rc = 0;
-    }
-    sodium_memzero(&receipt, sizeof receipt);
-    return rc;
-}
-
-/* Give a control-plane verdict on a received message: ROUTE_* result. On
- * ROUTE_PLAINTEXT, *out_msg and *out_topic are the application's message. */
-static int client_route(struct mqe2e_client *c, const char *topic, const MQTTClient_message *in,
-                        int can_hold, MQTTClient_message **out_msg, char **out_topic)
-{
-    uint8_t *pt = NULL;
-    size_t pt_len = 0;
-    int r;
-
-    *out_msg = NULL;
-    *out_topic = NULL;
-    if (c->ctl == NULL || topic == NULL || in == NULL || in->payloadlen < 0 ||
-        (in->payload == NULL && in->payloadlen > 0))
-        return MQE2E__ROUTE_PASS;
-    r = mqe2e__ctl_route(c->ctl, topic,
-                         in->payloadlen > 0 ? (const uint8_t *)in->payload : client_empty,
-                         (size_t)in->payloadlen, client_tag(in), can_hold, &pt, &pt_len);
-    if (r != MQE2E__ROUTE_PLAINTEXT) return r;
-    int rc = client_wrap(in, topic, pt, pt_len, out_msg, out_topic);
-    sodium_memzero(pt, pt_len > 0 ? pt_len : 1U);
-    free(pt);
-    if (rc != MQE2E_OK) {
-        client_ctl_dropped(c, topic, rc);
-        return MQE2E__ROUTE_CONSUMED;
-    }
-    return MQE2E__ROUTE_PLAINTEXT;
-}
-
 static int client_message_arrived(void *context, char *topicName, int topicLen,
                                   MQTTClient_message *message)
 {
     struct mqe2e_client *c = context;
-    MQTTClient_message *mine = NULL;
-    char *topic = NULL;
-    mqe2e_receipt receipt;
-    int rc;
-    int accepted;
+    int rc = 1;
 
-    memset(&receipt, 0, sizeof receipt);
     (void)pthread_mutex_lock(&c->cb_lock);
-    if (c->ctl != NULL && c->app_ma != NULL &&
-        (topicLen <= 0 || (size_t)topicLen == strlen(topicName))) {
-        /* Control frames and held messages never reach the application. */
-        int r = client_route(c, topicName, message, 1, &mine, &topic);
-        if (r == MQE2E__ROUTE_CONSUMED) {
-            MQTTClient_freeMessage(&message);
-            MQTTClient_free(topicName);
-            (void)pthread_mutex_unlock(&c->cb_lock);
-            return 1;
-        }
-        if (r == MQE2E__ROUTE_PLAINTEXT) {
-            /* Channel envelopes are recorded when opened: a refusal here is final. */
-            if (!c->app_ma(c->app_context, topic, 0, mine)) {
-                client_message_wipe_free(mine);
-                free(topic);
-            }
-            MQTTClient_freeMessage(&message);
-            MQTTClient_free(topicName);
-            (void)pthread_mutex_unlock(&c->cb_lock);
-            return 1;
-        }
-    }
     /* Registered only when the application gave messageArrived; checked anyway. */
-    rc = c->app_ma != NULL ? client_open(c, topicName, topicLen, message, &mine, &topic, &receipt)
-                           : MQE2E_ERR_STATE;
-    if (rc != MQE2E_OK) {
-        client_report_drop(c, topicName, rc);
+    if (c->app_ma != NULL && c->ctl != NULL && message != NULL)
+        rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
+                                message->payloadlen, message->qos, message->retained, message->dup,
+                                0, message, client_hand, c);
+    else
+        client_report_drop(c, topicName, MQE2E_ERR_STATE);
+    if (rc) {
         MQTTClient_freeMessage(&message);
         MQTTClient_free(topicName);
-        (void)pthread_mutex_unlock(&c->cb_lock);
-        return 1;
     }
-    /* Our copy never holds a NUL inside the topic, so strlen() is exact. */
-    accepted = c->app_ma(c->app_context, topic, 0, mine);
-    if (accepted) {
-        /* The application owns mine and topic now. */
-        client_commit(c, &receipt, topicName);
-        MQTTClient_freeMessage(&message);
-        MQTTClient_free(topicName);
-        rc = 1;
-    } else {
-        client_log(c, MQE2E_LOG_DEBUG, "application asked for redelivery on '%s'", topicName);
-        client_message_wipe_free(mine);
-        free(topic);
-        rc = 0;
-    }
-    sodium_memzero(&receipt, sizeof receipt);
     (void)pthread_mutex_unlock(&c->cb_lock);
     return rc;
 }
@@ -543,12 +310,7 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
                                  const mqe2e_MQTTClient_securityOptions *options)
 {
     struct mqe2e_client *c = handle;
-    mqe2e_policy *owned = NULL;
-    const mqe2e_policy *policy;
-    mqe2e_protector *p = NULL;
     int rc;
-
-    mqe2e_keystore *ks;
 
     if (c == NULL || options == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
@@ -564,65 +326,22 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     if (c->protector != NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE);
     }
-    ks = options->keystore;
-    if (ks == NULL) {
-        rc = mqe2e__keystore_open_path(&ks, options->keystorePath,
-                                       options->passphraseEnv, options->passphraseFile);
-        if (rc != MQE2E_OK) {
-            return client_map_error(rc);
-        }
-    }
+    mqe2e__ctl_host host = {client_ctl_publish, client_ctl_subscribe, client_ctl_is_connected,
+                            MQTTClient_strerror, &c->lock, &c->cb_lock, c, client_ctl_log, 0,
+                            client_ctl_dropped, client_wrap, client_unwrap, client_hand};
     (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e__protector_for(options->policy, ks, options->protector, &p, &owned, &policy);
-    if (rc != MQE2E_OK) {
-        if (options->keystore == NULL) {
-            mqe2e_keystore_close(ks);
-        }
-        goto out;
-    }
-    c->keystore = ks;
-    c->owns_keystore = options->keystore == NULL;
-    c->owned_policy = owned;
-    c->on_dropped = options->onDropped;
+    /* The session logs through the front from its first call on. */
     c->on_log = options->onLog;
     c->log_level = options->logLevel;
     c->sec_context = options->context;
-    c->protector = p;
-    owned = NULL;
-out:
-    (void)pthread_mutex_unlock(&c->lock);
-    mqe2e_policy_free(owned);
+    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
     if (rc == MQE2E_OK) {
-        mqe2e__ctl_host host;
-        memset(&host, 0, sizeof host);
-        host.publish = client_ctl_publish;
-        host.subscribe = client_ctl_subscribe;
-        host.is_connected = client_ctl_is_connected;
-        host.strerror = MQTTClient_strerror;
-        host.lock = &c->lock;
-        host.cb_lock = &c->cb_lock;
-        host.keystore = c->keystore;
-        host.protector = c->protector;
-        host.policy = policy;
-        host.owned_policy = c->owned_policy;
-        mqe2e__ctl_host_set_hold(&host, options->struct_version, options->holdMaxCount,
-                                 options->holdMaxBytes, options->holdMaxSeconds);
-        mqe2e__ctl_host_set_fresh(&host, options->struct_version,
-                                  options->struct_version >= 3 ? options->freshMaxSeconds : 0U);
-        host.ctx = c;
-        host.log = client_ctl_log;
-        host.log_wants = client_ctl_log_wants;
-        host.dropped = client_ctl_dropped;
-        host.deliver = client_ctl_deliver;
-        int crc = mqe2e__ctl_new(&c->ctl, &host);
-        if (crc == MQE2E_OK) {
-            client_log(c, MQE2E_LOG_INFO, "control plane enabled");
-        } else if (crc != MQE2E_ERR_NOT_FOUND) {
-            client_log(c, MQE2E_LOG_ERROR, "control plane not started: %s", mqe2e_error_name(crc));
-        }
-        client_log(c, MQE2E_LOG_INFO, "security configured for '%s' (%zu policy rules)",
-                   mqe2e_keystore_client_id(c->keystore), mqe2e_policy_count(policy));
+        c->on_dropped = options->onDropped;
+        c->protector = mqe2e__ctl_protector(c->ctl);
+    } else {
+        c->on_log = NULL;
     }
+    (void)pthread_mutex_unlock(&c->lock);
     return client_map_error(rc);
 }
 
@@ -750,7 +469,7 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     rc = MQTTClient_connect(c->paho, will_buf != NULL ? &copy : options);
     mqe2e__will_free(will_buf, will_cap);
     client_nodelay(c, options, rc == MQTTCLIENT_SUCCESS);
-    if (rc == MQTTCLIENT_SUCCESS && c->ctl != NULL) {
+    if (rc == MQTTCLIENT_SUCCESS && mqe2e__ctl_has_control(c->ctl)) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
         (void)mqe2e__ctl_connected(c->ctl);
         client_wait_fresh(c, options);
@@ -762,7 +481,7 @@ int mqe2e_MQTTClient_waitForAuthority(mqe2e_MQTTClient handle, unsigned long tim
 {
     struct mqe2e_client *c = handle;
     if (c == NULL) return MQTTCLIENT_FAILURE;
-    if (c->ctl == NULL) return MQTTCLIENT_SUCCESS;
+    if (!mqe2e__ctl_has_control(c->ctl)) return MQTTCLIENT_SUCCESS;
     int rc = mqe2e__ctl_wait_fresh(c->ctl, timeout_ms);
     return rc == MQE2E_OK ? MQTTCLIENT_SUCCESS : client_map_error(rc);
 }
@@ -795,7 +514,7 @@ static int client_flush(struct mqe2e_client *c, int timeout)
     uint64_t spent;
     int rc;
 
-    if (c->ctl == NULL || timeout <= 0) {
+    if (!mqe2e__ctl_has_control(c->ctl) || timeout <= 0) {
         return timeout;
     }
     start = mqe2e__plugin_monotonic_ms();
@@ -910,29 +629,22 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     }
     pt_len = (size_t)msg->payloadlen;
     pt = pt_len > 0 ? (const uint8_t *)msg->payload : client_empty;
-    cap = mqe2e_protect_bound(pt_len);
+    cap = mqe2e_session_publish_bound(pt_len);
     if (cap < pt_len || cap > (size_t)INT_MAX) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    if (c->ctl != NULL) {
-        int handled = 0;
-        rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, &handled);
-        if (handled) {
-            /* Sent by the control worker (after the handshake if needed): no token. */
-            if (dt != NULL) *dt = 0;
-            if (rc != MQE2E_OK)
-                client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': %s", topic,
-                           mqe2e_error_name(rc));
-            return client_map_error(rc);
-        }
     }
     buf = malloc(cap > 0 ? cap : 1U);
     if (buf == NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
     }
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_protect(c->protector, topic, pt, pt_len, mqe2e__plugin_now(), buf, cap, &out_len);
-    (void)pthread_mutex_unlock(&c->lock);
+    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, buf, cap,
+                            &out_len);
+    if (rc == MQE2E_SESSION_QUEUED) {
+        /* A channel topic: sent by the worker (after the handshake if needed), no token. */
+        if (dt != NULL) *dt = 0;
+        rc = MQTTCLIENT_SUCCESS;
+        goto out;
+    }
     if (rc != MQE2E_OK) {
         if (rc == MQE2E_ERR_NO_POLICY) {
             client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': no policy", topic);
@@ -1051,7 +763,7 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
                             willProperties);
     mqe2e__will_free(will_buf, will_cap);
     client_nodelay(c, options, r.reasonCode == MQTTREASONCODE_SUCCESS);
-    if (r.reasonCode == MQTTREASONCODE_SUCCESS && c->ctl != NULL) {
+    if (r.reasonCode == MQTTREASONCODE_SUCCESS && mqe2e__ctl_has_control(c->ctl)) {
         (void)mqe2e__ctl_connected(c->ctl);
         client_wait_fresh(c, options);
     }
@@ -1129,6 +841,21 @@ int mqe2e_MQTTClient_waitForCompletion(mqe2e_MQTTClient handle, MQTTClient_deliv
     return MQTTClient_waitForCompletion(handle->paho, dt, timeout);
 }
 
+/* receive()'s consumer: the opened message goes back to the caller. */
+typedef struct client_taken {
+    MQTTClient_message *msg;
+    char *topic;
+} client_taken;
+
+static int client_take(void *ctx, void *msg, char *topic)
+{
+    client_taken *t = ctx;
+    if (t->msg != NULL) return 0; /* one per call (cannot happen: nothing is held here) */
+    t->msg = msg;
+    t->topic = topic;
+    return 1;
+}
+
 int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *topicLen,
                              MQTTClient_message **message, unsigned long timeout)
 {
@@ -1151,11 +878,9 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
     deadline = mqe2e__plugin_monotonic_ms() + timeout;
     for (;;) {
         MQTTClient_message *in = NULL;
-        MQTTClient_message *mine = NULL;
         char *in_topic = NULL;
-        char *topic = NULL;
         int in_topic_len = 0;
-        mqe2e_receipt receipt;
+        client_taken taken = {NULL, NULL};
         int rc;
 
         now = mqe2e__plugin_monotonic_ms();
@@ -1173,51 +898,22 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
             }
             continue;
         }
-        memset(&receipt, 0, sizeof receipt);
-        if (c->ctl != NULL && (in_topic_len <= 0 || (size_t)in_topic_len == strlen(in_topic))) {
-            int r = client_route(c, in_topic, in, 0, &mine, &topic);
-            if (r != MQE2E__ROUTE_PASS) {
-                MQTTClient_freeMessage(&in);
-                MQTTClient_free(in_topic);
-                if (r == MQE2E__ROUTE_PLAINTEXT) {
-                    *topicName = topic;
-                    *topicLen = (int)strlen(topic);
-                    *message = mine;
-                    return MQTTCLIENT_SUCCESS;
-                }
-                if (mqe2e__plugin_monotonic_ms() >= deadline) {
-                    return MQTTCLIENT_SUCCESS;
-                }
-                continue;
-            }
-        }
-        /* Paho's receive gives the full length; a NUL inside makes it differ from strlen. */
-        rc = client_open(c, in_topic, in_topic_len, in, &mine, &topic, &receipt);
-        if (rc == MQE2E_OK) {
-            (void)pthread_mutex_lock(&c->lock);
-            rc = mqe2e_unprotect_commit(c->protector, &receipt);
-            (void)pthread_mutex_unlock(&c->lock);
-            sodium_memzero(&receipt, sizeof receipt);
-            if (rc != MQE2E_OK) {
-                client_message_wipe_free(mine);
-                free(topic);
-            }
-        }
-        if (rc != MQE2E_OK) {
-            client_report_drop(c, in_topic, rc);
-            MQTTClient_freeMessage(&in);
-            MQTTClient_free(in_topic);
-            if (mqe2e__plugin_monotonic_ms() >= deadline) {
-                return MQTTCLIENT_SUCCESS;
-            }
-            continue;
-        }
+        /* Paho's receive gives the full length; a NUL inside makes it differ
+         * from strlen. Nothing is held: no callback could take it later. */
+        (void)mqe2e__ctl_receive(c->ctl, in_topic, in_topic_len, in->payload, in->payloadlen,
+                                 in->qos, in->retained, in->dup, MQE2E_SESSION_NO_HOLD, in,
+                                 client_take, &taken);
         MQTTClient_freeMessage(&in);
         MQTTClient_free(in_topic);
-        *topicName = topic;
-        *topicLen = (int)strlen(topic);
-        *message = mine;
-        return MQTTCLIENT_SUCCESS;
+        if (taken.msg != NULL) {
+            *topicName = taken.topic;
+            *topicLen = (int)strlen(taken.topic);
+            *message = taken.msg;
+            return MQTTCLIENT_SUCCESS;
+        }
+        if (mqe2e__plugin_monotonic_ms() >= deadline) {
+            return MQTTCLIENT_SUCCESS;
+        }
     }
 }
 
@@ -1254,12 +950,12 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
     /* A callback that was already running when Paho let go must finish first. */
     (void)pthread_mutex_lock(&c->cb_lock);
     (void)pthread_mutex_unlock(&c->cb_lock);
-    mqe2e__ctl_free(c->ctl);
-    c->ctl = NULL;
     (void)client_checkpoint(c);
     (void)pthread_mutex_lock(&c->lock);
-    mqe2e_protector_free(c->protector);
-    mqe2e_policy_free(c->owned_policy);
+    /* The session owns the protector and its own policy. */
+    mqe2e__ctl_free(c->ctl);
+    c->ctl = NULL;
+    c->protector = NULL;
     if (c->owns_keystore) {
         /* Nothing borrows it any more: written back, wiped, unlocked. */
         mqe2e_keystore_close(c->keystore);

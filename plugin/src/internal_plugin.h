@@ -17,12 +17,13 @@ uint64_t mqe2e__plugin_now(void);
 uint64_t mqe2e__plugin_monotonic_ms(void);
 
 /* ------------------------------------------------------------------ */
-/* Control plane of one encrypted client (control_plane.c).            */
+/* The session of one encrypted client (session_glue.c): the receive    */
+/* core both fronts share, over lib/'s sans-I/O mqe2e_session.          */
 
 typedef struct mqe2e__ctl mqe2e__ctl;
 struct mqe2e_control_counters;
 
-/* What the control plane borrows from its client. */
+/* What the glue borrows from its front. */
 typedef struct mqe2e__ctl_host {
     /* Transport: the front's Paho client (sync or async), called without
      * `lock`. publish and subscribe return 0 or the front's Paho code. */
@@ -31,51 +32,28 @@ typedef struct mqe2e__ctl_host {
     int (*subscribe)(void *ctx, int count, char *const *topics, int *qos);
     int (*is_connected)(void *ctx);
     const char *(*strerror)(int code);
-    pthread_mutex_t *lock;    /* serialises keystore, protector, policy and control state */
+    pthread_mutex_t *lock;    /* serialises the session (keystore, protector, policy) */
     pthread_mutex_t *cb_lock; /* held while the application's callbacks run */
-    mqe2e_keystore *keystore;
-    mqe2e_protector *protector;
-    const mqe2e_policy *policy;
-    mqe2e_policy *owned_policy; /* grows with new groups; NULL when the application's */
-    size_t hold_count, hold_bytes;
-    uint64_t hold_age;
-    uint64_t fresh_max; /* seconds: freshness bound of group sealing */
     void *ctx;
-    /* Log a line (no secrets). */
+    /* Log a line (no secrets) of a level up to log_level. */
     void (*log)(void *ctx, int level, const char *msg);
-    /* Whether a line of this level would be shown; NULL = always format it.
-     * Saves formatting lines nobody reads (one per control frame and per
-     * channel message sent). */
-    int (*log_wants)(void *ctx, int level);
-    /* Count and report a drop (takes `lock` itself; called without it). */
+    int log_level;
+    /* Report a drop to the application (the session counted it already). */
     void (*dropped)(void *ctx, const char *topic, int code);
-    /* Hand a released envelope to the normal receive path; called with
-     * cb_lock held and lock not held. Returns 1 when the application took it. */
-    int (*deliver)(void *ctx, const char *topic, const uint8_t *data, size_t len, uint32_t tag);
+    /* The front's message for a DELIVER action (lock held): a copy of the
+     * plaintext with the flags of @p in (the transport's message; NULL for a
+     * released one), and in *topic a malloc()ed copy of the topic. NULL when
+     * out of memory. */
+    void *(*wrap)(void *ctx, const void *in, const mqe2e_session_action *a, char **topic);
+    /* Wipe and free a wrapped message (and its topic) nobody took. */
+    void (*unwrap)(void *msg, char *topic);
+    /* Hand a released held message to the application (cb_lock held, lock
+     * not): 1 when it took the message and topic. */
+    int (*hand)(void *ctx, void *msg, char *topic);
 } mqe2e__ctl_host;
 
-/* Tag bits of held messages. */
-#define MQE2E__TAG_QOS(t) ((int)((t) & 3U))
-#define MQE2E__TAG_RETAINED 4U
-#define MQE2E__TAG_DUP 8U
-
-/* Results of mqe2e__ctl_route(). */
-#define MQE2E__ROUTE_PASS 0      /* not for the control plane: normal path */
-#define MQE2E__ROUTE_CONSUMED 1  /* control frame, held, or dropped (counted) */
-#define MQE2E__ROUTE_PLAINTEXT 2 /* channel message opened into *pt */
-
-/* MQE2E_ERR_NOT_FOUND when the keystore holds no authority pin (no control plane). */
-/* Both fronts' setSecurity: a protector over @p ks with @p given as policy,
- * or (given NULL) a policy made from the keystore's groups, returned in
- * *owned for the caller to free. *policy is the one in use. On failure
- * nothing is left allocated. */
-int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
-                         const mqe2e_protector_options *popts, mqe2e_protector **p,
-                         mqe2e_policy **owned, const mqe2e_policy **policy);
-
-/* Hold-queue limits from the security options (zero = default). */
-void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
-                              size_t max_bytes, unsigned max_seconds);
+/* Hand the current message to its consumer: 1 when it took msg and topic. */
+typedef int mqe2e__ctl_hand_fn(void *hand_ctx, void *msg, char *topic);
 
 /* setSecurity's one-call form: read the passphrase (file first, else the
  * environment variable), open the keystore; the file backend locks it until
@@ -97,43 +75,96 @@ int mqe2e__will_seal(mqe2e_protector *protector, pthread_mutex_t *lock, const ch
 void mqe2e__will_free(uint8_t *buf, size_t cap);
 
 
-/* The freshness bound; freshMaxSeconds arrived with struct_version 2. */
-void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max);
+/* The session options of securityOptions: hold limits (struct_version 1)
+ * and the freshness bound (struct_version 3); zero keeps the defaults. */
+void mqe2e__session_options_from(mqe2e_session_options *o, int struct_version, size_t max_count,
+                                 size_t max_bytes, unsigned max_seconds, unsigned fresh_max);
 
-int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host);
+/* Both fronts' setSecurity once the options passed their checks (its
+ * options type is shared): open the keystore when only a path is given,
+ * then the session and its glue over @p host (the front's transport and
+ * callbacks; log_level is set here from the options). On success *ks is the
+ * keystore and *owns_ks whether it was opened here; on failure nothing is
+ * held. Called with the front's lock held. */
+struct mqe2e_MQTTClient_securityOptions;
+int mqe2e__ctl_setup(mqe2e__ctl **out, mqe2e__ctl_host *host,
+                     const struct mqe2e_MQTTClient_securityOptions *o, mqe2e_keystore **ks,
+                     int *owns_ks);
 
-/* Default freshness bound, seconds (securityOptions.freshMaxSeconds = 0). */
-#define MQE2E__FRESH_MAX_DEFAULT 900U
+/* The common part of a front's wrap: one malloc()ed block of @p struct_size
+ * bytes followed by a copy of the action's plaintext (*payload points at
+ * it), and in *topic a malloc()ed copy of its topic. NULL (nothing held)
+ * when out of memory or too long for Paho's int lengths. */
+void *mqe2e__wrap_block(size_t struct_size, const mqe2e_session_action *a, char **topic,
+                        void **payload);
+
+/* A front's message (Paho's sync or async type, same field names) filled
+ * for a DELIVER action @p a: flags from the action, packet id and v5
+ * properties from the transport's message @p in (NULL for a released one). */
+#define MQE2E__WRAP_FILL(m, in, a, data)                                                   \
+    do {                                                                                   \
+        (m)->payload = (data);                                                             \
+        (m)->payloadlen = (int)(a)->len;                                                   \
+        (m)->qos = (a)->qos;                                                               \
+        (m)->retained = (a)->retained;                                                     \
+        (m)->dup = (a)->dup;                                                               \
+        if ((in) != NULL) {                                                                \
+            (m)->msgid = (in)->msgid;                                                      \
+            /* v5 properties travel outside the envelope: handed on as they came. */      \
+            if ((in)->struct_version >= 1 && (in)->properties.count > 0)                   \
+                (m)->properties = MQTTProperties_copy(&(in)->properties);                  \
+        }                                                                                  \
+    } while (0)
+
+/* A session over @p ks (@p policy NULL: the keystore's groups) with its
+ * glue; the worker thread runs only when the keystore holds an authority
+ * pin. On failure nothing is left allocated. */
+int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore *ks,
+                   const mqe2e_policy *policy, const mqe2e_session_options *opts);
+
+/* Whether the control plane is on (an authority pin). */
+int mqe2e__ctl_has_control(const mqe2e__ctl *c);
+
+/* The session's protector and policy (owned by the session). */
+mqe2e_protector *mqe2e__ctl_protector(mqe2e__ctl *c);
+const mqe2e_policy *mqe2e__ctl_policy(const mqe2e__ctl *c);
 
 /* Wait until the authority was heard within the freshness bound.
- * MQE2E_OK (also for ctl NULL), MQE2E_ERR_EXPIRED (timeout),
+ * MQE2E_OK (also without a control plane), MQE2E_ERR_EXPIRED (timeout),
  * MQE2E_ERR_POLICY (the authority refused this client). */
 int mqe2e__ctl_wait_fresh(mqe2e__ctl *ctl, uint64_t timeout_ms);
 
 /* Stop the worker thread (before the Paho handle goes). NULL is a no-op. */
 void mqe2e__ctl_stop(mqe2e__ctl *ctl);
 
-/* Stop the worker, wipe and free. NULL is a no-op. */
+/* Stop the worker, free the session (its protector writes its replay
+ * checkpoints), wipe and free. NULL is a no-op. */
 void mqe2e__ctl_free(mqe2e__ctl *ctl);
 
 /* After a successful connect (application thread): subscribe the control
- * topics and start a HELLO. */
+ * topics, then send a HELLO. */
 int mqe2e__ctl_connected(mqe2e__ctl *ctl);
 
 /* The connection went down or came up by itself (async front's callbacks):
  * the worker subscribes the control topics and sends a HELLO once connected. */
 void mqe2e__ctl_session_lost(mqe2e__ctl *ctl);
 
-/* Route one received message (Paho's callback or receive() thread, cb_lock
- * held when can_hold). On ROUTE_PLAINTEXT *pt (malloc, wipe+free) holds the
- * channel plaintext. */
-int mqe2e__ctl_route(mqe2e__ctl *ctl, const char *topic, const uint8_t *data, size_t len,
-                     uint32_t tag, int can_hold, uint8_t **pt, size_t *pt_len);
+/* The one receive path of both fronts (Paho's callback or receive() thread,
+ * cb_lock held unless @p flags has MQE2E_SESSION_NO_HOLD): the session opens,
+ * holds or drops the message; plaintext for it goes to @p hand (with its
+ * context), released held messages to host->hand, drops to host->dropped.
+ * @p in is the transport's message (for wrap). Returns 0 when the
+ * application refused the message and it may come again (Paho redelivers),
+ * else 1 (consumed). */
+int mqe2e__ctl_receive(mqe2e__ctl *ctl, const char *topic, int topic_len, const void *payload,
+                       int payload_len, int qos, int retained, int dup, unsigned flags,
+                       const void *in, mqe2e__ctl_hand_fn *hand, void *hand_ctx);
 
-/* Publish on a topic whose policy is a channel. *handled = 0 when the topic
- * is not a channel topic (normal path). Returns an mqe2e_error. */
+/* Protect @p pt for @p topic into @p out (mqe2e_session_publish_bound(pt_len)
+ * bytes): MQE2E_OK (publish *out_len bytes of it), MQE2E_SESSION_QUEUED (a
+ * channel topic: the worker sends it), or the reason it was refused. */
 int mqe2e__ctl_publish(mqe2e__ctl *ctl, const char *topic, const uint8_t *pt, size_t pt_len,
-                       int qos, int retained, int *handled);
+                       int qos, int retained, uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* Before a disconnect (application thread, neither lock held): wait at most
  * timeout_ms until the worker's outbox is empty and its last frame was handed

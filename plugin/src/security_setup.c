@@ -12,50 +12,55 @@
 #include <unistd.h>
 
 #include "internal_plugin.h"
+#include "mqe2e/MQTTClient.h"
 
-int mqe2e__protector_for(const mqe2e_policy *given, mqe2e_keystore *ks,
-                         const mqe2e_protector_options *popts, mqe2e_protector **p,
-                         mqe2e_policy **owned, const mqe2e_policy **policy)
+void mqe2e__session_options_from(mqe2e_session_options *o, int struct_version, size_t max_count,
+                                 size_t max_bytes, unsigned max_seconds, unsigned fresh_max)
 {
-    mqe2e_policy *made = NULL;
-    int rc = MQE2E_OK;
-
-    *p = NULL;
-    *owned = NULL;
-    *policy = given;
-    if (given == NULL) {
-        rc = mqe2e_policy_new(&made);
-        if (rc == MQE2E_OK) rc = mqe2e_policy_add_keystore_groups(made, ks);
-        if (rc != MQE2E_OK) goto out;
-        *policy = made;
-    }
-    rc = mqe2e_protector_new(p, ks, *policy, popts);
-    if (rc != MQE2E_OK) goto out;
-    *owned = made;
-    made = NULL;
-out:
-    mqe2e_policy_free(made);
-    return rc;
-}
-
-void mqe2e__ctl_host_set_fresh(mqe2e__ctl_host *host, int struct_version, unsigned fresh_max)
-{
-    host->fresh_max = MQE2E__FRESH_MAX_DEFAULT;
-    if (struct_version >= 3 && fresh_max > 0) host->fresh_max = fresh_max;
-}
-
-void mqe2e__ctl_host_set_hold(mqe2e__ctl_host *host, int struct_version, size_t max_count,
-                              size_t max_bytes, unsigned max_seconds)
-{
-    host->hold_count = MQE2E_HOLDQ_DEFAULT_COUNT;
-    host->hold_bytes = MQE2E_HOLDQ_DEFAULT_BYTES;
-    host->hold_age = MQE2E_HOLDQ_DEFAULT_AGE;
+    const mqe2e_session_options init = MQE2E_SESSION_OPTIONS_INIT;
+    *o = init;
     /* The hold limits arrived with struct_version 1; 0 keeps the defaults. */
     if (struct_version >= 1) {
-        if (max_count > 0) host->hold_count = max_count;
-        if (max_bytes > 0) host->hold_bytes = max_bytes;
-        if (max_seconds > 0) host->hold_age = max_seconds;
+        o->hold_count = max_count;
+        o->hold_bytes = max_bytes;
+        o->hold_seconds = max_seconds;
     }
+    /* freshMaxSeconds arrived with struct_version 3. */
+    if (struct_version >= 3) o->fresh_max_seconds = fresh_max;
+}
+
+int mqe2e__ctl_setup(mqe2e__ctl **out, mqe2e__ctl_host *host,
+                     const mqe2e_MQTTClient_securityOptions *o, mqe2e_keystore **ks,
+                     int *owns_ks)
+{
+    mqe2e_session_options so;
+    mqe2e_keystore *k = o->keystore;
+    int rc;
+
+    if (k == NULL) {
+        rc = mqe2e__keystore_open_path(&k, o->keystorePath, o->passphraseEnv, o->passphraseFile);
+        if (rc != MQE2E_OK) return rc;
+    }
+    host->log_level = o->onLog != NULL ? (int)o->logLevel : 0;
+    mqe2e__session_options_from(&so, o->struct_version, o->holdMaxCount, o->holdMaxBytes,
+                                o->holdMaxSeconds,
+                                o->struct_version >= 3 ? o->freshMaxSeconds : 0U);
+    so.protector = o->protector;
+    rc = mqe2e__ctl_new(out, host, k, o->policy, &so);
+    if (rc != MQE2E_OK) {
+        if (o->keystore == NULL) mqe2e_keystore_close(k);
+        return rc;
+    }
+    *ks = k;
+    *owns_ks = o->keystore == NULL;
+    if (host->log != NULL && host->log_level >= MQE2E_LOG_INFO) {
+        char line[400];
+        if (mqe2e__ctl_has_control(*out)) host->log(host->ctx, MQE2E_LOG_INFO, "control plane enabled");
+        (void)snprintf(line, sizeof line, "security configured for '%s' (%zu policy rules)",
+                       mqe2e_keystore_client_id(k), mqe2e_policy_count(mqe2e__ctl_policy(*out)));
+        host->log(host->ctx, MQE2E_LOG_INFO, line);
+    }
+    return MQE2E_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Python subscriber throughput: mqe2e.Client against plain paho-mqtt, same run.
+
+What is measured is the subscriber alone. For each repetition and side
+(plain, encrypted; the order alternates), a subscriber with a persistent
+session (clean_session=False, QoS 1) subscribes and goes away; a raw paho
+publisher then leaves N 256-byte messages queued at a private Mosquitto —
+random bytes for the plain side, envelopes sealed beforehand by a Python
+session for the encrypted side — and the subscriber, in its own process,
+reconnects and drains them. Its rate is (received - 1) / (last - first
+receive). The figure to read is encrypted / plain, the median of the
+per-pair ratios (issue 14's target: >= 0.90).
+
+Usage: bench_python.py [--build DIR] [--messages N] [--reps R] [--size B] [--json FILE] [--smoke]
+Needs: the build tree (libmqe2e, the mqe2e command), mosquitto, python3-paho-mqtt, python3-cffi.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PASS = "bench pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("mosquitto did not start")
+
+
+def subscriber(args) -> None:
+    """Child process: drain the queued messages, print the rate as JSON."""
+    sys.path.insert(0, os.path.join(REPO, "python"))
+    import threading
+
+    import paho.mqtt.client as paho
+
+    if args.kind == "encrypted":
+        import mqe2e
+
+        c = mqe2e.Client(client_id=args.cid, clean_session=False)
+        c.keystore_set(args.keystore, PASS)
+    else:
+        c = paho.Client(client_id=args.cid, clean_session=False)
+    times = []
+    done = threading.Event()
+    bad = [0]
+
+    def on_message(cl, u, m):
+        times.append(time.perf_counter())
+        if len(m.payload) != args.size:
+            bad[0] += 1
+        if len(times) >= args.messages:
+            done.set()
+
+    c.on_message = on_message
+    if args.kind == "encrypted":
+        c.on_drop = lambda *a: bad.__setitem__(0, bad[0] + 1)
+    ready = threading.Event()
+    c.on_subscribe = lambda *a: ready.set()
+    c.connect("127.0.0.1", args.port)
+    if args.prepare:
+        c.subscribe(args.topic, 1)
+        c.loop_start()
+        ready.wait(20)
+        c.disconnect()
+        c.loop_stop()
+    else:
+        c.loop_start()
+        done.wait(args.timeout)
+        c.disconnect()
+        c.loop_stop()
+        n = len(times)
+        rate = (n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else 0.0
+        print(json.dumps({"received": n, "rate": rate, "bad": bad[0]}))
+    if args.kind == "encrypted":
+        c.keystore_close()
+
+
+def run_sub(common, kind, port, n, size, keystore, prepare):
+    cmd = [sys.executable, os.path.abspath(__file__), "--role", "sub", "--kind", kind, "--port",
+           str(port), "--messages", str(n), "--size", str(size), "--cid", f"bench-{kind}",
+           "--topic", "bench/#", "--keystore", keystore]
+    if prepare:
+        cmd.append("--prepare")
+    p = subprocess.run(cmd, env=common, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise SystemExit(f"subscriber failed: {p.stderr}")
+    return None if prepare else json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--role", default="main")
+    ap.add_argument("--kind")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--cid")
+    ap.add_argument("--topic")
+    ap.add_argument("--keystore")
+    ap.add_argument("--prepare", action="store_true")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--build", default=os.environ.get("MQE2E_BUILD_DIR", os.path.join(REPO, "build")))
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--json")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.role == "sub":
+        subscriber(args)
+        return 0
+    if args.smoke:
+        args.messages, args.reps = 500, 1
+    build = os.path.abspath(args.build)
+    cli = os.path.join(build, "tools", "mqe2e", "mqe2e")
+    common = dict(os.environ, MQE2E_BUILD_DIR=build, MQE2E_PASSPHRASE=PASS,
+                  MQE2E_EXPORT_PASSPHRASE="bench group pass", PYTHONDONTWRITEBYTECODE="1")
+    os.environ.update(common)
+    sys.path.insert(0, os.path.join(REPO, "python"))
+    import paho.mqtt.client as paho
+
+    import mqe2e
+
+    work = tempfile.mkdtemp(prefix="mqe2e-bench-python.")
+    port = free_port()
+    conf = os.path.join(work, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n")
+    broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        pub_ks, sub_ks = os.path.join(work, "pub.ks"), os.path.join(work, "sub.ks")
+        for cmd in (["keygen", "-K", pub_ks, "--id", "bench-pub"],
+                    ["keygen", "-K", sub_ks, "--id", "bench-sub"],
+                    ["group", "create", "-K", pub_ks, "--group", "bench", "--topic", "bench/#",
+                     "--out", os.path.join(work, "g.grp")],
+                    ["group", "import", "-K", sub_ks, os.path.join(work, "g.grp")]):
+            subprocess.run([cli, *cmd], env=common, check=True, capture_output=True)
+        topic = "bench/device-1/telemetry"
+
+        ks = mqe2e.Keystore.open(pub_ks, PASS)
+        s = mqe2e.Session(ks)
+        ratios, rows = [], []
+        for rep in range(args.reps):
+            # Fresh envelopes every repetition: the subscriber's replay window
+            # remembers the previous ones.
+            envs = [s.publish(topic, os.urandom(args.size), 1) for _ in range(args.messages)]
+            plain = [os.urandom(args.size) for _ in range(args.messages)]
+            res = {}
+            for kind in (("plain", "encrypted") if rep % 2 == 0 else ("encrypted", "plain")):
+                run_sub(common, kind, port, args.messages, args.size, sub_ks, True)
+                p = paho.Client(client_id="bench-publisher")
+                p.max_inflight_messages_set(1000)
+                p.max_queued_messages_set(0)
+                p.connect("127.0.0.1", port)
+                p.loop_start()
+                infos = [p.publish(topic, m, 1) for m in (envs if kind == "encrypted" else plain)]
+                for i in infos:
+                    i.wait_for_publish(60)
+                p.disconnect()
+                p.loop_stop()
+                res[kind] = run_sub(common, kind, port, args.messages, args.size, sub_ks, False)
+                if res[kind]["received"] != args.messages or res[kind]["bad"]:
+                    raise SystemExit(f"{kind}: received {res[kind]} of {args.messages}")
+            ratio = res["encrypted"]["rate"] / res["plain"]["rate"]
+            ratios.append(ratio)
+            rows.append({"rep": rep, "plain_msgs_per_s": round(res["plain"]["rate"]),
+                         "encrypted_msgs_per_s": round(res["encrypted"]["rate"]),
+                         "ratio": round(ratio, 3)})
+            print(f"rep {rep}: plain {res['plain']['rate']:.0f} msg/s, "
+                  f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}",
+                  flush=True)
+        s.close()
+        ks.close()
+        summary = {"bench": "python_subscriber", "size": args.size, "messages": args.messages,
+                   "reps": args.reps, "median_ratio": round(statistics.median(ratios), 3),
+                   "runs": rows, "python": sys.version.split()[0],
+                   "paho_mqtt": paho.__version__ if hasattr(paho, "__version__") else "1.6"}
+        print(json.dumps(summary))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(summary, f, indent=1)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        subprocess.run(["rm", "-rf", work])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""``mqe2e.Client``: paho-mqtt's ``Client`` with end-to-end encryption.
+
+A program written for ``paho.mqtt.client.Client`` (1.6) moves over by
+changing the import and adding one call, :meth:`Client.keystore_set`::
+
+    import mqe2e
+    c = mqe2e.Client(client_id="backend-1")
+    c.keystore_set("/var/lib/backend/ks", passphrase_file="/run/secrets/ks")
+    c.on_message = lambda c, u, m: print(m.topic, m.payload)
+    c.connect("broker", 1883); c.subscribe("fleet/#"); c.loop_forever()
+
+Callbacks, :meth:`publish`, :meth:`subscribe`, ``loop_*``, ``connect``,
+``username_pw_set``, ``tls_set`` keep paho's names and semantics. What
+changes: ``on_message`` gets the decrypted payload (messages that fail any
+check never reach it: they go to the optional ``on_drop(client, userdata,
+topic, reason)``), :meth:`publish` seals before sending and raises an
+:class:`mqe2e.Mqe2eError` instead of ever sending clear text, and the last
+will is sealed too. The control plane (HELLO on connect, PUSH, channels,
+the hold queue) runs inside the client over the sans-I/O session
+(:class:`mqe2e.session.Session`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, List, Optional, Union
+
+import paho.mqtt.client as paho
+
+from .errors import Mqe2eError, error_for
+from .keystore import Keystore
+from .session import Delivery, Drop, Publish, Session, Subscribe
+
+MQTTMessage = paho.MQTTMessage
+
+DropCallback = Callable[[Any, Any, str, str], None]
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    # paho's own conversions (client.py, publish()).
+    if payload is None:
+        return b""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload)
+    if isinstance(payload, (int, float)):
+        return str(payload).encode("ascii")
+    raise TypeError("payload must be a string, bytearray, int, float or None.")
+
+
+class Client(paho.Client):
+    """paho-mqtt ``Client`` that seals every publish and opens every message.
+
+    Construct it exactly like ``paho.mqtt.client.Client``; then call
+    :meth:`keystore_set` once before :meth:`connect`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mqe2e_lock = threading.RLock()
+        self._mqe2e_keystore: Optional[Keystore] = None
+        self._mqe2e_session: Optional[Session] = None
+        self._mqe2e_on_drop: Optional[DropCallback] = None
+        self._mqe2e_next_tick = 0
+
+    # -- configuration ---------------------------------------------------
+    def keystore_set(self, path: str, passphrase: Union[str, bytes, None] = None, *,
+                     passphrase_file: Optional[str] = None, key_file: Optional[str] = None,
+                     policy: Optional[List[str]] = None) -> None:
+        """The one extra call: open the keystore and start the session.
+
+        Args:
+            path: keystore file (made by ``mqe2e keygen``/``mqe2e enroll`` or
+                :func:`mqe2e.enroll`).
+            passphrase: the keystore passphrase; or ``passphrase_file`` (first
+                line), or ``key_file`` (32-byte key); none of them: the
+                ``MQE2E_PASSPHRASE`` environment variable.
+            policy: extra topic rules (``"FILTER=group:GROUP"``,
+                ``"FILTER=plaintext"``); by default the keystore's groups.
+
+        Raises:
+            Mqe2eError: ``auth`` (wrong passphrase), ``locked``, ``not_found``...
+        """
+        if self._mqe2e_session is not None:
+            raise ValueError("keystore_set() was already called on this client")
+        ks = Keystore.open(path, passphrase, passphrase_file=passphrase_file, key_file=key_file)
+        try:
+            self._mqe2e_session = Session(ks, policy)
+        except Exception:
+            ks.close()
+            raise
+        self._mqe2e_keystore = ks
+        if not self._client_id:
+            # The control plane's inbox is P/client/<keystore client id>, and
+            # broker ACLs tie it to the MQTT client id: use the keystore's.
+            self._client_id = ks.client_id.encode("utf-8")
+
+    def keystore_close(self) -> None:
+        """Free the session and close the keystore (writes replay checkpoints).
+        Call after :meth:`disconnect` / :meth:`loop_stop`."""
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not None:
+                self._mqe2e_session.close()
+                self._mqe2e_session = None
+            if self._mqe2e_keystore is not None:
+                self._mqe2e_keystore.close()
+                self._mqe2e_keystore = None
+
+    @property
+    def on_drop(self) -> Optional[DropCallback]:
+        """``on_drop(client, userdata, topic, reason)``: a received message
+        was refused; ``reason`` is the core's name (``"auth"``, ``"replay"``,
+        ``"no_key"``, ...). Nothing of it is delivered."""
+        return self._mqe2e_on_drop
+
+    @on_drop.setter
+    def on_drop(self, func: Optional[DropCallback]) -> None:
+        self._mqe2e_on_drop = func
+
+    @property
+    def session(self) -> Session:
+        """The underlying session (counters, freshness)."""
+        if self._mqe2e_session is None:
+            raise ValueError("call keystore_set() first")
+        return self._mqe2e_session
+
+    def counters(self) -> dict:
+        """Sealed/opened/dropped-by-reason and control-plane counters."""
+        with self._mqe2e_lock:
+            return self.session.counters()
+
+    # -- sending ---------------------------------------------------------
+    def publish(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
+                properties: Any = None) -> paho.MQTTMessageInfo:
+        """Seal ``payload`` for ``topic`` and publish it (paho's semantics).
+
+        Raises:
+            Mqe2eError: the topic has no policy (``no_policy``), the keys are
+                stale (``expired``), ... Nothing is sent in clear instead.
+        """
+        data = _payload_bytes(payload)
+        with self._mqe2e_lock:
+            env = self.session.publish(topic, data, qos, retain)
+            acts = self.session.actions()
+        if env is None:
+            # Queued for a channel: it leaves as a PUBLISH action once the
+            # channel is up.
+            info = paho.MQTTMessageInfo(0)
+            info.rc = paho.MQTT_ERR_SUCCESS
+        else:
+            info = super().publish(topic, env, qos, retain, properties)
+        self._mqe2e_run(acts, None)
+        return info
+
+    def will_set(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
+                 properties: Any = None) -> None:
+        """Set the last will, sealed now like any publish (paho's will_set)."""
+        with self._mqe2e_lock:
+            env = self.session.publish(topic, _payload_bytes(payload), qos, retain)
+        if env is None:
+            raise ValueError("a last will cannot go over a channel")
+        super().will_set(topic, env, qos, retain, properties)
+
+    # -- paho's internal hooks ---------------------------------------------
+    def _handle_connack(self):  # noqa: D401 - paho hook
+        acts: list = []
+        pkt = self._in_packet.get("packet", b"")
+        if len(pkt) >= 2 and pkt[1] == 0:
+            with self._mqe2e_lock:
+                if self._mqe2e_session is not None:
+                    acts = self._mqe2e_session.connected()
+        if acts:
+            # Before the user's on_connect: the HELLO leaves first.
+            self._mqe2e_run(acts, None)
+        return super()._handle_connack()
+
+    def _do_on_disconnect(self, rc, properties=None):
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not None:
+                self._mqe2e_session.disconnected()
+        return super()._do_on_disconnect(rc, properties)
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        with self._mqe2e_lock:
+            s = self._mqe2e_session
+            acts = None if s is None else s.message_received(
+                message._topic, message.payload, message.qos, bool(message.retain),
+                bool(message.dup))
+        if acts is None:
+            # Not configured (or closed): nothing is delivered, never clear text.
+            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            return
+        if len(acts) == 1 and type(acts[0]) is Delivery and acts[0].current:
+            # The common case: this message, decrypted. Reuse paho's object
+            # (mid, properties, timestamp) with the plaintext in it.
+            a = acts[0]
+            message.payload = a.payload
+            super()._handle_on_message(message)
+            self._mqe2e_commit(a)
+            return
+        self._mqe2e_run(acts, message)
+
+    def loop_misc(self) -> int:
+        rc = super().loop_misc()
+        now = int(time.monotonic() * 1000)
+        if now >= self._mqe2e_next_tick:
+            acts: list = []
+            with self._mqe2e_lock:
+                s = self._mqe2e_session
+                if s is not None:
+                    acts = s.tick(self.is_connected())
+                    nt = s.next_timer_ms()
+                    self._mqe2e_next_tick = nt if nt is not None else now + 1000
+            self._mqe2e_run(acts, None)
+        return rc
+
+    # -- actions ---------------------------------------------------------
+    def _mqe2e_drop(self, topic: str, reason: str) -> None:
+        self._easy_log(paho.MQTT_LOG_WARNING, "mqe2e: dropped a message on %s: %s", topic, reason)
+        cb = self._mqe2e_on_drop
+        if cb is not None:
+            with self._in_callback_mutex:
+                cb(self, self._userdata, topic, reason)
+
+    def _mqe2e_commit(self, a: Delivery) -> None:
+        # Reached only if the application's callback did not raise: record
+        # the message in its replay window.
+        if a.receipt is None:
+            return
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not None:
+                try:
+                    self._mqe2e_session.commit(a)
+                except Mqe2eError as e:
+                    self._mqe2e_drop(a.topic, e.name)
+
+    def _mqe2e_run(self, acts: list, original: Optional[paho.MQTTMessage]) -> None:
+        for a in acts:
+            if isinstance(a, Publish):
+                super().publish(a.topic, a.payload, a.qos, a.retain)
+            elif isinstance(a, Subscribe):
+                super().subscribe(a.topic, a.qos)
+            elif isinstance(a, Delivery):
+                m = paho.MQTTMessage(original.mid if (a.current and original) else 0,
+                                     a.topic.encode("utf-8"))
+                m.payload = a.payload
+                m.qos, m.retain, m.dup = a.qos, a.retain, a.dup
+                m.timestamp = time.monotonic()
+                if a.current and original is not None:
+                    m.properties = getattr(original, "properties", None)
+                super()._handle_on_message(m)
+                self._mqe2e_commit(a)
+            elif isinstance(a, Drop):
+                self._mqe2e_drop(a.topic, a.reason)

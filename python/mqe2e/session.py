@@ -1,0 +1,286 @@
+"""The sans-I/O device session (lib/include/mqe2e/session.h) for Python.
+
+A :class:`Session` does everything an encrypting client must do between its
+transport and its application — policy lookup, protect/unprotect, replay
+commits, HELLO/PUSH/channels, the hold queue — and never does I/O itself:
+you tell it what happened (:meth:`connected`, :meth:`message_received`,
+:meth:`tick`) and carry out the actions it returns (:class:`Publish`,
+:class:`Subscribe`, :class:`Delivery`, :class:`Drop`). :class:`mqe2e.Client`
+is this glue for paho-mqtt; other transports bind the same way.
+
+Not thread-safe: use one session from one thread at a time (the Client holds
+a lock).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+from ._lib import cstr, ffi, lib
+from .errors import Mqe2eError, check, error_for
+from .keystore import Keystore
+
+DELIVER, DROP, PUBLISH, SUBSCRIBE = 1, 2, 3, 4
+#: mqe2e_session_publish(): the message was queued for a channel.
+QUEUED = 1
+#: message_received() flag: never hold.
+NO_HOLD = 1
+
+
+@dataclass
+class Delivery:
+    """A decrypted message for the application. Call :meth:`Session.commit`
+    with it once the application accepted it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    current: bool
+    receipt: object = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A message the session refused: never delivered, counted under ``reason``."""
+
+    topic: str
+    code: int
+    current: bool
+
+    @property
+    def reason(self) -> str:
+        """The core's name of the reason (``"auth"``, ``"replay"``, ...)."""
+        return error_for(self.code).name
+
+    def error(self) -> Mqe2eError:
+        """The reason as an exception instance."""
+        return error_for(self.code, f"dropped message on {self.topic}")
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Bytes the transport must publish (envelopes, control frames)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """A filter the transport must subscribe to (control topics)."""
+
+    topic: str
+    qos: int
+
+
+Action = Union[Delivery, Drop, Publish, Subscribe]
+
+
+def clocks():
+    """The caller's clocks as the session wants them (wall s, monotonic ms)."""
+    t = ffi.new("mqe2e_session_time *")
+    t.wall_s = int(time.time())
+    t.mono_ms = int(time.monotonic() * 1000)
+    return t[0]
+
+
+class Session:
+    """One session over an open :class:`Keystore` (borrowed: keep it open).
+
+    Args:
+        keystore: the open keystore; the session changes it (keys, credential,
+            replay checkpoints) and must be closed before it.
+        policy: extra policy rules in text form (``"FILTER=group:GROUP"``,
+            ``"FILTER=channel:PEER"``, ``"FILTER=plaintext"``, docs/PROTOCOL.md
+            6), added before the keystore's groups as they are now. None: the
+            keystore's groups only, growing with the groups the authority
+            adds later (with ``policy``, a group added later is covered after
+            the next start).
+    """
+
+    def __init__(self, keystore: Keystore, policy: Optional[List[str]] = None) -> None:
+        self._ks = keystore
+        self._policy = ffi.NULL
+        if policy:
+            pp = ffi.new("mqe2e_policy **")
+            check(lib.mqe2e_policy_new(pp))
+            self._policy = pp[0]
+            for rule in policy:
+                rc = lib.mqe2e_policy_add_text(self._policy, rule.encode())
+                if rc != 0:
+                    lib.mqe2e_policy_free(self._policy)
+                    raise error_for(rc, f"policy rule {rule!r}")
+            rc = lib.mqe2e_policy_add_keystore_groups(self._policy, keystore.handle)
+            if rc != 0:
+                lib.mqe2e_policy_free(self._policy)
+                raise error_for(rc, "policy from the keystore's groups")
+        out = ffi.new("mqe2e_session **")
+        rc = lib.mqe2e_session_new(out, keystore.handle, self._policy, ffi.NULL)
+        if rc != 0:
+            if self._policy != ffi.NULL:
+                lib.mqe2e_policy_free(self._policy)
+            raise error_for(rc, "session")
+        self._s = out[0]
+        self._act = ffi.new("mqe2e_session_action *")
+        self._now = ffi.new("mqe2e_session_time *")
+
+    def _clocks(self):
+        t = self._now
+        t.wall_s = int(time.time())
+        t.mono_ms = int(time.monotonic() * 1000)
+        return t[0]
+
+    def close(self) -> None:
+        """Wipe and free the session (the keystore stays open). Idempotent."""
+        if getattr(self, "_s", None) is not None:
+            lib.mqe2e_session_free(self._s)
+            self._s = None
+            if self._policy != ffi.NULL:
+                lib.mqe2e_policy_free(self._policy)
+                self._policy = ffi.NULL
+
+    def __del__(self) -> None:  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def _h(self):
+        if self._s is None:
+            raise ValueError("session is closed")
+        return self._s
+
+    @property
+    def has_control(self) -> bool:
+        """Whether the control plane is on (the keystore is enrolled)."""
+        return lib.mqe2e_session_has_control(self._h) == 1
+
+    # -- events ----------------------------------------------------------
+    def connected(self) -> List[Action]:
+        """The transport connected: returns the control subscriptions and HELLO."""
+        check(lib.mqe2e_session_connected(self._h, self._clocks()))
+        return self.actions()
+
+    def disconnected(self) -> None:
+        """The transport went down."""
+        lib.mqe2e_session_disconnected(self._h)
+
+    def message_received(self, topic: Union[str, bytes], payload: bytes, qos: int = 0,
+                         retain: bool = False, dup: bool = False,
+                         no_hold: bool = False) -> List[Action]:
+        """A message arrived: returns what to do (deliver, drop, publish...)."""
+        t = topic.encode("utf-8") if isinstance(topic, str) else bytes(topic)
+        s = self._s
+        if s is None:
+            raise ValueError("session is closed")
+        check(lib.mqe2e_session_message_received(
+            s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
+            NO_HOLD if no_hold else 0, self._clocks()))
+        return self.actions(t)
+
+    def commit(self, delivery: Delivery) -> None:
+        """Record a delivered message the application accepted (replay window).
+
+        Raises:
+            ReplayError: the same message was committed in between.
+        """
+        if delivery.receipt is not None:
+            rc = lib.mqe2e_session_commit(self._h, delivery.receipt)
+            if rc != 0:
+                raise error_for(rc, "commit")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0,
+                retain: bool = False) -> Optional[bytes]:
+        """Protect ``payload`` for ``topic``.
+
+        Returns the bytes to publish, or None when the message was queued for
+        a channel (it comes out later as a :class:`Publish` action).
+
+        Raises:
+            Mqe2eError: the reason it was refused (``no_policy``, ``expired``
+            when the authority was not heard within the freshness bound, ...).
+            Nothing is ever sent in clear instead.
+        """
+        cap = int(lib.mqe2e_session_publish_bound(len(payload)))
+        out = ffi.new("uint8_t[]", max(cap, 1))
+        n = ffi.new("size_t *")
+        rc = lib.mqe2e_session_publish(self._h, topic.encode(), payload, len(payload), qos,
+                                       int(retain), self._clocks(), out, cap, n)
+        try:
+            if rc == QUEUED:
+                return None
+            check(rc, f"publish on {topic}")
+            return bytes(ffi.buffer(out, n[0]))
+        finally:
+            lib.sodium_memzero(out, cap)
+
+    def tick(self, connected: bool = True) -> List[Action]:
+        """Run the timers; returns the resulting actions."""
+        check(lib.mqe2e_session_tick(self._h, int(connected), self._clocks()))
+        return self.actions()
+
+    def next_timer_ms(self) -> Optional[int]:
+        """Monotonic deadline (ms) of the next :meth:`tick`, or None."""
+        t = int(lib.mqe2e_session_next_timer(self._h, self._clocks()))
+        return None if t == 2**64 - 1 else t
+
+    def fresh(self) -> bool:
+        """Whether the authority was heard within the freshness bound.
+
+        Raises:
+            PolicyError: the authority refused this client (revoked or unknown).
+        """
+        return check(lib.mqe2e_session_fresh(self._h, self._clocks()), "authority") == 1
+
+    # -- actions ---------------------------------------------------------
+    def actions(self, current_topic: Optional[bytes] = None) -> List[Action]:
+        """Take every waiting action, copied into Python objects.
+
+        ``current_topic``: the topic of the message just passed in (saves a
+        copy for its own DELIVER/DROP action)."""
+        out: List[Action] = []
+        a = self._act
+        s = self._h
+        nxt = lib.mqe2e_session_next
+        while nxt(s, a) == 1:
+            kind = a.kind
+            if a.current and current_topic is not None:
+                topic = current_topic.decode("utf-8", "replace")
+            else:
+                topic = ffi.string(a.topic).decode("utf-8", "replace") if a.topic != ffi.NULL else ""
+            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
+            if kind == DELIVER:
+                r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
+                out.append(Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
+                                    bool(a.current), r))
+            elif a.kind == DROP:
+                out.append(Drop(topic, int(a.code), bool(a.current)))
+            elif a.kind == PUBLISH:
+                out.append(Publish(topic, data, int(a.qos), bool(a.retained)))
+            elif a.kind == SUBSCRIBE:
+                out.append(Subscribe(topic, int(a.qos)))
+        return out
+
+    # -- counters --------------------------------------------------------
+    def counters(self) -> Dict[str, object]:
+        """Data-path counters (sealed, opened, dropped by reason) and
+        control-plane counters, as one dict."""
+        c = ffi.new("mqe2e_counters *")
+        lib.mqe2e_protector_counters(lib.mqe2e_session_protector(self._h), c)
+        dropped = {}
+        for i in range(len(c.dropped)):
+            name = cstr(lib.mqe2e_drop_reason_name(i))
+            if name and c.dropped[i]:
+                dropped[name] = int(c.dropped[i])
+        sc = ffi.new("mqe2e_session_counters *")
+        lib.mqe2e_session_get_counters(self._h, sc)
+        control = {f: int(getattr(sc, f)) for f, _ in ffi.typeof("mqe2e_session_counters").fields}
+        return {"sealed": int(c.sealed), "opened": int(c.opened),
+                "plaintext_out": int(c.plaintext_out), "plaintext_in": int(c.plaintext_in),
+                "dropped": dropped, "control": control}

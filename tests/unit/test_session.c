@@ -1,0 +1,721 @@
+/* Unit tests of the sans-I/O device session (session.h), in-process: no
+ * broker, no thread, no clock. Frames from the authority are built with the
+ * library's own encoders (mqe2e_push_seal) under a test authority's keys. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "mqe2e/mqe2e.h"
+
+#define T0 1000000ULL
+#define PREFIX "mqe2e"
+#define AUTH_ID "authority"
+
+static const uint8_t SECRET_1[MQE2E_GROUP_SECRET_BYTES] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const uint8_t SECRET_2[MQE2E_GROUP_SECRET_BYTES] = {42, 42, 42, 42, 42, 42, 42, 1};
+static const uint8_t SECRET_F[MQE2E_GROUP_SECRET_BYTES] = {99, 98, 97};
+
+/* The test authority's keys. */
+static uint8_t auth_sign_pk[crypto_sign_PUBLICKEYBYTES], auth_sign_sk[crypto_sign_SECRETKEYBYTES];
+static uint8_t auth_dh_pk[32], auth_dh_sk[32];
+
+/* The receiving device (its session) and a sending device (its protector). */
+static mqe2e_keystore *ks_a, *ks_b;
+static mqe2e_policy *pol_b;
+static mqe2e_protector *pr_b;
+static mqe2e_session *sess;
+
+static mqe2e_session_time at(uint64_t wall_s, uint64_t mono_ms)
+{
+    mqe2e_session_time t = {wall_s, mono_ms};
+    return t;
+}
+
+static mqe2e_keystore *make_ks(const char *client, uint32_t sender)
+{
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_storage_memory(&st), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_create(&ks, st, client, sender), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks, "g1", "a/#", 1, SECRET_1, T0), MQE2E_OK);
+    return ks;
+}
+
+/* Receiver dev-a (with an authority pin when @p control), sender dev-b. */
+static void setup_fleet(int control, const mqe2e_session_options *opts)
+{
+    cr_assert_geq(sodium_init(), 0);
+    crypto_sign_keypair(auth_sign_pk, auth_sign_sk);
+    randombytes_buf(auth_dh_sk, sizeof auth_dh_sk);
+    crypto_scalarmult_base(auth_dh_pk, auth_dh_sk);
+    ks_a = make_ks("dev-a", 1);
+    ks_b = make_ks("dev-b", 2);
+    if (control) {
+        mqe2e_authority_pin pin;
+        memset(&pin, 0, sizeof pin);
+        (void)snprintf(pin.authority_id, sizeof pin.authority_id, "%s", AUTH_ID);
+        (void)snprintf(pin.control_prefix, sizeof pin.control_prefix, "%s", PREFIX);
+        memcpy(pin.sign_public, auth_sign_pk, sizeof pin.sign_public);
+        memcpy(pin.dh_public, auth_dh_pk, sizeof pin.dh_public);
+        cr_assert_eq(mqe2e_keystore_set_authority(ks_a, &pin), MQE2E_OK);
+    }
+    cr_assert_eq(mqe2e_policy_new(&pol_b), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol_b, ks_b), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pr_b, ks_b, pol_b, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, opts), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_has_control(sess), control);
+}
+
+static void teardown_fleet(void)
+{
+    mqe2e_session_free(sess);
+    mqe2e_protector_free(pr_b);
+    mqe2e_policy_free(pol_b);
+    mqe2e_keystore_close(ks_a);
+    mqe2e_keystore_close(ks_b);
+    sess = NULL;
+}
+
+static void setup_plain(void)
+{
+    setup_fleet(0, NULL);
+}
+
+static void setup_control(void)
+{
+    setup_fleet(1, NULL);
+}
+
+typedef struct msg {
+    uint8_t buf[1024];
+    size_t len;
+} msg;
+
+static void seal_b(const char *topic, const char *text, msg *m)
+{
+    cr_assert_eq(mqe2e_protect(pr_b, topic, (const uint8_t *)text, strlen(text), T0, m->buf,
+                               sizeof m->buf, &m->len),
+                 MQE2E_OK);
+}
+
+/* Sender dev-b rotates to @p epoch (its protector re-reads the group). */
+static void rotate_b(uint32_t epoch, const uint8_t *secret)
+{
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks_b, "g1", NULL, epoch, secret, T0), MQE2E_OK);
+    mqe2e_protector_invalidate(pr_b, "g1");
+}
+
+static void receive(const char *topic, const msg *m, unsigned flags, mqe2e_session_time t)
+{
+    cr_assert_eq(mqe2e_session_message_received(sess, topic, strlen(topic), m->buf, m->len, 1, 0,
+                                                0, flags, t),
+                 MQE2E_OK);
+}
+
+/* Take the next action; it must be of @p kind. */
+static mqe2e_session_action expect(mqe2e_session_action_kind kind)
+{
+    mqe2e_session_action a;
+    cr_assert_eq(mqe2e_session_next(sess, &a), 1, "an action of kind %d was expected", (int)kind);
+    cr_assert_eq(a.kind, kind, "action kind %d, expected %d", (int)a.kind, (int)kind);
+    return a;
+}
+
+static void expect_none(void)
+{
+    mqe2e_session_action a;
+    cr_assert_eq(mqe2e_session_next(sess, &a), 0, "unexpected action of kind %d", (int)a.kind);
+    cr_assert_eq(a.kind, MQE2E_SESSION_NONE);
+}
+
+/* Every action until none is left; none of them may be a DELIVER. */
+static size_t drain_no_deliver(void)
+{
+    mqe2e_session_action a;
+    size_t n = 0;
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER, "nothing may be delivered");
+        n++;
+    }
+    return n;
+}
+
+static uint64_t drops(mqe2e_drop_reason r)
+{
+    mqe2e_counters k;
+    mqe2e_protector_counters(mqe2e_session_protector(sess), &k);
+    return k.dropped[r];
+}
+
+static mqe2e_session_counters ctl_counters(void)
+{
+    mqe2e_session_counters k;
+    mqe2e_session_get_counters(sess, &k);
+    return k;
+}
+
+/* A PUSH from the test authority to dev-a carrying @p bundle. */
+static void push_frame(msg *m, uint64_t seq, const mqe2e_key_bundle *bundle, const uint8_t *dh_sk)
+{
+    mqe2e_control_update u;
+    mqe2e_key_bundle b = *bundle;
+    uint8_t a_dh_pk[32];
+    memset(&u, 0, sizeof u);
+    u.push_seq = seq;
+    u.bundles = &b;
+    u.n_bundles = 1;
+    cr_assert_eq(mqe2e_keystore_identity_public(ks_a, NULL, a_dh_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_push_seal(m->buf, sizeof m->buf, &m->len, dh_sk, a_dh_pk, PREFIX, AUTH_ID,
+                                 &u),
+                 MQE2E_OK);
+}
+
+static mqe2e_key_bundle bundle_g1(uint32_t epoch, const uint8_t *secret)
+{
+    mqe2e_key_bundle b;
+    memset(&b, 0, sizeof b);
+    (void)snprintf(b.group, sizeof b.group, "g1");
+    (void)snprintf(b.topic_filter, sizeof b.topic_filter, "a/#");
+    b.epoch = epoch;
+    memcpy(b.secret, secret, MQE2E_GROUP_SECRET_BYTES);
+    b.created_at = T0;
+    b.sender_id = 1;
+    return b;
+}
+
+/* ------------------------------------------------------------------ */
+/* Receive path without a control plane                                */
+
+TestSuite(session_plain, .init = setup_plain, .fini = teardown_fleet);
+
+Test(session_plain, deliver_then_commit_then_replay_dropped)
+{
+    msg m;
+    seal_b("a/x", "hello a", &m);
+    receive("a/x", &m, 0, at(T0, 1));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_str_eq(a.topic, "a/x");
+    cr_assert_eq(a.len, strlen("hello a"));
+    cr_assert_eq(memcmp(a.data, "hello a", a.len), 0);
+    cr_assert_eq(a.current, 1);
+    cr_assert_eq(a.qos, 1);
+    cr_assert(a.receipt.active);
+    mqe2e_receipt r = a.receipt;
+    expect_none();
+    /* Not committed yet: the same message may come again (redelivery). */
+    receive("a/x", &m, 0, at(T0, 2));
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(mqe2e_session_commit(sess, &r), MQE2E_OK);
+    /* The second copy's receipt names the same message: a replay now. */
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_ERR_REPLAY);
+    receive("a/x", &m, 0, at(T0, 3));
+    a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_REPLAY);
+    cr_assert_eq(a.current, 1);
+    cr_assert_geq(drops(MQE2E_DROP_REPLAY), 1);
+}
+
+Test(session_plain, every_drop_reason_is_counted_and_never_delivered)
+{
+    msg m, t;
+    seal_b("a/x", "secret", &m);
+
+    /* A topic without a policy. */
+    receive("b/x", &m, 0, at(T0, 1));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_NO_POLICY);
+    /* Moved to another topic of the group: the topic is authenticated. */
+    receive("a/y", &m, 0, at(T0, 1));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    /* Every byte flipped in turn. */
+    for (size_t i = 0; i < m.len; i++) {
+        t = m;
+        t.buf[i] ^= 0x40;
+        receive("a/x", &t, 0, at(T0, 1));
+        mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+        cr_assert_lt(a.code, 0);
+    }
+    /* Truncated, empty. */
+    t = m;
+    t.len = 3;
+    receive("a/x", &t, 0, at(T0, 1));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_DECODE);
+    cr_assert_eq(mqe2e_session_message_received(sess, "a/x", 3, NULL, 0, 0, 0, 0, 0, at(T0, 1)),
+                 MQE2E_OK);
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_DECODE);
+    /* NULL payload with a length, a NUL inside the topic, no topic at all. */
+    cr_assert_eq(mqe2e_session_message_received(sess, "a/x", 3, NULL, 5, 0, 0, 0, 0, at(T0, 1)),
+                 MQE2E_OK);
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_DECODE);
+    cr_assert_eq(mqe2e_session_message_received(sess, "a/x\0b", 5, m.buf, m.len, 0, 0, 0, 0,
+                                                at(T0, 1)),
+                 MQE2E_OK);
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_DECODE);
+    cr_assert_eq(mqe2e_session_message_received(sess, NULL, 0, m.buf, m.len, 0, 0, 0, 0,
+                                                at(T0, 1)),
+                 MQE2E_OK);
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_DECODE);
+    /* An epoch this keystore never had (no control plane: nothing is held). */
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "later", &t);
+    receive("a/x", &t, 0, at(T0, 1));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_NO_KEY);
+    expect_none();
+    cr_assert_eq(drops(MQE2E_DROP_NO_POLICY), 1);
+    cr_assert_geq(drops(MQE2E_DROP_AUTH), 1);
+    cr_assert_geq(drops(MQE2E_DROP_DECODE), 5);
+    cr_assert_geq(drops(MQE2E_DROP_NO_KEY), 1);
+    /* The genuine message still opens: nothing above advanced the window. */
+    receive("a/x", &m, 0, at(T0, 2));
+    cr_assert_eq(memcmp(expect(MQE2E_SESSION_DELIVER).data, "secret", 6), 0);
+}
+
+Test(session_plain, publish_seals_and_refuses_no_policy)
+{
+    uint8_t out[512];
+    size_t out_len = 0;
+    const char *text = "up";
+    cr_assert_leq(mqe2e_session_publish_bound(2), sizeof out);
+    cr_assert_eq(mqe2e_session_publish(sess, "a/x", (const uint8_t *)text, 2, 1, 0, at(T0, 1), out,
+                                       sizeof out, &out_len),
+                 MQE2E_OK);
+    cr_assert_gt(out_len, 2);
+    /* dev-b opens what dev-a's session sealed. */
+    uint8_t pt[512];
+    size_t pt_len = 0;
+    cr_assert_eq(mqe2e_unprotect(pr_b, "a/x", out, out_len, T0, pt, sizeof pt, &pt_len), MQE2E_OK);
+    cr_assert_eq(pt_len, 2);
+    /* Never a clear-text fallback. */
+    cr_assert_eq(mqe2e_session_publish(sess, "b/x", (const uint8_t *)text, 2, 1, 0, at(T0, 1), out,
+                                       sizeof out, &out_len),
+                 MQE2E_ERR_NO_POLICY);
+    cr_assert_eq(out_len, 0);
+    /* Without a control plane: no subscriptions, no HELLO, no timer. */
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1)), MQE2E_OK);
+    expect_none();
+    cr_assert_eq(mqe2e_session_next_timer(sess, at(T0, 1)), UINT64_MAX);
+}
+
+/* ------------------------------------------------------------------ */
+/* Control plane                                                        */
+
+TestSuite(session_control, .init = setup_control, .fini = teardown_fleet);
+
+Test(session_control, connect_subscribes_then_hellos_and_retries)
+{
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1000)), MQE2E_OK);
+    mqe2e_session_action a = expect(MQE2E_SESSION_SUBSCRIBE);
+    cr_assert_str_eq(a.topic, PREFIX "/client/dev-a");
+    cr_assert_eq(a.qos, 1);
+    a = expect(MQE2E_SESSION_SUBSCRIBE);
+    cr_assert_str_eq(a.topic, PREFIX "/revocations");
+    a = expect(MQE2E_SESSION_PUBLISH);
+    cr_assert_str_eq(a.topic, PREFIX "/authority");
+    cr_assert_eq(a.qos, 1);
+    cr_assert_eq(a.retained, 0);
+    mqe2e_control_frame f;
+    cr_assert_eq(mqe2e_control_frame_decode(&f, a.data, a.len), MQE2E_OK);
+    cr_assert_eq(f.kind, MQE2E_CONTROL_HELLO);
+    cr_assert_str_eq(f.from, "dev-a");
+    expect_none();
+    cr_assert_eq(ctl_counters().hellos_sent, 1);
+    /* The credential renewal check is due at once, then the retry 3 s later. */
+    cr_assert_eq(mqe2e_session_next_timer(sess, at(T0, 1000)), 1000);
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0, 1000)), MQE2E_OK);
+    expect_none();
+    cr_assert_eq(mqe2e_session_next_timer(sess, at(T0, 1000)), 4000);
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 1, 2000)), MQE2E_OK);
+    expect_none();
+    /* Disconnected: no retry goes out. */
+    cr_assert_eq(mqe2e_session_tick(sess, 0, at(T0 + 3, 4000)), MQE2E_OK);
+    expect_none();
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 3, 4000)), MQE2E_OK);
+    cr_assert_str_eq(expect(MQE2E_SESSION_PUBLISH).topic, PREFIX "/authority");
+    cr_assert_eq(ctl_counters().hellos_sent, 2);
+}
+
+Test(session_control, group_publish_refused_until_the_authority_is_heard)
+{
+    uint8_t out[512];
+    size_t out_len = 0;
+    msg p;
+    mqe2e_key_bundle b = bundle_g1(1, SECRET_1);
+
+    cr_assert_eq(mqe2e_session_publish(sess, "a/x", (const uint8_t *)"v", 1, 1, 0, at(T0, 10), out,
+                                       sizeof out, &out_len),
+                 MQE2E_ERR_EXPIRED);
+    cr_assert_eq(ctl_counters().stale_refused, 1);
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0, 10)), 0);
+    /* An authenticated PUSH is an answer of the authority. */
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0, 20));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().pushes_applied, 1);
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0, 20)), 1);
+    cr_assert_eq(mqe2e_session_publish(sess, "a/x", (const uint8_t *)"v", 1, 1, 0, at(T0, 30), out,
+                                       sizeof out, &out_len),
+                 MQE2E_OK);
+    /* Past the freshness bound (900 s by default): refused again. */
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0, 20 + 900001)), 0);
+    cr_assert_eq(mqe2e_session_publish(sess, "a/x", (const uint8_t *)"v", 1, 1, 0,
+                                       at(T0 + 901, 20 + 900001), out, sizeof out, &out_len),
+                 MQE2E_ERR_EXPIRED);
+}
+
+Test(session_control, forged_or_replayed_push_is_refused)
+{
+    msg p, bad;
+    uint8_t other_sk[32];
+    mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
+
+    /* Sealed by someone who is not the pinned authority. */
+    randombytes_buf(other_sk, sizeof other_sk);
+    push_frame(&bad, 1, &b, other_sk);
+    receive(PREFIX "/client/dev-a", &bad, 0, at(T0, 1));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().pushes_refused, 1);
+    cr_assert_eq(ctl_counters().pushes_applied, 0);
+    uint32_t cur = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks_a, "g1", &cur), MQE2E_OK);
+    cr_assert_eq(cur, 1);
+    /* The genuine one applies once; its replay is refused. */
+    push_frame(&p, 5, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0, 2));
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0, 3));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().pushes_applied, 1);
+    cr_assert_eq(ctl_counters().pushes_refused, 2);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks_a, "g1", &cur), MQE2E_OK);
+    cr_assert_eq(cur, 2);
+    /* Garbage on the inbox is ignored, never delivered. */
+    bad.len = 7;
+    receive(PREFIX "/client/dev-a", &bad, 0, at(T0, 4));
+    drain_no_deliver();
+    cr_assert_geq(ctl_counters().control_ignored, 1);
+}
+
+Test(session_control, newer_epoch_is_held_then_released_when_its_key_arrives)
+{
+    msg m, p;
+    mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert_eq(drain_no_deliver(), 3);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "after rotation", &m);
+    receive("a/x", &m, 0, at(T0, 200));
+    /* Held: nothing delivered or dropped; a HELLO is under way already. */
+    expect_none();
+    cr_assert_eq(ctl_counters().held, 1);
+    cr_assert_neq(mqe2e_session_next_timer(sess, at(T0, 200)), UINT64_MAX);
+    /* The key arrives by PUSH: the held message is delivered from the queue. */
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1200));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_str_eq(a.topic, "a/x");
+    cr_assert_eq(a.current, 0);
+    cr_assert_eq(a.len, strlen("after rotation"));
+    cr_assert_eq(memcmp(a.data, "after rotation", a.len), 0);
+    cr_assert(a.receipt.active);
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+    expect_none();
+    cr_assert_eq(ctl_counters().released, 1);
+    /* Known now: the next one of that epoch is delivered at once. */
+    seal_b("a/x", "next", &m);
+    receive("a/x", &m, 0, at(T0 + 1, 1300));
+    cr_assert_eq(expect(MQE2E_SESSION_DELIVER).current, 1);
+}
+
+Test(session_control, held_messages_expire_as_no_key)
+{
+    msg m;
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "never keyed", &m);
+    receive("a/x", &m, 0, at(T0, 100));
+    /* Not connected: the HELLO it triggers goes out anyway as an action. */
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 1);
+    cr_assert_eq(mqe2e_session_tick(sess, 0, at(T0 + 5, 5100)), MQE2E_OK);
+    expect_none();
+    cr_assert_eq(mqe2e_session_tick(sess, 0, at(T0 + MQE2E_HOLDQ_DEFAULT_AGE + 1, 40000)),
+                 MQE2E_OK);
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(a.current, 0);
+    expect_none();
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    cr_assert_eq(drops(MQE2E_DROP_NO_KEY), 1);
+}
+
+Test(session_control, far_future_epoch_and_no_hold_are_dropped_at_once)
+{
+    msg m;
+    /* More than 16 epochs ahead is a forgery, never held. */
+    rotate_b(18, SECRET_F);
+    seal_b("a/x", "far", &m);
+    receive("a/x", &m, 0, at(T0, 100));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(a.current, 1);
+    expect_none();
+    cr_assert_eq(ctl_counters().held, 0);
+    /* A caller that cannot take released messages later: not held either. */
+    rotate_b(19, SECRET_2);
+    seal_b("a/x", "no hold", &m);
+    receive("a/x", &m, MQE2E_SESSION_NO_HOLD, at(T0, 200));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 0);
+    cr_assert_geq(drops(MQE2E_DROP_NO_KEY), 2);
+}
+
+Test(session_control, hold_queue_bounds_one_topic)
+{
+    mqe2e_session_options o = MQE2E_SESSION_OPTIONS_INIT;
+    msg m;
+    mqe2e_session_free(sess);
+    o.hold_count = 16; /* one topic may take 1/8: 2 messages */
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, &o), MQE2E_OK);
+    rotate_b(2, SECRET_2);
+    for (int i = 0; i < 5; i++) {
+        seal_b("a/flood", "x", &m);
+        receive("a/flood", &m, 0, at(T0, (uint64_t)(100 + i)));
+    }
+    size_t dropped = 0;
+    mqe2e_session_action a;
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+        if (a.kind == MQE2E_SESSION_DROP) {
+            cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+            dropped++;
+        }
+    }
+    cr_assert_eq(ctl_counters().held, 2);
+    cr_assert_eq(dropped, 3);
+    cr_assert_eq(ctl_counters().hold_dropped, 3);
+}
+
+Test(session_control, actions_stay_valid_until_the_next_call)
+{
+    msg m;
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1)), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_pending(sess), 3);
+    mqe2e_session_action a = expect(MQE2E_SESSION_SUBSCRIBE);
+    char copy[128];
+    (void)snprintf(copy, sizeof copy, "%s", a.topic);
+    cr_assert_str_eq(a.topic, copy);
+    cr_assert_eq(mqe2e_session_pending(sess), 2);
+    /* Freeing a session with untaken actions (and a taken one) leaks nothing
+     * (checked by the sanitizer build). */
+    seal_b("a/x", "left behind", &m);
+    receive("a/x", &m, 0, at(T0, 2));
+    cr_assert_eq(mqe2e_session_pending(sess), 3);
+}
+
+/* ------------------------------------------------------------------ */
+/* Channels: two sessions, frames carried by hand                       */
+
+static mqe2e_session *sess_b;
+static mqe2e_policy *pol_for_b;
+
+/* The test authority issues @p ks its credential. */
+static void give_credential(mqe2e_keystore *ks, const char *id, uint64_t serial)
+{
+    static const mqe2e_grant g[] = {{"chan/#", MQE2E_RIGHT_ALL}};
+    mqe2e_credential_request r;
+    uint8_t *cred = NULL;
+    size_t len = 0;
+    memset(&r, 0, sizeof r);
+    r.client_id = id;
+    r.role = "device";
+    cr_assert_eq(mqe2e_keystore_identity_public(ks, r.sign_public, r.dh_public), MQE2E_OK);
+    r.grants = g;
+    r.n_grants = 1;
+    r.issued_at = T0 - 10;
+    r.expires_at = T0 + 86400;
+    r.serial = serial;
+    cr_assert_eq(mqe2e_credential_issue(&cred, &len, auth_sign_sk, &r), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_credential(ks, cred, len), MQE2E_OK);
+    free(cred);
+}
+
+/* dev-a and dev-b, both enrolled, each with a channel rule to the other. */
+static void setup_channel(void)
+{
+    mqe2e_authority_pin pin;
+    setup_fleet(1, NULL);
+    cr_assert_eq(mqe2e_keystore_authority(ks_a, &pin), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_set_authority(ks_b, &pin), MQE2E_OK);
+    give_credential(ks_a, "dev-a", 1);
+    give_credential(ks_b, "dev-b", 2);
+    mqe2e_session_free(sess);
+    mqe2e_policy_free(pol_b);
+    mqe2e_protector_free(pr_b);
+    pr_b = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol_b), MQE2E_OK);
+    /* pol_b is dev-a's policy here; dev-b's session gets its own below. */
+    cr_assert_eq(mqe2e_policy_add(pol_b, "chan/ab/#", MQE2E_POLICY_CHANNEL, "dev-b"), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pr_b, ks_b, pol_b, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, pol_b, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&pol_for_b), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add(pol_for_b, "chan/ab/#", MQE2E_POLICY_CHANNEL, "dev-a"), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess_b, ks_b, pol_for_b, NULL), MQE2E_OK);
+}
+
+static void teardown_channel(void)
+{
+    mqe2e_session_free(sess_b);
+    sess_b = NULL;
+    mqe2e_policy_free(pol_for_b);
+    pol_for_b = NULL;
+    teardown_fleet();
+}
+
+/* Carry every PUBLISH of @p from to @p to (as the broker would), until
+ * neither has anything left; DELIVERs land in @p got (text). */
+static void carry(mqe2e_session *from, mqe2e_session *to, uint64_t mono, char *got, size_t cap)
+{
+    for (int round = 0; round < 8; round++) {
+        int moved = 0;
+        mqe2e_session *src = (round % 2 == 0) ? from : to;
+        mqe2e_session *dst = (round % 2 == 0) ? to : from;
+        mqe2e_session_action a;
+        /* Copy first: actions are only valid until the next call on src. */
+        struct {
+            char topic[256];
+            uint8_t data[1024];
+            size_t len;
+        } q[8];
+        size_t nq = 0;
+        while (mqe2e_session_next(src, &a)) {
+            if (a.kind == MQE2E_SESSION_DELIVER && got != NULL) {
+                cr_assert_lt(a.len, cap);
+                memcpy(got, a.data, a.len);
+                got[a.len] = '\0';
+            }
+            cr_assert_neq(a.kind, MQE2E_SESSION_DROP, "dropped: %d", a.code);
+            if (a.kind != MQE2E_SESSION_PUBLISH) continue;
+            cr_assert_lt(nq, 8);
+            cr_assert_leq(a.len, sizeof q[0].data);
+            (void)snprintf(q[nq].topic, sizeof q[nq].topic, "%s", a.topic);
+            memcpy(q[nq].data, a.data, a.len);
+            q[nq].len = a.len;
+            nq++;
+        }
+        for (size_t i = 0; i < nq; i++) {
+            cr_assert_eq(mqe2e_session_message_received(dst, q[i].topic, 0, q[i].data, q[i].len, 1,
+                                                        0, 0, 0, at(T0, mono)),
+                         MQE2E_OK);
+            moved = 1;
+        }
+        if (!moved && round > 0) {
+            /* Drain what the last receiver produced (deliveries). */
+            while (mqe2e_session_next(dst, &a))
+                if (a.kind == MQE2E_SESSION_DELIVER && got != NULL) {
+                    memcpy(got, a.data, a.len);
+                    got[a.len] = '\0';
+                }
+            return;
+        }
+    }
+}
+
+TestSuite(session_channel, .init = setup_channel, .fini = teardown_channel);
+
+Test(session_channel, handshake_then_delivery_then_revocation_closes_it)
+{
+    uint8_t out[1024];
+    size_t out_len = 99;
+    char got[128] = "";
+
+    /* Queued until the channel is up; step 1 goes to dev-b's inbox. */
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"hi b", 4, 1, 0,
+                                       at(T0, 10), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    cr_assert_eq(out_len, 0);
+    cr_assert_eq(mqe2e_session_channel_waiting(sess), 1);
+    carry(sess, sess_b, 20, got, sizeof got);
+    cr_assert_str_eq(got, "hi b");
+    cr_assert_eq(mqe2e_session_channel_waiting(sess), 0);
+    mqe2e_session_counters ka, kb;
+    mqe2e_session_get_counters(sess, &ka);
+    mqe2e_session_get_counters(sess_b, &kb);
+    cr_assert_eq(ka.handshakes_ok, 1);
+    cr_assert_eq(kb.handshakes_ok, 1);
+    cr_assert_eq(ka.channel_sent, 1);
+    cr_assert_eq(kb.channel_opened, 1);
+
+    /* Established: the next one goes out at once. */
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"again", 5, 1, 0,
+                                       at(T0, 30), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    mqe2e_session_action a = {0};
+    cr_assert_eq(mqe2e_session_next(sess, &a), 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_PUBLISH);
+    cr_assert_str_eq(a.topic, "chan/ab/x");
+    msg env;
+    memcpy(env.buf, a.data, a.len);
+    env.len = a.len;
+    mqe2e_session *keep = sess;
+    sess = sess_b;
+    receive("chan/ab/x", &env, 0, at(T0, 40));
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, 5);
+    cr_assert_eq(a.receipt.active, 0, "channel envelopes are recorded as they are opened");
+    /* The same envelope again: refused, never delivered twice. */
+    receive("chan/ab/x", &env, 0, at(T0, 41));
+    cr_assert_lt(expect(MQE2E_SESSION_DROP).code, 0);
+
+    /* The authority revokes dev-a: dev-b closes the channel and refuses it. */
+    mqe2e_revocation_entry e = {"dev-a", 0, T0 + 1};
+    uint8_t *rl = NULL;
+    size_t rl_len = 0;
+    cr_assert_eq(mqe2e_revocation_list_sign(&rl, &rl_len, auth_sign_sk, 1, T0 + 1, &e, 1),
+                 MQE2E_OK);
+    cr_assert_lt(rl_len, sizeof env.buf);
+    msg rm;
+    memcpy(rm.buf, rl, rl_len);
+    rm.len = rl_len;
+    free(rl);
+    receive(PREFIX "/revocations", &rm, 0, at(T0 + 1, 50));
+    expect_none();
+    receive("chan/ab/x", &env, 0, at(T0 + 1, 60));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    mqe2e_session_get_counters(sess_b, &kb);
+    cr_assert_geq(kb.revoked_refused, 1);
+    /* And dev-b will not send to a revoked peer either. */
+    cr_assert_eq(mqe2e_session_publish(sess_b, "chan/ab/y", (const uint8_t *)"no", 2, 1, 0,
+                                       at(T0 + 1, 70), out, sizeof out, &out_len),
+                 MQE2E_ERR_AUTH);
+    sess = keep;
+}
+
+Test(session_channel, forged_step1_flood_is_rate_limited)
+{
+    /* dev-a's genuine step 1, replayed many times with other claimed ids,
+     * costs dev-b at most the burst, never more. */
+    uint8_t out[1024];
+    size_t out_len = 0;
+    cr_assert_eq(mqe2e_session_publish(sess, "chan/ab/x", (const uint8_t *)"x", 1, 1, 0,
+                                       at(T0, 10), out, sizeof out, &out_len),
+                 MQE2E_SESSION_QUEUED);
+    mqe2e_session_action a;
+    cr_assert_eq(mqe2e_session_next(sess, &a), 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_PUBLISH);
+    msg step1;
+    memcpy(step1.buf, a.data, a.len);
+    step1.len = a.len;
+    for (int i = 0; i < 300; i++) {
+        cr_assert_eq(mqe2e_session_message_received(sess_b, PREFIX "/client/dev-b", 0, step1.buf,
+                                                    step1.len, 1, 0, 0, 0, at(T0, 11)),
+                     MQE2E_OK);
+        while (mqe2e_session_next(sess_b, &a))
+            cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+    }
+    mqe2e_session_counters kb;
+    mqe2e_session_get_counters(sess_b, &kb);
+    /* One claimed peer: one half-open handshake, the rest refused before DH. */
+    cr_assert_geq(kb.channel_rate_limited, 290);
+}

@@ -719,3 +719,64 @@ Test(session_channel, forged_step1_flood_is_rate_limited)
     /* One claimed peer: one half-open handshake, the rest refused before DH. */
     cr_assert_geq(kb.channel_rate_limited, 290);
 }
+
+/* ------------------------------------------------------------------ */
+/* Signed groups: grants come with the session's first directory       */
+
+Test(session_control, signed_group_holds_until_the_directory_then_checks_grants)
+{
+    msg m, p;
+    mqe2e_key_bundle b = bundle_g1(1, SECRET_1);
+    mqe2e_signer signer;
+    mqe2e_group_directory d;
+    mqe2e_signer_grants g;
+    char *filters[] = {"a/x"};
+    mqe2e_control_update u;
+    uint8_t a_dh_pk[32];
+
+    cr_assert_eq(mqe2e_keystore_group_set_signed(ks_a, "g1", 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_set_signed(ks_b, "g1", 1), MQE2E_OK);
+    mqe2e_protector_invalidate(pr_b, "g1");
+    mqe2e_session_free(sess);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, NULL), MQE2E_OK);
+    seal_b("a/x", "signed hello", &m);
+    /* No directory seen in this session: the grants are unknown, so held. */
+    receive("a/x", &m, 0, at(T0, 10));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 1);
+
+    /* The directory: dev-b (sender 2) may publish on a/x only. */
+    memset(&signer, 0, sizeof signer);
+    signer.sender_id = 2;
+    cr_assert_eq(mqe2e_keystore_identity_public(ks_b, signer.sign_public, NULL), MQE2E_OK);
+    (void)snprintf(signer.client_id, sizeof signer.client_id, "dev-b");
+    g.pub_filters = filters;
+    g.n_pub_filters = 1;
+    memset(&d, 0, sizeof d);
+    (void)snprintf(d.group, sizeof d.group, "g1");
+    d.signers = &signer;
+    d.n_signers = 1;
+    d.grants = &g;
+    d.has_grants = 1;
+    memset(&u, 0, sizeof u);
+    u.push_seq = 1;
+    u.bundles = &b;
+    u.n_bundles = 1;
+    u.directories = &d;
+    u.n_directories = 1;
+    cr_assert_eq(mqe2e_keystore_identity_public(ks_a, NULL, a_dh_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_push_seal(p.buf, sizeof p.buf, &p.len, auth_dh_sk, a_dh_pk, PREFIX, AUTH_ID,
+                                 &u),
+                 MQE2E_OK);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0, 20));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.current, 0);
+    cr_assert_eq(memcmp(a.data, "signed hello", a.len), 0);
+    expect_none();
+
+    /* A topic its credential does not grant: dropped, never delivered. */
+    seal_b("a/y", "not mine", &m);
+    receive("a/y", &m, 0, at(T0, 30));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_GRANT);
+    cr_assert_eq(drops(MQE2E_DROP_GRANT), 1);
+}

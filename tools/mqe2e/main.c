@@ -49,6 +49,9 @@ int main(int argc, char **argv)
         printf("mqe2e %s\n", mqe2e_version());
         return CLI_EXIT_OK;
     }
+    /* The authority is its own binary; it reads the secrets of the
+     * environment itself, so the launcher runs before they are taken. */
+    if (strcmp(cmd, "authority") == 0) return cmd_authority(argc - 1, argv + 1);
     if (mqe2e_init() != MQE2E_OK) {
         cli_error("cannot initialise libsodium");
         return CLI_EXIT_KEY;
@@ -68,7 +71,6 @@ int main(int argc, char **argv)
         return cmd_operator_group(sub_argc, sub_argv);
     if (strcmp(cmd, "status") == 0 && cli_operator_form(sub_argc, sub_argv))
         return cmd_operator_status(sub_argc, sub_argv);
-    if (strcmp(cmd, "authority") == 0) return cmd_authority(sub_argc, sub_argv);
     if (strcmp(cmd, "token") == 0) return cmd_token(sub_argc, sub_argv);
     if (strcmp(cmd, "revoke") == 0) return cmd_revoke(sub_argc, sub_argv);
     if (strcmp(cmd, "list") == 0) return cmd_list(sub_argc, sub_argv);

@@ -1,5 +1,6 @@
-/* `mqe2e authority`: create an authority (keystore + database), register
- * operators locally, print the pin, run the service. */
+/* `mqe2e-authority` (also reached as `mqe2e authority`): create an authority
+ * (keystore + database), register operators locally, print the pin, run the
+ * service. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 #include "authority_db.h"
 #include "authority_service.h"
 #include "cli.h"
-#include "cli_authority.h"
+#include "authority_cli.h"
 
 static const char usage[] =
     "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
@@ -496,7 +497,7 @@ static int do_run(auth_args *a)
 
 static int authority_main(auth_args *ap, int argc, char **argv, const char *sub);
 
-int cmd_authority(int argc, char **argv)
+int authority_cli(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0) {
         print_usage(argc < 2 ? stderr : stdout);

@@ -444,16 +444,16 @@ static int do_run(auth_args *a)
     cfg.username = a->b.username;
     cfg.password = conn.password;
     cfg.db_path = a->db;
-    cfg.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
+    cfg.core.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
     if (a->prefix != NULL && !mqe2e_control_prefix_valid(a->prefix)) {
         cli_error("invalid control prefix '%s'", a->prefix);
         return CLI_EXIT_USAGE;
     }
-    cfg.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
-    cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
-    cfg.revoke_grace =
+    cfg.core.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
+    cfg.core.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
+    cfg.core.revoke_grace =
         a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
-    cfg.verbose = a->verbose;
+    cfg.core.verbose = a->verbose;
     cfg.stop = &stop_flag;
     authority_rl_config limits;
     if (a->hs_limits != NULL) {
@@ -463,7 +463,7 @@ static int do_run(auth_args *a)
                       a->hs_limits);
             return CLI_EXIT_USAGE;
         }
-        cfg.limits = &limits;
+        cfg.core.limits = &limits;
     }
     cli_keystore c;
     int rc = cli_keystore_open(&c, &a->k);
@@ -472,7 +472,7 @@ static int do_run(auth_args *a)
         return rc;
     }
     mqe2e_authority_pin own;
-    cfg.prefix = choose_prefix(a->prefix, c.ks, &own);
+    cfg.core.prefix = choose_prefix(a->prefix, c.ks, &own);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

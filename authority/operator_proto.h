@@ -1,127 +1,12 @@
-/* Internal to the authority service: its state and the operator commands it
- * executes (operator_proto.c). Not installed. */
+/* Internal to the authority core: the operator commands it executes
+ * (operator_proto.c). Not installed. */
 #ifndef MQE2E_AUTHORITY_OPERATOR_PROTO_H
 #define MQE2E_AUTHORITY_OPERATOR_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include <MQTTClient.h>
-
-#include "authority_db.h"
-#include "authority_service.h"
-#include "mqe2e/control.h"
-#include "mqe2e/operator.h"
-#include "ratelimit.h"
-
-/* Counters of handled and refused messages (reported by `status`). */
-enum authority_counter {
-    AUTH_C_ENROLL_OK,
-    AUTH_C_ENROLL_BAD_FRAME,
-    AUTH_C_ENROLL_UNKNOWN_TOKEN,
-    AUTH_C_ENROLL_BAD_MAC,
-    AUTH_C_ENROLL_TOKEN_USED,
-    AUTH_C_ENROLL_TOKEN_EXPIRED,
-    AUTH_C_ENROLL_WRONG_CLIENT,
-    AUTH_C_ENROLL_FAILED,
-    AUTH_C_HELLO_OK,
-    AUTH_C_HELLO_BAD_FRAME,
-    AUTH_C_HELLO_UNKNOWN_CLIENT,
-    AUTH_C_HELLO_BAD_STATIC,
-    AUTH_C_HELLO_REVOKED,
-    AUTH_C_HELLO_FAILED,
-    AUTH_C_OP_OK,
-    AUTH_C_OP_BAD_FRAME,
-    AUTH_C_OP_UNKNOWN,
-    AUTH_C_OP_BAD_SIGNATURE,
-    AUTH_C_OP_STALE,
-    AUTH_C_OP_REPLAY,
-    AUTH_C_FRAME_UNKNOWN,
-    AUTH_C_PUSH_SENT,
-    AUTH_C_PUSH_FAILED,
-    AUTH_C_ROTATIONS,
-    AUTH_C_ENVELOPES,
-    AUTH_C_ENROLL_RATE_LIMITED, /* admitted by the cheap checks, refused by the limiter */
-    AUTH_C_HELLO_RATE_LIMITED,
-    AUTH_C_ENROLL_COMMITS,   /* durable group commits of queued enrollments */
-    AUTH_C_LOG_SUPPRESSED,   /* refusal log lines not written (over the per-second budget) */
-    AUTH_C_ENROLL_REVOKED,   /* a ticket or retry for a revoked client id */
-    AUTH_C_ENROLL_ID_ACTIVE, /* a new device for an active id without a --replace ticket */
-    AUTH_C_ENROLL_RETRIES,   /* lost-reply retries served (same keys, same serial) */
-    AUTH_C_REPLACEMENTS,     /* devices replaced under an active id (--replace tickets) */
-    AUTH_C_COUNT
-};
-
-/* One admitted ENROLL frame, from its arrival to its reply (enroll_commit()). */
-typedef struct enroll_job {
-    uint8_t *frame; /* copy of the request */
-    size_t frame_len;
-    mqe2e_enroll_authority *st;
-    mqe2e_enroll_request req;
-    mqe2e_adb_token_info info;
-    uint8_t token[MQE2E_ADB_SECRET_BYTES]; /* from the lookup to the MAC check only */
-    int rc;                                /* result of the last step */
-    int step;                              /* last step passed: ENROLL_STEP_* */
-    uint64_t serial;
-    int32_t status;            /* reply status */
-    int counted;               /* its outcome is already counted */
-    mqe2e_key_bundle *bundles; /* for the reply */
-    size_t n_bundles;
-    uint8_t *out; /* sealed reply: the slot's part of job_out */
-    size_t out_len;
-    uint64_t issued_at, expires_at; /* of the credential in the reply */
-    char **rotated;                 /* groups of a replaced device, rotated in the batch */
-    mqe2e_adb *db;                  /* for the rotation callback */
-    uint64_t now;
-    uint32_t revoke_grace;
-    size_t n_rotated;
-} enroll_job;
-
-/* A group rotated by message count: envelopes of its current epoch seen. */
-typedef struct count_group {
-    char name[MQE2E_ADB_NAME_MAX];
-    char filter[MQE2E_ADB_FILTER_MAX];
-    uint32_t epoch;
-    uint64_t threshold;
-    uint64_t count;
-    int seen;
-} count_group;
-
-typedef struct authority {
-    const authority_config *cfg;
-    mqe2e_keystore *ks;
-    mqe2e_adb *db;
-    MQTTClient mqtt;
-    uint8_t *dh_secret; /* sodium_malloc()ed copy of the X25519 static secret */
-    uint8_t sign_public[32];
-    uint8_t dh_public[32];
-    const char *id;
-    char topic_authority[MQE2E_CONTROL_PREFIX_MAX + 16];
-    char topic_revocations[MQE2E_CONTROL_PREFIX_MAX + 16];
-    uint8_t *frame; /* MQE2E_CONTROL_MAX_FRAME_BYTES scratch for outgoing frames */
-    uint8_t *rl;    /* signed revocation list (public), NULL before the first revocation */
-    size_t rl_len;
-    uint64_t rl_version;
-    uint64_t counters[AUTH_C_COUNT];
-    count_group *cg;
-    size_t n_cg;
-    MQTTClient_deliveryToken *pending;
-    size_t n_pending, cap_pending;
-    uint64_t last_schedule;
-    uint64_t last_prune;
-    uint64_t started_at;
-    size_t last_enroll_request_bytes, last_enroll_reply_bytes;
-    size_t last_hello_request_bytes, last_hello_reply_bytes;
-    size_t last_operator_request_bytes, last_operator_reply_bytes;
-    size_t last_push_bytes;
-    authority_rl *limiter; /* admission of handshake work (ENROLL, HELLO) */
-    enroll_job *jobs;      /* AUTHORITY_ENROLL_BATCH slots */
-    uint8_t *job_out;      /* one FRAME_CAP reply buffer per slot (pages touched as used) */
-    size_t n_jobs;
-    uint64_t jobs_first_ms; /* monotonic ms when the oldest queued job arrived */
-    uint64_t log_second;    /* refusal log budget: the second it counts */
-    uint32_t log_lines;     /* refusal lines written in that second */
-} authority;
+#include "authority_internal.h"
 
 /* Result of one operator command; message is static, output malloc()ed. */
 typedef struct op_result {
@@ -136,25 +21,5 @@ void op_result_free(op_result *r);
 /* Execute a verified, fresh, first-seen operator request. */
 void operator_execute(authority *a, op_result *res, const mqe2e_operator_request *req,
                       uint64_t now);
-
-/* Shared with operator_proto.c (authority_service.c). */
-const char *authority_counter_name(int i);
-void authority_flush(authority *a);
-int authority_revocations_refresh(authority *a, int publish_retained);
-int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_t *new_epoch);
-/* The database half of authority_rotate_group(): a new epoch with a fresh
- * secret, written in the caller's transaction if one is open (nothing is
- * pushed). Push with authority_push_group() after the commit. */
-int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epoch);
-/* Push a group just rotated to @p epoch to its members and log the time taken. */
-int authority_push_rotated(authority *a, const char *group, int with_rl, uint32_t epoch);
-int authority_rotate_after_removal(authority *a, const char *group, uint32_t *new_epoch);
-/* authority_rotate_after_removal() in two halves: the database part in the
- * caller's transaction, the push after its commit. */
-int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t *new_epoch);
-int authority_push_after_removal(authority *a, const char *group, uint32_t epoch);
-int authority_push_group(authority *a, const char *group, int with_rl);
-int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
-void authority_count_refresh(authority *a);
 
 #endif

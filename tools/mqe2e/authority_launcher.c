@@ -39,7 +39,8 @@ int cmd_authority(int argc, char **argv)
         cli_error("out of memory");
         return CLI_EXIT_KEY;
     }
-    for (int i = 1; i < argc; i++) args[i] = argv[i];
+    for (int i = 1; i < argc; i++)
+        args[i] = argv[i];
     args[argc] = NULL;
 
     char dir[PATH_MAX], path[PATH_MAX + sizeof AUTHORITY_BINARY];

@@ -43,6 +43,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -501,47 +502,6 @@ Test(authority_faults, kill9_mid_rotation)
 
 #define MAXMSG 64
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n, dropped;
-    char payload[MAXMSG][32];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 31 ? msg->payloadlen : 31;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    (void)code;
-    pthread_mutex_lock(&ib->m);
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
 static void enroll_cli(const char *id)
 {
     af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
@@ -561,10 +521,11 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, inbox *ib
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
-    so.onDropped = on_dropped;
+    so.onDropped = inbox_on_dropped;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = clean;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);

@@ -33,6 +33,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -114,45 +115,9 @@ static mqe2e_keystore *open_ks(const char *id)
     return af_open_ks(&fx, id);
 }
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char payload[MAXMSG][64];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
 static int wait_count(inbox *ib, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_count(ib) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
+    return inbox_wait(ib, 0, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
@@ -195,7 +160,8 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe
     memset(ib, 0, sizeof *ib);
     pthread_mutex_init(&ib->m, NULL);
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);

@@ -27,6 +27,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -573,71 +574,15 @@ static mqe2e_keystore *open_ks(const char *id)
     return af_open_ks(&fx, id);
 }
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char topic[MAXMSG][64];
-    char payload[MAXMSG][64];
-    int dropped;
-    int drop_code[MAXMSG];
-} inbox;
-
-static void inbox_init(inbox *ib)
+static int wait_count(inbox *ib, int n)
 {
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-}
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        snprintf(ib->topic[ib->n], 64, "%s", topic);
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    pthread_mutex_lock(&ib->m);
-    if (ib->dropped < MAXMSG) ib->drop_code[ib->dropped] = code;
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
+    return inbox_wait(ib, 0, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
     (void)ctx;
     printf("  log[%d] %s\n", (int)level, message);
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
-static int wait_count(inbox *ib, int n)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_count(ib) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
 }
 
 static mqe2e_control_counters ctl_counters(mqe2e_MQTTClient c)
@@ -686,13 +631,13 @@ static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks,
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
-    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onDropped = ib != NULL ? inbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
     if (ib != NULL)
-        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
                      MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = clean;
@@ -1005,12 +950,12 @@ Test(control_plane, held_messages_expire_as_no_key)
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = kd;
-    so.onDropped = on_dropped;
+    so.onDropped = inbox_on_dropped;
     so.context = &ib;
     so.holdMaxCount = 16; /* one topic may take an eighth: 2 */
     so.holdMaxSeconds = 1;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(dev, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(dev, &ib, NULL, on_message, NULL),
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(dev, &ib, NULL, inbox_on_message, NULL),
                  MQTTCLIENT_SUCCESS);
     cr_assert_eq(mqe2e_MQTTClient_connect(dev, &co), MQTTCLIENT_SUCCESS);
     cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
@@ -1496,12 +1441,12 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
-    so.onDropped = on_dropped;
+    so.onDropped = inbox_on_dropped;
     so.onLog = on_log_prune;
     so.logLevel = MQE2E_LOG_INFO;
     so.context = &is;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, inbox_on_message, NULL),
                  MQTTCLIENT_SUCCESS);
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);

@@ -25,6 +25,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -85,63 +86,15 @@ static mqe2e_keystore *open_ks(const char *id)
     return af_open_ks(&fx, id);
 }
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char payload[MAXMSG][64];
-    int dropped;
-    int drop_code[MAXMSG];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *msg)
+static int wait_for(inbox *ib, int dropped, int n)
 {
-    inbox *ib = ctx;
-    (void)topic_len;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    pthread_mutex_lock(&ib->m);
-    if (ib->dropped < MAXMSG) ib->drop_code[ib->dropped] = code;
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
+    return inbox_wait(ib, dropped, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
     (void)ctx;
     if (getenv("SIGNED_DEBUG")) printf("  log[%d] %s\n", (int)level, message);
-}
-
-static int count_of(inbox *ib, int dropped)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = dropped ? ib->dropped : ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
-static int wait_for(inbox *ib, int dropped, int n)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (count_of(ib, dropped) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
 }
 
 /* Publishers subscribe to nothing, but their control plane (the HELLO reply
@@ -175,14 +128,14 @@ static mqe2e_MQTTClient enc_client_policy(const char *mqtt_id, mqe2e_keystore *k
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
-    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onDropped = ib != NULL ? inbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("SIGNED_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(
-        mqe2e_MQTTClient_setCallbacks(c, ib, NULL, ib != NULL ? on_message : on_discard, NULL),
-        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL,
+                                               ib != NULL ? inbox_on_message : on_discard, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -317,10 +270,10 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
 
     publish_text(a, "ward/a/hr", "a-72");
     publish_text(b, "ward/b/hr", "b-64");
-    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", inbox_count(&ibe));
     cr_assert_str_eq(ibe.payload[0], "a-72");
     cr_assert_str_eq(ibe.payload[1], "b-64");
-    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+    cr_assert_eq(inbox_drops(&ibe), 0, "nothing dropped");
 
     /* On the wire: signed envelopes, 94-95 bytes over the payload. */
     long deadline = now_ms() + WAIT_MS;
@@ -397,7 +350,7 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
     publish_text(a, "ward/a/hr", "a-73");
     cr_assert(wait_for(&ibe, 0, 3));
     sleep_ms(300);
-    cr_assert_eq(count_of(&ibe, 0), 3, "a forgery was delivered");
+    cr_assert_eq(inbox_count(&ibe), 3, "a forgery was delivered");
     cr_assert_str_eq(ibe.payload[2], "a-73");
     for (int i = 0; i < 3; i++)
         cr_assert_neq(strcmp(ibe.payload[i], text), 0, "forged text delivered");
@@ -495,11 +448,11 @@ Test(signed_authority, newcomer_key_pushed_to_members_leaver_dropped)
     mqe2e_MQTTClient a = enc_client("sg-dev-a", ka, NULL);
     publish_text(a, "ward/a/hr", "a-70");
     publish_text(a, "ward/a/hr", "a-71");
-    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", inbox_count(&ibe));
     cr_assert_str_eq(ibe.payload[0], "a-70");
     cr_assert_str_eq(ibe.payload[1], "a-71");
     cr_assert_eq(drops_of(be, MQE2E_DROP_UNKNOWN_SIGNER), 0U);
-    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+    cr_assert_eq(inbox_drops(&ibe), 0, "nothing dropped");
     cr_assert_eq(ctl_of(be).hellos_sent, hellos, "the backend did not reconnect");
 
     /* dev-b joins: both online members get one push each. */
@@ -565,11 +518,11 @@ Test(signed_authority, receiver_enforces_pub_grants)
 
     publish_text(h2, "ward/hr-1/heartrate", "hr-1 says 190");
     publish_text(h2, "ward/hr-2/heartrate", "hr-2 says 64");
-    cr_assert(wait_for(&ibe, 0, 1), "backend received %d", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 1), "backend received %d", inbox_count(&ibe));
     cr_assert(wait_for(&ibe, 1, 1), "the forged reading was neither delivered nor dropped");
-    cr_assert_eq(count_of(&ibe, 0), 1, "the reading on hr-1's topic was delivered");
+    cr_assert_eq(inbox_count(&ibe), 1, "the reading on hr-1's topic was delivered");
     cr_assert_str_eq(ibe.payload[0], "hr-2 says 64");
-    cr_assert_eq(count_of(&ibe, 1), 1);
+    cr_assert_eq(inbox_drops(&ibe), 1);
     cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_GRANT, "dropped as %d, not grant", ibe.drop_code[0]);
     mqe2e_counters c;
     cr_assert_eq(mqe2e_MQTTClient_getCounters(be, &c), MQTTCLIENT_SUCCESS);
@@ -615,7 +568,7 @@ Test(signed_authority, plaintext_rule_cannot_lift_signing)
     MQTTClient r = raw_client("sg-raw-open", NULL);
     raw_publish(r, "ward/open", "UNLOCK", 6);
     cr_assert(wait_for(&ibe, 1, 1), "the raw message was neither delivered nor dropped");
-    cr_assert_eq(count_of(&ibe, 0), 0, "a plaintext message was delivered on a signed topic");
+    cr_assert_eq(inbox_count(&ibe), 0, "a plaintext message was delivered on a signed topic");
     cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_POLICY);
     /* Only the raw publish reached the wire. */
     pthread_mutex_lock(&spy.m);

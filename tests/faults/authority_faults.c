@@ -44,6 +44,7 @@
 #include "authority_fixture.h"
 #include "broker.h"
 #include "inbox.h"
+#include "mailbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -151,37 +152,7 @@ typedef struct member {
 } member;
 
 static member *mem;
-static MQTTClient tester;
-
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-static mail *box;
-static size_t box_n, box_cap;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL) {
-        if (box_n == box_cap) {
-            box_cap = box_cap ? box_cap * 2U : 512U;
-            box = realloc(box, box_cap * sizeof *box);
-            cr_assert_not_null(box);
-        }
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
+static mailbox box; /* subscribed to P/client/#: every member's frames */
 
 static member *member_of_topic(const char *topic)
 {
@@ -189,15 +160,6 @@ static member *member_of_topic(const char *topic)
     if (strncmp(topic, p, strlen(p)) != 0) return NULL;
     int i = atoi(topic + strlen(p));
     return i >= 1 && i <= N_MEMBERS ? &mem[i - 1] : NULL;
-}
-
-static void box_clear(void)
-{
-    for (size_t i = 0; i < box_n; i++) {
-        free(box[i].topic);
-        free(box[i].data);
-    }
-    box_n = 0;
 }
 
 /* Record what a member received for an epoch: two different secrets for
@@ -215,8 +177,7 @@ static void member_hold(member *m, const mqe2e_key_bundle *b)
 
 static void publish_raw(const char *topic, const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(tester, topic, (int)n, p, 1, 0, &tok), MQTTCLIENT_SUCCESS);
+    mb_publish(&box, topic, p, n);
 }
 
 static size_t stale_pushes;
@@ -230,21 +191,21 @@ static size_t stale_pushes;
 static size_t apply_pushes(uint32_t want_epoch, int *got, int allow_stale)
 {
     size_t applied = 0, keep = 0;
-    for (size_t i = 0; i < box_n; i++) {
-        member *m = member_of_topic(box[i].topic);
+    for (size_t i = 0; i < box.n; i++) {
+        member *m = member_of_topic(box.v[i].topic);
         mqe2e_control_frame f;
-        if (m == NULL || mqe2e_control_frame_decode(&f, box[i].data, box[i].len) != MQE2E_OK ||
+        if (m == NULL || mqe2e_control_frame_decode(&f, box.v[i].data, box.v[i].len) != MQE2E_OK ||
             f.kind != MQE2E_CONTROL_PUSH) {
-            box[keep++] = box[i];
+            box.v[keep++] = box.v[i];
             continue;
         }
         mqe2e_control_update u;
-        int rc = mqe2e_push_open(&u, m->dh_sk, fx.pin.dh_public, PREFIX, AUTH_ID, box[i].data,
-                                 box[i].len, m->last_push);
+        int rc = mqe2e_push_open(&u, m->dh_sk, fx.pin.dh_public, PREFIX, AUTH_ID, box.v[i].data,
+                                 box.v[i].len, m->last_push);
         if (rc == MQE2E_ERR_REPLAY && allow_stale) {
             stale_pushes++;
-            free(box[i].topic);
-            free(box[i].data);
+            free(box.v[i].topic);
+            free(box.v[i].data);
             continue;
         }
         cr_assert_eq(rc, MQE2E_OK, "push to %s refused: %s", m->id, mqe2e_strerror(rc));
@@ -255,18 +216,18 @@ static size_t apply_pushes(uint32_t want_epoch, int *got, int allow_stale)
         got[m - mem] = 1;
         mqe2e_control_update_wipe(&u);
         applied++;
-        free(box[i].topic);
-        free(box[i].data);
+        free(box.v[i].topic);
+        free(box.v[i].data);
     }
-    box_n = keep;
+    box.n = keep;
     return applied;
 }
 
 static size_t count_pushes_in_box(void)
 {
     size_t n = 0;
-    for (size_t i = 0; i < box_n; i++)
-        if (member_of_topic(box[i].topic) != NULL) n++;
+    for (size_t i = 0; i < box.n; i++)
+        if (member_of_topic(box.v[i].topic) != NULL) n++;
     return n;
 }
 
@@ -288,18 +249,18 @@ static void hello_all(const int *which, uint32_t want_epoch)
     double end = mono() + 60.0;
     while (done < sent) {
         cr_assert_lt(mono(), end, "%zu of %zu HELLOs answered", done, sent);
-        pump(50);
+        mb_pump(&box, 50);
         size_t keep = 0;
-        for (size_t k = 0; k < box_n; k++) {
-            member *m = member_of_topic(box[k].topic);
+        for (size_t k = 0; k < box.n; k++) {
+            member *m = member_of_topic(box.v[k].topic);
             if (m == NULL || m->hst == NULL) {
-                box[keep++] = box[k];
+                box.v[keep++] = box.v[k];
                 continue;
             }
             mqe2e_control_update u;
-            int rc = mqe2e_hello_finish(m->hst, &u, box[k].data, box[k].len);
+            int rc = mqe2e_hello_finish(m->hst, &u, box.v[k].data, box.v[k].len);
             if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_DECODE) {
-                box[keep++] = box[k]; /* a late push: not this handshake */
+                box.v[keep++] = box.v[k]; /* a late push: not this handshake */
                 continue;
             }
             cr_assert_eq(rc, MQE2E_OK, "hello of %s: %s", m->id, mqe2e_strerror(rc));
@@ -314,10 +275,10 @@ static void hello_all(const int *which, uint32_t want_epoch)
             mqe2e_hello_client_free(m->hst);
             m->hst = NULL;
             done++;
-            free(box[k].topic);
-            free(box[k].data);
+            free(box.v[k].topic);
+            free(box.v[k].data);
         }
-        box_n = keep;
+        box.n = keep;
     }
 }
 
@@ -348,14 +309,7 @@ Test(authority_faults, kill9_mid_rotation)
     mem = calloc(N_MEMBERS, sizeof *mem);
     cr_assert_not_null(mem);
     authority_start();
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&tester, tb_broker_uri(&fx.broker), "members",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "members", PREFIX "/client/#");
 
     const char *gc[] = {"group", "create", "--group", "big", "--topic", "big/#", NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0);
@@ -388,14 +342,15 @@ Test(authority_faults, kill9_mid_rotation)
     double end = mono() + 60.0;
     while (enrolled < N_MEMBERS) {
         cr_assert_lt(mono(), end, "%zu of %d enrolled", enrolled, N_MEMBERS);
-        pump(50);
-        for (size_t k = 0; k < box_n; k++) {
-            member *m = member_of_topic(box[k].topic);
+        mb_pump(&box, 50);
+        for (size_t k = 0; k < box.n; k++) {
+            member *m = member_of_topic(box.v[k].topic);
             if (m == NULL || m->est == NULL) continue;
             mqe2e_control_update u;
             mqe2e_credential *cred = NULL;
-            cr_assert_eq(mqe2e_enroll_finish(m->est, &u, &cred, box[k].data, box[k].len, now_s()),
-                         MQE2E_OK);
+            cr_assert_eq(
+                mqe2e_enroll_finish(m->est, &u, &cred, box.v[k].data, box.v[k].len, now_s()),
+                MQE2E_OK);
             m->serial = mqe2e_credential_serial(cred);
             mqe2e_credential_free(cred);
             cr_assert_eq(u.n_bundles, 1);
@@ -405,7 +360,7 @@ Test(authority_faults, kill9_mid_rotation)
             m->est = NULL;
             enrolled++;
         }
-        box_clear();
+        mb_clear(&box);
     }
 
     /* Kill points: SIGSTOP as soon as k pushes of the rotation are on the
@@ -420,13 +375,13 @@ Test(authority_faults, kill9_mid_rotation)
         end = mono() + 20.0;
         while (count_pushes_in_box() < kill_after[round]) {
             cr_assert_lt(mono(), end, "rotation %u: no pushes", epoch);
-            pump(5);
+            mb_pump(&box, 5);
         }
         kill(fx.auth_pid, SIGSTOP);
         /* Drain what the broker already has from it. */
         double quiet = mono() + 0.5;
         while (mono() < quiet)
-            pump(20);
+            mb_pump(&box, 20);
         authority_kill(SIGKILL);
         waitpid(rot, NULL, 0);
         size_t pushed = apply_pushes(epoch, got, 1);
@@ -450,7 +405,7 @@ Test(authority_faults, kill9_mid_rotation)
         /* Anything the restarted authority pushed on its own is applied too. */
         quiet = mono() + 0.3;
         while (mono() < quiet)
-            pump(20);
+            mb_pump(&box, 20);
         size_t repushed = apply_pushes(epoch, got, 1);
         printf("kill9_mid_rotation: after restart %zu members fetched epoch %u by HELLO, "
                "%zu pushes applied late, %zu stale pushes refused as replays\n",
@@ -466,7 +421,7 @@ Test(authority_faults, kill9_mid_rotation)
     /* Whatever the killed authorities still had in flight. */
     double quiet = mono() + 1.0;
     while (mono() < quiet)
-        pump(20);
+        mb_pump(&box, 20);
     (void)apply_pushes(epoch, got, 1);
     /* A clean rotation after all this: every member accepts its push
      * (push_seq above all it saw), same secret everywhere. */
@@ -478,7 +433,7 @@ Test(authority_faults, kill9_mid_rotation)
     end = mono() + 30.0;
     while (applied < N_MEMBERS) {
         cr_assert_lt(mono(), end, "%zu of %d pushes after the kills", applied, N_MEMBERS);
-        pump(20);
+        mb_pump(&box, 20);
         applied += apply_pushes(epoch, got, 0);
     }
     for (int i = 0; i < N_MEMBERS; i++)
@@ -486,12 +441,7 @@ Test(authority_faults, kill9_mid_rotation)
     cr_assert_eq(group_epoch("big"), (int)epoch);
     printf("kill9_mid_rotation: 5 kills survived, final rotation to epoch %u pushed to all %d\n",
            epoch, N_MEMBERS);
-    MQTTClient_disconnect(tester, 500);
-    MQTTClient_destroy(&tester);
-    box_clear();
-    free(box);
-    box = NULL;
-    box_cap = 0;
+    mb_close(&box);
     sodium_memzero(mem, N_MEMBERS * sizeof *mem);
     free(mem);
 }

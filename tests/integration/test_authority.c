@@ -21,6 +21,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "mailbox.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -37,7 +38,7 @@
 /* ------------------------------------------------------------- fixture */
 
 static af_fixture fx;
-static MQTTClient tester; /* subscribed to P/client/# : the devices' shared transport */
+static mailbox box; /* subscribed to P/client/# : the devices' shared transport */
 
 static double mono(void)
 {
@@ -85,89 +86,28 @@ static void fixture_start(void)
 
     authority_start();
 
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&tester, tb_broker_uri(&fx.broker), "tester",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "tester", PREFIX "/client/#");
 }
 
 static void fixture_stop(void)
 {
-    if (tester != NULL) {
-        MQTTClient_disconnect(tester, 500);
-        MQTTClient_destroy(&tester);
-    }
+    mb_close(&box);
     af_teardown(&fx);
 }
 
 /* --------------------------------------------------------- mailbox */
-
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-
-static mail *box;
-static size_t box_n, box_cap;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL) {
-        if (box_n == box_cap) {
-            box_cap = box_cap ? box_cap * 2U : 64U;
-            box = realloc(box, box_cap * sizeof *box);
-            cr_assert_not_null(box);
-        }
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
-
-static void mail_free(mail *m)
-{
-    free(m->topic);
-    free(m->data);
-    memset(m, 0, sizeof *m);
-}
 
 /* First message on the client's inbox within the timeout (removed from the box). */
 static int take(mail *out, const char *client_id, double timeout)
 {
     char topic[512];
     snprintf(topic, sizeof topic, PREFIX "/client/%s", client_id);
-    double end = mono() + timeout;
-    for (;;) {
-        for (size_t i = 0; i < box_n; i++) {
-            if (strcmp(box[i].topic, topic) == 0) {
-                *out = box[i];
-                memmove(&box[i], &box[i + 1], (box_n - i - 1U) * sizeof *box);
-                box_n--;
-                return 1;
-            }
-        }
-        if (mono() >= end) return 0;
-        pump(50);
-    }
+    return mb_take(&box, out, topic, (long)(timeout * 1000.0));
 }
 
 static void publish(const char *topic, const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(tester, topic, (int)n, p, 1, 0, &tok), MQTTCLIENT_SUCCESS);
+    mb_publish(&box, topic, p, n);
 }
 
 /* --------------------------------------------------------- devices */
@@ -707,10 +647,11 @@ Test(authority, rekey_1000_members, .timeout = 600)
     size_t got = 0;
     double end = mono() + 60.0;
     while (got < N && mono() < end) {
-        pump(50);
+        mb_pump(&box, 50);
         got = 0;
-        for (size_t i = 0; i < box_n; i++)
-            if (strncmp(box[i].topic, PREFIX "/client/m-", strlen(PREFIX "/client/m-")) == 0) got++;
+        for (size_t i = 0; i < box.n; i++)
+            if (strncmp(box.v[i].topic, PREFIX "/client/m-", strlen(PREFIX "/client/m-")) == 0)
+                got++;
     }
     double t2 = mono();
     cr_assert_eq(got, N);

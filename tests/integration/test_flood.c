@@ -38,6 +38,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "mailbox.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
@@ -58,7 +59,7 @@
 #define LIMITS "300,300,20,10,4096"
 
 static af_fixture fx;
-static MQTTClient tester;
+static mailbox box; /* subscribed to P/client/#: the devices' shared transport */
 static unsigned status_reads;
 
 static double mono(void)
@@ -99,22 +100,12 @@ static void setup(void)
     const char *limits[] = {"--handshake-limits", LIMITS, NULL};
     af_authority_start(&fx, limits);
 
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&tester, tb_broker_uri(&fx.broker), "tester",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "tester", PREFIX "/client/#");
 }
 
 static void teardown(void)
 {
-    if (tester != NULL) {
-        MQTTClient_disconnect(tester, 500);
-        MQTTClient_destroy(&tester);
-    }
+    mb_close(&box);
     af_teardown(&fx);
 }
 
@@ -173,59 +164,17 @@ static double frames_total(const cJSON *j)
 
 /* ------------------------------------------------------------ mailbox */
 
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-
-static mail box[4096];
-static size_t box_n;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL && box_n < sizeof box / sizeof box[0]) {
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
-
 /* Remove and return the first message for client_id (1), or 0. */
 static int take(mail *out, const char *client_id)
 {
     char topic[512];
     snprintf(topic, sizeof topic, PREFIX "/client/%s", client_id);
-    for (size_t i = 0; i < box_n; i++) {
-        if (strcmp(box[i].topic, topic) == 0) {
-            *out = box[i];
-            memmove(&box[i], &box[i + 1], (box_n - i - 1U) * sizeof *box);
-            box_n--;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void mail_free(mail *m)
-{
-    free(m->topic);
-    free(m->data);
+    return mb_take(&box, out, topic, 0);
 }
 
 static void publish_tester(const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(tester, PREFIX "/authority", (int)n, p, 1, 0, &tok),
-                 MQTTCLIENT_SUCCESS);
+    mb_publish(&box, PREFIX "/authority", p, n);
 }
 
 /* ------------------------------------------------------------ devices */
@@ -292,7 +241,7 @@ static int run_devices(device *d, size_t n, double deadline)
         enroll_send(&d[i]);
     size_t done = 0;
     while (done < n && mono() < deadline) {
-        pump(20);
+        mb_pump(&box, 20);
         for (size_t i = 0; i < n; i++) {
             device *x = &d[i];
             mail m;
@@ -591,9 +540,7 @@ Test(flood, handshake_flood_is_limited_and_legit_devices_keep_working)
     for (size_t i = 0; i < pool_n; i++)
         free(pool[i].p);
     free(pool);
-    for (size_t i = 0; i < box_n; i++)
-        mail_free(&box[i]);
-    box_n = 0;
+    mb_clear(&box);
 }
 
 /* The limits flag is checked before anything is opened. */

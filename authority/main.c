@@ -1,8 +1,6 @@
 /* mqe2e-authority: the enrollment and key-distribution service of mqe2e. */
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include "authority_cli.h"
 #include "cli.h"
@@ -13,15 +11,7 @@ int main(int argc, char **argv)
         printf("mqe2e-authority %s\n", mqe2e_version());
         return CLI_EXIT_OK;
     }
-    if (mqe2e_init() != MQE2E_OK) {
-        cli_error("cannot initialise libsodium");
-        return CLI_EXIT_KEY;
-    }
-    /* The authority's keys live in this process: no core file, and no
-     * ptrace or /proc/PID/mem access by other processes of the same user. */
-    struct rlimit no_core = {0, 0};
-    (void)setrlimit(RLIMIT_CORE, &no_core);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    cli_secrets_from_env();
+    int rc = cli_process_start();
+    if (rc != CLI_EXIT_OK) return rc;
     return authority_cli(argc, argv);
 }

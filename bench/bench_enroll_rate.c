@@ -10,7 +10,7 @@
  * 512) unanswered at a time, and every reply is collected on P/client/#.
  * devices/s = N / (last reply - first publish). After the clock stops every
  * reply is finished with mqe2e_enroll_finish(): a device counts as enrolled
- * only when its credential verifies against the authority pin.
+ * only when its credential verifies against the authority ba.pin.
  *
  * Prints a human summary on stderr and one JSON line on stdout (also written
  * to FILE with --json). Exit status 0 when every device enrolled, whatever
@@ -34,6 +34,7 @@
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "bench_authority.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
@@ -55,188 +56,6 @@ typedef struct dev {
     uint8_t *reply;
     size_t reply_len;
 } dev;
-
-static const char *cli = MQE2E_BENCH_CLI;
-static char dir[512];
-static pid_t broker_pid, authority_pid;
-
-static double mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
-}
-
-static void stop_child(pid_t *pid)
-{
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        sleep_ms(50);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
-}
-
-static void cleanup(void)
-{
-    stop_child(&authority_pid);
-    stop_child(&broker_pid);
-    if (dir[0] != '\0') {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "bench_enroll_rate: cannot remove %s\n", dir);
-    }
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_enroll_rate: %s\n", what);
-    cleanup();
-    exit(2);
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        die("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    if (s >= 0) close(s);
-    return ok;
-}
-
-/* Run the CLI (args NULL-terminated, without the program); stdout into a malloc()ed string. */
-static int run_cli(char **out, const char *const *args)
-{
-    int fds[2];
-    if (pipe(fds) != 0) die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        const char *argv[64];
-        size_t n = 0;
-        argv[n++] = cli;
-        for (; args[n - 1] != NULL && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(cli, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    if (buf == NULL) die("out of memory");
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap *= 2;
-            char *n = realloc(buf, cap);
-            if (n == NULL) die("out of memory");
-            buf = n;
-        }
-        ssize_t r = read(fds[0], buf + len, 4096);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        len += (size_t)r;
-    }
-    close(fds[0]);
-    buf[len] = '\0';
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (out != NULL)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void start_broker(int port)
-{
-    char conf[600], log[600];
-    snprintf(conf, sizeof conf, "%s/mosquitto.conf", dir);
-    snprintf(log, sizeof log, "%s/mosquitto.log", dir);
-    FILE *f = fopen(conf, "w");
-    if (f == NULL) die("cannot write mosquitto.conf");
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
-    /* The authority's session may hold a whole window of requests. */
-    fprintf(f, "max_queued_messages 0\nlog_dest file %s\nlog_type error\nlog_type warning\n", log);
-    if (geteuid() == 0) fprintf(f, "user root\n");
-    fclose(f);
-    broker_pid = fork();
-    if (broker_pid < 0) die("fork");
-    if (broker_pid == 0) {
-        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        if (port_open(port)) return;
-        sleep_ms(50);
-    }
-    die("mosquitto did not start");
-}
-
-static void start_authority(const char *ks, const char *key, const char *db, const char *port,
-                            const char *log)
-{
-    authority_pid = fork();
-    if (authority_pid < 0) die("fork");
-    if (authority_pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-        }
-        execl(cli, cli, "authority", "run", "-K", ks, "--key-file", key, "--db", db, "-h",
-              "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        FILE *f = fopen(log, "r");
-        char line[1024];
-        int ready = 0;
-        while (f != NULL && fgets(line, sizeof line, f) != NULL)
-            if (strstr(line, "serving") != NULL) ready = 1;
-        if (f != NULL) fclose(f);
-        if (ready) return;
-        sleep_ms(50);
-    }
-    die("the authority did not start");
-}
 
 /* Index of dev-K from "P/client/dev-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
@@ -281,6 +100,8 @@ static long rss_kb(pid_t pid)
 
 int main(int argc, char **argv)
 {
+    ba.name = "bench_enroll_rate";
+    ba.cli = MQE2E_BENCH_CLI;
     long n = 2000, window = 512;
     int smoke = 0;
     const char *json = NULL;
@@ -290,7 +111,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
             window = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--cli") == 0 && i + 1 < argc) {
-            cli = argv[++i];
+            ba.cli = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json = argv[++i];
         } else if (strcmp(argv[i], "--smoke") == 0) {
@@ -302,71 +123,30 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (n < 1 || n > 1000000 || window < 1) die("--devices and --window must be positive");
-    if (sodium_init() < 0) die("sodium_init");
+    if (n < 1 || n > 1000000 || window < 1) ba_die("--devices and --window must be positive");
+    if (sodium_init() < 0) ba_die("sodium_init");
     signal(SIGPIPE, SIG_IGN);
 
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/mqe2e-enroll-bench.XXXXXX", tmp != NULL ? tmp : "/tmp");
-    if (mkdtemp(dir) == NULL) {
-        dir[0] = '\0';
-        die("mkdtemp");
-    }
-    char auth_ks[600], op_ks[600], db[600], key[600], alog[600], port[16];
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(key, sizeof key, "%s/key", dir);
-    snprintf(alog, sizeof alog, "%s/authority.log", dir);
-    int p = free_port();
-    snprintf(port, sizeof port, "%d", p);
-    FILE *kf = fopen(key, "w");
-    if (kf == NULL) die("cannot write the key file");
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", kf);
-    fclose(kf);
-    chmod(key, 0600);
-    start_broker(p);
+    ba_setup("mqe2e-enroll-bench", AUTH_ID, NULL);
 
     char *out = NULL;
-    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", key,
-                          "--db",      db,     "--id", AUTH_ID, NULL};
-    if (run_cli(&out, init) != 0) die("authority init failed");
-    out[strcspn(out, "\n")] = '\0';
-    char pin_text[1024];
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    free(out);
-    mqe2e_authority_pin pin;
-    if (mqe2e_authority_pin_decode(&pin, pin_text) != MQE2E_OK) die("bad pin");
-    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key, "--id", "op1", NULL};
-    if (run_cli(&out, keygen) != 0) die("keygen failed");
-    char *sp = strstr(out, "signing public key: ");
-    if (sp == NULL) die("keygen printed no public key");
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    free(out);
-    const char *add[] = {
-        "authority", "operator-add", "-K",  auth_ks,         "--key-file", key, "--db",
-        db,          "--name",       "op1", "--sign-public", hex,          NULL};
-    if (run_cli(NULL, add) != 0) die("operator-add failed");
-    start_authority(auth_ks, key, db, port, alog);
 
-    const char *gc[] = {"group",       "create", "--group",    "fleet", "--topic", "fleet/#",
-                        "-K",          op_ks,    "--key-file", key,     "-p",      port,
-                        "--authority", pin_text, "-W",         "60",    NULL};
-    if (run_cli(NULL, gc) != 0) die("group create failed");
+    const char *gc[] = {"group",       "create",    "--group",    "fleet", "--topic", "fleet/#",
+                        "-K",          ba.op_ks,    "--key-file", ba.key,  "-p",      ba.port,
+                        "--authority", ba.pin_text, "-W",         "60",    NULL};
+    if (ba_run_cli(NULL, gc) != 0) ba_die("group create failed");
     char count[32];
     snprintf(count, sizeof count, "%ld", n);
     const char *tc[] = {
-        "token", "create",  "--id",           "dev",    "--count", count,        "--group",
-        "fleet", "--grant", "fleet/#:pubsub", "-K",     op_ks,     "--key-file", key,
-        "-p",    port,      "--authority",    pin_text, "-W",      "120",        NULL};
-    if (run_cli(&out, tc) != 0) die("token create failed");
+        "token", "create",  "--id",           "dev",       "--count", count,        "--group",
+        "fleet", "--grant", "fleet/#:pubsub", "-K",        ba.op_ks,  "--key-file", ba.key,
+        "-p",    ba.port,   "--authority",    ba.pin_text, "-W",      "120",        NULL};
+    if (ba_run_cli(&out, tc) != 0) ba_die("token create failed");
 
     dev *d = calloc((size_t)n, sizeof *d);
-    if (d == NULL) die("out of memory");
+    if (d == NULL) ba_die("out of memory");
     uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
-    double c0 = mono();
+    double c0 = ba_mono();
     char *save = NULL;
     long got = 0;
     for (char *l = strtok_r(out, "\n", &save); l != NULL && got < n;
@@ -375,27 +155,27 @@ int main(int argc, char **argv)
         if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
         char want[64];
         snprintf(want, sizeof want, "dev-%ld", got + 1);
-        if (strcmp(t.client_id, want) != 0) die("tickets out of order");
+        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
         dev *x = &d[got];
         crypto_box_keypair(x->dh_pk, x->dh_sk);
         crypto_sign_keypair(x->sign_pk, x->sign_sk);
         size_t len = 0;
         if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
                                (uint64_t)time(NULL)) != MQE2E_OK)
-            die("enroll_begin failed");
+            ba_die("enroll_begin failed");
         mqe2e_ticket_wipe(&t);
-        if ((x->req = malloc(len)) == NULL) die("out of memory");
+        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
         memcpy(x->req, frame, len);
         x->req_len = len;
         got++;
     }
     sodium_memzero(out, strlen(out));
     free(out);
-    if (got != n) die("fewer tickets than devices");
-    double device_s = mono() - c0;
+    if (got != n) ba_die("fewer tickets than devices");
+    double device_s = ba_mono() - c0;
 
     char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", p);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
     MQTTClient c;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     co.cleansession = 1;
@@ -404,18 +184,18 @@ int main(int argc, char **argv)
             MQTTCLIENT_SUCCESS ||
         MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
         MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        die("cannot connect the devices' connection");
+        ba_die("cannot connect the devices' connection");
 
     long sent = 0, replies = 0;
-    double cpu0 = cpu_s(authority_pid);
-    double t0 = mono(), t_last = t0;
+    double cpu0 = cpu_s(ba.authority_pid);
+    double t0 = ba_mono(), t_last = t0;
     double limit = 60.0 + (double)n / 50.0;
-    while (replies < n && mono() - t0 < limit) {
+    while (replies < n && ba_mono() - t0 < limit) {
         while (sent < n && sent - replies < window) {
             MQTTClient_deliveryToken tok;
             if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].req_len, d[sent].req, 1, 0,
                                    &tok) != MQTTCLIENT_SUCCESS)
-                die("publish failed");
+                ba_die("publish failed");
             sent++;
         }
         char *topic = NULL;
@@ -426,19 +206,19 @@ int main(int argc, char **argv)
             long i = dev_index(topic, n);
             if (i >= 0 && d[i].reply == NULL && m->payloadlen > 0) {
                 d[i].reply = malloc((size_t)m->payloadlen);
-                if (d[i].reply == NULL) die("out of memory");
+                if (d[i].reply == NULL) ba_die("out of memory");
                 memcpy(d[i].reply, m->payload, (size_t)m->payloadlen);
                 d[i].reply_len = (size_t)m->payloadlen;
                 replies++;
-                t_last = mono();
+                t_last = ba_mono();
             }
         }
         if (m != NULL) MQTTClient_freeMessage(&m);
         if (topic != NULL) MQTTClient_free(topic);
     }
     double elapsed = t_last - t0;
-    double auth_cpu = cpu_s(authority_pid) - cpu0;
-    long auth_hwm = rss_kb(authority_pid);
+    double auth_cpu = cpu_s(ba.authority_pid) - cpu0;
+    long auth_hwm = rss_kb(ba.authority_pid);
 
     long ok = 0;
     for (long i = 0; i < n; i++) {
@@ -448,7 +228,7 @@ int main(int argc, char **argv)
             mqe2e_enroll_finish(d[i].st, &r, &cred, d[i].reply, d[i].reply_len,
                                 (uint64_t)time(NULL)) == MQE2E_OK) {
             mqe2e_credential *v = NULL;
-            if (mqe2e_credential_verify(&v, r.credential, r.credential_len, pin.sign_public,
+            if (mqe2e_credential_verify(&v, r.credential, r.credential_len, ba.pin.sign_public,
                                         (uint64_t)time(NULL)) == MQE2E_OK &&
                 r.n_bundles >= 1)
                 ok++;
@@ -465,7 +245,7 @@ int main(int argc, char **argv)
     free(d);
     MQTTClient_disconnect(c, 500);
     MQTTClient_destroy(&c);
-    cleanup();
+    ba_cleanup();
 
     double rate = elapsed > 0 ? (double)replies / elapsed : 0;
     fprintf(stderr,

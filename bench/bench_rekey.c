@@ -44,6 +44,7 @@
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "bench_authority.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
@@ -74,215 +75,6 @@ typedef struct dev {
     long leaked_pushes; /* new epochs received after revocation */
 } dev;
 
-static const char *cli = MQE2E_BENCH_CLI;
-static char dir[512];
-static pid_t broker_pid, authority_pid;
-static mqe2e_authority_pin pin;
-
-static double mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
-}
-
-static void stop_child(pid_t *pid)
-{
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        sleep_ms(50);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
-}
-
-static void cleanup(void)
-{
-    stop_child(&authority_pid);
-    stop_child(&broker_pid);
-    if (dir[0] != '\0') {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "bench_rekey: cannot remove %s\n", dir);
-        dir[0] = '\0';
-    }
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_rekey: %s\n", what);
-    cleanup();
-    exit(2);
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        die("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    if (s >= 0) close(s);
-    return ok;
-}
-
-/* Start the CLI (args NULL-terminated, without the program) with stdout on a
- * pipe; returns the child, the read end in *fd. */
-static pid_t cli_start(int *fd, const char *const *args)
-{
-    int fds[2];
-    if (pipe(fds) != 0) die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        const char *argv[64];
-        size_t n = 0;
-        argv[n++] = cli;
-        for (; args[n - 1] != NULL && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(cli, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    *fd = fds[0];
-    return pid;
-}
-
-/* Read the CLI's stdout to the end into a malloc()ed string; close fd. */
-static char *cli_output(int fd)
-{
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    if (buf == NULL) die("out of memory");
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap *= 2;
-            char *n = realloc(buf, cap);
-            if (n == NULL) die("out of memory");
-            buf = n;
-        }
-        ssize_t r = read(fd, buf + len, 4096);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        len += (size_t)r;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return buf;
-}
-
-static int exit_code(int st)
-{
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Run the CLI to completion; stdout into a malloc()ed string (or dropped). */
-static int run_cli(char **out, const char *const *args)
-{
-    int fd = -1;
-    pid_t pid = cli_start(&fd, args);
-    char *buf = cli_output(fd);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (out != NULL)
-        *out = buf;
-    else
-        free(buf);
-    return exit_code(st);
-}
-
-static void start_broker(int port)
-{
-    char conf[600], log[600];
-    snprintf(conf, sizeof conf, "%s/mosquitto.conf", dir);
-    snprintf(log, sizeof log, "%s/mosquitto.log", dir);
-    FILE *f = fopen(conf, "w");
-    if (f == NULL) die("cannot write mosquitto.conf");
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
-    /* Every simulated device shares one connection: without these the
-     * broker's per-connection limits (20 QoS 1 in flight) would pace the
-     * pushes of all members as if they were one slow client. */
-    fprintf(f, "max_queued_messages 0\nmax_inflight_messages 0\n");
-    fprintf(f, "log_dest file %s\nlog_type error\nlog_type warning\n", log);
-    if (geteuid() == 0) fprintf(f, "user root\n");
-    fclose(f);
-    broker_pid = fork();
-    if (broker_pid < 0) die("fork");
-    if (broker_pid == 0) {
-        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        if (port_open(port)) return;
-        sleep_ms(50);
-    }
-    die("mosquitto did not start");
-}
-
-static void start_authority(const char *ks, const char *key, const char *db, const char *port,
-                            const char *log)
-{
-    authority_pid = fork();
-    if (authority_pid < 0) die("fork");
-    if (authority_pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-        }
-        execl(cli, cli, "authority", "run", "-K", ks, "--key-file", key, "--db", db, "-h",
-              "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        FILE *f = fopen(log, "r");
-        char line[1024];
-        int ready = 0;
-        while (f != NULL && fgets(line, sizeof line, f) != NULL)
-            if (strstr(line, "serving") != NULL) ready = 1;
-        if (f != NULL) fclose(f);
-        if (ready) return;
-        sleep_ms(50);
-    }
-    die("the authority did not start");
-}
-
 /* Index of m-K from "P/client/m-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
 {
@@ -308,7 +100,7 @@ static int push_take(dev *d, const uint8_t *frame, size_t len)
 {
     mqe2e_control_update u;
     int rc =
-        mqe2e_push_open(&u, d->dh_sk, pin.dh_public, PREFIX, AUTH_ID, frame, len, d->last_push);
+        mqe2e_push_open(&u, d->dh_sk, ba.pin.dh_public, PREFIX, AUTH_ID, frame, len, d->last_push);
     if (rc != MQE2E_OK) {
         d->bad_pushes++;
         return 0;
@@ -386,30 +178,30 @@ static void enroll_all(MQTTClient c, dev *d, long n, long window, char *tickets)
         if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
         char want[64];
         snprintf(want, sizeof want, "m-%ld", got + 1);
-        if (strcmp(t.client_id, want) != 0) die("tickets out of order");
+        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
         dev *x = &d[got];
         crypto_box_keypair(x->dh_pk, x->dh_sk);
         crypto_sign_keypair(x->sign_pk, x->sign_sk);
         size_t len = 0;
         if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
                                (uint64_t)time(NULL)) != MQE2E_OK)
-            die("enroll_begin failed");
+            ba_die("enroll_begin failed");
         mqe2e_ticket_wipe(&t);
-        if ((x->req = malloc(len)) == NULL) die("out of memory");
+        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
         memcpy(x->req, frame, len);
         x->req_len = len;
         got++;
     }
-    if (got != n) die("fewer tickets than devices");
+    if (got != n) ba_die("fewer tickets than devices");
 
     long sent = 0, done = 0;
-    double t0 = mono(), limit = 60.0 + (double)n / 50.0;
-    while (done < n && mono() - t0 < limit) {
+    double t0 = ba_mono(), limit = 60.0 + (double)n / 50.0;
+    while (done < n && ba_mono() - t0 < limit) {
         while (sent < n && sent - done < window) {
             MQTTClient_deliveryToken tok;
             if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].req_len, d[sent].req, 1, 0,
                                    &tok) != MQTTCLIENT_SUCCESS)
-                die("publish failed");
+                ba_die("publish failed");
             sent++;
         }
         char *topic = NULL;
@@ -437,15 +229,17 @@ static void enroll_all(MQTTClient c, dev *d, long n, long window, char *tickets)
         if (topic != NULL) MQTTClient_free(topic);
     }
     for (long i = 0; i < n; i++) {
-        if (!d[i].enrolled || d[i].epoch == 0) die("a member did not enroll");
+        if (!d[i].enrolled || d[i].epoch == 0) ba_die("a member did not enroll");
         free(d[i].req);
         d[i].req = NULL;
     }
-    fprintf(stderr, "bench_rekey: %ld members enrolled in %.2f s\n", n, mono() - t0);
+    fprintf(stderr, "bench_rekey: %ld members enrolled in %.2f s\n", n, ba_mono() - t0);
 }
 
 int main(int argc, char **argv)
 {
+    ba.name = "bench_rekey";
+    ba.cli = MQE2E_BENCH_CLI;
     long n = 1000, window = 512;
     int rounds = 3, smoke = 0;
     const char *json = NULL;
@@ -457,7 +251,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
             window = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--cli") == 0 && i + 1 < argc) {
-            cli = argv[++i];
+            ba.cli = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json = argv[++i];
         } else if (strcmp(argv[i], "--smoke") == 0) {
@@ -471,70 +265,35 @@ int main(int argc, char **argv)
         }
     }
     if (rounds < 1 || rounds > MAX_ROUNDS || n < rounds + 1 || n > 100000 || window < 1)
-        die("need 1 <= rounds <= 100, rounds < members <= 100000, window >= 1");
-    if (sodium_init() < 0) die("sodium_init");
+        ba_die("need 1 <= rounds <= 100, rounds < members <= 100000, window >= 1");
+    if (sodium_init() < 0) ba_die("sodium_init");
     signal(SIGPIPE, SIG_IGN);
 
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/mqe2e-rekey-bench.XXXXXX", tmp != NULL ? tmp : "/tmp");
-    if (mkdtemp(dir) == NULL) {
-        dir[0] = '\0';
-        die("mkdtemp");
-    }
-    char auth_ks[600], op_ks[600], db[600], key[600], alog[600], port[16];
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(key, sizeof key, "%s/key", dir);
-    snprintf(alog, sizeof alog, "%s/authority.log", dir);
-    int p = free_port();
-    snprintf(port, sizeof port, "%d", p);
-    FILE *kf = fopen(key, "w");
-    if (kf == NULL) die("cannot write the key file");
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", kf);
-    fclose(kf);
-    chmod(key, 0600);
-    start_broker(p);
+    /* Every simulated device shares one connection: without unlimited
+     * in-flight messages the broker's per-connection limit (20 QoS 1 in
+     * flight) would pace the pushes of all members as if they were one slow
+     * client. */
+    ba_setup("mqe2e-rekey-bench", AUTH_ID, "max_inflight_messages 0");
 
     char *out = NULL;
-    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", key,
-                          "--db",      db,     "--id", AUTH_ID, NULL};
-    if (run_cli(&out, init) != 0) die("authority init failed");
-    out[strcspn(out, "\n")] = '\0';
-    char pin_text[1024];
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    free(out);
-    if (mqe2e_authority_pin_decode(&pin, pin_text) != MQE2E_OK) die("bad pin");
-    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key, "--id", "op1", NULL};
-    if (run_cli(&out, keygen) != 0) die("keygen failed");
-    char *sp = strstr(out, "signing public key: ");
-    if (sp == NULL) die("keygen printed no public key");
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    free(out);
-    const char *add[] = {
-        "authority", "operator-add", "-K",  auth_ks,         "--key-file", key, "--db",
-        db,          "--name",       "op1", "--sign-public", hex,          NULL};
-    if (run_cli(NULL, add) != 0) die("operator-add failed");
-    start_authority(auth_ks, key, db, port, alog);
 
-    const char *gc[] = {"group",       "create", "--group",    GROUP, "--topic", GROUP "/#",
-                        "-K",          op_ks,    "--key-file", key,   "-p",      port,
-                        "--authority", pin_text, "-W",         "60",  NULL};
-    if (run_cli(NULL, gc) != 0) die("group create failed");
+    const char *gc[] = {"group",       "create",    "--group",    GROUP,  "--topic", GROUP "/#",
+                        "-K",          ba.op_ks,    "--key-file", ba.key, "-p",      ba.port,
+                        "--authority", ba.pin_text, "-W",         "60",   NULL};
+    if (ba_run_cli(NULL, gc) != 0) ba_die("group create failed");
     char count[32];
     snprintf(count, sizeof count, "%ld", n);
-    const char *tc[] = {
-        "token",       "create",          "--id", "m",   "--count",    count, "--group", GROUP,
-        "--grant",     GROUP "/#:pubsub", "-K",   op_ks, "--key-file", key,   "-p",      port,
-        "--authority", pin_text,          "-W",   "120", NULL};
-    if (run_cli(&out, tc) != 0) die("token create failed");
+    const char *tc[] = {"token", "create",      "--id",       "m",       "--count",
+                        count,   "--group",     GROUP,        "--grant", GROUP "/#:pubsub",
+                        "-K",    ba.op_ks,      "--key-file", ba.key,    "-p",
+                        ba.port, "--authority", ba.pin_text,  "-W",      "120",
+                        NULL};
+    if (ba_run_cli(&out, tc) != 0) ba_die("token create failed");
 
     dev *d = calloc((size_t)n, sizeof *d);
-    if (d == NULL) die("out of memory");
+    if (d == NULL) ba_die("out of memory");
     char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", p);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
     MQTTClient c;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     co.cleansession = 1;
@@ -543,7 +302,7 @@ int main(int argc, char **argv)
             MQTTCLIENT_SUCCESS ||
         MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
         MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        die("cannot connect the members' connection");
+        ba_die("cannot connect the members' connection");
     enroll_all(c, d, n, window, out);
     sodium_memzero(out, strlen(out));
     free(out);
@@ -557,8 +316,9 @@ int main(int argc, char **argv)
         long victim = (long)r * (n / rounds);
         char id[32];
         snprintf(id, sizeof id, "m-%ld", victim + 1);
-        const char *rv[] = {"revoke", "--id",        id,       "-K", op_ks, "--key-file", key, "-p",
-                            port,     "--authority", pin_text, "-W", "60",  NULL};
+        const char *rv[] = {"revoke",     "--id", id,   "-K",    ba.op_ks,
+                            "--key-file", ba.key, "-p", ba.port, "--authority",
+                            ba.pin_text,  "-W",   "60", NULL};
         uint32_t want = epoch + 1U;
         long remaining = 0, have = 0;
         for (long i = 0; i < n; i++)
@@ -566,40 +326,40 @@ int main(int argc, char **argv)
         d[victim].revoked = 1;
 
         int fd = -1, st = 0, cli_done = 0;
-        double t0 = mono(), t_first = -1, t_last = -1, t_cli = -1;
-        pid_t pid = cli_start(&fd, rv);
+        double t0 = ba_mono(), t_first = -1, t_last = -1, t_cli = -1;
+        pid_t pid = ba_cli_start(&fd, rv);
         /* Receive while the CLI runs: pushes may arrive before it exits. */
-        while ((have < remaining || !cli_done) && mono() - t0 < ROUND_LIMIT_S) {
+        while ((have < remaining || !cli_done) && ba_mono() - t0 < ROUND_LIMIT_S) {
             if (have < remaining && pump(c, d, n, want, cli_done ? 100 : 5)) {
-                double now = mono();
+                double now = ba_mono();
                 if (t_first < 0) t_first = now;
                 if (++have == remaining) t_last = now;
             } else if (have == remaining) {
-                sleep_ms(5);
+                ba_sleep_ms(5);
             }
             if (!cli_done) {
                 pid_t w = waitpid(pid, &st, WNOHANG);
                 if (w == pid) {
                     cli_done = 1;
-                    t_cli = mono();
+                    t_cli = ba_mono();
                 }
             }
         }
         if (!cli_done) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
-            t_cli = mono();
+            t_cli = ba_mono();
         }
-        char *rout = cli_output(fd);
-        if (exit_code(st) != 0) {
+        char *rout = ba_cli_output(fd);
+        if ((WIFEXITED(st) ? WEXITSTATUS(st) : -1) != 0) {
             fprintf(stderr, "bench_rekey: `mqe2e revoke --id %s` failed (exit %d)\n", id,
-                    exit_code(st));
+                    (WIFEXITED(st) ? WEXITSTATUS(st) : -1));
             failed = 1;
         }
         free(rout);
         /* Late pushes (to the revoked member above all) land before the next round. */
-        double drain = mono();
-        while (mono() - drain < 0.3)
+        double drain = ba_mono();
+        while (ba_mono() - drain < 0.3)
             (void)pump(c, d, n, want, 50);
 
         if (t_last < 0) {
@@ -607,12 +367,12 @@ int main(int argc, char **argv)
                     have, remaining, (unsigned long)want);
             missing_total += remaining - have;
             failed = 1;
-            t_last = mono();
+            t_last = ba_mono();
         }
         total_ms[r] = (t_last - t0) * 1e3;
         first_ms[r] = t_first >= 0 ? (t_first - t0) * 1e3 : -1;
         cmd_ms[r] = (t_cli - t0) * 1e3;
-        double a = authority_ms(alog, want);
+        double a = authority_ms(ba.log, want);
         if (a >= 0) auth_ms[auth_n++] = a;
         fprintf(stderr,
                 "round %d: revoked %s, epoch %lu: %ld members, first push %.1f ms, last push "
@@ -638,7 +398,7 @@ int main(int argc, char **argv)
     }
     MQTTClient_disconnect(c, 500);
     MQTTClient_destroy(&c);
-    cleanup();
+    ba_cleanup();
 
     double t50, tmax, f50, fmax, c50, cmax, a50 = -1, amax = -1;
     stats(total_ms, rounds, &t50, &tmax);

@@ -41,29 +41,27 @@
 #include <MQTTClient.h>
 #include <cjson/cJSON.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
+#include "mailbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "testutil.h"
 
-#define CLI MQE2E_BUILD_DIR "/tools/mqe2e/mqe2e"
 #define PREFIX "mqe2e"
 #define AUTH_ID "authority-faults"
 #define OUT_MAX (1024U * 1024U)
 
 static double mono(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return af_mono();
 }
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    af_sleep_ms(ms);
 }
 
 static uint64_t now_s(void)
@@ -73,161 +71,40 @@ static uint64_t now_s(void)
 
 /* ------------------------------------------------------------- fixture */
 
-static tb_broker broker;
-static char *dir;
-static char auth_ks[512], op_ks[512], db[512], key[512], alog[512], port[16], pin_text[1024];
-static mqe2e_authority_pin pin;
-static pid_t auth_pid;
+static af_fixture fx;
 static const char *auth_grace = NULL; /* --grace for authority runs, NULL = default */
-
-static int run_cli(char *out, size_t cap, const char *const *args)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[64];
-        size_t n = 0;
-        argv[n++] = CLI;
-        for (; args[n - 1] != NULL && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fds[1], 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 2);
-        close(fds[0]);
-        close(fds[1]);
-        execv(CLI, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        char buf[4096];
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        if (out != NULL && len + (size_t)r < cap) {
-            memcpy(out + len, buf, (size_t)r);
-            len += (size_t)r;
-        }
-    }
-    close(fds[0]);
-    if (out != NULL) out[len] = '\0';
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int op(char *out, size_t cap, const char *const *args)
 {
-    const char *all[48];
-    size_t n = 0;
-    for (; args[n] != NULL; n++)
-        all[n] = args[n];
-    const char *common[] = {"-K", op_ks, "--key-file", key, "-p", port, "--authority", pin_text,
-                            "-W", "20", NULL};
-    for (size_t i = 0; common[i] != NULL; i++)
-        all[n++] = common[i];
-    all[n] = NULL;
-    return run_cli(out, cap, all);
+    return af_op(&fx, out, cap, args);
 }
 
 static void authority_start(void)
 {
-    size_t before = 0;
-    free(tu_read_file(alog, &before));
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(alog, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-        }
-        if (auth_grace != NULL)
-            execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", key, "--db", db, "-h",
-                  "127.0.0.1", "-p", port, "--grace", auth_grace, (char *)NULL);
-        else
-            execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", key, "--db", db, "-h",
-                  "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    auth_pid = pid;
-    double end = mono() + 15.0;
-    for (;;) {
-        size_t len = 0;
-        char *log = tu_read_file(alog, &len);
-        int ready = log != NULL && len > before && strstr(log + before, "serving") != NULL;
-        free(log);
-        if (ready) return;
-        int st;
-        cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the authority exited at start-up");
-        cr_assert_lt(mono(), end, "authority did not start");
-        sleep_ms(20);
-    }
+    const char *grace[] = {"--grace", auth_grace, NULL};
+    af_authority_start(&fx, auth_grace != NULL ? grace : NULL);
 }
 
 static void authority_kill(int sig)
 {
-    if (auth_pid <= 0) return;
-    kill(auth_pid, SIGCONT);
-    kill(auth_pid, sig);
-    waitpid(auth_pid, NULL, 0);
-    auth_pid = 0;
+    af_authority_kill(&fx, sig);
 }
 
 static void fixture_start(void)
 {
-    cr_assert_eq(mqe2e_init(), MQE2E_OK);
-    memset(&broker, 0, sizeof broker);
-    broker.persistent = 1; /* the offline device's session and queue */
-    cr_assert_eq(tb_broker_start(&broker), 0);
-    dir = tu_tempdir();
-    snprintf(port, sizeof port, "%d", broker.port);
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(key, sizeof key, "%s/key", dir);
-    snprintf(alog, sizeof alog, "%s/authority.log", dir);
-    FILE *f = fopen(key, "w");
-    cr_assert_not_null(f);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-    fclose(f);
-    chmod(key, 0600);
-    char out[4096];
-    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", key,
-                          "--db",      db,     "--id", AUTH_ID, NULL};
-    cr_assert_eq(run_cli(out, sizeof out, init), 0);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", key, "--id", "op1", NULL};
-    cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    const char *add[] = {"authority", "operator-add", "-K",     auth_ks, "--key-file",    key,
-                         "--db",      db,             "--name", "op1",   "--sign-public", hex,
-                         NULL};
-    cr_assert_eq(run_cli(out, sizeof out, add), 0);
+    memset(&fx, 0, sizeof fx);
+    fx.broker.persistent = 1; /* the offline device's session and queue */
+    af_setup(&fx, AUTH_ID);
 }
 
 static void fixture_stop(void)
 {
     if (getenv("FAULTS_DEBUG")) {
         char cmd[700];
-        snprintf(cmd, sizeof cmd, "tail -n 40 '%s'", alog);
+        snprintf(cmd, sizeof cmd, "tail -n 40 '%s'", fx.log);
         (void)system(cmd);
     }
-    authority_kill(SIGTERM);
-    tb_broker_stop(&broker);
-    tu_rmtree(dir);
-    free(dir);
+    af_teardown(&fx);
 }
 
 static cJSON *status_json(void)
@@ -275,37 +152,7 @@ typedef struct member {
 } member;
 
 static member *mem;
-static MQTTClient tester;
-
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-static mail *box;
-static size_t box_n, box_cap;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL) {
-        if (box_n == box_cap) {
-            box_cap = box_cap ? box_cap * 2U : 512U;
-            box = realloc(box, box_cap * sizeof *box);
-            cr_assert_not_null(box);
-        }
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
+static mailbox box; /* subscribed to P/client/#: every member's frames */
 
 static member *member_of_topic(const char *topic)
 {
@@ -313,15 +160,6 @@ static member *member_of_topic(const char *topic)
     if (strncmp(topic, p, strlen(p)) != 0) return NULL;
     int i = atoi(topic + strlen(p));
     return i >= 1 && i <= N_MEMBERS ? &mem[i - 1] : NULL;
-}
-
-static void box_clear(void)
-{
-    for (size_t i = 0; i < box_n; i++) {
-        free(box[i].topic);
-        free(box[i].data);
-    }
-    box_n = 0;
 }
 
 /* Record what a member received for an epoch: two different secrets for
@@ -339,8 +177,7 @@ static void member_hold(member *m, const mqe2e_key_bundle *b)
 
 static void publish_raw(const char *topic, const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(tester, topic, (int)n, p, 1, 0, &tok), MQTTCLIENT_SUCCESS);
+    mb_publish(&box, topic, p, n);
 }
 
 static size_t stale_pushes;
@@ -354,21 +191,21 @@ static size_t stale_pushes;
 static size_t apply_pushes(uint32_t want_epoch, int *got, int allow_stale)
 {
     size_t applied = 0, keep = 0;
-    for (size_t i = 0; i < box_n; i++) {
-        member *m = member_of_topic(box[i].topic);
+    for (size_t i = 0; i < box.n; i++) {
+        member *m = member_of_topic(box.v[i].topic);
         mqe2e_control_frame f;
-        if (m == NULL || mqe2e_control_frame_decode(&f, box[i].data, box[i].len) != MQE2E_OK ||
+        if (m == NULL || mqe2e_control_frame_decode(&f, box.v[i].data, box.v[i].len) != MQE2E_OK ||
             f.kind != MQE2E_CONTROL_PUSH) {
-            box[keep++] = box[i];
+            box.v[keep++] = box.v[i];
             continue;
         }
         mqe2e_control_update u;
-        int rc = mqe2e_push_open(&u, m->dh_sk, pin.dh_public, PREFIX, AUTH_ID, box[i].data,
-                                 box[i].len, m->last_push);
+        int rc = mqe2e_push_open(&u, m->dh_sk, fx.pin.dh_public, PREFIX, AUTH_ID, box.v[i].data,
+                                 box.v[i].len, m->last_push);
         if (rc == MQE2E_ERR_REPLAY && allow_stale) {
             stale_pushes++;
-            free(box[i].topic);
-            free(box[i].data);
+            free(box.v[i].topic);
+            free(box.v[i].data);
             continue;
         }
         cr_assert_eq(rc, MQE2E_OK, "push to %s refused: %s", m->id, mqe2e_strerror(rc));
@@ -379,18 +216,18 @@ static size_t apply_pushes(uint32_t want_epoch, int *got, int allow_stale)
         got[m - mem] = 1;
         mqe2e_control_update_wipe(&u);
         applied++;
-        free(box[i].topic);
-        free(box[i].data);
+        free(box.v[i].topic);
+        free(box.v[i].data);
     }
-    box_n = keep;
+    box.n = keep;
     return applied;
 }
 
 static size_t count_pushes_in_box(void)
 {
     size_t n = 0;
-    for (size_t i = 0; i < box_n; i++)
-        if (member_of_topic(box[i].topic) != NULL) n++;
+    for (size_t i = 0; i < box.n; i++)
+        if (member_of_topic(box.v[i].topic) != NULL) n++;
     return n;
 }
 
@@ -403,7 +240,7 @@ static void hello_all(const int *which, uint32_t want_epoch)
         if (which != NULL && !which[i]) continue;
         size_t len = 0;
         cr_assert_eq(mqe2e_hello_begin(&mem[i].hst, frame, sizeof frame, &len, PREFIX, mem[i].id,
-                                       AUTH_ID, mem[i].dh_sk, pin.dh_public, mem[i].serial),
+                                       AUTH_ID, mem[i].dh_sk, fx.pin.dh_public, mem[i].serial),
                      MQE2E_OK);
         publish_raw(PREFIX "/authority", frame, len);
         sent++;
@@ -412,18 +249,18 @@ static void hello_all(const int *which, uint32_t want_epoch)
     double end = mono() + 60.0;
     while (done < sent) {
         cr_assert_lt(mono(), end, "%zu of %zu HELLOs answered", done, sent);
-        pump(50);
+        mb_pump(&box, 50);
         size_t keep = 0;
-        for (size_t k = 0; k < box_n; k++) {
-            member *m = member_of_topic(box[k].topic);
+        for (size_t k = 0; k < box.n; k++) {
+            member *m = member_of_topic(box.v[k].topic);
             if (m == NULL || m->hst == NULL) {
-                box[keep++] = box[k];
+                box.v[keep++] = box.v[k];
                 continue;
             }
             mqe2e_control_update u;
-            int rc = mqe2e_hello_finish(m->hst, &u, box[k].data, box[k].len);
+            int rc = mqe2e_hello_finish(m->hst, &u, box.v[k].data, box.v[k].len);
             if (rc == MQE2E_ERR_STATE || rc == MQE2E_ERR_DECODE) {
-                box[keep++] = box[k]; /* a late push: not this handshake */
+                box.v[keep++] = box.v[k]; /* a late push: not this handshake */
                 continue;
             }
             cr_assert_eq(rc, MQE2E_OK, "hello of %s: %s", m->id, mqe2e_strerror(rc));
@@ -438,10 +275,10 @@ static void hello_all(const int *which, uint32_t want_epoch)
             mqe2e_hello_client_free(m->hst);
             m->hst = NULL;
             done++;
-            free(box[k].topic);
-            free(box[k].data);
+            free(box.v[k].topic);
+            free(box.v[k].data);
         }
-        box_n = keep;
+        box.n = keep;
     }
 }
 
@@ -451,15 +288,15 @@ static pid_t rotate_async(void)
     cr_assert(pid >= 0);
     if (pid == 0) {
         const char *rot[] = {"group", "rotate", "--group", "big", NULL};
-        const char *all[] = {CLI,  rot[0], rot[1], rot[2], rot[3], "-K",          op_ks,
-                             "--key-file", key, "-p",   port,  "--authority", pin_text,
-                             "-W", "3",  NULL};
+        const char *all[] = {fx.cli,      rot[0],       rot[1],     rot[2], rot[3],  "-K",
+                             fx.op_ks,    "--key-file", fx.keyfile, "-p",   fx.port, "--authority",
+                             fx.pin_text, "-W",         "3",        NULL};
         int devnull = open("/dev/null", O_WRONLY);
         if (devnull >= 0) {
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execv(CLI, (char *const *)(uintptr_t)all);
+        execv(fx.cli, (char *const *)(uintptr_t)all);
         _exit(127);
     }
     return pid;
@@ -472,14 +309,7 @@ Test(authority_faults, kill9_mid_rotation)
     mem = calloc(N_MEMBERS, sizeof *mem);
     cr_assert_not_null(mem);
     authority_start();
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&tester, tb_broker_uri(&broker), "members",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "members", PREFIX "/client/#");
 
     const char *gc[] = {"group", "create", "--group", "big", "--topic", "big/#", NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0);
@@ -512,14 +342,14 @@ Test(authority_faults, kill9_mid_rotation)
     double end = mono() + 60.0;
     while (enrolled < N_MEMBERS) {
         cr_assert_lt(mono(), end, "%zu of %d enrolled", enrolled, N_MEMBERS);
-        pump(50);
-        for (size_t k = 0; k < box_n; k++) {
-            member *m = member_of_topic(box[k].topic);
+        mb_pump(&box, 50);
+        for (size_t k = 0; k < box.n; k++) {
+            member *m = member_of_topic(box.v[k].topic);
             if (m == NULL || m->est == NULL) continue;
             mqe2e_control_update u;
             mqe2e_credential *cred = NULL;
             cr_assert_eq(
-                mqe2e_enroll_finish(m->est, &u, &cred, box[k].data, box[k].len, now_s()),
+                mqe2e_enroll_finish(m->est, &u, &cred, box.v[k].data, box.v[k].len, now_s()),
                 MQE2E_OK);
             m->serial = mqe2e_credential_serial(cred);
             mqe2e_credential_free(cred);
@@ -530,7 +360,7 @@ Test(authority_faults, kill9_mid_rotation)
             m->est = NULL;
             enrolled++;
         }
-        box_clear();
+        mb_clear(&box);
     }
 
     /* Kill points: SIGSTOP as soon as k pushes of the rotation are on the
@@ -545,13 +375,13 @@ Test(authority_faults, kill9_mid_rotation)
         end = mono() + 20.0;
         while (count_pushes_in_box() < kill_after[round]) {
             cr_assert_lt(mono(), end, "rotation %u: no pushes", epoch);
-            pump(5);
+            mb_pump(&box, 5);
         }
-        kill(auth_pid, SIGSTOP);
+        kill(fx.auth_pid, SIGSTOP);
         /* Drain what the broker already has from it. */
         double quiet = mono() + 0.5;
         while (mono() < quiet)
-            pump(20);
+            mb_pump(&box, 20);
         authority_kill(SIGKILL);
         waitpid(rot, NULL, 0);
         size_t pushed = apply_pushes(epoch, got, 1);
@@ -575,7 +405,7 @@ Test(authority_faults, kill9_mid_rotation)
         /* Anything the restarted authority pushed on its own is applied too. */
         quiet = mono() + 0.3;
         while (mono() < quiet)
-            pump(20);
+            mb_pump(&box, 20);
         size_t repushed = apply_pushes(epoch, got, 1);
         printf("kill9_mid_rotation: after restart %zu members fetched epoch %u by HELLO, "
                "%zu pushes applied late, %zu stale pushes refused as replays\n",
@@ -591,7 +421,7 @@ Test(authority_faults, kill9_mid_rotation)
     /* Whatever the killed authorities still had in flight. */
     double quiet = mono() + 1.0;
     while (mono() < quiet)
-        pump(20);
+        mb_pump(&box, 20);
     (void)apply_pushes(epoch, got, 1);
     /* A clean rotation after all this: every member accepts its push
      * (push_seq above all it saw), same secret everywhere. */
@@ -603,7 +433,7 @@ Test(authority_faults, kill9_mid_rotation)
     end = mono() + 30.0;
     while (applied < N_MEMBERS) {
         cr_assert_lt(mono(), end, "%zu of %d pushes after the kills", applied, N_MEMBERS);
-        pump(20);
+        mb_pump(&box, 20);
         applied += apply_pushes(epoch, got, 0);
     }
     for (int i = 0; i < N_MEMBERS; i++)
@@ -611,12 +441,7 @@ Test(authority_faults, kill9_mid_rotation)
     cr_assert_eq(group_epoch("big"), (int)epoch);
     printf("kill9_mid_rotation: 5 kills survived, final rotation to epoch %u pushed to all %d\n",
            epoch, N_MEMBERS);
-    MQTTClient_disconnect(tester, 500);
-    MQTTClient_destroy(&tester);
-    box_clear();
-    free(box);
-    box = NULL;
-    box_cap = 0;
+    mb_close(&box);
     sodium_memzero(mem, N_MEMBERS * sizeof *mem);
     free(mem);
 }
@@ -627,76 +452,14 @@ Test(authority_faults, kill9_mid_rotation)
 
 #define MAXMSG 64
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n, dropped;
-    char payload[MAXMSG][32];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 31 ? msg->payloadlen : 31;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    (void)code;
-    pthread_mutex_lock(&ib->m);
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
 static void enroll_cli(const char *id)
 {
-    char out[8192], ks[600], ticket[4096];
-    const char *tc[] = {"token", "create", "--id", id, "--group", "fleet", "--grant",
-                        "fleet/#:pubsub", NULL};
-    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(ticket, sizeof ticket, "%s", out);
-    snprintf(ks, sizeof ks, "%s/%s.ks", dir, id);
-    setenv("MQE2E_TICKET", ticket, 1);
-    const char *en[] = {"enroll", "-K", ks, "--key-file", key, "-h", "127.0.0.1", "-p", port,
-                        "-W", "20", NULL};
-    int rc = run_cli(out, sizeof out, en);
-    unsetenv("MQE2E_TICKET");
-    cr_assert_eq(rc, 0, "enroll %s: %s", id, out);
+    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
 }
 
 static mqe2e_keystore *open_ks(const char *id)
 {
-    char path[600];
-    uint8_t k[32];
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    snprintf(path, sizeof path, "%s/%s.ks", dir, id);
-    cr_assert_eq(mqe2e_storage_read_key_file(k, key), MQE2E_OK);
-    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
-    sodium_memzero(k, sizeof k);
-    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
-    return ks;
+    return af_open_ks(&fx, id);
 }
 
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, inbox *ib, int clean)
@@ -704,14 +467,15 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, inbox *ib
     mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), id,
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
-    so.onDropped = on_dropped;
+    so.onDropped = inbox_on_dropped;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = clean;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -816,7 +580,7 @@ static void offline_scenario(int drop_pushes, int past_grace)
         MQTTClient r = NULL;
         MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
         co.cleansession = 0;
-        cr_assert_eq(MQTTClient_create(&r, tb_broker_uri(&broker), "dev",
+        cr_assert_eq(MQTTClient_create(&r, tb_broker_uri(&fx.broker), "dev",
                                        MQTTCLIENT_PERSISTENCE_NONE, NULL),
                      MQTTCLIENT_SUCCESS);
         cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
@@ -870,9 +634,10 @@ static void offline_scenario(int drop_pushes, int past_grace)
         drops += dc.dropped[i];
     printf("offline_two_rotations_%s: delivered %d, dropped %lu (no_key %lu, expired %lu), "
            "held %lu, released %lu, hold_dropped %lu\n",
-           !drop_pushes ? "queued_pushes" : past_grace ? "past_grace" : "within_grace",
-           inbox_count(&id), (unsigned long)drops,
-           (unsigned long)dc.dropped[MQE2E_DROP_NO_KEY],
+           !drop_pushes ? "queued_pushes"
+           : past_grace ? "past_grace"
+                        : "within_grace",
+           inbox_count(&id), (unsigned long)drops, (unsigned long)dc.dropped[MQE2E_DROP_NO_KEY],
            (unsigned long)dc.dropped[MQE2E_DROP_EXPIRED], (unsigned long)k.held,
            (unsigned long)k.released, (unsigned long)k.hold_dropped);
     fflush(stdout);

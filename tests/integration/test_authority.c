@@ -19,7 +19,9 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "mailbox.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -29,37 +31,23 @@
 #include "mqe2e/storage.h"
 #include "testutil.h"
 
-#define CLI MQE2E_BUILD_DIR "/tools/mqe2e/mqe2e"
 #define PREFIX "mqe2e"
 #define AUTH_ID "authority-test"
 #define OUT_MAX (1024U * 1024U)
 
 /* ------------------------------------------------------------- fixture */
 
-typedef struct fixture {
-    tb_broker broker;
-    char *dir;
-    char auth_ks[512], op_ks[512], db[512], key[512], log[512], port[16];
-    char pin_text[1024];
-    mqe2e_authority_pin pin;
-    pid_t authority;
-    MQTTClient tester; /* subscribed to P/client/# : the devices' shared transport */
-} fixture;
-
-static fixture fx;
+static af_fixture fx;
+static mailbox box; /* subscribed to P/client/# : the devices' shared transport */
 
 static double mono(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return af_mono();
 }
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    af_sleep_ms(ms);
 }
 
 static uint64_t now_s(void)
@@ -67,242 +55,59 @@ static uint64_t now_s(void)
     return (uint64_t)time(NULL);
 }
 
-/* Run the CLI with argv (NULL-terminated, without the program), stdout into out. */
-static int run_cli(char *out, size_t cap, const char *const *args)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[64];
-        size_t n = 0;
-        argv[n++] = CLI;
-        for (; args[n - 1] != NULL && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(CLI, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        char buf[4096];
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        if (out != NULL && len + (size_t)r < cap) {
-            memcpy(out + len, buf, (size_t)r);
-            len += (size_t)r;
-        }
-    }
-    close(fds[0]);
-    if (out != NULL) out[len] = '\0';
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *op_wait = "20";
-
 /* Operator command: common options appended. */
 static int op(char *out, size_t cap, const char *const *args)
 {
-    const char *all[48];
-    size_t n = 0;
-    for (; args[n] != NULL; n++)
-        all[n] = args[n];
-    const char *common[] = {"-K",          fx.op_ks,    "--key-file", fx.key,  "-p", fx.port,
-                            "--authority", fx.pin_text, "-W",         op_wait, NULL};
-    for (size_t i = 0; common[i] != NULL; i++)
-        all[n++] = common[i];
-    all[n] = NULL;
-    return run_cli(out, cap, all);
+    return af_op(&fx, out, cap, args);
 }
 
 static void authority_start(void)
 {
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-        }
-        execl(CLI, CLI, "authority", "run", "-K", fx.auth_ks, "--key-file", fx.key, "--db", fx.db,
-              "-h", "127.0.0.1", "-p", fx.port, (char *)NULL);
-        _exit(127);
-    }
-    fx.authority = pid;
-    /* Ready once it logged that it serves P/authority. */
-    size_t seen = 0;
-    for (int i = 0; i < 100; i++) {
-        size_t len = 0;
-        char *log = tu_read_file(fx.log, &len);
-        int ready = 0;
-        if (log != NULL) {
-            char *p = log + (seen < len ? seen : len);
-            ready = strstr(p, "serving") != NULL;
-            if (ready) seen = len;
-            free(log);
-        }
-        if (ready) return;
-        sleep_ms(50);
-    }
-    cr_assert_fail("authority did not start");
+    af_authority_start(&fx, NULL);
 }
 
 static void authority_stop(int sig)
 {
-    if (fx.authority <= 0) return;
-    kill(fx.authority, sig);
-    int st;
-    waitpid(fx.authority, &st, 0);
-    fx.authority = 0;
+    af_authority_kill(&fx, sig);
 }
 
 static void fixture_start(void)
 {
     memset(&fx, 0, sizeof fx);
-    cr_assert_eq(sodium_init() < 0, 0);
-    fx.dir = tu_tempdir();
-    cr_assert_not_null(fx.dir);
-    cr_assert_eq(tb_broker_start(&fx.broker), 0);
-    snprintf(fx.port, sizeof fx.port, "%d", fx.broker.port);
-    snprintf(fx.auth_ks, sizeof fx.auth_ks, "%s/auth.ks", fx.dir);
-    snprintf(fx.op_ks, sizeof fx.op_ks, "%s/op.ks", fx.dir);
-    snprintf(fx.db, sizeof fx.db, "%s/auth.db", fx.dir);
-    snprintf(fx.key, sizeof fx.key, "%s/key", fx.dir);
-    snprintf(fx.log, sizeof fx.log, "%s/authority.log", fx.dir);
-    /* A raw key file keeps the many CLI runs fast (no Argon2 per run). */
-    FILE *f = fopen(fx.key, "w");
-    cr_assert_not_null(f);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-    fclose(f);
-    chmod(fx.key, 0600);
-
-    char out[4096];
-    const char *init[] = {"authority", "init", "-K",   fx.auth_ks, "--key-file", fx.key,
-                          "--db",      fx.db,  "--id", AUTH_ID,    NULL};
-    cr_assert_eq(run_cli(out, sizeof out, init), 0);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(fx.pin_text, sizeof fx.pin_text, "%s", out);
-    cr_assert_eq(mqe2e_authority_pin_decode(&fx.pin, fx.pin_text), MQE2E_OK, "pin: %s", out);
+    af_setup(&fx, AUTH_ID);
     cr_assert_str_eq(fx.pin.authority_id, AUTH_ID);
     cr_assert_str_eq(fx.pin.control_prefix, PREFIX);
-
-    const char *keygen[] = {"keygen", "-K", fx.op_ks, "--key-file", fx.key, "--id", "op1", NULL};
-    cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    const char *add[] = {"authority", "operator-add", "-K",     fx.auth_ks, "--key-file",    fx.key,
-                         "--db",      fx.db,          "--name", "op1",      "--sign-public", hex,
-                         NULL};
-    cr_assert_eq(run_cli(out, sizeof out, add), 0);
+    char out[4096];
     /* The pin can be printed again. */
-    const char *pin[] = {"authority", "pin", "-K", fx.auth_ks, "--key-file", fx.key, NULL};
-    cr_assert_eq(run_cli(out, sizeof out, pin), 0);
+    const char *pin[] = {"authority", "pin", "-K", fx.auth_ks, "--key-file", fx.keyfile, NULL};
+    cr_assert_eq(af_run(out, sizeof out, pin), 0);
     out[strcspn(out, "\n")] = '\0';
     cr_assert_str_eq(out, fx.pin_text);
 
     authority_start();
 
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&fx.tester, tb_broker_uri(&fx.broker), "tester",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(fx.tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(fx.tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "tester", PREFIX "/client/#");
 }
 
 static void fixture_stop(void)
 {
-    if (fx.tester != NULL) {
-        MQTTClient_disconnect(fx.tester, 500);
-        MQTTClient_destroy(&fx.tester);
-    }
-    authority_stop(SIGTERM);
-    tb_broker_stop(&fx.broker);
-    if (fx.dir != NULL) {
-        tu_rmtree(fx.dir);
-        free(fx.dir);
-    }
+    mb_close(&box);
+    af_teardown(&fx);
 }
 
 /* --------------------------------------------------------- mailbox */
-
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-
-static mail *box;
-static size_t box_n, box_cap;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(fx.tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL) {
-        if (box_n == box_cap) {
-            box_cap = box_cap ? box_cap * 2U : 64U;
-            box = realloc(box, box_cap * sizeof *box);
-            cr_assert_not_null(box);
-        }
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
-
-static void mail_free(mail *m)
-{
-    free(m->topic);
-    free(m->data);
-    memset(m, 0, sizeof *m);
-}
 
 /* First message on the client's inbox within the timeout (removed from the box). */
 static int take(mail *out, const char *client_id, double timeout)
 {
     char topic[512];
     snprintf(topic, sizeof topic, PREFIX "/client/%s", client_id);
-    double end = mono() + timeout;
-    for (;;) {
-        for (size_t i = 0; i < box_n; i++) {
-            if (strcmp(box[i].topic, topic) == 0) {
-                *out = box[i];
-                memmove(&box[i], &box[i + 1], (box_n - i - 1U) * sizeof *box);
-                box_n--;
-                return 1;
-            }
-        }
-        if (mono() >= end) return 0;
-        pump(50);
-    }
+    return mb_take(&box, out, topic, (long)(timeout * 1000.0));
 }
 
 static void publish(const char *topic, const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(fx.tester, topic, (int)n, p, 1, 0, &tok), MQTTCLIENT_SUCCESS);
+    mb_publish(&box, topic, p, n);
 }
 
 /* --------------------------------------------------------- devices */
@@ -615,7 +420,7 @@ Test(authority, enroll_rotate_revoke_restart)
     const char *tk[] = {"token", "create", "--id", "burst", "--count", "20", NULL};
     pid_t busy = fork();
     if (busy == 0) {
-        op_wait = "3";
+        fx.op_wait = "3";
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         dup2(devnull, 2);
@@ -759,7 +564,7 @@ Test(authority, forged_operator_requests)
     size_t frame_len = 0;
 
     /* The test reads the operator keystore itself; the CLI holds no lock now. */
-    cr_assert_eq(mqe2e_storage_read_key_file(key, fx.key), MQE2E_OK);
+    cr_assert_eq(mqe2e_storage_read_key_file(key, fx.keyfile), MQE2E_OK);
     cr_assert_eq(mqe2e_storage_file_key(&stg, fx.op_ks, key), MQE2E_OK);
     cr_assert_eq(mqe2e_keystore_open(&ks, stg), MQE2E_OK);
 
@@ -802,11 +607,11 @@ Test(authority, forged_operator_requests)
     char out[4096];
     char other[512];
     snprintf(other, sizeof other, "%s/other.ks", fx.dir);
-    const char *kg[] = {"keygen", "-K", other, "--key-file", fx.key, "--id", "intruder", NULL};
-    cr_assert_eq(run_cli(out, sizeof out, kg), 0);
-    const char *st[] = {"status", "-K",          other,       "--key-file", fx.key, "-p",
-                        fx.port,  "--authority", fx.pin_text, "-W",         "2",    NULL};
-    cr_assert_eq(run_cli(out, sizeof out, st), 4);
+    const char *kg[] = {"keygen", "-K", other, "--key-file", fx.keyfile, "--id", "intruder", NULL};
+    cr_assert_eq(af_run(out, sizeof out, kg), 0);
+    const char *st[] = {"status", "-K",          other,       "--key-file", fx.keyfile, "-p",
+                        fx.port,  "--authority", fx.pin_text, "-W",         "2",        NULL};
+    cr_assert_eq(af_run(out, sizeof out, st), 4);
     cr_assert_eq(counter("operator_unknown"), 1);
 }
 
@@ -842,10 +647,11 @@ Test(authority, rekey_1000_members, .timeout = 600)
     size_t got = 0;
     double end = mono() + 60.0;
     while (got < N && mono() < end) {
-        pump(50);
+        mb_pump(&box, 50);
         got = 0;
-        for (size_t i = 0; i < box_n; i++)
-            if (strncmp(box[i].topic, PREFIX "/client/m-", strlen(PREFIX "/client/m-")) == 0) got++;
+        for (size_t i = 0; i < box.n; i++)
+            if (strncmp(box.v[i].topic, PREFIX "/client/m-", strlen(PREFIX "/client/m-")) == 0)
+                got++;
     }
     double t2 = mono();
     cr_assert_eq(got, N);
@@ -1218,7 +1024,7 @@ static int cli_pub(const char *ks, const char *message)
                        "-K",
                        ks,
                        "--key-file",
-                       fx.key,
+                       fx.keyfile,
                        "-h",
                        "127.0.0.1",
                        "-p",
@@ -1230,7 +1036,7 @@ static int cli_pub(const char *ks, const char *message)
                        "-q",
                        "1",
                        NULL};
-    return run_cli(NULL, 0, a);
+    return af_run(NULL, 0, a);
 }
 
 /* Item 4: a sender that missed the revocation's push (offline, clean
@@ -1256,9 +1062,9 @@ Test(authority, one_shot_pub_waits_for_the_authority)
     cr_assert_not_null(f);
     fprintf(f, "%s\n", t1);
     fclose(f);
-    const char *en[] = {"enroll", "-K", ks,          "--key-file", fx.key,  "--ticket-file",
-                        tf,       "-h", "127.0.0.1", "-p",         fx.port, NULL};
-    cr_assert_eq(run_cli(out, sizeof out, en), 0, "enroll: %s", out);
+    const char *en[] = {"enroll", "-K", ks,          "--key-file", fx.keyfile, "--ticket-file",
+                        tf,       "-h", "127.0.0.1", "-p",         fx.port,    NULL};
+    cr_assert_eq(af_run(out, sizeof out, en), 0, "enroll: %s", out);
     unlink(tf);
     device_new(&hr2, "hr-2");
     cr_assert_eq(enroll(&hr2, t2, &r), MQE2E_OK);
@@ -1277,9 +1083,9 @@ Test(authority, one_shot_pub_waits_for_the_authority)
     cr_assert_gt(e, hr2.epoch, "sealed under epoch %u, which the revoked device holds", e);
 
     /* The authority silent (stopped): nothing goes out, a clear error. */
-    kill(fx.authority, SIGSTOP);
+    kill(fx.auth_pid, SIGSTOP);
     int rc = cli_pub(ks, "73");
-    kill(fx.authority, SIGCONT);
+    kill(fx.auth_pid, SIGCONT);
     cr_assert_eq(rc, 3, "pub without an authority answer must fail (exit 3), got %d", rc);
     cr_assert_eq(spy_epoch(spy, 500), 0, "a message went out without a HELLO reply");
     MQTTClient_disconnect(spy, 500);

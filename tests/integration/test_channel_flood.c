@@ -31,10 +31,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define PREFIX "mqe2e"
@@ -44,327 +47,77 @@
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    af_sleep_ms(ms);
 }
 
 static long now_ms(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+    return (long)(af_mono() * 1000.0);
 }
 
 /* ------------------------------------------------------------ fixture */
 
-static tb_broker broker;
-static char *dir;
-static char keyfile[512], auth_ks[512], db[512], op_ks[512], auth_log[512], pin_text[2048];
-static mqe2e_authority_pin pin;
-static pid_t auth_pid;
+static af_fixture fx;
 
-static void cli_path(char *out, size_t cap)
-{
-    const char *bd = getenv("MQE2E_BUILD_DIR");
-    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd != NULL ? bd : MQE2E_BUILD_DIR);
-}
-
-/* Run a shell command line, stdout into out. Exit code. */
-static int sh(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = 0;
-    char sink[512];
-    for (;;) {
-        size_t r = out != NULL ? fread(out + n, 1, cap - 1 - n, p) : fread(sink, 1, sizeof sink, p);
-        if (r == 0) break;
-        if (out != NULL) n += r;
-    }
-    if (out != NULL) out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* An operator command against the running authority. */
+/* An operator command against the running authority (shell words). */
 static int op(char *out, size_t cap, const char *args)
 {
-    char cli[PATH_MAX], cmd[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
-             args, op_ks, keyfile, broker.port, pin_text);
-    return sh(out, cap, cmd);
-}
-
-static void authority_start(void)
-{
-    char cli[PATH_MAX];
-    cli_path(cli, sizeof cli);
-    size_t before = 0;
-    char *old = tu_read_file(auth_log, &before);
-    free(old);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(auth_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char port[16];
-        snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", keyfile, "--db", db, "-h",
-              "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    auth_pid = pid;
-    long deadline = now_ms() + WAIT_MS;
-    for (;;) {
-        size_t len = 0;
-        char *log = tu_read_file(auth_log, &len);
-        int ready = log != NULL && len > before && strstr(log + before, "serving") != NULL;
-        free(log);
-        if (ready) return;
-        cr_assert_lt(now_ms(), deadline, "authority did not start");
-        sleep_ms(50);
-    }
-}
-
-/* What a raw `#` subscriber saw, in arrival order. */
-typedef struct spy_msg {
-    char topic[128];
-    uint8_t *data;
-    size_t len;
-    int retained;
-} spy_msg;
-
-static pthread_mutex_t spy_m = PTHREAD_MUTEX_INITIALIZER;
-static spy_msg *spy;
-static size_t spy_n, spy_cap;
-static MQTTClient spy_client;
-
-static int spy_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
-{
-    (void)ctx;
-    (void)tl;
-    pthread_mutex_lock(&spy_m);
-    if (spy_n == spy_cap) {
-        spy_cap = spy_cap ? spy_cap * 2U : 256U;
-        spy = realloc(spy, spy_cap * sizeof *spy);
-    }
-    spy_msg *s = &spy[spy_n++];
-    snprintf(s->topic, sizeof s->topic, "%s", topic);
-    s->len = (size_t)m->payloadlen;
-    s->data = malloc(s->len + 1U);
-    memcpy(s->data, m->payload, s->len);
-    s->retained = m->retained;
-    pthread_mutex_unlock(&spy_m);
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
-static size_t spy_count(void)
-{
-    pthread_mutex_lock(&spy_m);
-    size_t n = spy_n;
-    pthread_mutex_unlock(&spy_m);
-    return n;
-}
-
-/* Copy of message i (caller frees data). */
-static spy_msg spy_get(size_t i)
-{
-    pthread_mutex_lock(&spy_m);
-    spy_msg s = spy[i];
-    s.data = malloc(s.len + 1U);
-    memcpy(s.data, spy[i].data, s.len);
-    pthread_mutex_unlock(&spy_m);
-    return s;
+    return af_op_sh(&fx, out, cap, args);
 }
 
 static MQTTClient raw_connect(const char *id, void *ctx, MQTTClient_messageArrived *ma)
 {
-    MQTTClient r = NULL;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
-    if (ma != NULL)
-        cr_assert_eq(MQTTClient_setCallbacks(r, ctx, NULL, ma, NULL), MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    co.maxInflightMessages = 1000;
-    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
-    return r;
+    return ts_raw_connect(tb_broker_uri(&fx.broker), id, ctx, ma);
 }
 
 static void setup(void)
 {
-    cr_assert_eq(mqe2e_init(), MQE2E_OK);
-    memset(&broker, 0, sizeof broker);
+    memset(&fx, 0, sizeof fx);
     /* Unlimited queues: every frame the attacker publishes reaches the victim,
      * which makes the accounting below an equality. */
-    broker.extra_conf = "max_queued_messages 0";
-    cr_assert_eq(tb_broker_start(&broker), 0);
-    dir = tu_tempdir();
-    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
-    FILE *f = fopen(keyfile, "w");
-    cr_assert_not_null(f);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-    fclose(f);
-    chmod(keyfile, 0600);
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(auth_log, sizeof auth_log, "%s/authority.log", dir);
+    fx.broker.extra_conf = "max_queued_messages 0";
+    af_setup(&fx, AUTH_ID);
 
     /* The spy is on '#' before anything happens. */
-    spy_n = 0;
-    spy_client = raw_connect("spy", NULL, spy_on_message);
-    cr_assert_eq(MQTTClient_subscribe(spy_client, "#", 1), MQTTCLIENT_SUCCESS);
+    ts_spy_start(tb_broker_uri(&fx.broker));
 
-    char cli[PATH_MAX], cmd[4096], out[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id %s", cli,
-             auth_ks, keyfile, db, AUTH_ID);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
-             "--sign-public %s",
-             cli, auth_ks, keyfile, db, hex);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-    authority_start();
+    char out[4096];
+    af_authority_start(&fx, NULL);
     cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
 }
 
 static void teardown(void)
 {
-    if (auth_pid > 0) {
-        kill(auth_pid, SIGCONT);
-        kill(auth_pid, SIGTERM);
-        waitpid(auth_pid, NULL, 0);
-        auth_pid = 0;
-    }
-    if (spy_client != NULL) {
-        MQTTClient_disconnect(spy_client, 500);
-        MQTTClient_destroy(&spy_client);
-    }
-    for (size_t i = 0; i < spy_n; i++)
-        free(spy[i].data);
-    free(spy);
-    spy = NULL;
-    spy_n = spy_cap = 0;
-    tb_broker_stop(&broker);
-    tu_rmtree(dir);
-    free(dir);
+    af_authority_kill(&fx, SIGTERM);
+    ts_spy_stop();
+    af_teardown(&fx);
 }
 
 TestSuite(channel_flood, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------ clients */
 
-static void ks_path(char *out, size_t cap, const char *id)
-{
-    snprintf(out, cap, "%s/%s.ks", dir, id);
-}
-
 static void token(char *ticket, size_t cap, const char *id, const char *extra)
 {
     char args[512];
-    snprintf(args, sizeof args, "token create --id %s --group fleet --grant 'fleet/#:pubsub' %s",
-             id, extra != NULL ? extra : "");
-    cr_assert_eq(op(ticket, cap, args), 0, "token create: %s", ticket);
-    ticket[strcspn(ticket, "\n")] = '\0';
-}
-
-/* `mqe2e enroll` for id; its stderr (-d) into dir/<id>.enroll.err. Exit code. */
-static int enroll_cli(const char *id, const char *ticket)
-{
-    char cli[PATH_MAX], ks[512], cmd[2048];
-    cli_path(cli, sizeof cli);
-    ks_path(ks, sizeof ks, id);
-    snprintf(cmd, sizeof cmd,
-             "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 30 -d >'%s/%s.enroll.out' "
-             "2>'%s/%s.enroll.err'",
-             cli, ks, keyfile, broker.port, dir, id, dir, id);
-    setenv("MQE2E_TICKET", ticket, 1);
-    int st = system(cmd);
-    unsetenv("MQE2E_TICKET");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
+             extra != NULL ? extra : "");
+    af_ticket(&fx, ticket, cap, args);
 }
 
 static void enroll(const char *id)
 {
-    char ticket[4096];
-    token(ticket, sizeof ticket, id, NULL);
-    int rc = enroll_cli(id, ticket);
-    cr_assert_eq(rc, 0, "enroll %s exited %d", id, rc);
+    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
 }
 
 static mqe2e_keystore *open_ks(const char *id)
 {
-    char path[512];
-    uint8_t k[32];
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    ks_path(path, sizeof path, id);
-    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
-    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
-    sodium_memzero(k, sizeof k);
-    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
-    return ks;
-}
-
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char payload[MAXMSG][64];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
+    return af_open_ks(&fx, id);
 }
 
 static int wait_count(inbox *ib, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_count(ib) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
+    return inbox_wait(ib, 0, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
@@ -397,9 +150,9 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe
     mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
     so.onLog = on_log;
@@ -407,7 +160,8 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe
     memset(ib, 0, sizeof *ib);
     pthread_mutex_init(&ib->m, NULL);
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -457,10 +211,10 @@ static void spy_channel_frames(size_t from, size_t *step1, size_t *step2)
 {
     const char *inbox_topic = PREFIX "/client/" VICTIM;
     const char *inboxes = PREFIX "/client/";
-    size_t end = spy_count();
+    size_t end = ts_spy_count();
     *step1 = *step2 = 0;
     for (size_t i = from; i < end; i++) {
-        spy_msg s = spy_get(i);
+        spy_msg s = ts_spy_get(i);
         mqe2e_control_frame f;
         if (strncmp(s.topic, inboxes, strlen(inboxes)) == 0 &&
             mqe2e_control_frame_decode(&f, s.data, s.len) == MQE2E_OK &&
@@ -522,7 +276,7 @@ static void flood_prepare(flood *fl)
         cr_assert_gt(lens[i], 0);
     }
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(MQTTClient_create(&fl->r, tb_broker_uri(&broker), "attacker",
+    cr_assert_eq(MQTTClient_create(&fl->r, tb_broker_uri(&fx.broker), "attacker",
                                    MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     co.cleansession = 1;
@@ -567,7 +321,7 @@ Test(channel_flood, step1_flood_during_commands)
     memset(&fl, 0, sizeof fl);
     flood_prepare(&fl);
     mqe2e_control_counters k0 = ctl(victim);
-    size_t s0 = spy_count();
+    size_t s0 = ts_spy_count();
     long rss0 = rss_kib();
     long t0 = now_ms();
     cr_assert_eq(pthread_create(&fl.t, NULL, flood_run, &fl), 0);

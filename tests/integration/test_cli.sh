@@ -244,5 +244,21 @@ check "the passphrase is gone from /proc/PID/environ" \
 check "core files are off" grep -Eq '^Max core file size +0 +0 ' /proc/$sub3_pid/limits
 kill "$sub3_pid" 2>/dev/null; wait "$sub3_pid" 2>/dev/null || true
 
+# ---- the authority is its own binary; `mqe2e authority` runs it ------------
+auth_bin="$build/tools/mqe2e/mqe2e-authority"
+check "mqe2e-authority is built next to mqe2e" test -x "$auth_bin"
+run "$cli" authority init -K auth.ks --db auth.db --id cli-authority
+check "mqe2e authority init runs mqe2e-authority (passphrase from the environment)" \
+  test "$rc" -eq 0 -a -s auth.db
+launcher_pin="$(head -n 1 out)"
+run "$auth_bin" pin -K auth.ks
+check "the launcher and the binary print the same pin" test "$rc" -eq 0 -a "$(cat out)" = "$launcher_pin"
+mkdir -p lonely && cp "$cli" lonely/mqe2e
+if [ ! -e /usr/local/bin/mqe2e-authority ] && [ ! -e "$(dirname "$(command -v mqe2e 2>/dev/null || echo /nonexistent/x)")/mqe2e-authority" ]; then
+  run env PATH=/nonexistent lonely/mqe2e authority pin -K auth.ks
+  check "without mqe2e-authority: exit 1 with the reason" \
+    test "$rc" -eq 1 -a -n "$(one_line_error && grep 'cannot run mqe2e-authority' err)"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -36,14 +36,15 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "mailbox.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
 #include "mqe2e/operator.h"
 #include "testutil.h"
 
-#define CLI MQE2E_BUILD_DIR "/tools/mqe2e/mqe2e"
 #define PREFIX "mqe2e"
 #define AUTH_ID "authority-flood"
 #define OUT_MAX (1024U * 1024U)
@@ -57,79 +58,23 @@
 /* The global bucket is set low so that the flood reaches it too. */
 #define LIMITS "300,300,20,10,4096"
 
-static tb_broker broker;
-static char *dir;
-static char auth_ks[512], op_ks[512], db[512], keyf[512], alogf[512], port[16], pin_text[1024];
-static mqe2e_authority_pin pin;
-static pid_t authority;
-static MQTTClient tester;
+static af_fixture fx;
+static mailbox box; /* subscribed to P/client/#: the devices' shared transport */
 static unsigned status_reads;
 
 static double mono(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return af_mono();
 }
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
-}
-
-static int run_cli(char *out, size_t cap, const char *const *args)
-{
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[64];
-        size_t n = 0;
-        argv[n++] = CLI;
-        for (; args[n - 1] != NULL && n < 63; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(CLI, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        char buf[4096];
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        if (out != NULL && len + (size_t)r < cap) {
-            memcpy(out + len, buf, (size_t)r);
-            len += (size_t)r;
-        }
-    }
-    close(fds[0]);
-    if (out != NULL) out[len] = '\0';
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    af_sleep_ms(ms);
 }
 
 static int op(char *out, size_t cap, const char *const *args)
 {
-    const char *all[48];
-    size_t n = 0;
-    for (; args[n] != NULL; n++)
-        all[n] = args[n];
-    const char *common[] = {"-K",          op_ks,    "--key-file", keyf, "-p", port,
-                            "--authority", pin_text, "-W",         "60", NULL};
-    for (size_t i = 0; common[i] != NULL; i++)
-        all[n++] = common[i];
-    all[n] = NULL;
-    return run_cli(out, cap, all);
+    return af_op(&fx, out, cap, args);
 }
 
 static long proc_kb(const char *field)
@@ -137,7 +82,7 @@ static long proc_kb(const char *field)
     char path[64], line[256];
     long kb = -1;
     size_t fl = strlen(field);
-    snprintf(path, sizeof path, "/proc/%d/status", (int)authority);
+    snprintf(path, sizeof path, "/proc/%d/status", (int)fx.auth_pid);
     FILE *f = fopen(path, "r");
     while (f != NULL && fgets(line, sizeof line, f) != NULL)
         if (strncmp(line, field, fl) == 0 && sscanf(line + fl, ": %ld", &kb) == 1) break;
@@ -147,91 +92,21 @@ static long proc_kb(const char *field)
 
 static void setup(void)
 {
-    cr_assert_eq(sodium_init() < 0, 0);
-    dir = tu_tempdir();
-    cr_assert_not_null(dir);
+    memset(&fx, 0, sizeof fx);
     /* No queue limit: the broker drops nothing, the accounting is exact. */
-    broker.extra_conf = "max_queued_messages 0";
-    cr_assert_eq(tb_broker_start(&broker), 0);
-    snprintf(port, sizeof port, "%d", broker.port);
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(keyf, sizeof keyf, "%s/key", dir);
-    snprintf(alogf, sizeof alogf, "%s/authority.log", dir);
-    FILE *f = fopen(keyf, "w");
-    cr_assert_not_null(f);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-    fclose(f);
-    chmod(keyf, 0600);
+    fx.broker.extra_conf = "max_queued_messages 0";
+    fx.op_wait = "60";
+    af_setup(&fx, AUTH_ID);
+    const char *limits[] = {"--handshake-limits", LIMITS, NULL};
+    af_authority_start(&fx, limits);
 
-    char out[4096];
-    const char *init[] = {"authority", "init", "-K",   auth_ks, "--key-file", keyf,
-                          "--db",      db,     "--id", AUTH_ID, NULL};
-    cr_assert_eq(run_cli(out, sizeof out, init), 0);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    const char *keygen[] = {"keygen", "-K", op_ks, "--key-file", keyf, "--id", "op1", NULL};
-    cr_assert_eq(run_cli(out, sizeof out, keygen), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    const char *add[] = {
-        "authority", "operator-add", "-K",  auth_ks,         "--key-file", keyf, "--db",
-        db,          "--name",       "op1", "--sign-public", hex,          NULL};
-    cr_assert_eq(run_cli(out, sizeof out, add), 0);
-
-    authority = fork();
-    cr_assert(authority >= 0);
-    if (authority == 0) {
-        int fd = open(alogf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-        }
-        execl(CLI, CLI, "authority", "run", "-K", auth_ks, "--key-file", keyf, "--db", db, "-h",
-              "127.0.0.1", "-p", port, "--handshake-limits", LIMITS, (char *)NULL);
-        _exit(127);
-    }
-    int ready = 0;
-    for (int i = 0; i < 200 && !ready; i++) {
-        char *log = tu_read_file(alogf, NULL);
-        ready = log != NULL && strstr(log, "serving") != NULL;
-        free(log);
-        if (!ready) sleep_ms(50);
-    }
-    cr_assert(ready, "authority did not start");
-
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    cr_assert_eq(MQTTClient_create(&tester, tb_broker_uri(&broker), "tester",
-                                   MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_connect(tester, &co), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(MQTTClient_subscribe(tester, PREFIX "/client/#", 1), MQTTCLIENT_SUCCESS);
+    mb_open(&box, tb_broker_uri(&fx.broker), "tester", PREFIX "/client/#");
 }
 
 static void teardown(void)
 {
-    if (tester != NULL) {
-        MQTTClient_disconnect(tester, 500);
-        MQTTClient_destroy(&tester);
-    }
-    if (authority > 0) {
-        kill(authority, SIGTERM);
-        waitpid(authority, NULL, 0);
-        authority = 0;
-    }
-    tb_broker_stop(&broker);
-    if (dir != NULL) {
-        tu_rmtree(dir);
-        free(dir);
-        dir = NULL;
-    }
+    mb_close(&box);
+    af_teardown(&fx);
 }
 
 /* ----------------------------------------------------------- counters */
@@ -289,59 +164,17 @@ static double frames_total(const cJSON *j)
 
 /* ------------------------------------------------------------ mailbox */
 
-typedef struct mail {
-    char *topic;
-    uint8_t *data;
-    size_t len;
-} mail;
-
-static mail box[4096];
-static size_t box_n;
-
-static void pump(int ms)
-{
-    char *topic = NULL;
-    int tl = 0;
-    MQTTClient_message *m = NULL;
-    if (MQTTClient_receive(tester, &topic, &tl, &m, (unsigned long)ms) == MQTTCLIENT_SUCCESS &&
-        m != NULL && topic != NULL && box_n < sizeof box / sizeof box[0]) {
-        box[box_n].topic = strdup(topic);
-        box[box_n].len = (size_t)m->payloadlen;
-        box[box_n].data = malloc(box[box_n].len + 1U);
-        memcpy(box[box_n].data, m->payload, box[box_n].len);
-        box_n++;
-    }
-    if (m != NULL) MQTTClient_freeMessage(&m);
-    if (topic != NULL) MQTTClient_free(topic);
-}
-
 /* Remove and return the first message for client_id (1), or 0. */
 static int take(mail *out, const char *client_id)
 {
     char topic[512];
     snprintf(topic, sizeof topic, PREFIX "/client/%s", client_id);
-    for (size_t i = 0; i < box_n; i++) {
-        if (strcmp(box[i].topic, topic) == 0) {
-            *out = box[i];
-            memmove(&box[i], &box[i + 1], (box_n - i - 1U) * sizeof *box);
-            box_n--;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void mail_free(mail *m)
-{
-    free(m->topic);
-    free(m->data);
+    return mb_take(&box, out, topic, 0);
 }
 
 static void publish_tester(const uint8_t *p, size_t n)
 {
-    MQTTClient_deliveryToken tok;
-    cr_assert_eq(MQTTClient_publish(tester, PREFIX "/authority", (int)n, p, 1, 0, &tok),
-                 MQTTCLIENT_SUCCESS);
+    mb_publish(&box, PREFIX "/authority", p, n);
 }
 
 /* ------------------------------------------------------------ devices */
@@ -393,7 +226,7 @@ static void hello_send(device *d)
     size_t len = 0;
     mqe2e_hello_client_free(d->hst);
     cr_assert_eq(mqe2e_hello_begin(&d->hst, frame, sizeof frame, &len, PREFIX, d->id, AUTH_ID,
-                                   d->dh_sk, pin.dh_public, d->serial),
+                                   d->dh_sk, fx.pin.dh_public, d->serial),
                  MQE2E_OK);
     publish_tester(frame, len);
     d->sent_at = mono();
@@ -408,7 +241,7 @@ static int run_devices(device *d, size_t n, double deadline)
         enroll_send(&d[i]);
     size_t done = 0;
     while (done < n && mono() < deadline) {
-        pump(20);
+        mb_pump(&box, 20);
         for (size_t i = 0; i < n; i++) {
             device *x = &d[i];
             mail m;
@@ -492,8 +325,8 @@ static void enroll_forged(const char *client_id)
     uint8_t frame_buf[MQE2E_CONTROL_MAX_FRAME_BYTES], sk[32], spk[32], ssk[64];
     size_t len = 0;
     memset(&t, 0, sizeof t);
-    memcpy(t.authority_sign_public, pin.sign_public, 32);
-    memcpy(t.authority_dh_public, pin.dh_public, 32);
+    memcpy(t.authority_sign_public, fx.pin.sign_public, 32);
+    memcpy(t.authority_dh_public, fx.pin.dh_public, 32);
     snprintf(t.authority_id, sizeof t.authority_id, "%s", AUTH_ID);
     snprintf(t.control_prefix, sizeof t.control_prefix, "%s", PREFIX);
     randombytes_buf(t.token_id, sizeof t.token_id);
@@ -516,7 +349,7 @@ static void hello_forged(const char *client_id)
     size_t len = 0;
     randombytes_buf(sk, sizeof sk);
     cr_assert_eq(mqe2e_hello_begin(&st, frame_buf, sizeof frame_buf, &len, PREFIX, client_id,
-                                   AUTH_ID, sk, pin.dh_public, 1),
+                                   AUTH_ID, sk, fx.pin.dh_public, 1),
                  MQE2E_OK);
     mqe2e_hello_client_free(st);
     pool_add(frame_buf, len);
@@ -558,7 +391,7 @@ static void *attacker(void *arg)
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     co.cleansession = 1;
     co.maxInflightMessages = 65535;
-    if (MQTTClient_create(&c, tb_broker_uri(&broker), "attacker", MQTTCLIENT_PERSISTENCE_NONE,
+    if (MQTTClient_create(&c, tb_broker_uri(&fx.broker), "attacker", MQTTCLIENT_PERSISTENCE_NONE,
                           NULL) != MQTTCLIENT_SUCCESS ||
         MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS)
         return NULL;
@@ -660,7 +493,7 @@ Test(flood, handshake_flood_is_limited_and_legit_devices_keep_working)
     }
     long hwm = proc_kb("VmHWM");
     int st = 0;
-    cr_assert_eq(waitpid(authority, &st, WNOHANG), 0, "the authority exited");
+    cr_assert_eq(waitpid(fx.auth_pid, &st, WNOHANG), 0, "the authority exited");
 
     double refused = 0;
     for (size_t i = 0; frame_counters[i] != NULL; i++)
@@ -707,9 +540,7 @@ Test(flood, handshake_flood_is_limited_and_legit_devices_keep_working)
     for (size_t i = 0; i < pool_n; i++)
         free(pool[i].p);
     free(pool);
-    for (size_t i = 0; i < box_n; i++)
-        mail_free(&box[i]);
-    box_n = 0;
+    mb_clear(&box);
 }
 
 /* The limits flag is checked before anything is opened. */
@@ -720,6 +551,6 @@ Test(flood_cli, handshake_limits_flag_refused_when_malformed)
     for (size_t i = 0; bad[i] != NULL; i++) {
         const char *a[] = {"authority",          "run",  "--db", "/nonexistent/db",
                            "--handshake-limits", bad[i], NULL};
-        cr_assert_eq(run_cli(NULL, 0, a), 1, "'%s' accepted", bad[i]);
+        cr_assert_eq(af_run(NULL, 0, a), 1, "'%s' accepted", bad[i]);
     }
 }

@@ -37,10 +37,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define PREFIX "mqe2e"
@@ -50,144 +53,22 @@
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    af_sleep_ms(ms);
 }
 
 static long now_ms(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+    return (long)(af_mono() * 1000.0);
 }
 
 /* ------------------------------------------------------------ fixture */
 
-static tb_broker broker;
-static char *dir;
-static char keyfile[512], auth_ks[512], db[512], op_ks[512], auth_log[512], pin_text[2048];
-static mqe2e_authority_pin pin;
-static pid_t auth_pid;
+static af_fixture fx;
 
-static void cli_path(char *out, size_t cap)
-{
-    const char *bd = getenv("MQE2E_BUILD_DIR");
-    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd != NULL ? bd : MQE2E_BUILD_DIR);
-}
-
-/* Run a shell command line, stdout into out. Exit code. */
-static int sh(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = 0;
-    char sink[512];
-    for (;;) {
-        size_t r = out != NULL ? fread(out + n, 1, cap - 1 - n, p) : fread(sink, 1, sizeof sink, p);
-        if (r == 0) break;
-        if (out != NULL) n += r;
-    }
-    if (out != NULL) out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* An operator command against the running authority. */
+/* An operator command against the running authority (shell words). */
 static int op(char *out, size_t cap, const char *args)
 {
-    char cli[PATH_MAX], cmd[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
-             args, op_ks, keyfile, broker.port, pin_text);
-    return sh(out, cap, cmd);
-}
-
-static void authority_start(void)
-{
-    char cli[PATH_MAX];
-    cli_path(cli, sizeof cli);
-    size_t before = 0;
-    char *old = tu_read_file(auth_log, &before);
-    free(old);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(auth_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char port[16];
-        snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", keyfile, "--db", db, "-h",
-              "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    auth_pid = pid;
-    long deadline = now_ms() + WAIT_MS;
-    for (;;) {
-        size_t len = 0;
-        char *log = tu_read_file(auth_log, &len);
-        int ready = log != NULL && len > before && strstr(log + before, "serving") != NULL;
-        free(log);
-        if (ready) return;
-        cr_assert_lt(now_ms(), deadline, "authority did not start");
-        sleep_ms(50);
-    }
-}
-
-/* What a raw `#` subscriber saw, in arrival order. */
-typedef struct spy_msg {
-    char topic[128];
-    uint8_t *data;
-    size_t len;
-    int retained;
-} spy_msg;
-
-static pthread_mutex_t spy_m = PTHREAD_MUTEX_INITIALIZER;
-static spy_msg *spy;
-static size_t spy_n, spy_cap;
-static MQTTClient spy_client;
-
-static int spy_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
-{
-    (void)ctx;
-    (void)tl;
-    pthread_mutex_lock(&spy_m);
-    if (spy_n == spy_cap) {
-        spy_cap = spy_cap ? spy_cap * 2U : 256U;
-        spy = realloc(spy, spy_cap * sizeof *spy);
-    }
-    spy_msg *s = &spy[spy_n++];
-    snprintf(s->topic, sizeof s->topic, "%s", topic);
-    s->len = (size_t)m->payloadlen;
-    s->data = malloc(s->len + 1U);
-    memcpy(s->data, m->payload, s->len);
-    s->retained = m->retained;
-    pthread_mutex_unlock(&spy_m);
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
-static size_t spy_count(void)
-{
-    pthread_mutex_lock(&spy_m);
-    size_t n = spy_n;
-    pthread_mutex_unlock(&spy_m);
-    return n;
-}
-
-/* Copy of message i (caller frees data). */
-static spy_msg spy_get(size_t i)
-{
-    pthread_mutex_lock(&spy_m);
-    spy_msg s = spy[i];
-    s.data = malloc(s.len + 1U);
-    memcpy(s.data, spy[i].data, s.len);
-    pthread_mutex_unlock(&spy_m);
-    return s;
+    return af_op_sh(&fx, out, cap, args);
 }
 
 /* Index of the first control frame at or after `from` on topic with the given
@@ -198,12 +79,12 @@ static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32
     long deadline = now_ms() + WAIT_MS;
     size_t i = from;
     while (now_ms() < deadline) {
-        for (; i < spy_count(); i++) {
-            spy_msg s = spy_get(i);
+        for (; i < ts_spy_count(); i++) {
+            spy_msg s = ts_spy_get(i);
             mqe2e_control_frame f;
             int hit = strcmp(s.topic, topic) == 0 &&
-                      mqe2e_control_frame_decode(&f, s.data, s.len) == MQE2E_OK &&
-                      f.kind == kind && (step == 0 || f.step == step) &&
+                      mqe2e_control_frame_decode(&f, s.data, s.len) == MQE2E_OK && f.kind == kind &&
+                      (step == 0 || f.step == step) &&
                       (sender == NULL || strcmp(f.from, sender) == 0);
             free(s.data);
             if (hit) return (long)i;
@@ -213,12 +94,12 @@ static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32
     return -1;
 }
 
-/* Count control frames of a kind from `sender` on topic in [from, spy_count()). */
+/* Count control frames of a kind from `sender` on topic in [from, ts_spy_count()). */
 static size_t spy_count_frames(size_t from, const char *topic, uint32_t kind, const char *sender)
 {
-    size_t n = 0, end = spy_count();
+    size_t n = 0, end = ts_spy_count();
     for (size_t i = from; i < end; i++) {
-        spy_msg s = spy_get(i);
+        spy_msg s = ts_spy_get(i);
         mqe2e_control_frame f;
         if (strcmp(s.topic, topic) == 0 && mqe2e_control_frame_decode(&f, s.data, s.len) == 0 &&
             f.kind == kind && strcmp(f.from, sender) == 0)
@@ -230,28 +111,18 @@ static size_t spy_count_frames(size_t from, const char *topic, uint32_t kind, co
 
 static size_t spy_count_topic(size_t from, const char *topic)
 {
-    size_t n = 0, end = spy_count();
+    size_t n = 0, end = ts_spy_count();
     for (size_t i = from; i < end; i++) {
-        pthread_mutex_lock(&spy_m);
-        if (strcmp(spy[i].topic, topic) == 0) n++;
-        pthread_mutex_unlock(&spy_m);
+        spy_msg m = ts_spy_get(i);
+        if (strcmp(m.topic, topic) == 0) n++;
+        free(m.data);
     }
     return n;
 }
 
 static MQTTClient raw_connect(const char *id, void *ctx, MQTTClient_messageArrived *ma)
 {
-    MQTTClient r = NULL;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE,
-                                   NULL),
-                 MQTTCLIENT_SUCCESS);
-    if (ma != NULL)
-        cr_assert_eq(MQTTClient_setCallbacks(r, ctx, NULL, ma, NULL), MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    co.maxInflightMessages = 1000;
-    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
-    return r;
+    return ts_raw_connect(tb_broker_uri(&fx.broker), id, ctx, ma);
 }
 
 static void raw_publish(MQTTClient r, const char *topic, const void *data, size_t len, int retained)
@@ -264,168 +135,49 @@ static void raw_publish(MQTTClient r, const char *topic, const void *data, size_
 
 static void setup(void)
 {
-    cr_assert_eq(mqe2e_init(), MQE2E_OK);
-    memset(&broker, 0, sizeof broker);
-    cr_assert_eq(tb_broker_start(&broker), 0);
-    dir = tu_tempdir();
-    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
-    FILE *f = fopen(keyfile, "w");
-    cr_assert_not_null(f);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-    fclose(f);
-    chmod(keyfile, 0600);
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(db, sizeof db, "%s/auth.db", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(auth_log, sizeof auth_log, "%s/authority.log", dir);
+    memset(&fx, 0, sizeof fx);
+    af_setup(&fx, AUTH_ID);
 
     /* The spy is on '#' before anything happens. */
-    spy_n = 0;
-    spy_client = raw_connect("spy", NULL, spy_on_message);
-    cr_assert_eq(MQTTClient_subscribe(spy_client, "#", 1), MQTTCLIENT_SUCCESS);
+    ts_spy_start(tb_broker_uri(&fx.broker));
 
-    char cli[PATH_MAX], cmd[4096], out[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id %s", cli,
-             auth_ks, keyfile, db, AUTH_ID);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(pin_text, sizeof pin_text, "%s", out);
-    cr_assert_eq(mqe2e_authority_pin_decode(&pin, pin_text), MQE2E_OK);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
-             "--sign-public %s",
-             cli, auth_ks, keyfile, db, hex);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-    authority_start();
-    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
-                 out);
+    char out[4096];
+    af_authority_start(&fx, NULL);
+    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
 }
 
 static void teardown(void)
 {
-    if (auth_pid > 0) {
-        kill(auth_pid, SIGCONT);
-        kill(auth_pid, SIGTERM);
-        waitpid(auth_pid, NULL, 0);
-        auth_pid = 0;
-    }
-    if (spy_client != NULL) {
-        MQTTClient_disconnect(spy_client, 500);
-        MQTTClient_destroy(&spy_client);
-    }
-    for (size_t i = 0; i < spy_n; i++)
-        free(spy[i].data);
-    free(spy);
-    spy = NULL;
-    spy_n = spy_cap = 0;
-    tb_broker_stop(&broker);
-    tu_rmtree(dir);
-    free(dir);
+    af_authority_kill(&fx, SIGTERM);
+    ts_spy_stop();
+    af_teardown(&fx);
 }
 
 TestSuite(forgery, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ------------------------------------------------------------ clients */
 
-static void ks_path(char *out, size_t cap, const char *id)
-{
-    snprintf(out, cap, "%s/%s.ks", dir, id);
-}
-
 static void token(char *ticket, size_t cap, const char *id, const char *extra)
 {
     char args[512];
-    snprintf(args, sizeof args, "token create --id %s --group fleet --grant 'fleet/#:pubsub' %s",
-             id, extra != NULL ? extra : "");
-    cr_assert_eq(op(ticket, cap, args), 0, "token create: %s", ticket);
-    ticket[strcspn(ticket, "\n")] = '\0';
-}
-
-/* `mqe2e enroll` for id; its stderr (-d) into dir/<id>.enroll.err. Exit code. */
-static int enroll_cli(const char *id, const char *ticket)
-{
-    char cli[PATH_MAX], ks[512], cmd[2048];
-    cli_path(cli, sizeof cli);
-    ks_path(ks, sizeof ks, id);
-    snprintf(cmd, sizeof cmd,
-             "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 30 -d >'%s/%s.enroll.out' "
-             "2>'%s/%s.enroll.err'",
-             cli, ks, keyfile, broker.port, dir, id, dir, id);
-    setenv("MQE2E_TICKET", ticket, 1);
-    int st = system(cmd);
-    unsetenv("MQE2E_TICKET");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
+             extra != NULL ? extra : "");
+    af_ticket(&fx, ticket, cap, args);
 }
 
 static void enroll(const char *id)
 {
-    char ticket[4096];
-    token(ticket, sizeof ticket, id, NULL);
-    int rc = enroll_cli(id, ticket);
-    cr_assert_eq(rc, 0, "enroll %s exited %d", id, rc);
+    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
 }
 
 static mqe2e_keystore *open_ks(const char *id)
 {
-    char path[512];
-    uint8_t k[32];
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    ks_path(path, sizeof path, id);
-    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
-    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
-    sodium_memzero(k, sizeof k);
-    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
-    return ks;
-}
-
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char payload[MAXMSG][64];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static int inbox_count(inbox *ib)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
+    return af_open_ks(&fx, id);
 }
 
 static int wait_count(inbox *ib, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_count(ib) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
+    return inbox_wait(ib, 0, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
@@ -467,9 +219,9 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe
     mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
     so.onLog = on_log;
@@ -477,7 +229,8 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe
     memset(ib, 0, sizeof *ib);
     pthread_mutex_init(&ib->m, NULL);
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -512,8 +265,7 @@ static double authority_counter(const char *name)
 
 static void report(const char *name, unsigned injected, unsigned dropped, unsigned delivered)
 {
-    printf("forgery %s: injected %u dropped %u delivered %u\n", name, injected, dropped,
-           delivered);
+    printf("forgery %s: injected %u dropped %u delivered %u\n", name, injected, dropped, delivered);
     fflush(stdout);
 }
 
@@ -550,14 +302,14 @@ Test(forgery, inbox_forged_pushes)
     WAIT_CTL(vic, handshakes_ok, 1);
     WAIT_CTL(oth, handshakes_ok, 1);
 
-    size_t mark = spy_count();
+    size_t mark = ts_spy_count();
     cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
     WAIT_CTL(oth, pushes_applied, 1);
     long pv = spy_find_frame(mark, PREFIX "/client/victim", MQE2E_CONTROL_PUSH, 1, AUTH_ID);
     long po = spy_find_frame(mark, PREFIX "/client/other", MQE2E_CONTROL_PUSH, 1, AUTH_ID);
     cr_assert(pv >= 0 && po >= 0, "genuine pushes not seen on the wire");
-    spy_msg gv = spy_get((size_t)pv), go = spy_get((size_t)po);
+    spy_msg gv = ts_spy_get((size_t)pv), go = ts_spy_get((size_t)po);
 
     uint8_t vic_sign[32], vic_dh[32];
     cr_assert_eq(mqe2e_keystore_identity_public(kv, vic_sign, vic_dh), MQE2E_OK);
@@ -607,8 +359,8 @@ Test(forgery, inbox_forged_pushes)
     mqe2e_control_counters k1;
     for (;;) {
         k1 = ctl(vic);
-        uint64_t seen = (k1.pushes_refused - k0.pushes_refused) +
-                        (k1.control_ignored - k0.control_ignored);
+        uint64_t seen =
+            (k1.pushes_refused - k0.pushes_refused) + (k1.control_ignored - k0.control_ignored);
         if (seen >= injected) break;
         cr_assert_lt(now_ms(), deadline, "only %lu of %u forgeries accounted for",
                      (unsigned long)seen, injected);
@@ -665,18 +417,18 @@ Test(forgery, forged_revocation_lists)
     mqe2e_MQTTClient vic = enc_client("victim", kv, NULL, &iv);
     WAIT_CTL(vic, handshakes_ok, 1);
 
-    size_t mark = spy_count();
+    size_t mark = ts_spy_count();
     cr_assert_eq(op(out, sizeof out, "revoke --id r1"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
-    size_t mark2 = spy_count();
+    size_t mark2 = ts_spy_count();
     cr_assert_eq(op(out, sizeof out, "revoke --id r2"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 2);
     /* The two genuine lists as the broker carried them. */
     spy_msg l1 = {{0}, NULL, 0, 0}, l2 = {{0}, NULL, 0, 0};
     long deadline = now_ms() + WAIT_MS;
     while (l2.data == NULL && now_ms() < deadline) {
-        for (size_t i = mark; i < spy_count() && l2.data == NULL; i++) {
-            spy_msg s = spy_get(i);
+        for (size_t i = mark; i < ts_spy_count() && l2.data == NULL; i++) {
+            spy_msg s = ts_spy_get(i);
             if (strcmp(s.topic, PREFIX "/revocations") != 0)
                 free(s.data);
             else if (i < mark2 && l1.data == NULL)
@@ -690,8 +442,8 @@ Test(forgery, forged_revocation_lists)
     }
     cr_assert(l1.data != NULL && l2.data != NULL, "revocation lists not seen on the wire");
     mqe2e_revocation_list *v1 = NULL, *v2 = NULL;
-    cr_assert_eq(mqe2e_revocation_list_verify(&v1, l1.data, l1.len, pin.sign_public), MQE2E_OK);
-    cr_assert_eq(mqe2e_revocation_list_verify(&v2, l2.data, l2.len, pin.sign_public), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&v1, l1.data, l1.len, fx.pin.sign_public), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&v2, l2.data, l2.len, fx.pin.sign_public), MQE2E_OK);
     uint64_t ver1 = mqe2e_revocation_list_version(v1), ver2 = mqe2e_revocation_list_version(v2);
     cr_assert_lt(ver1, ver2);
     mqe2e_revocation_list_free(v1);
@@ -771,7 +523,7 @@ Test(forgery, forged_revocation_lists)
     cr_assert_eq(mqe2e_keystore_revocation_list(kv, &rl, &rl_len, &vv), MQE2E_OK);
     cr_assert_eq(vv, ver2 + 1, "victim holds version %lu", (unsigned long)vv);
     mqe2e_revocation_list *cur = NULL;
-    cr_assert_eq(mqe2e_revocation_list_verify(&cur, rl, rl_len, pin.sign_public), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&cur, rl, rl_len, fx.pin.sign_public), MQE2E_OK);
     cr_assert(mqe2e_revocation_list_is_revoked(cur, "r1", 0));
     cr_assert(mqe2e_revocation_list_is_revoked(cur, "r2", 0));
     cr_assert(mqe2e_revocation_list_is_revoked(cur, "r3", 0));
@@ -803,17 +555,17 @@ Test(forgery, forged_enrollment_replies)
     enroll("first");
     long fr = spy_find_frame(0, PREFIX "/client/first", MQE2E_CONTROL_ENROLL, 2, AUTH_ID);
     cr_assert(fr >= 0);
-    spy_msg first_reply = spy_get((size_t)fr);
+    spy_msg first_reply = ts_spy_get((size_t)fr);
     token(ticket, sizeof ticket, "target", NULL);
 
-    size_t mark = spy_count();
-    cr_assert_eq(kill(auth_pid, SIGSTOP), 0);
+    size_t mark = ts_spy_count();
+    cr_assert_eq(kill(fx.auth_pid, SIGSTOP), 0);
     pid_t dev = fork();
     cr_assert(dev >= 0);
-    if (dev == 0) _exit(enroll_cli("target", ticket));
+    if (dev == 0) _exit(af_enroll(&fx, "target", ticket));
     long s1 = spy_find_frame(mark, PREFIX "/authority", MQE2E_CONTROL_ENROLL, 1, "target");
     cr_assert(s1 >= 0, "no ENROLL step 1 from the device");
-    spy_msg m1 = spy_get((size_t)s1);
+    spy_msg m1 = ts_spy_get((size_t)s1);
     mqe2e_control_frame f1;
     cr_assert_eq(mqe2e_control_frame_decode(&f1, m1.data, m1.len), MQE2E_OK);
 
@@ -831,14 +583,15 @@ Test(forgery, forged_enrollment_replies)
     /* 3: a fake authority: right kind, step, sender and session, but its
      * Noise message is not from the pinned key. */
     randombytes_buf(noise, sizeof noise);
-    size_t len = make_frame(frame, sizeof frame, MQE2E_CONTROL_ENROLL, 2, AUTH_ID, f1.session,
-                            noise, 200);
+    size_t len =
+        make_frame(frame, sizeof frame, MQE2E_CONTROL_ENROLL, 2, AUTH_ID, f1.session, noise, 200);
     raw_publish(atk, PREFIX "/client/target", frame, len, 0);
     injected++;
     /* The device gave that handshake up and started again. */
-    long s2 = spy_find_frame((size_t)s1 + 1, PREFIX "/authority", MQE2E_CONTROL_ENROLL, 1, "target");
+    long s2 =
+        spy_find_frame((size_t)s1 + 1, PREFIX "/authority", MQE2E_CONTROL_ENROLL, 1, "target");
     cr_assert(s2 >= 0, "the device did not restart after a forged reply");
-    spy_msg m2 = spy_get((size_t)s2);
+    spy_msg m2 = ts_spy_get((size_t)s2);
     mqe2e_control_frame f2, ff;
     cr_assert_eq(mqe2e_control_frame_decode(&f2, m2.data, m2.len), MQE2E_OK);
     /* 4: the other device's genuine reply moved to this session. */
@@ -847,14 +600,15 @@ Test(forgery, forged_enrollment_replies)
                      ff.noise_len);
     raw_publish(atk, PREFIX "/client/target", frame, len, 0);
     injected++;
-    long s3 = spy_find_frame((size_t)s2 + 1, PREFIX "/authority", MQE2E_CONTROL_ENROLL, 1, "target");
+    long s3 =
+        spy_find_frame((size_t)s2 + 1, PREFIX "/authority", MQE2E_CONTROL_ENROLL, 1, "target");
     cr_assert(s3 >= 0, "the device did not restart after the re-sessioned reply");
-    cr_assert_eq(kill(auth_pid, SIGCONT), 0);
+    cr_assert_eq(kill(fx.auth_pid, SIGCONT), 0);
 
     int st = 0;
     cr_assert_eq(waitpid(dev, &st, 0), dev);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "enrollment failed (status %d)", st);
-    snprintf(errpath, sizeof errpath, "%s/target.enroll.err", dir);
+    snprintf(errpath, sizeof errpath, "%s/target.enroll.err", fx.dir);
     size_t step1 = count_lines(errpath, "ENROLL step 1");
     size_t replies = count_lines(errpath, "mqe2e: reply: ");
     size_t auth_failed = count_lines(errpath, "reply failed authentication");
@@ -875,8 +629,9 @@ Test(forgery, forged_enrollment_replies)
     size_t cred_len = 0;
     cr_assert_eq(mqe2e_keystore_credential(kt, &cred, &cred_len), MQE2E_OK);
     mqe2e_credential *c = NULL;
-    cr_assert_eq(mqe2e_credential_verify(&c, cred, cred_len, pin.sign_public, (uint64_t)time(NULL)),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_credential_verify(&c, cred, cred_len, fx.pin.sign_public, (uint64_t)time(NULL)),
+        MQE2E_OK);
     cr_assert_str_eq(mqe2e_credential_client_id(c), "target");
     mqe2e_credential_free(c);
     inbox it;
@@ -908,7 +663,7 @@ Test(forgery, revoked_client_refused)
     cr_assert_eq(mqe2e_policy_new(&pr), MQE2E_OK);
     cr_assert_eq(mqe2e_policy_add(pr, "cmd/peer", MQE2E_POLICY_CHANNEL, "peer"), MQE2E_OK);
     inbox ip, ir;
-    size_t mark = spy_count();
+    size_t mark = ts_spy_count();
     mqe2e_MQTTClient peer = enc_client("peer", kp, pp, &ip);
     cr_assert_eq(mqe2e_MQTTClient_subscribe(peer, "cmd/peer", 1), MQTTCLIENT_SUCCESS);
     mqe2e_MQTTClient rogue = enc_client("rogue", kr, pr, &ir);
@@ -921,7 +676,8 @@ Test(forgery, revoked_client_refused)
     long c1 = spy_find_frame(mark, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, 1, "rogue");
     long c3 = spy_find_frame(mark, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, 3, "rogue");
     cr_assert(h1 >= 0 && c1 >= 0 && c3 >= 0, "handshakes of rogue not seen on the wire");
-    spy_msg hello1 = spy_get((size_t)h1), ch1 = spy_get((size_t)c1), ch3 = spy_get((size_t)c3);
+    spy_msg hello1 = ts_spy_get((size_t)h1), ch1 = ts_spy_get((size_t)c1),
+            ch3 = ts_spy_get((size_t)c3);
 
     uint64_t pa = ctl(peer).pushes_applied;
     cr_assert_eq(op(out, sizeof out, "revoke --id rogue"), 0, "%s", out);
@@ -929,7 +685,7 @@ Test(forgery, revoked_client_refused)
     sleep_ms(300);
     mqe2e_control_counters k0 = ctl(peer);
     double hr0 = authority_counter("hello_revoked");
-    size_t s0 = spy_count();
+    size_t s0 = ts_spy_count();
     int before = inbox_count(&ip);
 
     /* 1: the still-running rogue client sends on its old channel. */

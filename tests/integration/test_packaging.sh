@@ -30,6 +30,10 @@ check test -x "$work/prefix/bin/mqe2e"
 # The installed CLI runs without LD_LIBRARY_PATH (RPATH $ORIGIN/../lib...).
 check env -u LD_LIBRARY_PATH "$work/prefix/bin/mqe2e" --version
 check env -u LD_LIBRARY_PATH MQE2E_OPTIONS_FILE= "$work/prefix/bin/mqe2e" pub --help
+# The authority is its own installed binary; `mqe2e authority` runs it.
+check test -x "$work/prefix/bin/mqe2e-authority"
+check env -u LD_LIBRARY_PATH "$work/prefix/bin/mqe2e-authority" --version
+check sh -c "env -u LD_LIBRARY_PATH '$work/prefix/bin/mqe2e' authority --help | grep -q 'authority init'"
 # man mqe2e from the prefix, and the bash completion.
 check test -f "$work/prefix/share/man/man1/mqe2e.1"
 if command -v man >/dev/null; then

@@ -23,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authority_fixture.h"
 #include "broker.h"
+#include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -31,177 +33,47 @@
 #define MAXMSG 32
 #define GROUP "ward"
 
-static tb_broker broker;
-static char *dir;
-static char keyfile[512];
-static char auth_ks[512], auth_db[512], op_ks[512], auth_log[512], pin[2048];
-static pid_t auth_pid;
+static af_fixture fx;
 
 static void sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    af_sleep_ms(ms);
 }
 
 static long now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* The mqe2e command next to this test binary (BUILD/tests -> BUILD/tools/mqe2e). */
-static void cli_path(char *out, size_t cap)
-{
-    const char *bd = getenv("MQE2E_BUILD_DIR");
-    if (bd != NULL) {
-        snprintf(out, cap, "%s/tools/mqe2e/mqe2e", bd);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert_gt(n, 0);
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    *slash = '\0';
-    slash = strrchr(exe, '/');
-    *slash = '\0';
-    snprintf(out, cap, "%s/tools/mqe2e/mqe2e", exe);
-}
-
-/* Run a shell command line, stdout into out. Exit code. */
-static int sh(char *out, size_t cap, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = 0;
-    if (out != NULL) {
-        for (;;) {
-            size_t r = fread(out + n, 1, cap - 1 - n, p);
-            if (r == 0) break;
-            n += r;
-        }
-        out[n] = '\0';
-    } else {
-        char sink[512];
-        while (fread(sink, 1, sizeof sink, p) > 0) {
-        }
-    }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return (long)(af_mono() * 1000.0);
 }
 
 static int op(char *out, size_t cap, const char *args)
 {
-    char cli[PATH_MAX], cmd[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' %s -K '%s' --key-file '%s' -p %d --authority '%s' -W 20", cli,
-             args, op_ks, keyfile, broker.port, pin);
-    return sh(out, cap, cmd);
+    return af_op_sh(&fx, out, cap, args);
 }
 
 static void setup(void)
 {
-    cr_assert_eq(mqe2e_init(), MQE2E_OK);
-    memset(&broker, 0, sizeof broker);
-    cr_assert_eq(tb_broker_start(&broker), 0);
-    dir = tu_tempdir();
-    snprintf(keyfile, sizeof keyfile, "%s/ks.key", dir);
-    FILE *f = fopen(keyfile, "w");
-    cr_assert_not_null(f);
-    fputs("8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677\n", f);
-    fclose(f);
-    chmod(keyfile, 0600);
-    snprintf(auth_ks, sizeof auth_ks, "%s/auth.ks", dir);
-    snprintf(auth_db, sizeof auth_db, "%s/auth.db", dir);
-    snprintf(op_ks, sizeof op_ks, "%s/op.ks", dir);
-    snprintf(auth_log, sizeof auth_log, "%s/authority.log", dir);
-
-    char cli[PATH_MAX], cmd[4096], out[4096];
-    cli_path(cli, sizeof cli);
-    snprintf(cmd, sizeof cmd, "'%s' authority init -K '%s' --key-file '%s' --db '%s' --id authority",
-             cli, auth_ks, keyfile, auth_db);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(pin, sizeof pin, "%s", out);
-    snprintf(cmd, sizeof cmd, "'%s' keygen -K '%s' --key-file '%s' --id op1", cli, op_ks, keyfile);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-    char *sp = strstr(out, "signing public key: ");
-    cr_assert_not_null(sp);
-    char hex[65];
-    memcpy(hex, sp + strlen("signing public key: "), 64);
-    hex[64] = '\0';
-    snprintf(cmd, sizeof cmd,
-             "'%s' authority operator-add -K '%s' --key-file '%s' --db '%s' --name op1 "
-             "--sign-public %s",
-             cli, auth_ks, keyfile, auth_db, hex);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0);
-
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        FILE *lf = freopen(auth_log, "a", stdout);
-        (void)lf;
-        dup2(1, 2);
-        char port[16];
-        snprintf(port, sizeof port, "%d", broker.port);
-        execl(cli, cli, "authority", "run", "-K", auth_ks, "--key-file", keyfile, "--db", auth_db,
-              "-h", "127.0.0.1", "-p", port, (char *)NULL);
-        _exit(127);
-    }
-    auth_pid = pid;
-    long deadline = now_ms() + WAIT_MS;
-    for (;;) {
-        char *log = tu_read_file(auth_log, NULL);
-        int ready = log != NULL && strstr(log, "serving") != NULL;
-        free(log);
-        if (ready) break;
-        cr_assert_lt(now_ms(), deadline, "authority did not start");
-        sleep_ms(50);
-    }
+    memset(&fx, 0, sizeof fx);
+    af_setup(&fx, "authority");
+    af_authority_start(&fx, NULL);
 }
 
 static void teardown(void)
 {
-    if (auth_pid > 0) {
-        kill(auth_pid, SIGTERM);
-        int st;
-        waitpid(auth_pid, &st, 0);
-        auth_pid = 0;
-    }
+    af_authority_kill(&fx, SIGTERM);
     if (getenv("SIGNED_DEBUG")) {
-        char *log = tu_read_file(auth_log, NULL);
+        char *log = tu_read_file(fx.log, NULL);
         if (log != NULL) printf("%s\n", log);
         free(log);
     }
-    tb_broker_stop(&broker);
-    tu_rmtree(dir);
-    free(dir);
+    af_teardown(&fx);
 }
 
 TestSuite(signed_authority, .init = setup, .fini = teardown, .timeout = 180);
 
-static void ks_path(char *out, size_t cap, const char *id)
-{
-    snprintf(out, cap, "%s/%s.ks", dir, id);
-}
-
 /* Ticket for the signed group with @p grant, then `mqe2e enroll`. */
 static void enroll_grant(const char *id, const char *grant)
 {
-    char args[512], ticket[8192], cli[PATH_MAX], ks[512], cmd[2048];
-    snprintf(args, sizeof args, "token create --id %s --group " GROUP " --grant '%s'", id, grant);
-    cr_assert_eq(op(ticket, sizeof ticket, args), 0, "token create: %s", ticket);
-    ticket[strcspn(ticket, "\n")] = '\0';
-    cli_path(cli, sizeof cli);
-    ks_path(ks, sizeof ks, id);
-    snprintf(cmd, sizeof cmd, "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
-             cli, ks, keyfile, broker.port);
-    setenv("MQE2E_TICKET", ticket, 1);
-    char out[4096];
-    int rc = sh(out, sizeof out, cmd);
-    unsetenv("MQE2E_TICKET");
-    cr_assert_eq(rc, 0, "enroll %s: exit %d: %s", id, rc, out);
+    af_enroll_in(&fx, id, GROUP, grant);
 }
 
 static void enroll(const char *id)
@@ -211,75 +83,18 @@ static void enroll(const char *id)
 
 static mqe2e_keystore *open_ks(const char *id)
 {
-    char path[512];
-    uint8_t k[32];
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    ks_path(path, sizeof path, id);
-    cr_assert_eq(mqe2e_storage_read_key_file(k, keyfile), MQE2E_OK);
-    cr_assert_eq(mqe2e_storage_file_key(&st, path, k), MQE2E_OK);
-    sodium_memzero(k, sizeof k);
-    cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK);
-    return ks;
+    return af_open_ks(&fx, id);
 }
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int n;
-    char payload[MAXMSG][64];
-    int dropped;
-    int drop_code[MAXMSG];
-} inbox;
-
-static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *msg)
+static int wait_for(inbox *ib, int dropped, int n)
 {
-    inbox *ib = ctx;
-    (void)topic_len;
-    pthread_mutex_lock(&ib->m);
-    if (ib->n < MAXMSG) {
-        int len = msg->payloadlen < 63 ? msg->payloadlen : 63;
-        memcpy(ib->payload[ib->n], msg->payload, (size_t)len);
-        ib->payload[ib->n][len] = '\0';
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    mqe2e_MQTTClient_freeMessage(&msg);
-    mqe2e_MQTTClient_free(topic);
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    pthread_mutex_lock(&ib->m);
-    if (ib->dropped < MAXMSG) ib->drop_code[ib->dropped] = code;
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
+    return inbox_wait(ib, dropped, n, WAIT_MS);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
     (void)ctx;
     if (getenv("SIGNED_DEBUG")) printf("  log[%d] %s\n", (int)level, message);
-}
-
-static int count_of(inbox *ib, int dropped)
-{
-    pthread_mutex_lock(&ib->m);
-    int n = dropped ? ib->dropped : ib->n;
-    pthread_mutex_unlock(&ib->m);
-    return n;
-}
-
-static int wait_for(inbox *ib, int dropped, int n)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (count_of(ib, dropped) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
 }
 
 /* Publishers subscribe to nothing, but their control plane (the HELLO reply
@@ -308,19 +123,19 @@ static mqe2e_MQTTClient enc_client_policy(const char *mqtt_id, mqe2e_keystore *k
     mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), mqtt_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
-    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onDropped = ib != NULL ? inbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("SIGNED_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(
-        mqe2e_MQTTClient_setCallbacks(c, ib, NULL, ib != NULL ? on_message : on_discard, NULL),
-        MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL,
+                                               ib != NULL ? inbox_on_message : on_discard, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -371,7 +186,7 @@ static MQTTClient raw_client(const char *id, rawbox *rb)
     MQTTClient r = NULL;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
     cr_assert_eq(
-        MQTTClient_create(&r, tb_broker_uri(&broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+        MQTTClient_create(&r, tb_broker_uri(&fx.broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
         MQTTCLIENT_SUCCESS);
     if (rb != NULL) {
         memset(rb, 0, sizeof *rb);
@@ -422,8 +237,8 @@ static void assert_signer(mqe2e_keystore *ks, mqe2e_keystore *member, const char
 Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
 {
     char out[8192];
-    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"),
-                 0, "%s", out);
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"), 0,
+                 "%s", out);
     cr_assert_not_null(strstr(out, "signed"), "%s", out);
     /* The backend enrolls last: its ENROLL reply alone holds the full
      * directory (a member online while others join learns them by push, below). */
@@ -455,10 +270,10 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
 
     publish_text(a, "ward/a/hr", "a-72");
     publish_text(b, "ward/b/hr", "b-64");
-    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", inbox_count(&ibe));
     cr_assert_str_eq(ibe.payload[0], "a-72");
     cr_assert_str_eq(ibe.payload[1], "b-64");
-    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+    cr_assert_eq(inbox_drops(&ibe), 0, "nothing dropped");
 
     /* On the wire: signed envelopes, 94-95 bytes over the payload. */
     long deadline = now_ms() + WAIT_MS;
@@ -508,8 +323,7 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
     h.mode = MQE2E_MODE_SIGNED_GROUP;
     h.seq = 900001;
     cr_assert_eq(mqe2e_envelope_seal_signed(env, sizeof env, &n, &victim, "ward/a/cmd", GROUP, &h,
-                                            (const uint8_t *)text, strlen(text), sign_as_b,
-                                            kb),
+                                            (const uint8_t *)text, strlen(text), sign_as_b, kb),
                  MQE2E_OK);
     raw_publish(forger, "ward/a/cmd", env, n);
     cr_assert(wait_for(&ibe, 1, 2), "signed forgery not counted");
@@ -536,7 +350,7 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
     publish_text(a, "ward/a/hr", "a-73");
     cr_assert(wait_for(&ibe, 0, 3));
     sleep_ms(300);
-    cr_assert_eq(count_of(&ibe, 0), 3, "a forgery was delivered");
+    cr_assert_eq(inbox_count(&ibe), 3, "a forgery was delivered");
     cr_assert_str_eq(ibe.payload[2], "a-73");
     for (int i = 0; i < 3; i++)
         cr_assert_neq(strcmp(ibe.payload[i], text), 0, "forged text delivered");
@@ -555,27 +369,18 @@ Test(signed_authority, members_sign_backend_verifies_forgery_dropped)
 Test(signed_authority, group_list_shows_signed_and_unsigned_groups_unchanged)
 {
     char out[8192];
-    cr_assert_eq(op(out, sizeof out, "group create --group plain --topic 'plain/#'"), 0, "%s",
-                 out);
-    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"),
-                 0, "%s", out);
+    cr_assert_eq(op(out, sizeof out, "group create --group plain --topic 'plain/#'"), 0, "%s", out);
+    cr_assert_eq(op(out, sizeof out, "group create --group " GROUP " --topic 'ward/#' --signed"), 0,
+                 "%s", out);
     cr_assert_eq(op(out, sizeof out, "list groups"), 0, "%s", out);
     char *p = strstr(out, "plain\t"), *w = strstr(out, GROUP "\t");
     cr_assert(p != NULL && w != NULL, "%s", out);
     cr_assert_eq(strncmp(strchr(w, '\n') - 6, "signed", 6), 0, "%s", out);
     cr_assert_neq(strncmp(strchr(p, '\n') - 6, "signed", 6), 0, "%s", out);
     /* An enrolled member of the unsigned group gets no directory and stays unsigned. */
-    char args[512], ticket[8192], cli[PATH_MAX], ks[512], cmd[2048];
-    snprintf(args, sizeof args, "token create --id dev-p --group plain --grant 'plain/#:pubsub'");
-    cr_assert_eq(op(ticket, sizeof ticket, args), 0, "%s", ticket);
-    ticket[strcspn(ticket, "\n")] = '\0';
-    cli_path(cli, sizeof cli);
-    ks_path(ks, sizeof ks, "dev-p");
-    snprintf(cmd, sizeof cmd, "'%s' enroll -K '%s' --key-file '%s' -h 127.0.0.1 -p %d -W 20 -d",
-             cli, ks, keyfile, broker.port);
-    setenv("MQE2E_TICKET", ticket, 1);
-    cr_assert_eq(sh(out, sizeof out, cmd), 0, "%s", out);
-    unsetenv("MQE2E_TICKET");
+    char ticket[8192];
+    af_ticket(&fx, ticket, sizeof ticket, "--id dev-p --group plain --grant 'plain/#:pubsub'");
+    cr_assert_eq(af_enroll(&fx, "dev-p", ticket), 0);
     mqe2e_keystore *kp = open_ks("dev-p");
     cr_assert_eq(mqe2e_keystore_group_is_signed(kp, "plain"), 0);
     cr_assert_eq(mqe2e_keystore_signer_count(kp, "plain"), 0U);
@@ -604,7 +409,7 @@ static uint64_t wait_push(mqe2e_MQTTClient c, uint64_t seen)
 
 static int log_has(const char *needle)
 {
-    char *log = tu_read_file(auth_log, NULL);
+    char *log = tu_read_file(fx.log, NULL);
     int has = log != NULL && strstr(log, needle) != NULL;
     free(log);
     return has;
@@ -643,11 +448,11 @@ Test(signed_authority, newcomer_key_pushed_to_members_leaver_dropped)
     mqe2e_MQTTClient a = enc_client("sg-dev-a", ka, NULL);
     publish_text(a, "ward/a/hr", "a-70");
     publish_text(a, "ward/a/hr", "a-71");
-    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 2), "backend received %d of 2", inbox_count(&ibe));
     cr_assert_str_eq(ibe.payload[0], "a-70");
     cr_assert_str_eq(ibe.payload[1], "a-71");
     cr_assert_eq(drops_of(be, MQE2E_DROP_UNKNOWN_SIGNER), 0U);
-    cr_assert_eq(count_of(&ibe, 1), 0, "nothing dropped");
+    cr_assert_eq(inbox_drops(&ibe), 0, "nothing dropped");
     cr_assert_eq(ctl_of(be).hellos_sent, hellos, "the backend did not reconnect");
 
     /* dev-b joins: both online members get one push each. */
@@ -713,11 +518,11 @@ Test(signed_authority, receiver_enforces_pub_grants)
 
     publish_text(h2, "ward/hr-1/heartrate", "hr-1 says 190");
     publish_text(h2, "ward/hr-2/heartrate", "hr-2 says 64");
-    cr_assert(wait_for(&ibe, 0, 1), "backend received %d", count_of(&ibe, 0));
+    cr_assert(wait_for(&ibe, 0, 1), "backend received %d", inbox_count(&ibe));
     cr_assert(wait_for(&ibe, 1, 1), "the forged reading was neither delivered nor dropped");
-    cr_assert_eq(count_of(&ibe, 0), 1, "the reading on hr-1's topic was delivered");
+    cr_assert_eq(inbox_count(&ibe), 1, "the reading on hr-1's topic was delivered");
     cr_assert_str_eq(ibe.payload[0], "hr-2 says 64");
-    cr_assert_eq(count_of(&ibe, 1), 1);
+    cr_assert_eq(inbox_drops(&ibe), 1);
     cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_GRANT, "dropped as %d, not grant", ibe.drop_code[0]);
     mqe2e_counters c;
     cr_assert_eq(mqe2e_MQTTClient_getCounters(be, &c), MQTTCLIENT_SUCCESS);
@@ -763,7 +568,7 @@ Test(signed_authority, plaintext_rule_cannot_lift_signing)
     MQTTClient r = raw_client("sg-raw-open", NULL);
     raw_publish(r, "ward/open", "UNLOCK", 6);
     cr_assert(wait_for(&ibe, 1, 1), "the raw message was neither delivered nor dropped");
-    cr_assert_eq(count_of(&ibe, 0), 0, "a plaintext message was delivered on a signed topic");
+    cr_assert_eq(inbox_count(&ibe), 0, "a plaintext message was delivered on a signed topic");
     cr_assert_eq(ibe.drop_code[0], MQE2E_ERR_POLICY);
     /* Only the raw publish reached the wire. */
     pthread_mutex_lock(&spy.m);

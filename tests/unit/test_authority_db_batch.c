@@ -1,7 +1,7 @@
 /* Authority database, the parts the enrollment batch and the flood checks
  * use: pre-handshake lookups, savepoints inside a caller transaction, sender
  * ids found without counting the group, and statements kept prepared
- * (tools/authority/authority_db.h). */
+ * (authority/authority_db.h). */
 #include <criterion/criterion.h>
 #include <sodium.h>
 #include <stdio.h>

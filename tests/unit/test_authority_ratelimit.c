@@ -1,4 +1,4 @@
-/* Handshake admission limiter of the authority (tools/authority/ratelimit.h). */
+/* Handshake admission limiter of the authority (authority/ratelimit.h). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

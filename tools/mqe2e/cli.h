@@ -165,6 +165,14 @@ int cli_export_passphrase(char **out, size_t *out_len, const char *file, const c
  *  into guarded memory (the variables are wiped and unset). Call once, first. */
 void cli_secrets_from_env(void);
 
+/**
+ * Start-up of a program that holds keys (`mqe2e`, `mqe2e-authority`):
+ * initialise libsodium, forbid core files and ptrace / /proc/PID/mem access by
+ * other processes of the same user, then take the secrets of the environment
+ * (cli_secrets_from_env()). @return CLI_EXIT_OK, or CLI_EXIT_KEY (printed).
+ */
+int cli_process_start(void);
+
 /** Wipe and free a secret string from cli_export_passphrase(). NULL is a no-op. */
 void cli_secret_free(char *secret);
 

@@ -1,12 +1,16 @@
 /**
  * @file cli_authority.h
- * @brief `mqe2e authority ...` (cmd_authority.c) and the operator commands
+ * @brief `mqe2e authority ...` (authority_launcher.c, which runs the
+ *        `mqe2e-authority` binary) and the operator commands
  *        that talk to a running authority (cmd_operator.c).
  */
 #ifndef MQE2E_CLI_AUTHORITY_H
 #define MQE2E_CLI_AUTHORITY_H
 
-/** `mqe2e authority init|operator-add|pin|run`. */
+/** `mqe2e authority init|operator-add|pin|run`: a launcher that executes
+ *  `mqe2e-authority` (the authority's own binary, authority/) with the same
+ *  arguments; it looks next to the running `mqe2e` first, then in the install
+ *  prefix's bin folder, then on PATH. */
 int cmd_authority(int argc, char **argv);
 
 /** `mqe2e token create`. */

@@ -1,8 +1,6 @@
 /* mqe2e: end-to-end encrypted MQTT from the command line. */
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include "cli.h"
 #include "cli_authority.h"
@@ -49,16 +47,11 @@ int main(int argc, char **argv)
         printf("mqe2e %s\n", mqe2e_version());
         return CLI_EXIT_OK;
     }
-    if (mqe2e_init() != MQE2E_OK) {
-        cli_error("cannot initialise libsodium");
-        return CLI_EXIT_KEY;
-    }
-    /* Keys and passphrases live in this process: no core file, and no
-     * ptrace or /proc/PID/mem access by other processes of the same user. */
-    struct rlimit no_core = {0, 0};
-    (void)setrlimit(RLIMIT_CORE, &no_core);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    cli_secrets_from_env();
+    /* The authority is its own binary; it reads the secrets of the
+     * environment itself, so the launcher runs before they are taken. */
+    if (strcmp(cmd, "authority") == 0) return cmd_authority(argc - 1, argv + 1);
+    int src = cli_process_start();
+    if (src != CLI_EXIT_OK) return src;
     /* Keep partial lines from a crashed run out of pipes: stdout is flushed
      * explicitly after each message by `sub`. */
     int sub_argc = argc - 1;
@@ -68,7 +61,6 @@ int main(int argc, char **argv)
         return cmd_operator_group(sub_argc, sub_argv);
     if (strcmp(cmd, "status") == 0 && cli_operator_form(sub_argc, sub_argv))
         return cmd_operator_status(sub_argc, sub_argv);
-    if (strcmp(cmd, "authority") == 0) return cmd_authority(sub_argc, sub_argv);
     if (strcmp(cmd, "token") == 0) return cmd_token(sub_argc, sub_argv);
     if (strcmp(cmd, "revoke") == 0) return cmd_revoke(sub_argc, sub_argv);
     if (strcmp(cmd, "list") == 0) return cmd_list(sub_argc, sub_argv);

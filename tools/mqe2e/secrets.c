@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -361,4 +363,19 @@ void cli_keystore_close(cli_keystore *c)
     c->ks = NULL;
     if (c->lock_fd >= 0) close(c->lock_fd);
     c->lock_fd = -1;
+}
+
+int cli_process_start(void)
+{
+    if (mqe2e_init() != MQE2E_OK) {
+        cli_error("cannot initialise libsodium");
+        return CLI_EXIT_KEY;
+    }
+    /* Keys and passphrases live in this process: no core file, and no
+     * ptrace or /proc/PID/mem access by other processes of the same user. */
+    struct rlimit no_core = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &no_core);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    cli_secrets_from_env();
+    return CLI_EXIT_OK;
 }

@@ -1,17 +1,16 @@
-/* The authority service loop: one thread, synchronous Paho without callbacks
- * (MQTTClient_receive with a short timeout), all state in SQLite. */
+/* The authority core: control frames and time in, replies, pushes and store
+ * operations out (authority_core.h). No MQTT, no clock: the io publishes, the
+ * caller passes the time. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <MQTTClient.h>
 #include <sodium.h>
 
-#include "authority_service.h"
-#include "mqe2e/tcp.h"
+#include "authority_core.h"
+#include "authority_internal.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -23,13 +22,7 @@
 
 #define FRAME_CAP MQE2E_CONTROL_MAX_FRAME_BYTES
 #define TOPIC_MAX (MQE2E_CONTROL_PREFIX_MAX + 16U + MQE2E_ID_MAX)
-#define RECEIVE_TIMEOUT_MS 200UL
-#define PUBLISH_WAIT_MS 10000UL
 #define SCHEDULE_EVERY_S 1U
-/* Longest wait of a queued enrollment for its batch while frames keep coming. */
-#define ENROLL_BATCH_WAIT_MS 20U
-/* Longest gap between two requests of one batch. */
-#define ENROLL_GAP_MS 2UL
 
 static const char *const counter_names[] = {
     "enroll_ok",           "enroll_bad_frame",     "enroll_unknown_token",
@@ -54,36 +47,28 @@ const char *authority_counter_name(int i)
 
 /* ------------------------------------------------------------------ helpers */
 
-static uint64_t now_s(void)
+void authority_log(authority *a, const char *fmt, ...)
 {
-    time_t t = time(NULL);
-    return t > 0 ? (uint64_t)t : 0;
-}
-
-static void alog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void alog(const char *fmt, ...)
-{
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&t, &tm) != NULL)
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        ts[0] = '\0';
-    /* One write per line: stderr is unbuffered and lines from a busy
-     * authority must neither cost three system calls nor interleave. */
-    char line[1024];
-    int n = snprintf(line, sizeof line, "%s authority: ", ts);
+    if (a->io.log == NULL) return;
+    char line[1000];
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof line) {
-        int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-        n = m < 0 ? n : ((size_t)(n + m) >= sizeof line - 1U ? (int)sizeof line - 2 : n + m);
-    }
+    int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    line[n] = '\n';
-    (void)fwrite(line, 1, (size_t)n + 1U, stderr);
+    a->io.log(a->io.ctx, line);
+}
+
+/* Milliseconds of the io's stopwatch since @p t0_us (0.0 without one). */
+static double stopwatch_ms(const authority *a, uint64_t t0_us)
+{
+    if (a->io.stopwatch_us == NULL) return 0.0;
+    return (double)(a->io.stopwatch_us(a->io.ctx) - t0_us) / 1e3;
+}
+
+static uint64_t stopwatch_start(const authority *a)
+{
+    return a->io.stopwatch_us != NULL ? a->io.stopwatch_us(a->io.ctx) : 0;
 }
 
 int authority_keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
@@ -127,38 +112,16 @@ static void client_topic(char out[TOPIC_MAX], const char *prefix, const char *cl
 
 /* ---------------------------------------------------------------- publishing */
 
-static int pending_add(authority *a, MQTTClient_deliveryToken tok)
-{
-    if (a->n_pending == a->cap_pending) {
-        size_t cap = a->cap_pending ? a->cap_pending * 2U : 256U;
-        MQTTClient_deliveryToken *n = realloc(a->pending, cap * sizeof *n);
-        if (n == NULL) return -1;
-        a->pending = n;
-        a->cap_pending = cap;
-    }
-    a->pending[a->n_pending++] = tok;
-    return 0;
-}
-
-/* QoS 1 publish without waiting for the PUBACK; authority_flush() waits. */
+/* QoS 1 publish through the io, without waiting: authority_flush() waits. */
 static int publish(authority *a, const char *topic, const uint8_t *p, size_t n, int retained)
 {
-    MQTTClient_deliveryToken tok = 0;
     if (n > (size_t)INT32_MAX) return -1;
-    int rc = MQTTClient_publish(a->mqtt, topic, (int)n, p, 1, retained, &tok);
-    if (rc != MQTTCLIENT_SUCCESS) {
-        alog("publish to %s failed (%d)", topic, rc);
-        return -1;
-    }
-    (void)pending_add(a, tok);
-    return 0;
+    return a->io.publish(a->io.ctx, topic, p, n, retained) != 0 ? -1 : 0;
 }
 
 void authority_flush(authority *a)
 {
-    for (size_t i = 0; i < a->n_pending; i++)
-        (void)MQTTClient_waitForCompletion(a->mqtt, a->pending[i], PUBLISH_WAIT_MS);
-    a->n_pending = 0;
+    if (a->io.flush != NULL) a->io.flush(a->io.ctx);
 }
 
 /* ---------------------------------------------------------- revocation list */
@@ -197,7 +160,7 @@ int authority_revocations_refresh(authority *a, int publish_retained)
         uint8_t *rl = NULL;
         size_t rl_len = 0;
         rc = mqe2e_revocation_list_sign_with(&rl, &rl_len, a->sign_public, authority_keystore_sign,
-                                             a->ks, version, now_s(), c.e, c.n);
+                                             a->ks, version, a->now, c.e, c.n);
         if (rc == MQE2E_OK) {
             free(a->rl);
             a->rl = rl;
@@ -209,7 +172,7 @@ int authority_revocations_refresh(authority *a, int publish_retained)
         free((char *)(uintptr_t)c.e[i].client_id);
     free(c.e);
     if (rc != MQE2E_OK) {
-        alog("cannot build the revocation list: %s", mqe2e_strerror(rc));
+        authority_log(a, "cannot build the revocation list: %s", mqe2e_strerror(rc));
         return rc;
     }
     if (publish_retained && a->rl != NULL)
@@ -435,8 +398,7 @@ static int pub_filter_cb(const mqe2e_adb_grant *grant, void *user)
     return 0;
 }
 
-static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group,
-                          size_t *budget)
+static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group, size_t *budget)
 {
     member_ids m = {NULL, NULL, NULL, 0, 0};
     int rc;
@@ -484,10 +446,10 @@ static int directories_for(authority *a, mqe2e_group_directory **out, size_t *n_
     *n_out = 0;
     for (size_t i = 0; rc == MQE2E_OK && i < n_groups; i++) {
         int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(groups[i], groups[j]) == 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(groups[i], groups[j]) == 0;
         mqe2e_adb_group g;
-        if (seen || mqe2e_adb_group_get(&g, a->db, groups[i]) != MQE2E_OK || !g.is_signed)
-            continue;
+        if (seen || mqe2e_adb_group_get(&g, a->db, groups[i]) != MQE2E_OK || !g.is_signed) continue;
         if (d == NULL && (d = calloc(n_groups, sizeof *d)) == NULL) {
             rc = MQE2E_ERR_NOMEM;
             break;
@@ -496,7 +458,7 @@ static int directories_for(authority *a, mqe2e_group_directory **out, size_t *n_
         n++;
     }
     if (rc != MQE2E_OK) {
-        alog("cannot build the signer directories: %s", mqe2e_strerror(rc));
+        authority_log(a, "cannot build the signer directories: %s", mqe2e_strerror(rc));
         directories_free(d, n);
         return rc;
     }
@@ -510,7 +472,8 @@ static int directories_attach(authority *a, mqe2e_control_update *u)
 {
     const char *names[MQE2E_CONTROL_MAX_BUNDLES];
     size_t n = u->n_bundles < MQE2E_CONTROL_MAX_BUNDLES ? u->n_bundles : MQE2E_CONTROL_MAX_BUNDLES;
-    for (size_t i = 0; i < n; i++) names[i] = u->bundles[i].group;
+    for (size_t i = 0; i < n; i++)
+        names[i] = u->bundles[i].group;
     return directories_for(a, &u->directories, &u->n_directories, names, n);
 }
 
@@ -592,7 +555,7 @@ static int push_one(authority *a, const char *client_id, const uint8_t dh_public
                              a->id, &u);
     if (rc != MQE2E_OK) {
         a->counters[AUTH_C_PUSH_FAILED]++;
-        alog("cannot seal a push for %s: %s", client_id, mqe2e_strerror(rc));
+        authority_log(a, "cannot seal a push for %s: %s", client_id, mqe2e_strerror(rc));
         return rc;
     }
     client_topic(topic, a->cfg->prefix, client_id);
@@ -662,7 +625,7 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
     mqe2e_key_bundle *b = NULL, *mine = NULL;
     mqe2e_group_directory *dirs = NULL;
     size_t n_dirs = 0, n_b = 0;
-    uint64_t now = now_s();
+    uint64_t now = a->now;
     int rc;
 
     if ((rc = mqe2e_adb_group_get(&g, a->db, group)) != MQE2E_OK) return rc;
@@ -742,12 +705,12 @@ int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t 
     uint32_t epoch = 0;
     uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     randombytes_buf(secret, sizeof secret);
-    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, now_s());
+    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, a->now);
     sodium_memzero(secret, sizeof secret);
     if (rc == MQE2E_OK)
         rc = mqe2e_adb_group_limit_grace(a->db, group, g > UINT32_MAX ? UINT32_MAX : (uint32_t)g);
     if (rc != MQE2E_OK) {
-        alog("cannot rotate group %s: %s", group, mqe2e_strerror(rc));
+        authority_log(a, "cannot rotate group %s: %s", group, mqe2e_strerror(rc));
         return rc;
     }
     a->counters[AUTH_C_ROTATIONS]++;
@@ -759,14 +722,14 @@ int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t 
 int authority_push_after_removal(authority *a, const char *group, uint32_t epoch)
 {
     uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = stopwatch_start(a);
     int rc = push_group_except(a, group, 1, NULL, 0, 1);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    alog("group %s rotated to epoch %lu, members pushed in %.1f ms (a member left; retired "
-         "epochs readable %lu s)",
-         group, (unsigned long)epoch, ms, (unsigned long)g);
+    double ms = stopwatch_ms(a, t0);
+    authority_log(
+        a,
+        "group %s rotated to epoch %lu, members pushed in %.1f ms (a member left; retired "
+        "epochs readable %lu s)",
+        group, (unsigned long)epoch, ms, (unsigned long)g);
     authority_count_refresh(a);
     return rc;
 }
@@ -791,10 +754,10 @@ int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epo
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
     uint32_t epoch = 0;
     randombytes_buf(secret, sizeof secret);
-    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, now_s());
+    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, a->now);
     sodium_memzero(secret, sizeof secret);
     if (rc != MQE2E_OK) {
-        alog("cannot rotate group %s: %s", group, mqe2e_strerror(rc));
+        authority_log(a, "cannot rotate group %s: %s", group, mqe2e_strerror(rc));
         return rc;
     }
     a->counters[AUTH_C_ROTATIONS]++;
@@ -813,13 +776,11 @@ int authority_rotate_group(authority *a, const char *group, int with_rl, uint32_
 
 int authority_push_rotated(authority *a, const char *group, int with_rl, uint32_t epoch)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = stopwatch_start(a);
     int rc = authority_push_group(a, group, with_rl);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    alog("group %s rotated to epoch %lu, members pushed in %.1f ms", group, (unsigned long)epoch,
-         ms);
+    double ms = stopwatch_ms(a, t0);
+    authority_log(a, "group %s rotated to epoch %lu, members pushed in %.1f ms", group,
+                  (unsigned long)epoch, ms);
     authority_count_refresh(a);
     return rc;
 }
@@ -842,7 +803,7 @@ int authority_push_client(authority *a, const char *client_id, const char *group
     } else {
         mqe2e_control_update u;
         memset(&u, 0, sizeof u);
-        rc = bundles_for_client(a, &b, &n, client_id, now_s());
+        rc = bundles_for_client(a, &b, &n, client_id, a->now);
         u.bundles = b;
         u.n_bundles = n;
         if (rc == MQE2E_OK) rc = directories_attach(a, &u);
@@ -881,10 +842,7 @@ static int count_group_cb(const mqe2e_adb_group *g, void *user)
     c->epoch = g->current_epoch;
     c->threshold = g->rotate_every_messages;
     c->seen = 1;
-    if (a->mqtt != NULL && MQTTClient_isConnected(a->mqtt)) {
-        int rc = MQTTClient_subscribe(a->mqtt, c->filter, 0);
-        if (rc != MQTTCLIENT_SUCCESS) alog("cannot subscribe to %s (%d)", c->filter, rc);
-    }
+    if (a->io.subscribe != NULL) a->io.subscribe(a->io.ctx, c->filter);
     return 0;
 }
 
@@ -906,8 +864,8 @@ static void count_envelope(authority *a, const char *topic, const uint8_t *p, si
             char name[MQE2E_ADB_NAME_MAX];
             snprintf(name, sizeof name, "%s", c->name);
             c->count = 0;
-            alog("group %s reached %lu messages at epoch %lu: rotating", name,
-                 (unsigned long)c->threshold, (unsigned long)c->epoch);
+            authority_log(a, "group %s reached %lu messages at epoch %lu: rotating", name,
+                          (unsigned long)c->threshold, (unsigned long)c->epoch);
             /* Rotation refreshes (and may reallocate) the list. */
             (void)authority_rotate_group(a, name, 0, NULL);
             return;
@@ -927,7 +885,7 @@ static int collect_name_cb(const char *name, void *user)
  * flood of bad frames must not become a flood of log lines (or disk). */
 static int refusal_log_ok(authority *a)
 {
-    uint64_t s = now_s();
+    uint64_t s = a->now;
     if (s != a->log_second) {
         a->log_second = s;
         a->log_lines = 0;
@@ -942,15 +900,8 @@ static int refusal_log_ok(authority *a)
 
 #define RLOG(a, ...)                                                                               \
     do {                                                                                           \
-        if (refusal_log_ok(a)) alog(__VA_ARGS__);                                                  \
+        if (refusal_log_ok(a)) authority_log(a, __VA_ARGS__);                                      \
     } while (0)
-
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000U + (uint64_t)t.tv_nsec / 1000000U;
-}
 
 enum {
     ENROLL_STEP_NONE,   /* refused before its MAC verified: no reply */
@@ -1140,7 +1091,7 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
     if (rc == MQE2E_OK) return rc;
 failed:
     a->counters[AUTH_C_ENROLL_FAILED]++;
-    alog("enroll of %s failed: %s", j->req.client_id, mqe2e_strerror(rc));
+    authority_log(a, "enroll of %s failed: %s", j->req.client_id, mqe2e_strerror(rc));
     j->status = MQE2E_STATUS_REFUSED;
     j->counted = 1;
     return rc;
@@ -1167,9 +1118,11 @@ static void enroll_push_rotations(authority *a, size_t n)
         for (size_t g = 0; g < j->n_rotated; g++) {
             a->counters[AUTH_C_ROTATIONS]++;
             if (push_group_except(a, j->rotated[g], 1, fresh, n_fresh, 1) != MQE2E_OK)
-                alog("cannot push group %s after replacing %s", j->rotated[g], j->req.client_id);
+                authority_log(a, "cannot push group %s after replacing %s", j->rotated[g],
+                              j->req.client_id);
             else
-                alog("group %s rotated: device of %s replaced", j->rotated[g], j->req.client_id);
+                authority_log(a, "group %s rotated: device of %s replaced", j->rotated[g],
+                              j->req.client_id);
         }
     }
     authority_count_refresh(a);
@@ -1212,10 +1165,10 @@ static void enroll_push_directories(authority *a, size_t n)
         uint64_t sent = a->counters[AUTH_C_PUSH_SENT];
         int rc = push_group_except(a, groups[g], 0, fresh, n_fresh, 0);
         if (rc != MQE2E_OK)
-            alog("cannot push the directory of %s: %s", groups[g], mqe2e_strerror(rc));
+            authority_log(a, "cannot push the directory of %s: %s", groups[g], mqe2e_strerror(rc));
         else
-            alog("group %s: directory pushed to %lu members after enrollment", groups[g],
-                 (unsigned long)(a->counters[AUTH_C_PUSH_SENT] - sent));
+            authority_log(a, "group %s: directory pushed to %lu members after enrollment",
+                          groups[g], (unsigned long)(a->counters[AUTH_C_PUSH_SENT] - sent));
     }
     free(groups);
 }
@@ -1230,7 +1183,7 @@ static void enroll_push_directories(authority *a, size_t n)
 static void enroll_commit(authority *a)
 {
     size_t n = a->n_jobs;
-    uint64_t now = now_s();
+    uint64_t now = a->now;
     int rc, began;
     if (n == 0) return;
 
@@ -1294,7 +1247,7 @@ static void enroll_commit(authority *a)
     if (rc == MQE2E_OK && began) {
         a->counters[AUTH_C_ENROLL_COMMITS]++;
     } else {
-        alog("enroll batch of %zu not committed: %s", n, mqe2e_strerror(rc));
+        authority_log(a, "enroll batch of %zu not committed: %s", n, mqe2e_strerror(rc));
     }
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
@@ -1316,11 +1269,11 @@ static void enroll_commit(authority *a)
         /* Every queued frame ends in exactly one counter. */
         if (j->step == ENROLL_STEP_STORED && j->status == MQE2E_STATUS_OK) {
             a->counters[AUTH_C_ENROLL_OK]++;
-            alog("enrolled %s (serial %lu, %zu bundles)", j->req.client_id,
-                 (unsigned long)j->serial, j->n_bundles);
+            authority_log(a, "enrolled %s (serial %lu, %zu bundles)", j->req.client_id,
+                          (unsigned long)j->serial, j->n_bundles);
         } else if (j->step >= ENROLL_STEP_MAC && !j->counted) {
             a->counters[AUTH_C_ENROLL_FAILED]++;
-            alog("enroll of %s failed", j->req.client_id);
+            authority_log(a, "enroll of %s failed", j->req.client_id);
         }
         if (j->step >= ENROLL_STEP_MAC) {
             if (j->out_len > 0) {
@@ -1329,7 +1282,7 @@ static void enroll_commit(authority *a)
                 a->last_enroll_reply_bytes = j->out_len;
                 (void)publish(a, topic, j->out, j->out_len, 0);
             } else {
-                alog("cannot write the enroll reply for %s", j->req.client_id);
+                authority_log(a, "cannot write the enroll reply for %s", j->req.client_id);
             }
         }
         if (j->out != NULL) sodium_memzero(j->out, j->out_len);
@@ -1354,7 +1307,7 @@ static void handle_enroll(authority *a, const uint8_t *frame, size_t len)
     }
     memcpy(j->frame, frame, len);
     j->frame_len = len;
-    if (a->n_jobs == 0) a->jobs_first_ms = mono_ms();
+    if (a->n_jobs == 0) a->jobs_first_ms = a->now_ms;
     a->n_jobs++;
 }
 
@@ -1377,7 +1330,7 @@ static int admit_handshake(authority *a, const mqe2e_control_frame *f)
     size_t l = strnlen(f->from, MQE2E_ID_MAX);
     key[0] = enroll ? 'E' : 'H';
     memcpy(key + 1, f->from, l);
-    authority_rl_verdict v = authority_rl_admit(a->limiter, key, l + 1U, mono_ms());
+    authority_rl_verdict v = authority_rl_admit(a->limiter, key, l + 1U, a->now_ms);
     if (v != AUTHORITY_RL_ADMIT) {
         a->counters[enroll ? AUTH_C_ENROLL_RATE_LIMITED : AUTH_C_HELLO_RATE_LIMITED]++;
         RLOG(a, "%s from %s rate limited (%s)", enroll ? "enroll" : "hello", f->from,
@@ -1400,7 +1353,7 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     size_t n_bundles = 0, out_len = 0, n_hello_dirs = 0;
     uint8_t *cred = NULL;
     size_t cred_len = 0;
-    uint64_t now = now_s();
+    uint64_t now = a->now;
     grant_collect gc = {NULL, 0, 0};
     int rc;
 
@@ -1424,7 +1377,7 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     }
     if (c.status != MQE2E_ADB_CLIENT_ACTIVE) {
         a->counters[AUTH_C_HELLO_REVOKED]++;
-        alog("hello refused for %s: revoked", req.client_id);
+        authority_log(a, "hello refused for %s: revoked", req.client_id);
         reply.status = MQE2E_STATUS_REVOKED;
         reply.revocation_list = a->rl;
         reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
@@ -1460,12 +1413,12 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
     reply.revocation_list_len = a->rl != NULL ? a->rl_len : 0;
     a->counters[AUTH_C_HELLO_OK]++;
     if (a->cfg->verbose)
-        alog("hello from %s: %zu bundles%s", c.client_id, n_bundles,
-             cred ? ", renewed credential" : "");
+        authority_log(a, "hello from %s: %zu bundles%s", c.client_id, n_bundles,
+                      cred ? ", renewed credential" : "");
     goto reply;
 failed:
     a->counters[AUTH_C_HELLO_FAILED]++;
-    alog("hello of %s failed: %s", req.client_id, mqe2e_strerror(rc));
+    authority_log(a, "hello of %s failed: %s", req.client_id, mqe2e_strerror(rc));
     memset(&reply, 0, sizeof reply);
     reply.status = MQE2E_STATUS_REFUSED;
 reply:
@@ -1476,7 +1429,8 @@ reply:
         a->last_hello_reply_bytes = out_len;
         (void)publish(a, topic, a->frame, out_len, 0);
     } else {
-        alog("cannot write the hello reply for %s: %s", req.client_id, mqe2e_strerror(rc));
+        authority_log(a, "cannot write the hello reply for %s: %s", req.client_id,
+                      mqe2e_strerror(rc));
     }
 out:
     sodium_memzero(a->frame, out_len);
@@ -1496,7 +1450,7 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
     mqe2e_operator_reply reply;
     uint8_t pk[32];
     size_t out_len = 0;
-    uint64_t now = now_s();
+    uint64_t now = a->now;
     op_result res;
     int rc;
 
@@ -1511,18 +1465,20 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
     }
     if (mqe2e_adb_operator_get(pk, NULL, a->db, req.operator_name) != MQE2E_OK) {
         a->counters[AUTH_C_OP_UNKNOWN]++;
-        alog("operator request refused: unknown operator %s", req.operator_name);
+        authority_log(a, "operator request refused: unknown operator %s", req.operator_name);
         goto out;
     }
     rc = mqe2e_operator_accept_verify(st, pk, now);
     if (rc == MQE2E_ERR_AUTH) {
         a->counters[AUTH_C_OP_BAD_SIGNATURE]++;
-        alog("operator request refused: bad signature (claimed operator %s)", req.operator_name);
+        authority_log(a, "operator request refused: bad signature (claimed operator %s)",
+                      req.operator_name);
         goto out;
     }
     if (rc == MQE2E_ERR_EXPIRED) {
         a->counters[AUTH_C_OP_STALE]++;
-        alog("operator request from %s refused: issued_at outside the window", req.operator_name);
+        authority_log(a, "operator request from %s refused: issued_at outside the window",
+                      req.operator_name);
         reply.status = MQE2E_OPSTATUS_REFUSED;
         reply.message =
             (char *)(uintptr_t) "request time outside the accepted window (check the clocks)";
@@ -1532,14 +1488,14 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
     } else if ((rc = mqe2e_adb_op_nonce_check_and_store(a->db, req.nonce, sizeof req.nonce, now)) !=
                MQE2E_OK) {
         a->counters[AUTH_C_OP_REPLAY]++;
-        alog("operator request from %s refused: %s", req.operator_name,
-             rc == MQE2E_ERR_EXISTS ? "replayed nonce" : mqe2e_strerror(rc));
+        authority_log(a, "operator request from %s refused: %s", req.operator_name,
+                      rc == MQE2E_ERR_EXISTS ? "replayed nonce" : mqe2e_strerror(rc));
         reply.status = MQE2E_OPSTATUS_REFUSED;
         reply.message = (char *)(uintptr_t)(rc == MQE2E_ERR_EXISTS ? "replayed request"
                                                                    : "cannot record the request");
     } else {
         a->counters[AUTH_C_OP_OK]++;
-        alog("operator %s: %s", req.operator_name, req.command);
+        authority_log(a, "operator %s: %s", req.operator_name, req.command);
         operator_execute(a, &res, &req, now);
         reply.status = res.status;
         reply.message = (char *)(uintptr_t)res.message;
@@ -1556,7 +1512,7 @@ static void handle_operator(authority *a, const uint8_t *frame, size_t len)
         a->last_operator_reply_bytes = out_len;
         (void)publish(a, topic, a->frame, out_len, 0);
     } else {
-        alog("cannot write the operator reply: %s", mqe2e_strerror(rc));
+        authority_log(a, "cannot write the operator reply: %s", mqe2e_strerror(rc));
     }
 out:
     sodium_memzero(a->frame, out_len);
@@ -1567,33 +1523,77 @@ out:
 
 /* ----------------------------------------------------------------- dispatch */
 
-static void handle_control(authority *a, const uint8_t *p, size_t n)
+/* The kind of a control frame, read from its first two canonical fields
+ * (08 01 10 <varint kind>, docs/PROTOCOL.md 8.1), or 0 when they are not
+ * there. Only routing: the route's decoder then checks the whole frame
+ * strictly. */
+static uint32_t frame_kind(const uint8_t *p, size_t n)
+{
+    if (n < 4U || p[0] != 0x08 || p[1] != MQE2E_CONTROL_FORMAT || p[2] != 0x10) return 0;
+    uint64_t v = 0;
+    for (size_t i = 3, shift = 0; i < n && i < 8U; i++, shift += 7U) {
+        v |= (uint64_t)(p[i] & 0x7FU) << shift;
+        if ((p[i] & 0x80U) == 0) return v <= UINT32_MAX ? (uint32_t)v : 0;
+    }
+    return 0;
+}
+
+/* Decoder of the handshake kinds (ENROLL, HELLO): the generic ControlFrame
+ * codec, step 1 only, then the admission checks. 1 to go on. */
+static int decode_handshake(authority *a, uint32_t kind, const uint8_t *p, size_t n)
 {
     mqe2e_control_frame f;
     int rc = mqe2e_control_frame_decode(&f, p, n);
-    if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_ENROLL && f.step == 1) {
-        if (!admit_handshake(a, &f)) return;
-        a->last_enroll_request_bytes = n;
-        handle_enroll(a, p, n);
-        return;
-    }
-    /* Anything else sees the queued enrollments done first (arrival order). */
-    enroll_commit(a);
-    if (rc == MQE2E_OK && f.kind == MQE2E_CONTROL_HELLO && f.step == 1) {
-        if (!admit_handshake(a, &f)) return;
-        a->last_hello_request_bytes = n;
-        handle_hello(a, p, n);
-    } else if (rc == MQE2E_ERR_SUITE || rc == MQE2E_ERR_DECODE) {
-        /* Kind 5 frames are outside the generic codec: let the operator decoder judge. */
-        a->last_operator_request_bytes = n;
-        handle_operator(a, p, n);
-    } else {
+    if (rc != MQE2E_OK || f.kind != kind || f.step != 1U) {
         a->counters[AUTH_C_FRAME_UNKNOWN]++;
-        if (a->cfg->verbose) alog("control frame ignored: %s", mqe2e_strerror(rc));
+        if (a->cfg->verbose)
+            authority_log(a, "control frame ignored: %s",
+                          rc != MQE2E_OK ? mqe2e_strerror(rc) : "not a request");
+        return 0;
     }
+    return admit_handshake(a, &f);
 }
 
-static void rotate_due_cb_all(authority *a, uint64_t now);
+/* One row a kind of request on P/authority: how its frame is decoded and
+ * admitted, and what handles it. A new request kind is one row here. */
+typedef struct control_route {
+    uint32_t kind;
+    /* Strict decode and admission before the handler; NULL when the
+     * handler's own decoder is the whole check (operator frames). */
+    int (*decode)(authority *a, uint32_t kind, const uint8_t *p, size_t n);
+    void (*handle)(authority *a, const uint8_t *p, size_t n);
+    size_t request_bytes; /* offsetof the "last request size" field (status) */
+    int queued;           /* handled in batches: the queue is not committed first */
+} control_route;
+
+static const control_route control_routes[] = {
+    {MQE2E_CONTROL_ENROLL, decode_handshake, handle_enroll,
+     offsetof(authority, last_enroll_request_bytes), 1},
+    {MQE2E_CONTROL_HELLO, decode_handshake, handle_hello,
+     offsetof(authority, last_hello_request_bytes), 0},
+    {MQE2E_CONTROL_OPERATOR, NULL, handle_operator,
+     offsetof(authority, last_operator_request_bytes), 0},
+};
+
+static void handle_control(authority *a, const uint8_t *p, size_t n)
+{
+    uint32_t kind = frame_kind(p, n);
+    const control_route *r = NULL;
+    for (size_t i = 0; i < sizeof control_routes / sizeof control_routes[0]; i++)
+        if (control_routes[i].kind == kind) r = &control_routes[i];
+    /* Anything but a queued kind sees the queued enrollments done first
+     * (arrival order). */
+    if (r == NULL || !r->queued) enroll_commit(a);
+    if (r == NULL) {
+        a->counters[AUTH_C_FRAME_UNKNOWN]++;
+        if (a->cfg->verbose)
+            authority_log(a, "control frame ignored: unknown kind %lu", (unsigned long)kind);
+        return;
+    }
+    if (r->decode != NULL && !r->decode(a, kind, p, n)) return;
+    *(size_t *)(void *)((uint8_t *)a + r->request_bytes) = n;
+    r->handle(a, p, n);
+}
 
 static int due_cb(const char *name, void *user)
 {
@@ -1606,184 +1606,145 @@ static void rotate_due_cb_all(authority *a, uint64_t now)
     name_sid due = {NULL, NULL, NULL, 0, 0};
     if (mqe2e_adb_groups_due_for_rotation(a->db, now, due_cb, &due) == MQE2E_OK) {
         for (size_t i = 0; i < due.n; i++) {
-            alog("group %s is due for rotation", due.names[i]);
+            authority_log(a, "group %s is due for rotation", due.names[i]);
             (void)authority_rotate_group(a, due.names[i], 0, NULL);
         }
     }
     name_sid_free(&due);
 }
 
-static int connect_broker(authority *a)
+/* ------------------------------------------------------------------ the API */
+
+static void set_time(authority *a, uint64_t now, uint64_t now_ms)
 {
-    MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-    o.keepAliveInterval = a->cfg->keepalive > 0 ? a->cfg->keepalive : 30;
-    /* TLS options pass through to Paho unchanged (Paho only reads them). */
-    o.ssl = (MQTTClient_SSLOptions *)(uintptr_t)a->cfg->ssl;
-    /* A persistent session keeps P/authority queued while the authority restarts. */
-    o.cleansession = 0;
-    o.maxInflightMessages = 65535;
-    o.reliable = 0;
-    o.username = a->cfg->username;
-    o.password = a->cfg->password;
-    int rc = MQTTClient_connect(a->mqtt, &o);
-    if (rc != MQTTCLIENT_SUCCESS) return rc;
-    /* Replies leave at once, not 40 ms later behind a PUBACK (docs/PAHO.md). */
-    (void)mqe2e_tcp_nodelay_uri(a->cfg->uri);
-    rc = MQTTClient_subscribe(a->mqtt, a->topic_authority, 1);
-    if (rc != MQTTCLIENT_SUCCESS) return rc;
-    for (size_t i = 0; i < a->n_cg; i++)
-        (void)MQTTClient_subscribe(a->mqtt, a->cg[i].filter, 0);
-    return MQTTCLIENT_SUCCESS;
+    a->now = now;
+    a->now_ms = now_ms;
 }
 
-int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
+int authority_core_new(authority_core **out, mqe2e_keystore *ks, mqe2e_adb *db,
+                       const authority_core_config *cfg, const authority_io *io, uint64_t now)
 {
-    authority a;
-    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    if (out == NULL || ks == NULL || db == NULL || cfg == NULL || io == NULL || io->publish == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!mqe2e_control_prefix_valid(cfg->prefix)) return MQE2E_ERR_INVALID_ARG;
+    authority *a = calloc(1, sizeof *a);
+    if (a == NULL) return MQE2E_ERR_NOMEM;
     int rc;
-
-    memset(&a, 0, sizeof a);
-    a.cfg = cfg;
-    a.ks = ks;
-    a.id = mqe2e_keystore_client_id(ks);
-    a.started_at = now_s();
-    if (a.id == NULL || !mqe2e_control_prefix_valid(cfg->prefix)) return MQE2E_ERR_INVALID_ARG;
-    if ((a.dh_secret = sodium_malloc(32)) == NULL || (a.frame = malloc(FRAME_CAP)) == NULL ||
-        (a.jobs = calloc(AUTHORITY_ENROLL_BATCH, sizeof *a.jobs)) == NULL ||
-        (a.job_out = malloc(AUTHORITY_ENROLL_BATCH * (size_t)FRAME_CAP)) == NULL) {
+    a->cfg = cfg;
+    a->io = *io;
+    a->ks = ks;
+    a->db = db;
+    a->id = mqe2e_keystore_client_id(ks);
+    a->started_at = now;
+    a->now = now;
+    if (a->id == NULL) {
+        rc = MQE2E_ERR_INVALID_ARG;
+        goto fail;
+    }
+    if ((a->dh_secret = sodium_malloc(32)) == NULL || (a->frame = malloc(FRAME_CAP)) == NULL ||
+        (a->jobs = calloc(AUTHORITY_ENROLL_BATCH, sizeof *a->jobs)) == NULL ||
+        (a->job_out = malloc(AUTHORITY_ENROLL_BATCH * (size_t)FRAME_CAP)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
-        goto out;
+        goto fail;
     }
     authority_rl_config limits;
     if (cfg->limits != NULL)
         limits = *cfg->limits;
     else
         authority_rl_defaults(&limits);
-    if ((rc = authority_rl_new(&a.limiter, &limits)) != MQE2E_OK) goto out;
-    if ((rc = mqe2e_keystore_dh_secret(ks, a.dh_secret)) != MQE2E_OK ||
-        (rc = mqe2e_keystore_identity_public(ks, a.sign_public, a.dh_public)) != MQE2E_OK)
-        goto out;
-    rc = authority_db_key(key, ks);
-    if (rc == MQE2E_OK) rc = mqe2e_adb_open(&a.db, cfg->db_path, key);
-    sodium_memzero(key, sizeof key);
-    if (rc != MQE2E_OK) {
-        alog("cannot open the database %s: %s", cfg->db_path, mqe2e_strerror(rc));
-        goto out;
-    }
-    snprintf(a.topic_authority, sizeof a.topic_authority, "%s/authority", cfg->prefix);
-    snprintf(a.topic_revocations, sizeof a.topic_revocations, "%s/revocations", cfg->prefix);
-
-    MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
-    if (MQTTClient_createWithOptions(&a.mqtt, cfg->uri, a.id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                     &co) != MQTTCLIENT_SUCCESS) {
-        rc = MQE2E_ERR_INVALID_ARG;
-        goto out;
-    }
-    authority_count_refresh(&a);
-    if ((rc = connect_broker(&a)) != MQTTCLIENT_SUCCESS) {
-        /* MQTT 3.1.1 CONNACK codes 4 and 5: the login, not the network. */
-        alog("cannot connect to %s: %s", cfg->uri,
-             rc == 4   ? "the broker refused the login: bad user name or password"
-             : rc == 5 ? "the broker refused the login: not authorized (user name and password?)"
-             : rc == MQTTCLIENT_FAILURE && cfg->ssl != NULL
-                 ? "connection refused or TLS handshake failed (check the CA file and host name)"
-                 : MQTTClient_strerror(rc));
-        rc = rc == 4 || rc == 5 ? MQE2E_ERR_AUTH : MQE2E_ERR_IO;
-        goto out;
-    }
-    alog("%s serving %s/authority on %s (handshakes: %u/s burst %u, per id %u/min burst %u, "
-         "%u ids tracked)",
-         a.id, cfg->prefix, cfg->uri, limits.rate, limits.burst, limits.key_per_min,
-         limits.key_burst, limits.keys);
-    (void)authority_revocations_refresh(&a, 1);
-    authority_flush(&a);
-
-    while (cfg->stop == NULL || !*cfg->stop) {
-        char *topic = NULL;
-        int topic_len = 0;
-        MQTTClient_message *m = NULL;
-        /* With enrollments queued the loop waits ENROLL_GAP_MS at most for
-         * the next message: the batch is committed when none came, when it is
-         * full, or ENROLL_BATCH_WAIT_MS after its first request. (The broker
-         * sends a QoS 1 session only a window of messages ahead of their
-         * PUBACKs, so "nothing queued right now" comes often mid-burst.) */
-        int batching = a.n_jobs > 0;
-        int r = MQTTClient_receive(a.mqtt, &topic, &topic_len, &m,
-                                   batching ? ENROLL_GAP_MS : RECEIVE_TIMEOUT_MS);
-        if (a.n_jobs > 0 && (m == NULL || mono_ms() - a.jobs_first_ms >= ENROLL_BATCH_WAIT_MS))
-            enroll_commit(&a);
-        /* Replies are QoS 1 without waiting: their tokens are collected when
-         * idle (a whole receive timeout without a message), not in the short
-         * gaps of a burst, where waiting for PUBACKs would stall the burst. */
-        if (a.n_pending > 0 && ((m == NULL && !batching) || a.n_pending >= 1024U))
-            authority_flush(&a);
-        if (r != MQTTCLIENT_SUCCESS && r != MQTTCLIENT_TOPICNAME_TRUNCATED) {
-            if (m != NULL) MQTTClient_freeMessage(&m);
-            if (topic != NULL) MQTTClient_free(topic);
-            if (!MQTTClient_isConnected(a.mqtt)) {
-                alog("connection lost; reconnecting");
-                while ((cfg->stop == NULL || !*cfg->stop) &&
-                       connect_broker(&a) != MQTTCLIENT_SUCCESS)
-                    sleep(1);
-                if (MQTTClient_isConnected(a.mqtt)) {
-                    alog("reconnected");
-                    (void)authority_revocations_refresh(&a, 1);
-                    authority_flush(&a);
-                }
-            }
-            continue;
-        }
-        if (m != NULL && topic != NULL && m->payloadlen >= 0) {
-            const uint8_t *p = m->payload;
-            size_t n = (size_t)m->payloadlen;
-            if (strcmp(topic, a.topic_authority) == 0) {
-                if (n > 0)
-                    handle_control(&a, p, n);
-                else
-                    a.counters[AUTH_C_FRAME_UNKNOWN]++;
-            } else if (n > 0) {
-                enroll_commit(&a);
-                count_envelope(&a, topic, p, n);
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-
-        uint64_t now = now_s();
-        if (now >= a.last_schedule + SCHEDULE_EVERY_S) {
-            a.last_schedule = now;
-            enroll_commit(&a);
-            rotate_due_cb_all(&a, now);
-            if (now >= a.last_prune + 60U) {
-                a.last_prune = now;
-                (void)mqe2e_adb_op_nonce_prune(NULL, a.db, now - 2U * MQE2E_OPERATOR_MAX_SKEW);
-                (void)mqe2e_adb_token_prune(NULL, a.db, now);
-            }
-        }
-    }
-    enroll_commit(&a);
-    alog("stopping");
-    rc = MQE2E_OK;
-out:
-    if (a.mqtt != NULL) {
-        authority_flush(&a);
-        if (MQTTClient_isConnected(a.mqtt)) MQTTClient_disconnect(a.mqtt, 1000);
-        MQTTClient_destroy(&a.mqtt);
-    }
-    mqe2e_adb_close(a.db);
-    if (a.dh_secret != NULL) sodium_free(a.dh_secret);
-    if (a.frame != NULL) {
-        sodium_memzero(a.frame, FRAME_CAP);
-        free(a.frame);
-    }
-    free(a.rl);
-    free(a.cg);
-    free(a.pending);
-    authority_rl_free(a.limiter);
-    if (a.jobs != NULL) {
-        sodium_memzero(a.jobs, AUTHORITY_ENROLL_BATCH * sizeof *a.jobs);
-        free(a.jobs);
-    }
-    free(a.job_out);
+    if ((rc = authority_rl_new(&a->limiter, &limits)) != MQE2E_OK) goto fail;
+    if ((rc = mqe2e_keystore_dh_secret(ks, a->dh_secret)) != MQE2E_OK ||
+        (rc = mqe2e_keystore_identity_public(ks, a->sign_public, a->dh_public)) != MQE2E_OK)
+        goto fail;
+    snprintf(a->topic_authority, sizeof a->topic_authority, "%s/authority", cfg->prefix);
+    snprintf(a->topic_revocations, sizeof a->topic_revocations, "%s/revocations", cfg->prefix);
+    authority_count_refresh(a);
+    *out = a;
+    return MQE2E_OK;
+fail:
+    authority_core_free(a, now, 0);
     return rc;
+}
+
+void authority_core_free(authority_core *a, uint64_t now, uint64_t now_ms)
+{
+    if (a == NULL) return;
+    set_time(a, now, now_ms);
+    if (a->jobs != NULL && a->job_out != NULL && a->frame != NULL) enroll_commit(a);
+    authority_flush(a);
+    if (a->dh_secret != NULL) sodium_free(a->dh_secret);
+    if (a->frame != NULL) {
+        sodium_memzero(a->frame, FRAME_CAP);
+        free(a->frame);
+    }
+    free(a->rl);
+    free(a->cg);
+    authority_rl_free(a->limiter);
+    if (a->jobs != NULL) {
+        sodium_memzero(a->jobs, AUTHORITY_ENROLL_BATCH * sizeof *a->jobs);
+        free(a->jobs);
+    }
+    free(a->job_out);
+    free(a);
+}
+
+void authority_core_connected(authority_core *a, uint64_t now)
+{
+    a->now = now;
+    if (a->io.subscribe != NULL)
+        for (size_t i = 0; i < a->n_cg; i++)
+            a->io.subscribe(a->io.ctx, a->cg[i].filter);
+    (void)authority_revocations_refresh(a, 1);
+    authority_flush(a);
+}
+
+const char *authority_core_request_topic(const authority_core *a)
+{
+    return a->topic_authority;
+}
+
+void authority_core_message(authority_core *a, const char *topic, const uint8_t *payload,
+                            size_t len, uint64_t now, uint64_t now_ms)
+{
+    set_time(a, now, now_ms);
+    if (topic == NULL || (payload == NULL && len > 0)) return;
+    if (strcmp(topic, a->topic_authority) == 0) {
+        if (len > 0)
+            handle_control(a, payload, len);
+        else
+            a->counters[AUTH_C_FRAME_UNKNOWN]++;
+    } else if (len > 0) {
+        enroll_commit(a);
+        count_envelope(a, topic, payload, len);
+    }
+}
+
+void authority_core_tick(authority_core *a, uint64_t now, uint64_t now_ms, int idle)
+{
+    set_time(a, now, now_ms);
+    if (a->n_jobs > 0 && (idle || now_ms - a->jobs_first_ms >= AUTHORITY_ENROLL_BATCH_WAIT_MS))
+        enroll_commit(a);
+    if (now >= a->last_schedule + SCHEDULE_EVERY_S) {
+        a->last_schedule = now;
+        enroll_commit(a);
+        rotate_due_cb_all(a, now);
+        if (now >= a->last_prune + 60U) {
+            a->last_prune = now;
+            (void)mqe2e_adb_op_nonce_prune(NULL, a->db, now - 2U * MQE2E_OPERATOR_MAX_SKEW);
+            (void)mqe2e_adb_token_prune(NULL, a->db, now);
+        }
+    }
+}
+
+int authority_core_batching(const authority_core *a)
+{
+    return a->n_jobs > 0;
+}
+
+uint64_t authority_core_counter(const authority_core *a, const char *name)
+{
+    for (int i = 0; i < AUTH_C_COUNT; i++)
+        if (name != NULL && strcmp(counter_names[i], name) == 0) return a->counters[i];
+    return 0;
 }

@@ -1,5 +1,6 @@
-/* `mqe2e authority`: create an authority (keystore + database), register
- * operators locally, print the pin, run the service. */
+/* `mqe2e-authority` (also reached as `mqe2e authority`): create an authority
+ * (keystore + database), register operators locally, print the pin, run the
+ * service. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 #include "authority_db.h"
 #include "authority_service.h"
 #include "cli.h"
-#include "cli_authority.h"
+#include "authority_cli.h"
 
 static const char usage[] =
     "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
@@ -443,16 +444,16 @@ static int do_run(auth_args *a)
     cfg.username = a->b.username;
     cfg.password = conn.password;
     cfg.db_path = a->db;
-    cfg.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
+    cfg.core.prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
     if (a->prefix != NULL && !mqe2e_control_prefix_valid(a->prefix)) {
         cli_error("invalid control prefix '%s'", a->prefix);
         return CLI_EXIT_USAGE;
     }
-    cfg.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
-    cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
-    cfg.revoke_grace =
+    cfg.core.credential_ttl = a->ttl > 0 ? (uint64_t)a->ttl : AUTHORITY_DEFAULT_CREDENTIAL_TTL;
+    cfg.core.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
+    cfg.core.revoke_grace =
         a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
-    cfg.verbose = a->verbose;
+    cfg.core.verbose = a->verbose;
     cfg.stop = &stop_flag;
     authority_rl_config limits;
     if (a->hs_limits != NULL) {
@@ -462,7 +463,7 @@ static int do_run(auth_args *a)
                       a->hs_limits);
             return CLI_EXIT_USAGE;
         }
-        cfg.limits = &limits;
+        cfg.core.limits = &limits;
     }
     cli_keystore c;
     int rc = cli_keystore_open(&c, &a->k);
@@ -471,7 +472,7 @@ static int do_run(auth_args *a)
         return rc;
     }
     mqe2e_authority_pin own;
-    cfg.prefix = choose_prefix(a->prefix, c.ks, &own);
+    cfg.core.prefix = choose_prefix(a->prefix, c.ks, &own);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -496,7 +497,7 @@ static int do_run(auth_args *a)
 
 static int authority_main(auth_args *ap, int argc, char **argv, const char *sub);
 
-int cmd_authority(int argc, char **argv)
+int authority_cli(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0) {
         print_usage(argc < 2 ? stderr : stdout);

@@ -1,15 +1,13 @@
-/* Internal to the authority service: its state and the operator commands it
- * executes (operator_proto.c). Not installed. */
-#ifndef MQE2E_AUTHORITY_OPERATOR_PROTO_H
-#define MQE2E_AUTHORITY_OPERATOR_PROTO_H
+/* Internal to the authority core (authority_core.c, operator_proto.c): its
+ * state, counters and the functions its files share. No MQTT. Not installed. */
+#ifndef MQE2E_AUTHORITY_INTERNAL_H
+#define MQE2E_AUTHORITY_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include <MQTTClient.h>
-
+#include "authority_core.h"
 #include "authority_db.h"
-#include "authority_service.h"
 #include "mqe2e/control.h"
 #include "mqe2e/operator.h"
 #include "ratelimit.h"
@@ -87,11 +85,13 @@ typedef struct count_group {
     int seen;
 } count_group;
 
-typedef struct authority {
-    const authority_config *cfg;
+struct authority {
+    const authority_core_config *cfg;
+    authority_io io;
+    uint64_t now;    /* wall seconds of the call being handled */
+    uint64_t now_ms; /* monotonic milliseconds of the call being handled */
     mqe2e_keystore *ks;
     mqe2e_adb *db;
-    MQTTClient mqtt;
     uint8_t *dh_secret; /* sodium_malloc()ed copy of the X25519 static secret */
     uint8_t sign_public[32];
     uint8_t dh_public[32];
@@ -105,8 +105,6 @@ typedef struct authority {
     uint64_t counters[AUTH_C_COUNT];
     count_group *cg;
     size_t n_cg;
-    MQTTClient_deliveryToken *pending;
-    size_t n_pending, cap_pending;
     uint64_t last_schedule;
     uint64_t last_prune;
     uint64_t started_at;
@@ -121,23 +119,10 @@ typedef struct authority {
     uint64_t jobs_first_ms; /* monotonic ms when the oldest queued job arrived */
     uint64_t log_second;    /* refusal log budget: the second it counts */
     uint32_t log_lines;     /* refusal lines written in that second */
-} authority;
+};
+typedef struct authority authority;
 
-/* Result of one operator command; message is static, output malloc()ed. */
-typedef struct op_result {
-    int32_t status;
-    const char *message;
-    char *output;
-    size_t output_len, output_cap;
-} op_result;
-
-void op_result_free(op_result *r);
-
-/* Execute a verified, fresh, first-seen operator request. */
-void operator_execute(authority *a, op_result *res, const mqe2e_operator_request *req,
-                      uint64_t now);
-
-/* Shared with operator_proto.c (authority_service.c). */
+/* Shared by the core's files (authority_core.c, operator_proto.c). */
 const char *authority_counter_name(int i);
 void authority_flush(authority *a);
 int authority_revocations_refresh(authority *a, int publish_retained);
@@ -156,5 +141,8 @@ int authority_push_after_removal(authority *a, const char *group, uint32_t epoch
 int authority_push_group(authority *a, const char *group, int with_rl);
 int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
 void authority_count_refresh(authority *a);
+
+/* A log line through the io (printf-style). */
+void authority_log(authority *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -12,13 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "authority_rules.h"
 #include "mqe2e/error.h"
 
-#define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define SEALED_BYTES                                                                               \
-    (NONCE_BYTES + MQE2E_ADB_SECRET_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
-/* "group_epochs" NUL name NUL epoch(4) is the longest associated data. */
-#define AD_MAX (16U + MQE2E_ADB_NAME_MAX + 1U + 4U)
+/* Sealed columns and their associated data: authority_rules.h. */
+#define SEALED_BYTES AUTHORITY_SEALED_BYTES
+#define AD_MAX AUTHORITY_AD_MAX
+_Static_assert(MQE2E_ADB_SECRET_BYTES == AUTHORITY_SECRET_BYTES, "one secret size");
+_Static_assert(AUTHORITY_AD_MAX >= 16U + MQE2E_ADB_NAME_MAX + 1U + 4U, "AD of the longest name");
 
 /* Statements kept prepared: every SQL text of this file fits. */
 #define STMT_CACHE 96
@@ -373,43 +374,11 @@ static int op_end(mqe2e_adb *db, int rc)
 
 /* ----------------------------------------------------------------- sealing */
 
-static size_t ad_token(uint8_t ad[AD_MAX], const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
-{
-    static const char t[] = "tokens";
-    memcpy(ad, t, sizeof t); /* with its NUL: table and key cannot run together */
-    memcpy(ad + sizeof t, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    return sizeof t + MQE2E_ADB_TOKEN_ID_BYTES;
-}
-
-static size_t ad_epoch(uint8_t ad[AD_MAX], const char *group, uint32_t epoch)
-{
-    static const char t[] = "group_epochs";
-    size_t n = strlen(group) + 1; /* checked < MQE2E_ADB_NAME_MAX by callers */
-    memcpy(ad, t, sizeof t);
-    memcpy(ad + sizeof t, group, n);
-    uint8_t *e = ad + sizeof t + n;
-    e[0] = (uint8_t)(epoch >> 24);
-    e[1] = (uint8_t)(epoch >> 16);
-    e[2] = (uint8_t)(epoch >> 8);
-    e[3] = (uint8_t)epoch;
-    return sizeof t + n + 4;
-}
-
-static size_t ad_meta(uint8_t ad[AD_MAX], const char *key)
-{
-    static const char t[] = "meta";
-    size_t n = strlen(key) + 1;
-    memcpy(ad, t, sizeof t);
-    memcpy(ad + sizeof t, key, n);
-    return sizeof t + n;
-}
-
+/* The rules (sealing, associated data) are authority_rules.c's. */
 static void seal(const mqe2e_adb *db, uint8_t out[SEALED_BYTES],
                  const uint8_t secret[MQE2E_ADB_SECRET_BYTES], const uint8_t *ad, size_t ad_len)
 {
-    randombytes_buf(out, NONCE_BYTES);
-    (void)crypto_aead_xchacha20poly1305_ietf_encrypt(
-        out + NONCE_BYTES, NULL, secret, MQE2E_ADB_SECRET_BYTES, ad, ad_len, NULL, out, db->key);
+    authority_seal(out, db->key, secret, ad, ad_len);
 }
 
 /* Open the sealed blob in column i. Any mismatch (length, tag, AD) is AUTH. */
@@ -417,17 +386,8 @@ static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], 
                       int i, const uint8_t *ad, size_t ad_len)
 {
     const uint8_t *blob = sqlite3_column_blob(st, i);
-    if (blob == NULL || sqlite3_column_bytes(st, i) != (int)SEALED_BYTES) {
-        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
-        return MQE2E_ERR_AUTH;
-    }
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, blob + NONCE_BYTES,
-                                                   SEALED_BYTES - NONCE_BYTES, ad, ad_len, blob,
-                                                   db->key) != 0) {
-        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
-        return MQE2E_ERR_AUTH;
-    }
-    return MQE2E_OK;
+    int n = sqlite3_column_bytes(st, i);
+    return authority_unseal(out, db->key, blob, n > 0 ? (size_t)n : 0U, ad, ad_len);
 }
 
 /* ------------------------------------------------------------------- meta */
@@ -492,7 +452,7 @@ static int key_check_store(mqe2e_adb *db)
     uint8_t zero[MQE2E_ADB_SECRET_BYTES] = {0};
     uint8_t sealed[SEALED_BYTES];
     uint8_t ad[AD_MAX];
-    size_t ad_len = ad_meta(ad, KEY_CHECK_NAME);
+    size_t ad_len = authority_ad_meta(ad, KEY_CHECK_NAME);
     sqlite3_stmt *st = NULL;
     seal(db, sealed, zero, ad, ad_len);
     int rc = prep(db, &st, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
@@ -507,7 +467,7 @@ static int key_check_verify(mqe2e_adb *db)
 {
     uint8_t plain[MQE2E_ADB_SECRET_BYTES];
     uint8_t ad[AD_MAX];
-    size_t ad_len = ad_meta(ad, KEY_CHECK_NAME);
+    size_t ad_len = authority_ad_meta(ad, KEY_CHECK_NAME);
     sqlite3_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
@@ -720,7 +680,7 @@ int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB
 
     uint8_t sealed[SEALED_BYTES];
     uint8_t ad[AD_MAX];
-    seal(db, sealed, secret, ad, ad_token(ad, token_id));
+    seal(db, sealed, secret, ad, authority_ad_token(ad, token_id));
 
     sqlite3_stmt *st = NULL;
     int state = 0;
@@ -825,14 +785,8 @@ static int token_unseal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES]
                         const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
 {
     uint8_t ad[AD_MAX];
-    size_t ad_len = ad_token(ad, token_id);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, sealed + NONCE_BYTES,
-                                                   SEALED_BYTES - NONCE_BYTES, ad, ad_len, sealed,
-                                                   db->key) != 0) {
-        sodium_memzero(out, MQE2E_ADB_SECRET_BYTES);
-        return MQE2E_ERR_AUTH;
-    }
-    return MQE2E_OK;
+    size_t ad_len = authority_ad_token(ad, token_id);
+    return authority_unseal(out, db->key, sealed, SEALED_BYTES, ad, ad_len);
 }
 
 int mqe2e_adb_token_peek(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe2e_adb_token_info *out_info,
@@ -1321,7 +1275,7 @@ static int epoch_insert(mqe2e_adb *db, const char *name, uint32_t epoch,
 {
     uint8_t sealed[SEALED_BYTES];
     uint8_t ad[AD_MAX];
-    seal(db, sealed, secret, ad, ad_epoch(ad, name, epoch));
+    seal(db, sealed, secret, ad, authority_ad_epoch(ad, name, epoch));
     sqlite3_stmt *st = NULL;
     int rc = prep(db, &st,
                   "INSERT INTO group_epochs(group_name, epoch, secret, created_at, retired_at)"
@@ -1393,8 +1347,8 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (rc == MQE2E_OK && cur >= UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
-    uint32_t next = (uint32_t)(cur + 1);
+    uint32_t next = 0;
+    if (rc == MQE2E_OK) rc = authority_next_epoch(&next, cur);
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "UPDATE group_epochs SET retired_at = ?2"
@@ -1523,7 +1477,7 @@ int mqe2e_adb_group_epoch_secret(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
     uint8_t ad[AD_MAX];
-    size_t ad_len = ad_epoch(ad, name, epoch);
+    size_t ad_len = authority_ad_epoch(ad, name, epoch);
     sqlite3_stmt *st = NULL;
     rc = prep(db, &st, "SELECT secret FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
@@ -1631,7 +1585,7 @@ static int take_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
         rc = step_row(st);
         if (rc == 1) {
             *out = col_u64(st, 0);
-            rc = *out >= 1 ? MQE2E_OK : MQE2E_ERR_IO;
+            rc = authority_sender_id_check(*out);
         } else if (rc == 0) {
             rc = MQE2E_ERR_NOT_FOUND;
         }
@@ -1675,7 +1629,6 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     sqlite3_finalize(st);
     st = NULL;
     if (rc == MQE2E_OK) rc = take_sender_id(&id, db, group);
-    if (rc == MQE2E_OK && id > UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
 
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
@@ -1992,9 +1945,9 @@ int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *cli
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
-        if (rc == 0) rc = mqe2e_adb_client_push_seq(out, db, client_id) == MQE2E_OK
-                              ? MQE2E_ERR_EXHAUSTED
-                              : MQE2E_ERR_NOT_FOUND;
+        if (rc == 0)
+            rc = mqe2e_adb_client_push_seq(out, db, client_id) == MQE2E_OK ? MQE2E_ERR_EXHAUSTED
+                                                                           : MQE2E_ERR_NOT_FOUND;
         if (rc == 1) {
             *out = col_u64(st, 0);
             rc = step_row(st) == 0 ? MQE2E_OK : MQE2E_ERR_IO;

@@ -1,0 +1,260 @@
+/* The shared authority set-up of the benchmarks (bench_authority.h). */
+#include "bench_authority.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mqe2e/error.h"
+#include "mqe2e/operator.h"
+
+ba_env ba;
+
+double ba_mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+void ba_sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+static void stop_child(pid_t *pid)
+{
+    if (*pid <= 0) return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        ba_sleep_ms(50);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+void ba_cleanup(void)
+{
+    stop_child(&ba.authority_pid);
+    stop_child(&ba.broker_pid);
+    if (ba.dir[0] != '\0') {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", ba.dir);
+        if (system(cmd) != 0) fprintf(stderr, "%s: cannot remove %s\n", ba.name, ba.dir);
+        ba.dir[0] = '\0';
+    }
+}
+
+void ba_die(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", ba.name, what);
+    ba_cleanup();
+    exit(2);
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &l) != 0)
+        ba_die("no free port");
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+    if (s >= 0) close(s);
+    return ok;
+}
+
+pid_t ba_cli_start(int *fd, const char *const *args)
+{
+    int fds[2];
+    if (pipe(fds) != 0) ba_die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) ba_die("fork");
+    if (pid == 0) {
+        const char *argv[64];
+        size_t n = 0;
+        argv[n++] = ba.cli;
+        for (; args[n - 1] != NULL && n < 63; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(ba.cli, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *fd = fds[0];
+    return pid;
+}
+
+char *ba_cli_output(int fd)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    if (buf == NULL) ba_die("out of memory");
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap *= 2;
+            char *n = realloc(buf, cap);
+            if (n == NULL) ba_die("out of memory");
+            buf = n;
+        }
+        ssize_t r = read(fd, buf + len, 4096);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+int ba_run_cli(char **out, const char *const *args)
+{
+    int fd = -1;
+    pid_t pid = ba_cli_start(&fd, args);
+    char *buf = ba_cli_output(fd);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (out != NULL)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void start_broker(int port, const char *extra)
+{
+    char conf[700], log[700];
+    snprintf(conf, sizeof conf, "%s/mosquitto.conf", ba.dir);
+    snprintf(log, sizeof log, "%s/mosquitto.log", ba.dir);
+    FILE *f = fopen(conf, "w");
+    if (f == NULL) ba_die("cannot write mosquitto.conf");
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port);
+    /* The authority's session may hold a whole window of requests. */
+    fprintf(f, "max_queued_messages 0\n");
+    if (extra != NULL) fprintf(f, "%s\n", extra);
+    fprintf(f, "log_dest file %s\nlog_type error\nlog_type warning\n", log);
+    if (geteuid() == 0) fprintf(f, "user root\n");
+    fclose(f);
+    ba.broker_pid = fork();
+    if (ba.broker_pid < 0) ba_die("fork");
+    if (ba.broker_pid == 0) {
+        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (port_open(port)) return;
+        ba_sleep_ms(50);
+    }
+    ba_die("mosquitto did not start");
+}
+
+static void start_authority(void)
+{
+    ba.authority_pid = fork();
+    if (ba.authority_pid < 0) ba_die("fork");
+    if (ba.authority_pid == 0) {
+        int fd = open(ba.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execl(ba.cli, ba.cli, "authority", "run", "-K", ba.auth_ks, "--key-file", ba.key, "--db",
+              ba.db, "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(ba.log, "r");
+        char line[1024];
+        int ready = 0;
+        while (f != NULL && fgets(line, sizeof line, f) != NULL)
+            if (strstr(line, "serving") != NULL) ready = 1;
+        if (f != NULL) fclose(f);
+        if (ready) return;
+        ba_sleep_ms(50);
+    }
+    ba_die("the authority did not start");
+}
+
+void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(ba.dir, sizeof ba.dir, "%s/%s.XXXXXX", tmp != NULL ? tmp : "/tmp", tmpl);
+    if (mkdtemp(ba.dir) == NULL) {
+        ba.dir[0] = '\0';
+        ba_die("mkdtemp");
+    }
+    snprintf(ba.auth_ks, sizeof ba.auth_ks, "%s/auth.ks", ba.dir);
+    snprintf(ba.op_ks, sizeof ba.op_ks, "%s/op.ks", ba.dir);
+    snprintf(ba.db, sizeof ba.db, "%s/auth.db", ba.dir);
+    snprintf(ba.key, sizeof ba.key, "%s/key", ba.dir);
+    snprintf(ba.log, sizeof ba.log, "%s/authority.log", ba.dir);
+    int p = free_port();
+    snprintf(ba.port, sizeof ba.port, "%d", p);
+    FILE *kf = fopen(ba.key, "w");
+    if (kf == NULL) ba_die("cannot write the key file");
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", kf);
+    fclose(kf);
+    chmod(ba.key, 0600);
+    start_broker(p, broker_extra);
+
+    char *out = NULL;
+    const char *init[] = {"authority", "init", "-K",   ba.auth_ks, "--key-file", ba.key,
+                          "--db",      ba.db,  "--id", auth_id,    NULL};
+    if (ba_run_cli(&out, init) != 0) ba_die("authority init failed");
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(ba.pin_text, sizeof ba.pin_text, "%s", out);
+    free(out);
+    if (mqe2e_authority_pin_decode(&ba.pin, ba.pin_text) != MQE2E_OK) ba_die("bad pin");
+    const char *keygen[] = {"keygen", "-K", ba.op_ks, "--key-file", ba.key, "--id", "op1", NULL};
+    if (ba_run_cli(&out, keygen) != 0) ba_die("keygen failed");
+    char *sp = strstr(out, "signing public key: ");
+    if (sp == NULL) ba_die("keygen printed no public key");
+    char hex[65];
+    memcpy(hex, sp + strlen("signing public key: "), 64);
+    hex[64] = '\0';
+    free(out);
+    const char *add[] = {"authority", "operator-add", "-K",     ba.auth_ks, "--key-file",    ba.key,
+                         "--db",      ba.db,          "--name", "op1",      "--sign-public", hex,
+                         NULL};
+    if (ba_run_cli(NULL, add) != 0) ba_die("operator-add failed");
+    start_authority();
+}

@@ -1,0 +1,53 @@
+/*
+ * Setup shared by the benchmarks that run the real authority process
+ * (bench_enroll_rate, bench_rekey): a private Mosquitto on a free port, a
+ * temporary folder with a raw key file, `mqe2e authority init`, an operator
+ * "op1" registered with `authority operator-add`, and `mqe2e authority run`.
+ * Failures print "<program>: <reason>", clean up and exit 2.
+ */
+#ifndef MQE2E_BENCH_AUTHORITY_H
+#define MQE2E_BENCH_AUTHORITY_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "mqe2e/keystore.h"
+
+/* One benchmark's authority set-up; paths inside dir. */
+typedef struct ba_env {
+    const char *name; /* program name, for messages */
+    const char *cli;  /* the `mqe2e` command */
+    char dir[512];
+    char auth_ks[600], op_ks[600], db[600], key[600], log[600], port[16];
+    char pin_text[1024];
+    mqe2e_authority_pin pin;
+    pid_t broker_pid, authority_pid;
+} ba_env;
+
+/* The environment of this process (one a program). */
+extern ba_env ba;
+
+double ba_mono(void);
+void ba_sleep_ms(long ms);
+/* Stop the authority and the broker, remove the folder. Safe to repeat. */
+void ba_cleanup(void);
+/* Print "<name>: <what>", clean up, exit 2. */
+void ba_die(const char *what) __attribute__((noreturn));
+
+/* Start `cli ARGS...` (args NULL-terminated, without the program) with stdout
+ * on a pipe: the child, the read end in *fd. */
+pid_t ba_cli_start(int *fd, const char *const *args);
+/* Read the child's stdout to the end into a malloc()ed string; close fd. */
+char *ba_cli_output(int fd);
+/* Run the CLI to completion; stdout into *out (malloc()ed) or dropped. Exit code. */
+int ba_run_cli(char **out, const char *const *args);
+
+/*
+ * Folder (TMPDIR/<tmpl>.XXXXXX), key file, Mosquitto (max_queued_messages 0,
+ * plus @p broker_extra lines, may be NULL), `authority init` with @p auth_id
+ * (pin decoded into ba.pin), operator op1, `authority run`. ba.name and
+ * ba.cli are set by the caller first.
+ */
+void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra);
+
+#endif

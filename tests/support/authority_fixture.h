@@ -1,0 +1,84 @@
+/*
+ * The end-to-end fixture of the tests that need a real broker and a real
+ * authority process: a private Mosquitto, a temporary folder with a raw key
+ * file, `mqe2e authority init` (the pin decoded), an operator "op1"
+ * registered with `authority operator-add`, `mqe2e authority run` as a child
+ * process, operator commands, tickets, `mqe2e enroll` and opening the
+ * enrolled keystores. Every failure is a Criterion assertion.
+ *
+ * Use: zero an af_fixture, set broker options (f.broker.persistent,
+ * f.broker.extra_conf) if needed, af_setup(), af_authority_start(); at the
+ * end af_teardown().
+ */
+#ifndef MQE2E_TEST_AUTHORITY_FIXTURE_H
+#define MQE2E_TEST_AUTHORITY_FIXTURE_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "broker.h"
+#include "mqe2e/keystore.h"
+
+#define AF_PREFIX "mqe2e"
+#define AF_OPERATOR "op1"
+
+typedef struct af_fixture {
+    tb_broker broker; /* options set by the test before af_setup() */
+    char *dir;        /* temporary folder (removed by af_teardown()) */
+    char cli[PATH_MAX];
+    char auth_id[64];
+    char keyfile[512]; /* raw keystore key shared by every keystore of the test */
+    char auth_ks[512], op_ks[512], db[512], log[512], port[16];
+    char pin_text[2048];
+    mqe2e_authority_pin pin;
+    pid_t auth_pid;
+    size_t log_seen;     /* log length when the running authority started */
+    const char *op_wait; /* -W of operator commands, seconds (NULL: "20") */
+} af_fixture;
+
+/* Monotonic seconds. */
+double af_mono(void);
+/* Sleep, restarted after signals. */
+void af_sleep_ms(long ms);
+
+/* Run `mqe2e ARGS...` (args NULL-terminated, without the program): stdout
+ * into out (NUL-terminated, may be NULL), stderr discarded. Exit code. */
+int af_run(char *out, size_t cap, const char *const *args);
+/* Run a shell command line, stdout into out (may be NULL). Exit code. */
+int af_sh(char *out, size_t cap, const char *cmd);
+
+/* Broker, folder, key file and paths only (tests that play the authority
+ * themselves). */
+void af_prepare(af_fixture *f);
+/* af_prepare(), then `authority init` (pin in pin_text/pin),
+ * operator keystore op_ks (id "op1") registered with `operator-add`. */
+void af_setup(af_fixture *f, const char *auth_id);
+/* Stop the authority (SIGTERM), the broker; remove the folder. */
+void af_teardown(af_fixture *f);
+
+/* `mqe2e authority run` (log appended to f->log) with extra arguments
+ * (NULL-terminated, or NULL); returns once it logged "serving". */
+void af_authority_start(af_fixture *f, const char *const *extra);
+/* Stop it with @p sig (SIGCONT first, for a stopped one) and reap it. */
+void af_authority_kill(af_fixture *f, int sig);
+
+/* An operator command (args without the common -K/--key-file/-p/--authority/-W). */
+int af_op(af_fixture *f, char *out, size_t cap, const char *const *args);
+/* The same from shell words, e.g. "group create --group g --topic 'g/#'". */
+int af_op_sh(af_fixture *f, char *out, size_t cap, const char *words);
+/* `token create WORDS` (shell words): the first ticket into ticket. */
+void af_ticket(af_fixture *f, char *ticket, size_t cap, const char *words);
+
+/* dir/<id>.ks */
+void af_ks_path(const af_fixture *f, char *out, size_t cap, const char *id);
+/* `mqe2e enroll` of <id> with @p ticket (stdout and stderr -d into
+ * dir/<id>.enroll.out and .err). Exit code. */
+int af_enroll(af_fixture *f, const char *id, const char *ticket);
+/* A ticket for <id> in @p group with @p grant ("FILTER:RIGHTS"), then
+ * `mqe2e enroll`; asserts both succeed. */
+void af_enroll_in(af_fixture *f, const char *id, const char *group, const char *grant);
+/* Open dir/<id>.ks with the fixture's key file (close with mqe2e_keystore_close()). */
+mqe2e_keystore *af_open_ks(const af_fixture *f, const char *id);
+
+#endif

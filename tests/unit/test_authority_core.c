@@ -1,0 +1,677 @@
+/* The authority core (authority/authority_core.h) in-process: no broker, no
+ * fork, no clock. Frames built by the library's device and operator sides go
+ * in with a time chosen by the test; the frames the core publishes are
+ * captured and read back by the same library sides, and the store is a real
+ * SQLite file in a temporary folder. */
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authority_core.h"
+#include "mqe2e/control.h"
+#include "mqe2e/credential.h"
+#include "mqe2e/error.h"
+#include "mqe2e/keystore.h"
+#include "mqe2e/operator.h"
+#include "mqe2e/storage.h"
+#include "testutil.h"
+
+#define T0 1900000000ULL /* the fake wall clock starts here (2030) */
+#define FRAME_MAX MQE2E_CONTROL_MAX_FRAME_BYTES
+
+/* ------------------------------------------------------------------ fixture */
+
+typedef struct sent {
+    char topic[300];
+    uint8_t *p;
+    size_t n;
+    int retained;
+} sent;
+
+typedef struct outbox {
+    sent *v;
+    size_t n, cap;
+    size_t flushes, subscribes;
+} outbox;
+
+static struct {
+    char *dir;
+    char db_path[512];
+    mqe2e_keystore *ks; /* the authority */
+    mqe2e_keystore *op; /* an operator */
+    mqe2e_adb *db;
+    authority_core *core;
+    authority_core_config cfg;
+    outbox out;
+    mqe2e_authority_pin pin;
+    uint64_t now;    /* wall seconds */
+    uint64_t now_ms; /* monotonic ms */
+} fx;
+
+static int io_publish(void *ctx, const char *topic, const uint8_t *p, size_t n, int retained)
+{
+    outbox *o = ctx;
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2U : 16U;
+        o->v = realloc(o->v, o->cap * sizeof *o->v);
+        cr_assert_not_null(o->v);
+    }
+    sent *s = &o->v[o->n++];
+    snprintf(s->topic, sizeof s->topic, "%s", topic);
+    s->p = malloc(n ? n : 1U);
+    cr_assert_not_null(s->p);
+    memcpy(s->p, p, n);
+    s->n = n;
+    s->retained = retained;
+    return 0;
+}
+
+static void io_flush(void *ctx)
+{
+    ((outbox *)ctx)->flushes++;
+}
+
+static void io_subscribe(void *ctx, const char *filter)
+{
+    (void)filter;
+    ((outbox *)ctx)->subscribes++;
+}
+
+static void outbox_clear(void)
+{
+    for (size_t i = 0; i < fx.out.n; i++) {
+        sodium_memzero(fx.out.v[i].p, fx.out.v[i].n);
+        free(fx.out.v[i].p);
+    }
+    fx.out.n = 0;
+}
+
+/* The last frame sent to @p topic, or NULL. */
+static const sent *last_to(const char *topic)
+{
+    for (size_t i = fx.out.n; i > 0; i--)
+        if (strcmp(fx.out.v[i - 1].topic, topic) == 0) return &fx.out.v[i - 1];
+    return NULL;
+}
+
+static size_t count_to(const char *topic)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < fx.out.n; i++)
+        k += strcmp(fx.out.v[i].topic, topic) == 0;
+    return k;
+}
+
+static mqe2e_keystore *new_keystore(const char *id)
+{
+    mqe2e_storage st;
+    mqe2e_keystore *ks = NULL;
+    cr_assert_eq(mqe2e_storage_memory(&st), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_create(&ks, st, id, 0), MQE2E_OK);
+    return ks;
+}
+
+static void core_start(void)
+{
+    authority_io io = {&fx.out, io_publish, io_flush, io_subscribe, NULL, NULL};
+    cr_assert_eq(authority_core_new(&fx.core, fx.ks, fx.db, &fx.cfg, &io, fx.now), MQE2E_OK);
+    authority_core_connected(fx.core, fx.now);
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    memset(&fx, 0, sizeof fx);
+    fx.now = T0;
+    fx.now_ms = 5000;
+    fx.dir = tu_tempdir();
+    snprintf(fx.db_path, sizeof fx.db_path, "%s/authority.db", fx.dir);
+    fx.ks = new_keystore("authority");
+    fx.op = new_keystore("op-1");
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    cr_assert_eq(authority_db_key(key, fx.ks), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_open(&fx.db, fx.db_path, key), MQE2E_OK);
+    sodium_memzero(key, sizeof key);
+    uint8_t sp[32], dp[32];
+    cr_assert_eq(mqe2e_keystore_identity_public(fx.op, sp, dp), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_add(fx.db, "op-1", sp, fx.now), MQE2E_OK);
+
+    fx.cfg.prefix = "mqe2e";
+    fx.cfg.credential_ttl = AUTHORITY_DEFAULT_CREDENTIAL_TTL;
+    fx.cfg.grace = AUTHORITY_DEFAULT_GRACE;
+    fx.cfg.revoke_grace = AUTHORITY_DEFAULT_REVOKE_GRACE;
+    char *pin_text = NULL;
+    cr_assert_eq(authority_pin_text(&pin_text, fx.ks, "mqe2e"), MQE2E_OK);
+    cr_assert_eq(mqe2e_authority_pin_decode(&fx.pin, pin_text), MQE2E_OK);
+    free(pin_text);
+    core_start();
+}
+
+static void teardown(void)
+{
+    authority_core_free(fx.core, fx.now, fx.now_ms);
+    outbox_clear();
+    free(fx.out.v);
+    mqe2e_adb_close(fx.db);
+    mqe2e_keystore_close(fx.ks);
+    mqe2e_keystore_close(fx.op);
+    tu_rmtree(fx.dir);
+    free(fx.dir);
+}
+
+TestSuite(authority_core, .init = setup, .fini = teardown);
+
+static void deliver(const uint8_t *p, size_t n)
+{
+    authority_core_message(fx.core, "mqe2e/authority", p, n, fx.now, fx.now_ms);
+}
+
+static uint64_t counter(const char *name)
+{
+    return authority_core_counter(fx.core, name);
+}
+
+/* ---------------------------------------------------------------- operator */
+
+static int sign_op(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t len)
+{
+    return mqe2e_keystore_sign(ctx, sig, msg, len) == MQE2E_OK ? 0 : -1;
+}
+
+/* Build a signed operator request frame issued at @p issued_at. */
+static mqe2e_operator_client *op_frame(uint8_t *frame, size_t *len, uint64_t issued_at,
+                                       const char *command, char **args, size_t n_args)
+{
+    mqe2e_operator_request req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.operator_name, sizeof req.operator_name, "op-1");
+    randombytes_buf(req.nonce, sizeof req.nonce);
+    req.issued_at = issued_at;
+    snprintf(req.command, sizeof req.command, "%s", command);
+    req.args = args;
+    req.n_args = n_args;
+    uint8_t dh[32];
+    cr_assert_eq(mqe2e_keystore_dh_secret(fx.op, dh), MQE2E_OK);
+    mqe2e_operator_client *st = NULL;
+    cr_assert_eq(
+        mqe2e_operator_begin(&st, frame, FRAME_MAX, len, &fx.pin, "op-1", dh, &req, sign_op, fx.op),
+        MQE2E_OK);
+    sodium_memzero(dh, sizeof dh);
+    return st;
+}
+
+/* Read the operator reply the core published for @p st; 0 when there is none. */
+static int op_reply(mqe2e_operator_client *st, mqe2e_operator_reply *reply)
+{
+    const sent *s = last_to("mqe2e/client/op-1");
+    if (s == NULL) return 0;
+    cr_assert_eq(mqe2e_operator_finish(st, reply, s->p, s->n), MQE2E_OK);
+    return 1;
+}
+
+/* One operator command, answered; returns the status, output in *output (malloc()ed). */
+static int32_t op_call(char **output, const char *command, char **args, size_t n_args)
+{
+    uint8_t *frame = malloc(FRAME_MAX);
+    size_t len = 0;
+    cr_assert_not_null(frame);
+    outbox_clear();
+    mqe2e_operator_client *st = op_frame(frame, &len, fx.now, command, args, n_args);
+    deliver(frame, len);
+    mqe2e_operator_reply reply;
+    cr_assert(op_reply(st, &reply), "no reply to %s", command);
+    int32_t status = reply.status;
+    if (output != NULL) *output = strdup(reply.output);
+    mqe2e_operator_reply_clear(&reply);
+    mqe2e_operator_client_free(st);
+    free(frame);
+    return status;
+}
+
+/* A ticket for @p id (one line of token-create's output), malloc()ed. */
+static char *token_create(const char *id, const char *extra)
+{
+    char a_id[300], a_extra[300];
+    char *args[2] = {a_id, a_extra};
+    snprintf(a_id, sizeof a_id, "id=%s", id);
+    snprintf(a_extra, sizeof a_extra, "%s", extra != NULL ? extra : "ttl=3600");
+    char *out = NULL;
+    cr_assert_eq(op_call(&out, "token-create", args, 2), MQE2E_OPSTATUS_OK);
+    char *nl = strchr(out, '\n');
+    if (nl != NULL) *nl = '\0';
+    return out;
+}
+
+static void group_create(const char *group, const char *topic, const char *extra)
+{
+    char a_g[100], a_t[200], a_x[100];
+    char *args[3] = {a_g, a_t, a_x};
+    snprintf(a_g, sizeof a_g, "group=%s", group);
+    snprintf(a_t, sizeof a_t, "topic=%s", topic);
+    snprintf(a_x, sizeof a_x, "%s", extra != NULL ? extra : "signed=0");
+    cr_assert_eq(op_call(NULL, "group-create", args, 3), MQE2E_OPSTATUS_OK);
+}
+
+static void group_grant(const char *group, const char *id)
+{
+    char a_g[100], a_i[300];
+    char *args[2] = {a_g, a_i};
+    snprintf(a_g, sizeof a_g, "group=%s", group);
+    snprintf(a_i, sizeof a_i, "id=%s", id);
+    cr_assert_eq(op_call(NULL, "group-grant", args, 2), MQE2E_OPSTATUS_OK);
+}
+
+/* ------------------------------------------------------------------ devices */
+
+typedef struct device {
+    char id[64];
+    mqe2e_keystore *ks;
+    uint8_t dh[32];
+    uint8_t sign_public[32];
+    uint8_t frame[FRAME_MAX];
+    size_t frame_len;
+    mqe2e_enroll_device *st;
+} device;
+
+static void device_new(device *d, const char *id)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->id, sizeof d->id, "%s", id);
+    d->ks = new_keystore(id);
+    uint8_t dp[32];
+    cr_assert_eq(mqe2e_keystore_dh_secret(d->ks, d->dh), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_identity_public(d->ks, d->sign_public, dp), MQE2E_OK);
+}
+
+static void device_free(device *d)
+{
+    mqe2e_enroll_device_free(d->st);
+    mqe2e_keystore_close(d->ks);
+    sodium_memzero(d, sizeof *d);
+}
+
+static void client_topic(char *t, size_t cap, const char *id)
+{
+    snprintf(t, cap, "mqe2e/client/%s", id);
+}
+
+/* ENROLL step 1 of @p d with @p ticket_text, built at the current time. */
+static void enroll_frame(device *d, const char *ticket_text)
+{
+    mqe2e_ticket t;
+    cr_assert_eq(mqe2e_ticket_decode(&t, ticket_text), MQE2E_OK);
+    mqe2e_enroll_device_free(d->st);
+    d->st = NULL;
+    cr_assert_eq(mqe2e_enroll_begin(&d->st, d->frame, sizeof d->frame, &d->frame_len, &t, d->dh,
+                                    d->sign_public, fx.now),
+                 MQE2E_OK);
+    mqe2e_ticket_wipe(&t);
+}
+
+/* Deliver @p d's ENROLL frame, let the batch commit (idle tick), read the
+ * reply. Returns mqe2e_enroll_finish()'s code; *serial the credential's. */
+static int enroll_send(device *d, mqe2e_control_update *reply, uint64_t *serial)
+{
+    char topic[300];
+    client_topic(topic, sizeof topic, d->id);
+    outbox_clear();
+    deliver(d->frame, d->frame_len);
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+    const sent *s = last_to(topic);
+    if (s == NULL) return MQE2E_ERR_NOT_FOUND; /* no reply at all */
+    mqe2e_credential *cred = NULL;
+    memset(reply, 0, sizeof *reply);
+    int rc = mqe2e_enroll_finish(d->st, reply, &cred, s->p, s->n, fx.now);
+    if (serial != NULL) *serial = cred != NULL ? mqe2e_credential_serial(cred) : 0;
+    mqe2e_credential_free(cred);
+    return rc;
+}
+
+/* A full HELLO of @p d; returns mqe2e_hello_finish()'s code (NOT_FOUND: no reply). */
+static int hello(device *d, mqe2e_control_update *reply)
+{
+    char topic[300];
+    client_topic(topic, sizeof topic, d->id);
+    uint8_t *frame = malloc(FRAME_MAX);
+    size_t len = 0;
+    mqe2e_hello_client *st = NULL;
+    cr_assert_eq(mqe2e_hello_begin(&st, frame, FRAME_MAX, &len, "mqe2e", d->id, "authority", d->dh,
+                                   fx.pin.dh_public, 0),
+                 MQE2E_OK);
+    outbox_clear();
+    deliver(frame, len);
+    const sent *s = last_to(topic);
+    int rc = MQE2E_ERR_NOT_FOUND;
+    memset(reply, 0, sizeof *reply);
+    if (s != NULL) rc = mqe2e_hello_finish(st, reply, s->p, s->n);
+    mqe2e_hello_client_free(st);
+    free(frame);
+    return rc;
+}
+
+static const mqe2e_key_bundle *bundle_of(const mqe2e_control_update *u, const char *group)
+{
+    for (size_t i = 0; i < u->n_bundles; i++)
+        if (strcmp(u->bundles[i].group, group) == 0 && u->bundles[i].retired_at == 0)
+            return &u->bundles[i];
+    return NULL;
+}
+
+/* An enrolled device (enroll with a fresh ticket at the current time). */
+static void device_enrolled(device *d, const char *id)
+{
+    device_new(d, id);
+    char *ticket = token_create(id, NULL);
+    enroll_frame(d, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_eq(enroll_send(d, &reply, NULL), MQE2E_OK);
+    mqe2e_control_update_wipe(&reply);
+}
+
+/* -------------------------------------------------------------------- tests */
+
+Test(authority_core, enroll_issues_a_credential_and_a_lost_reply_is_served_again)
+{
+    device d;
+    device_new(&d, "dev-1");
+    char *ticket = token_create("dev-1", NULL);
+    enroll_frame(&d, ticket);
+    mqe2e_control_update reply;
+    uint64_t serial = 0;
+    /* The first reply is lost on its way: the device never reads it ... */
+    outbox_clear();
+    deliver(d.frame, d.frame_len);
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+    cr_assert_eq(count_to("mqe2e/client/dev-1"), 1);
+    cr_assert_eq(counter("enroll_ok"), 1);
+    cr_assert_eq(counter("enroll_commits"), 1);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, fx.db, "dev-1"), MQE2E_OK);
+
+    /* ... so it sends the same request again, and gets the same credential. */
+    fx.now += 5;
+    cr_assert_eq(enroll_send(&d, &reply, &serial), MQE2E_OK);
+    cr_assert_eq(reply.status, MQE2E_STATUS_OK);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(serial, c.credential_serial, "a retry is the same enrollment (same serial)");
+    cr_assert_eq(counter("enroll_retries"), 1);
+
+    /* Past the retry window the same request is refused. */
+    fx.now += MQE2E_ADB_ENROLL_RETRY_SECONDS + 1U;
+    int rc0 = enroll_send(&d, &reply, NULL);
+    cr_assert_neq(rc0, MQE2E_OK, "no retry after the window (%d)", rc0);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("enroll_retries"), 1);
+
+    /* Another device with the same ticket: the token is used. */
+    uint64_t ok_before = counter("enroll_ok");
+    device e;
+    device_new(&e, "dev-1");
+    enroll_frame(&e, ticket);
+    int rc = enroll_send(&e, &reply, NULL);
+    cr_assert(rc == MQE2E_ERR_POLICY || rc == MQE2E_ERR_NOT_FOUND, "second device refused (%d)",
+              rc);
+    if (rc == MQE2E_ERR_POLICY) cr_assert_neq(reply.status, MQE2E_STATUS_OK);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("enroll_ok"), ok_before, "nothing granted twice");
+    free(ticket);
+    device_free(&e);
+    device_free(&d);
+}
+
+Test(authority_core, ticket_expired_by_the_authoritys_clock_is_refused)
+{
+    device d;
+    device_new(&d, "dev-2");
+    char *ticket = token_create("dev-2", "ttl=60");
+    enroll_frame(&d, ticket); /* built while valid ... */
+    fx.now += 61;             /* ... received after the ticket's end */
+    mqe2e_control_update reply;
+    int rc = enroll_send(&d, &reply, NULL);
+    cr_assert_eq(rc, MQE2E_ERR_POLICY, "refused with a status (%d)", rc);
+    cr_assert_eq(reply.status, MQE2E_STATUS_TOKEN_EXPIRED);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("enroll_token_expired"), 1);
+    cr_assert_eq(counter("enroll_ok"), 0);
+    free(ticket);
+    device_free(&d);
+}
+
+Test(authority_core, enroll_without_a_token_costs_no_handshake_and_gets_no_reply)
+{
+    device d;
+    device_new(&d, "dev-3");
+    char *ticket = token_create("dev-3", NULL);
+    enroll_frame(&d, ticket);
+    free(ticket);
+    device e;
+    device_new(&e, "nobody");
+    mqe2e_ticket t;
+    /* A well-formed frame claiming an id no token names. */
+    ticket = token_create("dev-3b", NULL);
+    cr_assert_eq(mqe2e_ticket_decode(&t, ticket), MQE2E_OK);
+    snprintf(t.client_id, sizeof t.client_id, "nobody");
+    cr_assert_eq(mqe2e_enroll_begin(&e.st, e.frame, sizeof e.frame, &e.frame_len, &t, e.dh,
+                                    e.sign_public, fx.now),
+                 MQE2E_OK);
+    mqe2e_ticket_wipe(&t);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_eq(enroll_send(&e, &reply, NULL), MQE2E_ERR_NOT_FOUND, "no reply");
+    cr_assert_eq(counter("enroll_unknown_token"), 1);
+    device_free(&e);
+    device_free(&d);
+}
+
+Test(authority_core, hello_hands_out_granted_groups_and_refuses_a_revoked_client)
+{
+    device d;
+    device_enrolled(&d, "dev-4");
+    group_create("telemetry", "fleet/+/hr", NULL);
+    group_grant("telemetry", "dev-4");
+
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(&d, &reply), MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&reply, "telemetry");
+    cr_assert_not_null(b, "granted group in the HELLO reply");
+    cr_assert_eq(b->epoch, 1);
+    cr_assert_gt(b->sender_id, 0);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("hello_ok"), 1);
+
+    char a_id[] = "id=dev-4";
+    char *args[1] = {a_id};
+    fx.now += 10;
+    cr_assert_eq(op_call(NULL, "revoke", args, 1), MQE2E_OPSTATUS_OK);
+
+    fx.now += 1;
+    int rc = hello(&d, &reply);
+    cr_assert(rc == MQE2E_ERR_POLICY || rc == MQE2E_ERR_NOT_FOUND, "revoked hello refused (%d)",
+              rc);
+    if (rc == MQE2E_ERR_POLICY) cr_assert_eq(reply.status, MQE2E_STATUS_REVOKED);
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("hello_ok"), 1);
+    cr_assert_eq(counter("hello_revoked"), 1);
+
+    /* Revocation is final: a retry of its enrollment finds no token (they
+     * went with the revocation) and gets no handshake and no reply ... */
+    rc = enroll_send(&d, &reply, NULL);
+    cr_assert_eq(rc, MQE2E_ERR_NOT_FOUND, "a revoked client's enrollment retry is dropped (%d)",
+                 rc);
+    cr_assert_eq(counter("enroll_unknown_token"), 1);
+    cr_assert_eq(counter("enroll_ok"), 1);
+    /* ... and no new ticket is made for its id. */
+    char a_id2[] = "id=dev-4", a_ttl[] = "ttl=60";
+    char *args2[2] = {a_id2, a_ttl};
+    cr_assert_eq(op_call(NULL, "token-create", args2, 2), MQE2E_OPSTATUS_REFUSED);
+    device_free(&d);
+}
+
+Test(authority_core, revocation_rotates_and_pushes_the_new_epoch_to_the_others_only)
+{
+    device a, b;
+    device_enrolled(&a, "dev-a");
+    device_enrolled(&b, "dev-b");
+    group_create("alarms", "site/alarm/#", NULL);
+    group_grant("alarms", "dev-a");
+    group_grant("alarms", "dev-b");
+
+    char a_id[] = "id=dev-b";
+    char *args[1] = {a_id};
+    fx.now += 10;
+    char *out = NULL;
+    cr_assert_eq(op_call(&out, "revoke", args, 1), MQE2E_OPSTATUS_OK);
+    cr_assert(strstr(out, "group alarms at epoch 2") != NULL, "output: %s", out);
+    free(out);
+    cr_assert_eq(counter("rotations"), 1);
+    const sent *p = last_to("mqe2e/client/dev-a");
+    cr_assert_not_null(p, "the remaining member got a push");
+    cr_assert_eq(count_to("mqe2e/client/dev-b"), 0, "the revoked member got nothing");
+    const sent *rl = last_to("mqe2e/revocations");
+    cr_assert_not_null(rl, "the revocation list is republished");
+    cr_assert_eq(rl->retained, 1);
+
+    mqe2e_control_update push;
+    cr_assert_eq(
+        mqe2e_push_open(&push, a.dh, fx.pin.dh_public, "mqe2e", "authority", p->p, p->n, 0),
+        MQE2E_OK);
+    const mqe2e_key_bundle *k = bundle_of(&push, "alarms");
+    cr_assert_not_null(k);
+    cr_assert_eq(k->epoch, 2);
+    mqe2e_control_update_wipe(&push);
+    device_free(&a);
+    device_free(&b);
+}
+
+Test(authority_core, rotation_by_schedule_follows_the_clock_passed_in)
+{
+    device d;
+    device_enrolled(&d, "dev-5");
+    group_create("sched", "sched/#", "rotate-seconds=60");
+    group_grant("sched", "dev-5");
+    outbox_clear();
+    fx.now += 30;
+    fx.now_ms += 30000;
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+    cr_assert_eq(counter("rotations"), 0, "not due after 30 s");
+    fx.now += 31;
+    fx.now_ms += 31000;
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+    cr_assert_eq(counter("rotations"), 1, "due after 61 s");
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(&d, &reply), MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&reply, "sched");
+    cr_assert_not_null(b);
+    cr_assert_eq(b->epoch, 2);
+    mqe2e_control_update_wipe(&reply);
+    device_free(&d);
+}
+
+Test(authority_core, operator_requests_stale_replayed_or_unknown_are_refused)
+{
+    uint8_t *frame = malloc(FRAME_MAX);
+    size_t len = 0;
+    char a_g[] = "group=g1", a_t[] = "topic=g1/#";
+    char *args[2] = {a_g, a_t};
+
+    /* Issued an hour before the authority's clock. */
+    outbox_clear();
+    mqe2e_operator_client *st = op_frame(frame, &len, fx.now - 3600, "group-create", args, 2);
+    deliver(frame, len);
+    mqe2e_operator_reply reply;
+    cr_assert(op_reply(st, &reply));
+    cr_assert_eq(reply.status, MQE2E_OPSTATUS_REFUSED);
+    mqe2e_operator_reply_clear(&reply);
+    mqe2e_operator_client_free(st);
+    cr_assert_eq(counter("operator_stale"), 1);
+
+    /* Fresh: done once; the same frame again is a replay. */
+    outbox_clear();
+    st = op_frame(frame, &len, fx.now, "group-create", args, 2);
+    deliver(frame, len);
+    cr_assert(op_reply(st, &reply));
+    cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
+    mqe2e_operator_reply_clear(&reply);
+    mqe2e_operator_client_free(st);
+    deliver(frame, len);
+    cr_assert_eq(counter("operator_replay"), 1);
+    cr_assert_eq(counter("operator_ok"), 1);
+
+    /* Signed by a key the authority does not know under that name. */
+    mqe2e_keystore *real = fx.op;
+    fx.op = new_keystore("op-1");
+    outbox_clear();
+    st = op_frame(frame, &len, fx.now, "status", NULL, 0);
+    deliver(frame, len);
+    mqe2e_operator_client_free(st);
+    cr_assert_eq(counter("operator_bad_signature"), 1);
+    cr_assert_eq(count_to("mqe2e/client/op-1"), 0, "no reply to a forged request");
+    mqe2e_keystore_close(fx.op);
+    fx.op = real;
+    free(frame);
+}
+
+Test(authority_core, control_frame_table_routes_by_kind_and_counts_the_rest)
+{
+    /* Not a control frame at all. */
+    static const uint8_t junk[] = {0xde, 0xad, 0xbe, 0xef};
+    deliver(junk, sizeof junk);
+    cr_assert_eq(counter("frame_unknown"), 1);
+    /* A well-formed frame of a kind the authority does not serve (PUSH). */
+    uint8_t frame[256], noise[8];
+    size_t len = 0;
+    mqe2e_control_frame f;
+    memset(&f, 0, sizeof f);
+    memset(f.session, 7, sizeof f.session);
+    memset(noise, 1, sizeof noise);
+    snprintf(f.from, sizeof f.from, "x");
+    f.kind = MQE2E_CONTROL_PUSH;
+    f.step = 1;
+    f.noise = noise;
+    f.noise_len = sizeof noise;
+    cr_assert_eq(mqe2e_control_frame_encode(frame, sizeof frame, &len, &f), MQE2E_OK);
+    deliver(frame, len);
+    cr_assert_eq(counter("frame_unknown"), 2);
+    /* ENROLL step 2 sent to the authority: not a request. */
+    f.kind = MQE2E_CONTROL_ENROLL;
+    f.step = 2;
+    cr_assert_eq(mqe2e_control_frame_encode(frame, sizeof frame, &len, &f), MQE2E_OK);
+    deliver(frame, len);
+    cr_assert_eq(counter("frame_unknown"), 3);
+    /* An empty message. */
+    authority_core_message(fx.core, "mqe2e/authority", NULL, 0, fx.now, fx.now_ms);
+    cr_assert_eq(counter("frame_unknown"), 4);
+    /* An operator-kind frame with garbage inside: the operator decoder judges it. */
+    frame[0] = 0x08;
+    frame[1] = 0x01;
+    frame[2] = 0x10;
+    frame[3] = MQE2E_CONTROL_OPERATOR;
+    memset(frame + 4, 0xff, 20);
+    deliver(frame, 24);
+    cr_assert_eq(counter("operator_bad_frame"), 1);
+    cr_assert_eq(counter("frame_unknown"), 4);
+    cr_assert_eq(fx.out.n, 0, "nothing answered");
+}
+
+Test(authority_core, queued_enrollments_are_answered_before_a_later_request)
+{
+    device d;
+    device_new(&d, "dev-6");
+    char *ticket = token_create("dev-6", NULL);
+    enroll_frame(&d, ticket);
+    free(ticket);
+    outbox_clear();
+    deliver(d.frame, d.frame_len);
+    cr_assert(authority_core_batching(fx.core), "the request waits for its batch");
+    cr_assert_eq(count_to("mqe2e/client/dev-6"), 0);
+    /* Any other request first answers the queue (arrival order). */
+    static const uint8_t junk[] = {1, 2, 3};
+    deliver(junk, sizeof junk);
+    cr_assert_not(authority_core_batching(fx.core));
+    cr_assert_eq(count_to("mqe2e/client/dev-6"), 1);
+    cr_assert_eq(counter("enroll_ok"), 1);
+    device_free(&d);
+}

@@ -302,6 +302,12 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
     }
     mqe2e_revocation_list_free(c->rl);
     c->rl = rl;
+    /* Receivers drop the revoked devices' sender ids from now on, in every
+     * epoch (PROTOCOL.md 9.7). */
+    rc = mqe2e_protector_set_revocations(c->h.protector, c->rl);
+    if (rc != MQE2E_OK)
+        ctl_log(c, MQE2E_LOG_ERROR, "cannot adopt the retired sender ids: %s",
+                mqe2e_error_name(rc));
     if (mqe2e_revocation_list_is_revoked(c->rl, c->id, 0)) {
         ctl_log(c, MQE2E_LOG_ERROR,
                 "this client ('%s') is revoked by the authority (revocation list version %llu): "
@@ -1423,6 +1429,7 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host)
                    c->pin.control_prefix);
     if (mqe2e_keystore_revocation_list(host->keystore, &rl, &rl_len, NULL) == MQE2E_OK)
         (void)mqe2e_revocation_list_verify(&c->rl, rl, rl_len, c->pin.sign_public);
+    if (c->rl != NULL) (void)mqe2e_protector_set_revocations(host->protector, c->rl);
     rc = mqe2e_holdq_new(&c->holdq, host->hold_count, host->hold_bytes, host->hold_age);
     if (rc != MQE2E_OK) {
         mqe2e_revocation_list_free(c->rl);

@@ -1700,12 +1700,89 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
         sleep_ms(20);
     }
     cr_assert_eq(inbox_count(&is), 0, "a message of the revoked device was delivered");
-    cr_assert_eq(drops_of(sub, MQE2E_DROP_NO_KEY) + drops_of(sub, MQE2E_DROP_EXPIRED), before + N);
+    /* Since the revocation list names its sender ids, they are dropped as
+     * `revoked` before the epoch is even looked up (the next test). */
+    cr_assert_eq(drops_of(sub, MQE2E_DROP_NO_KEY) + drops_of(sub, MQE2E_DROP_EXPIRED) +
+                     drops_of(sub, MQE2E_DROP_REVOKED),
+                 before + N);
     raw_close(&r);
     mqe2e_protector_free(prot);
     mqe2e_policy_free(pol);
     close_client(&sub);
     mqe2e_keystore_close(ks);
+    mqe2e_keystore_close(kb);
+}
+
+/* Issue 11, follow-up of item 5: the revoked device publishes during the
+ * grace period of the epoch it holds, in an unsigned group. Before: its
+ * messages were delivered until the grace ended (the receiver cannot tell
+ * sender ids apart in an unsigned group). Now: the revocation list names
+ * the sender ids the device held (per group, never handed out again) and a
+ * receiver holding the list drops them in every epoch (`revoked`) at once,
+ * while a member that is still active gets through. */
+Test(real_authority, revoked_sender_ids_dropped_during_the_grace)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("rs-sub");
+    ra_enroll("rs-pub");
+    ra_enroll("rs-bad");
+    mqe2e_keystore *ks = open_ks("rs-sub"), *kp = open_ks("rs-pub"), *kb = open_ks("rs-bad");
+    inbox is, ip;
+    inbox_init(&is);
+    inbox_init(&ip);
+    mqe2e_MQTTClient sub = enc_client("rs-sub", ks, NULL, &is, 1);
+    mqe2e_MQTTClient pub = enc_client("rs-pub", kp, NULL, &ip, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+
+    /* The revoked device's keystore still holds epoch 1 and its sender id. */
+    mqe2e_policy *pol = NULL;
+    mqe2e_protector *prot = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol, kb), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&prot, kb, pol, NULL), MQE2E_OK);
+    enum { N = 5 };
+    uint8_t env[N][256];
+    size_t env_len[N];
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "UNLOCK %d (revoked device)", i);
+        cr_assert_eq(mqe2e_protect(prot, "fleet/door", (const uint8_t *)text, strlen(text),
+                                   now_s(), env[i], sizeof env[i], &env_len[i]),
+                     MQE2E_OK);
+    }
+
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id rs-bad"), 0, "%s", out);
+    WAIT_CTL(sub, pushes_applied, 1);
+    WAIT_CTL(pub, pushes_applied, 1);
+
+    /* At once, well inside the grace of epoch 1 (2 s here, 30 s by
+     * default): the drop reason says the sender is revoked, not expired. */
+    MQTTClient r = raw_client("rs-bad-raw", NULL);
+    uint64_t before = drops_total(sub);
+    for (int i = 0; i < N; i++)
+        raw_publish(r, "fleet/door", env[i], env_len[i]);
+    publish_text(pub, "fleet/a", "still a member", 1);
+    cr_assert(wait_inbox(&is, 1), "the active member's message was not delivered");
+    long deadline = now_ms() + WAIT_MS;
+    while (drops_total(sub) < before + N) {
+        cr_assert_lt(now_ms(), deadline, "the revoked device's messages were not all dropped");
+        sleep_ms(20);
+    }
+    cr_assert_eq(inbox_count(&is), 1, "a message of the revoked device was delivered");
+    cr_assert_str_eq(is.payload[0], "still a member");
+    cr_assert_eq(drops_of(sub, MQE2E_DROP_REVOKED), N, "drops by reason revoked: %llu",
+                 (unsigned long long)drops_of(sub, MQE2E_DROP_REVOKED));
+    raw_close(&r);
+    mqe2e_protector_free(prot);
+    mqe2e_policy_free(pol);
+    close_client(&pub);
+    close_client(&sub);
+    mqe2e_keystore_close(ks);
+    mqe2e_keystore_close(kp);
     mqe2e_keystore_close(kb);
 }
 

@@ -154,6 +154,18 @@ static const char SCHEMA_V4[] =
     " (SELECT MAX(sender_id) FROM group_members WHERE group_name = \"groups\".name), 0);"
     "PRAGMA user_version = 4;";
 
+/* Version 5: the sender ids a revoked or replaced device held, per group, go
+ * on the revocation list (receivers drop them in every epoch, PROTOCOL.md
+ * 9.7). Ids of devices revoked before the migration are not known any more. */
+static const char SCHEMA_V5[] =
+    "CREATE TABLE retired_senders("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " sender_id INTEGER NOT NULL CHECK(sender_id >= 1),"
+    " client_id TEXT NOT NULL,"
+    " retired_at INTEGER NOT NULL,"
+    " PRIMARY KEY(group_name, sender_id)) STRICT;"
+    "PRAGMA user_version = 5;";
+
 static const char KEY_CHECK_NAME[] = "db_key_check";
 
 /* ----------------------------------------------------------------- helpers */
@@ -548,6 +560,10 @@ static int migrate(mqe2e_adb *db)
     }
     if (rc == MQE2E_OK && v < 4) {
         rc = exec_const(db, SCHEMA_V4);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
+    if (rc == MQE2E_OK && v < 5) {
+        rc = exec_const(db, SCHEMA_V5);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
     if (rc == MQE2E_OK) rc = key_check_verify(db);
@@ -1169,6 +1185,17 @@ static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *d
     return rc;
 }
 
+/* Retire the sender ids the client holds in its groups (before its
+ * memberships go): they go on the revocation list. */
+static int senders_retire(mqe2e_adb *db, const char *client_id, uint64_t now)
+{
+    return exec_client_stmt(db,
+                            "INSERT OR IGNORE INTO retired_senders(group_name, sender_id,"
+                            " client_id, retired_at) SELECT group_name, sender_id, client_id, ?2"
+                            " FROM group_members WHERE client_id = ?1",
+                            client_id, 1, now);
+}
+
 /* Put (client, serial) on the revocation list; an entry already there stays. */
 static int revocation_insert(mqe2e_adb *db, const char *client_id, uint64_t serial, uint64_t now)
 {
@@ -1205,6 +1232,7 @@ int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
     /* Serial 0: every credential the client ever held (retries and renewals
      * minted several), not only the current one. */
     if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, 0, now);
+    if (rc == MQE2E_OK) rc = senders_retire(db, client_id, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
@@ -1238,6 +1266,7 @@ int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
     /* Serials grow across the store: the entry covers every credential the
      * old device held, none the new one will get. */
     if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, serial, now);
+    if (rc == MQE2E_OK) rc = senders_retire(db, client_id, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
@@ -2141,5 +2170,34 @@ int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
     int rc = MQE2E_OK;
     if (!keep && tx_exec(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
     if (tx_exec(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    return rc;
+}
+
+int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = read_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st,
+              "SELECT group_name, sender_id, retired_at FROM retired_senders"
+              " ORDER BY group_name, sender_id");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        const unsigned char *g = sqlite3_column_text(st, 0);
+        uint64_t id = col_u64(st, 1);
+        if (g == NULL || id == 0 || id > UINT32_MAX) {
+            rc = MQE2E_ERR_IO;
+            break;
+        }
+        rc = cb((const char *)g, (uint32_t)id, col_u64(st, 2), user);
+    }
+    sqlite3_finalize(st);
+    int end = op_end(db, rc < 0 ? rc : MQE2E_OK);
+    if (end != MQE2E_OK) return end;
     return rc;
 }

@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 4   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 5   /**< PRAGMA user_version written by this code */
 
 /** How long after its first use a token still serves an enrollment retry (the
  *  device lost the reply), and only for the same keys: seconds. */
@@ -525,6 +525,14 @@ int mqe2e_adb_revocation_version(uint64_t *out_version, mqe2e_adb *db);
  */
 int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_revocation_cb cb,
                                void *user);
+
+/**
+ * @brief Call cb(group, sender_id, retired_at) for every sender id a revoked
+ *        or replaced device held (ordered by group, then sender id); they go
+ *        on the revocation list (docs/PROTOCOL.md 9.7).
+ * @return ::MQE2E_OK, the callback's value, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user);
 
 /* ---------------------------------------------------------------- operators */
 

@@ -186,17 +186,45 @@ static int rev_cb(const char *client_id, uint64_t serial, uint64_t revoked_at, v
     return 0;
 }
 
+typedef struct retired_collect {
+    mqe2e_retired_sender *r;
+    size_t n, cap;
+} retired_collect;
+
+static int retired_cb(const char *group, uint32_t sender_id, uint64_t retired_at, void *user)
+{
+    retired_collect *c = user;
+    (void)retired_at;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2U : 16U;
+        mqe2e_retired_sender *n = realloc(c->r, cap * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        c->r = n;
+        c->cap = cap;
+    }
+    char *g = strdup(group);
+    if (g == NULL) return MQE2E_ERR_NOMEM;
+    c->r[c->n].group_id = g;
+    c->r[c->n].sender_id = sender_id;
+    c->n++;
+    return 0;
+}
+
 /* Re-sign the list when its version moved; publish it retained if asked. */
 int authority_revocations_refresh(authority *a, int publish_retained)
 {
     rev_collect c = {NULL, 0, 0};
+    retired_collect r = {NULL, 0, 0};
     uint64_t version = 0;
     int rc = mqe2e_adb_revocations_list(&version, a->db, rev_cb, &c);
+    if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version))
+        rc = mqe2e_adb_retired_senders_list(a->db, retired_cb, &r);
     if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version)) {
         uint8_t *rl = NULL;
         size_t rl_len = 0;
-        rc = mqe2e_revocation_list_sign_with(&rl, &rl_len, a->sign_public, authority_keystore_sign,
-                                             a->ks, version, now_s(), c.e, c.n);
+        mqe2e_revocation_contents rc_in = {version, now_s(), c.e, c.n, r.r, r.n};
+        rc = mqe2e_revocation_list_sign_ex(&rl, &rl_len, a->sign_public, authority_keystore_sign,
+                                           a->ks, &rc_in);
         if (rc == MQE2E_OK) {
             free(a->rl);
             a->rl = rl;
@@ -207,6 +235,9 @@ int authority_revocations_refresh(authority *a, int publish_retained)
     for (size_t i = 0; i < c.n; i++)
         free((char *)(uintptr_t)c.e[i].client_id);
     free(c.e);
+    for (size_t i = 0; i < r.n; i++)
+        free((char *)(uintptr_t)r.r[i].group_id);
+    free(r.r);
     if (rc != MQE2E_OK) {
         alog("cannot build the revocation list: %s", mqe2e_strerror(rc));
         return rc;

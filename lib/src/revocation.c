@@ -24,6 +24,7 @@ typedef struct rev_entry {
 struct mqe2e_revocation_list {
     uint64_t version;
     uint64_t issued_at;
+    uint64_t next_update;
     uint8_t authority_public[32];
     rev_entry *entries; /* sorted by client id, then serial */
     size_t n;
@@ -66,7 +67,8 @@ static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *s
     mqe2e__v1__revocation_list_body__init(&body);
     mqe2e__v1__revocation_list__init(&list);
     if (out == NULL || out_len == NULL || version == 0 || (n > 0 && entries == NULL) ||
-        (c->n_retired > 0 && c->retired == NULL))
+        (c->n_retired > 0 && c->retired == NULL) ||
+        (c->next_update != 0 && c->next_update <= c->issued_at))
         return MQE2E_ERR_INVALID_ARG;
     if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
     /* Each entry costs at least four bytes on the wire. */
@@ -113,6 +115,7 @@ static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *s
     body.format = REVOCATION_FORMAT;
     body.version = version;
     body.issued_at = c->issued_at;
+    body.next_update = c->next_update;
     body.n_retired_senders = c->n_retired;
     body.retired_senders = rp;
     body.n_entries = n;
@@ -165,7 +168,7 @@ int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
                                const uint8_t authority_sign_secret[64], uint64_t version,
                                uint64_t issued_at, const mqe2e_revocation_entry *entries, size_t n)
 {
-    mqe2e_revocation_contents c = {version, issued_at, entries, n, NULL, 0};
+    mqe2e_revocation_contents c = {version, issued_at, 0, entries, n, NULL, 0};
     return mqe2e_revocation_list_sign_contents(out, out_len, authority_sign_secret, &c);
 }
 
@@ -183,7 +186,7 @@ int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
                                     void *sign_ctx, uint64_t version, uint64_t issued_at,
                                     const mqe2e_revocation_entry *entries, size_t n)
 {
-    mqe2e_revocation_contents c = {version, issued_at, entries, n, NULL, 0};
+    mqe2e_revocation_contents c = {version, issued_at, 0, entries, n, NULL, 0};
     return mqe2e_revocation_list_sign_ex(out, out_len, authority_sign_public, sign, sign_ctx, &c);
 }
 
@@ -266,7 +269,7 @@ int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in,
         rc = MQE2E_ERR_SUITE;
         goto out;
     }
-    if (b->version == 0) {
+    if (b->version == 0 || (b->next_update != 0 && b->next_update <= b->issued_at)) {
         rc = MQE2E_ERR_DECODE;
         goto out;
     }
@@ -292,6 +295,7 @@ int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in,
     }
     l->version = b->version;
     l->issued_at = b->issued_at;
+    l->next_update = b->next_update;
     memcpy(l->authority_public, b->authority_public.data, 32);
     if (b->n_entries > 0) {
         if ((l->entries = calloc(b->n_entries, sizeof *l->entries)) == NULL) {
@@ -354,6 +358,11 @@ uint64_t mqe2e_revocation_list_version(const mqe2e_revocation_list *l)
 uint64_t mqe2e_revocation_list_issued_at(const mqe2e_revocation_list *l)
 {
     return l != NULL ? l->issued_at : 0;
+}
+
+uint64_t mqe2e_revocation_list_next_update(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->next_update : 0;
 }
 
 size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l)

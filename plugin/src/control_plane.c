@@ -127,6 +127,13 @@ struct mqe2e__ctl {
      * is at most fresh_max_ms old. */
     uint64_t fresh_ms;
     uint64_t fresh_max_ms;
+    /* Revocation list freshness (PROTOCOL.md 9.3): monotonic ms when the list
+     * in rl was last heard from the authority (an authenticated HELLO reply
+     * or PUSH carrying it, or a copy signed later than the one held); 0 =
+     * not since this client was created. rl_valid_ms is the list's
+     * next_update - issued_at (0: the list gives none). */
+    uint64_t rl_heard_ms;
+    uint64_t rl_valid_ms;
     int stale_reported; /* the refusal was logged since the last answer */
     /* Retired epochs whose grace the authority cut (a member left): dropped
      * from the keystore at `at` (wall seconds, the authority's clock), every
@@ -173,11 +180,31 @@ static uint64_t ctl_now(void)
     return mqe2e__plugin_now();
 }
 
+/* The held revocation list is within its validity (lock held). */
+static int ctl_list_fresh(const mqe2e__ctl *c, uint64_t now)
+{
+    if (c->rl == NULL || c->rl_valid_ms == 0) return 1;
+    return c->rl_heard_ms != 0 && now >= c->rl_heard_ms && now - c->rl_heard_ms <= c->rl_valid_ms;
+}
+
 /* lock held */
 static int ctl_fresh(const mqe2e__ctl *c)
 {
     uint64_t now = mqe2e__plugin_monotonic_ms();
-    return c->fresh_ms != 0 && now >= c->fresh_ms && now - c->fresh_ms <= c->fresh_max_ms;
+    return c->fresh_ms != 0 && now >= c->fresh_ms && now - c->fresh_ms <= c->fresh_max_ms &&
+           ctl_list_fresh(c, now);
+}
+
+/* The list in c->rl was just heard from the authority (lock held). */
+static void ctl_list_heard(mqe2e__ctl *c)
+{
+    uint64_t now = mqe2e__plugin_monotonic_ms();
+    uint64_t next = mqe2e_revocation_list_next_update(c->rl);
+    uint64_t issued = mqe2e_revocation_list_issued_at(c->rl);
+    c->rl_heard_ms = now > 0 ? now : 1U;
+    c->rl_valid_ms = next > issued ? (next - issued) * 1000U : 0;
+    c->stale_reported = 0;
+    (void)pthread_cond_broadcast(&c->drained);
 }
 
 /* An authenticated answer of the authority arrived (lock held). */
@@ -269,8 +296,9 @@ static void peer_reset(ctl_peer *p)
 }
 
 /* Adopt a revocation list if it verifies and is newer; tear down channels
- * to peers it revokes. */
-static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len)
+ * to peers it revokes. live: it came in an authenticated HELLO reply or PUSH
+ * (which cannot be replayed), so the authority vouches for it now. */
+static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len, int live)
 {
     mqe2e_revocation_list *rl = NULL;
     int rc;
@@ -285,7 +313,21 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
     if (c->rl != NULL &&
         mqe2e_revocation_list_version(rl) <= mqe2e_revocation_list_version(c->rl)) {
         /* The same version comes back as the retained copy on every connect;
-         * an older one is a rollback attempt (a replayed genuine list). */
+         * an older one is a rollback attempt (a replayed genuine list). The
+         * same version signed later (the authority re-signs it every half
+         * validity) or vouched for live renews the list's freshness; a
+         * replayed copy does not. */
+        if (mqe2e_revocation_list_version(rl) == mqe2e_revocation_list_version(c->rl)) {
+            if (mqe2e_revocation_list_issued_at(rl) > mqe2e_revocation_list_issued_at(c->rl)) {
+                mqe2e_revocation_list_free(c->rl);
+                c->rl = rl;
+                ctl_list_heard(c);
+                return;
+            }
+            if (live && mqe2e_revocation_list_issued_at(rl) ==
+                            mqe2e_revocation_list_issued_at(c->rl))
+                ctl_list_heard(c);
+        }
         if (mqe2e_revocation_list_version(rl) < mqe2e_revocation_list_version(c->rl)) {
             c->k.control_ignored++;
             ctl_log(c, MQE2E_LOG_WARNING, "revocation list refused: version %llu older than %llu",
@@ -302,6 +344,7 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
     }
     mqe2e_revocation_list_free(c->rl);
     c->rl = rl;
+    ctl_list_heard(c);
     /* Receivers drop the revoked devices' sender ids from now on, in every
      * epoch (PROTOCOL.md 9.7). */
     rc = mqe2e_protector_set_revocations(c->h.protector, c->rl);
@@ -531,7 +574,7 @@ static void ctl_apply_update(mqe2e__ctl *c, const mqe2e_control_update *u, int f
             ctl_log(c, MQE2E_LOG_WARNING, "renewed credential refused: %s", mqe2e_error_name(rc));
         mqe2e_credential_free(cred);
     }
-    ctl_adopt_revocations(c, u->revocation_list, u->revocation_list_len);
+    ctl_adopt_revocations(c, u->revocation_list, u->revocation_list_len, 1);
     if (!from_push && u->push_seq > mqe2e_keystore_push_seq(c->h.keystore)) {
         /* The reply is the state as of that push: older pushes add nothing. */
         (void)mqe2e_keystore_set_push_seq(c->h.keystore, u->push_seq);
@@ -1096,7 +1139,7 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
     }
     if (strcmp(topic, c->revocations_topic) == 0) {
         (void)pthread_mutex_lock(c->h.lock);
-        ctl_adopt_revocations(c, data, len);
+        ctl_adopt_revocations(c, data, len, 0);
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_CONSUMED;
     }
@@ -1203,14 +1246,22 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
         c->k.stale_refused++;
         if (!c->stale_reported) {
             c->stale_reported = 1;
-            ctl_log(c, MQE2E_LOG_ERROR,
-                    c->refused ? "the authority refused this client: not sealing on groups"
-                    : c->fresh_ms == 0
-                        ? "no answer from the authority yet: not sealing on groups until its "
-                          "HELLO reply"
-                        : "nothing heard from the authority for over %llu s: not sealing on "
-                          "groups until it answers",
-                    (unsigned long long)(c->fresh_max_ms / 1000U));
+            if (!c->refused && c->fresh_ms != 0 &&
+                !ctl_list_fresh(c, mqe2e__plugin_monotonic_ms()))
+                ctl_log(c, MQE2E_LOG_ERROR,
+                        "revocation list version %llu not renewed within its validity of %llu s: "
+                        "not sealing on groups until the authority sends a newer one",
+                        (unsigned long long)mqe2e_revocation_list_version(c->rl),
+                        (unsigned long long)(c->rl_valid_ms / 1000U));
+            else
+                ctl_log(c, MQE2E_LOG_ERROR,
+                        c->refused ? "the authority refused this client: not sealing on groups"
+                        : c->fresh_ms == 0
+                            ? "no answer from the authority yet: not sealing on groups until "
+                              "its HELLO reply"
+                            : "nothing heard from the authority for over %llu s: not sealing on "
+                              "groups until it answers",
+                        (unsigned long long)(c->fresh_max_ms / 1000U));
         }
         rc = MQE2E_ERR_EXPIRED;
         goto out;
@@ -1298,7 +1349,9 @@ static void ctl_timers(mqe2e__ctl *c, int connected)
      * reply does not stop sealing. */
     uint64_t mono = mqe2e__plugin_monotonic_ms();
     if (c->hello_done && !c->refused && c->hello == NULL && c->fresh_ms != 0 &&
-        mono - c->fresh_ms >= c->fresh_max_ms / 3U) {
+        (mono - c->fresh_ms >= c->fresh_max_ms / 3U ||
+         (c->rl != NULL && c->rl_valid_ms != 0 && c->rl_heard_ms != 0 &&
+          mono - c->rl_heard_ms >= c->rl_valid_ms / 3U))) {
         ctl_log(c, MQE2E_LOG_DEBUG, "periodic HELLO");
         c->hello_done = 0;
         ctl_hello_start(c);

@@ -1423,6 +1423,7 @@ Test(control_plane, revoked_peer_refused)
 
 static char ra_auth_ks[512], ra_db[512], ra_op_ks[512], ra_log[512], ra_pin[2048];
 static pid_t ra_pid;
+static void ra_start(const char *list_validity);
 
 /* Run a shell command line, stdout into out. Exit code. */
 static int sh(char *out, size_t cap, const char *cmd)
@@ -1492,7 +1493,16 @@ static void ra_setup(void)
              "--sign-public %s",
              cli, ra_auth_ks, keyfile, ra_db, hex);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    ra_start("3600");
+}
 
+/* Start the authority (log into ra_log) with a list validity, and wait
+ * until it serves. */
+static void ra_start(const char *list_validity)
+{
+    char cli[PATH_MAX];
+    cli_path(cli, sizeof cli);
+    (void)unlink(ra_log);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -1503,7 +1513,8 @@ static void ra_setup(void)
         snprintf(port, sizeof port, "%d", broker.port);
         /* A short post-removal grace, so the tests can wait it out. */
         execl(cli, cli, "authority", "run", "-K", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
-              "-h", "127.0.0.1", "-p", port, "--revoke-grace", "2", (char *)NULL);
+              "-h", "127.0.0.1", "-p", port, "--revoke-grace", "2", "--list-validity",
+              list_validity, getenv("CP_DEBUG") ? "-v" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     ra_pid = pid;
@@ -1518,9 +1529,26 @@ static void ra_setup(void)
     }
 }
 
-static void ra_teardown(void)
+static void ra_stop(void)
 {
     if (ra_pid > 0) {
+        kill(ra_pid, SIGCONT);
+        kill(ra_pid, SIGTERM);
+        int st;
+        waitpid(ra_pid, &st, 0);
+        ra_pid = 0;
+    }
+}
+
+static void ra_teardown(void)
+{
+    if (getenv("CP_DEBUG") != NULL) {
+        char *log = tu_read_file(ra_log, NULL);
+        fprintf(stderr, "authority log:\n%s\n", log != NULL ? log : "(none)");
+        free(log);
+    }
+    if (ra_pid > 0) {
+        kill(ra_pid, SIGCONT); /* a test may have stopped it */
         kill(ra_pid, SIGTERM);
         int st;
         waitpid(ra_pid, &st, 0);
@@ -1784,6 +1812,70 @@ Test(real_authority, revoked_sender_ids_dropped_during_the_grace)
     mqe2e_keystore_close(ks);
     mqe2e_keystore_close(kp);
     mqe2e_keystore_close(kb);
+}
+
+/* Issue 11, item 6 (list freshness): the signed revocation list carries
+ * issued_at and next_update (--list-validity, 3 s here); a member that has
+ * not heard a list from the authority within that validity (monotonic clock,
+ * from when it heard it) stops sealing on groups, counts `stale_refused` and
+ * says why; once the authority answers again, it seals again. The member's
+ * HELLO freshness bound is an hour, so only the list's bound can stop it.
+ * Before: it went on sealing for the whole HELLO bound. */
+Test(real_authority, stale_revocation_list_stops_sealing)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("lv-pub");
+    ra_enroll("lv-gone");
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id lv-gone"), 0, "%s", out);
+    ra_stop();
+    ra_start("3");
+
+    mqe2e_keystore *kp = open_ks("lv-pub");
+    inbox ip;
+    inbox_init(&ip);
+    mqe2e_MQTTClient pub = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&pub, tb_broker_uri(&broker), "lv-pub",
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = kp;
+    so.onLog = on_log;
+    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
+    so.context = &ip;
+    so.freshMaxSeconds = 3600;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(pub, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(pub, &ip, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(pub, &co), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_waitForAuthority(pub, WAIT_MS), MQTTCLIENT_SUCCESS);
+    publish_text(pub, "fleet/a", "fresh", 1);
+
+    /* The authority goes silent (as behind a broker dropping its frames). */
+    cr_assert_eq(kill(ra_pid, SIGSTOP), 0);
+    int rc = MQTTCLIENT_SUCCESS;
+    long deadline = now_ms() + 20000;
+    while (rc == MQTTCLIENT_SUCCESS) {
+        cr_assert_lt(now_ms(), deadline, "still sealing on a revocation list past its validity");
+        sleep_ms(100);
+        rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "stale", 0, 0, NULL);
+    }
+    cr_assert_eq(rc, MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_EXPIRED), "publish: %d", rc);
+    cr_assert_geq(ctl_counters(pub).stale_refused, 1);
+
+    /* The authority answers again: the periodic HELLO renews the list. */
+    cr_assert_eq(kill(ra_pid, SIGCONT), 0);
+    deadline = now_ms() + WAIT_MS;
+    do {
+        cr_assert_lt(now_ms(), deadline, "sealing did not resume once the authority answered");
+        sleep_ms(100);
+        rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "again", 0, 0, NULL);
+    } while (rc != MQTTCLIENT_SUCCESS);
+    close_client(&pub);
+    mqe2e_keystore_close(kp);
 }
 
 Test(control_plane, channel_queues_until_peer_answers)

@@ -1142,7 +1142,7 @@ Test(protect, retired_senders_dropped_in_every_epoch)
     crypto_sign_keypair(pk, sk);
     static const mqe2e_revocation_entry ent[] = {{"stolen", 0, T0}};
     static const mqe2e_retired_sender ret[] = {{"g1", 7}};
-    mqe2e_revocation_contents c = {1, T0, ent, 1, ret, 1};
+    mqe2e_revocation_contents c = {1, T0, 0, ent, 1, ret, 1};
     uint8_t *bytes = NULL;
     size_t len = 0;
     mqe2e_revocation_list *rl = NULL;

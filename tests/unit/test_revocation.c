@@ -399,7 +399,7 @@ Test(revocation, retired_senders_round_trip_and_strictness)
 {
     static const mqe2e_retired_sender retired[] = {
         {"fleet", 7}, {"ward", 3}, {"fleet", 2}, {"fleet", 7} /* repeated: kept once */};
-    mqe2e_revocation_contents c = {4, 500, sample, N_SAMPLE, retired, 4};
+    mqe2e_revocation_contents c = {4, 500, 0, sample, N_SAMPLE, retired, 4};
     uint8_t *out = NULL;
     size_t len = 0;
     cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c), MQE2E_OK);
@@ -434,7 +434,7 @@ Test(revocation, retired_senders_round_trip_and_strictness)
     static const mqe2e_retired_sender zero[] = {{"fleet", 0}};
     static const mqe2e_retired_sender empty[] = {{"", 1}};
     static const mqe2e_retired_sender ctrl[] = {{"a\nb", 1}};
-    mqe2e_revocation_contents bad = {1, 0, NULL, 0, zero, 1};
+    mqe2e_revocation_contents bad = {1, 0, 0, NULL, 0, zero, 1};
     cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &bad),
                  MQE2E_ERR_INVALID_ARG);
     bad.retired = empty;
@@ -450,4 +450,51 @@ Test(revocation, retired_senders_round_trip_and_strictness)
     cr_assert_eq(verify_retired("fleet", 0), MQE2E_ERR_DECODE);
     cr_assert_eq(verify_retired("", 9), MQE2E_ERR_DECODE);
     cr_assert_eq(verify_retired("a\tb", 9), MQE2E_ERR_DECODE);
+}
+
+/* Issue 11: lists carry issue time and next update; a next update not after
+ * the issue time is refused by signer and verifier. */
+Test(revocation, next_update_round_trip_and_order)
+{
+    mqe2e_revocation_contents c = {2, 1000, 4600, sample, N_SAMPLE, NULL, 0};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    mqe2e_revocation_list *l = NULL;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), 1000);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), 4600);
+    mqe2e_revocation_list_free(l);
+    free(out);
+    cr_assert_eq(mqe2e_revocation_list_next_update(NULL), 0);
+    out = sign_sample(3, &len); /* no next update: 0 */
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), 0);
+    mqe2e_revocation_list_free(l);
+    free(out);
+
+    c.next_update = 1000;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c),
+                 MQE2E_ERR_INVALID_ARG);
+    c.next_update = 999;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c),
+                 MQE2E_ERR_INVALID_ARG);
+
+    /* Signed by the authority, but next_update before issued_at. */
+    Mqe2e__V1__RevocationListBody b;
+    mqe2e__v1__revocation_list_body__init(&b);
+    b.format = 1;
+    b.version = 1;
+    b.issued_at = 50;
+    b.next_update = 40;
+    b.authority_public.data = auth_pk;
+    b.authority_public.len = 32;
+    size_t bl = mqe2e__v1__revocation_list_body__get_packed_size(&b);
+    uint8_t *body = malloc(bl);
+    mqe2e__v1__revocation_list_body__pack(&b, body);
+    uint8_t *buf = wrap(body, bl, auth_sk, &len);
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, buf, len, auth_pk), MQE2E_ERR_DECODE);
+    cr_assert_null(l);
+    free(body);
+    free(buf);
 }

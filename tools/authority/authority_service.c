@@ -217,12 +217,18 @@ int authority_revocations_refresh(authority *a, int publish_retained)
     retired_collect r = {NULL, 0, 0};
     uint64_t version = 0;
     int rc = mqe2e_adb_revocations_list(&version, a->db, rev_cb, &c);
-    if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version))
-        rc = mqe2e_adb_retired_senders_list(a->db, retired_cb, &r);
-    if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version)) {
+    uint64_t validity =
+        a->cfg->list_validity > 0 ? a->cfg->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
+    uint64_t now = now_s();
+    /* A new version, or half the list's validity passed: sign it afresh, so
+     * members hear a list before its next_update (PROTOCOL.md 9.3). */
+    int due = version > 0 && (a->rl == NULL || version != a->rl_version ||
+                              now < a->rl_issued_at || now - a->rl_issued_at >= validity / 2U);
+    if (rc == MQE2E_OK && due) rc = mqe2e_adb_retired_senders_list(a->db, retired_cb, &r);
+    if (rc == MQE2E_OK && due) {
         uint8_t *rl = NULL;
         size_t rl_len = 0;
-        mqe2e_revocation_contents rc_in = {version, now_s(), c.e, c.n, r.r, r.n};
+        mqe2e_revocation_contents rc_in = {version, now, now + validity, c.e, c.n, r.r, r.n};
         rc = mqe2e_revocation_list_sign_ex(&rl, &rl_len, a->sign_public, authority_keystore_sign,
                                            a->ks, &rc_in);
         if (rc == MQE2E_OK) {
@@ -230,6 +236,7 @@ int authority_revocations_refresh(authority *a, int publish_retained)
             a->rl = rl;
             a->rl_len = rl_len;
             a->rl_version = version;
+            a->rl_issued_at = now;
         }
     }
     for (size_t i = 0; i < c.n; i++)
@@ -1782,6 +1789,14 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
             a.last_schedule = now;
             enroll_commit(&a);
             rotate_due_cb_all(&a, now);
+            /* Sign the list afresh (and publish it retained) once half its
+             * validity passed. */
+            uint64_t lv = cfg->list_validity > 0 ? cfg->list_validity
+                                                 : AUTHORITY_DEFAULT_LIST_VALIDITY;
+            if (a.rl != NULL && (now < a.rl_issued_at || now - a.rl_issued_at >= lv / 2U)) {
+                (void)authority_revocations_refresh(&a, 1);
+                authority_flush(&a);
+            }
             if (now >= a.last_prune + 60U) {
                 a.last_prune = now;
                 (void)mqe2e_adb_op_nonce_prune(NULL, a.db, now - 2U * MQE2E_OPERATOR_MAX_SKEW);

@@ -378,6 +378,8 @@ typedef struct mqe2e_retired_sender {
 typedef struct mqe2e_revocation_contents {
     uint64_t version;                      /**< strictly increasing per authority, >= 1 */
     uint64_t issued_at;                    /**< seconds since the Unix epoch */
+    uint64_t next_update;                  /**< newer list due by then (seconds since the
+                                                Unix epoch), > issued_at; 0 = none */
     const mqe2e_revocation_entry *entries; /**< may be NULL when n_entries is 0 */
     size_t n_entries;                      /**< number of entries */
     const mqe2e_retired_sender *retired;   /**< may be NULL when n_retired is 0 */
@@ -396,7 +398,7 @@ typedef struct mqe2e_revocation_contents {
  * @param sign_ctx opaque, borrowed.
  * @param c       what to sign (borrowed, read only).
  * @return as mqe2e_revocation_list_sign(); ::MQE2E_ERR_INVALID_ARG also for
- *         an invalid group id or sender id 0.
+ *         an invalid group id, sender id 0, or a next_update not after issued_at.
  */
 MQE2E_API int mqe2e_revocation_list_sign_ex(uint8_t **out, size_t *out_len,
                                             const uint8_t authority_sign_public[32],
@@ -432,7 +434,8 @@ MQE2E_API int mqe2e_revocation_list_sign_contents(uint8_t **out, size_t *out_len
  * @param len length of @p in.
  * @param authority_sign_public the pinned authority Ed25519 public key.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL); ::MQE2E_ERR_TOO_LARGE;
- *         ::MQE2E_ERR_DECODE (malformed, version 0, invalid client id);
+ *         ::MQE2E_ERR_DECODE (malformed, version 0, invalid client id, invalid
+ *         retired sender, next_update set but not after issued_at);
  *         ::MQE2E_ERR_AUTH (bad signature or another authority);
  *         ::MQE2E_ERR_SUITE (format other than 1); ::MQE2E_ERR_NOMEM;
  *         ::MQE2E_ERR_CRYPTO.
@@ -444,6 +447,13 @@ MQE2E_API int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const ui
 MQE2E_API uint64_t mqe2e_revocation_list_version(const mqe2e_revocation_list *l);
 /** @brief Issue time of a verified list (0 for NULL). */
 MQE2E_API uint64_t mqe2e_revocation_list_issued_at(const mqe2e_revocation_list *l);
+/**
+ * @brief Next-update time of a verified list (seconds since the Unix epoch;
+ *        0 for NULL or a list without one). The list's validity is
+ *        next_update - issued_at, which members measure on their monotonic
+ *        clock from when they heard the list (docs/PROTOCOL.md 9.3).
+ */
+MQE2E_API uint64_t mqe2e_revocation_list_next_update(const mqe2e_revocation_list *l);
 /** @brief Number of entries (0 for NULL). */
 MQE2E_API size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l);
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -1876,6 +1877,77 @@ Test(real_authority, stale_revocation_list_stops_sealing)
     } while (rc != MQTTCLIENT_SUCCESS);
     close_client(&pub);
     mqe2e_keystore_close(kp);
+}
+
+static int async_on_message(void *ctx, char *topic, int tl, MQTTAsync_message *m)
+{
+    (void)ctx;
+    (void)tl;
+    mqe2e_MQTTAsync_freeMessage(&m);
+    mqe2e_MQTTAsync_free(topic);
+    return 1;
+}
+
+/* Issue 11, item 4: the asynchronous front before the authority answered.
+ * A send on a group topic right after connect (no HELLO reply yet) is
+ * refused at once with EXPIRED and counted, never sealed under an epoch
+ * that may be stale; mqe2e_MQTTAsync_waitForAuthority() waits for the reply,
+ * after which the send goes out under the current epoch and is delivered. */
+Test(real_authority, async_front_waits_for_the_authority)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("as-pub");
+    ra_enroll("as-sub");
+    /* A rotation the publisher's keystore has not seen: sealing before the
+     * HELLO reply would use the stale epoch 1. */
+    cr_assert_eq(ra_op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    mqe2e_keystore *kp = open_ks("as-pub"), *ks = open_ks("as-sub");
+    inbox is;
+    inbox_init(&is);
+    mqe2e_MQTTClient sub = enc_client("as-sub", ks, NULL, &is, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+
+    mqe2e_MQTTAsync pub = NULL;
+    mqe2e_MQTTAsync_securityOptions so = mqe2e_MQTTAsync_securityOptions_initializer;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTAsync_create(&pub, tb_broker_uri(&broker), "as-pub",
+                                        MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_waitForAuthority(pub, 10), MQE2E_MQTTASYNC_NOT_CONFIGURED);
+    so.keystore = kp;
+    so.onLog = on_log;
+    so.logLevel = MQE2E_LOG_WARNING;
+    cr_assert_eq(mqe2e_MQTTAsync_setSecurity(pub, &so), MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_setCallbacks(pub, NULL, NULL, async_on_message, NULL),
+                 MQTTASYNC_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTAsync_connect(pub, &co), MQTTASYNC_SUCCESS);
+    /* Nothing heard from the authority yet: refused, not sealed. */
+    int rc = mqe2e_MQTTAsync_send(pub, "fleet/a", 5, "early", 1, 0, NULL);
+    cr_assert_eq(rc, MQE2E_MQTTASYNC_ERR(MQE2E_ERR_EXPIRED), "early send: %d", rc);
+    mqe2e_control_counters k;
+    cr_assert_eq(mqe2e_MQTTAsync_getControlCounters(pub, &k), MQTTASYNC_SUCCESS);
+    cr_assert_eq(k.stale_refused, 1);
+
+    cr_assert_eq(mqe2e_MQTTAsync_waitForAuthority(pub, WAIT_MS), MQTTASYNC_SUCCESS);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTAsync_send(pub, "fleet/a", 5, "fresh", 1, 0, &ro), MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_waitForCompletion(pub, ro.token, 5000), MQTTASYNC_SUCCESS);
+    cr_assert(wait_inbox(&is, 1), "the send after the wait was not delivered");
+    cr_assert_str_eq(is.payload[0], "fresh");
+    cr_assert_eq(inbox_count(&is), 1, "the early send went out");
+    uint32_t e = 0;
+    MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
+    (void)mqe2e_MQTTAsync_disconnect(pub, &dop);
+    close_client(&sub);
+    mqe2e_MQTTAsync_destroy(&pub);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kp, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 2, "the publisher sealed before learning epoch 2");
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(ks);
 }
 
 Test(control_plane, channel_queues_until_peer_answers)

@@ -118,6 +118,7 @@ struct mqe2e__ctl {
     mqe2e_revocation_list *rl;
     mqe2e_hello_client *hello;
     uint64_t hello_started;
+    uint64_t hello_answered_sent; /* hello_started of the last HELLO answered (wall s) */
     uint64_t last_trigger;
     uint64_t last_renewal_check;
     int hello_done; /* a HELLO succeeded since the last connect */
@@ -665,6 +666,7 @@ static void ctl_on_hello(mqe2e__ctl *c, const uint8_t *data, size_t len)
     }
     c->k.handshakes_ok++;
     c->hello_done = 1;
+    c->hello_answered_sent = c->hello_started;
     ctl_log(c, MQE2E_LOG_INFO, "HELLO reply (%zu bytes): %zu key bundles", len, u.n_bundles);
     ctl_apply_update(c, &u, 0);
     ctl_heard(c);
@@ -997,16 +999,19 @@ static void ctl_on_channel(mqe2e__ctl *c, const mqe2e_control_frame *f, const ui
 enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE, CTL_EPOCH_NOT_GRANTED };
 
 static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const char *topic,
-                             const uint8_t *data, size_t len)
+                             const uint8_t *data, size_t len, uint32_t *ahead)
 {
     mqe2e_envelope_view v;
     uint32_t cur;
+    *ahead = 0;
     if (mqe2e_envelope_parse(&v, data, len) != MQE2E_OK) return CTL_EPOCH_KNOWN;
     if (v.header.mode == MQE2E_MODE_CHANNEL) return CTL_EPOCH_KNOWN;
     if (mqe2e_keystore_group_current_epoch(c->h.keystore, group, &cur) != MQE2E_OK)
         return CTL_EPOCH_KNOWN;
-    if (v.header.epoch > cur)
-        return v.header.epoch - cur > CTL_HOLD_EPOCHS_AHEAD ? CTL_EPOCH_REFUSE : CTL_EPOCH_HOLD;
+    if (v.header.epoch > cur) {
+        *ahead = v.header.epoch - cur;
+        return *ahead > CTL_HOLD_EPOCHS_AHEAD ? CTL_EPOCH_REFUSE : CTL_EPOCH_HOLD;
+    }
     /* Signed groups: the signer must be granted `pub` on this topic
      * (credentials bind grants). Until this session's first directory the
      * grants are unknown: held like an unknown epoch, not let through. */
@@ -1017,6 +1022,7 @@ static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const char *topic
     }
     return CTL_EPOCH_KNOWN;
 }
+
 
 /* Quotas of one held message (lock held): a single message at most 1/8 of
  * the byte bound, one topic at most 1/8 of the count and 1/4 of the bytes,
@@ -1029,6 +1035,25 @@ static int ctl_hold_quota_ok(const mqe2e__ctl *c, const char *topic, size_t len)
     if (cost > c->h.hold_bytes / 8U) return 0;
     mqe2e_holdq_topic_usage(c->holdq, topic, &n, &b);
     return n < max_count && b + cost <= c->h.hold_bytes / 4U;
+}
+
+/* Make room for a message `ahead` epochs ahead (lock held): while its topic
+ * is over its quota or the queue is full, evict the held message furthest
+ * ahead (on the topic, then anywhere) if it is further ahead than this one.
+ * A genuine rotation is one epoch ahead; a forger naming epochs further out
+ * cannot push it out. Returns how many were evicted (the caller counts them
+ * as no_key). */
+static size_t ctl_hold_make_room(mqe2e__ctl *c, const char *topic, size_t len, uint32_t ahead)
+{
+    size_t evicted = 0;
+    while (!ctl_hold_quota_ok(c, topic, len) &&
+           mqe2e_holdq_evict_worst(c->holdq, topic, ahead) == MQE2E_OK)
+        evicted++;
+    while ((mqe2e_holdq_count(c->holdq) >= c->h.hold_count ||
+            len + strlen(topic) > c->h.hold_bytes - mqe2e_holdq_bytes(c->holdq)) &&
+           mqe2e_holdq_evict_worst(c->holdq, NULL, ahead) == MQE2E_OK)
+        evicted++;
+    return evicted;
 }
 
 static void ctl_maybe_trigger_hello(mqe2e__ctl *c)
@@ -1054,7 +1079,8 @@ static void ctl_release(mqe2e__ctl *c)
         mqe2e_held *h = NULL;
         mqe2e_policy_kind kind;
         const char *target = NULL;
-        int ready = 0, denied = 0, v = CTL_EPOCH_KNOWN;
+        int ready = 0, denied = 0, forged = 0, v = CTL_EPOCH_KNOWN;
+        uint32_t ahead = 0;
 
         (void)pthread_mutex_lock(c->h.lock);
         if (mqe2e_holdq_pop(c->holdq, &h) != MQE2E_OK) {
@@ -1063,20 +1089,28 @@ static void ctl_release(mqe2e__ctl *c)
         }
         if (mqe2e_policy_lookup(c->h.policy, h->topic, &kind, &target) == MQE2E_OK &&
             kind == MQE2E_POLICY_GROUP && target != NULL)
-            v = ctl_epoch_verdict(c, target, h->topic, h->data, h->len);
+            v = ctl_epoch_verdict(c, target, h->topic, h->data, h->len, &ahead);
         if (v == CTL_EPOCH_NOT_GRANTED) {
             denied = 1;
             c->k.hold_dropped++;
             /* NOLINTNEXTLINE(bugprone-branch-clone): same outcome, another reason */
         } else if (v != CTL_EPOCH_HOLD) {
             ready = 1;
-        } else if (mqe2e_holdq_push(c->holdq, h->topic, h->data, h->len, h->tag, h->arrived_at) !=
-                   MQE2E_OK) {
+        } else if (ahead > 0 && h->arrived_at < c->hello_answered_sent) {
+            /* It arrived before we sent a HELLO the authority has answered:
+             * a genuine sender had its epoch from the authority before that,
+             * so the reply would have carried it. Forged: drop it now rather
+             * than let it hold room until it ages out. */
+            forged = 1;
+            c->k.hold_dropped++;
+        } else if (mqe2e_holdq_push_ranked(c->holdq, h->topic, h->data, h->len, h->tag,
+                                           h->arrived_at, ahead) != MQE2E_OK) {
             ready = 1; /* cannot happen (it fitted before); the normal path counts it */
         }
         if (ready) c->k.released++;
         (void)pthread_mutex_unlock(c->h.lock);
         if (denied) c->h.dropped(c->h.ctx, h->topic, MQE2E_ERR_GRANT);
+        if (forged) c->h.dropped(c->h.ctx, h->topic, MQE2E_ERR_NO_KEY);
         if (ready && c->h.deliver != NULL)
             (void)c->h.deliver(c->h.ctx, h->topic, h->data, h->len, h->tag);
         mqe2e_held_free(h);
@@ -1183,7 +1217,8 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
         (void)pthread_mutex_unlock(c->h.lock);
         return MQE2E__ROUTE_PASS;
     }
-    int verdict = ctl_epoch_verdict(c, target, topic, data, len);
+    uint32_t ahead = 0;
+    int verdict = ctl_epoch_verdict(c, target, topic, data, len, &ahead);
     if (verdict == CTL_EPOCH_NOT_GRANTED) {
         (void)pthread_mutex_unlock(c->h.lock);
         c->h.dropped(c->h.ctx, topic, MQE2E_ERR_GRANT);
@@ -1200,10 +1235,15 @@ int mqe2e__ctl_route(mqe2e__ctl *c, const char *topic, const uint8_t *data, size
     /* Make room from what waited too long before judging the bounds. */
     size_t expired = mqe2e_holdq_expire(c->holdq, ctl_now());
     c->k.hold_dropped += expired;
+    if (verdict != CTL_EPOCH_REFUSE) {
+        size_t evicted = ctl_hold_make_room(c, topic, len, ahead);
+        c->k.hold_dropped += evicted;
+        expired += evicted; /* counted as no_key below, like the expired ones */
+    }
     if (verdict == CTL_EPOCH_REFUSE || !ctl_hold_quota_ok(c, topic, len))
         rc = MQE2E_ERR_EXHAUSTED;
     else
-        rc = mqe2e_holdq_push(c->holdq, topic, data, len, tag, ctl_now());
+        rc = mqe2e_holdq_push_ranked(c->holdq, topic, data, len, tag, ctl_now(), ahead);
     if (rc == MQE2E_OK) {
         c->k.held++;
         ctl_maybe_trigger_hello(c);
@@ -1443,6 +1483,14 @@ static void *ctl_worker(void *arg)
             ctl_expire(c);
             ctl_release(c);
             (void)pthread_mutex_unlock(c->h.cb_lock);
+            /* What is still held arrived after the last answered HELLO was
+             * sent (older unknown epochs were dropped as forged): ask again
+             * (paced), so a message whose own trigger was paced away does
+             * not wait for its age limit. */
+            (void)pthread_mutex_lock(c->h.lock);
+            if (connected && c->hello_done && mqe2e_holdq_count(c->holdq) > 0)
+                ctl_maybe_trigger_hello(c);
+            (void)pthread_mutex_unlock(c->h.lock);
         }
         (void)pthread_mutex_lock(c->h.lock);
     }

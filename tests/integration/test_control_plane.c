@@ -1771,12 +1771,7 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
     cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
     cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
     WAIT_CTL(sub, handshakes_ok, 1);
-    /* Memberships and retirements are recorded in whole seconds, and an
-     * epoch retired in the second a member joined is not sent to it
-     * (backward secrecy; docs/SECURITY.md, open items): revoke in a later
-     * second than rg-sub's enrollment, as any real revocation is. */
-    time_t joined = time(NULL);
-    while (time(NULL) <= joined) sleep_ms(50);
+    /* (The same second as the enrollment is the next test's case.) */
 
     cr_assert_eq(ra_op(out, sizeof out, "revoke --id rg-bad"), 0, "%s", out);
     WAIT_CTL(sub, pushes_applied, 1);
@@ -1822,6 +1817,67 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
     close_client(&sub);
     mqe2e_keystore_close(ks);
     mqe2e_keystore_close(kb);
+}
+
+/* Issue 11 (second-granularity edge): a member that joins in the same second
+ * as a revocation. Memberships and retirements are recorded in whole
+ * seconds; the authority used to decide by second which retired epochs were
+ * a member's, so the epoch retired in the second the member joined was not
+ * sent to it, and the member never learnt that epoch's cut grace: it kept
+ * accepting it for its normal grace (1 h). Now the membership records the
+ * epoch current at the join and the decision is by epoch number: the HELLO
+ * reply carries epoch 1 with the cut grace and the member drops it. The
+ * enrollment and the revocation are run back to back at the start of a
+ * second (the test prints whether they shared it; it holds either way). */
+Test(real_authority, member_joining_in_the_revocation_second_learns_the_cut_grace)
+{
+    char out[8192], args[512], ticket[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("js-bad");
+    snprintf(args, sizeof args, "token create --id js-sub --group fleet --grant 'fleet/#:pubsub'");
+    cr_assert_eq(ra_op(ticket, sizeof ticket, args), 0, "token create: %s", ticket);
+    ticket[strcspn(ticket, "\n")] = '\0';
+    time_t start = time(NULL);
+    while (time(NULL) == start) sleep_ms(5);
+    time_t t0 = time(NULL);
+    cr_assert_eq(run_enroll("js-sub", ticket, NULL, 0), 0);
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id js-bad"), 0, "%s", out);
+    time_t t1 = time(NULL);
+    fprintf(stderr, "enrollment and revocation %s\n",
+            t0 == t1 ? "in the same second" : "straddled a second");
+
+    mqe2e_keystore *ks = open_ks("js-sub");
+    inbox is;
+    inbox_init(&is);
+    atomic_store(&pruned_logged, 0);
+    mqe2e_MQTTClient sub = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&sub, tb_broker_uri(&broker), "js-sub",
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.onLog = on_log_prune;
+    so.logLevel = MQE2E_LOG_INFO;
+    so.context = &is;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    long deadline = now_ms() + WAIT_MS;
+    while (!atomic_load(&pruned_logged)) {
+        cr_assert_lt(now_ms(), deadline,
+                     "the member never learnt the cut grace of the epoch it joined in");
+        sleep_ms(50);
+    }
+    close_client(&sub);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    mqe2e_keystore_close(ks);
 }
 
 /* Issue 11, follow-up of item 5: the revoked device publishes during the

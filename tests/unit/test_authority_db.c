@@ -942,6 +942,77 @@ Test(authority_db, revoked_and_replaced_sender_ids_are_retired)
     mqe2e_adb_close(db);
 }
 
+typedef struct joins {
+    char v[8][64];
+    uint32_t joined[8];
+    size_t n;
+} joins;
+
+static int collect_join(const char *name, uint32_t sender_id, uint64_t added_at,
+                        uint32_t joined_epoch, void *user)
+{
+    (void)sender_id;
+    (void)added_at;
+    joins *j = user;
+    cr_assert_lt(j->n, 8);
+    j->joined[j->n] = joined_epoch;
+    snprintf(j->v[j->n++], sizeof j->v[0], "%s", name);
+    return 0;
+}
+
+/* Issue 11 (second-granularity edge): a membership records the epoch current
+ * when it began, and which retired epochs were the member's is decided by
+ * epoch number: an epoch retired in the very second the member joined is
+ * its when it was current at the join. */
+Test(authority_db, joined_epoch_orders_join_and_retirement)
+{
+    uint8_t s[32], s2[32];
+    fill(s, sizeof s, 9);
+    fill(s2, sizeof s2, 10);
+    mqe2e_adb *db = open_db();
+    enroll(db, "early", 1);
+    enroll(db, "same-second", 2);
+    enroll(db, "history", 3);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "a/#", NULL, 100, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "early", 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "same-second", 500), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "history", 0), MQE2E_OK);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "g", s2, 500), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    joins j = {0};
+    cr_assert_eq(mqe2e_adb_members_list_ex(db, "g", collect_join, &j), MQE2E_OK);
+    cr_assert_eq(j.n, 3);
+    cr_assert_str_eq(j.v[0], "early");
+    cr_assert_eq(j.joined[0], 1);
+    cr_assert_str_eq(j.v[1], "same-second");
+    cr_assert_eq(j.joined[1], 1);
+    cr_assert_str_eq(j.v[2], "history");
+    cr_assert_eq(j.joined[2], 0);
+    joins g = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client_ex(db, "same-second", collect_join, &g), MQE2E_OK);
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.joined[0], 1);
+    /* Epoch 1, retired at 500: the same-second member's (it was current at
+     * the join), which the second alone could not tell. */
+    cr_assert(mqe2e_adb_epoch_was_members(1, 500, 500, 1));
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 500, 0));
+    /* A member that joined at epoch 2 never had epoch 1. */
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 500, 2));
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 501, 2));
+    /* The current epoch is everyone's; unknown joins fall back to seconds. */
+    cr_assert(mqe2e_adb_epoch_was_members(2, 0, 500, 2));
+    cr_assert(mqe2e_adb_epoch_was_members(1, 500, 0, 0));
+    cr_assert(mqe2e_adb_epoch_was_members(1, 501, 500, 0));
+    /* A member added after the rotation joins at epoch 2. */
+    enroll(db, "late", 4);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "late", 500), MQE2E_OK);
+    joins l = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client_ex(db, "late", collect_join, &l), MQE2E_OK);
+    cr_assert_eq(l.joined[0], 2);
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, client_grants_and_listing)
 {
     mqe2e_adb *db = open_db();
@@ -1331,7 +1402,7 @@ Test(authority_db, migrates_a_version_1_file)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE retired_senders;"
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
@@ -1368,7 +1439,7 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE retired_senders;"
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"

@@ -809,7 +809,8 @@ static int unprotect_group(mqe2e_protector *p, const char *target, unsigned flag
     rc = mqe2e_envelope_parse(&view, in, in_len);
     if (rc != MQE2E_OK) return rc;
     /* A revoked device's sender ids are dead in every epoch, grace or not:
-     * ids are never handed out again within a group (PROTOCOL.md 9.7). */
+     * ids are never handed out again within a group (docs/CREDENTIALS.md,
+     * "Retired sender ids"; PROTOCOL.md section 4, step 1a). */
     if (sender_retired(p, p->groups[gi].id, view.header.sender_id)) return MQE2E_ERR_REVOKED;
     /* Each group topic takes exactly its mode: a signed topic signed
      * envelopes only (a member re-sealing in group mode could otherwise speak

@@ -323,6 +323,7 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
                 mqe2e_revocation_list_free(c->rl);
                 c->rl = rl;
                 ctl_list_heard(c);
+                (void)mqe2e_protector_set_revocations(c->h.protector, c->rl);
                 return;
             }
             if (live && mqe2e_revocation_list_issued_at(rl) ==
@@ -347,7 +348,7 @@ static void ctl_adopt_revocations(mqe2e__ctl *c, const uint8_t *list, size_t len
     c->rl = rl;
     ctl_list_heard(c);
     /* Receivers drop the revoked devices' sender ids from now on, in every
-     * epoch (PROTOCOL.md 9.7). */
+     * epoch (docs/CREDENTIALS.md, "Retired sender ids"). */
     rc = mqe2e_protector_set_revocations(c->h.protector, c->rl);
     if (rc != MQE2E_OK)
         ctl_log(c, MQE2E_LOG_ERROR, "cannot adopt the retired sender ids: %s",
@@ -1022,7 +1023,6 @@ static int ctl_epoch_verdict(mqe2e__ctl *c, const char *group, const char *topic
     }
     return CTL_EPOCH_KNOWN;
 }
-
 
 /* Quotas of one held message (lock held): a single message at most 1/8 of
  * the byte bound, one topic at most 1/8 of the count and 1/4 of the bytes,

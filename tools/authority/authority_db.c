@@ -155,8 +155,9 @@ static const char SCHEMA_V4[] =
     "PRAGMA user_version = 4;";
 
 /* Version 5: the sender ids a revoked or replaced device held, per group, go
- * on the revocation list (receivers drop them in every epoch, PROTOCOL.md
- * 9.7). Ids of devices revoked before the migration are not known any more. */
+ * on the revocation list (receivers drop them in every epoch,
+ * docs/CREDENTIALS.md). Ids of devices revoked before the migration are not
+ * known any more. Memberships also record the epoch they began in. */
 static const char SCHEMA_V5[] =
     "CREATE TABLE retired_senders("
     " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"

@@ -553,7 +553,7 @@ int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_r
 /**
  * @brief Call cb(group, sender_id, retired_at) for every sender id a revoked
  *        or replaced device held (ordered by group, then sender id); they go
- *        on the revocation list (docs/PROTOCOL.md 9.7).
+ *        on the revocation list (docs/CREDENTIALS.md).
  * @return ::MQE2E_OK, the callback's value, ::MQE2E_ERR_IO.
  */
 int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user);

@@ -368,7 +368,7 @@ MQE2E_API int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
                                               uint64_t version, uint64_t issued_at,
                                               const mqe2e_revocation_entry *entries, size_t n);
 
-/** A sender id a revoked or replaced device held in a group (docs/PROTOCOL.md 9.7). */
+/** A sender id a revoked or replaced device held in a group (docs/CREDENTIALS.md). */
 typedef struct mqe2e_retired_sender {
     const char *group_id; /**< group name, 1..::MQE2E_GROUP_ID_MAX_BYTES printable bytes */
     uint32_t sender_id;   /**< >= 1 */

@@ -758,6 +758,32 @@ static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks,
     return c;
 }
 
+/* An encrypted client with its own log sink, level and freshness bound
+ * (0: the default), callbacks into ib, clean session, connected. */
+static mqe2e_MQTTClient so_client(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib,
+                                  mqe2e_MQTTClient_log *log, mqe2e_log_level level,
+                                  unsigned fresh_max)
+{
+    mqe2e_MQTTClient c = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.onDropped = on_dropped;
+    so.onLog = log;
+    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : level;
+    so.context = ib;
+    so.freshMaxSeconds = fresh_max;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
 static void close_client(mqe2e_MQTTClient *c)
 {
     mqe2e_MQTTClient_disconnect(*c, 1000);
@@ -1753,22 +1779,7 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
     inbox is;
     inbox_init(&is);
     atomic_store(&pruned_logged, 0);
-    mqe2e_MQTTClient sub = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&sub, tb_broker_uri(&broker), "rg-sub",
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.onDropped = on_dropped;
-    so.onLog = on_log_prune;
-    so.logLevel = MQE2E_LOG_INFO;
-    so.context = &is;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient sub = so_client("rg-sub", ks, &is, on_log_prune, MQE2E_LOG_INFO, 0);
     cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
     WAIT_CTL(sub, handshakes_ok, 1);
     /* (The same second as the enrollment is the next test's case.) */
@@ -1851,21 +1862,7 @@ Test(real_authority, member_joining_in_the_revocation_second_learns_the_cut_grac
     inbox is;
     inbox_init(&is);
     atomic_store(&pruned_logged, 0);
-    mqe2e_MQTTClient sub = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&sub, tb_broker_uri(&broker), "js-sub",
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.onLog = on_log_prune;
-    so.logLevel = MQE2E_LOG_INFO;
-    so.context = &is;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient sub = so_client("js-sub", ks, &is, on_log_prune, MQE2E_LOG_INFO, 0);
     WAIT_CTL(sub, handshakes_ok, 1);
     long deadline = now_ms() + WAIT_MS;
     while (!atomic_load(&pruned_logged)) {
@@ -1974,22 +1971,8 @@ Test(real_authority, stale_revocation_list_stops_sealing)
     mqe2e_keystore *kp = open_ks("lv-pub");
     inbox ip;
     inbox_init(&ip);
-    mqe2e_MQTTClient pub = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&pub, tb_broker_uri(&broker), "lv-pub",
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = kp;
-    so.onLog = on_log;
-    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
-    so.context = &ip;
-    so.freshMaxSeconds = 3600;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(pub, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(pub, &ip, NULL, on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(pub, &co), MQTTCLIENT_SUCCESS);
+    /* The HELLO bound is an hour: only the list's bound can stop it. */
+    mqe2e_MQTTClient pub = so_client("lv-pub", kp, &ip, on_log, MQE2E_LOG_WARNING, 3600);
     cr_assert_eq(mqe2e_MQTTClient_waitForAuthority(pub, WAIT_MS), MQTTCLIENT_SUCCESS);
     publish_text(pub, "fleet/a", "fresh", 1);
 

@@ -38,6 +38,8 @@ extern "C" {
 /** Grace of a group's retired epochs after a member left it (revoked,
  *  replaced, ungranted): they held those epochs. */
 #define AUTHORITY_DEFAULT_REVOKE_GRACE 30ULL
+/** Default validity of a signed revocation list (next_update - issued_at): 1 hour. */
+#define AUTHORITY_DEFAULT_LIST_VALIDITY 3600ULL
 /** Most ENROLL requests made durable by one database commit (group commit). */
 #define AUTHORITY_ENROLL_BATCH 32U
 /** Refusal log lines written per second at most; the rest are only counted. */
@@ -54,7 +56,10 @@ typedef struct authority_core_config {
     uint64_t credential_ttl; /**< seconds */
     uint64_t grace;          /**< seconds a retired epoch is still handed out */
     uint64_t revoke_grace;   /**< retired epochs' grace after a member left (0 = default) */
-    int verbose;             /**< 1: log every handled message */
+    /** Revocation list validity (next_update - issued_at), seconds; the list is
+     *  signed afresh when half of it passed (0: AUTHORITY_DEFAULT_LIST_VALIDITY). */
+    uint64_t list_validity;
+    int verbose; /**< 1: log every handled message */
     /** Admission of handshake work (ratelimit.h), or NULL for authority_rl_defaults(). */
     const authority_rl_config *limits;
 } authority_core_config;
@@ -141,7 +146,9 @@ void authority_core_message(authority_core *a, const char *topic, const uint8_t 
 /**
  * @brief Time passed: answer the queued enrollments when their batch is due
  *        (@p idle, full or AUTHORITY_ENROLL_BATCH_WAIT_MS old), rotate the
- *        groups due by schedule, prune expired operator nonces and tokens.
+ *        groups due by schedule, sign the revocation list afresh and publish
+ *        it retained once half its validity (@c list_validity) passed since
+ *        it was issued, prune expired operator nonces and tokens.
  * @param idle 1 when no message arrived since the last call.
  */
 void authority_core_tick(authority_core *a, uint64_t now, uint64_t now_ms, int idle);

@@ -675,3 +675,138 @@ Test(authority_core, queued_enrollments_are_answered_before_a_later_request)
     cr_assert_eq(counter("enroll_ok"), 1);
     device_free(&d);
 }
+
+/* ------------------------------------------------------- revocation list */
+
+/* The signed list the core last published (retained) on P/revocations,
+ * verified against the pinned key; NULL when none was published since the
+ * last outbox_clear(). Free with mqe2e_revocation_list_free(). */
+static mqe2e_revocation_list *published_list(void)
+{
+    const sent *s = last_to("mqe2e/revocations");
+    if (s == NULL) return NULL;
+    cr_assert_eq(s->retained, 1, "the list is published retained");
+    mqe2e_revocation_list *l = NULL;
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, s->p, s->n, fx.pin.sign_public), MQE2E_OK);
+    return l;
+}
+
+/* The sender id HELLO hands @p d in @p group. */
+static uint32_t sender_id_of(device *d, const char *group)
+{
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(d, &reply), MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&reply, group);
+    cr_assert_not_null(b, "%s is granted %s", d->id, group);
+    uint32_t id = b->sender_id;
+    mqe2e_control_update_wipe(&reply);
+    return id;
+}
+
+static void revoke(const char *id)
+{
+    char a_id[300];
+    char *args[1] = {a_id};
+    snprintf(a_id, sizeof a_id, "id=%s", id);
+    cr_assert_eq(op_call(NULL, "revoke", args, 1), MQE2E_OPSTATUS_OK);
+}
+
+/* One schedule step at fx.now (the monotonic clock moves along). */
+static void tick_at(uint64_t now)
+{
+    fx.now_ms += (now - fx.now) * 1000U;
+    fx.now = now;
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+}
+
+/* Issue 11: the list names the sender ids the revoked device held (per
+ * group; receivers drop them in every epoch) next to the client entry, and
+ * says when a newer one is due: next_update = issued_at + list_validity,
+ * both from the clock passed in. A member still in the group is not named. */
+Test(authority_core, revocation_list_names_retired_sender_ids_and_its_next_update)
+{
+    fx.cfg.list_validity = 600; /* borrowed by the core: read at each signing */
+    device a, b;
+    device_enrolled(&a, "dev-ra");
+    device_enrolled(&b, "dev-rb");
+    group_create("alarms", "site/alarm/#", NULL);
+    group_create("doors", "site/door/#", NULL);
+    group_grant("alarms", "dev-ra");
+    group_grant("alarms", "dev-rb");
+    group_grant("doors", "dev-rb");
+    uint32_t sid_a = sender_id_of(&a, "alarms");
+    uint32_t sid_b_alarms = sender_id_of(&b, "alarms");
+    uint32_t sid_b_doors = sender_id_of(&b, "doors");
+    cr_assert_neq(sid_a, sid_b_alarms);
+
+    fx.now += 10;
+    uint64_t revoked_at = fx.now;
+    revoke("dev-rb");
+    mqe2e_revocation_list *l = published_list();
+    cr_assert_not_null(l, "the revocation publishes a list");
+    cr_assert_eq(mqe2e_revocation_list_version(l), 1);
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), revoked_at);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), revoked_at + 600U);
+    cr_assert(mqe2e_revocation_list_client_revoked(l, "dev-rb"));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-ra"));
+    cr_assert_eq(mqe2e_revocation_list_retired_count(l), 2, "one id per group it was in");
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "alarms", sid_b_alarms));
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "doors", sid_b_doors));
+    cr_assert_not(mqe2e_revocation_list_sender_retired(l, "alarms", sid_a),
+                  "the remaining member's id is not retired");
+    mqe2e_revocation_list_free(l);
+    device_free(&a);
+    device_free(&b);
+}
+
+/* Issue 11: the core signs the list afresh on its schedule once half of
+ * list_validity passed since the list it holds was issued (same version,
+ * retired ids kept, new issued_at and next_update), so members hear a list
+ * before its next_update; not before half, and not again right after. No
+ * list at all is published before the first revocation. */
+Test(authority_core, revocation_list_is_signed_afresh_at_half_its_validity)
+{
+    fx.cfg.list_validity = 600;
+    outbox_clear();
+    tick_at(fx.now + 10000U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 0, "no list before the first revocation");
+
+    device d;
+    device_enrolled(&d, "dev-rs");
+    group_create("alarms", "site/alarm/#", NULL);
+    group_grant("alarms", "dev-rs");
+    uint32_t sid = sender_id_of(&d, "alarms");
+    fx.now += 10;
+    uint64_t t1 = fx.now;
+    revoke("dev-rs");
+    mqe2e_revocation_list *l = published_list();
+    cr_assert_not_null(l);
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), t1);
+    mqe2e_revocation_list_free(l);
+
+    outbox_clear();
+    tick_at(t1 + 299U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 0, "re-signed before half its validity");
+    tick_at(t1 + 300U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 1, "not re-signed at half its validity");
+    l = published_list();
+    cr_assert_eq(mqe2e_revocation_list_version(l), 1, "same contents, same version");
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), t1 + 300U);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), t1 + 900U);
+    cr_assert(mqe2e_revocation_list_client_revoked(l, "dev-rs"));
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "alarms", sid), "retired ids kept");
+    mqe2e_revocation_list_free(l);
+    cr_assert_geq(fx.out.flushes, 1, "the re-signed list is flushed out");
+
+    outbox_clear();
+    tick_at(t1 + 301U);
+    tick_at(t1 + 599U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 0, "signed again before the next half");
+    tick_at(t1 + 600U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 1);
+    l = published_list();
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), t1 + 600U);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), t1 + 1200U);
+    mqe2e_revocation_list_free(l);
+    device_free(&d);
+}

@@ -30,6 +30,7 @@
 #include "inbox.h"
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
+#include "mqe2e/credential.h"
 #include "testutil.h"
 
 #define PREFIX "mqe2e"
@@ -1786,6 +1787,56 @@ Test(real_authority, stale_revocation_list_stops_sealing)
     } while (rc != MQTTCLIENT_SUCCESS);
     close_client(&pub);
     mqe2e_keystore_close(kp);
+}
+
+/* Issue 11, item 6, the authority's half, end to end through the CLI: run
+ * with --list-validity 2, the authority signs its revocation list afresh
+ * every second (half the validity, on the core's schedule) and republishes
+ * it retained on P/revocations. Every copy verifies under the pinned key,
+ * keeps the version, the revoked client and its retired sender id, and says
+ * next_update = issued_at + 2; issue times grow. Without the re-signing a
+ * watcher sees one list (signed at the revocation) and no newer one. */
+Test(real_authority, revocation_list_is_signed_afresh_within_its_validity)
+{
+    char out[8192];
+    ra_stop();
+    ra_start("2");
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("rl-gone");
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id rl-gone"), 0, "%s", out);
+
+    MQTTClient r = raw_client("rl-watch", &rb_spy);
+    cr_assert_eq(MQTTClient_subscribe(r, PREFIX "/revocations", 1), MQTTCLIENT_SUCCESS);
+    char topic[128];
+    uint8_t buf[2048];
+    size_t len = 0;
+    uint64_t first = 0, last = 0;
+    int newer = 0;
+    while (newer < 2) {
+        cr_assert(raw_next(&rb_spy, topic, sizeof topic, buf, sizeof buf, &len),
+                  "no list signed afresh within %d s (%d newer seen)", (int)(WAIT_MS / 1000),
+                  newer);
+        mqe2e_revocation_list *l = NULL;
+        cr_assert_eq(mqe2e_revocation_list_verify(&l, buf, len, fx.pin.sign_public), MQE2E_OK);
+        uint64_t at = mqe2e_revocation_list_issued_at(l);
+        cr_assert_eq(mqe2e_revocation_list_version(l), 1);
+        cr_assert_eq(mqe2e_revocation_list_next_update(l), at + 2U, "issued %llu, next %llu",
+                     (unsigned long long)at,
+                     (unsigned long long)mqe2e_revocation_list_next_update(l));
+        cr_assert(mqe2e_revocation_list_client_revoked(l, "rl-gone"));
+        cr_assert_eq(mqe2e_revocation_list_retired_count(l), 1, "its sender id in fleet");
+        mqe2e_revocation_list_free(l);
+        if (first == 0) {
+            first = last = at;
+            continue;
+        }
+        cr_assert_geq(at, last, "an older list came after a newer one");
+        if (at > last) newer++;
+        last = at;
+    }
+    fprintf(stderr, "lists issued at +0 .. +%llu s\n", (unsigned long long)(last - first));
+    raw_close(&r);
 }
 
 static int async_on_message(void *ctx, char *topic, int tl, MQTTAsync_message *m)

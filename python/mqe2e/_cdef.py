@@ -276,7 +276,7 @@ typedef struct mqe2e_counters {
     uint64_t opened;
     uint64_t plaintext_out;
     uint64_t plaintext_in;
-    uint64_t dropped[12];
+    uint64_t dropped[13];
 } mqe2e_counters;
 typedef struct mqe2e_receipt {
     uint32_t active;

@@ -72,7 +72,7 @@ MQE2E_API int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t 
 
 /**
  * @brief As mqe2e_holdq_push(), with a rank for mqe2e_holdq_evict_worst()
- *        (mqe2e_holdq_push() ranks 0). The Paho front ranks a message by how
+ *        (mqe2e_holdq_push() ranks 0). The device session ranks a message by how
  *        many epochs ahead of the keystore's current one it names: a genuine
  *        rotation is one ahead, a forger's guess usually more.
  * @param q     the queue.

@@ -43,10 +43,14 @@ typedef enum mqe2e_error {
                                         process, through any path); see storage.h */
     MQE2E_ERR_GRANT = -21,         /**< signed envelope on a topic its signer's credential does
                                         not grant it to publish on */
+    /* -22 .. -27 are reserved for other work in progress (issues 13, 14). */
+    MQE2E_ERR_TREE_GAP = -28,      /**< a key-tree update does not follow the member's epoch
+                                        (updates were missed): catch up with a TreePath */
+    MQE2E_ERR_TREE_REVOKED = -29,  /**< the key-tree update removes this member */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-21)
+#define MQE2E_ERR_MIN (-29)
 
 /**
  * @brief Human-readable description of a return code.

@@ -149,7 +149,7 @@ static int unwrap_one(uint8_t new_key[KB], const uint8_t *header, const uint8_t 
 }
 
 /* The signed input: SIGN_LABEL || body (the message without its signature). */
-#define SIGN_MAX (sizeof SIGN_LABEL - 1U + HDR + (2U * MQE2E_KEYTREE_MAX_DEPTH - 1U) * WRAP)
+#define SIGN_MAX (sizeof SIGN_LABEL - 1U + HDR + ((size_t)2U * MQE2E_KEYTREE_MAX_DEPTH - 1U) * WRAP)
 
 static size_t sign_input(uint8_t buf[SIGN_MAX], const uint8_t *body, size_t body_len)
 {
@@ -277,7 +277,8 @@ static uint32_t remove_wraps(const mqe2e_keytree *t, uint32_t L)
     uint32_t n = 0;
     for (unsigned h = 1; h <= t->depth; h++) {
         uint32_t p = L >> h;
-        n += (t->count[2U * p] != 0U ? 1U : 0U) + (t->count[2U * p + 1U] != 0U ? 1U : 0U);
+        n += (t->count[(size_t)2U * p] != 0U ? 1U : 0U) +
+             (t->count[(size_t)2U * p + 1U] != 0U ? 1U : 0U);
     }
     return n;
 }
@@ -345,7 +346,8 @@ int mqe2e_keytree_path(const mqe2e_keytree *t, uint32_t leaf, uint8_t *out, size
     randombytes_buf(out + 27, PATH_NONCE);
     uint8_t *pt = sodium_malloc((size_t)t->depth * KB);
     if (pt == NULL) return MQE2E_ERR_NOMEM;
-    for (unsigned h = 1; h <= t->depth; h++) memcpy(pt + (h - 1U) * KB, node_key(t, L >> h), KB);
+    for (unsigned h = 1; h <= t->depth; h++)
+        memcpy(pt + (size_t)(h - 1U) * KB, node_key(t, L >> h), KB);
     unsigned long long clen = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + PHDR, &clen, pt, (size_t)t->depth * KB, out,
                                                PHDR, NULL, out + 27, node_key(t, L));

@@ -60,7 +60,7 @@ trap 'exit 130' INT TERM
 echo "== build (Release) in $build"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQE2E_BUILD_BENCH=ON \
     -DMQE2E_BUILD_PLUGIN=ON >/dev/null
-cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake bench_enroll_rate bench_rekey \
+cmake --build "$build" -j2 --target bench_crypto bench_throughput bench_memory bench_handshake bench_enroll_rate bench_rekey bench_keytree \
     hr_device hr_backend mqe2e_cli >/dev/null
 run_s=$SECONDS
 cli="$build/tools/mqe2e/mqe2e"
@@ -118,6 +118,14 @@ if [ "$smoke" -eq 1 ]; then
     "$bm" --smoke --json "$work/memory.json"
 else
     "$bm" --json "$work/memory.json"
+fi
+
+# ---- 3a. key-tree revocation, 1,000 / 10,000 / 100,000 members (in-process) ------------
+echo "== bench_keytree"
+if [ "$smoke" -eq 1 ]; then
+    "$build/bench/bench_keytree" --smoke --rounds 3 --json "$work/keytree.json"
+else
+    "$build/bench/bench_keytree" --rounds 20 --json "$work/keytree.json"
 fi
 
 # ---- 3b. handshake latency (own broker and authority) ---------------------------------
@@ -241,6 +249,7 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "enroll_rate": '; cat "$work/enroll.json"; printf ',\n'
     printf '  "rekey": '; cat "$work/rekey.json"; printf ',\n'
     printf '  "python_subscriber": '; cat "$work/python.json"; printf ',\n'
+    printf '  "keytree": '; cat "$work/keytree.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
     printf '  "peak_rss_kb": {"hr_device": %s, "plain_device": %s, "hr_backend": %s, "plain_backend": %s},\n' \
         "$mqe2e_device_kb" "$plain_device_kb" "$mqe2e_backend_kb" "$plain_backend_kb"

@@ -184,6 +184,7 @@ typedef struct mqe2e__nodelay {
     char *create_uri;
     char **uris;
     int count;
+    int counted; /* holds a reference on the shared /proc/self/fd handle */
 } mqe2e__nodelay;
 
 /* Copy the create URI (may be NULL). 0, or -1 out of memory. */

@@ -2,9 +2,11 @@
  * TCP_NODELAY on Paho's sockets, found by scanning the process's descriptors
  * (plugin/include/mqe2e/tcp.h says why; docs/PAHO.md, "TCP_NODELAY").
  */
-#define _GNU_SOURCE
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): glibc feature macro */
+#define _DEFAULT_SOURCE /* strncasecmp, dirfd */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -105,23 +107,36 @@ static bool peer_matches(const broker_addr *b, const struct sockaddr_storage *ss
     return false;
 }
 
-/* 1 if TCP_NODELAY was set now, 0 if the descriptor is not one of ours. */
+/* 1 if TCP_NODELAY was set now, 0 if the descriptor is not one of ours.
+ * Cheapest test first: a gateway with many sessions scans many sockets that
+ * already have the option (two system calls each). */
 static int nodelay_fd(const broker_addr *b, int fd)
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0;
+    int on = 0;
+    socklen_t len = sizeof on;
+    /* Fails for anything but a TCP socket. */
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0 || on) return 0;
     int type = 0;
-    socklen_t len = sizeof type;
+    len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return 0;
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     len = sizeof ss;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 || !peer_matches(b, &ss)) return 0;
-    int on = 0;
-    len = sizeof on;
-    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0 || on) return 0;
     on = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0 ? 1 : 0;
 }
+
+/* One /proc/self/fd handle, opened at the first scan and kept (close-on-exec)
+ * while any front exists: a front's scan (from Paho's thread, for the async
+ * front) then opens no descriptor of its own, so the process's descriptor
+ * count does not flicker while fronts connect. Closed with the last front;
+ * without fronts (the CLI, the authority) each call opens and closes it. */
+static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
+static DIR *scan_dir;
+static unsigned long fronts;
 
 int mqe2e_tcp_nodelay_uri(const char *uri)
 {
@@ -129,18 +144,25 @@ int mqe2e_tcp_nodelay_uri(const char *uri)
     if (parse_uri(&b, uri) != 0) return -1;
     const char *env = getenv("MQE2E_TCP_NODELAY");
     if (env != NULL && strcmp(env, "0") == 0) return 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL) return 0;
-    int self = dirfd(d);
     int changed = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end = NULL;
-        long fd = strtol(e->d_name, &end, 10);
-        if (end == e->d_name || *end != '\0' || fd < 0 || fd == self) continue;
-        changed += nodelay_fd(&b, (int)fd);
+    (void)pthread_mutex_lock(&scan_lock);
+    if (scan_dir == NULL) scan_dir = opendir("/proc/self/fd");
+    if (scan_dir != NULL) {
+        rewinddir(scan_dir);
+        int self = dirfd(scan_dir);
+        struct dirent *e;
+        while ((e = readdir(scan_dir)) != NULL) {
+            char *end = NULL;
+            long fd = strtol(e->d_name, &end, 10);
+            if (end == e->d_name || *end != '\0' || fd < 0 || fd == self) continue;
+            changed += nodelay_fd(&b, (int)fd);
+        }
+        if (fronts == 0) {
+            closedir(scan_dir);
+            scan_dir = NULL;
+        }
     }
-    closedir(d);
+    (void)pthread_mutex_unlock(&scan_lock);
     return changed;
 }
 
@@ -149,9 +171,15 @@ int mqe2e_tcp_nodelay_uri(const char *uri)
 int mqe2e__nodelay_init(mqe2e__nodelay *n, const char *create_uri)
 {
     memset(n, 0, sizeof *n);
-    if (create_uri == NULL) return 0;
-    n->create_uri = strdup(create_uri);
-    return n->create_uri == NULL ? -1 : 0;
+    if (create_uri != NULL) {
+        n->create_uri = strdup(create_uri);
+        if (n->create_uri == NULL) return -1;
+    }
+    (void)pthread_mutex_lock(&scan_lock);
+    fronts++;
+    (void)pthread_mutex_unlock(&scan_lock);
+    n->counted = 1;
+    return 0;
 }
 
 static void free_list(mqe2e__nodelay *n)
@@ -191,4 +219,12 @@ void mqe2e__nodelay_free(mqe2e__nodelay *n)
     free_list(n);
     free(n->create_uri);
     n->create_uri = NULL;
+    if (!n->counted) return;
+    n->counted = 0;
+    (void)pthread_mutex_lock(&scan_lock);
+    if (--fronts == 0 && scan_dir != NULL) {
+        closedir(scan_dir);
+        scan_dir = NULL;
+    }
+    (void)pthread_mutex_unlock(&scan_lock);
 }

@@ -138,4 +138,38 @@ static inline int fuzz_wrap_signed(uint8_t **out, size_t *out_len, const char *d
     return 0;
 }
 
+/* The key-tree fixture (fuzz_keytree, make_seeds): a member at leaf 2 of a
+ * depth-3 tree at epoch 5, whose TreePath is built from PROTOCOL.md 10.5
+ * with fixed keys: tree id 16 × 0x7E, leaf key 32 × 0x3C, node key at
+ * height h 32 × (0x40 + h), nonce 24 × 0x11. */
+#define FUZZ_TREE_DEPTH 3U
+#define FUZZ_TREE_LEAF 2U
+#define FUZZ_TREE_EPOCH 5U
+
+static inline void fuzz_tree_fixture(uint8_t id[16], uint8_t leaf_key[32],
+                                     uint8_t path[51 + FUZZ_TREE_DEPTH * 32 + 16])
+{
+    uint8_t keys[FUZZ_TREE_DEPTH * 32];
+    fuzz_fill(id, 16, 0x7E);
+    fuzz_fill(leaf_key, 32, 0x3C);
+    for (unsigned h = 1; h <= FUZZ_TREE_DEPTH; h++) fuzz_fill(keys + (h - 1) * 32, 32, (uint8_t)(0x40 + h));
+    path[0] = 1;
+    path[1] = 3;
+    memcpy(path + 2, id, 16);
+    path[18] = FUZZ_TREE_DEPTH;
+    path[19] = 0;
+    path[20] = 0;
+    path[21] = 0;
+    path[22] = FUZZ_TREE_EPOCH;
+    path[23] = 0;
+    path[24] = 0;
+    path[25] = 0;
+    path[26] = FUZZ_TREE_LEAF;
+    fuzz_fill(path + 27, 24, 0x11);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(path + 51, &clen, keys, sizeof keys, path, 51, NULL,
+                                               path + 27, leaf_key);
+    sodium_memzero(keys, sizeof keys);
+}
+
 #endif

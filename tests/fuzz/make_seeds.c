@@ -395,6 +395,71 @@ static void control_seeds(const uint8_t auth_pk[32])
     sodium_memzero(sign_sk, sizeof sign_sk);
 }
 
+/* PROTOCOL.md 10.3/10.4 wrap, for the key-tree seeds. */
+static void tree_wrap(uint8_t out[56], const uint8_t *header, uint32_t node, uint32_t under,
+                      const uint8_t under_key[32], const uint8_t new_key[32])
+{
+    static const char label[] = "mqe2e tree wrap v1";
+    uint8_t ad[57], kw[32], nonce[12] = {0};
+    memcpy(ad, header, 49);
+    for (int i = 0; i < 4; i++) {
+        ad[49 + i] = (uint8_t)(node >> (24 - 8 * i));
+        ad[53 + i] = (uint8_t)(under >> (24 - 8 * i));
+    }
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, under_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)label, sizeof label - 1U);
+    crypto_generichash_update(&st, ad, sizeof ad);
+    crypto_generichash_final(&st, kw, 32);
+    memcpy(out, ad + 49, 8);
+    unsigned long long clen = 0;
+    crypto_aead_chacha20poly1305_ietf_encrypt(out + 8, &clen, new_key, 32, ad, sizeof ad, NULL,
+                                              nonce, kw);
+}
+
+/* The fixture member's path; a remove of its sibling (leaf 3) it can follow,
+ * as a body to sign (mode 1) and signed (mode 0); a join (mode 0). */
+static void keytree_seeds(const uint8_t auth_sk[64])
+{
+    uint8_t id[16], leaf_key[32], path[51 + FUZZ_TREE_DEPTH * 32 + 16];
+    fuzz_tree_fixture(id, leaf_key, path);
+    seed("keytree", "path", 2, path, sizeof path);
+    uint8_t m[49 + 3 * 56 + 64];
+    m[0] = 1;
+    m[1] = 1;
+    memcpy(m + 2, id, 16);
+    m[18] = FUZZ_TREE_DEPTH;
+    memset(m + 19, 0, 12);
+    m[22] = FUZZ_TREE_EPOCH;
+    m[26] = FUZZ_TREE_EPOCH + 1;
+    m[30] = FUZZ_TREE_LEAF + 1;
+    memset(m + 31, 0x22, 16);
+    m[47] = 0;
+    m[48] = 3;
+    uint8_t k5[32], k2[32], k1[32];
+    memset(k5, 0x55, 32);
+    memset(k2, 0x52, 32);
+    memset(k1, 0x51, 32);
+    tree_wrap(m + 49, m, 5, 10, leaf_key, k5);
+    tree_wrap(m + 49 + 56, m, 2, 5, k5, k2);
+    tree_wrap(m + 49 + 112, m, 1, 2, k2, k1);
+    seed("keytree", "remove-body", 1, m, 49 + 3 * 56);
+    static const char label[] = "mqe2e tree update v1";
+    uint8_t in[sizeof label - 1U + sizeof m];
+    memcpy(in, label, sizeof label - 1U);
+    memcpy(in + sizeof label - 1U, m, 49 + 3 * 56);
+    crypto_sign_detached(m + 49 + 3 * 56, NULL, in, sizeof label - 1U + 49 + 3 * 56, auth_sk);
+    seed("keytree", "remove-signed", 0, m, sizeof m);
+    uint8_t j[49 + 64];
+    memcpy(j, m, 49);
+    j[1] = 2;
+    j[30] = 7;
+    j[48] = 0;
+    memcpy(in + sizeof label - 1U, j, 49);
+    crypto_sign_detached(j + 49, NULL, in, sizeof label - 1U + 49, auth_sk);
+    seed("keytree", "join-signed", 0, j, sizeof j);
+}
+
 int main(int argc, char **argv)
 {
     uint8_t auth_pk[32], auth_sk[64];
@@ -414,6 +479,7 @@ int main(int argc, char **argv)
     noise_seeds();
     policy_seeds();
     control_seeds(auth_pk);
+    keytree_seeds(auth_sk);
     sodium_memzero(auth_sk, sizeof auth_sk);
     return 0;
 }

@@ -22,7 +22,7 @@ CC=clang cmake -S "$root" -B "$build" -DMQE2E_FUZZ=ON -DMQE2E_BUILD_PLUGIN=OFF \
   { cat "$build.configure.log"; exit 1; }
 rm -f "$build.configure.log"
 
-all=(envelope credential revocation ticket sealed keystore noise policy session)
+all=(envelope credential revocation ticket sealed keystore noise policy session keytree)
 [ -f "$root/tests/fuzz/fuzz_control.c" ] && [ -f "$root/lib/include/mqe2e/control.h" ] && all+=(control)
 [ -f "$root/tests/fuzz/fuzz_payloads.c" ] && all+=(payloads)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all[*]}}"

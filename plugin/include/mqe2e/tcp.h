@@ -13,7 +13,8 @@
  * The encrypted fronts call mqe2e_tcp_nodelay_uri() after every successful
  * connect (automatic reconnects too); the CLI and the authority call it on
  * their own Paho connections. It finds the process's connected TCP sockets
- * by scanning its open descriptors (Linux: /proc/self/fd) and sets
+ * by scanning its open descriptors (Linux: /proc/self/fd, through one
+ * directory handle kept open while any encrypted front exists) and sets
  * TCP_NODELAY on those whose peer is the broker's port (and address, when the
  * URI names a numeric address). A plain Paho connection of the same process
  * to the same broker port gets the option too; that only makes its small

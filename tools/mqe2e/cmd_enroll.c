@@ -114,7 +114,24 @@ static void print_time(char *buf, size_t cap, uint64_t t)
         (void)snprintf(buf, cap, "%llu", (unsigned long long)t);
 }
 
-/* Store everything the reply brought. @return exit code. */
+/* What the shared apply reports that an operator should see. */
+static void on_update_event(void *ctx, const mqe2e_update_event *ev)
+{
+    (void)ctx;
+    if (ev->kind == MQE2E_UPDATE_REVOCATIONS && ev->rc == MQE2E_ERR_REPLAY) {
+        cli_error("ignoring a revocation list older than the keystore's (version %llu < %llu)",
+                  (unsigned long long)ev->version, (unsigned long long)ev->held_version);
+    } else if (ev->kind == MQE2E_UPDATE_REVOCATIONS && ev->rc != MQE2E_OK) {
+        /* The credential and keys are authenticated; only the list is bad. */
+        cli_error("ignoring a revocation list that does not verify: %s", mqe2e_strerror(ev->rc));
+    } else if (ev->kind == MQE2E_UPDATE_BUNDLE && ev->rc != MQE2E_OK) {
+        cli_error("cannot apply epoch %lu of group '%s': %s", (unsigned long)ev->bundle->epoch,
+                  ev->group, mqe2e_strerror(ev->rc));
+    }
+}
+
+/* Store the pin, then everything the reply brought, the way the device
+ * session applies a HELLO reply (mqe2e_control_update_apply). @return exit code. */
 static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_control_update *r)
 {
     mqe2e_authority_pin pin;
@@ -130,29 +147,9 @@ static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_co
         cli_error("keystore is already enrolled with another authority");
         return CLI_EXIT_KEY;
     }
-    if (rc == MQE2E_OK) rc = mqe2e_keystore_set_credential(ks, r->credential, r->credential_len);
-    for (size_t i = 0; rc == MQE2E_OK && i < r->n_bundles; i++) {
-        const mqe2e_key_bundle *b = &r->bundles[i];
-        rc = mqe2e_keystore_group_apply(ks, b->group, b->topic_filter, b->epoch, b->secret,
-                                        b->sender_id, b->retired_at, cli_now());
-    }
-    /* Signed groups: mark them and take the authority's signer directories. */
-    if (rc == MQE2E_OK) rc = mqe2e_control_update_apply_directories(ks, r);
-    if (rc == MQE2E_OK && r->revocation_list != NULL && r->revocation_list_len > 0) {
-        mqe2e_revocation_list *rl = NULL;
-        int vrc = mqe2e_revocation_list_verify(&rl, r->revocation_list, r->revocation_list_len,
-                                               t->authority_sign_public);
-        if (vrc == MQE2E_OK) {
-            vrc = mqe2e_keystore_set_revocation_list(ks, r->revocation_list, r->revocation_list_len,
-                                                     mqe2e_revocation_list_version(rl));
-            if (vrc != MQE2E_OK && vrc != MQE2E_ERR_REPLAY) rc = vrc;
-        } else {
-            /* The credential and keys are authenticated; only the list is bad. */
-            cli_error("ignoring a revocation list that does not verify: %s", mqe2e_strerror(vrc));
-        }
-        mqe2e_revocation_list_free(rl);
-    }
-    if (rc == MQE2E_OK) rc = mqe2e_keystore_flush(ks);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_control_update_apply(ks, r, t->authority_sign_public, cli_now(), 0u,
+                                        on_update_event, NULL);
     if (rc != MQE2E_OK) {
         cli_error("cannot store the enrollment: %s", mqe2e_strerror(rc));
         return CLI_EXIT_KEY;

@@ -277,7 +277,7 @@ static void ctl_on_update_event(void *ctx, const mqe2e_update_event *ev)
 static void ctl_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push)
 {
     (void)mqe2e_control_update_apply(c->ks, u, c->pin.sign_public, c->t.wall_s,
-                                     from_push ? MQE2E_UPDATE_FROM_PUSH : 0u, ctl_on_update_event,
+                                     from_push ? MQE2E_UPDATE_FROM_PUSH : 0U, ctl_on_update_event,
                                      c);
 }
 

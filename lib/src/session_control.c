@@ -244,72 +244,75 @@ void mqe2e__sess_prune_due(mqe2e_session *c, uint64_t now)
     }
 }
 
-static void ctl_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push)
+/* What the session keeps beside the keystore, from the events of the shared
+ * apply (lib/src/update_apply.c): protector caches, prune timers, the
+ * default policy, signer grants, the in-memory revocation list, logs. */
+static void ctl_on_update_event(void *ctx, const mqe2e_update_event *ev)
 {
-    uint64_t now = c->t.wall_s;
-    int rc;
+    mqe2e_session *c = ctx;
+    const mqe2e_control_update *u = ev->update;
 
-    for (size_t i = 0; i < u->n_removed_groups; i++) {
-        rc = mqe2e_keystore_group_remove(c->ks, u->removed_groups[i].name);
-        mqe2e_protector_invalidate(c->prot, u->removed_groups[i].name);
-        if (rc == MQE2E_OK)
-            mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "left group '%s'", u->removed_groups[i].name);
-    }
-    for (size_t i = 0; i < u->n_bundles; i++) {
-        const mqe2e_key_bundle *b = &u->bundles[i];
-        int known = mqe2e_keystore_group_filter(c->ks, b->group) != NULL;
-        rc = mqe2e_keystore_group_apply(c->ks, b->group, b->topic_filter, b->epoch,
-                                        b->secret, b->sender_id, b->retired_at, now);
-        if (rc != MQE2E_OK) {
+    switch (ev->kind) {
+    case MQE2E_UPDATE_GROUP_REMOVED:
+        mqe2e_protector_invalidate(c->prot, ev->group);
+        if (ev->rc == MQE2E_OK) mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "left group '%s'", ev->group);
+        break;
+    case MQE2E_UPDATE_BUNDLE: {
+        const mqe2e_key_bundle *b = ev->bundle;
+        if (ev->rc != MQE2E_OK) {
             mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR, "cannot apply epoch %lu of group '%s': %s",
-                    (unsigned long)b->epoch, b->group, mqe2e_error_name(rc));
-            continue;
+                    (unsigned long)b->epoch, b->group, mqe2e_error_name(ev->rc));
+            break;
         }
         mqe2e_protector_invalidate(c->prot, b->group);
-        /* Applied first, so the keystore holds the authority's retirement
-         * time, then dropped when the authority's grace for it ends. */
-        if (b->retired_at != 0 && b->grace_seconds != 0) ctl_schedule_prune(c, b, now);
-        if (!known && c->owned_policy != NULL) {
+        /* Dropped when the authority's grace for it ends (one that has
+         * already ended the shared apply drops after all bundles). */
+        if (b->retired_at != 0 && b->grace_seconds != 0) ctl_schedule_prune(c, b, c->t.wall_s);
+        if (ev->new_group && c->owned_policy != NULL) {
             /* The default policy follows the keystore's groups. */
-            rc = mqe2e_policy_add(c->owned_policy, b->topic_filter, MQE2E_POLICY_GROUP, b->group);
+            int rc = mqe2e_policy_add(c->owned_policy, b->topic_filter, MQE2E_POLICY_GROUP, b->group);
             if (rc != MQE2E_OK)
                 mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "no policy rule for new group '%s': %s", b->group,
                         mqe2e_error_name(rc));
         }
+        break;
     }
-    if (u->n_directories > 0) {
+    case MQE2E_UPDATE_EPOCHS_PRUNED:
+        mqe2e_protector_invalidate(c->prot, ev->group);
+        mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO,
+                "group '%s': %d retired epoch(s) dropped (grace set by the "
+                "authority after a member left)",
+                ev->group, ev->pruned);
+        break;
+    case MQE2E_UPDATE_DIRECTORIES:
         /* Signed groups: who may sign under which sender id. A group that
          * turns signed changes what its protector accepts, so it re-reads. */
-        rc = mqe2e_control_update_apply_directories(c->ks, u);
-        if (rc != MQE2E_OK)
+        if (ev->rc != MQE2E_OK)
             mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR, "cannot apply signer directories: %s",
-                    mqe2e_error_name(rc));
+                    mqe2e_error_name(ev->rc));
         for (size_t i = 0; i < u->n_directories; i++)
             ctl_grants_store(c, &u->directories[i]);
         for (size_t i = 0; i < u->n_directories; i++)
             mqe2e_protector_invalidate(c->prot, u->directories[i].group);
+        break;
+    case MQE2E_UPDATE_CREDENTIAL:
+        if (ev->rc != MQE2E_OK)
+            mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "renewed credential refused: %s",
+                    mqe2e_error_name(ev->rc));
+        break;
+    case MQE2E_UPDATE_REVOCATIONS:
+        /* The keystore took it if newer; the session's copy, its channels
+         * and its counters follow (and log a refusal once). */
+        mqe2e__sess_adopt_revocations(c, u->revocation_list, u->revocation_list_len, 1);
+        break;
     }
-    if (u->credential != NULL && u->credential_len > 0) {
-        mqe2e_credential *cred = NULL;
-        uint8_t dh_pk[32];
-        (void)mqe2e_keystore_identity_public(c->ks, NULL, dh_pk);
-        rc = mqe2e_credential_verify(&cred, u->credential, u->credential_len, c->pin.sign_public,
-                                     now);
-        if (rc == MQE2E_OK && (strcmp(mqe2e_credential_client_id(cred), c->id) != 0 ||
-                               sodium_memcmp(mqe2e_credential_dh_public(cred), dh_pk, 32) != 0))
-            rc = MQE2E_ERR_AUTH;
-        if (rc == MQE2E_OK)
-            rc = mqe2e_keystore_set_credential(c->ks, u->credential, u->credential_len);
-        if (rc != MQE2E_OK)
-            mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "renewed credential refused: %s", mqe2e_error_name(rc));
-        mqe2e_credential_free(cred);
-    }
-    mqe2e__sess_adopt_revocations(c, u->revocation_list, u->revocation_list_len, 1);
-    if (!from_push && u->push_seq > mqe2e_keystore_push_seq(c->ks)) {
-        /* The reply is the state as of that push: older pushes add nothing. */
-        (void)mqe2e_keystore_set_push_seq(c->ks, u->push_seq);
-    }
-    (void)mqe2e_keystore_flush(c->ks);
+}
+
+static void ctl_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push)
+{
+    (void)mqe2e_control_update_apply(c->ks, u, c->pin.sign_public, c->t.wall_s,
+                                     from_push ? MQE2E_UPDATE_FROM_PUSH : 0U, ctl_on_update_event,
+                                     c);
 }
 
 /* ------------------------------------------------------------------ */

@@ -231,6 +231,11 @@ typedef struct mqe2e_hello_authority mqe2e_hello_authority;
 int mqe2e_control_frame_decode(mqe2e_control_frame *f, const uint8_t *in, size_t len);
 void mqe2e_control_update_wipe(mqe2e_control_update *u);
 int mqe2e_control_update_apply_directories(mqe2e_keystore *ks, const mqe2e_control_update *u);
+typedef struct mqe2e_update_event mqe2e_update_event;
+typedef void (*mqe2e_update_observer)(void *ctx, const mqe2e_update_event *ev);
+int mqe2e_control_update_apply(mqe2e_keystore *ks, const mqe2e_control_update *u,
+                               const uint8_t authority_sign_public[32], uint64_t now,
+                               unsigned flags, mqe2e_update_observer obs, void *ctx);
 int mqe2e_enroll_begin(mqe2e_enroll_device **st, uint8_t *out, size_t out_cap,
                        size_t *out_len, const mqe2e_ticket *ticket,
                        const uint8_t dh_secret[32], const uint8_t sign_public[32],

@@ -65,26 +65,12 @@ def _store(ks: Keystore, t, r) -> List[str]:
     pin.dh_public = t.authority_dh_public
     h = ks.handle
     check(lib.mqe2e_keystore_set_authority(h, pin), "authority pin")
-    check(lib.mqe2e_keystore_set_credential(h, r.credential, r.credential_len), "credential")
-    groups = []
-    now = int(time.time())
-    for i in range(r.n_bundles):
-        b = r.bundles[i]
-        check(lib.mqe2e_keystore_group_apply(h, b.group, b.topic_filter, b.epoch, b.secret,
-                                             b.sender_id, b.retired_at, now), "group key")
-        groups.append(cstr(b.group) or "")
-    check(lib.mqe2e_control_update_apply_directories(h, r), "signer directories")
-    if r.revocation_list != ffi.NULL and r.revocation_list_len > 0:
-        rl = ffi.new("mqe2e_revocation_list **")
-        if lib.mqe2e_revocation_list_verify(rl, r.revocation_list, r.revocation_list_len,
-                                            t.authority_sign_public) == 0:
-            rc = lib.mqe2e_keystore_set_revocation_list(
-                h, r.revocation_list, r.revocation_list_len,
-                lib.mqe2e_revocation_list_version(rl[0]))
-            lib.mqe2e_revocation_list_free(rl[0])
-            if rc not in (0, error_for(-9).code):
-                check(rc, "revocation list")
-    check(lib.mqe2e_keystore_flush(h), "keystore")
+    groups = [cstr(r.bundles[i].group) or "" for i in range(r.n_bundles)]
+    # The one device-side "apply an update" (lib/src/update_apply.c), as the
+    # session and `mqe2e enroll` apply it: an older revocation list is refused
+    # there without failing the enrollment.
+    check(lib.mqe2e_control_update_apply(h, r, t.authority_sign_public, int(time.time()), 0,
+                                         ffi.NULL, ffi.NULL), "enrollment")
     return sorted(set(groups))
 
 

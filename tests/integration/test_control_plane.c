@@ -122,6 +122,7 @@ typedef struct ta {
     uint8_t *rl;
     size_t rl_len;
     uint64_t rl_version;
+    uint32_t grace_cut; /* KeyBundle.grace_seconds of retired epochs (0: not cut) */
     /* observations */
     int enroll_frames;
     int hello_frames;
@@ -178,6 +179,7 @@ static size_t ta_bundles(ta *a, const char *id, mqe2e_key_bundle *out, size_t ca
             b->created_at = g->created[e];
             b->sender_id = mb->sender;
             b->retired_at = g->retired[e];
+            if (b->retired_at != 0) b->grace_seconds = a->grace_cut;
         }
     }
     return n;
@@ -842,6 +844,70 @@ Test(control_plane, enroll_via_cli_one_round_trip)
     st = system(cmd);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "no broker: exit 3");
     mqe2e_ticket_text_free(ticket);
+}
+
+/* A signed revocation list of @p version revoking "ghost", as the authority's. */
+static void ta_set_revocations(ta *a, uint64_t version)
+{
+    mqe2e_revocation_entry e = {"ghost", 0, now_s()};
+    pthread_mutex_lock(&a->m);
+    free(a->rl);
+    a->rl = NULL;
+    a->rl_version = version;
+    cr_assert_eq(mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, version, now_s(), &e, 1),
+                 MQE2E_OK);
+    pthread_mutex_unlock(&a->m);
+}
+
+/* `mqe2e enroll` applies the reply the way the session applies a HELLO reply
+ * (mqe2e_control_update_apply, PROTOCOL.md 9.3): a retired epoch whose cut
+ * grace has already ended is not kept, and a revocation list older than the
+ * keystore's is refused, with a message. */
+Test(control_plane, enroll_applies_the_reply_like_the_session)
+{
+    pthread_mutex_lock(&auth.m);
+    ta_group *g = ta_group_find(&auth, "sensors");
+    /* Epoch 1 retired 100 s ago after a member left: its grace was cut to 10 s. */
+    g->retired[1] = now_s() - 100U;
+    g->epoch = 2;
+    randombytes_buf(g->secret[2], 32);
+    g->created[2] = now_s() - 100U;
+    auth.grace_cut = 10;
+    pthread_mutex_unlock(&auth.m);
+    ta_set_revocations(&auth, 2);
+    enroll("dev-g", "sensors", NULL);
+
+    mqe2e_keystore *ks = open_ks("dev-g");
+    uint32_t epoch = 0;
+    uint8_t secret[32];
+    uint64_t version = 0;
+    const uint8_t *list;
+    size_t list_len;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "sensors", &epoch), MQE2E_OK);
+    cr_assert_eq(epoch, 2);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "sensors", 1, secret, NULL), MQE2E_ERR_NOT_FOUND,
+                 "the epoch whose cut grace ended is dropped, as a HELLO reply drops it");
+    cr_assert_eq(mqe2e_keystore_revocation_list(ks, &list, &list_len, &version), MQE2E_OK);
+    cr_assert_eq(version, 2);
+    mqe2e_keystore_close(ks);
+
+    /* Enrolled again (same keystore, new ticket) by an authority serving an
+     * older list (a rolled-back database, a replayed reply's list): refused. */
+    ta_set_revocations(&auth, 1);
+    char *ticket = ta_ticket(&auth, "dev-g", "sensors", NULL);
+    int rc = af_enroll(&fx, "dev-g", ticket);
+    mqe2e_ticket_text_free(ticket);
+    cr_assert_eq(rc, 0, "the reply is authenticated: the enrollment stands");
+    char errfile[600];
+    snprintf(errfile, sizeof errfile, "%s/dev-g.enroll.err", fx.dir);
+    char *err = tu_read_file(errfile, NULL);
+    cr_assert(err != NULL && strstr(err, "older than the keystore's (version 1 < 2)") != NULL,
+              "the refusal is said: %s", err != NULL ? err : "(none)");
+    free(err);
+    ks = open_ks("dev-g");
+    cr_assert_eq(mqe2e_keystore_revocation_list(ks, &list, &list_len, &version), MQE2E_OK);
+    cr_assert_eq(version, 2, "the keystore keeps the newer list");
+    mqe2e_keystore_close(ks);
 }
 
 Test(control_plane, hello_on_connect_fetches_rotated_epoch)

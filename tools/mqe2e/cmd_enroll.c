@@ -2,8 +2,9 @@
  * then the pin, the credential, the group keys and the revocation list go
  * into the keystore.
  *
- * A raw Paho client is used (the encrypted front needs what enrollment
- * produces). No callbacks: a single thread drives MQTTClient_receive(). */
+ * The round trip goes through the CLI's one request/response exchange with
+ * the authority (exchange.c): the encrypted front needs what enrollment
+ * produces. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <MQTTClient.h>
 #include <sodium.h>
 
 #include "cli.h"
+#include "exchange.h"
 
 static const char usage[] =
     "usage: mqe2e enroll -K KEYSTORE [--ticket-file FILE | --ticket TICKET]\n"
@@ -58,7 +59,7 @@ static const cli_opt opts[] = {
 };
 
 /* Seconds between fresh ENROLL attempts while no reply arrives. */
-#define ENROLL_RETRY_MS 4000UL
+#define ENROLL_RETRY_S 4.0
 
 /* Ticket text from --ticket-file, MQE2E_TICKET or --ticket (in that order),
  * into sodium_malloc() memory with surrounding whitespace removed. */
@@ -114,7 +115,24 @@ static void print_time(char *buf, size_t cap, uint64_t t)
         (void)snprintf(buf, cap, "%llu", (unsigned long long)t);
 }
 
-/* Store everything the reply brought. @return exit code. */
+/* What the shared apply reports that an operator should see. */
+static void on_update_event(void *ctx, const mqe2e_update_event *ev)
+{
+    (void)ctx;
+    if (ev->kind == MQE2E_UPDATE_REVOCATIONS && ev->rc == MQE2E_ERR_REPLAY) {
+        cli_error("ignoring a revocation list older than the keystore's (version %llu < %llu)",
+                  (unsigned long long)ev->version, (unsigned long long)ev->held_version);
+    } else if (ev->kind == MQE2E_UPDATE_REVOCATIONS && ev->rc != MQE2E_OK) {
+        /* The credential and keys are authenticated; only the list is bad. */
+        cli_error("ignoring a revocation list that does not verify: %s", mqe2e_strerror(ev->rc));
+    } else if (ev->kind == MQE2E_UPDATE_BUNDLE && ev->rc != MQE2E_OK) {
+        cli_error("cannot apply epoch %lu of group '%s': %s", (unsigned long)ev->bundle->epoch,
+                  ev->group, mqe2e_strerror(ev->rc));
+    }
+}
+
+/* Store the pin, then everything the reply brought, the way the device
+ * session applies a HELLO reply (mqe2e_control_update_apply). @return exit code. */
 static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_control_update *r)
 {
     mqe2e_authority_pin pin;
@@ -130,29 +148,9 @@ static int store_reply(mqe2e_keystore *ks, const mqe2e_ticket *t, const mqe2e_co
         cli_error("keystore is already enrolled with another authority");
         return CLI_EXIT_KEY;
     }
-    if (rc == MQE2E_OK) rc = mqe2e_keystore_set_credential(ks, r->credential, r->credential_len);
-    for (size_t i = 0; rc == MQE2E_OK && i < r->n_bundles; i++) {
-        const mqe2e_key_bundle *b = &r->bundles[i];
-        rc = mqe2e_keystore_group_apply(ks, b->group, b->topic_filter, b->epoch, b->secret,
-                                        b->sender_id, b->retired_at, cli_now());
-    }
-    /* Signed groups: mark them and take the authority's signer directories. */
-    if (rc == MQE2E_OK) rc = mqe2e_control_update_apply_directories(ks, r);
-    if (rc == MQE2E_OK && r->revocation_list != NULL && r->revocation_list_len > 0) {
-        mqe2e_revocation_list *rl = NULL;
-        int vrc = mqe2e_revocation_list_verify(&rl, r->revocation_list, r->revocation_list_len,
-                                               t->authority_sign_public);
-        if (vrc == MQE2E_OK) {
-            vrc = mqe2e_keystore_set_revocation_list(ks, r->revocation_list, r->revocation_list_len,
-                                                     mqe2e_revocation_list_version(rl));
-            if (vrc != MQE2E_OK && vrc != MQE2E_ERR_REPLAY) rc = vrc;
-        } else {
-            /* The credential and keys are authenticated; only the list is bad. */
-            cli_error("ignoring a revocation list that does not verify: %s", mqe2e_strerror(vrc));
-        }
-        mqe2e_revocation_list_free(rl);
-    }
-    if (rc == MQE2E_OK) rc = mqe2e_keystore_flush(ks);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_control_update_apply(ks, r, t->authority_sign_public, cli_now(), 0u,
+                                        on_update_event, NULL);
     if (rc != MQE2E_OK) {
         cli_error("cannot store the enrollment: %s", mqe2e_strerror(rc));
         return CLI_EXIT_KEY;
@@ -183,28 +181,28 @@ static const char *status_text(int32_t s)
 typedef struct enroll_run {
     const mqe2e_ticket *ticket;
     mqe2e_keystore *ks;
-    MQTTClient paho;
-    char inbox[MQE2E_CONTROL_PREFIX_MAX + MQE2E_ID_MAX + 16];
-    char authority_topic[MQE2E_CONTROL_PREFIX_MAX + 16];
+    cli_exchange x;
+    mqe2e_enroll_device *st; /* the handshake in flight */
+    uint8_t *frame;          /* MQE2E_CONTROL_MAX_FRAME_BYTES */
     long timeout_s;
     int debug;
 } enroll_run;
 
-/* Publish a fresh step 1. *st is replaced. @return exit code. */
-static int send_step1(enroll_run *e, mqe2e_enroll_device **st, uint8_t *frame)
+/* Publish a fresh step 1 (a new handshake replaces e->st). @return exit code. */
+static int send_step1(enroll_run *e)
 {
     uint8_t dh_sk[32];
     uint8_t sign_pk[32];
     size_t len = 0;
     int rc;
 
-    mqe2e_enroll_device_free(*st);
-    *st = NULL;
+    mqe2e_enroll_device_free(e->st);
+    e->st = NULL;
     (void)mqe2e_keystore_identity_public(e->ks, sign_pk, NULL);
     rc = mqe2e_keystore_dh_secret(e->ks, dh_sk);
     if (rc == MQE2E_OK)
-        rc = mqe2e_enroll_begin(st, frame, MQE2E_CONTROL_MAX_FRAME_BYTES, &len, e->ticket, dh_sk,
-                                sign_pk, cli_now());
+        rc = mqe2e_enroll_begin(&e->st, e->frame, MQE2E_CONTROL_MAX_FRAME_BYTES, &len, e->ticket,
+                                dh_sk, sign_pk, cli_now());
     sodium_memzero(dh_sk, sizeof dh_sk);
     if (rc != MQE2E_OK) {
         cli_error("cannot start enrollment: %s",
@@ -212,90 +210,34 @@ static int send_step1(enroll_run *e, mqe2e_enroll_device **st, uint8_t *frame)
         return CLI_EXIT_KEY;
     }
     if (e->debug) fprintf(stderr, "mqe2e: ENROLL step 1: %zu bytes\n", len);
-    MQTTClient_deliveryToken dt = 0;
-    rc = MQTTClient_publish(e->paho, e->authority_topic, (int)len, frame, 1, 0, &dt);
-    if (rc == MQTTCLIENT_SUCCESS) rc = MQTTClient_waitForCompletion(e->paho, dt, 5000UL);
-    if (rc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot publish to %s: %s", e->authority_topic, MQTTClient_strerror(rc));
-        return CLI_EXIT_BROKER;
-    }
-    return CLI_EXIT_OK;
+    return cli_exchange_send(&e->x, e->frame, len);
 }
 
-/* The round trip, with retries. @return exit code. */
-static int enroll_exchange(enroll_run *e)
+/* A message on the inbox: the reply to the handshake in flight, stored. */
+static int enroll_reply(void *ctx, const uint8_t *payload, size_t len)
 {
-    mqe2e_enroll_device *st = NULL;
-    uint8_t *frame = malloc(MQE2E_CONTROL_MAX_FRAME_BYTES);
+    enroll_run *e = ctx;
+    mqe2e_control_update reply;
+    mqe2e_credential *cred = NULL;
     int rc;
 
-    if (frame == NULL) {
-        cli_error("out of memory");
-        return CLI_EXIT_KEY;
-    }
-    uint64_t deadline = cli_now() + (uint64_t)e->timeout_s;
-    rc = send_step1(e, &st, frame);
-    time_t last_send = time(NULL);
-    while (rc == CLI_EXIT_OK) {
-        if (cli_now() >= deadline) {
-            cli_error("no answer from the authority within %ld s", e->timeout_s);
-            rc = CLI_EXIT_TIMEOUT;
-            break;
-        }
-        if (time(NULL) - last_send >= (time_t)(ENROLL_RETRY_MS / 1000UL)) {
-            if (e->debug) fprintf(stderr, "mqe2e: no reply yet, retrying with a new handshake\n");
-            rc = send_step1(e, &st, frame);
-            last_send = time(NULL);
-            continue;
-        }
-        char *topic = NULL;
-        int topic_len = 0;
-        MQTTClient_message *m = NULL;
-        int prc = MQTTClient_receive(e->paho, &topic, &topic_len, &m, 500UL);
-        if (prc != MQTTCLIENT_SUCCESS && prc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
-            cli_error("connection lost: %s", MQTTClient_strerror(prc));
-            rc = CLI_EXIT_BROKER;
-            break;
-        }
-        if (m == NULL) {
-            if (topic != NULL) MQTTClient_free(topic);
-            continue;
-        }
-        int mine = topic != NULL && strcmp(topic, e->inbox) == 0 && m->payloadlen > 0;
-        mqe2e_control_update reply;
-        mqe2e_credential *cred = NULL;
-        int frc = MQE2E_ERR_STATE;
-        memset(&reply, 0, sizeof reply);
-        if (mine) {
-            if (e->debug) fprintf(stderr, "mqe2e: reply: %d bytes\n", m->payloadlen);
-            frc = mqe2e_enroll_finish(st, &reply, &cred, m->payload, (size_t)m->payloadlen,
-                                      cli_now());
-        }
-        MQTTClient_freeMessage(&m);
-        MQTTClient_free(topic);
-        if (frc == MQE2E_ERR_STATE || frc == MQE2E_ERR_DECODE) {
-            /* Someone else's frame, or a stale reply to an earlier attempt. */
-            continue;
-        }
-        if (frc == MQE2E_ERR_POLICY) {
-            cli_error("enrollment refused by the authority: %s", status_text(reply.status));
-            mqe2e_control_update_wipe(&reply);
-            rc = CLI_EXIT_KEY;
-            break;
-        }
-        if (frc == MQE2E_ERR_AUTH) {
-            /* Forged or corrupted: this handshake is dead, start a new one. */
-            if (e->debug) fprintf(stderr, "mqe2e: reply failed authentication; retrying\n");
-            rc = send_step1(e, &st, frame);
-            last_send = time(NULL);
-            continue;
-        }
-        if (frc != MQE2E_OK) {
-            cli_error("enrollment failed: %s", mqe2e_strerror(frc));
-            mqe2e_control_update_wipe(&reply);
-            rc = CLI_EXIT_KEY;
-            break;
-        }
+    memset(&reply, 0, sizeof reply);
+    if (e->debug) fprintf(stderr, "mqe2e: reply: %zu bytes\n", len);
+    int frc = mqe2e_enroll_finish(e->st, &reply, &cred, payload, len, cli_now());
+    if (frc == MQE2E_ERR_STATE || frc == MQE2E_ERR_DECODE) {
+        /* Someone else's frame, or a stale reply to an earlier attempt. */
+        rc = CLI_EXCHANGE_NOT_MINE;
+    } else if (frc == MQE2E_ERR_POLICY) {
+        cli_error("enrollment refused by the authority: %s", status_text(reply.status));
+        rc = CLI_EXIT_KEY;
+    } else if (frc == MQE2E_ERR_AUTH) {
+        /* Forged or corrupted: this handshake is dead, start a new one. */
+        if (e->debug) fprintf(stderr, "mqe2e: reply failed authentication; retrying\n");
+        rc = CLI_EXCHANGE_AGAIN;
+    } else if (frc != MQE2E_OK) {
+        cli_error("enrollment failed: %s", mqe2e_strerror(frc));
+        rc = CLI_EXIT_KEY;
+    } else {
         rc = store_reply(e->ks, e->ticket, &reply);
         if (rc == CLI_EXIT_OK) {
             char exp[32];
@@ -308,12 +250,40 @@ static int enroll_exchange(enroll_run *e)
                 printf(" %s", mqe2e_keystore_group_name(e->ks, i));
             printf("\n");
         }
-        mqe2e_credential_free(cred);
-        mqe2e_control_update_wipe(&reply);
+    }
+    mqe2e_credential_free(cred);
+    mqe2e_control_update_wipe(&reply);
+    return rc;
+}
+
+/* The round trip, with a fresh handshake every ENROLL_RETRY_S while no
+ * reply comes and after a forged one. @return exit code. */
+static int enroll_exchange(enroll_run *e)
+{
+    if ((e->frame = malloc(MQE2E_CONTROL_MAX_FRAME_BYTES)) == NULL) {
+        cli_error("out of memory");
+        return CLI_EXIT_KEY;
+    }
+    double deadline = cli_exchange_clock() + (double)e->timeout_s;
+    int rc = send_step1(e);
+    while (rc == CLI_EXIT_OK) {
+        double retry_at = cli_exchange_clock() + ENROLL_RETRY_S;
+        rc = cli_exchange_wait(&e->x, retry_at < deadline ? retry_at : deadline, enroll_reply, e);
+        if (rc == CLI_EXCHANGE_AGAIN ||
+            (rc == CLI_EXIT_TIMEOUT && cli_exchange_clock() < deadline)) {
+            if (rc == CLI_EXIT_TIMEOUT && e->debug)
+                fprintf(stderr, "mqe2e: no reply yet, retrying with a new handshake\n");
+            rc = send_step1(e);
+            continue;
+        }
+        if (rc == CLI_EXIT_TIMEOUT)
+            cli_error("no answer from the authority within %ld s", e->timeout_s);
         break;
     }
-    mqe2e_enroll_device_free(st);
-    free(frame);
+    mqe2e_enroll_device_free(e->st);
+    e->st = NULL;
+    free(e->frame);
+    e->frame = NULL;
     return rc;
 }
 
@@ -362,10 +332,6 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
     char *text = NULL;
     mqe2e_ticket *ticket = NULL;
     cli_keystore ksh = {NULL, -1};
-    MQTTClient paho = NULL;
-    int connected = 0;
-    cli_broker_conn conn;
-    memset(&conn, 0, sizeof conn);
 
     rc = read_ticket_text(&text, ticket_file, ticket_arg);
     if (rc != CLI_EXIT_OK) goto out;
@@ -407,48 +373,19 @@ static int enroll_main(int argc, char **argv, cli_broker_args *b)
     e.ks = ksh.ks;
     e.timeout_s = timeout_s;
     e.debug = b->debug;
-    (void)snprintf(e.inbox, sizeof e.inbox, "%s/client/%s", ticket->control_prefix,
-                   ticket->client_id);
-    (void)snprintf(e.authority_topic, sizeof e.authority_topic, "%s/authority",
-                   ticket->control_prefix);
-
     /* Its own MQTT client id (the ticket's): the broker ACL ties the inbox to it. */
-    rc = cli_broker_prepare(&conn, b, 30);
+    rc = cli_exchange_open(&e.x, b, ticket->client_id, ticket->control_prefix,
+                           (int)(timeout_s < 10 ? timeout_s : 10));
     if (rc != CLI_EXIT_OK) goto out;
-    int prc = MQTTClient_create(&paho, conn.uri, ticket->client_id, MQTTCLIENT_PERSISTENCE_NONE,
-                                NULL);
-    if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot create MQTT client for %s: %s", conn.uri, MQTTClient_strerror(prc));
-        rc = CLI_EXIT_BROKER;
-        goto out;
-    }
-    e.paho = paho;
-    conn.co.cleansession = 1;
-    conn.co.connectTimeout = (int)(timeout_s < 10 ? timeout_s : 10);
-    prc = MQTTClient_connect(paho, &conn.co);
-    if (prc != MQTTCLIENT_SUCCESS) {
-        rc = cli_broker_connect_failed(&conn, prc, NULL);
-        goto out;
-    }
-    connected = 1;
-    (void)mqe2e_tcp_nodelay_uri(conn.uri); /* docs/PAHO.md, "TCP_NODELAY" */
-    prc = MQTTClient_subscribe(paho, e.inbox, 1);
-    if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot subscribe to %s: %s", e.inbox, MQTTClient_strerror(prc));
-        rc = CLI_EXIT_BROKER;
-        goto out;
-    }
     rc = enroll_exchange(&e);
+    cli_exchange_close(&e.x);
 out:
-    if (connected) (void)MQTTClient_disconnect(paho, 1000);
-    if (paho != NULL) MQTTClient_destroy(&paho);
     if (ksh.ks != NULL) cli_keystore_close(&ksh);
     if (ticket != NULL) {
         mqe2e_ticket_wipe(ticket);
         sodium_free(ticket);
     }
     if (text != NULL) sodium_free(text);
-    cli_broker_conn_free(&conn);
     return rc;
 }
 

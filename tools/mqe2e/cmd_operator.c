@@ -8,11 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <MQTTClient.h>
 #include <sodium.h>
 
 #include "cli.h"
 #include "cli_authority.h"
+#include "exchange.h"
 #include "mqe2e/operator.h"
 
 #define TOKEN_BATCH 100L
@@ -217,22 +217,14 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
 typedef struct op_session {
     cli_keystore ks;
     mqe2e_authority_pin pin;
-    MQTTClient mqtt;
-    cli_broker_conn conn;
-    int connected;
-    char inbox[MQE2E_CONTROL_PREFIX_MAX + MQE2E_ID_MAX + 16];
-    char authority_topic[MQE2E_CONTROL_PREFIX_MAX + 16];
+    cli_exchange x;
     const op_args *o;
 } op_session;
 
 static void session_close(op_session *s)
 {
-    if (s->mqtt != NULL) {
-        if (s->connected) MQTTClient_disconnect(s->mqtt, 1000);
-        MQTTClient_destroy(&s->mqtt);
-    }
+    cli_exchange_close(&s->x);
     cli_keystore_close(&s->ks);
-    cli_broker_conn_free(&s->conn);
 }
 
 static int session_open(op_session *s, const op_args *o)
@@ -247,39 +239,10 @@ static int session_open(op_session *s, const op_args *o)
     }
     int rc = cli_keystore_open(&s->ks, &o->k);
     if (rc != CLI_EXIT_OK) return rc;
-    const char *cid = mqe2e_keystore_client_id(s->ks.ks);
-    snprintf(s->inbox, sizeof s->inbox, "%s/client/%s", s->pin.control_prefix, cid);
-    snprintf(s->authority_topic, sizeof s->authority_topic, "%s/authority", s->pin.control_prefix);
-    rc = cli_broker_prepare(&s->conn, &o->b, 30);
-    if (rc != CLI_EXIT_OK) {
-        session_close(s);
-        return rc;
-    }
-    /* The MQTT client id is the keystore's: broker ACLs let it read P/client/<its id>. */
-    if (MQTTClient_create(&s->mqtt, s->conn.uri, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
-        MQTTCLIENT_SUCCESS) {
-        cli_error("cannot create an MQTT client for %s", s->conn.uri);
-        s->mqtt = NULL;
-        session_close(s);
-        return CLI_EXIT_BROKER;
-    }
-    s->conn.co.cleansession = 1;
-    int prc = MQTTClient_connect(s->mqtt, &s->conn.co);
-    if (prc != MQTTCLIENT_SUCCESS) {
-        rc = cli_broker_connect_failed(&s->conn, prc, NULL);
-        session_close(s);
-        return rc;
-    }
-    (void)mqe2e_tcp_nodelay_uri(s->conn.uri); /* docs/PAHO.md, "TCP_NODELAY" */
-    s->connected = 1;
-    if ((prc = MQTTClient_subscribe(s->mqtt, s->inbox, 1)) != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot subscribe to %s: %s (does the broker ACL give this client id its "
-                  "inbox?)",
-                  s->inbox, MQTTClient_strerror(prc));
-        session_close(s);
-        return CLI_EXIT_BROKER;
-    }
-    return CLI_EXIT_OK;
+    rc = cli_exchange_open(&s->x, &o->b, mqe2e_keystore_client_id(s->ks.ks),
+                           s->pin.control_prefix, 0);
+    if (rc != CLI_EXIT_OK) session_close(s);
+    return rc;
 }
 
 static int keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
@@ -287,11 +250,23 @@ static int keystore_sign(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t 
     return mqe2e_keystore_sign((const mqe2e_keystore *)ctx, sig, msg, msg_len) == MQE2E_OK ? 0 : -1;
 }
 
-static double mono_now(void)
+typedef struct op_wait {
+    mqe2e_operator_client *st;
+    mqe2e_operator_reply *reply;
+} op_wait;
+
+/* A message on the inbox: the reply to this request, or not ours. */
+static int op_reply(void *ctx, const uint8_t *payload, size_t len)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    op_wait *w = ctx;
+    if (getenv("MQE2E_DEBUG_SIZES") != NULL)
+        fprintf(stderr, "operator reply frame: %zu bytes\n", len);
+    int lrc = mqe2e_operator_finish(w->st, w->reply, payload, len);
+    if (lrc == MQE2E_OK) return CLI_EXIT_OK;
+    if (lrc == MQE2E_ERR_STATE || lrc == MQE2E_ERR_DECODE || lrc == MQE2E_ERR_SUITE)
+        return CLI_EXCHANGE_NOT_MINE;
+    cli_error("authority reply refused: %s", mqe2e_strerror(lrc));
+    return CLI_EXIT_KEY;
 }
 
 /* One request / reply. @return exit code; *reply filled on CLI_EXIT_OK. */
@@ -335,50 +310,10 @@ static int session_call(op_session *s, const char *command, char **args, size_t 
     }
     if (getenv("MQE2E_DEBUG_SIZES") != NULL)
         fprintf(stderr, "operator request frame: %zu bytes\n", frame_len);
-    MQTTClient_deliveryToken tok = 0;
-    int prc = MQTTClient_publish(s->mqtt, s->authority_topic, (int)frame_len, frame, 1, 0, &tok);
-    if (prc == MQTTCLIENT_SUCCESS) prc = MQTTClient_waitForCompletion(s->mqtt, tok, 10000);
-    if (prc != MQTTCLIENT_SUCCESS) {
-        cli_error("cannot publish to %s (%d)", s->authority_topic, prc);
-        rc = CLI_EXIT_BROKER;
-        goto out;
-    }
-    double deadline = mono_now() + (double)s->o->wait_s;
-    rc = CLI_EXIT_TIMEOUT;
-    while (mono_now() < deadline) {
-        char *topic = NULL;
-        int topic_len = 0;
-        MQTTClient_message *m = NULL;
-        prc = MQTTClient_receive(s->mqtt, &topic, &topic_len, &m, 200);
-        if (prc != MQTTCLIENT_SUCCESS && prc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
-            if (m != NULL) MQTTClient_freeMessage(&m);
-            if (topic != NULL) MQTTClient_free(topic);
-            if (!MQTTClient_isConnected(s->mqtt)) {
-                cli_error("connection lost");
-                rc = CLI_EXIT_BROKER;
-                break;
-            }
-            continue;
-        }
-        int done = 0;
-        if (m != NULL && topic != NULL && strcmp(topic, s->inbox) == 0 && m->payloadlen > 0) {
-            if (getenv("MQE2E_DEBUG_SIZES") != NULL)
-                fprintf(stderr, "operator reply frame: %d bytes\n", m->payloadlen);
-            lrc = mqe2e_operator_finish(st, reply, m->payload, (size_t)m->payloadlen);
-            if (lrc == MQE2E_OK) {
-                rc = CLI_EXIT_OK;
-                done = 1;
-            } else if (lrc != MQE2E_ERR_STATE && lrc != MQE2E_ERR_DECODE &&
-                       lrc != MQE2E_ERR_SUITE) {
-                cli_error("authority reply refused: %s", mqe2e_strerror(lrc));
-                rc = CLI_EXIT_KEY;
-                done = 1;
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-        if (done) break;
-    }
+    rc = cli_exchange_send(&s->x, frame, frame_len);
+    if (rc != CLI_EXIT_OK) goto out;
+    op_wait w = {st, reply};
+    rc = cli_exchange_wait(&s->x, cli_exchange_clock() + (double)s->o->wait_s, op_reply, &w);
     if (rc == CLI_EXIT_TIMEOUT)
         cli_error("no reply from the authority within %ld s (is it running, and is this "
                   "operator registered?)",

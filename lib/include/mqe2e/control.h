@@ -223,6 +223,85 @@ MQE2E_API void mqe2e_control_update_wipe(mqe2e_control_update *u);
 MQE2E_API int mqe2e_control_update_apply_directories(mqe2e_keystore *ks,
                                                      const mqe2e_control_update *u);
 
+/** What ::mqe2e_control_update_apply did, one event at a time (for callers
+ *  that keep state of their own: caches, timers, logs). */
+typedef enum mqe2e_update_event_kind {
+    MQE2E_UPDATE_GROUP_REMOVED = 1, /**< a removed group (rc: the keystore's answer,
+                                         ::MQE2E_ERR_NOT_FOUND if it was not held) */
+    MQE2E_UPDATE_BUNDLE = 2,        /**< a key bundle applied (rc ::MQE2E_OK) or refused */
+    MQE2E_UPDATE_EPOCHS_PRUNED = 3, /**< retired epochs whose cut grace had ended were
+                                         dropped at once (pruned > 0) */
+    MQE2E_UPDATE_DIRECTORIES = 4,   /**< the signer directories (rc of
+                                         ::mqe2e_control_update_apply_directories) */
+    MQE2E_UPDATE_CREDENTIAL = 5,    /**< a renewed credential stored (rc ::MQE2E_OK) or
+                                         refused (does not verify, names another client
+                                         id or X25519 key) */
+    MQE2E_UPDATE_REVOCATIONS = 6    /**< the revocation list: rc ::MQE2E_OK stored (newer)
+                                         or already held (same version), ::MQE2E_ERR_REPLAY
+                                         older than the one held (refused), or why it does
+                                         not verify (refused) */
+} mqe2e_update_event_kind;
+
+/** One event of ::mqe2e_control_update_apply; every pointer is valid only
+ *  during the callback and points into the update or the library. */
+typedef struct mqe2e_update_event {
+    mqe2e_update_event_kind kind; /**< what happened */
+    int rc;                       /**< ::MQE2E_OK or why it was refused */
+    const mqe2e_control_update *update; /**< the update being applied */
+    const char *group;            /**< GROUP_REMOVED, BUNDLE, EPOCHS_PRUNED: the group */
+    const mqe2e_key_bundle *bundle; /**< BUNDLE: the bundle (holds a secret: never log it) */
+    int new_group;                /**< BUNDLE: the keystore did not hold the group before */
+    int pruned;                   /**< EPOCHS_PRUNED: epochs dropped */
+    uint64_t version;             /**< REVOCATIONS: the received list's version (0 if it
+                                       does not verify) */
+    uint64_t held_version;        /**< REVOCATIONS: the keystore's version before */
+} mqe2e_update_event;
+
+/** Observer of ::mqe2e_control_update_apply (may be NULL). */
+typedef void (*mqe2e_update_observer)(void *ctx, const mqe2e_update_event *ev);
+
+/** Flag of ::mqe2e_control_update_apply: the update is a PUSH (its push_seq is
+ *  the caller's to store after mqe2e_push_open(); a reply's push_seq is stored
+ *  here). */
+#define MQE2E_UPDATE_FROM_PUSH 1u
+
+/**
+ * @brief Apply an authenticated update (ENROLL reply, HELLO reply, PUSH) to a
+ *        keystore: the one device-side "apply an update" of docs/PROTOCOL.md
+ *        9.1-9.5, used by the device session and by `mqe2e enroll`.
+ *
+ * In this order: removed groups are removed; every bundle is applied with
+ * mqe2e_keystore_group_apply() (a refused bundle does not stop the others),
+ * and a retired epoch whose cut grace (`grace_seconds`) has already ended at
+ * @p now is dropped with every older retired epoch of its group
+ * (mqe2e_keystore_group_prune()); signer directories
+ * (mqe2e_control_update_apply_directories()); a credential is stored only if
+ * it verifies against @p authority_sign_public at @p now and names this
+ * keystore's client id and X25519 key; a revocation list is stored only if it
+ * verifies and its version is not below the one held (an older one is
+ * refused, ::MQE2E_ERR_REPLAY in its event); a reply's `push_seq` above the
+ * stored one is stored (not with ::MQE2E_UPDATE_FROM_PUSH); then the keystore
+ * is flushed. A grace that has not ended yet is the caller's to time (the
+ * session drops the epoch when it ends).
+ *
+ * @param ks                    the keystore (holds the pin the update was
+ *                              authenticated against).
+ * @param u                     the update; only read, the caller wipes it.
+ * @param authority_sign_public the pinned authority's Ed25519 key.
+ * @param now                   wall-clock seconds (credential validity, grace).
+ * @param flags                 0 or ::MQE2E_UPDATE_FROM_PUSH.
+ * @param obs                   called once per event (may be NULL).
+ * @param ctx                   passed to @p obs.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG; otherwise the first failure of
+ *         a bundle, the directories, the credential, `push_seq` or the flush
+ *         (everything else is still applied). A refused revocation list or a
+ *         removed group the keystore did not hold is not a failure: it is
+ *         reported through @p obs only.
+ */
+MQE2E_API int mqe2e_control_update_apply(mqe2e_keystore *ks, const mqe2e_control_update *u,
+                                         const uint8_t authority_sign_public[32], uint64_t now,
+                                         unsigned flags, mqe2e_update_observer obs, void *ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Enrollment (Noise_IKpsk2_25519_ChaChaPoly_SHA256)                          */
 /* ------------------------------------------------------------------------ */

@@ -32,6 +32,7 @@ static const struct err_entry err_table[] = {
     {"unknown_signer", "sender not in the group's signer directory"},
     {"locked", "keystore already open in another handle or process"},
     {"grant", "sender not granted to publish on this topic"},
+    {"revoked", "sender id retired by the authority's revocation list"},
 };
 
 _Static_assert(sizeof err_table / sizeof err_table[0] == (size_t)(-MQE2E_ERR_MIN) + 1U,

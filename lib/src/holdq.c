@@ -13,6 +13,7 @@ typedef struct holdq_node {
     struct holdq_node *next;
     mqe2e_held item;
     size_t cost;
+    uint32_t rank;
 } holdq_node;
 
 struct mqe2e_holdq {
@@ -66,6 +67,12 @@ void mqe2e_holdq_free(mqe2e_holdq *q)
 int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t *data, size_t len,
                      uint32_t tag, uint64_t arrived_at)
 {
+    return mqe2e_holdq_push_ranked(q, topic, data, len, tag, arrived_at, 0);
+}
+
+int mqe2e_holdq_push_ranked(mqe2e_holdq *q, const char *topic, const uint8_t *data, size_t len,
+                            uint32_t tag, uint64_t arrived_at, uint32_t rank)
+{
     if (q == NULL || topic == NULL || (data == NULL && len != 0)) return MQE2E_ERR_INVALID_ARG;
     size_t tlen = strlen(topic);
     if (len > q->max_bytes || tlen > q->max_bytes - len) return MQE2E_ERR_TOO_LARGE;
@@ -85,6 +92,7 @@ int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t *data, siz
     n->item.tag = tag;
     n->item.arrived_at = arrived_at;
     n->cost = cost;
+    n->rank = rank;
     if (q->tail != NULL)
         q->tail->next = n;
     else
@@ -174,4 +182,28 @@ void mqe2e_holdq_topic_usage(const mqe2e_holdq *q, const char *topic, size_t *co
     }
     if (count != NULL) *count = c;
     if (bytes != NULL) *bytes = b;
+}
+
+int mqe2e_holdq_evict_worst(mqe2e_holdq *q, const char *topic, uint32_t above)
+{
+    if (q == NULL) return MQE2E_ERR_INVALID_ARG;
+    holdq_node **worst = NULL, *worst_prev = NULL, *prev = NULL;
+    /* Later nodes win ties (>=): the newest of equal rank goes first. */
+    for (holdq_node **link = &q->head; *link != NULL; link = &(*link)->next) {
+        holdq_node *n = *link;
+        if ((topic == NULL || strcmp(n->item.topic, topic) == 0) && n->rank > above &&
+            (worst == NULL || n->rank >= (*worst)->rank)) {
+            worst = link;
+            worst_prev = prev;
+        }
+        prev = n;
+    }
+    if (worst == NULL) return MQE2E_ERR_NOT_FOUND;
+    holdq_node *n = *worst;
+    *worst = n->next;
+    if (q->tail == n) q->tail = worst_prev;
+    q->count--;
+    q->bytes -= n->cost;
+    node_free(n);
+    return MQE2E_OK;
 }

@@ -121,6 +121,7 @@ struct mqe2e_session {
     mqe2e_revocation_list *rl;
     mqe2e_hello_client *hello;
     uint64_t hello_started;
+    uint64_t hello_answered_sent; /* hello_started of the last HELLO answered (wall s) */
     uint64_t last_trigger;
     uint64_t last_renewal_check;
     int hello_done; /* a HELLO succeeded since the last connect */
@@ -131,6 +132,13 @@ struct mqe2e_session {
      * is at most fresh_max_ms old. */
     uint64_t fresh_ms;
     uint64_t fresh_max_ms;
+    /* Revocation list freshness (docs/PROTOCOL.md 9.3): monotonic ms when the
+     * list in rl was last heard from the authority (an authenticated HELLO
+     * reply or PUSH carrying it, or a copy signed later than the one held);
+     * 0 = not since this session was created. rl_valid_ms is the list's
+     * next_update - issued_at (0: the list gives none). */
+    uint64_t rl_heard_ms;
+    uint64_t rl_valid_ms;
     int stale_reported; /* the refusal was logged since the last answer */
     /* Retired epochs whose grace the authority cut (a member left): dropped
      * from the keystore at `at` (wall seconds, the authority's clock), every
@@ -171,11 +179,18 @@ void mqe2e__sess_drop(mqe2e_session *c, const char *topic, int code, int current
 void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
                       int qos, int retained, int dup, int current);
 void mqe2e__sess_inbox(char *out, size_t cap, const mqe2e_session *c, const char *id);
+/* Fresh at mono_ms @p now: the authority heard within the bound and the
+ * held revocation list within its validity. */
+int mqe2e__sess_fresh_at(const mqe2e_session *c, uint64_t now);
 int mqe2e__sess_fresh(const mqe2e_session *c);
+/* The held revocation list is within its validity at mono_ms @p now. */
+int mqe2e__sess_list_fresh(const mqe2e_session *c, uint64_t now);
 void mqe2e__sess_heard(mqe2e_session *c);
 
 /* session_control.c */
-void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t len);
+/* live: it came in an authenticated HELLO reply or PUSH (which cannot be
+ * replayed), so the authority vouches for it now. */
+void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t len, int live);
 void mqe2e__sess_grant_set_free(ctl_grant_set *s);
 int mqe2e__sess_grant_check(const mqe2e_session *c, const char *group, const char *topic,
                             uint32_t sender_id);
@@ -197,9 +212,13 @@ void mqe2e__sess_on_channel(mqe2e_session *c, const mqe2e_control_frame *f, cons
                             size_t len);
 
 /* session_hold.c */
+/* *ahead receives how many epochs past the keystore's current one the
+ * envelope names (0 when not ahead). */
 int mqe2e__sess_epoch_verdict(mqe2e_session *c, const char *group, const char *topic,
-                              const uint8_t *data, size_t len);
+                              const uint8_t *data, size_t len, uint32_t *ahead);
 int mqe2e__sess_hold_quota_ok(const mqe2e_session *c, const char *topic, size_t len);
+size_t mqe2e__sess_hold_make_room(mqe2e_session *c, const char *topic, size_t len,
+                                  uint32_t ahead);
 void mqe2e__sess_maybe_trigger_hello(mqe2e_session *c);
 void mqe2e__sess_release(mqe2e_session *c);
 void mqe2e__sess_expire(mqe2e_session *c);

@@ -23,6 +23,7 @@
 #include "internal_policy.h"
 #include "internal_keystore.h"
 #include "internal_protect.h"
+#include "mqe2e/credential.h"
 #include "mqe2e/error.h"
 #include "mqe2e/protect.h"
 #include "mqe2e/replay.h"
@@ -64,6 +65,11 @@ typedef struct pentry {
     mqe2e_replay_window win;
 } pentry;
 
+typedef struct pretired {
+    uint32_t sender;
+    char *group;
+} pretired;
+
 struct mqe2e_protector {
     mqe2e_keystore *ks;
     const mqe2e_policy *policy;
@@ -103,6 +109,10 @@ struct mqe2e_protector {
 
     mqe2e_sender_key *scratch_key; /* sodium_malloc(): key derived before it may be cached */
     mqe2e_replay_window scratch_win;
+
+    /* Sender ids the revocation list retires, sorted by sender, then group. */
+    pretired *retired;
+    size_t n_retired;
 };
 
 /* ---------------------------------------------------------------- drop reasons */
@@ -120,8 +130,9 @@ mqe2e_drop_reason mqe2e_drop_reason_of(int code)
     case MQE2E_ERR_REPLAY: return MQE2E_DROP_REPLAY;
     case MQE2E_ERR_AUTH: return MQE2E_DROP_AUTH;
     case MQE2E_ERR_UNKNOWN_SIGNER: return MQE2E_DROP_UNKNOWN_SIGNER;
-    case MQE2E_ERR_GRANT:
-        return MQE2E_DROP_GRANT;
+    case MQE2E_ERR_GRANT: return MQE2E_DROP_GRANT;
+    case MQE2E_ERR_REVOKED:
+        return MQE2E_DROP_REVOKED;
     default: return MQE2E_DROP_OTHER;
     }
 }
@@ -139,8 +150,9 @@ const char *mqe2e_drop_reason_name(mqe2e_drop_reason r)
     case MQE2E_DROP_REPLAY: return "replay";
     case MQE2E_DROP_AUTH: return "auth";
     case MQE2E_DROP_UNKNOWN_SIGNER: return "unknown_signer";
-    case MQE2E_DROP_GRANT:
-        return "grant";
+    case MQE2E_DROP_GRANT: return "grant";
+    case MQE2E_DROP_REVOKED:
+        return "revoked";
     case MQE2E_DROP_OTHER:
     case MQE2E_DROP_REASON_COUNT:
     default: return "other";
@@ -626,8 +638,55 @@ void mqe2e_protector_free(mqe2e_protector *p)
     free(p->buckets);
     free(p->groups);
     free(p->gindex);
+    (void)mqe2e_protector_set_revocations(p, NULL);
     sodium_memzero(p, sizeof *p);
     free(p);
+}
+
+static int retired_cmp(const void *a, const void *b)
+{
+    const pretired *x = a;
+    const pretired *y = b;
+    if (x->sender != y->sender) return x->sender > y->sender ? 1 : -1;
+    return strcmp(x->group, y->group);
+}
+
+static void retired_free(pretired *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(r[i].group);
+    free(r);
+}
+
+int mqe2e_protector_set_revocations(mqe2e_protector *p, const struct mqe2e_revocation_list *rl)
+{
+    if (p == NULL) return MQE2E_ERR_INVALID_ARG;
+    size_t n = mqe2e_revocation_list_retired_count(rl);
+    pretired *r = NULL;
+    if (n > 0) {
+        if ((r = calloc(n, sizeof *r)) == NULL) return MQE2E_ERR_NOMEM;
+        for (size_t i = 0; i < n; i++) {
+            mqe2e_retired_sender s;
+            if (mqe2e_revocation_list_retired(rl, i, &s) != MQE2E_OK ||
+                (r[i].group = strdup(s.group_id)) == NULL) {
+                retired_free(r, i);
+                return MQE2E_ERR_NOMEM;
+            }
+            r[i].sender = s.sender_id;
+        }
+        qsort(r, n, sizeof *r, retired_cmp);
+    }
+    retired_free(p->retired, p->n_retired);
+    p->retired = r;
+    p->n_retired = n;
+    return MQE2E_OK;
+}
+
+static bool sender_retired(const mqe2e_protector *p, const char *group, uint32_t sender)
+{
+    if (p->n_retired == 0) return false;
+    pretired key = {sender, (char *)(uintptr_t)group};
+    return bsearch(&key, p->retired, p->n_retired, sizeof *p->retired, retired_cmp) != NULL;
 }
 
 void mqe2e_protector_invalidate(mqe2e_protector *p, const char *group_id)
@@ -836,6 +895,10 @@ static int unprotect_group(mqe2e_protector *p, const char *target, unsigned flag
     mqe2e_envelope_view view;
     rc = mqe2e_envelope_parse(&view, in, in_len);
     if (rc != MQE2E_OK) return rc;
+    /* A revoked device's sender ids are dead in every epoch, grace or not:
+     * ids are never handed out again within a group (docs/CREDENTIALS.md,
+     * "Retired sender ids"; PROTOCOL.md section 4, step 1a). */
+    if (sender_retired(p, p->groups[gi].id, view.header.sender_id)) return MQE2E_ERR_REVOKED;
     /* Each group topic takes exactly its mode: a signed topic signed
      * envelopes only (a member re-sealing in group mode could otherwise speak
      * as anyone), an unsigned one group envelopes only. */

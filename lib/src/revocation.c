@@ -4,10 +4,16 @@
 
 #include "internal_cred.h"
 #include "mqe2e/credential.h"
+#include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "proto/credential.pb-c.h"
 
 #define REVOCATION_FORMAT 1u
+
+typedef struct rev_sender {
+    char *group_id;
+    uint32_t sender_id;
+} rev_sender;
 
 typedef struct rev_entry {
     char *client_id;
@@ -18,15 +24,34 @@ typedef struct rev_entry {
 struct mqe2e_revocation_list {
     uint64_t version;
     uint64_t issued_at;
+    uint64_t next_update;
     uint8_t authority_public[32];
     rev_entry *entries; /* sorted by client id, then serial */
     size_t n;
+    rev_sender *retired; /* sorted by sender id, then group id; no duplicates */
+    size_t n_retired;
 };
 
-static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *signer,
-                     uint64_t version, uint64_t issued_at, const mqe2e_revocation_entry *entries,
-                     size_t n)
+/* 1..MQE2E_GROUP_ID_MAX_BYTES printable ASCII bytes, as keystore group names. */
+static bool group_id_valid(const char *s)
 {
+    size_t n = 0;
+    if (s == NULL) return false;
+    for (; s[n] != '\0'; n++) {
+        if (n >= MQE2E_GROUP_ID_MAX_BYTES) return false;
+        if ((unsigned char)s[n] < 0x20U || (unsigned char)s[n] > 0x7eU) return false;
+    }
+    return n > 0;
+}
+
+static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *signer,
+                     const mqe2e_revocation_contents *c)
+{
+    const mqe2e_revocation_entry *entries = c->entries;
+    size_t n = c->n_entries;
+    uint64_t version = c->version;
+    Mqe2e__V1__RetiredSender *rs = NULL;
+    Mqe2e__V1__RetiredSender **rp = NULL;
     Mqe2e__V1__RevocationListBody body;
     Mqe2e__V1__RevocationList list;
     Mqe2e__V1__RevocationEntry *es = NULL;
@@ -41,14 +66,20 @@ static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *s
 
     mqe2e__v1__revocation_list_body__init(&body);
     mqe2e__v1__revocation_list__init(&list);
-    if (out == NULL || out_len == NULL || version == 0 ||
-        (n > 0 && entries == NULL))
+    if (out == NULL || out_len == NULL || version == 0 || (n > 0 && entries == NULL) ||
+        (c->n_retired > 0 && c->retired == NULL) ||
+        (c->next_update != 0 && c->next_update <= c->issued_at))
         return MQE2E_ERR_INVALID_ARG;
     if ((rc = mqe2e_init()) != MQE2E_OK) return rc;
     /* Each entry costs at least four bytes on the wire. */
     if (n > MQE2E_REVOCATION_MAX_BYTES / 4) return MQE2E_ERR_TOO_LARGE;
+    if (c->n_retired > MQE2E_REVOCATION_MAX_BYTES / 4) return MQE2E_ERR_TOO_LARGE;
     for (size_t i = 0; i < n; i++) {
         if (!mqe2e_client_id_valid(entries[i].client_id)) return MQE2E_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < c->n_retired; i++) {
+        if (!group_id_valid(c->retired[i].group_id) || c->retired[i].sender_id == 0)
+            return MQE2E_ERR_INVALID_ARG;
     }
     if ((rc = mqe2e__cred_signer_public(authority_public, signer)) != MQE2E_OK) goto out;
     if (n > 0) {
@@ -67,9 +98,26 @@ static int list_sign(uint8_t **out, size_t *out_len, const mqe2e__cred_signer *s
             ep[i] = &es[i];
         }
     }
+    if (c->n_retired > 0) {
+        rs = calloc(c->n_retired, sizeof *rs);
+        rp = calloc(c->n_retired, sizeof *rp);
+        if (rs == NULL || rp == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < c->n_retired; i++) {
+            mqe2e__v1__retired_sender__init(&rs[i]);
+            rs[i].group_id = (char *)(uintptr_t)c->retired[i].group_id;
+            rs[i].sender_id = c->retired[i].sender_id;
+            rp[i] = &rs[i];
+        }
+    }
     body.format = REVOCATION_FORMAT;
     body.version = version;
-    body.issued_at = issued_at;
+    body.issued_at = c->issued_at;
+    body.next_update = c->next_update;
+    body.n_retired_senders = c->n_retired;
+    body.retired_senders = rp;
     body.n_entries = n;
     body.entries = ep;
     body.authority_public.data = authority_public;
@@ -111,6 +159,8 @@ out:
     free(body_buf);
     free(es);
     free(ep);
+    free(rs);
+    free(rp);
     return rc;
 }
 
@@ -118,9 +168,17 @@ int mqe2e_revocation_list_sign(uint8_t **out, size_t *out_len,
                                const uint8_t authority_sign_secret[64], uint64_t version,
                                uint64_t issued_at, const mqe2e_revocation_entry *entries, size_t n)
 {
+    mqe2e_revocation_contents c = {version, issued_at, 0, entries, n, NULL, 0};
+    return mqe2e_revocation_list_sign_contents(out, out_len, authority_sign_secret, &c);
+}
+
+int mqe2e_revocation_list_sign_contents(uint8_t **out, size_t *out_len,
+                                        const uint8_t authority_sign_secret[64],
+                                        const mqe2e_revocation_contents *c)
+{
     mqe2e__cred_signer s = {authority_sign_secret, NULL, NULL, NULL};
-    if (authority_sign_secret == NULL) return MQE2E_ERR_INVALID_ARG;
-    return list_sign(out, out_len, &s, version, issued_at, entries, n);
+    if (authority_sign_secret == NULL || c == NULL) return MQE2E_ERR_INVALID_ARG;
+    return list_sign(out, out_len, &s, c);
 }
 
 int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
@@ -128,9 +186,25 @@ int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
                                     void *sign_ctx, uint64_t version, uint64_t issued_at,
                                     const mqe2e_revocation_entry *entries, size_t n)
 {
+    mqe2e_revocation_contents c = {version, issued_at, 0, entries, n, NULL, 0};
+    return mqe2e_revocation_list_sign_ex(out, out_len, authority_sign_public, sign, sign_ctx, &c);
+}
+
+int mqe2e_revocation_list_sign_ex(uint8_t **out, size_t *out_len,
+                                  const uint8_t authority_sign_public[32], mqe2e_sign_fn sign,
+                                  void *sign_ctx, const mqe2e_revocation_contents *c)
+{
     mqe2e__cred_signer s = {NULL, authority_sign_public, sign, sign_ctx};
-    if (authority_sign_public == NULL || sign == NULL) return MQE2E_ERR_INVALID_ARG;
-    return list_sign(out, out_len, &s, version, issued_at, entries, n);
+    if (authority_sign_public == NULL || sign == NULL || c == NULL) return MQE2E_ERR_INVALID_ARG;
+    return list_sign(out, out_len, &s, c);
+}
+
+static int sender_cmp(const void *a, const void *b)
+{
+    const rev_sender *x = a;
+    const rev_sender *y = b;
+    if (x->sender_id != y->sender_id) return (x->sender_id > y->sender_id) ? 1 : -1;
+    return strcmp(x->group_id, y->group_id);
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -148,6 +222,9 @@ void mqe2e_revocation_list_free(mqe2e_revocation_list *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->entries[i].client_id);
     free(l->entries);
+    for (size_t i = 0; i < l->n_retired; i++)
+        free(l->retired[i].group_id);
+    free(l->retired);
     sodium_memzero(l, sizeof *l);
     free(l);
 }
@@ -192,13 +269,21 @@ int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in,
         rc = MQE2E_ERR_SUITE;
         goto out;
     }
-    if (b->version == 0) {
+    if (b->version == 0 || (b->next_update != 0 && b->next_update <= b->issued_at)) {
         rc = MQE2E_ERR_DECODE;
         goto out;
     }
     for (size_t i = 0; i < b->n_entries; i++) {
         if (b->entries[i]->base.n_unknown_fields != 0 ||
             !mqe2e_client_id_valid(b->entries[i]->client_id)) {
+            rc = MQE2E_ERR_DECODE;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < b->n_retired_senders; i++) {
+        if (b->retired_senders[i]->base.n_unknown_fields != 0 ||
+            !group_id_valid(b->retired_senders[i]->group_id) ||
+            b->retired_senders[i]->sender_id == 0) {
             rc = MQE2E_ERR_DECODE;
             goto out;
         }
@@ -210,6 +295,7 @@ int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in,
     }
     l->version = b->version;
     l->issued_at = b->issued_at;
+    l->next_update = b->next_update;
     memcpy(l->authority_public, b->authority_public.data, 32);
     if (b->n_entries > 0) {
         if ((l->entries = calloc(b->n_entries, sizeof *l->entries)) == NULL) {
@@ -227,6 +313,32 @@ int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const uint8_t *in,
             }
         }
         qsort(l->entries, l->n, sizeof *l->entries, entry_cmp);
+    }
+    if (b->n_retired_senders > 0) {
+        if ((l->retired = calloc(b->n_retired_senders, sizeof *l->retired)) == NULL) {
+            rc = MQE2E_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < b->n_retired_senders; i++) {
+            l->retired[i].group_id = strdup(b->retired_senders[i]->group_id);
+            l->retired[i].sender_id = b->retired_senders[i]->sender_id;
+            l->n_retired = i + 1;
+            if (l->retired[i].group_id == NULL) {
+                rc = MQE2E_ERR_NOMEM;
+                goto out;
+            }
+        }
+        qsort(l->retired, l->n_retired, sizeof *l->retired, sender_cmp);
+        /* A repeated pair is harmless: keep one. */
+        size_t w = 1;
+        for (size_t i = 1; i < l->n_retired; i++) {
+            if (sender_cmp(&l->retired[i], &l->retired[w - 1]) == 0) {
+                free(l->retired[i].group_id);
+                continue;
+            }
+            l->retired[w++] = l->retired[i];
+        }
+        l->n_retired = w;
     }
     *out = l;
     l = NULL;
@@ -246,6 +358,11 @@ uint64_t mqe2e_revocation_list_version(const mqe2e_revocation_list *l)
 uint64_t mqe2e_revocation_list_issued_at(const mqe2e_revocation_list *l)
 {
     return l != NULL ? l->issued_at : 0;
+}
+
+uint64_t mqe2e_revocation_list_next_update(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->next_update : 0;
 }
 
 size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l)
@@ -296,4 +413,26 @@ bool mqe2e_revocation_list_client_revoked(const mqe2e_revocation_list *l, const 
         if (l->entries[i].serial == 0) return true;
     }
     return false;
+}
+
+bool mqe2e_revocation_list_sender_retired(const mqe2e_revocation_list *l, const char *group_id,
+                                          uint32_t sender_id)
+{
+    if (l == NULL || group_id == NULL || l->n_retired == 0) return false;
+    rev_sender key = {(char *)(uintptr_t)group_id, sender_id};
+    return bsearch(&key, l->retired, l->n_retired, sizeof *l->retired, sender_cmp) != NULL;
+}
+
+size_t mqe2e_revocation_list_retired_count(const mqe2e_revocation_list *l)
+{
+    return l != NULL ? l->n_retired : 0;
+}
+
+int mqe2e_revocation_list_retired(const mqe2e_revocation_list *l, size_t i,
+                                  mqe2e_retired_sender *r)
+{
+    if (l == NULL || r == NULL || i >= l->n_retired) return MQE2E_ERR_INVALID_ARG;
+    r->group_id = l->retired[i].group_id;
+    r->sender_id = l->retired[i].sender_id;
+    return MQE2E_OK;
 }

@@ -193,10 +193,21 @@ void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
 /* ------------------------------------------------------------------ */
 /* Freshness                                                            */
 
+int mqe2e__sess_list_fresh(const mqe2e_session *c, uint64_t now)
+{
+    if (c->rl == NULL || c->rl_valid_ms == 0) return 1;
+    return c->rl_heard_ms != 0 && now >= c->rl_heard_ms && now - c->rl_heard_ms <= c->rl_valid_ms;
+}
+
+int mqe2e__sess_fresh_at(const mqe2e_session *c, uint64_t now)
+{
+    return c->fresh_ms != 0 && now >= c->fresh_ms && now - c->fresh_ms <= c->fresh_max_ms &&
+           mqe2e__sess_list_fresh(c, now);
+}
+
 int mqe2e__sess_fresh(const mqe2e_session *c)
 {
-    uint64_t now = c->t.mono_ms;
-    return c->fresh_ms != 0 && now >= c->fresh_ms && now - c->fresh_ms <= c->fresh_max_ms;
+    return mqe2e__sess_fresh_at(c, c->t.mono_ms);
 }
 
 /* An authenticated answer of the authority arrived. */
@@ -213,8 +224,7 @@ int mqe2e_session_fresh(const mqe2e_session *s, mqe2e_session_time now)
     if (s == NULL) return 0;
     if (!s->control) return 1;
     if (s->refused) return MQE2E_ERR_POLICY;
-    return s->fresh_ms != 0 && now.mono_ms >= s->fresh_ms &&
-           now.mono_ms - s->fresh_ms <= s->fresh_max_ms;
+    return mqe2e__sess_fresh_at(s, now.mono_ms);
 }
 
 void mqe2e__sess_inbox(char *out, size_t cap, const mqe2e_session *c, const char *id)
@@ -244,6 +254,9 @@ static int sess_control_init(mqe2e_session *c)
                    c->pin.control_prefix);
     if (mqe2e_keystore_revocation_list(c->ks, &rl, &rl_len, NULL) == MQE2E_OK)
         (void)mqe2e_revocation_list_verify(&c->rl, rl, rl_len, c->pin.sign_public);
+    /* Retired sender ids are dropped from the start (docs/CREDENTIALS.md);
+     * the list's freshness starts when the authority next sends it. */
+    if (c->rl != NULL) (void)mqe2e_protector_set_revocations(c->prot, c->rl);
     c->control = 1;
     /* Until connected(), no HELLO is due. */
     c->hello_done = 1;
@@ -450,7 +463,8 @@ static void sess_on_channel_msg(mqe2e_session *c, const char *peer, const char *
 static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *topic,
                              const uint8_t *data, size_t len, uint32_t tag, unsigned flags)
 {
-    int verdict = mqe2e__sess_epoch_verdict(c, group, topic, data, len);
+    uint32_t ahead = 0;
+    int verdict = mqe2e__sess_epoch_verdict(c, group, topic, data, len, &ahead);
     int can_hold = !(flags & MQE2E_SESSION_NO_HOLD);
     int rc;
 
@@ -467,11 +481,14 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
     }
     /* Make room from what waited too long before judging the bounds. */
     mqe2e__sess_expire(c);
+    /* Then evict what names epochs further ahead than this one (a forger's
+     * guesses) so that a genuine rotation's messages keep their place. */
+    if (verdict != CTL_EPOCH_REFUSE) (void)mqe2e__sess_hold_make_room(c, topic, len, ahead);
     if (verdict == CTL_EPOCH_REFUSE || !mqe2e__sess_hold_quota_ok(c, topic, len))
         rc = MQE2E_ERR_EXHAUSTED;
     else
-        rc = mqe2e_holdq_push(c->holdq, topic, len > 0 ? data : sess_empty, len, tag,
-                              c->t.wall_s);
+        rc = mqe2e_holdq_push_ranked(c->holdq, topic, len > 0 ? data : sess_empty, len, tag,
+                                     c->t.wall_s, ahead);
     if (rc == MQE2E_OK) {
         c->k.held++;
         mqe2e__sess_maybe_trigger_hello(c);
@@ -496,7 +513,8 @@ static int sess_route(mqe2e_session *c, const char *topic, const uint8_t *data, 
         return 1;
     }
     if (strcmp(topic, c->revocations_topic) == 0) {
-        mqe2e__sess_adopt_revocations(c, data, len);
+        /* The retained copy: anyone may replay it, so it does not renew freshness. */
+        mqe2e__sess_adopt_revocations(c, data, len, 0);
         return 1;
     }
     int rc = mqe2e_policy_lookup(c->policy, topic, &kind, &target);
@@ -625,15 +643,23 @@ static int sess_publish_checks(mqe2e_session *c, const char *topic, const uint8_
         c->k.stale_refused++;
         if (!c->stale_reported) {
             c->stale_reported = 1;
-            mqe2e__sess_log(
-                c, MQE2E_SESSION_LOG_ERROR,
-                c->refused ? "the authority refused this client: not sealing on groups"
-                : c->fresh_ms == 0
-                    ? "no answer from the authority yet: not sealing on groups until its "
-                      "HELLO reply"
-                    : "nothing heard from the authority for over %llu s: not sealing on "
-                      "groups until it answers",
-                (unsigned long long)(c->fresh_max_ms / 1000U));
+            if (!c->refused && c->fresh_ms != 0 && !mqe2e__sess_list_fresh(c, c->t.mono_ms))
+                mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR,
+                                "revocation list version %llu not renewed within its validity "
+                                "of %llu s: not sealing on groups until the authority sends a "
+                                "newer one",
+                                (unsigned long long)mqe2e_revocation_list_version(c->rl),
+                                (unsigned long long)(c->rl_valid_ms / 1000U));
+            else
+                mqe2e__sess_log(
+                    c, MQE2E_SESSION_LOG_ERROR,
+                    c->refused ? "the authority refused this client: not sealing on groups"
+                    : c->fresh_ms == 0
+                        ? "no answer from the authority yet: not sealing on groups until its "
+                          "HELLO reply"
+                        : "nothing heard from the authority for over %llu s: not sealing on "
+                          "groups until it answers",
+                    (unsigned long long)(c->fresh_max_ms / 1000U));
         }
         return MQE2E_ERR_EXPIRED;
     }
@@ -664,6 +690,18 @@ int mqe2e_session_publish(mqe2e_session *c, const char *topic, const uint8_t *pt
 
 /* ------------------------------------------------------------------ */
 /* Timers                                                               */
+
+/* Monotonic ms the periodic HELLO is due: a third of the freshness bound
+ * after the last answer, or a third of the revocation list's validity after
+ * it was last heard, whichever is first (fresh_ms != 0). */
+static uint64_t sess_periodic_due(const mqe2e_session *c)
+{
+    uint64_t due = c->fresh_ms + c->fresh_max_ms / 3U;
+    if (c->rl != NULL && c->rl_valid_ms != 0 && c->rl_heard_ms != 0 &&
+        c->rl_heard_ms + c->rl_valid_ms / 3U < due)
+        due = c->rl_heard_ms + c->rl_valid_ms / 3U;
+    return due;
+}
 
 static void sess_renewal_check(mqe2e_session *c)
 {
@@ -716,10 +754,11 @@ int mqe2e_session_tick(mqe2e_session *c, int connected, mqe2e_session_time now)
                 mqe2e__sess_log(c, MQE2E_SESSION_LOG_DEBUG, "no HELLO reply yet, retrying");
                 mqe2e__sess_hello_start(c);
             }
-            /* Periodic HELLO: every third of the freshness bound, so that one
-             * lost reply does not stop sealing. */
+            /* Periodic HELLO: every third of the freshness bound and of the
+             * revocation list's validity, so that one lost reply does not
+             * stop sealing. */
             if (c->hello_done && !c->refused && c->hello == NULL && c->fresh_ms != 0 &&
-                now.mono_ms - c->fresh_ms >= c->fresh_max_ms / 3U) {
+                now.mono_ms >= sess_periodic_due(c)) {
                 mqe2e__sess_log(c, MQE2E_SESSION_LOG_DEBUG, "periodic HELLO");
                 c->hello_done = 0;
                 mqe2e__sess_hello_start(c);
@@ -732,6 +771,12 @@ int mqe2e_session_tick(mqe2e_session *c, int connected, mqe2e_session_time now)
     if (mqe2e_holdq_count(c->holdq) > 0) {
         mqe2e__sess_expire(c);
         mqe2e__sess_release(c);
+        /* What is still held arrived after the last answered HELLO was sent
+         * (older unknown epochs were dropped as forged): ask again (paced),
+         * so a message whose own trigger was paced away does not wait for
+         * its age limit. */
+        if (c->control && connected && c->hello_done && mqe2e_holdq_count(c->holdq) > 0)
+            mqe2e__sess_maybe_trigger_hello(c);
     }
     return MQE2E_OK;
 }
@@ -761,7 +806,7 @@ uint64_t mqe2e_session_next_timer(const mqe2e_session *c, mqe2e_session_time now
     if (!c->connected) return t;
     if (!c->hello_done) t = min64(t, sess_wall_deadline(now, c->hello_started + CTL_RETRY_SECONDS));
     if (c->hello_done && !c->refused && c->hello == NULL && c->fresh_ms != 0)
-        t = min64(t, c->fresh_ms + c->fresh_max_ms / 3U);
+        t = min64(t, sess_periodic_due(c));
     t = min64(t, sess_wall_deadline(now, c->last_renewal_check + CTL_RENEWAL_CHECK_SECONDS));
     for (const ctl_peer *p = c->peers; p != NULL; p = p->next) {
         if (p->pending == NULL) continue;

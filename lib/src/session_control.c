@@ -14,9 +14,21 @@
 /* ------------------------------------------------------------------ */
 /* Revocations                                                          */
 
+/* The list in c->rl was just heard from the authority: its validity
+ * (docs/PROTOCOL.md 9.3) runs from now, on the caller's monotonic clock. */
+static void ctl_list_heard(mqe2e_session *c)
+{
+    uint64_t now = c->t.mono_ms;
+    uint64_t next = mqe2e_revocation_list_next_update(c->rl);
+    uint64_t issued = mqe2e_revocation_list_issued_at(c->rl);
+    c->rl_heard_ms = now > 0 ? now : 1U;
+    c->rl_valid_ms = next > issued ? (next - issued) * 1000U : 0;
+    c->stale_reported = 0;
+}
+
 /* Adopt a revocation list if it verifies and is newer; tear down channels
- * to peers it revokes. */
-void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t len)
+ * to peers it revokes; hand its retired sender ids to the protector. */
+void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t len, int live)
 {
     mqe2e_revocation_list *rl = NULL;
     int rc;
@@ -31,7 +43,22 @@ void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t
     if (c->rl != NULL &&
         mqe2e_revocation_list_version(rl) <= mqe2e_revocation_list_version(c->rl)) {
         /* The same version comes back as the retained copy on every connect;
-         * an older one is a rollback attempt (a replayed genuine list). */
+         * an older one is a rollback attempt (a replayed genuine list). The
+         * same version signed later (the authority re-signs it every half
+         * validity) or vouched for live renews the list's freshness; a
+         * replayed copy does not. */
+        if (mqe2e_revocation_list_version(rl) == mqe2e_revocation_list_version(c->rl)) {
+            if (mqe2e_revocation_list_issued_at(rl) > mqe2e_revocation_list_issued_at(c->rl)) {
+                mqe2e_revocation_list_free(c->rl);
+                c->rl = rl;
+                ctl_list_heard(c);
+                (void)mqe2e_protector_set_revocations(c->prot, c->rl);
+                return;
+            }
+            if (live &&
+                mqe2e_revocation_list_issued_at(rl) == mqe2e_revocation_list_issued_at(c->rl))
+                ctl_list_heard(c);
+        }
         if (mqe2e_revocation_list_version(rl) < mqe2e_revocation_list_version(c->rl)) {
             c->k.control_ignored++;
             mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "revocation list refused: version %llu older than %llu",
@@ -48,6 +75,13 @@ void mqe2e__sess_adopt_revocations(mqe2e_session *c, const uint8_t *list, size_t
     }
     mqe2e_revocation_list_free(c->rl);
     c->rl = rl;
+    ctl_list_heard(c);
+    /* Receivers drop the revoked devices' sender ids from now on, in every
+     * epoch (docs/CREDENTIALS.md, "Retired sender ids"). */
+    rc = mqe2e_protector_set_revocations(c->prot, c->rl);
+    if (rc != MQE2E_OK)
+        mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR, "cannot adopt the retired sender ids: %s",
+                        mqe2e_error_name(rc));
     if (mqe2e_revocation_list_is_revoked(c->rl, c->id, 0)) {
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR,
                 "this client ('%s') is revoked by the authority (revocation list version %llu): "
@@ -270,7 +304,7 @@ static void ctl_apply_update(mqe2e_session *c, const mqe2e_control_update *u, in
             mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "renewed credential refused: %s", mqe2e_error_name(rc));
         mqe2e_credential_free(cred);
     }
-    mqe2e__sess_adopt_revocations(c, u->revocation_list, u->revocation_list_len);
+    mqe2e__sess_adopt_revocations(c, u->revocation_list, u->revocation_list_len, 1);
     if (!from_push && u->push_seq > mqe2e_keystore_push_seq(c->ks)) {
         /* The reply is the state as of that push: older pushes add nothing. */
         (void)mqe2e_keystore_set_push_seq(c->ks, u->push_seq);
@@ -360,6 +394,7 @@ void mqe2e__sess_on_hello(mqe2e_session *c, const uint8_t *data, size_t len)
     }
     c->k.handshakes_ok++;
     c->hello_done = 1;
+    c->hello_answered_sent = c->hello_started;
     mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "HELLO reply (%zu bytes): %zu key bundles", len, u.n_bundles);
     ctl_apply_update(c, &u, 0);
     mqe2e__sess_heard(c);

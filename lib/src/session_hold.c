@@ -17,16 +17,19 @@
  * not hold at all is not waited for: it may have been left or never joined,
  * and holding would make every message on it cost a HELLO. */
 int mqe2e__sess_epoch_verdict(mqe2e_session *c, const char *group, const char *topic,
-                             const uint8_t *data, size_t len)
+                              const uint8_t *data, size_t len, uint32_t *ahead)
 {
     mqe2e_envelope_view v;
     uint32_t cur;
+    *ahead = 0;
     if (mqe2e_envelope_parse(&v, data, len) != MQE2E_OK) return CTL_EPOCH_KNOWN;
     if (v.header.mode == MQE2E_MODE_CHANNEL) return CTL_EPOCH_KNOWN;
     if (mqe2e_keystore_group_current_epoch(c->ks, group, &cur) != MQE2E_OK)
         return CTL_EPOCH_KNOWN;
-    if (v.header.epoch > cur)
-        return v.header.epoch - cur > CTL_HOLD_EPOCHS_AHEAD ? CTL_EPOCH_REFUSE : CTL_EPOCH_HOLD;
+    if (v.header.epoch > cur) {
+        *ahead = v.header.epoch - cur;
+        return *ahead > CTL_HOLD_EPOCHS_AHEAD ? CTL_EPOCH_REFUSE : CTL_EPOCH_HOLD;
+    }
     /* Signed groups: the signer must be granted `pub` on this topic
      * (credentials bind grants). Until this session's first directory the
      * grants are unknown: held like an unknown epoch, not let through. */
@@ -51,6 +54,29 @@ int mqe2e__sess_hold_quota_ok(const mqe2e_session *c, const char *topic, size_t 
     return n < max_count && b + cost <= c->hold_bytes / 4U;
 }
 
+/* Make room for a message `ahead` epochs ahead: while its topic is over
+ * its quota or the queue is full, evict the held message furthest ahead (on
+ * the topic, then anywhere) if it is further ahead than this one. A genuine
+ * rotation is one epoch ahead; a forger naming epochs further out cannot
+ * push it out. Each eviction is counted (hold_dropped, no_key) and reported
+ * as a DROP action; returns how many were evicted. */
+size_t mqe2e__sess_hold_make_room(mqe2e_session *c, const char *topic, size_t len,
+                                  uint32_t ahead)
+{
+    size_t evicted = 0;
+    while (!mqe2e__sess_hold_quota_ok(c, topic, len) &&
+           mqe2e_holdq_evict_worst(c->holdq, topic, ahead) == MQE2E_OK)
+        evicted++;
+    while ((mqe2e_holdq_count(c->holdq) >= c->hold_count ||
+            len + strlen(topic) > c->hold_bytes - mqe2e_holdq_bytes(c->holdq)) &&
+           mqe2e_holdq_evict_worst(c->holdq, NULL, ahead) == MQE2E_OK)
+        evicted++;
+    c->k.hold_dropped += evicted;
+    for (size_t i = 0; i < evicted; i++)
+        mqe2e__sess_drop(c, "(held)", MQE2E_ERR_NO_KEY, 0);
+    return evicted;
+}
+
 void mqe2e__sess_maybe_trigger_hello(mqe2e_session *c)
 {
     uint64_t now = c->t.wall_s;
@@ -73,24 +99,33 @@ void mqe2e__sess_release(mqe2e_session *c)
         mqe2e_held *h = NULL;
         mqe2e_policy_kind kind;
         const char *target = NULL;
-        int ready = 0, denied = 0, v = CTL_EPOCH_KNOWN;
+        int ready = 0, denied = 0, forged = 0, v = CTL_EPOCH_KNOWN;
+        uint32_t ahead = 0;
 
         if (mqe2e_holdq_pop(c->holdq, &h) != MQE2E_OK) break;
         if (mqe2e_policy_lookup(c->policy, h->topic, &kind, &target) == MQE2E_OK &&
             kind == MQE2E_POLICY_GROUP && target != NULL)
-            v = mqe2e__sess_epoch_verdict(c, target, h->topic, h->data, h->len);
+            v = mqe2e__sess_epoch_verdict(c, target, h->topic, h->data, h->len, &ahead);
         if (v == CTL_EPOCH_NOT_GRANTED) {
             denied = 1;
             c->k.hold_dropped++;
             /* NOLINTNEXTLINE(bugprone-branch-clone): same outcome, another reason */
         } else if (v != CTL_EPOCH_HOLD) {
             ready = 1;
-        } else if (mqe2e_holdq_push(c->holdq, h->topic, h->data, h->len, h->tag, h->arrived_at) !=
-                   MQE2E_OK) {
+        } else if (ahead > 0 && h->arrived_at < c->hello_answered_sent) {
+            /* It arrived before we sent a HELLO the authority has answered:
+             * a genuine sender had its epoch from the authority before that,
+             * so the reply would have carried it. Forged: drop it now rather
+             * than let it hold room until it ages out (docs/PROTOCOL.md 9.4). */
+            forged = 1;
+            c->k.hold_dropped++;
+        } else if (mqe2e_holdq_push_ranked(c->holdq, h->topic, h->data, h->len, h->tag,
+                                           h->arrived_at, ahead) != MQE2E_OK) {
             ready = 1; /* cannot happen (it fitted before); the normal path counts it */
         }
         if (ready) c->k.released++;
         if (denied) mqe2e__sess_drop(c, h->topic, MQE2E_ERR_GRANT, 0);
+        if (forged) mqe2e__sess_drop(c, h->topic, MQE2E_ERR_NO_KEY, 0);
         if (ready)
             mqe2e__sess_open(c, h->topic, h->data, h->len, MQE2E__SESS_TAG_QOS(h->tag),
                              (h->tag & MQE2E__SESS_TAG_RETAINED) != 0,

@@ -893,6 +893,15 @@ int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle, mqe2e_control_cou
     return MQTTASYNC_SUCCESS;
 }
 
+int mqe2e_MQTTAsync_waitForAuthority(mqe2e_MQTTAsync handle, unsigned long timeout_ms)
+{
+    if (handle == NULL) return MQTTASYNC_FAILURE;
+    if (handle->protector == NULL) return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    if (handle->ctl == NULL) return MQTTASYNC_SUCCESS;
+    int rc = mqe2e__ctl_wait_fresh(handle->ctl, timeout_ms);
+    return rc == MQE2E_OK ? MQTTASYNC_SUCCESS : async_map_error(rc);
+}
+
 int mqe2e_MQTTAsync_clearRetained(mqe2e_MQTTAsync handle, const char *topicName, int qos,
                                   MQTTAsync_responseOptions *response)
 {

@@ -140,6 +140,16 @@ static void revocation_seeds(const uint8_t auth_sk[64])
         mqe2e__v1__revocation_list__free_unpacked(l, NULL);
         free(enc);
     }
+    /* With retired sender ids and a next update (issue 11). */
+    mqe2e_retired_sender r[] = {{"fleet", 7}, {"ward", 3}};
+    mqe2e_revocation_contents c = {4, FUZZ_NOW, FUZZ_NOW + 3600, e, 3, r, 2};
+    CHECK(mqe2e_revocation_list_sign_contents(&enc, &enc_len, auth_sk, &c) == 0);
+    Mqe2e__V1__RevocationList *l = mqe2e__v1__revocation_list__unpack(NULL, enc_len, enc);
+    CHECK(l != NULL);
+    seed("revocation", "signed-retired", 0, enc, enc_len);
+    seed("revocation", "body-retired", 1, l->body.data, l->body.len);
+    mqe2e__v1__revocation_list__free_unpacked(l, NULL);
+    free(enc);
 }
 
 static void ticket_seeds(const uint8_t auth_pk[32])

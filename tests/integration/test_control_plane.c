@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -757,6 +758,32 @@ static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks,
     return c;
 }
 
+/* An encrypted client with its own log sink, level and freshness bound
+ * (0: the default), callbacks into ib, clean session, connected. */
+static mqe2e_MQTTClient so_client(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib,
+                                  mqe2e_MQTTClient_log *log, mqe2e_log_level level,
+                                  unsigned fresh_max)
+{
+    mqe2e_MQTTClient c = NULL;
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.onDropped = on_dropped;
+    so.onLog = log;
+    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : level;
+    so.context = ib;
+    so.freshMaxSeconds = fresh_max;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
 static void close_client(mqe2e_MQTTClient *c)
 {
     mqe2e_MQTTClient_disconnect(*c, 1000);
@@ -1174,7 +1201,11 @@ Test(control_plane, forged_epochs_cannot_silence_a_group)
             (unsigned long long)k.held, (unsigned long long)k.hold_dropped,
             (unsigned long long)drops_of(dev, MQE2E_DROP_NO_KEY));
     cr_assert_leq(k.held, 1U + SMALL, "genuine messages (known epoch) were held");
-    cr_assert_leq(k.held, 256U / 8U, "one topic took more than its share of the queue");
+    /* The topic's quota (32 at a time) is not a bound on the total held any
+     * more: the HELLO the first forgery triggers is answered without epoch 2,
+     * so the forgeries held before it was sent are dropped as forged and
+     * later ones take their room (held_qos1_messages_survive_a_forged_flood). */
+    cr_assert_leq(k.held, SMALL, "the envelope 0xFFFFFFFF epochs ahead was held");
     cr_assert_eq(k.released, 0);
     cr_assert_eq(inbox_count(&ib), GENUINE, "a forged message was delivered");
     for (int i = 0; i < GENUINE; i++) {
@@ -1187,6 +1218,84 @@ Test(control_plane, forged_epochs_cannot_silence_a_group)
     raw_close(&r);
     close_client(&pub);
     close_client(&dev);
+    mqe2e_keystore_close(kd);
+    mqe2e_keystore_close(kp);
+}
+
+/* Issue 11, item 8 (held QoS 1 messages are not lost): a forger floods the
+ * receiver's hold queue, on the very topic the genuine sender uses, with
+ * envelopes naming a future epoch (3, two ahead); then the group rotates to
+ * epoch 2 behind the receiver's back (it misses the push) and the genuine
+ * sender publishes 20 QoS 1 messages under it. Paho C acknowledges a QoS 1
+ * PUBLISH before messageArrived runs, so a message dropped by a hold bound
+ * is lost for good. Before: the forgeries took the topic's whole quota and
+ * the genuine messages were dropped (no_key). Now: a message closer to the
+ * receiver's epoch evicts held ones further ahead, and held unknown epochs
+ * that predate an answered HELLO are dropped as forged: every genuine one
+ * is delivered once the HELLO reply brings epoch 2. */
+Test(control_plane, held_qos1_messages_survive_a_forged_flood)
+{
+    enroll("dev-f", "sensors", NULL);
+    enroll("pub-f", "sensors", NULL);
+    mqe2e_keystore *kd = open_ks("dev-f"), *kp = open_ks("pub-f");
+    inbox ib, ipub;
+    inbox_init(&ib);
+    inbox_init(&ipub);
+    mqe2e_MQTTClient dev = enc_client("dev-f", kd, NULL, &ib, 1);
+    mqe2e_MQTTClient pub = enc_client("pub-f", kp, NULL, &ipub, 1);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+
+    /* The flood: 100 forgeries at epoch 3 on the genuine topic, QoS 1. */
+    enum { FORGED = 100, GENUINE = 20 };
+    uint8_t secret[32], pt[200], env[512];
+    size_t env_len = 0;
+    mqe2e_sender_key sk;
+    randombytes_buf(secret, sizeof secret);
+    memset(pt, 'f', sizeof pt);
+    cr_assert_eq(mqe2e_sender_key_derive(&sk, secret, "sensors", 3, 97), MQE2E_OK);
+    MQTTClient r = raw_client("forger-f", NULL);
+    for (uint64_t s = 1; s <= FORGED; s++) {
+        mqe2e_envelope_header hs = {MQE2E_MODE_GROUP, 3, 97, s};
+        cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &env_len, &sk, "sensors/hr", "sensors",
+                                         &hs, pt, sizeof pt),
+                     MQE2E_OK);
+        raw_publish(r, "sensors/hr", env, env_len);
+    }
+    mqe2e_sender_key_wipe(&sk);
+    long deadline = now_ms() + WAIT_MS;
+    while (ctl_counters(dev).held + ctl_counters(dev).hold_dropped < FORGED) {
+        cr_assert_lt(now_ms(), deadline, "the forgeries did not reach the receiver");
+        sleep_ms(20);
+    }
+
+    /* Epoch 2, which the receiver learns late. */
+    ta_rotate(&auth, "sensors", "dev-f");
+    WAIT_CTL(pub, pushes_applied, 1);
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        publish_text(pub, "sensors/hr", text, 1);
+    }
+    cr_assert(wait_count(&ib, GENUINE), "held genuine QoS 1 messages were lost: %d of %d delivered",
+              inbox_count(&ib), GENUINE);
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        cr_assert_str_eq(ib.payload[i], text, "in order");
+    }
+    mqe2e_control_counters k = ctl_counters(dev);
+    fprintf(stderr, "forged %d: held %llu, released %llu, hold_dropped %llu\n", FORGED,
+            (unsigned long long)k.held, (unsigned long long)k.released,
+            (unsigned long long)k.hold_dropped);
+    cr_assert_eq(inbox_count(&ib), GENUINE, "a forged message was delivered");
+    raw_close(&r);
+    close_client(&pub);
+    close_client(&dev);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kd, "sensors", &e), MQE2E_OK);
+    cr_assert_eq(e, 2);
     mqe2e_keystore_close(kd);
     mqe2e_keystore_close(kp);
 }
@@ -1423,6 +1532,7 @@ Test(control_plane, revoked_peer_refused)
 
 static char ra_auth_ks[512], ra_db[512], ra_op_ks[512], ra_log[512], ra_pin[2048];
 static pid_t ra_pid;
+static void ra_start(const char *list_validity);
 
 /* Run a shell command line, stdout into out. Exit code. */
 static int sh(char *out, size_t cap, const char *cmd)
@@ -1492,7 +1602,16 @@ static void ra_setup(void)
              "--sign-public %s",
              cli, ra_auth_ks, keyfile, ra_db, hex);
     cr_assert_eq(sh(out, sizeof out, cmd), 0);
+    ra_start("3600");
+}
 
+/* Start the authority (log into ra_log) with a list validity, and wait
+ * until it serves. */
+static void ra_start(const char *list_validity)
+{
+    char cli[PATH_MAX];
+    cli_path(cli, sizeof cli);
+    (void)unlink(ra_log);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -1503,7 +1622,8 @@ static void ra_setup(void)
         snprintf(port, sizeof port, "%d", broker.port);
         /* A short post-removal grace, so the tests can wait it out. */
         execl(cli, cli, "authority", "run", "-K", ra_auth_ks, "--key-file", keyfile, "--db", ra_db,
-              "-h", "127.0.0.1", "-p", port, "--revoke-grace", "2", (char *)NULL);
+              "-h", "127.0.0.1", "-p", port, "--revoke-grace", "2", "--list-validity",
+              list_validity, getenv("CP_DEBUG") ? "-v" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     ra_pid = pid;
@@ -1518,9 +1638,26 @@ static void ra_setup(void)
     }
 }
 
-static void ra_teardown(void)
+static void ra_stop(void)
 {
     if (ra_pid > 0) {
+        kill(ra_pid, SIGCONT);
+        kill(ra_pid, SIGTERM);
+        int st;
+        waitpid(ra_pid, &st, 0);
+        ra_pid = 0;
+    }
+}
+
+static void ra_teardown(void)
+{
+    if (getenv("CP_DEBUG") != NULL) {
+        char *log = tu_read_file(ra_log, NULL);
+        fprintf(stderr, "authority log:\n%s\n", log != NULL ? log : "(none)");
+        free(log);
+    }
+    if (ra_pid > 0) {
+        kill(ra_pid, SIGCONT); /* a test may have stopped it */
         kill(ra_pid, SIGTERM);
         int st;
         waitpid(ra_pid, &st, 0);
@@ -1642,30 +1779,10 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
     inbox is;
     inbox_init(&is);
     atomic_store(&pruned_logged, 0);
-    mqe2e_MQTTClient sub = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&sub, tb_broker_uri(&broker), "rg-sub",
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.onDropped = on_dropped;
-    so.onLog = on_log_prune;
-    so.logLevel = MQE2E_LOG_INFO;
-    so.context = &is;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(sub, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(sub, &is, NULL, on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(sub, &co), MQTTCLIENT_SUCCESS);
+    mqe2e_MQTTClient sub = so_client("rg-sub", ks, &is, on_log_prune, MQE2E_LOG_INFO, 0);
     cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
     WAIT_CTL(sub, handshakes_ok, 1);
-    /* Memberships and retirements are recorded in whole seconds, and an
-     * epoch retired in the second a member joined is not sent to it
-     * (backward secrecy; docs/SECURITY.md, open items): revoke in a later
-     * second than rg-sub's enrollment, as any real revocation is. */
-    time_t joined = time(NULL);
-    while (time(NULL) <= joined) sleep_ms(50);
+    /* (The same second as the enrollment is the next test's case.) */
 
     cr_assert_eq(ra_op(out, sizeof out, "revoke --id rg-bad"), 0, "%s", out);
     WAIT_CTL(sub, pushes_applied, 1);
@@ -1700,13 +1817,258 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
         sleep_ms(20);
     }
     cr_assert_eq(inbox_count(&is), 0, "a message of the revoked device was delivered");
-    cr_assert_eq(drops_of(sub, MQE2E_DROP_NO_KEY) + drops_of(sub, MQE2E_DROP_EXPIRED), before + N);
+    /* Since the revocation list names its sender ids, they are dropped as
+     * `revoked` before the epoch is even looked up (the next test). */
+    cr_assert_eq(drops_of(sub, MQE2E_DROP_NO_KEY) + drops_of(sub, MQE2E_DROP_EXPIRED) +
+                     drops_of(sub, MQE2E_DROP_REVOKED),
+                 before + N);
     raw_close(&r);
     mqe2e_protector_free(prot);
     mqe2e_policy_free(pol);
     close_client(&sub);
     mqe2e_keystore_close(ks);
     mqe2e_keystore_close(kb);
+}
+
+/* Issue 11 (second-granularity edge): a member that joins in the same second
+ * as a revocation. Memberships and retirements are recorded in whole
+ * seconds; the authority used to decide by second which retired epochs were
+ * a member's, so the epoch retired in the second the member joined was not
+ * sent to it, and the member never learnt that epoch's cut grace: it kept
+ * accepting it for its normal grace (1 h). Now the membership records the
+ * epoch current at the join and the decision is by epoch number: the HELLO
+ * reply carries epoch 1 with the cut grace and the member drops it. The
+ * enrollment and the revocation are run back to back at the start of a
+ * second (the test prints whether they shared it; it holds either way). */
+Test(real_authority, member_joining_in_the_revocation_second_learns_the_cut_grace)
+{
+    char out[8192], args[512], ticket[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("js-bad");
+    snprintf(args, sizeof args, "token create --id js-sub --group fleet --grant 'fleet/#:pubsub'");
+    cr_assert_eq(ra_op(ticket, sizeof ticket, args), 0, "token create: %s", ticket);
+    ticket[strcspn(ticket, "\n")] = '\0';
+    time_t start = time(NULL);
+    while (time(NULL) == start) sleep_ms(5);
+    time_t t0 = time(NULL);
+    cr_assert_eq(run_enroll("js-sub", ticket, NULL, 0), 0);
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id js-bad"), 0, "%s", out);
+    time_t t1 = time(NULL);
+    fprintf(stderr, "enrollment and revocation %s\n",
+            t0 == t1 ? "in the same second" : "straddled a second");
+
+    mqe2e_keystore *ks = open_ks("js-sub");
+    inbox is;
+    inbox_init(&is);
+    atomic_store(&pruned_logged, 0);
+    mqe2e_MQTTClient sub = so_client("js-sub", ks, &is, on_log_prune, MQE2E_LOG_INFO, 0);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    long deadline = now_ms() + WAIT_MS;
+    while (!atomic_load(&pruned_logged)) {
+        cr_assert_lt(now_ms(), deadline,
+                     "the member never learnt the cut grace of the epoch it joined in");
+        sleep_ms(50);
+    }
+    close_client(&sub);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    mqe2e_keystore_close(ks);
+}
+
+/* Issue 11, follow-up of item 5: the revoked device publishes during the
+ * grace period of the epoch it holds, in an unsigned group. Before: its
+ * messages were delivered until the grace ended (the receiver cannot tell
+ * sender ids apart in an unsigned group). Now: the revocation list names
+ * the sender ids the device held (per group, never handed out again) and a
+ * receiver holding the list drops them in every epoch (`revoked`) at once,
+ * while a member that is still active gets through. */
+Test(real_authority, revoked_sender_ids_dropped_during_the_grace)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("rs-sub");
+    ra_enroll("rs-pub");
+    ra_enroll("rs-bad");
+    mqe2e_keystore *ks = open_ks("rs-sub"), *kp = open_ks("rs-pub"), *kb = open_ks("rs-bad");
+    inbox is, ip;
+    inbox_init(&is);
+    inbox_init(&ip);
+    mqe2e_MQTTClient sub = enc_client("rs-sub", ks, NULL, &is, 1);
+    mqe2e_MQTTClient pub = enc_client("rs-pub", kp, NULL, &ip, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+
+    /* The revoked device's keystore still holds epoch 1 and its sender id. */
+    mqe2e_policy *pol = NULL;
+    mqe2e_protector *prot = NULL;
+    cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol, kb), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&prot, kb, pol, NULL), MQE2E_OK);
+    enum { N = 5 };
+    uint8_t env[N][256];
+    size_t env_len[N];
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "UNLOCK %d (revoked device)", i);
+        cr_assert_eq(mqe2e_protect(prot, "fleet/door", (const uint8_t *)text, strlen(text),
+                                   now_s(), env[i], sizeof env[i], &env_len[i]),
+                     MQE2E_OK);
+    }
+
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id rs-bad"), 0, "%s", out);
+    WAIT_CTL(sub, pushes_applied, 1);
+    WAIT_CTL(pub, pushes_applied, 1);
+
+    /* At once, well inside the grace of epoch 1 (2 s here, 30 s by
+     * default): the drop reason says the sender is revoked, not expired. */
+    MQTTClient r = raw_client("rs-bad-raw", NULL);
+    uint64_t before = drops_total(sub);
+    for (int i = 0; i < N; i++)
+        raw_publish(r, "fleet/door", env[i], env_len[i]);
+    publish_text(pub, "fleet/a", "still a member", 1);
+    cr_assert(wait_inbox(&is, 1), "the active member's message was not delivered");
+    long deadline = now_ms() + WAIT_MS;
+    while (drops_total(sub) < before + N) {
+        cr_assert_lt(now_ms(), deadline, "the revoked device's messages were not all dropped");
+        sleep_ms(20);
+    }
+    cr_assert_eq(inbox_count(&is), 1, "a message of the revoked device was delivered");
+    cr_assert_str_eq(is.payload[0], "still a member");
+    cr_assert_eq(drops_of(sub, MQE2E_DROP_REVOKED), N, "drops by reason revoked: %llu",
+                 (unsigned long long)drops_of(sub, MQE2E_DROP_REVOKED));
+    raw_close(&r);
+    mqe2e_protector_free(prot);
+    mqe2e_policy_free(pol);
+    close_client(&pub);
+    close_client(&sub);
+    mqe2e_keystore_close(ks);
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(kb);
+}
+
+/* Issue 11, item 6 (list freshness): the signed revocation list carries
+ * issued_at and next_update (--list-validity, 3 s here); a member that has
+ * not heard a list from the authority within that validity (monotonic clock,
+ * from when it heard it) stops sealing on groups, counts `stale_refused` and
+ * says why; once the authority answers again, it seals again. The member's
+ * HELLO freshness bound is an hour, so only the list's bound can stop it.
+ * Before: it went on sealing for the whole HELLO bound. */
+Test(real_authority, stale_revocation_list_stops_sealing)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("lv-pub");
+    ra_enroll("lv-gone");
+    cr_assert_eq(ra_op(out, sizeof out, "revoke --id lv-gone"), 0, "%s", out);
+    ra_stop();
+    ra_start("3");
+
+    mqe2e_keystore *kp = open_ks("lv-pub");
+    inbox ip;
+    inbox_init(&ip);
+    /* The HELLO bound is an hour: only the list's bound can stop it. */
+    mqe2e_MQTTClient pub = so_client("lv-pub", kp, &ip, on_log, MQE2E_LOG_WARNING, 3600);
+    cr_assert_eq(mqe2e_MQTTClient_waitForAuthority(pub, WAIT_MS), MQTTCLIENT_SUCCESS);
+    publish_text(pub, "fleet/a", "fresh", 1);
+
+    /* The authority goes silent (as behind a broker dropping its frames). */
+    cr_assert_eq(kill(ra_pid, SIGSTOP), 0);
+    int rc = MQTTCLIENT_SUCCESS;
+    long deadline = now_ms() + 20000;
+    while (rc == MQTTCLIENT_SUCCESS) {
+        cr_assert_lt(now_ms(), deadline, "still sealing on a revocation list past its validity");
+        sleep_ms(100);
+        rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "stale", 0, 0, NULL);
+    }
+    cr_assert_eq(rc, MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_EXPIRED), "publish: %d", rc);
+    cr_assert_geq(ctl_counters(pub).stale_refused, 1);
+
+    /* The authority answers again: the periodic HELLO renews the list. */
+    cr_assert_eq(kill(ra_pid, SIGCONT), 0);
+    deadline = now_ms() + WAIT_MS;
+    do {
+        cr_assert_lt(now_ms(), deadline, "sealing did not resume once the authority answered");
+        sleep_ms(100);
+        rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "again", 0, 0, NULL);
+    } while (rc != MQTTCLIENT_SUCCESS);
+    close_client(&pub);
+    mqe2e_keystore_close(kp);
+}
+
+static int async_on_message(void *ctx, char *topic, int tl, MQTTAsync_message *m)
+{
+    (void)ctx;
+    (void)tl;
+    mqe2e_MQTTAsync_freeMessage(&m);
+    mqe2e_MQTTAsync_free(topic);
+    return 1;
+}
+
+/* Issue 11, item 4: the asynchronous front before the authority answered.
+ * A send on a group topic right after connect (no HELLO reply yet) is
+ * refused at once with EXPIRED and counted, never sealed under an epoch
+ * that may be stale; mqe2e_MQTTAsync_waitForAuthority() waits for the reply,
+ * after which the send goes out under the current epoch and is delivered. */
+Test(real_authority, async_front_waits_for_the_authority)
+{
+    char out[8192];
+    cr_assert_eq(ra_op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s",
+                 out);
+    ra_enroll("as-pub");
+    ra_enroll("as-sub");
+    /* A rotation the publisher's keystore has not seen: sealing before the
+     * HELLO reply would use the stale epoch 1. */
+    cr_assert_eq(ra_op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    mqe2e_keystore *kp = open_ks("as-pub"), *ks = open_ks("as-sub");
+    inbox is;
+    inbox_init(&is);
+    mqe2e_MQTTClient sub = enc_client("as-sub", ks, NULL, &is, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "fleet/#", 1), MQTTCLIENT_SUCCESS);
+    WAIT_CTL(sub, handshakes_ok, 1);
+
+    mqe2e_MQTTAsync pub = NULL;
+    mqe2e_MQTTAsync_securityOptions so = mqe2e_MQTTAsync_securityOptions_initializer;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTAsync_create(&pub, tb_broker_uri(&broker), "as-pub",
+                                        MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_waitForAuthority(pub, 10), MQE2E_MQTTASYNC_NOT_CONFIGURED);
+    so.keystore = kp;
+    so.onLog = on_log;
+    so.logLevel = MQE2E_LOG_WARNING;
+    cr_assert_eq(mqe2e_MQTTAsync_setSecurity(pub, &so), MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_setCallbacks(pub, NULL, NULL, async_on_message, NULL),
+                 MQTTASYNC_SUCCESS);
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTAsync_connect(pub, &co), MQTTASYNC_SUCCESS);
+    /* Nothing heard from the authority yet: refused, not sealed. */
+    int rc = mqe2e_MQTTAsync_send(pub, "fleet/a", 5, "early", 1, 0, NULL);
+    cr_assert_eq(rc, MQE2E_MQTTASYNC_ERR(MQE2E_ERR_EXPIRED), "early send: %d", rc);
+    mqe2e_control_counters k;
+    cr_assert_eq(mqe2e_MQTTAsync_getControlCounters(pub, &k), MQTTASYNC_SUCCESS);
+    cr_assert_eq(k.stale_refused, 1);
+
+    cr_assert_eq(mqe2e_MQTTAsync_waitForAuthority(pub, WAIT_MS), MQTTASYNC_SUCCESS);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTAsync_send(pub, "fleet/a", 5, "fresh", 1, 0, &ro), MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_waitForCompletion(pub, ro.token, 5000), MQTTASYNC_SUCCESS);
+    cr_assert(wait_inbox(&is, 1), "the send after the wait was not delivered");
+    cr_assert_str_eq(is.payload[0], "fresh");
+    cr_assert_eq(inbox_count(&is), 1, "the early send went out");
+    uint32_t e = 0;
+    MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
+    (void)mqe2e_MQTTAsync_disconnect(pub, &dop);
+    close_client(&sub);
+    mqe2e_MQTTAsync_destroy(&pub);
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(kp, "fleet", &e), MQE2E_OK);
+    cr_assert_eq(e, 2, "the publisher sealed before learning epoch 2");
+    mqe2e_keystore_close(kp);
+    mqe2e_keystore_close(ks);
 }
 
 Test(control_plane, channel_queues_until_peer_answers)

@@ -895,6 +895,124 @@ Test(authority_db, revoke_removes_memberships_and_is_recorded)
     mqe2e_adb_close(db);
 }
 
+/* Issue 11: the sender ids a revoked or replaced device held go on the
+ * revocation list, per group; those of active members do not. */
+Test(authority_db, revoked_and_replaced_sender_ids_are_retired)
+{
+    uint8_t s[32];
+    fill(s, sizeof s, 9);
+    mqe2e_adb *db = open_db();
+    enroll(db, "bad", 1);
+    enroll(db, "good", 2);
+    enroll(db, "old", 3);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g1", "a/#", NULL, 1, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g2", "b/#", NULL, 1, s), MQE2E_OK);
+    uint32_t bad1 = 0, bad2 = 0, good1 = 0, old1 = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&good1, db, "g1", "good", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&bad1, db, "g1", "bad", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&bad2, db, "g2", "bad", 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&old1, db, "g1", "old", 5), MQE2E_OK);
+    names none = {0};
+    cr_assert_eq(mqe2e_adb_retired_senders_list(db, collect_member, &none), MQE2E_OK);
+    cr_assert_eq(none.n, 0);
+
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "bad", 500, NULL, NULL), MQE2E_OK);
+    uint8_t sp[32], dh[32];
+    memset(sp, 0x0F, sizeof sp);
+    memset(dh, 0xF0, sizeof dh);
+    cr_assert_eq(mqe2e_adb_client_replace(db, "old", sp, dh, 600, NULL, NULL), MQE2E_OK);
+    mqe2e_adb_close(db);
+    db = open_db();
+    names r = {0};
+    cr_assert_eq(mqe2e_adb_retired_senders_list(db, collect_member, &r), MQE2E_OK);
+    cr_assert_eq(r.n, 3);
+    cr_assert_str_eq(r.v[0], "g1");
+    cr_assert_str_eq(r.v[1], "g1");
+    cr_assert_str_eq(r.v[2], "g2");
+    cr_assert_eq(r.ids[0], bad1 < old1 ? bad1 : old1);
+    cr_assert_eq(r.ids[1], bad1 < old1 ? old1 : bad1);
+    cr_assert_eq(r.ids[2], bad2);
+    cr_assert_neq(r.ids[0], good1);
+    cr_assert_neq(r.ids[1], good1);
+    /* The replaced device's successor gets a fresh id, never a retired one. */
+    uint32_t again = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&again, db, "g1", "old", 700), MQE2E_OK);
+    cr_assert_gt(again, old1);
+    cr_assert_gt(again, bad1);
+    mqe2e_adb_close(db);
+}
+
+typedef struct joins {
+    char v[8][64];
+    uint32_t joined[8];
+    size_t n;
+} joins;
+
+static int collect_join(const char *name, uint32_t sender_id, uint64_t added_at,
+                        uint32_t joined_epoch, void *user)
+{
+    (void)sender_id;
+    (void)added_at;
+    joins *j = user;
+    cr_assert_lt(j->n, 8);
+    j->joined[j->n] = joined_epoch;
+    snprintf(j->v[j->n++], sizeof j->v[0], "%s", name);
+    return 0;
+}
+
+/* Issue 11 (second-granularity edge): a membership records the epoch current
+ * when it began, and which retired epochs were the member's is decided by
+ * epoch number: an epoch retired in the very second the member joined is
+ * its when it was current at the join. */
+Test(authority_db, joined_epoch_orders_join_and_retirement)
+{
+    uint8_t s[32], s2[32];
+    fill(s, sizeof s, 9);
+    fill(s2, sizeof s2, 10);
+    mqe2e_adb *db = open_db();
+    enroll(db, "early", 1);
+    enroll(db, "same-second", 2);
+    enroll(db, "history", 3);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "a/#", NULL, 100, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "early", 100), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "same-second", 500), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "history", 0), MQE2E_OK);
+    uint32_t e = 0;
+    cr_assert_eq(mqe2e_adb_group_rotate(&e, db, "g", s2, 500), MQE2E_OK);
+    cr_assert_eq(e, 2);
+    joins j = {0};
+    cr_assert_eq(mqe2e_adb_members_list_ex(db, "g", collect_join, &j), MQE2E_OK);
+    cr_assert_eq(j.n, 3);
+    cr_assert_str_eq(j.v[0], "early");
+    cr_assert_eq(j.joined[0], 1);
+    cr_assert_str_eq(j.v[1], "same-second");
+    cr_assert_eq(j.joined[1], 1);
+    cr_assert_str_eq(j.v[2], "history");
+    cr_assert_eq(j.joined[2], 0);
+    joins g = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client_ex(db, "same-second", collect_join, &g), MQE2E_OK);
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.joined[0], 1);
+    /* Epoch 1, retired at 500: the same-second member's (it was current at
+     * the join), which the second alone could not tell. */
+    cr_assert(mqe2e_adb_epoch_was_members(1, 500, 500, 1));
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 500, 0));
+    /* A member that joined at epoch 2 never had epoch 1. */
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 500, 2));
+    cr_assert_not(mqe2e_adb_epoch_was_members(1, 500, 501, 2));
+    /* The current epoch is everyone's; unknown joins fall back to seconds. */
+    cr_assert(mqe2e_adb_epoch_was_members(2, 0, 500, 2));
+    cr_assert(mqe2e_adb_epoch_was_members(1, 500, 0, 0));
+    cr_assert(mqe2e_adb_epoch_was_members(1, 501, 500, 0));
+    /* A member added after the rotation joins at epoch 2. */
+    enroll(db, "late", 4);
+    cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "late", 500), MQE2E_OK);
+    joins l = {0};
+    cr_assert_eq(mqe2e_adb_groups_of_client_ex(db, "late", collect_join, &l), MQE2E_OK);
+    cr_assert_eq(l.joined[0], 2);
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, client_grants_and_listing)
 {
     mqe2e_adb *db = open_db();
@@ -1284,7 +1402,8 @@ Test(authority_db, migrates_a_version_1_file)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"
@@ -1320,7 +1439,8 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"
                               " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"

@@ -122,3 +122,56 @@ Test(holdq, topic_usage_for_quotas)
     cr_assert_eq(n, 0);
     mqe2e_holdq_free(q);
 }
+
+/* Issue 11: eviction by rank (epochs ahead): the highest rank above the
+ * threshold goes first, the newest of equal ranks, on one topic or any;
+ * nothing ranked at or below the threshold is ever evicted. */
+Test(holdq, evict_worst_by_rank)
+{
+    mqe2e_holdq *q = NULL;
+    cr_assert_eq(mqe2e_holdq_new(&q, 16, 4096, 30), MQE2E_OK);
+    const uint8_t d[4] = {1, 2, 3, 4};
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 1, 1, 100, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 2, 2, 100, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "b", d, 3, 3, 100, 5), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 4, 4, 100, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push(q, "a", d, 1, 5, 100), MQE2E_OK); /* rank 0 */
+    size_t bytes = mqe2e_holdq_bytes(q);
+
+    /* Topic "a": rank 3, newest first (len 4), then the other rank 3. */
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, "a", 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_count(q), 4);
+    cr_assert_eq(mqe2e_holdq_bytes(q), bytes - 5U);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, "a", 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, "a", 1), MQE2E_ERR_NOT_FOUND);
+    /* Any topic: "b" (rank 5); then only rank 1 above 0. */
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, NULL, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, NULL, 1), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, NULL, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, NULL, 0), MQE2E_ERR_NOT_FOUND);
+    /* The rank-0 message is left, and the queue is still a working FIFO. */
+    cr_assert_eq(mqe2e_holdq_count(q), 1);
+    cr_assert_eq(mqe2e_holdq_push(q, "c", d, 2, 6, 101), MQE2E_OK);
+    mqe2e_held *h = NULL;
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(h->tag, 5);
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(h->tag, 6);
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_count(q), 0);
+    cr_assert_eq(mqe2e_holdq_bytes(q), 0);
+    /* Evicting the tail keeps pushes working. */
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 1, 7, 102, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 1, 8, 102, 9), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_evict_worst(q, NULL, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_push_ranked(q, "a", d, 1, 9, 102, 0), MQE2E_OK);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(h->tag, 7);
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_pop(q, &h), MQE2E_OK);
+    cr_assert_eq(h->tag, 9);
+    mqe2e_held_free(h);
+    cr_assert_eq(mqe2e_holdq_evict_worst(NULL, NULL, 0), MQE2E_ERR_INVALID_ARG);
+    mqe2e_holdq_free(q);
+}

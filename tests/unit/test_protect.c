@@ -9,6 +9,7 @@
 
 #include "internal_keystore.h"
 #include "internal_protect.h"
+#include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
@@ -1415,4 +1416,62 @@ Test(protect_bind, oversized_bound_value_refused_before_a_sequence_number)
     mqe2e_protector_counters(a.pr, &c);
     cr_assert_eq(c.sealed, 0U);
     peer_free(&a);
+}
+
+/* Issue 11: a revoked device's sender ids are dropped as `revoked` in every
+ * epoch (old, current, even one it could not have had) as soon as the
+ * receiver holds a list retiring them; other senders, and the same id in
+ * another group, still get through. */
+Test(protect, retired_senders_dropped_in_every_epoch)
+{
+    peer bob;
+    peer_init(&bob, "bob", 2);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(bob.ks, "g1", NULL, 2, SECRET_A2, T0 + 1),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(bob.ks, "g2", "b/#", 1, SECRET_B, T0),
+                 MQE2E_OK);
+    mqe2e_policy_free(bob.pol);
+    mqe2e_protector_free(bob.pr);
+    mqe2e_protector_options o = default_opts();
+    peer_policy(&bob, &o);
+
+    msg e1, e2, e3, other, g2;
+    forge(&e1, SECRET_A, "g1", 1, 7, 1, "a/x", "old epoch");
+    forge(&e2, SECRET_A2, "g1", 2, 7, 1, "a/x", "new epoch");
+    forge(&e3, SECRET_A2, "g1", 2, 7, 2, "a/x", "before the list");
+    forge(&other, SECRET_A2, "g1", 2, 8, 1, "a/x", "another sender");
+    forge(&g2, SECRET_B, "g2", 1, 7, 1, "b/x", "same id, other group");
+    cr_assert_eq(deliver_at(&bob, "a/x", &e3, T0 + 2, NULL), MQE2E_OK);
+
+    uint8_t pk[32], sk[64];
+    crypto_sign_keypair(pk, sk);
+    static const mqe2e_revocation_entry ent[] = {{"stolen", 0, T0}};
+    static const mqe2e_retired_sender ret[] = {{"g1", 7}};
+    mqe2e_revocation_contents c = {1, T0, 0, ent, 1, ret, 1};
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    mqe2e_revocation_list *rl = NULL;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&bytes, &len, sk, &c), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&rl, bytes, len, pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_set_revocations(bob.pr, rl), MQE2E_OK);
+    mqe2e_revocation_list_free(rl); /* the protector keeps its own copy */
+    free(bytes);
+
+    cr_assert_eq(deliver_at(&bob, "a/x", &e1, T0 + 2, NULL), MQE2E_ERR_REVOKED);
+    cr_assert_eq(deliver_at(&bob, "a/x", &e2, T0 + 2, NULL), MQE2E_ERR_REVOKED);
+    cr_assert_eq(deliver_at(&bob, "a/x", &other, T0 + 2, NULL), MQE2E_OK);
+    cr_assert_eq(deliver_at(&bob, "b/x", &g2, T0 + 2, NULL), MQE2E_OK);
+    mqe2e_counters k = counters(&bob);
+    cr_assert_eq(k.dropped[MQE2E_DROP_REVOKED], 2);
+    cr_assert_eq(dropped_total(&k), 2);
+    cr_assert_str_eq(mqe2e_drop_reason_name(MQE2E_DROP_REVOKED), "revoked");
+    cr_assert_eq(mqe2e_drop_reason_of(MQE2E_ERR_REVOKED), MQE2E_DROP_REVOKED);
+    cr_assert_str_eq(mqe2e_error_name(MQE2E_ERR_REVOKED), "revoked");
+
+    /* A list without retired senders clears the set. */
+    cr_assert_eq(mqe2e_protector_set_revocations(bob.pr, NULL), MQE2E_OK);
+    forge(&e2, SECRET_A2, "g1", 2, 7, 5, "a/x", "cleared");
+    cr_assert_eq(deliver_at(&bob, "a/x", &e2, T0 + 2, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_set_revocations(NULL, NULL), MQE2E_ERR_INVALID_ARG);
+    peer_free(&bob);
 }

@@ -362,3 +362,139 @@ Test(revocation, oversized_and_garbage)
     cr_assert_eq(mqe2e_revocation_list_verify(&l, NULL, 1, auth_pk), MQE2E_ERR_INVALID_ARG);
     cr_assert_eq(mqe2e_revocation_list_verify(&l, buf, 1, NULL), MQE2E_ERR_INVALID_ARG);
 }
+
+/* Sign a body with one retired sender, as a (possibly misbehaving) authority would. */
+static int verify_retired(const char *group, uint32_t sender)
+{
+    Mqe2e__V1__RevocationListBody b;
+    Mqe2e__V1__RetiredSender r;
+    Mqe2e__V1__RetiredSender *rp = &r;
+    mqe2e__v1__revocation_list_body__init(&b);
+    mqe2e__v1__retired_sender__init(&r);
+    r.group_id = (char *)group;
+    r.sender_id = sender;
+    b.format = 1;
+    b.version = 1;
+    b.retired_senders = &rp;
+    b.n_retired_senders = 1;
+    b.authority_public.data = auth_pk;
+    b.authority_public.len = 32;
+    size_t bl = mqe2e__v1__revocation_list_body__get_packed_size(&b);
+    uint8_t *body = malloc(bl);
+    mqe2e__v1__revocation_list_body__pack(&b, body);
+    size_t len;
+    uint8_t *buf = wrap(body, bl, auth_sk, &len);
+    mqe2e_revocation_list *l = NULL;
+    int rc = mqe2e_revocation_list_verify(&l, buf, len, auth_pk);
+    if (rc == MQE2E_OK) cr_assert(mqe2e_revocation_list_sender_retired(l, group, sender));
+    mqe2e_revocation_list_free(l);
+    free(body);
+    free(buf);
+    return rc;
+}
+
+/* Issue 11: the list names the sender ids revoked devices held, per group;
+ * a lookup answers for exactly those (group, sender) pairs. */
+Test(revocation, retired_senders_round_trip_and_strictness)
+{
+    static const mqe2e_retired_sender retired[] = {
+        {"fleet", 7}, {"ward", 3}, {"fleet", 2}, {"fleet", 7} /* repeated: kept once */};
+    mqe2e_revocation_contents c = {4, 500, 0, sample, N_SAMPLE, retired, 4};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c), MQE2E_OK);
+    mqe2e_revocation_list *l = NULL;
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_count(l), N_SAMPLE);
+    cr_assert_eq(mqe2e_revocation_list_retired_count(l), 3);
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "fleet", 7));
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "fleet", 2));
+    cr_assert(mqe2e_revocation_list_sender_retired(l, "ward", 3));
+    cr_assert_not(mqe2e_revocation_list_sender_retired(l, "ward", 7));
+    cr_assert_not(mqe2e_revocation_list_sender_retired(l, "fleet", 3));
+    cr_assert_not(mqe2e_revocation_list_sender_retired(l, "fleet2", 7));
+    cr_assert_not(mqe2e_revocation_list_sender_retired(NULL, "fleet", 7));
+    mqe2e_retired_sender r;
+    cr_assert_eq(mqe2e_revocation_list_retired(l, 0, &r), MQE2E_OK);
+    cr_assert_eq(r.sender_id, 2);
+    cr_assert_str_eq(r.group_id, "fleet");
+    cr_assert_eq(mqe2e_revocation_list_retired(l, 3, &r), MQE2E_ERR_INVALID_ARG);
+    mqe2e_revocation_list_free(l);
+    free(out);
+
+    /* A list without retired senders (older authority) has none. */
+    out = sign_sample(5, &len);
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_retired_count(l), 0);
+    cr_assert_not(mqe2e_revocation_list_sender_retired(l, "fleet", 7));
+    mqe2e_revocation_list_free(l);
+    free(out);
+
+    /* Signer and verifier refuse sender 0 and invalid group names. */
+    static const mqe2e_retired_sender zero[] = {{"fleet", 0}};
+    static const mqe2e_retired_sender empty[] = {{"", 1}};
+    static const mqe2e_retired_sender ctrl[] = {{"a\nb", 1}};
+    mqe2e_revocation_contents bad = {1, 0, 0, NULL, 0, zero, 1};
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &bad),
+                 MQE2E_ERR_INVALID_ARG);
+    bad.retired = empty;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &bad),
+                 MQE2E_ERR_INVALID_ARG);
+    bad.retired = ctrl;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &bad),
+                 MQE2E_ERR_INVALID_ARG);
+    bad.retired = NULL;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &bad),
+                 MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(verify_retired("fleet", 9), MQE2E_OK);
+    cr_assert_eq(verify_retired("fleet", 0), MQE2E_ERR_DECODE);
+    cr_assert_eq(verify_retired("", 9), MQE2E_ERR_DECODE);
+    cr_assert_eq(verify_retired("a\tb", 9), MQE2E_ERR_DECODE);
+}
+
+/* Issue 11: lists carry issue time and next update; a next update not after
+ * the issue time is refused by signer and verifier. */
+Test(revocation, next_update_round_trip_and_order)
+{
+    mqe2e_revocation_contents c = {2, 1000, 4600, sample, N_SAMPLE, NULL, 0};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    mqe2e_revocation_list *l = NULL;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), 1000);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), 4600);
+    mqe2e_revocation_list_free(l);
+    free(out);
+    cr_assert_eq(mqe2e_revocation_list_next_update(NULL), 0);
+    out = sign_sample(3, &len); /* no next update: 0 */
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, out, len, auth_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_next_update(l), 0);
+    mqe2e_revocation_list_free(l);
+    free(out);
+
+    c.next_update = 1000;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c),
+                 MQE2E_ERR_INVALID_ARG);
+    c.next_update = 999;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&out, &len, auth_sk, &c),
+                 MQE2E_ERR_INVALID_ARG);
+
+    /* Signed by the authority, but next_update before issued_at. */
+    Mqe2e__V1__RevocationListBody b;
+    mqe2e__v1__revocation_list_body__init(&b);
+    b.format = 1;
+    b.version = 1;
+    b.issued_at = 50;
+    b.next_update = 40;
+    b.authority_public.data = auth_pk;
+    b.authority_public.len = 32;
+    size_t bl = mqe2e__v1__revocation_list_body__get_packed_size(&b);
+    uint8_t *body = malloc(bl);
+    mqe2e__v1__revocation_list_body__pack(&b, body);
+    uint8_t *buf = wrap(body, bl, auth_sk, &len);
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, buf, len, auth_pk), MQE2E_ERR_DECODE);
+    cr_assert_null(l);
+    free(body);
+    free(buf);
+}

@@ -780,3 +780,271 @@ Test(session_control, signed_group_holds_until_the_directory_then_checks_grants)
     cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_GRANT);
     cr_assert_eq(drops(MQE2E_DROP_GRANT), 1);
 }
+
+/* ------------------------------------------------------------------ */
+/* Issue 11 follow-ups: retired sender ids, list validity, forged holds */
+
+/* A revocation list signed by the test authority (version @p version,
+ * issued at @p issued, valid until @p next_update or 0), retiring @p n
+ * sender ids of g1. */
+static void rl_frame(msg *m, uint64_t version, uint64_t issued, uint64_t next_update,
+                     const uint32_t *retired, size_t n)
+{
+    mqe2e_retired_sender r[4];
+    mqe2e_revocation_contents c;
+    uint8_t *rl = NULL;
+    size_t rl_len = 0;
+    cr_assert_leq(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        r[i].group_id = "g1";
+        r[i].sender_id = retired[i];
+    }
+    memset(&c, 0, sizeof c);
+    c.version = version;
+    c.issued_at = issued;
+    c.next_update = next_update;
+    c.retired = n > 0 ? r : NULL;
+    c.n_retired = n;
+    cr_assert_eq(mqe2e_revocation_list_sign_contents(&rl, &rl_len, auth_sign_sk, &c), MQE2E_OK);
+    cr_assert_leq(rl_len, sizeof m->buf);
+    memcpy(m->buf, rl, rl_len);
+    m->len = rl_len;
+    free(rl);
+}
+
+/* Answer the HELLO in the PUBLISH action @p hello as the test authority
+ * would, with @p reply; the answer arrives on dev-a's inbox at @p t. */
+static void answer_hello(const msg *hello, const mqe2e_control_update *reply,
+                         mqe2e_session_time t)
+{
+    mqe2e_hello_authority *st = NULL;
+    mqe2e_hello_request req;
+    uint8_t a_dh_pk[32];
+    msg out;
+    cr_assert_eq(mqe2e_hello_accept_read(&st, &req, auth_dh_sk, PREFIX, hello->buf, hello->len),
+                 MQE2E_OK);
+    cr_assert_str_eq(req.client_id, "dev-a");
+    cr_assert_eq(mqe2e_keystore_identity_public(ks_a, NULL, a_dh_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_hello_accept_check_static(st, a_dh_pk), MQE2E_OK);
+    cr_assert_eq(mqe2e_hello_accept_write(st, out.buf, sizeof out.buf, &out.len, AUTH_ID, reply),
+                 MQE2E_OK);
+    mqe2e_hello_authority_free(st);
+    receive(PREFIX "/client/dev-a", &out, 0, t);
+}
+
+/* Take actions until a PUBLISH to the authority (a HELLO); copy it to @p m.
+ * Nothing may be delivered on the way. */
+static void take_hello(msg *m)
+{
+    mqe2e_session_action a;
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+        if (a.kind != MQE2E_SESSION_PUBLISH || strcmp(a.topic, PREFIX "/authority") != 0) continue;
+        cr_assert_leq(a.len, sizeof m->buf);
+        memcpy(m->buf, a.data, a.len);
+        m->len = a.len;
+        return;
+    }
+    cr_assert_fail("no HELLO was queued");
+}
+
+static int publish_a(mqe2e_session_time t)
+{
+    uint8_t out[512];
+    size_t out_len = 0;
+    return mqe2e_session_publish(sess, "a/x", (const uint8_t *)"v", 1, 1, 0, t, out, sizeof out,
+                                 &out_len);
+}
+
+Test(session_control, retired_sender_is_dropped_as_revoked_in_every_epoch)
+{
+    msg m, rl;
+    const uint32_t retired[] = {2}; /* dev-b's sender id in g1 */
+
+    seal_b("a/x", "before the list", &m);
+    receive("a/x", &m, 0, at(T0, 10));
+    cr_assert_eq(memcmp(expect(MQE2E_SESSION_DELIVER).data, "before", 6), 0);
+    expect_none();
+    /* The list names dev-b's sender id: its envelopes are dropped from now
+     * on, under a key the receiver still holds (the grace of epoch 1). */
+    rl_frame(&rl, 1, T0, 0, retired, 1);
+    receive(PREFIX "/revocations", &rl, 0, at(T0, 20));
+    expect_none();
+    seal_b("a/x", "after the list", &m);
+    receive("a/x", &m, 0, at(T0, 30));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_REVOKED);
+    cr_assert_eq(a.current, 1);
+    expect_none();
+    cr_assert_eq(drops(MQE2E_DROP_REVOKED), 1);
+
+    /* A later epoch too: the id is retired, not one key. */
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks_a, "g1", NULL, 2, SECRET_2, T0), MQE2E_OK);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "new epoch", &m);
+    receive("a/x", &m, 0, at(T0, 40));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_REVOKED);
+
+    /* A new session over the same keystore knows the stored list at once. */
+    mqe2e_session_free(sess);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, NULL), MQE2E_OK);
+    seal_b("a/x", "after a restart", &m);
+    receive("a/x", &m, 0, at(T0, 50));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_REVOKED);
+    expect_none();
+    cr_assert_eq(drops(MQE2E_DROP_REVOKED), 1);
+}
+
+Test(session_control, stale_revocation_list_stops_sealing_until_renewed)
+{
+    msg hello, rl;
+    mqe2e_control_update reply;
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1000)), MQE2E_OK);
+    take_hello(&hello);
+    /* The reply carries a list valid for 60 s (next_update - issued_at). */
+    rl_frame(&rl, 1, T0, T0 + 60, NULL, 0);
+    memset(&reply, 0, sizeof reply);
+    reply.revocation_list = rl.buf;
+    reply.revocation_list_len = rl.len;
+    answer_hello(&hello, &reply, at(T0 + 1, 2000));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().handshakes_ok, 1);
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0 + 1, 2000)), 1);
+    cr_assert_eq(publish_a(at(T0 + 1, 2000)), MQE2E_OK);
+    /* The periodic HELLO is due at a third of the list's validity, well
+     * before the 900 s freshness bound would ask for it. */
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 1, 2000)), MQE2E_OK);
+    drain_no_deliver();
+    cr_assert_eq(mqe2e_session_next_timer(sess, at(T0 + 1, 2000)), 2000 + 20000);
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 21, 22000)), MQE2E_OK);
+    take_hello(&hello);
+    /* Its reply never comes (a broker dropping it): at the end of the
+     * validity it still seals, a millisecond later it refuses, although the
+     * authority was heard well within the freshness bound. */
+    cr_assert_eq(publish_a(at(T0 + 61, 62000)), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0 + 61, 62001)), 0);
+    uint64_t stale = ctl_counters().stale_refused;
+    cr_assert_eq(publish_a(at(T0 + 61, 62001)), MQE2E_ERR_EXPIRED);
+    cr_assert_eq(ctl_counters().stale_refused, stale + 1);
+    /* The retained copy of the same list (anyone can replay it) renews nothing. */
+    receive(PREFIX "/revocations", &rl, 0, at(T0 + 62, 62500));
+    drain_no_deliver();
+    cr_assert_eq(publish_a(at(T0 + 62, 62600)), MQE2E_ERR_EXPIRED);
+    /* The same version re-signed later (the authority's renewal) does. */
+    rl_frame(&rl, 1, T0 + 30, T0 + 90, NULL, 0);
+    receive(PREFIX "/revocations", &rl, 0, at(T0 + 62, 63000));
+    drain_no_deliver();
+    cr_assert_eq(mqe2e_session_fresh(sess, at(T0 + 62, 63000)), 1);
+    cr_assert_eq(publish_a(at(T0 + 62, 63000)), MQE2E_OK);
+    cr_assert_eq(publish_a(at(T0 + 122, 63000 + 60001)), MQE2E_ERR_EXPIRED);
+}
+
+Test(session_control, held_forgeries_are_purged_after_an_answered_hello)
+{
+    msg hello, forged, genuine;
+    mqe2e_control_update reply;
+    mqe2e_key_bundle b2 = bundle_g1(2, SECRET_2);
+
+    /* dev-b's genuine message of epoch 2, and a forgery naming epoch 3 under
+     * a key nobody was given. */
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "genuine", &genuine);
+    rotate_b(3, SECRET_F);
+    seal_b("a/x", "forged", &forged);
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    /* The forgery arrives first: two epochs ahead, held as a genuine one might be. */
+    receive("a/x", &forged, 0, at(T0 + 5, 6000));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 1);
+    /* The unanswered HELLO is retried: this one goes out after the forgery arrived. */
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 9, 10000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    /* The genuine message arrives after that HELLO was sent. */
+    receive("a/x", &genuine, 0, at(T0 + 10, 11000));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 2);
+    /* The authority answers (it has not told this member about epoch 2
+     * yet): the forgery, older than the answered HELLO and still unknown,
+     * is dropped now; the genuine message, younger, stays held. */
+    memset(&reply, 0, sizeof reply);
+    answer_hello(&hello, &reply, at(T0 + 10, 11500));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(a.current, 0);
+    cr_assert_str_eq(a.topic, "a/x");
+    expect_none();
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    cr_assert_eq(drops(MQE2E_DROP_NO_KEY), 1);
+    /* While anything is held the session asks again (paced), without
+     * waiting for the held message's age limit. */
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 13, 14000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    reply.bundles = &b2;
+    reply.n_bundles = 1;
+    answer_hello(&hello, &reply, at(T0 + 13, 14500));
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.current, 0);
+    cr_assert_eq(a.len, strlen("genuine"));
+    cr_assert_eq(memcmp(a.data, "genuine", a.len), 0);
+    expect_none();
+    cr_assert_eq(ctl_counters().released, 1);
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+}
+
+Test(session_control, nearer_epoch_evicts_a_further_one_from_a_full_topic)
+{
+    mqe2e_session_options o = MQE2E_SESSION_OPTIONS_INIT;
+    msg genuine, far1, far2;
+
+    mqe2e_session_free(sess);
+    o.hold_count = 16; /* one topic may take 1/8: 2 messages */
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, &o), MQE2E_OK);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "genuine", &genuine);
+    rotate_b(9, SECRET_F);
+    seal_b("a/x", "far 1", &far1);
+    seal_b("a/x", "far 2", &far2);
+    /* Forgeries eight epochs ahead fill the topic's share. */
+    receive("a/x", &far1, 0, at(T0, 100));
+    receive("a/x", &far2, 0, at(T0, 101));
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().held, 2);
+    /* A rotation's message (one ahead) takes the place of one of them. */
+    receive("a/x", &genuine, 0, at(T0, 102));
+    mqe2e_session_action a;
+    size_t dropped = 0;
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+        if (a.kind != MQE2E_SESSION_DROP) continue;
+        cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+        cr_assert_eq(a.current, 0, "the evicted message is reported, not the new one");
+        dropped++;
+    }
+    cr_assert_eq(dropped, 1);
+    cr_assert_eq(ctl_counters().held, 3);
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    /* A further forgery cannot push the nearer message out again. */
+    receive("a/x", &far1, 0, at(T0, 103));
+    a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.current, 1);
+    while (mqe2e_session_next(sess, &a))
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+    /* Its key arrives: the genuine message is the one still held. */
+    msg p;
+    mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1000));
+    int delivered = 0;
+    while (mqe2e_session_next(sess, &a)) {
+        if (a.kind != MQE2E_SESSION_DELIVER) continue;
+        cr_assert_eq(memcmp(a.data, "genuine", a.len), 0);
+        delivered++;
+    }
+    cr_assert_eq(delivered, 1);
+}

@@ -154,6 +154,24 @@ static const char SCHEMA_V4[] =
     " (SELECT MAX(sender_id) FROM group_members WHERE group_name = \"groups\".name), 0);"
     "PRAGMA user_version = 4;";
 
+/* Version 5: the sender ids a revoked or replaced device held, per group, go
+ * on the revocation list (receivers drop them in every epoch,
+ * docs/CREDENTIALS.md). Ids of devices revoked before the migration are not
+ * known any more. Memberships also record the epoch they began in. */
+static const char SCHEMA_V5[] =
+    "CREATE TABLE retired_senders("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " sender_id INTEGER NOT NULL CHECK(sender_id >= 1),"
+    " client_id TEXT NOT NULL,"
+    " retired_at INTEGER NOT NULL,"
+    " PRIMARY KEY(group_name, sender_id)) STRICT;"
+    /* The epoch current when the member joined (0: not known, a membership
+     * from before schema 5 or one backdated with --history): which retired
+     * epochs were the member's is decided by epoch number, not by second. */
+    "ALTER TABLE group_members ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0"
+    " CHECK(joined_epoch >= 0);"
+    "PRAGMA user_version = 5;";
+
 static const char KEY_CHECK_NAME[] = "db_key_check";
 
 /* ----------------------------------------------------------------- helpers */
@@ -548,6 +566,10 @@ static int migrate(mqe2e_adb *db)
     }
     if (rc == MQE2E_OK && v < 4) {
         rc = exec_const(db, SCHEMA_V4);
+        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
+    }
+    if (rc == MQE2E_OK && v < 5) {
+        rc = exec_const(db, SCHEMA_V5);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
     if (rc == MQE2E_OK) rc = key_check_verify(db);
@@ -1169,6 +1191,17 @@ static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *d
     return rc;
 }
 
+/* Retire the sender ids the client holds in its groups (before its
+ * memberships go): they go on the revocation list. */
+static int senders_retire(mqe2e_adb *db, const char *client_id, uint64_t now)
+{
+    return exec_client_stmt(db,
+                            "INSERT OR IGNORE INTO retired_senders(group_name, sender_id,"
+                            " client_id, retired_at) SELECT group_name, sender_id, client_id, ?2"
+                            " FROM group_members WHERE client_id = ?1",
+                            client_id, 1, now);
+}
+
 /* Put (client, serial) on the revocation list; an entry already there stays. */
 static int revocation_insert(mqe2e_adb *db, const char *client_id, uint64_t serial, uint64_t now)
 {
@@ -1205,6 +1238,7 @@ int mqe2e_adb_client_revoke(mqe2e_adb *db, const char *client_id, uint64_t now,
     /* Serial 0: every credential the client ever held (retries and renewals
      * minted several), not only the current one. */
     if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, 0, now);
+    if (rc == MQE2E_OK) rc = senders_retire(db, client_id, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
@@ -1238,6 +1272,7 @@ int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
     /* Serials grow across the store: the entry covers every credential the
      * old device held, none the new one will get. */
     if (rc == MQE2E_OK) rc = revocation_insert(db, client_id, serial, now);
+    if (rc == MQE2E_OK) rc = senders_retire(db, client_id, now);
     if (rc == MQE2E_OK)
         rc =
             exec_client_stmt(db, "DELETE FROM group_members WHERE client_id = ?1", client_id, 0, 0);
@@ -1677,10 +1712,13 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc == MQE2E_OK) rc = take_sender_id(&id, db, group);
     if (rc == MQE2E_OK && id > UINT32_MAX) rc = MQE2E_ERR_EXHAUSTED;
 
+    /* now 0 backdates the membership (every epoch in grace is its): no
+     * joined epoch then. */
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
-                  "INSERT INTO group_members(group_name, client_id, sender_id, added_at)"
-                  " VALUES (?1, ?2, ?3, ?4)");
+                  "INSERT INTO group_members(group_name, client_id, sender_id, added_at,"
+                  " joined_epoch) VALUES (?1, ?2, ?3, ?4, CASE WHEN ?4 = 0 THEN 0 ELSE"
+                  " (SELECT current_epoch FROM \"groups\" WHERE name = ?1) END)");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, id);
@@ -1709,7 +1747,9 @@ int mqe2e_adb_member_remove(mqe2e_adb *db, const char *group, const char *client
     return rc;
 }
 
-static int member_rows(sqlite3_stmt *st, mqe2e_adb_member_cb cb, void *user)
+/* Rows (name, sender_id, added_at, joined_epoch) to cb or, if NULL, to ecb. */
+static int member_rows(sqlite3_stmt *st, mqe2e_adb_member_cb cb, mqe2e_adb_membership_cb ecb,
+                       void *user)
 {
     int rc = MQE2E_OK;
     while (rc == MQE2E_OK) {
@@ -1717,41 +1757,78 @@ static int member_rows(sqlite3_stmt *st, mqe2e_adb_member_cb cb, void *user)
         if (r <= 0) return r;
         const unsigned char *s = sqlite3_column_text(st, 0);
         if (s == NULL) return MQE2E_ERR_IO;
-        rc = cb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2), user);
+        uint64_t joined = col_u64(st, 3);
+        if (cb != NULL)
+            rc = cb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2), user);
+        else
+            rc = ecb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2),
+                     joined <= UINT32_MAX ? (uint32_t)joined : 0U, user);
     }
     return rc;
 }
 
-int mqe2e_adb_members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb cb, void *user)
+int mqe2e_adb_epoch_was_members(uint32_t epoch, uint64_t retired_at, uint64_t added_at,
+                                uint32_t joined_epoch)
 {
-    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    if (retired_at == 0) return 1;
+    if (joined_epoch != 0) return epoch >= joined_epoch;
+    return retired_at > added_at;
+}
+
+static int members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb cb,
+                        mqe2e_adb_membership_cb ecb, void *user)
+{
+    if (db == NULL || (cb == NULL && ecb == NULL)) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(group, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = group_exists(db, group);
     if (rc != MQE2E_OK) return rc;
     sqlite3_stmt *st = NULL;
     rc = prep(db, &st,
-              "SELECT client_id, sender_id, added_at FROM group_members WHERE group_name = ?1"
-              " ORDER BY sender_id");
+              "SELECT client_id, sender_id, added_at, joined_epoch FROM group_members"
+              " WHERE group_name = ?1 ORDER BY sender_id");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
-    if (rc == MQE2E_OK) rc = member_rows(st, cb, user);
+    if (rc == MQE2E_OK) rc = member_rows(st, cb, ecb, user);
     sqlite3_finalize(st);
     return rc;
+}
+
+static int groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_member_cb cb,
+                            mqe2e_adb_membership_cb ecb, void *user)
+{
+    if (db == NULL || (cb == NULL && ecb == NULL)) return MQE2E_ERR_INVALID_ARG;
+    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
+    if (rc != MQE2E_OK) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = prep(db, &st,
+              "SELECT group_name, sender_id, added_at, joined_epoch FROM group_members"
+              " WHERE client_id = ?1 ORDER BY group_name");
+    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
+    if (rc == MQE2E_OK) rc = member_rows(st, cb, ecb, user);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mqe2e_adb_members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb cb, void *user)
+{
+    return cb != NULL ? members_list(db, group, cb, NULL, user) : MQE2E_ERR_INVALID_ARG;
+}
+
+int mqe2e_adb_members_list_ex(mqe2e_adb *db, const char *group, mqe2e_adb_membership_cb cb,
+                              void *user)
+{
+    return cb != NULL ? members_list(db, group, NULL, cb, user) : MQE2E_ERR_INVALID_ARG;
 }
 
 int mqe2e_adb_groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_member_cb cb,
                                void *user)
 {
-    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
-    if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
-    rc = prep(db, &st,
-              "SELECT group_name, sender_id, added_at FROM group_members WHERE client_id = ?1"
-              " ORDER BY group_name");
-    if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) rc = member_rows(st, cb, user);
-    sqlite3_finalize(st);
-    return rc;
+    return cb != NULL ? groups_of_client(db, client_id, cb, NULL, user) : MQE2E_ERR_INVALID_ARG;
+}
+
+int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id,
+                                  mqe2e_adb_membership_cb cb, void *user)
+{
+    return cb != NULL ? groups_of_client(db, client_id, NULL, cb, user) : MQE2E_ERR_INVALID_ARG;
 }
 
 /* ------------------------------------------------------------- revocations */
@@ -2141,5 +2218,34 @@ int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
     int rc = MQE2E_OK;
     if (!keep && tx_exec(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
     if (tx_exec(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    return rc;
+}
+
+int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user)
+{
+    if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
+    sqlite3_stmt *st = NULL;
+    int rc = read_begin(db);
+    if (rc != MQE2E_OK) return MQE2E_ERR_IO;
+    rc = prep(db, &st,
+              "SELECT group_name, sender_id, retired_at FROM retired_senders"
+              " ORDER BY group_name, sender_id");
+    while (rc == MQE2E_OK) {
+        int r = step_row(st);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        const unsigned char *g = sqlite3_column_text(st, 0);
+        uint64_t id = col_u64(st, 1);
+        if (g == NULL || id == 0 || id > UINT32_MAX) {
+            rc = MQE2E_ERR_IO;
+            break;
+        }
+        rc = cb((const char *)g, (uint32_t)id, col_u64(st, 2), user);
+    }
+    sqlite3_finalize(st);
+    int end = op_end(db, rc < 0 ? rc : MQE2E_OK);
+    if (end != MQE2E_OK) return end;
     return rc;
 }

@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 4   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 5   /**< PRAGMA user_version written by this code */
 
 /** How long after its first use a token still serves an enrollment retry (the
  *  device lost the reply), and only for the same keys: seconds. */
@@ -147,6 +147,8 @@ typedef int (*mqe2e_adb_epoch_cb)(uint32_t epoch, uint64_t created_at, uint64_t 
                                   void *user);
 typedef int (*mqe2e_adb_member_cb)(const char *group_or_client, uint32_t sender_id,
                                    uint64_t added_at, void *user);
+typedef int (*mqe2e_adb_membership_cb)(const char *group_or_client, uint32_t sender_id,
+                                       uint64_t added_at, uint32_t joined_epoch, void *user);
 typedef int (*mqe2e_adb_revocation_cb)(const char *client_id, uint64_t serial, uint64_t revoked_at,
                                        void *user);
 typedef int (*mqe2e_adb_token_cb)(const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES],
@@ -511,6 +513,28 @@ int mqe2e_adb_members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb
 int mqe2e_adb_groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_member_cb cb,
                                void *user);
 
+/**
+ * @brief As mqe2e_adb_members_list(), also passing the epoch that was current
+ *        when the member joined (0: not known, or backdated with --history).
+ */
+int mqe2e_adb_members_list_ex(mqe2e_adb *db, const char *group, mqe2e_adb_membership_cb cb,
+                              void *user);
+
+/** @brief As mqe2e_adb_groups_of_client(), with the joined epoch (see _ex above). */
+int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id,
+                                  mqe2e_adb_membership_cb cb, void *user);
+
+/**
+ * @brief Was epoch @p epoch (retired at @p retired_at, 0 = current) a
+ *        member's to read (backward secrecy: only epochs current while it was
+ *        a member)? By epoch number when the joined epoch is known (an epoch
+ *        retired in the very second the member joined is its when it was
+ *        current at the join), else by second (retired after added_at).
+ * @return 1 or 0.
+ */
+int mqe2e_adb_epoch_was_members(uint32_t epoch, uint64_t retired_at, uint64_t added_at,
+                                uint32_t joined_epoch);
+
 /* -------------------------------------------------------------- revocations */
 
 /** @brief Current revocation-list version (0 before the first revocation). @return ::MQE2E_OK,
@@ -525,6 +549,14 @@ int mqe2e_adb_revocation_version(uint64_t *out_version, mqe2e_adb *db);
  */
 int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_revocation_cb cb,
                                void *user);
+
+/**
+ * @brief Call cb(group, sender_id, retired_at) for every sender id a revoked
+ *        or replaced device held (ordered by group, then sender id); they go
+ *        on the revocation list (docs/CREDENTIALS.md).
+ * @return ::MQE2E_OK, the callback's value, ::MQE2E_ERR_IO.
+ */
+int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user);
 
 /* ---------------------------------------------------------------- operators */
 

@@ -187,27 +187,65 @@ static int rev_cb(const char *client_id, uint64_t serial, uint64_t revoked_at, v
     return 0;
 }
 
+typedef struct retired_collect {
+    mqe2e_retired_sender *r;
+    size_t n, cap;
+} retired_collect;
+
+static int retired_cb(const char *group, uint32_t sender_id, uint64_t retired_at, void *user)
+{
+    retired_collect *c = user;
+    (void)retired_at;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2U : 16U;
+        mqe2e_retired_sender *n = realloc(c->r, cap * sizeof *n);
+        if (n == NULL) return MQE2E_ERR_NOMEM;
+        c->r = n;
+        c->cap = cap;
+    }
+    char *g = strdup(group);
+    if (g == NULL) return MQE2E_ERR_NOMEM;
+    c->r[c->n].group_id = g;
+    c->r[c->n].sender_id = sender_id;
+    c->n++;
+    return 0;
+}
+
 /* Re-sign the list when its version moved; publish it retained if asked. */
 int authority_revocations_refresh(authority *a, int publish_retained)
 {
     rev_collect c = {NULL, 0, 0};
+    retired_collect r = {NULL, 0, 0};
     uint64_t version = 0;
     int rc = mqe2e_adb_revocations_list(&version, a->db, rev_cb, &c);
-    if (rc == MQE2E_OK && version > 0 && (a->rl == NULL || version != a->rl_version)) {
+    uint64_t validity =
+        a->cfg->list_validity > 0 ? a->cfg->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
+    uint64_t now = now_s();
+    /* A new version, or half the list's validity passed: sign it afresh, so
+     * members hear a list before its next_update (PROTOCOL.md 9.3). */
+    int due = version > 0 && (a->rl == NULL || version != a->rl_version ||
+                              now < a->rl_issued_at || now - a->rl_issued_at >= validity / 2U);
+    if (rc == MQE2E_OK && due) rc = mqe2e_adb_retired_senders_list(a->db, retired_cb, &r);
+    if (rc == MQE2E_OK && due) {
         uint8_t *rl = NULL;
         size_t rl_len = 0;
-        rc = mqe2e_revocation_list_sign_with(&rl, &rl_len, a->sign_public, authority_keystore_sign,
-                                             a->ks, version, now_s(), c.e, c.n);
+        mqe2e_revocation_contents rc_in = {version, now, now + validity, c.e, c.n, r.r, r.n};
+        rc = mqe2e_revocation_list_sign_ex(&rl, &rl_len, a->sign_public, authority_keystore_sign,
+                                           a->ks, &rc_in);
         if (rc == MQE2E_OK) {
             free(a->rl);
             a->rl = rl;
             a->rl_len = rl_len;
             a->rl_version = version;
+            a->rl_issued_at = now;
         }
     }
     for (size_t i = 0; i < c.n; i++)
         free((char *)(uintptr_t)c.e[i].client_id);
     free(c.e);
+    for (size_t i = 0; i < r.n; i++)
+        free((char *)(uintptr_t)r.r[i].group_id);
+    free(r.r);
     if (rc != MQE2E_OK) {
         alog("cannot build the revocation list: %s", mqe2e_strerror(rc));
         return rc;
@@ -223,6 +261,7 @@ typedef struct name_sid {
     char **names;
     uint32_t *sids;
     uint64_t *added; /* membership start (added_at) */
+    uint32_t *joined; /* epoch current when it joined (0: not known) */
     size_t n, cap;
 } name_sid;
 
@@ -236,7 +275,26 @@ static void name_sid_free(name_sid *l)
     free(l->names);
     free(l->sids);
     free(l->added);
+    free(l->joined);
     memset(l, 0, sizeof *l);
+}
+
+static int name_sid_cb(const char *name, uint32_t sender_id, uint64_t added_at, void *user);
+
+/* As name_sid_cb, with the joined epoch. */
+static int name_sid_ex_cb(const char *name, uint32_t sender_id, uint64_t added_at,
+                          uint32_t joined_epoch, void *user)
+{
+    name_sid *l = user;
+    int rc = name_sid_cb(name, sender_id, added_at, user);
+    if (rc != 0) return rc;
+    if (l->n > 0) {
+        uint32_t *nj = realloc(l->joined, l->cap * sizeof *nj);
+        if (nj == NULL) return MQE2E_ERR_NOMEM;
+        l->joined = nj;
+        l->joined[l->n - 1U] = joined_epoch;
+    }
+    return 0;
 }
 
 static int name_sid_cb(const char *name, uint32_t sender_id, uint64_t added_at, void *user)
@@ -271,15 +329,18 @@ typedef struct epoch_collect {
     size_t n;
     uint64_t now, grace;
     uint64_t member_since; /* 0: every epoch in grace */
+    uint32_t member_joined; /* epoch current at the join (0: not known) */
 } epoch_collect;
 
 static int epoch_cb(uint32_t epoch, uint64_t created_at, uint64_t retired_at, void *user)
 {
     epoch_collect *c = user;
     if (retired_at != 0 && retired_at + c->grace <= c->now) return 0;
-    /* Backward secrecy: an epoch retired before the client joined (or in
-     * the second it joined) was never its to read. */
-    if (retired_at != 0 && retired_at <= c->member_since) return 0;
+    /* Backward secrecy: an epoch retired before the client joined was never
+     * its to read (decided by epoch number: seconds cannot order a join and
+     * a retirement in the same second). */
+    if (!mqe2e_adb_epoch_was_members(epoch, retired_at, c->member_since, c->member_joined))
+        return 0;
     if (c->n == MQE2E_CONTROL_MAX_BUNDLES) {
         /* Keep the newest: drop the oldest kept row. */
         memmove(&c->rows[0], &c->rows[1], (c->n - 1U) * sizeof c->rows[0]);
@@ -351,7 +412,7 @@ static int bundles_reserve(mqe2e_key_bundle **b, size_t *cap, size_t need)
 static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_out,
                               const char *client_id, uint64_t now)
 {
-    name_sid groups = {NULL, NULL, NULL, 0, 0};
+    name_sid groups = {NULL, NULL, NULL, NULL, 0, 0};
     mqe2e_key_bundle *b = NULL;
     size_t n = 0, cap = 0;
     epoch_collect *ec = NULL;
@@ -359,7 +420,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
 
     *out = NULL;
     *n_out = 0;
-    rc = mqe2e_adb_groups_of_client(a->db, client_id, name_sid_cb, &groups);
+    rc = mqe2e_adb_groups_of_client_ex(a->db, client_id, name_sid_ex_cb, &groups);
     if (rc != MQE2E_OK || groups.n == 0) goto out;
     if ((ec = calloc(1, sizeof *ec)) == NULL) {
         rc = MQE2E_ERR_NOMEM;
@@ -372,6 +433,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
         ec->now = now;
         ec->grace = a->cfg->grace;
         ec->member_since = groups.added[i];
+        ec->member_joined = groups.joined != NULL ? groups.joined[i] : 0U;
         if ((rc = mqe2e_adb_group_epochs_list(a->db, g.name, epoch_cb, ec)) != MQE2E_OK) break;
         for (size_t j = 0; j < ec->n && n < MQE2E_CONTROL_MAX_BUNDLES; j++) {
             if ((rc = bundles_reserve(&b, &cap, n + 1U)) != MQE2E_OK) break;
@@ -438,7 +500,7 @@ static int pub_filter_cb(const mqe2e_adb_grant *grant, void *user)
 static int directory_fill(authority *a, mqe2e_group_directory *d, const char *group,
                           size_t *budget)
 {
-    member_ids m = {NULL, NULL, NULL, 0, 0};
+    member_ids m = {NULL, NULL, NULL, NULL, 0, 0};
     int rc;
 
     memset(d, 0, sizeof *d);
@@ -611,6 +673,7 @@ typedef struct push_target {
     uint64_t push_seq;
     uint32_t sender_id;
     uint64_t added_at; /* membership start: older retired epochs are not its */
+    uint32_t joined_epoch; /* epoch current at the join (0: not known) */
 } push_target;
 
 typedef struct member_collect {
@@ -618,7 +681,8 @@ typedef struct member_collect {
     size_t n, cap;
 } member_collect;
 
-static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_at, void *user)
+static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_at,
+                     uint32_t joined_epoch, void *user)
 {
     member_collect *c = user;
     if (c->n == c->cap) {
@@ -632,6 +696,7 @@ static int member_cb(const char *client_id, uint32_t sender_id, uint64_t added_a
     snprintf(c->t[c->n].client_id, sizeof c->t[c->n].client_id, "%s", client_id);
     c->t[c->n].sender_id = sender_id;
     c->t[c->n].added_at = added_at;
+    c->t[c->n].joined_epoch = joined_epoch;
     c->n++;
     return 0;
 }
@@ -667,7 +732,7 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
 
     if ((rc = mqe2e_adb_group_get(&g, a->db, group)) != MQE2E_OK) return rc;
     if ((rc = mqe2e_adb_tx_begin(a->db)) != MQE2E_OK) return rc;
-    rc = mqe2e_adb_members_list(a->db, group, member_cb, &m);
+    rc = mqe2e_adb_members_list_ex(a->db, group, member_cb, &m);
     if (rc == MQE2E_OK && n_skip > 0) m.n = targets_skip(m.t, m.n, skip, n_skip);
     for (size_t i = 0; rc == MQE2E_OK && i < m.n; i++) {
         mqe2e_adb_client c;
@@ -710,7 +775,9 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
     for (size_t i = 0; i < m.n; i++) {
         size_t n_mine = 0;
         for (size_t k = 0; k < n_b; k++) {
-            if (b[k].retired_at != 0 && b[k].retired_at <= m.t[i].added_at) continue;
+            if (!mqe2e_adb_epoch_was_members(b[k].epoch, b[k].retired_at, m.t[i].added_at,
+                                             m.t[i].joined_epoch))
+                continue;
             mine[n_mine] = b[k];
             mine[n_mine++].sender_id = m.t[i].sender_id;
         }
@@ -1074,7 +1141,7 @@ static int enroll_refuse(authority *a, enroll_job *j, int counter, int32_t statu
 static int enroll_write(authority *a, enroll_job *j, uint64_t now)
 {
     uint8_t token[MQE2E_ADB_SECRET_BYTES];
-    name_sid groups = {NULL, NULL, NULL, 0, 0};
+    name_sid groups = {NULL, NULL, NULL, NULL, 0, 0};
     mqe2e_adb_client c;
     int known;
     int rc = mqe2e_adb_token_consume(token, &j->info, a->db, j->req.token_id, j->req.sign_public,
@@ -1603,7 +1670,7 @@ static int due_cb(const char *name, void *user)
 
 static void rotate_due_cb_all(authority *a, uint64_t now)
 {
-    name_sid due = {NULL, NULL, NULL, 0, 0};
+    name_sid due = {NULL, NULL, NULL, NULL, 0, 0};
     if (mqe2e_adb_groups_due_for_rotation(a->db, now, due_cb, &due) == MQE2E_OK) {
         for (size_t i = 0; i < due.n; i++) {
             alog("group %s is due for rotation", due.names[i]);
@@ -1754,6 +1821,14 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
             a.last_schedule = now;
             enroll_commit(&a);
             rotate_due_cb_all(&a, now);
+            /* Sign the list afresh (and publish it retained) once half its
+             * validity passed. */
+            uint64_t lv = cfg->list_validity > 0 ? cfg->list_validity
+                                                 : AUTHORITY_DEFAULT_LIST_VALIDITY;
+            if (a.rl != NULL && (now < a.rl_issued_at || now - a.rl_issued_at >= lv / 2U)) {
+                (void)authority_revocations_refresh(&a, 1);
+                authority_flush(&a);
+            }
             if (now >= a.last_prune + 60U) {
                 a.last_prune = now;
                 (void)mqe2e_adb_op_nonce_prune(NULL, a.db, now - 2U * MQE2E_OPERATOR_MAX_SKEW);

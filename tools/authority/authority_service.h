@@ -34,6 +34,8 @@ extern "C" {
 /** Grace of a group's retired epochs after a member left it (revoked,
  *  replaced, ungranted): they held those epochs. */
 #define AUTHORITY_DEFAULT_REVOKE_GRACE 30ULL
+/** Default validity of a signed revocation list (next_update - issued_at): 1 hour. */
+#define AUTHORITY_DEFAULT_LIST_VALIDITY 3600ULL
 /** Most ENROLL requests made durable by one database commit (group commit). */
 #define AUTHORITY_ENROLL_BATCH 32U
 /** Refusal log lines written per second at most; the rest are only counted. */
@@ -59,6 +61,9 @@ typedef struct authority_config {
     /** Paho TLS options (ssl:// URIs), or NULL; borrowed, passed to Paho unchanged. */
     const MQTTClient_SSLOptions *ssl;
     int keepalive; /**< MQTT keep-alive in seconds (0: 30) */
+    /** Revocation list validity (next_update - issued_at), seconds; the list is
+     *  signed afresh when half of it passed (0: AUTHORITY_DEFAULT_LIST_VALIDITY). */
+    uint64_t list_validity;
 } authority_config;
 
 /**

@@ -102,6 +102,7 @@ typedef struct authority {
     uint8_t *rl;    /* signed revocation list (public), NULL before the first revocation */
     size_t rl_len;
     uint64_t rl_version;
+    uint64_t rl_issued_at; /* of the list in rl, seconds */
     uint64_t counters[AUTH_C_COUNT];
     count_group *cg;
     size_t n_cg;

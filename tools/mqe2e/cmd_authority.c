@@ -21,7 +21,7 @@ static const char usage[] =
     "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [-u USER --password-file F]\n"
     "                           [--cafile F] [--db DB] [-K AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
-    "                           [--revoke-grace SECONDS] [-v]\n"
+    "                           [--revoke-grace SECONDS] [--list-validity SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
@@ -40,7 +40,8 @@ static const char usage[] =
     "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
     "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
-    "                           credential_ttl, grace, revoke_grace, passphrase_file, key_file,\n"
+    "                           credential_ttl, grace, revoke_grace, list_validity,\n"
+    "                           passphrase_file, key_file,\n"
     "                           username, password_file, cafile, capath, certfile,\n"
     "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
     "                           keepalive, verbose, handshake_limits\n"
@@ -48,6 +49,9 @@ static const char usage[] =
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
     "      --revoke-grace S     after a revocation, removal or device replacement, the\n"
     "                           group's retired epochs stay readable S seconds (default 30)\n"
+    "      --list-validity S    revocation lists are valid S seconds (next_update), signed\n"
+    "                           afresh every S/2; members stop sealing on a list older\n"
+    "                           than S (default 3600)\n"
     "  -v, --verbose            log every handled message\n"
     "      --handshake-limits L ENROLL/HELLO handshakes admitted after the cheap checks:\n"
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
@@ -81,6 +85,7 @@ enum {
     OPT_TTL,
     OPT_GRACE,
     OPT_REVOKE_GRACE,
+    OPT_LIST_VALIDITY,
     OPT_VERBOSE,
     OPT_HS_LIMITS,
 };
@@ -97,6 +102,7 @@ static const cli_opt opts[] = {
     {0, "credential-ttl", 1, OPT_TTL},
     {0, "grace", 1, OPT_GRACE},
     {0, "revoke-grace", 1, OPT_REVOKE_GRACE},
+    {0, "list-validity", 1, OPT_LIST_VALIDITY},
     {'v', "verbose", 0, OPT_VERBOSE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
     {0, "help", 0, OPT_HELP},
@@ -115,6 +121,7 @@ typedef struct auth_args {
     long ttl;
     long grace;
     long revoke_grace;
+    long list_validity;
     int verbose;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
 } auth_args;
@@ -236,6 +243,12 @@ static int load_config(auth_args *a)
                 rc = CLI_EXIT_USAGE;
             else
                 a->revoke_grace = x;
+        } else if (strcmp(key, "list_validity") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 2, 0x7FFFFFFFL, "list_validity") != 0)
+                rc = CLI_EXIT_USAGE;
+            else
+                a->list_validity = x;
         } else if (strcmp(key, "handshake_limits") == 0) {
             a->hs_limits = val;
         } else if (strcmp(key, "verbose") == 0) {
@@ -452,6 +465,8 @@ static int do_run(auth_args *a)
     cfg.grace = a->grace >= 0 ? (uint64_t)a->grace : AUTHORITY_DEFAULT_GRACE;
     cfg.revoke_grace =
         a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
+    cfg.list_validity =
+        a->list_validity > 0 ? (uint64_t)a->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
     cfg.verbose = a->verbose;
     cfg.stop = &stop_flag;
     authority_rl_config limits;
@@ -587,6 +602,10 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
             break;
         case OPT_REVOKE_GRACE:
             if (cli_parse_long(&a.revoke_grace, v, 1, 0x7FFFFFFFL, "--revoke-grace") != 0)
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_LIST_VALIDITY:
+            if (cli_parse_long(&a.list_validity, v, 2, 0x7FFFFFFFL, "--list-validity") != 0)
                 return CLI_EXIT_USAGE;
             break;
         case OPT_VERBOSE:

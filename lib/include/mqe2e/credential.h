@@ -368,6 +368,58 @@ MQE2E_API int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
                                               uint64_t version, uint64_t issued_at,
                                               const mqe2e_revocation_entry *entries, size_t n);
 
+/** A sender id a revoked or replaced device held in a group (docs/CREDENTIALS.md). */
+typedef struct mqe2e_retired_sender {
+    const char *group_id; /**< group name, 1..::MQE2E_GROUP_ID_MAX_BYTES printable bytes */
+    uint32_t sender_id;   /**< >= 1 */
+} mqe2e_retired_sender;
+
+/** What mqe2e_revocation_list_sign_ex() signs. Every pointer is borrowed. */
+typedef struct mqe2e_revocation_contents {
+    uint64_t version;                      /**< strictly increasing per authority, >= 1 */
+    uint64_t issued_at;                    /**< seconds since the Unix epoch */
+    uint64_t next_update;                  /**< newer list due by then (seconds since the
+                                                Unix epoch), > issued_at; 0 = none */
+    const mqe2e_revocation_entry *entries; /**< may be NULL when n_entries is 0 */
+    size_t n_entries;                      /**< number of entries */
+    const mqe2e_retired_sender *retired;   /**< may be NULL when n_retired is 0 */
+    size_t n_retired;                      /**< number of retired sender ids */
+} mqe2e_revocation_contents;
+
+/**
+ * @brief Sign a revocation list with retired sender ids, through a signing
+ *        callback (see ::mqe2e_sign_fn), like mqe2e_revocation_list_sign_with().
+ * @param out     receives a malloc()ed encoded RevocationList (public data);
+ *                the caller free()s it. Untouched on failure.
+ * @param out_len receives its length.
+ * @param authority_sign_public the authority's Ed25519 public key (the
+ *                signature is checked against it before the list is returned).
+ * @param sign    signing callback; @p sign_ctx is passed to it.
+ * @param sign_ctx opaque, borrowed.
+ * @param c       what to sign (borrowed, read only).
+ * @return as mqe2e_revocation_list_sign(); ::MQE2E_ERR_INVALID_ARG also for
+ *         an invalid group id, sender id 0, or a next_update not after issued_at.
+ */
+MQE2E_API int mqe2e_revocation_list_sign_ex(uint8_t **out, size_t *out_len,
+                                            const uint8_t authority_sign_public[32],
+                                            mqe2e_sign_fn sign, void *sign_ctx,
+                                            const mqe2e_revocation_contents *c);
+
+/**
+ * @brief Sign a revocation list with retired sender ids under a secret key
+ *        (tests, tools); otherwise as mqe2e_revocation_list_sign_ex().
+ * @param out     receives a malloc()ed encoded RevocationList (public data);
+ *                the caller free()s it. Untouched on failure.
+ * @param out_len receives its length.
+ * @param authority_sign_secret authority Ed25519 secret key (read only; every
+ *                temporary derived from it is wiped).
+ * @param c       what to sign (borrowed, read only).
+ * @return as mqe2e_revocation_list_sign_ex().
+ */
+MQE2E_API int mqe2e_revocation_list_sign_contents(uint8_t **out, size_t *out_len,
+                                                  const uint8_t authority_sign_secret[64],
+                                                  const mqe2e_revocation_contents *c);
+
 /**
  * @brief Verify a revocation list against the pinned authority key.
  *
@@ -382,7 +434,8 @@ MQE2E_API int mqe2e_revocation_list_sign_with(uint8_t **out, size_t *out_len,
  * @param len length of @p in.
  * @param authority_sign_public the pinned authority Ed25519 public key.
  * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (NULL); ::MQE2E_ERR_TOO_LARGE;
- *         ::MQE2E_ERR_DECODE (malformed, version 0, invalid client id);
+ *         ::MQE2E_ERR_DECODE (malformed, version 0, invalid client id, invalid
+ *         retired sender, next_update set but not after issued_at);
  *         ::MQE2E_ERR_AUTH (bad signature or another authority);
  *         ::MQE2E_ERR_SUITE (format other than 1); ::MQE2E_ERR_NOMEM;
  *         ::MQE2E_ERR_CRYPTO.
@@ -394,6 +447,13 @@ MQE2E_API int mqe2e_revocation_list_verify(mqe2e_revocation_list **out, const ui
 MQE2E_API uint64_t mqe2e_revocation_list_version(const mqe2e_revocation_list *l);
 /** @brief Issue time of a verified list (0 for NULL). */
 MQE2E_API uint64_t mqe2e_revocation_list_issued_at(const mqe2e_revocation_list *l);
+/**
+ * @brief Next-update time of a verified list (seconds since the Unix epoch;
+ *        0 for NULL or a list without one). The list's validity is
+ *        next_update - issued_at, which members measure on their monotonic
+ *        clock from when they heard the list (docs/PROTOCOL.md 9.3).
+ */
+MQE2E_API uint64_t mqe2e_revocation_list_next_update(const mqe2e_revocation_list *l);
 /** @brief Number of entries (0 for NULL). */
 MQE2E_API size_t mqe2e_revocation_list_count(const mqe2e_revocation_list *l);
 
@@ -428,6 +488,28 @@ MQE2E_API bool mqe2e_revocation_list_is_revoked(const mqe2e_revocation_list *l,
  */
 MQE2E_API bool mqe2e_revocation_list_client_revoked(const mqe2e_revocation_list *l,
                                                     const char *client_id);
+
+/**
+ * @brief Does the list retire sender id @p sender_id of group @p group_id
+ *        (a revoked or replaced device's)? Receivers drop such a sender's
+ *        envelopes, whatever their epoch (::MQE2E_ERR_REVOKED).
+ * @return false for NULL arguments.
+ */
+MQE2E_API bool mqe2e_revocation_list_sender_retired(const mqe2e_revocation_list *l,
+                                                    const char *group_id, uint32_t sender_id);
+
+/** @brief Number of retired sender ids in a verified list (0 for NULL). */
+MQE2E_API size_t mqe2e_revocation_list_retired_count(const mqe2e_revocation_list *l);
+
+/**
+ * @brief Read retired sender @p i (sorted by sender id, then group id).
+ * @param l a verified list.
+ * @param i index, below mqe2e_revocation_list_retired_count().
+ * @param r receives it; its group_id is borrowed from @p l.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (NULL or @p i out of range).
+ */
+MQE2E_API int mqe2e_revocation_list_retired(const mqe2e_revocation_list *l, size_t i,
+                                            mqe2e_retired_sender *r);
 
 /** @brief Free a list handle. NULL is a no-op. */
 MQE2E_API void mqe2e_revocation_list_free(mqe2e_revocation_list *l);

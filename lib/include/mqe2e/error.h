@@ -43,10 +43,12 @@ typedef enum mqe2e_error {
                                         process, through any path); see storage.h */
     MQE2E_ERR_GRANT = -21,         /**< signed envelope on a topic its signer's credential does
                                         not grant it to publish on */
+    MQE2E_ERR_REVOKED = -22,       /**< envelope under a sender id the authority's revocation
+                                        list retires (a revoked or replaced device's) */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-21)
+#define MQE2E_ERR_MIN (-22)
 
 /**
  * @brief Human-readable description of a return code.

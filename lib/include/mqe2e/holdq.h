@@ -71,6 +71,35 @@ MQE2E_API int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t 
                                uint32_t tag, uint64_t arrived_at);
 
 /**
+ * @brief As mqe2e_holdq_push(), with a rank for mqe2e_holdq_evict_worst()
+ *        (mqe2e_holdq_push() ranks 0). The device session ranks a message by how
+ *        many epochs ahead of the keystore's current one it names: a genuine
+ *        rotation is one ahead, a forger's guess usually more.
+ * @param q     the queue.
+ * @param topic NUL-terminated topic name; copied.
+ * @param data  the envelope; copied.
+ * @param len   length of @p data.
+ * @param tag   caller's flags, returned unchanged in mqe2e_held::tag.
+ * @param arrived_at when it first arrived.
+ * @param rank  caller's rank; higher is evicted first.
+ * @return as mqe2e_holdq_push().
+ */
+MQE2E_API int mqe2e_holdq_push_ranked(mqe2e_holdq *q, const char *topic, const uint8_t *data,
+                                      size_t len, uint32_t tag, uint64_t arrived_at,
+                                      uint32_t rank);
+
+/**
+ * @brief Remove the held message of the highest rank above @p above (the
+ *        newest of equal ranks), on @p topic only when it is not NULL.
+ * @param q     the queue.
+ * @param topic NUL-terminated topic name compared exactly, or NULL for any.
+ * @param above only a message ranked strictly higher is removed.
+ * @return ::MQE2E_OK (one removed and freed: the caller counts it),
+ *         ::MQE2E_ERR_NOT_FOUND (none ranked above), ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_holdq_evict_worst(mqe2e_holdq *q, const char *topic, uint32_t above);
+
+/**
  * @brief Take the oldest message out.
  * @param q   the queue.
  * @param out receives a new item (caller frees with mqe2e_held_free()); NULL when empty.

@@ -73,6 +73,7 @@ typedef enum mqe2e_drop_reason {
     MQE2E_DROP_OTHER,          /**< anything else (I/O, memory) */
     MQE2E_DROP_UNKNOWN_SIGNER, /**< signed envelope from a sender id not in the signer directory */
     MQE2E_DROP_GRANT,          /**< signed envelope on a topic its signer may not publish on */
+    MQE2E_DROP_REVOKED,        /**< sender id retired by the revocation list (any epoch) */
     MQE2E_DROP_REASON_COUNT
 } mqe2e_drop_reason;
 
@@ -249,6 +250,22 @@ MQE2E_API void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters
  *        written when no window and nothing else in the keystore changed).
  */
 MQE2E_API int mqe2e_protector_checkpoint(mqe2e_protector *p);
+
+struct mqe2e_revocation_list;
+
+/**
+ * @brief Adopt the retired sender ids of a verified revocation list: from
+ *        now on mqe2e_unprotect_begin() drops every envelope under one of
+ *        them, whatever its epoch, as ::MQE2E_ERR_REVOKED (before any key is
+ *        looked up). The pairs are copied; the previous set is replaced.
+ * @param p  the protector.
+ * @param rl a list from mqe2e_revocation_list_verify() (borrowed, only read
+ *           during the call); NULL clears the set.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (p NULL), ::MQE2E_ERR_NOMEM
+ *         (the previous set is kept).
+ */
+MQE2E_API int mqe2e_protector_set_revocations(mqe2e_protector *p,
+                                              const struct mqe2e_revocation_list *rl);
 
 /**
  * @brief Forget cached keys for a group (call after the keystore gained or

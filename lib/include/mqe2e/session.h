@@ -238,7 +238,8 @@ MQE2E_API size_t mqe2e_session_publish_bound(size_t pt_len);
  * caller to publish (::MQE2E_OK). Channel topics: the plaintext is copied and
  * queued (sent once the channel is up, as a PUBLISH action):
  * ::MQE2E_SESSION_QUEUED. Group topics are refused while the authority was not
- * heard within the freshness bound (::MQE2E_ERR_EXPIRED).
+ * heard within the freshness bound, or the revocation list was not renewed
+ * within its validity (::MQE2E_ERR_EXPIRED, counted `stale_refused`).
  * @param s       the session.
  * @param topic   NUL-terminated topic name.
  * @param pt      plaintext (borrowed; never kept unless queued, then wiped when sent or dropped).
@@ -299,7 +300,9 @@ MQE2E_API size_t mqe2e_session_pending(const mqe2e_session *s);
 MQE2E_API void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes);
 
 /**
- * @brief Whether the authority was heard within the freshness bound.
+ * @brief Whether the authority was heard within the freshness bound and the
+ *        revocation list held was heard within its validity (next_update -
+ *        issued_at, docs/PROTOCOL.md 9.3).
  * @return 1 fresh, 0 not (yet), ::MQE2E_ERR_POLICY when the authority
  *         refused this client (revoked or unknown).
  */

@@ -202,6 +202,28 @@ MQE2E_API int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle,
                                                  mqe2e_control_counters *out);
 
 /**
+ * @brief Wait until the control plane has heard from the authority within
+ *        the freshness bound (the HELLO reply after a connect), as
+ *        mqe2e_MQTTClient_waitForAuthority().
+ *
+ * Until then every send on a group topic is refused at once with
+ * MQE2E_MQTTASYNC_ERR(MQE2E_ERR_EXPIRED) (counted `stale_refused`), never
+ * queued: the asynchronous front does not wait by itself (docs/PAHO.md,
+ * "Waiting for the authority"). Call it from the application's thread after
+ * the connect's onSuccess (or after mqe2e_MQTTAsync_connect() returned; the
+ * wait covers the connection too), never from a Paho callback: the HELLO
+ * reply is processed on Paho's callback thread.
+ * @param handle the client.
+ * @param timeout_ms longest wait, milliseconds.
+ * @return MQTTASYNC_SUCCESS (also without a control plane);
+ *         MQE2E_MQTTASYNC_ERR(MQE2E_ERR_EXPIRED) when nothing came in time;
+ *         MQE2E_MQTTASYNC_ERR(MQE2E_ERR_POLICY) when the authority refused
+ *         this client (revoked, unknown); MQE2E_MQTTASYNC_NOT_CONFIGURED
+ *         before setSecurity; MQTTASYNC_FAILURE for NULL.
+ */
+MQE2E_API int mqe2e_MQTTAsync_waitForAuthority(mqe2e_MQTTAsync handle, unsigned long timeout_ms);
+
+/**
  * @brief Clear the retained message of @p topicName (a zero-length retained
  *        send, no data); as mqe2e_MQTTClient_clearRetained().
  * @return Paho's codes, ::MQE2E_MQTTASYNC_NOT_CONFIGURED.

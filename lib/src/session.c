@@ -470,22 +470,6 @@ static void sess_on_channel_msg(mqe2e_session *c, const char *peer, const char *
     (void)sess_deliver(c, topic, buf, out_len, cap, qos, retained, dup, 1, NULL, NULL, 0);
 }
 
-/* Hold the current message with its MQTT v5 properties (serialised), so a
- * rule that binds them can check them when it is released, and the
- * application gets them with it. */
-static int sess_hold_push(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
-                          uint32_t tag, uint32_t ahead)
-{
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    int rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &blob, &blob_len);
-    if (rc != MQE2E_OK) return rc;
-    rc = mqe2e_holdq_push_meta(c->holdq, topic, data, len, blob, blob_len, tag, c->t.wall_s,
-                               ahead);
-    free(blob);
-    return rc;
-}
-
 /* Group envelopes: hold an unknown newer epoch, refuse an ungranted signer.
  * Returns 1 when the message was consumed here. */
 static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *topic,
@@ -507,15 +491,28 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
         if (verdict == CTL_EPOCH_HOLD) mqe2e__sess_maybe_trigger_hello(c);
         return 0;
     }
+    /* The message is held with its MQTT v5 properties (serialised), so a
+     * rule that binds them can check them when it is released and the
+     * application gets them with it; they count towards every bound and
+     * quota like the envelope (a forger cannot fill the queue through them). */
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &blob, &blob_len);
+    /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
+    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || blob_len > SIZE_MAX / 4U)) rc = MQE2E_ERR_TOO_LARGE;
+    const size_t cost = rc == MQE2E_OK ? len + blob_len : 0U;
     /* Make room from what waited too long before judging the bounds. */
     mqe2e__sess_expire(c);
     /* Then evict what names epochs further ahead than this one (a forger's
      * guesses) so that a genuine rotation's messages keep their place. */
-    if (verdict != CTL_EPOCH_REFUSE) (void)mqe2e__sess_hold_make_room(c, topic, len, ahead);
-    if (verdict == CTL_EPOCH_REFUSE || !mqe2e__sess_hold_quota_ok(c, topic, len))
+    if (rc == MQE2E_OK && verdict != CTL_EPOCH_REFUSE)
+        (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
+    if (rc != MQE2E_OK || verdict == CTL_EPOCH_REFUSE || !mqe2e__sess_hold_quota_ok(c, topic, cost))
         rc = MQE2E_ERR_EXHAUSTED;
     else
-        rc = sess_hold_push(c, topic, len > 0 ? data : sess_empty, len, tag, ahead);
+        rc = mqe2e_holdq_push_meta(c->holdq, topic, len > 0 ? data : sess_empty, len, blob,
+                                   blob_len, tag, c->t.wall_s, ahead);
+    free(blob);
     if (rc == MQE2E_OK) {
         c->k.held++;
         mqe2e__sess_maybe_trigger_hello(c);

@@ -499,7 +499,8 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
     size_t blob_len = 0;
     rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &blob, &blob_len);
     /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
-    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || blob_len > SIZE_MAX / 4U)) rc = MQE2E_ERR_TOO_LARGE;
+    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || blob_len > SIZE_MAX / 4U))
+        rc = MQE2E_ERR_TOO_LARGE;
     const size_t cost = rc == MQE2E_OK ? len + blob_len : 0U;
     /* Make room from what waited too long before judging the bounds. */
     mqe2e__sess_expire(c);
@@ -507,7 +508,8 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
      * guesses) so that a genuine rotation's messages keep their place. */
     if (rc == MQE2E_OK && verdict != CTL_EPOCH_REFUSE)
         (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
-    if (rc != MQE2E_OK || verdict == CTL_EPOCH_REFUSE || !mqe2e__sess_hold_quota_ok(c, topic, cost))
+    if (rc != MQE2E_OK || verdict == CTL_EPOCH_REFUSE ||
+        !mqe2e__sess_hold_quota_ok(c, topic, cost))
         rc = MQE2E_ERR_EXHAUSTED;
     else
         rc = mqe2e_holdq_push_meta(c->holdq, topic, len > 0 ? data : sess_empty, len, blob,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal_envelope_codec.h"
+#include "internal_envelope_ext.h"
 #include "mqe2e/error.h"
 #include "mqe2e/hkdf.h"
 #include "mqe2e/version.h"
@@ -175,9 +176,13 @@ static int header_in_range(const mqe2e_envelope_header *h)
  */
 static int build_ad(const uint8_t **ad, size_t *ad_len, uint8_t *stack_buf, size_t stack_cap,
                     uint8_t **heap, const char *topic, size_t topic_len, const char *group_id,
-                    size_t group_len, const mqe2e_envelope_header *h)
+                    size_t group_len, const mqe2e_envelope_header *h, const mqe2e__ad_ext *ext)
 {
+    const size_t ext_len = ext != NULL ? ext->len : 0U;
     size_t n = AD_FIXED_BYTES + topic_len + group_len;
+
+    if (ext_len > SIZE_MAX - n) return MQE2E_ERR_TOO_LARGE;
+    n += ext_len;
     uint8_t *p = stack_buf;
 
     *heap = NULL;
@@ -200,14 +205,16 @@ static int build_ad(const uint8_t **ad, size_t *ad_len, uint8_t *stack_buf, size
     put_u32be(p + 10 + topic_len + group_len, h->sender_id);
     put_u48be(p + 14 + topic_len + group_len, h->instance);
     put_u64be(p + 20 + topic_len + group_len, h->seq);
+    if (ext_len > 0) memcpy(p + AD_FIXED_BYTES + topic_len + group_len, ext->bytes, ext_len);
     *ad = p;
     *ad_len = n;
     return MQE2E_OK;
 }
 
-int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len, const mqe2e_sender_key *key,
-                        const char *topic, const char *group_id,
-                        const mqe2e_envelope_header *header, const uint8_t *pt, size_t pt_len)
+int mqe2e__envelope_seal_ext(uint8_t *out, size_t out_cap, size_t *out_len,
+                             const mqe2e_sender_key *key, const char *topic, const char *group_id,
+                             const mqe2e_envelope_header *header, const uint8_t *pt,
+                             size_t pt_len, const mqe2e__ad_ext *ext)
 {
     uint8_t ad_stack[AD_STACK_BYTES];
     uint8_t *ad_heap = NULL;
@@ -241,7 +248,7 @@ int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len, const mqe
         return MQE2E_ERR_BUFFER_TOO_SMALL;
     }
     rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
-                  group_len, header);
+                  group_len, header, ext);
     if (rc != MQE2E_OK) {
         return rc;
     }
@@ -268,7 +275,7 @@ int mqe2e_envelope_parse(mqe2e_envelope_view *view, const uint8_t *in, size_t in
 /* AEAD open of a group or signed-group body; @p mode is the one the caller serves. */
 static int open_core(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sender_key *key,
                      const char *topic, const char *group_id, const mqe2e_envelope_view *view,
-                     mqe2e_envelope_mode mode)
+                     mqe2e_envelope_mode mode, const mqe2e__ad_ext *ext)
 {
     uint8_t ad_stack[AD_STACK_BYTES];
     uint8_t *ad_heap = NULL;
@@ -304,7 +311,7 @@ static int open_core(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sen
         goto out;
     }
     rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
-                  group_len, &view->header);
+                  group_len, &view->header, ext);
     if (rc != MQE2E_OK) {
         goto out;
     }
@@ -327,10 +334,25 @@ out:
     return rc;
 }
 
+int mqe2e_envelope_seal(uint8_t *out, size_t out_cap, size_t *out_len, const mqe2e_sender_key *key,
+                        const char *topic, const char *group_id,
+                        const mqe2e_envelope_header *header, const uint8_t *pt, size_t pt_len)
+{
+    return mqe2e__envelope_seal_ext(out, out_cap, out_len, key, topic, group_id, header, pt,
+                                    pt_len, NULL);
+}
+
+int mqe2e__envelope_open_ext(uint8_t *pt, size_t pt_cap, size_t *pt_len,
+                             const mqe2e_sender_key *key, const char *topic, const char *group_id,
+                             const mqe2e_envelope_view *view, const mqe2e__ad_ext *ext)
+{
+    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_GROUP, ext);
+}
+
 int mqe2e_envelope_open(uint8_t *pt, size_t pt_cap, size_t *pt_len, const mqe2e_sender_key *key,
                         const char *topic, const char *group_id, const mqe2e_envelope_view *view)
 {
-    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_GROUP);
+    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_GROUP, NULL);
 }
 
 /* ------------------------------------------------------------ signed group mode */
@@ -376,6 +398,16 @@ int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
                                const uint8_t *pt, size_t pt_len, mqe2e_envelope_sign_fn sign,
                                void *sign_ctx)
 {
+    return mqe2e__envelope_seal_signed_ext(out, out_cap, out_len, key, topic, group_id, header,
+                                           pt, pt_len, sign, sign_ctx, NULL);
+}
+
+int mqe2e__envelope_seal_signed_ext(uint8_t *out, size_t out_cap, size_t *out_len,
+                                    const mqe2e_sender_key *key, const char *topic,
+                                    const char *group_id, const mqe2e_envelope_header *header,
+                                    const uint8_t *pt, size_t pt_len, mqe2e_envelope_sign_fn sign,
+                                    void *sign_ctx, const mqe2e__ad_ext *ext)
+{
     uint8_t ad_stack[AD_STACK_BYTES];
     uint8_t msg_stack[SIG_STACK_BYTES];
     uint8_t sig[MQE2E_SIGNATURE_BYTES];
@@ -406,7 +438,7 @@ int mqe2e_envelope_seal_signed(uint8_t *out, size_t out_cap, size_t *out_len,
         return MQE2E_ERR_BUFFER_TOO_SMALL;
     }
     rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
-                  group_len, header);
+                  group_len, header, ext);
     if (rc != MQE2E_OK) {
         goto out;
     }
@@ -441,6 +473,13 @@ out:
 int mqe2e_envelope_verify(const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES], const char *topic,
                           const char *group_id, const mqe2e_envelope_view *view)
 {
+    return mqe2e__envelope_verify_ext(signer_pk, topic, group_id, view, NULL);
+}
+
+int mqe2e__envelope_verify_ext(const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES],
+                               const char *topic, const char *group_id,
+                               const mqe2e_envelope_view *view, const mqe2e__ad_ext *ext)
+{
     uint8_t ad_stack[AD_STACK_BYTES];
     uint8_t msg_stack[SIG_STACK_BYTES];
     uint8_t *ad_heap = NULL, *msg_heap = NULL;
@@ -461,7 +500,7 @@ int mqe2e_envelope_verify(const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES], co
         return rc;
     }
     rc = build_ad(&ad, &ad_len, ad_stack, sizeof ad_stack, &ad_heap, topic, topic_len, group_id,
-                  group_len, &view->header);
+                  group_len, &view->header, ext);
     if (rc != MQE2E_OK) {
         goto out;
     }
@@ -488,13 +527,23 @@ int mqe2e_envelope_open_signed(uint8_t *pt, size_t pt_cap, size_t *pt_len,
                                const char *topic, const char *group_id,
                                const mqe2e_envelope_view *view)
 {
+    return mqe2e__envelope_open_signed_ext(pt, pt_cap, pt_len, key, signer_pk, topic, group_id,
+                                           view, NULL);
+}
+
+int mqe2e__envelope_open_signed_ext(uint8_t *pt, size_t pt_cap, size_t *pt_len,
+                                    const mqe2e_sender_key *key,
+                                    const uint8_t signer_pk[MQE2E_SIGNER_PUBLIC_BYTES],
+                                    const char *topic, const char *group_id,
+                                    const mqe2e_envelope_view *view, const mqe2e__ad_ext *ext)
+{
     int rc;
 
     if ((pt == NULL && pt_cap != 0) || pt_len == NULL || key == NULL) {
         rc = MQE2E_ERR_INVALID_ARG;
     } else {
         /* The signature first: a forgery costs no decryption and yields nothing. */
-        rc = mqe2e_envelope_verify(signer_pk, topic, group_id, view);
+        rc = mqe2e__envelope_verify_ext(signer_pk, topic, group_id, view, ext);
     }
     if (rc != MQE2E_OK) {
         if (pt != NULL && pt_cap != 0) {
@@ -502,5 +551,5 @@ int mqe2e_envelope_open_signed(uint8_t *pt, size_t pt_cap, size_t *pt_len,
         }
         return rc;
     }
-    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_SIGNED_GROUP);
+    return open_core(pt, pt_cap, pt_len, key, topic, group_id, view, MQE2E_MODE_SIGNED_GROUP, ext);
 }

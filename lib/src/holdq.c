@@ -42,6 +42,7 @@ void mqe2e_held_free(mqe2e_held *h)
     if (h == NULL) return;
     free(h->topic);
     free(h->data);
+    free(h->meta);
     free(h);
 }
 
@@ -49,6 +50,7 @@ static void node_free(holdq_node *n)
 {
     free(n->item.topic);
     free(n->item.data);
+    free(n->item.meta);
     free(n);
 }
 
@@ -73,21 +75,33 @@ int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t *data, siz
 int mqe2e_holdq_push_ranked(mqe2e_holdq *q, const char *topic, const uint8_t *data, size_t len,
                             uint32_t tag, uint64_t arrived_at, uint32_t rank)
 {
-    if (q == NULL || topic == NULL || (data == NULL && len != 0)) return MQE2E_ERR_INVALID_ARG;
+    return mqe2e_holdq_push_meta(q, topic, data, len, NULL, 0, tag, arrived_at, rank);
+}
+
+int mqe2e_holdq_push_meta(mqe2e_holdq *q, const char *topic, const uint8_t *data, size_t len,
+                          const uint8_t *meta, size_t meta_len, uint32_t tag, uint64_t arrived_at,
+                          uint32_t rank)
+{
+    if (q == NULL || topic == NULL || (data == NULL && len != 0) || (meta == NULL && meta_len != 0))
+        return MQE2E_ERR_INVALID_ARG;
     size_t tlen = strlen(topic);
-    if (len > q->max_bytes || tlen > q->max_bytes - len) return MQE2E_ERR_TOO_LARGE;
-    size_t cost = len + tlen;
+    if (len > q->max_bytes || tlen > q->max_bytes - len || meta_len > q->max_bytes - len - tlen)
+        return MQE2E_ERR_TOO_LARGE;
+    size_t cost = len + tlen + meta_len;
     if (q->count >= q->max_count || cost > q->max_bytes - q->bytes) return MQE2E_ERR_EXHAUSTED;
     holdq_node *n = calloc(1, sizeof *n);
     if (n == NULL) return MQE2E_ERR_NOMEM;
     n->item.topic = malloc(tlen + 1U);
     n->item.data = malloc(len > 0 ? len : 1U);
-    if (n->item.topic == NULL || n->item.data == NULL) {
+    if (meta_len > 0) n->item.meta = malloc(meta_len);
+    if (n->item.topic == NULL || n->item.data == NULL || (meta_len > 0 && n->item.meta == NULL)) {
         node_free(n);
         return MQE2E_ERR_NOMEM;
     }
     memcpy(n->item.topic, topic, tlen + 1U);
     if (len > 0) memcpy(n->item.data, data, len);
+    if (meta_len > 0) memcpy(n->item.meta, meta, meta_len);
+    n->item.meta_len = meta_len;
     n->item.len = len;
     n->item.tag = tag;
     n->item.arrived_at = arrived_at;

@@ -58,6 +58,7 @@ typedef struct sess_action {
     char *topic;
     uint8_t *data;
     size_t cap;
+    mqe2e_msg_property *props; /* DELIVER of a held message: its properties (one block) */
 } sess_action;
 
 typedef struct ctl_pending {
@@ -108,6 +109,10 @@ struct mqe2e_session {
     int log_level;
     mqe2e_session_time t; /* the caller's clocks during the current call */
     /* Actions: queued, and the one last taken (freed at the next call). */
+    /* The message of the mqe2e_session_message_received*() call under way:
+     * its MQTT v5 properties (borrowed for that call only). */
+    const mqe2e_msg_property *cur_props;
+    size_t cur_nprops;
     sess_action *act_head, *act_tail, *taken;
     size_t n_actions;
     size_t n_publish; /* PUBLISH actions queued */
@@ -175,9 +180,14 @@ int mqe2e__sess_enqueue(mqe2e_session *c, const char *topic, const uint8_t *data
                         int qos, int retained);
 /* Count a drop under its reason and queue a DROP action. */
 void mqe2e__sess_drop(mqe2e_session *c, const char *topic, int code, int current);
-/* Open an envelope through the protector into a DELIVER action (or a DROP). */
+/* Open an envelope through the protector into a DELIVER action (or a DROP).
+ * Open (unprotect_begin) and queue DELIVER or DROP. @p props (@p nprops)
+ * are the message's MQTT v5 properties, checked when its rule binds them;
+ * @p give, when not NULL, is the malloc'd block holding them, handed to the
+ * DELIVER action (or freed). */
 void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
-                      int qos, int retained, int dup, int current);
+                      int qos, int retained, int dup, int current,
+                      const mqe2e_msg_property *props, size_t nprops, mqe2e_msg_property *give);
 void mqe2e__sess_inbox(char *out, size_t cap, const mqe2e_session *c, const char *id);
 /* Fresh at mono_ms @p now: the authority heard within the bound and the
  * held revocation list within its validity. */

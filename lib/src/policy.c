@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_bind.h"
+#include "internal_policy.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
@@ -13,6 +15,7 @@ struct policy_rule {
     char *target; /* NULL for plaintext */
     mqe2e_policy_kind kind;
     unsigned flags; /* MQE2E_POLICY_FLAG_* */
+    mqe2e__bind *bind; /* NULL: nothing bound (section 2.5.1) */
 };
 
 struct mqe2e_policy {
@@ -143,6 +146,7 @@ void mqe2e_policy_free(mqe2e_policy *p)
     for (size_t i = 0; i < p->count; i++) {
         free(p->rules[i].filter);
         free(p->rules[i].target);
+        mqe2e__bind_free(p->rules[i].bind);
     }
     free(p->rules);
     free(p);
@@ -163,7 +167,7 @@ static int policy_add_n(mqe2e_policy *p, const char *filter, size_t filter_len,
                         mqe2e_policy_kind kind, const char *target, size_t target_len,
                         unsigned flags)
 {
-    struct policy_rule r = {NULL, NULL, kind, flags};
+    struct policy_rule r = {NULL, NULL, kind, flags, NULL};
 
     if ((flags & ~MQE2E_POLICY_FLAG_SIGNED) != 0 ||
         (flags != 0 && kind != MQE2E_POLICY_GROUP)) {
@@ -238,7 +242,41 @@ int mqe2e_policy_add_flags(mqe2e_policy *p, const char *filter, mqe2e_policy_kin
                         target != NULL ? strlen(target) : 0, flags);
 }
 
-int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
+/* Takes @p b (freed on failure): only group rules bind (channel mode does not). */
+static int attach_bind(struct policy_rule *r, mqe2e__bind *b)
+{
+    if (r->kind != MQE2E_POLICY_GROUP) {
+        mqe2e__bind_free(b);
+        return MQE2E_ERR_POLICY;
+    }
+    mqe2e__bind_free(r->bind);
+    r->bind = b;
+    return MQE2E_OK;
+}
+
+int mqe2e_policy_bind_last(mqe2e_policy *p, const char *list)
+{
+    mqe2e__bind *b = NULL;
+    int rc;
+
+    if (p == NULL || list == NULL || p->count == 0) return MQE2E_ERR_INVALID_ARG;
+    rc = mqe2e__bind_parse(list, strlen(list), &b);
+    if (rc != MQE2E_OK) return rc;
+    return attach_bind(&p->rules[p->count - 1U], b);
+}
+
+static const char bind_sep[] = ";bind";
+
+/* True if @p a starts like one of the actions of a rule. */
+static bool is_action(const char *a)
+{
+    return strcmp(a, "plaintext") == 0 || strncmp(a, "group:", 6) == 0 ||
+           strncmp(a, "signed-group:", 13) == 0 || strncmp(a, "channel:", 8) == 0;
+}
+
+/* Parse `FILTER=ACTION` (NUL-terminated) and append it; @p b (may be NULL)
+ * is taken: attached to the new rule, or freed on any failure. */
+static int add_text_rule(mqe2e_policy *p, const char *rule, mqe2e__bind *b)
 {
     static const char group_prefix[] = "group:";
     static const char channel_prefix[] = "channel:";
@@ -248,20 +286,20 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
     char *filter;
     int rc;
 
-    if (p == NULL || rule == NULL) {
-        return MQE2E_ERR_INVALID_ARG;
-    }
     /* Split at the LAST '=': a topic filter may contain '=', a target may not. */
     eq = strrchr(rule, '=');
     if (eq == NULL || eq == rule) {
+        mqe2e__bind_free(b);
         return MQE2E_ERR_DECODE;
     }
     filter_len = (size_t)(eq - rule);
     action = eq + 1;
     filter = dup_str(rule, filter_len);
     if (filter == NULL) {
+        mqe2e__bind_free(b);
         return MQE2E_ERR_NOMEM;
     }
+    const size_t before = p->count;
     if (!mqe2e_topic_filter_valid(filter)) {
         rc = MQE2E_ERR_INVALID_ARG;
     } else if (strcmp(action, "plaintext") == 0) {
@@ -283,11 +321,51 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
         rc = MQE2E_ERR_DECODE;
     }
     free(filter);
+    if (rc != MQE2E_OK || b == NULL || p->count != before + 1U) {
+        mqe2e__bind_free(b);
+        return rc;
+    }
+    rc = attach_bind(&p->rules[p->count - 1U], b);
+    if (rc != MQE2E_OK) {
+        /* Not added half: the rule goes again. */
+        p->count--;
+        free(p->rules[p->count].filter);
+        free(p->rules[p->count].target);
+    }
     return rc;
 }
 
-int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
-                              const char **target, unsigned *flags)
+int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
+{
+    const size_t sep = sizeof bind_sep - 1U;
+    const char *eq;
+
+    if (p == NULL || rule == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    eq = strrchr(rule, '=');
+    if (eq != NULL && !is_action(eq + 1) && (size_t)(eq - rule) > sep &&
+        memcmp(eq - sep, bind_sep, sep) == 0) {
+        /* FILTER=ACTION;bind=LIST: no valid action starts like a bind item,
+         * so no rule valid without the suffix changes meaning. */
+        mqe2e__bind *b = NULL;
+        int rc = mqe2e__bind_parse(eq + 1, strlen(eq + 1), &b);
+        if (rc != MQE2E_OK) return rc;
+        char *head = dup_str(rule, (size_t)(eq - rule) - sep);
+        if (head == NULL) {
+            mqe2e__bind_free(b);
+            return MQE2E_ERR_NOMEM;
+        }
+        rc = add_text_rule(p, head, b);
+        free(head);
+        return rc;
+    }
+    return add_text_rule(p, rule, NULL);
+}
+
+int mqe2e__policy_lookup_bind(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                              const char **target, unsigned *flags,
+                              const struct mqe2e__bind **bind)
 {
     if (p == NULL || kind == NULL || target == NULL || flags == NULL ||
         !mqe2e_topic_name_valid(topic)) {
@@ -299,10 +377,17 @@ int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic, mqe2e_po
             *kind = p->rules[i].kind;
             *target = p->rules[i].target;
             *flags = p->rules[i].flags;
+            if (bind != NULL) *bind = p->rules[i].bind;
             return MQE2E_OK;
         }
     }
     return MQE2E_ERR_NO_POLICY;
+}
+
+int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                              const char **target, unsigned *flags)
+{
+    return mqe2e__policy_lookup_bind(p, topic, kind, target, flags, NULL);
 }
 
 int mqe2e_policy_lookup(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,

@@ -18,7 +18,10 @@
 
 #include <sodium.h>
 
+#include "internal_bind.h"
+#include "internal_envelope_ext.h"
 #include "internal_keystore.h"
+#include "internal_policy.h"
 #include "internal_protect.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
@@ -741,7 +744,7 @@ static int sign_with_keystore(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], con
 
 static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
                          const char *topic, const uint8_t *pt, size_t pt_len, uint64_t now,
-                         uint8_t *out, size_t out_cap, size_t *out_len)
+                         uint8_t *out, size_t out_cap, size_t *out_len, const mqe2e__ad_ext *ext)
 {
     uint32_t gi;
     int rc = intern_target(p, target, &gi);
@@ -780,11 +783,11 @@ static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
     if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_ERR_NO_KEY;
     if (rc != MQE2E_OK) return rc;
     if (sign) {
-        rc = mqe2e_envelope_seal_signed(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr,
-                                        pt, pt_len, sign_with_keystore, p->ks);
+        rc = mqe2e__envelope_seal_signed_ext(out, out_cap, out_len, key_of(p, idx), topic, g->id,
+                                             &hdr, pt, pt_len, sign_with_keystore, p->ks, ext);
     } else {
-        rc = mqe2e_envelope_seal(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr, pt,
-                                 pt_len);
+        rc = mqe2e__envelope_seal_ext(out, out_cap, out_len, key_of(p, idx), topic, g->id, &hdr,
+                                      pt, pt_len, ext);
     }
     if (rc != MQE2E_OK) return rc;
     p->counters.sealed++;
@@ -793,6 +796,13 @@ static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
 
 int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size_t pt_len,
                   uint64_t now, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return mqe2e_protect_meta(p, topic, NULL, pt, pt_len, now, out, out_cap, out_len);
+}
+
+int mqe2e_protect_meta(mqe2e_protector *p, const char *topic, const mqe2e_msg_meta *meta,
+                       const uint8_t *pt, size_t pt_len, uint64_t now, uint8_t *out,
+                       size_t out_cap, size_t *out_len)
 {
     /* The current epoch is whatever the keystore says is newest; the clock
      * only sizes sequence reservations. */
@@ -804,7 +814,8 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
     mqe2e_policy_kind kind;
     const char *target = NULL;
     unsigned flags = 0;
-    int rc = mqe2e_policy_lookup_flags(p->policy, topic, &kind, &target, &flags);
+    const mqe2e__bind *bind = NULL;
+    int rc = mqe2e__policy_lookup_bind(p->policy, topic, &kind, &target, &flags, &bind);
     if (rc != MQE2E_OK) return rc;
     if (pt_len > p->max_payload) return MQE2E_ERR_TOO_LARGE;
     switch (kind) {
@@ -816,7 +827,18 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
         return MQE2E_OK;
     case MQE2E_POLICY_GROUP:
         if (target == NULL) return MQE2E_ERR_POLICY;
-        return protect_group(p, target, flags, topic, pt, pt_len, now, out, out_cap, out_len);
+        if (bind == NULL)
+            return protect_group(p, target, flags, topic, pt, pt_len, now, out, out_cap, out_len,
+                                 NULL);
+        /* Built before a sequence number is taken: a bad property burns none. */
+        uint8_t *suffix = NULL;
+        mqe2e__ad_ext ext = {NULL, 0};
+        rc = mqe2e__bind_ad(bind, meta, meta != NULL && meta->retain, &suffix, &ext.len);
+        if (rc != MQE2E_OK) return rc;
+        ext.bytes = suffix;
+        rc = protect_group(p, target, flags, topic, pt, pt_len, now, out, out_cap, out_len, &ext);
+        free(suffix);
+        return rc;
     case MQE2E_POLICY_CHANNEL:
     default:
         /* Pairwise channels are not served here: refusing beats any fallback. */
@@ -826,9 +848,45 @@ int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t *pt, size
 
 /* ---------------------------------------------------------------- unprotect */
 
+/* The AEAD (and signature) with the AD suffix as received; when the rule
+ * binds retain and the message arrived with retain 0, once more with retain
+ * 1: brokers clear the flag on live delivery of a retained publish
+ * (section 2.5.1). Never the other way round. */
+static int open_bound(mqe2e_protector *p, bool is_signed, uint32_t gi, const char *topic,
+                      const mqe2e_envelope_view *view, const mqe2e_sender_key *key,
+                      const uint8_t *signer_pk, uint8_t *out, size_t out_cap, size_t *out_len,
+                      const mqe2e__bind *bind, const mqe2e_msg_meta *meta)
+{
+    const char *gid = p->groups[gi].id;
+    const int retain = meta != NULL && meta->retain;
+    int tries = bind != NULL && (bind->items & MQE2E__BIND_RETAIN) != 0 && !retain ? 2 : 1;
+    int rc = MQE2E_ERR_AUTH;
+
+    if (bind == NULL) {
+        return is_signed ? mqe2e_envelope_open_signed(out, out_cap, out_len, key, signer_pk, topic,
+                                                      gid, view)
+                         : mqe2e_envelope_open(out, out_cap, out_len, key, topic, gid, view);
+    }
+    for (int t = 0; t < tries; t++) {
+        uint8_t *suffix = NULL;
+        mqe2e__ad_ext ext = {NULL, 0};
+        rc = mqe2e__bind_ad(bind, meta, t == 0 ? retain : 1, &suffix, &ext.len);
+        if (rc != MQE2E_OK) return rc;
+        ext.bytes = suffix;
+        rc = is_signed ? mqe2e__envelope_open_signed_ext(out, out_cap, out_len, key, signer_pk,
+                                                         topic, gid, view, &ext)
+                       : mqe2e__envelope_open_ext(out, out_cap, out_len, key, topic, gid, view,
+                                                  &ext);
+        free(suffix);
+        if (rc != MQE2E_ERR_AUTH) break;
+    }
+    return rc;
+}
+
 static int unprotect_group(mqe2e_protector *p, const char *target, unsigned flags,
                            const char *topic, const uint8_t *in, size_t in_len, uint64_t now,
-                           uint8_t *out, size_t out_cap, size_t *out_len, mqe2e_receipt *receipt)
+                           uint8_t *out, size_t out_cap, size_t *out_len, mqe2e_receipt *receipt,
+                           const mqe2e__bind *bind, const mqe2e_msg_meta *meta)
 {
     if (in_len > mqe2e_envelope_signed_sealed_bound(p->max_payload)) return MQE2E_ERR_TOO_LARGE;
     uint32_t gi;
@@ -895,10 +953,8 @@ static int unprotect_group(mqe2e_protector *p, const char *target, unsigned flag
     rc = mqe2e_replay_check(win, seq);
     if (rc != MQE2E_OK) goto out;
     /* Signature before decryption; nothing is cached or recorded before both passed. */
-    rc = is_signed ? mqe2e_envelope_open_signed(out, out_cap, out_len, key, signer_pk, topic,
-                                                p->groups[gi].id, &view)
-                   : mqe2e_envelope_open(out, out_cap, out_len, key, topic, p->groups[gi].id,
-                                         &view);
+    rc = open_bound(p, is_signed, gi, topic, &view, key, signer_pk, out, out_cap, out_len, bind,
+                    meta);
     if (rc != MQE2E_OK) goto out;
 
     if (idx == NIL && entry_insert(p, gi, epoch, sender, h, &idx) != MQE2E_OK) {
@@ -931,6 +987,14 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
                           uint64_t now, uint8_t *out, size_t out_cap, size_t *out_len,
                           mqe2e_receipt *receipt)
 {
+    return mqe2e_unprotect_begin_meta(p, topic, NULL, in, in_len, now, out, out_cap, out_len,
+                                      receipt);
+}
+
+int mqe2e_unprotect_begin_meta(mqe2e_protector *p, const char *topic, const mqe2e_msg_meta *meta,
+                               const uint8_t *in, size_t in_len, uint64_t now, uint8_t *out,
+                               size_t out_cap, size_t *out_len, mqe2e_receipt *receipt)
+{
     int rc;
     if (receipt != NULL) receipt->active = 0;
     if (out_len != NULL) *out_len = 0;
@@ -949,7 +1013,8 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
     mqe2e_policy_kind kind;
     const char *target = NULL;
     unsigned flags = 0;
-    rc = mqe2e_policy_lookup_flags(p->policy, topic, &kind, &target, &flags);
+    const mqe2e__bind *bind = NULL;
+    rc = mqe2e__policy_lookup_bind(p->policy, topic, &kind, &target, &flags, &bind);
     if (rc != MQE2E_OK) goto fail;
     switch (kind) {
     case MQE2E_POLICY_PLAINTEXT:
@@ -967,7 +1032,7 @@ int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *
             goto fail;
         }
         rc = unprotect_group(p, target, flags, topic, in, in_len, now, out, out_cap, out_len,
-                             receipt);
+                             receipt, bind, meta);
         if (rc == MQE2E_OK) return MQE2E_OK;
         goto fail;
     case MQE2E_POLICY_CHANNEL:

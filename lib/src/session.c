@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_msgmeta.h"
 #include "internal_session.h"
 
 /* Handed to the protector for empty payloads (a NULL pointer with length 0). */
@@ -43,6 +44,7 @@ static void act_free(sess_action *a)
     if (a->data != NULL) sodium_memzero(a->data, a->cap);
     free(a->data);
     free(a->topic);
+    free(a->props);
     sodium_memzero(&a->a.receipt, sizeof a->a.receipt);
     free(a);
 }
@@ -105,14 +107,18 @@ void mqe2e__sess_drop(mqe2e_session *c, const char *topic, int code, int current
 /* A DELIVER action holding @p pt (taken over: wiped and freed with it). */
 static int sess_deliver(mqe2e_session *c, const char *topic, uint8_t *pt, size_t pt_len,
                         size_t cap, int qos, int retained, int dup, int current,
-                        const mqe2e_receipt *receipt)
+                        const mqe2e_receipt *receipt, mqe2e_msg_property *give, size_t ngive)
 {
     sess_action *a = act_push(c, MQE2E_SESSION_DELIVER, topic, NULL, 0);
     if (a == NULL) {
         sodium_memzero(pt, cap);
         free(pt);
+        free(give);
         return MQE2E_ERR_NOMEM;
     }
+    a->props = give;
+    a->a.props = give;
+    a->a.nprops = give != NULL ? ngive : 0U;
     a->data = pt;
     a->cap = cap;
     a->a.len = pt_len;
@@ -125,22 +131,26 @@ static int sess_deliver(mqe2e_session *c, const char *topic, uint8_t *pt, size_t
 }
 
 void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
-                      int qos, int retained, int dup, int current)
+                      int qos, int retained, int dup, int current,
+                      const mqe2e_msg_property *props, size_t nprops, mqe2e_msg_property *give)
 {
     mqe2e_receipt receipt;
     size_t cap = len > 0 ? len : 1U;
     size_t pt_len = 0;
     uint8_t *pt = malloc(cap); /* the plaintext is never longer than what arrived */
+    const mqe2e_msg_meta meta = {props, nprops, retained ? 1 : 0};
     int rc;
 
     if (pt == NULL) {
+        free(give);
         mqe2e__sess_drop(c, topic, MQE2E_ERR_NOMEM, current);
         return;
     }
     memset(&receipt, 0, sizeof receipt);
-    rc = mqe2e_unprotect_begin(c->prot, topic, len > 0 ? data : sess_empty, len, c->t.wall_s, pt,
-                               cap, &pt_len, &receipt);
+    rc = mqe2e_unprotect_begin_meta(c->prot, topic, &meta, len > 0 ? data : sess_empty, len,
+                                    c->t.wall_s, pt, cap, &pt_len, &receipt);
     if (rc != MQE2E_OK) {
+        free(give);
         free(pt); /* wiped by the protector on failure */
         /* The protector counted it already: report only. */
         sess_action *a = act_push(c, MQE2E_SESSION_DROP, topic, NULL, 0);
@@ -154,10 +164,12 @@ void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, 
         /* Bindings hand lengths to int APIs (Paho): refused, never truncated. */
         sodium_memzero(pt, cap);
         free(pt);
+        free(give);
         mqe2e__sess_drop(c, topic, MQE2E_ERR_TOO_LARGE, current);
         return;
     }
-    (void)sess_deliver(c, topic, pt, pt_len, cap, qos, retained, dup, current, &receipt);
+    (void)sess_deliver(c, topic, pt, pt_len, cap, qos, retained, dup, current, &receipt, give,
+                       nprops);
     sodium_memzero(&receipt, sizeof receipt);
 }
 
@@ -455,7 +467,7 @@ static void sess_on_channel_msg(mqe2e_session *c, const char *peer, const char *
         return;
     }
     c->k.channel_opened++;
-    (void)sess_deliver(c, topic, buf, out_len, cap, qos, retained, dup, 1, NULL);
+    (void)sess_deliver(c, topic, buf, out_len, cap, qos, retained, dup, 1, NULL, NULL, 0);
 }
 
 /* Group envelopes: hold an unknown newer epoch, refuse an ungranted signer.
@@ -479,16 +491,30 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
         if (verdict == CTL_EPOCH_HOLD) mqe2e__sess_maybe_trigger_hello(c);
         return 0;
     }
+    /* The message is held with its MQTT v5 properties (serialised), so a
+     * rule that binds them can check them when it is released and the
+     * application gets them with it; they count towards every bound and
+     * quota like the envelope (a forger cannot fill the queue through them). */
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &blob, &blob_len);
+    /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
+    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || blob_len > SIZE_MAX / 4U))
+        rc = MQE2E_ERR_TOO_LARGE;
+    const size_t cost = rc == MQE2E_OK ? len + blob_len : 0U;
     /* Make room from what waited too long before judging the bounds. */
     mqe2e__sess_expire(c);
     /* Then evict what names epochs further ahead than this one (a forger's
      * guesses) so that a genuine rotation's messages keep their place. */
-    if (verdict != CTL_EPOCH_REFUSE) (void)mqe2e__sess_hold_make_room(c, topic, len, ahead);
-    if (verdict == CTL_EPOCH_REFUSE || !mqe2e__sess_hold_quota_ok(c, topic, len))
+    if (rc == MQE2E_OK && verdict != CTL_EPOCH_REFUSE)
+        (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
+    if (rc != MQE2E_OK || verdict == CTL_EPOCH_REFUSE ||
+        !mqe2e__sess_hold_quota_ok(c, topic, cost))
         rc = MQE2E_ERR_EXHAUSTED;
     else
-        rc = mqe2e_holdq_push_ranked(c->holdq, topic, len > 0 ? data : sess_empty, len, tag,
-                                     c->t.wall_s, ahead);
+        rc = mqe2e_holdq_push_meta(c->holdq, topic, len > 0 ? data : sess_empty, len, blob,
+                                   blob_len, tag, c->t.wall_s, ahead);
+    free(blob);
     if (rc == MQE2E_OK) {
         c->k.held++;
         mqe2e__sess_maybe_trigger_hello(c);
@@ -535,24 +561,53 @@ int mqe2e_session_message_received(mqe2e_session *c, const char *topic, size_t t
                                    const uint8_t *payload, size_t len, int qos, int retained,
                                    int dup, unsigned flags, mqe2e_session_time now)
 {
+    return mqe2e_session_message_received_props(c, topic, topic_len, payload, len, qos, retained,
+                                                dup, flags, NULL, 0, now);
+}
+
+static void sess_received(mqe2e_session *c, const char *topic, size_t topic_len,
+                          const uint8_t *payload, size_t len, int qos, int retained, int dup,
+                          unsigned flags);
+
+int mqe2e_session_message_received_props(mqe2e_session *c, const char *topic, size_t topic_len,
+                                         const uint8_t *payload, size_t len, int qos,
+                                         int retained, int dup, unsigned flags,
+                                         const mqe2e_msg_property *props, size_t nprops,
+                                         mqe2e_session_time now)
+{
     if (c == NULL) return MQE2E_ERR_INVALID_ARG;
     sess_release_taken(c);
     c->t = now;
-    if (topic == NULL || (payload == NULL && len > 0)) {
+    if (props == NULL && nprops > 0) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_DECODE, 1);
         return MQE2E_OK;
+    }
+    c->cur_props = props;
+    c->cur_nprops = nprops;
+    sess_received(c, topic, topic_len, payload, len, qos, retained, dup, flags);
+    c->cur_props = NULL;
+    c->cur_nprops = 0;
+    return MQE2E_OK;
+}
+
+static void sess_received(mqe2e_session *c, const char *topic, size_t topic_len,
+                          const uint8_t *payload, size_t len, int qos, int retained, int dup,
+                          unsigned flags)
+{
+    if (topic == NULL || (payload == NULL && len > 0)) {
+        mqe2e__sess_drop(c, topic, MQE2E_ERR_DECODE, 1);
+        return;
     }
     /* MQTT forbids NUL in topic names; such a topic can match no policy. */
     if (topic_len > 0 && topic_len != strlen(topic)) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_DECODE, 1);
-        return MQE2E_OK;
+        return;
     }
     if (payload == NULL) payload = sess_empty;
     /* Control frames and held messages never reach the application. */
-    if (c->control && sess_route(c, topic, payload, len, qos, retained, dup, flags))
-        return MQE2E_OK;
-    mqe2e__sess_open(c, topic, payload, len, qos, retained, dup, 1);
-    return MQE2E_OK;
+    if (c->control && sess_route(c, topic, payload, len, qos, retained, dup, flags)) return;
+    mqe2e__sess_open(c, topic, payload, len, qos, retained, dup, 1, c->cur_props, c->cur_nprops,
+                     NULL);
 }
 
 int mqe2e_session_commit(mqe2e_session *s, const mqe2e_receipt *receipt)
@@ -672,6 +727,17 @@ int mqe2e_session_publish(mqe2e_session *c, const char *topic, const uint8_t *pt
                           int qos, int retained, mqe2e_session_time now, uint8_t *out,
                           size_t out_cap, size_t *out_len)
 {
+    return mqe2e_session_publish_props(c, topic, pt, pt_len, qos, retained, NULL, 0, now, out,
+                                       out_cap, out_len);
+}
+
+int mqe2e_session_publish_props(mqe2e_session *c, const char *topic, const uint8_t *pt,
+                                size_t pt_len, int qos, int retained,
+                                const mqe2e_msg_property *props, size_t nprops,
+                                mqe2e_session_time now, uint8_t *out, size_t out_cap,
+                                size_t *out_len)
+{
+    const mqe2e_msg_meta meta = {props, nprops, retained ? 1 : 0};
     int rc;
 
     if (out_len != NULL) *out_len = 0;
@@ -684,8 +750,9 @@ int mqe2e_session_publish(mqe2e_session *c, const char *topic, const uint8_t *pt
         rc = sess_publish_checks(c, topic, pt, pt_len, qos, retained);
         if (rc != MQE2E_OK) return rc;
     }
-    if (out == NULL) return MQE2E_ERR_INVALID_ARG;
-    return mqe2e_protect(c->prot, topic, pt, pt_len, now.wall_s, out, out_cap, out_len);
+    if (out == NULL || (props == NULL && nprops > 0)) return MQE2E_ERR_INVALID_ARG;
+    return mqe2e_protect_meta(c->prot, topic, &meta, pt, pt_len, now.wall_s, out, out_cap,
+                              out_len);
 }
 
 /* ------------------------------------------------------------------ */

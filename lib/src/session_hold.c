@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal_msgmeta.h"
 #include "internal_session.h"
 
 /* ------------------------------------------------------------------ */
@@ -119,17 +120,25 @@ void mqe2e__sess_release(mqe2e_session *c)
              * than let it hold room until it ages out (docs/PROTOCOL.md 9.4). */
             forged = 1;
             c->k.hold_dropped++;
-        } else if (mqe2e_holdq_push_ranked(c->holdq, h->topic, h->data, h->len, h->tag,
-                                           h->arrived_at, ahead) != MQE2E_OK) {
+        } else if (mqe2e_holdq_push_meta(c->holdq, h->topic, h->data, h->len, h->meta,
+                                         h->meta_len, h->tag, h->arrived_at, ahead) != MQE2E_OK) {
             ready = 1; /* cannot happen (it fitted before); the normal path counts it */
         }
         if (ready) c->k.released++;
         if (denied) mqe2e__sess_drop(c, h->topic, MQE2E_ERR_GRANT, 0);
         if (forged) mqe2e__sess_drop(c, h->topic, MQE2E_ERR_NO_KEY, 0);
-        if (ready)
-            mqe2e__sess_open(c, h->topic, h->data, h->len, MQE2E__SESS_TAG_QOS(h->tag),
-                             (h->tag & MQE2E__SESS_TAG_RETAINED) != 0,
-                             (h->tag & MQE2E__SESS_TAG_DUP) != 0, 0);
+        if (ready) {
+            /* The properties it arrived with: checked if bound, delivered with it. */
+            mqe2e_msg_property *props = NULL;
+            size_t nprops = 0;
+            if (mqe2e__props_unpack(h->meta, h->meta_len, &props, &nprops) != MQE2E_OK) {
+                mqe2e__sess_drop(c, h->topic, MQE2E_ERR_NOMEM, 0);
+            } else {
+                mqe2e__sess_open(c, h->topic, h->data, h->len, MQE2E__SESS_TAG_QOS(h->tag),
+                                 (h->tag & MQE2E__SESS_TAG_RETAINED) != 0,
+                                 (h->tag & MQE2E__SESS_TAG_DUP) != 0, 0, props, nprops, props);
+            }
+        }
         mqe2e_held_free(h);
     }
 }

@@ -223,7 +223,8 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
     if (ma != NULL && c->ctl != NULL && message != NULL)
         rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
                                 message->payloadlen, message->qos, message->retained, message->dup,
-                                0, message, async_hand_current, c);
+                                0, message->struct_version >= 1 ? &message->properties : NULL,
+                                message, async_hand_current, c);
     if (rc) {
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topicName);
@@ -745,7 +746,8 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
     if (buf == NULL) {
         return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_NOMEM);
     }
-    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, buf, cap,
+    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained,
+                            msg->struct_version >= 1 ? &msg->properties : NULL, buf, cap,
                             &out_len);
     if (rc == MQE2E_SESSION_QUEUED) {
         /* Sent by the control worker once the channel is up: no token. */

@@ -215,7 +215,8 @@ static int client_message_arrived(void *context, char *topicName, int topicLen,
     if (c->app_ma != NULL && c->ctl != NULL && message != NULL)
         rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
                                 message->payloadlen, message->qos, message->retained, message->dup,
-                                0, message, client_hand, c);
+                                0, message->struct_version >= 1 ? &message->properties : NULL,
+                                message, client_hand, c);
     else
         client_report_drop(c, topicName, MQE2E_ERR_STATE);
     if (rc) {
@@ -637,8 +638,10 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     if (buf == NULL) {
         return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
     }
-    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained, buf, cap,
-                            &out_len);
+    /* Only the v5 calls send properties: those are what a rule can bind. */
+    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained,
+                            resp != NULL && msg->struct_version >= 1 ? &msg->properties : NULL,
+                            buf, cap, &out_len);
     if (rc == MQE2E_SESSION_QUEUED) {
         /* A channel topic: sent by the worker (after the handshake if needed), no token. */
         if (dt != NULL) *dt = 0;
@@ -901,7 +904,8 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
         /* Paho's receive gives the full length; a NUL inside makes it differ
          * from strlen. Nothing is held: no callback could take it later. */
         (void)mqe2e__ctl_receive(c->ctl, in_topic, in_topic_len, in->payload, in->payloadlen,
-                                 in->qos, in->retained, in->dup, MQE2E_SESSION_NO_HOLD, in,
+                                 in->qos, in->retained, in->dup, MQE2E_SESSION_NO_HOLD,
+                                 in->struct_version >= 1 ? &in->properties : NULL, in,
                                  client_take, &taken);
         MQTTClient_freeMessage(&in);
         MQTTClient_free(in_topic);

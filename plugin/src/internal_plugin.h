@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <MQTTProperties.h>
+
 #include "mqe2e/mqe2e.h"
 
 /* Wall-clock seconds handed to the protector (epoch grace is wall-clock based). */
@@ -113,8 +115,19 @@ void *mqe2e__wrap_block(size_t struct_size, const mqe2e_session_action *a, char 
             /* v5 properties travel outside the envelope: handed on as they came. */      \
             if ((in)->struct_version >= 1 && (in)->properties.count > 0)                   \
                 (m)->properties = MQTTProperties_copy(&(in)->properties);                  \
+        } else if ((a)->nprops > 0) {                                                      \
+            /* Released from the hold queue: the properties it arrived with. */           \
+            (m)->properties = mqe2e__props_to_paho((a)->props, (a)->nprops);               \
         }                                                                                  \
     } while (0)
+
+/* Paho's properties as the core's view (props_paho.c): *out is one malloc'd
+ * block pointing into @p in (valid while @p in is), NULL when there are none;
+ * free(*out). Returns 0, or -1 when out of memory. */
+int mqe2e__props_from_paho(const MQTTProperties *in, mqe2e_msg_property **out, size_t *n);
+
+/* The reverse, as a new Paho list (the caller frees with MQTTProperties_free). */
+MQTTProperties mqe2e__props_to_paho(const mqe2e_msg_property *props, size_t n);
 
 /* A session over @p ks (@p policy NULL: the keystore's groups) with its
  * glue; the worker thread runs only when the keystore holds an authority
@@ -158,13 +171,15 @@ void mqe2e__ctl_session_lost(mqe2e__ctl *ctl);
  * else 1 (consumed). */
 int mqe2e__ctl_receive(mqe2e__ctl *ctl, const char *topic, int topic_len, const void *payload,
                        int payload_len, int qos, int retained, int dup, unsigned flags,
-                       const void *in, mqe2e__ctl_hand_fn *hand, void *hand_ctx);
+                       const MQTTProperties *props, const void *in, mqe2e__ctl_hand_fn *hand,
+                       void *hand_ctx);
 
 /* Protect @p pt for @p topic into @p out (mqe2e_session_publish_bound(pt_len)
  * bytes): MQE2E_OK (publish *out_len bytes of it), MQE2E_SESSION_QUEUED (a
  * channel topic: the worker sends it), or the reason it was refused. */
 int mqe2e__ctl_publish(mqe2e__ctl *ctl, const char *topic, const uint8_t *pt, size_t pt_len,
-                       int qos, int retained, uint8_t *out, size_t out_cap, size_t *out_len);
+                       int qos, int retained, const MQTTProperties *props, uint8_t *out,
+                       size_t out_cap, size_t *out_len);
 
 /* Before a disconnect (application thread, neither lock held): wait at most
  * timeout_ms until the worker's outbox is empty and its last frame was handed

@@ -273,9 +273,15 @@ void *mqe2e__wrap_block(size_t struct_size, const mqe2e_session_action *a, char 
 
 int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const void *payload,
                        int payload_len, int qos, int retained, int dup, unsigned flags,
-                       const void *in, mqe2e__ctl_hand_fn *hand, void *hand_ctx)
+                       const MQTTProperties *props, const void *in, mqe2e__ctl_hand_fn *hand,
+                       void *hand_ctx)
 {
     ctl_item *list = NULL;
+    mqe2e_msg_property *view = NULL;
+    size_t nview = 0;
+    /* Out of memory for the view: an empty one with a property count that
+     * cannot be (NULL, 1) makes the session drop the message, never skip a check. */
+    const int view_ok = mqe2e__props_from_paho(props, &view, &nview) == 0;
 
     (void)pthread_mutex_lock(c->h.lock);
     if (payload_len < 0) {
@@ -283,10 +289,12 @@ int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const vo
         (void)mqe2e_session_message_received(c->s, topic, 0, NULL, 1, qos, retained, dup, flags,
                                              ctl_time());
     } else {
-        (void)mqe2e_session_message_received(
+        (void)mqe2e_session_message_received_props(
             c->s, topic, topic_len > 0 ? (size_t)topic_len : 0U, (const uint8_t *)payload,
-            (size_t)payload_len, qos, retained, dup, flags, ctl_time());
+            (size_t)payload_len, qos, retained, dup, flags, view, view_ok ? nview : 1U,
+            ctl_time());
     }
+    free(view);
     ctl_take(c, in, 0, &list);
     (void)pthread_mutex_unlock(c->h.lock);
     return ctl_handle(c, list, hand, hand_ctx);
@@ -296,14 +304,19 @@ int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const vo
 /* Publish                                                              */
 
 int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size_t pt_len,
-                       int qos, int retained, uint8_t *out, size_t out_cap, size_t *out_len)
+                       int qos, int retained, const MQTTProperties *props, uint8_t *out,
+                       size_t out_cap, size_t *out_len)
 {
     ctl_item *list = NULL;
+    mqe2e_msg_property *view = NULL;
+    size_t nview = 0;
     int rc;
 
+    if (mqe2e__props_from_paho(props, &view, &nview) != 0) return MQE2E_ERR_NOMEM;
     (void)pthread_mutex_lock(c->h.lock);
-    rc = mqe2e_session_publish(c->s, topic, pt, pt_len, qos, retained, ctl_time(), out, out_cap,
-                               out_len);
+    rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview,
+                                     ctl_time(), out, out_cap, out_len);
+    free(view);
     ctl_take(c, NULL, 0, &list);
     (void)pthread_mutex_unlock(c->h.lock);
     (void)ctl_handle(c, list, NULL, NULL);

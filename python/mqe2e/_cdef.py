@@ -295,6 +295,15 @@ int mqe2e_drop_reason_of(int code);
 void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters *out);
 int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks);
 
+/* msgmeta.h */
+typedef struct mqe2e_msg_property {
+    uint8_t id;
+    const uint8_t *name;
+    size_t name_len;
+    const uint8_t *value;
+    size_t value_len;
+} mqe2e_msg_property;
+
 /* session.h */
 typedef struct mqe2e_session mqe2e_session;
 typedef struct mqe2e_session_time {
@@ -324,6 +333,8 @@ typedef struct mqe2e_session_action {
     int current;
     int code;
     mqe2e_receipt receipt;
+    const mqe2e_msg_property *props;
+    size_t nprops;
 } mqe2e_session_action;
 typedef struct mqe2e_session_counters {
     uint64_t handshakes_ok;
@@ -375,4 +386,5 @@ CHECKED_STRUCTS = (
     "mqe2e_control_update", "mqe2e_enroll_request", "mqe2e_hello_request",
     "mqe2e_protector_options", "mqe2e_counters", "mqe2e_receipt", "mqe2e_session_time",
     "mqe2e_session_options", "mqe2e_session_action", "mqe2e_session_counters",
+    "mqe2e_msg_property",
 )

@@ -1147,6 +1147,277 @@ Test(protect, policy_from_keystore_groups)
     mqe2e_keystore_close(ks);
 }
 
+/* ------------------------------------------------------------------ */
+/* Bound MQTT v5 properties and retain flag (PROTOCOL.md section 2.5.1). */
+
+#include "internal_bind.h"
+#include "mqe2e/msgmeta.h"
+
+#define BIND_RULE "a/#=group:g1;bind=content-type,response-topic,correlation-data," \
+                  "payload-format,user:site,retain"
+
+/* A peer whose first rule binds @p rule's list (then the keystore groups). */
+static void bpeer_init(peer *pe, const char *client, uint32_t sender, const char *rule)
+{
+    mqe2e_storage st;
+    mqe2e_protector_options o = default_opts();
+    memset(pe, 0, sizeof *pe);
+    cr_assert_eq(mqe2e_storage_memory(&st), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_create(&pe->ks, st, client, sender), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(pe->ks, "g1", "a/#", 1, SECRET_A, T0), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&pe->pol), MQE2E_OK);
+    if (rule != NULL) cr_assert_eq(mqe2e_policy_add_text(pe->pol, rule), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pe->pol, pe->ks), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pe->pr, pe->ks, pe->pol, &o), MQE2E_OK);
+}
+
+#define PROP_S(i, s) {(i), NULL, 0, (const uint8_t *)(s), sizeof(s) - 1U}
+#define PROP_U(n, v) {MQE2E_PROP_USER, (const uint8_t *)(n), sizeof(n) - 1U, \
+                      (const uint8_t *)(v), sizeof(v) - 1U}
+
+static const uint8_t PF1 = 1;
+/* What the sender publishes with: every bindable kind, one unbound user
+ * property ("trace") and an unbindable one (message expiry, 0x02). */
+static const mqe2e_msg_property SENT[] = {
+    {MQE2E_PROP_PAYLOAD_FORMAT, NULL, 0, &PF1, 1},
+    PROP_S(MQE2E_PROP_CONTENT_TYPE, "application/json"),
+    PROP_S(MQE2E_PROP_RESPONSE_TOPIC, "a/reply"),
+    PROP_S(MQE2E_PROP_CORRELATION_DATA, "\x01\x02"),
+    PROP_U("site", "berlin"),
+    PROP_U("trace", "t-1"),
+    PROP_S(0x02, "\x00\x00\x00\x3c"),
+};
+#define NSENT (sizeof SENT / sizeof SENT[0])
+
+static void seal_meta(peer *pe, const char *text, const mqe2e_msg_property *props, size_t n,
+                      int retain, msg *m)
+{
+    mqe2e_msg_meta meta = {props, n, retain};
+    size_t len = strlen(text);
+    cr_assert_eq(mqe2e_protect_meta(pe->pr, "a/b", &meta, (const uint8_t *)text, len, T0, m->buf,
+                                    sizeof m->buf, &m->len),
+                 MQE2E_OK);
+}
+
+static int open_meta(peer *pe, const msg *m, const mqe2e_msg_property *props, size_t n,
+                     int retain)
+{
+    mqe2e_msg_meta meta = {props, n, retain};
+    mqe2e_receipt r;
+    uint8_t out[2048];
+    size_t out_len = 99;
+    int rc = mqe2e_unprotect_begin_meta(pe->pr, "a/b", &meta, m->buf, m->len, T0, out,
+                                        sizeof out, &out_len, &r);
+    if (rc != MQE2E_OK) {
+        cr_assert_eq(out_len, 0U);
+        return rc;
+    }
+    /* Not committed: the same envelope can be tried again with other properties. */
+    return rc;
+}
+
+static uint64_t dropped(peer *pe, mqe2e_drop_reason r)
+{
+    mqe2e_counters c;
+    mqe2e_protector_counters(pe->pr, &c);
+    return c.dropped[r];
+}
+
+Test(protect_bind, rule_text_and_refusals)
+{
+    mqe2e_policy *p;
+    cr_assert_eq(mqe2e_policy_new(&p), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(p, BIND_RULE), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(p, "s/#=signed-group:g1;bind=retain"), MQE2E_OK);
+    /* Brokers change these: refused with their own code. */
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind=message-expiry"), MQE2E_ERR_POLICY);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind=retain,topic-alias"),
+                 MQE2E_ERR_POLICY);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind=subscription-id"), MQE2E_ERR_POLICY);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind=colour"), MQE2E_ERR_DECODE);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind="), MQE2E_ERR_DECODE);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=group:g1;bind=retain,,content-type"),
+                 MQE2E_ERR_DECODE);
+    /* Channel mode and plaintext bind nothing. */
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=channel:peer;bind=retain"), MQE2E_ERR_POLICY);
+    cr_assert_eq(mqe2e_policy_add_text(p, "x/#=plaintext;bind=retain"), MQE2E_ERR_POLICY);
+    cr_assert_eq(mqe2e_policy_count(p), 2U, "nothing refused was added");
+    /* Rules valid before keep their meaning: ";bind" inside a filter. */
+    cr_assert_eq(mqe2e_policy_add_text(p, "y;bind=plaintext"), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_bind_last(p, "retain"), MQE2E_ERR_POLICY, "a plaintext rule");
+    cr_assert_eq(mqe2e_policy_add_text(p, "z=group:g;bind"), MQE2E_OK);
+    mqe2e_policy_kind kind;
+    const char *target;
+    cr_assert_eq(mqe2e_policy_lookup(p, "y;bind", &kind, &target), MQE2E_OK);
+    cr_assert_eq(kind, MQE2E_POLICY_PLAINTEXT);
+    cr_assert_eq(mqe2e_policy_lookup(p, "z", &kind, &target), MQE2E_OK);
+    cr_assert_str_eq(target, "g;bind");
+    /* The call form. */
+    cr_assert_eq(mqe2e_policy_add(p, "w/#", MQE2E_POLICY_GROUP, "g1"), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_bind_last(p, "user:a,user:a,retain"), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_bind_last(p, "topic-alias"), MQE2E_ERR_POLICY);
+    mqe2e_policy_free(p);
+}
+
+/* The suffix of section 2.5.1, byte for byte (the spec's example). */
+Test(protect_bind, ad_suffix_bytes)
+{
+    mqe2e__bind *b;
+    const char list[] = "retain,user:site,content-type";
+    cr_assert_eq(mqe2e__bind_parse(list, strlen(list), &b), MQE2E_OK);
+    const mqe2e_msg_property props[] = {PROP_U("site", "b"), PROP_S(MQE2E_PROP_CONTENT_TYPE, ""),
+                                        PROP_U("site", "c"), PROP_U("other", "x")};
+    mqe2e_msg_meta meta = {props, 4, 1};
+    uint8_t *ad;
+    size_t n;
+    cr_assert_eq(mqe2e__bind_ad(b, &meta, 1, &ad, &n), MQE2E_OK);
+    static const uint8_t want[] = {
+        0xB1, 0, 0, 0, 32,                     /* tag, u32be len(P) */
+        0x03, 0, 0, 0, 1, 0, 0,                /* content type: one empty value */
+        0x26, 0, 4, 's', 'i', 't', 'e', 0, 0, 0, 2, /* user "site": two values */
+        0, 1, 'b', 0, 1, 'c',
+        0xFF, 0, 0, 0, 1, 0, 1, 1};            /* retain = 1 */
+    cr_assert_eq(n, sizeof want);
+    cr_assert_eq(memcmp(ad, want, n), 0);
+    free(ad);
+    /* Absent, empty and repeated are three different suffixes. */
+    uint8_t *a0, *a1, *a2;
+    size_t n0, n1, n2;
+    mqe2e_msg_meta none = {NULL, 0, 0};
+    const mqe2e_msg_property one[] = {PROP_U("site", "")};
+    const mqe2e_msg_property two[] = {PROP_U("site", ""), PROP_U("site", "")};
+    mqe2e_msg_meta m1 = {one, 1, 0}, m2 = {two, 2, 0};
+    cr_assert_eq(mqe2e__bind_ad(b, &none, 0, &a0, &n0), MQE2E_OK);
+    cr_assert_eq(mqe2e__bind_ad(b, &m1, 0, &a1, &n1), MQE2E_OK);
+    cr_assert_eq(mqe2e__bind_ad(b, &m2, 0, &a2, &n2), MQE2E_OK);
+    cr_assert(n0 < n1 && n1 < n2);
+    free(a0);
+    free(a1);
+    free(a2);
+    mqe2e__bind_free(b);
+}
+
+Test(protect_bind, each_bound_property_changed_removed_added_duplicated_is_auth)
+{
+    peer a, b;
+    bpeer_init(&a, "alice", 0x111, BIND_RULE);
+    bpeer_init(&b, "bob", 0x222, BIND_RULE);
+    msg m;
+    seal_meta(&a, "on", SENT, NSENT, 0, &m);
+    cr_assert_eq(open_meta(&b, &m, SENT, NSENT, 0), MQE2E_OK, "as sent");
+    uint64_t expect_auth = 0;
+    /* Each bound property (indices 0..4): changed, removed, duplicated. */
+    for (size_t k = 0; k < 5; k++) {
+        mqe2e_msg_property got[NSENT + 1];
+        uint8_t changed[64];
+        memcpy(got, SENT, sizeof SENT);
+        cr_assert_leq(SENT[k].value_len, sizeof changed - 1U);
+        memcpy(changed, SENT[k].value, SENT[k].value_len);
+        changed[0] ^= 0x01;
+        got[k].value = changed;
+        cr_assert_eq(open_meta(&b, &m, got, NSENT, 0), MQE2E_ERR_AUTH, "changed %zu", k);
+        memcpy(got, SENT, sizeof SENT);
+        memmove(&got[k], &got[k + 1], (NSENT - k - 1U) * sizeof got[0]);
+        cr_assert_eq(open_meta(&b, &m, got, NSENT - 1U, 0), MQE2E_ERR_AUTH, "removed %zu", k);
+        memcpy(got, SENT, sizeof SENT);
+        got[NSENT] = SENT[k];
+        cr_assert_eq(open_meta(&b, &m, got, NSENT + 1U, 0), MQE2E_ERR_AUTH, "duplicated %zu", k);
+        expect_auth += 3;
+    }
+    /* Added: a message sent without a bound property that arrives with one. */
+    msg bare;
+    seal_meta(&a, "bare", NULL, 0, 0, &bare);
+    const mqe2e_msg_property added[] = {PROP_S(MQE2E_PROP_RESPONSE_TOPIC, "evil/reply")};
+    cr_assert_eq(open_meta(&b, &bare, added, 1, 0), MQE2E_ERR_AUTH, "added");
+    const mqe2e_msg_property added_user[] = {PROP_U("site", "x")};
+    cr_assert_eq(open_meta(&b, &bare, added_user, 1, 0), MQE2E_ERR_AUTH, "added user");
+    expect_auth += 2;
+    /* Unbound properties may change: the broker's expiry, another user name. */
+    mqe2e_msg_property got[NSENT];
+    memcpy(got, SENT, sizeof SENT);
+    got[5].value = (const uint8_t *)"t-2";
+    got[6].value = (const uint8_t *)"\x00\x00\x00\x01";
+    cr_assert_eq(open_meta(&b, &m, got, NSENT - 1U, 0), MQE2E_OK, "unbound changed or removed");
+    /* The order of different properties does not matter, the order of one
+     * name's values does. */
+    const mqe2e_msg_property two[] = {PROP_U("site", "1"), PROP_U("site", "2")};
+    const mqe2e_msg_property swapped[] = {PROP_U("site", "2"), PROP_U("site", "1")};
+    msg m2;
+    seal_meta(&a, "two", two, 2, 0, &m2);
+    cr_assert_eq(open_meta(&b, &m2, swapped, 2, 0), MQE2E_ERR_AUTH);
+    expect_auth++;
+    mqe2e_msg_property rev[NSENT];
+    for (size_t i = 0; i < NSENT; i++) rev[i] = SENT[NSENT - 1U - i];
+    cr_assert_eq(open_meta(&b, &m, rev, NSENT, 0), MQE2E_OK, "other properties reordered");
+    cr_assert_eq(dropped(&b, MQE2E_DROP_AUTH), expect_auth);
+    peer_free(&a);
+    peer_free(&b);
+}
+
+Test(protect_bind, retain_zero_to_one_refused_one_to_zero_accepted)
+{
+    peer a, b;
+    bpeer_init(&a, "alice", 0x111, "a/#=group:g1;bind=retain");
+    bpeer_init(&b, "bob", 0x222, "a/#=group:g1;bind=retain");
+    msg live, kept;
+    seal_meta(&a, "live", NULL, 0, 0, &live);
+    seal_meta(&a, "kept", NULL, 0, 1, &kept);
+    /* A live message replayed by the broker as retained ('current state'). */
+    cr_assert_eq(open_meta(&b, &live, NULL, 0, 1), MQE2E_ERR_AUTH);
+    cr_assert_eq(dropped(&b, MQE2E_DROP_AUTH), 1U);
+    /* A retained publish delivered live (flag cleared) or from the store. */
+    cr_assert_eq(open_meta(&b, &kept, NULL, 0, 0), MQE2E_OK);
+    cr_assert_eq(open_meta(&b, &kept, NULL, 0, 1), MQE2E_OK);
+    cr_assert_eq(open_meta(&b, &live, NULL, 0, 0), MQE2E_OK);
+    /* A forgery received with retain 0 costs two opens, still one drop. */
+    live.buf[live.len - 1] ^= 0x80;
+    cr_assert_eq(open_meta(&b, &live, NULL, 0, 0), MQE2E_ERR_AUTH);
+    cr_assert_eq(dropped(&b, MQE2E_DROP_AUTH), 2U);
+    peer_free(&a);
+    peer_free(&b);
+}
+
+Test(protect_bind, bound_and_unbound_rules_disagree_is_auth_unbound_unchanged)
+{
+    peer a, b, c;
+    bpeer_init(&a, "alice", 0x111, "a/#=group:g1;bind=content-type");
+    bpeer_init(&b, "bob", 0x222, NULL);
+    bpeer_init(&c, "carol", 0x333, NULL);
+    msg m;
+    /* A sender that binds (even nothing present) is not read by one that does not. */
+    seal_meta(&a, "x", NULL, 0, 0, &m);
+    cr_assert_eq(open_meta(&b, &m, NULL, 0, 0), MQE2E_ERR_AUTH);
+    /* Without bind, properties and retain are ignored, as before. */
+    seal(&b, "a/b", "plain", &m);
+    cr_assert_eq(open_meta(&c, &m, SENT, NSENT, 1), MQE2E_OK);
+    mqe2e_msg_meta meta = {SENT, NSENT, 1};
+    msg m2;
+    cr_assert_eq(mqe2e_protect_meta(b.pr, "a/b", &meta, (const uint8_t *)"p", 1, T0, m2.buf,
+                                    sizeof m2.buf, &m2.len),
+                 MQE2E_OK);
+    cr_assert_eq(deliver(&c, "a/b", &m2), MQE2E_OK, "old call reads it");
+    peer_free(&a);
+    peer_free(&b);
+    peer_free(&c);
+}
+
+Test(protect_bind, oversized_bound_value_refused_before_a_sequence_number)
+{
+    peer a;
+    bpeer_init(&a, "alice", 0x111, "a/#=group:g1;bind=content-type");
+    static uint8_t big[MQE2E_PROP_MAX_BYTES + 1U];
+    const mqe2e_msg_property p[] = {{MQE2E_PROP_CONTENT_TYPE, NULL, 0, big, sizeof big}};
+    mqe2e_msg_meta meta = {p, 1, 0};
+    msg m;
+    cr_assert_eq(mqe2e_protect_meta(a.pr, "a/b", &meta, (const uint8_t *)"p", 1, T0, m.buf,
+                                    sizeof m.buf, &m.len),
+                 MQE2E_ERR_INVALID_ARG);
+    mqe2e_counters c;
+    mqe2e_protector_counters(a.pr, &c);
+    cr_assert_eq(c.sealed, 0U);
+    peer_free(&a);
+}
+
 /* Issue 11: a revoked device's sender ids are dropped as `revoked` in every
  * epoch (old, current, even one it could not have had) as soon as the
  * receiver holds a list retiring them; other senders, and the same id in

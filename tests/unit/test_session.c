@@ -1048,3 +1048,162 @@ Test(session_control, nearer_epoch_evicts_a_further_one_from_a_full_topic)
     }
     cr_assert_eq(delivered, 1);
 }
+
+/* ------------------------------------------------------------------ */
+/* Bound MQTT v5 properties (PROTOCOL.md 2.5.1) through the session      */
+
+#define BIND_RULE "a/#=group:g1;bind=content-type,user:site,retain"
+
+static const mqe2e_msg_property BOUND_PROPS[] = {
+    {MQE2E_PROP_CONTENT_TYPE, NULL, 0, (const uint8_t *)"text/plain", 10},
+    {MQE2E_PROP_USER, (const uint8_t *)"site", 4, (const uint8_t *)"berlin", 6},
+    {MQE2E_PROP_USER, (const uint8_t *)"trace", 5, (const uint8_t *)"t-1", 3},
+};
+static const mqe2e_msg_property CHANGED_PROPS[] = {
+    {MQE2E_PROP_CONTENT_TYPE, NULL, 0, (const uint8_t *)"text/html", 9},
+    {MQE2E_PROP_USER, (const uint8_t *)"site", 4, (const uint8_t *)"berlin", 6},
+};
+
+/* The receiving session and the sending protector both bind BIND_RULE. */
+static mqe2e_policy *bind_pol_a, *bind_pol_b;
+static mqe2e_protector *bind_pr_b;
+
+static void bind_setup(void)
+{
+    mqe2e_session_free(sess);
+    cr_assert_eq(mqe2e_policy_new(&bind_pol_a), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(bind_pol_a, BIND_RULE), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, bind_pol_a, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&bind_pol_b), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(bind_pol_b, BIND_RULE), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&bind_pr_b, ks_b, bind_pol_b, NULL), MQE2E_OK);
+}
+
+static void bind_teardown(void)
+{
+    mqe2e_session_free(sess);
+    sess = NULL;
+    mqe2e_protector_free(bind_pr_b);
+    mqe2e_policy_free(bind_pol_a);
+    mqe2e_policy_free(bind_pol_b);
+}
+
+static void bind_seal(const char *text, int retain, msg *m)
+{
+    mqe2e_msg_meta meta = {BOUND_PROPS, 3, retain};
+    cr_assert_eq(mqe2e_protect_meta(bind_pr_b, "a/x", &meta, (const uint8_t *)text, strlen(text),
+                                    T0, m->buf, sizeof m->buf, &m->len),
+                 MQE2E_OK);
+}
+
+static void bind_receive(const msg *m, int retain, const mqe2e_msg_property *props, size_t n,
+                         mqe2e_session_time t)
+{
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m->buf, m->len, 1, retain,
+                                                      0, 0, props, n, t),
+                 MQE2E_OK);
+}
+
+Test(session_control, bound_properties_checked_live_and_after_hold_and_delivered_with_it)
+{
+    msg m, bad, p;
+    mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
+
+    bind_setup();
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert_eq(drain_no_deliver(), 3);
+    /* Live: as sent is delivered; changed, removed or made retained is auth. */
+    bind_seal("live", 0, &m);
+    bind_receive(&m, 0, CHANGED_PROPS, 2, at(T0, 110));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    bind_receive(&m, 0, NULL, 0, at(T0, 111));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    bind_receive(&m, 1, BOUND_PROPS, 3, at(T0, 112));
+    cr_assert_eq(expect(MQE2E_SESSION_DROP).code, MQE2E_ERR_AUTH);
+    cr_assert_eq(drops(MQE2E_DROP_AUTH), 3);
+    bind_receive(&m, 0, BOUND_PROPS, 3, at(T0, 113));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.current, 1);
+    cr_assert_eq(a.props, NULL, "a current message's properties are the transport's");
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+
+    /* Held for an unknown epoch: one as sent, one with a changed property. */
+    rotate_b(2, SECRET_2);
+    mqe2e_protector_invalidate(bind_pr_b, "g1");
+    bind_seal("held", 1, &m);
+    bind_seal("held, tampered", 0, &bad);
+    bind_receive(&m, 0, BOUND_PROPS, 3, at(T0, 200)); /* retained, delivered live */
+    bind_receive(&bad, 0, CHANGED_PROPS, 2, at(T0, 201));
+    expect_none();
+    cr_assert_eq(ctl_counters().held, 2);
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1200));
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.current, 0);
+    cr_assert_eq(memcmp(a.data, "held", a.len), 0);
+    /* Delivered with the properties it arrived with, in their order. */
+    cr_assert_eq(a.nprops, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(a.props[i].id, BOUND_PROPS[i].id);
+        cr_assert_eq(a.props[i].name_len, BOUND_PROPS[i].name_len);
+        cr_assert_eq(a.props[i].value_len, BOUND_PROPS[i].value_len);
+        cr_assert_eq(memcmp(a.props[i].value, BOUND_PROPS[i].value, a.props[i].value_len), 0);
+        if (a.props[i].name_len > 0)
+            cr_assert_eq(memcmp(a.props[i].name, BOUND_PROPS[i].name, a.props[i].name_len), 0);
+    }
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+    a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_AUTH, "the tampered one fails when released");
+    cr_assert_eq(a.current, 0);
+    expect_none();
+    cr_assert_eq(drops(MQE2E_DROP_AUTH), 4);
+    bind_teardown();
+}
+
+Test(session_control, held_message_on_an_unbound_topic_keeps_its_properties)
+{
+    msg m, p;
+    mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert_eq(drain_no_deliver(), 3);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "held", &m);
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                                      BOUND_PROPS, 3, at(T0, 200)),
+                 MQE2E_OK);
+    expect_none();
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1200));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.nprops, 3);
+    cr_assert_eq(memcmp(a.props[1].name, "site", 4), 0);
+    cr_assert_eq(memcmp(a.props[1].value, "berlin", 6), 0);
+}
+
+/* The properties of a held message count towards the hold bounds: one
+ * message cannot fill the queue through a huge user property. */
+Test(session_control, held_properties_count_towards_the_hold_quota)
+{
+    msg m;
+    static uint8_t big[200U * 1024U]; /* over an eighth of the default 1 MiB */
+    const mqe2e_msg_property huge[] = {
+        {MQE2E_PROP_USER, (const uint8_t *)"pad", 3, big, sizeof big}};
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert_eq(drain_no_deliver(), 3);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "held?", &m);
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                                      huge, 1, at(T0, 200)),
+                 MQE2E_OK);
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(ctl_counters().held, 0);
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    /* The same message with small properties is held. */
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                                      BOUND_PROPS, 3, at(T0, 201)),
+                 MQE2E_OK);
+    cr_assert_eq(ctl_counters().held, 1);
+}

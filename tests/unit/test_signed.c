@@ -1136,3 +1136,36 @@ Test(signed_protect, group_not_held_is_no_key)
                  MQE2E_ERR_NO_KEY);
     members_free(m, 2);
 }
+
+/* Bound properties in signed mode: the signature covers the AD, so a changed
+ * bound property fails the signature before any decryption (PROTOCOL.md 2.5.1). */
+static int receive_meta(member *m, const wire *w, const char *ct, int retain)
+{
+    const mqe2e_msg_property p[] = {
+        {MQE2E_PROP_CONTENT_TYPE, NULL, 0, (const uint8_t *)ct, ct != NULL ? strlen(ct) : 0U}};
+    mqe2e_msg_meta meta = {p, ct != NULL ? 1U : 0U, retain};
+    mqe2e_receipt r;
+    uint8_t out[1024];
+    size_t out_len;
+    return mqe2e_unprotect_begin_meta(m->pr, TOPIC, &meta, w->buf, w->len, T0, out, sizeof out,
+                                      &out_len, &r);
+}
+
+Test(signed_protect, bound_properties_and_retain)
+{
+    member m[2];
+    members_init(m, 2, NAMES, SENDERS, IN_DIR, 1, "a/#=signed-group:g1;bind=content-type,retain");
+    const mqe2e_msg_property p[] = {
+        {MQE2E_PROP_CONTENT_TYPE, NULL, 0, (const uint8_t *)"text/plain", 10}};
+    mqe2e_msg_meta meta = {p, 1, 0};
+    wire w;
+    cr_assert_eq(mqe2e_protect_meta(m[0].pr, TOPIC, &meta, (const uint8_t *)"x", 1, T0, w.buf,
+                                    sizeof w.buf, &w.len),
+                 MQE2E_OK);
+    cr_assert_eq(receive_meta(&m[1], &w, "text/html", 0), MQE2E_ERR_AUTH, "changed");
+    cr_assert_eq(receive_meta(&m[1], &w, NULL, 0), MQE2E_ERR_AUTH, "removed");
+    cr_assert_eq(receive_meta(&m[1], &w, "text/plain", 1), MQE2E_ERR_AUTH, "made retained");
+    cr_assert_eq(drops(&m[1], MQE2E_DROP_AUTH), 3U);
+    cr_assert_eq(receive_meta(&m[1], &w, "text/plain", 0), MQE2E_OK);
+    members_free(m, 2);
+}

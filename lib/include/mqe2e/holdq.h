@@ -39,6 +39,8 @@ typedef struct mqe2e_held {
     size_t len;          /**< its length */
     uint32_t tag;        /**< caller's flags (e.g. QoS, retained), kept as given */
     uint64_t arrived_at; /**< seconds, when it was first held */
+    uint8_t *meta;       /**< caller's bytes kept with it (mqe2e_holdq_push_meta()), or NULL */
+    size_t meta_len;     /**< their length */
 } mqe2e_held;
 
 /**
@@ -87,6 +89,25 @@ MQE2E_API int mqe2e_holdq_push(mqe2e_holdq *q, const char *topic, const uint8_t 
 MQE2E_API int mqe2e_holdq_push_ranked(mqe2e_holdq *q, const char *topic, const uint8_t *data,
                                       size_t len, uint32_t tag, uint64_t arrived_at,
                                       uint32_t rank);
+
+/**
+ * @brief As mqe2e_holdq_push_ranked(), keeping a copy of @p meta (the device
+ *        session's serialised MQTT v5 properties of the message) with it,
+ *        returned in mqe2e_held::meta. Its bytes count towards the limits.
+ * @param q     the queue.
+ * @param topic NUL-terminated topic name; copied.
+ * @param data  the envelope; copied.
+ * @param len   length of @p data.
+ * @param meta  caller's bytes (no secret); copied; NULL when @p meta_len is 0.
+ * @param meta_len length of @p meta.
+ * @param tag   caller's flags, returned unchanged in mqe2e_held::tag.
+ * @param arrived_at when it first arrived.
+ * @param rank  caller's rank; higher is evicted first.
+ * @return as mqe2e_holdq_push().
+ */
+MQE2E_API int mqe2e_holdq_push_meta(mqe2e_holdq *q, const char *topic, const uint8_t *data,
+                                    size_t len, const uint8_t *meta, size_t meta_len,
+                                    uint32_t tag, uint64_t arrived_at, uint32_t rank);
 
 /**
  * @brief Remove the held message of the highest rank above @p above (the

@@ -11,6 +11,7 @@
 #include "mqe2e/hkdf.h"
 #include "mqe2e/holdq.h"
 #include "mqe2e/keystore.h"
+#include "mqe2e/msgmeta.h"
 #include "mqe2e/noise.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/policy.h"

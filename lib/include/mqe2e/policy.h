@@ -69,10 +69,33 @@ MQE2E_API int mqe2e_policy_add_flags(mqe2e_policy *p, const char *filter, mqe2e_
 /**
  * @brief Parse and append one rule written as text: `FILTER=group:NAME`,
  *        `FILTER=signed-group:NAME` (a group rule with ::MQE2E_POLICY_FLAG_SIGNED),
- *        `FILTER=channel:PEER` or `FILTER=plaintext`.
- * @return as mqe2e_policy_add(), ::MQE2E_ERR_DECODE for bad syntax.
+ *        `FILTER=channel:PEER` or `FILTER=plaintext`; a group rule may end in
+ *        `;bind=LIST` (see mqe2e_policy_bind_last()).
+ * @return as mqe2e_policy_add(), ::MQE2E_ERR_DECODE for bad syntax,
+ *         ::MQE2E_ERR_POLICY for a bind list on a non-group rule or naming a
+ *         property brokers change.
  */
 MQE2E_API int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule);
+
+/**
+ * @brief Bind MQTT v5 properties and the retain flag into the associated
+ *        data of the last rule's envelopes (docs/PROTOCOL.md section 2.5.1).
+ * Sender and receivers must bind the same list for the topic: a message whose
+ * bound properties or retain flag differ from what was sealed fails
+ * authentication (::MQE2E_ERR_AUTH). Only group rules (signed or not) bind;
+ * channel mode does not.
+ * @param p    the policy; its last rule gets the list (replacing any).
+ * @param list comma-separated items, copied: `payload-format`,
+ *             `content-type`, `response-topic`, `correlation-data`,
+ *             `user:NAME` (user properties of that name; NAME taken
+ *             verbatim, no comma) and `retain`.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_INVALID_ARG (no rule yet, NULL);
+ *         ::MQE2E_ERR_DECODE (empty list or item, unknown item);
+ *         ::MQE2E_ERR_POLICY (`message-expiry`, `topic-alias` or
+ *         `subscription-id`, which brokers change; or the last rule is not a
+ *         group rule); ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_policy_bind_last(mqe2e_policy *p, const char *list);
 
 /**
  * @brief Find the rule for a topic name.

@@ -17,6 +17,7 @@
 #include "mqe2e/envelope.h"
 #include "mqe2e/export.h"
 #include "mqe2e/keystore.h"
+#include "mqe2e/msgmeta.h"
 #include "mqe2e/policy.h"
 
 #ifdef __cplusplus
@@ -136,6 +137,31 @@ MQE2E_API int mqe2e_protect(mqe2e_protector *p, const char *topic, const uint8_t
                             size_t pt_len, uint64_t now, uint8_t *out, size_t out_cap,
                             size_t *out_len);
 
+/**
+ * @brief mqe2e_protect() for a message with MQTT v5 properties and a retain
+ *        flag: when the topic's rule binds any (mqe2e_policy_bind_last()),
+ *        they enter the associated data (docs/PROTOCOL.md section 2.5.1), so
+ *        a receiver binding the same list refuses the message if a bound
+ *        property or the retain flag was changed, added or removed on the way.
+ * @param p       the protector.
+ * @param topic   NUL-terminated topic name the payload is published on.
+ * @param meta    the properties and retain flag the message will be published
+ *                with (borrowed; NULL: none, retain 0). Ignored on topics whose
+ *                rule binds nothing, which behave exactly as mqe2e_protect().
+ * @param pt      plaintext payload; only read.
+ * @param pt_len  length of @p pt.
+ * @param now     caller's clock, seconds.
+ * @param out     caller buffer of at least mqe2e_protect_bound(pt_len) bytes.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the protected payload length.
+ * @return as mqe2e_protect(); also
+ * ::MQE2E_ERR_INVALID_ARG for a bound property longer than
+ * ::MQE2E_PROP_MAX_BYTES (no sequence number is used then).
+ */
+MQE2E_API int mqe2e_protect_meta(mqe2e_protector *p, const char *topic,
+                                 const mqe2e_msg_meta *meta, const uint8_t *pt, size_t pt_len,
+                                 uint64_t now, uint8_t *out, size_t out_cap, size_t *out_len);
+
 /** A pending replay-window update returned by mqe2e_unprotect_begin(). */
 typedef struct mqe2e_receipt {
     uint32_t active;    /**< 1 if commit has something to do */
@@ -173,6 +199,33 @@ typedef struct mqe2e_receipt {
 MQE2E_API int mqe2e_unprotect_begin(mqe2e_protector *p, const char *topic, const uint8_t *in,
                                     size_t in_len, uint64_t now, uint8_t *out, size_t out_cap,
                                     size_t *out_len, mqe2e_receipt *receipt);
+
+/**
+ * @brief mqe2e_unprotect_begin() for a message that arrived with MQTT v5
+ *        properties and a retain flag. On a topic whose rule binds them
+ *        (mqe2e_policy_bind_last()) the associated data is rebuilt from
+ *        @p meta as received: a changed, added or removed bound property is
+ *        ::MQE2E_ERR_AUTH, like any other tampering (the AEAD cannot tell
+ *        which). With `retain` bound, a message received with retain 1 is
+ *        checked with 1 only; one received with retain 0 with 0, then with 1
+ *        (brokers clear the flag on live delivery), so such a failure costs
+ *        two AEAD opens (signed mode: two signature checks).
+ * @param p       the protector.
+ * @param topic   NUL-terminated topic name the payload arrived on.
+ * @param meta    as received (borrowed; NULL: no properties, retain 0).
+ * @param in      the received payload (untrusted).
+ * @param in_len  length of @p in.
+ * @param now     caller's clock, seconds.
+ * @param out     caller buffer; in_len bytes always suffice; wiped on failure.
+ * @param out_cap size of @p out in bytes.
+ * @param out_len receives the plaintext length.
+ * @param receipt out: the pending replay-window update for mqe2e_unprotect_commit().
+ * @return as mqe2e_unprotect_begin().
+ */
+MQE2E_API int mqe2e_unprotect_begin_meta(mqe2e_protector *p, const char *topic,
+                                         const mqe2e_msg_meta *meta, const uint8_t *in,
+                                         size_t in_len, uint64_t now, uint8_t *out,
+                                         size_t out_cap, size_t *out_len, mqe2e_receipt *receipt);
 
 /**
  * @brief Record an accepted message in its replay window.

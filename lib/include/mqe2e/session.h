@@ -126,6 +126,12 @@ typedef struct mqe2e_session_action {
     int current;
     int code;             /**< DROP: the ::mqe2e_error reason */
     mqe2e_receipt receipt; /**< DELIVER: the replay-window update for mqe2e_session_commit() */
+    /** DELIVER with @p current 0 (a released held message): the MQTT v5
+     * properties it arrived with, in their order (the session's, valid as
+     * the other pointers); NULL for current messages, whose properties are
+     * the transport's message's. */
+    const mqe2e_msg_property *props;
+    size_t nprops; /**< number of @p props */
 } mqe2e_session_action;
 
 /** mqe2e_session_message_received() flag: never hold (the caller cannot take
@@ -219,6 +225,33 @@ MQE2E_API int mqe2e_session_message_received(mqe2e_session *s, const char *topic
                                              mqe2e_session_time now);
 
 /**
+ * @brief mqe2e_session_message_received() for a message with MQTT v5
+ *        properties. On a topic whose rule binds properties or the retain
+ *        flag (docs/PROTOCOL.md 2.5.1) they are checked with the envelope; a
+ *        message held for an unknown epoch keeps a copy of them, checked when
+ *        released and handed out in its DELIVER action (props, nprops).
+ * @param s       the session.
+ * @param topic   NUL-terminated topic name (borrowed for the call).
+ * @param topic_len as mqe2e_session_message_received().
+ * @param payload received bytes (untrusted; borrowed; NULL when len is 0).
+ * @param len     length of @p payload.
+ * @param qos     QoS it arrived with (0..2).
+ * @param retained the retain flag it arrived with.
+ * @param dup     whether the transport flagged it as a duplicate.
+ * @param flags   0 or ::MQE2E_SESSION_NO_HOLD.
+ * @param props   its properties in packet order (borrowed for the call; NULL when @p nprops is 0).
+ * @param nprops  number of @p props.
+ * @param now     the caller's clocks.
+ * @return as mqe2e_session_message_received().
+ */
+MQE2E_API int mqe2e_session_message_received_props(mqe2e_session *s, const char *topic,
+                                                   size_t topic_len, const uint8_t *payload,
+                                                   size_t len, int qos, int retained, int dup,
+                                                   unsigned flags,
+                                                   const mqe2e_msg_property *props,
+                                                   size_t nprops, mqe2e_session_time now);
+
+/**
  * @brief Record a delivered message the application accepted (replay window).
  * @param s       the session.
  * @param receipt the receipt of its DELIVER action (copied out by the caller;
@@ -259,6 +292,33 @@ MQE2E_API size_t mqe2e_session_publish_bound(size_t pt_len);
 MQE2E_API int mqe2e_session_publish(mqe2e_session *s, const char *topic, const uint8_t *pt,
                                     size_t pt_len, int qos, int retained, mqe2e_session_time now,
                                     uint8_t *out, size_t out_cap, size_t *out_len);
+
+/**
+ * @brief mqe2e_session_publish() for a message that will be published with
+ *        MQTT v5 properties: on a topic whose rule binds them (and the retain
+ *        flag @p retained), they are sealed into the associated data
+ *        (docs/PROTOCOL.md 2.5.1). The caller publishes exactly these
+ *        properties and flag. Channel topics bind nothing.
+ * @param s       the session.
+ * @param topic   NUL-terminated topic name.
+ * @param pt      plaintext (borrowed; never kept unless queued).
+ * @param pt_len  its length.
+ * @param qos     QoS to publish with.
+ * @param retained the retain flag it will be published with.
+ * @param props   its properties (borrowed for the call; NULL when @p nprops is 0).
+ * @param nprops  number of @p props.
+ * @param now     the caller's clocks.
+ * @param out     caller buffer of mqe2e_session_publish_bound(pt_len) bytes.
+ * @param out_cap size of @p out.
+ * @param out_len receives the envelope length (0 when queued).
+ * @return as mqe2e_session_publish(); ::MQE2E_ERR_INVALID_ARG also for a
+ *         bound property over ::MQE2E_PROP_MAX_BYTES.
+ */
+MQE2E_API int mqe2e_session_publish_props(mqe2e_session *s, const char *topic,
+                                          const uint8_t *pt, size_t pt_len, int qos,
+                                          int retained, const mqe2e_msg_property *props,
+                                          size_t nprops, mqe2e_session_time now, uint8_t *out,
+                                          size_t out_cap, size_t *out_len);
 
 /**
  * @brief Time passed: run the timers (HELLO retries, periodic HELLO,

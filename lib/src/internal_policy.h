@@ -1,0 +1,15 @@
+/* Internal to the core: policy lookup that also returns the rule's bind list. */
+#ifndef MQE2E_INTERNAL_POLICY_H
+#define MQE2E_INTERNAL_POLICY_H
+
+#include "mqe2e/policy.h"
+
+struct mqe2e__bind;
+
+/* mqe2e_policy_lookup_flags() plus the matching rule's bind list (*bind
+ * NULL when it binds nothing; borrowed from the policy). @p bind may be NULL. */
+int mqe2e__policy_lookup_bind(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,
+                              const char **target, unsigned *flags,
+                              const struct mqe2e__bind **bind);
+
+#endif

@@ -151,6 +151,9 @@ int mqe2e_tcp_nodelay_uri(const char *uri)
         rewinddir(scan_dir);
         int self = dirfd(scan_dir);
         struct dirent *e;
+        /* readdir is safe here: scan_dir is used only under scan_lock
+         * (readdir_r is deprecated in glibc). */
+        // cppcheck-suppress readdirCalled
         while ((e = readdir(scan_dir)) != NULL) {
             char *end = NULL;
             long fd = strtol(e->d_name, &end, 10);

@@ -158,6 +158,11 @@ typedef struct mqe2e_control_counters {
      * under an epoch a revoked member still holds. Appended last.
      */
     uint64_t stale_refused;
+    /**
+     * Held QoS >= 1 messages written to the spool next to the keystore
+     * because the hold queue had no room (docs/PROTOCOL.md 9.4). Appended last.
+     */
+    uint64_t spooled;
 } mqe2e_control_counters;
 
 /**

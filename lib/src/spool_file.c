@@ -134,7 +134,9 @@ static int file_put(void *vctx, const mqe2e_held *e, uint64_t *id)
         return MQE2E_ERR_TOO_LARGE;
     size_t body = SPOOL_HDR + tlen + e->meta_len + e->len;
     size_t cost = body + SPOOL_SUM;
-    if (s->n >= s->max_count || cost > s->max_bytes - s->bytes) return MQE2E_ERR_EXHAUSTED;
+    /* (A reopened spool may hold more than a smaller quota allows.) */
+    if (s->n >= s->max_count || s->bytes > s->max_bytes || cost > s->max_bytes - s->bytes)
+        return MQE2E_ERR_EXHAUSTED;
     uint8_t *buf = malloc(cost);
     if (buf == NULL) return MQE2E_ERR_NOMEM;
     memcpy(buf, SPOOL_MAGIC, 4);

@@ -103,6 +103,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
+static int file_open_dir(file_spool *s, int create);
+
 static int ent_add(file_spool *s, uint64_t id, size_t cost)
 {
     if (s->n == s->cap) {
@@ -134,6 +136,10 @@ static int file_put(void *vctx, const mqe2e_held *e, uint64_t *id)
         return MQE2E_ERR_TOO_LARGE;
     size_t body = SPOOL_HDR + tlen + e->meta_len + e->len;
     size_t cost = body + SPOOL_SUM;
+    if (s->dir_fd < 0) {
+        int orc = file_open_dir(s, 1);
+        if (orc != MQE2E_OK) return orc == MQE2E_ERR_NOT_FOUND ? MQE2E_ERR_IO : orc;
+    }
     /* (A reopened spool may hold more than a smaller quota allows.) */
     if (s->n >= s->max_count || s->bytes > s->max_bytes || cost > s->max_bytes - s->bytes)
         return MQE2E_ERR_EXHAUSTED;
@@ -323,27 +329,40 @@ static int file_scan(file_spool *s)
     return rc;
 }
 
-int mqe2e_spool_file(mqe2e_spool *out, const char *dir, size_t max_count, size_t max_bytes)
+/* Open (with @p create: make) the directory; it must be ours; mode 0700.
+ * ENOENT without create: MQE2E_ERR_NOT_FOUND. */
+static int file_open_dir(file_spool *s, int create)
 {
     struct stat st;
+    if (create && mkdir(s->dir, 0700) != 0 && errno != EEXIST) return MQE2E_ERR_IO;
+    s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (s->dir_fd < 0) return errno == ENOENT ? MQE2E_ERR_NOT_FOUND : MQE2E_ERR_IO;
+    if (fstat(s->dir_fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        fchmod(s->dir_fd, 0700) != 0) {
+        (void)close(s->dir_fd);
+        s->dir_fd = -1;
+        return MQE2E_ERR_IO;
+    }
+    return MQE2E_OK;
+}
+
+int mqe2e_spool_file(mqe2e_spool *out, const char *dir, size_t max_count, size_t max_bytes)
+{
     if (out == NULL || dir == NULL || dir[0] == '\0') return MQE2E_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
     if (mqe2e_init() != MQE2E_OK) return MQE2E_ERR_CRYPTO;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return MQE2E_ERR_IO;
     file_spool *s = calloc(1, sizeof *s);
     if (s == NULL) return MQE2E_ERR_NOMEM;
+    s->dir_fd = -1;
     s->max_count = max_count > 0 ? max_count : MQE2E_SPOOL_DEFAULT_COUNT;
     s->max_bytes = max_bytes > 0 ? max_bytes : MQE2E_SPOOL_DEFAULT_BYTES;
     s->next_id = 1;
     s->dir = strdup(dir);
-    s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    int rc = MQE2E_ERR_IO;
-    if (s->dir == NULL) {
-        rc = MQE2E_ERR_NOMEM;
-    } else if (s->dir_fd >= 0 && fstat(s->dir_fd, &st) == 0 && S_ISDIR(st.st_mode) &&
-               st.st_uid == geteuid() && fchmod(s->dir_fd, 0700) == 0) {
-        rc = file_scan(s);
-    }
+    /* A missing directory is made by the first put (a client that never
+     * spools leaves nothing behind). */
+    int rc = s->dir == NULL ? MQE2E_ERR_NOMEM : file_open_dir(s, 0);
+    if (rc == MQE2E_OK) rc = file_scan(s);
+    if (rc == MQE2E_ERR_NOT_FOUND) rc = MQE2E_OK;
     if (rc != MQE2E_OK) {
         file_destroy(s);
         return rc;

@@ -87,9 +87,9 @@ typedef struct mqe2e_spool {
 MQE2E_API int mqe2e_spool_memory(mqe2e_spool *out, size_t max_count, size_t max_bytes);
 
 /**
- * @brief A spool in directory @p dir: created 0700 if missing (an existing
- *        one must be a directory owned by this user; its mode is set to
- *        0700), one file per entry ("<16 hex digits of the id>.msg", 0600),
+ * @brief A spool in directory @p dir: created 0700 by the first entry if
+ *        missing (an existing one must be a directory owned by this user;
+ *        its mode is set to 0700), one file per entry ("<16 hex digits of the id>.msg", 0600),
  *        each written to a temporary file, fsync'd, renamed into place and
  *        the directory fsync'd; removed once handled. Entries already there
  *        (a process that stopped or crashed) are loaded in id order;

@@ -1300,6 +1300,136 @@ Test(control_plane, held_qos1_messages_survive_a_forged_flood)
     mqe2e_keystore_close(kp);
 }
 
+/* enc_client() whose keystore (opened by open_ks(@p id)) spools held QoS >= 1
+ * messages that find no room next to its file (spoolKeystorePath). */
+static mqe2e_MQTTClient spool_client(const char *mqtt_id, const char *id, mqe2e_keystore *ks,
+                                     inbox *ib)
+{
+    mqe2e_MQTTClient c = NULL;
+    char path[512];
+    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    ks_path(path, sizeof path, id);
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&broker), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    so.keystore = ks;
+    so.spoolKeystorePath = getenv("CP_NO_SPOOL") ? NULL : path;
+    so.onDropped = on_dropped;
+    so.onLog = on_log;
+    so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
+    so.context = ib;
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
+    co.keepAliveInterval = 20;
+    co.cleansession = 1;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
+}
+
+/* A forger publishing, until told to stop, QoS 0 envelopes naming epoch
+ * 2 of "sensors" under a key of its own on sensors/hr, ~1 per ms. */
+typedef struct forger {
+    MQTTClient r;
+    mqe2e_sender_key sk;
+    volatile int stop;
+    volatile uint64_t sent;
+} forger;
+
+static void *forger_run(void *arg)
+{
+    forger *f = arg;
+    uint8_t pt[200], env[512];
+    memset(pt, 'f', sizeof pt);
+    for (uint64_t s = 1; !f->stop; s++) {
+        size_t env_len = 0;
+        mqe2e_envelope_header hs = {MQE2E_MODE_GROUP, 2, 97, s};
+        if (mqe2e_envelope_seal(env, sizeof env, &env_len, &f->sk, "sensors/hr", "sensors", &hs,
+                                pt, sizeof pt) != MQE2E_OK)
+            break;
+        if (MQTTClient_publish(f->r, "sensors/hr", (int)env_len, env, 0, 0, NULL) ==
+            MQTTCLIENT_SUCCESS)
+            f->sent++;
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* Issue 11, item 8, the remaining hole: a forger names exactly the next
+ * real epoch (2, what a genuine rotation looks like) on the genuine topic
+ * and keeps sending more than the topic's quota (32) per HELLO round trip;
+ * the group rotates to epoch 2 behind the receiver's back and the genuine
+ * sender publishes 20 QoS 1 messages. Paho acknowledged each already.
+ * Without the spool (CP_NO_SPOOL=1) the fresh forgeries, as near as the
+ * genuine messages, keep the topic's slots and genuine ones are dropped
+ * (no_key), lost for good. With it, what finds no room goes to the spool
+ * next to the keystore; when a HELLO reply brings epoch 2, every genuine
+ * message is delivered in order and no forgery. */
+Test(control_plane, held_qos1_messages_survive_an_exact_epoch_flood)
+{
+    enroll("dev-x", "sensors", NULL);
+    enroll("pub-x", "sensors", NULL);
+    mqe2e_keystore *kd = open_ks("dev-x"), *kp = open_ks("pub-x");
+    inbox ib, ipub;
+    inbox_init(&ib);
+    inbox_init(&ipub);
+    mqe2e_MQTTClient dev = spool_client("dev-x", "dev-x", kd, &ib);
+    mqe2e_MQTTClient pub = enc_client("pub-x", kp, NULL, &ipub, 1);
+    WAIT_CTL(dev, handshakes_ok, 1);
+    WAIT_CTL(pub, handshakes_ok, 1);
+    cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "sensors/#", 1), MQTTCLIENT_SUCCESS);
+
+    enum { GENUINE = 20 };
+    static forger f;
+    uint8_t secret[32];
+    pthread_t th;
+    memset(&f, 0, sizeof f);
+    randombytes_buf(secret, sizeof secret);
+    cr_assert_eq(mqe2e_sender_key_derive(&f.sk, secret, "sensors", 2, 97), MQE2E_OK);
+    f.r = raw_client("forger-x", NULL);
+    cr_assert_eq(pthread_create(&th, NULL, forger_run, &f), 0);
+    /* The topic's quota is full of forgeries (and stays so). */
+    long deadline = now_ms() + WAIT_MS;
+    while (ctl_counters(dev).held < 64) {
+        cr_assert_lt(now_ms(), deadline, "the forgeries did not reach the receiver");
+        sleep_ms(20);
+    }
+
+    /* Epoch 2, which the receiver learns late (its push is skipped). */
+    ta_rotate(&auth, "sensors", "dev-x");
+    WAIT_CTL(pub, pushes_applied, 1);
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        publish_text(pub, "sensors/hr", text, 1);
+    }
+    int all = wait_count(&ib, GENUINE);
+    f.stop = 1;
+    (void)pthread_join(th, NULL);
+    mqe2e_sender_key_wipe(&f.sk);
+    mqe2e_control_counters k = ctl_counters(dev);
+    fprintf(stderr,
+            "exact-epoch flood of %llu: held %llu, spooled %llu, released %llu, "
+            "hold_dropped %llu, delivered %d\n",
+            (unsigned long long)f.sent, (unsigned long long)k.held,
+            (unsigned long long)k.spooled, (unsigned long long)k.released,
+            (unsigned long long)k.hold_dropped, inbox_count(&ib));
+    cr_assert(all, "held genuine QoS 1 messages were lost: %d of %d delivered", inbox_count(&ib),
+              GENUINE);
+    for (int i = 0; i < GENUINE; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "hr=%d", 60 + i);
+        cr_assert_str_eq(ib.payload[i], text, "in order");
+    }
+    cr_assert_eq(inbox_count(&ib), GENUINE, "a forged message was delivered");
+    raw_close(&f.r);
+    close_client(&pub);
+    close_client(&dev);
+    mqe2e_keystore_close(kd);
+    mqe2e_keystore_close(kp);
+}
+
 Test(control_plane, forged_and_replayed_pushes_refused)
 {
     enroll("dev-p", "sensors", NULL);

@@ -107,8 +107,6 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
     }
     mqe2e_MQTTClient_securityOptions sec = mqe2e_MQTTClient_securityOptions_initializer;
     sec.keystore = s->keystore.ks;
-    /* Held QoS >= 1 messages with no room go to the keystore's spool. */
-    sec.spoolKeystorePath = s->keystore_path;
     mqe2e_protector_options popts = MQE2E_PROTECTOR_OPTIONS_INIT;
     if (c->max_payload > 0) {
         popts.max_payload = c->max_payload;

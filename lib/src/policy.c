@@ -274,36 +274,9 @@ static bool is_action(const char *a)
            strncmp(a, "signed-group:", 13) == 0 || strncmp(a, "channel:", 8) == 0;
 }
 
-static int add_text_bind(mqe2e_policy *p, const char *rule, size_t rule_len, const char *list)
-{
-    mqe2e__bind *b = NULL;
-    int rc = mqe2e__bind_parse(list, strlen(list), &b);
-    char *head;
-
-    if (rc != MQE2E_OK) return rc;
-    head = dup_str(rule, rule_len);
-    if (head == NULL) {
-        mqe2e__bind_free(b);
-        return MQE2E_ERR_NOMEM;
-    }
-    const size_t before = p->count;
-    rc = strchr(head, '=') == NULL ? MQE2E_ERR_DECODE : mqe2e_policy_add_text(p, head);
-    free(head);
-    if (rc == MQE2E_OK && p->count == before + 1U) {
-        rc = attach_bind(&p->rules[p->count - 1U], b);
-        if (rc != MQE2E_OK) {
-            /* Not added half: the rule goes again. */
-            p->count--;
-            free(p->rules[p->count].filter);
-            free(p->rules[p->count].target);
-        }
-        return rc;
-    }
-    mqe2e__bind_free(b);
-    return rc;
-}
-
-int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
+/* Parse `FILTER=ACTION` (NUL-terminated) and append it; @p b (may be NULL)
+ * is taken: attached to the new rule, or freed on any failure. */
+static int add_text_rule(mqe2e_policy *p, const char *rule, mqe2e__bind *b)
 {
     static const char group_prefix[] = "group:";
     static const char channel_prefix[] = "channel:";
@@ -313,26 +286,20 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
     char *filter;
     int rc;
 
-    if (p == NULL || rule == NULL) {
-        return MQE2E_ERR_INVALID_ARG;
-    }
     /* Split at the LAST '=': a topic filter may contain '=', a target may not. */
     eq = strrchr(rule, '=');
     if (eq == NULL || eq == rule) {
+        mqe2e__bind_free(b);
         return MQE2E_ERR_DECODE;
-    }
-    if (!is_action(eq + 1) && (size_t)(eq - rule) > sizeof bind_sep - 1U &&
-        memcmp(eq - (sizeof bind_sep - 1U), bind_sep, sizeof bind_sep - 1U) == 0) {
-        /* FILTER=ACTION;bind=LIST: no valid action starts like a bind item,
-         * so no rule valid without the suffix changes meaning. */
-        return add_text_bind(p, rule, (size_t)(eq - rule) - (sizeof bind_sep - 1U), eq + 1);
     }
     filter_len = (size_t)(eq - rule);
     action = eq + 1;
     filter = dup_str(rule, filter_len);
     if (filter == NULL) {
+        mqe2e__bind_free(b);
         return MQE2E_ERR_NOMEM;
     }
+    const size_t before = p->count;
     if (!mqe2e_topic_filter_valid(filter)) {
         rc = MQE2E_ERR_INVALID_ARG;
     } else if (strcmp(action, "plaintext") == 0) {
@@ -354,7 +321,46 @@ int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
         rc = MQE2E_ERR_DECODE;
     }
     free(filter);
+    if (rc != MQE2E_OK || b == NULL || p->count != before + 1U) {
+        mqe2e__bind_free(b);
+        return rc;
+    }
+    rc = attach_bind(&p->rules[p->count - 1U], b);
+    if (rc != MQE2E_OK) {
+        /* Not added half: the rule goes again. */
+        p->count--;
+        free(p->rules[p->count].filter);
+        free(p->rules[p->count].target);
+    }
     return rc;
+}
+
+int mqe2e_policy_add_text(mqe2e_policy *p, const char *rule)
+{
+    const size_t sep = sizeof bind_sep - 1U;
+    const char *eq;
+
+    if (p == NULL || rule == NULL) {
+        return MQE2E_ERR_INVALID_ARG;
+    }
+    eq = strrchr(rule, '=');
+    if (eq != NULL && !is_action(eq + 1) && (size_t)(eq - rule) > sep &&
+        memcmp(eq - sep, bind_sep, sep) == 0) {
+        /* FILTER=ACTION;bind=LIST: no valid action starts like a bind item,
+         * so no rule valid without the suffix changes meaning. */
+        mqe2e__bind *b = NULL;
+        int rc = mqe2e__bind_parse(eq + 1, strlen(eq + 1), &b);
+        if (rc != MQE2E_OK) return rc;
+        char *head = dup_str(rule, (size_t)(eq - rule) - sep);
+        if (head == NULL) {
+            mqe2e__bind_free(b);
+            return MQE2E_ERR_NOMEM;
+        }
+        rc = add_text_rule(p, head, b);
+        free(head);
+        return rc;
+    }
+    return add_text_rule(p, rule, NULL);
 }
 
 int mqe2e__policy_lookup_bind(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,

@@ -276,7 +276,7 @@ typedef struct mqe2e_counters {
     uint64_t opened;
     uint64_t plaintext_out;
     uint64_t plaintext_in;
-    uint64_t dropped[12];
+    uint64_t dropped[13];
 } mqe2e_counters;
 typedef struct mqe2e_receipt {
     uint32_t active;
@@ -289,6 +289,15 @@ const char *mqe2e_drop_reason_name(int r);
 int mqe2e_drop_reason_of(int code);
 void mqe2e_protector_counters(const mqe2e_protector *p, mqe2e_counters *out);
 int mqe2e_policy_add_keystore_groups(mqe2e_policy *p, const mqe2e_keystore *ks);
+
+/* msgmeta.h */
+typedef struct mqe2e_msg_property {
+    uint8_t id;
+    const uint8_t *name;
+    size_t name_len;
+    const uint8_t *value;
+    size_t value_len;
+} mqe2e_msg_property;
 
 /* session.h */
 typedef struct mqe2e_session mqe2e_session;
@@ -320,6 +329,8 @@ typedef struct mqe2e_session_action {
     int current;
     int code;
     mqe2e_receipt receipt;
+    const mqe2e_msg_property *props;
+    size_t nprops;
 } mqe2e_session_action;
 typedef struct mqe2e_session_counters {
     uint64_t handshakes_ok;
@@ -372,4 +383,5 @@ CHECKED_STRUCTS = (
     "mqe2e_control_update", "mqe2e_enroll_request", "mqe2e_hello_request",
     "mqe2e_protector_options", "mqe2e_counters", "mqe2e_receipt", "mqe2e_session_time",
     "mqe2e_session_options", "mqe2e_session_action", "mqe2e_session_counters",
+    "mqe2e_msg_property",
 )

@@ -204,7 +204,8 @@ class Session:
 
         Raises:
             Mqe2eError: the reason it was refused (``no_policy``, ``expired``
-            when the authority was not heard within the freshness bound, ...).
+            when the authority was not heard within the freshness bound or the
+            revocation list was not renewed within its validity, ...).
             Nothing is ever sent in clear instead.
         """
         cap = int(lib.mqe2e_session_publish_bound(len(payload)))
@@ -231,7 +232,8 @@ class Session:
         return None if t == 2**64 - 1 else t
 
     def fresh(self) -> bool:
-        """Whether the authority was heard within the freshness bound.
+        """Whether the authority was heard within the freshness bound and the
+        revocation list within its validity (docs/PROTOCOL.md 9.3).
 
         Raises:
             PolicyError: the authority refused this client (revoked or unknown).

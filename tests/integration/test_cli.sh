@@ -211,6 +211,30 @@ check "  and the broker sees it as is" wait_for 5 grep -q "^public/hello $(hex h
 run "$cli" pub -K dev.ks -p "$port" -t "$topic" -m x --policy 'bad rule'
 check "bad --policy rule is a usage error" test "$rc" -eq 1
 
+# ---- bound retain flag (PROTOCOL.md 2.5.1) ------------------------------------
+bind_rule='health/bind/#=group:health;bind=retain'
+run "$cli" pub -K dev.ks -p "$port" -t health/bind/x -m x --policy 'health/bind/#=group:health;bind=topic-alias'
+check "binding topic-alias is refused as a usage error" \
+  test "$rc" -eq 1 -a -n "$(one_line_error && grep -l 'cannot be bound' err)"
+# A live (not retained) message, captured and stored as retained by a raw client.
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t health/bind/state -q 1 -m 'door=closed' --policy "$bind_rule"
+check "pub with a bound retain flag" test "$rc" -eq 0
+check "  the broker carried it" wait_for 5 grep -q '^health/bind/state ' raw.txt
+grep -m1 '^health/bind/state ' raw.txt | cut -d' ' -f2 |
+  python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' >state.env
+mosquitto_pub -h 127.0.0.1 -p "$port" -q 1 -r -t health/bind/state -f state.env
+# A genuine retained publish.
+run "$cli" pub -K dev.ks -p "$port" -h 127.0.0.1 -t health/bind/kept -q 1 -r -m 'mode=eco' --policy "$bind_rule"
+check "pub -r with a bound retain flag" test "$rc" -eq 0
+run "$cli" sub -K be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/bind/#' -C 2 -W 3 --policy "$bind_rule"
+check "sub with the rule: the genuine retained message only" test "$(cat out)" = "mode=eco"
+check "  the live message stored as retained is dropped (auth)" \
+  grep -q '^mqe2e: dropped message on health/bind/state: authentication failed' err
+check "  and it is not printed" test -z "$(grep -h 'door=closed' out err)"
+# Clear both retained messages: later subscribers of health/# must not see them.
+mosquitto_pub -h 127.0.0.1 -p "$port" -q 1 -r -n -t health/bind/state
+mosquitto_pub -h 127.0.0.1 -p "$port" -q 1 -r -n -t health/bind/kept
+
 run "$cli" pub -K dev.ks -p 1 -h 127.0.0.1 -t "$topic" -m 'x'
 check "unreachable broker exits 3" test "$rc" -eq 3 -a -n "$(one_line_error && echo y)"
 run "$cli" sub -K be.ks --passphrase-file be.pass -p "$port" -h 127.0.0.1 -t 'health/#' -C 1 -W 1

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "broker.h"
+#include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "testutil.h"
 
@@ -26,19 +27,6 @@
 
 static tb_broker broker;
 static uint8_t secret[MQE2E_GROUP_SECRET_BYTES];
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* What one client saw. */
 typedef struct seen {
@@ -112,14 +100,25 @@ static int get(seen *s, const int *field)
     return v;
 }
 
-static int wait_at_least(seen *s, const int *field, int n)
+/* Poll until @p done holds (or WAIT_MS passed): 1 when it did. */
+static int wait_for(seen *s, int (*done)(seen *, const void *), const void *arg)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (get(s, field) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (!done(s, arg)) {
+        if (tu_now_ms() > deadline) return 0;
+        tu_sleep_ms(10);
     }
     return 1;
+}
+
+static int drops_reached(seen *s, const void *n)
+{
+    return get(s, &s->dropped) >= *(const int *)n;
+}
+
+static int wait_drops(seen *s, int n)
+{
+    return wait_for(s, drops_reached, &n);
 }
 
 static int find(seen *s, const char *topic)
@@ -132,14 +131,14 @@ static int find(seen *s, const char *topic)
     return found;
 }
 
+static int topic_seen(seen *s, const void *topic)
+{
+    return find(s, topic) >= 0;
+}
+
 static int wait_found(seen *s, const char *topic)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (find(s, topic) < 0) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
+    return wait_for(s, topic_seen, topic);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
@@ -355,7 +354,7 @@ Test(v5_bind, tampered_properties_and_forged_retain_never_delivered)
     /* Stored messages come with retain 1: the genuine one opens, the forged
      * state does not (it was sealed with retain 0). */
     cr_assert(wait_found(&bob_in, "sensors/kept"));
-    cr_assert(wait_at_least(&bob_in, &bob_in.dropped, 1));
+    cr_assert(wait_drops(&bob_in, 1));
     cr_assert_eq(find(&bob_in, "sensors/state"), -1, "forged retained state delivered");
     int i = find(&bob_in, "sensors/kept");
     cr_assert_eq(bob_in.msg[i].retained, 1);
@@ -373,7 +372,7 @@ Test(v5_bind, tampered_properties_and_forged_retain_never_delivered)
     raw_publish(raw, "sensors/live", live.b, live.len, &site_removed, 0);
     raw_publish(raw, "sensors/live", live.b, live.len, &none, 0);
     raw_publish(raw, "sensors/live", live.b, live.len, &site_added, 0);
-    cr_assert(wait_at_least(&bob_in, &bob_in.dropped, 6), "dropped %d of 6",
+    cr_assert(wait_drops(&bob_in, 6), "dropped %d of 6",
               get(&bob_in, &bob_in.dropped));
     cr_assert_eq(find(&bob_in, "sensors/live"), -1, "a tampered message was delivered");
 
@@ -414,6 +413,140 @@ Test(v5_bind, tampered_properties_and_forged_retain_never_delivered)
     mqe2e_MQTTClient_disconnect5(bob, 1000, MQTTREASONCODE_SUCCESS, NULL);
     mqe2e_MQTTClient_destroy(&alice);
     mqe2e_MQTTClient_destroy(&bob);
+    MQTTClient_disconnect5(raw, 1000, MQTTREASONCODE_SUCCESS, NULL);
+    MQTTClient_destroy(&raw);
+    seen_free(&raw_in);
+    seen_free(&bob_in);
+    mqe2e_keystore_close(ks_a);
+    mqe2e_keystore_close(ks_b);
+    mqe2e_policy_free(pol);
+}
+
+/* ---------- the asynchronous front ---------- */
+
+static int on_async_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
+{
+    seen *s = ctx;
+    (void)topic_len;
+    pthread_mutex_lock(&s->m);
+    if (s->n < MAXMSG) {
+        int k = s->n;
+        snprintf(s->msg[k].topic, sizeof s->msg[k].topic, "%s", topic);
+        s->msg[k].len = msg->payloadlen;
+        if (msg->payloadlen > 0 && msg->payloadlen <= (int)sizeof s->msg[k].payload)
+            memcpy(s->msg[k].payload, msg->payload, (size_t)msg->payloadlen);
+        s->msg[k].retained = msg->retained;
+        s->msg[k].props = MQTTProperties_copy(&msg->properties);
+    }
+    s->n++;
+    pthread_mutex_unlock(&s->m);
+    mqe2e_MQTTAsync_freeMessage(&msg);
+    mqe2e_MQTTAsync_free(topic);
+    return 1;
+}
+
+/* Completed onSuccess5 calls (connect, subscribe, send), counted in seen.n of a side box. */
+static void on_ok5(void *ctx, MQTTAsync_successData5 *d)
+{
+    seen *s = ctx;
+    (void)d;
+    pthread_mutex_lock(&s->m);
+    s->n++;
+    pthread_mutex_unlock(&s->m);
+}
+
+static int ok_reached(seen *s, const void *n)
+{
+    return get(s, &s->n) >= *(const int *)n;
+}
+
+static void wait_ok(seen *ok, int n)
+{
+    cr_assert(wait_for(ok, ok_reached, &n), "async call %d did not complete", n);
+}
+
+static mqe2e_MQTTAsync enc_async5(const char *id, mqe2e_keystore *ks, const mqe2e_policy *pol,
+                                  seen *s, seen *ok)
+{
+    mqe2e_MQTTAsync c = NULL;
+    MQTTAsync_createOptions cro = MQTTAsync_createOptions_initializer;
+    mqe2e_MQTTAsync_securityOptions so = mqe2e_MQTTAsync_securityOptions_initializer;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
+
+    cro.MQTTVersion = MQTTVERSION_5;
+    cr_assert_eq(mqe2e_MQTTAsync_createWithOptions(&c, tb_broker_uri(&broker), id,
+                                                   MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro),
+                 MQTTASYNC_SUCCESS);
+    so.keystore = ks;
+    so.policy = pol;
+    so.onDropped = on_dropped;
+    so.onLog = on_log;
+    so.context = s;
+    cr_assert_eq(mqe2e_MQTTAsync_setSecurity(c, &so), MQTTASYNC_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTAsync_setCallbacks(c, s, NULL, on_async_message, NULL),
+                 MQTTASYNC_SUCCESS);
+    co.cleanstart = 1;
+    co.context = ok;
+    co.onSuccess5 = on_ok5;
+    int before = get(ok, &ok->n);
+    cr_assert_eq(mqe2e_MQTTAsync_connect(c, &co), MQTTASYNC_SUCCESS);
+    wait_ok(ok, before + 1);
+    return c;
+}
+
+Test(v5_bind, async_front_binds_on_send_and_checks_on_arrival)
+{
+    mqe2e_policy *pol;
+    cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_text(pol, RULE), MQE2E_OK);
+    mqe2e_keystore *ks_a = make_keystore("alice"), *ks_b = make_keystore("bob");
+    seen raw_in, alice_in, bob_in, ok;
+    seen_init(&raw_in, 0);
+    seen_init(&alice_in, 1);
+    seen_init(&bob_in, 1);
+    seen_init(&ok, 0);
+
+    MQTTClient raw = raw5("raw", &raw_in);
+    MQTTResponse r = MQTTClient_subscribe5(raw, "sensors/#", 1, NULL, NULL);
+    MQTTResponse_free(r);
+    mqe2e_MQTTAsync alice = enc_async5("alice", ks_a, pol, &alice_in, &ok);
+
+    /* send(): v5 properties come from the response options, as with Paho. */
+    MQTTProperties good = props_of("text/plain", "berlin", NULL);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.context = &ok;
+    ro.onSuccess5 = on_ok5;
+    ro.properties = good;
+    int before = get(&ok, &ok.n);
+    cr_assert_eq(mqe2e_MQTTAsync_send(alice, "sensors/async", 4, "19.0", 1, 0, &ro),
+                 MQTTASYNC_SUCCESS);
+    wait_ok(&ok, before + 1);
+    env e = capture(&raw_in, "sensors/async");
+
+    mqe2e_MQTTAsync bob = enc_async5("bob", ks_b, pol, &bob_in, &ok);
+    MQTTAsync_responseOptions so = MQTTAsync_responseOptions_initializer;
+    so.context = &ok;
+    so.onSuccess5 = on_ok5;
+    before = get(&ok, &ok.n);
+    cr_assert_eq(mqe2e_MQTTAsync_subscribe(bob, "sensors/#", 1, &so), MQTTASYNC_SUCCESS);
+    wait_ok(&ok, before + 1);
+
+    MQTTProperties ct_changed = props_of("application/octet-stream", "berlin", NULL);
+    raw_publish(raw, "sensors/async", e.b, e.len, &ct_changed, 0);
+    cr_assert(wait_drops(&bob_in, 1));
+    cr_assert_eq(find(&bob_in, "sensors/async"), -1, "a tampered message was delivered");
+    raw_publish(raw, "sensors/async", e.b, e.len, &good, 0);
+    cr_assert(wait_found(&bob_in, "sensors/async"));
+    int i = find(&bob_in, "sensors/async");
+    cr_assert_arr_eq(bob_in.msg[i].payload, "19.0", 4);
+    cr_assert_str_eq(content_type(&bob_in.msg[i].props), "text/plain");
+    cr_assert_eq(get(&bob_in, &bob_in.dropped), 1);
+    cr_assert_eq(bob_in.drop_code[0], MQE2E_ERR_AUTH);
+
+    MQTTProperties_free(&good);
+    MQTTProperties_free(&ct_changed);
+    mqe2e_MQTTAsync_destroy(&alice);
+    mqe2e_MQTTAsync_destroy(&bob);
     MQTTClient_disconnect5(raw, 1000, MQTTREASONCODE_SUCCESS, NULL);
     MQTTClient_destroy(&raw);
     seen_free(&raw_in);

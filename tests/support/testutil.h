@@ -21,6 +21,12 @@ char *tu_tempdir(void);
 /* rm -rf a directory made by tu_tempdir(). */
 void tu_rmtree(const char *path);
 
+/* Sleep @p ms milliseconds (polling waits only, never as synchronisation). */
+void tu_sleep_ms(long ms);
+
+/* Monotonic milliseconds, for deadlines of polling waits. */
+long tu_now_ms(void);
+
 /* 1 in an AddressSanitizer build. ASan keeps freed memory in quarantine and
  * maps shadow memory, so resident-size bounds are only checked without it. */
 #if defined(__SANITIZE_ADDRESS__)

@@ -9,6 +9,7 @@
 
 #include "internal_control.h"
 #include "internal_envelope_codec.h"
+#include "internal_envelope_ext.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -131,6 +132,182 @@ static int open_vector(const cJSON *v, const char *topic, const uint8_t *env, si
 out:
     free(secret);
     return rc;
+}
+
+/* ---- bound properties: an encoder written from PROTOCOL.md 2.5.1 alone ---- */
+
+typedef struct sbuf {
+    uint8_t b[4096];
+    size_t n;
+} sbuf;
+
+static void sput(sbuf *o, const void *p, size_t n)
+{
+    cr_assert_leq(o->n + n, sizeof o->b);
+    if (n > 0) memcpy(o->b + o->n, p, n);
+    o->n += n;
+}
+
+static void sput_be(sbuf *o, uint32_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        uint8_t c = (uint8_t)(v >> (8 * i));
+        sput(o, &c, 1);
+    }
+}
+
+/* Values of property @p id (and user name @p name) in @p props, in order. */
+static void put_item(sbuf *o, const cJSON *props, unsigned id, const uint8_t *name,
+                     size_t name_len)
+{
+    sbuf vals = {.n = 0};
+    uint32_t count = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props)
+    {
+        if (numf(p, "id") != id) continue;
+        size_t nl = 0, vl = 0;
+        uint8_t *pn = id == 0x26U ? hexf(p, "name", &nl) : NULL;
+        uint8_t *pv = hexf(p, "value", &vl);
+        if (id != 0x26U || (nl == name_len && memcmp(pn, name, nl) == 0)) {
+            sput_be(&vals, (uint32_t)vl, 2);
+            sput(&vals, pv, vl);
+            count++;
+        }
+        free(pn);
+        free(pv);
+    }
+    sput_be(o, id, 1);
+    if (id == 0x26U) {
+        sput_be(o, (uint32_t)name_len, 2);
+        sput(o, name, name_len);
+    }
+    sput_be(o, count, 4);
+    sput(o, vals.b, vals.n);
+}
+
+static int name_order(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    return strcmp(x, y); /* the vectors' names are ASCII without NUL: bytewise, prefix first */
+}
+
+static void spec_suffix(sbuf *out, const char *bind, const cJSON *props, int retain)
+{
+    static const struct {
+        const char *item;
+        unsigned id;
+    } fixed[] = {{"payload-format", 0x01}, {"content-type", 0x03}, {"response-topic", 0x08},
+                 {"correlation-data", 0x09}};
+    char list[256];
+    const char *users[16];
+    size_t nusers = 0;
+    int bind_retain = 0, bound[4] = {0, 0, 0, 0};
+    sbuf pl = {.n = 0};
+
+    cr_assert_lt(strlen(bind), sizeof list);
+    strcpy(list, bind);
+    for (char *it = strtok(list, ","); it != NULL; it = strtok(NULL, ",")) {
+        if (strcmp(it, "retain") == 0) bind_retain = 1;
+        if (strncmp(it, "user:", 5) == 0 && nusers < 16) users[nusers++] = it + 5;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(it, fixed[i].item) == 0) bound[i] = 1;
+    }
+    qsort(users, nusers, sizeof users[0], name_order);
+    for (int i = 0; i < 4; i++)
+        if (bound[i]) put_item(&pl, props, fixed[i].id, NULL, 0);
+    for (size_t u = 0; u < nusers; u++)
+        put_item(&pl, props, 0x26U, (const uint8_t *)users[u], strlen(users[u]));
+    if (bind_retain) {
+        sput_be(&pl, 0xFF, 1);
+        sput_be(&pl, 1, 4);
+        sput_be(&pl, 1, 2);
+        sput_be(&pl, retain ? 1U : 0U, 1);
+    }
+    out->n = 0;
+    sput_be(out, 0xB1, 1);
+    sput_be(out, (uint32_t)pl.n, 4);
+    sput(out, pl.b, pl.n);
+}
+
+/* Open a bound vector as received with @p props and @p retain, following
+ * the receiver's retain rule (retain 0: try 0, then 1). */
+static int open_bound_as(const cJSON *v, const cJSON *props, int retain)
+{
+    uint8_t *secret = hexf(v, "group_secret", NULL);
+    size_t env_len, pt_len;
+    uint8_t *env = hexf(v, "envelope", &env_len);
+    const char *group = strf(v, "group_id"), *topic = strf(v, "topic");
+    const int binds_retain = strstr(strf(v, "bind"), "retain") != NULL;
+    mqe2e_envelope_view view;
+    mqe2e_sender_key k;
+    uint8_t pt[1024];
+    sbuf suf;
+    int rc = MQE2E_ERR_AUTH;
+
+    cr_assert_eq(mqe2e_envelope_parse(&view, env, env_len), MQE2E_OK);
+    cr_assert_eq(mqe2e_sender_key_derive(&k, secret, group, view.header.epoch,
+                                         view.header.sender_id),
+                 MQE2E_OK);
+    for (int t = 0; t < (binds_retain && !retain ? 2 : 1) && rc == MQE2E_ERR_AUTH; t++) {
+        spec_suffix(&suf, strf(v, "bind"), props, t == 0 ? retain : 1);
+        mqe2e__ad_ext ext = {suf.b, suf.n};
+        if (view.header.mode == MQE2E_MODE_SIGNED_GROUP) {
+            uint8_t *pk = hexf(v, "signer_public", NULL);
+            rc = mqe2e__envelope_open_signed_ext(pt, sizeof pt, &pt_len, &k, pk, topic, group,
+                                                 &view, &ext);
+            free(pk);
+        } else {
+            rc = mqe2e__envelope_open_ext(pt, sizeof pt, &pt_len, &k, topic, group, &view, &ext);
+        }
+    }
+    if (rc == MQE2E_OK) expect_hex(v, "plaintext", pt, pt_len);
+    mqe2e_sender_key_wipe(&k);
+    free(secret);
+    free(env);
+    return rc;
+}
+
+Test(vectors, bound_envelopes)
+{
+    cJSON *root = load("envelope-v1.json");
+    const cJSON *v, *o;
+    int n = 0, refused = 0, accepted = 0;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(root, "bound_envelopes"))
+    {
+        const cJSON *props = cJSON_GetObjectItemCaseSensitive(v, "properties");
+        const int retain = (int)numf(v, "retain");
+        sbuf suf;
+        /* The suffix from the spec's rules matches the file byte for byte. */
+        spec_suffix(&suf, strf(v, "bind"), props, retain);
+        expect_hex(v, "ad_suffix", suf.b, suf.n);
+        cr_assert_eq(open_bound_as(v, props, retain), MQE2E_OK, "%s", strf(v, "note"));
+        /* Without the suffix (a receiver that binds nothing) it fails. */
+        size_t env_len, pt_len;
+        uint8_t *env = hexf(v, "envelope", &env_len);
+        uint8_t pt[1024];
+        cr_assert_neq(open_vector(v, strf(v, "topic"), env, env_len, pt, &pt_len), MQE2E_OK);
+        free(env);
+        cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(v, "refused"))
+        {
+            cr_assert_eq(open_bound_as(v, cJSON_GetObjectItemCaseSensitive(o, "properties"),
+                                       (int)numf(o, "retain")),
+                         MQE2E_ERR_AUTH, "%s: %s", strf(v, "note"), strf(o, "note"));
+            refused++;
+        }
+        cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(v, "accepted"))
+        {
+            cr_assert_eq(open_bound_as(v, cJSON_GetObjectItemCaseSensitive(o, "properties"),
+                                       (int)numf(o, "retain")),
+                         MQE2E_OK, "%s: %s", strf(v, "note"), strf(o, "note"));
+            accepted++;
+        }
+        n++;
+    }
+    cr_assert_eq(n, 3);
+    cr_assert_eq(refused, 5);
+    cr_assert_eq(accepted, 2);
+    cJSON_Delete(root);
 }
 
 static int sign_with(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t len)

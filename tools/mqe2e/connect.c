@@ -70,9 +70,16 @@ int cli_session_prepare(cli_session *s, const cli_keystore_args *k, const cli_co
     /* First match wins, so explicit rules override the keystore's groups. */
     for (size_t i = 0; i < c->rule_count; i++) {
         lrc = mqe2e_policy_add_text(s->policy, c->rules[i]);
+        if (lrc == MQE2E_ERR_POLICY && strstr(c->rules[i], ";bind=") != NULL) {
+            cli_error("bad --policy rule '%s': only group rules bind, and message-expiry, "
+                      "topic-alias and subscription-id cannot be bound (brokers change them)",
+                      c->rules[i]);
+            return CLI_EXIT_USAGE;
+        }
         if (lrc != MQE2E_OK) {
             cli_error("bad --policy rule '%s': %s (want FILTER=group:NAME, "
-                      "FILTER=channel:PEER or FILTER=plaintext)",
+                      "FILTER=channel:PEER or FILTER=plaintext, a group rule optionally "
+                      "ending in ;bind=ITEM,...)",
                       c->rules[i], mqe2e_strerror(lrc));
             return CLI_EXIT_USAGE;
         }

@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "internal_control.h"
+#include "internal_bind.h"
 #include "internal_envelope_codec.h"
+#include "internal_envelope_ext.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -235,6 +237,155 @@ static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t 
     mqe2e_noise_cipher_free(cs);
 }
 
+/* ---- bound properties (2.5.1) ------------------------------------------ */
+
+static cJSON *props_json(const mqe2e_msg_property *p, size_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", p[i].id);
+        if (p[i].id == MQE2E_PROP_USER) add_hex(o, "name", p[i].name, p[i].name_len);
+        add_hex(o, "value", p[i].value, p[i].value_len);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+/* A received variant that must be refused (auth) by a receiver binding @p bind. */
+static void add_refused(cJSON *arr, const char *note, const mqe2e_msg_property *p, size_t n,
+                        int retain)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "note", note);
+    cJSON_AddItemToObject(o, "properties", props_json(p, n));
+    cJSON_AddNumberToObject(o, "retain", retain);
+    cJSON_AddItemToArray(arr, o);
+}
+
+static cJSON *bound_vector(const char *note, const uint8_t secret[32], const char *group,
+                           const char *topic, const mqe2e_envelope_header *h, const char *pt,
+                           const char *bind, const mqe2e_msg_property *props, size_t nprops,
+                           int retain, const uint8_t *sign_sk)
+{
+    mqe2e_sender_key k;
+    mqe2e__bind *b = NULL;
+    uint8_t env[1024], *suffix = NULL;
+    size_t env_len = 0, suffix_len = 0;
+    const mqe2e_msg_meta meta = {props, nprops, retain};
+    cJSON *v = cJSON_CreateObject();
+
+    CHECK(mqe2e__bind_parse(bind, strlen(bind), &b));
+    CHECK(mqe2e__bind_ad(b, &meta, retain, &suffix, &suffix_len));
+    mqe2e__ad_ext ext = {suffix, suffix_len};
+    CHECK(mqe2e_sender_key_derive(&k, secret, group, h->epoch, h->sender_id));
+    if (h->mode == MQE2E_MODE_SIGNED_GROUP)
+        CHECK(mqe2e__envelope_seal_signed_ext(env, sizeof env, &env_len, &k, topic, group, h,
+                                              (const uint8_t *)pt, strlen(pt), sign_cb,
+                                              (void *)(uintptr_t)sign_sk, &ext));
+    else
+        CHECK(mqe2e__envelope_seal_ext(env, sizeof env, &env_len, &k, topic, group, h,
+                                       (const uint8_t *)pt, strlen(pt), &ext));
+    cJSON_AddStringToObject(v, "note", note);
+    cJSON_AddStringToObject(v, "mode", h->mode == MQE2E_MODE_GROUP ? "group" : "signed");
+    add_hex(v, "group_secret", secret, 32);
+    cJSON_AddStringToObject(v, "group_id", group);
+    cJSON_AddStringToObject(v, "topic", topic);
+    cJSON_AddStringToObject(v, "bind", bind);
+    cJSON_AddItemToObject(v, "properties", props_json(props, nprops));
+    cJSON_AddNumberToObject(v, "retain", retain);
+    add_hex(v, "plaintext", (const uint8_t *)pt, strlen(pt));
+    add_hex(v, "ad_suffix", suffix, suffix_len);
+    if (sign_sk != NULL) add_hex(v, "signer_public", sign_sk + 32, 32);
+    add_hex(v, "envelope", env, env_len);
+    mqe2e_sender_key_wipe(&k);
+    mqe2e__bind_free(b);
+    free(suffix);
+    return v;
+}
+
+#define UP(n, v) {MQE2E_PROP_USER, (const uint8_t *)(n), sizeof(n) - 1U, \
+                  (const uint8_t *)(v), sizeof(v) - 1U}
+#define SP(i, v) {(i), NULL, 0, (const uint8_t *)(v), sizeof(v) - 1U}
+
+static cJSON *gen_bound(const uint8_t *secret, const uint8_t *sk)
+{
+    static const uint8_t pf1 = 1;
+    const mqe2e_msg_property sent[] = {
+        {MQE2E_PROP_PAYLOAD_FORMAT, NULL, 0, &pf1, 1},
+        SP(MQE2E_PROP_CONTENT_TYPE, "application/json"),
+        UP("site", "berlin"),
+        UP("trace", "t-1"), /* not bound */
+        SP(MQE2E_PROP_RESPONSE_TOPIC, "fleet/device-42/reply"),
+        UP("site", "b2"),
+    };
+    const mqe2e_msg_property ct_changed[] = {
+        {MQE2E_PROP_PAYLOAD_FORMAT, NULL, 0, &pf1, 1},
+        SP(MQE2E_PROP_CONTENT_TYPE, "text/plain"),
+        UP("site", "berlin"),
+        UP("trace", "t-1"),
+        SP(MQE2E_PROP_RESPONSE_TOPIC, "fleet/device-42/reply"),
+        UP("site", "b2"),
+    };
+    const mqe2e_msg_property site_swapped[] = {
+        {MQE2E_PROP_PAYLOAD_FORMAT, NULL, 0, &pf1, 1},
+        SP(MQE2E_PROP_CONTENT_TYPE, "application/json"),
+        UP("site", "b2"),
+        UP("trace", "t-1"),
+        SP(MQE2E_PROP_RESPONSE_TOPIC, "fleet/device-42/reply"),
+        UP("site", "berlin"),
+    };
+    const mqe2e_msg_property reordered_unbound_changed[] = {
+        UP("trace", "t-2"),
+        SP(MQE2E_PROP_RESPONSE_TOPIC, "fleet/device-42/reply"),
+        UP("site", "berlin"),
+        {MQE2E_PROP_PAYLOAD_FORMAT, NULL, 0, &pf1, 1},
+        UP("site", "b2"),
+        SP(MQE2E_PROP_CONTENT_TYPE, "application/json"),
+    };
+    const mqe2e_msg_property ct_only[] = {SP(MQE2E_PROP_CONTENT_TYPE, "")};
+    cJSON *arr = cJSON_CreateArray(), *v, *refused, *accepted;
+    mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 7, 0xC0FFEE, 1001, UINT64_C(0x5eed1234abcd)};
+    mqe2e_envelope_header sg = {MQE2E_MODE_SIGNED_GROUP, 3, 0x00abcdef, 43,
+                                UINT64_C(0x010203040506)};
+    const char *bind = "retain,user:site,content-type,payload-format,response-topic";
+
+    v = bound_vector("group mode, sent with retain 0", secret, "hr-monitors", "fleet/device-42/hr",
+                     &h, "{\"bpm\":72}", bind, sent, 6, 0, NULL);
+    refused = cJSON_CreateArray();
+    add_refused(refused, "content type changed", ct_changed, 6, 0);
+    add_refused(refused, "the two site values swapped (order of one name counts)", site_swapped,
+                6, 0);
+    add_refused(refused, "bound properties removed", sent + 3, 1, 0);
+    add_refused(refused, "received retained (a live message stored as current state)", sent, 6,
+                1);
+    cJSON_AddItemToObject(v, "refused", refused);
+    accepted = cJSON_CreateArray();
+    add_refused(accepted, "other properties reordered, an unbound one changed",
+                reordered_unbound_changed, 6, 0);
+    cJSON_AddItemToObject(v, "accepted", accepted);
+    cJSON_AddItemToArray(arr, v);
+
+    h.seq = 1002;
+    v = bound_vector("group mode, sent with retain 1: accepted as received with 1 (stored) or 0 "
+                     "(live delivery, second try)",
+                     secret, "hr-monitors", "fleet/device-42/hr", &h, "{\"bpm\":73}", "retain",
+                     NULL, 0, 1, NULL);
+    accepted = cJSON_CreateArray();
+    add_refused(accepted, "received with retain 0", NULL, 0, 0);
+    cJSON_AddItemToObject(v, "accepted", accepted);
+    cJSON_AddItemToArray(arr, v);
+
+    v = bound_vector("signed group mode: an empty content type is bound (count 1), not absent",
+                     secret, "plant-a", "plant/a/valve/3", &sg, "open 40%", "content-type",
+                     ct_only, 1, 0, sk);
+    refused = cJSON_CreateArray();
+    add_refused(refused, "content type removed (absent is not empty)", NULL, 0, 0);
+    cJSON_AddItemToObject(v, "refused", refused);
+    cJSON_AddItemToArray(arr, v);
+    return arr;
+}
+
 static void gen_envelopes(const char *dir)
 {
     uint8_t secret[32], secret2[32], seed[32], pk[32], sk[64];
@@ -296,6 +447,7 @@ static void gen_envelopes(const char *dir)
                    "mqe2e/client/backend-1", "{\"cmd\":\"reboot\"}");
     cJSON_AddItemToObject(root, "channel_envelopes", arr);
     cJSON_AddItemToObject(root, "bad_envelopes", bads);
+    cJSON_AddItemToObject(root, "bound_envelopes", gen_bound(secret, sk));
     sodium_memzero(sk, sizeof sk);
     write_json(dir, "envelope-v1.json", root);
 }

@@ -10,7 +10,8 @@
 void mqe2e__bind_free(mqe2e__bind *b)
 {
     if (b == NULL) return;
-    for (size_t i = 0; i < b->nusers; i++) free(b->users[i]);
+    for (size_t i = 0; i < b->nusers; i++)
+        free(b->users[i]);
     free(b->users);
     free(b->users_len);
     free(b);

@@ -82,8 +82,7 @@ int mqe2e_holdq_push_meta(mqe2e_holdq *q, const char *topic, const uint8_t *data
                           const uint8_t *meta, size_t meta_len, uint32_t tag, uint64_t arrived_at,
                           uint32_t rank)
 {
-    if (q == NULL || topic == NULL || (data == NULL && len != 0) ||
-        (meta == NULL && meta_len != 0))
+    if (q == NULL || topic == NULL || (data == NULL && len != 0) || (meta == NULL && meta_len != 0))
         return MQE2E_ERR_INVALID_ARG;
     size_t tlen = strlen(topic);
     if (len > q->max_bytes || tlen > q->max_bytes - len || meta_len > q->max_bytes - len - tlen)

@@ -24,9 +24,9 @@
 #define MQE2E__BIND_RETAIN 0x10U
 
 typedef struct mqe2e__bind {
-    unsigned items;    /* MQE2E__BIND_* */
-    size_t nusers;     /* bound user property names */
-    uint8_t **users;   /* each names[i] of users_len[i] bytes, in canonical order, unique */
+    unsigned items;  /* MQE2E__BIND_* */
+    size_t nusers;   /* bound user property names */
+    uint8_t **users; /* each names[i] of users_len[i] bytes, in canonical order, unique */
     size_t *users_len;
 } mqe2e__bind;
 

@@ -20,8 +20,8 @@ typedef struct mqe2e__ad_ext {
 
 int mqe2e__envelope_seal_ext(uint8_t *out, size_t out_cap, size_t *out_len,
                              const mqe2e_sender_key *key, const char *topic, const char *group_id,
-                             const mqe2e_envelope_header *header, const uint8_t *pt,
-                             size_t pt_len, const mqe2e__ad_ext *ext);
+                             const mqe2e_envelope_header *header, const uint8_t *pt, size_t pt_len,
+                             const mqe2e__ad_ext *ext);
 
 int mqe2e__envelope_open_ext(uint8_t *pt, size_t pt_cap, size_t *pt_len,
                              const mqe2e_sender_key *key, const char *topic, const char *group_id,

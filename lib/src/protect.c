@@ -20,8 +20,8 @@
 
 #include "internal_bind.h"
 #include "internal_envelope_ext.h"
-#include "internal_policy.h"
 #include "internal_keystore.h"
+#include "internal_policy.h"
 #include "internal_protect.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"

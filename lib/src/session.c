@@ -517,25 +517,31 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
         mqe2e__sess_drop(c, topic, MQE2E_ERR_NO_KEY, 1);
         return 1;
     }
-    /* Kept with it: its MQTT v5 properties (serialised), so a rule that
-     * binds them can check them when it is released, and the application
-     * gets them with it. */
+    /* The message is kept with its MQTT v5 properties (serialised), so a
+     * rule that binds them can check them when it is released and the
+     * application gets them with it; they count towards every bound and
+     * quota like the envelope (a forger cannot fill the queue through them). */
     mqe2e_held cur = {(char *)(uintptr_t)topic, (uint8_t *)(uintptr_t)(len > 0 ? data : sess_empty),
                       len, tag, c->t.wall_s, NULL, 0};
     rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &cur.meta, &cur.meta_len);
+    /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
+    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || cur.meta_len > SIZE_MAX / 4U))
+        rc = MQE2E_ERR_TOO_LARGE;
     if (rc != MQE2E_OK) {
+        free(cur.meta);
         c->k.hold_dropped++;
         mqe2e__sess_drop(c, topic, MQE2E_ERR_NO_KEY, 1);
         return 1;
     }
+    const size_t cost = len + cur.meta_len;
     if (mqe2e__sess_spool_first(c, MQE2E__SESS_TAG_QOS(tag))) {
         /* Older QoS >= 1 messages wait in the spool: this one goes after them. */
         rc = MQE2E_ERR_EXHAUSTED;
     } else {
         /* Evict what names epochs further ahead than this one (a forger's
          * guesses) so that a genuine rotation's messages keep their place. */
-        (void)mqe2e__sess_hold_make_room(c, topic, len, ahead);
-        if (!mqe2e__sess_hold_quota_ok(c, topic, len))
+        (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
+        if (!mqe2e__sess_hold_quota_ok(c, topic, cost))
             rc = MQE2E_ERR_EXHAUSTED;
         else
             rc = mqe2e_holdq_push_meta(c->holdq, topic, cur.data, len, cur.meta, cur.meta_len,

@@ -68,7 +68,8 @@ int mqe2e__props_from_paho(const MQTTProperties *in, mqe2e_msg_property **out, s
 static uint32_t be_value(const mqe2e_msg_property *p)
 {
     uint32_t v = 0;
-    for (size_t i = 0; i < p->value_len && i < 4U; i++) v = (v << 8) | p->value[i];
+    for (size_t i = 0; i < p->value_len && i < 4U; i++)
+        v = (v << 8) | p->value[i];
     return v;
 }
 

@@ -53,7 +53,8 @@ static void seen_init(seen *s, int encrypted)
 
 static void seen_free(seen *s)
 {
-    for (int i = 0; i < s->n && i < MAXMSG; i++) MQTTProperties_free(&s->msg[i].props);
+    for (int i = 0; i < s->n && i < MAXMSG; i++)
+        MQTTProperties_free(&s->msg[i].props);
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *msg)
@@ -205,8 +206,7 @@ static mqe2e_keystore *make_keystore(const char *id)
     return ks;
 }
 
-static mqe2e_MQTTClient enc5(const char *id, mqe2e_keystore *ks, const mqe2e_policy *pol,
-                             seen *s)
+static mqe2e_MQTTClient enc5(const char *id, mqe2e_keystore *ks, const mqe2e_policy *pol, seen *s)
 {
     mqe2e_MQTTClient c = NULL;
     MQTTClient_createOptions cro = MQTTClient_createOptions_initializer;
@@ -341,8 +341,7 @@ Test(v5_bind, tampered_properties_and_forged_retain_never_delivered)
     env live = capture(&raw_in, "sensors/live");
     env state = capture(&raw_in, "sensors/state");
     /* The raw subscriber sees the properties in clear, next to the envelope. */
-    cr_assert_str_eq(content_type(&raw_in.msg[find(&raw_in, "sensors/live")].props),
-                     "text/plain");
+    cr_assert_str_eq(content_type(&raw_in.msg[find(&raw_in, "sensors/live")].props), "text/plain");
 
     /* A live message stored as the topic's retained "current state". */
     raw_publish(raw, "sensors/state", state.b, state.len, &good, 1);
@@ -372,8 +371,7 @@ Test(v5_bind, tampered_properties_and_forged_retain_never_delivered)
     raw_publish(raw, "sensors/live", live.b, live.len, &site_removed, 0);
     raw_publish(raw, "sensors/live", live.b, live.len, &none, 0);
     raw_publish(raw, "sensors/live", live.b, live.len, &site_added, 0);
-    cr_assert(wait_drops(&bob_in, 6), "dropped %d of 6",
-              get(&bob_in, &bob_in.dropped));
+    cr_assert(wait_drops(&bob_in, 6), "dropped %d of 6", get(&bob_in, &bob_in.dropped));
     cr_assert_eq(find(&bob_in, "sensors/live"), -1, "a tampered message was delivered");
 
     /* Untouched (an unbound property may change): delivered, with its properties. */

@@ -1181,6 +1181,33 @@ Test(session_control, held_message_on_an_unbound_topic_keeps_its_properties)
     cr_assert_eq(memcmp(a.props[1].value, "berlin", 6), 0);
 }
 
+/* The properties of a held message count towards the hold bounds: one
+ * message cannot fill the queue through a huge user property. */
+Test(session_control, held_properties_count_towards_the_hold_quota)
+{
+    msg m;
+    static uint8_t big[200U * 1024U]; /* over an eighth of the default 1 MiB */
+    const mqe2e_msg_property huge[] = {
+        {MQE2E_PROP_USER, (const uint8_t *)"pad", 3, big, sizeof big}};
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert_eq(drain_no_deliver(), 3);
+    rotate_b(2, SECRET_2);
+    seal_b("a/x", "held?", &m);
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                                      huge, 1, at(T0, 200)),
+                 MQE2E_OK);
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(ctl_counters().held, 0);
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    /* The same message with small properties is held. */
+    cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                                      BOUND_PROPS, 3, at(T0, 201)),
+                 MQE2E_OK);
+    cr_assert_eq(ctl_counters().held, 1);
+}
+
 /* ------------------------------------------------------------------ */
 /* The spool (docs/PROTOCOL.md 9.4): held QoS >= 1 messages with no room  */
 

@@ -59,7 +59,7 @@ typedef struct sess_action {
     uint8_t *data;
     size_t cap;
     mqe2e_msg_property *props; /* DELIVER of a held message: its properties (one block) */
-    uint64_t spool_id; /* DELIVER of a spooled entry: removed from the spool once taken */
+    uint64_t spool_id;         /* DELIVER of a spooled entry: removed from the spool once taken */
 } sess_action;
 
 typedef struct ctl_pending {

@@ -521,8 +521,13 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
      * rule that binds them can check them when it is released and the
      * application gets them with it; they count towards every bound and
      * quota like the envelope (a forger cannot fill the queue through them). */
-    mqe2e_held cur = {(char *)(uintptr_t)topic, (uint8_t *)(uintptr_t)(len > 0 ? data : sess_empty),
-                      len, tag, c->t.wall_s, NULL, 0};
+    mqe2e_held cur = {(char *)(uintptr_t)topic,
+                      (uint8_t *)(uintptr_t)(len > 0 ? data : sess_empty),
+                      len,
+                      tag,
+                      c->t.wall_s,
+                      NULL,
+                      0};
     rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &cur.meta, &cur.meta_len);
     /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
     if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || cur.meta_len > SIZE_MAX / 4U))
@@ -544,8 +549,8 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
         if (!mqe2e__sess_hold_quota_ok(c, topic, cost))
             rc = MQE2E_ERR_EXHAUSTED;
         else
-            rc = mqe2e_holdq_push_meta(c->holdq, topic, cur.data, len, cur.meta, cur.meta_len,
-                                       tag, c->t.wall_s, ahead);
+            rc = mqe2e_holdq_push_meta(c->holdq, topic, cur.data, len, cur.meta, cur.meta_len, tag,
+                                       c->t.wall_s, ahead);
         if (rc == MQE2E_OK) c->k.held++;
     }
     if (rc != MQE2E_OK) mqe2e__sess_overflow(c, &cur, 1); /* spooled, or dropped and counted */
@@ -896,8 +901,7 @@ uint64_t mqe2e_session_next_timer(const mqe2e_session *c, mqe2e_session_time now
 
     if (c == NULL) return t;
     /* Held messages expire or wait for a key: looked at every second. */
-    if (mqe2e_holdq_count(c->holdq) > 0 || mqe2e__sess_spool_count(c) > 0)
-        t = now.mono_ms + 1000U;
+    if (mqe2e_holdq_count(c->holdq) > 0 || mqe2e__sess_spool_count(c) > 0) t = now.mono_ms + 1000U;
     if (!c->control) return t;
     for (size_t i = 0; i < c->n_prunes; i++)
         t = min64(t, sess_wall_deadline(now, c->prunes[i].at));

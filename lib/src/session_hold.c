@@ -261,8 +261,8 @@ void mqe2e__sess_release(mqe2e_session *c)
         if (mqe2e_holdq_pop(c->holdq, &h) != MQE2E_OK) break;
         int verdict = sess_held_judge(c, h, &ahead);
         if (verdict == HELD_WAIT &&
-            mqe2e_holdq_push_meta(c->holdq, h->topic, h->data, h->len, h->meta, h->meta_len,
-                                  h->tag, h->arrived_at, ahead) != MQE2E_OK)
+            mqe2e_holdq_push_meta(c->holdq, h->topic, h->data, h->len, h->meta, h->meta_len, h->tag,
+                                  h->arrived_at, ahead) != MQE2E_OK)
             verdict = HELD_READY; /* cannot happen (it fitted before); the normal path counts it */
         if (verdict != HELD_WAIT) (void)sess_held_act(c, h, verdict);
         mqe2e_held_free(h);

@@ -1327,8 +1327,7 @@ static mqe2e_MQTTClient spool_client(const char *mqtt_id, const char *id, mqe2e_
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -1352,8 +1351,8 @@ static void *forger_run(void *arg)
     for (uint64_t s = 1; !f->stop; s++) {
         size_t env_len = 0;
         mqe2e_envelope_header hs = {MQE2E_MODE_GROUP, 2, 97, s};
-        if (mqe2e_envelope_seal(env, sizeof env, &env_len, &f->sk, "sensors/hr", "sensors", &hs,
-                                pt, sizeof pt) != MQE2E_OK)
+        if (mqe2e_envelope_seal(env, sizeof env, &env_len, &f->sk, "sensors/hr", "sensors", &hs, pt,
+                                sizeof pt) != MQE2E_OK)
             break;
         if (MQTTClient_publish(f->r, "sensors/hr", (int)env_len, env, 0, 0, NULL) ==
             MQTTCLIENT_SUCCESS)
@@ -1419,9 +1418,8 @@ Test(control_plane, held_qos1_messages_survive_an_exact_epoch_flood)
     fprintf(stderr,
             "exact-epoch flood of %llu: held %llu, spooled %llu, released %llu, "
             "hold_dropped %llu, delivered %d\n",
-            (unsigned long long)f.sent, (unsigned long long)k.held,
-            (unsigned long long)k.spooled, (unsigned long long)k.released,
-            (unsigned long long)k.hold_dropped, inbox_count(&ib));
+            (unsigned long long)f.sent, (unsigned long long)k.held, (unsigned long long)k.spooled,
+            (unsigned long long)k.released, (unsigned long long)k.hold_dropped, inbox_count(&ib));
     cr_assert(all, "held genuine QoS 1 messages were lost: %d of %d delivered", inbox_count(&ib),
               GENUINE);
     for (int i = 0; i < GENUINE; i++) {

@@ -39,7 +39,8 @@ int main(int argc, char **argv)
     mqe2e_keystore *ks = NULL;
     mqe2e_MQTTClient c = NULL;
     if (argc != 8) {
-        fprintf(stderr, "usage: spool_receiver URI MQTT_ID KEYSTORE KEYFILE FILTER COUNT TIMEOUT_S\n");
+        fprintf(stderr,
+                "usage: spool_receiver URI MQTT_ID KEYSTORE KEYFILE FILTER COUNT TIMEOUT_S\n");
         return 2;
     }
     int count = atoi(argv[6]);
@@ -57,7 +58,8 @@ int main(int argc, char **argv)
     so.spoolKeystorePath = getenv("CP_NO_SPOOL") != NULL ? NULL : argv[3];
     int rc = mqe2e_MQTTClient_create(&c, argv[1], argv[2], MQTTCLIENT_PERSISTENCE_NONE, NULL);
     if (rc == MQTTCLIENT_SUCCESS) rc = mqe2e_MQTTClient_setSecurity(c, &so);
-    if (rc == MQTTCLIENT_SUCCESS) rc = mqe2e_MQTTClient_setCallbacks(c, NULL, NULL, on_message, NULL);
+    if (rc == MQTTCLIENT_SUCCESS)
+        rc = mqe2e_MQTTClient_setCallbacks(c, NULL, NULL, on_message, NULL);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     if (rc == MQTTCLIENT_SUCCESS) rc = mqe2e_MQTTClient_connect(c, &co);

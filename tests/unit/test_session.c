@@ -1254,8 +1254,8 @@ static void flood_then_genuine(msg *hello, int n, int ngen, int qos_genuine)
         char text[16];
         (void)snprintf(text, sizeof text, "g%d", i);
         seal_b("a/x", text, &m);
-        cr_assert_eq(mqe2e_session_message_received(sess, "a/x", 3, m.buf, m.len, qos_genuine,
-                                                    0, 0, 0, at(T0 + 1, 3000 + (uint64_t)i)),
+        cr_assert_eq(mqe2e_session_message_received(sess, "a/x", 3, m.buf, m.len, qos_genuine, 0, 0,
+                                                    0, at(T0 + 1, 3000 + (uint64_t)i)),
                      MQE2E_OK);
     }
     drain_no_deliver();
@@ -1337,7 +1337,8 @@ Test(session_control, without_a_spool_an_exact_epoch_flood_loses_genuine_message
     msg hello;
     spool_session(NULL);
     flood_then_genuine(&hello, 4, 3, 1);
-    cr_assert_eq(ctl_counters().hold_dropped, 5, "2 forgeries and the 3 genuine messages found no room");
+    cr_assert_eq(ctl_counters().hold_dropped, 5,
+                 "2 forgeries and the 3 genuine messages found no room");
     mqe2e_control_update reply;
     mqe2e_key_bundle b2 = bundle_g1(2, SECRET_2);
     memset(&reply, 0, sizeof reply);

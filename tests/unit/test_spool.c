@@ -31,8 +31,13 @@ TestSuite(spool, .init = setup, .fini = teardown);
 static mqe2e_held entry(const char *topic, const char *data, uint32_t tag)
 {
     static uint8_t meta[3] = {1, 2, 3};
-    mqe2e_held h = {(char *)(uintptr_t)topic, (uint8_t *)(uintptr_t)data, strlen(data), tag,
-                    1234, meta, sizeof meta};
+    mqe2e_held h = {(char *)(uintptr_t)topic,
+                    (uint8_t *)(uintptr_t)data,
+                    strlen(data),
+                    tag,
+                    1234,
+                    meta,
+                    sizeof meta};
     return h;
 }
 

@@ -93,7 +93,10 @@ typedef struct mqe2e_session_options {
 } mqe2e_session_options;
 
 /** Initializer of ::mqe2e_session_options (all defaults). */
-#define MQE2E_SESSION_OPTIONS_INIT { 2U, 0U, 0U, 0U, 0U, NULL, NULL, NULL, 0, NULL }
+#define MQE2E_SESSION_OPTIONS_INIT                                                                 \
+    {                                                                                              \
+        2U, 0U, 0U, 0U, 0U, NULL, NULL, NULL, 0, NULL                                              \
+    }
 
 /** Default freshness bound in seconds (fresh_max_seconds = 0). */
 #define MQE2E_SESSION_FRESH_MAX_DEFAULT 900U

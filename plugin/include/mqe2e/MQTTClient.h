@@ -141,10 +141,10 @@ typedef struct mqe2e_MQTTClient_securityOptions {
 } mqe2e_MQTTClient_securityOptions;
 
 /** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 4, defaults). */
-#define mqe2e_MQTTClient_securityOptions_initializer                                          \
-    {                                                                                          \
-        {'M', 'Q', 'E', 'S'}, 4, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
-            NULL, NULL, NULL, 0, 0, 0, 0, NULL                                                 \
+#define mqe2e_MQTTClient_securityOptions_initializer                                               \
+    {                                                                                              \
+        {'M', 'Q', 'E', 'S'}, 4, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0,   \
+            NULL, NULL, NULL, 0, 0, 0, 0, NULL                                                     \
     }
 
 /**

@@ -28,6 +28,7 @@
 #define SPOOL_HDR 28U
 #define SPOOL_SUM 16U
 #define SPOOL_NAME_LEN 20U /* 16 hex digits + ".msg" */
+#define SPOOL_READ_MAX (512U << 20)
 
 typedef struct file_ent {
     uint64_t id;
@@ -199,7 +200,10 @@ static int read_entry(file_spool *s, uint64_t id, mqe2e_held **out)
         return MQE2E_ERR_DECODE;
     }
     size_t size = (size_t)st.st_size;
-    if (size < SPOOL_HDR + SPOOL_SUM || size > s->max_bytes) {
+    /* Bounded by the quota, or what a larger quota of an earlier open may
+     * have written (an entry is never dropped for a smaller quota). */
+    if (size < SPOOL_HDR + SPOOL_SUM ||
+        size > (s->max_bytes > SPOOL_READ_MAX ? s->max_bytes : SPOOL_READ_MAX)) {
         (void)close(fd);
         return MQE2E_ERR_DECODE;
     }
@@ -218,11 +222,13 @@ static int read_entry(file_spool *s, uint64_t id, mqe2e_held **out)
     (void)close(fd);
     int rc = MQE2E_ERR_DECODE;
     size_t body = size - SPOOL_SUM;
+    if (got != size) {
+        free(buf);
+        return rc;
+    }
     crypto_generichash(sum, SPOOL_SUM, buf, body, NULL, 0);
-    uint32_t tlen = got == size ? get32(buf + 16) : 0, mlen = get32(buf + 20),
-             dlen = get32(buf + 24);
-    if (got == size && memcmp(buf, SPOOL_MAGIC, 4) == 0 &&
-        sodium_memcmp(sum, buf + body, SPOOL_SUM) == 0 &&
+    uint32_t tlen = get32(buf + 16), mlen = get32(buf + 20), dlen = get32(buf + 24);
+    if (memcmp(buf, SPOOL_MAGIC, 4) == 0 && sodium_memcmp(sum, buf + body, SPOOL_SUM) == 0 &&
         (uint64_t)tlen + mlen + dlen + SPOOL_HDR == body &&
         memchr(buf + SPOOL_HDR, 0, tlen) == NULL) {
         mqe2e_held *h = calloc(1, sizeof *h);

@@ -156,10 +156,18 @@ Test(spool, file_quota_counts_and_bytes)
     cr_assert_eq(s.put(s.ctx, &e, &id), MQE2E_OK);
     cr_assert_eq(s.put(s.ctx, &e, &id), MQE2E_ERR_EXHAUSTED);
     mqe2e_spool_destroy(&s);
-    /* Reopened with a smaller byte quota: the entries stay, no room for more. */
+    /* Reopened with a smaller byte quota: the entries stay, no room for more ... */
     cr_assert_eq(mqe2e_spool_file(&s, dir, 0, 100), MQE2E_OK);
+    cr_assert_eq(s.put(s.ctx, &e, &id), MQE2E_ERR_EXHAUSTED, "114 bytes held, 100 allowed");
+    mqe2e_spool_destroy(&s);
+    cr_assert_eq(mqe2e_spool_file(&s, dir, 0, 40), MQE2E_OK);
     cr_assert_eq(s.count(s.ctx), 2);
-    cr_assert_eq(s.put(s.ctx, &e, &id), MQE2E_ERR_EXHAUSTED);
+    cr_assert_eq(s.put(s.ctx, &e, &id), MQE2E_ERR_TOO_LARGE);
+    /* ... and each is still read (larger than the new quota), not dropped. */
+    mqe2e_held *h = NULL;
+    cr_assert_eq(s.next(s.ctx, 0, &id, &h), MQE2E_OK);
+    cr_assert_str_eq(h->topic, "a/x");
+    mqe2e_held_free(h);
     mqe2e_spool_destroy(&s);
 }
 

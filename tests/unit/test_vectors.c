@@ -101,7 +101,9 @@ Test(vectors, key_schedule)
         cr_assert_eq(numf(v, "generation"), (uint64_t)++n);
         cr_assert_eq(mqe2e_noise_cipher_rekey(cs), MQE2E_OK);
         cr_assert_eq(mqe2e_noise_cipher_export_key(cs, k), MQE2E_OK);
-        cr_assert_eq(memcmp(k, hexf(v, "key", NULL), 32), 0, "generation %d", n);
+        uint8_t *want = hexf(v, "key", NULL);
+        cr_assert_eq(memcmp(k, want, 32), 0, "generation %d", n);
+        free(want);
     }
     cr_assert_eq(n, 3);
     mqe2e_noise_cipher_free(cs);
@@ -608,7 +610,9 @@ Test(vectors, push)
         cr_assert_eq(k->created_at, numf(b, "created_at"));
         cr_assert_eq(k->retired_at, numf(b, "retired_at"));
         cr_assert_eq(k->grace_seconds, numf(b, "grace_seconds"));
-        cr_assert_eq(memcmp(k->secret, hexf(b, "secret", NULL), 32), 0);
+        uint8_t *want = hexf(b, "secret", NULL);
+        cr_assert_eq(memcmp(k->secret, want, 32), 0);
+        free(want);
     }
     cr_assert_eq(u.n_removed_groups, 1);
     cr_assert_str_eq(u.removed_groups[0].name, "old-group");

@@ -8,7 +8,8 @@
  * a 16-byte BLAKE2b checksum of all that (catches a damaged file; entries
  * are not secret and an envelope authenticates itself when opened).
  */
-#define _GNU_SOURCE /* realpath, O_CLOEXEC, O_DIRECTORY */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): glibc feature macro */
+#define _DEFAULT_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -398,8 +399,7 @@ int mqe2e_spool_file_for_keystore(mqe2e_spool *out, const char *keystore_path, s
         free(real);
         return MQE2E_ERR_NOMEM;
     }
-    memcpy(dir, real, n);
-    memcpy(dir + n, MQE2E_SPOOL_SUFFIX, sizeof MQE2E_SPOOL_SUFFIX);
+    (void)snprintf(dir, n + sizeof MQE2E_SPOOL_SUFFIX, "%s%s", real, MQE2E_SPOOL_SUFFIX);
     free(real);
     int rc = mqe2e_spool_file(out, dir, max_count, max_bytes);
     free(dir);

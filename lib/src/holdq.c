@@ -200,7 +200,17 @@ void mqe2e_holdq_topic_usage(const mqe2e_holdq *q, const char *topic, size_t *co
 
 int mqe2e_holdq_evict_worst(mqe2e_holdq *q, const char *topic, uint32_t above)
 {
+    mqe2e_held *h = NULL;
     if (q == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = mqe2e_holdq_evict_take(q, topic, above, &h);
+    mqe2e_held_free(h);
+    return rc;
+}
+
+int mqe2e_holdq_evict_take(mqe2e_holdq *q, const char *topic, uint32_t above, mqe2e_held **out)
+{
+    if (q == NULL || out == NULL) return MQE2E_ERR_INVALID_ARG;
+    *out = NULL;
     holdq_node **worst = NULL, *worst_prev = NULL, *prev = NULL;
     /* Later nodes win ties (>=): the newest of equal rank goes first. */
     for (holdq_node **link = &q->head; *link != NULL; link = &(*link)->next) {
@@ -213,11 +223,15 @@ int mqe2e_holdq_evict_worst(mqe2e_holdq *q, const char *topic, uint32_t above)
         prev = n;
     }
     if (worst == NULL) return MQE2E_ERR_NOT_FOUND;
+    mqe2e_held *h = malloc(sizeof *h);
+    if (h == NULL) return MQE2E_ERR_NOMEM;
     holdq_node *n = *worst;
     *worst = n->next;
     if (q->tail == n) q->tail = worst_prev;
     q->count--;
     q->bytes -= n->cost;
-    node_free(n);
+    *h = n->item;
+    free(n);
+    *out = h;
     return MQE2E_OK;
 }

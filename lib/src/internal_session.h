@@ -59,6 +59,7 @@ typedef struct sess_action {
     uint8_t *data;
     size_t cap;
     mqe2e_msg_property *props; /* DELIVER of a held message: its properties (one block) */
+    uint64_t spool_id;         /* DELIVER of a spooled entry: removed from the spool once taken */
 } sess_action;
 
 typedef struct ctl_pending {
@@ -156,6 +157,11 @@ struct mqe2e_session {
     ctl_grant_set *grant_sets;
     int refused; /* the authority refused this client (revoked, unknown) */
     mqe2e_holdq *holdq;
+    mqe2e_spool *spool; /* borrowed; NULL: overflowing held messages are dropped */
+    /* The spool's entries are looked at by the next release: set at start
+     * (entries a previous session left) and when keys may have arrived
+     * (HELLO reply, PUSH); the spool is not re-read every second. */
+    int spool_due;
     ctl_peer *peers;
     mqe2e_session_counters k;
     uint64_t step1_tokens; /* CHANNEL step 1 budget, in thousandths of a frame */
@@ -174,6 +180,8 @@ struct mqe2e_session {
 enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE, CTL_EPOCH_NOT_GRANTED };
 
 /* session.c */
+/* The action last queued (NULL when none). */
+sess_action *mqe2e__sess_last_action(mqe2e_session *c);
 __attribute__((format(printf, 3, 4))) void mqe2e__sess_log(mqe2e_session *c, int level,
                                                            const char *fmt, ...);
 int mqe2e__sess_enqueue(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
@@ -232,5 +240,14 @@ size_t mqe2e__sess_hold_make_room(mqe2e_session *c, const char *topic, size_t le
 void mqe2e__sess_maybe_trigger_hello(mqe2e_session *c);
 void mqe2e__sess_release(mqe2e_session *c);
 void mqe2e__sess_expire(mqe2e_session *c);
+/* Entries in the spool (0 without one). */
+size_t mqe2e__sess_spool_count(const mqe2e_session *c);
+/* A held message that found no room in the hold queue: QoS >= 1 goes to
+ * the spool (counted spooled); otherwise, or when the spool refuses it, it
+ * is dropped (hold_dropped, no_key; a DROP action with @p current). */
+void mqe2e__sess_overflow(mqe2e_session *c, const mqe2e_held *h, int current);
+/* Whether a held message of QoS @p qos goes straight to the spool: it holds
+ * entries already, so arrival order is kept by putting newer ones after. */
+int mqe2e__sess_spool_first(const mqe2e_session *c, int qos);
 
 #endif

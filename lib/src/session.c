@@ -52,6 +52,10 @@ static void act_free(sess_action *a)
 /* The action last handed out is the caller's until its next call. */
 static void sess_release_taken(mqe2e_session *c)
 {
+    /* A spooled message's DELIVER was taken and the caller came back: the
+     * application handled it, so it leaves the spool now (not before). */
+    if (c->taken != NULL && c->taken->spool_id != 0 && c->spool != NULL)
+        (void)c->spool->remove(c->spool->ctx, c->taken->spool_id);
     act_free(c->taken);
     c->taken = NULL;
 }
@@ -81,6 +85,11 @@ static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, c
     c->n_actions++;
     if (kind == MQE2E_SESSION_PUBLISH) c->n_publish++;
     return a;
+}
+
+sess_action *mqe2e__sess_last_action(mqe2e_session *c)
+{
+    return c->act_tail;
 }
 
 int mqe2e__sess_enqueue(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len,
@@ -286,10 +295,17 @@ int mqe2e_session_new(mqe2e_session **out, mqe2e_keystore *ks, const mqe2e_polic
     *out = NULL;
     if (ks == NULL) return MQE2E_ERR_INVALID_ARG;
     if (opts == NULL) opts = &defaults;
-    if (opts->struct_version != 1U) return MQE2E_ERR_INVALID_ARG;
+    if (opts->struct_version != 1U && opts->struct_version != 2U) return MQE2E_ERR_INVALID_ARG;
+    mqe2e_spool *spool = opts->struct_version >= 2U ? opts->spool : NULL;
+    if (spool != NULL && (spool->put == NULL || spool->next == NULL || spool->remove == NULL ||
+                          spool->count == NULL))
+        return MQE2E_ERR_INVALID_ARG;
     c = calloc(1, sizeof *c);
     if (c == NULL) return MQE2E_ERR_NOMEM;
     c->ks = ks;
+    c->spool = spool;
+    /* What a previous session left in the spool is looked at once keys are known. */
+    c->spool_due = 1;
     c->log = opts->log;
     c->log_ctx = opts->log_ctx;
     c->log_level = opts->log_level > 0 ? opts->log_level : MQE2E_SESSION_LOG_WARNING;
@@ -436,6 +452,7 @@ static void sess_on_inbox(mqe2e_session *c, const uint8_t *data, size_t len, uns
         break;
     }
     /* Keys fetched by HELLO or PUSH are in place: what waited for them goes now. */
+    if (released) c->spool_due = 1;
     if (released && !(flags & MQE2E_SESSION_NO_HOLD)) mqe2e__sess_release(c);
 }
 
@@ -471,7 +488,8 @@ static void sess_on_channel_msg(mqe2e_session *c, const char *peer, const char *
 }
 
 /* Group envelopes: hold an unknown newer epoch, refuse an ungranted signer.
- * Returns 1 when the message was consumed here. */
+ * A held QoS >= 1 message that finds no room goes to the spool. Returns 1
+ * when the message was consumed here. */
 static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *topic,
                              const uint8_t *data, size_t len, uint32_t tag, unsigned flags)
 {
@@ -491,37 +509,53 @@ static int sess_on_group_msg(mqe2e_session *c, const char *group, const char *to
         if (verdict == CTL_EPOCH_HOLD) mqe2e__sess_maybe_trigger_hello(c);
         return 0;
     }
-    /* The message is held with its MQTT v5 properties (serialised), so a
+    /* Make room from what waited too long before judging the bounds. */
+    mqe2e__sess_expire(c);
+    if (verdict == CTL_EPOCH_REFUSE) {
+        /* Too far ahead to be a rotation: not held, not spooled. */
+        c->k.hold_dropped++;
+        mqe2e__sess_drop(c, topic, MQE2E_ERR_NO_KEY, 1);
+        return 1;
+    }
+    /* The message is kept with its MQTT v5 properties (serialised), so a
      * rule that binds them can check them when it is released and the
      * application gets them with it; they count towards every bound and
      * quota like the envelope (a forger cannot fill the queue through them). */
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &blob, &blob_len);
+    mqe2e_held cur = {(char *)(uintptr_t)topic,
+                      (uint8_t *)(uintptr_t)(len > 0 ? data : sess_empty),
+                      len,
+                      tag,
+                      c->t.wall_s,
+                      NULL,
+                      0};
+    rc = mqe2e__props_pack(c->cur_props, c->cur_nprops, &cur.meta, &cur.meta_len);
     /* (No packet is that large; keeps the quota arithmetic from wrapping.) */
-    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || blob_len > SIZE_MAX / 4U))
+    if (rc == MQE2E_OK && (len > SIZE_MAX / 4U || cur.meta_len > SIZE_MAX / 4U))
         rc = MQE2E_ERR_TOO_LARGE;
-    const size_t cost = rc == MQE2E_OK ? len + blob_len : 0U;
-    /* Make room from what waited too long before judging the bounds. */
-    mqe2e__sess_expire(c);
-    /* Then evict what names epochs further ahead than this one (a forger's
-     * guesses) so that a genuine rotation's messages keep their place. */
-    if (rc == MQE2E_OK && verdict != CTL_EPOCH_REFUSE)
-        (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
-    if (rc != MQE2E_OK || verdict == CTL_EPOCH_REFUSE ||
-        !mqe2e__sess_hold_quota_ok(c, topic, cost))
-        rc = MQE2E_ERR_EXHAUSTED;
-    else
-        rc = mqe2e_holdq_push_meta(c->holdq, topic, len > 0 ? data : sess_empty, len, blob,
-                                   blob_len, tag, c->t.wall_s, ahead);
-    free(blob);
-    if (rc == MQE2E_OK) {
-        c->k.held++;
-        mqe2e__sess_maybe_trigger_hello(c);
-    } else {
+    if (rc != MQE2E_OK) {
+        free(cur.meta);
         c->k.hold_dropped++;
         mqe2e__sess_drop(c, topic, MQE2E_ERR_NO_KEY, 1);
+        return 1;
     }
+    const size_t cost = len + cur.meta_len;
+    if (mqe2e__sess_spool_first(c, MQE2E__SESS_TAG_QOS(tag))) {
+        /* Older QoS >= 1 messages wait in the spool: this one goes after them. */
+        rc = MQE2E_ERR_EXHAUSTED;
+    } else {
+        /* Evict what names epochs further ahead than this one (a forger's
+         * guesses) so that a genuine rotation's messages keep their place. */
+        (void)mqe2e__sess_hold_make_room(c, topic, cost, ahead);
+        if (!mqe2e__sess_hold_quota_ok(c, topic, cost))
+            rc = MQE2E_ERR_EXHAUSTED;
+        else
+            rc = mqe2e_holdq_push_meta(c->holdq, topic, cur.data, len, cur.meta, cur.meta_len, tag,
+                                       c->t.wall_s, ahead);
+        if (rc == MQE2E_OK) c->k.held++;
+    }
+    if (rc != MQE2E_OK) mqe2e__sess_overflow(c, &cur, 1); /* spooled, or dropped and counted */
+    free(cur.meta);
+    mqe2e__sess_maybe_trigger_hello(c);
     return 1;
 }
 
@@ -835,14 +869,15 @@ int mqe2e_session_tick(mqe2e_session *c, int connected, mqe2e_session_time now)
             sess_channel_timers(c);
         }
     }
-    if (mqe2e_holdq_count(c->holdq) > 0) {
+    if (mqe2e_holdq_count(c->holdq) > 0 || mqe2e__sess_spool_count(c) > 0) {
         mqe2e__sess_expire(c);
         mqe2e__sess_release(c);
         /* What is still held arrived after the last answered HELLO was sent
          * (older unknown epochs were dropped as forged): ask again (paced),
          * so a message whose own trigger was paced away does not wait for
          * its age limit. */
-        if (c->control && connected && c->hello_done && mqe2e_holdq_count(c->holdq) > 0)
+        if (c->control && connected && c->hello_done &&
+            (mqe2e_holdq_count(c->holdq) > 0 || mqe2e__sess_spool_count(c) > 0))
             mqe2e__sess_maybe_trigger_hello(c);
     }
     return MQE2E_OK;
@@ -866,7 +901,7 @@ uint64_t mqe2e_session_next_timer(const mqe2e_session *c, mqe2e_session_time now
 
     if (c == NULL) return t;
     /* Held messages expire or wait for a key: looked at every second. */
-    if (mqe2e_holdq_count(c->holdq) > 0) t = now.mono_ms + 1000U;
+    if (mqe2e_holdq_count(c->holdq) > 0 || mqe2e__sess_spool_count(c) > 0) t = now.mono_ms + 1000U;
     if (!c->control) return t;
     for (size_t i = 0; i < c->n_prunes; i++)
         t = min64(t, sess_wall_deadline(now, c->prunes[i].at));

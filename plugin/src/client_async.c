@@ -385,7 +385,7 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         return MQTTASYNC_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 3) {
+        options->struct_version > 4) {
         return MQTTASYNC_BAD_STRUCTURE;
     }
     if (options->keystore == NULL &&

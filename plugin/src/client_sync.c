@@ -317,7 +317,7 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
         return MQTTCLIENT_NULL_PARAMETER;
     }
     if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 3) {
+        options->struct_version > 4) {
         return MQTTCLIENT_BAD_STRUCTURE;
     }
     if (options->keystore == NULL &&

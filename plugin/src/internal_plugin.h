@@ -131,7 +131,9 @@ MQTTProperties mqe2e__props_to_paho(const mqe2e_msg_property *props, size_t n);
 
 /* A session over @p ks (@p policy NULL: the keystore's groups) with its
  * glue; the worker thread runs only when the keystore holds an authority
- * pin. On failure nothing is left allocated. */
+ * pin. opts->spool, when set, is malloc'd and owned from here on (destroyed
+ * and freed by mqe2e__ctl_free(), after the session). On failure nothing is
+ * left allocated. */
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore *ks,
                    const mqe2e_policy *policy, const mqe2e_session_options *opts);
 

@@ -46,6 +46,24 @@ int mqe2e__ctl_setup(mqe2e__ctl **out, mqe2e__ctl_host *host,
                                 o->holdMaxSeconds,
                                 o->struct_version >= 3 ? o->freshMaxSeconds : 0U);
     so.protector = o->protector;
+    /* The spool of the one-call form: next to the keystore file, whose lock
+     * (held from here on) makes this process its only user. */
+    const char *spool_ks = o->keystore == NULL      ? o->keystorePath
+                           : o->struct_version >= 4 ? o->spoolKeystorePath
+                                                    : NULL;
+    if (spool_ks != NULL && !(o->struct_version >= 4 && o->spoolDisable)) {
+        so.spool = malloc(sizeof *so.spool);
+        rc = so.spool == NULL
+                 ? MQE2E_ERR_NOMEM
+                 : mqe2e_spool_file_for_keystore(so.spool, spool_ks,
+                                                 o->struct_version >= 4 ? o->spoolMaxCount : 0U,
+                                                 o->struct_version >= 4 ? o->spoolMaxBytes : 0U);
+        if (rc != MQE2E_OK) {
+            free(so.spool);
+            if (o->keystore == NULL) mqe2e_keystore_close(k);
+            return rc;
+        }
+    }
     rc = mqe2e__ctl_new(out, host, k, o->policy, &so);
     if (rc != MQE2E_OK) {
         if (o->keystore == NULL) mqe2e_keystore_close(k);

@@ -54,6 +54,7 @@ typedef struct ctl_item {
 struct mqe2e__ctl {
     mqe2e__ctl_host h;
     mqe2e_session *s;
+    mqe2e_spool *spool; /* owned; NULL: none */
     ctl_out *out_head, *out_tail;
     size_t n_out;
     int session_up; /* control topics subscribed on the current connection */
@@ -402,6 +403,13 @@ static void *ctl_worker(void *arg)
 /* ------------------------------------------------------------------ */
 /* Lifecycle                                                            */
 
+static void ctl_spool_free(mqe2e__ctl *c)
+{
+    mqe2e_spool_destroy(c->spool);
+    free(c->spool);
+    c->spool = NULL;
+}
+
 int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore *ks,
                    const mqe2e_policy *policy, const mqe2e_session_options *opts)
 {
@@ -410,8 +418,13 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore
 
     *out = NULL;
     c = calloc(1, sizeof *c);
-    if (c == NULL) return MQE2E_ERR_NOMEM;
+    if (c == NULL) {
+        mqe2e_spool_destroy(opts->spool);
+        free(opts->spool);
+        return MQE2E_ERR_NOMEM;
+    }
     c->h = *host;
+    c->spool = opts->spool;
     mqe2e_session_options so = *opts;
     /* The session logs through the front (no line is formatted for nobody). */
     so.log = host->log != NULL && host->log_level > 0 ? host->log : NULL;
@@ -419,17 +432,20 @@ int mqe2e__ctl_new(mqe2e__ctl **out, const mqe2e__ctl_host *host, mqe2e_keystore
     so.log_level = host->log_level;
     rc = mqe2e_session_new(&c->s, ks, policy, &so);
     if (rc != MQE2E_OK) {
+        ctl_spool_free(c);
         free(c);
         return rc;
     }
     if (pthread_cond_init(&c->cond, NULL) != 0) {
         mqe2e_session_free(c->s);
+        ctl_spool_free(c);
         free(c);
         return MQE2E_ERR_NOMEM;
     }
     if (pthread_cond_init(&c->drained, NULL) != 0) {
         (void)pthread_cond_destroy(&c->cond);
         mqe2e_session_free(c->s);
+        ctl_spool_free(c);
         free(c);
         return MQE2E_ERR_NOMEM;
     }
@@ -518,6 +534,7 @@ void mqe2e__ctl_free(mqe2e__ctl *c)
         out_free(o);
     }
     mqe2e_session_free(c->s);
+    ctl_spool_free(c);
     (void)pthread_cond_destroy(&c->drained);
     (void)pthread_cond_destroy(&c->cond);
     sodium_memzero(c, sizeof *c);

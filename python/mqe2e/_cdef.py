@@ -321,6 +321,7 @@ typedef struct mqe2e_session_options {
     mqe2e_session_log_fn *log;
     void *log_ctx;
     int log_level;
+    void *spool;
 } mqe2e_session_options;
 typedef struct mqe2e_session_action {
     int kind;
@@ -351,6 +352,7 @@ typedef struct mqe2e_session_counters {
     uint64_t control_ignored;
     uint64_t channel_rate_limited;
     uint64_t stale_refused;
+    uint64_t spooled;
 } mqe2e_session_counters;
 int mqe2e_session_new(mqe2e_session **out, mqe2e_keystore *ks, const mqe2e_policy *policy,
                       const mqe2e_session_options *opts);

@@ -57,14 +57,14 @@ int main(void)
     S(mqe2e_receipt) F(active) F(epoch) F(sender_id) F(seq) F(group_id) E
     S(mqe2e_session_time) F(wall_s) F(mono_ms) E
     S(mqe2e_session_options) F(struct_version) F(hold_count) F(hold_bytes) F(hold_seconds)
-        F(fresh_max_seconds) F(protector) F(log) F(log_ctx) F(log_level) E
+        F(fresh_max_seconds) F(protector) F(log) F(log_ctx) F(log_level) F(spool) E
     S(mqe2e_msg_property) F(id) F(name) F(name_len) F(value) F(value_len) E
     S(mqe2e_session_action) F(kind) F(topic) F(data) F(len) F(qos) F(retained) F(dup) F(current)
         F(code) F(receipt) F(props) F(nprops) E
     S(mqe2e_session_counters) F(handshakes_ok) F(handshakes_failed) F(hellos_sent)
         F(pushes_applied) F(pushes_refused) F(held) F(released) F(hold_dropped)
         F(revoked_refused) F(channel_sent) F(channel_opened) F(control_ignored)
-        F(channel_rate_limited) F(stale_refused) E
+        F(channel_rate_limited) F(stale_refused) F(spooled) E
     printf("\n}\n");
     return 0;
 }

@@ -1207,3 +1207,286 @@ Test(session_control, held_properties_count_towards_the_hold_quota)
                  MQE2E_OK);
     cr_assert_eq(ctl_counters().held, 1);
 }
+
+/* ------------------------------------------------------------------ */
+/* The spool (docs/PROTOCOL.md 9.4): held QoS >= 1 messages with no room  */
+
+static mqe2e_spool spool;
+static char spool_dir[64];
+
+/* dev-a's session again with a hold queue of 16 (2 per topic) and @p sp. */
+static void spool_session(mqe2e_spool *sp)
+{
+    mqe2e_session_options o = MQE2E_SESSION_OPTIONS_INIT;
+    mqe2e_session_free(sess);
+    o.hold_count = 16;
+    o.spool = sp;
+    cr_assert_eq(mqe2e_session_new(&sess, ks_a, NULL, &o), MQE2E_OK);
+}
+
+/* A forger naming exactly the next epoch (2) floods a/x with @p n forgeries
+ * (QoS 1, sealed under a key of its own), then dev-b's @p ngen genuine
+ * epoch-2 messages "g<i>" arrive with QoS @p qos_genuine; all after the
+ * connect's HELLO (copied to @p hello) was sent. */
+static void flood_then_genuine(msg *hello, int n, int ngen, int qos_genuine)
+{
+    mqe2e_keystore *ks_f = make_ks("dev-f", 9);
+    mqe2e_policy *pol_f = NULL;
+    mqe2e_protector *pr_f = NULL;
+    msg m;
+
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(ks_f, "g1", NULL, 2, SECRET_F, T0), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_new(&pol_f), MQE2E_OK);
+    cr_assert_eq(mqe2e_policy_add_keystore_groups(pol_f, ks_f), MQE2E_OK);
+    cr_assert_eq(mqe2e_protector_new(&pr_f, ks_f, pol_f, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1000)), MQE2E_OK);
+    take_hello(hello);
+    drain_no_deliver();
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(mqe2e_protect(pr_f, "a/x", (const uint8_t *)"forged", 6, T0, m.buf,
+                                   sizeof m.buf, &m.len),
+                     MQE2E_OK);
+        receive("a/x", &m, 0, at(T0 + 1, 2000 + (uint64_t)i));
+    }
+    drain_no_deliver();
+    rotate_b(2, SECRET_2);
+    for (int i = 0; i < ngen; i++) {
+        char text[16];
+        (void)snprintf(text, sizeof text, "g%d", i);
+        seal_b("a/x", text, &m);
+        cr_assert_eq(mqe2e_session_message_received(sess, "a/x", 3, m.buf, m.len, qos_genuine, 0, 0,
+                                                    0, at(T0 + 1, 3000 + (uint64_t)i)),
+                     MQE2E_OK);
+    }
+    drain_no_deliver();
+    mqe2e_protector_free(pr_f);
+    mqe2e_policy_free(pol_f);
+    mqe2e_keystore_close(ks_f);
+}
+
+/* The authority answers @p hello with epoch 2: every genuine message
+ * "g0".."g<ngen-1>" must come out in order, exactly once, and each
+ * forgery as a DROP (no_key or auth). Returns the drops seen. */
+static size_t answer_and_expect_genuine(const msg *hello, int ngen, mqe2e_session_time t)
+{
+    mqe2e_control_update reply;
+    mqe2e_key_bundle b2 = bundle_g1(2, SECRET_2);
+    mqe2e_session_action a;
+    int next = 0;
+    size_t dropped = 0;
+
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = &b2;
+    reply.n_bundles = 1;
+    answer_hello(hello, &reply, t);
+    while (mqe2e_session_next(sess, &a)) {
+        if (a.kind == MQE2E_SESSION_DROP) {
+            dropped++;
+            continue;
+        }
+        if (a.kind != MQE2E_SESSION_DELIVER) continue;
+        char text[16];
+        int len = snprintf(text, sizeof text, "g%d", next);
+        cr_assert_eq(a.len, (size_t)len, "delivered out of order or a forgery");
+        cr_assert_eq(memcmp(a.data, text, a.len), 0, "expected %s", text);
+        cr_assert_eq(a.current, 0);
+        cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+        next++;
+    }
+    cr_assert_eq(next, ngen, "%d of %d genuine messages delivered", next, ngen);
+    return dropped;
+}
+
+static void spool_teardown(void)
+{
+    mqe2e_session_free(sess);
+    sess = NULL;
+    mqe2e_spool_destroy(&spool);
+    if (spool_dir[0] != '\0') {
+        char cmd[128];
+        (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", spool_dir);
+        cr_assert_eq(system(cmd), 0);
+        spool_dir[0] = '\0';
+    }
+    teardown_fleet();
+}
+
+static void setup_spool_memory(void)
+{
+    setup_fleet(1, NULL);
+    cr_assert_eq(mqe2e_spool_memory(&spool, 0, 0), MQE2E_OK);
+    spool_session(&spool);
+}
+
+static void setup_spool_file(void)
+{
+    setup_fleet(1, NULL);
+    (void)snprintf(spool_dir, sizeof spool_dir, "/tmp/mqe2e-spool-XXXXXX");
+    cr_assert_not_null(mkdtemp(spool_dir));
+    cr_assert_eq(mqe2e_spool_file(&spool, spool_dir, 0, 0), MQE2E_OK);
+    spool_session(&spool);
+}
+
+TestSuite(session_spool_memory, .init = setup_spool_memory, .fini = spool_teardown);
+TestSuite(session_spool_file, .init = setup_spool_file, .fini = spool_teardown);
+
+/* Without a spool the flood of exact next-epoch forgeries loses genuine
+ * QoS 1 messages (the hole the spool closes): the control case. */
+Test(session_control, without_a_spool_an_exact_epoch_flood_loses_genuine_messages)
+{
+    msg hello;
+    spool_session(NULL);
+    flood_then_genuine(&hello, 4, 3, 1);
+    cr_assert_eq(ctl_counters().hold_dropped, 5,
+                 "2 forgeries and the 3 genuine messages found no room");
+    mqe2e_control_update reply;
+    mqe2e_key_bundle b2 = bundle_g1(2, SECRET_2);
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = &b2;
+    reply.n_bundles = 1;
+    answer_hello(&hello, &reply, at(T0 + 2, 4000));
+    mqe2e_session_action a;
+    while (mqe2e_session_next(sess, &a))
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER, "nothing genuine was left to deliver");
+}
+
+static void overflow_goes_to_the_spool_and_is_released_in_order(void)
+{
+    msg hello;
+    flood_then_genuine(&hello, 40, 5, 1);
+    mqe2e_session_counters k = ctl_counters();
+    cr_assert_eq(k.held, 2, "the topic's 2 slots");
+    cr_assert_eq(k.spooled, 43, "38 forgeries and 5 genuine messages");
+    cr_assert_eq(k.hold_dropped, 0);
+    cr_assert_eq(spool.count(spool.ctx), 43);
+    size_t dropped = answer_and_expect_genuine(&hello, 5, at(T0 + 2, 4000));
+    cr_assert_eq(dropped, 40, "every forgery dropped (auth)");
+    cr_assert_eq(drops(MQE2E_DROP_AUTH), 40);
+    /* Delivered ones leave the spool once taken and the caller came back. */
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 2, 4100)), MQE2E_OK);
+    cr_assert_eq(spool.count(spool.ctx), 0);
+}
+
+Test(session_spool_memory, overflow_goes_to_the_spool_and_is_released_in_order)
+{
+    overflow_goes_to_the_spool_and_is_released_in_order();
+}
+
+Test(session_spool_file, overflow_goes_to_the_spool_and_is_released_in_order)
+{
+    overflow_goes_to_the_spool_and_is_released_in_order();
+}
+
+/* QoS 0 is never spooled: MQTT already allows its loss. */
+Test(session_spool_memory, qos0_is_not_spooled)
+{
+    msg hello;
+    flood_then_genuine(&hello, 2, 3, 0);
+    cr_assert_eq(ctl_counters().spooled, 0);
+    cr_assert_eq(ctl_counters().hold_dropped, 3);
+    cr_assert_eq(spool.count(spool.ctx), 0);
+}
+
+/* Forgeries of an epoch the answered HELLO did not give are purged from the
+ * spool as from the hold queue. */
+static void spooled_forgeries_are_purged(void)
+{
+    msg hello, m;
+    mqe2e_control_update reply;
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    rotate_b(3, SECRET_F);
+    for (int i = 0; i < 6; i++) {
+        seal_b("a/x", "forged", &m);
+        receive("a/x", &m, 0, at(T0 + 1, 2000 + (uint64_t)i));
+    }
+    drain_no_deliver();
+    cr_assert_eq(ctl_counters().spooled, 4);
+    /* A later HELLO, sent after they arrived, is answered without epoch 3. */
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 5, 6000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    memset(&reply, 0, sizeof reply);
+    answer_hello(&hello, &reply, at(T0 + 5, 6500));
+    size_t n = 0;
+    mqe2e_session_action a;
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+        cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+        n++;
+    }
+    cr_assert_eq(n, 6);
+    cr_assert_eq(spool.count(spool.ctx), 0);
+    cr_assert_eq(ctl_counters().hold_dropped, 6);
+}
+
+Test(session_spool_memory, spooled_forgeries_are_purged_after_an_answered_hello)
+{
+    spooled_forgeries_are_purged();
+}
+
+Test(session_spool_file, spooled_forgeries_are_purged_after_an_answered_hello)
+{
+    spooled_forgeries_are_purged();
+}
+
+/* The spool's own quota: beyond it, dropped and counted (no_key). */
+Test(session_spool_memory, a_full_spool_drops_and_counts)
+{
+    msg hello;
+    mqe2e_spool_destroy(&spool);
+    cr_assert_eq(mqe2e_spool_memory(&spool, 10, 0), MQE2E_OK);
+    spool_session(&spool);
+    flood_then_genuine(&hello, 12, 0, 1);
+    cr_assert_eq(ctl_counters().held, 2);
+    cr_assert_eq(ctl_counters().spooled, 10);
+    cr_assert_eq(ctl_counters().hold_dropped, 0 + 12 - 2 - 10);
+    cr_assert_eq(spool.count(spool.ctx), 10);
+    msg m;
+    seal_b("a/x", "lost", &m); /* dev-b is at epoch 2 already */
+    receive("a/x", &m, 0, at(T0 + 1, 5001));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_NO_KEY);
+    cr_assert_eq(a.current, 1);
+    cr_assert_eq(ctl_counters().hold_dropped, 1);
+    cr_assert_eq(drops(MQE2E_DROP_NO_KEY), 1);
+}
+
+/* A crash while messages are spooled: the session is freed without
+ * handling them; a new one on the same keystore and spool (for the file
+ * spool: a new spool object on the same directory) delivers them once the
+ * key arrives, in order. Taken but not yet handled counts as not handled. */
+static void reload_after_a_crash(int file)
+{
+    msg hello;
+    flood_then_genuine(&hello, 4, 3, 2);
+    cr_assert_eq(ctl_counters().spooled, 5);
+    /* "Crash": no key ever arrived in this session. */
+    mqe2e_session_free(sess);
+    sess = NULL;
+    if (file) {
+        mqe2e_spool_destroy(&spool);
+        cr_assert_eq(mqe2e_spool_file(&spool, spool_dir, 0, 0), MQE2E_OK);
+    }
+    cr_assert_eq(spool.count(spool.ctx), 5);
+    spool_session(&spool);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0 + 60, 1000)), MQE2E_OK);
+    take_hello(&hello);
+    drain_no_deliver();
+    /* The 2 forgeries held in memory died with the process; the spooled
+     * ones are dropped (auth) and the genuine ones delivered in order. */
+    (void)answer_and_expect_genuine(&hello, 3, at(T0 + 60, 1500));
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(T0 + 60, 1600)), MQE2E_OK);
+    cr_assert_eq(spool.count(spool.ctx), 0);
+}
+
+Test(session_spool_memory, spooled_messages_survive_a_crash)
+{
+    reload_after_a_crash(0);
+}
+
+Test(session_spool_file, spooled_messages_survive_a_crash)
+{
+    reload_after_a_crash(1);
+}

@@ -42,6 +42,7 @@ static const control_field control_fields[] = {
     {"control_ignored", offsetof(mqe2e_control_counters, control_ignored)},
     {"channel_rate_limited", offsetof(mqe2e_control_counters, channel_rate_limited)},
     {"stale_refused", offsetof(mqe2e_control_counters, stale_refused)},
+    {"spooled", offsetof(mqe2e_control_counters, spooled)},
 };
 #define CONTROL_FIELD_COUNT (sizeof control_fields / sizeof control_fields[0])
 

@@ -121,6 +121,19 @@ MQE2E_API int mqe2e_holdq_push_meta(mqe2e_holdq *q, const char *topic, const uin
 MQE2E_API int mqe2e_holdq_evict_worst(mqe2e_holdq *q, const char *topic, uint32_t above);
 
 /**
+ * @brief As mqe2e_holdq_evict_worst(), handing the removed message to the
+ *        caller instead of freeing it (the device session spools it).
+ * @param q     the queue.
+ * @param topic NUL-terminated topic name compared exactly, or NULL for any.
+ * @param above only a message ranked strictly higher is removed.
+ * @param out   receives it (caller frees with mqe2e_held_free()); NULL when none.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_NOT_FOUND, ::MQE2E_ERR_INVALID_ARG,
+ *         ::MQE2E_ERR_NOMEM (nothing removed).
+ */
+MQE2E_API int mqe2e_holdq_evict_take(mqe2e_holdq *q, const char *topic, uint32_t above,
+                                     mqe2e_held **out);
+
+/**
  * @brief Take the oldest message out.
  * @param q   the queue.
  * @param out receives a new item (caller frees with mqe2e_held_free()); NULL when empty.

@@ -18,6 +18,7 @@
 #include "mqe2e/protect.h"
 #include "mqe2e/replay.h"
 #include "mqe2e/session.h"
+#include "mqe2e/spool.h"
 #include "mqe2e/storage.h"
 #include "mqe2e/version.h"
 #endif

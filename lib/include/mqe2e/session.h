@@ -44,6 +44,7 @@
 #include "mqe2e/keystore.h"
 #include "mqe2e/policy.h"
 #include "mqe2e/protect.h"
+#include "mqe2e/spool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,7 +75,7 @@ typedef void mqe2e_session_log_fn(void *ctx, int level, const char *message);
 
 /** Session options; start from ::MQE2E_SESSION_OPTIONS_INIT. */
 typedef struct mqe2e_session_options {
-    uint32_t struct_version;  /**< 1 */
+    uint32_t struct_version;  /**< 1, or 2 (adds @ref spool) */
     size_t hold_count;        /**< hold queue: most messages (0 = ::MQE2E_HOLDQ_DEFAULT_COUNT) */
     size_t hold_bytes;        /**< hold queue: most bytes (0 = ::MQE2E_HOLDQ_DEFAULT_BYTES) */
     uint64_t hold_seconds;    /**< hold queue: most seconds held (0 = ::MQE2E_HOLDQ_DEFAULT_AGE) */
@@ -83,10 +84,19 @@ typedef struct mqe2e_session_options {
     mqe2e_session_log_fn *log; /**< NULL: no log */
     void *log_ctx;            /**< passed to the log callback */
     int log_level;            /**< most verbose level passed to @ref log (0 = WARNING) */
+    /** struct_version 2: where held QoS >= 1 messages go when the hold queue
+     * has no room for them (mqe2e/spool.h; docs/PROTOCOL.md 9.4); NULL: none,
+     * they are dropped (hold_dropped, no_key). Borrowed: it must outlive the
+     * session. Entries it holds already are loaded: released once their key
+     * is known, forgeries purged after the first answered HELLO. */
+    mqe2e_spool *spool;
 } mqe2e_session_options;
 
 /** Initializer of ::mqe2e_session_options (all defaults). */
-#define MQE2E_SESSION_OPTIONS_INIT { 1U, 0U, 0U, 0U, 0U, NULL, NULL, NULL, 0 }
+#define MQE2E_SESSION_OPTIONS_INIT                                                                 \
+    {                                                                                              \
+        2U, 0U, 0U, 0U, 0U, NULL, NULL, NULL, 0, NULL                                              \
+    }
 
 /** Default freshness bound in seconds (fresh_max_seconds = 0). */
 #define MQE2E_SESSION_FRESH_MAX_DEFAULT 900U
@@ -159,6 +169,7 @@ typedef struct mqe2e_session_counters {
     uint64_t control_ignored;      /**< control frames ignored */
     uint64_t channel_rate_limited; /**< CHANNEL step 1 frames refused before DH work */
     uint64_t stale_refused;        /**< group publishes refused: authority not heard in time */
+    uint64_t spooled;              /**< held QoS >= 1 messages written to the spool */
 } mqe2e_session_counters;
 
 /**

@@ -67,8 +67,8 @@ typedef void mqe2e_MQTTClient_log(void *context, mqe2e_log_level level, const ch
 /** The one configuration call's options; use ::mqe2e_MQTTClient_securityOptions_initializer. */
 typedef struct mqe2e_MQTTClient_securityOptions {
     char struct_id[4];   /**< "MQES" */
-    int struct_version;  /**< 0, 1 (adds the hold limits), 2 (adds keystorePath...) or 3
-                              (adds freshMaxSeconds) */
+    int struct_version;  /**< 0, 1 (adds the hold limits), 2 (adds keystorePath...), 3
+                              (adds freshMaxSeconds) or 4 (adds the spool options) */
     /**
      * Keystore (borrowed; must outlive the client). Required, unless
      * keystorePath is given (struct_version 2).
@@ -118,13 +118,33 @@ typedef struct mqe2e_MQTTClient_securityOptions {
      * is sent every third of it. 0 = 900 s. docs/PROTOCOL.md 9.3.
      */
     unsigned freshMaxSeconds;
+    /* struct_version 4 */
+    /**
+     * The spool (docs/PROTOCOL.md 9.4, docs/PAHO.md): a held QoS 1 or 2
+     * message that finds no room in the hold queue is written to
+     * "<real keystore path>.spool/" (0700; one 0600 file per message) and
+     * delivered from there once its key arrives, also after a crash or
+     * restart; Paho acknowledged it already, so dropping it would lose it.
+     * On by default in the one-call form (keystorePath); with a caller's
+     * keystore only when spoolKeystorePath names its file. Most entries
+     * (0 = 4096).
+     */
+    size_t spoolMaxCount;
+    size_t spoolMaxBytes; /**< most bytes of entry files (0 = 16 MiB) */
+    int spoolDisable;     /**< 1: no spool (such messages are dropped, counted no_key) */
+    /**
+     * With a caller's keystore (keystore set): the path of its file, opened
+     * with the file backend (whose lock makes this client the spool's only
+     * user); its spool is used. NULL: no spool. Ignored in the one-call form.
+     */
+    const char *spoolKeystorePath;
 } mqe2e_MQTTClient_securityOptions;
 
-/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 3, defaults). */
-#define mqe2e_MQTTClient_securityOptions_initializer                                          \
-    {                                                                                          \
-        {'M', 'Q', 'E', 'S'}, 3, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0, \
-            NULL, NULL, NULL, 0                                                                \
+/** Initializer for ::mqe2e_MQTTClient_securityOptions (struct_version 4, defaults). */
+#define mqe2e_MQTTClient_securityOptions_initializer                                               \
+    {                                                                                              \
+        {'M', 'Q', 'E', 'S'}, 4, NULL, NULL, NULL, NULL, NULL, MQE2E_LOG_WARNING, NULL, 0, 0, 0,   \
+            NULL, NULL, NULL, 0, 0, 0, 0, NULL                                                     \
     }
 
 /**
@@ -158,6 +178,11 @@ typedef struct mqe2e_control_counters {
      * under an epoch a revoked member still holds. Appended last.
      */
     uint64_t stale_refused;
+    /**
+     * Held QoS >= 1 messages written to the spool next to the keystore
+     * because the hold queue had no room (docs/PROTOCOL.md 9.4). Appended last.
+     */
+    uint64_t spooled;
 } mqe2e_control_counters;
 
 /**

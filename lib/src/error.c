@@ -33,12 +33,6 @@ static const struct err_entry err_table[] = {
     {"locked", "keystore already open in another handle or process"},
     {"grant", "sender not granted to publish on this topic"},
     {"revoked", "sender id retired by the authority's revocation list"},
-    /* -23 .. -27: reserved for other work in progress (issues 13, 14). */
-    {"reserved_23", "reserved error code"},
-    {"reserved_24", "reserved error code"},
-    {"reserved_25", "reserved error code"},
-    {"reserved_26", "reserved error code"},
-    {"reserved_27", "reserved error code"},
     {"tree_gap", "key-tree update does not follow this member's epoch: catch up"},
     {"tree_revoked", "the key-tree update removes this member"},
 };

@@ -45,14 +45,13 @@ typedef enum mqe2e_error {
                                         not grant it to publish on */
     MQE2E_ERR_REVOKED = -22,       /**< envelope under a sender id the authority's revocation
                                         list retires (a revoked or replaced device's) */
-    /* -23 .. -27 are reserved for other work in progress (issues 13, 14). */
-    MQE2E_ERR_TREE_GAP = -28,      /**< a key-tree update does not follow the member's epoch
+    MQE2E_ERR_TREE_GAP = -23,      /**< a key-tree update does not follow the member's epoch
                                         (updates were missed): catch up with a TreePath */
-    MQE2E_ERR_TREE_REVOKED = -29,  /**< the key-tree update removes this member */
+    MQE2E_ERR_TREE_REVOKED = -24,  /**< the key-tree update removes this member */
 } mqe2e_error;
 
 /** Lowest (most negative) defined error code. */
-#define MQE2E_ERR_MIN (-29)
+#define MQE2E_ERR_MIN (-24)
 
 /**
  * @brief Human-readable description of a return code.

@@ -186,21 +186,15 @@ static void add_bad(cJSON *arr, const char *note, const char *of, const char *to
     cJSON_AddItemToArray(arr, b);
 }
 
-static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t dir, uint64_t seq,
-                           const char *topic, const char *pt)
+/* Seal a channel envelope (docs/PROTOCOL.md 8.7) with @p cs: the AD is written
+ * out here as the spec gives it and returned in @p ad / @p adl. */
+static size_t seal_channel(mqe2e_noise_cipher *cs, uint8_t *env, size_t env_cap, uint8_t *ad,
+                           size_t *adl_out, uint32_t gen, uint32_t dir, uint64_t seq,
+                           const char *topic, const uint8_t session[16], const char *pt)
 {
-    uint8_t k[32], session[16], ad[512], env[512];
     size_t tlen = strlen(topic), adl = 0, hl, ctl = 0;
-    mqe2e_noise_cipher *cs = NULL;
     mqe2e_envelope_header h = {MQE2E_MODE_CHANNEL, gen, dir, seq, 0};
-    cJSON *v = cJSON_CreateObject();
 
-    fill(k, 32, 0x40);
-    fill(session, 16, 0xe0);
-    CHECK(mqe2e_noise_cipher_new(&cs, k));
-    for (uint32_t g = 0; g < gen; g++)
-        CHECK(mqe2e_noise_cipher_rekey(cs));
-    /* AD of docs/PROTOCOL.md 8.7, written out here as the spec gives it. */
     ad[adl++] = 1;
     ad[adl++] = 2;
     ad[adl++] = 1;
@@ -217,9 +211,27 @@ static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t 
     for (int i = 7; i >= 0; i--)
         ad[adl++] = (uint8_t)(seq >> (8 * i));
     hl = mqe2e__envelope_header_len(&h, strlen(pt) + 16);
-    CHECK(mqe2e_noise_cipher_encrypt_n(cs, seq, env + hl, sizeof env - hl, &ctl, ad, adl,
+    CHECK(mqe2e_noise_cipher_encrypt_n(cs, seq, env + hl, env_cap - hl, &ctl, ad, adl,
                                        (const uint8_t *)pt, strlen(pt)));
     mqe2e__envelope_header_put(env, &h, ctl);
+    *adl_out = adl;
+    return hl + ctl;
+}
+
+static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t dir, uint64_t seq,
+                           const char *topic, const char *pt)
+{
+    uint8_t k[32], session[16], ad[512], env[512];
+    size_t adl = 0, envl;
+    mqe2e_noise_cipher *cs = NULL;
+    cJSON *v = cJSON_CreateObject();
+
+    fill(k, 32, 0x40);
+    fill(session, 16, 0xe0);
+    CHECK(mqe2e_noise_cipher_new(&cs, k));
+    for (uint32_t g = 0; g < gen; g++)
+        CHECK(mqe2e_noise_cipher_rekey(cs));
+    envl = seal_channel(cs, env, sizeof env, ad, &adl, gen, dir, seq, topic, session, pt);
     cJSON_AddStringToObject(v, "note", note);
     cJSON_AddStringToObject(v, "mode", "channel");
     add_hex(v, "channel_k0", k, 32);
@@ -232,7 +244,7 @@ static void channel_vector(cJSON *arr, const char *note, uint32_t gen, uint32_t 
     cJSON_AddNumberToObject(v, "seq", (double)seq);
     add_hex(v, "plaintext", (const uint8_t *)pt, strlen(pt));
     add_hex(v, "ad", ad, adl);
-    add_hex(v, "envelope", env, hl + ctl);
+    add_hex(v, "envelope", env, envl);
     cJSON_AddItemToArray(arr, v);
     mqe2e_noise_cipher_free(cs);
 }
@@ -807,6 +819,188 @@ static void gen_control(const char *dir)
     write_json(dir, "control-v1.json", root);
 }
 
+/* ---- channel handshake (8.6, 8.7) -------------------------------------- */
+
+typedef struct peer {
+    const char *id;
+    uint8_t dh_sk[32], dh_pk[32], sign_pk[32], e_sk[32], e_pk[32];
+    uint8_t *cred;
+    size_t cred_len;
+    uint64_t serial;
+    mqe2e_noise_handshake *hs;
+} peer;
+
+static void peer_make(peer *p, const char *id, uint8_t dh, uint8_t sign, uint8_t eph,
+                      uint64_t serial, const uint8_t a_sign_sk[64])
+{
+    uint8_t seed[32], sk[64];
+    mqe2e_grant grant = {"cmd/#", MQE2E_RIGHT_PUBLISH};
+    mqe2e_credential_request cr;
+
+    p->id = id;
+    p->serial = serial;
+    fill(p->dh_sk, 32, dh);
+    crypto_scalarmult_base(p->dh_pk, p->dh_sk);
+    fill(seed, 32, sign);
+    crypto_sign_seed_keypair(p->sign_pk, sk, seed);
+    sodium_memzero(sk, sizeof sk);
+    fill(p->e_sk, 32, eph);
+    crypto_scalarmult_base(p->e_pk, p->e_sk);
+    memset(&cr, 0, sizeof cr);
+    cr.client_id = id;
+    cr.role = "device";
+    memcpy(cr.sign_public, p->sign_pk, 32);
+    memcpy(cr.dh_public, p->dh_pk, 32);
+    cr.grants = &grant;
+    cr.n_grants = 1;
+    cr.issued_at = 1700000000;
+    cr.expires_at = 4102444800; /* 2100-01-01 */
+    cr.serial = serial;
+    CHECK(mqe2e_credential_issue(&p->cred, &p->cred_len, a_sign_sk, &cr));
+}
+
+/* ChannelHello{client_id, credential if @p with_cred} packed into @p buf. */
+static size_t channel_hello(uint8_t *buf, size_t cap, const peer *p, int with_cred)
+{
+    Mqe2e__V1__ChannelHello m;
+    size_t n;
+    mqe2e__v1__channel_hello__init(&m);
+    m.client_id = (char *)(uintptr_t)p->id;
+    if (with_cred) {
+        m.credential.data = p->cred;
+        m.credential.len = p->cred_len;
+    }
+    n = mqe2e__v1__channel_hello__get_packed_size(&m);
+    if (n > cap) exit(1);
+    mqe2e__v1__channel_hello__pack(&m, buf);
+    return n;
+}
+
+/* One step: @p w writes ChannelHello into a frame, @p r reads it back and
+ * must get the same payload. */
+static void channel_step(cJSON *o, const char *name, peer *w, peer *r, const uint8_t session[16],
+                         uint32_t step, int with_cred)
+{
+    uint8_t payload[1024], frame[MQE2E_CONTROL_MAX_FRAME_BYTES], *got = NULL;
+    size_t plen = channel_hello(payload, sizeof payload, w, with_cred), n = 0, cap = 0, glen = 0;
+    mqe2e_control_frame f;
+    char key[32];
+
+    CHECK(mqe2e__control_write(frame, sizeof frame, &n, w->hs, MQE2E_CONTROL_CHANNEL, w->id,
+                               session, step, payload, plen));
+    CHECK(mqe2e_control_frame_decode(&f, frame, n));
+    CHECK(mqe2e__control_read(&got, &cap, &glen, r->hs, &f));
+    if (glen != plen || memcmp(got, payload, plen) != 0) exit(1);
+    mqe2e__control_free_wiped(got, cap);
+    snprintf(key, sizeof key, "%s_payload", name);
+    add_hex(o, key, payload, plen);
+    snprintf(key, sizeof key, "%s_frame", name);
+    add_hex(o, key, frame, n);
+}
+
+static void add_peer(cJSON *root, const char *role, const peer *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "client_id", p->id);
+    add_hex(o, "dh_secret", p->dh_sk, 32);
+    add_hex(o, "dh_public", p->dh_pk, 32);
+    add_hex(o, "sign_public", p->sign_pk, 32);
+    add_hex(o, "ephemeral_secret", p->e_sk, 32);
+    add_hex(o, "ephemeral_public", p->e_pk, 32);
+    add_hex(o, "credential", p->cred, p->cred_len);
+    cJSON_AddNumberToObject(o, "credential_serial", (double)p->serial);
+    cJSON_AddItemToObject(root, role, o);
+}
+
+static void first_message(cJSON *arr, mqe2e_noise_cipher *cs, uint32_t dir,
+                          const uint8_t session[16], const char *topic, const char *pt)
+{
+    uint8_t ad[512], env[512];
+    size_t adl = 0, envl = seal_channel(cs, env, sizeof env, ad, &adl, 0, dir, 0, topic,
+                                        session, pt);
+    cJSON *v = cJSON_CreateObject();
+    cJSON_AddNumberToObject(v, "direction", dir);
+    cJSON_AddNumberToObject(v, "generation", 0);
+    cJSON_AddNumberToObject(v, "seq", 0);
+    cJSON_AddStringToObject(v, "topic", topic);
+    add_hex(v, "plaintext", (const uint8_t *)pt, strlen(pt));
+    add_hex(v, "ad", ad, adl);
+    add_hex(v, "envelope", env, envl);
+    cJSON_AddItemToArray(arr, v);
+}
+
+/* A whole CHANNEL handshake with both sides deterministic (statics,
+ * ephemerals, session and credentials fixed), its split keys and the first
+ * envelope each way. Byte-identical on every run. */
+static void gen_channel(const char *dir)
+{
+    uint8_t a_seed[32], a_sign_pk[32], a_sign_sk[64], session[16], prologue[64], hh[32];
+    uint8_t k[32];
+    size_t pl = 0;
+    peer ini, res;
+    mqe2e_noise_cipher *i_send = NULL, *i_recv = NULL, *r_send = NULL, *r_recv = NULL;
+    cJSON *root = cJSON_CreateObject(), *ex = cJSON_CreateObject(), *msgs = cJSON_CreateArray();
+
+    fill(a_seed, 32, 0x60);
+    crypto_sign_seed_keypair(a_sign_pk, a_sign_sk, a_seed);
+    peer_make(&ini, "sensor-1", 0xa0, 0xc0, 0xe8, 101, a_sign_sk);
+    peer_make(&res, "gateway-1", 0xb0, 0xb8, 0xf0, 102, a_sign_sk);
+    sodium_memzero(a_sign_sk, sizeof a_sign_sk);
+    fill(session, 16, 0x30);
+    CHECK(mqe2e__control_handshake(&ini.hs, MQE2E_CONTROL_CHANNEL, MQE2E_NOISE_INITIATOR, "mqe2e",
+                                   session));
+    CHECK(mqe2e__control_handshake(&res.hs, MQE2E_CONTROL_CHANNEL, MQE2E_NOISE_RESPONDER, "mqe2e",
+                                   session));
+    CHECK(mqe2e_noise_handshake_set_local_static(ini.hs, ini.dh_sk));
+    CHECK(mqe2e_noise_handshake_set_local_static(res.hs, res.dh_sk));
+    CHECK(mqe2e_noise_handshake_set_ephemeral(ini.hs, ini.e_sk));
+    CHECK(mqe2e_noise_handshake_set_ephemeral(res.hs, res.e_sk));
+    memcpy(prologue + pl, "mqe2e/v1/channel", 16);
+    pl += 16;
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, "mqe2e", 5);
+    pl += 5;
+    prologue[pl++] = 0;
+    memcpy(prologue + pl, session, 16);
+    pl += 16;
+
+    cJSON_AddStringToObject(root, "source",
+                            "docs/PROTOCOL.md 8.1 (frame), 8.6 (channels), 8.7 (channel envelope)");
+    cJSON_AddStringToObject(root, "prefix", "mqe2e");
+    add_hex(root, "authority_sign_public", a_sign_pk, 32);
+    cJSON_AddNumberToObject(root, "now", 1700000001);
+    add_peer(root, "initiator", &ini);
+    add_peer(root, "responder", &res);
+    cJSON_AddStringToObject(ex, "protocol", "Noise_XX_25519_ChaChaPoly_SHA256");
+    add_hex(ex, "session", session, 16);
+    add_hex(ex, "prologue", prologue, pl);
+    channel_step(ex, "step1", &ini, &res, session, 1, 0);
+    channel_step(ex, "step2", &res, &ini, session, 2, 1);
+    channel_step(ex, "step3", &ini, &res, session, 3, 1);
+    CHECK(mqe2e_noise_handshake_hash(ini.hs, hh));
+    add_hex(ex, "handshake_hash", hh, 32);
+    CHECK(mqe2e_noise_split(ini.hs, &i_send, &i_recv));
+    CHECK(mqe2e_noise_split(res.hs, &r_send, &r_recv));
+    CHECK(mqe2e_noise_cipher_export_key(i_send, k));
+    add_hex(ex, "initiator_to_responder_k0", k, 32);
+    CHECK(mqe2e_noise_cipher_export_key(r_send, k));
+    add_hex(ex, "responder_to_initiator_k0", k, 32);
+    sodium_memzero(k, sizeof k);
+    cJSON_AddItemToObject(root, "exchange", ex);
+    first_message(msgs, i_send, 0, session, "cmd/gateway-1/hello", "ping from sensor-1");
+    first_message(msgs, r_send, 1, session, "cmd/sensor-1/hello", "pong from gateway-1");
+    cJSON_AddItemToObject(root, "first_messages", msgs);
+    mqe2e_noise_cipher_free(i_send);
+    mqe2e_noise_cipher_free(i_recv);
+    mqe2e_noise_cipher_free(r_send);
+    mqe2e_noise_cipher_free(r_recv);
+    mqe2e_noise_handshake_free(ini.hs);
+    mqe2e_noise_handshake_free(res.hs);
+    free(ini.cred);
+    free(res.cred);
+    write_json(dir, "channel-v1.json", root);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 || mqe2e_init() != MQE2E_OK) {
@@ -816,5 +1010,6 @@ int main(int argc, char **argv)
     gen_key_schedule(argv[1]);
     gen_envelopes(argv[1]);
     gen_control(argv[1]);
+    gen_channel(argv[1]);
     return 0;
 }

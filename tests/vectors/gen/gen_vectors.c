@@ -1,8 +1,8 @@
-/* Generator of the shared vectors tests/vectors/{key-schedule,envelope,control}-v1.json.
+/* Generator of the shared vectors tests/vectors/{key-schedule,envelope,control,channel}-v1.json.
  *
  * Run by hand when the wire format changes (tests/vectors/README.md):
  *     build/tests/mqe2e_gen_vectors tests/vectors
- * Key schedule and envelope vectors are deterministic (fixed secrets, fixed
+ * Key schedule, envelope and channel vectors are deterministic (fixed secrets, fixed
  * instance, deterministic Ed25519); control frames carry fresh Noise
  * ephemerals, so regenerating them changes their bytes but not what a
  * receiver reads from them. tests/unit/test_vectors.c and

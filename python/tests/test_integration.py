@@ -259,6 +259,80 @@ def test_revocation_and_rotation_reach_the_python_backend(authority, tmp_path):
         stop(c)
 
 
+def test_python_publisher_through_a_rotation(authority, tmp_path):
+    """A Python device keeps publishing across a group rotation: once the
+    rotation PUSH is applied, everything it sends is sealed under the new
+    epoch (read off the wire by a raw sniffer), and the C backend
+    (``mqe2e sub``) opens all of it, before and after."""
+    authority.op("group", "create", "--group", "line", "--topic", "line/#")
+    enroll_c(authority, "line-scada", "--role", "service", "--group", "line", "--grant",
+             "line/#:sub")
+    enroll_c(authority, "line-old", "--group", "line", "--grant", "line/line-old/#:pub")
+    ks = str(tmp_path / "line-py.ks")
+    mqe2e.enroll(ks, ticket=authority.ticket("line-py", "--group", "line", "--grant",
+                                             "line/line-py/#:pub"),
+                 host="127.0.0.1", port=authority.broker.port, passphrase=PASS)
+
+    # The sniffer: a plain paho client that sees the ciphertext as the broker has it.
+    wire_seen: "queue.Queue" = queue.Queue()
+    sniff_ready = threading.Event()
+    sniffer = raw_client(authority.broker.port)
+    sniffer.on_message = lambda cl, u, m: wire_seen.put((m.topic, bytes(m.payload)))
+    sniffer.on_subscribe = lambda *a: sniff_ready.set()
+    sniffer.subscribe("line/line-py/#", 1)
+    assert sniff_ready.wait(20)
+
+    before, after = ["before 1", "before 2"], ["after 1", "after 2", "after 3"]
+    sub = subprocess.Popen(
+        [authority.cli, "sub", "-K", "line-scada.ks", "-h", "127.0.0.1", "-p",
+         str(authority.broker.port), "-t", "line/#", "-q", "1", "-C",
+         str(len(before) + len(after)), "-W", "60", "-v", "-d"], cwd=authority.dir,
+        env=authority.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errlog = []
+    threading.Thread(target=lambda: errlog.extend(sub.stderr), daemon=True).start()
+    c = None
+    try:
+        wait_for(lambda: any("subscribed to line/#" in l for l in errlog), 20, "mqe2e sub")
+        c = fresh_client(authority, ks, "line-py")
+        for m in before:
+            c.publish("line/line-py/speed", m, qos=1).wait_for_publish(10)
+        old = set()
+        for _ in before:
+            t, env = wire_seen.get(timeout=30)
+            assert env.decode(errors="replace") not in before  # never in clear
+            old.add(mqe2e.wire.parse_envelope(env).epoch)
+        assert len(old) == 1
+        (old_epoch,) = old
+
+        applied = c.counters()["control"]["pushes_applied"]
+        authority.op("revoke", "--id", "line-old")  # rotates "line"
+        wait_for(lambda: c.counters()["control"]["pushes_applied"] > applied, 30,
+                 "the rotation PUSH at the Python device")
+        for m in after:
+            c.publish("line/line-py/speed", m, qos=1).wait_for_publish(10)
+        new = []
+        for _ in after:
+            t, env = wire_seen.get(timeout=30)
+            assert env.decode(errors="replace") not in after
+            new.append(mqe2e.wire.parse_envelope(env).epoch)
+        # Nothing under the old epoch once the PUSH is applied (a sender has no
+        # grace: retired epochs are only read, PROTOCOL.md 9).
+        assert all(e > old_epoch for e in new), (old_epoch, new)
+        assert len(set(new)) == 1
+
+        out, _ = sub.communicate(timeout=90)
+        assert sub.returncode == 0, errlog
+        assert out.splitlines() == [f"line/line-py/speed {m}" for m in before + after]
+        assert wire_seen.empty()
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+        sniffer.loop_stop()
+        sniffer.disconnect()
+        if c is not None:
+            stop(c)
+
+
 def test_python_m_mqe2e_sub_and_decrypt(authority, tmp_path):
     """``python -m mqe2e sub`` prints C devices' plaintext; ``decrypt`` opens one payload."""
     import sys

@@ -82,25 +82,7 @@ def test_channel_envelopes():
               + struct.pack(">IIQ", v["generation"], v["direction"], v["seq"]))
         assert ad.hex() == v["ad"]
         # Header: read the protobuf fields by hand, as an independent binding would.
-        fields, i = {}, 0
-        while i < len(env):
-            keyb = env[i]
-            i += 1
-            if keyb & 7 == 0:
-                val, shift = 0, 0
-                while True:
-                    c = env[i]
-                    i += 1
-                    val |= (c & 0x7F) << shift
-                    shift += 7
-                    if not c & 0x80:
-                        break
-                fields[keyb >> 3] = val
-            else:
-                ln = env[i]
-                i += 1
-                fields[keyb >> 3] = env[i:i + ln]
-                i += ln
+        fields = _pb_fields(env)
         assert fields.get(4, 0) == v["generation"] and fields.get(5, 0) == v["direction"]
         assert fields.get(6, 0) == v["seq"] and 2 in fields
         assert wire.channel_decrypt(key, v["seq"], ad, fields[2]) == h(v["plaintext"])

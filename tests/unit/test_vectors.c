@@ -415,6 +415,30 @@ Test(vectors, bad_envelopes)
     cJSON_Delete(root);
 }
 
+/* The channel AD as docs/PROTOCOL.md 8.7 states it, written out here
+ * independently of the core; @p out holds at least 37 + @p tl bytes. */
+static size_t spec_channel_ad(uint8_t *out, const char *topic, size_t tl, const uint8_t session[16],
+                              const mqe2e_envelope_header *hd)
+{
+    size_t r = 0;
+    out[r++] = 1;
+    out[r++] = 2;
+    out[r++] = 1;
+    out[r++] = (uint8_t)(tl >> 8);
+    out[r++] = (uint8_t)tl;
+    memcpy(out + r, topic, tl);
+    r += tl;
+    memcpy(out + r, session, 16);
+    r += 16;
+    for (int i = 3; i >= 0; i--)
+        out[r++] = (uint8_t)(hd->epoch >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        out[r++] = (uint8_t)(hd->sender_id >> (8 * i));
+    for (int i = 7; i >= 0; i--)
+        out[r++] = (uint8_t)(hd->seq >> (8 * i));
+    return r;
+}
+
 Test(vectors, channel_envelopes)
 {
     cJSON *root = load("envelope-v1.json");
@@ -448,22 +472,7 @@ Test(vectors, channel_envelopes)
         cr_assert_eq(mqe2e_noise_cipher_export_key(cs, key), MQE2E_OK);
         expect_hex(v, "key", key, 32);
 
-        /* AD as docs/PROTOCOL.md 8.7 states it. */
-        rebuilt[r++] = 1;
-        rebuilt[r++] = 2;
-        rebuilt[r++] = 1;
-        rebuilt[r++] = (uint8_t)(tl >> 8);
-        rebuilt[r++] = (uint8_t)tl;
-        memcpy(rebuilt + r, topic, tl);
-        r += tl;
-        memcpy(rebuilt + r, session, 16);
-        r += 16;
-        for (int i = 3; i >= 0; i--)
-            rebuilt[r++] = (uint8_t)(view.header.epoch >> (8 * i));
-        for (int i = 3; i >= 0; i--)
-            rebuilt[r++] = (uint8_t)(view.header.sender_id >> (8 * i));
-        for (int i = 7; i >= 0; i--)
-            rebuilt[r++] = (uint8_t)(view.header.seq >> (8 * i));
+        r = spec_channel_ad(rebuilt, topic, tl, session, &view.header);
         cr_assert_eq(r, ad_len);
         cr_assert_eq(memcmp(rebuilt, ad, r), 0);
 
@@ -977,22 +986,8 @@ static int channel_first_ok(const cJSON *m, const mqe2e_noise_cipher *recv,
              view.header.epoch == numf(m, "generation") &&
              view.header.sender_id == numf(m, "direction") && view.header.seq == numf(m, "seq");
     if (ok) {
-        size_t tl = strlen(topic->valuestring);
-        ad[r++] = 1;
-        ad[r++] = 2;
-        ad[r++] = 1;
-        ad[r++] = (uint8_t)(tl >> 8);
-        ad[r++] = (uint8_t)tl;
-        memcpy(ad + r, topic->valuestring, tl);
-        r += tl;
-        memcpy(ad + r, session, 16);
-        r += 16;
-        for (int i = 3; i >= 0; i--)
-            ad[r++] = (uint8_t)(view.header.epoch >> (8 * i));
-        for (int i = 3; i >= 0; i--)
-            ad[r++] = (uint8_t)(view.header.sender_id >> (8 * i));
-        for (int i = 7; i >= 0; i--)
-            ad[r++] = (uint8_t)(view.header.seq >> (8 * i));
+        r = spec_channel_ad(ad, topic->valuestring, strlen(topic->valuestring), session,
+                            &view.header);
         ok = same_hex(m, "ad", ad, r) &&
              mqe2e_noise_cipher_decrypt_n(recv, view.header.seq, pt, sizeof pt, &pl, ad, r,
                                           view.ciphertext, view.ciphertext_len) == MQE2E_OK &&

@@ -9,7 +9,10 @@ random bytes for the plain side, envelopes sealed beforehand by a Python
 session for the encrypted side — and the subscriber, in its own process,
 reconnects and drains them. Its rate is (received - 1) / (last - first
 receive). The figure to read is encrypted / plain, the median of the
-per-pair ratios (issue 14's target: >= 0.90).
+per-pair ratios (issue 14's target: >= 0.90). Then, in this process and
+without the broker, the CPU per message of paho's receive hook
+(_handle_on_message, plain vs mqe2e.Client: the encryption's overhead
+alone, steadier than throughput on a shared machine).
 
 Usage: bench_python.py [--build DIR] [--messages N] [--reps R] [--size B] [--json FILE] [--smoke]
 Needs: the build tree (libmqe2e, the mqe2e command), mosquitto, python3-paho-mqtt, python3-cffi.
@@ -94,6 +97,53 @@ def subscriber(args) -> None:
         print(json.dumps({"received": n, "rate": rate, "bad": bad[0]}))
     if args.kind == "encrypted":
         c.keystore_close()
+
+
+def dispatch_cpu(client, topic: str, payloads) -> float:
+    """CPU seconds per message of paho's receive hook (no broker, no socket)."""
+    import paho.mqtt.client as paho
+
+    got = [0]
+
+    def on_message(cl, u, m):
+        got[0] += 1
+
+    client.on_message = on_message
+    msgs = []
+    for p in payloads:
+        m = paho.MQTTMessage(1, topic.encode())
+        m.payload, m.qos = p, 1
+        msgs.append(m)
+    h = client._handle_on_message
+    t0 = time.process_time()
+    for m in msgs:
+        h(m)
+    t = time.process_time() - t0
+    if got[0] != len(msgs):
+        raise SystemExit(f"in-process: {got[0]} of {len(msgs)} delivered")
+    return t / len(msgs)
+
+
+def inprocess(session, topic: str, sub_ks: str, n: int, size: int) -> dict:
+    """What each side costs per message in Python + C, without the broker:
+    the best of 3 rounds of n messages through _handle_on_message."""
+    import paho.mqtt.client as paho
+
+    import mqe2e
+
+    plain = paho.Client(client_id="bench-inproc-plain")
+    enc = mqe2e.Client(client_id="bench-inproc")
+    enc.keystore_set(sub_ks, PASS)
+    try:
+        pl = min(dispatch_cpu(plain, topic, [os.urandom(size) for _ in range(n)])
+                 for _ in range(3))
+        en = min(dispatch_cpu(enc, topic,
+                              [session.publish(topic, os.urandom(size), 1) for _ in range(n)])
+                 for _ in range(3))
+    finally:
+        enc.keystore_close()
+    return {"plain_dispatch_us": round(pl * 1e6, 2), "encrypted_dispatch_us": round(en * 1e6, 2),
+            "overhead_us": round((en - pl) * 1e6, 2)}
 
 
 def run_sub(common, kind, port, n, size, keystore, prepare):
@@ -191,9 +241,13 @@ def main() -> int:
             print(f"rep {rep}: plain {res['plain']['rate']:.0f} msg/s, "
                   f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}",
                   flush=True)
+        cpu = inprocess(s, topic, sub_ks, min(args.messages, 20000), args.size)
+        print(f"in-process per message: paho dispatch {cpu['plain_dispatch_us']} us, "
+              f"mqe2e.Client {cpu['encrypted_dispatch_us']} us, "
+              f"overhead {cpu['overhead_us']} us", flush=True)
         s.close()
         ks.close()
-        summary = {"bench": "python_subscriber", "size": args.size, "messages": args.messages,
+        summary = {"inprocess": cpu, "bench": "python_subscriber", "size": args.size, "messages": args.messages,
                    "reps": args.reps, "median_ratio": round(statistics.median(ratios), 3),
                    "runs": rows, "python": sys.version.split()[0],
                    "paho_mqtt": paho.__version__ if hasattr(paho, "__version__") else "1.6"}

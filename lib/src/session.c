@@ -206,6 +206,20 @@ size_t mqe2e_session_pending(const mqe2e_session *s)
     return s != NULL ? s->n_actions : 0U;
 }
 
+int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_len,
+                              const uint8_t *payload, size_t len, int qos, int retained,
+                              int dup, unsigned flags, mqe2e_session_time now,
+                              mqe2e_session_action *out)
+{
+    if (s == NULL || out == NULL) return MQE2E_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    int rc = mqe2e_session_message_received_props(s, topic, topic_len, payload, len, qos,
+                                                  retained, dup, flags, NULL, 0, now);
+    if (rc != MQE2E_OK) return rc;
+    if (s->n_actions != 1U) return 0; /* none, or several: mqe2e_session_next() */
+    return mqe2e_session_next(s, out);
+}
+
 void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
 {
     if (s != NULL) s->backlog = publishes;

@@ -372,6 +372,10 @@ int mqe2e_session_tick(mqe2e_session *s, int connected, mqe2e_session_time now);
 uint64_t mqe2e_session_next_timer(const mqe2e_session *s, mqe2e_session_time now);
 int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out);
 size_t mqe2e_session_pending(const mqe2e_session *s);
+int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_len,
+                              const uint8_t *payload, size_t len, int qos, int retained,
+                              int dup, unsigned flags, mqe2e_session_time now,
+                              mqe2e_session_action *out);
 int mqe2e_session_fresh(const mqe2e_session *s, mqe2e_session_time now);
 void mqe2e_session_get_counters(const mqe2e_session *s, mqe2e_session_counters *out);
 mqe2e_protector *mqe2e_session_protector(mqe2e_session *s);

@@ -184,22 +184,28 @@ class Client(paho.Client):
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
         with self._mqe2e_lock:
             s = self._mqe2e_session
-            acts = None if s is None else s.message_received(
-                message._topic, message.payload, message.qos, bool(message.retain),
-                bool(message.dup))
-        if acts is None:
+            res = None if s is None else s.receive_one(
+                message._topic, message.payload, message.qos, message.retain, message.dup)
+        if res is None:
             # Not configured (or closed): nothing is delivered, never clear text.
             self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
             return
-        if len(acts) == 1 and type(acts[0]) is Delivery and acts[0].current:
-            # The common case: this message, decrypted. Reuse paho's object
-            # (mid, properties, timestamp) with the plaintext in it.
-            a = acts[0]
-            message.payload = a.payload
-            super()._handle_on_message(message)
-            self._mqe2e_commit(a)
+        data, extra = res
+        if data is not None:
+            # The common case: this message, decrypted, in one call into the
+            # core. Reuse paho's object (mid, properties, timestamp) with the
+            # plaintext in it; commit only once on_message returned.
+            message.payload = data
+            try:
+                super()._handle_on_message(message)
+            except BaseException:
+                if extra is not None:
+                    s.release_receipt(extra)
+                raise
+            if extra is not None:
+                self._mqe2e_commit_receipt(s, extra, message._topic)
             return
-        self._mqe2e_run(acts, message)
+        self._mqe2e_run(extra, message)
 
     def loop_misc(self) -> int:
         rc = super().loop_misc()
@@ -234,6 +240,17 @@ class Client(paho.Client):
                     self._mqe2e_session.commit(a)
                 except Mqe2eError as e:
                     self._mqe2e_drop(a.topic, e.name)
+
+    def _mqe2e_commit_receipt(self, s: Session, receipt: Any, topic: bytes) -> None:
+        # receive_one()'s receipt: as _mqe2e_commit, for the session that made it.
+        with self._mqe2e_lock:
+            if self._mqe2e_session is not s:
+                s.release_receipt(receipt)
+                return
+            try:
+                s.commit_receipt(receipt)
+            except Mqe2eError as e:
+                self._mqe2e_drop(topic.decode("utf-8", "replace"), e.name)
 
     def _mqe2e_run(self, acts: list, original: Optional[paho.MQTTMessage]) -> None:
         for a in acts:

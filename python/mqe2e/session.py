@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ._lib import cstr, ffi, lib
 from .errors import Mqe2eError, check, error_for
@@ -26,6 +26,10 @@ DELIVER, DROP, PUBLISH, SUBSCRIBE = 1, 2, 3, 4
 QUEUED = 1
 #: message_received() flag: never hold.
 NO_HOLD = 1
+
+_wall = time.time
+_mono = time.monotonic
+_receive_one = lib.mqe2e_session_receive_one
 
 
 @dataclass
@@ -128,6 +132,9 @@ class Session:
         self._s = out[0]
         self._act = ffi.new("mqe2e_session_action *")
         self._now = ffi.new("mqe2e_session_time *")
+        # receive_one()'s receipt, reused while no delivery holds it.
+        self._rcpt = ffi.new("mqe2e_receipt *")
+        self._rcpt_free = True
 
     def _clocks(self):
         t = self._now
@@ -183,6 +190,61 @@ class Session:
             s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
             NO_HOLD if no_hold else 0, self._clocks()))
         return self.actions(t)
+
+    def receive_one(self, topic: bytes, payload: bytes, qos: int = 0, retain: bool = False,
+                    dup: bool = False) -> Tuple[Optional[bytes], Any]:
+        """Fast path of :meth:`message_received` for the common case, in one
+        call into the core (``mqe2e_session_receive_one``).
+
+        Returns ``(plaintext, receipt)`` when the only outcome is this
+        message, decrypted: hand ``plaintext`` to the application, then
+        :meth:`commit_receipt` the ``receipt`` (None: nothing to commit) once
+        it accepted it, or :meth:`release_receipt` it if it did not.
+        Otherwise returns ``(None, actions)``, the list
+        :meth:`message_received` would have returned.
+        """
+        s = self._s
+        if s is None:
+            raise ValueError("session is closed")
+        t = self._now
+        t.wall_s = int(_wall())
+        t.mono_ms = int(_mono() * 1000)
+        a = self._act
+        rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
+                          t[0], a)
+        if rc == 1 and a.kind == DELIVER and a.current:
+            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
+            if not a.receipt.active:
+                return data, None
+            if self._rcpt_free:
+                r = self._rcpt
+                r[0] = a.receipt
+                self._rcpt_free = False
+            else:
+                r = ffi.new("mqe2e_receipt *", a.receipt)
+            return data, r
+        check(rc)
+        out = [self._convert(a, topic)] if rc == 1 else []
+        out.extend(self.actions(topic))
+        return None, out
+
+    def commit_receipt(self, receipt: Any) -> None:
+        """Commit a receipt from :meth:`receive_one` (as :meth:`commit`).
+
+        Raises:
+            ReplayError: the same message was committed in between.
+        """
+        if receipt is self._rcpt:
+            self._rcpt_free = True
+        rc = lib.mqe2e_session_commit(self._h, receipt)
+        if rc != 0:
+            raise error_for(rc, "commit")
+
+    def release_receipt(self, receipt: Any) -> None:
+        """Give back a receipt from :meth:`receive_one` without committing
+        it (the application refused the message: it may come again)."""
+        if receipt is self._rcpt:
+            self._rcpt_free = True
 
     def commit(self, delivery: Delivery) -> None:
         """Record a delivered message the application accepted (replay window).
@@ -251,23 +313,26 @@ class Session:
         s = self._h
         nxt = lib.mqe2e_session_next
         while nxt(s, a) == 1:
-            kind = a.kind
-            if a.current and current_topic is not None:
-                topic = current_topic.decode("utf-8", "replace")
-            else:
-                topic = ffi.string(a.topic).decode("utf-8", "replace") if a.topic != ffi.NULL else ""
-            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
-            if kind == DELIVER:
-                r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
-                out.append(Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
-                                    bool(a.current), r))
-            elif a.kind == DROP:
-                out.append(Drop(topic, int(a.code), bool(a.current)))
-            elif a.kind == PUBLISH:
-                out.append(Publish(topic, data, int(a.qos), bool(a.retained)))
-            elif a.kind == SUBSCRIBE:
-                out.append(Subscribe(topic, int(a.qos)))
+            out.append(self._convert(a, current_topic))
         return out
+
+    @staticmethod
+    def _convert(a: Any, current_topic: Optional[bytes]) -> Action:
+        kind = a.kind
+        if a.current and current_topic is not None:
+            topic = current_topic.decode("utf-8", "replace")
+        else:
+            topic = ffi.string(a.topic).decode("utf-8", "replace") if a.topic != ffi.NULL else ""
+        data = ffi.buffer(a.data, a.len)[:] if a.len else b""
+        if kind == DELIVER:
+            r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
+            return Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
+                            bool(a.current), r)
+        if kind == DROP:
+            return Drop(topic, int(a.code), bool(a.current))
+        if kind == PUBLISH:
+            return Publish(topic, data, int(a.qos), bool(a.retained))
+        return Subscribe(topic, int(a.qos))
 
     # -- counters --------------------------------------------------------
     def counters(self) -> Dict[str, object]:

@@ -63,6 +63,31 @@ def test_commit_only_after_on_message_returned(pair):
     c.keystore_close()
 
 
+def test_receive_one_receipts_are_independent(tmp_path, pair):
+    # Session.receive_one() reuses one receipt buffer while no delivery holds
+    # it; a second delivery before the first is committed gets its own.
+    s, b = pair
+    one, two = s.publish("t/1", b"one"), s.publish("t/1", b"two")
+    kb = mqe2e.Keystore.open(b, "pw")
+    sb = mqe2e.Session(kb)
+    try:
+        p1, r1 = sb.receive_one(b"t/1", one, 1)
+        p2, r2 = sb.receive_one(b"t/1", two, 1)
+        assert (p1, p2) == (b"one", b"two") and r1 is not None and r2 is not None
+        assert r1 != r2
+        sb.release_receipt(r2)                     # refused: it may come again
+        sb.commit_receipt(r1)
+        assert sb.receive_one(b"t/1", two, 1)[0] == b"two"
+        none, acts = sb.receive_one(b"t/1", one, 1)  # committed: a replay
+        assert none is None and [type(a) for a in acts] == [mqe2e.session.Drop]
+        assert acts[0].reason == "replay"
+        none, acts = sb.receive_one(b"t/1", b"plaintext", 1)
+        assert none is None and acts[0].reason == "decode"
+    finally:
+        sb.close()
+        kb.close()
+
+
 def test_replay_window_survives_keystore_close(pair):
     s, b = pair
     env = s.publish("t/1", b"once")

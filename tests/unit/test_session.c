@@ -219,6 +219,52 @@ Test(session_plain, deliver_then_commit_then_replay_dropped)
     cr_assert_geq(drops(MQE2E_DROP_REPLAY), 1);
 }
 
+/* The one-call fast path: same outcome as message_received + next, and the
+ * receipt still waits for the caller's commit. */
+Test(session_plain, receive_one_delivers_and_commits_only_when_asked)
+{
+    msg m;
+    mqe2e_session_action a;
+    seal_b("a/x", "hello a", &m);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 1),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.current, 1);
+    cr_assert_str_eq(a.topic, "a/x");
+    cr_assert_eq(a.len, strlen("hello a"));
+    cr_assert_eq(memcmp(a.data, "hello a", a.len), 0);
+    cr_assert(a.receipt.active);
+    expect_none();
+    /* Not committed: it comes again; committed: a replay, counted. */
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 2),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 3),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_REPLAY);
+    cr_assert_geq(drops(MQE2E_DROP_REPLAY), 1);
+    /* A fresh message, tampered: a drop with its reason, never a delivery. */
+    seal_b("a/x", "second", &m);
+    m.buf[m.len - 1] ^= 1;
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 4),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_AUTH);
+    cr_assert_null(a.data);
+    cr_assert_eq(mqe2e_session_receive_one(NULL, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 5),
+                                           &a),
+                 MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 5),
+                                           NULL),
+                 MQE2E_ERR_INVALID_ARG);
+}
+
 Test(session_plain, every_drop_reason_is_counted_and_never_delivered)
 {
     msg m, t;
@@ -427,6 +473,31 @@ Test(session_control, newer_epoch_is_held_then_released_when_its_key_arrives)
     seal_b("a/x", "next", &m);
     receive("a/x", &m, 0, at(T0 + 1, 1300));
     cr_assert_eq(expect(MQE2E_SESSION_DELIVER).current, 1);
+}
+
+/* Several actions waiting: receive_one takes none of them; the delivery
+ * comes from mqe2e_session_next() after the earlier actions. */
+Test(session_control, receive_one_leaves_several_actions_to_next)
+{
+    msg m;
+    mqe2e_session_action a;
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    size_t before = mqe2e_session_pending(sess);
+    cr_assert_geq(before, 1);
+    seal_b("a/x", "queued behind", &m);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
+                                           at(T0, 200), &a),
+                 0);
+    cr_assert_eq(a.kind, MQE2E_SESSION_NONE);
+    cr_assert_eq(mqe2e_session_pending(sess), before + 1);
+    for (size_t i = 0; i < before; i++) {
+        cr_assert_eq(mqe2e_session_next(sess, &a), 1);
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+    }
+    a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, strlen("queued behind"));
+    cr_assert_eq(a.current, 1);
+    expect_none();
 }
 
 Test(session_control, held_messages_expire_as_no_key)

@@ -361,6 +361,39 @@ MQE2E_API int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out);
 MQE2E_API size_t mqe2e_session_pending(const mqe2e_session *s);
 
 /**
+ * @brief Fast path for bindings: mqe2e_session_message_received() and, when
+ *        it left exactly one action, mqe2e_session_next() into @p out, in
+ *        one call.
+ *
+ * The common case (a current message opened: one ::MQE2E_SESSION_DELIVER)
+ * costs one crossing of a foreign-function boundary instead of three. Nothing
+ * else changes: a DELIVER with @p out->receipt.active still needs
+ * mqe2e_session_commit() once the application accepted the plaintext (never
+ * before), and a drop is counted with its reason as always.
+ * @param s        the session.
+ * @param topic    as mqe2e_session_message_received() (borrowed).
+ * @param topic_len as mqe2e_session_message_received().
+ * @param payload  received bytes (untrusted; borrowed; NULL when len is 0).
+ * @param len      length of @p payload.
+ * @param qos      QoS it arrived with (0..2).
+ * @param retained the retain flag it arrived with.
+ * @param dup      whether the transport flagged it as a duplicate.
+ * @param flags    ::MQE2E_SESSION_NO_HOLD or 0.
+ * @param now      the caller's clocks.
+ * @param out      receives the only action, as mqe2e_session_next(): every
+ *                 pointer in it (plaintext included) is owned by the session,
+ *                 wiped by it, and valid until the next mqe2e_session_* call
+ *                 on @p s; zeroed (kind ::MQE2E_SESSION_NONE) when 0 is
+ *                 returned.
+ * @return 1: @p out holds the only action; 0: no action, or several, left for
+ *         mqe2e_session_next(); ::MQE2E_ERR_INVALID_ARG (s or out NULL).
+ */
+MQE2E_API int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_len,
+                                        const uint8_t *payload, size_t len, int qos,
+                                        int retained, int dup, unsigned flags,
+                                        mqe2e_session_time now, mqe2e_session_action *out);
+
+/**
  * @brief Tell the session how many publishes the caller still holds for its
  *        transport (taken as PUBLISH actions, not yet sent). The session
  *        bounds its own output with it: CHANNEL step 1 answers are refused

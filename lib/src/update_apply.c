@@ -67,17 +67,21 @@ static void apply_bundles(apply_ctx *a, uint64_t now)
 /* A retired epoch whose cut grace has ended is dropped at once, with every
  * epoch of the group retired before it (9.3, "after a member left"). After
  * every bundle: a keystore that learns the epoch and its successor from the
- * same update held it as current when it was applied, so it is applied once
- * more (a no-op but for the authority's `retired_at`, now taken) first. */
+ * same update held it as current when it was applied, and marked it retired
+ * when the successor came, so every retired bundle with a cut grace is
+ * applied once more (a no-op but for the authority's `retired_at`, now
+ * taken). Without that, an epoch whose grace is still running would keep the
+ * later local time and the caller's timer (cutoff `retired_at` + 1) would
+ * not drop it when the grace ends. */
 static void prune_due(apply_ctx *a, uint64_t now)
 {
     for (size_t i = 0; i < a->u->n_bundles; i++) {
         const mqe2e_key_bundle *b = &a->u->bundles[i];
         if (b->retired_at == 0 || b->grace_seconds == 0) continue;
-        if (now < b->retired_at + b->grace_seconds) continue;
         if (mqe2e_keystore_group_apply(a->ks, b->group, b->topic_filter, b->epoch, b->secret,
                                        b->sender_id, b->retired_at, now) != MQE2E_OK)
             continue; /* refused above, and reported there */
+        if (now < b->retired_at + b->grace_seconds) continue; /* the caller's timer */
         int n = mqe2e_keystore_group_prune(a->ks, b->group, b->retired_at + 1U);
         if (n < 0) {
             fail(a, n);

@@ -166,6 +166,35 @@ Test(update_apply, an_ended_cut_grace_drops_the_retired_epoch)
     memset(b, 0, sizeof b);
 }
 
+/* A retired epoch whose cut grace has not ended yet, learnt with its
+ * successor from one update (a member that enrolled while it was current and
+ * sends its first HELLO after the revocation): the keystore must record the
+ * authority's retirement time, not the time the successor arrived, so that
+ * the caller's timer (cutoff retired_at + 1 when the grace ends) drops it.
+ * Before: the keystore kept "retired when epoch 2 came" (3 s later here) and
+ * the prune at the end of the grace dropped nothing. */
+Test(update_apply, a_running_cut_grace_keeps_the_authority_retirement_time)
+{
+    mqe2e_key_bundle b[2] = {bundle("g", 1, NOW - 3U, 10), bundle("g", 2, 0, 0)};
+    mqe2e_control_update u;
+    seen s;
+    uint8_t secret[32];
+    memset(&u, 0, sizeof u);
+    memset(&s, 0, sizeof s);
+    u.bundles = b;
+    u.n_bundles = 2;
+    cr_assert_eq(mqe2e_control_update_apply(ks, &u, auth_pk, NOW, 0, observe, &s), MQE2E_OK);
+    cr_assert_eq(s.n[MQE2E_UPDATE_EPOCHS_PRUNED], 0, "its grace has not ended");
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g", 1, secret, NULL), MQE2E_OK);
+    /* What the session's prune timer does when the grace ends. */
+    cr_assert_eq(mqe2e_keystore_group_prune(ks, "g", NOW - 3U + 1U), 1,
+                 "the epoch kept a later retirement time than the authority's");
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g", 1, secret, NULL), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_keystore_group_secret(ks, "g", 2, secret, NULL), MQE2E_OK);
+    sodium_memzero(secret, sizeof secret);
+    memset(b, 0, sizeof b);
+}
+
 Test(update_apply, revocation_list_never_goes_back)
 {
     size_t l2, l1;

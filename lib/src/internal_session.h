@@ -51,13 +51,19 @@
  * that only queue up in front of a legitimate peer's. */
 #define CTL_STEP1_BACKLOG 16U
 
-/* One queued action; topic and data are owned (data wiped before free). */
+/* One queued action; topic and data are owned (data wiped before free).
+ * A released action is recycled as the session's spare (session.c): its
+ * topic and data buffers are reused by the next action, the data wiped
+ * first, so a message received costs no allocation in the steady state. */
 typedef struct sess_action {
     struct sess_action *next;
     mqe2e_session_action a;
     char *topic;
-    uint8_t *data;
-    size_t cap;
+    size_t tcap;   /* bytes allocated at topic */
+    uint8_t *data; /* handed out only when has_data */
+    size_t cap;    /* bytes allocated at data */
+    size_t used;   /* bytes of data that may hold plaintext: wiped on release */
+    int has_data;
     mqe2e_msg_property *props; /* DELIVER of a held message: its properties (one block) */
     uint64_t spool_id;         /* DELIVER of a spooled entry: removed from the spool once taken */
 } sess_action;
@@ -115,6 +121,7 @@ struct mqe2e_session {
     const mqe2e_msg_property *cur_props;
     size_t cur_nprops;
     sess_action *act_head, *act_tail, *taken;
+    sess_action *spare; /* the last released action, its buffers wiped, for reuse */
     size_t n_actions;
     size_t n_publish; /* PUBLISH actions queued */
     size_t backlog;   /* publishes the caller reported still waiting */

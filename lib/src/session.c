@@ -38,10 +38,14 @@ void mqe2e__sess_log(mqe2e_session *c, int level, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* Actions                                                              */
 
+/* Largest data buffer a recycled action keeps (a bigger one is freed):
+ * the spare never pins more than this after one large message. */
+#define SESS_SPARE_DATA_MAX 65536U
+
 static void act_free(sess_action *a)
 {
     if (a == NULL) return;
-    if (a->data != NULL) sodium_memzero(a->data, a->cap);
+    if (a->data != NULL) sodium_memzero(a->data, a->used);
     free(a->data);
     free(a->topic);
     free(a->props);
@@ -49,34 +53,83 @@ static void act_free(sess_action *a)
     free(a);
 }
 
+/* A released action becomes the spare: what may hold plaintext wiped, its
+ * properties and receipt gone, the buffers kept for the next action. */
+static void act_recycle(mqe2e_session *c, sess_action *a)
+{
+    if (a == NULL) return;
+    if (c->spare != NULL) {
+        act_free(a);
+        return;
+    }
+    if (a->data != NULL) sodium_memzero(a->data, a->used);
+    a->used = 0;
+    if (a->cap > SESS_SPARE_DATA_MAX) {
+        free(a->data);
+        a->data = NULL;
+        a->cap = 0;
+    }
+    free(a->props);
+    a->props = NULL;
+    sodium_memzero(&a->a, sizeof a->a);
+    a->has_data = 0;
+    a->spool_id = 0;
+    a->next = NULL;
+    c->spare = a;
+}
+
 /* The action last handed out is the caller's until its next call. */
 static void sess_release_taken(mqe2e_session *c)
 {
+    if (c->taken == NULL) return;
     /* A spooled message's DELIVER was taken and the caller came back: the
      * application handled it, so it leaves the spool now (not before). */
-    if (c->taken != NULL && c->taken->spool_id != 0 && c->spool != NULL)
+    if (c->taken->spool_id != 0 && c->spool != NULL)
         (void)c->spool->remove(c->spool->ctx, c->taken->spool_id);
-    act_free(c->taken);
+    act_recycle(c, c->taken);
     c->taken = NULL;
 }
 
-static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, const char *topic,
-                             const uint8_t *data, size_t len)
+/* An action not yet queued (the spare, or a new one) holding a copy of
+ * @p topic and, when @p need > 0, a data buffer of at least @p need bytes
+ * (its content undefined; the caller sets used/has_data). */
+static sess_action *act_get(mqe2e_session *c, const char *topic, size_t need)
 {
-    sess_action *a = calloc(1, sizeof *a);
-    if (a == NULL) return NULL;
-    a->topic = strdup(topic != NULL ? topic : "");
-    if (data != NULL) {
-        a->cap = len > 0 ? len : 1U;
-        a->data = malloc(a->cap);
-    }
-    if (a->topic == NULL || (data != NULL && a->data == NULL)) {
-        act_free(a);
+    sess_action *a = c->spare;
+    if (topic == NULL) topic = "";
+    size_t tlen = strlen(topic) + 1U;
+    if (a != NULL) {
+        c->spare = NULL;
+    } else if ((a = calloc(1, sizeof *a)) == NULL) {
         return NULL;
     }
-    if (len > 0) memcpy(a->data, data, len);
+    if (a->tcap < tlen) {
+        char *t = realloc(a->topic, tlen);
+        if (t == NULL) {
+            act_free(a);
+            return NULL;
+        }
+        a->topic = t;
+        a->tcap = tlen;
+    }
+    memcpy(a->topic, topic, tlen);
+    if (need > a->cap) {
+        /* The old buffer holds nothing (wiped when it was released). */
+        free(a->data);
+        a->cap = 0;
+        if ((a->data = malloc(need)) == NULL) {
+            act_free(a);
+            return NULL;
+        }
+        a->cap = need;
+    }
+    return a;
+}
+
+static void act_link(mqe2e_session *c, sess_action *a, mqe2e_session_action_kind kind)
+{
     a->a.kind = kind;
-    a->a.len = len;
+    a->next = NULL;
     if (c->act_tail != NULL)
         c->act_tail->next = a;
     else
@@ -84,6 +137,20 @@ static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, c
     c->act_tail = a;
     c->n_actions++;
     if (kind == MQE2E_SESSION_PUBLISH) c->n_publish++;
+}
+
+static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, const char *topic,
+                             const uint8_t *data, size_t len)
+{
+    sess_action *a = act_get(c, topic, data != NULL ? (len > 0 ? len : 1U) : 0U);
+    if (a == NULL) return NULL;
+    if (data != NULL) {
+        if (len > 0) memcpy(a->data, data, len);
+        a->used = len;
+        a->has_data = 1;
+    }
+    a->a.len = len;
+    act_link(c, a, kind);
     return a;
 }
 
@@ -128,8 +195,11 @@ static int sess_deliver(mqe2e_session *c, const char *topic, uint8_t *pt, size_t
     a->props = give;
     a->a.props = give;
     a->a.nprops = give != NULL ? ngive : 0U;
+    free(a->data); /* a recycled buffer (wiped): @p pt takes its place */
     a->data = pt;
     a->cap = cap;
+    a->used = cap;
+    a->has_data = 1;
     a->a.len = pt_len;
     a->a.qos = qos;
     a->a.retained = retained;
@@ -143,52 +213,59 @@ void mqe2e__sess_open(mqe2e_session *c, const char *topic, const uint8_t *data, 
                       int qos, int retained, int dup, int current,
                       const mqe2e_msg_property *props, size_t nprops, mqe2e_msg_property *give)
 {
-    mqe2e_receipt receipt;
     size_t cap = len > 0 ? len : 1U;
     size_t pt_len = 0;
-    uint8_t *pt = malloc(cap); /* the plaintext is never longer than what arrived */
+    /* Opened straight into the action's (recycled) buffer: the plaintext is
+     * never longer than what arrived. */
+    sess_action *a = act_get(c, topic, cap);
     const mqe2e_msg_meta meta = {props, nprops, retained ? 1 : 0};
     int rc;
 
-    if (pt == NULL) {
+    if (a == NULL) {
         free(give);
         mqe2e__sess_drop(c, topic, MQE2E_ERR_NOMEM, current);
         return;
     }
-    memset(&receipt, 0, sizeof receipt);
+    a->used = cap; /* whatever the protector wrote is wiped with the action */
     rc = mqe2e_unprotect_begin_meta(c->prot, topic, &meta, len > 0 ? data : sess_empty, len,
-                                    c->t.wall_s, pt, cap, &pt_len, &receipt);
-    if (rc != MQE2E_OK) {
-        free(give);
-        free(pt); /* wiped by the protector on failure */
-        /* The protector counted it already: report only. */
-        sess_action *a = act_push(c, MQE2E_SESSION_DROP, topic, NULL, 0);
-        if (a != NULL) {
-            a->a.code = rc;
-            a->a.current = current;
-        }
-        return;
-    }
-    if (pt_len > (size_t)INT_MAX) {
+                                    c->t.wall_s, a->data, cap, &pt_len, &a->a.receipt);
+    if (rc == MQE2E_OK && pt_len > (size_t)INT_MAX) {
         /* Bindings hand lengths to int APIs (Paho): refused, never truncated. */
-        sodium_memzero(pt, cap);
-        free(pt);
+        sodium_memzero(a->data, cap);
+        sodium_memzero(&a->a.receipt, sizeof a->a.receipt);
+        mqe2e_protector_count_drop(c->prot, MQE2E_ERR_TOO_LARGE);
+        rc = MQE2E_ERR_TOO_LARGE;
+    }
+    if (rc != MQE2E_OK) {
+        /* The protector counted its own failures already: report only. */
         free(give);
-        mqe2e__sess_drop(c, topic, MQE2E_ERR_TOO_LARGE, current);
+        sodium_memzero(&a->a.receipt, sizeof a->a.receipt);
+        a->a.code = rc;
+        a->a.current = current;
+        act_link(c, a, MQE2E_SESSION_DROP);
         return;
     }
-    (void)sess_deliver(c, topic, pt, pt_len, cap, qos, retained, dup, current, &receipt, give,
-                       nprops);
-    sodium_memzero(&receipt, sizeof receipt);
+    a->has_data = 1;
+    a->props = give;
+    a->a.props = give;
+    a->a.nprops = give != NULL ? nprops : 0U;
+    a->a.len = pt_len;
+    a->a.qos = qos;
+    a->a.retained = retained;
+    a->a.dup = dup;
+    a->a.current = current;
+    act_link(c, a, MQE2E_SESSION_DELIVER);
 }
 
 int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out)
 {
     if (s == NULL || out == NULL) return 0;
     sess_release_taken(s);
-    memset(out, 0, sizeof *out);
     sess_action *a = s->act_head;
-    if (a == NULL) return 0;
+    if (a == NULL) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
     s->act_head = a->next;
     if (s->act_head == NULL) s->act_tail = NULL;
     s->n_actions--;
@@ -197,7 +274,7 @@ int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out)
     s->taken = a;
     *out = a->a;
     out->topic = a->topic;
-    out->data = a->data;
+    out->data = a->has_data ? a->data : NULL;
     return 1;
 }
 
@@ -212,12 +289,11 @@ int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_
                               mqe2e_session_action *out)
 {
     if (s == NULL || out == NULL) return MQE2E_ERR_INVALID_ARG;
-    memset(out, 0, sizeof *out);
     int rc = mqe2e_session_message_received_props(s, topic, topic_len, payload, len, qos,
                                                   retained, dup, flags, NULL, 0, now);
-    if (rc != MQE2E_OK) return rc;
-    if (s->n_actions != 1U) return 0; /* none, or several: mqe2e_session_next() */
-    return mqe2e_session_next(s, out);
+    if (rc == MQE2E_OK && s->n_actions == 1U) return mqe2e_session_next(s, out);
+    memset(out, 0, sizeof *out);
+    return rc != MQE2E_OK ? rc : 0; /* none, or several: mqe2e_session_next() */
 }
 
 void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
@@ -351,6 +427,8 @@ void mqe2e_session_free(mqe2e_session *c)
 {
     if (c == NULL) return;
     sess_release_taken(c);
+    act_free(c->spare);
+    c->spare = NULL;
     while (c->act_head != NULL) {
         sess_action *a = c->act_head;
         c->act_head = a->next;

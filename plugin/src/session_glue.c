@@ -49,6 +49,7 @@ typedef struct ctl_item {
     int current;
     mqe2e_receipt receipt;
     ctl_out *out; /* PUBLISH kept back (connected(): after the SUBSCRIBE) */
+    int borrowed; /* the caller's slot (on its stack): not freed */
 } ctl_item;
 
 struct mqe2e__ctl {
@@ -127,15 +128,18 @@ static void item_free(const mqe2e__ctl *c, ctl_item *it)
     }
     out_free(it->out);
     sodium_memzero(&it->receipt, sizeof it->receipt);
-    free(it);
+    if (!it->borrowed) free(it);
 }
 
 /*
  * Take every action the session queued: publishes go to the outbox (or,
  * with keep_publishes, into the list), the rest into *list for after the
  * lock is released. @p in is the transport's message behind current actions.
+ * @p slot (may be NULL) holds the first item instead of an allocation (the
+ * receive path's single DELIVER); @p now is the clock of the call.
  */
-static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item **list)
+static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item **list,
+                     ctl_item *slot, mqe2e_session_time now)
 {
     mqe2e_session_action a;
     ctl_item **tail = list;
@@ -149,7 +153,15 @@ static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item
             else ctl_log_line(c, MQE2E_LOG_ERROR, "control frame lost: out of memory");
             continue;
         }
-        ctl_item *it = calloc(1, sizeof *it);
+        ctl_item *it;
+        if (slot != NULL) {
+            it = slot;
+            slot = NULL;
+            memset(it, 0, sizeof *it);
+            it->borrowed = 1;
+        } else {
+            it = calloc(1, sizeof *it);
+        }
         if (it == NULL) {
             ctl_log_line(c, MQE2E_LOG_ERROR, "session action lost: out of memory");
             continue;
@@ -178,7 +190,7 @@ static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item
         tail = &it->next;
     }
     mqe2e_session_set_backlog(c->s, c->n_out);
-    int fresh = mqe2e_session_fresh(c->s, ctl_time());
+    int fresh = mqe2e_session_fresh(c->s, now);
     if (fresh != c->fresh) {
         c->fresh = fresh;
         (void)pthread_cond_broadcast(&c->drained);
@@ -278,8 +290,10 @@ int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const vo
                        void *hand_ctx)
 {
     ctl_item *list = NULL;
+    ctl_item first; /* the one DELIVER of the common case: no allocation */
     mqe2e_msg_property *view = NULL;
     size_t nview = 0;
+    const mqe2e_session_time now = ctl_time();
     /* Out of memory for the view: an empty one with a property count that
      * cannot be (NULL, 1) makes the session drop the message, never skip a check. */
     const int view_ok = mqe2e__props_from_paho(props, &view, &nview) == 0;
@@ -288,15 +302,14 @@ int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const vo
     if (payload_len < 0) {
         /* Not a length: refused like any malformed message. */
         (void)mqe2e_session_message_received(c->s, topic, 0, NULL, 1, qos, retained, dup, flags,
-                                             ctl_time());
+                                             now);
     } else {
         (void)mqe2e_session_message_received_props(
             c->s, topic, topic_len > 0 ? (size_t)topic_len : 0U, (const uint8_t *)payload,
-            (size_t)payload_len, qos, retained, dup, flags, view, view_ok ? nview : 1U,
-            ctl_time());
+            (size_t)payload_len, qos, retained, dup, flags, view, view_ok ? nview : 1U, now);
     }
     free(view);
-    ctl_take(c, in, 0, &list);
+    ctl_take(c, in, 0, &list, &first, now);
     (void)pthread_mutex_unlock(c->h.lock);
     return ctl_handle(c, list, hand, hand_ctx);
 }
@@ -318,7 +331,7 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
     rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview,
                                      ctl_time(), out, out_cap, out_len);
     free(view);
-    ctl_take(c, NULL, 0, &list);
+    ctl_take(c, NULL, 0, &list, NULL, ctl_time());
     (void)pthread_mutex_unlock(c->h.lock);
     (void)ctl_handle(c, list, NULL, NULL);
     return rc;
@@ -386,7 +399,7 @@ static void *ctl_worker(void *arg)
             mqe2e_session_disconnected(c->s);
         }
         (void)mqe2e_session_tick(c->s, connected, ctl_time());
-        ctl_take(c, NULL, 0, &list);
+        ctl_take(c, NULL, 0, &list, NULL, ctl_time());
         (void)pthread_mutex_unlock(c->h.lock);
         if (list != NULL) {
             /* The application's callbacks are serialised by cb_lock. */
@@ -553,7 +566,7 @@ int mqe2e__ctl_connected(mqe2e__ctl *c)
     (void)pthread_mutex_lock(c->h.lock);
     (void)mqe2e_session_connected(c->s, ctl_time());
     /* The HELLO waits until the inbox is subscribed, or its reply is lost. */
-    ctl_take(c, NULL, 1, &list);
+    ctl_take(c, NULL, 1, &list, NULL, ctl_time());
     c->session_up = 1;
     (void)pthread_mutex_unlock(c->h.lock);
     for (ctl_item *it = list; it != NULL; it = it->next)

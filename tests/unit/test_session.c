@@ -265,6 +265,54 @@ Test(session_plain, receive_one_delivers_and_commits_only_when_asked)
                  MQE2E_ERR_INVALID_ARG);
 }
 
+/* The session recycles a released action's buffers (no allocation per
+ * message): the plaintext of a DELIVER is wiped when the caller's next call
+ * releases it, a DROP reusing the buffer hands out no data, and a longer
+ * message or topic after a shorter one comes out whole. (White-box: the
+ * first buffer is large enough to be reused, so it is still the session's
+ * memory when read here; a session that only freed it would fail under the
+ * sanitizers, one that did not wipe it fails the zero check.) */
+Test(session_plain, recycled_action_buffers_are_wiped_and_reused_whole)
+{
+    static const char first[] = "the first plaintext, longer than the second";
+    static const char third[] = "a third plaintext, longer than either of the two before it, "
+                                "so the recycled buffer has to grow";
+    static const uint8_t zeros[sizeof first] = {0};
+    msg m;
+    mqe2e_session_action a;
+    seal_b("a/x", first, &m);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 1),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, strlen(first));
+    const uint8_t *kept = a.data;
+    cr_assert_eq(memcmp(kept, first, a.len), 0);
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+
+    seal_b("a/longer/topic/name", "x", &m);
+    m.buf[m.len - 1] ^= 1;
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/longer/topic/name", 19, m.buf, m.len, 1, 0,
+                                           0, 0, at(T0, 2), &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_AUTH);
+    cr_assert_null(a.data);
+    cr_assert_str_eq(a.topic, "a/longer/topic/name");
+    cr_assert_eq(memcmp(kept, zeros, strlen(first)), 0, "a released plaintext was not wiped");
+
+    seal_b("a/y", third, &m);
+    cr_assert_eq(mqe2e_session_receive_one(sess, "a/y", 3, m.buf, m.len, 1, 0, 0, 0, at(T0, 3),
+                                           &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_str_eq(a.topic, "a/y");
+    cr_assert_eq(a.len, strlen(third));
+    cr_assert_eq(memcmp(a.data, third, a.len), 0);
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+    expect_none();
+}
+
 Test(session_plain, every_drop_reason_is_counted_and_never_delivered)
 {
     msg m, t;

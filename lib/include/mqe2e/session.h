@@ -26,7 +26,9 @@
  * owns its protector and, unless the caller gave one, its policy. Pointers in
  * an action stay valid until the next call of any mqe2e_session_* function
  * on the same session; plaintext in a ::MQE2E_SESSION_DELIVER action is wiped
- * by the session at that point, so copy what you keep.
+ * by the session at that point, so copy what you keep (the session reuses
+ * the released action's buffers for the next one: a pointer kept past that
+ * call may read another message, zeros, or freed memory).
  *
  * Threads. Not thread-safe: one session is used by one thread at a time
  * (the Paho fronts hold one lock around every call and the action drain).

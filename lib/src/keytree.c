@@ -174,11 +174,11 @@ static void write_header(uint8_t *h, const mqe2e_keytree *t, unsigned kind, uint
     h[48] = (uint8_t)n_wraps;
 }
 
-static void sign_update(uint8_t *msg, size_t body_len, const uint8_t sign_sk[64])
+static int sign_update(uint8_t *msg, size_t body_len, mqe2e_keytree_sign_fn sign, void *ctx)
 {
     uint8_t in[SIGN_MAX];
     size_t in_len = sign_input(in, msg, body_len);
-    crypto_sign_detached(msg + body_len, NULL, in, in_len, sign_sk);
+    return sign(ctx, msg + body_len, in, in_len) == 0 ? MQE2E_OK : MQE2E_ERR_CRYPTO;
 }
 
 /* -------------------------------------------------------------- authority */
@@ -243,11 +243,32 @@ unsigned mqe2e_keytree_depth(const mqe2e_keytree *t)
     return t == NULL ? 0U : t->depth;
 }
 
+/* Signs with a raw secret key (the sign_sk variants). */
+struct sk_signer {
+    const uint8_t *sk;
+};
+
+static int sign_with_sk(void *ctx, uint8_t sig[64], const uint8_t *msg, size_t msg_len)
+{
+    const struct sk_signer *s = ctx;
+    return crypto_sign_detached(sig, NULL, msg, msg_len, s->sk) == 0 ? 0 : -1;
+}
+
 int mqe2e_keytree_add(mqe2e_keytree *t, uint32_t *leaf, uint8_t leaf_key[KB], uint8_t *update,
                       size_t update_cap, size_t *update_len, const uint8_t sign_sk[64])
 {
+    if (sign_sk == NULL) return MQE2E_ERR_INVALID_ARG;
+    struct sk_signer sk = {sign_sk};
+    return mqe2e_keytree_add_cb(t, leaf, leaf_key, update, update_cap, update_len, sign_with_sk,
+                                &sk);
+}
+
+int mqe2e_keytree_add_cb(mqe2e_keytree *t, uint32_t *leaf, uint8_t leaf_key[KB], uint8_t *update,
+                         size_t update_cap, size_t *update_len, mqe2e_keytree_sign_fn sign,
+                         void *sign_ctx)
+{
     if (t == NULL || leaf == NULL || leaf_key == NULL || update == NULL || update_len == NULL ||
-        sign_sk == NULL)
+        sign == NULL)
         return MQE2E_ERR_INVALID_ARG;
     uint32_t cap = 1U << t->depth;
     if (t->members >= cap || t->epoch == UINT32_MAX) return MQE2E_ERR_EXHAUSTED;
@@ -255,17 +276,17 @@ int mqe2e_keytree_add(mqe2e_keytree *t, uint32_t *leaf, uint8_t leaf_key[KB], ui
     uint32_t l = t->free_hint;
     while (t->count[cap + l] != 0U) l++; /* members < cap: a free leaf exists at or above the hint */
     uint32_t node = cap + l;
+    uint32_t from = t->epoch;
+    write_header(update, t, MQE2E_KEYTREE_JOIN, from, l, 0);
+    if (sign_update(update, HDR, sign, sign_ctx) != MQE2E_OK) return MQE2E_ERR_CRYPTO;
     randombytes_buf(node_key(t, node), KB);
     memcpy(leaf_key, node_key(t, node), KB);
-    uint32_t from = t->epoch;
     t->epoch = from + 1U;
     for (unsigned h = 0; h <= t->depth; h++) t->count[node >> h]++;
     for (unsigned h = 1; h <= t->depth; h++)
         advance_key(node_key(t, node >> h), t->id, t->epoch, node >> h);
     t->members++;
     t->free_hint = l + 1U;
-    write_header(update, t, MQE2E_KEYTREE_JOIN, from, l, 0);
-    sign_update(update, HDR, sign_sk);
     *update_len = HDR + SIG;
     *leaf = l;
     return MQE2E_OK;
@@ -286,7 +307,15 @@ static uint32_t remove_wraps(const mqe2e_keytree *t, uint32_t L)
 int mqe2e_keytree_remove(mqe2e_keytree *t, uint32_t leaf, uint8_t *update, size_t update_cap,
                          size_t *update_len, const uint8_t sign_sk[64])
 {
-    if (t == NULL || update == NULL || update_len == NULL || sign_sk == NULL)
+    if (sign_sk == NULL) return MQE2E_ERR_INVALID_ARG;
+    struct sk_signer sk = {sign_sk};
+    return mqe2e_keytree_remove_cb(t, leaf, update, update_cap, update_len, sign_with_sk, &sk);
+}
+
+int mqe2e_keytree_remove_cb(mqe2e_keytree *t, uint32_t leaf, uint8_t *update, size_t update_cap,
+                            size_t *update_len, mqe2e_keytree_sign_fn sign, void *sign_ctx)
+{
+    if (t == NULL || update == NULL || update_len == NULL || sign == NULL)
         return MQE2E_ERR_INVALID_ARG;
     uint32_t cap = 1U << t->depth;
     if (leaf >= cap) return MQE2E_ERR_INVALID_ARG;
@@ -302,27 +331,36 @@ int mqe2e_keytree_remove(mqe2e_keytree *t, uint32_t leaf, uint8_t *update, size_
     }
     uint32_t from = t->epoch;
     write_header(update, t, MQE2E_KEYTREE_REMOVE, from, leaf, (uint16_t)nw);
-    /* The leaf's key goes; every key it knew is replaced bottom-up, each new
-     * key wrapped under the current key of each non-empty child (an on-path
-     * child was already replaced one step earlier). */
-    randombytes_buf(node_key(t, L), KB);
+    /* Every key the leaf knew is replaced bottom-up, each new key wrapped
+     * under the key of each non-empty child (an on-path child's new key from
+     * one step earlier). The new keys are staged and committed only once the
+     * message is signed: on failure the tree is unchanged. */
+    uint8_t fresh[(MQE2E_KEYTREE_MAX_DEPTH + 1U) * KB];
     uint8_t *w = update + HDR;
-    uint8_t fresh[KB];
     for (unsigned h = 1; h <= t->depth; h++) {
         uint32_t p = L >> h;
-        randombytes_buf(fresh, sizeof fresh);
+        uint8_t *k = fresh + (size_t)h * KB;
+        randombytes_buf(k, KB);
         for (uint32_t c = 2U * p; c <= 2U * p + 1U; c++) {
             if (t->count[c] == 0U) continue;
-            wrap_one(w, update, p, c, node_key(t, c), fresh);
+            const uint8_t *under = (c == (L >> (h - 1U))) ? fresh + (size_t)(h - 1U) * KB
+                                                          : node_key(t, c);
+            wrap_one(w, update, p, c, under, k);
             w += WRAP;
         }
-        memcpy(node_key(t, p), fresh, KB);
     }
+    if (sign_update(update, HDR + (size_t)nw * WRAP, sign, sign_ctx) != MQE2E_OK) {
+        sodium_memzero(fresh, sizeof fresh);
+        for (unsigned h = 0; h <= t->depth; h++) t->count[L >> h]++;
+        return MQE2E_ERR_CRYPTO;
+    }
+    randombytes_buf(node_key(t, L), KB); /* the leaf's key goes */
+    for (unsigned h = 1; h <= t->depth; h++)
+        memcpy(node_key(t, L >> h), fresh + (size_t)h * KB, KB);
     sodium_memzero(fresh, sizeof fresh);
     t->epoch = from + 1U;
     t->members--;
     if (leaf < t->free_hint) t->free_hint = leaf;
-    sign_update(update, HDR + (size_t)nw * WRAP, sign_sk);
     *update_len = need;
     return MQE2E_OK;
 }
@@ -361,6 +399,49 @@ int mqe2e_keytree_epoch_secret(const mqe2e_keytree *t, uint8_t out[KB])
     if (t == NULL || out == NULL) return MQE2E_ERR_INVALID_ARG;
     if (t->epoch == 0U) return MQE2E_ERR_STATE;
     epoch_secret(out, node_key(t, 1), t->id, t->epoch);
+    return MQE2E_OK;
+}
+
+int mqe2e_keytree_restore(mqe2e_keytree **out, const uint8_t id[MQE2E_KEYTREE_ID_BYTES],
+                          unsigned depth, uint32_t epoch)
+{
+    if (id == NULL) return MQE2E_ERR_INVALID_ARG;
+    int rc = mqe2e_keytree_new(out, depth);
+    if (rc != MQE2E_OK) return rc;
+    memcpy((*out)->id, id, MQE2E_KEYTREE_ID_BYTES);
+    (*out)->epoch = epoch;
+    return MQE2E_OK;
+}
+
+int mqe2e_keytree_restore_leaf(mqe2e_keytree *t, uint32_t leaf)
+{
+    if (t == NULL || leaf >= (1U << t->depth)) return MQE2E_ERR_INVALID_ARG;
+    uint32_t L = (1U << t->depth) + leaf;
+    if (t->count[L] != 0U) return MQE2E_ERR_EXISTS;
+    for (unsigned h = 0; h <= t->depth; h++) t->count[L >> h]++;
+    t->members++;
+    return MQE2E_OK;
+}
+
+uint32_t mqe2e_keytree_node_members(const mqe2e_keytree *t, uint32_t node)
+{
+    if (t == NULL || node < 1U || node >= (2U << t->depth)) return 0U;
+    return t->count[node];
+}
+
+int mqe2e_keytree_node_key(const mqe2e_keytree *t, uint32_t node, uint8_t out[KB])
+{
+    if (t == NULL || out == NULL || node < 1U || node >= (2U << t->depth))
+        return MQE2E_ERR_INVALID_ARG;
+    memcpy(out, node_key(t, node), KB);
+    return MQE2E_OK;
+}
+
+int mqe2e_keytree_set_node_key(mqe2e_keytree *t, uint32_t node, const uint8_t key[KB])
+{
+    if (t == NULL || key == NULL || node < 1U || node >= (2U << t->depth))
+        return MQE2E_ERR_INVALID_ARG;
+    memcpy(node_key(t, node), key, KB);
     return MQE2E_OK;
 }
 

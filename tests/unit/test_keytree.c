@@ -551,3 +551,81 @@ Test(keytree, hundred_thousand_members, .timeout = 280)
     free(paths);
     mqe2e_keytree_free(t);
 }
+
+static int failing_signer(void *ctx, uint8_t sig[64], const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    (void)m;
+    (void)n;
+    memset(sig, 0, 64);
+    return -1;
+}
+
+static int sk_signer(void *ctx, uint8_t sig[64], const uint8_t *m, size_t n)
+{
+    (void)ctx;
+    return crypto_sign_detached(sig, NULL, m, n, auth_sk);
+}
+
+/* A signer that fails leaves the tree as it was (same epoch, same secret,
+ * members still follow the next real update); a tree copied node by node
+ * into a restored one (what the authority's store does) continues with the
+ * same members: their next removal applies and both trees agree. */
+Test(keytree, signer_failure_and_restore)
+{
+    enum { N = 6 };
+    mqe2e_keytree *t = NULL;
+    member all[N] = {0};
+    cr_assert_eq(mqe2e_keytree_new(&t, 4), MQE2E_OK);
+    for (int i = 0; i < N; i++) join(t, all, i, &all[i]);
+    uint8_t before[32], after[32];
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, before), MQE2E_OK);
+    uint32_t e0 = mqe2e_keytree_epoch(t);
+    msg u;
+    uint32_t leaf = 0;
+    uint8_t lk[32];
+    cr_assert_eq(mqe2e_keytree_remove_cb(t, all[2].leaf, u.b, sizeof u.b, &u.n, failing_signer,
+                                         NULL),
+                 MQE2E_ERR_CRYPTO);
+    cr_assert_eq(mqe2e_keytree_add_cb(t, &leaf, lk, u.b, sizeof u.b, &u.n, failing_signer, NULL),
+                 MQE2E_ERR_CRYPTO);
+    cr_assert_eq(mqe2e_keytree_epoch(t), e0);
+    cr_assert_eq(mqe2e_keytree_members(t), (uint32_t)N);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, after), MQE2E_OK);
+    cr_assert_eq(memcmp(before, after, 32), 0);
+
+    /* Copy: id, depth, epoch, occupied leaves, keys of non-empty nodes. */
+    uint8_t id[16];
+    cr_assert_eq(mqe2e_keytree_id(t, id), MQE2E_OK);
+    unsigned d = mqe2e_keytree_depth(t);
+    mqe2e_keytree *r = NULL;
+    cr_assert_eq(mqe2e_keytree_restore(&r, id, d, e0), MQE2E_OK);
+    for (uint32_t n = 1; n < (2U << d); n++) {
+        if (mqe2e_keytree_node_members(t, n) == 0U) continue;
+        uint8_t k[32];
+        cr_assert_eq(mqe2e_keytree_node_key(t, n, k), MQE2E_OK);
+        cr_assert_eq(mqe2e_keytree_set_node_key(r, n, k), MQE2E_OK);
+        if (n >= (1U << d)) cr_assert_eq(mqe2e_keytree_restore_leaf(r, n - (1U << d)), MQE2E_OK);
+    }
+    cr_assert_eq(mqe2e_keytree_restore_leaf(r, all[0].leaf), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_keytree_members(r), (uint32_t)N);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(r, after), MQE2E_OK);
+    cr_assert_eq(memcmp(before, after, 32), 0);
+    mqe2e_keytree_free(t);
+
+    cr_assert_eq(mqe2e_keytree_remove_cb(r, all[2].leaf, u.b, sizeof u.b, &u.n, sk_signer, NULL),
+                 MQE2E_OK);
+    mqe2e_keytree_update v;
+    cr_assert_eq(mqe2e_keytree_update_open(&v, u.b, u.n, auth_pk), MQE2E_OK);
+    for (int i = 0; i < N; i++) {
+        int rc = mqe2e_keytree_member_apply(all[i].m, &v, NULL);
+        if (i == 2) {
+            cr_assert_eq(rc, MQE2E_ERR_TREE_REVOKED);
+            continue;
+        }
+        cr_assert_eq(rc, MQE2E_OK);
+        expect_secret(r, all[i].m);
+    }
+    free_all(all, N);
+    mqe2e_keytree_free(r);
+}

@@ -81,6 +81,15 @@ typedef struct mqe2e_keytree_update {
 /* ------------------------------------------------------------ authority side */
 
 /**
+ * @brief Signing callback: write the Ed25519 detached signature of @p msg
+ *        (@p msg_len bytes, borrowed for the call) into @p sig. Returns 0 on
+ *        success, anything else on failure. Same shape as the authority's
+ *        keystore signer (mqe2e_keystore_sign()).
+ */
+typedef int (*mqe2e_keytree_sign_fn)(void *ctx, uint8_t sig[64], const uint8_t *msg,
+                                     size_t msg_len);
+
+/**
  * @brief Create an empty tree of depth @p depth (capacity 2^depth members)
  *        at epoch 0, with a random tree id.
  * @param out   receives the tree; free with mqe2e_keytree_free().
@@ -144,6 +153,78 @@ MQE2E_API int mqe2e_keytree_add(mqe2e_keytree *t, uint32_t *leaf,
 MQE2E_API int mqe2e_keytree_remove(mqe2e_keytree *t, uint32_t leaf, uint8_t *update,
                                    size_t update_cap, size_t *update_len,
                                    const uint8_t sign_sk[64]);
+
+/**
+ * @brief mqe2e_keytree_add() with a signing callback instead of a raw key
+ *        (an authority whose key stays in its keystore). The message is
+ *        signed before the tree changes: a failed signature
+ *        (::MQE2E_ERR_CRYPTO) leaves the tree unchanged.
+ * @param t, leaf, leaf_key, update, update_cap, update_len as mqe2e_keytree_add().
+ * @param sign     the signer; required.
+ * @param sign_ctx passed back to @p sign.
+ * @return as mqe2e_keytree_add(), plus ::MQE2E_ERR_CRYPTO.
+ */
+MQE2E_API int mqe2e_keytree_add_cb(mqe2e_keytree *t, uint32_t *leaf,
+                                   uint8_t leaf_key[MQE2E_KEYTREE_KEY_BYTES], uint8_t *update,
+                                   size_t update_cap, size_t *update_len,
+                                   mqe2e_keytree_sign_fn sign, void *sign_ctx);
+
+/**
+ * @brief mqe2e_keytree_remove() with a signing callback; the new keys are
+ *        staged and committed only after the signature: on failure
+ *        (::MQE2E_ERR_CRYPTO) the tree is unchanged.
+ * @param t, leaf, update, update_cap, update_len as mqe2e_keytree_remove().
+ * @param sign     the signer; required.
+ * @param sign_ctx passed back to @p sign.
+ * @return as mqe2e_keytree_remove(), plus ::MQE2E_ERR_CRYPTO.
+ */
+MQE2E_API int mqe2e_keytree_remove_cb(mqe2e_keytree *t, uint32_t leaf, uint8_t *update,
+                                      size_t update_cap, size_t *update_len,
+                                      mqe2e_keytree_sign_fn sign, void *sign_ctx);
+
+/* Persistence (the authority's store): a tree is its id, depth, epoch, the
+ * occupied leaves and the keys of the nodes with a member below them. Keys
+ * of empty subtrees were never handed out; a restored tree draws them
+ * afresh. After an add or remove of leaf l, the nodes whose key or
+ * occupancy changed are exactly (2^d + l) >> h for h = 0 .. d. */
+
+/**
+ * @brief An empty tree with a given id, depth and epoch (restoring a stored
+ *        tree): every node key random, no member.
+ * @param out   receives the tree; free with mqe2e_keytree_free().
+ * @param id    the stored tree id; copied.
+ * @param depth the stored depth (1..::MQE2E_KEYTREE_MAX_DEPTH).
+ * @param epoch the stored epoch.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM, ::MQE2E_ERR_CRYPTO.
+ */
+MQE2E_API int mqe2e_keytree_restore(mqe2e_keytree **out,
+                                    const uint8_t id[MQE2E_KEYTREE_ID_BYTES], unsigned depth,
+                                    uint32_t epoch);
+
+/**
+ * @brief Restoring: mark @p leaf occupied.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG (out of range), ::MQE2E_ERR_EXISTS.
+ */
+MQE2E_API int mqe2e_keytree_restore_leaf(mqe2e_keytree *t, uint32_t leaf);
+
+/** @brief Members below node @p node (0 for an empty subtree or a node out of range). */
+MQE2E_API uint32_t mqe2e_keytree_node_members(const mqe2e_keytree *t, uint32_t node);
+
+/**
+ * @brief Copy the key of node @p node (1 .. 2^(d+1) - 1) into @p out
+ *        (caller buffer; the caller wipes it).
+ * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keytree_node_key(const mqe2e_keytree *t, uint32_t node,
+                                     uint8_t out[MQE2E_KEYTREE_KEY_BYTES]);
+
+/**
+ * @brief Restoring: set the key of node @p node from @p key (only read; the
+ *        caller wipes its copy).
+ * @return ::MQE2E_OK or ::MQE2E_ERR_INVALID_ARG.
+ */
+MQE2E_API int mqe2e_keytree_set_node_key(mqe2e_keytree *t, uint32_t node,
+                                         const uint8_t key[MQE2E_KEYTREE_KEY_BYTES]);
 
 /**
  * @brief The TreePath of the member at @p leaf at the current epoch: its d

@@ -36,6 +36,7 @@ static const char *const counter_names[] = {
     "envelopes_counted",   "enroll_rate_limited",  "hello_rate_limited",
     "enroll_commits",      "log_suppressed",       "enroll_revoked",
     "enroll_id_active",    "enroll_retries",       "replacements",
+    "tree_updates",
 };
 _Static_assert(sizeof counter_names / sizeof counter_names[0] == AUTH_C_COUNT,
                "one name per counter");
@@ -418,6 +419,7 @@ static int bundles_for_client(authority *a, mqe2e_key_bundle **out, size_t *n_ou
         for (size_t j = 0; j < ec->n && n < MQE2E_CONTROL_MAX_BUNDLES; j++) {
             if ((rc = bundles_reserve(&b, &cap, n + 1U)) != MQE2E_OK) break;
             if ((rc = bundle_fill(a, &b[n], &g, groups.sids[i], &ec->rows[j])) != MQE2E_OK) break;
+            if ((rc = authority_tree_bundle(a, &b[n], client_id)) != MQE2E_OK) break;
             n++;
         }
     }
@@ -788,9 +790,15 @@ int authority_rotate_after_removal_db(authority *a, const char *group, uint32_t 
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
     uint32_t epoch = 0;
     uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
-    randombytes_buf(secret, sizeof secret);
-    int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, a->now);
-    sodium_memzero(secret, sizeof secret);
+    int rc;
+    if (authority_tree_is_tree(a, group)) {
+        /* A key tree: the next epoch is the tree's (one broadcast, not a push each). */
+        rc = authority_tree_remove_db(a, group, &epoch);
+    } else {
+        randombytes_buf(secret, sizeof secret);
+        rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, a->now);
+        sodium_memzero(secret, sizeof secret);
+    }
     if (rc == MQE2E_OK)
         rc = mqe2e_adb_group_limit_grace(a->db, group, g > UINT32_MAX ? UINT32_MAX : (uint32_t)g);
     if (rc != MQE2E_OK) {
@@ -807,6 +815,14 @@ int authority_push_after_removal(authority *a, const char *group, uint32_t epoch
 {
     uint64_t g = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     uint64_t t0 = stopwatch_start(a);
+    if (authority_tree_pending(a, group)) {
+        int trc = authority_tree_publish(a, group);
+        authority_flush(a);
+        authority_log(a, "group %s rotated to epoch %lu, tree update broadcast in %.1f ms", group,
+                      (unsigned long)epoch, stopwatch_ms(a, t0));
+        authority_count_refresh(a);
+        return trc;
+    }
     int rc = push_group_except(a, group, 1, NULL, 0, 1);
     double ms = stopwatch_ms(a, t0);
     authority_log(
@@ -837,6 +853,12 @@ int authority_rotate_group_db(authority *a, const char *group, uint32_t *new_epo
 {
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
     uint32_t epoch = 0;
+    if (authority_tree_is_tree(a, group)) {
+        /* Its epochs are the tree's: they move with joins and removals only. */
+        authority_log(a, "group %s has a key tree: it rotates only when members join or leave",
+                      group);
+        return MQE2E_ERR_STATE;
+    }
     randombytes_buf(secret, sizeof secret);
     int rc = mqe2e_adb_group_rotate(&epoch, a->db, group, secret, a->now);
     sodium_memzero(secret, sizeof secret);
@@ -1764,6 +1786,7 @@ void authority_core_free(authority_core *a, uint64_t now, uint64_t now_ms)
     }
     free(a->rl);
     free(a->cg);
+    authority_trees_free(a);
     authority_rl_free(a->limiter);
     if (a->jobs != NULL) {
         sodium_memzero(a->jobs, AUTHORITY_ENROLL_BATCH * sizeof *a->jobs);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "authority_rules.h"
+#include "authority_tree_db.h"
 #include "mqe2e/error.h"
 
 /* Sealed columns and their associated data: authority_rules.h. */
@@ -408,6 +409,24 @@ static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], 
     return authority_unseal(out, db->key, blob, n > 0 ? (size_t)n : 0U, ad, ad_len);
 }
 
+/* For the store's companion files (authority_tree_db.c). */
+sqlite3 *mqe2e_adb_sqlite(mqe2e_adb *db)
+{
+    return db->sql;
+}
+
+void mqe2e_adb_seal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SEALED_BYTES],
+                    const uint8_t secret[MQE2E_ADB_SECRET_BYTES], const uint8_t *ad, size_t ad_len)
+{
+    seal(db, out, secret, ad, ad_len);
+}
+
+int mqe2e_adb_unseal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], const uint8_t *blob,
+                     size_t blob_len, const uint8_t *ad, size_t ad_len)
+{
+    return authority_unseal(out, db->key, blob, blob_len, ad, ad_len);
+}
+
 /* ------------------------------------------------------------------- meta */
 
 static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
@@ -532,6 +551,8 @@ static int migrate(mqe2e_adb *db)
         rc = exec_const(db, SCHEMA_V5);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
+    /* Step 7: the key trees (authority_tree_db.c). */
+    if (rc == MQE2E_OK && v < 7) rc = authority_tree_db_migrate(db);
     if (rc == MQE2E_OK) rc = key_check_verify(db);
     return op_end(db, rc);
 }

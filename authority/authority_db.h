@@ -51,7 +51,8 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 5   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 7   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SEALED_BYTES 72U   /**< a sealed secret column: nonce, ciphertext, tag */
 
 /** How long after its first use a token still serves an enrollment retry (the
  *  device lost the reply), and only for the same keys: seconds. */
@@ -646,6 +647,32 @@ int mqe2e_adb_tx_savepoint(mqe2e_adb *db);
  * @return ::MQE2E_OK, ::MQE2E_ERR_STATE, ::MQE2E_ERR_IO.
  */
 int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep);
+
+/* ------------------------------------------------- for the store's own files */
+
+struct sqlite3;
+
+/**
+ * @brief The open SQLite handle, for the store's companion files
+ *        (authority_tree_db.c) only: they run their statements inside the
+ *        caller's transaction (mqe2e_adb_tx_begin()).
+ */
+struct sqlite3 *mqe2e_adb_sqlite(mqe2e_adb *db);
+
+/**
+ * @brief Seal a 32-byte secret under the database key, bound to @p ad (as
+ *        every secret column). @p out is MQE2E_ADB_SEALED_BYTES, caller-owned.
+ */
+void mqe2e_adb_seal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SEALED_BYTES],
+                    const uint8_t secret[MQE2E_ADB_SECRET_BYTES], const uint8_t *ad, size_t ad_len);
+
+/**
+ * @brief Open a sealed column value into @p out (caller-owned; the caller
+ *        wipes it; zeroed on failure).
+ * @return ::MQE2E_OK or ::MQE2E_ERR_AUTH (wrong length, key, row or tampered).
+ */
+int mqe2e_adb_unseal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], const uint8_t *blob,
+                     size_t blob_len, const uint8_t *ad, size_t ad_len);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "authority_core.h"
 #include "authority_db.h"
 #include "mqe2e/control.h"
+#include "mqe2e/keytree.h"
 #include "mqe2e/operator.h"
 #include "ratelimit.h"
 
@@ -47,6 +48,7 @@ enum authority_counter {
     AUTH_C_ENROLL_ID_ACTIVE, /* a new device for an active id without a --replace ticket */
     AUTH_C_ENROLL_RETRIES,   /* lost-reply retries served (same keys, same serial) */
     AUTH_C_REPLACEMENTS,     /* devices replaced under an active id (--replace tickets) */
+    AUTH_C_TREE_UPDATES,     /* TreeUpdates broadcast on P/tree/<group> (authority_tree.c) */
     AUTH_C_COUNT
 };
 
@@ -120,6 +122,8 @@ struct authority {
     uint64_t jobs_first_ms; /* monotonic ms when the oldest queued job arrived */
     uint64_t log_second;    /* refusal log budget: the second it counts */
     uint32_t log_lines;     /* refusal lines written in that second */
+    struct authority_trees *trees;  /* key-tree groups in use (authority_tree.c) */
+    size_t last_tree_update_bytes;  /* the last TreeUpdate broadcast */
 };
 typedef struct authority authority;
 
@@ -142,6 +146,22 @@ int authority_push_after_removal(authority *a, const char *group, uint32_t epoch
 int authority_push_group(authority *a, const char *group, int with_rl);
 int authority_push_client(authority *a, const char *client_id, const char *group, int removed);
 void authority_count_refresh(authority *a);
+
+/* Key-tree groups (authority_tree.c, docs/PROTOCOL.md §10.8). The *_db
+ * calls run in the caller's transaction; after its commit publish the
+ * update (authority_tree_publish), after a rollback call authority_tree_rollback. */
+int authority_tree_is_tree(authority *a, const char *group);
+void authority_tree_topic(const authority *a, char *out, size_t cap, const char *group);
+int authority_tree_create_db(authority *a, const char *group, unsigned depth);
+int authority_tree_join_db(authority *a, const char *group, const char *client_id,
+                           uint32_t *group_epoch);
+int authority_tree_remove_db(authority *a, const char *group, uint32_t *group_epoch);
+void authority_tree_rollback(authority *a);
+int authority_tree_pending(authority *a, const char *group);
+int authority_tree_publish(authority *a, const char *group);
+int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_id);
+uint32_t authority_tree_members(authority *a, const char *group);
+void authority_trees_free(authority *a);
 
 /* A log line through the io (printf-style). */
 void authority_log(authority *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

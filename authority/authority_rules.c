@@ -68,6 +68,20 @@ size_t authority_ad_epoch(uint8_t ad[AUTHORITY_AD_MAX], const char *group, uint3
     return n + 4U;
 }
 
+size_t authority_ad_tree_node(uint8_t ad[AUTHORITY_AD_MAX], const char *group,
+                              const uint8_t tree_id[16], uint32_t node)
+{
+    size_t n = ad_start(ad, "tree_nodes");
+    n += ad_name(ad + n, group);
+    memcpy(ad + n, tree_id, 16);
+    n += 16U;
+    ad[n] = (uint8_t)(node >> 24);
+    ad[n + 1] = (uint8_t)(node >> 16);
+    ad[n + 2] = (uint8_t)(node >> 8);
+    ad[n + 3] = (uint8_t)node;
+    return n + 4U;
+}
+
 size_t authority_ad_meta(uint8_t ad[AUTHORITY_AD_MAX], const char *key)
 {
     size_t n = ad_start(ad, "meta");

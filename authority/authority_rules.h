@@ -32,8 +32,8 @@ extern "C" {
 #define AUTHORITY_SECRET_BYTES 32U
 /** Size of a sealed column value: nonce || ciphertext || tag. */
 #define AUTHORITY_SEALED_BYTES (24U + AUTHORITY_SECRET_BYTES + 16U)
-/** Longest associated data of a sealed column ("group_epochs" NUL name NUL epoch). */
-#define AUTHORITY_AD_MAX (16U + 256U + 1U + 4U)
+/** Longest associated data of a sealed column ("tree_nodes" NUL name NUL tree id node). */
+#define AUTHORITY_AD_MAX (16U + 256U + 1U + 16U + 4U)
 
 /**
  * @brief Seal @p secret under @p key, bound to @p ad (a fresh random nonce).
@@ -63,6 +63,13 @@ size_t authority_ad_token(uint8_t ad[AUTHORITY_AD_MAX], const uint8_t token_id[1
  * @return its length.
  */
 size_t authority_ad_epoch(uint8_t ad[AUTHORITY_AD_MAX], const char *group, uint32_t epoch);
+
+/**
+ * @brief AD of a key-tree node key: "tree_nodes" NUL group NUL tree_id(16) node(4, big-endian).
+ * @return its length.
+ */
+size_t authority_ad_tree_node(uint8_t ad[AUTHORITY_AD_MAX], const char *group,
+                              const uint8_t tree_id[16], uint32_t node);
 
 /** @brief AD of a sealed meta value: "meta" NUL key NUL (key at most 255 bytes). @return its
  * length. */

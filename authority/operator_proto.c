@@ -450,14 +450,37 @@ static void cmd_group_create(authority *a, op_result *res, const mqe2e_operator_
     if (arg_u64(&is_signed, req, "signed", 0, 1) != 0)
         FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid signed setting (0 or 1)");
     s.is_signed = is_signed != 0;
+    /* tree=d: a key tree of depth d (up to 2^d members, docs/PROTOCOL.md
+     * §10.8); its epochs move only with joins and removals. */
+    uint64_t tree = 0;
+    if (arg_u64(&tree, req, "tree", 0, MQE2E_KEYTREE_MAX_DEPTH) != 0)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid tree depth (1..20)");
+    if (tree > 0 && (s.rotate_every_seconds != 0 || s.rotate_every_messages != 0))
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST,
+             "a key-tree group rotates when members join or leave: no rotation setting");
     randombytes_buf(secret, sizeof secret);
-    int rc = mqe2e_adb_group_create(a->db, g, topic, &s, now, secret);
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) {
+        sodium_memzero(secret, sizeof secret);
+        FAIL(res, status_for(rc), "database busy");
+    }
+    rc = mqe2e_adb_group_create(a->db, g, topic, &s, now, secret);
     sodium_memzero(secret, sizeof secret);
-    if (rc != MQE2E_OK)
+    if (rc == MQE2E_OK && tree > 0) rc = authority_tree_create_db(a, g, (unsigned)tree);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
+    if (rc != MQE2E_OK) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        authority_tree_rollback(a);
         FAIL(res, status_for(rc),
              rc == MQE2E_ERR_EXISTS ? "group exists" : "cannot create the group");
+    }
+    if (tree > 0) (void)authority_tree_publish(a, g); /* nothing to send: marks it committed */
     authority_count_refresh(a);
-    out_add(res, "group %s: topic %s, epoch 1%s\n", g, topic, s.is_signed ? ", signed" : "");
+    out_add(res, "group %s: topic %s, epoch 1%s", g, topic, s.is_signed ? ", signed" : "");
+    if (tree > 0)
+        out_add(res, ", key tree of depth %u (up to %lu members)", (unsigned)tree,
+                (unsigned long)(1UL << tree));
+    out_add(res, "\n");
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "group created";
 }
@@ -474,11 +497,37 @@ static void cmd_group_grant(authority *a, op_result *res, const mqe2e_operator_r
     /* A new member reads only epochs current since it joined (added_at);
      * with history the operator backdates the membership, so the retired
      * epochs still in grace are handed out too. */
-    int rc = mqe2e_adb_member_add(&sid, a->db, g, id, history ? 0U : now);
+    int tree = authority_tree_is_tree(a, g);
+    uint32_t tree_epoch = 0;
+    int rc = MQE2E_OK;
+    if (tree && history)
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "a key-tree group has no history for newcomers");
+    if (tree) rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "database busy");
+    rc = mqe2e_adb_member_add(&sid, a->db, g, id, history ? 0U : now);
+    /* A key-tree group: the joiner takes a leaf, the tree (and the group)
+     * move to the next epoch, the others follow one broadcast join. */
+    int trc = MQE2E_OK;
+    if (tree && rc == MQE2E_OK) {
+        trc = authority_tree_join_db(a, g, id, &tree_epoch);
+        if (trc == MQE2E_OK) trc = mqe2e_adb_tx_commit(a->db);
+    }
+    if (tree && (rc != MQE2E_OK || trc != MQE2E_OK)) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        authority_tree_rollback(a);
+    }
     if (rc == MQE2E_ERR_STATE) FAIL(res, MQE2E_OPSTATUS_FAILED, "client is revoked");
     if (rc != MQE2E_OK)
         FAIL(res, status_for(rc),
              rc == MQE2E_ERR_EXISTS ? "already a member" : "unknown group or client");
+    if (trc != MQE2E_OK)
+        FAIL(res, status_for(trc),
+             trc == MQE2E_ERR_EXHAUSTED ? "the key tree is full" : "the tree join failed");
+    if (tree) {
+        (void)authority_tree_publish(a, g);
+        authority_flush(a);
+        out_add(res, "group %s at epoch %lu (key tree)\n", g, (unsigned long)tree_epoch);
+    }
     (void)authority_push_client(a, id, g, 0);
     /* In a signed group the others must learn the newcomer's key. */
     mqe2e_adb_group grp;
@@ -506,8 +555,11 @@ static void cmd_group_ungrant(authority *a, op_result *res, const mqe2e_operator
     }
     rc = authority_rotate_after_removal_db(a, g, &epoch);
     if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
-    else (void)mqe2e_adb_tx_rollback(a->db);
-    if (rc != MQE2E_OK) FAIL(res, status_for(rc), "the rotation failed: nothing changed");
+    if (rc != MQE2E_OK) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        authority_tree_rollback(a);
+        FAIL(res, status_for(rc), "the rotation failed: nothing changed");
+    }
     (void)authority_push_client(a, id, g, 1);
     (void)authority_push_after_removal(a, g, epoch);
     out_add(res, "%s left %s; group at epoch %lu\n", id, g, (unsigned long)epoch);
@@ -563,7 +615,10 @@ static void cmd_revoke(authority *a, op_result *res, const mqe2e_operator_reques
     for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++)
         rc = authority_rotate_after_removal_db(a, groups.v[i], &epochs[i]);
     if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
-    else (void)mqe2e_adb_tx_rollback(a->db);
+    if (rc != MQE2E_OK) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        authority_tree_rollback(a);
+    }
     if (rc == MQE2E_ERR_STATE) {
         fail(res, MQE2E_OPSTATUS_FAILED, "already revoked");
         free(epochs);

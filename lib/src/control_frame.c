@@ -317,7 +317,8 @@ static int bundle_in_ok(const mqe2e_key_bundle *b)
 {
     size_t g = strnlen(b->group, sizeof b->group),
            t = strnlen(b->topic_filter, sizeof b->topic_filter);
-    return g > 0 && g < sizeof b->group && t > 0 && t < sizeof b->topic_filter;
+    return g > 0 && g < sizeof b->group && t > 0 && t < sizeof b->topic_filter &&
+           b->tree_path_len <= sizeof b->tree_path && (b->tree_path_len == 0 || b->retired_at == 0);
 }
 
 static int group_name_ok(const mqe2e_group_name *g)
@@ -538,6 +539,12 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
         kb[i].sender_id = b->sender_id;
         kb[i].retired_at = b->retired_at;
         kb[i].grace_seconds = b->grace_seconds;
+        if (b->tree_path_len > 0) {
+            kb[i].tree_leaf_key.data = (uint8_t *)(uintptr_t)b->tree_leaf_key;
+            kb[i].tree_leaf_key.len = sizeof b->tree_leaf_key;
+            kb[i].tree_path.data = (uint8_t *)(uintptr_t)b->tree_path;
+            kb[i].tree_path.len = b->tree_path_len;
+        }
         kbp[i] = &kb[i];
     }
     cred.data = u->credential;
@@ -633,6 +640,16 @@ static int bundle_from_pb(mqe2e_key_bundle *b, const Mqe2e__V1__KeyBundle *k)
     b->grace_seconds = k->grace_seconds;
     /* A grace only means something for a retired epoch. */
     if (b->grace_seconds != 0 && b->retired_at == 0) return MQE2E_ERR_DECODE;
+    /* Tree fields: both or neither, on a current epoch only (the TreePath's
+     * own layout is checked by the keytree module when it is used). */
+    if (k->tree_leaf_key.len != 0 || k->tree_path.len != 0) {
+        if (k->tree_leaf_key.len != MQE2E_BUNDLE_TREE_KEY_BYTES || k->tree_path.len == 0 ||
+            k->tree_path.len > MQE2E_BUNDLE_TREE_PATH_MAX || b->retired_at != 0)
+            return MQE2E_ERR_DECODE;
+        memcpy(b->tree_leaf_key, k->tree_leaf_key.data, MQE2E_BUNDLE_TREE_KEY_BYTES);
+        memcpy(b->tree_path, k->tree_path.data, k->tree_path.len);
+        b->tree_path_len = (uint32_t)k->tree_path.len;
+    }
     return MQE2E_OK;
 }
 

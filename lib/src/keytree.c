@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "mqe2e/control.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keytree.h"
 
@@ -23,6 +24,10 @@
 #define PHDR MQE2E_KEYTREE_PATH_HEADER
 #define AEAD_TAG 16U
 #define PATH_NONCE 24U
+
+_Static_assert(MQE2E_BUNDLE_TREE_PATH_MAX == MQE2E_KEYTREE_PATH_BYTES(MQE2E_KEYTREE_MAX_DEPTH),
+               "a bundle holds the longest TreePath");
+_Static_assert(MQE2E_BUNDLE_TREE_KEY_BYTES == MQE2E_KEYTREE_KEY_BYTES, "leaf key size");
 
 static const char WRAP_LABEL[] = "mqe2e tree wrap v1";
 static const char ADVANCE_LABEL[] = "mqe2e tree advance v1";

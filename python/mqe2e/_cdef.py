@@ -183,6 +183,9 @@ typedef struct mqe2e_key_bundle {
     uint32_t sender_id;
     uint64_t retired_at;
     uint32_t grace_seconds;
+    uint8_t tree_leaf_key[32];
+    uint32_t tree_path_len;
+    uint8_t tree_path[707];
 } mqe2e_key_bundle;
 typedef struct mqe2e_signer_grants {
     char **pub_filters;

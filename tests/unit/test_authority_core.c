@@ -14,6 +14,7 @@
 #include "mqe2e/credential.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
+#include "mqe2e/keytree.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
 #include "testutil.h"
@@ -809,4 +810,166 @@ Test(authority_core, revocation_list_is_signed_afresh_at_half_its_validity)
     cr_assert_eq(mqe2e_revocation_list_next_update(l), t1 + 1200U);
     mqe2e_revocation_list_free(l);
     device_free(&d);
+}
+
+/* ------------------------------------------------------------ key trees */
+
+/* A member's tree state from its HELLO (leaf key and TreePath on the
+ * current bundle); checks the path's epoch secret is the bundle's secret. */
+static mqe2e_keytree_member *tree_member(device *d, const char *group, uint32_t *epoch)
+{
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(d, &reply), MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&reply, group);
+    cr_assert_not_null(b, "%s has no current bundle of %s", d->id, group);
+    cr_assert_gt(b->tree_path_len, 0U, "%s got no tree path", d->id);
+    cr_assert_leq(b->tree_path_len, 1024U, "a join costs the joiner at most 1 KB");
+    mqe2e_keytree_member *m = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&m, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(m, s), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "the tree's epoch secret is the group's");
+    if (epoch != NULL) *epoch = b->epoch;
+    mqe2e_control_update_wipe(&reply);
+    return m;
+}
+
+/* Apply one broadcast to a member; returns apply's code, checks the epoch
+ * secret it reaches is the group's current one (from a fresh HELLO of @p d). */
+static int tree_apply(mqe2e_keytree_member *m, const sent *u, device *d, const char *group,
+                      unsigned *unwraps)
+{
+    mqe2e_keytree_update v;
+    cr_assert_eq(mqe2e_keytree_update_open(&v, u->p, u->n, fx.pin.sign_public), MQE2E_OK);
+    int rc = mqe2e_keytree_member_apply(m, &v, unwraps);
+    if (rc != MQE2E_OK || d == NULL) return rc;
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(m, s), MQE2E_OK);
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(d, &reply), MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&reply, group);
+    cr_assert_not_null(b);
+    cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "%s derived the group's new epoch", d->id);
+    mqe2e_control_update_wipe(&reply);
+    return rc;
+}
+
+static sent copy_sent(const sent *s)
+{
+    cr_assert_not_null(s);
+    sent c = *s;
+    c.p = malloc(s->n);
+    cr_assert_not_null(c.p);
+    memcpy(c.p, s->p, s->n);
+    return c;
+}
+
+/* A key-tree group: joins and a revocation are ONE signed broadcast each on
+ * P/tree/<group> (no push to any member), every remaining member derives the
+ * group's new epoch from it, the revoked one gets TREE_REVOKED; after a
+ * restart of the core over the same store the tree goes on (a removal the
+ * remaining members follow), and nothing else rotates a tree group. */
+Test(authority_core, key_tree_group_join_revoke_and_restart)
+{
+    enum { N = 4 };
+    device d[N];
+    mqe2e_keytree_member *m[N] = {0};
+    char id[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(id[i], sizeof id[i], "dev-%d", i);
+        device_enrolled(&d[i], id[i]);
+    }
+    group_create("fleet", "fleet/#", "tree=3");
+    for (int i = 0; i < N; i++) {
+        group_grant("fleet", id[i]);
+        cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U, "one join broadcast");
+        cr_assert_eq(last_to("mqe2e/tree/fleet")->n, 49U + 64U);
+        sent join = copy_sent(last_to("mqe2e/tree/fleet"));
+        for (int k = 0; k < i; k++)
+            cr_assert_eq(tree_apply(m[k], &join, &d[k], "fleet", NULL), MQE2E_OK);
+        free(join.p);
+        m[i] = tree_member(&d[i], "fleet", NULL);
+    }
+    cr_assert_eq(counter("tree_updates"), (uint64_t)N);
+
+    /* Revoke dev-2: one broadcast, no push to the others. */
+    fx.now += 10;
+    char a_id[] = "id=dev-2";
+    char *args[1] = {a_id};
+    cr_assert_eq(op_call(NULL, "revoke", args, 1), MQE2E_OPSTATUS_OK);
+    cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U);
+    for (int i = 0; i < N; i++) {
+        char t[300];
+        client_topic(t, sizeof t, id[i]);
+        cr_assert_eq(count_to(t), 0U, "no per-member push for a tree group (%s)", id[i]);
+    }
+    sent rm = copy_sent(last_to("mqe2e/tree/fleet"));
+    cr_assert_leq(rm.n, 4096U, "a revocation costs the authority at most 4 KB");
+    for (int i = 0; i < N; i++) {
+        unsigned unwraps = 0;
+        int rc = tree_apply(m[i], &rm, i == 2 ? NULL : &d[i], "fleet", &unwraps);
+        if (i == 2) {
+            cr_assert_eq(rc, MQE2E_ERR_TREE_REVOKED);
+            continue;
+        }
+        cr_assert_eq(rc, MQE2E_OK, "%s: %d", id[i], rc);
+        cr_assert_leq(unwraps, 3U);
+        /* A replay of the same broadcast changes nothing. */
+        cr_assert_eq(tree_apply(m[i], &rm, NULL, "fleet", NULL), MQE2E_ERR_REPLAY);
+    }
+    free(rm.p);
+    mqe2e_control_update r;
+    cr_assert_neq(hello(&d[2], &r), MQE2E_OK, "the revoked member gets no HELLO answer");
+
+    /* Nothing else rotates a tree group. */
+    char a_g[] = "group=fleet";
+    char *gargs[1] = {a_g};
+    cr_assert_neq(op_call(NULL, "group-rotate", gargs, 1), MQE2E_OPSTATUS_OK);
+
+    /* Restart the core (and the store): the tree is read back. */
+    authority_core_free(fx.core, fx.now, fx.now_ms);
+    mqe2e_adb_close(fx.db);
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    cr_assert_eq(authority_db_key(key, fx.ks), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_open(&fx.db, fx.db_path, key), MQE2E_OK);
+    sodium_memzero(key, sizeof key);
+    core_start();
+    fx.now += 10;
+    char a_g2[] = "group=fleet", a_i2[] = "id=dev-3";
+    char *uargs[2] = {a_g2, a_i2};
+    cr_assert_eq(op_call(NULL, "group-ungrant", uargs, 2), MQE2E_OPSTATUS_OK);
+    cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U);
+    sent rm2 = copy_sent(last_to("mqe2e/tree/fleet"));
+    cr_assert_eq(tree_apply(m[0], &rm2, &d[0], "fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[1], &rm2, &d[1], "fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[3], &rm2, NULL, "fleet", NULL), MQE2E_ERR_TREE_REVOKED);
+    free(rm2.p);
+
+    /* A member that missed updates catches up with one HELLO. */
+    mqe2e_keytree_member *late = tree_member(&d[1], "fleet", NULL);
+    cr_assert_eq(mqe2e_keytree_member_epoch(late), mqe2e_keytree_member_epoch(m[1]));
+    mqe2e_keytree_member_free(late);
+
+    for (int i = 0; i < N; i++) {
+        mqe2e_keytree_member_free(m[i]);
+        device_free(&d[i]);
+    }
+}
+
+/* Bad settings are refused with a reason; the group is not created. */
+Test(authority_core, key_tree_group_settings_are_checked)
+{
+    char a_g[] = "group=big", a_t[] = "topic=big/#", a_x[] = "tree=21";
+    char *args[3] = {a_g, a_t, a_x};
+    cr_assert_eq(op_call(NULL, "group-create", args, 3), MQE2E_OPSTATUS_BAD_REQUEST);
+    char a_x2[] = "tree=17", a_r[] = "rotate-seconds=60";
+    char *args2[4] = {a_g, a_t, a_x2, a_r};
+    cr_assert_eq(op_call(NULL, "group-create", args2, 4), MQE2E_OPSTATUS_BAD_REQUEST);
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, "big"), MQE2E_ERR_NOT_FOUND);
+    char *args3[3] = {a_g, a_t, a_x2};
+    cr_assert_eq(op_call(NULL, "group-create", args3, 3), MQE2E_OPSTATUS_OK);
+    cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, "big"), MQE2E_OK);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "authority_db.h"
+#include "authority_tree_db.h"
 #include "mqe2e/error.h"
 #include "testutil.h"
 
@@ -1402,7 +1403,8 @@ Test(authority_db, migrates_a_version_1_file)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
+                              " DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
@@ -1439,7 +1441,8 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
+                              " DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"
@@ -1478,5 +1481,79 @@ Test(authority_db, limit_grace_cuts_retired_epochs_only)
     cr_assert_eq(g, 30);
     cr_assert_eq(mqe2e_adb_group_limit_grace(db, "g", 0), MQE2E_ERR_INVALID_ARG);
     cr_assert_eq(mqe2e_adb_group_epoch_grace(&g, db, "g", 7), MQE2E_ERR_NOT_FOUND);
+    mqe2e_adb_close(db);
+}
+
+static int sk_sign(void *ctx, uint8_t sig[64], const uint8_t *m, size_t n)
+{
+    return crypto_sign_detached(sig, NULL, m, n, ctx);
+}
+
+/* Key trees (schema 7): a tree saved after each join and removal loads back
+ * with the same epoch secret; a node key row copied onto another node, or
+ * changed, does not open (sealed, bound to group, tree id and node); a
+ * missing node row is a damaged store, never a silently fresh key. */
+Test(authority_db, key_tree_rows_round_trip_and_are_bound_to_their_node)
+{
+    uint8_t sec[32], pk[32], sk[64], upd[4096], a[32], b[32];
+    size_t un = 0;
+    fill(sec, sizeof sec, 5);
+    crypto_sign_keypair(pk, sk);
+    mqe2e_adb *db = open_db();
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, sec), MQE2E_OK);
+    mqe2e_keytree *t = NULL;
+    cr_assert_eq(mqe2e_keytree_new(&t, 4), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_ERR_EXISTS);
+    const char *ids[5] = {"d0", "d1", "d2", "d3", "d4"};
+    for (int i = 0; i < 5; i++) {
+        uint32_t leaf = 0;
+        uint8_t lk[32];
+        cr_assert_eq(mqe2e_keytree_add_cb(t, &leaf, lk, upd, sizeof upd, &un, sk_sign, sk),
+                     MQE2E_OK);
+        cr_assert_eq(authority_tree_db_save(db, "g", t, leaf, ids[i]), MQE2E_OK);
+    }
+    cr_assert_eq(mqe2e_keytree_remove_cb(t, 2, upd, sizeof upd, &un, sk_sign, sk), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_save(db, "g", t, 2, NULL), MQE2E_OK);
+    uint32_t leaf = 99;
+    cr_assert_eq(authority_tree_db_leaf(&leaf, db, "g", "d3"), MQE2E_OK);
+    cr_assert_eq(leaf, 3U);
+    cr_assert_eq(authority_tree_db_leaf(&leaf, db, "g", "d2"), MQE2E_ERR_NOT_FOUND);
+    mqe2e_keytree *r = NULL;
+    uint32_t base = 0;
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_OK);
+    cr_assert_eq(base, 1U);
+    cr_assert_eq(mqe2e_keytree_members(r), 4U);
+    cr_assert_eq(mqe2e_keytree_epoch(r), mqe2e_keytree_epoch(t));
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, a), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(r, b), MQE2E_OK);
+    cr_assert_eq(memcmp(a, b, 32), 0);
+    mqe2e_keytree_free(r);
+    mqe2e_keytree_free(t);
+    mqe2e_adb_close(db);
+
+    /* The root's row copied onto node 2 (a key of another node). */
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw,
+                              "CREATE TEMP TABLE saved AS SELECT * FROM tree_nodes;"
+                              "UPDATE tree_nodes SET key = (SELECT key FROM tree_nodes WHERE node = 1)"
+                              " WHERE node = 2;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    db = open_db();
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_ERR_AUTH);
+    cr_assert_null(r);
+    mqe2e_adb_close(db);
+    /* A missing row. */
+    cr_assert_eq(sqlite3_exec(raw,
+                              "DELETE FROM tree_nodes; INSERT INTO tree_nodes SELECT * FROM saved;"
+                              "DELETE FROM tree_nodes WHERE node = 4;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    db = open_db();
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_ERR_IO);
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "nope"), MQE2E_ERR_NOT_FOUND);
     mqe2e_adb_close(db);
 }

@@ -32,6 +32,7 @@ enum {
     OPT_TOPIC,
     OPT_ROTATE_EVERY,
     OPT_ROTATE_MESSAGES,
+    OPT_TREE,
     OPT_SIGNED,
     OPT_REMOTE,
     OPT_REPLACE,
@@ -54,6 +55,7 @@ static const cli_opt opts[] = {
     {0, "topic", 1, OPT_TOPIC},
     {0, "rotate-every", 1, OPT_ROTATE_EVERY},
     {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
+    {0, "tree", 1, OPT_TREE},
     {0, "signed", 0, OPT_SIGNED},
     {0, "remote", 0, OPT_REMOTE},
     {0, "replace", 0, OPT_REPLACE},
@@ -95,6 +97,7 @@ typedef struct op_args {
     const char *topic;
     long rotate_every;
     long rotate_messages;
+    long tree; /* key-tree depth of a new group, 0: none */
     int signed_group;
     int replace;
     int history;
@@ -188,6 +191,10 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
             if (cli_parse_long(&x, v, 0, 0x7FFFFFFFL, "--rotate-messages") != 0)
                 return CLI_EXIT_USAGE;
             o->rotate_messages = x;
+            break;
+        case OPT_TREE:
+            if (cli_parse_long(&x, v, 1, 20, "--tree") != 0) return CLI_EXIT_USAGE;
+            o->tree = x;
             break;
         case OPT_SIGNED:
             o->signed_group = 1;
@@ -634,6 +641,7 @@ int cmd_operator_status(int argc, char **argv)
 static const char group_usage[] =
     "usage: mqe2e group create  -K OPERATOR_KEYSTORE --group NAME --topic FILTER\n"
     "                           [--signed] [--rotate-every SECONDS] [--rotate-messages N]\n"
+    "                           [--tree DEPTH]\n"
     "       mqe2e group grant   -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID [--history]\n"
     "       mqe2e group ungrant -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
     "       mqe2e group rotate  -K OPERATOR_KEYSTORE --group NAME\n"
@@ -642,7 +650,10 @@ static const char group_usage[] =
     "\n"
     "  create   a group at epoch 1 held by the authority; --rotate-every and\n"
     "           --rotate-messages schedule rotations (0: off); --signed: members\n"
-    "           sign every message and get the group's signer directory\n"
+    "           sign every message and get the group's signer directory; --tree D:\n"
+    "           a key tree of depth D (up to 2^D members; 17 for 100,000): a join\n"
+    "           or removal is one signed broadcast on P/tree/NAME, not a push per\n"
+    "           member (large groups; no --rotate-* with it)\n"
     "  grant    add an enrolled client; it gets the group key by push (the current\n"
     "           epoch only; --history: also the retired epochs still in grace)\n"
     "  ungrant  remove a member, then rotate: the others get the new epoch\n"
@@ -676,6 +687,7 @@ int cmd_operator_group(int argc, char **argv)
         if (o.rotate_every > 0) add(&l, kvl("rotate-seconds", o.rotate_every));
         if (o.rotate_messages > 0) add(&l, kvl("rotate-messages", o.rotate_messages));
         if (o.signed_group) add(&l, kvl("signed", 1));
+        if (o.tree > 0) add(&l, kvl("tree", o.tree));
         return simple(&o, "group-create", &l);
     }
     if (strcmp(sub, "grant") == 0 || strcmp(sub, "ungrant") == 0) {

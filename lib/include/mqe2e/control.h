@@ -127,6 +127,11 @@ MQE2E_API int mqe2e_control_frame_decode(mqe2e_control_frame *f, const uint8_t *
 /* Payloads                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/** Leaf key size of a key-tree bundle (= MQE2E_KEYTREE_KEY_BYTES). */
+#define MQE2E_BUNDLE_TREE_KEY_BYTES 32u
+/** Longest TreePath a bundle carries (= MQE2E_KEYTREE_PATH_BYTES(MQE2E_KEYTREE_MAX_DEPTH)). */
+#define MQE2E_BUNDLE_TREE_PATH_MAX 707u
+
 /** One epoch of one group key. @p secret is secret. */
 typedef struct mqe2e_key_bundle {
     char group[MQE2E_GROUP_ID_MAX_BYTES + 1];       /**< group id, NUL-terminated */
@@ -140,6 +145,12 @@ typedef struct mqe2e_key_bundle {
      *  the authority after a revocation or removal; 0 = the receiver's own
      *  grace period (docs/PROTOCOL.md 9.5). Appended last. */
     uint32_t grace_seconds;
+    /** Key-tree groups (docs/PROTOCOL.md §10.8), current epoch only: the
+     *  member's leaf key (secret) and its TreePath; tree_path_len 0 for any
+     *  other bundle. Appended last. */
+    uint8_t tree_leaf_key[MQE2E_BUNDLE_TREE_KEY_BYTES];
+    uint32_t tree_path_len;                        /**< 0, or the TreePath's length */
+    uint8_t tree_path[MQE2E_BUNDLE_TREE_PATH_MAX]; /**< the TreePath (public but authenticated) */
 } mqe2e_key_bundle;
 
 /** Most signer entries one update carries, all directories together. */

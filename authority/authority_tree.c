@@ -1,0 +1,266 @@
+/*
+ * Key-tree groups in the authority's core (docs/PROTOCOL.md §10.8): a group
+ * created with a tree keeps an LKH tree (lib keytree.h); a join or a removal
+ * changes the tree, rotates the group to the tree's next epoch secret and
+ * broadcasts ONE signed TreeUpdate on P/tree/<group> instead of one push per
+ * member. Trees are cached in memory after their first use and persisted by
+ * authority_tree_db.c in the caller's transaction; a rolled-back transaction
+ * drops the changed trees from the cache (reloaded from the store).
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authority_internal.h"
+#include "authority_tree_db.h"
+#include "mqe2e/error.h"
+
+#define UPDATE_CAP MQE2E_KEYTREE_UPDATE_MAX(MQE2E_KEYTREE_MAX_DEPTH)
+
+typedef struct tree_group {
+    char name[MQE2E_ADB_NAME_MAX];
+    mqe2e_keytree *t;
+    uint32_t base;        /* group epoch = tree epoch + base */
+    uint8_t *pending;     /* the signed TreeUpdate waiting for the commit, or NULL */
+    size_t pending_len;
+    int dirty;            /* changed in memory, not committed yet */
+} tree_group;
+
+struct authority_trees {
+    tree_group *v;
+    size_t n;
+};
+
+static void tg_clear(tree_group *g)
+{
+    mqe2e_keytree_free(g->t);
+    free(g->pending);
+    memset(g, 0, sizeof *g);
+}
+
+void authority_trees_free(authority *a)
+{
+    if (a->trees == NULL) return;
+    for (size_t i = 0; i < a->trees->n; i++) tg_clear(&a->trees->v[i]);
+    free(a->trees->v);
+    free(a->trees);
+    a->trees = NULL;
+}
+
+static tree_group *find(authority *a, const char *group)
+{
+    if (a->trees == NULL) return NULL;
+    for (size_t i = 0; i < a->trees->n; i++)
+        if (strcmp(a->trees->v[i].name, group) == 0) return &a->trees->v[i];
+    return NULL;
+}
+
+static int cache_add(authority *a, const char *group, mqe2e_keytree *t, uint32_t base,
+                     tree_group **out)
+{
+    if (a->trees == NULL && (a->trees = calloc(1, sizeof *a->trees)) == NULL)
+        return MQE2E_ERR_NOMEM;
+    tree_group *v = realloc(a->trees->v, (a->trees->n + 1U) * sizeof *v);
+    if (v == NULL) return MQE2E_ERR_NOMEM;
+    a->trees->v = v;
+    tree_group *g = &v[a->trees->n++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", group);
+    g->t = t;
+    g->base = base;
+    *out = g;
+    return MQE2E_OK;
+}
+
+/* The tree of a group: cached, or loaded. MQE2E_ERR_NOT_FOUND: not a tree group. */
+static int tree_get(authority *a, const char *group, tree_group **out)
+{
+    *out = find(a, group);
+    if (*out != NULL) return MQE2E_OK;
+    mqe2e_keytree *t = NULL;
+    uint32_t base = 0;
+    int rc = authority_tree_db_load(&t, &base, a->db, group);
+    if (rc != MQE2E_OK) {
+        if (rc != MQE2E_ERR_NOT_FOUND)
+            authority_log(a, "cannot load the key tree of %s: %s", group, mqe2e_strerror(rc));
+        return rc;
+    }
+    rc = cache_add(a, group, t, base, out);
+    if (rc != MQE2E_OK) mqe2e_keytree_free(t);
+    return rc;
+}
+
+int authority_tree_is_tree(authority *a, const char *group)
+{
+    tree_group *g = NULL;
+    return tree_get(a, group, &g) == MQE2E_OK;
+}
+
+void authority_tree_topic(const authority *a, char *out, size_t cap, const char *group)
+{
+    snprintf(out, cap, "%s/tree/%s", a->cfg->prefix, group);
+}
+
+int authority_tree_create_db(authority *a, const char *group, unsigned depth)
+{
+    mqe2e_adb_group grp;
+    mqe2e_keytree *t = NULL;
+    tree_group *g = NULL;
+    int rc = mqe2e_adb_group_get(&grp, a->db, group);
+    if (rc == MQE2E_OK) rc = mqe2e_keytree_new(&t, depth);
+    if (rc == MQE2E_OK) rc = authority_tree_db_create(a->db, group, t, grp.current_epoch);
+    if (rc == MQE2E_OK) rc = cache_add(a, group, t, grp.current_epoch, &g);
+    if (rc != MQE2E_OK) {
+        mqe2e_keytree_free(t);
+        return rc;
+    }
+    g->dirty = 1;
+    return MQE2E_OK;
+}
+
+/* Rotate the group to the tree's current epoch secret; the group epoch must
+ * follow the tree epoch (nothing else rotates a tree group). */
+static int rotate_to_tree(authority *a, tree_group *g, uint32_t *group_epoch)
+{
+    uint8_t s[MQE2E_KEYTREE_KEY_BYTES];
+    uint32_t e = 0;
+    int rc = mqe2e_keytree_epoch_secret(g->t, s);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_group_rotate(&e, a->db, g->name, s, a->now);
+    sodium_memzero(s, sizeof s);
+    if (rc == MQE2E_OK && e != mqe2e_keytree_epoch(g->t) + g->base) rc = MQE2E_ERR_STATE;
+    if (rc == MQE2E_OK) *group_epoch = e;
+    return rc;
+}
+
+static int keep_pending(tree_group *g, const uint8_t *u, size_t n)
+{
+    uint8_t *p = realloc(g->pending, n);
+    if (p == NULL) return MQE2E_ERR_NOMEM;
+    memcpy(p, u, n);
+    g->pending = p;
+    g->pending_len = n;
+    return MQE2E_OK;
+}
+
+int authority_tree_join_db(authority *a, const char *group, const char *client_id,
+                           uint32_t *group_epoch)
+{
+    tree_group *g = NULL;
+    int rc = tree_get(a, group, &g);
+    if (rc != MQE2E_OK) return rc;
+    uint8_t u[MQE2E_KEYTREE_UPDATE_HEADER + MQE2E_KEYTREE_SIG_BYTES];
+    uint8_t leaf_key[MQE2E_KEYTREE_KEY_BYTES];
+    size_t n = 0;
+    uint32_t leaf = 0;
+    g->dirty = 1;
+    rc = mqe2e_keytree_add_cb(g->t, &leaf, leaf_key, u, sizeof u, &n, authority_keystore_sign,
+                              a->ks);
+    sodium_memzero(leaf_key, sizeof leaf_key); /* handed out from the tree with each HELLO */
+    if (rc == MQE2E_OK) rc = rotate_to_tree(a, g, group_epoch);
+    if (rc == MQE2E_OK) rc = authority_tree_db_save(a->db, group, g->t, leaf, client_id);
+    if (rc == MQE2E_OK) rc = keep_pending(g, u, n);
+    if (rc != MQE2E_OK)
+        authority_log(a, "key tree of %s: join of %s failed: %s", group, client_id,
+                      mqe2e_strerror(rc));
+    return rc;
+}
+
+int authority_tree_remove_db(authority *a, const char *group, uint32_t *group_epoch)
+{
+    tree_group *g = NULL;
+    int rc = tree_get(a, group, &g);
+    if (rc != MQE2E_OK) return rc;
+    uint32_t leaf = 0;
+    rc = authority_tree_db_orphan(&leaf, a->db, group);
+    if (rc == MQE2E_ERR_NOT_FOUND) {
+        /* A member left that holds no leaf: not one this code made. */
+        authority_log(a, "key tree of %s: the member who left holds no leaf", group);
+        return MQE2E_ERR_STATE;
+    }
+    if (rc != MQE2E_OK) return rc;
+    uint8_t *u = malloc(UPDATE_CAP);
+    if (u == NULL) return MQE2E_ERR_NOMEM;
+    size_t n = 0;
+    g->dirty = 1;
+    rc = mqe2e_keytree_remove_cb(g->t, leaf, u, UPDATE_CAP, &n, authority_keystore_sign, a->ks);
+    if (rc == MQE2E_OK) rc = rotate_to_tree(a, g, group_epoch);
+    if (rc == MQE2E_OK) rc = authority_tree_db_save(a->db, group, g->t, leaf, NULL);
+    if (rc == MQE2E_OK) rc = keep_pending(g, u, n);
+    free(u);
+    if (rc != MQE2E_OK)
+        authority_log(a, "key tree of %s: removal of leaf %lu failed: %s", group,
+                      (unsigned long)leaf, mqe2e_strerror(rc));
+    return rc;
+}
+
+void authority_tree_rollback(authority *a)
+{
+    if (a->trees == NULL) return;
+    size_t k = 0;
+    for (size_t i = 0; i < a->trees->n; i++) {
+        if (a->trees->v[i].dirty)
+            tg_clear(&a->trees->v[i]);
+        else
+            a->trees->v[k++] = a->trees->v[i];
+    }
+    a->trees->n = k;
+}
+
+int authority_tree_pending(authority *a, const char *group)
+{
+    tree_group *g = find(a, group);
+    return g != NULL && g->pending != NULL;
+}
+
+int authority_tree_publish(authority *a, const char *group)
+{
+    tree_group *g = find(a, group);
+    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
+    g->dirty = 0;
+    if (g->pending == NULL) return MQE2E_OK;
+    char topic[MQE2E_CONTROL_PREFIX_MAX + 8U + MQE2E_ADB_NAME_MAX];
+    authority_tree_topic(a, topic, sizeof topic, group);
+    int rc = a->io.publish(a->io.ctx, topic, g->pending, g->pending_len, 0) == 0 ? MQE2E_OK
+                                                                                 : MQE2E_ERR_IO;
+    a->counters[rc == MQE2E_OK ? AUTH_C_TREE_UPDATES : AUTH_C_PUSH_FAILED]++;
+    a->last_push_bytes = g->pending_len;
+    a->last_tree_update_bytes = g->pending_len;
+    authority_log(a, "group %s: key tree at epoch %lu, one update of %lu bytes broadcast%s", group,
+                  (unsigned long)mqe2e_keytree_epoch(g->t), (unsigned long)g->pending_len,
+                  rc == MQE2E_OK ? "" : " FAILED (members catch up by HELLO)");
+    free(g->pending);
+    g->pending = NULL;
+    g->pending_len = 0;
+    return rc;
+}
+
+int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_id)
+{
+    if (b->retired_at != 0) return MQE2E_OK;
+    tree_group *g = NULL;
+    int rc = tree_get(a, b->group, &g);
+    if (rc == MQE2E_ERR_NOT_FOUND) return MQE2E_OK;
+    if (rc != MQE2E_OK) return rc;
+    uint32_t leaf = 0;
+    rc = authority_tree_db_leaf(&leaf, a->db, b->group, client_id);
+    if (rc == MQE2E_ERR_NOT_FOUND) return MQE2E_OK; /* a member without a leaf: no tree fields */
+    if (rc != MQE2E_OK) return rc;
+    if (b->epoch != mqe2e_keytree_epoch(g->t) + g->base) return MQE2E_OK;
+    size_t n = 0;
+    unsigned d = mqe2e_keytree_depth(g->t);
+    rc = mqe2e_keytree_node_key(g->t, (1U << d) + leaf, b->tree_leaf_key);
+    if (rc == MQE2E_OK) rc = mqe2e_keytree_path(g->t, leaf, b->tree_path, sizeof b->tree_path, &n);
+    if (rc != MQE2E_OK) {
+        sodium_memzero(b->tree_leaf_key, sizeof b->tree_leaf_key);
+        return rc;
+    }
+    b->tree_path_len = (uint32_t)n;
+    return MQE2E_OK;
+}
+
+uint32_t authority_tree_members(authority *a, const char *group)
+{
+    tree_group *g = NULL;
+    return tree_get(a, group, &g) == MQE2E_OK ? mqe2e_keytree_members(g->t) : 0U;
+}

@@ -104,6 +104,8 @@ typedef struct ctl_grant_set {
     mqe2e_signer_grants *g;
 } ctl_grant_set;
 
+typedef struct ctl_tree ctl_tree;
+
 struct mqe2e_session {
     mqe2e_keystore *ks;
     mqe2e_protector *prot;
@@ -170,6 +172,7 @@ struct mqe2e_session {
      * (HELLO reply, PUSH); the spool is not re-read every second. */
     int spool_due;
     ctl_peer *peers;
+    ctl_tree *trees; /* key-tree groups (session_tree.c) */
     mqe2e_session_counters k;
     uint64_t step1_tokens; /* CHANNEL step 1 budget, in thousandths of a frame */
     uint64_t step1_ms;     /* monotonic ms of the last refill (0 = never) */
@@ -224,6 +227,22 @@ void mqe2e__sess_prune_due(mqe2e_session *c, uint64_t now);
 void mqe2e__sess_hello_start(mqe2e_session *c);
 void mqe2e__sess_on_hello(mqe2e_session *c, const uint8_t *data, size_t len);
 void mqe2e__sess_on_push(mqe2e_session *c, const uint8_t *data, size_t len);
+/* The shared apply of an authenticated update (update_apply.c) with the
+ * session's event handling; from_push: a PUSH (or a TreeUpdate), not a reply. */
+void mqe2e__sess_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push);
+
+/* session.c: queue a SUBSCRIBE action. */
+int mqe2e__sess_subscribe(mqe2e_session *c, const char *filter, int qos);
+
+/* session_tree.c: key-tree groups (docs/PROTOCOL.md §10.8-10.9). */
+void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b);
+/* 1 when @p topic is a tree topic of this session (the message is consumed). */
+int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len);
+void mqe2e__sess_tree_subscribe_all(mqe2e_session *c);
+void mqe2e__sess_tree_free(mqe2e_session *c);
+/* The group epoch the member's tree state is at: MQE2E_OK, MQE2E_ERR_NOT_FOUND
+ * (not a tree group here), MQE2E_ERR_TREE_REVOKED. */
+int mqe2e__sess_tree_member_epoch(const mqe2e_session *c, const char *group, uint32_t *epoch);
 
 /* session_channel.c */
 int mqe2e__sess_peer_revoked(const mqe2e_session *c, const char *peer);

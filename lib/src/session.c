@@ -444,6 +444,7 @@ void mqe2e_session_free(mqe2e_session *c)
     mqe2e_hello_client_free(c->hello);
     mqe2e_holdq_free(c->holdq);
     mqe2e_revocation_list_free(c->rl);
+    mqe2e__sess_tree_free(c);
     while (c->grant_sets != NULL) {
         ctl_grant_set *g = c->grant_sets;
         c->grant_sets = g->next;
@@ -503,8 +504,17 @@ int mqe2e_session_connected(mqe2e_session *c, mqe2e_session_time now)
     if (a != NULL) a->a.qos = 1;
     a = act_push(c, MQE2E_SESSION_SUBSCRIBE, c->revocations_topic, NULL, 0);
     if (a != NULL) a->a.qos = 1;
+    mqe2e__sess_tree_subscribe_all(c);
     c->hello_done = 0;
     mqe2e__sess_hello_start(c);
+    return MQE2E_OK;
+}
+
+int mqe2e__sess_subscribe(mqe2e_session *c, const char *filter, int qos)
+{
+    sess_action *a = act_push(c, MQE2E_SESSION_SUBSCRIBE, filter, NULL, 0);
+    if (a == NULL) return MQE2E_ERR_NOMEM;
+    a->a.qos = qos;
     return MQE2E_OK;
 }
 
@@ -669,6 +679,7 @@ static int sess_route(mqe2e_session *c, const char *topic, const uint8_t *data, 
         mqe2e__sess_adopt_revocations(c, data, len, 0);
         return 1;
     }
+    if (c->trees != NULL && mqe2e__sess_tree_route(c, topic, data, len)) return 1;
     int rc = mqe2e_policy_lookup(c->policy, topic, &kind, &target);
     if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && mqe2e__sess_signed_covers(c, topic)) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_POLICY, 1);

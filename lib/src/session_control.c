@@ -265,6 +265,8 @@ static void ctl_on_update_event(void *ctx, const mqe2e_update_event *ev)
             break;
         }
         mqe2e_protector_invalidate(c->prot, b->group);
+        /* A key-tree group's current bundle: the member's tree state. */
+        if (b->tree_path_len > 0) mqe2e__sess_tree_from_bundle(c, b);
         /* Dropped when the authority's grace for it ends (one that has
          * already ended the shared apply drops after all bundles). */
         if (b->retired_at != 0 && b->grace_seconds != 0) ctl_schedule_prune(c, b, c->t.wall_s);
@@ -308,7 +310,7 @@ static void ctl_on_update_event(void *ctx, const mqe2e_update_event *ev)
     }
 }
 
-static void ctl_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push)
+void mqe2e__sess_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push)
 {
     (void)mqe2e_control_update_apply(c->ks, u, c->pin.sign_public, c->t.wall_s,
                                      from_push ? MQE2E_UPDATE_FROM_PUSH : 0U, ctl_on_update_event,
@@ -399,7 +401,7 @@ void mqe2e__sess_on_hello(mqe2e_session *c, const uint8_t *data, size_t len)
     c->hello_done = 1;
     c->hello_answered_sent = c->hello_started;
     mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "HELLO reply (%zu bytes): %zu key bundles", len, u.n_bundles);
-    ctl_apply_update(c, &u, 0);
+    mqe2e__sess_apply_update(c, &u, 0);
     mqe2e__sess_heard(c);
     mqe2e_control_update_wipe(&u);
 }
@@ -422,7 +424,7 @@ void mqe2e__sess_on_push(mqe2e_session *c, const uint8_t *data, size_t len)
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING, "PUSH refused: %s", mqe2e_error_name(rc));
         return;
     }
-    ctl_apply_update(c, &u, 1);
+    mqe2e__sess_apply_update(c, &u, 1);
     rc = mqe2e_keystore_set_push_seq(c->ks, u.push_seq);
     if (rc != MQE2E_OK)
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR, "cannot record push %llu: %s", (unsigned long long)u.push_seq,

@@ -356,6 +356,11 @@ typedef struct mqe2e_session_counters {
     uint64_t channel_rate_limited;
     uint64_t stale_refused;
     uint64_t spooled;
+    uint64_t tree_applied;
+    uint64_t tree_refused;
+    uint64_t tree_replayed;
+    uint64_t tree_gaps;
+    uint64_t tree_revoked;
 } mqe2e_session_counters;
 int mqe2e_session_new(mqe2e_session **out, mqe2e_keystore *ks, const mqe2e_policy *policy,
                       const mqe2e_session_options *opts);

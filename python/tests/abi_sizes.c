@@ -64,7 +64,8 @@ int main(void)
     S(mqe2e_session_counters) F(handshakes_ok) F(handshakes_failed) F(hellos_sent)
         F(pushes_applied) F(pushes_refused) F(held) F(released) F(hold_dropped)
         F(revoked_refused) F(channel_sent) F(channel_opened) F(control_ignored)
-        F(channel_rate_limited) F(stale_refused) F(spooled) E
+        F(channel_rate_limited) F(stale_refused) F(spooled) F(tree_applied) F(tree_refused)
+        F(tree_replayed) F(tree_gaps) F(tree_revoked) E
     printf("\n}\n");
     return 0;
 }

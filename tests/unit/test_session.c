@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "mqe2e/keytree.h"
 #include "mqe2e/mqe2e.h"
 
 #define T0 1000000ULL
@@ -1608,4 +1609,181 @@ Test(session_spool_memory, spooled_messages_survive_a_crash)
 Test(session_spool_file, spooled_messages_survive_a_crash)
 {
     reload_after_a_crash(1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Key-tree groups (docs/PROTOCOL.md §10.8-10.9)                        */
+
+#define TREE_BASE 1U /* group epoch = tree epoch + 1 (g1 starts at epoch 1) */
+
+typedef struct tree_msg {
+    uint8_t b[MQE2E_KEYTREE_UPDATE_MAX(3)];
+    size_t n;
+} tree_msg;
+
+/* The current bundle of g1 for the member at @p leaf: epoch secret, leaf key, path. */
+static mqe2e_key_bundle tree_bundle(const mqe2e_keytree *t, uint32_t leaf)
+{
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, s), MQE2E_OK);
+    mqe2e_key_bundle b = bundle_g1(mqe2e_keytree_epoch(t) + TREE_BASE, s);
+    unsigned d = mqe2e_keytree_depth(t);
+    size_t n = 0;
+    cr_assert_eq(mqe2e_keytree_node_key(t, (1U << d) + leaf, b.tree_leaf_key), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_path(t, leaf, b.tree_path, sizeof b.tree_path, &n), MQE2E_OK);
+    b.tree_path_len = (uint32_t)n;
+    return b;
+}
+
+static void tree_receive(const tree_msg *u, uint64_t s)
+{
+    cr_assert_eq(mqe2e_session_message_received(sess, PREFIX "/tree/g1", strlen(PREFIX "/tree/g1"),
+                                                u->b, u->n, 1, 0, 0, 0, at(T0 + s, 1000 * s)),
+                 MQE2E_OK);
+    drain_no_deliver();
+}
+
+static uint32_t g1_epoch(void)
+{
+    uint32_t cur = 0;
+    cr_assert_eq(mqe2e_keystore_group_current_epoch(ks_a, "g1", &cur), MQE2E_OK);
+    return cur;
+}
+
+/* dev-b seals under @p secret at group epoch @p epoch; dev-a must deliver it. */
+static void delivered_at(uint32_t epoch, const mqe2e_keytree *t, uint64_t s)
+{
+    uint8_t sec[32];
+    msg m;
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, sec), MQE2E_OK);
+    rotate_b(epoch, sec);
+    seal_b("a/x", "tree epoch", &m);
+    receive("a/x", &m, 0, at(T0 + s, 1000 * s));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, strlen("tree epoch"));
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+}
+
+/* A member of a tree group: its state from a PUSH bundle, a subscription to
+ * P/tree/g1, then each TreeUpdate installs the next epoch through the
+ * shared apply (dev-b's messages under it are delivered). Forged (a changed
+ * byte, another signer), replayed and reordered updates change nothing and
+ * are counted by reason; a gap triggers a HELLO whose answer (one bundle
+ * with the current path) catches the member up over every update missed;
+ * the update that removes dev-a leaves it unable to read the next epoch. */
+Test(session_control, key_tree_updates_forged_replayed_reordered_gap_and_revocation)
+{
+    mqe2e_keytree *t = NULL;
+    uint32_t leaf_a = 0, leaf_x = 0, leaf_y = 0, leaf_z = 0;
+    uint8_t lk[32];
+    tree_msg u;
+    cr_assert_eq(mqe2e_keytree_new(&t, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_x, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_a, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_y, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    drain_no_deliver();
+    msg p;
+    mqe2e_key_bundle b = tree_bundle(t, leaf_a);
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1000));
+    mqe2e_session_action a = expect(MQE2E_SESSION_SUBSCRIBE);
+    cr_assert_str_eq(a.topic, PREFIX "/tree/g1");
+    drain_no_deliver();
+    cr_assert_eq(g1_epoch(), 3U + TREE_BASE);
+    delivered_at(3U + TREE_BASE, t, 1);
+
+    /* dev-x removed: one update. */
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_x, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_msg forged = u;
+    forged.b[u.n - 70] ^= 1; /* a byte of the last wrap */
+    tree_receive(&forged, 2);
+    cr_assert_eq(ctl_counters().tree_refused, 1);
+    uint8_t other_pk[32], other_sk[64];
+    crypto_sign_keypair(other_pk, other_sk);
+    tree_msg resigned = u;
+    {
+        uint8_t in[sizeof "mqe2e tree update v1" - 1U + sizeof u.b];
+        size_t l = sizeof "mqe2e tree update v1" - 1U;
+        memcpy(in, "mqe2e tree update v1", l);
+        memcpy(in + l, u.b, u.n - 64U);
+        crypto_sign_detached(resigned.b + u.n - 64U, NULL, in, l + u.n - 64U, other_sk);
+    }
+    tree_receive(&resigned, 2);
+    cr_assert_eq(ctl_counters().tree_refused, 2, "signed by another key: refused");
+    cr_assert_eq(g1_epoch(), 3U + TREE_BASE, "refused updates change nothing");
+    tree_receive(&u, 3);
+    cr_assert_eq(ctl_counters().tree_applied, 1);
+    cr_assert_eq(g1_epoch(), 4U + TREE_BASE);
+    delivered_at(4U + TREE_BASE, t, 3);
+    tree_receive(&u, 4);
+    cr_assert_eq(ctl_counters().tree_replayed, 1);
+    cr_assert_eq(g1_epoch(), 4U + TREE_BASE);
+
+    /* Reordered: dev-z joins (u2), dev-y leaves (u3); u3 first is a gap. */
+    tree_msg u2, u3;
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_z, lk, u2.b, sizeof u2.b, &u2.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_y, u3.b, sizeof u3.b, &u3.n, auth_sign_sk),
+                 MQE2E_OK);
+    tree_receive(&u3, 5);
+    cr_assert_eq(ctl_counters().tree_gaps, 1);
+    cr_assert_eq(g1_epoch(), 4U + TREE_BASE);
+    tree_receive(&u2, 5);
+    tree_receive(&u3, 5);
+    cr_assert_eq(ctl_counters().tree_applied, 3);
+    tree_receive(&u2, 6);
+    cr_assert_eq(ctl_counters().tree_replayed, 2, "an older update after a newer one");
+    delivered_at(6U + TREE_BASE, t, 6);
+
+    /* Offline during two changes: the next update is a gap, a HELLO goes
+     * out, its answer catches the member up in one bundle. */
+    uint32_t leaf_w = 0;
+    tree_msg u4, u5, u6;
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_w, lk, u4.b, sizeof u4.b, &u4.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_z, u5.b, sizeof u5.b, &u5.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_w, u6.b, sizeof u6.b, &u6.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_session_message_received(sess, PREFIX "/tree/g1",
+                                                strlen(PREFIX "/tree/g1"), u6.b, u6.n, 1, 0, 0,
+                                                0, at(T0 + 60, 60000)),
+                 MQE2E_OK);
+    cr_assert_eq(ctl_counters().tree_gaps, 2);
+    msg hello_m;
+    take_hello(&hello_m);
+    mqe2e_key_bundle cur = tree_bundle(t, leaf_a);
+    mqe2e_control_update reply;
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = &cur;
+    reply.n_bundles = 1;
+    answer_hello(&hello_m, &reply, at(T0 + 61, 61000));
+    drain_no_deliver();
+    cr_assert_eq(g1_epoch(), 9U + TREE_BASE);
+    cr_assert_eq(ctl_counters().tree_refused, 2, "the catch-up path is taken");
+    delivered_at(9U + TREE_BASE, t, 61);
+    tree_receive(&u5, 62);
+    cr_assert_eq(ctl_counters().tree_replayed, 3, "a missed update after the catch-up");
+
+    /* dev-a itself removed (dev-v stays: removing the last member makes an
+     * update with no wrap, which no decoder takes, §10.4): it keeps nothing new. */
+    uint32_t leaf_v = 0;
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_v, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_receive(&u, 62);
+    uint64_t applied = ctl_counters().tree_applied;
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_a, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_receive(&u, 63);
+    cr_assert_eq(ctl_counters().tree_revoked, 1, "applied %lu refused %lu replayed %lu gaps %lu", (unsigned long)ctl_counters().tree_applied, (unsigned long)ctl_counters().tree_refused, (unsigned long)ctl_counters().tree_replayed, (unsigned long)ctl_counters().tree_gaps);
+    cr_assert_eq(ctl_counters().tree_applied, applied);
+    cr_assert_eq(g1_epoch(), 10U + TREE_BASE);
+    uint8_t sec[32];
+    msg m;
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, sec), MQE2E_OK);
+    rotate_b(11U + TREE_BASE, sec);
+    seal_b("a/x", "after removal", &m);
+    receive("a/x", &m, 0, at(T0 + 64, 64000));
+    drain_no_deliver();
+    mqe2e_keytree_free(t);
 }

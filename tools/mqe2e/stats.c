@@ -43,6 +43,11 @@ static const control_field control_fields[] = {
     {"channel_rate_limited", offsetof(mqe2e_control_counters, channel_rate_limited)},
     {"stale_refused", offsetof(mqe2e_control_counters, stale_refused)},
     {"spooled", offsetof(mqe2e_control_counters, spooled)},
+    {"tree_applied", offsetof(mqe2e_control_counters, tree_applied)},
+    {"tree_refused", offsetof(mqe2e_control_counters, tree_refused)},
+    {"tree_replayed", offsetof(mqe2e_control_counters, tree_replayed)},
+    {"tree_gaps", offsetof(mqe2e_control_counters, tree_gaps)},
+    {"tree_revoked", offsetof(mqe2e_control_counters, tree_revoked)},
 };
 #define CONTROL_FIELD_COUNT (sizeof control_fields / sizeof control_fields[0])
 

@@ -172,6 +172,13 @@ typedef struct mqe2e_session_counters {
     uint64_t channel_rate_limited; /**< CHANNEL step 1 frames refused before DH work */
     uint64_t stale_refused;        /**< group publishes refused: authority not heard in time */
     uint64_t spooled;              /**< held QoS >= 1 messages written to the spool */
+    /* Key-tree groups (docs/PROTOCOL.md §10.9), appended last: */
+    uint64_t tree_applied;  /**< TreeUpdates applied: a new epoch installed */
+    uint64_t tree_refused;  /**< TreeUpdates refused: malformed, bad signature, a wrap
+                                 that does not open, another tree */
+    uint64_t tree_replayed; /**< TreeUpdates not newer than the member's epoch (replayed, reordered) */
+    uint64_t tree_gaps;     /**< TreeUpdates after a missed one: a HELLO catches up */
+    uint64_t tree_revoked;  /**< TreeUpdates that removed this member (it keeps nothing) */
 } mqe2e_session_counters;
 
 /**

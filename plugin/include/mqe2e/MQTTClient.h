@@ -183,6 +183,15 @@ typedef struct mqe2e_control_counters {
      * because the hold queue had no room (docs/PROTOCOL.md 9.4). Appended last.
      */
     uint64_t spooled;
+    /** Key-tree groups (docs/PROTOCOL.md §10.9), appended last: TreeUpdates
+     *  applied, refused (malformed, bad signature, a wrap that does not open),
+     *  not newer than the member (replayed, reordered), after a missed one
+     *  (a HELLO catches up), and those that removed this member. */
+    uint64_t tree_applied;
+    uint64_t tree_refused;  /**< see tree_applied */
+    uint64_t tree_replayed; /**< see tree_applied */
+    uint64_t tree_gaps;     /**< see tree_applied */
+    uint64_t tree_revoked;  /**< see tree_applied */
 } mqe2e_control_counters;
 
 /**

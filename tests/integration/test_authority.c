@@ -27,6 +27,9 @@
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
+#include "mqe2e/keytree.h"
+#include "mqe2e/policy.h"
+#include "mqe2e/protect.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
 #include "testutil.h"
@@ -1133,4 +1136,184 @@ Test(authority, new_members_get_history_only_when_asked)
     cr_assert_eq(push_recv(&b, &r, 10.0), MQE2E_OK);
     cr_assert_eq(r.n_bundles, 3, "with --history: %zu epochs", r.n_bundles);
     mqe2e_control_update_wipe(&r);
+}
+
+/* ------------------------------------------------------------- key trees */
+
+/* A member's view of a key-tree group: its tree state and the keystore
+ * (memory) that holds the epochs it derived, with a protector over it. */
+typedef struct tree_dev {
+    device d;
+    mqe2e_keytree_member *m;
+    uint32_t base, sender_id;
+    mqe2e_keystore *ks;
+    mqe2e_policy *pol;
+    mqe2e_protector *pr;
+} tree_dev;
+
+/* Install the member's current epoch secret in its keystore as group epoch tree+base. */
+static void tree_install(tree_dev *t)
+{
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(t->m, s), MQE2E_OK);
+    cr_assert_eq(mqe2e_keystore_group_add_epoch(t->ks, "fleet", "fleet/#",
+                                                mqe2e_keytree_member_epoch(t->m) + t->base, s,
+                                                now_s()),
+                 MQE2E_OK);
+    sodium_memzero(s, sizeof s);
+    mqe2e_protector_invalidate(t->pr, "fleet");
+}
+
+/* Its state from a HELLO: the current bundle's leaf key and TreePath. */
+static void tree_hello(tree_dev *t)
+{
+    mqe2e_control_update r;
+    cr_assert_eq(hello(&t->d, &r, 10.0), MQE2E_OK);
+    const mqe2e_key_bundle *b = NULL;
+    for (size_t i = 0; i < r.n_bundles; i++)
+        if (strcmp(r.bundles[i].group, "fleet") == 0 && r.bundles[i].retired_at == 0)
+            b = &r.bundles[i];
+    cr_assert_not_null(b);
+    cr_assert_gt(b->tree_path_len, 0U, "%s: no tree path in the HELLO reply", t->d.id);
+    cr_assert_leq(b->tree_path_len + sizeof b->tree_leaf_key, 1024U);
+    mqe2e_keytree_member_free(t->m);
+    t->m = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&t->m, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    t->base = b->epoch - mqe2e_keytree_member_epoch(t->m);
+    t->sender_id = b->sender_id;
+    if (t->ks == NULL) {
+        mqe2e_storage st;
+        cr_assert_eq(mqe2e_storage_memory(&st), MQE2E_OK);
+        cr_assert_eq(mqe2e_keystore_create(&t->ks, st, t->d.id, t->sender_id), MQE2E_OK);
+        uint8_t s[32];
+        cr_assert_eq(mqe2e_keytree_member_epoch_secret(t->m, s), MQE2E_OK);
+        cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "tree secret = group secret");
+        cr_assert_eq(mqe2e_keystore_group_add_epoch(t->ks, "fleet", "fleet/#", b->epoch, s,
+                                                    now_s()),
+                     MQE2E_OK);
+        sodium_memzero(s, sizeof s);
+        cr_assert_eq(mqe2e_policy_new(&t->pol), MQE2E_OK);
+        cr_assert_eq(mqe2e_policy_add_keystore_groups(t->pol, t->ks), MQE2E_OK);
+        cr_assert_eq(mqe2e_protector_new(&t->pr, t->ks, t->pol, NULL), MQE2E_OK);
+    }
+    mqe2e_control_update_wipe(&r);
+}
+
+static void tree_dev_free(tree_dev *t)
+{
+    mqe2e_keytree_member_free(t->m);
+    mqe2e_protector_free(t->pr);
+    mqe2e_policy_free(t->pol);
+    mqe2e_keystore_close(t->ks);
+}
+
+/* Through the real broker and the real authority process: a key-tree group
+ * of four members; revoking one sends ONE signed TreeUpdate on
+ * mqe2e/tree/fleet and no push to anyone; the three others derive the new
+ * epoch from it (the same secret the authority hands out by HELLO) and read
+ * a message sealed under it; the revoked member's apply says TREE_REVOKED,
+ * it gets nothing on its inbox and cannot open that message. */
+Test(authority, key_tree_revocation_end_to_end)
+{
+    enum { N = 4 };
+    static char out[OUT_MAX];
+    char *lines[N + 1];
+    static tree_dev t[N];
+    mqe2e_control_update r;
+    mailbox tree_box;
+    memset(t, 0, sizeof t);
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy", PREFIX "/tree/#");
+
+    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", "--tree", "3",
+                        NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    cr_assert(strstr(out, "key tree of depth 3") != NULL, "%s", out);
+    const char *tc[] = {"token", "create", "--id", "tm", "--count", "4", NULL};
+    cr_assert_eq(op(out, sizeof out, tc), 0);
+    cr_assert_eq(split_lines(out, lines, N + 1), N);
+    char tickets[N][2048];
+    for (int i = 0; i < N; i++)
+        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "tm-%d", i + 1);
+        device_new(&t[i].d, id);
+        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
+        mqe2e_control_update_wipe(&r);
+        const char *gg[] = {"group", "grant", "--group", "fleet", "--id", id, NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        mail pm;
+        cr_assert(take(&pm, id, 10.0), "the newcomer's push");
+        mail_free(&pm);
+    }
+    for (int i = 0; i < N; i++)
+        tree_hello(&t[i]);
+    /* The four join broadcasts, 113 bytes each. */
+    for (double end = mono() + 10.0; tree_box.n < N && mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per grant");
+    for (size_t i = 0; i < tree_box.n; i++)
+        cr_assert_eq(tree_box.v[i].len, 113U);
+    mb_clear(&tree_box);
+    mb_pump(&box, 300);
+    mb_clear(&box);
+
+    const char *rv[] = {"revoke", "--id", "tm-3", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    mail u;
+    cr_assert(mb_take(&tree_box, &u, PREFIX "/tree/fleet", 10000), "one tree update broadcast");
+    cr_assert_leq(u.len, 4096U, "at most 4 KB per revocation");
+    mb_pump(&tree_box, 500);
+    cr_assert_eq(tree_box.n, 0U, "exactly one broadcast (took %zu bytes, then %zu more of %zu bytes)",
+                 u.len, tree_box.n, tree_box.n > 0 ? tree_box.v[0].len : 0U);
+    mb_pump(&box, 500);
+    size_t pushes = 0; /* to members (the operator's reply also comes on P/client/) */
+    for (size_t i = 0; i < box.n; i++)
+        pushes += strncmp(box.v[i].topic, PREFIX "/client/tm-", strlen(PREFIX "/client/tm-")) == 0;
+
+    mqe2e_keytree_update v;
+    cr_assert_eq(mqe2e_keytree_update_open(&v, u.data, u.len, fx.pin.sign_public), MQE2E_OK);
+    for (int i = 0; i < N; i++) {
+        unsigned unwraps = 0;
+        int rc = mqe2e_keytree_member_apply(t[i].m, &v, &unwraps);
+        if (i == 2) {
+            cr_assert_eq(rc, MQE2E_ERR_TREE_REVOKED);
+            continue;
+        }
+        cr_assert_eq(rc, MQE2E_OK, "%s: %d", t[i].d.id, rc);
+        cr_assert_leq(unwraps, 3U);
+        tree_install(&t[i]);
+    }
+    mail_free(&u);
+    fprintf(stderr, "key-tree revocation: one %zu-byte broadcast, %zu pushes to members\n",
+            (size_t)v.n_wraps * 56U + 113U, pushes);
+    cr_assert_eq(pushes, 0U, "no per-member push for a tree group");
+
+    /* The remaining members read tm-1's message under the new epoch; tm-3 cannot. */
+    uint8_t env[512], pt[64];
+    size_t env_len = 0, pt_len = 0;
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after revoke", 12, now_s(),
+                               env, sizeof env, &env_len),
+                 MQE2E_OK);
+    for (int i = 1; i < N; i++) {
+        int rc = mqe2e_unprotect(t[i].pr, "fleet/x", env, env_len, now_s(), pt, sizeof pt, &pt_len);
+        if (i == 2) {
+            cr_assert_neq(rc, MQE2E_OK, "the revoked member opened the new epoch");
+            continue;
+        }
+        cr_assert_eq(rc, MQE2E_OK, "%s: %d", t[i].d.id, rc);
+        cr_assert_eq(pt_len, 12U);
+        cr_assert_eq(memcmp(pt, "after revoke", 12), 0);
+    }
+    /* The authority's group epoch is the one the members derived. */
+    cr_assert_eq(hello(&t[1].d, &r, 10.0), MQE2E_OK);
+    cr_assert_eq(bundle_epoch(&r, "fleet"), mqe2e_keytree_member_epoch(t[1].m) + t[1].base);
+    mqe2e_control_update_wipe(&r);
+    cr_assert_neq(hello(&t[2].d, &r, 10.0), MQE2E_OK, "the revoked member gets no HELLO answer");
+    mqe2e_control_update_wipe(&r);
+    for (int i = 0; i < N; i++)
+        tree_dev_free(&t[i]);
+    mb_close(&tree_box);
 }

@@ -693,3 +693,96 @@ int mqe2e_keytree_member_epoch_secret(const mqe2e_keytree_member *m, uint8_t out
     epoch_secret(out, m->keys + (size_t)m->depth * KB, m->id, m->epoch);
     return MQE2E_OK;
 }
+
+/* ------------------------------------------------------------------- pool */
+
+struct mqe2e_keytree_pool {
+    uint8_t id[MQE2E_KEYTREE_ID_BYTES];
+    unsigned depth;
+    uint32_t cap, n;
+    uint8_t *keys;                /* sodium_malloc: cap × (depth + 1) × 32 */
+    mqe2e_keytree_member *m;      /* cap views; m[i].keys points into keys */
+};
+
+int mqe2e_keytree_pool_new(mqe2e_keytree_pool **out, const uint8_t tree_id[MQE2E_KEYTREE_ID_BYTES],
+                           unsigned depth, uint32_t capacity)
+{
+    if (out == NULL || tree_id == NULL || depth < 1U || depth > MQE2E_KEYTREE_MAX_DEPTH ||
+        capacity == 0U)
+        return MQE2E_ERR_INVALID_ARG;
+    *out = NULL;
+    if (sodium_init() < 0) return MQE2E_ERR_CRYPTO;
+    mqe2e_keytree_pool *p = calloc(1, sizeof *p);
+    if (p == NULL) return MQE2E_ERR_NOMEM;
+    p->keys = sodium_malloc((size_t)capacity * ((size_t)depth + 1U) * KB);
+    p->m = calloc(capacity, sizeof *p->m);
+    if (p->keys == NULL || p->m == NULL) {
+        sodium_free(p->keys);
+        free(p->m);
+        free(p);
+        return MQE2E_ERR_NOMEM;
+    }
+    memcpy(p->id, tree_id, sizeof p->id);
+    p->depth = depth;
+    p->cap = capacity;
+    *out = p;
+    return MQE2E_OK;
+}
+
+void mqe2e_keytree_pool_free(mqe2e_keytree_pool *p)
+{
+    if (p == NULL) return;
+    sodium_free(p->keys); /* wipes */
+    if (p->m != NULL) sodium_memzero(p->m, (size_t)p->cap * sizeof *p->m);
+    free(p->m);
+    sodium_memzero(p, sizeof *p);
+    free(p);
+}
+
+int mqe2e_keytree_pool_add(mqe2e_keytree_pool *p, uint32_t *index, const uint8_t leaf_key[KB],
+                           const uint8_t *path, size_t path_len)
+{
+    if (p == NULL || index == NULL || leaf_key == NULL || path == NULL)
+        return MQE2E_ERR_INVALID_ARG;
+    if (p->n == p->cap) return MQE2E_ERR_EXHAUSTED;
+    unsigned d = 0;
+    uint32_t epoch = 0, leaf = 0;
+    int rc = path_header(path, path_len, &d, &epoch, &leaf);
+    if (rc != MQE2E_OK) return rc;
+    if (d != p->depth || sodium_memcmp(path + 2, p->id, MQE2E_KEYTREE_ID_BYTES) != 0)
+        return MQE2E_ERR_AUTH;
+    mqe2e_keytree_member *m = &p->m[p->n];
+    m->keys = p->keys + (size_t)p->n * ((size_t)d + 1U) * KB;
+    memcpy(m->keys, leaf_key, KB);
+    rc = path_open(m->keys, path, path_len, d);
+    if (rc != MQE2E_OK) {
+        sodium_memzero(m->keys, ((size_t)d + 1U) * KB);
+        memset(m, 0, sizeof *m);
+        return rc;
+    }
+    memcpy(m->id, p->id, MQE2E_KEYTREE_ID_BYTES);
+    m->depth = d;
+    m->leaf = leaf;
+    m->epoch = epoch;
+    m->revoked = 0;
+    *index = p->n++;
+    return MQE2E_OK;
+}
+
+int mqe2e_keytree_pool_apply(mqe2e_keytree_pool *p, uint32_t index, const mqe2e_keytree_update *u,
+                             unsigned *unwraps)
+{
+    if (p == NULL || index >= p->n) return MQE2E_ERR_INVALID_ARG;
+    return mqe2e_keytree_member_apply(&p->m[index], u, unwraps);
+}
+
+int mqe2e_keytree_pool_epoch_secret(const mqe2e_keytree_pool *p, uint32_t index, uint8_t out[KB])
+{
+    if (p == NULL || index >= p->n) return MQE2E_ERR_INVALID_ARG;
+    return mqe2e_keytree_member_epoch_secret(&p->m[index], out);
+}
+
+uint32_t mqe2e_keytree_pool_epoch(const mqe2e_keytree_pool *p, uint32_t index)
+{
+    return p == NULL || index >= p->n ? 0U : p->m[index].epoch;
+}

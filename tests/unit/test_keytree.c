@@ -629,3 +629,68 @@ Test(keytree, signer_failure_and_restore)
     free_all(all, N);
     mqe2e_keytree_free(r);
 }
+
+/* A pool holds many members in one allocation and gives the same results as
+ * separate members: the same epoch secret after a removal, TREE_REVOKED for
+ * the removed one, REPLAY for the same update again; a path of another tree
+ * is refused, a full pool says so. */
+Test(keytree, pool_members_behave_as_members)
+{
+    enum { N = 40, D = 6 };
+    mqe2e_keytree *t = NULL, *other = NULL;
+    cr_assert_eq(mqe2e_keytree_new(&t, D), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_new(&other, D), MQE2E_OK);
+    uint8_t id[16], lk[N][32], path[PATH_CAP];
+    cr_assert_eq(mqe2e_keytree_id(t, id), MQE2E_OK);
+    msg u;
+    uint32_t leaf[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(mqe2e_keytree_add(t, &leaf[i], lk[i], u.b, sizeof u.b, &u.n, auth_sk),
+                     MQE2E_OK);
+    mqe2e_keytree_pool *p = NULL;
+    cr_assert_eq(mqe2e_keytree_pool_new(&p, id, D, N), MQE2E_OK);
+    for (int i = 0; i < N; i++) {
+        size_t n = 0;
+        uint32_t idx = 99;
+        cr_assert_eq(mqe2e_keytree_path(t, leaf[i], path, sizeof path, &n), MQE2E_OK);
+        cr_assert_eq(mqe2e_keytree_pool_add(p, &idx, lk[i], path, n), MQE2E_OK);
+        cr_assert_eq(idx, (uint32_t)i);
+    }
+    uint32_t idx = 0;
+    size_t n = 0;
+    cr_assert_eq(mqe2e_keytree_path(t, leaf[0], path, sizeof path, &n), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_pool_add(p, &idx, lk[0], path, n), MQE2E_ERR_EXHAUSTED);
+    mqe2e_keytree_pool *q = NULL;
+    cr_assert_eq(mqe2e_keytree_pool_new(&q, id, D, 2), MQE2E_OK);
+    uint32_t ol = 0;
+    uint8_t olk[32];
+    cr_assert_eq(mqe2e_keytree_add(other, &ol, olk, u.b, sizeof u.b, &u.n, auth_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_path(other, ol, path, sizeof path, &n), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_pool_add(q, &idx, olk, path, n), MQE2E_ERR_AUTH);
+    mqe2e_keytree_pool_free(q);
+
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf[17], u.b, sizeof u.b, &u.n, auth_sk), MQE2E_OK);
+    mqe2e_keytree_update v;
+    cr_assert_eq(mqe2e_keytree_update_open(&v, u.b, u.n, auth_pk), MQE2E_OK);
+    uint8_t want[32], got[32];
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, want), MQE2E_OK);
+    for (uint32_t i = 0; i < N; i++) {
+        unsigned uw = 0;
+        int rc = mqe2e_keytree_pool_apply(p, i, &v, &uw);
+        if (i == 17) {
+            cr_assert_eq(rc, MQE2E_ERR_TREE_REVOKED);
+            cr_assert_eq(mqe2e_keytree_pool_epoch_secret(p, i, got), MQE2E_ERR_STATE);
+            continue;
+        }
+        cr_assert_eq(rc, MQE2E_OK);
+        cr_assert_leq(uw, (unsigned)D);
+        cr_assert_eq(mqe2e_keytree_pool_epoch(p, i), mqe2e_keytree_epoch(t));
+        cr_assert_eq(mqe2e_keytree_pool_epoch_secret(p, i, got), MQE2E_OK);
+        cr_assert_eq(memcmp(got, want, 32), 0);
+        cr_assert_eq(mqe2e_keytree_pool_apply(p, i, &v, NULL), MQE2E_ERR_REPLAY);
+    }
+    cr_assert_eq(mqe2e_keytree_pool_apply(p, N, &v, NULL), MQE2E_ERR_INVALID_ARG);
+    mqe2e_keytree_pool_free(p);
+    mqe2e_keytree_free(other);
+    mqe2e_keytree_free(t);
+}

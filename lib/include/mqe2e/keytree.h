@@ -329,6 +329,63 @@ MQE2E_API uint32_t mqe2e_keytree_member_leaf(const mqe2e_keytree_member *m);
 MQE2E_API int mqe2e_keytree_member_epoch_secret(const mqe2e_keytree_member *m,
                                                 uint8_t out[MQE2E_KEYTREE_KEY_BYTES]);
 
+/* ------------------------------------------------------- many members at once */
+
+/**
+ * A **pool** holds many members of one tree (a gateway, a simulation) in one
+ * guarded allocation: mqe2e_keytree_member_new() takes its own
+ * sodium_malloc() region per member, whose guard pages and mappings limit a
+ * process to some tens of thousands of members. Every pool member behaves
+ * exactly as a mqe2e_keytree_member (same checks, same results).
+ */
+typedef struct mqe2e_keytree_pool mqe2e_keytree_pool;
+
+/**
+ * @brief An empty pool for up to @p capacity members of the tree @p tree_id
+ *        of depth @p depth (capacity × (depth + 1) × 32 bytes of guarded memory).
+ * @param out receives the pool; free with mqe2e_keytree_pool_free().
+ * @param tree_id the tree; copied. @param depth its depth. @param capacity members.
+ * @return ::MQE2E_OK, ::MQE2E_ERR_INVALID_ARG, ::MQE2E_ERR_NOMEM.
+ */
+MQE2E_API int mqe2e_keytree_pool_new(mqe2e_keytree_pool **out,
+                                     const uint8_t tree_id[MQE2E_KEYTREE_ID_BYTES],
+                                     unsigned depth, uint32_t capacity);
+
+/** @brief Wipe and free a pool; NULL is a no-op. */
+MQE2E_API void mqe2e_keytree_pool_free(mqe2e_keytree_pool *p);
+
+/**
+ * @brief Add a member from its leaf key and TreePath (as mqe2e_keytree_member_new()).
+ * @param p the pool. @param index out: the member's index in the pool.
+ * @param leaf_key copied into the pool; the caller wipes its copy.
+ * @param path the TreePath; only read. @param path_len its length.
+ * @return as mqe2e_keytree_member_new(), plus ::MQE2E_ERR_EXHAUSTED (pool full)
+ *         and ::MQE2E_ERR_AUTH for a path of another depth.
+ */
+MQE2E_API int mqe2e_keytree_pool_add(mqe2e_keytree_pool *p, uint32_t *index,
+                                     const uint8_t leaf_key[MQE2E_KEYTREE_KEY_BYTES],
+                                     const uint8_t *path, size_t path_len);
+
+/**
+ * @brief mqe2e_keytree_member_apply() for the pool member @p index.
+ * @param p the pool. @param index a member's index. @param u a verified update.
+ * @param unwraps out, may be NULL.
+ * @return as mqe2e_keytree_member_apply(); ::MQE2E_ERR_INVALID_ARG for an unknown index.
+ */
+MQE2E_API int mqe2e_keytree_pool_apply(mqe2e_keytree_pool *p, uint32_t index,
+                                       const mqe2e_keytree_update *u, unsigned *unwraps);
+
+/**
+ * @brief mqe2e_keytree_member_epoch_secret() for the pool member @p index.
+ * @param p the pool. @param index a member's index. @param out caller buffer; the caller wipes it.
+ * @return as mqe2e_keytree_member_epoch_secret(); ::MQE2E_ERR_INVALID_ARG for an unknown index.
+ */
+MQE2E_API int mqe2e_keytree_pool_epoch_secret(const mqe2e_keytree_pool *p, uint32_t index,
+                                              uint8_t out[MQE2E_KEYTREE_KEY_BYTES]);
+
+/** @brief The epoch of pool member @p index (0 for an unknown index). */
+MQE2E_API uint32_t mqe2e_keytree_pool_epoch(const mqe2e_keytree_pool *p, uint32_t index);
+
 #ifdef __cplusplus
 }
 #endif

@@ -273,6 +273,40 @@ int authority_tree_db_save(mqe2e_adb *db, const char *group, const mqe2e_keytree
     return run(st);
 }
 
+int authority_tree_db_save_all(mqe2e_adb *db, const char *group, const mqe2e_keytree *t,
+                               authority_tree_leaf_owner owner, void *user)
+{
+    if (db == NULL || group == NULL || t == NULL || owner == NULL) return MQE2E_ERR_INVALID_ARG;
+    uint8_t id[MQE2E_KEYTREE_ID_BYTES];
+    unsigned d = mqe2e_keytree_depth(t);
+    int rc = mqe2e_keytree_id(t, id);
+    if (rc == MQE2E_OK) rc = write_epoch(db, group, mqe2e_keytree_epoch(t));
+    for (uint32_t n = 1; rc == MQE2E_OK && n < (2U << d); n++)
+        if (mqe2e_keytree_node_members(t, n) != 0U) rc = write_node(db, group, t, id, n);
+    sqlite3_stmt *st = NULL;
+    if (rc == MQE2E_OK)
+        rc = prep(db, &st,
+                  "INSERT INTO tree_leaves(group_name, client_id, leaf) VALUES (?1, ?2, ?3)");
+    for (uint32_t l = 0; rc == MQE2E_OK && l < (1U << d); l++) {
+        if (mqe2e_keytree_node_members(t, (1U << d) + l) == 0U) continue;
+        const char *cid = owner(l, user);
+        if (cid == NULL) {
+            rc = MQE2E_ERR_INVALID_ARG;
+            break;
+        }
+        rc = bind_text(st, 1, group);
+        if (rc == MQE2E_OK) rc = bind_text(st, 2, cid);
+        if (rc == MQE2E_OK) rc = rc_of(sqlite3_bind_int64(st, 3, l));
+        if (rc == MQE2E_OK) {
+            int s = sqlite3_step(st);
+            rc = s == SQLITE_DONE ? MQE2E_OK : rc_of(sqlite3_extended_errcode(mqe2e_adb_sqlite(db)));
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* One u32 from a one-column query with a text parameter or two. */
 static int query_u32(uint32_t *out, mqe2e_adb *db, const char *sql, const char *p1, const char *p2)
 {

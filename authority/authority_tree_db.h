@@ -59,6 +59,18 @@ int authority_tree_db_load(mqe2e_keytree **out, uint32_t *epoch_base, mqe2e_adb 
 int authority_tree_db_save(mqe2e_adb *db, const char *group, const mqe2e_keytree *t, uint32_t leaf,
                            const char *client_id);
 
+/** Client id of the member at @p leaf (for authority_tree_db_save_all()). */
+typedef const char *(*authority_tree_leaf_owner)(uint32_t leaf, void *user);
+
+/**
+ * @brief Write a whole tree at once (a store prepared in bulk, e.g. by a
+ *        benchmark or an import): its epoch, every non-empty node's key and
+ *        one leaf row per occupied leaf, its client from @p owner.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_EXISTS; ::MQE2E_ERR_NOT_FOUND (not a tree group); ::MQE2E_ERR_IO.
+ */
+int authority_tree_db_save_all(mqe2e_adb *db, const char *group, const mqe2e_keytree *t,
+                               authority_tree_leaf_owner owner, void *user);
+
 /**
  * @brief The leaf of @p client_id in the tree of @p group.
  * @return ::MQE2E_OK; ::MQE2E_ERR_NOT_FOUND; ::MQE2E_ERR_IO.

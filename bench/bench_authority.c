@@ -256,5 +256,6 @@ void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
                          "--db",      ba.db,          "--name", "op1",      "--sign-public", hex,
                          NULL};
     if (ba_run_cli(NULL, add) != 0) ba_die("operator-add failed");
+    if (ba.prepare != NULL) ba.prepare();
     start_authority();
 }

@@ -22,6 +22,9 @@ typedef struct ba_env {
     char pin_text[1024];
     mqe2e_authority_pin pin;
     pid_t broker_pid, authority_pid;
+    /* Optional: called by ba_setup() after `authority init` and operator-add,
+     * before `authority run` (the store is free: prepare it in bulk). */
+    void (*prepare)(void);
 } ba_env;
 
 /* The environment of this process (one a program). */

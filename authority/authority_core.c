@@ -11,6 +11,7 @@
 
 #include "authority_core.h"
 #include "authority_internal.h"
+#include "authority_tree_db.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -1091,6 +1092,10 @@ static int rotate_in_tx_cb(const char *group, void *user)
 {
     enroll_job *j = user;
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
+    /* A key-tree group's epochs are its tree's, and the old device still
+     * holds its leaf key: not handled yet, so the replacement is refused
+     * (docs/SECURITY.md), never done with the old leaf still valid. */
+    if (authority_tree_db_is_tree(j->db, group)) return MQE2E_ERR_STATE;
     char **v = realloc(j->rotated, (j->n_rotated + 1U) * sizeof *v);
     if (v == NULL) return MQE2E_ERR_NOMEM;
     j->rotated = v;

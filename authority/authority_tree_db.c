@@ -346,6 +346,14 @@ int authority_tree_db_orphan(uint32_t *leaf, mqe2e_adb *db, const char *group)
                      group, NULL);
 }
 
+int authority_tree_db_is_tree(mqe2e_adb *db, const char *group)
+{
+    uint32_t depth = 0;
+    if (db == NULL || group == NULL) return 0;
+    return query_u32(&depth, db, "SELECT depth FROM group_trees WHERE group_name = ?1", group,
+                     NULL) == MQE2E_OK;
+}
+
 int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;

@@ -85,6 +85,9 @@ int authority_tree_db_leaf(uint32_t *leaf, mqe2e_adb *db, const char *group,
  */
 int authority_tree_db_orphan(uint32_t *leaf, mqe2e_adb *db, const char *group);
 
+/** @brief 1 when @p group has a key tree, 0 when not (or on a read error). */
+int authority_tree_db_is_tree(mqe2e_adb *db, const char *group);
+
 /**
  * @brief Call @p cb for every tree group, by name.
  * @return ::MQE2E_OK, the callback's non-zero value, ::MQE2E_ERR_IO.

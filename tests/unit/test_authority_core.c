@@ -973,3 +973,40 @@ Test(authority_core, key_tree_group_settings_are_checked)
     cr_assert_eq(op_call(NULL, "group-create", args3, 3), MQE2E_OPSTATUS_OK);
     cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, "big"), MQE2E_OK);
 }
+
+/* A key-tree member needs a leaf: a token naming a tree group is refused
+ * (the group is joined with group-grant), and a device replacement for a
+ * member of a tree group is refused (its old leaf key would stay valid):
+ * nothing is half done, the tree and the group stay where they were. */
+Test(authority_core, key_tree_group_refuses_tokens_and_replacements)
+{
+    group_create("fleet", "fleet/#", "tree=3");
+    char a_id[] = "id=dev-t", a_g[] = "group=fleet";
+    char *args[2] = {a_id, a_g};
+    char *out = NULL;
+    cr_assert_eq(op_call(&out, "token-create", args, 2), MQE2E_OPSTATUS_BAD_REQUEST);
+    free(out);
+
+    device d, n;
+    device_enrolled(&d, "dev-r");
+    group_grant("fleet", "dev-r");
+    mqe2e_adb_group before;
+    cr_assert_eq(mqe2e_adb_group_get(&before, fx.db, "fleet"), MQE2E_OK);
+    uint64_t tree_updates = counter("tree_updates");
+    device_new(&n, "dev-r");
+    char *ticket = token_create("dev-r", "replace=1");
+    enroll_frame(&n, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_neq(enroll_send(&n, &reply, NULL), MQE2E_OK, "the replacement is refused");
+    mqe2e_control_update_wipe(&reply);
+    mqe2e_adb_group after;
+    cr_assert_eq(mqe2e_adb_group_get(&after, fx.db, "fleet"), MQE2E_OK);
+    cr_assert_eq(after.current_epoch, before.current_epoch, "the group did not move");
+    cr_assert_eq(counter("tree_updates"), tree_updates);
+    /* The member's device is unchanged: its HELLO still gets its path. */
+    mqe2e_keytree_member *m = tree_member(&d, "fleet", NULL);
+    mqe2e_keytree_member_free(m);
+    device_free(&n);
+    device_free(&d);
+}

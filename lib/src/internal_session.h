@@ -132,6 +132,7 @@ struct mqe2e_session {
     char id[MQE2E_ID_MAX + 1];
     char inbox[MQE2E_KS_PREFIX_MAX_BYTES + MQE2E_ID_MAX + 16];
     char revocations_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
+    char tree_filter[MQE2E_KS_PREFIX_MAX_BYTES + 16]; /* P/tree/# */
     char authority_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
     mqe2e_revocation_list *rl;
     mqe2e_hello_client *hello;
@@ -231,14 +232,10 @@ void mqe2e__sess_on_push(mqe2e_session *c, const uint8_t *data, size_t len);
  * session's event handling; from_push: a PUSH (or a TreeUpdate), not a reply. */
 void mqe2e__sess_apply_update(mqe2e_session *c, const mqe2e_control_update *u, int from_push);
 
-/* session.c: queue a SUBSCRIBE action. */
-int mqe2e__sess_subscribe(mqe2e_session *c, const char *filter, int qos);
-
 /* session_tree.c: key-tree groups (docs/PROTOCOL.md §10.8-10.9). */
 void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b);
 /* 1 when @p topic is a tree topic of this session (the message is consumed). */
 int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len);
-void mqe2e__sess_tree_subscribe_all(mqe2e_session *c);
 void mqe2e__sess_tree_free(mqe2e_session *c);
 /* The group epoch the member's tree state is at: MQE2E_OK, MQE2E_ERR_NOT_FOUND
  * (not a tree group here), MQE2E_ERR_TREE_REVOKED. */

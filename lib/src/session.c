@@ -359,6 +359,7 @@ static int sess_control_init(mqe2e_session *c)
         return MQE2E_ERR_INVALID_ARG;
     memcpy(c->id, id, strlen(id) + 1U);
     mqe2e__sess_inbox(c->inbox, sizeof c->inbox, c, c->id);
+    (void)snprintf(c->tree_filter, sizeof c->tree_filter, "%s/tree/#", c->pin.control_prefix);
     (void)snprintf(c->revocations_topic, sizeof c->revocations_topic, "%s/revocations",
                    c->pin.control_prefix);
     (void)snprintf(c->authority_topic, sizeof c->authority_topic, "%s/authority",
@@ -504,19 +505,17 @@ int mqe2e_session_connected(mqe2e_session *c, mqe2e_session_time now)
     if (a != NULL) a->a.qos = 1;
     a = act_push(c, MQE2E_SESSION_SUBSCRIBE, c->revocations_topic, NULL, 0);
     if (a != NULL) a->a.qos = 1;
-    mqe2e__sess_tree_subscribe_all(c);
+    /* Key-tree updates (PROTOCOL.md §10.9): one filter for every tree group,
+     * subscribed with the other control topics, before the HELLO whose
+     * answer may make this client a tree member. */
+    a = act_push(c, MQE2E_SESSION_SUBSCRIBE, c->tree_filter, NULL, 0);
+    if (a != NULL) a->a.qos = 1;
     c->hello_done = 0;
     mqe2e__sess_hello_start(c);
     return MQE2E_OK;
 }
 
-int mqe2e__sess_subscribe(mqe2e_session *c, const char *filter, int qos)
-{
-    sess_action *a = act_push(c, MQE2E_SESSION_SUBSCRIBE, filter, NULL, 0);
-    if (a == NULL) return MQE2E_ERR_NOMEM;
-    a->a.qos = qos;
-    return MQE2E_OK;
-}
+
 
 void mqe2e_session_disconnected(mqe2e_session *c)
 {
@@ -679,7 +678,7 @@ static int sess_route(mqe2e_session *c, const char *topic, const uint8_t *data, 
         mqe2e__sess_adopt_revocations(c, data, len, 0);
         return 1;
     }
-    if (c->trees != NULL && mqe2e__sess_tree_route(c, topic, data, len)) return 1;
+    if (c->control && mqe2e__sess_tree_route(c, topic, data, len)) return 1;
     int rc = mqe2e_policy_lookup(c->policy, topic, &kind, &target);
     if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && mqe2e__sess_signed_covers(c, topic)) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_POLICY, 1);

@@ -1,7 +1,7 @@
 /*
  * The device session's key-tree groups (docs/PROTOCOL.md §10.8-10.9): the
  * member state built from the leaf key and TreePath of a HELLO/PUSH bundle,
- * the subscription to P/tree/<group>, and each TreeUpdate received there
+ * the subscription to P/tree/# (made at connect), and each TreeUpdate received
  * turned into the group's next epoch, installed through the same update
  * apply as every bundle (update_apply.c). Refusals are counted by reason.
  */
@@ -52,11 +52,6 @@ void mqe2e__sess_tree_free(mqe2e_session *c)
     }
 }
 
-void mqe2e__sess_tree_subscribe_all(mqe2e_session *c)
-{
-    for (ctl_tree *t = c->trees; t != NULL; t = t->next)
-        (void)mqe2e__sess_subscribe(c, t->topic, 1);
-}
 
 /* The state is the one the bundle's TreePath gives, unless the member is
  * already there or past it in the same tree (keys never go backward). */
@@ -108,7 +103,6 @@ void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b)
     if (fresh) {
         t->next = c->trees;
         c->trees = t;
-        if (c->connected) (void)mqe2e__sess_subscribe(c, t->topic, 1);
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "group '%s': key tree member at leaf %lu",
                         b->group, (unsigned long)leaf);
     }
@@ -184,10 +178,17 @@ static void tree_apply(mqe2e_session *c, ctl_tree *t, const mqe2e_keytree_update
 
 int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len)
 {
+    size_t pl = strlen(c->pin.control_prefix);
+    if (strncmp(topic, c->pin.control_prefix, pl) != 0 || strncmp(topic + pl, "/tree/", 6) != 0)
+        return 0;
     ctl_tree *t = c->trees;
     while (t != NULL && strcmp(t->topic, topic) != 0)
         t = t->next;
-    if (t == NULL) return 0;
+    if (t == NULL) {
+        /* Another key-tree group's update (the subscription is P/tree/#). */
+        c->k.control_ignored++;
+        return 1;
+    }
     if (t->m == NULL || t->revoked) {
         c->k.tree_revoked += t->revoked ? 1U : 0U;
         return 1;

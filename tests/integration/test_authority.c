@@ -1317,3 +1317,128 @@ Test(authority, key_tree_revocation_end_to_end)
         tree_dev_free(&t[i]);
     mb_close(&tree_box);
 }
+
+/* The value of "key":N in @p path (a KEYSTORE.stats file), or -1. */
+static long stats_value(const char *path, const char *key)
+{
+    size_t len = 0;
+    char *t = tu_read_file(path, &len);
+    char want[64];
+    snprintf(want, sizeof want, "\"%s\":", key);
+    const char *p = t != NULL ? strstr(t, want) : NULL;
+    long v = p != NULL ? strtol(p + strlen(want), NULL, 10) : -1;
+    free(t);
+    return v;
+}
+
+/* Poll @p path until "key" >= @p min or the deadline; returns the last value. */
+static long stats_wait(const char *path, const char *key, long min, double timeout)
+{
+    long v = -1;
+    for (double end = mono() + timeout; (v = stats_value(path, key)) < min && mono() < end;)
+        sleep_ms(200);
+    return v;
+}
+
+/* The whole stack on a key-tree group: devices enrolled with `mqe2e enroll`,
+ * two `mqe2e sub` (the Paho front and its session) and a one-shot `mqe2e
+ * pub`, the real authority and Mosquitto. The subscribers learn their tree
+ * state from their HELLO, subscribe to mqe2e/tree/kt on their own, and after
+ * `mqe2e revoke` of one of them: the other applies the broadcast
+ * (tree_applied in its counters file) and prints the message sealed under
+ * the new epoch; the revoked one counts tree_revoked and prints nothing. */
+Test(authority, key_tree_sessions_follow_the_broadcast)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"tk-1", "tk-2", "tk-3"};
+    char ks[3][600], stats[3][640], outf[3][640], pidf[3][640];
+    const char *gc[] = {"group", "create", "--group", "kt", "--topic", "kt/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    for (int i = 0; i < 3; i++) {
+        char ticket[2048], words[128];
+        snprintf(words, sizeof words, "--id %s --grant 'kt/#:pubsub'", ids[i]);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", "kt", "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+        snprintf(stats[i], sizeof stats[i], "%s.stats", ks[i]);
+        snprintf(outf[i], sizeof outf[i], "%s/%s.sub.out", fx.dir, ids[i]);
+        snprintf(pidf[i], sizeof pidf[i], "%s/%s.sub.pid", fx.dir, ids[i]);
+    }
+    /* Granted while offline: one short `sub` each makes its HELLO and stores
+     * the group (the CLI builds its policy from the keystore's groups). */
+    for (int i = 0; i < 3; i++) {
+        const char *s0[] = {"sub", "-K", ks[i], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                            fx.port, "-t", "kt/none", "-W", "3", NULL};
+        cr_assert_eq(af_run(NULL, 0, s0), 4, "%s: the short sub ends by its timeout", ids[i]);
+    }
+    /* tk-2 and tk-3 listen (stopped at the end). */
+    for (int i = 1; i < 3; i++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'kt/#' -C 100 -W 90 "
+                 ">'%s' 2>'%s.err' & echo $! >'%s'",
+                 fx.cli, ks[i], fx.keyfile, fx.port, outf[i], outf[i], pidf[i]);
+        cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+    }
+    /* tk-1 was granted while offline: one short `sub` makes its HELLO and
+     * stores the group (a one-shot `pub` needs it in the keystore). */
+    const char *s1[] = {"sub", "-K", ks[0], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "kt/none", "-W", "2", NULL};
+    /* Both up: a first message reaches both (their HELLO is answered). */
+    const char *p1[] = {"pub", "-K", ks[0], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "kt/x", "-m", "before", "-q", "1", NULL};
+    size_t len = 0;
+    char *got = NULL;
+    for (int i = 1; i < 3; i++) {
+        int seen = 0;
+        for (double end = mono() + 30.0; !seen && mono() < end;) {
+            int prc = af_run(out, sizeof out, p1);
+            if (prc == 2) { /* no group yet: the HELLO first */
+                (void)af_run(NULL, 0, s1);
+                continue;
+            }
+            cr_assert_eq(prc, 0, "pub exit %d: %s", prc, out);
+            for (double e2 = mono() + 2.0; !seen && mono() < e2; sleep_ms(100)) {
+                got = tu_read_file(outf[i], &len);
+                seen = got != NULL && strstr(got, "before") != NULL;
+                free(got);
+            }
+        }
+        if (!seen) {
+            char ef[700];
+            snprintf(ef, sizeof ef, "%s.err", outf[i]);
+            char *e = tu_read_file(ef, &len);
+            fprintf(stderr, "%s stderr: %s\n", ids[i], e != NULL ? e : "(none)");
+            free(e);
+        }
+        cr_assert(seen, "%s never printed the first message", ids[i]);
+    }
+    double applied_before = (double)stats_value(stats[1], "tree_applied");
+
+    const char *rv[] = {"revoke", "--id", "tk-3", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    cr_assert_geq(stats_wait(stats[1], "tree_applied", (long)applied_before + 1, 20.0),
+                  (long)applied_before + 1, "tk-2 applied no tree update");
+    cr_assert_geq(stats_wait(stats[2], "tree_revoked", 1, 20.0), 1, "tk-3 counted no removal");
+    const char *p2[] = {"pub", "-K", ks[0], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "kt/x", "-m", "after", "-q", "1", NULL};
+    cr_assert_eq(af_run(NULL, 0, p2), 0);
+    int seen = 0;
+    for (double end = mono() + 20.0; !seen && mono() < end; sleep_ms(100)) {
+        got = tu_read_file(outf[1], &len);
+        seen = got != NULL && strstr(got, "after") != NULL;
+        free(got);
+    }
+    cr_assert(seen, "tk-2 did not print the message sealed under the new epoch");
+    /* tk-3 got the same envelope (same subscription) and cannot open it. */
+    got = tu_read_file(outf[2], &len);
+    cr_assert(got == NULL || strstr(got, "after") == NULL, "the revoked member printed it");
+    free(got);
+    for (int i = 1; i < 3; i++) {
+        char cmd[800];
+        snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf[i]);
+        (void)af_sh(NULL, 0, cmd);
+    }
+}

@@ -172,8 +172,9 @@ static void tree_apply(mqe2e_session *c, ctl_tree *t, const mqe2e_keytree_update
     mqe2e__sess_apply_update(c, &cu, 1);
     sodium_memzero(nb, sizeof nb);
     c->k.tree_applied++;
+    uint32_t epoch = u->to_epoch + t->base;
     mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "group '%s': key tree update applied: epoch %lu",
-                    t->group, (unsigned long)(u->to_epoch + t->base));
+                    t->group, (unsigned long)epoch);
 }
 
 int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len)

@@ -27,6 +27,7 @@ from typing import Any, Callable, List, Optional, Union
 
 import paho.mqtt.client as paho
 
+from . import props as _props
 from .errors import Mqe2eError, error_for
 from .keystore import Keystore
 from .session import Delivery, Drop, Publish, Session, Subscribe
@@ -135,13 +136,19 @@ class Client(paho.Client):
                 properties: Any = None) -> paho.MQTTMessageInfo:
         """Seal ``payload`` for ``topic`` and publish it (paho's semantics).
 
+        With MQTT v5, ``properties`` (paho ``Properties``) and ``retain`` are
+        sealed into the envelope's associated data when the topic's rule
+        binds them (``;bind=...``, docs/PROTOCOL.md 2.5.1), and published
+        unchanged next to it.
+
         Raises:
             Mqe2eError: the topic has no policy (``no_policy``), the keys are
                 stale (``expired``), ... Nothing is sent in clear instead.
         """
         data = _payload_bytes(payload)
+        plist = _props.from_paho(properties) if properties is not None else None
         with self._mqe2e_lock:
-            env = self.session.publish(topic, data, qos, retain)
+            env = self.session.publish(topic, data, qos, retain, plist)
             acts = self.session.actions()
         if env is None:
             # Queued for a channel: it leaves as a PUBLISH action once the
@@ -155,9 +162,11 @@ class Client(paho.Client):
 
     def will_set(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
                  properties: Any = None) -> None:
-        """Set the last will, sealed now like any publish (paho's will_set)."""
+        """Set the last will, sealed now like any publish (paho's will_set),
+        its ``properties`` and ``retain`` bound as :meth:`publish` binds them."""
+        plist = _props.from_paho(properties) if properties is not None else None
         with self._mqe2e_lock:
-            env = self.session.publish(topic, _payload_bytes(payload), qos, retain)
+            env = self.session.publish(topic, _payload_bytes(payload), qos, retain, plist)
         if env is None:
             raise ValueError("a last will cannot go over a channel")
         super().will_set(topic, env, qos, retain, properties)
@@ -182,6 +191,13 @@ class Client(paho.Client):
         return super()._do_on_disconnect(rc, properties)
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        if self._protocol == paho.MQTTv5:
+            plist = _props.from_paho(getattr(message, "properties", None))
+            if plist:
+                # Properties the topic's rule may bind: the general call,
+                # which checks them with the envelope.
+                self._mqe2e_received_props(message, plist)
+                return
         with self._mqe2e_lock:
             s = self._mqe2e_session
             res = None if s is None else s.receive_one(
@@ -206,6 +222,17 @@ class Client(paho.Client):
                 self._mqe2e_commit_receipt(s, extra, message._topic)
             return
         self._mqe2e_run(extra, message)
+
+    def _mqe2e_received_props(self, message: paho.MQTTMessage, plist: list) -> None:
+        with self._mqe2e_lock:
+            s = self._mqe2e_session
+            acts = None if s is None else s.message_received(
+                message._topic, message.payload, message.qos, bool(message.retain),
+                bool(message.dup), properties=plist)
+        if acts is None:
+            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            return
+        self._mqe2e_run(acts, message)
 
     def loop_misc(self) -> int:
         rc = super().loop_misc()
@@ -266,6 +293,8 @@ class Client(paho.Client):
                 m.timestamp = time.monotonic()
                 if a.current and original is not None:
                     m.properties = getattr(original, "properties", None)
+                elif a.properties:
+                    m.properties = _props.to_paho(a.properties)
                 super()._handle_on_message(m)
                 self._mqe2e_commit(a)
             elif isinstance(a, Drop):

@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from . import props as _props
 from ._lib import cstr, ffi, lib
 from .errors import Mqe2eError, check, error_for
 from .keystore import Keystore
+from .props import Prop
 
 DELIVER, DROP, PUBLISH, SUBSCRIBE = 1, 2, 3, 4
 #: mqe2e_session_publish(): the message was queued for a channel.
@@ -44,6 +46,10 @@ class Delivery:
     dup: bool
     current: bool
     receipt: object = field(repr=False, default=None)
+    #: A released held message's MQTT v5 properties (``(id, name, value)``,
+    #: :mod:`mqe2e.props`); empty for the current message, whose properties
+    #: are the transport's message's.
+    properties: List[Prop] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -180,15 +186,24 @@ class Session:
 
     def message_received(self, topic: Union[str, bytes], payload: bytes, qos: int = 0,
                          retain: bool = False, dup: bool = False,
-                         no_hold: bool = False) -> List[Action]:
-        """A message arrived: returns what to do (deliver, drop, publish...)."""
+                         no_hold: bool = False,
+                         properties: Optional[List[Prop]] = None) -> List[Action]:
+        """A message arrived: returns what to do (deliver, drop, publish...).
+
+        ``retain``: the retain flag it arrived with. ``properties``: its MQTT
+        v5 properties as ``(id, name, value)`` items in packet order
+        (:func:`mqe2e.props.from_paho` converts paho's); a rule that binds
+        them or the retain flag checks them with the envelope.
+        """
         t = topic.encode("utf-8") if isinstance(topic, str) else bytes(topic)
         s = self._s
         if s is None:
             raise ValueError("session is closed")
-        check(lib.mqe2e_session_message_received(
+        arr, n, keep = _props.to_c(properties or ())
+        check(lib.mqe2e_session_message_received_props(
             s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
-            NO_HOLD if no_hold else 0, self._clocks()))
+            NO_HOLD if no_hold else 0, arr, n, self._clocks()))
+        del keep
         return self.actions(t)
 
     def receive_one(self, topic: bytes, payload: bytes, qos: int = 0, retain: bool = False,
@@ -258,8 +273,14 @@ class Session:
                 raise error_for(rc, "commit")
 
     def publish(self, topic: str, payload: bytes, qos: int = 0,
-                retain: bool = False) -> Optional[bytes]:
+                retain: bool = False,
+                properties: Optional[List[Prop]] = None) -> Optional[bytes]:
         """Protect ``payload`` for ``topic``.
+
+        ``retain`` and ``properties`` (MQTT v5, ``(id, name, value)`` items,
+        :mod:`mqe2e.props`) are what the message will be published with: a
+        rule that binds them seals them into the associated data, so publish
+        exactly these.
 
         Returns the bytes to publish, or None when the message was queued for
         a channel (it comes out later as a :class:`Publish` action).
@@ -273,8 +294,10 @@ class Session:
         cap = int(lib.mqe2e_session_publish_bound(len(payload)))
         out = ffi.new("uint8_t[]", max(cap, 1))
         n = ffi.new("size_t *")
-        rc = lib.mqe2e_session_publish(self._h, topic.encode(), payload, len(payload), qos,
-                                       int(retain), self._clocks(), out, cap, n)
+        arr, np_, keep = _props.to_c(properties or ())
+        rc = lib.mqe2e_session_publish_props(self._h, topic.encode(), payload, len(payload), qos,
+                                             int(retain), arr, np_, self._clocks(), out, cap, n)
+        del keep
         try:
             if rc == QUEUED:
                 return None
@@ -326,8 +349,9 @@ class Session:
         data = ffi.buffer(a.data, a.len)[:] if a.len else b""
         if kind == DELIVER:
             r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
+            pr = _props.from_c(a.props, a.nprops) if a.nprops and a.props != ffi.NULL else []
             return Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
-                            bool(a.current), r)
+                            bool(a.current), r, pr)
         if kind == DROP:
             return Drop(topic, int(a.code), bool(a.current))
         if kind == PUBLISH:

@@ -386,6 +386,11 @@ int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_
                               const uint8_t *payload, size_t len, int qos, int retained,
                               int dup, unsigned flags, mqe2e_session_time now,
                               mqe2e_session_action *out);
+int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, int *commit_rc,
+                                     const char *topic, size_t topic_len,
+                                     const uint8_t *payload, size_t len, int qos, int retained,
+                                     int dup, unsigned flags, mqe2e_session_time now,
+                                     mqe2e_session_action *out);
 int mqe2e_session_fresh(const mqe2e_session *s, mqe2e_session_time now);
 void mqe2e_session_get_counters(const mqe2e_session *s, mqe2e_session_counters *out);
 mqe2e_protector *mqe2e_session_protector(mqe2e_session *s);

@@ -33,6 +33,8 @@ from .keystore import Keystore
 from .session import Delivery, Drop, Publish, Session, Subscribe
 
 MQTTMessage = paho.MQTTMessage
+_paho_on_message = paho.Client._handle_on_message
+_MQTTv5 = paho.MQTTv5
 
 DropCallback = Callable[[Any, Any, str, str], None]
 
@@ -101,12 +103,15 @@ class Client(paho.Client):
         """Free the session and close the keystore (writes replay checkpoints).
         Call after :meth:`disconnect` / :meth:`loop_stop`."""
         with self._mqe2e_lock:
-            if self._mqe2e_session is not None:
-                self._mqe2e_session.close()
+            s = self._mqe2e_session
+            if s is not None:
+                s.close()  # commits the receipt accepted last
                 self._mqe2e_session = None
             if self._mqe2e_keystore is not None:
                 self._mqe2e_keystore.close()
                 self._mqe2e_keystore = None
+        if s is not None and s._failed:
+            self._mqe2e_commit_failed(s)
 
     @property
     def on_drop(self) -> Optional[DropCallback]:
@@ -191,35 +196,43 @@ class Client(paho.Client):
         return super()._do_on_disconnect(rc, properties)
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        if self._protocol == paho.MQTTv5:
+        if self._protocol == _MQTTv5:
             plist = _props.from_paho(getattr(message, "properties", None))
             if plist:
                 # Properties the topic's rule may bind: the general call,
                 # which checks them with the envelope.
                 self._mqe2e_received_props(message, plist)
                 return
+        topic = message._topic
         with self._mqe2e_lock:
             s = self._mqe2e_session
             res = None if s is None else s.receive_one(
-                message._topic, message.payload, message.qos, message.retain, message.dup)
+                topic, message.payload, message.qos, message.retain, message.dup)
         if res is None:
             # Not configured (or closed): nothing is delivered, never clear text.
-            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            self._mqe2e_drop(topic.decode("utf-8", "replace"), error_for(-11).name)
             return
+        if s._failed:
+            self._mqe2e_commit_failed(s)
         data, extra = res
         if data is not None:
             # The common case: this message, decrypted, in one call into the
             # core. Reuse paho's object (mid, properties, timestamp) with the
-            # plaintext in it; commit only once on_message returned.
+            # plaintext in it; commit only once on_message returned: the
+            # session keeps the receipt and commits it at the start of its
+            # next call that may deliver (the next message's, in the same
+            # call into the core), so a duplicate is still a replay.
             message.payload = data
             try:
-                super()._handle_on_message(message)
+                _paho_on_message(self, message)
             except BaseException:
                 if extra is not None:
                     s.release_receipt(extra)
                 raise
             if extra is not None:
-                self._mqe2e_commit_receipt(s, extra, message._topic)
+                # No lock: only this (paho's loop) thread receives, and a
+                # session closed in between never commits it (as released).
+                s.accept(extra, topic)
             return
         self._mqe2e_run(extra, message)
 
@@ -232,6 +245,8 @@ class Client(paho.Client):
         if acts is None:
             self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
             return
+        if s._failed:
+            self._mqe2e_commit_failed(s)
         self._mqe2e_run(acts, message)
 
     def loop_misc(self) -> int:
@@ -245,6 +260,8 @@ class Client(paho.Client):
                     acts = s.tick(self.is_connected())
                     nt = s.next_timer_ms()
                     self._mqe2e_next_tick = nt if nt is not None else now + 1000
+            if s is not None and s._failed:
+                self._mqe2e_commit_failed(s)
             self._mqe2e_run(acts, None)
         return rc
 
@@ -267,6 +284,11 @@ class Client(paho.Client):
                     self._mqe2e_session.commit(a)
                 except Mqe2eError as e:
                     self._mqe2e_drop(a.topic, e.name)
+
+    def _mqe2e_commit_failed(self, s: Session) -> None:
+        # Deferred commits that failed (the messages were delivered already).
+        for topic, code in s.take_commit_failures():
+            self._mqe2e_drop(topic.decode("utf-8", "replace"), error_for(code).name)
 
     def _mqe2e_commit_receipt(self, s: Session, receipt: Any, topic: bytes) -> None:
         # receive_one()'s receipt: as _mqe2e_commit, for the session that made it.

@@ -30,8 +30,9 @@ QUEUED = 1
 NO_HOLD = 1
 
 _wall = time.time
-_mono = time.monotonic
+_mono_ns = time.monotonic_ns
 _receive_one = lib.mqe2e_session_receive_one
+_commit_receive_one = lib.mqe2e_session_commit_receive_one
 
 
 @dataclass
@@ -138,19 +139,55 @@ class Session:
         self._s = out[0]
         self._act = ffi.new("mqe2e_session_action *")
         self._now = ffi.new("mqe2e_session_time *")
-        # receive_one()'s receipt, reused while no delivery holds it.
+        # receive_one()'s receipt, reused while no delivery holds it; while
+        # _pending, it is an accepted message's, committed by the next call
+        # into the core that may deliver (accept()).
         self._rcpt = ffi.new("mqe2e_receipt *")
         self._rcpt_free = True
+        self._pending = False
+        self._pending_topic = b""
+        self._crc = ffi.new("int *")
+        #: (topic, code) of deferred commits that failed (ReplayError: the
+        #: same message was committed in between; IoError), oldest first;
+        #: take them with take_commit_failures().
+        self._failed: List[Tuple[bytes, int]] = []
+        # The monotonic millisecond self._now was last set for.
+        self._clk_ms = -1
 
     def _clocks(self):
         t = self._now
-        t.wall_s = int(time.time())
-        t.mono_ms = int(time.monotonic() * 1000)
+        ms = _mono_ns() // 1000000
+        t.wall_s = int(_wall())
+        t.mono_ms = ms
+        self._clk_ms = ms
         return t[0]
 
+    def _flush(self) -> None:
+        # Commit the accepted receipt accept() kept, before anything else
+        # may deliver (a duplicate must meet the updated window).
+        self._pending = False
+        self._rcpt_free = True
+        if self._s is None:  # closed in between: never recorded (as released)
+            return
+        rc = lib.mqe2e_session_commit(self._s, self._rcpt)
+        lib.sodium_memzero(self._rcpt, ffi.sizeof("mqe2e_receipt"))
+        if rc != 0:
+            self._failed.append((self._pending_topic, rc))
+
+    def take_commit_failures(self) -> List[Tuple[bytes, int]]:
+        """``(topic, code)`` of receipts given to :meth:`accept` whose
+        deferred commit failed since the last call (``replay``: the same
+        message was committed in between; ``io``). The messages were
+        delivered already; report them like drops."""
+        out, self._failed = self._failed, []
+        return out
+
     def close(self) -> None:
-        """Wipe and free the session (the keystore stays open). Idempotent."""
+        """Commit what :meth:`accept` kept, wipe and free the session (the
+        keystore stays open). Idempotent."""
         if getattr(self, "_s", None) is not None:
+            if self._pending:
+                self._flush()
             lib.mqe2e_session_free(self._s)
             self._s = None
             if self._policy != ffi.NULL:
@@ -177,6 +214,8 @@ class Session:
     # -- events ----------------------------------------------------------
     def connected(self) -> List[Action]:
         """The transport connected: returns the control subscriptions and HELLO."""
+        if self._pending:
+            self._flush()
         check(lib.mqe2e_session_connected(self._h, self._clocks()))
         return self.actions()
 
@@ -199,6 +238,8 @@ class Session:
         s = self._s
         if s is None:
             raise ValueError("session is closed")
+        if self._pending:
+            self._flush()
         arr, n, keep = _props.to_c(properties or ())
         check(lib.mqe2e_session_message_received_props(
             s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
@@ -217,16 +258,32 @@ class Session:
         it accepted it, or :meth:`release_receipt` it if it did not.
         Otherwise returns ``(None, actions)``, the list
         :meth:`message_received` would have returned.
+
+        A receipt given to :meth:`accept` is committed first, in the same
+        call into the core (``mqe2e_session_commit_receive_one``).
         """
         s = self._s
         if s is None:
             raise ValueError("session is closed")
         t = self._now
-        t.wall_s = int(_wall())
-        t.mono_ms = int(_mono() * 1000)
+        ms = _mono_ns() // 1000000
+        if ms != self._clk_ms:
+            # Both clocks at most one millisecond old: read them once per
+            # millisecond, not once per message.
+            t.wall_s = int(_wall())
+            t.mono_ms = ms
+            self._clk_ms = ms
         a = self._act
-        rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
-                          t[0], a)
+        if self._pending:
+            self._pending = False
+            self._rcpt_free = True
+            rc = _commit_receive_one(s, self._rcpt, self._crc, topic, len(topic), payload,
+                                     len(payload), qos, retain, dup, 0, t[0], a)
+            if self._crc[0] != 0:
+                self._failed.append((self._pending_topic, self._crc[0]))
+        else:
+            rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
+                              t[0], a)
         if rc == 1 and a.kind == DELIVER and a.current:
             data = ffi.buffer(a.data, a.len)[:] if a.len else b""
             if not a.receipt.active:
@@ -243,12 +300,29 @@ class Session:
         out.extend(self.actions(topic))
         return None, out
 
+    def accept(self, receipt: Any, topic: bytes = b"") -> None:
+        """The application accepted the message of a :meth:`receive_one`
+        receipt: commit it, deferred to the next call that may deliver
+        (:meth:`receive_one`, which does it in the same call into the core,
+        :meth:`message_received`, :meth:`tick`, :meth:`commit`,
+        :meth:`close`...). A duplicate of the message is therefore a replay
+        as with :meth:`commit_receipt`; a failed commit is reported by
+        :meth:`take_commit_failures` under ``topic``.
+        """
+        if receipt is self._rcpt and not self._pending:
+            self._pending_topic = topic
+            self._pending = True
+            return
+        self.commit_receipt(receipt)
+
     def commit_receipt(self, receipt: Any) -> None:
         """Commit a receipt from :meth:`receive_one` (as :meth:`commit`).
 
         Raises:
             ReplayError: the same message was committed in between.
         """
+        if self._pending:
+            self._flush()
         if receipt is self._rcpt:
             self._rcpt_free = True
         rc = lib.mqe2e_session_commit(self._h, receipt)
@@ -267,6 +341,8 @@ class Session:
         Raises:
             ReplayError: the same message was committed in between.
         """
+        if self._pending:
+            self._flush()
         if delivery.receipt is not None:
             rc = lib.mqe2e_session_commit(self._h, delivery.receipt)
             if rc != 0:
@@ -308,6 +384,8 @@ class Session:
 
     def tick(self, connected: bool = True) -> List[Action]:
         """Run the timers; returns the resulting actions."""
+        if self._pending:
+            self._flush()
         check(lib.mqe2e_session_tick(self._h, int(connected), self._clocks()))
         return self.actions()
 

@@ -88,6 +88,44 @@ def test_receive_one_receipts_are_independent(tmp_path, pair):
         kb.close()
 
 
+def test_accepted_receipt_is_committed_before_anything_else_may_deliver(pair):
+    # accept() defers the commit to the session's next call that may deliver:
+    # the next receive_one (same call into the core), message_received, tick,
+    # commit, close. A duplicate of the accepted message is a replay on each.
+    s, b = pair
+    envs = [s.publish("t/1", b"m%d" % i) for i in range(4)]
+    kb = mqe2e.Keystore.open(b, "pw")
+    sb = mqe2e.Session(kb)
+    try:
+        for follow in ("receive_one", "message_received", "tick"):
+            env = envs.pop()
+            data, r = sb.receive_one(b"t/1", env, 1)
+            assert data is not None and r is not None
+            sb.accept(r, b"t/1")
+            if follow == "tick":
+                sb.tick(False)
+            if follow == "message_received":
+                acts = sb.message_received(b"t/1", env, 1)
+            else:
+                none, acts = sb.receive_one(b"t/1", env, 1)
+                assert none is None
+            assert [a.reason for a in acts] == ["replay"], follow
+        assert sb.take_commit_failures() == []
+        # A receipt whose message was committed in between: the deferred
+        # commit fails and is reported, never lost.
+        env = envs.pop()
+        _, r1 = sb.receive_one(b"t/1", env, 1)
+        _, r2 = sb.receive_one(b"t/1", env, 1)   # redelivered before r1 was handed back
+        assert r1 is not r2
+        sb.commit_receipt(r2)
+        sb.accept(r1, b"t/1")
+        sb.receive_one(b"t/1", b"not an envelope", 1)
+        assert sb.take_commit_failures() == [(b"t/1", mqe2e.errors.CODES["replay"])]
+    finally:
+        sb.close()
+        kb.close()
+
+
 def test_replay_window_survives_keystore_close(pair):
     s, b = pair
     env = s.publish("t/1", b"once")

@@ -65,6 +65,7 @@ def subscriber(args) -> None:
     else:
         c = paho.Client(client_id=args.cid, clean_session=False)
     times = []
+    cpu = []
     done = threading.Event()
     bad = [0]
 
@@ -72,6 +73,10 @@ def subscriber(args) -> None:
         times.append(time.perf_counter())
         if len(m.payload) != args.size:
             bad[0] += 1
+        if len(times) == 1 or len(times) >= args.messages:
+            # The process's CPU time (every thread) at the first and the last
+            # message: what the drain cost, whatever else the machine ran.
+            cpu.append(time.process_time())
         if len(times) >= args.messages:
             done.set()
 
@@ -94,7 +99,8 @@ def subscriber(args) -> None:
         c.loop_stop()
         n = len(times)
         rate = (n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else 0.0
-        print(json.dumps({"received": n, "rate": rate, "bad": bad[0]}))
+        cpu_us = (cpu[-1] - cpu[0]) / (n - 1) * 1e6 if n > 1 and len(cpu) > 1 else 0.0
+        print(json.dumps({"received": n, "rate": rate, "cpu_us": cpu_us, "bad": bad[0]}))
     if args.kind == "encrypted":
         c.keystore_close()
 
@@ -211,7 +217,7 @@ def main() -> int:
 
         ks = mqe2e.Keystore.open(pub_ks, PASS)
         s = mqe2e.Session(ks)
-        ratios, rows = [], []
+        ratios, cpu_ratios, rows = [], [], []
         for rep in range(args.reps):
             # Fresh envelopes every repetition: the subscriber's replay window
             # remembers the previous ones.
@@ -235,11 +241,21 @@ def main() -> int:
                     raise SystemExit(f"{kind}: received {res[kind]} of {args.messages}")
             ratio = res["encrypted"]["rate"] / res["plain"]["rate"]
             ratios.append(ratio)
+            # The same comparison in CPU time per message of the subscriber
+            # process: what the rates would be on an idle machine, much less
+            # moved by other work on a shared one.
+            cpu_ratio = res["plain"]["cpu_us"] / res["encrypted"]["cpu_us"]
+            cpu_ratios.append(cpu_ratio)
             rows.append({"rep": rep, "plain_msgs_per_s": round(res["plain"]["rate"]),
                          "encrypted_msgs_per_s": round(res["encrypted"]["rate"]),
-                         "ratio": round(ratio, 3)})
+                         "ratio": round(ratio, 3),
+                         "plain_cpu_us": round(res["plain"]["cpu_us"], 2),
+                         "encrypted_cpu_us": round(res["encrypted"]["cpu_us"], 2),
+                         "cpu_ratio": round(cpu_ratio, 3)})
             print(f"rep {rep}: plain {res['plain']['rate']:.0f} msg/s, "
-                  f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}",
+                  f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}; "
+                  f"CPU per message {res['plain']['cpu_us']:.2f} vs "
+                  f"{res['encrypted']['cpu_us']:.2f} us, CPU ratio {cpu_ratio:.3f}",
                   flush=True)
         cpu = inprocess(s, topic, sub_ks, min(args.messages, 20000), args.size)
         print(f"in-process per message: paho dispatch {cpu['plain_dispatch_us']} us, "
@@ -249,8 +265,15 @@ def main() -> int:
         ks.close()
         summary = {"inprocess": cpu, "bench": "python_subscriber", "size": args.size, "messages": args.messages,
                    "reps": args.reps, "median_ratio": round(statistics.median(ratios), 3),
+                   "min_ratio": round(min(ratios), 3), "max_ratio": round(max(ratios), 3),
+                   "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
+                   "min_cpu_ratio": round(min(cpu_ratios), 3),
+                   "max_cpu_ratio": round(max(cpu_ratios), 3),
                    "runs": rows, "python": sys.version.split()[0],
                    "paho_mqtt": paho.__version__ if hasattr(paho, "__version__") else "1.6"}
+        print(f"ratio median {summary['median_ratio']} ({summary['min_ratio']}-"
+              f"{summary['max_ratio']}); CPU ratio median {summary['median_cpu_ratio']} "
+              f"({summary['min_cpu_ratio']}-{summary['max_cpu_ratio']})", flush=True)
         print(json.dumps(summary))
         if args.json:
             with open(args.json, "w") as f:

@@ -34,6 +34,8 @@ from .session import Delivery, Drop, Publish, Session, Subscribe
 
 MQTTMessage = paho.MQTTMessage
 _paho_on_message = paho.Client._handle_on_message
+_paho_loop_misc = paho.Client.loop_misc
+_mono_ns = time.monotonic_ns
 _MQTTv5 = paho.MQTTv5
 
 DropCallback = Callable[[Any, Any, str, str], None]
@@ -65,7 +67,8 @@ class Client(paho.Client):
         self._mqe2e_keystore: Optional[Keystore] = None
         self._mqe2e_session: Optional[Session] = None
         self._mqe2e_on_drop: Optional[DropCallback] = None
-        self._mqe2e_next_tick = 0
+        # Monotonic nanoseconds of the session's next timer (loop_misc).
+        self._mqe2e_next_tick_ns = 0
 
     # -- configuration ---------------------------------------------------
     def keystore_set(self, path: str, passphrase: Union[str, bytes, None] = None, *,
@@ -250,16 +253,18 @@ class Client(paho.Client):
         self._mqe2e_run(acts, message)
 
     def loop_misc(self) -> int:
-        rc = super().loop_misc()
-        now = int(time.monotonic() * 1000)
-        if now >= self._mqe2e_next_tick:
+        # paho calls this after every packet read: keep the common case (no
+        # timer due) to one clock reading and one comparison.
+        rc = _paho_loop_misc(self)
+        if _mono_ns() >= self._mqe2e_next_tick_ns:
+            now = _mono_ns() // 1000000
             acts: list = []
             with self._mqe2e_lock:
                 s = self._mqe2e_session
                 if s is not None:
                     acts = s.tick(self.is_connected())
                     nt = s.next_timer_ms()
-                    self._mqe2e_next_tick = nt if nt is not None else now + 1000
+                    self._mqe2e_next_tick_ns = (nt if nt is not None else now + 1000) * 1000000
             if s is not None and s._failed:
                 self._mqe2e_commit_failed(s)
             self._mqe2e_run(acts, None)

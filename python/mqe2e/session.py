@@ -151,8 +151,10 @@ class Session:
         #: same message was committed in between; IoError), oldest first;
         #: take them with take_commit_failures().
         self._failed: List[Tuple[bytes, int]] = []
-        # The monotonic millisecond self._now was last set for.
+        # The monotonic millisecond self._now was last set for, and its
+        # value (a struct passed by value: copied out once per setting).
         self._clk_ms = -1
+        self._tv = self._now[0]
 
     def _clocks(self):
         t = self._now
@@ -160,7 +162,8 @@ class Session:
         t.wall_s = int(_wall())
         t.mono_ms = ms
         self._clk_ms = ms
-        return t[0]
+        self._tv = tv = t[0]
+        return tv
 
     def _flush(self) -> None:
         # Commit the accepted receipt accept() kept, before anything else
@@ -265,35 +268,39 @@ class Session:
         s = self._s
         if s is None:
             raise ValueError("session is closed")
-        t = self._now
         ms = _mono_ns() // 1000000
         if ms != self._clk_ms:
             # Both clocks at most one millisecond old: read them once per
             # millisecond, not once per message.
+            t = self._now
             t.wall_s = int(_wall())
             t.mono_ms = ms
             self._clk_ms = ms
+            self._tv = t[0]
         a = self._act
         if self._pending:
             self._pending = False
             self._rcpt_free = True
-            rc = _commit_receive_one(s, self._rcpt, self._crc, topic, len(topic), payload,
-                                     len(payload), qos, retain, dup, 0, t[0], a)
-            if self._crc[0] != 0:
-                self._failed.append((self._pending_topic, self._crc[0]))
+            crc = self._crc
+            rc = _commit_receive_one(s, self._rcpt, crc, topic, len(topic), payload,
+                                     len(payload), qos, retain, dup, 0, self._tv, a)
+            if crc[0]:
+                self._failed.append((self._pending_topic, crc[0]))
         else:
             rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
-                              t[0], a)
+                              self._tv, a)
         if rc == 1 and a.kind == DELIVER and a.current:
-            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
-            if not a.receipt.active:
+            n = a.len
+            data = ffi.buffer(a.data, n)[:] if n else b""
+            rcpt = a.receipt
+            if not rcpt.active:
                 return data, None
             if self._rcpt_free:
                 r = self._rcpt
-                r[0] = a.receipt
+                r[0] = rcpt
                 self._rcpt_free = False
             else:
-                r = ffi.new("mqe2e_receipt *", a.receipt)
+                r = ffi.new("mqe2e_receipt *", rcpt)
             return data, r
         check(rc)
         out = [self._convert(a, topic)] if rc == 1 else []

@@ -214,3 +214,34 @@ def test_session_api_and_errors(pair):
         mqe2e.Session(kb, policy=["not a rule"])
     sb.close()
     kb.close()
+
+
+def test_v5_properties_convert_both_ways_in_order():
+    # paho Properties -> (id, name, value) items -> C array -> items -> paho
+    # (the path of a held message's properties back to on_message).
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from mqe2e import props
+
+    p = Properties(PacketTypes.PUBLISH)
+    p.PayloadFormatIndicator = 1
+    p.ContentType = "text/plain"
+    p.ResponseTopic = "r/1"
+    p.CorrelationData = b"\x00\x01"
+    p.UserProperty = ("site", "b")
+    p.UserProperty = ("site", "")
+    p.UserProperty = ("", "x")
+    p.MessageExpiryInterval = 60  # never bindable: not converted
+    items = props.from_paho(p)
+    assert items == [(0x01, None, b"\x01"), (0x03, None, b"text/plain"), (0x08, None, b"r/1"),
+                     (0x09, None, b"\x00\x01"), (0x26, b"site", b"b"), (0x26, b"site", b""),
+                     (0x26, b"", b"x")]
+    arr, n, keep = props.to_c(items)
+    assert n == len(items)
+    assert props.from_c(arr, n) == items
+    back = props.to_paho(items)
+    assert (back.PayloadFormatIndicator, back.ContentType, back.ResponseTopic,
+            back.CorrelationData) == (1, "text/plain", "r/1", b"\x00\x01")
+    assert back.UserProperty == [("site", "b"), ("site", ""), ("", "x")]
+    assert props.from_paho(None) == [] and props.to_c([])[1] == 0

@@ -66,6 +66,7 @@ class Inbox:
 
 
 def py_client(ks, port, cid, inbox=None, rule=RULE, protocol=paho.MQTTv5):
+    sub_filter = rule.split("=", 1)[0] if rule else "sensors/#"
     c = mqe2e.Client(client_id=cid, protocol=protocol)
     c.keystore_set(ks, PASS, policy=[rule] if rule else None)
     if inbox is not None:
@@ -75,9 +76,9 @@ def py_client(ks, port, cid, inbox=None, rule=RULE, protocol=paho.MQTTv5):
         c.on_subscribe = lambda *a: inbox.subscribed.set()
         if protocol == paho.MQTTv5:
             opts = SubscribeOptions(qos=1, retainAsPublished=True)
-            c.on_connect = lambda cl, u, f, rc, p=None: cl.subscribe("sensors/#", options=opts)
+            c.on_connect = lambda cl, u, f, rc, p=None: cl.subscribe(sub_filter, options=opts)
         else:
-            c.on_connect = lambda cl, u, f, rc: cl.subscribe("sensors/#", 1)
+            c.on_connect = lambda cl, u, f, rc: cl.subscribe(sub_filter, 1)
     c.connect("127.0.0.1", port)
     c.loop_start()
     if inbox is not None:
@@ -261,3 +262,66 @@ def test_v311_unchanged(broker, keys, peer):
         stop(sub)
     assert (topic, payload, retained) == (TOPIC, b"v3", False)
     assert inbox.drops.empty()
+
+
+HRULE = "health/#=group:health;bind=content-type,user:site"
+
+
+def test_held_message_keeps_its_properties(authority, tmp_path):
+    """A v5 backend that missed a rotation gets a (retained) message of the
+    new epoch while the authority cannot answer its HELLO yet (stopped): the
+    message is held, released once the HELLO reply brings the key, and
+    delivered with the properties it arrived with, checked by the rule."""
+    import signal
+
+    port = authority.broker.port
+    authority.op("group", "create", "--group", "health", "--topic", "health/#")
+    authority.run("enroll", "-K", "hr-1.ks", "--ticket",
+                  authority.ticket("hr-1", "--group", "health", "--grant", "health/hr-1/#:pub"),
+                  "-h", "127.0.0.1", "-p", str(port))
+    dev_ks, back_ks = str(tmp_path / "hr-2.ks"), str(tmp_path / "backend.ks")
+    mqe2e.enroll(dev_ks, ticket=authority.ticket("hr-2", "--group", "health", "--grant",
+                                                  "health/hr-2/#:pub"),
+                 host="127.0.0.1", port=port, passphrase=PASS)
+    mqe2e.enroll(back_ks, ticket=authority.ticket("backend", "--role", "service", "--group",
+                                                   "health", "--grant", "health/#:sub"),
+                 host="127.0.0.1", port=port, passphrase=PASS)
+    with mqe2e.Keystore.open(back_ks, PASS) as k:
+        (g,) = k.groups()
+        old_epoch = g.current_epoch
+
+    authority.op("revoke", "--id", "hr-1")  # rotates health; the backend is away
+
+    d = mqe2e.Client(client_id="hr-2", protocol=paho.MQTTv5)
+    d.keystore_set(dev_ks, PASS, policy=[HRULE])
+    d.connect("127.0.0.1", port)
+    d.loop_start()
+    try:
+        wait_for(lambda: d.session.fresh(), 20, "the device's HELLO reply")
+        d.publish("health/hr-2/bpm", b"72", 1, True,
+                  props(ct="text/plain", users=[("site", "ward-9")])).wait_for_publish(10)
+    finally:
+        stop(d)
+
+    inbox = Inbox()
+    os.kill(authority.proc.pid, signal.SIGSTOP)
+    try:
+        c = py_client(back_ks, port, "backend", inbox, rule=HRULE)
+        try:
+            wait_for(lambda: c.counters()["control"]["held"] >= 1, 20, "the message held")
+            assert inbox.messages.empty(), "delivered before its key was known"
+            os.kill(authority.proc.pid, signal.SIGCONT)
+            topic, payload, retained, p = inbox.messages.get(timeout=30)
+            counters = c.counters()
+        finally:
+            stop(c)
+    finally:
+        os.kill(authority.proc.pid, signal.SIGCONT)
+    assert inbox.drops.empty(), list(inbox.drops.queue)
+    assert (topic, payload, retained) == ("health/hr-2/bpm", b"72", True)
+    assert p.ContentType == "text/plain"
+    assert user_props(p) == [("site", "ward-9")]
+    assert counters["control"]["released"] >= 1
+    with mqe2e.Keystore.open(back_ks, PASS) as k:
+        (g,) = k.groups()
+        assert g.current_epoch > old_epoch

@@ -30,7 +30,8 @@ static void hex(const void *p, int len)
 {
     const unsigned char *b = p;
     if (len == 0) putchar('-');
-    for (int i = 0; i < len; i++) printf("%02x", b[i]);
+    for (int i = 0; i < len; i++)
+        printf("%02x", b[i]);
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message *m)
@@ -138,7 +139,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "v5_peer: setSecurity %d\n", rc);
         return 1;
     }
-    if (!pub && mqe2e_MQTTClient_setCallbacks(c, NULL, NULL, on_message, NULL) != MQTTCLIENT_SUCCESS)
+    if (!pub &&
+        mqe2e_MQTTClient_setCallbacks(c, NULL, NULL, on_message, NULL) != MQTTCLIENT_SUCCESS)
         return 1;
     MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer5;
     co.cleanstart = 1;

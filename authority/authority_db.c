@@ -626,7 +626,7 @@ out:
 void mqe2e_adb_close(mqe2e_adb *db)
 {
     if (db == NULL) return;
-    store_close(db->store); /* rolls an open transaction back */
+    store_close(db->store);                    /* rolls an open transaction back */
     if (db->key != NULL) sodium_free(db->key); /* sodium_free wipes */
     free(db);
 }
@@ -737,7 +737,8 @@ int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "INSERT INTO token_grants(token_id, filter, rights) VALUES (?1, ?2, ?3)"
-                  " ON CONFLICT(token_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+                  " ON CONFLICT(token_id, filter) DO UPDATE SET rights = token_grants.rights | "
+                  "excluded.rights");
     for (size_t i = 0; rc == MQE2E_OK && i < n; i++) {
         (void)store_reset(st);
         rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
@@ -920,10 +921,10 @@ static int client_grants_insert(mqe2e_adb *db, const char *client_id, const char
                                 uint32_t rights)
 {
     store_stmt *st = NULL;
-    int rc =
-        prep(db, &st,
-             "INSERT INTO client_grants(client_id, filter, rights) VALUES (?1, ?2, ?3)"
-             " ON CONFLICT(client_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+    int rc = prep(db, &st,
+                  "INSERT INTO client_grants(client_id, filter, rights) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(client_id, filter) DO UPDATE SET rights = client_grants.rights | "
+                  "excluded.rights");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, filter);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, rights);
@@ -985,7 +986,7 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
                   " enrolled_at = excluded.enrolled_at,"
                   " credential_serial = excluded.credential_serial,"
                   " credential_expires = excluded.credential_expires"
-                  " WHERE status = 'active'");
+                  " WHERE clients.status = 'active'");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
@@ -1785,8 +1786,8 @@ int mqe2e_adb_groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_m
     return cb != NULL ? groups_of_client(db, client_id, cb, NULL, user) : MQE2E_ERR_INVALID_ARG;
 }
 
-int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id,
-                                  mqe2e_adb_membership_cb cb, void *user)
+int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id, mqe2e_adb_membership_cb cb,
+                                  void *user)
 {
     return cb != NULL ? groups_of_client(db, client_id, NULL, cb, user) : MQE2E_ERR_INVALID_ARG;
 }
@@ -1937,8 +1938,7 @@ int mqe2e_adb_audit_append(mqe2e_adb *db, uint64_t at, const char *actor, const 
     if (rc == MQE2E_OK) rc = bind_u64(st, 1, at);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, actor);
     if (rc == MQE2E_OK) rc = bind_text(st, 3, action);
-    if (rc == MQE2E_OK)
-        rc = subject != NULL ? bind_text(st, 4, subject) : store_bind_null(st, 4);
+    if (rc == MQE2E_OK) rc = subject != NULL ? bind_text(st, 4, subject) : store_bind_null(st, 4);
     if (rc == MQE2E_OK) rc = step_done(st);
     store_finish(db->store, st);
     return rc;
@@ -1964,8 +1964,8 @@ int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb,
             rc = MQE2E_ERR_IO;
             break;
         }
-        rc = cb(store_col_i64(st, 0), col_u64(st, 1), (const char *)actor,
-                (const char *)action, (const char *)subject, user);
+        rc = cb(store_col_i64(st, 0), col_u64(st, 1), (const char *)actor, (const char *)action,
+                (const char *)subject, user);
     }
     store_finish(db->store, st);
     return rc;

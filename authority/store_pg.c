@@ -158,7 +158,8 @@ static int rewrite(pg_stmt *t, const char *sql)
     t->text = o;
     t->nparams = maxp;
     const char *p = sql;
-    while (*p == ' ' || *p == '\n') p++;
+    while (*p == ' ' || *p == '\n')
+        p++;
     t->is_write = strncasecmp(p, "INSERT", 6) == 0 || strncasecmp(p, "UPDATE", 6) == 0 ||
                   strncasecmp(p, "DELETE", 6) == 0;
     return MQE2E_OK;
@@ -289,8 +290,8 @@ static int run(pg_stmt *t)
         int rc = simple(q, "SAVEPOINT store_stmt");
         if (rc != MQE2E_OK) return rc;
     }
-    t->res = PQexecParams(q->conn, t->text, t->nparams, t->types, t->values, t->lengths,
-                          t->formats, 0);
+    t->res =
+        PQexecParams(q->conn, t->text, t->nparams, t->types, t->values, t->lengths, t->formats, 0);
     int rc = t->res == NULL ? MQE2E_ERR_NOMEM : result_rc(t->res);
     if (guarded) {
         if (rc != MQE2E_OK) (void)simple(q, "ROLLBACK TO SAVEPOINT store_stmt");
@@ -397,8 +398,7 @@ static int pg_begin(store *s, store_tx_kind kind)
     if (kind == STORE_TX_READ) return simple(q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     int rc = simple(q, "BEGIN ISOLATION LEVEL READ COMMITTED");
     if (rc == MQE2E_OK) rc = simple(q, WRITE_LOCK_SQL);
-    if (rc != MQE2E_OK && PQtransactionStatus(q->conn) != PQTRANS_IDLE)
-        (void)simple(q, "ROLLBACK");
+    if (rc != MQE2E_OK && PQtransactionStatus(q->conn) != PQTRANS_IDLE) (void)simple(q, "ROLLBACK");
     return rc;
 }
 
@@ -409,9 +409,9 @@ static int pg_in_tx(store *s)
 }
 
 static const store_ops PG_OPS = {
-    pg_close, pg_prepare, pg_finish, pg_reset, pg_bind_i64, pg_bind_text, pg_bind_blob,
-    pg_bind_null, pg_step,   pg_col_type, pg_col_i64, pg_col_text,  pg_col_blob,
-    pg_changes,  pg_exec,    pg_begin,   pg_in_tx,
+    pg_close,     pg_prepare,   pg_finish, pg_reset,    pg_bind_i64, pg_bind_text,
+    pg_bind_blob, pg_bind_null, pg_step,   pg_col_type, pg_col_i64,  pg_col_text,
+    pg_col_blob,  pg_changes,   pg_exec,   pg_begin,    pg_in_tx,
 };
 
 /* Server notices ("relation already exists, skipping") are not errors: drop them. */

@@ -229,9 +229,9 @@ static int sq_in_tx(store *s)
 }
 
 static const store_ops SQ_OPS = {
-    sq_close, sq_prepare, sq_finish, sq_reset, sq_bind_i64, sq_bind_text, sq_bind_blob,
-    sq_bind_null, sq_step,   sq_col_type, sq_col_i64, sq_col_text,  sq_col_blob,
-    sq_changes,  sq_exec,    sq_begin,   sq_in_tx,
+    sq_close,     sq_prepare,   sq_finish, sq_reset,    sq_bind_i64, sq_bind_text,
+    sq_bind_blob, sq_bind_null, sq_step,   sq_col_type, sq_col_i64,  sq_col_text,
+    sq_col_blob,  sq_changes,   sq_exec,   sq_begin,    sq_in_tx,
 };
 
 static int pragma_expect(store *s, const char *sql, const char *expect)

@@ -1814,7 +1814,7 @@ int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_r
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "SELECT client_id, serial, revoked_at FROM revocations"
-                  " ORDER BY revoked_at, rowid");
+                  " ORDER BY revoked_at, client_id, serial");
     while (rc == MQE2E_OK) {
         int r = step_row(st);
         if (r <= 0) {

@@ -11,13 +11,17 @@ static int has_prefix(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+int store_uri_is_server(const char *uri)
+{
+    return uri != NULL && (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"));
+}
+
 int store_open(store **out, const char *uri)
 {
     if (out == NULL) return MQE2E_ERR_INVALID_ARG;
     *out = NULL;
     if (uri == NULL || uri[0] == '\0') return MQE2E_ERR_INVALID_ARG;
-    if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"))
-        return store_pg_open(out, uri);
+    if (store_uri_is_server(uri)) return store_pg_open(out, uri);
     if (has_prefix(uri, "sqlite:")) {
         const char *path = uri + strlen("sqlite:");
         return path[0] == '\0' ? MQE2E_ERR_INVALID_ARG : store_sqlite_open(out, path);

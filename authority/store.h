@@ -81,6 +81,9 @@ typedef enum store_col_kind {
  */
 int store_open(store **out, const char *uri);
 
+/** @brief 1 if @p uri names a database server (postgresql:// or postgres://), 0 for a file. */
+int store_uri_is_server(const char *uri);
+
 /** @brief Close the store, rolling back an open transaction. NULL is a no-op. */
 void store_close(store *s);
 

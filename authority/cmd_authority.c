@@ -308,7 +308,7 @@ static int open_db(mqe2e_adb **db, const mqe2e_keystore *ks, const char *path)
     if (lrc == MQE2E_OK) lrc = mqe2e_adb_open(db, path, key);
     sodium_memzero(key, sizeof key);
     if (lrc != MQE2E_OK) {
-        cli_error("cannot open database %s: %s", path,
+        cli_error("cannot open database %s: %s", store_uri_shown(path),
                   lrc == MQE2E_ERR_AUTH ? "it belongs to another authority keystore"
                                         : mqe2e_strerror(lrc));
         return CLI_EXIT_KEY;
@@ -339,6 +339,13 @@ static int do_init(const auth_args *a)
         cli_error("database %s already exists; refusing to overwrite it", a->db);
         return CLI_EXIT_KEY;
     }
+    if (!store_uri_valid(a->db)) {
+        /* The scheme only: the rest of a mistyped server URI may hold a password. */
+        const char *sep = strstr(a->db, "://");
+        cli_error("unknown store scheme '%.*s://' (sqlite:PATH, a path, or postgresql://...)",
+                  sep != NULL ? (int)(sep - a->db) : 0, a->db);
+        return CLI_EXIT_USAGE;
+    }
     cli_keystore c;
     int rc = cli_keystore_create(&c, &a->k, a->id, 0);
     if (rc != CLI_EXIT_OK) return rc;
@@ -365,7 +372,7 @@ static int do_init(const auth_args *a)
         (void)mqe2e_adb_audit_append(db, cli_now(), "local", "init", a->id);
         mqe2e_adb_close(db);
         fprintf(stderr, "authority %s created: keystore %s, database %s, prefix %s\n", a->id,
-                a->k.path, a->db, prefix);
+                a->k.path, store_uri_shown(a->db), prefix);
         fprintf(stderr, "authority pin (public; operators use it as --authority):\n");
         rc = print_pin(c.ks, prefix);
     }

@@ -16,20 +16,29 @@ int store_uri_is_server(const char *uri)
     return uri != NULL && (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"));
 }
 
+int store_uri_valid(const char *uri)
+{
+    if (uri == NULL || uri[0] == '\0') return 0;
+    if (store_uri_is_server(uri)) return 1;
+    if (has_prefix(uri, "sqlite:")) return uri[strlen("sqlite:")] != '\0';
+    /* Any other scheme is refused rather than taken for a file name: a typo
+     * in "postgresql://" must not create a local file. */
+    return strstr(uri, "://") == NULL;
+}
+
+const char *store_uri_shown(const char *uri)
+{
+    if (uri == NULL) return "(none)";
+    return store_uri_is_server(uri) ? "the PostgreSQL store" : uri;
+}
+
 int store_open(store **out, const char *uri)
 {
     if (out == NULL) return MQE2E_ERR_INVALID_ARG;
     *out = NULL;
-    if (uri == NULL || uri[0] == '\0') return MQE2E_ERR_INVALID_ARG;
+    if (!store_uri_valid(uri)) return MQE2E_ERR_INVALID_ARG;
     if (store_uri_is_server(uri)) return store_pg_open(out, uri);
-    if (has_prefix(uri, "sqlite:")) {
-        const char *path = uri + strlen("sqlite:");
-        return path[0] == '\0' ? MQE2E_ERR_INVALID_ARG : store_sqlite_open(out, path);
-    }
-    /* Any other scheme is refused rather than taken for a file name: a typo
-     * in "postgresql://" must not create a local file. */
-    const char *colon = strstr(uri, "://");
-    if (colon != NULL) return MQE2E_ERR_INVALID_ARG;
+    if (has_prefix(uri, "sqlite:")) return store_sqlite_open(out, uri + strlen("sqlite:"));
     return store_sqlite_open(out, uri);
 }
 

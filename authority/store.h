@@ -84,6 +84,20 @@ int store_open(store **out, const char *uri);
 /** @brief 1 if @p uri names a database server (postgresql:// or postgres://), 0 for a file. */
 int store_uri_is_server(const char *uri);
 
+/**
+ * @brief 1 if store_open() accepts the form of @p uri (sqlite:PATH with a
+ *        path, a plain path, postgresql:// or postgres://), 0 otherwise (NULL,
+ *        empty, another `scheme://`). Checks the form only, opens nothing.
+ */
+int store_uri_valid(const char *uri);
+
+/**
+ * @brief What to print for @p uri in messages: the URI itself for a file, the
+ *        constant "the PostgreSQL store" for a server (its URI may carry a
+ *        password). Static storage or @p uri itself; never NULL.
+ */
+const char *store_uri_shown(const char *uri);
+
 /** @brief Close the store, rolling back an open transaction. NULL is a no-op. */
 void store_close(store *s);
 

@@ -1,6 +1,7 @@
 /* Store interface: choose a driver by URI scheme, then dispatch. */
 #include "store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "mqe2e/error.h"
@@ -42,9 +43,19 @@ int store_open(store **out, const char *uri)
     return store_sqlite_open(out, uri);
 }
 
+static void stmt_destroy(store_stmt *st)
+{
+    char *text = st->text;
+    st->owner->ops->destroy(st);
+    free(text);
+}
+
 void store_close(store *s)
 {
-    if (s != NULL) s->ops->close(s);
+    if (s == NULL) return;
+    for (size_t i = 0; i < STORE_STMT_CACHE; i++)
+        if (s->cache[i] != NULL) stmt_destroy(s->cache[i]);
+    s->ops->close(s);
 }
 
 store_dialect store_get_dialect(const store *s)
@@ -52,15 +63,54 @@ store_dialect store_get_dialect(const store *s)
     return s->dialect;
 }
 
+/* Parsing SQL cost more than running it on the enrollment path, so
+ * statements are kept prepared, keyed by their (literal) text and checked
+ * against it; a statement in use is never handed out twice (a nested query
+ * gets its own). */
 int store_prepare(store *s, store_stmt **out, const char *sql)
 {
     *out = NULL;
-    return s->ops->prepare(s, out, sql);
+    size_t free_slot = STORE_STMT_CACHE;
+    for (size_t i = 0; i < STORE_STMT_CACHE; i++) {
+        store_stmt *t = s->cache[i];
+        if (t == NULL) {
+            if (free_slot == STORE_STMT_CACHE) free_slot = i;
+        } else if (t->sql == sql && !t->busy && strcmp(t->text, sql) == 0) {
+            t->busy = 1;
+            *out = t;
+            return MQE2E_OK;
+        }
+    }
+    char *text = strdup(sql);
+    if (text == NULL) return MQE2E_ERR_NOMEM;
+    store_stmt *t = NULL;
+    int rc = s->ops->create(s, sql, &t);
+    if (rc != MQE2E_OK) {
+        free(text);
+        return rc;
+    }
+    t->owner = s;
+    t->sql = sql;
+    t->text = text;
+    t->busy = 1;
+    if (free_slot < STORE_STMT_CACHE) {
+        t->cached = 1;
+        s->cache[free_slot] = t;
+    }
+    *out = t;
+    return MQE2E_OK;
 }
 
 void store_finish(store *s, store_stmt *st)
 {
-    if (st != NULL) s->ops->finish(s, st);
+    (void)s;
+    if (st == NULL) return;
+    if (!st->cached) {
+        stmt_destroy(st);
+        return;
+    }
+    st->owner->ops->recycle(st);
+    st->busy = 0;
 }
 
 int store_reset(store_stmt *st)

@@ -27,7 +27,6 @@
 #include "store_driver.h"
 
 #define MAX_PARAMS 32
-#define STMT_CACHE 112
 #define OID_INT8 20U
 #define OID_BYTEA 17U
 /* The advisory lock every write transaction takes: "mqe2eadb" in ASCII. */
@@ -35,12 +34,9 @@
 
 typedef struct pg_stmt {
     store_stmt base;
-    const char *sql; /* the caller's literal: cache key */
-    char *text;      /* rewritten with $N */
-    int nparams;     /* highest $N used */
+    char *pgtext; /* rewritten with $N */
+    int nparams;  /* highest $N used */
     int is_write;
-    int busy;
-    int cached;
     const char *values[MAX_PARAMS];
     int lengths[MAX_PARAMS];
     int formats[MAX_PARAMS];
@@ -55,7 +51,6 @@ typedef struct pg_stmt {
 typedef struct pg_store {
     store base;
     PGconn *conn;
-    pg_stmt *cache[STMT_CACHE];
 } pg_store;
 
 static pg_store *S(store *s)
@@ -104,19 +99,17 @@ static void stmt_reset(pg_stmt *t)
     t->blob = NULL;
 }
 
-static void stmt_free(pg_stmt *t)
+static void pg_destroy(store_stmt *st)
 {
-    if (t == NULL) return;
+    pg_stmt *t = T(st);
     stmt_reset(t);
-    free(t->text);
+    free(t->pgtext);
     free(t);
 }
 
 static void pg_close(store *s)
 {
     pg_store *q = S(s);
-    for (size_t i = 0; i < STMT_CACHE; i++)
-        stmt_free(q->cache[i]);
     if (q->conn != NULL) PQfinish(q->conn); /* the server rolls an open transaction back */
     free(q);
 }
@@ -155,7 +148,7 @@ static int rewrite(pg_stmt *t, const char *sql)
         }
     }
     o[j] = '\0';
-    t->text = o;
+    t->pgtext = o;
     t->nparams = maxp;
     const char *p = sql;
     while (*p == ' ' || *p == '\n')
@@ -175,20 +168,9 @@ static void clear_binds(pg_stmt *t)
     }
 }
 
-static int pg_prepare(store *s, store_stmt **out, const char *sql)
+static int pg_create(store *s, const char *sql, store_stmt **out)
 {
-    pg_store *q = S(s);
-    size_t free_slot = STMT_CACHE;
-    for (size_t i = 0; i < STMT_CACHE; i++) {
-        pg_stmt *t = q->cache[i];
-        if (t == NULL) {
-            if (free_slot == STMT_CACHE) free_slot = i;
-        } else if (t->sql == sql && !t->busy) {
-            t->busy = 1;
-            *out = &t->base;
-            return MQE2E_OK;
-        }
-    }
+    (void)s;
     pg_stmt *t = calloc(1, sizeof *t);
     if (t == NULL) return MQE2E_ERR_NOMEM;
     int rc = rewrite(t, sql);
@@ -196,29 +178,15 @@ static int pg_prepare(store *s, store_stmt **out, const char *sql)
         free(t);
         return rc;
     }
-    t->base.owner = s;
-    t->sql = sql;
-    t->busy = 1;
     t->row = -1;
-    if (free_slot < STMT_CACHE) {
-        t->cached = 1;
-        q->cache[free_slot] = t;
-    }
     *out = &t->base;
     return MQE2E_OK;
 }
 
-static void pg_finish(store *s, store_stmt *st)
+static void pg_recycle(store_stmt *st)
 {
-    (void)s;
-    pg_stmt *t = T(st);
-    if (!t->cached) {
-        stmt_free(t);
-        return;
-    }
-    stmt_reset(t);
-    clear_binds(t);
-    t->busy = 0;
+    stmt_reset(T(st));
+    clear_binds(T(st));
 }
 
 static int pg_reset(store_stmt *st)
@@ -290,8 +258,8 @@ static int run(pg_stmt *t)
         int rc = simple(q, "SAVEPOINT store_stmt");
         if (rc != MQE2E_OK) return rc;
     }
-    t->res =
-        PQexecParams(q->conn, t->text, t->nparams, t->types, t->values, t->lengths, t->formats, 0);
+    t->res = PQexecParams(q->conn, t->pgtext, t->nparams, t->types, t->values, t->lengths,
+                          t->formats, 0);
     int rc = t->res == NULL ? MQE2E_ERR_NOMEM : result_rc(t->res);
     if (guarded) {
         if (rc != MQE2E_OK) (void)simple(q, "ROLLBACK TO SAVEPOINT store_stmt");
@@ -409,9 +377,9 @@ static int pg_in_tx(store *s)
 }
 
 static const store_ops PG_OPS = {
-    pg_close,     pg_prepare,   pg_finish, pg_reset,    pg_bind_i64, pg_bind_text,
-    pg_bind_blob, pg_bind_null, pg_step,   pg_col_type, pg_col_i64,  pg_col_text,
-    pg_col_blob,  pg_changes,   pg_exec,   pg_begin,    pg_in_tx,
+    pg_close,     pg_create,    pg_recycle,   pg_destroy, pg_reset,    pg_bind_i64,
+    pg_bind_text, pg_bind_blob, pg_bind_null, pg_step,    pg_col_type, pg_col_i64,
+    pg_col_text,  pg_col_blob,  pg_changes,   pg_exec,    pg_begin,    pg_in_tx,
 };
 
 /* Server notices ("relation already exists, skipping") are not errors: drop them. */
@@ -441,7 +409,7 @@ int store_pg_open(store **out, const char *conninfo)
                    " SET lock_timeout = '30s'; SET synchronous_commit = on");
 out:
     if (rc != MQE2E_OK) {
-        pg_close(&q->base);
+        store_close(&q->base);
         return rc;
     }
     *out = &q->base;

@@ -15,6 +15,7 @@
 #include "authority_db.h"
 #include "mqe2e/error.h"
 #include "store.h"
+#include "adb_testutil.h"
 #include "testutil.h"
 
 static char *dir;
@@ -71,16 +72,6 @@ static mqe2e_adb *open_db(void)
     return db;
 }
 
-static void enroll(mqe2e_adb *db, const char *client_id, uint8_t key_byte)
-{
-    uint8_t sp[32], dh[32];
-    memset(sp, key_byte, sizeof sp);
-    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
-    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
-                                                  100, 100000),
-                 MQE2E_OK, "enroll %s", client_id);
-}
-
 /* ------------------------------------------------------------------ basics */
 
 Test(store, opens_migrates_and_refuses_another_key)
@@ -127,9 +118,9 @@ Test(store, tokens_clients_groups_members_revocation)
     cr_assert(info.retry);
     cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp2, dh, 22), MQE2E_ERR_STATE);
 
-    enroll(db, "dev-1", 0x11);
-    enroll(db, "dev-2", 0x12);
-    enroll(db, "dev-3", 0x13);
+    adb_test_enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-2", 0x12);
+    adb_test_enroll(db, "dev-3", 0x13);
     cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 5, secret), MQE2E_OK);
     uint32_t sid = 0, ep = 0;
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-1", 30), MQE2E_OK);
@@ -264,7 +255,7 @@ Test(store, racing_connections_never_share_a_sender_id)
         for (int k = 0; k < PER_RACER; k++) {
             char id[32];
             snprintf(id, sizeof id, "c%d-%d", i, k);
-            enroll(db, id, (uint8_t)(i * PER_RACER + k + 1));
+            adb_test_enroll(db, id, (uint8_t)(i * PER_RACER + k + 1));
         }
     mqe2e_adb_close(db);
     struct racer r[RACERS];

@@ -28,7 +28,13 @@
  * with a 5 s busy timeout), PostgreSQL takes one transaction-scoped advisory
  * lock. Reads in a write transaction therefore see every earlier commit, and
  * read-modify-write steps (next sender id, epoch, token use) need no retry. A
- * read transaction (::STORE_TX_READ) is one consistent snapshot.
+ * write outside a transaction takes the same exclusion for its own short
+ * transaction. A read transaction (::STORE_TX_READ) is one consistent snapshot.
+ *
+ * A lost server connection (PostgreSQL) is re-established at the next
+ * transaction or statement outside one; inside a transaction every statement
+ * fails with ::MQE2E_ERR_IO until the caller's COMMIT (also
+ * ::MQE2E_ERR_IO) or ROLLBACK, so no part of it is replayed in autocommit.
  *
  * A handle and its statements are not thread-safe: one handle per thread.
  */

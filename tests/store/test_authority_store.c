@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* The authority store on each driver: the same domain calls against SQLite
  * (no environment) and against PostgreSQL (MQE2E_TEST_PG_URI, set by
  * tests/support/pgcluster.sh: a throwaway cluster; each test gets a fresh
@@ -74,6 +75,25 @@ static mqe2e_adb *open_db(void)
 
 /* ------------------------------------------------------------------ basics */
 
+/* What an administrator of the database reads (a second connection): the
+ * secret is sealed (nonce, ciphertext, tag), nowhere in clear. */
+static void assert_sealed_at_rest(const uint8_t secret[32], const char *sql)
+{
+    store *s = NULL;
+    store_stmt *st = NULL;
+    cr_assert_eq(store_open(&s, uri), MQE2E_OK);
+    cr_assert_eq(store_prepare(s, &st, sql), MQE2E_OK);
+    cr_assert_eq(store_step(st), 1, "%s: a row", sql);
+    size_t n = 0;
+    const uint8_t *b = store_col_blob(st, 0, &n);
+    cr_assert_not_null(b);
+    cr_assert_gt(n, 32U, "sealed: longer than the secret");
+    cr_assert_null(memmem(b, n, secret, 32), "the secret in clear in the database");
+    cr_assert_null(memmem(b, n, secret, 8), "part of the secret in clear");
+    store_finish(s, st);
+    store_close(s);
+}
+
 Test(store, opens_migrates_and_refuses_another_key)
 {
     mqe2e_adb *db = open_db();
@@ -108,6 +128,7 @@ Test(store, tokens_clients_groups_members_revocation)
                  MQE2E_OK);
     cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev-1", "sensor", &g, 1, 10, 1000),
                  MQE2E_ERR_EXISTS);
+    assert_sealed_at_rest(secret, "SELECT token_secret FROM tokens");
     mqe2e_adb_token_info info;
     cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp, dh, 20), MQE2E_OK);
     cr_assert_eq(memcmp(out, secret, 32), 0, "sealed secret round trip");
@@ -135,6 +156,7 @@ Test(store, tokens_clients_groups_members_revocation)
     memset(secret, 0x5B, sizeof secret);
     cr_assert_eq(mqe2e_adb_group_rotate(&ep, db, "g", secret, 40), MQE2E_OK);
     cr_assert_eq(ep, 2);
+    assert_sealed_at_rest(secret, "SELECT secret FROM group_epochs WHERE epoch = 2");
     cr_assert_eq(mqe2e_adb_group_epoch_secret(out, db, "g", 2), MQE2E_OK);
     cr_assert_eq(memcmp(out, secret, 32), 0);
 

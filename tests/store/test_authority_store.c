@@ -2,15 +2,15 @@
 /* The authority store on each driver: the same domain calls against SQLite
  * (no environment) and against PostgreSQL (MQE2E_TEST_PG_URI, set by
  * tests/support/pgcluster.sh: a throwaway cluster; each test gets a fresh
- * database). Includes races of several connections: sender ids, epochs and a
- * one-time token. */
+ * database). Includes races of several processes, each with its own
+ * connection: sender ids, epochs and a one-time token. */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "adb_testutil.h"
@@ -238,16 +238,42 @@ static void *take_sender_ids(void *arg)
     return NULL;
 }
 
+/* Each racer is a process of its own with its own connection, as several
+ * authority processes on one store are; they start together (all block on
+ * one pipe until the parent closes it) and send their results back. */
 static void run_racers(void *(*fn)(void *), struct racer *r)
 {
-    pthread_t t[RACERS];
+    int go[2];
+    int back[RACERS][2];
+    pid_t pid[RACERS];
+    cr_assert_eq(pipe(go), 0);
     for (int i = 0; i < RACERS; i++) {
-        memset(&r[i], 0, sizeof r[i]);
-        r[i].index = i;
-        cr_assert_eq(pthread_create(&t[i], NULL, fn, &r[i]), 0);
+        cr_assert_eq(pipe(back[i]), 0);
+        pid[i] = fork();
+        cr_assert_neq(pid[i], -1);
+        if (pid[i] == 0) {
+            struct racer mine;
+            memset(&mine, 0, sizeof mine);
+            mine.index = i;
+            char c;
+            close(go[1]);
+            (void)!read(go[0], &c, 1); /* EOF: the start */
+            fn(&mine);
+            ssize_t w = write(back[i][1], &mine, sizeof mine);
+            _exit(w == (ssize_t)sizeof mine ? 0 : 1);
+        }
+        close(back[i][1]);
     }
-    for (int i = 0; i < RACERS; i++)
-        pthread_join(t[i], NULL);
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < RACERS; i++) {
+        ssize_t n = read(back[i][0], &r[i], sizeof r[i]);
+        cr_assert_eq(n, (ssize_t)sizeof r[i], "racer %d sent its result", i);
+        close(back[i][0]);
+        int status = 0;
+        cr_assert_eq(waitpid(pid[i], &status, 0), pid[i]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "racer %d exited cleanly", i);
+    }
 }
 
 /* Every id 1..N handed out exactly once: no duplicate, no gap. */

@@ -122,8 +122,8 @@ void af_prepare(af_fixture *f)
         const char *q = strstr(pg, "/postgres?");
         cr_assert_not_null(q, "MQE2E_TEST_PG_URI names database postgres: %s", pg);
         cr_assert_null(strchr(pg, '\''));
-        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 '%s' -c 'CREATE DATABASE %s'",
-                 pg, name);
+        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 '%s' -c 'CREATE DATABASE %s'", pg,
+                 name);
         cr_assert_eq(system(cmd), 0, "%s", cmd);
         int w = snprintf(f->db, sizeof f->db, "%.*s/%s%s", (int)(q - pg), pg, name,
                          q + strlen("/postgres"));

@@ -17,28 +17,12 @@
 #include "authority_db.h"
 #include "mqe2e/error.h"
 #include "store.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 static char *dir;
 static char uri[4096];
 static uint8_t key[MQE2E_ADB_KEY_BYTES];
-
-/* PostgreSQL: a database of its own per test (Criterion forks each test). */
-static void pg_fresh_database(const char *base)
-{
-    PGconn *c = PQconnectdb(base);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-    char sql[128], name[64];
-    snprintf(name, sizeof name, "t%ld", (long)getpid());
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-    const char *q = strstr(base, "/postgres?");
-    cr_assert_not_null(q, "MQE2E_TEST_PG_URI names database postgres: %s", base);
-    snprintf(uri, sizeof uri, "%.*s/%s%s", (int)(q - base), base, name, q + strlen("/postgres"));
-}
 
 static void setup(void)
 {
@@ -46,10 +30,8 @@ static void setup(void)
     for (size_t i = 0; i < sizeof key; i++)
         key[i] = (uint8_t)(0x40 + i);
     dir = tu_tempdir();
-    const char *pg = getenv("MQE2E_TEST_PG_URI");
-    if (pg != NULL && pg[0] != '\0')
-        pg_fresh_database(pg);
-    else
+    /* PostgreSQL under tests/support/pgcluster.sh: a database per test. */
+    if (!pgtest_fresh_uri(uri, sizeof uri, "t"))
         snprintf(uri, sizeof uri, "sqlite:%s/authority.db", dir);
 }
 

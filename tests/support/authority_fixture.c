@@ -17,6 +17,7 @@
 #include "mqe2e/mqe2e.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 #define START_WAIT_S 15.0
@@ -112,6 +113,9 @@ void af_prepare(af_fixture *f)
     snprintf(f->auth_ks, sizeof f->auth_ks, "%s/auth.ks", f->dir);
     snprintf(f->op_ks, sizeof f->op_ks, "%s/op.ks", f->dir);
     snprintf(f->db, sizeof f->db, "%s/auth.db", f->dir);
+    /* Under tests/support/pgcluster.sh the authority keeps its state in a
+     * fresh PostgreSQL database of the throwaway cluster instead. */
+    (void)pgtest_fresh_uri(f->db, sizeof f->db, "af");
     snprintf(f->keyfile, sizeof f->keyfile, "%s/key", f->dir);
     snprintf(f->log, sizeof f->log, "%s/authority.log", f->dir);
     /* A raw key file keeps the many CLI runs fast (no Argon2 per run). */

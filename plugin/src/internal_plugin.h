@@ -176,6 +176,11 @@ int mqe2e__ctl_receive(mqe2e__ctl *ctl, const char *topic, int topic_len, const 
                        const MQTTProperties *props, const void *in, mqe2e__ctl_hand_fn *hand,
                        void *hand_ctx);
 
+/* The fronts seal envelopes up to this size into a buffer on the publish
+ * call's stack (payloads up to ~1.4 KiB), larger ones into a malloc()ed one;
+ * both are wiped before the call returns. */
+#define MQE2E__PUBLISH_STACK_BYTES 1536U
+
 /* Protect @p pt for @p topic into @p out (mqe2e_session_publish_bound(pt_len)
  * bytes): MQE2E_OK (publish *out_len bytes of it), MQE2E_SESSION_QUEUED (a
  * channel topic: the worker sends it), or the reason it was refused. */

@@ -327,11 +327,13 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
     int rc;
 
     if (mqe2e__props_from_paho(props, &view, &nview) != 0) return MQE2E_ERR_NOMEM;
+    /* One clock reading serves the session call and the freshness check. */
+    const mqe2e_session_time now = ctl_time();
     (void)pthread_mutex_lock(c->h.lock);
-    rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview,
-                                     ctl_time(), out, out_cap, out_len);
+    rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview, now,
+                                     out, out_cap, out_len);
     free(view);
-    ctl_take(c, NULL, 0, &list, NULL, ctl_time());
+    ctl_take(c, NULL, 0, &list, NULL, now);
     (void)pthread_mutex_unlock(c->h.lock);
     (void)ctl_handle(c, list, NULL, NULL);
     return rc;

@@ -12,10 +12,12 @@
 
 #include "mqe2e/mqe2e.h"
 
-/* Wall-clock seconds handed to the protector (epoch grace is wall-clock based). */
+/* Wall-clock seconds handed to the protector (epoch grace is wall-clock based);
+ * read from the coarse clock (one kernel tick of resolution: cheap per message). */
 uint64_t mqe2e__plugin_now(void);
 
-/* Monotonic milliseconds, for timeouts that must not jump with the wall clock. */
+/* Monotonic milliseconds, for timeouts that must not jump with the wall clock;
+ * coarse as well (1-4 ms steps), the only monotonic clock the session sees. */
 uint64_t mqe2e__plugin_monotonic_ms(void);
 
 /* ------------------------------------------------------------------ */

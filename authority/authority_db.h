@@ -1,6 +1,6 @@
 /**
  * @file authority_db.h
- * @brief Persistent store of the mqe2e authority (SQLite).
+ * @brief Persistent store of the mqe2e authority (SQLite or PostgreSQL, store.h).
  *
  * The authority keeps every piece of state it needs to survive a restart here:
  * enrollment tokens, enrolled clients and their grants, groups with their
@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 5   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 6   /**< schema version written by this code (both stores) */
 
 /** How long after its first use a token still serves an enrollment retry (the
  *  device lost the reply), and only for the same keys: seconds. */

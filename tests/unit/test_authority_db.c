@@ -1393,6 +1393,46 @@ Test(authority_db, token_groups_and_list)
     mqe2e_adb_close(db);
 }
 
+/* What schema 6 changed, undone: a file as schema-5 code wrote it. */
+#define SCHEMA_V6_UNDO                                                                             \
+    "INSERT INTO meta(key, value) SELECT name, value FROM counters; DROP TABLE counters;"          \
+    " DROP TABLE schema_migrations;"
+
+/* A schema-5 file (the last SQLite-only code) opens, keeps its counters and
+ * lists its migrations; its counters go on growing from where they were. */
+Test(authority_db, migrates_a_version_5_file)
+{
+    mqe2e_adb *db = open_db();
+    enroll(db, "dev-1", 0x11);
+    enroll(db, "dev-2", 0x12);
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-1", 20, NULL, NULL), MQE2E_OK);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev-2"), MQE2E_OK);
+    uint64_t serial_before = c.credential_serial;
+    mqe2e_adb_close(db);
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, SCHEMA_V6_UNDO " PRAGMA user_version = 5;", NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE key = 'revocation_version'"), 1);
+
+    db = open_db();
+    cr_assert_eq(raw_int("PRAGMA user_version"), 6);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM schema_migrations"), 6);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE typeof(value) = 'integer'"), 0);
+    uint64_t v = 0;
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 1, "the revocation-list version survives the migration");
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-2", 30, NULL, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 2);
+    enroll(db, "dev-3", 0x13);
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev-3"), MQE2E_OK);
+    cr_assert_gt(c.credential_serial, serial_before, "serials never repeat across the migration");
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, migrates_a_version_1_file)
 {
     mqe2e_adb *db = open_db();
@@ -1402,6 +1442,7 @@ Test(authority_db, migrates_a_version_1_file)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
+                              SCHEMA_V6_UNDO
                               "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
@@ -1439,6 +1480,7 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
+                              SCHEMA_V6_UNDO
                               "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"

@@ -1,0 +1,343 @@
+/* The authority store on each driver: the same domain calls against SQLite
+ * (no environment) and against PostgreSQL (MQE2E_TEST_PG_URI, set by
+ * tests/support/pgcluster.sh: a throwaway cluster; each test gets a fresh
+ * database). Includes races of several connections: sender ids, epochs and a
+ * one-time token. */
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "authority_db.h"
+#include "mqe2e/error.h"
+#include "store.h"
+#include "testutil.h"
+
+static char *dir;
+static char uri[4096];
+static uint8_t key[MQE2E_ADB_KEY_BYTES];
+
+/* PostgreSQL: a database of its own per test (Criterion forks each test). */
+static void pg_fresh_database(const char *base)
+{
+    PGconn *c = PQconnectdb(base);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    char sql[128], name[64];
+    snprintf(name, sizeof name, "t%ld", (long)getpid());
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    const char *q = strstr(base, "/postgres?");
+    cr_assert_not_null(q, "MQE2E_TEST_PG_URI names database postgres: %s", base);
+    snprintf(uri, sizeof uri, "%.*s/%s%s", (int)(q - base), base, name, q + strlen("/postgres"));
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(0x40 + i);
+    dir = tu_tempdir();
+    const char *pg = getenv("MQE2E_TEST_PG_URI");
+    if (pg != NULL && pg[0] != '\0')
+        pg_fresh_database(pg);
+    else
+        snprintf(uri, sizeof uri, "sqlite:%s/authority.db", dir);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 120);
+
+static int is_pg(void)
+{
+    return strncmp(uri, "postgresql://", 13) == 0;
+}
+
+static mqe2e_adb *open_db(void)
+{
+    mqe2e_adb *db = NULL;
+    cr_assert_eq(mqe2e_adb_open(&db, uri, key), MQE2E_OK, "open %s", uri);
+    return db;
+}
+
+static void enroll(mqe2e_adb *db, const char *client_id, uint8_t key_byte)
+{
+    uint8_t sp[32], dh[32];
+    memset(sp, key_byte, sizeof sp);
+    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
+    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
+                                                  100, 100000),
+                 MQE2E_OK, "enroll %s", client_id);
+}
+
+/* ------------------------------------------------------------------ basics */
+
+Test(store, opens_migrates_and_refuses_another_key)
+{
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_close(db);
+    db = open_db(); /* a second open finds version 6 and does nothing */
+    mqe2e_adb_close(db);
+    uint8_t other[MQE2E_ADB_KEY_BYTES];
+    memset(other, 0x77, sizeof other);
+    cr_assert_eq(mqe2e_adb_open(&db, uri, other), MQE2E_ERR_AUTH);
+    cr_assert_null(db);
+}
+
+Test(store, unknown_scheme_is_refused_not_taken_for_a_file)
+{
+    mqe2e_adb *db = NULL;
+    cr_assert_eq(mqe2e_adb_open(&db, "postgresq://localhost/x", key), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_adb_open(&db, "sqlite:", key), MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(access("postgresq:", F_OK), -1);
+}
+
+Test(store, tokens_clients_groups_members_revocation)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t tid[16], secret[32], out[32], sp[32], dh[32], sp2[32];
+    memset(tid, 1, sizeof tid);
+    memset(secret, 0x5A, sizeof secret);
+    memset(sp, 0x11, sizeof sp);
+    memset(dh, 0x22, sizeof dh);
+    memset(sp2, 0x33, sizeof sp2);
+    mqe2e_adb_grant g = {.filter = "t/#", .rights = MQE2E_ADB_RIGHT_PUBLISH};
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev-1", "sensor", &g, 1, 10, 1000),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev-1", "sensor", &g, 1, 10, 1000),
+                 MQE2E_ERR_EXISTS);
+    mqe2e_adb_token_info info;
+    cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp, dh, 20), MQE2E_OK);
+    cr_assert_eq(memcmp(out, secret, 32), 0, "sealed secret round trip");
+    cr_assert_str_eq(info.client_id, "dev-1");
+    cr_assert_eq(info.n_grants, 1);
+    cr_assert_str_eq(info.grants[0].filter, "t/#");
+    cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp, dh, 21), MQE2E_OK);
+    cr_assert(info.retry);
+    cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp2, dh, 22), MQE2E_ERR_STATE);
+
+    enroll(db, "dev-1", 0x11);
+    enroll(db, "dev-2", 0x12);
+    enroll(db, "dev-3", 0x13);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 5, secret), MQE2E_OK);
+    uint32_t sid = 0, ep = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-1", 30), MQE2E_OK);
+    cr_assert_eq(sid, 1);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-2", 30), MQE2E_OK);
+    cr_assert_eq(sid, 2);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-2", 30), MQE2E_ERR_EXISTS);
+    cr_assert_eq(sid, 2);
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "dev-2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-3", 31), MQE2E_OK);
+    cr_assert_eq(sid, 3, "a departed member's id is never handed out again");
+    memset(secret, 0x5B, sizeof secret);
+    cr_assert_eq(mqe2e_adb_group_rotate(&ep, db, "g", secret, 40), MQE2E_OK);
+    cr_assert_eq(ep, 2);
+    cr_assert_eq(mqe2e_adb_group_epoch_secret(out, db, "g", 2), MQE2E_OK);
+    cr_assert_eq(memcmp(out, secret, 32), 0);
+
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-1", 50, NULL, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-1", 51, NULL, NULL), MQE2E_ERR_STATE);
+    uint64_t v = 0;
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 1);
+    mqe2e_adb_status stt;
+    cr_assert_eq(mqe2e_adb_status_get(&stt, db, 60), MQE2E_OK);
+    cr_assert_eq(stt.clients_active, 2);
+    cr_assert_eq(stt.clients_revoked, 1);
+    cr_assert_eq(stt.groups, 1);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 70, "op", "test", NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_audit_append(db, 71, "op", "test", "subj"), MQE2E_OK);
+    uint64_t seq = 0;
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&seq, db, "dev-2"), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_client_push_seq_next(&seq, db, "dev-2"), MQE2E_OK);
+    cr_assert_eq(seq, 2);
+    mqe2e_adb_close(db);
+}
+
+/* A refused statement inside a caller transaction undoes only itself (with
+ * PostgreSQL too, where a failed statement would abort the transaction). */
+Test(store, a_refused_call_inside_a_transaction_leaves_it_usable)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t pub[32];
+    memset(pub, 9, sizeof pub);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "alice", pub, 1), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "alice", pub, 2), MQE2E_ERR_EXISTS);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "bob", pub, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_OK);
+    uint64_t at = 0;
+    cr_assert_eq(mqe2e_adb_operator_get(pub, &at, db, "bob"), MQE2E_OK);
+    cr_assert_eq(at, 3);
+    mqe2e_adb_close(db);
+}
+
+Test(store, a_newer_schema_is_refused)
+{
+    mqe2e_adb *db = open_db();
+    mqe2e_adb_close(db);
+    store *s = NULL;
+    cr_assert_eq(store_open(&s, uri), MQE2E_OK);
+    cr_assert_eq(store_exec(s, is_pg() ? "INSERT INTO schema_migrations VALUES (99, 'future')"
+                                       : "PRAGMA user_version = 99"),
+                 MQE2E_OK);
+    store_close(s);
+    cr_assert_eq(mqe2e_adb_open(&db, uri, key), MQE2E_ERR_SUITE);
+}
+
+/* -------------------------------------------------------------- concurrency */
+
+#define RACERS 6
+#define PER_RACER 8
+
+struct racer {
+    int index;
+    int rc;
+    uint32_t got[PER_RACER * 2];
+    size_t n;
+};
+
+static void *take_sender_ids(void *arg)
+{
+    struct racer *r = arg;
+    mqe2e_adb *db = NULL;
+    r->rc = mqe2e_adb_open(&db, uri, key);
+    for (int i = 0; r->rc == MQE2E_OK && i < PER_RACER; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "c%d-%d", r->index, i);
+        uint32_t sid = 0;
+        r->rc = mqe2e_adb_member_add(&sid, db, "g", id, 10);
+        if (r->rc == MQE2E_OK) r->got[r->n++] = sid;
+    }
+    mqe2e_adb_close(db);
+    return NULL;
+}
+
+static void run_racers(void *(*fn)(void *), struct racer *r)
+{
+    pthread_t t[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].index = i;
+        cr_assert_eq(pthread_create(&t[i], NULL, fn, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* Every id 1..N handed out exactly once: no duplicate, no gap. */
+static void assert_each_once(struct racer *r, uint32_t first)
+{
+    uint8_t seen[RACERS * PER_RACER * 2 + 2] = {0};
+    size_t total = 0;
+    for (int i = 0; i < RACERS; i++) {
+        cr_assert_eq(r[i].rc, MQE2E_OK, "racer %d: %d", i, r[i].rc);
+        for (size_t k = 0; k < r[i].n; k++) {
+            uint32_t v = r[i].got[k];
+            cr_assert(v >= first && v - first < sizeof seen, "value %u in range", v);
+            cr_assert_eq(seen[v - first], 0, "value %u handed out twice", v);
+            seen[v - first] = 1;
+            total++;
+        }
+    }
+    cr_assert_eq(total, (size_t)RACERS * PER_RACER);
+}
+
+Test(store, racing_connections_never_share_a_sender_id)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t secret[32] = {1};
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 5, secret), MQE2E_OK);
+    for (int i = 0; i < RACERS; i++)
+        for (int k = 0; k < PER_RACER; k++) {
+            char id[32];
+            snprintf(id, sizeof id, "c%d-%d", i, k);
+            enroll(db, id, (uint8_t)(i * PER_RACER + k + 1));
+        }
+    mqe2e_adb_close(db);
+    struct racer r[RACERS];
+    run_racers(take_sender_ids, r);
+    assert_each_once(r, 1);
+}
+
+static void *rotate_epochs(void *arg)
+{
+    struct racer *r = arg;
+    mqe2e_adb *db = NULL;
+    uint8_t secret[32];
+    memset(secret, r->index + 1, sizeof secret);
+    r->rc = mqe2e_adb_open(&db, uri, key);
+    for (int i = 0; r->rc == MQE2E_OK && i < PER_RACER; i++) {
+        uint32_t ep = 0;
+        r->rc = mqe2e_adb_group_rotate(&ep, db, "g", secret, 20);
+        if (r->rc == MQE2E_OK) r->got[r->n++] = ep;
+    }
+    mqe2e_adb_close(db);
+    return NULL;
+}
+
+Test(store, racing_rotations_never_share_an_epoch)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t secret[32] = {1};
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 5, secret), MQE2E_OK);
+    mqe2e_adb_close(db);
+    struct racer r[RACERS];
+    run_racers(rotate_epochs, r);
+    assert_each_once(r, 2);
+    db = open_db();
+    mqe2e_adb_group grp;
+    cr_assert_eq(mqe2e_adb_group_get(&grp, db, "g"), MQE2E_OK);
+    cr_assert_eq(grp.current_epoch, 1 + RACERS * PER_RACER);
+    mqe2e_adb_close(db);
+}
+
+static void *consume_token(void *arg)
+{
+    struct racer *r = arg;
+    mqe2e_adb *db = NULL;
+    uint8_t tid[16], sp[32], dh[32], out[32];
+    memset(tid, 7, sizeof tid);
+    memset(sp, 0x40 + r->index, sizeof sp); /* each racer is another device */
+    memset(dh, 0x80 + r->index, sizeof dh);
+    r->rc = mqe2e_adb_open(&db, uri, key);
+    if (r->rc == MQE2E_OK) {
+        mqe2e_adb_token_info info;
+        int rc = mqe2e_adb_token_consume(out, &info, db, tid, sp, dh, 20);
+        r->got[r->n++] = rc == MQE2E_OK ? 1U : (rc == MQE2E_ERR_STATE ? 0U : 99U);
+    }
+    mqe2e_adb_close(db);
+    return NULL;
+}
+
+Test(store, racing_devices_consume_a_token_once)
+{
+    mqe2e_adb *db = open_db();
+    uint8_t tid[16], secret[32];
+    memset(tid, 7, sizeof tid);
+    memset(secret, 3, sizeof secret);
+    cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev", "r", NULL, 0, 10, 1000), MQE2E_OK);
+    mqe2e_adb_close(db);
+    struct racer r[RACERS];
+    run_racers(consume_token, r);
+    int winners = 0;
+    for (int i = 0; i < RACERS; i++) {
+        cr_assert_eq(r[i].rc, MQE2E_OK);
+        cr_assert_eq(r[i].n, 1);
+        cr_assert_neq(r[i].got[0], 99U, "racer %d: neither used nor refused", i);
+        winners += (int)r[i].got[0];
+    }
+    cr_assert_eq(winners, 1, "exactly one device enrolls with a one-time token");
+}

@@ -178,6 +178,18 @@ static int connect_broker(service *s)
     if (s->v5) {
         MQTTResponse r = MQTTClient_connect5(s->mqtt, &o, NULL, NULL);
         int code = (int)r.reasonCode;
+        if (code == 0 && r.properties != NULL &&
+            MQTTProperties_hasProperty(r.properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
+            int most = MQTTProperties_getNumericValue(r.properties,
+                                                      MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+            /* Paho then holds every reply past that many until a PUBACK:
+             * a burst of enrollments crawls (docs/SCALING.md). */
+            if (most >= 0 && most < 1000)
+                slog("the broker lets this replica have only %d QoS 1 publishes in flight "
+                     "(Receive Maximum): replies past that wait for PUBACKs; raise it "
+                     "(Mosquitto: max_inflight_messages 0) for bursts",
+                     most);
+        }
         rc = code == 0      ? MQTTCLIENT_SUCCESS
              : code == 0x86 ? 4 /* bad user name or password */
              : code == 0x87 ? 5 /* not authorized */

@@ -2,6 +2,7 @@
  * Enrollment rate of the real authority process through a real Mosquitto.
  *
  * usage: bench_enroll_rate [--devices N] [--window W] [--cli PATH] [--json FILE] [--smoke]
+ *                          [--store URI] [--replicas N]   (bench_authority.h)
  *
  * N simulated devices (default 2000; --smoke: 50) each hold one ticket from
  * `mqe2e token create --count N --group fleet`. Their ENROLL step-1 frames are

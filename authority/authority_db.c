@@ -188,6 +188,27 @@ static int step_row(store_stmt *st)
     return store_step(st);
 }
 
+/* The loop over a query's rows: `while (next_row(&rc, st)) { ... }` runs the
+ * body for each row while rc stays MQE2E_OK; a step error ends it with rc set,
+ * the end of the rows with rc unchanged. */
+static int next_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = step_row(st);
+    if (r < 0) *rc = r;
+    return r == 1;
+}
+
+/* A query that names one row: 1 when it is there; otherwise 0 with rc set
+ * (MQE2E_ERR_NOT_FOUND without a row, the step's error). */
+static int one_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = step_row(st);
+    *rc = r == 0 ? MQE2E_ERR_NOT_FOUND : (r < 0 ? r : MQE2E_OK);
+    return r == 1;
+}
+
 static int exec_const(mqe2e_adb *db, const char *sql)
 {
     return store_exec(db->store, sql);
@@ -762,30 +783,26 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
                   " used_by_sign_public, used_by_dh_public, replaces FROM tokens"
                   " WHERE token_id = ?1");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            size_t blen = 0;
-            const uint8_t *b = store_col_blob(st, 0, &blen);
-            if (b != NULL && blen == SEALED_BYTES)
-                memcpy(sealed, b, SEALED_BYTES);
-            else
-                memset(sealed, 0, SEALED_BYTES); /* fails to open: AUTH later */
-            rc = col_text(info->client_id, sizeof info->client_id, st, 1);
-            if (rc == MQE2E_OK) rc = col_text(info->role, sizeof info->role, st, 2);
-            info->created_at = col_u64(st, 3);
-            info->expires_at = col_u64(st, 4);
-            if (rc == MQE2E_OK && store_col_type(st, 5) != STORE_COL_NULL) {
-                info->used = 1;
-                info->used_at = col_u64(st, 5);
-                rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
-                /* NULL for a token used before schema 3: no retry matches it. */
-                if (rc == MQE2E_OK && store_col_type(st, 7) != STORE_COL_NULL)
-                    rc = col_blob(info->used_by_dh_public, MQE2E_ADB_PUBLIC_BYTES, st, 7);
-            }
-            info->replaces = col_u64(st, 8) != 0;
+    if (one_row(&rc, st)) {
+        size_t blen = 0;
+        const uint8_t *b = store_col_blob(st, 0, &blen);
+        if (b != NULL && blen == SEALED_BYTES)
+            memcpy(sealed, b, SEALED_BYTES);
+        else
+            memset(sealed, 0, SEALED_BYTES); /* fails to open: AUTH later */
+        rc = col_text(info->client_id, sizeof info->client_id, st, 1);
+        if (rc == MQE2E_OK) rc = col_text(info->role, sizeof info->role, st, 2);
+        info->created_at = col_u64(st, 3);
+        info->expires_at = col_u64(st, 4);
+        if (rc == MQE2E_OK && store_col_type(st, 5) != STORE_COL_NULL) {
+            info->used = 1;
+            info->used_at = col_u64(st, 5);
+            rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
+            /* NULL for a token used before schema 3: no retry matches it. */
+            if (rc == MQE2E_OK && store_col_type(st, 7) != STORE_COL_NULL)
+                rc = col_blob(info->used_by_dh_public, MQE2E_ADB_PUBLIC_BYTES, st, 7);
         }
+        info->replaces = col_u64(st, 8) != 0;
     }
     store_finish(db->store, st);
     st = NULL;
@@ -793,12 +810,7 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
         rc = prep(db, &st,
                   "SELECT filter, rights FROM token_grants WHERE token_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         if (info->n_grants >= MQE2E_ADB_GRANTS_MAX) {
             rc = MQE2E_ERR_IO;
             break;
@@ -1038,11 +1050,7 @@ int mqe2e_adb_client_get(mqe2e_adb_client *out, mqe2e_adb *db, const char *clien
     store_stmt *st = NULL;
     rc = prep(db, &st, CLIENT_SELECT " WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = client_from_row(out, st);
-    }
+    if (one_row(&rc, st)) rc = client_from_row(out, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1052,12 +1060,7 @@ int mqe2e_adb_client_list(mqe2e_adb *db, mqe2e_adb_client_cb cb, void *user)
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     store_stmt *st = NULL;
     int rc = prep(db, &st, CLIENT_SELECT " ORDER BY client_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_client c;
         rc = client_from_row(&c, st);
         if (rc == MQE2E_OK) rc = cb(&c, user);
@@ -1132,14 +1135,10 @@ static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *d
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const char *s = store_col_text(st, 0, NULL);
-            rc = (s != NULL && strcmp(s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
-            *serial = col_u64(st, 1);
-        }
+    if (one_row(&rc, st)) {
+        const char *s = store_col_text(st, 0, NULL);
+        rc = (s != NULL && strcmp(s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
+        *serial = col_u64(st, 1);
     }
     store_finish(db->store, st);
     st = NULL;
@@ -1296,12 +1295,7 @@ int mqe2e_adb_grant_list(mqe2e_adb *db, const char *client_id, mqe2e_adb_grant_c
     rc = prep(db, &st,
               "SELECT filter, rights FROM client_grants WHERE client_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_grant g;
         rc = col_text(g.filter, sizeof g.filter, st, 0);
         g.rights = (uint32_t)col_u64(st, 1);
@@ -1380,13 +1374,8 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st, "SELECT current_epoch FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            cur = col_u64(st, 0);
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        cur = col_u64(st, 0);
     }
     store_finish(db->store, st);
     st = NULL;
@@ -1443,14 +1432,9 @@ int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, 
               "SELECT grace_seconds FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            uint64_t g = col_u64(st, 0);
-            *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        uint64_t g = col_u64(st, 0);
+        *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
     }
     store_finish(db->store, st);
     return rc;
@@ -1483,11 +1467,7 @@ int mqe2e_adb_group_get(mqe2e_adb_group *out, mqe2e_adb *db, const char *name)
     store_stmt *st = NULL;
     rc = prep(db, &st, GROUP_SELECT " WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = group_from_row(out, st);
-    }
+    if (one_row(&rc, st)) rc = group_from_row(out, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1497,12 +1477,7 @@ int mqe2e_adb_group_list(mqe2e_adb *db, mqe2e_adb_group_cb cb, void *user)
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     store_stmt *st = NULL;
     int rc = prep(db, &st, GROUP_SELECT " ORDER BY name");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_group g;
         rc = group_from_row(&g, st);
         if (rc == MQE2E_OK) rc = cb(&g, user);
@@ -1525,11 +1500,7 @@ int mqe2e_adb_group_epoch_secret(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe
     rc = prep(db, &st, "SELECT secret FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
-    }
+    if (one_row(&rc, st)) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
     store_finish(db->store, st);
     if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
     return rc;
@@ -1540,11 +1511,7 @@ static int group_exists(mqe2e_adb *db, const char *name)
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT 1 FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = MQE2E_OK;
-    }
+    (void)one_row(&rc, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1560,12 +1527,7 @@ int mqe2e_adb_group_epochs_list(mqe2e_adb *db, const char *name, mqe2e_adb_epoch
               "SELECT epoch, created_at, retired_at FROM group_epochs WHERE group_name = ?1"
               " ORDER BY epoch");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         rc = cb((uint32_t)col_u64(st, 0), col_u64(st, 1), col_u64(st, 2), user);
     }
     store_finish(db->store, st);
@@ -1600,14 +1562,9 @@ static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const char *s = store_col_text(st, 0, NULL);
-            *out_active = s != NULL && strcmp(s, "active") == 0;
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        const char *s = store_col_text(st, 0, NULL);
+        *out_active = s != NULL && strcmp(s, "active") == 0;
     }
     store_finish(db->store, st);
     return rc;
@@ -1814,13 +1771,8 @@ int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_r
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "SELECT client_id, serial, revoked_at FROM revocations"
-                  " ORDER BY revoked_at, rowid");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+                  " ORDER BY revoked_at, client_id, serial");
+    while (next_row(&rc, st)) {
         const char *s = store_col_text(st, 0, NULL);
         if (s == NULL) {
             rc = MQE2E_ERR_IO;
@@ -1865,13 +1817,9 @@ int mqe2e_adb_operator_get(uint8_t out_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint
     store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT sign_public, added_at FROM operators WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
-            if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
-        }
+    if (one_row(&rc, st)) {
+        rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
+        if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
     }
     store_finish(db->store, st);
     return rc;
@@ -1951,12 +1899,7 @@ int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb,
     int rc =
         prep(db, &st, "SELECT id, at, actor, action, subject FROM audit WHERE id > ?1 ORDER BY id");
     if (rc == MQE2E_OK) rc = store_bind_i64(st, 1, after_id);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         const char *actor = store_col_text(st, 2, NULL);
         const char *action = store_col_text(st, 3, NULL);
         const char *subject = store_col_text(st, 4, NULL);
@@ -2052,13 +1995,8 @@ int mqe2e_adb_client_push_seq(uint64_t *out, mqe2e_adb *db, const char *client_i
     store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT push_seq FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            *out = col_u64(st, 0);
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        *out = col_u64(st, 0);
     }
     store_finish(db->store, st);
     return rc;
@@ -2090,12 +2028,7 @@ int mqe2e_adb_token_groups_list(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_
     int rc = prep(db, &st,
                   "SELECT group_name FROM token_groups WHERE token_id = ?1 ORDER BY group_name");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         char name[MQE2E_ADB_NAME_MAX];
         rc = col_text(name, sizeof name, st, 0);
         if (rc == MQE2E_OK) rc = cb(name, user);
@@ -2111,12 +2044,7 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
     int rc = prep(db, &st,
                   "SELECT token_id, client_id, role, created_at, expires_at, used_at,"
                   " used_by_sign_public FROM tokens ORDER BY created_at, client_id, token_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES];
         mqe2e_adb_token_info info;
         memset(&info, 0, sizeof info);
@@ -2190,12 +2118,7 @@ int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *
     rc = prep(db, &st,
               "SELECT group_name, sender_id, retired_at FROM retired_senders"
               " ORDER BY group_name, sender_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         const char *g = store_col_text(st, 0, NULL);
         uint64_t id = col_u64(st, 1);
         if (g == NULL || id == 0 || id > UINT32_MAX) {

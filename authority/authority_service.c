@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "authority_service.h"
+#include "store.h"
 #include "mqe2e/tcp.h"
 #include "mqe2e/control.h"
 #include "mqe2e/error.h"
@@ -247,7 +248,9 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
     if (rc == MQE2E_OK) rc = mqe2e_adb_open(&db, cfg->db_path, key);
     sodium_memzero(key, sizeof key);
     if (rc != MQE2E_OK) {
-        slog("cannot open the database %s: %s", cfg->db_path, mqe2e_strerror(rc));
+        /* A server URI may carry a password: name the file only. */
+        slog("cannot open the database %s: %s", store_uri_shown(cfg->db_path),
+             mqe2e_strerror(rc));
         return rc;
     }
     authority_io io = {&s, io_publish, io_flush, io_subscribe, io_log, io_stopwatch};

@@ -29,7 +29,7 @@ extern "C" {
 typedef struct authority_config {
     authority_core_config core; /**< protocol settings (prefix, lifetimes, limits) */
     const char *uri;            /**< broker, "tcp://host:port" */
-    const char *db_path;        /**< SQLite file (created by `authority init`) */
+    const char *db_path;        /**< store URI (store.h: sqlite:PATH, a path, postgresql://...) */
     const char *username; /**< broker user name, or NULL (ACLs key the authority's rights on it) */
     const char *password; /**< broker password, or NULL */
     volatile sig_atomic_t *stop; /**< set non-zero (e.g. by a signal handler) to stop */

@@ -1,6 +1,7 @@
 /* Store interface: choose a driver by URI scheme, then dispatch. */
 #include "store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "mqe2e/error.h"
@@ -11,27 +12,50 @@ static int has_prefix(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+int store_uri_is_server(const char *uri)
+{
+    return uri != NULL && (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"));
+}
+
+int store_uri_valid(const char *uri)
+{
+    if (uri == NULL || uri[0] == '\0') return 0;
+    if (store_uri_is_server(uri)) return 1;
+    if (has_prefix(uri, "sqlite:")) return uri[strlen("sqlite:")] != '\0';
+    /* Any other scheme is refused rather than taken for a file name: a typo
+     * in "postgresql://" must not create a local file. */
+    return strstr(uri, "://") == NULL;
+}
+
+const char *store_uri_shown(const char *uri)
+{
+    if (uri == NULL) return "(none)";
+    return store_uri_is_server(uri) ? "the PostgreSQL store" : uri;
+}
+
 int store_open(store **out, const char *uri)
 {
     if (out == NULL) return MQE2E_ERR_INVALID_ARG;
     *out = NULL;
-    if (uri == NULL || uri[0] == '\0') return MQE2E_ERR_INVALID_ARG;
-    if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://"))
-        return store_pg_open(out, uri);
-    if (has_prefix(uri, "sqlite:")) {
-        const char *path = uri + strlen("sqlite:");
-        return path[0] == '\0' ? MQE2E_ERR_INVALID_ARG : store_sqlite_open(out, path);
-    }
-    /* Any other scheme is refused rather than taken for a file name: a typo
-     * in "postgresql://" must not create a local file. */
-    const char *colon = strstr(uri, "://");
-    if (colon != NULL) return MQE2E_ERR_INVALID_ARG;
+    if (!store_uri_valid(uri)) return MQE2E_ERR_INVALID_ARG;
+    if (store_uri_is_server(uri)) return store_pg_open(out, uri);
+    if (has_prefix(uri, "sqlite:")) return store_sqlite_open(out, uri + strlen("sqlite:"));
     return store_sqlite_open(out, uri);
+}
+
+static void stmt_destroy(store_stmt *st)
+{
+    char *text = st->text;
+    st->owner->ops->destroy(st);
+    free(text);
 }
 
 void store_close(store *s)
 {
-    if (s != NULL) s->ops->close(s);
+    if (s == NULL) return;
+    for (size_t i = 0; i < STORE_STMT_CACHE; i++)
+        if (s->cache[i] != NULL) stmt_destroy(s->cache[i]);
+    s->ops->close(s);
 }
 
 store_dialect store_get_dialect(const store *s)
@@ -39,15 +63,54 @@ store_dialect store_get_dialect(const store *s)
     return s->dialect;
 }
 
+/* Parsing SQL cost more than running it on the enrollment path, so
+ * statements are kept prepared, keyed by their (literal) text and checked
+ * against it; a statement in use is never handed out twice (a nested query
+ * gets its own). */
 int store_prepare(store *s, store_stmt **out, const char *sql)
 {
     *out = NULL;
-    return s->ops->prepare(s, out, sql);
+    size_t free_slot = STORE_STMT_CACHE;
+    for (size_t i = 0; i < STORE_STMT_CACHE; i++) {
+        store_stmt *t = s->cache[i];
+        if (t == NULL) {
+            if (free_slot == STORE_STMT_CACHE) free_slot = i;
+        } else if (t->sql == sql && !t->busy && strcmp(t->text, sql) == 0) {
+            t->busy = 1;
+            *out = t;
+            return MQE2E_OK;
+        }
+    }
+    char *text = strdup(sql);
+    if (text == NULL) return MQE2E_ERR_NOMEM;
+    store_stmt *t = NULL;
+    int rc = s->ops->create(s, sql, &t);
+    if (rc != MQE2E_OK) {
+        free(text);
+        return rc;
+    }
+    t->owner = s;
+    t->sql = sql;
+    t->text = text;
+    t->busy = 1;
+    if (free_slot < STORE_STMT_CACHE) {
+        t->cached = 1;
+        s->cache[free_slot] = t;
+    }
+    *out = t;
+    return MQE2E_OK;
 }
 
 void store_finish(store *s, store_stmt *st)
 {
-    if (st != NULL) s->ops->finish(s, st);
+    (void)s;
+    if (st == NULL) return;
+    if (!st->cached) {
+        stmt_destroy(st);
+        return;
+    }
+    st->owner->ops->recycle(st);
+    st->busy = 0;
 }
 
 int store_reset(store_stmt *st)

@@ -28,7 +28,13 @@
  * with a 5 s busy timeout), PostgreSQL takes one transaction-scoped advisory
  * lock. Reads in a write transaction therefore see every earlier commit, and
  * read-modify-write steps (next sender id, epoch, token use) need no retry. A
- * read transaction (::STORE_TX_READ) is one consistent snapshot.
+ * write outside a transaction takes the same exclusion for its own short
+ * transaction. A read transaction (::STORE_TX_READ) is one consistent snapshot.
+ *
+ * A lost server connection (PostgreSQL) is re-established at the next
+ * transaction or statement outside one; inside a transaction every statement
+ * fails with ::MQE2E_ERR_IO until the caller's COMMIT (also
+ * ::MQE2E_ERR_IO) or ROLLBACK, so no part of it is replayed in autocommit.
  *
  * A handle and its statements are not thread-safe: one handle per thread.
  */
@@ -80,6 +86,23 @@ typedef enum store_col_kind {
  *         ::MQE2E_ERR_IO (cannot open or connect); ::MQE2E_ERR_NOMEM.
  */
 int store_open(store **out, const char *uri);
+
+/** @brief 1 if @p uri names a database server (postgresql:// or postgres://), 0 for a file. */
+int store_uri_is_server(const char *uri);
+
+/**
+ * @brief 1 if store_open() accepts the form of @p uri (sqlite:PATH with a
+ *        path, a plain path, postgresql:// or postgres://), 0 otherwise (NULL,
+ *        empty, another `scheme://`). Checks the form only, opens nothing.
+ */
+int store_uri_valid(const char *uri);
+
+/**
+ * @brief What to print for @p uri in messages: the URI itself for a file, the
+ *        constant "the PostgreSQL store" for a server (its URI may carry a
+ *        password). Static storage or @p uri itself; never NULL.
+ */
+const char *store_uri_shown(const char *uri);
 
 /** @brief Close the store, rolling back an open transaction. NULL is a no-op. */
 void store_close(store *s);

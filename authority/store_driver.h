@@ -9,9 +9,13 @@
 #include "store.h"
 
 typedef struct store_ops {
+    /* Close the connection (statements are already destroyed). */
     void (*close)(store *s);
-    int (*prepare)(store *s, store_stmt **out, const char *sql);
-    void (*finish)(store *s, store_stmt *st);
+    /* A new statement for sql; store.c fills the header and caches it. */
+    int (*create)(store *s, const char *sql, store_stmt **out);
+    /* Make a statement reusable: result released, bindings cleared. */
+    void (*recycle)(store_stmt *st);
+    void (*destroy)(store_stmt *st);
     int (*reset)(store_stmt *st);
     int (*bind_i64)(store_stmt *st, int i, int64_t v);
     int (*bind_text)(store_stmt *st, int i, const char *v);
@@ -28,14 +32,23 @@ typedef struct store_ops {
     int (*in_tx)(store *s);
 } store_ops;
 
+/* Statements kept prepared per connection (store.c): every SQL text of
+ * authority_db.c fits. */
+#define STORE_STMT_CACHE 112
+
 /* Every driver's connection and statement structs start with these. */
+struct store_stmt {
+    store *owner;
+    const char *sql; /* the caller's literal: cache key */
+    char *text;      /* a copy, checked on every hit */
+    int busy;
+    int cached;
+};
+
 struct store {
     const store_ops *ops;
     store_dialect dialect;
-};
-
-struct store_stmt {
-    store *owner;
+    store_stmt *cache[STORE_STMT_CACHE];
 };
 
 /* Driver constructors: target is the URI with its scheme removed (SQLite: the

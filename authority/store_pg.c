@@ -27,7 +27,6 @@
 #include "store_driver.h"
 
 #define MAX_PARAMS 32
-#define STMT_CACHE 112
 #define OID_INT8 20U
 #define OID_BYTEA 17U
 /* The advisory lock every write transaction takes: "mqe2eadb" in ASCII. */
@@ -35,12 +34,10 @@
 
 typedef struct pg_stmt {
     store_stmt base;
-    const char *sql; /* the caller's literal: cache key */
-    char *text;      /* rewritten with $N */
-    int nparams;     /* highest $N used */
+    char *pgtext; /* rewritten with $N */
+    int nparams;  /* highest $N used */
     int is_write;
-    int busy;
-    int cached;
+    int is_end; /* COMMIT or ROLLBACK (not ROLLBACK TO): ends a transaction */
     const char *values[MAX_PARAMS];
     int lengths[MAX_PARAMS];
     int formats[MAX_PARAMS];
@@ -55,7 +52,7 @@ typedef struct pg_stmt {
 typedef struct pg_store {
     store base;
     PGconn *conn;
-    pg_stmt *cache[STMT_CACHE];
+    int tx; /* a transaction was begun and not yet ended by COMMIT/ROLLBACK */
 } pg_store;
 
 static pg_store *S(store *s)
@@ -104,19 +101,17 @@ static void stmt_reset(pg_stmt *t)
     t->blob = NULL;
 }
 
-static void stmt_free(pg_stmt *t)
+static void pg_destroy(store_stmt *st)
 {
-    if (t == NULL) return;
+    pg_stmt *t = T(st);
     stmt_reset(t);
-    free(t->text);
+    free(t->pgtext);
     free(t);
 }
 
 static void pg_close(store *s)
 {
     pg_store *q = S(s);
-    for (size_t i = 0; i < STMT_CACHE; i++)
-        stmt_free(q->cache[i]);
     if (q->conn != NULL) PQfinish(q->conn); /* the server rolls an open transaction back */
     free(q);
 }
@@ -155,13 +150,15 @@ static int rewrite(pg_stmt *t, const char *sql)
         }
     }
     o[j] = '\0';
-    t->text = o;
+    t->pgtext = o;
     t->nparams = maxp;
     const char *p = sql;
     while (*p == ' ' || *p == '\n')
         p++;
     t->is_write = strncasecmp(p, "INSERT", 6) == 0 || strncasecmp(p, "UPDATE", 6) == 0 ||
                   strncasecmp(p, "DELETE", 6) == 0;
+    t->is_end = strncasecmp(p, "COMMIT", 6) == 0 ||
+                (strncasecmp(p, "ROLLBACK", 8) == 0 && strncasecmp(p, "ROLLBACK TO", 11) != 0);
     return MQE2E_OK;
 }
 
@@ -175,20 +172,9 @@ static void clear_binds(pg_stmt *t)
     }
 }
 
-static int pg_prepare(store *s, store_stmt **out, const char *sql)
+static int pg_create(store *s, const char *sql, store_stmt **out)
 {
-    pg_store *q = S(s);
-    size_t free_slot = STMT_CACHE;
-    for (size_t i = 0; i < STMT_CACHE; i++) {
-        pg_stmt *t = q->cache[i];
-        if (t == NULL) {
-            if (free_slot == STMT_CACHE) free_slot = i;
-        } else if (t->sql == sql && !t->busy) {
-            t->busy = 1;
-            *out = &t->base;
-            return MQE2E_OK;
-        }
-    }
+    (void)s;
     pg_stmt *t = calloc(1, sizeof *t);
     if (t == NULL) return MQE2E_ERR_NOMEM;
     int rc = rewrite(t, sql);
@@ -196,29 +182,15 @@ static int pg_prepare(store *s, store_stmt **out, const char *sql)
         free(t);
         return rc;
     }
-    t->base.owner = s;
-    t->sql = sql;
-    t->busy = 1;
     t->row = -1;
-    if (free_slot < STMT_CACHE) {
-        t->cached = 1;
-        q->cache[free_slot] = t;
-    }
     *out = &t->base;
     return MQE2E_OK;
 }
 
-static void pg_finish(store *s, store_stmt *st)
+static void pg_recycle(store_stmt *st)
 {
-    (void)s;
-    pg_stmt *t = T(st);
-    if (!t->cached) {
-        stmt_free(t);
-        return;
-    }
-    stmt_reset(t);
-    clear_binds(t);
-    t->busy = 0;
+    stmt_reset(T(st));
+    clear_binds(T(st));
 }
 
 static int pg_reset(store_stmt *st)
@@ -282,22 +254,70 @@ static int pg_bind_null(store_stmt *st, int i)
     return MQE2E_OK;
 }
 
+/* Hex bytea, UTF-8 text, and a bounded wait for the write lock (a hung peer
+ * holding it is reported as an I/O error, not waited on forever). */
+static int session_setup(pg_store *q)
+{
+    return simple(q, "SET bytea_output = 'hex'; SET client_encoding = 'UTF8';"
+                     " SET lock_timeout = '30s'; SET synchronous_commit = on");
+}
+
+/* A lost connection (server restart, network) is re-established only between
+ * transactions: inside one, every statement fails until the caller's COMMIT
+ * (reported as an I/O error) or ROLLBACK ends it, so no half of a transaction
+ * is ever replayed in autocommit on a new connection. */
+static int ensure_connected(pg_store *q)
+{
+    if (PQstatus(q->conn) == CONNECTION_OK) return MQE2E_OK;
+    if (q->tx) return MQE2E_ERR_IO;
+    PQreset(q->conn);
+    if (PQstatus(q->conn) != CONNECTION_OK) return MQE2E_ERR_IO;
+    return session_setup(q);
+}
+
+static int pg_begin(store *s, store_tx_kind kind);
+
 static int run(pg_stmt *t)
 {
     pg_store *q = S(t->base.owner);
-    int guarded = t->is_write && PQtransactionStatus(q->conn) == PQTRANS_INTRANS;
-    if (guarded) {
-        int rc = simple(q, "SAVEPOINT store_stmt");
-        if (rc != MQE2E_OK) return rc;
+    if (PQstatus(q->conn) != CONNECTION_OK && q->tx && t->is_end) {
+        /* The server already rolled the lost transaction back. */
+        q->tx = 0;
+        return strncasecmp(t->pgtext, "COMMIT", 6) == 0 ? MQE2E_ERR_IO : MQE2E_OK;
     }
-    t->res =
-        PQexecParams(q->conn, t->text, t->nparams, t->types, t->values, t->lengths, t->formats, 0);
-    int rc = t->res == NULL ? MQE2E_ERR_NOMEM : result_rc(t->res);
+    int rc = ensure_connected(q);
+    if (rc != MQE2E_OK) return rc;
+    PGTransactionStatusType ts = PQtransactionStatus(q->conn);
+    /* A write outside a transaction takes the write lock too (its own short
+     * transaction): every write on the database is serialised, as with
+     * SQLite, not only the multi-statement ones. */
+    int own_tx = t->is_write && ts == PQTRANS_IDLE;
+    int guarded = t->is_write && ts == PQTRANS_INTRANS;
+    if (own_tx) rc = pg_begin(&q->base, STORE_TX_WRITE);
+    if (guarded) rc = simple(q, "SAVEPOINT store_stmt");
+    if (rc != MQE2E_OK) return rc;
+    t->res = PQexecParams(q->conn, t->pgtext, t->nparams, t->types, t->values, t->lengths,
+                          t->formats, 0);
+    rc = t->res == NULL ? MQE2E_ERR_NOMEM : result_rc(t->res);
+    if (rc != MQE2E_OK && !t->is_write && !q->tx && ts == PQTRANS_IDLE &&
+        PQstatus(q->conn) != CONNECTION_OK && ensure_connected(q) == MQE2E_OK) {
+        /* A read alone found the connection gone (see pg_begin): once more. */
+        PQclear(t->res);
+        t->res = PQexecParams(q->conn, t->pgtext, t->nparams, t->types, t->values, t->lengths,
+                              t->formats, 0);
+        rc = t->res == NULL ? MQE2E_ERR_NOMEM : result_rc(t->res);
+    }
     if (guarded) {
         if (rc != MQE2E_OK) (void)simple(q, "ROLLBACK TO SAVEPOINT store_stmt");
         int rel = simple(q, "RELEASE SAVEPOINT store_stmt");
         if (rc == MQE2E_OK) rc = rel;
     }
+    if (own_tx) {
+        int end = simple(q, rc == MQE2E_OK ? "COMMIT" : "ROLLBACK");
+        if (rc == MQE2E_OK) rc = end != MQE2E_OK ? MQE2E_ERR_IO : MQE2E_OK;
+        q->tx = 0;
+    }
+    if (t->is_end) q->tx = 0;
     if (rc != MQE2E_OK) return rc;
     const char *ct = PQcmdTuples(t->res);
     t->changes = (ct != NULL && ct[0] != '\0') ? strtoull(ct, NULL, 10) : 0U;
@@ -395,23 +415,34 @@ static int pg_exec(store *s, const char *script)
 static int pg_begin(store *s, store_tx_kind kind)
 {
     pg_store *q = S(s);
-    if (kind == STORE_TX_READ) return simple(q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    int rc = simple(q, "BEGIN ISOLATION LEVEL READ COMMITTED");
-    if (rc == MQE2E_OK) rc = simple(q, WRITE_LOCK_SQL);
+    int rc = ensure_connected(q);
+    if (rc != MQE2E_OK) return rc;
+    const char *begin = kind == STORE_TX_READ ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                              : "BEGIN ISOLATION LEVEL READ COMMITTED";
+    rc = simple(q, begin);
+    /* libpq learns of a connection the server ended only when it next uses
+     * it: BEGIN is the first statement of a transaction, so nothing is lost
+     * by connecting again and repeating it once. */
+    if (rc != MQE2E_OK && PQstatus(q->conn) != CONNECTION_OK) {
+        rc = ensure_connected(q);
+        if (rc == MQE2E_OK) rc = simple(q, begin);
+    }
+    if (rc == MQE2E_OK && kind == STORE_TX_WRITE) rc = simple(q, WRITE_LOCK_SQL);
     if (rc != MQE2E_OK && PQtransactionStatus(q->conn) != PQTRANS_IDLE) (void)simple(q, "ROLLBACK");
+    q->tx = rc == MQE2E_OK;
     return rc;
 }
 
 static int pg_in_tx(store *s)
 {
     PGTransactionStatusType ts = PQtransactionStatus(S(s)->conn);
-    return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR || ts == PQTRANS_ACTIVE;
+    return S(s)->tx || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR || ts == PQTRANS_ACTIVE;
 }
 
 static const store_ops PG_OPS = {
-    pg_close,     pg_prepare,   pg_finish, pg_reset,    pg_bind_i64, pg_bind_text,
-    pg_bind_blob, pg_bind_null, pg_step,   pg_col_type, pg_col_i64,  pg_col_text,
-    pg_col_blob,  pg_changes,   pg_exec,   pg_begin,    pg_in_tx,
+    pg_close,     pg_create,    pg_recycle,   pg_destroy, pg_reset,    pg_bind_i64,
+    pg_bind_text, pg_bind_blob, pg_bind_null, pg_step,    pg_col_type, pg_col_i64,
+    pg_col_text,  pg_col_blob,  pg_changes,   pg_exec,    pg_begin,    pg_in_tx,
 };
 
 /* Server notices ("relation already exists, skipping") are not errors: drop them. */
@@ -435,13 +466,10 @@ int store_pg_open(store **out, const char *conninfo)
         goto out;
     }
     (void)PQsetNoticeProcessor(q->conn, quiet, NULL);
-    /* Hex bytea, UTF-8 text, and a bounded wait for the write lock (a hung
-     * peer holding it is reported as an I/O error, not waited on forever). */
-    rc = simple(q, "SET bytea_output = 'hex'; SET client_encoding = 'UTF8';"
-                   " SET lock_timeout = '30s'; SET synchronous_commit = on");
+    rc = session_setup(q);
 out:
     if (rc != MQE2E_OK) {
-        pg_close(&q->base);
+        store_close(&q->base);
         return rc;
     }
     *out = &q->base;

@@ -13,22 +13,16 @@
 #include "mqe2e/error.h"
 #include "store_driver.h"
 
-/* Statements kept prepared: every SQL text of authority_db.c fits. */
-#define STMT_CACHE 112
 #define BUSY_TIMEOUT_MS 5000
 
 typedef struct sq_stmt {
     store_stmt base;
     sqlite3_stmt *st;
-    const char *sql; /* the caller's literal: cache key */
-    int busy;
-    int cached;
 } sq_stmt;
 
 typedef struct sq_store {
     store base;
     sqlite3 *sql;
-    sq_stmt *cache[STMT_CACHE];
 } sq_store;
 
 static int sq_rc(int rc)
@@ -64,18 +58,15 @@ static sq_stmt *T(store_stmt *st)
     return (sq_stmt *)st;
 }
 
-static void sq_stmt_free(sq_stmt *t)
+static void sq_destroy(store_stmt *st)
 {
-    if (t == NULL) return;
-    (void)sqlite3_finalize(t->st);
-    free(t);
+    (void)sqlite3_finalize(T(st)->st);
+    free(st);
 }
 
 static void sq_close(store *s)
 {
     sq_store *q = S(s);
-    for (size_t i = 0; i < STMT_CACHE; i++)
-        sq_stmt_free(q->cache[i]);
     if (q->sql != NULL) {
         if (!sqlite3_get_autocommit(q->sql))
             (void)sqlite3_exec(q->sql, "ROLLBACK", NULL, NULL, NULL);
@@ -84,51 +75,24 @@ static void sq_close(store *s)
     free(q);
 }
 
-/* Keyed by the literal's address, checked against its text; a statement in
- * use is never handed out twice (a nested query gets its own). */
-static int sq_prepare(store *s, store_stmt **out, const char *sql)
+static int sq_create(store *s, const char *sql, store_stmt **out)
 {
-    sq_store *q = S(s);
-    size_t free_slot = STMT_CACHE;
-    for (size_t i = 0; i < STMT_CACHE; i++) {
-        sq_stmt *t = q->cache[i];
-        if (t == NULL) {
-            if (free_slot == STMT_CACHE) free_slot = i;
-        } else if (t->sql == sql && !t->busy && strcmp(sqlite3_sql(t->st), sql) == 0) {
-            t->busy = 1;
-            *out = &t->base;
-            return MQE2E_OK;
-        }
-    }
     sq_stmt *t = calloc(1, sizeof *t);
     if (t == NULL) return MQE2E_ERR_NOMEM;
-    int rc = sq_rc(sqlite3_prepare_v2(q->sql, sql, -1, &t->st, NULL));
+    int rc = sq_rc(sqlite3_prepare_v2(S(s)->sql, sql, -1, &t->st, NULL));
     if (rc != MQE2E_OK || t->st == NULL) {
-        sq_stmt_free(t);
+        (void)sqlite3_finalize(t->st);
+        free(t);
         return rc != MQE2E_OK ? rc : MQE2E_ERR_IO;
-    }
-    t->base.owner = s;
-    t->sql = sql;
-    t->busy = 1;
-    if (free_slot < STMT_CACHE) {
-        t->cached = 1;
-        q->cache[free_slot] = t;
     }
     *out = &t->base;
     return MQE2E_OK;
 }
 
-static void sq_finish(store *s, store_stmt *st)
+static void sq_recycle(store_stmt *st)
 {
-    (void)s;
-    sq_stmt *t = T(st);
-    if (!t->cached) {
-        sq_stmt_free(t);
-        return;
-    }
-    (void)sqlite3_reset(t->st);
-    (void)sqlite3_clear_bindings(t->st);
-    t->busy = 0;
+    (void)sqlite3_reset(T(st)->st);
+    (void)sqlite3_clear_bindings(T(st)->st);
 }
 
 static int sq_reset(store_stmt *st)
@@ -207,11 +171,11 @@ static int sq_exec(store *s, const char *script)
 static int sq_tx(store *s, const char *sql)
 {
     store_stmt *st = NULL;
-    int rc = sq_prepare(s, &st, sql);
+    int rc = store_prepare(s, &st, sql);
     if (rc == MQE2E_OK) {
         rc = sq_step(st);
         if (rc == 1) rc = MQE2E_ERR_IO;
-        sq_finish(s, st);
+        store_finish(s, st);
     }
     return rc;
 }
@@ -229,15 +193,15 @@ static int sq_in_tx(store *s)
 }
 
 static const store_ops SQ_OPS = {
-    sq_close,     sq_prepare,   sq_finish, sq_reset,    sq_bind_i64, sq_bind_text,
-    sq_bind_blob, sq_bind_null, sq_step,   sq_col_type, sq_col_i64,  sq_col_text,
-    sq_col_blob,  sq_changes,   sq_exec,   sq_begin,    sq_in_tx,
+    sq_close,     sq_create,    sq_recycle,   sq_destroy, sq_reset,    sq_bind_i64,
+    sq_bind_text, sq_bind_blob, sq_bind_null, sq_step,    sq_col_type, sq_col_i64,
+    sq_col_text,  sq_col_blob,  sq_changes,   sq_exec,    sq_begin,    sq_in_tx,
 };
 
 static int pragma_expect(store *s, const char *sql, const char *expect)
 {
     store_stmt *st = NULL;
-    int rc = sq_prepare(s, &st, sql);
+    int rc = store_prepare(s, &st, sql);
     if (rc == MQE2E_OK) {
         rc = sq_step(st);
         if (rc == 1) {
@@ -246,7 +210,7 @@ static int pragma_expect(store *s, const char *sql, const char *expect)
         } else if (rc == 0) {
             rc = MQE2E_ERR_IO;
         }
-        sq_finish(s, st);
+        store_finish(s, st);
     }
     return rc;
 }
@@ -288,7 +252,7 @@ int store_sqlite_open(store **out, const char *path)
     if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
 out:
     if (rc != MQE2E_OK) {
-        sq_close(s);
+        store_close(s);
         return rc;
     }
     *out = s;

@@ -397,7 +397,7 @@ static void start(const char *store)
 {
     memset(&fx, 0, sizeof fx);
     if (store != NULL) snprintf(fx.db, sizeof fx.db, "%s", store);
-    af_setup(&fx, AUTH_ID);
+    af_setup(&fx, AUTH_ID); /* the store: fx.db, else the fixture's choice */
     af_replica_start(&fx, 0, SHARE, NULL);
     af_replica_start(&fx, 1, SHARE, NULL);
 }
@@ -418,6 +418,7 @@ TestSuite(replica_kill, .fini = stop, .timeout = 400);
 /* Two processes on one SQLite file in WAL mode: a replica set on one machine. */
 Test(replica_kill, sqlite)
 {
+    unsetenv("MQE2E_TEST_PG_URI"); /* the fixture would take PostgreSQL */
     start(NULL);
     kill_one_replica();
 }
@@ -427,6 +428,6 @@ Test(replica_kill, postgresql)
 {
     const char *uri = getenv("MQE2E_TEST_PG_URI");
     if (uri == NULL) cr_skip_test("no MQE2E_TEST_PG_URI: run through tests/support/pgcluster.sh");
-    start(uri);
+    start(NULL); /* the fixture creates a fresh database in the cluster */
     kill_one_replica();
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adb_testutil.h"
 #include "authority_db.h"
 #include "mqe2e/error.h"
 #include "store.h"
@@ -71,16 +72,6 @@ static mqe2e_adb *open_db(void)
     return db;
 }
 
-static void enroll(mqe2e_adb *db, const char *client_id, uint8_t key_byte)
-{
-    uint8_t sp[32], dh[32];
-    memset(sp, key_byte, sizeof sp);
-    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
-    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
-                                                  100, 100000),
-                 MQE2E_OK, "enroll %s", client_id);
-}
-
 /* ------------------------------------------------------------------ basics */
 
 Test(store, opens_migrates_and_refuses_another_key)
@@ -127,9 +118,9 @@ Test(store, tokens_clients_groups_members_revocation)
     cr_assert(info.retry);
     cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp2, dh, 22), MQE2E_ERR_STATE);
 
-    enroll(db, "dev-1", 0x11);
-    enroll(db, "dev-2", 0x12);
-    enroll(db, "dev-3", 0x13);
+    adb_test_enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-2", 0x12);
+    adb_test_enroll(db, "dev-3", 0x13);
     cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 5, secret), MQE2E_OK);
     uint32_t sid = 0, ep = 0;
     cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-1", 30), MQE2E_OK);
@@ -264,7 +255,7 @@ Test(store, racing_connections_never_share_a_sender_id)
         for (int k = 0; k < PER_RACER; k++) {
             char id[32];
             snprintf(id, sizeof id, "c%d-%d", i, k);
-            enroll(db, id, (uint8_t)(i * PER_RACER + k + 1));
+            adb_test_enroll(db, id, (uint8_t)(i * PER_RACER + k + 1));
         }
     mqe2e_adb_close(db);
     struct racer r[RACERS];
@@ -340,4 +331,86 @@ Test(store, racing_devices_consume_a_token_once)
         winners += (int)r[i].got[0];
     }
     cr_assert_eq(winners, 1, "exactly one device enrolls with a one-time token");
+}
+
+/* ---------------------------------------------------------- lost connection */
+
+/* Ends every other session on the test's database, as a server restart or a
+ * network cut would. */
+static void pg_cut_other_sessions(void)
+{
+    PGconn *c = PQconnectdb(uri);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    cr_assert_gt(PQntuples(r), 0, "a session to cut");
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* Between transactions the driver reconnects; inside one, nothing of it is
+ * replayed on the new connection: the rest fails and the commit reports it. */
+Test(store, a_lost_server_connection_loses_no_half_transaction)
+{
+    if (!is_pg()) cr_skip_test("PostgreSQL only (run under tests/support/pgcluster.sh)");
+    mqe2e_adb *db = open_db();
+    uint8_t pub[32];
+    memset(pub, 9, sizeof pub);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "before", pub, 1), MQE2E_OK);
+
+    pg_cut_other_sessions();
+    cr_assert_eq(mqe2e_adb_operator_add(db, "after-cut", pub, 2), MQE2E_OK,
+                 "a call after the cut reconnects");
+
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_operator_add(db, "in-lost-tx-1", pub, 3), MQE2E_OK);
+    pg_cut_other_sessions();
+    cr_assert_eq(mqe2e_adb_operator_add(db, "in-lost-tx-2", pub, 4), MQE2E_ERR_IO);
+    cr_assert_eq(mqe2e_adb_tx_commit(db), MQE2E_ERR_IO, "the lost transaction is reported");
+
+    uint64_t at = 0;
+    cr_assert_eq(mqe2e_adb_operator_get(pub, &at, db, "in-lost-tx-1"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_operator_get(pub, &at, db, "in-lost-tx-2"), MQE2E_ERR_NOT_FOUND,
+                 "nothing of the lost transaction ran in autocommit");
+    cr_assert_eq(mqe2e_adb_operator_get(pub, &at, db, "after-cut"), MQE2E_OK);
+    mqe2e_adb_close(db);
+}
+
+static int insert_row(store *s, int64_t v)
+{
+    store_stmt *st = NULL;
+    int rc = store_prepare(s, &st, "INSERT INTO lost(v) VALUES (?1)");
+    if (rc == MQE2E_OK) rc = store_bind_i64(st, 1, v);
+    if (rc == MQE2E_OK) rc = store_step(st);
+    store_finish(s, st);
+    return rc;
+}
+
+/* The same at the driver: once a transaction's connection is gone, no later
+ * statement of it runs anywhere, even one the caller sends after the first
+ * failure, until the caller ends the transaction. */
+Test(store, the_driver_replays_nothing_of_a_lost_transaction)
+{
+    if (!is_pg()) cr_skip_test("PostgreSQL only (run under tests/support/pgcluster.sh)");
+    store *s = NULL;
+    cr_assert_eq(store_open(&s, uri), MQE2E_OK);
+    cr_assert_eq(store_exec(s, "CREATE TABLE lost(v BIGINT PRIMARY KEY)"), MQE2E_OK);
+    cr_assert_eq(store_begin(s, STORE_TX_WRITE), MQE2E_OK);
+    cr_assert_eq(insert_row(s, 1), 0);
+    pg_cut_other_sessions();
+    cr_assert_eq(insert_row(s, 2), MQE2E_ERR_IO, "the cut is noticed");
+    cr_assert_eq(insert_row(s, 3), MQE2E_ERR_IO, "and the transaction stays dead");
+    cr_assert(store_in_tx(s));
+    store_stmt *st = NULL;
+    cr_assert_eq(store_prepare(s, &st, "ROLLBACK"), MQE2E_OK);
+    cr_assert_eq(store_step(st), 0);
+    store_finish(s, st);
+    cr_assert_eq(insert_row(s, 4), 0, "a new transaction reconnects");
+    cr_assert_eq(store_prepare(s, &st, "SELECT COUNT(*), MIN(v) FROM lost"), MQE2E_OK);
+    cr_assert_eq(store_step(st), 1);
+    cr_assert_eq(store_col_i64(st, 0), 1, "only the row written after the rollback");
+    cr_assert_eq(store_col_i64(st, 1), 4);
+    store_finish(s, st);
+    store_close(s);
 }

@@ -212,6 +212,22 @@ static int op_reply(mqe2e_operator_client *st, mqe2e_operator_reply *reply)
     return 1;
 }
 
+/* Build an operator request issued at @p issued_at into @p frame (kept for
+ * a replay), deliver it, and return the status of its reply. */
+static int32_t op_send(uint8_t *frame, size_t *len, uint64_t issued_at, const char *command,
+                       char **args, size_t n_args)
+{
+    outbox_clear();
+    mqe2e_operator_client *st = op_frame(frame, len, issued_at, command, args, n_args);
+    deliver(frame, *len);
+    mqe2e_operator_reply reply;
+    cr_assert(op_reply(st, &reply), "no reply to %s", command);
+    int32_t status = reply.status;
+    mqe2e_operator_reply_clear(&reply);
+    mqe2e_operator_client_free(st);
+    return status;
+}
+
 /* One operator command, answered; returns the status, output in *output (malloc()ed). */
 static int32_t op_call(char **output, const char *command, char **args, size_t n_args)
 {
@@ -370,6 +386,15 @@ static void device_enrolled(device *d, const char *id)
     mqe2e_control_update reply;
     cr_assert_eq(enroll_send(d, &reply, NULL), MQE2E_OK);
     mqe2e_control_update_wipe(&reply);
+}
+
+/* An enrolled device, alone in a new group (created with @p extra). */
+static void device_in_new_group(device *d, const char *id, const char *group, const char *topic,
+                                const char *extra)
+{
+    device_enrolled(d, id);
+    group_create(group, topic, extra);
+    group_grant(group, id);
 }
 
 /* -------------------------------------------------------------------- tests */
@@ -550,9 +575,7 @@ Test(authority_core, revocation_rotates_and_pushes_the_new_epoch_to_the_others_o
 Test(authority_core, rotation_by_schedule_follows_the_clock_passed_in)
 {
     device d;
-    device_enrolled(&d, "dev-5");
-    group_create("sched", "sched/#", "rotate-seconds=60");
-    group_grant("sched", "dev-5");
+    device_in_new_group(&d, "dev-5", "sched", "sched/#", "rotate-seconds=60");
     outbox_clear();
     fx.now += 30;
     fx.now_ms += 30000;
@@ -579,24 +602,12 @@ Test(authority_core, operator_requests_stale_replayed_or_unknown_are_refused)
     char *args[2] = {a_g, a_t};
 
     /* Issued an hour before the authority's clock. */
-    outbox_clear();
-    mqe2e_operator_client *st = op_frame(frame, &len, fx.now - 3600, "group-create", args, 2);
-    deliver(frame, len);
-    mqe2e_operator_reply reply;
-    cr_assert(op_reply(st, &reply));
-    cr_assert_eq(reply.status, MQE2E_OPSTATUS_REFUSED);
-    mqe2e_operator_reply_clear(&reply);
-    mqe2e_operator_client_free(st);
+    cr_assert_eq(op_send(frame, &len, fx.now - 3600, "group-create", args, 2),
+                 MQE2E_OPSTATUS_REFUSED);
     cr_assert_eq(counter("operator_stale"), 1);
 
     /* Fresh: done once; the same frame again is a replay. */
-    outbox_clear();
-    st = op_frame(frame, &len, fx.now, "group-create", args, 2);
-    deliver(frame, len);
-    cr_assert(op_reply(st, &reply));
-    cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
-    mqe2e_operator_reply_clear(&reply);
-    mqe2e_operator_client_free(st);
+    cr_assert_eq(op_send(frame, &len, fx.now, "group-create", args, 2), MQE2E_OPSTATUS_OK);
     deliver(frame, len);
     cr_assert_eq(counter("operator_replay"), 1);
     cr_assert_eq(counter("operator_ok"), 1);
@@ -605,7 +616,7 @@ Test(authority_core, operator_requests_stale_replayed_or_unknown_are_refused)
     mqe2e_keystore *real = fx.op;
     fx.op = new_keystore("op-1");
     outbox_clear();
-    st = op_frame(frame, &len, fx.now, "status", NULL, 0);
+    mqe2e_operator_client *st = op_frame(frame, &len, fx.now, "status", NULL, 0);
     deliver(frame, len);
     mqe2e_operator_client_free(st);
     cr_assert_eq(counter("operator_bad_signature"), 1);
@@ -918,9 +929,7 @@ Test(authority_core, replicas_sign_one_revocation_list)
 Test(authority_core, replicas_rotate_a_counted_group_once)
 {
     device d;
-    device_enrolled(&d, "dev-c1");
-    group_create("meter", "meter/#", "rotate-messages=3");
-    group_grant("meter", "dev-c1");
+    device_in_new_group(&d, "dev-c1", "meter", "meter/#", "rotate-messages=3");
     replica_start();
     mqe2e_sender_key k;
     memset(&k, 0, sizeof k);
@@ -954,14 +963,7 @@ Test(authority_core, replicas_refuse_an_operator_frame_replayed_to_the_other)
     char a_g[] = "group=g9", a_t[] = "topic=g9/#";
     char *args[2] = {a_g, a_t};
     replica_start();
-    outbox_clear();
-    mqe2e_operator_client *st = op_frame(frame, &len, fx.now, "group-create", args, 2);
-    deliver(frame, len);
-    mqe2e_operator_reply reply;
-    cr_assert(op_reply(st, &reply));
-    cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
-    mqe2e_operator_reply_clear(&reply);
-    mqe2e_operator_client_free(st);
+    cr_assert_eq(op_send(frame, &len, fx.now, "group-create", args, 2), MQE2E_OPSTATUS_OK);
     replica_use(1);
     deliver(frame, len);
     cr_assert_eq(counter("operator_replay"), 1, "B refuses A's frame");

@@ -249,8 +249,7 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
     sodium_memzero(key, sizeof key);
     if (rc != MQE2E_OK) {
         /* A server URI may carry a password: name the file only. */
-        slog("cannot open the database %s: %s", store_uri_shown(cfg->db_path),
-             mqe2e_strerror(rc));
+        slog("cannot open the database %s: %s", store_uri_shown(cfg->db_path), mqe2e_strerror(rc));
         return rc;
     }
     authority_io io = {&s, io_publish, io_flush, io_subscribe, io_log, io_stopwatch};

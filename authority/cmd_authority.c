@@ -10,11 +10,11 @@
 
 #include <sodium.h>
 
+#include "authority_cli.h"
 #include "authority_db.h"
-#include "store.h"
 #include "authority_service.h"
 #include "cli.h"
-#include "authority_cli.h"
+#include "store.h"
 
 static const char usage[] =
     "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"

@@ -30,7 +30,7 @@ int store_uri_valid(const char *uri)
 const char *store_uri_shown(const char *uri)
 {
     if (uri == NULL) return "(none)";
-    return store_uri_is_server(uri) ? "the PostgreSQL store" : uri;
+    return store_uri_is_server(uri) ? "postgresql://(hidden)" : uri;
 }
 
 int store_open(store **out, const char *uri)

@@ -99,7 +99,7 @@ int store_uri_valid(const char *uri);
 
 /**
  * @brief What to print for @p uri in messages: the URI itself for a file, the
- *        constant "the PostgreSQL store" for a server (its URI may carry a
+ *        constant "postgresql://(hidden)" for a server (its URI may carry a
  *        password). Static storage or @p uri itself; never NULL.
  */
 const char *store_uri_shown(const char *uri);

@@ -286,6 +286,10 @@ run "$auth_bin" init -K st3.ks --store 'postgresq://alice:s3cret@db.example/x' -
 check "a mistyped scheme: usage error (exit 1), one line, no password echoed, no keystore, no file" \
   test "$rc" -eq 1 -a -n "$(one_line_error && grep "unknown store scheme 'postgresq://'" err)" \
   -a -z "$(grep s3cret err)" -a ! -e st3.ks -a ! -e postgresq:
+run timeout 20 "$auth_bin" run -K st1.ks --store 'postgresql://alice:s3cret@127.0.0.1:1/x' \
+  -h 127.0.0.1 -p "$port"
+check "run with an unreachable PostgreSQL: fails, says so, never prints the URI's password" \
+  test "$rc" -ne 0 -a "$rc" -ne 124 -a -n "$(grep -i 'database' err)" -a -z "$(grep s3cret err out)"
 run "$auth_bin" init -K st4.ks --store sqlite:st1.db --id st4-authority
 check "init --store sqlite: refuses an existing file" test "$rc" -ne 0 -a ! -e st4.ks
 

@@ -1,43 +1,28 @@
+#define _GNU_SOURCE /* memmem */
 /* The authority store on each driver: the same domain calls against SQLite
  * (no environment) and against PostgreSQL (MQE2E_TEST_PG_URI, set by
  * tests/support/pgcluster.sh: a throwaway cluster; each test gets a fresh
- * database). Includes races of several connections: sender ids, epochs and a
- * one-time token. */
+ * database). Includes races of several processes, each with its own
+ * connection: sender ids, epochs and a one-time token. */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "adb_testutil.h"
 #include "authority_db.h"
 #include "mqe2e/error.h"
 #include "store.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 static char *dir;
 static char uri[4096];
 static uint8_t key[MQE2E_ADB_KEY_BYTES];
-
-/* PostgreSQL: a database of its own per test (Criterion forks each test). */
-static void pg_fresh_database(const char *base)
-{
-    PGconn *c = PQconnectdb(base);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-    char sql[128], name[64];
-    snprintf(name, sizeof name, "t%ld", (long)getpid());
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-    const char *q = strstr(base, "/postgres?");
-    cr_assert_not_null(q, "MQE2E_TEST_PG_URI names database postgres: %s", base);
-    snprintf(uri, sizeof uri, "%.*s/%s%s", (int)(q - base), base, name, q + strlen("/postgres"));
-}
 
 static void setup(void)
 {
@@ -45,10 +30,8 @@ static void setup(void)
     for (size_t i = 0; i < sizeof key; i++)
         key[i] = (uint8_t)(0x40 + i);
     dir = tu_tempdir();
-    const char *pg = getenv("MQE2E_TEST_PG_URI");
-    if (pg != NULL && pg[0] != '\0')
-        pg_fresh_database(pg);
-    else
+    /* PostgreSQL under tests/support/pgcluster.sh: a database per test. */
+    if (!pgtest_fresh_uri(uri, sizeof uri, "t"))
         snprintf(uri, sizeof uri, "sqlite:%s/authority.db", dir);
 }
 
@@ -73,6 +56,25 @@ static mqe2e_adb *open_db(void)
 }
 
 /* ------------------------------------------------------------------ basics */
+
+/* What an administrator of the database reads (a second connection): the
+ * secret is sealed (nonce, ciphertext, tag), nowhere in clear. */
+static void assert_sealed_at_rest(const uint8_t secret[32], const char *sql)
+{
+    store *s = NULL;
+    store_stmt *st = NULL;
+    cr_assert_eq(store_open(&s, uri), MQE2E_OK);
+    cr_assert_eq(store_prepare(s, &st, sql), MQE2E_OK);
+    cr_assert_eq(store_step(st), 1, "%s: a row", sql);
+    size_t n = 0;
+    const uint8_t *b = store_col_blob(st, 0, &n);
+    cr_assert_not_null(b);
+    cr_assert_gt(n, 32U, "sealed: longer than the secret");
+    cr_assert_null(memmem(b, n, secret, 32), "the secret in clear in the database");
+    cr_assert_null(memmem(b, n, secret, 8), "part of the secret in clear");
+    store_finish(s, st);
+    store_close(s);
+}
 
 Test(store, opens_migrates_and_refuses_another_key)
 {
@@ -108,6 +110,7 @@ Test(store, tokens_clients_groups_members_revocation)
                  MQE2E_OK);
     cr_assert_eq(mqe2e_adb_token_create(db, tid, secret, "dev-1", "sensor", &g, 1, 10, 1000),
                  MQE2E_ERR_EXISTS);
+    assert_sealed_at_rest(secret, "SELECT token_secret FROM tokens");
     mqe2e_adb_token_info info;
     cr_assert_eq(mqe2e_adb_token_consume(out, &info, db, tid, sp, dh, 20), MQE2E_OK);
     cr_assert_eq(memcmp(out, secret, 32), 0, "sealed secret round trip");
@@ -135,6 +138,7 @@ Test(store, tokens_clients_groups_members_revocation)
     memset(secret, 0x5B, sizeof secret);
     cr_assert_eq(mqe2e_adb_group_rotate(&ep, db, "g", secret, 40), MQE2E_OK);
     cr_assert_eq(ep, 2);
+    assert_sealed_at_rest(secret, "SELECT secret FROM group_epochs WHERE epoch = 2");
     cr_assert_eq(mqe2e_adb_group_epoch_secret(out, db, "g", 2), MQE2E_OK);
     cr_assert_eq(memcmp(out, secret, 32), 0);
 
@@ -216,16 +220,42 @@ static void *take_sender_ids(void *arg)
     return NULL;
 }
 
+/* Each racer is a process of its own with its own connection, as several
+ * authority processes on one store are; they start together (all block on
+ * one pipe until the parent closes it) and send their results back. */
 static void run_racers(void *(*fn)(void *), struct racer *r)
 {
-    pthread_t t[RACERS];
+    int go[2];
+    int back[RACERS][2];
+    pid_t pid[RACERS];
+    cr_assert_eq(pipe(go), 0);
     for (int i = 0; i < RACERS; i++) {
-        memset(&r[i], 0, sizeof r[i]);
-        r[i].index = i;
-        cr_assert_eq(pthread_create(&t[i], NULL, fn, &r[i]), 0);
+        cr_assert_eq(pipe(back[i]), 0);
+        pid[i] = fork();
+        cr_assert_neq(pid[i], -1);
+        if (pid[i] == 0) {
+            struct racer mine;
+            memset(&mine, 0, sizeof mine);
+            mine.index = i;
+            char c;
+            close(go[1]);
+            (void)!read(go[0], &c, 1); /* EOF: the start */
+            fn(&mine);
+            ssize_t w = write(back[i][1], &mine, sizeof mine);
+            _exit(w == (ssize_t)sizeof mine ? 0 : 1);
+        }
+        close(back[i][1]);
     }
-    for (int i = 0; i < RACERS; i++)
-        pthread_join(t[i], NULL);
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < RACERS; i++) {
+        ssize_t n = read(back[i][0], &r[i], sizeof r[i]);
+        cr_assert_eq(n, (ssize_t)sizeof r[i], "racer %d sent its result", i);
+        close(back[i][0]);
+        int status = 0;
+        cr_assert_eq(waitpid(pid[i], &status, 0), pid[i]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "racer %d exited cleanly", i);
+    }
 }
 
 /* Every id 1..N handed out exactly once: no duplicate, no gap. */

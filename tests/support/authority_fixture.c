@@ -17,6 +17,7 @@
 #include "mqe2e/mqe2e.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 #define START_WAIT_S 15.0
@@ -116,20 +117,7 @@ void af_prepare(af_fixture *f)
     if (f->db[0] == '\0') snprintf(f->db, sizeof f->db, "%s/auth.db", f->dir);
     /* Under tests/support/pgcluster.sh the authority keeps its state in a
      * fresh PostgreSQL database of the throwaway cluster instead. */
-    if (pg != NULL && pg[0] != '\0') {
-        static unsigned n;
-        char name[64], cmd[1400];
-        snprintf(name, sizeof name, "af%ld_%u", (long)getpid(), n++);
-        const char *q = strstr(pg, "/postgres?");
-        cr_assert_not_null(q, "MQE2E_TEST_PG_URI names database postgres: %s", pg);
-        cr_assert_null(strchr(pg, '\''));
-        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 '%s' -c 'CREATE DATABASE %s'",
-                 pg, name);
-        cr_assert_eq(system(cmd), 0, "%s", cmd);
-        int w = snprintf(f->db, sizeof f->db, "%.*s/%s%s", (int)(q - pg), pg, name,
-                         q + strlen("/postgres"));
-        cr_assert(w > 0 && (size_t)w < sizeof f->db);
-    }
+    if (pg != NULL) (void)pgtest_fresh_uri(f->db, sizeof f->db, "af");
     snprintf(f->keyfile, sizeof f->keyfile, "%s/key", f->dir);
     snprintf(f->log, sizeof f->log, "%s/authority.log", f->dir);
     /* A raw key file keeps the many CLI runs fast (no Argon2 per run). */

@@ -17,6 +17,7 @@
 #include "mqe2e/keystore.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 #define T0 1900000000ULL /* the fake wall clock starts here (2030) */
@@ -129,6 +130,8 @@ static void setup(void)
     fx.now_ms = 5000;
     fx.dir = tu_tempdir();
     snprintf(fx.db_path, sizeof fx.db_path, "%s/authority.db", fx.dir);
+    /* Under tests/support/pgcluster.sh (test_authority_core_pg): PostgreSQL. */
+    (void)pgtest_fresh_uri(fx.db_path, sizeof fx.db_path, "core");
     fx.ks = new_keystore("authority");
     fx.op = new_keystore("op-1");
     uint8_t key[MQE2E_ADB_KEY_BYTES];

@@ -25,6 +25,7 @@ static const char usage[] =
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
     "                           [--revoke-grace SECONDS] [--list-validity SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
+    "                           [--replica-group NAME [--replica-id CLIENT_ID]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
     "                and print the AUTHORITY PIN (public: give it to operators)\n"
@@ -50,7 +51,8 @@ static const char usage[] =
     "                           passphrase_file, key_file,\n"
     "                           username, password_file, cafile, capath, certfile,\n"
     "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
-    "                           keepalive, verbose, handshake_limits\n"
+    "                           keepalive, verbose, handshake_limits, replica_group,\n"
+    "                           replica_id\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
     "      --revoke-grace S     after a revocation, removal or device replacement, the\n"
@@ -63,6 +65,10 @@ static const char usage[] =
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
     "                           client id (PER_ID_BURST), IDS ids tracked; 0 turns a\n"
     "                           bucket off (default 2000,4000,20,10,16384; docs/AUTHORITY.md)\n"
+    "      --replica-group NAME one of several replicas serving one fleet from one store:\n"
+    "                           MQTT v5, clean start, requests through the shared\n"
+    "                           subscription $share/NAME/P/authority (docs/SCALING.md)\n"
+    "      --replica-id ID      this replica's MQTT client id (default AUTHORITY_ID-<random>)\n"
     "      --passphrase-file F  keystore passphrase from F's first line\n"
     "      --key-file F         keystore raw key from F\n"
     "\n";
@@ -95,6 +101,8 @@ enum {
     OPT_LIST_VALIDITY,
     OPT_VERBOSE,
     OPT_HS_LIMITS,
+    OPT_REPLICA_GROUP,
+    OPT_REPLICA_ID,
 };
 
 static const cli_opt opts[] = {
@@ -113,6 +121,8 @@ static const cli_opt opts[] = {
     {0, "list-validity", 1, OPT_LIST_VALIDITY},
     {'v', "verbose", 0, OPT_VERBOSE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
+    {0, "replica-group", 1, OPT_REPLICA_GROUP},
+    {0, "replica-id", 1, OPT_REPLICA_ID},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -132,6 +142,8 @@ typedef struct auth_args {
     long list_validity;
     int verbose;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
+    const char *replica_group;
+    const char *replica_id;
 } auth_args;
 
 static volatile sig_atomic_t stop_flag = 0;
@@ -259,6 +271,10 @@ static int load_config(auth_args *a)
                 a->list_validity = x;
         } else if (strcmp(key, "handshake_limits") == 0) {
             a->hs_limits = val;
+        } else if (strcmp(key, "replica_group") == 0) {
+            a->replica_group = val;
+        } else if (strcmp(key, "replica_id") == 0) {
+            a->replica_id = val;
         } else if (strcmp(key, "verbose") == 0) {
             used_val = 0;
             if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
@@ -488,6 +504,17 @@ static int do_run(auth_args *a)
         a->list_validity > 0 ? (uint64_t)a->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
     cfg.core.verbose = a->verbose;
     cfg.stop = &stop_flag;
+    if (a->replica_id != NULL && a->replica_group == NULL) {
+        cli_error("--replica-id needs --replica-group");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->replica_group != NULL &&
+        (a->replica_group[0] == '\0' || strpbrk(a->replica_group, "/+#") != NULL)) {
+        cli_error("--replica-group is one topic level: no '/', '+' or '#'");
+        return CLI_EXIT_USAGE;
+    }
+    cfg.replica_group = a->replica_group;
+    cfg.replica_id = a->replica_id;
     authority_rl_config limits;
     if (a->hs_limits != NULL) {
         if (parse_limits(&limits, a->hs_limits) != 0) {
@@ -633,6 +660,12 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
             break;
         case OPT_HS_LIMITS:
             a.hs_limits = v;
+            break;
+        case OPT_REPLICA_GROUP:
+            a.replica_group = v;
+            break;
+        case OPT_REPLICA_ID:
+            a.replica_id = v;
             break;
         default:
             break;

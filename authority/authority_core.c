@@ -131,6 +131,7 @@ void authority_flush(authority *a)
 typedef struct rev_collect {
     mqe2e_revocation_entry *e;
     size_t n, cap;
+    uint64_t newest; /* latest revoked_at: when the version last moved */
 } rev_collect;
 
 static int rev_cb(const char *client_id, uint64_t serial, uint64_t revoked_at, void *user)
@@ -149,6 +150,7 @@ static int rev_cb(const char *client_id, uint64_t serial, uint64_t revoked_at, v
     c->e[c->n].serial = serial;
     c->e[c->n].revoked_at = revoked_at;
     c->n++;
+    if (revoked_at > c->newest) c->newest = revoked_at;
     return 0;
 }
 
@@ -194,16 +196,29 @@ static int list_resign_due(const authority *a)
     return a->rl != NULL && list_half_old(a);
 }
 
+/* The issue time of a list whose version last moved at @p moved: the last
+ * multiple of half the validity after it that is not in the future. It
+ * depends only on the store and the clock, so replicas that sign the same
+ * version in the same half-period sign the same bytes (Ed25519 is
+ * deterministic): two replicas never publish two different lists of one
+ * version (docs/SCALING.md). A clock behind @p moved signs at its own time. */
+static uint64_t list_issue_time(const authority *a, uint64_t moved)
+{
+    uint64_t half = list_validity(a) / 2U;
+    if (a->now < moved || half == 0) return a->now;
+    return moved + (a->now - moved) / half * half;
+}
+
 /* Re-sign the list when its version moved or half its validity passed;
  * publish it retained if asked. */
 int authority_revocations_refresh(authority *a, int publish_retained)
 {
-    rev_collect c = {NULL, 0, 0};
+    rev_collect c = {NULL, 0, 0, 0};
     retired_collect r = {NULL, 0, 0};
     uint64_t version = 0;
     int rc = mqe2e_adb_revocations_list(&version, a->db, rev_cb, &c);
     uint64_t validity = list_validity(a);
-    uint64_t now = a->now;
+    uint64_t now = list_issue_time(a, c.newest);
     /* A new version, or half the list's validity passed: sign it afresh, so
      * members hear a list before its next_update (PROTOCOL.md 9.3). */
     int due = version > 0 && (a->rl == NULL || version != a->rl_version || list_half_old(a));
@@ -235,6 +250,16 @@ int authority_revocations_refresh(authority *a, int publish_retained)
     if (publish_retained && a->rl != NULL)
         (void)publish(a, a->topic_revocations, a->rl, a->rl_len, 1);
     return MQE2E_OK;
+}
+
+/* Another replica may have revoked since this one signed its list: a
+ * cheap version check before a reply carries the cached copy (re-signed,
+ * not published: the replica that revoked published it). */
+static void revocations_sync(authority *a)
+{
+    uint64_t version = 0;
+    if (mqe2e_adb_revocation_version(&version, a->db) == MQE2E_OK && version != a->rl_version)
+        (void)authority_revocations_refresh(a, 0);
 }
 
 /* ------------------------------------------------------------------ bundles */
@@ -924,6 +949,51 @@ int authority_push_client(authority *a, const char *client_id, const char *group
     return rc;
 }
 
+/* ----------------------------------------------- rotations decided by time */
+
+/* Is @p g still to be rotated? The caller's condition, read again in the
+ * rotating transaction. */
+typedef int (*still_due_fn)(const authority *a, const mqe2e_adb_group *g, const void *arg);
+
+/* Rotate @p group only if @p still_due holds for its row read in the same
+ * store transaction as the rotation: replicas on one store that decide the
+ * same rotation (a schedule, a message count) rotate it once; the others
+ * find it done (the group moved on) and skip it. @return MQE2E_OK (rotated
+ * or skipped) or the store's error. */
+static int rotate_once(authority *a, const char *group, still_due_fn still_due, const void *arg)
+{
+    mqe2e_adb_group g;
+    uint32_t epoch = 0;
+    int due = 0;
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) return rc;
+    rc = mqe2e_adb_group_get(&g, a->db, group);
+    if (rc == MQE2E_OK) due = still_due(a, &g, arg);
+    if (rc == MQE2E_OK && due) rc = authority_rotate_group_db(a, group, &epoch);
+    if (rc == MQE2E_OK)
+        rc = mqe2e_adb_tx_commit(a->db);
+    else
+        (void)mqe2e_adb_tx_rollback(a->db);
+    if (rc != MQE2E_OK || !due) {
+        if (rc == MQE2E_OK)
+            authority_log(a, "group %s: rotation already done (another replica)", group);
+        return rc;
+    }
+    return authority_push_rotated(a, group, 0, epoch);
+}
+
+static int schedule_due(const authority *a, const mqe2e_adb_group *g, const void *arg)
+{
+    (void)arg;
+    return g->rotate_every_seconds > 0 && g->last_rotated_at + g->rotate_every_seconds <= a->now;
+}
+
+static int epoch_unchanged(const authority *a, const mqe2e_adb_group *g, const void *arg)
+{
+    (void)a;
+    return g->current_epoch == *(const uint32_t *)arg;
+}
+
 /* ------------------------------------------------------- count-based rotation */
 
 static int count_group_cb(const mqe2e_adb_group *g, void *user)
@@ -969,12 +1039,16 @@ static void count_envelope(authority *a, const char *topic, const uint8_t *p, si
         a->counters[AUTH_C_ENVELOPES]++;
         if (++c->count >= c->threshold) {
             char name[MQE2E_ADB_NAME_MAX];
+            uint32_t epoch = c->epoch;
             snprintf(name, sizeof name, "%s", c->name);
             c->count = 0;
             authority_log(a, "group %s reached %lu messages at epoch %lu: rotating", name,
                           (unsigned long)c->threshold, (unsigned long)c->epoch);
-            /* Rotation refreshes (and may reallocate) the list. */
-            (void)authority_rotate_group(a, name, 0, NULL);
+            /* Every replica counts the same envelopes: the first rotates,
+             * the others find the epoch moved. Rotation refreshes (and may
+             * reallocate) the list. */
+            (void)rotate_once(a, name, epoch_unchanged, &epoch);
+            authority_count_refresh(a);
             return;
         }
     }
@@ -1371,6 +1445,7 @@ static void enroll_commit(authority *a)
             break;
         }
     }
+    revocations_sync(a);
     for_jobs(a, n, job_seal);
     enroll_push_rotations(a, n);
     enroll_push_directories(a, n);
@@ -1486,6 +1561,7 @@ static void handle_hello(authority *a, const uint8_t *frame, size_t len)
         RLOG(a, "hello refused for %s: not the enrolled key", req.client_id);
         goto out;
     }
+    revocations_sync(a);
     if (c.status != MQE2E_ADB_CLIENT_ACTIVE) {
         a->counters[AUTH_C_HELLO_REVOKED]++;
         authority_log(a, "hello refused for %s: revoked", req.client_id);
@@ -1718,7 +1794,7 @@ static void rotate_due_cb_all(authority *a, uint64_t now)
     if (mqe2e_adb_groups_due_for_rotation(a->db, now, due_cb, &due) == MQE2E_OK) {
         for (size_t i = 0; i < due.n; i++) {
             authority_log(a, "group %s is due for rotation", due.names[i]);
-            (void)authority_rotate_group(a, due.names[i], 0, NULL);
+            (void)rotate_once(a, due.names[i], schedule_due, NULL);
         }
     }
     name_sid_free(&due);
@@ -1841,6 +1917,7 @@ void authority_core_tick(authority_core *a, uint64_t now, uint64_t now_ms, int i
         a->last_schedule = now;
         enroll_commit(a);
         rotate_due_cb_all(a, now);
+        revocations_sync(a);
         /* Sign the list afresh (and publish it retained) once half its
          * validity passed, so members hear one before its next_update. */
         if (list_resign_due(a)) {

@@ -1,20 +1,20 @@
 /*
- * Persistent store of the authority: SQLite in WAL mode, synchronous=FULL,
- * prepared statements only, one transaction per multi-step change, and
- * secrets sealed column-wise with XChaCha20-Poly1305.
+ * The authority's store above the drivers: the domain rules (sender ids that
+ * never recycle, epoch numbering, sealed secret columns, token states) and
+ * the SQL, written once in the portable subset of SQLite 3.40 and
+ * PostgreSQL 15 (store.h). Prepared statements only, one transaction per
+ * multi-step change, secrets sealed column-wise with XChaCha20-Poly1305.
  */
 #include "authority_db.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "authority_rules.h"
 #include "authority_tree_db.h"
 #include "mqe2e/error.h"
+#include "store.h"
 
 /* Sealed columns and their associated data: authority_rules.h. */
 #define SEALED_BYTES AUTHORITY_SEALED_BYTES
@@ -22,19 +22,10 @@
 _Static_assert(MQE2E_ADB_SECRET_BYTES == AUTHORITY_SECRET_BYTES, "one secret size");
 _Static_assert(AUTHORITY_AD_MAX >= 16U + MQE2E_ADB_NAME_MAX + 1U + 4U, "AD of the longest name");
 
-/* Statements kept prepared: every SQL text of this file fits. */
-#define STMT_CACHE 96
-
 struct mqe2e_adb {
-    sqlite3 *sql;
+    store *store;
     uint8_t *key; /* sodium_malloc, read-only while open */
     int user_tx;
-    /* Prepared statements reused across calls (see prep()). */
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-        int busy;
-    } cache[STMT_CACHE];
 };
 
 /* ------------------------------------------------------------------ schema */
@@ -178,106 +169,60 @@ static const char KEY_CHECK_NAME[] = "db_key_check";
 
 /* ----------------------------------------------------------------- helpers */
 
-static int sql_rc(int rc)
+/* Statements are kept prepared by the driver, keyed by their literal text:
+ * every statement from prep() goes back through store_finish(). */
+static int prep(mqe2e_adb *db, store_stmt **st, const char *sql)
 {
-    switch (rc) {
-    case SQLITE_OK:
-    case SQLITE_DONE:
-    case SQLITE_ROW:
-        return MQE2E_OK;
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-    case SQLITE_CONSTRAINT_UNIQUE:
-        return MQE2E_ERR_EXISTS;
-    case SQLITE_CONSTRAINT_FOREIGNKEY:
-        return MQE2E_ERR_NOT_FOUND;
-    case SQLITE_CONSTRAINT_CHECK:
-    case SQLITE_CONSTRAINT_NOTNULL:
-    case SQLITE_CONSTRAINT_DATATYPE:
-        return MQE2E_ERR_INVALID_ARG;
-    case SQLITE_NOMEM:
-        return MQE2E_ERR_NOMEM;
-    default:
-        return MQE2E_ERR_IO;
-    }
+    return store_prepare(db->store, st, sql);
 }
-
-/* Parsing SQL cost more than running it on the enrollment path, so
- * statements are kept prepared, keyed by their (literal) text and checked
- * against it; a statement in use is never handed out twice. Every statement
- * from prep() goes back through stmt_done(). */
-static int prep(mqe2e_adb *db, sqlite3_stmt **st, const char *sql)
-{
-    size_t free_slot = STMT_CACHE;
-    *st = NULL;
-    for (size_t i = 0; i < STMT_CACHE; i++) {
-        if (db->cache[i].sql == NULL) {
-            if (free_slot == STMT_CACHE) free_slot = i;
-        } else if (db->cache[i].sql == sql && !db->cache[i].busy &&
-                   strcmp(sqlite3_sql(db->cache[i].st), sql) == 0) {
-            db->cache[i].busy = 1;
-            *st = db->cache[i].st;
-            return MQE2E_OK;
-        }
-    }
-    int rc = sql_rc(sqlite3_prepare_v2(db->sql, sql, -1, st, NULL));
-    if (rc == MQE2E_OK && *st != NULL && free_slot < STMT_CACHE) {
-        db->cache[free_slot].sql = sql;
-        db->cache[free_slot].st = *st;
-        db->cache[free_slot].busy = 1;
-    }
-    return rc;
-}
-
-/* Give back a statement: reset (its read lock and bound copies released)
- * when cached, finalized otherwise. */
-static void stmt_done(mqe2e_adb *db, sqlite3_stmt *st)
-{
-    if (st == NULL) return;
-    for (size_t i = 0; i < STMT_CACHE; i++) {
-        if (db->cache[i].st == st) {
-            (void)sqlite3_reset(st);
-            (void)sqlite3_clear_bindings(st);
-            db->cache[i].busy = 0;
-            return;
-        }
-    }
-    (void)(sqlite3_finalize)(st);
-}
-
-/* A cached statement must never be finalized behind the cache's back: in this
- * file every finalize goes through stmt_done(). */
-#define sqlite3_finalize(st) stmt_done(db, (st))
 
 /* Step a statement that returns no row. */
-static int step_done(sqlite3_stmt *st)
+static int step_done(store_stmt *st)
 {
-    int rc = sqlite3_step(st);
-    return rc == SQLITE_DONE ? MQE2E_OK : (rc == SQLITE_ROW ? MQE2E_ERR_IO : sql_rc(rc));
+    int rc = store_step(st);
+    return rc == 0 ? MQE2E_OK : (rc == 1 ? MQE2E_ERR_IO : rc);
 }
 
 /* Step once: 1 for a row, 0 at the end, negative error. */
-static int step_row(sqlite3_stmt *st)
+static int step_row(store_stmt *st)
 {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) return 1;
-    if (rc == SQLITE_DONE) return 0;
-    return sql_rc(rc) == MQE2E_OK ? MQE2E_ERR_IO : sql_rc(rc);
+    return store_step(st);
+}
+
+/* The loop over a query's rows: `while (next_row(&rc, st)) { ... }` runs the
+ * body for each row while rc stays MQE2E_OK; a step error ends it with rc set,
+ * the end of the rows with rc unchanged. */
+static int next_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = step_row(st);
+    if (r < 0) *rc = r;
+    return r == 1;
+}
+
+/* A query that names one row: 1 when it is there; otherwise 0 with rc set
+ * (MQE2E_ERR_NOT_FOUND without a row, the step's error). */
+static int one_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = step_row(st);
+    *rc = r == 0 ? MQE2E_ERR_NOT_FOUND : (r < 0 ? r : MQE2E_OK);
+    return r == 1;
 }
 
 static int exec_const(mqe2e_adb *db, const char *sql)
 {
-    return sql_rc(sqlite3_exec(db->sql, sql, NULL, NULL, NULL));
+    return store_exec(db->store, sql);
 }
 
 /* Transaction control on the enrollment path (a few per call, several calls
- * per enrollment): kept prepared like any statement instead of parsed anew by
- * sqlite3_exec() each time. One statement per text only. */
+ * per enrollment): kept prepared like any statement. One statement per text. */
 static int tx_exec(mqe2e_adb *db, const char *sql)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, sql);
-    if (rc == MQE2E_OK && st != NULL) rc = step_done(st);
-    stmt_done(db, st);
+    if (rc == MQE2E_OK) rc = step_done(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -288,7 +233,7 @@ static int check_str(const char *s, size_t cap)
     return MQE2E_OK;
 }
 
-/* SQLite integers are signed 64-bit: larger times cannot be stored. */
+/* Both stores keep signed 64-bit integers: larger times cannot be stored. */
 static int check_u64(uint64_t v)
 {
     return v > (uint64_t)INT64_MAX ? MQE2E_ERR_INVALID_ARG : MQE2E_OK;
@@ -308,47 +253,48 @@ static int check_grants(const mqe2e_adb_grant *g, size_t n, size_t max)
     return MQE2E_OK;
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
+static int bind_text(store_stmt *st, int i, const char *s)
 {
-    return sql_rc(sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC));
+    return store_bind_text(st, i, s);
 }
 
-static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+static int bind_blob(store_stmt *st, int i, const void *p, size_t n)
 {
-    return sql_rc(sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC));
+    return store_bind_blob(st, i, p, n);
 }
 
-static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+static int bind_u64(store_stmt *st, int i, uint64_t v)
 {
-    return sql_rc(sqlite3_bind_int64(st, i, (sqlite3_int64)v));
+    return v > (uint64_t)INT64_MAX ? MQE2E_ERR_INVALID_ARG : store_bind_i64(st, i, (int64_t)v);
 }
 
-static uint64_t col_u64(sqlite3_stmt *st, int i)
+static uint64_t col_u64(store_stmt *st, int i)
 {
-    sqlite3_int64 v = sqlite3_column_int64(st, i);
+    int64_t v = store_col_i64(st, i);
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-/* Copy a text column; a value longer than the API allows means a file written
- * by something else, reported as an I/O fault rather than truncated. */
-static int col_text(char *dst, size_t cap, sqlite3_stmt *st, int i)
+/* Copy a text column; a value longer than the API allows means a database
+ * written by something else, reported as an I/O fault rather than truncated. */
+static int col_text(char *dst, size_t cap, store_stmt *st, int i)
 {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    int n = sqlite3_column_bytes(st, i);
+    size_t n = 0;
+    const char *s = store_col_text(st, i, &n);
     if (s == NULL) {
         dst[0] = '\0';
         return MQE2E_OK;
     }
-    if (n < 0 || (size_t)n >= cap) return MQE2E_ERR_IO;
-    memcpy(dst, s, (size_t)n);
+    if (n >= cap) return MQE2E_ERR_IO;
+    memcpy(dst, s, n);
     dst[n] = '\0';
     return MQE2E_OK;
 }
 
-static int col_blob(uint8_t *dst, size_t len, sqlite3_stmt *st, int i)
+static int col_blob(uint8_t *dst, size_t len, store_stmt *st, int i)
 {
-    const void *p = sqlite3_column_blob(st, i);
-    if (p == NULL || sqlite3_column_bytes(st, i) != (int)len) return MQE2E_ERR_IO;
+    size_t n = 0;
+    const uint8_t *p = store_col_blob(st, i, &n);
+    if (p == NULL || n != len) return MQE2E_ERR_IO;
     memcpy(dst, p, len);
     return MQE2E_OK;
 }
@@ -356,26 +302,27 @@ static int col_blob(uint8_t *dst, size_t len, sqlite3_stmt *st, int i)
 /* ------------------------------------------------------------ transactions */
 
 /* Every multi-step call runs between op_begin and op_end. Outside a caller
- * transaction it is its own IMMEDIATE transaction (the write lock is taken up
- * front, so it cannot fail half-way on a lock upgrade); inside one it is a
- * savepoint, so a failed call undoes only itself. */
+ * transaction it is its own write transaction, which excludes every other
+ * writer on the database from its start (store.h), so read-modify-write steps
+ * cannot interleave with another process's; inside one it is a savepoint, so
+ * a failed call undoes only itself. */
 static int op_begin(mqe2e_adb *db)
 {
-    return tx_exec(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN IMMEDIATE");
+    return db->user_tx ? tx_exec(db, "SAVEPOINT adb_op") : store_begin(db->store, STORE_TX_WRITE);
 }
 
 /* Read-only snapshot for calls that read several tables. */
 static int read_begin(mqe2e_adb *db)
 {
-    return tx_exec(db, db->user_tx ? "SAVEPOINT adb_op" : "BEGIN");
+    return db->user_tx ? tx_exec(db, "SAVEPOINT adb_op") : store_begin(db->store, STORE_TX_READ);
 }
 
 static void op_abort(mqe2e_adb *db)
 {
     if (db->user_tx) {
-        (void)tx_exec(db, "ROLLBACK TO adb_op");
-        (void)tx_exec(db, "RELEASE adb_op");
-    } else if (!sqlite3_get_autocommit(db->sql)) {
+        (void)tx_exec(db, "ROLLBACK TO SAVEPOINT adb_op");
+        (void)tx_exec(db, "RELEASE SAVEPOINT adb_op");
+    } else if (store_in_tx(db->store)) {
         (void)tx_exec(db, "ROLLBACK");
     }
 }
@@ -383,7 +330,7 @@ static void op_abort(mqe2e_adb *db)
 static int op_end(mqe2e_adb *db, int rc)
 {
     if (rc == MQE2E_OK) {
-        rc = tx_exec(db, db->user_tx ? "RELEASE adb_op" : "COMMIT");
+        rc = tx_exec(db, db->user_tx ? "RELEASE SAVEPOINT adb_op" : "COMMIT");
         if (rc == MQE2E_OK) return MQE2E_OK;
         rc = MQE2E_ERR_IO;
     }
@@ -401,18 +348,18 @@ static void seal(const mqe2e_adb *db, uint8_t out[SEALED_BYTES],
 }
 
 /* Open the sealed blob in column i. Any mismatch (length, tag, AD) is AUTH. */
-static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], sqlite3_stmt *st,
+static int unseal_col(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], store_stmt *st,
                       int i, const uint8_t *ad, size_t ad_len)
 {
-    const uint8_t *blob = sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    return authority_unseal(out, db->key, blob, n > 0 ? (size_t)n : 0U, ad, ad_len);
+    size_t n = 0;
+    const uint8_t *blob = store_col_blob(st, i, &n);
+    return authority_unseal(out, db->key, blob, n, ad, ad_len);
 }
 
 /* For the store's companion files (authority_tree_db.c). */
-sqlite3 *mqe2e_adb_sqlite(mqe2e_adb *db)
+store *mqe2e_adb_store(mqe2e_adb *db)
 {
-    return db->sql;
+    return db->store;
 }
 
 void mqe2e_adb_seal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SEALED_BYTES],
@@ -428,11 +375,129 @@ int mqe2e_adb_unseal(const mqe2e_adb *db, uint8_t out[MQE2E_ADB_SECRET_BYTES], c
 }
 
 /* ------------------------------------------------------------------- meta */
+/* Version 6: the counters (revocation-list version, credential serial) move
+ * out of meta into a typed table both dialects share (meta keeps the key
+ * check blob), and applied migrations are listed in schema_migrations. */
+static const char SCHEMA_V6_SQLITE[] =
+    "CREATE TABLE counters(name TEXT PRIMARY KEY,"
+    " value INTEGER NOT NULL CHECK(value >= 0)) STRICT;"
+    "INSERT INTO counters(name, value) SELECT key, value FROM meta"
+    " WHERE typeof(value) = 'integer';"
+    "DELETE FROM meta WHERE typeof(value) = 'integer';"
+    "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT;"
+    "INSERT INTO schema_migrations(version, name) VALUES (1, 'base'), (2, 'push_seq'),"
+    " (3, 'final_revocation'), (4, 'sender_ids'), (5, 'retired_senders'), (6, 'store');"
+    "PRAGMA user_version = 6;";
+
+/* PostgreSQL starts at version 6: the tables of versions 1-6 in one step
+ * (BYTEA for BLOB, BIGINT for INTEGER, an identity column for audit ids).
+ * Table, column and constraint names are the SQLite ones, so the statements
+ * of this file run unchanged. */
+static const char SCHEMA_V6_PG[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value BYTEA);"
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, value BIGINT NOT NULL CHECK(value >= 0));"
+    "CREATE TABLE clients("
+    " client_id TEXT PRIMARY KEY,"
+    " sign_public BYTEA NOT NULL CHECK(length(sign_public) = 32),"
+    " dh_public BYTEA NOT NULL CHECK(length(dh_public) = 32),"
+    " role TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('active', 'revoked')),"
+    " enrolled_at BIGINT NOT NULL,"
+    " revoked_at BIGINT,"
+    " credential_serial BIGINT NOT NULL,"
+    " credential_expires BIGINT NOT NULL,"
+    " push_seq BIGINT NOT NULL DEFAULT 0 CHECK(push_seq >= 0));"
+    "CREATE TABLE tokens("
+    " token_id BYTEA PRIMARY KEY CHECK(length(token_id) = 16),"
+    " token_secret BYTEA NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " used_at BIGINT,"
+    " used_by_sign_public BYTEA CHECK(used_by_sign_public IS NULL"
+    "                                 OR length(used_by_sign_public) = 32),"
+    " used_by_dh_public BYTEA CHECK(used_by_dh_public IS NULL OR length(used_by_dh_public) = 32),"
+    " replaces BIGINT NOT NULL DEFAULT 0 CHECK(replaces IN (0, 1)),"
+    " CHECK((used_at IS NULL) = (used_by_sign_public IS NULL)));"
+    "CREATE INDEX tokens_by_client ON tokens(client_id);"
+    "CREATE TABLE token_grants("
+    " token_id BYTEA NOT NULL REFERENCES tokens(token_id) ON DELETE CASCADE,"
+    " filter TEXT NOT NULL,"
+    " rights BIGINT NOT NULL CHECK(rights BETWEEN 1 AND 3),"
+    " PRIMARY KEY(token_id, filter));"
+    "CREATE TABLE client_grants("
+    " client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    " filter TEXT NOT NULL,"
+    " rights BIGINT NOT NULL CHECK(rights BETWEEN 1 AND 3),"
+    " PRIMARY KEY(client_id, filter));"
+    "CREATE TABLE \"groups\"("
+    " name TEXT PRIMARY KEY,"
+    " topic_filter TEXT NOT NULL,"
+    " current_epoch BIGINT NOT NULL CHECK(current_epoch >= 1),"
+    " rotate_every_seconds BIGINT NOT NULL CHECK(rotate_every_seconds >= 0),"
+    " rotate_every_messages BIGINT NOT NULL CHECK(rotate_every_messages >= 0),"
+    " last_rotated_at BIGINT NOT NULL,"
+    " signed BIGINT NOT NULL CHECK(signed IN (0, 1)),"
+    " next_sender_id BIGINT NOT NULL DEFAULT 1 CHECK(next_sender_id >= 1));"
+    "CREATE TABLE group_epochs("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " epoch BIGINT NOT NULL CHECK(epoch >= 1),"
+    " secret BYTEA NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " retired_at BIGINT,"
+    " grace_seconds BIGINT NOT NULL DEFAULT 0 CHECK(grace_seconds >= 0),"
+    " PRIMARY KEY(group_name, epoch));"
+    "CREATE TABLE group_members("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " client_id TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,"
+    " sender_id BIGINT NOT NULL CHECK(sender_id >= 1),"
+    " added_at BIGINT NOT NULL,"
+    " joined_epoch BIGINT NOT NULL DEFAULT 0 CHECK(joined_epoch >= 0),"
+    " PRIMARY KEY(group_name, client_id),"
+    " UNIQUE(group_name, sender_id));"
+    "CREATE INDEX group_members_by_client ON group_members(client_id);"
+    "CREATE TABLE token_groups("
+    " token_id BYTEA NOT NULL REFERENCES tokens(token_id) ON DELETE CASCADE,"
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " PRIMARY KEY(token_id, group_name));"
+    "CREATE TABLE revocations("
+    " client_id TEXT NOT NULL REFERENCES clients(client_id),"
+    " serial BIGINT NOT NULL,"
+    " revoked_at BIGINT NOT NULL,"
+    " PRIMARY KEY(client_id, serial));"
+    "CREATE TABLE retired_senders("
+    " group_name TEXT NOT NULL REFERENCES \"groups\"(name) ON DELETE CASCADE,"
+    " sender_id BIGINT NOT NULL CHECK(sender_id >= 1),"
+    " client_id TEXT NOT NULL,"
+    " retired_at BIGINT NOT NULL,"
+    " PRIMARY KEY(group_name, sender_id));"
+    "CREATE TABLE operators("
+    " name TEXT PRIMARY KEY,"
+    " sign_public BYTEA NOT NULL CHECK(length(sign_public) = 32),"
+    " added_at BIGINT NOT NULL);"
+    "CREATE TABLE op_nonces(nonce BYTEA PRIMARY KEY, seen_at BIGINT NOT NULL);"
+    "CREATE INDEX op_nonces_by_time ON op_nonces(seen_at);"
+    "CREATE TABLE audit("
+    " id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    " at BIGINT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " subject TEXT);"
+    "INSERT INTO counters(name, value) VALUES ('revocation_version', 0), ('credential_serial', 0);"
+    "INSERT INTO schema_migrations(version, name) VALUES (6, 'store');";
+
+/* PostgreSQL: created (if missing) before the version is read, inside the
+ * migration's write transaction. */
+static const char MIGRATIONS_PG[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations(version BIGINT PRIMARY KEY, name TEXT NOT NULL)";
+
+/* ------------------------------------------------------------------ counters */
 
 static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
+    store_stmt *st = NULL;
+    int rc = prep(db, &st, "SELECT value FROM counters WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
@@ -440,48 +505,56 @@ static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
             *out = col_u64(st, 0);
             rc = MQE2E_OK;
         } else if (rc == 0) {
-            rc = MQE2E_ERR_IO; /* written at creation: missing means a damaged file */
+            rc = MQE2E_ERR_IO; /* written at creation: missing means a damaged store */
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
-/* Increment a counter in meta and return its new value. */
+/* Increment a counter and return its new value. */
 static int meta_bump(uint64_t *out, mqe2e_adb *db, const char *key)
 {
     /* UPDATE then SELECT, both inside the caller's transaction (every caller
      * holds one), rather than UPDATE ... RETURNING: SQLite stages RETURNING
      * rows in an ephemeral table, a temporary b-tree opened and closed per
      * call, which cost more than the update itself on every enrollment. */
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
-                  "UPDATE meta SET value = value + 1 WHERE key = ?1 AND typeof(value) = 'integer'"
+                  "UPDATE counters SET value = value + 1 WHERE name = ?1"
                   " AND value >= 0 AND value < 9223372036854775807");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && sqlite3_changes(db->sql) != 1) rc = MQE2E_ERR_EXHAUSTED;
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && store_changes(st) != 1) rc = MQE2E_ERR_EXHAUSTED;
+    store_finish(db->store, st);
     return rc == MQE2E_OK ? meta_get_u64(out, db, key) : rc;
 }
 
 /* ---------------------------------------------------------------- open */
 
-static int user_version(int *out, mqe2e_adb *db)
+/* One integer from a query without parameters (0 when it returns no row). */
+static int query_int(int64_t *out, mqe2e_adb *db, const char *sql)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prep(db, &st, "PRAGMA user_version");
+    store_stmt *st = NULL;
+    *out = 0;
+    int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
-        if (rc == 1) {
-            *out = sqlite3_column_int(st, 0);
-            rc = MQE2E_OK;
-        } else if (rc == 0) {
-            rc = MQE2E_ERR_IO;
-        }
+        if (rc == 1) *out = store_col_i64(st, 0);
+        if (rc >= 0) rc = MQE2E_OK;
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
+}
+
+static int schema_version(int64_t *out, mqe2e_adb *db)
+{
+    if (store_get_dialect(db->store) == STORE_SQLITE)
+        return query_int(out, db, "PRAGMA user_version");
+    int rc = exec_const(db, MIGRATIONS_PG);
+    return rc == MQE2E_OK
+               ? query_int(out, db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+               : rc;
 }
 
 static int key_check_store(mqe2e_adb *db)
@@ -490,13 +563,13 @@ static int key_check_store(mqe2e_adb *db)
     uint8_t sealed[SEALED_BYTES];
     uint8_t ad[AD_MAX];
     size_t ad_len = authority_ad_meta(ad, KEY_CHECK_NAME);
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     seal(db, sealed, zero, ad, ad_len);
     int rc = prep(db, &st, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sealed, sizeof sealed);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -505,7 +578,7 @@ static int key_check_verify(mqe2e_adb *db)
     uint8_t plain[MQE2E_ADB_SECRET_BYTES];
     uint8_t ad[AD_MAX];
     size_t ad_len = authority_ad_meta(ad, KEY_CHECK_NAME);
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
     if (rc == MQE2E_OK) {
@@ -515,63 +588,53 @@ static int key_check_verify(mqe2e_adb *db)
         else if (rc == 0)
             rc = MQE2E_ERR_IO;
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     sodium_memzero(plain, sizeof plain);
     return rc;
 }
 
+static int migrate_sqlite(mqe2e_adb *db, int64_t v)
+{
+    static const char *const steps[] = {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3,
+                                        SCHEMA_V4, SCHEMA_V5, SCHEMA_V6_SQLITE};
+    int rc = MQE2E_OK;
+    /* Steps 1-6 here; step 7 (the key trees) in authority_tree_db.c. */
+    for (int64_t k = v; rc == MQE2E_OK && k < 6; k++) {
+        rc = exec_const(db, steps[k]);
+        if (rc == MQE2E_OK && k == 0) rc = key_check_store(db);
+    }
+    return rc;
+}
+
+static int migrate_pg(mqe2e_adb *db, int64_t v)
+{
+    if (v >= 6) return MQE2E_OK;
+    /* A database at another version than 0, 6 or 7 was not written by this code. */
+    if (v != 0) return MQE2E_ERR_IO;
+    int rc = exec_const(db, SCHEMA_V6_PG);
+    return rc == MQE2E_OK ? key_check_store(db) : rc;
+}
+
 /* Bring the schema to MQE2E_ADB_SCHEMA_VERSION. Each step runs in the same
- * IMMEDIATE transaction as the version check, so two processes opening a new
- * file cannot both create it, and a crash leaves the previous version. */
+ * write transaction as the version check, so two processes opening a new
+ * store cannot both create it, and a crash leaves the previous version. */
 static int migrate(mqe2e_adb *db)
 {
-    int v = 0;
-    int rc = exec_const(db, "BEGIN IMMEDIATE");
+    int64_t v = 0;
+    int rc = store_begin(db->store, STORE_TX_WRITE);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
-    rc = user_version(&v, db);
+    rc = schema_version(&v, db);
     if (rc == MQE2E_OK && v > MQE2E_ADB_SCHEMA_VERSION) rc = MQE2E_ERR_SUITE;
-    if (rc == MQE2E_OK && v < 1) {
-        rc = exec_const(db, SCHEMA_V1);
-        if (rc == MQE2E_OK) rc = key_check_store(db);
+    if (rc == MQE2E_OK && v < 0) rc = MQE2E_ERR_IO;
+    if (rc == MQE2E_OK) {
+        rc = store_get_dialect(db->store) == STORE_SQLITE ? migrate_sqlite(db, v)
+                                                          : migrate_pg(db, v);
         if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
     }
-    if (rc == MQE2E_OK && v < 2) {
-        rc = exec_const(db, SCHEMA_V2);
-        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
-    }
-    if (rc == MQE2E_OK && v < 3) {
-        rc = exec_const(db, SCHEMA_V3);
-        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
-    }
-    if (rc == MQE2E_OK && v < 4) {
-        rc = exec_const(db, SCHEMA_V4);
-        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
-    }
-    if (rc == MQE2E_OK && v < 5) {
-        rc = exec_const(db, SCHEMA_V5);
-        if (rc != MQE2E_OK) rc = MQE2E_ERR_IO;
-    }
-    /* Step 7: the key trees (authority_tree_db.c). */
+    /* Step 7, both dialects: the key trees (authority_tree_db.c). */
     if (rc == MQE2E_OK && v < 7) rc = authority_tree_db_migrate(db);
     if (rc == MQE2E_OK) rc = key_check_verify(db);
     return op_end(db, rc);
-}
-
-static int pragma_expect(mqe2e_adb *db, const char *sql, const char *expect)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = prep(db, &st, sql);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 1) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            rc = (t != NULL && strcmp((const char *)t, expect) == 0) ? MQE2E_OK : MQE2E_ERR_IO;
-        } else if (rc == 0) {
-            rc = MQE2E_ERR_IO;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 int mqe2e_adb_open(mqe2e_adb **out, const char *path, const uint8_t db_key[MQE2E_ADB_KEY_BYTES])
@@ -580,12 +643,6 @@ int mqe2e_adb_open(mqe2e_adb **out, const char *path, const uint8_t db_key[MQE2E
     *out = NULL;
     if (path == NULL || path[0] == '\0' || db_key == NULL) return MQE2E_ERR_INVALID_ARG;
     if (sodium_init() < 0) return MQE2E_ERR_CRYPTO;
-
-    /* Create the file ourselves so it is private from the first byte; SQLite
-     * gives its -wal and -shm files the same mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return MQE2E_ERR_IO;
-    (void)close(fd);
 
     mqe2e_adb *db = calloc(1, sizeof *db);
     if (db == NULL) return MQE2E_ERR_NOMEM;
@@ -598,30 +655,8 @@ int mqe2e_adb_open(mqe2e_adb **out, const char *path, const uint8_t db_key[MQE2E
     memcpy(db->key, db_key, MQE2E_ADB_KEY_BYTES);
     (void)sodium_mprotect_readonly(db->key);
 
-    if (sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        rc = MQE2E_ERR_IO;
-        goto out;
-    }
-    (void)sqlite3_extended_result_codes(db->sql, 1);
-    (void)sqlite3_busy_timeout(db->sql, 5000);
-    rc = pragma_expect(db, "PRAGMA journal_mode = WAL", "wal");
-    /* FULL: a commit is on disk (WAL fsync) before it is reported. */
-    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA synchronous = FULL");
-    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA foreign_keys = ON");
-    /* Deleted rows (used tokens, pruned epochs) are overwritten, not left in free pages. */
-    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA secure_delete = ON");
-    if (rc == MQE2E_OK) rc = pragma_expect(db, "PRAGMA foreign_keys", "1");
-    /* Savepoint journals (one per enrollment in a batch) and RETURNING's
-     * staging tables stay in memory instead of spilling to temporary files:
-     * they only ever undo work of a live transaction, so durability is
-     * untouched, and no page copy reaches the temp directory. */
-    if (rc == MQE2E_OK) rc = exec_const(db, "PRAGMA temp_store = MEMORY");
-    if (rc != MQE2E_OK) {
-        rc = MQE2E_ERR_IO;
-        goto out;
-    }
-    rc = migrate(db);
+    rc = store_open(&db->store, path);
+    if (rc == MQE2E_OK) rc = migrate(db);
 
 out:
     if (rc != MQE2E_OK) {
@@ -635,12 +670,7 @@ out:
 void mqe2e_adb_close(mqe2e_adb *db)
 {
     if (db == NULL) return;
-    for (size_t i = 0; i < STMT_CACHE; i++)
-        (void)(sqlite3_finalize)(db->cache[i].st);
-    if (db->sql != NULL) {
-        if (!sqlite3_get_autocommit(db->sql)) (void)exec_const(db, "ROLLBACK");
-        (void)sqlite3_close_v2(db->sql);
-    }
+    store_close(db->store);                    /* rolls an open transaction back */
     if (db->key != NULL) sodium_free(db->key); /* sodium_free wipes */
     free(db);
 }
@@ -649,7 +679,7 @@ int mqe2e_adb_tx_begin(mqe2e_adb *db)
 {
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (db->user_tx) return MQE2E_ERR_STATE;
-    int rc = tx_exec(db, "BEGIN IMMEDIATE");
+    int rc = store_begin(db->store, STORE_TX_WRITE);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     db->user_tx = 1;
     return MQE2E_OK;
@@ -661,7 +691,7 @@ int mqe2e_adb_tx_commit(mqe2e_adb *db)
     if (!db->user_tx) return MQE2E_ERR_STATE;
     db->user_tx = 0;
     if (tx_exec(db, "COMMIT") != MQE2E_OK) {
-        if (!sqlite3_get_autocommit(db->sql)) (void)tx_exec(db, "ROLLBACK");
+        if (store_in_tx(db->store)) (void)tx_exec(db, "ROLLBACK");
         return MQE2E_ERR_IO;
     }
     return MQE2E_OK;
@@ -672,7 +702,7 @@ int mqe2e_adb_tx_rollback(mqe2e_adb *db)
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (!db->user_tx) return MQE2E_ERR_STATE;
     db->user_tx = 0;
-    if (sqlite3_get_autocommit(db->sql)) return MQE2E_OK;
+    if (!store_in_tx(db->store)) return MQE2E_OK;
     return tx_exec(db, "ROLLBACK") == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_IO;
 }
 
@@ -690,19 +720,19 @@ int mqe2e_adb_token_create(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TOKEN
 /* The status of a client id for a new token: 0 unknown, 1 active, 2 revoked. */
 static int client_state(int *out, mqe2e_adb *db, const char *client_id)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     *out = 0;
     int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) {
         rc = step_row(st);
         if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            *out = (s != NULL && strcmp((const char *)s, "active") == 0) ? 1 : 2;
+            const char *s = store_col_text(st, 0, NULL);
+            *out = (s != NULL && strcmp(s, "active") == 0) ? 1 : 2;
             rc = MQE2E_OK;
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -725,7 +755,7 @@ int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB
     uint8_t ad[AD_MAX];
     seal(db, sealed, secret, ad, authority_ad_token(ad, token_id));
 
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int state = 0;
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
@@ -746,20 +776,21 @@ int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB
     if (rc == MQE2E_OK) rc = bind_u64(st, 6, expires_at);
     if (rc == MQE2E_OK) rc = bind_u64(st, 7, (flags & MQE2E_ADB_TOKEN_REPLACE) ? 1U : 0U);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "INSERT INTO token_grants(token_id, filter, rights) VALUES (?1, ?2, ?3)"
-                  " ON CONFLICT(token_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+                  " ON CONFLICT(token_id, filter) DO UPDATE SET rights = token_grants.rights | "
+                  "excluded.rights");
     for (size_t i = 0; rc == MQE2E_OK && i < n; i++) {
-        (void)sqlite3_reset(st);
+        (void)store_reset(st);
         rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
         if (rc == MQE2E_OK) rc = bind_text(st, 2, grants[i].filter);
         if (rc == MQE2E_OK) rc = bind_u64(st, 3, grants[i].rights);
         if (rc == MQE2E_OK) rc = step_done(st);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return op_end(db, rc);
 }
 
@@ -768,49 +799,41 @@ int mqe2e_adb_token_create_flags(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB
 static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, mqe2e_adb *db,
                       const uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES])
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     memset(info, 0, sizeof *info);
     int rc = prep(db, &st,
                   "SELECT token_secret, client_id, role, created_at, expires_at, used_at,"
                   " used_by_sign_public, used_by_dh_public, replaces FROM tokens"
                   " WHERE token_id = ?1");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const void *b = sqlite3_column_blob(st, 0);
-            if (b != NULL && sqlite3_column_bytes(st, 0) == (int)SEALED_BYTES)
-                memcpy(sealed, b, SEALED_BYTES);
-            else
-                memset(sealed, 0, SEALED_BYTES); /* fails to open: AUTH later */
-            rc = col_text(info->client_id, sizeof info->client_id, st, 1);
-            if (rc == MQE2E_OK) rc = col_text(info->role, sizeof info->role, st, 2);
-            info->created_at = col_u64(st, 3);
-            info->expires_at = col_u64(st, 4);
-            if (rc == MQE2E_OK && sqlite3_column_type(st, 5) != SQLITE_NULL) {
-                info->used = 1;
-                info->used_at = col_u64(st, 5);
-                rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
-                /* NULL for a token used before schema 3: no retry matches it. */
-                if (rc == MQE2E_OK && sqlite3_column_type(st, 7) != SQLITE_NULL)
-                    rc = col_blob(info->used_by_dh_public, MQE2E_ADB_PUBLIC_BYTES, st, 7);
-            }
-            info->replaces = col_u64(st, 8) != 0;
+    if (one_row(&rc, st)) {
+        size_t blen = 0;
+        const uint8_t *b = store_col_blob(st, 0, &blen);
+        if (b != NULL && blen == SEALED_BYTES)
+            memcpy(sealed, b, SEALED_BYTES);
+        else
+            memset(sealed, 0, SEALED_BYTES); /* fails to open: AUTH later */
+        rc = col_text(info->client_id, sizeof info->client_id, st, 1);
+        if (rc == MQE2E_OK) rc = col_text(info->role, sizeof info->role, st, 2);
+        info->created_at = col_u64(st, 3);
+        info->expires_at = col_u64(st, 4);
+        if (rc == MQE2E_OK && store_col_type(st, 5) != STORE_COL_NULL) {
+            info->used = 1;
+            info->used_at = col_u64(st, 5);
+            rc = col_blob(info->used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
+            /* NULL for a token used before schema 3: no retry matches it. */
+            if (rc == MQE2E_OK && store_col_type(st, 7) != STORE_COL_NULL)
+                rc = col_blob(info->used_by_dh_public, MQE2E_ADB_PUBLIC_BYTES, st, 7);
         }
+        info->replaces = col_u64(st, 8) != 0;
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "SELECT filter, rights FROM token_grants WHERE token_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         if (info->n_grants >= MQE2E_ADB_GRANTS_MAX) {
             rc = MQE2E_ERR_IO;
             break;
@@ -819,7 +842,7 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
         rc = col_text(g->filter, sizeof g->filter, st, 0);
         g->rights = (uint32_t)col_u64(st, 1);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -865,7 +888,7 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
     mqe2e_adb_token_info local;
     mqe2e_adb_token_info *info = out_info != NULL ? out_info : &local;
     uint8_t sealed[SEALED_BYTES];
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
 
     /* Check and mark in one IMMEDIATE transaction: two concurrent consumers
      * of the same token serialise, and the second one sees it used. */
@@ -899,8 +922,8 @@ int mqe2e_adb_token_consume(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES],
         if (rc == MQE2E_OK) rc = bind_blob(st, 3, device_sign_public, MQE2E_ADB_PUBLIC_BYTES);
         if (rc == MQE2E_OK) rc = bind_blob(st, 4, device_dh_public, MQE2E_ADB_PUBLIC_BYTES);
         if (rc == MQE2E_OK) rc = step_done(st);
-        if (rc == MQE2E_OK && sqlite3_changes(db->sql) != 1) rc = MQE2E_ERR_STATE;
-        sqlite3_finalize(st);
+        if (rc == MQE2E_OK && store_changes(st) != 1) rc = MQE2E_ERR_STATE;
+        store_finish(db->store, st);
         if (rc == MQE2E_OK) {
             info->used = 1;
             info->used_at = now;
@@ -918,12 +941,12 @@ int mqe2e_adb_token_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t now)
     if (out_deleted != NULL) *out_deleted = 0;
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (check_u64(now) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "DELETE FROM tokens WHERE expires_at <= ?1");
     if (rc == MQE2E_OK) rc = bind_u64(st, 1, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)sqlite3_changes(db->sql);
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)store_changes(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -932,16 +955,16 @@ int mqe2e_adb_token_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t now)
 static int client_grants_insert(mqe2e_adb *db, const char *client_id, const char *filter,
                                 uint32_t rights)
 {
-    sqlite3_stmt *st = NULL;
-    int rc =
-        prep(db, &st,
-             "INSERT INTO client_grants(client_id, filter, rights) VALUES (?1, ?2, ?3)"
-             " ON CONFLICT(client_id, filter) DO UPDATE SET rights = rights | excluded.rights");
+    store_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "INSERT INTO client_grants(client_id, filter, rights) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(client_id, filter) DO UPDATE SET rights = client_grants.rights | "
+                  "excluded.rights");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, filter);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, rights);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -963,7 +986,7 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     if (rc != MQE2E_OK) return rc;
 
     uint64_t serial = 0;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     /* Revocation is final; an active client changes keys only through
@@ -973,22 +996,20 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     if (rc == MQE2E_OK) {
         rc = step_row(st);
         if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            const void *sp = sqlite3_column_blob(st, 1);
-            const void *dp = sqlite3_column_blob(st, 2);
-            if (s == NULL || strcmp((const char *)s, "active") != 0)
+            const char *s = store_col_text(st, 0, NULL);
+            uint8_t sp[MQE2E_ADB_PUBLIC_BYTES], dp[MQE2E_ADB_PUBLIC_BYTES];
+            int keys = col_blob(sp, sizeof sp, st, 1) == MQE2E_OK &&
+                       col_blob(dp, sizeof dp, st, 2) == MQE2E_OK;
+            if (s == NULL || strcmp(s, "active") != 0)
                 rc = MQE2E_ERR_STATE;
-            else if (sp == NULL || dp == NULL ||
-                     sqlite3_column_bytes(st, 1) != (int)MQE2E_ADB_PUBLIC_BYTES ||
-                     sqlite3_column_bytes(st, 2) != (int)MQE2E_ADB_PUBLIC_BYTES ||
-                     sodium_memcmp(sp, sign_public, MQE2E_ADB_PUBLIC_BYTES) != 0 ||
+            else if (!keys || sodium_memcmp(sp, sign_public, MQE2E_ADB_PUBLIC_BYTES) != 0 ||
                      sodium_memcmp(dp, dh_public, MQE2E_ADB_PUBLIC_BYTES) != 0)
                 rc = MQE2E_ERR_EXISTS;
             else
                 rc = MQE2E_OK;
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK) rc = meta_bump(&serial, db, "credential_serial");
     if (rc == MQE2E_OK)
@@ -1000,7 +1021,7 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
                   " enrolled_at = excluded.enrolled_at,"
                   " credential_serial = excluded.credential_serial,"
                   " credential_expires = excluded.credential_expires"
-                  " WHERE status = 'active'");
+                  " WHERE clients.status = 'active'");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
@@ -1009,12 +1030,12 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     if (rc == MQE2E_OK) rc = bind_u64(st, 6, serial);
     if (rc == MQE2E_OK) rc = bind_u64(st, 7, credential_expires);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK) rc = prep(db, &st, "DELETE FROM client_grants WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     for (size_t i = 0; rc == MQE2E_OK && i < n; i++)
         rc = client_grants_insert(db, client_id, grants[i].filter, grants[i].rights);
     rc = op_end(db, rc);
@@ -1026,14 +1047,14 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     "SELECT client_id, sign_public, dh_public, role, status, enrolled_at, revoked_at,"             \
     " credential_serial, credential_expires FROM clients"
 
-static int client_from_row(mqe2e_adb_client *c, sqlite3_stmt *st)
+static int client_from_row(mqe2e_adb_client *c, store_stmt *st)
 {
     memset(c, 0, sizeof *c);
     int rc = col_text(c->client_id, sizeof c->client_id, st, 0);
     if (rc == MQE2E_OK) rc = col_blob(c->sign_public, sizeof c->sign_public, st, 1);
     if (rc == MQE2E_OK) rc = col_blob(c->dh_public, sizeof c->dh_public, st, 2);
     if (rc == MQE2E_OK) rc = col_text(c->role, sizeof c->role, st, 3);
-    const unsigned char *status = sqlite3_column_text(st, 4);
+    const char *status = store_col_text(st, 4, NULL);
     c->status = (status != NULL && strcmp((const char *)status, "revoked") == 0)
                     ? MQE2E_ADB_CLIENT_REVOKED
                     : MQE2E_ADB_CLIENT_ACTIVE;
@@ -1049,34 +1070,25 @@ int mqe2e_adb_client_get(mqe2e_adb_client *out, mqe2e_adb *db, const char *clien
     if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, CLIENT_SELECT " WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = client_from_row(out, st);
-    }
-    sqlite3_finalize(st);
+    if (one_row(&rc, st)) rc = client_from_row(out, st);
+    store_finish(db->store, st);
     return rc;
 }
 
 int mqe2e_adb_client_list(mqe2e_adb *db, mqe2e_adb_client_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, CLIENT_SELECT " ORDER BY client_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_client c;
         rc = client_from_row(&c, st);
         if (rc == MQE2E_OK) rc = cb(&c, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1087,7 +1099,7 @@ typedef struct namelist {
     size_t n, cap;
 } namelist;
 
-static int namelist_push(namelist *l, const unsigned char *s)
+static int namelist_push(namelist *l, const char *s)
 {
     if (s == NULL) return MQE2E_ERR_IO;
     if (l->n == l->cap) {
@@ -1097,7 +1109,7 @@ static int namelist_push(namelist *l, const unsigned char *s)
         l->v = v;
         l->cap = cap;
     }
-    size_t len = strlen((const char *)s);
+    size_t len = strlen(s);
     char *c = malloc(len + 1);
     if (c == NULL) return MQE2E_ERR_NOMEM;
     memcpy(c, s, len + 1);
@@ -1114,13 +1126,13 @@ static void namelist_free(namelist *l)
     l->n = l->cap = 0;
 }
 
-static int namelist_collect(namelist *l, sqlite3_stmt *st)
+static int namelist_collect(namelist *l, store_stmt *st)
 {
     int rc = MQE2E_OK;
     while (rc == MQE2E_OK) {
         int r = step_row(st);
         if (r <= 0) return r;
-        rc = namelist_push(l, sqlite3_column_text(st, 0));
+        rc = namelist_push(l, store_col_text(st, 0, NULL));
     }
     return rc;
 }
@@ -1128,12 +1140,12 @@ static int namelist_collect(namelist *l, sqlite3_stmt *st)
 static int exec_client_stmt(mqe2e_adb *db, const char *sql, const char *client_id, int has_now,
                             uint64_t now)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK && has_now) rc = bind_u64(st, 2, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1143,26 +1155,22 @@ static int exec_client_stmt(mqe2e_adb *db, const char *sql, const char *client_i
 static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *db,
                                 const char *client_id)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            rc = (s != NULL && strcmp((const char *)s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
-            *serial = col_u64(st, 1);
-        }
+    if (one_row(&rc, st)) {
+        const char *s = store_col_text(st, 0, NULL);
+        rc = (s != NULL && strcmp(s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
+        *serial = col_u64(st, 1);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "SELECT group_name FROM group_members WHERE client_id = ?1 ORDER BY group_name");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = namelist_collect(groups, st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1171,16 +1179,17 @@ static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *d
 static int senders_retire(mqe2e_adb *db, const char *client_id, uint64_t now)
 {
     return exec_client_stmt(db,
-                            "INSERT OR IGNORE INTO retired_senders(group_name, sender_id,"
+                            "INSERT INTO retired_senders(group_name, sender_id,"
                             " client_id, retired_at) SELECT group_name, sender_id, client_id, ?2"
-                            " FROM group_members WHERE client_id = ?1",
+                            " FROM group_members WHERE client_id = ?1"
+                            " ON CONFLICT(group_name, sender_id) DO NOTHING",
                             client_id, 1, now);
 }
 
 /* Put (client, serial) on the revocation list; an entry already there stays. */
 static int revocation_insert(mqe2e_adb *db, const char *client_id, uint64_t serial, uint64_t now)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
                   "INSERT INTO revocations(client_id, serial, revoked_at) VALUES (?1, ?2, ?3)"
                   " ON CONFLICT(client_id, serial) DO NOTHING");
@@ -1188,7 +1197,7 @@ static int revocation_insert(mqe2e_adb *db, const char *client_id, uint64_t seri
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, serial);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1239,7 +1248,7 @@ int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
     if (rc != MQE2E_OK) return rc;
     namelist groups = {0};
     uint64_t serial = 0, version = 0;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
 
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
@@ -1258,7 +1267,7 @@ int mqe2e_adb_client_replace(mqe2e_adb *db, const char *client_id,
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = bind_blob(st, 3, dh_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     if (rc == MQE2E_OK) rc = meta_bump(&version, db, "revocation_version");
     for (size_t i = 0; rc == MQE2E_OK && cb != NULL && i < groups.n; i++)
         rc = cb(groups.v[i], user);
@@ -1290,13 +1299,13 @@ int mqe2e_adb_grant_remove(mqe2e_adb *db, const char *client_id, const char *fil
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = check_str(filter, MQE2E_ADB_FILTER_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "DELETE FROM client_grants WHERE client_id = ?1 AND filter = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, filter);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && store_changes(st) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1305,22 +1314,17 @@ int mqe2e_adb_grant_list(mqe2e_adb *db, const char *client_id, mqe2e_adb_grant_c
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "SELECT filter, rights FROM client_grants WHERE client_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_grant g;
         rc = col_text(g.filter, sizeof g.filter, st, 0);
         g.rights = (uint32_t)col_u64(st, 1);
         if (rc == MQE2E_OK) rc = cb(&g, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1332,7 +1336,7 @@ static int epoch_insert(mqe2e_adb *db, const char *name, uint32_t epoch,
     uint8_t sealed[SEALED_BYTES];
     uint8_t ad[AD_MAX];
     seal(db, sealed, secret, ad, authority_ad_epoch(ad, name, epoch));
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
                   "INSERT INTO group_epochs(group_name, epoch, secret, created_at, retired_at)"
                   " VALUES (?1, ?2, ?3, ?4, NULL)");
@@ -1341,7 +1345,7 @@ static int epoch_insert(mqe2e_adb *db, const char *name, uint32_t epoch,
     if (rc == MQE2E_OK) rc = bind_blob(st, 3, sealed, sizeof sealed);
     if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1359,7 +1363,7 @@ int mqe2e_adb_group_create(mqe2e_adb *db, const char *name, const char *topic_fi
     if (rc == MQE2E_OK) rc = check_u64(s.rotate_every_messages);
     if (rc != MQE2E_OK) return rc;
 
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc =
@@ -1373,7 +1377,7 @@ int mqe2e_adb_group_create(mqe2e_adb *db, const char *name, const char *topic_fi
     if (rc == MQE2E_OK) rc = bind_u64(st, 5, now);
     if (rc == MQE2E_OK) rc = bind_u64(st, 6, s.is_signed ? 1U : 0U);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     if (rc == MQE2E_OK) rc = epoch_insert(db, name, 1, initial_secret, now);
     return op_end(db, rc);
 }
@@ -1387,21 +1391,16 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     if (rc == MQE2E_OK) rc = check_u64(now);
     if (rc != MQE2E_OK) return rc;
     uint64_t cur = 0;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
 
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st, "SELECT current_epoch FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            cur = col_u64(st, 0);
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        cur = col_u64(st, 0);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     uint32_t next = 0;
     if (rc == MQE2E_OK) rc = authority_next_epoch(&next, cur);
@@ -1412,7 +1411,7 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK) rc = epoch_insert(db, name, next, new_secret, now);
     if (rc == MQE2E_OK)
@@ -1422,7 +1421,7 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, next);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     rc = op_end(db, rc);
     if (rc == MQE2E_OK && out_epoch != NULL) *out_epoch = next;
     return rc;
@@ -1433,14 +1432,14 @@ int mqe2e_adb_group_limit_grace(mqe2e_adb *db, const char *name, uint32_t grace_
     if (db == NULL || grace_seconds == 0) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "UPDATE group_epochs SET grace_seconds = ?2 WHERE group_name = ?1"
               " AND retired_at IS NOT NULL AND (grace_seconds = 0 OR grace_seconds > ?2)");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, grace_seconds);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1451,21 +1450,16 @@ int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, 
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "SELECT grace_seconds FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            uint64_t g = col_u64(st, 0);
-            *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        uint64_t g = col_u64(st, 0);
+        *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1473,7 +1467,7 @@ int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, 
     "SELECT name, topic_filter, current_epoch, rotate_every_seconds, rotate_every_messages,"       \
     " last_rotated_at, signed FROM \"groups\""
 
-static int group_from_row(mqe2e_adb_group *g, sqlite3_stmt *st)
+static int group_from_row(mqe2e_adb_group *g, store_stmt *st)
 {
     memset(g, 0, sizeof *g);
     int rc = col_text(g->name, sizeof g->name, st, 0);
@@ -1484,7 +1478,7 @@ static int group_from_row(mqe2e_adb_group *g, sqlite3_stmt *st)
     g->rotate_every_seconds = col_u64(st, 3);
     g->rotate_every_messages = col_u64(st, 4);
     g->last_rotated_at = col_u64(st, 5);
-    g->is_signed = sqlite3_column_int(st, 6) != 0;
+    g->is_signed = (int)store_col_i64(st, 6) != 0;
     return rc;
 }
 
@@ -1493,34 +1487,25 @@ int mqe2e_adb_group_get(mqe2e_adb_group *out, mqe2e_adb *db, const char *name)
     if (out == NULL || db == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, GROUP_SELECT " WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = group_from_row(out, st);
-    }
-    sqlite3_finalize(st);
+    if (one_row(&rc, st)) rc = group_from_row(out, st);
+    store_finish(db->store, st);
     return rc;
 }
 
 int mqe2e_adb_group_list(mqe2e_adb *db, mqe2e_adb_group_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, GROUP_SELECT " ORDER BY name");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         mqe2e_adb_group g;
         rc = group_from_row(&g, st);
         if (rc == MQE2E_OK) rc = cb(&g, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1534,31 +1519,23 @@ int mqe2e_adb_group_epoch_secret(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe
     if (rc != MQE2E_OK) return rc;
     uint8_t ad[AD_MAX];
     size_t ad_len = authority_ad_epoch(ad, name, epoch);
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT secret FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
-    }
-    sqlite3_finalize(st);
+    if (one_row(&rc, st)) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
+    store_finish(db->store, st);
     if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
     return rc;
 }
 
 static int group_exists(mqe2e_adb *db, const char *name)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT 1 FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) rc = MQE2E_OK;
-    }
-    sqlite3_finalize(st);
+    (void)one_row(&rc, st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1568,20 +1545,15 @@ int mqe2e_adb_group_epochs_list(mqe2e_adb *db, const char *name, mqe2e_adb_epoch
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = group_exists(db, name);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "SELECT epoch, created_at, retired_at FROM group_epochs WHERE group_name = ?1"
               " ORDER BY epoch");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         rc = cb((uint32_t)col_u64(st, 0), col_u64(st, 1), col_u64(st, 2), user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1590,7 +1562,7 @@ int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_nam
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     if (check_u64(now) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
     namelist names = {0};
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     /* Written as a difference so huge intervals cannot overflow, and a clock
      * that went backwards (last_rotated_at > now) is not "due". */
     int rc = prep(db, &st,
@@ -1599,7 +1571,7 @@ int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_nam
                   " ORDER BY name");
     if (rc == MQE2E_OK) rc = bind_u64(st, 1, now);
     if (rc == MQE2E_OK) rc = namelist_collect(&names, st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     for (size_t i = 0; rc == MQE2E_OK && i < names.n; i++)
         rc = cb(names.v[i], user);
     namelist_free(&names);
@@ -1610,19 +1582,14 @@ int mqe2e_adb_groups_due_for_rotation(mqe2e_adb *db, uint64_t now, mqe2e_adb_nam
 
 static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            const unsigned char *s = sqlite3_column_text(st, 0);
-            *out_active = s != NULL && strcmp((const char *)s, "active") == 0;
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        const char *s = store_col_text(st, 0, NULL);
+        *out_active = s != NULL && strcmp(s, "active") == 0;
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1632,7 +1599,7 @@ static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
  * section 3). Runs inside the caller's transaction. */
 static int take_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
                   "UPDATE \"groups\" SET next_sender_id = next_sender_id + 1 WHERE name = ?1"
                   " RETURNING next_sender_id - 1");
@@ -1647,8 +1614,8 @@ static int take_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
         }
     }
     /* RETURNING rows are produced before the statement completes: finish it. */
-    if (rc == MQE2E_OK && sqlite3_step(st) != SQLITE_DONE) rc = MQE2E_ERR_IO;
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && store_step(st) != 0) rc = MQE2E_ERR_IO;
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1663,7 +1630,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc != MQE2E_OK) return rc;
     int active = 0;
     uint64_t id = 0;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
 
     rc = op_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
@@ -1682,7 +1649,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
             rc = MQE2E_ERR_EXISTS;
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     st = NULL;
     if (rc == MQE2E_OK) rc = take_sender_id(&id, db, group);
 
@@ -1698,7 +1665,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, id);
     if (rc == MQE2E_OK) rc = bind_u64(st, 4, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     rc = op_end(db, rc);
     if ((rc == MQE2E_OK || rc == MQE2E_ERR_EXISTS) && out_sender_id != NULL && id <= UINT32_MAX)
         *out_sender_id = (uint32_t)id;
@@ -1711,31 +1678,31 @@ int mqe2e_adb_member_remove(mqe2e_adb *db, const char *group, const char *client
     int rc = check_str(group, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "DELETE FROM group_members WHERE group_name = ?1 AND client_id = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && store_changes(st) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    store_finish(db->store, st);
     return rc;
 }
 
 /* Rows (name, sender_id, added_at, joined_epoch) to cb or, if NULL, to ecb. */
-static int member_rows(sqlite3_stmt *st, mqe2e_adb_member_cb cb, mqe2e_adb_membership_cb ecb,
+static int member_rows(store_stmt *st, mqe2e_adb_member_cb cb, mqe2e_adb_membership_cb ecb,
                        void *user)
 {
     int rc = MQE2E_OK;
     while (rc == MQE2E_OK) {
         int r = step_row(st);
         if (r <= 0) return r;
-        const unsigned char *s = sqlite3_column_text(st, 0);
+        const char *s = store_col_text(st, 0, NULL);
         if (s == NULL) return MQE2E_ERR_IO;
         uint64_t joined = col_u64(st, 3);
         if (cb != NULL)
-            rc = cb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2), user);
+            rc = cb(s, (uint32_t)col_u64(st, 1), col_u64(st, 2), user);
         else
-            rc = ecb((const char *)s, (uint32_t)col_u64(st, 1), col_u64(st, 2),
+            rc = ecb(s, (uint32_t)col_u64(st, 1), col_u64(st, 2),
                      joined <= UINT32_MAX ? (uint32_t)joined : 0U, user);
     }
     return rc;
@@ -1756,13 +1723,13 @@ static int members_list(mqe2e_adb *db, const char *group, mqe2e_adb_member_cb cb
     int rc = check_str(group, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = group_exists(db, group);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "SELECT client_id, sender_id, added_at, joined_epoch FROM group_members"
               " WHERE group_name = ?1 ORDER BY sender_id");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) rc = member_rows(st, cb, ecb, user);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1772,13 +1739,13 @@ static int groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_memb
     if (db == NULL || (cb == NULL && ecb == NULL)) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st,
               "SELECT group_name, sender_id, added_at, joined_epoch FROM group_members"
               " WHERE client_id = ?1 ORDER BY group_name");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) rc = member_rows(st, cb, ecb, user);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1799,8 +1766,8 @@ int mqe2e_adb_groups_of_client(mqe2e_adb *db, const char *client_id, mqe2e_adb_m
     return cb != NULL ? groups_of_client(db, client_id, cb, NULL, user) : MQE2E_ERR_INVALID_ARG;
 }
 
-int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id,
-                                  mqe2e_adb_membership_cb cb, void *user)
+int mqe2e_adb_groups_of_client_ex(mqe2e_adb *db, const char *client_id, mqe2e_adb_membership_cb cb,
+                                  void *user)
 {
     return cb != NULL ? groups_of_client(db, client_id, NULL, cb, user) : MQE2E_ERR_INVALID_ARG;
 }
@@ -1820,28 +1787,23 @@ int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_r
     if (out_version != NULL) *out_version = 0;
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     uint64_t version = 0;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = read_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = meta_get_u64(&version, db, "revocation_version");
     if (rc == MQE2E_OK)
         rc = prep(db, &st,
                   "SELECT client_id, serial, revoked_at FROM revocations"
-                  " ORDER BY revoked_at, rowid");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
-        const unsigned char *s = sqlite3_column_text(st, 0);
+                  " ORDER BY revoked_at, client_id, serial");
+    while (next_row(&rc, st)) {
+        const char *s = store_col_text(st, 0, NULL);
         if (s == NULL) {
             rc = MQE2E_ERR_IO;
             break;
         }
-        rc = cb((const char *)s, col_u64(st, 1), col_u64(st, 2), user);
+        rc = cb(s, col_u64(st, 1), col_u64(st, 2), user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     /* A callback's stop value is not a failure of the read: keep its code. */
     int end = op_end(db, rc < 0 ? rc : MQE2E_OK);
     if (end != MQE2E_OK) return end;
@@ -1858,13 +1820,13 @@ int mqe2e_adb_operator_add(mqe2e_adb *db, const char *name,
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc == MQE2E_OK) rc = check_u64(now);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "INSERT INTO operators(name, sign_public, added_at) VALUES (?1, ?2, ?3)");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_blob(st, 2, sign_public, MQE2E_ADB_PUBLIC_BYTES);
     if (rc == MQE2E_OK) rc = bind_u64(st, 3, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1875,18 +1837,14 @@ int mqe2e_adb_operator_get(uint8_t out_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint
     if (out_added_at != NULL) *out_added_at = 0;
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT sign_public, added_at FROM operators WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
-            if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
-        }
+    if (one_row(&rc, st)) {
+        rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
+        if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1895,12 +1853,12 @@ int mqe2e_adb_operator_remove(mqe2e_adb *db, const char *name)
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(name, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "DELETE FROM operators WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && sqlite3_changes(db->sql) == 0) rc = MQE2E_ERR_NOT_FOUND;
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && store_changes(st) == 0) rc = MQE2E_ERR_NOT_FOUND;
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1910,13 +1868,13 @@ int mqe2e_adb_op_nonce_check_and_store(mqe2e_adb *db, const uint8_t *nonce, size
     if (db == NULL || nonce == NULL || nonce_len < MQE2E_ADB_NONCE_MIN ||
         nonce_len > MQE2E_ADB_NONCE_MAX || check_u64(now) != MQE2E_OK)
         return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     /* One INSERT: the primary key makes check-and-store a single atomic step. */
     int rc = prep(db, &st, "INSERT INTO op_nonces(nonce, seen_at) VALUES (?1, ?2)");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, nonce, nonce_len);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, now);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1924,12 +1882,12 @@ int mqe2e_adb_op_nonce_prune(uint64_t *out_deleted, mqe2e_adb *db, uint64_t olde
 {
     if (out_deleted != NULL) *out_deleted = 0;
     if (db == NULL || check_u64(older_than) != MQE2E_OK) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, "DELETE FROM op_nonces WHERE seen_at < ?1");
     if (rc == MQE2E_OK) rc = bind_u64(st, 1, older_than);
     if (rc == MQE2E_OK) rc = step_done(st);
-    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)sqlite3_changes(db->sql);
-    sqlite3_finalize(st);
+    if (rc == MQE2E_OK && out_deleted != NULL) *out_deleted = (uint64_t)store_changes(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1946,42 +1904,36 @@ int mqe2e_adb_audit_append(mqe2e_adb *db, uint64_t at, const char *actor, const 
         rc = MQE2E_ERR_TOO_LARGE;
     if (rc == MQE2E_OK) rc = check_u64(at);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "INSERT INTO audit(at, actor, action, subject) VALUES (?1, ?2, ?3, ?4)");
     if (rc == MQE2E_OK) rc = bind_u64(st, 1, at);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, actor);
     if (rc == MQE2E_OK) rc = bind_text(st, 3, action);
-    if (rc == MQE2E_OK)
-        rc = subject != NULL ? bind_text(st, 4, subject) : sql_rc(sqlite3_bind_null(st, 4));
+    if (rc == MQE2E_OK) rc = subject != NULL ? bind_text(st, 4, subject) : store_bind_null(st, 4);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
 int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc =
         prep(db, &st, "SELECT id, at, actor, action, subject FROM audit WHERE id > ?1 ORDER BY id");
-    if (rc == MQE2E_OK) rc = sql_rc(sqlite3_bind_int64(st, 1, (sqlite3_int64)after_id));
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
-        const unsigned char *actor = sqlite3_column_text(st, 2);
-        const unsigned char *action = sqlite3_column_text(st, 3);
-        const unsigned char *subject = sqlite3_column_text(st, 4);
+    if (rc == MQE2E_OK) rc = store_bind_i64(st, 1, after_id);
+    while (next_row(&rc, st)) {
+        const char *actor = store_col_text(st, 2, NULL);
+        const char *action = store_col_text(st, 3, NULL);
+        const char *subject = store_col_text(st, 4, NULL);
         if (actor == NULL || action == NULL) {
             rc = MQE2E_ERR_IO;
             break;
         }
-        rc = cb((int64_t)sqlite3_column_int64(st, 0), col_u64(st, 1), (const char *)actor,
-                (const char *)action, (const char *)subject, user);
+        rc = cb(store_col_i64(st, 0), col_u64(st, 1), (const char *)actor, (const char *)action,
+                (const char *)subject, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -1989,7 +1941,7 @@ int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb,
 
 static int count_query(uint64_t *out, mqe2e_adb *db, const char *sql, int bind_now, uint64_t now)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK && bind_now) rc = bind_u64(st, 1, now);
     if (rc == MQE2E_OK) {
@@ -2001,7 +1953,7 @@ static int count_query(uint64_t *out, mqe2e_adb *db, const char *sql, int bind_n
             rc = MQE2E_ERR_IO;
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -2035,7 +1987,7 @@ int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *cli
     *out = 0;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     if (op_begin(db) != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st,
               "UPDATE clients SET push_seq = push_seq + 1 WHERE client_id = ?1"
@@ -2051,7 +2003,7 @@ int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *cli
             rc = step_row(st) == 0 ? MQE2E_OK : MQE2E_ERR_IO;
         }
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     rc = op_end(db, rc);
     if (rc != MQE2E_OK) *out = 0;
     return rc;
@@ -2063,18 +2015,13 @@ int mqe2e_adb_client_push_seq(uint64_t *out, mqe2e_adb *db, const char *client_i
     *out = 0;
     int rc = check_str(client_id, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT push_seq FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (rc == MQE2E_OK) {
-        rc = step_row(st);
-        if (rc == 0) rc = MQE2E_ERR_NOT_FOUND;
-        if (rc == 1) {
-            *out = col_u64(st, 0);
-            rc = MQE2E_OK;
-        }
+    if (one_row(&rc, st)) {
+        *out = col_u64(st, 0);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -2086,13 +2033,13 @@ int mqe2e_adb_token_group_add(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_TO
     if (db == NULL || token_id == NULL) return MQE2E_ERR_INVALID_ARG;
     int rc = check_str(group, MQE2E_ADB_NAME_MAX);
     if (rc != MQE2E_OK) return rc;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     if (op_begin(db) != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st, "INSERT INTO token_groups(token_id, group_name) VALUES (?1, ?2)");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, group);
     if (rc == MQE2E_OK) rc = step_done(st);
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return op_end(db, rc);
 }
 
@@ -2100,37 +2047,27 @@ int mqe2e_adb_token_groups_list(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_
                                 mqe2e_adb_name_cb cb, void *user)
 {
     if (db == NULL || token_id == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
                   "SELECT group_name FROM token_groups WHERE token_id = ?1 ORDER BY group_name");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         char name[MQE2E_ADB_NAME_MAX];
         rc = col_text(name, sizeof name, st, 0);
         if (rc == MQE2E_OK) rc = cb(name, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
 int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = prep(db, &st,
                   "SELECT token_id, client_id, role, created_at, expires_at, used_at,"
                   " used_by_sign_public FROM tokens ORDER BY created_at, client_id, token_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
+    while (next_row(&rc, st)) {
         uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES];
         mqe2e_adb_token_info info;
         memset(&info, 0, sizeof info);
@@ -2139,14 +2076,14 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
         if (rc == MQE2E_OK) rc = col_text(info.role, sizeof info.role, st, 2);
         info.created_at = col_u64(st, 3);
         info.expires_at = col_u64(st, 4);
-        if (rc == MQE2E_OK && sqlite3_column_type(st, 5) != SQLITE_NULL) {
+        if (rc == MQE2E_OK && store_col_type(st, 5) != STORE_COL_NULL) {
             info.used = 1;
             info.used_at = col_u64(st, 5);
             rc = col_blob(info.used_by_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 6);
         }
         if (rc == MQE2E_OK) rc = cb(token_id, &info, user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -2155,7 +2092,7 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
 /* One row or none from a statement bound to one text (kept prepared by prep()). */
 static int known(mqe2e_adb *db, const char *sql, const char *text)
 {
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     if (db == NULL || text == NULL) return MQE2E_ERR_INVALID_ARG;
     if (check_str(text, MQE2E_ADB_NAME_MAX) != MQE2E_OK) return MQE2E_ERR_NOT_FOUND;
     int rc = prep(db, &st, sql);
@@ -2164,7 +2101,7 @@ static int known(mqe2e_adb *db, const char *sql, const char *text)
         rc = step_row(st);
         rc = rc == 1 ? MQE2E_OK : (rc == 0 ? MQE2E_ERR_NOT_FOUND : rc);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     return rc;
 }
 
@@ -2190,27 +2127,22 @@ int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep)
     if (db == NULL) return MQE2E_ERR_INVALID_ARG;
     if (!db->user_tx) return MQE2E_ERR_STATE;
     int rc = MQE2E_OK;
-    if (!keep && tx_exec(db, "ROLLBACK TO adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
-    if (tx_exec(db, "RELEASE adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    if (!keep && tx_exec(db, "ROLLBACK TO SAVEPOINT adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
+    if (tx_exec(db, "RELEASE SAVEPOINT adb_unit") != MQE2E_OK) rc = MQE2E_ERR_IO;
     return rc;
 }
 
 int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *user)
 {
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
-    sqlite3_stmt *st = NULL;
+    store_stmt *st = NULL;
     int rc = read_begin(db);
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st,
               "SELECT group_name, sender_id, retired_at FROM retired_senders"
               " ORDER BY group_name, sender_id");
-    while (rc == MQE2E_OK) {
-        int r = step_row(st);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
-        const unsigned char *g = sqlite3_column_text(st, 0);
+    while (next_row(&rc, st)) {
+        const char *g = store_col_text(st, 0, NULL);
         uint64_t id = col_u64(st, 1);
         if (g == NULL || id == 0 || id > UINT32_MAX) {
             rc = MQE2E_ERR_IO;
@@ -2218,7 +2150,7 @@ int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *
         }
         rc = cb((const char *)g, (uint32_t)id, col_u64(st, 2), user);
     }
-    sqlite3_finalize(st);
+    store_finish(db->store, st);
     int end = op_end(db, rc < 0 ? rc : MQE2E_OK);
     if (end != MQE2E_OK) return end;
     return rc;

@@ -1,6 +1,6 @@
 /**
  * @file authority_db.h
- * @brief Persistent store of the mqe2e authority (SQLite).
+ * @brief Persistent store of the mqe2e authority (SQLite or PostgreSQL, store.h).
  *
  * The authority keeps every piece of state it needs to survive a restart here:
  * enrollment tokens, enrolled clients and their grants, groups with their
@@ -51,7 +51,7 @@ extern "C" {
 #define MQE2E_ADB_GRANTS_MAX 16U     /**< grants carried by one token */
 #define MQE2E_ADB_NONCE_MIN 16U      /**< shortest accepted operator command nonce */
 #define MQE2E_ADB_NONCE_MAX 64U      /**< longest accepted operator command nonce */
-#define MQE2E_ADB_SCHEMA_VERSION 7   /**< PRAGMA user_version written by this code */
+#define MQE2E_ADB_SCHEMA_VERSION 7   /**< schema version written by this code (both stores) */
 #define MQE2E_ADB_SEALED_BYTES 72U   /**< a sealed secret column: nonce, ciphertext, tag */
 
 /** How long after its first use a token still serves an enrollment retry (the
@@ -650,14 +650,15 @@ int mqe2e_adb_tx_savepoint_end(mqe2e_adb *db, int keep);
 
 /* ------------------------------------------------- for the store's own files */
 
-struct sqlite3;
+struct store;
 
 /**
- * @brief The open SQLite handle, for the store's companion files
- *        (authority_tree_db.c) only: they run their statements inside the
- *        caller's transaction (mqe2e_adb_tx_begin()).
+ * @brief The open store (store.h), for the store's companion files
+ *        (authority_tree_db.c) only: they run their portable statements
+ *        inside the caller's transaction (mqe2e_adb_tx_begin()). Owned by
+ *        @p db; valid until mqe2e_adb_close().
  */
-struct sqlite3 *mqe2e_adb_sqlite(mqe2e_adb *db);
+struct store *mqe2e_adb_store(mqe2e_adb *db);
 
 /**
  * @brief Seal a 32-byte secret under the database key, bound to @p ad (as

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "authority_service.h"
+#include "store.h"
 #include "mqe2e/tcp.h"
 #include "mqe2e/control.h"
 #include "mqe2e/error.h"
@@ -27,6 +28,9 @@ typedef struct service {
     MQTTClient_deliveryToken *pending;
     size_t n_pending, cap_pending;
     const char *request_topic;
+    char subscription[MQE2E_CONTROL_PREFIX_MAX + 160]; /* "$share/G/P/authority" or P/authority */
+    char client_id[MQE2E_ID_MAX + 16];
+    int v5; /* a replica: MQTT v5, the *5 calls of Paho */
 } service;
 
 static uint64_t now_s(void)
@@ -79,12 +83,33 @@ static void slog(const char *fmt, ...)
 
 /* ------------------------------------------------------------ the core's io */
 
+/* Subscribe @p filter with the client's MQTT version. A v5 SUBACK reason
+ * code above 2 is a refusal (e.g. 0x9E: shared subscriptions not supported). */
+static int subscribe(service *s, const char *filter, int qos)
+{
+    if (!s->v5) return MQTTClient_subscribe(s->mqtt, filter, qos);
+    MQTTSubscribe_options so = MQTTSubscribe_options_initializer;
+    MQTTResponse r = MQTTClient_subscribe5(s->mqtt, filter, qos, &so, NULL);
+    int code = (int)r.reasonCode; /* Paho's own failures are negative */
+    int rc = code < 0 ? code : code > 2 ? MQTTCLIENT_FAILURE : MQTTCLIENT_SUCCESS;
+    if (code > 2) slog("the broker refused the subscription %s (reason %d)", filter, code);
+    MQTTResponse_free(r);
+    return rc;
+}
+
 static int io_publish(void *ctx, const char *topic, const uint8_t *p, size_t n, int retained)
 {
     service *s = ctx;
     MQTTClient_deliveryToken tok = 0;
+    int rc;
     if (n > (size_t)INT32_MAX) return -1;
-    int rc = MQTTClient_publish(s->mqtt, topic, (int)n, p, 1, retained, &tok);
+    if (s->v5) {
+        MQTTResponse r = MQTTClient_publish5(s->mqtt, topic, (int)n, p, 1, retained, NULL, &tok);
+        rc = (int)r.reasonCode < 0 ? (int)r.reasonCode : MQTTCLIENT_SUCCESS;
+        MQTTResponse_free(r);
+    } else {
+        rc = MQTTClient_publish(s->mqtt, topic, (int)n, p, 1, retained, &tok);
+    }
     if (rc != MQTTCLIENT_SUCCESS) {
         slog("publish to %s failed (%d)", topic, rc);
         return -1;
@@ -112,7 +137,7 @@ static void io_subscribe(void *ctx, const char *filter)
 {
     service *s = ctx;
     if (s->mqtt == NULL || !MQTTClient_isConnected(s->mqtt)) return; /* on (re)connect */
-    int rc = MQTTClient_subscribe(s->mqtt, filter, 0);
+    int rc = subscribe(s, filter, 0);
     if (rc != MQTTCLIENT_SUCCESS) slog("cannot subscribe to %s (%d)", filter, rc);
 }
 
@@ -133,20 +158,78 @@ static uint64_t io_stopwatch(void *ctx)
 static int connect_broker(service *s)
 {
     MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
+    MQTTClient_connectOptions o5 = MQTTClient_connectOptions_initializer5;
+    if (s->v5) o = o5;
     o.keepAliveInterval = s->cfg->keepalive > 0 ? s->cfg->keepalive : 30;
     /* TLS options pass through to Paho unchanged (Paho only reads them). */
     o.ssl = (MQTTClient_SSLOptions *)(uintptr_t)s->cfg->ssl;
-    /* A persistent session keeps P/authority queued while the authority restarts. */
-    o.cleansession = 0;
+    /* A single authority: a persistent session keeps P/authority queued
+     * while it restarts. A replica: a clean start with no session left
+     * behind, so the broker never hands a request of the shared
+     * subscription to a replica that died (the others serve). */
+    if (s->v5)
+        o.cleanstart = 1;
+    else
+        o.cleansession = 0;
     o.maxInflightMessages = 65535;
     o.reliable = 0;
     o.username = s->cfg->username;
     o.password = s->cfg->password;
-    int rc = MQTTClient_connect(s->mqtt, &o);
+    int rc;
+    if (s->v5) {
+        MQTTResponse r = MQTTClient_connect5(s->mqtt, &o, NULL, NULL);
+        int code = (int)r.reasonCode;
+        if (code == 0 && r.properties != NULL &&
+            MQTTProperties_hasProperty(r.properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
+            int most = MQTTProperties_getNumericValue(r.properties,
+                                                      MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+            /* Paho then holds every reply past that many until a PUBACK:
+             * a burst of enrollments crawls (docs/SCALING.md). */
+            if (most >= 0 && most < 1000)
+                slog("the broker lets this replica have only %d QoS 1 publishes in flight "
+                     "(Receive Maximum): replies past that wait for PUBACKs; raise it "
+                     "(Mosquitto: max_inflight_messages 0) for bursts",
+                     most);
+        }
+        rc = code == 0      ? MQTTCLIENT_SUCCESS
+             : code == 0x86 ? 4 /* bad user name or password */
+             : code == 0x87 ? 5 /* not authorized */
+             : code < 0     ? code
+                            : MQTTCLIENT_FAILURE;
+        MQTTResponse_free(r);
+    } else {
+        rc = MQTTClient_connect(s->mqtt, &o);
+    }
     if (rc != MQTTCLIENT_SUCCESS) return rc;
     /* Replies leave at once, not 40 ms later behind a PUBACK (docs/PAHO.md). */
     (void)mqe2e_tcp_nodelay_uri(s->cfg->uri);
-    return MQTTClient_subscribe(s->mqtt, s->request_topic, 1);
+    return subscribe(s, s->subscription, 1);
+}
+
+/* The replica's MQTT client id and request subscription. @return 0 or -1. */
+static int replica_names(service *s, const char *authority_id)
+{
+    const char *g = s->cfg->replica_group;
+    if (g == NULL) {
+        snprintf(s->subscription, sizeof s->subscription, "%s", s->request_topic);
+        snprintf(s->client_id, sizeof s->client_id, "%s", authority_id);
+        return 0;
+    }
+    /* A share name is one topic level without wildcards (MQTT 5.0 4.8.2). */
+    if (g[0] == '\0' || strlen(g) > 64U || strpbrk(g, "/+#") != NULL) return -1;
+    s->v5 = 1;
+    snprintf(s->subscription, sizeof s->subscription, "$share/%s/%s", g, s->request_topic);
+    if (s->cfg->replica_id != NULL) {
+        if (s->cfg->replica_id[0] == '\0' || strlen(s->cfg->replica_id) >= sizeof s->client_id)
+            return -1;
+        snprintf(s->client_id, sizeof s->client_id, "%s", s->cfg->replica_id);
+    } else {
+        uint8_t r[4];
+        randombytes_buf(r, sizeof r);
+        snprintf(s->client_id, sizeof s->client_id, "%.*s-%02x%02x%02x%02x", (int)MQE2E_ID_MAX,
+                 authority_id, r[0], r[1], r[2], r[3]);
+    }
+    return 0;
 }
 
 int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
@@ -165,16 +248,23 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
     if (rc == MQE2E_OK) rc = mqe2e_adb_open(&db, cfg->db_path, key);
     sodium_memzero(key, sizeof key);
     if (rc != MQE2E_OK) {
-        slog("cannot open the database %s: %s", cfg->db_path, mqe2e_strerror(rc));
+        /* A server URI may carry a password: name the file only. */
+        slog("cannot open the database %s: %s", store_uri_shown(cfg->db_path), mqe2e_strerror(rc));
         return rc;
     }
     authority_io io = {&s, io_publish, io_flush, io_subscribe, io_log, io_stopwatch};
     if ((rc = authority_core_new(&core, ks, db, &cfg->core, &io, now_s())) != MQE2E_OK) goto out;
     s.request_topic = authority_core_request_topic(core);
+    if (replica_names(&s, id) != 0) {
+        slog("invalid replica group or replica id (one topic level, no '/', '+' or '#')");
+        rc = MQE2E_ERR_INVALID_ARG;
+        goto out;
+    }
 
     MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
-    if (MQTTClient_createWithOptions(&s.mqtt, cfg->uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                     &co) != MQTTCLIENT_SUCCESS) {
+    if (s.v5) co.MQTTVersion = MQTTVERSION_5;
+    if (MQTTClient_createWithOptions(&s.mqtt, cfg->uri, s.client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                     NULL, &co) != MQTTCLIENT_SUCCESS) {
         s.mqtt = NULL;
         rc = MQE2E_ERR_INVALID_ARG;
         goto out;
@@ -195,10 +285,10 @@ int authority_run(mqe2e_keystore *ks, const authority_config *cfg)
         limits = *cfg->core.limits;
     else
         authority_rl_defaults(&limits);
-    slog("%s serving %s/authority on %s (handshakes: %u/s burst %u, per id %u/min burst %u, "
+    slog("%s serving %s on %s as %s (handshakes: %u/s burst %u, per id %u/min burst %u, "
          "%u ids tracked)",
-         id, cfg->core.prefix, cfg->uri, limits.rate, limits.burst, limits.key_per_min,
-         limits.key_burst, limits.keys);
+         id, s.subscription, cfg->uri, s.client_id, limits.rate, limits.burst,
+         limits.key_per_min, limits.key_burst, limits.keys);
     authority_core_connected(core, now_s());
 
     while (cfg->stop == NULL || !*cfg->stop) {

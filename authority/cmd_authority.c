@@ -10,20 +10,22 @@
 
 #include <sodium.h>
 
+#include "authority_cli.h"
 #include "authority_db.h"
 #include "authority_service.h"
 #include "cli.h"
-#include "authority_cli.h"
+#include "store.h"
 
 static const char usage[] =
     "usage: mqe2e authority init -K AUTH_KEYSTORE --db DB --id AUTHORITY_ID [--prefix P]\n"
     "       mqe2e authority operator-add -K AUTH_KEYSTORE --db DB --name NAME --sign-public HEX\n"
     "       mqe2e authority pin -K AUTH_KEYSTORE [--prefix P]\n"
     "       mqe2e authority run [--config FILE] [-h HOST] [-p PORT] [-u USER --password-file F]\n"
-    "                           [--cafile F] [--db DB] [-K AUTH_KEYSTORE]\n"
+    "                           [--cafile F] [--db DB | --store URI] [-K AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
     "                           [--revoke-grace SECONDS] [--list-validity SECONDS] [-v]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
+    "                           [--replica-group NAME [--replica-id CLIENT_ID]]\n"
     "\n"
     "  init          create the authority keystore (its identity) and the database,\n"
     "                and print the AUTHORITY PIN (public: give it to operators)\n"
@@ -33,19 +35,24 @@ static const char usage[] =
     "  run           serve P/authority on the broker until SIGINT/SIGTERM\n"
     "\n"
     "  -K, --keystore FILE      authority keystore\n"
-    "      --db FILE            authority database (SQLite)\n"
+    "      --db FILE            authority database (SQLite file; same as --store sqlite:FILE)\n"
+    "      --store URI          authority store: sqlite:PATH (default driver) or\n"
+    "                           postgresql://... (libpq URI; docs/OPERATIONS.md); without\n"
+    "                           --db/--store/'store ='/'db =' the MQE2E_AUTHORITY_STORE\n"
+    "                           environment variable is used\n"
     "      --id AUTHORITY_ID    authority client id (also its MQTT client id)\n"
     "      --prefix P           control topic prefix (init: default mqe2e, remembered in\n"
     "                           the keystore; pin/run: the remembered one)\n"
     "      --name NAME          operator name (its keystore client id by default)\n"
     "      --sign-public HEX    operator Ed25519 public key (64 hex digits, from\n"
     "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
-    "      --config FILE        'key = value' lines: host, port, db, keystore, prefix,\n"
+    "      --config FILE        'key = value' lines: host, port, db, store, keystore, prefix,\n"
     "                           credential_ttl, grace, revoke_grace, list_validity,\n"
     "                           passphrase_file, key_file,\n"
     "                           username, password_file, cafile, capath, certfile,\n"
     "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
-    "                           keepalive, verbose, handshake_limits\n"
+    "                           keepalive, verbose, handshake_limits, replica_group,\n"
+    "                           replica_id\n"
     "      --credential-ttl S   credential lifetime (default 2592000 = 30 days)\n"
     "      --grace S            retired epochs handed out for S seconds (default 3600)\n"
     "      --revoke-grace S     after a revocation, removal or device replacement, the\n"
@@ -58,6 +65,10 @@ static const char usage[] =
     "                           RATE per second (BURST) in all, PER_ID_PER_MIN per claimed\n"
     "                           client id (PER_ID_BURST), IDS ids tracked; 0 turns a\n"
     "                           bucket off (default 2000,4000,20,10,16384; docs/AUTHORITY.md)\n"
+    "      --replica-group NAME one of several replicas serving one fleet from one store:\n"
+    "                           MQTT v5, clean start, requests through the shared\n"
+    "                           subscription $share/NAME/P/authority (docs/SCALING.md)\n"
+    "      --replica-id ID      this replica's MQTT client id (default AUTHORITY_ID-<random>)\n"
     "      --passphrase-file F  keystore passphrase from F's first line\n"
     "      --key-file F         keystore raw key from F\n"
     "\n";
@@ -78,6 +89,7 @@ static void print_usage(FILE *f)
 
 enum {
     OPT_DB = 1,
+    OPT_STORE,
     OPT_AID,
     OPT_PREFIX,
     OPT_NAME,
@@ -89,12 +101,15 @@ enum {
     OPT_LIST_VALIDITY,
     OPT_VERBOSE,
     OPT_HS_LIMITS,
+    OPT_REPLICA_GROUP,
+    OPT_REPLICA_ID,
 };
 
 static const cli_opt opts[] = {
     CLI_KEYSTORE_OPTS,
     CLI_BROKER_OPTS,
     {0, "db", 1, OPT_DB},
+    {0, "store", 1, OPT_STORE},
     {0, "id", 1, OPT_AID},
     {0, "prefix", 1, OPT_PREFIX},
     {0, "name", 1, OPT_NAME},
@@ -106,6 +121,8 @@ static const cli_opt opts[] = {
     {0, "list-validity", 1, OPT_LIST_VALIDITY},
     {'v', "verbose", 0, OPT_VERBOSE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
+    {0, "replica-group", 1, OPT_REPLICA_GROUP},
+    {0, "replica-id", 1, OPT_REPLICA_ID},
     {0, "help", 0, OPT_HELP},
     {0, NULL, 0, 0},
 };
@@ -125,6 +142,8 @@ typedef struct auth_args {
     long list_validity;
     int verbose;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
+    const char *replica_group;
+    const char *replica_id;
 } auth_args;
 
 static volatile sig_atomic_t stop_flag = 0;
@@ -216,7 +235,7 @@ static int load_config(auth_args *a)
                 cli_error("%s:%d: bad value for '%s'", a->config, lineno, key);
                 rc = CLI_EXIT_USAGE;
             }
-        } else if (strcmp(key, "db") == 0) {
+        } else if (strcmp(key, "db") == 0 || strcmp(key, "store") == 0) {
             a->db = val;
         } else if (strcmp(key, "keystore") == 0) {
             a->k.path = val;
@@ -252,6 +271,10 @@ static int load_config(auth_args *a)
                 a->list_validity = x;
         } else if (strcmp(key, "handshake_limits") == 0) {
             a->hs_limits = val;
+        } else if (strcmp(key, "replica_group") == 0) {
+            a->replica_group = val;
+        } else if (strcmp(key, "replica_id") == 0) {
+            a->replica_id = val;
         } else if (strcmp(key, "verbose") == 0) {
             used_val = 0;
             if (strcmp(val, "1") == 0 || strcmp(val, "yes") == 0 || strcmp(val, "true") == 0)
@@ -301,7 +324,7 @@ static int open_db(mqe2e_adb **db, const mqe2e_keystore *ks, const char *path)
     if (lrc == MQE2E_OK) lrc = mqe2e_adb_open(db, path, key);
     sodium_memzero(key, sizeof key);
     if (lrc != MQE2E_OK) {
-        cli_error("cannot open database %s: %s", path,
+        cli_error("cannot open database %s: %s", store_uri_shown(path),
                   lrc == MQE2E_ERR_AUTH ? "it belongs to another authority keystore"
                                         : mqe2e_strerror(lrc));
         return CLI_EXIT_KEY;
@@ -313,7 +336,7 @@ static int do_init(const auth_args *a)
 {
     struct stat st;
     if (a->db == NULL || a->id == NULL) {
-        cli_error("authority init needs --db DB and --id AUTHORITY_ID");
+        cli_error("authority init needs --db DB (or --store URI) and --id AUTHORITY_ID");
         return CLI_EXIT_USAGE;
     }
     const char *prefix = a->prefix != NULL ? a->prefix : AUTHORITY_DEFAULT_PREFIX;
@@ -325,9 +348,19 @@ static int do_init(const auth_args *a)
         cli_error("invalid authority id '%s' (1-255 printable characters, no / + #)", a->id);
         return CLI_EXIT_USAGE;
     }
-    if (stat(a->db, &st) == 0 || errno != ENOENT) {
+    /* A file store must not exist yet; a PostgreSQL store may (an empty
+     * database): one holding another authority refuses the new key. */
+    const char *file = strncmp(a->db, "sqlite:", 7) == 0 ? a->db + 7 : a->db;
+    if (!store_uri_is_server(a->db) && (stat(file, &st) == 0 || errno != ENOENT)) {
         cli_error("database %s already exists; refusing to overwrite it", a->db);
         return CLI_EXIT_KEY;
+    }
+    if (!store_uri_valid(a->db)) {
+        /* The scheme only: the rest of a mistyped server URI may hold a password. */
+        const char *sep = strstr(a->db, "://");
+        cli_error("unknown store scheme '%.*s://' (sqlite:PATH, a path, or postgresql://...)",
+                  sep != NULL ? (int)(sep - a->db) : 0, a->db);
+        return CLI_EXIT_USAGE;
     }
     cli_keystore c;
     int rc = cli_keystore_create(&c, &a->k, a->id, 0);
@@ -355,7 +388,7 @@ static int do_init(const auth_args *a)
         (void)mqe2e_adb_audit_append(db, cli_now(), "local", "init", a->id);
         mqe2e_adb_close(db);
         fprintf(stderr, "authority %s created: keystore %s, database %s, prefix %s\n", a->id,
-                a->k.path, a->db, prefix);
+                a->k.path, store_uri_shown(a->db), prefix);
         fprintf(stderr, "authority pin (public; operators use it as --authority):\n");
         rc = print_pin(c.ks, prefix);
     }
@@ -368,7 +401,7 @@ static int do_operator_add(const auth_args *a)
     uint8_t pk[32];
     size_t pk_len = 0;
     if (a->db == NULL || a->name == NULL || a->sign_public == NULL) {
-        cli_error("operator-add needs --db DB, --name NAME and --sign-public HEX");
+        cli_error("operator-add needs --db DB (or --store URI), --name NAME and --sign-public HEX");
         return CLI_EXIT_USAGE;
     }
     if (!mqe2e_client_id_valid(a->name)) {
@@ -442,7 +475,8 @@ static int parse_limits(authority_rl_config *c, const char *text)
 static int do_run(auth_args *a)
 {
     if (a->db == NULL) {
-        cli_error("no database given (--db DB or 'db =' in the config)");
+        cli_error("no database given (--db DB, --store URI, 'store =' in the config or "
+                  "MQE2E_AUTHORITY_STORE)");
         return CLI_EXIT_USAGE;
     }
     authority_config cfg;
@@ -470,6 +504,17 @@ static int do_run(auth_args *a)
         a->list_validity > 0 ? (uint64_t)a->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
     cfg.core.verbose = a->verbose;
     cfg.stop = &stop_flag;
+    if (a->replica_id != NULL && a->replica_group == NULL) {
+        cli_error("--replica-id needs --replica-group");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->replica_group != NULL &&
+        (a->replica_group[0] == '\0' || strpbrk(a->replica_group, "/+#") != NULL)) {
+        cli_error("--replica-group is one topic level: no '/', '+' or '#'");
+        return CLI_EXIT_USAGE;
+    }
+    cfg.replica_group = a->replica_group;
+    cfg.replica_id = a->replica_id;
     authority_rl_config limits;
     if (a->hs_limits != NULL) {
         if (parse_limits(&limits, a->hs_limits) != 0) {
@@ -577,6 +622,7 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
             print_usage(stdout);
             return CLI_EXIT_OK;
         case OPT_DB:
+        case OPT_STORE:
             a.db = v;
             break;
         case OPT_AID:
@@ -615,6 +661,12 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
         case OPT_HS_LIMITS:
             a.hs_limits = v;
             break;
+        case OPT_REPLICA_GROUP:
+            a.replica_group = v;
+            break;
+        case OPT_REPLICA_ID:
+            a.replica_id = v;
+            break;
         default:
             break;
         }
@@ -623,6 +675,10 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
     if (argv_key && !argv_pass && a.k.passphrase_file == cfg_pass) a.k.passphrase_file = NULL;
     if (argv_pass && !argv_key && a.k.key_file == cfg_key) a.k.key_file = NULL;
     cli_set_quiet(a.b.quiet);
+    if (a.db == NULL) {
+        const char *env = getenv("MQE2E_AUTHORITY_STORE");
+        if (env != NULL && env[0] != '\0') a.db = env;
+    }
     if (is_run) return do_run(&a);
     int rc = cli_keystore_args_check(&a.k);
     if (rc != CLI_EXIT_OK) return rc;

@@ -53,6 +53,9 @@ static void stop_child(pid_t *pid)
 
 void ba_cleanup(void)
 {
+    for (int i = 0; i < BA_REPLICAS_MAX; i++)
+        stop_child(&ba.replica_pids[i]);
+    if (ba.replicas > 0) ba.authority_pid = 0; /* replica 0, stopped above */
     stop_child(&ba.authority_pid);
     stop_child(&ba.broker_pid);
     if (ba.dir[0] != '\0') {
@@ -170,6 +173,11 @@ static void start_broker(int port, const char *extra)
     /* The authority's session may hold a whole window of requests. */
     fprintf(f, "max_queued_messages 0\n");
     if (extra != NULL) fprintf(f, "%s\n", extra);
+    /* Replicas speak MQTT v5: the broker's Receive Maximum (Mosquitto's
+     * max_inflight_messages, default 20) bounds their QoS 1 replies in
+     * flight, and a burst would wait for PUBACKs (docs/SCALING.md). */
+    if (ba.replicas > 0 && (extra == NULL || strstr(extra, "max_inflight_messages") == NULL))
+        fprintf(f, "max_inflight_messages 0\n");
     fprintf(f, "log_dest file %s\nlog_type error\nlog_type warning\n", log);
     if (geteuid() == 0) fprintf(f, "user root\n");
     fclose(f);
@@ -187,31 +195,100 @@ static void start_broker(int port, const char *extra)
     ba_die("mosquitto did not start");
 }
 
-static void start_authority(void)
+/* `authority run -K ks` logging to @p log with extra arguments; waits for "serving". */
+static pid_t spawn_authority(const char *ks, const char *log, const char *group, const char *rid)
 {
-    ba.authority_pid = fork();
-    if (ba.authority_pid < 0) ba_die("fork");
-    if (ba.authority_pid == 0) {
-        int fd = open(ba.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    pid_t pid = fork();
+    if (pid < 0) ba_die("fork");
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execl(ba.cli, ba.cli, "authority", "run", "-K", ba.auth_ks, "--key-file", ba.key, "--db",
-              ba.db, "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
+        if (group != NULL)
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
+                  ba.db, "-h", "127.0.0.1", "-p", ba.port, "--replica-group", group,
+                  "--replica-id", rid, (char *)NULL);
+        else
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
+                  ba.db, "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
-        FILE *f = fopen(ba.log, "r");
+        FILE *f = fopen(log, "r");
         char line[1024];
         int ready = 0;
         while (f != NULL && fgets(line, sizeof line, f) != NULL)
             if (strstr(line, "serving") != NULL) ready = 1;
         if (f != NULL) fclose(f);
-        if (ready) return;
+        if (ready) return pid;
         ba_sleep_ms(50);
     }
     ba_die("the authority did not start");
+}
+
+/* A copy of the authority keystore for replica @p i (a keystore is locked
+ * by the process that opens it). */
+static void copy_keystore(const char *to)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && chmod 600 '%s'", ba.auth_ks, to, to);
+    if (system(cmd) != 0) ba_die("cannot copy the authority keystore");
+}
+
+static void start_authority(void)
+{
+    if (ba.replicas == 0) {
+        ba.authority_pid = spawn_authority(ba.auth_ks, ba.log, NULL, NULL);
+        return;
+    }
+    for (int i = 0; i < ba.replicas; i++) {
+        char ks[700], rid[32];
+        snprintf(ks, sizeof ks, "%s/auth-r%d.ks", ba.dir, i);
+        snprintf(ba.logs[i], sizeof ba.logs[i], "%s/replica-%d.log", ba.dir, i);
+        snprintf(rid, sizeof rid, "bench-auth-r%d", i);
+        copy_keystore(ks);
+        ba.replica_pids[i] = spawn_authority(ks, ba.logs[i], "bench", rid);
+    }
+    ba.authority_pid = ba.replica_pids[0];
+}
+
+int ba_store_arg(int argc, char **argv, int *i)
+{
+    if (strcmp(argv[*i], "--store") == 0 && *i + 1 < argc) {
+        const char *v = argv[++*i];
+        if (strlen(v) >= sizeof ba.store) ba_die("--store: too long");
+        snprintf(ba.store, sizeof ba.store, "%s", v);
+        return 1;
+    }
+    if (strcmp(argv[*i], "--replicas") == 0 && *i + 1 < argc) {
+        long n = strtol(argv[++*i], NULL, 10);
+        if (n < 0 || n > BA_REPLICAS_MAX) ba_die("--replicas: 0 to 4");
+        ba.replicas = (int)n;
+        return 1;
+    }
+    return 0;
+}
+
+const char *ba_store_kind(void)
+{
+    return strncmp(ba.store, "postgres", 8) == 0 ? "postgresql" : "sqlite";
+}
+
+int ba_authority_count(void)
+{
+    return ba.replicas > 0 ? ba.replicas : 1;
+}
+
+const char *ba_authority_log(int i)
+{
+    return ba.replicas > 0 ? ba.logs[i] : ba.log;
+}
+
+pid_t ba_authority_pid_of(int i)
+{
+    return ba.replicas > 0 ? ba.replica_pids[i] : ba.authority_pid;
 }
 
 void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
@@ -224,7 +301,10 @@ void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
     }
     snprintf(ba.auth_ks, sizeof ba.auth_ks, "%s/auth.ks", ba.dir);
     snprintf(ba.op_ks, sizeof ba.op_ks, "%s/op.ks", ba.dir);
-    snprintf(ba.db, sizeof ba.db, "%s/auth.db", ba.dir);
+    if (ba.store[0] != '\0')
+        snprintf(ba.db, sizeof ba.db, "%s", ba.store);
+    else
+        snprintf(ba.db, sizeof ba.db, "%s/auth.db", ba.dir);
     snprintf(ba.key, sizeof ba.key, "%s/key", ba.dir);
     snprintf(ba.log, sizeof ba.log, "%s/authority.log", ba.dir);
     int p = free_port();

@@ -13,6 +13,8 @@
 
 #include "mqe2e/keystore.h"
 
+#define BA_REPLICAS_MAX 4
+
 /* One benchmark's authority set-up; paths inside dir. */
 typedef struct ba_env {
     const char *name; /* program name, for messages */
@@ -21,7 +23,16 @@ typedef struct ba_env {
     char auth_ks[600], op_ks[600], db[600], key[600], log[600], port[16];
     char pin_text[1024];
     mqe2e_authority_pin pin;
-    pid_t broker_pid, authority_pid;
+    pid_t broker_pid, authority_pid; /* authority_pid: the first replica with replicas */
+    /* Store: "" for a SQLite file in dir, or a URI (postgresql://...) set by
+     * ba_store_arg() before ba_setup(). */
+    char store[600];
+    /* 0: one authority (persistent session on P/authority); N >= 1: N
+     * replicas sharing $share/bench/P/authority (MQTT v5), each with its own
+     * copy of the authority keystore and its own log (logs[i]). */
+    int replicas;
+    pid_t replica_pids[BA_REPLICAS_MAX];
+    char logs[BA_REPLICAS_MAX][600];
     /* Optional: called by ba_setup() after `authority init` and operator-add,
      * before `authority run` (the store is free: prepare it in bulk). */
     void (*prepare)(void);
@@ -45,11 +56,24 @@ char *ba_cli_output(int fd);
 /* Run the CLI to completion; stdout into *out (malloc()ed) or dropped. Exit code. */
 int ba_run_cli(char **out, const char *const *args);
 
+/* --store URI (default: a SQLite file in the folder) and --replicas N
+ * (0: one authority; 1..BA_REPLICAS_MAX replicas in one replica group) at
+ * argv[*i]: 1 when consumed (with its value, *i moved on), 0 when not one of
+ * them; a bad value exits 2. */
+int ba_store_arg(int argc, char **argv, int *i);
+/* "sqlite" or "postgresql": the store kind, for reports. */
+const char *ba_store_kind(void);
+/* Number of authority processes and their logs (1 and ba.log without replicas). */
+int ba_authority_count(void);
+const char *ba_authority_log(int i);
+pid_t ba_authority_pid_of(int i);
+
 /*
  * Folder (TMPDIR/<tmpl>.XXXXXX), key file, Mosquitto (max_queued_messages 0,
- * plus @p broker_extra lines, may be NULL), `authority init` with @p auth_id
- * (pin decoded into ba.pin), operator op1, `authority run`. ba.name and
- * ba.cli are set by the caller first.
+ * plus @p broker_extra lines, may be NULL; with replicas also
+ * max_inflight_messages 0, the deployment docs/SCALING.md recommends), `authority init` with @p auth_id
+ * (pin decoded into ba.pin), operator op1, `authority run` (or ba.replicas
+ * replicas). ba.name and ba.cli are set by the caller first.
  */
 void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra);
 

@@ -2,6 +2,7 @@
  * Enrollment rate of the real authority process through a real Mosquitto.
  *
  * usage: bench_enroll_rate [--devices N] [--window W] [--cli PATH] [--json FILE] [--smoke]
+ *                          [--store URI] [--replicas N]   (bench_authority.h)
  *
  * N simulated devices (default 2000; --smoke: 50) each hold one ticket from
  * `mqe2e token create --count N --group fleet`. Their ENROLL step-1 frames are
@@ -98,6 +99,15 @@ static long rss_kb(pid_t pid)
     return kb;
 }
 
+/* CPU seconds of every authority process (replicas summed). */
+static double authority_cpu_s(void)
+{
+    double sum = 0;
+    for (int i = 0; i < ba_authority_count(); i++)
+        sum += cpu_s(ba_authority_pid_of(i));
+    return sum;
+}
+
 int main(int argc, char **argv)
 {
     ba.name = "bench_enroll_rate";
@@ -117,9 +127,11 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--smoke") == 0) {
             smoke = 1;
             n = 50;
+        } else if (ba_store_arg(argc, argv, &i)) {
+            continue;
         } else {
             fprintf(stderr, "usage: bench_enroll_rate [--devices N] [--window W] [--cli PATH] "
-                            "[--json FILE] [--smoke]\n");
+                            "[--json FILE] [--smoke] [--store URI] [--replicas N]\n");
             return 2;
         }
     }
@@ -187,7 +199,7 @@ int main(int argc, char **argv)
         ba_die("cannot connect the devices' connection");
 
     long sent = 0, replies = 0;
-    double cpu0 = cpu_s(ba.authority_pid);
+    double cpu0 = authority_cpu_s();
     double t0 = ba_mono(), t_last = t0;
     double limit = 60.0 + (double)n / 50.0;
     while (replies < n && ba_mono() - t0 < limit) {
@@ -217,8 +229,12 @@ int main(int argc, char **argv)
         if (topic != NULL) MQTTClient_free(topic);
     }
     double elapsed = t_last - t0;
-    double auth_cpu = cpu_s(ba.authority_pid) - cpu0;
-    long auth_hwm = rss_kb(ba.authority_pid);
+    double auth_cpu = authority_cpu_s() - cpu0;
+    long auth_hwm = 0; /* the largest replica's */
+    for (int i = 0; i < ba_authority_count(); i++) {
+        long kb = rss_kb(ba_authority_pid_of(i));
+        if (kb > auth_hwm) auth_hwm = kb;
+    }
 
     long ok = 0;
     for (long i = 0; i < n; i++) {
@@ -248,20 +264,27 @@ int main(int argc, char **argv)
     ba_cleanup();
 
     double rate = elapsed > 0 ? (double)replies / elapsed : 0;
+    char replica_text[32];
+    if (ba.replicas > 0)
+        snprintf(replica_text, sizeof replica_text, "%d replicas", ba.replicas);
+    else
+        snprintf(replica_text, sizeof replica_text, "one authority");
     fprintf(stderr,
-            "enrollment: %ld devices, %ld replies, %ld enrolled (credential verified) in %.3f s: "
+            "enrollment (%s, %s): %ld devices, %ld replies, %ld enrolled (credential verified) in %.3f s: "
             "%.0f devices/s (target >= %.0f/s); device-side step 1 built in %.2f s beforehand; "
             "window %ld; authority CPU %.3f s (%.0f us per device); authority peak RSS %ld kB\n",
-            n, replies, ok, elapsed, rate, TARGET_PER_S, device_s, window, auth_cpu,
+            ba_store_kind(), replica_text, n, replies, ok, elapsed, rate, TARGET_PER_S, device_s, window, auth_cpu,
             replies > 0 ? auth_cpu * 1e6 / (double)replies : 0.0, auth_hwm);
-    char line[1024];
+    char line[1200];
     snprintf(line, sizeof line,
-             "{\"benchmark\": \"enroll_rate\", \"smoke\": %s, \"devices\": %ld, \"window\": %ld, "
+             "{\"benchmark\": \"enroll_rate\", \"store\": \"%s\", \"replicas\": %d, "
+             "\"smoke\": %s, \"devices\": %ld, \"window\": %ld, "
              "\"replies\": %ld, \"enrolled\": %ld, \"seconds\": %.3f, \"devices_per_s\": %.0f, "
              "\"authority_cpu_s\": %.3f, \"authority_peak_rss_kb\": %ld, "
              "\"statistic\": \"devices / (last reply - first publish); device step 1 built "
              "before the clock\", \"target\": {\"min_devices_per_s\": %.0f, \"met\": %s}}",
-             smoke ? "true" : "false", n, window, replies, ok, elapsed, rate, auth_cpu, auth_hwm,
+             ba_store_kind(), ba.replicas, smoke ? "true" : "false", n, window, replies, ok,
+             elapsed, rate, auth_cpu, auth_hwm,
              TARGET_PER_S, rate >= TARGET_PER_S && ok == n ? "true" : "false");
     printf("%s\n", line);
     if (json != NULL) {

@@ -9,10 +9,15 @@ random bytes for the plain side, envelopes sealed beforehand by a Python
 session for the encrypted side — and the subscriber, in its own process,
 reconnects and drains them. Its rate is (received - 1) / (last - first
 receive). The figure to read is encrypted / plain, the median of the
-per-pair ratios (issue 14's target: >= 0.90). Then, in this process and
-without the broker, the CPU per message of paho's receive hook
-(_handle_on_message, plain vs mqe2e.Client: the encryption's overhead
-alone, steadier than throughput on a shared machine).
+per-pair ratios (issue 14's target: >= 0.90), with min-max. Each subscriber
+also reports its CPU time per message (every thread, first to last
+message): plain / encrypted of those is the "CPU ratio", what the rates
+would be on an idle machine, much less moved by the load of a shared one.
+Then, in this process and without the broker, the CPU per message of
+paho's receive hook (_handle_on_message, plain vs mqe2e.Client: the
+encryption's overhead alone), with hot caches and again with a socket round
+trip and 512 KiB of memory traffic before each message (cold caches, as in
+a real drain; the in-between work's own cost subtracted).
 
 Usage: bench_python.py [--build DIR] [--messages N] [--reps R] [--size B] [--json FILE] [--smoke]
 Needs: the build tree (libmqe2e, the mqe2e command), mosquitto, python3-paho-mqtt, python3-cffi.
@@ -65,6 +70,7 @@ def subscriber(args) -> None:
     else:
         c = paho.Client(client_id=args.cid, clean_session=False)
     times = []
+    cpu = []
     done = threading.Event()
     bad = [0]
 
@@ -72,6 +78,10 @@ def subscriber(args) -> None:
         times.append(time.perf_counter())
         if len(m.payload) != args.size:
             bad[0] += 1
+        if len(times) == 1 or len(times) >= args.messages:
+            # The process's CPU time (every thread) at the first and the last
+            # message: what the drain cost, whatever else the machine ran.
+            cpu.append(time.process_time())
         if len(times) >= args.messages:
             done.set()
 
@@ -94,13 +104,37 @@ def subscriber(args) -> None:
         c.loop_stop()
         n = len(times)
         rate = (n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else 0.0
-        print(json.dumps({"received": n, "rate": rate, "bad": bad[0]}))
+        cpu_us = (cpu[-1] - cpu[0]) / (n - 1) * 1e6 if n > 1 and len(cpu) > 1 else 0.0
+        print(json.dumps({"received": n, "rate": rate, "cpu_us": cpu_us, "bad": bad[0]}))
     if args.kind == "encrypted":
         c.keystore_close()
 
 
-def dispatch_cpu(client, topic: str, payloads) -> float:
-    """CPU seconds per message of paho's receive hook (no broker, no socket)."""
+class Polluter:
+    """What a subscriber does between two messages besides dispatching them,
+    roughly: a socket round trip (two system calls) and 512 KiB of memory
+    touched, so the next message meets cold caches as it does in a real
+    drain. Its own cost is measured separately and subtracted."""
+
+    def __init__(self):
+        import socket
+
+        self.a, self.b = socket.socketpair()
+        self.junk = bytearray(os.urandom(512 * 1024))
+
+    def __call__(self):
+        self.a.send(b"x" * 300)
+        self.b.recv(4096)
+        bytes(self.junk)
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+def dispatch_cpu(client, topic: str, payloads, between=None) -> float:
+    """CPU seconds per message of paho's receive hook (no broker, no socket),
+    with ``between()`` run before each message when given."""
     import paho.mqtt.client as paho
 
     got = [0]
@@ -115,10 +149,21 @@ def dispatch_cpu(client, topic: str, payloads) -> float:
         m.payload, m.qos = p, 1
         msgs.append(m)
     h = client._handle_on_message
-    t0 = time.process_time()
-    for m in msgs:
-        h(m)
-    t = time.process_time() - t0
+    if between is None:
+        t0 = time.process_time()
+        for m in msgs:
+            h(m)
+        t = time.process_time() - t0
+    else:
+        t0 = time.process_time()
+        for m in msgs:
+            between()
+            h(m)
+        t = time.process_time() - t0
+        t0 = time.process_time()
+        for m in msgs:
+            between()
+        t -= time.process_time() - t0
     if got[0] != len(msgs):
         raise SystemExit(f"in-process: {got[0]} of {len(msgs)} delivered")
     return t / len(msgs)
@@ -134,16 +179,29 @@ def inprocess(session, topic: str, sub_ks: str, n: int, size: int) -> dict:
     plain = paho.Client(client_id="bench-inproc-plain")
     enc = mqe2e.Client(client_id="bench-inproc")
     enc.keystore_set(sub_ks, PASS)
+    pol = Polluter()
     try:
         pl = min(dispatch_cpu(plain, topic, [os.urandom(size) for _ in range(n)])
                  for _ in range(3))
         en = min(dispatch_cpu(enc, topic,
                               [session.publish(topic, os.urandom(size), 1) for _ in range(n)])
                  for _ in range(3))
+        # The same with cold caches (a quarter of the messages: slower).
+        nc = max(n // 4, 1)
+        plc = min(dispatch_cpu(plain, topic, [os.urandom(size) for _ in range(nc)], pol)
+                  for _ in range(3))
+        enc_c = min(dispatch_cpu(enc, topic,
+                                 [session.publish(topic, os.urandom(size), 1) for _ in range(nc)],
+                                 pol)
+                    for _ in range(3))
     finally:
         enc.keystore_close()
+        pol.close()
     return {"plain_dispatch_us": round(pl * 1e6, 2), "encrypted_dispatch_us": round(en * 1e6, 2),
-            "overhead_us": round((en - pl) * 1e6, 2)}
+            "overhead_us": round((en - pl) * 1e6, 2),
+            "cold_plain_dispatch_us": round(plc * 1e6, 2),
+            "cold_encrypted_dispatch_us": round(enc_c * 1e6, 2),
+            "cold_overhead_us": round((enc_c - plc) * 1e6, 2)}
 
 
 def run_sub(common, kind, port, n, size, keystore, prepare):
@@ -211,7 +269,7 @@ def main() -> int:
 
         ks = mqe2e.Keystore.open(pub_ks, PASS)
         s = mqe2e.Session(ks)
-        ratios, rows = [], []
+        ratios, cpu_ratios, rows = [], [], []
         for rep in range(args.reps):
             # Fresh envelopes every repetition: the subscriber's replay window
             # remembers the previous ones.
@@ -235,22 +293,41 @@ def main() -> int:
                     raise SystemExit(f"{kind}: received {res[kind]} of {args.messages}")
             ratio = res["encrypted"]["rate"] / res["plain"]["rate"]
             ratios.append(ratio)
+            # The same comparison in CPU time per message of the subscriber
+            # process: what the rates would be on an idle machine, much less
+            # moved by other work on a shared one.
+            cpu_ratio = res["plain"]["cpu_us"] / res["encrypted"]["cpu_us"]
+            cpu_ratios.append(cpu_ratio)
             rows.append({"rep": rep, "plain_msgs_per_s": round(res["plain"]["rate"]),
                          "encrypted_msgs_per_s": round(res["encrypted"]["rate"]),
-                         "ratio": round(ratio, 3)})
+                         "ratio": round(ratio, 3),
+                         "plain_cpu_us": round(res["plain"]["cpu_us"], 2),
+                         "encrypted_cpu_us": round(res["encrypted"]["cpu_us"], 2),
+                         "cpu_ratio": round(cpu_ratio, 3)})
             print(f"rep {rep}: plain {res['plain']['rate']:.0f} msg/s, "
-                  f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}",
+                  f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}; "
+                  f"CPU per message {res['plain']['cpu_us']:.2f} vs "
+                  f"{res['encrypted']['cpu_us']:.2f} us, CPU ratio {cpu_ratio:.3f}",
                   flush=True)
         cpu = inprocess(s, topic, sub_ks, min(args.messages, 20000), args.size)
         print(f"in-process per message: paho dispatch {cpu['plain_dispatch_us']} us, "
               f"mqe2e.Client {cpu['encrypted_dispatch_us']} us, "
-              f"overhead {cpu['overhead_us']} us", flush=True)
+              f"overhead {cpu['overhead_us']} us; with cold caches "
+              f"{cpu['cold_plain_dispatch_us']} us, {cpu['cold_encrypted_dispatch_us']} us, "
+              f"overhead {cpu['cold_overhead_us']} us", flush=True)
         s.close()
         ks.close()
         summary = {"inprocess": cpu, "bench": "python_subscriber", "size": args.size, "messages": args.messages,
                    "reps": args.reps, "median_ratio": round(statistics.median(ratios), 3),
+                   "min_ratio": round(min(ratios), 3), "max_ratio": round(max(ratios), 3),
+                   "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
+                   "min_cpu_ratio": round(min(cpu_ratios), 3),
+                   "max_cpu_ratio": round(max(cpu_ratios), 3),
                    "runs": rows, "python": sys.version.split()[0],
                    "paho_mqtt": paho.__version__ if hasattr(paho, "__version__") else "1.6"}
+        print(f"ratio median {summary['median_ratio']} ({summary['min_ratio']}-"
+              f"{summary['max_ratio']}); CPU ratio median {summary['median_cpu_ratio']} "
+              f"({summary['min_cpu_ratio']}-{summary['max_cpu_ratio']})", flush=True)
         print(json.dumps(summary))
         if args.json:
             with open(args.json, "w") as f:

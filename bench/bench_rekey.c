@@ -4,6 +4,7 @@
  * Mosquitto.
  *
  * usage: bench_rekey [--members N] [--rounds R] [--window W] [--cli PATH] [--json FILE] [--smoke]
+ *                    [--store URI] [--replicas N]   (bench_authority.h: store and replicas)
  *
  * N simulated devices (default 1000; --smoke: 50) enroll into group `big`
  * (topic `big/#`) with tickets from `mqe2e token create`, over one Paho
@@ -150,19 +151,22 @@ static void stats(const double *v, int n, double *p50, double *max)
     *max = s[n - 1];
 }
 
-/* The authority's "members pushed in X ms" for the rotation of GROUP to epoch e, or -1. */
-static double authority_ms(const char *log, uint32_t e)
+/* The authority's "members pushed in X ms" for the rotation of GROUP to
+ * epoch e, from whichever replica's log has it, or -1. */
+static double authority_ms(uint32_t e)
 {
     char want[128], line[1024];
     double ms = -1;
     snprintf(want, sizeof want, "group " GROUP " rotated to epoch %lu, members pushed in ",
              (unsigned long)e);
-    FILE *f = fopen(log, "r");
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        char *p = strstr(line, want);
-        if (p != NULL) ms = strtod(p + strlen(want), NULL);
+    for (int i = 0; i < ba_authority_count(); i++) {
+        FILE *f = fopen(ba_authority_log(i), "r");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            char *p = strstr(line, want);
+            if (p != NULL) ms = strtod(p + strlen(want), NULL);
+        }
+        if (f != NULL) fclose(f);
     }
-    if (f != NULL) fclose(f);
     return ms;
 }
 
@@ -258,9 +262,11 @@ int main(int argc, char **argv)
             smoke = 1;
             n = 50;
             rounds = 1;
+        } else if (ba_store_arg(argc, argv, &i)) {
+            continue;
         } else {
             fprintf(stderr, "usage: bench_rekey [--members N] [--rounds R] [--window W] "
-                            "[--cli PATH] [--json FILE] [--smoke]\n");
+                            "[--cli PATH] [--json FILE] [--smoke] [--store URI] [--replicas N]\n");
             return 2;
         }
     }
@@ -372,7 +378,7 @@ int main(int argc, char **argv)
         total_ms[r] = (t_last - t0) * 1e3;
         first_ms[r] = t_first >= 0 ? (t_first - t0) * 1e3 : -1;
         cmd_ms[r] = (t_cli - t0) * 1e3;
-        double a = authority_ms(ba.log, want);
+        double a = authority_ms(want);
         if (a >= 0) auth_ms[auth_n++] = a;
         fprintf(stderr,
                 "round %d: revoked %s, epoch %lu: %ld members, first push %.1f ms, last push "
@@ -417,14 +423,16 @@ int main(int argc, char **argv)
         snprintf(auth_json, sizeof auth_json, "null");
     int met = !failed && tmax <= TARGET_MS;
     fprintf(stderr,
-            "rekey: %ld members, %d revocations: all remaining members hold the new epoch "
+            "rekey (%s, %d replicas): %ld members, %d revocations: all remaining members hold the new epoch "
             "p50 %.1f ms, max %.1f ms (target <= %.0f ms: %s); first push p50 %.1f ms; "
             "CLI run p50 %.1f ms; authority rotate+push p50 %.1f ms; pushes that failed to open "
             "%ld; new epochs to revoked members %ld\n",
-            n, rounds, t50, tmax, TARGET_MS, met ? "met" : "not met", f50, c50, a50, bad, leaked);
+            ba_store_kind(), ba.replicas, n, rounds, t50, tmax, TARGET_MS, met ? "met" : "not met",
+            f50, c50, a50, bad, leaked);
     char line[8192];
     snprintf(line, sizeof line,
-             "{\"benchmark\": \"rekey\", \"smoke\": %s, \"members\": %ld, \"rounds\": %d, "
+             "{\"benchmark\": \"rekey\", \"store\": \"%s\", \"replicas\": %d, "
+             "\"smoke\": %s, \"members\": %ld, \"rounds\": %d, "
              "\"revocation_to_all_members_ms\": {\"p50\": %.1f, \"max\": %.1f, \"each\": [%s]}, "
              "\"first_push_ms\": {\"p50\": %.1f, \"max\": %.1f}, "
              "\"command_ms\": {\"p50\": %.1f, \"max\": %.1f}, \"authority_push_ms\": %s, "
@@ -432,7 +440,7 @@ int main(int argc, char **argv)
              "\"statistic\": \"from the start of `mqe2e revoke` to the last remaining member's "
              "push opened showing the new epoch\", "
              "\"target\": {\"max_ms\": %.0f, \"met\": %s}}",
-             smoke ? "true" : "false", n, rounds, t50, tmax, rlist, f50, fmax, c50, cmax, auth_json,
+             ba_store_kind(), ba.replicas, smoke ? "true" : "false", n, rounds, t50, tmax, rlist, f50, fmax, c50, cmax, auth_json,
              missing_total, leaked, bad, TARGET_MS, met ? "true" : "false");
     printf("%s\n", line);
     if (json != NULL) {

@@ -169,6 +169,29 @@ else
     "$build/bench/bench_tree_revoke" --members 100000 --rounds 3 --json "$work/tree_revoke.json"
 fi
 
+# ---- 3f. the same two on PostgreSQL: one authority, then two replicas -----------------------
+# Each run gets its own throwaway cluster (tests/support/pgcluster.sh); the
+# replica runs connect with MQTT v5 through $share/bench/P/authority and set
+# the broker's max_inflight_messages 0 (docs/SCALING.md).
+pgrun() { # json-file bench args...
+    local j="$1"; shift
+    if ! bash "$here/../tests/support/pgcluster.sh" run -- \
+        sh -c '"$0" "$@" --store "$MQE2E_TEST_PG_URI"' "$@" --json "$j"; then
+        echo "null" >"$j"
+    fi
+}
+if [ "$smoke" -eq 1 ]; then
+    enroll_args=(--smoke); rekey_args=(--smoke)
+else
+    enroll_args=(--devices 2000); rekey_args=(--members 1000 --rounds 3)
+fi
+echo "== bench_enroll_rate (postgresql, one authority / two replicas)"
+pgrun "$work/enroll_pg1.json" "$build/bench/bench_enroll_rate" "${enroll_args[@]}"
+pgrun "$work/enroll_pg2.json" "$build/bench/bench_enroll_rate" "${enroll_args[@]}" --replicas 2
+echo "== bench_rekey (postgresql, one authority / two replicas)"
+pgrun "$work/rekey_pg1.json" "$build/bench/bench_rekey" "${rekey_args[@]}"
+pgrun "$work/rekey_pg2.json" "$build/bench/bench_rekey" "${rekey_args[@]}" --replicas 2
+
 # ---- 3e. Python subscriber: mqe2e.Client vs plain paho-mqtt (own broker) -------------------
 echo "== bench_python"
 py=/usr/bin/python3
@@ -267,6 +290,10 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "rekey": '; cat "$work/rekey.json"; printf ',\n'
     printf '  "rekey_10000": '; cat "$work/rekey10k.json"; printf ',\n'
     printf '  "tree_revoke": '; cat "$work/tree_revoke.json"; printf ',\n'
+    printf '  "enroll_rate_postgresql": '; cat "$work/enroll_pg1.json"; printf ',\n'
+    printf '  "enroll_rate_postgresql_2_replicas": '; cat "$work/enroll_pg2.json"; printf ',\n'
+    printf '  "rekey_postgresql": '; cat "$work/rekey_pg1.json"; printf ',\n'
+    printf '  "rekey_postgresql_2_replicas": '; cat "$work/rekey_pg2.json"; printf ',\n'
     printf '  "python_subscriber": '; cat "$work/python.json"; printf ',\n'
     printf '  "keytree": '; cat "$work/keytree.json"; printf ',\n'
     printf '  "libraries": {%s},\n' "$libs"
@@ -314,6 +341,11 @@ tree_max=$(sed -n 's/.*"revocation_to_all_members_ms": {"p50": \([0-9.]*\), "max
 tree_bytes=$(jnum "$t" tree_update_bytes)
 tree_unwraps=$(jnum "$t" unwraps_per_member_max)
 tree_joiner=$(jnum "$t" joiner_bytes)
+enroll_rate_pg1=$(jnum "$work/enroll_pg1.json" devices_per_s || true)
+enroll_rate_pg2=$(jnum "$work/enroll_pg2.json" devices_per_s || true)
+rekey_p50_of() { sed -n 's/.*"revocation_to_all_members_ms": {"p50": \([0-9.]*\).*/\1/p' "$1"; }
+rekey_pg1=$(rekey_p50_of "$work/rekey_pg1.json")
+rekey_pg2=$(rekey_p50_of "$work/rekey_pg2.json")
 m="$work/memory.json"
 mem() { jnum "$m" "$2" "\"$1\""; }
 ms_first=$(jnum "$m" first_message_ns)
@@ -381,6 +413,10 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "tree_update_bytes_per_revocation,$tree_bytes,B,<= 4096,$(verdict "$tree_bytes" 4096 '<=')"
     echo "tree_unwraps_per_member_max,$tree_unwraps,,<= 17,$(verdict "$tree_unwraps" 17 '<=')"
     echo "tree_joiner_bytes,$tree_joiner,B,<= 1024,$(verdict "$tree_joiner" 1024 '<=')"
+    echo "enroll_rate_authority_postgresql,$enroll_rate_pg1,devices/s,,"
+    echo "enroll_rate_authority_postgresql_2_replicas,$enroll_rate_pg2,devices/s,,"
+    echo "rekey_${rekey_members}_members_revocation_to_all_p50_postgresql,$rekey_pg1,ms,,"
+    echo "rekey_${rekey_members}_members_revocation_to_all_p50_postgresql_2_replicas,$rekey_pg2,ms,,"
 } >"$out/latest.csv"
 
 # ---- plot ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ mode="${1:-}"
 
 packages=(build-essential cmake pkg-config libsodium-dev libprotobuf-c-dev
   protobuf-c-compiler libpaho-mqtt-dev mosquitto mosquitto-clients
-  libcriterion-dev libcjson-dev libsqlite3-dev python3
+  libcriterion-dev libcjson-dev libsqlite3-dev libpq-dev postgresql python3
   python3-cffi python3-paho-mqtt python3-pytest python3-setuptools python3-pip
   libssl-dev openssl bash-completion man-db docker-compose)
 

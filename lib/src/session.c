@@ -296,6 +296,25 @@ int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_
     return rc != MQE2E_OK ? rc : 0; /* none, or several: mqe2e_session_next() */
 }
 
+int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, int *commit_rc,
+                                     const char *topic, size_t topic_len,
+                                     const uint8_t *payload, size_t len, int qos, int retained,
+                                     int dup, unsigned flags, mqe2e_session_time now,
+                                     mqe2e_session_action *out)
+{
+    if (s == NULL || out == NULL || (accepted != NULL && commit_rc == NULL))
+        return MQE2E_ERR_INVALID_ARG;
+    if (commit_rc != NULL) *commit_rc = MQE2E_OK;
+    if (accepted != NULL) {
+        /* Before this message is checked: a duplicate of the accepted one
+         * must meet the updated window. */
+        *commit_rc = mqe2e_session_commit(s, accepted);
+        sodium_memzero(accepted, sizeof *accepted);
+    }
+    return mqe2e_session_receive_one(s, topic, topic_len, payload, len, qos, retained, dup, flags,
+                                     now, out);
+}
+
 void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
 {
     if (s != NULL) s->backlog = publishes;

@@ -371,11 +371,21 @@ void mqe2e_session_disconnected(mqe2e_session *s);
 int mqe2e_session_message_received(mqe2e_session *s, const char *topic, size_t topic_len,
                                    const uint8_t *payload, size_t len, int qos, int retained,
                                    int dup, unsigned flags, mqe2e_session_time now);
+int mqe2e_session_message_received_props(mqe2e_session *s, const char *topic,
+                                         size_t topic_len, const uint8_t *payload, size_t len,
+                                         int qos, int retained, int dup, unsigned flags,
+                                         const mqe2e_msg_property *props, size_t nprops,
+                                         mqe2e_session_time now);
 int mqe2e_session_commit(mqe2e_session *s, const mqe2e_receipt *receipt);
 size_t mqe2e_session_publish_bound(size_t pt_len);
 int mqe2e_session_publish(mqe2e_session *s, const char *topic, const uint8_t *pt,
                           size_t pt_len, int qos, int retained, mqe2e_session_time now,
                           uint8_t *out, size_t out_cap, size_t *out_len);
+int mqe2e_session_publish_props(mqe2e_session *s, const char *topic, const uint8_t *pt,
+                                size_t pt_len, int qos, int retained,
+                                const mqe2e_msg_property *props, size_t nprops,
+                                mqe2e_session_time now, uint8_t *out, size_t out_cap,
+                                size_t *out_len);
 int mqe2e_session_tick(mqe2e_session *s, int connected, mqe2e_session_time now);
 uint64_t mqe2e_session_next_timer(const mqe2e_session *s, mqe2e_session_time now);
 int mqe2e_session_next(mqe2e_session *s, mqe2e_session_action *out);
@@ -384,6 +394,11 @@ int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_
                               const uint8_t *payload, size_t len, int qos, int retained,
                               int dup, unsigned flags, mqe2e_session_time now,
                               mqe2e_session_action *out);
+int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, int *commit_rc,
+                                     const char *topic, size_t topic_len,
+                                     const uint8_t *payload, size_t len, int qos, int retained,
+                                     int dup, unsigned flags, mqe2e_session_time now,
+                                     mqe2e_session_action *out);
 int mqe2e_session_fresh(const mqe2e_session *s, mqe2e_session_time now);
 void mqe2e_session_get_counters(const mqe2e_session *s, mqe2e_session_counters *out);
 mqe2e_protector *mqe2e_session_protector(mqe2e_session *s);

@@ -27,11 +27,16 @@ from typing import Any, Callable, List, Optional, Union
 
 import paho.mqtt.client as paho
 
+from . import props as _props
 from .errors import Mqe2eError, error_for
 from .keystore import Keystore
 from .session import Delivery, Drop, Publish, Session, Subscribe
 
 MQTTMessage = paho.MQTTMessage
+_paho_on_message = paho.Client._handle_on_message
+_paho_loop_misc = paho.Client.loop_misc
+_mono_ns = time.monotonic_ns
+_MQTTv5 = paho.MQTTv5
 
 DropCallback = Callable[[Any, Any, str, str], None]
 
@@ -62,7 +67,8 @@ class Client(paho.Client):
         self._mqe2e_keystore: Optional[Keystore] = None
         self._mqe2e_session: Optional[Session] = None
         self._mqe2e_on_drop: Optional[DropCallback] = None
-        self._mqe2e_next_tick = 0
+        # Monotonic nanoseconds of the session's next timer (loop_misc).
+        self._mqe2e_next_tick_ns = 0
 
     # -- configuration ---------------------------------------------------
     def keystore_set(self, path: str, passphrase: Union[str, bytes, None] = None, *,
@@ -100,12 +106,15 @@ class Client(paho.Client):
         """Free the session and close the keystore (writes replay checkpoints).
         Call after :meth:`disconnect` / :meth:`loop_stop`."""
         with self._mqe2e_lock:
-            if self._mqe2e_session is not None:
-                self._mqe2e_session.close()
+            s = self._mqe2e_session
+            if s is not None:
+                s.close()  # commits the receipt accepted last
                 self._mqe2e_session = None
             if self._mqe2e_keystore is not None:
                 self._mqe2e_keystore.close()
                 self._mqe2e_keystore = None
+        if s is not None and s._failed:
+            self._mqe2e_commit_failed(s)
 
     @property
     def on_drop(self) -> Optional[DropCallback]:
@@ -135,13 +144,19 @@ class Client(paho.Client):
                 properties: Any = None) -> paho.MQTTMessageInfo:
         """Seal ``payload`` for ``topic`` and publish it (paho's semantics).
 
+        With MQTT v5, ``properties`` (paho ``Properties``) and ``retain`` are
+        sealed into the envelope's associated data when the topic's rule
+        binds them (``;bind=...``, docs/PROTOCOL.md 2.5.1), and published
+        unchanged next to it.
+
         Raises:
             Mqe2eError: the topic has no policy (``no_policy``), the keys are
                 stale (``expired``), ... Nothing is sent in clear instead.
         """
         data = _payload_bytes(payload)
+        plist = _props.from_paho(properties) if properties is not None else None
         with self._mqe2e_lock:
-            env = self.session.publish(topic, data, qos, retain)
+            env = self.session.publish(topic, data, qos, retain, plist)
             acts = self.session.actions()
         if env is None:
             # Queued for a channel: it leaves as a PUBLISH action once the
@@ -155,9 +170,11 @@ class Client(paho.Client):
 
     def will_set(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
                  properties: Any = None) -> None:
-        """Set the last will, sealed now like any publish (paho's will_set)."""
+        """Set the last will, sealed now like any publish (paho's will_set),
+        its ``properties`` and ``retain`` bound as :meth:`publish` binds them."""
+        plist = _props.from_paho(properties) if properties is not None else None
         with self._mqe2e_lock:
-            env = self.session.publish(topic, _payload_bytes(payload), qos, retain)
+            env = self.session.publish(topic, _payload_bytes(payload), qos, retain, plist)
         if env is None:
             raise ValueError("a last will cannot go over a channel")
         super().will_set(topic, env, qos, retain, properties)
@@ -182,42 +199,74 @@ class Client(paho.Client):
         return super()._do_on_disconnect(rc, properties)
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        if self._protocol == _MQTTv5:
+            plist = _props.from_paho(getattr(message, "properties", None))
+            if plist:
+                # Properties the topic's rule may bind: the general call,
+                # which checks them with the envelope.
+                self._mqe2e_received_props(message, plist)
+                return
+        topic = message._topic
         with self._mqe2e_lock:
             s = self._mqe2e_session
             res = None if s is None else s.receive_one(
-                message._topic, message.payload, message.qos, message.retain, message.dup)
+                topic, message.payload, message.qos, message.retain, message.dup)
         if res is None:
             # Not configured (or closed): nothing is delivered, never clear text.
-            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            self._mqe2e_drop(topic.decode("utf-8", "replace"), error_for(-11).name)
             return
+        if s._failed:
+            self._mqe2e_commit_failed(s)
         data, extra = res
         if data is not None:
             # The common case: this message, decrypted, in one call into the
             # core. Reuse paho's object (mid, properties, timestamp) with the
-            # plaintext in it; commit only once on_message returned.
+            # plaintext in it; commit only once on_message returned: the
+            # session keeps the receipt and commits it at the start of its
+            # next call that may deliver (the next message's, in the same
+            # call into the core), so a duplicate is still a replay.
             message.payload = data
             try:
-                super()._handle_on_message(message)
+                _paho_on_message(self, message)
             except BaseException:
                 if extra is not None:
                     s.release_receipt(extra)
                 raise
             if extra is not None:
-                self._mqe2e_commit_receipt(s, extra, message._topic)
+                # No lock: only this (paho's loop) thread receives, and a
+                # session closed in between never commits it (as released).
+                s.accept(extra, topic)
             return
         self._mqe2e_run(extra, message)
 
+    def _mqe2e_received_props(self, message: paho.MQTTMessage, plist: list) -> None:
+        with self._mqe2e_lock:
+            s = self._mqe2e_session
+            acts = None if s is None else s.message_received(
+                message._topic, message.payload, message.qos, bool(message.retain),
+                bool(message.dup), properties=plist)
+        if acts is None:
+            self._mqe2e_drop(message._topic.decode("utf-8", "replace"), error_for(-11).name)
+            return
+        if s._failed:
+            self._mqe2e_commit_failed(s)
+        self._mqe2e_run(acts, message)
+
     def loop_misc(self) -> int:
-        rc = super().loop_misc()
-        now = int(time.monotonic() * 1000)
-        if now >= self._mqe2e_next_tick:
+        # paho calls this after every packet read: keep the common case (no
+        # timer due) to one clock reading and one comparison.
+        rc = _paho_loop_misc(self)
+        if _mono_ns() >= self._mqe2e_next_tick_ns:
+            now = _mono_ns() // 1000000
             acts: list = []
             with self._mqe2e_lock:
                 s = self._mqe2e_session
                 if s is not None:
                     acts = s.tick(self.is_connected())
                     nt = s.next_timer_ms()
-                    self._mqe2e_next_tick = nt if nt is not None else now + 1000
+                    self._mqe2e_next_tick_ns = (nt if nt is not None else now + 1000) * 1000000
+            if s is not None and s._failed:
+                self._mqe2e_commit_failed(s)
             self._mqe2e_run(acts, None)
         return rc
 
@@ -240,6 +289,11 @@ class Client(paho.Client):
                     self._mqe2e_session.commit(a)
                 except Mqe2eError as e:
                     self._mqe2e_drop(a.topic, e.name)
+
+    def _mqe2e_commit_failed(self, s: Session) -> None:
+        # Deferred commits that failed (the messages were delivered already).
+        for topic, code in s.take_commit_failures():
+            self._mqe2e_drop(topic.decode("utf-8", "replace"), error_for(code).name)
 
     def _mqe2e_commit_receipt(self, s: Session, receipt: Any, topic: bytes) -> None:
         # receive_one()'s receipt: as _mqe2e_commit, for the session that made it.
@@ -266,6 +320,8 @@ class Client(paho.Client):
                 m.timestamp = time.monotonic()
                 if a.current and original is not None:
                     m.properties = getattr(original, "properties", None)
+                elif a.properties:
+                    m.properties = _props.to_paho(a.properties)
                 super()._handle_on_message(m)
                 self._mqe2e_commit(a)
             elif isinstance(a, Drop):

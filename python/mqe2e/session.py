@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from . import props as _props
 from ._lib import cstr, ffi, lib
 from .errors import Mqe2eError, check, error_for
 from .keystore import Keystore
+from .props import Prop
 
 DELIVER, DROP, PUBLISH, SUBSCRIBE = 1, 2, 3, 4
 #: mqe2e_session_publish(): the message was queued for a channel.
@@ -28,8 +30,9 @@ QUEUED = 1
 NO_HOLD = 1
 
 _wall = time.time
-_mono = time.monotonic
+_mono_ns = time.monotonic_ns
 _receive_one = lib.mqe2e_session_receive_one
+_commit_receive_one = lib.mqe2e_session_commit_receive_one
 
 
 @dataclass
@@ -44,6 +47,10 @@ class Delivery:
     dup: bool
     current: bool
     receipt: object = field(repr=False, default=None)
+    #: A released held message's MQTT v5 properties (``(id, name, value)``,
+    #: :mod:`mqe2e.props`); empty for the current message, whose properties
+    #: are the transport's message's.
+    properties: List[Prop] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -132,19 +139,58 @@ class Session:
         self._s = out[0]
         self._act = ffi.new("mqe2e_session_action *")
         self._now = ffi.new("mqe2e_session_time *")
-        # receive_one()'s receipt, reused while no delivery holds it.
+        # receive_one()'s receipt, reused while no delivery holds it; while
+        # _pending, it is an accepted message's, committed by the next call
+        # into the core that may deliver (accept()).
         self._rcpt = ffi.new("mqe2e_receipt *")
         self._rcpt_free = True
+        self._pending = False
+        self._pending_topic = b""
+        self._crc = ffi.new("int *")
+        #: (topic, code) of deferred commits that failed (ReplayError: the
+        #: same message was committed in between; IoError), oldest first;
+        #: take them with take_commit_failures().
+        self._failed: List[Tuple[bytes, int]] = []
+        # The monotonic millisecond self._now was last set for, and its
+        # value (a struct passed by value: copied out once per setting).
+        self._clk_ms = -1
+        self._tv = self._now[0]
 
     def _clocks(self):
         t = self._now
-        t.wall_s = int(time.time())
-        t.mono_ms = int(time.monotonic() * 1000)
-        return t[0]
+        ms = _mono_ns() // 1000000
+        t.wall_s = int(_wall())
+        t.mono_ms = ms
+        self._clk_ms = ms
+        self._tv = tv = t[0]
+        return tv
+
+    def _flush(self) -> None:
+        # Commit the accepted receipt accept() kept, before anything else
+        # may deliver (a duplicate must meet the updated window).
+        self._pending = False
+        self._rcpt_free = True
+        if self._s is None:  # closed in between: never recorded (as released)
+            return
+        rc = lib.mqe2e_session_commit(self._s, self._rcpt)
+        lib.sodium_memzero(self._rcpt, ffi.sizeof("mqe2e_receipt"))
+        if rc != 0:
+            self._failed.append((self._pending_topic, rc))
+
+    def take_commit_failures(self) -> List[Tuple[bytes, int]]:
+        """``(topic, code)`` of receipts given to :meth:`accept` whose
+        deferred commit failed since the last call (``replay``: the same
+        message was committed in between; ``io``). The messages were
+        delivered already; report them like drops."""
+        out, self._failed = self._failed, []
+        return out
 
     def close(self) -> None:
-        """Wipe and free the session (the keystore stays open). Idempotent."""
+        """Commit what :meth:`accept` kept, wipe and free the session (the
+        keystore stays open). Idempotent."""
         if getattr(self, "_s", None) is not None:
+            if self._pending:
+                self._flush()
             lib.mqe2e_session_free(self._s)
             self._s = None
             if self._policy != ffi.NULL:
@@ -171,6 +217,8 @@ class Session:
     # -- events ----------------------------------------------------------
     def connected(self) -> List[Action]:
         """The transport connected: returns the control subscriptions and HELLO."""
+        if self._pending:
+            self._flush()
         check(lib.mqe2e_session_connected(self._h, self._clocks()))
         return self.actions()
 
@@ -180,15 +228,26 @@ class Session:
 
     def message_received(self, topic: Union[str, bytes], payload: bytes, qos: int = 0,
                          retain: bool = False, dup: bool = False,
-                         no_hold: bool = False) -> List[Action]:
-        """A message arrived: returns what to do (deliver, drop, publish...)."""
+                         no_hold: bool = False,
+                         properties: Optional[List[Prop]] = None) -> List[Action]:
+        """A message arrived: returns what to do (deliver, drop, publish...).
+
+        ``retain``: the retain flag it arrived with. ``properties``: its MQTT
+        v5 properties as ``(id, name, value)`` items in packet order
+        (:func:`mqe2e.props.from_paho` converts paho's); a rule that binds
+        them or the retain flag checks them with the envelope.
+        """
         t = topic.encode("utf-8") if isinstance(topic, str) else bytes(topic)
         s = self._s
         if s is None:
             raise ValueError("session is closed")
-        check(lib.mqe2e_session_message_received(
+        if self._pending:
+            self._flush()
+        arr, n, keep = _props.to_c(properties or ())
+        check(lib.mqe2e_session_message_received_props(
             s, t, len(t), payload, len(payload), qos, int(retain), int(dup),
-            NO_HOLD if no_hold else 0, self._clocks()))
+            NO_HOLD if no_hold else 0, arr, n, self._clocks()))
+        del keep
         return self.actions(t)
 
     def receive_one(self, topic: bytes, payload: bytes, qos: int = 0, retain: bool = False,
@@ -202,31 +261,66 @@ class Session:
         it accepted it, or :meth:`release_receipt` it if it did not.
         Otherwise returns ``(None, actions)``, the list
         :meth:`message_received` would have returned.
+
+        A receipt given to :meth:`accept` is committed first, in the same
+        call into the core (``mqe2e_session_commit_receive_one``).
         """
         s = self._s
         if s is None:
             raise ValueError("session is closed")
-        t = self._now
-        t.wall_s = int(_wall())
-        t.mono_ms = int(_mono() * 1000)
+        ms = _mono_ns() // 1000000
+        if ms != self._clk_ms:
+            # Both clocks at most one millisecond old: read them once per
+            # millisecond, not once per message.
+            t = self._now
+            t.wall_s = int(_wall())
+            t.mono_ms = ms
+            self._clk_ms = ms
+            self._tv = t[0]
         a = self._act
-        rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
-                          t[0], a)
+        if self._pending:
+            self._pending = False
+            self._rcpt_free = True
+            crc = self._crc
+            rc = _commit_receive_one(s, self._rcpt, crc, topic, len(topic), payload,
+                                     len(payload), qos, retain, dup, 0, self._tv, a)
+            if crc[0]:
+                self._failed.append((self._pending_topic, crc[0]))
+        else:
+            rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
+                              self._tv, a)
         if rc == 1 and a.kind == DELIVER and a.current:
-            data = ffi.buffer(a.data, a.len)[:] if a.len else b""
-            if not a.receipt.active:
+            n = a.len
+            data = ffi.buffer(a.data, n)[:] if n else b""
+            rcpt = a.receipt
+            if not rcpt.active:
                 return data, None
             if self._rcpt_free:
                 r = self._rcpt
-                r[0] = a.receipt
+                r[0] = rcpt
                 self._rcpt_free = False
             else:
-                r = ffi.new("mqe2e_receipt *", a.receipt)
+                r = ffi.new("mqe2e_receipt *", rcpt)
             return data, r
         check(rc)
         out = [self._convert(a, topic)] if rc == 1 else []
         out.extend(self.actions(topic))
         return None, out
+
+    def accept(self, receipt: Any, topic: bytes = b"") -> None:
+        """The application accepted the message of a :meth:`receive_one`
+        receipt: commit it, deferred to the next call that may deliver
+        (:meth:`receive_one`, which does it in the same call into the core,
+        :meth:`message_received`, :meth:`tick`, :meth:`commit`,
+        :meth:`close`...). A duplicate of the message is therefore a replay
+        as with :meth:`commit_receipt`; a failed commit is reported by
+        :meth:`take_commit_failures` under ``topic``.
+        """
+        if receipt is self._rcpt and not self._pending:
+            self._pending_topic = topic
+            self._pending = True
+            return
+        self.commit_receipt(receipt)
 
     def commit_receipt(self, receipt: Any) -> None:
         """Commit a receipt from :meth:`receive_one` (as :meth:`commit`).
@@ -234,6 +328,8 @@ class Session:
         Raises:
             ReplayError: the same message was committed in between.
         """
+        if self._pending:
+            self._flush()
         if receipt is self._rcpt:
             self._rcpt_free = True
         rc = lib.mqe2e_session_commit(self._h, receipt)
@@ -252,14 +348,22 @@ class Session:
         Raises:
             ReplayError: the same message was committed in between.
         """
+        if self._pending:
+            self._flush()
         if delivery.receipt is not None:
             rc = lib.mqe2e_session_commit(self._h, delivery.receipt)
             if rc != 0:
                 raise error_for(rc, "commit")
 
     def publish(self, topic: str, payload: bytes, qos: int = 0,
-                retain: bool = False) -> Optional[bytes]:
+                retain: bool = False,
+                properties: Optional[List[Prop]] = None) -> Optional[bytes]:
         """Protect ``payload`` for ``topic``.
+
+        ``retain`` and ``properties`` (MQTT v5, ``(id, name, value)`` items,
+        :mod:`mqe2e.props`) are what the message will be published with: a
+        rule that binds them seals them into the associated data, so publish
+        exactly these.
 
         Returns the bytes to publish, or None when the message was queued for
         a channel (it comes out later as a :class:`Publish` action).
@@ -273,8 +377,10 @@ class Session:
         cap = int(lib.mqe2e_session_publish_bound(len(payload)))
         out = ffi.new("uint8_t[]", max(cap, 1))
         n = ffi.new("size_t *")
-        rc = lib.mqe2e_session_publish(self._h, topic.encode(), payload, len(payload), qos,
-                                       int(retain), self._clocks(), out, cap, n)
+        arr, np_, keep = _props.to_c(properties or ())
+        rc = lib.mqe2e_session_publish_props(self._h, topic.encode(), payload, len(payload), qos,
+                                             int(retain), arr, np_, self._clocks(), out, cap, n)
+        del keep
         try:
             if rc == QUEUED:
                 return None
@@ -285,6 +391,8 @@ class Session:
 
     def tick(self, connected: bool = True) -> List[Action]:
         """Run the timers; returns the resulting actions."""
+        if self._pending:
+            self._flush()
         check(lib.mqe2e_session_tick(self._h, int(connected), self._clocks()))
         return self.actions()
 
@@ -326,8 +434,9 @@ class Session:
         data = ffi.buffer(a.data, a.len)[:] if a.len else b""
         if kind == DELIVER:
             r = ffi.new("mqe2e_receipt *", a.receipt) if a.receipt.active else None
+            pr = _props.from_c(a.props, a.nprops) if a.nprops and a.props != ffi.NULL else []
             return Delivery(topic, data, a.qos, bool(a.retained), bool(a.dup),
-                            bool(a.current), r)
+                            bool(a.current), r, pr)
         if kind == DROP:
             return Drop(topic, int(a.code), bool(a.current))
         if kind == PUBLISH:

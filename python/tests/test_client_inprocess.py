@@ -88,6 +88,44 @@ def test_receive_one_receipts_are_independent(tmp_path, pair):
         kb.close()
 
 
+def test_accepted_receipt_is_committed_before_anything_else_may_deliver(pair):
+    # accept() defers the commit to the session's next call that may deliver:
+    # the next receive_one (same call into the core), message_received, tick,
+    # commit, close. A duplicate of the accepted message is a replay on each.
+    s, b = pair
+    envs = [s.publish("t/1", b"m%d" % i) for i in range(4)]
+    kb = mqe2e.Keystore.open(b, "pw")
+    sb = mqe2e.Session(kb)
+    try:
+        for follow in ("receive_one", "message_received", "tick"):
+            env = envs.pop()
+            data, r = sb.receive_one(b"t/1", env, 1)
+            assert data is not None and r is not None
+            sb.accept(r, b"t/1")
+            if follow == "tick":
+                sb.tick(False)
+            if follow == "message_received":
+                acts = sb.message_received(b"t/1", env, 1)
+            else:
+                none, acts = sb.receive_one(b"t/1", env, 1)
+                assert none is None
+            assert [a.reason for a in acts] == ["replay"], follow
+        assert sb.take_commit_failures() == []
+        # A receipt whose message was committed in between: the deferred
+        # commit fails and is reported, never lost.
+        env = envs.pop()
+        _, r1 = sb.receive_one(b"t/1", env, 1)
+        _, r2 = sb.receive_one(b"t/1", env, 1)   # redelivered before r1 was handed back
+        assert r1 is not r2
+        sb.commit_receipt(r2)
+        sb.accept(r1, b"t/1")
+        sb.receive_one(b"t/1", b"not an envelope", 1)
+        assert sb.take_commit_failures() == [(b"t/1", mqe2e.errors.CODES["replay"])]
+    finally:
+        sb.close()
+        kb.close()
+
+
 def test_replay_window_survives_keystore_close(pair):
     s, b = pair
     env = s.publish("t/1", b"once")
@@ -176,3 +214,34 @@ def test_session_api_and_errors(pair):
         mqe2e.Session(kb, policy=["not a rule"])
     sb.close()
     kb.close()
+
+
+def test_v5_properties_convert_both_ways_in_order():
+    # paho Properties -> (id, name, value) items -> C array -> items -> paho
+    # (the path of a held message's properties back to on_message).
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from mqe2e import props
+
+    p = Properties(PacketTypes.PUBLISH)
+    p.PayloadFormatIndicator = 1
+    p.ContentType = "text/plain"
+    p.ResponseTopic = "r/1"
+    p.CorrelationData = b"\x00\x01"
+    p.UserProperty = ("site", "b")
+    p.UserProperty = ("site", "")
+    p.UserProperty = ("", "x")
+    p.MessageExpiryInterval = 60  # never bindable: not converted
+    items = props.from_paho(p)
+    assert items == [(0x01, None, b"\x01"), (0x03, None, b"text/plain"), (0x08, None, b"r/1"),
+                     (0x09, None, b"\x00\x01"), (0x26, b"site", b"b"), (0x26, b"site", b""),
+                     (0x26, b"", b"x")]
+    arr, n, keep = props.to_c(items)
+    assert n == len(items)
+    assert props.from_c(arr, n) == items
+    back = props.to_paho(items)
+    assert (back.PayloadFormatIndicator, back.ContentType, back.ResponseTopic,
+            back.CorrelationData) == (1, "text/plain", "r/1", b"\x00\x01")
+    assert back.UserProperty == [("site", "b"), ("site", ""), ("", "x")]
+    assert props.from_paho(None) == [] and props.to_c([])[1] == 0

@@ -277,6 +277,22 @@ check "mqe2e authority init runs mqe2e-authority (passphrase from the environmen
 launcher_pin="$(head -n 1 out)"
 run "$auth_bin" pin -K auth.ks
 check "the launcher and the binary print the same pin" test "$rc" -eq 0 -a "$(cat out)" = "$launcher_pin"
+# ---- the store: --store URI, MQE2E_AUTHORITY_STORE, an unknown scheme ------
+run "$auth_bin" init -K st1.ks --store sqlite:st1.db --id st1-authority
+check "init --store sqlite:PATH creates that file" test "$rc" -eq 0 -a -s st1.db
+run env MQE2E_AUTHORITY_STORE=sqlite:st2.db "$auth_bin" init -K st2.ks --id st2-authority
+check "init without --db/--store takes MQE2E_AUTHORITY_STORE" test "$rc" -eq 0 -a -s st2.db
+run "$auth_bin" init -K st3.ks --store 'postgresq://alice:s3cret@db.example/x' --id st3-authority
+check "a mistyped scheme: usage error (exit 1), one line, no password echoed, no keystore, no file" \
+  test "$rc" -eq 1 -a -n "$(one_line_error && grep "unknown store scheme 'postgresq://'" err)" \
+  -a -z "$(grep s3cret err)" -a ! -e st3.ks -a ! -e postgresq:
+run timeout 20 "$auth_bin" run -K st1.ks --store 'postgresql://alice:s3cret@127.0.0.1:1/x' \
+  -h 127.0.0.1 -p "$port"
+check "run with an unreachable PostgreSQL: fails, says so, never prints the URI's password" \
+  test "$rc" -ne 0 -a "$rc" -ne 124 -a -n "$(grep -i 'database' err)" -a -z "$(grep s3cret err out)"
+run "$auth_bin" init -K st4.ks --store sqlite:st1.db --id st4-authority
+check "init --store sqlite: refuses an existing file" test "$rc" -ne 0 -a ! -e st4.ks
+
 mkdir -p lonely && cp "$cli" lonely/mqe2e
 if [ ! -e /usr/local/bin/mqe2e-authority ] && [ ! -e "$(dirname "$(command -v mqe2e 2>/dev/null || echo /nonexistent/x)")/mqe2e-authority" ]; then
   run env PATH=/nonexistent lonely/mqe2e authority pin -K auth.ks

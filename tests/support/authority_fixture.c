@@ -17,6 +17,7 @@
 #include "mqe2e/mqe2e.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 #define START_WAIT_S 15.0
@@ -111,7 +112,12 @@ void af_prepare(af_fixture *f)
     snprintf(f->port, sizeof f->port, "%d", f->broker.port);
     snprintf(f->auth_ks, sizeof f->auth_ks, "%s/auth.ks", f->dir);
     snprintf(f->op_ks, sizeof f->op_ks, "%s/op.ks", f->dir);
-    snprintf(f->db, sizeof f->db, "%s/auth.db", f->dir);
+    /* A store the test chose (f->db preset) is kept. */
+    const char *pg = f->db[0] == '\0' ? getenv("MQE2E_TEST_PG_URI") : NULL;
+    if (f->db[0] == '\0') snprintf(f->db, sizeof f->db, "%s/auth.db", f->dir);
+    /* Under tests/support/pgcluster.sh the authority keeps its state in a
+     * fresh PostgreSQL database of the throwaway cluster instead. */
+    if (pg != NULL) (void)pgtest_fresh_uri(f->db, sizeof f->db, "af");
     snprintf(f->keyfile, sizeof f->keyfile, "%s/key", f->dir);
     snprintf(f->log, sizeof f->log, "%s/authority.log", f->dir);
     /* A raw key file keeps the many CLI runs fast (no Argon2 per run). */
@@ -148,19 +154,22 @@ void af_setup(af_fixture *f, const char *auth_id)
     cr_assert_eq(af_run(out, sizeof out, add), 0, "operator-add");
 }
 
-void af_authority_start(af_fixture *f, const char *const *extra)
+/* `authority run -K ks` with its log appended to @p log; returns its pid once
+ * it logged "serving"; *log_seen the log's length before it started. */
+static pid_t authority_spawn(af_fixture *f, const char *ks, const char *log_path,
+                             const char *const *extra, size_t *log_seen)
 {
     size_t before = 0;
-    free(tu_read_file(f->log, &before));
+    free(tu_read_file(log_path, &before));
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        int fd = open(f->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        const char *argv[64] = {f->cli,       "authority", "run",  "-K",  f->auth_ks,
+        const char *argv[64] = {f->cli,       "authority", "run",  "-K",  ks,
                                 "--key-file", f->keyfile,  "--db", f->db, "-h",
                                 "127.0.0.1",  "-p",        f->port};
         size_t n = 13;
@@ -170,15 +179,14 @@ void af_authority_start(af_fixture *f, const char *const *extra)
         execv(f->cli, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
-    f->auth_pid = pid;
-    f->log_seen = before;
+    if (log_seen != NULL) *log_seen = before;
     double end = af_mono() + START_WAIT_S;
     for (;;) {
         size_t len = 0;
-        char *log = tu_read_file(f->log, &len);
+        char *log = tu_read_file(log_path, &len);
         int ready = log != NULL && len > before && strstr(log + before, "serving") != NULL;
         free(log);
-        if (ready) return;
+        if (ready) return pid;
         int st;
         cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the authority exited at start-up");
         cr_assert_lt(af_mono(), end, "authority did not start");
@@ -186,17 +194,63 @@ void af_authority_start(af_fixture *f, const char *const *extra)
     }
 }
 
+void af_authority_start(af_fixture *f, const char *const *extra)
+{
+    f->auth_pid = authority_spawn(f, f->auth_ks, f->log, extra, &f->log_seen);
+}
+
+static void stop_pid(pid_t *pid, int sig)
+{
+    if (*pid <= 0) return;
+    kill(*pid, SIGCONT);
+    kill(*pid, sig);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
 void af_authority_kill(af_fixture *f, int sig)
 {
-    if (f->auth_pid <= 0) return;
-    kill(f->auth_pid, SIGCONT);
-    kill(f->auth_pid, sig);
-    waitpid(f->auth_pid, NULL, 0);
-    f->auth_pid = 0;
+    stop_pid(&f->auth_pid, sig);
+}
+
+void af_replica_log(const af_fixture *f, int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/replica-%d.log", f->dir, i);
+}
+
+void af_replica_start(af_fixture *f, int i, const char *group, const char *const *extra)
+{
+    cr_assert(i >= 0 && i < AF_REPLICAS_MAX);
+    char ks[600], log[600], rid[96];
+    snprintf(ks, sizeof ks, "%s/auth-r%d.ks", f->dir, i);
+    af_replica_log(f, i, log, sizeof log);
+    snprintf(rid, sizeof rid, "%s-r%d", f->auth_id, i);
+    size_t len = 0;
+    uint8_t *copy = (uint8_t *)tu_read_file(f->auth_ks, &len);
+    cr_assert_not_null(copy, "authority keystore %s", f->auth_ks);
+    FILE *o = fopen(ks, "wb");
+    cr_assert_not_null(o);
+    cr_assert_eq(fwrite(copy, 1, len, o), len);
+    fclose(o);
+    chmod(ks, 0600);
+    free(copy);
+    const char *argv[40] = {"--replica-group", group, "--replica-id", rid};
+    size_t n = 4;
+    for (size_t k = 0; extra != NULL && extra[k] != NULL && n < 39; k++)
+        argv[n++] = extra[k];
+    argv[n] = NULL;
+    f->replica_pid[i] = authority_spawn(f, ks, log, argv, NULL);
+}
+
+void af_replica_kill(af_fixture *f, int i, int sig)
+{
+    if (i >= 0 && i < AF_REPLICAS_MAX) stop_pid(&f->replica_pid[i], sig);
 }
 
 void af_teardown(af_fixture *f)
 {
+    for (int i = 0; i < AF_REPLICAS_MAX; i++)
+        af_replica_kill(f, i, SIGTERM);
     af_authority_kill(f, SIGTERM);
     tb_broker_stop(&f->broker);
     if (f->dir != NULL) {

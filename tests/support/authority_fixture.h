@@ -22,6 +22,7 @@
 
 #define AF_PREFIX "mqe2e"
 #define AF_OPERATOR "op1"
+#define AF_REPLICAS_MAX 4
 
 typedef struct af_fixture {
     tb_broker broker; /* options set by the test before af_setup() */
@@ -35,6 +36,7 @@ typedef struct af_fixture {
     pid_t auth_pid;
     size_t log_seen;     /* log length when the running authority started */
     const char *op_wait; /* -W of operator commands, seconds (NULL: "20") */
+    pid_t replica_pid[AF_REPLICAS_MAX]; /* af_replica_start() */
 } af_fixture;
 
 /* Monotonic seconds. */
@@ -49,7 +51,8 @@ int af_run(char *out, size_t cap, const char *const *args);
 int af_sh(char *out, size_t cap, const char *cmd);
 
 /* Broker, folder, key file and paths only (tests that play the authority
- * themselves). */
+ * themselves). A store URI already in f->db (e.g. postgresql://...) is kept;
+ * otherwise f->db is dir/auth.db. */
 void af_prepare(af_fixture *f);
 /* af_prepare(), then `authority init` (pin in pin_text/pin),
  * operator keystore op_ks (id "op1") registered with `operator-add`. */
@@ -62,6 +65,17 @@ void af_teardown(af_fixture *f);
 void af_authority_start(af_fixture *f, const char *const *extra);
 /* Stop it with @p sig (SIGCONT first, for a stopped one) and reap it. */
 void af_authority_kill(af_fixture *f, int sig);
+
+/* Replica @p i (0..AF_REPLICAS_MAX-1) of `mqe2e authority run
+ * --replica-group GROUP --replica-id <auth id>-r<i>` on the same store, with
+ * its own copy of the authority keystore (dir/auth-r<i>.ks: a keystore is
+ * locked by the process that opens it) and its own log dir/replica-<i>.log;
+ * extra arguments as af_authority_start(). Returns once it logged "serving". */
+void af_replica_start(af_fixture *f, int i, const char *group, const char *const *extra);
+/* Stop replica @p i with @p sig and reap it (a no-op when it is not running). */
+void af_replica_kill(af_fixture *f, int i, int sig);
+/* dir/replica-<i>.log */
+void af_replica_log(const af_fixture *f, int i, char *out, size_t cap);
 
 /* An operator command (args without the common -K/--key-file/-p/--authority/-W). */
 int af_op(af_fixture *f, char *out, size_t cap, const char *const *args);

@@ -12,11 +12,13 @@
 #include "authority_core.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
+#include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
 #include "mqe2e/keytree.h"
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 #define T0 1900000000ULL /* the fake wall clock starts here (2030) */
@@ -129,6 +131,8 @@ static void setup(void)
     fx.now_ms = 5000;
     fx.dir = tu_tempdir();
     snprintf(fx.db_path, sizeof fx.db_path, "%s/authority.db", fx.dir);
+    /* Under tests/support/pgcluster.sh (test_authority_core_pg): PostgreSQL. */
+    (void)pgtest_fresh_uri(fx.db_path, sizeof fx.db_path, "core");
     fx.ks = new_keystore("authority");
     fx.op = new_keystore("op-1");
     uint8_t key[MQE2E_ADB_KEY_BYTES];
@@ -210,6 +214,22 @@ static int op_reply(mqe2e_operator_client *st, mqe2e_operator_reply *reply)
     if (s == NULL) return 0;
     cr_assert_eq(mqe2e_operator_finish(st, reply, s->p, s->n), MQE2E_OK);
     return 1;
+}
+
+/* Build an operator request issued at @p issued_at into @p frame (kept for
+ * a replay), deliver it, and return the status of its reply. */
+static int32_t op_send(uint8_t *frame, size_t *len, uint64_t issued_at, const char *command,
+                       char **args, size_t n_args)
+{
+    outbox_clear();
+    mqe2e_operator_client *st = op_frame(frame, len, issued_at, command, args, n_args);
+    deliver(frame, *len);
+    mqe2e_operator_reply reply;
+    cr_assert(op_reply(st, &reply), "no reply to %s", command);
+    int32_t status = reply.status;
+    mqe2e_operator_reply_clear(&reply);
+    mqe2e_operator_client_free(st);
+    return status;
 }
 
 /* One operator command, answered; returns the status, output in *output (malloc()ed). */
@@ -370,6 +390,15 @@ static void device_enrolled(device *d, const char *id)
     mqe2e_control_update reply;
     cr_assert_eq(enroll_send(d, &reply, NULL), MQE2E_OK);
     mqe2e_control_update_wipe(&reply);
+}
+
+/* An enrolled device, alone in a new group (created with @p extra). */
+static void device_in_new_group(device *d, const char *id, const char *group, const char *topic,
+                                const char *extra)
+{
+    device_enrolled(d, id);
+    group_create(group, topic, extra);
+    group_grant(group, id);
 }
 
 /* -------------------------------------------------------------------- tests */
@@ -550,9 +579,7 @@ Test(authority_core, revocation_rotates_and_pushes_the_new_epoch_to_the_others_o
 Test(authority_core, rotation_by_schedule_follows_the_clock_passed_in)
 {
     device d;
-    device_enrolled(&d, "dev-5");
-    group_create("sched", "sched/#", "rotate-seconds=60");
-    group_grant("sched", "dev-5");
+    device_in_new_group(&d, "dev-5", "sched", "sched/#", "rotate-seconds=60");
     outbox_clear();
     fx.now += 30;
     fx.now_ms += 30000;
@@ -579,24 +606,12 @@ Test(authority_core, operator_requests_stale_replayed_or_unknown_are_refused)
     char *args[2] = {a_g, a_t};
 
     /* Issued an hour before the authority's clock. */
-    outbox_clear();
-    mqe2e_operator_client *st = op_frame(frame, &len, fx.now - 3600, "group-create", args, 2);
-    deliver(frame, len);
-    mqe2e_operator_reply reply;
-    cr_assert(op_reply(st, &reply));
-    cr_assert_eq(reply.status, MQE2E_OPSTATUS_REFUSED);
-    mqe2e_operator_reply_clear(&reply);
-    mqe2e_operator_client_free(st);
+    cr_assert_eq(op_send(frame, &len, fx.now - 3600, "group-create", args, 2),
+                 MQE2E_OPSTATUS_REFUSED);
     cr_assert_eq(counter("operator_stale"), 1);
 
     /* Fresh: done once; the same frame again is a replay. */
-    outbox_clear();
-    st = op_frame(frame, &len, fx.now, "group-create", args, 2);
-    deliver(frame, len);
-    cr_assert(op_reply(st, &reply));
-    cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
-    mqe2e_operator_reply_clear(&reply);
-    mqe2e_operator_client_free(st);
+    cr_assert_eq(op_send(frame, &len, fx.now, "group-create", args, 2), MQE2E_OPSTATUS_OK);
     deliver(frame, len);
     cr_assert_eq(counter("operator_replay"), 1);
     cr_assert_eq(counter("operator_ok"), 1);
@@ -605,7 +620,7 @@ Test(authority_core, operator_requests_stale_replayed_or_unknown_are_refused)
     mqe2e_keystore *real = fx.op;
     fx.op = new_keystore("op-1");
     outbox_clear();
-    st = op_frame(frame, &len, fx.now, "status", NULL, 0);
+    mqe2e_operator_client *st = op_frame(frame, &len, fx.now, "status", NULL, 0);
     deliver(frame, len);
     mqe2e_operator_client_free(st);
     cr_assert_eq(counter("operator_bad_signature"), 1);
@@ -1009,4 +1024,152 @@ Test(authority_core, key_tree_group_refuses_tokens_and_replacements)
     mqe2e_keytree_member_free(m);
     device_free(&n);
     device_free(&d);
+}
+/* ----------------------------------------------------------------- replicas */
+
+/* A second replica: its own core and store handle on the same SQLite file
+ * (what two `mqe2e-authority run --replica-group` processes share), the
+ * same authority identity, the same outbox. replica_use(1) makes the
+ * helpers above (operator calls, HELLO, ticks, counters) talk to it. */
+static struct {
+    mqe2e_adb *db;
+    authority_core *core;
+    int active;
+} rb;
+
+static void replica_use(int b)
+{
+    if (b == rb.active) return;
+    mqe2e_adb *db = fx.db;
+    authority_core *core = fx.core;
+    fx.db = rb.db;
+    fx.core = rb.core;
+    rb.db = db;
+    rb.core = core;
+    rb.active = b;
+}
+
+static void replica_start(void)
+{
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    cr_assert_eq(authority_db_key(key, fx.ks), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_open(&rb.db, fx.db_path, key), MQE2E_OK);
+    sodium_memzero(key, sizeof key);
+    authority_io io = {&fx.out, io_publish, io_flush, io_subscribe, NULL, NULL};
+    cr_assert_eq(authority_core_new(&rb.core, fx.ks, rb.db, &fx.cfg, &io, fx.now), MQE2E_OK);
+    authority_core_connected(rb.core, fx.now);
+    rb.active = 0;
+}
+
+static void replica_stop(void)
+{
+    replica_use(0);
+    authority_core_free(rb.core, fx.now, fx.now_ms);
+    mqe2e_adb_close(rb.db);
+    memset(&rb, 0, sizeof rb);
+}
+
+/* Issue 13: a replica that did not revoke answers HELLO with the list the
+ * other one signed (it re-reads the version from the store), and when half
+ * the validity passed both sign the same bytes, even a second apart: two
+ * replicas never publish two different lists of one version. */
+Test(authority_core, replicas_sign_one_revocation_list)
+{
+    fx.cfg.list_validity = 600;
+    device d, e;
+    device_enrolled(&d, "dev-r1");
+    device_enrolled(&e, "dev-r2");
+    group_create("alarms", "site/alarm/#", NULL);
+    group_grant("alarms", "dev-r1");
+    group_grant("alarms", "dev-r2");
+    replica_start();
+    fx.now += 10;
+    uint64_t t1 = fx.now;
+    revoke("dev-r2"); /* on replica A */
+    mqe2e_revocation_list *l = published_list();
+    cr_assert_not_null(l);
+    cr_assert_eq(mqe2e_revocation_list_issued_at(l), t1);
+    mqe2e_revocation_list_free(l);
+
+    fx.now += 1;
+    replica_use(1);
+    mqe2e_control_update reply;
+    cr_assert_eq(hello(&d, &reply), MQE2E_OK);
+    cr_assert_not_null(reply.revocation_list, "replica B's HELLO reply carries the list");
+    cr_assert_eq(mqe2e_revocation_list_verify(&l, reply.revocation_list,
+                                              reply.revocation_list_len, fx.pin.sign_public),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_revocation_list_version(l), 1, "B knows A's revocation");
+    cr_assert(mqe2e_revocation_list_client_revoked(l, "dev-r2"));
+    mqe2e_revocation_list_free(l);
+    mqe2e_control_update_wipe(&reply);
+
+    /* Half the validity: A signs at t1 + 300, B one second later. */
+    replica_use(0);
+    outbox_clear();
+    tick_at(t1 + 300U);
+    cr_assert_eq(count_to("mqe2e/revocations"), 1);
+    sent a_copy = *last_to("mqe2e/revocations");
+    a_copy.p = malloc(a_copy.n);
+    memcpy(a_copy.p, last_to("mqe2e/revocations")->p, a_copy.n);
+    replica_use(1);
+    outbox_clear();
+    tick_at(t1 + 301U);
+    const sent *b_copy = last_to("mqe2e/revocations");
+    cr_assert_not_null(b_copy, "B re-signs too");
+    cr_assert_eq(b_copy->n, a_copy.n);
+    cr_assert_eq(memcmp(b_copy->p, a_copy.p, a_copy.n), 0, "both replicas sign the same bytes");
+    free(a_copy.p);
+    replica_stop();
+    device_free(&d);
+    device_free(&e);
+}
+
+/* Issue 13: every replica counts the envelopes of a group rotated by count
+ * (each subscribes its filter); at the threshold the first rotates and the
+ * second finds the epoch moved: one rotation, not two. */
+Test(authority_core, replicas_rotate_a_counted_group_once)
+{
+    device d;
+    device_in_new_group(&d, "dev-c1", "meter", "meter/#", "rotate-messages=3");
+    replica_start();
+    mqe2e_sender_key k;
+    memset(&k, 0, sizeof k);
+    uint8_t env[256];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        mqe2e_envelope_header h = {MQE2E_MODE_GROUP, 1, 1, seq, 0x010203040506ULL};
+        size_t n = 0;
+        cr_assert_eq(mqe2e_envelope_seal(env, sizeof env, &n, &k, "meter/1", "meter", &h,
+                                         (const uint8_t *)"x", 1),
+                     MQE2E_OK);
+        /* The broker hands every subscriber its copy. */
+        authority_core_message(fx.core, "meter/1", env, n, fx.now, fx.now_ms);
+        authority_core_message(rb.core, "meter/1", env, n, fx.now, fx.now_ms);
+    }
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, "meter"), MQE2E_OK);
+    cr_assert_eq(g.current_epoch, 2, "rotated once (epoch %u)", g.current_epoch);
+    cr_assert_eq(authority_core_counter(fx.core, "rotations") +
+                     authority_core_counter(rb.core, "rotations"),
+                 1);
+    replica_stop();
+    device_free(&d);
+}
+
+/* Issue 13: operator replay protection is the store's: a request done by
+ * replica A and replayed to replica B is refused there. */
+Test(authority_core, replicas_refuse_an_operator_frame_replayed_to_the_other)
+{
+    uint8_t *frame = malloc(FRAME_MAX);
+    size_t len = 0;
+    char a_g[] = "group=g9", a_t[] = "topic=g9/#";
+    char *args[2] = {a_g, a_t};
+    replica_start();
+    cr_assert_eq(op_send(frame, &len, fx.now, "group-create", args, 2), MQE2E_OPSTATUS_OK);
+    replica_use(1);
+    deliver(frame, len);
+    cr_assert_eq(counter("operator_replay"), 1, "B refuses A's frame");
+    cr_assert_eq(counter("operator_ok"), 0);
+    replica_stop();
+    free(frame);
 }

@@ -14,6 +14,7 @@
 #include "authority_db.h"
 #include "authority_tree_db.h"
 #include "mqe2e/error.h"
+#include "adb_testutil.h"
 #include "testutil.h"
 
 static char *dir;
@@ -62,16 +63,6 @@ static mqe2e_adb_grant grant(const char *filter, uint32_t rights)
     snprintf(g.filter, sizeof g.filter, "%s", filter);
     g.rights = rights;
     return g;
-}
-
-static void enroll(mqe2e_adb *db, const char *client_id, uint8_t key_byte)
-{
-    uint8_t sp[32], dh[32];
-    memset(sp, key_byte, sizeof sp);
-    memset(dh, (uint8_t)(key_byte ^ 0xFF), sizeof dh);
-    cr_assert_eq(mqe2e_adb_client_upsert_enrolled(NULL, db, client_id, "device", sp, dh, NULL, 0,
-                                                  100, 100000),
-                 MQE2E_OK);
 }
 
 /* Raw SQL on the closed database file, as an attacker with file access would. */
@@ -284,7 +275,7 @@ Test(authority_db, schema_created_and_state_survives_reopen)
 
     mqe2e_adb *db = open_db();
     cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "dev1", "sensor", g, 2, 10, 1000), MQE2E_OK);
-    enroll(db, "dev9", 0x09);
+    adb_test_enroll(db, "dev9", 0x09);
     mqe2e_adb_group_settings gs = {3600, 1000000, 1};
     cr_assert_eq(mqe2e_adb_group_create(db, "temps", "sensors/+/temp", &gs, 50, gsec), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "temps", "dev9", 60), MQE2E_OK);
@@ -440,7 +431,7 @@ Test(authority_db, tokens_for_active_and_revoked_ids)
     cr_assert_eq(mqe2e_adb_token_create_flags(db, tid, sec, "c", "r", NULL, 0, 1, 9999,
                                               MQE2E_ADB_TOKEN_REPLACE),
                  MQE2E_ERR_NOT_FOUND);
-    enroll(db, "c", 1);
+    adb_test_enroll(db, "c", 1);
     /* An active id: a plain token is refused, a --replace one is made. */
     cr_assert_eq(mqe2e_adb_token_create(db, tid, sec, "c", "r", NULL, 0, 1, 9999),
                  MQE2E_ERR_EXISTS);
@@ -709,7 +700,7 @@ Test(authority_db, sender_ids_unique_and_never_reused)
     char id[16];
     for (int i = 1; i <= 6; i++) {
         snprintf(id, sizeof id, "c%d", i);
-        enroll(db, id, (uint8_t)i);
+        adb_test_enroll(db, id, (uint8_t)i);
     }
     uint32_t sid = 0;
     for (uint32_t i = 1; i <= 5; i++) {
@@ -772,7 +763,7 @@ Test(authority_db, sender_ids_never_reused_across_deletes)
     uint32_t sid = 0;
     for (uint32_t i = 1; i <= 6; i++) {
         snprintf(id, sizeof id, "c%u", i);
-        enroll(db, id, (uint8_t)i);
+        adb_test_enroll(db, id, (uint8_t)i);
     }
     for (uint32_t i = 1; i <= 4; i++) {
         snprintf(id, sizeof id, "c%u", i);
@@ -818,8 +809,8 @@ Test(authority_db, revoke_removes_memberships_and_is_recorded)
     fill(tid, sizeof tid, 0x70);
     fill(sec, sizeof sec, 0x71);
     mqe2e_adb *db = open_db();
-    enroll(db, "bad", 1);
-    enroll(db, "good", 2);
+    adb_test_enroll(db, "bad", 1);
+    adb_test_enroll(db, "good", 2);
     cr_assert_eq(mqe2e_adb_group_create(db, "g2", "b/#", NULL, 1, s), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_group_create(db, "g1", "a/#", NULL, 1, s), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_group_create(db, "g3", "c/#", NULL, 1, s), MQE2E_OK);
@@ -903,9 +894,9 @@ Test(authority_db, revoked_and_replaced_sender_ids_are_retired)
     uint8_t s[32];
     fill(s, sizeof s, 9);
     mqe2e_adb *db = open_db();
-    enroll(db, "bad", 1);
-    enroll(db, "good", 2);
-    enroll(db, "old", 3);
+    adb_test_enroll(db, "bad", 1);
+    adb_test_enroll(db, "good", 2);
+    adb_test_enroll(db, "old", 3);
     cr_assert_eq(mqe2e_adb_group_create(db, "g1", "a/#", NULL, 1, s), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_group_create(db, "g2", "b/#", NULL, 1, s), MQE2E_OK);
     uint32_t bad1 = 0, bad2 = 0, good1 = 0, old1 = 0;
@@ -971,9 +962,9 @@ Test(authority_db, joined_epoch_orders_join_and_retirement)
     fill(s, sizeof s, 9);
     fill(s2, sizeof s2, 10);
     mqe2e_adb *db = open_db();
-    enroll(db, "early", 1);
-    enroll(db, "same-second", 2);
-    enroll(db, "history", 3);
+    adb_test_enroll(db, "early", 1);
+    adb_test_enroll(db, "same-second", 2);
+    adb_test_enroll(db, "history", 3);
     cr_assert_eq(mqe2e_adb_group_create(db, "g", "a/#", NULL, 100, s), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "early", 100), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "same-second", 500), MQE2E_OK);
@@ -1006,7 +997,7 @@ Test(authority_db, joined_epoch_orders_join_and_retirement)
     cr_assert(mqe2e_adb_epoch_was_members(1, 500, 0, 0));
     cr_assert(mqe2e_adb_epoch_was_members(1, 501, 500, 0));
     /* A member added after the rotation joins at epoch 2. */
-    enroll(db, "late", 4);
+    adb_test_enroll(db, "late", 4);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "late", 500), MQE2E_OK);
     joins l = {0};
     cr_assert_eq(mqe2e_adb_groups_of_client_ex(db, "late", collect_join, &l), MQE2E_OK);
@@ -1046,7 +1037,7 @@ Test(authority_db, client_grants_and_listing)
     cr_assert_eq(l.n, 1);
     cr_assert_str_eq(l.g[0].filter, "b/#");
 
-    enroll(db, "d", 4);
+    adb_test_enroll(db, "d", 4);
     size_t n = 0;
     cr_assert_eq(mqe2e_adb_client_list(db, count_clients, &n), MQE2E_OK);
     cr_assert_eq(n, 2);
@@ -1162,7 +1153,7 @@ Test(authority_db, killed_mid_transaction_keeps_old_state)
     fill(s1, sizeof s1, 1);
     fill(s2, sizeof s2, 2);
     mqe2e_adb *db = open_db();
-    enroll(db, "a", 1);
+    adb_test_enroll(db, "a", 1);
     cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, s1), MQE2E_OK);
     cr_assert_eq(mqe2e_adb_member_add(NULL, db, "g", "a", 1), MQE2E_OK);
     mqe2e_adb_close(db);
@@ -1175,7 +1166,7 @@ Test(authority_db, killed_mid_transaction_keeps_old_state)
         if (mqe2e_adb_tx_begin(child) != MQE2E_OK) _exit(3);
         if (mqe2e_adb_group_rotate(NULL, child, "g", s2, 5) != MQE2E_OK) _exit(4);
         if (mqe2e_adb_client_revoke(child, "a", 5, NULL, NULL) != MQE2E_OK) _exit(5);
-        enroll(child, "b", 2);
+        adb_test_enroll(child, "b", 2);
         raise(SIGKILL); /* dies holding the uncommitted transaction */
         _exit(6);
     }
@@ -1313,7 +1304,7 @@ Test(authority_db, push_seq_grows_and_survives_reopen)
 {
     mqe2e_adb *db = open_db();
     uint64_t s = 99;
-    enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-1", 0x11);
     cr_assert_eq(mqe2e_adb_client_push_seq(&s, db, "dev-1"), MQE2E_OK);
     cr_assert_eq(s, 0);
     for (uint64_t i = 1; i <= 3; i++) {
@@ -1328,7 +1319,7 @@ Test(authority_db, push_seq_grows_and_survives_reopen)
     cr_assert_eq(s, 4);
     cr_assert_eq(mqe2e_adb_tx_rollback(db), MQE2E_OK);
     /* Re-enrolling (a renewal, same keys) keeps the counter: pushes never go backward. */
-    enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-1", 0x11);
     mqe2e_adb_close(db);
     db = open_db();
     cr_assert_eq(mqe2e_adb_client_push_seq_next(&s, db, "dev-1"), MQE2E_OK);
@@ -1394,17 +1385,58 @@ Test(authority_db, token_groups_and_list)
     mqe2e_adb_close(db);
 }
 
+/* What schema 6 changed, undone: a file as schema-5 code wrote it. */
+#define SCHEMA_V6_UNDO                                                                             \
+    "INSERT INTO meta(key, value) SELECT name, value FROM counters; DROP TABLE counters;"          \
+    " DROP TABLE schema_migrations;"
+
+/* A schema-5 file (the last SQLite-only code) opens, keeps its counters and
+ * lists its migrations; its counters go on growing from where they were. */
+Test(authority_db, migrates_a_version_5_file)
+{
+    mqe2e_adb *db = open_db();
+    adb_test_enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-2", 0x12);
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-1", 20, NULL, NULL), MQE2E_OK);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev-2"), MQE2E_OK);
+    uint64_t serial_before = c.credential_serial;
+    mqe2e_adb_close(db);
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, SCHEMA_V6_UNDO " PRAGMA user_version = 5;", NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE key = 'revocation_version'"), 1);
+
+    db = open_db();
+    cr_assert_eq(raw_int("PRAGMA user_version"), 6);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM schema_migrations"), 6);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE typeof(value) = 'integer'"), 0);
+    uint64_t v = 0;
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 1, "the revocation-list version survives the migration");
+    cr_assert_eq(mqe2e_adb_client_revoke(db, "dev-2", 30, NULL, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
+    cr_assert_eq(v, 2);
+    adb_test_enroll(db, "dev-3", 0x13);
+    cr_assert_eq(mqe2e_adb_client_get(&c, db, "dev-3"), MQE2E_OK);
+    cr_assert_gt(c.credential_serial, serial_before, "serials never repeat across the migration");
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, migrates_a_version_1_file)
 {
     mqe2e_adb *db = open_db();
-    enroll(db, "dev-1", 0x11);
+    adb_test_enroll(db, "dev-1", 0x11);
     mqe2e_adb_close(db);
     /* Make it look like a file written by schema 1. */
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
                               "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
-                              " DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              SCHEMA_V6_UNDO
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
@@ -1433,7 +1465,7 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     for (int i = 1; i <= 4; i++) {
         char id[8];
         snprintf(id, sizeof id, "d%d", i);
-        enroll(db, id, (uint8_t)(0x20 + i));
+        adb_test_enroll(db, id, (uint8_t)(0x20 + i));
         cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", id, 10), MQE2E_OK);
     }
     cr_assert_eq(mqe2e_adb_member_remove(db, "g", "d2"), MQE2E_OK);
@@ -1442,7 +1474,8 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(raw,
                               "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
-                              " DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+                              SCHEMA_V6_UNDO
+                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
                               " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
                               " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
                               " ALTER TABLE tokens DROP COLUMN replaces;"

@@ -10,6 +10,7 @@
 
 #include "authority_db.h"
 #include "mqe2e/error.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 static char *dir;
@@ -22,6 +23,8 @@ static void setup(void)
     cr_assert(sodium_init() >= 0);
     dir = tu_tempdir();
     snprintf(path, sizeof path, "%s/authority.db", dir);
+    /* Under tests/support/pgcluster.sh (test_authority_db_batch_pg): PostgreSQL. */
+    (void)pgtest_fresh_uri(path, sizeof path, "batch");
     for (size_t i = 0; i < sizeof key; i++)
         key[i] = (uint8_t)(0x21 + i);
     cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);

@@ -266,6 +266,57 @@ Test(session_plain, receive_one_delivers_and_commits_only_when_asked)
                  MQE2E_ERR_INVALID_ARG);
 }
 
+/* The deferred commit of bindings: the receipt of the message accepted
+ * before is committed first, so a duplicate of it meets the updated window;
+ * the caller's copy is wiped; a second commit of it is reported, not lost. */
+Test(session_plain, commit_receive_one_commits_the_accepted_receipt_first)
+{
+    msg m, m2;
+    mqe2e_session_action a;
+    mqe2e_receipt kept;
+    int crc = 12345;
+    seal_b("a/x", "first", &m);
+    seal_b("a/x", "second", &m2);
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, NULL, NULL, "a/x", 3, m.buf, m.len, 1, 0,
+                                                  0, 0, at(T0, 1), &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert(a.receipt.active);
+    kept = a.receipt;
+    /* Not handed back (the application refused it): it comes again. */
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, NULL, &crc, "a/x", 3, m.buf, m.len, 1, 0,
+                                                  0, 0, at(T0, 2), &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_eq(crc, MQE2E_OK, "nothing to commit: MQE2E_OK");
+    kept = a.receipt;
+    /* Handed back with the same message again: committed first, a replay. */
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, &kept, &crc, "a/x", 3, m.buf, m.len, 1, 0,
+                                                  0, 0, at(T0, 3), &a),
+                 1);
+    cr_assert_eq(crc, MQE2E_OK);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(a.code, MQE2E_ERR_REPLAY);
+    cr_assert_eq(kept.active, 0, "the caller's copy is wiped");
+    for (size_t i = 0; i < sizeof kept; i++) cr_assert_eq(((const uint8_t *)&kept)[i], 0);
+    /* A new message; its receipt kept, then the same receipt twice. */
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, NULL, NULL, "a/x", 3, m2.buf, m2.len, 1,
+                                                  0, 0, 0, at(T0, 4), &a),
+                 1);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DELIVER);
+    mqe2e_receipt twice = a.receipt;
+    kept = a.receipt;
+    cr_assert_eq(mqe2e_session_commit(sess, &twice), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, &kept, &crc, "a/x", 3, m2.buf, m2.len, 1,
+                                                  0, 0, 0, at(T0, 5), &a),
+                 1);
+    cr_assert_eq(crc, MQE2E_ERR_REPLAY);
+    cr_assert_eq(a.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(mqe2e_session_commit_receive_one(sess, &kept, NULL, "a/x", 3, m2.buf, m2.len, 1,
+                                                  0, 0, 0, at(T0, 6), &a),
+                 MQE2E_ERR_INVALID_ARG);
+}
+
 /* The session recycles a released action's buffers (no allocation per
  * message): the plaintext of a DELIVER is wiped when the caller's next call
  * releases it, a DROP reusing the buffer hands out no data, and a longer

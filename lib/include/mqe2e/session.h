@@ -403,6 +403,50 @@ MQE2E_API int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, siz
                                         mqe2e_session_time now, mqe2e_session_action *out);
 
 /**
+ * @brief mqe2e_session_receive_one() that first commits the receipt of the
+ *        previous message the application accepted, in the same call.
+ *
+ * For bindings whose every crossing of the foreign-function boundary costs:
+ * instead of mqe2e_session_commit() right after the application accepted a
+ * message, the caller keeps that receipt and hands it to the next receive.
+ * The commit happens before the new message is checked, so a duplicate of
+ * the accepted message is a replay as before. The caller must still commit a
+ * kept receipt (mqe2e_session_commit()) before any other call that may
+ * deliver (mqe2e_session_message_received(), mqe2e_session_tick()) and
+ * before mqe2e_session_free(); a receipt is never committed before the
+ * application accepted its message.
+ * @param s        the session.
+ * @param accepted NULL, or the receipt (caller memory, copied out of an
+ *                 earlier DELIVER action) of a message the application
+ *                 accepted and that is not committed yet: committed as by
+ *                 mqe2e_session_commit(), then wiped by this call (zeroed,
+ *                 inactive) whatever the result.
+ * @param commit_rc receives the commit's result (::MQE2E_OK, or as
+ *                 mqe2e_session_commit(): ::MQE2E_ERR_REPLAY,
+ *                 ::MQE2E_ERR_IO); ::MQE2E_OK when @p accepted is NULL or
+ *                 inactive. Must not be NULL when @p accepted is not.
+ * @param topic    as mqe2e_session_receive_one() (borrowed).
+ * @param topic_len as mqe2e_session_receive_one().
+ * @param payload  received bytes (untrusted; borrowed; NULL when len is 0).
+ * @param len      length of @p payload.
+ * @param qos      QoS it arrived with (0..2).
+ * @param retained the retain flag it arrived with.
+ * @param dup      whether the transport flagged it as a duplicate.
+ * @param flags    ::MQE2E_SESSION_NO_HOLD or 0.
+ * @param now      the caller's clocks.
+ * @param out      as mqe2e_session_receive_one() (the session's pointers,
+ *                 plaintext wiped by the session at the next call).
+ * @return as mqe2e_session_receive_one(); ::MQE2E_ERR_INVALID_ARG (s or out
+ *         NULL, or @p accepted without @p commit_rc: nothing committed).
+ */
+MQE2E_API int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted,
+                                               int *commit_rc, const char *topic,
+                                               size_t topic_len, const uint8_t *payload,
+                                               size_t len, int qos, int retained, int dup,
+                                               unsigned flags, mqe2e_session_time now,
+                                               mqe2e_session_action *out);
+
+/**
  * @brief Tell the session how many publishes the caller still holds for its
  *        transport (taken as PUBLISH actions, not yet sent). The session
  *        bounds its own output with it: CHANNEL step 1 answers are refused

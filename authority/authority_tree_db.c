@@ -223,8 +223,8 @@ int authority_tree_db_load(mqe2e_keytree **out, uint32_t *epoch_base, mqe2e_adb 
     uint8_t id[MQE2E_KEYTREE_ID_BYTES];
     unsigned depth = 0;
     uint32_t epoch = 0;
-    int rc = prep(db, &st,
-                  "SELECT tree_id, depth, epoch, epoch_base FROM group_trees WHERE group_name = ?1");
+    int rc = prep(
+        db, &st, "SELECT tree_id, depth, epoch, epoch_base FROM group_trees WHERE group_name = ?1");
     if (rc == MQE2E_OK) rc = store_bind_text(st, 1, group);
     if (rc == MQE2E_OK) {
         int s = store_step(st);
@@ -271,7 +271,8 @@ int authority_tree_db_save(mqe2e_adb *db, const char *group, const mqe2e_keytree
     int rc = mqe2e_keytree_id(t, id);
     if (rc == MQE2E_OK) rc = write_epoch(db, group, mqe2e_keytree_epoch(t));
     uint32_t L = (1U << d) + leaf;
-    for (unsigned h = 0; rc == MQE2E_OK && h <= d; h++) rc = write_node(db, group, t, id, L >> h);
+    for (unsigned h = 0; rc == MQE2E_OK && h <= d; h++)
+        rc = write_node(db, group, t, id, L >> h);
     if (rc != MQE2E_OK) return rc;
     store_stmt *st = NULL;
     if (client_id != NULL) {

@@ -3,6 +3,7 @@
  * through a real Mosquitto and the real authority process.
  *
  * usage: bench_tree_revoke [--members N] [--conns C] [--rounds R] [--json FILE] [--smoke]
+ *                          [--store URI]   (bench_authority.h: SQLite file or PostgreSQL)
  *
  * Set-up (not timed): after `mqe2e authority init`, before `authority run`,
  * the store is prepared in bulk with the authority's own store code: N
@@ -327,9 +328,11 @@ int main(int argc, char **argv)
             json = argv[++i];
         else if (strcmp(argv[i], "--smoke") == 0)
             smoke = 1;
+        else if (strcmp(argv[i], "--store") == 0 && ba_store_arg(argc, argv, &i))
+            continue;
         else {
             fprintf(stderr, "usage: bench_tree_revoke [--members N] [--conns C] [--rounds R] "
-                            "[--json FILE] [--smoke]\n");
+                            "[--json FILE] [--smoke] [--store URI]\n");
             return 2;
         }
     }

@@ -1385,6 +1385,11 @@ Test(authority_db, token_groups_and_list)
     mqe2e_adb_close(db);
 }
 
+/* What schema 7 changed, undone: a file as schema-6 code wrote it. */
+#define SCHEMA_V7_UNDO                                                                             \
+    "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"                       \
+    " DELETE FROM schema_migrations WHERE version = 7;"
+
 /* What schema 6 changed, undone: a file as schema-5 code wrote it. */
 #define SCHEMA_V6_UNDO                                                                             \
     "INSERT INTO meta(key, value) SELECT name, value FROM counters; DROP TABLE counters;"          \
@@ -1404,14 +1409,15 @@ Test(authority_db, migrates_a_version_5_file)
     mqe2e_adb_close(db);
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(raw, SCHEMA_V6_UNDO " PRAGMA user_version = 5;", NULL, NULL, NULL),
+    cr_assert_eq(sqlite3_exec(raw, SCHEMA_V7_UNDO SCHEMA_V6_UNDO " PRAGMA user_version = 5;", NULL,
+                              NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(raw));
     sqlite3_close(raw);
     cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE key = 'revocation_version'"), 1);
 
     db = open_db();
-    cr_assert_eq(raw_int("PRAGMA user_version"), 6);
-    cr_assert_eq(raw_int("SELECT COUNT(*) FROM schema_migrations"), 6);
+    cr_assert_eq(raw_int("PRAGMA user_version"), 7);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM schema_migrations"), 7);
     cr_assert_eq(raw_int("SELECT COUNT(*) FROM meta WHERE typeof(value) = 'integer'"), 0);
     uint64_t v = 0;
     cr_assert_eq(mqe2e_adb_revocation_version(&v, db), MQE2E_OK);
@@ -1425,6 +1431,41 @@ Test(authority_db, migrates_a_version_5_file)
     mqe2e_adb_close(db);
 }
 
+/* A schema-6 file (the store code before key trees) opens at version 7:
+ * step 7 is listed in schema_migrations, its groups, members and epochs are
+ * kept, and an existing group can then become a key-tree group. */
+Test(authority_db, migrates_a_version_6_file)
+{
+    uint8_t sec[32];
+    fill(sec, sizeof sec, 9);
+    mqe2e_adb *db = open_db();
+    adb_test_enroll(db, "dev-1", 0x11);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, sec), MQE2E_OK);
+    uint32_t sid = 0;
+    cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", "dev-1", 2), MQE2E_OK);
+    mqe2e_adb_close(db);
+    sqlite3 *raw = NULL;
+    cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(raw, SCHEMA_V7_UNDO " PRAGMA user_version = 6;", NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'group_trees'"), 0);
+
+    db = open_db();
+    cr_assert_eq(raw_int("PRAGMA user_version"), 7);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM schema_migrations WHERE version = 7"
+                         " AND name = 'key_trees'"),
+                 1);
+    cr_assert_eq(raw_int("SELECT COUNT(*) FROM group_members WHERE group_name = 'g'"), 1);
+    cr_assert(!authority_tree_db_is_tree(db, "g"));
+    mqe2e_keytree *t = NULL;
+    cr_assert_eq(mqe2e_keytree_new(&t, 3), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_OK);
+    cr_assert(authority_tree_db_is_tree(db, "g"));
+    mqe2e_keytree_free(t);
+    mqe2e_adb_close(db);
+}
+
 Test(authority_db, migrates_a_version_1_file)
 {
     mqe2e_adb *db = open_db();
@@ -1433,18 +1474,19 @@ Test(authority_db, migrates_a_version_1_file)
     /* Make it look like a file written by schema 1. */
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
-                              SCHEMA_V6_UNDO
-                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
-                              " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
-                              " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
-                              " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
-                              " ALTER TABLE tokens DROP COLUMN replaces;"
-                              " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
-                              " PRAGMA user_version = 1;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    cr_assert_eq(
+        sqlite3_exec(
+            raw,
+            SCHEMA_V7_UNDO SCHEMA_V6_UNDO
+            "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+            " DROP TABLE token_groups; ALTER TABLE clients DROP COLUMN push_seq;"
+            " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+            " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
+            " ALTER TABLE tokens DROP COLUMN replaces;"
+            " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
+            " PRAGMA user_version = 1;",
+            NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(raw));
     sqlite3_close(raw);
     db = open_db();
     uint64_t s = 0;
@@ -1472,17 +1514,18 @@ Test(authority_db, migrates_a_version_2_file_above_its_members)
     mqe2e_adb_close(db);
     sqlite3 *raw = NULL;
     cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(raw,
-                              "DROP TABLE tree_nodes; DROP TABLE tree_leaves; DROP TABLE group_trees;"
-                              SCHEMA_V6_UNDO
-                              "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
-                              " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
-                              " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
-                              " ALTER TABLE tokens DROP COLUMN replaces;"
-                              " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
-                              " PRAGMA user_version = 2;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(raw));
+    cr_assert_eq(
+        sqlite3_exec(
+            raw,
+            SCHEMA_V7_UNDO SCHEMA_V6_UNDO
+            "DROP TABLE retired_senders; ALTER TABLE group_members DROP COLUMN joined_epoch;"
+            " ALTER TABLE \"groups\" DROP COLUMN next_sender_id;"
+            " ALTER TABLE tokens DROP COLUMN used_by_dh_public;"
+            " ALTER TABLE tokens DROP COLUMN replaces;"
+            " ALTER TABLE group_epochs DROP COLUMN grace_seconds;"
+            " PRAGMA user_version = 2;",
+            NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(raw));
     sqlite3_close(raw);
     db = open_db();
     cr_assert_eq(raw_int("PRAGMA user_version"), MQE2E_ADB_SCHEMA_VERSION);

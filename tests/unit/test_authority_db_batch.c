@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "authority_db.h"
+#include "authority_tree_db.h"
 #include "mqe2e/error.h"
+#include "mqe2e/keytree.h"
 #include "pgtest.h"
+#include "store.h"
 #include "testutil.h"
 
 static char *dir;
@@ -207,4 +210,116 @@ Test(authority_db_batch, statements_reused_and_reentrant)
     }
     mqe2e_adb_group g;
     cr_assert_eq(mqe2e_adb_group_get(&g, db, "zz"), MQE2E_ERR_NOT_FOUND);
+}
+
+/* ------------------------------------------------------------ key trees */
+
+static int tree_sign(void *ctx, uint8_t sig[64], const uint8_t *m, size_t n)
+{
+    return crypto_sign_detached(sig, NULL, m, n, ctx);
+}
+
+static int collect_tree(const char *name, void *user)
+{
+    char *out = user;
+    strncat(out, name, 63 - strlen(out));
+    strncat(out, ",", 63 - strlen(out));
+    return MQE2E_OK;
+}
+
+/* One integer from the open store (either dialect). */
+static int64_t store_int(const char *sql)
+{
+    store *s = mqe2e_adb_store(db);
+    store_stmt *st = NULL;
+    cr_assert_eq(store_prepare(s, &st, sql), MQE2E_OK, "%s", sql);
+    cr_assert_eq(store_step(st), 1, "%s", sql);
+    int64_t v = store_col_i64(st, 0);
+    store_finish(s, st);
+    return v;
+}
+
+/* Key trees (schema 7) through the store interface, on whichever store the
+ * suite runs (SQLite here, PostgreSQL in test_authority_db_batch_pg): the
+ * step is recorded, rows round-trip, a rolled-back save leaves nothing, an
+ * orphaned leaf is found, and a node key moved to another node does not open. */
+Test(authority_db_batch, key_tree_rows_on_this_store)
+{
+    cr_assert_eq(store_int("SELECT COUNT(*) FROM schema_migrations WHERE version = 7"), 1);
+    cr_assert_eq(store_int("SELECT MAX(version) FROM schema_migrations"), MQE2E_ADB_SCHEMA_VERSION);
+    uint8_t sec[32], pk[32], sk[64], upd[4096], a[32], b[32];
+    size_t un = 0;
+    memset(sec, 5, sizeof sec);
+    crypto_sign_keypair(pk, sk);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, sec), MQE2E_OK);
+    mqe2e_keytree *t = NULL;
+    cr_assert_eq(mqe2e_keytree_new(&t, 4), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "nope", t, 1), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_ERR_EXISTS);
+    cr_assert(authority_tree_db_is_tree(db, "g"));
+    cr_assert(!authority_tree_db_is_tree(db, "nope"));
+    const char *ids[5] = {"d0", "d1", "d2", "d3", "d4"};
+    for (int i = 0; i < 5; i++) {
+        enroll(ids[i], (uint8_t)(0x40 + i));
+        uint32_t sid = 0, leaf = 0;
+        uint8_t lk[32];
+        cr_assert_eq(mqe2e_adb_member_add(&sid, db, "g", ids[i], 100), MQE2E_OK);
+        cr_assert_eq(mqe2e_keytree_add_cb(t, &leaf, lk, upd, sizeof upd, &un, tree_sign, sk),
+                     MQE2E_OK);
+        cr_assert_eq(authority_tree_db_save(db, "g", t, leaf, ids[i]), MQE2E_OK);
+    }
+    /* A second client on a taken leaf: refused by the store (unique leaf). */
+    cr_assert_eq(authority_tree_db_save(db, "g", t, 1, "other"), MQE2E_ERR_EXISTS);
+    char names[64] = "";
+    cr_assert_eq(authority_tree_db_list(db, collect_tree, names), MQE2E_OK);
+    cr_assert_str_eq(names, "g,");
+
+    /* A removal saved inside a transaction that is rolled back is not kept. */
+    mqe2e_keytree *before = NULL;
+    uint32_t base = 0;
+    cr_assert_eq(authority_tree_db_load(&before, &base, db, "g"), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(before, a), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_begin(db), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_remove_cb(before, 3, upd, sizeof upd, &un, tree_sign, sk), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_save(db, "g", before, 3, NULL), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_tx_rollback(db), MQE2E_OK);
+    mqe2e_keytree_free(before);
+    mqe2e_keytree *r = NULL;
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_members(r), 5U);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(r, b), MQE2E_OK);
+    cr_assert_eq(memcmp(a, b, 32), 0, "the rolled-back removal left the tree as it was");
+    mqe2e_keytree_free(r);
+
+    /* Removed for real: leaf gone, the tree loads back with the same secret. */
+    cr_assert_eq(mqe2e_keytree_remove_cb(t, 2, upd, sizeof upd, &un, tree_sign, sk), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_save(db, "g", t, 2, NULL), MQE2E_OK);
+    uint32_t leaf = 99;
+    cr_assert_eq(authority_tree_db_leaf(&leaf, db, "g", "d3"), MQE2E_OK);
+    cr_assert_eq(leaf, 3U);
+    cr_assert_eq(authority_tree_db_leaf(&leaf, db, "g", "d2"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(authority_tree_db_orphan(&leaf, db, "g"), MQE2E_ERR_NOT_FOUND);
+    cr_assert_eq(mqe2e_adb_member_remove(db, "g", "d4"), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_orphan(&leaf, db, "g"), MQE2E_OK);
+    cr_assert_eq(leaf, 4U, "d4 left the group but still holds leaf 4");
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_OK);
+    cr_assert_eq(base, 1U);
+    cr_assert_eq(mqe2e_keytree_members(r), 4U);
+    cr_assert_eq(mqe2e_keytree_epoch(r), mqe2e_keytree_epoch(t));
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, a), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_epoch_secret(r, b), MQE2E_OK);
+    cr_assert_eq(memcmp(a, b, 32), 0);
+    mqe2e_keytree_free(r);
+    mqe2e_keytree_free(t);
+
+    /* The root's sealed key copied onto node 2: bound to its node, refused. */
+    cr_assert_eq(store_exec(mqe2e_adb_store(db),
+                            "UPDATE tree_nodes SET key = (SELECT key FROM tree_nodes"
+                            " WHERE group_name = 'g' AND node = 1)"
+                            " WHERE group_name = 'g' AND node = 2"),
+                 MQE2E_OK);
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_ERR_AUTH);
+    cr_assert_null(r);
+    sodium_memzero(sk, sizeof sk);
 }

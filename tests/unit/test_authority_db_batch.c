@@ -323,3 +323,36 @@ Test(authority_db_batch, key_tree_rows_on_this_store)
     cr_assert_null(r);
     sodium_memzero(sk, sizeof sk);
 }
+
+/* A store at schema 6 (the store code before key trees), on either dialect,
+ * opens at 7: step 7 recorded once, the group kept, and it can become a tree
+ * group. */
+Test(authority_db_batch, a_schema_6_store_migrates_to_7)
+{
+    uint8_t sec[32];
+    memset(sec, 7, sizeof sec);
+    cr_assert_eq(mqe2e_adb_group_create(db, "g", "t/#", NULL, 1, sec), MQE2E_OK);
+    store *s = mqe2e_adb_store(db);
+    cr_assert_eq(store_exec(s, "DROP TABLE tree_nodes; DROP TABLE tree_leaves;"
+                               " DROP TABLE group_trees;"
+                               " DELETE FROM schema_migrations WHERE version = 7"),
+                 MQE2E_OK);
+    if (store_get_dialect(s) == STORE_SQLITE)
+        cr_assert_eq(store_exec(s, "PRAGMA user_version = 6"), MQE2E_OK);
+    cr_assert_eq(store_int("SELECT MAX(version) FROM schema_migrations"), 6);
+    mqe2e_adb_close(db);
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);
+    cr_assert_eq(store_int("SELECT MAX(version) FROM schema_migrations"), 7);
+    cr_assert_eq(store_int("SELECT COUNT(*) FROM schema_migrations WHERE version = 7"), 1);
+    cr_assert(!authority_tree_db_is_tree(db, "g"));
+    mqe2e_keytree *t = NULL;
+    cr_assert_eq(mqe2e_keytree_new(&t, 3), MQE2E_OK);
+    cr_assert_eq(authority_tree_db_create(db, "g", t, 1), MQE2E_OK);
+    cr_assert(authority_tree_db_is_tree(db, "g"));
+    mqe2e_keytree_free(t);
+    /* Opened again: nothing to do, still one row for step 7. */
+    mqe2e_adb_close(db);
+    cr_assert_eq(mqe2e_adb_open(&db, path, key), MQE2E_OK);
+    cr_assert_eq(store_int("SELECT COUNT(*) FROM schema_migrations WHERE version = 7"), 1);
+    cr_assert(authority_tree_db_is_tree(db, "g"));
+}

@@ -242,7 +242,9 @@ static int64_t store_int(const char *sql)
 /* Key trees (schema 7) through the store interface, on whichever store the
  * suite runs (SQLite here, PostgreSQL in test_authority_db_batch_pg): the
  * step is recorded, rows round-trip, a rolled-back save leaves nothing, an
- * orphaned leaf is found, and a node key moved to another node does not open. */
+ * orphaned leaf is found, a node key moved to another node does not open
+ * (sealed, bound to group, tree id and node) and a missing node row is
+ * refused. */
 Test(authority_db_batch, key_tree_rows_on_this_store)
 {
     cr_assert_eq(store_int("SELECT COUNT(*) FROM schema_migrations WHERE version = 7"), 1);
@@ -313,6 +315,12 @@ Test(authority_db_batch, key_tree_rows_on_this_store)
     mqe2e_keytree_free(r);
     mqe2e_keytree_free(t);
 
+    /* A missing node row is a damaged store, never a silently fresh key. */
+    cr_assert_eq(store_exec(mqe2e_adb_store(db), "DELETE FROM tree_nodes WHERE node = 4"),
+                 MQE2E_OK);
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "g"), MQE2E_ERR_IO);
+    cr_assert_null(r);
+    cr_assert_eq(authority_tree_db_load(&r, &base, db, "nope"), MQE2E_ERR_NOT_FOUND);
     /* The root's sealed key copied onto node 2: bound to its node, refused. */
     cr_assert_eq(store_exec(mqe2e_adb_store(db),
                             "UPDATE tree_nodes SET key = (SELECT key FROM tree_nodes"

@@ -108,6 +108,8 @@ typedef struct run_result {
     unsigned recv; /* received (distinct) */
     unsigned stalls; /* publish calls that blocked >= STALL_NS (Paho's back-off) */
     double client_cpu_us; /* CPU of this process (publisher + subscriber) per message */
+    double pub_cpu_us;    /* CPU of the publishing (application) thread per message, its loop only */
+    double client_sys_us; /* the kernel's share of client_cpu_us */
     double broker_cpu_us; /* CPU of the broker per message, when its pid is known */
 } run_result;
 
@@ -123,6 +125,11 @@ typedef struct cell {
     unsigned plain_stalls, enc_stalls; /* summed over the repetitions */
     double plain_cpu, enc_cpu, plain_bcpu, enc_bcpu; /* medians, us per message */
     double plain_pub, enc_pub; /* median publisher-side rates */
+    /* Client CPU encrypted - plain of each pair, us per message: median, min, max. */
+    double cpu_diff, cpu_diff_min, cpu_diff_max;
+    /* The same for the publishing thread's CPU alone (its publish loop). */
+    double pub_cpu_diff, pub_cpu_diff_min, pub_cpu_diff_max;
+    double sys_cpu_diff; /* median per-pair difference of the kernel's share */
 } cell;
 
 typedef struct endpoints {
@@ -176,6 +183,22 @@ static double cpu_us_of(pid_t pid)
         return 0.0;
     }
     return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* System (kernel) CPU time of this process, in microseconds. */
+static double cpu_sys_us_self(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+
+/* CPU time of the calling thread, in microseconds. */
+static double cpu_us_thread(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 static long long now_ns(void)
@@ -644,7 +667,7 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
 {
     sub_state *s = encrypted ? &e->enc_state : &e->plain_state;
     uint8_t *payload = malloc(size);
-    run_result r = {0.0, 0.0, count, 0U, 0U, 0.0, 0.0};
+    run_result r = {0.0, 0.0, count, 0U, 0U, 0.0, 0.0, 0.0, 0.0};
     uint32_t run = next_run_id++;
     int rc;
 
@@ -662,8 +685,9 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
 
     memcpy(payload, &run, 4);
     atomic_store(&e->async_done, 0U);
-    double cpu0 = cpu_us_self(), bcpu0 = cpu_us_of(watched_broker);
+    double cpu0 = cpu_us_self(), bcpu0 = cpu_us_of(watched_broker), scpu0 = cpu_sys_us_self();
     long long pub0 = now_ns();
+    double tcpu0 = cpu_us_thread();
     for (uint32_t i = 0; i < count; i++) {
         MQTTClient_deliveryToken dt;
         memcpy(payload + 4, &i, 4);
@@ -696,6 +720,7 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
         if (now_ns() - t0 >= STALL_NS) r.stalls++;
     }
 
+    r.pub_cpu_us = (cpu_us_thread() - tcpu0) / (double)count;
     if (e->front == FRONT_ASYNC) {
         /* Publisher rate up to the last confirmation, as for a sync publish call. */
         for (int k = 0; k < 5000 && atomic_load(&e->async_done) < count; k++) {
@@ -718,6 +743,7 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
         }
     }
     r.client_cpu_us = (cpu_us_self() - cpu0) / (double)count;
+    r.client_sys_us = (cpu_sys_us_self() - scpu0) / (double)count;
     r.broker_cpu_us = (cpu_us_of(watched_broker) - bcpu0) / (double)count;
     /* Stop counting this run before reading its figures. */
     atomic_store(&s->run_id, 0U);
@@ -796,12 +822,32 @@ static void measure_cell(cell *c, endpoints *e, int reps, double seconds, int sm
         bp[k] = c->plain[k].broker_cpu_us;
         be[k] = c->enc[k].broker_cpu_us;
     }
+    for (int k = 0; k < c->reps; k++) {
+        rr[k] = c->enc[k].client_cpu_us - c->plain[k].client_cpu_us;
+    }
+    c->cpu_diff = median(rr, c->reps);
+    c->cpu_diff_min = rr[0];
+    c->cpu_diff_max = rr[c->reps - 1];
+    for (int k = 0; k < c->reps; k++) {
+        rr[k] = c->enc[k].pub_cpu_us - c->plain[k].pub_cpu_us;
+    }
+    c->pub_cpu_diff = median(rr, c->reps);
+    double pub_min = rr[0], pub_max = rr[c->reps - 1];
+    for (int k = 0; k < c->reps; k++) {
+        rr[k] = c->enc[k].client_sys_us - c->plain[k].client_sys_us;
+    }
+    c->sys_cpu_diff = median(rr, c->reps);
+    c->pub_cpu_diff_min = pub_min;
+    c->pub_cpu_diff_max = pub_max;
     c->plain_cpu = median(cp, c->reps);
     c->enc_cpu = median(ce, c->reps);
     c->plain_bcpu = median(bp, c->reps);
     c->enc_bcpu = median(be, c->reps);
     c->plain_median = median(rp, c->reps);
     c->enc_median = median(re, c->reps);
+    for (int k = 0; k < c->reps; k++) {
+        rr[k] = c->plain[k].rate > 0.0 ? c->enc[k].rate / c->plain[k].rate : 0.0;
+    }
     c->ratio = median(rr, c->reps);
     c->ratio_min = rr[0];
     c->ratio_max = rr[c->reps - 1];
@@ -832,11 +878,17 @@ static int write_json(const char *path, const cell *cells, int ncells, int reps,
                 "\"encrypted_loss\": %.5f, \"plain_publish_stalls\": %u, \"encrypted_publish_stalls\": %u, "
                 "\"plain_client_cpu_us\": %.2f, \"encrypted_client_cpu_us\": %.2f, "
                 "\"plain_broker_cpu_us\": %.2f, \"encrypted_broker_cpu_us\": %.2f, "
-                "\"plain_publish_msgs_per_s\": %.0f, \"encrypted_publish_msgs_per_s\": %.0f}%s\n",
+                "\"plain_publish_msgs_per_s\": %.0f, \"encrypted_publish_msgs_per_s\": %.0f, "
+                "\"client_cpu_diff_us\": %.2f, \"client_cpu_diff_us_min\": %.2f, "
+                "\"client_cpu_diff_us_max\": %.2f, \"publisher_thread_cpu_diff_us\": %.2f, "
+                "\"publisher_thread_cpu_diff_us_min\": %.2f, "
+                "\"publisher_thread_cpu_diff_us_max\": %.2f, \"client_sys_cpu_diff_us\": %.2f}%s\n",
                 FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median,
                 c->enc_median, c->ratio, c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss,
                 c->plain_stalls, c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu,
-                c->enc_bcpu, c->plain_pub, c->enc_pub, i + 1 < ncells ? "," : "");
+                c->enc_bcpu, c->plain_pub, c->enc_pub, c->cpu_diff, c->cpu_diff_min,
+                c->cpu_diff_max, c->pub_cpu_diff, c->pub_cpu_diff_min, c->pub_cpu_diff_max,
+                c->sys_cpu_diff, i + 1 < ncells ? "," : "");
     }
     fprintf(f, "  ]");
     if (t != NULL) {
@@ -1010,6 +1062,15 @@ int main(int argc, char **argv)
                c->ratio * 100.0,
                c->plain_loss * 100.0, c->enc_loss * 100.0, c->plain_stalls, c->enc_stalls,
                c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
+    }
+    for (int i = 0; i < n; i++) {
+        const cell *c = &cells[i];
+        printf("%s qos %d %zu B: client CPU encrypted - plain per pair: median %.2f us/msg "
+               "(min %.2f, max %.2f); of it the publishing thread %.2f (min %.2f, max %.2f), "
+               "the kernel %.2f (median)\n",
+               FRONT_NAME(c->front), c->qos, c->size, c->cpu_diff, c->cpu_diff_min,
+               c->cpu_diff_max, c->pub_cpu_diff, c->pub_cpu_diff_min, c->pub_cpu_diff_max,
+               c->sys_cpu_diff);
     }
     if (t != NULL) {
         printf("\ntarget: encrypted >= %.0f%% of plain at QoS %d, %u B: %.1f%% -> %s%s\n",

@@ -22,6 +22,9 @@ struct mqe2e_policy {
     struct policy_rule *rules;
     size_t count;
     size_t cap;
+    /* Bumped by every change of the rules (never 0): lookup caches built on
+     * an older generation are stale (mqe2e__policy_generation). */
+    uint64_t gen;
 };
 
 /* strlen bounded by max; SIZE_MAX when longer. */
@@ -134,6 +137,7 @@ int mqe2e_policy_new(mqe2e_policy **out)
     if (p == NULL) {
         return MQE2E_ERR_NOMEM;
     }
+    p->gen = 1;
     *out = p;
     return MQE2E_OK;
 }
@@ -219,6 +223,7 @@ static int policy_add_n(mqe2e_policy *p, const char *filter, size_t filter_len,
         return MQE2E_ERR_NOMEM;
     }
     p->rules[p->count++] = r;
+    p->gen++;
     return MQE2E_OK;
 }
 
@@ -243,8 +248,9 @@ int mqe2e_policy_add_flags(mqe2e_policy *p, const char *filter, mqe2e_policy_kin
 }
 
 /* Takes @p b (freed on failure): only group rules bind (channel mode does not). */
-static int attach_bind(struct policy_rule *r, mqe2e__bind *b)
+static int attach_bind(mqe2e_policy *p, struct policy_rule *r, mqe2e__bind *b)
 {
+    p->gen++;
     if (r->kind != MQE2E_POLICY_GROUP) {
         mqe2e__bind_free(b);
         return MQE2E_ERR_POLICY;
@@ -262,7 +268,7 @@ int mqe2e_policy_bind_last(mqe2e_policy *p, const char *list)
     if (p == NULL || list == NULL || p->count == 0) return MQE2E_ERR_INVALID_ARG;
     rc = mqe2e__bind_parse(list, strlen(list), &b);
     if (rc != MQE2E_OK) return rc;
-    return attach_bind(&p->rules[p->count - 1U], b);
+    return attach_bind(p, &p->rules[p->count - 1U], b);
 }
 
 static const char bind_sep[] = ";bind";
@@ -325,10 +331,11 @@ static int add_text_rule(mqe2e_policy *p, const char *rule, mqe2e__bind *b)
         mqe2e__bind_free(b);
         return rc;
     }
-    rc = attach_bind(&p->rules[p->count - 1U], b);
+    rc = attach_bind(p, &p->rules[p->count - 1U], b);
     if (rc != MQE2E_OK) {
         /* Not added half: the rule goes again. */
         p->count--;
+        p->gen++;
         free(p->rules[p->count].filter);
         free(p->rules[p->count].target);
     }
@@ -382,6 +389,11 @@ int mqe2e__policy_lookup_bind(const mqe2e_policy *p, const char *topic, mqe2e_po
         }
     }
     return MQE2E_ERR_NO_POLICY;
+}
+
+uint64_t mqe2e__policy_generation(const mqe2e_policy *p)
+{
+    return p != NULL ? p->gen : 0;
 }
 
 int mqe2e_policy_lookup_flags(const mqe2e_policy *p, const char *topic, mqe2e_policy_kind *kind,

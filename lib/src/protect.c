@@ -65,6 +65,21 @@ typedef struct pentry {
     mqe2e_replay_window win;
 } pentry;
 
+/* The policy's answer for one topic, as of policy generation `gen` (0: an
+ * empty slot). Topics of LOOKUP_TOPIC_MAX bytes or more are not remembered. */
+#define LOOKUP_SLOTS 4U
+#define LOOKUP_TOPIC_MAX 128U
+typedef struct plookup {
+    uint64_t gen;
+    size_t len;
+    int rc; /* MQE2E_OK or MQE2E_ERR_NO_POLICY */
+    mqe2e_policy_kind kind;
+    const char *target;
+    unsigned flags;
+    const mqe2e__bind *bind;
+    char topic[LOOKUP_TOPIC_MAX];
+} plookup;
+
 typedef struct pretired {
     uint32_t sender;
     char *group;
@@ -96,6 +111,11 @@ struct mqe2e_protector {
      * policy: the last one seen maps to its group by pointer alone. */
     const char *last_target;
     uint32_t last_target_group;
+
+    /* The last few topics' policy answers (a publisher or a subscriber uses
+     * a handful of topics): a compare instead of matching every rule. */
+    plookup lookups[LOOKUP_SLOTS];
+    uint32_t lookup_next; /* the slot to replace next (round robin) */
 
     pentry *ents;
     uint32_t cap, used, limit;
@@ -740,6 +760,46 @@ static int sign_with_keystore(void *ctx, uint8_t sig[MQE2E_SIGNATURE_BYTES], con
     return mqe2e_keystore_sign(ks, sig, msg, msg_len) == MQE2E_OK ? MQE2E_OK : MQE2E_ERR_STATE;
 }
 
+/* ---------------------------------------------------------------- policy */
+
+/* mqe2e__policy_lookup_bind() through the protector's small cache. An entry
+ * counts only under the policy generation it was made in, so a rule added
+ * (a grant from the authority) or a bind list replaced is seen at the next
+ * message. Invalid topics are never remembered: they are refused each time. */
+static int policy_lookup(mqe2e_protector *p, const char *topic, mqe2e_policy_kind *kind,
+                         const char **target, unsigned *flags, const mqe2e__bind **bind)
+{
+    const uint64_t gen = mqe2e__policy_generation(p->policy);
+    const size_t len = topic != NULL ? strnlen(topic, LOOKUP_TOPIC_MAX) : LOOKUP_TOPIC_MAX;
+
+    if (len < LOOKUP_TOPIC_MAX) {
+        for (uint32_t i = 0; i < LOOKUP_SLOTS; i++) {
+            const plookup *e = &p->lookups[i];
+            if (e->gen == gen && e->len == len && memcmp(e->topic, topic, len) == 0) {
+                *kind = e->kind;
+                *target = e->target;
+                *flags = e->flags;
+                *bind = e->bind;
+                return e->rc;
+            }
+        }
+    }
+    int rc = mqe2e__policy_lookup_bind(p->policy, topic, kind, target, flags, bind);
+    if (len < LOOKUP_TOPIC_MAX && (rc == MQE2E_OK || rc == MQE2E_ERR_NO_POLICY)) {
+        plookup *e = &p->lookups[p->lookup_next];
+        p->lookup_next = (p->lookup_next + 1U) % LOOKUP_SLOTS;
+        e->gen = gen;
+        e->len = len;
+        memcpy(e->topic, topic, len);
+        e->rc = rc;
+        e->kind = rc == MQE2E_OK ? *kind : MQE2E_POLICY_PLAINTEXT;
+        e->target = rc == MQE2E_OK ? *target : NULL;
+        e->flags = rc == MQE2E_OK ? *flags : 0U;
+        e->bind = rc == MQE2E_OK ? *bind : NULL;
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- protect */
 
 static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,
@@ -815,7 +875,7 @@ int mqe2e_protect_meta(mqe2e_protector *p, const char *topic, const mqe2e_msg_me
     const char *target = NULL;
     unsigned flags = 0;
     const mqe2e__bind *bind = NULL;
-    int rc = mqe2e__policy_lookup_bind(p->policy, topic, &kind, &target, &flags, &bind);
+    int rc = policy_lookup(p, topic, &kind, &target, &flags, &bind);
     if (rc != MQE2E_OK) return rc;
     if (pt_len > p->max_payload) return MQE2E_ERR_TOO_LARGE;
     switch (kind) {
@@ -1014,7 +1074,7 @@ int mqe2e_unprotect_begin_meta(mqe2e_protector *p, const char *topic, const mqe2
     const char *target = NULL;
     unsigned flags = 0;
     const mqe2e__bind *bind = NULL;
-    rc = mqe2e__policy_lookup_bind(p->policy, topic, &kind, &target, &flags, &bind);
+    rc = policy_lookup(p, topic, &kind, &target, &flags, &bind);
     if (rc != MQE2E_OK) goto fail;
     switch (kind) {
     case MQE2E_POLICY_PLAINTEXT:

@@ -12,10 +12,12 @@
 
 #include "mqe2e/mqe2e.h"
 
-/* Wall-clock seconds handed to the protector (epoch grace is wall-clock based). */
+/* Wall-clock seconds handed to the protector (epoch grace is wall-clock based);
+ * read from the coarse clock (one kernel tick of resolution: cheap per message). */
 uint64_t mqe2e__plugin_now(void);
 
-/* Monotonic milliseconds, for timeouts that must not jump with the wall clock. */
+/* Monotonic milliseconds, for timeouts that must not jump with the wall clock;
+ * coarse as well (1-4 ms steps), the only monotonic clock the session sees. */
 uint64_t mqe2e__plugin_monotonic_ms(void);
 
 /* ------------------------------------------------------------------ */
@@ -175,6 +177,11 @@ int mqe2e__ctl_receive(mqe2e__ctl *ctl, const char *topic, int topic_len, const 
                        int payload_len, int qos, int retained, int dup, unsigned flags,
                        const MQTTProperties *props, const void *in, mqe2e__ctl_hand_fn *hand,
                        void *hand_ctx);
+
+/* The fronts seal envelopes up to this size into a buffer on the publish
+ * call's stack (payloads up to ~1.4 KiB), larger ones into a malloc()ed one;
+ * both are wiped before the call returns. */
+#define MQE2E__PUBLISH_STACK_BYTES 1536U
 
 /* Protect @p pt for @p topic into @p out (mqe2e_session_publish_bound(pt_len)
  * bytes): MQE2E_OK (publish *out_len bytes of it), MQE2E_SESSION_QUEUED (a

@@ -131,6 +131,18 @@ static void item_free(const mqe2e__ctl *c, ctl_item *it)
     if (!it->borrowed) free(it);
 }
 
+/* After every session call (lock held): the outbox's backlog to the session,
+ * and waiters woken when the freshness changed. */
+static void ctl_after(mqe2e__ctl *c, mqe2e_session_time now)
+{
+    mqe2e_session_set_backlog(c->s, c->n_out);
+    int fresh = mqe2e_session_fresh(c->s, now);
+    if (fresh != c->fresh) {
+        c->fresh = fresh;
+        (void)pthread_cond_broadcast(&c->drained);
+    }
+}
+
 /*
  * Take every action the session queued: publishes go to the outbox (or,
  * with keep_publishes, into the list), the rest into *list for after the
@@ -189,12 +201,7 @@ static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item
         *tail = it;
         tail = &it->next;
     }
-    mqe2e_session_set_backlog(c->s, c->n_out);
-    int fresh = mqe2e_session_fresh(c->s, now);
-    if (fresh != c->fresh) {
-        c->fresh = fresh;
-        (void)pthread_cond_broadcast(&c->drained);
-    }
+    ctl_after(c, now);
 }
 
 /* Record what the application took (lock NOT held). */
@@ -327,13 +334,20 @@ int mqe2e__ctl_publish(mqe2e__ctl *c, const char *topic, const uint8_t *pt, size
     int rc;
 
     if (mqe2e__props_from_paho(props, &view, &nview) != 0) return MQE2E_ERR_NOMEM;
+    /* One clock reading serves the session call and the freshness check. */
+    const mqe2e_session_time now = ctl_time();
     (void)pthread_mutex_lock(c->h.lock);
-    rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview,
-                                     ctl_time(), out, out_cap, out_len);
+    rc = mqe2e_session_publish_props(c->s, topic, pt, pt_len, qos, retained, view, nview, now,
+                                     out, out_cap, out_len);
     free(view);
-    ctl_take(c, NULL, 0, &list, NULL, ctl_time());
+    /* A group publish leaves no action (the one taken before, if any, was
+     * released by the session call): nothing to take or handle. */
+    if (mqe2e_session_pending(c->s) > 0)
+        ctl_take(c, NULL, 0, &list, NULL, now);
+    else
+        ctl_after(c, now);
     (void)pthread_mutex_unlock(c->h.lock);
-    (void)ctl_handle(c, list, NULL, NULL);
+    if (list != NULL) (void)ctl_handle(c, list, NULL, NULL);
     return rc;
 }
 

@@ -1475,3 +1475,74 @@ Test(protect, retired_senders_dropped_in_every_epoch)
     cr_assert_eq(mqe2e_protector_set_revocations(NULL, NULL), MQE2E_ERR_INVALID_ARG);
     peer_free(&bob);
 }
+
+/* The protector remembers the policy's answer for its last few topics; a
+ * rule added afterwards (a grant arriving from the authority) must count from
+ * the next message on, on both sides. */
+Test(protect, a_rule_added_after_a_refusal_counts_at_the_next_message)
+{
+    peer alice, bob;
+    peer_init(&alice, "alice", 1);
+    peer_init(&bob, "bob", 2);
+    uint8_t out[256];
+    size_t out_len = 0;
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(mqe2e_protect(alice.pr, "z/top", (const uint8_t *)"hi", 2, T0, out,
+                                   sizeof out, &out_len),
+                     MQE2E_ERR_NO_POLICY);
+    cr_assert_eq(mqe2e_policy_add(alice.pol, "z/#", MQE2E_POLICY_GROUP, "g1"), MQE2E_OK);
+    msg m;
+    seal(&alice, "z/top", "granted", &m);
+
+    cr_assert_eq(deliver(&bob, "z/top", &m), MQE2E_ERR_NO_POLICY);
+    cr_assert_eq(mqe2e_policy_add(bob.pol, "z/#", MQE2E_POLICY_GROUP, "g1"), MQE2E_OK);
+    char text[64];
+    cr_assert_eq(deliver_at(&bob, "z/top", &m, T0, text), MQE2E_OK);
+    cr_assert_str_eq(text, "granted");
+    peer_free(&alice);
+    peer_free(&bob);
+}
+
+/* More topics than the protector remembers, in turn, with a topic too long
+ * to remember among them: every answer is the topic's own (group, clear or
+ * refused), never a neighbour's. */
+Test(protect, remembered_policy_answers_are_never_mixed_between_topics)
+{
+    peer alice, bob;
+    peer_init(&alice, "alice", 1);
+    peer_init(&bob, "bob", 2);
+    char longt[201];
+    memset(longt, 'x', sizeof longt - 1U);
+    memcpy(longt, "a/", 2);
+    longt[sizeof longt - 1U] = '\0';
+    const char *topics[] = {"a/1", "pub/1", "a/2", "pub/2", "z/1", longt, "a/3", "pub/a/1"};
+    const int kind[] = {1, 0, 1, 0, -1, 1, 1, 0}; /* 1 group, 0 clear, -1 no policy */
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
+            msg m;
+            int rc = mqe2e_protect(alice.pr, topics[i], (const uint8_t *)"payload", 7, T0, m.buf,
+                                   sizeof m.buf, &m.len);
+            if (kind[i] < 0) {
+                cr_assert_eq(rc, MQE2E_ERR_NO_POLICY, "%s", topics[i]);
+                continue;
+            }
+            cr_assert_eq(rc, MQE2E_OK, "%s", topics[i]);
+            if (kind[i] == 0) {
+                cr_assert_eq(m.len, 7U, "%s went out sealed", topics[i]);
+                cr_assert_eq(memcmp(m.buf, "payload", 7), 0);
+            } else {
+                cr_assert_gt(m.len, 7U + 16U, "%s went out in clear", topics[i]);
+                cr_assert_null(contains(m.buf, m.len, "payload"));
+                char text[16];
+                cr_assert_eq(deliver_at(&bob, topics[i], &m, T0, text), MQE2E_OK, "%s",
+                             topics[i]);
+                cr_assert_str_eq(text, "payload");
+                /* Bound to its own topic: refused on another group topic. */
+                const char *other = strcmp(topics[i], "a/1") != 0 ? "a/1" : "a/2";
+                cr_assert_neq(deliver(&bob, other, &m), MQE2E_OK);
+            }
+        }
+    }
+    peer_free(&alice);
+    peer_free(&bob);
+}

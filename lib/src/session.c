@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal_msgmeta.h"
+#include "internal_protect.h"
 #include "internal_session.h"
 
 /* Handed to the protector for empty payloads (a NULL pointer with length 0). */
@@ -688,7 +689,8 @@ static int sess_route(mqe2e_session *c, const char *topic, const uint8_t *data, 
         mqe2e__sess_adopt_revocations(c, data, len, 0);
         return 1;
     }
-    int rc = mqe2e_policy_lookup(c->policy, topic, &kind, &target);
+    /* Through the protector's answer cache: unprotect asks it again. */
+    int rc = mqe2e__protector_policy_lookup(c->prot, topic, &kind, &target);
     if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && mqe2e__sess_signed_covers(c, topic)) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_POLICY, 1);
         return 1;

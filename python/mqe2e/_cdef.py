@@ -326,7 +326,8 @@ typedef struct mqe2e_session_options {
 typedef struct mqe2e_session_action {
     int kind;
     const char *topic;
-    const uint8_t *data;
+    const char *data; /* uint8_t * in session.h (same layout): char so that
+                         ffi.unpack() copies it into bytes in one call */
     size_t len;
     int qos;
     int retained;

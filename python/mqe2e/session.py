@@ -33,6 +33,7 @@ _wall = time.time
 _mono_ns = time.monotonic_ns
 _receive_one = lib.mqe2e_session_receive_one
 _commit_receive_one = lib.mqe2e_session_commit_receive_one
+_unpack = ffi.unpack
 
 
 @dataclass
@@ -291,7 +292,7 @@ class Session:
                               self._tv, a)
         if rc == 1 and a.kind == DELIVER and a.current:
             n = a.len
-            data = ffi.buffer(a.data, n)[:] if n else b""
+            data = _unpack(a.data, n) if n else b""
             rcpt = a.receipt
             if not rcpt.active:
                 return data, None

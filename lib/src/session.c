@@ -316,6 +316,24 @@ int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, 
                                      now, out);
 }
 
+int mqe2e_session_receive_rx(mqe2e_session *s, mqe2e_session_rx *rx, const char *topic,
+                             size_t topic_len, const uint8_t *payload, size_t len, unsigned meta)
+{
+    if (s == NULL || rx == NULL) return MQE2E_ERR_INVALID_ARG;
+    rx->commit_rc = MQE2E_OK;
+    if (rx->commit) {
+        /* Before this message is checked: a duplicate of the accepted one
+         * must meet the updated window. */
+        rx->commit = 0;
+        rx->commit_rc = mqe2e_session_commit(s, &rx->accepted);
+        sodium_memzero(&rx->accepted, sizeof rx->accepted);
+    }
+    return mqe2e_session_receive_one(
+        s, topic, topic_len, payload, len, (int)(meta & MQE2E_SESSION_RX_QOS_MASK),
+        (meta & MQE2E_SESSION_RX_RETAINED) != 0, (meta & MQE2E_SESSION_RX_DUP) != 0,
+        (meta & MQE2E_SESSION_RX_NO_HOLD) != 0 ? MQE2E_SESSION_NO_HOLD : 0U, rx->now, &rx->out);
+}
+
 void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
 {
     if (s != NULL) s->backlog = publishes;

@@ -27,25 +27,9 @@ prog="$build/bench/callgrind_publish"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-total_of() {
-    local fn="$1" m="$2" out="$tmp/cg.$1.$2" total
-    if ! valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="$fn*" \
-        "$prog" "$m" >"$tmp/log.$fn" 2>&1; then
-        cat "$tmp/log.$fn" >&2
-        echo "callgrind_publish.sh: $prog failed under valgrind" >&2
-        exit 2
-    fi
-    total="$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out")"
-    [ -n "$total" ] || total="$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out")"
-    [ -n "$total" ] || { echo "callgrind_publish.sh: no totals in $out" >&2; exit 2; }
-    echo "$total"
-}
-count() {
-    local t1 t2
-    t1="$(total_of "$1" "$n")"
-    t2="$(total_of "$1" $(( 2 * n )))"
-    echo $(( (t2 - t1 + n / 2) / n ))
-}
+me=callgrind_publish.sh
+# shellcheck source=bench/callgrind_count.sh
+. "$here/callgrind_count.sh"
 sync="$(count cg_sync_publish_loop)"
 async="$(count cg_async_publish_loop)"
 psync="$(count cg_paho_sync_publish_loop)"

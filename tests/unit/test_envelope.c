@@ -1011,7 +1011,8 @@ Test(envelope, varint_codec)
 static size_t canon_envelope(uint8_t *out, const mqe2e_envelope_header *h, size_t body_len)
 {
     size_t n = mqe2e__envelope_header_put(out, h, body_len);
-    for (size_t i = 0; i < body_len; i++) out[n + i] = (uint8_t)(i * 7U + 1U);
+    for (size_t i = 0; i < body_len; i++)
+        out[n + i] = (uint8_t)(i * 7U + 1U);
     n += body_len;
     if (h->mode == MQE2E_MODE_SIGNED_GROUP) {
         uint8_t sig[MQE2E_SIGNATURE_BYTES];
@@ -1028,8 +1029,8 @@ static void views_agree(const uint8_t *in, size_t len, const char *what, size_t 
     memset(&b, 0xEE, sizeof b);
     int rd = mqe2e__envelope_decode(&a, in, len);
     int rg = mqe2e__envelope_decode_general(&b, in, len);
-    cr_assert_eq(rd, rg, "%s at %zu: decode %s, general decoder %s", what, at,
-                 mqe2e_error_name(rd), mqe2e_error_name(rg));
+    cr_assert_eq(rd, rg, "%s at %zu: decode %s, general decoder %s", what, at, mqe2e_error_name(rd),
+                 mqe2e_error_name(rg));
     if (mqe2e__envelope_decode_fast(&f, in, len)) {
         cr_assert_eq(rg, MQE2E_OK, "%s at %zu: fast path accepted what the general refused", what,
                      at);
@@ -1061,16 +1062,17 @@ Test(envelope, fast_path_agrees_with_the_general_decoder)
             for (size_t q = 0; q < sizeof seqs / sizeof seqs[0]; q++)
                 for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++)
                     for (int sg = 0; sg < 2; sg++) {
-                        mqe2e_envelope_header h = {
-                            sg ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP, epochs[e],
-                            senders[s], seqs[q], UINT64_C(0x5eed1234abcd)};
+                        mqe2e_envelope_header h = {sg ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP,
+                                                   epochs[e], senders[s], seqs[q],
+                                                   UINT64_C(0x5eed1234abcd)};
                         size_t n = canon_envelope(env, &h, bodies[b]);
                         mqe2e_envelope_view v;
                         cr_assert(mqe2e__envelope_decode_fast(&v, env, n),
                                   "a sealer's layout must take the fast path");
                         fast++;
                         views_agree(env, n, "canonical", 0);
-                        for (size_t i = 0; i < n; i++) views_agree(env, i, "truncated", i);
+                        for (size_t i = 0; i < n; i++)
+                            views_agree(env, i, "truncated", i);
                         memcpy(bad, env, n);
                         bad[n] = 0;
                         views_agree(bad, n + 1U, "appended", n);

@@ -63,6 +63,21 @@ size_t mqe2e__envelope_signature_put(uint8_t *out, const uint8_t sig[MQE2E_SIGNA
 int mqe2e__envelope_decode(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
 
 /**
+ * The fast path of mqe2e__envelope_decode(): only the layout every sealer
+ * writes (mqe2e__envelope_header_put(): [epoch] [sender] instance [seq]
+ * group-or-signed body [signature], each field at most once, nothing after,
+ * every length and range check of the general decoder passed).
+ * @return 1 with @p view filled exactly as the general decoder fills it;
+ *         0 (view untouched) for anything else, valid or not, which
+ *         mqe2e__envelope_decode() then hands to the general decoder, so
+ *         every refusal keeps its code and the order of its checks.
+ */
+int mqe2e__envelope_decode_fast(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
+
+/** The general decoder alone (any field order), for tests comparing it with the fast path. */
+int mqe2e__envelope_decode_general(mqe2e_envelope_view *view, const uint8_t *in, size_t in_len);
+
+/**
  * Same strict decoder, also accepting a channel body (field 2, mode
  * ::MQE2E_MODE_CHANNEL) but never a signed one (::MQE2E_ERR_SUITE) nor a
  * signature; used by the channel envelopes of channel.c.

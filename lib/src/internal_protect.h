@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mqe2e/policy.h"
 #include "mqe2e/protect.h"
 
 /* Default bound on cached (group, epoch, sender) entries. */
@@ -25,5 +26,14 @@ size_t mqe2e__protector_cache_size(const mqe2e_protector *p);
 /* Number of entries the cache has room for without growing (it starts empty
  * and doubles from 8 on demand, never past its limit). */
 size_t mqe2e__protector_cache_capacity(const mqe2e_protector *p);
+
+/* mqe2e_policy_lookup() on the protector's policy through its per-topic
+ * answer cache (valid only under the policy generation every rule change
+ * bumps): the session's receive path asks it before unprotect, which asks it
+ * again for the same topic, so the second answer is a compare. Same return
+ * codes and outputs as mqe2e_policy_lookup(); @p target borrows the policy's
+ * rule until the policy next changes. */
+int mqe2e__protector_policy_lookup(mqe2e_protector *p, const char *topic, mqe2e_policy_kind *kind,
+                                   const char **target);
 
 #endif

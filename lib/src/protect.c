@@ -800,6 +800,16 @@ static int policy_lookup(mqe2e_protector *p, const char *topic, mqe2e_policy_kin
     return rc;
 }
 
+int mqe2e__protector_policy_lookup(mqe2e_protector *p, const char *topic, mqe2e_policy_kind *kind,
+                                   const char **target)
+{
+    unsigned flags = 0;
+    const mqe2e__bind *bind = NULL;
+
+    if (p == NULL || kind == NULL || target == NULL) return MQE2E_ERR_INVALID_ARG;
+    return policy_lookup(p, topic, kind, target, &flags, &bind);
+}
+
 /* ---------------------------------------------------------------- protect */
 
 static int protect_group(mqe2e_protector *p, const char *target, unsigned flags,

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal_msgmeta.h"
+#include "internal_protect.h"
 #include "internal_session.h"
 
 /* Handed to the protector for empty payloads (a NULL pointer with length 0). */
@@ -313,6 +314,24 @@ int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, 
     }
     return mqe2e_session_receive_one(s, topic, topic_len, payload, len, qos, retained, dup, flags,
                                      now, out);
+}
+
+int mqe2e_session_receive_rx(mqe2e_session *s, mqe2e_session_rx *rx, const char *topic,
+                             size_t topic_len, const uint8_t *payload, size_t len, unsigned meta)
+{
+    if (s == NULL || rx == NULL) return MQE2E_ERR_INVALID_ARG;
+    rx->commit_rc = MQE2E_OK;
+    if (rx->commit) {
+        /* Before this message is checked: a duplicate of the accepted one
+         * must meet the updated window. */
+        rx->commit = 0;
+        rx->commit_rc = mqe2e_session_commit(s, &rx->accepted);
+        sodium_memzero(&rx->accepted, sizeof rx->accepted);
+    }
+    return mqe2e_session_receive_one(
+        s, topic, topic_len, payload, len, (int)(meta & MQE2E_SESSION_RX_QOS_MASK),
+        (meta & MQE2E_SESSION_RX_RETAINED) != 0, (meta & MQE2E_SESSION_RX_DUP) != 0,
+        (meta & MQE2E_SESSION_RX_NO_HOLD) != 0 ? MQE2E_SESSION_NO_HOLD : 0U, rx->now, &rx->out);
 }
 
 void mqe2e_session_set_backlog(mqe2e_session *s, size_t publishes)
@@ -698,7 +717,8 @@ static int sess_route(mqe2e_session *c, const char *topic, const uint8_t *data, 
         return 1;
     }
     if (c->control && mqe2e__sess_tree_route(c, topic, data, len)) return 1;
-    int rc = mqe2e_policy_lookup(c->policy, topic, &kind, &target);
+    /* Through the protector's answer cache: unprotect asks it again. */
+    int rc = mqe2e__protector_policy_lookup(c->prot, topic, &kind, &target);
     if (rc == MQE2E_OK && kind == MQE2E_POLICY_PLAINTEXT && mqe2e__sess_signed_covers(c, topic)) {
         mqe2e__sess_drop(c, topic, MQE2E_ERR_POLICY, 1);
         return 1;

@@ -329,7 +329,8 @@ typedef struct mqe2e_session_options {
 typedef struct mqe2e_session_action {
     int kind;
     const char *topic;
-    const uint8_t *data;
+    const char *data; /* uint8_t * in session.h (same layout): char so that
+                         ffi.unpack() copies it into bytes in one call */
     size_t len;
     int qos;
     int retained;
@@ -340,6 +341,13 @@ typedef struct mqe2e_session_action {
     const mqe2e_msg_property *props;
     size_t nprops;
 } mqe2e_session_action;
+typedef struct mqe2e_session_rx {
+    mqe2e_session_time now;
+    int commit;
+    int commit_rc;
+    mqe2e_receipt accepted;
+    mqe2e_session_action out;
+} mqe2e_session_rx;
 typedef struct mqe2e_session_counters {
     uint64_t handshakes_ok;
     uint64_t handshakes_failed;
@@ -394,6 +402,9 @@ int mqe2e_session_receive_one(mqe2e_session *s, const char *topic, size_t topic_
                               const uint8_t *payload, size_t len, int qos, int retained,
                               int dup, unsigned flags, mqe2e_session_time now,
                               mqe2e_session_action *out);
+int mqe2e_session_receive_rx(mqe2e_session *s, mqe2e_session_rx *rx, const char *topic,
+                             size_t topic_len, const uint8_t *payload, size_t len,
+                             unsigned meta);
 int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *accepted, int *commit_rc,
                                      const char *topic, size_t topic_len,
                                      const uint8_t *payload, size_t len, int qos, int retained,
@@ -414,6 +425,7 @@ CHECKED_STRUCTS = (
     "mqe2e_key_bundle", "mqe2e_signer_grants", "mqe2e_group_directory", "mqe2e_group_name",
     "mqe2e_control_update", "mqe2e_enroll_request", "mqe2e_hello_request",
     "mqe2e_protector_options", "mqe2e_counters", "mqe2e_receipt", "mqe2e_session_time",
-    "mqe2e_session_options", "mqe2e_session_action", "mqe2e_session_counters",
+    "mqe2e_session_options", "mqe2e_session_action", "mqe2e_session_rx",
+    "mqe2e_session_counters",
     "mqe2e_msg_property",
 )

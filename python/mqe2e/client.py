@@ -207,10 +207,14 @@ class Client(paho.Client):
                 self._mqe2e_received_props(message, plist)
                 return
         topic = message._topic
-        with self._mqe2e_lock:
+        lock = self._mqe2e_lock
+        lock.acquire()
+        try:
             s = self._mqe2e_session
             res = None if s is None else s.receive_one(
                 topic, message.payload, message.qos, message.retain, message.dup)
+        finally:
+            lock.release()
         if res is None:
             # Not configured (or closed): nothing is delivered, never clear text.
             self._mqe2e_drop(topic.decode("utf-8", "replace"), error_for(-11).name)
@@ -235,7 +239,12 @@ class Client(paho.Client):
             if extra is not None:
                 # No lock: only this (paho's loop) thread receives, and a
                 # session closed in between never commits it (as released).
-                s.accept(extra, topic)
+                # Session.accept()'s common case inline (one frame less).
+                if extra is s._rcpt and not s._pending:
+                    s._pending_topic = topic
+                    s._pending = True
+                else:
+                    s.accept(extra, topic)
             return
         self._mqe2e_run(extra, message)
 

@@ -31,8 +31,8 @@ NO_HOLD = 1
 
 _wall = time.time
 _mono_ns = time.monotonic_ns
-_receive_one = lib.mqe2e_session_receive_one
-_commit_receive_one = lib.mqe2e_session_commit_receive_one
+_receive_rx = lib.mqe2e_session_receive_rx
+_unpack = ffi.unpack
 
 
 @dataclass
@@ -137,16 +137,19 @@ class Session:
                 lib.mqe2e_policy_free(self._policy)
             raise error_for(rc, "session")
         self._s = out[0]
-        self._act = ffi.new("mqe2e_session_action *")
-        self._now = ffi.new("mqe2e_session_time *")
-        # receive_one()'s receipt, reused while no delivery holds it; while
-        # _pending, it is an accepted message's, committed by the next call
-        # into the core that may deliver (accept()).
-        self._rcpt = ffi.new("mqe2e_receipt *")
+        # receive_one()'s state in one block (mqe2e_session_receive_rx: seven
+        # arguments per message instead of thirteen; cffi's ABI mode costs
+        # per argument): the clocks, the action, and the receipt, reused
+        # while no delivery holds it; while _pending, it is an accepted
+        # message's, committed by the next call into the core that may
+        # deliver (accept()).
+        self._rx = rx = ffi.new("mqe2e_session_rx *")
+        self._act = ffi.addressof(rx[0], "out")
+        self._now = ffi.addressof(rx[0], "now")
+        self._rcpt = ffi.addressof(rx[0], "accepted")
         self._rcpt_free = True
         self._pending = False
         self._pending_topic = b""
-        self._crc = ffi.new("int *")
         #: (topic, code) of deferred commits that failed (ReplayError: the
         #: same message was committed in between; IoError), oldest first;
         #: take them with take_commit_failures().
@@ -253,7 +256,7 @@ class Session:
     def receive_one(self, topic: bytes, payload: bytes, qos: int = 0, retain: bool = False,
                     dup: bool = False) -> Tuple[Optional[bytes], Any]:
         """Fast path of :meth:`message_received` for the common case, in one
-        call into the core (``mqe2e_session_receive_one``).
+        call into the core (``mqe2e_session_receive_rx``).
 
         Returns ``(plaintext, receipt)`` when the only outcome is this
         message, decrypted: hand ``plaintext`` to the application, then
@@ -263,7 +266,7 @@ class Session:
         :meth:`message_received` would have returned.
 
         A receipt given to :meth:`accept` is committed first, in the same
-        call into the core (``mqe2e_session_commit_receive_one``).
+        call into the core (``mqe2e_session_receive_rx``).
         """
         s = self._s
         if s is None:
@@ -276,22 +279,21 @@ class Session:
             t.wall_s = int(_wall())
             t.mono_ms = ms
             self._clk_ms = ms
-            self._tv = t[0]
         a = self._act
+        meta = qos | (4 if retain else 0) | (8 if dup else 0)
         if self._pending:
             self._pending = False
             self._rcpt_free = True
-            crc = self._crc
-            rc = _commit_receive_one(s, self._rcpt, crc, topic, len(topic), payload,
-                                     len(payload), qos, retain, dup, 0, self._tv, a)
-            if crc[0]:
-                self._failed.append((self._pending_topic, crc[0]))
+            rx = self._rx
+            rx.commit = 1
+            rc = _receive_rx(s, rx, topic, len(topic), payload, len(payload), meta)
+            if rx.commit_rc:
+                self._failed.append((self._pending_topic, rx.commit_rc))
         else:
-            rc = _receive_one(s, topic, len(topic), payload, len(payload), qos, retain, dup, 0,
-                              self._tv, a)
+            rc = _receive_rx(s, self._rx, topic, len(topic), payload, len(payload), meta)
         if rc == 1 and a.kind == DELIVER and a.current:
             n = a.len
-            data = ffi.buffer(a.data, n)[:] if n else b""
+            data = _unpack(a.data, n) if n else b""
             rcpt = a.receipt
             if not rcpt.active:
                 return data, None

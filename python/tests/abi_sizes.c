@@ -61,6 +61,7 @@ int main(void)
     S(mqe2e_msg_property) F(id) F(name) F(name_len) F(value) F(value_len) E
     S(mqe2e_session_action) F(kind) F(topic) F(data) F(len) F(qos) F(retained) F(dup) F(current)
         F(code) F(receipt) F(props) F(nprops) E
+    S(mqe2e_session_rx) F(now) F(commit) F(commit_rc) F(accepted) F(out) E
     S(mqe2e_session_counters) F(handshakes_ok) F(handshakes_failed) F(hellos_sent)
         F(pushes_applied) F(pushes_refused) F(held) F(released) F(hold_dropped)
         F(revoked_refused) F(channel_sent) F(channel_opened) F(control_ignored)

@@ -1001,3 +1001,97 @@ Test(envelope, varint_codec)
     }
     cr_assert_eq(mqe2e__varint_len(UINT64_MAX), 10U);
 }
+
+/* The decoder's fast path (canonical layout) against the general decoder:
+ * the same code for every input, the same view whenever it decodes, and the
+ * fast path really taken for what sealers write. Inputs: headers with zero,
+ * one-byte and multi-byte fields, group and signed bodies, then every
+ * truncation, every byte of the header set to every value, every byte
+ * flipped, a byte appended. */
+static size_t canon_envelope(uint8_t *out, const mqe2e_envelope_header *h, size_t body_len)
+{
+    size_t n = mqe2e__envelope_header_put(out, h, body_len);
+    for (size_t i = 0; i < body_len; i++)
+        out[n + i] = (uint8_t)(i * 7U + 1U);
+    n += body_len;
+    if (h->mode == MQE2E_MODE_SIGNED_GROUP) {
+        uint8_t sig[MQE2E_SIGNATURE_BYTES];
+        memset(sig, 0x5A, sizeof sig);
+        n += mqe2e__envelope_signature_put(out + n, sig);
+    }
+    return n;
+}
+
+static void views_agree(const uint8_t *in, size_t len, const char *what, size_t at)
+{
+    mqe2e_envelope_view a, b, f;
+    memset(&a, 0xEE, sizeof a);
+    memset(&b, 0xEE, sizeof b);
+    int rd = mqe2e__envelope_decode(&a, in, len);
+    int rg = mqe2e__envelope_decode_general(&b, in, len);
+    cr_assert_eq(rd, rg, "%s at %zu: decode %s, general decoder %s", what, at, mqe2e_error_name(rd),
+                 mqe2e_error_name(rg));
+    if (mqe2e__envelope_decode_fast(&f, in, len)) {
+        cr_assert_eq(rg, MQE2E_OK, "%s at %zu: fast path accepted what the general refused", what,
+                     at);
+        a = f;
+    }
+    if (rd != MQE2E_OK) return;
+    cr_assert_eq(a.header.mode, b.header.mode, "%s at %zu: mode", what, at);
+    cr_assert_eq(a.header.epoch, b.header.epoch, "%s at %zu: epoch", what, at);
+    cr_assert_eq(a.header.sender_id, b.header.sender_id, "%s at %zu: sender", what, at);
+    cr_assert_eq(a.header.seq, b.header.seq, "%s at %zu: seq", what, at);
+    cr_assert_eq(a.header.instance, b.header.instance, "%s at %zu: instance", what, at);
+    cr_assert_eq(a.ciphertext, b.ciphertext, "%s at %zu: ciphertext", what, at);
+    cr_assert_eq(a.ciphertext_len, b.ciphertext_len, "%s at %zu: ciphertext_len", what, at);
+    cr_assert_eq(a.signature, b.signature, "%s at %zu: signature", what, at);
+    cr_assert_eq(a.signature_len, b.signature_len, "%s at %zu: signature_len", what, at);
+}
+
+Test(envelope, fast_path_agrees_with_the_general_decoder)
+{
+    static const uint32_t epochs[] = {0, 1, 127, 128, UINT32_MAX};
+    static const uint32_t senders[] = {0, 5, 0xC0FFEEU};
+    static const uint64_t seqs[] = {0, 1, 1000, MQE2E_SEQ_MAX};
+    static const size_t bodies[] = {MQE2E_TAG_BYTES, 42, 272};
+    uint8_t env[600], bad[601];
+    unsigned fast = 0;
+
+    for (size_t e = 0; e < sizeof epochs / sizeof epochs[0]; e++)
+        for (size_t s = 0; s < sizeof senders / sizeof senders[0]; s++)
+            for (size_t q = 0; q < sizeof seqs / sizeof seqs[0]; q++)
+                for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++)
+                    for (int sg = 0; sg < 2; sg++) {
+                        mqe2e_envelope_header h = {sg ? MQE2E_MODE_SIGNED_GROUP : MQE2E_MODE_GROUP,
+                                                   epochs[e], senders[s], seqs[q],
+                                                   UINT64_C(0x5eed1234abcd)};
+                        size_t n = canon_envelope(env, &h, bodies[b]);
+                        mqe2e_envelope_view v;
+                        cr_assert(mqe2e__envelope_decode_fast(&v, env, n),
+                                  "a sealer's layout must take the fast path");
+                        fast++;
+                        views_agree(env, n, "canonical", 0);
+                        for (size_t i = 0; i < n; i++)
+                            views_agree(env, i, "truncated", i);
+                        memcpy(bad, env, n);
+                        bad[n] = 0;
+                        views_agree(bad, n + 1U, "appended", n);
+                        for (size_t i = 0; i < n; i++) {
+                            static const uint8_t flips[] = {0x01, 0x02, 0x08, 0x40, 0x80, 0xFF};
+                            for (size_t f = 0; f < sizeof flips; f++) {
+                                memcpy(bad, env, n);
+                                bad[i] ^= flips[f];
+                                views_agree(bad, n, "flipped", i);
+                            }
+                        }
+                        /* Every value of every header byte (the body's first too). */
+                        size_t hdr = mqe2e__envelope_header_len(&h, bodies[b]) + 1U;
+                        for (size_t i = 0; i < hdr; i++)
+                            for (unsigned val = 0; val < 256; val++) {
+                                memcpy(bad, env, n);
+                                bad[i] = (uint8_t)val;
+                                views_agree(bad, n, "set", i);
+                            }
+                    }
+    cr_assert_eq(fast, 5U * 3U * 4U * 3U * 2U);
+}

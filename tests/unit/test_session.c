@@ -317,6 +317,64 @@ Test(session_plain, commit_receive_one_commits_the_accepted_receipt_first)
                  MQE2E_ERR_INVALID_ARG);
 }
 
+/* mqe2e_session_receive_rx(): the same order as commit_receive_one (the
+ * accepted receipt first, so its duplicate is a replay), the commit only
+ * when rx.commit is 1 (an active receipt left in rx.accepted with commit 0
+ * is never committed: the application refused it), and meta's bits reach
+ * the delivery. */
+Test(session_plain, receive_rx_commits_only_what_was_accepted_first)
+{
+    msg m, m2;
+    mqe2e_session_rx rx;
+    memset(&rx, 0, sizeof rx);
+    seal_b("a/x", "first", &m);
+    seal_b("a/x", "second", &m2);
+    rx.now = at(T0, 1);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, &rx, "a/x", 3, m.buf, m.len,
+                                          1U | MQE2E_SESSION_RX_RETAINED | MQE2E_SESSION_RX_DUP),
+                 1);
+    cr_assert_eq(rx.out.kind, MQE2E_SESSION_DELIVER);
+    cr_assert_eq(rx.out.qos, 1);
+    cr_assert(rx.out.retained && rx.out.dup);
+    cr_assert(rx.out.receipt.active);
+    /* Refused by the application: kept in rx.accepted but commit 0. */
+    rx.accepted = rx.out.receipt;
+    rx.now = at(T0, 2);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, &rx, "a/x", 3, m.buf, m.len, 0), 1);
+    cr_assert_eq(rx.out.kind, MQE2E_SESSION_DELIVER, "not committed: it comes again");
+    cr_assert_eq(rx.out.qos, 0);
+    cr_assert(!rx.out.retained && !rx.out.dup);
+    cr_assert_eq(rx.commit_rc, MQE2E_OK);
+    /* Accepted this time: committed first, so the same message is a replay. */
+    rx.accepted = rx.out.receipt;
+    rx.commit = 1;
+    rx.commit_rc = 12345;
+    rx.now = at(T0, 3);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, &rx, "a/x", 3, m.buf, m.len, 1), 1);
+    cr_assert_eq(rx.commit_rc, MQE2E_OK);
+    cr_assert_eq(rx.commit, 0, "reset by the call");
+    cr_assert_eq(rx.out.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(rx.out.code, MQE2E_ERR_REPLAY);
+    for (size_t i = 0; i < sizeof rx.accepted; i++)
+        cr_assert_eq(((const uint8_t *)&rx.accepted)[i], 0, "the accepted receipt is wiped");
+    /* A receipt committed in between: the deferred commit reports a replay. */
+    rx.now = at(T0, 4);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, &rx, "a/x", 3, m2.buf, m2.len, 1), 1);
+    cr_assert_eq(rx.out.kind, MQE2E_SESSION_DELIVER);
+    mqe2e_receipt twice = rx.out.receipt;
+    rx.accepted = rx.out.receipt;
+    cr_assert_eq(mqe2e_session_commit(sess, &twice), MQE2E_OK);
+    rx.commit = 1;
+    rx.now = at(T0, 5);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, &rx, "a/x", 3, m2.buf, m2.len, 1), 1);
+    cr_assert_eq(rx.commit_rc, MQE2E_ERR_REPLAY);
+    cr_assert_eq(rx.out.kind, MQE2E_SESSION_DROP);
+    cr_assert_eq(mqe2e_session_receive_rx(NULL, &rx, "a/x", 3, m2.buf, m2.len, 1),
+                 MQE2E_ERR_INVALID_ARG);
+    cr_assert_eq(mqe2e_session_receive_rx(sess, NULL, "a/x", 3, m2.buf, m2.len, 1),
+                 MQE2E_ERR_INVALID_ARG);
+}
+
 /* The session recycles a released action's buffers (no allocation per
  * message): the plaintext of a DELIVER is wiped when the caller's next call
  * releases it, a DROP reusing the buffer hands out no data, and a longer

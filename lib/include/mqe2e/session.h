@@ -446,6 +446,64 @@ MQE2E_API int mqe2e_session_commit_receive_one(mqe2e_session *s, mqe2e_receipt *
                                                unsigned flags, mqe2e_session_time now,
                                                mqe2e_session_action *out);
 
+/** mqe2e_session_receive_rx() @p meta: the QoS the message arrived with (0..2). */
+#define MQE2E_SESSION_RX_QOS_MASK 3U
+/** mqe2e_session_receive_rx() @p meta: the retain flag was set. */
+#define MQE2E_SESSION_RX_RETAINED 4U
+/** mqe2e_session_receive_rx() @p meta: the transport flagged a duplicate. */
+#define MQE2E_SESSION_RX_DUP 8U
+/** mqe2e_session_receive_rx() @p meta: as ::MQE2E_SESSION_NO_HOLD. */
+#define MQE2E_SESSION_RX_NO_HOLD 16U
+
+/**
+ * The receive state of mqe2e_session_receive_rx(): caller memory, one per
+ * session, reused for every message. Not an options struct (no
+ * struct_version): bindings declare it next to the call that uses it.
+ */
+typedef struct mqe2e_session_rx {
+    mqe2e_session_time now; /**< in: the caller's clocks (set when they change) */
+    /** in: 1 to commit @p accepted before receiving (then reset to 0 by the
+     * call); 0: @p accepted is left alone. */
+    int commit;
+    int commit_rc; /**< out: that commit's result, ::MQE2E_OK when none */
+    /** in: receipt of the message the application accepted (caller copy of
+     * an earlier DELIVER's); wiped by the call when @p commit is 1. */
+    mqe2e_receipt accepted;
+    /** out: as mqe2e_session_receive_one()'s @p out (the session's
+     * pointers, plaintext wiped by the session at the next call). */
+    mqe2e_session_action out;
+} mqe2e_session_rx;
+
+/**
+ * @brief mqe2e_session_commit_receive_one() with its per-message inputs in
+ *        seven arguments: for bindings whose foreign-function layer costs
+ *        per argument (cffi in ABI mode: ~350 instructions each, and more
+ *        for a structure passed by value).
+ *
+ * Same behaviour and order: when @p rx->commit is 1, @p rx->accepted is
+ * committed first (as mqe2e_session_commit(); result in @p rx->commit_rc,
+ * then wiped and @p rx->commit reset to 0, whatever the result), then the
+ * message is received with @p rx->now and the only resulting action, if
+ * any, is written to @p rx->out. The rules of
+ * mqe2e_session_commit_receive_one() hold unchanged: a receipt is committed
+ * only after the application accepted its message, and a kept receipt is
+ * committed before any other call that may deliver.
+ * @param s         the session.
+ * @param rx        caller-owned state (see ::mqe2e_session_rx).
+ * @param topic     as mqe2e_session_receive_one() (borrowed).
+ * @param topic_len as mqe2e_session_receive_one().
+ * @param payload   received bytes (untrusted; borrowed; NULL when len is 0).
+ * @param len       length of @p payload.
+ * @param meta      QoS (::MQE2E_SESSION_RX_QOS_MASK) OR-ed with
+ *                  ::MQE2E_SESSION_RX_RETAINED, ::MQE2E_SESSION_RX_DUP,
+ *                  ::MQE2E_SESSION_RX_NO_HOLD.
+ * @return as mqe2e_session_receive_one(); ::MQE2E_ERR_INVALID_ARG (s or rx
+ *         NULL: nothing committed).
+ */
+MQE2E_API int mqe2e_session_receive_rx(mqe2e_session *s, mqe2e_session_rx *rx, const char *topic,
+                                       size_t topic_len, const uint8_t *payload, size_t len,
+                                       unsigned meta);
+
 /**
  * @brief Tell the session how many publishes the caller still holds for its
  *        transport (taken as PUBLISH actions, not yet sent). The session

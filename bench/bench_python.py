@@ -220,7 +220,8 @@ def inprocess(session, topic: str, sub_ks: str, n: int, size: int) -> dict:
     finally:
         enc.keystore_close()
         pol.close()
-    return {"plain_dispatch_us": round(pl * 1e6, 2), "lean_dispatch_us": round(ln * 1e6, 2), "encrypted_dispatch_us": round(en * 1e6, 2),
+    return {"plain_dispatch_us": round(pl * 1e6, 2), "lean_dispatch_us": round(ln * 1e6, 2),
+            "encrypted_dispatch_us": round(en * 1e6, 2),
             "overhead_us": round((en - pl) * 1e6, 2),
             "cold_plain_dispatch_us": round(plc * 1e6, 2),
             "cold_encrypted_dispatch_us": round(enc_c * 1e6, 2),

@@ -13,7 +13,11 @@ per-pair ratios (issue 14's target: >= 0.90), with min-max. Each subscriber
 also reports its CPU time per message (every thread, first to last
 message): plain / encrypted of those is the "CPU ratio", what the rates
 would be on an idle machine, much less moved by the load of a shared one.
-Then, in this process and without the broker, the CPU per message of
+A third side, "lean", runs mqe2e.Client's own PUBLISH handler and
+on_message dispatch with the session taken out (no decryption, no core
+call; plain payloads): lean / plain is the handler's own speed-up over
+paho's, and encrypted / lean the cost of what the session adds (AEAD, the
+rest of the C core, cffi). Then, in this process and without the broker, the CPU per message of
 paho's receive hook (_handle_on_message, plain vs mqe2e.Client: the
 encryption's overhead alone), with hot caches and again with a socket round
 trip and 512 KiB of memory traffic before each message (cold caches, as in
@@ -55,6 +59,20 @@ def wait_port(port: int) -> None:
     raise SystemExit("mosquitto did not start")
 
 
+def lean_client_class():
+    """mqe2e.Client with the session taken out: its PUBLISH handler and
+    on_message dispatch as they are, no core call (the "lean" side)."""
+    import paho.mqtt.client as paho
+
+    import mqe2e
+
+    class Lean(mqe2e.Client):
+        _handle_on_message = mqe2e.Client._mqe2e_dispatch
+        loop_misc = paho.Client.loop_misc
+
+    return Lean
+
+
 def subscriber(args) -> None:
     """Child process: drain the queued messages, print the rate as JSON."""
     sys.path.insert(0, os.path.join(REPO, "python"))
@@ -67,6 +85,8 @@ def subscriber(args) -> None:
 
         c = mqe2e.Client(client_id=args.cid, clean_session=False)
         c.keystore_set(args.keystore, PASS)
+    elif args.kind == "lean":
+        c = lean_client_class()(client_id=args.cid, clean_session=False)
     else:
         c = paho.Client(client_id=args.cid, clean_session=False)
     times = []
@@ -179,12 +199,15 @@ def inprocess(session, topic: str, sub_ks: str, n: int, size: int) -> dict:
     plain = paho.Client(client_id="bench-inproc-plain")
     enc = mqe2e.Client(client_id="bench-inproc")
     enc.keystore_set(sub_ks, PASS)
+    lean = lean_client_class()(client_id="bench-inproc-lean")
     pol = Polluter()
     try:
         pl = min(dispatch_cpu(plain, topic, [os.urandom(size) for _ in range(n)])
                  for _ in range(3))
         en = min(dispatch_cpu(enc, topic,
                               [session.publish(topic, os.urandom(size), 1) for _ in range(n)])
+                 for _ in range(3))
+        ln = min(dispatch_cpu(lean, topic, [os.urandom(size) for _ in range(n)])
                  for _ in range(3))
         # The same with cold caches (a quarter of the messages: slower).
         nc = max(n // 4, 1)
@@ -197,7 +220,8 @@ def inprocess(session, topic: str, sub_ks: str, n: int, size: int) -> dict:
     finally:
         enc.keystore_close()
         pol.close()
-    return {"plain_dispatch_us": round(pl * 1e6, 2), "encrypted_dispatch_us": round(en * 1e6, 2),
+    return {"plain_dispatch_us": round(pl * 1e6, 2), "lean_dispatch_us": round(ln * 1e6, 2),
+            "encrypted_dispatch_us": round(en * 1e6, 2),
             "overhead_us": round((en - pl) * 1e6, 2),
             "cold_plain_dispatch_us": round(plc * 1e6, 2),
             "cold_encrypted_dispatch_us": round(enc_c * 1e6, 2),
@@ -270,13 +294,16 @@ def main() -> int:
         ks = mqe2e.Keystore.open(pub_ks, PASS)
         s = mqe2e.Session(ks)
         ratios, cpu_ratios, rows = [], [], []
+        lean_ratios, lean_cpu_ratios = [], []
+        kinds = ["plain", "encrypted", "lean"]
         for rep in range(args.reps):
             # Fresh envelopes every repetition: the subscriber's replay window
             # remembers the previous ones.
             envs = [s.publish(topic, os.urandom(args.size), 1) for _ in range(args.messages)]
             plain = [os.urandom(args.size) for _ in range(args.messages)]
             res = {}
-            for kind in (("plain", "encrypted") if rep % 2 == 0 else ("encrypted", "plain")):
+            # The order rotates: each side goes first, second, third in turn.
+            for kind in kinds[rep % 3:] + kinds[:rep % 3]:
                 run_sub(common, kind, port, args.messages, args.size, sub_ks, True)
                 p = paho.Client(client_id="bench-publisher")
                 p.max_inflight_messages_set(1000)
@@ -298,19 +325,31 @@ def main() -> int:
             # moved by other work on a shared one.
             cpu_ratio = res["plain"]["cpu_us"] / res["encrypted"]["cpu_us"]
             cpu_ratios.append(cpu_ratio)
+            lean_ratio = res["lean"]["rate"] / res["plain"]["rate"]
+            lean_cpu_ratio = res["plain"]["cpu_us"] / res["lean"]["cpu_us"]
+            lean_ratios.append(lean_ratio)
+            lean_cpu_ratios.append(lean_cpu_ratio)
             rows.append({"rep": rep, "plain_msgs_per_s": round(res["plain"]["rate"]),
                          "encrypted_msgs_per_s": round(res["encrypted"]["rate"]),
                          "ratio": round(ratio, 3),
                          "plain_cpu_us": round(res["plain"]["cpu_us"], 2),
                          "encrypted_cpu_us": round(res["encrypted"]["cpu_us"], 2),
-                         "cpu_ratio": round(cpu_ratio, 3)})
+                         "cpu_ratio": round(cpu_ratio, 3),
+                         "lean_msgs_per_s": round(res["lean"]["rate"]),
+                         "lean_cpu_us": round(res["lean"]["cpu_us"], 2),
+                         "lean_ratio": round(lean_ratio, 3),
+                         "lean_cpu_ratio": round(lean_cpu_ratio, 3)})
             print(f"rep {rep}: plain {res['plain']['rate']:.0f} msg/s, "
                   f"mqe2e.Client {res['encrypted']['rate']:.0f} msg/s, ratio {ratio:.3f}; "
                   f"CPU per message {res['plain']['cpu_us']:.2f} vs "
-                  f"{res['encrypted']['cpu_us']:.2f} us, CPU ratio {cpu_ratio:.3f}",
+                  f"{res['encrypted']['cpu_us']:.2f} us, CPU ratio {cpu_ratio:.3f}; "
+                  f"lean (no decryption) {res['lean']['rate']:.0f} msg/s, "
+                  f"{res['lean']['cpu_us']:.2f} us, ratio {lean_ratio:.3f}, "
+                  f"CPU ratio {lean_cpu_ratio:.3f}",
                   flush=True)
         cpu = inprocess(s, topic, sub_ks, min(args.messages, 20000), args.size)
         print(f"in-process per message: paho dispatch {cpu['plain_dispatch_us']} us, "
+              f"lean dispatch (no decryption) {cpu['lean_dispatch_us']} us, "
               f"mqe2e.Client {cpu['encrypted_dispatch_us']} us, "
               f"overhead {cpu['overhead_us']} us; with cold caches "
               f"{cpu['cold_plain_dispatch_us']} us, {cpu['cold_encrypted_dispatch_us']} us, "
@@ -323,11 +362,15 @@ def main() -> int:
                    "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
                    "min_cpu_ratio": round(min(cpu_ratios), 3),
                    "max_cpu_ratio": round(max(cpu_ratios), 3),
+                   "median_lean_ratio": round(statistics.median(lean_ratios), 3),
+                   "median_lean_cpu_ratio": round(statistics.median(lean_cpu_ratios), 3),
                    "runs": rows, "python": sys.version.split()[0],
                    "paho_mqtt": paho.__version__ if hasattr(paho, "__version__") else "1.6"}
         print(f"ratio median {summary['median_ratio']} ({summary['min_ratio']}-"
               f"{summary['max_ratio']}); CPU ratio median {summary['median_cpu_ratio']} "
-              f"({summary['min_cpu_ratio']}-{summary['max_cpu_ratio']})", flush=True)
+              f"({summary['min_cpu_ratio']}-{summary['max_cpu_ratio']}); lean (no decryption) "
+              f"ratio median {summary['median_lean_ratio']}, CPU ratio median "
+              f"{summary['median_lean_cpu_ratio']}", flush=True)
         print(json.dumps(summary))
         if args.json:
             with open(args.json, "w") as f:

@@ -34,6 +34,12 @@ from .session import Delivery, Drop, Publish, Session, Subscribe
 
 MQTTMessage = paho.MQTTMessage
 _paho_on_message = paho.Client._handle_on_message
+_paho_handle_publish = paho.Client._handle_publish
+_bytes = bytes
+_memoryview = memoryview
+_paho_time = paho.time_func
+_LOG_DEBUG = paho.MQTT_LOG_DEBUG
+_LOG_ERR = paho.MQTT_LOG_ERR
 _paho_loop_misc = paho.Client.loop_misc
 _mono_ns = time.monotonic_ns
 _MQTTv5 = paho.MQTTv5
@@ -198,6 +204,72 @@ class Client(paho.Client):
                 self._mqe2e_session.disconnected()
         return super()._do_on_disconnect(rc, properties)
 
+    def _handle_publish(self):  # noqa: D401 - paho hook
+        # paho 1.6's _handle_publish with fewer Python operations per
+        # message: one memoryview for the topic, packet id and payload, the
+        # debug log formatted only if someone listens, and the decrypting
+        # _handle_on_message below. What it does not handle the common way
+        # (MQTT v5 properties, QoS 2's PUBREC/PUBREL flow, a malformed
+        # packet, whose error paho reports its own way) goes to paho's own
+        # handler, which ends in the same _handle_on_message.
+        if self._protocol == _MQTTv5:
+            return _paho_handle_publish(self)
+        inp = self._in_packet
+        header = inp["command"]
+        qos = (header & 0x06) >> 1
+        packet = inp["packet"]
+        n = len(packet)
+        if qos > 1 or n < 2:
+            return _paho_handle_publish(self)
+        off = 2 + ((packet[0] << 8) | packet[1])
+        if off == 2 or off + (2 if qos else 0) > n:
+            return _paho_handle_publish(self)
+        mv = _memoryview(packet)
+        topic = _bytes(mv[2:off])
+        if qos:
+            mid = (packet[off] << 8) | packet[off + 1]
+            off += 2
+        else:
+            mid = 0
+        message = MQTTMessage(mid, topic)
+        message.dup = (header & 0x08) >> 3
+        message.qos = qos
+        message.retain = header & 0x01
+        message.payload = _bytes(mv[off:])
+        mv.release()
+        if self._on_log is not None or self._logger is not None:
+            try:
+                print_topic = topic.decode("utf-8")
+            except UnicodeDecodeError:
+                print_topic = "TOPIC WITH INVALID UTF-8: " + str(topic)
+            self._easy_log(_LOG_DEBUG,
+                           "Received PUBLISH (d%d, q%d, r%d, m%d), '%s', ...  (%d bytes)",
+                           message.dup, qos, message.retain, mid, print_topic,
+                           len(message.payload))
+        message.timestamp = _paho_time()
+        self._handle_on_message(message)
+        if qos:
+            return self._send_puback(mid)
+        return 0
+
+    def _mqe2e_dispatch(self, message: paho.MQTTMessage) -> None:
+        # paho 1.6's _handle_on_message for the case of no
+        # message_callback_add() filter at all: on_message alone, under the
+        # same locks, an exception logged and re-raised unless
+        # suppress_exceptions. With any filter: paho's own.
+        if self._on_message_filtered._root._children:
+            return _paho_on_message(self, message)
+        with self._callback_mutex:
+            on_message = self._on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
         if self._protocol == _MQTTv5:
             plist = _props.from_paho(getattr(message, "properties", None))
@@ -231,7 +303,7 @@ class Client(paho.Client):
             # call into the core), so a duplicate is still a replay.
             message.payload = data
             try:
-                _paho_on_message(self, message)
+                self._mqe2e_dispatch(message)
             except BaseException:
                 if extra is not None:
                     s.release_receipt(extra)

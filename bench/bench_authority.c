@@ -16,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "mqe2e/credential.h"
 #include "mqe2e/error.h"
 #include "mqe2e/operator.h"
 
@@ -207,12 +210,12 @@ static pid_t spawn_authority(const char *ks, const char *log, const char *group,
             dup2(fd, 1);
         }
         if (group != NULL)
-            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
-                  ba.db, "-h", "127.0.0.1", "-p", ba.port, "--replica-group", group,
-                  "--replica-id", rid, (char *)NULL);
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db", ba.db,
+                  "-h", "127.0.0.1", "-p", ba.port, "--replica-group", group, "--replica-id", rid,
+                  (char *)NULL);
         else
-            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
-                  ba.db, "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db", ba.db,
+                  "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
@@ -337,4 +340,43 @@ void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
                          NULL};
     if (ba_run_cli(NULL, add) != 0) ba_die("operator-add failed");
     start_authority();
+}
+
+void ba_enroll_requests(char *tickets, const char *id_prefix, long n, ba_device_slot *slot,
+                        void *ctx)
+{
+    uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
+    char *save = NULL;
+    long got = 0;
+    for (char *l = strtok_r(tickets, "\n", &save); l != NULL && got < n;
+         l = strtok_r(NULL, "\n", &save)) {
+        mqe2e_ticket t;
+        if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
+        char want[64];
+        snprintf(want, sizeof want, "%s%ld", id_prefix, got + 1);
+        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
+        ba_device *x = slot(ctx, got);
+        crypto_box_keypair(x->dh_pk, x->dh_sk);
+        crypto_sign_keypair(x->sign_pk, x->sign_sk);
+        size_t len = 0;
+        if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
+                               (uint64_t)time(NULL)) != MQE2E_OK)
+            ba_die("enroll_begin failed");
+        mqe2e_ticket_wipe(&t);
+        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
+        memcpy(x->req, frame, len);
+        x->req_len = len;
+        got++;
+    }
+    if (got != n) ba_die("fewer tickets than devices");
+}
+
+void ba_device_wipe(ba_device *x)
+{
+    mqe2e_enroll_device_free(x->st);
+    x->st = NULL;
+    sodium_memzero(x->dh_sk, sizeof x->dh_sk);
+    sodium_memzero(x->sign_sk, sizeof x->sign_sk);
+    free(x->req);
+    x->req = NULL;
 }

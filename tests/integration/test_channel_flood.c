@@ -76,49 +76,17 @@ static void setup(void)
     /* Unlimited queues: every frame the attacker publishes reaches the victim,
      * which makes the accounting below an equality. */
     fx.broker.extra_conf = "max_queued_messages 0";
-    af_setup(&fx, AUTH_ID);
-
-    /* The spy is on '#' before anything happens. */
-    ts_spy_start(tb_broker_uri(&fx.broker));
-
-    char out[4096];
-    af_authority_start(&fx, NULL);
-    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
+    af_fleet_setup(&fx, AUTH_ID);
 }
 
 static void teardown(void)
 {
-    af_authority_kill(&fx, SIGTERM);
-    ts_spy_stop();
-    af_teardown(&fx);
+    af_fleet_teardown(&fx);
 }
 
 TestSuite(channel_flood, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------ clients */
-
-static void token(char *ticket, size_t cap, const char *id, const char *extra)
-{
-    char args[512];
-    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
-             extra != NULL ? extra : "");
-    af_ticket(&fx, ticket, cap, args);
-}
-
-static void enroll(const char *id)
-{
-    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
-}
-
-static mqe2e_keystore *open_ks(const char *id)
-{
-    return af_open_ks(&fx, id);
-}
-
-static int wait_count(inbox *ib, int n)
-{
-    return inbox_wait(ib, 0, n, WAIT_MS);
-}
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
@@ -304,9 +272,9 @@ static void *flood_run(void *arg)
 
 Test(channel_flood, step1_flood_during_commands)
 {
-    enroll(PEER);
-    enroll(VICTIM);
-    mqe2e_keystore *kb = open_ks(PEER), *kv = open_ks(VICTIM);
+    af_fleet_enroll(&fx, PEER);
+    af_fleet_enroll(&fx, VICTIM);
+    mqe2e_keystore *kb = af_open_ks(&fx, PEER), *kv = af_open_ks(&fx, VICTIM);
     mqe2e_policy *pb = channel_policy("cmd/" VICTIM, VICTIM);
     mqe2e_policy *pv = channel_policy("cmd/" VICTIM, PEER);
     inbox ib, iv;
@@ -395,7 +363,7 @@ Test(channel_flood, step1_flood_during_commands)
 
     /* The channel still works after the flood. */
     publish_text(back, "cmd/" VICTIM, "after");
-    cr_assert(wait_count(&iv, COMMANDS + 1));
+    cr_assert(inbox_wait(&iv, 0, COMMANDS + 1, WAIT_MS));
     cr_assert(mqe2e_MQTTClient_isConnected(victim));
 
     mqe2e_MQTTClient_disconnect(back, 1000);

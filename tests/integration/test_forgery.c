@@ -136,49 +136,17 @@ static void raw_publish(MQTTClient r, const char *topic, const void *data, size_
 static void setup(void)
 {
     memset(&fx, 0, sizeof fx);
-    af_setup(&fx, AUTH_ID);
-
-    /* The spy is on '#' before anything happens. */
-    ts_spy_start(tb_broker_uri(&fx.broker));
-
-    char out[4096];
-    af_authority_start(&fx, NULL);
-    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
+    af_fleet_setup(&fx, AUTH_ID);
 }
 
 static void teardown(void)
 {
-    af_authority_kill(&fx, SIGTERM);
-    ts_spy_stop();
-    af_teardown(&fx);
+    af_fleet_teardown(&fx);
 }
 
 TestSuite(forgery, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ------------------------------------------------------------ clients */
-
-static void token(char *ticket, size_t cap, const char *id, const char *extra)
-{
-    char args[512];
-    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
-             extra != NULL ? extra : "");
-    af_ticket(&fx, ticket, cap, args);
-}
-
-static void enroll(const char *id)
-{
-    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
-}
-
-static mqe2e_keystore *open_ks(const char *id)
-{
-    return af_open_ks(&fx, id);
-}
-
-static int wait_count(inbox *ib, int n)
-{
-    return inbox_wait(ib, 0, n, WAIT_MS);
-}
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
@@ -292,9 +260,9 @@ static size_t make_frame(uint8_t *out, size_t cap, uint32_t kind, uint32_t step,
 Test(forgery, inbox_forged_pushes)
 {
     char out[4096];
-    enroll("victim");
-    enroll("other");
-    mqe2e_keystore *kv = open_ks("victim"), *ko = open_ks("other");
+    af_fleet_enroll(&fx, "victim");
+    af_fleet_enroll(&fx, "other");
+    mqe2e_keystore *kv = af_open_ks(&fx, "victim"), *ko = af_open_ks(&fx, "other");
     inbox iv, io;
     mqe2e_MQTTClient vic = enc_client("victim", kv, NULL, &iv);
     mqe2e_MQTTClient oth = enc_client("other", ko, NULL, &io);
@@ -385,7 +353,7 @@ Test(forgery, inbox_forged_pushes)
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     WAIT_CTL(oth, pushes_applied, 2);
     publish_text(oth, "fleet/x", "after-forgeries");
-    cr_assert(wait_count(&iv, 1));
+    cr_assert(inbox_wait(&iv, 0, 1, WAIT_MS));
     cr_assert_str_eq(iv.payload[0], "after-forgeries");
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);
@@ -407,12 +375,12 @@ Test(forgery, inbox_forged_pushes)
 Test(forgery, forged_revocation_lists)
 {
     char out[4096];
-    enroll("victim");
-    enroll("r1");
-    enroll("r2");
-    enroll("r3");
-    enroll("late");
-    mqe2e_keystore *kv = open_ks("victim");
+    af_fleet_enroll(&fx, "victim");
+    af_fleet_enroll(&fx, "r1");
+    af_fleet_enroll(&fx, "r2");
+    af_fleet_enroll(&fx, "r3");
+    af_fleet_enroll(&fx, "late");
+    mqe2e_keystore *kv = af_open_ks(&fx, "victim");
     inbox iv;
     mqe2e_MQTTClient vic = enc_client("victim", kv, NULL, &iv);
     WAIT_CTL(vic, handshakes_ok, 1);
@@ -498,7 +466,7 @@ Test(forgery, forged_revocation_lists)
     /* Retained semantics: a client connecting now gets only the last retained
      * publish (the truncated list) and ignores it once; its HELLO still hands
      * it the genuine list. */
-    mqe2e_keystore *kl = open_ks("late");
+    mqe2e_keystore *kl = af_open_ks(&fx, "late");
     inbox il;
     mqe2e_MQTTClient late = enc_client("late", kl, NULL, &il);
     WAIT_CTL(late, handshakes_ok, 1);
@@ -552,11 +520,11 @@ static size_t count_lines(const char *path, const char *needle)
 Test(forgery, forged_enrollment_replies)
 {
     char ticket[4096], errpath[600];
-    enroll("first");
+    af_fleet_enroll(&fx, "first");
     long fr = spy_find_frame(0, PREFIX "/client/first", MQE2E_CONTROL_ENROLL, 2, AUTH_ID);
     cr_assert(fr >= 0);
     spy_msg first_reply = ts_spy_get((size_t)fr);
-    token(ticket, sizeof ticket, "target", NULL);
+    af_fleet_ticket(&fx, ticket, sizeof ticket, "target", NULL);
 
     size_t mark = ts_spy_count();
     cr_assert_eq(kill(fx.auth_pid, SIGSTOP), 0);
@@ -624,7 +592,7 @@ Test(forgery, forged_enrollment_replies)
            step1, auth_failed);
 
     /* The keystore is the genuine one: it talks to the authority. */
-    mqe2e_keystore *kt = open_ks("target");
+    mqe2e_keystore *kt = af_open_ks(&fx, "target");
     const uint8_t *cred = NULL;
     size_t cred_len = 0;
     cr_assert_eq(mqe2e_keystore_credential(kt, &cred, &cred_len), MQE2E_OK);
@@ -654,9 +622,9 @@ Test(forgery, forged_enrollment_replies)
 Test(forgery, revoked_client_refused)
 {
     char out[4096];
-    enroll("peer");
-    enroll("rogue");
-    mqe2e_keystore *kp = open_ks("peer"), *kr = open_ks("rogue");
+    af_fleet_enroll(&fx, "peer");
+    af_fleet_enroll(&fx, "rogue");
+    mqe2e_keystore *kp = af_open_ks(&fx, "peer"), *kr = af_open_ks(&fx, "rogue");
     mqe2e_policy *pp = NULL, *pr = NULL;
     cr_assert_eq(mqe2e_policy_new(&pp), MQE2E_OK);
     cr_assert_eq(mqe2e_policy_add(pp, "cmd/peer", MQE2E_POLICY_CHANNEL, "rogue"), MQE2E_OK);
@@ -670,7 +638,7 @@ Test(forgery, revoked_client_refused)
     WAIT_CTL(peer, handshakes_ok, 1);
     WAIT_CTL(rogue, handshakes_ok, 1);
     publish_text(rogue, "cmd/peer", "before");
-    cr_assert(wait_count(&ip, 1), "the channel did not work before the revocation");
+    cr_assert(inbox_wait(&ip, 0, 1, WAIT_MS), "the channel did not work before the revocation");
     /* What the attacker captured while rogue was in good standing. */
     long h1 = spy_find_frame(mark, PREFIX "/authority", MQE2E_CONTROL_HELLO, 1, "rogue");
     long c1 = spy_find_frame(mark, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, 1, "rogue");

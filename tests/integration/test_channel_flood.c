@@ -45,25 +45,9 @@
 #define WAIT_MS 15000L
 #define MAXMSG 64
 
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static long now_ms(void)
-{
-    return (long)(af_mono() * 1000.0);
-}
-
 /* ------------------------------------------------------------ fixture */
 
 static af_fixture fx;
-
-/* An operator command against the running authority (shell words). */
-static int op(char *out, size_t cap, const char *args)
-{
-    return af_op_sh(&fx, out, cap, args);
-}
 
 static MQTTClient raw_connect(const char *id, void *ctx, MQTTClient_messageArrived *ma)
 {
@@ -92,7 +76,7 @@ static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
     (void)ctx;
     if (getenv("FLOOD_DEBUG"))
-        printf("  %ld log[%d] %s\n", now_ms() % 100000L, (int)level, message);
+        printf("  %ld log[%d] %s\n", af_now_ms() % 100000L, (int)level, message);
 }
 
 static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
@@ -104,11 +88,11 @@ static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
 
 #define WAIT_CTL(c, field, n)                                                                      \
     do {                                                                                           \
-        long dl_ = now_ms() + WAIT_MS;                                                             \
+        long dl_ = af_now_ms() + WAIT_MS;                                                          \
         while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field, (int)(n),  \
-                         (int)ctl(c).field);                                                       \
-            sleep_ms(10);                                                                          \
+            cr_assert_lt(af_now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field,         \
+                         (int)(n), (int)ctl(c).field);                                             \
+            af_sleep_ms(10);                                                                       \
         }                                                                                          \
     } while (0)
 
@@ -261,12 +245,12 @@ static void *flood_run(void *arg)
         int rc;
         while ((rc = MQTTClient_publish(r, PREFIX "/client/" VICTIM, (int)lens[i], frames[i], 1, 0,
                                         &dt)) == MQTTCLIENT_MAX_MESSAGES_INFLIGHT)
-            sleep_ms(1);
+            af_sleep_ms(1);
         if (rc != MQTTCLIENT_SUCCESS) fl->failed++;
         __atomic_store_n(&fl->published, i + 1, __ATOMIC_SEQ_CST);
     }
     if (MQTTClient_waitForCompletion(r, dt, 60000) != MQTTCLIENT_SUCCESS) fl->failed++;
-    fl->done_ms = now_ms();
+    fl->done_ms = af_now_ms();
     return NULL;
 }
 
@@ -291,24 +275,24 @@ Test(channel_flood, step1_flood_during_commands)
     mqe2e_control_counters k0 = ctl(victim);
     size_t s0 = ts_spy_count();
     long rss0 = rss_kib();
-    long t0 = now_ms();
+    long t0 = af_now_ms();
     cr_assert_eq(pthread_create(&fl.t, NULL, flood_run, &fl), 0);
-    long dl = now_ms() + WAIT_MS;
+    long dl = af_now_ms() + WAIT_MS;
     while (__atomic_load_n(&fl.published, __ATOMIC_SEQ_CST) < INJECT / 10) {
-        cr_assert_lt(now_ms(), dl, "attacker did not start");
-        sleep_ms(1);
+        cr_assert_lt(af_now_ms(), dl, "attacker did not start");
+        af_sleep_ms(1);
     }
     /* The legitimate peer opens its channel and sends, in the middle of it. */
     for (int i = 0; i < COMMANDS; i++) {
         char cmd[16];
         snprintf(cmd, sizeof cmd, "cmd-%d", i);
         publish_text(back, "cmd/" VICTIM, cmd);
-        sleep_ms(20);
+        af_sleep_ms(20);
     }
-    long deadline = now_ms() + 30000L;
-    while (inbox_count(&iv) < COMMANDS && now_ms() < deadline)
-        sleep_ms(10);
-    long delivered_ms = now_ms() - t0;
+    long deadline = af_now_ms() + 30000L;
+    while (inbox_count(&iv) < COMMANDS && af_now_ms() < deadline)
+        af_sleep_ms(10);
+    long delivered_ms = af_now_ms() - t0;
     cr_assert_eq(pthread_join(fl.t, NULL), 0);
     MQTTClient_disconnect(fl.r, 1000);
     MQTTClient_destroy(&fl.r);
@@ -330,17 +314,17 @@ Test(channel_flood, step1_flood_during_commands)
      * until both sides agree. */
     size_t step1 = 0, step2 = 0;
     uint64_t limited = 0, failed = 0;
-    deadline = now_ms() + 30000L;
+    deadline = af_now_ms() + 30000L;
     for (;;) {
         mqe2e_control_counters k = ctl(victim);
         limited = k.channel_rate_limited - k0.channel_rate_limited;
         failed = k.handshakes_failed - k0.handshakes_failed;
         spy_channel_frames(s0, &step1, &step2);
         if (step1 >= INJECT && step1 == limited + failed + step2) break;
-        if (now_ms() > deadline) break;
-        sleep_ms(50);
+        if (af_now_ms() > deadline) break;
+        af_sleep_ms(50);
     }
-    long elapsed = now_ms() - t0;
+    long elapsed = af_now_ms() - t0;
     long rss1 = rss_kib();
     printf("channel flood: injected %d (step 1 on the wire %zu) limited %llu refused %llu "
            "answered %zu delivered %d (flood acknowledged after %ld ms, commands delivered "

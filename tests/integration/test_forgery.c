@@ -51,34 +51,18 @@
 #define WAIT_MS 15000L
 #define MAXMSG 64
 
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static long now_ms(void)
-{
-    return (long)(af_mono() * 1000.0);
-}
-
 /* ------------------------------------------------------------ fixture */
 
 static af_fixture fx;
-
-/* An operator command against the running authority (shell words). */
-static int op(char *out, size_t cap, const char *args)
-{
-    return af_op_sh(&fx, out, cap, args);
-}
 
 /* Index of the first control frame at or after `from` on topic with the given
  * kind/step/from id (NULL = any); waits up to WAIT_MS. -1 if none. */
 static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32_t step,
                            const char *sender)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     size_t i = from;
-    while (now_ms() < deadline) {
+    while (af_now_ms() < deadline) {
         for (; i < ts_spy_count(); i++) {
             spy_msg s = ts_spy_get(i);
             mqe2e_control_frame f;
@@ -89,7 +73,7 @@ static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32
             free(s.data);
             if (hit) return (long)i;
         }
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
     return -1;
 }
@@ -163,11 +147,11 @@ static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
 
 #define WAIT_CTL(c, field, n)                                                                      \
     do {                                                                                           \
-        long dl_ = now_ms() + WAIT_MS;                                                             \
+        long dl_ = af_now_ms() + WAIT_MS;                                                          \
         while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field, (int)(n),  \
-                         (int)ctl(c).field);                                                       \
-            sleep_ms(10);                                                                          \
+            cr_assert_lt(af_now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field,         \
+                         (int)(n), (int)ctl(c).field);                                             \
+            af_sleep_ms(10);                                                                       \
         }                                                                                          \
     } while (0)
 
@@ -222,7 +206,7 @@ static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text
 static double authority_counter(const char *name)
 {
     static char out[1 << 16];
-    cr_assert_eq(op(out, sizeof out, "status --json"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "status --json"), 0, "%s", out);
     cJSON *j = cJSON_Parse(out);
     cr_assert_not_null(j, "status: %s", out);
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "counters"), name);
@@ -271,7 +255,7 @@ Test(forgery, inbox_forged_pushes)
     WAIT_CTL(oth, handshakes_ok, 1);
 
     size_t mark = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
     WAIT_CTL(oth, pushes_applied, 1);
     long pv = spy_find_frame(mark, PREFIX "/client/victim", MQE2E_CONTROL_PUSH, 1, AUTH_ID);
@@ -323,18 +307,18 @@ Test(forgery, inbox_forged_pushes)
     raw_publish(atk, PREFIX "/client/victim", go.data, go.len, 0);
     injected++;
 
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     mqe2e_control_counters k1;
     for (;;) {
         k1 = ctl(vic);
         uint64_t seen =
             (k1.pushes_refused - k0.pushes_refused) + (k1.control_ignored - k0.control_ignored);
         if (seen >= injected) break;
-        cr_assert_lt(now_ms(), deadline, "only %lu of %u forgeries accounted for",
+        cr_assert_lt(af_now_ms(), deadline, "only %lu of %u forgeries accounted for",
                      (unsigned long)seen, injected);
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
-    sleep_ms(300); /* nothing more trickles in */
+    af_sleep_ms(300); /* nothing more trickles in */
     k1 = ctl(vic);
     uint64_t refused = k1.pushes_refused - k0.pushes_refused;
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
@@ -349,7 +333,7 @@ Test(forgery, inbox_forged_pushes)
     report("inbox_forged_pushes", injected, (unsigned)(refused + ignored), (unsigned)delivered);
 
     /* Still alive: a genuine rotation is applied and data flows under it. */
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     WAIT_CTL(oth, pushes_applied, 2);
     publish_text(oth, "fleet/x", "after-forgeries");
@@ -386,15 +370,15 @@ Test(forgery, forged_revocation_lists)
     WAIT_CTL(vic, handshakes_ok, 1);
 
     size_t mark = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "revoke --id r1"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r1"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
     size_t mark2 = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "revoke --id r2"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r2"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 2);
     /* The two genuine lists as the broker carried them. */
     spy_msg l1 = {{0}, NULL, 0, 0}, l2 = {{0}, NULL, 0, 0};
-    long deadline = now_ms() + WAIT_MS;
-    while (l2.data == NULL && now_ms() < deadline) {
+    long deadline = af_now_ms() + WAIT_MS;
+    while (l2.data == NULL && af_now_ms() < deadline) {
         for (size_t i = mark; i < ts_spy_count() && l2.data == NULL; i++) {
             spy_msg s = ts_spy_get(i);
             if (strcmp(s.topic, PREFIX "/revocations") != 0)
@@ -406,7 +390,7 @@ Test(forgery, forged_revocation_lists)
             else
                 free(s.data);
         }
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
     cr_assert(l1.data != NULL && l2.data != NULL, "revocation lists not seen on the wire");
     mqe2e_revocation_list *v1 = NULL, *v2 = NULL;
@@ -416,7 +400,7 @@ Test(forgery, forged_revocation_lists)
     cr_assert_lt(ver1, ver2);
     mqe2e_revocation_list_free(v1);
     mqe2e_revocation_list_free(v2);
-    sleep_ms(300); /* the retained copy of v2 reached the victim too (same version: no-op) */
+    af_sleep_ms(300); /* the retained copy of v2 reached the victim too (same version: no-op) */
     mqe2e_control_counters k0 = ctl(vic);
 
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
@@ -444,12 +428,12 @@ Test(forgery, forged_revocation_lists)
     raw_publish(atk, PREFIX "/revocations", l2.data, l2.len / 2, 1);
     injected++;
 
-    deadline = now_ms() + WAIT_MS;
+    deadline = af_now_ms() + WAIT_MS;
     while (ctl(vic).control_ignored - k0.control_ignored < 4) {
-        cr_assert_lt(now_ms(), deadline, "forged lists not accounted for");
-        sleep_ms(10);
+        cr_assert_lt(af_now_ms(), deadline, "forged lists not accounted for");
+        af_sleep_ms(10);
     }
-    sleep_ms(500);
+    af_sleep_ms(500);
     mqe2e_control_counters k1 = ctl(vic);
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
     /* The rollback verifies (it is genuine) and is refused as older than the
@@ -471,7 +455,7 @@ Test(forgery, forged_revocation_lists)
     mqe2e_MQTTClient late = enc_client("late", kl, NULL, &il);
     WAIT_CTL(late, handshakes_ok, 1);
     WAIT_CTL(late, control_ignored, 1);
-    sleep_ms(300);
+    af_sleep_ms(300);
     cr_assert_eq(ctl(late).control_ignored, 1);
     close_client(&late);
     uint64_t lv = 0;
@@ -482,7 +466,7 @@ Test(forgery, forged_revocation_lists)
     mqe2e_keystore_close(kl);
 
     /* Still alive: the next genuine list (and its push) is adopted. */
-    cr_assert_eq(op(out, sizeof out, "revoke --id r3"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r3"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);
@@ -648,9 +632,9 @@ Test(forgery, revoked_client_refused)
             ch3 = ts_spy_get((size_t)c3);
 
     uint64_t pa = ctl(peer).pushes_applied;
-    cr_assert_eq(op(out, sizeof out, "revoke --id rogue"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id rogue"), 0, "%s", out);
     WAIT_CTL(peer, pushes_applied, pa + 1); /* carries the new revocation list */
-    sleep_ms(300);
+    af_sleep_ms(300);
     mqe2e_control_counters k0 = ctl(peer);
     double hr0 = authority_counter("hello_revoked");
     size_t s0 = ts_spy_count();
@@ -668,10 +652,10 @@ Test(forgery, revoked_client_refused)
     /* 4: rogue restarts: a fresh HELLO and a fresh channel handshake. */
     close_client(&rogue);
     rogue = enc_client("rogue", kr, pr, &ir);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     while (authority_counter("hello_revoked") < hr0 + 2) {
-        cr_assert_lt(now_ms(), deadline, "HELLOs of the revoked client not refused");
-        sleep_ms(100);
+        cr_assert_lt(af_now_ms(), deadline, "HELLOs of the revoked client not refused");
+        af_sleep_ms(100);
     }
     cr_assert_eq(mqe2e_MQTTClient_publish(rogue, "cmd/peer", 5, "again", 1, 0, NULL),
                  MQTTCLIENT_SUCCESS);
@@ -685,7 +669,7 @@ Test(forgery, revoked_client_refused)
     size_t envelopes, frames, hellos;
     uint64_t refused;
     double hr;
-    deadline = now_ms() + WAIT_MS;
+    deadline = af_now_ms() + WAIT_MS;
     for (;;) {
         k1 = ctl(peer);
         envelopes = spy_count_topic(s0, "cmd/peer");
@@ -694,8 +678,8 @@ Test(forgery, revoked_client_refused)
         refused = k1.revoked_refused - k0.revoked_refused;
         hr = authority_counter("hello_revoked") - hr0;
         if (refused == envelopes + frames && hr == (double)hellos) break;
-        if (now_ms() > deadline) break;
-        sleep_ms(100);
+        if (af_now_ms() > deadline) break;
+        af_sleep_ms(100);
     }
     cr_assert_eq(refused, envelopes + frames,
                  "peer refused %lu, rogue sent %zu envelopes and %zu channel frames",
@@ -714,7 +698,7 @@ Test(forgery, revoked_client_refused)
     report("revoked_client_refused (authority)", (unsigned)hellos, (unsigned)hr, 0);
 
     /* The peer and the authority still serve the others. */
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(peer, pushes_applied, k1.pushes_applied + 1);
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);

@@ -368,3 +368,8 @@ void af_fleet_enroll(af_fixture *f, const char *id)
 {
     af_enroll_in(f, id, "fleet", "fleet/#:pubsub");
 }
+
+long af_now_ms(void)
+{
+    return (long)(af_mono() * 1000.0);
+}

@@ -33,6 +33,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "fleet_fixture.h"
 #include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
@@ -79,53 +80,12 @@ static void on_log(void *ctx, mqe2e_log_level level, const char *message)
         printf("  %ld log[%d] %s\n", af_now_ms() % 100000L, (int)level, message);
 }
 
-static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
-{
-    mqe2e_control_counters k;
-    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
-    return k;
-}
-
-#define WAIT_CTL(c, field, n)                                                                      \
-    do {                                                                                           \
-        long dl_ = af_now_ms() + WAIT_MS;                                                          \
-        while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(af_now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field,         \
-                         (int)(n), (int)ctl(c).field);                                             \
-            af_sleep_ms(10);                                                                       \
-        }                                                                                          \
-    } while (0)
+#define WAIT_CTL(c, field, n) AF_WAIT_CTL(c, field, n, WAIT_MS)
 
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *policy,
                                    inbox *ib)
 {
-    mqe2e_MQTTClient c = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.policy = policy;
-    so.onLog = on_log;
-    so.logLevel = MQE2E_LOG_DEBUG;
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
-}
-
-static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
-{
-    MQTTClient_deliveryToken dt = 0;
-    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
-                 MQTTCLIENT_SUCCESS);
-    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
+    return af_fleet_client(&fx, id, ks, policy, ib, on_log);
 }
 
 /* ------------------------------------------------------------ flood */
@@ -272,7 +232,7 @@ Test(channel_flood, step1_flood_during_commands)
     flood fl;
     memset(&fl, 0, sizeof fl);
     flood_prepare(&fl);
-    mqe2e_control_counters k0 = ctl(victim);
+    mqe2e_control_counters k0 = af_ctl_counters(victim);
     size_t s0 = ts_spy_count();
     long rss0 = rss_kib();
     long t0 = af_now_ms();
@@ -286,7 +246,7 @@ Test(channel_flood, step1_flood_during_commands)
     for (int i = 0; i < COMMANDS; i++) {
         char cmd[16];
         snprintf(cmd, sizeof cmd, "cmd-%d", i);
-        publish_text(back, "cmd/" VICTIM, cmd);
+        af_publish_text(back, "cmd/" VICTIM, cmd);
         af_sleep_ms(20);
     }
     long deadline = af_now_ms() + 30000L;
@@ -316,7 +276,7 @@ Test(channel_flood, step1_flood_during_commands)
     uint64_t limited = 0, failed = 0;
     deadline = af_now_ms() + 30000L;
     for (;;) {
-        mqe2e_control_counters k = ctl(victim);
+        mqe2e_control_counters k = af_ctl_counters(victim);
         limited = k.channel_rate_limited - k0.channel_rate_limited;
         failed = k.handshakes_failed - k0.handshakes_failed;
         spy_channel_frames(s0, &step1, &step2);
@@ -346,7 +306,7 @@ Test(channel_flood, step1_flood_during_commands)
     if (!TU_ASAN) cr_assert_leq(rss1, rss0 + RSS_SLACK_KIB, "RSS %ld -> %ld KiB", rss0, rss1);
 
     /* The channel still works after the flood. */
-    publish_text(back, "cmd/" VICTIM, "after");
+    af_publish_text(back, "cmd/" VICTIM, "after");
     cr_assert(inbox_wait(&iv, 0, COMMANDS + 1, WAIT_MS));
     cr_assert(mqe2e_MQTTClient_isConnected(victim));
 

@@ -39,6 +39,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "fleet_fixture.h"
 #include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
@@ -138,22 +139,7 @@ static void on_log(void *ctx, mqe2e_log_level level, const char *message)
     if (getenv("FORGERY_DEBUG")) printf("  log[%d] %s\n", (int)level, message);
 }
 
-static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
-{
-    mqe2e_control_counters k;
-    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
-    return k;
-}
-
-#define WAIT_CTL(c, field, n)                                                                      \
-    do {                                                                                           \
-        long dl_ = af_now_ms() + WAIT_MS;                                                          \
-        while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(af_now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field,         \
-                         (int)(n), (int)ctl(c).field);                                             \
-            af_sleep_ms(10);                                                                       \
-        }                                                                                          \
-    } while (0)
+#define WAIT_CTL(c, field, n) AF_WAIT_CTL(c, field, n, WAIT_MS)
 
 static uint64_t drops_total(mqe2e_MQTTClient c)
 {
@@ -168,39 +154,13 @@ static uint64_t drops_total(mqe2e_MQTTClient c)
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *policy,
                                    inbox *ib)
 {
-    mqe2e_MQTTClient c = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.policy = policy;
-    so.onLog = on_log;
-    so.logLevel = MQE2E_LOG_DEBUG;
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return af_fleet_client(&fx, id, ks, policy, ib, on_log);
 }
 
 static void close_client(mqe2e_MQTTClient *c)
 {
     mqe2e_MQTTClient_disconnect(*c, 1000);
     mqe2e_MQTTClient_destroy(c);
-}
-
-static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
-{
-    MQTTClient_deliveryToken dt = 0;
-    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
-                 MQTTCLIENT_SUCCESS);
-    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
 }
 
 static double authority_counter(const char *name)
@@ -265,7 +225,7 @@ Test(forgery, inbox_forged_pushes)
 
     uint8_t vic_sign[32], vic_dh[32];
     cr_assert_eq(mqe2e_keystore_identity_public(kv, vic_sign, vic_dh), MQE2E_OK);
-    mqe2e_control_counters k0 = ctl(vic);
+    mqe2e_control_counters k0 = af_ctl_counters(vic);
     uint64_t d0 = drops_total(vic);
 
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
@@ -310,7 +270,7 @@ Test(forgery, inbox_forged_pushes)
     long deadline = af_now_ms() + WAIT_MS;
     mqe2e_control_counters k1;
     for (;;) {
-        k1 = ctl(vic);
+        k1 = af_ctl_counters(vic);
         uint64_t seen =
             (k1.pushes_refused - k0.pushes_refused) + (k1.control_ignored - k0.control_ignored);
         if (seen >= injected) break;
@@ -319,7 +279,7 @@ Test(forgery, inbox_forged_pushes)
         af_sleep_ms(10);
     }
     af_sleep_ms(300); /* nothing more trickles in */
-    k1 = ctl(vic);
+    k1 = af_ctl_counters(vic);
     uint64_t refused = k1.pushes_refused - k0.pushes_refused;
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
     cr_assert_eq(ignored, 3, "random bytes: control_ignored +%lu", (unsigned long)ignored);
@@ -336,7 +296,7 @@ Test(forgery, inbox_forged_pushes)
     cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     WAIT_CTL(oth, pushes_applied, 2);
-    publish_text(oth, "fleet/x", "after-forgeries");
+    af_publish_text(oth, "fleet/x", "after-forgeries");
     cr_assert(inbox_wait(&iv, 0, 1, WAIT_MS));
     cr_assert_str_eq(iv.payload[0], "after-forgeries");
     MQTTClient_disconnect(atk, 500);
@@ -401,7 +361,7 @@ Test(forgery, forged_revocation_lists)
     mqe2e_revocation_list_free(v1);
     mqe2e_revocation_list_free(v2);
     af_sleep_ms(300); /* the retained copy of v2 reached the victim too (same version: no-op) */
-    mqe2e_control_counters k0 = ctl(vic);
+    mqe2e_control_counters k0 = af_ctl_counters(vic);
 
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
     unsigned injected = 0;
@@ -429,12 +389,12 @@ Test(forgery, forged_revocation_lists)
     injected++;
 
     deadline = af_now_ms() + WAIT_MS;
-    while (ctl(vic).control_ignored - k0.control_ignored < 4) {
+    while (af_ctl_counters(vic).control_ignored - k0.control_ignored < 4) {
         cr_assert_lt(af_now_ms(), deadline, "forged lists not accounted for");
         af_sleep_ms(10);
     }
     af_sleep_ms(500);
-    mqe2e_control_counters k1 = ctl(vic);
+    mqe2e_control_counters k1 = af_ctl_counters(vic);
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
     /* The rollback verifies (it is genuine) and is refused as older than the
      * list held: it counts like the three that fail verification. */
@@ -456,7 +416,7 @@ Test(forgery, forged_revocation_lists)
     WAIT_CTL(late, handshakes_ok, 1);
     WAIT_CTL(late, control_ignored, 1);
     af_sleep_ms(300);
-    cr_assert_eq(ctl(late).control_ignored, 1);
+    cr_assert_eq(af_ctl_counters(late).control_ignored, 1);
     close_client(&late);
     uint64_t lv = 0;
     const uint8_t *rl = NULL;
@@ -621,7 +581,7 @@ Test(forgery, revoked_client_refused)
     mqe2e_MQTTClient rogue = enc_client("rogue", kr, pr, &ir);
     WAIT_CTL(peer, handshakes_ok, 1);
     WAIT_CTL(rogue, handshakes_ok, 1);
-    publish_text(rogue, "cmd/peer", "before");
+    af_publish_text(rogue, "cmd/peer", "before");
     cr_assert(inbox_wait(&ip, 0, 1, WAIT_MS), "the channel did not work before the revocation");
     /* What the attacker captured while rogue was in good standing. */
     long h1 = spy_find_frame(mark, PREFIX "/authority", MQE2E_CONTROL_HELLO, 1, "rogue");
@@ -631,18 +591,18 @@ Test(forgery, revoked_client_refused)
     spy_msg hello1 = ts_spy_get((size_t)h1), ch1 = ts_spy_get((size_t)c1),
             ch3 = ts_spy_get((size_t)c3);
 
-    uint64_t pa = ctl(peer).pushes_applied;
+    uint64_t pa = af_ctl_counters(peer).pushes_applied;
     cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id rogue"), 0, "%s", out);
     WAIT_CTL(peer, pushes_applied, pa + 1); /* carries the new revocation list */
     af_sleep_ms(300);
-    mqe2e_control_counters k0 = ctl(peer);
+    mqe2e_control_counters k0 = af_ctl_counters(peer);
     double hr0 = authority_counter("hello_revoked");
     size_t s0 = ts_spy_count();
     int before = inbox_count(&ip);
 
     /* 1: the still-running rogue client sends on its old channel. */
     for (int i = 0; i < 3; i++)
-        publish_text(rogue, "cmd/peer", "after");
+        af_publish_text(rogue, "cmd/peer", "after");
     /* 2: replays of its earlier handshake frames (step 1, step 3 with the old credential). */
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
     raw_publish(atk, PREFIX "/client/peer", ch1.data, ch1.len, 0);
@@ -671,7 +631,7 @@ Test(forgery, revoked_client_refused)
     double hr;
     deadline = af_now_ms() + WAIT_MS;
     for (;;) {
-        k1 = ctl(peer);
+        k1 = af_ctl_counters(peer);
         envelopes = spy_count_topic(s0, "cmd/peer");
         frames = spy_count_frames(s0, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, "rogue");
         hellos = spy_count_frames(s0, PREFIX "/authority", MQE2E_CONTROL_HELLO, "rogue");

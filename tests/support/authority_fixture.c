@@ -18,7 +18,6 @@
 #include "mqe2e/operator.h"
 #include "mqe2e/storage.h"
 #include "pgtest.h"
-#include "spy.h"
 #include "testutil.h"
 
 #define START_WAIT_S 15.0
@@ -334,39 +333,6 @@ mqe2e_keystore *af_open_ks(const af_fixture *f, const char *id)
     sodium_memzero(k, sizeof k);
     cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK, "open %s", path);
     return ks;
-}
-
-void af_fleet_setup(af_fixture *f, const char *auth_id)
-{
-    char out[4096];
-
-    af_setup(f, auth_id);
-    /* The spy is on '#' before anything happens. */
-    ts_spy_start(tb_broker_uri(&f->broker));
-    af_authority_start(f, NULL);
-    cr_assert_eq(af_op_sh(f, out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0,
-                 "%s", out);
-}
-
-void af_fleet_teardown(af_fixture *f)
-{
-    af_authority_kill(f, SIGTERM);
-    ts_spy_stop();
-    af_teardown(f);
-}
-
-void af_fleet_ticket(af_fixture *f, char *ticket, size_t cap, const char *id, const char *extra)
-{
-    char args[512];
-
-    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
-             extra != NULL ? extra : "");
-    af_ticket(f, ticket, cap, args);
-}
-
-void af_fleet_enroll(af_fixture *f, const char *id)
-{
-    af_enroll_in(f, id, "fleet", "fleet/#:pubsub");
 }
 
 long af_now_ms(void)

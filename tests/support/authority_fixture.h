@@ -97,17 +97,4 @@ void af_enroll_in(af_fixture *f, const char *id, const char *group, const char *
 /* Open dir/<id>.ks with the fixture's key file (close with mqe2e_keystore_close()). */
 mqe2e_keystore *af_open_ks(const af_fixture *f, const char *id);
 
-/* The "fleet" world of the forgery and channel-flood suites: af_setup(), a
- * spy on '#' (ts_spy_start) before anything else happens, the authority
- * running and group "fleet" on fleet/#. Set f->broker.extra_conf first if
- * needed. */
-void af_fleet_setup(af_fixture *f, const char *auth_id);
-/* Undo af_fleet_setup(): authority stopped (SIGTERM), spy stopped, af_teardown(). */
-void af_fleet_teardown(af_fixture *f);
-/* A ticket (into @p ticket, @p cap bytes) for @p id in group fleet with
- * grant fleet/#:pubsub, plus the token-create words @p extra (may be NULL). */
-void af_fleet_ticket(af_fixture *f, char *ticket, size_t cap, const char *id, const char *extra);
-/* af_enroll_in() for group fleet with grant fleet/#:pubsub. */
-void af_fleet_enroll(af_fixture *f, const char *id);
-
 #endif

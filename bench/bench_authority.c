@@ -1,5 +1,6 @@
 /* The shared authority set-up of the benchmarks (bench_authority.h). */
 #include "bench_authority.h"
+#include "bench_proc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,25 +34,12 @@ double ba_mono(void)
 
 void ba_sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    bp_sleep_ms(ms);
 }
 
 static void stop_child(pid_t *pid)
 {
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        ba_sleep_ms(50);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
+    bp_stop_child(pid, 50, 0);
 }
 
 void ba_cleanup(void)
@@ -78,30 +66,9 @@ void ba_die(const char *what)
 
 static int free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        ba_die("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    if (s >= 0) close(s);
-    return ok;
+    int p = bp_free_port();
+    if (p < 0) ba_die("no free port");
+    return p;
 }
 
 pid_t ba_cli_start(int *fd, const char *const *args)
@@ -192,7 +159,7 @@ static void start_broker(int port, const char *extra)
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
-        if (port_open(port)) return;
+        if (bp_port_open(port)) return;
         ba_sleep_ms(50);
     }
     ba_die("mosquitto did not start");

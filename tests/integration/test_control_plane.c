@@ -32,12 +32,12 @@
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/credential.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define PREFIX "mqe2e"
 #define AUTH_ID "authority"
 #define WAIT_MS 15000L
-#define MAXMSG 64
 #define TA_MAX 8
 #define TA_EPOCHS 16
 
@@ -124,7 +124,7 @@ typedef struct ta {
     size_t rl_len;
     uint64_t rl_version;
     uint32_t grace_cut; /* KeyBundle.grace_seconds of retired epochs (0: not cut) */
-    int mute_hello; /* HELLO frames go unanswered (a broker dropping them) */
+    int mute_hello;     /* HELLO frames go unanswered (a broker dropping them) */
     /* observations */
     int enroll_frames;
     int hello_frames;
@@ -696,51 +696,10 @@ static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text
     if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
 }
 
-/* What a raw Paho client saw. Callbacks, not receive(): Paho refuses
- * receive() in a process where any client runs its callback thread. */
-typedef struct rawbox {
-    pthread_mutex_t m;
-    int n, next;
-    char topic[MAXMSG][128];
-    uint8_t data[MAXMSG][2048];
-    size_t len[MAXMSG];
-} rawbox;
-
-static int raw_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
-{
-    rawbox *rb = ctx;
-    (void)tl;
-    pthread_mutex_lock(&rb->m);
-    if (rb->n < MAXMSG) {
-        snprintf(rb->topic[rb->n], 128, "%s", topic);
-        size_t len = (size_t)m->payloadlen < 2048 ? (size_t)m->payloadlen : 2048;
-        memcpy(rb->data[rb->n], m->payload, len);
-        rb->len[rb->n] = len;
-        rb->n++;
-    }
-    pthread_mutex_unlock(&rb->m);
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
 /* A raw Paho client (the attacker, or an observer of the wire); rb may be NULL. */
 static MQTTClient raw_client(const char *id, rawbox *rb)
 {
-    MQTTClient r = NULL;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        MQTTClient_create(&r, tb_broker_uri(&fx.broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
-    if (rb != NULL) {
-        memset(rb, 0, sizeof *rb);
-        pthread_mutex_init(&rb->m, NULL);
-        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, raw_on_message, NULL),
-                     MQTTCLIENT_SUCCESS);
-    }
-    co.cleansession = 1;
-    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
-    return r;
+    return ts_raw_client(tb_broker_uri(&fx.broker), id, rb);
 }
 
 static void raw_close(MQTTClient *r)
@@ -861,8 +820,9 @@ static void ta_set_revocations(ta *a, uint64_t version)
     free(a->rl);
     a->rl = NULL;
     a->rl_version = version;
-    cr_assert_eq(mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, version, now_s(), &e, 1),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, version, now_s(), &e, 1),
+        MQE2E_OK);
     pthread_mutex_unlock(&a->m);
 }
 
@@ -1282,7 +1242,8 @@ static mqe2e_MQTTClient spool_client(const char *mqtt_id, const char *id, mqe2e_
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);

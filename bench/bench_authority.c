@@ -347,3 +347,29 @@ void ba_device_wipe(ba_device *x)
     free(x->req);
     x->req = NULL;
 }
+
+long ba_client_index(const char *topic, const char *prefix, long n)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(topic, prefix, pl) != 0) return -1;
+    char *end = NULL;
+    long k = strtol(topic + pl, &end, 10);
+    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
+    return k - 1;
+}
+
+MQTTClient ba_devices_connect(const char *id, const char *prefix, const char *what)
+{
+    char uri[64], filter[128];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
+    snprintf(filter, sizeof filter, "%s/client/#", prefix);
+    MQTTClient c;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    co.maxInflightMessages = 65535;
+    if (MQTTClient_create(&c, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_subscribe(c, filter, 1) != MQTTCLIENT_SUCCESS)
+        ba_die(what);
+    return c;
+}

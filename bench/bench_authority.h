@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <MQTTClient.h>
+
 #include "mqe2e/control.h"
 #include "mqe2e/keystore.h"
 
@@ -98,6 +100,14 @@ typedef ba_device *ba_device_slot(void *ctx, long i);
  */
 void ba_enroll_requests(char *tickets, const char *id_prefix, long n, ba_device_slot *slot,
                         void *ctx);
+
+/* Index K-1 of client "<prefix>K" from topic "<prefix>K" (K from 1 to n), or -1. */
+long ba_client_index(const char *topic, const char *prefix, long n);
+
+/* The devices' shared plain Paho connection as @p id (clean session, up to
+ * 65535 in flight), subscribed to "<prefix>/client/#" at QoS 1; ba_die()
+ * with @p what when that fails. */
+MQTTClient ba_devices_connect(const char *id, const char *prefix, const char *what);
 
 /* Free the enrollment state, wipe the secret keys, free the request. */
 void ba_device_wipe(ba_device *x);

@@ -64,12 +64,7 @@ static ba_device *dev_slot(void *ctx, long i)
 /* Index of dev-K from "P/client/dev-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
 {
-    static const char pre[] = PREFIX "/client/dev-";
-    if (strncmp(topic, pre, sizeof pre - 1U) != 0) return -1;
-    char *end = NULL;
-    long k = strtol(topic + sizeof pre - 1U, &end, 10);
-    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
-    return k - 1;
+    return ba_client_index(topic, PREFIX "/client/dev-", n);
 }
 
 /* User + system CPU seconds of a child so far (/proc/PID/stat). */
@@ -166,17 +161,8 @@ int main(int argc, char **argv)
     free(out);
     double device_s = ba_mono() - c0;
 
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
-    MQTTClient c;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    if (MQTTClient_create(&c, uri, "bench-devices", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
-            MQTTCLIENT_SUCCESS ||
-        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        ba_die("cannot connect the devices' connection");
+    MQTTClient c =
+        ba_devices_connect("bench-devices", PREFIX, "cannot connect the devices' connection");
 
     long sent = 0, replies = 0;
     double cpu0 = authority_cpu_s();

@@ -82,12 +82,7 @@ static ba_device *dev_slot(void *ctx, long i)
 /* Index of m-K from "P/client/m-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
 {
-    static const char pre[] = PREFIX "/client/m-";
-    if (strncmp(topic, pre, sizeof pre - 1U) != 0) return -1;
-    char *end = NULL;
-    long k = strtol(topic + sizeof pre - 1U, &end, 10);
-    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
-    return k - 1;
+    return ba_client_index(topic, PREFIX "/client/m-", n);
 }
 
 static uint32_t bundle_epoch(const mqe2e_control_update *u)
@@ -278,17 +273,8 @@ int main(int argc, char **argv)
 
     dev *d = calloc((size_t)n, sizeof *d);
     if (d == NULL) ba_die("out of memory");
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
-    MQTTClient c;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    if (MQTTClient_create(&c, uri, "bench-members", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
-            MQTTCLIENT_SUCCESS ||
-        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        ba_die("cannot connect the members' connection");
+    MQTTClient c =
+        ba_devices_connect("bench-members", PREFIX, "cannot connect the members' connection");
     enroll_all(c, d, n, window, out);
     sodium_memzero(out, strlen(out));
     free(out);

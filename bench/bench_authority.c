@@ -373,3 +373,35 @@ MQTTClient ba_devices_connect(const char *id, const char *prefix, const char *wh
         ba_die(what);
     return c;
 }
+
+long ba_enroll_window(MQTTClient c, const char *request_topic, long n, long window,
+                      ba_device_slot *slot, void *ctx, ba_reply_fn *on_reply, double *t0,
+                      double *t_last)
+{
+    long sent = 0, done = 0;
+    double limit = 60.0 + (double)n / 50.0;
+    *t0 = ba_mono();
+    *t_last = *t0;
+    while (done < n && ba_mono() - *t0 < limit) {
+        while (sent < n && sent - done < window) {
+            MQTTClient_deliveryToken tok;
+            ba_device *x = slot(ctx, sent);
+            if (MQTTClient_publish(c, request_topic, (int)x->req_len, x->req, 1, 0, &tok) !=
+                MQTTCLIENT_SUCCESS)
+                ba_die("publish failed");
+            sent++;
+        }
+        char *topic = NULL;
+        int tl = 0;
+        MQTTClient_message *m = NULL;
+        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
+            topic != NULL && m->payloadlen > 0 &&
+            on_reply(ctx, topic, m->payload, (size_t)m->payloadlen)) {
+            done++;
+            *t_last = ba_mono();
+        }
+        if (m != NULL) MQTTClient_freeMessage(&m);
+        if (topic != NULL) MQTTClient_free(topic);
+    }
+    return done;
+}

@@ -109,6 +109,21 @@ long ba_client_index(const char *topic, const char *prefix, long n);
  * with @p what when that fails. */
 MQTTClient ba_devices_connect(const char *id, const char *prefix, const char *what);
 
+/* A reply on @p topic (payload borrowed for the call): 1 when it finished
+ * one more device, 0 when ignored. */
+typedef int ba_reply_fn(void *ctx, const char *topic, const void *payload, size_t len);
+
+/*
+ * Publish device i's request (slot(ctx, i), i from 0 to n-1) to @p
+ * request_topic at QoS 1 with at most @p window unfinished, and hand every
+ * non-empty message c receives to on_reply, until n are finished or 60 s +
+ * n/50 s passed. The number finished; *t0 the start and *t_last the time of
+ * the last finishing reply (ba_mono(); *t0 when none).
+ */
+long ba_enroll_window(MQTTClient c, const char *request_topic, long n, long window,
+                      ba_device_slot *slot, void *ctx, ba_reply_fn *on_reply, double *t0,
+                      double *t_last);
+
 /* Free the enrollment state, wipe the secret keys, free the request. */
 void ba_device_wipe(ba_device *x);
 

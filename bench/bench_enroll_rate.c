@@ -67,6 +67,21 @@ static long dev_index(const char *topic, long n)
     return ba_client_index(topic, PREFIX "/client/dev-", n);
 }
 
+/* Number of devices, for the reply callback. */
+static long n_devices;
+
+/* Keep the first reply of each device. */
+static int take_reply(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    dev *d = ctx;
+    long i = dev_index(topic, n_devices);
+    if (i < 0 || d[i].reply != NULL) return 0;
+    if ((d[i].reply = malloc(len)) == NULL) ba_die("out of memory");
+    memcpy(d[i].reply, payload, len);
+    d[i].reply_len = len;
+    return 1;
+}
+
 /* User + system CPU seconds of a child so far (/proc/PID/stat). */
 static double cpu_s(pid_t pid)
 {
@@ -164,36 +179,11 @@ int main(int argc, char **argv)
     MQTTClient c =
         ba_devices_connect("bench-devices", PREFIX, "cannot connect the devices' connection");
 
-    long sent = 0, replies = 0;
     double cpu0 = authority_cpu_s();
-    double t0 = ba_mono(), t_last = t0;
-    double limit = 60.0 + (double)n / 50.0;
-    while (replies < n && ba_mono() - t0 < limit) {
-        while (sent < n && sent - replies < window) {
-            MQTTClient_deliveryToken tok;
-            if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].b.req_len, d[sent].b.req, 1,
-                                   0, &tok) != MQTTCLIENT_SUCCESS)
-                ba_die("publish failed");
-            sent++;
-        }
-        char *topic = NULL;
-        int tl = 0;
-        MQTTClient_message *m = NULL;
-        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
-            topic != NULL) {
-            long i = dev_index(topic, n);
-            if (i >= 0 && d[i].reply == NULL && m->payloadlen > 0) {
-                d[i].reply = malloc((size_t)m->payloadlen);
-                if (d[i].reply == NULL) ba_die("out of memory");
-                memcpy(d[i].reply, m->payload, (size_t)m->payloadlen);
-                d[i].reply_len = (size_t)m->payloadlen;
-                replies++;
-                t_last = ba_mono();
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-    }
+    double t0, t_last;
+    n_devices = n;
+    long replies =
+        ba_enroll_window(c, PREFIX "/authority", n, window, dev_slot, d, take_reply, &t0, &t_last);
     double elapsed = t_last - t0;
     double auth_cpu = authority_cpu_s() - cpu0;
     long auth_hwm = 0; /* the largest replica's */

@@ -168,45 +168,37 @@ static double authority_ms(uint32_t e)
     return ms;
 }
 
+/* Number of devices, for the reply callback. */
+static long n_members;
+
+/* Finish the enrollment of the device a reply is for (once). */
+static int finish_reply(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    dev *d = ctx;
+    long i = dev_index(topic, n_members);
+    if (i < 0 || d[i].b.st == NULL) return 0;
+    mqe2e_control_update r;
+    mqe2e_credential *cred = NULL;
+    if (mqe2e_enroll_finish(d[i].b.st, &r, &cred, payload, len, (uint64_t)time(NULL)) == MQE2E_OK) {
+        d[i].enrolled = 1;
+        d[i].epoch = bundle_epoch(&r);
+        mqe2e_control_update_wipe(&r);
+    }
+    mqe2e_credential_free(cred);
+    mqe2e_enroll_device_free(d[i].b.st);
+    d[i].b.st = NULL;
+    return 1;
+}
+
 /* Enroll every device (windowed, like bench_enroll_rate) and finish each reply. */
 static void enroll_all(MQTTClient c, dev *d, long n, long window, char *tickets)
 {
     ba_enroll_requests(tickets, "m-", n, dev_slot, d);
 
-    long sent = 0, done = 0;
-    double t0 = ba_mono(), limit = 60.0 + (double)n / 50.0;
-    while (done < n && ba_mono() - t0 < limit) {
-        while (sent < n && sent - done < window) {
-            MQTTClient_deliveryToken tok;
-            if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].b.req_len, d[sent].b.req, 1,
-                                   0, &tok) != MQTTCLIENT_SUCCESS)
-                ba_die("publish failed");
-            sent++;
-        }
-        char *topic = NULL;
-        int tl = 0;
-        MQTTClient_message *m = NULL;
-        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
-            topic != NULL) {
-            long i = dev_index(topic, n);
-            if (i >= 0 && d[i].b.st != NULL && m->payloadlen > 0) {
-                mqe2e_control_update r;
-                mqe2e_credential *cred = NULL;
-                if (mqe2e_enroll_finish(d[i].b.st, &r, &cred, (const uint8_t *)m->payload,
-                                        (size_t)m->payloadlen, (uint64_t)time(NULL)) == MQE2E_OK) {
-                    d[i].enrolled = 1;
-                    d[i].epoch = bundle_epoch(&r);
-                    mqe2e_control_update_wipe(&r);
-                }
-                mqe2e_credential_free(cred);
-                mqe2e_enroll_device_free(d[i].b.st);
-                d[i].b.st = NULL;
-                done++;
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-    }
+    double t0, t_last;
+    n_members = n;
+    (void)ba_enroll_window(c, PREFIX "/authority", n, window, dev_slot, d, finish_reply, &t0,
+                           &t_last);
     for (long i = 0; i < n; i++) {
         if (!d[i].enrolled || d[i].epoch == 0) ba_die("a member did not enroll");
         free(d[i].b.req);

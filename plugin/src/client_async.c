@@ -331,20 +331,11 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
     if (c == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
     }
-    mqe2e__ctl_host host = {async_ctl_publish,
-                            async_ctl_subscribe,
-                            async_ctl_is_connected,
-                            MQTTAsync_strerror,
-                            &c->f.lock,
-                            &c->f.cb_lock,
-                            c,
-                            async_ctl_log,
-                            0,
-                            async_ctl_dropped,
-                            async_wrap,
-                            async_unwrap,
-                            async_hand_released};
-    return mqe2e__front_set_security(&c->f, &host, options);
+    mqe2e__front *f = &c->f;
+    mqe2e__ctl_host host = {async_ctl_publish, async_ctl_subscribe, async_ctl_is_connected,
+                            MQTTAsync_strerror, &f->lock, &f->cb_lock, c, async_ctl_log, 0,
+                            async_ctl_dropped, async_wrap, async_unwrap, async_hand_released};
+    return mqe2e__front_set_security(f, &host, options);
 }
 
 int mqe2e_MQTTAsync_setCallbacks(mqe2e_MQTTAsync handle, void *context,

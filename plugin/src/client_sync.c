@@ -254,20 +254,11 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
     if (c == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
     }
-    mqe2e__ctl_host host = {client_ctl_publish,
-                            client_ctl_subscribe,
-                            client_ctl_is_connected,
-                            MQTTClient_strerror,
-                            &c->f.lock,
-                            &c->f.cb_lock,
-                            c,
-                            client_ctl_log,
-                            0,
-                            client_ctl_dropped,
-                            client_wrap,
-                            client_unwrap,
-                            client_hand};
-    return mqe2e__front_set_security(&c->f, &host, options);
+    mqe2e__front *f = &c->f;
+    mqe2e__ctl_host host = {client_ctl_publish, client_ctl_subscribe, client_ctl_is_connected,
+                            MQTTClient_strerror, &f->lock, &f->cb_lock, c, client_ctl_log, 0,
+                            client_ctl_dropped, client_wrap, client_unwrap, client_hand};
+    return mqe2e__front_set_security(f, &host, options);
 }
 
 int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,

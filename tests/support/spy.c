@@ -1,6 +1,8 @@
 /* The raw `#` subscriber of the tests (spy.h). */
 #include "spy.h"
 
+#include "mqe2e/MQTTClient.h"
+
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -119,4 +121,15 @@ MQTTClient ts_raw_client(const char *uri, const char *id, rawbox *rb)
     co.cleansession = 1;
     cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
     return r;
+}
+
+void ts_free_message(int encrypted, MQTTClient_message **msg, char *topic)
+{
+    if (encrypted) {
+        mqe2e_MQTTClient_freeMessage(msg);
+        mqe2e_MQTTClient_free(topic);
+    } else {
+        MQTTClient_freeMessage(msg);
+        MQTTClient_free(topic);
+    }
 }

@@ -49,4 +49,8 @@ typedef struct rawbox {
  * here; may be NULL for a publisher only) what arrives is kept there. */
 MQTTClient ts_raw_client(const char *uri, const char *id, rawbox *rb);
 
+/* Free a received message and its topic the way they were allocated: by
+ * the plugin (@p encrypted: mqe2e_MQTTClient_freeMessage/free) or by Paho. */
+void ts_free_message(int encrypted, MQTTClient_message **msg, char *topic);
+
 #endif

@@ -56,6 +56,7 @@ _Static_assert(MQTTASYNC_SUCCESS == MQTTCLIENT_SUCCESS && MQTTASYNC_FAILURE == M
                    MQTTASYNC_NULL_PARAMETER == MQTTCLIENT_NULL_PARAMETER &&
                    MQTTASYNC_BAD_STRUCTURE == MQTTCLIENT_BAD_STRUCTURE &&
                    MQTTASYNC_BAD_UTF8_STRING == MQTTCLIENT_BAD_UTF8_STRING &&
+                   MQTTASYNC_BAD_QOS == MQTTCLIENT_BAD_QOS &&
                    MQE2E_MQTTASYNC_NOT_CONFIGURED == MQE2E_MQTTCLIENT_NOT_CONFIGURED,
                "Paho's sync and async codes differ");
 
@@ -630,34 +631,14 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
     size_t out_len = 0;
     int rc;
 
-    if (c == NULL) {
-        return MQTTASYNC_FAILURE;
-    }
-    if (c->f.protector == NULL) {
-        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    }
-    if (topic == NULL || msg == NULL) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
-        msg->struct_version > 1) {
-        return MQTTASYNC_BAD_STRUCTURE;
-    }
-    if (msg->qos < 0 || msg->qos > 2) {
-        return MQTTASYNC_BAD_QOS;
-    }
-    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    pt_len = (size_t)msg->payloadlen;
-    pt = pt_len > 0 ? (const uint8_t *)msg->payload : async_empty;
-    cap = mqe2e_session_publish_bound(pt_len);
-    if (cap < pt_len || cap > (size_t)INT_MAX) {
-        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    buf = cap <= sizeof stack_buf ? stack_buf : malloc(cap);
-    if (buf == NULL) {
-        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_NOMEM);
+    rc = mqe2e__front_publish_prepare(c == NULL ? NULL : &c->f, topic, msg,
+                                      msg == NULL ? "MQTM" : msg->struct_id,
+                                      msg == NULL ? 0 : msg->struct_version, msg == NULL ? 0 : msg->qos,
+                                      msg == NULL ? NULL : msg->payload,
+                                      msg == NULL ? 0 : msg->payloadlen, stack_buf,
+                                      sizeof stack_buf, &pt, &pt_len, &buf, &cap);
+    if (rc != MQTTASYNC_SUCCESS) {
+        return rc;
     }
     rc = mqe2e__ctl_publish(c->f.ctl, topic, pt, pt_len, msg->qos, msg->retained,
                             msg->struct_version >= 1 ? &msg->properties : NULL, buf, cap, &out_len);

@@ -510,34 +510,14 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     size_t out_len = 0;
     int rc;
 
-    if (c == NULL) {
-        return MQTTCLIENT_FAILURE;
-    }
-    if (c->f.protector == NULL) {
-        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
-    }
-    if (topic == NULL || msg == NULL) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
-        msg->struct_version > 1) {
-        return MQTTCLIENT_BAD_STRUCTURE;
-    }
-    if (msg->qos < 0 || msg->qos > 2) {
-        return MQTTCLIENT_BAD_QOS;
-    }
-    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    pt_len = (size_t)msg->payloadlen;
-    pt = pt_len > 0 ? (const uint8_t *)msg->payload : client_empty;
-    cap = mqe2e_session_publish_bound(pt_len);
-    if (cap < pt_len || cap > (size_t)INT_MAX) {
-        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    buf = cap <= sizeof stack_buf ? stack_buf : malloc(cap);
-    if (buf == NULL) {
-        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
+    rc = mqe2e__front_publish_prepare(c == NULL ? NULL : &c->f, topic, msg,
+                                      msg == NULL ? "MQTM" : msg->struct_id,
+                                      msg == NULL ? 0 : msg->struct_version, msg == NULL ? 0 : msg->qos,
+                                      msg == NULL ? NULL : msg->payload,
+                                      msg == NULL ? 0 : msg->payloadlen, stack_buf,
+                                      sizeof stack_buf, &pt, &pt_len, &buf, &cap);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        return rc;
     }
     /* Only the v5 calls send properties: those are what a rule can bind. */
     rc = mqe2e__ctl_publish(c->f.ctl, topic, pt, pt_len, msg->qos, msg->retained,

@@ -7,6 +7,7 @@
  * Return codes are the synchronous front's Paho codes; the asynchronous
  * front's have the same values (checked in client_async.c).
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -192,6 +193,46 @@ int mqe2e__front_clear_check(const mqe2e__front *f, const char *topic)
     }
     if (!mqe2e_topic_name_valid(topic)) {
         return MQTTCLIENT_BAD_UTF8_STRING;
+    }
+    return MQTTCLIENT_SUCCESS;
+}
+
+/* Handed to the session for empty payloads, which Paho may give as NULL. */
+static const uint8_t front_empty[1] = {0};
+
+int mqe2e__front_publish_prepare(const mqe2e__front *f, const char *topic, const void *msg,
+                                 const char *struct_id, int struct_version, int qos,
+                                 const void *payload, int payloadlen, uint8_t *stack_buf,
+                                 size_t stack_cap, const uint8_t **pt, size_t *pt_len,
+                                 uint8_t **buf, size_t *cap)
+{
+    if (f == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    if (f->protector == NULL) {
+        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
+    }
+    if (topic == NULL || msg == NULL) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    if (memcmp(struct_id, "MQTM", 4) != 0 || struct_version < 0 || struct_version > 1) {
+        return MQTTCLIENT_BAD_STRUCTURE;
+    }
+    if (qos < 0 || qos > 2) {
+        return MQTTCLIENT_BAD_QOS;
+    }
+    if (payloadlen < 0 || (payload == NULL && payloadlen > 0)) {
+        return MQTTCLIENT_NULL_PARAMETER;
+    }
+    *pt_len = (size_t)payloadlen;
+    *pt = *pt_len > 0 ? (const uint8_t *)payload : front_empty;
+    *cap = mqe2e_session_publish_bound(*pt_len);
+    if (*cap < *pt_len || *cap > (size_t)INT_MAX) {
+        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
+    }
+    *buf = *cap <= stack_cap ? stack_buf : malloc(*cap);
+    if (*buf == NULL) {
+        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
     }
     return MQTTCLIENT_SUCCESS;
 }

@@ -286,6 +286,18 @@ void mqe2e__front_release(mqe2e__front *f);
 int mqe2e__front_counters(mqe2e__front *f, mqe2e_counters *out);
 int mqe2e__front_control_counters(mqe2e__front *f, struct mqe2e_control_counters *out);
 
+/* publish/send's checks and envelope buffer for both fronts: the handle (@p f
+ * NULL: there was none), @p topic and the message's fields. On success
+ * *pt and *pt_len are the plaintext (never NULL, also when empty) and *buf an
+ * envelope buffer of *cap bytes: @p stack_buf when it fits in @p stack_cap,
+ * else malloc()ed (the caller wipes it, and frees it when it is not
+ * stack_buf). Paho's code, MQTTCLIENT_SUCCESS when the caller may seal. */
+int mqe2e__front_publish_prepare(const mqe2e__front *f, const char *topic, const void *msg,
+                                 const char *struct_id, int struct_version, int qos,
+                                 const void *payload, int payloadlen, uint8_t *stack_buf,
+                                 size_t stack_cap, const uint8_t **pt, size_t *pt_len,
+                                 uint8_t **buf, size_t *cap);
+
 /* clearRetained's checks: Paho's code, MQTTCLIENT_SUCCESS when the empty
  * retained publish may go out. */
 int mqe2e__front_clear_check(const mqe2e__front *f, const char *topic);

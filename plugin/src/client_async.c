@@ -631,12 +631,8 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
     size_t out_len = 0;
     int rc;
 
-    rc = mqe2e__front_publish_prepare(c == NULL ? NULL : &c->f, topic, msg,
-                                      msg == NULL ? "MQTM" : msg->struct_id,
-                                      msg == NULL ? 0 : msg->struct_version, msg == NULL ? 0 : msg->qos,
-                                      msg == NULL ? NULL : msg->payload,
-                                      msg == NULL ? 0 : msg->payloadlen, stack_buf,
-                                      sizeof stack_buf, &pt, &pt_len, &buf, &cap);
+    rc = MQE2E__FRONT_PUBLISH_PREPARE(c == NULL ? NULL : &c->f, topic, msg, stack_buf, &pt,
+                                      &pt_len, &buf, &cap);
     if (rc != MQTTASYNC_SUCCESS) {
         return rc;
     }

@@ -298,6 +298,15 @@ int mqe2e__front_publish_prepare(const mqe2e__front *f, const char *topic, const
                                  size_t stack_cap, const uint8_t **pt, size_t *pt_len,
                                  uint8_t **buf, size_t *cap);
 
+/* mqe2e__front_publish_prepare() on a front's message @p msg (sync or async
+ * Paho message, may be NULL: the same field names) into the caller's locals. */
+#define MQE2E__FRONT_PUBLISH_PREPARE(f, topic, msg, stack_buf, pt, pt_len, buf, cap)             \
+    mqe2e__front_publish_prepare(                                                                \
+        (f), (topic), (msg), (msg) == NULL ? "MQTM" : (msg)->struct_id,                          \
+        (msg) == NULL ? 0 : (msg)->struct_version, (msg) == NULL ? 0 : (msg)->qos,               \
+        (msg) == NULL ? NULL : (msg)->payload, (msg) == NULL ? 0 : (msg)->payloadlen,            \
+        (stack_buf), sizeof(stack_buf), (pt), (pt_len), (buf), (cap))
+
 /* clearRetained's checks: Paho's code, MQTTCLIENT_SUCCESS when the empty
  * retained publish may go out. */
 int mqe2e__front_clear_check(const mqe2e__front *f, const char *topic);

@@ -1,5 +1,6 @@
 /* The shared authority set-up of the benchmarks (bench_authority.h). */
 #include "bench_authority.h"
+#include "bench_proc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "mqe2e/credential.h"
 #include "mqe2e/error.h"
 #include "mqe2e/operator.h"
 
@@ -30,25 +34,12 @@ double ba_mono(void)
 
 void ba_sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    bp_sleep_ms(ms);
 }
 
 static void stop_child(pid_t *pid)
 {
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        ba_sleep_ms(50);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
+    bp_stop_child(pid, 50, 0);
 }
 
 void ba_cleanup(void)
@@ -75,30 +66,9 @@ void ba_die(const char *what)
 
 static int free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        ba_die("no free port");
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    if (s >= 0) close(s);
-    return ok;
+    int p = bp_free_port();
+    if (p < 0) ba_die("no free port");
+    return p;
 }
 
 pid_t ba_cli_start(int *fd, const char *const *args)
@@ -189,7 +159,7 @@ static void start_broker(int port, const char *extra)
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
-        if (port_open(port)) return;
+        if (bp_port_open(port)) return;
         ba_sleep_ms(50);
     }
     ba_die("mosquitto did not start");
@@ -207,12 +177,12 @@ static pid_t spawn_authority(const char *ks, const char *log, const char *group,
             dup2(fd, 1);
         }
         if (group != NULL)
-            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
-                  ba.db, "-h", "127.0.0.1", "-p", ba.port, "--replica-group", group,
-                  "--replica-id", rid, (char *)NULL);
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db", ba.db,
+                  "-h", "127.0.0.1", "-p", ba.port, "--replica-group", group, "--replica-id", rid,
+                  (char *)NULL);
         else
-            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db",
-                  ba.db, "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
+            execl(ba.cli, ba.cli, "authority", "run", "-K", ks, "--key-file", ba.key, "--db", ba.db,
+                  "-h", "127.0.0.1", "-p", ba.port, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
@@ -338,4 +308,101 @@ void ba_setup(const char *tmpl, const char *auth_id, const char *broker_extra)
     if (ba_run_cli(NULL, add) != 0) ba_die("operator-add failed");
     if (ba.prepare != NULL) ba.prepare();
     start_authority();
+}
+
+void ba_enroll_requests(char *tickets, const char *id_prefix, long n, ba_device_slot *slot,
+                        void *ctx)
+{
+    uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
+    char *save = NULL;
+    long got = 0;
+    for (char *l = strtok_r(tickets, "\n", &save); l != NULL && got < n;
+         l = strtok_r(NULL, "\n", &save)) {
+        mqe2e_ticket t;
+        if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
+        char want[64];
+        snprintf(want, sizeof want, "%s%ld", id_prefix, got + 1);
+        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
+        ba_device *x = slot(ctx, got);
+        crypto_box_keypair(x->dh_pk, x->dh_sk);
+        crypto_sign_keypair(x->sign_pk, x->sign_sk);
+        size_t len = 0;
+        if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
+                               (uint64_t)time(NULL)) != MQE2E_OK)
+            ba_die("enroll_begin failed");
+        mqe2e_ticket_wipe(&t);
+        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
+        memcpy(x->req, frame, len);
+        x->req_len = len;
+        got++;
+    }
+    if (got != n) ba_die("fewer tickets than devices");
+}
+
+void ba_device_wipe(ba_device *x)
+{
+    mqe2e_enroll_device_free(x->st);
+    x->st = NULL;
+    sodium_memzero(x->dh_sk, sizeof x->dh_sk);
+    sodium_memzero(x->sign_sk, sizeof x->sign_sk);
+    free(x->req);
+    x->req = NULL;
+}
+
+long ba_client_index(const char *topic, const char *prefix, long n)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(topic, prefix, pl) != 0) return -1;
+    char *end = NULL;
+    long k = strtol(topic + pl, &end, 10);
+    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
+    return k - 1;
+}
+
+MQTTClient ba_devices_connect(const char *id, const char *prefix, const char *what)
+{
+    char uri[64], filter[128];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
+    snprintf(filter, sizeof filter, "%s/client/#", prefix);
+    MQTTClient c;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    co.cleansession = 1;
+    co.maxInflightMessages = 65535;
+    if (MQTTClient_create(&c, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
+        MQTTClient_subscribe(c, filter, 1) != MQTTCLIENT_SUCCESS)
+        ba_die(what);
+    return c;
+}
+
+long ba_enroll_window(MQTTClient c, const char *request_topic, long n, long window,
+                      ba_device_slot *slot, void *ctx, ba_reply_fn *on_reply, double *t0,
+                      double *t_last)
+{
+    long sent = 0, done = 0;
+    double limit = 60.0 + (double)n / 50.0;
+    *t0 = ba_mono();
+    *t_last = *t0;
+    while (done < n && ba_mono() - *t0 < limit) {
+        while (sent < n && sent - done < window) {
+            MQTTClient_deliveryToken tok;
+            ba_device *x = slot(ctx, sent);
+            if (MQTTClient_publish(c, request_topic, (int)x->req_len, x->req, 1, 0, &tok) !=
+                MQTTCLIENT_SUCCESS)
+                ba_die("publish failed");
+            sent++;
+        }
+        char *topic = NULL;
+        int tl = 0;
+        MQTTClient_message *m = NULL;
+        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
+            topic != NULL && m->payloadlen > 0 &&
+            on_reply(ctx, topic, m->payload, (size_t)m->payloadlen)) {
+            done++;
+            *t_last = ba_mono();
+        }
+        if (m != NULL) MQTTClient_freeMessage(&m);
+        if (topic != NULL) MQTTClient_free(topic);
+    }
+    return done;
 }

@@ -50,23 +50,36 @@
 #define TARGET_PER_S 1000.0
 
 typedef struct dev {
-    mqe2e_enroll_device *st;
-    uint8_t dh_sk[32], dh_pk[32], sign_pk[32], sign_sk[64];
-    uint8_t *req;
-    size_t req_len;
+    ba_device b; /* keys and enrollment request (bench_authority.h) */
     uint8_t *reply;
     size_t reply_len;
 } dev;
 
+/* Device i's enrollment record, for ba_enroll_requests(). */
+static ba_device *dev_slot(void *ctx, long i)
+{
+    return &((dev *)ctx)[i].b;
+}
+
 /* Index of dev-K from "P/client/dev-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
 {
-    static const char pre[] = PREFIX "/client/dev-";
-    if (strncmp(topic, pre, sizeof pre - 1U) != 0) return -1;
-    char *end = NULL;
-    long k = strtol(topic + sizeof pre - 1U, &end, 10);
-    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
-    return k - 1;
+    return ba_client_index(topic, PREFIX "/client/dev-", n);
+}
+
+/* Number of devices, for the reply callback. */
+static long n_devices;
+
+/* Keep the first reply of each device. */
+static int take_reply(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    dev *d = ctx;
+    long i = dev_index(topic, n_devices);
+    if (i < 0 || d[i].reply != NULL) return 0;
+    if ((d[i].reply = malloc(len)) == NULL) ba_die("out of memory");
+    memcpy(d[i].reply, payload, len);
+    d[i].reply_len = len;
+    return 1;
 }
 
 /* User + system CPU seconds of a child so far (/proc/PID/stat). */
@@ -157,77 +170,20 @@ int main(int argc, char **argv)
 
     dev *d = calloc((size_t)n, sizeof *d);
     if (d == NULL) ba_die("out of memory");
-    uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
     double c0 = ba_mono();
-    char *save = NULL;
-    long got = 0;
-    for (char *l = strtok_r(out, "\n", &save); l != NULL && got < n;
-         l = strtok_r(NULL, "\n", &save)) {
-        mqe2e_ticket t;
-        if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
-        char want[64];
-        snprintf(want, sizeof want, "dev-%ld", got + 1);
-        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
-        dev *x = &d[got];
-        crypto_box_keypair(x->dh_pk, x->dh_sk);
-        crypto_sign_keypair(x->sign_pk, x->sign_sk);
-        size_t len = 0;
-        if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
-                               (uint64_t)time(NULL)) != MQE2E_OK)
-            ba_die("enroll_begin failed");
-        mqe2e_ticket_wipe(&t);
-        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
-        memcpy(x->req, frame, len);
-        x->req_len = len;
-        got++;
-    }
+    ba_enroll_requests(out, "dev-", n, dev_slot, d);
     sodium_memzero(out, strlen(out));
     free(out);
-    if (got != n) ba_die("fewer tickets than devices");
     double device_s = ba_mono() - c0;
 
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
-    MQTTClient c;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    if (MQTTClient_create(&c, uri, "bench-devices", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
-            MQTTCLIENT_SUCCESS ||
-        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        ba_die("cannot connect the devices' connection");
+    MQTTClient c =
+        ba_devices_connect("bench-devices", PREFIX, "cannot connect the devices' connection");
 
-    long sent = 0, replies = 0;
     double cpu0 = authority_cpu_s();
-    double t0 = ba_mono(), t_last = t0;
-    double limit = 60.0 + (double)n / 50.0;
-    while (replies < n && ba_mono() - t0 < limit) {
-        while (sent < n && sent - replies < window) {
-            MQTTClient_deliveryToken tok;
-            if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].req_len, d[sent].req, 1, 0,
-                                   &tok) != MQTTCLIENT_SUCCESS)
-                ba_die("publish failed");
-            sent++;
-        }
-        char *topic = NULL;
-        int tl = 0;
-        MQTTClient_message *m = NULL;
-        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
-            topic != NULL) {
-            long i = dev_index(topic, n);
-            if (i >= 0 && d[i].reply == NULL && m->payloadlen > 0) {
-                d[i].reply = malloc((size_t)m->payloadlen);
-                if (d[i].reply == NULL) ba_die("out of memory");
-                memcpy(d[i].reply, m->payload, (size_t)m->payloadlen);
-                d[i].reply_len = (size_t)m->payloadlen;
-                replies++;
-                t_last = ba_mono();
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-    }
+    double t0, t_last;
+    n_devices = n;
+    long replies =
+        ba_enroll_window(c, PREFIX "/authority", n, window, dev_slot, d, take_reply, &t0, &t_last);
     double elapsed = t_last - t0;
     double auth_cpu = authority_cpu_s() - cpu0;
     long auth_hwm = 0; /* the largest replica's */
@@ -241,7 +197,7 @@ int main(int argc, char **argv)
         mqe2e_control_update r;
         mqe2e_credential *cred = NULL;
         if (d[i].reply != NULL &&
-            mqe2e_enroll_finish(d[i].st, &r, &cred, d[i].reply, d[i].reply_len,
+            mqe2e_enroll_finish(d[i].b.st, &r, &cred, d[i].reply, d[i].reply_len,
                                 (uint64_t)time(NULL)) == MQE2E_OK) {
             mqe2e_credential *v = NULL;
             if (mqe2e_credential_verify(&v, r.credential, r.credential_len, ba.pin.sign_public,
@@ -252,10 +208,7 @@ int main(int argc, char **argv)
             mqe2e_control_update_wipe(&r);
         }
         mqe2e_credential_free(cred);
-        mqe2e_enroll_device_free(d[i].st);
-        sodium_memzero(d[i].dh_sk, sizeof d[i].dh_sk);
-        sodium_memzero(d[i].sign_sk, sizeof d[i].sign_sk);
-        free(d[i].req);
+        ba_device_wipe(&d[i].b);
         free(d[i].reply);
     }
     free(d);
@@ -270,11 +223,12 @@ int main(int argc, char **argv)
     else
         snprintf(replica_text, sizeof replica_text, "one authority");
     fprintf(stderr,
-            "enrollment (%s, %s): %ld devices, %ld replies, %ld enrolled (credential verified) in %.3f s: "
+            "enrollment (%s, %s): %ld devices, %ld replies, %ld enrolled (credential verified) in "
+            "%.3f s: "
             "%.0f devices/s (target >= %.0f/s); device-side step 1 built in %.2f s beforehand; "
             "window %ld; authority CPU %.3f s (%.0f us per device); authority peak RSS %ld kB\n",
-            ba_store_kind(), replica_text, n, replies, ok, elapsed, rate, TARGET_PER_S, device_s, window, auth_cpu,
-            replies > 0 ? auth_cpu * 1e6 / (double)replies : 0.0, auth_hwm);
+            ba_store_kind(), replica_text, n, replies, ok, elapsed, rate, TARGET_PER_S, device_s,
+            window, auth_cpu, replies > 0 ? auth_cpu * 1e6 / (double)replies : 0.0, auth_hwm);
     char line[1200];
     snprintf(line, sizeof line,
              "{\"benchmark\": \"enroll_rate\", \"store\": \"%s\", \"replicas\": %d, "
@@ -284,8 +238,8 @@ int main(int argc, char **argv)
              "\"statistic\": \"devices / (last reply - first publish); device step 1 built "
              "before the clock\", \"target\": {\"min_devices_per_s\": %.0f, \"met\": %s}}",
              ba_store_kind(), ba.replicas, smoke ? "true" : "false", n, window, replies, ok,
-             elapsed, rate, auth_cpu, auth_hwm,
-             TARGET_PER_S, rate >= TARGET_PER_S && ok == n ? "true" : "false");
+             elapsed, rate, auth_cpu, auth_hwm, TARGET_PER_S,
+             rate >= TARGET_PER_S && ok == n ? "true" : "false");
     printf("%s\n", line);
     if (json != NULL) {
         FILE *f = fopen(json, "w");

@@ -50,6 +50,7 @@
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "bench_proc.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -87,26 +88,12 @@ static double mono_ms(void)
 
 static void sleep_ms(long ms)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-    }
+    bp_sleep_ms(ms);
 }
 
 static void stop_child(pid_t *pid)
 {
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        int st;
-        if (waitpid(*pid, &st, WNOHANG) == *pid) {
-            *pid = -1;
-            return;
-        }
-        sleep_ms(20);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = -1;
+    bp_stop_child(pid, 20, -1);
 }
 
 static void rm_tree(const char *path)
@@ -143,36 +130,6 @@ static void die(const char *what)
     }
     cleanup();
     exit(2);
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd < 0) return -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-static int port_open(int port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-    if (fd < 0) return 0;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
 }
 
 /* Run the CLI (args NULL-terminated, without the program name); stdout into
@@ -247,7 +204,7 @@ static int op(char **out, const char *const *args)
 static void start_broker(void)
 {
     char conf[256];
-    int port = free_port();
+    int port = bp_free_port();
     if (port <= 0) die("no free port");
     snprintf(port_s, sizeof port_s, "%d", port);
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
@@ -272,7 +229,7 @@ static void start_broker(void)
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
-        if (port_open(port)) return;
+        if (bp_port_open(port)) return;
         sleep_ms(50);
     }
     die("mosquitto did not start");

@@ -64,10 +64,7 @@
 #define ROUND_LIMIT_S 60.0
 
 typedef struct dev {
-    mqe2e_enroll_device *st;
-    uint8_t dh_sk[32], dh_pk[32], sign_pk[32], sign_sk[64];
-    uint8_t *req;
-    size_t req_len;
+    ba_device b; /* keys and enrollment request (bench_authority.h) */
     int enrolled;
     int revoked;
     uint64_t last_push;
@@ -76,15 +73,16 @@ typedef struct dev {
     long leaked_pushes; /* new epochs received after revocation */
 } dev;
 
+/* Device i's enrollment record, for ba_enroll_requests(). */
+static ba_device *dev_slot(void *ctx, long i)
+{
+    return &((dev *)ctx)[i].b;
+}
+
 /* Index of m-K from "P/client/m-K" (K from 1), or -1. */
 static long dev_index(const char *topic, long n)
 {
-    static const char pre[] = PREFIX "/client/m-";
-    if (strncmp(topic, pre, sizeof pre - 1U) != 0) return -1;
-    char *end = NULL;
-    long k = strtol(topic + sizeof pre - 1U, &end, 10);
-    if (end == NULL || *end != '\0' || k < 1 || k > n) return -1;
-    return k - 1;
+    return ba_client_index(topic, PREFIX "/client/m-", n);
 }
 
 static uint32_t bundle_epoch(const mqe2e_control_update *u)
@@ -100,8 +98,8 @@ static uint32_t bundle_epoch(const mqe2e_control_update *u)
 static int push_take(dev *d, const uint8_t *frame, size_t len)
 {
     mqe2e_control_update u;
-    int rc =
-        mqe2e_push_open(&u, d->dh_sk, ba.pin.dh_public, PREFIX, AUTH_ID, frame, len, d->last_push);
+    int rc = mqe2e_push_open(&u, d->b.dh_sk, ba.pin.dh_public, PREFIX, AUTH_ID, frame, len,
+                             d->last_push);
     if (rc != MQE2E_OK) {
         d->bad_pushes++;
         return 0;
@@ -170,72 +168,41 @@ static double authority_ms(uint32_t e)
     return ms;
 }
 
+/* Number of devices, for the reply callback. */
+static long n_members;
+
+/* Finish the enrollment of the device a reply is for (once). */
+static int finish_reply(void *ctx, const char *topic, const void *payload, size_t len)
+{
+    dev *d = ctx;
+    long i = dev_index(topic, n_members);
+    if (i < 0 || d[i].b.st == NULL) return 0;
+    mqe2e_control_update r;
+    mqe2e_credential *cred = NULL;
+    if (mqe2e_enroll_finish(d[i].b.st, &r, &cred, payload, len, (uint64_t)time(NULL)) == MQE2E_OK) {
+        d[i].enrolled = 1;
+        d[i].epoch = bundle_epoch(&r);
+        mqe2e_control_update_wipe(&r);
+    }
+    mqe2e_credential_free(cred);
+    mqe2e_enroll_device_free(d[i].b.st);
+    d[i].b.st = NULL;
+    return 1;
+}
+
 /* Enroll every device (windowed, like bench_enroll_rate) and finish each reply. */
 static void enroll_all(MQTTClient c, dev *d, long n, long window, char *tickets)
 {
-    uint8_t frame[MQE2E_CONTROL_MAX_FRAME_BYTES];
-    char *save = NULL;
-    long got = 0;
-    for (char *l = strtok_r(tickets, "\n", &save); l != NULL && got < n;
-         l = strtok_r(NULL, "\n", &save)) {
-        mqe2e_ticket t;
-        if (mqe2e_ticket_decode(&t, l) != MQE2E_OK) continue;
-        char want[64];
-        snprintf(want, sizeof want, "m-%ld", got + 1);
-        if (strcmp(t.client_id, want) != 0) ba_die("tickets out of order");
-        dev *x = &d[got];
-        crypto_box_keypair(x->dh_pk, x->dh_sk);
-        crypto_sign_keypair(x->sign_pk, x->sign_sk);
-        size_t len = 0;
-        if (mqe2e_enroll_begin(&x->st, frame, sizeof frame, &len, &t, x->dh_sk, x->sign_pk,
-                               (uint64_t)time(NULL)) != MQE2E_OK)
-            ba_die("enroll_begin failed");
-        mqe2e_ticket_wipe(&t);
-        if ((x->req = malloc(len)) == NULL) ba_die("out of memory");
-        memcpy(x->req, frame, len);
-        x->req_len = len;
-        got++;
-    }
-    if (got != n) ba_die("fewer tickets than devices");
+    ba_enroll_requests(tickets, "m-", n, dev_slot, d);
 
-    long sent = 0, done = 0;
-    double t0 = ba_mono(), limit = 60.0 + (double)n / 50.0;
-    while (done < n && ba_mono() - t0 < limit) {
-        while (sent < n && sent - done < window) {
-            MQTTClient_deliveryToken tok;
-            if (MQTTClient_publish(c, PREFIX "/authority", (int)d[sent].req_len, d[sent].req, 1, 0,
-                                   &tok) != MQTTCLIENT_SUCCESS)
-                ba_die("publish failed");
-            sent++;
-        }
-        char *topic = NULL;
-        int tl = 0;
-        MQTTClient_message *m = NULL;
-        if (MQTTClient_receive(c, &topic, &tl, &m, 100) == MQTTCLIENT_SUCCESS && m != NULL &&
-            topic != NULL) {
-            long i = dev_index(topic, n);
-            if (i >= 0 && d[i].st != NULL && m->payloadlen > 0) {
-                mqe2e_control_update r;
-                mqe2e_credential *cred = NULL;
-                if (mqe2e_enroll_finish(d[i].st, &r, &cred, (const uint8_t *)m->payload,
-                                        (size_t)m->payloadlen, (uint64_t)time(NULL)) == MQE2E_OK) {
-                    d[i].enrolled = 1;
-                    d[i].epoch = bundle_epoch(&r);
-                    mqe2e_control_update_wipe(&r);
-                }
-                mqe2e_credential_free(cred);
-                mqe2e_enroll_device_free(d[i].st);
-                d[i].st = NULL;
-                done++;
-            }
-        }
-        if (m != NULL) MQTTClient_freeMessage(&m);
-        if (topic != NULL) MQTTClient_free(topic);
-    }
+    double t0, t_last;
+    n_members = n;
+    (void)ba_enroll_window(c, PREFIX "/authority", n, window, dev_slot, d, finish_reply, &t0,
+                           &t_last);
     for (long i = 0; i < n; i++) {
         if (!d[i].enrolled || d[i].epoch == 0) ba_die("a member did not enroll");
-        free(d[i].req);
-        d[i].req = NULL;
+        free(d[i].b.req);
+        d[i].b.req = NULL;
     }
     fprintf(stderr, "bench_rekey: %ld members enrolled in %.2f s\n", n, ba_mono() - t0);
 }
@@ -298,17 +265,8 @@ int main(int argc, char **argv)
 
     dev *d = calloc((size_t)n, sizeof *d);
     if (d == NULL) ba_die("out of memory");
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%s", ba.port);
-    MQTTClient c;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    co.cleansession = 1;
-    co.maxInflightMessages = 65535;
-    if (MQTTClient_create(&c, uri, "bench-members", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
-            MQTTCLIENT_SUCCESS ||
-        MQTTClient_connect(c, &co) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, PREFIX "/client/#", 1) != MQTTCLIENT_SUCCESS)
-        ba_die("cannot connect the members' connection");
+    MQTTClient c =
+        ba_devices_connect("bench-members", PREFIX, "cannot connect the members' connection");
     enroll_all(c, d, n, window, out);
     sodium_memzero(out, strlen(out));
     free(out);
@@ -392,10 +350,7 @@ int main(int argc, char **argv)
         leaked += d[i].leaked_pushes;
         bad += d[i].bad_pushes;
         if (!d[i].revoked && d[i].epoch != epoch) failed = 1;
-        mqe2e_enroll_device_free(d[i].st);
-        sodium_memzero(d[i].dh_sk, sizeof d[i].dh_sk);
-        sodium_memzero(d[i].sign_sk, sizeof d[i].sign_sk);
-        free(d[i].req);
+        ba_device_wipe(&d[i].b);
     }
     free(d);
     if (leaked != 0) {
@@ -423,7 +378,8 @@ int main(int argc, char **argv)
         snprintf(auth_json, sizeof auth_json, "null");
     int met = !failed && tmax <= TARGET_MS;
     fprintf(stderr,
-            "rekey (%s, %d replicas): %ld members, %d revocations: all remaining members hold the new epoch "
+            "rekey (%s, %d replicas): %ld members, %d revocations: all remaining members hold the "
+            "new epoch "
             "p50 %.1f ms, max %.1f ms (target <= %.0f ms: %s); first push p50 %.1f ms; "
             "CLI run p50 %.1f ms; authority rotate+push p50 %.1f ms; pushes that failed to open "
             "%ld; new epochs to revoked members %ld\n",
@@ -440,8 +396,9 @@ int main(int argc, char **argv)
              "\"statistic\": \"from the start of `mqe2e revoke` to the last remaining member's "
              "push opened showing the new epoch\", "
              "\"target\": {\"max_ms\": %.0f, \"met\": %s}}",
-             ba_store_kind(), ba.replicas, smoke ? "true" : "false", n, rounds, t50, tmax, rlist, f50, fmax, c50, cmax, auth_json,
-             missing_total, leaked, bad, TARGET_MS, met ? "true" : "false");
+             ba_store_kind(), ba.replicas, smoke ? "true" : "false", n, rounds, t50, tmax, rlist,
+             f50, fmax, c50, cmax, auth_json, missing_total, leaked, bad, TARGET_MS,
+             met ? "true" : "false");
     printf("%s\n", line);
     if (json != NULL) {
         FILE *f = fopen(json, "w");

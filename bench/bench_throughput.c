@@ -55,6 +55,7 @@
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "bench_proc.h"
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/mqe2e.h"
@@ -102,13 +103,13 @@ typedef struct sub_state {
 } sub_state;
 
 typedef struct run_result {
-    double rate;   /* messages/s at the subscriber */
-    double pub_rate; /* messages/s through the publish calls (publisher side) */
-    unsigned sent; /* published */
-    unsigned recv; /* received (distinct) */
-    unsigned stalls; /* publish calls that blocked >= STALL_NS (Paho's back-off) */
+    double rate;          /* messages/s at the subscriber */
+    double pub_rate;      /* messages/s through the publish calls (publisher side) */
+    unsigned sent;        /* published */
+    unsigned recv;        /* received (distinct) */
+    unsigned stalls;      /* publish calls that blocked >= STALL_NS (Paho's back-off) */
     double client_cpu_us; /* CPU of this process (publisher + subscriber) per message */
-    double pub_cpu_us;    /* CPU of the publishing (application) thread per message, its loop only */
+    double pub_cpu_us; /* CPU of the publishing (application) thread per message, its loop only */
     double client_sys_us; /* the kernel's share of client_cpu_us */
     double broker_cpu_us; /* CPU of the broker per message, when its pid is known */
 } run_result;
@@ -121,10 +122,10 @@ typedef struct cell {
     int reps;
     run_result plain[MAX_REPS], enc[MAX_REPS];
     double plain_median, enc_median, ratio, ratio_min, ratio_max;
-    double plain_loss, enc_loss; /* worst run */
-    unsigned plain_stalls, enc_stalls; /* summed over the repetitions */
+    double plain_loss, enc_loss;                     /* worst run */
+    unsigned plain_stalls, enc_stalls;               /* summed over the repetitions */
     double plain_cpu, enc_cpu, plain_bcpu, enc_bcpu; /* medians, us per message */
-    double plain_pub, enc_pub; /* median publisher-side rates */
+    double plain_pub, enc_pub;                       /* median publisher-side rates */
     /* Client CPU encrypted - plain of each pair, us per message: median, min, max. */
     double cpu_diff, cpu_diff_min, cpu_diff_max;
     /* The same for the publishing thread's CPU alone (its publish loop). */
@@ -140,7 +141,7 @@ typedef struct endpoints {
     mqe2e_MQTTAsync aenc_pub, aenc_sub;
     mqe2e_keystore *ks_pub, *ks_sub;
     sub_state plain_state, enc_state;
-    atomic_uint async_done;   /* async sends confirmed (or failed) */
+    atomic_uint async_done; /* async sends confirmed (or failed) */
     atomic_uint async_failed;
 } endpoints;
 
@@ -178,8 +179,8 @@ static double cpu_us_of(pid_t pid)
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                            &st) != 2) {
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) {
         return 0.0;
     }
     return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
@@ -252,45 +253,12 @@ static void die(const char *what, int rc)
     exit(2);
 }
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port = -1;
-    if (fd < 0) return -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
-    }
-    close(fd);
-    return port;
-}
-
-static int can_connect(int port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok;
-    if (fd < 0) return 0;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
 /* A private broker. max_queued_messages 0 (unlimited) so that a subscriber
  * briefly slower than the publisher is not counted as QoS 1 loss. */
 static void broker_start(char *uri, size_t cap)
 {
     char conf[128], logp[128];
-    int port = free_port();
+    int port = bp_free_port();
     FILE *f;
     snprintf(broker_dir, sizeof broker_dir, "/tmp/mqe2e-bench-broker.XXXXXX");
     if (port <= 0 || mkdtemp(broker_dir) == NULL) die("broker setup", -1);
@@ -298,8 +266,10 @@ static void broker_start(char *uri, size_t cap)
     snprintf(logp, sizeof logp, "%s/mosquitto.log", broker_dir);
     f = fopen(conf, "w");
     if (f == NULL) die("broker config", -1);
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-               "max_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+    fprintf(f,
+            "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type "
+            "error\nlog_type warning\n",
             port);
     fclose(f);
     fflush(NULL);
@@ -322,7 +292,7 @@ static void broker_start(char *uri, size_t cap)
             broker_pid = -1;
             die("mosquitto (exited early)", -1);
         }
-        if (can_connect(port)) {
+        if (bp_port_open(port)) {
             snprintf(uri, cap, "tcp://127.0.0.1:%d", port);
             return;
         }
@@ -505,17 +475,17 @@ static void async_endpoints_open(endpoints *e, const char *uri, int qos, unsigne
     } while (0)
 
     snprintf(id, sizeof id, "bench-aplain-sub-%08x", tag);
-    CHECK("async create", MQTTAsync_create(&e->aplain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
-                                           NULL));
+    CHECK("async create",
+          MQTTAsync_create(&e->aplain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     CHECK("async callbacks",
           MQTTAsync_setCallbacks(e->aplain_sub, &e->plain_state, on_lost, on_aplain, NULL));
     snprintf(id, sizeof id, "bench-aplain-pub-%08x", tag);
-    CHECK("async create", MQTTAsync_create(&e->aplain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
-                                           NULL));
+    CHECK("async create",
+          MQTTAsync_create(&e->aplain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     snprintf(id, sizeof id, "bench-aenc-sub-%08x", tag);
     e->ks_sub = make_keystore(id);
-    CHECK("mqe2e async create", mqe2e_MQTTAsync_create(&e->aenc_sub, uri, id,
-                                                       MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    CHECK("mqe2e async create",
+          mqe2e_MQTTAsync_create(&e->aenc_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     sec.keystore = e->ks_sub;
     sec.onDropped = on_dropped;
     CHECK("mqe2e async setSecurity", mqe2e_MQTTAsync_setSecurity(e->aenc_sub, &sec));
@@ -523,8 +493,8 @@ static void async_endpoints_open(endpoints *e, const char *uri, int qos, unsigne
           mqe2e_MQTTAsync_setCallbacks(e->aenc_sub, &e->enc_state, on_lost, on_aenc, NULL));
     snprintf(id, sizeof id, "bench-aenc-pub-%08x", tag);
     e->ks_pub = make_keystore(id);
-    CHECK("mqe2e async create", mqe2e_MQTTAsync_create(&e->aenc_pub, uri, id,
-                                                       MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    CHECK("mqe2e async create",
+          mqe2e_MQTTAsync_create(&e->aenc_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     sec.keystore = e->ks_pub;
     CHECK("mqe2e async setSecurity", mqe2e_MQTTAsync_setSecurity(e->aenc_pub, &sec));
 
@@ -575,24 +545,24 @@ static void endpoints_open(endpoints *e, const char *uri, int qos, int front)
     } while (0)
 
     snprintf(id, sizeof id, "bench-plain-sub-%08x", tag);
-    CHECK("plain create", MQTTClient_create(&e->plain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
-                                            NULL));
+    CHECK("plain create",
+          MQTTClient_create(&e->plain_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     CHECK("plain callbacks",
           MQTTClient_setCallbacks(e->plain_sub, &e->plain_state, on_lost, on_plain, NULL));
     CHECK("plain connect", MQTTClient_connect(e->plain_sub, &co));
     CHECK("plain subscribe", MQTTClient_subscribe(e->plain_sub, TOPIC_PLAIN, qos));
 
     snprintf(id, sizeof id, "bench-plain-pub-%08x", tag);
-    CHECK("plain create", MQTTClient_create(&e->plain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE,
-                                            NULL));
+    CHECK("plain create",
+          MQTTClient_create(&e->plain_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     CHECK("plain callbacks",
           MQTTClient_setCallbacks(e->plain_pub, NULL, on_lost, on_plain, on_delivered));
     CHECK("plain connect", MQTTClient_connect(e->plain_pub, &co));
 
     snprintf(id, sizeof id, "bench-enc-sub-%08x", tag);
     e->ks_sub = make_keystore(id);
-    CHECK("mqe2e create", mqe2e_MQTTClient_create(&e->enc_sub, uri, id,
-                                                  MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    CHECK("mqe2e create",
+          mqe2e_MQTTClient_create(&e->enc_sub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     sec.keystore = e->ks_sub;
     sec.onDropped = on_dropped;
     CHECK("mqe2e setSecurity", mqe2e_MQTTClient_setSecurity(e->enc_sub, &sec));
@@ -603,8 +573,8 @@ static void endpoints_open(endpoints *e, const char *uri, int qos, int front)
 
     snprintf(id, sizeof id, "bench-enc-pub-%08x", tag);
     e->ks_pub = make_keystore(id);
-    CHECK("mqe2e create", mqe2e_MQTTClient_create(&e->enc_pub, uri, id,
-                                                  MQTTCLIENT_PERSISTENCE_NONE, NULL));
+    CHECK("mqe2e create",
+          mqe2e_MQTTClient_create(&e->enc_pub, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL));
     sec.keystore = e->ks_pub;
     CHECK("mqe2e setSecurity", mqe2e_MQTTClient_setSecurity(e->enc_pub, &sec));
     CHECK("mqe2e callbacks",
@@ -700,10 +670,9 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
             while (i - atomic_load(&e->async_done) >= ASYNC_WINDOW) {
                 sleep_us(20);
             }
-            rc = encrypted ? mqe2e_MQTTAsync_send(e->aenc_pub, TOPIC_ENC, (int)size, payload, qos,
-                                                  0, &ro)
-                           : MQTTAsync_send(e->aplain_pub, TOPIC_PLAIN, (int)size, payload, qos, 0,
-                                            &ro);
+            rc = encrypted
+                     ? mqe2e_MQTTAsync_send(e->aenc_pub, TOPIC_ENC, (int)size, payload, qos, 0, &ro)
+                     : MQTTAsync_send(e->aplain_pub, TOPIC_PLAIN, (int)size, payload, qos, 0, &ro);
             if (rc != MQTTASYNC_SUCCESS) die(encrypted ? "mqe2e async send" : "async send", rc);
             if (now_ns() - t0 >= STALL_NS) r.stalls++;
             continue;
@@ -711,8 +680,8 @@ static run_result one_run(endpoints *e, int encrypted, int qos, size_t size, uns
         for (;;) {
             rc = encrypted ? mqe2e_MQTTClient_publish(e->enc_pub, TOPIC_ENC, (int)size, payload,
                                                       qos, 0, &dt)
-                           : MQTTClient_publish(e->plain_pub, TOPIC_PLAIN, (int)size, payload,
-                                                qos, 0, &dt);
+                           : MQTTClient_publish(e->plain_pub, TOPIC_PLAIN, (int)size, payload, qos,
+                                                0, &dt);
             if (rc != MQTTCLIENT_MAX_MESSAGES_INFLIGHT) break;
             sleep_us(20);
         }
@@ -872,10 +841,12 @@ static int write_json(const char *path, const cell *cells, int ncells, int reps,
         const cell *c = &cells[i];
         if (c->front == FRONT_SYNC && c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
         fprintf(f,
-                "    {\"front\": \"%s\", \"qos\": %d, \"payload_bytes\": %zu, \"messages\": %u, \"repetitions\": %d, "
+                "    {\"front\": \"%s\", \"qos\": %d, \"payload_bytes\": %zu, \"messages\": %u, "
+                "\"repetitions\": %d, "
                 "\"plain_msgs_per_s\": %.0f, \"encrypted_msgs_per_s\": %.0f, \"ratio\": %.4f, "
                 "\"ratio_min\": %.4f, \"ratio_max\": %.4f, \"plain_loss\": %.5f, "
-                "\"encrypted_loss\": %.5f, \"plain_publish_stalls\": %u, \"encrypted_publish_stalls\": %u, "
+                "\"encrypted_loss\": %.5f, \"plain_publish_stalls\": %u, "
+                "\"encrypted_publish_stalls\": %u, "
                 "\"plain_client_cpu_us\": %.2f, \"encrypted_client_cpu_us\": %.2f, "
                 "\"plain_broker_cpu_us\": %.2f, \"encrypted_broker_cpu_us\": %.2f, "
                 "\"plain_publish_msgs_per_s\": %.0f, \"encrypted_publish_msgs_per_s\": %.0f, "
@@ -893,7 +864,8 @@ static int write_json(const char *path, const cell *cells, int ncells, int reps,
     fprintf(f, "  ]");
     if (t != NULL) {
         fprintf(f,
-                ",\n  \"target\": {\"front\": \"sync\", \"qos\": %d, \"payload_bytes\": %u, \"min_ratio\": %.2f, "
+                ",\n  \"target\": {\"front\": \"sync\", \"qos\": %d, \"payload_bytes\": %u, "
+                "\"min_ratio\": %.2f, "
                 "\"ratio\": %.4f, \"met\": %s}",
                 TARGET_QOS, TARGET_SIZE, TARGET_RATIO, t->ratio,
                 t->ratio >= TARGET_RATIO ? "true" : "false");
@@ -917,11 +889,13 @@ static int write_csv(const char *path, const cell *cells, int ncells)
                "encrypted_publish_msgs_per_s\n");
     for (int i = 0; i < ncells; i++) {
         const cell *c = &cells[i];
-        fprintf(f, "%s,%d,%zu,%u,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.5f,%.5f,%u,%u,%.2f,%.2f,%.2f,%.2f,%.0f,%.0f\n",
-                FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median, c->enc_median, c->ratio,
-                c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss, c->plain_stalls,
-                c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu, c->plain_pub,
-                c->enc_pub);
+        fprintf(f,
+                "%s,%d,%zu,%u,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.5f,%.5f,%u,%u,%.2f,%.2f,%.2f,%.2f,%.0f,"
+                "%.0f\n",
+                FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median,
+                c->enc_median, c->ratio, c->ratio_min, c->ratio_max, c->plain_loss, c->enc_loss,
+                c->plain_stalls, c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu,
+                c->enc_bcpu, c->plain_pub, c->enc_pub);
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -929,7 +903,8 @@ static int write_csv(const char *path, const cell *cells, int ncells)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_throughput [--uri URI] [--reps N] [--seconds S] [--budget S] "
-                    "[--qos Q] [--size N] [--front sync|async] [--kind plain|encrypted] [--count N] [--broker-pid P] [--json FILE] [--csv FILE] [--smoke]\n");
+                    "[--qos Q] [--size N] [--front sync|async] [--kind plain|encrypted] [--count "
+                    "N] [--broker-pid P] [--json FILE] [--csv FILE] [--smoke]\n");
 }
 
 int main(int argc, char **argv)
@@ -965,7 +940,7 @@ int main(int argc, char **argv)
             only_size = atol(argv[++i]);
         } else if (strcmp(argv[i], "--front") == 0 && i + 1 < argc) {
             i++;
-            only_front = strcmp(argv[i], "sync") == 0 ? FRONT_SYNC
+            only_front = strcmp(argv[i], "sync") == 0    ? FRONT_SYNC
                          : strcmp(argv[i], "async") == 0 ? FRONT_ASYNC
                                                          : -2;
             if (only_front == -2) {
@@ -974,7 +949,9 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--kind") == 0 && i + 1 < argc) {
             i++;
-            only_kind = strcmp(argv[i], "plain") == 0 ? 0 : strcmp(argv[i], "encrypted") == 0 ? 1 : -2;
+            only_kind = strcmp(argv[i], "plain") == 0       ? 0
+                        : strcmp(argv[i], "encrypted") == 0 ? 1
+                                                            : -2;
             if (only_kind == -2) {
                 usage();
                 return 2;
@@ -1036,8 +1013,9 @@ int main(int argc, char **argv)
                 long long left = end - now_ns();
                 long long deadline = now_ns() + (left > 0 ? left / (todo - n + 1) : 0);
                 measure_cell(c, &e, reps, seconds, smoke, fixed_count, deadline);
-                fprintf(stderr, "  %-5s qos %d %5zu B: %u msgs x %d: plain %.0f/s, encrypted %.0f/s, "
-                                "ratio %.3f (publisher side: plain %.0f/s, encrypted %.0f/s)\n",
+                fprintf(stderr,
+                        "  %-5s qos %d %5zu B: %u msgs x %d: plain %.0f/s, encrypted %.0f/s, "
+                        "ratio %.3f (publisher side: plain %.0f/s, encrypted %.0f/s)\n",
                         FRONT_NAME(c->front), c->qos, c->size, c->count, c->reps, c->plain_median,
                         c->enc_median, c->ratio, c->plain_pub, c->enc_pub);
             }
@@ -1056,21 +1034,20 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         const cell *c = &cells[i];
         if (c->front == FRONT_SYNC && c->qos == TARGET_QOS && c->size == TARGET_SIZE) t = c;
-        printf("| %-5s | %3d | %5zu B | %8u | %11.0f | %15.0f | %14.1f%% | %9.2f%% | %13.2f%% | %12u | "
+        printf("| %-5s | %3d | %5zu B | %8u | %11.0f | %15.0f | %14.1f%% | %9.2f%% | %13.2f%% | "
+               "%12u | "
                "%16u | %23.2f, %9.2f | %23.2f, %9.2f |\n",
                FRONT_NAME(c->front), c->qos, c->size, c->count, c->plain_median, c->enc_median,
-               c->ratio * 100.0,
-               c->plain_loss * 100.0, c->enc_loss * 100.0, c->plain_stalls, c->enc_stalls,
-               c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
+               c->ratio * 100.0, c->plain_loss * 100.0, c->enc_loss * 100.0, c->plain_stalls,
+               c->enc_stalls, c->plain_cpu, c->enc_cpu, c->plain_bcpu, c->enc_bcpu);
     }
     for (int i = 0; i < n; i++) {
         const cell *c = &cells[i];
         printf("%s qos %d %zu B: client CPU encrypted - plain per pair: median %.2f us/msg "
                "(min %.2f, max %.2f); of it the publishing thread %.2f (min %.2f, max %.2f), "
                "the kernel %.2f (median)\n",
-               FRONT_NAME(c->front), c->qos, c->size, c->cpu_diff, c->cpu_diff_min,
-               c->cpu_diff_max, c->pub_cpu_diff, c->pub_cpu_diff_min, c->pub_cpu_diff_max,
-               c->sys_cpu_diff);
+               FRONT_NAME(c->front), c->qos, c->size, c->cpu_diff, c->cpu_diff_min, c->cpu_diff_max,
+               c->pub_cpu_diff, c->pub_cpu_diff_min, c->pub_cpu_diff_max, c->sys_cpu_diff);
     }
     if (t != NULL) {
         printf("\ntarget: encrypted >= %.0f%% of plain at QoS %d, %u B: %.1f%% -> %s%s\n",

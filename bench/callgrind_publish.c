@@ -31,6 +31,7 @@
 #include <MQTTClient.h>
 #include <sodium.h>
 
+#include "bench_keystore.h"
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/mqe2e.h"
@@ -72,16 +73,8 @@ static void die(const char *what, int rc)
 
 static mqe2e_keystore *ks_new(const char *client)
 {
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    int rc;
-    if ((rc = mqe2e_storage_memory(&st)) != MQE2E_OK) die("storage_memory", rc);
-    if ((rc = mqe2e_keystore_create(&ks, st, client, 0U)) != MQE2E_OK) die("keystore", rc);
-    if ((rc = mqe2e_keystore_set_seq_block(ks, 1U << 20)) != MQE2E_OK) die("seq_block", rc);
-    rc = mqe2e_keystore_group_add_epoch(ks, GROUP, GROUP_FILTER, 1U, GROUP_SECRET,
-                                        (uint64_t)time(NULL));
-    if (rc != MQE2E_OK) die("group_add_epoch", rc);
-    return ks;
+    return bench_memory_keystore("callgrind_publish", client, 1U << 20, GROUP, GROUP_FILTER,
+                                 GROUP_SECRET, (uint64_t)time(NULL));
 }
 
 /* Every call must reach Paho and be refused there as disconnected: a front
@@ -158,7 +151,8 @@ int main(int argc, char **argv)
     w.n = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 1000U;
     if (w.n == 0) die("N", -1);
     if (sodium_init() < 0) die("sodium_init", -1);
-    for (size_t i = 0; i < PAYLOAD; i++) w.pt[i] = (uint8_t)(i * 31U + 7U);
+    for (size_t i = 0; i < PAYLOAD; i++)
+        w.pt[i] = (uint8_t)(i * 31U + 7U);
 
     mqe2e_keystore *ks_sync = ks_new("cg-pub-sync");
     mqe2e_keystore *ks_async = ks_new("cg-pub-async");

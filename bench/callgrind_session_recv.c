@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "bench_common.h"
+#include "bench_keystore.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
 #include "mqe2e/policy.h"
@@ -46,16 +47,8 @@ static void die(const char *what, int rc)
 
 static mqe2e_keystore *ks_new(const char *client)
 {
-    mqe2e_storage st;
-    mqe2e_keystore *ks = NULL;
-    int rc;
-    if ((rc = mqe2e_storage_memory(&st)) != MQE2E_OK) die("storage_memory", rc);
-    if ((rc = mqe2e_keystore_create(&ks, st, client, 0U)) != MQE2E_OK) die("keystore", rc);
-    if ((rc = mqe2e_keystore_set_seq_block(ks, 65536U)) != MQE2E_OK) die("seq_block", rc);
-    rc = mqe2e_keystore_group_add_epoch(ks, BENCH_GROUP, BENCH_TOPIC_FILTER, 1U,
-                                        BENCH_GROUP_SECRET, BENCH_NOW);
-    if (rc != MQE2E_OK) die("group_add_epoch", rc);
-    return ks;
+    return bench_memory_keystore("callgrind_session_recv", client, 65536U, BENCH_GROUP,
+                                 BENCH_TOPIC_FILTER, BENCH_GROUP_SECRET, BENCH_NOW);
 }
 
 NOINLINE int cg_session_recv_loop(workload *w, uint64_t mono)
@@ -63,9 +56,9 @@ NOINLINE int cg_session_recv_loop(workload *w, uint64_t mono)
     mqe2e_session_action a;
     for (size_t i = 0; i < w->n; i++) {
         mqe2e_session_time now = {BENCH_NOW, mono + i};
-        int rc = mqe2e_session_receive_one(w->s, BENCH_TOPIC, sizeof BENCH_TOPIC - 1U,
-                                           w->envs + i * w->cap, w->env_lens[i], 0, 0, 0, 0U,
-                                           now, &a);
+        int rc =
+            mqe2e_session_receive_one(w->s, BENCH_TOPIC, sizeof BENCH_TOPIC - 1U,
+                                      w->envs + i * w->cap, w->env_lens[i], 0, 0, 0, 0U, now, &a);
         if (rc != 1 || a.kind != MQE2E_SESSION_DELIVER || a.len != PAYLOAD) return -1;
         if (mqe2e_session_commit(w->s, &a.receipt) != MQE2E_OK) return -1;
     }

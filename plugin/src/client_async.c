@@ -33,17 +33,8 @@
 
 struct mqe2e_async {
     MQTTAsync paho;
-    mqe2e__nodelay nodelay; /* TCP_NODELAY after each connect, under lock (tcp_nodelay.c) */
-    /* Serialises protector, keystore and the application callback pointers. */
-    pthread_mutex_t lock;
-    /* Held while one of our message callbacks runs. */
-    pthread_mutex_t cb_lock;
-    mqe2e_keystore *keystore;
-    mqe2e_protector *protector;
-    mqe2e_MQTTClient_dropped *on_dropped;
-    mqe2e_MQTTClient_log *on_log;
-    mqe2e_log_level log_level;
-    void *sec_context;
+    /* Locks, session, keystore, log and drop callbacks (front_common.c). */
+    mqe2e__front f;
     /* The application's callbacks, each with its own context as in Paho. */
     void *cl_context, *ma_context, *dc_context, *co_context, *dis_context;
     MQTTAsync_connectionLost *app_cl;
@@ -51,10 +42,6 @@ struct mqe2e_async {
     MQTTAsync_deliveryComplete *app_dc;
     MQTTAsync_connected *app_co;
     MQTTAsync_disconnected *app_dis;
-    /* Control plane; NULL when the keystore holds no authority pin. */
-    mqe2e__ctl *ctl;
-    /* setSecurity opened the keystore (keystorePath): destroy closes it. */
-    int owns_keystore;
 };
 
 /* Where the application's messageArrived runs, for disconnect(): on Paho's
@@ -64,55 +51,27 @@ struct mqe2e_async {
 #define ASYNC_IN_WORKER_CALLBACK 2
 static _Thread_local int async_callback_thread;
 
+/* front_common.c returns the synchronous front's codes for both fronts. */
+_Static_assert(MQTTASYNC_SUCCESS == MQTTCLIENT_SUCCESS && MQTTASYNC_FAILURE == MQTTCLIENT_FAILURE &&
+                   MQTTASYNC_NULL_PARAMETER == MQTTCLIENT_NULL_PARAMETER &&
+                   MQTTASYNC_BAD_STRUCTURE == MQTTCLIENT_BAD_STRUCTURE &&
+                   MQTTASYNC_BAD_UTF8_STRING == MQTTCLIENT_BAD_UTF8_STRING &&
+                   MQTTASYNC_BAD_QOS == MQTTCLIENT_BAD_QOS &&
+                   MQE2E_MQTTASYNC_NOT_CONFIGURED == MQE2E_MQTTCLIENT_NOT_CONFIGURED,
+               "Paho's sync and async codes differ");
+
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
 static const uint8_t async_empty[1] = {0};
-
-__attribute__((format(printf, 3, 4))) static void
-async_log(const struct mqe2e_async *c, mqe2e_log_level level, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    if (c->on_log == NULL || level > c->log_level) {
-        return;
-    }
-    va_start(ap, fmt);
-    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is just above */
-    (void)vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    c->on_log(c->sec_context, level, line);
-}
 
 static int async_map_error(int code)
 {
     return code == MQE2E_OK ? MQTTASYNC_SUCCESS : MQE2E_MQTTASYNC_ERR(code);
 }
 
-static void async_report_drop(struct mqe2e_async *c, const char *topic, int code)
-{
-    const char *shown = topic != NULL ? topic : "";
-
-    async_log(c, MQE2E_LOG_WARNING, "dropped message on '%s': %s", shown, mqe2e_error_name(code));
-    if (c->on_dropped != NULL) {
-        c->on_dropped(c->sec_context, shown, code);
-    }
-}
-
 static void async_message_wipe_free(MQTTAsync_message *m)
 {
-    if (m == NULL) {
-        return;
-    }
-    if (m->payload != NULL && m->payloadlen > 0) {
-        sodium_memzero(m->payload, (size_t)m->payloadlen);
-    }
-    /* Paho's call costs as much as the rest of this function even when there
-     * is nothing to free (v3 messages, v5 ones without properties). */
-    if (m->properties.array != NULL) {
-        MQTTProperties_free(&m->properties);
-    }
-    sodium_memzero(m, sizeof *m);
-    free(m);
+    if (m != NULL)
+        mqe2e__front_message_wipe_free(m, sizeof *m, m->payload, m->payloadlen, &m->properties);
 }
 
 /*
@@ -142,10 +101,10 @@ static void async_unwrap(void *msg, char *topic)
 
 static void async_app_ma(struct mqe2e_async *c, MQTTAsync_messageArrived **ma, void **ctx)
 {
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     *ma = c->app_ma;
     *ctx = c->ma_context;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
 }
 
 /* ---------- control-plane host ---------- */
@@ -176,12 +135,16 @@ static int async_ctl_is_connected(void *ctx)
 /* The session dropped (and counted) a message: tell the application. */
 static void async_ctl_dropped(void *ctx, const char *topic, int code)
 {
-    async_report_drop(ctx, topic, code);
+    struct mqe2e_async *c = ctx;
+
+    mqe2e__front_report_drop(&c->f, topic, code);
 }
 
 static void async_ctl_log(void *ctx, int level, const char *msg)
 {
-    async_log(ctx, (mqe2e_log_level)level, "%s", msg);
+    struct mqe2e_async *c = ctx;
+
+    mqe2e__front_log(&c->f, (mqe2e_log_level)level, "%s", msg);
 }
 
 /* The application's messageArrived for the message Paho just gave (cb_lock held). */
@@ -216,12 +179,12 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
     void *ma_ctx;
     int rc = 1;
 
-    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_lock(&c->f.cb_lock);
     async_callback_thread = ASYNC_IN_PAHO_CALLBACK;
     async_app_ma(c, &ma, &ma_ctx);
     /* Paho would not deliver without messageArrived either. */
-    if (ma != NULL && c->ctl != NULL && message != NULL)
-        rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
+    if (ma != NULL && c->f.ctl != NULL && message != NULL)
+        rc = mqe2e__ctl_receive(c->f.ctl, topicName, topicLen, message->payload,
                                 message->payloadlen, message->qos, message->retained, message->dup,
                                 0, message->struct_version >= 1 ? &message->properties : NULL,
                                 message, async_hand_current, c);
@@ -230,7 +193,7 @@ static int async_message_arrived(void *context, char *topicName, int topicLen,
         MQTTAsync_free(topicName);
     }
     async_callback_thread = 0;
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
     return rc;
 }
 
@@ -240,12 +203,12 @@ static void async_connection_lost(void *context, char *cause)
     MQTTAsync_connectionLost *cl;
     void *ctx;
 
-    async_log(c, MQE2E_LOG_INFO, "connection lost");
-    mqe2e__ctl_session_lost(c->ctl);
-    (void)pthread_mutex_lock(&c->lock);
+    mqe2e__front_log(&c->f, MQE2E_LOG_INFO, "connection lost");
+    mqe2e__ctl_session_lost(c->f.ctl);
+    (void)pthread_mutex_lock(&c->f.lock);
     cl = c->app_cl;
     ctx = c->cl_context;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     if (cl != NULL) {
         cl(ctx, cause);
     }
@@ -257,10 +220,10 @@ static void async_delivery_complete(void *context, MQTTAsync_token token)
     MQTTAsync_deliveryComplete *dc;
     void *ctx;
 
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     dc = c->app_dc;
     ctx = c->dc_context;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     if (dc != NULL) {
         dc(ctx, token);
     }
@@ -273,16 +236,16 @@ static void async_connected(void *context, char *cause)
     void *ctx;
 
     /* TCP_NODELAY on the new connection (docs/PAHO.md, "TCP_NODELAY"). */
-    (void)pthread_mutex_lock(&c->lock);
-    mqe2e__nodelay_apply(&c->nodelay);
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
+    mqe2e__nodelay_apply(&c->f.nodelay);
+    (void)pthread_mutex_unlock(&c->f.lock);
     /* A new session (automatic reconnects too): the control worker
      * resubscribes its topics and asks for keys rotated meanwhile. */
-    mqe2e__ctl_session_lost(c->ctl);
-    (void)pthread_mutex_lock(&c->lock);
+    mqe2e__ctl_session_lost(c->f.ctl);
+    (void)pthread_mutex_lock(&c->f.lock);
     co = c->app_co;
     ctx = c->co_context;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     if (co != NULL) {
         co(ctx, cause);
     }
@@ -295,11 +258,11 @@ static void async_disconnected(void *context, MQTTProperties *properties,
     MQTTAsync_disconnected *dis;
     void *ctx;
 
-    mqe2e__ctl_session_lost(c->ctl);
-    (void)pthread_mutex_lock(&c->lock);
+    mqe2e__ctl_session_lost(c->f.ctl);
+    (void)pthread_mutex_lock(&c->f.lock);
     dis = c->app_dis;
     ctx = c->dis_context;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     if (dis != NULL) {
         dis(ctx, properties, reasonCode);
     }
@@ -322,19 +285,7 @@ int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const char *serve
     if (c == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    if (pthread_mutex_init(&c->lock, NULL) != 0) {
-        free(c);
-        return MQTTASYNC_FAILURE;
-    }
-    if (pthread_mutex_init(&c->cb_lock, NULL) != 0) {
-        (void)pthread_mutex_destroy(&c->lock);
-        free(c);
-        return MQTTASYNC_FAILURE;
-    }
-    c->log_level = MQE2E_LOG_WARNING;
-    if (mqe2e__nodelay_init(&c->nodelay, serverURI) != 0) {
-        (void)pthread_mutex_destroy(&c->cb_lock);
-        (void)pthread_mutex_destroy(&c->lock);
+    if (mqe2e__front_init(&c->f, serverURI) != 0) {
         free(c);
         return MQTTASYNC_FAILURE;
     }
@@ -358,9 +309,7 @@ int mqe2e_MQTTAsync_createWithOptions(mqe2e_MQTTAsync *handle, const char *serve
         if (c->paho != NULL) {
             MQTTAsync_destroy(&c->paho);
         }
-        mqe2e__nodelay_free(&c->nodelay);
-        (void)pthread_mutex_destroy(&c->cb_lock);
-        (void)pthread_mutex_destroy(&c->lock);
+        mqe2e__front_fini(&c->f);
         free(c);
         return rc;
     }
@@ -379,40 +328,15 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
                                 const mqe2e_MQTTAsync_securityOptions *options)
 {
     struct mqe2e_async *c = handle;
-    int rc;
 
-    if (c == NULL || options == NULL) {
+    if (c == NULL) {
         return MQTTASYNC_NULL_PARAMETER;
     }
-    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 4) {
-        return MQTTASYNC_BAD_STRUCTURE;
-    }
-    if (options->keystore == NULL &&
-        (options->struct_version < 2 || options->keystorePath == NULL)) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    if (c->protector != NULL) {
-        (void)pthread_mutex_unlock(&c->lock);
-        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_STATE);
-    }
+    mqe2e__front *f = &c->f;
     mqe2e__ctl_host host = {async_ctl_publish, async_ctl_subscribe, async_ctl_is_connected,
-                            MQTTAsync_strerror, &c->lock, &c->cb_lock, c, async_ctl_log, 0,
+                            MQTTAsync_strerror, &f->lock, &f->cb_lock, c, async_ctl_log, 0,
                             async_ctl_dropped, async_wrap, async_unwrap, async_hand_released};
-    /* The session logs through the front from its first call on. */
-    c->on_log = options->onLog;
-    c->log_level = options->logLevel;
-    c->sec_context = options->context;
-    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
-    if (rc == MQE2E_OK) {
-        c->on_dropped = options->onDropped;
-        c->protector = mqe2e__ctl_protector(c->ctl);
-    } else {
-        c->on_log = NULL;
-    }
-    (void)pthread_mutex_unlock(&c->lock);
-    return async_map_error(rc);
+    return mqe2e__front_set_security(f, &host, options);
 }
 
 int mqe2e_MQTTAsync_setCallbacks(mqe2e_MQTTAsync handle, void *context,
@@ -435,12 +359,12 @@ int mqe2e_MQTTAsync_setCallbacks(mqe2e_MQTTAsync handle, void *context,
         }
         return rc;
     }
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     c->cl_context = c->ma_context = c->dc_context = context;
     c->app_cl = cl;
     c->app_ma = ma;
     c->app_dc = dc;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     return MQTTASYNC_SUCCESS;
 }
 
@@ -455,10 +379,10 @@ int mqe2e_MQTTAsync_setConnectionLostCallback(mqe2e_MQTTAsync handle, void *cont
     }
     rc = MQTTAsync_setConnectionLostCallback(c->paho, c, async_connection_lost);
     if (rc == MQTTASYNC_SUCCESS) {
-        (void)pthread_mutex_lock(&c->lock);
+        (void)pthread_mutex_lock(&c->f.lock);
         c->cl_context = context;
         c->app_cl = cl;
-        (void)pthread_mutex_unlock(&c->lock);
+        (void)pthread_mutex_unlock(&c->f.lock);
     }
     return rc;
 }
@@ -474,10 +398,10 @@ int mqe2e_MQTTAsync_setMessageArrivedCallback(mqe2e_MQTTAsync handle, void *cont
     }
     rc = MQTTAsync_setMessageArrivedCallback(c->paho, c, async_message_arrived);
     if (rc == MQTTASYNC_SUCCESS) {
-        (void)pthread_mutex_lock(&c->lock);
+        (void)pthread_mutex_lock(&c->f.lock);
         c->ma_context = context;
         c->app_ma = ma;
-        (void)pthread_mutex_unlock(&c->lock);
+        (void)pthread_mutex_unlock(&c->f.lock);
     }
     return rc;
 }
@@ -493,10 +417,10 @@ int mqe2e_MQTTAsync_setDeliveryCompleteCallback(mqe2e_MQTTAsync handle, void *co
     }
     rc = MQTTAsync_setDeliveryCompleteCallback(c->paho, c, async_delivery_complete);
     if (rc == MQTTASYNC_SUCCESS) {
-        (void)pthread_mutex_lock(&c->lock);
+        (void)pthread_mutex_lock(&c->f.lock);
         c->dc_context = context;
         c->app_dc = dc;
-        (void)pthread_mutex_unlock(&c->lock);
+        (void)pthread_mutex_unlock(&c->f.lock);
     }
     return rc;
 }
@@ -508,10 +432,10 @@ int mqe2e_MQTTAsync_setConnected(mqe2e_MQTTAsync handle, void *context, MQTTAsyn
     if (c == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     c->co_context = context;
     c->app_co = co;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     return MQTTASYNC_SUCCESS;
 }
 
@@ -523,10 +447,10 @@ int mqe2e_MQTTAsync_setDisconnected(mqe2e_MQTTAsync handle, void *context,
     if (c == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     c->dis_context = context;
     c->app_dis = co;
-    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_mutex_unlock(&c->f.lock);
     return MQTTASYNC_SUCCESS;
 }
 
@@ -549,11 +473,11 @@ static int async_seal_will(struct mqe2e_async *c, const MQTTAsync_connectOptions
     if (w->topicName == NULL) {
         return MQE2E_ERR_INVALID_ARG;
     }
-    rc = mqe2e__will_seal(c->protector, &c->lock, w->topicName, w->message, w->payload.data,
+    rc = mqe2e__will_seal(c->f.protector, &c->f.lock, w->topicName, w->message, w->payload.data,
                           w->payload.len, buf, buf_cap, &out_len);
     if (rc != MQE2E_OK) {
-        async_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
-                  mqe2e_error_name(rc));
+        mqe2e__front_log(&c->f, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
+                         mqe2e_error_name(rc));
         return rc;
     }
     *will_copy = *w;
@@ -575,7 +499,7 @@ int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptio
     if (c == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    if (c->protector == NULL) {
+    if (c->f.protector == NULL) {
         return MQE2E_MQTTASYNC_NOT_CONFIGURED;
     }
     MQTTAsync_connectOptions copy;
@@ -587,17 +511,17 @@ int mqe2e_MQTTAsync_connect(mqe2e_MQTTAsync handle, const MQTTAsync_connectOptio
         mqe2e__will_free(will_buf, will_cap);
         return async_map_error(rc);
     }
-    (void)pthread_mutex_lock(&c->lock);
+    (void)pthread_mutex_lock(&c->f.lock);
     if (options != NULL && options->struct_version >= 2 && options->serverURIcount > 0)
-        (void)mqe2e__nodelay_set_uris(&c->nodelay, options->serverURIs, options->serverURIcount);
+        (void)mqe2e__nodelay_set_uris(&c->f.nodelay, options->serverURIs, options->serverURIcount);
     else
-        (void)mqe2e__nodelay_set_uris(&c->nodelay, NULL, 0);
-    (void)pthread_mutex_unlock(&c->lock);
+        (void)mqe2e__nodelay_set_uris(&c->f.nodelay, NULL, 0);
+    (void)pthread_mutex_unlock(&c->f.lock);
     rc = MQTTAsync_connect(c->paho, will_buf != NULL ? &copy : options);
     mqe2e__will_free(will_buf, will_cap);
     if (rc == MQTTASYNC_SUCCESS) {
         /* The control worker subscribes and sends a HELLO once connected. */
-        mqe2e__ctl_session_lost(c->ctl);
+        mqe2e__ctl_session_lost(c->f.ctl);
     }
     return rc;
 }
@@ -608,19 +532,6 @@ int mqe2e_MQTTAsync_reconnect(mqe2e_MQTTAsync handle)
         return MQTTASYNC_FAILURE;
     }
     return MQTTAsync_reconnect(handle->paho);
-}
-
-static int async_checkpoint(struct mqe2e_async *c)
-{
-    int rc;
-
-    (void)pthread_mutex_lock(&c->lock);
-    rc = c->protector != NULL ? mqe2e_protector_checkpoint(c->protector) : MQE2E_OK;
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc != MQE2E_OK) {
-        async_log(c, MQE2E_LOG_ERROR, "replay checkpoint failed: %s", mqe2e_error_name(rc));
-    }
-    return rc;
 }
 
 int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle, const MQTTAsync_disconnectOptions *options)
@@ -635,17 +546,18 @@ int mqe2e_MQTTAsync_disconnect(mqe2e_MQTTAsync handle, const MQTTAsync_disconnec
     /* Channel envelopes and handshake frames go out through the control
      * worker: let it hand them to Paho first, within the caller's timeout
      * (Paho then lets in-flight transfers finish within it as well). */
-    if (mqe2e__ctl_has_control(c->ctl) && options != NULL && options->timeout > 0 &&
+    if (mqe2e__ctl_has_control(c->f.ctl) && options != NULL && options->timeout > 0 &&
         async_callback_thread != ASYNC_IN_WORKER_CALLBACK) {
-        int frc = mqe2e__ctl_flush(c->ctl, (uint64_t)options->timeout,
+        int frc = mqe2e__ctl_flush(c->f.ctl, (uint64_t)options->timeout,
                                    async_callback_thread != ASYNC_IN_PAHO_CALLBACK);
         if (frc == MQE2E_ERR_STATE)
-            async_log(c, MQE2E_LOG_WARNING, "disconnect: control frames still queued after %d ms",
-                      options->timeout);
+            mqe2e__front_log(&c->f, MQE2E_LOG_WARNING,
+                             "disconnect: control frames still queued after %d ms",
+                             options->timeout);
     }
     rc = MQTTAsync_disconnect(c->paho, options);
     /* Messages delivered after this are checkpointed again by destroy(). */
-    crc = async_checkpoint(c);
+    crc = mqe2e__front_checkpoint(&c->f);
     if (rc == MQTTASYNC_SUCCESS && crc != MQE2E_OK) {
         rc = MQE2E_MQTTASYNC_ERR(crc);
     }
@@ -663,7 +575,7 @@ int mqe2e_MQTTAsync_subscribe(mqe2e_MQTTAsync handle, const char *topic, int qos
     if (handle == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return MQE2E_MQTTASYNC_NOT_CONFIGURED;
     }
     return MQTTAsync_subscribe(handle->paho, topic, qos, response);
@@ -675,7 +587,7 @@ int mqe2e_MQTTAsync_subscribeMany(mqe2e_MQTTAsync handle, int count, char *const
     if (handle == NULL) {
         return MQTTASYNC_FAILURE;
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return MQE2E_MQTTASYNC_NOT_CONFIGURED;
     }
     return MQTTAsync_subscribeMany(handle->paho, count, topic, qos, response);
@@ -719,38 +631,13 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
     size_t out_len = 0;
     int rc;
 
-    if (c == NULL) {
-        return MQTTASYNC_FAILURE;
+    rc = MQE2E__FRONT_PUBLISH_PREPARE(c == NULL ? NULL : &c->f, topic, msg, stack_buf, &pt,
+                                      &pt_len, &buf, &cap);
+    if (rc != MQTTASYNC_SUCCESS) {
+        return rc;
     }
-    if (c->protector == NULL) {
-        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    }
-    if (topic == NULL || msg == NULL) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
-        msg->struct_version > 1) {
-        return MQTTASYNC_BAD_STRUCTURE;
-    }
-    if (msg->qos < 0 || msg->qos > 2) {
-        return MQTTASYNC_BAD_QOS;
-    }
-    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    pt_len = (size_t)msg->payloadlen;
-    pt = pt_len > 0 ? (const uint8_t *)msg->payload : async_empty;
-    cap = mqe2e_session_publish_bound(pt_len);
-    if (cap < pt_len || cap > (size_t)INT_MAX) {
-        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    buf = cap <= sizeof stack_buf ? stack_buf : malloc(cap);
-    if (buf == NULL) {
-        return MQE2E_MQTTASYNC_ERR(MQE2E_ERR_NOMEM);
-    }
-    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained,
-                            msg->struct_version >= 1 ? &msg->properties : NULL, buf, cap,
-                            &out_len);
+    rc = mqe2e__ctl_publish(c->f.ctl, topic, pt, pt_len, msg->qos, msg->retained,
+                            msg->struct_version >= 1 ? &msg->properties : NULL, buf, cap, &out_len);
     if (rc == MQE2E_SESSION_QUEUED) {
         /* Sent by the control worker once the channel is up: no token. */
         if (response != NULL) response->token = 0;
@@ -758,8 +645,8 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
         goto out;
     }
     if (rc != MQE2E_OK) {
-        async_log(c, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
-                  rc == MQE2E_ERR_NO_POLICY ? "no policy" : mqe2e_error_name(rc));
+        mqe2e__front_log(&c->f, MQE2E_LOG_WARNING, "refused to send on '%s': %s", topic,
+                         rc == MQE2E_ERR_NO_POLICY ? "no policy" : mqe2e_error_name(rc));
         rc = async_map_error(rc);
         goto out;
     }
@@ -770,8 +657,8 @@ static int async_send(struct mqe2e_async *c, const char *topic, const MQTTAsync_
         (response == NULL || response->struct_version < 1 || response->properties.count == 0)) {
         /* No v5 properties anywhere: what sendMessage does, without its extra
          * layer of Paho's call tracing (~1,000 instructions per message). */
-        rc = MQTTAsync_send(c->paho, topic, out_msg.payloadlen, buf, out_msg.qos,
-                            out_msg.retained, response);
+        rc = MQTTAsync_send(c->paho, topic, out_msg.payloadlen, buf, out_msg.qos, out_msg.retained,
+                            response);
     } else {
         rc = MQTTAsync_sendMessage(c->paho, topic, &out_msg, response);
     }
@@ -845,24 +732,9 @@ void mqe2e_MQTTAsync_destroy(mqe2e_MQTTAsync *handle)
     }
     c = *handle;
     /* The control worker uses the Paho handle: it stops first. */
-    mqe2e__ctl_stop(c->ctl);
+    mqe2e__ctl_stop(c->f.ctl);
     MQTTAsync_destroy(&c->paho);
-    /* A callback already running when Paho let go must finish first. */
-    (void)pthread_mutex_lock(&c->cb_lock);
-    (void)pthread_mutex_unlock(&c->cb_lock);
-    (void)async_checkpoint(c);
-    (void)pthread_mutex_lock(&c->lock);
-    /* The session owns the protector and its own policy. */
-    mqe2e__ctl_free(c->ctl);
-    c->ctl = NULL;
-    c->protector = NULL;
-    if (c->owns_keystore) {
-        mqe2e_keystore_close(c->keystore);
-    }
-    (void)pthread_mutex_unlock(&c->lock);
-    (void)pthread_mutex_destroy(&c->cb_lock);
-    (void)pthread_mutex_destroy(&c->lock);
-    mqe2e__nodelay_free(&c->nodelay);
+    mqe2e__front_release(&c->f);
     sodium_memzero(c, sizeof *c);
     free(c);
     *handle = NULL;
@@ -881,36 +753,20 @@ const char *mqe2e_MQTTAsync_strerror(int code)
 
 int mqe2e_MQTTAsync_getCounters(mqe2e_MQTTAsync handle, mqe2e_counters *out)
 {
-    if (handle == NULL || out == NULL) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    if (handle->protector == NULL) {
-        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    }
-    (void)pthread_mutex_lock(&handle->lock);
-    mqe2e_protector_counters(handle->protector, out);
-    (void)pthread_mutex_unlock(&handle->lock);
-    return MQTTASYNC_SUCCESS;
+    return mqe2e__front_counters(handle == NULL ? NULL : &handle->f, out);
 }
 
 int mqe2e_MQTTAsync_getControlCounters(mqe2e_MQTTAsync handle, mqe2e_control_counters *out)
 {
-    if (handle == NULL || out == NULL) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    if (handle->protector == NULL) {
-        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    }
-    mqe2e__ctl_counters(handle->ctl, out);
-    return MQTTASYNC_SUCCESS;
+    return mqe2e__front_control_counters(handle == NULL ? NULL : &handle->f, out);
 }
 
 int mqe2e_MQTTAsync_waitForAuthority(mqe2e_MQTTAsync handle, unsigned long timeout_ms)
 {
     if (handle == NULL) return MQTTASYNC_FAILURE;
-    if (handle->protector == NULL) return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    if (handle->ctl == NULL) return MQTTASYNC_SUCCESS;
-    int rc = mqe2e__ctl_wait_fresh(handle->ctl, timeout_ms);
+    if (handle->f.protector == NULL) return MQE2E_MQTTASYNC_NOT_CONFIGURED;
+    if (handle->f.ctl == NULL) return MQTTASYNC_SUCCESS;
+    int rc = mqe2e__ctl_wait_fresh(handle->f.ctl, timeout_ms);
     return rc == MQE2E_OK ? MQTTASYNC_SUCCESS : async_map_error(rc);
 }
 
@@ -918,18 +774,10 @@ int mqe2e_MQTTAsync_clearRetained(mqe2e_MQTTAsync handle, const char *topicName,
                                   MQTTAsync_responseOptions *response)
 {
     struct mqe2e_async *c = handle;
+    int rc = mqe2e__front_clear_check(c == NULL ? NULL : &c->f, topicName);
 
-    if (c == NULL) {
-        return MQTTASYNC_FAILURE;
-    }
-    if (c->protector == NULL) {
-        return MQE2E_MQTTASYNC_NOT_CONFIGURED;
-    }
-    if (topicName == NULL) {
-        return MQTTASYNC_NULL_PARAMETER;
-    }
-    if (!mqe2e_topic_name_valid(topicName)) {
-        return MQTTASYNC_BAD_UTF8_STRING;
+    if (rc != MQTTASYNC_SUCCESS) {
+        return rc;
     }
     /* No data leaves: an empty retained publish is the broker's delete. */
     return MQTTAsync_send(c->paho, topicName, 0, async_empty, qos, 1, response);

@@ -33,80 +33,29 @@
 
 struct mqe2e_client {
     MQTTClient paho;
-    mqe2e__nodelay nodelay; /* TCP_NODELAY after each connect (tcp_nodelay.c) */
-    /* Serialises every protector and keystore call. */
-    pthread_mutex_t lock;
-    /* Held while one of our Paho callbacks runs, so destroy can wait for it. */
-    pthread_mutex_t cb_lock;
-    mqe2e_keystore *keystore;
-    mqe2e_protector *protector;
-    mqe2e_MQTTClient_dropped *on_dropped;
-    mqe2e_MQTTClient_log *on_log;
-    mqe2e_log_level log_level;
-    void *sec_context;
+    /* Locks, session, keystore, log and drop callbacks (front_common.c). */
+    mqe2e__front f;
     void *app_context;
     MQTTClient_connectionLost *app_cl;
     MQTTClient_messageArrived *app_ma;
     MQTTClient_deliveryComplete *app_dc;
-    /* Control plane; NULL when the keystore holds no authority pin. */
-    mqe2e__ctl *ctl;
     /* Created for MQTT v5: Paho then only accepts its *5 calls. */
     int mqtt5;
-    /* setSecurity opened the keystore (keystorePath): destroy closes it. */
-    int owns_keystore;
 };
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
 static const uint8_t client_empty[1] = {0};
-
-__attribute__((format(printf, 3, 4))) static void
-client_log(const struct mqe2e_client *c, mqe2e_log_level level, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    if (c->on_log == NULL || level > c->log_level) {
-        return;
-    }
-    va_start(ap, fmt);
-    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is just above */
-    (void)vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    c->on_log(c->sec_context, level, line);
-}
 
 static int client_map_error(int code)
 {
     return code == MQE2E_OK ? MQTTCLIENT_SUCCESS : MQE2E_MQTTCLIENT_ERR(code);
 }
 
-/* Tell the application a message was dropped: topic and reason only. */
-static void client_report_drop(struct mqe2e_client *c, const char *topic, int code)
-{
-    const char *shown = topic != NULL ? topic : "";
-
-    client_log(c, MQE2E_LOG_WARNING, "dropped message on '%s': %s", shown, mqe2e_error_name(code));
-    if (c->on_dropped != NULL) {
-        c->on_dropped(c->sec_context, shown, code);
-    }
-}
-
 /* Wipe the decrypted payload of one of our messages, then free the block. */
 static void client_message_wipe_free(MQTTClient_message *m)
 {
-    if (m == NULL) {
-        return;
-    }
-    if (m->payload != NULL && m->payloadlen > 0) {
-        sodium_memzero(m->payload, (size_t)m->payloadlen);
-    }
-    /* Paho's call costs as much as the rest of this function even when there
-     * is nothing to free (v3 messages, v5 ones without properties). */
-    if (m->properties.array != NULL) {
-        MQTTProperties_free(&m->properties);
-    }
-    sodium_memzero(m, sizeof *m);
-    free(m);
+    if (m != NULL)
+        mqe2e__front_message_wipe_free(m, sizeof *m, m->payload, m->payloadlen, &m->properties);
 }
 
 /*
@@ -196,12 +145,16 @@ static int client_ctl_is_connected(void *ctx)
 /* The session dropped (and counted) a message: tell the application. */
 static void client_ctl_dropped(void *ctx, const char *topic, int code)
 {
-    client_report_drop(ctx, topic, code);
+    struct mqe2e_client *c = ctx;
+
+    mqe2e__front_report_drop(&c->f, topic, code);
 }
 
 static void client_ctl_log(void *ctx, int level, const char *msg)
 {
-    client_log(ctx, (mqe2e_log_level)level, "%s", msg);
+    struct mqe2e_client *c = ctx;
+
+    mqe2e__front_log(&c->f, (mqe2e_log_level)level, "%s", msg);
 }
 
 static int client_message_arrived(void *context, char *topicName, int topicLen,
@@ -210,20 +163,20 @@ static int client_message_arrived(void *context, char *topicName, int topicLen,
     struct mqe2e_client *c = context;
     int rc = 1;
 
-    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_lock(&c->f.cb_lock);
     /* Registered only when the application gave messageArrived; checked anyway. */
-    if (c->app_ma != NULL && c->ctl != NULL && message != NULL)
-        rc = mqe2e__ctl_receive(c->ctl, topicName, topicLen, message->payload,
+    if (c->app_ma != NULL && c->f.ctl != NULL && message != NULL)
+        rc = mqe2e__ctl_receive(c->f.ctl, topicName, topicLen, message->payload,
                                 message->payloadlen, message->qos, message->retained, message->dup,
                                 0, message->struct_version >= 1 ? &message->properties : NULL,
                                 message, client_hand, c);
     else
-        client_report_drop(c, topicName, MQE2E_ERR_STATE);
+        mqe2e__front_report_drop(&c->f, topicName, MQE2E_ERR_STATE);
     if (rc) {
         MQTTClient_freeMessage(&message);
         MQTTClient_free(topicName);
     }
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
     return rc;
 }
 
@@ -231,23 +184,23 @@ static void client_connection_lost(void *context, char *cause)
 {
     struct mqe2e_client *c = context;
 
-    (void)pthread_mutex_lock(&c->cb_lock);
-    client_log(c, MQE2E_LOG_INFO, "connection lost");
+    (void)pthread_mutex_lock(&c->f.cb_lock);
+    mqe2e__front_log(&c->f, MQE2E_LOG_INFO, "connection lost");
     if (c->app_cl != NULL) {
         c->app_cl(c->app_context, cause);
     }
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
 }
 
 static void client_delivery_complete(void *context, MQTTClient_deliveryToken dt)
 {
     struct mqe2e_client *c = context;
 
-    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_lock(&c->f.cb_lock);
     if (c->app_dc != NULL) {
         c->app_dc(c->app_context, dt);
     }
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
 }
 
 int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *serverURI,
@@ -265,20 +218,8 @@ int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *ser
     if (c == NULL) {
         return MQTTCLIENT_FAILURE;
     }
-    if (pthread_mutex_init(&c->lock, NULL) != 0) {
-        free(c);
-        return MQTTCLIENT_FAILURE;
-    }
-    if (pthread_mutex_init(&c->cb_lock, NULL) != 0) {
-        (void)pthread_mutex_destroy(&c->lock);
-        free(c);
-        return MQTTCLIENT_FAILURE;
-    }
-    c->log_level = MQE2E_LOG_WARNING;
     c->mqtt5 = options != NULL && options->MQTTVersion >= MQTTVERSION_5;
-    if (mqe2e__nodelay_init(&c->nodelay, serverURI) != 0) {
-        (void)pthread_mutex_destroy(&c->cb_lock);
-        (void)pthread_mutex_destroy(&c->lock);
+    if (mqe2e__front_init(&c->f, serverURI) != 0) {
         free(c);
         return MQTTCLIENT_FAILURE;
     }
@@ -290,9 +231,7 @@ int mqe2e_MQTTClient_createWithOptions(mqe2e_MQTTClient *handle, const char *ser
             MQTTClient_create(&c->paho, serverURI, clientId, persistence_type, persistence_context);
     }
     if (rc != MQTTCLIENT_SUCCESS) {
-        mqe2e__nodelay_free(&c->nodelay);
-        (void)pthread_mutex_destroy(&c->cb_lock);
-        (void)pthread_mutex_destroy(&c->lock);
+        mqe2e__front_fini(&c->f);
         free(c);
         return rc;
     }
@@ -311,39 +250,15 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
                                  const mqe2e_MQTTClient_securityOptions *options)
 {
     struct mqe2e_client *c = handle;
-    int rc;
 
-    if (c == NULL || options == NULL) {
+    if (c == NULL) {
         return MQTTCLIENT_NULL_PARAMETER;
     }
-    if (memcmp(options->struct_id, "MQES", 4) != 0 || options->struct_version < 0 ||
-        options->struct_version > 4) {
-        return MQTTCLIENT_BAD_STRUCTURE;
-    }
-    if (options->keystore == NULL &&
-        (options->struct_version < 2 || options->keystorePath == NULL)) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (c->protector != NULL) {
-        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_STATE);
-    }
+    mqe2e__front *f = &c->f;
     mqe2e__ctl_host host = {client_ctl_publish, client_ctl_subscribe, client_ctl_is_connected,
-                            MQTTClient_strerror, &c->lock, &c->cb_lock, c, client_ctl_log, 0,
+                            MQTTClient_strerror, &f->lock, &f->cb_lock, c, client_ctl_log, 0,
                             client_ctl_dropped, client_wrap, client_unwrap, client_hand};
-    (void)pthread_mutex_lock(&c->lock);
-    /* The session logs through the front from its first call on. */
-    c->on_log = options->onLog;
-    c->log_level = options->logLevel;
-    c->sec_context = options->context;
-    rc = mqe2e__ctl_setup(&c->ctl, &host, options, &c->keystore, &c->owns_keystore);
-    if (rc == MQE2E_OK) {
-        c->on_dropped = options->onDropped;
-        c->protector = mqe2e__ctl_protector(c->ctl);
-    } else {
-        c->on_log = NULL;
-    }
-    (void)pthread_mutex_unlock(&c->lock);
-    return client_map_error(rc);
+    return mqe2e__front_set_security(f, &host, options);
 }
 
 int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,
@@ -364,12 +279,12 @@ int mqe2e_MQTTClient_setCallbacks(mqe2e_MQTTClient handle, void *context,
         return rc;
     }
     /* Paho only accepts this while disconnected: no callback is running. */
-    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_lock(&c->f.cb_lock);
     c->app_context = context;
     c->app_cl = cl;
     c->app_ma = ma;
     c->app_dc = dc;
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
     return MQTTCLIENT_SUCCESS;
 }
 
@@ -397,11 +312,11 @@ static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOpti
     if (w->topicName == NULL) {
         return MQE2E_ERR_INVALID_ARG;
     }
-    rc = mqe2e__will_seal(c->protector, &c->lock, w->topicName, w->message, w->payload.data,
+    rc = mqe2e__will_seal(c->f.protector, &c->f.lock, w->topicName, w->message, w->payload.data,
                           w->payload.len, buf, buf_cap, &out_len);
     if (rc != MQE2E_OK) {
-        client_log(c, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
-                  mqe2e_error_name(rc));
+        mqe2e__front_log(&c->f, MQE2E_LOG_WARNING, "refused the will on '%s': %s", w->topicName,
+                         mqe2e_error_name(rc));
         return rc;
     }
     *will_copy = *w;
@@ -422,18 +337,19 @@ static int client_seal_will(struct mqe2e_client *c, const MQTTClient_connectOpti
  * are refused until the reply (docs/PROTOCOL.md 9.3). */
 static void client_wait_fresh(struct mqe2e_client *c, const MQTTClient_connectOptions *options)
 {
-    (void)pthread_mutex_lock(&c->cb_lock);
+    (void)pthread_mutex_lock(&c->f.cb_lock);
     int callbacks = c->app_ma != NULL;
-    (void)pthread_mutex_unlock(&c->cb_lock);
+    (void)pthread_mutex_unlock(&c->f.cb_lock);
     if (!callbacks) return;
     uint64_t wait_ms = 10000U;
     if (options != NULL && options->connectTimeout > 0 &&
         (uint64_t)options->connectTimeout * 1000U < wait_ms)
         wait_ms = (uint64_t)options->connectTimeout * 1000U;
-    if (mqe2e__ctl_wait_fresh(c->ctl, wait_ms) != MQE2E_OK)
-        client_log(c, MQE2E_LOG_WARNING,
-                   "connected, but no HELLO reply from the authority yet: group publishes are "
-                   "refused until it answers");
+    if (mqe2e__ctl_wait_fresh(c->f.ctl, wait_ms) != MQE2E_OK)
+        mqe2e__front_log(
+            &c->f, MQE2E_LOG_WARNING,
+            "connected, but no HELLO reply from the authority yet: group publishes are "
+            "refused until it answers");
 }
 
 /* TCP_NODELAY on the new connection before the control plane's first frames
@@ -442,10 +358,10 @@ static void client_nodelay(struct mqe2e_client *c, const MQTTClient_connectOptio
 {
     if (!ok) return;
     if (o != NULL && o->struct_version >= 2 && o->serverURIcount > 0)
-        (void)mqe2e__nodelay_set_uris(&c->nodelay, o->serverURIs, o->serverURIcount);
+        (void)mqe2e__nodelay_set_uris(&c->f.nodelay, o->serverURIs, o->serverURIcount);
     else
-        (void)mqe2e__nodelay_set_uris(&c->nodelay, NULL, 0);
-    mqe2e__nodelay_apply(&c->nodelay);
+        (void)mqe2e__nodelay_set_uris(&c->f.nodelay, NULL, 0);
+    mqe2e__nodelay_apply(&c->f.nodelay);
 }
 
 int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions *options)
@@ -455,7 +371,7 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     if (c == NULL) {
         return MQTTCLIENT_FAILURE;
     }
-    if (c->protector == NULL) {
+    if (c->f.protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
     MQTTClient_connectOptions copy;
@@ -470,9 +386,9 @@ int mqe2e_MQTTClient_connect(mqe2e_MQTTClient handle, MQTTClient_connectOptions 
     rc = MQTTClient_connect(c->paho, will_buf != NULL ? &copy : options);
     mqe2e__will_free(will_buf, will_cap);
     client_nodelay(c, options, rc == MQTTCLIENT_SUCCESS);
-    if (rc == MQTTCLIENT_SUCCESS && mqe2e__ctl_has_control(c->ctl)) {
+    if (rc == MQTTCLIENT_SUCCESS && mqe2e__ctl_has_control(c->f.ctl)) {
         /* Pull on (re)connect: keys rotated while offline arrive now. */
-        (void)mqe2e__ctl_connected(c->ctl);
+        (void)mqe2e__ctl_connected(c->f.ctl);
         client_wait_fresh(c, options);
     }
     return rc;
@@ -482,26 +398,9 @@ int mqe2e_MQTTClient_waitForAuthority(mqe2e_MQTTClient handle, unsigned long tim
 {
     struct mqe2e_client *c = handle;
     if (c == NULL) return MQTTCLIENT_FAILURE;
-    if (!mqe2e__ctl_has_control(c->ctl)) return MQTTCLIENT_SUCCESS;
-    int rc = mqe2e__ctl_wait_fresh(c->ctl, timeout_ms);
+    if (!mqe2e__ctl_has_control(c->f.ctl)) return MQTTCLIENT_SUCCESS;
+    int rc = mqe2e__ctl_wait_fresh(c->f.ctl, timeout_ms);
     return rc == MQE2E_OK ? MQTTCLIENT_SUCCESS : client_map_error(rc);
-}
-
-/* Persist replay windows; failures are logged and returned. */
-static int client_checkpoint(struct mqe2e_client *c)
-{
-    int rc;
-
-    if (c->protector == NULL) {
-        return MQE2E_OK;
-    }
-    (void)pthread_mutex_lock(&c->lock);
-    rc = mqe2e_protector_checkpoint(c->protector);
-    (void)pthread_mutex_unlock(&c->lock);
-    if (rc != MQE2E_OK) {
-        client_log(c, MQE2E_LOG_ERROR, "replay checkpoint failed: %s", mqe2e_error_name(rc));
-    }
-    return rc;
 }
 
 /*
@@ -515,14 +414,14 @@ static int client_flush(struct mqe2e_client *c, int timeout)
     uint64_t spent;
     int rc;
 
-    if (!mqe2e__ctl_has_control(c->ctl) || timeout <= 0) {
+    if (!mqe2e__ctl_has_control(c->f.ctl) || timeout <= 0) {
         return timeout;
     }
     start = mqe2e__plugin_monotonic_ms();
-    rc = mqe2e__ctl_flush(c->ctl, (uint64_t)timeout, 1);
+    rc = mqe2e__ctl_flush(c->f.ctl, (uint64_t)timeout, 1);
     if (rc == MQE2E_ERR_STATE) {
-        client_log(c, MQE2E_LOG_WARNING, "disconnect: control frames still queued after %d ms",
-                   timeout);
+        mqe2e__front_log(&c->f, MQE2E_LOG_WARNING,
+                         "disconnect: control frames still queued after %d ms", timeout);
     }
     spent = mqe2e__plugin_monotonic_ms() - start;
     return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
@@ -540,7 +439,7 @@ int mqe2e_MQTTClient_disconnect(mqe2e_MQTTClient handle, int timeout)
     timeout = client_flush(c, timeout);
     /* Disconnect first so the checkpoint covers everything delivered. */
     rc = MQTTClient_disconnect(c->paho, timeout);
-    crc = client_checkpoint(c);
+    crc = mqe2e__front_checkpoint(&c->f);
     if (rc == MQTTCLIENT_SUCCESS && crc != MQE2E_OK) {
         rc = MQE2E_MQTTCLIENT_ERR(crc);
     }
@@ -560,7 +459,7 @@ int mqe2e_MQTTClient_subscribe(mqe2e_MQTTClient handle, const char *topic, int q
     if (handle == NULL) {
         return MQTTCLIENT_FAILURE;
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
     return MQTTClient_subscribe(handle->paho, topic, qos);
@@ -571,7 +470,7 @@ int mqe2e_MQTTClient_subscribeMany(mqe2e_MQTTClient handle, int count, char *con
     if (handle == NULL) {
         return MQTTCLIENT_FAILURE;
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
     return MQTTClient_subscribeMany(handle->paho, count, topic, qos);
@@ -611,39 +510,15 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     size_t out_len = 0;
     int rc;
 
-    if (c == NULL) {
-        return MQTTCLIENT_FAILURE;
-    }
-    if (c->protector == NULL) {
-        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
-    }
-    if (topic == NULL || msg == NULL) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (memcmp(msg->struct_id, "MQTM", 4) != 0 || msg->struct_version < 0 ||
-        msg->struct_version > 1) {
-        return MQTTCLIENT_BAD_STRUCTURE;
-    }
-    if (msg->qos < 0 || msg->qos > 2) {
-        return MQTTCLIENT_BAD_QOS;
-    }
-    if (msg->payloadlen < 0 || (msg->payload == NULL && msg->payloadlen > 0)) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    pt_len = (size_t)msg->payloadlen;
-    pt = pt_len > 0 ? (const uint8_t *)msg->payload : client_empty;
-    cap = mqe2e_session_publish_bound(pt_len);
-    if (cap < pt_len || cap > (size_t)INT_MAX) {
-        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_TOO_LARGE);
-    }
-    buf = cap <= sizeof stack_buf ? stack_buf : malloc(cap);
-    if (buf == NULL) {
-        return MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_NOMEM);
+    rc = MQE2E__FRONT_PUBLISH_PREPARE(c == NULL ? NULL : &c->f, topic, msg, stack_buf, &pt,
+                                      &pt_len, &buf, &cap);
+    if (rc != MQTTCLIENT_SUCCESS) {
+        return rc;
     }
     /* Only the v5 calls send properties: those are what a rule can bind. */
-    rc = mqe2e__ctl_publish(c->ctl, topic, pt, pt_len, msg->qos, msg->retained,
-                            resp != NULL && msg->struct_version >= 1 ? &msg->properties : NULL,
-                            buf, cap, &out_len);
+    rc = mqe2e__ctl_publish(c->f.ctl, topic, pt, pt_len, msg->qos, msg->retained,
+                            resp != NULL && msg->struct_version >= 1 ? &msg->properties : NULL, buf,
+                            cap, &out_len);
     if (rc == MQE2E_SESSION_QUEUED) {
         /* A channel topic: sent by the worker (after the handshake if needed), no token. */
         if (dt != NULL) *dt = 0;
@@ -652,10 +527,11 @@ static int client_publish(struct mqe2e_client *c, const char *topic, const MQTTC
     }
     if (rc != MQE2E_OK) {
         if (rc == MQE2E_ERR_NO_POLICY) {
-            client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': no policy", topic);
+            mqe2e__front_log(&c->f, MQE2E_LOG_WARNING, "refused to publish on '%s': no policy",
+                             topic);
         } else {
-            client_log(c, MQE2E_LOG_WARNING, "refused to publish on '%s': %s", topic,
-                       mqe2e_error_name(rc));
+            mqe2e__front_log(&c->f, MQE2E_LOG_WARNING, "refused to publish on '%s': %s", topic,
+                             mqe2e_error_name(rc));
         }
         rc = client_map_error(rc);
         goto out;
@@ -732,8 +608,7 @@ MQTTResponse mqe2e_MQTTClient_publish5(mqe2e_MQTTClient handle, const char *topi
 }
 
 MQTTResponse mqe2e_MQTTClient_publishMessage5(mqe2e_MQTTClient handle, const char *topicName,
-                                              MQTTClient_message *msg,
-                                              MQTTClient_deliveryToken *dt)
+                                              MQTTClient_message *msg, MQTTClient_deliveryToken *dt)
 {
     MQTTResponse r = MQTTResponse_initializer;
     int rc = client_publish(handle, topicName, msg, dt, &r);
@@ -755,7 +630,7 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
     if (c == NULL) {
         return client_response(MQTTCLIENT_FAILURE);
     }
-    if (c->protector == NULL) {
+    if (c->f.protector == NULL) {
         return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
     }
     MQTTClient_connectOptions copy;
@@ -771,15 +646,15 @@ MQTTResponse mqe2e_MQTTClient_connect5(mqe2e_MQTTClient handle, MQTTClient_conne
                             willProperties);
     mqe2e__will_free(will_buf, will_cap);
     client_nodelay(c, options, r.reasonCode == MQTTREASONCODE_SUCCESS);
-    if (r.reasonCode == MQTTREASONCODE_SUCCESS && mqe2e__ctl_has_control(c->ctl)) {
-        (void)mqe2e__ctl_connected(c->ctl);
+    if (r.reasonCode == MQTTREASONCODE_SUCCESS && mqe2e__ctl_has_control(c->f.ctl)) {
+        (void)mqe2e__ctl_connected(c->f.ctl);
         client_wait_fresh(c, options);
     }
     return r;
 }
 
-int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
-                                 enum MQTTReasonCodes reason, MQTTProperties *props)
+int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout, enum MQTTReasonCodes reason,
+                                 MQTTProperties *props)
 {
     struct mqe2e_client *c = handle;
     int rc;
@@ -790,7 +665,7 @@ int mqe2e_MQTTClient_disconnect5(mqe2e_MQTTClient handle, int timeout,
     }
     timeout = client_flush(c, timeout);
     rc = MQTTClient_disconnect5(c->paho, timeout, reason, props);
-    crc = client_checkpoint(c);
+    crc = mqe2e__front_checkpoint(&c->f);
     if (rc == MQTTCLIENT_SUCCESS && crc != MQE2E_OK) {
         rc = MQE2E_MQTTCLIENT_ERR(crc);
     }
@@ -803,20 +678,20 @@ MQTTResponse mqe2e_MQTTClient_subscribe5(mqe2e_MQTTClient handle, const char *to
     if (handle == NULL) {
         return client_response(MQTTCLIENT_FAILURE);
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
     }
     return MQTTClient_subscribe5(handle->paho, topic, qos, opts, props);
 }
 
-MQTTResponse mqe2e_MQTTClient_subscribeMany5(mqe2e_MQTTClient handle, int count,
-                                             char *const *topic, int *qos,
-                                             MQTTSubscribe_options *opts, MQTTProperties *props)
+MQTTResponse mqe2e_MQTTClient_subscribeMany5(mqe2e_MQTTClient handle, int count, char *const *topic,
+                                             int *qos, MQTTSubscribe_options *opts,
+                                             MQTTProperties *props)
 {
     if (handle == NULL) {
         return client_response(MQTTCLIENT_FAILURE);
     }
-    if (handle->protector == NULL) {
+    if (handle->f.protector == NULL) {
         return client_response(MQE2E_MQTTCLIENT_NOT_CONFIGURED);
     }
     return MQTTClient_subscribeMany5(handle->paho, count, topic, qos, opts, props);
@@ -880,7 +755,7 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
     *topicName = NULL;
     *topicLen = 0;
     *message = NULL;
-    if (c->protector == NULL) {
+    if (c->f.protector == NULL) {
         return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
     }
     deadline = mqe2e__plugin_monotonic_ms() + timeout;
@@ -908,10 +783,10 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
         }
         /* Paho's receive gives the full length; a NUL inside makes it differ
          * from strlen. Nothing is held: no callback could take it later. */
-        (void)mqe2e__ctl_receive(c->ctl, in_topic, in_topic_len, in->payload, in->payloadlen,
+        (void)mqe2e__ctl_receive(c->f.ctl, in_topic, in_topic_len, in->payload, in->payloadlen,
                                  in->qos, in->retained, in->dup, MQE2E_SESSION_NO_HOLD,
-                                 in->struct_version >= 1 ? &in->properties : NULL, in,
-                                 client_take, &taken);
+                                 in->struct_version >= 1 ? &in->properties : NULL, in, client_take,
+                                 &taken);
         MQTTClient_freeMessage(&in);
         MQTTClient_free(in_topic);
         if (taken.msg != NULL) {
@@ -954,25 +829,9 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
     }
     c = *handle;
     /* The control worker uses the Paho handle: it stops first. */
-    mqe2e__ctl_stop(c->ctl);
+    mqe2e__ctl_stop(c->f.ctl);
     MQTTClient_destroy(&c->paho);
-    /* A callback that was already running when Paho let go must finish first. */
-    (void)pthread_mutex_lock(&c->cb_lock);
-    (void)pthread_mutex_unlock(&c->cb_lock);
-    (void)client_checkpoint(c);
-    (void)pthread_mutex_lock(&c->lock);
-    /* The session owns the protector and its own policy. */
-    mqe2e__ctl_free(c->ctl);
-    c->ctl = NULL;
-    c->protector = NULL;
-    if (c->owns_keystore) {
-        /* Nothing borrows it any more: written back, wiped, unlocked. */
-        mqe2e_keystore_close(c->keystore);
-    }
-    (void)pthread_mutex_unlock(&c->lock);
-    (void)pthread_mutex_destroy(&c->cb_lock);
-    (void)pthread_mutex_destroy(&c->lock);
-    mqe2e__nodelay_free(&c->nodelay);
+    mqe2e__front_release(&c->f);
     sodium_memzero(c, sizeof *c);
     free(c);
     *handle = NULL;
@@ -980,51 +839,27 @@ void mqe2e_MQTTClient_destroy(mqe2e_MQTTClient *handle)
 
 int mqe2e_MQTTClient_getCounters(mqe2e_MQTTClient handle, mqe2e_counters *out)
 {
-    if (handle == NULL || out == NULL) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (handle->protector == NULL) {
-        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
-    }
-    (void)pthread_mutex_lock(&handle->lock);
-    mqe2e_protector_counters(handle->protector, out);
-    (void)pthread_mutex_unlock(&handle->lock);
-    return MQTTCLIENT_SUCCESS;
+    return mqe2e__front_counters(handle == NULL ? NULL : &handle->f, out);
 }
 
 int mqe2e_MQTTClient_getControlCounters(mqe2e_MQTTClient handle, mqe2e_control_counters *out)
 {
-    if (handle == NULL || out == NULL) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (handle->protector == NULL) {
-        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
-    }
-    mqe2e__ctl_counters(handle->ctl, out);
-    return MQTTCLIENT_SUCCESS;
+    return mqe2e__front_control_counters(handle == NULL ? NULL : &handle->f, out);
 }
 
 int mqe2e_MQTTClient_clearRetained(mqe2e_MQTTClient handle, const char *topicName, int qos,
                                    MQTTClient_deliveryToken *dt)
 {
     struct mqe2e_client *c = handle;
+    int rc = mqe2e__front_clear_check(c == NULL ? NULL : &c->f, topicName);
 
-    if (c == NULL) {
-        return MQTTCLIENT_FAILURE;
-    }
-    if (c->protector == NULL) {
-        return MQE2E_MQTTCLIENT_NOT_CONFIGURED;
-    }
-    if (topicName == NULL) {
-        return MQTTCLIENT_NULL_PARAMETER;
-    }
-    if (!mqe2e_topic_name_valid(topicName)) {
-        return MQTTCLIENT_BAD_UTF8_STRING;
+    if (rc != MQTTCLIENT_SUCCESS) {
+        return rc;
     }
     /* No data leaves: an empty retained publish is the broker's delete. */
     if (c->mqtt5) {
         MQTTResponse r = MQTTClient_publish5(c->paho, topicName, 0, client_empty, qos, 1, NULL, dt);
-        int rc = (int)r.reasonCode;
+        rc = (int)r.reasonCode;
         MQTTResponse_free(r);
         return rc == MQTTREASONCODE_NO_MATCHING_SUBSCRIBERS ? MQTTCLIENT_SUCCESS : rc;
     }

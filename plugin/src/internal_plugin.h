@@ -10,6 +10,7 @@
 
 #include <MQTTProperties.h>
 
+#include "mqe2e/MQTTClient.h"
 #include "mqe2e/mqe2e.h"
 
 /* Wall-clock seconds handed to the protector (epoch grace is wall-clock based);
@@ -221,5 +222,93 @@ int mqe2e__nodelay_set_uris(mqe2e__nodelay *n, char *const *uris, int count);
 void mqe2e__nodelay_apply(const mqe2e__nodelay *n);
 
 void mqe2e__nodelay_free(mqe2e__nodelay *n);
+
+/* ---- What both fronts hold and do alike (front_common.c) ---- */
+
+/* The state the sync and async fronts share, embedded in each front's
+ * handle as `f`. Every protector and keystore call is made under lock;
+ * cb_lock is held while one of the front's message callbacks runs. */
+typedef struct mqe2e__front {
+    pthread_mutex_t lock;
+    pthread_mutex_t cb_lock;
+    mqe2e__nodelay nodelay; /* TCP_NODELAY after each connect (tcp_nodelay.c) */
+    mqe2e_keystore *keystore;
+    mqe2e_protector *protector; /* the session's; NULL until setSecurity */
+    mqe2e_MQTTClient_dropped *on_dropped;
+    mqe2e_MQTTClient_log *on_log;
+    mqe2e_log_level log_level;
+    void *sec_context;
+    mqe2e__ctl *ctl;   /* the session (control plane) */
+    int owns_keystore; /* setSecurity opened the keystore: release closes it */
+} mqe2e__front;
+
+/* Both mutexes, the log level (warnings) and the create URI for TCP_NODELAY.
+ * 0, or -1 with nothing held. @p f is zeroed by the caller. */
+int mqe2e__front_init(mqe2e__front *f, const char *server_uri);
+
+/* Undo mqe2e__front_init(): free the URIs, destroy both mutexes. */
+void mqe2e__front_fini(mqe2e__front *f);
+
+/* Log a line (no secrets) through the application's onLog, when it gave one
+ * and @p level is within its log level. Lines over 511 bytes are cut. */
+void mqe2e__front_log(const mqe2e__front *f, mqe2e_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Tell the application a message was dropped: topic ("" for NULL) and
+ * reason only, logged as a warning and passed to onDropped. */
+void mqe2e__front_report_drop(const mqe2e__front *f, const char *topic, int code);
+
+/* Wipe one of the front's messages (@p size bytes at @p m, its decrypted
+ * @p payload of @p payload_len bytes, its v5 @p props) and free the block;
+ * m NULL is a no-op. Both fronts' message structs have these fields. */
+void mqe2e__front_message_wipe_free(void *m, size_t size, void *payload, int payload_len,
+                                    MQTTProperties *props);
+
+/* setSecurity for both fronts: checks @p options (version 0..4, a keystore
+ * or, from version 2, a keystorePath), then under lock refuses a second call
+ * and sets the session up over @p host. Paho's code (the sync and async
+ * fronts share the values), or an MQE2E_MQTTCLIENT_ERR() one. On failure no
+ * log callback is kept. */
+int mqe2e__front_set_security(mqe2e__front *f, mqe2e__ctl_host *host,
+                              const mqe2e_MQTTClient_securityOptions *options);
+
+/* Persist the replay windows under lock; a failure is logged and returned
+ * (MQE2E_OK without a protector). */
+int mqe2e__front_checkpoint(mqe2e__front *f);
+
+/* destroy's second half, once Paho's handle is gone: wait for a running
+ * callback, checkpoint, free the session (protector and its policy), close
+ * the keystore if setSecurity opened it, then mqe2e__front_fini(). */
+void mqe2e__front_release(mqe2e__front *f);
+
+/* getCounters / getControlCounters of both fronts (f NULL: the handle was):
+ * Paho's code, MQE2E_MQTTCLIENT_NOT_CONFIGURED before setSecurity. */
+int mqe2e__front_counters(mqe2e__front *f, mqe2e_counters *out);
+int mqe2e__front_control_counters(mqe2e__front *f, struct mqe2e_control_counters *out);
+
+/* publish/send's checks and envelope buffer for both fronts: the handle (@p f
+ * NULL: there was none), @p topic and the message's fields. On success
+ * *pt and *pt_len are the plaintext (never NULL, also when empty) and *buf an
+ * envelope buffer of *cap bytes: @p stack_buf when it fits in @p stack_cap,
+ * else malloc()ed (the caller wipes it, and frees it when it is not
+ * stack_buf). Paho's code, MQTTCLIENT_SUCCESS when the caller may seal. */
+int mqe2e__front_publish_prepare(const mqe2e__front *f, const char *topic, const void *msg,
+                                 const char *struct_id, int struct_version, int qos,
+                                 const void *payload, int payloadlen, uint8_t *stack_buf,
+                                 size_t stack_cap, const uint8_t **pt, size_t *pt_len,
+                                 uint8_t **buf, size_t *cap);
+
+/* mqe2e__front_publish_prepare() on a front's message @p msg (sync or async
+ * Paho message, may be NULL: the same field names) into the caller's locals. */
+#define MQE2E__FRONT_PUBLISH_PREPARE(f, topic, msg, stack_buf, pt, pt_len, buf, cap)             \
+    mqe2e__front_publish_prepare(                                                                \
+        (f), (topic), (msg), (msg) == NULL ? "MQTM" : (msg)->struct_id,                          \
+        (msg) == NULL ? 0 : (msg)->struct_version, (msg) == NULL ? 0 : (msg)->qos,               \
+        (msg) == NULL ? NULL : (msg)->payload, (msg) == NULL ? 0 : (msg)->payloadlen,            \
+        (stack_buf), sizeof(stack_buf), (pt), (pt_len), (buf), (cap))
+
+/* clearRetained's checks: Paho's code, MQTTCLIENT_SUCCESS when the empty
+ * retained publish may go out. */
+int mqe2e__front_clear_check(const mqe2e__front *f, const char *topic);
 
 #endif

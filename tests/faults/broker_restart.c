@@ -24,6 +24,7 @@
 
 #include "broker.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define N_MSGS 400
@@ -34,19 +35,6 @@
 #define FILTER "plant/#"
 #define TOPIC "plant/line-1/count"
 #define DEADLINE_MS 30000L
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 typedef struct tally {
     pthread_mutex_t m;
@@ -90,13 +78,7 @@ static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *
             t->foreign++;
     }
     pthread_mutex_unlock(&t->m);
-    if (t->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
+    ts_free_message(t->encrypted, &msg, topic);
     return 1;
 }
 
@@ -181,7 +163,7 @@ static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, tally *t)
 /* Reconnect whatever is down; bounded. Never called from a callback. */
 static void keep_connected(void)
 {
-    long deadline = now_ms() + DEADLINE_MS;
+    long deadline = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         int ok = 1;
         if (!mqe2e_MQTTClient_isConnected(sub)) {
@@ -201,8 +183,8 @@ static void keep_connected(void)
             if (r) reconnects++;
         }
         if (ok) return;
-        cr_assert_lt(now_ms(), deadline, "clients could not reconnect");
-        sleep_ms(100);
+        cr_assert_lt(tu_now_ms(), deadline, "clients could not reconnect");
+        tu_sleep_ms(100);
     }
 }
 
@@ -269,14 +251,14 @@ static MQTTClient_deliveryToken publish_number(int i)
 {
     char text[64];
     int len = snprintf(text, sizeof text, MARK "%05d", i);
-    long deadline = now_ms() + DEADLINE_MS;
+    long deadline = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         MQTTClient_deliveryToken dt = 0;
         int rc = mqe2e_MQTTClient_publish(pub, TOPIC, len, text, 1, 0, &dt);
         if (rc == MQTTCLIENT_SUCCESS) return dt;
-        cr_assert_lt(now_ms(), deadline, "publish %d kept failing: %d %s", i, rc,
+        cr_assert_lt(tu_now_ms(), deadline, "publish %d kept failing: %d %s", i, rc,
                      mqe2e_MQTTClient_strerror(rc));
-        sleep_ms(50);
+        tu_sleep_ms(50);
         keep_connected();
     }
 }
@@ -285,11 +267,11 @@ static MQTTClient_deliveryToken publish_number(int i)
  * in-flight QoS 1 messages of a persistent session when it reconnects. */
 static int wait_acked(MQTTClient_deliveryToken dt)
 {
-    long deadline = now_ms() + DEADLINE_MS;
+    long deadline = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         int rc = mqe2e_MQTTClient_waitForCompletion(pub, dt, 1000);
         if (rc == MQTTCLIENT_SUCCESS) return 1;
-        if (now_ms() > deadline) return 0;
+        if (tu_now_ms() > deadline) return 0;
         keep_connected();
     }
 }
@@ -315,7 +297,7 @@ static void stream_with_restart(int sig)
     cr_assert_neq(broker.pid, first_pid, "the broker was not restarted");
 
     /* Wait (bounded) until every acknowledged number arrived. */
-    long deadline = now_ms() + DEADLINE_MS;
+    long deadline = tu_now_ms() + DEADLINE_MS;
     int missing = 0;
     for (;;) {
         missing = 0;
@@ -323,12 +305,12 @@ static void stream_with_restart(int sig)
         for (int i = 0; i < N_MSGS; i++)
             if (acked[i] && sub_t.delivered[i] == 0) missing++;
         pthread_mutex_unlock(&sub_t.m);
-        if (missing == 0 || now_ms() > deadline) break;
+        if (missing == 0 || tu_now_ms() > deadline) break;
         keep_connected();
-        sleep_ms(50);
+        tu_sleep_ms(50);
     }
     /* Give late redeliveries a moment to show up as duplicates if they would. */
-    sleep_ms(1500);
+    tu_sleep_ms(1500);
 
     int duplicates = 0, unacked_delivered = 0, delivered = 0;
     pthread_mutex_lock(&sub_t.m);

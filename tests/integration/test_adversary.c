@@ -22,6 +22,7 @@
 
 #include "broker.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define WAIT_MS 15000L
@@ -33,21 +34,6 @@
 /* The subscriber's plaintext limit; "oversized" means above it. */
 #define SUB_MAX_PAYLOAD 1024U
 #define MAX_ROWS 16
-
-/* ---------- small helpers ---------- */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* What one client received, copied out of the callbacks. */
 typedef struct inbox {
@@ -90,13 +76,7 @@ static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *
         memcpy(ib->last_payload, msg->payload, (size_t)msg->payloadlen);
     ib->n++;
     pthread_mutex_unlock(&ib->m);
-    if (ib->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
+    ts_free_message(ib->encrypted, &msg, topic);
     return 1;
 }
 
@@ -415,10 +395,10 @@ static void setup(void)
         snprintf(text, sizeof text, "hidden reading %d", i);
         enc_pub(topic, text);
     }
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while ((inbox_count(&spy) < N_SEEN + N_HIDDEN || inbox_count(&app) < N_SEEN) &&
-           now_ms() < deadline)
-        sleep_ms(10);
+           tu_now_ms() < deadline)
+        tu_sleep_ms(10);
     cr_assert_eq(inbox_count(&spy), N_SEEN + N_HIDDEN, "spy captured %d", inbox_count(&spy));
     cr_assert_eq(inbox_count(&app), N_SEEN, "subscriber got %d", inbox_count(&app));
     for (int i = 0; i < N_SEEN; i++) {
@@ -541,9 +521,9 @@ static void relay_genuine(const envelope_copy *e, const char *expect)
     int before = inbox_count(&app);
     raw_send(e->topic, e->bytes, (size_t)e->len, 0);
     flush_pending();
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_count(&app) == before && now_ms() < deadline)
-        sleep_ms(5);
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (inbox_count(&app) == before && tu_now_ms() < deadline)
+        tu_sleep_ms(5);
     cr_assert_eq(inbox_count(&app), before + 1, "untouched genuine envelope on %s not delivered",
                  e->topic);
     pthread_mutex_lock(&app.m);
@@ -574,25 +554,25 @@ static void case_end(unsigned allowed)
     flush_pending();
     enc_pub(topic, text);
 
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     int got = 0;
-    while (now_ms() < deadline) {
+    while (tu_now_ms() < deadline) {
         pthread_mutex_lock(&app.m);
         got = app.n > cur.app_before && strcmp(app.last_topic, topic) == 0;
         pthread_mutex_unlock(&app.m);
         if (got) break;
-        sleep_ms(5);
+        tu_sleep_ms(5);
     }
     mqe2e_counters after;
     uint64_t want = (uint64_t)cur.r->injected;
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     for (;;) {
         cr_assert_eq(mqe2e_MQTTClient_getCounters(sub, &after), MQTTCLIENT_SUCCESS);
         if ((drops_total(&after) - drops_total(&cur.before) >= want &&
              (uint64_t)(inbox_dropped(&app) - cur.dropped_before) >= want) ||
-            now_ms() > deadline)
+            tu_now_ms() > deadline)
             break;
-        sleep_ms(5);
+        tu_sleep_ms(5);
     }
     for (int j = 0; j < MQE2E_DROP_REASON_COUNT; j++)
         cur.r->dropped[j] = after.dropped[j] - cur.before.dropped[j];

@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define N_MSG 20
@@ -24,19 +25,6 @@
 #define MARKER "secret-marker-XYZ"
 /* Shortest run of secret bytes that counts as a leak (a random match is ~2^-64). */
 #define WINDOW 8
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 typedef struct capture {
     pthread_mutex_t m;
@@ -62,13 +50,7 @@ static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *
     }
     c->n++;
     pthread_mutex_unlock(&c->m);
-    if (c->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
+    ts_free_message(c->encrypted, &msg, topic);
     return 1;
 }
 
@@ -82,10 +64,10 @@ static int cap_count(capture *c)
 
 static int wait_count(capture *c, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (cap_count(c) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
+        if (tu_now_ms() > deadline) return 0;
+        tu_sleep_ms(10);
     }
     return 1;
 }

@@ -33,6 +33,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "fleet_fixture.h"
 #include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
@@ -45,25 +46,9 @@
 #define WAIT_MS 15000L
 #define MAXMSG 64
 
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static long now_ms(void)
-{
-    return (long)(af_mono() * 1000.0);
-}
-
 /* ------------------------------------------------------------ fixture */
 
 static af_fixture fx;
-
-/* An operator command against the running authority (shell words). */
-static int op(char *out, size_t cap, const char *args)
-{
-    return af_op_sh(&fx, out, cap, args);
-}
 
 static MQTTClient raw_connect(const char *id, void *ctx, MQTTClient_messageArrived *ma)
 {
@@ -76,104 +61,31 @@ static void setup(void)
     /* Unlimited queues: every frame the attacker publishes reaches the victim,
      * which makes the accounting below an equality. */
     fx.broker.extra_conf = "max_queued_messages 0";
-    af_setup(&fx, AUTH_ID);
-
-    /* The spy is on '#' before anything happens. */
-    ts_spy_start(tb_broker_uri(&fx.broker));
-
-    char out[4096];
-    af_authority_start(&fx, NULL);
-    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
+    af_fleet_setup(&fx, AUTH_ID);
 }
 
 static void teardown(void)
 {
-    af_authority_kill(&fx, SIGTERM);
-    ts_spy_stop();
-    af_teardown(&fx);
+    af_fleet_teardown(&fx);
 }
 
 TestSuite(channel_flood, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------ clients */
 
-static void token(char *ticket, size_t cap, const char *id, const char *extra)
-{
-    char args[512];
-    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
-             extra != NULL ? extra : "");
-    af_ticket(&fx, ticket, cap, args);
-}
-
-static void enroll(const char *id)
-{
-    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
-}
-
-static mqe2e_keystore *open_ks(const char *id)
-{
-    return af_open_ks(&fx, id);
-}
-
-static int wait_count(inbox *ib, int n)
-{
-    return inbox_wait(ib, 0, n, WAIT_MS);
-}
-
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
     (void)ctx;
     if (getenv("FLOOD_DEBUG"))
-        printf("  %ld log[%d] %s\n", now_ms() % 100000L, (int)level, message);
+        printf("  %ld log[%d] %s\n", af_now_ms() % 100000L, (int)level, message);
 }
 
-static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
-{
-    mqe2e_control_counters k;
-    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
-    return k;
-}
-
-#define WAIT_CTL(c, field, n)                                                                      \
-    do {                                                                                           \
-        long dl_ = now_ms() + WAIT_MS;                                                             \
-        while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field, (int)(n),  \
-                         (int)ctl(c).field);                                                       \
-            sleep_ms(10);                                                                          \
-        }                                                                                          \
-    } while (0)
+#define WAIT_CTL(c, field, n) AF_WAIT_CTL(c, field, n, WAIT_MS)
 
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *policy,
                                    inbox *ib)
 {
-    mqe2e_MQTTClient c = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.policy = policy;
-    so.onLog = on_log;
-    so.logLevel = MQE2E_LOG_DEBUG;
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
-}
-
-static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
-{
-    MQTTClient_deliveryToken dt = 0;
-    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
-                 MQTTCLIENT_SUCCESS);
-    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
+    return af_fleet_client(&fx, id, ks, policy, ib, on_log);
 }
 
 /* ------------------------------------------------------------ flood */
@@ -293,20 +205,20 @@ static void *flood_run(void *arg)
         int rc;
         while ((rc = MQTTClient_publish(r, PREFIX "/client/" VICTIM, (int)lens[i], frames[i], 1, 0,
                                         &dt)) == MQTTCLIENT_MAX_MESSAGES_INFLIGHT)
-            sleep_ms(1);
+            af_sleep_ms(1);
         if (rc != MQTTCLIENT_SUCCESS) fl->failed++;
         __atomic_store_n(&fl->published, i + 1, __ATOMIC_SEQ_CST);
     }
     if (MQTTClient_waitForCompletion(r, dt, 60000) != MQTTCLIENT_SUCCESS) fl->failed++;
-    fl->done_ms = now_ms();
+    fl->done_ms = af_now_ms();
     return NULL;
 }
 
 Test(channel_flood, step1_flood_during_commands)
 {
-    enroll(PEER);
-    enroll(VICTIM);
-    mqe2e_keystore *kb = open_ks(PEER), *kv = open_ks(VICTIM);
+    af_fleet_enroll(&fx, PEER);
+    af_fleet_enroll(&fx, VICTIM);
+    mqe2e_keystore *kb = af_open_ks(&fx, PEER), *kv = af_open_ks(&fx, VICTIM);
     mqe2e_policy *pb = channel_policy("cmd/" VICTIM, VICTIM);
     mqe2e_policy *pv = channel_policy("cmd/" VICTIM, PEER);
     inbox ib, iv;
@@ -320,27 +232,27 @@ Test(channel_flood, step1_flood_during_commands)
     flood fl;
     memset(&fl, 0, sizeof fl);
     flood_prepare(&fl);
-    mqe2e_control_counters k0 = ctl(victim);
+    mqe2e_control_counters k0 = af_ctl_counters(victim);
     size_t s0 = ts_spy_count();
     long rss0 = rss_kib();
-    long t0 = now_ms();
+    long t0 = af_now_ms();
     cr_assert_eq(pthread_create(&fl.t, NULL, flood_run, &fl), 0);
-    long dl = now_ms() + WAIT_MS;
+    long dl = af_now_ms() + WAIT_MS;
     while (__atomic_load_n(&fl.published, __ATOMIC_SEQ_CST) < INJECT / 10) {
-        cr_assert_lt(now_ms(), dl, "attacker did not start");
-        sleep_ms(1);
+        cr_assert_lt(af_now_ms(), dl, "attacker did not start");
+        af_sleep_ms(1);
     }
     /* The legitimate peer opens its channel and sends, in the middle of it. */
     for (int i = 0; i < COMMANDS; i++) {
         char cmd[16];
         snprintf(cmd, sizeof cmd, "cmd-%d", i);
-        publish_text(back, "cmd/" VICTIM, cmd);
-        sleep_ms(20);
+        af_publish_text(back, "cmd/" VICTIM, cmd);
+        af_sleep_ms(20);
     }
-    long deadline = now_ms() + 30000L;
-    while (inbox_count(&iv) < COMMANDS && now_ms() < deadline)
-        sleep_ms(10);
-    long delivered_ms = now_ms() - t0;
+    long deadline = af_now_ms() + 30000L;
+    while (inbox_count(&iv) < COMMANDS && af_now_ms() < deadline)
+        af_sleep_ms(10);
+    long delivered_ms = af_now_ms() - t0;
     cr_assert_eq(pthread_join(fl.t, NULL), 0);
     MQTTClient_disconnect(fl.r, 1000);
     MQTTClient_destroy(&fl.r);
@@ -362,17 +274,17 @@ Test(channel_flood, step1_flood_during_commands)
      * until both sides agree. */
     size_t step1 = 0, step2 = 0;
     uint64_t limited = 0, failed = 0;
-    deadline = now_ms() + 30000L;
+    deadline = af_now_ms() + 30000L;
     for (;;) {
-        mqe2e_control_counters k = ctl(victim);
+        mqe2e_control_counters k = af_ctl_counters(victim);
         limited = k.channel_rate_limited - k0.channel_rate_limited;
         failed = k.handshakes_failed - k0.handshakes_failed;
         spy_channel_frames(s0, &step1, &step2);
         if (step1 >= INJECT && step1 == limited + failed + step2) break;
-        if (now_ms() > deadline) break;
-        sleep_ms(50);
+        if (af_now_ms() > deadline) break;
+        af_sleep_ms(50);
     }
-    long elapsed = now_ms() - t0;
+    long elapsed = af_now_ms() - t0;
     long rss1 = rss_kib();
     printf("channel flood: injected %d (step 1 on the wire %zu) limited %llu refused %llu "
            "answered %zu delivered %d (flood acknowledged after %ld ms, commands delivered "
@@ -394,8 +306,8 @@ Test(channel_flood, step1_flood_during_commands)
     if (!TU_ASAN) cr_assert_leq(rss1, rss0 + RSS_SLACK_KIB, "RSS %ld -> %ld KiB", rss0, rss1);
 
     /* The channel still works after the flood. */
-    publish_text(back, "cmd/" VICTIM, "after");
-    cr_assert(wait_count(&iv, COMMANDS + 1));
+    af_publish_text(back, "cmd/" VICTIM, "after");
+    cr_assert(inbox_wait(&iv, 0, COMMANDS + 1, WAIT_MS));
     cr_assert(mqe2e_MQTTClient_isConnected(victim));
 
     mqe2e_MQTTClient_disconnect(back, 1000);

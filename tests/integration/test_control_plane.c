@@ -32,27 +32,14 @@
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/credential.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define PREFIX "mqe2e"
 #define AUTH_ID "authority"
 #define WAIT_MS 15000L
-#define MAXMSG 64
 #define TA_MAX 8
 #define TA_EPOCHS 16
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static uint64_t now_s(void)
 {
@@ -124,7 +111,7 @@ typedef struct ta {
     size_t rl_len;
     uint64_t rl_version;
     uint32_t grace_cut; /* KeyBundle.grace_seconds of retired epochs (0: not cut) */
-    int mute_hello; /* HELLO frames go unanswered (a broker dropping them) */
+    int mute_hello;     /* HELLO frames go unanswered (a broker dropping them) */
     /* observations */
     int enroll_frames;
     int hello_frames;
@@ -606,10 +593,10 @@ static mqe2e_control_counters ctl_counters(mqe2e_MQTTClient c)
 /* Wait until a control counter (selected by offset) reaches n. */
 #define WAIT_CTL(c, field, n)                                                                      \
     do {                                                                                           \
-        long dl_ = now_ms() + WAIT_MS;                                                             \
+        long dl_ = tu_now_ms() + WAIT_MS;                                                             \
         while (ctl_counters(c).field < (uint64_t)(n)) {                                            \
-            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d", #field, (int)(n));         \
-            sleep_ms(10);                                                                          \
+            cr_assert_lt(tu_now_ms(), dl_, "timeout waiting for %s >= %d", #field, (int)(n));         \
+            tu_sleep_ms(10);                                                                          \
         }                                                                                          \
     } while (0)
 
@@ -696,51 +683,10 @@ static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text
     if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
 }
 
-/* What a raw Paho client saw. Callbacks, not receive(): Paho refuses
- * receive() in a process where any client runs its callback thread. */
-typedef struct rawbox {
-    pthread_mutex_t m;
-    int n, next;
-    char topic[MAXMSG][128];
-    uint8_t data[MAXMSG][2048];
-    size_t len[MAXMSG];
-} rawbox;
-
-static int raw_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
-{
-    rawbox *rb = ctx;
-    (void)tl;
-    pthread_mutex_lock(&rb->m);
-    if (rb->n < MAXMSG) {
-        snprintf(rb->topic[rb->n], 128, "%s", topic);
-        size_t len = (size_t)m->payloadlen < 2048 ? (size_t)m->payloadlen : 2048;
-        memcpy(rb->data[rb->n], m->payload, len);
-        rb->len[rb->n] = len;
-        rb->n++;
-    }
-    pthread_mutex_unlock(&rb->m);
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
 /* A raw Paho client (the attacker, or an observer of the wire); rb may be NULL. */
 static MQTTClient raw_client(const char *id, rawbox *rb)
 {
-    MQTTClient r = NULL;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        MQTTClient_create(&r, tb_broker_uri(&fx.broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
-    if (rb != NULL) {
-        memset(rb, 0, sizeof *rb);
-        pthread_mutex_init(&rb->m, NULL);
-        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, raw_on_message, NULL),
-                     MQTTCLIENT_SUCCESS);
-    }
-    co.cleansession = 1;
-    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
-    return r;
+    return ts_raw_client(tb_broker_uri(&fx.broker), id, rb);
 }
 
 static void raw_close(MQTTClient *r)
@@ -759,8 +705,8 @@ static void raw_publish(MQTTClient r, const char *topic, const void *data, size_
 /* Next message the raw client saw, waiting up to WAIT_MS; 0 on timeout. */
 static int raw_next(rawbox *rb, char *topic, size_t tcap, uint8_t *buf, size_t cap, size_t *len)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (now_ms() < deadline) {
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (tu_now_ms() < deadline) {
         pthread_mutex_lock(&rb->m);
         if (rb->next < rb->n) {
             int i = rb->next++;
@@ -771,7 +717,7 @@ static int raw_next(rawbox *rb, char *topic, size_t tcap, uint8_t *buf, size_t c
             return 1;
         }
         pthread_mutex_unlock(&rb->m);
-        sleep_ms(10);
+        tu_sleep_ms(10);
     }
     return 0;
 }
@@ -861,8 +807,9 @@ static void ta_set_revocations(ta *a, uint64_t version)
     free(a->rl);
     a->rl = NULL;
     a->rl_version = version;
-    cr_assert_eq(mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, version, now_s(), &e, 1),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_revocation_list_sign(&a->rl, &a->rl_len, a->sign_sk, version, now_s(), &e, 1),
+        MQE2E_OK);
     pthread_mutex_unlock(&a->m);
 }
 
@@ -1018,7 +965,7 @@ Test(control_plane, offline_device_holds_queued_messages_until_hello)
     /* Back online: epoch-1 messages open at once, epoch-2 ones wait for HELLO. */
     dev = enc_client("dev-off", kd, NULL, &ib, 0);
     cr_assert(wait_count(&ib, 13), "got %d of 13", inbox_count(&ib));
-    sleep_ms(200);
+    tu_sleep_ms(200);
     cr_assert_eq(inbox_count(&ib), 13, "no duplicates");
     for (int i = 0; i < 13; i++) {
         snprintf(text, sizeof text, "m%02d", i);
@@ -1077,12 +1024,12 @@ Test(control_plane, held_messages_expire_as_no_key)
         raw_publish(r, "sensors/x", env, env_len);
     }
     mqe2e_sender_key_wipe(&sk);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (drops_of(dev, MQE2E_DROP_NO_KEY) < 3) {
-        cr_assert_lt(now_ms(), deadline);
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline);
+        tu_sleep_ms(20);
     }
-    sleep_ms(300);
+    tu_sleep_ms(300);
     mqe2e_control_counters k = ctl_counters(dev);
     /* At most two fit (the topic's quota); a third fits only once one has
      * expired (1 s). */
@@ -1152,11 +1099,11 @@ Test(control_plane, forged_epochs_cannot_silence_a_group)
     cr_assert(wait_count(&ib, GENUINE), "genuine messages were silenced: %d of %d delivered",
               inbox_count(&ib), GENUINE);
     /* Every forged frame accounted for: held (then expired) or dropped. */
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     mqe2e_control_counters k = ctl_counters(dev);
     while (k.held + k.hold_dropped < 1U + SMALL) {
-        cr_assert_lt(now_ms(), deadline, "forged frames not accounted for");
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "forged frames not accounted for");
+        tu_sleep_ms(20);
         k = ctl_counters(dev);
     }
     fprintf(stderr, "forged: %u; held %llu, hold_dropped %llu, no_key %llu\n", 1U + SMALL,
@@ -1226,10 +1173,10 @@ Test(control_plane, held_qos1_messages_survive_a_forged_flood)
         raw_publish(r, "sensors/hr", env, env_len);
     }
     mqe2e_sender_key_wipe(&sk);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (ctl_counters(dev).held + ctl_counters(dev).hold_dropped < FORGED) {
-        cr_assert_lt(now_ms(), deadline, "the forgeries did not reach the receiver");
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "the forgeries did not reach the receiver");
+        tu_sleep_ms(20);
     }
 
     /* Epoch 2, which the receiver learns late. */
@@ -1282,7 +1229,8 @@ static mqe2e_MQTTClient spool_client(const char *mqtt_id, const char *id, mqe2e_
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL), MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
+                 MQTTCLIENT_SUCCESS);
     co.keepAliveInterval = 20;
     co.cleansession = 1;
     cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -1312,7 +1260,7 @@ static void *forger_run(void *arg)
         if (MQTTClient_publish(f->r, "sensors/hr", (int)env_len, env, 0, 0, NULL) ==
             MQTTCLIENT_SUCCESS)
             f->sent++;
-        sleep_ms(1);
+        tu_sleep_ms(1);
     }
     return NULL;
 }
@@ -1351,10 +1299,10 @@ Test(control_plane, held_qos1_messages_survive_an_exact_epoch_flood)
     f.r = raw_client("forger-x", NULL);
     cr_assert_eq(pthread_create(&th, NULL, forger_run, &f), 0);
     /* The topic's quota is full of forgeries (and stays so). */
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (ctl_counters(dev).held < 64) {
-        cr_assert_lt(now_ms(), deadline, "the forgeries did not reach the receiver");
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "the forgeries did not reach the receiver");
+        tu_sleep_ms(20);
     }
 
     /* Epoch 2, which the receiver learns late (its push is skipped). */
@@ -1453,15 +1401,15 @@ Test(control_plane, spooled_messages_survive_kill_9_of_the_receiver)
 
     pid_t sub = spawn_receiver("dev-k", out1, 0);
     /* Ready once an epoch-1 probe comes out. */
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     for (;;) {
         publish_text(pub, "sensors/probe", "ready", 1);
         char *o = tu_read_file(out1, NULL);
         int ready = o != NULL && strstr(o, "ready") != NULL;
         free(o);
         if (ready) break;
-        cr_assert_lt(now_ms(), deadline, "the receiver did not start");
-        sleep_ms(200);
+        cr_assert_lt(tu_now_ms(), deadline, "the receiver did not start");
+        tu_sleep_ms(200);
     }
 
     pthread_mutex_lock(&auth.m);
@@ -1490,10 +1438,10 @@ Test(control_plane, spooled_messages_survive_kill_9_of_the_receiver)
         snprintf(text, sizeof text, "hr=%d", 60 + i);
         publish_text(pub, "sensors/hr", text, 1);
     }
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     while (spool_files(spool) < FORGED + GENUINE - QUOTA) {
-        cr_assert_lt(now_ms(), deadline, "only %d entries spooled", spool_files(spool));
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "only %d entries spooled", spool_files(spool));
+        tu_sleep_ms(20);
     }
     cr_assert_eq(kill(sub, SIGKILL), 0);
     int st = 0;
@@ -1656,10 +1604,10 @@ Test(control_plane, command_channel_and_forgeries)
     MQTTClient r = raw_client("attacker", NULL);
     uint64_t drops0 = drops_total(dev);
     raw_publish(r, "cmd/switch-1", env, env_len);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (drops_of(dev, MQE2E_DROP_REPLAY) < 1) {
-        cr_assert_lt(now_ms(), deadline, "replay not refused");
-        sleep_ms(10);
+        cr_assert_lt(tu_now_ms(), deadline, "replay not refused");
+        tu_sleep_ms(10);
     }
     /* A fresh envelope the device has not seen (it was unsubscribed): a
      * tampered copy is refused without burning the genuine one. */
@@ -1671,20 +1619,20 @@ Test(control_plane, command_channel_and_forgeries)
     cr_assert_eq(mqe2e_MQTTClient_subscribe(dev, "cmd/switch-1", 1), MQTTCLIENT_SUCCESS);
     env[env_len - 1] ^= 1;
     raw_publish(r, "cmd/switch-1", env, env_len);
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     while (drops_of(dev, MQE2E_DROP_AUTH) < 1) {
-        cr_assert_lt(now_ms(), deadline, "tamper not refused");
-        sleep_ms(10);
+        cr_assert_lt(tu_now_ms(), deadline, "tamper not refused");
+        tu_sleep_ms(10);
     }
     env[env_len - 1] ^= 1;
     raw_publish(r, "cmd/switch-1", env, env_len);
     cr_assert(wait_count(&id, 4));
     cr_assert_str_eq(id.payload[3], "toggle");
     raw_publish(r, "cmd/switch-1", "on", 2);
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     while (drops_total(dev) < drops0 + 3) {
-        cr_assert_lt(now_ms(), deadline, "plaintext not refused");
-        sleep_ms(10);
+        cr_assert_lt(tu_now_ms(), deadline, "plaintext not refused");
+        tu_sleep_ms(10);
     }
     cr_assert_eq(inbox_count(&id), 4, "nothing forged delivered");
 
@@ -1860,7 +1808,7 @@ Test(real_authority, enroll_rotate_revoke_three_clients)
         snprintf(text, sizeof text, "e3-%d", i);
         cr_assert_str_eq(is.payload[2 + i], text);
     }
-    sleep_ms(500);
+    tu_sleep_ms(500);
     cr_assert_eq(inbox_count(&ibad), 2, "the revoked client decrypted something new");
     cr_assert_eq(drops_total(sub), 0);
     close_client(&bad);
@@ -1910,10 +1858,10 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
 
     cr_assert_eq(ra_op(out, sizeof out, "revoke --id rg-bad"), 0, "%s", out);
     WAIT_CTL(sub, pushes_applied, 1);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (!atomic_load(&pruned_logged)) {
-        cr_assert_lt(now_ms(), deadline, "the receiver never dropped the retired epoch");
-        sleep_ms(50);
+        cr_assert_lt(tu_now_ms(), deadline, "the receiver never dropped the retired epoch");
+        tu_sleep_ms(50);
     }
 
     /* The revoked device seals with what it holds and publishes raw. */
@@ -1935,10 +1883,10 @@ Test(real_authority, revoked_member_writes_nothing_after_the_short_grace)
                      MQE2E_OK);
         raw_publish(r, "fleet/door", env, len);
     }
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     while (drops_total(sub) < before + N) {
-        cr_assert_lt(now_ms(), deadline, "the revoked device's messages were not all dropped");
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "the revoked device's messages were not all dropped");
+        tu_sleep_ms(20);
     }
     cr_assert_eq(inbox_count(&is), 0, "a message of the revoked device was delivered");
     /* Since the revocation list names its sender ids, they are dropped as
@@ -1975,7 +1923,7 @@ Test(real_authority, member_joining_in_the_revocation_second_learns_the_cut_grac
     ticket[strcspn(ticket, "\n")] = '\0';
     time_t start = time(NULL);
     while (time(NULL) == start)
-        sleep_ms(5);
+        tu_sleep_ms(5);
     time_t t0 = time(NULL);
     cr_assert_eq(run_enroll("js-sub", ticket, NULL, 0), 0);
     cr_assert_eq(ra_op(out, sizeof out, "revoke --id js-bad"), 0, "%s", out);
@@ -1989,11 +1937,11 @@ Test(real_authority, member_joining_in_the_revocation_second_learns_the_cut_grac
     atomic_store(&pruned_logged, 0);
     mqe2e_MQTTClient sub = so_client("js-sub", ks, &is, on_log_prune, MQE2E_LOG_INFO, 0);
     WAIT_CTL(sub, handshakes_ok, 1);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (!atomic_load(&pruned_logged)) {
-        cr_assert_lt(now_ms(), deadline,
+        cr_assert_lt(tu_now_ms(), deadline,
                      "the member never learnt the cut grace of the epoch it joined in");
-        sleep_ms(50);
+        tu_sleep_ms(50);
     }
     close_client(&sub);
     uint32_t e = 0;
@@ -2056,10 +2004,10 @@ Test(real_authority, revoked_sender_ids_dropped_during_the_grace)
         raw_publish(r, "fleet/door", env[i], env_len[i]);
     publish_text(pub, "fleet/a", "still a member", 1);
     cr_assert(wait_inbox(&is, 1), "the active member's message was not delivered");
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (drops_total(sub) < before + N) {
-        cr_assert_lt(now_ms(), deadline, "the revoked device's messages were not all dropped");
-        sleep_ms(20);
+        cr_assert_lt(tu_now_ms(), deadline, "the revoked device's messages were not all dropped");
+        tu_sleep_ms(20);
     }
     cr_assert_eq(inbox_count(&is), 1, "a message of the revoked device was delivered");
     cr_assert_str_eq(is.payload[0], "still a member");
@@ -2104,10 +2052,10 @@ Test(real_authority, stale_revocation_list_stops_sealing)
     /* The authority goes silent (as behind a broker dropping its frames). */
     cr_assert_eq(kill(fx.auth_pid, SIGSTOP), 0);
     int rc = MQTTCLIENT_SUCCESS;
-    long deadline = now_ms() + 20000;
+    long deadline = tu_now_ms() + 20000;
     while (rc == MQTTCLIENT_SUCCESS) {
-        cr_assert_lt(now_ms(), deadline, "still sealing on a revocation list past its validity");
-        sleep_ms(100);
+        cr_assert_lt(tu_now_ms(), deadline, "still sealing on a revocation list past its validity");
+        tu_sleep_ms(100);
         rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "stale", 0, 0, NULL);
     }
     cr_assert_eq(rc, MQE2E_MQTTCLIENT_ERR(MQE2E_ERR_EXPIRED), "publish: %d", rc);
@@ -2115,10 +2063,10 @@ Test(real_authority, stale_revocation_list_stops_sealing)
 
     /* The authority answers again: the periodic HELLO renews the list. */
     cr_assert_eq(kill(fx.auth_pid, SIGCONT), 0);
-    deadline = now_ms() + WAIT_MS;
+    deadline = tu_now_ms() + WAIT_MS;
     do {
-        cr_assert_lt(now_ms(), deadline, "sealing did not resume once the authority answered");
-        sleep_ms(100);
+        cr_assert_lt(tu_now_ms(), deadline, "sealing did not resume once the authority answered");
+        tu_sleep_ms(100);
         rc = mqe2e_MQTTClient_publish(pub, "fleet/a", 5, "again", 0, 0, NULL);
     } while (rc != MQTTCLIENT_SUCCESS);
     close_client(&pub);
@@ -2265,7 +2213,7 @@ Test(control_plane, channel_queues_until_peer_answers)
     cr_assert_eq(dt, 0);
     cr_assert_eq(mqe2e_MQTTClient_publish(back, "cmd/switch-3", 6, "second", 1, 0, NULL),
                  MQTTCLIENT_SUCCESS);
-    sleep_ms(500);
+    tu_sleep_ms(500);
     cr_assert_eq(ctl_counters(back).channel_sent, 0);
     /* The peer comes online; the handshake is retried and the queue flushed in order. */
     mqe2e_MQTTClient dev = enc_client("switch-3", kd, pd, &id, 1);

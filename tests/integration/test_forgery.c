@@ -39,6 +39,7 @@
 
 #include "authority_fixture.h"
 #include "broker.h"
+#include "fleet_fixture.h"
 #include "inbox.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
@@ -51,34 +52,18 @@
 #define WAIT_MS 15000L
 #define MAXMSG 64
 
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static long now_ms(void)
-{
-    return (long)(af_mono() * 1000.0);
-}
-
 /* ------------------------------------------------------------ fixture */
 
 static af_fixture fx;
-
-/* An operator command against the running authority (shell words). */
-static int op(char *out, size_t cap, const char *args)
-{
-    return af_op_sh(&fx, out, cap, args);
-}
 
 /* Index of the first control frame at or after `from` on topic with the given
  * kind/step/from id (NULL = any); waits up to WAIT_MS. -1 if none. */
 static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32_t step,
                            const char *sender)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     size_t i = from;
-    while (now_ms() < deadline) {
+    while (af_now_ms() < deadline) {
         for (; i < ts_spy_count(); i++) {
             spy_msg s = ts_spy_get(i);
             mqe2e_control_frame f;
@@ -89,7 +74,7 @@ static long spy_find_frame(size_t from, const char *topic, uint32_t kind, uint32
             free(s.data);
             if (hit) return (long)i;
         }
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
     return -1;
 }
@@ -136,49 +121,17 @@ static void raw_publish(MQTTClient r, const char *topic, const void *data, size_
 static void setup(void)
 {
     memset(&fx, 0, sizeof fx);
-    af_setup(&fx, AUTH_ID);
-
-    /* The spy is on '#' before anything happens. */
-    ts_spy_start(tb_broker_uri(&fx.broker));
-
-    char out[4096];
-    af_authority_start(&fx, NULL);
-    cr_assert_eq(op(out, sizeof out, "group create --group fleet --topic 'fleet/#'"), 0, "%s", out);
+    af_fleet_setup(&fx, AUTH_ID);
 }
 
 static void teardown(void)
 {
-    af_authority_kill(&fx, SIGTERM);
-    ts_spy_stop();
-    af_teardown(&fx);
+    af_fleet_teardown(&fx);
 }
 
 TestSuite(forgery, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ------------------------------------------------------------ clients */
-
-static void token(char *ticket, size_t cap, const char *id, const char *extra)
-{
-    char args[512];
-    snprintf(args, sizeof args, "--id %s --group fleet --grant 'fleet/#:pubsub' %s", id,
-             extra != NULL ? extra : "");
-    af_ticket(&fx, ticket, cap, args);
-}
-
-static void enroll(const char *id)
-{
-    af_enroll_in(&fx, id, "fleet", "fleet/#:pubsub");
-}
-
-static mqe2e_keystore *open_ks(const char *id)
-{
-    return af_open_ks(&fx, id);
-}
-
-static int wait_count(inbox *ib, int n)
-{
-    return inbox_wait(ib, 0, n, WAIT_MS);
-}
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
@@ -186,22 +139,7 @@ static void on_log(void *ctx, mqe2e_log_level level, const char *message)
     if (getenv("FORGERY_DEBUG")) printf("  log[%d] %s\n", (int)level, message);
 }
 
-static mqe2e_control_counters ctl(mqe2e_MQTTClient c)
-{
-    mqe2e_control_counters k;
-    cr_assert_eq(mqe2e_MQTTClient_getControlCounters(c, &k), MQTTCLIENT_SUCCESS);
-    return k;
-}
-
-#define WAIT_CTL(c, field, n)                                                                      \
-    do {                                                                                           \
-        long dl_ = now_ms() + WAIT_MS;                                                             \
-        while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(now_ms(), dl_, "timeout waiting for %s >= %d (at %d)", #field, (int)(n),  \
-                         (int)ctl(c).field);                                                       \
-            sleep_ms(10);                                                                          \
-        }                                                                                          \
-    } while (0)
+#define WAIT_CTL(c, field, n) AF_WAIT_CTL(c, field, n, WAIT_MS)
 
 static uint64_t drops_total(mqe2e_MQTTClient c)
 {
@@ -216,25 +154,7 @@ static uint64_t drops_total(mqe2e_MQTTClient c)
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *policy,
                                    inbox *ib)
 {
-    mqe2e_MQTTClient c = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
-    so.keystore = ks;
-    so.policy = policy;
-    so.onLog = on_log;
-    so.logLevel = MQE2E_LOG_DEBUG;
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return af_fleet_client(&fx, id, ks, policy, ib, on_log);
 }
 
 static void close_client(mqe2e_MQTTClient *c)
@@ -243,18 +163,10 @@ static void close_client(mqe2e_MQTTClient *c)
     mqe2e_MQTTClient_destroy(c);
 }
 
-static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text)
-{
-    MQTTClient_deliveryToken dt = 0;
-    cr_assert_eq(mqe2e_MQTTClient_publish(c, topic, (int)strlen(text), text, 1, 0, &dt),
-                 MQTTCLIENT_SUCCESS);
-    if (dt != 0) cr_assert_eq(mqe2e_MQTTClient_waitForCompletion(c, dt, 5000), MQTTCLIENT_SUCCESS);
-}
-
 static double authority_counter(const char *name)
 {
     static char out[1 << 16];
-    cr_assert_eq(op(out, sizeof out, "status --json"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "status --json"), 0, "%s", out);
     cJSON *j = cJSON_Parse(out);
     cr_assert_not_null(j, "status: %s", out);
     cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "counters"), name);
@@ -292,9 +204,9 @@ static size_t make_frame(uint8_t *out, size_t cap, uint32_t kind, uint32_t step,
 Test(forgery, inbox_forged_pushes)
 {
     char out[4096];
-    enroll("victim");
-    enroll("other");
-    mqe2e_keystore *kv = open_ks("victim"), *ko = open_ks("other");
+    af_fleet_enroll(&fx, "victim");
+    af_fleet_enroll(&fx, "other");
+    mqe2e_keystore *kv = af_open_ks(&fx, "victim"), *ko = af_open_ks(&fx, "other");
     inbox iv, io;
     mqe2e_MQTTClient vic = enc_client("victim", kv, NULL, &iv);
     mqe2e_MQTTClient oth = enc_client("other", ko, NULL, &io);
@@ -303,7 +215,7 @@ Test(forgery, inbox_forged_pushes)
     WAIT_CTL(oth, handshakes_ok, 1);
 
     size_t mark = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
     WAIT_CTL(oth, pushes_applied, 1);
     long pv = spy_find_frame(mark, PREFIX "/client/victim", MQE2E_CONTROL_PUSH, 1, AUTH_ID);
@@ -313,7 +225,7 @@ Test(forgery, inbox_forged_pushes)
 
     uint8_t vic_sign[32], vic_dh[32];
     cr_assert_eq(mqe2e_keystore_identity_public(kv, vic_sign, vic_dh), MQE2E_OK);
-    mqe2e_control_counters k0 = ctl(vic);
+    mqe2e_control_counters k0 = af_ctl_counters(vic);
     uint64_t d0 = drops_total(vic);
 
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
@@ -355,19 +267,19 @@ Test(forgery, inbox_forged_pushes)
     raw_publish(atk, PREFIX "/client/victim", go.data, go.len, 0);
     injected++;
 
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     mqe2e_control_counters k1;
     for (;;) {
-        k1 = ctl(vic);
+        k1 = af_ctl_counters(vic);
         uint64_t seen =
             (k1.pushes_refused - k0.pushes_refused) + (k1.control_ignored - k0.control_ignored);
         if (seen >= injected) break;
-        cr_assert_lt(now_ms(), deadline, "only %lu of %u forgeries accounted for",
+        cr_assert_lt(af_now_ms(), deadline, "only %lu of %u forgeries accounted for",
                      (unsigned long)seen, injected);
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
-    sleep_ms(300); /* nothing more trickles in */
-    k1 = ctl(vic);
+    af_sleep_ms(300); /* nothing more trickles in */
+    k1 = af_ctl_counters(vic);
     uint64_t refused = k1.pushes_refused - k0.pushes_refused;
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
     cr_assert_eq(ignored, 3, "random bytes: control_ignored +%lu", (unsigned long)ignored);
@@ -381,11 +293,11 @@ Test(forgery, inbox_forged_pushes)
     report("inbox_forged_pushes", injected, (unsigned)(refused + ignored), (unsigned)delivered);
 
     /* Still alive: a genuine rotation is applied and data flows under it. */
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     WAIT_CTL(oth, pushes_applied, 2);
-    publish_text(oth, "fleet/x", "after-forgeries");
-    cr_assert(wait_count(&iv, 1));
+    af_publish_text(oth, "fleet/x", "after-forgeries");
+    cr_assert(inbox_wait(&iv, 0, 1, WAIT_MS));
     cr_assert_str_eq(iv.payload[0], "after-forgeries");
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);
@@ -407,26 +319,26 @@ Test(forgery, inbox_forged_pushes)
 Test(forgery, forged_revocation_lists)
 {
     char out[4096];
-    enroll("victim");
-    enroll("r1");
-    enroll("r2");
-    enroll("r3");
-    enroll("late");
-    mqe2e_keystore *kv = open_ks("victim");
+    af_fleet_enroll(&fx, "victim");
+    af_fleet_enroll(&fx, "r1");
+    af_fleet_enroll(&fx, "r2");
+    af_fleet_enroll(&fx, "r3");
+    af_fleet_enroll(&fx, "late");
+    mqe2e_keystore *kv = af_open_ks(&fx, "victim");
     inbox iv;
     mqe2e_MQTTClient vic = enc_client("victim", kv, NULL, &iv);
     WAIT_CTL(vic, handshakes_ok, 1);
 
     size_t mark = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "revoke --id r1"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r1"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 1);
     size_t mark2 = ts_spy_count();
-    cr_assert_eq(op(out, sizeof out, "revoke --id r2"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r2"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, 2);
     /* The two genuine lists as the broker carried them. */
     spy_msg l1 = {{0}, NULL, 0, 0}, l2 = {{0}, NULL, 0, 0};
-    long deadline = now_ms() + WAIT_MS;
-    while (l2.data == NULL && now_ms() < deadline) {
+    long deadline = af_now_ms() + WAIT_MS;
+    while (l2.data == NULL && af_now_ms() < deadline) {
         for (size_t i = mark; i < ts_spy_count() && l2.data == NULL; i++) {
             spy_msg s = ts_spy_get(i);
             if (strcmp(s.topic, PREFIX "/revocations") != 0)
@@ -438,7 +350,7 @@ Test(forgery, forged_revocation_lists)
             else
                 free(s.data);
         }
-        sleep_ms(10);
+        af_sleep_ms(10);
     }
     cr_assert(l1.data != NULL && l2.data != NULL, "revocation lists not seen on the wire");
     mqe2e_revocation_list *v1 = NULL, *v2 = NULL;
@@ -448,8 +360,8 @@ Test(forgery, forged_revocation_lists)
     cr_assert_lt(ver1, ver2);
     mqe2e_revocation_list_free(v1);
     mqe2e_revocation_list_free(v2);
-    sleep_ms(300); /* the retained copy of v2 reached the victim too (same version: no-op) */
-    mqe2e_control_counters k0 = ctl(vic);
+    af_sleep_ms(300); /* the retained copy of v2 reached the victim too (same version: no-op) */
+    mqe2e_control_counters k0 = af_ctl_counters(vic);
 
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
     unsigned injected = 0;
@@ -476,13 +388,13 @@ Test(forgery, forged_revocation_lists)
     raw_publish(atk, PREFIX "/revocations", l2.data, l2.len / 2, 1);
     injected++;
 
-    deadline = now_ms() + WAIT_MS;
-    while (ctl(vic).control_ignored - k0.control_ignored < 4) {
-        cr_assert_lt(now_ms(), deadline, "forged lists not accounted for");
-        sleep_ms(10);
+    deadline = af_now_ms() + WAIT_MS;
+    while (af_ctl_counters(vic).control_ignored - k0.control_ignored < 4) {
+        cr_assert_lt(af_now_ms(), deadline, "forged lists not accounted for");
+        af_sleep_ms(10);
     }
-    sleep_ms(500);
-    mqe2e_control_counters k1 = ctl(vic);
+    af_sleep_ms(500);
+    mqe2e_control_counters k1 = af_ctl_counters(vic);
     uint64_t ignored = k1.control_ignored - k0.control_ignored;
     /* The rollback verifies (it is genuine) and is refused as older than the
      * list held: it counts like the three that fail verification. */
@@ -498,13 +410,13 @@ Test(forgery, forged_revocation_lists)
     /* Retained semantics: a client connecting now gets only the last retained
      * publish (the truncated list) and ignores it once; its HELLO still hands
      * it the genuine list. */
-    mqe2e_keystore *kl = open_ks("late");
+    mqe2e_keystore *kl = af_open_ks(&fx, "late");
     inbox il;
     mqe2e_MQTTClient late = enc_client("late", kl, NULL, &il);
     WAIT_CTL(late, handshakes_ok, 1);
     WAIT_CTL(late, control_ignored, 1);
-    sleep_ms(300);
-    cr_assert_eq(ctl(late).control_ignored, 1);
+    af_sleep_ms(300);
+    cr_assert_eq(af_ctl_counters(late).control_ignored, 1);
     close_client(&late);
     uint64_t lv = 0;
     const uint8_t *rl = NULL;
@@ -514,7 +426,7 @@ Test(forgery, forged_revocation_lists)
     mqe2e_keystore_close(kl);
 
     /* Still alive: the next genuine list (and its push) is adopted. */
-    cr_assert_eq(op(out, sizeof out, "revoke --id r3"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id r3"), 0, "%s", out);
     WAIT_CTL(vic, pushes_applied, k0.pushes_applied + 1);
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);
@@ -552,11 +464,11 @@ static size_t count_lines(const char *path, const char *needle)
 Test(forgery, forged_enrollment_replies)
 {
     char ticket[4096], errpath[600];
-    enroll("first");
+    af_fleet_enroll(&fx, "first");
     long fr = spy_find_frame(0, PREFIX "/client/first", MQE2E_CONTROL_ENROLL, 2, AUTH_ID);
     cr_assert(fr >= 0);
     spy_msg first_reply = ts_spy_get((size_t)fr);
-    token(ticket, sizeof ticket, "target", NULL);
+    af_fleet_ticket(&fx, ticket, sizeof ticket, "target", NULL);
 
     size_t mark = ts_spy_count();
     cr_assert_eq(kill(fx.auth_pid, SIGSTOP), 0);
@@ -624,7 +536,7 @@ Test(forgery, forged_enrollment_replies)
            step1, auth_failed);
 
     /* The keystore is the genuine one: it talks to the authority. */
-    mqe2e_keystore *kt = open_ks("target");
+    mqe2e_keystore *kt = af_open_ks(&fx, "target");
     const uint8_t *cred = NULL;
     size_t cred_len = 0;
     cr_assert_eq(mqe2e_keystore_credential(kt, &cred, &cred_len), MQE2E_OK);
@@ -654,9 +566,9 @@ Test(forgery, forged_enrollment_replies)
 Test(forgery, revoked_client_refused)
 {
     char out[4096];
-    enroll("peer");
-    enroll("rogue");
-    mqe2e_keystore *kp = open_ks("peer"), *kr = open_ks("rogue");
+    af_fleet_enroll(&fx, "peer");
+    af_fleet_enroll(&fx, "rogue");
+    mqe2e_keystore *kp = af_open_ks(&fx, "peer"), *kr = af_open_ks(&fx, "rogue");
     mqe2e_policy *pp = NULL, *pr = NULL;
     cr_assert_eq(mqe2e_policy_new(&pp), MQE2E_OK);
     cr_assert_eq(mqe2e_policy_add(pp, "cmd/peer", MQE2E_POLICY_CHANNEL, "rogue"), MQE2E_OK);
@@ -669,8 +581,8 @@ Test(forgery, revoked_client_refused)
     mqe2e_MQTTClient rogue = enc_client("rogue", kr, pr, &ir);
     WAIT_CTL(peer, handshakes_ok, 1);
     WAIT_CTL(rogue, handshakes_ok, 1);
-    publish_text(rogue, "cmd/peer", "before");
-    cr_assert(wait_count(&ip, 1), "the channel did not work before the revocation");
+    af_publish_text(rogue, "cmd/peer", "before");
+    cr_assert(inbox_wait(&ip, 0, 1, WAIT_MS), "the channel did not work before the revocation");
     /* What the attacker captured while rogue was in good standing. */
     long h1 = spy_find_frame(mark, PREFIX "/authority", MQE2E_CONTROL_HELLO, 1, "rogue");
     long c1 = spy_find_frame(mark, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, 1, "rogue");
@@ -679,18 +591,18 @@ Test(forgery, revoked_client_refused)
     spy_msg hello1 = ts_spy_get((size_t)h1), ch1 = ts_spy_get((size_t)c1),
             ch3 = ts_spy_get((size_t)c3);
 
-    uint64_t pa = ctl(peer).pushes_applied;
-    cr_assert_eq(op(out, sizeof out, "revoke --id rogue"), 0, "%s", out);
+    uint64_t pa = af_ctl_counters(peer).pushes_applied;
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "revoke --id rogue"), 0, "%s", out);
     WAIT_CTL(peer, pushes_applied, pa + 1); /* carries the new revocation list */
-    sleep_ms(300);
-    mqe2e_control_counters k0 = ctl(peer);
+    af_sleep_ms(300);
+    mqe2e_control_counters k0 = af_ctl_counters(peer);
     double hr0 = authority_counter("hello_revoked");
     size_t s0 = ts_spy_count();
     int before = inbox_count(&ip);
 
     /* 1: the still-running rogue client sends on its old channel. */
     for (int i = 0; i < 3; i++)
-        publish_text(rogue, "cmd/peer", "after");
+        af_publish_text(rogue, "cmd/peer", "after");
     /* 2: replays of its earlier handshake frames (step 1, step 3 with the old credential). */
     MQTTClient atk = raw_connect("attacker", NULL, NULL);
     raw_publish(atk, PREFIX "/client/peer", ch1.data, ch1.len, 0);
@@ -700,10 +612,10 @@ Test(forgery, revoked_client_refused)
     /* 4: rogue restarts: a fresh HELLO and a fresh channel handshake. */
     close_client(&rogue);
     rogue = enc_client("rogue", kr, pr, &ir);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = af_now_ms() + WAIT_MS;
     while (authority_counter("hello_revoked") < hr0 + 2) {
-        cr_assert_lt(now_ms(), deadline, "HELLOs of the revoked client not refused");
-        sleep_ms(100);
+        cr_assert_lt(af_now_ms(), deadline, "HELLOs of the revoked client not refused");
+        af_sleep_ms(100);
     }
     cr_assert_eq(mqe2e_MQTTClient_publish(rogue, "cmd/peer", 5, "again", 1, 0, NULL),
                  MQTTCLIENT_SUCCESS);
@@ -717,17 +629,17 @@ Test(forgery, revoked_client_refused)
     size_t envelopes, frames, hellos;
     uint64_t refused;
     double hr;
-    deadline = now_ms() + WAIT_MS;
+    deadline = af_now_ms() + WAIT_MS;
     for (;;) {
-        k1 = ctl(peer);
+        k1 = af_ctl_counters(peer);
         envelopes = spy_count_topic(s0, "cmd/peer");
         frames = spy_count_frames(s0, PREFIX "/client/peer", MQE2E_CONTROL_CHANNEL, "rogue");
         hellos = spy_count_frames(s0, PREFIX "/authority", MQE2E_CONTROL_HELLO, "rogue");
         refused = k1.revoked_refused - k0.revoked_refused;
         hr = authority_counter("hello_revoked") - hr0;
         if (refused == envelopes + frames && hr == (double)hellos) break;
-        if (now_ms() > deadline) break;
-        sleep_ms(100);
+        if (af_now_ms() > deadline) break;
+        af_sleep_ms(100);
     }
     cr_assert_eq(refused, envelopes + frames,
                  "peer refused %lu, rogue sent %zu envelopes and %zu channel frames",
@@ -746,7 +658,7 @@ Test(forgery, revoked_client_refused)
     report("revoked_client_refused (authority)", (unsigned)hellos, (unsigned)hr, 0);
 
     /* The peer and the authority still serve the others. */
-    cr_assert_eq(op(out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
+    cr_assert_eq(af_op_sh(&fx, out, sizeof out, "group rotate --group fleet"), 0, "%s", out);
     WAIT_CTL(peer, pushes_applied, k1.pushes_applied + 1);
     MQTTClient_disconnect(atk, 500);
     MQTTClient_destroy(&atk);

@@ -15,8 +15,10 @@
 #include <time.h>
 
 #include "broker.h"
+#include "paho_inbox.h"
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define MAXMSG 64
@@ -24,88 +26,10 @@
 #define GROUP "sensors"
 #define FILTER "sensors/#"
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---------- what one client saw ---------- */
 
-typedef struct inbox {
-    pthread_mutex_t m;
-    int encrypted;    /* free with the mqe2e_ calls, else with Paho's */
-    int reject_first; /* return 0 (redeliver) for this many calls */
-    int calls;
-    int n;
-    struct {
-        char topic[128];
-        uint8_t payload[512];
-        int len;
-        int qos;
-        char user_key[64]; /* first v5 user property, if any */
-        char user_val[64];
-    } msg[MAXMSG];
-    int dropped;
-    /* onSuccess / onFailure of the requests made with this inbox as context */
-    int ok, failed;
-    int connected; /* connected callback calls */
-} inbox;
-
-static void inbox_init(inbox *ib, int encrypted)
-{
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    ib->encrypted = encrypted;
-}
-
-static int get(inbox *ib, const int *field)
-{
-    pthread_mutex_lock(&ib->m);
-    int v = *field;
-    pthread_mutex_unlock(&ib->m);
-    return v;
-}
-
-static int wait_field(inbox *ib, const int *field, int n)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (get(ib, field) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
-}
-
-static void record(inbox *ib, const char *topic, const void *payload, int len, int qos,
-                   const MQTTProperties *props)
-{
-    int k = ib->n;
-    if (k < MAXMSG) {
-        snprintf(ib->msg[k].topic, sizeof ib->msg[k].topic, "%s", topic);
-        ib->msg[k].len = len;
-        if (len > 0 && len <= (int)sizeof ib->msg[k].payload)
-            memcpy(ib->msg[k].payload, payload, (size_t)len);
-        ib->msg[k].qos = qos;
-        for (int i = 0; props != NULL && i < props->count; i++) {
-            if (props->array[i].identifier == MQTTPROPERTY_CODE_USER_PROPERTY) {
-                snprintf(ib->msg[k].user_key, sizeof ib->msg[k].user_key, "%.*s",
-                         props->array[i].value.data.len, props->array[i].value.data.data);
-                snprintf(ib->msg[k].user_val, sizeof ib->msg[k].user_val, "%.*s",
-                         props->array[i].value.value.len, props->array[i].value.value.data);
-                break;
-            }
-        }
-    }
-    ib->n++;
-}
+/* What one client saw (support/paho_inbox.h). */
+typedef pinbox inbox;
 
 static int on_async_message(void *ctx, char *topic, int topicLen, MQTTAsync_message *msg)
 {
@@ -118,7 +42,7 @@ static int on_async_message(void *ctx, char *topic, int topicLen, MQTTAsync_mess
         pthread_mutex_unlock(&ib->m);
         return 0;
     }
-    record(ib, topic, msg->payload, msg->payloadlen, msg->qos, &msg->properties);
+    pinbox_record(ib, topic, msg->payload, msg->payloadlen, msg->qos, &msg->properties);
     pthread_mutex_unlock(&ib->m);
     if (ib->encrypted) {
         mqe2e_MQTTAsync_freeMessage(&msg);
@@ -136,26 +60,10 @@ static int on_sync_message(void *ctx, char *topic, int topicLen, MQTTClient_mess
     (void)topicLen;
     pthread_mutex_lock(&ib->m);
     ib->calls++;
-    record(ib, topic, msg->payload, msg->payloadlen, msg->qos, &msg->properties);
+    pinbox_record(ib, topic, msg->payload, msg->payloadlen, msg->qos, &msg->properties);
     pthread_mutex_unlock(&ib->m);
-    if (ib->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
+    ts_free_message(ib->encrypted, &msg, topic);
     return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    (void)topic;
-    (void)code;
-    pthread_mutex_lock(&ib->m);
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
 }
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
@@ -210,8 +118,8 @@ static void on_connected(void *ctx, char *cause)
 /* Wait for one more onSuccess than @p before; fail on onFailure. */
 static void wait_ok(inbox *ib, int before, const char *what)
 {
-    cr_assert(wait_field(ib, &ib->ok, before + 1), "%s: no onSuccess", what);
-    cr_assert_eq(get(ib, &ib->failed), 0, "%s: onFailure called", what);
+    cr_assert(pinbox_wait_field(ib, &ib->ok, before + 1, WAIT_MS), "%s: no onSuccess", what);
+    cr_assert_eq(pinbox_get(ib, &ib->failed), 0, "%s: onFailure called", what);
 }
 
 static uint64_t drops_total(const mqe2e_counters *k)
@@ -268,7 +176,7 @@ static mqe2e_MQTTAsync enc_async(const char *id, mqe2e_keystore *ks, const mqe2e
                  MQTTASYNC_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
-    so.onDropped = on_dropped;
+    so.onDropped = pinbox_on_dropped;
     so.onLog = on_log;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTAsync_setSecurity(c, &so), MQTTASYNC_SUCCESS);
@@ -291,7 +199,7 @@ static mqe2e_MQTTAsync enc_async(const char *id, mqe2e_keystore *ks, const mqe2e
         co.minRetryInterval = 1;
         co.maxRetryInterval = 2;
     }
-    int before = get(ib, &ib->ok);
+    int before = pinbox_get(ib, &ib->ok);
     int rc = mqe2e_MQTTAsync_connect(c, &co);
     cr_assert_eq(rc, MQTTASYNC_SUCCESS, "connect %s: %d %s", id, rc, mqe2e_MQTTAsync_strerror(rc));
     wait_ok(ib, before, "connect");
@@ -305,7 +213,7 @@ static void enc_async_subscribe(mqe2e_MQTTAsync c, inbox *ib, const char *filter
     ro.context = ib;
     ro.onSuccess = on_success;
     ro.onFailure = on_failure;
-    int before = get(ib, &ib->ok);
+    int before = pinbox_get(ib, &ib->ok);
     cr_assert_eq(mqe2e_MQTTAsync_subscribe(c, filter, qos, &ro), MQTTASYNC_SUCCESS);
     wait_ok(ib, before, "subscribe");
 }
@@ -317,7 +225,7 @@ static void enc_async_close(mqe2e_MQTTAsync *c)
         d.timeout = 1000;
         (void)mqe2e_MQTTAsync_disconnect(*c, &d);
         for (int i = 0; i < 200 && mqe2e_MQTTAsync_isConnected(*c); i++)
-            sleep_ms(10);
+            tu_sleep_ms(10);
     }
     mqe2e_MQTTAsync_destroy(c);
     cr_assert_null(*c);
@@ -351,30 +259,6 @@ static void raw_close(MQTTClient *c)
     MQTTClient_destroy(c);
 }
 
-static int inbox_find(inbox *ib, const char *topic)
-{
-    int found = -1;
-    pthread_mutex_lock(&ib->m);
-    for (int i = 0; i < ib->n && i < MAXMSG; i++) {
-        if (strcmp(ib->msg[i].topic, topic) == 0) {
-            found = i;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&ib->m);
-    return found;
-}
-
-static int wait_found(inbox *ib, const char *topic)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_find(ib, topic) < 0) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
-}
-
 /* ---------- fixture ---------- */
 
 static void setup(void)
@@ -399,8 +283,8 @@ TestSuite(paho_async, .init = setup, .fini = teardown, .timeout = 120);
 Test(paho_async, round_trip_every_qos_with_on_success)
 {
     inbox sub_in, pub_in;
-    inbox_init(&sub_in, 1);
-    inbox_init(&pub_in, 1);
+    pinbox_init(&sub_in, 1);
+    pinbox_init(&pub_in, 1);
     mqe2e_keystore *ks_pub = make_keystore("apub"), *ks_sub = make_keystore("asub");
     mqe2e_MQTTAsync sub = enc_async("asub", ks_sub, NULL, &sub_in, NULL);
     mqe2e_MQTTAsync pub = enc_async("apub", ks_pub, NULL, &pub_in, NULL);
@@ -414,12 +298,12 @@ Test(paho_async, round_trip_every_qos_with_on_success)
         ro.onSuccess = on_success;
         ro.onFailure = on_failure;
         snprintf(t, sizeof t, "sensors/q%d", qos);
-        int before = get(&pub_in, &pub_in.ok);
+        int before = pinbox_get(&pub_in, &pub_in.ok);
         cr_assert_eq(mqe2e_MQTTAsync_send(pub, t, (int)sizeof binary, binary, qos, 0, &ro),
                      MQTTASYNC_SUCCESS);
         wait_ok(&pub_in, before, "send");
-        cr_assert(wait_found(&sub_in, t), "nothing arrived on %s", t);
-        int i = inbox_find(&sub_in, t);
+        cr_assert(pinbox_wait_found(&sub_in, t, WAIT_MS), "nothing arrived on %s", t);
+        int i = pinbox_find(&sub_in, t);
         cr_assert_eq(sub_in.msg[i].len, (int)sizeof binary);
         cr_assert_arr_eq(sub_in.msg[i].payload, binary, sizeof binary);
         cr_assert_eq(sub_in.msg[i].qos, qos);
@@ -433,8 +317,8 @@ Test(paho_async, round_trip_every_qos_with_on_success)
         snprintf(t, sizeof t, "sensors/m%d", qos);
         cr_assert_eq(mqe2e_MQTTAsync_sendMessage(pub, t, &m, &ro2), MQTTASYNC_SUCCESS);
         cr_assert_eq(mqe2e_MQTTAsync_waitForCompletion(pub, ro2.token, 5000), MQTTASYNC_SUCCESS);
-        cr_assert(wait_found(&sub_in, t));
-        i = inbox_find(&sub_in, t);
+        cr_assert(pinbox_wait_found(&sub_in, t, WAIT_MS));
+        i = pinbox_find(&sub_in, t);
         cr_assert_eq(sub_in.msg[i].len, 4);
         cr_assert_arr_eq(sub_in.msg[i].payload, "text", 4);
     }
@@ -444,8 +328,8 @@ Test(paho_async, round_trip_every_qos_with_on_success)
     cr_assert_eq(mqe2e_MQTTAsync_getCounters(sub, &k), MQTTASYNC_SUCCESS);
     cr_assert_eq(k.opened, 6);
     cr_assert_eq(drops_total(&k), 0);
-    cr_assert_eq(get(&sub_in, &sub_in.dropped), 0);
-    cr_assert_geq(get(&sub_in, &sub_in.connected), 1, "connected callback not forwarded");
+    cr_assert_eq(pinbox_get(&sub_in, &sub_in.dropped), 0);
+    cr_assert_geq(pinbox_get(&sub_in, &sub_in.connected), 1, "connected callback not forwarded");
 
     enc_async_close(&pub);
     enc_async_close(&sub);
@@ -456,8 +340,8 @@ Test(paho_async, round_trip_every_qos_with_on_success)
 Test(paho_async, no_policy_send_is_refused_and_nothing_reaches_the_broker)
 {
     inbox raw_in, pub_in;
-    inbox_init(&raw_in, 0);
-    inbox_init(&pub_in, 1);
+    pinbox_init(&raw_in, 0);
+    pinbox_init(&pub_in, 1);
     mqe2e_keystore *ks_pub = make_keystore("apub");
     MQTTClient raw = raw_client("sniffer", &raw_in);
     cr_assert_eq(MQTTClient_subscribe(raw, "#", 1), MQTTCLIENT_SUCCESS);
@@ -479,11 +363,11 @@ Test(paho_async, no_policy_send_is_refused_and_nothing_reaches_the_broker)
 
     /* A marker proves the sniffer was listening. */
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/marker", 1, "x", 1, 0, &ro), MQTTASYNC_SUCCESS);
-    cr_assert(wait_found(&raw_in, "sensors/marker"));
-    sleep_ms(200);
-    cr_assert_eq(get(&raw_in, &raw_in.n), 1, "sniffer saw %d messages", get(&raw_in, &raw_in.n));
-    cr_assert_lt(inbox_find(&raw_in, "other/topic"), 0);
-    cr_assert_eq(get(&pub_in, &pub_in.failed), 0);
+    cr_assert(pinbox_wait_found(&raw_in, "sensors/marker", WAIT_MS));
+    tu_sleep_ms(200);
+    cr_assert_eq(pinbox_get(&raw_in, &raw_in.n), 1, "sniffer saw %d messages", pinbox_get(&raw_in, &raw_in.n));
+    cr_assert_lt(pinbox_find(&raw_in, "other/topic"), 0);
+    cr_assert_eq(pinbox_get(&pub_in, &pub_in.failed), 0);
 
     /* Unconfigured client: refused before anything is sent. */
     mqe2e_MQTTAsync bare = NULL;
@@ -503,22 +387,12 @@ Test(paho_async, no_policy_send_is_refused_and_nothing_reaches_the_broker)
     mqe2e_keystore_close(ks_pub);
 }
 
-static uint8_t *captured(inbox *raw_in, const char *topic, int *len)
-{
-    cr_assert(wait_found(raw_in, topic), "nothing captured on %s", topic);
-    int i = inbox_find(raw_in, topic);
-    uint8_t *p = malloc((size_t)raw_in->msg[i].len);
-    memcpy(p, raw_in->msg[i].payload, (size_t)raw_in->msg[i].len);
-    *len = raw_in->msg[i].len;
-    return p;
-}
-
 Test(paho_async, injected_garbage_replay_and_retopic_are_dropped_and_counted)
 {
     inbox sub_in, pub_in, raw_in;
-    inbox_init(&sub_in, 1);
-    inbox_init(&pub_in, 1);
-    inbox_init(&raw_in, 0);
+    pinbox_init(&sub_in, 1);
+    pinbox_init(&pub_in, 1);
+    pinbox_init(&raw_in, 0);
     mqe2e_keystore *ks_pub = make_keystore("apub"), *ks_sub = make_keystore("asub");
     MQTTClient raw = raw_client("raw", &raw_in);
     cr_assert_eq(MQTTClient_subscribe(raw, FILTER, 1), MQTTCLIENT_SUCCESS);
@@ -527,15 +401,15 @@ Test(paho_async, injected_garbage_replay_and_retopic_are_dropped_and_counted)
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/hidden/b", 2, "bb", 1, 0, NULL),
                  MQTTASYNC_SUCCESS);
     int len_b;
-    uint8_t *env_b = captured(&raw_in, "sensors/hidden/b", &len_b);
+    uint8_t *env_b = pinbox_captured(&raw_in, "sensors/hidden/b", &len_b, WAIT_MS);
 
     mqe2e_MQTTAsync sub = enc_async("asub", ks_sub, NULL, &sub_in, NULL);
     enc_async_subscribe(sub, &sub_in, "sensors/live/#", 1);
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/live/a", 2, "aa", 1, 0, NULL),
                  MQTTASYNC_SUCCESS);
-    cr_assert(wait_found(&sub_in, "sensors/live/a"));
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/live/a", WAIT_MS));
     int len_a;
-    uint8_t *env_a = captured(&raw_in, "sensors/live/a", &len_a);
+    uint8_t *env_a = pinbox_captured(&raw_in, "sensors/live/a", &len_a, WAIT_MS);
 
     static const uint8_t garbage[] = {0x07, 0x07, 'g', 'a', 'r', 'b', 'a', 'g', 'e'};
     raw_pub(raw, "sensors/live/garbage", garbage, (int)sizeof garbage);
@@ -546,8 +420,8 @@ Test(paho_async, injected_garbage_replay_and_retopic_are_dropped_and_counted)
     /* A good message after them: once it arrives, the bad ones were handled. */
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/live/end", 1, "z", 1, 0, NULL),
                  MQTTASYNC_SUCCESS);
-    cr_assert(wait_found(&sub_in, "sensors/live/end"));
-    cr_assert(wait_field(&sub_in, &sub_in.dropped, 4), "dropped %d", get(&sub_in, &sub_in.dropped));
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/live/end", WAIT_MS));
+    cr_assert(pinbox_wait_field(&sub_in, &sub_in.dropped, 4, WAIT_MS), "dropped %d", pinbox_get(&sub_in, &sub_in.dropped));
 
     pthread_mutex_lock(&sub_in.m);
     cr_assert_eq(sub_in.n, 2, "delivered %d", sub_in.n);
@@ -580,8 +454,8 @@ Test(paho_async, injected_garbage_replay_and_retopic_are_dropped_and_counted)
 Test(paho_async, refused_message_is_redelivered_then_accepted_once)
 {
     inbox sub_in, pub_in;
-    inbox_init(&sub_in, 1);
-    inbox_init(&pub_in, 1);
+    pinbox_init(&sub_in, 1);
+    pinbox_init(&pub_in, 1);
     sub_in.reject_first = 1;
     mqe2e_keystore *ks_pub = make_keystore("apub"), *ks_sub = make_keystore("asub");
     mqe2e_MQTTAsync sub = enc_async("asub", ks_sub, NULL, &sub_in, NULL);
@@ -590,15 +464,15 @@ Test(paho_async, refused_message_is_redelivered_then_accepted_once)
 
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/retry", 4, "once", 1, 0, NULL),
                  MQTTASYNC_SUCCESS);
-    cr_assert(wait_field(&sub_in, &sub_in.calls, 1), "never offered");
+    cr_assert(pinbox_wait_field(&sub_in, &sub_in.calls, 1, WAIT_MS), "never offered");
     /* Later traffic moves Paho's retry along. */
-    for (int i = 0; i < 3 && get(&sub_in, &sub_in.n) < 1; i++) {
+    for (int i = 0; i < 3 && pinbox_get(&sub_in, &sub_in.n) < 1; i++) {
         cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/after", 4, "next", 1, 0, NULL),
                      MQTTASYNC_SUCCESS);
-        sleep_ms(300);
+        tu_sleep_ms(300);
     }
-    cr_assert(wait_field(&sub_in, &sub_in.n, 1), "refused message never redelivered");
-    cr_assert(wait_found(&sub_in, "sensors/retry"));
+    cr_assert(pinbox_wait_field(&sub_in, &sub_in.n, 1, WAIT_MS), "refused message never redelivered");
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/retry", WAIT_MS));
     pthread_mutex_lock(&sub_in.m);
     cr_assert_str_eq(sub_in.msg[0].topic, "sensors/retry");
     cr_assert_arr_eq(sub_in.msg[0].payload, "once", 4);
@@ -628,9 +502,9 @@ Test(paho_async, send_while_disconnected_across_broker_restart_is_sealed_once)
 {
     enum { BEFORE = 2, OFFLINE = 5 };
     inbox sub_in, pub_in, sniff_in;
-    inbox_init(&sub_in, 1);
-    inbox_init(&pub_in, 1);
-    inbox_init(&sniff_in, 0);
+    pinbox_init(&sub_in, 1);
+    pinbox_init(&pub_in, 1);
+    pinbox_init(&sniff_in, 0);
     mqe2e_keystore *ks_pub = make_keystore("apub"), *ks_sub = make_keystore("asub");
     async_cfg pcfg = {0, 1, 1};
 
@@ -669,15 +543,15 @@ Test(paho_async, send_while_disconnected_across_broker_restart_is_sealed_once)
         cr_assert_eq(mqe2e_MQTTAsync_send(pub, t, (int)strlen(p), p, 1, 0, NULL),
                      MQTTASYNC_SUCCESS);
     }
-    cr_assert(wait_field(&sub_in, &sub_in.n, BEFORE));
-    cr_assert(wait_field(&sniff_in, &sniff_in.n, BEFORE));
+    cr_assert(pinbox_wait_field(&sub_in, &sub_in.n, BEFORE, WAIT_MS));
+    cr_assert(pinbox_wait_field(&sniff_in, &sniff_in.n, BEFORE, WAIT_MS));
 
     /* Broker down (it saves sessions on SIGTERM): the publisher notices. */
     cr_assert_eq(kill(broker.pid, SIGTERM), 0);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (mqe2e_MQTTAsync_isConnected(pub)) {
-        cr_assert_lt(now_ms(), deadline, "publisher never noticed the broker going away");
-        sleep_ms(10);
+        cr_assert_lt(tu_now_ms(), deadline, "publisher never noticed the broker going away");
+        tu_sleep_ms(10);
     }
     for (int i = BEFORE; i < BEFORE + OFFLINE; i++) {
         snprintf(t, sizeof t, "sensors/m%d", i);
@@ -692,11 +566,11 @@ Test(paho_async, send_while_disconnected_across_broker_restart_is_sealed_once)
     /* Reaps the stopped broker, starts it again on the same port. */
     cr_assert_eq(tb_broker_restart(&broker, SIGTERM), 0);
 
-    cr_assert(wait_field(&sub_in, &sub_in.n, BEFORE + OFFLINE), "delivered %d of %d",
-              get(&sub_in, &sub_in.n), BEFORE + OFFLINE);
-    cr_assert(wait_field(&sniff_in, &sniff_in.n, BEFORE + OFFLINE), "sniffed %d",
-              get(&sniff_in, &sniff_in.n));
-    sleep_ms(500); /* room for any duplicate to show up */
+    cr_assert(pinbox_wait_field(&sub_in, &sub_in.n, BEFORE + OFFLINE, WAIT_MS), "delivered %d of %d",
+              pinbox_get(&sub_in, &sub_in.n), BEFORE + OFFLINE);
+    cr_assert(pinbox_wait_field(&sniff_in, &sniff_in.n, BEFORE + OFFLINE, WAIT_MS), "sniffed %d",
+              pinbox_get(&sniff_in, &sniff_in.n));
+    tu_sleep_ms(500); /* room for any duplicate to show up */
 
     pthread_mutex_lock(&sub_in.m);
     cr_assert_eq(sub_in.n, BEFORE + OFFLINE, "delivered %d times", sub_in.n);
@@ -758,9 +632,9 @@ Test(paho_async, send_while_disconnected_across_broker_restart_is_sealed_once)
 Test(paho_async, v5_user_property_passes_through)
 {
     inbox sub_in, pub_in, raw_in;
-    inbox_init(&sub_in, 1);
-    inbox_init(&pub_in, 1);
-    inbox_init(&raw_in, 0);
+    pinbox_init(&sub_in, 1);
+    pinbox_init(&pub_in, 1);
+    pinbox_init(&raw_in, 0);
     async_cfg v5 = {1, 0, 0};
     mqe2e_keystore *ks_pub = make_keystore("apub"), *ks_sub = make_keystore("asub");
     mqe2e_MQTTAsync sub = enc_async("asub", ks_sub, NULL, &sub_in, &v5);
@@ -770,7 +644,7 @@ Test(paho_async, v5_user_property_passes_through)
     so.context = &sub_in;
     so.onSuccess5 = on_success5;
     so.onFailure5 = on_failure5;
-    int before = get(&sub_in, &sub_in.ok);
+    int before = pinbox_get(&sub_in, &sub_in.ok);
     cr_assert_eq(mqe2e_MQTTAsync_subscribe(sub, FILTER, 1, &so), MQTTASYNC_SUCCESS);
     wait_ok(&sub_in, before, "v5 subscribe");
 
@@ -786,13 +660,13 @@ Test(paho_async, v5_user_property_passes_through)
     ro.context = &pub_in;
     ro.onSuccess5 = on_success5;
     ro.onFailure5 = on_failure5;
-    before = get(&pub_in, &pub_in.ok);
+    before = pinbox_get(&pub_in, &pub_in.ok);
     cr_assert_eq(mqe2e_MQTTAsync_send(pub, "sensors/hr", 2, "72", 1, 0, &ro), MQTTASYNC_SUCCESS);
     wait_ok(&pub_in, before, "v5 send");
     MQTTProperties_free(&ro.properties);
 
-    cr_assert(wait_found(&sub_in, "sensors/hr"));
-    int i = inbox_find(&sub_in, "sensors/hr");
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/hr", WAIT_MS));
+    int i = pinbox_find(&sub_in, "sensors/hr");
     cr_assert_arr_eq(sub_in.msg[i].payload, "72", 2);
     cr_assert_str_eq(sub_in.msg[i].user_key, "unit");
     cr_assert_str_eq(sub_in.msg[i].user_val, "bpm");
@@ -821,7 +695,7 @@ static mqe2e_MQTTClient enc_sync5(const char *id, mqe2e_keystore *ks, inbox *ib)
                                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro),
                  MQTTCLIENT_SUCCESS);
     so.keystore = ks;
-    so.onDropped = on_dropped;
+    so.onDropped = pinbox_on_dropped;
     so.onLog = on_log;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
@@ -839,7 +713,7 @@ static mqe2e_MQTTClient enc_sync5(const char *id, mqe2e_keystore *ks, inbox *ib)
 Test(paho_async, sync_v5_variants_round_trip)
 {
     inbox sub_in;
-    inbox_init(&sub_in, 1);
+    pinbox_init(&sub_in, 1);
     mqe2e_keystore *ks_pub = make_keystore("spub"), *ks_sub = make_keystore("ssub");
     mqe2e_MQTTClient sub = enc_sync5("ssub", ks_sub, &sub_in);
     mqe2e_MQTTClient pub = enc_sync5("spub", ks_pub, NULL);
@@ -884,16 +758,16 @@ Test(paho_async, sync_v5_variants_round_trip)
     MQTTResponse_free(r);
     MQTTProperties_free(&props);
 
-    cr_assert(wait_found(&sub_in, "sensors/v5/p"));
-    cr_assert(wait_found(&sub_in, "sensors/v5/m"));
-    int i = inbox_find(&sub_in, "sensors/v5/p");
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/v5/p", WAIT_MS));
+    cr_assert(pinbox_wait_found(&sub_in, "sensors/v5/m", WAIT_MS));
+    int i = pinbox_find(&sub_in, "sensors/v5/p");
     cr_assert_arr_eq(sub_in.msg[i].payload, "hello", 5);
     cr_assert_str_eq(sub_in.msg[i].user_key, "site");
     cr_assert_str_eq(sub_in.msg[i].user_val, "lab");
-    i = inbox_find(&sub_in, "sensors/v5/m");
+    i = pinbox_find(&sub_in, "sensors/v5/m");
     cr_assert_arr_eq(sub_in.msg[i].payload, "world", 5);
     cr_assert_str_eq(sub_in.msg[i].user_val, "lab");
-    cr_assert_eq(get(&sub_in, &sub_in.dropped), 0);
+    cr_assert_eq(pinbox_get(&sub_in, &sub_in.dropped), 0);
 
     r = mqe2e_MQTTClient_unsubscribe5(sub, FILTER, NULL);
     cr_assert_eq((int)r.reasonCode, 0);

@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include "broker.h"
+#include "paho_inbox.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define MAXMSG 64
@@ -21,92 +23,8 @@
 #define GROUP "sensors"
 #define FILTER "sensors/#"
 
-/* ---------- small helpers ---------- */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Messages seen by one client (encrypted or raw), copied out of the callback. */
-typedef struct inbox {
-    pthread_mutex_t m;
-    int encrypted;    /* free with the mqe2e_ calls, else with Paho's */
-    int reject_first; /* return 0 (redeliver) for this many calls */
-    int calls;        /* messageArrived invocations */
-    int n;            /* accepted messages */
-    struct {
-        char topic[128];
-        uint8_t payload[512];
-        int len;
-        int qos;
-        int retained;
-    } msg[MAXMSG];
-    /* onDropped */
-    int dropped;
-    int drop_code[MAXMSG];
-    char drop_topic[MAXMSG][128];
-} inbox;
-
-static void inbox_init(inbox *ib, int encrypted)
-{
-    memset(ib, 0, sizeof *ib);
-    pthread_mutex_init(&ib->m, NULL);
-    ib->encrypted = encrypted;
-}
-
-static int on_message(void *ctx, char *topic, int topicLen, MQTTClient_message *msg)
-{
-    inbox *ib = ctx;
-    (void)topicLen;
-    pthread_mutex_lock(&ib->m);
-    ib->calls++;
-    if (ib->reject_first > 0) {
-        ib->reject_first--;
-        pthread_mutex_unlock(&ib->m);
-        return 0;
-    }
-    if (ib->n < MAXMSG) {
-        int k = ib->n;
-        snprintf(ib->msg[k].topic, sizeof ib->msg[k].topic, "%s", topic);
-        ib->msg[k].len = msg->payloadlen;
-        if (msg->payloadlen > 0 && msg->payloadlen <= (int)sizeof ib->msg[k].payload) {
-            memcpy(ib->msg[k].payload, msg->payload, (size_t)msg->payloadlen);
-        }
-        ib->msg[k].qos = msg->qos;
-        ib->msg[k].retained = msg->retained;
-    }
-    ib->n++;
-    pthread_mutex_unlock(&ib->m);
-    if (ib->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
-    return 1;
-}
-
-static void on_dropped(void *ctx, const char *topic, int code)
-{
-    inbox *ib = ctx;
-    pthread_mutex_lock(&ib->m);
-    if (ib->dropped < MAXMSG) {
-        ib->drop_code[ib->dropped] = code;
-        snprintf(ib->drop_topic[ib->dropped], sizeof ib->drop_topic[0], "%s", topic);
-    }
-    ib->dropped++;
-    pthread_mutex_unlock(&ib->m);
-}
+/* What one client saw (support/paho_inbox.h). */
+typedef pinbox inbox;
 
 static void on_log(void *ctx, mqe2e_log_level level, const char *message)
 {
@@ -130,37 +48,12 @@ static int inbox_dropped(inbox *ib)
     return n;
 }
 
-/* Index of the first message on @p topic, or -1. */
-static int inbox_find(inbox *ib, const char *topic)
-{
-    int found = -1;
-    pthread_mutex_lock(&ib->m);
-    for (int i = 0; i < ib->n && i < MAXMSG; i++) {
-        if (strcmp(ib->msg[i].topic, topic) == 0) {
-            found = i;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&ib->m);
-    return found;
-}
-
 static int wait_count(inbox *ib, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (inbox_count(ib) < n) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
-    }
-    return 1;
-}
-
-static int wait_found(inbox *ib, const char *topic)
-{
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_find(ib, topic) < 0) {
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
+        if (tu_now_ms() > deadline) return 0;
+        tu_sleep_ms(10);
     }
     return 1;
 }
@@ -175,13 +68,13 @@ static uint64_t drops_total(const mqe2e_counters *k)
 
 static int wait_drops(mqe2e_MQTTClient c, uint64_t n)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     mqe2e_counters k;
     for (;;) {
         cr_assert_eq(mqe2e_MQTTClient_getCounters(c, &k), MQTTCLIENT_SUCCESS);
         if (drops_total(&k) >= n) return 1;
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
+        if (tu_now_ms() > deadline) return 0;
+        tu_sleep_ms(10);
     }
 }
 
@@ -224,13 +117,13 @@ static mqe2e_MQTTClient enc_client(const tb_broker *b, const char *id, mqe2e_key
         MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
-    so.onDropped = ib != NULL ? on_dropped : NULL;
+    so.onDropped = ib != NULL ? pinbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = MQE2E_LOG_WARNING;
     so.context = ib;
     cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
     if (ib != NULL) {
-        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL),
+        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, pinbox_on_message, NULL),
                      MQTTCLIENT_SUCCESS);
     }
     connect_opts(&co);
@@ -247,7 +140,7 @@ static MQTTClient raw_client(const tb_broker *b, const char *id, inbox *ib)
     cr_assert_eq(MQTTClient_create(&c, tb_broker_uri(b), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
                  MQTTCLIENT_SUCCESS);
     if (ib != NULL) {
-        cr_assert_eq(MQTTClient_setCallbacks(c, ib, NULL, on_message, NULL), MQTTCLIENT_SUCCESS);
+        cr_assert_eq(MQTTClient_setCallbacks(c, ib, NULL, pinbox_on_message, NULL), MQTTCLIENT_SUCCESS);
     }
     connect_opts(&co);
     cr_assert_eq(MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
@@ -315,7 +208,7 @@ Test(paho_sync, round_trip_every_qos_exact_bytes)
     static const uint8_t binary[] = {0x00, 0x01, 0x00, 0xff, 0x7f, 0x00, 0x80, 0x00};
     const char *text = "heart-rate=72";
     inbox ib;
-    inbox_init(&ib, 1);
+    pinbox_init(&ib, 1);
     mqe2e_keystore *ks_pub = make_keystore("pub", 1), *ks_sub = make_keystore("sub", 1);
     mqe2e_MQTTClient sub = enc_client(&broker, "sub", ks_sub, NULL, &ib);
     mqe2e_MQTTClient pub = enc_client(&broker, "pub", ks_pub, NULL, NULL);
@@ -337,17 +230,17 @@ Test(paho_sync, round_trip_every_qos_exact_bytes)
         char t[64];
         int i;
         snprintf(t, sizeof t, "sensors/q%d/text", qos);
-        cr_assert_geq(i = inbox_find(&ib, t), 0, "%s missing", t);
+        cr_assert_geq(i = pinbox_find(&ib, t), 0, "%s missing", t);
         cr_assert_eq(ib.msg[i].len, (int)strlen(text));
         cr_assert_arr_eq(ib.msg[i].payload, text, strlen(text));
         cr_assert_eq(ib.msg[i].qos, qos);
         snprintf(t, sizeof t, "sensors/q%d/binary", qos);
-        cr_assert_geq(i = inbox_find(&ib, t), 0, "%s missing", t);
+        cr_assert_geq(i = pinbox_find(&ib, t), 0, "%s missing", t);
         cr_assert_eq(ib.msg[i].len, (int)sizeof binary);
         cr_assert_arr_eq(ib.msg[i].payload, binary, sizeof binary);
         cr_assert_eq(ib.msg[i].qos, qos);
         snprintf(t, sizeof t, "sensors/q%d/empty", qos);
-        cr_assert_geq(i = inbox_find(&ib, t), 0, "%s missing", t);
+        cr_assert_geq(i = pinbox_find(&ib, t), 0, "%s missing", t);
         cr_assert_eq(ib.msg[i].len, 0);
         cr_assert_eq(ib.msg[i].retained, 0);
     }
@@ -369,7 +262,7 @@ Test(paho_sync, retained_message_reaches_late_subscriber)
 {
     const char *status = "door=closed";
     inbox ib;
-    inbox_init(&ib, 1);
+    pinbox_init(&ib, 1);
     mqe2e_keystore *ks_pub = make_keystore("pub", 1), *ks_sub = make_keystore("sub", 1);
     mqe2e_MQTTClient pub = enc_client(&broker, "pub", ks_pub, NULL, NULL);
     enc_pub(pub, "sensors/door/status", status, (int)strlen(status), 1, 1);
@@ -443,7 +336,7 @@ Test(paho_sync, receive_mode_skips_bad_messages)
 Test(paho_sync, no_policy_topic_is_never_sent)
 {
     inbox raw_in;
-    inbox_init(&raw_in, 0);
+    pinbox_init(&raw_in, 0);
     mqe2e_keystore *ks_pub = make_keystore("pub", 1);
     MQTTClient raw = raw_client(&broker, "raw", &raw_in);
     cr_assert_eq(MQTTClient_subscribe(raw, "#", 1), MQTTCLIENT_SUCCESS);
@@ -460,9 +353,9 @@ Test(paho_sync, no_policy_topic_is_never_sent)
                  MQE2E_MQTTCLIENT_NO_POLICY);
     /* A marker after the refused ones: once it arrived, the refused ones would have too. */
     enc_pub(pub, "sensors/marker", "m", 1, 1, 0);
-    cr_assert(wait_found(&raw_in, "sensors/marker"));
+    cr_assert(pinbox_wait_found(&raw_in, "sensors/marker", WAIT_MS));
     cr_assert_eq(inbox_count(&raw_in), 1, "raw subscriber saw %d messages", inbox_count(&raw_in));
-    cr_assert_lt(inbox_find(&raw_in, "other/topic"), 0);
+    cr_assert_lt(pinbox_find(&raw_in, "other/topic"), 0);
     printf("no policy: refused, broker carried only the marker\n");
 
     raw_close(&raw);
@@ -470,22 +363,11 @@ Test(paho_sync, no_policy_topic_is_never_sent)
     mqe2e_keystore_close(ks_pub);
 }
 
-/* Capture the envelope a raw subscriber saw on @p topic. */
-static uint8_t *captured(inbox *raw_in, const char *topic, int *len)
-{
-    cr_assert(wait_found(raw_in, topic), "nothing captured on %s", topic);
-    int i = inbox_find(raw_in, topic);
-    uint8_t *p = malloc((size_t)raw_in->msg[i].len);
-    memcpy(p, raw_in->msg[i].payload, (size_t)raw_in->msg[i].len);
-    *len = raw_in->msg[i].len;
-    return p;
-}
-
 Test(paho_sync, injected_messages_are_dropped_and_counted)
 {
     inbox ib, raw_in;
-    inbox_init(&ib, 1);
-    inbox_init(&raw_in, 0);
+    pinbox_init(&ib, 1);
+    pinbox_init(&raw_in, 0);
     mqe2e_keystore *ks_pub = make_keystore("pub", 1), *ks_sub = make_keystore("sub", 1);
     MQTTClient raw = raw_client(&broker, "raw", &raw_in);
     cr_assert_eq(MQTTClient_subscribe(raw, "sensors/#", 1), MQTTCLIENT_SUCCESS);
@@ -496,13 +378,13 @@ Test(paho_sync, injected_messages_are_dropped_and_counted)
     enc_pub(pub, "sensors/hidden/b", "bravo", 5, 1, 0);
     enc_pub(pub, "sensors/live/c", "charlie", 7, 1, 0);
     int len_b, len_c, len_a;
-    uint8_t *env_b = captured(&raw_in, "sensors/hidden/b", &len_b);
-    uint8_t *env_c = captured(&raw_in, "sensors/live/c", &len_c);
+    uint8_t *env_b = pinbox_captured(&raw_in, "sensors/hidden/b", &len_b, WAIT_MS);
+    uint8_t *env_c = pinbox_captured(&raw_in, "sensors/live/c", &len_c, WAIT_MS);
 
     cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, "sensors/live/#", 1), MQTTCLIENT_SUCCESS);
     enc_pub(pub, "sensors/live/a", "alpha", 5, 1, 0);
     cr_assert(wait_count(&ib, 1));
-    uint8_t *env_a = captured(&raw_in, "sensors/live/a", &len_a);
+    uint8_t *env_a = pinbox_captured(&raw_in, "sensors/live/a", &len_a, WAIT_MS);
     printf("injection: captured 3 envelopes, subscriber accepted the first\n");
 
     static const uint8_t garbage[] = {0x07, 0xff, 0x00, 'j', 'u', 'n', 'k'};
@@ -513,11 +395,11 @@ Test(paho_sync, injected_messages_are_dropped_and_counted)
     raw_pub(raw, "sensors/live/c", env_c, len_c);
     enc_pub(pub, "sensors/live/end", "omega", 5, 1, 0);
 
-    cr_assert(wait_found(&ib, "sensors/live/end"));
+    cr_assert(pinbox_wait_found(&ib, "sensors/live/end", WAIT_MS));
     cr_assert(wait_drops(sub, 4));
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_dropped(&ib) < 4 && now_ms() < deadline)
-        sleep_ms(10);
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (inbox_dropped(&ib) < 4 && tu_now_ms() < deadline)
+        tu_sleep_ms(10);
 
     cr_assert_eq(inbox_count(&ib), 2, "app saw %d messages", inbox_count(&ib));
     cr_assert_str_eq(ib.msg[0].topic, "sensors/live/a");
@@ -564,7 +446,7 @@ Test(paho_sync, injected_messages_are_dropped_and_counted)
 Test(paho_sync, refused_message_is_redelivered_then_accepted_once)
 {
     inbox ib;
-    inbox_init(&ib, 1);
+    pinbox_init(&ib, 1);
     ib.reject_first = 1;
     mqe2e_keystore *ks_pub = make_keystore("pub", 1), *ks_sub = make_keystore("sub", 1);
     mqe2e_MQTTClient sub = enc_client(&broker, "sub", ks_sub, NULL, &ib);
@@ -572,14 +454,14 @@ Test(paho_sync, refused_message_is_redelivered_then_accepted_once)
     cr_assert_eq(mqe2e_MQTTClient_subscribe(sub, FILTER, 1), MQTTCLIENT_SUCCESS);
 
     enc_pub(pub, "sensors/retry", "once", 4, 1, 0);
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     for (;;) {
         pthread_mutex_lock(&ib.m);
         int calls = ib.calls;
         pthread_mutex_unlock(&ib.m);
         if (calls >= 1) break;
-        cr_assert_lt(now_ms(), deadline, "message never offered to the application");
-        sleep_ms(10);
+        cr_assert_lt(tu_now_ms(), deadline, "message never offered to the application");
+        tu_sleep_ms(10);
     }
     /* Paho hands over one queued message per packet it reads for the
      * client, so a refused message waits for the next packet: each of these
@@ -662,8 +544,8 @@ Test(paho_sync, strerror_and_unconfigured_client)
 Test(paho_sync, plaintext_policy_topic_both_ways)
 {
     inbox ib, raw_in;
-    inbox_init(&ib, 1);
-    inbox_init(&raw_in, 0);
+    pinbox_init(&ib, 1);
+    pinbox_init(&raw_in, 0);
     mqe2e_policy *pol = NULL;
     cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
     cr_assert_eq(mqe2e_policy_add(pol, FILTER, MQE2E_POLICY_GROUP, GROUP), MQE2E_OK);
@@ -675,14 +557,14 @@ Test(paho_sync, plaintext_policy_topic_both_ways)
     cr_assert_eq(mqe2e_MQTTClient_subscribe(c, "public/in", 1), MQTTCLIENT_SUCCESS);
 
     enc_pub(c, "public/out", "hello", 5, 1, 0);
-    cr_assert(wait_found(&raw_in, "public/out"));
-    int i = inbox_find(&raw_in, "public/out");
+    cr_assert(pinbox_wait_found(&raw_in, "public/out", WAIT_MS));
+    int i = pinbox_find(&raw_in, "public/out");
     cr_assert_eq(raw_in.msg[i].len, 5);
     cr_assert_arr_eq(raw_in.msg[i].payload, "hello", 5);
 
     raw_pub(raw, "public/in", "world", 5);
-    cr_assert(wait_found(&ib, "public/in"));
-    i = inbox_find(&ib, "public/in");
+    cr_assert(pinbox_wait_found(&ib, "public/in", WAIT_MS));
+    i = pinbox_find(&ib, "public/in");
     cr_assert_eq(ib.msg[i].len, 5);
     cr_assert_arr_eq(ib.msg[i].payload, "world", 5);
     printf("plaintext topic: clear both ways\n");
@@ -702,7 +584,7 @@ Test(paho_sync, plaintext_policy_topic_both_ways)
 Test(paho_sync, subscriber_without_group_key_drops_no_key)
 {
     inbox ib;
-    inbox_init(&ib, 1);
+    pinbox_init(&ib, 1);
     mqe2e_policy *pol = NULL;
     cr_assert_eq(mqe2e_policy_new(&pol), MQE2E_OK);
     cr_assert_eq(mqe2e_policy_add(pol, FILTER, MQE2E_POLICY_GROUP, GROUP), MQE2E_OK);
@@ -713,9 +595,9 @@ Test(paho_sync, subscriber_without_group_key_drops_no_key)
 
     enc_pub(pub, "sensors/x", "private", 7, 1, 0);
     cr_assert(wait_drops(sub, 1));
-    long deadline = now_ms() + WAIT_MS;
-    while (inbox_dropped(&ib) < 1 && now_ms() < deadline)
-        sleep_ms(10);
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (inbox_dropped(&ib) < 1 && tu_now_ms() < deadline)
+        tu_sleep_ms(10);
     printf("no key: dropped\n");
 
     mqe2e_counters k;

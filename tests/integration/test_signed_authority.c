@@ -27,10 +27,10 @@
 #include "broker.h"
 #include "inbox.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define WAIT_MS 15000L
-#define MAXMSG 32
 #define GROUP "ward"
 
 static af_fixture fx;
@@ -157,46 +157,9 @@ static void publish_text(mqe2e_MQTTClient c, const char *topic, const char *text
 }
 
 /* A raw Paho client: the wire observer and the forger's own connection. */
-typedef struct rawbox {
-    pthread_mutex_t m;
-    int n;
-    uint8_t data[MAXMSG][1024];
-    size_t len[MAXMSG];
-} rawbox;
-
-static int raw_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
-{
-    rawbox *rb = ctx;
-    (void)tl;
-    pthread_mutex_lock(&rb->m);
-    if (rb->n < MAXMSG) {
-        size_t len = (size_t)m->payloadlen < 1024 ? (size_t)m->payloadlen : 1024;
-        memcpy(rb->data[rb->n], m->payload, len);
-        rb->len[rb->n] = len;
-        rb->n++;
-    }
-    pthread_mutex_unlock(&rb->m);
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
 static MQTTClient raw_client(const char *id, rawbox *rb)
 {
-    MQTTClient r = NULL;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(
-        MQTTClient_create(&r, tb_broker_uri(&fx.broker), id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-        MQTTCLIENT_SUCCESS);
-    if (rb != NULL) {
-        memset(rb, 0, sizeof *rb);
-        pthread_mutex_init(&rb->m, NULL);
-        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, raw_on_message, NULL),
-                     MQTTCLIENT_SUCCESS);
-    }
-    co.cleansession = 1;
-    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
-    return r;
+    return ts_raw_client(tb_broker_uri(&fx.broker), id, rb);
 }
 
 static void raw_publish(MQTTClient r, const char *topic, const void *data, size_t len)

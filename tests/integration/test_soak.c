@@ -88,19 +88,6 @@
 #define BROKER_RSS_GROWTH_MAX_KIB (8L * 1024L)
 #define RSS_GROWTH_MAX_PERCENT 10L
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static long env_long(const char *name, long def, long min)
 {
     const char *v = getenv(name);
@@ -365,11 +352,11 @@ static mqe2e_MQTTAsync start_client(const char *id, mqe2e_keystore *ks, int grou
 
 static int wait_count(atomic_long *v, long n, const atomic_long *failed)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while (atomic_load(v) < n) {
         if (failed != NULL && atomic_load(failed) > 0) return 0;
-        if (now_ms() > deadline) return 0;
-        sleep_ms(10);
+        if (tu_now_ms() > deadline) return 0;
+        tu_sleep_ms(10);
     }
     return 1;
 }
@@ -397,7 +384,7 @@ static totals subs_totals(void)
 static sample take_sample(const char *label, long t0, uint64_t sent)
 {
     sample s;
-    s.t_ms = now_ms() - t0;
+    s.t_ms = tu_now_ms() - t0;
     s.rss_kib = proc_status_field(getpid(), "VmRSS");
     s.threads = proc_status_field(getpid(), "Threads");
     s.fds = fd_count(getpid());
@@ -515,7 +502,7 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
     /* Publishers: all connects queued at once. Paho 1.3 serialises them on
      * its send thread and waits up to a second between rounds, so batches
      * would each cost about that much (eclipse-paho/paho.mqtt.c#1430). */
-    long t_connect = now_ms();
+    long t_connect = tu_now_ms();
     for (long i = 0; i < n_sessions; i++) {
         sender *s = &senders[i];
         s->group = (int)(i % GROUPS);
@@ -530,10 +517,10 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
               "publishers did not connect (%ld of %ld)", atomic_load(&connects_ok) - GROUPS,
               n_sessions);
     printf("soak: %ld publishers connected in %.1f s\n", n_sessions,
-           (double)(now_ms() - t_connect) / 1000.0);
+           (double)(tu_now_ms() - t_connect) / 1000.0);
 
     /* Everything is connected: from here on no descriptor may appear. */
-    long t0 = now_ms();
+    long t0 = tu_now_ms();
     samples[n_samples++] = take_sample("connected", t0, 0);
     sample connected = samples[0];
 
@@ -546,7 +533,7 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
     randombytes_buf(payload, sizeof payload);
     wr32(payload, MAGIC);
     for (;;) {
-        long now = now_ms();
+        long now = tu_now_ms();
         if (now >= next_sample && n_samples < max_samples) {
             samples[n_samples++] = take_sample("sample", t0, sent);
             next_sample += SAMPLE_MS;
@@ -554,7 +541,7 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
         if (now - t0 >= seconds * 1000L) break;
         long target = (now - t0) * rate / 1000L;
         /* A machine too slow for the rate still stops on time. */
-        while ((long)sent < target && ((sent & 127U) != 0 || now_ms() - t0 < seconds * 1000L)) {
+        while ((long)sent < target && ((sent & 127U) != 0 || tu_now_ms() - t0 < seconds * 1000L)) {
             sender *s = &senders[rr];
             uint32_t k = s->next++;
             int qos = k % 4 == 3 ? 1 : 0;
@@ -581,23 +568,23 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
             sent++;
             rr = (rr + 1) % n_sessions;
         }
-        sleep_ms(5);
+        tu_sleep_ms(5);
     }
-    long t_end = now_ms();
+    long t_end = tu_now_ms();
     sent -= refused;
 
     /* Drain: every QoS 1 acknowledged, then everything that will arrive. */
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = tu_now_ms() + WAIT_MS;
     while ((uint64_t)atomic_load(&acks) + (uint64_t)atomic_load(&send_failures) < sent_q1 &&
-           now_ms() < deadline)
-        sleep_ms(20);
+           tu_now_ms() < deadline)
+        tu_sleep_ms(20);
     uint64_t last = UINT64_MAX;
-    for (int quiet = 0; quiet < 10 && now_ms() < deadline;) {
+    for (int quiet = 0; quiet < 10 && tu_now_ms() < deadline;) {
         uint64_t r = subs_totals().received;
         if (r >= sent) break;
         quiet = r == last ? quiet + 1 : 0;
         last = r;
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
     if (n_samples < max_samples) samples[n_samples++] = take_sample("drained", t0, sent);
     sample end = samples[n_samples - 1];
@@ -708,7 +695,7 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
                  broker_growth);
 
     /* Tear down: everything disconnects, then every handle goes. */
-    long t_down = now_ms();
+    long t_down = tu_now_ms();
     atomic_store(&disconnects_ok, 0);
     for (long i = 0; i < n_sessions + GROUPS; i++) {
         mqe2e_MQTTAsync c = i < n_sessions ? senders[i].c : subs[i - n_sessions].c;
@@ -733,14 +720,14 @@ Test(soak, many_sessions_bounded_time_no_drops_flat_memory_no_fd_growth)
     }
     /* The broker closes its side on its own schedule: wait for it. */
     int broker_fds_after = fd_count(broker.pid);
-    for (long dl = now_ms() + WAIT_MS; broker_fds_after != broker_fds_baseline && now_ms() < dl;) {
-        sleep_ms(50);
+    for (long dl = tu_now_ms() + WAIT_MS; broker_fds_after != broker_fds_baseline && tu_now_ms() < dl;) {
+        tu_sleep_ms(50);
         broker_fds_after = fd_count(broker.pid);
     }
     int fds_after = fd_count(getpid());
     printf("soak teardown: %.1f s; fds after=%d (baseline %d), broker fds after=%d (baseline "
            "%d), threads after=%ld, rss after=%ld KiB\n",
-           (double)(now_ms() - t_down) / 1000.0, fds_after, fds_baseline, broker_fds_after,
+           (double)(tu_now_ms() - t_down) / 1000.0, fds_after, fds_baseline, broker_fds_after,
            broker_fds_baseline, proc_status_field(getpid(), "Threads"),
            proc_status_field(getpid(), "VmRSS"));
     fflush(stdout);

@@ -26,13 +26,6 @@
 
 #define WAIT_MS 10000L
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Sockets of this process connected to 127.0.0.1:port: how many, and how
  * many of them have TCP_NODELAY. */
 static void scan(int port, int *total, int *nodelay)
@@ -179,8 +172,8 @@ static void on_connected(void *ctx, char *cause)
  * the application's). */
 static int wait_async(const tb_broker *b, int n)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (now_ms() < deadline) {
+    long deadline = tu_now_ms() + WAIT_MS;
+    while (tu_now_ms() < deadline) {
         int total, nodelay;
         if (atomic_load(&async_connects) >= n) {
             scan(b->port, &total, &nodelay);

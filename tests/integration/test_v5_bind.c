@@ -18,6 +18,7 @@
 #include "broker.h"
 #include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
+#include "spy.h"
 #include "testutil.h"
 
 #define MAXMSG 32
@@ -73,13 +74,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTClient_message 
     }
     s->n++;
     pthread_mutex_unlock(&s->m);
-    if (s->encrypted) {
-        mqe2e_MQTTClient_freeMessage(&msg);
-        mqe2e_MQTTClient_free(topic);
-    } else {
-        MQTTClient_freeMessage(&msg);
-        MQTTClient_free(topic);
-    }
+    ts_free_message(s->encrypted, &msg, topic);
     return 1;
 }
 

@@ -334,3 +334,8 @@ mqe2e_keystore *af_open_ks(const af_fixture *f, const char *id)
     cr_assert_eq(mqe2e_keystore_open(&ks, st), MQE2E_OK, "open %s", path);
     return ks;
 }
+
+long af_now_ms(void)
+{
+    return (long)(af_mono() * 1000.0);
+}

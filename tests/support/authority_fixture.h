@@ -43,6 +43,8 @@ typedef struct af_fixture {
 double af_mono(void);
 /* Sleep, restarted after signals. */
 void af_sleep_ms(long ms);
+/* af_mono() in whole milliseconds. */
+long af_now_ms(void);
 
 /* Run `mqe2e ARGS...` (args NULL-terminated, without the program): stdout
  * into out (NUL-terminated, may be NULL), stderr discarded. Exit code. */

@@ -1,6 +1,8 @@
 /* The raw `#` subscriber of the tests (spy.h). */
 #include "spy.h"
 
+#include "mqe2e/MQTTClient.h"
+
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -83,4 +85,51 @@ spy_msg ts_spy_get(size_t i)
     memcpy(s.data, spy[i].data, s.len);
     pthread_mutex_unlock(&spy_m);
     return s;
+}
+
+static int rawbox_on_message(void *ctx, char *topic, int tl, MQTTClient_message *m)
+{
+    rawbox *rb = ctx;
+    (void)tl;
+    pthread_mutex_lock(&rb->m);
+    if (rb->n < TS_RAWBOX_MAX) {
+        snprintf(rb->topic[rb->n], sizeof rb->topic[rb->n], "%s", topic);
+        size_t len =
+            (size_t)m->payloadlen < sizeof rb->data[0] ? (size_t)m->payloadlen : sizeof rb->data[0];
+        memcpy(rb->data[rb->n], m->payload, len);
+        rb->len[rb->n] = len;
+        rb->n++;
+    }
+    pthread_mutex_unlock(&rb->m);
+    MQTTClient_freeMessage(&m);
+    MQTTClient_free(topic);
+    return 1;
+}
+
+MQTTClient ts_raw_client(const char *uri, const char *id, rawbox *rb)
+{
+    MQTTClient r = NULL;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(MQTTClient_create(&r, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    if (rb != NULL) {
+        memset(rb, 0, sizeof *rb);
+        pthread_mutex_init(&rb->m, NULL);
+        cr_assert_eq(MQTTClient_setCallbacks(r, rb, NULL, rawbox_on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    }
+    co.cleansession = 1;
+    cr_assert_eq(MQTTClient_connect(r, &co), MQTTCLIENT_SUCCESS);
+    return r;
+}
+
+void ts_free_message(int encrypted, MQTTClient_message **msg, char *topic)
+{
+    if (encrypted) {
+        mqe2e_MQTTClient_freeMessage(msg);
+        mqe2e_MQTTClient_free(topic);
+    } else {
+        MQTTClient_freeMessage(msg);
+        MQTTClient_free(topic);
+    }
 }

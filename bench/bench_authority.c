@@ -203,7 +203,8 @@ static pid_t spawn_authority(const char *ks, const char *log, const char *group,
 static void copy_keystore(const char *to)
 {
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && chmod 600 '%s'", ba.auth_ks, to, to);
+    int n = snprintf(cmd, sizeof cmd, "cp '%s' '%s' && chmod 600 '%s'", ba.auth_ks, to, to);
+    if (n < 0 || (size_t)n >= sizeof cmd) ba_die("keystore path too long");
     if (system(cmd) != 0) ba_die("cannot copy the authority keystore");
 }
 

@@ -54,21 +54,6 @@
 #define AUTH_ID "authority-faults"
 #define OUT_MAX (1024U * 1024U)
 
-static double mono(void)
-{
-    return af_mono();
-}
-
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static uint64_t now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
-
 /* ------------------------------------------------------------- fixture */
 
 static af_fixture fx;
@@ -246,9 +231,9 @@ static void hello_all(const int *which, uint32_t want_epoch)
         sent++;
     }
     size_t done = 0;
-    double end = mono() + 60.0;
+    double end = af_mono() + 60.0;
     while (done < sent) {
-        cr_assert_lt(mono(), end, "%zu of %zu HELLOs answered", done, sent);
+        cr_assert_lt(af_mono(), end, "%zu of %zu HELLOs answered", done, sent);
         mb_pump(&box, 50);
         size_t keep = 0;
         for (size_t k = 0; k < box.n; k++) {
@@ -333,15 +318,15 @@ Test(authority_faults, kill9_mid_rotation)
         cr_assert_eq(mqe2e_ticket_decode(&t, lines[i]), MQE2E_OK);
         cr_assert_str_eq(t.client_id, m->id);
         cr_assert_eq(mqe2e_enroll_begin(&m->est, frame, sizeof frame, &len, &t, m->dh_sk,
-                                        m->sign_pk, now_s()),
+                                        m->sign_pk, af_now_s()),
                      MQE2E_OK);
         mqe2e_ticket_wipe(&t);
         publish_raw(PREFIX "/authority", frame, len);
     }
     size_t enrolled = 0;
-    double end = mono() + 60.0;
+    double end = af_mono() + 60.0;
     while (enrolled < N_MEMBERS) {
-        cr_assert_lt(mono(), end, "%zu of %d enrolled", enrolled, N_MEMBERS);
+        cr_assert_lt(af_mono(), end, "%zu of %d enrolled", enrolled, N_MEMBERS);
         mb_pump(&box, 50);
         for (size_t k = 0; k < box.n; k++) {
             member *m = member_of_topic(box.v[k].topic);
@@ -349,7 +334,7 @@ Test(authority_faults, kill9_mid_rotation)
             mqe2e_control_update u;
             mqe2e_credential *cred = NULL;
             cr_assert_eq(
-                mqe2e_enroll_finish(m->est, &u, &cred, box.v[k].data, box.v[k].len, now_s()),
+                mqe2e_enroll_finish(m->est, &u, &cred, box.v[k].data, box.v[k].len, af_now_s()),
                 MQE2E_OK);
             m->serial = mqe2e_credential_serial(cred);
             mqe2e_credential_free(cred);
@@ -372,15 +357,15 @@ Test(authority_faults, kill9_mid_rotation)
         memset(got, 0, sizeof got);
         epoch++;
         pid_t rot = rotate_async();
-        end = mono() + 20.0;
+        end = af_mono() + 20.0;
         while (count_pushes_in_box() < kill_after[round]) {
-            cr_assert_lt(mono(), end, "rotation %u: no pushes", epoch);
+            cr_assert_lt(af_mono(), end, "rotation %u: no pushes", epoch);
             mb_pump(&box, 5);
         }
         kill(fx.auth_pid, SIGSTOP);
         /* Drain what the broker already has from it. */
-        double quiet = mono() + 0.5;
-        while (mono() < quiet)
+        double quiet = af_mono() + 0.5;
+        while (af_mono() < quiet)
             mb_pump(&box, 20);
         authority_kill(SIGKILL);
         waitpid(rot, NULL, 0);
@@ -403,8 +388,8 @@ Test(authority_faults, kill9_mid_rotation)
         }
         hello_all(ask, epoch);
         /* Anything the restarted authority pushed on its own is applied too. */
-        quiet = mono() + 0.3;
-        while (mono() < quiet)
+        quiet = af_mono() + 0.3;
+        while (af_mono() < quiet)
             mb_pump(&box, 20);
         size_t repushed = apply_pushes(epoch, got, 1);
         printf("kill9_mid_rotation: after restart %zu members fetched epoch %u by HELLO, "
@@ -419,8 +404,8 @@ Test(authority_faults, kill9_mid_rotation)
         cr_assert_neq(sodium_memcmp(mem[0].secret[epoch], mem[0].secret[epoch - 1], 32), 0);
     }
     /* Whatever the killed authorities still had in flight. */
-    double quiet = mono() + 1.0;
-    while (mono() < quiet)
+    double quiet = af_mono() + 1.0;
+    while (af_mono() < quiet)
         mb_pump(&box, 20);
     (void)apply_pushes(epoch, got, 1);
     /* A clean rotation after all this: every member accepts its push
@@ -430,9 +415,9 @@ Test(authority_faults, kill9_mid_rotation)
     const char *rot[] = {"group", "rotate", "--group", "big", NULL};
     cr_assert_eq(op(out, sizeof out, rot), 0);
     size_t applied = 0;
-    end = mono() + 30.0;
+    end = af_mono() + 30.0;
     while (applied < N_MEMBERS) {
-        cr_assert_lt(mono(), end, "%zu of %d pushes after the kills", applied, N_MEMBERS);
+        cr_assert_lt(af_mono(), end, "%zu of %d pushes after the kills", applied, N_MEMBERS);
         mb_pump(&box, 20);
         applied += apply_pushes(epoch, got, 0);
     }
@@ -504,10 +489,10 @@ static mqe2e_counters counters(mqe2e_MQTTClient c)
 
 #define WAIT_CTL(c, field, n)                                                                      \
     do {                                                                                           \
-        double dl_ = mono() + 15.0;                                                                \
+        double dl_ = af_mono() + 15.0;                                                                \
         while (ctl(c).field < (uint64_t)(n)) {                                                     \
-            cr_assert_lt(mono(), dl_, "timeout waiting for %s >= %d", #field, (int)(n));           \
-            sleep_ms(10);                                                                          \
+            cr_assert_lt(af_mono(), dl_, "timeout waiting for %s >= %d", #field, (int)(n));           \
+            af_sleep_ms(10);                                                                          \
         }                                                                                          \
     } while (0)
 
@@ -569,10 +554,10 @@ static void offline_scenario(int drop_pushes, int past_grace)
 
     /* Epoch 1, online. */
     publish_text(pub, "e1-online");
-    double end = mono() + 10.0;
+    double end = af_mono() + 10.0;
     while (inbox_count(&id) < 1) {
-        cr_assert_lt(mono(), end);
-        sleep_ms(10);
+        cr_assert_lt(af_mono(), end);
+        af_sleep_ms(10);
     }
     /* Offline: the broker keeps the session and queues QoS 1 messages. */
     close_client(&dev);
@@ -595,9 +580,9 @@ static void offline_scenario(int drop_pushes, int past_grace)
         snprintf(t, sizeof t, "e2-%d", i);
         publish_text(pub, t);
     }
-    if (past_grace) sleep_ms(3500); /* epoch 2 retired longer than --grace 2 ago */
+    if (past_grace) af_sleep_ms(3500); /* epoch 2 retired longer than --grace 2 ago */
     rotate_fleet(pub, 2);
-    if (past_grace) sleep_ms(2500); /* ... and epoch 1 too, at the next HELLO */
+    if (past_grace) af_sleep_ms(2500); /* ... and epoch 1 too, at the next HELLO */
     for (int i = 1; i <= 3; i++) {
         char t[16];
         snprintf(t, sizeof t, "e3-%d", i);
@@ -616,17 +601,17 @@ static void offline_scenario(int drop_pushes, int past_grace)
     const char *want_past[] = {"e1-queued", "e3-1", "e3-2", "e3-3"};
     const char **want = past_grace ? want_past : want_in;
     int n_want = past_grace ? 4 : 7;
-    end = mono() + 40.0; /* past grace: the held epoch-2 messages age out (30 s) */
+    end = af_mono() + 40.0; /* past grace: the held epoch-2 messages age out (30 s) */
     for (;;) {
         mqe2e_control_counters k = ctl(dev);
         int settled = inbox_count(&id) >= n_want && k.held == k.released + k.hold_dropped;
         if (settled && (!past_grace || id.dropped >= 3)) break;
-        cr_assert_lt(mono(), end, "device got %d of %d, held %lu released %lu hold_dropped %lu",
+        cr_assert_lt(af_mono(), end, "device got %d of %d, held %lu released %lu hold_dropped %lu",
                      inbox_count(&id), n_want, (unsigned long)k.held, (unsigned long)k.released,
                      (unsigned long)k.hold_dropped);
-        sleep_ms(20);
+        af_sleep_ms(20);
     }
-    sleep_ms(500);
+    af_sleep_ms(500);
     mqe2e_control_counters k = ctl(dev);
     mqe2e_counters dc = counters(dev);
     uint64_t drops = 0;

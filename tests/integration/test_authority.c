@@ -43,21 +43,6 @@
 static af_fixture fx;
 static mailbox box; /* subscribed to P/client/# : the devices' shared transport */
 
-static double mono(void)
-{
-    return af_mono();
-}
-
-static void sleep_ms(long ms)
-{
-    af_sleep_ms(ms);
-}
-
-static uint64_t now_s(void)
-{
-    return (uint64_t)time(NULL);
-}
-
 /* Operator command: common options appended. */
 static int op(char *out, size_t cap, const char *const *args)
 {
@@ -165,7 +150,7 @@ static int enroll_recv(device *d, mqe2e_control_update *reply, double timeout)
         return 1;
     }
     last_enroll_reply = m.len;
-    int rc = mqe2e_enroll_finish(d->st, reply, &cred, m.data, m.len, now_s());
+    int rc = mqe2e_enroll_finish(d->st, reply, &cred, m.data, m.len, af_now_s());
     mail_free(&m);
     mqe2e_enroll_device_free(d->st);
     d->st = NULL;
@@ -173,7 +158,7 @@ static int enroll_recv(device *d, mqe2e_control_update *reply, double timeout)
         /* The credential names this device and verifies against the pinned key. */
         mqe2e_credential *v = NULL;
         cr_assert_eq(mqe2e_credential_verify(&v, reply->credential, reply->credential_len,
-                                             fx.pin.sign_public, now_s()),
+                                             fx.pin.sign_public, af_now_s()),
                      MQE2E_OK);
         cr_assert_str_eq(mqe2e_credential_client_id(v), d->id);
         cr_assert_eq(memcmp(mqe2e_credential_dh_public(v), d->dh_pk, 32), 0);
@@ -188,7 +173,7 @@ static int enroll_recv(device *d, mqe2e_control_update *reply, double timeout)
 
 static int enroll(device *d, const char *ticket, mqe2e_control_update *reply)
 {
-    enroll_send(d, ticket, now_s(), 0);
+    enroll_send(d, ticket, af_now_s(), 0);
     return enroll_recv(d, reply, 10.0);
 }
 
@@ -324,7 +309,7 @@ Test(authority, enroll_rotate_revoke_restart)
     device late;
     device_new(&late, "late");
     sleep(2);
-    enroll_send(&late, out, now_s() - 5, 0);
+    enroll_send(&late, out, af_now_s() - 5, 0);
     cr_assert_eq(enroll_recv(&late, &r, 10.0), MQE2E_ERR_POLICY);
     cr_assert_eq(r.status, MQE2E_STATUS_TOKEN_EXPIRED);
     mqe2e_control_update_wipe(&r);
@@ -337,7 +322,7 @@ Test(authority, enroll_rotate_revoke_restart)
     snprintf(mac_ticket, sizeof mac_ticket, "%s", out);
     device mac;
     device_new(&mac, "mac");
-    enroll_send(&mac, mac_ticket, now_s(), 1);
+    enroll_send(&mac, mac_ticket, af_now_s(), 1);
     cr_assert_eq(enroll_recv(&mac, &r, 1.5), 1, "a bad mac must get no reply");
     mqe2e_enroll_device_free(mac.st);
     mac.st = NULL;
@@ -430,7 +415,7 @@ Test(authority, enroll_rotate_revoke_restart)
         (void)op(NULL, 0, tk);
         _exit(0);
     }
-    sleep_ms(100);
+    af_sleep_ms(100);
     authority_stop(SIGKILL);
     /* A hello sent while the authority is down stays queued in its session. */
     {
@@ -444,8 +429,8 @@ Test(authority, enroll_rotate_revoke_restart)
         authority_start();
         mail m;
         int got = 0;
-        double end = mono() + 10.0;
-        while (!got && mono() < end) {
+        double end = af_mono() + 10.0;
+        while (!got && af_mono() < end) {
             if (!take(&m, d[1].id, 1.0)) continue;
             mqe2e_control_update u;
             if (mqe2e_hello_finish(st, &u, m.data, m.len) == MQE2E_OK) {
@@ -544,8 +529,8 @@ static int raw_request(mqe2e_keystore *ks, const char *command, uint64_t issued_
     publish(PREFIX "/authority", frame, len);
     mail m;
     int got = 0;
-    double end = mono() + timeout;
-    while (!got && mono() < end) {
+    double end = af_mono() + timeout;
+    while (!got && af_mono() < end) {
         if (!take(&m, "op1", 0.2)) continue;
         if (mqe2e_operator_finish(st, reply, m.data, m.len) == MQE2E_OK) {
             got = 1;
@@ -572,32 +557,32 @@ Test(authority, forged_operator_requests)
     cr_assert_eq(mqe2e_keystore_open(&ks, stg), MQE2E_OK);
 
     /* A genuine request works. */
-    cr_assert_eq(raw_request(ks, "status", now_s(), ks_sign, NULL, frame, &frame_len, &reply, 10.0),
+    cr_assert_eq(raw_request(ks, "status", af_now_s(), ks_sign, NULL, frame, &frame_len, &reply, 10.0),
                  1);
     cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
     cr_assert_not_null(strstr(reply.output, AUTH_ID));
     mqe2e_operator_reply_clear(&reply);
 
     /* Bad signature: no reply, counted. */
-    cr_assert_eq(raw_request(ks, "status", now_s(), wrong_sign, NULL, NULL, NULL, &reply, 1.5), 0);
+    cr_assert_eq(raw_request(ks, "status", af_now_s(), wrong_sign, NULL, NULL, NULL, &reply, 1.5), 0);
     /* Replayed frame: refused (nonce seen), counted. */
     publish(PREFIX "/authority", frame, frame_len);
     /* Same nonce in a new handshake: refused too. */
     uint8_t nonce[16];
     randombytes_buf(nonce, sizeof nonce);
-    cr_assert_eq(raw_request(ks, "status", now_s(), ks_sign, nonce, NULL, NULL, &reply, 10.0), 1);
+    cr_assert_eq(raw_request(ks, "status", af_now_s(), ks_sign, nonce, NULL, NULL, &reply, 10.0), 1);
     cr_assert_eq(reply.status, MQE2E_OPSTATUS_OK);
     mqe2e_operator_reply_clear(&reply);
-    cr_assert_eq(raw_request(ks, "status", now_s(), ks_sign, nonce, NULL, NULL, &reply, 10.0), 1);
+    cr_assert_eq(raw_request(ks, "status", af_now_s(), ks_sign, nonce, NULL, NULL, &reply, 10.0), 1);
     cr_assert_eq(reply.status, MQE2E_OPSTATUS_REFUSED);
     mqe2e_operator_reply_clear(&reply);
     /* Stale request: refused with a reply (the signature verified). */
-    cr_assert_eq(raw_request(ks, "status", now_s() - 1000, ks_sign, NULL, NULL, NULL, &reply, 10.0),
+    cr_assert_eq(raw_request(ks, "status", af_now_s() - 1000, ks_sign, NULL, NULL, NULL, &reply, 10.0),
                  1);
     cr_assert_eq(reply.status, MQE2E_OPSTATUS_REFUSED);
     mqe2e_operator_reply_clear(&reply);
     /* Unknown command: a verified, answered bad request. */
-    cr_assert_eq(raw_request(ks, "format-disk", now_s(), ks_sign, NULL, NULL, NULL, &reply, 10.0),
+    cr_assert_eq(raw_request(ks, "format-disk", af_now_s(), ks_sign, NULL, NULL, NULL, &reply, 10.0),
                  1);
     cr_assert_eq(reply.status, MQE2E_OPSTATUS_BAD_REQUEST);
     mqe2e_operator_reply_clear(&reply);
@@ -631,32 +616,32 @@ Test(authority, rekey_1000_members, .timeout = 600)
     const char *tc[] = {"token", "create", "--id", "m", "--count", "1000", "--group", "big", NULL};
     cr_assert_eq(op(out, sizeof out, tc), 0);
     cr_assert_eq(split_lines(out, lines, N + 1), N);
-    double t0 = mono();
+    double t0 = af_mono();
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof id, "m-%d", i + 1);
         device_new(&devs[i], id);
-        enroll_send(&devs[i], lines[i], now_s(), 0);
+        enroll_send(&devs[i], lines[i], af_now_s(), 0);
     }
     for (int i = 0; i < N; i++) {
         cr_assert_eq(enroll_recv(&devs[i], &r, 60.0), MQE2E_OK, "enroll %d", i);
         mqe2e_control_update_wipe(&r);
     }
-    fprintf(stderr, "1000 enrollments in %.2f s\n", mono() - t0);
+    fprintf(stderr, "1000 enrollments in %.2f s\n", af_mono() - t0);
 
     const char *rot[] = {"group", "rotate", "--group", "big", NULL};
-    double t1 = mono();
+    double t1 = af_mono();
     cr_assert_eq(op(out, sizeof out, rot), 0);
     size_t got = 0;
-    double end = mono() + 60.0;
-    while (got < N && mono() < end) {
+    double end = af_mono() + 60.0;
+    while (got < N && af_mono() < end) {
         mb_pump(&box, 50);
         got = 0;
         for (size_t i = 0; i < box.n; i++)
             if (strncmp(box.v[i].topic, PREFIX "/client/m-", strlen(PREFIX "/client/m-")) == 0)
                 got++;
     }
-    double t2 = mono();
+    double t2 = af_mono();
     cr_assert_eq(got, N);
     for (int i = 0; i < N; i++) {
         cr_assert_eq(push_recv(&devs[i], &r, 1.0), MQE2E_OK);
@@ -739,10 +724,10 @@ static double enroll_outcomes(void)
 /* Wait until the authority has accounted for `more` further ENROLL frames. */
 static void wait_enroll_outcomes(double before, double more)
 {
-    double end = mono() + 20.0;
+    double end = af_mono() + 20.0;
     while (enroll_outcomes() < before + more) {
-        cr_assert_lt(mono(), end, "the authority did not account for the ENROLL frames");
-        sleep_ms(100);
+        cr_assert_lt(af_mono(), end, "the authority did not account for the ENROLL frames");
+        af_sleep_ms(100);
     }
 }
 
@@ -816,7 +801,7 @@ Test(authority, revoked_device_never_enrolls_again)
 
     /* 1. The thief re-runs enroll with the used ticket from the same keystore. */
     double n0 = enroll_outcomes();
-    enroll_send(&hr2, t2, now_s(), 0);
+    enroll_send(&hr2, t2, af_now_s(), 0);
     wait_enroll_outcomes(n0, 1);
     int rc = enroll_recv(&hr2, &r, 1.0);
     cr_assert_neq(rc, MQE2E_OK, "a revoked device enrolled again with its used ticket");
@@ -902,10 +887,10 @@ Test(authority, used_ticket_cannot_hijack_the_device)
     device_new(&late, "late");
     cr_assert_eq(enroll(&late, late_t, &r), MQE2E_OK);
     mqe2e_control_update_wipe(&r);
-    uint64_t deadline = now_s() + 3;
-    while (now_s() < deadline)
-        sleep_ms(200); /* the ticket's lifetime, not a synchronisation */
-    enroll_send(&late, late_t, now_s() - 10, 0);
+    uint64_t deadline = af_now_s() + 3;
+    while (af_now_s() < deadline)
+        af_sleep_ms(200); /* the ticket's lifetime, not a synchronisation */
+    enroll_send(&late, late_t, af_now_s() - 10, 0);
     cr_assert_eq(enroll_recv(&late, &r, 10.0), MQE2E_ERR_POLICY);
     cr_assert_eq(r.status, MQE2E_STATUS_TOKEN_EXPIRED);
     cr_assert_null(r.credential);
@@ -1158,7 +1143,7 @@ static void tree_install(tree_dev *t)
     cr_assert_eq(mqe2e_keytree_member_epoch_secret(t->m, s), MQE2E_OK);
     cr_assert_eq(mqe2e_keystore_group_add_epoch(t->ks, "fleet", "fleet/#",
                                                 mqe2e_keytree_member_epoch(t->m) + t->base, s,
-                                                now_s()),
+                                                af_now_s()),
                  MQE2E_OK);
     sodium_memzero(s, sizeof s);
     mqe2e_protector_invalidate(t->pr, "fleet");
@@ -1191,7 +1176,7 @@ static void tree_hello(tree_dev *t)
         cr_assert_eq(mqe2e_keytree_member_epoch_secret(t->m, s), MQE2E_OK);
         cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "tree secret = group secret");
         cr_assert_eq(mqe2e_keystore_group_add_epoch(t->ks, "fleet", "fleet/#", b->epoch, s,
-                                                    now_s()),
+                                                    af_now_s()),
                      MQE2E_OK);
         sodium_memzero(s, sizeof s);
         cr_assert_eq(mqe2e_policy_new(&t->pol), MQE2E_OK);
@@ -1251,7 +1236,7 @@ Test(authority, key_tree_revocation_end_to_end)
     for (int i = 0; i < N; i++)
         tree_hello(&t[i]);
     /* The four join broadcasts, 113 bytes each. */
-    for (double end = mono() + 10.0; tree_box.n < N && mono() < end;)
+    for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)
         mb_pump(&tree_box, 50);
     cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per grant");
     for (size_t i = 0; i < tree_box.n; i++)
@@ -1294,11 +1279,11 @@ Test(authority, key_tree_revocation_end_to_end)
     /* The remaining members read tm-1's message under the new epoch; tm-3 cannot. */
     uint8_t env[512], pt[64];
     size_t env_len = 0, pt_len = 0;
-    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after revoke", 12, now_s(),
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after revoke", 12, af_now_s(),
                                env, sizeof env, &env_len),
                  MQE2E_OK);
     for (int i = 1; i < N; i++) {
-        int rc = mqe2e_unprotect(t[i].pr, "fleet/x", env, env_len, now_s(), pt, sizeof pt, &pt_len);
+        int rc = mqe2e_unprotect(t[i].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len);
         if (i == 2) {
             cr_assert_neq(rc, MQE2E_OK, "the revoked member opened the new epoch");
             continue;
@@ -1335,8 +1320,8 @@ static long stats_value(const char *path, const char *key)
 static long stats_wait(const char *path, const char *key, long min, double timeout)
 {
     long v = -1;
-    for (double end = mono() + timeout; (v = stats_value(path, key)) < min && mono() < end;)
-        sleep_ms(200);
+    for (double end = af_mono() + timeout; (v = stats_value(path, key)) < min && af_mono() < end;)
+        af_sleep_ms(200);
     return v;
 }
 
@@ -1393,14 +1378,14 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
     char *got = NULL;
     for (int i = 1; i < 3; i++) {
         int seen = 0;
-        for (double end = mono() + 30.0; !seen && mono() < end;) {
+        for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
             int prc = af_run(out, sizeof out, p1);
             if (prc == 2) { /* no group yet: the HELLO first */
                 (void)af_run(NULL, 0, s1);
                 continue;
             }
             cr_assert_eq(prc, 0, "pub exit %d: %s", prc, out);
-            for (double e2 = mono() + 2.0; !seen && mono() < e2; sleep_ms(100)) {
+            for (double e2 = af_mono() + 2.0; !seen && af_mono() < e2; af_sleep_ms(100)) {
                 got = tu_read_file(outf[i], &len);
                 seen = got != NULL && strstr(got, "before") != NULL;
                 free(got);
@@ -1426,7 +1411,7 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
                         fx.port, "-t", "kt/x", "-m", "after", "-q", "1", NULL};
     cr_assert_eq(af_run(NULL, 0, p2), 0);
     int seen = 0;
-    for (double end = mono() + 20.0; !seen && mono() < end; sleep_ms(100)) {
+    for (double end = af_mono() + 20.0; !seen && af_mono() < end; af_sleep_ms(100)) {
         got = tu_read_file(outf[1], &len);
         seen = got != NULL && strstr(got, "after") != NULL;
         free(got);

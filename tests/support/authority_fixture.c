@@ -339,3 +339,8 @@ long af_now_ms(void)
 {
     return (long)(af_mono() * 1000.0);
 }
+
+uint64_t af_now_s(void)
+{
+    return (uint64_t)time(NULL);
+}

@@ -15,6 +15,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "broker.h"
@@ -45,6 +46,8 @@ double af_mono(void);
 void af_sleep_ms(long ms);
 /* af_mono() in whole milliseconds. */
 long af_now_ms(void);
+/* Wall-clock seconds since the epoch (credential and revocation times). */
+uint64_t af_now_s(void);
 
 /* Run `mqe2e ARGS...` (args NULL-terminated, without the program): stdout
  * into out (NUL-terminated, may be NULL), stderr discarded. Exit code. */

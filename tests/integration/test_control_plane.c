@@ -1498,30 +1498,16 @@ Test(control_plane, forged_and_replayed_pushes_refused)
     WAIT_CTL(dev, pushes_refused, 1);
     /* 2: a push sealed by another key claiming to be the authority. */
     uint8_t fake_pk[32], fake_sk[32], frame[4096];
-    size_t frame_len = 0;
     crypto_box_keypair(fake_pk, fake_sk);
     mqe2e_key_bundle b;
-    memset(&b, 0, sizeof b);
-    snprintf(b.group, sizeof b.group, "sensors");
-    snprintf(b.topic_filter, sizeof b.topic_filter, "sensors/#");
-    b.epoch = 9;
-    b.sender_id = 5;
-    randombytes_buf(b.secret, 32);
     mqe2e_control_update u;
-    memset(&u, 0, sizeof u);
-    u.push_seq = 1000;
-    u.bundles = &b;
-    u.n_bundles = 1;
-    cr_assert_eq(
-        mqe2e_push_seal(frame, sizeof frame, &frame_len, fake_sk, dev_dh, PREFIX, AUTH_ID, &u),
-        MQE2E_OK);
+    af_forge_update(&b, &u, "sensors", 9, 5, 1000);
+    size_t frame_len = af_forge_push(frame, sizeof frame, fake_sk, dev_dh, PREFIX, AUTH_ID, &u);
     raw_publish(r, PREFIX "/client/dev-p", frame, frame_len);
     WAIT_CTL(dev, pushes_refused, 2);
     /* 3: authentic but with an old sequence number. */
     u.push_seq = 1;
-    cr_assert_eq(
-        mqe2e_push_seal(frame, sizeof frame, &frame_len, auth.dh_sk, dev_dh, PREFIX, AUTH_ID, &u),
-        MQE2E_OK);
+    frame_len = af_forge_push(frame, sizeof frame, auth.dh_sk, dev_dh, PREFIX, AUTH_ID, &u);
     raw_publish(r, PREFIX "/client/dev-p", frame, frame_len);
     WAIT_CTL(dev, pushes_refused, 3);
     /* 4: garbage on the inbox. */

@@ -241,23 +241,11 @@ Test(forgery, inbox_forged_pushes)
     }
     /* 4: a PUSH sealed by a key that is not the authority's, claiming to be it. */
     uint8_t fake_pk[32], fake_sk[32], frame[4096];
-    size_t frame_len = 0;
     crypto_box_keypair(fake_pk, fake_sk);
     mqe2e_key_bundle b;
-    memset(&b, 0, sizeof b);
-    snprintf(b.group, sizeof b.group, "fleet");
-    snprintf(b.topic_filter, sizeof b.topic_filter, "fleet/#");
-    b.epoch = 50;
-    b.sender_id = 7;
-    randombytes_buf(b.secret, 32);
     mqe2e_control_update u;
-    memset(&u, 0, sizeof u);
-    u.push_seq = 1000;
-    u.bundles = &b;
-    u.n_bundles = 1;
-    cr_assert_eq(
-        mqe2e_push_seal(frame, sizeof frame, &frame_len, fake_sk, vic_dh, PREFIX, AUTH_ID, &u),
-        MQE2E_OK);
+    af_forge_update(&b, &u, "fleet", 50, 7, 1000);
+    size_t frame_len = af_forge_push(frame, sizeof frame, fake_sk, vic_dh, PREFIX, AUTH_ID, &u);
     raw_publish(atk, PREFIX "/client/victim", frame, frame_len, 0);
     injected++;
     /* 5: the victim's own genuine push, captured on the wire, replayed. */

@@ -344,3 +344,27 @@ uint64_t af_now_s(void)
 {
     return (uint64_t)time(NULL);
 }
+
+void af_forge_update(mqe2e_key_bundle *b, mqe2e_control_update *u, const char *group,
+                     uint32_t epoch, uint32_t sender_id, uint64_t push_seq)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->group, sizeof b->group, "%s", group);
+    snprintf(b->topic_filter, sizeof b->topic_filter, "%s/#", group);
+    b->epoch = epoch;
+    b->sender_id = sender_id;
+    randombytes_buf(b->secret, sizeof b->secret);
+    memset(u, 0, sizeof *u);
+    u->push_seq = push_seq;
+    u->bundles = b;
+    u->n_bundles = 1;
+}
+
+size_t af_forge_push(uint8_t *frame, size_t cap, const uint8_t dh_sk[32],
+                     const uint8_t dev_dh[32], const char *prefix, const char *auth_id,
+                     const mqe2e_control_update *u)
+{
+    size_t len = 0;
+    cr_assert_eq(mqe2e_push_seal(frame, cap, &len, dh_sk, dev_dh, prefix, auth_id, u), MQE2E_OK);
+    return len;
+}

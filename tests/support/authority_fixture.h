@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "broker.h"
+#include "mqe2e/control.h"
 #include "mqe2e/keystore.h"
 
 #define AF_PREFIX "mqe2e"
@@ -48,6 +49,18 @@ void af_sleep_ms(long ms);
 long af_now_ms(void);
 /* Wall-clock seconds since the epoch (credential and revocation times). */
 uint64_t af_now_s(void);
+
+/* Forged control traffic. A one-bundle update into the caller's b and u
+ * (u->bundles = &b): group, filter "<group>/#", epoch, sender id, a random
+ * secret, push_seq. Nothing to wipe: the secret is a throwaway. */
+void af_forge_update(mqe2e_key_bundle *b, mqe2e_control_update *u, const char *group,
+                     uint32_t epoch, uint32_t sender_id, uint64_t push_seq);
+/* mqe2e_push_seal() of u into frame (cap bytes) with the DH secret dh_sk to the
+ * device's DH public key dev_dh, claiming authority auth_id under prefix;
+ * asserts it sealed and returns the frame length. */
+size_t af_forge_push(uint8_t *frame, size_t cap, const uint8_t dh_sk[32],
+                     const uint8_t dev_dh[32], const char *prefix, const char *auth_id,
+                     const mqe2e_control_update *u);
 
 /* Run `mqe2e ARGS...` (args NULL-terminated, without the program): stdout
  * into out (NUL-terminated, may be NULL), stderr discarded. Exit code. */

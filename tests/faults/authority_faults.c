@@ -449,22 +449,11 @@ static mqe2e_keystore *open_ks(const char *id)
 
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, inbox *ib, int clean)
 {
-    mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.onDropped = inbox_on_dropped;
     so.context = ib;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = clean;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return inbox_client_open(&fx.broker, id, &so, inbox_on_message, 20, clean);
 }
 
 static void close_client(mqe2e_MQTTClient *c)

@@ -621,26 +621,15 @@ static uint64_t drops_of(mqe2e_MQTTClient c, mqe2e_drop_reason r)
 static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks,
                                    const mqe2e_policy *policy, inbox *ib, int clean)
 {
-    mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), mqtt_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
     so.onDropped = ib != NULL ? inbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    if (ib != NULL)
-        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                     MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = clean;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return inbox_client_open(&fx.broker, mqtt_id, &so, ib != NULL ? inbox_on_message : NULL, 20,
+                          clean);
 }
 
 /* An encrypted client with its own log sink, level and freshness bound
@@ -649,24 +638,14 @@ static mqe2e_MQTTClient so_client(const char *mqtt_id, mqe2e_keystore *ks, inbox
                                   mqe2e_MQTTClient_log *log, mqe2e_log_level level,
                                   unsigned fresh_max)
 {
-    mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), mqtt_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.onDropped = inbox_on_dropped;
     so.onLog = log;
     so.logLevel = getenv("CP_DEBUG") ? MQE2E_LOG_DEBUG : level;
     so.context = ib;
     so.freshMaxSeconds = fresh_max;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL, inbox_on_message, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return inbox_client_open(&fx.broker, mqtt_id, &so, inbox_on_message, -1, 1);
 }
 
 static void close_client(mqe2e_MQTTClient *c)

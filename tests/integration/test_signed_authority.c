@@ -120,26 +120,15 @@ static mqe2e_MQTTClient enc_client(const char *mqtt_id, mqe2e_keystore *ks, inbo
 static mqe2e_MQTTClient enc_client_policy(const char *mqtt_id, mqe2e_keystore *ks, inbox *ib,
                                           const mqe2e_policy *policy)
 {
-    mqe2e_MQTTClient c = NULL;
     mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
-    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(&fx.broker), mqtt_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
-                 MQTTCLIENT_SUCCESS);
     so.keystore = ks;
     so.policy = policy;
     so.onDropped = ib != NULL ? inbox_on_dropped : NULL;
     so.onLog = on_log;
     so.logLevel = getenv("SIGNED_DEBUG") ? MQE2E_LOG_DEBUG : MQE2E_LOG_WARNING;
     so.context = ib;
-    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, &so), MQTTCLIENT_SUCCESS);
-    cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, ib, NULL,
-                                               ib != NULL ? inbox_on_message : on_discard, NULL),
-                 MQTTCLIENT_SUCCESS);
-    co.keepAliveInterval = 20;
-    co.cleansession = 1;
-    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
-    return c;
+    return inbox_client_open(&fx.broker, mqtt_id, &so, ib != NULL ? inbox_on_message : on_discard,
+                          20, 1);
 }
 
 static void close_client(mqe2e_MQTTClient *c)

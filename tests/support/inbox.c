@@ -1,6 +1,7 @@
 /* What an encrypted client delivered and dropped (inbox.h). */
 #include "inbox.h"
 
+#include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,4 +65,24 @@ int inbox_wait(inbox *ib, int dropped, int n, long timeout_ms)
         af_sleep_ms(10);
     }
     return 1;
+}
+
+mqe2e_MQTTClient inbox_client_open(const tb_broker *b, const char *mqtt_id,
+                                   const mqe2e_MQTTClient_securityOptions *so,
+                                   MQTTClient_messageArrived *on_message, int keepalive, int clean)
+{
+    mqe2e_MQTTClient c = NULL;
+    MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+    cr_assert_eq(mqe2e_MQTTClient_create(&c, tb_broker_uri(b), mqtt_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(mqe2e_MQTTClient_setSecurity(c, so), MQTTCLIENT_SUCCESS);
+    if (on_message != NULL)
+        cr_assert_eq(mqe2e_MQTTClient_setCallbacks(c, so->context, NULL, on_message, NULL),
+                     MQTTCLIENT_SUCCESS);
+    if (keepalive >= 0)
+        co.keepAliveInterval = keepalive;
+    co.cleansession = clean;
+    cr_assert_eq(mqe2e_MQTTClient_connect(c, &co), MQTTCLIENT_SUCCESS);
+    return c;
 }

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 
+#include "broker.h"
 #include "mqe2e/MQTTClient.h"
 
 #define INBOX_MAX 64
@@ -34,5 +35,14 @@ int inbox_count(inbox *ib);
 int inbox_drops(inbox *ib);
 /* Wait until @p n messages (or, with @p dropped, drops) arrived; 0 after @p timeout_ms. */
 int inbox_wait(inbox *ib, int dropped, int n, long timeout_ms);
+
+/* An encrypted synchronous (v3) client of broker b: created as mqtt_id, the
+ * security options *so set (the caller keeps so and what it points to),
+ * callbacks into so->context with on_message when it is not NULL,
+ * keepAliveInterval keepalive (< 0: Paho's default), cleansession clean;
+ * connected. Asserts every step. */
+mqe2e_MQTTClient inbox_client_open(const tb_broker *b, const char *mqtt_id,
+                                   const mqe2e_MQTTClient_securityOptions *so,
+                                   MQTTClient_messageArrived *on_message, int keepalive, int clean);
 
 #endif

@@ -133,8 +133,13 @@ def test_fields_match_plain_paho_message_for_message(broker, tmp_path):
         send(p, topic, payload, qos)
     a = [ours.get(timeout=20) for _ in range(len(cases) + 1)]
     b = [theirs.get(timeout=20) for _ in range(len(cases) + 1)]
-    assert a == b
-    assert a[0] == ("pt/retained", b"kept", 1, 1, 0, True)
+    # The retained message comes first; after it, messages of different QoS
+    # may arrive in either order (paho hands a QoS 2 message on at PUBREL, a
+    # round trip later), so the rest are compared as sets. Order within one
+    # QoS is checked by test_delivery_acks_order_and_no_redelivery.
+    assert a[0] == b[0] == ("pt/retained", b"kept", 1, 1, 0, True)
+    assert sorted(a[1:]) == sorted(b[1:])
+    assert len(set(a[1:])) == len(cases)
     for cl in (c, ref):
         stop(cl)
     c.keystore_close()

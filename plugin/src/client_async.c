@@ -51,7 +51,8 @@ struct mqe2e_async {
 #define ASYNC_IN_WORKER_CALLBACK 2
 static _Thread_local int async_callback_thread;
 
-/* front_common.c returns the synchronous front's codes for both fronts. */
+/* front_common.c returns the synchronous front's codes for both fronts.
+ * NOLINTBEGIN(misc-redundant-expression): equal today is what is asserted */
 _Static_assert(MQTTASYNC_SUCCESS == MQTTCLIENT_SUCCESS && MQTTASYNC_FAILURE == MQTTCLIENT_FAILURE &&
                    MQTTASYNC_NULL_PARAMETER == MQTTCLIENT_NULL_PARAMETER &&
                    MQTTASYNC_BAD_STRUCTURE == MQTTCLIENT_BAD_STRUCTURE &&
@@ -59,6 +60,7 @@ _Static_assert(MQTTASYNC_SUCCESS == MQTTCLIENT_SUCCESS && MQTTASYNC_FAILURE == M
                    MQTTASYNC_BAD_QOS == MQTTCLIENT_BAD_QOS &&
                    MQE2E_MQTTASYNC_NOT_CONFIGURED == MQE2E_MQTTCLIENT_NOT_CONFIGURED,
                "Paho's sync and async codes differ");
+/* NOLINTEND(misc-redundant-expression) */
 
 /* Handed to the core for empty payloads, which Paho may give as NULL. */
 static const uint8_t async_empty[1] = {0};
@@ -774,8 +776,11 @@ int mqe2e_MQTTAsync_clearRetained(mqe2e_MQTTAsync handle, const char *topicName,
                                   MQTTAsync_responseOptions *response)
 {
     struct mqe2e_async *c = handle;
-    int rc = mqe2e__front_clear_check(c == NULL ? NULL : &c->f, topicName);
 
+    if (c == NULL) {
+        return MQTTASYNC_FAILURE;
+    }
+    int rc = mqe2e__front_clear_check(&c->f, topicName);
     if (rc != MQTTASYNC_SUCCESS) {
         return rc;
     }

@@ -851,8 +851,11 @@ int mqe2e_MQTTClient_clearRetained(mqe2e_MQTTClient handle, const char *topicNam
                                    MQTTClient_deliveryToken *dt)
 {
     struct mqe2e_client *c = handle;
-    int rc = mqe2e__front_clear_check(c == NULL ? NULL : &c->f, topicName);
 
+    if (c == NULL) {
+        return MQTTCLIENT_FAILURE;
+    }
+    int rc = mqe2e__front_clear_check(&c->f, topicName);
     if (rc != MQTTCLIENT_SUCCESS) {
         return rc;
     }

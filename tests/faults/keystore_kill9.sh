@@ -26,7 +26,13 @@ command -v mosquitto >/dev/null || { echo "keystore_kill9: mosquitto missing" >&
 # Under the build tree, not /tmp: other test runs may sweep shared temp folders.
 work="$(mktemp -d "$build/tests/faults/kill9-work.XXXXXX")"
 pids=()
+# A background subshell inherits these traps until it resets them; the line
+# source below can be killed while still blocked opening its fifo (when the
+# publisher died before opening it), and must not run the cleanup then: it
+# would remove the work folder under the running test.
+main_pid=$BASHPID
 cleanup() {
+  [ "$BASHPID" = "$main_pid" ] || return 0
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done

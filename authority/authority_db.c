@@ -183,33 +183,6 @@ static int step_done(store_stmt *st)
     return rc == 0 ? MQE2E_OK : (rc == 1 ? MQE2E_ERR_IO : rc);
 }
 
-/* Step once: 1 for a row, 0 at the end, negative error. */
-static int step_row(store_stmt *st)
-{
-    return store_step(st);
-}
-
-/* The loop over a query's rows: `while (next_row(&rc, st)) { ... }` runs the
- * body for each row while rc stays MQE2E_OK; a step error ends it with rc set,
- * the end of the rows with rc unchanged. */
-static int next_row(int *rc, store_stmt *st)
-{
-    if (*rc != MQE2E_OK) return 0;
-    int r = step_row(st);
-    if (r < 0) *rc = r;
-    return r == 1;
-}
-
-/* A query that names one row: 1 when it is there; otherwise 0 with rc set
- * (MQE2E_ERR_NOT_FOUND without a row, the step's error). */
-static int one_row(int *rc, store_stmt *st)
-{
-    if (*rc != MQE2E_OK) return 0;
-    int r = step_row(st);
-    *rc = r == 0 ? MQE2E_ERR_NOT_FOUND : (r < 0 ? r : MQE2E_OK);
-    return r == 1;
-}
-
 static int exec_const(mqe2e_adb *db, const char *sql)
 {
     return store_exec(db->store, sql);
@@ -500,7 +473,7 @@ static int meta_get_u64(uint64_t *out, mqe2e_adb *db, const char *key)
     int rc = prep(db, &st, "SELECT value FROM counters WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, key);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             *out = col_u64(st, 0);
             rc = MQE2E_OK;
@@ -539,7 +512,7 @@ static int query_int(int64_t *out, mqe2e_adb *db, const char *sql)
     *out = 0;
     int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) *out = store_col_i64(st, 0);
         if (rc >= 0) rc = MQE2E_OK;
     }
@@ -582,7 +555,7 @@ static int key_check_verify(mqe2e_adb *db)
     int rc = prep(db, &st, "SELECT value FROM meta WHERE key = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, KEY_CHECK_NAME);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1)
             rc = unseal_col(db, plain, st, 0, ad, ad_len);
         else if (rc == 0)
@@ -725,7 +698,7 @@ static int client_state(int *out, mqe2e_adb *db, const char *client_id)
     int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             const char *s = store_col_text(st, 0, NULL);
             *out = (s != NULL && strcmp(s, "active") == 0) ? 1 : 2;
@@ -806,7 +779,7 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
                   " used_by_sign_public, used_by_dh_public, replaces FROM tokens"
                   " WHERE token_id = ?1");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         size_t blen = 0;
         const uint8_t *b = store_col_blob(st, 0, &blen);
         if (b != NULL && blen == SEALED_BYTES)
@@ -833,7 +806,7 @@ static int token_load(uint8_t sealed[SEALED_BYTES], mqe2e_adb_token_info *info, 
         rc = prep(db, &st,
                   "SELECT filter, rights FROM token_grants WHERE token_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         if (info->n_grants >= MQE2E_ADB_GRANTS_MAX) {
             rc = MQE2E_ERR_IO;
             break;
@@ -994,7 +967,7 @@ int mqe2e_adb_client_upsert_enrolled(uint64_t *out_serial, mqe2e_adb *db, const 
     rc = prep(db, &st, "SELECT status, sign_public, dh_public FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             const char *s = store_col_text(st, 0, NULL);
             uint8_t sp[MQE2E_ADB_PUBLIC_BYTES], dp[MQE2E_ADB_PUBLIC_BYTES];
@@ -1073,7 +1046,7 @@ int mqe2e_adb_client_get(mqe2e_adb_client *out, mqe2e_adb *db, const char *clien
     store_stmt *st = NULL;
     rc = prep(db, &st, CLIENT_SELECT " WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (one_row(&rc, st)) rc = client_from_row(out, st);
+    if (store_one_row(&rc, st)) rc = client_from_row(out, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1083,7 +1056,7 @@ int mqe2e_adb_client_list(mqe2e_adb *db, mqe2e_adb_client_cb cb, void *user)
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     store_stmt *st = NULL;
     int rc = prep(db, &st, CLIENT_SELECT " ORDER BY client_id");
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         mqe2e_adb_client c;
         rc = client_from_row(&c, st);
         if (rc == MQE2E_OK) rc = cb(&c, user);
@@ -1130,7 +1103,7 @@ static int namelist_collect(namelist *l, store_stmt *st)
 {
     int rc = MQE2E_OK;
     while (rc == MQE2E_OK) {
-        int r = step_row(st);
+        int r = store_step(st);
         if (r <= 0) return r;
         rc = namelist_push(l, store_col_text(st, 0, NULL));
     }
@@ -1158,7 +1131,7 @@ static int active_client_groups(uint64_t *serial, namelist *groups, mqe2e_adb *d
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status, credential_serial FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         const char *s = store_col_text(st, 0, NULL);
         rc = (s != NULL && strcmp(s, "active") == 0) ? MQE2E_OK : MQE2E_ERR_STATE;
         *serial = col_u64(st, 1);
@@ -1318,7 +1291,7 @@ int mqe2e_adb_grant_list(mqe2e_adb *db, const char *client_id, mqe2e_adb_grant_c
     rc = prep(db, &st,
               "SELECT filter, rights FROM client_grants WHERE client_id = ?1 ORDER BY filter");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         mqe2e_adb_grant g;
         rc = col_text(g.filter, sizeof g.filter, st, 0);
         g.rights = (uint32_t)col_u64(st, 1);
@@ -1397,7 +1370,7 @@ int mqe2e_adb_group_rotate(uint32_t *out_epoch, mqe2e_adb *db, const char *name,
     if (rc != MQE2E_OK) return MQE2E_ERR_IO;
     rc = prep(db, &st, "SELECT current_epoch FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         cur = col_u64(st, 0);
     }
     store_finish(db->store, st);
@@ -1455,7 +1428,7 @@ int mqe2e_adb_group_epoch_grace(uint32_t *out, mqe2e_adb *db, const char *name, 
               "SELECT grace_seconds FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         uint64_t g = col_u64(st, 0);
         *out = g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
     }
@@ -1490,7 +1463,7 @@ int mqe2e_adb_group_get(mqe2e_adb_group *out, mqe2e_adb *db, const char *name)
     store_stmt *st = NULL;
     rc = prep(db, &st, GROUP_SELECT " WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (one_row(&rc, st)) rc = group_from_row(out, st);
+    if (store_one_row(&rc, st)) rc = group_from_row(out, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1500,7 +1473,7 @@ int mqe2e_adb_group_list(mqe2e_adb *db, mqe2e_adb_group_cb cb, void *user)
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     store_stmt *st = NULL;
     int rc = prep(db, &st, GROUP_SELECT " ORDER BY name");
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         mqe2e_adb_group g;
         rc = group_from_row(&g, st);
         if (rc == MQE2E_OK) rc = cb(&g, user);
@@ -1523,7 +1496,7 @@ int mqe2e_adb_group_epoch_secret(uint8_t out_secret[MQE2E_ADB_SECRET_BYTES], mqe
     rc = prep(db, &st, "SELECT secret FROM group_epochs WHERE group_name = ?1 AND epoch = ?2");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
     if (rc == MQE2E_OK) rc = bind_u64(st, 2, epoch);
-    if (one_row(&rc, st)) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
+    if (store_one_row(&rc, st)) rc = unseal_col(db, out_secret, st, 0, ad, ad_len);
     store_finish(db->store, st);
     if (rc != MQE2E_OK) sodium_memzero(out_secret, MQE2E_ADB_SECRET_BYTES);
     return rc;
@@ -1534,7 +1507,7 @@ static int group_exists(mqe2e_adb *db, const char *name)
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT 1 FROM \"groups\" WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    (void)one_row(&rc, st);
+    (void)store_one_row(&rc, st);
     store_finish(db->store, st);
     return rc;
 }
@@ -1550,7 +1523,7 @@ int mqe2e_adb_group_epochs_list(mqe2e_adb *db, const char *name, mqe2e_adb_epoch
               "SELECT epoch, created_at, retired_at FROM group_epochs WHERE group_name = ?1"
               " ORDER BY epoch");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         rc = cb((uint32_t)col_u64(st, 0), col_u64(st, 1), col_u64(st, 2), user);
     }
     store_finish(db->store, st);
@@ -1585,7 +1558,7 @@ static int client_status(int *out_active, mqe2e_adb *db, const char *client_id)
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT status FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         const char *s = store_col_text(st, 0, NULL);
         *out_active = s != NULL && strcmp(s, "active") == 0;
     }
@@ -1605,7 +1578,7 @@ static int take_sender_id(uint64_t *out, mqe2e_adb *db, const char *group)
                   " RETURNING next_sender_id - 1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             *out = col_u64(st, 0);
             rc = authority_sender_id_check(*out);
@@ -1643,7 +1616,7 @@ int mqe2e_adb_member_add(uint32_t *out_sender_id, mqe2e_adb *db, const char *gro
     if (rc == MQE2E_OK) rc = bind_text(st, 1, group);
     if (rc == MQE2E_OK) rc = bind_text(st, 2, client_id);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             id = col_u64(st, 0);
             rc = MQE2E_ERR_EXISTS;
@@ -1694,7 +1667,7 @@ static int member_rows(store_stmt *st, mqe2e_adb_member_cb cb, mqe2e_adb_members
 {
     int rc = MQE2E_OK;
     while (rc == MQE2E_OK) {
-        int r = step_row(st);
+        int r = store_step(st);
         if (r <= 0) return r;
         const char *s = store_col_text(st, 0, NULL);
         if (s == NULL) return MQE2E_ERR_IO;
@@ -1795,7 +1768,7 @@ int mqe2e_adb_revocations_list(uint64_t *out_version, mqe2e_adb *db, mqe2e_adb_r
         rc = prep(db, &st,
                   "SELECT client_id, serial, revoked_at FROM revocations"
                   " ORDER BY revoked_at, client_id, serial");
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         const char *s = store_col_text(st, 0, NULL);
         if (s == NULL) {
             rc = MQE2E_ERR_IO;
@@ -1840,7 +1813,7 @@ int mqe2e_adb_operator_get(uint8_t out_sign_public[MQE2E_ADB_PUBLIC_BYTES], uint
     store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT sign_public, added_at FROM operators WHERE name = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, name);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         rc = col_blob(out_sign_public, MQE2E_ADB_PUBLIC_BYTES, st, 0);
         if (out_added_at != NULL) *out_added_at = col_u64(st, 1);
     }
@@ -1922,7 +1895,7 @@ int mqe2e_adb_audit_list(mqe2e_adb *db, int64_t after_id, mqe2e_adb_audit_cb cb,
     int rc =
         prep(db, &st, "SELECT id, at, actor, action, subject FROM audit WHERE id > ?1 ORDER BY id");
     if (rc == MQE2E_OK) rc = store_bind_i64(st, 1, after_id);
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         const char *actor = store_col_text(st, 2, NULL);
         const char *action = store_col_text(st, 3, NULL);
         const char *subject = store_col_text(st, 4, NULL);
@@ -1945,7 +1918,7 @@ static int count_query(uint64_t *out, mqe2e_adb *db, const char *sql, int bind_n
     int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK && bind_now) rc = bind_u64(st, 1, now);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 1) {
             *out = col_u64(st, 0);
             rc = MQE2E_OK;
@@ -1994,13 +1967,13 @@ int mqe2e_adb_client_push_seq_next(uint64_t *out, mqe2e_adb *db, const char *cli
               " AND push_seq < 9223372036854775807 RETURNING push_seq");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         if (rc == 0)
             rc = mqe2e_adb_client_push_seq(out, db, client_id) == MQE2E_OK ? MQE2E_ERR_EXHAUSTED
                                                                            : MQE2E_ERR_NOT_FOUND;
         if (rc == 1) {
             *out = col_u64(st, 0);
-            rc = step_row(st) == 0 ? MQE2E_OK : MQE2E_ERR_IO;
+            rc = store_step(st) == 0 ? MQE2E_OK : MQE2E_ERR_IO;
         }
     }
     store_finish(db->store, st);
@@ -2018,7 +1991,7 @@ int mqe2e_adb_client_push_seq(uint64_t *out, mqe2e_adb *db, const char *client_i
     store_stmt *st = NULL;
     rc = prep(db, &st, "SELECT push_seq FROM clients WHERE client_id = ?1");
     if (rc == MQE2E_OK) rc = bind_text(st, 1, client_id);
-    if (one_row(&rc, st)) {
+    if (store_one_row(&rc, st)) {
         *out = col_u64(st, 0);
     }
     store_finish(db->store, st);
@@ -2051,7 +2024,7 @@ int mqe2e_adb_token_groups_list(mqe2e_adb *db, const uint8_t token_id[MQE2E_ADB_
     int rc = prep(db, &st,
                   "SELECT group_name FROM token_groups WHERE token_id = ?1 ORDER BY group_name");
     if (rc == MQE2E_OK) rc = bind_blob(st, 1, token_id, MQE2E_ADB_TOKEN_ID_BYTES);
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         char name[MQE2E_ADB_NAME_MAX];
         rc = col_text(name, sizeof name, st, 0);
         if (rc == MQE2E_OK) rc = cb(name, user);
@@ -2067,7 +2040,7 @@ int mqe2e_adb_token_list(mqe2e_adb *db, mqe2e_adb_token_cb cb, void *user)
     int rc = prep(db, &st,
                   "SELECT token_id, client_id, role, created_at, expires_at, used_at,"
                   " used_by_sign_public FROM tokens ORDER BY created_at, client_id, token_id");
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         uint8_t token_id[MQE2E_ADB_TOKEN_ID_BYTES];
         mqe2e_adb_token_info info;
         memset(&info, 0, sizeof info);
@@ -2098,7 +2071,7 @@ static int known(mqe2e_adb *db, const char *sql, const char *text)
     int rc = prep(db, &st, sql);
     if (rc == MQE2E_OK) rc = bind_text(st, 1, text);
     if (rc == MQE2E_OK) {
-        rc = step_row(st);
+        rc = store_step(st);
         rc = rc == 1 ? MQE2E_OK : (rc == 0 ? MQE2E_ERR_NOT_FOUND : rc);
     }
     store_finish(db->store, st);
@@ -2141,7 +2114,7 @@ int mqe2e_adb_retired_senders_list(mqe2e_adb *db, mqe2e_adb_member_cb cb, void *
     rc = prep(db, &st,
               "SELECT group_name, sender_id, retired_at FROM retired_senders"
               " ORDER BY group_name, sender_id");
-    while (next_row(&rc, st)) {
+    while (store_next_row(&rc, st)) {
         const char *g = store_col_text(st, 0, NULL);
         uint64_t id = col_u64(st, 1);
         if (g == NULL || id == 0 || id > UINT32_MAX) {

@@ -164,13 +164,7 @@ static int load_leaves(mqe2e_keytree *t, mqe2e_adb *db, const char *group)
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT leaf FROM tree_leaves WHERE group_name = ?1");
     if (rc == MQE2E_OK) rc = store_bind_text(st, 1, group);
-    while (rc == MQE2E_OK) {
-        int s = store_step(st);
-        if (s == 0) break;
-        if (s != 1) {
-            rc = MQE2E_ERR_IO;
-            break;
-        }
+    while (store_next_row(&rc, st)) {
         int64_t leaf = store_col_i64(st, 0);
         rc = leaf < 0 || leaf > UINT32_MAX ? MQE2E_ERR_IO
                                            : mqe2e_keytree_restore_leaf(t, (uint32_t)leaf);
@@ -188,13 +182,7 @@ static int load_nodes(uint32_t *n_nodes, mqe2e_keytree *t, mqe2e_adb *db, const 
     uint8_t key[KB], ad[AUTHORITY_AD_MAX];
     int rc = prep(db, &st, "SELECT node, key FROM tree_nodes WHERE group_name = ?1");
     if (rc == MQE2E_OK) rc = store_bind_text(st, 1, group);
-    while (rc == MQE2E_OK) {
-        int s = store_step(st);
-        if (s == 0) break;
-        if (s != 1) {
-            rc = MQE2E_ERR_IO;
-            break;
-        }
+    while (store_next_row(&rc, st)) {
         int64_t node = store_col_i64(st, 0);
         if (node < 1 || node > UINT32_MAX ||
             mqe2e_keytree_node_members(t, (uint32_t)node) == 0U) {
@@ -376,13 +364,7 @@ int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user)
     if (db == NULL || cb == NULL) return MQE2E_ERR_INVALID_ARG;
     store_stmt *st = NULL;
     int rc = prep(db, &st, "SELECT group_name FROM group_trees ORDER BY group_name");
-    while (rc == MQE2E_OK) {
-        int s = store_step(st);
-        if (s == 0) break;
-        if (s != 1) {
-            rc = MQE2E_ERR_IO;
-            break;
-        }
+    while (store_next_row(&rc, st)) {
         rc = cb(store_col_text(st, 0, NULL), user);
     }
     store_finish(mqe2e_adb_store(db), st);

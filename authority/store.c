@@ -143,6 +143,22 @@ int store_step(store_stmt *st)
     return st->owner->ops->step(st);
 }
 
+int store_next_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = store_step(st);
+    if (r < 0) *rc = r;
+    return r == 1;
+}
+
+int store_one_row(int *rc, store_stmt *st)
+{
+    if (*rc != MQE2E_OK) return 0;
+    int r = store_step(st);
+    *rc = r == 0 ? MQE2E_ERR_NOT_FOUND : (r < 0 ? r : MQE2E_OK);
+    return r == 1;
+}
+
 store_col_kind store_col_type(store_stmt *st, int i)
 {
     return st->owner->ops->col_type(st, i);

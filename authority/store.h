@@ -139,6 +139,21 @@ int store_bind_null(store_stmt *st, int i);
  */
 int store_step(store_stmt *st);
 
+/**
+ * @brief The loop over a query's rows: `while (store_next_row(&rc, st)) { ... }`
+ *        runs the body for each row while @p rc stays ::MQE2E_OK.
+ * @return 1 when a row is available; 0 at the end (rc unchanged), when @p rc
+ *         was already an error, or on a step error (then stored in @p rc).
+ */
+int store_next_row(int *rc, store_stmt *st);
+
+/**
+ * @brief A query that names one row: 1 when it is there; otherwise 0 with
+ *        @p rc set (::MQE2E_ERR_NOT_FOUND without a row, else the step's error).
+ *        Does nothing and returns 0 when @p rc is already an error.
+ */
+int store_one_row(int *rc, store_stmt *st);
+
 /** @brief ::STORE_COL_NULL or ::STORE_COL_VALUE for column @p i (0-based) of the row. */
 store_col_kind store_col_type(store_stmt *st, int i);
 /** @brief Integer column (0 for NULL or non-numeric text). */

@@ -318,7 +318,9 @@ static int bundle_in_ok(const mqe2e_key_bundle *b)
     size_t g = strnlen(b->group, sizeof b->group),
            t = strnlen(b->topic_filter, sizeof b->topic_filter);
     return g > 0 && g < sizeof b->group && t > 0 && t < sizeof b->topic_filter &&
-           b->tree_path_len <= sizeof b->tree_path && (b->tree_path_len == 0 || b->retired_at == 0);
+           b->tree_path_len <= sizeof b->tree_path && (b->tree_path_len == 0 || b->retired_at == 0) &&
+           (b->tree_grace_seconds == 0 || b->tree_path_len > 0) &&
+           b->tree_grace_seconds <= MQE2E_BUNDLE_TREE_GRACE_MAX;
 }
 
 static int group_name_ok(const mqe2e_group_name *g)
@@ -544,6 +546,7 @@ int mqe2e__control_pack_update(uint8_t **out, size_t *out_len, int which,
             kb[i].tree_leaf_key.len = sizeof b->tree_leaf_key;
             kb[i].tree_path.data = (uint8_t *)(uintptr_t)b->tree_path;
             kb[i].tree_path.len = b->tree_path_len;
+            kb[i].tree_grace_seconds = b->tree_grace_seconds;
         }
         kbp[i] = &kb[i];
     }
@@ -650,6 +653,11 @@ static int bundle_from_pb(mqe2e_key_bundle *b, const Mqe2e__V1__KeyBundle *k)
         memcpy(b->tree_path, k->tree_path.data, k->tree_path.len);
         b->tree_path_len = (uint32_t)k->tree_path.len;
     }
+    /* The removal grace of a tree group: with the tree fields only, bounded. */
+    if (k->tree_grace_seconds != 0 &&
+        (b->tree_path_len == 0 || k->tree_grace_seconds > MQE2E_BUNDLE_TREE_GRACE_MAX))
+        return MQE2E_ERR_DECODE;
+    b->tree_grace_seconds = k->tree_grace_seconds;
     return MQE2E_OK;
 }
 

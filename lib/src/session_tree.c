@@ -13,17 +13,13 @@
 #include "internal_session.h"
 #include "mqe2e/keytree.h"
 
-/* Grace of the epoch a removal retires, in seconds: the authority's default
- * for retired epochs after a member left (docs/PROTOCOL.md §10.9; a HELLO
- * brings the authority's own value). */
-#define TREE_REMOVE_GRACE 30U
-
 struct ctl_tree {
     char group[MQE2E_GROUP_ID_MAX_BYTES + 1];
     char filter[MQE2E_BUNDLE_FILTER_MAX + 1];
     char topic[MQE2E_KS_PREFIX_MAX_BYTES + 8 + MQE2E_GROUP_ID_MAX_BYTES];
     uint32_t base;      /* group epoch = tree epoch + base */
     uint32_t sender_id; /* the member's, from its bundle */
+    uint32_t grace;     /* s the epoch a removal retires stays readable (bundle's) */
     mqe2e_keytree_member *m;
     int revoked;
     ctl_tree *next;
@@ -99,6 +95,8 @@ void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b)
     t->revoked = 0;
     (void)snprintf(t->filter, sizeof t->filter, "%s", b->topic_filter);
     t->sender_id = b->sender_id;
+    /* The authority's cut grace for this group (§10.9): from the latest bundle. */
+    t->grace = b->tree_grace_seconds != 0 ? b->tree_grace_seconds : MQE2E_BUNDLE_TREE_GRACE_DEFAULT;
     t->base = b->epoch - e;
     if (fresh) {
         t->next = c->trees;
@@ -162,7 +160,7 @@ static void tree_apply(mqe2e_session *c, ctl_tree *t, const mqe2e_keytree_update
         return;
     }
     nb[0].retired_at = now > 0 ? now : 1U;
-    if (u->kind == MQE2E_KEYTREE_REMOVE) nb[0].grace_seconds = TREE_REMOVE_GRACE;
+    if (u->kind == MQE2E_KEYTREE_REMOVE) nb[0].grace_seconds = t->grace;
     bundle_of(&nb[1], t, u->to_epoch + t->base, now);
     (void)mqe2e_keytree_member_epoch_secret(t->m, nb[1].secret);
     mqe2e_control_update cu;

@@ -186,6 +186,7 @@ typedef struct mqe2e_key_bundle {
     uint8_t tree_leaf_key[32];
     uint32_t tree_path_len;
     uint8_t tree_path[707];
+    uint32_t tree_grace_seconds;
 } mqe2e_key_bundle;
 typedef struct mqe2e_signer_grants {
     char **pub_filters;

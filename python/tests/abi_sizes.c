@@ -42,7 +42,7 @@ int main(void)
         F(control_prefix) F(token_id) F(token) F(client_id) F(expires_at) E
     S(mqe2e_control_frame) F(kind) F(from) F(session) F(step) F(noise) F(noise_len) E
     S(mqe2e_key_bundle) F(group) F(topic_filter) F(epoch) F(secret) F(created_at) F(sender_id)
-        F(retired_at) F(grace_seconds) F(tree_leaf_key) F(tree_path_len) F(tree_path) E
+        F(retired_at) F(grace_seconds) F(tree_leaf_key) F(tree_path_len) F(tree_path) F(tree_grace_seconds) E
     S(mqe2e_signer_grants) F(pub_filters) F(n_pub_filters) E
     S(mqe2e_group_directory) F(group) F(signers) F(n_signers) F(grants) F(has_grants) E
     S(mqe2e_group_name) F(name) E

@@ -839,6 +839,8 @@ static mqe2e_keytree_member *tree_member(device *d, const char *group, uint32_t 
     cr_assert_not_null(b, "%s has no current bundle of %s", d->id, group);
     cr_assert_gt(b->tree_path_len, 0U, "%s got no tree path", d->id);
     cr_assert_leq(b->tree_path_len, 1024U, "a join costs the joiner at most 1 KB");
+    cr_assert_eq(b->tree_grace_seconds, fx.cfg.revoke_grace,
+                 "the bundle names the removal grace (PROTOCOL.md §10.9)");
     mqe2e_keytree_member *m = NULL;
     cr_assert_eq(mqe2e_keytree_member_new(&m, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
                                           b->tree_path_len),

@@ -387,6 +387,79 @@ Test(control_payload, bundle_grace_round_trip)
     mqe2e__control_free_wiped(p, n);
 }
 
+/* Issue 15, item 3: a key-tree bundle carries the group's removal grace
+ * (KeyBundle field 11, docs/PROTOCOL.md §10.9): it round-trips with the tree
+ * fields; without them, or above 2^31 - 1, the payload is malformed. */
+static int push_with_bundle(const Mqe2e__V1__KeyBundle *kb)
+{
+    uint8_t inner[1024], q[1100];
+    size_t il = mqe2e__v1__key_bundle__pack(kb, inner);
+    size_t m = 0;
+    cr_assert_lt(il, 16384U);
+    q[m++] = 0x08; /* push_seq = 5 */
+    q[m++] = 0x05;
+    q[m++] = 0x12; /* bundles, length-delimited (a two-byte varint) */
+    q[m++] = (uint8_t)(0x80U | (il & 0x7FU));
+    q[m++] = (uint8_t)(il >> 7);
+    memcpy(q + m, inner, il);
+    m += il;
+    mqe2e_control_update out;
+    int rc = mqe2e__control_unpack_update(&out, MQE2E__PAYLOAD_PUSH, q, m);
+    if (rc == MQE2E_OK) {
+        cr_assert_eq(out.n_bundles, 1U);
+        rc = out.bundles[0].tree_grace_seconds == kb->tree_grace_seconds ? MQE2E_OK : -999;
+        mqe2e_control_update_wipe(&out);
+    }
+    sodium_memzero(inner, sizeof inner);
+    sodium_memzero(q, sizeof q);
+    return rc;
+}
+
+Test(control_payload, tree_grace_only_with_tree_fields_and_bounded)
+{
+    uint8_t secret[32], leaf[32], path[611];
+    memset(secret, 0x5A, sizeof secret);
+    memset(leaf, 0x11, sizeof leaf);
+    memset(path, 0x22, sizeof path);
+    Mqe2e__V1__KeyBundle kb = MQE2E__V1__KEY_BUNDLE__INIT;
+    kb.group = "g1";
+    kb.topic_filter = "a/#";
+    kb.epoch = 3;
+    kb.secret.data = secret;
+    kb.secret.len = sizeof secret;
+    kb.sender_id = 7;
+    kb.tree_grace_seconds = 120;
+    cr_assert_eq(push_with_bundle(&kb), MQE2E_ERR_DECODE, "a grace without tree fields");
+    kb.tree_leaf_key.data = leaf;
+    kb.tree_leaf_key.len = sizeof leaf;
+    kb.tree_path.data = path;
+    kb.tree_path.len = sizeof path;
+    cr_assert_eq(push_with_bundle(&kb), MQE2E_OK);
+    kb.tree_grace_seconds = 0; /* absent: the default applies on the device */
+    cr_assert_eq(push_with_bundle(&kb), MQE2E_OK);
+    kb.tree_grace_seconds = MQE2E_BUNDLE_TREE_GRACE_MAX;
+    cr_assert_eq(push_with_bundle(&kb), MQE2E_OK);
+    kb.tree_grace_seconds = MQE2E_BUNDLE_TREE_GRACE_MAX + 1U;
+    cr_assert_eq(push_with_bundle(&kb), MQE2E_ERR_DECODE, "above 2^31 - 1");
+
+    /* The encoder refuses what the decoder would. */
+    mqe2e_key_bundle b;
+    mqe2e_control_update in;
+    uint8_t *p = NULL;
+    size_t n = 0;
+    memset(&b, 0, sizeof b);
+    memset(&in, 0, sizeof in);
+    strcpy(b.group, "g1");
+    strcpy(b.topic_filter, "a/#");
+    b.epoch = 3;
+    b.tree_grace_seconds = 120;
+    in.push_seq = 1;
+    in.bundles = &b;
+    in.n_bundles = 1;
+    cr_assert_eq(mqe2e__control_pack_update(&p, &n, MQE2E__PAYLOAD_PUSH, &in),
+                 MQE2E_ERR_INVALID_ARG);
+}
+
 /* Issue 11, item 7: signer directories carry each signer's pub grants. */
 Test(control_payload, directory_grants_round_trip_and_strictness)
 {

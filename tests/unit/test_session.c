@@ -1902,3 +1902,65 @@ Test(session_control, key_tree_updates_forged_replayed_reordered_gap_and_revocat
     drain_no_deliver();
     mqe2e_keytree_free(t);
 }
+
+/* Issue 15, item 3: the epoch a tree removal retires stays readable for the
+ * grace the member's bundle names (KeyBundle.tree_grace_seconds, §10.9; 0:
+ * 30 s), counted from when the member applied the removal, on the session's
+ * wall clock (no sleep): a message under it is delivered one second before
+ * the end and dropped (no_key: the epoch is pruned) one second after. */
+static void tree_removal_grace(uint32_t given, uint32_t expected)
+{
+    mqe2e_keytree *t = NULL;
+    uint32_t leaf_a = 0, leaf_x = 0;
+    uint8_t lk[32], sec[32];
+    tree_msg u;
+    msg p, m1, m2;
+    cr_assert_eq(mqe2e_keytree_new(&t, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_x, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &leaf_a, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    drain_no_deliver();
+    mqe2e_key_bundle b = tree_bundle(t, leaf_a);
+    b.tree_grace_seconds = given;
+    push_frame(&p, 1, &b, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 1, 1000));
+    drain_no_deliver();
+    uint32_t old = 2U + TREE_BASE;
+    cr_assert_eq(g1_epoch(), old);
+    /* dev-b seals two messages under the epoch the removal will retire. */
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, sec), MQE2E_OK);
+    rotate_b(old, sec);
+    seal_b("a/x", "before", &m1);
+    seal_b("a/x", "after", &m2);
+
+    cr_assert_eq(mqe2e_keytree_remove(t, leaf_x, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_receive(&u, 2); /* retired at T0 + 2 */
+    cr_assert_eq(ctl_counters().tree_applied, 1);
+    cr_assert_eq(g1_epoch(), old + 1U);
+
+    uint64_t end = T0 + 2 + expected;
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(end - 1, (end - 1 - T0) * 1000)), MQE2E_OK);
+    (void)drain_no_deliver();
+    receive("a/x", &m1, 0, at(end - 1, (end - 1 - T0) * 1000));
+    mqe2e_session_action a = expect(MQE2E_SESSION_DELIVER);
+    cr_assert_eq(a.len, strlen("before"), "within the grace of %u s", expected);
+    cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
+
+    uint64_t no_key = drops(MQE2E_DROP_NO_KEY);
+    cr_assert_eq(mqe2e_session_tick(sess, 1, at(end + 1, (end + 1 - T0) * 1000)), MQE2E_OK);
+    (void)drain_no_deliver();
+    receive("a/x", &m2, 0, at(end + 1, (end + 1 - T0) * 1000));
+    (void)drain_no_deliver();
+    cr_assert_eq(drops(MQE2E_DROP_NO_KEY), no_key + 1U, "past the grace of %u s", expected);
+    mqe2e_keytree_free(t);
+}
+
+Test(session_control, key_tree_removal_grace_comes_from_the_bundle)
+{
+    tree_removal_grace(120, 120);
+}
+
+Test(session_control, key_tree_removal_grace_defaults_to_30_s)
+{
+    tree_removal_grace(0, MQE2E_BUNDLE_TREE_GRACE_DEFAULT);
+}

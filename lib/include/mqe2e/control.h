@@ -132,6 +132,11 @@ MQE2E_API int mqe2e_control_frame_decode(mqe2e_control_frame *f, const uint8_t *
 /** Longest TreePath a bundle carries (= MQE2E_KEYTREE_PATH_BYTES(MQE2E_KEYTREE_MAX_DEPTH)). */
 #define MQE2E_BUNDLE_TREE_PATH_MAX 707u
 
+/** Grace (s) of the epoch a tree removal retires when the bundle gives none. */
+#define MQE2E_BUNDLE_TREE_GRACE_DEFAULT 30u
+/** Largest tree_grace_seconds a decoder takes (the authority's --revoke-grace range). */
+#define MQE2E_BUNDLE_TREE_GRACE_MAX 0x7FFFFFFFu
+
 /** One epoch of one group key. @p secret is secret. */
 typedef struct mqe2e_key_bundle {
     char group[MQE2E_GROUP_ID_MAX_BYTES + 1];       /**< group id, NUL-terminated */
@@ -151,6 +156,11 @@ typedef struct mqe2e_key_bundle {
     uint8_t tree_leaf_key[MQE2E_BUNDLE_TREE_KEY_BYTES];
     uint32_t tree_path_len;                        /**< 0, or the TreePath's length */
     uint8_t tree_path[MQE2E_BUNDLE_TREE_PATH_MAX]; /**< the TreePath (public but authenticated) */
+    /** Key-tree groups (docs/PROTOCOL.md §10.9), only with tree_path_len > 0:
+     *  seconds the epoch a TreeUpdate removal retires stays readable (the
+     *  authority's cut grace); 0 = ::MQE2E_BUNDLE_TREE_GRACE_DEFAULT; at most
+     *  ::MQE2E_BUNDLE_TREE_GRACE_MAX. Appended last. */
+    uint32_t tree_grace_seconds;
 } mqe2e_key_bundle;
 
 /** Most signer entries one update carries, all directories together. */

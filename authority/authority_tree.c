@@ -258,7 +258,8 @@ int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_
     b->tree_path_len = (uint32_t)n;
     /* The cut grace a removal gives the retired epoch (§10.9): the TreeUpdate
      * cannot carry it, so the member learns it here. */
-    uint64_t grace = a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
+    uint64_t grace =
+        a->cfg->revoke_grace > 0 ? a->cfg->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     b->tree_grace_seconds =
         grace > MQE2E_BUNDLE_TREE_GRACE_MAX ? MQE2E_BUNDLE_TREE_GRACE_MAX : (uint32_t)grace;
     return MQE2E_OK;

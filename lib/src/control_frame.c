@@ -318,7 +318,8 @@ static int bundle_in_ok(const mqe2e_key_bundle *b)
     size_t g = strnlen(b->group, sizeof b->group),
            t = strnlen(b->topic_filter, sizeof b->topic_filter);
     return g > 0 && g < sizeof b->group && t > 0 && t < sizeof b->topic_filter &&
-           b->tree_path_len <= sizeof b->tree_path && (b->tree_path_len == 0 || b->retired_at == 0) &&
+           b->tree_path_len <= sizeof b->tree_path &&
+           (b->tree_path_len == 0 || b->retired_at == 0) &&
            (b->tree_grace_seconds == 0 || b->tree_path_len > 0) &&
            b->tree_grace_seconds <= MQE2E_BUNDLE_TREE_GRACE_MAX;
 }

@@ -132,7 +132,6 @@ struct mqe2e_session {
     char id[MQE2E_ID_MAX + 1];
     char inbox[MQE2E_KS_PREFIX_MAX_BYTES + MQE2E_ID_MAX + 16];
     char revocations_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
-    char tree_filter[MQE2E_KS_PREFIX_MAX_BYTES + 16]; /* P/tree/# */
     char authority_topic[MQE2E_KS_PREFIX_MAX_BYTES + 16];
     mqe2e_revocation_list *rl;
     mqe2e_hello_client *hello;
@@ -191,6 +190,8 @@ struct mqe2e_session {
 enum { CTL_EPOCH_KNOWN, CTL_EPOCH_HOLD, CTL_EPOCH_REFUSE, CTL_EPOCH_NOT_GRANTED };
 
 /* session.c */
+/* Queue a SUBSCRIBE (QoS 1) or UNSUBSCRIBE action for @p filter. */
+int mqe2e__sess_subscription(mqe2e_session *c, mqe2e_session_action_kind kind, const char *filter);
 /* The action last queued (NULL when none). */
 sess_action *mqe2e__sess_last_action(mqe2e_session *c);
 __attribute__((format(printf, 3, 4))) void mqe2e__sess_log(mqe2e_session *c, int level,
@@ -237,6 +238,16 @@ void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b);
 /* 1 when @p topic is a tree topic of this session (the message is consumed). */
 int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *data, size_t len);
 void mqe2e__sess_tree_free(mqe2e_session *c);
+/* connected(): SUBSCRIBE P/tree/<group> for every tree group it is a member of. */
+void mqe2e__sess_tree_connected(mqe2e_session *c);
+/* disconnected(): no subscription survives (connected() makes them again). */
+void mqe2e__sess_tree_disconnected(mqe2e_session *c);
+/* The member left @p group (removed from the keystore): its state is wiped
+ * and P/tree/<group> unsubscribed. */
+void mqe2e__sess_tree_leave(mqe2e_session *c, const char *group);
+/* The authority refused this client (HELLO: revoked, unknown): every tree
+ * state is wiped and unsubscribed. */
+void mqe2e__sess_tree_leave_all(mqe2e_session *c);
 /* The group epoch the member's tree state is at: MQE2E_OK, MQE2E_ERR_NOT_FOUND
  * (not a tree group here), MQE2E_ERR_TREE_REVOKED. */
 int mqe2e__sess_tree_member_epoch(const mqe2e_session *c, const char *group, uint32_t *epoch);

@@ -155,6 +155,14 @@ static sess_action *act_push(mqe2e_session *c, mqe2e_session_action_kind kind, c
     return a;
 }
 
+int mqe2e__sess_subscription(mqe2e_session *c, mqe2e_session_action_kind kind, const char *filter)
+{
+    sess_action *a = act_push(c, kind, filter, NULL, 0);
+    if (a == NULL) return MQE2E_ERR_NOMEM;
+    a->a.qos = kind == MQE2E_SESSION_SUBSCRIBE ? 1 : 0;
+    return MQE2E_OK;
+}
+
 sess_action *mqe2e__sess_last_action(mqe2e_session *c)
 {
     return c->act_tail;
@@ -397,7 +405,6 @@ static int sess_control_init(mqe2e_session *c)
         return MQE2E_ERR_INVALID_ARG;
     memcpy(c->id, id, strlen(id) + 1U);
     mqe2e__sess_inbox(c->inbox, sizeof c->inbox, c, c->id);
-    (void)snprintf(c->tree_filter, sizeof c->tree_filter, "%s/tree/#", c->pin.control_prefix);
     (void)snprintf(c->revocations_topic, sizeof c->revocations_topic, "%s/revocations",
                    c->pin.control_prefix);
     (void)snprintf(c->authority_topic, sizeof c->authority_topic, "%s/authority",
@@ -543,11 +550,11 @@ int mqe2e_session_connected(mqe2e_session *c, mqe2e_session_time now)
     if (a != NULL) a->a.qos = 1;
     a = act_push(c, MQE2E_SESSION_SUBSCRIBE, c->revocations_topic, NULL, 0);
     if (a != NULL) a->a.qos = 1;
-    /* Key-tree updates (PROTOCOL.md §10.9): one filter for every tree group,
-     * subscribed with the other control topics, before the HELLO whose
-     * answer may make this client a tree member. */
-    a = act_push(c, MQE2E_SESSION_SUBSCRIBE, c->tree_filter, NULL, 0);
-    if (a != NULL) a->a.qos = 1;
+    /* Key-tree updates (PROTOCOL.md §10.9): P/tree/<group> of each tree
+     * group this session is a member of already (a reconnect), with the other
+     * control topics and before the HELLO; groups it joins later are
+     * subscribed when their bundle arrives. */
+    mqe2e__sess_tree_connected(c);
     c->hello_done = 0;
     mqe2e__sess_hello_start(c);
     return MQE2E_OK;
@@ -560,6 +567,7 @@ void mqe2e_session_disconnected(mqe2e_session *c)
     if (c == NULL) return;
     sess_release_taken(c);
     c->connected = 0;
+    mqe2e__sess_tree_disconnected(c);
 }
 
 /* ------------------------------------------------------------------ */

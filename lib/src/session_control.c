@@ -256,6 +256,7 @@ static void ctl_on_update_event(void *ctx, const mqe2e_update_event *ev)
     case MQE2E_UPDATE_GROUP_REMOVED:
         mqe2e_protector_invalidate(c->prot, ev->group);
         if (ev->rc == MQE2E_OK) mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "left group '%s'", ev->group);
+        mqe2e__sess_tree_leave(c, ev->group);
         break;
     case MQE2E_UPDATE_BUNDLE: {
         const mqe2e_key_bundle *b = ev->bundle;
@@ -382,6 +383,7 @@ void mqe2e__sess_on_hello(mqe2e_session *c, const uint8_t *data, size_t len)
         /* Revoked or unknown: nothing is sealed on a group from now on. */
         c->fresh_ms = 0;
         c->refused = 1;
+        mqe2e__sess_tree_leave_all(c);
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_ERROR, "HELLO refused by the authority: %s",
                 u.status == MQE2E_STATUS_REVOKED
                     ? "this client is revoked: it gets no new keys (enroll a new identity with a "

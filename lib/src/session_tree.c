@@ -1,7 +1,9 @@
 /*
  * The device session's key-tree groups (docs/PROTOCOL.md §10.8-10.9): the
  * member state built from the leaf key and TreePath of a HELLO/PUSH bundle,
- * the subscription to P/tree/# (made at connect), and each TreeUpdate received
+ * the subscription to P/tree/<group> of each group it is a member of (made
+ * at connect, or when a bundle makes it a member; dropped when it leaves),
+ * and each TreeUpdate received
  * turned into the group's next epoch, installed through the same update
  * apply as every bundle (update_apply.c). Refusals are counted by reason.
  */
@@ -22,6 +24,7 @@ struct ctl_tree {
     uint32_t grace;     /* s the epoch a removal retires stays readable (bundle's) */
     mqe2e_keytree_member *m;
     int revoked;
+    int subscribed; /* a SUBSCRIBE for topic was queued on this connection */
     ctl_tree *next;
 };
 
@@ -35,6 +38,63 @@ static ctl_tree *tree_find(mqe2e_session *c, const char *group)
     for (ctl_tree *t = c->trees; t != NULL; t = t->next)
         if (strcmp(t->group, group) == 0) return t;
     return NULL;
+}
+
+/* Subscriptions (docs/PROTOCOL.md §10.9): only while connected and a member;
+ * the caller performs them outside any receive callback (session.h). */
+static void tree_subscribe(mqe2e_session *c, ctl_tree *t)
+{
+    if (!c->connected || t->subscribed || t->m == NULL || t->revoked) return;
+    if (mqe2e__sess_subscription(c, MQE2E_SESSION_SUBSCRIBE, t->topic) == MQE2E_OK)
+        t->subscribed = 1;
+}
+
+static void tree_unsubscribe(mqe2e_session *c, ctl_tree *t)
+{
+    if (!t->subscribed) return;
+    t->subscribed = 0;
+    if (c->connected) (void)mqe2e__sess_subscription(c, MQE2E_SESSION_UNSUBSCRIBE, t->topic);
+}
+
+void mqe2e__sess_tree_connected(mqe2e_session *c)
+{
+    for (ctl_tree *t = c->trees; t != NULL; t = t->next) {
+        t->subscribed = 0;
+        tree_subscribe(c, t);
+    }
+}
+
+void mqe2e__sess_tree_disconnected(mqe2e_session *c)
+{
+    for (ctl_tree *t = c->trees; t != NULL; t = t->next)
+        t->subscribed = 0;
+}
+
+static void tree_drop(mqe2e_session *c, ctl_tree **pp)
+{
+    ctl_tree *t = *pp;
+    *pp = t->next;
+    tree_unsubscribe(c, t);
+    mqe2e_keytree_member_free(t->m);
+    sodium_memzero(t, sizeof *t);
+    free(t);
+}
+
+void mqe2e__sess_tree_leave(mqe2e_session *c, const char *group)
+{
+    for (ctl_tree **pp = &c->trees; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->group, group) != 0) continue;
+        mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "group '%s': left, its key tree unsubscribed",
+                        group);
+        tree_drop(c, pp);
+        return;
+    }
+}
+
+void mqe2e__sess_tree_leave_all(mqe2e_session *c)
+{
+    while (c->trees != NULL)
+        tree_drop(c, &c->trees);
 }
 
 void mqe2e__sess_tree_free(mqe2e_session *c)
@@ -56,6 +116,13 @@ void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b)
     const uint8_t *p = b->tree_path;
     if (b->tree_path_len < MQE2E_KEYTREE_PATH_HEADER) return;
     uint32_t e = be32(p + 19), leaf = be32(p + 23);
+    if (strpbrk(b->group, "+#") != NULL) {
+        /* P/tree/<group> would be a filter, not a topic: never subscribed. */
+        c->k.tree_refused++;
+        mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING,
+                        "group '%s': a wildcard in a key-tree group's name: refused", b->group);
+        return;
+    }
     if (e > b->epoch) {
         c->k.tree_refused++;
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING,
@@ -104,6 +171,11 @@ void mqe2e__sess_tree_from_bundle(mqe2e_session *c, const mqe2e_key_bundle *b)
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_INFO, "group '%s': key tree member at leaf %lu",
                         b->group, (unsigned long)leaf);
     }
+    /* Updates published before this subscription takes effect are not
+     * received: the member catches up by the gap rule at the next update,
+     * by 9.4 at the first message under a newer epoch, or by the periodic
+     * HELLO (docs/PROTOCOL.md §10.9). */
+    tree_subscribe(c, t);
 }
 
 static void bundle_of(mqe2e_key_bundle *nb, const ctl_tree *t, uint32_t epoch, uint64_t now)
@@ -146,6 +218,7 @@ static void tree_apply(mqe2e_session *c, ctl_tree *t, const mqe2e_keytree_update
     case MQE2E_ERR_TREE_REVOKED:
         c->k.tree_revoked++;
         t->revoked = 1;
+        tree_unsubscribe(c, t);
         mqe2e__sess_log(c, MQE2E_SESSION_LOG_WARNING,
                         "group '%s': removed from the key tree: no new epoch", t->group);
         break;
@@ -184,7 +257,8 @@ int mqe2e__sess_tree_route(mqe2e_session *c, const char *topic, const uint8_t *d
     while (t != NULL && strcmp(t->topic, topic) != 0)
         t = t->next;
     if (t == NULL) {
-        /* Another key-tree group's update (the subscription is P/tree/#). */
+        /* Not a tree group of this session's (a subscription it dropped, or
+         * one another program made for the same client id). */
         c->k.control_ignored++;
         return 1;
     }

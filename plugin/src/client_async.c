@@ -128,6 +128,12 @@ static int async_ctl_subscribe(void *ctx, int count, char *const *topics, int *q
     return MQTTAsync_subscribeMany(c->paho, count, topics, qos, NULL);
 }
 
+static int async_ctl_unsubscribe(void *ctx, const char *topic)
+{
+    struct mqe2e_async *c = ctx;
+    return MQTTAsync_unsubscribe(c->paho, topic, NULL);
+}
+
 static int async_ctl_is_connected(void *ctx)
 {
     struct mqe2e_async *c = ctx;
@@ -335,9 +341,20 @@ int mqe2e_MQTTAsync_setSecurity(mqe2e_MQTTAsync handle,
         return MQTTASYNC_NULL_PARAMETER;
     }
     mqe2e__front *f = &c->f;
-    mqe2e__ctl_host host = {async_ctl_publish, async_ctl_subscribe, async_ctl_is_connected,
-                            MQTTAsync_strerror, &f->lock, &f->cb_lock, c, async_ctl_log, 0,
-                            async_ctl_dropped, async_wrap, async_unwrap, async_hand_released};
+    mqe2e__ctl_host host = {async_ctl_publish,
+                            async_ctl_subscribe,
+                            async_ctl_is_connected,
+                            MQTTAsync_strerror,
+                            &f->lock,
+                            &f->cb_lock,
+                            c,
+                            async_ctl_log,
+                            0,
+                            async_ctl_dropped,
+                            async_wrap,
+                            async_unwrap,
+                            async_hand_released,
+                            async_ctl_unsubscribe};
     return mqe2e__front_set_security(f, &host, options);
 }
 

@@ -136,6 +136,14 @@ static int client_ctl_subscribe(void *ctx, int count, char *const *topics, int *
     return MQTTClient_subscribeMany(c->paho, count, topics, qos);
 }
 
+static int client_ctl_unsubscribe(void *ctx, const char *topic)
+{
+    struct mqe2e_client *c = ctx;
+
+    if (c->mqtt5) return client_response_rc(MQTTClient_unsubscribe5(c->paho, topic, NULL));
+    return MQTTClient_unsubscribe(c->paho, topic);
+}
+
 static int client_ctl_is_connected(void *ctx)
 {
     struct mqe2e_client *c = ctx;
@@ -255,9 +263,20 @@ int mqe2e_MQTTClient_setSecurity(mqe2e_MQTTClient handle,
         return MQTTCLIENT_NULL_PARAMETER;
     }
     mqe2e__front *f = &c->f;
-    mqe2e__ctl_host host = {client_ctl_publish, client_ctl_subscribe, client_ctl_is_connected,
-                            MQTTClient_strerror, &f->lock, &f->cb_lock, c, client_ctl_log, 0,
-                            client_ctl_dropped, client_wrap, client_unwrap, client_hand};
+    mqe2e__ctl_host host = {client_ctl_publish,
+                            client_ctl_subscribe,
+                            client_ctl_is_connected,
+                            MQTTClient_strerror,
+                            &f->lock,
+                            &f->cb_lock,
+                            c,
+                            client_ctl_log,
+                            0,
+                            client_ctl_dropped,
+                            client_wrap,
+                            client_unwrap,
+                            client_hand,
+                            client_ctl_unsubscribe};
     return mqe2e__front_set_security(f, &host, options);
 }
 

@@ -55,6 +55,8 @@ typedef struct mqe2e__ctl_host {
     /* Hand a released held message to the application (cb_lock held, lock
      * not): 1 when it took the message and topic. */
     int (*hand)(void *ctx, void *msg, char *topic);
+    /* Transport, as subscribe: drop a subscription (a key-tree group left). */
+    int (*unsubscribe)(void *ctx, const char *topic);
 } mqe2e__ctl_host;
 
 /* Hand the current message to its consumer: 1 when it took msg and topic. */

@@ -28,9 +28,13 @@
 /* Worker tick (ms): reconnect detection and the timers' resolution. */
 #define CTL_TICK_MS 100L
 
-/* One publish waiting for the worker. */
+/* One publish waiting for the worker, or a (un)subscription the session
+ * asked for outside connect (a key-tree group joined or left, PROTOCOL.md
+ * §10.9): Paho's sync client must not subscribe from its receive callback,
+ * so the worker does it, in order with the publishes. */
 typedef struct ctl_out {
     struct ctl_out *next;
+    mqe2e_session_action_kind op; /* PUBLISH, SUBSCRIBE or UNSUBSCRIBE */
     char *topic;
     uint8_t *data;
     size_t len;
@@ -102,6 +106,7 @@ static ctl_out *out_copy(const mqe2e_session_action *a)
         return NULL;
     }
     if (a->len > 0) memcpy(o->data, a->data, a->len);
+    o->op = a->kind;
     o->len = a->len;
     o->qos = a->qos;
     o->retained = a->retained;
@@ -159,7 +164,9 @@ static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item
     while (*tail != NULL)
         tail = &(*tail)->next;
     while (mqe2e_session_next(c->s, &a)) {
-        if (a.kind == MQE2E_SESSION_PUBLISH && !keep_publishes) {
+        if ((a.kind == MQE2E_SESSION_PUBLISH || a.kind == MQE2E_SESSION_SUBSCRIBE ||
+             a.kind == MQE2E_SESSION_UNSUBSCRIBE) &&
+            !keep_publishes) {
             ctl_out *o = out_copy(&a);
             if (o != NULL) out_append(c, o);
             else ctl_log_line(c, MQE2E_LOG_ERROR, "control frame lost: out of memory");
@@ -381,11 +388,21 @@ static void *ctl_worker(void *arg)
             c->publishing = 1;
             (void)pthread_mutex_unlock(c->h.lock);
             if (o->len <= (size_t)INT_MAX) {
-                int rc = c->h.publish(c->h.ctx, o->topic, o->data, o->len, o->qos, o->retained);
-                /* Lost frames are not resent: every handshake retries by itself. */
+                int rc;
+                if (o->op == MQE2E_SESSION_SUBSCRIBE)
+                    rc = c->h.subscribe(c->h.ctx, 1, &o->topic, &o->qos);
+                else if (o->op == MQE2E_SESSION_UNSUBSCRIBE)
+                    rc = c->h.unsubscribe(c->h.ctx, o->topic);
+                else
+                    rc = c->h.publish(c->h.ctx, o->topic, o->data, o->len, o->qos, o->retained);
+                /* Lost frames are not resent: every handshake retries by
+                 * itself, and a reconnect subscribes the session's topics. */
                 if (rc != 0 && c->h.log != NULL) {
                     char line[400];
-                    (void)snprintf(line, sizeof line, "control publish to '%s' failed: %s",
+                    (void)snprintf(line, sizeof line, "control %s '%s' failed: %s",
+                                   o->op == MQE2E_SESSION_SUBSCRIBE     ? "subscribe to"
+                                   : o->op == MQE2E_SESSION_UNSUBSCRIBE ? "unsubscribe from"
+                                                                        : "publish to",
                                    o->topic, c->h.strerror(rc));
                     /* -3 is "disconnected" in both of Paho's code spaces. */
                     ctl_log_line(c, rc == -3 ? MQE2E_LOG_INFO : MQE2E_LOG_WARNING, line);
@@ -571,9 +588,9 @@ void mqe2e__ctl_free(mqe2e__ctl *c)
 int mqe2e__ctl_connected(mqe2e__ctl *c)
 {
     ctl_item *list = NULL;
-    char *topics[8];
-    int qos[8];
-    int n = 0;
+    char **topics = NULL;
+    int *qos = NULL;
+    int n = 0, cap = 0;
     int rc = 0;
 
     if (c == NULL) return MQE2E_OK;
@@ -583,12 +600,22 @@ int mqe2e__ctl_connected(mqe2e__ctl *c)
     ctl_take(c, NULL, 1, &list, NULL, ctl_time());
     c->session_up = 1;
     (void)pthread_mutex_unlock(c->h.lock);
+    /* Inbox, revocations and one topic per key-tree group: in one SUBSCRIBE. */
     for (ctl_item *it = list; it != NULL; it = it->next)
-        if (it->kind == MQE2E_SESSION_SUBSCRIBE && it->topic != NULL && n < 8) {
+        cap += it->kind == MQE2E_SESSION_SUBSCRIBE && it->topic != NULL;
+    if (cap > 0) {
+        topics = calloc((size_t)cap, sizeof *topics);
+        qos = calloc((size_t)cap, sizeof *qos);
+        if (topics == NULL || qos == NULL) rc = -1;
+    }
+    for (ctl_item *it = list; rc == 0 && it != NULL; it = it->next)
+        if (it->kind == MQE2E_SESSION_SUBSCRIBE && it->topic != NULL) {
             topics[n] = it->topic;
             qos[n++] = it->qos;
         }
-    if (n > 0) rc = c->h.subscribe(c->h.ctx, n, topics, qos);
+    if (rc == 0 && n > 0) rc = c->h.subscribe(c->h.ctx, n, topics, qos);
+    free(topics);
+    free(qos);
     (void)pthread_mutex_lock(c->h.lock);
     for (ctl_item **pp = &list; *pp != NULL;) {
         ctl_item *it = *pp;
@@ -596,7 +623,8 @@ int mqe2e__ctl_connected(mqe2e__ctl *c)
             out_append(c, it->out);
             it->out = NULL;
         }
-        if (it->kind == MQE2E_SESSION_PUBLISH || it->kind == MQE2E_SESSION_SUBSCRIBE) {
+        if (it->kind == MQE2E_SESSION_PUBLISH || it->kind == MQE2E_SESSION_SUBSCRIBE ||
+            it->kind == MQE2E_SESSION_UNSUBSCRIBE) {
             *pp = it->next;
             item_free(c, it);
         } else {

@@ -30,7 +30,7 @@ import paho.mqtt.client as paho
 from . import props as _props
 from .errors import Mqe2eError, error_for
 from .keystore import Keystore
-from .session import Delivery, Drop, Publish, Session, Subscribe
+from .session import Delivery, Drop, Publish, Session, Subscribe, Unsubscribe
 
 MQTTMessage = paho.MQTTMessage
 _paho_on_message = paho.Client._handle_on_message
@@ -393,6 +393,8 @@ class Client(paho.Client):
                 super().publish(a.topic, a.payload, a.qos, a.retain)
             elif isinstance(a, Subscribe):
                 super().subscribe(a.topic, a.qos)
+            elif isinstance(a, Unsubscribe):
+                super().unsubscribe(a.topic)
             elif isinstance(a, Delivery):
                 m = paho.MQTTMessage(original.mid if (a.current and original) else 0,
                                      a.topic.encode("utf-8"))

@@ -23,7 +23,7 @@ from .errors import Mqe2eError, check, error_for
 from .keystore import Keystore
 from .props import Prop
 
-DELIVER, DROP, PUBLISH, SUBSCRIBE = 1, 2, 3, 4
+DELIVER, DROP, PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 1, 2, 3, 4, 5
 #: mqe2e_session_publish(): the message was queued for a channel.
 QUEUED = 1
 #: message_received() flag: never hold.
@@ -83,13 +83,22 @@ class Publish:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """A filter the transport must subscribe to (control topics)."""
+    """A filter the transport must subscribe to (control topics, and a
+    key-tree group's updates once this client is a member: PROTOCOL.md §10.9)."""
 
     topic: str
     qos: int
 
 
-Action = Union[Delivery, Drop, Publish, Subscribe]
+@dataclass(frozen=True)
+class Unsubscribe:
+    """A filter the transport must unsubscribe from (a key-tree group's
+    updates, once this client left the group: PROTOCOL.md §10.9)."""
+
+    topic: str
+
+
+Action = Union[Delivery, Drop, Publish, Subscribe, Unsubscribe]
 
 
 def clocks():
@@ -443,6 +452,8 @@ class Session:
             return Drop(topic, int(a.code), bool(a.current))
         if kind == PUBLISH:
             return Publish(topic, data, int(a.qos), bool(a.retained))
+        if kind == UNSUBSCRIBE:
+            return Unsubscribe(topic)
         return Subscribe(topic, int(a.qos))
 
     # -- counters --------------------------------------------------------

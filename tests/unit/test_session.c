@@ -516,9 +516,8 @@ Test(session_control, connect_subscribes_then_hellos_and_retries)
     cr_assert_eq(a.qos, 1);
     a = expect(MQE2E_SESSION_SUBSCRIBE);
     cr_assert_str_eq(a.topic, PREFIX "/revocations");
-    a = expect(MQE2E_SESSION_SUBSCRIBE);
-    cr_assert_str_eq(a.topic, PREFIX "/tree/#");
-    cr_assert_eq(a.qos, 1);
+    /* No key-tree topic: this session is a member of no tree group yet
+     * (PROTOCOL.md §10.9; key_tree_subscriptions_* below). */
     a = expect(MQE2E_SESSION_PUBLISH);
     cr_assert_str_eq(a.topic, PREFIX "/authority");
     cr_assert_eq(a.qos, 1);
@@ -610,7 +609,7 @@ Test(session_control, newer_epoch_is_held_then_released_when_its_key_arrives)
     mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
 
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
-    cr_assert_eq(drain_no_deliver(), 4);
+    cr_assert_eq(drain_no_deliver(), 3); /* inbox, revocations, HELLO */
     rotate_b(2, SECRET_2);
     seal_b("a/x", "after rotation", &m);
     receive("a/x", &m, 0, at(T0, 200));
@@ -733,17 +732,17 @@ Test(session_control, actions_stay_valid_until_the_next_call)
 {
     msg m;
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 1)), MQE2E_OK);
-    cr_assert_eq(mqe2e_session_pending(sess), 4);
+    cr_assert_eq(mqe2e_session_pending(sess), 3);
     mqe2e_session_action a = expect(MQE2E_SESSION_SUBSCRIBE);
     char copy[128];
     (void)snprintf(copy, sizeof copy, "%s", a.topic);
     cr_assert_str_eq(a.topic, copy);
-    cr_assert_eq(mqe2e_session_pending(sess), 3);
+    cr_assert_eq(mqe2e_session_pending(sess), 2);
     /* Freeing a session with untaken actions (and a taken one) leaks nothing
      * (checked by the sanitizer build). */
     seal_b("a/x", "left behind", &m);
     receive("a/x", &m, 0, at(T0, 2));
-    cr_assert_eq(mqe2e_session_pending(sess), 4);
+    cr_assert_eq(mqe2e_session_pending(sess), 3);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1343,7 +1342,7 @@ Test(session_control, bound_properties_checked_live_and_after_hold_and_delivered
 
     bind_setup();
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
-    cr_assert_eq(drain_no_deliver(), 4);
+    cr_assert_eq(drain_no_deliver(), 3); /* inbox, revocations, HELLO */
     /* Live: as sent is delivered; changed, removed or made retained is auth. */
     bind_seal("live", 0, &m);
     bind_receive(&m, 0, CHANGED_PROPS, 2, at(T0, 110));
@@ -1398,7 +1397,7 @@ Test(session_control, held_message_on_an_unbound_topic_keeps_its_properties)
     mqe2e_key_bundle b = bundle_g1(2, SECRET_2);
 
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
-    cr_assert_eq(drain_no_deliver(), 4);
+    cr_assert_eq(drain_no_deliver(), 3); /* inbox, revocations, HELLO */
     rotate_b(2, SECRET_2);
     seal_b("a/x", "held", &m);
     cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
@@ -1423,7 +1422,7 @@ Test(session_control, held_properties_count_towards_the_hold_quota)
         {MQE2E_PROP_USER, (const uint8_t *)"pad", 3, big, sizeof big}};
 
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
-    cr_assert_eq(drain_no_deliver(), 4);
+    cr_assert_eq(drain_no_deliver(), 3); /* inbox, revocations, HELLO */
     rotate_b(2, SECRET_2);
     seal_b("a/x", "held?", &m);
     cr_assert_eq(mqe2e_session_message_received_props(sess, "a/x", 3, m.buf, m.len, 1, 0, 0, 0,
@@ -1963,4 +1962,246 @@ Test(session_control, key_tree_removal_grace_comes_from_the_bundle)
 Test(session_control, key_tree_removal_grace_defaults_to_30_s)
 {
     tree_removal_grace(0, MQE2E_BUNDLE_TREE_GRACE_DEFAULT);
+}
+
+/* Issue 15, item 3: subscriptions to key-tree updates (PROTOCOL.md §10.9). */
+
+/* Actions until none is left: SUBSCRIBE/UNSUBSCRIBE filters into @p subs /
+ * @p unsubs ("" when none, else space-separated), whether a HELLO went out.
+ * Nothing may be delivered. */
+static int take_subscriptions(char *subs, char *unsubs, size_t cap, msg *hello)
+{
+    mqe2e_session_action a;
+    int hello_seen = 0;
+    subs[0] = unsubs[0] = '\0';
+    while (mqe2e_session_next(sess, &a)) {
+        cr_assert_neq(a.kind, MQE2E_SESSION_DELIVER);
+        char *to = a.kind == MQE2E_SESSION_SUBSCRIBE     ? subs
+                   : a.kind == MQE2E_SESSION_UNSUBSCRIBE ? unsubs
+                                                         : NULL;
+        if (to != NULL) {
+            if (a.kind == MQE2E_SESSION_SUBSCRIBE) cr_assert_eq(a.qos, 1);
+            size_t l = strlen(to);
+            (void)snprintf(to + l, cap - l, "%s%s", l > 0 ? " " : "", a.topic);
+            cr_assert(!hello_seen, "%s after the HELLO", a.topic);
+            continue;
+        }
+        if (a.kind == MQE2E_SESSION_PUBLISH && strcmp(a.topic, PREFIX "/authority") == 0) {
+            hello_seen = 1;
+            if (hello != NULL) {
+                memcpy(hello->buf, a.data, a.len);
+                hello->len = a.len;
+            }
+        }
+    }
+    return hello_seen;
+}
+
+/* The current bundle of group @p group (filter @p filter) for the member at
+ * @p leaf of @p t (which is at group epoch tree epoch + TREE_BASE). */
+static mqe2e_key_bundle tree_bundle_of(const mqe2e_keytree *t, uint32_t leaf, const char *group,
+                                       const char *filter)
+{
+    mqe2e_key_bundle b = tree_bundle(t, leaf);
+    (void)snprintf(b.group, sizeof b.group, "%s", group);
+    (void)snprintf(b.topic_filter, sizeof b.topic_filter, "%s", filter);
+    return b;
+}
+
+static void tree_receive_on(const char *topic, const tree_msg *u, uint64_t s)
+{
+    cr_assert_eq(mqe2e_session_message_received(sess, topic, strlen(topic), u->b, u->n, 1, 0, 0, 0,
+                                                at(T0 + s, 1000 * s)),
+                 MQE2E_OK);
+}
+
+/* A session subscribes P/tree/<group> only for the key-tree groups its
+ * bundles make it a member of: not at connect before it is one, at once
+ * when a HELLO reply (or PUSH) makes it one, again on every reconnect
+ * (before its HELLO), and it unsubscribes when the tree removes it, when the
+ * group is removed from it, and when the authority refuses it. A push
+ * group's bundle subscribes nothing. */
+Test(session_control, key_tree_subscriptions_only_for_member_groups)
+{
+    mqe2e_keytree *t1 = NULL, *t2 = NULL;
+    uint32_t a1 = 0, x1 = 0, a2 = 0, x2 = 0;
+    uint8_t lk[32];
+    tree_msg u;
+    char subs[512], unsubs[512];
+    msg hello_m, p;
+    cr_assert_eq(mqe2e_keytree_new(&t1, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_new(&t2, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t1, &x1, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t1, &a1, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t2, &x2, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert(take_subscriptions(subs, unsubs, sizeof subs, &hello_m));
+    cr_assert_str_eq(subs, PREFIX "/client/dev-a " PREFIX "/revocations", "no tree topic yet");
+    /* The reply: g1 is a key-tree group of dev-a's, g3 a push group. */
+    mqe2e_key_bundle bs[2];
+    bs[0] = tree_bundle_of(t1, a1, "g1", "a/#");
+    bs[1] = bundle_g1(1, SECRET_2);
+    (void)snprintf(bs[1].group, sizeof bs[1].group, "g3");
+    (void)snprintf(bs[1].topic_filter, sizeof bs[1].topic_filter, "c/#");
+    mqe2e_control_update reply;
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = bs;
+    reply.n_bundles = 2;
+    answer_hello(&hello_m, &reply, at(T0 + 1, 1000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(subs, PREFIX "/tree/g1", "only the member's tree group");
+    cr_assert_str_eq(unsubs, "");
+    /* Another tree group's update (if the broker sent it) is consumed and counted. */
+    cr_assert_eq(mqe2e_keytree_add(t2, &a2, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    uint64_t ignored = ctl_counters().control_ignored;
+    tree_receive_on(PREFIX "/tree/g2", &u, 2);
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_eq(ctl_counters().control_ignored, ignored + 1U);
+    cr_assert_str_eq(subs, "");
+
+    /* A reconnect subscribes the tree topic again, before the HELLO. */
+    mqe2e_session_disconnected(sess);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0 + 3, 3000)), MQE2E_OK);
+    cr_assert(take_subscriptions(subs, unsubs, sizeof subs, &hello_m));
+    cr_assert_str_eq(subs, PREFIX "/client/dev-a " PREFIX "/revocations " PREFIX "/tree/g1");
+
+    /* g2 grants dev-a later (a PUSH): subscribed; the same bundle again: not twice. */
+    mqe2e_key_bundle b2 = tree_bundle_of(t2, a2, "g2", "b/#");
+    push_frame(&p, 1, &b2, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 4, 4000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(subs, PREFIX "/tree/g2");
+    push_frame(&p, 2, &b2, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 4, 4000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(subs, "", "already subscribed");
+
+    /* The tree removes dev-a from g1: unsubscribed. */
+    cr_assert_eq(mqe2e_keytree_remove(t1, a1, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_receive_on(PREFIX "/tree/g1", &u, 5);
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_eq(ctl_counters().tree_revoked, 1);
+    cr_assert_str_eq(unsubs, PREFIX "/tree/g1");
+    cr_assert_str_eq(subs, "");
+
+    /* g2 removed from dev-a (ungranted, a PUSH): unsubscribed. */
+    mqe2e_group_name gone;
+    (void)snprintf(gone.name, sizeof gone.name, "g2");
+    mqe2e_control_update rm;
+    uint8_t a_dh_pk[32];
+    memset(&rm, 0, sizeof rm);
+    rm.push_seq = 3;
+    rm.removed_groups = &gone;
+    rm.n_removed_groups = 1;
+    cr_assert_eq(mqe2e_keystore_identity_public(ks_a, NULL, a_dh_pk), MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_push_seal(p.buf, sizeof p.buf, &p.len, auth_dh_sk, a_dh_pk, PREFIX, AUTH_ID, &rm),
+        MQE2E_OK);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 6, 6000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(unsubs, PREFIX "/tree/g2");
+    /* Its updates now are another group's: consumed, counted. */
+    ignored = ctl_counters().control_ignored;
+    cr_assert_eq(mqe2e_keytree_remove(t2, x2, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    tree_receive_on(PREFIX "/tree/g2", &u, 7);
+    cr_assert_eq(ctl_counters().control_ignored, ignored + 1U);
+    cr_assert_eq(ctl_counters().tree_applied, 0);
+
+    /* Re-granted g1 at a new leaf (a PUSH), then the authority refuses
+     * dev-a's HELLO (revoked): every tree topic is dropped. */
+    uint32_t a1b = 0;
+    cr_assert_eq(mqe2e_keytree_add(t1, &a1b, lk, u.b, sizeof u.b, &u.n, auth_sign_sk), MQE2E_OK);
+    mqe2e_key_bundle b1 = tree_bundle_of(t1, a1b, "g1", "a/#");
+    push_frame(&p, 4, &b1, auth_dh_sk);
+    receive(PREFIX "/client/dev-a", &p, 0, at(T0 + 8, 8000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(subs, PREFIX "/tree/g1", "a member again");
+    mqe2e_session_disconnected(sess);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0 + 9, 9000)), MQE2E_OK);
+    cr_assert(take_subscriptions(subs, unsubs, sizeof subs, &hello_m));
+    memset(&reply, 0, sizeof reply);
+    reply.status = MQE2E_STATUS_REVOKED;
+    answer_hello(&hello_m, &reply, at(T0 + 9, 9100));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(unsubs, PREFIX "/tree/g1");
+    mqe2e_keytree_free(t1);
+    mqe2e_keytree_free(t2);
+}
+
+/* An update the authority publishes between the answer that made dev-a a
+ * member and the moment its subscription takes effect (the transport
+ * subscribes later, outside the receive callback) never reaches dev-a. It
+ * is caught up (PROTOCOL.md §10.9) by the gap rule at the next update
+ * (tree_gaps, a HELLO, whose answer carries the current TreePath), or by
+ * 9.4 at the first message sealed under the newer epoch (held, a HELLO,
+ * released once the answer is applied). */
+Test(session_control, key_tree_update_before_the_subscription_is_caught_up)
+{
+    mqe2e_keytree *t = NULL;
+    uint32_t a = 0, x = 0, y = 0, z = 0;
+    uint8_t lk[32];
+    tree_msg lost, next;
+    char subs[512], unsubs[512];
+    msg hello_m;
+    cr_assert_eq(mqe2e_keytree_new(&t, 3), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &x, lk, lost.b, sizeof lost.b, &lost.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &a, lk, lost.b, sizeof lost.b, &lost.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_add(t, &y, lk, lost.b, sizeof lost.b, &lost.n, auth_sign_sk),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
+    cr_assert(take_subscriptions(subs, unsubs, sizeof subs, &hello_m));
+    mqe2e_key_bundle cur = tree_bundle(t, a);
+    mqe2e_control_update reply;
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = &cur;
+    reply.n_bundles = 1;
+    answer_hello(&hello_m, &reply, at(T0 + 1, 1000));
+    (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
+    cr_assert_str_eq(subs, PREFIX "/tree/g1", "subscribed after the answer");
+    cr_assert_eq(g1_epoch(), 3U + TREE_BASE);
+
+    /* Published before the SUBACK: dev-a never gets it. */
+    cr_assert_eq(mqe2e_keytree_remove(t, x, lost.b, sizeof lost.b, &lost.n, auth_sign_sk),
+                 MQE2E_OK);
+    /* The next update (from epoch 4) is a gap: a HELLO; its answer catches up. */
+    cr_assert_eq(mqe2e_keytree_add(t, &z, lk, next.b, sizeof next.b, &next.n, auth_sign_sk),
+                 MQE2E_OK);
+    tree_receive_on(PREFIX "/tree/g1", &next, 2);
+    cr_assert_eq(ctl_counters().tree_gaps, 1);
+    cr_assert_eq(g1_epoch(), 3U + TREE_BASE);
+    take_hello(&hello_m);
+    cur = tree_bundle(t, a);
+    answer_hello(&hello_m, &reply, at(T0 + 3, 3000));
+    drain_no_deliver();
+    cr_assert_eq(g1_epoch(), 5U + TREE_BASE, "caught up over the lost update");
+    delivered_at(5U + TREE_BASE, t, 3);
+
+    /* Lost again, and no update follows: dev-b's first message under the
+     * newer epoch is held, a HELLO goes out, the answer releases it. */
+    cr_assert_eq(mqe2e_keytree_remove(t, y, lost.b, sizeof lost.b, &lost.n, auth_sign_sk),
+                 MQE2E_OK);
+    uint8_t sec[32];
+    msg m;
+    cr_assert_eq(mqe2e_keytree_epoch_secret(t, sec), MQE2E_OK);
+    rotate_b(6U + TREE_BASE, sec);
+    seal_b("a/x", "newer epoch", &m);
+    uint64_t held = ctl_counters().held;
+    receive("a/x", &m, 0, at(T0 + 10, 10000));
+    cr_assert_eq(ctl_counters().held, held + 1U);
+    take_hello(&hello_m);
+    cur = tree_bundle(t, a);
+    answer_hello(&hello_m, &reply, at(T0 + 11, 11000));
+    mqe2e_session_action act;
+    int delivered = 0;
+    while (mqe2e_session_next(sess, &act))
+        if (act.kind == MQE2E_SESSION_DELIVER) {
+            cr_assert_eq(act.len, strlen("newer epoch"));
+            delivered++;
+        }
+    cr_assert_eq(delivered, 1, "the held message is released after the catch-up");
+    cr_assert_eq(g1_epoch(), 6U + TREE_BASE);
+    mqe2e_keytree_free(t);
 }

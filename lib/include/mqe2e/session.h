@@ -105,7 +105,7 @@ typedef struct mqe2e_session_options {
 
 /** What the session asks its caller to do. */
 typedef enum mqe2e_session_action_kind {
-    MQE2E_SESSION_NONE = 0,    /**< nothing (mqe2e_session_next() returned 0) */
+    MQE2E_SESSION_NONE = 0, /**< nothing (mqe2e_session_next() returned 0) */
     /** Hand @p data (plaintext, @p len bytes) received on @p topic to the
      * application. If @p receipt.active, call mqe2e_session_commit() once the
      * application accepted it; a message it refuses may come again. */
@@ -115,9 +115,19 @@ typedef enum mqe2e_session_action_kind {
     MQE2E_SESSION_DROP = 2,
     /** Publish @p data (@p len bytes) on @p topic with @p qos and @p retained. */
     MQE2E_SESSION_PUBLISH = 3,
-    /** Subscribe to the filter @p topic with @p qos (the control topics,
-     * after mqe2e_session_connected()). */
+    /** Subscribe to the filter @p topic with @p qos: the control topics
+     * after mqe2e_session_connected(), and P/tree/\<group\> of a key-tree group
+     * this client became a member of (docs/PROTOCOL.md §10.9), which may come
+     * out of any call, also mqe2e_session_message_received(). A transport
+     * that cannot subscribe from inside its receive callback (Paho's
+     * synchronous client) performs it later from another thread; updates
+     * missed meanwhile are caught up by the session. */
     MQE2E_SESSION_SUBSCRIBE = 4,
+    /** Unsubscribe from the filter @p topic: P/tree/\<group\> of a key-tree
+     * group this client left (removed, ungranted, refused by the authority).
+     * Same rule as ::MQE2E_SESSION_SUBSCRIBE; messages still arriving on it
+     * are consumed and counted (control_ignored, tree_revoked). */
+    MQE2E_SESSION_UNSUBSCRIBE = 5,
 } mqe2e_session_action_kind;
 
 /**
@@ -126,7 +136,8 @@ typedef enum mqe2e_session_action_kind {
  */
 typedef struct mqe2e_session_action {
     mqe2e_session_action_kind kind; /**< what to do */
-    const char *topic;    /**< topic name (DELIVER, DROP, PUBLISH) or filter (SUBSCRIBE) */
+    const char
+        *topic; /**< topic name (DELIVER, DROP, PUBLISH) or filter (SUBSCRIBE, UNSUBSCRIBE) */
     const uint8_t *data;  /**< DELIVER: plaintext (wiped by the session); PUBLISH: payload */
     size_t len;           /**< length of @p data */
     int qos;              /**< DELIVER: as received; PUBLISH, SUBSCRIBE: to use */
@@ -209,7 +220,9 @@ MQE2E_API int mqe2e_session_has_control(const mqe2e_session *s);
 
 /**
  * @brief The transport connected: queue SUBSCRIBE actions for the control
- *        topics and a PUBLISH of a HELLO (with a control plane; else nothing).
+ *        topics (inbox, revocations, and P/tree/\<group\> of each key-tree
+ *        group it is a member of) and a PUBLISH of a HELLO (with a control
+ *        plane; else nothing). Perform the SUBSCRIBEs before the PUBLISH.
  * @return ::MQE2E_OK.
  */
 MQE2E_API int mqe2e_session_connected(mqe2e_session *s, mqe2e_session_time now);

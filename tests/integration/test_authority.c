@@ -1427,3 +1427,98 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
         (void)af_sh(NULL, 0, cmd);
     }
 }
+
+/* Poll @p path until it was written by process @p pid with "key" >= @p min. */
+static long stats_wait_pid(const char *path, long pid, const char *key, long min, double timeout)
+{
+    long v = -1;
+    for (double end = af_mono() + timeout; af_mono() < end; af_sleep_ms(200)) {
+        if (stats_value(path, "pid") != pid) continue;
+        if ((v = stats_value(path, key)) >= min) break;
+    }
+    return v;
+}
+
+/* Issue 15, item 3 (PROTOCOL.md §10.9): a device subscribes only to its own
+ * key-tree groups' updates. Two tree groups on one broker and the real
+ * authority process: `mqe2e sub` as na-1, a member of "ta" only, runs while
+ * tb's members are revoked and ungranted (two TreeUpdates on mqe2e/tree/tb,
+ * seen by a spy), then a member of ta is revoked. na-1 applies ta's update
+ * (tree_applied) and never receives tb's: control_ignored does not move
+ * (with a P/tree/# subscription it counts one per tb update). */
+Test(authority, key_tree_device_gets_only_its_own_groups_updates)
+{
+    static char out[OUT_MAX];
+    const char *ids[5] = {"na-1", "na-2", "nb-1", "nb-2", "nb-3"};
+    char ks[600], stats[640], outf[640], pidf[640];
+    mailbox spy;
+    memset(&spy, 0, sizeof spy);
+    mb_open(&spy, tb_broker_uri(&fx.broker), "tree-spy-2", PREFIX "/tree/#");
+    const char *ga[] = {"group", "create", "--group", "ta", "--topic", "ta/#", "--tree", "3", NULL};
+    const char *gb[] = {"group", "create", "--group", "tb", "--topic", "tb/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, ga), 0, "%s", out);
+    cr_assert_eq(op(out, sizeof out, gb), 0, "%s", out);
+    for (int i = 0; i < 5; i++) {
+        char ticket[2048], words[128];
+        const char *grp = i < 2 ? "ta" : "tb";
+        snprintf(words, sizeof words, "--id %s --grant '%s/#:pubsub'", ids[i], grp);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", grp, "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+    }
+    af_ks_path(&fx, ks, sizeof ks, ids[0]);
+    snprintf(stats, sizeof stats, "%s.stats", ks);
+    snprintf(outf, sizeof outf, "%s/%s.sub.out", fx.dir, ids[0]);
+    snprintf(pidf, sizeof pidf, "%s/%s.sub.pid", fx.dir, ids[0]);
+    /* Granted while offline: a short `sub` stores the group (the CLI builds
+     * its policy from the keystore's groups). */
+    const char *s0[] = {"sub", "-K", ks, "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "ta/none", "-W", "2", NULL};
+    cr_assert_eq(af_run(NULL, 0, s0), 4, "the short sub ends by its timeout");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'ta/#' -C 100 -W 90 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks, fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+    size_t len = 0;
+    char *pid_text = tu_read_file(pidf, &len);
+    cr_assert_not_null(pid_text);
+    long pid = strtol(pid_text, NULL, 10);
+    free(pid_text);
+    /* Its HELLO answered (recorded by this process): a member of ta, whose
+     * subscription the answer started. */
+    cr_assert_geq(stats_wait_pid(stats, pid, "handshakes_ok", 1, 30.0), 1,
+                  "na-1's HELLO was not answered");
+    long ignored = stats_value(stats, "control_ignored");
+    cr_assert_geq(ignored, 0);
+    mb_pump(&spy, 300);
+    mb_clear(&spy);
+
+    /* tb changes twice: nb-2 revoked, nb-3 ungranted. */
+    const char *rv[] = {"revoke", "--id", "nb-2", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    const char *ug[] = {"group", "ungrant", "--group", "tb", "--id", "nb-3", NULL};
+    cr_assert_eq(op(out, sizeof out, ug), 0, "%s", out);
+    for (int k = 0; k < 2; k++) {
+        mail u;
+        cr_assert(mb_take(&spy, &u, PREFIX "/tree/tb", 10000), "tb's update %d broadcast", k + 1);
+        mail_free(&u);
+    }
+    /* Then ta: na-2 revoked. Broadcast after tb's, so a device subscribed to
+     * both would have tb's in hand when it applied ta's. */
+    const char *rv2[] = {"revoke", "--id", "na-2", NULL};
+    cr_assert_eq(op(out, sizeof out, rv2), 0, "%s", out);
+    cr_assert_geq(stats_wait_pid(stats, pid, "tree_applied", 1, 30.0), 1,
+                  "na-1 applied no update of its own group");
+    long after = stats_value(stats, "control_ignored");
+    cr_assert_eq(after, ignored,
+                 "na-1 received other tree groups' updates: control_ignored %ld -> %ld", ignored,
+                 after);
+    cr_assert_eq(stats_value(stats, "tree_refused"), 0);
+    cr_assert_eq(stats_value(stats, "tree_revoked"), 0);
+    snprintf(cmd, sizeof cmd, "kill %ld 2>/dev/null; true", pid);
+    (void)af_sh(NULL, 0, cmd);
+    mb_close(&spy);
+}

@@ -1473,8 +1473,8 @@ Test(authority, key_tree_device_gets_only_its_own_groups_updates)
     snprintf(pidf, sizeof pidf, "%s/%s.sub.pid", fx.dir, ids[0]);
     /* Granted while offline: a short `sub` stores the group (the CLI builds
      * its policy from the keystore's groups). */
-    const char *s0[] = {"sub", "-K", ks, "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
-                        fx.port, "-t", "ta/none", "-W", "2", NULL};
+    const char *s0[] = {"sub", "-K",    ks,   "--key-file", fx.keyfile, "-h", "127.0.0.1",
+                        "-p",  fx.port, "-t", "ta/none",    "-W",       "2",  NULL};
     cr_assert_eq(af_run(NULL, 0, s0), 4, "the short sub ends by its timeout");
     char cmd[4096];
     snprintf(cmd, sizeof cmd,

@@ -1775,6 +1775,20 @@ static void delivered_at(uint32_t epoch, const mqe2e_keytree *t, uint64_t s)
     cr_assert_eq(mqe2e_session_commit(sess, &a.receipt), MQE2E_OK);
 }
 
+/* Answer the HELLO @p hello with one bundle: g1's current epoch with the
+ * TreePath of @p leaf (the catch-up of PROTOCOL.md §10.8). */
+static void answer_hello_tree(const msg *hello, const mqe2e_keytree *t, uint32_t leaf,
+                              mqe2e_session_time at_t)
+{
+    mqe2e_key_bundle cur = tree_bundle(t, leaf);
+    mqe2e_control_update reply;
+    memset(&reply, 0, sizeof reply);
+    reply.bundles = &cur;
+    reply.n_bundles = 1;
+    answer_hello(hello, &reply, at_t);
+    sodium_memzero(&cur, sizeof cur);
+}
+
 /* A member of a tree group: its state from a PUSH bundle, a subscription to
  * P/tree/g1, then each TreeUpdate installs the next epoch through the
  * shared apply (dev-b's messages under it are delivered). Forged (a changed
@@ -1868,12 +1882,7 @@ Test(session_control, key_tree_updates_forged_replayed_reordered_gap_and_revocat
     cr_assert_eq(ctl_counters().tree_gaps, 2);
     msg hello_m;
     take_hello(&hello_m);
-    mqe2e_key_bundle cur = tree_bundle(t, leaf_a);
-    mqe2e_control_update reply;
-    memset(&reply, 0, sizeof reply);
-    reply.bundles = &cur;
-    reply.n_bundles = 1;
-    answer_hello(&hello_m, &reply, at(T0 + 61, 61000));
+    answer_hello_tree(&hello_m, t, leaf_a, at(T0 + 61, 61000));
     drain_no_deliver();
     cr_assert_eq(g1_epoch(), 9U + TREE_BASE);
     cr_assert_eq(ctl_counters().tree_refused, 2, "the catch-up path is taken");
@@ -2153,12 +2162,7 @@ Test(session_control, key_tree_update_before_the_subscription_is_caught_up)
                  MQE2E_OK);
     cr_assert_eq(mqe2e_session_connected(sess, at(T0, 100)), MQE2E_OK);
     cr_assert(take_subscriptions(subs, unsubs, sizeof subs, &hello_m));
-    mqe2e_key_bundle cur = tree_bundle(t, a);
-    mqe2e_control_update reply;
-    memset(&reply, 0, sizeof reply);
-    reply.bundles = &cur;
-    reply.n_bundles = 1;
-    answer_hello(&hello_m, &reply, at(T0 + 1, 1000));
+    answer_hello_tree(&hello_m, t, a, at(T0 + 1, 1000));
     (void)take_subscriptions(subs, unsubs, sizeof subs, NULL);
     cr_assert_str_eq(subs, PREFIX "/tree/g1", "subscribed after the answer");
     cr_assert_eq(g1_epoch(), 3U + TREE_BASE);
@@ -2173,8 +2177,7 @@ Test(session_control, key_tree_update_before_the_subscription_is_caught_up)
     cr_assert_eq(ctl_counters().tree_gaps, 1);
     cr_assert_eq(g1_epoch(), 3U + TREE_BASE);
     take_hello(&hello_m);
-    cur = tree_bundle(t, a);
-    answer_hello(&hello_m, &reply, at(T0 + 3, 3000));
+    answer_hello_tree(&hello_m, t, a, at(T0 + 3, 3000));
     drain_no_deliver();
     cr_assert_eq(g1_epoch(), 5U + TREE_BASE, "caught up over the lost update");
     delivered_at(5U + TREE_BASE, t, 3);
@@ -2192,8 +2195,7 @@ Test(session_control, key_tree_update_before_the_subscription_is_caught_up)
     receive("a/x", &m, 0, at(T0 + 10, 10000));
     cr_assert_eq(ctl_counters().held, held + 1U);
     take_hello(&hello_m);
-    cur = tree_bundle(t, a);
-    answer_hello(&hello_m, &reply, at(T0 + 11, 11000));
+    answer_hello_tree(&hello_m, t, a, at(T0 + 11, 11000));
     mqe2e_session_action act;
     int delivered = 0;
     while (mqe2e_session_next(sess, &act))

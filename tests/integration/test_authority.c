@@ -1427,3 +1427,175 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
         (void)af_sh(NULL, 0, cmd);
     }
 }
+
+/* ---------------------- key-tree updates from an attacker on the broker */
+
+/* Enrol @p ids with `mqe2e enroll`, grant each the key-tree group @p group
+ * with `group grant`, and run one short `mqe2e sub` per device so its HELLO
+ * stores the group (the CLI builds its policy from the keystore's groups).
+ * ks[i] is each keystore's path, stats[i] its counters file. */
+static void tree_cli_members(const char *group, const char *const *ids, int n, char (*ks)[600],
+                             char (*stats)[640])
+{
+    static char out[OUT_MAX];
+    for (int i = 0; i < n; i++) {
+        char ticket[2048], words[128];
+        snprintf(words, sizeof words, "--id %s --grant '%s/#:pubsub'", ids[i], group);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", group, "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+        snprintf(stats[i], sizeof stats[i], "%s.stats", ks[i]);
+        char none[64];
+        snprintf(none, sizeof none, "%s/none", group);
+        const char *s0[] = {"sub", "-K", ks[i], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                            fx.port, "-t", none, "-W", "3", NULL};
+        cr_assert_eq(af_run(NULL, 0, s0), 4, "%s: the short sub ends by its timeout", ids[i]);
+    }
+}
+
+/* Publish @p msg on @p topic with `mqe2e pub -K ks_pub` until the text shows
+ * up in @p outf (a listening `mqe2e sub`'s output), at most 30 s. */
+static int cli_pub_until_seen(const char *ks_pub, const char *topic, const char *msg,
+                              const char *outf)
+{
+    static char out[OUT_MAX];
+    const char *p[] = {"pub", "-K", ks_pub,  "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                       fx.port, "-t", topic, "-m", msg, "-q", "1", NULL};
+    for (double end = af_mono() + 30.0; af_mono() < end;) {
+        int prc = af_run(out, sizeof out, p);
+        cr_assert(prc == 0 || prc == 2, "pub exit %d: %s", prc, out);
+        for (double e2 = af_mono() + 2.0; af_mono() < e2; af_sleep_ms(100)) {
+            size_t len = 0;
+            char *got = tu_read_file(outf, &len);
+            int seen = got != NULL && strstr(got, msg) != NULL;
+            free(got);
+            if (seen) return 1;
+        }
+    }
+    return 0;
+}
+
+/* Lines of @p path (0 when missing). */
+static int file_lines(const char *path)
+{
+    size_t len = 0;
+    char *t = tu_read_file(path, &len);
+    int n = 0;
+    for (size_t i = 0; t != NULL && i < len; i++)
+        n += t[i] == '\n';
+    free(t);
+    return n;
+}
+
+/* docs/PROTOCOL.md §10.2 and §10.9 against an attacker who can publish on
+ * the broker (no ACL stops it here): it captures the genuine TreeUpdates of
+ * two key-tree groups and sends to a listening member (a real `mqe2e sub`)
+ * the remove again (replayed), an older join after it (reordered), the
+ * remove with its signature's last byte flipped, with its epochs moved on
+ * by one (signature no longer covers them), cut short, and the other
+ * group's genuine update re-published on this group's topic. Each is
+ * counted exactly once as refused or replayed, none moves the member's
+ * epoch (tree_applied unchanged), nothing reaches the application, and a
+ * message sealed afterwards under the real epoch is still delivered. */
+Test(authority, key_tree_updates_forged_replayed_reordered_on_the_broker)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"ka-1", "ka-2", "ka-3"};
+    char ks[3][600], stats[3][640], outf[640], pidf[640], cmd[4096];
+    mailbox box;
+    mail joins[3], rm, other;
+    mb_open(&box, tb_broker_uri(&fx.broker), "tree-attacker", PREFIX "/tree/#");
+
+    const char *gc[] = {"group", "create", "--group", "ka", "--topic", "ka/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *gc2[] = {"group", "create", "--group", "kb", "--topic", "kb/#", "--tree", "2",
+                         NULL};
+    cr_assert_eq(op(out, sizeof out, gc2), 0, "%s", out);
+    tree_cli_members("ka", ids, 3, ks, stats);
+    for (int i = 0; i < 3; i++)
+        cr_assert(mb_take(&box, &joins[i], PREFIX "/tree/ka", 10000), "join %d of ka", i + 1);
+    /* A genuine update of the other tree: ka-1 joins kb too. */
+    const char *gk[] = {"group", "grant", "--group", "kb", "--id", "ka-1", NULL};
+    cr_assert_eq(op(out, sizeof out, gk), 0, "%s", out);
+    cr_assert(mb_take(&box, &other, PREFIX "/tree/kb", 10000), "the join of kb");
+
+    /* ka-2 listens. */
+    snprintf(outf, sizeof outf, "%s/ka-2.sub.out", fx.dir);
+    snprintf(pidf, sizeof pidf, "%s/ka-2.sub.pid", fx.dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'ka/#' -C 100 -W 120 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks[1], fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+    cr_assert(cli_pub_until_seen(ks[0], "ka/x", "before", outf), "ka-2 never printed 'before'");
+
+    /* The genuine remove: ka-3 is revoked, ka-2 applies it. */
+    long applied0 = stats_value(stats[1], "tree_applied");
+    const char *rv[] = {"revoke", "--id", "ka-3", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    cr_assert(mb_take(&box, &rm, PREFIX "/tree/ka", 10000), "the remove broadcast");
+    long applied = stats_wait(stats[1], "tree_applied", applied0 + 1, 20.0);
+    cr_assert_eq(applied, applied0 + 1, "ka-2 applied the remove once");
+    long refused0 = stats_value(stats[1], "tree_refused");
+    long replayed0 = stats_value(stats[1], "tree_replayed");
+    int lines0 = file_lines(outf);
+    cr_assert(rm.len > 49U + 64U, "a remove has wraps");
+
+    /* The attacks, each QoS 1 on ka's tree topic. */
+    uint8_t forged[4][2048];
+    size_t forged_len[4];
+    memcpy(forged[0], rm.data, rm.len); /* the signature's last byte flipped */
+    forged_len[0] = rm.len;
+    forged[0][rm.len - 1] ^= 0x01;
+    memcpy(forged[1], rm.data, rm.len); /* from/to epoch moved on by one */
+    forged_len[1] = rm.len;
+    for (int off = 19; off <= 23; off += 4) {
+        uint32_t e = ((uint32_t)forged[1][off] << 24) | ((uint32_t)forged[1][off + 1] << 16) |
+                     ((uint32_t)forged[1][off + 2] << 8) | forged[1][off + 3];
+        e++;
+        forged[1][off] = (uint8_t)(e >> 24);
+        forged[1][off + 1] = (uint8_t)(e >> 16);
+        forged[1][off + 2] = (uint8_t)(e >> 8);
+        forged[1][off + 3] = (uint8_t)e;
+    }
+    memcpy(forged[2], rm.data, 40); /* cut short */
+    forged_len[2] = 40;
+    memcpy(forged[3], other.data, other.len); /* the other tree's genuine join */
+    forged_len[3] = other.len;
+    const char *topic = PREFIX "/tree/ka";
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(MQTTClient_publish(box.c, topic, (int)forged_len[i], forged[i], 1, 0, NULL),
+                     MQTTCLIENT_SUCCESS);
+    /* Replayed, and reordered: an older genuine join after the remove. */
+    cr_assert_eq(MQTTClient_publish(box.c, topic, (int)rm.len, rm.data, 1, 0, NULL),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_publish(box.c, topic, (int)joins[1].len, joins[1].data, 1, 0, NULL),
+                 MQTTCLIENT_SUCCESS);
+
+    long refused = stats_wait(stats[1], "tree_refused", refused0 + 4, 20.0);
+    long replayed = stats_wait(stats[1], "tree_replayed", replayed0 + 2, 20.0);
+    /* A legitimate message after them: once it is printed, every injected
+     * frame (published before it on the same connection order) was handled. */
+    cr_assert(cli_pub_until_seen(ks[0], "ka/x", "after the attacks", outf),
+              "ka-2 stopped delivering after the attacks");
+    refused = stats_value(stats[1], "tree_refused");
+    replayed = stats_value(stats[1], "tree_replayed");
+    printf("key-tree attacks on the broker: refused %ld (4 injected), replayed %ld (2 injected), "
+           "applied %ld -> %ld\n",
+           refused - refused0, replayed - replayed0, applied,
+           stats_value(stats[1], "tree_applied"));
+    cr_assert_eq(refused - refused0, 4, "each forged update refused once");
+    cr_assert_eq(replayed - replayed0, 2, "the replayed and the older update counted as replays");
+    cr_assert_eq(stats_value(stats[1], "tree_applied"), applied, "no attack moved the epoch");
+    cr_assert_eq(file_lines(outf), lines0 + 1, "only the legitimate message was printed");
+
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf);
+    (void)af_sh(NULL, 0, cmd);
+    for (int i = 0; i < 3; i++)
+        mail_free(&joins[i]);
+    mail_free(&rm);
+    mail_free(&other);
+    mb_close(&box);
+}

@@ -633,20 +633,24 @@ typedef struct hello_clock {
     double sent, reply;
 } hello_clock;
 
+/* The HELLO exchange as the application sees it: "HELLO sent" -> @p done (the
+ * front reported the session fresh: the reply's keys applied); *apply gets
+ * "HELLO reply" -> @p done. Negative when a line was not seen. */
+static double hello_clock_until(hello_clock *hc, double done, double *apply)
+{
+    pthread_mutex_lock(&hc->m);
+    int ok = hc->sent > 0 && hc->reply >= hc->sent && done >= hc->reply;
+    double d = ok ? done - hc->sent : -1;
+    *apply = ok ? done - hc->reply : -1;
+    pthread_mutex_unlock(&hc->m);
+    return d;
+}
+
 static void hello_clock_reset(hello_clock *hc)
 {
     pthread_mutex_lock(&hc->m);
     hc->sent = hc->reply = 0;
     pthread_mutex_unlock(&hc->m);
-}
-
-/* The HELLO exchange alone, ms; negative when a line was not seen. */
-static double hello_clock_ms(hello_clock *hc)
-{
-    pthread_mutex_lock(&hc->m);
-    double d = hc->sent > 0 && hc->reply >= hc->sent ? hc->reply - hc->sent : -1;
-    pthread_mutex_unlock(&hc->m);
-    return d;
 }
 
 static void on_hello_log(void *ctx, mqe2e_log_level level, const char *msg)
@@ -781,6 +785,7 @@ static void aw_signal(async_wait *w, int ok)
 static void aw_success(void *ctx, MQTTAsync_successData *d)
 {
     (void)d;
+    if (getenv("BENCH_DEBUG") != NULL) fprintf(stderr, "%.3f onSuccess\n", mono_ms());
     aw_signal(ctx, 1);
 }
 
@@ -886,7 +891,8 @@ static double plain_async_connect_subscribe(void)
 typedef struct async_sample {
     double hello;   /* mqe2e_MQTTAsync_connect() -> waitForAuthority() returned */
     double connack; /* mqe2e_MQTTAsync_connect() -> the connect's onSuccess */
-    double exchange; /* HELLO sent -> reply (debug log) */
+    double exchange; /* "HELLO sent" -> waitForAuthority() returned */
+    double apply;    /* "HELLO reply" -> waitForAuthority() returned */
 } async_sample;
 
 /* The async front: connect with onSuccess, then mqe2e_MQTTAsync_waitForAuthority()
@@ -911,13 +917,14 @@ static int async_front_hello(const char *id, mqe2e_keystore *ks, const mqe2e_pol
         die("mqe2e async client");
     MQTTAsync_connectOptions co = async_connect_options(&w);
     double t0 = mono_ms();
+    if (getenv("BENCH_DEBUG") != NULL) fprintf(stderr, "%.3f async connect %s\n", t0, id);
     if (mqe2e_MQTTAsync_connect(a, &co) == MQTTASYNC_SUCCESS &&
         mqe2e_MQTTAsync_waitForAuthority(a, WAIT_MS) == MQTTASYNC_SUCCESS) {
         double t1 = mono_ms();
         ok = aw_wait(&w);
         out->hello = t1 - t0;
         out->connack = w.t - t0;
-        out->exchange = hello_clock_ms(hc);
+        out->exchange = hello_clock_until(hc, t1, &out->apply);
         ok = ok && out->exchange >= 0;
     }
     MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
@@ -934,9 +941,10 @@ static int async_front_hello(const char *id, mqe2e_keystore *ks, const mqe2e_pol
 typedef struct channel_result {
     stats first, established, hello;
     stats plain_connect; /* anchor: plain Paho connect + subscribe of two topics */
-    stats hello_exchange; /* sync front: HELLO sent -> reply (debug log) */
+    stats hello_exchange; /* sync front: "HELLO sent" -> connect() returned fresh */
+    stats hello_apply;    /* sync front: "HELLO reply" -> connect() returned fresh */
     /* The async front (mqe2e_MQTTAsync) and its anchor (plain MQTTAsync). */
-    stats async_hello, async_connack, async_exchange, async_plain;
+    stats async_hello, async_connack, async_exchange, async_apply, async_plain;
     int async_failed;
     size_t step[4];
     size_t envelope_bytes;
@@ -1026,9 +1034,11 @@ static channel_result bench_channel(int n)
            *hello = calloc((size_t)n, sizeof *hello), *plain = calloc((size_t)n, sizeof *plain),
            *exch = calloc((size_t)n, sizeof *exch), *a_hello = calloc((size_t)n, sizeof *a_hello),
            *a_connack = calloc((size_t)n, sizeof *a_connack),
-           *a_exch = calloc((size_t)n, sizeof *a_exch), *a_plain = calloc((size_t)n, sizeof *a_plain);
+           *a_exch = calloc((size_t)n, sizeof *a_exch), *a_plain = calloc((size_t)n, sizeof *a_plain),
+           *appl = calloc((size_t)n, sizeof *appl), *a_appl = calloc((size_t)n, sizeof *a_appl);
     if (first == NULL || est == NULL || hello == NULL || plain == NULL || exch == NULL ||
-        a_hello == NULL || a_connack == NULL || a_exch == NULL || a_plain == NULL)
+        a_hello == NULL || a_connack == NULL || a_exch == NULL || a_plain == NULL ||
+        appl == NULL || a_appl == NULL)
         die("calloc");
     hello_clock hc;
     memset(&hc, 0, sizeof hc);
@@ -1068,10 +1078,11 @@ static channel_result bench_channel(int n)
                        MQTTCLIENT_SUCCESS;
         ok = ok && inbox_wait(&ib, base + 2);
         double t2 = mono_ms();
-        double ex = hello_clock_ms(&hc);
+        double ap_ms = -1, ex = hello_clock_until(&hc, h1, &ap_ms);
         ok = ok && ex >= 0;
         if (ok) {
             exch[got] = ex;
+            appl[got] = ap_ms;
             hello[got] = h1 - h0;
             plain[got] = p1 - p0;
             first[got] = t1 - t0;
@@ -1105,6 +1116,7 @@ static channel_result bench_channel(int n)
             a_hello[a_got] = as.hello;
             a_connack[a_got] = as.connack;
             a_exch[a_got] = as.exchange;
+            a_appl[a_got] = as.apply;
             a_got++;
         } else {
             fprintf(stderr, "bench_handshake: async sample %d failed\n", i);
@@ -1143,6 +1155,10 @@ static channel_result bench_channel(int n)
     r.async_hello = stats_of(a_hello, a_got);
     r.async_connack = stats_of(a_connack, a_got);
     r.async_exchange = stats_of(a_exch, a_got);
+    r.hello_apply = stats_of(appl, got);
+    r.async_apply = stats_of(a_appl, a_got);
+    free(appl);
+    free(a_appl);
     r.async_plain = stats_of(a_plain, a_got);
     pthread_mutex_destroy(&hc.m);
     free(exch);
@@ -1211,15 +1227,16 @@ int main(int argc, char **argv)
            c.failed ? " (SOME FAILED)" : "");
     printf("connect -> HELLO done, both fronts, p50 / p99 ms (%d sync, %d async samples%s):\n"
            "| front | connect -> HELLO done | anchor: plain Paho connect + subscribe 2 topics "
-           "| HELLO exchange alone |\n"
-           "|---|---:|---:|---:|\n"
-           "| sync, mqe2e_MQTTClient | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
-           "| async, mqe2e_MQTTAsync | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
+           "| HELLO exchange alone (HELLO sent -> fresh) | of which reply -> fresh |\n"
+           "|---|---:|---:|---:|---:|\n"
+           "| sync, mqe2e_MQTTClient | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
+           "| async, mqe2e_MQTTAsync | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
            "async connect -> onSuccess (CONNACK): p50 %.2f ms, p99 %.2f ms\n",
            c.hello.n, c.async_hello.n, c.async_failed ? "; SOME ASYNC FAILED" : "", c.hello.p50,
            c.hello.p99, c.plain_connect.p50, c.plain_connect.p99, c.hello_exchange.p50,
-           c.hello_exchange.p99, c.async_hello.p50, c.async_hello.p99, c.async_plain.p50,
-           c.async_plain.p99, c.async_exchange.p50, c.async_exchange.p99, c.async_connack.p50,
+           c.hello_exchange.p99, c.hello_apply.p50, c.hello_apply.p99, c.async_hello.p50,
+           c.async_hello.p99, c.async_plain.p50, c.async_plain.p99, c.async_exchange.p50,
+           c.async_exchange.p99, c.async_apply.p50, c.async_apply.p99, c.async_connack.p50,
            c.async_connack.p99);
     double total_s = (mono_ms() - start) / 1e3;
     printf("total %.1f s\n", total_s);
@@ -1243,6 +1260,8 @@ int main(int argc, char **argv)
         stats_json(f, "async_hello_ms", c.async_hello, ",");
         stats_json(f, "async_connack_ms", c.async_connack, ",");
         stats_json(f, "async_hello_exchange_ms", c.async_exchange, ",");
+        stats_json(f, "hello_reply_to_fresh_ms", c.hello_apply, ",");
+        stats_json(f, "async_hello_reply_to_fresh_ms", c.async_apply, ",");
         stats_json(f, "plain_paho_async_connect_subscribe_ms", c.async_plain, ",");
         fprintf(f, "    \"async_failed\": %d,\n", c.async_failed);
         fprintf(f,

@@ -12,8 +12,20 @@
  *     responder's messageArrived (Noise XX over the broker: three CHANNEL
  *     frames, then the envelope), then a second message on the now
  *     established channel (the same path without the handshake). The
- *     connect-to-HELLO time is reported too. BENCH_DEBUG=1 prints each
- *     sample and the clients' debug log.
+ *     connect-to-HELLO time is reported too, beside its anchor (a plain
+ *     MQTTClient with callbacks: connect + subscribe of two topics).
+ *     In the same turn, the async front: a plain MQTTAsync connect +
+ *     subscribe of two topics (onSuccess of each; the anchor), then an
+ *     enrolled mqe2e_MQTTAsync (identities asy-i, so that the authority's
+ *     HELLO rate per client id is not shared) connects with onSuccess and
+ *     the clock stops when mqe2e_MQTTAsync_waitForAuthority() returns: the
+ *     HELLO reply has been applied and group sends are accepted. For both
+ *     fronts "HELLO exchange alone" runs from the session's "HELLO sent"
+ *     debug line to the moment the front reports the session fresh, with
+ *     its "HELLO reply" line -> fresh part (the reply's keys applied and
+ *     stored) beside it. One unmeasured plain MQTTAsync connect first:
+ *     Paho's async library starts its threads on the first one.
+ *     BENCH_DEBUG=1 prints each sample and the clients' debug log.
  * (b) enrollment: one ENROLL round trip (ticket -> credential + key bundle)
  *     against the authority: tickets from `mqe2e token create --count N`;
  *     timed from mqe2e_enroll_begin() to a verified mqe2e_enroll_finish(),

@@ -22,8 +22,8 @@
  *     HELLO reply has been applied and group sends are accepted. For both
  *     fronts "HELLO exchange alone" runs from the session's "HELLO sent"
  *     debug line to the moment the front reports the session fresh, with
- *     its "HELLO reply" line -> fresh part (the reply's keys applied and
- *     stored) beside it. One unmeasured plain MQTTAsync connect first:
+ *     its "HELLO reply" line -> fresh part (the verified reply's keys
+ *     applied, the waiting caller woken) beside it. One unmeasured plain MQTTAsync connect first:
  *     Paho's async library starts its threads on the first one.
  *     BENCH_DEBUG=1 prints each sample and the clients' debug log.
  * (b) enrollment: one ENROLL round trip (ticket -> credential + key bundle)

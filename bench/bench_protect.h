@@ -66,9 +66,8 @@ static inline void bench_peer_free(bench_peer *pe)
  * Returns 0, an MQE2E_ERR_* code, or -1 when a decrypted length differs.
  */
 static inline int bench_protect_unprotect(bench_peer *tx, bench_peer *rx, const char *topic,
-                                          const uint8_t *pt, size_t len, uint64_t now,
-                                          uint8_t *buf, uint8_t *dec, size_t cap, uint64_t n,
-                                          size_t *first_len)
+                                          const uint8_t *pt, size_t len, uint64_t now, uint8_t *buf,
+                                          uint8_t *dec, size_t cap, uint64_t n, size_t *first_len)
 {
     size_t elen, plen = 0;
     int rc;

@@ -1124,7 +1124,7 @@ static void print_targets(const cell *cells, int n, double pu_ns, int smoke)
     for (int i = 0; i < n; i++) {
         const cell *c = &cells[i];
         if (!is_target(c)) continue;
-        printf("target %s: encrypted/plain >= %.2f at QoS %d, %u B: %.3f (min %.3f, max %.3f) "
+        printf("target %s: encrypted/plain >= %.2f at QoS %d, %u B: %.4f (min %.4f, max %.4f) "
                "-> %s%s\n",
                FRONT_NAME(c->front), TARGET_RATIO, TARGET_QOS, TARGET_SIZE, c->ratio, c->ratio_min,
                c->ratio_max, c->ratio >= TARGET_RATIO ? "MET" : "MISSED", note);

@@ -325,6 +325,13 @@ jnum() { # file key [line filter]
 # throughput.csv: front,qos,payload_bytes,messages,repetitions,plain,encrypted,ratio,...
 tp_ratio=$(awk -F, '$1 == "sync" && $2 == 0 && $3 == 256 { print $8 }' "$out/throughput.csv")
 tp_async=$(awk -F, '$1 == "async" && $2 == 0 && $3 == 256 { print $8 }' "$out/throughput.csv")
+# Client CPU encrypted - plain at QoS 0, 256 B per front, and its target
+# (1.5 x protect + unprotect, measured by bench_throughput at start-up).
+tpj="$work/throughput.json"
+tp_cpu=$(jnum "$tpj" client_cpu_diff_us '"front": "sync", "qos": 0, "payload_bytes": 256,')
+tp_cpu_async=$(jnum "$tpj" client_cpu_diff_us '"front": "async", "qos": 0, "payload_bytes": 256,')
+tp_cpu_max=$(jnum "$tpj" max_client_cpu_diff_us)
+tp_procs=$(sed -n 's/^ *"procs": "\([a-z]*\)".*/\1/p' "$tpj")
 h="$work/handshake.json"
 hs() { # section key: p50/p99 of a stats object, or a plain number
     awk -v sec="\"$1\"" -v key="\"$2\"" -v f="${3:-}" '
@@ -376,6 +383,9 @@ tp_async_pct=$(awk -v r="$tp_async" 'BEGIN { printf "%.1f", r * 100 }')
     echo "metric,value,unit,target,verdict"
     echo "throughput_qos0_256B_encrypted_vs_plain,$tp_pct,%,>= 93,$(verdict "$tp_pct" 93 '>=')"
     echo "throughput_async_qos0_256B_encrypted_vs_plain,$tp_async_pct,%,>= 93,$(verdict "$tp_async_pct" 93 '>=')"
+    echo "throughput_qos0_256B_client_cpu_encrypted_minus_plain,$tp_cpu,us/msg,<= $tp_cpu_max,$(verdict "$tp_cpu" "$tp_cpu_max" '<=')"
+    echo "throughput_async_qos0_256B_client_cpu_encrypted_minus_plain,$tp_cpu_async,us/msg,<= $tp_cpu_max,$(verdict "$tp_cpu_async" "$tp_cpu_max" '<=')"
+    echo "throughput_processes,$tp_procs,,,"
     echo "seal_open_vs_raw_aead_256B,$cr_ratio,x,<= 2,$(verdict "$cr_ratio" 2 '<=')"
     echo "protect_unprotect_vs_raw_aead_256B,$cr_full,x,,"
     echo "overhead_bytes_first_message,$ovh,B,<= 40,$(verdict "$ovh" 40 '<=')"

@@ -1427,3 +1427,88 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
         (void)af_sh(NULL, 0, cmd);
     }
 }
+
+/* Issue 15 item 3, the whole stack: devices join a key-tree group by the
+ * token alone (`mqe2e token create --group kj`, `mqe2e enroll`, no `group
+ * grant`). Each enrollment is ONE signed join broadcast on mqe2e/tree/kj
+ * (113 bytes, consecutive epochs). A running `mqe2e sub` of an earlier
+ * member applies the join of a later one (tree_applied in its counters
+ * file) and prints what the newcomer's one-shot `mqe2e pub` sealed under
+ * the group's new epoch. */
+Test(authority, key_tree_token_enrollment_end_to_end)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"tj-1", "tj-2", "tj-3"};
+    char ks[3][600], stats[640], outf[640], pidf[640];
+    mailbox tree_box;
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-kj", PREFIX "/tree/#");
+    const char *gc[] = {"group", "create", "--group", "kj", "--topic", "kj/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    for (int i = 0; i < 3; i++) af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+    for (int i = 0; i < 2; i++) af_enroll_in(&fx, ids[i], "kj", "kj/#:pubsub");
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, 2U, "one join broadcast per token enrollment");
+
+    /* tj-2 listens. */
+    snprintf(stats, sizeof stats, "%s.stats", ks[1]);
+    snprintf(outf, sizeof outf, "%s/tj-2.sub.out", fx.dir);
+    snprintf(pidf, sizeof pidf, "%s/tj-2.sub.pid", fx.dir);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'kj/#' -C 100 -W 90 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks[1], fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+
+    /* A one-shot pub by @p who until tj-2 prints @p msg (the subscriber's
+     * HELLO may still be on its way when the first one goes out). */
+    size_t len = 0;
+    char *got = NULL;
+    const char *who[2] = {ks[0], ks[2]};
+    const char *msgs[2] = {"before-join", "from-newcomer"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 1) {
+            long applied = stats_value(stats, "tree_applied");
+            af_enroll_in(&fx, ids[2], "kj", "kj/#:pubsub");
+            cr_assert_geq(stats_wait(stats, "tree_applied", applied + 1, 20.0), applied + 1,
+                          "tj-2 applied no join update");
+            for (double end = af_mono() + 10.0; tree_box.n < 3 && af_mono() < end;)
+                mb_pump(&tree_box, 50);
+            cr_assert_eq(tree_box.n, 3U, "tj-3's enrollment is one more join broadcast");
+        }
+        const char *p[] = {"pub", "-K", who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                           fx.port, "-t", "kj/x", "-m", msgs[k], "-q", "1", NULL};
+        const char *s0[] = {"sub", "-K", who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                            fx.port, "-t", "kj/none", "-W", "2", NULL};
+        int seen = 0;
+        for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
+            int prc = af_run(out, sizeof out, p);
+            if (prc == 2) { /* no group in the keystore yet: a HELLO first */
+                (void)af_run(NULL, 0, s0);
+                continue;
+            }
+            cr_assert_eq(prc, 0, "pub exit %d: %s", prc, out);
+            for (double e2 = af_mono() + 2.0; !seen && af_mono() < e2; af_sleep_ms(100)) {
+                got = tu_read_file(outf, &len);
+                seen = got != NULL && strstr(got, msgs[k]) != NULL;
+                free(got);
+            }
+        }
+        cr_assert(seen, "tj-2 never printed \"%s\"", msgs[k]);
+    }
+    /* The three joins: 113 bytes each, in epoch order. */
+    for (size_t i = 0; i < tree_box.n; i++) {
+        mqe2e_keytree_update v;
+        cr_assert_eq(mqe2e_keytree_update_open(&v, tree_box.v[i].data, tree_box.v[i].len,
+                                               fx.pin.sign_public),
+                     MQE2E_OK);
+        cr_assert_eq(v.kind, MQE2E_KEYTREE_JOIN);
+        cr_assert_eq(v.leaf, (uint32_t)i, "the lowest free leaf");
+        cr_assert_eq(v.to_epoch, (uint32_t)i + 1U);
+    }
+    cr_assert_eq(stats_value(stats, "tree_refused"), 0);
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf);
+    (void)af_sh(NULL, 0, cmd);
+    mb_close(&tree_box);
+}

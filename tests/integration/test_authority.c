@@ -1512,3 +1512,128 @@ Test(authority, key_tree_token_enrollment_end_to_end)
     (void)af_sh(NULL, 0, cmd);
     mb_close(&tree_box);
 }
+
+/* Issue 15 item 3 through the real authority process and Mosquitto:
+ * `--replace` of a key-tree member. Three members joined by token; the
+ * replacement's enrollment is two broadcasts on mqe2e/tree/fleet (the old
+ * leaf removed, then the new device's join) and no push to any member. The
+ * two others follow both to the epoch the new device's ENROLL reply holds
+ * (leaf key and TreePath in its bundle) and read each other's messages
+ * sealed under it; the old device's state answers TREE_REVOKED, opens
+ * nothing sealed after the replacement, and its HELLO is not answered. */
+Test(authority, key_tree_replacement_end_to_end)
+{
+    enum { N = 3 };
+    static char out[OUT_MAX];
+    char *lines[N + 1];
+    static tree_dev t[N], tn;
+    mqe2e_control_update r;
+    mailbox tree_box;
+    memset(t, 0, sizeof t);
+    memset(&tn, 0, sizeof tn);
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-r", PREFIX "/tree/#");
+    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", "--tree", "3",
+                        NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *tc[] = {"token", "create", "--id", "rt", "--count", "3", "--group", "fleet", NULL};
+    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
+    cr_assert_eq(split_lines(out, lines, N + 1), N);
+    char tickets[N][2048];
+    for (int i = 0; i < N; i++) snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "rt-%d", i + 1);
+        device_new(&t[i].d, id);
+        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
+        mqe2e_control_update_wipe(&r);
+    }
+    for (int i = 0; i < N; i++) tree_hello(&t[i]);
+    for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per token enrollment");
+    mb_clear(&tree_box);
+    mb_pump(&box, 300);
+    mb_clear(&box);
+
+    const char *kr[] = {"token", "create", "--id", "rt-3", "--group", "fleet", "--replace", NULL};
+    char trep[2048];
+    ticket_for(trep, sizeof trep, kr);
+    device_new(&tn.d, "rt-3");
+    cr_assert_eq(enroll(&tn.d, trep, &r), MQE2E_OK, "the replacement enrolls");
+    const mqe2e_key_bundle *b = NULL;
+    for (size_t i = 0; i < r.n_bundles; i++)
+        if (strcmp(r.bundles[i].group, "fleet") == 0 && r.bundles[i].retired_at == 0)
+            b = &r.bundles[i];
+    cr_assert_not_null(b, "the new device is in the group");
+    cr_assert_gt(b->tree_path_len, 0U, "its ENROLL reply carries its TreePath");
+    mqe2e_keytree_member *mn = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&mn, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s_new[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(mn, s_new), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s_new, b->secret, 32), 0);
+    uint32_t new_epoch = b->epoch;
+    mqe2e_control_update_wipe(&r);
+
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    mb_pump(&tree_box, 300);
+    cr_assert_eq(tree_box.n, 2U, "a removal and a join, nothing more");
+    mqe2e_keytree_update rm, jn;
+    cr_assert_eq(mqe2e_keytree_update_open(&rm, tree_box.v[0].data, tree_box.v[0].len,
+                                           fx.pin.sign_public),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_update_open(&jn, tree_box.v[1].data, tree_box.v[1].len,
+                                           fx.pin.sign_public),
+                 MQE2E_OK);
+    cr_assert_eq(rm.kind, MQE2E_KEYTREE_REMOVE);
+    cr_assert_eq(rm.leaf, 2U, "rt-3's old leaf");
+    cr_assert_eq(jn.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(jn.from_epoch, rm.to_epoch);
+    mb_pump(&box, 500);
+    size_t pushes = 0;
+    for (size_t i = 0; i < box.n; i++)
+        pushes += strncmp(box.v[i].topic, PREFIX "/client/rt-1", strlen(PREFIX "/client/rt-1")) ==
+                      0 ||
+                  strncmp(box.v[i].topic, PREFIX "/client/rt-2", strlen(PREFIX "/client/rt-2")) == 0;
+    cr_assert_eq(pushes, 0U, "no per-member push for a tree group");
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &rm, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &jn, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_epoch(t[i].m) + t[i].base, new_epoch);
+        uint8_t s[32];
+        cr_assert_eq(mqe2e_keytree_member_epoch_secret(t[i].m, s), MQE2E_OK);
+        cr_assert_eq(sodium_memcmp(s, s_new, 32), 0, "%s reached the new device's epoch", t[i].d.id);
+        tree_install(&t[i]);
+    }
+    cr_assert_eq(mqe2e_keytree_member_apply(t[2].m, &rm, NULL), MQE2E_ERR_TREE_REVOKED);
+    cr_assert_neq(mqe2e_keytree_member_apply(t[2].m, &jn, NULL), MQE2E_OK);
+
+    /* rt-1 seals under the new epoch: rt-2 and the new device read it
+     * (tree_hello sets up its keystore from its HELLO), the old one not. */
+    tree_hello(&tn);
+    cr_assert_eq(mqe2e_keytree_member_epoch(tn.m) + tn.base, new_epoch);
+    uint8_t env[512], pt[64];
+    size_t env_len = 0, pt_len = 0;
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after replace", 13,
+                               af_now_s(), env, sizeof env, &env_len),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_unprotect(t[1].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
+                                 &pt_len),
+                 MQE2E_OK);
+    cr_assert_eq(mqe2e_unprotect(tn.pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
+                                 &pt_len),
+                 MQE2E_OK);
+    cr_assert_eq(memcmp(pt, "after replace", 13), 0);
+    cr_assert_neq(mqe2e_unprotect(t[2].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
+                                  &pt_len),
+                  MQE2E_OK, "the old device opened a message sealed after its replacement");
+    cr_assert_neq(hello(&t[2].d, &r, 2.0), MQE2E_OK, "the old device's HELLO is not answered");
+    mqe2e_control_update_wipe(&r);
+    mqe2e_keytree_member_free(mn);
+    for (int i = 0; i < N; i++) tree_dev_free(&t[i]);
+    tree_dev_free(&tn);
+    mb_close(&tree_box);
+}

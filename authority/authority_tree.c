@@ -323,7 +323,8 @@ int authority_tree_publish(authority *a, const char *group)
 int authority_tree_publish_all(authority *a)
 {
     if (a->trees == NULL) return MQE2E_OK;
-    for (size_t i = 0; i < a->trees->n; i++) a->trees->v[i].dirty = 0;
+    for (size_t i = 0; i < a->trees->n; i++)
+        a->trees->v[i].dirty = 0;
     a->trees->load_dirty = 0;
     return publish_pending(a, NULL);
 }

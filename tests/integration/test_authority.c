@@ -1444,8 +1444,10 @@ Test(authority, key_tree_token_enrollment_end_to_end)
     mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-kj", PREFIX "/tree/#");
     const char *gc[] = {"group", "create", "--group", "kj", "--topic", "kj/#", "--tree", "3", NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
-    for (int i = 0; i < 3; i++) af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
-    for (int i = 0; i < 2; i++) af_enroll_in(&fx, ids[i], "kj", "kj/#:pubsub");
+    for (int i = 0; i < 3; i++)
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+    for (int i = 0; i < 2; i++)
+        af_enroll_in(&fx, ids[i], "kj", "kj/#:pubsub");
     for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
         mb_pump(&tree_box, 50);
     cr_assert_eq(tree_box.n, 2U, "one join broadcast per token enrollment");
@@ -1477,10 +1479,11 @@ Test(authority, key_tree_token_enrollment_end_to_end)
                 mb_pump(&tree_box, 50);
             cr_assert_eq(tree_box.n, 3U, "tj-3's enrollment is one more join broadcast");
         }
-        const char *p[] = {"pub", "-K", who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
-                           fx.port, "-t", "kj/x", "-m", msgs[k], "-q", "1", NULL};
-        const char *s0[] = {"sub", "-K", who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
-                            fx.port, "-t", "kj/none", "-W", "2", NULL};
+        const char *p[] = {"pub",       "-K", who[k],  "--key-file", fx.keyfile, "-h",
+                           "127.0.0.1", "-p", fx.port, "-t",         "kj/x",     "-m",
+                           msgs[k],     "-q", "1",     NULL};
+        const char *s0[] = {"sub", "-K",    who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1",
+                            "-p",  fx.port, "-t",   "kj/none",    "-W",       "2",  NULL};
         int seen = 0;
         for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
             int prc = af_run(out, sizeof out, p);
@@ -1532,14 +1535,15 @@ Test(authority, key_tree_replacement_end_to_end)
     memset(t, 0, sizeof t);
     memset(&tn, 0, sizeof tn);
     mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-r", PREFIX "/tree/#");
-    const char *gc[] = {"group", "create", "--group", "fleet", "--topic", "fleet/#", "--tree", "3",
-                        NULL};
+    const char *gc[] = {"group",   "create", "--group", "fleet", "--topic",
+                        "fleet/#", "--tree", "3",       NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
     const char *tc[] = {"token", "create", "--id", "rt", "--count", "3", "--group", "fleet", NULL};
     cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
     cr_assert_eq(split_lines(out, lines, N + 1), N);
     char tickets[N][2048];
-    for (int i = 0; i < N; i++) snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    for (int i = 0; i < N; i++)
+        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof id, "rt-%d", i + 1);
@@ -1547,7 +1551,8 @@ Test(authority, key_tree_replacement_end_to_end)
         cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
         mqe2e_control_update_wipe(&r);
     }
-    for (int i = 0; i < N; i++) tree_hello(&t[i]);
+    for (int i = 0; i < N; i++)
+        tree_hello(&t[i]);
     for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)
         mb_pump(&tree_box, 50);
     cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per token enrollment");
@@ -1581,12 +1586,12 @@ Test(authority, key_tree_replacement_end_to_end)
     mb_pump(&tree_box, 300);
     cr_assert_eq(tree_box.n, 2U, "a removal and a join, nothing more");
     mqe2e_keytree_update rm, jn;
-    cr_assert_eq(mqe2e_keytree_update_open(&rm, tree_box.v[0].data, tree_box.v[0].len,
-                                           fx.pin.sign_public),
-                 MQE2E_OK);
-    cr_assert_eq(mqe2e_keytree_update_open(&jn, tree_box.v[1].data, tree_box.v[1].len,
-                                           fx.pin.sign_public),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&rm, tree_box.v[0].data, tree_box.v[0].len, fx.pin.sign_public),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&jn, tree_box.v[1].data, tree_box.v[1].len, fx.pin.sign_public),
+        MQE2E_OK);
     cr_assert_eq(rm.kind, MQE2E_KEYTREE_REMOVE);
     cr_assert_eq(rm.leaf, 2U, "rt-3's old leaf");
     cr_assert_eq(jn.kind, MQE2E_KEYTREE_JOIN);
@@ -1594,9 +1599,9 @@ Test(authority, key_tree_replacement_end_to_end)
     mb_pump(&box, 500);
     size_t pushes = 0;
     for (size_t i = 0; i < box.n; i++)
-        pushes += strncmp(box.v[i].topic, PREFIX "/client/rt-1", strlen(PREFIX "/client/rt-1")) ==
-                      0 ||
-                  strncmp(box.v[i].topic, PREFIX "/client/rt-2", strlen(PREFIX "/client/rt-2")) == 0;
+        pushes +=
+            strncmp(box.v[i].topic, PREFIX "/client/rt-1", strlen(PREFIX "/client/rt-1")) == 0 ||
+            strncmp(box.v[i].topic, PREFIX "/client/rt-2", strlen(PREFIX "/client/rt-2")) == 0;
     cr_assert_eq(pushes, 0U, "no per-member push for a tree group");
 
     for (int i = 0; i < 2; i++) {
@@ -1605,7 +1610,8 @@ Test(authority, key_tree_replacement_end_to_end)
         cr_assert_eq(mqe2e_keytree_member_epoch(t[i].m) + t[i].base, new_epoch);
         uint8_t s[32];
         cr_assert_eq(mqe2e_keytree_member_epoch_secret(t[i].m, s), MQE2E_OK);
-        cr_assert_eq(sodium_memcmp(s, s_new, 32), 0, "%s reached the new device's epoch", t[i].d.id);
+        cr_assert_eq(sodium_memcmp(s, s_new, 32), 0, "%s reached the new device's epoch",
+                     t[i].d.id);
         tree_install(&t[i]);
     }
     cr_assert_eq(mqe2e_keytree_member_apply(t[2].m, &rm, NULL), MQE2E_ERR_TREE_REVOKED);
@@ -1617,23 +1623,24 @@ Test(authority, key_tree_replacement_end_to_end)
     cr_assert_eq(mqe2e_keytree_member_epoch(tn.m) + tn.base, new_epoch);
     uint8_t env[512], pt[64];
     size_t env_len = 0, pt_len = 0;
-    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after replace", 13,
-                               af_now_s(), env, sizeof env, &env_len),
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after replace", 13, af_now_s(),
+                               env, sizeof env, &env_len),
                  MQE2E_OK);
-    cr_assert_eq(mqe2e_unprotect(t[1].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
-                                 &pt_len),
-                 MQE2E_OK);
-    cr_assert_eq(mqe2e_unprotect(tn.pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
-                                 &pt_len),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(t[1].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(tn.pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
     cr_assert_eq(memcmp(pt, "after replace", 13), 0);
-    cr_assert_neq(mqe2e_unprotect(t[2].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt,
-                                  &pt_len),
-                  MQE2E_OK, "the old device opened a message sealed after its replacement");
+    cr_assert_neq(
+        mqe2e_unprotect(t[2].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK, "the old device opened a message sealed after its replacement");
     cr_assert_neq(hello(&t[2].d, &r, 2.0), MQE2E_OK, "the old device's HELLO is not answered");
     mqe2e_control_update_wipe(&r);
     mqe2e_keytree_member_free(mn);
-    for (int i = 0; i < N; i++) tree_dev_free(&t[i]);
+    for (int i = 0; i < N; i++)
+        tree_dev_free(&t[i]);
     tree_dev_free(&tn);
     mb_close(&tree_box);
 }

@@ -1154,7 +1154,8 @@ Test(authority_core, key_tree_group_token_batch_each_gets_a_leaf_and_a_failure_r
     }
     uint64_t failed = counter("enroll_failed"), commits = counter("enroll_commits");
     outbox_clear();
-    for (int i = 0; i < 3; i++) deliver(n[i].frame, n[i].frame_len);
+    for (int i = 0; i < 3; i++)
+        deliver(n[i].frame, n[i].frame_len);
     cr_assert(authority_core_batching(fx.core), "the three wait for one batch");
     authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
     cr_assert_eq(counter("enroll_commits"), commits + 1U, "one transaction");
@@ -1276,12 +1277,14 @@ Test(authority_core, key_tree_member_replaced_old_leaf_derives_nothing)
     device d[N], nd;
     mqe2e_keytree_member *m[N] = {0};
     const char *ids[N] = {"dev-a", "dev-b", "dev-r"};
-    for (int i = 0; i < N; i++) device_enrolled(&d[i], ids[i]);
+    for (int i = 0; i < N; i++)
+        device_enrolled(&d[i], ids[i]);
     group_create("fleet", "fleet/#", "tree=3");
     for (int i = 0; i < N; i++) {
         group_grant("fleet", ids[i]);
         sent join = copy_sent(last_to("mqe2e/tree/fleet"));
-        for (int k = 0; k < i; k++) cr_assert_eq(tree_apply(m[k], &join, NULL, "fleet", NULL), 0);
+        for (int k = 0; k < i; k++)
+            cr_assert_eq(tree_apply(m[k], &join, NULL, "fleet", NULL), 0);
         free(join.p);
         m[i] = tree_member(&d[i], "fleet", NULL);
     }
@@ -1295,9 +1298,9 @@ Test(authority_core, key_tree_member_replaced_old_leaf_derives_nothing)
     uint8_t tree_id[16];
     memcpy(tree_id, ob->tree_path + 2, 16);
     mqe2e_keytree_member *copy = NULL;
-    cr_assert_eq(mqe2e_keytree_member_new(&copy, tree_id, old_leaf, ob->tree_path,
-                                          ob->tree_path_len),
-                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_keytree_member_new(&copy, tree_id, old_leaf, ob->tree_path, ob->tree_path_len),
+        MQE2E_OK);
     mqe2e_control_update_wipe(&hr);
     uint32_t e = group_epoch("fleet");
     uint64_t updates = counter("tree_updates");

@@ -1394,6 +1394,8 @@ Test(authority_core, key_tree_member_replaced_without_the_group_leaves_it)
     cr_assert_eq(tree_apply(ma, &join, NULL, "fleet", NULL), MQE2E_OK);
     free(join.p);
     mqe2e_keytree_member *mr = tree_member(&r, "fleet", NULL);
+    mqe2e_adb_client old;
+    cr_assert_eq(mqe2e_adb_client_get(&old, fx.db, "dev-r"), MQE2E_OK);
     fx.now += 10;
     char *ticket = token_create("dev-r", "replace=1");
     device_new(&nd, "dev-r");
@@ -1403,6 +1405,13 @@ Test(authority_core, key_tree_member_replaced_without_the_group_leaves_it)
     cr_assert_eq(enroll_send(&nd, &reply, NULL), MQE2E_OK);
     cr_assert_null(bundle_of(&reply, "fleet"), "not a member any more");
     mqe2e_control_update_wipe(&reply);
+    /* Its only group was a tree group: the list revoking the old
+     * credentials is still published. */
+    mqe2e_revocation_list *l = published_list();
+    cr_assert_not_null(l, "the revocation list is republished after the replacement");
+    cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-r", old.credential_serial));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-r"));
+    mqe2e_revocation_list_free(l);
     cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U, "one removal");
     sent rm = copy_sent(last_to("mqe2e/tree/fleet"));
     cr_assert_eq(tree_apply(ma, &rm, &a, "fleet", NULL), MQE2E_OK);

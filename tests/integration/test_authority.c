@@ -1599,3 +1599,220 @@ Test(authority, key_tree_updates_forged_replayed_reordered_on_the_broker)
     mail_free(&other);
     mb_close(&box);
 }
+
+/* Issue 15 item 3, the whole stack: devices join a key-tree group by the
+ * token alone (`mqe2e token create --group kj`, `mqe2e enroll`, no `group
+ * grant`). Each enrollment is ONE signed join broadcast on mqe2e/tree/kj
+ * (113 bytes, consecutive epochs). A running `mqe2e sub` of an earlier
+ * member applies the join of a later one (tree_applied in its counters
+ * file) and prints what the newcomer's one-shot `mqe2e pub` sealed under
+ * the group's new epoch. */
+Test(authority, key_tree_token_enrollment_end_to_end)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"tj-1", "tj-2", "tj-3"};
+    char ks[3][600], stats[640], outf[640], pidf[640];
+    mailbox tree_box;
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-kj", PREFIX "/tree/#");
+    const char *gc[] = {"group", "create", "--group", "kj", "--topic", "kj/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    for (int i = 0; i < 3; i++)
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+    for (int i = 0; i < 2; i++)
+        af_enroll_in(&fx, ids[i], "kj", "kj/#:pubsub");
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, 2U, "one join broadcast per token enrollment");
+
+    /* tj-2 listens. */
+    snprintf(stats, sizeof stats, "%s.stats", ks[1]);
+    snprintf(outf, sizeof outf, "%s/tj-2.sub.out", fx.dir);
+    snprintf(pidf, sizeof pidf, "%s/tj-2.sub.pid", fx.dir);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'kj/#' -C 100 -W 90 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks[1], fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+
+    /* A one-shot pub by @p who until tj-2 prints @p msg (the subscriber's
+     * HELLO may still be on its way when the first one goes out). */
+    size_t len = 0;
+    char *got = NULL;
+    const char *who[2] = {ks[0], ks[2]};
+    const char *msgs[2] = {"before-join", "from-newcomer"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 1) {
+            long applied = stats_value(stats, "tree_applied");
+            af_enroll_in(&fx, ids[2], "kj", "kj/#:pubsub");
+            cr_assert_geq(stats_wait(stats, "tree_applied", applied + 1, 20.0), applied + 1,
+                          "tj-2 applied no join update");
+            for (double end = af_mono() + 10.0; tree_box.n < 3 && af_mono() < end;)
+                mb_pump(&tree_box, 50);
+            cr_assert_eq(tree_box.n, 3U, "tj-3's enrollment is one more join broadcast");
+        }
+        const char *p[] = {"pub",       "-K", who[k],  "--key-file", fx.keyfile, "-h",
+                           "127.0.0.1", "-p", fx.port, "-t",         "kj/x",     "-m",
+                           msgs[k],     "-q", "1",     NULL};
+        const char *s0[] = {"sub", "-K",    who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1",
+                            "-p",  fx.port, "-t",   "kj/none",    "-W",       "2",  NULL};
+        int seen = 0;
+        for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
+            int prc = af_run(out, sizeof out, p);
+            if (prc == 2) { /* no group in the keystore yet: a HELLO first */
+                (void)af_run(NULL, 0, s0);
+                continue;
+            }
+            cr_assert_eq(prc, 0, "pub exit %d: %s", prc, out);
+            for (double e2 = af_mono() + 2.0; !seen && af_mono() < e2; af_sleep_ms(100)) {
+                got = tu_read_file(outf, &len);
+                seen = got != NULL && strstr(got, msgs[k]) != NULL;
+                free(got);
+            }
+        }
+        cr_assert(seen, "tj-2 never printed \"%s\"", msgs[k]);
+    }
+    /* The three joins: 113 bytes each, in epoch order. */
+    for (size_t i = 0; i < tree_box.n; i++) {
+        mqe2e_keytree_update v;
+        cr_assert_eq(mqe2e_keytree_update_open(&v, tree_box.v[i].data, tree_box.v[i].len,
+                                               fx.pin.sign_public),
+                     MQE2E_OK);
+        cr_assert_eq(v.kind, MQE2E_KEYTREE_JOIN);
+        cr_assert_eq(v.leaf, (uint32_t)i, "the lowest free leaf");
+        cr_assert_eq(v.to_epoch, (uint32_t)i + 1U);
+    }
+    cr_assert_eq(stats_value(stats, "tree_refused"), 0);
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf);
+    (void)af_sh(NULL, 0, cmd);
+    mb_close(&tree_box);
+}
+
+/* Issue 15 item 3 through the real authority process and Mosquitto:
+ * `--replace` of a key-tree member. Three members joined by token; the
+ * replacement's enrollment is two broadcasts on mqe2e/tree/fleet (the old
+ * leaf removed, then the new device's join) and no push to any member. The
+ * two others follow both to the epoch the new device's ENROLL reply holds
+ * (leaf key and TreePath in its bundle) and read each other's messages
+ * sealed under it; the old device's state answers TREE_REVOKED, opens
+ * nothing sealed after the replacement, and its HELLO is not answered. */
+Test(authority, key_tree_replacement_end_to_end)
+{
+    enum { N = 3 };
+    static char out[OUT_MAX];
+    char *lines[N + 1];
+    static tree_dev t[N], tn;
+    mqe2e_control_update r;
+    mailbox tree_box;
+    memset(t, 0, sizeof t);
+    memset(&tn, 0, sizeof tn);
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-r", PREFIX "/tree/#");
+    const char *gc[] = {"group",   "create", "--group", "fleet", "--topic",
+                        "fleet/#", "--tree", "3",       NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *tc[] = {"token", "create", "--id", "rt", "--count", "3", "--group", "fleet", NULL};
+    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
+    cr_assert_eq(split_lines(out, lines, N + 1), N);
+    char tickets[N][2048];
+    for (int i = 0; i < N; i++)
+        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "rt-%d", i + 1);
+        device_new(&t[i].d, id);
+        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
+        mqe2e_control_update_wipe(&r);
+    }
+    for (int i = 0; i < N; i++)
+        tree_hello(&t[i]);
+    for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per token enrollment");
+    mb_clear(&tree_box);
+    mb_pump(&box, 300);
+    mb_clear(&box);
+
+    const char *kr[] = {"token", "create", "--id", "rt-3", "--group", "fleet", "--replace", NULL};
+    char trep[2048];
+    ticket_for(trep, sizeof trep, kr);
+    device_new(&tn.d, "rt-3");
+    cr_assert_eq(enroll(&tn.d, trep, &r), MQE2E_OK, "the replacement enrolls");
+    const mqe2e_key_bundle *b = NULL;
+    for (size_t i = 0; i < r.n_bundles; i++)
+        if (strcmp(r.bundles[i].group, "fleet") == 0 && r.bundles[i].retired_at == 0)
+            b = &r.bundles[i];
+    cr_assert_not_null(b, "the new device is in the group");
+    cr_assert_gt(b->tree_path_len, 0U, "its ENROLL reply carries its TreePath");
+    mqe2e_keytree_member *mn = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&mn, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s_new[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(mn, s_new), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s_new, b->secret, 32), 0);
+    uint32_t new_epoch = b->epoch;
+    mqe2e_control_update_wipe(&r);
+
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    mb_pump(&tree_box, 300);
+    cr_assert_eq(tree_box.n, 2U, "a removal and a join, nothing more");
+    mqe2e_keytree_update rm, jn;
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&rm, tree_box.v[0].data, tree_box.v[0].len, fx.pin.sign_public),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&jn, tree_box.v[1].data, tree_box.v[1].len, fx.pin.sign_public),
+        MQE2E_OK);
+    cr_assert_eq(rm.kind, MQE2E_KEYTREE_REMOVE);
+    cr_assert_eq(rm.leaf, 2U, "rt-3's old leaf");
+    cr_assert_eq(jn.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(jn.from_epoch, rm.to_epoch);
+    mb_pump(&box, 500);
+    size_t pushes = 0;
+    for (size_t i = 0; i < box.n; i++)
+        pushes +=
+            strncmp(box.v[i].topic, PREFIX "/client/rt-1", strlen(PREFIX "/client/rt-1")) == 0 ||
+            strncmp(box.v[i].topic, PREFIX "/client/rt-2", strlen(PREFIX "/client/rt-2")) == 0;
+    cr_assert_eq(pushes, 0U, "no per-member push for a tree group");
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &rm, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &jn, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_epoch(t[i].m) + t[i].base, new_epoch);
+        uint8_t s[32];
+        cr_assert_eq(mqe2e_keytree_member_epoch_secret(t[i].m, s), MQE2E_OK);
+        cr_assert_eq(sodium_memcmp(s, s_new, 32), 0, "%s reached the new device's epoch",
+                     t[i].d.id);
+        tree_install(&t[i]);
+    }
+    cr_assert_eq(mqe2e_keytree_member_apply(t[2].m, &rm, NULL), MQE2E_ERR_TREE_REVOKED);
+    cr_assert_neq(mqe2e_keytree_member_apply(t[2].m, &jn, NULL), MQE2E_OK);
+
+    /* rt-1 seals under the new epoch: rt-2 and the new device read it
+     * (tree_hello sets up its keystore from its HELLO), the old one not. */
+    tree_hello(&tn);
+    cr_assert_eq(mqe2e_keytree_member_epoch(tn.m) + tn.base, new_epoch);
+    uint8_t env[512], pt[64];
+    size_t env_len = 0, pt_len = 0;
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after replace", 13, af_now_s(),
+                               env, sizeof env, &env_len),
+                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(t[1].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(tn.pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
+    cr_assert_eq(memcmp(pt, "after replace", 13), 0);
+    cr_assert_neq(
+        mqe2e_unprotect(t[2].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK, "the old device opened a message sealed after its replacement");
+    cr_assert_neq(hello(&t[2].d, &r, 2.0), MQE2E_OK, "the old device's HELLO is not answered");
+    mqe2e_control_update_wipe(&r);
+    mqe2e_keytree_member_free(mn);
+    for (int i = 0; i < N; i++)
+        tree_dev_free(&t[i]);
+    tree_dev_free(&tn);
+    mb_close(&tree_box);
+}

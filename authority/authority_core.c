@@ -1166,10 +1166,18 @@ static int rotate_in_tx_cb(const char *group, void *user)
 {
     enroll_job *j = user;
     uint8_t secret[MQE2E_ADB_SECRET_BYTES];
-    /* A key-tree group's epochs are its tree's, and the old device still
-     * holds its leaf key: not handled yet, so the replacement is refused
-     * (docs/SECURITY.md), never done with the old leaf still valid. */
-    if (authority_tree_db_is_tree(j->db, group)) return MQE2E_ERR_STATE;
+    if (authority_tree_is_tree(j->a, group)) {
+        /* A key-tree group: the old device still holds its leaf key. Its
+         * leaf is removed (one remove update: every key on its path is new,
+         * wrapped under keys it never held), in this transaction, so the
+         * old leaf is never valid past the commit; the members follow the
+         * broadcast, no per-member push. The new device joins at a leaf if
+         * its token names the group (enroll_write). */
+        uint32_t epoch = 0;
+        int rc = authority_tree_remove_db(j->a, group, &epoch);
+        if (rc == MQE2E_OK) rc = mqe2e_adb_group_limit_grace(j->db, group, j->revoke_grace);
+        return rc;
+    }
     char **v = realloc(j->rotated, (j->n_rotated + 1U) * sizeof *v);
     if (v == NULL) return MQE2E_ERR_NOMEM;
     j->rotated = v;
@@ -1248,8 +1256,10 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
                              "client id is active (replacing its device takes a --replace ticket)");
     if (known) {
         /* Old credentials revoked, memberships dropped, groups rotated. */
+        j->a = a;
         j->db = a->db;
         j->now = now;
+        j->replaced = 1;
         j->revoke_grace = (uint32_t)(a->cfg->revoke_grace > 0 && a->cfg->revoke_grace < UINT32_MAX
                                          ? a->cfg->revoke_grace
                                          : AUTHORITY_DEFAULT_REVOKE_GRACE);
@@ -1267,7 +1277,21 @@ static int enroll_write(authority *a, enroll_job *j, uint64_t now)
         rc = mqe2e_adb_token_groups_list(a->db, j->req.token_id, collect_name_cb, &groups);
     for (size_t i = 0; rc == MQE2E_OK && i < groups.n; i++) {
         rc = mqe2e_adb_member_add(NULL, a->db, groups.names[i], j->req.client_id, now);
-        if (rc == MQE2E_ERR_EXISTS) rc = MQE2E_OK;
+        if (rc == MQE2E_ERR_EXISTS) {
+            rc = MQE2E_OK;
+        } else if (rc == MQE2E_OK && authority_tree_is_tree(a, groups.names[i])) {
+            /* A key-tree group: joined like `group grant` does (lowest free
+             * leaf, the group at the tree's next epoch, one join update
+             * broadcast after the commit); the reply's bundle carries the
+             * leaf key and TreePath. A full tree refuses the enrollment. */
+            uint32_t epoch = 0;
+            rc = authority_tree_join_db(a, groups.names[i], j->req.client_id, &epoch);
+            if (rc == MQE2E_ERR_EXHAUSTED) {
+                name_sid_free(&groups);
+                return enroll_refuse(a, j, AUTH_C_ENROLL_FAILED, MQE2E_STATUS_REFUSED, rc,
+                                     "the key tree of a group of its token is full");
+            }
+        }
     }
     if (rc == MQE2E_OK)
         rc = mqe2e_adb_audit_append(a->db, now, j->req.client_id,
@@ -1410,9 +1434,13 @@ static void enroll_commit(authority *a)
         }
         if (rc != MQE2E_OK) continue;
         if ((rc = mqe2e_adb_tx_savepoint(a->db)) != MQE2E_OK) continue;
+        size_t tree_mark = authority_tree_mark(a);
         int w = enroll_write(a, j, now);
         if (w != MQE2E_OK) job_rotated_free(j); /* undone with its savepoint */
         rc = mqe2e_adb_tx_savepoint_end(a->db, w == MQE2E_OK);
+        /* Its key-tree changes go with its savepoint: the trees as the
+         * batch's earlier enrollments left them, their updates kept. */
+        if (w != MQE2E_OK || rc != MQE2E_OK) authority_tree_undo(a, tree_mark);
         if (rc == MQE2E_OK && w == MQE2E_OK) j->step = ENROLL_STEP_STORED;
     }
     /* Bundles are read-only: read before the commit, in the same snapshot
@@ -1431,7 +1459,12 @@ static void enroll_commit(authority *a)
     }
     if (rc == MQE2E_OK && began) {
         a->counters[AUTH_C_ENROLL_COMMITS]++;
+        /* Key-tree joins and removals of the batch: one update each, in the
+         * order they were made (epoch order per group), after the commit. */
+        if (authority_tree_publish_all(a) != MQE2E_OK)
+            authority_log(a, "a key-tree update of the enroll batch was not broadcast");
     } else {
+        authority_tree_rollback(a);
         authority_log(a, "enroll batch of %zu not committed: %s", n, mqe2e_strerror(rc));
     }
     for (size_t i = 0; i < n; i++) {
@@ -1440,7 +1473,8 @@ static void enroll_commit(authority *a)
             j->step = ENROLL_STEP_MAC; /* answered REFUSED, counted as failed below */
     }
     for (size_t i = 0; i < n; i++) {
-        if (a->jobs[i].step == ENROLL_STEP_STORED && a->jobs[i].n_rotated > 0) {
+        if (a->jobs[i].step == ENROLL_STEP_STORED &&
+            (a->jobs[i].n_rotated > 0 || a->jobs[i].replaced)) {
             (void)authority_revocations_refresh(a, 1);
             break;
         }

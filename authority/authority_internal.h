@@ -71,6 +71,8 @@ typedef struct enroll_job {
     size_t out_len;
     uint64_t issued_at, expires_at; /* of the credential in the reply */
     char **rotated;                 /* groups of a replaced device, rotated in the batch */
+    struct authority *a;            /* for the rotation callback (key-tree groups) */
+    int replaced;                   /* a --replace enrollment: the revocation list changed */
     mqe2e_adb *db;                  /* for the rotation callback */
     uint64_t now;
     uint32_t revoke_grace;
@@ -157,8 +159,16 @@ int authority_tree_join_db(authority *a, const char *group, const char *client_i
                            uint32_t *group_epoch);
 int authority_tree_remove_db(authority *a, const char *group, uint32_t *group_epoch);
 void authority_tree_rollback(authority *a);
+/* Savepoints inside a transaction: the mark before, the undo when the
+ * savepoint was rolled back (updates since the mark dropped, changed trees
+ * reloaded from the store). */
+size_t authority_tree_mark(const authority *a);
+void authority_tree_undo(authority *a, size_t mark);
 int authority_tree_pending(authority *a, const char *group);
+/* Broadcast the group's pending updates in the order they were made. */
 int authority_tree_publish(authority *a, const char *group);
+/* Every pending update of every group, in the order they were made. */
+int authority_tree_publish_all(authority *a);
 int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_id);
 uint32_t authority_tree_members(authority *a, const char *group);
 void authority_trees_free(authority *a);

@@ -6,6 +6,13 @@
  * member. Trees are cached in memory after their first use and persisted by
  * authority_tree_db.c in the caller's transaction; a rolled-back transaction
  * drops the changed trees from the cache (reloaded from the store).
+ *
+ * The signed updates wait in one list, in the order they were made (several
+ * per group when one transaction joins or removes several members, e.g. an
+ * enrollment batch), and are broadcast in that order after the commit. A
+ * savepoint undone inside a transaction (one refused enrollment of a batch)
+ * drops the updates made since its mark and the changed trees, which are
+ * then reloaded from the store as the transaction sees them.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -21,28 +28,45 @@
 typedef struct tree_group {
     char name[MQE2E_ADB_NAME_MAX];
     mqe2e_keytree *t;
-    uint32_t base;        /* group epoch = tree epoch + base */
-    uint8_t *pending;     /* the signed TreeUpdate waiting for the commit, or NULL */
-    size_t pending_len;
-    int dirty;            /* changed in memory, not committed yet */
+    uint32_t base; /* group epoch = tree epoch + base */
+    int dirty;     /* changed in memory (or read inside a transaction), not committed yet */
 } tree_group;
+
+/* A signed TreeUpdate waiting for the commit of its transaction. */
+typedef struct tree_pending {
+    char name[MQE2E_ADB_NAME_MAX];
+    uint8_t *p;
+    size_t n;
+} tree_pending;
 
 struct authority_trees {
     tree_group *v;
     size_t n;
+    tree_pending *pend; /* in the order they were made: epoch order per group */
+    size_t n_pend, cap_pend;
+    int load_dirty; /* a savepoint was undone: trees loaded now hold uncommitted rows */
 };
 
 static void tg_clear(tree_group *g)
 {
     mqe2e_keytree_free(g->t);
-    free(g->pending);
     memset(g, 0, sizeof *g);
+}
+
+/* Drop the pending updates from index @p from on. */
+static void pending_drop(struct authority_trees *ts, size_t from)
+{
+    for (size_t i = from; i < ts->n_pend; i++)
+        free(ts->pend[i].p);
+    if (from < ts->n_pend) ts->n_pend = from;
 }
 
 void authority_trees_free(authority *a)
 {
     if (a->trees == NULL) return;
     for (size_t i = 0; i < a->trees->n; i++) tg_clear(&a->trees->v[i]);
+    pending_drop(a->trees, 0);
+    free(a->trees->pend);
     free(a->trees->v);
     free(a->trees);
     a->trees = NULL;
@@ -88,6 +112,9 @@ static int tree_get(authority *a, const char *group, tree_group **out)
     }
     rc = cache_add(a, group, t, base, out);
     if (rc != MQE2E_OK) mqe2e_keytree_free(t);
+    /* Read after an undone savepoint: it holds the transaction's rows, which
+     * a later rollback must drop again. */
+    if (rc == MQE2E_OK && a->trees->load_dirty) (*out)->dirty = 1;
     return rc;
 }
 
@@ -133,13 +160,23 @@ static int rotate_to_tree(authority *a, tree_group *g, uint32_t *group_epoch)
     return rc;
 }
 
-static int keep_pending(tree_group *g, const uint8_t *u, size_t n)
+static int keep_pending(authority *a, const tree_group *g, const uint8_t *u, size_t n)
 {
-    uint8_t *p = realloc(g->pending, n);
+    struct authority_trees *ts = a->trees;
+    if (ts->n_pend == ts->cap_pend) {
+        size_t cap = ts->cap_pend ? ts->cap_pend * 2U : 4U;
+        tree_pending *v = realloc(ts->pend, cap * sizeof *v);
+        if (v == NULL) return MQE2E_ERR_NOMEM;
+        ts->pend = v;
+        ts->cap_pend = cap;
+    }
+    uint8_t *p = malloc(n);
     if (p == NULL) return MQE2E_ERR_NOMEM;
     memcpy(p, u, n);
-    g->pending = p;
-    g->pending_len = n;
+    tree_pending *e = &ts->pend[ts->n_pend++];
+    snprintf(e->name, sizeof e->name, "%s", g->name);
+    e->p = p;
+    e->n = n;
     return MQE2E_OK;
 }
 
@@ -159,7 +196,7 @@ int authority_tree_join_db(authority *a, const char *group, const char *client_i
     sodium_memzero(leaf_key, sizeof leaf_key); /* handed out from the tree with each HELLO */
     if (rc == MQE2E_OK) rc = rotate_to_tree(a, g, group_epoch);
     if (rc == MQE2E_OK) rc = authority_tree_db_save(a->db, group, g->t, leaf, client_id);
-    if (rc == MQE2E_OK) rc = keep_pending(g, u, n);
+    if (rc == MQE2E_OK) rc = keep_pending(a, g, u, n);
     if (rc != MQE2E_OK)
         authority_log(a, "key tree of %s: join of %s failed: %s", group, client_id,
                       mqe2e_strerror(rc));
@@ -186,7 +223,7 @@ int authority_tree_remove_db(authority *a, const char *group, uint32_t *group_ep
     rc = mqe2e_keytree_remove_cb(g->t, leaf, u, UPDATE_CAP, &n, authority_keystore_sign, a->ks);
     if (rc == MQE2E_OK) rc = rotate_to_tree(a, g, group_epoch);
     if (rc == MQE2E_OK) rc = authority_tree_db_save(a->db, group, g->t, leaf, NULL);
-    if (rc == MQE2E_OK) rc = keep_pending(g, u, n);
+    if (rc == MQE2E_OK) rc = keep_pending(a, g, u, n);
     free(u);
     if (rc != MQE2E_OK)
         authority_log(a, "key tree of %s: removal of leaf %lu failed: %s", group,
@@ -194,9 +231,9 @@ int authority_tree_remove_db(authority *a, const char *group, uint32_t *group_ep
     return rc;
 }
 
-void authority_tree_rollback(authority *a)
+/* Drop the trees changed since the last commit from the cache. */
+static void drop_dirty(authority *a)
 {
-    if (a->trees == NULL) return;
     size_t k = 0;
     for (size_t i = 0; i < a->trees->n; i++) {
         if (a->trees->v[i].dirty)
@@ -207,32 +244,89 @@ void authority_tree_rollback(authority *a)
     a->trees->n = k;
 }
 
+void authority_tree_rollback(authority *a)
+{
+    if (a->trees == NULL) return;
+    drop_dirty(a);
+    pending_drop(a->trees, 0);
+    a->trees->load_dirty = 0;
+}
+
+size_t authority_tree_mark(const authority *a)
+{
+    return a->trees != NULL ? a->trees->n_pend : 0U;
+}
+
+void authority_tree_undo(authority *a, size_t mark)
+{
+    if (a->trees == NULL) return;
+    drop_dirty(a);
+    pending_drop(a->trees, mark);
+    a->trees->load_dirty = 1;
+}
+
 int authority_tree_pending(authority *a, const char *group)
 {
-    tree_group *g = find(a, group);
-    return g != NULL && g->pending != NULL;
+    if (a->trees == NULL) return 0;
+    for (size_t i = 0; i < a->trees->n_pend; i++)
+        if (strcmp(a->trees->pend[i].name, group) == 0) return 1;
+    return 0;
+}
+
+static int publish_one(authority *a, const tree_pending *e)
+{
+    char topic[MQE2E_CONTROL_PREFIX_MAX + 8U + MQE2E_ADB_NAME_MAX];
+    authority_tree_topic(a, topic, sizeof topic, e->name);
+    int rc = a->io.publish(a->io.ctx, topic, e->p, e->n, 0) == 0 ? MQE2E_OK : MQE2E_ERR_IO;
+    a->counters[rc == MQE2E_OK ? AUTH_C_TREE_UPDATES : AUTH_C_PUSH_FAILED]++;
+    a->last_push_bytes = e->n;
+    a->last_tree_update_bytes = e->n;
+    /* Header bytes 23..26: the tree epoch the update leads to (§10.4). */
+    uint32_t to = e->n >= MQE2E_KEYTREE_UPDATE_HEADER
+                      ? (uint32_t)e->p[23] << 24 | (uint32_t)e->p[24] << 16 |
+                            (uint32_t)e->p[25] << 8 | (uint32_t)e->p[26]
+                      : 0U;
+    authority_log(a, "group %s: key tree at tree epoch %lu, one update of %lu bytes broadcast%s",
+                  e->name, (unsigned long)to, (unsigned long)e->n,
+                  rc == MQE2E_OK ? "" : " FAILED (members catch up by HELLO)");
+    return rc;
+}
+
+/* Publish the pending updates of @p group (every group when NULL), in order. */
+static int publish_pending(authority *a, const char *group)
+{
+    struct authority_trees *ts = a->trees;
+    int rc = MQE2E_OK;
+    size_t k = 0;
+    for (size_t i = 0; i < ts->n_pend; i++) {
+        tree_pending *e = &ts->pend[i];
+        if (group != NULL && strcmp(e->name, group) != 0) {
+            ts->pend[k++] = *e;
+            continue;
+        }
+        int prc = publish_one(a, e);
+        if (prc != MQE2E_OK) rc = prc;
+        free(e->p);
+    }
+    ts->n_pend = k;
+    return rc;
 }
 
 int authority_tree_publish(authority *a, const char *group)
 {
     tree_group *g = find(a, group);
-    if (g == NULL) return MQE2E_ERR_NOT_FOUND;
-    g->dirty = 0;
-    if (g->pending == NULL) return MQE2E_OK;
-    char topic[MQE2E_CONTROL_PREFIX_MAX + 8U + MQE2E_ADB_NAME_MAX];
-    authority_tree_topic(a, topic, sizeof topic, group);
-    int rc = a->io.publish(a->io.ctx, topic, g->pending, g->pending_len, 0) == 0 ? MQE2E_OK
-                                                                                 : MQE2E_ERR_IO;
-    a->counters[rc == MQE2E_OK ? AUTH_C_TREE_UPDATES : AUTH_C_PUSH_FAILED]++;
-    a->last_push_bytes = g->pending_len;
-    a->last_tree_update_bytes = g->pending_len;
-    authority_log(a, "group %s: key tree at epoch %lu, one update of %lu bytes broadcast%s", group,
-                  (unsigned long)mqe2e_keytree_epoch(g->t), (unsigned long)g->pending_len,
-                  rc == MQE2E_OK ? "" : " FAILED (members catch up by HELLO)");
-    free(g->pending);
-    g->pending = NULL;
-    g->pending_len = 0;
-    return rc;
+    if (g == NULL && !authority_tree_pending(a, group)) return MQE2E_ERR_NOT_FOUND;
+    if (g != NULL) g->dirty = 0;
+    return publish_pending(a, group);
+}
+
+int authority_tree_publish_all(authority *a)
+{
+    if (a->trees == NULL) return MQE2E_OK;
+    for (size_t i = 0; i < a->trees->n; i++)
+        a->trees->v[i].dirty = 0;
+    a->trees->load_dirty = 0;
+    return publish_pending(a, NULL);
 }
 
 int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_id)

@@ -29,6 +29,8 @@
 #include <sodium.h>
 
 #include "bench_common.h"
+#include "bench_keystore.h"
+#include "bench_protect.h"
 #include "mqe2e/envelope.h"
 #include "mqe2e/error.h"
 #include "mqe2e/keystore.h"
@@ -49,12 +51,6 @@ static const size_t SIZES[NSIZES] = {16U, 256U, 1024U, 16384U};
 static const char *const CASE_NAMES[NCASES] = {"raw_aead", "seal_open", "protect_unprotect",
                                                "signed_seal_open"};
 
-typedef struct peer {
-    mqe2e_keystore *ks;
-    mqe2e_policy *pol;
-    mqe2e_protector *pr;
-} peer;
-
 typedef struct fixture {
     size_t len;
     uint8_t *pt;  /* payload */
@@ -68,7 +64,7 @@ typedef struct fixture {
     uint64_t sseq; /* (d)'s */
     uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES];
     uint8_t sign_sk[crypto_sign_SECRETKEYBYTES];
-    peer tx, rx;
+    bench_peer tx, rx;
 } fixture;
 
 typedef struct result {
@@ -163,19 +159,8 @@ static int run_signed(fixture *f, uint64_t n)
 
 static int run_full(fixture *f, uint64_t n, size_t *first_len)
 {
-    size_t elen, plen;
-    int rc;
-    for (uint64_t i = 0; i < n; i++) {
-        rc = mqe2e_protect(f->tx.pr, BENCH_TOPIC, f->pt, f->len, BENCH_NOW, f->buf, f->cap,
-                           &elen);
-        if (rc == MQE2E_OK) {
-            if (first_len != NULL && i == 0) *first_len = elen;
-            rc = mqe2e_unprotect(f->rx.pr, BENCH_TOPIC, f->buf, elen, BENCH_NOW, f->dec, f->cap,
-                                 &plen);
-        }
-        if (rc != MQE2E_OK || plen != f->len) return rc != MQE2E_OK ? rc : -1;
-    }
-    return 0;
+    return bench_protect_unprotect(&f->tx, &f->rx, BENCH_TOPIC, f->pt, f->len, BENCH_NOW, f->buf,
+                                   f->dec, f->cap, n, first_len);
 }
 
 static int run_case(fixture *f, int c, uint64_t n)
@@ -188,29 +173,11 @@ static int run_case(fixture *f, int c, uint64_t n)
     }
 }
 
-static void peer_init(peer *pe, const char *client)
+static void peer_init(bench_peer *pe, const char *client)
 {
-    mqe2e_storage st;
-    int rc;
-    memset(pe, 0, sizeof *pe);
-    if ((rc = mqe2e_storage_memory(&st)) != MQE2E_OK) die("storage_memory", rc);
-    if ((rc = mqe2e_keystore_create(&pe->ks, st, client, 0U)) != MQE2E_OK) die("keystore", rc);
-    if ((rc = mqe2e_keystore_set_seq_block(pe->ks, SEQ_BLOCK)) != MQE2E_OK) die("seq_block", rc);
-    rc = mqe2e_keystore_group_add_epoch(pe->ks, BENCH_GROUP, BENCH_TOPIC_FILTER, 1U,
-                                        BENCH_GROUP_SECRET, BENCH_NOW);
-    if (rc != MQE2E_OK) die("group_add_epoch", rc);
-    if ((rc = mqe2e_policy_new(&pe->pol)) != MQE2E_OK) die("policy_new", rc);
-    if ((rc = mqe2e_policy_add_keystore_groups(pe->pol, pe->ks)) != MQE2E_OK) die("policy", rc);
-    if ((rc = mqe2e_protector_new(&pe->pr, pe->ks, pe->pol, NULL)) != MQE2E_OK) {
-        die("protector_new", rc);
-    }
-}
-
-static void peer_free(peer *pe)
-{
-    mqe2e_protector_free(pe->pr);
-    mqe2e_policy_free(pe->pol);
-    mqe2e_keystore_close(pe->ks);
+    bench_peer_init(pe, "bench_crypto",
+                    bench_memory_keystore("bench_crypto", client, SEQ_BLOCK, BENCH_GROUP,
+                                          BENCH_TOPIC_FILTER, BENCH_GROUP_SECRET, BENCH_NOW));
 }
 
 static void fixture_init(fixture *f, size_t len)
@@ -235,8 +202,8 @@ static void fixture_init(fixture *f, size_t len)
 
 static void fixture_free(fixture *f)
 {
-    peer_free(&f->tx);
-    peer_free(&f->rx);
+    bench_peer_free(&f->tx);
+    bench_peer_free(&f->rx);
     mqe2e_sender_key_wipe(&f->skey);
     sodium_memzero(f->sign_sk, sizeof f->sign_sk);
     free(f->pt);

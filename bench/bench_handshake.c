@@ -12,8 +12,20 @@
  *     responder's messageArrived (Noise XX over the broker: three CHANNEL
  *     frames, then the envelope), then a second message on the now
  *     established channel (the same path without the handshake). The
- *     connect-to-HELLO time is reported too. BENCH_DEBUG=1 prints each
- *     sample and the clients' debug log.
+ *     connect-to-HELLO time is reported too, beside its anchor (a plain
+ *     MQTTClient with callbacks: connect + subscribe of two topics).
+ *     In the same turn, the async front: a plain MQTTAsync connect +
+ *     subscribe of two topics (onSuccess of each; the anchor), then an
+ *     enrolled mqe2e_MQTTAsync (identities asy-i, so that the authority's
+ *     HELLO rate per client id is not shared) connects with onSuccess and
+ *     the clock stops when mqe2e_MQTTAsync_waitForAuthority() returns: the
+ *     HELLO reply has been applied and group sends are accepted. For both
+ *     fronts "HELLO exchange alone" runs from the session's "HELLO sent"
+ *     debug line to the moment the front reports the session fresh, with
+ *     its "HELLO reply" line -> fresh part (the verified reply's keys
+ *     applied, the waiting caller woken) beside it. One unmeasured plain MQTTAsync connect first:
+ *     Paho's async library starts its threads on the first one.
+ *     BENCH_DEBUG=1 prints each sample and the clients' debug log.
  * (b) enrollment: one ENROLL round trip (ticket -> credential + key bundle)
  *     against the authority: tickets from `mqe2e token create --count N`;
  *     timed from mqe2e_enroll_begin() to a verified mqe2e_enroll_finish(),
@@ -47,10 +59,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <MQTTAsync.h>
 #include <MQTTClient.h>
 #include <sodium.h>
 
 #include "bench_proc.h"
+#include "mqe2e/MQTTAsync.h"
 #include "mqe2e/MQTTClient.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
@@ -619,20 +633,78 @@ static void on_log(void *ctx, mqe2e_log_level level, const char *msg)
     fprintf(stderr, "%.3f [%d] %s\n", mono_ms(), (int)level, msg);
 }
 
+/*
+ * "HELLO sent" -> "HELLO reply": the session's own debug lines, stamped as
+ * they reach the front's log callback. "HELLO sent" is logged when the
+ * session queues the frame for the control worker (right after the inbox
+ * SUBSCRIBE was acknowledged), "HELLO reply (n bytes)" when the reply has
+ * been opened and verified, just before its keys are applied.
+ */
+typedef struct hello_clock {
+    pthread_mutex_t m;
+    double sent, reply;
+} hello_clock;
+
+/* The HELLO exchange as the application sees it: "HELLO sent" -> @p done (the
+ * front reported the session fresh: the reply's keys applied); *apply gets
+ * "HELLO reply" -> @p done. Negative when a line was not seen. */
+static double hello_clock_until(hello_clock *hc, double done, double *apply)
+{
+    pthread_mutex_lock(&hc->m);
+    int ok = hc->sent > 0 && hc->reply >= hc->sent && done >= hc->reply;
+    double d = ok ? done - hc->sent : -1;
+    *apply = ok ? done - hc->reply : -1;
+    pthread_mutex_unlock(&hc->m);
+    return d;
+}
+
+static void hello_clock_reset(hello_clock *hc)
+{
+    pthread_mutex_lock(&hc->m);
+    hc->sent = hc->reply = 0;
+    pthread_mutex_unlock(&hc->m);
+}
+
+static void on_hello_log(void *ctx, mqe2e_log_level level, const char *msg)
+{
+    hello_clock *hc = ctx;
+    double now = mono_ms();
+    pthread_mutex_lock(&hc->m);
+    if (hc->sent == 0 && strstr(msg, "HELLO sent") != NULL)
+        hc->sent = now;
+    else if (hc->reply == 0 && hc->sent > 0 && strstr(msg, "HELLO reply (") != NULL)
+        hc->reply = now;
+    pthread_mutex_unlock(&hc->m);
+    if (getenv("BENCH_DEBUG") != NULL) fprintf(stderr, "%.3f [%d] %s\n", now, (int)level, msg);
+}
+
+/* Security options of both fronts: with @p hc the debug log feeds it. */
+static void security_options(mqe2e_MQTTClient_securityOptions *so, mqe2e_keystore *ks,
+                             const mqe2e_policy *pol, hello_clock *hc)
+{
+    mqe2e_MQTTClient_securityOptions init = mqe2e_MQTTClient_securityOptions_initializer;
+    *so = init;
+    so->keystore = ks;
+    so->policy = pol;
+    if (hc != NULL) {
+        so->onLog = on_hello_log;
+        so->logLevel = MQE2E_LOG_DEBUG;
+        so->context = hc;
+    } else if (getenv("BENCH_DEBUG") != NULL) {
+        so->onLog = on_log;
+        so->logLevel = MQE2E_LOG_DEBUG;
+    }
+}
+
 static mqe2e_MQTTClient enc_client(const char *id, mqe2e_keystore *ks, const mqe2e_policy *pol,
-                                   inbox *ib)
+                                   inbox *ib, hello_clock *hc)
 {
     mqe2e_MQTTClient c = NULL;
-    mqe2e_MQTTClient_securityOptions so = mqe2e_MQTTClient_securityOptions_initializer;
+    mqe2e_MQTTClient_securityOptions so;
     if (mqe2e_MQTTClient_create(&c, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
         MQTTCLIENT_SUCCESS)
         die("mqe2e create");
-    so.keystore = ks;
-    so.policy = pol;
-    if (getenv("BENCH_DEBUG") != NULL) {
-        so.onLog = on_log;
-        so.logLevel = MQE2E_LOG_DEBUG;
-    }
+    security_options(&so, ks, pol, hc);
     if (mqe2e_MQTTClient_setSecurity(c, &so) != MQTTCLIENT_SUCCESS) die("setSecurity");
     if (ib != NULL &&
         mqe2e_MQTTClient_setCallbacks(c, ib, on_lost, on_cmd, NULL) != MQTTCLIENT_SUCCESS)
@@ -680,9 +752,212 @@ static void plain_connect_subscribe(MQTTClient_connectOptions *co)
     MQTTClient_destroy(&c);
 }
 
+/* ------------------------------------------------------------------ async front */
+
+/* One Paho response (onSuccess / onFailure) awaited by the main thread. */
+typedef struct async_wait {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int done, ok;
+    double t; /* when the response came */
+} async_wait;
+
+static void aw_init(async_wait *w)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->m, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void aw_fini(async_wait *w)
+{
+    pthread_mutex_destroy(&w->m);
+    pthread_cond_destroy(&w->cv);
+}
+
+static void aw_reset(async_wait *w)
+{
+    pthread_mutex_lock(&w->m);
+    w->done = w->ok = 0;
+    w->t = 0;
+    pthread_mutex_unlock(&w->m);
+}
+
+static void aw_signal(async_wait *w, int ok)
+{
+    double now = mono_ms();
+    pthread_mutex_lock(&w->m);
+    w->done = 1;
+    w->ok = ok;
+    w->t = now;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void aw_success(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    if (getenv("BENCH_DEBUG") != NULL) fprintf(stderr, "%.3f onSuccess\n", mono_ms());
+    aw_signal(ctx, 1);
+}
+
+static void aw_failure(void *ctx, MQTTAsync_failureData *d)
+{
+    (void)d;
+    aw_signal(ctx, 0);
+}
+
+/* 1 when the response came and was a success. */
+static int aw_wait(async_wait *w)
+{
+    double end = mono_ms() + WAIT_MS;
+    pthread_mutex_lock(&w->m);
+    while (!w->done) {
+        double left = end - mono_ms();
+        if (left <= 0) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)(left > 50 ? 50 : left) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->m, &ts);
+    }
+    int ok = w->done && w->ok;
+    pthread_mutex_unlock(&w->m);
+    return ok;
+}
+
+static int plain_async_arrived(void *ctx, char *topic, int len, MQTTAsync_message *m)
+{
+    (void)ctx;
+    (void)len;
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static int front_async_arrived(void *ctx, char *topic, int len, MQTTAsync_message *m)
+{
+    (void)ctx;
+    (void)len;
+    mqe2e_MQTTAsync_freeMessage(&m);
+    mqe2e_MQTTAsync_free(topic);
+    return 1;
+}
+
+/* Connect options of both async clients: as the sync ones (clean session,
+ * keepalive 30 s, 64 in flight), onSuccess/onFailure into @p w. */
+static MQTTAsync_connectOptions async_connect_options(async_wait *w)
+{
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    co.cleansession = 1;
+    co.keepAliveInterval = 30;
+    co.maxInflight = 64;
+    co.onSuccess = aw_success;
+    co.onFailure = aw_failure;
+    co.context = w;
+    return co;
+}
+
+/* The async anchor: a plain MQTTAsync client with callbacks connects
+ * (onSuccess) and subscribes two topics at QoS 1 (onSuccess), as the front
+ * does for its control topics. Returns the time from MQTTAsync_connect() to
+ * the SUBACK's onSuccess, ms; < 0 on failure. The disconnect is awaited
+ * outside the timing. */
+static double plain_async_connect_subscribe(void)
+{
+    MQTTAsync c = NULL;
+    async_wait w;
+    char *topics[2] = {"bench/plain/a", "bench/plain/b"};
+    int qos[2] = {1, 1};
+    double ms = -1;
+    aw_init(&w);
+    if (MQTTAsync_create(&c, uri, "bench-plain-async", MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+            MQTTASYNC_SUCCESS ||
+        MQTTAsync_setCallbacks(c, NULL, on_lost, plain_async_arrived, NULL) != MQTTASYNC_SUCCESS)
+        die("plain async client");
+    MQTTAsync_connectOptions co = async_connect_options(&w);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = aw_success;
+    ro.onFailure = aw_failure;
+    ro.context = &w;
+    double t0 = mono_ms();
+    if (MQTTAsync_connect(c, &co) == MQTTASYNC_SUCCESS && aw_wait(&w)) {
+        aw_reset(&w);
+        if (MQTTAsync_subscribeMany(c, 2, topics, qos, &ro) == MQTTASYNC_SUCCESS && aw_wait(&w))
+            ms = w.t - t0;
+    }
+    MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
+    dop.onSuccess = aw_success;
+    dop.onFailure = aw_failure;
+    dop.context = &w;
+    aw_reset(&w);
+    if (MQTTAsync_disconnect(c, &dop) == MQTTASYNC_SUCCESS) (void)aw_wait(&w);
+    MQTTAsync_destroy(&c);
+    aw_fini(&w);
+    return ms;
+}
+
+typedef struct async_sample {
+    double hello;    /* mqe2e_MQTTAsync_connect() -> waitForAuthority() returned */
+    double connack;  /* mqe2e_MQTTAsync_connect() -> the connect's onSuccess */
+    double exchange; /* "HELLO sent" -> waitForAuthority() returned */
+    double apply;    /* "HELLO reply" -> waitForAuthority() returned */
+} async_sample;
+
+/* The async front: connect with onSuccess, then mqe2e_MQTTAsync_waitForAuthority()
+ * from this thread, which returns when the HELLO reply was applied (the
+ * session is fresh: group sends are accepted from then on; docs/PAHO.md
+ * "Waiting for the authority"). 1 on success. */
+static int async_front_hello(const char *id, mqe2e_keystore *ks, const mqe2e_policy *pol,
+                             hello_clock *hc, async_sample *out)
+{
+    mqe2e_MQTTAsync a = NULL;
+    mqe2e_MQTTAsync_securityOptions so;
+    async_wait w;
+    int ok = 0;
+    aw_init(&w);
+    hello_clock_reset(hc);
+    security_options(&so, ks, pol, hc);
+    if (mqe2e_MQTTAsync_create(&a, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+            MQTTASYNC_SUCCESS ||
+        mqe2e_MQTTAsync_setSecurity(a, &so) != MQTTASYNC_SUCCESS ||
+        mqe2e_MQTTAsync_setCallbacks(a, NULL, on_lost, front_async_arrived, NULL) !=
+            MQTTASYNC_SUCCESS)
+        die("mqe2e async client");
+    MQTTAsync_connectOptions co = async_connect_options(&w);
+    double t0 = mono_ms();
+    if (getenv("BENCH_DEBUG") != NULL) fprintf(stderr, "%.3f async connect %s\n", t0, id);
+    if (mqe2e_MQTTAsync_connect(a, &co) == MQTTASYNC_SUCCESS &&
+        mqe2e_MQTTAsync_waitForAuthority(a, WAIT_MS) == MQTTASYNC_SUCCESS) {
+        double t1 = mono_ms();
+        ok = aw_wait(&w);
+        out->hello = t1 - t0;
+        out->connack = w.t - t0;
+        out->exchange = hello_clock_until(hc, t1, &out->apply);
+        ok = ok && out->exchange >= 0;
+    }
+    MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
+    dop.onSuccess = aw_success;
+    dop.onFailure = aw_failure;
+    dop.context = &w;
+    aw_reset(&w);
+    if (mqe2e_MQTTAsync_disconnect(a, &dop) == MQTTASYNC_SUCCESS) (void)aw_wait(&w);
+    mqe2e_MQTTAsync_destroy(&a);
+    aw_fini(&w);
+    return ok;
+}
+
 typedef struct channel_result {
     stats first, established, hello;
     stats plain_connect; /* anchor: plain Paho connect + subscribe of two topics */
+    stats hello_exchange; /* sync front: "HELLO sent" -> connect() returned fresh */
+    stats hello_apply;    /* sync front: "HELLO reply" -> connect() returned fresh */
+    /* The async front (mqe2e_MQTTAsync) and its anchor (plain MQTTAsync). */
+    stats async_hello, async_connack, async_exchange, async_apply, async_plain;
+    int async_failed;
     size_t step[4];
     size_t envelope_bytes;
     int failed;
@@ -697,7 +972,10 @@ static channel_result bench_channel(int n)
      * initiate; chan-(POOL+1) responds, one channel topic per initiator. */
     int pool = n < INITIATOR_POOL ? n : INITIATOR_POOL;
     char **tk = tickets("chan", pool + 1);
-    mqe2e_keystore *kb[INITIATOR_POOL], *kd;
+    /* The async front's own identities, so that both fronts' HELLOs stay
+     * within the authority's rate per client id. */
+    char **tka = tickets("asy", pool < 2 ? 2 : pool); /* --count 1 would name it "asy" */
+    mqe2e_keystore *kb[INITIATOR_POOL], *ka[INITIATOR_POOL], *kd;
     mqe2e_policy *pb[INITIATOR_POOL], *pd = NULL;
     char responder[32], name[32], topic[INITIATOR_POOL][48];
     snprintf(responder, sizeof responder, "chan-%d", pool + 1);
@@ -707,6 +985,11 @@ static channel_result bench_channel(int n)
         snprintf(name, sizeof name, "chan-%d", i + 1);
         snprintf(topic[i], sizeof topic[i], CMD_TOPIC "/%d", i + 1);
         kb[i] = enroll_keystore(tk[i], name);
+        char aname[32];
+        snprintf(aname, sizeof aname, "asy-%d", i + 1);
+        ka[i] = enroll_keystore(tka[i], aname);
+        sodium_memzero(tka[i], strlen(tka[i]));
+        free(tka[i]);
         pb[i] = NULL;
         if (mqe2e_policy_new(&pb[i]) != MQE2E_OK ||
             mqe2e_policy_add(pb[i], topic[i], MQE2E_POLICY_CHANNEL, responder) != MQE2E_OK ||
@@ -718,6 +1001,11 @@ static channel_result bench_channel(int n)
         free(tk[i]);
     }
     free(tk);
+    for (int i = pool; i < 2; i++) {
+        sodium_memzero(tka[i], strlen(tka[i]));
+        free(tka[i]);
+    }
+    free(tka);
 
     MQTTClient spy = NULL;
     {
@@ -748,16 +1036,31 @@ static channel_result bench_channel(int n)
      * last handshake frame would measure that sleep. */
     co.reliable = 0;
     co.maxInflightMessages = 64;
-    mqe2e_MQTTClient dev = enc_client(responder, kd, pd, &ib);
+    mqe2e_MQTTClient dev = enc_client(responder, kd, pd, &ib, NULL);
     if (mqe2e_MQTTClient_connect(dev, &co) != MQTTCLIENT_SUCCESS) die("responder connect");
     if (mqe2e_MQTTClient_subscribe(dev, CMD_TOPIC "/#", 1) != MQTTCLIENT_SUCCESS)
         die("subscribe");
     if (!wait_handshakes(dev, 1)) die("responder HELLO");
 
     double *first = calloc((size_t)n, sizeof *first), *est = calloc((size_t)n, sizeof *est),
-           *hello = calloc((size_t)n, sizeof *hello), *plain = calloc((size_t)n, sizeof *plain);
-    if (first == NULL || est == NULL || hello == NULL || plain == NULL) die("calloc");
-    int got = 0;
+           *hello = calloc((size_t)n, sizeof *hello), *plain = calloc((size_t)n, sizeof *plain),
+           *exch = calloc((size_t)n, sizeof *exch), *a_hello = calloc((size_t)n, sizeof *a_hello),
+           *a_connack = calloc((size_t)n, sizeof *a_connack),
+           *a_exch = calloc((size_t)n, sizeof *a_exch),
+           *a_plain = calloc((size_t)n, sizeof *a_plain), *appl = calloc((size_t)n, sizeof *appl),
+           *a_appl = calloc((size_t)n, sizeof *a_appl);
+    if (first == NULL || est == NULL || hello == NULL || plain == NULL || exch == NULL ||
+        a_hello == NULL || a_connack == NULL || a_exch == NULL || a_plain == NULL || appl == NULL ||
+        a_appl == NULL)
+        die("calloc");
+    hello_clock hc;
+    memset(&hc, 0, sizeof hc);
+    pthread_mutex_init(&hc.m, NULL);
+    /* Paho's asynchronous library starts its threads on its first connect in
+     * the process (~100 ms once): one unmeasured connect, so that every
+     * sample shows the per-connect cost (docs/BENCHMARKS.md). */
+    if (plain_async_connect_subscribe() < 0) die("plain async warm-up");
+    int got = 0, a_got = 0;
     for (int i = 0; i < n; i++) {
         int k = i % pool;
         /* A fresh initiator: no channel yet, the responder replaces its old
@@ -769,7 +1072,8 @@ static channel_result bench_channel(int n)
         double p0 = mono_ms();
         plain_connect_subscribe(&co);
         double p1 = mono_ms();
-        mqe2e_MQTTClient back = enc_client(name, kb[k], pb[k], &ib_back);
+        hello_clock_reset(&hc);
+        mqe2e_MQTTClient back = enc_client(name, kb[k], pb[k], &ib_back, &hc);
         double h0 = mono_ms();
         if (mqe2e_MQTTClient_connect(back, &co) != MQTTCLIENT_SUCCESS) die("initiator connect");
         int ok = wait_handshakes(back, 1);
@@ -787,7 +1091,11 @@ static channel_result bench_channel(int n)
                        MQTTCLIENT_SUCCESS;
         ok = ok && inbox_wait(&ib, base + 2);
         double t2 = mono_ms();
+        double ap_ms = -1, ex = hello_clock_until(&hc, h1, &ap_ms);
+        ok = ok && ex >= 0;
         if (ok) {
+            exch[got] = ex;
+            appl[got] = ap_ms;
             hello[got] = h1 - h0;
             plain[got] = p1 - p0;
             first[got] = t1 - t0;
@@ -810,6 +1118,28 @@ static channel_result bench_channel(int n)
         /* Both messages arrived (or the sample failed): nothing to wait for. */
         mqe2e_MQTTClient_disconnect(back, 0);
         mqe2e_MQTTClient_destroy(&back);
+
+        /* The async front and its anchor, same broker, same authority. */
+        snprintf(name, sizeof name, "asy-%d", k + 1);
+        double ap = plain_async_connect_subscribe();
+        async_sample as;
+        memset(&as, 0, sizeof as);
+        if (ap >= 0 && async_front_hello(name, ka[k], pb[k], &hc, &as)) {
+            a_plain[a_got] = ap;
+            a_hello[a_got] = as.hello;
+            a_connack[a_got] = as.connack;
+            a_exch[a_got] = as.exchange;
+            a_appl[a_got] = as.apply;
+            a_got++;
+        } else {
+            fprintf(stderr, "bench_handshake: async sample %d failed\n", i);
+            r.async_failed++;
+        }
+        if (getenv("BENCH_DEBUG") != NULL)
+            fprintf(stderr,
+                    "sample %d async: connect->HELLO %.1f ms (onSuccess %.1f ms, HELLO exchange "
+                    "%.2f ms; plain MQTTAsync connect+subscribe %.1f ms)\n",
+                    i, as.hello, as.connack, as.exchange, ap);
         if (getenv("BENCH_DEBUG") != NULL)
             fprintf(stderr,
                     "sample %d: connect->HELLO %.1f ms (plain Paho connect+subscribe %.1f ms), "
@@ -824,6 +1154,7 @@ static channel_result bench_channel(int n)
     MQTTClient_disconnect(spy, 500);
     MQTTClient_destroy(&spy);
     for (int i = 0; i < pool; i++) {
+        mqe2e_keystore_close(ka[i]);
         mqe2e_keystore_close(kb[i]);
         mqe2e_policy_free(pb[i]);
     }
@@ -833,6 +1164,21 @@ static channel_result bench_channel(int n)
     r.established = stats_of(est, got);
     r.hello = stats_of(hello, got);
     r.plain_connect = stats_of(plain, got);
+    r.hello_exchange = stats_of(exch, got);
+    r.async_hello = stats_of(a_hello, a_got);
+    r.async_connack = stats_of(a_connack, a_got);
+    r.async_exchange = stats_of(a_exch, a_got);
+    r.hello_apply = stats_of(appl, got);
+    r.async_apply = stats_of(a_appl, a_got);
+    free(appl);
+    free(a_appl);
+    r.async_plain = stats_of(a_plain, a_got);
+    pthread_mutex_destroy(&hc.m);
+    free(exch);
+    free(a_hello);
+    free(a_connack);
+    free(a_exch);
+    free(a_plain);
     free(plain);
     free(first);
     free(est);
@@ -892,6 +1238,19 @@ int main(int argc, char **argv)
            c.first.n, c.first.p50, c.first.p99, c.established.p50, c.established.p99, c.hello.p50,
            c.hello.p99, c.plain_connect.p50, c.plain_connect.p99, c.step[1], c.step[2], c.step[3], c.envelope_bytes,
            c.failed ? " (SOME FAILED)" : "");
+    printf("connect -> HELLO done, both fronts, p50 / p99 ms (%d sync, %d async samples%s):\n"
+           "| front | connect -> HELLO done | anchor: plain Paho connect + subscribe 2 topics "
+           "| HELLO exchange alone (HELLO sent -> fresh) | of which reply -> fresh |\n"
+           "|---|---:|---:|---:|---:|\n"
+           "| sync, mqe2e_MQTTClient | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
+           "| async, mqe2e_MQTTAsync | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |\n"
+           "async connect -> onSuccess (CONNACK): p50 %.2f ms, p99 %.2f ms\n",
+           c.hello.n, c.async_hello.n, c.async_failed ? "; SOME ASYNC FAILED" : "", c.hello.p50,
+           c.hello.p99, c.plain_connect.p50, c.plain_connect.p99, c.hello_exchange.p50,
+           c.hello_exchange.p99, c.hello_apply.p50, c.hello_apply.p99, c.async_hello.p50,
+           c.async_hello.p99, c.async_plain.p50, c.async_plain.p99, c.async_exchange.p50,
+           c.async_exchange.p99, c.async_apply.p50, c.async_apply.p99, c.async_connack.p50,
+           c.async_connack.p99);
     double total_s = (mono_ms() - start) / 1e3;
     printf("total %.1f s\n", total_s);
 
@@ -910,6 +1269,14 @@ int main(int argc, char **argv)
         stats_json(f, "established_message_ms", c.established, ",");
         stats_json(f, "hello_ms", c.hello, ",");
         stats_json(f, "plain_paho_connect_subscribe_ms", c.plain_connect, ",");
+        stats_json(f, "hello_exchange_ms", c.hello_exchange, ",");
+        stats_json(f, "async_hello_ms", c.async_hello, ",");
+        stats_json(f, "async_connack_ms", c.async_connack, ",");
+        stats_json(f, "async_hello_exchange_ms", c.async_exchange, ",");
+        stats_json(f, "hello_reply_to_fresh_ms", c.hello_apply, ",");
+        stats_json(f, "async_hello_reply_to_fresh_ms", c.async_apply, ",");
+        stats_json(f, "plain_paho_async_connect_subscribe_ms", c.async_plain, ",");
+        fprintf(f, "    \"async_failed\": %d,\n", c.async_failed);
         fprintf(f,
                 "    \"step1_bytes\": %zu, \"step2_bytes\": %zu, \"step3_bytes\": %zu, "
                 "\"handshake_bytes\": %zu, \"envelope_bytes\": %zu, \"failed\": %d\n  },\n",
@@ -918,7 +1285,7 @@ int main(int argc, char **argv)
         fprintf(f, "  \"seconds\": %.1f\n}\n", total_s);
         if (fclose(f) != 0) die("write JSON");
     }
-    int failed = e.failed + c.failed;
+    int failed = e.failed + c.failed + c.async_failed;
     cleanup();
     return failed ? 1 : 0;
 }

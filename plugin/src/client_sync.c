@@ -802,10 +802,10 @@ int mqe2e_MQTTClient_receive(mqe2e_MQTTClient handle, char **topicName, int *top
         }
         /* Paho's receive gives the full length; a NUL inside makes it differ
          * from strlen. Nothing is held: no callback could take it later. */
-        (void)mqe2e__ctl_receive(c->f.ctl, in_topic, in_topic_len, in->payload, in->payloadlen,
-                                 in->qos, in->retained, in->dup, MQE2E_SESSION_NO_HOLD,
-                                 in->struct_version >= 1 ? &in->properties : NULL, in, client_take,
-                                 &taken);
+        (void)mqe2e__ctl_receive(
+            c->f.ctl, in_topic, in_topic_len, in->payload, in->payloadlen, in->qos, in->retained,
+            in->dup, MQE2E_SESSION_NO_HOLD | MQE2E__CTL_RX_CALLER_THREAD,
+            in->struct_version >= 1 ? &in->properties : NULL, in, client_take, &taken);
         MQTTClient_freeMessage(&in);
         MQTTClient_free(in_topic);
         if (taken.msg != NULL) {

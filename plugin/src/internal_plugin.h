@@ -169,6 +169,12 @@ int mqe2e__ctl_connected(mqe2e__ctl *ctl);
  * the worker subscribes the control topics and sends a HELLO once connected. */
 void mqe2e__ctl_session_lost(mqe2e__ctl *ctl);
 
+/* mqe2e__ctl_receive() flag: the caller's thread may call Paho (the sync
+ * front's receive(), no callback thread): the (un)subscriptions this message
+ * causes are made here, before the call returns, not by the worker (which
+ * would race the caller's receive() for the SUBACK). Not passed to the session. */
+#define MQE2E__CTL_RX_CALLER_THREAD 0x100U
+
 /* The one receive path of both fronts (Paho's callback or receive() thread,
  * cb_lock held unless @p flags has MQE2E_SESSION_NO_HOLD): the session opens,
  * holds or drops the message; plaintext for it goes to @p hand (with its

@@ -155,8 +155,12 @@ static void ctl_after(mqe2e__ctl *c, mqe2e_session_time now)
  * @p slot (may be NULL) holds the first item instead of an allocation (the
  * receive path's single DELIVER); @p now is the clock of the call.
  */
-static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item **list,
-                     ctl_item *slot, mqe2e_session_time now)
+/* ctl_take() @p keep: which actions stay in the list instead of the outbox. */
+#define KEEP_PUBLISHES 1
+#define KEEP_SUBSCRIPTIONS 2
+
+static void ctl_take(mqe2e__ctl *c, const void *in, int keep, ctl_item **list, ctl_item *slot,
+                     mqe2e_session_time now)
 {
     mqe2e_session_action a;
     ctl_item **tail = list;
@@ -164,9 +168,9 @@ static void ctl_take(mqe2e__ctl *c, const void *in, int keep_publishes, ctl_item
     while (*tail != NULL)
         tail = &(*tail)->next;
     while (mqe2e_session_next(c->s, &a)) {
-        if ((a.kind == MQE2E_SESSION_PUBLISH || a.kind == MQE2E_SESSION_SUBSCRIBE ||
-             a.kind == MQE2E_SESSION_UNSUBSCRIBE) &&
-            !keep_publishes) {
+        int sub = a.kind == MQE2E_SESSION_SUBSCRIBE || a.kind == MQE2E_SESSION_UNSUBSCRIBE;
+        if ((a.kind == MQE2E_SESSION_PUBLISH && !(keep & KEEP_PUBLISHES)) ||
+            (sub && !(keep & KEEP_SUBSCRIPTIONS))) {
             ctl_out *o = out_copy(&a);
             if (o != NULL) out_append(c, o);
             else ctl_log_line(c, MQE2E_LOG_ERROR, "control frame lost: out of memory");
@@ -244,6 +248,18 @@ static int ctl_handle(mqe2e__ctl *c, ctl_item *list, mqe2e__ctl_hand_fn *hand, v
         list = it->next;
         if (it->kind == MQE2E_SESSION_DROP) {
             c->h.dropped(c->h.ctx, it->topic, it->code);
+        } else if (it->kind == MQE2E_SESSION_SUBSCRIBE || it->kind == MQE2E_SESSION_UNSUBSCRIBE) {
+            /* Only with MQE2E__CTL_RX_CALLER_THREAD: this thread may call Paho. */
+            int rc = it->kind == MQE2E_SESSION_SUBSCRIBE
+                         ? c->h.subscribe(c->h.ctx, 1, &it->topic, &it->qos)
+                         : c->h.unsubscribe(c->h.ctx, it->topic);
+            if (rc != 0) {
+                (void)snprintf(line, sizeof line, "control %s '%s' failed: %s",
+                               it->kind == MQE2E_SESSION_SUBSCRIBE ? "subscribe to"
+                                                                   : "unsubscribe from",
+                               it->topic, c->h.strerror(rc));
+                ctl_log_line(c, MQE2E_LOG_WARNING, line);
+            }
         } else if (it->kind == MQE2E_SESSION_DELIVER) {
             int taken = it->current && hand != NULL ? hand(hand_ctx, it->msg, it->topic)
                                                     : c->h.hand(c->h.ctx, it->msg, it->topic);
@@ -312,18 +328,21 @@ int mqe2e__ctl_receive(mqe2e__ctl *c, const char *topic, int topic_len, const vo
      * cannot be (NULL, 1) makes the session drop the message, never skip a check. */
     const int view_ok = mqe2e__props_from_paho(props, &view, &nview) == 0;
 
+    const unsigned sflags = flags & ~MQE2E__CTL_RX_CALLER_THREAD;
+
     (void)pthread_mutex_lock(c->h.lock);
     if (payload_len < 0) {
         /* Not a length: refused like any malformed message. */
-        (void)mqe2e_session_message_received(c->s, topic, 0, NULL, 1, qos, retained, dup, flags,
+        (void)mqe2e_session_message_received(c->s, topic, 0, NULL, 1, qos, retained, dup, sflags,
                                              now);
     } else {
         (void)mqe2e_session_message_received_props(
             c->s, topic, topic_len > 0 ? (size_t)topic_len : 0U, (const uint8_t *)payload,
-            (size_t)payload_len, qos, retained, dup, flags, view, view_ok ? nview : 1U, now);
+            (size_t)payload_len, qos, retained, dup, sflags, view, view_ok ? nview : 1U, now);
     }
     free(view);
-    ctl_take(c, in, 0, &list, &first, now);
+    ctl_take(c, in, (flags & MQE2E__CTL_RX_CALLER_THREAD) ? KEEP_SUBSCRIPTIONS : 0, &list, &first,
+             now);
     (void)pthread_mutex_unlock(c->h.lock);
     return ctl_handle(c, list, hand, hand_ctx);
 }
@@ -597,7 +616,7 @@ int mqe2e__ctl_connected(mqe2e__ctl *c)
     (void)pthread_mutex_lock(c->h.lock);
     (void)mqe2e_session_connected(c->s, ctl_time());
     /* The HELLO waits until the inbox is subscribed, or its reply is lost. */
-    ctl_take(c, NULL, 1, &list, NULL, ctl_time());
+    ctl_take(c, NULL, KEEP_PUBLISHES | KEEP_SUBSCRIPTIONS, &list, NULL, ctl_time());
     c->session_up = 1;
     (void)pthread_mutex_unlock(c->h.lock);
     /* Inbox, revocations and one topic per key-tree group: in one SUBSCRIBE. */

@@ -1522,3 +1522,392 @@ Test(authority, key_tree_device_gets_only_its_own_groups_updates)
     (void)af_sh(NULL, 0, cmd);
     mb_close(&spy);
 }
+
+/* ---------------------- key-tree updates from an attacker on the broker */
+
+/* Enrol @p ids with `mqe2e enroll`, grant each the key-tree group @p group
+ * with `group grant`, and run one short `mqe2e sub` per device so its HELLO
+ * stores the group (the CLI builds its policy from the keystore's groups).
+ * ks[i] is each keystore's path, stats[i] its counters file. */
+static void tree_cli_members(const char *group, const char *const *ids, int n, char (*ks)[600],
+                             char (*stats)[640])
+{
+    static char out[OUT_MAX];
+    for (int i = 0; i < n; i++) {
+        char ticket[2048], words[128];
+        snprintf(words, sizeof words, "--id %s --grant '%s/#:pubsub'", ids[i], group);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", group, "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+        snprintf(stats[i], sizeof stats[i], "%s.stats", ks[i]);
+        char none[64];
+        snprintf(none, sizeof none, "%s/none", group);
+        const char *s0[] = {"sub", "-K",    ks[i], "--key-file", fx.keyfile, "-h", "127.0.0.1",
+                            "-p",  fx.port, "-t",  none,         "-W",       "3",  NULL};
+        cr_assert_eq(af_run(NULL, 0, s0), 4, "%s: the short sub ends by its timeout", ids[i]);
+    }
+}
+
+/* Publish @p msg on @p topic with `mqe2e pub -K ks_pub` until the text shows
+ * up in @p outf (a listening `mqe2e sub`'s output), at most 30 s. */
+static int cli_pub_until_seen(const char *ks_pub, const char *topic, const char *msg,
+                              const char *outf)
+{
+    static char out[OUT_MAX];
+    const char *p[] = {"pub",   "-K", ks_pub, "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                       fx.port, "-t", topic,  "-m",         msg,        "-q", "1",         NULL};
+    for (double end = af_mono() + 30.0; af_mono() < end;) {
+        int prc = af_run(out, sizeof out, p);
+        cr_assert(prc == 0 || prc == 2, "pub exit %d: %s", prc, out);
+        for (double e2 = af_mono() + 2.0; af_mono() < e2; af_sleep_ms(100)) {
+            size_t len = 0;
+            char *got = tu_read_file(outf, &len);
+            int seen = got != NULL && strstr(got, msg) != NULL;
+            free(got);
+            if (seen) return 1;
+        }
+    }
+    return 0;
+}
+
+/* Lines of @p path (0 when missing). */
+static int file_lines(const char *path)
+{
+    size_t len = 0;
+    char *t = tu_read_file(path, &len);
+    int n = 0;
+    for (size_t i = 0; t != NULL && i < len; i++)
+        n += t[i] == '\n';
+    free(t);
+    return n;
+}
+
+/* docs/PROTOCOL.md §10.2 and §10.9 against an attacker who can publish on
+ * the broker (no ACL stops it here): it captures the genuine TreeUpdates of
+ * two key-tree groups and sends to a listening member (a real `mqe2e sub`)
+ * the remove again (replayed), an older join after it (reordered), the
+ * remove with its signature's last byte flipped, with its epochs moved on
+ * by one (signature no longer covers them), cut short, and the other
+ * group's genuine update re-published on this group's topic. Each is
+ * counted exactly once as refused or replayed, none moves the member's
+ * epoch (tree_applied unchanged), nothing reaches the application, and a
+ * message sealed afterwards under the real epoch is still delivered. */
+Test(authority, key_tree_updates_forged_replayed_reordered_on_the_broker)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"ka-1", "ka-2", "ka-3"};
+    char ks[3][600], stats[3][640], outf[640], pidf[640], cmd[4096];
+    mailbox box;
+    mail joins[3], rm, other;
+    mb_open(&box, tb_broker_uri(&fx.broker), "tree-attacker", PREFIX "/tree/#");
+
+    const char *gc[] = {"group", "create", "--group", "ka", "--topic", "ka/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *gc2[] = {"group", "create", "--group", "kb", "--topic",
+                         "kb/#",  "--tree", "2",       NULL};
+    cr_assert_eq(op(out, sizeof out, gc2), 0, "%s", out);
+    tree_cli_members("ka", ids, 3, ks, stats);
+    for (int i = 0; i < 3; i++)
+        cr_assert(mb_take(&box, &joins[i], PREFIX "/tree/ka", 10000), "join %d of ka", i + 1);
+    /* A genuine update of the other tree: ka-1 joins kb too. */
+    const char *gk[] = {"group", "grant", "--group", "kb", "--id", "ka-1", NULL};
+    cr_assert_eq(op(out, sizeof out, gk), 0, "%s", out);
+    cr_assert(mb_take(&box, &other, PREFIX "/tree/kb", 10000), "the join of kb");
+
+    /* ka-2 listens. */
+    snprintf(outf, sizeof outf, "%s/ka-2.sub.out", fx.dir);
+    snprintf(pidf, sizeof pidf, "%s/ka-2.sub.pid", fx.dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'ka/#' -C 100 -W 120 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks[1], fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+    cr_assert(cli_pub_until_seen(ks[0], "ka/x", "before", outf), "ka-2 never printed 'before'");
+
+    /* The genuine remove: ka-3 is revoked, ka-2 applies it. */
+    long applied0 = stats_value(stats[1], "tree_applied");
+    const char *rv[] = {"revoke", "--id", "ka-3", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    cr_assert(mb_take(&box, &rm, PREFIX "/tree/ka", 10000), "the remove broadcast");
+    long applied = stats_wait(stats[1], "tree_applied", applied0 + 1, 20.0);
+    cr_assert_eq(applied, applied0 + 1, "ka-2 applied the remove once");
+    long refused0 = stats_value(stats[1], "tree_refused");
+    long replayed0 = stats_value(stats[1], "tree_replayed");
+    int lines0 = file_lines(outf);
+    cr_assert(rm.len > 49U + 64U, "a remove has wraps");
+
+    /* The attacks, each QoS 1 on ka's tree topic. */
+    uint8_t forged[4][2048];
+    size_t forged_len[4];
+    memcpy(forged[0], rm.data, rm.len); /* the signature's last byte flipped */
+    forged_len[0] = rm.len;
+    forged[0][rm.len - 1] ^= 0x01;
+    memcpy(forged[1], rm.data, rm.len); /* from/to epoch moved on by one */
+    forged_len[1] = rm.len;
+    for (int off = 19; off <= 23; off += 4) {
+        uint32_t e = ((uint32_t)forged[1][off] << 24) | ((uint32_t)forged[1][off + 1] << 16) |
+                     ((uint32_t)forged[1][off + 2] << 8) | forged[1][off + 3];
+        e++;
+        forged[1][off] = (uint8_t)(e >> 24);
+        forged[1][off + 1] = (uint8_t)(e >> 16);
+        forged[1][off + 2] = (uint8_t)(e >> 8);
+        forged[1][off + 3] = (uint8_t)e;
+    }
+    memcpy(forged[2], rm.data, 40); /* cut short */
+    forged_len[2] = 40;
+    memcpy(forged[3], other.data, other.len); /* the other tree's genuine join */
+    forged_len[3] = other.len;
+    const char *topic = PREFIX "/tree/ka";
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(MQTTClient_publish(box.c, topic, (int)forged_len[i], forged[i], 1, 0, NULL),
+                     MQTTCLIENT_SUCCESS);
+    /* Replayed, and reordered: an older genuine join after the remove. */
+    cr_assert_eq(MQTTClient_publish(box.c, topic, (int)rm.len, rm.data, 1, 0, NULL),
+                 MQTTCLIENT_SUCCESS);
+    cr_assert_eq(MQTTClient_publish(box.c, topic, (int)joins[1].len, joins[1].data, 1, 0, NULL),
+                 MQTTCLIENT_SUCCESS);
+
+    long refused = stats_wait(stats[1], "tree_refused", refused0 + 4, 20.0);
+    long replayed = stats_wait(stats[1], "tree_replayed", replayed0 + 2, 20.0);
+    /* A legitimate message after them: once it is printed, every injected
+     * frame (published before it on the same connection order) was handled. */
+    cr_assert(cli_pub_until_seen(ks[0], "ka/x", "after the attacks", outf),
+              "ka-2 stopped delivering after the attacks");
+    refused = stats_value(stats[1], "tree_refused");
+    replayed = stats_value(stats[1], "tree_replayed");
+    printf("key-tree attacks on the broker: refused %ld (4 injected), replayed %ld (2 injected), "
+           "applied %ld -> %ld\n",
+           refused - refused0, replayed - replayed0, applied,
+           stats_value(stats[1], "tree_applied"));
+    cr_assert_eq(refused - refused0, 4, "each forged update refused once");
+    cr_assert_eq(replayed - replayed0, 2, "the replayed and the older update counted as replays");
+    cr_assert_eq(stats_value(stats[1], "tree_applied"), applied, "no attack moved the epoch");
+    cr_assert_eq(file_lines(outf), lines0 + 1, "only the legitimate message was printed");
+
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf);
+    (void)af_sh(NULL, 0, cmd);
+    for (int i = 0; i < 3; i++)
+        mail_free(&joins[i]);
+    mail_free(&rm);
+    mail_free(&other);
+    mb_close(&box);
+}
+
+/* Issue 15 item 3, the whole stack: devices join a key-tree group by the
+ * token alone (`mqe2e token create --group kj`, `mqe2e enroll`, no `group
+ * grant`). Each enrollment is ONE signed join broadcast on mqe2e/tree/kj
+ * (113 bytes, consecutive epochs). A running `mqe2e sub` of an earlier
+ * member applies the join of a later one (tree_applied in its counters
+ * file) and prints what the newcomer's one-shot `mqe2e pub` sealed under
+ * the group's new epoch. */
+Test(authority, key_tree_token_enrollment_end_to_end)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"tj-1", "tj-2", "tj-3"};
+    char ks[3][600], stats[640], outf[640], pidf[640];
+    mailbox tree_box;
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-kj", PREFIX "/tree/#");
+    const char *gc[] = {"group", "create", "--group", "kj", "--topic", "kj/#", "--tree", "3", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    for (int i = 0; i < 3; i++)
+        af_ks_path(&fx, ks[i], sizeof ks[i], ids[i]);
+    for (int i = 0; i < 2; i++)
+        af_enroll_in(&fx, ids[i], "kj", "kj/#:pubsub");
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, 2U, "one join broadcast per token enrollment");
+
+    /* tj-2 listens. */
+    snprintf(stats, sizeof stats, "%s.stats", ks[1]);
+    snprintf(outf, sizeof outf, "%s/tj-2.sub.out", fx.dir);
+    snprintf(pidf, sizeof pidf, "%s/tj-2.sub.pid", fx.dir);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'kj/#' -C 100 -W 90 "
+             ">'%s' 2>'%s.err' & echo $! >'%s'",
+             fx.cli, ks[1], fx.keyfile, fx.port, outf, outf, pidf);
+    cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+
+    /* A one-shot pub by @p who until tj-2 prints @p msg (the subscriber's
+     * HELLO may still be on its way when the first one goes out). */
+    size_t len = 0;
+    char *got = NULL;
+    const char *who[2] = {ks[0], ks[2]};
+    const char *msgs[2] = {"before-join", "from-newcomer"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 1) {
+            long applied = stats_value(stats, "tree_applied");
+            af_enroll_in(&fx, ids[2], "kj", "kj/#:pubsub");
+            cr_assert_geq(stats_wait(stats, "tree_applied", applied + 1, 20.0), applied + 1,
+                          "tj-2 applied no join update");
+            for (double end = af_mono() + 10.0; tree_box.n < 3 && af_mono() < end;)
+                mb_pump(&tree_box, 50);
+            cr_assert_eq(tree_box.n, 3U, "tj-3's enrollment is one more join broadcast");
+        }
+        const char *p[] = {"pub",       "-K", who[k],  "--key-file", fx.keyfile, "-h",
+                           "127.0.0.1", "-p", fx.port, "-t",         "kj/x",     "-m",
+                           msgs[k],     "-q", "1",     NULL};
+        const char *s0[] = {"sub", "-K",    who[k], "--key-file", fx.keyfile, "-h", "127.0.0.1",
+                            "-p",  fx.port, "-t",   "kj/none",    "-W",       "2",  NULL};
+        int seen = 0;
+        for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
+            int prc = af_run(out, sizeof out, p);
+            if (prc == 2) { /* no group in the keystore yet: a HELLO first */
+                (void)af_run(NULL, 0, s0);
+                continue;
+            }
+            cr_assert_eq(prc, 0, "pub exit %d: %s", prc, out);
+            for (double e2 = af_mono() + 2.0; !seen && af_mono() < e2; af_sleep_ms(100)) {
+                got = tu_read_file(outf, &len);
+                seen = got != NULL && strstr(got, msgs[k]) != NULL;
+                free(got);
+            }
+        }
+        cr_assert(seen, "tj-2 never printed \"%s\"", msgs[k]);
+    }
+    /* The three joins: 113 bytes each, in epoch order. */
+    for (size_t i = 0; i < tree_box.n; i++) {
+        mqe2e_keytree_update v;
+        cr_assert_eq(mqe2e_keytree_update_open(&v, tree_box.v[i].data, tree_box.v[i].len,
+                                               fx.pin.sign_public),
+                     MQE2E_OK);
+        cr_assert_eq(v.kind, MQE2E_KEYTREE_JOIN);
+        cr_assert_eq(v.leaf, (uint32_t)i, "the lowest free leaf");
+        cr_assert_eq(v.to_epoch, (uint32_t)i + 1U);
+    }
+    cr_assert_eq(stats_value(stats, "tree_refused"), 0);
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf);
+    (void)af_sh(NULL, 0, cmd);
+    mb_close(&tree_box);
+}
+
+/* Issue 15 item 3 through the real authority process and Mosquitto:
+ * `--replace` of a key-tree member. Three members joined by token; the
+ * replacement's enrollment is two broadcasts on mqe2e/tree/fleet (the old
+ * leaf removed, then the new device's join) and no push to any member. The
+ * two others follow both to the epoch the new device's ENROLL reply holds
+ * (leaf key and TreePath in its bundle) and read each other's messages
+ * sealed under it; the old device's state answers TREE_REVOKED, opens
+ * nothing sealed after the replacement, and its HELLO is not answered. */
+Test(authority, key_tree_replacement_end_to_end)
+{
+    enum { N = 3 };
+    static char out[OUT_MAX];
+    char *lines[N + 1];
+    static tree_dev t[N], tn;
+    mqe2e_control_update r;
+    mailbox tree_box;
+    memset(t, 0, sizeof t);
+    memset(&tn, 0, sizeof tn);
+    mb_open(&tree_box, tb_broker_uri(&fx.broker), "tree-spy-r", PREFIX "/tree/#");
+    const char *gc[] = {"group",   "create", "--group", "fleet", "--topic",
+                        "fleet/#", "--tree", "3",       NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *tc[] = {"token", "create", "--id", "rt", "--count", "3", "--group", "fleet", NULL};
+    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
+    cr_assert_eq(split_lines(out, lines, N + 1), N);
+    char tickets[N][2048];
+    for (int i = 0; i < N; i++)
+        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "rt-%d", i + 1);
+        device_new(&t[i].d, id);
+        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
+        mqe2e_control_update_wipe(&r);
+    }
+    for (int i = 0; i < N; i++)
+        tree_hello(&t[i]);
+    for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    cr_assert_eq(tree_box.n, (size_t)N, "one join broadcast per token enrollment");
+    mb_clear(&tree_box);
+    mb_pump(&box, 300);
+    mb_clear(&box);
+
+    const char *kr[] = {"token", "create", "--id", "rt-3", "--group", "fleet", "--replace", NULL};
+    char trep[2048];
+    ticket_for(trep, sizeof trep, kr);
+    device_new(&tn.d, "rt-3");
+    cr_assert_eq(enroll(&tn.d, trep, &r), MQE2E_OK, "the replacement enrolls");
+    const mqe2e_key_bundle *b = NULL;
+    for (size_t i = 0; i < r.n_bundles; i++)
+        if (strcmp(r.bundles[i].group, "fleet") == 0 && r.bundles[i].retired_at == 0)
+            b = &r.bundles[i];
+    cr_assert_not_null(b, "the new device is in the group");
+    cr_assert_gt(b->tree_path_len, 0U, "its ENROLL reply carries its TreePath");
+    mqe2e_keytree_member *mn = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&mn, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s_new[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(mn, s_new), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s_new, b->secret, 32), 0);
+    uint32_t new_epoch = b->epoch;
+    mqe2e_control_update_wipe(&r);
+
+    for (double end = af_mono() + 10.0; tree_box.n < 2 && af_mono() < end;)
+        mb_pump(&tree_box, 50);
+    mb_pump(&tree_box, 300);
+    cr_assert_eq(tree_box.n, 2U, "a removal and a join, nothing more");
+    mqe2e_keytree_update rm, jn;
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&rm, tree_box.v[0].data, tree_box.v[0].len, fx.pin.sign_public),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_keytree_update_open(&jn, tree_box.v[1].data, tree_box.v[1].len, fx.pin.sign_public),
+        MQE2E_OK);
+    cr_assert_eq(rm.kind, MQE2E_KEYTREE_REMOVE);
+    cr_assert_eq(rm.leaf, 2U, "rt-3's old leaf");
+    cr_assert_eq(jn.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(jn.from_epoch, rm.to_epoch);
+    mb_pump(&box, 500);
+    size_t pushes = 0;
+    for (size_t i = 0; i < box.n; i++)
+        pushes +=
+            strncmp(box.v[i].topic, PREFIX "/client/rt-1", strlen(PREFIX "/client/rt-1")) == 0 ||
+            strncmp(box.v[i].topic, PREFIX "/client/rt-2", strlen(PREFIX "/client/rt-2")) == 0;
+    cr_assert_eq(pushes, 0U, "no per-member push for a tree group");
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &rm, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_apply(t[i].m, &jn, NULL), MQE2E_OK, "%s", t[i].d.id);
+        cr_assert_eq(mqe2e_keytree_member_epoch(t[i].m) + t[i].base, new_epoch);
+        uint8_t s[32];
+        cr_assert_eq(mqe2e_keytree_member_epoch_secret(t[i].m, s), MQE2E_OK);
+        cr_assert_eq(sodium_memcmp(s, s_new, 32), 0, "%s reached the new device's epoch",
+                     t[i].d.id);
+        tree_install(&t[i]);
+    }
+    cr_assert_eq(mqe2e_keytree_member_apply(t[2].m, &rm, NULL), MQE2E_ERR_TREE_REVOKED);
+    cr_assert_neq(mqe2e_keytree_member_apply(t[2].m, &jn, NULL), MQE2E_OK);
+
+    /* rt-1 seals under the new epoch: rt-2 and the new device read it
+     * (tree_hello sets up its keystore from its HELLO), the old one not. */
+    tree_hello(&tn);
+    cr_assert_eq(mqe2e_keytree_member_epoch(tn.m) + tn.base, new_epoch);
+    uint8_t env[512], pt[64];
+    size_t env_len = 0, pt_len = 0;
+    cr_assert_eq(mqe2e_protect(t[0].pr, "fleet/x", (const uint8_t *)"after replace", 13, af_now_s(),
+                               env, sizeof env, &env_len),
+                 MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(t[1].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
+    cr_assert_eq(
+        mqe2e_unprotect(tn.pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK);
+    cr_assert_eq(memcmp(pt, "after replace", 13), 0);
+    cr_assert_neq(
+        mqe2e_unprotect(t[2].pr, "fleet/x", env, env_len, af_now_s(), pt, sizeof pt, &pt_len),
+        MQE2E_OK, "the old device opened a message sealed after its replacement");
+    cr_assert_neq(hello(&t[2].d, &r, 2.0), MQE2E_OK, "the old device's HELLO is not answered");
+    mqe2e_control_update_wipe(&r);
+    mqe2e_keytree_member_free(mn);
+    for (int i = 0; i < N; i++)
+        tree_dev_free(&t[i]);
+    tree_dev_free(&tn);
+    mb_close(&tree_box);
+}

@@ -991,42 +991,441 @@ Test(authority_core, key_tree_group_settings_are_checked)
     cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, "big"), MQE2E_OK);
 }
 
-/* A key-tree member needs a leaf: a token naming a tree group is refused
- * (the group is joined with group-grant), and a device replacement for a
- * member of a tree group is refused (its old leaf key would stay valid):
- * nothing is half done, the tree and the group stay where they were. */
-Test(authority_core, key_tree_group_refuses_tokens_and_replacements)
-{
-    group_create("fleet", "fleet/#", "tree=3");
-    char a_id[] = "id=dev-t", a_g[] = "group=fleet";
-    char *args[2] = {a_id, a_g};
-    char *out = NULL;
-    cr_assert_eq(op_call(&out, "token-create", args, 2), MQE2E_OPSTATUS_BAD_REQUEST);
-    free(out);
+/* ------------------------------------------- key trees: tokens, --replace */
 
-    device d, n;
-    device_enrolled(&d, "dev-r");
-    group_grant("fleet", "dev-r");
-    mqe2e_adb_group before;
-    cr_assert_eq(mqe2e_adb_group_get(&before, fx.db, "fleet"), MQE2E_OK);
-    uint64_t tree_updates = counter("tree_updates");
-    device_new(&n, "dev-r");
-    char *ticket = token_create("dev-r", "replace=1");
-    enroll_frame(&n, ticket);
+/* A token for @p id with the extra arguments @p extra ("k=v", NULL-ended). */
+static char *token_create_args(const char *id, const char *const *extra)
+{
+    char a_id[300], a_x[8][200];
+    char *args[9] = {a_id};
+    size_t n = 1;
+    snprintf(a_id, sizeof a_id, "id=%s", id);
+    for (size_t i = 0; extra[i] != NULL && i < 8; i++, n++) {
+        snprintf(a_x[i], sizeof a_x[i], "%s", extra[i]);
+        args[n] = a_x[i];
+    }
+    char *out = NULL;
+    cr_assert_eq(op_call(&out, "token-create", args, n), MQE2E_OPSTATUS_OK, "token for %s", id);
+    char *nl = strchr(out, '\n');
+    if (nl != NULL) *nl = '\0';
+    return out;
+}
+
+/* The tree member a bundle makes (leaf key and TreePath), its leaf key
+ * copied to @p leaf_key when not NULL; checks the path's epoch secret is
+ * the bundle's secret. */
+static mqe2e_keytree_member *member_of_bundle(const mqe2e_key_bundle *b, uint8_t *leaf_key)
+{
+    cr_assert_not_null(b, "no current bundle");
+    cr_assert_gt(b->tree_path_len, 0U, "the bundle of %s carries no TreePath", b->group);
+    cr_assert_leq(b->tree_path_len, 1024U, "a join costs the joiner at most 1 KB");
+    mqe2e_keytree_member *m = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&m, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(m, s), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "the tree's epoch secret is the group's");
+    if (leaf_key != NULL) memcpy(leaf_key, b->tree_leaf_key, 32);
+    return m;
+}
+
+/* Two members hold the same epoch secret. */
+static void same_secret(const mqe2e_keytree_member *a, const mqe2e_keytree_member *b)
+{
+    uint8_t sa[32], sb[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(a, sa), MQE2E_OK);
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(b, sb), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(sa, sb, 32), 0, "both members derive the same epoch secret");
+}
+
+static uint32_t group_epoch(const char *group)
+{
+    mqe2e_adb_group g;
+    cr_assert_eq(mqe2e_adb_group_get(&g, fx.db, group), MQE2E_OK);
+    return g.current_epoch;
+}
+
+/* The signed updates broadcast on @p topic since the last outbox_clear(),
+ * copied, in the order they were sent (at most @p cap). */
+static size_t tree_updates_sent(sent *out, size_t cap, const char *topic)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < fx.out.n && k < cap; i++)
+        if (strcmp(fx.out.v[i].topic, topic) == 0) out[k++] = copy_sent(&fx.out.v[i]);
+    return k;
+}
+
+static mqe2e_keytree_update open_update(const sent *u)
+{
+    mqe2e_keytree_update v;
+    cr_assert_eq(mqe2e_keytree_update_open(&v, u->p, u->n, fx.pin.sign_public), MQE2E_OK);
+    return v;
+}
+
+/* Restart the core and the store handle: the trees are read back. */
+static void core_restart(void)
+{
+    authority_core_free(fx.core, fx.now, fx.now_ms);
+    mqe2e_adb_close(fx.db);
+    uint8_t key[MQE2E_ADB_KEY_BYTES];
+    cr_assert_eq(authority_db_key(key, fx.ks), MQE2E_OK);
+    cr_assert_eq(mqe2e_adb_open(&fx.db, fx.db_path, key), MQE2E_OK);
+    sodium_memzero(key, sizeof key);
+    core_start();
+}
+
+/* Issue 15 item 3: a token that names a key-tree group joins the device
+ * like `group grant` does: a leaf, the group at the tree's next epoch, ONE
+ * signed join broadcast (no push to any member), and the ENROLL reply's
+ * bundle carries the leaf key and TreePath, so the newcomer is a tree
+ * member at once; the member already there follows the broadcast to the
+ * same epoch secret. */
+Test(authority_core, key_tree_group_joined_by_token)
+{
+    device d0, t;
+    device_enrolled(&d0, "dev-0");
+    group_create("fleet", "fleet/#", "tree=3");
+    group_grant("fleet", "dev-0");
+    mqe2e_keytree_member *m0 = tree_member(&d0, "fleet", NULL);
+    uint32_t e0 = group_epoch("fleet");
+    uint64_t updates = counter("tree_updates");
+
+    const char *extra[] = {"group=fleet", NULL};
+    char *ticket = token_create_args("dev-t", extra);
+    device_new(&t, "dev-t");
+    enroll_frame(&t, ticket);
     free(ticket);
     mqe2e_control_update reply;
-    cr_assert_neq(enroll_send(&n, &reply, NULL), MQE2E_OK, "the replacement is refused");
+    cr_assert_eq(enroll_send(&t, &reply, NULL), MQE2E_OK, "enrolled into the tree group");
+    cr_assert_eq(group_epoch("fleet"), e0 + 1U, "the group moved to the tree's next epoch");
+    cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U, "one join broadcast");
+    cr_assert_eq(counter("tree_updates"), updates + 1U);
+    cr_assert_eq(count_to("mqe2e/client/dev-0"), 0U, "no push to the member already there");
+    const mqe2e_key_bundle *b = bundle_of(&reply, "fleet");
+    cr_assert_not_null(b, "the reply carries the group");
+    cr_assert_eq(b->epoch, e0 + 1U);
+    mqe2e_keytree_member *mt = member_of_bundle(b, NULL);
     mqe2e_control_update_wipe(&reply);
-    mqe2e_adb_group after;
-    cr_assert_eq(mqe2e_adb_group_get(&after, fx.db, "fleet"), MQE2E_OK);
-    cr_assert_eq(after.current_epoch, before.current_epoch, "the group did not move");
-    cr_assert_eq(counter("tree_updates"), tree_updates);
-    /* The member's device is unchanged: its HELLO still gets its path. */
-    mqe2e_keytree_member *m = tree_member(&d, "fleet", NULL);
-    mqe2e_keytree_member_free(m);
-    device_free(&n);
-    device_free(&d);
+
+    sent join = copy_sent(last_to("mqe2e/tree/fleet"));
+    mqe2e_keytree_update v = open_update(&join);
+    cr_assert_eq(v.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(v.leaf, 1U, "the lowest free leaf");
+    cr_assert_eq(tree_apply(m0, &join, &d0, "fleet", NULL), MQE2E_OK);
+    free(join.p);
+    same_secret(m0, mt);
+    /* Its HELLO hands out the same path. */
+    mqe2e_keytree_member *again = tree_member(&t, "fleet", NULL);
+    same_secret(again, mt);
+    mqe2e_keytree_member_free(again);
+    mqe2e_keytree_member_free(mt);
+    mqe2e_keytree_member_free(m0);
+    device_free(&t);
+    device_free(&d0);
 }
+
+/* Several token enrollments into one tree group in ONE batch: each gets its
+ * own leaf, the updates go out after the commit in epoch order; one of the
+ * batch that fails after its join (a second tree group of its token is
+ * full) is undone with its savepoint: its leaf is free again, its update
+ * never sent, the full group untouched. After a restart the tree read back
+ * from the store goes on with the members of the batch. */
+Test(authority_core, key_tree_group_token_batch_each_gets_a_leaf_and_a_failure_rolls_back)
+{
+    device d0, f1, f2, n[3];
+    device_enrolled(&d0, "dev-0");
+    device_enrolled(&f1, "dev-f1");
+    device_enrolled(&f2, "dev-f2");
+    group_create("a-fleet", "fleet/#", "tree=3");
+    group_create("b-full", "full/#", "tree=1");
+    group_grant("a-fleet", "dev-0");
+    group_grant("b-full", "dev-f1");
+    group_grant("b-full", "dev-f2");
+    mqe2e_keytree_member *m0 = tree_member(&d0, "a-fleet", NULL);
+    uint32_t ea = group_epoch("a-fleet"), eb = group_epoch("b-full");
+
+    const char *one[] = {"group=a-fleet", NULL};
+    const char *two[] = {"group=a-fleet", "group=b-full", NULL};
+    const char *ids[3] = {"dev-1", "dev-2", "dev-3"};
+    for (int i = 0; i < 3; i++) {
+        char *ticket = token_create_args(ids[i], i == 1 ? two : one);
+        device_new(&n[i], ids[i]);
+        enroll_frame(&n[i], ticket);
+        free(ticket);
+    }
+    uint64_t failed = counter("enroll_failed"), commits = counter("enroll_commits");
+    outbox_clear();
+    for (int i = 0; i < 3; i++)
+        deliver(n[i].frame, n[i].frame_len);
+    cr_assert(authority_core_batching(fx.core), "the three wait for one batch");
+    authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+    cr_assert_eq(counter("enroll_commits"), commits + 1U, "one transaction");
+    cr_assert_eq(counter("enroll_failed"), failed + 1U, "the failure is counted");
+
+    mqe2e_keytree_member *m[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        char topic[300];
+        client_topic(topic, sizeof topic, ids[i]);
+        const sent *r = last_to(topic);
+        cr_assert_not_null(r, "%s is answered", ids[i]);
+        mqe2e_control_update reply;
+        mqe2e_credential *cred = NULL;
+        memset(&reply, 0, sizeof reply);
+        int rc = mqe2e_enroll_finish(n[i].st, &reply, &cred, r->p, r->n, fx.now);
+        mqe2e_credential_free(cred);
+        if (i == 1) {
+            cr_assert_neq(rc, MQE2E_OK, "dev-2 is refused");
+            cr_assert_neq(reply.status, MQE2E_STATUS_OK);
+        } else {
+            cr_assert_eq(rc, MQE2E_OK, "%s enrolled", ids[i]);
+            m[i] = member_of_bundle(bundle_of(&reply, "a-fleet"), NULL);
+        }
+        mqe2e_control_update_wipe(&reply);
+    }
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, fx.db, "dev-2"), MQE2E_ERR_NOT_FOUND,
+                 "nothing of dev-2 stays");
+    cr_assert_eq(group_epoch("b-full"), eb, "the full group did not move");
+    cr_assert_eq(count_to("mqe2e/tree/b-full"), 0U);
+    cr_assert_eq(group_epoch("a-fleet"), ea + 2U, "two joins, not three");
+
+    sent u[4];
+    cr_assert_eq(tree_updates_sent(u, 4, "mqe2e/tree/a-fleet"), 2U, "one update per join");
+    mqe2e_keytree_update v0 = open_update(&u[0]), v1 = open_update(&u[1]);
+    cr_assert_eq(v0.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(v1.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(v1.from_epoch, v0.to_epoch, "sent in epoch order");
+    cr_assert_eq(v0.leaf, 1U);
+    cr_assert_eq(v1.leaf, 2U, "dev-2's undone leaf was given to dev-3");
+    /* The member already there follows both and reaches the group's secret;
+     * the newcomers start at the batch's last epoch. */
+    cr_assert_eq(tree_apply(m0, &u[0], NULL, "a-fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m0, &u[1], &d0, "a-fleet", NULL), MQE2E_OK);
+    same_secret(m0, m[0]);
+    same_secret(m0, m[2]);
+    free(u[0].p);
+    free(u[1].p);
+
+    /* The store holds what the batch committed: after a restart a removal
+     * of dev-1 is followed by the others, dev-1 is out. */
+    core_restart();
+    fx.now += 10;
+    revoke("dev-1");
+    cr_assert_eq(count_to("mqe2e/tree/a-fleet"), 1U);
+    sent rm = copy_sent(last_to("mqe2e/tree/a-fleet"));
+    cr_assert_eq(tree_apply(m0, &rm, &d0, "a-fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[2], &rm, &n[2], "a-fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[0], &rm, NULL, "a-fleet", NULL), MQE2E_ERR_TREE_REVOKED);
+    same_secret(m0, m[2]);
+    free(rm.p);
+
+    for (int i = 0; i < 3; i++) {
+        mqe2e_keytree_member_free(m[i]);
+        device_free(&n[i]);
+    }
+    mqe2e_keytree_member_free(m0);
+    device_free(&f2);
+    device_free(&f1);
+    device_free(&d0);
+}
+
+/* A token naming a full key tree: the enrollment is refused with a reason
+ * (counted), nothing of it stays, the tree and the group stay where they
+ * were, no update is sent. */
+Test(authority_core, key_tree_group_full_refuses_the_token_enrollment)
+{
+    device f1, f2, t;
+    device_enrolled(&f1, "dev-f1");
+    device_enrolled(&f2, "dev-f2");
+    group_create("small", "small/#", "tree=1");
+    group_grant("small", "dev-f1");
+    group_grant("small", "dev-f2");
+    mqe2e_keytree_member *m1 = tree_member(&f1, "small", NULL);
+    uint32_t e = group_epoch("small");
+    uint64_t failed = counter("enroll_failed");
+    const char *extra[] = {"group=small", NULL};
+    char *ticket = token_create_args("dev-t", extra);
+    device_new(&t, "dev-t");
+    enroll_frame(&t, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_neq(enroll_send(&t, &reply, NULL), MQE2E_OK, "refused: the tree is full");
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(counter("enroll_failed"), failed + 1U);
+    cr_assert_eq(group_epoch("small"), e);
+    cr_assert_eq(count_to("mqe2e/tree/small"), 0U);
+    mqe2e_adb_client c;
+    cr_assert_eq(mqe2e_adb_client_get(&c, fx.db, "dev-t"), MQE2E_ERR_NOT_FOUND);
+    mqe2e_keytree_member *again = tree_member(&f1, "small", NULL);
+    same_secret(again, m1);
+    mqe2e_keytree_member_free(again);
+    mqe2e_keytree_member_free(m1);
+    device_free(&t);
+    device_free(&f2);
+    device_free(&f1);
+}
+
+/* Issue 15 item 3: `--replace` of a key-tree member. The old device's leaf
+ * is removed (ONE remove update: every key on its path is new) and the new
+ * device joins (ONE join update), both in the enrollment's transaction; the
+ * new device's reply carries its leaf key and TreePath at the resulting
+ * epoch. An attacker holding the old device's leaf key, its path and every
+ * broadcast derives nothing after the replacement; the remaining members
+ * follow the two broadcasts to the new device's epoch secret. */
+Test(authority_core, key_tree_member_replaced_old_leaf_derives_nothing)
+{
+    enum { N = 3 };
+    device d[N], nd;
+    mqe2e_keytree_member *m[N] = {0};
+    const char *ids[N] = {"dev-a", "dev-b", "dev-r"};
+    for (int i = 0; i < N; i++)
+        device_enrolled(&d[i], ids[i]);
+    group_create("fleet", "fleet/#", "tree=3");
+    for (int i = 0; i < N; i++) {
+        group_grant("fleet", ids[i]);
+        sent join = copy_sent(last_to("mqe2e/tree/fleet"));
+        for (int k = 0; k < i; k++)
+            cr_assert_eq(tree_apply(m[k], &join, NULL, "fleet", NULL), 0);
+        free(join.p);
+        m[i] = tree_member(&d[i], "fleet", NULL);
+    }
+    /* What the old device keeps: its leaf key and its TreePath. */
+    mqe2e_control_update hr;
+    cr_assert_eq(hello(&d[2], &hr), MQE2E_OK);
+    const mqe2e_key_bundle *ob = bundle_of(&hr, "fleet");
+    cr_assert_not_null(ob);
+    uint8_t old_leaf[32];
+    memcpy(old_leaf, ob->tree_leaf_key, 32);
+    uint8_t tree_id[16];
+    memcpy(tree_id, ob->tree_path + 2, 16);
+    mqe2e_keytree_member *copy = NULL;
+    cr_assert_eq(
+        mqe2e_keytree_member_new(&copy, tree_id, old_leaf, ob->tree_path, ob->tree_path_len),
+        MQE2E_OK);
+    mqe2e_control_update_wipe(&hr);
+    uint32_t e = group_epoch("fleet");
+    uint64_t updates = counter("tree_updates");
+
+    fx.now += 10;
+    const char *extra[] = {"replace=1", "group=fleet", NULL};
+    char *ticket = token_create_args("dev-r", extra);
+    device_new(&nd, "dev-r");
+    enroll_frame(&nd, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_eq(enroll_send(&nd, &reply, NULL), MQE2E_OK, "the replacement enrolls");
+    cr_assert_eq(counter("replacements"), 1U);
+    cr_assert_eq(group_epoch("fleet"), e + 2U, "a removal and a join");
+    cr_assert_eq(counter("tree_updates"), updates + 2U);
+    for (int i = 0; i < 2; i++) {
+        char topic[300];
+        client_topic(topic, sizeof topic, ids[i]);
+        cr_assert_eq(count_to(topic), 0U, "no per-member push (%s)", ids[i]);
+    }
+    const mqe2e_key_bundle *b = bundle_of(&reply, "fleet");
+    cr_assert_not_null(b, "the new device is in the group");
+    cr_assert_eq(b->epoch, e + 2U, "its path is at the resulting epoch");
+    mqe2e_keytree_member *mn = member_of_bundle(b, NULL);
+    uint8_t new_path[MQE2E_BUNDLE_TREE_PATH_MAX];
+    size_t new_path_len = b->tree_path_len;
+    memcpy(new_path, b->tree_path, new_path_len);
+    mqe2e_control_update_wipe(&reply);
+
+    sent u[4];
+    cr_assert_eq(tree_updates_sent(u, 4, "mqe2e/tree/fleet"), 2U);
+    mqe2e_keytree_update rm = open_update(&u[0]), jn = open_update(&u[1]);
+    cr_assert_eq(rm.kind, MQE2E_KEYTREE_REMOVE, "the removal first");
+    cr_assert_eq(rm.leaf, 2U, "the old device's leaf");
+    cr_assert_eq(jn.kind, MQE2E_KEYTREE_JOIN);
+    cr_assert_eq(jn.from_epoch, rm.to_epoch, "then the join, in epoch order");
+
+    /* The remaining members follow both broadcasts. */
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(tree_apply(m[i], &u[0], NULL, "fleet", NULL), MQE2E_OK);
+        cr_assert_eq(tree_apply(m[i], &u[1], &d[i], "fleet", NULL), MQE2E_OK);
+        same_secret(m[i], mn);
+    }
+    /* The attacker with the old device's state: the removal's wraps are all
+     * under keys it never held, the join does not follow its epoch, and its
+     * old leaf key does not open the new device's TreePath (even where the
+     * new device took the same leaf). */
+    uint8_t s_new[32], s_old[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(mn, s_new), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[2], &u[0], NULL, "fleet", NULL), MQE2E_ERR_TREE_REVOKED);
+    cr_assert_neq(tree_apply(m[2], &u[1], NULL, "fleet", NULL), MQE2E_OK);
+    cr_assert_neq(tree_apply(copy, &u[1], NULL, "fleet", NULL), MQE2E_OK,
+                  "skipping the removal gains nothing");
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(copy, s_old), MQE2E_OK);
+    cr_assert_neq(sodium_memcmp(s_old, s_new, 32), 0);
+    int src = mqe2e_keytree_member_epoch_secret(m[2], s_old);
+    cr_assert(src != MQE2E_OK || sodium_memcmp(s_old, s_new, 32) != 0,
+              "the removed member holds no secret of the new epoch");
+    mqe2e_keytree_member *stolen = NULL;
+    cr_assert_neq(mqe2e_keytree_member_new(&stolen, tree_id, old_leaf, new_path, new_path_len),
+                  MQE2E_OK, "the old leaf key opens no path of the new device");
+    cr_assert_neq(mqe2e_keytree_member_catch_up(copy, new_path, new_path_len), MQE2E_OK,
+                  "nor does catch-up with it");
+    mqe2e_control_update r;
+    cr_assert_neq(hello(&d[2], &r), MQE2E_OK, "the old device's HELLO is not answered");
+    sodium_memzero(old_leaf, sizeof old_leaf);
+    free(u[0].p);
+    free(u[1].p);
+    mqe2e_keytree_member_free(copy);
+    mqe2e_keytree_member_free(mn);
+    for (int i = 0; i < N; i++) {
+        mqe2e_keytree_member_free(m[i]);
+        device_free(&d[i]);
+    }
+    device_free(&nd);
+}
+
+/* `--replace` with a token that does not name the tree group: the old
+ * device's leaf is still removed (one broadcast the others follow), the new
+ * device is not a member and gets no bundle of it. */
+Test(authority_core, key_tree_member_replaced_without_the_group_leaves_it)
+{
+    device a, r, nd;
+    device_enrolled(&a, "dev-a");
+    device_enrolled(&r, "dev-r");
+    group_create("fleet", "fleet/#", "tree=2");
+    group_grant("fleet", "dev-a");
+    mqe2e_keytree_member *ma = tree_member(&a, "fleet", NULL);
+    group_grant("fleet", "dev-r");
+    sent join = copy_sent(last_to("mqe2e/tree/fleet"));
+    cr_assert_eq(tree_apply(ma, &join, NULL, "fleet", NULL), MQE2E_OK);
+    free(join.p);
+    mqe2e_keytree_member *mr = tree_member(&r, "fleet", NULL);
+    mqe2e_adb_client old;
+    cr_assert_eq(mqe2e_adb_client_get(&old, fx.db, "dev-r"), MQE2E_OK);
+    fx.now += 10;
+    char *ticket = token_create("dev-r", "replace=1");
+    device_new(&nd, "dev-r");
+    enroll_frame(&nd, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_eq(enroll_send(&nd, &reply, NULL), MQE2E_OK);
+    cr_assert_null(bundle_of(&reply, "fleet"), "not a member any more");
+    mqe2e_control_update_wipe(&reply);
+    /* Its only group was a tree group: the list revoking the old
+     * credentials is still published. */
+    mqe2e_revocation_list *l = published_list();
+    cr_assert_not_null(l, "the revocation list is republished after the replacement");
+    cr_assert(mqe2e_revocation_list_is_revoked(l, "dev-r", old.credential_serial));
+    cr_assert_not(mqe2e_revocation_list_client_revoked(l, "dev-r"));
+    mqe2e_revocation_list_free(l);
+    cr_assert_eq(count_to("mqe2e/tree/fleet"), 1U, "one removal");
+    sent rm = copy_sent(last_to("mqe2e/tree/fleet"));
+    cr_assert_eq(tree_apply(ma, &rm, &a, "fleet", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(mr, &rm, NULL, "fleet", NULL), MQE2E_ERR_TREE_REVOKED);
+    free(rm.p);
+    mqe2e_keytree_member_free(mr);
+    mqe2e_keytree_member_free(ma);
+    device_free(&nd);
+    device_free(&r);
+    device_free(&a);
+}
+
 /* ----------------------------------------------------------------- replicas */
 
 /* A second replica: its own core and store handle on the same SQLite file

@@ -370,3 +370,30 @@ int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user)
     store_finish(mqe2e_adb_store(db), st);
     return rc;
 }
+
+int authority_tree_db_member_count(uint32_t *n, mqe2e_adb *db, const char *group)
+{
+    if (n == NULL || db == NULL || group == NULL) return MQE2E_ERR_INVALID_ARG;
+    return query_u32(n, db, "SELECT count(*) FROM group_members WHERE group_name = ?1", group,
+                     NULL);
+}
+
+int authority_tree_db_unused_tokens(uint32_t *n, mqe2e_adb *db, const char *group, uint64_t now)
+{
+    if (n == NULL || db == NULL || group == NULL) return MQE2E_ERR_INVALID_ARG;
+    store_stmt *st = NULL;
+    int rc = prep(db, &st,
+                  "SELECT count(*) FROM token_groups g JOIN tokens t ON t.token_id = g.token_id"
+                  " WHERE g.group_name = ?1 AND t.used_at IS NULL AND t.expires_at > ?2");
+    if (rc == MQE2E_OK) rc = store_bind_text(st, 1, group);
+    if (rc == MQE2E_OK) rc = store_bind_i64(st, 2, now > INT64_MAX ? INT64_MAX : (int64_t)now);
+    if (rc == MQE2E_OK) {
+        int s = store_step(st);
+        if (s == 1)
+            *n = (uint32_t)store_col_i64(st, 0);
+        else
+            rc = MQE2E_ERR_IO;
+    }
+    store_finish(mqe2e_adb_store(db), st);
+    return rc;
+}

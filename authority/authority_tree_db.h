@@ -94,6 +94,20 @@ int authority_tree_db_is_tree(mqe2e_adb *db, const char *group);
  */
 int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user);
 
+/**
+ * @brief Members of @p group (its rows in group_members, tree or not).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_IO.
+ */
+int authority_tree_db_member_count(uint32_t *n, mqe2e_adb *db, const char *group);
+
+/**
+ * @brief Tokens naming @p group that can still enroll (unused, not expired
+ *        at @p now): each would add a member without a leaf, so a push
+ *        group is not converted to a key tree while any is left.
+ * @return ::MQE2E_OK; ::MQE2E_ERR_IO.
+ */
+int authority_tree_db_unused_tokens(uint32_t *n, mqe2e_adb *db, const char *group, uint64_t now);
+
 #ifdef __cplusplus
 }
 #endif

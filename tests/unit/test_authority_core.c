@@ -1075,6 +1075,15 @@ static uint32_t group_epoch(const char *group)
     return g.current_epoch;
 }
 
+/* @p n enrolled devices "<prefix><i>" (ids in @p id). */
+static void devices_enrolled(device *d, char (*id)[16], int n, const char *prefix)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(id[i], sizeof id[i], "%s%d", prefix, i);
+        device_enrolled(&d[i], id[i]);
+    }
+}
+
 /* Issue 15 item 3: a push group becomes a key-tree group in one step. Every
  * member's push carries its leaf key and TreePath, all derive the group's
  * new epoch secret (group epoch = tree epoch 1 + the epoch current before);
@@ -1087,10 +1096,7 @@ Test(authority_core, key_tree_conversion_of_a_push_group)
     device d[N];
     char id[N][16];
     mqe2e_keytree_member *m[N] = {0};
-    for (int i = 0; i < N; i++) {
-        snprintf(id[i], sizeof id[i], "dev-c%d", i);
-        device_enrolled(&d[i], id[i]);
-    }
+    devices_enrolled(d, id, N, "dev-c");
     group_create("plant", "plant/#", NULL);
     for (int i = 0; i < N; i++)
         group_grant("plant", id[i]);
@@ -1173,10 +1179,7 @@ Test(authority_core, key_tree_conversion_refusals_leave_the_group_unchanged)
 {
     device d[3];
     char id[3][16];
-    for (int i = 0; i < 3; i++) {
-        snprintf(id[i], sizeof id[i], "dev-r%d", i);
-        device_enrolled(&d[i], id[i]);
-    }
+    devices_enrolled(d, id, 3, "dev-r");
     group_create("lab", "lab/#", NULL);
     group_create("timed", "timed/#", "rotate-seconds=3600");
     for (int i = 0; i < 3; i++) {
@@ -1231,6 +1234,15 @@ Test(authority_core, key_tree_conversion_refusals_leave_the_group_unchanged)
     cr_assert_eq(group_tree(&out, "lab", NULL), MQE2E_OPSTATUS_EXISTS);
     free(out);
     cr_assert_eq(counter("tree_conversions"), 1U);
+    /* A group without members converts too; its first member is a tree join. */
+    group_create("empty", "empty/#", NULL);
+    cr_assert_eq(group_tree(&out, "empty", NULL), MQE2E_OPSTATUS_OK);
+    free(out);
+    group_grant("empty", id[0]);
+    cr_assert_eq(count_to("mqe2e/tree/empty"), 1U);
+    mqe2e_keytree_member *m = tree_member(&d[0], "empty", NULL);
+    cr_assert_eq(mqe2e_keytree_member_epoch(m), 2U);
+    mqe2e_keytree_member_free(m);
     for (int i = 0; i < 3; i++)
         device_free(&d[i]);
 }
@@ -1243,10 +1255,7 @@ Test(authority_core, key_tree_threshold_converts_at_the_nth_member)
 {
     device d[4];
     char id[4][16];
-    for (int i = 0; i < 4; i++) {
-        snprintf(id[i], sizeof id[i], "dev-t%d", i);
-        device_enrolled(&d[i], id[i]);
-    }
+    devices_enrolled(d, id, 4, "dev-t");
     group_create("off", "off/#", NULL);
     for (int i = 0; i < 4; i++)
         group_grant("off", id[i]);

@@ -1428,6 +1428,49 @@ Test(authority, key_tree_sessions_follow_the_broadcast)
     }
 }
 
+/* tree_threshold from the authority's config file (`tree_threshold = 2`):
+ * the grant that brings a push group to its 2nd member converts it (the
+ * operator's output says so, the authority counts tree_conversions), and
+ * the 3rd member joins with one broadcast; a value out of range in the
+ * config file is refused before anything runs. */
+Test(authority, tree_threshold_from_the_config_converts_a_push_group)
+{
+    static char out[OUT_MAX];
+    char conf[700], bad[700];
+    snprintf(conf, sizeof conf, "%s/threshold.conf", fx.dir);
+    snprintf(bad, sizeof bad, "%s/threshold-bad.conf", fx.dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("tree_threshold = 2\n", f);
+    cr_assert_eq(fclose(f), 0);
+    f = fopen(bad, "w");
+    cr_assert_not_null(f);
+    fputs("tree_threshold = 2000000\n", f);
+    cr_assert_eq(fclose(f), 0);
+    const char *run_bad[] = {"authority", "run", "--config", bad, NULL};
+    cr_assert_eq(af_run(out, sizeof out, run_bad), 1, "%s", out);
+
+    authority_stop(SIGTERM);
+    const char *extra[] = {"--config", conf, NULL};
+    af_authority_start(&fx, extra);
+    const char *gc[] = {"group", "create", "--group", "kg", "--topic", "kg/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *ids[3] = {"tg-1", "tg-2", "tg-3"};
+    for (int i = 0; i < 3; i++) {
+        char ticket[2048], words[128];
+        snprintf(words, sizeof words, "--id %s --grant 'kg/#:pubsub'", ids[i]);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", "kg", "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        int converted = strstr(out, "reached tree_threshold") != NULL;
+        cr_assert_eq(converted, i == 1, "grant %d: %s", i + 1, out);
+        if (i == 2) cr_assert(strstr(out, "(key tree)") != NULL, "a tree join: %s", out);
+    }
+    cr_assert_eq(counter("tree_conversions"), 1.0);
+    cr_assert_geq(counter("tree_updates"), 1.0, "the 3rd member's join is a broadcast");
+}
+
 /* ---------------------- key-tree updates from an attacker on the broker */
 
 /* Enrol @p ids with `mqe2e enroll`, grant each the key-tree group @p group

@@ -37,7 +37,7 @@ static const char *const counter_names[] = {
     "envelopes_counted",   "enroll_rate_limited",  "hello_rate_limited",
     "enroll_commits",      "log_suppressed",       "enroll_revoked",
     "enroll_id_active",    "enroll_retries",       "replacements",
-    "tree_updates",
+    "tree_updates",        "tree_conversions",
 };
 _Static_assert(sizeof counter_names / sizeof counter_names[0] == AUTH_C_COUNT,
                "one name per counter");
@@ -779,6 +779,9 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
     }
     /* One directory for every member of a signed group (built once). */
     if (g.is_signed && (rc = directories_for(a, &dirs, &n_dirs, &group, 1)) != MQE2E_OK) goto out;
+    /* A key-tree group (e.g. just converted): each member's current bundle
+     * carries its own leaf key and TreePath (docs/PROTOCOL.md §10.8). */
+    int tree = authority_tree_is_tree(a, group);
     /* The DB work is committed: seal and publish back to back, wait at the end. */
     for (size_t i = 0; i < m.n; i++) {
         size_t n_mine = 0;
@@ -787,7 +790,9 @@ static int push_group_except(authority *a, const char *group, int with_rl, const
                                              m.t[i].joined_epoch))
                 continue;
             mine[n_mine] = b[k];
-            mine[n_mine++].sender_id = m.t[i].sender_id;
+            mine[n_mine].sender_id = m.t[i].sender_id;
+            if (tree) (void)authority_tree_bundle(a, &mine[n_mine], m.t[i].client_id);
+            n_mine++;
         }
         (void)push_one(a, m.t[i].client_id, m.t[i].dh_public, m.t[i].push_seq, mine, n_mine, NULL,
                        0, with_rl, dirs, n_dirs);
@@ -1389,6 +1394,46 @@ static void enroll_push_directories(authority *a, size_t n)
  * and sealed replies, published in order. No reply
  * leaves before the commit returned, so a device is never told it is enrolled
  * when a crash could still lose it. */
+/* tree_threshold (docs/AUTHORITY.md): the push groups the batch's
+ * enrollments joined, collected before the replies free their bundles. */
+static size_t enroll_joined_groups(authority *a, size_t n, char ***out)
+{
+    char **v = NULL;
+    size_t k = 0;
+    *out = NULL;
+    if (a->cfg->tree_threshold == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        const enroll_job *j = &a->jobs[i];
+        if (j->step != ENROLL_STEP_STORED || j->status != MQE2E_STATUS_OK) continue;
+        for (size_t b = 0; b < j->n_bundles; b++) {
+            const char *g = j->bundles[b].group;
+            int seen = j->bundles[b].retired_at != 0 || j->bundles[b].tree_path_len > 0;
+            for (size_t x = 0; x < k && !seen; x++)
+                seen = strcmp(v[x], g) == 0;
+            if (seen) continue;
+            char **nv = realloc(v, (k + 1U) * sizeof *nv);
+            if (nv == NULL) break;
+            v = nv;
+            if ((v[k] = strdup(g)) == NULL) break;
+            k++;
+        }
+    }
+    *out = v;
+    return k;
+}
+
+/* After the batch's replies: each joined push group at or over the threshold
+ * becomes a key tree (its own transaction, then one push per member). */
+static void enroll_convert_groups(authority *a, char **v, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        unsigned depth = 0;
+        (void)authority_tree_threshold_check(a, v[i], &depth);
+        free(v[i]);
+    }
+    free(v);
+}
+
 static void enroll_commit(authority *a)
 {
     size_t n = a->n_jobs;
@@ -1483,6 +1528,8 @@ static void enroll_commit(authority *a)
     for_jobs(a, n, job_seal);
     enroll_push_rotations(a, n);
     enroll_push_directories(a, n);
+    char **joined = NULL;
+    size_t n_joined = enroll_joined_groups(a, n, &joined);
 
     for (size_t i = 0; i < n; i++) {
         enroll_job *j = &a->jobs[i];
@@ -1513,6 +1560,7 @@ static void enroll_commit(authority *a)
         sodium_memzero(j, sizeof *j);
     }
     a->n_jobs = 0;
+    enroll_convert_groups(a, joined, n_joined);
 }
 
 /* An admitted ENROLL frame waits for the batch (enroll_commit()). */

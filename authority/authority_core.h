@@ -59,6 +59,9 @@ typedef struct authority_core_config {
     /** Revocation list validity (next_update - issued_at), seconds; the list is
      *  signed afresh when half of it passed (0: AUTHORITY_DEFAULT_LIST_VALIDITY). */
     uint64_t list_validity;
+    /** Members at which a `group grant` or an enrollment converts a push
+     *  group to a key tree (docs/AUTHORITY.md, tree_threshold); 0: never. */
+    uint64_t tree_threshold;
     int verbose; /**< 1: log every handled message */
     /** Admission of handshake work (ratelimit.h), or NULL for authority_rl_defaults(). */
     const authority_rl_config *limits;

@@ -49,6 +49,7 @@ enum authority_counter {
     AUTH_C_ENROLL_RETRIES,   /* lost-reply retries served (same keys, same serial) */
     AUTH_C_REPLACEMENTS,     /* devices replaced under an active id (--replace tickets) */
     AUTH_C_TREE_UPDATES,     /* TreeUpdates broadcast on P/tree/<group> (authority_tree.c) */
+    AUTH_C_TREE_CONVERSIONS, /* push groups converted to key trees (group-tree, tree_threshold) */
     AUTH_C_COUNT
 };
 
@@ -172,6 +173,19 @@ int authority_tree_publish_all(authority *a);
 int authority_tree_bundle(authority *a, mqe2e_key_bundle *b, const char *client_id);
 uint32_t authority_tree_members(authority *a, const char *group);
 void authority_trees_free(authority *a);
+/* Converting a push group to a key tree (docs/PROTOCOL.md §10.8): depth for
+ * n members (smallest d with 2^d >= 2n, 3..20); the store part in the
+ * caller's transaction (*depth 0: that rule; refusals: EXISTS already a
+ * tree, STATE rotation settings, TOO_LARGE more members than 2^depth,
+ * POLICY unused tokens name the group; nothing written then); the whole
+ * conversion in its own transaction, then one push per member; and the
+ * tree_threshold check after a grant (1: converted, *depth set). */
+unsigned authority_tree_depth_for(uint64_t members);
+int authority_tree_convert_db(authority *a, const char *group, unsigned *depth,
+                              uint32_t *members, uint32_t *group_epoch);
+int authority_tree_convert(authority *a, const char *group, unsigned *depth, uint32_t *members,
+                           uint32_t *group_epoch);
+int authority_tree_threshold_check(authority *a, const char *group, unsigned *depth);
 
 /* A log line through the io (printf-style). */
 void authority_log(authority *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

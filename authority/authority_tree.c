@@ -364,3 +364,138 @@ uint32_t authority_tree_members(authority *a, const char *group)
     tree_group *g = NULL;
     return tree_get(a, group, &g) == MQE2E_OK ? mqe2e_keytree_members(g->t) : 0U;
 }
+
+/* ------------------------------------------------ converting a push group */
+
+unsigned authority_tree_depth_for(uint64_t members)
+{
+    unsigned d = 3;
+    while (d < MQE2E_KEYTREE_MAX_DEPTH && (1ULL << d) < 2ULL * members)
+        d++;
+    return d;
+}
+
+typedef struct conv_members {
+    char **ids;
+    size_t n, cap;
+} conv_members;
+
+static int conv_member_cb(const char *client_id, uint32_t sender_id, uint64_t added_at, void *user)
+{
+    (void)sender_id;
+    (void)added_at;
+    conv_members *m = user;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2U : 64U;
+        char **v = realloc(m->ids, cap * sizeof *v);
+        if (v == NULL) return MQE2E_ERR_NOMEM;
+        m->ids = v;
+        m->cap = cap;
+    }
+    if ((m->ids[m->n] = strdup(client_id)) == NULL) return MQE2E_ERR_NOMEM;
+    m->n++;
+    return 0;
+}
+
+static const char *conv_owner(uint32_t leaf, void *user)
+{
+    const conv_members *m = user;
+    return leaf < m->n ? m->ids[leaf] : NULL;
+}
+
+static void conv_members_free(conv_members *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->ids[i]);
+    free(m->ids);
+    memset(m, 0, sizeof *m);
+}
+
+/* Why a push group cannot become a key-tree group now (MQE2E_OK: it can).
+ * Read-only: nothing is written before every check passed. */
+static int convert_check(authority *a, const mqe2e_adb_group *grp, uint32_t members, unsigned depth)
+{
+    if (authority_tree_is_tree(a, grp->name)) return MQE2E_ERR_EXISTS;
+    if (grp->rotate_every_seconds != 0 || grp->rotate_every_messages != 0) return MQE2E_ERR_STATE;
+    if (depth < 1U || depth > MQE2E_KEYTREE_MAX_DEPTH) return MQE2E_ERR_INVALID_ARG;
+    if ((uint64_t)members > (1ULL << depth)) return MQE2E_ERR_TOO_LARGE;
+    /* A ticket made while it was a push group still enrolls: once the group
+     * is a tree, that enrollment joins it at a leaf like any token naming a
+     * tree group (PROTOCOL.md §10.8), so no ticket holds the conversion back. */
+    return MQE2E_OK;
+}
+
+int authority_tree_convert_db(authority *a, const char *group, unsigned *depth,
+                              uint32_t *members, uint32_t *group_epoch)
+{
+    mqe2e_adb_group grp;
+    conv_members m = {NULL, 0, 0};
+    mqe2e_keytree *t = NULL;
+    tree_group *g = NULL;
+    uint8_t id[MQE2E_KEYTREE_ID_BYTES];
+    int rc = mqe2e_adb_group_get(&grp, a->db, group);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_members_list(a->db, group, conv_member_cb, &m);
+    if (rc == MQE2E_OK && m.n > (1UL << MQE2E_KEYTREE_MAX_DEPTH)) rc = MQE2E_ERR_TOO_LARGE;
+    if (rc == MQE2E_OK && *depth == 0U) *depth = authority_tree_depth_for(m.n);
+    if (rc == MQE2E_OK) rc = convert_check(a, &grp, (uint32_t)m.n, *depth);
+    /* The tree at epoch 1 with leaves 0..n-1 held by the members, written in
+     * bulk (no join update per member); tree epoch 0 is the group's current
+     * epoch (base), so the one rotation below makes group epoch base + 1. */
+    randombytes_buf(id, sizeof id);
+    if (rc == MQE2E_OK) rc = mqe2e_keytree_restore(&t, id, *depth, 1);
+    for (uint32_t i = 0; rc == MQE2E_OK && i < m.n; i++)
+        rc = mqe2e_keytree_restore_leaf(t, i);
+    if (rc == MQE2E_OK) rc = authority_tree_db_create(a->db, group, t, grp.current_epoch);
+    if (rc == MQE2E_OK) rc = authority_tree_db_save_all(a->db, group, t, conv_owner, &m);
+    if (rc == MQE2E_OK) rc = cache_add(a, group, t, grp.current_epoch, &g);
+    if (rc != MQE2E_OK) {
+        mqe2e_keytree_free(t);
+        conv_members_free(&m);
+        return rc;
+    }
+    g->dirty = 1;
+    rc = rotate_to_tree(a, g, group_epoch);
+    if (rc == MQE2E_OK) a->counters[AUTH_C_ROTATIONS]++;
+    *members = (uint32_t)m.n;
+    conv_members_free(&m);
+    return rc;
+}
+
+int authority_tree_convert(authority *a, const char *group, unsigned *depth, uint32_t *members,
+                           uint32_t *group_epoch)
+{
+    int rc = mqe2e_adb_tx_begin(a->db);
+    if (rc != MQE2E_OK) return rc;
+    rc = authority_tree_convert_db(a, group, depth, members, group_epoch);
+    if (rc == MQE2E_OK) rc = mqe2e_adb_tx_commit(a->db);
+    if (rc != MQE2E_OK) {
+        (void)mqe2e_adb_tx_rollback(a->db);
+        authority_tree_rollback(a);
+        return rc;
+    }
+    (void)authority_tree_publish(a, group); /* nothing to broadcast: marks it committed */
+    a->counters[AUTH_C_TREE_CONVERSIONS]++;
+    authority_log(a,
+                  "group %s converted to a key tree of depth %u: %lu members, group epoch %lu; "
+                  "one push per member carries its leaf key and path",
+                  group, *depth, (unsigned long)*members, (unsigned long)*group_epoch);
+    /* The one-time linear cost of switching: the rotation's push, whose
+     * current bundle carries each member's tree fields (push_group_except). */
+    (void)authority_push_rotated(a, group, 0, *group_epoch);
+    return MQE2E_OK;
+}
+
+int authority_tree_threshold_check(authority *a, const char *group, unsigned *depth)
+{
+    uint32_t n = 0, members = 0, epoch = 0;
+    uint64_t threshold = a->cfg->tree_threshold;
+    if (threshold == 0 || authority_tree_is_tree(a, group)) return 0;
+    if (authority_tree_db_member_count(&n, a->db, group) != MQE2E_OK || n < threshold) return 0;
+    *depth = 0;
+    int rc = authority_tree_convert(a, group, depth, &members, &epoch);
+    if (rc == MQE2E_OK) return 1;
+    authority_log(a, "group %s reached %lu members (tree_threshold %llu) but stays a push group: %s",
+                  group, (unsigned long)n, (unsigned long long)threshold,
+                  rc == MQE2E_ERR_STATE ? "it has rotation settings" : mqe2e_strerror(rc));
+    return 0;
+}

@@ -370,3 +370,10 @@ int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user)
     store_finish(mqe2e_adb_store(db), st);
     return rc;
 }
+
+int authority_tree_db_member_count(uint32_t *n, mqe2e_adb *db, const char *group)
+{
+    if (n == NULL || db == NULL || group == NULL) return MQE2E_ERR_INVALID_ARG;
+    return query_u32(n, db, "SELECT count(*) FROM group_members WHERE group_name = ?1", group,
+                     NULL);
+}

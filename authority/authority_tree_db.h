@@ -94,6 +94,12 @@ int authority_tree_db_is_tree(mqe2e_adb *db, const char *group);
  */
 int authority_tree_db_list(mqe2e_adb *db, mqe2e_adb_name_cb cb, void *user);
 
+/**
+ * @brief Members of @p group (its rows in group_members, tree or not).
+ * @return ::MQE2E_OK; ::MQE2E_ERR_IO.
+ */
+int authority_tree_db_member_count(uint32_t *n, mqe2e_adb *db, const char *group);
+
 #ifdef __cplusplus
 }
 #endif

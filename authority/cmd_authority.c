@@ -24,6 +24,7 @@ static const char usage[] =
     "                           [--cafile F] [--db DB | --store URI] [-K AUTH_KEYSTORE]\n"
     "                           [--prefix P] [--credential-ttl SECONDS] [--grace SECONDS]\n"
     "                           [--revoke-grace SECONDS] [--list-validity SECONDS] [-v]\n"
+    "                           [--tree-threshold MEMBERS]\n"
     "                           [--handshake-limits RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]]\n"
     "                           [--replica-group NAME [--replica-id CLIENT_ID]]\n"
     "\n"
@@ -48,6 +49,7 @@ static const char usage[] =
     "                           'mqe2e status -K OPERATOR_KEYSTORE')\n"
     "      --config FILE        'key = value' lines: host, port, db, store, keystore, prefix,\n"
     "                           credential_ttl, grace, revoke_grace, list_validity,\n"
+    "                           tree_threshold,\n"
     "                           passphrase_file, key_file,\n"
     "                           username, password_file, cafile, capath, certfile,\n"
     "                           keyfile, tls_version, insecure, tls_use_os_certs,\n"
@@ -75,6 +77,11 @@ static const char usage[] =
 
 /* Second half of the usage text (ISO C bounds one string literal's length). */
 static const char usage_broker[] =
+    "Key trees of run:\n"
+    "      --tree-threshold N   a push group that reaches N members by a grant or an\n"
+    "                           enrollment becomes a key-tree group (docs/AUTHORITY.md;\n"
+    "                           default 0: never)\n"
+    "\n"
     "Broker options of run (the ACL grants the authority's rights to the user\n"
     "mqe2e-authority):\n" CLI_BROKER_HELP
     "Flags override the config file, which overrides the options file. The keystore\n"
@@ -99,6 +106,7 @@ enum {
     OPT_GRACE,
     OPT_REVOKE_GRACE,
     OPT_LIST_VALIDITY,
+    OPT_TREE_THRESHOLD,
     OPT_VERBOSE,
     OPT_HS_LIMITS,
     OPT_REPLICA_GROUP,
@@ -119,6 +127,7 @@ static const cli_opt opts[] = {
     {0, "grace", 1, OPT_GRACE},
     {0, "revoke-grace", 1, OPT_REVOKE_GRACE},
     {0, "list-validity", 1, OPT_LIST_VALIDITY},
+    {0, "tree-threshold", 1, OPT_TREE_THRESHOLD},
     {'v', "verbose", 0, OPT_VERBOSE},
     {0, "handshake-limits", 1, OPT_HS_LIMITS},
     {0, "replica-group", 1, OPT_REPLICA_GROUP},
@@ -140,6 +149,7 @@ typedef struct auth_args {
     long grace;
     long revoke_grace;
     long list_validity;
+    long tree_threshold; /* 0: push groups are never converted on their own */
     int verbose;
     const char *hs_limits; /* "RATE,BURST,PER_ID_PER_MIN,PER_ID_BURST[,IDS]" */
     const char *replica_group;
@@ -269,6 +279,12 @@ static int load_config(auth_args *a)
                 rc = CLI_EXIT_USAGE;
             else
                 a->list_validity = x;
+        } else if (strcmp(key, "tree_threshold") == 0) {
+            used_val = 0;
+            if (cli_parse_long(&x, val, 0, 1L << 20, "tree_threshold") != 0)
+                rc = CLI_EXIT_USAGE;
+            else
+                a->tree_threshold = x;
         } else if (strcmp(key, "handshake_limits") == 0) {
             a->hs_limits = val;
         } else if (strcmp(key, "replica_group") == 0) {
@@ -502,6 +518,7 @@ static int do_run(auth_args *a)
         a->revoke_grace > 0 ? (uint64_t)a->revoke_grace : AUTHORITY_DEFAULT_REVOKE_GRACE;
     cfg.core.list_validity =
         a->list_validity > 0 ? (uint64_t)a->list_validity : AUTHORITY_DEFAULT_LIST_VALIDITY;
+    cfg.core.tree_threshold = a->tree_threshold > 0 ? (uint64_t)a->tree_threshold : 0U;
     cfg.core.verbose = a->verbose;
     cfg.stop = &stop_flag;
     if (a->replica_id != NULL && a->replica_group == NULL) {
@@ -653,6 +670,10 @@ static int authority_main(auth_args *ap, int argc, char **argv, const char *sub)
             break;
         case OPT_LIST_VALIDITY:
             if (cli_parse_long(&a.list_validity, v, 2, 0x7FFFFFFFL, "--list-validity") != 0)
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_TREE_THRESHOLD:
+            if (cli_parse_long(&a.tree_threshold, v, 0, 1L << 20, "--tree-threshold") != 0)
                 return CLI_EXIT_USAGE;
             break;
         case OPT_VERBOSE:

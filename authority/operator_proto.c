@@ -535,8 +535,49 @@ static void cmd_group_grant(authority *a, op_result *res, const mqe2e_operator_r
     if (mqe2e_adb_group_get(&grp, a->db, g) == MQE2E_OK && grp.is_signed)
         (void)authority_push_group(a, g, 0);
     out_add(res, "%s joined %s with sender id %lu\n", id, g, (unsigned long)sid);
+    unsigned depth = 0;
+    if (!tree && authority_tree_threshold_check(a, g, &depth))
+        out_add(res, "group %s reached tree_threshold: converted to a key tree of depth %u\n", g,
+                depth);
     res->status = MQE2E_OPSTATUS_OK;
     res->message = "granted";
+}
+
+/* group-tree: a push group becomes a key-tree group (docs/PROTOCOL.md
+ * §10.8): one transaction, then one push per member with its leaf. */
+static void cmd_group_tree(authority *a, op_result *res, const mqe2e_operator_request *req)
+{
+    const char *g = arg(req, "group");
+    uint64_t depth = 0;
+    uint32_t members = 0, epoch = 0;
+    mqe2e_adb_group grp;
+    if (g == NULL) FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "missing group");
+    if (arg_u64(&depth, req, "depth", 0, MQE2E_KEYTREE_MAX_DEPTH) != 0 ||
+        (arg(req, "depth") != NULL && depth == 0))
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST, "invalid tree depth (1..20)");
+    if (mqe2e_adb_group_get(&grp, a->db, g) != MQE2E_OK)
+        FAIL(res, MQE2E_OPSTATUS_NOT_FOUND, "unknown group");
+    unsigned d = (unsigned)depth;
+    int rc = authority_tree_convert(a, g, &d, &members, &epoch);
+    switch (rc) {
+    case MQE2E_OK:
+        break;
+    case MQE2E_ERR_EXISTS:
+        FAIL(res, MQE2E_OPSTATUS_EXISTS, "already a key-tree group");
+    case MQE2E_ERR_STATE:
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST,
+             "a key-tree group rotates when members join or leave: this group has rotation "
+             "settings; nothing changed");
+    case MQE2E_ERR_TOO_LARGE:
+        FAIL(res, MQE2E_OPSTATUS_BAD_REQUEST,
+             "more members than the tree holds (2^depth, at most 2^20); nothing changed");
+    default:
+        FAIL(res, status_for(rc), "the conversion failed: the group is unchanged");
+    }
+    out_add(res, "group %s: key tree of depth %u (up to %lu members), %lu members, epoch %lu\n", g,
+            d, (unsigned long)(1UL << d), (unsigned long)members, (unsigned long)epoch);
+    res->status = MQE2E_OPSTATUS_OK;
+    res->message = "converted";
 }
 
 static void cmd_group_ungrant(authority *a, op_result *res, const mqe2e_operator_request *req)
@@ -666,6 +707,8 @@ void operator_execute(authority *a, op_result *res, const mqe2e_operator_request
         cmd_group_ungrant(a, res, req);
     else if (strcmp(c, "group-rotate") == 0)
         cmd_group_rotate(a, res, req);
+    else if (strcmp(c, "group-tree") == 0)
+        cmd_group_tree(a, res, req);
     else if (strcmp(c, "revoke") == 0)
         cmd_revoke(a, res, req, now);
     else if (strcmp(c, "status") == 0)

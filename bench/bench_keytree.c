@@ -2,7 +2,12 @@
  * Key-tree revocation cost (lib/src/keytree.c, PROTOCOL.md §10) at 1,000,
  * 10,000 and 100,000 members, in-process, no broker:
  *
- *   bench_keytree [--json FILE] [--rounds R] [--smoke]
+ *   bench_keytree [--json FILE] [--rounds R] [--smoke] [--sizes N,N,...] [--convert]
+ *
+ * --sizes: other member counts (at most 16); --convert: the depth a
+ * conversion of a push group picks (smallest d with 2^d >= 2n, at least 3;
+ * docs/AUTHORITY.md, `group tree`) instead of ceil(log2 n): the crossover
+ * with the per-member push for small groups (docs/OPERATIONS.md section 3).
  *
  * For each size n (depth = ceil(log2 n)): n joins; R revocations of random
  * members: bytes of each remove TreeUpdate and the authority's time to make
@@ -51,10 +56,11 @@ typedef struct result {
     size_t linear_bytes;
 } result;
 
-static void run(result *r, unsigned n, unsigned rounds)
+static void run(result *r, unsigned n, unsigned rounds, int convert)
 {
-    unsigned d = 1;
-    while ((1U << d) < n) d++;
+    unsigned d = convert ? 3U : 1U;
+    while ((1U << d) < (convert ? 2U * n : n)) d++;
+    if (rounds >= n) rounds = n - 1U; /* a revocation needs a member left after it */
     uint8_t pk[32], sk[64];
     crypto_sign_keypair(pk, sk);
     mqe2e_keytree *t = NULL;
@@ -140,28 +146,44 @@ int main(int argc, char **argv)
 {
     const char *json = NULL;
     unsigned rounds = 20;
-    int smoke = 0;
+    int smoke = 0, convert = 0;
+    unsigned sizes[16] = {1000, 10000, 100000};
+    unsigned nsizes = 3;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--smoke") == 0) smoke = 1;
-        else {
-            fprintf(stderr, "usage: bench_keytree [--json FILE] [--rounds R] [--smoke]\n");
+        else if (strcmp(argv[i], "--convert") == 0) convert = 1;
+        else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc) {
+            char *p = argv[++i];
+            nsizes = 0;
+            while (*p != '\0' && nsizes < 16U) {
+                char *end = NULL;
+                unsigned long v = strtoul(p, &end, 10);
+                if (end == p || v < 2UL || v > 1000000UL) {
+                    fprintf(stderr, "bench_keytree: --sizes: 2..1000000 each\n");
+                    return 2;
+                }
+                sizes[nsizes++] = (unsigned)v;
+                p = *end == ',' ? end + 1 : end;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_keytree [--json FILE] [--rounds R] [--smoke] "
+                            "[--sizes N,N,...] [--convert]\n");
             return 2;
         }
     }
     if (rounds < 1) rounds = 1;
     if (mqe2e_init() != MQE2E_OK) return 2;
-    const unsigned sizes[3] = {1000, 10000, 100000};
-    const unsigned nsizes = smoke ? 1U : 3U;
-    result r[3];
+    if (smoke) nsizes = 1;
+    result r[16];
     printf("key tree (PROTOCOL.md 10), one revocation of a random member%s\n",
            smoke ? "; SMOKE: 1,000 members only" : "");
     printf("| members | depth | bytes per revocation (min-max) | authority us | unwraps max / mean "
            "| member apply us | signature check us | join bytes | linear rekey: pushes, bytes |\n");
     printf("|---:|---:|---|---:|---|---:|---:|---:|---|\n");
     for (unsigned i = 0; i < nsizes; i++) {
-        run(&r[i], sizes[i], rounds);
+        run(&r[i], sizes[i], rounds, convert);
         printf("| %u | %u | %zu-%zu | %.1f | %u / %.2f | %.2f | %.1f | %zu | %u, %zu |\n",
                r[i].members, r[i].depth, r[i].bytes_min, r[i].bytes_max, r[i].remove_us,
                r[i].unwraps_max, r[i].unwraps_mean, r[i].apply_us, r[i].verify_us,

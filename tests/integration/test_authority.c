@@ -1523,6 +1523,49 @@ Test(authority, key_tree_device_gets_only_its_own_groups_updates)
     mb_close(&spy);
 }
 
+/* tree_threshold from the authority's config file (`tree_threshold = 2`):
+ * the grant that brings a push group to its 2nd member converts it (the
+ * operator's output says so, the authority counts tree_conversions), and
+ * the 3rd member joins with one broadcast; a value out of range in the
+ * config file is refused before anything runs. */
+Test(authority, tree_threshold_from_the_config_converts_a_push_group)
+{
+    static char out[OUT_MAX];
+    char conf[700], bad[700];
+    snprintf(conf, sizeof conf, "%s/threshold.conf", fx.dir);
+    snprintf(bad, sizeof bad, "%s/threshold-bad.conf", fx.dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("tree_threshold = 2\n", f);
+    cr_assert_eq(fclose(f), 0);
+    f = fopen(bad, "w");
+    cr_assert_not_null(f);
+    fputs("tree_threshold = 2000000\n", f);
+    cr_assert_eq(fclose(f), 0);
+    const char *run_bad[] = {"authority", "run", "--config", bad, NULL};
+    cr_assert_eq(af_run(out, sizeof out, run_bad), 1, "%s", out);
+
+    authority_stop(SIGTERM);
+    const char *extra[] = {"--config", conf, NULL};
+    af_authority_start(&fx, extra);
+    const char *gc[] = {"group", "create", "--group", "kg", "--topic", "kg/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    const char *ids[3] = {"tg-1", "tg-2", "tg-3"};
+    for (int i = 0; i < 3; i++) {
+        char ticket[2048], words[128];
+        snprintf(words, sizeof words, "--id %s --grant 'kg/#:pubsub'", ids[i]);
+        af_ticket(&fx, ticket, sizeof ticket, words);
+        cr_assert_eq(af_enroll(&fx, ids[i], ticket), 0);
+        const char *gg[] = {"group", "grant", "--group", "kg", "--id", ids[i], NULL};
+        cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
+        int converted = strstr(out, "reached tree_threshold") != NULL;
+        cr_assert_eq(converted, i == 1, "grant %d: %s", i + 1, out);
+        if (i == 2) cr_assert(strstr(out, "(key tree)") != NULL, "a tree join: %s", out);
+    }
+    cr_assert_eq(counter("tree_conversions"), 1.0);
+    cr_assert_geq(counter("tree_updates"), 1.0, "the 3rd member's join is a broadcast");
+}
+
 /* ---------------------- key-tree updates from an attacker on the broker */
 
 /* Enrol @p ids with `mqe2e enroll`, grant each the key-tree group @p group
@@ -1547,6 +1590,91 @@ static void tree_cli_members(const char *group, const char *const *ids, int n, c
         const char *s0[] = {"sub", "-K",    ks[i], "--key-file", fx.keyfile, "-h", "127.0.0.1",
                             "-p",  fx.port, "-t",  none,         "-W",       "3",  NULL};
         cr_assert_eq(af_run(NULL, 0, s0), 4, "%s: the short sub ends by its timeout", ids[i]);
+    }
+}
+
+/* Poll @p path until it holds @p text or the deadline: 1 when it does. */
+static int printed_within(const char *path, const char *text, double timeout)
+{
+    int seen = 0;
+    for (double end = af_mono() + timeout; !seen && af_mono() < end; af_sleep_ms(100)) {
+        size_t len = 0;
+        char *got = tu_read_file(path, &len);
+        seen = got != NULL && strstr(got, text) != NULL;
+        free(got);
+    }
+    return seen;
+}
+
+/* Issue 15 item 3 through the whole stack: a PUSH group whose members run
+ * `mqe2e sub` (the Paho front and its session) is converted with `mqe2e
+ * group tree`; each listening session applies the conversion's push (its
+ * bundle carries the leaf key and TreePath) and so becomes a tree member:
+ * after `mqe2e revoke` of one of them the other applies the ONE broadcast
+ * (tree_applied) and prints the message sealed under the new epoch by a
+ * member that was offline during the conversion (its HELLO brings its
+ * leaf); the revoked one counts tree_revoked and prints nothing. */
+Test(authority, key_tree_conversion_sessions_follow_the_broadcast)
+{
+    static char out[OUT_MAX];
+    const char *ids[3] = {"tc-1", "tc-2", "tc-3"};
+    char ks[3][600], stats[3][640], outf[3][640], pidf[3][640];
+    const char *gc[] = {"group", "create", "--group", "kc", "--topic", "kc/#", NULL};
+    cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
+    tree_cli_members("kc", ids, 3, ks, stats);
+    for (int i = 0; i < 3; i++) {
+        snprintf(outf[i], sizeof outf[i], "%s/%s.sub.out", fx.dir, ids[i]);
+        snprintf(pidf[i], sizeof pidf[i], "%s/%s.sub.pid", fx.dir, ids[i]);
+    }
+    for (int i = 1; i < 3; i++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' sub -K '%s' --key-file '%s' -h 127.0.0.1 -p %s -t 'kc/#' -C 100 -W 90 "
+                 ">'%s' 2>'%s.err' & echo $! >'%s'",
+                 fx.cli, ks[i], fx.keyfile, fx.port, outf[i], outf[i], pidf[i]);
+        cr_assert_eq(af_sh(NULL, 0, cmd), 0);
+    }
+    const char *p1[] = {"pub", "-K", ks[0], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "kc/x", "-m", "before", "-q", "1", NULL};
+    for (int i = 1; i < 3; i++) {
+        int seen = 0;
+        for (double end = af_mono() + 30.0; !seen && af_mono() < end;) {
+            cr_assert_eq(af_run(out, sizeof out, p1), 0, "pub: %s", out);
+            seen = printed_within(outf[i], "before", 2.0);
+        }
+        cr_assert(seen, "%s never printed the first message", ids[i]);
+    }
+    long pushes[3];
+    for (int i = 1; i < 3; i++)
+        pushes[i] = stats_value(stats[i], "pushes_applied");
+
+    /* tc-1 is offline: only tc-2 and tc-3 read the conversion's push. */
+    const char *gt[] = {"group", "tree", "--group", "kc", NULL};
+    cr_assert_eq(op(out, sizeof out, gt), 0, "%s", out);
+    cr_assert(strstr(out, "key tree of depth 3") != NULL, "%s", out);
+    for (int i = 1; i < 3; i++)
+        cr_assert_geq(stats_wait(stats[i], "pushes_applied", pushes[i] + 1, 20.0), pushes[i] + 1,
+                      "%s applied no conversion push", ids[i]);
+    long applied = stats_value(stats[1], "tree_applied");
+
+    const char *rv[] = {"revoke", "--id", "tc-3", NULL};
+    cr_assert_eq(op(out, sizeof out, rv), 0, "%s", out);
+    cr_assert_geq(stats_wait(stats[1], "tree_applied", applied + 1, 20.0), applied + 1,
+                  "tc-2 applied no tree update: the conversion's push made no tree member");
+    cr_assert_geq(stats_wait(stats[2], "tree_revoked", 1, 20.0), 1, "tc-3 counted no removal");
+    const char *p2[] = {"pub", "-K", ks[0], "--key-file", fx.keyfile, "-h", "127.0.0.1", "-p",
+                        fx.port, "-t", "kc/x", "-m", "after", "-q", "1", NULL};
+    cr_assert_eq(af_run(out, sizeof out, p2), 0, "%s", out);
+    cr_assert(printed_within(outf[1], "after", 20.0),
+              "tc-2 did not print the message sealed under the new epoch");
+    size_t len = 0;
+    char *got = tu_read_file(outf[2], &len);
+    cr_assert(got == NULL || strstr(got, "after") == NULL, "the revoked member printed it");
+    free(got);
+    for (int i = 1; i < 3; i++) {
+        char cmd[800];
+        snprintf(cmd, sizeof cmd, "kill $(cat '%s') 2>/dev/null; true", pidf[i]);
+        (void)af_sh(NULL, 0, cmd);
     }
 }
 

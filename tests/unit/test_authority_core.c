@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "authority_core.h"
+#include "authority_tree_db.h"
 #include "mqe2e/control.h"
 #include "mqe2e/credential.h"
 #include "mqe2e/envelope.h"
@@ -1426,6 +1427,308 @@ Test(authority_core, key_tree_member_replaced_without_the_group_leaves_it)
     device_free(&a);
 }
 
+/* ------------------------------------------- converting a push group */
+
+/* The tree state a member gets from the conversion's push: the last push to
+ * @p d, its current bundle of @p group with a leaf key and TreePath that
+ * open with the member API to the bundle's own secret. */
+static mqe2e_keytree_member *pushed_tree_member(device *d, const char *group, uint32_t *epoch,
+                                                uint8_t secret[32])
+{
+    char t[300];
+    client_topic(t, sizeof t, d->id);
+    const sent *p = last_to(t);
+    cr_assert_not_null(p, "%s got no push", d->id);
+    mqe2e_control_update push;
+    cr_assert_eq(
+        mqe2e_push_open(&push, d->dh, fx.pin.dh_public, "mqe2e", "authority", p->p, p->n, 0),
+        MQE2E_OK);
+    const mqe2e_key_bundle *b = bundle_of(&push, group);
+    cr_assert_not_null(b, "%s: no current bundle of %s in the push", d->id, group);
+    cr_assert_gt(b->tree_path_len, 0U, "%s: the push carries no tree path", d->id);
+    mqe2e_keytree_member *m = NULL;
+    cr_assert_eq(mqe2e_keytree_member_new(&m, b->tree_path + 2, b->tree_leaf_key, b->tree_path,
+                                          b->tree_path_len),
+                 MQE2E_OK);
+    uint8_t s[32];
+    cr_assert_eq(mqe2e_keytree_member_epoch_secret(m, s), MQE2E_OK);
+    cr_assert_eq(sodium_memcmp(s, b->secret, 32), 0, "the tree's epoch secret is the pushed one");
+    if (secret != NULL) memcpy(secret, s, 32);
+    if (epoch != NULL) *epoch = b->epoch;
+    sodium_memzero(s, sizeof s);
+    mqe2e_control_update_wipe(&push);
+    return m;
+}
+
+static int32_t group_tree(char **out, const char *group, const char *depth)
+{
+    char a_g[100], a_d[40];
+    char *args[2] = {a_g, a_d};
+    snprintf(a_g, sizeof a_g, "group=%s", group);
+    snprintf(a_d, sizeof a_d, "depth=%s", depth != NULL ? depth : "");
+    return op_call(out, "group-tree", args, depth != NULL ? 2U : 1U);
+}
+
+/* @p n enrolled devices "<prefix><i>" (ids in @p id). */
+static void devices_enrolled(device *d, char (*id)[16], int n, const char *prefix)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(id[i], sizeof id[i], "%s%d", prefix, i);
+        device_enrolled(&d[i], id[i]);
+    }
+}
+
+/* Issue 15 item 3: a push group becomes a key-tree group in one step. Every
+ * member's push carries its leaf key and TreePath, all derive the group's
+ * new epoch secret (group epoch = tree epoch 1 + the epoch current before);
+ * nothing is broadcast for it; from then on a revocation is ONE TreeUpdate
+ * the others apply and the revoked member cannot, and a join is one
+ * broadcast; a member offline during the conversion catches up by HELLO. */
+Test(authority_core, key_tree_conversion_of_a_push_group)
+{
+    enum { N = 5 };
+    device d[N];
+    char id[N][16];
+    mqe2e_keytree_member *m[N] = {0};
+    devices_enrolled(d, id, N, "dev-c");
+    group_create("plant", "plant/#", NULL);
+    for (int i = 0; i < N; i++)
+        group_grant("plant", id[i]);
+    char a_g[] = "group=plant";
+    char *rargs[1] = {a_g};
+    cr_assert_eq(op_call(NULL, "group-rotate", rargs, 1), MQE2E_OPSTATUS_OK);
+    uint32_t before = group_epoch("plant");
+    cr_assert_eq(before, 2U);
+
+    char *out = NULL;
+    cr_assert_eq(group_tree(&out, "plant", NULL), MQE2E_OPSTATUS_OK);
+    cr_assert(strstr(out, "key tree of depth 4") != NULL, "2^d >= 2 x 5 members: %s", out);
+    free(out);
+    cr_assert(authority_tree_db_is_tree(fx.db, "plant"));
+    cr_assert_eq(group_epoch("plant"), before + 1U, "one rotation, to tree epoch 1 + base");
+    cr_assert_eq(count_to("mqe2e/tree/plant"), 0U, "no join update per member");
+    cr_assert_eq(counter("tree_conversions"), 1U);
+    /* d[4] is offline: it never reads its push. */
+    uint8_t s0[32], s[32];
+    for (int i = 0; i < N - 1; i++) {
+        char t[300];
+        client_topic(t, sizeof t, id[i]);
+        cr_assert_eq(count_to(t), 1U, "one push for %s", id[i]);
+        uint32_t e = 0;
+        m[i] = pushed_tree_member(&d[i], "plant", &e, i == 0 ? s0 : s);
+        cr_assert_eq(e, before + 1U);
+        cr_assert_eq(mqe2e_keytree_member_epoch(m[i]), 1U);
+        if (i > 0) cr_assert_eq(sodium_memcmp(s, s0, 32), 0, "%s: same epoch secret", id[i]);
+    }
+    /* The pushed secret is the group's (HELLO reads it from the store). */
+    mqe2e_keytree_member *h = tree_member(&d[0], "plant", NULL);
+    cr_assert_eq(mqe2e_keytree_member_leaf(h), mqe2e_keytree_member_leaf(m[0]));
+    mqe2e_keytree_member_free(h);
+
+    /* A revocation: one TreeUpdate, no push to anyone. */
+    fx.now += 10;
+    revoke(id[1]);
+    cr_assert_eq(count_to("mqe2e/tree/plant"), 1U);
+    for (int i = 0; i < N; i++) {
+        char t[300];
+        client_topic(t, sizeof t, id[i]);
+        cr_assert_eq(count_to(t), 0U, "no per-member push after the conversion (%s)", id[i]);
+    }
+    sent rm = copy_sent(last_to("mqe2e/tree/plant"));
+    for (int i = 0; i < N - 1; i++) {
+        int rc = tree_apply(m[i], &rm, i == 1 ? NULL : &d[i], "plant", NULL);
+        cr_assert_eq(rc, i == 1 ? MQE2E_ERR_TREE_REVOKED : MQE2E_OK, "%s: %d", id[i], rc);
+    }
+    free(rm.p);
+    /* The member offline during the conversion: its HELLO brings its leaf
+     * and the current path (the revocation's epoch). */
+    uint32_t e4 = 0;
+    m[4] = tree_member(&d[4], "plant", &e4);
+    cr_assert_eq(e4, before + 2U);
+    cr_assert_eq(mqe2e_keytree_member_epoch(m[4]), mqe2e_keytree_member_epoch(m[0]));
+
+    /* A join is a tree update too. */
+    device late;
+    device_enrolled(&late, "dev-late");
+    group_grant("plant", "dev-late");
+    cr_assert_eq(count_to("mqe2e/tree/plant"), 1U, "the join is one broadcast");
+    sent join = copy_sent(last_to("mqe2e/tree/plant"));
+    cr_assert_eq(tree_apply(m[0], &join, &d[0], "plant", NULL), MQE2E_OK);
+    cr_assert_eq(tree_apply(m[4], &join, &d[4], "plant", NULL), MQE2E_OK);
+    free(join.p);
+    mqe2e_keytree_member *ml = tree_member(&late, "plant", NULL);
+    mqe2e_keytree_member_free(ml);
+    device_free(&late);
+    for (int i = 0; i < N; i++) {
+        mqe2e_keytree_member_free(m[i]);
+        device_free(&d[i]);
+    }
+}
+
+/* A conversion that cannot be done changes nothing: not a tree, same epoch,
+ * no push, no counter: a depth too small for the members, a depth out of
+ * range, a group with rotation settings, an unknown group; and a tree group
+ * is not converted twice. A ticket made while the group was a push group
+ * does not hold the conversion back: used after it, it joins the tree at a
+ * leaf with one join broadcast. */
+Test(authority_core, key_tree_conversion_refusals_leave_the_group_unchanged)
+{
+    device d[3];
+    char id[3][16];
+    devices_enrolled(d, id, 3, "dev-r");
+    group_create("lab", "lab/#", NULL);
+    group_create("timed", "timed/#", "rotate-seconds=3600");
+    for (int i = 0; i < 3; i++) {
+        group_grant("lab", id[i]);
+        group_grant("timed", id[i]);
+    }
+    uint32_t lab = group_epoch("lab"), timed = group_epoch("timed");
+    uint64_t rotations = counter("rotations");
+    char *out = NULL;
+    struct {
+        const char *group, *depth;
+        int32_t status;
+    } bad[] = {
+        {"lab", "1", MQE2E_OPSTATUS_BAD_REQUEST},   /* 3 members, 2 leaves */
+        {"lab", "21", MQE2E_OPSTATUS_BAD_REQUEST},  /* over 2^20 */
+        {"lab", "0", MQE2E_OPSTATUS_BAD_REQUEST},   /* no tree of depth 0 */
+        {"timed", NULL, MQE2E_OPSTATUS_BAD_REQUEST}, /* rotation settings */
+        {"nowhere", NULL, MQE2E_OPSTATUS_NOT_FOUND},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        cr_assert_eq(group_tree(&out, bad[k].group, bad[k].depth), bad[k].status, "case %zu",
+                     k);
+        free(out);
+        out = NULL;
+        cr_assert_eq(fx.out.n, 1U, "case %zu: only the operator reply was sent", k);
+    }
+    cr_assert_not(authority_tree_db_is_tree(fx.db, "lab"));
+    cr_assert_not(authority_tree_db_is_tree(fx.db, "timed"));
+    cr_assert_eq(group_epoch("lab"), lab);
+    cr_assert_eq(group_epoch("timed"), timed);
+    cr_assert_eq(counter("rotations"), rotations);
+    cr_assert_eq(counter("tree_conversions"), 0U);
+    /* Still a push group: a rotation pushes the members as before. */
+    char a_g[] = "group=lab";
+    char *rargs[1] = {a_g};
+    cr_assert_eq(op_call(NULL, "group-rotate", rargs, 1), MQE2E_OPSTATUS_OK);
+    cr_assert_eq(count_to("mqe2e/client/dev-r0"), 1U);
+
+    /* A ticket naming the push group, made before the conversion. */
+    const char *extra[] = {"group=lab", NULL};
+    char *ticket = token_create_args("dev-r9", extra);
+    cr_assert_eq(group_tree(&out, "lab", "2"), MQE2E_OPSTATUS_OK);
+    free(out);
+    cr_assert(authority_tree_db_is_tree(fx.db, "lab"));
+    cr_assert_eq(group_tree(&out, "lab", NULL), MQE2E_OPSTATUS_EXISTS);
+    free(out);
+    cr_assert_eq(counter("tree_conversions"), 1U);
+    /* Used now, it joins the tree at the fourth leaf: one join broadcast. */
+    size_t joins = count_to("mqe2e/tree/lab");
+    device late;
+    device_new(&late, "dev-r9");
+    enroll_frame(&late, ticket);
+    free(ticket);
+    mqe2e_control_update reply;
+    cr_assert_eq(enroll_send(&late, &reply, NULL), MQE2E_OK, "the earlier ticket enrolls");
+    mqe2e_control_update_wipe(&reply);
+    cr_assert_eq(count_to("mqe2e/tree/lab"), joins + 1U, "one join broadcast");
+    mqe2e_keytree_member *ml = tree_member(&late, "lab", NULL);
+    cr_assert_eq(mqe2e_keytree_member_leaf(ml), 3U);
+    mqe2e_keytree_member_free(ml);
+    device_free(&late);
+    /* A group without members converts too; its first member is a tree join. */
+    group_create("empty", "empty/#", NULL);
+    cr_assert_eq(group_tree(&out, "empty", NULL), MQE2E_OPSTATUS_OK);
+    free(out);
+    group_grant("empty", id[0]);
+    cr_assert_eq(count_to("mqe2e/tree/empty"), 1U);
+    mqe2e_keytree_member *m = tree_member(&d[0], "empty", NULL);
+    cr_assert_eq(mqe2e_keytree_member_epoch(m), 2U);
+    mqe2e_keytree_member_free(m);
+    for (int i = 0; i < 3; i++)
+        device_free(&d[i]);
+}
+
+/* tree_threshold = 3: the grant that brings a push group to its 3rd member
+ * converts it (every member's push carries its leaf), not the 2nd; the 4th
+ * member joins by one broadcast. An enrollment whose ticket names a push
+ * group converts it the same way at its 3rd member. Off (0) nothing moves. */
+Test(authority_core, key_tree_threshold_converts_at_the_nth_member)
+{
+    device d[4];
+    char id[4][16];
+    devices_enrolled(d, id, 4, "dev-t");
+    group_create("off", "off/#", NULL);
+    for (int i = 0; i < 4; i++)
+        group_grant("off", id[i]);
+    cr_assert_not(authority_tree_db_is_tree(fx.db, "off"), "tree_threshold 0: never");
+
+    fx.cfg.tree_threshold = 3;
+    group_create("yard", "yard/#", NULL);
+    group_grant("yard", id[0]);
+    group_grant("yard", id[1]);
+    cr_assert_not(authority_tree_db_is_tree(fx.db, "yard"), "converted before the 3rd member");
+    char a_g[] = "group=yard", a_i[] = "id=dev-t2";
+    char *args[2] = {a_g, a_i};
+    char *out = NULL;
+    cr_assert_eq(op_call(&out, "group-grant", args, 2), MQE2E_OPSTATUS_OK);
+    cr_assert(strstr(out, "converted to a key tree of depth 3") != NULL, "%s", out);
+    free(out);
+    cr_assert(authority_tree_db_is_tree(fx.db, "yard"), "not converted at the 3rd member");
+    cr_assert_eq(counter("tree_conversions"), 1U);
+    mqe2e_keytree_member *m[3];
+    for (int i = 0; i < 3; i++)
+        m[i] = pushed_tree_member(&d[i], "yard", NULL, NULL);
+    group_grant("yard", id[3]);
+    cr_assert_eq(count_to("mqe2e/tree/yard"), 1U, "the 4th member is a tree join");
+    sent join = copy_sent(last_to("mqe2e/tree/yard"));
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(tree_apply(m[i], &join, &d[i], "yard", NULL), MQE2E_OK);
+    free(join.p);
+    cr_assert_eq(counter("tree_conversions"), 1U);
+    cr_assert_not(authority_tree_db_is_tree(fx.db, "off"), "a group is converted by its grant");
+
+    /* Enrollment: the enrollment that brings the group to 3 members converts it. */
+    group_create("dock", "dock/#", NULL);
+    device e[3];
+    for (int i = 0; i < 3; i++) {
+        char eid[16], extra[64];
+        snprintf(eid, sizeof eid, "dev-e%d", i);
+        snprintf(extra, sizeof extra, "group=dock");
+        device_new(&e[i], eid);
+        char *ticket = token_create(eid, extra);
+        enroll_frame(&e[i], ticket);
+        free(ticket);
+        /* The reply first, then (3rd) the conversion's push to every member. */
+        char t[300];
+        client_topic(t, sizeof t, eid);
+        outbox_clear();
+        deliver(e[i].frame, e[i].frame_len);
+        authority_core_tick(fx.core, fx.now, fx.now_ms, 1);
+        const sent *r = NULL;
+        for (size_t k = 0; k < fx.out.n && r == NULL; k++)
+            if (strcmp(fx.out.v[k].topic, t) == 0) r = &fx.out.v[k];
+        cr_assert_not_null(r, "no enroll reply");
+        mqe2e_control_update reply;
+        mqe2e_credential *cred = NULL;
+        cr_assert_eq(mqe2e_enroll_finish(e[i].st, &reply, &cred, r->p, r->n, fx.now), MQE2E_OK);
+        mqe2e_credential_free(cred);
+        mqe2e_control_update_wipe(&reply);
+        cr_assert_eq(count_to(t), i == 2 ? 2U : 1U, "enrollment %d: reply (and push)", i);
+        cr_assert_eq(authority_tree_db_is_tree(fx.db, "dock"), i == 2, "after enrollment %d", i);
+    }
+    cr_assert_eq(counter("tree_conversions"), 2U);
+    for (int i = 0; i < 3; i++) {
+        mqe2e_keytree_member *em = pushed_tree_member(&e[i], "dock", NULL, NULL);
+        mqe2e_keytree_member_free(em);
+        device_free(&e[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        mqe2e_keytree_member_free(m[i]);
+    for (int i = 0; i < 4; i++)
+        device_free(&d[i]);
+}
 /* ----------------------------------------------------------------- replicas */
 
 /* A second replica: its own core and store handle on the same SQLite file

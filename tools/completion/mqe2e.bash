@@ -43,7 +43,7 @@ _mqe2e()
     esac
     if [ "$COMP_CWORD" -eq 2 ]; then
         case "$cmd" in
-            group) COMPREPLY=($(compgen -W "create rotate export import list grant ungrant signer-add signer-remove signer-list" -- "$cur")); return 0 ;;
+            group) COMPREPLY=($(compgen -W "create rotate tree export import list grant ungrant signer-add signer-remove signer-list" -- "$cur")); return 0 ;;
             authority) COMPREPLY=($(compgen -W "init operator-add pin run" -- "$cur")); return 0 ;;
             token) COMPREPLY=($(compgen -W "create" -- "$cur")); return 0 ;;
             list) COMPREPLY=($(compgen -W "clients groups tokens" -- "$cur")); return 0 ;;
@@ -61,9 +61,9 @@ _mqe2e()
         keygen) opts="$_mqe2e_key_opts --id --sender-id --kdf" ;;
         status) opts="$_mqe2e_key_opts --json $_mqe2e_broker_opts $op" ;;
         group) opts="$_mqe2e_key_opts --group --topic --out --signed --sender --client
-              --export-passphrase-file --rotate-every --rotate-messages --id $_mqe2e_broker_opts $op" ;;
+              --export-passphrase-file --rotate-every --rotate-messages --id --tree --depth --history $_mqe2e_broker_opts $op" ;;
         authority) opts="$_mqe2e_key_opts $_mqe2e_broker_opts --db --id --prefix --name --sign-public
-              --config --credential-ttl --grace -v --verbose --handshake-limits" ;;
+              --config --credential-ttl --grace -v --verbose --handshake-limits --tree-threshold" ;;
         token) opts="$_mqe2e_key_opts $_mqe2e_broker_opts $op --id --role --grant --group --ttl --count" ;;
         revoke) opts="$_mqe2e_key_opts $_mqe2e_broker_opts $op --id" ;;
         list) opts="$_mqe2e_key_opts $_mqe2e_broker_opts $op" ;;

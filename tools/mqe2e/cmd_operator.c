@@ -33,6 +33,7 @@ enum {
     OPT_ROTATE_EVERY,
     OPT_ROTATE_MESSAGES,
     OPT_TREE,
+    OPT_DEPTH,
     OPT_SIGNED,
     OPT_REMOTE,
     OPT_REPLACE,
@@ -56,6 +57,7 @@ static const cli_opt opts[] = {
     {0, "rotate-every", 1, OPT_ROTATE_EVERY},
     {0, "rotate-messages", 1, OPT_ROTATE_MESSAGES},
     {0, "tree", 1, OPT_TREE},
+    {0, "depth", 1, OPT_DEPTH},
     {0, "signed", 0, OPT_SIGNED},
     {0, "remote", 0, OPT_REMOTE},
     {0, "replace", 0, OPT_REPLACE},
@@ -97,7 +99,8 @@ typedef struct op_args {
     const char *topic;
     long rotate_every;
     long rotate_messages;
-    long tree; /* key-tree depth of a new group, 0: none */
+    long tree;  /* key-tree depth of a new group, 0: none */
+    long depth; /* `group tree --depth`: 0, the authority's rule */
     int signed_group;
     int replace;
     int history;
@@ -195,6 +198,10 @@ static int parse(op_args *o, int argc, char **argv, const char *command, const c
         case OPT_TREE:
             if (cli_parse_long(&x, v, 1, 20, "--tree") != 0) return CLI_EXIT_USAGE;
             o->tree = x;
+            break;
+        case OPT_DEPTH:
+            if (cli_parse_long(&x, v, 1, 20, "--depth") != 0) return CLI_EXIT_USAGE;
+            o->depth = x;
             break;
         case OPT_SIGNED:
             o->signed_group = 1;
@@ -645,6 +652,7 @@ static const char group_usage[] =
     "       mqe2e group grant   -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID [--history]\n"
     "       mqe2e group ungrant -K OPERATOR_KEYSTORE --group NAME --id CLIENT_ID\n"
     "       mqe2e group rotate  -K OPERATOR_KEYSTORE --group NAME\n"
+    "       mqe2e group tree    -K OPERATOR_KEYSTORE --group NAME [--depth DEPTH]\n"
     "       (with --authority PIN or MQE2E_AUTHORITY; without them, and with\n"
     "       --out, `group create/rotate` are the manual keystore commands)\n"
     "\n"
@@ -657,7 +665,13 @@ static const char group_usage[] =
     "  grant    add an enrolled client; it gets the group key by push (the current\n"
     "           epoch only; --history: also the retired epochs still in grace)\n"
     "  ungrant  remove a member, then rotate: the others get the new epoch\n"
-    "  rotate   move the group to a new epoch, pushed to every member\n";
+    "  rotate   move the group to a new epoch, pushed to every member\n"
+    "  tree     convert a push group to a key-tree group: every member gets a leaf,\n"
+    "           the group rotates once (one push per member, with its leaf); from\n"
+    "           then on joins and removals are one broadcast each. --depth D:\n"
+    "           up to 2^D members (default: the smallest D with 2^D >= 2 x members,\n"
+    "           3..20). Refused for a tree group, a group with --rotate-* settings,\n"
+    "           or more than 2^D members\n";
 
 int cmd_operator_group(int argc, char **argv)
 {
@@ -701,6 +715,10 @@ int cmd_operator_group(int argc, char **argv)
         return simple(&o, strcmp(sub, "grant") == 0 ? "group-grant" : "group-ungrant", &l);
     }
     if (strcmp(sub, "rotate") == 0) return simple(&o, "group-rotate", &l);
+    if (strcmp(sub, "tree") == 0) {
+        if (o.depth > 0) add(&l, kvl("depth", o.depth));
+        return simple(&o, "group-tree", &l);
+    }
     argv_free(&l);
     cli_error("unknown group command '%s' (see 'mqe2e group --help')", sub);
     return CLI_EXIT_USAGE;
@@ -725,7 +743,9 @@ int cli_operator_form(int argc, char **argv)
     if (strcmp(argv[0], "status") == 0) return arg_pin || remote;
     if (strcmp(argv[0], "group") == 0) {
         if (argc < 2) return 0;
-        if (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "ungrant") == 0) return 1;
+        if (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "ungrant") == 0 ||
+            strcmp(argv[1], "tree") == 0)
+            return 1;
         if (strcmp(argv[1], "create") != 0 && strcmp(argv[1], "rotate") != 0) return 0;
     }
     return (env_pin || arg_pin) && !has_out;

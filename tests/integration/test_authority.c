@@ -1136,6 +1136,29 @@ typedef struct tree_dev {
     mqe2e_protector *pr;
 } tree_dev;
 
+/* @p n devices "<prefix>-1".."<prefix>-n" enrolled through the authority
+ * with one `token create --count n` (naming @p group when not NULL). */
+static void tree_devs_enrolled(tree_dev *t, int n, const char *prefix, const char *group)
+{
+    static char out[OUT_MAX];
+    char *lines[33];
+    char count[16];
+    mqe2e_control_update r;
+    cr_assert_leq(n, 32);
+    snprintf(count, sizeof count, "%d", n);
+    const char *tc[] = {"token", "create", "--id", prefix, "--count", count,
+                        group != NULL ? "--group" : NULL, group, NULL};
+    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
+    cr_assert_eq(split_lines(out, lines, n + 1), n);
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s-%d", prefix, i + 1);
+        device_new(&t[i].d, id);
+        cr_assert_eq(enroll(&t[i].d, lines[i], &r), MQE2E_OK, "%s enrolls", id);
+        mqe2e_control_update_wipe(&r);
+    }
+}
+
 /* Install the member's current epoch secret in its keystore as group epoch tree+base. */
 static void tree_install(tree_dev *t)
 {
@@ -1215,18 +1238,9 @@ Test(authority, key_tree_revocation_end_to_end)
                         NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
     cr_assert(strstr(out, "key tree of depth 3") != NULL, "%s", out);
-    const char *tc[] = {"token", "create", "--id", "tm", "--count", "4", NULL};
-    cr_assert_eq(op(out, sizeof out, tc), 0);
-    cr_assert_eq(split_lines(out, lines, N + 1), N);
-    char tickets[N][2048];
-    for (int i = 0; i < N; i++)
-        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
+    tree_devs_enrolled(t, N, "tm", NULL);
     for (int i = 0; i < N; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "tm-%d", i + 1);
-        device_new(&t[i].d, id);
-        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
-        mqe2e_control_update_wipe(&r);
+        const char *id = t[i].d.id;
         const char *gg[] = {"group", "grant", "--group", "fleet", "--id", id, NULL};
         cr_assert_eq(op(out, sizeof out, gg), 0, "%s", out);
         mail pm;
@@ -1933,19 +1947,7 @@ Test(authority, key_tree_replacement_end_to_end)
     const char *gc[] = {"group",   "create", "--group", "fleet", "--topic",
                         "fleet/#", "--tree", "3",       NULL};
     cr_assert_eq(op(out, sizeof out, gc), 0, "%s", out);
-    const char *tc[] = {"token", "create", "--id", "rt", "--count", "3", "--group", "fleet", NULL};
-    cr_assert_eq(op(out, sizeof out, tc), 0, "%s", out);
-    cr_assert_eq(split_lines(out, lines, N + 1), N);
-    char tickets[N][2048];
-    for (int i = 0; i < N; i++)
-        snprintf(tickets[i], sizeof tickets[i], "%s", lines[i]);
-    for (int i = 0; i < N; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "rt-%d", i + 1);
-        device_new(&t[i].d, id);
-        cr_assert_eq(enroll(&t[i].d, tickets[i], &r), MQE2E_OK);
-        mqe2e_control_update_wipe(&r);
-    }
+    tree_devs_enrolled(t, N, "rt", "fleet");
     for (int i = 0; i < N; i++)
         tree_hello(&t[i]);
     for (double end = af_mono() + 10.0; tree_box.n < N && af_mono() < end;)

@@ -112,8 +112,8 @@ if [ "$smoke" -eq 1 ]; then
     "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --smoke --json "$work/throughput.json" \
         --csv "$out/throughput.csv"
 else
-    # 16 cells (2 fronts x 2 QoS x 4 sizes), 5 alternating pairs each.
-    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --reps 5 --seconds 1.2 --budget 250 \
+    # 16 cells (2 fronts x 2 QoS x 4 sizes), 7 alternating pairs each (issue 15: >= 7).
+    "$build/bench/bench_throughput" --uri "$uri" --broker-pid "$broker_pid" --reps 7 --seconds 1.2 --budget 420 \
         --json "$work/throughput.json" --csv "$out/throughput.csv"
 fi
 
@@ -164,14 +164,11 @@ if [ "$smoke" -eq 1 ]; then
 else
     "$build/bench/bench_rekey" --members 10000 --rounds 3 --json "$work/rekey10k.json"
 fi
-# And at 100,000 (one revocation): ~100 s of enrollment, then a push that
-# does not finish within the round's 60 s; the JSON says how many members
-# still missed the new epoch. A failure here is reported, not fatal.
-if [ "$smoke" -eq 1 ]; then
-    cp "$work/rekey.json" "$work/rekey100k.json"
-elif ! "$build/bench/bench_rekey" --members 100000 --rounds 1 --json "$work/rekey100k.json"; then
-    [ -s "$work/rekey100k.json" ] || echo "null" >"$work/rekey100k.json"
-fi
+# Not at 100,000: enrolling 100,000 devices through the authority before
+# the push took 99 s on 2026-12-07 07:31 and over 12 minutes at 12:19 on an
+# idle machine, so it stays outside this run (docs/BENCHMARKS.md has its
+# figure: > 60 s). bench_keytree below counts the push's messages and bytes
+# at 100,000 beside the tree in-process.
 
 # ---- 3d'. key-tree revocation through Mosquitto and the authority (100,000 members) ---------
 echo "== bench_tree_revoke"
@@ -302,7 +299,6 @@ machine="$(uname -sm), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p'
     printf '  "enroll_rate": '; cat "$work/enroll.json"; printf ',\n'
     printf '  "rekey": '; cat "$work/rekey.json"; printf ',\n'
     printf '  "rekey_10000": '; cat "$work/rekey10k.json"; printf ',\n'
-    printf '  "rekey_100000": '; cat "$work/rekey100k.json"; printf ',\n'
     printf '  "tree_revoke": '; cat "$work/tree_revoke.json"; printf ',\n'
     printf '  "enroll_rate_postgresql": '; cat "$work/enroll_pg1.json"; printf ',\n'
     printf '  "enroll_rate_postgresql_2_replicas": '; cat "$work/enroll_pg2.json"; printf ',\n'
